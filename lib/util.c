@@ -1,0 +1,386 @@
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keten.h"
+
+static keten_err read_fd(int fd, const char *path, size_t max, uint8_t *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return keten_err_set(KETEN_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        }
+        if (n == 0) {
+            return keten_err_set(KETEN_ERR_IO, "%s changed while being read", path);
+        }
+        got += (size_t)n;
+    }
+    (void)max;
+    return KETEN_OK;
+}
+
+static keten_err open_and_size(const char *path, int flags, size_t max, int *fd_out,
+    struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return keten_err_set(KETEN_ERR_NOT_FOUND, "%s does not exist", path);
+        }
+        if (errno == ELOOP) {
+            return keten_err_set(KETEN_ERR_PERMISSIONS, "%s is a symbolic link; refusing it",
+                path);
+        }
+        return keten_err_set(KETEN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    }
+    if (fstat(fd, st) != 0) {
+        keten_err e = keten_err_set(KETEN_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
+        close(fd);
+        return e;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        return keten_err_set(KETEN_ERR_IO, "%s is not a regular file", path);
+    }
+    if ((uint64_t)st->st_size > (uint64_t)max) {
+        close(fd);
+        return keten_err_set(KETEN_ERR_TOO_LARGE, "%s is %lld bytes; at most %zu allowed", path,
+            (long long)st->st_size, max);
+    }
+    *fd_out = fd;
+    return KETEN_OK;
+}
+
+keten_err keten_file_read(const char *path, size_t max, uint8_t **out, size_t *out_len)
+{
+    int fd;
+    struct stat st;
+    keten_err e = open_and_size(path, 0, max, &fd, &st);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    size_t len = (size_t)st.st_size;
+    uint8_t *buf = malloc(len + 1);
+    if (buf == NULL) {
+        close(fd);
+        return keten_err_set(KETEN_ERR_NOMEM, "reading %s", path);
+    }
+    e = read_fd(fd, path, max, buf, len);
+    close(fd);
+    if (e != KETEN_OK) {
+        free(buf);
+        return e;
+    }
+    buf[len] = 0;
+    *out = buf;
+    *out_len = len;
+    return KETEN_OK;
+}
+
+keten_err keten_file_read_secret(const char *path, size_t max, uint8_t **out, size_t *out_len)
+{
+    int fd;
+    struct stat st;
+    keten_err e = open_and_size(path, O_NOFOLLOW, max, &fd, &st);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        close(fd);
+        return keten_err_set(KETEN_ERR_PERMISSIONS,
+            "%s is %s by %s (mode %03o); run chmod 600 %s", path,
+            (st.st_mode & (S_IRGRP | S_IROTH)) ? "readable" : "accessible",
+            (st.st_mode & S_IRWXO) ? "others" : "its group", (unsigned)(st.st_mode & 0777), path);
+    }
+    size_t len = (size_t)st.st_size;
+    uint8_t *buf = sodium_malloc(len + 1);
+    if (buf == NULL) {
+        close(fd);
+        return keten_err_set(KETEN_ERR_NOMEM, "reading %s", path);
+    }
+    e = read_fd(fd, path, max, buf, len);
+    close(fd);
+    if (e != KETEN_OK) {
+        sodium_free(buf);
+        return e;
+    }
+    buf[len] = 0;
+    *out = buf;
+    *out_len = len;
+    return KETEN_OK;
+}
+
+static keten_err fsync_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    if (copy == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "fsync of directory");
+    }
+    int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(copy);
+    if (dfd < 0) {
+        return keten_err_set(KETEN_ERR_IO, "cannot open the directory of %s: %s", path,
+            strerror(errno));
+    }
+    int rc = fsync(dfd);
+    close(dfd);
+    if (rc != 0) {
+        return keten_err_set(KETEN_ERR_IO, "cannot fsync the directory of %s: %s", path,
+            strerror(errno));
+    }
+    return KETEN_OK;
+}
+
+static keten_err write_all(int fd, const char *path, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return keten_err_set(errno == ENOSPC ? KETEN_ERR_STORE_FULL : KETEN_ERR_IO,
+                "cannot write %s: %s", path, strerror(errno));
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (fsync(fd) != 0) {
+        return keten_err_set(KETEN_ERR_IO, "cannot fsync %s: %s", path, strerror(errno));
+    }
+    return KETEN_OK;
+}
+
+keten_err keten_file_write(const char *path, const void *data, size_t len, unsigned mode,
+    bool exclusive)
+{
+    keten_err e;
+    if (exclusive) {
+        /* Create the final name itself, so that the existence check and the
+         * creation cannot race; a partial file is removed on failure. */
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd < 0) {
+            if (errno == EEXIST) {
+                return keten_err_set(KETEN_ERR_EXISTS, "%s already exists; refusing to overwrite it",
+                    path);
+            }
+            return keten_err_set(KETEN_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+        }
+        e = write_all(fd, path, data, len);
+        if (close(fd) != 0 && e == KETEN_OK) {
+            e = keten_err_set(KETEN_ERR_IO, "cannot close %s: %s", path, strerror(errno));
+        }
+        if (e != KETEN_OK) {
+            unlink(path);
+            return e;
+        }
+        return fsync_dir_of(path);
+    }
+    size_t tlen = strlen(path) + 16;
+    char *tmp = malloc(tlen);
+    if (tmp == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "writing %s", path);
+    }
+    snprintf(tmp, tlen, "%s.tmpXXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        e = keten_err_set(KETEN_ERR_IO, "cannot create a temporary file beside %s: %s", path,
+            strerror(errno));
+        free(tmp);
+        return e;
+    }
+    if (fchmod(fd, mode) != 0) {
+        e = keten_err_set(KETEN_ERR_IO, "cannot chmod %s: %s", tmp, strerror(errno));
+        close(fd);
+        goto fail;
+    }
+    e = write_all(fd, path, data, len);
+    if (close(fd) != 0 && e == KETEN_OK) {
+        e = keten_err_set(KETEN_ERR_IO, "cannot close %s: %s", tmp, strerror(errno));
+    }
+    if (e != KETEN_OK) {
+        goto fail;
+    }
+    if (rename(tmp, path) != 0) {
+        e = keten_err_set(KETEN_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        goto fail;
+    }
+    free(tmp);
+    return fsync_dir_of(path);
+fail:
+    unlink(tmp);
+    free(tmp);
+    return e;
+}
+
+keten_err keten_mkdir(const char *path, unsigned mode)
+{
+    if (mkdir(path, mode) == 0) {
+        return KETEN_OK;
+    }
+    if (errno == EEXIST) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            return KETEN_OK;
+        }
+        return keten_err_set(KETEN_ERR_EXISTS, "%s exists and is not a directory", path);
+    }
+    return keten_err_set(KETEN_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
+}
+
+void keten_hex(const uint8_t *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+keten_err keten_unhex(const char *hex, uint8_t *out, size_t len)
+{
+    if (strlen(hex) != 2 * len) {
+        return keten_err_set(KETEN_ERR_INVALID, "expected %zu hex characters, got %zu", 2 * len,
+            strlen(hex));
+    }
+    for (size_t i = 0; i < len; i++) {
+        int hi = hexval(hex[2 * i]);
+        int lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return keten_err_set(KETEN_ERR_INVALID, "'%s' is not hexadecimal", hex);
+        }
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return KETEN_OK;
+}
+
+uint64_t keten_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t keten_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void keten_time_iso(uint64_t ms, char *out, size_t out_size)
+{
+    time_t secs = (time_t)(ms / 1000u);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL) {
+        snprintf(out, out_size, "invalid-time");
+        return;
+    }
+    snprintf(out, out_size, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000u));
+}
+
+keten_err keten_time_parse(const char *s, uint64_t *ms_out)
+{
+    size_t n = strlen(s);
+    if (n > 0 && n <= 20 && strspn(s, "0123456789") == n) {
+        errno = 0;
+        unsigned long long v = strtoull(s, NULL, 10);
+        if (errno != 0) {
+            return keten_err_set(KETEN_ERR_INVALID, "time '%s' is out of range", s);
+        }
+        *ms_out = v;
+        return KETEN_OK;
+    }
+    int y, mo, d, h, mi, sec, used = 0;
+    if (n > 40 || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6
+        || used != 19) {
+        return keten_err_set(KETEN_ERR_INVALID,
+            "time '%s' is not ISO 8601 UTC (use 2026-11-19T10:30:00Z)", s);
+    }
+    unsigned frac = 0;
+    const char *p = s + used;
+    if (*p == '.') {
+        p++;
+        unsigned digits = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (digits < 3) {
+                frac = frac * 10 + (unsigned)(*p - '0');
+            }
+            digits++;
+            p++;
+        }
+        if (digits == 0) {
+            return keten_err_set(KETEN_ERR_INVALID, "time '%s' has an empty fraction", s);
+        }
+        for (; digits < 3; digits++) {
+            frac *= 10;
+        }
+    }
+    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0) {
+        return keten_err_set(KETEN_ERR_INVALID, "time '%s' must be UTC (end it with Z)", s);
+    }
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59
+        || sec > 60 || h < 0 || mi < 0 || sec < 0) {
+        return keten_err_set(KETEN_ERR_INVALID, "time '%s' is out of range", s);
+    }
+    struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
+        .tm_min = mi, .tm_sec = sec };
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1 || tm.tm_mday != d) {
+        return keten_err_set(KETEN_ERR_INVALID, "time '%s' is not a real date", s);
+    }
+    *ms_out = (uint64_t)t * 1000u + frac;
+    return KETEN_OK;
+}
+
+bool keten_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > KETEN_NAME_MAX) {
+        return false;
+    }
+    return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+bool keten_label_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > KETEN_LABEL_MAX) {
+        return false;
+    }
+    if (strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789") < 1) {
+        return false;
+    }
+    return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-./") == n;
+}

@@ -1,0 +1,64 @@
+/*
+ * util.h - small helpers every part of keten needs: files with size caps and
+ * permission checks, hex, clocks, name syntax.
+ *
+ * Ownership: buffers returned through `uint8_t **out` are malloc()ed and
+ * owned by the caller (free()); keten_file_read_secret() returns
+ * sodium_malloc() memory, released with sodium_free().
+ * Thread safety: all functions are reentrant.
+ */
+#ifndef KETEN_UTIL_H
+#define KETEN_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+/* Read a whole file of at most max bytes. KETEN_ERR_NOT_FOUND, KETEN_ERR_IO,
+ * KETEN_ERR_TOO_LARGE. An empty file is returned as a 0-byte buffer (non-NULL). */
+keten_err keten_file_read(const char *path, size_t max, uint8_t **out, size_t *out_len)
+    KETEN_MUST_CHECK;
+
+/* Read a secret file (key, passphrase) of at most max bytes into
+ * sodium_malloc memory; refuses (KETEN_ERR_PERMISSIONS) a file that is not a
+ * regular file or is readable or writable by group or others, and never
+ * follows a symbolic link. The buffer is NUL-terminated after out_len bytes. */
+keten_err keten_file_read_secret(const char *path, size_t max, uint8_t **out, size_t *out_len)
+    KETEN_MUST_CHECK;
+
+/* Write data to path atomically (temporary file, fsync, rename, fsync of
+ * the directory). mode is the new file's mode. With exclusive, an existing
+ * path is KETEN_ERR_EXISTS (the check and the create are one O_EXCL open). */
+keten_err keten_file_write(const char *path, const void *data, size_t len, unsigned mode,
+    bool exclusive) KETEN_MUST_CHECK;
+
+/* Make a directory (mode) if it does not exist. */
+keten_err keten_mkdir(const char *path, unsigned mode) KETEN_MUST_CHECK;
+
+/* Lowercase hex of len bytes into out (2*len+1 bytes). */
+void keten_hex(const uint8_t *in, size_t len, char *out);
+
+/* Parse exactly 2*len hex characters; KETEN_ERR_INVALID otherwise. */
+keten_err keten_unhex(const char *hex, uint8_t *out, size_t len) KETEN_MUST_CHECK;
+
+/* Wall clock, ms since the Unix epoch (UTC). */
+uint64_t keten_now_ms(void);
+
+/* Monotonic clock in ms, for timeouts. */
+uint64_t keten_mono_ms(void);
+
+/* ISO 8601 UTC ("2026-11-19T10:30:00.000Z") of ms into out (at least 32 bytes). */
+void keten_time_iso(uint64_t ms, char *out, size_t out_size);
+
+/* Parse ISO 8601 UTC ("YYYY-MM-DDTHH:MM:SS[.fff]Z"), or a plain number of ms. */
+keten_err keten_time_parse(const char *s, uint64_t *ms_out) KETEN_MUST_CHECK;
+
+/* [a-z0-9-]{1,32}: node ids and roles. */
+bool keten_name_valid(const char *s);
+
+/* [a-z0-9][a-z0-9./-]{0,63}: registered categories and purposes. */
+bool keten_label_valid(const char *s);
+
+#endif
