@@ -384,3 +384,23 @@ bool keten_label_valid(const char *s)
     }
     return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-./") == n;
 }
+
+/* libsodium must be initialised before sodium_malloc() and the random
+ * generator are used; every program linking libketen links this file, so the
+ * library initialises itself before main(). sodium_init() is idempotent and
+ * thread-safe; keten_init() lets a program check the result. */
+static int sodium_state = -1;
+
+__attribute__((constructor)) static void keten_init_sodium(void)
+{
+    sodium_state = sodium_init() < 0 ? -1 : 0;
+}
+
+keten_err keten_init(void)
+{
+    if (sodium_state < 0 && sodium_init() < 0) {
+        return keten_err_set(KETEN_ERR_CRYPTO, "libsodium could not be initialised");
+    }
+    sodium_state = 0;
+    return KETEN_OK;
+}

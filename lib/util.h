@@ -16,6 +16,10 @@
 
 #include "err.h"
 
+/* libsodium is initialised when the program starts (a constructor in
+ * util.c); keten_init() reports whether that worked. Call it first in main(). */
+keten_err keten_init(void) KETEN_MUST_CHECK;
+
 /* Read a whole file of at most max bytes. KETEN_ERR_NOT_FOUND, KETEN_ERR_IO,
  * KETEN_ERR_TOO_LARGE. An empty file is returned as a 0-byte buffer (non-NULL). */
 keten_err keten_file_read(const char *path, size_t max, uint8_t **out, size_t *out_len)

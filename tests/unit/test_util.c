@@ -1,0 +1,189 @@
+/* util: capped and permission-checked file reads, atomic writes, hex, time,
+ * names; err: texts and exit codes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <sodium.h>
+
+#include "err.h"
+#include "util.h"
+
+static char tmpdir[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/keten-util-XXXXXX");
+    return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd);
+}
+
+static void path_of(const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", tmpdir, name);
+}
+
+static void test_write_read_roundtrip(void **state)
+{
+    (void)state;
+    char p[128];
+    path_of("a", p, sizeof p);
+    assert_int_equal(keten_file_write(p, "hello", 5, 0644, false), KETEN_OK);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(keten_file_read(p, 16, &buf, &len), KETEN_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "hello", 5);
+    free(buf);
+    /* replace atomically */
+    assert_int_equal(keten_file_write(p, "bye", 3, 0644, false), KETEN_OK);
+    assert_int_equal(keten_file_read(p, 16, &buf, &len), KETEN_OK);
+    assert_int_equal(len, 3);
+    free(buf);
+    /* size cap */
+    assert_int_equal(keten_file_read(p, 2, &buf, &len), KETEN_ERR_TOO_LARGE);
+    path_of("missing", p, sizeof p);
+    assert_int_equal(keten_file_read(p, 2, &buf, &len), KETEN_ERR_NOT_FOUND);
+}
+
+static void test_exclusive_refuses_existing(void **state)
+{
+    (void)state;
+    char p[128];
+    path_of("ex", p, sizeof p);
+    assert_int_equal(keten_file_write(p, "one", 3, 0600, true), KETEN_OK);
+    assert_int_equal(keten_file_write(p, "two", 3, 0600, true), KETEN_ERR_EXISTS);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(keten_file_read_secret(p, 16, &buf, &len), KETEN_OK);
+    assert_memory_equal(buf, "one", 3);
+    sodium_free(buf);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static void test_secret_permissions(void **state)
+{
+    (void)state;
+    char p[128], link[128];
+    path_of("s", p, sizeof p);
+    assert_int_equal(keten_file_write(p, "k", 1, 0600, true), KETEN_OK);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    const unsigned bad[] = { 0640, 0604, 0660, 0602, 0620 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(chmod(p, bad[i]), 0);
+        assert_int_equal(keten_file_read_secret(p, 16, &buf, &len), KETEN_ERR_PERMISSIONS);
+        assert_non_null(strstr(keten_err_detail(), "chmod 600"));
+    }
+    assert_int_equal(chmod(p, 0400), 0);
+    assert_int_equal(keten_file_read_secret(p, 16, &buf, &len), KETEN_OK);
+    sodium_free(buf);
+    path_of("link", link, sizeof link);
+    assert_int_equal(symlink(p, link), 0);
+    assert_int_equal(keten_file_read_secret(link, 16, &buf, &len), KETEN_ERR_PERMISSIONS);
+}
+
+static void test_hex(void **state)
+{
+    (void)state;
+    const uint8_t in[] = { 0x00, 0xab, 0xff, 0x10 };
+    char out[9];
+    keten_hex(in, sizeof in, out);
+    assert_string_equal(out, "00abff10");
+    uint8_t back[4];
+    assert_int_equal(keten_unhex("00abff10", back, 4), KETEN_OK);
+    assert_memory_equal(back, in, 4);
+    assert_int_equal(keten_unhex("00abff1", back, 4), KETEN_ERR_INVALID);
+    assert_int_equal(keten_unhex("00abff1g", back, 4), KETEN_ERR_INVALID);
+}
+
+static void test_time(void **state)
+{
+    (void)state;
+    uint64_t ms = 0;
+    assert_int_equal(keten_time_parse("2026-11-19T10:30:00Z", &ms), KETEN_OK);
+    assert_int_equal(ms, 1795084200000ull);
+    char out[40];
+    keten_time_iso(ms, out, sizeof out);
+    assert_string_equal(out, "2026-11-19T10:30:00.000Z");
+    assert_int_equal(keten_time_parse("2026-11-19T10:30:00.25Z", &ms), KETEN_OK);
+    assert_int_equal(ms % 1000, 250);
+    assert_int_equal(keten_time_parse("1795084200000", &ms), KETEN_OK);
+    assert_int_equal(ms, 1795084200000ull);
+    const char *bad[] = { "2026-11-19 10:30:00Z", "2026-11-19T10:30:00", "2026-02-30T00:00:00Z",
+        "2026-13-01T00:00:00Z", "2026-11-19T10:30:00+01:00", "yesterday", "" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(keten_time_parse(bad[i], &ms), KETEN_ERR_INVALID);
+    }
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_true(keten_name_valid("gemeente-diemen"));
+    assert_true(keten_name_valid("a"));
+    assert_true(keten_name_valid("abcdefghijklmnopqrstuvwxyz012345"));
+    assert_false(keten_name_valid("abcdefghijklmnopqrstuvwxyz0123456"));
+    assert_false(keten_name_valid(""));
+    assert_false(keten_name_valid("Politie"));
+    assert_false(keten_name_valid("role:police"));
+    assert_false(keten_name_valid("a b"));
+    assert_true(keten_label_valid("riec-convenant-2024/art-5"));
+    assert_false(keten_label_valid("/art-5"));
+    assert_false(keten_label_valid("Woonfraude"));
+    assert_false(keten_label_valid("*"));
+}
+
+static void test_err_texts(void **state)
+{
+    (void)state;
+    for (int e = 0; e < KETEN_ERR__COUNT; e++) {
+        assert_string_not_equal(keten_strerror((keten_err)e), "unknown error");
+        for (int f = 0; f < e; f++) {
+            assert_string_not_equal(keten_strerror((keten_err)e), keten_strerror((keten_err)f));
+        }
+    }
+    assert_string_equal(keten_strerror(KETEN_ERR__COUNT), "unknown error");
+    assert_int_equal(keten_err_exit_code(KETEN_OK), 0);
+    assert_int_equal(keten_err_exit_code(KETEN_ERR_BAD_SIGNATURE), 3);
+    assert_int_equal(keten_err_exit_code(KETEN_ERR_ROLLBACK), 3);
+    assert_int_equal(keten_err_exit_code(KETEN_ERR_INCONSISTENT), 3);
+    assert_int_equal(keten_err_exit_code(KETEN_ERR_IO), 1);
+    assert_int_equal(keten_err_exit_code(KETEN_ERR_PASSPHRASE), 1);
+    assert_int_equal(keten_err_set(KETEN_ERR_IO, "file %s", "x"), KETEN_ERR_IO);
+    assert_string_equal(keten_err_detail(), "file x");
+    keten_err_clear();
+    assert_string_equal(keten_err_detail(), "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_write_read_roundtrip),
+        cmocka_unit_test(test_exclusive_refuses_existing),
+        cmocka_unit_test(test_secret_permissions),
+        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_time),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_err_texts),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
