@@ -15,7 +15,9 @@
  *     "cosignature/v1\ntime <decimal seconds>\n" || checkpoint body;
  *     signature line payload = key hash (4) || timestamp (8, big-endian) ||
  *     Ed25519 signature (64).
- * The broker's key name is its node id, a witness's its node id.
+ * The broker's key name is its node id and it signs with its log key; a
+ * witness (partner node) signs cosignatures with its certificate's sign key
+ * under its node id.
  *
  * Ownership: returned strings are malloc()ed (free()). Thread-safe.
  * Errors: KETEN_ERR_TOO_LARGE (over KETEN_CHECKPOINT_MAX), KETEN_ERR_MALFORMED

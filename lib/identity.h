@@ -13,7 +13,7 @@
  *   magic "KETENSK1" (8) | format (1): 0 plain, 1 encrypted
  *   encrypted: salt (16) | opslimit (8) | memlimit (8) | nonce (24) |
  *              XChaCha20-Poly1305-IETF(key = Argon2id(passphrase, salt), nonce,
- *              body, AD = the 57 header bytes before it)
+ *              body, AD = the 65 header bytes before it)
  *   plain:     body
  *   body: version (1) = 1 | flags (1): bit 0 has log key | id_len (1) | id |
  *         role_len (1) | role | org_len (1) | org | sign_sk (64) | enc_sk (32) |
@@ -62,8 +62,10 @@ typedef struct keten_identity {
  * used are stored in the file, so either opens anywhere. */
 
 /* New keys for id/role/org (checked: keten_name_valid, org printable, at most
- * KETEN_ORG_MAX bytes). with_log_key for the broker. *out is owned by the
- * caller: keten_identity_destroy(). */
+ * KETEN_ORG_MAX bytes). with_log_key for the broker: role "broker" without
+ * it, or another role with it, is KETEN_ERR_INVALID. Errors: KETEN_ERR_BAD_NAME
+ * (id, role), KETEN_ERR_INVALID (org). *out is owned by the caller:
+ * keten_identity_destroy(). */
 keten_err keten_identity_generate(const char *id, const char *role, const char *org,
     bool with_log_key, keten_identity **out) KETEN_MUST_CHECK;
 
@@ -94,7 +96,11 @@ keten_err keten_identity_request(const keten_identity *self, const char *network
  * bytes, id and role syntax, key lengths (log_pk present iff role is
  * "broker"), org syntax, and the proof(s) of possession.
  * *out (free with keten_pb_free) is the parsed NodeRequest.
- * KETEN_ERR_BAD_SIGNATURE when a proof of possession fails. */
+ * KETEN_ERR_BAD_SIGNATURE when a proof of possession fails or is missing;
+ * KETEN_ERR_TOO_LARGE, KETEN_ERR_MALFORMED (does not parse, key lengths, a
+ * log key or log signature on a non-broker request), KETEN_ERR_NOT_CANONICAL,
+ * KETEN_ERR_BAD_NAME (id, role), KETEN_ERR_INVALID (org or network name,
+ * small-order X25519 key), KETEN_ERR_DUPLICATE_KEY (one key used twice). */
 keten_err keten_request_verify(const uint8_t *buf, size_t len, Keten__NodeRequest **out)
     KETEN_MUST_CHECK;
 

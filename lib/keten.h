@@ -41,7 +41,7 @@
 #define KETEN_REQUEST_MAX (64u << 10)
 #define KETEN_ANCHOR_MAX (64u << 10)
 #define KETEN_KEYFILE_MAX (16u << 10)
-#define KETEN_SIGNAL_JSON_MAX (900u << 10) /* base64 attachments must still fit an envelope */
+#define KETEN_SIGNAL_JSON_MAX (640u << 10) /* its binary form must fit the 512 KiB bucket */
 #define KETEN_MAX_ADMINS 32
 #define KETEN_CHECKPOINT_MAX (64u << 10) /* a signed note with its cosignatures */
 #define KETEN_RECEIPT_MAX (4u << 10)

@@ -25,7 +25,8 @@
  * threads with their own transactions. The caller must open the environment
  * with enough max_dbs (2 per log).
  *
- * Errors: KETEN_ERR_INVALID (index or size out of range), KETEN_ERR_STORE
+ * Errors: KETEN_ERR_INVALID (index or size out of range, or old_size >
+ * new_size), KETEN_ERR_TOO_LARGE (a leaf over KETEN_MERKLE_LEAF_MAX), KETEN_ERR_STORE
  * (LMDB error, detail names it), KETEN_ERR_STORE_FULL (MDB_MAP_FULL),
  * KETEN_ERR_INCONSISTENT (a stored node is missing or a proof fails).
  */
@@ -40,6 +41,7 @@
 #include "keten.h"
 
 #define KETEN_MERKLE_MAX_PROOF 128 /* hashes in any proof for sizes < 2^64 */
+#define KETEN_MERKLE_LEAF_MAX (16u << 20) /* bytes of one log leaf (KETEN_ERR_TOO_LARGE) */
 
 typedef uint8_t keten_hash[KETEN_HASH_BYTES];
 
