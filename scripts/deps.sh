@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   meson ninja-build pkg-config gcc
   libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
-  libjansson-dev libcmocka-dev lmdb-utils python3
+  libjansson-dev libcmocka-dev libmicrohttpd-dev lmdb-utils python3
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -16,7 +16,7 @@
 #include "identity.h"
 #include "keten.h"
 #include "pb.h"
-#include "signal.h"
+#include "signal_json.h"
 #include "util.h"
 
 static const char example_json[]

@@ -1,5 +1,6 @@
 /*
- * signal.h - the Signal payload at the edges: JSON (DESIGN section 5) <->
+ * signal_json.h - the Signal payload (module "signal": keten_signal_*) and
+ * its JSON form at the edges: JSON (DESIGN section 5) <->
  * protobuf, with jansson.
  *
  * JSON fields: type, purpose (required labels); summary (string, <= 4096
@@ -15,8 +16,8 @@
  * Ownership: *out Signal freed with keten_signal_free(); JSON strings are
  * malloc()ed (free()). Thread-safe.
  */
-#ifndef KETEN_SIGNAL_H
-#define KETEN_SIGNAL_H
+#ifndef KETEN_SIGNAL_JSON_H
+#define KETEN_SIGNAL_JSON_H
 
 #include <stddef.h>
 

@@ -1,0 +1,629 @@
+/*
+ * test_signal.c - the Signal payload: JSON of DESIGN section 5 <-> protobuf.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "fixture.h"
+#include "pb.h"
+#include "signal_json.h"
+#include "util.h"
+
+/* DESIGN section 5, with real base64 in place of the "..." placeholder (the
+ * first bytes of a JPEG file). */
+static const char design_example[]
+    = "{\n"
+      "  \"type\": \"woonfraude\",\n"
+      "  \"purpose\": \"riec-convenant/art-5\",\n"
+      "  \"summary\": \"Adres staat op naam van 9 personen; ramen afgeplakt\",\n"
+      "  \"nature\": \"soft\",\n"
+      "  \"grading\": {\"source\": \"B\", \"information\": \"2\"},\n"
+      "  \"handling\": \"TLP:AMBER\",\n"
+      "  \"observed_at\": \"2026-11-19T10:30:00Z\",\n"
+      "  \"observed_by\": \"handhaver\",\n"
+      "  \"subjects\": [{\"kind\": \"address\", \"value\": \"Hoofdstraat 1, 1111 AA Diemen\"},\n"
+      "               {\"kind\": \"company\", \"value\": \"KvK 12345678\"}],\n"
+      "  \"attachments\": [{\"name\": \"foto.jpg\", \"media_type\": \"image/jpeg\", "
+      "\"data_base64\": \"/9j/4AAQSkZJRgABAQ==\"}]\n"
+      "}\n";
+
+static const uint8_t jpeg_head[]
+    = { 0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0x01 };
+
+static Keten__Signal *parse_ok(const char *json)
+{
+    Keten__Signal *sig = NULL;
+    keten_err e = keten_signal_from_json(json, strlen(json), &sig);
+    if (e != KETEN_OK) {
+        fail_msg("parse failed: %s: %s\n%s", keten_strerror(e), keten_err_detail(), json);
+    }
+    assert_non_null(sig);
+    return sig;
+}
+
+static uint8_t *pack_ok(const Keten__Signal *sig, size_t *len)
+{
+    uint8_t *buf = NULL;
+    keten_err e = keten_signal_pack(sig, &buf, len);
+    if (e != KETEN_OK) {
+        fail_msg("pack failed: %s: %s", keten_strerror(e), keten_err_detail());
+    }
+    return buf;
+}
+
+/* Expect json (of len bytes) to be refused with err and a detail naming field. */
+static void expect_refused_len(const char *json, size_t len, keten_err err, const char *field)
+{
+    Keten__Signal *sig = NULL;
+    keten_err_clear();
+    keten_err e = keten_signal_from_json(json, len, &sig);
+    if (e != err || strstr(keten_err_detail(), field) == NULL) {
+        fail_msg("expected %s naming '%s', got %s: '%s' for input: %.200s", keten_strerror(err),
+            field, keten_strerror(e), keten_err_detail(), json);
+    }
+    assert_null(sig);
+}
+
+static void expect_refused(const char *json, keten_err err, const char *field)
+{
+    expect_refused_len(json, strlen(json), err, field);
+}
+
+static uint64_t expected_ms(int y, int mo, int d, int h, int mi, int s)
+{
+    struct tm tm = { 0 };
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = s;
+    return (uint64_t)timegm(&tm) * 1000u;
+}
+
+static void test_design_example_parses(void **state)
+{
+    (void)state;
+    Keten__Signal *sig = parse_ok(design_example);
+    assert_string_equal(sig->type, "woonfraude");
+    assert_string_equal(sig->purpose, "riec-convenant/art-5");
+    assert_string_equal(sig->summary, "Adres staat op naam van 9 personen; ramen afgeplakt");
+    assert_string_equal(sig->nature, "soft");
+    assert_non_null(sig->grading);
+    assert_string_equal(sig->grading->source, "B");
+    assert_string_equal(sig->grading->information, "2");
+    assert_string_equal(sig->handling, "TLP:AMBER");
+    assert_int_equal(sig->observed_at, expected_ms(2026, 11, 19, 10, 30, 0));
+    assert_string_equal(sig->observed_by, "handhaver");
+    assert_int_equal(sig->n_subjects, 2);
+    assert_string_equal(sig->subjects[0]->kind, "address");
+    assert_string_equal(sig->subjects[0]->value, "Hoofdstraat 1, 1111 AA Diemen");
+    assert_string_equal(sig->subjects[1]->kind, "company");
+    assert_string_equal(sig->subjects[1]->value, "KvK 12345678");
+    assert_int_equal(sig->n_attachments, 1);
+    assert_string_equal(sig->attachments[0]->name, "foto.jpg");
+    assert_string_equal(sig->attachments[0]->media_type, "image/jpeg");
+    assert_int_equal(sig->attachments[0]->data.len, sizeof jpeg_head);
+    assert_memory_equal(sig->attachments[0]->data.data, jpeg_head, sizeof jpeg_head);
+    keten_signal_free(&sig);
+    assert_null(sig);
+}
+
+/* JSON -> protobuf -> JSON -> protobuf gives the same bytes, and the JSON is
+ * written with the keys in the order of section 5. */
+static void test_design_example_round_trips(void **state)
+{
+    (void)state;
+    Keten__Signal *sig = parse_ok(design_example);
+    size_t len1 = 0;
+    uint8_t *bytes1 = pack_ok(sig, &len1);
+    char *json = NULL;
+    assert_int_equal(keten_signal_to_json(sig, &json), KETEN_OK);
+
+    static const char *const order[]
+        = { "\"type\"", "\"purpose\"", "\"summary\"", "\"nature\"", "\"grading\"", "\"handling\"",
+              "\"observed_at\"", "\"observed_by\"", "\"subjects\"", "\"attachments\"" };
+    const char *prev = json;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        const char *at = strstr(json, order[i]);
+        assert_non_null(at);
+        assert_true(at >= prev);
+        prev = at;
+    }
+    assert_non_null(strstr(json, "\"observed_at\":\"2026-11-19T10:30:00"));
+    assert_non_null(strstr(json, "\"data_base64\":\"/9j/4AAQSkZJRgABAQ==\""));
+
+    Keten__Signal *again = parse_ok(json);
+    size_t len2 = 0;
+    uint8_t *bytes2 = pack_ok(again, &len2);
+    assert_int_equal(len1, len2);
+    assert_memory_equal(bytes1, bytes2, len1);
+
+    /* And through the protobuf form, as inside an envelope. */
+    Keten__Signal *unpacked = NULL;
+    assert_int_equal(keten_signal_unpack(bytes1, len1, &unpacked), KETEN_OK);
+    char *json2 = NULL;
+    assert_int_equal(keten_signal_to_json(unpacked, &json2), KETEN_OK);
+    assert_string_equal(json, json2);
+
+    /* The jansson form is the same document. */
+    json_t *j = keten_signal_to_jansson(unpacked);
+    assert_non_null(j);
+    char *json3 = json_dumps(j, JSON_COMPACT);
+    assert_non_null(json3);
+    assert_string_equal(json, json3);
+    json_decref(j);
+
+    free(json3);
+    free(json2);
+    free(json);
+    free(bytes2);
+    free(bytes1);
+    keten_signal_free(&unpacked);
+    keten_signal_free(&again);
+    keten_signal_free(&sig);
+}
+
+/* Only type and purpose are required; optional fields are left out of the
+ * JSON written back. */
+static void test_minimal_signal(void **state)
+{
+    (void)state;
+    Keten__Signal *sig = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\"}");
+    assert_null(sig->grading);
+    assert_int_equal(sig->n_subjects, 0);
+    assert_int_equal(sig->observed_at, 0);
+    char *json = NULL;
+    assert_int_equal(keten_signal_to_json(sig, &json), KETEN_OK);
+    assert_string_equal(json, "{\"type\":\"drugs\",\"purpose\":\"handhaving\"}");
+    free(json);
+    keten_signal_free(&sig);
+}
+
+static void test_unknown_field(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"colour\":\"red\"}",
+        KETEN_ERR_JSON, "colour");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\","
+                   "\"grading\":{\"source\":\"B\",\"information\":\"2\",\"extra\":\"x\"}}",
+        KETEN_ERR_JSON, "grading.extra");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"subjects\":[{\"kind\":\"address\",\"value\":\"x\",\"note\":\"y\"}]}",
+        KETEN_ERR_JSON, "subjects[0].note");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":"
+                   "[{\"name\":\"a\",\"media_type\":\"text/plain\",\"data_base64\":\"\","
+                   "\"size\":0}]}",
+        KETEN_ERR_JSON, "attachments[0].size");
+}
+
+static void test_wrong_types(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":7,\"purpose\":\"handhaving\"}", KETEN_ERR_JSON, "type");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":[\"handhaving\"]}", KETEN_ERR_JSON, "purpose");
+    expect_refused(
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"summary\":5}", KETEN_ERR_JSON, "summary");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"grading\":\"B2\"}",
+        KETEN_ERR_JSON, "grading");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"grading\":{\"source\":\"B\",\"information\":2}}",
+        KETEN_ERR_JSON, "grading.information");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"subjects\":{}}",
+        KETEN_ERR_JSON, "subjects");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"subjects\":[\"x\"]}",
+        KETEN_ERR_JSON, "subjects[0]");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":\"x\"}",
+        KETEN_ERR_JSON, "attachments");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_at\":1700000000000}",
+        KETEN_ERR_JSON, "observed_at");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_by\":null}",
+        KETEN_ERR_JSON, "observed_by");
+}
+
+static void test_missing_required(void **state)
+{
+    (void)state;
+    expect_refused("{\"purpose\":\"handhaving\"}", KETEN_ERR_INVALID, "type");
+    expect_refused("{\"type\":\"drugs\"}", KETEN_ERR_INVALID, "purpose");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"grading\":{\"information\":\"2\"}}",
+        KETEN_ERR_INVALID, "grading.source");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"subjects\":[{\"kind\":\"address\"}]}",
+        KETEN_ERR_INVALID, "subjects[0].value");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"attachments\":[{\"name\":\"a.txt\",\"media_type\":\"text/plain\"}]}",
+        KETEN_ERR_INVALID, "attachments[0].data_base64");
+}
+
+static void test_bad_labels(void **state)
+{
+    (void)state;
+    expect_refused(
+        "{\"type\":\"Woon Fraude\",\"purpose\":\"handhaving\"}", KETEN_ERR_INVALID, "type");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"\"}", KETEN_ERR_INVALID, "purpose");
+}
+
+static void test_grading_values(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\","
+                   "\"grading\":{\"source\":\"G\",\"information\":\"2\"}}",
+        KETEN_ERR_INVALID, "grading.source");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\","
+                   "\"grading\":{\"source\":\"b\",\"information\":\"2\"}}",
+        KETEN_ERR_INVALID, "grading.source");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\","
+                   "\"grading\":{\"source\":\"A\",\"information\":\"7\"}}",
+        KETEN_ERR_INVALID, "grading.information");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\","
+                   "\"grading\":{\"source\":\"A\",\"information\":\"0\"}}",
+        KETEN_ERR_INVALID, "grading.information");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\","
+                   "\"grading\":{\"source\":\"AB\",\"information\":\"1\"}}",
+        KETEN_ERR_INVALID, "grading.source");
+    /* Accept twins: the corners of the scale. */
+    Keten__Signal *sig = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                                  "\"nature\":\"soft\",\"grading\":{\"source\":\"A\","
+                                  "\"information\":\"1\"}}");
+    keten_signal_free(&sig);
+    sig = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\","
+                   "\"grading\":{\"source\":\"F\",\"information\":\"6\"}}");
+    keten_signal_free(&sig);
+}
+
+static void test_soft_needs_grading(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\"}",
+        KETEN_ERR_INVALID, "grading");
+    /* Hard information needs none. */
+    Keten__Signal *sig
+        = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"hard\"}");
+    keten_signal_free(&sig);
+}
+
+static void test_bad_nature_and_handling(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"medium\"}",
+        KETEN_ERR_INVALID, "nature");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"handling\":\"TLP:PURPLE\"}",
+        KETEN_ERR_INVALID, "handling");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"handling\":\"tlp:amber\"}",
+        KETEN_ERR_INVALID, "handling");
+    static const char *const ok[]
+        = { "TLP:CLEAR", "TLP:GREEN", "TLP:AMBER", "TLP:AMBER+STRICT", "TLP:RED" };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char json[128];
+        snprintf(json, sizeof json,
+            "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"handling\":\"%s\"}", ok[i]);
+        Keten__Signal *sig = parse_ok(json);
+        assert_string_equal(sig->handling, ok[i]);
+        keten_signal_free(&sig);
+    }
+}
+
+static void test_bad_observed_at(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_at\":\"yesterday\"}",
+        KETEN_ERR_INVALID, "observed_at");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"observed_at\":\"2026-11-19T10:30:00+02:00\"}",
+        KETEN_ERR_INVALID, "observed_at");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"observed_at\":\"2026-13-19T10:30:00Z\"}",
+        KETEN_ERR_INVALID, "observed_at");
+    Keten__Signal *sig = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                                  "\"observed_at\":\"2026-11-19T10:30:00.250Z\"}");
+    assert_int_equal(sig->observed_at, expected_ms(2026, 11, 19, 10, 30, 0) + 250);
+    keten_signal_free(&sig);
+}
+
+static void test_bad_base64(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":"
+                   "[{\"name\":\"a.bin\",\"media_type\":\"application/octet-stream\","
+                   "\"data_base64\":\"@@@@\"}]}",
+        KETEN_ERR_INVALID, "attachments[0].data_base64");
+    /* URL-safe alphabet is not the standard one. */
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":"
+                   "[{\"name\":\"a.bin\",\"media_type\":\"application/octet-stream\","
+                   "\"data_base64\":\"_-8=\"}]}",
+        KETEN_ERR_INVALID, "attachments[0].data_base64");
+    /* Missing padding. */
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":"
+                   "[{\"name\":\"a.bin\",\"media_type\":\"application/octet-stream\","
+                   "\"data_base64\":\"/+8\"}]}",
+        KETEN_ERR_INVALID, "attachments[0].data_base64");
+    Keten__Signal *sig = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                                  "\"attachments\":[{\"name\":\"a.bin\",\"media_type\":"
+                                  "\"application/octet-stream\",\"data_base64\":\"/+8=\"}]}");
+    assert_int_equal(sig->attachments[0]->data.len, 2);
+    assert_int_equal(sig->attachments[0]->data.data[0], 0xff);
+    assert_int_equal(sig->attachments[0]->data.data[1], 0xef);
+    keten_signal_free(&sig);
+}
+
+static void test_bad_attachment_fields(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":"
+                   "[{\"name\":\"../etc/passwd\",\"media_type\":\"text/plain\","
+                   "\"data_base64\":\"\"}]}",
+        KETEN_ERR_INVALID, "attachments[0].name");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":"
+                   "[{\"name\":\"a.txt\",\"media_type\":\"textplain\",\"data_base64\":\"\"}]}",
+        KETEN_ERR_INVALID, "attachments[0].media_type");
+}
+
+static void test_bad_subject_fields(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"subjects\":[{\"kind\":\"Address\",\"value\":\"x\"}]}",
+        KETEN_ERR_INVALID, "subjects[0].kind");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"subjects\":[{\"kind\":\"address\",\"value\":\"a\\u0007b\"}]}",
+        KETEN_ERR_INVALID, "subjects[0].value");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_by\":\"a\\nb\"}",
+        KETEN_ERR_INVALID, "observed_by");
+}
+
+static void test_duplicate_key(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"type\":\"woonfraude\"}",
+        KETEN_ERR_JSON, "type");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\","
+                   "\"grading\":{\"source\":\"B\",\"source\":\"A\",\"information\":\"2\"}}",
+        KETEN_ERR_JSON, "source");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"summary\":\"a\",\"summary\":\"b\"}",
+        KETEN_ERR_JSON, "duplicate");
+}
+
+static void test_not_an_object(void **state)
+{
+    (void)state;
+    expect_refused("[{\"type\":\"drugs\",\"purpose\":\"handhaving\"}]", KETEN_ERR_JSON, "object");
+    expect_refused("\"woonfraude\"", KETEN_ERR_JSON, "signal JSON");
+    expect_refused("", KETEN_ERR_JSON, "signal JSON");
+}
+
+static void test_truncated_json(void **state)
+{
+    (void)state;
+    size_t full = strlen(design_example);
+    /* Every proper prefix that ends before the closing brace is refused. */
+    size_t close = (size_t)(strrchr(design_example, '}') - design_example);
+    for (size_t n = 0; n < close; n++) {
+        expect_refused_len(design_example, n, KETEN_ERR_JSON, "signal JSON");
+    }
+    Keten__Signal *sig = NULL;
+    assert_int_equal(keten_signal_from_json(design_example, full, &sig), KETEN_OK);
+    keten_signal_free(&sig);
+}
+
+static char *subjects_json(size_t n)
+{
+    size_t cap = 128 + n * 64;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t off = (size_t)snprintf(buf, cap,
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+        "\"subjects\":[");
+    for (size_t i = 0; i < n; i++) {
+        off += (size_t)snprintf(
+            buf + off, cap - off, "%s{\"kind\":\"address\",\"value\":\"s%zu\"}", i ? "," : "", i);
+    }
+    snprintf(buf + off, cap - off, "]}");
+    return buf;
+}
+
+static char *attachments_json(size_t n)
+{
+    size_t cap = 128 + n * 96;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t off = (size_t)snprintf(buf, cap,
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+        "\"attachments\":[");
+    for (size_t i = 0; i < n; i++) {
+        off += (size_t)snprintf(buf + off, cap - off,
+            "%s{\"name\":\"f%zu.txt\",\"media_type\":\"text/plain\",\"data_base64\":\"aGk=\"}",
+            i ? "," : "", i);
+    }
+    snprintf(buf + off, cap - off, "]}");
+    return buf;
+}
+
+static void test_too_many_subjects(void **state)
+{
+    (void)state;
+    char *json = subjects_json(65);
+    expect_refused(json, KETEN_ERR_TOO_LARGE, "subjects");
+    free(json);
+    json = subjects_json(64);
+    Keten__Signal *sig = parse_ok(json);
+    assert_int_equal(sig->n_subjects, 64);
+    keten_signal_free(&sig);
+    free(json);
+
+    json = attachments_json(17);
+    expect_refused(json, KETEN_ERR_TOO_LARGE, "attachments");
+    free(json);
+    json = attachments_json(16);
+    sig = parse_ok(json);
+    assert_int_equal(sig->n_attachments, 16);
+    keten_signal_free(&sig);
+    free(json);
+}
+
+static void test_oversize(void **state)
+{
+    (void)state;
+    /* A JSON text over the cap is refused before it is parsed. */
+    size_t n = KETEN_SIGNAL_JSON_MAX + 1;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, ' ', n);
+    big[n] = '\0';
+    static const char small[] = "{\"type\":\"drugs\",\"purpose\":\"handhaving\"}";
+    memcpy(big, small, sizeof small - 1);
+    expect_refused_len(big, n, KETEN_ERR_TOO_LARGE, "signal JSON");
+    /* The same text one byte shorter (trailing spaces) is accepted. */
+    Keten__Signal *sig = NULL;
+    assert_int_equal(keten_signal_from_json(big, n - 1, &sig), KETEN_OK);
+    keten_signal_free(&sig);
+    free(big);
+
+    /* A summary over 4096 bytes. */
+    char *json = malloc(4096 + 128);
+    assert_non_null(json);
+    int off = snprintf(json, 128, "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"summary\":\"");
+    memset(json + off, 'x', 4097);
+    strcpy(json + off + 4097, "\"}");
+    expect_refused(json, KETEN_ERR_TOO_LARGE, "summary");
+    strcpy(json + off + 4096, "\"}");
+    sig = parse_ok(json);
+    assert_int_equal(strlen(sig->summary), 4096);
+    keten_signal_free(&sig);
+    free(json);
+}
+
+/* The protobuf side: what comes out of a ciphertext is checked as strictly. */
+static void test_unpack_rejects(void **state)
+{
+    (void)state;
+    Keten__Signal *sig = parse_ok(design_example);
+    size_t len = 0;
+    uint8_t *bytes = pack_ok(sig, &len);
+    Keten__Signal *out = NULL;
+
+    /* Unknown field appended (field 15, varint 1). */
+    uint8_t *more = malloc(len + 2);
+    assert_non_null(more);
+    memcpy(more, bytes, len);
+    more[len] = (15 << 3) | 0;
+    more[len + 1] = 1;
+    assert_int_equal(keten_signal_unpack(more, len + 2, &out), KETEN_ERR_NOT_CANONICAL);
+    assert_null(out);
+
+    /* Duplicated field: type (field 1) written again at the end. */
+    static const uint8_t dup[] = { (1 << 3) | 2, 5, 'd', 'r', 'u', 'g', 's' };
+    uint8_t *twice = malloc(len + sizeof dup);
+    assert_non_null(twice);
+    memcpy(twice, bytes, len);
+    memcpy(twice + len, dup, sizeof dup);
+    assert_int_equal(keten_signal_unpack(twice, len + sizeof dup, &out), KETEN_ERR_NOT_CANONICAL);
+    assert_null(out);
+
+    /* Truncated bytes. */
+    assert_int_not_equal(keten_signal_unpack(bytes, len - 3, &out), KETEN_OK);
+    assert_null(out);
+
+    /* Well-formed protobuf carrying a value the JSON side would refuse. */
+    Keten__Grading g = KETEN__GRADING__INIT;
+    g.source = (char *)"Z";
+    g.information = (char *)"2";
+    Keten__Signal bad = KETEN__SIGNAL__INIT;
+    bad.type = (char *)"drugs";
+    bad.purpose = (char *)"handhaving";
+    bad.grading = &g;
+    size_t bad_len = keten__signal__get_packed_size(&bad);
+    uint8_t *bad_bytes = malloc(bad_len);
+    assert_non_null(bad_bytes);
+    keten__signal__pack(&bad, bad_bytes);
+    keten_err_clear();
+    assert_int_equal(keten_signal_unpack(bad_bytes, bad_len, &out), KETEN_ERR_INVALID);
+    assert_non_null(strstr(keten_err_detail(), "grading.source"));
+    assert_null(out);
+    /* keten_signal_pack refuses it too. */
+    uint8_t *packed = NULL;
+    size_t packed_len = 0;
+    assert_int_equal(keten_signal_pack(&bad, &packed, &packed_len), KETEN_ERR_INVALID);
+    assert_null(packed);
+
+    /* Invalid UTF-8 cannot be written as JSON. */
+    Keten__Signal bin = KETEN__SIGNAL__INIT;
+    bin.type = (char *)"drugs";
+    bin.purpose = (char *)"handhaving";
+    bin.summary = (char *)"\xc3\x28";
+    char *json = NULL;
+    assert_int_not_equal(keten_signal_check(&bin, NULL), KETEN_OK);
+    assert_int_equal(keten_signal_to_json(&bin, &json), KETEN_ERR_JSON);
+    assert_null(json);
+
+    free(bad_bytes);
+    free(twice);
+    free(more);
+    free(bytes);
+    keten_signal_free(&sig);
+}
+
+/* keten_signal_check against a real directory: registered values pass,
+ * others are KETEN_ERR_UNREGISTERED naming the field. */
+static void test_check_against_directory(void **state)
+{
+    (void)state;
+    static const char *const specs[] = { "gemeente-diemen:municipality", "broker:broker", NULL };
+    fixture *fx = fixture_new(1, 1, specs);
+    Keten__Signal *sig = parse_ok(design_example);
+    assert_int_equal(keten_signal_check(sig, fx->directory), KETEN_OK);
+    keten_signal_free(&sig);
+
+    sig = parse_ok("{\"type\":\"woonfraude\",\"purpose\":\"onbekend-doel\"}");
+    keten_err_clear();
+    assert_int_equal(keten_signal_check(sig, fx->directory), KETEN_ERR_UNREGISTERED);
+    assert_non_null(strstr(keten_err_detail(), "purpose"));
+    keten_signal_free(&sig);
+
+    sig = parse_ok("{\"type\":\"wapenhandel\",\"purpose\":\"handhaving\"}");
+    keten_err_clear();
+    assert_int_equal(keten_signal_check(sig, fx->directory), KETEN_ERR_UNREGISTERED);
+    assert_non_null(strstr(keten_err_detail(), "type"));
+    keten_signal_free(&sig);
+    fixture_destroy(&fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_design_example_parses),
+        cmocka_unit_test(test_design_example_round_trips),
+        cmocka_unit_test(test_minimal_signal),
+        cmocka_unit_test(test_unknown_field),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_bad_labels),
+        cmocka_unit_test(test_grading_values),
+        cmocka_unit_test(test_soft_needs_grading),
+        cmocka_unit_test(test_bad_nature_and_handling),
+        cmocka_unit_test(test_bad_observed_at),
+        cmocka_unit_test(test_bad_base64),
+        cmocka_unit_test(test_bad_attachment_fields),
+        cmocka_unit_test(test_bad_subject_fields),
+        cmocka_unit_test(test_duplicate_key),
+        cmocka_unit_test(test_not_an_object),
+        cmocka_unit_test(test_truncated_json),
+        cmocka_unit_test(test_too_many_subjects),
+        cmocka_unit_test(test_oversize),
+        cmocka_unit_test(test_unpack_rejects),
+        cmocka_unit_test(test_check_against_directory),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
