@@ -315,9 +315,27 @@ static keten_err verify_envelope(const keten_directory *dir, const uint8_t *buf,
     if (e != KETEN_OK) {
         goto out;
     }
-    if (crypto_sign_verify_detached(
-            env->signature.data, signed_buf, signed_len, v->sender->sign_pk.data)
-        != 0) {
+    /* A message signed just before its sender rotated keys is still in
+     * flight: its key is the superseded certificate's, valid for messages
+     * created before the rotation (checked once the header is read). */
+    const Keten__Revocation *rotated = NULL;
+    bool signed_ok = crypto_sign_verify_detached(
+                         env->signature.data, signed_buf, signed_len, v->sender->sign_pk.data)
+        == 0;
+    if (!signed_ok) {
+        rotated = keten_directory_find_revoked(dir, v->sender->id);
+        if (rotated != NULL && rotated->superseded && rotated->cert != NULL
+            && rotated->cert->sign_pk.len == KETEN_SIGN_PK_BYTES
+            && crypto_sign_verify_detached(
+                   env->signature.data, signed_buf, signed_len, rotated->cert->sign_pk.data)
+                == 0) {
+            v->sender = rotated->cert;
+            signed_ok = true;
+        } else {
+            rotated = NULL;
+        }
+    }
+    if (!signed_ok) {
         e = keten_err_set(KETEN_ERR_BAD_SIGNATURE,
             "envelope signature does not verify with the key of '%s' (serial %llu): "
             "tampered or forged",
@@ -367,6 +385,12 @@ static keten_err verify_envelope(const keten_directory *dir, const uint8_t *buf,
     if (env->ciphertext.len != h->padded_len + KETEN_AEAD_TAG_BYTES) {
         e = keten_err_set(KETEN_ERR_MALFORMED, "ciphertext is %zu bytes; the header says %llu + %d",
             env->ciphertext.len, (unsigned long long)h->padded_len, (int)KETEN_AEAD_TAG_BYTES);
+        goto out;
+    }
+    if (rotated != NULL && h->created_at >= rotated->at) {
+        e = keten_err_set(KETEN_ERR_REVOKED,
+            "envelope was signed with the superseded key of '%s' (serial %llu) after its rotation",
+            shown(v->sender->id), (unsigned long long)v->sender->serial);
         goto out;
     }
     e = cert_valid_at(v->sender, h->created_at, "created at");

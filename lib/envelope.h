@@ -19,7 +19,9 @@
  * created_at < expires_at, kind set, keys hash, WrappedKeys canonical with
  * one 80-byte entry per recipient in header order, ciphertext length ==
  * padded_len + 16, padded_len a bucket size. Signature before parse: nothing
- * unverified is acted on.
+ * unverified is acted on. A message signed with the key of a certificate
+ * that a rotation superseded verifies with that key if it was created before
+ * the rotation (it was in flight); created after it, it is KETEN_ERR_REVOKED.
  *
  * Open (recipient): verify, then: this identity is a recipient, the sender's
  * certificate is valid at created_at, not expired at now, registered

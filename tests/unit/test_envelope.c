@@ -824,6 +824,57 @@ static void test_revoked_sender(void **state)
     free(env);
 }
 
+/* A sender rotates its keys while a message is in flight: the message,
+ * created before the rotation, still verifies with the superseded key; one
+ * dated after the rotation but signed with the old key does not. */
+static void test_rotation_keeps_in_flight_messages(void **state)
+{
+    fixture *fx = *state;
+    size_t len = 0;
+    uint8_t *env = fixture_seal(fx, "woonstad", "politie-mn", small_json, NULL, &len);
+    /* Sealed before the rotation too, but dated an hour later. */
+    keten_seal_params late = params_now("woonfraude", "handhaving");
+    late.created_at += 3600u * 1000u;
+    late.expires_at += 3600u * 1000u;
+    static const char *const to_p[] = { "politie-mn" };
+    uint8_t *late_env = NULL;
+    size_t late_len = 0;
+    assert_int_equal(seal_raw(fx, "woonstad", to_p, 1, &late, (const uint8_t *)"x", 1,
+                         &late_env, &late_len),
+        KETEN_OK);
+
+    keten_identity *fresh = NULL;
+    uint8_t *req = NULL;
+    size_t req_len = 0;
+    Keten__NodeRequest *rq = NULL;
+    uint64_t serial = 0;
+    assert_int_equal(keten_identity_generate("woonstad", "housing", "Woonstad", false, &fresh),
+        KETEN_OK);
+    assert_int_equal(
+        keten_identity_request(fresh, "testnet", keten_now_ms(), &req, &req_len), KETEN_OK);
+    assert_int_equal(keten_request_verify(req, req_len, &rq), KETEN_OK);
+    assert_int_equal(keten_dirbuild_approve(fx->draft, rq, keten_now_ms(),
+                         30 * KETEN_MS_PER_DAY, true, &serial),
+        KETEN_OK);
+    size_t dlen = 0;
+    free(fixture_publish(fx, &dlen));
+
+    /* In flight: verifies with the superseded certificate, and opens. */
+    keten_verified *v = NULL;
+    assert_int_equal(keten_envelope_verify(fx->directory, env, len, &v), KETEN_OK);
+    assert_int_not_equal(v->sender->serial, serial);
+    keten_verified_destroy(&v);
+    expect_open(fx, "politie-mn", env, len, keten_now_ms(), KETEN_OK, NULL);
+    /* Dated after the rotation with the old key: refused. */
+    expect_verify(fx, late_env, late_len, KETEN_ERR_REVOKED);
+
+    keten_pb_free((ProtobufCMessage **)&rq);
+    free(req);
+    keten_identity_destroy(&fresh);
+    free(late_env);
+    free(env);
+}
+
 static void test_seal_refusals(void **state)
 {
     fixture *fx = *state;
@@ -1145,6 +1196,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired_envelope_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoked_sender, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_keeps_in_flight_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_refuses_65_recipients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_and_empty, setup, teardown),
