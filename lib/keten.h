@@ -45,6 +45,9 @@
 #define KETEN_MAX_ADMINS 32
 #define KETEN_CHECKPOINT_MAX (64u << 10) /* a signed note with its cosignatures */
 #define KETEN_RECEIPT_MAX (4u << 10)
+/* One serialized broker <-> node Frame (docs/wire.md): the largest body is a
+ * DirectoryPush of one directory version. Both ends set ZMQ_MAXMSGSIZE to it. */
+#define KETEN_FRAME_MAX (KETEN_DIRECTORY_MAX + (64u << 10))
 
 /* Domain-separation labels (DESIGN section 4). Sizes exclude the NUL. */
 #define KETEN_LABEL_DIRECTORY "keten/directory/v1"

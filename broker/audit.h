@@ -1,0 +1,59 @@
+/*
+ * audit.h - the broker's audit records (DESIGN section 7): one AuditRecord
+ * per event, appended to the Merkle log in the batch's write transaction
+ * (b->txn). seq is the leaf index, time the broker clock of the batch
+ * (b->now), directory_version the installed version.
+ *
+ * What goes in: ids, codes, the exact signed header bytes, hashes and
+ * signatures, the whole signed receipt, signed directory bytes. Never
+ * content, subject identifiers, wrapped keys or anything a sender typed
+ * outside the signed header.
+ *
+ * Every function returns the new leaf index in *leaf (may be NULL).
+ * Errors: those of keten_mlog_append() (KETEN_ERR_STORE_FULL on a full map),
+ * KETEN_ERR_NOMEM, KETEN_ERR_STORE (the leaf index is not the expected seq).
+ */
+#ifndef KETEN_BROKER_AUDIT_H
+#define KETEN_BROKER_AUDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "envelope.h"
+#include "err.h"
+
+/* An accepted message: header bytes, hashes, signature, size bucket, the
+ * allowing rule. */
+keten_err audit_submitted(broker *b, const keten_verified *v, uint32_t rule, uint64_t *leaf)
+    KETEN_MUST_CHECK;
+
+/* A refused request: msg_id (NULL if none could be read), the authenticated
+ * node as sender, the reason, the deciding rule (REASON_POLICY only). */
+keten_err audit_rejected(broker *b, const uint8_t *msg_id, const char *sender,
+    Keten__Reason reason, uint32_t rule, uint64_t *leaf) KETEN_MUST_CHECK;
+
+/* A message handed to recipient `node` (once per recipient). */
+keten_err audit_delivered(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const char *sender, const char *node, uint64_t *leaf) KETEN_MUST_CHECK;
+
+/* A verified receipt of `node` (the serialized signed Receipt). */
+keten_err audit_receipted(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const char *sender, const char *node, const uint8_t *receipt, size_t receipt_len,
+    uint64_t *leaf) KETEN_MUST_CHECK;
+
+/* A message that expired; recipients: those that never receipted it. */
+keten_err audit_expired(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const char *sender, const char *const *recipients, size_t n, uint64_t *leaf)
+    KETEN_MUST_CHECK;
+
+/* An installed directory version (its signed bytes). */
+keten_err audit_directory(broker *b, const uint8_t *signed_dir, size_t len, uint64_t version,
+    uint64_t *leaf) KETEN_MUST_CHECK;
+
+/* node-connected, node-disconnected, auth-failed: only the node (or, for
+ * an unknown key, the key's hex). */
+keten_err audit_node(broker *b, Keten__Event event, const char *node, uint64_t *leaf)
+    KETEN_MUST_CHECK;
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * broker.h - the state of one running keten-broker, shared by its modules
+ * (DESIGN section 6, docs/wire.md).
+ *
+ * One thread (the main loop in server.c) owns all of it; the metrics thread
+ * reads only the atomics in metrics.h and the LMDB store with its own read
+ * transactions. Each loop iteration is one batch: the main loop reads up to
+ * BROKER_BATCH_MAX frames, opens ONE write transaction (b->txn), lets the
+ * modules process the frames, deliveries, expiry and checkpoints in it,
+ * commits (the durability point), and only then sends the frames the
+ * modules staged in b->out. If the batch fails, its transaction is aborted
+ * and the staged frames are dropped, so nothing is ever answered that is
+ * not durably stored.
+ */
+#ifndef KETEN_BROKER_BROKER_H
+#define KETEN_BROKER_BROKER_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "directory.h"
+#include "identity.h"
+#include "keten.h"
+
+#define BROKER_BATCH_MAX 256             /* frames per batch (one transaction) */
+#define BROKER_BATCH_BYTES_MAX (64u << 20) /* bytes of frames per batch */
+#define BROKER_EVENTS_MAX 1024           /* node events waiting for the next batch */
+#define BROKER_CLOCK_WINDOW_DEFAULT_MS (5ull * 60ull * 1000ull)
+#define BROKER_RETRY_HORIZON_DEFAULT_DAYS 7
+#define BROKER_CHECKPOINT_RECORDS_DEFAULT 1000
+#define BROKER_CHECKPOINT_MS_DEFAULT 1000
+#define BROKER_SNDHWM 1000               /* frames queued per peer before libzmq drops */
+#define BROKER_CREDIT_MAX 4096           /* deliveries in flight per node, at most */
+
+typedef struct broker_config {
+    const char *home;
+    const char *anchor_path;
+    const char *directory_path;
+    const char *listen;
+    const char *metrics_addr; /* NULL: no metrics server */
+    const char *passfile;     /* NULL: KETEN_PASSPHRASE or the terminal */
+    uint64_t map_size;
+    uint64_t clock_window_ms;
+    uint64_t retry_horizon_ms;
+    uint64_t checkpoint_records;
+    uint64_t checkpoint_ms;
+    int log_level;
+} broker_config;
+
+typedef struct store store;
+typedef struct dirstate dirstate;
+typedef struct conns conns;
+typedef struct outq outq;
+typedef struct metrics metrics;
+typedef struct checkpointer checkpointer;
+
+/* A node event noticed outside a batch (ZAP refusal, connect, disconnect),
+ * audited at the start of the next batch. */
+typedef struct broker_event {
+    Keten__Event event;
+    char node[2 * KETEN_CURVE_KEY_BYTES + 1]; /* node id, or a key's hex for auth-failed */
+} broker_event;
+
+typedef struct broker {
+    const broker_config *cfg;
+    keten_identity *me;
+    store *st;
+    dirstate *dirs;
+    conns *conns;
+    outq *out;
+    metrics *m;
+    checkpointer *cp;
+    bool insecure_key;
+
+    /* The batch being processed. */
+    MDB_txn *txn;
+    uint64_t now;  /* broker clock of this batch (ms since the epoch) */
+    bool degraded; /* the store is full: submits are refused in this batch */
+    uint64_t batch_bytes; /* bytes the accepted submits of this batch will take */
+
+    broker_event events[BROKER_EVENTS_MAX];
+    size_t n_events;
+    uint64_t events_dropped;
+} broker;
+
+/* Queue a node event for the next batch (dropped and counted when full). */
+void broker_event_add(broker *b, Keten__Event event, const char *node);
+
+/* The installed directory (never NULL once the broker runs). */
+const keten_directory *broker_dir(const broker *b);
+
+#endif

@@ -1,0 +1,136 @@
+#include "conns.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CONNS_FD_MAX (1 << 20) /* descriptors beyond this are not tracked */
+
+conns *conns_new(void)
+{
+    conns *self = calloc(1, sizeof *self);
+    if (self != NULL) {
+        self->next_session = 1;
+    }
+    return self;
+}
+
+void conns_destroy(conns **self_p)
+{
+    if (self_p == NULL || *self_p == NULL) {
+        return;
+    }
+    conns *self = *self_p;
+    for (size_t i = 0; i < self->n; i++) {
+        free(self->v[i]);
+    }
+    free(self->v);
+    free(self->fd_session);
+    free(self);
+    *self_p = NULL;
+}
+
+conn *conns_find_rid(const conns *self, const uint8_t *rid, size_t len)
+{
+    for (size_t i = 0; i < self->n; i++) {
+        conn *c = self->v[i];
+        if (c->rid_len == len && memcmp(c->rid, rid, len) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+conn *conns_find_node(const conns *self, const char *node)
+{
+    for (size_t i = 0; i < self->n; i++) {
+        if (strcmp(self->v[i]->node, node) == 0) {
+            return self->v[i];
+        }
+    }
+    return NULL;
+}
+
+static uint64_t session_of(const conns *self, int fd)
+{
+    if (fd < 0 || (size_t)fd >= self->n_fd) {
+        return 0;
+    }
+    return self->fd_session[fd];
+}
+
+keten_err conns_add(conns *self, const uint8_t *rid, size_t len, const char *node,
+    const uint8_t key[static KETEN_CURVE_KEY_BYTES], int fd, uint64_t now, conn **out)
+{
+    *out = NULL;
+    if (len == 0 || len > CONN_RID_MAX || strlen(node) > KETEN_NAME_MAX) {
+        return keten_err_set(KETEN_ERR_INVALID, "connection with a routing id of %zu bytes", len);
+    }
+    if (self->n == self->cap) {
+        size_t cap = self->cap == 0 ? 16 : self->cap * 2;
+        conn **v = realloc(self->v, cap * sizeof *v);
+        if (v == NULL) {
+            return keten_err_set(KETEN_ERR_NOMEM, "connection table of %zu entries", cap);
+        }
+        self->v = v;
+        self->cap = cap;
+    }
+    conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "connection entry");
+    }
+    memcpy(c->rid, rid, len);
+    c->rid_len = len;
+    memcpy(c->node, node, strlen(node) + 1);
+    memcpy(c->key, key, KETEN_CURVE_KEY_BYTES);
+    c->session = session_of(self, fd);
+    c->more = true;
+    c->notices = true;
+    c->connected_at = now;
+    self->v[self->n++] = c;
+    *out = c;
+    return KETEN_OK;
+}
+
+void conns_remove(conns *self, conn *c)
+{
+    for (size_t i = 0; i < self->n; i++) {
+        if (self->v[i] == c) {
+            self->v[i] = self->v[--self->n];
+            free(c);
+            return;
+        }
+    }
+}
+
+void conns_fd_accepted(conns *self, int fd)
+{
+    if (fd < 0 || fd >= CONNS_FD_MAX) {
+        return;
+    }
+    if ((size_t)fd >= self->n_fd) {
+        size_t n = (size_t)fd + 64;
+        uint64_t *v = realloc(self->fd_session, n * sizeof *v);
+        if (v == NULL) {
+            return; /* untracked: such a connection ends only by replacement */
+        }
+        memset(v + self->n_fd, 0, (n - self->n_fd) * sizeof *v);
+        self->fd_session = v;
+        self->n_fd = n;
+    }
+    self->fd_session[fd] = self->next_session++;
+}
+
+conn *conns_fd_disconnected(conns *self, int fd)
+{
+    uint64_t s = session_of(self, fd);
+    if (s == 0) {
+        return NULL;
+    }
+    self->fd_session[fd] = 0;
+    for (size_t i = 0; i < self->n; i++) {
+        if (self->v[i]->session == s) {
+            return self->v[i];
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,73 @@
+/*
+ * conns.h - the broker's table of live node connections.
+ *
+ * A connection is one ROUTER routing id, named by the node id ZAP gave it
+ * (User-Id). It is made at the node's first frame ("node-connected") and
+ * goes away when the node connects again under a new routing id, or when
+ * the socket monitor reports that its file descriptor was disconnected
+ * ("node-disconnected"). To map a monitor event to a connection, every
+ * accepted file descriptor gets a session number (ACCEPTED event) and a
+ * connection remembers the session of the descriptor its frames came from
+ * (ZMQ_SRCFD); the main loop reads all monitor events before any frame, so
+ * a reused descriptor is never mistaken for the old connection.
+ *
+ * Per connection: the credit (deliveries the node can still take), the
+ * delivery cursor (last queue entry handed out on this connection: on a new
+ * connection delivery starts again at the oldest entry), and flags.
+ *
+ * Ownership: the table owns its connections; a conn pointer is valid until
+ * conns_remove() or conns_destroy(). Single-threaded (main loop).
+ */
+#ifndef KETEN_BROKER_CONNS_H
+#define KETEN_BROKER_CONNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "keten.h"
+
+#define CONN_RID_MAX 255
+
+typedef struct conn {
+    uint8_t rid[CONN_RID_MAX];
+    size_t rid_len;
+    char node[KETEN_NAME_MAX + 1];
+    uint8_t key[KETEN_CURVE_KEY_BYTES]; /* transport key ZAP admitted */
+    uint64_t session;                   /* fd session (0: unknown) */
+    uint32_t credit;
+    bool has_cursor;
+    uint64_t cursor; /* leaf of the last queue entry delivered */
+    bool more;       /* the queue may hold entries after the cursor */
+    bool notices;    /* notices may be waiting */
+    bool revoked;    /* the node was revoked: nothing more for it */
+    uint64_t connected_at;
+} conn;
+
+typedef struct conns {
+    conn **v;
+    size_t n, cap;
+    uint64_t *fd_session; /* per file descriptor, the session of its connection */
+    size_t n_fd;
+    uint64_t next_session;
+} conns;
+
+conns *conns_new(void);
+void conns_destroy(conns **self_p);
+
+conn *conns_find_rid(const conns *self, const uint8_t *rid, size_t len);
+conn *conns_find_node(const conns *self, const char *node);
+
+/* A new connection (not yet in any other table). */
+keten_err conns_add(conns *self, const uint8_t *rid, size_t len, const char *node,
+    const uint8_t key[static KETEN_CURVE_KEY_BYTES], int fd, uint64_t now, conn **out)
+    KETEN_MUST_CHECK;
+void conns_remove(conns *self, conn *c);
+
+/* Monitor events. */
+void conns_fd_accepted(conns *self, int fd);
+/* The connection of fd's current session, or NULL. */
+conn *conns_fd_disconnected(conns *self, int fd);
+
+#endif

@@ -1,0 +1,432 @@
+#include "deliver.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "dirstate.h"
+#include "envelope.h"
+#include "log.h"
+#include "metrics.h"
+#include "outq.h"
+#include "pb.h"
+#include "store.h"
+#include "util.h"
+
+#define RECEIPT_DETAIL_MAX 200
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int rcpt_index(const store_msg *m, const char *node)
+{
+    for (size_t i = 0; i < m->n_rcpt; i++) {
+        if (strcmp(m->rcpt[i].id, node) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Store a notice frame for node and flag its connection. */
+static keten_err notify(broker *b, const char *node, uint64_t seq, Keten__Frame *f)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_pb_pack(&f->base, &buf, &len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    e = store_notice_put(b->st, b->txn, node, seq, buf, len);
+    free(buf);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    conn *c = conns_find_node(b->conns, node);
+    if (c != NULL) {
+        c->notices = true;
+    }
+    return KETEN_OK;
+}
+
+/* The first queue entry of node at or after leaf `from`. */
+static keten_err queue_next(broker *b, const char *node, uint64_t from, bool *found,
+    uint64_t *leaf, uint8_t msg_id[static KETEN_MSG_ID_BYTES])
+{
+    *found = false;
+    uint8_t key[STORE_NODE_KEY_MAX];
+    size_t klen = store_node_key(node, from, key);
+    size_t plen = klen - 8;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(b->txn, b->st->queue, &cur);
+    if (rc != 0) {
+        return store_lmdb_err(rc, "opening a queue");
+    }
+    MDB_val k = { klen, key }, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND) {
+        return KETEN_OK;
+    }
+    if (rc != 0) {
+        return store_lmdb_err(rc, "reading a queue");
+    }
+    if (k.mv_size != klen || memcmp(k.mv_data, key, plen) != 0) {
+        return KETEN_OK; /* another node's queue */
+    }
+    if (v.mv_size != KETEN_MSG_ID_BYTES) {
+        return keten_err_set(KETEN_ERR_MALFORMED, "a queue entry of %zu bytes; the store was altered",
+            v.mv_size);
+    }
+    *leaf = store_get_be64((const uint8_t *)k.mv_data + plen);
+    memcpy(msg_id, v.mv_data, KETEN_MSG_ID_BYTES);
+    *found = true;
+    return KETEN_OK;
+}
+
+/* ---- delivery ---------------------------------------------------------- */
+
+void deliver_credit(conn *c, uint32_t credit)
+{
+    uint64_t n = (uint64_t)c->credit + credit;
+    c->credit = n > BROKER_CREDIT_MAX ? BROKER_CREDIT_MAX : (uint32_t)n;
+}
+
+static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], size_t *budget, bool *sent)
+{
+    *sent = false;
+    store_msg m;
+    bool found = false;
+    keten_err e = store_msg_get(b->st, b->txn, msg_id, &m, &found);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    int i = found ? rcpt_index(&m, c->node) : -1;
+    if (i < 0 || m.leaf != leaf) {
+        /* A queue entry without its message: remove it, say so. */
+        KETEN_LOG(KETEN_LOG_WARNING, "queue entry without a message removed", "node=%s leaf=%llu",
+            c->node, (unsigned long long)leaf);
+        return store_queue_delete(b->st, b->txn, c->node, leaf);
+    }
+    if (m.rcpt[i].state == STORE_QUEUED) {
+        if ((e = audit_delivered(b, msg_id, m.sender, c->node, NULL)) != KETEN_OK) {
+            return e;
+        }
+        m.rcpt[i].state = STORE_DELIVERED;
+        if ((e = store_msg_put(b->st, b->txn, msg_id, &m)) != KETEN_OK) {
+            return e;
+        }
+    }
+    const uint8_t *env = NULL;
+    size_t env_len = 0;
+    if ((e = store_envelope_get(b->st, b->txn, msg_id, &env, &env_len)) != KETEN_OK) {
+        return e;
+    }
+    Keten__Deliver d = KETEN__DELIVER__INIT;
+    d.envelope.data = (uint8_t *)env;
+    d.envelope.len = env_len;
+    d.leaf_index = m.leaf;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_DELIVER;
+    f.deliver = &d;
+    if ((e = outq_frame(b->out, c, 0, &f)) != KETEN_OK) {
+        return e;
+    }
+    *budget = env_len >= *budget ? 0 : *budget - env_len;
+    *sent = true;
+    metrics_delivery(b->m);
+    return KETEN_OK;
+}
+
+keten_err deliver_pump(broker *b, conn *c, size_t *budget)
+{
+    while (!c->revoked && c->credit > 0 && c->more && *budget > 0) {
+        uint64_t from = c->has_cursor ? c->cursor + 1 : 0;
+        if (c->has_cursor && c->cursor == UINT64_MAX) {
+            c->more = false;
+            break;
+        }
+        bool found = false;
+        uint64_t leaf = 0;
+        uint8_t msg_id[KETEN_MSG_ID_BYTES];
+        keten_err e = queue_next(b, c->node, from, &found, &leaf, msg_id);
+        if (e != KETEN_OK) {
+            return e;
+        }
+        if (!found) {
+            c->more = false;
+            break;
+        }
+        c->cursor = leaf;
+        c->has_cursor = true;
+        bool sent = false;
+        if ((e = deliver_one(b, c, leaf, msg_id, budget, &sent)) != KETEN_OK) {
+            return e;
+        }
+        if (sent) {
+            c->credit--;
+        }
+    }
+    return KETEN_OK;
+}
+
+/* ---- receipts ---------------------------------------------------------- */
+
+static keten_err bad_receipt(broker *b, const conn *c, uint64_t request_id,
+    const uint8_t *msg_id, const char *detail)
+{
+    keten_err e = audit_rejected(b, msg_id, c->node, KETEN__REASON__REASON_BAD_RECEIPT, 0, NULL);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    metrics_reject(b->m, KETEN__REASON__REASON_BAD_RECEIPT);
+    KETEN_LOG(KETEN_LOG_WARNING, "receipt refused", "node=%s detail=\"%s\"", c->node, detail);
+    return outq_error(b->out, c, request_id, KETEN__REASON__REASON_BAD_RECEIPT, msg_id, detail, 0,
+        NULL, 0);
+}
+
+keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf)
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    Keten__ReceiptBody *body = NULL;
+    keten_err e = KETEN_OK;
+    char detail[RECEIPT_DETAIL_MAX];
+    deliver_credit(c, 1);
+    if (rf->receipt == NULL) {
+        return bad_receipt(b, c, request_id, NULL, "receipt frame without a receipt");
+    }
+    if ((e = keten_pb_pack(&rf->receipt->base, &bytes, &len)) != KETEN_OK) {
+        return e;
+    }
+    const keten_directory *dir = broker_dir(b);
+    const Keten__NodeCert *cert = dirstate_node_cert(dir, c->node, c->key, b->now);
+    if (cert == NULL) {
+        e = bad_receipt(b, c, request_id, NULL, "the receipting node is not current");
+        goto out;
+    }
+    if (len > KETEN_RECEIPT_MAX || keten_receipt_verify(cert, bytes, len, &body) != KETEN_OK) {
+        snprintf(detail, sizeof detail, "receipt does not verify: %s", keten_err_detail());
+        e = bad_receipt(b, c, request_id, NULL, detail);
+        goto out;
+    }
+    const uint8_t *msg_id = body->msg_id.len == KETEN_MSG_ID_BYTES ? body->msg_id.data : NULL;
+    if (msg_id == NULL || strcmp(body->network, keten_directory_network(dir)) != 0
+        || body->envelope_hash.len != KETEN_HASH_BYTES) {
+        e = bad_receipt(b, c, request_id, msg_id, "receipt for another network or malformed");
+        goto out;
+    }
+    store_msg m;
+    bool found = false;
+    if ((e = store_msg_get(b->st, b->txn, msg_id, &m, &found)) != KETEN_OK) {
+        goto out;
+    }
+    if (!found) {
+        /* Receipted by everyone or expired already: nothing to do. */
+        KETEN_LOG(KETEN_LOG_DEBUG, "receipt for a message no longer held", "node=%s", c->node);
+        goto out;
+    }
+    int i = rcpt_index(&m, c->node);
+    if (i < 0) {
+        e = bad_receipt(b, c, request_id, msg_id, "the receipting node is not a recipient");
+        goto out;
+    }
+    if (sodium_memcmp(body->envelope_hash.data, m.envelope_hash, KETEN_HASH_BYTES) != 0) {
+        e = bad_receipt(b, c, request_id, msg_id, "receipt names another envelope hash");
+        goto out;
+    }
+    if (m.rcpt[i].state == STORE_RECEIPTED) {
+        goto out; /* repeated receipt */
+    }
+    uint64_t leaf = 0;
+    if ((e = audit_receipted(b, msg_id, m.sender, c->node, bytes, len, &leaf)) != KETEN_OK
+        || (e = store_queue_delete(b->st, b->txn, c->node, m.leaf)) != KETEN_OK) {
+        goto out;
+    }
+    m.rcpt[i].state = STORE_RECEIPTED;
+    bool all = true;
+    for (size_t j = 0; j < m.n_rcpt; j++) {
+        all = all && m.rcpt[j].state == STORE_RECEIPTED;
+    }
+    e = all ? store_msg_delete(b->st, b->txn, msg_id, &m)
+            : store_msg_put(b->st, b->txn, msg_id, &m);
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    Keten__ReceiptFrame fwd = KETEN__RECEIPT_FRAME__INIT;
+    fwd.receipt = rf->receipt;
+    fwd.leaf_index = leaf;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_RECEIPT;
+    f.receipt = &fwd;
+    if ((e = notify(b, m.sender, leaf, &f)) != KETEN_OK) {
+        goto out;
+    }
+    metrics_receipt(b->m);
+out:
+    keten_pb_free((ProtobufCMessage **)(void *)&body);
+    free(bytes);
+    return e;
+}
+
+/* ---- notices ----------------------------------------------------------- */
+
+keten_err deliver_notices(broker *b, conn *c)
+{
+    if (!c->notices || c->revoked) {
+        return KETEN_OK;
+    }
+    uint8_t key[STORE_NODE_KEY_MAX];
+    size_t klen = store_node_key(c->node, 0, key);
+    size_t plen = klen - 8;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(b->txn, b->st->notices, &cur);
+    if (rc != 0) {
+        return store_lmdb_err(rc, "opening the notices");
+    }
+    keten_err e = KETEN_OK;
+    size_t n = 0;
+    for (;;) {
+        if (n == DELIVER_NOTICES_PER_BATCH) {
+            goto out; /* more next time; the flag stays */
+        }
+        MDB_val k = { klen, key }, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND) {
+            break;
+        }
+        if (rc != 0) {
+            e = store_lmdb_err(rc, "reading the notices");
+            goto out;
+        }
+        if (k.mv_size != klen || memcmp(k.mv_data, key, plen) != 0) {
+            break;
+        }
+        if ((e = outq_raw(b->out, c, v.mv_data, v.mv_size)) != KETEN_OK) {
+            goto out;
+        }
+        if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+            e = store_lmdb_err(rc, "deleting a sent notice");
+            goto out;
+        }
+        n++;
+    }
+    c->notices = false;
+out:
+    mdb_cursor_close(cur);
+    return e;
+}
+
+/* ---- expiry ------------------------------------------------------------ */
+
+static keten_err expire_one(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const store_msg *m)
+{
+    const char *open[KETEN_MAX_RECIPIENTS];
+    size_t n = 0;
+    keten_err e;
+    for (size_t i = 0; i < m->n_rcpt; i++) {
+        if (m->rcpt[i].state != STORE_RECEIPTED) {
+            open[n++] = m->rcpt[i].id;
+            if ((e = store_queue_delete(b->st, b->txn, m->rcpt[i].id, m->leaf)) != KETEN_OK) {
+                return e;
+            }
+        }
+    }
+    if (n > 0) {
+        uint64_t leaf = 0;
+        if ((e = audit_expired(b, msg_id, m->sender, open, n, &leaf)) != KETEN_OK) {
+            return e;
+        }
+        Keten__ExpiredNotice en = KETEN__EXPIRED_NOTICE__INIT;
+        en.msg_id.data = (uint8_t *)msg_id;
+        en.msg_id.len = KETEN_MSG_ID_BYTES;
+        en.n_recipients = n;
+        en.recipients = (char **)open;
+        en.leaf_index = leaf;
+        Keten__Frame f = KETEN__FRAME__INIT;
+        f.body_case = KETEN__FRAME__BODY_EXPIRED;
+        f.expired = &en;
+        if ((e = notify(b, m->sender, leaf, &f)) != KETEN_OK) {
+            return e;
+        }
+        metrics_expired(b->m);
+        char idhex[KETEN_MSG_ID_HEX_BYTES];
+        keten_hex(msg_id, KETEN_MSG_ID_BYTES, idhex);
+        KETEN_LOG(KETEN_LOG_INFO, "message expired", "msg_id=%s sender=%s unreceipted=%zu leaf=%llu",
+            idhex, m->sender, n, (unsigned long long)leaf);
+    }
+    return store_msg_delete(b->st, b->txn, msg_id, m);
+}
+
+static uint64_t horizon_ms(const broker *b)
+{
+    uint64_t life = keten_directory_doc(broker_dir(b))->max_message_lifetime;
+    if (life == 0) {
+        life = KETEN_MAX_LIFETIME_DEFAULT_MS;
+    }
+    uint64_t min = life + b->cfg->clock_window_ms;
+    return b->cfg->retry_horizon_ms > min ? b->cfg->retry_horizon_ms : min;
+}
+
+keten_err deliver_expire(broker *b)
+{
+    MDB_cursor *cur = NULL;
+    keten_err e = KETEN_OK;
+    for (size_t n = 0; n < DELIVER_EXPIRE_PER_BATCH; n++) {
+        int rc = mdb_cursor_open(b->txn, b->st->expiry, &cur);
+        if (rc != 0) {
+            return store_lmdb_err(rc, "opening the expiry index");
+        }
+        MDB_val k, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (rc == MDB_NOTFOUND) {
+            break;
+        }
+        if (rc != 0) {
+            e = store_lmdb_err(rc, "reading the expiry index");
+            goto out;
+        }
+        if (k.mv_size != 8 + KETEN_MSG_ID_BYTES) {
+            e = keten_err_set(KETEN_ERR_MALFORMED, "an expiry key of %zu bytes", k.mv_size);
+            goto out;
+        }
+        if (store_get_be64(k.mv_data) > b->now) {
+            break;
+        }
+        uint8_t msg_id[KETEN_MSG_ID_BYTES];
+        memcpy(msg_id, (const uint8_t *)k.mv_data + 8, KETEN_MSG_ID_BYTES);
+        mdb_cursor_close(cur);
+        cur = NULL;
+        store_msg m;
+        bool found = false;
+        if ((e = store_msg_get(b->st, b->txn, msg_id, &m, &found)) != KETEN_OK) {
+            goto out;
+        }
+        if (!found) {
+            MDB_val dk = { 8 + KETEN_MSG_ID_BYTES, NULL };
+            uint8_t kb[8 + KETEN_MSG_ID_BYTES];
+            memcpy(kb, k.mv_data, sizeof kb);
+            dk.mv_data = kb;
+            if ((rc = mdb_del(b->txn, b->st->expiry, &dk, NULL)) != 0) {
+                e = store_lmdb_err(rc, "removing a stale expiry entry");
+                goto out;
+            }
+            continue;
+        }
+        if ((e = expire_one(b, msg_id, &m)) != KETEN_OK) {
+            goto out;
+        }
+    }
+    size_t pruned = 0;
+    uint64_t h = horizon_ms(b);
+    if (b->now > h) {
+        e = store_seen_prune(b->st, b->txn, b->now - h, DELIVER_PRUNE_PER_BATCH, &pruned);
+    }
+out:
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return e;
+}

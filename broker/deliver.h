@@ -1,0 +1,63 @@
+/*
+ * deliver.h - store and forward (DESIGN section 6, docs/wire.md "Deliver
+ * and receipt"): per-recipient queues with a credit window, receipts,
+ * notices for senders, expiry, and forgetting msg_ids after the retry
+ * horizon. Everything runs in the batch transaction (b->txn); frames are
+ * staged in b->out and sent after the commit.
+ *
+ * Delivery: a connection's queue is read oldest first from just after its
+ * cursor, at most `credit` deliveries; the first delivery of a message to a
+ * recipient is audited ("delivered", once per recipient, the broker's
+ * claim); a new connection starts again at the oldest entry, so whatever was
+ * in flight on a lost connection is delivered again.
+ *
+ * Receipt: verified against the recipient's current certificate (signature,
+ * canonical body, recipient and serial), the network, the stored envelope
+ * hash and the recipient list; then audited ("receipted", the whole signed
+ * receipt), the recipient's queue entry removed, the envelope deleted once
+ * every recipient has receipted, and the receipt forwarded to the sender as
+ * a notice. A receipt returns one credit. A receipt that does not verify or
+ * match is refused (BAD_RECEIPT, audited as rejected); a repeated receipt
+ * for a message already receipted or gone is ignored.
+ *
+ * Notices (forwarded receipts, expiry notices) are stored under the
+ * sender's id and sent, then deleted, while the sender is connected. They
+ * are not acknowledged by nodes: one sent just as the connection died is
+ * lost (the sender still has its ack and can check the log).
+ *
+ * Expiry: at expires_at a message still unreceipted by some recipient is
+ * audited ("expired", listing them), removed from their queues and deleted;
+ * the sender gets an ExpiredNotice.
+ */
+#ifndef KETEN_BROKER_DELIVER_H
+#define KETEN_BROKER_DELIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "conns.h"
+#include "err.h"
+
+#define DELIVER_NOTICES_PER_BATCH 256
+#define DELIVER_EXPIRE_PER_BATCH 1000
+#define DELIVER_PRUNE_PER_BATCH 1000
+
+/* Hand out queued messages to c while it has credit; *budget is the number
+ * of bytes this batch may still stage (decreased). */
+keten_err deliver_pump(broker *b, conn *c, size_t *budget) KETEN_MUST_CHECK;
+
+/* A Credit frame. */
+void deliver_credit(conn *c, uint32_t credit);
+
+/* A receipt from c. */
+keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf)
+    KETEN_MUST_CHECK;
+
+/* Send (and delete) the notices waiting for c. */
+keten_err deliver_notices(broker *b, conn *c) KETEN_MUST_CHECK;
+
+/* Expire what is due at b->now; forget msg_ids older than the horizon. */
+keten_err deliver_expire(broker *b) KETEN_MUST_CHECK;
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * dirstate.h - the broker's directory (DESIGN section 3, docs/wire.md
+ * "Directory"): every installed version is kept in the store (`directories`)
+ * and the newest is the one in force.
+ *
+ * At start the stored versions are verified as a chain (the oldest against
+ * the anchor, each next one against the one before, signatures only: they
+ * were checked for time when installed). Then the --directory file is
+ * verified against the newest stored version (or the anchor) and installed
+ * only if it is newer; an older file, or a different document under a
+ * version already held, is ignored with a warning: the persisted version
+ * wins. A newer file that has already expired is still installed (it is
+ * signed, and newer than what the broker had), and the broker refuses
+ * submits until a fresh one comes. SIGHUP repeats the file step.
+ *
+ * Installing: in its own write transaction, store the signed bytes and
+ * append a "directory-installed" audit record; after the commit, the
+ * version is pushed to every connected node and connections of nodes that
+ * are no longer current are cut off (no frames in, nothing out).
+ *
+ * The directory must list a "broker" certificate whose id and keys are this
+ * broker's; otherwise it is not installed (at start: the broker refuses to
+ * run).
+ *
+ * Ownership: the dirstate owns the anchor and the directory objects;
+ * pointers returned by dirstate_current() stay valid until the next
+ * install. Single-threaded (main loop).
+ */
+#ifndef KETEN_BROKER_DIRSTATE_H
+#define KETEN_BROKER_DIRSTATE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "conns.h"
+#include "directory.h"
+#include "err.h"
+
+typedef struct dirstate {
+    Keten__Anchor *anchor;
+    keten_directory *cur;
+    char path[PATH_MAX];
+    bool stale; /* last known freshness, to log a change once */
+} dirstate;
+
+/* Load the anchor and the stored chain, then install the file if newer.
+ * Needs b->st, b->me, b->m. */
+keten_err dirstate_open(broker *b, const char *anchor_path, const char *dir_path) KETEN_MUST_CHECK;
+void dirstate_destroy(dirstate **self_p);
+
+/* SIGHUP: read the file again and install it if it is newer (*installed). */
+keten_err dirstate_reload(broker *b, bool *installed) KETEN_MUST_CHECK;
+
+/* Is the directory in force fresh at b->now? Logs a change of state. */
+bool dirstate_fresh(broker *b);
+
+/* The current certificate of node, if it is a partner (not the broker),
+ * valid at now, and its transport key is key (NULL: any); else NULL. */
+const Keten__NodeCert *dirstate_node_cert(const keten_directory *dir, const char *node,
+    const uint8_t *key, uint64_t now);
+
+/* Answer a DirectoryRequest (in the batch transaction): the versions after
+ * after_version, oldest first, as many as fit in one frame. */
+keten_err dirstate_serve(broker *b, const conn *c, uint64_t request_id, uint64_t after_version)
+    KETEN_MUST_CHECK;
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * metrics.h - the broker's counters and its Prometheus endpoint
+ * (--metrics ADDR:PORT, libmicrohttpd in its own thread; GET /metrics).
+ *
+ * The main loop updates C11 atomics; the HTTP thread reads them and, with
+ * its own LMDB read transaction, the queue depths and the audit tree size.
+ *
+ * Metrics served (text format 0.0.4):
+ *   keten_submits_total                     accepted submits
+ *   keten_rejects_total{reason="policy"}    refused requests, by Reason
+ *   keten_deliveries_total                  deliver frames sent
+ *   keten_receipts_total                    verified receipts
+ *   keten_expired_total                     messages expired undelivered
+ *   keten_auth_failed_total                 refused keys and revoked nodes' frames
+ *   keten_queue_depth{node="id"}            undelivered/unreceipted entries per node
+ *   keten_notices_pending                   frames waiting for offline senders
+ *   keten_audit_tree_size                   leaves in the audit log
+ *   keten_checkpoint_tree_size              tree size of the latest checkpoint
+ *   keten_batch_size (histogram)            frames per batch (one transaction)
+ *   keten_commit_seconds (histogram)        LMDB commit latency
+ *   keten_connected_nodes                   nodes with a live connection
+ *   keten_directory_version                 installed directory version
+ *   keten_directory_stale                   1 when the directory has expired
+ *   keten_store_full                        1 when new submits are refused
+ *   keten_store_used_bytes, keten_store_map_bytes
+ *   keten_insecure_key                      1 when the key file has no passphrase
+ *
+ * Thread safety: every update function may be called from any thread.
+ * Ownership: metrics_destroy() stops the server and frees.
+ */
+#ifndef KETEN_BROKER_METRICS_H
+#define KETEN_BROKER_METRICS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "keten.h"
+
+#define METRICS_REASONS 17 /* Reason values 0..16 */
+#define METRICS_BATCH_BUCKETS 10
+#define METRICS_COMMIT_BUCKETS 12
+
+typedef struct store store;
+
+typedef struct metrics {
+    atomic_uint_fast64_t submits, deliveries, receipts, expired, auth_failed;
+    atomic_uint_fast64_t rejects[METRICS_REASONS];
+    atomic_uint_fast64_t tree_size, checkpoint_size, dir_version, connected;
+    atomic_bool dir_stale, insecure_key;
+    atomic_uint_fast64_t batch_buckets[METRICS_BATCH_BUCKETS], batch_count, batch_sum;
+    atomic_uint_fast64_t commit_buckets[METRICS_COMMIT_BUCKETS], commit_count, commit_sum_us;
+    store *st;
+    void *daemon; /* struct MHD_Daemon */
+} metrics;
+
+metrics *metrics_new(void);
+/* Serve on addr ("127.0.0.1:9750", "[::1]:9750", ":9750"), reading st. */
+keten_err metrics_start(metrics *m, const char *addr, store *st) KETEN_MUST_CHECK;
+void metrics_destroy(metrics **m_p);
+
+void metrics_submit(metrics *m);
+void metrics_reject(metrics *m, Keten__Reason reason);
+void metrics_delivery(metrics *m);
+void metrics_receipt(metrics *m);
+void metrics_expired(metrics *m);
+void metrics_auth_failed(metrics *m);
+void metrics_tree_size(metrics *m, uint64_t n);
+void metrics_checkpoint(metrics *m, uint64_t size);
+void metrics_directory(metrics *m, uint64_t version, bool stale);
+void metrics_connected(metrics *m, uint64_t n);
+void metrics_insecure_key(metrics *m, bool insecure);
+void metrics_batch(metrics *m, uint64_t frames, uint64_t commit_us);
+
+#endif

@@ -1,0 +1,750 @@
+#include "server.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "audit.h"
+#include "checkpointer.h"
+#include "cli.h"
+#include "conns.h"
+#include "deliver.h"
+#include "dirstate.h"
+#include "log.h"
+#include "metrics.h"
+#include "outq.h"
+#include "passphrase.h"
+#include "pb.h"
+#include "store.h"
+#include "submit.h"
+#include "util.h"
+#include "zap.h"
+
+#define POLL_MS 100
+#define ZAP_PER_ROUND 64
+#define MONITOR_ENDPOINT "inproc://keten-broker-monitor"
+#define HEARTBEAT_IVL_MS 10000
+#define HEARTBEAT_TIMEOUT_MS 30000
+#define LINGER_MS 2000
+#define FAULT_ENV "KETEN_BROKER_FAULT"
+
+/* ---- shared helpers (broker.h) ------------------------------------------ */
+
+void broker_event_add(broker *b, Keten__Event event, const char *node)
+{
+    if (b->n_events == BROKER_EVENTS_MAX) {
+        b->events_dropped++;
+        return;
+    }
+    broker_event *ev = &b->events[b->n_events++];
+    ev->event = event;
+    snprintf(ev->node, sizeof ev->node, "%s", node);
+}
+
+const keten_directory *broker_dir(const broker *b)
+{
+    return b->dirs != NULL ? b->dirs->cur : NULL;
+}
+
+/* ---- the server's own state --------------------------------------------- */
+
+typedef struct item {
+    conn *c;
+    Keten__Frame *frame; /* NULL: did not parse */
+    submit_prep prep;
+    bool fresh_conn;     /* first frame of a new connection */
+} item;
+
+typedef struct conn_snapshot {
+    conn *c;
+    uint32_t credit;
+    uint64_t cursor;
+    bool has_cursor, more, notices;
+} conn_snapshot;
+
+typedef struct server {
+    broker b;
+    zap z;
+    void *ctx, *zap_sock, *router, *monitor;
+    int sigfd;
+    bool stopping, reload;
+    bool fault_kill_after_commit;
+    item items[BROKER_BATCH_MAX];
+    size_t n_items;
+    conn_snapshot *snap;
+    size_t snap_cap;
+} server;
+
+enum batch_mode { MODE_NORMAL, MODE_DEGRADED, MODE_NOSTORE };
+
+/* ---- set-up ------------------------------------------------------------- */
+
+static keten_err block_signals(int *fd_out)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
+        return keten_err_set(KETEN_ERR_IO, "cannot block signals");
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) {
+        return keten_err_set(KETEN_ERR_IO, "signalfd: %s", strerror(errno));
+    }
+    *fd_out = fd;
+    return KETEN_OK;
+}
+
+static keten_err load_identity(server *s)
+{
+    broker *b = &s->b;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/identity.secret", b->cfg->home) >= (int)sizeof path) {
+        return keten_err_set(KETEN_ERR_INVALID, "home path %s is too long", b->cfg->home);
+    }
+    bool encrypted = true;
+    keten_err e = keten_identity_file_encrypted(path, &encrypted);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        return keten_err_set(e, "%s does not exist; make the broker's keys with 'keten-broker keygen "
+            "--home %s'", path, b->cfg->home);
+    }
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if ((e = keten_cli_identity_open(path, b->cfg->passfile, &b->me)) != KETEN_OK) {
+        keten_passphrase_scrub_env();
+        return e;
+    }
+    keten_passphrase_scrub_env();
+    if (!b->me->has_log_key || strcmp(b->me->role, "broker") != 0) {
+        return keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "%s is a node key (role %s), not a broker key; make one with 'keten-broker keygen'",
+            path, b->me->role);
+    }
+    b->insecure_key = !encrypted;
+    metrics_insecure_key(b->m, !encrypted);
+    if (!encrypted) {
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "the broker's key file has no passphrase (written with --no-passphrase): for tests "
+            "and demos only",
+            "file=%s", path);
+    }
+    return KETEN_OK;
+}
+
+static keten_err zmq_fail(const char *what)
+{
+    return keten_err_set(KETEN_ERR_IO, "%s: %s", what, zmq_strerror(zmq_errno()));
+}
+
+static keten_err open_sockets(server *s)
+{
+    broker *b = &s->b;
+    s->ctx = zmq_ctx_new();
+    if (s->ctx == NULL) {
+        return zmq_fail("creating the ZeroMQ context");
+    }
+    /* The ZAP handler first: without it libzmq admits every CURVE client. */
+    s->zap_sock = zmq_socket(s->ctx, ZMQ_REP);
+    if (s->zap_sock == NULL || zmq_bind(s->zap_sock, ZAP_ENDPOINT) != 0) {
+        return zmq_fail("binding the ZAP handler");
+    }
+    s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
+    if (s->router == NULL) {
+        return zmq_fail("creating the ROUTER socket");
+    }
+    int one = 1, zero = 0, hwm = BROKER_SNDHWM, linger = LINGER_MS;
+    int ivl = HEARTBEAT_IVL_MS, hto = HEARTBEAT_TIMEOUT_MS;
+    int64_t maxmsg = (int64_t)KETEN_FRAME_MAX;
+    if (zmq_setsockopt(s->router, ZMQ_CURVE_SERVER, &one, sizeof one) != 0
+        || zmq_setsockopt(s->router, ZMQ_CURVE_SECRETKEY, b->me->transport_sk,
+               KETEN_CURVE_KEY_BYTES)
+            != 0
+        || zmq_setsockopt(s->router, ZMQ_ZAP_DOMAIN, "keten", 5) != 0
+        || zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0
+        || zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0
+        || zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &zero, sizeof zero) != 0
+        || zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger) != 0
+        || zmq_setsockopt(s->router, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) != 0
+        || zmq_setsockopt(s->router, ZMQ_HEARTBEAT_TIMEOUT, &hto, sizeof hto) != 0) {
+        return zmq_fail("setting up the ROUTER socket");
+    }
+    if (zmq_socket_monitor(s->router, MONITOR_ENDPOINT,
+            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED)
+        != 0) {
+        return zmq_fail("monitoring the ROUTER socket");
+    }
+    s->monitor = zmq_socket(s->ctx, ZMQ_PAIR);
+    if (s->monitor == NULL || zmq_connect(s->monitor, MONITOR_ENDPOINT) != 0) {
+        return zmq_fail("connecting the socket monitor");
+    }
+    if (zmq_bind(s->router, b->cfg->listen) != 0) {
+        return keten_err_set(KETEN_ERR_IO, "cannot listen on %s: %s", b->cfg->listen,
+            zmq_strerror(zmq_errno()));
+    }
+    return KETEN_OK;
+}
+
+static void close_sockets(server *s)
+{
+    if (s->router != NULL) {
+        zmq_socket_monitor(s->router, NULL, 0);
+    }
+    void **socks[] = { &s->monitor, &s->router, &s->zap_sock };
+    for (size_t i = 0; i < sizeof socks / sizeof socks[0]; i++) {
+        if (*socks[i] != NULL) {
+            if (socks[i] != &s->router) {
+                int zero = 0;
+                zmq_setsockopt(*socks[i], ZMQ_LINGER, &zero, sizeof zero);
+            }
+            zmq_close(*socks[i]);
+            *socks[i] = NULL;
+        }
+    }
+    if (s->ctx != NULL) {
+        zmq_ctx_term(s->ctx);
+        s->ctx = NULL;
+    }
+}
+
+/* ---- signals, monitor, ZAP ---------------------------------------------- */
+
+static void read_signals(server *s)
+{
+    struct signalfd_siginfo si;
+    while (read(s->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGHUP) {
+            s->reload = true;
+        } else {
+            if (!s->stopping) {
+                KETEN_LOG(KETEN_LOG_NOTICE, "stopping after this batch", "signal=%u",
+                    si.ssi_signo);
+            }
+            s->stopping = true;
+        }
+    }
+}
+
+static void node_gone(server *s, conn *c, const char *why)
+{
+    broker *b = &s->b;
+    if (!c->revoked) {
+        broker_event_add(b, KETEN__EVENT__EVENT_NODE_DISCONNECTED, c->node);
+    }
+    KETEN_LOG(KETEN_LOG_INFO, "node disconnected", "node=%s why=%s", c->node, why);
+    for (size_t i = 0; i < s->n_items; i++) {
+        if (s->items[i].c == c) {
+            s->items[i].c = NULL; /* read from the old connection: dropped */
+        }
+    }
+    conns_remove(b->conns, c);
+}
+
+static void read_monitor(server *s)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, s->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        zmq_msg_init(&addr);
+        if (zmq_msg_more(&ev)) {
+            (void)zmq_msg_recv(&addr, s->monitor, 0);
+        }
+        if (zmq_msg_size(&ev) >= 6) {
+            uint16_t event;
+            uint32_t value;
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (uint8_t *)zmq_msg_data(&ev) + 2, 4);
+            if (event == ZMQ_EVENT_ACCEPTED) {
+                conns_fd_accepted(s->b.conns, (int)value);
+            } else if (event == ZMQ_EVENT_DISCONNECTED) {
+                conn *c = conns_fd_disconnected(s->b.conns, (int)value);
+                if (c != NULL) {
+                    node_gone(s, c, "closed");
+                }
+            }
+        }
+        zmq_msg_close(&addr);
+        zmq_msg_close(&ev);
+    }
+}
+
+/* ---- reading frames ------------------------------------------------------ */
+
+static void drain_parts(void *sock)
+{
+    int more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+}
+
+/* The connection of a frame, or NULL when the frame is to be dropped. */
+static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *fresh)
+{
+    broker *b = &s->b;
+    *fresh = false;
+    const uint8_t *r = zmq_msg_data((zmq_msg_t *)rid);
+    size_t rlen = zmq_msg_size((zmq_msg_t *)rid);
+    conn *c = conns_find_rid(b->conns, r, rlen);
+    const keten_directory *dir = broker_dir(b);
+    if (c == NULL) {
+        const char *node = zmq_msg_gets(data, "User-Id");
+        const char *keyhex = zmq_msg_gets(data, ZAP_KEY_PROPERTY);
+        uint8_t key[KETEN_CURVE_KEY_BYTES];
+        if (node == NULL || keyhex == NULL || strlen(keyhex) != 2 * KETEN_CURVE_KEY_BYTES
+            || keten_unhex(keyhex, key, sizeof key) != KETEN_OK || rlen > CONN_RID_MAX) {
+            keten_err_clear();
+            return NULL; /* not admitted by our ZAP handler: cannot happen */
+        }
+        conn *old = conns_find_node(b->conns, node);
+        if (old != NULL) {
+            node_gone(s, old, "replaced");
+        }
+        if (conns_add(b->conns, r, rlen, node, key, zmq_msg_get(data, ZMQ_SRCFD), b->now, &c)
+            != KETEN_OK) {
+            KETEN_LOG(KETEN_LOG_ERR, "out of memory for a connection", "node=%s", node);
+            return NULL;
+        }
+        if (dirstate_node_cert(dir, node, key, b->now) == NULL) {
+            c->revoked = true;
+            metrics_auth_failed(b->m);
+            broker_event_add(b, KETEN__EVENT__EVENT_AUTH_FAILED, node);
+            KETEN_LOG(KETEN_LOG_WARNING, "frames of a node no longer current dropped", "node=%s",
+                node);
+            return NULL;
+        }
+        *fresh = true;
+        broker_event_add(b, KETEN__EVENT__EVENT_NODE_CONNECTED, node);
+        KETEN_LOG(KETEN_LOG_INFO, "node connected", "node=%s", node);
+        return c;
+    }
+    if (c->revoked) {
+        return NULL;
+    }
+    if (dirstate_node_cert(dir, c->node, c->key, b->now) == NULL) {
+        c->revoked = true;
+        metrics_auth_failed(b->m);
+        broker_event_add(b, KETEN__EVENT__EVENT_AUTH_FAILED, c->node);
+        KETEN_LOG(KETEN_LOG_WARNING, "frames of a node no longer current dropped", "node=%s",
+            c->node);
+        return NULL;
+    }
+    return c;
+}
+
+/* Read up to BROKER_BATCH_MAX frames without blocking. */
+static void read_frames(server *s)
+{
+    broker *b = &s->b;
+    size_t bytes = 0;
+    while (s->n_items < BROKER_BATCH_MAX && bytes < BROKER_BATCH_BYTES_MAX) {
+        zmq_msg_t rid, data;
+        zmq_msg_init(&rid);
+        if (zmq_msg_recv(&rid, s->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&rid);
+            return;
+        }
+        if (!zmq_msg_more(&rid)) {
+            zmq_msg_close(&rid);
+            continue;
+        }
+        zmq_msg_init(&data);
+        if (zmq_msg_recv(&data, s->router, 0) < 0) {
+            zmq_msg_close(&data);
+            zmq_msg_close(&rid);
+            return;
+        }
+        bool extra = zmq_msg_more(&data);
+        if (extra) {
+            drain_parts(s->router);
+        }
+        bool fresh = false;
+        conn *c = frame_conn(s, &rid, &data, &fresh);
+        if (c != NULL) {
+            item *it = &s->items[s->n_items++];
+            memset(it, 0, sizeof *it);
+            it->c = c;
+            it->fresh_conn = fresh;
+            size_t len = zmq_msg_size(&data);
+            bytes += len;
+            if (!extra
+                && KETEN_PB_UNPACK(keten__frame, zmq_msg_data(&data), len, KETEN_FRAME_MAX, "frame",
+                       &it->frame)
+                    != KETEN_OK) {
+                it->frame = NULL;
+            }
+            keten_err_clear();
+            if (it->frame != NULL && it->frame->body_case == KETEN__FRAME__BODY_SUBMIT
+                && it->frame->submit != NULL) {
+                const ProtobufCBinaryData *env = &it->frame->submit->envelope;
+                submit_prepare(b, c, env->data, env->len, &it->prep);
+            }
+        }
+        zmq_msg_close(&data);
+        zmq_msg_close(&rid);
+    }
+}
+
+static void free_items(server *s)
+{
+    for (size_t i = 0; i < s->n_items; i++) {
+        submit_prep_clear(&s->items[i].prep);
+        keten_pb_free((ProtobufCMessage **)(void *)&s->items[i].frame);
+    }
+    s->n_items = 0;
+}
+
+/* ---- one batch ----------------------------------------------------------- */
+
+static keten_err snapshot(server *s)
+{
+    conns *cs = s->b.conns;
+    if (cs->n > s->snap_cap) {
+        conn_snapshot *v = realloc(s->snap, cs->n * sizeof *v);
+        if (v == NULL) {
+            return keten_err_set(KETEN_ERR_NOMEM, "snapshot of %zu connections", cs->n);
+        }
+        s->snap = v;
+        s->snap_cap = cs->n;
+    }
+    for (size_t i = 0; i < cs->n; i++) {
+        conn *c = cs->v[i];
+        s->snap[i] = (conn_snapshot) { c, c->credit, c->cursor, c->has_cursor, c->more,
+            c->notices };
+    }
+    return KETEN_OK;
+}
+
+static void restore(server *s, size_t n, uint64_t cp_size, uint64_t cp_ms)
+{
+    for (size_t i = 0; i < n; i++) {
+        conn *c = s->snap[i].c;
+        c->credit = s->snap[i].credit;
+        c->cursor = s->snap[i].cursor;
+        c->has_cursor = s->snap[i].has_cursor;
+        c->more = s->snap[i].more;
+        c->notices = s->snap[i].notices;
+    }
+    s->b.cp->last_size = cp_size;
+    s->b.cp->last_mono_ms = cp_ms;
+}
+
+static keten_err unexpected(broker *b, const conn *c, uint64_t request_id, const char *what)
+{
+    keten_err e = audit_rejected(b, NULL, c->node, KETEN__REASON__REASON_MALFORMED, 0, NULL);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    metrics_reject(b->m, KETEN__REASON__REASON_MALFORMED);
+    return outq_error(b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, what, 0, NULL,
+        0);
+}
+
+static keten_err dispatch(broker *b, item *it)
+{
+    conn *c = it->c;
+    const Keten__Frame *f = it->frame;
+    if (c == NULL) {
+        return KETEN_OK;
+    }
+    if (it->fresh_conn) {
+        keten_err e = checkpointer_send_latest(b, c);
+        if (e != KETEN_OK) {
+            return e;
+        }
+    }
+    if (f == NULL) {
+        return unexpected(b, c, 0, "frame does not parse (one Frame per message)");
+    }
+    uint64_t rid = f->request_id;
+    switch (f->body_case) {
+    case KETEN__FRAME__BODY_CREDIT:
+        deliver_credit(c, f->credit->credit);
+        c->more = true;
+        return KETEN_OK;
+    case KETEN__FRAME__BODY_SUBMIT: {
+        const ProtobufCBinaryData *env = &f->submit->envelope;
+        return submit_apply(b, c, rid, env->data, env->len, &it->prep);
+    }
+    case KETEN__FRAME__BODY_RECEIPT:
+        return deliver_receipt(b, c, rid, f->receipt);
+    case KETEN__FRAME__BODY_DIRECTORY_REQUEST:
+        return dirstate_serve(b, c, rid, f->directory_request->after_version);
+    case KETEN__FRAME__BODY_COSIGNATURE:
+        return checkpointer_cosign(b, c, rid, f->cosignature);
+    case KETEN__FRAME__BODY_PROOF_REQUEST:
+        return checkpointer_proof(b, c, rid, f->proof_request);
+    default:
+        return unexpected(b, c, rid, "not a frame a node sends");
+    }
+}
+
+static keten_err run_batch(server *s, enum batch_mode mode, uint64_t *commit_us)
+{
+    broker *b = &s->b;
+    b->degraded = mode == MODE_DEGRADED || atomic_load(&b->st->full);
+    b->batch_bytes = 0;
+    keten_err e = store_begin(b->st, true, &b->txn);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    for (size_t i = 0; i < b->n_events && e == KETEN_OK; i++) {
+        e = audit_node(b, b->events[i].event, b->events[i].node, NULL);
+    }
+    for (size_t i = 0; i < s->n_items && e == KETEN_OK; i++) {
+        e = dispatch(b, &s->items[i]);
+    }
+    size_t budget = BROKER_BATCH_BYTES_MAX;
+    for (size_t i = 0; i < b->conns->n && e == KETEN_OK; i++) {
+        conn *c = b->conns->v[i];
+        e = deliver_notices(b, c);
+        if (e == KETEN_OK) {
+            e = deliver_pump(b, c, &budget);
+        }
+    }
+    if (e == KETEN_OK) {
+        e = deliver_expire(b);
+    }
+    if (e == KETEN_OK) {
+        e = checkpointer_tick(b);
+    }
+    if (e != KETEN_OK) {
+        store_abort(&b->txn);
+        return e;
+    }
+    struct timespec a, z;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    e = store_commit(b->st, &b->txn);
+    clock_gettime(CLOCK_MONOTONIC, &z);
+    *commit_us = (uint64_t)(z.tv_sec - a.tv_sec) * 1000000u
+        + (uint64_t)((z.tv_nsec - a.tv_nsec) / 1000);
+    return e;
+}
+
+/* The store cannot take this batch: answer submits, keep credits. */
+static void run_nostore(server *s)
+{
+    broker *b = &s->b;
+    for (size_t i = 0; i < s->n_items; i++) {
+        item *it = &s->items[i];
+        if (it->frame == NULL || it->c == NULL) {
+            continue;
+        }
+        if (it->frame->body_case == KETEN__FRAME__BODY_SUBMIT) {
+            metrics_reject(b->m, KETEN__REASON__REASON_STORE_FULL);
+            keten_err e = outq_error(b->out, it->c, it->frame->request_id,
+                KETEN__REASON__REASON_STORE_FULL, it->prep.has_msg_id ? it->prep.msg_id : NULL,
+                "store full or failing: not stored, try again later", 0, NULL, 0);
+            (void)e;
+        } else if (it->frame->body_case == KETEN__FRAME__BODY_CREDIT) {
+            deliver_credit(it->c, it->frame->credit->credit);
+        }
+    }
+    if (b->n_events > 0) {
+        KETEN_LOG(KETEN_LOG_ERR, "node events not audited: the store failed", "events=%zu",
+            b->n_events);
+    }
+}
+
+static void batch(server *s)
+{
+    broker *b = &s->b;
+    keten_err e = snapshot(s);
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_ERR, "batch skipped", "error=\"%s\"", keten_strerror(e));
+        return;
+    }
+    size_t n_snap = b->conns->n;
+    uint64_t cp_size = b->cp->last_size, cp_ms = b->cp->last_mono_ms;
+    uint64_t submits_before = atomic_load(&b->m->submits);
+    uint64_t commit_us = 0;
+    enum batch_mode mode = MODE_NORMAL;
+    for (;;) {
+        e = run_batch(s, mode, &commit_us);
+        if (e == KETEN_OK) {
+            break;
+        }
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", keten_err_detail());
+        outq_clear(b->out);
+        restore(s, n_snap, cp_size, cp_ms);
+        atomic_store(&b->m->submits, submits_before);
+        if (e == KETEN_ERR_STORE_FULL) {
+            store_mark_full(b->st, b->now);
+        }
+        KETEN_LOG(KETEN_LOG_ERR, "batch failed; nothing of it was stored",
+            "error=\"%s\" detail=\"%s\" mode=%d", keten_strerror(e), detail, (int)mode);
+        if (e == KETEN_ERR_STORE_FULL && mode == MODE_NORMAL) {
+            mode = MODE_DEGRADED;
+            continue;
+        }
+        run_nostore(s);
+        break;
+    }
+    b->n_events = 0;
+    if (e == KETEN_OK) {
+        metrics_batch(b->m, s->n_items, commit_us);
+        if (s->fault_kill_after_commit && atomic_load(&b->m->submits) > submits_before) {
+            KETEN_LOG(KETEN_LOG_WARNING, "test hook: killed after the commit, before the acks",
+                "env=%s", FAULT_ENV);
+            raise(SIGKILL);
+        }
+    }
+    outq_flush(b->out, s->router);
+    free_items(s);
+    size_t live = 0;
+    for (size_t i = 0; i < b->conns->n; i++) {
+        live += b->conns->v[i]->revoked ? 0 : 1;
+    }
+    metrics_connected(b->m, live);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static void loop(server *s)
+{
+    broker *b = &s->b;
+    while (!s->stopping) {
+        zmq_pollitem_t items[] = {
+            { s->zap_sock, 0, ZMQ_POLLIN, 0 },
+            { s->router, 0, ZMQ_POLLIN, 0 },
+            { s->monitor, 0, ZMQ_POLLIN, 0 },
+            { NULL, s->sigfd, ZMQ_POLLIN, 0 },
+        };
+        if (zmq_poll(items, 4, POLL_MS) < 0 && zmq_errno() != EINTR) {
+            KETEN_LOG(KETEN_LOG_ERR, "poll failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
+            s->stopping = true;
+            break;
+        }
+        read_signals(s);
+        read_monitor(s);
+        for (int i = 0; i < ZAP_PER_ROUND; i++) {
+            int events = 0;
+            size_t sz = sizeof events;
+            if (zmq_getsockopt(s->zap_sock, ZMQ_EVENTS, &events, &sz) != 0
+                || !(events & ZMQ_POLLIN)) {
+                break;
+            }
+            keten_err e = zap_handle(&s->z, b, s->zap_sock);
+            if (e != KETEN_OK) {
+                KETEN_LOG(KETEN_LOG_ERR, "ZAP handler failed", "error=\"%s\" detail=\"%s\"",
+                    keten_strerror(e), keten_err_detail());
+                break;
+            }
+        }
+        b->now = keten_now_ms();
+        if (s->reload) {
+            s->reload = false;
+            bool installed = false;
+            keten_err e = dirstate_reload(b, &installed);
+            if (e != KETEN_OK) {
+                outq_clear(b->out);
+                KETEN_LOG(KETEN_LOG_ERR, "directory reload failed", "error=\"%s\" detail=\"%s\"",
+                    keten_strerror(e), keten_err_detail());
+            }
+            outq_flush(b->out, s->router);
+        }
+        keten_err e = store_room(b->st, b->now, NULL);
+        if (e != KETEN_OK) {
+            KETEN_LOG(KETEN_LOG_ERR, "cannot read the store's size", "detail=\"%s\"",
+                keten_err_detail());
+        }
+        read_frames(s);
+        batch(s);
+    }
+}
+
+keten_err server_run(const broker_config *cfg)
+{
+    server *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "broker state");
+    }
+    broker *b = &s->b;
+    b->cfg = cfg;
+    s->sigfd = -1;
+    keten_err e = block_signals(&s->sigfd);
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    b->m = metrics_new();
+    b->conns = conns_new();
+    b->out = outq_new();
+    if (b->m == NULL || b->conns == NULL || b->out == NULL) {
+        e = keten_err_set(KETEN_ERR_NOMEM, "broker state");
+        goto out;
+    }
+    const char *fault = getenv(FAULT_ENV);
+    if (fault != NULL && strcmp(fault, "kill-after-commit") == 0) {
+        s->fault_kill_after_commit = true;
+        KETEN_LOG(KETEN_LOG_WARNING, "test hook armed: the broker will kill itself after a commit",
+            "env=%s", FAULT_ENV);
+    }
+    if ((e = load_identity(s)) != KETEN_OK) {
+        goto out;
+    }
+    if ((e = store_open(cfg->home, cfg->map_size, &b->st)) != KETEN_OK) {
+        goto out;
+    }
+    b->now = keten_now_ms();
+    if ((e = dirstate_open(b, cfg->anchor_path, cfg->directory_path)) != KETEN_OK) {
+        goto out;
+    }
+    if ((e = checkpointer_open(b)) != KETEN_OK) {
+        goto out;
+    }
+    if ((e = store_room(b->st, b->now, NULL)) != KETEN_OK) {
+        goto out;
+    }
+    if ((e = open_sockets(s)) != KETEN_OK) {
+        goto out;
+    }
+    if (cfg->metrics_addr != NULL && (e = metrics_start(b->m, cfg->metrics_addr, b->st)) != KETEN_OK) {
+        goto out;
+    }
+    KETEN_LOG(KETEN_LOG_NOTICE, "broker running",
+        "node=%s listen=%s directory_version=%llu map_size=%llu", b->me->id, cfg->listen,
+        (unsigned long long)keten_directory_version(broker_dir(b)),
+        (unsigned long long)b->st->map_size);
+    loop(s);
+    KETEN_LOG(KETEN_LOG_NOTICE, "broker stopped", "%s", "");
+out:
+    if (b->m != NULL) {
+        metrics_destroy(&b->m); /* stops the HTTP thread before the store goes */
+    }
+    close_sockets(s);
+    free_items(s);
+    free(s->snap);
+    checkpointer_destroy(&b->cp);
+    dirstate_destroy(&b->dirs);
+    store_close(&b->st);
+    outq_destroy(&b->out);
+    conns_destroy(&b->conns);
+    keten_identity_destroy(&b->me);
+    if (s->sigfd >= 0) {
+        close(s->sigfd);
+    }
+    free(s);
+    return e;
+}

@@ -1,0 +1,188 @@
+/*
+ * store.h - the broker's one LMDB environment (HOME/store) and the layout of
+ * its databases (docs/wire.md, "What each side stores"):
+ *
+ *   audit-leaf, audit-node  the Merkle audit log (lib/merkle.h)
+ *   msgs         msg_id -> message record (store_msg below, without the envelope)
+ *   envelopes    msg_id -> envelope bytes, deleted once every recipient has
+ *                receipted or the message expired
+ *   queue        recipient id, NUL, leaf (8 BE) -> msg_id; the leaf is the
+ *                message's "submitted" record, so a queue is oldest first
+ *   seen         msg_id -> envelope hash (32) | leaf (8 BE) | first seen (8 BE)
+ *   seen-time    first seen (8 BE) | msg_id -> (empty), to forget msg_ids
+ *                after the retry horizon
+ *   expiry       expires_at (8 BE) | msg_id -> (empty)
+ *   notices      node id, NUL, leaf (8 BE) -> a serialized Frame waiting for
+ *                that node (forwarded receipts, expiry notices)
+ *   directories  version (8 BE) -> SignedDirectory bytes
+ *   checkpoints  tree size (8 BE) -> signed note with its cosignatures
+ *
+ * Durability: the environment is opened without MDB_NOSYNC/MDB_NOMETASYNC,
+ * so mdb_txn_commit() returning 0 means the data is on disk.
+ *
+ * Full store: store_room() says whether new submits may still be taken: the
+ * pages in use (last page number + 1 - free pages) times the page size must
+ * stay below map size - reserve, reserve = max(10% of the map, 8 MiB) but at
+ * most half of the map. What stays in the reserve is for receipts,
+ * deliveries and expiry, which free space. A commit that fails with
+ * MDB_MAP_FULL or ENOSPC is KETEN_ERR_STORE_FULL and the transaction is gone
+ * (nothing partial is left: LMDB aborts it).
+ *
+ * Threads: the environment is opened with MDB_NOTLS; the main thread is the
+ * only writer; the metrics thread reads with its own read transactions.
+ * Pointers returned into the map are valid until the transaction ends or
+ * the next write in it.
+ * Errors: KETEN_ERR_STORE (detail names the LMDB error and what was done),
+ * KETEN_ERR_STORE_FULL, KETEN_ERR_NOMEM, KETEN_ERR_MALFORMED (a record that
+ * does not decode: the store was altered).
+ */
+#ifndef KETEN_BROKER_STORE_H
+#define KETEN_BROKER_STORE_H
+
+#include <lmdb.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "keten.h"
+#include "merkle.h"
+
+#define STORE_MAP_SIZE_DEFAULT (1ull << 30)
+#define STORE_MAP_SIZE_MIN (16ull << 20)
+#define STORE_RESERVE_MIN (8ull << 20)
+#define STORE_LOG_PREFIX "audit-"
+
+/* Per-recipient state of a stored message. */
+enum store_rcpt_state {
+    STORE_QUEUED = 0,    /* not yet handed out */
+    STORE_DELIVERED = 1, /* delivered (audited once) */
+    STORE_RECEIPTED = 2, /* the recipient's receipt came back */
+};
+
+/* A queue or notice key: node id, NUL, 8-byte big-endian sequence. */
+#define STORE_NODE_KEY_MAX (KETEN_NAME_MAX + 1 + 8)
+
+typedef struct store_rcpt {
+    char id[KETEN_NAME_MAX + 1];
+    uint8_t state; /* enum store_rcpt_state */
+} store_rcpt;
+
+/* The record in `msgs`. */
+typedef struct store_msg {
+    uint64_t leaf;        /* its "submitted" audit leaf */
+    uint64_t created_at;  /* header created_at (ms) */
+    uint64_t expires_at;  /* header expires_at (ms) */
+    uint8_t envelope_hash[KETEN_HASH_BYTES];
+    char sender[KETEN_NAME_MAX + 1];
+    size_t n_rcpt;
+    store_rcpt rcpt[KETEN_MAX_RECIPIENTS];
+} store_msg;
+
+typedef struct store {
+    MDB_env *env;
+    MDB_dbi msgs, envelopes, queue, seen, seen_time, expiry, notices, directories, checkpoints;
+    keten_mlog *log;
+    uint64_t map_size;
+    uint64_t reserve;
+    unsigned page_size;
+    atomic_bool full;          /* refusing new submits (metrics read it) */
+    atomic_uint_fast64_t used; /* bytes in use at the last check */
+    uint64_t last_free_scan_ms;
+    uint64_t free_pages;       /* at the last scan of the free list */
+    uint64_t disk_full_until_ms; /* ENOSPC seen: full until then, then retry */
+} store;
+
+/* Open (creating HOME/store, 0700) with map_size bytes of map. */
+keten_err store_open(const char *home, uint64_t map_size, store **out) KETEN_MUST_CHECK;
+void store_close(store **self_p);
+
+/* Transactions. store_commit() ends the transaction in every case. */
+keten_err store_begin(store *self, bool write, MDB_txn **txn) KETEN_MUST_CHECK;
+keten_err store_commit(store *self, MDB_txn **txn) KETEN_MUST_CHECK;
+void store_abort(MDB_txn **txn);
+
+/* An LMDB return code as a keten_err (MDB_MAP_FULL and ENOSPC are
+ * KETEN_ERR_STORE_FULL), with "what" in the detail. */
+keten_err store_lmdb_err(int rc, const char *what) KETEN_MUST_CHECK;
+
+/* Recompute whether the store is full (see above); now_ms limits how often
+ * the free list is scanned. *full_out may be NULL. */
+keten_err store_room(store *self, uint64_t now_ms, bool *full_out) KETEN_MUST_CHECK;
+
+/* Would `extra` more bytes (on top of the use measured by store_room())
+ * still leave the reserve free? */
+bool store_fits(const store *self, uint64_t extra);
+
+/* A failed commit with KETEN_ERR_STORE_FULL: refuse submits from now on
+ * (ENOSPC: for a while, then look again). */
+void store_mark_full(store *self, uint64_t now_ms);
+
+/* ---- keys ------------------------------------------------------------- */
+
+void store_be64(uint64_t v, uint8_t out[static 8]);
+uint64_t store_get_be64(const uint8_t in[static 8]);
+/* node id, NUL, seq: returns the key length (0 if id is not a valid name). */
+size_t store_node_key(const char *id, uint64_t seq, uint8_t out[static STORE_NODE_KEY_MAX]);
+
+/* ---- messages --------------------------------------------------------- */
+
+/* Get the record of msg_id; *found false (and KETEN_OK) if there is none. */
+keten_err store_msg_get(store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    store_msg *out, bool *found) KETEN_MUST_CHECK;
+keten_err store_msg_put(store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const store_msg *m) KETEN_MUST_CHECK;
+/* Delete the record, its envelope and its expiry entry. */
+keten_err store_msg_delete(store *self, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m) KETEN_MUST_CHECK;
+
+/* Envelope bytes of msg_id (pointer into the map); KETEN_ERR_NOT_FOUND. */
+keten_err store_envelope_get(store *self, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const uint8_t **env, size_t *len)
+    KETEN_MUST_CHECK;
+
+/* Store a newly accepted message: record, envelope, queue entries, expiry
+ * and seen entries. */
+keten_err store_msg_accept(store *self, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m, const uint8_t *env,
+    size_t env_len, uint64_t now_ms) KETEN_MUST_CHECK;
+
+/* ---- seen ------------------------------------------------------------- */
+
+typedef struct store_seen {
+    uint8_t envelope_hash[KETEN_HASH_BYTES];
+    uint64_t leaf;
+    uint64_t first_seen;
+} store_seen;
+
+keten_err store_seen_get(store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    store_seen *out, bool *found) KETEN_MUST_CHECK;
+
+/* Forget msg_ids first seen before `before` (at most max of them);
+ * *n_out how many were forgotten. */
+keten_err store_seen_prune(store *self, MDB_txn *txn, uint64_t before, size_t max, size_t *n_out)
+    KETEN_MUST_CHECK;
+
+/* ---- queue and notices ------------------------------------------------ */
+
+keten_err store_queue_delete(store *self, MDB_txn *txn, const char *node, uint64_t leaf)
+    KETEN_MUST_CHECK;
+/* Add a frame for node under sequence seq (a leaf index). */
+keten_err store_notice_put(store *self, MDB_txn *txn, const char *node, uint64_t seq,
+    const uint8_t *frame, size_t len) KETEN_MUST_CHECK;
+
+/* ---- directories and checkpoints ------------------------------------- */
+
+keten_err store_directory_put(store *self, MDB_txn *txn, uint64_t version, const uint8_t *buf,
+    size_t len) KETEN_MUST_CHECK;
+keten_err store_checkpoint_put(store *self, MDB_txn *txn, uint64_t size, const char *note,
+    size_t len) KETEN_MUST_CHECK;
+/* Note of tree size `size` (pointer into the map); KETEN_ERR_NOT_FOUND. */
+keten_err store_checkpoint_get(store *self, MDB_txn *txn, uint64_t size, const char **note,
+    size_t *len) KETEN_MUST_CHECK;
+/* The latest checkpoint; *found false if none. */
+keten_err store_checkpoint_last(store *self, MDB_txn *txn, uint64_t *size, const char **note,
+    size_t *len, bool *found) KETEN_MUST_CHECK;
+
+#endif

@@ -1,0 +1,316 @@
+#include "submit.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "dirstate.h"
+#include "log.h"
+#include "metrics.h"
+#include "outq.h"
+#include "pb.h"
+#include "policy.h"
+#include "store.h"
+#include "util.h"
+
+/* Store pages a message takes besides its envelope (records, queue, index). */
+#define SUBMIT_OVERHEAD_BYTES 8192
+
+static void set_detail(submit_prep *p, const char *fmt, ...) KETEN_PRINTF(2, 3);
+
+static void set_detail(submit_prep *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->detail, sizeof p->detail, fmt, ap);
+    va_end(ap);
+}
+
+static Keten__Reason reason_of(keten_err e)
+{
+    switch (e) {
+    case KETEN_ERR_TOO_LARGE:
+        return KETEN__REASON__REASON_TOO_LARGE;
+    case KETEN_ERR_BAD_SIGNATURE:
+        return KETEN__REASON__REASON_BAD_SIGNATURE;
+    case KETEN_ERR_WRONG_NETWORK:
+        return KETEN__REASON__REASON_WRONG_NETWORK;
+    case KETEN_ERR_REVOKED:
+        return KETEN__REASON__REASON_REVOKED;
+    case KETEN_ERR_UNKNOWN_NODE:
+    case KETEN_ERR_EXPIRED:       /* the sender's certificate at created_at */
+    case KETEN_ERR_NOT_YET_VALID: /* idem */
+        return KETEN__REASON__REASON_UNKNOWN_SENDER;
+    default:
+        return KETEN__REASON__REASON_MALFORMED;
+    }
+}
+
+/* The msg_id of an envelope that did not verify, if one can be read. */
+static void peek_msg_id(const uint8_t *env, size_t len, submit_prep *p)
+{
+    Keten__Envelope *e = NULL;
+    Keten__Header *h = NULL;
+    if (KETEN_PB_UNPACK(keten__envelope, env, len, KETEN_ENVELOPE_MAX, "envelope", &e) == KETEN_OK
+        && KETEN_PB_UNPACK(keten__header, e->header.data, e->header.len, KETEN_ENVELOPE_MAX,
+               "header", &h)
+            == KETEN_OK
+        && h->msg_id.len == KETEN_MSG_ID_BYTES) {
+        memcpy(p->msg_id, h->msg_id.data, KETEN_MSG_ID_BYTES);
+        p->has_msg_id = true;
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    keten_pb_free((ProtobufCMessage **)(void *)&e);
+    keten_err_clear();
+}
+
+/* Recipients, registration, policy: p->post and p->rule. */
+static void check_routing(broker *b, submit_prep *p)
+{
+    const keten_directory *dir = broker_dir(b);
+    const Keten__Directory *doc = keten_directory_doc(dir);
+    const Keten__Header *h = p->v->header;
+    for (size_t i = 0; i < h->n_recipients; i++) {
+        if (dirstate_node_cert(dir, h->recipients[i], NULL, b->now) == NULL) {
+            p->post = KETEN__REASON__REASON_UNKNOWN_RECIPIENT;
+            set_detail(p, "recipient '%s' is not a current node of directory version %llu",
+                h->recipients[i], (unsigned long long)keten_directory_version(dir));
+            return;
+        }
+    }
+    if (!keten_directory_category_registered(dir, h->category)) {
+        p->post = KETEN__REASON__REASON_UNREGISTERED;
+        set_detail(p, "category '%s' is not registered in directory version %llu", h->category,
+            (unsigned long long)keten_directory_version(dir));
+        return;
+    }
+    if (!keten_directory_purpose_registered(dir, h->purpose)) {
+        p->post = KETEN__REASON__REASON_UNREGISTERED;
+        set_detail(p, "purpose '%s' is not registered in directory version %llu", h->purpose,
+            (unsigned long long)keten_directory_version(dir));
+        return;
+    }
+    const Keten__NodeCert *from = p->v->sender;
+    for (size_t i = 0; i < h->n_recipients; i++) {
+        const Keten__NodeCert *to = keten_directory_find_id(dir, h->recipients[i]);
+        keten_policy_decision d = keten_policy_evaluate(doc, from->id, from->role, to->id,
+            to->role, h->kind, h->category, h->purpose);
+        if (!d.allowed) {
+            p->post = KETEN__REASON__REASON_POLICY;
+            p->rule = d.rule;
+            set_detail(p, "policy rule %u refuses %s -> %s (%s, %s, %s)", d.rule, from->id,
+                to->id, keten_kind_name(h->kind), h->category, h->purpose);
+            return;
+        }
+        if (i == 0) {
+            p->rule = d.rule; /* the record names the rule of the first recipient */
+        }
+    }
+}
+
+void submit_prepare(broker *b, const conn *c, const uint8_t *env, size_t len, submit_prep *p)
+{
+    memset(p, 0, sizeof *p);
+    p->pre = KETEN__REASON__REASON_NONE;
+    p->post = KETEN__REASON__REASON_NONE;
+    const keten_directory *dir = broker_dir(b);
+    if (!dirstate_fresh(b)) {
+        p->pre = KETEN__REASON__REASON_DIRECTORY_STALE;
+        set_detail(p, "the broker's directory (version %llu) has expired; try again later",
+            (unsigned long long)keten_directory_version(dir));
+        peek_msg_id(env, len, p);
+        return;
+    }
+    if (len > KETEN_ENVELOPE_MAX) {
+        p->pre = KETEN__REASON__REASON_TOO_LARGE;
+        set_detail(p, "envelope is %zu bytes; at most %u", len, KETEN_ENVELOPE_MAX);
+        return;
+    }
+    keten_err e = keten_envelope_verify(dir, env, len, &p->v);
+    if (e != KETEN_OK) {
+        p->pre = reason_of(e);
+        set_detail(p, "%s: %s", keten_strerror(e), keten_err_detail());
+        if (e == KETEN_ERR_NOMEM) {
+            KETEN_LOG(KETEN_LOG_ERR, "out of memory verifying an envelope", "node=%s", c->node);
+        }
+        peek_msg_id(env, len, p);
+        return;
+    }
+    const Keten__Header *h = p->v->header;
+    memcpy(p->msg_id, h->msg_id.data, KETEN_MSG_ID_BYTES);
+    p->has_msg_id = true;
+    if (strcmp(h->sender, c->node) != 0) {
+        p->pre = KETEN__REASON__REASON_SENDER_MISMATCH;
+        set_detail(p, "the envelope is signed by '%s' but this connection is '%s'", h->sender,
+            c->node);
+        return;
+    }
+    uint64_t window = b->cfg->clock_window_ms;
+    if (h->created_at > b->now + window || h->created_at + window < b->now) {
+        p->pre = KETEN__REASON__REASON_CLOCK_SKEW;
+        set_detail(p, "created_at is %lld ms from the broker's clock; the window is %llu ms",
+            (long long)(h->created_at - b->now), (unsigned long long)window);
+        return;
+    }
+    uint64_t max_life = keten_directory_doc(dir)->max_message_lifetime;
+    if (max_life == 0) {
+        max_life = KETEN_MAX_LIFETIME_DEFAULT_MS;
+    }
+    if (h->expires_at <= b->now) {
+        p->pre = KETEN__REASON__REASON_EXPIRED;
+        set_detail(p, "the message expired %llu ms ago",
+            (unsigned long long)(b->now - h->expires_at));
+        return;
+    }
+    if (h->expires_at - h->created_at > max_life) {
+        p->pre = KETEN__REASON__REASON_EXPIRED;
+        set_detail(p, "lifetime %llu ms is longer than the directory's maximum of %llu ms",
+            (unsigned long long)(h->expires_at - h->created_at), (unsigned long long)max_life);
+        return;
+    }
+    check_routing(b, p);
+}
+
+void submit_prep_clear(submit_prep *p)
+{
+    keten_verified_destroy(&p->v);
+}
+
+static keten_err stage_ack(broker *b, const conn *c, uint64_t request_id, const uint8_t *ack,
+    size_t len)
+{
+    Keten__Ack *parsed = NULL;
+    keten_err e = KETEN_PB_UNPACK(keten__ack, ack, len, KETEN_ENVELOPE_MAX, "ack", &parsed);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    Keten__SubmitAck sa = KETEN__SUBMIT_ACK__INIT;
+    sa.ack = parsed;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_SUBMIT_ACK;
+    f.submit_ack = &sa;
+    e = outq_frame(b->out, c, request_id, &f);
+    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
+    return e;
+}
+
+static keten_err reject(broker *b, const conn *c, uint64_t request_id, const submit_prep *p,
+    Keten__Reason reason, uint32_t rule, const char *detail, const uint8_t *ack, size_t ack_len)
+{
+    const uint8_t *msg_id = p->has_msg_id ? p->msg_id : NULL;
+    uint64_t leaf = 0;
+    keten_err e = audit_rejected(b, msg_id, c->node, reason, rule, &leaf);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    metrics_reject(b->m, reason);
+    char idhex[KETEN_MSG_ID_HEX_BYTES] = "-";
+    if (msg_id != NULL) {
+        keten_hex(msg_id, KETEN_MSG_ID_BYTES, idhex);
+    }
+    const char *rname = protobuf_c_enum_descriptor_get_value(&keten__reason__descriptor, reason)
+        ->name;
+    KETEN_LOG(KETEN_LOG_INFO, "submit refused", "node=%s msg_id=%s reason=%s rule=%u leaf=%llu",
+        c->node, idhex, rname, reason == KETEN__REASON__REASON_POLICY ? rule : 0,
+        (unsigned long long)leaf);
+    return outq_error(b->out, c, request_id, reason, msg_id, detail, rule, ack, ack_len);
+}
+
+static keten_err accept(broker *b, const conn *c, uint64_t request_id, const uint8_t *env,
+    size_t len, const submit_prep *p)
+{
+    const Keten__Header *h = p->v->header;
+    uint64_t leaf = 0;
+    uint8_t *ack = NULL;
+    size_t ack_len = 0;
+    keten_err e = audit_submitted(b, p->v, p->rule, &leaf);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    store_msg m;
+    memset(&m, 0, sizeof m);
+    m.leaf = leaf;
+    m.created_at = h->created_at;
+    m.expires_at = h->expires_at;
+    memcpy(m.envelope_hash, p->v->envelope_hash, KETEN_HASH_BYTES);
+    memcpy(m.sender, h->sender, strlen(h->sender) + 1);
+    m.n_rcpt = h->n_recipients;
+    for (size_t i = 0; i < h->n_recipients; i++) {
+        memcpy(m.rcpt[i].id, h->recipients[i], strlen(h->recipients[i]) + 1);
+        m.rcpt[i].state = STORE_QUEUED;
+    }
+    if ((e = store_msg_accept(b->st, b->txn, p->msg_id, &m, env, len, b->now)) != KETEN_OK) {
+        return e;
+    }
+    e = keten_ack_sign(b->me->log_sk, h->network, p->msg_id, p->v->envelope_hash, leaf, &ack,
+        &ack_len);
+    if (e == KETEN_OK) {
+        e = stage_ack(b, c, request_id, ack, ack_len);
+    }
+    free(ack);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    for (size_t i = 0; i < h->n_recipients; i++) {
+        conn *rc = conns_find_node(b->conns, h->recipients[i]);
+        if (rc != NULL) {
+            rc->more = true;
+        }
+    }
+    metrics_submit(b->m);
+    char idhex[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(p->msg_id, KETEN_MSG_ID_BYTES, idhex);
+    KETEN_LOG(KETEN_LOG_DEBUG, "submit accepted", "node=%s msg_id=%s leaf=%llu recipients=%zu",
+        c->node, idhex, (unsigned long long)leaf, h->n_recipients);
+    return KETEN_OK;
+}
+
+keten_err submit_apply(broker *b, const conn *c, uint64_t request_id, const uint8_t *env,
+    size_t len, const submit_prep *p)
+{
+    if (p->pre == KETEN__REASON__REASON_DIRECTORY_STALE) {
+        return reject(b, c, request_id, p, p->pre, 0, p->detail, NULL, 0);
+    }
+    if (b->degraded) {
+        return reject(b, c, request_id, p, KETEN__REASON__REASON_STORE_FULL, 0,
+            "store full: enlarge --map-size", NULL, 0);
+    }
+    if (p->pre != KETEN__REASON__REASON_NONE) {
+        return reject(b, c, request_id, p, p->pre, p->rule, p->detail, NULL, 0);
+    }
+    store_seen seen;
+    bool found = false;
+    keten_err e = store_seen_get(b->st, b->txn, p->msg_id, &seen, &found);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (found) {
+        if (sodium_memcmp(seen.envelope_hash, p->v->envelope_hash, KETEN_HASH_BYTES) == 0) {
+            uint8_t *ack = NULL;
+            size_t ack_len = 0;
+            e = keten_ack_sign(b->me->log_sk, p->v->header->network, p->msg_id,
+                seen.envelope_hash, seen.leaf, &ack, &ack_len);
+            if (e == KETEN_OK) {
+                e = reject(b, c, request_id, p, KETEN__REASON__REASON_DUPLICATE, 0,
+                    "already accepted: this is its original ack", ack, ack_len);
+            }
+            free(ack);
+            return e;
+        }
+        return reject(b, c, request_id, p, KETEN__REASON__REASON_DUPLICATE, 0,
+            "msg_id was used before for another envelope", NULL, 0);
+    }
+    if (p->post != KETEN__REASON__REASON_NONE) {
+        return reject(b, c, request_id, p, p->post, p->rule, p->detail, NULL, 0);
+    }
+    /* The use was measured before the batch; count what it adds. */
+    uint64_t need = (uint64_t)len + SUBMIT_OVERHEAD_BYTES;
+    if (!store_fits(b->st, b->batch_bytes + need)) {
+        return reject(b, c, request_id, p, KETEN__REASON__REASON_STORE_FULL, 0,
+            "store full: enlarge --map-size", NULL, 0);
+    }
+    b->batch_bytes += need;
+    return accept(b, c, request_id, env, len, p);
+}

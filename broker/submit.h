@@ -1,0 +1,58 @@
+/*
+ * submit.h - the broker's submit path (DESIGN section 6, docs/wire.md
+ * "Submit"), in two steps so that the expensive, stateless part runs once
+ * even if a batch has to be run again:
+ *
+ *   submit_prepare(): no store access. Checks, in this order, each with its
+ *   own reason: directory fresh (DIRECTORY_STALE); size (TOO_LARGE); the
+ *   envelope (keten_envelope_verify: parse MALFORMED, sender UNKNOWN_SENDER
+ *   or REVOKED, signature BAD_SIGNATURE, header canonical MALFORMED, network
+ *   WRONG_NETWORK); header sender = authenticated node (SENDER_MISMATCH);
+ *   clock window (CLOCK_SKEW); not expired and lifetime within the
+ *   directory's max_message_lifetime (EXPIRED). Then, kept apart because the
+ *   msg_id check comes first: recipients current (UNKNOWN_RECIPIENT),
+ *   category and purpose registered (UNREGISTERED), the policy for every
+ *   recipient (POLICY, with the deciding rule).
+ *
+ *   submit_apply(): in the batch transaction. Store full (STORE_FULL, second
+ *   only to DIRECTORY_STALE), then msg_id never seen (DUPLICATE; the same
+ *   envelope again gets its original ack re-signed from the stored leaf and
+ *   hash), then the rest. Accepted: a "submitted" audit record, the
+ *   envelope stored, one queue entry per recipient, expiry and seen
+ *   entries, and a signed ack staged (sent after the commit). Refused: a
+ *   "rejected" audit record (msg_id if it could be read, the authenticated
+ *   node, the reason, the rule for POLICY) and an Error staged.
+ *
+ * Ownership: a submit_prep owns its keten_verified; free it with
+ * submit_prep_clear(). Single-threaded (main loop).
+ */
+#ifndef KETEN_BROKER_SUBMIT_H
+#define KETEN_BROKER_SUBMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "conns.h"
+#include "envelope.h"
+#include "err.h"
+
+#define SUBMIT_DETAIL_MAX 200
+
+typedef struct submit_prep {
+    Keten__Reason pre;  /* refusal found before the msg_id check, or REASON_NONE */
+    Keten__Reason post; /* refusal found after it, or REASON_NONE */
+    uint32_t rule;      /* allowing rule, or the refusing one for POLICY */
+    keten_verified *v;  /* when the envelope verified */
+    bool has_msg_id;
+    uint8_t msg_id[KETEN_MSG_ID_BYTES];
+    char detail[SUBMIT_DETAIL_MAX];
+} submit_prep;
+
+void submit_prepare(broker *b, const conn *c, const uint8_t *env, size_t len, submit_prep *p);
+void submit_prep_clear(submit_prep *p);
+
+keten_err submit_apply(broker *b, const conn *c, uint64_t request_id, const uint8_t *env,
+    size_t len, const submit_prep *p) KETEN_MUST_CHECK;
+
+#endif

@@ -1,0 +1,528 @@
+#include "api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "inbox.h"
+#include "log.h"
+#include "outbox.h"
+#include "policy.h"
+#include "rec.h"
+#include "status.h"
+#include "util.h"
+
+#define ROUTING_ID_MAX 256
+
+typedef enum waiter_kind { WAIT_SEND, WAIT_INBOX } waiter_kind;
+
+typedef struct waiter {
+    uint8_t rid[ROUTING_ID_MAX];
+    size_t rid_len;
+    waiter_kind kind;
+    uint8_t msg_id[KETEN_MSG_ID_BYTES];
+    bool all;
+    uint64_t deadline; /* mono ms */
+} waiter;
+
+struct keten_api {
+    void *sock;
+    char path[PATH_MAX];
+    waiter *waiters;
+    size_t n_waiters;
+};
+
+keten_err keten_api_open(keten_node *node, keten_api **out)
+{
+    *out = NULL;
+    keten_api *self = calloc(1, sizeof *self);
+    if (self == NULL) {
+        return KETEN_ERR_NOMEM;
+    }
+    keten_err e = KETEN_OK;
+    self->waiters = calloc(KETEN_API_WAITERS_MAX, sizeof *self->waiters);
+    if (self->waiters == NULL) {
+        e = KETEN_ERR_NOMEM;
+        goto out;
+    }
+    if (snprintf(self->path, sizeof self->path, "%s/%s", node->opts.home, KETEN_NODE_API_SOCK)
+        >= 100 /* sun_path */) {
+        e = keten_err_set(KETEN_ERR_INVALID,
+            "the API socket path %s/%s is too long for a local socket; use a shorter --home",
+            node->opts.home, KETEN_NODE_API_SOCK);
+        goto out;
+    }
+    snprintf(node->api_endpoint, sizeof node->api_endpoint, "ipc://%s", self->path);
+    self->sock = zmq_socket(node->zctx, ZMQ_ROUTER);
+    int zero = 0;
+    int64_t maxmsg = KETEN_API_REQUEST_MAX;
+    if (self->sock == NULL || zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero) != 0
+        || zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0) {
+        e = keten_err_set(KETEN_ERR_IO, "API socket: %s", zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    (void)unlink(self->path); /* a stale socket of a daemon that died */
+    mode_t old = umask(077);
+    int rc = zmq_bind(self->sock, node->api_endpoint);
+    umask(old);
+    if (rc != 0) {
+        e = keten_err_set(KETEN_ERR_IO, "cannot bind the local API on %s: %s", node->api_endpoint,
+            zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    if (chmod(self->path, 0600) != 0) {
+        e = keten_err_set(KETEN_ERR_PERMISSIONS, "chmod 0600 %s: %s", self->path, strerror(errno));
+        goto out;
+    }
+    *out = self;
+    self = NULL;
+out:
+    keten_api_destroy(&self);
+    return e;
+}
+
+void keten_api_destroy(keten_api **self_p)
+{
+    if (self_p == NULL || *self_p == NULL) {
+        return;
+    }
+    keten_api *self = *self_p;
+    if (self->sock != NULL) {
+        zmq_close(self->sock);
+        (void)unlink(self->path);
+    }
+    free(self->waiters);
+    free(self);
+    *self_p = NULL;
+}
+
+void *keten_api_socket(keten_api *self)
+{
+    return self->sock;
+}
+
+static void reply_raw(keten_api *api, const uint8_t *rid, size_t rid_len, json_t *reply)
+{
+    char *text = reply != NULL ? json_dumps(reply, JSON_COMPACT) : NULL;
+    json_decref(reply);
+    const char *body
+        = text != NULL ? text : "{\"ok\":false,\"error\":\"out of memory\",\"exit\":1}";
+    if (zmq_send(api->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0
+        || zmq_send(api->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0
+        || zmq_send(api->sock, body, strlen(body), ZMQ_DONTWAIT) < 0) {
+        KETEN_LOG(
+            KETEN_LOG_WARNING, "API reply not sent", "error=\"%s\"", zmq_strerror(zmq_errno()));
+    }
+    if (text != NULL) {
+        sodium_memzero(text, strlen(text));
+        free(text);
+    }
+}
+
+static json_t *fail_reply(keten_err e)
+{
+    char text[1200];
+    const char *detail = keten_err_detail();
+    if (detail[0] != '\0') {
+        snprintf(text, sizeof text, "%s: %s", keten_strerror(e), detail);
+    } else {
+        snprintf(text, sizeof text, "%s", keten_strerror(e));
+    }
+    return json_pack("{s:b, s:s, s:i}", "ok", 0, "error", text, "exit", keten_err_exit_code(e));
+}
+
+static json_t *usage_reply(const char *text)
+{
+    return json_pack("{s:b, s:s, s:i}", "ok", 0, "error", text, "exit", 2);
+}
+
+static bool get_msg_id(const json_t *req, uint8_t out[static KETEN_MSG_ID_BYTES])
+{
+    const char *s = json_string_value(json_object_get(req, "msg_id"));
+    return s != NULL && strlen(s) == 2 * KETEN_MSG_ID_BYTES
+        && keten_unhex(s, out, KETEN_MSG_ID_BYTES) == KETEN_OK;
+}
+
+static uint64_t wait_ms(const json_t *req, const char *key, uint64_t dflt)
+{
+    json_t *v = json_object_get(req, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        return dflt;
+    }
+    uint64_t ms = (uint64_t)json_integer_value(v);
+    return ms > KETEN_API_WAIT_MAX_MS ? KETEN_API_WAIT_MAX_MS : ms;
+}
+
+static bool add_waiter(keten_api *api, const uint8_t *rid, size_t rid_len, waiter_kind kind,
+    const uint8_t *msg_id, bool all, uint64_t ms)
+{
+    if (api->n_waiters >= KETEN_API_WAITERS_MAX || rid_len > ROUTING_ID_MAX) {
+        return false;
+    }
+    waiter *w = &api->waiters[api->n_waiters++];
+    memset(w, 0, sizeof *w);
+    memcpy(w->rid, rid, rid_len);
+    w->rid_len = rid_len;
+    w->kind = kind;
+    if (msg_id != NULL) {
+        memcpy(w->msg_id, msg_id, KETEN_MSG_ID_BYTES);
+    }
+    w->all = all;
+    w->deadline = keten_mono_ms() + ms;
+    return true;
+}
+
+static void drop_waiter(keten_api *api, size_t i)
+{
+    api->waiters[i] = api->waiters[api->n_waiters - 1];
+    api->n_waiters--;
+}
+
+/* The answer to a waiting send: NULL while it is still pending. */
+static json_t *send_outcome(
+    keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], bool timed_out)
+{
+    json_t *rec = NULL;
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
+    keten_err e = keten_outbox_record(node, msg_id, &rec);
+    if (e != KETEN_OK) {
+        return fail_reply(e);
+    }
+    const char *state = keten_rec_str(rec, "state");
+    json_t *out = NULL;
+    char text[1200];
+    if (strcmp(state, "accepted") == 0) {
+        out = json_pack("{s:b, s:s, s:s, s:I}", "ok", 1, "msg_id", hex, "state", "accepted",
+            "leaf_index", (json_int_t)keten_rec_u64(rec, "leaf_index"));
+    } else if (strcmp(state, "rejected") == 0) {
+        json_t *rule = json_object_get(rec, "rule");
+        if (rule != NULL) {
+            snprintf(text, sizeof text, "the broker refused message %s: %s (rule %lld): %s", hex,
+                keten_rec_str(rec, "reason"), (long long)json_integer_value(rule),
+                keten_rec_str(rec, "detail"));
+        } else {
+            snprintf(text, sizeof text, "the broker refused message %s: %s: %s", hex,
+                keten_rec_str(rec, "reason"), keten_rec_str(rec, "detail"));
+        }
+        out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+    } else if (strcmp(state, "expired") == 0) {
+        snprintf(text, sizeof text, "message %s expired before the broker acknowledged it", hex);
+        out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+    } else if (json_object_get(rec, "reason") != NULL) {
+        snprintf(text, sizeof text,
+            "the broker cannot take message %s now: %s: %s; the node keeps it and resends it", hex,
+            keten_rec_str(rec, "reason"), keten_rec_str(rec, "detail"));
+        out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+    } else if (timed_out) {
+        snprintf(text, sizeof text,
+            "no acknowledgement from the broker for message %s yet; it stays in the outbox and "
+            "is resent until acknowledged (see keten-node status %s)",
+            hex, hex);
+        out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+    }
+    json_decref(rec);
+    return out;
+}
+
+static json_t *do_send(
+    keten_node *node, const json_t *req, const uint8_t *rid, size_t rid_len, bool *deferred)
+{
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    bool is_reply = strcmp(cmd, "reply") == 0;
+    const char *text = json_string_value(json_object_get(req, "signal"));
+    if (text == NULL) {
+        return usage_reply("no signal given; use --json FILE or --json - for standard input");
+    }
+    keten_send_req sr = { 0 };
+    sr.json = text;
+    sr.json_len = json_string_length(json_object_get(req, "signal"));
+    uint8_t orig[KETEN_MSG_ID_BYTES];
+    json_t *orig_rec = NULL;
+    if (is_reply) {
+        if (!get_msg_id(req, orig)) {
+            return usage_reply("MSG_ID must be 32 hex characters");
+        }
+        keten_err e = keten_inbox_record(node, orig, &orig_rec);
+        if (e == KETEN_ERR_NOT_FOUND) {
+            char hex[KETEN_MSG_ID_HEX_BYTES];
+            keten_hex(orig, KETEN_MSG_ID_BYTES, hex);
+            return fail_reply(keten_err_set(KETEN_ERR_NOT_FOUND,
+                "no message %s in this node's inbox; `reply` answers a received query", hex));
+        }
+        if (e != KETEN_OK) {
+            return fail_reply(e);
+        }
+        sr.to = keten_rec_str(orig_rec, "from");
+        sr.kind = KETEN__KIND__KIND_REPLY;
+        sr.in_reply_to = orig;
+    } else {
+        sr.to = json_string_value(json_object_get(req, "to"));
+        if (sr.to == NULL) {
+            return usage_reply("--to PARTIES is required");
+        }
+        const char *kind = json_string_value(json_object_get(req, "kind"));
+        if (kind == NULL) {
+            sr.kind = KETEN__KIND__KIND_SIGNAL;
+        } else if (keten_kind_parse(kind, &sr.kind) != KETEN_OK) {
+            return usage_reply("--kind must be signal, query, reply or feedback");
+        }
+        if (sr.kind == KETEN__KIND__KIND_REPLY) {
+            return usage_reply("a reply is sent with `keten-node reply MSG_ID`");
+        }
+    }
+    uint8_t msg_id[KETEN_MSG_ID_BYTES];
+    keten_err e = keten_outbox_send(node, &sr, msg_id);
+    json_decref(orig_rec);
+    if (e != KETEN_OK) {
+        return fail_reply(e);
+    }
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
+    if (json_is_true(json_object_get(req, "wait"))) {
+        uint64_t ms = wait_ms(req, "timeout_ms", KETEN_API_WAIT_DEFAULT_MS);
+        json_t *now = send_outcome(node, msg_id, false);
+        if (now != NULL) {
+            return now;
+        }
+        if (add_waiter(node->api, rid, rid_len, WAIT_SEND, msg_id, false, ms)) {
+            *deferred = true;
+            return NULL;
+        }
+    }
+    return json_pack("{s:b, s:s, s:s}", "ok", 1, "msg_id", hex, "state", "pending");
+}
+
+static json_t *inbox_reply(keten_node *node, bool all)
+{
+    json_t *list = NULL;
+    uint64_t last = 0;
+    keten_err e = keten_inbox_list(node, all, 0, &list, &last);
+    if (e != KETEN_OK) {
+        json_decref(list);
+        return fail_reply(e);
+    }
+    return json_pack("{s:b, s:o}", "ok", 1, "messages", list);
+}
+
+static json_t *do_inbox(
+    keten_node *node, const json_t *req, const uint8_t *rid, size_t rid_len, bool *deferred)
+{
+    bool all = json_is_true(json_object_get(req, "all"));
+    json_t *r = inbox_reply(node, all);
+    uint64_t ms = wait_ms(req, "wait_ms", 0);
+    if (ms > 0 && json_array_size(json_object_get(r, "messages")) == 0
+        && json_is_true(json_object_get(r, "ok"))) {
+        if (add_waiter(node->api, rid, rid_len, WAIT_INBOX, NULL, all, ms)) {
+            json_decref(r);
+            *deferred = true;
+            return NULL;
+        }
+    }
+    return r;
+}
+
+static json_t *do_show(keten_node *node, const json_t *req)
+{
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    if (!get_msg_id(req, id)) {
+        return usage_reply("MSG_ID must be 32 hex characters");
+    }
+    json_t *m = NULL;
+    keten_err e = keten_inbox_show(node, id, &m);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        char hex[KETEN_MSG_ID_HEX_BYTES];
+        keten_hex(id, KETEN_MSG_ID_BYTES, hex);
+        return fail_reply(keten_err_set(KETEN_ERR_NOT_FOUND,
+            "no message %s in this node's inbox (for a message this node sent, use status %s)", hex,
+            hex));
+    }
+    if (e != KETEN_OK) {
+        return fail_reply(e);
+    }
+    return json_pack("{s:b, s:o}", "ok", 1, "message", m);
+}
+
+static json_t *do_ack(keten_node *node, const json_t *req)
+{
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    if (!get_msg_id(req, id)) {
+        return usage_reply("MSG_ID must be 32 hex characters");
+    }
+    keten_err e = keten_inbox_ack(node, id);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        char hex[KETEN_MSG_ID_HEX_BYTES];
+        keten_hex(id, KETEN_MSG_ID_BYTES, hex);
+        return fail_reply(
+            keten_err_set(KETEN_ERR_NOT_FOUND, "no message %s in this node's inbox", hex));
+    }
+    if (e != KETEN_OK) {
+        return fail_reply(e);
+    }
+    return json_pack("{s:b}", "ok", 1);
+}
+
+static json_t *do_status(keten_node *node, const json_t *req)
+{
+    json_t *st = NULL;
+    keten_err e;
+    if (json_object_get(req, "msg_id") != NULL) {
+        uint8_t id[KETEN_MSG_ID_BYTES];
+        if (!get_msg_id(req, id)) {
+            return usage_reply("MSG_ID must be 32 hex characters");
+        }
+        e = keten_status_message(node, id, &st);
+        if (e == KETEN_ERR_NOT_FOUND) {
+            char hex[KETEN_MSG_ID_HEX_BYTES];
+            keten_hex(id, KETEN_MSG_ID_BYTES, hex);
+            return fail_reply(keten_err_set(
+                KETEN_ERR_NOT_FOUND, "this node neither sent nor received a message %s", hex));
+        }
+    } else {
+        e = keten_status_node(node, &st);
+    }
+    if (e != KETEN_OK) {
+        return fail_reply(e);
+    }
+    return json_pack("{s:b, s:o}", "ok", 1, "status", st);
+}
+
+static json_t *dispatch(keten_node *node, const uint8_t *body, size_t len, const uint8_t *rid,
+    size_t rid_len, bool *deferred)
+{
+    json_error_t jerr;
+    json_t *req = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (req == NULL || !json_is_object(req)) {
+        json_decref(req);
+        return usage_reply("the request is not a JSON object");
+    }
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    json_t *r;
+    keten_err_clear();
+    if (cmd == NULL) {
+        r = usage_reply("the request has no \"cmd\"");
+    } else if (strcmp(cmd, "ping") == 0) {
+        r = json_pack("{s:b, s:s}", "ok", 1, "node", node->me->id);
+    } else if (strcmp(cmd, "send") == 0 || strcmp(cmd, "reply") == 0) {
+        r = do_send(node, req, rid, rid_len, deferred);
+    } else if (strcmp(cmd, "inbox") == 0) {
+        r = do_inbox(node, req, rid, rid_len, deferred);
+    } else if (strcmp(cmd, "show") == 0) {
+        r = do_show(node, req);
+    } else if (strcmp(cmd, "ack") == 0) {
+        r = do_ack(node, req);
+    } else if (strcmp(cmd, "status") == 0) {
+        r = do_status(node, req);
+    } else {
+        r = usage_reply("unknown command");
+    }
+    /* The request may hold signal content: wipe it. */
+    json_t *sig = json_object_get(req, "signal");
+    if (json_is_string(sig)) {
+        sodium_memzero((void *)(uintptr_t)json_string_value(sig), json_string_length(sig));
+    }
+    json_decref(req);
+    return r;
+}
+
+void keten_api_on_readable(keten_node *node)
+{
+    keten_api *api = node->api;
+    for (int round = 0; round < 64; round++) {
+        uint8_t rid[ROUTING_ID_MAX];
+        zmq_msg_t parts[3];
+        size_t n = 0;
+        bool more = true;
+        while (more && n < 3) {
+            zmq_msg_init(&parts[n]);
+            if (zmq_msg_recv(&parts[n], api->sock, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&parts[n]);
+                for (size_t i = 0; i < n; i++) {
+                    zmq_msg_close(&parts[i]);
+                }
+                return;
+            }
+            more = zmq_msg_more(&parts[n]);
+            n++;
+        }
+        while (more) { /* too many parts: drain */
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            if (zmq_msg_recv(&extra, api->sock, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&extra);
+                break;
+            }
+            more = zmq_msg_more(&extra);
+            zmq_msg_close(&extra);
+            n = 0; /* refuse below */
+        }
+        if (n == 3 && zmq_msg_size(&parts[0]) <= ROUTING_ID_MAX && zmq_msg_size(&parts[1]) == 0) {
+            size_t rid_len = zmq_msg_size(&parts[0]);
+            memcpy(rid, zmq_msg_data(&parts[0]), rid_len);
+            bool deferred = false;
+            json_t *r = dispatch(
+                node, zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), rid, rid_len, &deferred);
+            sodium_memzero(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]));
+            if (!deferred) {
+                reply_raw(api, rid, rid_len, r);
+            }
+        }
+        for (size_t i = 0; i < n && i < 3; i++) {
+            zmq_msg_close(&parts[i]);
+        }
+    }
+}
+
+void keten_api_tick(keten_node *node)
+{
+    keten_api *api = node->api;
+    uint64_t now = keten_mono_ms();
+    for (size_t i = 0; i < api->n_waiters;) {
+        waiter *w = &api->waiters[i];
+        if (w->deadline > now) {
+            i++;
+            continue;
+        }
+        json_t *r = w->kind == WAIT_SEND ? send_outcome(node, w->msg_id, true)
+                                         : inbox_reply(node, w->all);
+        reply_raw(api, w->rid, w->rid_len, r);
+        drop_waiter(api, i);
+    }
+}
+
+void keten_api_notify_sent(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES])
+{
+    keten_api *api = node->api;
+    for (size_t i = 0; i < api->n_waiters;) {
+        waiter *w = &api->waiters[i];
+        if (w->kind != WAIT_SEND || memcmp(w->msg_id, msg_id, KETEN_MSG_ID_BYTES) != 0) {
+            i++;
+            continue;
+        }
+        json_t *r = send_outcome(node, msg_id, false);
+        if (r == NULL) {
+            i++;
+            continue;
+        }
+        reply_raw(api, w->rid, w->rid_len, r);
+        drop_waiter(api, i);
+    }
+}
+
+void keten_api_notify_inbox(keten_node *node)
+{
+    keten_api *api = node->api;
+    for (size_t i = 0; i < api->n_waiters;) {
+        waiter *w = &api->waiters[i];
+        if (w->kind != WAIT_INBOX) {
+            i++;
+            continue;
+        }
+        reply_raw(api, w->rid, w->rid_len, inbox_reply(node, w->all));
+        drop_waiter(api, i);
+    }
+}

@@ -1,0 +1,86 @@
+/* keten-node show: one received message in full. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apiclient.h"
+#include "cli.h"
+#include "cmd.h"
+
+static const char show_usage[]
+    = "Usage: keten-node show --home DIR MSG_ID [--json]\n"
+      "\n"
+      "Show a received message: sender, kind, category, purpose, times, the leaf of\n"
+      "the broker's audit log that holds it, whether it was handled, and the signal.\n"
+      "\n"
+      "Options:\n"
+      "  --home DIR   the node's home (its daemon must be running)\n"
+      "  --json       one JSON object\n"
+      "  --help       show this help\n";
+
+int cmd_show(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "home", required_argument, NULL, 'H' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *home = NULL;
+    bool as_json = false;
+    int c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'H':
+            home = optarg;
+            break;
+        case 'j':
+            as_json = true;
+            break;
+        case 'h':
+            fputs(show_usage, stdout);
+            return KETEN_EXIT_OK;
+        default:
+            return keten_cli_getopt_error("show", c, argc, argv);
+        }
+    }
+    if (home == NULL) {
+        return keten_cli_usage("show", "--home DIR is required");
+    }
+    if (argc - optind != 1) {
+        return keten_cli_usage("show", "give exactly one MSG_ID");
+    }
+    json_t *req = json_pack("{s:s, s:s}", "cmd", "show", "msg_id", argv[optind]);
+    json_t *reply = NULL;
+    keten_err e = req == NULL ? KETEN_ERR_NOMEM
+                              : keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
+    json_decref(req);
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    int rc = keten_apiclient_check(reply);
+    json_t *m = json_object_get(reply, "message");
+    if (rc == KETEN_EXIT_OK && as_json) {
+        rc = keten_cli_json_print(json_incref(m)) == KETEN_OK ? KETEN_EXIT_OK : KETEN_EXIT_FAILURE;
+    } else if (rc == KETEN_EXIT_OK) {
+        const char *fields[] = { "msg_id", "from", "kind", "category", "purpose", "created_at",
+            "received_at", "expires_at", "in_reply_to" };
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+            const char *v = json_string_value(json_object_get(m, fields[i]));
+            if (v != NULL) {
+                printf("%-12s %s\n", fields[i], v);
+            }
+        }
+        printf("%-12s %lld\n", "leaf_index",
+            (long long)json_integer_value(json_object_get(m, "leaf_index")));
+        printf("%-12s %s\n", "handled", json_is_true(json_object_get(m, "handled")) ? "yes" : "no");
+        char *sig = json_dumps(json_object_get(m, "signal"), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("signal\n%s\n", sig != NULL ? sig : "{}");
+        free(sig);
+    }
+    json_decref(reply);
+    return rc;
+}

@@ -1,0 +1,197 @@
+/* keten-node status: the node's state, or one message's. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "apiclient.h"
+#include "cli.h"
+#include "cmd.h"
+
+static const char status_usage[]
+    = "Usage: keten-node status --home DIR [MSG_ID] [--json]\n"
+      "\n"
+      "Without MSG_ID: the node's state: connected to the broker or not, the\n"
+      "directory version and its expiry, the last checkpoint accepted and whether it\n"
+      "is witnessed, pending inclusion checks, the outbox, alarms and warnings.\n"
+      "With MSG_ID: a sent message's state per recipient (pending, accepted,\n"
+      "receipted, expired, rejected with the broker's reason) and the replies to a\n"
+      "query; or a received message's state.\n"
+      "Exit code 3 while the node has raised any alarm (a broker that rewrote its\n"
+      "log, a message missing from the log, a withheld directory): see docs.\n"
+      "\n"
+      "Options:\n"
+      "  --home DIR   the node's home (its daemon must be running)\n"
+      "  --json       one JSON object\n"
+      "  --help       show this help\n";
+
+static const char *str(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s != NULL ? s : "";
+}
+
+static long long num(const json_t *o, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void print_node(const json_t *st)
+{
+    printf("node          %s (%s)%s\n", str(st, "node"), str(st, "role"),
+        json_is_true(json_object_get(st, "member")) ? "" : "  NOT a current node of the directory");
+    if (json_is_true(json_object_get(st, "connected"))) {
+        printf("broker        %s, connected\n", str(st, "broker"));
+    } else {
+        printf("broker        %s, NOT connected%s%s\n", str(st, "broker"),
+            str(st, "last_connect_error")[0] != '\0' ? ": " : "", str(st, "last_connect_error"));
+    }
+    const json_t *d = json_object_get(st, "directory");
+    printf("directory     version %lld, expires %s%s\n", num(d, "version"), str(d, "expires_at"),
+        json_is_true(json_object_get(d, "fresh")) ? "" : " (EXPIRED: not sending)");
+    if (num(d, "needed_version") > num(d, "version")) {
+        printf("              a checkpoint names version %lld: not sending until it is installed\n",
+            num(d, "needed_version"));
+    }
+    const json_t *cp = json_object_get(st, "checkpoint");
+    if (json_object_get(cp, "tree_size") != NULL) {
+        printf("checkpoint    tree size %lld, %s (witnessed up to size %lld)\n",
+            num(cp, "tree_size"),
+            json_is_true(json_object_get(cp, "witnessed")) ? "witnessed" : "not yet witnessed",
+            num(cp, "witnessed_size"));
+    } else {
+        printf("checkpoint    none accepted yet\n");
+    }
+    printf("inclusion     %lld message(s) waiting for an inclusion proof\n",
+        num(st, "pending_inclusion"));
+    printf("outbox        %lld message(s) not yet acknowledged\n", num(st, "outbox"));
+    const json_t *alarms = json_object_get(st, "alarms");
+    if (json_array_size(alarms) == 0) {
+        printf("alarms        none\n");
+    } else {
+        printf("alarms        %zu\n", json_array_size(alarms));
+        size_t i;
+        json_t *a;
+        json_array_foreach(alarms, i, a)
+        {
+            printf("  ALARM %s at %s: %s\n", str(a, "kind"), str(a, "at"), str(a, "detail"));
+        }
+    }
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(st, "warnings"), i, w)
+    {
+        printf("  warning: %s\n", json_string_value(w));
+    }
+}
+
+static void print_message(const json_t *st)
+{
+    printf("msg_id        %s\n", str(st, "msg_id"));
+    printf("direction     %s\n", str(st, "direction"));
+    printf("kind          %s (%s, %s)\n", str(st, "kind"), str(st, "category"), str(st, "purpose"));
+    if (strcmp(str(st, "direction"), "received") == 0) {
+        printf("from          %s\n", str(st, "from"));
+        printf("received_at   %s\n", str(st, "received_at"));
+        printf("handled       %s\n", json_is_true(json_object_get(st, "handled")) ? "yes" : "no");
+    } else {
+        printf("state         %s", str(st, "state"));
+        if (json_object_get(st, "leaf_index") != NULL) {
+            printf(" (audit leaf %lld)", num(st, "leaf_index"));
+        }
+        if (json_object_get(st, "reason") != NULL) {
+            printf(" %s", str(st, "reason"));
+            if (json_object_get(st, "rule") != NULL) {
+                printf(" rule %lld", num(st, "rule"));
+            }
+            printf(": %s", str(st, "detail"));
+        }
+        printf("\n");
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(st, "recipients"), i, r)
+        {
+            printf("  %-20s %-10s %s%s\n", str(r, "id"), str(r, "state"), str(r, "receipted_at"),
+                json_is_true(json_object_get(r, "replied")) ? "  replied" : "");
+        }
+        json_array_foreach(json_object_get(st, "replies"), i, r)
+        {
+            printf("  reply %s from %s at %s\n", str(r, "msg_id"), str(r, "from"),
+                str(r, "received_at"));
+        }
+    }
+    if (json_object_get(st, "inclusion") != NULL) {
+        printf("inclusion     %s\n", str(st, "inclusion"));
+    }
+}
+
+int cmd_status(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "home", required_argument, NULL, 'H' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *home = NULL;
+    bool as_json = false;
+    int c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'H':
+            home = optarg;
+            break;
+        case 'j':
+            as_json = true;
+            break;
+        case 'h':
+            fputs(status_usage, stdout);
+            return KETEN_EXIT_OK;
+        default:
+            return keten_cli_getopt_error("status", c, argc, argv);
+        }
+    }
+    if (home == NULL) {
+        return keten_cli_usage("status", "--home DIR is required");
+    }
+    if (argc - optind > 1) {
+        return keten_cli_usage("status", "give at most one MSG_ID");
+    }
+    json_t *req = argc - optind == 1
+        ? json_pack("{s:s, s:s}", "cmd", "status", "msg_id", argv[optind])
+        : json_pack("{s:s}", "cmd", "status");
+    json_t *reply = NULL;
+    keten_err e = req == NULL ? KETEN_ERR_NOMEM
+                              : keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
+    json_decref(req);
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    int rc = keten_apiclient_check(reply);
+    if (rc == KETEN_EXIT_OK) {
+        json_t *st = json_object_get(reply, "status");
+        json_t *alarms = json_object_get(st, "alarms");
+        bool alarmed
+            = json_is_array(alarms) ? json_array_size(alarms) > 0 : json_integer_value(alarms) > 0;
+        if (as_json) {
+            if (keten_cli_json_print(json_incref(st)) != KETEN_OK) {
+                rc = KETEN_EXIT_FAILURE;
+            }
+        } else if (json_object_get(st, "msg_id") != NULL) {
+            print_message(st);
+        } else {
+            print_node(st);
+        }
+        if (alarmed) {
+            if (!as_json && json_object_get(st, "msg_id") != NULL) {
+                fprintf(stderr,
+                    "%s: this node has raised alarms: see keten-node status --home %s\n",
+                    keten_cli_prog(), home);
+            }
+            rc = rc == KETEN_EXIT_OK ? KETEN_EXIT_VERIFY : rc;
+        }
+    }
+    json_decref(reply);
+    return rc;
+}

@@ -1,0 +1,353 @@
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "api.h"
+#include "cli.h"
+#include "dirs.h"
+#include "hook.h"
+#include "inbox.h"
+#include "link.h"
+#include "log.h"
+#include "outbox.h"
+#include "passphrase.h"
+#include "pb.h"
+#include "util.h"
+#include "witness.h"
+
+#define POLL_MS 200
+#define PURGE_EVERY_MS (3600ull * 1000ull)
+#define FRAMES_PER_ROUND 256
+
+uint64_t keten_node_request_id(keten_node *node)
+{
+    return ++node->next_request_id;
+}
+
+static keten_err take_lock(const char *home, int *fd_out)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/%s", home, KETEN_NODE_LOCK) >= (int)sizeof path) {
+        return keten_err_set(KETEN_ERR_INVALID, "home path too long: %s", home);
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        return keten_err_set(KETEN_ERR_IO, "cannot open %s: %s (does --home %s exist?)", path,
+            strerror(errno), home);
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return keten_err_set(
+            KETEN_ERR_EXISTS, "another keten-node daemon is running for %s; stop it first", home);
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || write(fd, pid, (size_t)n) != n) {
+        KETEN_LOG(KETEN_LOG_WARNING, "cannot write pid to lock file", "path=%s", path);
+    }
+    *fd_out = fd;
+    return KETEN_OK;
+}
+
+static keten_err open_identity(keten_node *node)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/identity.secret", node->opts.home) >= (int)sizeof path) {
+        return keten_err_set(KETEN_ERR_INVALID, "home path too long");
+    }
+    bool encrypted = true;
+    keten_err e = keten_identity_file_encrypted(path, &encrypted);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        return keten_err_set(
+            e, "no key file %s; make one with keten-node keygen --home %s", path, node->opts.home);
+    }
+    if (e == KETEN_OK) {
+        e = keten_cli_identity_open(path, node->opts.passfile, &node->me);
+    }
+    keten_passphrase_scrub_env();
+    if (e == KETEN_OK && !encrypted) {
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "key file is not passphrase-protected (--no-passphrase); for tests and demos only",
+            "path=%s", path);
+    }
+    return e;
+}
+
+static keten_err connect_broker(keten_node *node)
+{
+    const Keten__NodeCert *b = keten_directory_broker(node->dir);
+    if (b == NULL || b->transport_pk.len != KETEN_CURVE_KEY_BYTES
+        || b->log_pk.len != KETEN_SIGN_PK_BYTES) {
+        return keten_err_set(KETEN_ERR_UNKNOWN_NODE,
+            "directory version %llu has no broker certificate; the administrators must approve "
+            "the broker's request first",
+            (unsigned long long)keten_directory_version(node->dir));
+    }
+    keten_link_destroy(&node->link);
+    keten_err e = keten_link_new(
+        node->zctx, node->opts.broker, node->me, b->transport_pk.data, &node->link);
+    if (e == KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_INFO, "connecting to broker", "broker=%s endpoint=%s", b->id,
+            node->opts.broker);
+    }
+    return e;
+}
+
+static void on_link_up(keten_node *node)
+{
+    KETEN_LOG(KETEN_LOG_NOTICE, "connected to broker", "endpoint=%s connects=%llu",
+        node->opts.broker, (unsigned long long)keten_link_connects(node->link));
+    Keten__Credit c = KETEN__CREDIT__INIT;
+    c.credit = KETEN_NODE_CREDIT_WINDOW;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CREDIT;
+    f.credit = &c;
+    if (keten_link_send(node->link, &f) != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_WARNING, "cannot send credit", "error=\"%s\"", keten_err_detail());
+    }
+    keten_dirs_request(node);
+    keten_witness_on_link_up(node);
+    keten_outbox_submit_all(node);
+}
+
+/* Every waiting monitor event (connection up, down, handshake refused). */
+static void on_monitor(keten_node *node)
+{
+    for (int i = 0; i < 64; i++) {
+        zmq_pollitem_t item = { keten_link_monitor(node->link), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&item, 1, 0) <= 0) {
+            return;
+        }
+        keten_link_event ev = keten_link_on_monitor(node->link);
+        if (ev == KETEN_LINK_UP) {
+            on_link_up(node);
+        } else if (ev == KETEN_LINK_DOWN) {
+            KETEN_LOG(
+                KETEN_LOG_WARNING, "disconnected from broker", "endpoint=%s", node->opts.broker);
+        }
+        const char *why = keten_link_last_error(node->link);
+        if (why[0] != '\0' && strcmp(why, node->last_link_error) != 0) {
+            char q[160];
+            keten_log_quote(why, q, sizeof q);
+            KETEN_LOG(KETEN_LOG_WARNING, "cannot connect to broker", "endpoint=%s why=%s",
+                node->opts.broker, q);
+        }
+        snprintf(node->last_link_error, sizeof node->last_link_error, "%s", why);
+    }
+}
+
+static void on_frame(keten_node *node, const Keten__Frame *f)
+{
+    switch (f->body_case) {
+    case KETEN__FRAME__BODY_SUBMIT_ACK:
+        if (f->submit_ack->ack != NULL) {
+            keten_outbox_on_ack(node, f->submit_ack->ack);
+        }
+        break;
+    case KETEN__FRAME__BODY_ERROR:
+        keten_outbox_on_error(node, f->error);
+        break;
+    case KETEN__FRAME__BODY_DELIVER:
+        keten_inbox_on_deliver(node, f->deliver);
+        break;
+    case KETEN__FRAME__BODY_RECEIPT:
+        keten_outbox_on_receipt(node, f->receipt);
+        break;
+    case KETEN__FRAME__BODY_EXPIRED:
+        keten_outbox_on_expired(node, f->expired);
+        break;
+    case KETEN__FRAME__BODY_DIRECTORY_PUSH:
+        if (keten_dirs_on_push(node, f->directory_push) != KETEN_OK) {
+            KETEN_LOG(
+                KETEN_LOG_WARNING, "pushed directory refused", "error=\"%s\"", keten_err_detail());
+        }
+        break;
+    case KETEN__FRAME__BODY_CHECKPOINT:
+        keten_witness_on_checkpoint(node, f->checkpoint);
+        break;
+    case KETEN__FRAME__BODY_PROOF_RESPONSE:
+        keten_witness_on_proof(node, f->request_id, f->proof_response);
+        break;
+    default:
+        KETEN_LOG(KETEN_LOG_DEBUG, "unexpected frame from broker", "body=%d", (int)f->body_case);
+        break;
+    }
+}
+
+static void read_frames(keten_node *node)
+{
+    for (int i = 0; i < FRAMES_PER_ROUND; i++) {
+        Keten__Frame *f = NULL;
+        keten_err e = keten_link_recv(node->link, &f);
+        if (e == KETEN_ERR_NOT_FOUND) {
+            keten_err_clear();
+            return;
+        }
+        if (e != KETEN_OK) {
+            KETEN_LOG(
+                KETEN_LOG_WARNING, "bad frame from broker", "error=\"%s\"", keten_err_detail());
+            continue;
+        }
+        on_frame(node, f);
+        keten_pb_free((ProtobufCMessage **)(void *)&f);
+        if (node->relink) {
+            return;
+        }
+    }
+}
+
+static bool read_signals(keten_node *node, int sfd)
+{
+    struct signalfd_siginfo si;
+    while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            KETEN_LOG(KETEN_LOG_NOTICE, "stopping", "signal=%u", si.ssi_signo);
+            node->stop = true;
+            break;
+        case SIGCHLD:
+            keten_hook_reap(node);
+            break;
+        default:
+            KETEN_LOG(KETEN_LOG_INFO, "signal ignored", "signal=%u", si.ssi_signo);
+            break;
+        }
+    }
+    return node->stop;
+}
+
+static keten_err loop(keten_node *node, int sfd)
+{
+    uint64_t last_purge = keten_mono_ms();
+    keten_inbox_purge_seen(node);
+    while (!node->stop) {
+        zmq_pollitem_t items[4] = {
+            { keten_link_socket(node->link), 0, ZMQ_POLLIN, 0 },
+            { keten_link_monitor(node->link), 0, ZMQ_POLLIN, 0 },
+            { keten_api_socket(node->api), 0, ZMQ_POLLIN, 0 },
+            { NULL, sfd, ZMQ_POLLIN, 0 },
+        };
+        int rc = zmq_poll(items, 4, POLL_MS);
+        if (rc < 0 && zmq_errno() != EINTR) {
+            return keten_err_set(KETEN_ERR_IO, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+        }
+        if (rc > 0 && (items[3].revents & ZMQ_POLLIN) && read_signals(node, sfd)) {
+            break;
+        }
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            on_monitor(node);
+        }
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            read_frames(node);
+        }
+        if (rc > 0 && (items[2].revents & ZMQ_POLLIN)) {
+            keten_api_on_readable(node);
+        }
+        if (node->relink) {
+            node->relink = false;
+            KETEN_LOG(KETEN_LOG_NOTICE, "broker key changed; reconnecting", "endpoint=%s",
+                node->opts.broker);
+            keten_err e = connect_broker(node);
+            if (e != KETEN_OK) {
+                return e;
+            }
+        }
+        keten_outbox_tick(node);
+        keten_witness_tick(node);
+        keten_dirs_tick(node);
+        keten_api_tick(node);
+        keten_hook_reap(node);
+        if (keten_mono_ms() - last_purge > PURGE_EVERY_MS) {
+            last_purge = keten_mono_ms();
+            keten_inbox_purge_seen(node);
+        }
+    }
+    return KETEN_OK;
+}
+
+keten_err keten_daemon_run(const keten_node_opts *opts)
+{
+    keten_node node;
+    memset(&node, 0, sizeof node);
+    node.opts = *opts;
+    node.started_at = keten_now_ms();
+    int lock_fd = -1, sfd = -1;
+    keten_err e;
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGCHLD);
+    /* Blocked before any thread exists, so libzmq's threads inherit it. */
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0
+        || (sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        return keten_err_set(KETEN_ERR_IO, "signalfd: %s", strerror(errno));
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    if ((e = take_lock(opts->home, &lock_fd)) != KETEN_OK || (e = open_identity(&node)) != KETEN_OK
+        || (e = keten_anchor_load(opts->anchor, &node.anchor)) != KETEN_OK
+        || (e = keten_store_open(opts->home, &node.store)) != KETEN_OK
+        || (e = keten_dirs_load(&node)) != KETEN_OK) {
+        goto out;
+    }
+    if (strcmp(keten_directory_network(node.dir), node.anchor->network) != 0) {
+        e = keten_err_set(KETEN_ERR_WRONG_NETWORK, "directory and anchor name other networks");
+        goto out;
+    }
+    if (keten_dirs_my_cert(&node) == NULL) {
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "this node is not a current node of the directory with these keys; it cannot send "
+            "or receive until it is",
+            "node=%s version=%llu", node.me->id,
+            (unsigned long long)keten_directory_version(node.dir));
+    }
+    node.zctx = zmq_ctx_new();
+    if (node.zctx == NULL) {
+        e = keten_err_set(KETEN_ERR_IO, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    if ((e = keten_witness_new(&node, &node.witness)) != KETEN_OK
+        || (e = keten_api_open(&node, &node.api)) != KETEN_OK
+        || (e = connect_broker(&node)) != KETEN_OK) {
+        goto out;
+    }
+    KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running",
+        "node=%s directory=%llu api=%s inclusion_timeout_ms=%llu", node.me->id,
+        (unsigned long long)keten_directory_version(node.dir), node.api_endpoint,
+        (unsigned long long)opts->inclusion_timeout_ms);
+    e = loop(&node, sfd);
+    if (e == KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_NOTICE, "keten-node stopped", "node=%s", node.me->id);
+    }
+out:
+    keten_api_destroy(&node.api);
+    keten_link_destroy(&node.link);
+    keten_witness_destroy(&node.witness);
+    if (node.zctx != NULL) {
+        zmq_ctx_term(node.zctx);
+    }
+    keten_directory_destroy(&node.dir);
+    keten_store_destroy(&node.store);
+    keten_pb_free((ProtobufCMessage **)(void *)&node.anchor);
+    keten_identity_destroy(&node.me);
+    if (lock_fd >= 0) {
+        close(lock_fd);
+    }
+    if (sfd >= 0) {
+        close(sfd);
+    }
+    return e;
+}

@@ -1,0 +1,27 @@
+/*
+ * daemon.h - `keten-node run`: the node daemon's life (issue 4, keten-node
+ * items 1-6; docs/wire.md).
+ *
+ * Start: take the lock HOME/node.lock (one daemon per home), open the
+ * identity (passphrase as for every daemon; KETEN_PASSPHRASE is scrubbed
+ * from the environment), the anchor, the store, the directories (dirs.h),
+ * connect the broker link (link.h) with the broker certificate's
+ * transport_pk, bind the local API (api.h).
+ *
+ * Main loop (one thread, zmq_poll): the broker socket, the link monitor, the
+ * API socket and a signalfd. On every (re)connection: Credit (window 64),
+ * DirectoryRequest{after_version = installed}, pending inclusion deadlines
+ * moved to at least now + timeout, the outbox resent. Timers every 200 ms:
+ * resend, witness checks, directory fail-closed check, API waiters, hook
+ * children, and hourly the replay memory purge. SIGTERM and SIGINT end the
+ * loop cleanly (return KETEN_OK: exit 0); SIGHUP is logged and ignored.
+ */
+#ifndef KETEN_NODE_DAEMON_H
+#define KETEN_NODE_DAEMON_H
+
+#include "err.h"
+#include "node.h"
+
+keten_err keten_daemon_run(const keten_node_opts *opts) KETEN_MUST_CHECK;
+
+#endif

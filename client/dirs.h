@@ -1,0 +1,45 @@
+/*
+ * dirs.h - the node's directory versions (DESIGN section 3, docs/wire.md
+ * "Directory"): the versions it installed are kept in the store and the
+ * highest is in force; at start the stored chain is verified from the
+ * anchor and the --directory file is installed only if it is newer
+ * (restarting with an old file changes nothing). Pushed chains are installed
+ * only if they verify from the version in force and are newer.
+ *
+ * Fail closed: the node sends nothing while its directory is not fresh, while
+ * it is not a current node of it (not yet approved, revoked, or other keys),
+ * or while a checkpoint has named a newer version than it holds (it asks the
+ * broker for the chain; if it does not get it within the inclusion timeout,
+ * that is the alarm directory-withheld).
+ */
+#ifndef KETEN_NODE_DIRS_H
+#define KETEN_NODE_DIRS_H
+
+#include "err.h"
+#include "keten.h"
+#include "node.h"
+
+/* Load the stored chain and the --directory file; node->dir is set. */
+keten_err keten_dirs_load(keten_node *node) KETEN_MUST_CHECK;
+
+/* Install a pushed chain (DirectoryPush). */
+keten_err keten_dirs_on_push(keten_node *node, const Keten__DirectoryPush *push) KETEN_MUST_CHECK;
+
+/* Ask the broker for every version after the installed one. */
+void keten_dirs_request(keten_node *node);
+
+/* A checkpoint named version: if it is newer than ours, remember it (the
+ * node fails closed) and ask for the chain. */
+void keten_dirs_need(keten_node *node, uint64_t version);
+
+/* Re-ask and raise directory-withheld when it takes too long. */
+void keten_dirs_tick(keten_node *node);
+
+/* KETEN_OK if the node may send now; otherwise why not (detail set). */
+keten_err keten_dirs_send_ok(const keten_node *node) KETEN_MUST_CHECK;
+
+/* This node's current certificate in the installed directory, or NULL if
+ * it is not a current node or its keys differ from the identity's. */
+const Keten__NodeCert *keten_dirs_my_cert(const keten_node *node);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * link.h - the node's connection to the broker (docs/wire.md, "Socket and
+ * authentication"): one ZeroMQ DEALER socket, a CurveZMQ client with the
+ * node's own transport keys and the broker certificate's transport_pk,
+ * reconnecting with backoff; a socket monitor tells when a handshake
+ * succeeded (the link is up: the node then sends its credit, asks for newer
+ * directories and resends its outbox), failed, or the connection dropped.
+ *
+ * Every ZeroMQ message is one serialized Frame of at most
+ * KETEN_NODE_FRAME_MAX bytes (libzmq drops a longer one: ZMQ_MAXMSGSIZE).
+ *
+ * Ownership: keten_link_destroy() closes both sockets; the zmq context is the
+ * caller's. Frames from keten_link_recv() are freed with keten_pb_free().
+ * Thread safety: one thread.
+ */
+#ifndef KETEN_NODE_LINK_H
+#define KETEN_NODE_LINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "identity.h"
+#include "keten.h"
+
+typedef struct keten_link keten_link;
+
+#define KETEN_LINK_RECONNECT_MS 100
+#define KETEN_LINK_RECONNECT_MAX_MS 5000
+#define KETEN_LINK_HEARTBEAT_MS 5000
+
+/* What keten_link_on_monitor() saw. */
+typedef enum keten_link_event {
+    KETEN_LINK_NOTHING = 0,
+    KETEN_LINK_UP = 1, /* a handshake succeeded */
+    KETEN_LINK_DOWN = 2, /* the connection dropped or a handshake failed */
+} keten_link_event;
+
+keten_err keten_link_new(void *zctx, const char *endpoint, const keten_identity *me,
+    const uint8_t server_pk[static KETEN_CURVE_KEY_BYTES], keten_link **out) KETEN_MUST_CHECK;
+void keten_link_destroy(keten_link **self_p);
+
+void *keten_link_socket(keten_link *self);
+void *keten_link_monitor(keten_link *self);
+
+/* Read one monitor event (call when the monitor socket is readable). */
+keten_link_event keten_link_on_monitor(keten_link *self);
+
+bool keten_link_connected(const keten_link *self);
+/* Why the last connection attempt failed ("" if none). */
+const char *keten_link_last_error(const keten_link *self);
+/* How many handshakes succeeded since the link was made. */
+uint64_t keten_link_connects(const keten_link *self);
+
+/* Send a frame without blocking. KETEN_ERR_IO when it cannot be queued. */
+keten_err keten_link_send(keten_link *self, const Keten__Frame *frame) KETEN_MUST_CHECK;
+
+/* Receive one frame without blocking: KETEN_ERR_NOT_FOUND when none waits;
+ * KETEN_ERR_MALFORMED / KETEN_ERR_TOO_LARGE for a bad frame (dropped). */
+keten_err keten_link_recv(keten_link *self, Keten__Frame **out) KETEN_MUST_CHECK;
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * node.h - the state of one running keten-node daemon, shared by the modules
+ * of client/ that each do one part of its work:
+ *
+ *   daemon.c   main loop: broker link, local API, timers, signals
+ *   link.c     the CurveZMQ DEALER connection to the broker
+ *   dirs.c     directory versions: load, install pushed chains, fail closed
+ *   outbox.c   durable send, resend until acknowledged, acks and receipts
+ *   inbox.c    verify, store, receipt; replay memory; the message list
+ *   witness.c  checkpoints, consistency and inclusion proofs, cosignatures
+ *   alarm.c    alarms (log line, counter, persisted) and warnings
+ *   api.c      the local API socket for the command line and applications
+ *   status.c   node and message status as JSON
+ *   hook.c     the --on-message hook
+ *   store.c    the LMDB store
+ *
+ * Everything runs in the daemon's one thread; no locking.
+ */
+#ifndef KETEN_NODE_NODE_H
+#define KETEN_NODE_NODE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "directory.h"
+#include "err.h"
+#include "identity.h"
+#include "keten.h"
+#include "store.h"
+
+/* Largest frame the node accepts from the broker (docs/wire.md). */
+#define KETEN_NODE_FRAME_MAX KETEN_FRAME_MAX
+#define KETEN_NODE_CREDIT_WINDOW 64
+#define KETEN_NODE_INCLUSION_TIMEOUT_MS 60000ull
+#define KETEN_NODE_WITNESS_TIMEOUT_MS (3600ull * 1000ull)
+#define KETEN_NODE_RESEND_MS 30000ull
+#define KETEN_NODE_API_SOCK "api.sock"
+#define KETEN_NODE_LOCK "node.lock"
+
+typedef struct keten_link keten_link;
+typedef struct keten_api keten_api;
+typedef struct keten_witness keten_witness;
+
+typedef struct keten_node_opts {
+    const char *home;
+    const char *anchor;
+    const char *directory;
+    const char *broker;
+    const char *on_message; /* NULL: no hook */
+    const char *passfile; /* NULL: KETEN_PASSPHRASE or the terminal */
+    uint64_t inclusion_timeout_ms;
+    uint64_t witness_timeout_ms;
+} keten_node_opts;
+
+typedef struct keten_node_counters {
+    uint64_t sent; /* acknowledged by the broker */
+    uint64_t refused; /* refused by the broker */
+    uint64_t received; /* new messages stored */
+    uint64_t duplicates; /* deliveries receipted again, not stored twice */
+    uint64_t rejected; /* deliveries that failed a check (not receipted) */
+    uint64_t receipts; /* receipts for our messages */
+    uint64_t checkpoints_accepted;
+    uint64_t checkpoints_refused;
+    uint64_t inclusion_passed;
+    uint64_t inclusion_failed;
+    uint64_t alarms;
+    uint64_t warnings;
+    uint64_t hooks_run;
+    uint64_t hooks_failed;
+} keten_node_counters;
+
+typedef struct keten_node {
+    keten_node_opts opts;
+    char api_endpoint[PATH_MAX + 8];
+    keten_identity *me;
+    Keten__Anchor *anchor;
+    keten_directory *dir;
+    keten_store *store;
+    void *zctx;
+    keten_link *link;
+    keten_api *api;
+    keten_witness *witness;
+    keten_node_counters counters;
+    uint64_t next_request_id;
+    uint64_t started_at; /* wall ms */
+    /* A checkpoint named a directory version this node does not have: it
+     * sends nothing until it has installed at least that version. */
+    uint64_t dir_needed;
+    uint64_t dir_needed_since; /* wall ms */
+    uint64_t dir_requested_at; /* mono ms of the last DirectoryRequest */
+    uint64_t last_resend; /* mono ms */
+    bool dir_alarmed; /* directory-withheld raised for dir_needed */
+    bool relink; /* the broker's transport key changed: reconnect */
+    char last_link_error[128]; /* last connection failure logged */
+    bool stop;
+} keten_node;
+
+/* A fresh request id for a frame this node asks something with. */
+uint64_t keten_node_request_id(keten_node *node);
+
+#endif

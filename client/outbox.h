@@ -1,0 +1,70 @@
+/*
+ * outbox.h - sending (DESIGN sections 4 and 8, docs/wire.md "Submit"):
+ *
+ *   1. fail closed first (keten_dirs_send_ok), parse and check the signal
+ *      JSON, resolve the parties, check the sharing policy for every
+ *      recipient (refused early, naming the deciding rule);
+ *   2. seal (created now, expiring after 7 days or the directory's
+ *      max_message_lifetime if that is shorter);
+ *   3. commit the envelope to the outbox and its record to `sent` in one
+ *      durable transaction, and only then submit it;
+ *   4. resend every unacknowledged envelope, the same bytes under the same
+ *      msg_id, after each (re)connection, every KETEN_NODE_RESEND_MS while
+ *      connected, and after a restart.
+ *
+ * An ack is taken only if it verifies with the broker certificate's log_pk,
+ * names this network and a msg_id of ours, and its envelope hash equals the
+ * stored envelope's; a DUPLICATE refusal carrying the original ack is taken
+ * the same way. Its leaf index then waits for an inclusion proof (witness.h).
+ * A refusal is final (state rejected, with the broker's reason and rule)
+ * except STORE_FULL and DIRECTORY_STALE, after which the envelope stays in the
+ * outbox and is resent. Forwarded receipts are verified against the
+ * recipient's certificate and the envelope hash; expired notices mark the
+ * recipients that never receipted.
+ */
+#ifndef KETEN_NODE_OUTBOX_H
+#define KETEN_NODE_OUTBOX_H
+
+#include <jansson.h>
+#include <lmdb.h>
+
+#include "err.h"
+#include "keten.h"
+#include "node.h"
+
+typedef struct keten_send_req {
+    const char *to; /* parties (node ids, role:NAME, *), comma-separated */
+    Keten__Kind kind;
+    const char *json; /* the signal, JSON of DESIGN section 5 */
+    size_t json_len;
+    const uint8_t *in_reply_to; /* NULL or KETEN_MSG_ID_BYTES */
+} keten_send_req;
+
+/* Seal, store durably, submit. msg_id_out receives the new msg_id. */
+keten_err keten_outbox_send(keten_node *node, const keten_send_req *req,
+    uint8_t msg_id_out[static KETEN_MSG_ID_BYTES]) KETEN_MUST_CHECK;
+
+/* Submit every envelope still in the outbox (when connected). */
+void keten_outbox_submit_all(keten_node *node);
+
+/* Periodic resend while connected. */
+void keten_outbox_tick(keten_node *node);
+
+void keten_outbox_on_ack(keten_node *node, const Keten__Ack *ack);
+void keten_outbox_on_error(keten_node *node, const Keten__Error *err);
+void keten_outbox_on_receipt(keten_node *node, const Keten__ReceiptFrame *rf);
+void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *notice);
+
+/* Inside the inbox's transaction: a reply to one of our queries arrived. */
+keten_err keten_outbox_note_reply(keten_node *node, MDB_txn *txn,
+    const uint8_t query_id[static KETEN_MSG_ID_BYTES], const char *from,
+    const uint8_t reply_id[static KETEN_MSG_ID_BYTES], uint64_t received_at) KETEN_MUST_CHECK;
+
+/* The stored record of a sent message (new reference); KETEN_ERR_NOT_FOUND. */
+keten_err keten_outbox_record(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    json_t **out) KETEN_MUST_CHECK;
+
+/* "POLICY" for REASON_POLICY, etc. */
+const char *keten_outbox_reason_name(Keten__Reason reason);
+
+#endif

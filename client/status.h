@@ -1,0 +1,31 @@
+/*
+ * status.h - what `keten-node status` shows, built as JSON by the daemon:
+ *
+ * Node: {node, role, connected, broker, last_connect_error, member,
+ *   directory {version, expires_at, fresh, needed_version}, checkpoint
+ *   {tree_size, root, directory_version, witnessed, witnessed_size},
+ *   pending_inclusion, outbox, alarms [{kind, detail, at}], warnings [...],
+ *   counters {...}}.
+ * Message: a sent one {msg_id, direction "sent", kind, category, purpose,
+ *   state (pending, accepted, rejected, expired), created_at, expires_at,
+ *   leaf_index, inclusion (pending, checked), reason/rule/detail when
+ *   refused, recipients [{id, state (pending, accepted, receipted, expired,
+ *   rejected), receipted_at, replied}], replies [{msg_id, from,
+ *   received_at}]}; a received one {msg_id, direction "received", from, kind,
+ *   received_at, handled, leaf_index, inclusion}. Both carry "alarms" (the
+ *   number of alarms of the node).
+ */
+#ifndef KETEN_NODE_STATUS_H
+#define KETEN_NODE_STATUS_H
+
+#include <jansson.h>
+
+#include "err.h"
+#include "keten.h"
+#include "node.h"
+
+keten_err keten_status_node(keten_node *node, json_t **out) KETEN_MUST_CHECK;
+keten_err keten_status_message(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    json_t **out) KETEN_MUST_CHECK;
+
+#endif

@@ -1,0 +1,257 @@
+#include "store.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+struct keten_store {
+    MDB_env *env;
+    MDB_dbi dbi[KETEN_DB__COUNT];
+};
+
+static const char *const db_names[KETEN_DB__COUNT] = {
+    [KETEN_DB_OUTBOX] = "outbox",
+    [KETEN_DB_SENT] = "sent",
+    [KETEN_DB_INBOX] = "inbox",
+    [KETEN_DB_MESSAGES] = "messages",
+    [KETEN_DB_SEEN] = "seen",
+    [KETEN_DB_DIRECTORIES] = "directories",
+    [KETEN_DB_CHECKPOINTS] = "checkpoints",
+    [KETEN_DB_PENDING] = "pending-inclusion",
+    [KETEN_DB_STATE] = "state",
+};
+
+static keten_err lmdb_err(int rc, const char *what)
+{
+    if (rc == MDB_MAP_FULL) {
+        return keten_err_set(KETEN_ERR_STORE_FULL,
+            "the node store is full (%s); free disk space or move HOME/store", what);
+    }
+    return keten_err_set(KETEN_ERR_STORE, "%s: %s", what, mdb_strerror(rc));
+}
+
+keten_err keten_store_open(const char *home, keten_store **out)
+{
+    *out = NULL;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/store", home) >= (int)sizeof path) {
+        return keten_err_set(KETEN_ERR_INVALID, "home path too long: %s", home);
+    }
+    keten_err e = keten_mkdir(path, 0700);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    keten_store *self = calloc(1, sizeof *self);
+    if (self == NULL) {
+        return KETEN_ERR_NOMEM;
+    }
+    MDB_txn *txn = NULL;
+    int rc = mdb_env_create(&self->env);
+    if (rc != 0) {
+        self->env = NULL;
+        e = lmdb_err(rc, "mdb_env_create");
+        goto out;
+    }
+    if ((rc = mdb_env_set_maxdbs(self->env, KETEN_DB__COUNT + 2)) != 0
+        || (rc = mdb_env_set_mapsize(self->env, KETEN_STORE_MAP_SIZE)) != 0) {
+        e = lmdb_err(rc, "mdb_env_set");
+        goto out;
+    }
+    rc = mdb_env_open(self->env, path, MDB_NOTLS, 0600);
+    if (rc != 0) {
+        e = keten_err_set(
+            KETEN_ERR_STORE, "cannot open the node store %s: %s", path, mdb_strerror(rc));
+        goto out;
+    }
+    rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0) {
+        e = lmdb_err(rc, "mdb_txn_begin");
+        goto out;
+    }
+    for (int i = 0; i < KETEN_DB__COUNT; i++) {
+        rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &self->dbi[i]);
+        if (rc != 0) {
+            e = lmdb_err(rc, "mdb_dbi_open");
+            goto out;
+        }
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        e = lmdb_err(rc, "mdb_txn_commit");
+        goto out;
+    }
+    *out = self;
+    self = NULL;
+    e = KETEN_OK;
+out:
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    keten_store_destroy(&self);
+    return e;
+}
+
+void keten_store_destroy(keten_store **self_p)
+{
+    if (self_p == NULL || *self_p == NULL) {
+        return;
+    }
+    keten_store *self = *self_p;
+    if (self->env != NULL) {
+        mdb_env_close(self->env);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+MDB_dbi keten_store_dbi(const keten_store *self, keten_store_db db)
+{
+    return self->dbi[db];
+}
+
+keten_err keten_store_begin(keten_store *self, bool write, MDB_txn **txn)
+{
+    int rc = mdb_txn_begin(self->env, NULL, write ? 0 : MDB_RDONLY, txn);
+    if (rc != 0) {
+        *txn = NULL;
+        return lmdb_err(rc, "mdb_txn_begin");
+    }
+    return KETEN_OK;
+}
+
+keten_err keten_store_commit(MDB_txn **txn)
+{
+    int rc = mdb_txn_commit(*txn);
+    *txn = NULL;
+    return rc == 0 ? KETEN_OK : lmdb_err(rc, "mdb_txn_commit");
+}
+
+void keten_store_abort(MDB_txn **txn)
+{
+    if (txn != NULL && *txn != NULL) {
+        mdb_txn_abort(*txn);
+        *txn = NULL;
+    }
+}
+
+keten_err keten_store_get(const keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
+    size_t key_len, MDB_val *val)
+{
+    MDB_val k = { key_len, (void *)(uintptr_t)key };
+    int rc = mdb_get(txn, self->dbi[db], &k, val);
+    if (rc == MDB_NOTFOUND) {
+        return KETEN_ERR_NOT_FOUND;
+    }
+    return rc == 0 ? KETEN_OK : lmdb_err(rc, "mdb_get");
+}
+
+keten_err keten_store_put(keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
+    size_t key_len, const void *val, size_t val_len)
+{
+    MDB_val k = { key_len, (void *)(uintptr_t)key };
+    MDB_val v = { val_len, (void *)(uintptr_t)val };
+    int rc = mdb_put(txn, self->dbi[db], &k, &v, 0);
+    return rc == 0 ? KETEN_OK : lmdb_err(rc, "mdb_put");
+}
+
+keten_err keten_store_del(
+    keten_store *self, MDB_txn *txn, keten_store_db db, const void *key, size_t key_len)
+{
+    MDB_val k = { key_len, (void *)(uintptr_t)key };
+    int rc = mdb_del(txn, self->dbi[db], &k, NULL);
+    if (rc == MDB_NOTFOUND) {
+        return KETEN_OK;
+    }
+    return rc == 0 ? KETEN_OK : lmdb_err(rc, "mdb_del");
+}
+
+keten_err keten_store_get_json(const keten_store *self, MDB_txn *txn, keten_store_db db,
+    const void *key, size_t key_len, json_t **out)
+{
+    *out = NULL;
+    MDB_val v;
+    keten_err e = keten_store_get(self, txn, db, key, key_len, &v);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    json_error_t jerr;
+    *out = json_loadb(v.mv_data, v.mv_size, JSON_REJECT_DUPLICATES, &jerr);
+    if (*out == NULL || !json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return keten_err_set(
+            KETEN_ERR_MALFORMED, "a stored %s record does not parse: %s", db_names[db], jerr.text);
+    }
+    return KETEN_OK;
+}
+
+keten_err keten_store_put_json(keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
+    size_t key_len, const json_t *val)
+{
+    char *text = json_dumps(val, JSON_COMPACT);
+    if (text == NULL) {
+        return KETEN_ERR_NOMEM;
+    }
+    keten_err e = keten_store_put(self, txn, db, key, key_len, text, strlen(text));
+    free(text);
+    return e;
+}
+
+keten_err keten_store_count(const keten_store *self, MDB_txn *txn, keten_store_db db, size_t *out)
+{
+    MDB_stat st;
+    int rc = mdb_stat(txn, self->dbi[db], &st);
+    if (rc != 0) {
+        return lmdb_err(rc, "mdb_stat");
+    }
+    *out = st.ms_entries;
+    return KETEN_OK;
+}
+
+keten_err keten_store_last_u64(
+    const keten_store *self, MDB_txn *txn, keten_store_db db, uint64_t *key_out, MDB_val *val)
+{
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(txn, self->dbi[db], &cur);
+    if (rc != 0) {
+        return lmdb_err(rc, "mdb_cursor_open");
+    }
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND) {
+        return KETEN_ERR_NOT_FOUND;
+    }
+    if (rc != 0) {
+        return lmdb_err(rc, "mdb_cursor_get");
+    }
+    if (k.mv_size != KETEN_STORE_U64_KEY) {
+        return keten_err_set(KETEN_ERR_MALFORMED, "a %s key is not 8 bytes", db_names[db]);
+    }
+    *key_out = keten_store_u64_get(k.mv_data);
+    if (val != NULL) {
+        *val = v;
+    }
+    return KETEN_OK;
+}
+
+void keten_store_u64_put(uint64_t v, uint8_t out[static KETEN_STORE_U64_KEY])
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+uint64_t keten_store_u64_get(const uint8_t in[static KETEN_STORE_U64_KEY])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | in[i];
+    }
+    return v;
+}

@@ -1,0 +1,102 @@
+/*
+ * store.h - the node's LMDB store (docs/wire.md, "What each side stores"):
+ * one environment in HOME/store with these named databases:
+ *
+ *   outbox            msg_id -> serialized Envelope, until the broker acks or
+ *                     refuses it (a send is committed here before it is sent)
+ *   sent              msg_id -> JSON record: state, ack, leaf index, header,
+ *                     per-recipient state, replies
+ *   inbox             sequence (8 bytes big-endian) -> msg_id
+ *   messages          msg_id -> JSON record: sender, kind, received_at,
+ *                     in_reply_to, leaf index, handled flag, the opened signal
+ *                     and the envelope (base64)
+ *   seen              msg_id -> expires_at (8, big-endian) || envelope hash
+ *                     (32): replay memory until the message expires
+ *   directories       version (8, big-endian) -> SignedDirectory bytes
+ *   checkpoints       tree size (8, big-endian) -> JSON record: the accepted
+ *                     note, accepted_at, witnessed
+ *   pending-inclusion leaf index (8, big-endian) -> msg_id (16) || deadline
+ *                     (8, big-endian, ms) || origin (1: 's' sent, 'r' received)
+ *   state             short text keys -> values (alarms, witnessed size,
+ *                     the directory version a checkpoint named)
+ *
+ * Every commit is durable (LMDB's default fsync). Only the daemon opens the
+ * store; the command line goes through the local API.
+ *
+ * Ownership: keten_store_destroy() closes the environment. Values returned in
+ * MDB_val point into the map and are valid until the transaction ends or its
+ * next write. JSON values are new references (json_decref()).
+ * Thread safety: one thread (the daemon's main loop).
+ * Errors: KETEN_ERR_STORE (LMDB, detail names the call), KETEN_ERR_STORE_FULL
+ * (map full), KETEN_ERR_NOT_FOUND (no such key), KETEN_ERR_MALFORMED (a stored
+ * JSON value does not parse), KETEN_ERR_NOMEM.
+ */
+#ifndef KETEN_NODE_STORE_H
+#define KETEN_NODE_STORE_H
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef enum keten_store_db {
+    KETEN_DB_OUTBOX,
+    KETEN_DB_SENT,
+    KETEN_DB_INBOX,
+    KETEN_DB_MESSAGES,
+    KETEN_DB_SEEN,
+    KETEN_DB_DIRECTORIES,
+    KETEN_DB_CHECKPOINTS,
+    KETEN_DB_PENDING,
+    KETEN_DB_STATE,
+    KETEN_DB__COUNT
+} keten_store_db;
+
+#define KETEN_STORE_MAP_SIZE (4ull << 30) /* 4 GiB of address space, sparse on disk */
+#define KETEN_STORE_U64_KEY 8
+#define KETEN_STORE_SEEN_BYTES (8 + 32)
+#define KETEN_STORE_PENDING_BYTES (16 + 8 + 1)
+
+typedef struct keten_store keten_store;
+
+/* Open (creating) HOME/store. */
+keten_err keten_store_open(const char *home, keten_store **out) KETEN_MUST_CHECK;
+void keten_store_destroy(keten_store **self_p);
+
+MDB_dbi keten_store_dbi(const keten_store *self, keten_store_db db);
+
+keten_err keten_store_begin(keten_store *self, bool write, MDB_txn **txn) KETEN_MUST_CHECK;
+/* Commit (durable); the txn is gone afterwards, also on failure. */
+keten_err keten_store_commit(MDB_txn **txn) KETEN_MUST_CHECK;
+/* Abort; accepts NULL. */
+void keten_store_abort(MDB_txn **txn);
+
+keten_err keten_store_get(const keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
+    size_t key_len, MDB_val *val) KETEN_MUST_CHECK;
+keten_err keten_store_put(keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
+    size_t key_len, const void *val, size_t val_len) KETEN_MUST_CHECK;
+/* Deleting a missing key is not an error. */
+keten_err keten_store_del(keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
+    size_t key_len) KETEN_MUST_CHECK;
+
+keten_err keten_store_get_json(const keten_store *self, MDB_txn *txn, keten_store_db db,
+    const void *key, size_t key_len, json_t **out) KETEN_MUST_CHECK;
+keten_err keten_store_put_json(keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
+    size_t key_len, const json_t *val) KETEN_MUST_CHECK;
+
+/* Number of entries in db. */
+keten_err keten_store_count(
+    const keten_store *self, MDB_txn *txn, keten_store_db db, size_t *out) KETEN_MUST_CHECK;
+
+/* The last (largest) key of a database with 8-byte big-endian keys;
+ * KETEN_ERR_NOT_FOUND when empty. */
+keten_err keten_store_last_u64(const keten_store *self, MDB_txn *txn, keten_store_db db,
+    uint64_t *key_out, MDB_val *val) KETEN_MUST_CHECK;
+
+void keten_store_u64_put(uint64_t v, uint8_t out[static KETEN_STORE_U64_KEY]);
+uint64_t keten_store_u64_get(const uint8_t in[static KETEN_STORE_U64_KEY]);
+
+#endif

@@ -1,0 +1,132 @@
+/*
+ * keten-keys admin-keygen --out FILE: one administrator's key, made on that
+ * administrator's own machine, always protected by a passphrase.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "adminkey.h"
+#include "cli.h"
+#include "cmd.h"
+#include "passphrase.h"
+
+#define CMD "admin-keygen"
+
+static const char usage_text[]
+    = "Usage: keten-keys admin-keygen --out FILE [--passphrase-file F] [--json]\n"
+      "\n"
+      "Make one administrator's signing key. Run it on the administrator's own\n"
+      "machine: the secret key never leaves it. Writes FILE (the secret key,\n"
+      "mode 0600, always protected by a passphrase) and FILE.pub (the public\n"
+      "key, one line of base64, to give to the other administrators for\n"
+      "keten-keys init).\n"
+      "\n"
+      "Options:\n"
+      "  --out FILE             where to write the secret key (must not exist)\n"
+      "  --passphrase-file F    read the passphrase from F (mode 0600) instead of\n"
+      "                         KETEN_PASSPHRASE or the terminal (asked twice)\n"
+      "  --json                 print the result as JSON\n"
+      "  --help                 show this help\n";
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
+int cmd_admin_keygen(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "out", required_argument, NULL, 'o' },
+        { "passphrase-file", required_argument, NULL, 'p' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *out = NULL, *passfile = NULL;
+    bool json = false;
+    int c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            out = optarg;
+            break;
+        case 'p':
+            passfile = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return KETEN_EXIT_OK;
+        default:
+            return keten_cli_getopt_error(CMD, c, argc, argv);
+        }
+    }
+    if (optind < argc) {
+        return keten_cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+    }
+    if (out == NULL || out[0] == '\0') {
+        return keten_cli_usage(CMD, "--out FILE is required");
+    }
+
+    char pub_path[PATH_MAX];
+    int n = snprintf(pub_path, sizeof pub_path, "%s.pub", out);
+    if (n < 0 || (size_t)n >= sizeof pub_path) {
+        return keten_cli_usage(CMD, "--out %s is too long", out);
+    }
+    if (exists(out) || exists(pub_path)) {
+        return keten_cli_error(keten_err_set(KETEN_ERR_EXISTS,
+            "%s already exists; an administrator key is never overwritten: choose another --out",
+            exists(out) ? out : pub_path));
+    }
+
+    keten_err e;
+    char *pass = NULL;
+    size_t passlen = 0;
+    keten_identity *id = NULL;
+    bool wrote_secret = false;
+    e = keten_cli_passphrase(passfile, out, true, &pass, &passlen);
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    if ((e = adminkey_generate(&id)) != KETEN_OK) {
+        goto out;
+    }
+    if ((e = keten_identity_save(id, out, (const uint8_t *)pass, passlen)) != KETEN_OK) {
+        goto out;
+    }
+    wrote_secret = true;
+    if ((e = adminkey_pub_write(pub_path, id->sign_pk)) != KETEN_OK) {
+        goto out;
+    }
+    wrote_secret = false; /* done: keep it */
+
+    char b64[KETEN_CLI_KEY_B64_BYTES];
+    keten_cli_key_b64(id->sign_pk, b64);
+    if (json) {
+        e = keten_cli_json_print(json_pack(
+            "{s:s, s:s, s:s}", "secret", out, "public_file", pub_path, "public_key", b64));
+    } else {
+        printf("wrote %s (your secret administrator key: keep it offline, with its "
+               "passphrase)\n",
+            out);
+        printf("wrote %s (give it to the other administrators for keten-keys init)\n", pub_path);
+        printf("public key: %s\n", b64);
+    }
+out:
+    if (wrote_secret) {
+        unlink(out);
+    }
+    keten_passphrase_free(&pass);
+    keten_identity_destroy(&id);
+    return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+}

@@ -1,0 +1,623 @@
+/*
+ * keten-keys publish and sign: turn the draft into the next signed directory
+ * version, and collect the further administrator signatures it needs
+ * (k distinct administrators of the previous version; on a change of
+ * administrators also k' of the new set).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "admindir.h"
+#include "adminkey.h"
+#include "cli.h"
+#include "cmd.h"
+#include "directory.h"
+#include "dirsig.h"
+#include "pb.h"
+#include "util.h"
+
+#define DIR_VALID_DAYS_MAX 365
+
+static const char publish_usage[]
+    = "Usage: keten-keys publish --dir ADMIN --out FILE (--key FILE | --admin I)\n"
+      "                          [--valid-days D] [--passphrase-file F] [--json]\n"
+      "\n"
+      "Produce the next directory version from the draft in ADMIN, signed by one\n"
+      "administrator, and write it to FILE (a copy stays in ADMIN/published/).\n"
+      "It is valid for nodes and the broker once it carries the threshold of\n"
+      "signatures: the other administrators add theirs with keten-keys sign.\n"
+      "The signer must be an administrator of the previous version (of the anchor\n"
+      "for version 1) or, when this version changes the administrators, of the\n"
+      "new set. FILE may replace an earlier directory file, nothing else.\n"
+      "\n"
+      "Options:\n"
+      "  --dir ADMIN            the administrators' folder\n"
+      "  --out FILE             where to write the signed directory\n"
+      "  --key FILE             sign with this administrator key file\n"
+      "  --admin I              tests and demos: sign with ADMIN/admin-I.secret\n"
+      "  --valid-days D         days until the version expires (default 14, at most 365);\n"
+      "                         past expiry nodes and the broker stop until a fresh\n"
+      "                         version comes\n"
+      "  --passphrase-file F    read the key's passphrase from F (mode 0600)\n"
+      "  --json                 print the result as JSON\n"
+      "  --help                 show this help\n";
+
+static const char sign_usage[]
+    = "Usage: keten-keys sign --dir ADMIN FILE (--key FILE | --admin I)\n"
+      "                       [--passphrase-file F] [--json]\n"
+      "\n"
+      "Add an administrator's signature to FILE, the directory version last\n"
+      "published from ADMIN (FILE may be the copy the publishing administrator\n"
+      "sent you). Refuses a version that is not the latest one published from\n"
+      "ADMIN, a document whose contents differ from it, a key that is not an\n"
+      "administrator's, and a second signature by the same key. Rewrites FILE and\n"
+      "the copy in ADMIN/published/, then says whether the version is now valid.\n"
+      "\n"
+      "Options:\n"
+      "  --dir ADMIN            the administrators' folder\n"
+      "  --key FILE             sign with this administrator key file\n"
+      "  --admin I              tests and demos: sign with ADMIN/admin-I.secret\n"
+      "  --passphrase-file F    read the key's passphrase from F (mode 0600)\n"
+      "  --json                 print the result as JSON\n"
+      "  --help                 show this help\n";
+
+typedef struct sign_args {
+    const char *dir, *out, *key, *admin_arg, *days_arg, *passfile;
+    uint64_t admin;
+    bool json;
+} sign_args;
+
+static int parse_args(
+    const char *cmd, const char *usage_text, bool publish, int argc, char **argv, sign_args *a)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "out", required_argument, NULL, 'o' },
+        { "key", required_argument, NULL, 'k' },
+        { "admin", required_argument, NULL, 'a' },
+        { "valid-days", required_argument, NULL, 'v' },
+        { "passphrase-file", required_argument, NULL, 'p' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            a->dir = optarg;
+            break;
+        case 'o':
+            if (!publish) {
+                return keten_cli_usage(cmd, "--out is for publish; sign rewrites FILE itself");
+            }
+            a->out = optarg;
+            break;
+        case 'k':
+            a->key = optarg;
+            break;
+        case 'a':
+            a->admin_arg = optarg;
+            break;
+        case 'v':
+            if (!publish) {
+                return keten_cli_usage(cmd, "--valid-days is for publish");
+            }
+            a->days_arg = optarg;
+            break;
+        case 'p':
+            a->passfile = optarg;
+            break;
+        case 'j':
+            a->json = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return -1;
+        default:
+            return keten_cli_getopt_error(cmd, c, argc, argv);
+        }
+    }
+    if (a->dir == NULL) {
+        return keten_cli_usage(cmd, "--dir ADMIN is required");
+    }
+    if ((a->key != NULL) == (a->admin_arg != NULL)) {
+        return keten_cli_usage(cmd,
+            "give either --key FILE (your administrator key) or "
+            "--admin I (a key made by init --admins N)");
+    }
+    if (a->admin_arg != NULL
+        && !keten_cli_parse_uint(a->admin_arg, 1, KETEN_MAX_ADMINS, &a->admin)) {
+        return keten_cli_usage(
+            cmd, "--admin '%s' must be a number from 1 to %d", a->admin_arg, KETEN_MAX_ADMINS);
+    }
+    return KETEN_EXIT_OK;
+}
+
+/* The signer must be an administrator who counts for this version. */
+static keten_err check_signer(const keten_identity *id, const char *keyname,
+    const adminset *signing, const adminset *next, uint64_t version)
+{
+    bool change = !adminset_equal(signing, next);
+    if (adminset_find(signing, id->sign_pk) >= 0
+        || (change && adminset_find(next, id->sign_pk) >= 0)) {
+        return KETEN_OK;
+    }
+    if (strcmp(id->role, ADMINKEY_ROLE) != 0) {
+        return keten_err_set(KETEN_ERR_INVALID,
+            "%s is the key of node %s (role %s), not an administrator's key; sign with an "
+            "administrator key",
+            keyname, id->id, id->role);
+    }
+    char b64[KETEN_CLI_KEY_B64_BYTES];
+    keten_cli_key_b64(id->sign_pk, b64);
+    if (version == 1) {
+        return keten_err_set(KETEN_ERR_INVALID,
+            "%s (%s) is not an administrator of this network (not in network.pub%s); its "
+            "signature would not count",
+            keyname, b64, change ? " nor in the new set" : "");
+    }
+    return keten_err_set(KETEN_ERR_INVALID,
+        "%s (%s) is not an administrator of version %llu%s; its signature would not count", keyname,
+        b64, (unsigned long long)(version - 1), change ? " nor of the new set" : "");
+}
+
+static keten_err set_of(const Keten__Directory *doc, adminset *out)
+{
+    return adminset_from_pb(doc->admins, doc->n_admins, doc->threshold, out);
+}
+
+/* "valid" or why not, for the version in sd_bytes; *valid tells. */
+static keten_err judge(const admindir *ad, const adminset *signing, const uint8_t *buf, size_t len,
+    const dirsig_tally *t, bool *valid)
+{
+    keten_err e = dirsig_verify_with_set(
+        keten_dirbuild_doc(ad->draft)->network, signing, buf, len, keten_now_ms());
+    *valid = e == KETEN_OK;
+    if (e == KETEN_OK || (e == KETEN_ERR_THRESHOLD && !t->enough)) {
+        return KETEN_OK;
+    }
+    if (e == KETEN_ERR_EXPIRED) {
+        return keten_err_set(e,
+            "version %llu has expired: more signatures cannot make it valid; publish a fresh "
+            "version",
+            (unsigned long long)admindir_latest_version(ad));
+    }
+    /* Anything else means the document itself is wrong: refuse to write it. */
+    return e;
+}
+
+static void print_status(const dirsig_tally *t, bool valid)
+{
+    char text[512];
+    dirsig_tally_text(t, text, sizeof text);
+    printf("%s\n", text);
+    if (valid) {
+        printf("valid: nodes and the broker will accept it\n");
+    } else {
+        printf("not yet valid for nodes and the broker\n");
+    }
+}
+
+/* --out must not lie in ADMIN: publish keeps its own copies there, and an
+ * earlier version's copy must never be overwritten. */
+static keten_err check_out_outside(const admindir *ad, const char *out)
+{
+    char copy[PATH_MAX], out_dir[PATH_MAX], admin_real[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", out);
+    if (realpath(dirname(copy), out_dir) == NULL) {
+        return keten_err_set(
+            KETEN_ERR_NOT_FOUND, "the folder of --out %s does not exist: %s", out, strerror(errno));
+    }
+    if (realpath(ad->path, admin_real) == NULL) {
+        return keten_err_set(KETEN_ERR_IO, "cannot resolve %s: %s", ad->path, strerror(errno));
+    }
+    size_t n = strlen(admin_real);
+    if (strncmp(out_dir, admin_real, n) == 0 && (out_dir[n] == '\0' || out_dir[n] == '/')) {
+        return keten_err_set(KETEN_ERR_INVALID,
+            "--out %s lies inside %s; write the directory file elsewhere (publish keeps its own "
+            "copy in %s/%s)",
+            out, ad->path, ad->path, ADMINDIR_PUBLISHED);
+    }
+    return KETEN_OK;
+}
+
+/* An existing --out may be replaced only when it is a directory file. */
+static keten_err check_out(const char *out)
+{
+    struct stat st;
+    if (lstat(out, &st) != 0) {
+        return errno == ENOENT
+            ? KETEN_OK
+            : keten_err_set(KETEN_ERR_IO, "cannot check --out %s: %s", out, strerror(errno));
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    Keten__SignedDirectory *sd = NULL;
+    Keten__Directory *doc = NULL;
+    keten_err e = S_ISREG(st.st_mode) ? keten_file_read(out, KETEN_DIRECTORY_MAX, &buf, &len)
+                                      : KETEN_ERR_IO;
+    if (e == KETEN_OK) {
+        e = KETEN_PB_UNPACK(keten__signed_directory, buf, len, KETEN_DIRECTORY_MAX, out, &sd);
+    }
+    if (e == KETEN_OK) {
+        e = KETEN_PB_UNPACK(keten__directory, sd->directory.data, sd->directory.len,
+            KETEN_DIRECTORY_MAX, out, &doc);
+    }
+    if (e == KETEN_OK && (doc->version == 0 || doc->network[0] == '\0')) {
+        e = KETEN_ERR_MALFORMED;
+    }
+    free(buf);
+    keten_pb_free((ProtobufCMessage **)(void *)&sd);
+    keten_pb_free((ProtobufCMessage **)(void *)&doc);
+    if (e != KETEN_OK) {
+        return keten_err_set(KETEN_ERR_EXISTS,
+            "--out %s exists and is not a directory file; choose another --out", out);
+    }
+    return KETEN_OK;
+}
+
+/* Warn when the version before has fewer signatures than it needs. */
+static void warn_incomplete_previous(const admindir *ad, uint64_t version)
+{
+    if (version < 2) {
+        return;
+    }
+    Keten__SignedDirectory *sd = NULL;
+    Keten__Directory *doc = NULL;
+    adminset signing, own;
+    dirsig_tally t;
+    if (admindir_read_published(ad, version - 1, NULL, NULL, &sd, &doc) == KETEN_OK
+        && admindir_signing_set(ad, version - 1, &signing) == KETEN_OK
+        && set_of(doc, &own) == KETEN_OK && dirsig_count(sd, &signing, &own, &t) == KETEN_OK
+        && !t.enough) {
+        char text[512];
+        dirsig_tally_text(&t, text, sizeof text);
+        keten_cli_warn("the previous version %llu is incomplete (%s); nodes will skip it",
+            (unsigned long long)(version - 1), text);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&sd);
+    keten_pb_free((ProtobufCMessage **)(void *)&doc);
+}
+
+int cmd_publish(int argc, char **argv)
+{
+    sign_args a = { 0 };
+    int rc = parse_args("publish", publish_usage, true, argc, argv, &a);
+    if (rc != KETEN_EXIT_OK) {
+        return rc < 0 ? KETEN_EXIT_OK : rc;
+    }
+    if (optind < argc) {
+        return keten_cli_usage("publish", "unexpected argument '%s'", argv[optind]);
+    }
+    if (a.out == NULL || a.out[0] == '\0') {
+        return keten_cli_usage("publish", "--out FILE is required");
+    }
+    uint64_t days = KETEN_DIRECTORY_VALID_DAYS_DEFAULT;
+    if (a.days_arg != NULL && !keten_cli_parse_uint(a.days_arg, 1, DIR_VALID_DAYS_MAX, &days)) {
+        return keten_cli_usage("publish", "--valid-days '%s' must be a number from 1 to %d",
+            a.days_arg, DIR_VALID_DAYS_MAX);
+    }
+
+    admindir *ad = NULL;
+    keten_identity *id = NULL;
+    uint8_t *dir_bytes = NULL, *sd_bytes = NULL;
+    size_t dir_len = 0, sd_len = 0;
+    Keten__SignedDirectory *sd = NULL;
+    adminset signing, next;
+    dirsig_tally t;
+    bool valid = false, wrote_copy = false;
+    char copy[PATH_MAX];
+    uint64_t now = keten_now_ms();
+    keten_err e = admindir_open(a.dir, &ad);
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    uint64_t version = admindir_next_version(ad);
+    if ((e = admindir_signing_set(ad, version, &signing)) != KETEN_OK
+        || (e = set_of(keten_dirbuild_doc(ad->draft), &next)) != KETEN_OK
+        || (e = admindir_published_file(ad, version, copy)) != KETEN_OK
+        || (e = check_out_outside(ad, a.out)) != KETEN_OK || (e = check_out(a.out)) != KETEN_OK) {
+        goto out;
+    }
+    struct stat st;
+    if (lstat(copy, &st) == 0) {
+        /* Publishing a second, different document under one version number
+         * would split the network: nodes refuse it. This happens when
+         * ADMIN/state was restored from a backup older than published/. */
+        e = keten_err_set(KETEN_ERR_EXISTS,
+            "version %llu was already published (%s exists), but %s/%s is the draft of that "
+            "version: the state is older than what was published; restore the backup of %s "
+            "made after version %llu was published",
+            (unsigned long long)version, copy, a.dir, ADMINDIR_STATE, a.dir,
+            (unsigned long long)version);
+        goto out;
+    }
+    if ((e = admindir_open_signer(ad, a.key, a.admin, a.passfile, &id)) != KETEN_OK) {
+        goto out;
+    }
+    const char *keyname = a.key != NULL ? a.key : a.admin_arg;
+    if ((e = check_signer(id, keyname, &signing, &next, version)) != KETEN_OK) {
+        goto out;
+    }
+    warn_incomplete_previous(ad, version);
+    e = keten_dirbuild_finish(ad->draft, now, days * KETEN_MS_PER_DAY, &dir_bytes, &dir_len);
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    e = keten_directory_sign(dir_bytes, dir_len, NULL, 0, id->sign_sk, &sd_bytes, &sd_len);
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    e = KETEN_PB_UNPACK_CANONICAL(
+        keten__signed_directory, sd_bytes, sd_len, KETEN_DIRECTORY_MAX, "the new directory", &sd);
+    if (e != KETEN_OK || (e = dirsig_count(sd, &signing, &next, &t)) != KETEN_OK
+        || (e = judge(ad, &signing, sd_bytes, sd_len, &t, &valid)) != KETEN_OK) {
+        goto out;
+    }
+    if ((e = keten_dirbuild_advance(ad->draft, dir_bytes, dir_len)) != KETEN_OK) {
+        goto out;
+    }
+    /* Write: FILE, the copy in ADMIN, then the state; undo the copy if the
+     * state cannot be written, so that ADMIN stays as it was. */
+    if ((e = keten_file_write(a.out, sd_bytes, sd_len, 0644, false)) != KETEN_OK) {
+        goto out;
+    }
+    if ((e = keten_file_write(copy, sd_bytes, sd_len, 0644, false)) != KETEN_OK) {
+        goto out;
+    }
+    wrote_copy = true;
+    if ((e = admindir_save(ad)) != KETEN_OK) {
+        goto out;
+    }
+    wrote_copy = false;
+
+    char until[32], hash[KETEN_CLI_HASH_HEX_BYTES];
+    keten_time_iso(now + days * KETEN_MS_PER_DAY, until, sizeof until);
+    keten_cli_sha256_hex(sd_bytes, sd_len, hash);
+    if (a.json) {
+        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:b}", "file", a.out,
+            "copy", copy, "version", (json_int_t)version, "expires_at", until, "sha256", hash,
+            "signatures", dirsig_tally_json(&t), "valid", valid));
+    } else {
+        printf("published version %llu of network '%s' to %s (expires %s)\n",
+            (unsigned long long)version, keten_dirbuild_doc(ad->draft)->network, a.out, until);
+        print_status(&t, valid);
+    }
+out:
+    if (wrote_copy) {
+        unlink(copy);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&sd);
+    free(dir_bytes);
+    free(sd_bytes);
+    keten_identity_destroy(&id);
+    admindir_close(&ad);
+    return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+}
+
+/* ---- sign -------------------------------------------------------------- */
+
+static bool has_key(Keten__DirectorySignature *const *sigs, size_t n, const uint8_t *pk)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (sigs[i]->admin_pk.len == KETEN_SIGN_PK_BYTES
+            && sodium_memcmp(sigs[i]->admin_pk.data, pk, KETEN_SIGN_PK_BYTES) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The valid signatures by counting administrators from FILE and the copy
+ * in ADMIN, each key once; others are dropped (and said so). */
+static keten_err merge_signatures(const Keten__SignedDirectory *file_sd,
+    const Keten__SignedDirectory *copy_sd, const adminset *signing, const adminset *next,
+    Keten__DirectorySignature **kept, size_t *n_kept)
+{
+    uint8_t *msg = NULL;
+    size_t len = 0;
+    keten_err e = dirsig_message(&file_sd->directory, &msg, &len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    const Keten__SignedDirectory *sources[2] = { file_sd, copy_sd };
+    size_t dropped = 0;
+    *n_kept = 0;
+    for (int s = 0; s < 2; s++) {
+        for (size_t i = 0; i < sources[s]->n_signatures; i++) {
+            Keten__DirectorySignature *sig = sources[s]->signatures[i];
+            if (sig->admin_pk.len != KETEN_SIGN_PK_BYTES
+                || has_key(kept, *n_kept, sig->admin_pk.data)) {
+                continue; /* the same signature from the other source, or junk */
+            }
+            bool admin = adminset_find(signing, sig->admin_pk.data) >= 0
+                || adminset_find(next, sig->admin_pk.data) >= 0;
+            if (!admin || !dirsig_verifies(msg, len, sig)) {
+                dropped += s == 0 ? 1 : 0;
+                continue;
+            }
+            if (*n_kept == 2 * KETEN_MAX_ADMINS) {
+                break;
+            }
+            kept[(*n_kept)++] = sig;
+        }
+    }
+    free(msg);
+    if (dropped > 0) {
+        keten_cli_warn("dropped %zu signature(s) from the file that are not valid signatures "
+                       "of an administrator",
+            dropped);
+    }
+    return KETEN_OK;
+}
+
+int cmd_sign(int argc, char **argv)
+{
+    sign_args a = { 0 };
+    int rc = parse_args("sign", sign_usage, false, argc, argv, &a);
+    if (rc != KETEN_EXIT_OK) {
+        return rc < 0 ? KETEN_EXIT_OK : rc;
+    }
+    if (optind >= argc) {
+        return keten_cli_usage("sign", "give the directory FILE to sign");
+    }
+    if (argc - optind > 1) {
+        return keten_cli_usage("sign", "unexpected argument '%s'", argv[optind + 1]);
+    }
+    const char *file = argv[optind];
+
+    admindir *ad = NULL;
+    keten_identity *id = NULL;
+    uint8_t *buf = NULL, *base = NULL, *sd_bytes = NULL;
+    size_t len = 0, base_len = 0, sd_len = 0;
+    Keten__SignedDirectory *file_sd = NULL, *copy_sd = NULL, *new_sd = NULL;
+    Keten__Directory *doc = NULL;
+    Keten__DirectorySignature *kept[2 * KETEN_MAX_ADMINS];
+    size_t n_kept = 0;
+    adminset signing, next;
+    dirsig_tally t;
+    bool valid = false;
+    char copy[PATH_MAX];
+    keten_err e = admindir_open(a.dir, &ad);
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    if ((e = keten_file_read(file, KETEN_DIRECTORY_MAX, &buf, &len)) != KETEN_OK) {
+        goto out;
+    }
+    if (KETEN_PB_UNPACK_CANONICAL(
+            keten__signed_directory, buf, len, KETEN_DIRECTORY_MAX, file, &file_sd)
+            != KETEN_OK
+        || KETEN_PB_UNPACK_CANONICAL(keten__directory, file_sd->directory.data,
+               file_sd->directory.len, KETEN_DIRECTORY_MAX, file, &doc)
+            != KETEN_OK) {
+        e = keten_err_set(KETEN_ERR_MALFORMED,
+            "%s is not a directory file (or it was damaged); sign the file made by keten-keys "
+            "publish",
+            file);
+        goto out;
+    }
+    const char *network = keten_dirbuild_doc(ad->draft)->network;
+    if (strcmp(doc->network, network) != 0) {
+        e = keten_err_set(KETEN_ERR_WRONG_NETWORK,
+            "%s is a directory of network '%s', but %s is network '%s'", file, doc->network, a.dir,
+            network);
+        goto out;
+    }
+    uint64_t latest = admindir_latest_version(ad);
+    if (latest == 0) {
+        e = keten_err_set(KETEN_ERR_NOT_FOUND,
+            "nothing has been published from %s yet; run keten-keys publish first", a.dir);
+        goto out;
+    }
+    if (doc->version < latest) {
+        e = keten_err_set(KETEN_ERR_ROLLBACK,
+            "%s is version %llu, but %s has already published version %llu; signing an old "
+            "version could help roll the network back: sign version %llu instead",
+            file, (unsigned long long)doc->version, a.dir, (unsigned long long)latest,
+            (unsigned long long)latest);
+        goto out;
+    }
+    if (doc->version > latest) {
+        e = keten_err_set(KETEN_ERR_MISMATCH,
+            "%s is version %llu, but the latest version published from %s is %llu; it was not "
+            "published from this ADMIN directory",
+            file, (unsigned long long)doc->version, a.dir, (unsigned long long)latest);
+        goto out;
+    }
+    if ((e = admindir_read_published(ad, latest, NULL, NULL, &copy_sd, NULL)) != KETEN_OK
+        || (e = admindir_published_file(ad, latest, copy)) != KETEN_OK) {
+        goto out;
+    }
+    if (copy_sd->directory.len != file_sd->directory.len
+        || sodium_memcmp(copy_sd->directory.data, file_sd->directory.data, file_sd->directory.len)
+            != 0) {
+        e = keten_err_set(KETEN_ERR_MISMATCH,
+            "%s is not the document published from %s: its contents differ from %s (it was "
+            "edited, or made elsewhere); refusing to sign it",
+            file, a.dir, copy);
+        goto out;
+    }
+    if ((e = admindir_signing_set(ad, latest, &signing)) != KETEN_OK
+        || (e = set_of(doc, &next)) != KETEN_OK) {
+        goto out;
+    }
+    if ((e = admindir_open_signer(ad, a.key, a.admin, a.passfile, &id)) != KETEN_OK) {
+        goto out;
+    }
+    const char *keyname = a.key != NULL ? a.key : a.admin_arg;
+    if ((e = check_signer(id, keyname, &signing, &next, latest)) != KETEN_OK) {
+        goto out;
+    }
+    e = merge_signatures(file_sd, copy_sd, &signing, &next, kept, &n_kept);
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    if (has_key(kept, n_kept, id->sign_pk)) {
+        char b64[KETEN_CLI_KEY_B64_BYTES];
+        keten_cli_key_b64(id->sign_pk, b64);
+        e = keten_err_set(KETEN_ERR_DUPLICATE_KEY,
+            "administrator %s (%s) has already signed version %llu; a second signature by the "
+            "same key counts nothing: another administrator must sign",
+            keyname, b64, (unsigned long long)latest);
+        goto out;
+    }
+    Keten__SignedDirectory merged = KETEN__SIGNED_DIRECTORY__INIT;
+    merged.directory = file_sd->directory;
+    merged.n_signatures = n_kept;
+    merged.signatures = kept;
+    if ((e = keten_pb_pack(&merged.base, &base, &base_len)) != KETEN_OK) {
+        goto out;
+    }
+    e = keten_directory_sign(file_sd->directory.data, file_sd->directory.len, base, base_len,
+        id->sign_sk, &sd_bytes, &sd_len);
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    e = KETEN_PB_UNPACK_CANONICAL(keten__signed_directory, sd_bytes, sd_len, KETEN_DIRECTORY_MAX,
+        "the signed directory", &new_sd);
+    if (e != KETEN_OK || (e = dirsig_count(new_sd, &signing, &next, &t)) != KETEN_OK
+        || (e = judge(ad, &signing, sd_bytes, sd_len, &t, &valid)) != KETEN_OK) {
+        goto out;
+    }
+    /* FILE first: if the copy cannot be written ADMIN stays as it was. */
+    if ((e = keten_file_write(file, sd_bytes, sd_len, 0644, false)) != KETEN_OK) {
+        goto out;
+    }
+    if (strcmp(file, copy) != 0
+        && (e = keten_file_write(copy, sd_bytes, sd_len, 0644, false)) != KETEN_OK) {
+        goto out;
+    }
+    if (a.json) {
+        char hash[KETEN_CLI_HASH_HEX_BYTES];
+        keten_cli_sha256_hex(sd_bytes, sd_len, hash);
+        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:o, s:b}", "file", file, "copy",
+            copy, "version", (json_int_t)latest, "sha256", hash, "signatures",
+            dirsig_tally_json(&t), "valid", valid));
+    } else {
+        printf("signed version %llu of network '%s' in %s\n", (unsigned long long)latest, network,
+            file);
+        print_status(&t, valid);
+    }
+out:
+    keten_pb_free((ProtobufCMessage **)(void *)&file_sd);
+    keten_pb_free((ProtobufCMessage **)(void *)&copy_sd);
+    keten_pb_free((ProtobufCMessage **)(void *)&new_sd);
+    keten_pb_free((ProtobufCMessage **)(void *)&doc);
+    free(buf);
+    free(base);
+    free(sd_bytes);
+    keten_identity_destroy(&id);
+    admindir_close(&ad);
+    return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+}

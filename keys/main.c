@@ -1,0 +1,68 @@
+/*
+ * keten-keys - the administrators' tool (DESIGN sections 3 and 8): the
+ * network's trust anchor, enrollment, revocation, the sharing policy and
+ * signed directory versions. This file only dispatches to cmd_<verb>().
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmd.h"
+
+static const struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    { "admin-keygen", cmd_admin_keygen, "make one administrator's key (on their own machine)" },
+    { "init", cmd_init, "create the network: the anchor network.pub and the ADMIN folder" },
+    { "register", cmd_register, "register categories and purposes signals may carry" },
+    { "approve", cmd_approve, "approve a node's request into the next directory" },
+    { "revoke", cmd_revoke, "revoke a node's certificate" },
+    { "policy", cmd_policy, "edit, list and explain the sharing rules" },
+    { "set-admins", cmd_set_admins, "change the administrators and threshold" },
+    { "publish", cmd_publish, "produce the next directory version, with a first signature" },
+    { "sign", cmd_sign, "add an administrator's signature to a published directory" },
+    { "show", cmd_show, "print a directory (or an anchor) and verify it" },
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: keten-keys COMMAND [OPTIONS]\n\n"
+        "The administrators' tool of a keten network.\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
+    }
+    fprintf(f,
+        "\nRun 'keten-keys COMMAND --help' for a command's options.\n"
+        "Exit codes: 0 success, 1 failure, 2 usage error, 3 verification failure.\n"
+        "See docs/administration.md for the key ceremony and everyday tasks.\n");
+}
+
+int main(int argc, char **argv)
+{
+    keten_cli_init("keten-keys");
+    if (argc < 2) {
+        usage(stderr);
+        return KETEN_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
+        || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return KETEN_EXIT_OK;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "keten-keys: libsodium could not be initialised\n");
+        return KETEN_EXIT_FAILURE;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            return commands[i].run(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "keten-keys: unknown command '%s'\nRun 'keten-keys --help' for the list.\n",
+        argv[1]);
+    return KETEN_EXIT_USAGE;
+}

@@ -1,0 +1,112 @@
+/*
+ * cli.h - what keten's command-line programs (keten-keys, keten-node,
+ * keten-broker, keten-audit) share: error messages and exit codes, option
+ * errors, number and list parsing, passphrases and secret key files, JSON
+ * output, and the `keygen` command of nodes and the broker.
+ *
+ * Messages go to stderr as "PROG: strerror: detail" (PROG set once with
+ * keten_cli_init()); data goes to stdout. Exit codes (DESIGN section 8):
+ * 0 success, 1 failure, 2 usage error, 3 verification failure.
+ *
+ * Ownership: lists from keten_cli_split() are freed with
+ * keten_cli_split_free(); identities with keten_identity_destroy();
+ * passphrases with keten_passphrase_free(). keten_cli_json_print() takes
+ * ownership of its argument.
+ * Thread safety: none (program name, environment, terminal); call from the
+ * main thread of a command-line program only.
+ */
+#ifndef KETEN_CLI_H
+#define KETEN_CLI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "identity.h"
+#include "keten.h"
+
+#define KETEN_EXIT_OK 0
+#define KETEN_EXIT_FAILURE 1
+#define KETEN_EXIT_USAGE 2
+#define KETEN_EXIT_VERIFY 3
+
+/* Standard base64 (with padding) of a 32-byte key, NUL included. */
+#define KETEN_CLI_KEY_B64_BYTES 45
+/* Lowercase hex of a SHA-256, NUL included. */
+#define KETEN_CLI_HASH_HEX_BYTES (2 * KETEN_HASH_BYTES + 1)
+/* Most items in one comma-separated list on the command line. */
+#define KETEN_CLI_LIST_MAX 256
+
+/* The program name used in every message ("keten-keys"); must be static. */
+void keten_cli_init(const char *prog);
+const char *keten_cli_prog(void);
+
+/* Print "PROG: strerror(err): detail" (the detail of the last
+ * keten_err_set()) on stderr; return keten_err_exit_code(err). */
+int keten_cli_error(keten_err err);
+
+/* Print "PROG CMD: message" and "Try 'PROG CMD --help'." on stderr; return 2. */
+int keten_cli_usage(const char *cmd, const char *fmt, ...) KETEN_PRINTF(2, 3);
+
+/* Report what getopt_long() returned as an error (c is '?' or ':', with
+ * opterr = 0 and an optstring starting with ':'); return 2. */
+int keten_cli_getopt_error(const char *cmd, int c, int argc, char *const argv[]);
+
+/* Print "PROG: warning: message" on stderr. */
+void keten_cli_warn(const char *fmt, ...) KETEN_PRINTF(1, 2);
+
+/* Parse a decimal number in [min, max] (no sign, no spaces, no suffix). */
+bool keten_cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Split a comma-separated list ("a,b,c") into n malloc()ed strings. An empty
+ * list, an empty item ("a,,b", "a,") or more than KETEN_CLI_LIST_MAX items is
+ * KETEN_ERR_INVALID with a detail naming `what` (e.g. "--category"). */
+keten_err keten_cli_split(
+    const char *list, const char *what, char ***items, size_t *n) KETEN_MUST_CHECK;
+void keten_cli_split_free(char ***items_p, size_t n);
+
+/* A passphrase for `what` (a file name, shown in the prompt) from
+ * --passphrase-file (file, may be NULL), KETEN_PASSPHRASE or the terminal;
+ * with confirm the terminal asks twice. Wraps keten_passphrase_get(). */
+keten_err keten_cli_passphrase(
+    const char *file, const char *what, bool confirm, char **out, size_t *out_len) KETEN_MUST_CHECK;
+
+/* Open a secret key file: a passphrase-protected one with
+ * keten_cli_passphrase() (passfile may be NULL), an unprotected one
+ * (written with --no-passphrase) without asking for anything. */
+keten_err keten_cli_identity_open(
+    const char *path, const char *passfile, keten_identity **out) KETEN_MUST_CHECK;
+
+/* Standard base64 of a 32-byte key into out (KETEN_CLI_KEY_B64_BYTES). */
+void keten_cli_key_b64(
+    const uint8_t key[static KETEN_SIGN_PK_BYTES], char out[static KETEN_CLI_KEY_B64_BYTES]);
+
+/* Hex SHA-256 of len bytes (what `sha256sum` prints for a file's bytes). */
+void keten_cli_sha256_hex(
+    const uint8_t *data, size_t len, char out[static KETEN_CLI_HASH_HEX_BYTES]);
+
+/* Print obj as indented JSON and a newline on stdout; takes ownership of obj
+ * (NULL is KETEN_ERR_NOMEM: a json_*() constructor failed). */
+keten_err keten_cli_json_print(json_t *obj) KETEN_MUST_CHECK;
+
+/* ---- keygen (keten-node keygen, keten-broker keygen) ----------------- */
+
+typedef struct keten_cli_keygen_opts {
+    const char *home; /* created 0700 if missing */
+    const char *id; /* node id */
+    const char *role; /* role; "broker" makes a log key too */
+    const char *org; /* organisation name */
+    bool no_passphrase; /* write the key unencrypted (tests, demo) */
+    const char *passfile; /* --passphrase-file, or NULL */
+    bool json; /* print JSON instead of text */
+} keten_cli_keygen_opts;
+
+/* Make new keys and write HOME/identity.secret (never overwritten: an
+ * existing one is KETEN_ERR_EXISTS) and HOME/identity.request (0644, a
+ * serialized SignedRequest with an empty network); print the request's path,
+ * its SHA-256 and the public keys. On failure nothing new is left in HOME. */
+keten_err keten_cli_keygen(const keten_cli_keygen_opts *opts) KETEN_MUST_CHECK;
+
+#endif

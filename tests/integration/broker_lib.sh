@@ -1,0 +1,145 @@
+# shellcheck shell=bash
+#
+# broker_lib.sh - helpers for the broker's integration tests, on top of
+# lib.sh. Source it with the programs as arguments:
+#   keten-keys keten-node keten-broker keten-test-tool keten-testpeer
+#
+# It sets up a real 2-of-3 test network (lib.sh's make_network plus a deny
+# rule), starts the real keten-broker on ipc:// inside the test's temporary
+# directory, and drives it with keten-testpeer, whose JSON lines are checked
+# with python3. Every wait has a timeout; on exit every broker this script
+# started is killed (by its pid) before the directory is removed.
+
+PEER=$(realpath "${5:?keten-testpeer path}")
+. "$(dirname "$0")/lib.sh"
+ENDPOINT="ipc://$T/broker.ipc"
+# The system's python3 when there is one (a shim in PATH can be slow).
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+BPID=""
+BLOG="$T/broker.log"
+METRICS_PORT=""
+
+cleanup_broker() {
+    if [ -n "$BPID" ] && kill -0 "$BPID" 2>/dev/null; then
+        kill -9 "$BPID" 2>/dev/null
+        wait "$BPID" 2>/dev/null
+    fi
+    BPID=""
+}
+trap 'cleanup_broker; [ -n "${KEEP_T:-}" ] && echo "# kept $T" || rm -rf "$T"' EXIT
+
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
+wait_for() {
+    local limit=$(($1 * 10)) i=0
+    shift
+    while [ "$i" -lt "$limit" ]; do
+        "$@" && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# setup_broker_network: network, v1 published and signed by 2 admins
+# (dir.v1), and rule 3: deny municipality -> housing for woonfraude.
+setup_broker_network() {
+    make_network admin || return 1
+    run "$KEYS" policy --dir admin deny --from role:municipality --to role:housing \
+        --category woonfraude
+    [ "$RC" -eq 0 ] || { not_ok "policy deny"; return 1; }
+    publish dir.v1 || return 1
+    cat >signal.json <<'EOF'
+{"type":"woonfraude","purpose":"handhaving","summary":"Adres staat op naam van 9 personen",
+ "nature":"soft","grading":{"source":"B","information":"2"},"handling":"TLP:AMBER",
+ "subjects":[{"kind":"address","value":"Hoofdstraat 1, 1111 AA Diemen"}]}
+EOF
+}
+
+# publish FILE: publish the next version from admin, signed by admins 1, 2.
+publish() {
+    run "$KEYS" publish --dir admin --out "$1" --admin 1
+    [ "$RC" -eq 0 ] || { not_ok "publish $1"; return 1; }
+    run "$KEYS" sign --dir admin "$1" --admin 2
+    [ "$RC" -eq 0 ] || { not_ok "sign $1"; return 1; }
+}
+
+broker_ready() {
+    grep -q 'msg="broker running"' "$BLOG" 2>/dev/null
+}
+
+# start_broker [OPTIONS...]: run the broker on dir.v1 (or BROKER_DIR) in the
+# background; waits (10 s at most) until it says it is running.
+start_broker() {
+    : >"$BLOG"
+    "$BROKER" run --home broker --anchor admin/network.pub \
+        --directory "${BROKER_DIR:-dir.v1}" --listen "$ENDPOINT" "$@" 2>>"$BLOG" &
+    BPID=$!
+    if ! wait_for 10 broker_ready; then
+        not_ok "the broker starts"
+        sed 's/^/# /' "$BLOG" | head -n 20
+        cleanup_broker
+        return 1
+    fi
+}
+
+# broker_gone: the broker process has exited (a zombie counts as gone).
+broker_gone() {
+    [ ! -e "/proc/$BPID" ] || grep -q '^State:[[:space:]]*Z' "/proc/$BPID/status" 2>/dev/null
+}
+
+# stop_broker [SIGNAL]: SIGTERM (or SIGNAL), wait (5 s at most); BRC is its
+# exit code, or -1 if it did not stop in time (it is then killed).
+stop_broker() {
+    BRC=-1
+    [ -n "$BPID" ] || return 1
+    kill "-${1:-TERM}" "$BPID" 2>/dev/null
+    if wait_for 5 broker_gone; then
+        wait "$BPID"
+        BRC=$?
+        BPID=""
+    fi
+    cleanup_broker
+}
+
+# peer NODE [COMMON OPTIONS] ACTION ...: keten-testpeer as node NODE with the
+# broker's directory (or PEER_DIR). Output in $T/.out as with `run`.
+peer() {
+    local node=$1
+    shift
+    run timeout 60 "$PEER" --home "n-$node" --anchor admin/network.pub \
+        --directory "${PEER_DIR:-dir.v1}" --broker "$ENDPOINT" "$@"
+}
+
+# jl PYTHON_EXPR DESCRIPTION: ok when the expression is true; L is the list
+# of JSON objects the last command printed, E(name) those with that event.
+jl() {
+    if "$PY" - "$T/.out" "$1" 2>/dev/null <<'PY'
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+def E(name):
+    return [e for e in L if e.get("event") == name]
+sys.exit(0 if eval(sys.argv[2]) else 1)
+PY
+    then
+        ok "$2"
+    else
+        not_ok "$2"
+    fi
+}
+
+# jget PYTHON_EXPR: print the value of the expression over the last output.
+jget() {
+    "$PY" - "$T/.out" "$1" 2>/dev/null <<'PY'
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+def E(name):
+    return [e for e in L if e.get("event") == name]
+print(eval(sys.argv[2]))
+PY
+}
+
+# audit: the broker store's audit records as JSON lines in $T/.out.
+audit() {
+    run "$PEER" audit --db broker/store
+}

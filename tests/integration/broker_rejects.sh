@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Every refusal of the broker that can be provoked from outside, each with
+# its own reason code, audited as a rejected record and answered with an
+# error: policy (with the deciding rule), a tampered envelope (bad
+# signature), a spoofed sender, a replay (duplicate; the very same envelope
+# gets its original ack), clock skew, expiry and too long a lifetime, an
+# unknown recipient, an unregistered category, malformed bytes, an oversize
+# envelope. And a transport key that no directory lists gets nothing through.
+. "$(dirname "$0")/broker_lib.sh"
+
+setup_broker_network || done_testing
+
+# A later version that only the peer sees: an extra node and an extra
+# category, unknown to the broker (which runs on dir.v1).
+run "$KEYS" register --dir admin --category extra-cat
+run "$NODE" keygen --home n-extra-node --id extra-node --role police --org "Extra" --no-passphrase
+run "$KEYS" approve --dir admin n-extra-node/identity.request
+run "$KEYS" policy --dir admin allow --from role:municipality --to role:police --category extra-cat
+publish dir.v2 || done_testing
+
+# A 3-second clock window, so that the tests need not wait 5 minutes (the
+# certificates are only seconds old: an envelope cannot claim to be older).
+start_broker --clock-window-ms 3000 || done_testing
+
+# reason EXPECTED DESCRIPTION: the last peer run got exactly one error with
+# that reason and no ack.
+reason() {
+    jl "len(E('error')) == 1 and E('error')[0]['reason'] == '$1' and not E('ack')" "$2"
+}
+
+# ---- policy ---------------------------------------------------------------------
+
+peer gemeente-diemen submit --to woonstad --json signal.json
+reason POLICY "a signal the sharing policy denies is refused (POLICY)"
+jl 'E("error")[0]["rule"] == 3' "the refusal names the deny rule that decided (rule 3)"
+jl 'E("error")[0]["msg_id"] == E("sent")[0]["msg_id"]' "the refusal names the msg_id"
+policy_msg=$(jget 'E("sent")[0]["msg_id"]')
+
+peer politie-mn submit --to belastingdienst --json signal.json
+reason POLICY "a signal no rule allows is refused by the default deny"
+jl 'E("error")[0]["rule"] == 0' "the default deny is rule 0"
+
+peer gemeente-diemen submit --to politie-mn,woonstad --json signal.json
+reason POLICY "one refused recipient refuses the whole message"
+
+# ---- signatures and senders ------------------------------------------------------
+
+peer gemeente-diemen seal --to politie-mn --json signal.json --out good.env
+expect 0 "seal an envelope without sending it"
+cp good.env tampered.env
+"$PY" -c 'import sys; p=sys.argv[1]; d=bytearray(open(p,"rb").read()); d[-200]^=1; open(p,"wb").write(d)' \
+    tampered.env
+peer gemeente-diemen submit-raw tampered.env
+reason BAD_SIGNATURE "a tampered envelope (one ciphertext bit) is refused (BAD_SIGNATURE)"
+cp good.env badsig.env
+"$PY" -c 'import sys; p=sys.argv[1]; d=bytearray(open(p,"rb").read()); d[-3]^=1; open(p,"wb").write(d)' \
+    badsig.env
+peer gemeente-diemen submit-raw badsig.env
+reason BAD_SIGNATURE "an envelope with a damaged signature is refused (BAD_SIGNATURE)"
+
+peer politie-mn --sign-home n-gemeente-diemen submit --to belastingdienst --json signal.json
+reason SENDER_MISMATCH \
+    "node A's connection submitting an envelope signed as node B is refused (SENDER_MISMATCH)"
+
+# ---- replays ------------------------------------------------------------------------
+
+peer gemeente-diemen submit --to politie-mn --json signal.json --save-envelope first.env
+jl 'len(E("ack")) == 1 and E("ack")[0]["valid"]' "a signal is accepted"
+first_msg=$(jget 'E("ack")[0]["msg_id"]')
+first_leaf=$(jget 'E("ack")[0]["leaf"]')
+peer gemeente-diemen replay first.env
+reason DUPLICATE "the same bytes sent again are refused (DUPLICATE)"
+jl "E('error')[0]['ack']['valid'] and E('error')[0]['ack']['leaf'] == $first_leaf and E('error')[0]['ack']['msg_id'] == '$first_msg'" \
+    "a resubmission of the very envelope carries its original signed ack (same leaf)"
+peer belastingdienst replay first.env
+reason SENDER_MISMATCH "another node replaying a captured envelope is refused before the msg_id check"
+peer politie-mn recv --count 2 --timeout-ms 1500
+jl "len(E('deliver')) == 1 and E('deliver')[0]['msg_id'] == '$first_msg'" \
+    "the recipient gets the message once"
+
+# ---- time ---------------------------------------------------------------------------
+
+peer gemeente-diemen seal --to politie-mn --json signal.json --out old.env
+sleep 4
+peer gemeente-diemen submit-raw old.env
+reason CLOCK_SKEW "created 4 s ago with a 3 s clock window: refused (CLOCK_SKEW)"
+peer gemeente-diemen submit --to politie-mn --json signal.json --created-at-offset-ms 600000
+reason CLOCK_SKEW "created 10 minutes in the future: refused (CLOCK_SKEW)"
+peer gemeente-diemen seal --to politie-mn --json signal.json --expires-in-ms 1000 --out short.env
+sleep 1.5
+peer gemeente-diemen submit-raw short.env
+reason EXPIRED "expired half a second ago: refused (EXPIRED)"
+peer gemeente-diemen submit --to politie-mn --json signal.json --expires-in-ms $((8 * 86400000))
+reason EXPIRED "a lifetime over the directory's maximum (7 days): refused (EXPIRED)"
+says "lifetime" "the refusal says the lifetime is too long"
+
+# ---- directory ------------------------------------------------------------------------
+
+PEER_DIR=dir.v2 peer gemeente-diemen submit --to extra-node --json signal.json
+reason UNKNOWN_RECIPIENT "a recipient that is not a current node: refused (UNKNOWN_RECIPIENT)"
+sed 's/"woonfraude"/"extra-cat"/' signal.json >extra.json
+PEER_DIR=dir.v2 peer gemeente-diemen submit --to politie-mn --json extra.json
+reason UNREGISTERED "a category not registered in the broker's directory: refused (UNREGISTERED)"
+
+# ---- bytes ----------------------------------------------------------------------------
+
+printf 'this is not an envelope' >junk.bin
+peer gemeente-diemen submit-raw junk.bin
+reason MALFORMED "bytes that are no envelope: refused (MALFORMED)"
+head -c 100 good.env >truncated.env
+peer gemeente-diemen submit-raw truncated.env
+reason MALFORMED "a truncated envelope: refused (MALFORMED)"
+head -c $((1024 * 1024 + 100)) /dev/zero >big.bin
+peer gemeente-diemen submit-raw big.bin
+reason TOO_LARGE "an envelope over 1 MiB: refused (TOO_LARGE)"
+
+# ---- keys nobody listed ------------------------------------------------------------------
+
+peer gemeente-diemen --transport-key-only connect-only --listen-ms 1500
+jl 'E("summary")[0]["frames"] == 0' "a transport key that no directory lists gets no frame"
+peer gemeente-diemen --transport-key-only --timeout-ms 1500 submit --to politie-mn \
+    --json signal.json
+jl 'not E("ack") and not E("error") and E("timeout")' \
+    "its submit gets no answer at all (the handshake is refused)"
+peer politie-mn recv --count 1 --timeout-ms 1000
+jl 'len(E("deliver")) == 0' "and nothing of it is delivered"
+
+# ---- the audit log ---------------------------------------------------------------------
+
+audit
+expect 0 "read the audit log"
+for r in POLICY BAD_SIGNATURE SENDER_MISMATCH DUPLICATE CLOCK_SKEW EXPIRED UNKNOWN_RECIPIENT \
+    UNREGISTERED MALFORMED TOO_LARGE; do
+    jl "any(x['event'] == 'REJECTED' and x['reason'] == '$r' for x in L)" \
+        "the refusal $r is audited"
+done
+jl "any(x['event'] == 'REJECTED' and x['reason'] == 'POLICY' and x['rule'] == 3 and x['msg_id'] == '$policy_msg' and x['sender'] == 'gemeente-diemen' for x in L)" \
+    "a policy refusal records msg_id, sender and the deciding rule"
+jl "all(x['header_bytes'] == 0 for x in L if x['event'] == 'REJECTED')" \
+    "refusal records hold nothing the sender typed (no header)"
+jl "len([x for x in L if x['event'] == 'SUBMITTED' and x['msg_id'] == '$first_msg']) == 1" \
+    "the replayed message is recorded as submitted once"
+jl 'any(x["event"] == "AUTH_FAILED" and len(x["node"]) == 64 for x in L)' \
+    "the refused transport key is audited (auth-failed, with the key)"
+if grep -qF 'Hoofdstraat' "$BLOG"; then
+    not_ok "the log holds no content"
+else
+    ok "the log holds no content"
+fi
+
+stop_broker
+check "the broker stops with exit 0" test "$BRC" -eq 0
+done_testing

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Directory changes at the broker: a newer version installed on SIGHUP is
+# audited, pushed to connected nodes and served as a chain; a node revoked in
+# it can neither connect, submit nor receive, and is no longer a recipient;
+# a restart with an older directory file changes nothing (the persisted
+# version wins); a directory without this broker's keys is refused at start.
+. "$(dirname "$0")/broker_lib.sh"
+
+setup_broker_network || done_testing
+cp dir.v1 current.dir
+BROKER_DIR=current.dir
+start_broker || done_testing
+
+peer politie-mn connect-only --listen-ms 300
+jl 'E("summary")' "politie-mn can connect before its revocation"
+peer gemeente-diemen submit --to politie-mn --json signal.json
+jl 'len(E("ack")) == 1' "a message for politie-mn is queued while it is offline"
+queued=$(jget 'E("ack")[0]["msg_id"]')
+
+run "$KEYS" revoke --dir admin politie-mn --reason "key lost"
+expect 0 "the administrators revoke politie-mn"
+publish dir.v2 || done_testing
+
+# A node connected during the change gets the new version pushed.
+timeout 30 "$PEER" --home n-belastingdienst --anchor admin/network.pub --directory dir.v1 \
+    --broker "$ENDPOINT" connect-only --listen-ms 4000 >pushed.json 2>&1 &
+LPID=$!
+wait_for 10 grep -q 'msg="node connected" node=belastingdienst' "$BLOG" \
+    || not_ok "a listener connects"
+cp dir.v2 current.dir
+kill -HUP "$BPID"
+wait_for 10 grep -q 'msg="directory installed" version=2' "$BLOG"
+check "SIGHUP installs the newer directory (version 2)" test $? -eq 0
+wait "$LPID"
+cp pushed.json "$T/.out"
+jl 'any(d["versions"] == [2] for d in E("directory_push"))' \
+    "the new version is pushed to a connected node"
+
+peer politie-mn --timeout-ms 1500 recv --count 1
+jl 'len(E("deliver")) == 0 and E("summary")[0]["frames"] == 0' \
+    "the revoked node gets nothing, not even the message queued for it before"
+peer politie-mn --timeout-ms 1500 submit --to belastingdienst --json signal.json
+jl 'not E("ack") and not E("error") and E("timeout")' "the revoked node cannot submit"
+peer gemeente-diemen submit --to politie-mn --json signal.json
+jl 'len(E("error")) == 1 and E("error")[0]["reason"] == "UNKNOWN_RECIPIENT"' \
+    "a message to the revoked node is refused (UNKNOWN_RECIPIENT)"
+PEER_DIR=dir.v2 peer gemeente-diemen submit --to belastingdienst --json signal.json
+jl 'len(E("ack")) == 1' "the other nodes go on (sealed with version 2)"
+PEER_DIR=dir.v2 peer gemeente-diemen dir-request --after 0
+jl 'E("directory_push")[0]["versions"] == [1, 2]' "the chain of versions is served, oldest first"
+PEER_DIR=dir.v2 peer gemeente-diemen dir-request --after 1
+jl 'E("directory_push")[0]["versions"] == [2]' "a node one version behind gets only the newer one"
+
+audit
+jl 'any(r["event"] == "DIRECTORY_INSTALLED" and r["directory_version"] == 2 for r in L)' \
+    "the installation of version 2 is audited"
+jl 'any(r["event"] == "AUTH_FAILED" and len(r["node"]) == 64 for r in L)' \
+    "the revoked node's connection attempts are audited (auth-failed, with its key)"
+
+# ---- restart with the older file --------------------------------------------
+
+stop_broker
+check "the broker stops" test "$BRC" -eq 0
+BROKER_DIR=dir.v1
+start_broker || done_testing
+grep -q 'not newer than the installed version' "$BLOG"
+check "restarted with the older file, the broker keeps version 2 and says so" test $? -eq 0
+peer politie-mn --timeout-ms 1500 recv --count 1
+jl 'E("summary")[0]["frames"] == 0' "the revoked node is still refused after the restart"
+PEER_DIR=dir.v2 peer gemeente-diemen dir-request --after 0
+jl 'E("directory_push")[0]["versions"] == [1, 2]' "both versions are still held"
+stop_broker
+
+# ---- a directory without this broker's keys ------------------------------------
+
+rm -rf broker2
+run "$BROKER" keygen --home broker2 --no-passphrase
+run timeout 10 "$BROKER" run --home broker2 --anchor admin/network.pub --directory dir.v2 \
+    --listen "ipc://$T/other.ipc"
+expect 1 "a broker whose keys are not in the directory refuses to start"
+says "this broker's keys are not in directory version 2: approve broker2/identity.request and publish" \
+    "it says what to do"
+check "it left nothing running" test ! -S "$T/other.ipc"
+done_testing

@@ -1,0 +1,166 @@
+# shellcheck shell=bash
+#
+# lib.sh - helpers for keten's integration tests, which drive the real
+# programs in a temporary directory and report TAP ("ok N - what").
+#
+# Source it with the built programs as the script's arguments:
+#   keten-keys keten-node keten-broker keten-test-tool
+# It makes a fresh temporary directory, cds into it and removes it on exit.
+# Every command runs through `run`, without a controlling terminal, so a
+# passphrase can only come from --passphrase-file or KETEN_PASSPHRASE.
+
+set -u
+
+KEYS=$(realpath "${1:?keten-keys path}")
+NODE=$(realpath "${2:?keten-node path}")
+BROKER=$(realpath "${3:?keten-broker path}")
+TOOL=$(realpath "${4:?keten-test-tool path}")
+
+unset KETEN_PASSPHRASE KETEN_TEST_NOW_MS
+export KETEN_TEST_FAST_KDF=${KETEN_TEST_FAST_KDF:-1}
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/keten-it.XXXXXXXX") || exit 1
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+umask 022
+
+TESTS=0
+FAILED=0
+
+ok() {
+    TESTS=$((TESTS + 1))
+    echo "ok $TESTS - $*"
+}
+
+# not_ok DESCRIPTION: a failure; the last command's output follows as a
+# TAP diagnostic.
+not_ok() {
+    TESTS=$((TESTS + 1))
+    FAILED=$((FAILED + 1))
+    echo "not ok $TESTS - $*"
+    if [ -f "$T/.all" ]; then
+        sed 's/^/# /' "$T/.all" | head -n 40
+    fi
+}
+
+# run CMD [ARGS...]: run it without a terminal; RC is its exit code, the
+# files $T/.out (stdout), $T/.err (stderr) and $T/.all (both) what it said.
+run() {
+    setsid -w "$@" </dev/null >"$T/.out" 2>"$T/.err"
+    RC=$?
+    cat "$T/.out" "$T/.err" >"$T/.all"
+}
+
+# expect RC DESCRIPTION: the last command exited with RC.
+expect() {
+    if [ "$RC" -eq "$1" ]; then
+        ok "$2 (exit $1)"
+    else
+        not_ok "$2 (exit $RC, expected $1)"
+    fi
+}
+
+# says TEXT DESCRIPTION: the last command's output contains TEXT (fixed string).
+says() {
+    if grep -qF -- "$1" "$T/.all"; then
+        ok "$2"
+    else
+        not_ok "$2: no \"$1\" in the output"
+    fi
+}
+
+# stdout_says TEXT DESCRIPTION: the same, for standard output only.
+stdout_says() {
+    if grep -qF -- "$1" "$T/.out"; then
+        ok "$2"
+    else
+        not_ok "$2: no \"$1\" on standard output"
+    fi
+}
+
+# check DESCRIPTION CMD...: ok when CMD succeeds (a plain shell condition).
+check() {
+    local what=$1
+    shift
+    if "$@"; then
+        ok "$what"
+    else
+        TESTS=$((TESTS + 1))
+        FAILED=$((FAILED + 1))
+        echo "not ok $TESTS - $what"
+    fi
+}
+
+# fingerprint DIR: one hash over the names, modes and contents of every file
+# and folder under DIR, to prove that a refused command changed nothing.
+fingerprint() {
+    (
+        cd "$1" || exit 1
+        find . -printf '%p %m %s\n' | LC_ALL=C sort
+        find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
+    ) | sha256sum | cut -d' ' -f1
+}
+
+# unchanged DIR BEFORE DESCRIPTION: DIR still has fingerprint BEFORE.
+unchanged() {
+    local now
+    now=$(fingerprint "$1")
+    if [ "$now" = "$2" ]; then
+        ok "$3: $1 unchanged"
+    else
+        not_ok "$3: $1 was changed"
+    fi
+}
+
+# secret FILE TEXT: write a passphrase file (mode 0600).
+secret() {
+    (umask 077 && printf '%s\n' "$2" >"$1")
+}
+
+# The four partners of the demo network and the broker.
+PARTNERS="gemeente-diemen:municipality:Gemeente Diemen
+politie-mn:police:Politie Midden-Nederland
+belastingdienst:tax:Belastingdienst
+woonstad:housing:Woonstad Rotterdam"
+
+# make_nodes: keygen (no passphrase) for the four partners (homes n-ID) and
+# the broker (home broker); fails the test run if one does not work.
+make_nodes() {
+    local id role org
+    while IFS=: read -r id role org; do
+        run "$NODE" keygen --home "n-$id" --id "$id" --role "$role" --org "$org" --no-passphrase
+        [ "$RC" -eq 0 ] || { not_ok "keygen $id"; return 1; }
+    done <<<"$PARTNERS"
+    run "$BROKER" keygen --home broker --no-passphrase
+    [ "$RC" -eq 0 ] || { not_ok "broker keygen"; return 1; }
+}
+
+# make_network ADMIN: a 2-of-3 test network with registered values, the four
+# partners and the broker approved, and a small policy; nothing published.
+make_network() {
+    local admin=$1 id role org
+    run "$KEYS" init --dir "$admin" --network riec-test --threshold 2 --admins 3 --no-passphrase
+    [ "$RC" -eq 0 ] || { not_ok "init $admin"; return 1; }
+    run "$KEYS" register --dir "$admin" --category woonfraude,drugs,adrescheck \
+        --purpose riec-convenant-2024/art-5,handhaving
+    [ "$RC" -eq 0 ] || { not_ok "register"; return 1; }
+    [ -f broker/identity.request ] || make_nodes || return 1
+    while IFS=: read -r id role org; do
+        run "$KEYS" approve --dir "$admin" "n-$id/identity.request"
+        [ "$RC" -eq 0 ] || { not_ok "approve $id"; return 1; }
+    done <<<"$PARTNERS"
+    run "$KEYS" approve --dir "$admin" broker/identity.request
+    [ "$RC" -eq 0 ] || { not_ok "approve broker"; return 1; }
+    run "$KEYS" policy --dir "$admin" allow --from role:municipality \
+        --to role:police,role:tax,role:housing --category woonfraude,adrescheck
+    [ "$RC" -eq 0 ] || { not_ok "policy allow"; return 1; }
+    run "$KEYS" policy --dir "$admin" allow --from role:police,role:tax,role:housing \
+        --to role:municipality --category adrescheck --kind reply
+    [ "$RC" -eq 0 ] || { not_ok "policy allow replies"; return 1; }
+}
+
+done_testing() {
+    echo "1..$TESTS"
+    [ "$FAILED" -eq 0 ]
+    exit $?
+}

@@ -1,0 +1,167 @@
+# shellcheck shell=bash
+#
+# node_lib.sh - helpers for the node's integration tests, on top of lib.sh:
+# a real network (keten-keys), the real keten-broker and keten-node daemons
+# on ipc:// sockets in the test's temporary directory, and waiting with
+# timeouts. Every daemon started here is stopped when the script exits (also
+# on failure): first SIGTERM, then SIGKILL after 5 s; no process is left.
+#
+# Arguments (after lib.sh's four): keten-fakebroker keten-tamper.
+
+# shellcheck disable=SC2034 # used by the scripts that source this file
+FAKEBROKER=$(realpath "${5:?keten-fakebroker path}")
+# shellcheck disable=SC2034
+TAMPER=$(realpath "${6:?keten-tamper path}")
+
+. "$(dirname "$0")/lib.sh"
+
+declare -A PID=()   # name -> pid of a daemon started by start_*
+BAD_STOPS=""        # daemons that did not exit 0 on SIGTERM
+BROKER_EP="ipc://$T/broker.sock"
+
+stop_one() {
+    local name=$1 pid=${PID[$1]:-} i
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null
+    kill -CONT "$pid" 2>/dev/null
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+    STOP_RC=$?
+    if [ "$STOP_RC" -ne 0 ]; then
+        BAD_STOPS="$BAD_STOPS $name:$STOP_RC"
+    fi
+    unset "PID[$name]"
+}
+
+stop_all() {
+    local name
+    for name in "${!PID[@]}"; do
+        stop_one "$name"
+    done
+}
+
+# kill -9 NAME: no clean shutdown.
+kill9() {
+    local pid=${PID[$1]:-}
+    [ -n "$pid" ] || return 0
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    unset "PID[$1]"
+}
+
+trap 'stop_all; rm -rf "$T"' EXIT
+
+# finish: stop every daemon, check that each stopped cleanly (exit 0 on
+# SIGTERM) and that no sanitizer reported anything in their logs, and end
+# the TAP output.
+finish() {
+    stop_all
+    check "every daemon stopped cleanly on SIGTERM (exit 0)${BAD_STOPS:+:$BAD_STOPS}" \
+        test -z "$BAD_STOPS"
+    check "no sanitizer report in the daemons' logs" lacks grep -lE \
+        'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$T"/*.log
+    done_testing
+}
+
+# wait_until SECONDS CMD...: poll CMD every 0.2 s until it succeeds.
+wait_until() {
+    local limit=$1
+    shift
+    for _ in $(seq 1 $((limit * 5))); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# publish_dir ADMIN OUT: publish the next version, signed by admins 1 and 2.
+publish_dir() {
+    run "$KEYS" publish --dir "$1" --out "$2" --admin 1
+    [ "$RC" -eq 0 ] || { not_ok "publish $2"; return 1; }
+    run "$KEYS" sign --dir "$1" "$2" --admin 2
+    [ "$RC" -eq 0 ] || { not_ok "sign $2"; return 1; }
+}
+
+# setup_network: make_network (lib.sh) plus a deny rule, published as
+# directory.signed.
+setup_network() {
+    make_network admin || return 1
+    run "$KEYS" policy --dir admin deny --from role:municipality --to role:housing \
+        --category adrescheck --kind signal
+    [ "$RC" -eq 0 ] || { not_ok "policy deny"; return 1; }
+    publish_dir admin directory.signed
+}
+
+start_broker() {
+    "$BROKER" run --home broker --anchor admin/network.pub --directory directory.signed \
+        --listen "$BROKER_EP" --checkpoint-ms 200 >>"$T/broker.log" 2>&1 &
+    PID[broker]=$!
+}
+
+# start_node ID [ARGS...]: the node daemon of n-ID against the broker.
+start_node() {
+    local id=$1
+    shift
+    "$NODE" run --home "n-$id" --anchor admin/network.pub --directory directory.signed \
+        --broker "$BROKER_EP" "$@" >>"$T/node-$id.log" 2>&1 &
+    PID[$id]=$!
+}
+
+node_running() {
+    "$NODE" status --home "n-$1" --json >/dev/null 2>&1
+    [ $? -ne 1 ]
+}
+
+# json_is FILE EXPR: the Python expression EXPR holds for the JSON in FILE (d).
+json_is() {
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+        "$1" "$2" 2>/dev/null
+}
+
+# node_status_is ID EXPR: the node's status --json satisfies EXPR (d = status).
+node_status_is() {
+    "$NODE" status --home "n-$1" --json >"$T/.st-$1" 2>/dev/null
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+        "$T/.st-$1" "$2" 2>/dev/null
+}
+
+# msg_status_is ID MSG EXPR: status MSG --json of node ID satisfies EXPR.
+msg_status_is() {
+    "$NODE" status --home "n-$1" "$2" --json >"$T/.ms-$1" 2>/dev/null
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+        "$T/.ms-$1" "$3" 2>/dev/null
+}
+
+connected() {
+    node_status_is "$1" 'd["connected"]'
+}
+
+# inbox_has ID MSG: MSG is in the node's inbox (handled or not).
+inbox_has() {
+    "$NODE" inbox --home "n-$1" --json --all 2>/dev/null | grep -qF "\"msg_id\":\"$2\""
+}
+
+# lacks CMD...: CMD fails (for check).
+lacks() {
+    ! "$@"
+}
+
+# inbox_count ID MSG: how many times MSG is listed in the node's inbox.
+inbox_count() {
+    "$NODE" inbox --home "n-$1" --json --all 2>/dev/null | grep -cF "\"msg_id\":\"$2\""
+}
+
+# signal FILE TYPE SUMMARY: write a signal JSON in the form keten prints it.
+signal() {
+    cat >"$1" <<JSON
+{"type":"$2","purpose":"riec-convenant-2024/art-5","summary":"$3","nature":"soft","grading":{"source":"B","information":"2"},"handling":"TLP:AMBER","observed_at":"2026-11-19T10:30:00.000Z","observed_by":"handhaver","subjects":[{"kind":"address","value":"Hoofdstraat 1, 1111 AA Diemen"},{"kind":"company","value":"KvK 12345678"}]}
+JSON
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Failures and recovery with the real broker and nodes: an offline recipient
+# gets its backlog after restart; kill -9 of the broker between submit and
+# acknowledgement, then restart: delivered exactly once; kill -9 of a node
+# after it stored a delivery but before its receipt: no duplicate in its
+# inbox; a node whose key was revoked cannot connect (nothing delivered to
+# it, its sends fail); and a node restarted with an older directory file
+# keeps the newer version it installed.
+. "$(dirname "$0")/node_lib.sh"
+
+setup_network || done_testing
+signal sig.json woonfraude "Melding voor de achterstand"
+start_broker
+for id in gemeente-diemen politie-mn belastingdienst woonstad; do
+    start_node "$id"
+done
+for id in gemeente-diemen politie-mn belastingdienst woonstad; do
+    check "$id connects" wait_until 20 connected "$id"
+done
+
+# 1. Offline recipient: the backlog arrives after its restart.
+stop_one woonstad
+run "$NODE" send --home n-gemeente-diemen --to woonstad --json sig.json --wait
+expect 0 "a signal to an offline recipient is accepted by the broker"
+M1=$(cat "$T/.out")
+run "$NODE" send --home n-gemeente-diemen --to woonstad --json sig.json --wait
+M2=$(cat "$T/.out")
+check "the sender sees the offline recipient as accepted, not receipted" msg_status_is \
+    gemeente-diemen "$M1" 'd["state"] == "accepted" and d["recipients"][0]["state"] == "accepted"'
+start_node woonstad
+check "after restart the offline recipient gets its backlog (first)" wait_until 20 inbox_has woonstad "$M1"
+check "after restart the offline recipient gets its backlog (second)" wait_until 20 inbox_has woonstad "$M2"
+run "$NODE" inbox --home n-woonstad --json
+check "the backlog arrives oldest first" python3 -c '
+import json, sys
+ids = [json.loads(l)["msg_id"] for l in open(sys.argv[1]) if l.strip()]
+assert ids.index(sys.argv[2]) < ids.index(sys.argv[3]), ids' "$T/.out" "$M1" "$M2"
+check "the sender then sees the receipts" wait_until 20 msg_status_is gemeente-diemen "$M2" \
+    'd["recipients"][0]["state"] == "receipted"'
+
+# 2. kill -9 of the broker between submit and acknowledgement.
+kill -STOP "${PID[broker]}"
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+expect 0 "send while the broker is frozen: stored in the outbox"
+M3=$(cat "$T/.out")
+check "the message waits in the sender's outbox, not acknowledged" msg_status_is \
+    gemeente-diemen "$M3" 'd["state"] == "pending"'
+sleep 0.5
+kill9 broker
+start_broker
+check "after the broker's restart the message is acknowledged" wait_until 30 msg_status_is \
+    gemeente-diemen "$M3" 'd["state"] == "accepted"'
+check "and delivered" wait_until 30 inbox_has politie-mn "$M3"
+sleep 2
+check "delivered exactly once" test "$(inbox_count politie-mn "$M3")" -eq 1
+check "the outbox is empty again" node_status_is gemeente-diemen 'd["outbox"] == 0'
+
+# 3. kill -9 of a node after it stored a delivery, before its receipt.
+stop_one politie-mn
+KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT=1 start_node politie-mn
+check "politie-mn reconnects (crash-test mode)" wait_until 20 connected politie-mn
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+expect 0 "send to the node that will crash"
+M4=$(cat "$T/.out")
+pid=${PID[politie-mn]}
+check "the node killed itself (SIGKILL) after storing, before its receipt" wait_until 20 \
+    bash -c "! kill -0 $pid 2>/dev/null"
+wait "$pid" 2>/dev/null
+check "it died of SIGKILL" test $? -eq 137
+unset "PID[politie-mn]"
+check "no receipt reached the sender" msg_status_is gemeente-diemen "$M4" \
+    'd["recipients"][0]["state"] == "accepted"'
+start_node politie-mn
+check "politie-mn restarted" wait_until 20 connected politie-mn
+check "the broker delivers again and the sender gets the receipt" wait_until 30 msg_status_is \
+    gemeente-diemen "$M4" 'd["recipients"][0]["state"] == "receipted"'
+check "no duplicate in its inbox" test "$(inbox_count politie-mn "$M4")" -eq 1
+check "the second delivery was receipted again, not stored twice" node_status_is politie-mn \
+    'd["counters"]["duplicates"] >= 1'
+
+# 4. Revocation: belastingdienst is revoked while offline.
+stop_one belastingdienst
+run "$NODE" send --home n-gemeente-diemen --to belastingdienst --json sig.json --wait
+expect 0 "a message for belastingdienst is queued while it is offline"
+M5=$(cat "$T/.out")
+run "$KEYS" revoke --dir admin belastingdienst --reason "key lost"
+expect 0 "revoke belastingdienst"
+cp directory.signed directory-1.signed
+publish_dir admin directory-2.signed
+cp directory-2.signed directory.signed
+kill -HUP "${PID[broker]}"
+check "the broker pushes version 2 to the nodes" wait_until 20 node_status_is gemeente-diemen \
+    'd["directory"]["version"] == 2'
+# It still holds version 1, which lists it: only the broker stops it.
+"$NODE" run --home n-belastingdienst --anchor admin/network.pub --directory directory-1.signed \
+    --broker "$BROKER_EP" >>"$T/node-belastingdienst.log" 2>&1 &
+PID[belastingdienst]=$!
+check "the revoked node cannot connect: the broker refuses its key" wait_until 20 \
+    node_status_is belastingdienst 'not d["connected"] and "refused" in d["last_connect_error"]'
+sleep 1
+check "nothing is delivered to the revoked node" lacks inbox_has belastingdienst "$M5"
+run "$NODE" send --home n-belastingdienst --to gemeente-diemen --json sig.json --wait --timeout 3
+expect 1 "a send by the revoked node fails"
+run "$NODE" send --home n-gemeente-diemen --to belastingdienst --json sig.json
+expect 1 "nobody sends to the revoked node any more"
+says "not a current node" "the sender says why"
+run "$NODE" send --home n-gemeente-diemen --to role:tax --json sig.json
+expect 1 "role:tax names no current node any more"
+
+# 5. Rollback: restarting with the older directory file changes nothing.
+stop_one gemeente-diemen
+"$NODE" run --home n-gemeente-diemen --anchor admin/network.pub \
+    --directory directory-1.signed --broker "$BROKER_EP" >>"$T/node-g2.log" 2>&1 &
+PID[gemeente-diemen]=$!
+check "restarted with an older file, the node keeps version 2" wait_until 20 node_status_is \
+    gemeente-diemen 'd["directory"]["version"] == 2'
+
+for id in gemeente-diemen politie-mn woonstad; do
+    run "$NODE" status --home "n-$id"
+    expect 0 "$id has raised no alarm"
+done
+finish

@@ -1,0 +1,1134 @@
+/*
+ * keten-testpeer - a scripted broker peer for integration tests and
+ * benchmarks. It loads a node identity (--home DIR) and a directory, connects
+ * to a broker with CurveZMQ, performs ONE action, and prints what happened as
+ * JSON lines on standard output (one object per line, "event" first).
+ *
+ *   keten-testpeer [COMMON] ACTION [ACTION OPTIONS]
+ *
+ * COMMON: --home DIR --anchor FILE --directory FILE --broker ENDPOINT
+ *         [--timeout-ms T (default 5000)] [--sign-home DIR (sign envelopes with
+ *         another node's identity: a spoofing sender)] [--transport-key-only
+ *         (connect with a fresh transport key that no directory lists)]
+ *         [--cosign (cosign every checkpoint that verifies)]
+ *
+ * ACTIONS
+ *   submit --to IDS --json FILE [--kind K] [--count N] [--created-at-offset-ms N]
+ *          [--expires-in-ms N] [--save-envelope OUT] [--wait-receipts N]
+ *       seal N envelopes and submit them; print "sent", then "ack" (with the
+ *       ack verified against the broker's log key) or "error" for each; with
+ *       --wait-receipts also wait for N forwarded receipts
+ *   seal --to IDS --json FILE --out OUT [same sealing options]
+ *       write one sealed envelope to OUT without connecting
+ *   submit-raw FILE, replay FILE
+ *       send the bytes of FILE as a Submit envelope
+ *   connect-only [--listen-ms T]
+ *       send credit 0 and print every frame that arrives within T ms, then
+ *       "summary" with the count
+ *   recv --count N [--credit C] [--no-receipt]
+ *       send credit, open every delivery (keten_envelope_open), receipt it,
+ *       print "deliver" per message, stop after N or the timeout
+ *   proof --leaf L
+ *       wait for a checkpoint that covers leaf L, ask for its inclusion proof
+ *       (and a consistency proof from the first checkpoint seen, if older),
+ *       verify both, print "proof"
+ *   dir-request --after V
+ *       ask for the directory versions after V, print their versions
+ *   audit --db DIR
+ *       (no connection) print every audit record of the broker store DIR as
+ *       JSON: seq, event, msg_id, sender, node, recipients, reason, rule
+ *
+ * Exit code: 0 when the action ran (its results are in the JSON), 1 when it
+ * could not run, 2 for usage errors.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "checkpoint.h"
+#include "cli.h"
+#include "directory.h"
+#include "envelope.h"
+#include "identity.h"
+#include "keten.h"
+#include "merkle.h"
+#include "pb.h"
+#include "policy.h"
+#include "signal_json.h"
+#include "util.h"
+
+#define PEER_TIMEOUT_DEFAULT_MS 5000
+#define PEER_GRACE_MS 300
+#define PEER_LIFETIME_DEFAULT_MS (24ull * 3600ull * 1000ull)
+#define PEER_COUNT_MAX 100000
+
+typedef struct peer {
+    const char *home, *anchor_path, *dir_path, *broker, *sign_home;
+    bool transport_only, cosign;
+    uint64_t timeout_ms;
+    keten_identity *me;     /* transport and receiving identity */
+    keten_identity *signer; /* envelope signer (me unless --sign-home) */
+    Keten__Anchor *anchor;
+    keten_directory *dir;
+    const Keten__NodeCert *broker_cert;
+    void *ctx, *sock;
+    uint64_t next_request;
+    /* checkpoints */
+    bool have_first;
+    keten_checkpoint first, latest;
+    bool have_latest;
+    /* counters */
+    size_t frames, answers, receipts, deliveries;
+} peer;
+
+/* ---- output ------------------------------------------------------------ */
+
+static void emit(json_t *obj)
+{
+    if (obj == NULL) {
+        return;
+    }
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (s != NULL) {
+        printf("%s\n", s);
+        fflush(stdout);
+        free(s);
+    }
+    json_decref(obj);
+}
+
+static json_t *hexval(const uint8_t *b, size_t len)
+{
+    char *h = malloc(2 * len + 1);
+    if (h == NULL) {
+        return json_null();
+    }
+    keten_hex(b, len, h);
+    json_t *v = json_string(h);
+    free(h);
+    return v;
+}
+
+static const char *enum_name(const ProtobufCEnumDescriptor *d, int v, const char *prefix)
+{
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+    if (ev == NULL) {
+        return "UNKNOWN";
+    }
+    size_t n = strlen(prefix);
+    return strncmp(ev->name, prefix, n) == 0 ? ev->name + n : ev->name;
+}
+
+static int fail(keten_err e, const char *what)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("failure"));
+    json_object_set_new(o, "what", json_string(what));
+    json_object_set_new(o, "error", json_string(keten_strerror(e)));
+    json_object_set_new(o, "detail", json_string(keten_err_detail()));
+    emit(o);
+    return 1;
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+static keten_err load_identity(const char *home, keten_identity **out)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/identity.secret", home);
+    return keten_cli_identity_open(path, NULL, out);
+}
+
+static keten_err peer_load(peer *p)
+{
+    keten_err e;
+    if ((e = keten_anchor_load(p->anchor_path, &p->anchor)) != KETEN_OK
+        || (e = keten_directory_load(p->anchor, p->dir_path, keten_now_ms(), &p->dir))
+            != KETEN_OK) {
+        return e;
+    }
+    if (p->home != NULL && (e = load_identity(p->home, &p->me)) != KETEN_OK) {
+        return e;
+    }
+    if (p->sign_home != NULL) {
+        if ((e = load_identity(p->sign_home, &p->signer)) != KETEN_OK) {
+            return e;
+        }
+    }
+    p->broker_cert = keten_directory_broker(p->dir);
+    if (p->broker_cert == NULL) {
+        return keten_err_set(KETEN_ERR_NOT_FOUND, "the directory lists no broker");
+    }
+    return KETEN_OK;
+}
+
+static keten_err peer_connect(peer *p)
+{
+    uint8_t pk[KETEN_CURVE_KEY_BYTES], sk[KETEN_CURVE_KEY_BYTES];
+    if (p->transport_only || p->me == NULL) {
+        crypto_box_keypair(pk, sk);
+    } else {
+        memcpy(pk, p->me->transport_pk, sizeof pk);
+        memcpy(sk, p->me->transport_sk, sizeof sk);
+    }
+    p->ctx = zmq_ctx_new();
+    p->sock = p->ctx != NULL ? zmq_socket(p->ctx, ZMQ_DEALER) : NULL;
+    int linger = 1000;
+    int64_t maxmsg = (int64_t)KETEN_FRAME_MAX;
+    if (p->sock == NULL
+        || zmq_setsockopt(p->sock, ZMQ_CURVE_SERVERKEY, p->broker_cert->transport_pk.data,
+               KETEN_CURVE_KEY_BYTES)
+            != 0
+        || zmq_setsockopt(p->sock, ZMQ_CURVE_PUBLICKEY, pk, sizeof pk) != 0
+        || zmq_setsockopt(p->sock, ZMQ_CURVE_SECRETKEY, sk, sizeof sk) != 0
+        || zmq_setsockopt(p->sock, ZMQ_LINGER, &linger, sizeof linger) != 0
+        || zmq_setsockopt(p->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0
+        || zmq_connect(p->sock, p->broker) != 0) {
+        sodium_memzero(sk, sizeof sk);
+        return keten_err_set(KETEN_ERR_IO, "connecting to %s: %s", p->broker,
+            zmq_strerror(zmq_errno()));
+    }
+    sodium_memzero(sk, sizeof sk);
+    return KETEN_OK;
+}
+
+static void peer_close(peer *p)
+{
+    if (p->sock != NULL) {
+        zmq_close(p->sock);
+    }
+    if (p->ctx != NULL) {
+        zmq_ctx_term(p->ctx);
+    }
+    keten_identity_destroy(&p->me);
+    keten_identity_destroy(&p->signer);
+    keten_directory_destroy(&p->dir);
+    keten_pb_free((ProtobufCMessage **)(void *)&p->anchor);
+}
+
+static keten_err send_frame(peer *p, Keten__Frame *f)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_pb_pack(&f->base, &buf, &len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    int rc = zmq_send(p->sock, buf, len, 0);
+    free(buf);
+    if (rc < 0) {
+        return keten_err_set(KETEN_ERR_IO, "sending: %s", zmq_strerror(zmq_errno()));
+    }
+    return KETEN_OK;
+}
+
+static keten_err send_credit(peer *p, uint32_t n)
+{
+    Keten__Credit c = KETEN__CREDIT__INIT;
+    c.credit = n;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CREDIT;
+    f.credit = &c;
+    return send_frame(p, &f);
+}
+
+static keten_err send_submit(peer *p, const uint8_t *env, size_t len, uint64_t *rid)
+{
+    Keten__Submit s = KETEN__SUBMIT__INIT;
+    s.envelope.data = (uint8_t *)env;
+    s.envelope.len = len;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.request_id = *rid = ++p->next_request;
+    f.body_case = KETEN__FRAME__BODY_SUBMIT;
+    f.submit = &s;
+    return send_frame(p, &f);
+}
+
+/* ---- handling frames --------------------------------------------------- */
+
+typedef struct recv_opts {
+    bool receipt;
+} recv_opts;
+
+static json_t *ack_json(peer *p, const Keten__Ack *ack)
+{
+    json_t *o = json_object();
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    Keten__AckBody *body = NULL;
+    bool valid = false;
+    if (keten_pb_pack(&ack->base, &buf, &len) == KETEN_OK && p->broker_cert->log_pk.len == 32
+        && keten_ack_verify(p->broker_cert->log_pk.data, buf, len, &body) == KETEN_OK) {
+        valid = true;
+        json_object_set_new(o, "msg_id", hexval(body->msg_id.data, body->msg_id.len));
+        json_object_set_new(o, "leaf", json_integer((json_int_t)body->leaf_index));
+        json_object_set_new(o, "envelope_hash",
+            hexval(body->envelope_hash.data, body->envelope_hash.len));
+    }
+    json_object_set_new(o, "valid", json_boolean(valid));
+    keten_pb_free((ProtobufCMessage **)(void *)&body);
+    free(buf);
+    return o;
+}
+
+static keten_err send_receipt(peer *p, const keten_verified *v)
+{
+    const Keten__NodeCert *mine = keten_directory_find_id(p->dir, p->me->id);
+    if (mine == NULL) {
+        return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "this node is not in the directory");
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_receipt_sign(p->me, keten_directory_network(p->dir), mine->serial,
+        v->header->msg_id.data, v->envelope_hash, keten_now_ms(), &buf, &len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    Keten__Receipt *r = NULL;
+    e = KETEN_PB_UNPACK(keten__receipt, buf, len, KETEN_RECEIPT_MAX, "receipt", &r);
+    free(buf);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    Keten__ReceiptFrame rf = KETEN__RECEIPT_FRAME__INIT;
+    rf.receipt = r;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_RECEIPT;
+    f.receipt = &rf;
+    e = send_frame(p, &f);
+    keten_pb_free((ProtobufCMessage **)(void *)&r);
+    return e;
+}
+
+static void on_deliver(peer *p, const Keten__Deliver *d, const recv_opts *ro)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("deliver"));
+    json_object_set_new(o, "leaf", json_integer((json_int_t)d->leaf_index));
+    keten_verified *v = NULL;
+    Keten__Signal *sig = NULL;
+    keten_err e = p->me == NULL ? KETEN_ERR_INVALID
+                                : keten_envelope_open(p->me, p->dir, d->envelope.data,
+                                      d->envelope.len, keten_now_ms(), &v, &sig);
+    json_object_set_new(o, "opened", json_boolean(e == KETEN_OK));
+    if (e == KETEN_OK) {
+        json_object_set_new(o, "msg_id", hexval(v->header->msg_id.data, KETEN_MSG_ID_BYTES));
+        json_object_set_new(o, "from", json_string(v->header->sender));
+        json_object_set_new(o, "kind", json_string(keten_kind_name(v->header->kind)));
+        json_object_set_new(o, "category", json_string(v->header->category));
+        json_object_set_new(o, "summary", json_string(sig->summary));
+        if (ro->receipt) {
+            keten_err re = send_receipt(p, v);
+            json_object_set_new(o, "receipted", json_boolean(re == KETEN_OK));
+        }
+    } else {
+        json_object_set_new(o, "error", json_string(keten_strerror(e)));
+        json_object_set_new(o, "detail", json_string(keten_err_detail()));
+    }
+    p->deliveries++;
+    keten_signal_free(&sig);
+    keten_verified_destroy(&v);
+    emit(o);
+}
+
+static void on_receipt(peer *p, const Keten__ReceiptFrame *rf)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("receipt"));
+    json_object_set_new(o, "leaf", json_integer((json_int_t)rf->leaf_index));
+    bool valid = false;
+    if (rf->receipt != NULL) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        Keten__ReceiptBody *peek = NULL;
+        if (keten_pb_pack(&rf->receipt->base, &buf, &len) == KETEN_OK
+            && KETEN_PB_UNPACK(keten__receipt_body, rf->receipt->body.data, rf->receipt->body.len,
+                   KETEN_RECEIPT_MAX, "receipt body", &peek)
+                == KETEN_OK) {
+            json_object_set_new(o, "msg_id", hexval(peek->msg_id.data, peek->msg_id.len));
+            json_object_set_new(o, "recipient", json_string(peek->recipient));
+            const Keten__NodeCert *cert = keten_directory_find_id(p->dir, peek->recipient);
+            Keten__ReceiptBody *body = NULL;
+            valid = cert != NULL && keten_receipt_verify(cert, buf, len, &body) == KETEN_OK;
+            keten_pb_free((ProtobufCMessage **)(void *)&body);
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&peek);
+        free(buf);
+    }
+    json_object_set_new(o, "valid", json_boolean(valid));
+    p->receipts++;
+    emit(o);
+}
+
+static void on_checkpoint(peer *p, const Keten__CheckpointFrame *cf)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("checkpoint"));
+    keten_checkpoint cp;
+    size_t len = strlen(cf->note);
+    keten_err e = keten_checkpoint_open(cf->note, len, p->broker_cert->id,
+        p->broker_cert->log_pk.data, &cp);
+    json_object_set_new(o, "valid", json_boolean(e == KETEN_OK));
+    if (e == KETEN_OK) {
+        json_object_set_new(o, "size", json_integer((json_int_t)cp.size));
+        json_object_set_new(o, "directory_version", json_integer((json_int_t)cp.dir_version));
+        size_t count = 0;
+        bool witnessed = false;
+        if (keten_checkpoint_witnesses(cf->note, len, p->dir, &count, &witnessed) == KETEN_OK) {
+            json_object_set_new(o, "cosignatures", json_integer((json_int_t)count));
+            json_object_set_new(o, "witnessed", json_boolean(witnessed));
+        }
+        if (!p->have_first) {
+            p->first = cp;
+            p->have_first = true;
+        }
+        p->latest = cp;
+        p->have_latest = true;
+        if (p->cosign && p->me != NULL) {
+            char *line = NULL;
+            if (keten_cosignature_sign(cf->note, len, p->me->id, p->me->sign_sk,
+                    keten_now_ms() / 1000, &line)
+                == KETEN_OK) {
+                Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;
+                cs.node = p->me->id;
+                cs.line = line;
+                cs.tree_size = cp.size;
+                Keten__Frame f = KETEN__FRAME__INIT;
+                f.body_case = KETEN__FRAME__BODY_COSIGNATURE;
+                f.cosignature = &cs;
+                json_object_set_new(o, "cosigned", json_boolean(send_frame(p, &f) == KETEN_OK));
+                free(line);
+            }
+        }
+    } else {
+        json_object_set_new(o, "error", json_string(keten_err_detail()));
+    }
+    emit(o);
+}
+
+static void on_error(peer *p, const Keten__Frame *f)
+{
+    const Keten__Error *er = f->error;
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("error"));
+    json_object_set_new(o, "request_id", json_integer((json_int_t)f->request_id));
+    json_object_set_new(o, "reason",
+        json_string(enum_name(&keten__reason__descriptor, er->reason, "REASON_")));
+    if (er->msg_id.len > 0) {
+        json_object_set_new(o, "msg_id", hexval(er->msg_id.data, er->msg_id.len));
+    }
+    json_object_set_new(o, "rule", json_integer(er->rule));
+    json_object_set_new(o, "detail", json_string(er->detail));
+    if (er->ack != NULL) {
+        json_object_set_new(o, "ack", ack_json(p, er->ack));
+    }
+    p->answers++;
+    emit(o);
+}
+
+/* Proof bookkeeping for the `proof` action. */
+typedef struct proof_state {
+    bool active, asked, done;
+    uint64_t leaf;
+    uint64_t req;
+    keten_checkpoint at; /* the checkpoint the proof is against */
+} proof_state;
+
+static void maybe_ask_proof(peer *p, proof_state *ps)
+{
+    if (!ps->active || ps->asked || !p->have_latest || p->latest.size <= ps->leaf) {
+        return;
+    }
+    ps->at = p->latest;
+    Keten__ProofRequest pr = KETEN__PROOF_REQUEST__INIT;
+    uint64_t leaves[1] = { ps->leaf };
+    pr.tree_size = ps->at.size;
+    pr.old_size = p->first.size < ps->at.size ? p->first.size : 0;
+    pr.n_leaf_indexes = 1;
+    pr.leaf_indexes = leaves;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.request_id = ps->req = ++p->next_request;
+    f.body_case = KETEN__FRAME__BODY_PROOF_REQUEST;
+    f.proof_request = &pr;
+    ps->asked = send_frame(p, &f) == KETEN_OK;
+}
+
+static void on_proof(peer *p, const Keten__ProofResponse *r, proof_state *ps)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("proof"));
+    json_object_set_new(o, "tree_size", json_integer((json_int_t)r->tree_size));
+    json_object_set_new(o, "old_size", json_integer((json_int_t)r->old_size));
+    bool incl_ok = false, cons_ok = false;
+    keten_hash path[KETEN_MERKLE_MAX_PROOF];
+    if (r->n_inclusions == 1 && r->inclusions[0]->n_path <= KETEN_MERKLE_MAX_PROOF) {
+        const Keten__InclusionProof *ip = r->inclusions[0];
+        keten_hash lh;
+        keten_merkle_leaf_hash(ip->leaf.data, ip->leaf.len, lh);
+        bool sizes = true;
+        for (size_t i = 0; i < ip->n_path; i++) {
+            sizes = sizes && ip->path[i].len == KETEN_HASH_BYTES;
+            if (sizes) {
+                memcpy(path[i], ip->path[i].data, KETEN_HASH_BYTES);
+            }
+        }
+        incl_ok = sizes && ip->leaf_index == ps->leaf
+            && keten_merkle_verify_inclusion(lh, ip->leaf_index, ps->at.size,
+                   (const keten_hash *)path, ip->n_path,
+                   ps->at.root)
+                == KETEN_OK;
+        Keten__AuditRecord *rec = NULL;
+        if (KETEN_PB_UNPACK(keten__audit_record, ip->leaf.data, ip->leaf.len,
+                KETEN_MERKLE_LEAF_MAX, "leaf", &rec)
+            == KETEN_OK) {
+            json_object_set_new(o, "leaf_event",
+                json_string(enum_name(&keten__event__descriptor, rec->event, "EVENT_")));
+            json_object_set_new(o, "leaf_seq", json_integer((json_int_t)rec->seq));
+            if (rec->msg_id.len > 0) {
+                json_object_set_new(o, "leaf_msg_id", hexval(rec->msg_id.data, rec->msg_id.len));
+            }
+            keten_pb_free((ProtobufCMessage **)(void *)&rec);
+        }
+    }
+    json_object_set_new(o, "inclusion_valid", json_boolean(incl_ok));
+    if (r->old_size > 0 && r->n_consistency <= KETEN_MERKLE_MAX_PROOF) {
+        bool sizes = true;
+        for (size_t i = 0; i < r->n_consistency; i++) {
+            sizes = sizes && r->consistency[i].len == KETEN_HASH_BYTES;
+            if (sizes) {
+                memcpy(path[i], r->consistency[i].data, KETEN_HASH_BYTES);
+            }
+        }
+        cons_ok = sizes && r->old_size == p->first.size
+            && keten_merkle_verify_consistency(r->old_size, ps->at.size, p->first.root,
+                   ps->at.root, (const keten_hash *)path, r->n_consistency)
+                == KETEN_OK;
+        json_object_set_new(o, "consistency_valid", json_boolean(cons_ok));
+    }
+    ps->done = true;
+    emit(o);
+}
+
+/* Handle one frame; returns false if it did not parse. */
+static bool handle(peer *p, const uint8_t *data, size_t len, const recv_opts *ro, proof_state *ps)
+{
+    Keten__Frame *f = NULL;
+    if (KETEN_PB_UNPACK(keten__frame, data, len, KETEN_FRAME_MAX, "frame", &f) != KETEN_OK) {
+        json_t *o = json_object();
+        json_object_set_new(o, "event", json_string("garbage"));
+        json_object_set_new(o, "bytes", json_integer((json_int_t)len));
+        emit(o);
+        return false;
+    }
+    p->frames++;
+    json_t *o = NULL;
+    switch (f->body_case) {
+    case KETEN__FRAME__BODY_SUBMIT_ACK:
+        o = ack_json(p, f->submit_ack->ack);
+        json_object_set_new(o, "event", json_string("ack"));
+        json_object_set_new(o, "request_id", json_integer((json_int_t)f->request_id));
+        p->answers++;
+        emit(o);
+        break;
+    case KETEN__FRAME__BODY_ERROR:
+        on_error(p, f);
+        break;
+    case KETEN__FRAME__BODY_DELIVER:
+        on_deliver(p, f->deliver, ro);
+        break;
+    case KETEN__FRAME__BODY_RECEIPT:
+        on_receipt(p, f->receipt);
+        break;
+    case KETEN__FRAME__BODY_EXPIRED: {
+        o = json_object();
+        json_object_set_new(o, "event", json_string("expired"));
+        json_object_set_new(o, "msg_id", hexval(f->expired->msg_id.data, f->expired->msg_id.len));
+        json_t *r = json_array();
+        for (size_t i = 0; i < f->expired->n_recipients; i++) {
+            json_array_append_new(r, json_string(f->expired->recipients[i]));
+        }
+        json_object_set_new(o, "recipients", r);
+        json_object_set_new(o, "leaf", json_integer((json_int_t)f->expired->leaf_index));
+        emit(o);
+        break;
+    }
+    case KETEN__FRAME__BODY_CHECKPOINT:
+        on_checkpoint(p, f->checkpoint);
+        maybe_ask_proof(p, ps);
+        break;
+    case KETEN__FRAME__BODY_DIRECTORY_PUSH: {
+        o = json_object();
+        json_object_set_new(o, "event", json_string("directory_push"));
+        json_object_set_new(o, "request_id", json_integer((json_int_t)f->request_id));
+        json_t *v = json_array();
+        for (size_t i = 0; i < f->directory_push->n_chain; i++) {
+            Keten__SignedDirectory *sd = NULL;
+            Keten__Directory *d = NULL;
+            const ProtobufCBinaryData *c = &f->directory_push->chain[i];
+            if (KETEN_PB_UNPACK(keten__signed_directory, c->data, c->len, KETEN_DIRECTORY_MAX,
+                    "directory", &sd)
+                    == KETEN_OK
+                && KETEN_PB_UNPACK(keten__directory, sd->directory.data, sd->directory.len,
+                       KETEN_DIRECTORY_MAX, "directory", &d)
+                    == KETEN_OK) {
+                json_array_append_new(v, json_integer((json_int_t)d->version));
+            }
+            keten_pb_free((ProtobufCMessage **)(void *)&d);
+            keten_pb_free((ProtobufCMessage **)(void *)&sd);
+        }
+        json_object_set_new(o, "versions", v);
+        p->answers++;
+        emit(o);
+        break;
+    }
+    case KETEN__FRAME__BODY_PROOF_RESPONSE:
+        on_proof(p, f->proof_response, ps);
+        break;
+    default:
+        o = json_object();
+        json_object_set_new(o, "event", json_string("frame"));
+        json_object_set_new(o, "body", json_integer(f->body_case));
+        emit(o);
+        break;
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    return true;
+}
+
+typedef bool (*done_fn)(const peer *p, const void *arg);
+
+/* Receive and handle frames until done() or the deadline. */
+static bool pump(peer *p, uint64_t deadline, done_fn done, const void *arg, const recv_opts *ro,
+    proof_state *ps)
+{
+    while (done == NULL || !done(p, arg)) {
+        uint64_t now = keten_mono_ms();
+        if (now >= deadline) {
+            return false;
+        }
+        zmq_pollitem_t it = { p->sock, 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll(&it, 1, (long)(deadline - now));
+        if (rc <= 0) {
+            continue;
+        }
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, p->sock, ZMQ_DONTWAIT) >= 0) {
+            handle(p, zmq_msg_data(&m), zmq_msg_size(&m), ro, ps);
+        }
+        zmq_msg_close(&m);
+    }
+    return true;
+}
+
+static void timeout_event(const char *waiting)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("timeout"));
+    json_object_set_new(o, "waiting_for", json_string(waiting));
+    emit(o);
+}
+
+/* ---- sealing ----------------------------------------------------------- */
+
+typedef struct seal_opts {
+    const char *to, *json_path, *kind, *save, *out;
+    uint64_t count;
+    int64_t created_offset;
+    uint64_t expires_in;
+    uint64_t wait_receipts;
+} seal_opts;
+
+static keten_err seal_one(peer *p, const seal_opts *so, uint8_t **env, size_t *len,
+    uint8_t msg_id[static KETEN_MSG_ID_BYTES])
+{
+    uint8_t *json = NULL, *payload = NULL;
+    size_t json_len = 0, payload_len = 0;
+    Keten__Signal *sig = NULL;
+    char **to = NULL;
+    size_t n_to = 0;
+    Keten__Kind kind = KETEN__KIND__KIND_SIGNAL;
+    keten_err e;
+    if (so->kind != NULL && (e = keten_kind_parse(so->kind, &kind)) != KETEN_OK) {
+        return e;
+    }
+    if ((e = keten_file_read(so->json_path, KETEN_SIGNAL_JSON_MAX, &json, &json_len)) != KETEN_OK
+        || (e = keten_signal_from_json((const char *)json, json_len, &sig)) != KETEN_OK
+        || (e = keten_signal_pack(sig, &payload, &payload_len)) != KETEN_OK
+        || (e = keten_cli_split(so->to, "--to", &to, &n_to)) != KETEN_OK) {
+        goto out;
+    }
+    uint64_t now = keten_now_ms();
+    keten_seal_params sp = {
+        .kind = kind,
+        .category = sig->type,
+        .purpose = sig->purpose,
+        .created_at = (uint64_t)((int64_t)now + so->created_offset),
+    };
+    sp.expires_at = sp.created_at + so->expires_in;
+    const keten_identity *signer = p->signer != NULL ? p->signer : p->me;
+    e = keten_envelope_seal(signer, p->dir, (const char *const *)to, n_to, &sp, payload,
+        payload_len, msg_id, env, len);
+out:
+    keten_cli_split_free(&to, n_to);
+    keten_signal_free(&sig);
+    free(payload);
+    free(json);
+    return e;
+}
+
+static void sent_event(const uint8_t msg_id[static KETEN_MSG_ID_BYTES], uint64_t rid, size_t len)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("sent"));
+    json_object_set_new(o, "request_id", json_integer((json_int_t)rid));
+    json_object_set_new(o, "msg_id", hexval(msg_id, KETEN_MSG_ID_BYTES));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)len));
+    emit(o);
+}
+
+static bool answers_done(const peer *p, const void *arg)
+{
+    const size_t *want = arg;
+    return p->answers >= want[0] && p->receipts >= want[1];
+}
+
+static int act_submit(peer *p, const seal_opts *so)
+{
+    keten_err e = peer_connect(p);
+    if (e != KETEN_OK) {
+        return fail(e, "connect");
+    }
+    for (uint64_t i = 0; i < so->count; i++) {
+        uint8_t *env = NULL, msg_id[KETEN_MSG_ID_BYTES];
+        size_t len = 0;
+        uint64_t rid = 0;
+        if ((e = seal_one(p, so, &env, &len, msg_id)) != KETEN_OK) {
+            return fail(e, "seal");
+        }
+        if (so->save != NULL) {
+            (void)remove(so->save);
+            e = keten_file_write(so->save, env, len, 0644, false);
+        }
+        if (e == KETEN_OK) {
+            e = send_submit(p, env, len, &rid);
+        }
+        free(env);
+        if (e != KETEN_OK) {
+            return fail(e, "submit");
+        }
+        sent_event(msg_id, rid, len);
+    }
+    size_t want[2] = { so->count, so->wait_receipts };
+    recv_opts ro = { false };
+    proof_state ps = { 0 };
+    if (!pump(p, keten_mono_ms() + p->timeout_ms, answers_done, want, &ro, &ps)) {
+        timeout_event(p->answers < so->count ? "answers" : "receipts");
+    }
+    return 0;
+}
+
+static int act_seal(peer *p, const seal_opts *so)
+{
+    uint8_t *env = NULL, msg_id[KETEN_MSG_ID_BYTES];
+    size_t len = 0;
+    keten_err e = seal_one(p, so, &env, &len, msg_id);
+    if (e != KETEN_OK) {
+        return fail(e, "seal");
+    }
+    (void)remove(so->out);
+    e = keten_file_write(so->out, env, len, 0644, false);
+    free(env);
+    if (e != KETEN_OK) {
+        return fail(e, "write");
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("sealed"));
+    json_object_set_new(o, "msg_id", hexval(msg_id, KETEN_MSG_ID_BYTES));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)len));
+    emit(o);
+    return 0;
+}
+
+static int act_raw(peer *p, const char *path)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_file_read(path, KETEN_FRAME_MAX - 1024, &buf, &len);
+    if (e != KETEN_OK) {
+        return fail(e, "read");
+    }
+    if ((e = peer_connect(p)) != KETEN_OK) {
+        free(buf);
+        return fail(e, "connect");
+    }
+    uint64_t rid = 0;
+    e = send_submit(p, buf, len, &rid);
+    free(buf);
+    if (e != KETEN_OK) {
+        return fail(e, "submit");
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("sent"));
+    json_object_set_new(o, "request_id", json_integer((json_int_t)rid));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)len));
+    emit(o);
+    size_t want[2] = { 1, 0 };
+    recv_opts ro = { false };
+    proof_state ps = { 0 };
+    if (!pump(p, keten_mono_ms() + p->timeout_ms, answers_done, want, &ro, &ps)) {
+        timeout_event("answers");
+    }
+    return 0;
+}
+
+static int act_connect_only(peer *p, uint64_t listen_ms)
+{
+    keten_err e = peer_connect(p);
+    if (e != KETEN_OK) {
+        return fail(e, "connect");
+    }
+    if ((e = send_credit(p, 0)) != KETEN_OK) {
+        return fail(e, "credit");
+    }
+    recv_opts ro = { false };
+    proof_state ps = { 0 };
+    pump(p, keten_mono_ms() + listen_ms, NULL, NULL, &ro, &ps);
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("summary"));
+    json_object_set_new(o, "frames", json_integer((json_int_t)p->frames));
+    emit(o);
+    return 0;
+}
+
+static bool deliveries_done(const peer *p, const void *arg)
+{
+    return p->deliveries >= *(const uint64_t *)arg;
+}
+
+static int act_recv(peer *p, uint64_t count, uint64_t credit, bool receipt)
+{
+    keten_err e = peer_connect(p);
+    if (e != KETEN_OK) {
+        return fail(e, "connect");
+    }
+    if ((e = send_credit(p, (uint32_t)credit)) != KETEN_OK) {
+        return fail(e, "credit");
+    }
+    recv_opts ro = { receipt };
+    proof_state ps = { 0 };
+    if (!pump(p, keten_mono_ms() + p->timeout_ms, deliveries_done, &count, &ro, &ps)) {
+        timeout_event("deliveries");
+    }
+    /* Let the receipts go out and catch refusals of them. */
+    pump(p, keten_mono_ms() + PEER_GRACE_MS, NULL, NULL, &ro, &ps);
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("summary"));
+    json_object_set_new(o, "deliveries", json_integer((json_int_t)p->deliveries));
+    json_object_set_new(o, "frames", json_integer((json_int_t)p->frames));
+    emit(o);
+    return 0;
+}
+
+static bool proof_done(const peer *p, const void *arg)
+{
+    (void)p;
+    return ((const proof_state *)arg)->done;
+}
+
+static int act_proof(peer *p, uint64_t leaf)
+{
+    keten_err e = peer_connect(p);
+    if (e != KETEN_OK) {
+        return fail(e, "connect");
+    }
+    if ((e = send_credit(p, 0)) != KETEN_OK) {
+        return fail(e, "credit");
+    }
+    recv_opts ro = { false };
+    proof_state ps = { .active = true, .leaf = leaf };
+    if (!pump(p, keten_mono_ms() + p->timeout_ms, proof_done, &ps, &ro, &ps)) {
+        timeout_event(ps.asked ? "proof" : "a checkpoint covering the leaf");
+    }
+    return 0;
+}
+
+static int act_dir_request(peer *p, uint64_t after)
+{
+    keten_err e = peer_connect(p);
+    if (e != KETEN_OK) {
+        return fail(e, "connect");
+    }
+    Keten__DirectoryRequest dr = KETEN__DIRECTORY_REQUEST__INIT;
+    dr.after_version = after;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.request_id = ++p->next_request;
+    f.body_case = KETEN__FRAME__BODY_DIRECTORY_REQUEST;
+    f.directory_request = &dr;
+    if ((e = send_frame(p, &f)) != KETEN_OK) {
+        return fail(e, "directory request");
+    }
+    size_t want[2] = { 1, 0 };
+    recv_opts ro = { false };
+    proof_state ps = { 0 };
+    if (!pump(p, keten_mono_ms() + p->timeout_ms, answers_done, want, &ro, &ps)) {
+        timeout_event("directory push");
+    }
+    return 0;
+}
+
+/* ---- audit dump -------------------------------------------------------- */
+
+static int act_audit(const char *db)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_cursor *cur = NULL;
+    int rc;
+    if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 16)) != 0
+        || (rc = mdb_env_open(env, db, MDB_RDONLY | MDB_NOTLS, 0600)) != 0
+        || (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) != 0
+        || (rc = mdb_dbi_open(txn, "audit-leaf", 0, &dbi)) != 0
+        || (rc = mdb_cursor_open(txn, dbi, &cur)) != 0) {
+        fprintf(stderr, "keten-testpeer: %s: %s\n", db, mdb_strerror(rc));
+        if (txn != NULL) {
+            mdb_txn_abort(txn);
+        }
+        mdb_env_close(env);
+        return 1;
+    }
+    MDB_val k, v;
+    while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+        Keten__AuditRecord *r = NULL;
+        if (KETEN_PB_UNPACK(keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX,
+                "record", &r)
+            != KETEN_OK) {
+            printf("{\"event\":\"undecodable\"}\n");
+            continue;
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
+        json_object_set_new(o, "event",
+            json_string(enum_name(&keten__event__descriptor, r->event, "EVENT_")));
+        if (r->msg_id.len > 0) {
+            json_object_set_new(o, "msg_id", hexval(r->msg_id.data, r->msg_id.len));
+        }
+        json_object_set_new(o, "sender", json_string(r->sender));
+        json_object_set_new(o, "node", json_string(r->node));
+        json_t *rc_arr = json_array();
+        for (size_t i = 0; i < r->n_recipients; i++) {
+            json_array_append_new(rc_arr, json_string(r->recipients[i]));
+        }
+        json_object_set_new(o, "recipients", rc_arr);
+        json_object_set_new(o, "reason",
+            json_string(enum_name(&keten__reason__descriptor, r->reason, "REASON_")));
+        json_object_set_new(o, "rule", json_integer(r->rule));
+        json_object_set_new(o, "directory_version", json_integer((json_int_t)r->directory_version));
+        json_object_set_new(o, "header_bytes", json_integer((json_int_t)r->header.len));
+        json_object_set_new(o, "receipt_bytes", json_integer((json_int_t)r->receipt.len));
+        json_object_set_new(o, "size_bucket", json_integer((json_int_t)r->size_bucket));
+        emit(o);
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return 0;
+}
+
+/* ---- command line ------------------------------------------------------ */
+
+static const char usage_text[] =
+    "Usage: keten-testpeer --home DIR --anchor FILE --directory FILE --broker ENDPOINT\n"
+    "                      [--timeout-ms T] [--sign-home DIR] [--transport-key-only] [--cosign]\n"
+    "                      ACTION [OPTIONS]\n"
+    "Actions: submit, seal, submit-raw FILE, replay FILE, connect-only, recv, proof,\n"
+    "         dir-request; or: keten-testpeer audit --db BROKER_HOME/store\n"
+    "See the comment at the top of tests/tools/keten-testpeer.c.\n";
+
+static int usage(const char *what)
+{
+    fprintf(stderr, "keten-testpeer: %s\n%s", what, usage_text);
+    return 2;
+}
+
+static bool num(const char *s, uint64_t max, uint64_t *out)
+{
+    return keten_cli_parse_uint(s, 0, max, out);
+}
+
+int main(int argc, char **argv)
+{
+    if (keten_init() != KETEN_OK) {
+        return 1;
+    }
+    keten_cli_init("keten-testpeer");
+    peer p;
+    memset(&p, 0, sizeof p);
+    p.timeout_ms = PEER_TIMEOUT_DEFAULT_MS;
+    seal_opts so = { .count = 1, .expires_in = PEER_LIFETIME_DEFAULT_MS };
+    uint64_t listen_ms = 1000, count = 1, credit = 0, leaf = 0, after = 0;
+    bool no_receipt = false;
+    const char *db = NULL;
+    static const struct option opts[] = {
+        { "home", required_argument, NULL, 'H' },
+        { "anchor", required_argument, NULL, 'a' },
+        { "directory", required_argument, NULL, 'd' },
+        { "broker", required_argument, NULL, 'b' },
+        { "timeout-ms", required_argument, NULL, 't' },
+        { "sign-home", required_argument, NULL, 'S' },
+        { "transport-key-only", no_argument, NULL, 'X' },
+        { "cosign", no_argument, NULL, 'C' },
+        { "to", required_argument, NULL, 'o' },
+        { "json", required_argument, NULL, 'j' },
+        { "kind", required_argument, NULL, 'k' },
+        { "count", required_argument, NULL, 'n' },
+        { "created-at-offset-ms", required_argument, NULL, 'O' },
+        { "expires-in-ms", required_argument, NULL, 'E' },
+        { "save-envelope", required_argument, NULL, 's' },
+        { "out", required_argument, NULL, 'w' },
+        { "wait-receipts", required_argument, NULL, 'W' },
+        { "listen-ms", required_argument, NULL, 'l' },
+        { "credit", required_argument, NULL, 'c' },
+        { "no-receipt", no_argument, NULL, 'N' },
+        { "leaf", required_argument, NULL, 'L' },
+        { "after", required_argument, NULL, 'A' },
+        { "db", required_argument, NULL, 'D' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1 || optind < argc) {
+        if (c == -1) {
+            /* an action word or its operand: keep the positional ones */
+            optind++;
+            continue;
+        }
+        uint64_t v = 0;
+        switch (c) {
+        case 'H': p.home = optarg; break;
+        case 'a': p.anchor_path = optarg; break;
+        case 'd': p.dir_path = optarg; break;
+        case 'b': p.broker = optarg; break;
+        case 'S': p.sign_home = optarg; break;
+        case 'X': p.transport_only = true; break;
+        case 'C': p.cosign = true; break;
+        case 'o': so.to = optarg; break;
+        case 'j': so.json_path = optarg; break;
+        case 'k': so.kind = optarg; break;
+        case 's': so.save = optarg; break;
+        case 'w': so.out = optarg; break;
+        case 'N': no_receipt = true; break;
+        case 'D': db = optarg; break;
+        case 't':
+            if (!num(optarg, 3600000, &p.timeout_ms)) { return usage("--timeout-ms"); }
+            break;
+        case 'n':
+            if (!num(optarg, PEER_COUNT_MAX, &v) || v == 0) { return usage("--count"); }
+            so.count = count = v;
+            break;
+        case 'O': {
+            char *end = NULL;
+            long long off = strtoll(optarg, &end, 10);
+            if (end == optarg || *end != '\0') { return usage("--created-at-offset-ms"); }
+            so.created_offset = off;
+            break;
+        }
+        case 'E':
+            if (!num(optarg, UINT32_MAX * 1000ull, &so.expires_in) || so.expires_in == 0) {
+                return usage("--expires-in-ms");
+            }
+            break;
+        case 'W':
+            if (!num(optarg, PEER_COUNT_MAX, &so.wait_receipts)) { return usage("--wait-receipts"); }
+            break;
+        case 'l':
+            if (!num(optarg, 3600000, &listen_ms)) { return usage("--listen-ms"); }
+            break;
+        case 'c':
+            if (!num(optarg, 100000, &credit)) { return usage("--credit"); }
+            break;
+        case 'L':
+            if (!num(optarg, UINT64_MAX - 1, &leaf)) { return usage("--leaf"); }
+            break;
+        case 'A':
+            if (!num(optarg, UINT64_MAX - 1, &after)) { return usage("--after"); }
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        default:
+            return usage("unknown option");
+        }
+    }
+    /* Positional words: the action and its operand, in order. */
+    const char *action = NULL, *operand = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-') {
+            const char *name = argv[i] + 2;
+            bool takes = true;
+            for (size_t j = 0; opts[j].name != NULL; j++) {
+                if (strcmp(opts[j].name, name) == 0) {
+                    takes = opts[j].has_arg == required_argument;
+                }
+            }
+            i += takes ? 1 : 0;
+            continue;
+        }
+        if (action == NULL) {
+            action = argv[i];
+        } else if (operand == NULL) {
+            operand = argv[i];
+        }
+    }
+    if (action == NULL) {
+        return usage("no action");
+    }
+    if (strcmp(action, "audit") == 0) {
+        return db != NULL ? act_audit(db) : usage("audit needs --db");
+    }
+    if (p.anchor_path == NULL || p.dir_path == NULL
+        || (strcmp(action, "seal") != 0 && p.broker == NULL)
+        || (p.home == NULL && !p.transport_only)) {
+        return usage("--home, --anchor, --directory and --broker are needed");
+    }
+    keten_err e = peer_load(&p);
+    if (e != KETEN_OK) {
+        int r = fail(e, "load");
+        peer_close(&p);
+        return r;
+    }
+    int r;
+    if (strcmp(action, "submit") == 0 || strcmp(action, "seal") == 0) {
+        if (so.to == NULL || so.json_path == NULL || p.me == NULL) {
+            peer_close(&p);
+            return usage("submit and seal need --home, --to and --json");
+        }
+        if (strcmp(action, "seal") == 0) {
+            r = so.out != NULL ? act_seal(&p, &so) : usage("seal needs --out");
+        } else {
+            r = act_submit(&p, &so);
+        }
+    } else if (strcmp(action, "submit-raw") == 0 || strcmp(action, "replay") == 0) {
+        r = operand != NULL ? act_raw(&p, operand) : usage("submit-raw FILE");
+    } else if (strcmp(action, "connect-only") == 0) {
+        r = act_connect_only(&p, listen_ms);
+    } else if (strcmp(action, "recv") == 0) {
+        r = act_recv(&p, count, credit > 0 ? credit : count, !no_receipt);
+    } else if (strcmp(action, "proof") == 0) {
+        r = act_proof(&p, leaf);
+    } else if (strcmp(action, "dir-request") == 0) {
+        r = act_dir_request(&p, after);
+    } else {
+        r = usage("unknown action");
+    }
+    peer_close(&p);
+    return r;
+}
