@@ -78,8 +78,8 @@ keten_err audit_submitted(broker *b, const keten_verified *v, uint32_t rule, uin
     return append(b, &rec, leaf);
 }
 
-keten_err audit_rejected(broker *b, const uint8_t *msg_id, const char *sender,
-    Keten__Reason reason, uint32_t rule, uint64_t *leaf)
+keten_err audit_rejected(broker *b, const uint8_t *msg_id, const char *sender, Keten__Reason reason,
+    uint32_t rule, uint64_t *leaf)
 {
     Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
     rec.event = KETEN__EVENT__EVENT_REJECTED;
@@ -127,8 +127,8 @@ keten_err audit_expired(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTE
     return append(b, &rec, leaf);
 }
 
-keten_err audit_directory(broker *b, const uint8_t *signed_dir, size_t len, uint64_t version,
-    uint64_t *leaf)
+keten_err audit_directory(
+    broker *b, const uint8_t *signed_dir, size_t len, uint64_t version, uint64_t *leaf)
 {
     Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
     rec.event = KETEN__EVENT__EVENT_DIRECTORY_INSTALLED;

@@ -25,13 +25,13 @@
 
 /* An accepted message: header bytes, hashes, signature, size bucket, the
  * allowing rule. */
-keten_err audit_submitted(broker *b, const keten_verified *v, uint32_t rule, uint64_t *leaf)
-    KETEN_MUST_CHECK;
+keten_err audit_submitted(
+    broker *b, const keten_verified *v, uint32_t rule, uint64_t *leaf) KETEN_MUST_CHECK;
 
 /* A refused request: msg_id (NULL if none could be read), the authenticated
  * node as sender, the reason, the deciding rule (REASON_POLICY only). */
-keten_err audit_rejected(broker *b, const uint8_t *msg_id, const char *sender,
-    Keten__Reason reason, uint32_t rule, uint64_t *leaf) KETEN_MUST_CHECK;
+keten_err audit_rejected(broker *b, const uint8_t *msg_id, const char *sender, Keten__Reason reason,
+    uint32_t rule, uint64_t *leaf) KETEN_MUST_CHECK;
 
 /* A message handed to recipient `node` (once per recipient). */
 keten_err audit_delivered(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
@@ -44,8 +44,7 @@ keten_err audit_receipted(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BY
 
 /* A message that expired; recipients: those that never receipted it. */
 keten_err audit_expired(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const char *sender, const char *const *recipients, size_t n, uint64_t *leaf)
-    KETEN_MUST_CHECK;
+    const char *sender, const char *const *recipients, size_t n, uint64_t *leaf) KETEN_MUST_CHECK;
 
 /* An installed directory version (its signed bytes). */
 keten_err audit_directory(broker *b, const uint8_t *signed_dir, size_t len, uint64_t version,
@@ -53,7 +52,7 @@ keten_err audit_directory(broker *b, const uint8_t *signed_dir, size_t len, uint
 
 /* node-connected, node-disconnected, auth-failed: only the node (or, for
  * an unknown key, the key's hex). */
-keten_err audit_node(broker *b, Keten__Event event, const char *node, uint64_t *leaf)
-    KETEN_MUST_CHECK;
+keten_err audit_node(
+    broker *b, Keten__Event event, const char *node, uint64_t *leaf) KETEN_MUST_CHECK;
 
 #endif

@@ -24,15 +24,15 @@
 #include "identity.h"
 #include "keten.h"
 
-#define BROKER_BATCH_MAX 256             /* frames per batch (one transaction) */
+#define BROKER_BATCH_MAX 256 /* frames per batch (one transaction) */
 #define BROKER_BATCH_BYTES_MAX (64u << 20) /* bytes of frames per batch */
-#define BROKER_EVENTS_MAX 1024           /* node events waiting for the next batch */
+#define BROKER_EVENTS_MAX 1024 /* node events waiting for the next batch */
 #define BROKER_CLOCK_WINDOW_DEFAULT_MS (5ull * 60ull * 1000ull)
 #define BROKER_RETRY_HORIZON_DEFAULT_DAYS 7
 #define BROKER_CHECKPOINT_RECORDS_DEFAULT 1000
 #define BROKER_CHECKPOINT_MS_DEFAULT 1000
-#define BROKER_SNDHWM 1000               /* frames queued per peer before libzmq drops */
-#define BROKER_CREDIT_MAX 4096           /* deliveries in flight per node, at most */
+#define BROKER_SNDHWM 1000 /* frames queued per peer before libzmq drops */
+#define BROKER_CREDIT_MAX 4096 /* deliveries in flight per node, at most */
 
 typedef struct broker_config {
     const char *home;
@@ -40,7 +40,7 @@ typedef struct broker_config {
     const char *directory_path;
     const char *listen;
     const char *metrics_addr; /* NULL: no metrics server */
-    const char *passfile;     /* NULL: KETEN_PASSPHRASE or the terminal */
+    const char *passfile; /* NULL: KETEN_PASSPHRASE or the terminal */
     uint64_t map_size;
     uint64_t clock_window_ms;
     uint64_t retry_horizon_ms;
@@ -76,7 +76,7 @@ typedef struct broker {
 
     /* The batch being processed. */
     MDB_txn *txn;
-    uint64_t now;  /* broker clock of this batch (ms since the epoch) */
+    uint64_t now; /* broker clock of this batch (ms since the epoch) */
     bool degraded; /* the store is full: submits are refused in this batch */
     uint64_t batch_bytes; /* bytes the accepted submits of this batch will take */
 

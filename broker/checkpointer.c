@@ -122,7 +122,8 @@ keten_err checkpointer_tick(broker *b)
     size_t len = strlen(note);
     keten_checkpoint check;
     e = keten_checkpoint_open(note, len, b->me->id, b->me->log_pk, &check);
-    if (e == KETEN_OK && (check.size != size || memcmp(check.root, ck.root, KETEN_HASH_BYTES) != 0)) {
+    if (e == KETEN_OK
+        && (check.size != size || memcmp(check.root, ck.root, KETEN_HASH_BYTES) != 0)) {
         e = keten_err_set(KETEN_ERR_INCONSISTENT, "a signed checkpoint does not read back");
     }
     if (e == KETEN_OK) {
@@ -156,8 +157,8 @@ keten_err checkpointer_send_latest(broker *b, const conn *c)
     return stage_note(b, c, note, len);
 }
 
-keten_err checkpointer_cosign(broker *b, const conn *c, uint64_t request_id,
-    const Keten__Cosignature *cs)
+keten_err checkpointer_cosign(
+    broker *b, const conn *c, uint64_t request_id, const Keten__Cosignature *cs)
 {
     char *with = NULL;
     char *copy = NULL;
@@ -202,21 +203,20 @@ keten_err checkpointer_cosign(broker *b, const conn *c, uint64_t request_id,
         snprintf(detail, sizeof detail, "cosignature refused: %s", keten_strerror(e));
         KETEN_LOG(KETEN_LOG_WARNING, "cosignature refused", "node=%s size=%llu error=\"%s\"",
             c->node, (unsigned long long)cs->tree_size, keten_strerror(e));
-        e = outq_error(b->out, c, request_id, KETEN__REASON__REASON_BAD_SIGNATURE, NULL, detail,
-            0, NULL, 0);
+        e = outq_error(
+            b->out, c, request_id, KETEN__REASON__REASON_BAD_SIGNATURE, NULL, detail, 0, NULL, 0);
         goto out;
     }
     size_t with_len = strlen(with);
     size_t before = 0, after = 0;
     bool was = false, is = false;
     if ((e = keten_checkpoint_witnesses(copy, len, broker_dir(b), &before, &was)) != KETEN_OK
-        || (e = keten_checkpoint_witnesses(with, with_len, broker_dir(b), &after, &is))
-            != KETEN_OK
+        || (e = keten_checkpoint_witnesses(with, with_len, broker_dir(b), &after, &is)) != KETEN_OK
         || (e = store_checkpoint_put(b->st, b->txn, cs->tree_size, with, with_len)) != KETEN_OK) {
         goto out;
     }
-    KETEN_LOG(KETEN_LOG_DEBUG, "cosignature attached", "node=%s size=%llu witnesses=%zu",
-        c->node, (unsigned long long)cs->tree_size, after);
+    KETEN_LOG(KETEN_LOG_DEBUG, "cosignature attached", "node=%s size=%llu witnesses=%zu", c->node,
+        (unsigned long long)cs->tree_size, after);
     if (is && !was) {
         KETEN_LOG(KETEN_LOG_INFO, "checkpoint witnessed", "size=%llu witnesses=%zu",
             (unsigned long long)cs->tree_size, after);
@@ -230,12 +230,12 @@ out:
 
 static keten_err proof_refused(broker *b, const conn *c, uint64_t request_id, const char *detail)
 {
-    return outq_error(b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, detail, 0,
-        NULL, 0);
+    return outq_error(
+        b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, detail, 0, NULL, 0);
 }
 
-keten_err checkpointer_proof(broker *b, const conn *c, uint64_t request_id,
-    const Keten__ProofRequest *pr)
+keten_err checkpointer_proof(
+    broker *b, const conn *c, uint64_t request_id, const Keten__ProofRequest *pr)
 {
     uint64_t size = 0;
     keten_err e = keten_mlog_size(b->st->log, b->txn, &size);
@@ -269,8 +269,8 @@ keten_err checkpointer_proof(broker *b, const conn *c, uint64_t request_id,
     resp.tree_size = pr->tree_size;
     size_t clen = 0;
     if (pr->old_size > 0 && pr->old_size < pr->tree_size) {
-        e = keten_mlog_consistency_proof(b->st->log, b->txn, pr->old_size, pr->tree_size, hashes,
-            &clen);
+        e = keten_mlog_consistency_proof(
+            b->st->log, b->txn, pr->old_size, pr->tree_size, hashes, &clen);
         if (e != KETEN_OK) {
             goto out;
         }

@@ -36,7 +36,7 @@
 #define CHECKPOINTER_PROOF_LEAVES 64
 
 typedef struct checkpointer {
-    uint64_t last_size;    /* tree size of the latest checkpoint (0: none) */
+    uint64_t last_size; /* tree size of the latest checkpoint (0: none) */
     uint64_t last_mono_ms; /* when it was signed */
 } checkpointer;
 
@@ -49,10 +49,10 @@ keten_err checkpointer_tick(broker *b) KETEN_MUST_CHECK;
 /* Stage the latest checkpoint (with its cosignatures) for c, if any. */
 keten_err checkpointer_send_latest(broker *b, const conn *c) KETEN_MUST_CHECK;
 
-keten_err checkpointer_cosign(broker *b, const conn *c, uint64_t request_id,
-    const Keten__Cosignature *cs) KETEN_MUST_CHECK;
+keten_err checkpointer_cosign(
+    broker *b, const conn *c, uint64_t request_id, const Keten__Cosignature *cs) KETEN_MUST_CHECK;
 
-keten_err checkpointer_proof(broker *b, const conn *c, uint64_t request_id,
-    const Keten__ProofRequest *pr) KETEN_MUST_CHECK;
+keten_err checkpointer_proof(
+    broker *b, const conn *c, uint64_t request_id, const Keten__ProofRequest *pr) KETEN_MUST_CHECK;
 
 #endif

@@ -19,35 +19,37 @@
 #define CHECKPOINT_RECORDS_MAX 10000000ull
 #define CHECKPOINT_MS_MAX 3600000ull
 
-static const char run_usage[] =
-    "Usage: keten-broker run --home DIR --anchor FILE --directory FILE --listen ENDPOINT\n"
-    "                        [--metrics ADDR:PORT] [--map-size BYTES] [--passphrase-file F]\n"
-    "                        [--clock-window-ms N] [--retry-horizon-days N]\n"
-    "                        [--checkpoint-records N] [--checkpoint-ms N]\n"
-    "                        [--log-level debug|info|notice|warn|error]\n"
-    "\n"
-    "Run the broker: accept CurveZMQ connections of the nodes listed in the\n"
-    "directory, check every submitted envelope and the sharing policy, store and\n"
-    "forward messages, and append every exchange to the audit log in DIR/store.\n"
-    "Logs go to standard error (logfmt). SIGHUP reloads the directory file;\n"
-    "SIGTERM and SIGINT finish the current batch and stop.\n"
-    "\n"
-    "Options:\n"
-    "  --home DIR               the broker's home (identity.secret; the store in DIR/store)\n"
-    "  --anchor FILE            the network's trust anchor (network.pub)\n"
-    "  --directory FILE         the signed directory; installed if newer than the stored one\n"
-    "  --listen ENDPOINT        where nodes connect, e.g. tcp://0.0.0.0:7250 or ipc:///run/keten\n"
-    "  --metrics ADDR:PORT      serve Prometheus metrics on http://ADDR:PORT/metrics\n"
-    "  --map-size BYTES         LMDB map size (default 1 GiB; at least 16 MiB); restart with a\n"
-    "                           larger value to enlarge a full store\n"
-    "  --passphrase-file F      the key file's passphrase (else KETEN_PASSPHRASE or the terminal)\n"
-    "  --clock-window-ms N      accepted clock difference of created_at (default 300000)\n"
-    "  --retry-horizon-days N   how long msg_ids are remembered (default 7; never less than\n"
-    "                           the longest message lifetime)\n"
-    "  --checkpoint-records N   sign a checkpoint every N records (default 1000) ...\n"
-    "  --checkpoint-ms N        ... or every N ms, whichever comes first (default 1000)\n"
-    "  --log-level LEVEL        debug, info (default), notice, warn or error\n"
-    "  --help                   show this help\n";
+static const char run_usage[]
+    = "Usage: keten-broker run --home DIR --anchor FILE --directory FILE --listen ENDPOINT\n"
+      "                        [--metrics ADDR:PORT] [--map-size BYTES] [--passphrase-file F]\n"
+      "                        [--clock-window-ms N] [--retry-horizon-days N]\n"
+      "                        [--checkpoint-records N] [--checkpoint-ms N]\n"
+      "                        [--log-level debug|info|notice|warn|error]\n"
+      "\n"
+      "Run the broker: accept CurveZMQ connections of the nodes listed in the\n"
+      "directory, check every submitted envelope and the sharing policy, store and\n"
+      "forward messages, and append every exchange to the audit log in DIR/store.\n"
+      "Logs go to standard error (logfmt). SIGHUP reloads the directory file;\n"
+      "SIGTERM and SIGINT finish the current batch and stop.\n"
+      "\n"
+      "Options:\n"
+      "  --home DIR               the broker's home (identity.secret; the store in DIR/store)\n"
+      "  --anchor FILE            the network's trust anchor (network.pub)\n"
+      "  --directory FILE         the signed directory; installed if newer than the stored one\n"
+      "  --listen ENDPOINT        where nodes connect, e.g. tcp://0.0.0.0:7250 or "
+      "ipc:///run/keten\n"
+      "  --metrics ADDR:PORT      serve Prometheus metrics on http://ADDR:PORT/metrics\n"
+      "  --map-size BYTES         LMDB map size (default 1 GiB; at least 16 MiB); restart with a\n"
+      "                           larger value to enlarge a full store\n"
+      "  --passphrase-file F      the key file's passphrase (else KETEN_PASSPHRASE or the "
+      "terminal)\n"
+      "  --clock-window-ms N      accepted clock difference of created_at (default 300000)\n"
+      "  --retry-horizon-days N   how long msg_ids are remembered (default 7; never less than\n"
+      "                           the longest message lifetime)\n"
+      "  --checkpoint-records N   sign a checkpoint every N records (default 1000) ...\n"
+      "  --checkpoint-ms N        ... or every N ms, whichever comes first (default 1000)\n"
+      "  --log-level LEVEL        debug, info (default), notice, warn or error\n"
+      "  --help                   show this help\n";
 
 static bool parse_level(const char *s, int *out)
 {
@@ -135,8 +137,8 @@ int cmd_run(int argc, char **argv)
             break;
         case 'r':
             if (!keten_cli_parse_uint(optarg, 1, RETRY_HORIZON_MAX_DAYS, &n)) {
-                return keten_cli_usage("run", "--retry-horizon-days: 1 to %d",
-                    RETRY_HORIZON_MAX_DAYS);
+                return keten_cli_usage(
+                    "run", "--retry-horizon-days: 1 to %d", RETRY_HORIZON_MAX_DAYS);
             }
             cfg.retry_horizon_ms = n * KETEN_MS_PER_DAY;
             break;
@@ -148,8 +150,8 @@ int cmd_run(int argc, char **argv)
             break;
         case 'T':
             if (!keten_cli_parse_uint(optarg, 10, CHECKPOINT_MS_MAX, &cfg.checkpoint_ms)) {
-                return keten_cli_usage("run", "--checkpoint-ms: 10 to %llu",
-                    (unsigned long long)CHECKPOINT_MS_MAX);
+                return keten_cli_usage(
+                    "run", "--checkpoint-ms: 10 to %llu", (unsigned long long)CHECKPOINT_MS_MAX);
             }
             break;
         case 'L':

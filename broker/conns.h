@@ -35,13 +35,13 @@ typedef struct conn {
     size_t rid_len;
     char node[KETEN_NAME_MAX + 1];
     uint8_t key[KETEN_CURVE_KEY_BYTES]; /* transport key ZAP admitted */
-    uint64_t session;                   /* fd session (0: unknown) */
+    uint64_t session; /* fd session (0: unknown) */
     uint32_t credit;
     bool has_cursor;
     uint64_t cursor; /* leaf of the last queue entry delivered */
-    bool more;       /* the queue may hold entries after the cursor */
-    bool notices;    /* notices may be waiting */
-    bool revoked;    /* the node was revoked: nothing more for it */
+    bool more; /* the queue may hold entries after the cursor */
+    bool notices; /* notices may be waiting */
+    bool revoked; /* the node was revoked: nothing more for it */
     uint64_t connected_at;
 } conn;
 
@@ -61,8 +61,8 @@ conn *conns_find_node(const conns *self, const char *node);
 
 /* A new connection (not yet in any other table). */
 keten_err conns_add(conns *self, const uint8_t *rid, size_t len, const char *node,
-    const uint8_t key[static KETEN_CURVE_KEY_BYTES], int fd, uint64_t now, conn **out)
-    KETEN_MUST_CHECK;
+    const uint8_t key[static KETEN_CURVE_KEY_BYTES], int fd, uint64_t now,
+    conn **out) KETEN_MUST_CHECK;
 void conns_remove(conns *self, conn *c);
 
 /* Monitor events. */

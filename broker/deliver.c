@@ -50,8 +50,8 @@ static keten_err notify(broker *b, const char *node, uint64_t seq, Keten__Frame 
 }
 
 /* The first queue entry of node at or after leaf `from`. */
-static keten_err queue_next(broker *b, const char *node, uint64_t from, bool *found,
-    uint64_t *leaf, uint8_t msg_id[static KETEN_MSG_ID_BYTES])
+static keten_err queue_next(broker *b, const char *node, uint64_t from, bool *found, uint64_t *leaf,
+    uint8_t msg_id[static KETEN_MSG_ID_BYTES])
 {
     *found = false;
     uint8_t key[STORE_NODE_KEY_MAX];
@@ -75,8 +75,8 @@ static keten_err queue_next(broker *b, const char *node, uint64_t from, bool *fo
         return KETEN_OK; /* another node's queue */
     }
     if (v.mv_size != KETEN_MSG_ID_BYTES) {
-        return keten_err_set(KETEN_ERR_MALFORMED, "a queue entry of %zu bytes; the store was altered",
-            v.mv_size);
+        return keten_err_set(
+            KETEN_ERR_MALFORMED, "a queue entry of %zu bytes; the store was altered", v.mv_size);
     }
     *leaf = store_get_be64((const uint8_t *)k.mv_data + plen);
     memcpy(msg_id, v.mv_data, KETEN_MSG_ID_BYTES);
@@ -173,8 +173,8 @@ keten_err deliver_pump(broker *b, conn *c, size_t *budget)
 
 /* ---- receipts ---------------------------------------------------------- */
 
-static keten_err bad_receipt(broker *b, const conn *c, uint64_t request_id,
-    const uint8_t *msg_id, const char *detail)
+static keten_err bad_receipt(
+    broker *b, const conn *c, uint64_t request_id, const uint8_t *msg_id, const char *detail)
 {
     keten_err e = audit_rejected(b, msg_id, c->node, KETEN__REASON__REASON_BAD_RECEIPT, 0, NULL);
     if (e != KETEN_OK) {
@@ -182,8 +182,8 @@ static keten_err bad_receipt(broker *b, const conn *c, uint64_t request_id,
     }
     metrics_reject(b->m, KETEN__REASON__REASON_BAD_RECEIPT);
     KETEN_LOG(KETEN_LOG_WARNING, "receipt refused", "node=%s detail=\"%s\"", c->node, detail);
-    return outq_error(b->out, c, request_id, KETEN__REASON__REASON_BAD_RECEIPT, msg_id, detail, 0,
-        NULL, 0);
+    return outq_error(
+        b->out, c, request_id, KETEN__REASON__REASON_BAD_RECEIPT, msg_id, detail, 0, NULL, 0);
 }
 
 keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf)
@@ -320,8 +320,8 @@ out:
 
 /* ---- expiry ------------------------------------------------------------ */
 
-static keten_err expire_one(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const store_msg *m)
+static keten_err expire_one(
+    broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m)
 {
     const char *open[KETEN_MAX_RECIPIENTS];
     size_t n = 0;
@@ -354,8 +354,9 @@ static keten_err expire_one(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_
         metrics_expired(b->m);
         char idhex[KETEN_MSG_ID_HEX_BYTES];
         keten_hex(msg_id, KETEN_MSG_ID_BYTES, idhex);
-        KETEN_LOG(KETEN_LOG_INFO, "message expired", "msg_id=%s sender=%s unreceipted=%zu leaf=%llu",
-            idhex, m->sender, n, (unsigned long long)leaf);
+        KETEN_LOG(KETEN_LOG_INFO, "message expired",
+            "msg_id=%s sender=%s unreceipted=%zu leaf=%llu", idhex, m->sender, n,
+            (unsigned long long)leaf);
     }
     return store_msg_delete(b->st, b->txn, msg_id, m);
 }

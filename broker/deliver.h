@@ -51,8 +51,8 @@ keten_err deliver_pump(broker *b, conn *c, size_t *budget) KETEN_MUST_CHECK;
 void deliver_credit(conn *c, uint32_t credit);
 
 /* A receipt from c. */
-keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf)
-    KETEN_MUST_CHECK;
+keten_err deliver_receipt(
+    broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf) KETEN_MUST_CHECK;
 
 /* Send (and delete) the notices waiting for c. */
 keten_err deliver_notices(broker *b, conn *c) KETEN_MUST_CHECK;

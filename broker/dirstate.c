@@ -12,6 +12,8 @@
 #include "store.h"
 #include "util.h"
 
+#define DIRSTATE_STALE_LOG_MS 60000
+
 /* ---- helpers ----------------------------------------------------------- */
 
 static bool key_eq(const ProtobufCBinaryData *a, const uint8_t *b, size_t len)
@@ -20,8 +22,7 @@ static bool key_eq(const ProtobufCBinaryData *a, const uint8_t *b, size_t len)
 }
 
 /* The directory names this broker with its keys. */
-static keten_err check_self(const keten_directory *dir, const keten_identity *me,
-    const char *home)
+static keten_err check_self(const keten_directory *dir, const keten_identity *me, const char *home)
 {
     const Keten__NodeCert *c = keten_directory_broker(dir);
     if (c == NULL || strcmp(c->id, me->id) != 0 || !key_eq(&c->sign_pk, me->sign_pk, 32)
@@ -35,8 +36,8 @@ static keten_err check_self(const keten_directory *dir, const keten_identity *me
     return KETEN_OK;
 }
 
-const Keten__NodeCert *dirstate_node_cert(const keten_directory *dir, const char *node,
-    const uint8_t *key, uint64_t now)
+const Keten__NodeCert *dirstate_node_cert(
+    const keten_directory *dir, const char *node, const uint8_t *key, uint64_t now)
 {
     if (dir == NULL || node == NULL || !keten_name_valid(node)) {
         return NULL;
@@ -55,10 +56,12 @@ bool dirstate_fresh(broker *b)
 {
     dirstate *d = b->dirs;
     bool fresh = keten_directory_fresh(d->cur, b->now);
-    if (!fresh && !d->stale) {
+    if (!fresh && (!d->stale || b->now - d->stale_logged_ms >= DIRSTATE_STALE_LOG_MS)) {
+        d->stale_logged_ms = b->now;
         char when[40];
         keten_time_iso(keten_directory_doc(d->cur)->expires_at, when, sizeof when);
-        KETEN_LOG(KETEN_LOG_ERR, "directory expired: refusing all submits until a fresh one is installed",
+        KETEN_LOG(KETEN_LOG_ERR,
+            "directory expired: refusing all submits until a fresh one is installed",
             "version=%llu expired_at=%s action=\"publish a new directory and send SIGHUP\"",
             (unsigned long long)keten_directory_version(d->cur), when);
     } else if (fresh && d->stale) {
@@ -91,8 +94,8 @@ static keten_err load_stored(broker *b, keten_directory **out)
     MDB_val k, v;
     while ((rc = mdb_cursor_get(cur, &k, &v, prev == NULL ? MDB_FIRST : MDB_NEXT)) == 0) {
         keten_directory *next = NULL;
-        e = keten_directory_verify(prev == NULL ? b->dirs->anchor : NULL, prev, v.mv_data,
-            v.mv_size, 0, &next);
+        e = keten_directory_verify(
+            prev == NULL ? b->dirs->anchor : NULL, prev, v.mv_data, v.mv_size, 0, &next);
         if (e != KETEN_OK) {
             char detail[512];
             snprintf(detail, sizeof detail, "%s", keten_err_detail());
@@ -248,8 +251,8 @@ out:
         /* Keep running on what is installed, but say so loudly. */
         char detail[512];
         snprintf(detail, sizeof detail, "%s", keten_err_detail());
-        KETEN_LOG(KETEN_LOG_ERR, "directory file not installed", "file=%s error=\"%s\" detail=\"%s\"",
-            d->path, keten_strerror(e), detail);
+        KETEN_LOG(KETEN_LOG_ERR, "directory file not installed",
+            "file=%s error=\"%s\" detail=\"%s\"", d->path, keten_strerror(e), detail);
         e = KETEN_OK;
     }
     keten_directory_destroy(&dir);

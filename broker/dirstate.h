@@ -42,7 +42,8 @@ typedef struct dirstate {
     Keten__Anchor *anchor;
     keten_directory *cur;
     char path[PATH_MAX];
-    bool stale; /* last known freshness, to log a change once */
+    bool stale; /* last known freshness, to log a change */
+    uint64_t stale_logged_ms; /* while stale, the error is repeated every minute */
 } dirstate;
 
 /* Load the anchor and the stored chain, then install the file if newer.
@@ -58,12 +59,12 @@ bool dirstate_fresh(broker *b);
 
 /* The current certificate of node, if it is a partner (not the broker),
  * valid at now, and its transport key is key (NULL: any); else NULL. */
-const Keten__NodeCert *dirstate_node_cert(const keten_directory *dir, const char *node,
-    const uint8_t *key, uint64_t now);
+const Keten__NodeCert *dirstate_node_cert(
+    const keten_directory *dir, const char *node, const uint8_t *key, uint64_t now);
 
 /* Answer a DirectoryRequest (in the batch transaction): the versions after
  * after_version, oldest first, as many as fit in one frame. */
-keten_err dirstate_serve(broker *b, const conn *c, uint64_t request_id, uint64_t after_version)
-    KETEN_MUST_CHECK;
+keten_err dirstate_serve(
+    broker *b, const conn *c, uint64_t request_id, uint64_t after_version) KETEN_MUST_CHECK;
 
 #endif

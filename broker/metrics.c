@@ -15,11 +15,11 @@
 #define METRICS_ADDR_MAX 256
 #define METRICS_PAGE_MAX (4u << 20) /* the page stops growing here */
 
-static const uint64_t batch_bounds[METRICS_BATCH_BUCKETS - 1] = { 1, 2, 4, 8, 16, 32, 64, 128,
-    256 };
+static const uint64_t batch_bounds[METRICS_BATCH_BUCKETS - 1]
+    = { 1, 2, 4, 8, 16, 32, 64, 128, 256 };
 /* microseconds */
-static const uint64_t commit_bounds[METRICS_COMMIT_BUCKETS - 1] = { 500, 1000, 2500, 5000, 10000,
-    25000, 50000, 100000, 250000, 500000, 1000000 };
+static const uint64_t commit_bounds[METRICS_COMMIT_BUCKETS - 1]
+    = { 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000 };
 
 metrics *metrics_new(void)
 {
@@ -175,7 +175,8 @@ static void gauge(page *p, const char *name, const char *help, uint64_t v)
 
 static void reason_label(Keten__Reason r, char *out, size_t size)
 {
-    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&keten__reason__descriptor, r);
+    const ProtobufCEnumValue *v
+        = protobuf_c_enum_descriptor_get_value(&keten__reason__descriptor, r);
     const char *name = v != NULL ? v->name : "unknown";
     if (strncmp(name, "REASON_", 7) == 0) {
         name += 7;
@@ -196,8 +197,9 @@ static void store_metrics(page *p, store *st)
     if (st == NULL || mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0) {
         return;
     }
-    put(p, "# HELP keten_queue_depth Messages waiting for a node's receipt.\n"
-           "# TYPE keten_queue_depth gauge\n");
+    put(p,
+        "# HELP keten_queue_depth Messages waiting for a node's receipt.\n"
+        "# TYPE keten_queue_depth gauge\n");
     if (mdb_cursor_open(txn, st->queue, &cur) == 0) {
         MDB_val k, v;
         char node[KETEN_NAME_MAX + 1] = "";
@@ -211,7 +213,8 @@ static void store_metrics(page *p, store *st)
             }
             if (strlen(node) != n || memcmp(node, key, n) != 0) {
                 if (count > 0) {
-                    put(p, "keten_queue_depth{node=\"%s\"} %llu\n", node, (unsigned long long)count);
+                    put(p, "keten_queue_depth{node=\"%s\"} %llu\n", node,
+                        (unsigned long long)count);
                 }
                 memcpy(node, key, n);
                 node[n] = '\0';
@@ -252,8 +255,9 @@ static char *render(metrics *m, size_t *len)
         return NULL;
     }
     counter(&p, "keten_submits_total", "Submits accepted.", atomic_load(&m->submits));
-    put(&p, "# HELP keten_rejects_total Requests refused, by reason.\n"
-            "# TYPE keten_rejects_total counter\n");
+    put(&p,
+        "# HELP keten_rejects_total Requests refused, by reason.\n"
+        "# TYPE keten_rejects_total counter\n");
     for (int r = 1; r < METRICS_REASONS; r++) {
         char label[32];
         reason_label((Keten__Reason)r, label, sizeof label);
@@ -370,9 +374,9 @@ keten_err metrics_start(metrics *m, const char *addr, store *st)
         flags |= MHD_USE_IPv6;
     }
     m->st = st;
-    m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)10, MHD_OPTION_END);
+    m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (m->daemon == NULL) {
         return keten_err_set(KETEN_ERR_IO,
@@ -380,6 +384,8 @@ keten_err metrics_start(metrics *m, const char *addr, store *st)
             "--metrics address",
             addr);
     }
-    KETEN_LOG(KETEN_LOG_INFO, "metrics served", "addr=%s path=/metrics", addr);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    KETEN_LOG(KETEN_LOG_INFO, "metrics served", "addr=%s port=%u path=/metrics", addr,
+        info != NULL ? (unsigned)info->port : 0u);
     return KETEN_OK;
 }

@@ -56,7 +56,8 @@ typedef struct metrics {
 } metrics;
 
 metrics *metrics_new(void);
-/* Serve on addr ("127.0.0.1:9750", "[::1]:9750", ":9750"), reading st. */
+/* Serve on addr ("127.0.0.1:9750", "[::1]:9750", ":9750"), reading st. Port
+ * 0 picks a free port; the port is logged ("metrics served ... port=N"). */
 keten_err metrics_start(metrics *m, const char *addr, store *st) KETEN_MUST_CHECK;
 void metrics_destroy(metrics **m_p);
 

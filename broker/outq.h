@@ -35,15 +35,15 @@ outq *outq_new(void);
 void outq_destroy(outq **self_p);
 
 /* Stage frame (request_id is set from the argument) for connection c. */
-keten_err outq_frame(outq *self, const conn *c, uint64_t request_id, Keten__Frame *frame)
-    KETEN_MUST_CHECK;
+keten_err outq_frame(
+    outq *self, const conn *c, uint64_t request_id, Keten__Frame *frame) KETEN_MUST_CHECK;
 /* Stage already serialized frame bytes (copied). */
 keten_err outq_raw(outq *self, const conn *c, const uint8_t *data, size_t len) KETEN_MUST_CHECK;
 
 /* Stage an Error frame. ack (serialized Ack) may be NULL. */
 keten_err outq_error(outq *self, const conn *c, uint64_t request_id, Keten__Reason reason,
-    const uint8_t *msg_id, const char *detail, uint32_t rule, const uint8_t *ack, size_t ack_len)
-    KETEN_MUST_CHECK;
+    const uint8_t *msg_id, const char *detail, uint32_t rule, const uint8_t *ack,
+    size_t ack_len) KETEN_MUST_CHECK;
 
 /* Send everything staged; returns how many frames libzmq took. */
 size_t outq_flush(outq *self, void *router);

@@ -59,7 +59,7 @@ typedef struct item {
     conn *c;
     Keten__Frame *frame; /* NULL: did not parse */
     submit_prep prep;
-    bool fresh_conn;     /* first frame of a new connection */
+    bool fresh_conn; /* first frame of a new connection */
 } item;
 
 typedef struct conn_snapshot {
@@ -115,8 +115,10 @@ static keten_err load_identity(server *s)
     bool encrypted = true;
     keten_err e = keten_identity_file_encrypted(path, &encrypted);
     if (e == KETEN_ERR_NOT_FOUND) {
-        return keten_err_set(e, "%s does not exist; make the broker's keys with 'keten-broker keygen "
-            "--home %s'", path, b->cfg->home);
+        return keten_err_set(e,
+            "%s does not exist; make the broker's keys with 'keten-broker keygen "
+            "--home %s'",
+            path, b->cfg->home);
     }
     if (e != KETEN_OK) {
         return e;
@@ -167,8 +169,8 @@ static keten_err open_sockets(server *s)
     int ivl = HEARTBEAT_IVL_MS, hto = HEARTBEAT_TIMEOUT_MS;
     int64_t maxmsg = (int64_t)KETEN_FRAME_MAX;
     if (zmq_setsockopt(s->router, ZMQ_CURVE_SERVER, &one, sizeof one) != 0
-        || zmq_setsockopt(s->router, ZMQ_CURVE_SECRETKEY, b->me->transport_sk,
-               KETEN_CURVE_KEY_BYTES)
+        || zmq_setsockopt(
+               s->router, ZMQ_CURVE_SECRETKEY, b->me->transport_sk, KETEN_CURVE_KEY_BYTES)
             != 0
         || zmq_setsockopt(s->router, ZMQ_ZAP_DOMAIN, "keten", 5) != 0
         || zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0
@@ -179,8 +181,7 @@ static keten_err open_sockets(server *s)
         || zmq_setsockopt(s->router, ZMQ_HEARTBEAT_TIMEOUT, &hto, sizeof hto) != 0) {
         return zmq_fail("setting up the ROUTER socket");
     }
-    if (zmq_socket_monitor(s->router, MONITOR_ENDPOINT,
-            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED)
+    if (zmq_socket_monitor(s->router, MONITOR_ENDPOINT, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED)
         != 0) {
         return zmq_fail("monitoring the ROUTER socket");
     }
@@ -189,8 +190,8 @@ static keten_err open_sockets(server *s)
         return zmq_fail("connecting the socket monitor");
     }
     if (zmq_bind(s->router, b->cfg->listen) != 0) {
-        return keten_err_set(KETEN_ERR_IO, "cannot listen on %s: %s", b->cfg->listen,
-            zmq_strerror(zmq_errno()));
+        return keten_err_set(
+            KETEN_ERR_IO, "cannot listen on %s: %s", b->cfg->listen, zmq_strerror(zmq_errno()));
     }
     return KETEN_OK;
 }
@@ -227,8 +228,7 @@ static void read_signals(server *s)
             s->reload = true;
         } else {
             if (!s->stopping) {
-                KETEN_LOG(KETEN_LOG_NOTICE, "stopping after this batch", "signal=%u",
-                    si.ssi_signo);
+                KETEN_LOG(KETEN_LOG_NOTICE, "stopping after this batch", "signal=%u", si.ssi_signo);
             }
             s->stopping = true;
         }
@@ -330,8 +330,8 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
             c->revoked = true;
             metrics_auth_failed(b->m);
             broker_event_add(b, KETEN__EVENT__EVENT_AUTH_FAILED, node);
-            KETEN_LOG(KETEN_LOG_WARNING, "frames of a node no longer current dropped", "node=%s",
-                node);
+            KETEN_LOG(
+                KETEN_LOG_WARNING, "frames of a node no longer current dropped", "node=%s", node);
             return NULL;
         }
         *fresh = true;
@@ -346,8 +346,8 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
         c->revoked = true;
         metrics_auth_failed(b->m);
         broker_event_add(b, KETEN__EVENT__EVENT_AUTH_FAILED, c->node);
-        KETEN_LOG(KETEN_LOG_WARNING, "frames of a node no longer current dropped", "node=%s",
-            c->node);
+        KETEN_LOG(
+            KETEN_LOG_WARNING, "frames of a node no longer current dropped", "node=%s", c->node);
         return NULL;
     }
     return c;
@@ -389,8 +389,8 @@ static void read_frames(server *s)
             size_t len = zmq_msg_size(&data);
             bytes += len;
             if (!extra
-                && KETEN_PB_UNPACK(keten__frame, zmq_msg_data(&data), len, KETEN_FRAME_MAX, "frame",
-                       &it->frame)
+                && KETEN_PB_UNPACK(
+                       keten__frame, zmq_msg_data(&data), len, KETEN_FRAME_MAX, "frame", &it->frame)
                     != KETEN_OK) {
                 it->frame = NULL;
             }
@@ -430,8 +430,8 @@ static keten_err snapshot(server *s)
     }
     for (size_t i = 0; i < cs->n; i++) {
         conn *c = cs->v[i];
-        s->snap[i] = (conn_snapshot) { c, c->credit, c->cursor, c->has_cursor, c->more,
-            c->notices };
+        s->snap[i]
+            = (conn_snapshot) { c, c->credit, c->cursor, c->has_cursor, c->more, c->notices };
     }
     return KETEN_OK;
 }
@@ -457,8 +457,8 @@ static keten_err unexpected(broker *b, const conn *c, uint64_t request_id, const
         return e;
     }
     metrics_reject(b->m, KETEN__REASON__REASON_MALFORMED);
-    return outq_error(b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, what, 0, NULL,
-        0);
+    return outq_error(
+        b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, what, 0, NULL, 0);
 }
 
 static keten_err dispatch(broker *b, item *it)
@@ -537,8 +537,8 @@ static keten_err run_batch(server *s, enum batch_mode mode, uint64_t *commit_us)
     clock_gettime(CLOCK_MONOTONIC, &a);
     e = store_commit(b->st, &b->txn);
     clock_gettime(CLOCK_MONOTONIC, &z);
-    *commit_us = (uint64_t)(z.tv_sec - a.tv_sec) * 1000000u
-        + (uint64_t)((z.tv_nsec - a.tv_nsec) / 1000);
+    *commit_us
+        = (uint64_t)(z.tv_sec - a.tv_sec) * 1000000u + (uint64_t)((z.tv_nsec - a.tv_nsec) / 1000);
     return e;
 }
 
@@ -562,8 +562,8 @@ static void run_nostore(server *s)
         }
     }
     if (b->n_events > 0) {
-        KETEN_LOG(KETEN_LOG_ERR, "node events not audited: the store failed", "events=%zu",
-            b->n_events);
+        KETEN_LOG(
+            KETEN_LOG_ERR, "node events not audited: the store failed", "events=%zu", b->n_events);
     }
 }
 
@@ -604,7 +604,9 @@ static void batch(server *s)
     }
     b->n_events = 0;
     if (e == KETEN_OK) {
-        metrics_batch(b->m, s->n_items, commit_us);
+        if (s->n_items > 0) {
+            metrics_batch(b->m, s->n_items, commit_us);
+        }
         if (s->fault_kill_after_commit && atomic_load(&b->m->submits) > submits_before) {
             KETEN_LOG(KETEN_LOG_WARNING, "test hook: killed after the commit, before the acks",
                 "env=%s", FAULT_ENV);
@@ -667,8 +669,8 @@ static void loop(server *s)
         }
         keten_err e = store_room(b->st, b->now, NULL);
         if (e != KETEN_OK) {
-            KETEN_LOG(KETEN_LOG_ERR, "cannot read the store's size", "detail=\"%s\"",
-                keten_err_detail());
+            KETEN_LOG(
+                KETEN_LOG_ERR, "cannot read the store's size", "detail=\"%s\"", keten_err_detail());
         }
         read_frames(s);
         batch(s);
@@ -720,7 +722,8 @@ keten_err server_run(const broker_config *cfg)
     if ((e = open_sockets(s)) != KETEN_OK) {
         goto out;
     }
-    if (cfg->metrics_addr != NULL && (e = metrics_start(b->m, cfg->metrics_addr, b->st)) != KETEN_OK) {
+    if (cfg->metrics_addr != NULL
+        && (e = metrics_start(b->m, cfg->metrics_addr, b->st)) != KETEN_OK) {
         goto out;
     }
     KETEN_LOG(KETEN_LOG_NOTICE, "broker running",

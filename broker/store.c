@@ -5,15 +5,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
 #define STORE_MAX_DBS 16
 #define MSG_RECORD_VERSION 1
 /* version, leaf, created, expires, hash, sender, n, recipients */
-#define MSG_RECORD_MAX                                                                           \
-    (1 + 8 + 8 + 8 + KETEN_HASH_BYTES + 1 + KETEN_NAME_MAX + 1                                   \
+#define MSG_RECORD_MAX                                                                             \
+    (1 + 8 + 8 + 8 + KETEN_HASH_BYTES + 1 + KETEN_NAME_MAX + 1                                     \
         + KETEN_MAX_RECIPIENTS * (2 + KETEN_NAME_MAX))
 #define SEEN_VALUE_BYTES (KETEN_HASH_BYTES + 8 + 8)
 #define TIME_KEY_BYTES (8 + KETEN_MSG_ID_BYTES)
@@ -27,8 +30,8 @@ keten_err store_lmdb_err(int rc, const char *what)
             "the LMDB map is full while %s; restart the broker with a larger --map-size", what);
     }
     if (rc == ENOSPC) {
-        return keten_err_set(KETEN_ERR_STORE_FULL, "the disk is full while %s; free disk space",
-            what);
+        return keten_err_set(
+            KETEN_ERR_STORE_FULL, "the disk is full while %s; free disk space", what);
     }
     return keten_err_set(KETEN_ERR_STORE, "LMDB failed while %s: %s", what, mdb_strerror(rc));
 }
@@ -94,8 +97,9 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
     keten_err e;
     MDB_txn *txn = NULL;
     if (map_size < STORE_MAP_SIZE_MIN || map_size > SIZE_MAX / 2) {
-        return keten_err_set(KETEN_ERR_INVALID, "map size %llu bytes is out of range (at least %llu)",
-            (unsigned long long)map_size, (unsigned long long)STORE_MAP_SIZE_MIN);
+        return keten_err_set(KETEN_ERR_INVALID,
+            "map size %llu bytes is out of range (at least %llu)", (unsigned long long)map_size,
+            (unsigned long long)STORE_MAP_SIZE_MIN);
     }
     if (snprintf(path, sizeof path, "%s/store", home) >= (int)sizeof path) {
         return keten_err_set(KETEN_ERR_INVALID, "home path %s is too long", home);
@@ -107,7 +111,20 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
     if (s == NULL) {
         return keten_err_set(KETEN_ERR_NOMEM, "store handle");
     }
+    s->lock_fd = -1;
     atomic_init(&s->full, false);
+    char lock_path[PATH_MAX + 16];
+    snprintf(lock_path, sizeof lock_path, "%s/broker.lock", path);
+    s->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->lock_fd < 0) {
+        e = keten_err_set(KETEN_ERR_IO, "cannot open %s: %s", lock_path, strerror(errno));
+        goto fail;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        e = keten_err_set(KETEN_ERR_EXISTS,
+            "another keten-broker is running on %s; stop it first (one broker per store)", path);
+        goto fail;
+    }
     atomic_init(&s->used, 0);
     int rc = mdb_env_create(&s->env);
     if (rc != 0) {
@@ -170,6 +187,9 @@ void store_close(store **self_p)
     keten_mlog_destroy(&s->log);
     if (s->env != NULL) {
         mdb_env_close(s->env);
+    }
+    if (s->lock_fd >= 0) {
+        close(s->lock_fd);
     }
     free(s);
     *self_p = NULL;
@@ -393,8 +413,8 @@ keten_err store_msg_get(store *self, MDB_txn *txn, const uint8_t msg_id[static K
     return e;
 }
 
-keten_err store_msg_put(store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const store_msg *m)
+keten_err store_msg_put(
+    store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m)
 {
     uint8_t buf[MSG_RECORD_MAX];
     if (m->n_rcpt < 1 || m->n_rcpt > KETEN_MAX_RECIPIENTS) {
@@ -409,8 +429,8 @@ keten_err store_msg_put(store *self, MDB_txn *txn, const uint8_t msg_id[static K
     return KETEN_OK;
 }
 
-static void time_key(uint64_t t, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    uint8_t out[static TIME_KEY_BYTES])
+static void time_key(
+    uint64_t t, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], uint8_t out[static TIME_KEY_BYTES])
 {
     store_be64(t, out);
     memcpy(out + 8, msg_id, KETEN_MSG_ID_BYTES);
@@ -426,16 +446,15 @@ static keten_err del_key(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t len,
     return KETEN_OK;
 }
 
-keten_err store_msg_delete(store *self, MDB_txn *txn,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m)
+keten_err store_msg_delete(
+    store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m)
 {
     uint8_t tk[TIME_KEY_BYTES];
     time_key(m->expires_at, msg_id, tk);
     keten_err e;
     if ((e = del_key(txn, self->msgs, msg_id, KETEN_MSG_ID_BYTES, "deleting a message record"))
             != KETEN_OK
-        || (e = del_key(txn, self->envelopes, msg_id, KETEN_MSG_ID_BYTES,
-                "deleting an envelope"))
+        || (e = del_key(txn, self->envelopes, msg_id, KETEN_MSG_ID_BYTES, "deleting an envelope"))
             != KETEN_OK
         || (e = del_key(txn, self->expiry, tk, sizeof tk, "deleting an expiry entry"))
             != KETEN_OK) {
@@ -585,8 +604,8 @@ keten_err store_queue_delete(store *self, MDB_txn *txn, const char *node, uint64
     return del_key(txn, self->queue, k, n, "removing a queue entry");
 }
 
-keten_err store_notice_put(store *self, MDB_txn *txn, const char *node, uint64_t seq,
-    const uint8_t *frame, size_t len)
+keten_err store_notice_put(
+    store *self, MDB_txn *txn, const char *node, uint64_t seq, const uint8_t *frame, size_t len)
 {
     uint8_t k[STORE_NODE_KEY_MAX];
     size_t n = store_node_key(node, seq, k);
@@ -603,8 +622,8 @@ keten_err store_notice_put(store *self, MDB_txn *txn, const char *node, uint64_t
 
 /* ---- directories and checkpoints ---------------------------------------- */
 
-keten_err store_directory_put(store *self, MDB_txn *txn, uint64_t version, const uint8_t *buf,
-    size_t len)
+keten_err store_directory_put(
+    store *self, MDB_txn *txn, uint64_t version, const uint8_t *buf, size_t len)
 {
     uint8_t k[8];
     store_be64(version, k);
@@ -616,8 +635,8 @@ keten_err store_directory_put(store *self, MDB_txn *txn, uint64_t version, const
     return KETEN_OK;
 }
 
-keten_err store_checkpoint_put(store *self, MDB_txn *txn, uint64_t size, const char *note,
-    size_t len)
+keten_err store_checkpoint_put(
+    store *self, MDB_txn *txn, uint64_t size, const char *note, size_t len)
 {
     uint8_t k[8];
     store_be64(size, k);
@@ -629,16 +648,16 @@ keten_err store_checkpoint_put(store *self, MDB_txn *txn, uint64_t size, const c
     return KETEN_OK;
 }
 
-keten_err store_checkpoint_get(store *self, MDB_txn *txn, uint64_t size, const char **note,
-    size_t *len)
+keten_err store_checkpoint_get(
+    store *self, MDB_txn *txn, uint64_t size, const char **note, size_t *len)
 {
     uint8_t k[8];
     store_be64(size, k);
     MDB_val kk = { 8, k }, vv;
     int rc = mdb_get(txn, self->checkpoints, &kk, &vv);
     if (rc == MDB_NOTFOUND) {
-        return keten_err_set(KETEN_ERR_NOT_FOUND, "no checkpoint of tree size %llu",
-            (unsigned long long)size);
+        return keten_err_set(
+            KETEN_ERR_NOT_FOUND, "no checkpoint of tree size %llu", (unsigned long long)size);
     }
     if (rc != 0) {
         return store_lmdb_err(rc, "reading a checkpoint");
@@ -648,8 +667,8 @@ keten_err store_checkpoint_get(store *self, MDB_txn *txn, uint64_t size, const c
     return KETEN_OK;
 }
 
-keten_err store_checkpoint_last(store *self, MDB_txn *txn, uint64_t *size, const char **note,
-    size_t *len, bool *found)
+keten_err store_checkpoint_last(
+    store *self, MDB_txn *txn, uint64_t *size, const char **note, size_t *len, bool *found)
 {
     *found = false;
     MDB_cursor *cur = NULL;

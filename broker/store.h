@@ -56,7 +56,7 @@
 
 /* Per-recipient state of a stored message. */
 enum store_rcpt_state {
-    STORE_QUEUED = 0,    /* not yet handed out */
+    STORE_QUEUED = 0, /* not yet handed out */
     STORE_DELIVERED = 1, /* delivered (audited once) */
     STORE_RECEIPTED = 2, /* the recipient's receipt came back */
 };
@@ -71,9 +71,9 @@ typedef struct store_rcpt {
 
 /* The record in `msgs`. */
 typedef struct store_msg {
-    uint64_t leaf;        /* its "submitted" audit leaf */
-    uint64_t created_at;  /* header created_at (ms) */
-    uint64_t expires_at;  /* header expires_at (ms) */
+    uint64_t leaf; /* its "submitted" audit leaf */
+    uint64_t created_at; /* header created_at (ms) */
+    uint64_t expires_at; /* header expires_at (ms) */
     uint8_t envelope_hash[KETEN_HASH_BYTES];
     char sender[KETEN_NAME_MAX + 1];
     size_t n_rcpt;
@@ -81,20 +81,22 @@ typedef struct store_msg {
 } store_msg;
 
 typedef struct store {
+    int lock_fd; /* HOME/store/broker.lock, flock()ed while the broker runs */
     MDB_env *env;
     MDB_dbi msgs, envelopes, queue, seen, seen_time, expiry, notices, directories, checkpoints;
     keten_mlog *log;
     uint64_t map_size;
     uint64_t reserve;
     unsigned page_size;
-    atomic_bool full;          /* refusing new submits (metrics read it) */
+    atomic_bool full; /* refusing new submits (metrics read it) */
     atomic_uint_fast64_t used; /* bytes in use at the last check */
     uint64_t last_free_scan_ms;
-    uint64_t free_pages;       /* at the last scan of the free list */
+    uint64_t free_pages; /* at the last scan of the free list */
     uint64_t disk_full_until_ms; /* ENOSPC seen: full until then, then retry */
 } store;
 
-/* Open (creating HOME/store, 0700) with map_size bytes of map. */
+/* Open (creating HOME/store, 0700) with map_size bytes of map. Only one
+ * broker may run on a store: a second one gets KETEN_ERR_EXISTS. */
 keten_err store_open(const char *home, uint64_t map_size, store **out) KETEN_MUST_CHECK;
 void store_close(store **self_p);
 
@@ -139,8 +141,8 @@ keten_err store_msg_delete(store *self, MDB_txn *txn,
 
 /* Envelope bytes of msg_id (pointer into the map); KETEN_ERR_NOT_FOUND. */
 keten_err store_envelope_get(store *self, MDB_txn *txn,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const uint8_t **env, size_t *len)
-    KETEN_MUST_CHECK;
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const uint8_t **env,
+    size_t *len) KETEN_MUST_CHECK;
 
 /* Store a newly accepted message: record, envelope, queue entries, expiry
  * and seen entries. */
@@ -161,26 +163,26 @@ keten_err store_seen_get(store *self, MDB_txn *txn, const uint8_t msg_id[static 
 
 /* Forget msg_ids first seen before `before` (at most max of them);
  * *n_out how many were forgotten. */
-keten_err store_seen_prune(store *self, MDB_txn *txn, uint64_t before, size_t max, size_t *n_out)
-    KETEN_MUST_CHECK;
+keten_err store_seen_prune(
+    store *self, MDB_txn *txn, uint64_t before, size_t max, size_t *n_out) KETEN_MUST_CHECK;
 
 /* ---- queue and notices ------------------------------------------------ */
 
-keten_err store_queue_delete(store *self, MDB_txn *txn, const char *node, uint64_t leaf)
-    KETEN_MUST_CHECK;
+keten_err store_queue_delete(
+    store *self, MDB_txn *txn, const char *node, uint64_t leaf) KETEN_MUST_CHECK;
 /* Add a frame for node under sequence seq (a leaf index). */
 keten_err store_notice_put(store *self, MDB_txn *txn, const char *node, uint64_t seq,
     const uint8_t *frame, size_t len) KETEN_MUST_CHECK;
 
 /* ---- directories and checkpoints ------------------------------------- */
 
-keten_err store_directory_put(store *self, MDB_txn *txn, uint64_t version, const uint8_t *buf,
-    size_t len) KETEN_MUST_CHECK;
-keten_err store_checkpoint_put(store *self, MDB_txn *txn, uint64_t size, const char *note,
-    size_t len) KETEN_MUST_CHECK;
+keten_err store_directory_put(
+    store *self, MDB_txn *txn, uint64_t version, const uint8_t *buf, size_t len) KETEN_MUST_CHECK;
+keten_err store_checkpoint_put(
+    store *self, MDB_txn *txn, uint64_t size, const char *note, size_t len) KETEN_MUST_CHECK;
 /* Note of tree size `size` (pointer into the map); KETEN_ERR_NOT_FOUND. */
-keten_err store_checkpoint_get(store *self, MDB_txn *txn, uint64_t size, const char **note,
-    size_t *len) KETEN_MUST_CHECK;
+keten_err store_checkpoint_get(
+    store *self, MDB_txn *txn, uint64_t size, const char **note, size_t *len) KETEN_MUST_CHECK;
 /* The latest checkpoint; *found false if none. */
 keten_err store_checkpoint_last(store *self, MDB_txn *txn, uint64_t *size, const char **note,
     size_t *len, bool *found) KETEN_MUST_CHECK;

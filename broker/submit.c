@@ -40,7 +40,7 @@ static Keten__Reason reason_of(keten_err e)
     case KETEN_ERR_REVOKED:
         return KETEN__REASON__REASON_REVOKED;
     case KETEN_ERR_UNKNOWN_NODE:
-    case KETEN_ERR_EXPIRED:       /* the sender's certificate at created_at */
+    case KETEN_ERR_EXPIRED: /* the sender's certificate at created_at */
     case KETEN_ERR_NOT_YET_VALID: /* idem */
         return KETEN__REASON__REASON_UNKNOWN_SENDER;
     default:
@@ -54,8 +54,8 @@ static void peek_msg_id(const uint8_t *env, size_t len, submit_prep *p)
     Keten__Envelope *e = NULL;
     Keten__Header *h = NULL;
     if (KETEN_PB_UNPACK(keten__envelope, env, len, KETEN_ENVELOPE_MAX, "envelope", &e) == KETEN_OK
-        && KETEN_PB_UNPACK(keten__header, e->header.data, e->header.len, KETEN_ENVELOPE_MAX,
-               "header", &h)
+        && KETEN_PB_UNPACK(
+               keten__header, e->header.data, e->header.len, KETEN_ENVELOPE_MAX, "header", &h)
             == KETEN_OK
         && h->msg_id.len == KETEN_MSG_ID_BYTES) {
         memcpy(p->msg_id, h->msg_id.data, KETEN_MSG_ID_BYTES);
@@ -95,13 +95,13 @@ static void check_routing(broker *b, submit_prep *p)
     const Keten__NodeCert *from = p->v->sender;
     for (size_t i = 0; i < h->n_recipients; i++) {
         const Keten__NodeCert *to = keten_directory_find_id(dir, h->recipients[i]);
-        keten_policy_decision d = keten_policy_evaluate(doc, from->id, from->role, to->id,
-            to->role, h->kind, h->category, h->purpose);
+        keten_policy_decision d = keten_policy_evaluate(
+            doc, from->id, from->role, to->id, to->role, h->kind, h->category, h->purpose);
         if (!d.allowed) {
             p->post = KETEN__REASON__REASON_POLICY;
             p->rule = d.rule;
-            set_detail(p, "policy rule %u refuses %s -> %s (%s, %s, %s)", d.rule, from->id,
-                to->id, keten_kind_name(h->kind), h->category, h->purpose);
+            set_detail(p, "policy rule %u refuses %s -> %s (%s, %s, %s)", d.rule, from->id, to->id,
+                keten_kind_name(h->kind), h->category, h->purpose);
             return;
         }
         if (i == 0) {
@@ -143,8 +143,8 @@ void submit_prepare(broker *b, const conn *c, const uint8_t *env, size_t len, su
     p->has_msg_id = true;
     if (strcmp(h->sender, c->node) != 0) {
         p->pre = KETEN__REASON__REASON_SENDER_MISMATCH;
-        set_detail(p, "the envelope is signed by '%s' but this connection is '%s'", h->sender,
-            c->node);
+        set_detail(
+            p, "the envelope is signed by '%s' but this connection is '%s'", h->sender, c->node);
         return;
     }
     uint64_t window = b->cfg->clock_window_ms;
@@ -160,8 +160,8 @@ void submit_prepare(broker *b, const conn *c, const uint8_t *env, size_t len, su
     }
     if (h->expires_at <= b->now) {
         p->pre = KETEN__REASON__REASON_EXPIRED;
-        set_detail(p, "the message expired %llu ms ago",
-            (unsigned long long)(b->now - h->expires_at));
+        set_detail(
+            p, "the message expired %llu ms ago", (unsigned long long)(b->now - h->expires_at));
         return;
     }
     if (h->expires_at - h->created_at > max_life) {
@@ -178,8 +178,8 @@ void submit_prep_clear(submit_prep *p)
     keten_verified_destroy(&p->v);
 }
 
-static keten_err stage_ack(broker *b, const conn *c, uint64_t request_id, const uint8_t *ack,
-    size_t len)
+static keten_err stage_ack(
+    broker *b, const conn *c, uint64_t request_id, const uint8_t *ack, size_t len)
 {
     Keten__Ack *parsed = NULL;
     keten_err e = KETEN_PB_UNPACK(keten__ack, ack, len, KETEN_ENVELOPE_MAX, "ack", &parsed);
@@ -210,8 +210,8 @@ static keten_err reject(broker *b, const conn *c, uint64_t request_id, const sub
     if (msg_id != NULL) {
         keten_hex(msg_id, KETEN_MSG_ID_BYTES, idhex);
     }
-    const char *rname = protobuf_c_enum_descriptor_get_value(&keten__reason__descriptor, reason)
-        ->name;
+    const char *rname
+        = protobuf_c_enum_descriptor_get_value(&keten__reason__descriptor, reason)->name;
     KETEN_LOG(KETEN_LOG_INFO, "submit refused", "node=%s msg_id=%s reason=%s rule=%u leaf=%llu",
         c->node, idhex, rname, reason == KETEN__REASON__REASON_POLICY ? rule : 0,
         (unsigned long long)leaf);
@@ -244,8 +244,8 @@ static keten_err accept(broker *b, const conn *c, uint64_t request_id, const uin
     if ((e = store_msg_accept(b->st, b->txn, p->msg_id, &m, env, len, b->now)) != KETEN_OK) {
         return e;
     }
-    e = keten_ack_sign(b->me->log_sk, h->network, p->msg_id, p->v->envelope_hash, leaf, &ack,
-        &ack_len);
+    e = keten_ack_sign(
+        b->me->log_sk, h->network, p->msg_id, p->v->envelope_hash, leaf, &ack, &ack_len);
     if (e == KETEN_OK) {
         e = stage_ack(b, c, request_id, ack, ack_len);
     }
@@ -290,8 +290,8 @@ keten_err submit_apply(broker *b, const conn *c, uint64_t request_id, const uint
         if (sodium_memcmp(seen.envelope_hash, p->v->envelope_hash, KETEN_HASH_BYTES) == 0) {
             uint8_t *ack = NULL;
             size_t ack_len = 0;
-            e = keten_ack_sign(b->me->log_sk, p->v->header->network, p->msg_id,
-                seen.envelope_hash, seen.leaf, &ack, &ack_len);
+            e = keten_ack_sign(b->me->log_sk, p->v->header->network, p->msg_id, seen.envelope_hash,
+                seen.leaf, &ack, &ack_len);
             if (e == KETEN_OK) {
                 e = reject(b, c, request_id, p, KETEN__REASON__REASON_DUPLICATE, 0,
                     "already accepted: this is its original ack", ack, ack_len);

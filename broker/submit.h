@@ -40,10 +40,10 @@
 #define SUBMIT_DETAIL_MAX 200
 
 typedef struct submit_prep {
-    Keten__Reason pre;  /* refusal found before the msg_id check, or REASON_NONE */
+    Keten__Reason pre; /* refusal found before the msg_id check, or REASON_NONE */
     Keten__Reason post; /* refusal found after it, or REASON_NONE */
-    uint32_t rule;      /* allowing rule, or the refusing one for POLICY */
-    keten_verified *v;  /* when the envelope verified */
+    uint32_t rule; /* allowing rule, or the refusing one for POLICY */
+    keten_verified *v; /* when the envelope verified */
     bool has_msg_id;
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
     char detail[SUBMIT_DETAIL_MAX];

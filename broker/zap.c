@@ -31,7 +31,8 @@ static keten_err read_request(void *sock, zap_part *parts, size_t *n, bool *over
             if (*n == 0 && zmq_errno() == EAGAIN) {
                 return KETEN_ERR_NOT_FOUND;
             }
-            return keten_err_set(KETEN_ERR_IO, "reading a ZAP request: %s", zmq_strerror(zmq_errno()));
+            return keten_err_set(
+                KETEN_ERR_IO, "reading a ZAP request: %s", zmq_strerror(zmq_errno()));
         }
         more = zmq_msg_more(&m);
         size_t len = zmq_msg_size(&m);
@@ -52,8 +53,8 @@ static bool part_is(const zap_part *p, const char *s)
     return p->len == strlen(s) && memcmp(p->data, s, p->len) == 0;
 }
 
-static keten_err reply(void *sock, const zap_part *request_id, const char *status,
-    const char *text, const char *user_id, const uint8_t *key)
+static keten_err reply(void *sock, const zap_part *request_id, const char *status, const char *text,
+    const char *user_id, const uint8_t *key)
 {
     uint8_t meta[1 + sizeof ZAP_KEY_PROPERTY + 4 + 2 * KETEN_CURVE_KEY_BYTES];
     size_t meta_len = 0;
@@ -77,7 +78,8 @@ static keten_err reply(void *sock, const zap_part *request_id, const char *statu
         || zmq_send(sock, text, strlen(text), ZMQ_SNDMORE) < 0
         || zmq_send(sock, user_id, strlen(user_id), ZMQ_SNDMORE) < 0
         || zmq_send(sock, meta, meta_len, 0) < 0) {
-        return keten_err_set(KETEN_ERR_IO, "answering a ZAP request: %s", zmq_strerror(zmq_errno()));
+        return keten_err_set(
+            KETEN_ERR_IO, "answering a ZAP request: %s", zmq_strerror(zmq_errno()));
     }
     return KETEN_OK;
 }

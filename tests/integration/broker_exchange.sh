@@ -9,8 +9,8 @@
 . "$(dirname "$0")/broker_lib.sh"
 
 setup_broker_network || done_testing
-METRICS_PORT=$((20000 + RANDOM % 30000))
-start_broker --metrics "127.0.0.1:$METRICS_PORT" --checkpoint-ms 200 || done_testing
+start_broker --metrics 127.0.0.1:0 --checkpoint-ms 200 || done_testing
+METRICS_PORT=$(metrics_port)
 ok "the broker runs"
 
 # ---- online recipient: deliver, receipt, forwarded receipt --------------------

@@ -88,6 +88,12 @@ broker_gone() {
     [ ! -e "/proc/$BPID" ] || grep -q '^State:[[:space:]]*Z' "/proc/$BPID/status" 2>/dev/null
 }
 
+# metrics_port: the port the running broker serves metrics on (started with
+# --metrics 127.0.0.1:0, it picks a free one and logs it).
+metrics_port() {
+    sed -n 's/.*msg="metrics served".* port=\([0-9]*\).*/\1/p' "$BLOG" | tail -n 1
+}
+
 # stop_broker [SIGNAL]: SIGTERM (or SIGNAL), wait (5 s at most); BRC is its
 # exit code, or -1 if it did not stop in time (it is then killed).
 stop_broker() {

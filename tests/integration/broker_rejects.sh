@@ -98,6 +98,9 @@ says "lifetime" "the refusal says the lifetime is too long"
 
 PEER_DIR=dir.v2 peer gemeente-diemen submit --to extra-node --json signal.json
 reason UNKNOWN_RECIPIENT "a recipient that is not a current node: refused (UNKNOWN_RECIPIENT)"
+PEER_DIR=dir.v2 peer extra-node seal --to politie-mn --json signal.json --out extra-node.env
+peer gemeente-diemen submit-raw extra-node.env
+reason UNKNOWN_SENDER "an envelope signed by a node the broker does not know: refused (UNKNOWN_SENDER)"
 sed 's/"woonfraude"/"extra-cat"/' signal.json >extra.json
 PEER_DIR=dir.v2 peer gemeente-diemen submit --to politie-mn --json extra.json
 reason UNREGISTERED "a category not registered in the broker's directory: refused (UNREGISTERED)"
@@ -130,7 +133,7 @@ jl 'len(E("deliver")) == 0' "and nothing of it is delivered"
 audit
 expect 0 "read the audit log"
 for r in POLICY BAD_SIGNATURE SENDER_MISMATCH DUPLICATE CLOCK_SKEW EXPIRED UNKNOWN_RECIPIENT \
-    UNREGISTERED MALFORMED TOO_LARGE; do
+    UNREGISTERED UNKNOWN_SENDER MALFORMED TOO_LARGE; do
     jl "any(x['event'] == 'REJECTED' and x['reason'] == '$r' for x in L)" \
         "the refusal $r is audited"
 done

@@ -9,6 +9,11 @@
 setup_broker_network || done_testing
 start_broker || done_testing
 
+run timeout 10 "$BROKER" run --home broker --anchor admin/network.pub --directory dir.v1 \
+    --listen "ipc://$T/second.ipc"
+expect 1 "a second broker on the same store refuses to start"
+says "another keten-broker is running" "it says why"
+
 # ---- plain restart ------------------------------------------------------------------
 
 peer gemeente-diemen submit --to politie-mn --json signal.json

@@ -9,6 +9,7 @@
 setup_broker_network || done_testing
 cp dir.v1 current.dir
 BROKER_DIR=current.dir
+sed 's/"woonfraude"/"adrescheck"/' signal.json >check.json
 start_broker || done_testing
 
 peer politie-mn connect-only --listen-ms 300
@@ -17,6 +18,8 @@ peer gemeente-diemen submit --to politie-mn --json signal.json
 jl 'len(E("ack")) == 1' "a message for politie-mn is queued while it is offline"
 queued=$(jget 'E("ack")[0]["msg_id"]')
 
+peer politie-mn seal --to gemeente-diemen --json check.json --kind reply --out before.env
+jl 'E("sealed")' "politie-mn seals a reply before its revocation (kept, not sent)"
 run "$KEYS" revoke --dir admin politie-mn --reason "key lost"
 expect 0 "the administrators revoke politie-mn"
 publish dir.v2 || done_testing
@@ -44,6 +47,9 @@ jl 'not E("ack") and not E("error") and E("timeout")' "the revoked node cannot s
 peer gemeente-diemen submit --to politie-mn --json signal.json
 jl 'len(E("error")) == 1 and E("error")[0]["reason"] == "UNKNOWN_RECIPIENT"' \
     "a message to the revoked node is refused (UNKNOWN_RECIPIENT)"
+peer gemeente-diemen submit-raw before.env
+jl 'len(E("error")) == 1 and E("error")[0]["reason"] == "REVOKED"' \
+    "an envelope signed by the revoked node, relayed by another, is refused (REVOKED)"
 PEER_DIR=dir.v2 peer gemeente-diemen submit --to belastingdienst --json signal.json
 jl 'len(E("ack")) == 1' "the other nodes go on (sealed with version 2)"
 PEER_DIR=dir.v2 peer gemeente-diemen dir-request --after 0

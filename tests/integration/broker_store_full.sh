@@ -16,8 +16,8 @@ sig = {"type": "woonfraude", "purpose": "handhaving", "summary": "foto's van de 
                         "data_base64": base64.b64encode(os.urandom(300000)).decode()}]}
 open("big.json", "w").write(json.dumps(sig))
 PY
-METRICS_PORT=$((20000 + RANDOM % 30000))
-start_broker --map-size $((16 * 1024 * 1024)) --metrics "127.0.0.1:$METRICS_PORT" || done_testing
+start_broker --map-size $((16 * 1024 * 1024)) --metrics 127.0.0.1:0 || done_testing
+METRICS_PORT=$(metrics_port)
 
 peer gemeente-diemen --timeout-ms 30000 submit --to politie-mn --json big.json --count 24
 expect 0 "24 large signals (512 KiB each) to an offline recipient"

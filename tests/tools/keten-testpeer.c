@@ -71,7 +71,7 @@ typedef struct peer {
     const char *home, *anchor_path, *dir_path, *broker, *sign_home;
     bool transport_only, cosign;
     uint64_t timeout_ms;
-    keten_identity *me;     /* transport and receiving identity */
+    keten_identity *me; /* transport and receiving identity */
     keten_identity *signer; /* envelope signer (me unless --sign-home) */
     Keten__Anchor *anchor;
     keten_directory *dir;
@@ -190,8 +190,8 @@ static keten_err peer_connect(peer *p)
         || zmq_setsockopt(p->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0
         || zmq_connect(p->sock, p->broker) != 0) {
         sodium_memzero(sk, sizeof sk);
-        return keten_err_set(KETEN_ERR_IO, "connecting to %s: %s", p->broker,
-            zmq_strerror(zmq_errno()));
+        return keten_err_set(
+            KETEN_ERR_IO, "connecting to %s: %s", p->broker, zmq_strerror(zmq_errno()));
     }
     sodium_memzero(sk, sizeof sk);
     return KETEN_OK;
@@ -267,8 +267,8 @@ static json_t *ack_json(peer *p, const Keten__Ack *ack)
         valid = true;
         json_object_set_new(o, "msg_id", hexval(body->msg_id.data, body->msg_id.len));
         json_object_set_new(o, "leaf", json_integer((json_int_t)body->leaf_index));
-        json_object_set_new(o, "envelope_hash",
-            hexval(body->envelope_hash.data, body->envelope_hash.len));
+        json_object_set_new(
+            o, "envelope_hash", hexval(body->envelope_hash.data, body->envelope_hash.len));
     }
     json_object_set_new(o, "valid", json_boolean(valid));
     keten_pb_free((ProtobufCMessage **)(void *)&body);
@@ -314,7 +314,7 @@ static void on_deliver(peer *p, const Keten__Deliver *d, const recv_opts *ro)
     Keten__Signal *sig = NULL;
     keten_err e = p->me == NULL ? KETEN_ERR_INVALID
                                 : keten_envelope_open(p->me, p->dir, d->envelope.data,
-                                      d->envelope.len, keten_now_ms(), &v, &sig);
+                                    d->envelope.len, keten_now_ms(), &v, &sig);
     json_object_set_new(o, "opened", json_boolean(e == KETEN_OK));
     if (e == KETEN_OK) {
         json_object_set_new(o, "msg_id", hexval(v->header->msg_id.data, KETEN_MSG_ID_BYTES));
@@ -371,8 +371,8 @@ static void on_checkpoint(peer *p, const Keten__CheckpointFrame *cf)
     json_object_set_new(o, "event", json_string("checkpoint"));
     keten_checkpoint cp;
     size_t len = strlen(cf->note);
-    keten_err e = keten_checkpoint_open(cf->note, len, p->broker_cert->id,
-        p->broker_cert->log_pk.data, &cp);
+    keten_err e = keten_checkpoint_open(
+        cf->note, len, p->broker_cert->id, p->broker_cert->log_pk.data, &cp);
     json_object_set_new(o, "valid", json_boolean(e == KETEN_OK));
     if (e == KETEN_OK) {
         json_object_set_new(o, "size", json_integer((json_int_t)cp.size));
@@ -391,8 +391,8 @@ static void on_checkpoint(peer *p, const Keten__CheckpointFrame *cf)
         p->have_latest = true;
         if (p->cosign && p->me != NULL) {
             char *line = NULL;
-            if (keten_cosignature_sign(cf->note, len, p->me->id, p->me->sign_sk,
-                    keten_now_ms() / 1000, &line)
+            if (keten_cosignature_sign(
+                    cf->note, len, p->me->id, p->me->sign_sk, keten_now_ms() / 1000, &line)
                 == KETEN_OK) {
                 Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;
                 cs.node = p->me->id;
@@ -417,8 +417,8 @@ static void on_error(peer *p, const Keten__Frame *f)
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("error"));
     json_object_set_new(o, "request_id", json_integer((json_int_t)f->request_id));
-    json_object_set_new(o, "reason",
-        json_string(enum_name(&keten__reason__descriptor, er->reason, "REASON_")));
+    json_object_set_new(
+        o, "reason", json_string(enum_name(&keten__reason__descriptor, er->reason, "REASON_")));
     if (er->msg_id.len > 0) {
         json_object_set_new(o, "msg_id", hexval(er->msg_id.data, er->msg_id.len));
     }
@@ -479,12 +479,11 @@ static void on_proof(peer *p, const Keten__ProofResponse *r, proof_state *ps)
         }
         incl_ok = sizes && ip->leaf_index == ps->leaf
             && keten_merkle_verify_inclusion(lh, ip->leaf_index, ps->at.size,
-                   (const keten_hash *)path, ip->n_path,
-                   ps->at.root)
+                   (const keten_hash *)path, ip->n_path, ps->at.root)
                 == KETEN_OK;
         Keten__AuditRecord *rec = NULL;
-        if (KETEN_PB_UNPACK(keten__audit_record, ip->leaf.data, ip->leaf.len,
-                KETEN_MERKLE_LEAF_MAX, "leaf", &rec)
+        if (KETEN_PB_UNPACK(keten__audit_record, ip->leaf.data, ip->leaf.len, KETEN_MERKLE_LEAF_MAX,
+                "leaf", &rec)
             == KETEN_OK) {
             json_object_set_new(o, "leaf_event",
                 json_string(enum_name(&keten__event__descriptor, rec->event, "EVENT_")));
@@ -505,8 +504,8 @@ static void on_proof(peer *p, const Keten__ProofResponse *r, proof_state *ps)
             }
         }
         cons_ok = sizes && r->old_size == p->first.size
-            && keten_merkle_verify_consistency(r->old_size, ps->at.size, p->first.root,
-                   ps->at.root, (const keten_hash *)path, r->n_consistency)
+            && keten_merkle_verify_consistency(r->old_size, ps->at.size, p->first.root, ps->at.root,
+                   (const keten_hash *)path, r->n_consistency)
                 == KETEN_OK;
         json_object_set_new(o, "consistency_valid", json_boolean(cons_ok));
     }
@@ -570,8 +569,8 @@ static bool handle(peer *p, const uint8_t *data, size_t len, const recv_opts *ro
             Keten__SignedDirectory *sd = NULL;
             Keten__Directory *d = NULL;
             const ProtobufCBinaryData *c = &f->directory_push->chain[i];
-            if (KETEN_PB_UNPACK(keten__signed_directory, c->data, c->len, KETEN_DIRECTORY_MAX,
-                    "directory", &sd)
+            if (KETEN_PB_UNPACK(
+                    keten__signed_directory, c->data, c->len, KETEN_DIRECTORY_MAX, "directory", &sd)
                     == KETEN_OK
                 && KETEN_PB_UNPACK(keten__directory, sd->directory.data, sd->directory.len,
                        KETEN_DIRECTORY_MAX, "directory", &d)
@@ -603,8 +602,8 @@ static bool handle(peer *p, const uint8_t *data, size_t len, const recv_opts *ro
 typedef bool (*done_fn)(const peer *p, const void *arg);
 
 /* Receive and handle frames until done() or the deadline. */
-static bool pump(peer *p, uint64_t deadline, done_fn done, const void *arg, const recv_opts *ro,
-    proof_state *ps)
+static bool pump(
+    peer *p, uint64_t deadline, done_fn done, const void *arg, const recv_opts *ro, proof_state *ps)
 {
     while (done == NULL || !done(p, arg)) {
         uint64_t now = keten_mono_ms();
@@ -624,6 +623,23 @@ static bool pump(peer *p, uint64_t deadline, done_fn done, const void *arg, cons
         zmq_msg_close(&m);
     }
     return true;
+}
+
+/* Handle whatever has already arrived, without waiting (a peer that does
+ * not read while it sends would make the broker drop frames at its send
+ * high-water mark). */
+static void drain(peer *p, const recv_opts *ro, proof_state *ps)
+{
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, p->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        handle(p, zmq_msg_data(&m), zmq_msg_size(&m), ro, ps);
+        zmq_msg_close(&m);
+    }
 }
 
 static void timeout_event(const char *waiting)
@@ -672,8 +688,8 @@ static keten_err seal_one(peer *p, const seal_opts *so, uint8_t **env, size_t *l
     };
     sp.expires_at = sp.created_at + so->expires_in;
     const keten_identity *signer = p->signer != NULL ? p->signer : p->me;
-    e = keten_envelope_seal(signer, p->dir, (const char *const *)to, n_to, &sp, payload,
-        payload_len, msg_id, env, len);
+    e = keten_envelope_seal(
+        signer, p->dir, (const char *const *)to, n_to, &sp, payload, payload_len, msg_id, env, len);
 out:
     keten_cli_split_free(&to, n_to);
     keten_signal_free(&sig);
@@ -700,6 +716,8 @@ static bool answers_done(const peer *p, const void *arg)
 
 static int act_submit(peer *p, const seal_opts *so)
 {
+    recv_opts ro = { false };
+    proof_state ps = { 0 };
     keten_err e = peer_connect(p);
     if (e != KETEN_OK) {
         return fail(e, "connect");
@@ -723,10 +741,9 @@ static int act_submit(peer *p, const seal_opts *so)
             return fail(e, "submit");
         }
         sent_event(msg_id, rid, len);
+        drain(p, &ro, &ps);
     }
     size_t want[2] = { so->count, so->wait_receipts };
-    recv_opts ro = { false };
-    proof_state ps = { 0 };
     if (!pump(p, keten_mono_ms() + p->timeout_ms, answers_done, want, &ro, &ps)) {
         timeout_event(p->answers < so->count ? "answers" : "receipts");
     }
@@ -906,16 +923,16 @@ static int act_audit(const char *db)
     MDB_val k, v;
     while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
         Keten__AuditRecord *r = NULL;
-        if (KETEN_PB_UNPACK(keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX,
-                "record", &r)
+        if (KETEN_PB_UNPACK(
+                keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "record", &r)
             != KETEN_OK) {
             printf("{\"event\":\"undecodable\"}\n");
             continue;
         }
         json_t *o = json_object();
         json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
-        json_object_set_new(o, "event",
-            json_string(enum_name(&keten__event__descriptor, r->event, "EVENT_")));
+        json_object_set_new(
+            o, "event", json_string(enum_name(&keten__event__descriptor, r->event, "EVENT_")));
         if (r->msg_id.len > 0) {
             json_object_set_new(o, "msg_id", hexval(r->msg_id.data, r->msg_id.len));
         }
@@ -926,8 +943,8 @@ static int act_audit(const char *db)
             json_array_append_new(rc_arr, json_string(r->recipients[i]));
         }
         json_object_set_new(o, "recipients", rc_arr);
-        json_object_set_new(o, "reason",
-            json_string(enum_name(&keten__reason__descriptor, r->reason, "REASON_")));
+        json_object_set_new(
+            o, "reason", json_string(enum_name(&keten__reason__descriptor, r->reason, "REASON_")));
         json_object_set_new(o, "rule", json_integer(r->rule));
         json_object_set_new(o, "directory_version", json_integer((json_int_t)r->directory_version));
         json_object_set_new(o, "header_bytes", json_integer((json_int_t)r->header.len));
@@ -944,13 +961,13 @@ static int act_audit(const char *db)
 
 /* ---- command line ------------------------------------------------------ */
 
-static const char usage_text[] =
-    "Usage: keten-testpeer --home DIR --anchor FILE --directory FILE --broker ENDPOINT\n"
-    "                      [--timeout-ms T] [--sign-home DIR] [--transport-key-only] [--cosign]\n"
-    "                      ACTION [OPTIONS]\n"
-    "Actions: submit, seal, submit-raw FILE, replay FILE, connect-only, recv, proof,\n"
-    "         dir-request; or: keten-testpeer audit --db BROKER_HOME/store\n"
-    "See the comment at the top of tests/tools/keten-testpeer.c.\n";
+static const char usage_text[]
+    = "Usage: keten-testpeer --home DIR --anchor FILE --directory FILE --broker ENDPOINT\n"
+      "                      [--timeout-ms T] [--sign-home DIR] [--transport-key-only] [--cosign]\n"
+      "                      ACTION [OPTIONS]\n"
+      "Actions: submit, seal, submit-raw FILE, replay FILE, connect-only, recv, proof,\n"
+      "         dir-request; or: keten-testpeer audit --db BROKER_HOME/store\n"
+      "See the comment at the top of tests/tools/keten-testpeer.c.\n";
 
 static int usage(const char *what)
 {
@@ -1013,31 +1030,65 @@ int main(int argc, char **argv)
         }
         uint64_t v = 0;
         switch (c) {
-        case 'H': p.home = optarg; break;
-        case 'a': p.anchor_path = optarg; break;
-        case 'd': p.dir_path = optarg; break;
-        case 'b': p.broker = optarg; break;
-        case 'S': p.sign_home = optarg; break;
-        case 'X': p.transport_only = true; break;
-        case 'C': p.cosign = true; break;
-        case 'o': so.to = optarg; break;
-        case 'j': so.json_path = optarg; break;
-        case 'k': so.kind = optarg; break;
-        case 's': so.save = optarg; break;
-        case 'w': so.out = optarg; break;
-        case 'N': no_receipt = true; break;
-        case 'D': db = optarg; break;
+        case 'H':
+            p.home = optarg;
+            break;
+        case 'a':
+            p.anchor_path = optarg;
+            break;
+        case 'd':
+            p.dir_path = optarg;
+            break;
+        case 'b':
+            p.broker = optarg;
+            break;
+        case 'S':
+            p.sign_home = optarg;
+            break;
+        case 'X':
+            p.transport_only = true;
+            break;
+        case 'C':
+            p.cosign = true;
+            break;
+        case 'o':
+            so.to = optarg;
+            break;
+        case 'j':
+            so.json_path = optarg;
+            break;
+        case 'k':
+            so.kind = optarg;
+            break;
+        case 's':
+            so.save = optarg;
+            break;
+        case 'w':
+            so.out = optarg;
+            break;
+        case 'N':
+            no_receipt = true;
+            break;
+        case 'D':
+            db = optarg;
+            break;
         case 't':
-            if (!num(optarg, 3600000, &p.timeout_ms)) { return usage("--timeout-ms"); }
+            if (!num(optarg, 3600000, &p.timeout_ms)) {
+                return usage("--timeout-ms");
+            }
             break;
         case 'n':
-            if (!num(optarg, PEER_COUNT_MAX, &v) || v == 0) { return usage("--count"); }
+            if (!num(optarg, PEER_COUNT_MAX, &v) || v == 0) {
+                return usage("--count");
+            }
             so.count = count = v;
             break;
         case 'O': {
             char *end = NULL;
             long long off = strtoll(optarg, &end, 10);
-            if (end == optarg || *end != '\0') { return usage("--created-at-offset-ms"); }
+            if (end == optarg || *end != '\0') {
+                return usage("--created-at-offset-ms");
+            }
             so.created_offset = off;
             break;
         }
@@ -1047,19 +1098,29 @@ int main(int argc, char **argv)
             }
             break;
         case 'W':
-            if (!num(optarg, PEER_COUNT_MAX, &so.wait_receipts)) { return usage("--wait-receipts"); }
+            if (!num(optarg, PEER_COUNT_MAX, &so.wait_receipts)) {
+                return usage("--wait-receipts");
+            }
             break;
         case 'l':
-            if (!num(optarg, 3600000, &listen_ms)) { return usage("--listen-ms"); }
+            if (!num(optarg, 3600000, &listen_ms)) {
+                return usage("--listen-ms");
+            }
             break;
         case 'c':
-            if (!num(optarg, 100000, &credit)) { return usage("--credit"); }
+            if (!num(optarg, 100000, &credit)) {
+                return usage("--credit");
+            }
             break;
         case 'L':
-            if (!num(optarg, UINT64_MAX - 1, &leaf)) { return usage("--leaf"); }
+            if (!num(optarg, UINT64_MAX - 1, &leaf)) {
+                return usage("--leaf");
+            }
             break;
         case 'A':
-            if (!num(optarg, UINT64_MAX - 1, &after)) { return usage("--after"); }
+            if (!num(optarg, UINT64_MAX - 1, &after)) {
+                return usage("--after");
+            }
             break;
         case 'h':
             fputs(usage_text, stdout);
