@@ -90,7 +90,12 @@ typedef struct keten_node {
     uint64_t dir_needed;
     uint64_t dir_needed_since; /* wall ms */
     uint64_t dir_requested_at; /* mono ms of the last DirectoryRequest */
-    uint64_t last_resend; /* mono ms */
+    uint64_t last_resend; /* mono ms of the end of the last resend pass */
+    bool resend_active; /* a resend pass over the outbox is under way */
+    bool resend_everything; /* this pass resends every entry (after connecting) */
+    bool resend_has_pos; /* resend_pos holds the last msg_id handled */
+    uint8_t resend_pos[KETEN_MSG_ID_BYTES];
+    uint64_t resend_started; /* wall ms when the pass started */
     bool dir_alarmed; /* directory-withheld raised for dir_needed */
     bool relink; /* the broker's transport key changed: reconnect */
     char last_link_error[128]; /* last connection failure logged */

@@ -17,7 +17,7 @@
 #include "store.h"
 #include "util.h"
 
-#define SUBMIT_BATCH_MAX 512 /* envelopes resent per call */
+#define SUBMIT_BATCH_MAX 256 /* outbox entries looked at per main-loop round */
 
 const char *keten_outbox_reason_name(Keten__Reason reason)
 {
@@ -281,16 +281,15 @@ static void expire_entry(keten_node *node, MDB_txn *txn, const uint8_t *id, json
     }
 }
 
-void keten_outbox_submit_all(keten_node *node)
+/* One batch of the current resend pass: at most SUBMIT_BATCH_MAX entries
+ * after resend_pos; stops early (keeping its place) when libzmq's queue is
+ * full; ends the pass at the end of the outbox. */
+static void resend_batch(keten_node *node)
 {
-    if (!keten_link_connected(node->link)) {
-        return;
-    }
-    node->last_resend = keten_mono_ms();
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     uint8_t expired[SUBMIT_BATCH_MAX][KETEN_MSG_ID_BYTES];
-    size_t n_expired = 0, n_sent = 0;
+    size_t n_expired = 0, n_sent = 0, n_seen = 0;
     if (keten_store_begin(node->store, false, &txn) != KETEN_OK
         || mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_OUTBOX), &cur) != 0) {
         keten_store_abort(&txn);
@@ -298,30 +297,53 @@ void keten_outbox_submit_all(keten_node *node)
     }
     uint64_t now = keten_now_ms();
     MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    for (; rc == 0 && n_sent + n_expired < SUBMIT_BATCH_MAX;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    int rc;
+    if (node->resend_has_pos) {
+        k.mv_size = KETEN_MSG_ID_BYTES;
+        k.mv_data = node->resend_pos;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && k.mv_size == KETEN_MSG_ID_BYTES
+            && memcmp(k.mv_data, node->resend_pos, KETEN_MSG_ID_BYTES) == 0) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    bool blocked = false;
+    for (; rc == 0 && n_seen < SUBMIT_BATCH_MAX; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != KETEN_MSG_ID_BYTES) {
             continue;
         }
+        n_seen++;
         json_t *rec = NULL;
+        uint64_t created = 0, expires = UINT64_MAX;
         if (keten_store_get_json(node->store, txn, KETEN_DB_SENT, k.mv_data, k.mv_size, &rec)
-                == KETEN_OK
-            && keten_rec_u64(rec, "expires_at") <= now) {
-            memcpy(expired[n_expired++], k.mv_data, KETEN_MSG_ID_BYTES);
-            json_decref(rec);
-            continue;
+            == KETEN_OK) {
+            created = keten_rec_u64(rec, "created_at");
+            expires = keten_rec_u64(rec, "expires_at");
         }
         json_decref(rec);
-        if (submit_one(node, v.mv_data, v.mv_size) != KETEN_OK) {
-            break; /* queue full: the next tick tries again */
+        if (expires <= now) {
+            memcpy(expired[n_expired++], k.mv_data, KETEN_MSG_ID_BYTES);
+        } else if (node->resend_everything
+            || created + KETEN_NODE_RESEND_MS <= node->resend_started) {
+            if (submit_one(node, v.mv_data, v.mv_size) != KETEN_OK) {
+                blocked = true; /* queue full: this entry again at the next tick */
+                break;
+            }
+            n_sent++;
         }
-        n_sent++;
+        memcpy(node->resend_pos, k.mv_data, KETEN_MSG_ID_BYTES);
+        node->resend_has_pos = true;
+    }
+    if (!blocked && rc == MDB_NOTFOUND) {
+        node->resend_active = false;
+        node->last_resend = keten_mono_ms();
     }
     mdb_cursor_close(cur);
     keten_store_abort(&txn);
     if (n_sent > 0) {
-        KETEN_LOG(KETEN_LOG_INFO, "outbox submitted", "count=%zu", n_sent);
+        KETEN_LOG(KETEN_LOG_INFO, "outbox resubmitted", "count=%zu", n_sent);
     }
     if (n_expired == 0) {
         return;
@@ -345,15 +367,34 @@ void keten_outbox_submit_all(keten_node *node)
     }
 }
 
+static void start_pass(keten_node *node, bool everything)
+{
+    node->resend_active = true;
+    node->resend_everything = everything;
+    node->resend_has_pos = false;
+    node->resend_started = keten_now_ms();
+}
+
+void keten_outbox_submit_all(keten_node *node)
+{
+    if (!keten_link_connected(node->link)) {
+        return;
+    }
+    start_pass(node, true);
+    resend_batch(node);
+}
+
 void keten_outbox_tick(keten_node *node)
 {
     if (!keten_link_connected(node->link)) {
         return;
     }
-    if (keten_mono_ms() - node->last_resend < KETEN_NODE_RESEND_MS) {
-        return;
+    if (!node->resend_active && keten_mono_ms() - node->last_resend >= KETEN_NODE_RESEND_MS) {
+        start_pass(node, false);
     }
-    keten_outbox_submit_all(node);
+    if (node->resend_active) {
+        resend_batch(node);
+    }
 }
 
 static const Keten__NodeCert *broker_cert(keten_node *node)

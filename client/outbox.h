@@ -9,8 +9,10 @@
  *   3. commit the envelope to the outbox and its record to `sent` in one
  *      durable transaction, and only then submit it;
  *   4. resend every unacknowledged envelope, the same bytes under the same
- *      msg_id, after each (re)connection, every KETEN_NODE_RESEND_MS while
- *      connected, and after a restart.
+ *      msg_id, after each (re)connection (so also after a restart), and,
+ *      while connected, every KETEN_NODE_RESEND_MS those older than that;
+ *      a pass over a large outbox goes in batches, one per main-loop round,
+ *      pausing when libzmq's send queue is full.
  *
  * An ack is taken only if it verifies with the broker certificate's log_pk,
  * names this network and a msg_id of ours, and its envelope hash equals the
@@ -44,10 +46,10 @@ typedef struct keten_send_req {
 keten_err keten_outbox_send(keten_node *node, const keten_send_req *req,
     uint8_t msg_id_out[static KETEN_MSG_ID_BYTES]) KETEN_MUST_CHECK;
 
-/* Submit every envelope still in the outbox (when connected). */
+/* Start a pass that resubmits every envelope in the outbox (on connect). */
 void keten_outbox_submit_all(keten_node *node);
 
-/* Periodic resend while connected. */
+/* Continue a resend pass; start the periodic one (while connected). */
 void keten_outbox_tick(keten_node *node);
 
 void keten_outbox_on_ack(keten_node *node, const Keten__Ack *ack);

@@ -16,7 +16,9 @@
 #include "util.h"
 
 #define WITNESSED_KEY "witnessed-size"
-#define INCLUSION_BATCH 64
+#define INCLUSION_BATCH 64 /* leaves per ProofRequest (the broker's cap) */
+#define INCLUSION_IN_FLIGHT 16 /* inclusion requests outstanding at once */
+#define MISSING_BATCH 256 /* inclusion-missing alarms raised per tick */
 #define REQUEST_RETRY_MS 10000ull
 #define TICK_MS 1000ull
 #define BAD_KEEP 16 /* refused checkpoints remembered (no second alarm) */
@@ -39,8 +41,11 @@ struct keten_witness {
     bool warned;
     candidate newer; /* larger than the reference */
     candidate older; /* smaller than the reference, not stored */
-    uint64_t incl_request_id;
-    uint64_t incl_sent_at; /* mono; 0 none in flight */
+    uint64_t incl_id[INCLUSION_IN_FLIGHT]; /* inclusion requests in flight */
+    uint64_t incl_at[INCLUSION_IN_FLIGHT]; /* mono ms each was sent */
+    size_t n_incl;
+    uint64_t incl_next; /* the next pending leaf to ask for */
+    uint64_t incl_wrapped; /* mono ms the scan last started again from leaf 0 */
     uint64_t last_tick; /* mono */
     keten_hash bad[BAD_KEEP]; /* roots of checkpoints already refused */
     uint64_t bad_size[BAD_KEEP];
@@ -650,7 +655,6 @@ out:
 
 static void on_inclusion(keten_node *node, const Keten__ProofResponse *r)
 {
-    node->witness->incl_sent_at = 0;
     MDB_txn *txn = NULL;
     keten_checkpoint cp;
     if (keten_store_begin(node->store, true, &txn) != KETEN_OK) {
@@ -699,6 +703,71 @@ static void on_inclusion(keten_node *node, const Keten__ProofResponse *r)
     }
 }
 
+/* Ask for the inclusion proofs of pending leaves the reference covers, in
+ * leaf order, up to INCLUSION_IN_FLIGHT requests of INCLUSION_BATCH leaves;
+ * leaves still pending are asked for again from the start after
+ * REQUEST_RETRY_MS. */
+static void ask_inclusions(keten_node *node)
+{
+    keten_witness *w = node->witness;
+    if (!w->have_ref || !keten_link_connected(node->link)) {
+        return;
+    }
+    uint64_t mono = keten_mono_ms();
+    for (size_t i = 0; i < w->n_incl;) {
+        if (mono - w->incl_at[i] > REQUEST_RETRY_MS) { /* lost: forget it */
+            w->incl_id[i] = w->incl_id[w->n_incl - 1];
+            w->incl_at[i] = w->incl_at[w->n_incl - 1];
+            w->n_incl--;
+        } else {
+            i++;
+        }
+    }
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    if (keten_store_begin(node->store, false, &txn) != KETEN_OK) {
+        return;
+    }
+    if (mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_PENDING), &cur) != 0) {
+        keten_store_abort(&txn);
+        return;
+    }
+    while (w->n_incl < INCLUSION_IN_FLIGHT) {
+        uint64_t leaves[INCLUSION_BATCH];
+        size_t n = 0;
+        uint8_t start[KETEN_STORE_U64_KEY];
+        keten_store_u64_put(w->incl_next, start);
+        MDB_val k = { sizeof start, start }, v;
+        int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        for (; rc == 0 && n < INCLUSION_BATCH; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != KETEN_STORE_U64_KEY) {
+                continue;
+            }
+            uint64_t leaf = keten_store_u64_get(k.mv_data);
+            if (leaf >= w->ref.size) {
+                break;
+            }
+            leaves[n++] = leaf;
+        }
+        if (n == 0) {
+            if (w->n_incl == 0 && w->incl_next != 0 && mono - w->incl_wrapped >= REQUEST_RETRY_MS) {
+                w->incl_next = 0; /* ask again for what is still pending */
+                w->incl_wrapped = mono;
+                continue;
+            }
+            break;
+        }
+        w->incl_next = leaves[n - 1] + 1;
+        uint64_t id = keten_node_request_id(node);
+        w->incl_id[w->n_incl] = id;
+        w->incl_at[w->n_incl] = mono;
+        w->n_incl++;
+        send_proof_request(node, id, 0, w->ref.size, leaves, n);
+    }
+    mdb_cursor_close(cur);
+    keten_store_abort(&txn);
+}
+
 void keten_witness_on_proof(keten_node *node, uint64_t request_id, const Keten__ProofResponse *r)
 {
     keten_witness *w = node->witness;
@@ -706,9 +775,17 @@ void keten_witness_on_proof(keten_node *node, uint64_t request_id, const Keten__
         on_consistency(node, &w->newer, true, r);
     } else if (w->older.active && request_id == w->older.request_id) {
         on_consistency(node, &w->older, false, r);
-    } else if (w->incl_sent_at != 0 && request_id == w->incl_request_id) {
-        on_inclusion(node, r);
     } else {
+        for (size_t i = 0; i < w->n_incl; i++) {
+            if (w->incl_id[i] == request_id) {
+                w->incl_id[i] = w->incl_id[w->n_incl - 1];
+                w->incl_at[i] = w->incl_at[w->n_incl - 1];
+                w->n_incl--;
+                on_inclusion(node, r);
+                ask_inclusions(node);
+                return;
+            }
+        }
         KETEN_LOG(KETEN_LOG_DEBUG, "proof response not asked for", "request_id=%llu",
             (unsigned long long)request_id);
     }
@@ -719,7 +796,8 @@ void keten_witness_on_link_up(keten_node *node)
     keten_witness *w = node->witness;
     cand_clear(&w->newer);
     cand_clear(&w->older);
-    w->incl_sent_at = 0;
+    w->n_incl = 0;
+    w->incl_next = 0;
     /* The deadline clock runs while connected. */
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -758,6 +836,7 @@ void keten_witness_tick(keten_node *node)
 {
     keten_witness *w = node->witness;
     uint64_t mono = keten_mono_ms();
+    ask_inclusions(node);
     if (mono - w->last_tick < TICK_MS) {
         return;
     }
@@ -785,10 +864,8 @@ void keten_witness_tick(keten_node *node)
 
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    uint64_t leaves[INCLUSION_BATCH];
-    size_t n_leaves = 0;
-    uint64_t missing[INCLUSION_BATCH];
-    uint8_t missing_val[INCLUSION_BATCH][KETEN_STORE_PENDING_BYTES];
+    uint64_t missing[MISSING_BATCH];
+    uint8_t missing_val[MISSING_BATCH][KETEN_STORE_PENDING_BYTES];
     size_t n_missing = 0;
     if (keten_store_begin(node->store, false, &txn) != KETEN_OK) {
         return;
@@ -797,8 +874,6 @@ void keten_witness_tick(keten_node *node)
         keten_store_abort(&txn);
         return;
     }
-    bool can_ask
-        = w->have_ref && (w->incl_sent_at == 0 || mono - w->incl_sent_at > REQUEST_RETRY_MS);
     MDB_val k, v;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -807,21 +882,14 @@ void keten_witness_tick(keten_node *node)
         }
         uint64_t leaf = keten_store_u64_get(k.mv_data);
         uint64_t deadline = keten_store_u64_get((const uint8_t *)v.mv_data + 16);
-        if (deadline < now && n_missing < INCLUSION_BATCH) {
+        if (deadline < now && n_missing < MISSING_BATCH) {
             missing[n_missing] = leaf;
             memcpy(missing_val[n_missing], v.mv_data, KETEN_STORE_PENDING_BYTES);
             n_missing++;
-        } else if (can_ask && leaf < w->ref.size && n_leaves < INCLUSION_BATCH) {
-            leaves[n_leaves++] = leaf;
         }
     }
     mdb_cursor_close(cur);
     keten_store_abort(&txn);
-    if (n_leaves > 0) {
-        w->incl_request_id = keten_node_request_id(node);
-        w->incl_sent_at = mono;
-        send_proof_request(node, w->incl_request_id, 0, w->ref.size, leaves, n_leaves);
-    }
     if (n_missing == 0) {
         return;
     }

@@ -5,7 +5,12 @@
 #   (b) a checkpoint forked from the one it served before -> refused, not
 #       cosigned, alarm;
 #   (c) a directory version named in its checkpoints but withheld -> the
-#       node fails closed (refuses to send) and raises the alarm.
+#       node fails closed (refuses to send) and raises the alarm;
+#   (d) a refusal: send --wait and status MSG_ID report it with its reason
+#       and rule;
+#   (e) an honest fake broker, as a control: its proofs pass, no alarm; only
+#       the one node cosigns, so the checkpoint is never witnessed by a
+#       quorum and the node warns (without an alarm).
 . "$(dirname "$0")/node_lib.sh"
 
 setup_network || done_testing
@@ -26,7 +31,7 @@ start_fake() {
 start_victim() {
     rm -rf n-gemeente-diemen/store
     "$NODE" run --home n-gemeente-diemen --anchor admin/network.pub \
-        --directory directory.signed --broker "$FAKE_EP" --inclusion-timeout-ms 2000 \
+        --directory directory.signed --broker "$FAKE_EP" --inclusion-timeout-ms 2000 "$@" \
         >>"$T/node-victim.log" 2>&1 &
     PID[gemeente-diemen]=$!
 }
@@ -102,6 +107,41 @@ expect 3 "(c) status exits 3"
 says "directory-withheld" "(c) the alarm is directory-withheld"
 check "(c) no checkpoint naming the withheld version was taken or cosigned" lacks \
     grep -q '^cosignature' "$T/fake-withhold-directory.out"
+stop_one gemeente-diemen
+stop_one fake
+
+# (d) the broker refuses.
+start_fake refuse
+start_victim
+check "(d) the node connects" wait_until 20 connected gemeente-diemen
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+expect 1 "(d) send --wait reports the broker's refusal"
+says "POLICY (rule 7)" "(d) with the reason and the rule"
+M=$(python3 -c 'import re,sys; print(re.search(r"[0-9a-f]{32}", open(sys.argv[1]).read()).group(0))' \
+    "$T/.all")
+run "$NODE" status --home n-gemeente-diemen "$M" --json
+expect 0 "(d) status MSG_ID of the refused message"
+check "(d) status shows state rejected, reason POLICY, rule 7, per recipient" json_is "$T/.out" \
+    'd["state"] == "rejected" and d["reason"] == "POLICY" and d["rule"] == 7 and d["recipients"][0]["state"] == "rejected"'
+check "(d) a refused message is not resent (outbox empty)" node_status_is gemeente-diemen \
+    'd["outbox"] == 0 and d["counters"]["refused"] == 1'
+stop_one gemeente-diemen
+stop_one fake
+
+# (e) honest: the control.
+start_fake honest
+start_victim --witness-timeout-ms 500
+check "(e) the node connects" wait_until 20 connected gemeente-diemen
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+expect 0 "(e) send to the honest fake broker"
+check "(e) its inclusion proof passes" wait_until 20 node_status_is gemeente-diemen \
+    'd["pending_inclusion"] == 0 and d["counters"]["inclusion_passed"] == 1'
+check "(e) the node warns that its checkpoint is not witnessed by a quorum" wait_until 20 \
+    node_status_is gemeente-diemen 'len(d["warnings"]) == 1 and not d["checkpoint"]["witnessed"]'
+run "$NODE" status --home n-gemeente-diemen
+expect 0 "(e) a warning is not an alarm: status exits 0"
+says "not witnessed by a quorum" "(e) status shows the warning"
+check "(e) the warning is logged" grep -q 'warning=checkpoint-not-witnessed' "$T/node-victim.log"
 stop_one gemeente-diemen
 stop_one fake
 finish

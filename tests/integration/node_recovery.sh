@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Failures and recovery with the real broker and nodes: an offline recipient
 # gets its backlog after restart; kill -9 of the broker between submit and
-# acknowledgement, then restart: delivered exactly once; kill -9 of a node
+# acknowledgement (frozen before it read the submit, and killed by its own
+# test hook after the commit, before the ack), then restart: delivered
+# exactly once; kill -9 of a node
 # after it stored a delivery but before its receipt: no duplicate in its
 # inbox; a node whose key was revoked cannot connect (nothing delivered to
 # it, its sends fail); and a node restarted with an older directory file
@@ -54,6 +56,29 @@ check "and delivered" wait_until 30 inbox_has politie-mn "$M3"
 sleep 2
 check "delivered exactly once" test "$(inbox_count politie-mn "$M3")" -eq 1
 check "the outbox is empty again" node_status_is gemeente-diemen 'd["outbox"] == 0'
+
+# 2b. The broker dies after its commit, before the ack (its test hook): the
+# node resends the same envelope and takes the original ack (DUPLICATE).
+stop_one broker
+KETEN_BROKER_FAULT=kill-after-commit start_broker
+check "gemeente-diemen reconnects to the broker armed to die" wait_until 20 connected gemeente-diemen
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+expect 0 "send to the broker that dies after committing"
+M3B=$(cat "$T/.out")
+pid=${PID[broker]}
+check "the broker killed itself after the commit, before the ack" wait_until 20 \
+    lacks kill -0 "$pid"
+wait "$pid" 2>/dev/null
+unset "PID[broker]"
+check "no ack reached the sender" msg_status_is gemeente-diemen "$M3B" 'd["state"] == "pending"'
+start_broker
+check "after the restart the resent envelope gets its original ack" wait_until 30 msg_status_is \
+    gemeente-diemen "$M3B" 'd["state"] == "accepted"'
+check "the message is delivered" wait_until 30 inbox_has politie-mn "$M3B"
+sleep 2
+check "delivered exactly once" test "$(inbox_count politie-mn "$M3B")" -eq 1
+check "the sender's inclusion check of it passes (one log entry)" wait_until 30 msg_status_is \
+    gemeente-diemen "$M3B" 'd["inclusion"] == "checked"'
 
 # 3. kill -9 of a node after it stored a delivery, before its receipt.
 stop_one politie-mn

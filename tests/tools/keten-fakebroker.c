@@ -19,6 +19,8 @@
  *                       proofs of that forked tree
  *   withhold-directory  (c) names in its checkpoints the directory version of
  *                       --named-directory, which it never serves
+ *   refuse              answers every submit with a POLICY refusal (rule 7),
+ *                       to test how a node reports a broker's refusal
  *
  * It prints one line per event on standard output, for the test to read:
  *   ready | connected NODE | ack MSG_ID leaf N | checkpoint SIZE [forked] |
@@ -49,7 +51,7 @@
 #define MAX_PEERS 32
 #define RID_MAX 64
 
-typedef enum mode { MODE_HONEST, MODE_ACK_UNLOGGED, MODE_FORK, MODE_WITHHOLD } mode;
+typedef enum mode { MODE_HONEST, MODE_ACK_UNLOGGED, MODE_FORK, MODE_WITHHOLD, MODE_REFUSE } mode;
 
 typedef struct mlog {
     uint8_t *leaf[MAX_LEAVES];
@@ -287,6 +289,21 @@ static void on_submit(
         keten_verified_destroy(&v);
         return;
     }
+    if (f->mode == MODE_REFUSE) {
+        Keten__Error err = KETEN__ERROR__INIT;
+        err.reason = KETEN__REASON__REASON_POLICY;
+        err.msg_id = v->header->msg_id;
+        err.detail = (char *)"the sharing policy refuses it";
+        err.rule = 7;
+        Keten__Frame out = KETEN__FRAME__INIT;
+        out.request_id = fr->request_id;
+        out.body_case = KETEN__FRAME__BODY_ERROR;
+        out.error = &err;
+        send_to(f, rid, rid_len, &out);
+        say("refused");
+        keten_verified_destroy(&v);
+        return;
+    }
     uint64_t leaf = f->log.n;
     if (f->mode == MODE_ACK_UNLOGGED) {
         leaf = f->log.n + 1000; /* never in any checkpoint served */
@@ -496,7 +513,7 @@ out:
 
 static const char usage_text[]
     = "Usage: keten-fakebroker --home BROKER_HOME --anchor FILE --directory FILE --listen EP\n"
-      "                        [--mode honest|ack-unlogged|fork|withhold-directory]\n"
+      "                        [--mode honest|ack-unlogged|fork|withhold-directory|refuse]\n"
       "                        [--named-directory FILE] [--checkpoint-ms N]\n"
       "A malicious broker for tests only (see the comment at the top of its source).\n";
 
@@ -551,6 +568,8 @@ int main(int argc, char **argv)
                 f.mode = MODE_FORK;
             } else if (strcmp(optarg, "withhold-directory") == 0) {
                 f.mode = MODE_WITHHOLD;
+            } else if (strcmp(optarg, "refuse") == 0) {
+                f.mode = MODE_REFUSE;
             } else {
                 fputs(usage_text, stderr);
                 return 2;
