@@ -14,6 +14,7 @@
 #include "policy.h"
 #include "rec.h"
 #include "status.h"
+#include "witness.h"
 #include "util.h"
 
 #define ROUTING_ID_MAX 256
@@ -391,6 +392,16 @@ static json_t *do_status(keten_node *node, const json_t *req)
     return json_pack("{s:b, s:o}", "ok", 1, "status", st);
 }
 
+static json_t *do_checkpoint(keten_node *node)
+{
+    json_t *ev = NULL;
+    keten_err e = keten_witness_evidence(node, &ev);
+    if (e != KETEN_OK) {
+        return fail_reply(e);
+    }
+    return json_pack("{s:b, s:o}", "ok", 1, "checkpoint", ev);
+}
+
 static json_t *dispatch(keten_node *node, const uint8_t *body, size_t len, const uint8_t *rid,
     size_t rid_len, bool *deferred)
 {
@@ -417,6 +428,8 @@ static json_t *dispatch(keten_node *node, const uint8_t *body, size_t len, const
         r = do_ack(node, req);
     } else if (strcmp(cmd, "status") == 0) {
         r = do_status(node, req);
+    } else if (strcmp(cmd, "checkpoint") == 0) {
+        r = do_checkpoint(node);
     } else {
         r = usage_reply("unknown command");
     }

@@ -15,5 +15,6 @@ int cmd_show(int argc, char **argv);
 int cmd_ack(int argc, char **argv);
 int cmd_reply(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
 
 #endif

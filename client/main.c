@@ -131,6 +131,7 @@ static const struct command {
     { "ack", cmd_ack, "mark a received message as handled" },
     { "reply", cmd_reply, "answer a received query" },
     { "status", cmd_status, "the node's state or one message's (exit 3 on alarms)" },
+    { "checkpoint", cmd_checkpoint, "print the checkpoint this node keeps as evidence" },
 };
 
 static void usage(FILE *f)

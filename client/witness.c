@@ -975,3 +975,49 @@ keten_err keten_witness_status(keten_node *node, json_t *status)
     json_decref(warnings);
     return e;
 }
+
+keten_err keten_witness_evidence(keten_node *node, json_t **out)
+{
+    *out = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    json_t *latest = NULL, *witnessed = NULL;
+    keten_err e = keten_store_begin(node->store, false, &txn);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_CHECKPOINTS), &cur) != 0) {
+        keten_store_abort(&txn);
+        return keten_err_set(KETEN_ERR_STORE, "cannot read the node's checkpoints");
+    }
+    /* Newest first: the newest accepted one, and the newest witnessed one. */
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    while (rc == 0 && witnessed == NULL) {
+        json_error_t jerr;
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, &jerr);
+        if (rec != NULL && json_is_string(json_object_get(rec, "note"))) {
+            if (latest == NULL) {
+                latest = json_incref(rec);
+            }
+            if (json_is_true(json_object_get(rec, "witnessed"))) {
+                witnessed = json_incref(rec);
+            }
+        }
+        json_decref(rec);
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    mdb_cursor_close(cur);
+    keten_store_abort(&txn);
+    json_t *pick = witnessed != NULL ? witnessed : latest;
+    if (pick == NULL) {
+        return keten_err_set(KETEN_ERR_NOT_FOUND,
+            "this node has not accepted a checkpoint yet; wait until it has been connected to the "
+            "broker for a few seconds");
+    }
+    *out = json_pack("{s:I, s:b, s:O}", "tree_size", (json_int_t)keten_rec_u64(pick, "size"),
+        "witnessed", witnessed != NULL, "note", json_object_get(pick, "note"));
+    json_decref(latest);
+    json_decref(witnessed);
+    return *out != NULL ? KETEN_OK : KETEN_ERR_NOMEM;
+}

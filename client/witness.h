@@ -51,4 +51,10 @@ void keten_witness_tick(keten_node *node);
 /* Adds "checkpoint", "pending_inclusion" and "warnings" to a status object. */
 keten_err keten_witness_status(keten_node *node, json_t *status) KETEN_MUST_CHECK;
 
+/* The evidence this node keeps: its newest checkpoint witnessed by a quorum
+ * (with the cosignatures it saw), or if none is, its newest accepted one:
+ * {"tree_size", "witnessed", "note"} (the C2SP signed note text, for
+ * keten-audit verify --checkpoint). KETEN_ERR_NOT_FOUND before the first. */
+keten_err keten_witness_evidence(keten_node *node, json_t **out) KETEN_MUST_CHECK;
+
 #endif

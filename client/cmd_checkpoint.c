@@ -1,0 +1,104 @@
+/* keten-node checkpoint: the checkpoint this node keeps as evidence. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apiclient.h"
+#include "cli.h"
+#include "cmd.h"
+#include "util.h"
+
+static const char checkpoint_usage[]
+    = "Usage: keten-node checkpoint --home DIR [--out FILE] [--json]\n"
+      "\n"
+      "Print the newest checkpoint of the broker's audit log that this node has\n"
+      "accepted and that a quorum of partners has cosigned (witnessed), with the\n"
+      "cosignatures the node saw; if none is witnessed yet, the newest accepted\n"
+      "one. It is a C2SP signed note. Give it to an auditor, who checks the\n"
+      "broker's log against it: keten-audit verify --checkpoint FILE.\n"
+      "\n"
+      "Options:\n"
+      "  --home DIR   the node's home (its daemon must be running)\n"
+      "  --out FILE   write the note to FILE (mode 0644) instead of printing it\n"
+      "  --json       print {\"tree_size\", \"witnessed\", \"note\"} as JSON\n"
+      "  --help       show this help\n";
+
+int cmd_checkpoint(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "home", required_argument, NULL, 'H' },
+        { "out", required_argument, NULL, 'o' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *home = NULL, *out = NULL;
+    bool as_json = false;
+    int c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'H':
+            home = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'j':
+            as_json = true;
+            break;
+        case 'h':
+            fputs(checkpoint_usage, stdout);
+            return KETEN_EXIT_OK;
+        default:
+            return keten_cli_getopt_error("checkpoint", c, argc, argv);
+        }
+    }
+    if (home == NULL) {
+        return keten_cli_usage("checkpoint", "--home DIR is required");
+    }
+    if (argc != optind) {
+        return keten_cli_usage("checkpoint", "unexpected argument '%s'", argv[optind]);
+    }
+    json_t *req = json_pack("{s:s}", "cmd", "checkpoint");
+    json_t *reply = NULL;
+    keten_err e = req == NULL ? KETEN_ERR_NOMEM
+                              : keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
+    json_decref(req);
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    int rc = keten_apiclient_check(reply);
+    if (rc != KETEN_EXIT_OK) {
+        json_decref(reply);
+        return rc;
+    }
+    json_t *cp = json_object_get(reply, "checkpoint");
+    const char *note = json_string_value(json_object_get(cp, "note"));
+    if (note == NULL) {
+        json_decref(reply);
+        return keten_cli_error(keten_err_set(KETEN_ERR_MALFORMED, "the daemon sent no note"));
+    }
+    if (out != NULL) {
+        e = keten_file_write(out, note, strlen(note), 0644, false);
+        if (e == KETEN_OK) {
+            fprintf(stderr, "keten-node: wrote the %s checkpoint of tree size %lld to %s\n",
+                json_is_true(json_object_get(cp, "witnessed")) ? "witnessed" : "(not yet witnessed)",
+                (long long)json_integer_value(json_object_get(cp, "tree_size")), out);
+        }
+    } else if (as_json) {
+        char *text = json_dumps(cp, JSON_COMPACT);
+        if (text == NULL) {
+            e = KETEN_ERR_NOMEM;
+        } else {
+            puts(text);
+            free(text);
+        }
+    } else {
+        fputs(note, stdout);
+    }
+    json_decref(reply);
+    return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+}
