@@ -227,6 +227,10 @@ keten_err keten_signal_check(const Keten__Signal *signal, const keten_directory 
             "ask the administrators to register it",
             purpose, (unsigned long long)keten_directory_version(dir));
     }
+    if (signal->observed_at > KETEN_TIME_MAX_MS) {
+        return keten_err_set(KETEN_ERR_INVALID, "observed_at: %llu ms is after the year 9999",
+            (unsigned long long)signal->observed_at);
+    }
     keten_err e = check_text(
         "summary", signal->summary ? signal->summary : "", SIGNAL_SUMMARY_MAX, true, false);
     if (e != KETEN_OK) {

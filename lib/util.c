@@ -316,7 +316,7 @@ keten_err keten_time_parse(const char *s, uint64_t *ms_out)
     if (n > 0 && n <= 20 && strspn(s, "0123456789") == n) {
         errno = 0;
         unsigned long long v = strtoull(s, NULL, 10);
-        if (errno != 0) {
+        if (errno != 0 || v > KETEN_TIME_MAX_MS) {
             return keten_err_set(KETEN_ERR_INVALID, "time '%s' is out of range", s);
         }
         *ms_out = v;

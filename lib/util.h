@@ -56,7 +56,12 @@ uint64_t keten_mono_ms(void);
 /* ISO 8601 UTC ("2026-11-19T10:30:00.000Z") of ms into out (at least 32 bytes). */
 void keten_time_iso(uint64_t ms, char *out, size_t out_size);
 
-/* Parse ISO 8601 UTC ("YYYY-MM-DDTHH:MM:SS[.fff]Z"), or a plain number of ms. */
+/* The last millisecond that ISO 8601 with a four-digit year can show:
+ * 9999-12-31T23:59:59.999Z. Later times are refused everywhere. */
+#define KETEN_TIME_MAX_MS 253402300799999ull
+
+/* Parse ISO 8601 UTC ("YYYY-MM-DDTHH:MM:SS[.fff]Z"), or a plain number of ms;
+ * at most KETEN_TIME_MAX_MS. */
 keten_err keten_time_parse(const char *s, uint64_t *ms_out) KETEN_MUST_CHECK;
 
 /* [a-z0-9-]{1,32}: node ids and roles. */

@@ -126,6 +126,10 @@ static void test_time(void **state)
     assert_string_equal(out, "2026-11-19T10:30:00.000Z");
     assert_int_equal(keten_time_parse("2026-11-19T10:30:00.25Z", &ms), KETEN_OK);
     assert_int_equal(ms % 1000, 250);
+    assert_int_equal(keten_time_parse("253402300799999", &ms), KETEN_OK);
+    assert_int_equal(keten_time_parse("253402300800000", &ms), KETEN_ERR_INVALID);
+    assert_int_equal(keten_time_parse("9999-12-31T23:59:59.999Z", &ms), KETEN_OK);
+    assert_int_equal(ms, KETEN_TIME_MAX_MS);
     assert_int_equal(keten_time_parse("1795084200000", &ms), KETEN_OK);
     assert_int_equal(ms, 1795084200000ull);
     const char *bad[] = { "2026-11-19 10:30:00Z", "2026-11-19T10:30:00", "2026-02-30T00:00:00Z",
