@@ -10,4 +10,7 @@
 /* keten-broker run: the daemon (cmd_run.c). */
 int cmd_run(int argc, char **argv);
 
+/* keten-broker backup: a consistent copy of the store (cmd_backup.c). */
+int cmd_backup(int argc, char **argv);
+
 #endif

@@ -8,6 +8,7 @@
 
 #include "broker.h"
 #include "cli.h"
+#include "config.h"
 #include "cmd.h"
 #include "log.h"
 #include "server.h"
@@ -20,7 +21,7 @@
 #define CHECKPOINT_MS_MAX 3600000ull
 
 static const char run_usage[]
-    = "Usage: keten-broker run --home DIR --anchor FILE --directory FILE --listen ENDPOINT\n"
+    = "Usage: keten-broker run [--config FILE] --home DIR --anchor FILE --directory FILE --listen ENDPOINT\n"
       "                        [--metrics ADDR:PORT] [--map-size BYTES] [--passphrase-file F]\n"
       "                        [--clock-window-ms N] [--retry-horizon-days N]\n"
       "                        [--checkpoint-records N] [--checkpoint-ms N]\n"
@@ -33,6 +34,8 @@ static const char run_usage[]
       "SIGTERM and SIGINT finish the current batch and stop.\n"
       "\n"
       "Options:\n"
+      "  --config FILE            read these settings from FILE ([broker] section); options\n"
+      "                           given here override it\n"
       "  --home DIR               the broker's home (identity.secret; the store in DIR/store)\n"
       "  --anchor FILE            the network's trust anchor (network.pub)\n"
       "  --directory FILE         the signed directory; installed if newer than the stored one\n"
@@ -75,109 +78,100 @@ static bool parse_level(const char *s, int *out)
 
 int cmd_run(int argc, char **argv)
 {
+    /* Every setting of keten_config_broker_table is a long option with val 'S'. */
     static const struct option opts[] = {
-        { "home", required_argument, NULL, 'H' },
-        { "anchor", required_argument, NULL, 'a' },
-        { "directory", required_argument, NULL, 'd' },
-        { "listen", required_argument, NULL, 'l' },
-        { "metrics", required_argument, NULL, 'm' },
-        { "map-size", required_argument, NULL, 'M' },
-        { "passphrase-file", required_argument, NULL, 'p' },
-        { "clock-window-ms", required_argument, NULL, 'c' },
-        { "retry-horizon-days", required_argument, NULL, 'r' },
-        { "checkpoint-records", required_argument, NULL, 'R' },
-        { "checkpoint-ms", required_argument, NULL, 'T' },
-        { "log-level", required_argument, NULL, 'L' },
+        { "config", required_argument, NULL, 'C' },
+        { "home", required_argument, NULL, 'S' },
+        { "anchor", required_argument, NULL, 'S' },
+        { "directory", required_argument, NULL, 'S' },
+        { "listen", required_argument, NULL, 'S' },
+        { "metrics", required_argument, NULL, 'S' },
+        { "map-size", required_argument, NULL, 'S' },
+        { "passphrase-file", required_argument, NULL, 'S' },
+        { "clock-window-ms", required_argument, NULL, 'S' },
+        { "retry-horizon-days", required_argument, NULL, 'S' },
+        { "checkpoint-records", required_argument, NULL, 'S' },
+        { "checkpoint-ms", required_argument, NULL, 'S' },
+        { "log-level", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    broker_config cfg = {
-        .map_size = STORE_MAP_SIZE_DEFAULT,
-        .clock_window_ms = BROKER_CLOCK_WINDOW_DEFAULT_MS,
-        .retry_horizon_ms = BROKER_RETRY_HORIZON_DEFAULT_DAYS * KETEN_MS_PER_DAY,
-        .checkpoint_records = BROKER_CHECKPOINT_RECORDS_DEFAULT,
-        .checkpoint_ms = BROKER_CHECKPOINT_MS_DEFAULT,
-        .log_level = KETEN_LOG_INFO,
-    };
-    uint64_t n = 0;
-    int c;
+    int rc = KETEN_EXIT_OK;
+    const char *config_path = NULL;
+    keten_config *kc = keten_config_new(&keten_config_broker_table);
+    if (kc == NULL) {
+        fprintf(stderr, "keten-broker: out of memory\n");
+        return KETEN_EXIT_FAILURE;
+    }
+    int c, idx = 0;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
         switch (c) {
-        case 'H':
-            cfg.home = optarg;
+        case 'C':
+            config_path = optarg;
             break;
-        case 'a':
-            cfg.anchor_path = optarg;
-            break;
-        case 'd':
-            cfg.directory_path = optarg;
-            break;
-        case 'l':
-            cfg.listen = optarg;
-            break;
-        case 'm':
-            cfg.metrics_addr = optarg;
-            break;
-        case 'p':
-            cfg.passfile = optarg;
-            break;
-        case 'M':
-            if (!keten_cli_parse_uint(optarg, STORE_MAP_SIZE_MIN, MAP_SIZE_MAX, &cfg.map_size)) {
-                return keten_cli_usage("run", "--map-size: a number of bytes from %llu to %llu",
-                    (unsigned long long)STORE_MAP_SIZE_MIN, (unsigned long long)MAP_SIZE_MAX);
-            }
-            break;
-        case 'c':
-            if (!keten_cli_parse_uint(optarg, 1000, CLOCK_WINDOW_MAX_MS, &cfg.clock_window_ms)) {
-                return keten_cli_usage("run", "--clock-window-ms: 1000 to %llu",
-                    (unsigned long long)CLOCK_WINDOW_MAX_MS);
-            }
-            break;
-        case 'r':
-            if (!keten_cli_parse_uint(optarg, 1, RETRY_HORIZON_MAX_DAYS, &n)) {
-                return keten_cli_usage(
-                    "run", "--retry-horizon-days: 1 to %d", RETRY_HORIZON_MAX_DAYS);
-            }
-            cfg.retry_horizon_ms = n * KETEN_MS_PER_DAY;
-            break;
-        case 'R':
-            if (!keten_cli_parse_uint(optarg, 1, CHECKPOINT_RECORDS_MAX, &cfg.checkpoint_records)) {
-                return keten_cli_usage("run", "--checkpoint-records: 1 to %llu",
-                    (unsigned long long)CHECKPOINT_RECORDS_MAX);
-            }
-            break;
-        case 'T':
-            if (!keten_cli_parse_uint(optarg, 10, CHECKPOINT_MS_MAX, &cfg.checkpoint_ms)) {
-                return keten_cli_usage(
-                    "run", "--checkpoint-ms: 10 to %llu", (unsigned long long)CHECKPOINT_MS_MAX);
-            }
-            break;
-        case 'L':
-            if (!parse_level(optarg, &cfg.log_level)) {
-                return keten_cli_usage("run", "--log-level: debug, info, notice, warn or error");
+        case 'S':
+            if (keten_config_set(kc, opts[idx].name, optarg != NULL ? optarg : "yes",
+                    KETEN_CONFIG_SRC_CLI)
+                != KETEN_OK) {
+                rc = keten_cli_usage("run", "%s", keten_err_detail());
+                goto out;
             }
             break;
         case 'h':
             fputs(run_usage, stdout);
-            return KETEN_EXIT_OK;
+            goto out;
         default:
-            return keten_cli_getopt_error("run", c, argc, argv);
+            rc = keten_cli_getopt_error("run", c, argc, argv);
+            goto out;
         }
     }
     if (optind < argc) {
-        return keten_cli_usage("run", "unexpected argument '%s'", argv[optind]);
+        rc = keten_cli_usage("run", "unexpected argument '%s'", argv[optind]);
+        goto out;
     }
-    if (cfg.home == NULL || cfg.anchor_path == NULL || cfg.directory_path == NULL
-        || cfg.listen == NULL) {
-        return keten_cli_usage("run", "--home, --anchor, --directory and --listen are required");
+    if (config_path != NULL) {
+        keten_err e = keten_config_load(kc, config_path);
+        if (e != KETEN_OK) {
+            if (keten_config_error_count(kc) == 0) {
+                rc = keten_cli_error(e); /* missing, unreadable, writable by others */
+                rc = rc == KETEN_EXIT_FAILURE ? KETEN_EXIT_USAGE : rc;
+            } else {
+                for (size_t i = 0; keten_config_error(kc, i) != NULL; i++) {
+                    fprintf(stderr, "keten-broker: %s\n", keten_config_error(kc, i));
+                }
+                rc = KETEN_EXIT_USAGE;
+            }
+            goto out;
+        }
     }
+    if (keten_config_check(kc) != KETEN_OK) {
+        rc = keten_cli_usage("run", "%s", keten_err_detail());
+        goto out;
+    }
+    broker_config cfg = {
+        .home = keten_config_get_str(kc, "home"),
+        .anchor_path = keten_config_get_str(kc, "anchor"),
+        .directory_path = keten_config_get_str(kc, "directory"),
+        .listen = keten_config_get_str(kc, "listen"),
+        .metrics_addr = keten_config_get_str(kc, "metrics"),
+        .passfile = keten_config_get_str(kc, "passphrase-file"),
+        .map_size = keten_config_get_uint(kc, "map-size"),
+        .clock_window_ms = keten_config_get_uint(kc, "clock-window-ms"),
+        .retry_horizon_ms = keten_config_get_uint(kc, "retry-horizon-days") * KETEN_MS_PER_DAY,
+        .checkpoint_records = keten_config_get_uint(kc, "checkpoint-records"),
+        .checkpoint_ms = keten_config_get_uint(kc, "checkpoint-ms"),
+        .log_level = KETEN_LOG_INFO,
+    };
+    (void)parse_level(keten_config_get_str(kc, "log-level"), &cfg.log_level);
     keten_log_init("keten-broker", cfg.log_level);
-    keten_err e = server_run(&cfg);
+    keten_err e = server_run(&cfg); /* kc owns the strings in cfg: destroy it after */
     if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_ERR, "broker not running", "error=\"%s\"", keten_strerror(e));
-        return keten_cli_error(e);
+        rc = keten_cli_error(e);
     }
-    return KETEN_EXIT_OK;
+out:
+    keten_config_destroy(&kc);
+    return rc;
 }

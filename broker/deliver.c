@@ -14,7 +14,6 @@
 #include "store.h"
 #include "util.h"
 
-#define RECEIPT_DETAIL_MAX 200
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -98,12 +97,12 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
     *sent = false;
     store_msg m;
     bool found = false;
-    keten_err e = store_msg_get(b->st, b->txn, msg_id, &m, &found);
+    keten_err e = store_msg_get(b->st, b->txn, leaf, &m, &found);
     if (e != KETEN_OK) {
         return e;
     }
     int i = found ? rcpt_index(&m, c->node) : -1;
-    if (i < 0 || m.leaf != leaf) {
+    if (i < 0 || memcmp(m.msg_id, msg_id, KETEN_MSG_ID_BYTES) != 0) {
         /* A queue entry without its message: remove it, say so. */
         KETEN_LOG(KETEN_LOG_WARNING, "queue entry without a message removed", "node=%s leaf=%llu",
             c->node, (unsigned long long)leaf);
@@ -114,13 +113,13 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
             return e;
         }
         m.rcpt[i].state = STORE_DELIVERED;
-        if ((e = store_msg_put(b->st, b->txn, msg_id, &m)) != KETEN_OK) {
+        if ((e = store_msg_put(b->st, b->txn, &m)) != KETEN_OK) {
             return e;
         }
     }
     const uint8_t *env = NULL;
     size_t env_len = 0;
-    if ((e = store_envelope_get(b->st, b->txn, msg_id, &env, &env_len)) != KETEN_OK) {
+    if ((e = store_envelope_get(b->st, b->txn, leaf, &env, &env_len)) != KETEN_OK) {
         return e;
     }
     Keten__Deliver d = KETEN__DELIVER__INIT;
@@ -186,73 +185,92 @@ static keten_err bad_receipt(
         b->out, c, request_id, KETEN__REASON__REASON_BAD_RECEIPT, msg_id, detail, 0, NULL, 0);
 }
 
-keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf)
+void deliver_receipt_prepare(
+    const broker *b, const conn *c, const Keten__ReceiptFrame *rf, receipt_prep *rp)
 {
-    uint8_t *bytes = NULL;
-    size_t len = 0;
-    Keten__ReceiptBody *body = NULL;
-    keten_err e = KETEN_OK;
-    char detail[RECEIPT_DETAIL_MAX];
-    deliver_credit(c, 1);
+    memset(rp, 0, sizeof *rp);
     if (rf->receipt == NULL) {
-        return bad_receipt(b, c, request_id, NULL, "receipt frame without a receipt");
+        rp->refused = "receipt frame without a receipt";
+        return;
     }
-    if ((e = keten_pb_pack(&rf->receipt->base, &bytes, &len)) != KETEN_OK) {
-        return e;
+    if ((rp->e = keten_pb_pack(&rf->receipt->base, &rp->bytes, &rp->len)) != KETEN_OK) {
+        return;
     }
     const keten_directory *dir = broker_dir(b);
     const Keten__NodeCert *cert = dirstate_node_cert(dir, c->node, c->key, b->now);
     if (cert == NULL) {
-        e = bad_receipt(b, c, request_id, NULL, "the receipting node is not current");
-        goto out;
+        rp->refused = "the receipting node is not current";
+        return;
     }
-    if (len > KETEN_RECEIPT_MAX || keten_receipt_verify(cert, bytes, len, &body) != KETEN_OK) {
-        snprintf(detail, sizeof detail, "receipt does not verify: %s", keten_err_detail());
-        e = bad_receipt(b, c, request_id, NULL, detail);
-        goto out;
+    if (rp->len > KETEN_RECEIPT_MAX
+        || keten_receipt_verify(cert, rp->bytes, rp->len, &rp->body) != KETEN_OK) {
+        snprintf(rp->detail, sizeof rp->detail, "receipt does not verify: %s", keten_err_detail());
+        rp->refused = rp->detail;
+        keten_err_clear();
+        return;
     }
-    const uint8_t *msg_id = body->msg_id.len == KETEN_MSG_ID_BYTES ? body->msg_id.data : NULL;
-    if (msg_id == NULL || strcmp(body->network, keten_directory_network(dir)) != 0
+    const Keten__ReceiptBody *body = rp->body;
+    rp->msg_id = body->msg_id.len == KETEN_MSG_ID_BYTES ? body->msg_id.data : NULL;
+    if (rp->msg_id == NULL || strcmp(body->network, keten_directory_network(dir)) != 0
         || body->envelope_hash.len != KETEN_HASH_BYTES) {
-        e = bad_receipt(b, c, request_id, msg_id, "receipt for another network or malformed");
-        goto out;
+        rp->refused = "receipt for another network or malformed";
     }
+}
+
+void deliver_receipt_prep_clear(receipt_prep *rp)
+{
+    keten_pb_free((ProtobufCMessage **)(void *)&rp->body);
+    free(rp->bytes);
+    memset(rp, 0, sizeof *rp);
+}
+
+keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf,
+    const receipt_prep *rp)
+{
+    deliver_credit(c, 1);
+    if (rp->e != KETEN_OK) {
+        return keten_err_set(rp->e, "preparing a receipt of %s", c->node);
+    }
+    if (rp->refused != NULL) {
+        return bad_receipt(b, c, request_id, rp->msg_id, rp->refused);
+    }
+    const uint8_t *msg_id = rp->msg_id;
+    const Keten__ReceiptBody *body = rp->body;
     store_msg m;
     bool found = false;
-    if ((e = store_msg_get(b->st, b->txn, msg_id, &m, &found)) != KETEN_OK) {
-        goto out;
+    keten_err e = store_msg_find(b->st, b->txn, msg_id, &m, &found);
+    if (e != KETEN_OK) {
+        return e;
     }
     if (!found) {
         /* Receipted by everyone or expired already: nothing to do. */
         KETEN_LOG(KETEN_LOG_DEBUG, "receipt for a message no longer held", "node=%s", c->node);
-        goto out;
+        return KETEN_OK;
     }
     int i = rcpt_index(&m, c->node);
     if (i < 0) {
-        e = bad_receipt(b, c, request_id, msg_id, "the receipting node is not a recipient");
-        goto out;
+        return bad_receipt(b, c, request_id, msg_id, "the receipting node is not a recipient");
     }
     if (sodium_memcmp(body->envelope_hash.data, m.envelope_hash, KETEN_HASH_BYTES) != 0) {
-        e = bad_receipt(b, c, request_id, msg_id, "receipt names another envelope hash");
-        goto out;
+        return bad_receipt(b, c, request_id, msg_id, "receipt names another envelope hash");
     }
     if (m.rcpt[i].state == STORE_RECEIPTED) {
-        goto out; /* repeated receipt */
+        return KETEN_OK; /* repeated receipt */
     }
     uint64_t leaf = 0;
-    if ((e = audit_receipted(b, msg_id, m.sender, c->node, bytes, len, &leaf)) != KETEN_OK
+    if ((e = audit_receipted(b, msg_id, m.sender, c->node, rp->bytes, rp->len, &leaf))
+            != KETEN_OK
         || (e = store_queue_delete(b->st, b->txn, c->node, m.leaf)) != KETEN_OK) {
-        goto out;
+        return e;
     }
     m.rcpt[i].state = STORE_RECEIPTED;
     bool all = true;
     for (size_t j = 0; j < m.n_rcpt; j++) {
         all = all && m.rcpt[j].state == STORE_RECEIPTED;
     }
-    e = all ? store_msg_delete(b->st, b->txn, msg_id, &m)
-            : store_msg_put(b->st, b->txn, msg_id, &m);
+    e = all ? store_msg_delete(b->st, b->txn, &m) : store_msg_put(b->st, b->txn, &m);
     if (e != KETEN_OK) {
-        goto out;
+        return e;
     }
     Keten__ReceiptFrame fwd = KETEN__RECEIPT_FRAME__INIT;
     fwd.receipt = rf->receipt;
@@ -261,13 +279,10 @@ keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__
     f.body_case = KETEN__FRAME__BODY_RECEIPT;
     f.receipt = &fwd;
     if ((e = notify(b, m.sender, leaf, &f)) != KETEN_OK) {
-        goto out;
+        return e;
     }
     metrics_receipt(b->m);
-out:
-    keten_pb_free((ProtobufCMessage **)(void *)&body);
-    free(bytes);
-    return e;
+    return KETEN_OK;
 }
 
 /* ---- notices ----------------------------------------------------------- */
@@ -358,7 +373,7 @@ static keten_err expire_one(
             "msg_id=%s sender=%s unreceipted=%zu leaf=%llu", idhex, m->sender, n,
             (unsigned long long)leaf);
     }
-    return store_msg_delete(b->st, b->txn, msg_id, m);
+    return store_msg_delete(b->st, b->txn, m);
 }
 
 static uint64_t horizon_ms(const broker *b)
@@ -373,61 +388,52 @@ static uint64_t horizon_ms(const broker *b)
 
 keten_err deliver_expire(broker *b)
 {
-    MDB_cursor *cur = NULL;
     keten_err e = KETEN_OK;
     for (size_t n = 0; n < DELIVER_EXPIRE_PER_BATCH; n++) {
+        /* The first entry of the index: expires_at (8 BE) | leaf (8 BE). */
+        MDB_cursor *cur = NULL;
+        MDB_val k, v;
         int rc = mdb_cursor_open(b->txn, b->st->expiry, &cur);
         if (rc != 0) {
             return store_lmdb_err(rc, "opening the expiry index");
         }
-        MDB_val k, v;
         rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        mdb_cursor_close(cur);
         if (rc == MDB_NOTFOUND) {
             break;
         }
         if (rc != 0) {
-            e = store_lmdb_err(rc, "reading the expiry index");
-            goto out;
+            return store_lmdb_err(rc, "reading the expiry index");
         }
-        if (k.mv_size != 8 + KETEN_MSG_ID_BYTES) {
-            e = keten_err_set(KETEN_ERR_MALFORMED, "an expiry key of %zu bytes", k.mv_size);
-            goto out;
+        if (k.mv_size != 16) {
+            return keten_err_set(KETEN_ERR_MALFORMED, "an expiry key of %zu bytes", k.mv_size);
         }
-        if (store_get_be64(k.mv_data) > b->now) {
+        uint8_t kb[16];
+        memcpy(kb, k.mv_data, sizeof kb);
+        if (store_get_be64(kb) > b->now) {
             break;
         }
-        uint8_t msg_id[KETEN_MSG_ID_BYTES];
-        memcpy(msg_id, (const uint8_t *)k.mv_data + 8, KETEN_MSG_ID_BYTES);
-        mdb_cursor_close(cur);
-        cur = NULL;
+        uint64_t leaf = store_get_be64(kb + 8);
         store_msg m;
         bool found = false;
-        if ((e = store_msg_get(b->st, b->txn, msg_id, &m, &found)) != KETEN_OK) {
-            goto out;
+        if ((e = store_msg_get(b->st, b->txn, leaf, &m, &found)) != KETEN_OK) {
+            return e;
         }
         if (!found) {
-            MDB_val dk = { 8 + KETEN_MSG_ID_BYTES, NULL };
-            uint8_t kb[8 + KETEN_MSG_ID_BYTES];
-            memcpy(kb, k.mv_data, sizeof kb);
-            dk.mv_data = kb;
+            MDB_val dk = { sizeof kb, kb };
             if ((rc = mdb_del(b->txn, b->st->expiry, &dk, NULL)) != 0) {
-                e = store_lmdb_err(rc, "removing a stale expiry entry");
-                goto out;
+                return store_lmdb_err(rc, "removing a stale expiry entry");
             }
             continue;
         }
-        if ((e = expire_one(b, msg_id, &m)) != KETEN_OK) {
-            goto out;
+        if ((e = expire_one(b, m.msg_id, &m)) != KETEN_OK) {
+            return e;
         }
     }
     size_t pruned = 0;
     uint64_t h = horizon_ms(b);
     if (b->now > h) {
         e = store_seen_prune(b->st, b->txn, b->now - h, DELIVER_PRUNE_PER_BATCH, &pruned);
-    }
-out:
-    if (cur != NULL) {
-        mdb_cursor_close(cur);
     }
     return e;
 }

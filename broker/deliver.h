@@ -12,8 +12,10 @@
  * in flight on a lost connection is delivered again.
  *
  * Receipt: verified against the recipient's current certificate (signature,
- * canonical body, recipient and serial), the network, the stored envelope
- * hash and the recipient list; then audited ("receipted", the whole signed
+ * canonical body, recipient and serial) and the network by
+ * deliver_receipt_prepare(), which runs on the verifier pool before the
+ * batch's transaction; then, in the transaction, checked against the stored
+ * envelope hash and the recipient list; then audited ("receipted", the whole signed
  * receipt), the recipient's queue entry removed, the envelope deleted once
  * every recipient has receipted, and the receipt forwarded to the sender as
  * a notice. A receipt returns one credit. A receipt that does not verify or
@@ -40,6 +42,7 @@
 #include "err.h"
 
 #define DELIVER_NOTICES_PER_BATCH 256
+#define DELIVER_DETAIL_MAX 200
 #define DELIVER_EXPIRE_PER_BATCH 1000
 #define DELIVER_PRUNE_PER_BATCH 1000
 
@@ -50,9 +53,25 @@ keten_err deliver_pump(broker *b, conn *c, size_t *budget) KETEN_MUST_CHECK;
 /* A Credit frame. */
 void deliver_credit(conn *c, uint32_t credit);
 
-/* A receipt from c. */
-keten_err deliver_receipt(
-    broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf) KETEN_MUST_CHECK;
+/* What the pool found out about a receipt (no store access, no shared state
+ * written: thread-safe). refused == NULL: it verified, body holds it. */
+typedef struct receipt_prep {
+    keten_err e; /* a failure that is not the receipt's fault (out of memory) */
+    const char *refused; /* why it is refused (points to detail or a static text) */
+    char detail[DELIVER_DETAIL_MAX];
+    const uint8_t *msg_id; /* in body, when it could be read */
+    uint8_t *bytes; /* the serialized signed Receipt */
+    size_t len;
+    Keten__ReceiptBody *body;
+} receipt_prep;
+
+void deliver_receipt_prepare(
+    const broker *b, const conn *c, const Keten__ReceiptFrame *rf, receipt_prep *rp);
+void deliver_receipt_prep_clear(receipt_prep *rp);
+
+/* A receipt from c, prepared by deliver_receipt_prepare(). */
+keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf,
+    const receipt_prep *rp) KETEN_MUST_CHECK;
 
 /* Send (and delete) the notices waiting for c. */
 keten_err deliver_notices(broker *b, conn *c) KETEN_MUST_CHECK;

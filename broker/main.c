@@ -6,6 +6,7 @@
  *                       [--no-passphrase] [--passphrase-file F] [--json]
  *   keten-broker run    --home DIR --anchor FILE --directory FILE --listen ENDPOINT ...
  *                       (cmd_run.c)
+ *   keten-broker backup --home DIR --out PATH [--json]   (cmd_backup.c)
  */
 #include <getopt.h>
 #include <sodium.h>
@@ -118,6 +119,7 @@ static const struct command {
 } commands[] = {
     { "keygen", cmd_keygen, "make the broker's keys and its enrollment request" },
     { "run", cmd_run, "run the broker daemon" },
+    { "backup", cmd_backup, "copy the store consistently while the broker runs" },
 };
 
 static void usage(FILE *f)

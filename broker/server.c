@@ -22,6 +22,7 @@
 #include "outq.h"
 #include "passphrase.h"
 #include "pb.h"
+#include "pool.h"
 #include "store.h"
 #include "submit.h"
 #include "util.h"
@@ -34,6 +35,7 @@
 #define HEARTBEAT_TIMEOUT_MS 30000
 #define LINGER_MS 2000
 #define FAULT_ENV "KETEN_BROKER_FAULT"
+#define VERIFY_THREADS_ENV "KETEN_BROKER_VERIFY_THREADS"
 
 /* ---- shared helpers (broker.h) ------------------------------------------ */
 
@@ -58,16 +60,35 @@ const keten_directory *broker_dir(const broker *b)
 typedef struct item {
     conn *c;
     Keten__Frame *frame; /* NULL: did not parse */
-    submit_prep prep;
+    submit_prep prep; /* a submit, verified by the pool */
+    receipt_prep rprep; /* a receipt, verified by the pool */
     bool fresh_conn; /* first frame of a new connection */
 } item;
 
+/* The frames of one batch. */
+typedef struct batchbuf {
+    item items[BROKER_BATCH_MAX];
+    size_t n;
+    bool dir_fresh; /* dirstate_fresh() when it was prepared */
+} batchbuf;
+
 typedef struct conn_snapshot {
-    conn *c;
+    conn *c; /* NULL: the connection went away since */
     uint32_t credit;
     uint64_t cursor;
     bool has_cursor, more, notices;
 } conn_snapshot;
+
+/* A batch applied in the open write transaction b->txn, not yet committed,
+ * and what is needed to undo its effects on memory if the commit fails. */
+typedef struct pending {
+    bool open;
+    batchbuf *buf;
+    size_t n_events; /* node events it audited (the first ones of b->events) */
+    size_t n_snap; /* connections in s->snap */
+    uint64_t cp_size, cp_ms; /* checkpointer state before it */
+    uint64_t submits_before;
+} pending;
 
 typedef struct server {
     broker b;
@@ -76,8 +97,11 @@ typedef struct server {
     int sigfd;
     bool stopping, reload;
     bool fault_kill_after_commit;
-    item items[BROKER_BATCH_MAX];
-    size_t n_items;
+    pool *pool; /* verifier threads (pool.h) */
+    batchbuf bufs[2];
+    batchbuf *cur; /* frames being read and verified */
+    pending pend; /* the batch waiting for its commit */
+    size_t n_acks_job; /* acks of the pending batch in the running pool job */
     conn_snapshot *snap;
     size_t snap_cap;
 } server;
@@ -242,9 +266,17 @@ static void node_gone(server *s, conn *c, const char *why)
         broker_event_add(b, KETEN__EVENT__EVENT_NODE_DISCONNECTED, c->node);
     }
     KETEN_LOG(KETEN_LOG_INFO, "node disconnected", "node=%s why=%s", c->node, why);
-    for (size_t i = 0; i < s->n_items; i++) {
-        if (s->items[i].c == c) {
-            s->items[i].c = NULL; /* read from the old connection: dropped */
+    for (size_t k = 0; k < 2; k++) {
+        batchbuf *bb = &s->bufs[k];
+        for (size_t i = 0; i < bb->n; i++) {
+            if (bb->items[i].c == c) {
+                bb->items[i].c = NULL; /* read from the old connection: dropped */
+            }
+        }
+    }
+    for (size_t i = 0; s->pend.open && i < s->pend.n_snap; i++) {
+        if (s->snap[i].c == c) {
+            s->snap[i].c = NULL;
         }
     }
     conns_remove(b->conns, c);
@@ -353,12 +385,12 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
     return c;
 }
 
-/* Read up to BROKER_BATCH_MAX frames without blocking. */
+/* Read up to BROKER_BATCH_MAX frames into s->cur without blocking. */
 static void read_frames(server *s)
 {
-    broker *b = &s->b;
+    batchbuf *bb = s->cur;
     size_t bytes = 0;
-    while (s->n_items < BROKER_BATCH_MAX && bytes < BROKER_BATCH_BYTES_MAX) {
+    while (bb->n < BROKER_BATCH_MAX && bytes < BROKER_BATCH_BYTES_MAX) {
         zmq_msg_t rid, data;
         zmq_msg_init(&rid);
         if (zmq_msg_recv(&rid, s->router, ZMQ_DONTWAIT) < 0) {
@@ -382,7 +414,7 @@ static void read_frames(server *s)
         bool fresh = false;
         conn *c = frame_conn(s, &rid, &data, &fresh);
         if (c != NULL) {
-            item *it = &s->items[s->n_items++];
+            item *it = &bb->items[bb->n++];
             memset(it, 0, sizeof *it);
             it->c = c;
             it->fresh_conn = fresh;
@@ -395,24 +427,72 @@ static void read_frames(server *s)
                 it->frame = NULL;
             }
             keten_err_clear();
-            if (it->frame != NULL && it->frame->body_case == KETEN__FRAME__BODY_SUBMIT
-                && it->frame->submit != NULL) {
-                const ProtobufCBinaryData *env = &it->frame->submit->envelope;
-                submit_prepare(b, c, env->data, env->len, &it->prep);
-            }
         }
         zmq_msg_close(&data);
         zmq_msg_close(&rid);
     }
 }
 
-static void free_items(server *s)
+/* Pool job of a loop round: first the pending batch's acks are signed
+ * (outq.h), then the stateless checks of every frame just read are made
+ * (signatures above all); one index each. */
+static void pool_job(void *ctx, size_t i)
 {
-    for (size_t i = 0; i < s->n_items; i++) {
-        submit_prep_clear(&s->items[i].prep);
-        keten_pb_free((ProtobufCMessage **)(void *)&s->items[i].frame);
+    server *s = ctx;
+    if (i < s->n_acks_job) {
+        outq_sign_one(s->b.out, i);
+        return;
     }
-    s->n_items = 0;
+    item *it = &s->cur->items[i - s->n_acks_job];
+    const Keten__Frame *f = it->frame;
+    if (it->c == NULL || f == NULL) {
+        return;
+    }
+    if (f->body_case == KETEN__FRAME__BODY_SUBMIT && f->submit != NULL) {
+        const ProtobufCBinaryData *env = &f->submit->envelope;
+        submit_prepare(&s->b, it->c, env->data, env->len, s->cur->dir_fresh, &it->prep);
+    } else if (f->body_case == KETEN__FRAME__BODY_RECEIPT && f->receipt != NULL) {
+        deliver_receipt_prepare(&s->b, it->c, f->receipt, &it->rprep);
+    }
+}
+
+/* Start the round's pool job: sign the pending batch's acks (if any) and
+ * verify the frames in s->cur. */
+static void pool_begin(server *s)
+{
+    broker *b = &s->b;
+    batchbuf *bb = s->cur;
+    bool submits = false;
+    for (size_t i = 0; i < bb->n && !submits; i++) {
+        const Keten__Frame *f = bb->items[i].frame;
+        submits = f != NULL && f->body_case == KETEN__FRAME__BODY_SUBMIT;
+    }
+    bb->dir_fresh = submits ? dirstate_fresh(b) : true;
+    s->n_acks_job = 0;
+    if (s->pend.open) {
+        s->n_acks_job = outq_sign_begin(b->out, keten_directory_network(broker_dir(b)),
+            b->me->log_sk);
+    }
+    pool_start(s->pool, s->n_acks_job + bb->n, pool_job, s);
+}
+
+/* Wait for the round's pool job; how many acks could not be signed. */
+static size_t pool_end(server *s)
+{
+    pool_wait(s->pool);
+    size_t failed = s->n_acks_job > 0 ? outq_sign_end(s->b.out) : 0;
+    s->n_acks_job = 0;
+    return failed;
+}
+
+static void free_items(batchbuf *bb)
+{
+    for (size_t i = 0; i < bb->n; i++) {
+        submit_prep_clear(&bb->items[i].prep);
+        deliver_receipt_prep_clear(&bb->items[i].rprep);
+        keten_pb_free((ProtobufCMessage **)(void *)&bb->items[i].frame);
+    }
+    bb->n = 0;
 }
 
 /* ---- one batch ----------------------------------------------------------- */
@@ -433,21 +513,27 @@ static keten_err snapshot(server *s)
         s->snap[i]
             = (conn_snapshot) { c, c->credit, c->cursor, c->has_cursor, c->more, c->notices };
     }
+    s->pend.n_snap = cs->n;
     return KETEN_OK;
 }
 
-static void restore(server *s, size_t n, uint64_t cp_size, uint64_t cp_ms)
+/* Undo what a failed batch did to the connections and the checkpointer. */
+static void restore(server *s)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < s->pend.n_snap; i++) {
         conn *c = s->snap[i].c;
+        if (c == NULL) {
+            continue;
+        }
         c->credit = s->snap[i].credit;
         c->cursor = s->snap[i].cursor;
         c->has_cursor = s->snap[i].has_cursor;
         c->more = s->snap[i].more;
         c->notices = s->snap[i].notices;
     }
-    s->b.cp->last_size = cp_size;
-    s->b.cp->last_mono_ms = cp_ms;
+    s->b.cp->last_size = s->pend.cp_size;
+    s->b.cp->last_mono_ms = s->pend.cp_ms;
+    atomic_store(&s->b.m->submits, s->pend.submits_before);
 }
 
 static keten_err unexpected(broker *b, const conn *c, uint64_t request_id, const char *what)
@@ -488,7 +574,7 @@ static keten_err dispatch(broker *b, item *it)
         return submit_apply(b, c, rid, env->data, env->len, &it->prep);
     }
     case KETEN__FRAME__BODY_RECEIPT:
-        return deliver_receipt(b, c, rid, f->receipt);
+        return deliver_receipt(b, c, rid, f->receipt, &it->rprep);
     case KETEN__FRAME__BODY_DIRECTORY_REQUEST:
         return dirstate_serve(b, c, rid, f->directory_request->after_version);
     case KETEN__FRAME__BODY_COSIGNATURE:
@@ -500,20 +586,33 @@ static keten_err dispatch(broker *b, item *it)
     }
 }
 
-static keten_err run_batch(server *s, enum batch_mode mode, uint64_t *commit_us)
+/* Apply a batch in a new write transaction, left open in b->txn (the
+ * commit comes in the next loop round, while the pool works): the node
+ * events, the frames in order, notices, deliveries, expiry, a checkpoint if
+ * due. On failure the transaction is aborted and memory restored. */
+static keten_err apply(server *s, batchbuf *bb, enum batch_mode mode)
 {
     broker *b = &s->b;
-    b->degraded = mode == MODE_DEGRADED || atomic_load(&b->st->full);
-    b->batch_bytes = 0;
-    keten_err e = store_begin(b->st, true, &b->txn);
+    keten_err e = snapshot(s);
     if (e != KETEN_OK) {
         return e;
     }
-    for (size_t i = 0; i < b->n_events && e == KETEN_OK; i++) {
+    s->pend.buf = bb;
+    s->pend.cp_size = b->cp->last_size;
+    s->pend.cp_ms = b->cp->last_mono_ms;
+    s->pend.submits_before = atomic_load(&b->m->submits);
+    s->pend.n_events = b->n_events;
+    b->degraded = mode == MODE_DEGRADED || atomic_load(&b->st->full);
+    b->batch_bytes = 0;
+    if ((e = store_begin(b->st, true, &b->txn)) != KETEN_OK) {
+        return e;
+    }
+    s->pend.open = true;
+    for (size_t i = 0; i < s->pend.n_events && e == KETEN_OK; i++) {
         e = audit_node(b, b->events[i].event, b->events[i].node, NULL);
     }
-    for (size_t i = 0; i < s->n_items && e == KETEN_OK; i++) {
-        e = dispatch(b, &s->items[i]);
+    for (size_t i = 0; i < bb->n && e == KETEN_OK; i++) {
+        e = dispatch(b, &bb->items[i]);
     }
     size_t budget = BROKER_BATCH_BYTES_MAX;
     for (size_t i = 0; i < b->conns->n && e == KETEN_OK; i++) {
@@ -531,11 +630,21 @@ static keten_err run_batch(server *s, enum batch_mode mode, uint64_t *commit_us)
     }
     if (e != KETEN_OK) {
         store_abort(&b->txn);
-        return e;
+        outq_clear(b->out);
+        restore(s);
+        s->pend.open = false;
     }
+    return e;
+}
+
+/* Commit the pending batch (the durability point). The caller has started
+ * the pool job; it runs during the fsync. */
+static keten_err commit(server *s, uint64_t *commit_us)
+{
+    broker *b = &s->b;
     struct timespec a, z;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    e = store_commit(b->st, &b->txn);
+    keten_err e = store_commit(b->st, &b->txn);
     clock_gettime(CLOCK_MONOTONIC, &z);
     *commit_us
         = (uint64_t)(z.tv_sec - a.tv_sec) * 1000000u + (uint64_t)((z.tv_nsec - a.tv_nsec) / 1000);
@@ -543,11 +652,11 @@ static keten_err run_batch(server *s, enum batch_mode mode, uint64_t *commit_us)
 }
 
 /* The store cannot take this batch: answer submits, keep credits. */
-static void run_nostore(server *s)
+static void run_nostore(server *s, batchbuf *bb)
 {
     broker *b = &s->b;
-    for (size_t i = 0; i < s->n_items; i++) {
-        item *it = &s->items[i];
+    for (size_t i = 0; i < bb->n; i++) {
+        item *it = &bb->items[i];
         if (it->frame == NULL || it->c == NULL) {
             continue;
         }
@@ -567,54 +676,94 @@ static void run_nostore(server *s)
     }
 }
 
-static void batch(server *s)
+/* Forget the first n node events (audited, or given up). */
+static void drop_events(broker *b, size_t n)
 {
-    broker *b = &s->b;
-    keten_err e = snapshot(s);
-    if (e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "batch skipped", "error=\"%s\"", keten_strerror(e));
+    if (n >= b->n_events) {
+        b->n_events = 0;
         return;
     }
-    size_t n_snap = b->conns->n;
-    uint64_t cp_size = b->cp->last_size, cp_ms = b->cp->last_mono_ms;
-    uint64_t submits_before = atomic_load(&b->m->submits);
-    uint64_t commit_us = 0;
-    enum batch_mode mode = MODE_NORMAL;
-    for (;;) {
-        e = run_batch(s, mode, &commit_us);
-        if (e == KETEN_OK) {
-            break;
-        }
-        char detail[512];
-        snprintf(detail, sizeof detail, "%s", keten_err_detail());
-        outq_clear(b->out);
-        restore(s, n_snap, cp_size, cp_ms);
-        atomic_store(&b->m->submits, submits_before);
-        if (e == KETEN_ERR_STORE_FULL) {
-            store_mark_full(b->st, b->now);
-        }
-        KETEN_LOG(KETEN_LOG_ERR, "batch failed; nothing of it was stored",
-            "error=\"%s\" detail=\"%s\" mode=%d", keten_strerror(e), detail, (int)mode);
-        if (e == KETEN_ERR_STORE_FULL && mode == MODE_NORMAL) {
-            mode = MODE_DEGRADED;
-            continue;
-        }
-        run_nostore(s);
-        break;
+    memmove(b->events, b->events + n, (b->n_events - n) * sizeof b->events[0]);
+    b->n_events -= n;
+}
+
+static void log_failed(keten_err e, enum batch_mode mode)
+{
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", keten_err_detail());
+    KETEN_LOG(KETEN_LOG_ERR, "batch failed; nothing of it was stored",
+        "error=\"%s\" detail=\"%s\" mode=%d", keten_strerror(e), detail, (int)mode);
+}
+
+/* A batch could not be stored: mark the store, run it again with every
+ * submit refused (STORE_FULL, audited) and commit at once; if that fails
+ * too, answer its submits without storing anything. */
+static keten_err retry_degraded(server *s, batchbuf *bb, keten_err e, uint64_t *commit_us)
+{
+    broker *b = &s->b;
+    if (e == KETEN_ERR_STORE_FULL) {
+        store_mark_full(b->st, b->now);
     }
-    b->n_events = 0;
-    if (e == KETEN_OK) {
-        if (s->n_items > 0) {
-            metrics_batch(b->m, s->n_items, commit_us);
+    if (e == KETEN_ERR_STORE_FULL) {
+        e = apply(s, bb, MODE_DEGRADED);
+        if (e == KETEN_OK) {
+            s->n_acks_job = outq_sign_begin(
+                b->out, keten_directory_network(broker_dir(b)), b->me->log_sk);
+            pool_run(s->pool, s->n_acks_job, pool_job, s);
+            (void)pool_end(s);
+            e = commit(s, commit_us);
+            s->pend.open = false;
+            if (e != KETEN_OK) {
+                outq_clear(b->out);
+                restore(s);
+            }
         }
-        if (s->fault_kill_after_commit && atomic_load(&b->m->submits) > submits_before) {
+        if (e == KETEN_OK) {
+            drop_events(b, s->pend.n_events);
+            return KETEN_OK;
+        }
+        log_failed(e, MODE_DEGRADED);
+    }
+    run_nostore(s, bb);
+    drop_events(b, b->n_events);
+    return e;
+}
+
+/* Finish the pending batch: commit (the pool job runs meanwhile), then
+ * wait for the pool, and only then send what the batch staged. */
+static void finish(server *s)
+{
+    broker *b = &s->b;
+    batchbuf *bb = s->pend.buf;
+    uint64_t commit_us = 0;
+    keten_err e = commit(s, &commit_us);
+    s->pend.open = false;
+    size_t unsigned_acks = pool_end(s);
+    store_trim(b->st, keten_mono_ms());
+    if (e == KETEN_OK) {
+        drop_events(b, s->pend.n_events);
+        if (unsigned_acks > 0) {
+            KETEN_LOG(KETEN_LOG_ERR, "acks not sent: signing failed after the commit",
+                "count=%zu", unsigned_acks);
+        }
+    } else {
+        outq_clear(b->out);
+        restore(s);
+        log_failed(e, MODE_NORMAL);
+        e = retry_degraded(s, bb, e, &commit_us);
+    }
+    if (e == KETEN_OK) {
+        if (bb->n > 0) {
+            metrics_batch(b->m, bb->n, commit_us);
+        }
+        if (s->fault_kill_after_commit && atomic_load(&b->m->submits) > s->pend.submits_before) {
             KETEN_LOG(KETEN_LOG_WARNING, "test hook: killed after the commit, before the acks",
                 "env=%s", FAULT_ENV);
             raise(SIGKILL);
         }
     }
     outq_flush(b->out, s->router);
-    free_items(s);
+    free_items(bb);
     size_t live = 0;
     for (size_t i = 0; i < b->conns->n; i++) {
         live += b->conns->v[i]->revoked ? 0 : 1;
@@ -622,59 +771,145 @@ static void batch(server *s)
     metrics_connected(b->m, live);
 }
 
+/* Apply s->cur; it becomes the pending batch, committed next round. */
+static void start_batch(server *s)
+{
+    broker *b = &s->b;
+    batchbuf *bb = s->cur;
+    keten_err e = apply(s, bb, MODE_NORMAL);
+    if (e != KETEN_OK) {
+        log_failed(e, MODE_NORMAL);
+        uint64_t commit_us = 0;
+        (void)retry_degraded(s, bb, e, &commit_us);
+        outq_flush(b->out, s->router);
+        free_items(bb);
+        return;
+    }
+    if (bb->n == 0) {
+        /* Nothing read (deliveries, expiry, checkpoints at most): commit now,
+         * so that an idle broker sleeps in poll(). */
+        pool_begin(s);
+        finish(s);
+        return;
+    }
+    s->cur = bb == &s->bufs[0] ? &s->bufs[1] : &s->bufs[0];
+}
+
 /* ---- the loop ----------------------------------------------------------- */
 
+static void handle_zap(server *s)
+{
+    for (int i = 0; i < ZAP_PER_ROUND; i++) {
+        int events = 0;
+        size_t sz = sizeof events;
+        if (zmq_getsockopt(s->zap_sock, ZMQ_EVENTS, &events, &sz) != 0 || !(events & ZMQ_POLLIN)) {
+            break;
+        }
+        keten_err e = zap_handle(&s->z, &s->b, s->zap_sock);
+        if (e != KETEN_OK) {
+            KETEN_LOG(KETEN_LOG_ERR, "ZAP handler failed", "error=\"%s\" detail=\"%s\"",
+                keten_strerror(e), keten_err_detail());
+            break;
+        }
+    }
+}
+
+/* SIGHUP, at a point where no transaction is open. A newly installed
+ * directory invalidates what was verified against the old one: the frames
+ * waiting in s->cur are verified again. */
+static void reload(server *s)
+{
+    broker *b = &s->b;
+    s->reload = false;
+    bool installed = false;
+    keten_err e = dirstate_reload(b, &installed);
+    if (e != KETEN_OK) {
+        outq_clear(b->out);
+        KETEN_LOG(KETEN_LOG_ERR, "directory reload failed", "error=\"%s\" detail=\"%s\"",
+            keten_strerror(e), keten_err_detail());
+    }
+    outq_flush(b->out, s->router);
+    if (installed && s->cur->n > 0) {
+        for (size_t i = 0; i < s->cur->n; i++) {
+            submit_prep_clear(&s->cur->items[i].prep);
+            deliver_receipt_prep_clear(&s->cur->items[i].rprep);
+        }
+        pool_begin(s);
+        (void)pool_end(s);
+    }
+}
+
+/*
+ * One round: read what arrived (frames, monitor, ZAP, signals); hand the
+ * pool the signing of the pending batch's acks and the verification of the
+ * frames just read, and commit the pending batch meanwhile; send what it
+ * staged; then apply the new frames in a new transaction, which becomes the
+ * pending batch. The writer (LMDB) stays this one thread; the CPU-heavy
+ * signature work of two batches runs on every core while the disk syncs.
+ */
 static void loop(server *s)
 {
     broker *b = &s->b;
-    while (!s->stopping) {
+    for (;;) {
+        bool last = s->stopping;
         zmq_pollitem_t items[] = {
             { s->zap_sock, 0, ZMQ_POLLIN, 0 },
             { s->router, 0, ZMQ_POLLIN, 0 },
             { s->monitor, 0, ZMQ_POLLIN, 0 },
             { NULL, s->sigfd, ZMQ_POLLIN, 0 },
         };
-        if (zmq_poll(items, 4, POLL_MS) < 0 && zmq_errno() != EINTR) {
+        long timeout = s->pend.open || last ? 0 : POLL_MS;
+        if (zmq_poll(items, 4, timeout) < 0 && zmq_errno() != EINTR) {
             KETEN_LOG(KETEN_LOG_ERR, "poll failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
-            s->stopping = true;
-            break;
+            s->stopping = last = true;
         }
         read_signals(s);
         read_monitor(s);
-        for (int i = 0; i < ZAP_PER_ROUND; i++) {
-            int events = 0;
-            size_t sz = sizeof events;
-            if (zmq_getsockopt(s->zap_sock, ZMQ_EVENTS, &events, &sz) != 0
-                || !(events & ZMQ_POLLIN)) {
-                break;
-            }
-            keten_err e = zap_handle(&s->z, b, s->zap_sock);
-            if (e != KETEN_OK) {
-                KETEN_LOG(KETEN_LOG_ERR, "ZAP handler failed", "error=\"%s\" detail=\"%s\"",
-                    keten_strerror(e), keten_err_detail());
-                break;
-            }
-        }
+        handle_zap(s);
         b->now = keten_now_ms();
+        if (!last) {
+            read_frames(s);
+        }
+        pool_begin(s);
+        if (s->pend.open) {
+            finish(s);
+        } else {
+            (void)pool_end(s);
+        }
         if (s->reload) {
-            s->reload = false;
-            bool installed = false;
-            keten_err e = dirstate_reload(b, &installed);
-            if (e != KETEN_OK) {
-                outq_clear(b->out);
-                KETEN_LOG(KETEN_LOG_ERR, "directory reload failed", "error=\"%s\" detail=\"%s\"",
-                    keten_strerror(e), keten_err_detail());
-            }
-            outq_flush(b->out, s->router);
+            reload(s);
         }
         keten_err e = store_room(b->st, b->now, NULL);
         if (e != KETEN_OK) {
             KETEN_LOG(
                 KETEN_LOG_ERR, "cannot read the store's size", "detail=\"%s\"", keten_err_detail());
         }
-        read_frames(s);
-        batch(s);
+        start_batch(s);
+        if (last) {
+            /* SIGTERM: the frames already read are applied and committed. */
+            pool_begin(s);
+            if (s->pend.open) {
+                finish(s);
+            } else {
+                (void)pool_end(s);
+            }
+            break;
+        }
     }
+}
+
+/* Verifier threads: one per CPU (none on a single CPU: the main loop does
+ * the work); KETEN_BROKER_VERIFY_THREADS=N overrides it (0: none), for
+ * benchmarks. */
+static unsigned verify_threads(void)
+{
+    const char *v = getenv(VERIFY_THREADS_ENV);
+    uint64_t n = 0;
+    if (v != NULL && keten_cli_parse_uint(v, 0, POOL_THREADS_MAX, &n)) {
+        return (unsigned)n;
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 1 ? (unsigned)(cpus > POOL_THREADS_MAX ? POOL_THREADS_MAX : cpus) : 0;
 }
 
 keten_err server_run(const broker_config *cfg)
@@ -686,6 +921,7 @@ keten_err server_run(const broker_config *cfg)
     broker *b = &s->b;
     b->cfg = cfg;
     s->sigfd = -1;
+    s->cur = &s->bufs[0];
     keten_err e = block_signals(&s->sigfd);
     if (e != KETEN_OK) {
         goto out;
@@ -693,7 +929,8 @@ keten_err server_run(const broker_config *cfg)
     b->m = metrics_new();
     b->conns = conns_new();
     b->out = outq_new();
-    if (b->m == NULL || b->conns == NULL || b->out == NULL) {
+    s->pool = pool_new(verify_threads());
+    if (b->m == NULL || b->conns == NULL || b->out == NULL || s->pool == NULL) {
         e = keten_err_set(KETEN_ERR_NOMEM, "broker state");
         goto out;
     }
@@ -727,9 +964,9 @@ keten_err server_run(const broker_config *cfg)
         goto out;
     }
     KETEN_LOG(KETEN_LOG_NOTICE, "broker running",
-        "node=%s listen=%s directory_version=%llu map_size=%llu", b->me->id, cfg->listen,
-        (unsigned long long)keten_directory_version(broker_dir(b)),
-        (unsigned long long)b->st->map_size);
+        "node=%s listen=%s directory_version=%llu map_size=%llu verify_threads=%u", b->me->id,
+        cfg->listen, (unsigned long long)keten_directory_version(broker_dir(b)),
+        (unsigned long long)b->st->map_size, pool_threads(s->pool));
     loop(s);
     KETEN_LOG(KETEN_LOG_NOTICE, "broker stopped", "%s", "");
 out:
@@ -737,7 +974,9 @@ out:
         metrics_destroy(&b->m); /* stops the HTTP thread before the store goes */
     }
     close_sockets(s);
-    free_items(s);
+    free_items(&s->bufs[0]);
+    free_items(&s->bufs[1]);
+    pool_destroy(&s->pool);
     free(s->snap);
     checkpointer_destroy(&b->cp);
     dirstate_destroy(&b->dirs);

@@ -10,23 +10,35 @@
  * ZMQ_MAXMSGSIZE = KETEN_FRAME_MAX, a bounded ZMQ_SNDHWM, ZMQ_ROUTER_MANDATORY
  * off, libzmq heartbeats (dead peers are closed) and a socket monitor.
  *
- * The loop, single-threaded, wakes at least every 100 ms:
- *   1. signals: SIGTERM/SIGINT stop after this iteration, SIGHUP reloads the
- *      directory file;
- *   2. monitor events (before any frame: connection bookkeeping, conns.h);
- *   3. ZAP requests;
- *   4. up to BROKER_BATCH_MAX frames (without blocking); each frame's
+ * The loop wakes at least every 100 ms. The LMDB writer is its one thread;
+ * the CPU-heavy, stateless work runs on a pool of verifier threads (pool.h,
+ * one per CPU; KETEN_BROKER_VERIFY_THREADS=N in the environment overrides
+ * it, 0: none, for benchmarks). A batch is applied in one round and
+ * committed in the next, so that its commit's fsync overlaps the signature
+ * work of two batches. One round:
+ *   1. signals (SIGTERM/SIGINT: one last round, then stop; SIGHUP: reload
+ *      the directory at step 5), monitor events (connection bookkeeping,
+ *      conns.h), ZAP requests;
+ *   2. up to BROKER_BATCH_MAX frames (without blocking); each frame's
  *      User-Id and admitted key (ZAP's "X-Key") are checked against the
- *      directory in force; frames of nodes no longer current are dropped and
- *      audited (auth-failed, once per connection); submits are verified;
- *   5. one write transaction: node events, the frames in order, notices,
- *      deliveries, expiry, a checkpoint if due; commit (fsync);
- *   6. only then the staged frames (acks, errors, deliveries, ...) are sent.
- * A batch whose transaction fails with a full map is run again with every
- * submit refused (STORE_FULL, audited); if that fails too, or on any other
- * store error, the submits are answered STORE_FULL without being audited
- * and the other frames are dropped (nodes resend after reconnecting); the
- * in-memory delivery state of the failed batch is rolled back.
+ *      directory in force; frames of nodes no longer current are dropped
+ *      and audited (auth-failed, once per connection);
+ *   3. the pool signs the acks of the pending batch (applied last round)
+ *      and verifies the envelopes and receipts just read (submit.h,
+ *      deliver.h), while the main thread commits the pending batch (fsync);
+ *   4. only after that commit are the pending batch's staged frames (acks,
+ *      errors, deliveries, ...) sent;
+ *   5. with no transaction open: the directory reload, the store's room;
+ *   6. the frames just read are applied in a new write transaction: node
+ *      events, the frames in order, notices, deliveries, expiry, a
+ *      checkpoint if due; it stays open as the pending batch (a batch
+ *      without frames is committed at once).
+ * A batch whose transaction fails with a full map is run again at once
+ * with every submit refused (STORE_FULL, audited); if that fails too, or on
+ * any other store error, the submits are answered STORE_FULL without being
+ * audited and the other frames are dropped (nodes resend after
+ * reconnecting); the in-memory delivery state of the failed batch is rolled
+ * back.
  *
  * Test hook: with KETEN_BROKER_FAULT=kill-after-commit in the environment
  * the broker kills itself with SIGKILL right after the first commit that

@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -7,19 +8,21 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "util.h"
 
 #define STORE_MAX_DBS 16
-#define MSG_RECORD_VERSION 1
-/* version, leaf, created, expires, hash, sender, n, recipients */
+#define MSG_RECORD_VERSION 2
+/* version, msg_id, leaf, created, expires, hash, sender, n, recipients */
+#define MSG_RECORD_MIN (1 + KETEN_MSG_ID_BYTES + 24 + KETEN_HASH_BYTES)
 #define MSG_RECORD_MAX                                                                             \
-    (1 + 8 + 8 + 8 + KETEN_HASH_BYTES + 1 + KETEN_NAME_MAX + 1                                     \
-        + KETEN_MAX_RECIPIENTS * (2 + KETEN_NAME_MAX))
+    (MSG_RECORD_MIN + 1 + KETEN_NAME_MAX + 1 + KETEN_MAX_RECIPIENTS * (2 + KETEN_NAME_MAX))
 #define SEEN_VALUE_BYTES (KETEN_HASH_BYTES + 8 + 8)
 #define TIME_KEY_BYTES (8 + KETEN_MSG_ID_BYTES)
+#define EXPIRY_KEY_BYTES 16
 #define FREE_SCAN_INTERVAL_MS 1000
 #define DISK_FULL_RETRY_MS 10000
 
@@ -90,6 +93,68 @@ static uint64_t reserve_for(uint64_t map_size)
     return r;
 }
 
+/* Where LMDB mapped data_path (it does not say: mdb_env_info() gives the
+ * address only for MDB_FIXEDMAP): the mapping of that file in
+ * /proc/self/maps. Not found: no trimming, nothing else changes. */
+static void find_map(store *s, const char *data_path)
+{
+    char real[PATH_MAX];
+    if (realpath(data_path, real) == NULL) {
+        return;
+    }
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL) {
+        return;
+    }
+    char line[PATH_MAX + 128];
+    size_t rlen = strlen(real);
+    while (fgets(line, sizeof line, f) != NULL) {
+        size_t n = strlen(line);
+        if (n > 0 && line[n - 1] == '\n') {
+            line[--n] = '\0';
+        }
+        unsigned long lo = 0, hi = 0;
+        if (n < rlen || strcmp(line + n - rlen, real) != 0
+            || sscanf(line, "%lx-%lx", &lo, &hi) != 2 || hi <= lo) {
+            continue;
+        }
+        if (s->map_addr == NULL || (uintptr_t)lo < (uintptr_t)s->map_addr) {
+            s->map_addr = (void *)(uintptr_t)lo;
+        }
+        s->map_len = (size_t)(hi - (uintptr_t)s->map_addr);
+    }
+    fclose(f);
+}
+
+/* A store written by an older broker keyed messages by msg_id (16 bytes). */
+static keten_err check_layout(store *s, MDB_txn *txn, const char *path)
+{
+    MDB_dbi dbis[3] = { s->msgs, s->envelopes, s->expiry };
+    size_t want[3] = { 8, 8, EXPIRY_KEY_BYTES };
+    for (size_t i = 0; i < 3; i++) {
+        MDB_cursor *cur = NULL;
+        MDB_val k, v;
+        int rc = mdb_cursor_open(txn, dbis[i], &cur);
+        if (rc == 0) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+            mdb_cursor_close(cur);
+        }
+        if (rc == MDB_NOTFOUND) {
+            continue;
+        }
+        if (rc != 0) {
+            return store_lmdb_err(rc, "checking the store's layout");
+        }
+        if (k.mv_size != want[i]) {
+            return keten_err_set(KETEN_ERR_WRONG_TYPE,
+                "the store in %s was written by an older keten-broker (messages keyed by msg_id); "
+                "deliver or expire its messages with that version first",
+                path);
+        }
+    }
+    return KETEN_OK;
+}
+
 keten_err store_open(const char *home, uint64_t map_size, store **out)
 {
     *out = NULL;
@@ -136,7 +201,7 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
         e = store_lmdb_err(rc, "setting up the environment");
         goto fail;
     }
-    rc = mdb_env_open(s->env, path, MDB_NOTLS, 0600);
+    rc = mdb_env_open(s->env, path, MDB_NOTLS | MDB_NORDAHEAD, 0600);
     if (rc != 0) {
         char what[PATH_MAX + 32];
         snprintf(what, sizeof what, "opening %s", path);
@@ -151,6 +216,9 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
     }
     s->map_size = info.me_mapsize;
     s->page_size = st.ms_psize;
+    char data_path[PATH_MAX + 16];
+    snprintf(data_path, sizeof data_path, "%s/data.mdb", path);
+    find_map(s, data_path);
     s->reserve = reserve_for(s->map_size);
     if ((e = store_begin(s, true, &txn)) != KETEN_OK) {
         goto fail;
@@ -165,6 +233,9 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
         || (e = open_dbi(txn, "directories", &s->directories)) != KETEN_OK
         || (e = open_dbi(txn, "checkpoints", &s->checkpoints)) != KETEN_OK
         || (e = keten_mlog_open(txn, STORE_LOG_PREFIX, &s->log)) != KETEN_OK) {
+        goto fail;
+    }
+    if ((e = check_layout(s, txn, path)) != KETEN_OK) {
         goto fail;
     }
     if ((e = store_commit(s, &txn)) != KETEN_OK) {
@@ -307,6 +378,17 @@ void store_mark_full(store *self, uint64_t now_ms)
     atomic_store(&self->full, true);
 }
 
+void store_trim(store *self, uint64_t mono_ms)
+{
+    if (self->map_addr == NULL || mono_ms - self->last_trim_ms < STORE_TRIM_MS) {
+        return;
+    }
+    self->last_trim_ms = mono_ms;
+    /* The map is read-only and shared (no MDB_WRITEMAP): dropping its page
+     * table entries loses nothing. A failure only means no trim. */
+    (void)madvise(self->map_addr, self->map_len, MADV_DONTNEED);
+}
+
 /* ---- messages ---------------------------------------------------------- */
 
 static size_t put_name(uint8_t *p, const char *s)
@@ -321,6 +403,8 @@ static size_t encode_msg(const store_msg *m, uint8_t *buf)
 {
     size_t o = 0;
     buf[o++] = MSG_RECORD_VERSION;
+    memcpy(buf + o, m->msg_id, KETEN_MSG_ID_BYTES);
+    o += KETEN_MSG_ID_BYTES;
     store_be64(m->leaf, buf + o);
     o += 8;
     store_be64(m->created_at, buf + o);
@@ -357,10 +441,12 @@ static keten_err decode_msg(const uint8_t *buf, size_t len, store_msg *m)
 {
     size_t o = 0;
     memset(m, 0, sizeof *m);
-    if (len < 1 + 24 + KETEN_HASH_BYTES || buf[0] != MSG_RECORD_VERSION) {
+    if (len < MSG_RECORD_MIN || buf[0] != MSG_RECORD_VERSION) {
         goto bad;
     }
     o = 1;
+    memcpy(m->msg_id, buf + o, KETEN_MSG_ID_BYTES);
+    o += KETEN_MSG_ID_BYTES;
     m->leaf = store_get_be64(buf + o);
     m->created_at = store_get_be64(buf + o + 8);
     m->expires_at = store_get_be64(buf + o + 16);
@@ -394,11 +480,12 @@ bad:
         o, len);
 }
 
-keten_err store_msg_get(store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    store_msg *out, bool *found)
+keten_err store_msg_get(store *self, MDB_txn *txn, uint64_t leaf, store_msg *out, bool *found)
 {
     *found = false;
-    MDB_val k = { KETEN_MSG_ID_BYTES, (void *)msg_id }, v;
+    uint8_t kb[8];
+    store_be64(leaf, kb);
+    MDB_val k = { sizeof kb, kb }, v;
     int rc = mdb_get(txn, self->msgs, &k, &v);
     if (rc == MDB_NOTFOUND) {
         return KETEN_OK;
@@ -407,26 +494,60 @@ keten_err store_msg_get(store *self, MDB_txn *txn, const uint8_t msg_id[static K
         return store_lmdb_err(rc, "reading a message record");
     }
     keten_err e = decode_msg(v.mv_data, v.mv_size, out);
-    if (e == KETEN_OK) {
-        *found = true;
+    if (e != KETEN_OK) {
+        return e;
     }
-    return e;
+    if (out->leaf != leaf) {
+        return keten_err_set(KETEN_ERR_MALFORMED,
+            "the message record at leaf %llu names leaf %llu; the store was altered",
+            (unsigned long long)leaf, (unsigned long long)out->leaf);
+    }
+    *found = true;
+    return KETEN_OK;
 }
 
-keten_err store_msg_put(
-    store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m)
+keten_err store_msg_find(store *self, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], store_msg *out, bool *found)
+{
+    store_seen seen;
+    bool known = false;
+    *found = false;
+    keten_err e = store_seen_get(self, txn, msg_id, &seen, &known);
+    if (e != KETEN_OK || !known) {
+        return e;
+    }
+    if ((e = store_msg_get(self, txn, seen.leaf, out, found)) != KETEN_OK) {
+        return e;
+    }
+    if (*found && memcmp(out->msg_id, msg_id, KETEN_MSG_ID_BYTES) != 0) {
+        return keten_err_set(KETEN_ERR_MALFORMED,
+            "the message record at leaf %llu is another msg_id's; the store was altered",
+            (unsigned long long)seen.leaf);
+    }
+    return KETEN_OK;
+}
+
+keten_err store_msg_put(store *self, MDB_txn *txn, const store_msg *m)
 {
     uint8_t buf[MSG_RECORD_MAX];
     if (m->n_rcpt < 1 || m->n_rcpt > KETEN_MAX_RECIPIENTS) {
         return keten_err_set(KETEN_ERR_INVALID, "message record with %zu recipients", m->n_rcpt);
     }
     size_t len = encode_msg(m, buf);
-    MDB_val k = { KETEN_MSG_ID_BYTES, (void *)msg_id }, v = { len, buf };
+    uint8_t kb[8];
+    store_be64(m->leaf, kb);
+    MDB_val k = { sizeof kb, kb }, v = { len, buf };
     int rc = mdb_put(txn, self->msgs, &k, &v, 0);
     if (rc != 0) {
         return store_lmdb_err(rc, "writing a message record");
     }
     return KETEN_OK;
+}
+
+static void expiry_key(uint64_t expires_at, uint64_t leaf, uint8_t out[static EXPIRY_KEY_BYTES])
+{
+    store_be64(expires_at, out);
+    store_be64(leaf, out + 8);
 }
 
 static void time_key(
@@ -446,27 +567,27 @@ static keten_err del_key(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t len,
     return KETEN_OK;
 }
 
-keten_err store_msg_delete(
-    store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m)
+keten_err store_msg_delete(store *self, MDB_txn *txn, const store_msg *m)
 {
-    uint8_t tk[TIME_KEY_BYTES];
-    time_key(m->expires_at, msg_id, tk);
+    uint8_t lk[8], ek[EXPIRY_KEY_BYTES];
+    store_be64(m->leaf, lk);
+    expiry_key(m->expires_at, m->leaf, ek);
     keten_err e;
-    if ((e = del_key(txn, self->msgs, msg_id, KETEN_MSG_ID_BYTES, "deleting a message record"))
-            != KETEN_OK
-        || (e = del_key(txn, self->envelopes, msg_id, KETEN_MSG_ID_BYTES, "deleting an envelope"))
-            != KETEN_OK
-        || (e = del_key(txn, self->expiry, tk, sizeof tk, "deleting an expiry entry"))
+    if ((e = del_key(txn, self->msgs, lk, sizeof lk, "deleting a message record")) != KETEN_OK
+        || (e = del_key(txn, self->envelopes, lk, sizeof lk, "deleting an envelope")) != KETEN_OK
+        || (e = del_key(txn, self->expiry, ek, sizeof ek, "deleting an expiry entry"))
             != KETEN_OK) {
         return e;
     }
     return KETEN_OK;
 }
 
-keten_err store_envelope_get(store *self, MDB_txn *txn,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const uint8_t **env, size_t *len)
+keten_err store_envelope_get(
+    store *self, MDB_txn *txn, uint64_t leaf, const uint8_t **env, size_t *len)
 {
-    MDB_val k = { KETEN_MSG_ID_BYTES, (void *)msg_id }, v;
+    uint8_t kb[8];
+    store_be64(leaf, kb);
+    MDB_val k = { sizeof kb, kb }, v;
     int rc = mdb_get(txn, self->envelopes, &k, &v);
     if (rc == MDB_NOTFOUND) {
         return keten_err_set(KETEN_ERR_NOT_FOUND, "envelope not in the store");
@@ -479,16 +600,23 @@ keten_err store_envelope_get(store *self, MDB_txn *txn,
     return KETEN_OK;
 }
 
-keten_err store_msg_accept(store *self, MDB_txn *txn,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m, const uint8_t *env,
-    size_t env_len, uint64_t now_ms)
+keten_err store_msg_accept(
+    store *self, MDB_txn *txn, const store_msg *m, const uint8_t *env, size_t env_len, uint64_t now_ms)
 {
-    keten_err e = store_msg_put(self, txn, msg_id, m);
+    keten_err e = store_msg_put(self, txn, m);
     if (e != KETEN_OK) {
         return e;
     }
-    MDB_val k = { KETEN_MSG_ID_BYTES, (void *)msg_id }, v = { env_len, (void *)env };
-    int rc = mdb_put(txn, self->envelopes, &k, &v, MDB_NOOVERWRITE);
+    /* Leaves only grow: the envelope goes at the end of its B-tree. */
+    uint8_t lk[8];
+    store_be64(m->leaf, lk);
+    MDB_val k = { sizeof lk, lk }, v = { env_len, (void *)env };
+    int rc = mdb_put(txn, self->envelopes, &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST) {
+        return keten_err_set(KETEN_ERR_STORE,
+            "an envelope at or after leaf %llu is already stored; the store was altered",
+            (unsigned long long)m->leaf);
+    }
     if (rc != 0) {
         return store_lmdb_err(rc, "storing an envelope");
     }
@@ -498,28 +626,28 @@ keten_err store_msg_accept(store *self, MDB_txn *txn,
         if (qlen == 0) {
             return keten_err_set(KETEN_ERR_INVALID, "queue for an invalid node id");
         }
-        MDB_val kk = { qlen, qk }, vv = { KETEN_MSG_ID_BYTES, (void *)msg_id };
+        MDB_val kk = { qlen, qk }, vv = { KETEN_MSG_ID_BYTES, (void *)m->msg_id };
         rc = mdb_put(txn, self->queue, &kk, &vv, MDB_NOOVERWRITE);
         if (rc != 0) {
             return store_lmdb_err(rc, "enqueueing a message");
         }
     }
-    uint8_t tk[TIME_KEY_BYTES];
-    time_key(m->expires_at, msg_id, tk);
-    MDB_val ek = { sizeof tk, tk }, empty = { 0, NULL };
-    if ((rc = mdb_put(txn, self->expiry, &ek, &empty, 0)) != 0) {
+    uint8_t ek[EXPIRY_KEY_BYTES];
+    expiry_key(m->expires_at, m->leaf, ek);
+    MDB_val ekv = { sizeof ek, ek }, empty = { 0, NULL };
+    if ((rc = mdb_put(txn, self->expiry, &ekv, &empty, 0)) != 0) {
         return store_lmdb_err(rc, "writing an expiry entry");
     }
     uint8_t sv[SEEN_VALUE_BYTES];
     memcpy(sv, m->envelope_hash, KETEN_HASH_BYTES);
     store_be64(m->leaf, sv + KETEN_HASH_BYTES);
     store_be64(now_ms, sv + KETEN_HASH_BYTES + 8);
-    MDB_val seen_v = { sizeof sv, sv };
-    if ((rc = mdb_put(txn, self->seen, &k, &seen_v, MDB_NOOVERWRITE)) != 0) {
+    MDB_val id_k = { KETEN_MSG_ID_BYTES, (void *)m->msg_id }, seen_v = { sizeof sv, sv };
+    if ((rc = mdb_put(txn, self->seen, &id_k, &seen_v, MDB_NOOVERWRITE)) != 0) {
         return store_lmdb_err(rc, "remembering a msg_id");
     }
     uint8_t sk[TIME_KEY_BYTES];
-    time_key(now_ms, msg_id, sk);
+    time_key(now_ms, m->msg_id, sk);
     MDB_val seen_k = { sizeof sk, sk };
     if ((rc = mdb_put(txn, self->seen_time, &seen_k, &empty, 0)) != 0) {
         return store_lmdb_err(rc, "remembering when a msg_id was seen");
@@ -693,4 +821,178 @@ keten_err store_checkpoint_last(
     *len = v.mv_size;
     *found = true;
     return KETEN_OK;
+}
+
+/* ---- backup ------------------------------------------------------------ */
+
+/* out_dir exists and is empty, or is created (0700). */
+static keten_err backup_target(const char *out_dir)
+{
+    struct stat st;
+    if (stat(out_dir, &st) != 0) {
+        if (errno != ENOENT) {
+            return keten_err_set(KETEN_ERR_IO, "%s: %s", out_dir, strerror(errno));
+        }
+        if (mkdir(out_dir, 0700) != 0) {
+            return keten_err_set(KETEN_ERR_IO, "cannot make %s: %s; does its parent exist?",
+                out_dir, strerror(errno));
+        }
+        return KETEN_OK;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return keten_err_set(KETEN_ERR_EXISTS,
+            "%s exists and is not a directory; give a new or empty directory", out_dir);
+    }
+    DIR *d = opendir(out_dir);
+    if (d == NULL) {
+        return keten_err_set(KETEN_ERR_IO, "cannot read %s: %s", out_dir, strerror(errno));
+    }
+    bool empty = true;
+    const struct dirent *de;
+    while (empty && (de = readdir(d)) != NULL) {
+        empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+    }
+    closedir(d);
+    if (!empty) {
+        return keten_err_set(KETEN_ERR_EXISTS,
+            "%s is not empty; a backup is never written over anything: give a new or empty "
+            "directory",
+            out_dir);
+    }
+    return KETEN_OK;
+}
+
+static keten_err fsync_path(const char *path, bool dir)
+{
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) {
+        return keten_err_set(KETEN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    }
+    int rc = fsync(fd);
+    int err = errno;
+    close(fd);
+    if (rc != 0) {
+        return keten_err_set(err == ENOSPC ? KETEN_ERR_STORE_FULL : KETEN_ERR_IO,
+            "cannot sync %s: %s", path, strerror(err));
+    }
+    return KETEN_OK;
+}
+
+static keten_err count_db(MDB_txn *txn, const char *name, uint64_t *out)
+{
+    MDB_dbi dbi;
+    MDB_stat st;
+    *out = 0;
+    int rc = mdb_dbi_open(txn, name, 0, &dbi);
+    if (rc == MDB_NOTFOUND) {
+        return KETEN_OK;
+    }
+    if (rc == 0) {
+        rc = mdb_stat(txn, dbi, &st);
+    }
+    if (rc != 0) {
+        char what[96];
+        snprintf(what, sizeof what, "counting %s in the copy", name);
+        return store_lmdb_err(rc, what);
+    }
+    *out = (uint64_t)st.ms_entries;
+    return KETEN_OK;
+}
+
+/* Open the copy read-only (no lock file: nobody else uses it) and count. */
+static keten_err backup_inspect(const char *out_dir, store_backup_info *info)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    keten_mlog *log = NULL;
+    keten_err e = KETEN_OK;
+    int rc = mdb_env_create(&env);
+    if (rc == 0) {
+        rc = mdb_env_set_maxdbs(env, STORE_MAX_DBS);
+    }
+    if (rc == 0) {
+        rc = mdb_env_open(env, out_dir, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600);
+    }
+    if (rc == 0) {
+        rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    }
+    if (rc != 0) {
+        e = store_lmdb_err(rc, "opening the copy");
+        goto out;
+    }
+    MDB_dbi leaf;
+    if (mdb_dbi_open(txn, STORE_LOG_PREFIX "leaf", 0, &leaf) != 0) {
+        e = keten_err_set(KETEN_ERR_STORE, "the copy in %s has no audit log", out_dir);
+        goto out;
+    }
+    if ((e = keten_mlog_open(txn, STORE_LOG_PREFIX, &log)) != KETEN_OK
+        || (e = keten_mlog_size(log, txn, &info->records)) != KETEN_OK
+        || (e = keten_mlog_root(log, txn, info->records, info->root)) != KETEN_OK
+        || (e = count_db(txn, "msgs", &info->messages)) != KETEN_OK
+        || (e = count_db(txn, "envelopes", &info->envelopes)) != KETEN_OK
+        || (e = count_db(txn, "directories", &info->directories)) != KETEN_OK
+        || (e = count_db(txn, "checkpoints", &info->checkpoints)) != KETEN_OK) {
+        goto out;
+    }
+out:
+    keten_mlog_destroy(&log);
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (env != NULL) {
+        mdb_env_close(env);
+    }
+    return e;
+}
+
+keten_err store_backup(const char *home, const char *out_dir, store_backup_info *info)
+{
+    memset(info, 0, sizeof *info);
+    char src[PATH_MAX], data[PATH_MAX], copy[PATH_MAX];
+    if (snprintf(src, sizeof src, "%s/store", home) >= (int)sizeof src
+        || snprintf(data, sizeof data, "%s/data.mdb", src) >= (int)sizeof data
+        || snprintf(copy, sizeof copy, "%s/data.mdb", out_dir) >= (int)sizeof copy) {
+        return keten_err_set(KETEN_ERR_INVALID, "path %s or %s is too long", home, out_dir);
+    }
+    if (access(data, R_OK) != 0) {
+        return keten_err_set(KETEN_ERR_NOT_FOUND,
+            "%s: %s; is %s the broker's home (the one given to 'keten-broker run --home')?", data,
+            strerror(errno), home);
+    }
+    keten_err e = backup_target(out_dir);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    MDB_env *env = NULL;
+    int rc = mdb_env_create(&env);
+    if (rc == 0) {
+        rc = mdb_env_set_maxdbs(env, STORE_MAX_DBS);
+    }
+    /* Read-only: a reader slot in the lock file, like any reader while the
+     * broker runs; the copy is one read transaction, so it is consistent. */
+    if (rc == 0) {
+        rc = mdb_env_open(env, src, MDB_RDONLY | MDB_NOTLS, 0600);
+    }
+    if (rc != 0) {
+        char what[PATH_MAX + 32];
+        snprintf(what, sizeof what, "opening %s", src);
+        e = store_lmdb_err(rc, what);
+        mdb_env_close(env);
+        return e;
+    }
+    rc = mdb_env_copy2(env, out_dir, MDB_CP_COMPACT);
+    mdb_env_close(env);
+    if (rc != 0) {
+        char what[PATH_MAX + 32];
+        snprintf(what, sizeof what, "copying into %s", out_dir);
+        return store_lmdb_err(rc, what);
+    }
+    if ((e = fsync_path(copy, false)) != KETEN_OK || (e = fsync_path(out_dir, true)) != KETEN_OK) {
+        return e;
+    }
+    struct stat st;
+    if (stat(copy, &st) == 0) {
+        info->bytes = (uint64_t)st.st_size;
+    }
+    return backup_inspect(out_dir, info);
 }

@@ -3,22 +3,37 @@
  * its databases (docs/wire.md, "What each side stores"):
  *
  *   audit-leaf, audit-node  the Merkle audit log (lib/merkle.h)
- *   msgs         msg_id -> message record (store_msg below, without the envelope)
- *   envelopes    msg_id -> envelope bytes, deleted once every recipient has
- *                receipted or the message expired
- *   queue        recipient id, NUL, leaf (8 BE) -> msg_id; the leaf is the
- *                message's "submitted" record, so a queue is oldest first
- *   seen         msg_id -> envelope hash (32) | leaf (8 BE) | first seen (8 BE)
+ *   msgs         leaf (8 BE) -> message record (store_msg below, without the
+ *                envelope); the leaf is the message's "submitted" record
+ *   envelopes    leaf (8 BE) -> envelope bytes, deleted once every recipient
+ *                has receipted or the message expired
+ *   queue        recipient id, NUL, leaf (8 BE) -> msg_id, so a queue is
+ *                oldest first
+ *   seen         msg_id -> envelope hash (32) | leaf (8 BE) | first seen (8 BE);
+ *                also how a msg_id (in a receipt) finds its message
  *   seen-time    first seen (8 BE) | msg_id -> (empty), to forget msg_ids
  *                after the retry horizon
- *   expiry       expires_at (8 BE) | msg_id -> (empty)
+ *   expiry       expires_at (8 BE) | leaf (8 BE) -> (empty)
  *   notices      node id, NUL, leaf (8 BE) -> a serialized Frame waiting for
  *                that node (forwarded receipts, expiry notices)
  *   directories  version (8 BE) -> SignedDirectory bytes
  *   checkpoints  tree size (8 BE) -> signed note with its cosignatures
  *
+ * Messages and envelopes are keyed by their leaf index, which only grows:
+ * new ones are appended at the end of their B-trees and old ones leave from
+ * the front (queues are oldest first), so a message touches few pages and
+ * few pages stay hot, however long the backlog; only `seen` is keyed by the
+ * random msg_id.
+ *
  * Durability: the environment is opened without MDB_NOSYNC/MDB_NOMETASYNC,
  * so mdb_txn_commit() returning 0 means the data is on disk.
+ *
+ * Memory: the map's pages are page cache; store_trim() (after commits, at
+ * most every STORE_TRIM_MS) drops this process's mappings of them
+ * (madvise MADV_DONTNEED on the read-only map: nothing is lost, the next
+ * read maps the page again), so that the broker's resident memory is what
+ * it holds itself plus the pages in use, not every page a backlog ever
+ * touched.
  *
  * Full store: store_room() says whether new submits may still be taken: the
  * pages in use (last page number + 1 - free pages) times the page size must
@@ -53,6 +68,7 @@
 #define STORE_MAP_SIZE_MIN (16ull << 20)
 #define STORE_RESERVE_MIN (8ull << 20)
 #define STORE_LOG_PREFIX "audit-"
+#define STORE_TRIM_MS 50
 
 /* Per-recipient state of a stored message. */
 enum store_rcpt_state {
@@ -71,7 +87,8 @@ typedef struct store_rcpt {
 
 /* The record in `msgs`. */
 typedef struct store_msg {
-    uint64_t leaf; /* its "submitted" audit leaf */
+    uint8_t msg_id[KETEN_MSG_ID_BYTES];
+    uint64_t leaf; /* its "submitted" audit leaf: the key */
     uint64_t created_at; /* header created_at (ms) */
     uint64_t expires_at; /* header expires_at (ms) */
     uint8_t envelope_hash[KETEN_HASH_BYTES];
@@ -93,6 +110,9 @@ typedef struct store {
     uint64_t last_free_scan_ms;
     uint64_t free_pages; /* at the last scan of the free list */
     uint64_t disk_full_until_ms; /* ENOSPC seen: full until then, then retry */
+    uint64_t last_trim_ms; /* store_trim() */
+    void *map_addr; /* the map of data.mdb (NULL: not found, no trim) */
+    size_t map_len;
 } store;
 
 /* Open (creating HOME/store, 0700) with map_size bytes of map. Only one
@@ -121,6 +141,12 @@ bool store_fits(const store *self, uint64_t extra);
  * (ENOSPC: for a while, then look again). */
 void store_mark_full(store *self, uint64_t now_ms);
 
+/* Drop the process's mappings of the map's pages (see "Memory" above), at
+ * most every STORE_TRIM_MS (mono_ms: a monotonic clock). Safe while
+ * transactions hold pointers into the map: the pages stay where they are in
+ * the page cache and are mapped again on access. */
+void store_trim(store *self, uint64_t mono_ms);
+
 /* ---- keys ------------------------------------------------------------- */
 
 void store_be64(uint64_t v, uint8_t out[static 8]);
@@ -130,24 +156,26 @@ size_t store_node_key(const char *id, uint64_t seq, uint8_t out[static STORE_NOD
 
 /* ---- messages --------------------------------------------------------- */
 
-/* Get the record of msg_id; *found false (and KETEN_OK) if there is none. */
-keten_err store_msg_get(store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    store_msg *out, bool *found) KETEN_MUST_CHECK;
-keten_err store_msg_put(store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const store_msg *m) KETEN_MUST_CHECK;
+/* The record of the message whose "submitted" leaf is `leaf`; *found false
+ * (and KETEN_OK) if there is none. */
+keten_err store_msg_get(
+    store *self, MDB_txn *txn, uint64_t leaf, store_msg *out, bool *found) KETEN_MUST_CHECK;
+/* The record of msg_id (through `seen`); *found false if none is held. */
+keten_err store_msg_find(store *self, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], store_msg *out, bool *found) KETEN_MUST_CHECK;
+/* Write m under m->leaf. */
+keten_err store_msg_put(store *self, MDB_txn *txn, const store_msg *m) KETEN_MUST_CHECK;
 /* Delete the record, its envelope and its expiry entry. */
-keten_err store_msg_delete(store *self, MDB_txn *txn,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m) KETEN_MUST_CHECK;
+keten_err store_msg_delete(store *self, MDB_txn *txn, const store_msg *m) KETEN_MUST_CHECK;
 
-/* Envelope bytes of msg_id (pointer into the map); KETEN_ERR_NOT_FOUND. */
-keten_err store_envelope_get(store *self, MDB_txn *txn,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const uint8_t **env,
+/* Envelope bytes of the message at leaf (pointer into the map);
+ * KETEN_ERR_NOT_FOUND. */
+keten_err store_envelope_get(store *self, MDB_txn *txn, uint64_t leaf, const uint8_t **env,
     size_t *len) KETEN_MUST_CHECK;
 
-/* Store a newly accepted message: record, envelope, queue entries, expiry
- * and seen entries. */
-keten_err store_msg_accept(store *self, MDB_txn *txn,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const store_msg *m, const uint8_t *env,
+/* Store a newly accepted message (m->msg_id, m->leaf set): record, envelope,
+ * queue entries, expiry and seen entries. */
+keten_err store_msg_accept(store *self, MDB_txn *txn, const store_msg *m, const uint8_t *env,
     size_t env_len, uint64_t now_ms) KETEN_MUST_CHECK;
 
 /* ---- seen ------------------------------------------------------------- */
@@ -173,6 +201,29 @@ keten_err store_queue_delete(
 /* Add a frame for node under sequence seq (a leaf index). */
 keten_err store_notice_put(store *self, MDB_txn *txn, const char *node, uint64_t seq,
     const uint8_t *frame, size_t len) KETEN_MUST_CHECK;
+
+/* ---- backup ----------------------------------------------------------- */
+
+/* What a backup holds (read back from the copy). */
+typedef struct store_backup_info {
+    uint64_t bytes; /* size of the copy's data.mdb */
+    uint64_t records; /* audit records (the log's tree size) */
+    uint8_t root[KETEN_HASH_BYTES]; /* the log's root hash at that size */
+    uint64_t messages; /* messages held (not yet receipted by every recipient) */
+    uint64_t envelopes; /* envelopes held */
+    uint64_t directories; /* directory versions */
+    uint64_t checkpoints; /* signed checkpoints */
+} store_backup_info;
+
+/* A consistent, compacted copy of HOME/store into the directory out_dir
+ * (created 0700; an existing one must be empty: else KETEN_ERR_EXISTS),
+ * made from one read transaction (mdb_env_copy2 with MDB_CP_COMPACT), so it
+ * may run while the broker writes; the copy is fsynced, then opened
+ * read-only and counted into *info. The broker's key file is not part of
+ * it. Errors: KETEN_ERR_NOT_FOUND (no store in HOME), KETEN_ERR_EXISTS,
+ * KETEN_ERR_IO, KETEN_ERR_STORE, KETEN_ERR_STORE_FULL (disk full). */
+keten_err store_backup(
+    const char *home, const char *out_dir, store_backup_info *info) KETEN_MUST_CHECK;
 
 /* ---- directories and checkpoints ------------------------------------- */
 

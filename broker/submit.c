@@ -67,7 +67,7 @@ static void peek_msg_id(const uint8_t *env, size_t len, submit_prep *p)
 }
 
 /* Recipients, registration, policy: p->post and p->rule. */
-static void check_routing(broker *b, submit_prep *p)
+static void check_routing(const broker *b, submit_prep *p)
 {
     const keten_directory *dir = broker_dir(b);
     const Keten__Directory *doc = keten_directory_doc(dir);
@@ -110,13 +110,14 @@ static void check_routing(broker *b, submit_prep *p)
     }
 }
 
-void submit_prepare(broker *b, const conn *c, const uint8_t *env, size_t len, submit_prep *p)
+void submit_prepare(
+    const broker *b, const conn *c, const uint8_t *env, size_t len, bool dir_fresh, submit_prep *p)
 {
     memset(p, 0, sizeof *p);
     p->pre = KETEN__REASON__REASON_NONE;
     p->post = KETEN__REASON__REASON_NONE;
     const keten_directory *dir = broker_dir(b);
-    if (!dirstate_fresh(b)) {
+    if (!dir_fresh) {
         p->pre = KETEN__REASON__REASON_DIRECTORY_STALE;
         set_detail(p, "the broker's directory (version %llu) has expired; try again later",
             (unsigned long long)keten_directory_version(dir));
@@ -178,24 +179,6 @@ void submit_prep_clear(submit_prep *p)
     keten_verified_destroy(&p->v);
 }
 
-static keten_err stage_ack(
-    broker *b, const conn *c, uint64_t request_id, const uint8_t *ack, size_t len)
-{
-    Keten__Ack *parsed = NULL;
-    keten_err e = KETEN_PB_UNPACK(keten__ack, ack, len, KETEN_ENVELOPE_MAX, "ack", &parsed);
-    if (e != KETEN_OK) {
-        return e;
-    }
-    Keten__SubmitAck sa = KETEN__SUBMIT_ACK__INIT;
-    sa.ack = parsed;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_SUBMIT_ACK;
-    f.submit_ack = &sa;
-    e = outq_frame(b->out, c, request_id, &f);
-    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-    return e;
-}
-
 static keten_err reject(broker *b, const conn *c, uint64_t request_id, const submit_prep *p,
     Keten__Reason reason, uint32_t rule, const char *detail, const uint8_t *ack, size_t ack_len)
 {
@@ -223,14 +206,13 @@ static keten_err accept(broker *b, const conn *c, uint64_t request_id, const uin
 {
     const Keten__Header *h = p->v->header;
     uint64_t leaf = 0;
-    uint8_t *ack = NULL;
-    size_t ack_len = 0;
     keten_err e = audit_submitted(b, p->v, p->rule, &leaf);
     if (e != KETEN_OK) {
         return e;
     }
     store_msg m;
     memset(&m, 0, sizeof m);
+    memcpy(m.msg_id, p->msg_id, KETEN_MSG_ID_BYTES);
     m.leaf = leaf;
     m.created_at = h->created_at;
     m.expires_at = h->expires_at;
@@ -241,15 +223,11 @@ static keten_err accept(broker *b, const conn *c, uint64_t request_id, const uin
         memcpy(m.rcpt[i].id, h->recipients[i], strlen(h->recipients[i]) + 1);
         m.rcpt[i].state = STORE_QUEUED;
     }
-    if ((e = store_msg_accept(b->st, b->txn, p->msg_id, &m, env, len, b->now)) != KETEN_OK) {
+    if ((e = store_msg_accept(b->st, b->txn, &m, env, len, b->now)) != KETEN_OK) {
         return e;
     }
-    e = keten_ack_sign(
-        b->me->log_sk, h->network, p->msg_id, p->v->envelope_hash, leaf, &ack, &ack_len);
-    if (e == KETEN_OK) {
-        e = stage_ack(b, c, request_id, ack, ack_len);
-    }
-    free(ack);
+    /* Signed by the pool while the commit is made durable (outq.h). */
+    e = outq_ack_later(b->out, c, request_id, p->msg_id, p->v->envelope_hash, leaf);
     if (e != KETEN_OK) {
         return e;
     }

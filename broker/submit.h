@@ -3,8 +3,11 @@
  * "Submit"), in two steps so that the expensive, stateless part runs once
  * even if a batch has to be run again:
  *
- *   submit_prepare(): no store access. Checks, in this order, each with its
- *   own reason: directory fresh (DIRECTORY_STALE); size (TOO_LARGE); the
+ *   submit_prepare(): no store access, no shared state written: it runs on
+ *   the verifier pool's threads (pool.h), one call per submit of the batch,
+ *   before the batch's transaction. Checks, in this order, each with its
+ *   own reason: directory fresh (DIRECTORY_STALE: dir_fresh, which the main
+ *   loop computed with dirstate_fresh() for the batch); size (TOO_LARGE); the
  *   envelope (keten_envelope_verify: parse MALFORMED, sender UNKNOWN_SENDER
  *   or REVOKED, signature BAD_SIGNATURE, header canonical MALFORMED, network
  *   WRONG_NETWORK); header sender = authenticated node (SENDER_MISMATCH);
@@ -19,12 +22,15 @@
  *   envelope again gets its original ack re-signed from the stored leaf and
  *   hash), then the rest. Accepted: a "submitted" audit record, the
  *   envelope stored, one queue entry per recipient, expiry and seen
- *   entries, and a signed ack staged (sent after the commit). Refused: a
+ *   entries, and an ack staged unsigned (outq_ack_later(): the pool signs
+ *   it while the commit's fsync runs; it is sent after the commit). Refused: a
  *   "rejected" audit record (msg_id if it could be read, the authenticated
  *   node, the reason, the rule for POLICY) and an Error staged.
  *
  * Ownership: a submit_prep owns its keten_verified; free it with
- * submit_prep_clear(). Single-threaded (main loop).
+ * submit_prep_clear(). submit_prepare() is thread-safe (it reads the
+ * directory, the configuration and b->now, which do not change during the
+ * batch); submit_apply() runs on the main loop only.
  */
 #ifndef KETEN_BROKER_SUBMIT_H
 #define KETEN_BROKER_SUBMIT_H
@@ -49,7 +55,8 @@ typedef struct submit_prep {
     char detail[SUBMIT_DETAIL_MAX];
 } submit_prep;
 
-void submit_prepare(broker *b, const conn *c, const uint8_t *env, size_t len, submit_prep *p);
+void submit_prepare(
+    const broker *b, const conn *c, const uint8_t *env, size_t len, bool dir_fresh, submit_prep *p);
 void submit_prep_clear(submit_prep *p);
 
 keten_err submit_apply(broker *b, const conn *c, uint64_t request_id, const uint8_t *env,

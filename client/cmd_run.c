@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "config.h"
 #include "cmd.h"
 #include "daemon.h"
 #include "log.h"
@@ -38,78 +39,85 @@ static const char run_usage[]
 
 int cmd_run(int argc, char **argv)
 {
+    /* Every setting of keten_config_node_table is a long option with val 'S'. */
     static const struct option opts[] = {
-        { "home", required_argument, NULL, 'H' },
-        { "anchor", required_argument, NULL, 'a' },
-        { "directory", required_argument, NULL, 'd' },
-        { "broker", required_argument, NULL, 'b' },
-        { "on-message", required_argument, NULL, 'm' },
-        { "passphrase-file", required_argument, NULL, 'p' },
-        { "inclusion-timeout-ms", required_argument, NULL, 'i' },
-        { "witness-timeout-ms", required_argument, NULL, 'w' },
-        { "verbose", no_argument, NULL, 'v' },
+        { "config", required_argument, NULL, 'C' },
+        { "home", required_argument, NULL, 'S' },
+        { "anchor", required_argument, NULL, 'S' },
+        { "directory", required_argument, NULL, 'S' },
+        { "broker", required_argument, NULL, 'S' },
+        { "on-message", required_argument, NULL, 'S' },
+        { "passphrase-file", required_argument, NULL, 'S' },
+        { "inclusion-timeout-ms", required_argument, NULL, 'S' },
+        { "witness-timeout-ms", required_argument, NULL, 'S' },
+        { "verbose", no_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    keten_node_opts o = { 0 };
-    o.inclusion_timeout_ms = KETEN_NODE_INCLUSION_TIMEOUT_MS;
-    o.witness_timeout_ms = KETEN_NODE_WITNESS_TIMEOUT_MS;
-    int level = KETEN_LOG_INFO;
-    int c;
+    int rc = KETEN_EXIT_OK;
+    const char *config_path = NULL;
+    keten_config *kc = keten_config_new(&keten_config_node_table);
+    if (kc == NULL) {
+        fprintf(stderr, "keten-node: out of memory\n");
+        return KETEN_EXIT_FAILURE;
+    }
+    int c, idx = 0;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":hv", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hv", opts, &idx)) != -1) {
         switch (c) {
-        case 'H':
-            o.home = optarg;
+        case 'C':
+            config_path = optarg;
             break;
-        case 'a':
-            o.anchor = optarg;
-            break;
-        case 'd':
-            o.directory = optarg;
-            break;
-        case 'b':
-            o.broker = optarg;
-            break;
-        case 'm':
-            o.on_message = optarg;
-            break;
-        case 'p':
-            o.passfile = optarg;
-            break;
-        case 'i':
-            if (!keten_cli_parse_uint(
-                    optarg, 100, 7ull * 24 * 3600 * 1000, &o.inclusion_timeout_ms)) {
-                return keten_cli_usage("run", "--inclusion-timeout-ms must be 100 to 604800000");
+        case 'S':
+        case 'v': /* -v is --verbose */
+            if (keten_config_set(kc, c == 'v' ? "verbose" : opts[idx].name,
+                    optarg != NULL ? optarg : "yes", KETEN_CONFIG_SRC_CLI)
+                != KETEN_OK) {
+                rc = keten_cli_usage("run", "%s", keten_err_detail());
+                goto out;
             }
-            break;
-        case 'w':
-            if (!keten_cli_parse_uint(
-                    optarg, 100, 7ull * 24 * 3600 * 1000, &o.witness_timeout_ms)) {
-                return keten_cli_usage("run", "--witness-timeout-ms must be 100 to 604800000");
-            }
-            break;
-        case 'v':
-            level = KETEN_LOG_DEBUG;
             break;
         case 'h':
             fputs(run_usage, stdout);
-            return KETEN_EXIT_OK;
+            goto out;
         default:
-            return keten_cli_getopt_error("run", c, argc, argv);
+            rc = keten_cli_getopt_error("run", c, argc, argv);
+            goto out;
         }
     }
     if (optind < argc) {
-        return keten_cli_usage("run", "unexpected argument '%s'", argv[optind]);
+        rc = keten_cli_usage("run", "unexpected argument '%s'", argv[optind]);
+        goto out;
     }
-    if (o.home == NULL || o.anchor == NULL || o.directory == NULL || o.broker == NULL) {
-        return keten_cli_usage("run", "--home, --anchor, --directory and --broker are required");
+    if (config_path != NULL && keten_config_load(kc, config_path) != KETEN_OK) {
+        if (keten_config_error_count(kc) == 0) {
+            fprintf(stderr, "keten-node: %s\n", keten_err_detail());
+        }
+        for (size_t i = 0; keten_config_error(kc, i) != NULL; i++) {
+            fprintf(stderr, "keten-node: %s\n", keten_config_error(kc, i));
+        }
+        rc = KETEN_EXIT_USAGE;
+        goto out;
     }
-    if (o.on_message != NULL && o.on_message[0] == '\0') {
-        return keten_cli_usage("run", "--on-message needs a command");
+    if (keten_config_check(kc) != KETEN_OK) {
+        rc = keten_cli_usage("run", "%s", keten_err_detail());
+        goto out;
     }
-    keten_log_init("keten-node", level);
-    keten_err e = keten_daemon_run(&o);
-    return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+    keten_node_opts o = { 0 };
+    o.home = keten_config_get_str(kc, "home");
+    o.anchor = keten_config_get_str(kc, "anchor");
+    o.directory = keten_config_get_str(kc, "directory");
+    o.broker = keten_config_get_str(kc, "broker");
+    o.on_message = keten_config_get_str(kc, "on-message");
+    o.passfile = keten_config_get_str(kc, "passphrase-file");
+    o.inclusion_timeout_ms = keten_config_get_uint(kc, "inclusion-timeout-ms");
+    o.witness_timeout_ms = keten_config_get_uint(kc, "witness-timeout-ms");
+    keten_log_init("keten-node",
+        keten_config_get_bool(kc, "verbose") ? KETEN_LOG_DEBUG : KETEN_LOG_INFO);
+    keten_err e = keten_daemon_run(&o); /* kc owns the strings in o: destroy it after */
+    rc = e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+out:
+    keten_config_destroy(&kc);
+    return rc;
 }

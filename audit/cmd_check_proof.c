@@ -1,0 +1,145 @@
+/*
+ * keten-audit check-proof FILE --anchor network.pub: verify a proof bundle
+ * offline (proof.h), without the database.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmd.h"
+#include "pb.h"
+#include "proof.h"
+#include "records.h"
+#include "util.h"
+
+#define CMD "check-proof"
+
+static const char usage_text[]
+    = "Usage: keten-audit check-proof FILE --anchor network.pub [--json]\n"
+      "\n"
+      "Verify a proof bundle made by 'keten-audit prove', offline: the directory\n"
+      "versions it carries verify as a chain from the anchor; the log key is the\n"
+      "broker's in the version the checkpoint names; the checkpoint's signature\n"
+      "verifies with it; every record hashes to its leaf and its audit path leads to\n"
+      "the checkpoint's root (RFC 9162); every record belongs to the message, and its\n"
+      "sender's signature and receipts verify. Prints the message's records and how\n"
+      "many partners cosigned the checkpoint.\n"
+      "\n"
+      "Options:\n"
+      "  --anchor FILE   the network's trust anchor (network.pub)\n"
+      "  --json          print the result as JSON\n"
+      "  --help          show this help\n"
+      "\n"
+      "Exit codes: 0 the proof holds, 1 failure (unreadable file), 2 usage error,\n"
+      "3 the proof does not hold (changed, forged or not a bundle).\n";
+
+static void print_text(const proof_result *r)
+{
+    char root[2 * KETEN_HASH_BYTES + 1];
+    keten_hex(r->root, KETEN_HASH_BYTES, root);
+    printf("The proof holds.\n");
+    printf("  network      %s\n", r->network);
+    printf("  message      %s\n", r->msg_id);
+    printf("  checkpoint   tree size %" PRIu64 ", root %s, signed by broker '%s' (directory "
+           "version %" PRIu64 ", verified from the anchor)\n",
+        r->tree_size, root, r->log_key_name, r->directory_version);
+    printf("  witnesses    %zu partner cosignature(s), quorum %zu: %s\n", r->cosigners, r->quorum,
+        r->witnessed ? "witnessed" : "NOT witnessed");
+    printf("  records      %zu included in that tree:\n", r->n_records);
+    for (size_t i = 0; i < r->n_records; i++) {
+        const proof_record *p = &r->records[i];
+        printf("    leaf %-8" PRIu64 " %-10s %s%s%s\n", p->leaf_index, records_event_name(p->event),
+            p->node, p->node[0] != '\0' ? "  " : "",
+            p->event == KETEN__EVENT__EVENT_SUBMITTED       ? "(sender's signature verified)"
+                : p->event == KETEN__EVENT__EVENT_RECEIPTED ? "(recipient's signature verified)"
+                                                            : "(the broker's claim)");
+    }
+}
+
+static json_t *result_json(const proof_result *r)
+{
+    char root[2 * KETEN_HASH_BYTES + 1];
+    keten_hex(r->root, KETEN_HASH_BYTES, root);
+    json_t *recs = json_array();
+    for (size_t i = 0; i < r->n_records && recs != NULL; i++) {
+        json_array_append_new(recs,
+            json_pack("{s:I, s:s, s:s}", "leaf_index", (json_int_t)r->records[i].leaf_index,
+                "event", records_event_name(r->records[i].event), "node", r->records[i].node));
+    }
+    return json_pack("{s:b, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:b, s:o}", "ok", 1, "network",
+        r->network, "msg_id", r->msg_id, "tree_size", (json_int_t)r->tree_size, "root", root,
+        "log_key_name", r->log_key_name, "directory_version", (json_int_t)r->directory_version,
+        "cosignatures", (json_int_t)r->cosigners, "quorum", (json_int_t)r->quorum, "witnessed",
+        r->witnessed, "records", recs);
+}
+
+int cmd_check_proof(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "anchor", required_argument, NULL, 'a' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *anchor_path = NULL;
+    bool json = false;
+    int c, rc;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            anchor_path = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return KETEN_EXIT_OK;
+        default:
+            return keten_cli_getopt_error(CMD, c, argc, argv);
+        }
+    }
+    if (optind + 1 != argc) {
+        return keten_cli_usage(CMD, optind >= argc ? "FILE is required" : "one FILE only");
+    }
+    const char *path = argv[optind];
+    Keten__Anchor *anchor = NULL;
+    if ((rc = cmd_load_anchor(CMD, anchor_path, &anchor)) != KETEN_EXIT_OK) {
+        return rc;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_file_read(path, PROOF_MAX, &buf, &len);
+    if (e != KETEN_OK) {
+        keten_pb_free((ProtobufCMessage **)(void *)&anchor);
+        return keten_cli_error(e);
+    }
+    proof_result *res = calloc(1, sizeof *res);
+    if (res == NULL) {
+        e = keten_err_set(KETEN_ERR_NOMEM, "checking the bundle");
+        rc = keten_cli_error(e);
+    } else if ((e = proof_check(buf, len, anchor, res)) != KETEN_OK) {
+        /* Anything wrong with the evidence is a verification failure. */
+        if (e == KETEN_ERR_NOMEM) {
+            rc = keten_cli_error(e);
+        } else {
+            fprintf(stderr, "keten-audit: the proof in %s does not hold: %s: %s\n", path,
+                keten_strerror(e), keten_err_detail());
+            rc = KETEN_EXIT_VERIFY;
+        }
+    } else if (json) {
+        e = keten_cli_json_print(result_json(res));
+        rc = e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+    } else {
+        print_text(res);
+        rc = KETEN_EXIT_OK;
+    }
+    free(res);
+    free(buf);
+    keten_pb_free((ProtobufCMessage **)(void *)&anchor);
+    return rc;
+}

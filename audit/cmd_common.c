@@ -1,0 +1,54 @@
+/* What several keten-audit commands share (cmd.h). */
+#include <string.h>
+
+#include "cli.h"
+#include "cmd.h"
+#include "directory.h"
+#include "util.h"
+
+int cmd_open_db(const char *cmd, const char *db, auditdb **out)
+{
+    if (db == NULL) {
+        return keten_cli_usage(cmd, "--db BROKER_HOME|AUDIT_DIR is required");
+    }
+    keten_err e = auditdb_open(db, out);
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    if ((*out)->nolock && !(*out)->is_export) {
+        keten_cli_warn("%s/lock.mdb is not writable: reading the broker's store without LMDB's "
+                       "lock, which is safe only while no broker writes to it (stopped broker, "
+                       "copy or backup); for a running broker run as its user, or use an export",
+            (*out)->path);
+    }
+    return KETEN_EXIT_OK;
+}
+
+int cmd_load_anchor(const char *cmd, const char *path, Keten__Anchor **out)
+{
+    if (path == NULL) {
+        return keten_cli_usage(cmd, "--anchor network.pub is required");
+    }
+    keten_err e = keten_anchor_load(path, out);
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    return KETEN_EXIT_OK;
+}
+
+bool cmd_parse_msg_id(const char *s, uint8_t out[static KETEN_MSG_ID_BYTES])
+{
+    return strlen(s) == 2 * KETEN_MSG_ID_BYTES
+        && keten_unhex(s, out, KETEN_MSG_ID_BYTES) == KETEN_OK;
+}
+
+int cmd_parse_time(const char *cmd, const char *opt, const char *s, uint64_t *out)
+{
+    if (keten_time_parse(s, out) != KETEN_OK) {
+        return keten_cli_usage(cmd,
+            "%s '%s' is not a time: give ISO 8601 UTC (2026-11-19T10:30:00Z) or milliseconds "
+            "since the epoch",
+            opt, s);
+    }
+    return KETEN_EXIT_OK;
+}

@@ -1,0 +1,1237 @@
+#include "verifier.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "directory.h"
+#include "envelope.h"
+#include "pb.h"
+#include "records.h"
+#include "sigcheck.h"
+#include "util.h"
+
+#define BATCH_JOBS 256
+#define MAX_QUEUED 16 /* batches waiting for a worker */
+#define MAX_LEVELS 64
+#define NODE_KEY_BYTES 9
+#define PROGRESS_EVERY 8192 /* records between looks at the clock */
+#define PROGRESS_MS 250
+#define ORIGIN_PREFIX "keten/"
+#define NO_SEQ UINT64_MAX
+
+/* ---- failures ---------------------------------------------------------- */
+
+typedef struct shared {
+    pthread_mutex_t mu;
+    _Atomic uint64_t fail_seq; /* lowest failing seq so far, NO_SEQ if none */
+    verifier_failure failure;
+    atomic_uint_fast64_t sender_sigs, receipt_sigs;
+} shared;
+
+/* Record a failure at seq; the lowest seq wins (ties: the first). */
+static void fail_at(shared *sh, uint64_t seq, keten_err err, const char *fmt, ...)
+    KETEN_PRINTF(4, 5);
+
+static void fail_at(shared *sh, uint64_t seq, keten_err err, const char *fmt, ...)
+{
+    pthread_mutex_lock(&sh->mu);
+    if (seq < atomic_load(&sh->fail_seq)) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(sh->failure.what, sizeof sh->failure.what, fmt, ap);
+        va_end(ap);
+        sh->failure.seq = seq;
+        sh->failure.err = err;
+        atomic_store(&sh->fail_seq, seq);
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static bool failed_before(shared *sh, uint64_t seq)
+{
+    return atomic_load(&sh->fail_seq) < seq;
+}
+
+/* ---- signature jobs ----------------------------------------------------- */
+
+typedef struct job {
+    const Keten__AuditRecord *rec;
+    const keten_directory *dir; /* in force at the record */
+    uint64_t created_at; /* submitted: header created_at */
+    uint8_t envelope_hash[KETEN_HASH_BYTES]; /* receipted: the submitted record's */
+} job;
+
+typedef struct batch {
+    size_t n;
+    job jobs[BATCH_JOBS];
+    Keten__AuditRecord *own[BATCH_JOBS];
+    struct batch *next;
+} batch;
+
+typedef struct pool {
+    pthread_mutex_t mu;
+    pthread_cond_t nonempty, nonfull;
+    batch *head, *tail;
+    size_t queued;
+    bool closing;
+    pthread_t th[VERIFIER_THREADS_MAX];
+    unsigned n_threads;
+    shared *sh;
+} pool;
+
+static void batch_free(batch **b_p)
+{
+    batch *b = *b_p;
+    if (b == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        records_free(&b->own[i]);
+    }
+    free(b);
+    *b_p = NULL;
+}
+
+static void check_job(shared *sh, const job *j, uint8_t **buf, size_t *cap)
+{
+    const Keten__AuditRecord *r = j->rec;
+    keten_err e;
+    if (r->event == KETEN__EVENT__EVENT_SUBMITTED) {
+        e = sigcheck_submitted(j->dir, r, j->created_at, buf, cap);
+    } else {
+        e = sigcheck_receipt(j->dir, r, j->envelope_hash);
+    }
+    if (e != KETEN_OK) {
+        fail_at(sh, r->seq, e, "%s", keten_err_detail());
+    } else if (r->event == KETEN__EVENT__EVENT_SUBMITTED) {
+        atomic_fetch_add(&sh->sender_sigs, 1);
+    } else {
+        atomic_fetch_add(&sh->receipt_sigs, 1);
+    }
+}
+
+static void *worker(void *arg)
+{
+    pool *p = arg;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->head == NULL && !p->closing) {
+            pthread_cond_wait(&p->nonempty, &p->mu);
+        }
+        batch *b = p->head;
+        if (b == NULL) {
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        p->head = b->next;
+        if (p->head == NULL) {
+            p->tail = NULL;
+        }
+        p->queued--;
+        pthread_cond_signal(&p->nonfull);
+        pthread_mutex_unlock(&p->mu);
+        for (size_t i = 0; i < b->n; i++) {
+            const job *j = &b->jobs[i];
+            if (failed_before(p->sh, j->rec->seq)) {
+                continue; /* an earlier failure is already known */
+            }
+            check_job(p->sh, j, &buf, &cap);
+        }
+        batch_free(&b);
+    }
+    free(buf);
+    return NULL;
+}
+
+static keten_err pool_start(pool *p, shared *sh, unsigned n)
+{
+    memset(p, 0, sizeof *p);
+    p->sh = sh;
+    if (pthread_mutex_init(&p->mu, NULL) != 0 || pthread_cond_init(&p->nonempty, NULL) != 0
+        || pthread_cond_init(&p->nonfull, NULL) != 0) {
+        return keten_err_set(KETEN_ERR_NOMEM, "cannot make the workers' lock");
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (pthread_create(&p->th[i], NULL, worker, p) != 0) {
+            break;
+        }
+        p->n_threads++;
+    }
+    if (p->n_threads == 0) {
+        return keten_err_set(KETEN_ERR_NOMEM, "cannot start a signature worker thread");
+    }
+    return KETEN_OK;
+}
+
+static void pool_push(pool *p, batch *b)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->queued >= MAX_QUEUED) {
+        pthread_cond_wait(&p->nonfull, &p->mu);
+    }
+    b->next = NULL;
+    if (p->tail != NULL) {
+        p->tail->next = b;
+    } else {
+        p->head = b;
+    }
+    p->tail = b;
+    p->queued++;
+    pthread_cond_signal(&p->nonempty);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void pool_finish(pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->closing = true;
+    pthread_cond_broadcast(&p->nonempty);
+    pthread_mutex_unlock(&p->mu);
+    for (unsigned i = 0; i < p->n_threads; i++) {
+        pthread_join(p->th[i], NULL);
+    }
+    pthread_cond_destroy(&p->nonempty);
+    pthread_cond_destroy(&p->nonfull);
+    pthread_mutex_destroy(&p->mu);
+}
+
+/* ---- verifier state ---------------------------------------------------- */
+
+typedef struct dirent_ {
+    uint64_t version;
+    uint64_t seq; /* its directory-installed record, NO_SEQ: only in the table */
+    keten_directory *dir;
+} dirent_;
+
+typedef struct note_in {
+    char *name; /* "stored checkpoint" / file name */
+    uint64_t key; /* stored: its key; files: NO_SEQ */
+    const char *note;
+    size_t len;
+    uint8_t *owned; /* file contents */
+    keten_checkpoint body; /* parsed without signature, when body_ok */
+    bool body_ok;
+    char body_err[256];
+} note_in;
+
+typedef struct verifier {
+    const auditdb *db;
+    const verifier_opts *opts;
+    verifier_result *res;
+    shared sh;
+    pool pool;
+    bool pool_up;
+    batch *cur;
+    records_index *idx;
+    dirent_ *dirs;
+    size_t n_dirs, cap_dirs;
+    const keten_directory *in_force; /* at the record being read */
+    uint64_t in_force_seq;
+    MDB_cursor *node_cur[MAX_LEVELS];
+    keten_hash stack[MAX_LEVELS + 1];
+    size_t depth;
+    note_in *notes;
+    size_t n_notes;
+    uint64_t *want; /* tree sizes whose roots checkpoints need, sorted */
+    keten_hash *roots;
+    bool *have_root;
+    size_t n_want, next_want;
+    uint64_t n; /* records read */
+    uint64_t last_time;
+    uint64_t progress_mono;
+} verifier;
+
+static keten_err add_dir(verifier *v, keten_directory *d, uint64_t seq)
+{
+    if (v->n_dirs == v->cap_dirs) {
+        size_t c = v->cap_dirs == 0 ? 8 : v->cap_dirs * 2;
+        dirent_ *nd = realloc(v->dirs, c * sizeof *nd);
+        if (nd == NULL) {
+            keten_directory_destroy(&d);
+            return keten_err_set(KETEN_ERR_NOMEM, "keeping directory versions");
+        }
+        v->dirs = nd;
+        v->cap_dirs = c;
+    }
+    v->dirs[v->n_dirs++] = (dirent_) { keten_directory_version(d), seq, d };
+    return KETEN_OK;
+}
+
+/* The logged version (seq != NO_SEQ) of version, else one from the table. */
+static const keten_directory *dir_version(const verifier *v, uint64_t version)
+{
+    const keten_directory *table = NULL;
+    for (size_t i = 0; i < v->n_dirs; i++) {
+        if (v->dirs[i].version == version) {
+            if (v->dirs[i].seq != NO_SEQ) {
+                return v->dirs[i].dir;
+            }
+            table = v->dirs[i].dir;
+        }
+    }
+    return table;
+}
+
+/* The logged directory in force after the first `size` records. */
+static const keten_directory *dir_at_size(const verifier *v, uint64_t size)
+{
+    const keten_directory *d = NULL;
+    for (size_t i = 0; i < v->n_dirs; i++) {
+        if (v->dirs[i].seq != NO_SEQ && v->dirs[i].seq < size) {
+            d = v->dirs[i].dir;
+        }
+    }
+    return d;
+}
+
+static void be64(uint64_t x, uint8_t *out)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)(x & 0xff);
+        x >>= 8;
+    }
+}
+
+static uint64_t get_be64(const uint8_t *in)
+{
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++) {
+        x = (x << 8) | in[i];
+    }
+    return x;
+}
+
+/* ---- the tree ------------------------------------------------------------ */
+
+/* The stored hash of subtree (level, index) must be h; seq: the leaf that
+ * completed it. false when a failure was recorded. */
+static bool expect_node(
+    verifier *v, unsigned level, uint64_t index, const keten_hash h, uint64_t seq)
+{
+    MDB_val k, val;
+    int rc;
+    uint8_t kb[NODE_KEY_BYTES];
+    if (v->node_cur[level] == NULL) {
+        rc = mdb_cursor_open(v->db->txn, v->db->node_dbi, &v->node_cur[level]);
+        if (rc != 0) {
+            fail_at(&v->sh, seq, KETEN_ERR_STORE, "reading the stored tree: %s", mdb_strerror(rc));
+            return false;
+        }
+        kb[0] = (uint8_t)level;
+        be64(index, kb + 1);
+        k.mv_size = sizeof kb;
+        k.mv_data = kb;
+        rc = mdb_cursor_get(v->node_cur[level], &k, &val, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(v->node_cur[level], &k, &val, MDB_NEXT);
+    }
+    uint64_t first = index << level;
+    uint64_t last = first + (1ull << level) - 1;
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        fail_at(&v->sh, seq, KETEN_ERR_STORE, "reading the stored tree: %s", mdb_strerror(rc));
+        return false;
+    }
+    if (rc == MDB_NOTFOUND || k.mv_size != NODE_KEY_BYTES
+        || ((const uint8_t *)k.mv_data)[0] != level
+        || get_be64((const uint8_t *)k.mv_data + 1) != index) {
+        if (level == 0) {
+            fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+                "record %" PRIu64 ": the stored tree has no hash for it: the tree was altered "
+                "or the record added afterwards",
+                seq);
+        } else {
+            fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+                "record %" PRIu64 ": the stored tree has no hash of records %" PRIu64 "..%" PRIu64
+                ": the tree was altered",
+                seq, first, last);
+        }
+        return false;
+    }
+    if (val.mv_size != KETEN_HASH_BYTES || sodium_memcmp(val.mv_data, h, KETEN_HASH_BYTES) != 0) {
+        if (level == 0) {
+            fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+                "record %" PRIu64 " does not match its hash in the stored tree: the record "
+                "was changed after it was logged",
+                seq);
+        } else {
+            fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+                "record %" PRIu64 ": the stored hash of records %" PRIu64 "..%" PRIu64
+                " differs from the hash of those records: the stored tree was altered",
+                seq, first, last);
+        }
+        return false;
+    }
+    return true;
+}
+
+/* Append leaf n's hash: compare every subtree it completes; keep the frontier. */
+static bool tree_add(verifier *v, uint64_t n, const keten_hash leaf_hash)
+{
+    keten_hash h;
+    memcpy(h, leaf_hash, KETEN_HASH_BYTES);
+    if (!expect_node(v, 0, n, h, n)) {
+        return false;
+    }
+    unsigned level = 0;
+    uint64_t index = n;
+    while ((index & 1) != 0) {
+        if (v->depth == 0) {
+            fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT, "internal: tree frontier underflow");
+            return false;
+        }
+        keten_merkle_node_hash(v->stack[v->depth - 1], h, h);
+        v->depth--;
+        level++;
+        index >>= 1;
+        if (!expect_node(v, level, index, h, n)) {
+            return false;
+        }
+    }
+    if (v->depth > MAX_LEVELS) {
+        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT, "internal: tree frontier overflow");
+        return false;
+    }
+    memcpy(v->stack[v->depth++], h, KETEN_HASH_BYTES);
+    return true;
+}
+
+/* Root of the records read so far (RFC 9162 MTH of the first n leaves). */
+static void tree_root(const verifier *v, keten_hash out)
+{
+    if (v->depth == 0) {
+        crypto_hash_sha256(out, NULL, 0);
+        return;
+    }
+    keten_hash acc;
+    memcpy(acc, v->stack[v->depth - 1], KETEN_HASH_BYTES);
+    for (size_t i = v->depth - 1; i > 0; i--) {
+        keten_merkle_node_hash(v->stack[i - 1], acc, acc);
+    }
+    memcpy(out, acc, KETEN_HASH_BYTES);
+}
+
+/* ---- records ------------------------------------------------------------- */
+
+static bool str_eq(const char *a, const char *b)
+{
+    return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+static bool flush_batch(verifier *v)
+{
+    if (v->cur != NULL && v->cur->n > 0) {
+        pool_push(&v->pool, v->cur);
+        v->cur = NULL;
+    }
+    return true;
+}
+
+/* Hand rec (ownership) to a worker. */
+static bool add_job(verifier *v, Keten__AuditRecord **rec_p, const job *j)
+{
+    if (v->cur == NULL) {
+        v->cur = calloc(1, sizeof *v->cur);
+        if (v->cur == NULL) {
+            fail_at(&v->sh, (*rec_p)->seq, KETEN_ERR_NOMEM, "out of memory");
+            return false;
+        }
+    }
+    batch *b = v->cur;
+    b->jobs[b->n] = *j;
+    b->own[b->n] = *rec_p;
+    *rec_p = NULL;
+    b->n++;
+    if (b->n == BATCH_JOBS) {
+        flush_batch(v);
+    }
+    return true;
+}
+
+static bool check_directory(verifier *v, const Keten__AuditRecord *r)
+{
+    uint64_t seq = r->seq;
+    if (r->directory.len == 0) {
+        fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 " (directory-installed) holds no directory", seq);
+        return false;
+    }
+    const keten_directory *prev = v->in_force;
+    if (prev != NULL && r->directory_version == keten_directory_version(prev)) {
+        size_t len = 0;
+        const uint8_t *bytes = keten_directory_bytes(prev, &len);
+        if (len == r->directory.len && memcmp(bytes, r->directory.data, len) == 0) {
+            return true; /* the same version again: nothing changes */
+        }
+    }
+    keten_directory *d = NULL;
+    keten_err e = keten_directory_verify(
+        prev == NULL ? v->opts->anchor : NULL, prev, r->directory.data, r->directory.len, 0, &d);
+    if (e != KETEN_OK) {
+        fail_at(&v->sh, seq, e,
+            "record %" PRIu64 " (directory-installed): the directory does not verify %s: %s: %s",
+            seq, prev == NULL ? "against the anchor" : "as the next version of the chain",
+            keten_strerror(e), keten_err_detail());
+        return false;
+    }
+    if (keten_directory_version(d) != r->directory_version) {
+        fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 " says it installs directory version %" PRIu64
+            " but holds version %" PRIu64,
+            seq, r->directory_version, keten_directory_version(d));
+        keten_directory_destroy(&d);
+        return false;
+    }
+    if (add_dir(v, d, seq) != KETEN_OK) {
+        fail_at(&v->sh, seq, KETEN_ERR_NOMEM, "out of memory");
+        return false;
+    }
+    v->in_force = d;
+    v->in_force_seq = seq;
+    v->res->directory_versions++;
+    v->res->directory_version = keten_directory_version(d);
+    return true;
+}
+
+static bool check_submitted(verifier *v, Keten__AuditRecord **rec_p)
+{
+    const Keten__AuditRecord *r = *rec_p;
+    uint64_t seq = r->seq;
+    const keten_directory *dir = v->in_force;
+    if (dir == NULL) {
+        fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 " (submitted) comes before any directory was installed", seq);
+        return false;
+    }
+    uint64_t created_at = 0;
+    keten_err e = sigcheck_header(dir, r, &created_at);
+    if (e != KETEN_OK) {
+        fail_at(&v->sh, seq, e, "%s", keten_err_detail());
+        return false;
+    }
+    uint64_t dup = NO_SEQ;
+    if ((e = records_index_add(v->idx, r, NULL, &dup)) != KETEN_OK) {
+        fail_at(&v->sh, seq, e, "record %" PRIu64 ": %s", seq, keten_err_detail());
+        return false;
+    }
+    if (dup != NO_SEQ) {
+        char id[KETEN_MSG_ID_HEX_BYTES];
+        keten_hex(r->msg_id.data, KETEN_MSG_ID_BYTES, id);
+        fail_at(&v->sh, seq, KETEN_ERR_REPLAY,
+            "record %" PRIu64 " (submitted): message %s was already submitted at record %" PRIu64,
+            seq, id, dup);
+        return false;
+    }
+    if (keten_directory_find_id(dir, r->sender) == NULL
+        && keten_directory_find_revoked(dir, r->sender) == NULL) {
+        fail_at(&v->sh, seq, KETEN_ERR_UNKNOWN_NODE,
+            "record %" PRIu64 " (submitted): sender '%s' is not in directory version %" PRIu64, seq,
+            r->sender, keten_directory_version(dir));
+        return false;
+    }
+    job j = { .rec = r, .dir = dir, .created_at = created_at };
+    return add_job(v, rec_p, &j);
+}
+
+/* The earlier submitted record of rec's msg_id, with the same sender. */
+static const records_msg *message_of(verifier *v, const Keten__AuditRecord *r)
+{
+    const char *ev = records_event_name((int)r->event);
+    if (r->msg_id.len != KETEN_MSG_ID_BYTES) {
+        fail_at(&v->sh, r->seq, KETEN_ERR_INCONSISTENT, "record %" PRIu64 " (%s) names no message",
+            r->seq, ev);
+        return NULL;
+    }
+    const records_msg *m = records_index_find(v->idx, r->msg_id.data);
+    char id[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(r->msg_id.data, KETEN_MSG_ID_BYTES, id);
+    if (m == NULL) {
+        fail_at(&v->sh, r->seq, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 " (%s) names message %s, which has no submitted record before it",
+            r->seq, ev, id);
+        return NULL;
+    }
+    if (!str_eq(r->sender, m->sender)) {
+        fail_at(&v->sh, r->seq, KETEN_ERR_MISMATCH,
+            "record %" PRIu64 " (%s) says message %s came from '%s', its submitted record "
+            "(%" PRIu64 ") says '%s'",
+            r->seq, ev, id, r->sender, m->seq, m->sender);
+        return NULL;
+    }
+    return m;
+}
+
+static bool check_delivery(verifier *v, const Keten__AuditRecord *r)
+{
+    const records_msg *m = message_of(v, r);
+    if (m == NULL) {
+        return false;
+    }
+    if (!records_msg_has_recipient(v->idx, m, r->node != NULL ? r->node : "")) {
+        fail_at(&v->sh, r->seq, KETEN_ERR_MISMATCH,
+            "record %" PRIu64 " (%s): '%s' is not a recipient of the message (submitted at "
+            "record %" PRIu64 ")",
+            r->seq, records_event_name((int)r->event), r->node, m->seq);
+        return false;
+    }
+    return true;
+}
+
+static bool check_expired(verifier *v, const Keten__AuditRecord *r)
+{
+    const records_msg *m = message_of(v, r);
+    if (m == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < r->n_recipients; i++) {
+        if (!records_msg_has_recipient(v->idx, m, r->recipients[i])) {
+            fail_at(&v->sh, r->seq, KETEN_ERR_MISMATCH,
+                "record %" PRIu64 " (expired): '%s' is not a recipient of the message "
+                "(submitted at record %" PRIu64 ")",
+                r->seq, r->recipients[i], m->seq);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_receipted(verifier *v, Keten__AuditRecord **rec_p)
+{
+    const Keten__AuditRecord *r = *rec_p;
+    if (!check_delivery(v, r)) {
+        return false;
+    }
+    const records_msg *m = records_index_find(v->idx, r->msg_id.data);
+    job j = { .rec = r, .dir = v->in_force };
+    memcpy(j.envelope_hash, m->envelope_hash, KETEN_HASH_BYTES);
+    return add_job(v, rec_p, &j);
+}
+
+/* Everything about one record the main thread checks; signature checks go
+ * to the workers (taking *rec_p). */
+static bool check_record(verifier *v, uint64_t n, Keten__AuditRecord **rec_p)
+{
+    const Keten__AuditRecord *r = *rec_p;
+    if (r->seq != n) {
+        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 " says it is record %" PRIu64
+            ": records were removed, inserted or reordered here",
+            n, r->seq);
+        return false;
+    }
+    if (n > 0 && r->time < v->last_time) {
+        char t1[32], t2[32];
+        keten_time_iso(r->time, t1, sizeof t1);
+        keten_time_iso(v->last_time, t2, sizeof t2);
+        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 " is dated %s, before record %" PRIu64 " (%s): records were "
+            "reordered or the time changed",
+            n, t1, n - 1, t2);
+        return false;
+    }
+    v->last_time = r->time;
+    if (n == 0) {
+        v->res->first_time = r->time;
+    }
+    v->res->last_time = r->time;
+    if (r->event <= KETEN__EVENT__EVENT_UNSPECIFIED || r->event > KETEN__EVENT__EVENT_AUTH_FAILED) {
+        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT, "record %" PRIu64 " has no valid event (%d)", n,
+            (int)r->event);
+        return false;
+    }
+    v->res->events[r->event]++;
+    if (r->event == KETEN__EVENT__EVENT_DIRECTORY_INSTALLED) {
+        return check_directory(v, r);
+    }
+    uint64_t version = v->in_force != NULL ? keten_directory_version(v->in_force) : 0;
+    if (r->directory_version != version) {
+        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 " names directory version %" PRIu64 " but version %" PRIu64
+            " was in force",
+            n, r->directory_version, version);
+        return false;
+    }
+    switch (r->event) {
+    case KETEN__EVENT__EVENT_SUBMITTED:
+        return check_submitted(v, rec_p);
+    case KETEN__EVENT__EVENT_RECEIPTED:
+        return check_receipted(v, rec_p);
+    case KETEN__EVENT__EVENT_DELIVERED:
+        return check_delivery(v, r);
+    case KETEN__EVENT__EVENT_EXPIRED:
+        return check_expired(v, r);
+    case KETEN__EVENT__EVENT_REJECTED:
+        if (r->reason == KETEN__REASON__REASON_NONE
+            || r->reason > KETEN__REASON__REASON_BAD_RECEIPT) {
+            fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+                "record %" PRIu64 " (rejected) has no valid reason (%d)", n, (int)r->reason);
+            return false;
+        }
+        return true;
+    default:
+        return true;
+    }
+}
+
+static void progress(verifier *v, bool last)
+{
+    if (!v->opts->progress) {
+        return;
+    }
+    uint64_t now = keten_mono_ms();
+    if (!last && now - v->progress_mono < PROGRESS_MS) {
+        return;
+    }
+    v->progress_mono = now;
+    uint64_t total = v->db->size > 0 ? v->db->size : 1;
+    if (last) {
+        fprintf(stderr, "\r%60s\r", "");
+    } else {
+        fprintf(stderr, "\rverifying: %" PRIu64 " of %" PRIu64 " records (%" PRIu64 "%%)", v->n,
+            v->db->size, v->n * 100 / total);
+    }
+    fflush(stderr);
+}
+
+static void keep_root(verifier *v)
+{
+    while (v->next_want < v->n_want && v->want[v->next_want] <= v->n) {
+        if (v->want[v->next_want] == v->n) {
+            tree_root(v, v->roots[v->next_want]);
+            v->have_root[v->next_want] = true;
+        }
+        v->next_want++;
+    }
+}
+
+static keten_err read_log(verifier *v)
+{
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(v->db->txn, v->db->leaf_dbi, &cur);
+    if (rc != 0) {
+        return keten_err_set(KETEN_ERR_STORE, "reading the log: %s", mdb_strerror(rc));
+    }
+    keep_root(v); /* size 0 */
+    MDB_val k, val;
+    while ((rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) == 0) {
+        uint64_t n = v->n;
+        if (failed_before(&v->sh, n)) {
+            break; /* a worker found an earlier failure */
+        }
+        if (k.mv_size != AUDITDB_KEY_BYTES || get_be64(k.mv_data) != n) {
+            fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+                "record %" PRIu64 " is missing: the next stored record is filed as %s%" PRIu64
+                "; a record was removed",
+                n, k.mv_size != AUDITDB_KEY_BYTES ? "(malformed key) " : "",
+                k.mv_size == AUDITDB_KEY_BYTES ? get_be64(k.mv_data) : 0);
+            break;
+        }
+        keten_hash lh;
+        keten_merkle_leaf_hash(val.mv_data, val.mv_size, lh);
+        if (!tree_add(v, n, lh)) {
+            break;
+        }
+        v->n = n + 1;
+        keep_root(v);
+        Keten__AuditRecord *rec = NULL;
+        keten_err e = records_decode(val.mv_data, val.mv_size, true, &rec);
+        if (e != KETEN_OK) {
+            fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+                "record %" PRIu64 " does not decode as an audit record: %s: %s", n,
+                keten_strerror(e), keten_err_detail());
+            break;
+        }
+        bool ok = check_record(v, n, &rec);
+        records_free(&rec);
+        if (!ok) {
+            break;
+        }
+        if ((n & (PROGRESS_EVERY - 1)) == 0) {
+            progress(v, false);
+        }
+    }
+    mdb_cursor_close(cur);
+    progress(v, true);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return keten_err_set(KETEN_ERR_STORE, "reading the log: %s", mdb_strerror(rc));
+    }
+    return KETEN_OK;
+}
+
+/* After a complete pass: no stored hash beyond the log, stored root. */
+static void check_tree_end(verifier *v)
+{
+    uint64_t n = v->n;
+    MDB_stat st;
+    int rc = mdb_stat(v->db->txn, v->db->node_dbi, &st);
+    if (rc != 0) {
+        fail_at(&v->sh, n, KETEN_ERR_STORE, "reading the stored tree: %s", mdb_strerror(rc));
+        return;
+    }
+    uint64_t expect = 0;
+    for (uint64_t s = n; s > 0; s >>= 1) {
+        expect += s;
+    }
+    if (st.ms_entries != expect) {
+        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+            "the stored tree holds %zu hashes, a log of %" PRIu64 " records has %" PRIu64
+            ": records after %" PRIu64 " were removed (or hashes added)",
+            (size_t)st.ms_entries, n, expect, n);
+        return;
+    }
+    keten_hash stored;
+    keten_err e = keten_mlog_root(v->db->log, v->db->txn, n, stored);
+    if (e != KETEN_OK || sodium_memcmp(stored, v->res->root, KETEN_HASH_BYTES) != 0) {
+        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+            "the stored tree's root of %" PRIu64 " records differs from the root computed "
+            "from the records",
+            n);
+    }
+}
+
+/* ---- directories table --------------------------------------------------- */
+
+static void check_directory_table(verifier *v)
+{
+    if (!v->db->has_directories) {
+        return;
+    }
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(v->db->txn, v->db->directories, &cur);
+    if (rc != 0) {
+        fail_at(&v->sh, v->n, KETEN_ERR_STORE, "reading the directories: %s", mdb_strerror(rc));
+        return;
+    }
+    keten_directory *prev = NULL; /* table-only chain; owned by v->dirs once added */
+    const keten_directory *chain = NULL;
+    MDB_val k, val;
+    while ((rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) == 0) {
+        uint64_t key = k.mv_size == AUDITDB_KEY_BYTES ? get_be64(k.mv_data) : 0;
+        keten_directory *d = NULL;
+        keten_err e = keten_directory_verify(
+            chain == NULL ? v->opts->anchor : NULL, chain, val.mv_data, val.mv_size, 0, &d);
+        const keten_directory *logged = dir_version(v, key);
+        uint64_t seq = v->n;
+        for (size_t i = 0; i < v->n_dirs; i++) {
+            if (v->dirs[i].version == key && v->dirs[i].seq != NO_SEQ) {
+                seq = v->dirs[i].seq;
+            }
+        }
+        if (e != KETEN_OK) {
+            fail_at(&v->sh, seq, e,
+                "the directories table: version %" PRIu64 " does not verify as a chain from "
+                "the anchor: %s: %s",
+                key, keten_strerror(e), keten_err_detail());
+            break;
+        }
+        if (keten_directory_version(d) != key) {
+            fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+                "the directories table files version %" PRIu64 " under %" PRIu64,
+                keten_directory_version(d), key);
+            keten_directory_destroy(&d);
+            break;
+        }
+        if (logged != NULL) {
+            size_t l1 = 0, l2 = 0;
+            const uint8_t *b1 = keten_directory_bytes(logged, &l1);
+            const uint8_t *b2 = keten_directory_bytes(d, &l2);
+            if (l1 != l2 || memcmp(b1, b2, l1) != 0) {
+                fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+                    "the directories table holds another version %" PRIu64
+                    " than the one logged at record %" PRIu64,
+                    key, seq);
+                keten_directory_destroy(&d);
+                break;
+            }
+        }
+        prev = d;
+        if (add_dir(v, prev, NO_SEQ) != KETEN_OK) {
+            fail_at(&v->sh, seq, KETEN_ERR_NOMEM, "out of memory");
+            break;
+        }
+        chain = prev;
+    }
+    mdb_cursor_close(cur);
+}
+
+/* ---- checkpoints ---------------------------------------------------------- */
+
+static keten_err add_note(
+    verifier *v, const char *name, uint64_t key, const char *note, size_t len, uint8_t *owned)
+{
+    note_in *nn = realloc(v->notes, (v->n_notes + 1) * sizeof *nn);
+    if (nn == NULL) {
+        free(owned);
+        return keten_err_set(KETEN_ERR_NOMEM, "reading checkpoints");
+    }
+    v->notes = nn;
+    note_in *x = &v->notes[v->n_notes];
+    memset(x, 0, sizeof *x);
+    x->name = strdup(name);
+    if (x->name == NULL) {
+        free(owned);
+        return keten_err_set(KETEN_ERR_NOMEM, "reading checkpoints");
+    }
+    v->n_notes++;
+    x->key = key;
+    x->note = note;
+    x->len = len;
+    x->owned = owned;
+    /* The body ends at the first empty line (keten bodies have none inside). */
+    const char *end = NULL;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (note[i] == '\n' && note[i + 1] == '\n') {
+            end = note + i + 1;
+            break;
+        }
+    }
+    keten_err e = end != NULL ? keten_checkpoint_parse_body(note, (size_t)(end - note), &x->body)
+                              : keten_err_set(KETEN_ERR_MALFORMED, "no empty line after the body");
+    x->body_ok = e == KETEN_OK;
+    if (!x->body_ok) {
+        snprintf(x->body_err, sizeof x->body_err, "%s", keten_err_detail());
+    }
+    return KETEN_OK;
+}
+
+typedef struct node_ctx {
+    verifier *v;
+    const char *home;
+} node_ctx;
+
+/* A checkpoint a partner node kept (auditdb_node_notes). */
+static keten_err node_note(void *ctx, uint64_t size, const char *note, size_t len)
+{
+    node_ctx *nc = ctx;
+    (void)size;
+    if (len > KETEN_CHECKPOINT_MAX) {
+        return keten_err_set(KETEN_ERR_TOO_LARGE, "a checkpoint kept in %s is over %u bytes",
+            nc->home, KETEN_CHECKPOINT_MAX);
+    }
+    uint8_t *copy = malloc(len + 1);
+    if (copy == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "reading the checkpoints kept in %s", nc->home);
+    }
+    memcpy(copy, note, len);
+    copy[len] = 0;
+    char name[600];
+    snprintf(name, sizeof name, "checkpoint kept by the node in %s", nc->home);
+    return add_note(nc->v, name, NO_SEQ, (const char *)copy, len, copy);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static keten_err read_notes(verifier *v)
+{
+    if (v->db->has_checkpoints) {
+        MDB_cursor *cur = NULL;
+        int rc = mdb_cursor_open(v->db->txn, v->db->checkpoints, &cur);
+        if (rc != 0) {
+            return keten_err_set(KETEN_ERR_STORE, "reading the checkpoints: %s", mdb_strerror(rc));
+        }
+        MDB_val k, val;
+        keten_err e = KETEN_OK;
+        while (e == KETEN_OK && (rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) == 0) {
+            uint64_t key = k.mv_size == AUDITDB_KEY_BYTES ? get_be64(k.mv_data) : NO_SEQ;
+            e = add_note(v, "stored checkpoint", key, val.mv_data, val.mv_size, NULL);
+        }
+        mdb_cursor_close(cur);
+        if (e != KETEN_OK) {
+            return e;
+        }
+    }
+    for (size_t i = 0; i < v->opts->n_checkpoints; i++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        const char *path = v->opts->checkpoints[i];
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            node_ctx nc = { v, path };
+            keten_err e = auditdb_node_notes(path, node_note, &nc);
+            if (e != KETEN_OK) {
+                return e;
+            }
+            continue;
+        }
+        keten_err e = keten_file_read(path, KETEN_CHECKPOINT_MAX, &buf, &len);
+        if (e != KETEN_OK) {
+            return e;
+        }
+        char name[600];
+        snprintf(name, sizeof name, "checkpoint file %s", path);
+        if ((e = add_note(v, name, NO_SEQ, (const char *)buf, len, buf)) != KETEN_OK) {
+            return e;
+        }
+    }
+    v->want = calloc(v->n_notes + 1, sizeof *v->want);
+    v->roots = calloc(v->n_notes + 1, sizeof *v->roots);
+    v->have_root = calloc(v->n_notes + 1, sizeof *v->have_root);
+    if (v->want == NULL || v->roots == NULL || v->have_root == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "reading checkpoints");
+    }
+    for (size_t i = 0; i < v->n_notes; i++) {
+        if (v->notes[i].body_ok) {
+            v->want[v->n_want++] = v->notes[i].body.size;
+        }
+    }
+    qsort(v->want, v->n_want, sizeof *v->want, cmp_u64);
+    return KETEN_OK;
+}
+
+static bool root_at(const verifier *v, uint64_t size, keten_hash out)
+{
+    for (size_t i = 0; i < v->n_want; i++) {
+        if (v->want[i] == size && v->have_root[i]) {
+            memcpy(out, v->roots[i], KETEN_HASH_BYTES);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void check_note(verifier *v, note_in *x)
+{
+    uint64_t n = v->n;
+    bool external = x->key == NO_SEQ && x->owned != NULL;
+    if (!x->body_ok) {
+        uint64_t seq = x->key != NO_SEQ && x->key > 0 && x->key <= n ? x->key - 1 : n;
+        if (external) {
+            fail_at(&v->sh, seq, KETEN_ERR_MALFORMED, "%s is not a keten checkpoint: %s", x->name,
+                x->body_err);
+        } else {
+            fail_at(&v->sh, seq, KETEN_ERR_MALFORMED,
+                "%s filed under size %" PRIu64 " is not a keten checkpoint: %s", x->name, x->key,
+                x->body_err);
+        }
+        return;
+    }
+    const keten_checkpoint *cp = &x->body;
+    uint64_t seq = cp->size == 0 ? 0 : cp->size <= n ? cp->size - 1 : n;
+    if (failed_before(&v->sh, seq)) {
+        return;
+    }
+    char what[700];
+    snprintf(what, sizeof what, "%s of size %" PRIu64, x->name, cp->size);
+    if (!external && x->key != cp->size) {
+        fail_at(
+            &v->sh, seq, KETEN_ERR_INCONSISTENT, "%s is filed under size %" PRIu64, what, x->key);
+        return;
+    }
+    const keten_directory *dir = dir_version(v, cp->dir_version);
+    if (dir == NULL) {
+        fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+            "%s names directory version %" PRIu64 ", which neither the log nor the directories "
+            "table holds",
+            what, cp->dir_version);
+        return;
+    }
+    const Keten__NodeCert *broker = keten_directory_broker(dir);
+    if (broker == NULL || broker->log_pk.len != KETEN_SIGN_PK_BYTES) {
+        fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+            "%s: directory version %" PRIu64 " lists no broker log key", what, cp->dir_version);
+        return;
+    }
+    keten_checkpoint opened;
+    keten_err e = keten_checkpoint_open(x->note, x->len, broker->id, broker->log_pk.data, &opened);
+    if (e != KETEN_OK) {
+        fail_at(&v->sh, seq, e == KETEN_ERR_NOT_FOUND ? KETEN_ERR_BAD_SIGNATURE : e,
+            "%s: the broker's signature (key '%s' of directory version %" PRIu64
+            ") does not verify: %s: %s",
+            what, broker->id, cp->dir_version, keten_strerror(e), keten_err_detail());
+        return;
+    }
+    char origin[KETEN_ORIGIN_MAX + 1];
+    snprintf(origin, sizeof origin, ORIGIN_PREFIX "%s", keten_directory_network(dir));
+    if (strcmp(opened.origin, origin) != 0) {
+        fail_at(&v->sh, seq, KETEN_ERR_WRONG_NETWORK, "%s has origin '%s', expected '%s'", what,
+            opened.origin, origin);
+        return;
+    }
+    if (sodium_memcmp(opened.dir_hash, keten_directory_hash(dir), KETEN_HASH_BYTES) != 0) {
+        fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+            "%s names directory version %" PRIu64 " with another hash than the version in the "
+            "chain: the broker showed a different directory",
+            what, cp->dir_version);
+        return;
+    }
+    if (cp->size > n) {
+        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+            "%s is signed by the broker's log key, but the log holds only %" PRIu64
+            " records: records %" PRIu64 "..%" PRIu64 " were removed",
+            what, n, n, cp->size - 1);
+        return;
+    }
+    keten_hash root;
+    if (!root_at(v, cp->size, root)) {
+        return; /* beyond an earlier failure */
+    }
+    if (sodium_memcmp(root, opened.root, KETEN_HASH_BYTES) != 0) {
+        fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+            "%s is signed by the broker's log key but its root differs from the root of the "
+            "log's first %" PRIu64 " records: the log was changed at or before record %" PRIu64
+            ", or the checkpoint comes from a forked log",
+            what, cp->size, seq);
+        return;
+    }
+    const keten_directory *at = dir_at_size(v, cp->size);
+    if (at != NULL && keten_directory_version(at) != cp->dir_version) {
+        fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+            "%s names directory version %" PRIu64 ", but version %" PRIu64
+            " was in force at that size in the log",
+            what, cp->dir_version, keten_directory_version(at));
+        return;
+    }
+    size_t count = 0;
+    bool witnessed = false;
+    e = keten_checkpoint_witnesses(x->note, x->len, dir, &count, &witnessed);
+    if (e != KETEN_OK) {
+        fail_at(
+            &v->sh, seq, e, "%s: its cosignatures cannot be read: %s", what, keten_err_detail());
+        return;
+    }
+    verifier_result *res = v->res;
+    if (external) {
+        res->external++;
+        res->external_witnessed += witnessed;
+        if (cp->size > res->external_max_size) {
+            res->external_max_size = cp->size;
+        }
+        if (count > res->external_cosigners) {
+            res->external_cosigners = count;
+        }
+    } else {
+        res->checkpoints++;
+        res->checkpoints_witnessed += witnessed;
+        if (cp->size > res->latest_checkpoint) {
+            res->latest_checkpoint = cp->size;
+        }
+        if (witnessed && cp->size > res->witnessed_size) {
+            res->witnessed_size = cp->size;
+        }
+    }
+}
+
+/* ---- run --------------------------------------------------------------------- */
+
+static unsigned default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) {
+        n = 1;
+    }
+    if (n > VERIFIER_THREADS_MAX) {
+        n = VERIFIER_THREADS_MAX;
+    }
+    return (unsigned)n;
+}
+
+static void verifier_free(verifier *v)
+{
+    for (unsigned l = 0; l < MAX_LEVELS; l++) {
+        if (v->node_cur[l] != NULL) {
+            mdb_cursor_close(v->node_cur[l]);
+        }
+    }
+    for (size_t i = 0; i < v->n_dirs; i++) {
+        keten_directory_destroy(&v->dirs[i].dir);
+    }
+    free(v->dirs);
+    for (size_t i = 0; i < v->n_notes; i++) {
+        free(v->notes[i].name);
+        free(v->notes[i].owned);
+    }
+    free(v->notes);
+    free(v->want);
+    free(v->roots);
+    free(v->have_root);
+    batch_free(&v->cur);
+    records_index_destroy(&v->idx);
+    pthread_mutex_destroy(&v->sh.mu);
+}
+
+keten_err verifier_run(const auditdb *db, const verifier_opts *opts, verifier_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (opts->anchor == NULL) {
+        return keten_err_set(KETEN_ERR_INVALID, "verification needs the network anchor");
+    }
+    uint64_t t0 = keten_mono_ms();
+    verifier v;
+    memset(&v, 0, sizeof v);
+    v.db = db;
+    v.opts = opts;
+    v.res = res;
+    if (pthread_mutex_init(&v.sh.mu, NULL) != 0) {
+        return keten_err_set(KETEN_ERR_NOMEM, "cannot make a lock");
+    }
+    atomic_init(&v.sh.fail_seq, NO_SEQ);
+    atomic_init(&v.sh.sender_sigs, 0);
+    atomic_init(&v.sh.receipt_sigs, 0);
+    snprintf(res->network, sizeof res->network, "%s", opts->anchor->network);
+    keten_err e = KETEN_OK;
+    v.idx = records_index_new();
+    if (v.idx == NULL) {
+        e = keten_err_set(KETEN_ERR_NOMEM, "making the message index");
+        goto out;
+    }
+    if ((e = read_notes(&v)) != KETEN_OK) {
+        goto out;
+    }
+    unsigned threads = opts->threads != 0 ? opts->threads : default_threads();
+    if (threads > VERIFIER_THREADS_MAX) {
+        threads = VERIFIER_THREADS_MAX;
+    }
+    if ((e = pool_start(&v.pool, &v.sh, threads)) != KETEN_OK) {
+        goto out;
+    }
+    v.pool_up = true;
+    res->threads = v.pool.n_threads;
+    e = read_log(&v);
+    flush_batch(&v);
+    pool_finish(&v.pool);
+    v.pool_up = false;
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    res->records = v.n;
+    tree_root(&v, res->root);
+    res->sender_signatures = atomic_load(&v.sh.sender_sigs);
+    res->receipt_signatures = atomic_load(&v.sh.receipt_sigs);
+    if (!failed_before(&v.sh, NO_SEQ)) {
+        check_tree_end(&v);
+    }
+    check_directory_table(&v);
+    for (size_t i = 0; i < v.n_notes; i++) {
+        check_note(&v, &v.notes[i]);
+    }
+    const keten_directory *latest = v.in_force;
+    if (latest != NULL) {
+        res->quorum = keten_directory_quorum(latest);
+        res->partners = keten_directory_partner_count(latest);
+    }
+    res->ok = atomic_load(&v.sh.fail_seq) == NO_SEQ;
+    if (!res->ok) {
+        res->failure = v.sh.failure;
+    }
+out:
+    if (v.pool_up) {
+        pool_finish(&v.pool);
+    }
+    res->seconds = (double)(keten_mono_ms() - t0) / 1000.0;
+    verifier_free(&v);
+    return e;
+}

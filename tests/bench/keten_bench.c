@@ -1,0 +1,2701 @@
+/*
+ * keten-bench - the broker under load, measured against the cryptography it
+ * cannot avoid (issue "Performance", docs/performance.md).
+ *
+ * It makes a real network with libketen (one administrator, a signed
+ * directory with an allow-all rule, node and broker identities), starts a
+ * real keten-broker process in a temporary directory, and drives it over
+ * real ZeroMQ/CurveZMQ sockets with N sending and M receiving nodes (one
+ * thread and one CURVE client with its own node identity each). Envelopes
+ * and receipts are sealed and signed BEFORE the timed phase (their msg_ids
+ * and envelope hashes are known once the envelopes exist), so the timed
+ * phase measures the broker, not the generator: a sender sends prebuilt
+ * Submit frames, a receiver answers each delivery with its prebuilt signed
+ * receipt.
+ *
+ * Figures per run (JSON and a table; medians with min-max over --runs):
+ *   accepted signals/s     submits acknowledged (the ack is sent only after
+ *                          the audit record is durably committed)
+ *   deliveries/s, receipts/s (receipts as forwarded back to the senders)
+ *   latency p50/p90/p99/p99.9 of submit -> durable ack, submit -> delivered
+ *                          and submit -> receipt back at the sender
+ *   broker CPU seconds (utime + stime of /proc/PID/stat over the run) and
+ *   peak RSS (VmHWM of /proc/PID/status), also RssAnon/RssFile
+ *   crypto floor           the Ed25519 verifications the broker must do per
+ *                          message (sender signature + one receipt per
+ *                          recipient), timed (thread CPU time) in this
+ *                          process over the same signed bytes; and broker
+ *                          CPU per message / floor
+ *   disk                   fdatasync latency of the store's file system
+ *
+ * Modes: --rate max (closed loop, --window submits in flight per sender),
+ * --rate N (open loop, N signals/s in total, latency from the scheduled
+ * send time), --rate half (a max run, then a run at half its rate, per
+ * repetition). --backlog N queues N messages for nodes that never connect
+ * while --idle-nodes K nodes stay connected, and reports the broker's
+ * memory as the backlog grows.
+ *
+ * Exit code 0 when the runs completed (figures printed), 1 when something
+ * failed (the broker did not start, messages were lost or refused), 2 for
+ * usage errors. It never fails on time.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "dirbuild.h"
+#include "directory.h"
+#include "envelope.h"
+#include "identity.h"
+#include "keten.h"
+#include "pb.h"
+#include "signal_json.h"
+#include "util.h"
+
+#define BENCH_NETWORK "benchnet"
+#define BENCH_CATEGORY "woonfraude"
+#define BENCH_PURPOSE "handhaving"
+#define BENCH_LIFETIME_MS (24ull * 3600ull * 1000ull)
+#define BENCH_CERT_VALID_MS (30ull * KETEN_MS_PER_DAY)
+#define BENCH_DIR_VALID_MS (14ull * KETEN_MS_PER_DAY)
+#define BENCH_NODES_MAX 4000
+#define BENCH_RUNS_MAX 50
+#define BENCH_PREBUILD_MAX 3000000u
+/* Prebuilt envelopes are reused across runs while their created_at is well
+ * inside the broker's clock window (5 minutes). */
+#define BENCH_PREBUILD_REUSE_MS (180ull * 1000ull)
+#define BENCH_DRAIN_MS 60000u
+#define BENCH_READY_MS 30000u
+#define BENCH_ACK_SAMPLE 64 /* verify every 64th ack's signature */
+#define BENCH_FLOOR_SAMPLE 256
+#define BENCH_FLOOR_MIN_NS 150000000ull
+#define BENCH_FSYNC_SAMPLES 40
+#define BENCH_POLL_MAX_NS 50000000ull
+#define BENCH_BACKLOG_CHUNK 50000u
+#define BENCH_NS 1000000000ull
+#define BENCH_PCTS 4
+
+static const double pct_values[BENCH_PCTS] = { 0.50, 0.90, 0.99, 0.999 };
+static const char *const pct_names[BENCH_PCTS] = { "p50", "p90", "p99", "p99.9" };
+
+/* ---- options ------------------------------------------------------------ */
+
+typedef struct opts {
+    const char *broker_path;
+    const char *json_path;
+    const char *store_dir;
+    const char *attach_cmd;
+    const char *broker_args[16];
+    size_t n_broker_args;
+    size_t size;
+    size_t recipients;
+    size_t senders;
+    size_t receivers;
+    double rate; /* signals/s in total; 0 = as fast as possible */
+    bool rate_half;
+    double duration;
+    bool tcp;
+    unsigned runs;
+    unsigned window;
+    unsigned credit;
+    uint64_t backlog;
+    size_t idle_nodes;
+    size_t offline_nodes;
+    uint64_t map_size;
+    double prebuild_rate;
+    int io_threads;
+    bool keep;
+} opts;
+
+static const char usage_text[]
+    = "Usage: keten-bench [OPTIONS]\n"
+      "\n"
+      "Start a real keten-broker in a temporary directory and drive it over CurveZMQ\n"
+      "with N sending and M receiving nodes; print throughput, latency, the broker's\n"
+      "CPU and memory, and the crypto floor (see docs/performance.md).\n"
+      "\n"
+      "  --broker PATH        keten-broker to run (default: $KETEN_BROKER, else the one\n"
+      "                       next to this program in the build tree, else PATH)\n"
+      "  --size BYTES         serialized signal size (default 1000: the 1 KiB bucket)\n"
+      "  --recipients R       recipients per message (default 1; at most --receivers)\n"
+      "  --senders N          sending nodes (default 4)\n"
+      "  --receivers M        receiving nodes (default 4)\n"
+      "  --rate max|half|N    as fast as possible (default), a max run then half its\n"
+      "                       rate, or N signals/s in total (open loop)\n"
+      "  --duration S         seconds of load per run (default 10)\n"
+      "  --transport ipc|tcp  ipc:// in the temporary directory (default) or tcp://127.0.0.1\n"
+      "  --runs K             repetitions; medians with min-max are printed (default 1)\n"
+      "  --window W           submits in flight per sender with --rate max (default 256)\n"
+      "  --credit C           deliveries in flight per receiver (default 256)\n"
+      "  --backlog N          memory mode: queue N messages for --offline-nodes nodes that\n"
+      "                       never connect, with --idle-nodes connected nodes\n"
+      "  --idle-nodes K       connected nodes that only listen (default 0)\n"
+      "  --offline-nodes F    recipients that never connect, --backlog mode (default 4)\n"
+      "  --map-size BYTES     the broker's --map-size (default: the broker's own, or\n"
+      "                       16 GiB in --backlog mode)\n"
+      "  --store-dir DIR      where the temporary directory (and the store) is made\n"
+      "                       (default $TMPDIR or /tmp)\n"
+      "  --prebuild-rate N    with --rate max, envelopes prebuilt per second of\n"
+      "                       --duration (default 16000)\n"
+      "  --io-threads N       ZeroMQ I/O threads of the load generator (default 1)\n"
+      "  --broker-arg ARG     pass ARG to 'keten-broker run' (repeatable)\n"
+      "  --attach CMD         run CMD (sh -c) during each timed phase with\n"
+      "                       KETEN_BROKER_PID set, then send it SIGINT (perf, strace)\n"
+      "  --json FILE          also write the results as JSON to FILE ('-': stdout)\n"
+      "  --keep               keep the temporary directory\n"
+      "  --help               show this help\n";
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * BENCH_NS + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = { (time_t)(ns / BENCH_NS), (long)(ns % BENCH_NS) };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void die(const char *what, keten_err e)
+{
+    fprintf(stderr, "keten-bench: %s: %s: %s\n", what, keten_strerror(e), keten_err_detail());
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
+    if (p == NULL) {
+        fprintf(stderr, "keten-bench: out of memory (%zu x %zu bytes)\n", n, size);
+        exit(1);
+    }
+    return p;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted v (ms from ns); -1 when empty. */
+static double pct_ms(const uint64_t *v, size_t n, double p)
+{
+    if (n == 0) {
+        return -1.0;
+    }
+    size_t rank = (size_t)(p * (double)n + 0.999999);
+    if (rank < 1) {
+        rank = 1;
+    }
+    if (rank > n) {
+        rank = n;
+    }
+    return (double)v[rank - 1] / 1e6;
+}
+
+/* ---- the network --------------------------------------------------------- */
+
+typedef struct net {
+    char root[PATH_MAX];
+    char anchor_path[PATH_MAX];
+    char dir_path[PATH_MAX];
+    keten_identity *broker;
+    keten_identity **senders, **receivers, **idle, **offline;
+    size_t n_senders, n_receivers, n_idle, n_offline;
+    Keten__Anchor *anchor;
+    keten_directory *dir;
+    const Keten__NodeCert *broker_cert;
+} net;
+
+static keten_err path_in(const char *dir, const char *name, char out[static PATH_MAX])
+{
+    if (snprintf(out, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX) {
+        return keten_err_set(KETEN_ERR_INVALID, "path %s/%s is too long", dir, name);
+    }
+    return KETEN_OK;
+}
+
+static keten_err make_nodes(keten_dirbuild *draft, const char *prefix, const char *role,
+    size_t n, uint64_t now, keten_identity ***out)
+{
+    *out = xcalloc(n, sizeof **out);
+    for (size_t i = 0; i < n; i++) {
+        char id[KETEN_NAME_MAX + 1];
+        snprintf(id, sizeof id, "%s-%zu", prefix, i + 1);
+        uint8_t *req = NULL;
+        size_t req_len = 0;
+        Keten__NodeRequest *parsed = NULL;
+        uint64_t serial = 0;
+        keten_err e = keten_identity_generate(id, role, "keten-bench", false, &(*out)[i]);
+        if (e == KETEN_OK) {
+            e = keten_identity_request((*out)[i], BENCH_NETWORK, now, &req, &req_len);
+        }
+        if (e == KETEN_OK) {
+            e = keten_request_verify(req, req_len, &parsed);
+        }
+        if (e == KETEN_OK) {
+            e = keten_dirbuild_approve(draft, parsed, now, BENCH_CERT_VALID_MS, false, &serial);
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&parsed);
+        free(req);
+        if (e != KETEN_OK) {
+            return e;
+        }
+    }
+    return KETEN_OK;
+}
+
+/* One administrator (threshold 1), the broker, and the nodes; anchor and
+ * signed directory written into root. */
+static keten_err net_make(net *nt, const opts *o)
+{
+    uint8_t admin_pk[1][KETEN_SIGN_PK_BYTES];
+    uint8_t *admin_sk = sodium_malloc(KETEN_SIGN_SK_BYTES);
+    keten_dirbuild *draft = NULL;
+    uint8_t *anchor_bytes = NULL, *dir_bytes = NULL, *signed_dir = NULL, *req = NULL;
+    size_t anchor_len = 0, dir_len = 0, signed_len = 0, req_len = 0;
+    Keten__NodeRequest *parsed = NULL;
+    keten_err e;
+    uint64_t now = keten_now_ms();
+    if (admin_sk == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "administrator key");
+    }
+    crypto_sign_keypair(admin_pk[0], admin_sk);
+    ProtobufCBinaryData admins[1] = { { KETEN_SIGN_PK_BYTES, admin_pk[0] } };
+    Keten__Anchor a = KETEN__ANCHOR__INIT;
+    a.network = (char *)BENCH_NETWORK;
+    a.admins = admins;
+    a.n_admins = 1;
+    a.threshold = 1;
+    if ((e = keten_pb_pack(&a.base, &anchor_bytes, &anchor_len)) != KETEN_OK
+        || (e = keten_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
+        || (e = path_in(nt->root, "network.pub", nt->anchor_path)) != KETEN_OK
+        || (e = keten_file_write(nt->anchor_path, anchor_bytes, anchor_len, 0644, true))
+            != KETEN_OK) {
+        goto out;
+    }
+    uint32_t rule = 0;
+    if ((e = keten_dirbuild_new(BENCH_NETWORK, (const uint8_t(*)[KETEN_SIGN_PK_BYTES])admin_pk, 1,
+             1, &draft))
+            != KETEN_OK
+        || (e = keten_dirbuild_register(draft, BENCH_CATEGORY, BENCH_PURPOSE)) != KETEN_OK
+        || (e = keten_dirbuild_add_rule(
+                draft, KETEN__EFFECT__EFFECT_ALLOW, "*", "*", "*", NULL, NULL, &rule))
+            != KETEN_OK) {
+        goto out;
+    }
+    if ((e = keten_identity_generate("broker", "broker", "keten-bench", true, &nt->broker))
+            != KETEN_OK
+        || (e = keten_identity_request(nt->broker, BENCH_NETWORK, now, &req, &req_len))
+            != KETEN_OK
+        || (e = keten_request_verify(req, req_len, &parsed)) != KETEN_OK) {
+        goto out;
+    }
+    uint64_t serial = 0;
+    if ((e = keten_dirbuild_approve(draft, parsed, now, BENCH_CERT_VALID_MS, false, &serial))
+        != KETEN_OK) {
+        goto out;
+    }
+    nt->n_senders = o->senders;
+    nt->n_receivers = o->receivers;
+    nt->n_idle = o->idle_nodes;
+    nt->n_offline = o->backlog > 0 ? o->offline_nodes : 0;
+    if ((e = make_nodes(draft, "s", "municipality", nt->n_senders, now, &nt->senders))
+            != KETEN_OK
+        || (e = make_nodes(draft, "r", "police", nt->n_receivers, now, &nt->receivers))
+            != KETEN_OK
+        || (e = make_nodes(draft, "i", "housing", nt->n_idle, now, &nt->idle)) != KETEN_OK
+        || (e = make_nodes(draft, "o", "tax", nt->n_offline, now, &nt->offline)) != KETEN_OK) {
+        goto out;
+    }
+    if ((e = keten_dirbuild_finish(draft, now, BENCH_DIR_VALID_MS, &dir_bytes, &dir_len))
+            != KETEN_OK
+        || (e = keten_directory_sign(
+                dir_bytes, dir_len, NULL, 0, admin_sk, &signed_dir, &signed_len))
+            != KETEN_OK
+        || (e = keten_directory_verify(nt->anchor, NULL, signed_dir, signed_len, now, &nt->dir))
+            != KETEN_OK
+        || (e = path_in(nt->root, "directory", nt->dir_path)) != KETEN_OK
+        || (e = keten_file_write(nt->dir_path, signed_dir, signed_len, 0644, true))
+            != KETEN_OK) {
+        goto out;
+    }
+    nt->broker_cert = keten_directory_broker(nt->dir);
+    if (nt->broker_cert == NULL) {
+        e = keten_err_set(KETEN_ERR_NOT_FOUND, "the bench directory lists no broker");
+    }
+out:
+    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
+    free(req);
+    free(signed_dir);
+    free(dir_bytes);
+    free(anchor_bytes);
+    keten_dirbuild_destroy(&draft);
+    sodium_free(admin_sk);
+    return e;
+}
+
+static void free_ids(keten_identity ***v, size_t n)
+{
+    if (*v == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        keten_identity_destroy(&(*v)[i]);
+    }
+    free(*v);
+    *v = NULL;
+}
+
+static void net_free(net *nt)
+{
+    free_ids(&nt->senders, nt->n_senders);
+    free_ids(&nt->receivers, nt->n_receivers);
+    free_ids(&nt->idle, nt->n_idle);
+    free_ids(&nt->offline, nt->n_offline);
+    keten_identity_destroy(&nt->broker);
+    keten_directory_destroy(&nt->dir);
+    keten_pb_free((ProtobufCMessage **)(void *)&nt->anchor);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_tree(const char *path)
+{
+    (void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- the broker process -------------------------------------------------- */
+
+static volatile sig_atomic_t g_broker_pid = 0;
+static volatile sig_atomic_t g_attach_pid = 0;
+
+static void on_fatal_signal(int sig)
+{
+    if (g_attach_pid > 0) {
+        kill((pid_t)g_attach_pid, SIGKILL);
+    }
+    if (g_broker_pid > 0) {
+        kill((pid_t)g_broker_pid, SIGKILL);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+typedef struct broker_proc {
+    pid_t pid;
+    char home[PATH_MAX];
+    char log_path[PATH_MAX];
+    char endpoint[PATH_MAX + 32];
+} broker_proc;
+
+typedef struct proc_stat {
+    double cpu_user_s, cpu_sys_s;
+    uint64_t hwm_kb, rss_kb, anon_kb, file_kb, threads;
+} proc_stat;
+
+static bool read_proc(pid_t pid, proc_stat *ps)
+{
+    memset(ps, 0, sizeof *ps);
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    if (p == NULL) {
+        return false;
+    }
+    /* Fields after the command: 3 (state) ... 14 utime, 15 stime. */
+    unsigned long long ut = 0, st = 0;
+    int field = 2;
+    for (const char *q = p + 1; *q != '\0' && field < 15;) {
+        while (*q == ' ') {
+            q++;
+        }
+        field++;
+        if (field == 14) {
+            ut = strtoull(q, NULL, 10);
+        } else if (field == 15) {
+            st = strtoull(q, NULL, 10);
+        }
+        while (*q != ' ' && *q != '\0') {
+            q++;
+        }
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    ps->cpu_user_s = (double)ut / (double)hz;
+    ps->cpu_sys_s = (double)st / (double)hz;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    char line[256];
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned long long v = 0;
+        if (sscanf(line, "VmHWM: %llu", &v) == 1) {
+            ps->hwm_kb = v;
+        } else if (sscanf(line, "VmRSS: %llu", &v) == 1) {
+            ps->rss_kb = v;
+        } else if (sscanf(line, "RssAnon: %llu", &v) == 1) {
+            ps->anon_kb = v;
+        } else if (sscanf(line, "RssFile: %llu", &v) == 1) {
+            ps->file_kb = v;
+        } else if (sscanf(line, "Threads: %llu", &v) == 1) {
+            ps->threads = v;
+        }
+    }
+    fclose(f);
+    return true;
+}
+
+static int free_tcp_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0
+        && getsockname(fd, (struct sockaddr *)&sa, &len) == 0) {
+        port = ntohs(sa.sin_port);
+    }
+    close(fd);
+    return port;
+}
+
+static bool log_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    char line[2048];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+        found = strstr(line, needle) != NULL;
+    }
+    fclose(f);
+    return found;
+}
+
+static void show_log(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    char line[2048];
+    for (int i = 0; i < 20 && fgets(line, sizeof line, f) != NULL; i++) {
+        fprintf(stderr, "  broker: %s", line);
+    }
+    fclose(f);
+}
+
+/* A new home with the broker's key (unencrypted: tests and benchmarks) and a
+ * fresh store; start the broker and wait until it is running. */
+static keten_err broker_start(broker_proc *bp, const opts *o, const net *nt, unsigned run)
+{
+    char name[64];
+    keten_err e;
+    snprintf(name, sizeof name, "broker-%u", run);
+    if ((e = path_in(nt->root, name, bp->home)) != KETEN_OK
+        || (e = keten_mkdir(bp->home, 0700)) != KETEN_OK
+        || (e = path_in(bp->home, "broker.log", bp->log_path)) != KETEN_OK) {
+        return e;
+    }
+    char key_path[PATH_MAX];
+    if ((e = path_in(bp->home, "identity.secret", key_path)) != KETEN_OK) {
+        return e;
+    }
+    if (access(key_path, F_OK) != 0
+        && (e = keten_identity_save(nt->broker, key_path, NULL, 0)) != KETEN_OK) {
+        return e;
+    }
+    if (o->tcp) {
+        int port = free_tcp_port();
+        if (port < 0) {
+            return keten_err_set(KETEN_ERR_IO, "no free TCP port on 127.0.0.1");
+        }
+        snprintf(bp->endpoint, sizeof bp->endpoint, "tcp://127.0.0.1:%d", port);
+    } else {
+        if (snprintf(bp->endpoint, sizeof bp->endpoint, "ipc://%s/broker.ipc", bp->home)
+            >= (int)sizeof bp->endpoint) {
+            return keten_err_set(KETEN_ERR_INVALID, "ipc path in %s is too long", bp->home);
+        }
+    }
+    char map_arg[32];
+    snprintf(map_arg, sizeof map_arg, "%llu", (unsigned long long)o->map_size);
+    const char *argv[24 + 16];
+    size_t n = 0;
+    argv[n++] = o->broker_path;
+    argv[n++] = "run";
+    argv[n++] = "--home";
+    argv[n++] = bp->home;
+    argv[n++] = "--anchor";
+    argv[n++] = nt->anchor_path;
+    argv[n++] = "--directory";
+    argv[n++] = nt->dir_path;
+    argv[n++] = "--listen";
+    argv[n++] = bp->endpoint;
+    argv[n++] = "--log-level";
+    argv[n++] = "notice";
+    if (o->map_size > 0) {
+        argv[n++] = "--map-size";
+        argv[n++] = map_arg;
+    }
+    for (size_t i = 0; i < o->n_broker_args; i++) {
+        argv[n++] = o->broker_args[i];
+    }
+    argv[n] = NULL;
+    int logfd = open(bp->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (logfd < 0) {
+        return keten_err_set(KETEN_ERR_IO, "%s: %s", bp->log_path, strerror(errno));
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(logfd);
+        return keten_err_set(KETEN_ERR_IO, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        dup2(logfd, STDERR_FILENO);
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, STDIN_FILENO);
+            dup2(devnull, STDOUT_FILENO);
+        }
+        unsetenv("KETEN_PASSPHRASE");
+        execv(o->broker_path, (char *const *)argv);
+        fprintf(stderr, "keten-bench: cannot run %s: %s\n", o->broker_path, strerror(errno));
+        _exit(127);
+    }
+    close(logfd);
+    bp->pid = pid;
+    g_broker_pid = pid;
+    uint64_t deadline = mono_ns() + (uint64_t)BENCH_READY_MS * 1000000ull;
+    while (mono_ns() < deadline) {
+        if (log_has(bp->log_path, "msg=\"broker running\"")) {
+            return KETEN_OK;
+        }
+        int status = 0;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            bp->pid = 0;
+            g_broker_pid = 0;
+            show_log(bp->log_path);
+            return keten_err_set(KETEN_ERR_IO, "the broker exited at start (status %d)", status);
+        }
+        sleep_ns(20000000ull);
+    }
+    show_log(bp->log_path);
+    return keten_err_set(KETEN_ERR_IO, "the broker did not start within %u ms", BENCH_READY_MS);
+}
+
+/* SIGTERM, wait (10 s at most), then SIGKILL. Returns the exit status or -1. */
+static int broker_stop(broker_proc *bp)
+{
+    if (bp->pid <= 0) {
+        return -1;
+    }
+    kill(bp->pid, SIGTERM);
+    int status = -1;
+    uint64_t deadline = mono_ns() + 10 * BENCH_NS;
+    while (mono_ns() < deadline) {
+        pid_t r = waitpid(bp->pid, &status, WNOHANG);
+        if (r == bp->pid) {
+            bp->pid = 0;
+            g_broker_pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        sleep_ns(20000000ull);
+    }
+    kill(bp->pid, SIGKILL);
+    (void)waitpid(bp->pid, &status, 0);
+    bp->pid = 0;
+    g_broker_pid = 0;
+    return -1;
+}
+
+/* --attach: sh -c CMD with KETEN_BROKER_PID, started at the timed phase. */
+static pid_t attach_start(const char *cmd, pid_t broker)
+{
+    if (cmd == NULL) {
+        return 0;
+    }
+    char v[32];
+    snprintf(v, sizeof v, "%d", (int)broker);
+    setenv("KETEN_BROKER_PID", v, 1); /* before fork: the child only execs */
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0) {
+        g_attach_pid = pid;
+        sleep_ns(300000000ull); /* let a tracer attach before the load starts */
+    }
+    return pid;
+}
+
+static void attach_stop(pid_t pid)
+{
+    if (pid <= 0) {
+        return;
+    }
+    kill(-pid, SIGINT);
+    int status = 0;
+    uint64_t deadline = mono_ns() + 30 * BENCH_NS;
+    while (mono_ns() < deadline) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            g_attach_pid = 0;
+            return;
+        }
+        sleep_ns(50000000ull);
+    }
+    kill(-pid, SIGKILL);
+    (void)waitpid(pid, &status, 0);
+    g_attach_pid = 0;
+}
+
+/* ---- the prebuilt workload ----------------------------------------------- */
+
+typedef struct blob {
+    uint8_t *data;
+    size_t len;
+} blob;
+
+typedef struct workload {
+    size_t n; /* messages */
+    size_t R; /* recipients per message */
+    size_t n_senders;
+    keten_identity **rcpt; /* the recipient pool (receivers or offline nodes) */
+    size_t n_rcpt;
+    bool receipts;
+    uint8_t (*msg_id)[KETEN_MSG_ID_BYTES];
+    blob *submit; /* [n]: serialized Frame{request_id = i + 1, submit} */
+    blob *receipt; /* [n * R]: serialized Frame{receipt} of recipient j of message i */
+    size_t env_len; /* envelope bytes of message 0 */
+    uint64_t built_ms;
+    /* msg_id -> index */
+    uint32_t *table;
+    size_t mask;
+    /* the signed strings the broker verifies, for the crypto floor */
+    size_t n_floor;
+    blob *floor_env_msg, *floor_rc_msg;
+    uint8_t (*floor_env_sig)[KETEN_SIG_BYTES], (*floor_rc_sig)[KETEN_SIG_BYTES];
+    const uint8_t **floor_env_pk, **floor_rc_pk;
+} workload;
+
+/* Sender of message i, and recipient j of it (an index into rcpt). */
+static size_t msg_sender(const workload *w, size_t i)
+{
+    return i % w->n_senders;
+}
+
+static size_t msg_rcpt(const workload *w, size_t i, size_t j)
+{
+    size_t base = (i / w->n_senders + i % w->n_senders) % w->n_rcpt;
+    return (base + j) % w->n_rcpt;
+}
+
+/* Which j is recipient r of message i (or SIZE_MAX). */
+static size_t msg_rcpt_slot(const workload *w, size_t i, size_t r)
+{
+    size_t base = (i / w->n_senders + i % w->n_senders) % w->n_rcpt;
+    size_t j = (r + w->n_rcpt - base) % w->n_rcpt;
+    return j < w->R ? j : SIZE_MAX;
+}
+
+static uint64_t id_key(const uint8_t *id)
+{
+    uint64_t k;
+    memcpy(&k, id, sizeof k);
+    return k;
+}
+
+static size_t wl_lookup(const workload *w, const uint8_t *msg_id)
+{
+    for (size_t h = (size_t)id_key(msg_id) & w->mask;; h = (h + 1) & w->mask) {
+        uint32_t v = w->table[h];
+        if (v == 0) {
+            return SIZE_MAX;
+        }
+        if (memcmp(w->msg_id[v - 1], msg_id, KETEN_MSG_ID_BYTES) == 0) {
+            return v - 1;
+        }
+    }
+}
+
+static void wl_free(workload *w)
+{
+    if (w->submit != NULL) {
+        for (size_t i = 0; i < w->n; i++) {
+            free(w->submit[i].data);
+        }
+    }
+    if (w->receipt != NULL) {
+        for (size_t i = 0; i < w->n * w->R; i++) {
+            free(w->receipt[i].data);
+        }
+    }
+    for (size_t i = 0; i < w->n_floor; i++) {
+        free(w->floor_env_msg[i].data);
+        free(w->floor_rc_msg[i].data);
+    }
+    free(w->floor_env_msg);
+    free(w->floor_rc_msg);
+    free(w->floor_env_sig);
+    free(w->floor_rc_sig);
+    free(w->floor_env_pk);
+    free(w->floor_rc_pk);
+    free(w->submit);
+    free(w->receipt);
+    free(w->msg_id);
+    free(w->table);
+    memset(w, 0, sizeof *w);
+}
+
+/* A Signal whose serialized form is exactly `size` bytes (or the smallest
+ * possible when size is below that). */
+static keten_err make_payload(size_t size, uint8_t **out, size_t *out_len)
+{
+    uint8_t *fill = xcalloc(size + 16, 1);
+    randombytes_buf(fill, size + 16);
+    Keten__Attachment at = KETEN__ATTACHMENT__INIT;
+    Keten__Attachment *atp[1] = { &at };
+    at.name = (char *)"fill.bin";
+    at.media_type = (char *)"application/octet-stream";
+    Keten__Signal s = KETEN__SIGNAL__INIT;
+    s.type = (char *)BENCH_CATEGORY;
+    s.purpose = (char *)BENCH_PURPOSE;
+    s.summary = (char *)"keten-bench load";
+    s.nature = (char *)"hard";
+    s.handling = (char *)"TLP:AMBER";
+    s.n_attachments = 1;
+    s.attachments = atp;
+    size_t data = 0;
+    keten_err e = KETEN_OK;
+    for (int round = 0; round < 6; round++) {
+        at.data.data = fill;
+        at.data.len = data;
+        size_t len = protobuf_c_message_get_packed_size(&s.base);
+        if (len == size || (len > size && data == 0)) {
+            break;
+        }
+        data = len < size ? data + (size - len) : data - (len - size > data ? data : len - size);
+    }
+    at.data.len = data;
+    e = keten_signal_pack(&s, out, out_len);
+    free(fill);
+    return e;
+}
+
+typedef struct build_job {
+    workload *w;
+    const net *nt;
+    const uint8_t *payload;
+    size_t payload_len;
+    size_t from, to;
+    uint64_t now;
+    keten_err e;
+    char detail[512];
+} build_job;
+
+static keten_err pack_frame(Keten__Frame *f, blob *out)
+{
+    return keten_pb_pack(&f->base, &out->data, &out->len);
+}
+
+static keten_err build_one(build_job *j, size_t i)
+{
+    workload *w = j->w;
+    const net *nt = j->nt;
+    const keten_identity *sender = nt->senders[msg_sender(w, i)];
+    const char *to[KETEN_MAX_RECIPIENTS];
+    for (size_t k = 0; k < w->R; k++) {
+        to[k] = w->rcpt[msg_rcpt(w, i, k)]->id;
+    }
+    keten_seal_params sp = {
+        .kind = KETEN__KIND__KIND_SIGNAL,
+        .category = BENCH_CATEGORY,
+        .purpose = BENCH_PURPOSE,
+        .created_at = j->now,
+        .expires_at = j->now + BENCH_LIFETIME_MS,
+    };
+    uint8_t *env = NULL;
+    size_t env_len = 0;
+    keten_err e = keten_envelope_seal(sender, nt->dir, to, w->R, &sp, j->payload,
+        j->payload_len, w->msg_id[i], &env, &env_len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    uint8_t hash[KETEN_HASH_BYTES];
+    crypto_hash_sha256(hash, env, env_len);
+    if (i == 0) {
+        w->env_len = env_len;
+    }
+    Keten__Submit sub = KETEN__SUBMIT__INIT;
+    sub.envelope.data = env;
+    sub.envelope.len = env_len;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.request_id = i + 1;
+    f.body_case = KETEN__FRAME__BODY_SUBMIT;
+    f.submit = &sub;
+    e = pack_frame(&f, &w->submit[i]);
+    if (e == KETEN_OK && i < w->n_floor) {
+        /* "keten/envelope/v1" || header || SHA-256(ciphertext), as the broker checks it */
+        Keten__Envelope *pe = NULL;
+        e = KETEN_PB_UNPACK(keten__envelope, env, env_len, KETEN_ENVELOPE_MAX, "envelope", &pe);
+        if (e == KETEN_OK) {
+            size_t ll = sizeof KETEN_LABEL_ENVELOPE - 1;
+            blob *m = &w->floor_env_msg[i];
+            m->len = ll + pe->header.len + KETEN_HASH_BYTES;
+            m->data = xcalloc(m->len, 1);
+            memcpy(m->data, KETEN_LABEL_ENVELOPE, ll);
+            memcpy(m->data + ll, pe->header.data, pe->header.len);
+            crypto_hash_sha256(
+                m->data + ll + pe->header.len, pe->ciphertext.data, pe->ciphertext.len);
+            memcpy(w->floor_env_sig[i], pe->signature.data, KETEN_SIG_BYTES);
+            w->floor_env_pk[i] = sender->sign_pk;
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&pe);
+    }
+    free(env);
+    for (size_t k = 0; e == KETEN_OK && w->receipts && k < w->R; k++) {
+        const keten_identity *rc = w->rcpt[msg_rcpt(w, i, k)];
+        const Keten__NodeCert *cert = keten_directory_find_id(nt->dir, rc->id);
+        uint8_t *rb = NULL;
+        size_t rlen = 0;
+        Keten__Receipt *r = NULL;
+        if (cert == NULL) {
+            return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "%s is not in the directory", rc->id);
+        }
+        e = keten_receipt_sign(
+            rc, BENCH_NETWORK, cert->serial, w->msg_id[i], hash, j->now, &rb, &rlen);
+        if (e == KETEN_OK) {
+            e = KETEN_PB_UNPACK(keten__receipt, rb, rlen, KETEN_RECEIPT_MAX, "receipt", &r);
+        }
+        if (e == KETEN_OK) {
+            Keten__ReceiptFrame rf = KETEN__RECEIPT_FRAME__INIT;
+            rf.receipt = r;
+            Keten__Frame g = KETEN__FRAME__INIT;
+            g.body_case = KETEN__FRAME__BODY_RECEIPT;
+            g.receipt = &rf;
+            e = pack_frame(&g, &w->receipt[i * w->R + k]);
+            if (e == KETEN_OK && k == 0 && i < w->n_floor) {
+                size_t ll = sizeof KETEN_LABEL_RECEIPT - 1;
+                blob *m = &w->floor_rc_msg[i];
+                m->len = ll + r->body.len;
+                m->data = xcalloc(m->len, 1);
+                memcpy(m->data, KETEN_LABEL_RECEIPT, ll);
+                memcpy(m->data + ll, r->body.data, r->body.len);
+                memcpy(w->floor_rc_sig[i], r->signature.data, KETEN_SIG_BYTES);
+                w->floor_rc_pk[i] = rc->sign_pk;
+            }
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        free(rb);
+    }
+    return e;
+}
+
+static void *build_thread(void *arg)
+{
+    build_job *j = arg;
+    for (size_t i = j->from; i < j->to && j->e == KETEN_OK; i++) {
+        j->e = build_one(j, i);
+        if (j->e != KETEN_OK) {
+            snprintf(j->detail, sizeof j->detail, "%s", keten_err_detail());
+        }
+    }
+    return NULL;
+}
+
+static long cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : n;
+}
+
+/* Seal n envelopes (and sign their receipts) on every core. */
+static keten_err wl_build(workload *w, const net *nt, const opts *o, size_t n,
+    keten_identity **rcpt, size_t n_rcpt, bool receipts)
+{
+    wl_free(w);
+    w->n = n;
+    w->R = o->recipients;
+    w->n_senders = nt->n_senders;
+    w->rcpt = rcpt;
+    w->n_rcpt = n_rcpt;
+    w->receipts = receipts;
+    w->msg_id = xcalloc(n, sizeof *w->msg_id);
+    w->submit = xcalloc(n, sizeof *w->submit);
+    w->receipt = receipts ? xcalloc(n * w->R, sizeof *w->receipt) : NULL;
+    w->n_floor = n < BENCH_FLOOR_SAMPLE ? n : BENCH_FLOOR_SAMPLE;
+    if (!receipts) {
+        w->n_floor = 0;
+    }
+    w->floor_env_msg = xcalloc(w->n_floor, sizeof *w->floor_env_msg);
+    w->floor_rc_msg = xcalloc(w->n_floor, sizeof *w->floor_rc_msg);
+    w->floor_env_sig = xcalloc(w->n_floor, sizeof *w->floor_env_sig);
+    w->floor_rc_sig = xcalloc(w->n_floor, sizeof *w->floor_rc_sig);
+    w->floor_env_pk = xcalloc(w->n_floor, sizeof *w->floor_env_pk);
+    w->floor_rc_pk = xcalloc(w->n_floor, sizeof *w->floor_rc_pk);
+    uint8_t *payload = NULL;
+    size_t payload_len = 0;
+    keten_err e = make_payload(o->size, &payload, &payload_len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    size_t nt_threads = (size_t)cpu_count();
+    build_job *jobs = xcalloc(nt_threads, sizeof *jobs);
+    pthread_t *th = xcalloc(nt_threads, sizeof *th);
+    uint64_t now = keten_now_ms();
+    for (size_t t = 0; t < nt_threads; t++) {
+        jobs[t] = (build_job) { .w = w, .nt = nt, .payload = payload, .payload_len = payload_len,
+            .from = n * t / nt_threads, .to = n * (t + 1) / nt_threads, .now = now };
+        if (pthread_create(&th[t], NULL, build_thread, &jobs[t]) != 0) {
+            jobs[t].e = keten_err_set(KETEN_ERR_IO, "cannot start a build thread");
+            th[t] = 0;
+        }
+    }
+    e = KETEN_OK;
+    for (size_t t = 0; t < nt_threads; t++) {
+        if (th[t] != 0) {
+            pthread_join(th[t], NULL);
+        }
+        if (jobs[t].e != KETEN_OK && e == KETEN_OK) {
+            e = keten_err_set(jobs[t].e, "%s", jobs[t].detail);
+        }
+    }
+    free(th);
+    free(jobs);
+    free(payload);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    size_t cap = 1;
+    while (cap < 2 * n) {
+        cap <<= 1;
+    }
+    w->table = xcalloc(cap, sizeof *w->table);
+    w->mask = cap - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t h = (size_t)id_key(w->msg_id[i]) & w->mask;
+        while (w->table[h] != 0) {
+            h = (h + 1) & w->mask;
+        }
+        w->table[h] = (uint32_t)(i + 1);
+    }
+    w->built_ms = keten_mono_ms();
+    return KETEN_OK;
+}
+
+/* ---- the crypto floor and the disk --------------------------------------- */
+
+typedef struct floor_result {
+    double env_us, receipt_us, per_msg_us;
+} floor_result;
+
+/* CPU time of this thread (the broker's CPU is CPU time too: a thread that
+ * another process keeps off the core does not count). */
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * BENCH_NS + (uint64_t)ts.tv_nsec;
+}
+
+static double time_verifies(const blob *msg, const uint8_t (*sig)[KETEN_SIG_BYTES],
+    const uint8_t **pk, size_t n, size_t *bad)
+{
+    uint64_t start = thread_cpu_ns(), ops = 0;
+    do {
+        for (size_t i = 0; i < n; i++) {
+            if (crypto_sign_verify_detached(sig[i], msg[i].data, msg[i].len, pk[i]) != 0) {
+                (*bad)++;
+            }
+        }
+        ops += n;
+    } while (thread_cpu_ns() - start < BENCH_FLOOR_MIN_NS);
+    return (double)(thread_cpu_ns() - start) / 1e3 / (double)ops;
+}
+
+/* Bare crypto_sign_verify_detached over the bytes the broker verifies:
+ * median of 3 timings of each. */
+static floor_result measure_floor(const workload *w, size_t *bad)
+{
+    floor_result fr = { 0, 0, 0 };
+    if (w->n_floor == 0) {
+        return fr;
+    }
+    double env[3], rc[3];
+    for (int k = 0; k < 3; k++) {
+        env[k] = time_verifies(
+            w->floor_env_msg, (const uint8_t(*)[KETEN_SIG_BYTES])w->floor_env_sig,
+            w->floor_env_pk, w->n_floor, bad);
+        rc[k] = time_verifies(w->floor_rc_msg, (const uint8_t(*)[KETEN_SIG_BYTES])w->floor_rc_sig,
+            w->floor_rc_pk, w->n_floor, bad);
+    }
+    qsort(env, 3, sizeof env[0], cmp_double);
+    qsort(rc, 3, sizeof rc[0], cmp_double);
+    fr.env_us = env[1];
+    fr.receipt_us = rc[1];
+    fr.per_msg_us = fr.env_us + (double)w->R * fr.receipt_us;
+    return fr;
+}
+
+typedef struct fsync_result {
+    double p50_ms, p99_ms;
+} fsync_result;
+
+/* fdatasync of a 4 KiB write, as an LMDB commit does twice (data, then meta). */
+static fsync_result measure_fsync(const char *dir)
+{
+    fsync_result r = { -1, -1 };
+    char path[PATH_MAX];
+    if (path_in(dir, "fsync-probe", path) != KETEN_OK) {
+        return r;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return r;
+    }
+    uint8_t page[4096];
+    memset(page, 0x5a, sizeof page);
+    uint64_t lat[BENCH_FSYNC_SAMPLES];
+    size_t n = 0;
+    for (size_t i = 0; i < BENCH_FSYNC_SAMPLES; i++) {
+        if (pwrite(fd, page, sizeof page, (off_t)((i % 16) * sizeof page)) != (ssize_t)sizeof page) {
+            break;
+        }
+        uint64_t a = mono_ns();
+        if (fdatasync(fd) != 0) {
+            break;
+        }
+        lat[n++] = mono_ns() - a;
+    }
+    close(fd);
+    unlink(path);
+    qsort(lat, n, sizeof lat[0], cmp_u64);
+    r.p50_ms = pct_ms(lat, n, 0.5);
+    r.p99_ms = pct_ms(lat, n, 0.99);
+    return r;
+}
+
+/* ---- protobuf scanning (the generator must stay cheap) ------------------- */
+
+static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The first occurrence of field `want`: a varint (*v) or a length-delimited
+ * value (*data, *len). */
+static bool pb_field(const uint8_t *buf, size_t len, unsigned want, uint64_t *v,
+    const uint8_t **data, size_t *dlen)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    while (p < end) {
+        uint64_t key = 0, x = 0;
+        if (!pb_varint(&p, end, &key)) {
+            return false;
+        }
+        unsigned wire = (unsigned)(key & 7);
+        unsigned field = (unsigned)(key >> 3);
+        if (wire == 0) {
+            if (!pb_varint(&p, end, &x)) {
+                return false;
+            }
+            if (field == want) {
+                *v = x;
+                return true;
+            }
+        } else if (wire == 2) {
+            if (!pb_varint(&p, end, &x) || x > (uint64_t)(end - p)) {
+                return false;
+            }
+            if (field == want) {
+                *data = p;
+                *dlen = (size_t)x;
+                return true;
+            }
+            p += x;
+        } else if (wire == 1 && end - p >= 8) {
+            p += 8;
+        } else if (wire == 5 && end - p >= 4) {
+            p += 4;
+        } else {
+            return false;
+        }
+    }
+    return false;
+}
+
+static bool pb_bytes(const uint8_t *buf, size_t len, unsigned want, const uint8_t **d, size_t *n)
+{
+    uint64_t v = 0;
+    *d = NULL;
+    *n = 0;
+    return pb_field(buf, len, want, &v, d, n) && *d != NULL;
+}
+
+/* Frame body numbers (proto/keten.proto). */
+enum {
+    F_REQUEST_ID = 1,
+    F_SUBMIT_ACK = 3,
+    F_ERROR = 4,
+    F_DELIVER = 5,
+    F_RECEIPT = 6,
+    F_DIRECTORY_PUSH = 8,
+    F_CHECKPOINT = 10,
+};
+
+/* Which body a frame carries (its field number) and the body bytes. */
+static unsigned frame_body(const uint8_t *buf, size_t len, const uint8_t **body, size_t *blen)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    while (p < end) {
+        uint64_t key = 0, x = 0;
+        if (!pb_varint(&p, end, &key)) {
+            return 0;
+        }
+        unsigned wire = (unsigned)(key & 7);
+        if (wire == 0) {
+            if (!pb_varint(&p, end, &x)) {
+                return 0;
+            }
+        } else if (wire == 2) {
+            if (!pb_varint(&p, end, &x) || x > (uint64_t)(end - p)) {
+                return 0;
+            }
+            *body = p;
+            *blen = (size_t)x;
+            return (unsigned)(key >> 3);
+        } else {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* ---- one run --------------------------------------------------------------- */
+
+enum phase { PH_CONNECT = 0, PH_GO = 1, PH_QUIT = 2 };
+
+typedef struct run_state run_state;
+
+typedef struct node_thr {
+    run_state *rs;
+    bool sender;
+    size_t idx; /* sender index, or recipient index in the workload's pool */
+    const keten_identity *id;
+    pthread_t th;
+    bool started;
+    /* stats (read after join) */
+    uint64_t acks_checked, acks_bad, errors, checkpoints, duplicates, unknown;
+    int first_error_reason;
+    char first_error[160];
+    bool exhausted;
+    keten_err e;
+    char detail[256];
+} node_thr;
+
+struct run_state {
+    const opts *o;
+    const net *nt;
+    const workload *w;
+    void *ctx;
+    const char *endpoint;
+    double rate; /* total signals/s, 0 = max */
+    size_t limit; /* messages that may be sent in this run (<= w->n) */
+    uint64_t t0_ns, t_end_ns;
+    atomic_int phase;
+    atomic_size_t ready, failed;
+    uint64_t *sent_ns, *ack_ns, *dlv_ns, *rcp_ns;
+    atomic_uint_fast64_t n_sent, n_acked, n_delivered, n_receipted, n_errors;
+};
+
+static keten_err node_socket(run_state *rs, const keten_identity *id, void **out)
+{
+    void *s = zmq_socket(rs->ctx, ZMQ_DEALER);
+    int linger = 0, hwm = 100000;
+    int64_t maxmsg = (int64_t)KETEN_FRAME_MAX;
+    if (s == NULL
+        || zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, rs->nt->broker_cert->transport_pk.data,
+               KETEN_CURVE_KEY_BYTES)
+            != 0
+        || zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, id->transport_pk, KETEN_CURVE_KEY_BYTES) != 0
+        || zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, id->transport_sk, KETEN_CURVE_KEY_BYTES) != 0
+        || zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0
+        || zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0
+        || zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0
+        || zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0
+        || zmq_connect(s, rs->endpoint) != 0) {
+        keten_err e = keten_err_set(
+            KETEN_ERR_IO, "node socket to %s: %s", rs->endpoint, zmq_strerror(zmq_errno()));
+        if (s != NULL) {
+            zmq_close(s);
+        }
+        return e;
+    }
+    *out = s;
+    return KETEN_OK;
+}
+
+static keten_err send_msg(void *sock, Keten__Frame *f)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_pb_pack(&f->base, &buf, &len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    int rc = zmq_send(sock, buf, len, 0);
+    free(buf);
+    return rc < 0 ? keten_err_set(KETEN_ERR_IO, "send: %s", zmq_strerror(zmq_errno())) : KETEN_OK;
+}
+
+/* Credit (receivers), then a directory request whose answer proves that the
+ * broker took this node's connection. */
+static keten_err node_hello(run_state *rs, void *sock, uint32_t credit)
+{
+    Keten__Credit c = KETEN__CREDIT__INIT;
+    c.credit = credit;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CREDIT;
+    f.credit = &c;
+    keten_err e = send_msg(sock, &f);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    Keten__DirectoryRequest dr = KETEN__DIRECTORY_REQUEST__INIT;
+    dr.after_version = keten_directory_version(rs->nt->dir);
+    Keten__Frame g = KETEN__FRAME__INIT;
+    g.request_id = UINT64_MAX;
+    g.body_case = KETEN__FRAME__BODY_DIRECTORY_REQUEST;
+    g.directory_request = &dr;
+    return send_msg(sock, &g);
+}
+
+/* Wait for readability of a ZeroMQ socket with ns precision (ZMQ_FD is
+ * edge-triggered: ZMQ_EVENTS is checked first). */
+static void wait_readable(void *sock, uint64_t ns)
+{
+    int events = 0;
+    size_t sz = sizeof events;
+    if (zmq_getsockopt(sock, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN)) {
+        return;
+    }
+    int fd = -1;
+    sz = sizeof fd;
+    if (zmq_getsockopt(sock, ZMQ_FD, &fd, &sz) != 0) {
+        sleep_ns(ns);
+        return;
+    }
+    struct pollfd pfd = { fd, POLLIN, 0 };
+    struct timespec ts = { (time_t)(ns / BENCH_NS), (long)(ns % BENCH_NS) };
+    (void)ppoll(&pfd, 1, &ts, NULL);
+}
+
+static void note_error(node_thr *t, const uint8_t *body, size_t blen)
+{
+    uint64_t reason = 0;
+    const uint8_t *d = NULL;
+    size_t dl = 0;
+    t->errors++;
+    if (t->errors == 1) {
+        (void)pb_field(body, blen, 1, &reason, &d, &dl);
+        t->first_error_reason = (int)reason;
+        if (pb_bytes(body, blen, 3, &d, &dl)) {
+            snprintf(t->first_error, sizeof t->first_error, "%.*s", (int)dl, (const char *)d);
+        }
+    }
+}
+
+/* A frame at a sender: acks, errors, forwarded receipts, checkpoints. */
+static void sender_frame(node_thr *t, const uint8_t *buf, size_t len, uint64_t *acked,
+    bool *hello_done)
+{
+    run_state *rs = t->rs;
+    const workload *w = rs->w;
+    const uint8_t *body = NULL;
+    size_t blen = 0;
+    uint64_t rid = 0;
+    const uint8_t *d = NULL;
+    size_t dl = 0;
+    unsigned kind = frame_body(buf, len, &body, &blen);
+    (void)pb_field(buf, len, F_REQUEST_ID, &rid, &d, &dl);
+    uint64_t now = mono_ns();
+    switch (kind) {
+    case F_SUBMIT_ACK: {
+        if (rid == 0 || rid > w->n || msg_sender(w, rid - 1) != t->idx) {
+            t->unknown++;
+            return;
+        }
+        size_t i = rid - 1;
+        if (rs->ack_ns[i] != 0) {
+            t->duplicates++;
+            return;
+        }
+        rs->ack_ns[i] = now;
+        (*acked)++;
+        atomic_fetch_add(&rs->n_acked, 1);
+        if (i % BENCH_ACK_SAMPLE == 0) {
+            const uint8_t *ack = NULL;
+            size_t alen = 0;
+            Keten__AckBody *ab = NULL;
+            t->acks_checked++;
+            if (!pb_bytes(body, blen, 1, &ack, &alen)
+                || keten_ack_verify(rs->nt->broker_cert->log_pk.data, ack, alen, &ab) != KETEN_OK
+                || memcmp(ab->msg_id.data, w->msg_id[i], KETEN_MSG_ID_BYTES) != 0) {
+                t->acks_bad++;
+            }
+            keten_pb_free((ProtobufCMessage **)(void *)&ab);
+            keten_err_clear();
+        }
+        return;
+    }
+    case F_ERROR:
+        if (rid >= 1 && rid <= w->n && msg_sender(w, rid - 1) == t->idx
+            && rs->ack_ns[rid - 1] == 0) {
+            rs->ack_ns[rid - 1] = UINT64_MAX; /* refused: never delivered */
+            (*acked)++;
+            atomic_fetch_add(&rs->n_errors, 1);
+        }
+        note_error(t, body, blen);
+        return;
+    case F_RECEIPT: {
+        if (rs->rcp_ns == NULL) {
+            t->unknown++;
+            return;
+        }
+        const uint8_t *r = NULL, *rb = NULL, *id = NULL, *who = NULL;
+        size_t rlen = 0, rblen = 0, idlen = 0, wholen = 0;
+        if (!pb_bytes(body, blen, 1, &r, &rlen) || !pb_bytes(r, rlen, 1, &rb, &rblen)
+            || !pb_bytes(rb, rblen, 4, &id, &idlen) || idlen != KETEN_MSG_ID_BYTES
+            || !pb_bytes(rb, rblen, 2, &who, &wholen)) {
+            t->unknown++;
+            return;
+        }
+        size_t i = wl_lookup(w, id);
+        if (i == SIZE_MAX) {
+            t->unknown++;
+            return;
+        }
+        for (size_t j = 0; j < w->R; j++) {
+            const char *rid_name = w->rcpt[msg_rcpt(w, i, j)]->id;
+            if (strlen(rid_name) == wholen && memcmp(rid_name, who, wholen) == 0) {
+                if (rs->rcp_ns[i * w->R + j] == 0) {
+                    rs->rcp_ns[i * w->R + j] = now;
+                    atomic_fetch_add(&rs->n_receipted, 1);
+                } else {
+                    t->duplicates++;
+                }
+                return;
+            }
+        }
+        t->unknown++;
+        return;
+    }
+    case F_CHECKPOINT:
+        t->checkpoints++;
+        return;
+    case F_DIRECTORY_PUSH:
+        *hello_done = true;
+        return;
+    default:
+        return;
+    }
+}
+
+static void signal_ready(node_thr *t)
+{
+    atomic_fetch_add(&t->rs->ready, 1);
+}
+
+static void *sender_main(void *arg)
+{
+    node_thr *t = arg;
+    run_state *rs = t->rs;
+    const workload *w = rs->w;
+    void *sock = NULL;
+    bool hello_done = false, counted = false;
+    uint64_t acked = 0;
+    t->e = node_socket(rs, t->id, &sock);
+    if (t->e == KETEN_OK) {
+        t->e = node_hello(rs, sock, 0);
+    }
+    if (t->e != KETEN_OK) {
+        snprintf(t->detail, sizeof t->detail, "%s", keten_err_detail());
+        atomic_fetch_add(&rs->failed, 1);
+        if (sock != NULL) {
+            zmq_close(sock);
+        }
+        return NULL;
+    }
+    /* Messages of this sender: i = idx, idx + N, ... below rs->limit. */
+    size_t N = w->n_senders;
+    size_t mine = rs->limit > t->idx ? (rs->limit - t->idx + N - 1) / N : 0;
+    size_t k = 0;
+    double per_sender = rs->rate / (double)N;
+    uint64_t gap_ns = per_sender > 0 ? (uint64_t)(1e9 / per_sender) : 0;
+    uint64_t offset_ns = gap_ns * t->idx / N;
+    bool sending = true;
+    for (;;) {
+        int ph = atomic_load(&rs->phase);
+        if (ph == PH_QUIT) {
+            break;
+        }
+        for (;;) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            sender_frame(t, zmq_msg_data(&m), zmq_msg_size(&m), &acked, &hello_done);
+            zmq_msg_close(&m);
+        }
+        if (hello_done && !counted) {
+            counted = true;
+            signal_ready(t);
+        }
+        uint64_t wait = BENCH_POLL_MAX_NS;
+        if (ph == PH_GO && sending) {
+            uint64_t now = mono_ns();
+            if (now >= rs->t_end_ns) {
+                sending = false;
+            } else if (k >= mine) {
+                sending = false;
+                t->exhausted = true;
+            } else if (gap_ns == 0) {
+                while (k < mine && k - acked < rs->o->window) {
+                    size_t i = t->idx + k * N;
+                    rs->sent_ns[i] = mono_ns();
+                    if (zmq_send(sock, w->submit[i].data, w->submit[i].len, 0) < 0) {
+                        break;
+                    }
+                    atomic_fetch_add(&rs->n_sent, 1);
+                    k++;
+                }
+            } else {
+                while (k < mine) {
+                    uint64_t due = rs->t0_ns + offset_ns + k * gap_ns;
+                    if (due > now) {
+                        wait = due - now < wait ? due - now : wait;
+                        break;
+                    }
+                    size_t i = t->idx + k * N;
+                    rs->sent_ns[i] = due; /* open loop: latency from the scheduled time */
+                    if (zmq_send(sock, w->submit[i].data, w->submit[i].len, 0) < 0) {
+                        break;
+                    }
+                    atomic_fetch_add(&rs->n_sent, 1);
+                    k++;
+                }
+            }
+            if (sending && rs->t_end_ns - now < wait) {
+                wait = rs->t_end_ns - now;
+            }
+        }
+        wait_readable(sock, wait);
+    }
+    zmq_close(sock);
+    return NULL;
+}
+
+static void *receiver_main(void *arg)
+{
+    node_thr *t = arg;
+    run_state *rs = t->rs;
+    const workload *w = rs->w;
+    void *sock = NULL;
+    bool counted = false;
+    t->e = node_socket(rs, t->id, &sock);
+    if (t->e == KETEN_OK) {
+        t->e = node_hello(rs, sock, rs->o->credit);
+    }
+    if (t->e != KETEN_OK) {
+        snprintf(t->detail, sizeof t->detail, "%s", keten_err_detail());
+        atomic_fetch_add(&rs->failed, 1);
+        if (sock != NULL) {
+            zmq_close(sock);
+        }
+        return NULL;
+    }
+    while (atomic_load(&rs->phase) != PH_QUIT) {
+        for (;;) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            const uint8_t *buf = zmq_msg_data(&m), *body = NULL;
+            size_t len = zmq_msg_size(&m), blen = 0;
+            unsigned kind = frame_body(buf, len, &body, &blen);
+            if (kind == F_DELIVER) {
+                const uint8_t *env = NULL, *hdr = NULL, *id = NULL;
+                size_t elen = 0, hlen = 0, idlen = 0;
+                size_t i = SIZE_MAX, j = SIZE_MAX;
+                if (pb_bytes(body, blen, 1, &env, &elen) && pb_bytes(env, elen, 2, &hdr, &hlen)
+                    && pb_bytes(hdr, hlen, 2, &id, &idlen) && idlen == KETEN_MSG_ID_BYTES) {
+                    i = wl_lookup(w, id);
+                }
+                if (i != SIZE_MAX) {
+                    j = msg_rcpt_slot(w, i, t->idx);
+                }
+                if (j == SIZE_MAX) {
+                    t->unknown++;
+                } else {
+                    uint64_t *slot = &rs->dlv_ns[i * w->R + j];
+                    if (*slot == 0) {
+                        *slot = mono_ns();
+                        atomic_fetch_add(&rs->n_delivered, 1);
+                    } else {
+                        t->duplicates++;
+                    }
+                    const blob *rc = &w->receipt[i * w->R + j];
+                    (void)zmq_send(sock, rc->data, rc->len, 0);
+                }
+            } else if (kind == F_DIRECTORY_PUSH && !counted) {
+                counted = true;
+                signal_ready(t);
+            } else if (kind == F_CHECKPOINT) {
+                t->checkpoints++;
+            } else if (kind == F_ERROR) {
+                note_error(t, body, blen);
+            }
+            zmq_msg_close(&m);
+        }
+        wait_readable(sock, BENCH_POLL_MAX_NS);
+    }
+    zmq_close(sock);
+    return NULL;
+}
+
+/* Idle nodes: connected, listening, reading whatever comes. */
+typedef struct idle_thr {
+    run_state *rs;
+    keten_identity **ids;
+    size_t n;
+    pthread_t th;
+    bool started;
+    keten_err e;
+    uint64_t frames;
+} idle_thr;
+
+static void *idle_main(void *arg)
+{
+    idle_thr *t = arg;
+    run_state *rs = t->rs;
+    void **socks = xcalloc(t->n, sizeof *socks);
+    zmq_pollitem_t *items = xcalloc(t->n, sizeof *items);
+    bool *ready = xcalloc(t->n, sizeof *ready);
+    size_t n_ready = 0;
+    for (size_t i = 0; i < t->n && t->e == KETEN_OK; i++) {
+        t->e = node_socket(rs, t->ids[i], &socks[i]);
+        if (t->e == KETEN_OK) {
+            t->e = node_hello(rs, socks[i], 1);
+            items[i] = (zmq_pollitem_t) { socks[i], 0, ZMQ_POLLIN, 0 };
+        }
+    }
+    if (t->e != KETEN_OK) {
+        atomic_fetch_add(&rs->failed, 1);
+    }
+    while (t->e == KETEN_OK && atomic_load(&rs->phase) != PH_QUIT) {
+        if (zmq_poll(items, (int)t->n, 100) <= 0) {
+            continue;
+        }
+        for (size_t i = 0; i < t->n; i++) {
+            if (!(items[i].revents & ZMQ_POLLIN)) {
+                continue;
+            }
+            for (;;) {
+                zmq_msg_t m;
+                zmq_msg_init(&m);
+                if (zmq_msg_recv(&m, socks[i], ZMQ_DONTWAIT) < 0) {
+                    zmq_msg_close(&m);
+                    break;
+                }
+                const uint8_t *body = NULL;
+                size_t blen = 0;
+                if (!ready[i]
+                    && frame_body(zmq_msg_data(&m), zmq_msg_size(&m), &body, &blen)
+                        == F_DIRECTORY_PUSH) {
+                    ready[i] = true;
+                    if (++n_ready == t->n) {
+                        atomic_fetch_add(&rs->ready, 1);
+                    }
+                }
+                t->frames++;
+                zmq_msg_close(&m);
+            }
+        }
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        if (socks[i] != NULL) {
+            zmq_close(socks[i]);
+        }
+    }
+    free(ready);
+    free(items);
+    free(socks);
+    return NULL;
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+typedef struct run_result {
+    bool half;
+    double rate_target; /* 0 = max */
+    double window_s;
+    uint64_t sent, acked, refused, delivered, receipted;
+    double accepted_per_s, deliveries_per_s, receipts_per_s;
+    double lat_ack[BENCH_PCTS], lat_dlv[BENCH_PCTS], lat_rcp[BENCH_PCTS];
+    double cpu_s, cpu_user_s, cpu_sys_s, cpu_per_msg_us;
+    floor_result floor;
+    double ratio;
+    proc_stat proc;
+    double gen_cpu_s;
+    uint64_t acks_checked, acks_bad, duplicates, unknown, checkpoints;
+    bool exhausted, complete;
+    int broker_exit;
+    char first_error[200];
+} run_result;
+
+static size_t collect(const uint64_t *from, const uint64_t *to, size_t n, size_t stride,
+    uint64_t *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = from[i / stride], b = to[i];
+        if (a != 0 && b != 0 && b != UINT64_MAX && a != UINT64_MAX) {
+            out[k++] = b > a ? b - a : 0;
+        }
+    }
+    qsort(out, k, sizeof out[0], cmp_u64);
+    return k;
+}
+
+static void latencies(const run_state *rs, run_result *r)
+{
+    const workload *w = rs->w;
+    size_t n = rs->limit, nr = rs->limit * w->R;
+    uint64_t *tmp = xcalloc(nr > n ? nr : n, sizeof *tmp);
+    size_t k = collect(rs->sent_ns, rs->ack_ns, n, 1, tmp);
+    for (int p = 0; p < BENCH_PCTS; p++) {
+        r->lat_ack[p] = pct_ms(tmp, k, pct_values[p]);
+    }
+    k = collect(rs->sent_ns, rs->dlv_ns, nr, w->R, tmp);
+    for (int p = 0; p < BENCH_PCTS; p++) {
+        r->lat_dlv[p] = pct_ms(tmp, k, pct_values[p]);
+    }
+    k = collect(rs->sent_ns, rs->rcp_ns, nr, w->R, tmp);
+    for (int p = 0; p < BENCH_PCTS; p++) {
+        r->lat_rcp[p] = pct_ms(tmp, k, pct_values[p]);
+    }
+    free(tmp);
+}
+
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6
+        + (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void *ctx_new(const opts *o, size_t sockets)
+{
+    void *ctx = zmq_ctx_new();
+    if (ctx != NULL) {
+        zmq_ctx_set(ctx, ZMQ_IO_THREADS, o->io_threads);
+        zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, (int)(sockets + 64));
+    }
+    return ctx;
+}
+
+static bool wait_ready(run_state *rs, size_t want)
+{
+    uint64_t deadline = mono_ns() + (uint64_t)BENCH_READY_MS * 1000000ull;
+    while (mono_ns() < deadline) {
+        if (atomic_load(&rs->failed) > 0) {
+            return false;
+        }
+        if (atomic_load(&rs->ready) >= want) {
+            return true;
+        }
+        sleep_ns(10000000ull);
+    }
+    return false;
+}
+
+/* One timed run against a fresh broker. rate 0 = max. */
+static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned run_no, double rate,
+    bool half, run_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->half = half;
+    r->rate_target = rate;
+    broker_proc bp;
+    memset(&bp, 0, sizeof bp);
+    keten_err e = broker_start(&bp, o, nt, run_no);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    run_state *rs = xcalloc(1, sizeof *rs);
+    rs->o = o;
+    rs->nt = nt;
+    rs->w = w;
+    rs->endpoint = bp.endpoint;
+    rs->rate = rate;
+    size_t want = rate > 0 ? (size_t)(rate * o->duration * 1.02) + 16 : w->n;
+    rs->limit = want < w->n ? want : w->n;
+    rs->sent_ns = xcalloc(w->n, sizeof *rs->sent_ns);
+    rs->ack_ns = xcalloc(w->n, sizeof *rs->ack_ns);
+    rs->dlv_ns = xcalloc(w->n * w->R, sizeof *rs->dlv_ns);
+    rs->rcp_ns = xcalloc(w->n * w->R, sizeof *rs->rcp_ns);
+    atomic_init(&rs->phase, PH_CONNECT);
+    size_t n_thr = nt->n_senders + nt->n_receivers;
+    rs->ctx = ctx_new(o, n_thr + nt->n_idle);
+    node_thr *thr = xcalloc(n_thr, sizeof *thr);
+    idle_thr idle = { .rs = rs, .ids = nt->idle, .n = nt->n_idle };
+    size_t groups = n_thr + (nt->n_idle > 0 ? 1 : 0);
+    for (size_t i = 0; i < n_thr; i++) {
+        node_thr *t = &thr[i];
+        t->rs = rs;
+        t->sender = i < nt->n_senders;
+        t->idx = t->sender ? i : i - nt->n_senders;
+        t->id = t->sender ? nt->senders[t->idx] : nt->receivers[t->idx];
+        t->started = pthread_create(&t->th, NULL, t->sender ? sender_main : receiver_main, t) == 0;
+    }
+    if (nt->n_idle > 0) {
+        idle.started = pthread_create(&idle.th, NULL, idle_main, &idle) == 0;
+    }
+    if (!wait_ready(rs, groups)) {
+        e = keten_err_set(KETEN_ERR_IO, "the nodes did not all connect to the broker (%zu of %zu)",
+            atomic_load(&rs->ready), groups);
+        goto stop;
+    }
+    size_t bad = 0;
+    r->floor = measure_floor(w, &bad);
+    if (bad > 0) {
+        e = keten_err_set(KETEN_ERR_BAD_SIGNATURE, "%zu floor signatures did not verify", bad);
+        goto stop;
+    }
+    pid_t att = attach_start(o->attach_cmd, bp.pid);
+    proc_stat p0, p1, pe;
+    read_proc(bp.pid, &p0);
+    double gen0 = self_cpu_s();
+    rs->t0_ns = mono_ns() + 20000000ull;
+    rs->t_end_ns = rs->t0_ns + (uint64_t)(o->duration * 1e9);
+    atomic_store(&rs->phase, PH_GO);
+    sleep_ns(rs->t_end_ns - mono_ns());
+    uint64_t acked_at_end = atomic_load(&rs->n_acked);
+    uint64_t dlv_at_end = atomic_load(&rs->n_delivered);
+    uint64_t rcp_at_end = atomic_load(&rs->n_receipted);
+    /* Senders stop at t_end; an early stop (prebuilt envelopes used up)
+     * shortens the window. */
+    uint64_t window_ns = rs->t_end_ns - rs->t0_ns;
+    attach_stop(att);
+    /* Drain: every sent message acked (or refused), delivered and receipted. */
+    uint64_t deadline = mono_ns() + (uint64_t)BENCH_DRAIN_MS * 1000000ull;
+    for (;;) {
+        uint64_t sent = atomic_load(&rs->n_sent), refused = atomic_load(&rs->n_errors);
+        uint64_t ok = sent - refused;
+        if (atomic_load(&rs->n_acked) == sent && atomic_load(&rs->n_delivered) == ok * w->R
+            && atomic_load(&rs->n_receipted) == ok * w->R) {
+            r->complete = true;
+            break;
+        }
+        if (mono_ns() > deadline) {
+            break;
+        }
+        sleep_ns(5000000ull);
+    }
+    read_proc(bp.pid, &p1);
+    r->gen_cpu_s = self_cpu_s() - gen0;
+    r->window_s = (double)window_ns / 1e9;
+    r->sent = atomic_load(&rs->n_sent);
+    r->refused = atomic_load(&rs->n_errors);
+    r->acked = atomic_load(&rs->n_acked) - r->refused;
+    r->delivered = atomic_load(&rs->n_delivered);
+    r->receipted = atomic_load(&rs->n_receipted);
+    r->accepted_per_s = (double)acked_at_end / r->window_s;
+    r->deliveries_per_s = (double)dlv_at_end / r->window_s;
+    r->receipts_per_s = (double)rcp_at_end / r->window_s;
+    r->cpu_user_s = p1.cpu_user_s - p0.cpu_user_s;
+    r->cpu_sys_s = p1.cpu_sys_s - p0.cpu_sys_s;
+    r->cpu_s = r->cpu_user_s + r->cpu_sys_s;
+    r->cpu_per_msg_us = r->acked > 0 ? r->cpu_s * 1e6 / (double)r->acked : 0;
+    r->ratio = r->floor.per_msg_us > 0 ? r->cpu_per_msg_us / r->floor.per_msg_us : 0;
+    latencies(rs, r);
+stop:
+    atomic_store(&rs->phase, PH_QUIT);
+    for (size_t i = 0; i < n_thr; i++) {
+        if (thr[i].started) {
+            pthread_join(thr[i].th, NULL);
+        }
+        if (thr[i].e != KETEN_OK && e == KETEN_OK) {
+            e = keten_err_set(thr[i].e, "node thread: %s", thr[i].detail);
+        }
+        r->acks_checked += thr[i].acks_checked;
+        r->acks_bad += thr[i].acks_bad;
+        r->duplicates += thr[i].duplicates;
+        r->unknown += thr[i].unknown;
+        r->checkpoints += thr[i].checkpoints;
+        r->exhausted = r->exhausted || thr[i].exhausted;
+        if (thr[i].errors > 0 && r->first_error[0] == '\0') {
+            snprintf(r->first_error, sizeof r->first_error, "reason %d: %s",
+                thr[i].first_error_reason, thr[i].first_error);
+        }
+    }
+    if (idle.started) {
+        pthread_join(idle.th, NULL);
+    }
+    if (rs->ctx != NULL) {
+        zmq_ctx_term(rs->ctx);
+    }
+    if (read_proc(bp.pid, &pe)) {
+        r->proc = pe;
+    }
+    r->broker_exit = broker_stop(&bp);
+    free(thr);
+    free(rs->sent_ns);
+    free(rs->ack_ns);
+    free(rs->dlv_ns);
+    free(rs->rcp_ns);
+    free(rs);
+    return e;
+}
+
+/* ---- the backlog (memory) mode ------------------------------------------- */
+
+typedef struct backlog_row {
+    uint64_t queued;
+    proc_stat ps;
+} backlog_row;
+
+static keten_err run_backlog(const opts *o, net *nt, json_t *out)
+{
+    broker_proc bp;
+    memset(&bp, 0, sizeof bp);
+    keten_err e = broker_start(&bp, o, nt, 0);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    workload w;
+    memset(&w, 0, sizeof w);
+    run_state *rs = xcalloc(1, sizeof *rs);
+    rs->o = o;
+    rs->nt = nt;
+    rs->endpoint = bp.endpoint;
+    rs->ctx = ctx_new(o, nt->n_idle + nt->n_senders);
+    atomic_init(&rs->phase, PH_CONNECT);
+    idle_thr idle = { .rs = rs, .ids = nt->idle, .n = nt->n_idle };
+    size_t n_rows = 0, cap_rows = 64;
+    backlog_row *rows = xcalloc(cap_rows, sizeof *rows);
+    if (nt->n_idle > 0) {
+        idle.started = pthread_create(&idle.th, NULL, idle_main, &idle) == 0;
+        if (!wait_ready(rs, 1)) {
+            e = keten_err_set(KETEN_ERR_IO, "the idle nodes did not all connect");
+            goto out;
+        }
+    }
+    printf("%zu idle nodes connected; queueing %llu messages for %zu offline nodes\n",
+        nt->n_idle, (unsigned long long)o->backlog, nt->n_offline);
+    read_proc(bp.pid, &rows[n_rows].ps);
+    rows[n_rows++].queued = 0;
+    uint64_t queued = 0;
+    uint64_t t_start = mono_ns();
+    while (queued < o->backlog) {
+        uint64_t chunk = o->backlog - queued < BENCH_BACKLOG_CHUNK ? o->backlog - queued
+                                                                    : BENCH_BACKLOG_CHUNK;
+        if ((e = wl_build(&w, nt, o, (size_t)chunk, nt->offline, nt->n_offline, false))
+            != KETEN_OK) {
+            goto out;
+        }
+        /* One sender set per chunk: new sockets, max rate, all acks waited for. */
+        rs->w = &w;
+        rs->limit = w.n;
+        rs->rate = 0;
+        rs->sent_ns = xcalloc(w.n, sizeof *rs->sent_ns);
+        rs->ack_ns = xcalloc(w.n, sizeof *rs->ack_ns);
+        rs->dlv_ns = NULL;
+        rs->rcp_ns = NULL;
+        atomic_store(&rs->n_sent, 0);
+        atomic_store(&rs->n_acked, 0);
+        atomic_store(&rs->n_errors, 0);
+        atomic_store(&rs->ready, 0);
+        atomic_store(&rs->phase, PH_CONNECT);
+        node_thr *thr = xcalloc(nt->n_senders, sizeof *thr);
+        for (size_t i = 0; i < nt->n_senders; i++) {
+            thr[i] = (node_thr) { .rs = rs, .sender = true, .idx = i, .id = nt->senders[i] };
+            thr[i].started = pthread_create(&thr[i].th, NULL, sender_main, &thr[i]) == 0;
+        }
+        bool ok = wait_ready(rs, nt->n_senders);
+        rs->t0_ns = mono_ns();
+        rs->t_end_ns = rs->t0_ns + 3600 * BENCH_NS;
+        if (ok) {
+            atomic_store(&rs->phase, PH_GO);
+        }
+        uint64_t deadline = mono_ns() + 600 * BENCH_NS;
+        while (ok && atomic_load(&rs->n_acked) < w.n && mono_ns() < deadline) {
+            sleep_ns(20000000ull);
+        }
+        atomic_store(&rs->phase, PH_QUIT);
+        for (size_t i = 0; i < nt->n_senders; i++) {
+            if (thr[i].started) {
+                pthread_join(thr[i].th, NULL);
+            }
+        }
+        uint64_t acked = atomic_load(&rs->n_acked) - atomic_load(&rs->n_errors);
+        uint64_t refused = atomic_load(&rs->n_errors);
+        char first[200] = "";
+        for (size_t i = 0; i < nt->n_senders; i++) {
+            if (thr[i].errors > 0 && first[0] == '\0') {
+                snprintf(first, sizeof first, "reason %d: %s", thr[i].first_error_reason,
+                    thr[i].first_error);
+            }
+        }
+        free(thr);
+        free(rs->sent_ns);
+        free(rs->ack_ns);
+        rs->sent_ns = rs->ack_ns = NULL;
+        queued += acked;
+        if (n_rows == cap_rows) {
+            cap_rows *= 2;
+            backlog_row *nr = realloc(rows, cap_rows * sizeof *rows);
+            if (nr == NULL) {
+                e = keten_err_set(KETEN_ERR_NOMEM, "rows");
+                goto out;
+            }
+            rows = nr;
+        }
+        read_proc(bp.pid, &rows[n_rows].ps);
+        rows[n_rows++].queued = queued;
+        printf("  queued %9llu  VmRSS %7llu KiB  RssAnon %7llu KiB  RssFile %7llu KiB  "
+               "VmHWM %7llu KiB\n",
+            (unsigned long long)queued, (unsigned long long)rows[n_rows - 1].ps.rss_kb,
+            (unsigned long long)rows[n_rows - 1].ps.anon_kb,
+            (unsigned long long)rows[n_rows - 1].ps.file_kb,
+            (unsigned long long)rows[n_rows - 1].ps.hwm_kb);
+        fflush(stdout);
+        if (!ok || acked < w.n) {
+            e = keten_err_set(KETEN_ERR_IO, "chunk not fully accepted: %llu of %zu (%llu refused; %s)",
+                (unsigned long long)acked, w.n, (unsigned long long)refused, first);
+            goto out;
+        }
+    }
+    printf("backlog of %llu queued in %.1f s\n", (unsigned long long)queued,
+        (double)(mono_ns() - t_start) / 1e9);
+out:
+    atomic_store(&rs->phase, PH_QUIT);
+    if (idle.started) {
+        pthread_join(idle.th, NULL);
+    }
+    proc_stat last;
+    bool have_last = read_proc(bp.pid, &last);
+    if (rs->ctx != NULL) {
+        zmq_ctx_term(rs->ctx);
+    }
+    int st = broker_stop(&bp);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n_rows; i++) {
+        json_t *row = json_object();
+        json_object_set_new(row, "queued", json_integer((json_int_t)rows[i].queued));
+        json_object_set_new(row, "vm_rss_kib", json_integer((json_int_t)rows[i].ps.rss_kb));
+        json_object_set_new(row, "rss_anon_kib", json_integer((json_int_t)rows[i].ps.anon_kb));
+        json_object_set_new(row, "rss_file_kib", json_integer((json_int_t)rows[i].ps.file_kb));
+        json_object_set_new(row, "vm_hwm_kib", json_integer((json_int_t)rows[i].ps.hwm_kb));
+        json_array_append_new(arr, row);
+    }
+    json_object_set_new(out, "backlog", arr);
+    json_object_set_new(out, "broker_exit", json_integer(st));
+    if (have_last) {
+        json_object_set_new(out, "final_vm_hwm_kib", json_integer((json_int_t)last.hwm_kb));
+        json_object_set_new(out, "final_threads", json_integer((json_int_t)last.threads));
+    }
+    free(rows);
+    wl_free(&w);
+    free(rs);
+    return e;
+}
+
+/* ---- output --------------------------------------------------------------- */
+
+typedef struct stat3 {
+    double median, min, max;
+} stat3;
+
+static stat3 stat_of(const run_result *r, size_t n, size_t off)
+{
+    double *v = xcalloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        v[i] = *(const double *)((const char *)&r[i] + off);
+    }
+    qsort(v, n, sizeof v[0], cmp_double);
+    stat3 s = { n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1] };
+    free(v);
+    return s;
+}
+
+typedef struct metric {
+    const char *name;
+    const char *unit;
+    size_t off;
+    int decimals;
+} metric;
+
+#define M(field) offsetof(run_result, field)
+static const metric metrics[] = {
+    { "accepted signals/s", "1/s", M(accepted_per_s), 0 },
+    { "deliveries/s", "1/s", M(deliveries_per_s), 0 },
+    { "receipts/s", "1/s", M(receipts_per_s), 0 },
+    { "submit->ack p50", "ms", M(lat_ack[0]), 2 },
+    { "submit->ack p90", "ms", M(lat_ack[1]), 2 },
+    { "submit->ack p99", "ms", M(lat_ack[2]), 2 },
+    { "submit->ack p99.9", "ms", M(lat_ack[3]), 2 },
+    { "submit->delivered p50", "ms", M(lat_dlv[0]), 2 },
+    { "submit->delivered p90", "ms", M(lat_dlv[1]), 2 },
+    { "submit->delivered p99", "ms", M(lat_dlv[2]), 2 },
+    { "submit->delivered p99.9", "ms", M(lat_dlv[3]), 2 },
+    { "submit->receipt back p50", "ms", M(lat_rcp[0]), 2 },
+    { "submit->receipt back p99", "ms", M(lat_rcp[2]), 2 },
+    { "broker CPU", "s", M(cpu_s), 2 },
+    { "broker CPU per message", "us", M(cpu_per_msg_us), 1 },
+    { "crypto floor per message", "us", M(floor.per_msg_us), 1 },
+    { "  envelope verify", "us", M(floor.env_us), 1 },
+    { "  receipt verify", "us", M(floor.receipt_us), 1 },
+    { "broker CPU / crypto floor", "x", M(ratio), 2 },
+    { "generator CPU", "s", M(gen_cpu_s), 2 },
+};
+#undef M
+
+static double proc_hwm_mib(const run_result *r)
+{
+    return (double)r->proc.hwm_kb / 1024.0;
+}
+
+static void print_table(const char *title, const run_result *r, size_t n)
+{
+    printf("\n%s (%zu run%s; median [min - max])\n", title, n, n == 1 ? "" : "s");
+    for (size_t k = 0; k < sizeof metrics / sizeof metrics[0]; k++) {
+        stat3 s = stat_of(r, n, metrics[k].off);
+        int d = metrics[k].decimals;
+        printf("  %-28s %12.*f %-3s [%.*f - %.*f]\n", metrics[k].name, d, s.median,
+            metrics[k].unit, d, s.min, d, s.max);
+    }
+    double *h = xcalloc(n, sizeof *h);
+    for (size_t i = 0; i < n; i++) {
+        h[i] = proc_hwm_mib(&r[i]);
+    }
+    qsort(h, n, sizeof h[0], cmp_double);
+    printf("  %-28s %12.1f %-3s [%.1f - %.1f]\n", "broker peak RSS (VmHWM)", h[n / 2], "MiB",
+        h[0], h[n - 1]);
+    free(h);
+}
+
+static json_t *run_json(const run_result *r)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "mode", json_string(r->rate_target > 0 ? "open-loop" : "max"));
+    json_object_set_new(o, "rate_target", json_real(r->rate_target));
+    json_object_set_new(o, "window_s", json_real(r->window_s));
+    json_object_set_new(o, "sent", json_integer((json_int_t)r->sent));
+    json_object_set_new(o, "acked", json_integer((json_int_t)r->acked));
+    json_object_set_new(o, "refused", json_integer((json_int_t)r->refused));
+    json_object_set_new(o, "delivered", json_integer((json_int_t)r->delivered));
+    json_object_set_new(o, "receipted", json_integer((json_int_t)r->receipted));
+    json_object_set_new(o, "complete", json_boolean(r->complete));
+    json_object_set_new(o, "prebuilt_exhausted", json_boolean(r->exhausted));
+    json_object_set_new(o, "accepted_per_s", json_real(r->accepted_per_s));
+    json_object_set_new(o, "deliveries_per_s", json_real(r->deliveries_per_s));
+    json_object_set_new(o, "receipts_per_s", json_real(r->receipts_per_s));
+    const char *names[3] = { "submit_to_ack_ms", "submit_to_delivered_ms",
+        "submit_to_receipt_ms" };
+    const double *vals[3] = { r->lat_ack, r->lat_dlv, r->lat_rcp };
+    for (int k = 0; k < 3; k++) {
+        json_t *l = json_object();
+        for (int p = 0; p < BENCH_PCTS; p++) {
+            json_object_set_new(l, pct_names[p], json_real(vals[k][p]));
+        }
+        json_object_set_new(o, names[k], l);
+    }
+    json_t *b = json_object();
+    json_object_set_new(b, "cpu_s", json_real(r->cpu_s));
+    json_object_set_new(b, "cpu_user_s", json_real(r->cpu_user_s));
+    json_object_set_new(b, "cpu_sys_s", json_real(r->cpu_sys_s));
+    json_object_set_new(b, "cpu_per_msg_us", json_real(r->cpu_per_msg_us));
+    json_object_set_new(b, "vm_hwm_kib", json_integer((json_int_t)r->proc.hwm_kb));
+    json_object_set_new(b, "vm_rss_kib", json_integer((json_int_t)r->proc.rss_kb));
+    json_object_set_new(b, "rss_anon_kib", json_integer((json_int_t)r->proc.anon_kb));
+    json_object_set_new(b, "rss_file_kib", json_integer((json_int_t)r->proc.file_kb));
+    json_object_set_new(b, "threads", json_integer((json_int_t)r->proc.threads));
+    json_object_set_new(b, "exit_status", json_integer(r->broker_exit));
+    json_object_set_new(o, "broker", b);
+    json_t *f = json_object();
+    json_object_set_new(f, "envelope_verify_us", json_real(r->floor.env_us));
+    json_object_set_new(f, "receipt_verify_us", json_real(r->floor.receipt_us));
+    json_object_set_new(f, "per_msg_us", json_real(r->floor.per_msg_us));
+    json_object_set_new(o, "crypto_floor", f);
+    json_object_set_new(o, "cpu_over_floor", json_real(r->ratio));
+    json_object_set_new(o, "generator_cpu_s", json_real(r->gen_cpu_s));
+    json_object_set_new(o, "acks_verified", json_integer((json_int_t)r->acks_checked));
+    json_object_set_new(o, "acks_bad", json_integer((json_int_t)r->acks_bad));
+    json_object_set_new(o, "duplicates", json_integer((json_int_t)r->duplicates));
+    json_object_set_new(o, "unknown_frames", json_integer((json_int_t)r->unknown));
+    if (r->first_error[0] != '\0') {
+        json_object_set_new(o, "first_error", json_string(r->first_error));
+    }
+    return o;
+}
+
+static json_t *summary_json(const run_result *r, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t k = 0; k < sizeof metrics / sizeof metrics[0]; k++) {
+        stat3 s = stat_of(r, n, metrics[k].off);
+        json_t *m = json_object();
+        json_object_set_new(m, "median", json_real(s.median));
+        json_object_set_new(m, "min", json_real(s.min));
+        json_object_set_new(m, "max", json_real(s.max));
+        json_object_set_new(m, "unit", json_string(metrics[k].unit));
+        const char *name = metrics[k].name;
+        while (*name == ' ') {
+            name++;
+        }
+        json_object_set_new(o, name, m);
+    }
+    return o;
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+static bool parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || s[0] == '-') {
+        return false;
+    }
+    uint64_t mul = 1;
+    if (*end == 'K' || *end == 'k') {
+        mul = 1024;
+        end++;
+    } else if (*end == 'M') {
+        mul = 1024 * 1024;
+        end++;
+    } else if (*end == 'G') {
+        mul = 1024ull * 1024 * 1024;
+        end++;
+    }
+    if (*end != '\0' || v > max / mul || v * mul < min) {
+        return false;
+    }
+    *out = v * mul;
+    return true;
+}
+
+static int usage_error(const char *what)
+{
+    fprintf(stderr, "keten-bench: %s\nTry 'keten-bench --help'.\n", what);
+    return 2;
+}
+
+static const char *find_broker(const char *given)
+{
+    static char path[PATH_MAX];
+    if (given != NULL) {
+        return given;
+    }
+    const char *env = getenv("KETEN_BROKER");
+    if (env != NULL && env[0] != '\0') {
+        return env;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            /* build tree: BUILD/tests/bench/keten-bench -> BUILD/broker/keten-broker */
+            if (snprintf(path, sizeof path, "%s/../../broker/keten-broker", self)
+                    < (int)sizeof path
+                && access(path, X_OK) == 0) {
+                return path;
+            }
+            if (snprintf(path, sizeof path, "%s/keten-broker", self) < (int)sizeof path
+                && access(path, X_OK) == 0) {
+                return path;
+            }
+        }
+    }
+    return "/usr/bin/keten-broker";
+}
+
+static int parse_opts(int argc, char **argv, opts *o)
+{
+    static const struct option lo[] = {
+        { "broker", required_argument, NULL, 'b' },
+        { "size", required_argument, NULL, 's' },
+        { "recipients", required_argument, NULL, 'R' },
+        { "senders", required_argument, NULL, 'N' },
+        { "receivers", required_argument, NULL, 'M' },
+        { "rate", required_argument, NULL, 'r' },
+        { "duration", required_argument, NULL, 'd' },
+        { "transport", required_argument, NULL, 't' },
+        { "runs", required_argument, NULL, 'k' },
+        { "window", required_argument, NULL, 'w' },
+        { "credit", required_argument, NULL, 'c' },
+        { "backlog", required_argument, NULL, 'B' },
+        { "idle-nodes", required_argument, NULL, 'I' },
+        { "offline-nodes", required_argument, NULL, 'F' },
+        { "map-size", required_argument, NULL, 'm' },
+        { "store-dir", required_argument, NULL, 'S' },
+        { "prebuild-rate", required_argument, NULL, 'P' },
+        { "io-threads", required_argument, NULL, 'T' },
+        { "attach", required_argument, NULL, 'A' },
+        { "broker-arg", required_argument, NULL, 'G' },
+        { "json", required_argument, NULL, 'j' },
+        { "keep", no_argument, NULL, 'K' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    uint64_t v = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            o->broker_path = optarg;
+            break;
+        case 's':
+            if (!parse_size(optarg, 64, KETEN_ENVELOPE_MAX / 2, &v)) {
+                return usage_error("--size: 64 bytes to 512 KiB");
+            }
+            o->size = (size_t)v;
+            break;
+        case 'R':
+            if (!parse_size(optarg, 1, KETEN_MAX_RECIPIENTS, &v)) {
+                return usage_error("--recipients: 1 to 64");
+            }
+            o->recipients = (size_t)v;
+            break;
+        case 'N':
+            if (!parse_size(optarg, 1, 256, &v)) {
+                return usage_error("--senders: 1 to 256");
+            }
+            o->senders = (size_t)v;
+            break;
+        case 'M':
+            if (!parse_size(optarg, 1, 256, &v)) {
+                return usage_error("--receivers: 1 to 256");
+            }
+            o->receivers = (size_t)v;
+            break;
+        case 'r':
+            if (strcmp(optarg, "max") == 0) {
+                o->rate = 0;
+                o->rate_half = false;
+            } else if (strcmp(optarg, "half") == 0) {
+                o->rate = 0;
+                o->rate_half = true;
+            } else if (parse_size(optarg, 1, 10000000, &v)) {
+                o->rate = (double)v;
+                o->rate_half = false;
+            } else {
+                return usage_error("--rate: max, half or signals per second");
+            }
+            break;
+        case 'd': {
+            char *end = NULL;
+            o->duration = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(o->duration >= 0.2 && o->duration <= 3600)) {
+                return usage_error("--duration: 0.2 to 3600 seconds");
+            }
+            break;
+        }
+        case 't':
+            if (strcmp(optarg, "ipc") == 0) {
+                o->tcp = false;
+            } else if (strcmp(optarg, "tcp") == 0) {
+                o->tcp = true;
+            } else {
+                return usage_error("--transport: ipc or tcp");
+            }
+            break;
+        case 'k':
+            if (!parse_size(optarg, 1, BENCH_RUNS_MAX, &v)) {
+                return usage_error("--runs: 1 to 50");
+            }
+            o->runs = (unsigned)v;
+            break;
+        case 'w':
+            if (!parse_size(optarg, 1, 900, &v)) {
+                return usage_error("--window: 1 to 900 (below the broker's send high-water mark)");
+            }
+            o->window = (unsigned)v;
+            break;
+        case 'c':
+            if (!parse_size(optarg, 1, 900, &v)) {
+                return usage_error("--credit: 1 to 900");
+            }
+            o->credit = (unsigned)v;
+            break;
+        case 'B':
+            if (!parse_size(optarg, 1, 100000000, &o->backlog)) {
+                return usage_error("--backlog: 1 to 100000000 messages");
+            }
+            break;
+        case 'I':
+            if (!parse_size(optarg, 0, BENCH_NODES_MAX, &v)) {
+                return usage_error("--idle-nodes: 0 to 4000");
+            }
+            o->idle_nodes = (size_t)v;
+            break;
+        case 'F':
+            if (!parse_size(optarg, 1, 256, &v)) {
+                return usage_error("--offline-nodes: 1 to 256");
+            }
+            o->offline_nodes = (size_t)v;
+            break;
+        case 'm':
+            if (!parse_size(optarg, 16u << 20, 1ull << 40, &o->map_size)) {
+                return usage_error("--map-size: 16M to 1T bytes");
+            }
+            break;
+        case 'S':
+            o->store_dir = optarg;
+            break;
+        case 'P':
+            if (!parse_size(optarg, 100, 1000000, &v)) {
+                return usage_error("--prebuild-rate: 100 to 1000000");
+            }
+            o->prebuild_rate = (double)v;
+            break;
+        case 'T':
+            if (!parse_size(optarg, 1, 16, &v)) {
+                return usage_error("--io-threads: 1 to 16");
+            }
+            o->io_threads = (int)v;
+            break;
+        case 'A':
+            o->attach_cmd = optarg;
+            break;
+        case 'G':
+            if (o->n_broker_args == sizeof o->broker_args / sizeof o->broker_args[0]) {
+                return usage_error("--broker-arg: at most 16");
+            }
+            o->broker_args[o->n_broker_args++] = optarg;
+            break;
+        case 'j':
+            o->json_path = optarg;
+            break;
+        case 'K':
+            o->keep = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return -1;
+        case ':':
+            return usage_error("an option is missing its value");
+        default:
+            return usage_error("unknown option");
+        }
+    }
+    if (optind < argc) {
+        return usage_error("unexpected argument");
+    }
+    if (o->recipients > o->receivers && o->backlog == 0) {
+        return usage_error("--recipients must not exceed --receivers");
+    }
+    if (o->backlog > 0 && o->recipients > o->offline_nodes) {
+        return usage_error("--recipients must not exceed --offline-nodes in --backlog mode");
+    }
+    return 0;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void write_json(const opts *o, json_t *root)
+{
+    if (o->json_path == NULL) {
+        json_decref(root);
+        return;
+    }
+    int flags = JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6);
+    if (strcmp(o->json_path, "-") == 0) {
+        json_dumpf(root, stdout, flags);
+        printf("\n");
+    } else if (json_dump_file(root, o->json_path, flags) != 0) {
+        fprintf(stderr, "keten-bench: cannot write %s\n", o->json_path);
+    }
+    json_decref(root);
+}
+
+static json_t *config_json(const opts *o, const workload *w, const fsync_result *fs)
+{
+    json_t *c = json_object();
+    json_object_set_new(c, "signal_bytes", json_integer((json_int_t)o->size));
+    json_object_set_new(c, "padded_bytes", json_integer((json_int_t)keten_pad_bucket(o->size)));
+    json_object_set_new(c, "envelope_bytes", json_integer((json_int_t)(w != NULL ? w->env_len : 0)));
+    json_object_set_new(c, "recipients", json_integer((json_int_t)o->recipients));
+    json_object_set_new(c, "senders", json_integer((json_int_t)o->senders));
+    json_object_set_new(c, "receivers", json_integer((json_int_t)o->receivers));
+    json_object_set_new(c, "rate", o->rate_half ? json_string("half")
+                                   : o->rate > 0 ? json_real(o->rate)
+                                                 : json_string("max"));
+    json_object_set_new(c, "duration_s", json_real(o->duration));
+    json_object_set_new(c, "transport", json_string(o->tcp ? "tcp" : "ipc"));
+    json_object_set_new(c, "runs", json_integer(o->runs));
+    json_object_set_new(c, "window", json_integer(o->window));
+    json_object_set_new(c, "credit", json_integer(o->credit));
+    json_object_set_new(c, "idle_nodes", json_integer((json_int_t)o->idle_nodes));
+    json_object_set_new(c, "cpus", json_integer(cpu_count()));
+    json_object_set_new(c, "fdatasync_p50_ms", json_real(fs->p50_ms));
+    json_object_set_new(c, "fdatasync_p99_ms", json_real(fs->p99_ms));
+    return c;
+}
+
+static bool run_ok(const run_result *r)
+{
+    return r->complete && r->refused == 0 && r->acks_bad == 0 && r->unknown == 0;
+}
+
+static void print_run(unsigned k, const run_result *r)
+{
+    printf("run %u%s: %.0f accepted/s, %.0f deliveries/s, %.0f receipts/s, ack p99 %.2f ms, "
+           "CPU/msg %.1f us = %.2fx floor, peak RSS %.1f MiB%s%s\n",
+        k + 1, r->rate_target > 0 ? (r->half ? " (half rate)" : " (open loop)") : " (max)",
+        r->accepted_per_s, r->deliveries_per_s, r->receipts_per_s, r->lat_ack[2],
+        r->cpu_per_msg_us, r->ratio, proc_hwm_mib(r), r->complete ? "" : " INCOMPLETE",
+        r->exhausted ? " (prebuilt envelopes ran out: raise --prebuild-rate)" : "");
+    if (r->refused > 0 || r->acks_bad > 0 || r->unknown > 0) {
+        printf("  refused %llu, bad acks %llu, unknown frames %llu; first error: %s\n",
+            (unsigned long long)r->refused, (unsigned long long)r->acks_bad,
+            (unsigned long long)r->unknown, r->first_error);
+    }
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    if (keten_init() != KETEN_OK) {
+        return 1;
+    }
+    opts o = {
+        .size = 1000,
+        .recipients = 1,
+        .senders = 4,
+        .receivers = 4,
+        .duration = 10,
+        .runs = 1,
+        .window = 256,
+        .credit = 256,
+        .offline_nodes = 4,
+        .prebuild_rate = 16000,
+        .io_threads = 1,
+    };
+    int pr = parse_opts(argc, argv, &o);
+    if (pr != 0) {
+        return pr < 0 ? 0 : pr;
+    }
+    o.broker_path = find_broker(o.broker_path);
+    if (access(o.broker_path, X_OK) != 0) {
+        fprintf(stderr, "keten-bench: cannot run %s; give --broker PATH\n", o.broker_path);
+        return 1;
+    }
+    if (o.backlog > 0 && o.map_size == 0) {
+        o.map_size = 16ull << 30;
+    }
+    if (o.backlog > 0) {
+        o.receivers = 1; /* unused; the recipients are the offline nodes */
+    }
+    install_signals();
+    net nt;
+    memset(&nt, 0, sizeof nt);
+    const char *base = o.store_dir != NULL ? o.store_dir : getenv("TMPDIR");
+    if (base == NULL || base[0] == '\0') {
+        base = "/tmp";
+    }
+    if (snprintf(nt.root, sizeof nt.root, "%s/keten-bench-XXXXXX", base) >= (int)sizeof nt.root
+        || mkdtemp(nt.root) == NULL) {
+        fprintf(stderr, "keten-bench: cannot make a temporary directory in %s\n", base);
+        return 1;
+    }
+    int rc = 0;
+    workload w;
+    memset(&w, 0, sizeof w);
+    run_result *res = xcalloc(2 * o.runs, sizeof *res);
+    size_t n_max = 0, n_fixed = 0;
+    json_t *root = json_object();
+    printf("keten-bench: broker %s\n", o.broker_path);
+    keten_err e = net_make(&nt, &o);
+    if (e != KETEN_OK) {
+        die("making the network", e);
+        rc = 1;
+        goto out;
+    }
+    fsync_result fs = measure_fsync(nt.root);
+    printf("store in %s: fdatasync p50 %.2f ms, p99 %.2f ms (an LMDB commit does two)\n", nt.root,
+        fs.p50_ms, fs.p99_ms);
+    if (o.backlog > 0) {
+        json_object_set_new(root, "config", config_json(&o, NULL, &fs));
+        e = run_backlog(&o, &nt, root);
+        if (e != KETEN_OK) {
+            die("backlog", e);
+            rc = 1;
+        }
+        write_json(&o, root);
+        root = NULL;
+        goto out;
+    }
+    json_t *runs = json_array();
+    for (unsigned k = 0; k < o.runs && rc == 0; k++) {
+        for (int step = 0; step < (o.rate_half ? 2 : 1) && rc == 0; step++) {
+            double rate = o.rate;
+            bool half = step == 1;
+            if (half) {
+                rate = res[n_max - 1].accepted_per_s / 2;
+            }
+            size_t need = rate > 0 ? (size_t)(rate * o.duration * 1.02) + 64
+                                   : (size_t)(o.prebuild_rate * o.duration);
+            if (need > BENCH_PREBUILD_MAX) {
+                need = BENCH_PREBUILD_MAX;
+            }
+            if (w.n < need || keten_mono_ms() - w.built_ms > BENCH_PREBUILD_REUSE_MS) {
+                printf("prebuilding %zu envelopes and %zu receipts ...\n", need,
+                    need * o.recipients);
+                fflush(stdout);
+                uint64_t t = mono_ns();
+                if ((e = wl_build(&w, &nt, &o, need, nt.receivers, nt.n_receivers, true))
+                    != KETEN_OK) {
+                    die("prebuilding the load", e);
+                    rc = 1;
+                    break;
+                }
+                printf("  %.1f s; envelope %zu bytes (signal %zu, padded %zu)\n",
+                    (double)(mono_ns() - t) / 1e9, w.env_len, o.size, keten_pad_bucket(o.size));
+            }
+            run_result *r = rate > 0 ? &res[o.runs + n_fixed] : &res[n_max];
+            e = run_once(&o, &nt, &w, k * 2 + (unsigned)step, rate, half, r);
+            if (e != KETEN_OK) {
+                die("run", e);
+                rc = 1;
+                break;
+            }
+            print_run(k, r);
+            if (!run_ok(r)) {
+                rc = 1;
+            }
+            json_array_append_new(runs, run_json(r));
+            if (rate > 0) {
+                n_fixed++;
+            } else {
+                n_max++;
+            }
+        }
+    }
+    json_object_set_new(root, "config", config_json(&o, &w, &fs));
+    json_object_set_new(root, "runs", runs);
+    json_t *sum = json_object();
+    printf("\nketen-bench: %zu B signals (envelope %zu B), %zu recipient%s, %zu senders, "
+           "%zu receivers, %s, %.1f s per run\n",
+        o.size, w.env_len, o.recipients, o.recipients == 1 ? "" : "s", o.senders, o.receivers,
+        o.tcp ? "tcp://127.0.0.1" : "ipc://", o.duration);
+    if (n_max > 0) {
+        print_table("as fast as possible", res, n_max);
+        json_object_set_new(sum, "max", summary_json(res, n_max));
+    }
+    if (n_fixed > 0) {
+        char title[96];
+        snprintf(title, sizeof title, o.rate_half ? "at half the maximum rate (open loop)"
+                                                  : "at %.0f signals/s (open loop)",
+            o.rate);
+        print_table(title, res + o.runs, n_fixed);
+        json_object_set_new(sum, o.rate_half ? "half" : "fixed", summary_json(res + o.runs, n_fixed));
+    }
+    json_object_set_new(root, "summary", sum);
+    write_json(&o, root);
+    root = NULL;
+out:
+    json_decref(root);
+    wl_free(&w);
+    free(res);
+    net_free(&nt);
+    if (o.keep) {
+        printf("kept %s\n", nt.root);
+    } else {
+        rm_tree(nt.root);
+    }
+    return rc;
+}

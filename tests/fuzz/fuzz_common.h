@@ -1,0 +1,119 @@
+/*
+ * fuzz_common.h - what every fuzz harness in tests/fuzz shares: the
+ * libFuzzer entry point, an invariant check that aborts (so that libFuzzer,
+ * or the corpus driver, reports the input), and a fixed test network.
+ *
+ * The test network ("fuzznet") is built deterministically at the first call
+ * of fuzz_net(): every key comes from a fixed seed (crypto_sign_seed_keypair,
+ * crypto_box_seed_keypair), every time is a fixed constant, and the signed
+ * directories are made with keten_dirbuild and keten_directory_sign. Ed25519
+ * is deterministic, so the directory bytes are the same in every process:
+ * make_corpus.c writes its seed inputs against exactly the network the
+ * harnesses verify them against. These keys are test keys, public by
+ * construction; they belong to no real network.
+ *
+ * The network:
+ *   - 3 administrators, threshold 2 (the anchor);
+ *   - version 1: nodes gemeente-diemen (municipality), politie-mn (police),
+ *     belastingdienst (tax), woningcorp (housing) and broker (broker, with a
+ *     log key); categories woonfraude, drugs, mensenhandel, adrescheck;
+ *     purposes riec-convenant/art-5, handhaving; rule 1 allows * -> * for
+ *     every category, rule 2 denies role:housing -> role:police for
+ *     mensenhandel; signed by administrators 0 and 1;
+ *   - version 2: politie-mn rotated to new keys (its old certificate
+ *     superseded at FUZZ_T_ROTATE) and woningcorp revoked; signed by
+ *     administrators 1 and 2.
+ *
+ * Ownership: everything fuzz_net() returns lives until the process ends.
+ * Thread safety: none (libFuzzer runs one input at a time per process).
+ */
+#ifndef KETEN_FUZZ_COMMON_H
+#define KETEN_FUZZ_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "directory.h"
+#include "identity.h"
+#include "keten.h"
+
+/* The libFuzzer entry point every harness defines. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Fixed times (ms since the epoch, UTC). */
+#define FUZZ_T0 1767225600000ull /* 2026-01-01T00:00:00Z: version 1 issued, certificates start */
+#define FUZZ_T_SEAL (FUZZ_T0 + KETEN_MS_PER_DAY) /* corpus envelopes are created here */
+#define FUZZ_T_OPEN (FUZZ_T_SEAL + 10ull * 60ull * 1000ull) /* recipients open them here */
+#define FUZZ_T_ROTATE (FUZZ_T0 + 2ull * KETEN_MS_PER_DAY) /* version 2 issued */
+#define FUZZ_T_DIR (FUZZ_T0 + 3ull * KETEN_MS_PER_DAY) /* directories are verified here */
+#define FUZZ_LIFETIME_MS KETEN_MS_PER_DAY /* corpus envelopes expire after a day */
+#define FUZZ_CERT_VALID_MS (3650ull * KETEN_MS_PER_DAY)
+#define FUZZ_DIR_VALID_MS (3650ull * KETEN_MS_PER_DAY)
+
+#define FUZZ_NETWORK "fuzznet"
+#define FUZZ_N_ADMINS 3
+#define FUZZ_THRESHOLD 2
+#define FUZZ_N_NODES 5
+#define FUZZ_BROKER "broker"
+/* The passphrase of the encrypted key files in corpus/keyfile. */
+#define FUZZ_PASSPHRASE "fuzz-passphrase"
+
+typedef struct fuzz_network {
+    uint8_t admin_pk[FUZZ_N_ADMINS][KETEN_SIGN_PK_BYTES];
+    uint8_t *admin_sk[FUZZ_N_ADMINS]; /* sodium_malloc, KETEN_SIGN_SK_BYTES each */
+    Keten__Anchor *anchor;
+    uint8_t *anchor_bytes;
+    size_t anchor_len;
+    /* Identities of version 1, in the order of fuzz_node_ids. */
+    keten_identity *nodes[FUZZ_N_NODES];
+    /* politie-mn's keys after the rotation of version 2. */
+    keten_identity *politie2;
+    uint8_t *dir1; /* SignedDirectory bytes of version 1 */
+    size_t dir1_len;
+    uint8_t *dir2; /* and of version 2 */
+    size_t dir2_len;
+    keten_directory *d1; /* verified against the anchor at FUZZ_T_DIR */
+    keten_directory *d2; /* verified against d1 at FUZZ_T_DIR */
+} fuzz_network;
+
+extern const char *const fuzz_node_ids[FUZZ_N_NODES];
+
+/* The test network, built at the first call; aborts if it cannot be built. */
+const fuzz_network *fuzz_net(void);
+
+/* Identity of version 1 by node id; NULL if none. */
+const keten_identity *fuzz_node(const char *id);
+
+/* Print "fuzz invariant: <what>" and the last keten error detail, then
+ * abort(): libFuzzer saves the input as a crash. */
+_Noreturn void fuzz_fail(const char *file, int line, const char *what);
+
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fuzz_fail(__FILE__, __LINE__, #cond);                                                  \
+        }                                                                                          \
+    } while (0)
+
+/* A setup step that must work (building the network, packing a message we
+ * made ourselves): abort with the error if not. */
+#define FUZZ_MUST(call)                                                                            \
+    do {                                                                                           \
+        keten_err fuzz_must_e_ = (call);                                                           \
+        if (fuzz_must_e_ != KETEN_OK) {                                                            \
+            fuzz_fail(__FILE__, __LINE__, #call);                                                  \
+        }                                                                                          \
+    } while (0)
+
+/* Does the protobuf message re-serialize to exactly buf/len? */
+bool fuzz_packs_to(const ProtobufCMessage *msg, const uint8_t *buf, size_t len);
+
+/* Re-sign a serialized Envelope with the key of the node named in its sender
+ * hint (version 1 keys; with rotated, politie-mn's version 2 keys), so that
+ * mutated headers get past the signature. Returns NULL when buf does not
+ * parse as an Envelope or names no node of the test network; else a
+ * malloc()ed serialized Envelope. */
+uint8_t *fuzz_resign_envelope(const uint8_t *buf, size_t len, bool rotated, size_t *out_len);
+
+#endif

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# keten-audit verify and export on a log a real broker wrote with every kind
+# of record: verify passes on the broker home while the broker runs, on a
+# stopped one and on an export, with the summary an auditor needs (records,
+# root, time span, checkpoints and witnesses, signed facts apart from the
+# broker's claims, "only self-consistent" without outside checkpoints); a
+# partner's checkpoint counts as outside evidence; export writes the audit
+# tables alone, readable by others, refuses a non-empty folder; usage errors.
+. "$(dirname "$0")/audit_lib.sh"
+
+make_log || done_testing
+ok "a real broker run wrote $N_RECORDS records"
+
+# ---- verify while the broker runs -------------------------------------------------
+
+run "$AUDIT" verify --db broker --anchor admin/network.pub
+expect 0 "verify passes on the broker home while the broker runs"
+stdout_says "The audit log verifies." "it says so"
+stdout_says "records            $N_RECORDS (seq 0 to $((N_RECORDS - 1)))" \
+    "it names the number of records and their sequence numbers"
+stdout_says "tree size          $N_RECORDS" "and the tree size"
+stdout_says "the log is only self-consistent" \
+    "without checkpoints from partners it says the log is only self-consistent"
+stdout_says "(the broker's clock)" "the time span is the broker's claim"
+stdout_says "submitted        9 (each sender's signature" "9 sender signatures verified"
+stdout_says "receipted        8 (each recipient's signed receipt)" "8 receipts verified"
+stdout_says "the broker's claims (no partner signed these)" \
+    "deliveries, expiries and times are presented as the broker's claims"
+stdout_says "2 version(s) installed in the log, verified from the anchor; latest version 2" \
+    "both directory versions verify as a chain from the anchor"
+
+run "$AUDIT" verify --db broker --anchor admin/network.pub --json
+expect 0 "verify --json"
+jo "D['ok'] and D['records'] >= $N_RECORDS and D['tree_size'] == D['records']" \
+    "JSON: ok, records and tree size"
+jo 'len(D["root"]) == 64 and D["first_time"] <= D["last_time"]' \
+    "JSON: the root in hex and an ordered time span"
+jo 'D["signed_by_partners"] == {"submitted": 9, "receipted": 8}' \
+    "JSON: what partners signed (9 submitted, 8 receipted)"
+jo 'D["broker_claims"]["delivered"] == 8 and D["broker_claims"]["expired"] == 1 and D["broker_claims"]["rejected"] == 2 and D["broker_claims"]["auth-failed"] >= 1' \
+    "JSON: deliveries, expiry, rejections, auth failures are the broker's claims"
+jo 'D["checkpoints"]["stored"] > 0 and D["checkpoints"]["witnessed"] >= 1 and D["checkpoints"]["quorum"] == 2 and D["checkpoints"]["partners"] == 3' \
+    "JSON: stored checkpoints checked, at least one witnessed (quorum 2 of the 3 partners left in v2)"
+jo 'D["signed_by_administrators"] == {"directory-installed": 2}' \
+    "JSON: the two directory versions are the administrators' signed facts"
+jo 'D["external"]["given"] == 0 and D["external"]["self_consistent_only"]' \
+    "JSON: no external evidence"
+
+
+# ---- a partner's checkpoint as external evidence ----------------------------------
+
+run "$EDIT" checkpoint --store broker/store --most-cosigned
+cp "$T/.out" partner.note
+check "a witnessed checkpoint note with cosignatures is kept (as a partner would)" \
+    grep -q '^— politie-mn ' partner.note
+run "$AUDIT" verify --db broker --anchor admin/network.pub --checkpoint partner.note
+expect 0 "a checkpoint kept by a partner verifies against the log"
+stdout_says "1 checkpoint(s) given, each signed by the broker" \
+    "it counts as external evidence"
+if grep -qF "only self-consistent." "$T/.out"; then
+    not_ok "with a partner's checkpoint the log is no longer called only self-consistent"
+else
+    ok "with a partner's checkpoint the log is no longer called only self-consistent"
+fi
+
+# ---- a real partner node's kept checkpoints ----------------------------------------
+
+"$NODE" run --home n-politie-mn --anchor admin/network.pub --directory dir.v2 \
+    --broker "$ENDPOINT" >node-p.log 2>&1 &
+NPID=$!
+node_has_checkpoint() {
+    "$NODE" status --home n-politie-mn --json >node-status.json 2>/dev/null
+    "$PY" -c 'import json,sys; d=json.load(open("node-status.json")); sys.exit(0 if d["checkpoint"].get("tree_size", 0) > 0 else 1)' 2>/dev/null
+}
+wait_for 20 node_has_checkpoint || not_ok "the politie-mn node daemon accepts a checkpoint"
+PEER_DIR=dir.v2 peer gemeente-diemen --timeout-ms 15000 submit --to politie-mn \
+    --json signal.json --wait-receipts 1
+jl 'len(E("receipt")) == 1 and E("receipt")[0]["valid"]' \
+    "the node daemon receives a message and receipts it"
+node_covers() {
+    "$NODE" status --home n-politie-mn --json >node-status.json 2>/dev/null
+    "$PY" -c 'import json,sys; d=json.load(open("node-status.json")); sys.exit(0 if d["checkpoint"].get("tree_size", 0) > int(sys.argv[1]) else 1)' \
+        "$N_RECORDS" 2>/dev/null
+}
+wait_for 20 node_covers || not_ok "the node accepts a checkpoint covering its message"
+kill -TERM "$NPID"
+wait "$NPID"
+check "the node daemon stops" test $? -eq 0
+run "$AUDIT" verify --db broker --anchor admin/network.pub --checkpoint n-politie-mn --json
+expect 0 "the checkpoints a real partner node kept (its home) verify against the log"
+jo 'D["external"]["given"] >= 1 and not D["external"]["self_consistent_only"] and D["external"]["max_size"] > '"$N_RECORDS" \
+    "they count as external evidence, up to the checkpoint covering the node's message"
+run "$AUDIT" export --db broker --out cut
+run "$EDIT" truncate --store cut --keep 5 --drop-checkpoints
+verify_fails_at "a log cut back below what the partner node saw" 5 cut --checkpoint n-politie-mn
+says "checkpoint kept by the node in n-politie-mn" "it names the partner node's home"
+
+# ---- export ------------------------------------------------------------------------
+
+run "$AUDIT" export --db broker --out export --json
+expect 0 "export while the broker runs"
+jo "D['out'] == 'export' and D['records'] >= $N_RECORDS and len(D['root']) == 64" \
+    "it prints the number of records and the root"
+ROOT=$(jv 'D["root"]')
+EXPORTED=$(jv 'D["records"]')
+run "$EDIT" tables --store export
+check "the export holds exactly the audit tables" \
+    test "$(sort "$T/.out" | tr '\n' ' ')" = "audit-leaf audit-node checkpoints directories "
+check "no queue, envelope, msg_id or notice table is exported" \
+    test "$(grep -cE 'msgs|envelopes|queue|seen|notices|expiry' "$T/.out")" = 0
+check "the export's data file is readable by auditors (0644)" \
+    test "$(stat -c %a export/data.mdb)" = 644
+check "the export has no lock file" test ! -e export/lock.mdb
+# A piece of the pending message's ciphertext: in the broker's store (its
+# envelopes table), never in the export.
+has_piece() {
+    "$PY" -c 'import sys; e=open(sys.argv[1],"rb").read(); sys.exit(0 if e[-300:-236] in open(sys.argv[2],"rb").read() else 1)' v2.env "$1"
+}
+check "the broker's store holds the pending message's ciphertext" has_piece broker/store/data.mdb
+if has_piece export/data.mdb; then
+    not_ok "the export holds no ciphertext"
+else
+    ok "the export holds no ciphertext"
+fi
+
+run "$AUDIT" verify --db export --anchor admin/network.pub --json
+expect 0 "verify passes on the export"
+jo "D['root'] == '$ROOT' and D['records'] == $EXPORTED" \
+    "with the root and size export printed"
+chmod 0555 export
+run "$AUDIT" verify --db export --anchor admin/network.pub
+expect 0 "an export in a read-only folder verifies (read without a lock file)"
+check "reading it created nothing" test ! -e export/lock.mdb
+chmod 0755 export
+
+mkdir full && echo x >full/keep
+before=$(fingerprint full)
+run "$AUDIT" export --db broker --out full
+expect 1 "export refuses a non-empty folder"
+says "full exists and is not empty" "it says why"
+unchanged full "$before" "the refused export"
+run "$AUDIT" export --db export --out export2
+expect 0 "an export can be exported again"
+
+# ---- a stopped broker, and a copy ---------------------------------------------------
+
+stop_broker
+check "the broker stops" test "$BRC" -eq 0
+cp -a broker broker-copy
+run "$AUDIT" verify --db broker-copy/store --anchor admin/network.pub
+expect 0 "verify passes on a copy of the store (given as the store folder)"
+
+# ---- usage and input errors --------------------------------------------------------
+
+run "$AUDIT" verify --db broker
+expect 2 "verify without --anchor is a usage error"
+says "--anchor network.pub is required" "it says what is missing"
+run "$AUDIT" verify --db nowhere --anchor admin/network.pub
+expect 1 "verify of a folder without a store fails"
+says "no LMDB store at nowhere/store/data.mdb" "it names where it looked"
+run "$AUDIT" verify --db broker --anchor admin/network.pub --checkpoint missing.note
+expect 1 "an unreadable --checkpoint file is a failure, not a verdict"
+run "$AUDIT" verify --db broker --anchor admin/network.pub --bogus
+expect 2 "an unknown option is a usage error"
+run "$AUDIT" frobnicate
+expect 2 "an unknown command is a usage error"
+for c in export verify replay stats report prove check-proof; do
+    run "$AUDIT" "$c" --help
+    expect 0 "$c --help"
+done
+run "$AUDIT" --help
+stdout_says "Exit codes: 0 success, 1 failure, 2 usage error, 3 verification failure." \
+    "--help lists the exit codes"
+done_testing

@@ -1,0 +1,632 @@
+/* audit: keten-audit's modules (audit/). The escaping of everything printed
+ * from a log (CSV per RFC 4180, JSON, HTML, plain text) with hostile input;
+ * the message index and filters; --by parsing; and the verifier on small
+ * logs written here with a real signed directory and real signatures: the
+ * accepted log and its reject twins, each found at the right record with the
+ * right error (a record that disagrees with its signed header, a msg_id
+ * submitted twice, time going back, the wrong directory version, a submit
+ * before any directory, another network's anchor, a checkpoint not signed by
+ * the broker's log key). Tampering with the stored tree and records is
+ * covered by tests/integration/audit_tamper.sh on a real broker's log. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "auditdb.h"
+#include "checkpoint.h"
+#include "fixture.h"
+#include "merkle.h"
+#include "pb.h"
+#include "records.h"
+#include "render.h"
+#include "stats.h"
+#include "util.h"
+#include "verifier.h"
+
+#define OUT_MAX 4096
+#define LOG_MAP (64u << 20)
+
+/* ---- rendering ------------------------------------------------------------ */
+
+typedef void (*render_fn)(FILE *f, const char *s);
+
+/* What fn writes for s, in a static buffer. */
+static const char *rendered(render_fn fn, const char *s)
+{
+    static char out[OUT_MAX];
+    FILE *f = fmemopen(out, sizeof out, "w");
+    assert_non_null(f);
+    fn(f, s);
+    fputc('\0', f);
+    assert_int_equal(fclose(f), 0);
+    return out;
+}
+
+static void test_csv_field(void **state)
+{
+    (void)state;
+    assert_string_equal(rendered(render_csv_field, "politie-mn"), "politie-mn");
+    assert_string_equal(rendered(render_csv_field, ""), "");
+    assert_string_equal(rendered(render_csv_field, "a,b"), "\"a,b\"");
+    assert_string_equal(rendered(render_csv_field, "say \"hi\""), "\"say \"\"hi\"\"\"");
+    assert_string_equal(rendered(render_csv_field, "two\r\nlines"), "\"two\r\nlines\"");
+    assert_string_equal(rendered(render_csv_field, "\""), "\"\"\"\"");
+}
+
+static void test_json_string(void **state)
+{
+    (void)state;
+    assert_string_equal(rendered(render_json_string, "woonfraude"), "\"woonfraude\"");
+    assert_string_equal(rendered(render_json_string, "a\"b\\c"), "\"a\\\"b\\\\c\"");
+    assert_string_equal(
+        rendered(render_json_string, "\n\x01\x1f\x7f"), "\"\\u000a\\u0001\\u001f\\u007f\"");
+    /* valid UTF-8 kept, invalid bytes replaced */
+    assert_string_equal(rendered(render_json_string, "caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+    assert_string_equal(rendered(render_json_string, "x\xff y\xc3"), "\"x\\ufffd y\\ufffd\"");
+    assert_string_equal(rendered(render_json_string, "\xed\xa0\x80"),
+        "\"\\ufffd\\ufffd\\ufffd\""); /* a UTF-16 surrogate is not UTF-8 */
+    assert_string_equal(rendered(render_json_string, "\xc0\xaf"), "\"\\ufffd\\ufffd\"");
+}
+
+static void test_html_text(void **state)
+{
+    (void)state;
+    assert_string_equal(rendered(render_html_text, "<script>alert('x')</script>"),
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;");
+    assert_string_equal(rendered(render_html_text, "a & \"b\""), "a &amp; &quot;b&quot;");
+    assert_string_equal(rendered(render_html_text, "\x1b[31m"), "&#xfffd;[31m");
+    assert_string_equal(rendered(render_html_text, "\xff\xc3\xa9"), "&#xfffd;\xc3\xa9");
+}
+
+static void test_plain(void **state)
+{
+    (void)state;
+    assert_string_equal(rendered(render_plain, "ok\x1b]0;x\x07\n"), "ok?]0;x??");
+}
+
+static void test_formats(void **state)
+{
+    (void)state;
+    render_format f;
+    assert_int_equal(render_parse_format("text", &f), KETEN_OK);
+    assert_int_equal(f, RENDER_TEXT);
+    assert_int_equal(render_parse_format("jsonl", &f), KETEN_OK);
+    assert_int_equal(f, RENDER_JSONL);
+    assert_int_equal(render_parse_format("csv", &f), KETEN_OK);
+    assert_int_equal(f, RENDER_CSV);
+    assert_int_equal(render_parse_format("CSV", &f), KETEN_ERR_INVALID);
+    assert_int_equal(render_parse_format("", &f), KETEN_ERR_INVALID);
+    char m[8];
+    render_month(0, m);
+    assert_string_equal(m, "1970-01");
+    render_month(1795000000000ull, m); /* 2026-11-18 */
+    assert_string_equal(m, "2026-11");
+}
+
+/* ---- --by ----------------------------------------------------------------- */
+
+static void test_stats_by(void **state)
+{
+    (void)state;
+    stats_keys k;
+    assert_int_equal(stats_parse_by("pair,category,month", &k), KETEN_OK);
+    assert_int_equal(k.n, 3);
+    assert_int_equal(k.key[0], STATS_PAIR);
+    assert_int_equal(k.key[2], STATS_MONTH);
+    assert_int_equal(stats_parse_by("purpose,pair", &k), KETEN_OK);
+    assert_int_equal(k.n, 2);
+    assert_int_equal(k.key[0], STATS_PURPOSE);
+    assert_true(stats_has_key(&k, STATS_PAIR));
+    assert_false(stats_has_key(&k, STATS_MONTH));
+    assert_int_equal(stats_parse_by("pair,pair", &k), KETEN_ERR_INVALID);
+    assert_int_equal(stats_parse_by("pair,colour", &k), KETEN_ERR_INVALID);
+    assert_int_equal(stats_parse_by("", &k), KETEN_ERR_INVALID);
+    assert_int_equal(stats_parse_by("pair,", &k), KETEN_ERR_INVALID);
+}
+
+/* ---- index and filters ---------------------------------------------------- */
+
+static Keten__AuditRecord *plain_record(uint64_t seq, uint64_t time, int event,
+    const uint8_t *msg_id, const char *sender, const char *rcpt, const char *node)
+{
+    Keten__AuditRecord *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    keten__audit_record__init(r);
+    r->seq = seq;
+    r->time = time;
+    r->event = event;
+    if (msg_id != NULL) {
+        r->msg_id.data = (uint8_t *)msg_id;
+        r->msg_id.len = KETEN_MSG_ID_BYTES;
+    }
+    r->sender = (char *)sender;
+    if (rcpt != NULL) {
+        r->recipients = calloc(1, sizeof(char *));
+        assert_non_null(r->recipients);
+        r->recipients[0] = (char *)rcpt;
+        r->n_recipients = 1;
+    }
+    r->node = (char *)node;
+    if (event == KETEN__EVENT__EVENT_SUBMITTED) {
+        r->category = (char *)"woonfraude";
+        r->purpose = (char *)"handhaving";
+        r->kind = KETEN__KIND__KIND_SIGNAL;
+    }
+    return r;
+}
+
+static void free_plain(Keten__AuditRecord *r)
+{
+    free(r->recipients);
+    free(r);
+}
+
+static void test_index(void **state)
+{
+    (void)state;
+    records_index *idx = records_index_new();
+    assert_non_null(idx);
+    enum { N = 5000 };
+    static uint8_t ids[N][KETEN_MSG_ID_BYTES];
+    const char *first_sender = NULL;
+    for (uint64_t i = 0; i < N; i++) {
+        randombytes_buf(ids[i], KETEN_MSG_ID_BYTES);
+        char rcpt[16];
+        snprintf(rcpt, sizeof rcpt, "node-%u", (unsigned)(i % 7));
+        Keten__AuditRecord *r = plain_record(
+            i, 1000 + i, KETEN__EVENT__EVENT_SUBMITTED, ids[i], "gemeente-diemen", rcpt, "");
+        uint64_t dup = 0;
+        records_msg *m = NULL;
+        assert_int_equal(records_index_add(idx, r, &m, &dup), KETEN_OK);
+        assert_int_equal(dup, UINT64_MAX);
+        assert_non_null(m);
+        if (i == 0) {
+            first_sender = m->sender;
+        }
+        free_plain(r);
+    }
+    assert_int_equal(records_index_count(idx), N);
+    /* Interned strings stay where they were while the index grows. */
+    assert_ptr_equal(records_index_find(idx, ids[N - 1])->sender, first_sender);
+    for (size_t i = 0; i < N; i += 97) {
+        const records_msg *m = records_index_find(idx, ids[i]);
+        assert_non_null(m);
+        assert_int_equal(m->seq, i);
+        char want[16];
+        snprintf(want, sizeof want, "node-%u", (unsigned)(i % 7));
+        assert_string_equal(records_msg_recipient(idx, m, 0), want);
+        assert_true(records_msg_has_recipient(idx, m, want));
+        assert_false(records_msg_has_recipient(idx, m, "node-99"));
+    }
+    uint8_t other[KETEN_MSG_ID_BYTES] = { 0 };
+    assert_null(records_index_find(idx, other));
+    /* The same msg_id again: reported with the first record's seq. */
+    Keten__AuditRecord *again
+        = plain_record(N + 1, 9999, KETEN__EVENT__EVENT_SUBMITTED, ids[42], "politie-mn", "x", "");
+    uint64_t dup = 0;
+    assert_int_equal(records_index_add(idx, again, NULL, &dup), KETEN_OK);
+    assert_int_equal(dup, 42);
+    assert_int_equal(records_index_count(idx), N);
+    free_plain(again);
+    /* A malformed msg_id is refused. */
+    Keten__AuditRecord *bad
+        = plain_record(0, 0, KETEN__EVENT__EVENT_SUBMITTED, ids[1], "a", "b", "");
+    bad->msg_id.len = 3;
+    assert_int_equal(records_index_add(idx, bad, NULL, &dup), KETEN_ERR_MALFORMED);
+    free_plain(bad);
+    records_index_destroy(&idx);
+    assert_null(idx);
+    records_index_destroy(&idx); /* NULL is fine */
+}
+
+static void test_filters(void **state)
+{
+    (void)state;
+    records_index *idx = records_index_new();
+    assert_non_null(idx);
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    randombytes_buf(id, sizeof id);
+    Keten__AuditRecord *sub = plain_record(
+        3, 1000, KETEN__EVENT__EVENT_SUBMITTED, id, "gemeente-diemen", "politie-mn", "");
+    uint64_t dup = 0;
+    records_msg *m = NULL;
+    assert_int_equal(records_index_add(idx, sub, &m, &dup), KETEN_OK);
+    Keten__AuditRecord *del = plain_record(
+        4, 2000, KETEN__EVENT__EVENT_DELIVERED, id, "gemeente-diemen", NULL, "politie-mn");
+    records_filter f;
+    memset(&f, 0, sizeof f);
+    assert_true(records_filter_match(&f, idx, del, m));
+    /* time: from inclusive, to exclusive */
+    f.has_from = true;
+    f.from_ms = 2000;
+    assert_true(records_filter_match(&f, idx, del, m));
+    assert_false(records_filter_match(&f, idx, sub, m));
+    f.has_to = true;
+    f.to_ms = 2000;
+    assert_false(records_filter_match(&f, idx, del, m));
+    memset(&f, 0, sizeof f);
+    /* a delivery carries its message's category and purpose */
+    f.category = "woonfraude";
+    f.purpose = "handhaving";
+    assert_true(records_filter_match(&f, idx, del, m));
+    assert_false(records_filter_match(&f, idx, del, NULL));
+    f.category = "drugs";
+    assert_false(records_filter_match(&f, idx, del, m));
+    memset(&f, 0, sizeof f);
+    f.node = "politie-mn";
+    assert_true(records_filter_match(&f, idx, sub, m));
+    assert_true(records_filter_match(&f, idx, del, m));
+    f.node = "woonstad";
+    assert_false(records_filter_match(&f, idx, del, m));
+    memset(&f, 0, sizeof f);
+    f.has_msg = true;
+    memcpy(f.msg_id, id, sizeof id);
+    assert_true(records_filter_match(&f, idx, del, m));
+    f.msg_id[0] ^= 1;
+    assert_false(records_filter_match(&f, idx, del, m));
+    assert_string_equal(records_category(del, m), "woonfraude");
+    assert_int_equal(records_kind(del, m), KETEN__KIND__KIND_SIGNAL);
+    assert_string_equal(
+        records_evidence_name(records_event_evidence(KETEN__EVENT__EVENT_DELIVERED)),
+        "broker-claim");
+    assert_string_equal(
+        records_evidence_name(records_event_evidence(KETEN__EVENT__EVENT_RECEIPTED)),
+        "recipient-signature");
+    assert_string_equal(records_event_name(99), "unknown");
+    assert_string_equal(records_reason_name(KETEN__REASON__REASON_POLICY), "policy");
+    free_plain(sub);
+    free_plain(del);
+    records_index_destroy(&idx);
+}
+
+/* ---- the verifier on small logs ------------------------------------------- */
+
+typedef enum twist {
+    TWIST_NONE = 0,
+    TWIST_CATEGORY, /* record category differs from the header's */
+    TWIST_RECIPIENT, /* record recipient differs from the header's */
+    TWIST_SEQ, /* seq is not the leaf index */
+    TWIST_EARLIER, /* time before the previous record */
+    TWIST_DIRVERSION, /* names directory version 2 */
+    TWIST_SIGNATURE, /* signed by a key that is no one's */
+} twist;
+
+typedef struct logw {
+    fixture *fx;
+    MDB_env *env;
+    MDB_txn *txn;
+    keten_mlog *log;
+    MDB_dbi dirs, cps;
+    char path[PATH_MAX];
+    uint64_t n, t0;
+} logw;
+
+static void logw_open(logw *w, fixture *fx, const char *name)
+{
+    memset(w, 0, sizeof *w);
+    w->fx = fx;
+    fixture_path(fx, name, w->path);
+    assert_int_equal(keten_mkdir(w->path, 0700), KETEN_OK);
+    assert_int_equal(mdb_env_create(&w->env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(w->env, 16), 0);
+    assert_int_equal(mdb_env_set_mapsize(w->env, LOG_MAP), 0);
+    assert_int_equal(mdb_env_open(w->env, w->path, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(w->env, NULL, 0, &w->txn), 0);
+    assert_int_equal(keten_mlog_open(w->txn, "audit-", &w->log), KETEN_OK);
+    assert_int_equal(mdb_dbi_open(w->txn, "directories", MDB_CREATE, &w->dirs), 0);
+    assert_int_equal(mdb_dbi_open(w->txn, "checkpoints", MDB_CREATE, &w->cps), 0);
+    w->t0 = keten_now_ms();
+}
+
+static void logw_put(logw *w, const Keten__AuditRecord *r)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(keten_pb_pack(&r->base, &buf, &len), KETEN_OK);
+    assert_int_equal(keten_mlog_append(w->log, w->txn, buf, len, NULL), KETEN_OK);
+    free(buf);
+    w->n++;
+}
+
+static void logw_directory(logw *w)
+{
+    size_t len = 0;
+    const uint8_t *bytes = keten_directory_bytes(w->fx->directory, &len);
+    Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
+    r.seq = w->n;
+    r.time = w->t0 + w->n;
+    r.event = KETEN__EVENT__EVENT_DIRECTORY_INSTALLED;
+    r.directory.data = (uint8_t *)bytes;
+    r.directory.len = len;
+    r.directory_version = keten_directory_version(w->fx->directory);
+    logw_put(w, &r);
+    uint8_t key[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+    MDB_val k = { sizeof key, key }, v = { len, (void *)bytes };
+    assert_int_equal(mdb_put(w->txn, w->dirs, &k, &v, 0), 0);
+}
+
+/* A submitted record from gemeente-diemen to politie-mn; msg_id NULL: new. */
+static void logw_submitted(logw *w, twist tw, const uint8_t *reuse_id)
+{
+    keten_identity *sender = fixture_node(w->fx, "gemeente-diemen");
+    uint8_t msg_id[KETEN_MSG_ID_BYTES], nonce[KETEN_NONCE_BYTES], h32[KETEN_HASH_BYTES],
+        sig[KETEN_SIG_BYTES];
+    if (reuse_id != NULL) {
+        memcpy(msg_id, reuse_id, sizeof msg_id);
+    } else {
+        randombytes_buf(msg_id, sizeof msg_id);
+    }
+    randombytes_buf(nonce, sizeof nonce);
+    randombytes_buf(h32, sizeof h32);
+    uint64_t t = w->t0 + w->n * 10;
+    char *rcpt[1] = { (char *)"politie-mn" };
+    Keten__Header h = KETEN__HEADER__INIT;
+    h.network = (char *)keten_directory_network(w->fx->directory);
+    h.msg_id = (ProtobufCBinaryData) { sizeof msg_id, msg_id };
+    h.sender = sender->id;
+    h.n_recipients = 1;
+    h.recipients = rcpt;
+    h.created_at = t;
+    h.expires_at = t + 60000;
+    h.kind = KETEN__KIND__KIND_SIGNAL;
+    h.category = (char *)"woonfraude";
+    h.purpose = (char *)"handhaving";
+    h.nonce = (ProtobufCBinaryData) { sizeof nonce, nonce };
+    h.key_commitment = (ProtobufCBinaryData) { sizeof h32, h32 };
+    h.keys_hash = (ProtobufCBinaryData) { sizeof h32, h32 };
+    h.padded_len = 1024;
+    uint8_t *hdr = NULL;
+    size_t hdr_len = 0;
+    assert_int_equal(keten_pb_pack(&h.base, &hdr, &hdr_len), KETEN_OK);
+    uint8_t msg[1024];
+    size_t label = strlen(KETEN_LABEL_ENVELOPE);
+    assert_true(label + hdr_len + sizeof h32 <= sizeof msg);
+    memcpy(msg, KETEN_LABEL_ENVELOPE, label);
+    memcpy(msg + label, hdr, hdr_len);
+    memcpy(msg + label + hdr_len, h32, sizeof h32);
+    uint8_t stranger_pk[KETEN_SIGN_PK_BYTES], stranger_sk[KETEN_SIGN_SK_BYTES];
+    crypto_sign_keypair(stranger_pk, stranger_sk);
+    crypto_sign_detached(sig, NULL, msg, label + hdr_len + sizeof h32,
+        tw == TWIST_SIGNATURE ? stranger_sk : sender->sign_sk);
+    sodium_memzero(stranger_sk, sizeof stranger_sk);
+    char *rec_rcpt[1] = { (char *)(tw == TWIST_RECIPIENT ? "woonstad" : "politie-mn") };
+    Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
+    r.seq = tw == TWIST_SEQ ? w->n + 1 : w->n;
+    r.time = tw == TWIST_EARLIER ? w->t0 : t;
+    r.event = KETEN__EVENT__EVENT_SUBMITTED;
+    r.msg_id = h.msg_id;
+    r.sender = sender->id;
+    r.n_recipients = 1;
+    r.recipients = rec_rcpt;
+    r.kind = h.kind;
+    r.category = (char *)(tw == TWIST_CATEGORY ? "drugs" : "woonfraude");
+    r.purpose = (char *)"handhaving";
+    r.rule = 1;
+    r.header = (ProtobufCBinaryData) { hdr_len, hdr };
+    r.ciphertext_hash = (ProtobufCBinaryData) { sizeof h32, h32 };
+    r.signature = (ProtobufCBinaryData) { sizeof sig, sig };
+    r.size_bucket = 1024;
+    r.directory_version = tw == TWIST_DIRVERSION ? 2 : 1;
+    r.envelope_hash = (ProtobufCBinaryData) { sizeof h32, h32 };
+    logw_put(w, &r);
+    free(hdr);
+}
+
+/* A checkpoint of the whole log signed with sk under the broker's name. */
+static void logw_checkpoint(logw *w, const uint8_t sk[static KETEN_SIGN_SK_BYTES])
+{
+    keten_checkpoint cp;
+    memset(&cp, 0, sizeof cp);
+    snprintf(cp.origin, sizeof cp.origin, "keten/%s", keten_directory_network(w->fx->directory));
+    cp.size = w->n;
+    cp.dir_version = keten_directory_version(w->fx->directory);
+    memcpy(cp.dir_hash, keten_directory_hash(w->fx->directory), KETEN_HASH_BYTES);
+    assert_int_equal(keten_mlog_root(w->log, w->txn, w->n, cp.root), KETEN_OK);
+    char *note = NULL;
+    assert_int_equal(keten_checkpoint_sign(&cp, "broker", sk, &note), KETEN_OK);
+    uint8_t key[8];
+    for (int i = 0; i < 8; i++) {
+        key[i] = (uint8_t)(w->n >> (56 - 8 * i));
+    }
+    MDB_val k = { sizeof key, key }, v = { strlen(note), note };
+    assert_int_equal(mdb_put(w->txn, w->cps, &k, &v, 0), 0);
+    free(note);
+}
+
+static void logw_close(logw *w)
+{
+    assert_int_equal(mdb_txn_commit(w->txn), 0);
+    keten_mlog_destroy(&w->log);
+    mdb_env_close(w->env);
+}
+
+static const char *const specs[] = { "gemeente-diemen:municipality", "politie-mn:police",
+    "belastingdienst:tax", "broker:broker", NULL };
+
+/* Verify the log at path against anchor; returns the result (static). */
+static const verifier_result *verify(const char *path, const Keten__Anchor *anchor)
+{
+    static verifier_result res;
+    auditdb *db = NULL;
+    assert_int_equal(auditdb_open(path, &db), KETEN_OK);
+    assert_true(db->is_export); /* no broker tables in these logs */
+    verifier_opts o = { .anchor = anchor, .threads = 2 };
+    assert_int_equal(verifier_run(db, &o, &res), KETEN_OK);
+    auditdb_close(&db);
+    return &res;
+}
+
+static void test_verify_accepts(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    logw_open(&w, fx, "good");
+    logw_directory(&w);
+    for (int i = 0; i < 40; i++) {
+        logw_submitted(&w, TWIST_NONE, NULL);
+        if (i == 19) {
+            logw_checkpoint(&w, fixture_node(fx, "broker")->log_sk);
+        }
+    }
+    logw_checkpoint(&w, fixture_node(fx, "broker")->log_sk);
+    logw_close(&w);
+    const verifier_result *r = verify(w.path, fx->anchor);
+    assert_true(r->ok);
+    assert_int_equal(r->records, 41);
+    assert_int_equal(r->sender_signatures, 40);
+    assert_int_equal(r->checkpoints, 2);
+    assert_int_equal(r->checkpoints_witnessed, 0);
+    assert_int_equal(r->latest_checkpoint, 41);
+    assert_int_equal(r->directory_versions, 1);
+    assert_int_equal(r->events[KETEN__EVENT__EVENT_SUBMITTED], 40);
+    assert_int_equal(r->external, 0);
+    fixture_destroy(&fx);
+}
+
+/* One twisted record at seq 6 of a 12-record log: found there, with err. */
+static void twisted(twist tw, keten_err err)
+{
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    logw_open(&w, fx, "twisted");
+    logw_directory(&w);
+    for (int i = 1; i < 12; i++) {
+        logw_submitted(&w, i == 6 ? tw : TWIST_NONE, NULL);
+    }
+    logw_close(&w);
+    const verifier_result *r = verify(w.path, fx->anchor);
+    assert_false(r->ok);
+    assert_int_equal(r->failure.seq, 6);
+    assert_int_equal(r->failure.err, err);
+    assert_non_null(strstr(r->failure.what, "record 6"));
+    fixture_destroy(&fx);
+}
+
+static void test_verify_header_mismatch(void **state)
+{
+    (void)state;
+    twisted(TWIST_CATEGORY, KETEN_ERR_MISMATCH);
+    twisted(TWIST_RECIPIENT, KETEN_ERR_MISMATCH);
+}
+
+static void test_verify_order(void **state)
+{
+    (void)state;
+    twisted(TWIST_SEQ, KETEN_ERR_INCONSISTENT);
+    twisted(TWIST_EARLIER, KETEN_ERR_INCONSISTENT);
+    twisted(TWIST_DIRVERSION, KETEN_ERR_INCONSISTENT);
+}
+
+static void test_verify_foreign_signature(void **state)
+{
+    (void)state;
+    twisted(TWIST_SIGNATURE, KETEN_ERR_BAD_SIGNATURE);
+}
+
+static void test_verify_duplicate(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    logw_open(&w, fx, "dup");
+    logw_directory(&w);
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    randombytes_buf(id, sizeof id);
+    logw_submitted(&w, TWIST_NONE, id);
+    logw_submitted(&w, TWIST_NONE, NULL);
+    logw_submitted(&w, TWIST_NONE, id);
+    logw_close(&w);
+    const verifier_result *r = verify(w.path, fx->anchor);
+    assert_false(r->ok);
+    assert_int_equal(r->failure.seq, 3);
+    assert_int_equal(r->failure.err, KETEN_ERR_REPLAY);
+    assert_non_null(strstr(r->failure.what, "already submitted at record 1"));
+    fixture_destroy(&fx);
+}
+
+static void test_verify_no_directory(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    logw_open(&w, fx, "nodir");
+    logw_submitted(&w, TWIST_NONE, NULL);
+    logw_close(&w);
+    const verifier_result *r = verify(w.path, fx->anchor);
+    assert_false(r->ok);
+    assert_int_equal(r->failure.seq, 0);
+    fixture_destroy(&fx);
+}
+
+static void test_verify_other_anchor(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    fixture *other = fixture_new(3, 2, specs);
+    logw w;
+    logw_open(&w, fx, "anchor");
+    logw_directory(&w);
+    logw_submitted(&w, TWIST_NONE, NULL);
+    logw_close(&w);
+    const verifier_result *r = verify(w.path, other->anchor);
+    assert_false(r->ok);
+    assert_int_equal(r->failure.seq, 0);
+    assert_non_null(strstr(r->failure.what, "does not verify against the anchor"));
+    fixture_destroy(&other);
+    fixture_destroy(&fx);
+}
+
+static void test_verify_checkpoint_key(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    logw_open(&w, fx, "cpkey");
+    logw_directory(&w);
+    for (int i = 0; i < 5; i++) {
+        logw_submitted(&w, TWIST_NONE, NULL);
+    }
+    /* The broker's node signing key is not its log key. */
+    logw_checkpoint(&w, fixture_node(fx, "broker")->sign_sk);
+    logw_submitted(&w, TWIST_NONE, NULL);
+    logw_close(&w);
+    const verifier_result *r = verify(w.path, fx->anchor);
+    assert_false(r->ok);
+    assert_int_equal(r->failure.seq, 5);
+    assert_int_equal(r->failure.err, KETEN_ERR_BAD_SIGNATURE);
+    fixture_destroy(&fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_csv_field),
+        cmocka_unit_test(test_json_string),
+        cmocka_unit_test(test_html_text),
+        cmocka_unit_test(test_plain),
+        cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_stats_by),
+        cmocka_unit_test(test_index),
+        cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_verify_accepts),
+        cmocka_unit_test(test_verify_header_mismatch),
+        cmocka_unit_test(test_verify_order),
+        cmocka_unit_test(test_verify_foreign_signature),
+        cmocka_unit_test(test_verify_duplicate),
+        cmocka_unit_test(test_verify_no_directory),
+        cmocka_unit_test(test_verify_other_anchor),
+        cmocka_unit_test(test_verify_checkpoint_key),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
