@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "alarm.h"
 #include "checkpoint.h"
 #include "dirs.h"
@@ -31,6 +33,10 @@ typedef struct candidate {
     size_t len;
     uint64_t request_id;
     uint64_t sent_at; /* mono */
+    /* The reference when the proof was asked for: the answer proves
+     * consistency with that one, even if the reference moved on since. */
+    uint64_t ref_size;
+    uint8_t ref_root[KETEN_HASH_BYTES];
 } candidate;
 
 struct keten_witness {
@@ -439,8 +445,8 @@ static void refuse(keten_node *node, const char *why, const keten_checkpoint *cp
         (unsigned long long)cp->size);
 }
 
-static keten_err cand_set(
-    candidate *c, const keten_checkpoint *cp, const char *note, size_t len, uint64_t request_id)
+static keten_err cand_set(candidate *c, const keten_checkpoint *cp, const char *note, size_t len,
+    uint64_t request_id, const keten_checkpoint *ref)
 {
     char *copy = malloc(len + 1);
     if (copy == NULL) {
@@ -455,6 +461,8 @@ static keten_err cand_set(
     c->len = len;
     c->request_id = request_id;
     c->sent_at = keten_mono_ms();
+    c->ref_size = ref->size;
+    memcpy(c->ref_root, ref->root, KETEN_HASH_BYTES);
     return KETEN_OK;
 }
 
@@ -513,7 +521,7 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
             return; /* already asked */
         }
         uint64_t rid = keten_node_request_id(node);
-        if (cand_set(&w->newer, &cp, note, len, rid) == KETEN_OK) {
+        if (cand_set(&w->newer, &cp, note, len, rid, &w->ref) == KETEN_OK) {
             send_proof_request(node, rid, w->ref.size, cp.size, NULL, 0);
         }
         return;
@@ -544,7 +552,7 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         return;
     }
     uint64_t rid = keten_node_request_id(node);
-    if (cand_set(&w->older, &cp, note, len, rid) == KETEN_OK) {
+    if (cand_set(&w->older, &cp, note, len, rid, &w->ref) == KETEN_OK) {
         send_proof_request(node, rid, cp.size, w->ref.size, NULL, 0);
     }
 }
@@ -554,10 +562,12 @@ static void on_consistency(
 {
     keten_witness *w = node->witness;
     keten_hash proof[KETEN_MERKLE_MAX_PROOF];
-    uint64_t old_size = newer ? w->ref.size : c->cp.size;
-    uint64_t new_size = newer ? c->cp.size : w->ref.size;
-    const uint8_t *old_root = newer ? w->ref.root : c->cp.root;
-    const uint8_t *new_root = newer ? c->cp.root : w->ref.root;
+    /* The proof was asked for against the reference of that moment
+     * (c->ref_*), which may since have moved on. */
+    uint64_t old_size = newer ? c->ref_size : c->cp.size;
+    uint64_t new_size = newer ? c->cp.size : c->ref_size;
+    const uint8_t *old_root = newer ? c->ref_root : c->cp.root;
+    const uint8_t *new_root = newer ? c->cp.root : c->ref_root;
     keten_err e = r->old_size != old_size || r->tree_size != new_size
         ? keten_err_set(KETEN_ERR_INCONSISTENT, "the proof is for %llu -> %llu",
             (unsigned long long)r->old_size, (unsigned long long)r->tree_size)
@@ -572,13 +582,27 @@ static void on_consistency(
         keten_alarm_raise(node, "inconsistent-checkpoint",
             "the broker's checkpoint of size %llu is not consistent with the checkpoint of size "
             "%llu (%s); it was not cosigned",
-            (unsigned long long)c->cp.size, (unsigned long long)w->ref.size, keten_err_detail());
+            (unsigned long long)c->cp.size, (unsigned long long)c->ref_size, keten_err_detail());
+        cand_clear(c);
+        return;
+    }
+    bool ref_moved = w->ref.size != c->ref_size
+        || sodium_memcmp(w->ref.root, c->ref_root, KETEN_HASH_BYTES) != 0;
+    if (newer && ref_moved) {
+        /* Consistent with the old reference, but the reference moved on
+         * meanwhile (to another checkpoint also consistent with the old
+         * one): that says nothing about this one and the new reference.
+         * Not taken, no alarm: a later checkpoint is asked for afresh. */
+        KETEN_LOG(KETEN_LOG_DEBUG, "checkpoint proof outdated", "tree_size=%llu reference=%llu",
+            (unsigned long long)c->cp.size, (unsigned long long)w->ref.size);
         cand_clear(c);
         return;
     }
     if (newer) {
         accept(node, &c->cp, c->note, c->len);
     } else {
+        /* Older than a reference that is itself a prefix of the current
+         * one: a prefix of the current one too. */
         count_witnesses(node, &c->cp, c->note, c->len);
     }
     cand_clear(c);
