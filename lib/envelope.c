@@ -1,5 +1,6 @@
 #include "envelope.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,58 @@ static keten_err envelope_signed_string(const uint8_t *header, size_t header_len
 }
 
 /* BLAKE2b-256 keyed with K over "keten/commit/v1" || msg_id. */
+/* ---- per-message secrets ---------------------------------------------- */
+
+/* The content key K and the key derived from it, for one seal or open.
+ * They live in sodium_malloc() memory (guard pages, locked, never swapped)
+ * like every other secret, but one block per thread, allocated on first
+ * use and reused: sodium_malloc() costs several system calls and a TLB
+ * shootdown per call, which made it the largest cost of sealing when it
+ * was called per message. The block is wiped after every use and freed
+ * (sodium_free wipes too) when its thread ends. */
+typedef struct msg_secrets {
+    uint8_t k[KETEN_CONTENT_KEY_BYTES];
+    uint8_t enc_key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+} msg_secrets;
+
+static pthread_key_t secrets_key;
+static pthread_once_t secrets_once = PTHREAD_ONCE_INIT;
+static bool secrets_key_ok;
+
+static void secrets_free(void *p)
+{
+    sodium_free(p);
+}
+
+static void secrets_key_init(void)
+{
+    secrets_key_ok = pthread_key_create(&secrets_key, secrets_free) == 0;
+}
+
+/* This thread's block, or NULL with an error set. */
+static msg_secrets *secrets_get(void)
+{
+    if (pthread_once(&secrets_once, secrets_key_init) != 0 || !secrets_key_ok) {
+        keten_err_set(KETEN_ERR_NOMEM, "no thread-local slot for message keys");
+        return NULL;
+    }
+    msg_secrets *s = pthread_getspecific(secrets_key);
+    if (s != NULL) {
+        return s;
+    }
+    s = sodium_malloc(sizeof *s);
+    if (s == NULL) {
+        keten_err_set(KETEN_ERR_NOMEM, "no locked memory for message keys (sodium_malloc)");
+        return NULL;
+    }
+    if (pthread_setspecific(secrets_key, s) != 0) {
+        sodium_free(s);
+        keten_err_set(KETEN_ERR_NOMEM, "no thread-local slot for message keys");
+        return NULL;
+    }
+    return s;
+}
+
 static keten_err commitment(const uint8_t k[static KETEN_CONTENT_KEY_BYTES],
     const uint8_t msg_id[static KETEN_MSG_ID_BYTES], uint8_t out[static KETEN_HASH_BYTES])
 {
@@ -532,8 +585,7 @@ keten_err keten_envelope_seal(const keten_identity *sender, const keten_director
     *out_len = 0;
     keten_err e = KETEN_OK;
     const Keten__NodeCert *cert = NULL;
-    uint8_t k[KETEN_CONTENT_KEY_BYTES];
-    uint8_t enc_key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+    msg_secrets *sec = NULL;
     uint8_t *padded = NULL;
     uint8_t *keys = NULL;
     size_t keys_len = 0;
@@ -572,9 +624,14 @@ keten_err keten_envelope_seal(const keten_identity *sender, const keten_director
     randombytes_buf(msg_id, sizeof msg_id);
     randombytes_buf(nonce, sizeof nonce);
 
-    /* Per-message secrets live on the stack and in ordinary memory and are
-     * wiped after use: sodium_malloc() costs several system calls and a TLB
-     * shootdown per call, which made it the single largest cost of sealing. */
+    /* K and its derived key: this thread's sodium_malloc block (above).
+     * The padded plaintext is content, not a key: ordinary memory, wiped. */
+    if ((sec = secrets_get()) == NULL) {
+        e = KETEN_ERR_NOMEM;
+        goto out;
+    }
+    uint8_t *k = sec->k;
+    uint8_t *enc_key = sec->enc_key;
     padded = malloc(padded_len);
     if (padded == NULL) {
         e = keten_err_set(KETEN_ERR_NOMEM, "%zu bytes for sealing", padded_len);
@@ -708,8 +765,9 @@ out:
         sodium_memzero(padded, padded_len);
         free(padded);
     }
-    sodium_memzero(enc_key, sizeof enc_key);
-    sodium_memzero(k, sizeof k);
+    if (sec != NULL) {
+        sodium_memzero(sec, sizeof *sec);
+    }
     return e;
 }
 
@@ -746,11 +804,16 @@ static keten_err decrypt_payload(const keten_identity *me, const keten_verified 
     const Keten__Header *h = v->header;
     const Keten__Envelope *env = v->envelope;
     keten_err e = KETEN_OK;
-    uint8_t k[KETEN_CONTENT_KEY_BYTES];
-    uint8_t enc_key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+    msg_secrets *sec = secrets_get();
     uint8_t *plain = malloc((size_t)h->padded_len);
     uint8_t *ad = NULL;
     size_t ad_len = 0;
+    if (sec == NULL) {
+        e = KETEN_ERR_NOMEM;
+        goto out;
+    }
+    uint8_t *k = sec->k;
+    uint8_t *enc_key = sec->enc_key;
     if (plain == NULL) {
         e = keten_err_set(KETEN_ERR_NOMEM, "%llu bytes for opening",
             (unsigned long long)h->padded_len);
@@ -808,8 +871,9 @@ out:
         sodium_memzero(plain, (size_t)h->padded_len);
         free(plain);
     }
-    sodium_memzero(enc_key, sizeof enc_key);
-    sodium_memzero(k, sizeof k);
+    if (sec != NULL) {
+        sodium_memzero(sec, sizeof *sec);
+    }
     return e;
 }
 
