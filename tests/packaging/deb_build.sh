@@ -5,7 +5,8 @@
 # units, the sysusers/tmpfiles entries and the manual pages; the user keten
 # exists and owns the state directories; the services are neither enabled nor
 # started; the installed units pass `systemd-analyze verify` (their
-# Documentation= pages included); then the package is purged. TAP.
+# Documentation= pages included); the services start as their units start
+# them and report readiness; then the package is purged. TAP.
 #
 #   deb_build.sh SOURCE_DIR
 #
@@ -220,7 +221,155 @@ else
     echo "# systemd-analyze is not installed: the units were not verified"
 fi
 
-# 7. Purge: the programs go; the configuration is removed with the package.
+# 7. The services start. CI machines run no systemd as PID 1, so each
+# unit's ExecStart= is run the way systemd runs it: as its User= (keten),
+# with its LoadCredential= passphrase in a private credentials folder (%d)
+# that only that user can read, and with NOTIFY_SOCKET set: the daemon must
+# report READY=1, reload on SIGHUP (RELOADING=1, READY=1) and stop on
+# SIGTERM (STOPPING=1, exit 0). Keys, anchor and directory are set up as
+# docs/operations.md tells an administrator to.
+declare -A SVC=()
+notify_listen() {
+    /usr/bin/python3 - "$T/notify/$1.sock" "$T/notify/$1.log" <<'PY' &
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o666)
+with open(sys.argv[2], "a", buffering=1) as out:
+    while True:
+        for line in s.recv(4096).decode(errors="replace").splitlines():
+            out.write(line + "\n")
+PY
+    SVC[$1-listener]=$!
+    for _ in $(seq 1 50); do
+        [ -S "$T/notify/$1.sock" ] && return 0
+        sleep 0.1
+    done
+}
+# wait_notify NAME LINE SECONDS: LINE (e.g. READY=1) was sent, in time.
+wait_notify() {
+    local i
+    for i in $(seq 1 $((10 * $3))); do
+        grep -qx "$2" "$T/notify/$1.log" 2>/dev/null && return 0
+        kill -0 "${SVC[$1]}" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+start_service() {
+    local name=$1 unit=/lib/systemd/system/$1.service cmd cred creds="$T/creds-$1"
+    cmd=$(sed -n 's/^ExecStart=//p' "$unit")
+    cred=$(sed -n 's/^LoadCredential=passphrase://p' "$unit")
+    install -d -o keten -g keten -m 0700 "$creds"
+    install -o keten -g keten -m 0400 "$cred" "$creds/passphrase"
+    chmod 0500 "$creds"
+    cmd=${cmd//%d/$creds}
+    : >"$T/notify/$name.log"
+    notify_listen "$name"
+    # shellcheck disable=SC2086 # ExecStart= is a command line
+    # setpriv execs the daemon itself (runuser would stay as its parent), so
+    # that signals reach it as systemd's would. WatchdogSec=30s.
+    (cd / && exec env NOTIFY_SOCKET="$T/notify/$name.sock" WATCHDOG_USEC=30000000 \
+        setpriv --reuid keten --regid keten --init-groups --inh-caps=-all $cmd) \
+        >"$T/$name.log" 2>&1 &
+    SVC[$name]=$!
+}
+stop_service() {
+    local name=$1 i
+    kill -TERM "${SVC[$name]}" 2>/dev/null
+    for i in $(seq 1 100); do
+        kill -0 "${SVC[$name]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "${SVC[$name]}" 2>/dev/null
+    wait "${SVC[$name]}" 2>/dev/null
+    SVC_RC=$?
+    kill "${SVC[$name-listener]}" 2>/dev/null
+    wait "${SVC[$name-listener]}" 2>/dev/null
+    unset "SVC[$name]" "SVC[$name-listener]"
+}
+# shellcheck disable=SC2317 # called by the EXIT trap
+stop_services() {
+    local k
+    for k in "${!SVC[@]}"; do
+        kill -KILL "${SVC[$k]}" 2>/dev/null
+    done
+}
+trap 'stop_services; cleanup' EXIT
+chmod 0711 "$T"
+install -d -m 0755 "$T/notify"
+A="$T/admin"
+PW=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+umask 077
+printf '%s\n' "$PW" >/etc/keten/credentials/broker.passphrase
+printf '%s\n' "$PW" >/etc/keten/credentials/node.passphrase
+install -o keten -g keten -m 0600 /etc/keten/credentials/broker.passphrase "$T/keygen.passphrase"
+umask 022
+check "the broker's keys, made as the user keten (operations.md)" runuser -u keten -- \
+    keten-broker keygen --home /var/lib/keten/broker --passphrase-file "$T/keygen.passphrase"
+check "a node's keys, made as the user keten" runuser -u keten -- keten-node keygen \
+    --home /var/lib/keten/node --id gemeente-pakket --role municipality \
+    --org "Gemeente Pakket" --passphrase-file "$T/keygen.passphrase"
+check "an administrator makes a network (1 of 1)" keten-keys init --dir "$A" \
+    --network pakket-test --threshold 1 --admins 1 --no-passphrase
+check "... approves the broker" keten-keys approve --dir "$A" /var/lib/keten/broker/identity.request
+check "... and the node" keten-keys approve --dir "$A" /var/lib/keten/node/identity.request
+check "... and publishes directory version 1" keten-keys publish --dir "$A" \
+    --out "$T/directory-v1" --admin 1
+install -m 0644 "$A/network.pub" /etc/keten/network.pub
+install -m 0644 "$T/directory-v1" /etc/keten/directory
+sed -i 's|^broker = .*|broker = tcp://127.0.0.1:7250|' /etc/keten/node.conf
+start_service keten-broker
+if wait_notify keten-broker READY=1 120; then
+    ok "keten-broker.service started: READY=1"
+else
+    sed 's/^/# /' "$T/keten-broker.log" | tail -n 20
+    not_ok "keten-broker.service started: no READY=1"
+fi
+start_service keten-node
+if wait_notify keten-node READY=1 120; then
+    ok "keten-node.service started: READY=1"
+else
+    sed 's/^/# /' "$T/keten-node.log" | tail -n 20
+    not_ok "keten-node.service started: no READY=1"
+fi
+connected=0
+for _ in $(seq 1 300); do
+    if runuser -u keten -- keten-node status --home /var/lib/keten/node --json 2>/dev/null \
+        | /usr/bin/python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["connected"] else 1)' \
+            2>/dev/null; then
+        connected=1
+        break
+    fi
+    sleep 0.1
+done
+if [ "$connected" -eq 1 ]; then
+    ok "the node service is connected to the broker service"
+else
+    : >"$T/.out"
+    not_ok "the node service did not connect to the broker service"
+fi
+wait_notify keten-broker "WATCHDOG=1" 30
+check "keten-broker.service pets the watchdog (WATCHDOG=1)" test $? -eq 0
+kill -HUP "${SVC[keten-broker]}"
+wait_notify keten-broker "RELOADING=1" 30
+check "systemctl reload keten-broker (SIGHUP): RELOADING=1" test $? -eq 0
+ready_again=0
+for _ in $(seq 1 300); do
+    if [ "$(grep -cx READY=1 "$T/notify/keten-broker.log")" -ge 2 ]; then
+        ready_again=1
+        break
+    fi
+    sleep 0.1
+done
+check "... then READY=1 again" test "$ready_again" -eq 1
+for u in keten-node keten-broker; do
+    stop_service "$u"
+    check "systemctl stop $u (SIGTERM): exit 0" test "$SVC_RC" -eq 0
+    check "... STOPPING=1 was sent" grep -qx STOPPING=1 "$T/notify/$u.log"
+done
+
+# 8. Purge: the programs go; the configuration is removed with the package.
 check "apt-get purge keten" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq keten
 if [ ! -e /usr/bin/keten-broker ] && [ ! -e /lib/systemd/system/keten-broker.service ] \
     && [ ! -e /etc/keten/broker.conf ]; then
