@@ -8,8 +8,32 @@
 #include "pb.h"
 #include "store.h"
 
+/* b->audit_time from the last record of a log of `size` records. */
+static keten_err load_audit_time(broker *b, uint64_t size)
+{
+    b->audit_time = 0;
+    if (size > 0) {
+        const uint8_t *leaf = NULL;
+        size_t len = 0;
+        Keten__AuditRecord *last = NULL;
+        keten_err e = keten_mlog_leaf(b->st->log, b->txn, size - 1, &leaf, &len);
+        if (e == KETEN_OK) {
+            e = keten_pb_unpack(&keten__audit_record__descriptor, leaf, len, len,
+                "the last audit record", (ProtobufCMessage **)(void *)&last);
+        }
+        if (e != KETEN_OK) {
+            return e;
+        }
+        b->audit_time = last->time;
+        keten_pb_free((ProtobufCMessage **)(void *)&last);
+    }
+    b->audit_time_known = true;
+    return KETEN_OK;
+}
+
 /* Fill seq, time and (unless set) the directory version in force; serialize;
- * append. */
+ * append. The time is the batch's clock, but never before the previous
+ * record's: auditors check that times never go back. */
 static keten_err append(broker *b, Keten__AuditRecord *rec, uint64_t *leaf)
 {
     uint64_t size = 0;
@@ -17,8 +41,11 @@ static keten_err append(broker *b, Keten__AuditRecord *rec, uint64_t *leaf)
     if (e != KETEN_OK) {
         return e;
     }
+    if (!b->audit_time_known && (e = load_audit_time(b, size)) != KETEN_OK) {
+        return e;
+    }
     rec->seq = size;
-    rec->time = b->now;
+    rec->time = b->now > b->audit_time ? b->now : b->audit_time;
     if (rec->directory_version == 0) {
         const keten_directory *dir = broker_dir(b);
         rec->directory_version = dir != NULL ? keten_directory_version(dir) : 0;
@@ -39,6 +66,7 @@ static keten_err append(broker *b, Keten__AuditRecord *rec, uint64_t *leaf)
             "audit leaf %llu was written at index %llu; the log was changed under the broker",
             (unsigned long long)size, (unsigned long long)index);
     }
+    b->audit_time = rec->time;
     metrics_tree_size(b->m, index + 1);
     if (leaf != NULL) {
         *leaf = index;

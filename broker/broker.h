@@ -4,13 +4,16 @@
  *
  * One thread (the main loop in server.c) owns all of it; the metrics thread
  * reads only the atomics in metrics.h and the LMDB store with its own read
- * transactions. Each loop iteration is one batch: the main loop reads up to
- * BROKER_BATCH_MAX frames, opens ONE write transaction (b->txn), lets the
- * modules process the frames, deliveries, expiry and checkpoints in it,
- * commits (the durability point), and only then sends the frames the
- * modules staged in b->out. If the batch fails, its transaction is aborted
- * and the staged frames are dropped, so nothing is ever answered that is
- * not durably stored.
+ * transactions; the verifier threads (pool.h) only run the stateless checks
+ * and signatures server.c hands them, reading the directory, the
+ * configuration and b->now, which do not change while they run. A batch is
+ * up to BROKER_BATCH_MAX frames: the main loop opens ONE write transaction
+ * (b->txn), lets the modules process the frames, deliveries, expiry and
+ * checkpoints in it, commits (the durability point, in the next loop round,
+ * while the pool works), and only then sends the frames the modules staged
+ * in b->out. If the batch fails, its transaction is aborted and the staged
+ * frames are dropped, so nothing is ever answered that is not durably
+ * stored.
  */
 #ifndef KETEN_BROKER_BROKER_H
 #define KETEN_BROKER_BROKER_H
@@ -33,6 +36,9 @@
 #define BROKER_CHECKPOINT_MS_DEFAULT 1000
 #define BROKER_SNDHWM 1000 /* frames queued per peer before libzmq drops */
 #define BROKER_CREDIT_MAX 4096 /* deliveries in flight per node, at most */
+/* Envelope bytes in flight per connection, at most (one delivery always
+ * goes, however large); see deliver.h. */
+#define BROKER_INFLIGHT_BYTES_MAX (16u << 20)
 
 typedef struct broker_config {
     const char *home;
@@ -77,8 +83,14 @@ typedef struct broker {
     /* The batch being processed. */
     MDB_txn *txn;
     uint64_t now; /* broker clock of this batch (ms since the epoch) */
+    /* The time of the last audit record (audit.c): records never go back in
+     * time, even when the wall clock does (NTP stepping it back). */
+    uint64_t audit_time;
+    bool audit_time_known;
     bool degraded; /* the store is full: submits are refused in this batch */
     uint64_t batch_bytes; /* bytes the accepted submits of this batch will take */
+
+    uint64_t notices_staged; /* notice frames staged (deliver.c), for a test hook */
 
     broker_event events[BROKER_EVENTS_MAX];
     size_t n_events;

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "cmd.h"
 #include "log.h"
+#include "notify.h"
 #include "server.h"
 #include "store.h"
 
@@ -31,7 +32,8 @@ static const char run_usage[]
       "directory, check every submitted envelope and the sharing policy, store and\n"
       "forward messages, and append every exchange to the audit log in DIR/store.\n"
       "Logs go to standard error (logfmt). SIGHUP reloads the directory file;\n"
-      "SIGTERM and SIGINT finish the current batch and stop.\n"
+      "SIGTERM and SIGINT finish the current batch and stop. Under systemd\n"
+      "(Type=notify) it reports readiness, reloads and stopping, and feeds the watchdog.\n"
       "\n"
       "Options:\n"
       "  --config FILE            read these settings from FILE ([broker] section); options\n"
@@ -169,6 +171,7 @@ int cmd_run(int argc, char **argv)
     keten_err e = server_run(&cfg); /* kc owns the strings in cfg: destroy it after */
     if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_ERR, "broker not running", "error=\"%s\"", keten_strerror(e));
+        keten_notify_status("not running: %s", keten_strerror(e));
         rc = keten_cli_error(e);
     }
 out:

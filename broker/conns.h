@@ -13,7 +13,11 @@
  *
  * Per connection: the credit (deliveries the node can still take), the
  * delivery cursor (last queue entry handed out on this connection: on a new
- * connection delivery starts again at the oldest entry), and flags.
+ * connection delivery starts again at the oldest entry), flags, and what is
+ * in flight on it (conn_flight: the bytes of the deliveries handed out and
+ * not yet receipted, and the notices sent and not yet confirmed, with when
+ * each was last sent). A new connection starts with nothing in flight, so
+ * it gets every unconfirmed notice again. deliver.h says how they are used.
  *
  * Ownership: the table owns its connections; a conn pointer is valid until
  * conns_remove() or conns_destroy(). Single-threaded (main loop).
@@ -29,6 +33,24 @@
 #include "keten.h"
 
 #define CONN_RID_MAX 255
+#define CONN_NOTICES_IN_FLIGHT 64 /* notices sent and not yet confirmed, at most */
+
+/* A notice sent on a connection and not yet confirmed. */
+typedef struct conn_notice {
+    uint64_t leaf; /* its key in `notices`: the leaf of its audit record */
+    uint64_t sent_ms; /* when it was last sent (monotonic ms) */
+} conn_notice;
+
+/* What is in flight on a connection beyond its credit; plain data, copied
+ * whole when a batch's effects on memory may have to be undone. */
+typedef struct conn_flight {
+    uint64_t bytes; /* envelope bytes of deliveries not yet receipted or expired */
+    bool full; /* the next delivery would exceed the byte budget */
+    bool has_notice_cursor;
+    uint64_t notice_cursor; /* leaf of the last notice first sent here */
+    size_t n_notices;
+    conn_notice notices[CONN_NOTICES_IN_FLIGHT];
+} conn_flight;
 
 typedef struct conn {
     uint8_t rid[CONN_RID_MAX];
@@ -43,6 +65,7 @@ typedef struct conn {
     bool notices; /* notices may be waiting */
     bool revoked; /* the node was revoked: nothing more for it */
     uint64_t connected_at;
+    conn_flight flight;
 } conn;
 
 typedef struct conns {

@@ -14,7 +14,6 @@
 #include "store.h"
 #include "util.h"
 
-
 /* ---- helpers ----------------------------------------------------------- */
 
 static int rcpt_index(const store_msg *m, const char *node)
@@ -91,10 +90,46 @@ void deliver_credit(conn *c, uint32_t credit)
     c->credit = n > BROKER_CREDIT_MAX ? BROKER_CREDIT_MAX : (uint32_t)n;
 }
 
+/* Whether a delivery of len bytes fits c's byte budget (always, when
+ * nothing is in flight). */
+static bool fits_budget(const conn *c, size_t len)
+{
+    uint64_t used = c->flight.bytes;
+    return used == 0
+        || (used < BROKER_INFLIGHT_BYTES_MAX && len <= BROKER_INFLIGHT_BYTES_MAX - used);
+}
+
+/* The delivery of the message at leaf is no longer in flight on c (its
+ * receipt came, or it expired): its bytes go back to c's budget if it was
+ * handed out on this connection (at or before the cursor: queue entries are
+ * appended in leaf order, so every entry up to the cursor was). */
+static keten_err release_bytes(broker *b, conn *c, uint64_t leaf)
+{
+    if (c == NULL || !c->has_cursor || leaf > c->cursor || c->flight.bytes == 0) {
+        return KETEN_OK;
+    }
+    const uint8_t *env = NULL;
+    size_t len = 0;
+    keten_err e = store_envelope_get(b->st, b->txn, leaf, &env, &len);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        keten_err_clear();
+        return KETEN_OK;
+    }
+    if (e != KETEN_OK) {
+        return e;
+    }
+    c->flight.bytes = len >= c->flight.bytes ? 0 : c->flight.bytes - len;
+    c->flight.full = false;
+    return KETEN_OK;
+}
+
+/* Hand the message at leaf to c. *sent: a Deliver frame was staged;
+ * *blocked: it does not fit c's byte budget now (nothing was done). */
 static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], size_t *budget, bool *sent)
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], size_t *budget, bool *sent, bool *blocked)
 {
     *sent = false;
+    *blocked = false;
     store_msg m;
     bool found = false;
     keten_err e = store_msg_get(b->st, b->txn, leaf, &m, &found);
@@ -108,6 +143,15 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
             c->node, (unsigned long long)leaf);
         return store_queue_delete(b->st, b->txn, c->node, leaf);
     }
+    const uint8_t *env = NULL;
+    size_t env_len = 0;
+    if ((e = store_envelope_get(b->st, b->txn, leaf, &env, &env_len)) != KETEN_OK) {
+        return e;
+    }
+    if (!fits_budget(c, env_len)) {
+        *blocked = true;
+        return KETEN_OK;
+    }
     if (m.rcpt[i].state == STORE_QUEUED) {
         if ((e = audit_delivered(b, msg_id, m.sender, c->node, NULL)) != KETEN_OK) {
             return e;
@@ -116,11 +160,10 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
         if ((e = store_msg_put(b->st, b->txn, &m)) != KETEN_OK) {
             return e;
         }
-    }
-    const uint8_t *env = NULL;
-    size_t env_len = 0;
-    if ((e = store_envelope_get(b->st, b->txn, leaf, &env, &env_len)) != KETEN_OK) {
-        return e;
+        /* The write may have moved the envelope's page: read it again. */
+        if ((e = store_envelope_get(b->st, b->txn, leaf, &env, &env_len)) != KETEN_OK) {
+            return e;
+        }
     }
     Keten__Deliver d = KETEN__DELIVER__INIT;
     d.envelope.data = (uint8_t *)env;
@@ -133,6 +176,7 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
         return e;
     }
     *budget = env_len >= *budget ? 0 : *budget - env_len;
+    c->flight.bytes += env_len;
     *sent = true;
     metrics_delivery(b->m);
     return KETEN_OK;
@@ -140,7 +184,7 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
 
 keten_err deliver_pump(broker *b, conn *c, size_t *budget)
 {
-    while (!c->revoked && c->credit > 0 && c->more && *budget > 0) {
+    while (!c->revoked && c->credit > 0 && c->more && !c->flight.full && *budget > 0) {
         uint64_t from = c->has_cursor ? c->cursor + 1 : 0;
         if (c->has_cursor && c->cursor == UINT64_MAX) {
             c->more = false;
@@ -157,12 +201,16 @@ keten_err deliver_pump(broker *b, conn *c, size_t *budget)
             c->more = false;
             break;
         }
-        c->cursor = leaf;
-        c->has_cursor = true;
-        bool sent = false;
-        if ((e = deliver_one(b, c, leaf, msg_id, budget, &sent)) != KETEN_OK) {
+        bool sent = false, blocked = false;
+        if ((e = deliver_one(b, c, leaf, msg_id, budget, &sent, &blocked)) != KETEN_OK) {
             return e;
         }
+        if (blocked) {
+            c->flight.full = true; /* until a receipt or an expiry frees bytes */
+            break;
+        }
+        c->cursor = leaf;
+        c->has_cursor = true;
         if (sent) {
             c->credit--;
         }
@@ -224,8 +272,8 @@ void deliver_receipt_prep_clear(receipt_prep *rp)
     memset(rp, 0, sizeof *rp);
 }
 
-keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf,
-    const receipt_prep *rp)
+keten_err deliver_receipt(
+    broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf, const receipt_prep *rp)
 {
     deliver_credit(c, 1);
     if (rp->e != KETEN_OK) {
@@ -258,7 +306,8 @@ keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__
         return KETEN_OK; /* repeated receipt */
     }
     uint64_t leaf = 0;
-    if ((e = audit_receipted(b, msg_id, m.sender, c->node, rp->bytes, rp->len, &leaf))
+    if ((e = release_bytes(b, c, m.leaf)) != KETEN_OK
+        || (e = audit_receipted(b, msg_id, m.sender, c->node, rp->bytes, rp->len, &leaf))
             != KETEN_OK
         || (e = store_queue_delete(b->st, b->txn, c->node, m.leaf)) != KETEN_OK) {
         return e;
@@ -287,13 +336,72 @@ keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__
 
 /* ---- notices ----------------------------------------------------------- */
 
-keten_err deliver_notices(broker *b, conn *c)
+/* Stage the stored notice leaf of c's node for c; *found false if it is no
+ * longer stored. */
+static keten_err stage_notice(broker *b, conn *c, uint64_t leaf, bool *found)
 {
-    if (!c->notices || c->revoked) {
+    const uint8_t *frame = NULL;
+    size_t len = 0;
+    *found = false;
+    keten_err e = store_notice_get(b->st, b->txn, c->node, leaf, &frame, &len);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        keten_err_clear();
         return KETEN_OK;
     }
+    if (e != KETEN_OK || (e = outq_raw(b->out, c, frame, len)) != KETEN_OK) {
+        return e;
+    }
+    *found = true;
+    b->notices_staged++;
+    metrics_notice_sent(b->m);
+    return KETEN_OK;
+}
+
+static void forget_notice(conn *c, size_t i)
+{
+    c->flight.notices[i] = c->flight.notices[--c->flight.n_notices];
+}
+
+/* Send again the notices unconfirmed for DELIVER_NOTICE_RESEND_MS. */
+static keten_err resend_notices(broker *b, conn *c, uint64_t mono)
+{
+    size_t i = 0;
+    while (i < c->flight.n_notices) {
+        conn_notice *cn = &c->flight.notices[i];
+        if (mono - cn->sent_ms < DELIVER_NOTICE_RESEND_MS) {
+            i++;
+            continue;
+        }
+        bool found = false;
+        keten_err e = stage_notice(b, c, cn->leaf, &found);
+        if (e != KETEN_OK) {
+            return e;
+        }
+        if (!found) {
+            forget_notice(c, i); /* gone from the store: nothing to wait for */
+            continue;
+        }
+        cn->sent_ms = mono;
+        metrics_notice_resent(b->m);
+        i++;
+    }
+    return KETEN_OK;
+}
+
+/* Send the notices after c's notice cursor, oldest first, while fewer than
+ * CONN_NOTICES_IN_FLIGHT are unconfirmed. */
+static keten_err send_new_notices(broker *b, conn *c, uint64_t mono)
+{
+    if (c->flight.has_notice_cursor && c->flight.notice_cursor == UINT64_MAX) {
+        c->notices = false;
+        return KETEN_OK;
+    }
+    uint64_t from = c->flight.has_notice_cursor ? c->flight.notice_cursor + 1 : 0;
     uint8_t key[STORE_NODE_KEY_MAX];
-    size_t klen = store_node_key(c->node, 0, key);
+    size_t klen = store_node_key(c->node, from, key);
+    if (klen == 0) {
+        return keten_err_set(KETEN_ERR_INVALID, "notices of an invalid node id");
+    }
     size_t plen = klen - 8;
     MDB_cursor *cur = NULL;
     int rc = mdb_cursor_open(b->txn, b->st->notices, &cur);
@@ -301,14 +409,17 @@ keten_err deliver_notices(broker *b, conn *c)
         return store_lmdb_err(rc, "opening the notices");
     }
     keten_err e = KETEN_OK;
-    size_t n = 0;
-    for (;;) {
-        if (n == DELIVER_NOTICES_PER_BATCH) {
-            goto out; /* more next time; the flag stays */
+    MDB_val k = { klen, key }, v;
+    MDB_cursor_op op = MDB_SET_RANGE;
+    bool end = false;
+    for (size_t n = 0; n < DELIVER_NOTICES_PER_BATCH; n++) {
+        if (c->flight.n_notices == CONN_NOTICES_IN_FLIGHT) {
+            break; /* more once some are confirmed; the flag stays */
         }
-        MDB_val k = { klen, key }, v;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        rc = mdb_cursor_get(cur, &k, &v, op);
+        op = MDB_NEXT;
         if (rc == MDB_NOTFOUND) {
+            end = true;
             break;
         }
         if (rc != 0) {
@@ -316,21 +427,78 @@ keten_err deliver_notices(broker *b, conn *c)
             goto out;
         }
         if (k.mv_size != klen || memcmp(k.mv_data, key, plen) != 0) {
+            end = true; /* another node's notices */
             break;
         }
+        uint64_t leaf = store_get_be64((const uint8_t *)k.mv_data + plen);
         if ((e = outq_raw(b->out, c, v.mv_data, v.mv_size)) != KETEN_OK) {
             goto out;
         }
-        if ((rc = mdb_cursor_del(cur, 0)) != 0) {
-            e = store_lmdb_err(rc, "deleting a sent notice");
-            goto out;
+        b->notices_staged++;
+        metrics_notice_sent(b->m);
+        c->flight.notices[c->flight.n_notices++] = (conn_notice) { leaf, mono };
+        c->flight.notice_cursor = leaf;
+        c->flight.has_notice_cursor = true;
+        if (leaf == UINT64_MAX) {
+            end = true;
+            break;
         }
-        n++;
     }
-    c->notices = false;
+    if (end) {
+        c->notices = false; /* until notify() stores another one */
+    }
 out:
     mdb_cursor_close(cur);
     return e;
+}
+
+keten_err deliver_notices(broker *b, conn *c)
+{
+    if (c->revoked) {
+        return KETEN_OK;
+    }
+    uint64_t mono = keten_mono_ms();
+    keten_err e = resend_notices(b, c, mono);
+    if (e == KETEN_OK && c->notices) {
+        e = send_new_notices(b, c, mono);
+    }
+    return e;
+}
+
+keten_err deliver_notice_ack(broker *b, conn *c, const Keten__NoticeAck *na)
+{
+    size_t n = na->n_leaf_indexes;
+    if (n > DELIVER_NOTICE_ACK_MAX) {
+        KETEN_LOG(KETEN_LOG_WARNING, "notice confirmation too long; the rest ignored",
+            "node=%s leaf_indexes=%zu read=%d", c->node, n, DELIVER_NOTICE_ACK_MAX);
+        for (size_t i = DELIVER_NOTICE_ACK_MAX; i < n; i++) {
+            metrics_notice_ack_unknown(b->m);
+        }
+        n = DELIVER_NOTICE_ACK_MAX;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t leaf = na->leaf_indexes[i];
+        bool found = false;
+        keten_err e = store_notice_delete(b->st, b->txn, c->node, leaf, &found);
+        if (e != KETEN_OK) {
+            return e;
+        }
+        if (!found) {
+            /* Confirmed before, or never this node's: nothing to do. */
+            metrics_notice_ack_unknown(b->m);
+            KETEN_LOG(KETEN_LOG_DEBUG, "confirmation of no notice of this node ignored",
+                "node=%s leaf=%llu", c->node, (unsigned long long)leaf);
+            continue;
+        }
+        metrics_notice_confirmed(b->m);
+        for (size_t j = 0; j < c->flight.n_notices; j++) {
+            if (c->flight.notices[j].leaf == leaf) {
+                forget_notice(c, j);
+                break;
+            }
+        }
+    }
+    return KETEN_OK;
 }
 
 /* ---- expiry ------------------------------------------------------------ */
@@ -344,7 +512,9 @@ static keten_err expire_one(
     for (size_t i = 0; i < m->n_rcpt; i++) {
         if (m->rcpt[i].state != STORE_RECEIPTED) {
             open[n++] = m->rcpt[i].id;
-            if ((e = store_queue_delete(b->st, b->txn, m->rcpt[i].id, m->leaf)) != KETEN_OK) {
+            conn *rc = conns_find_node(b->conns, m->rcpt[i].id);
+            if ((e = release_bytes(b, rc, m->leaf)) != KETEN_OK
+                || (e = store_queue_delete(b->st, b->txn, m->rcpt[i].id, m->leaf)) != KETEN_OK) {
                 return e;
             }
         }

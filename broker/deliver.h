@@ -6,10 +6,18 @@
  * staged in b->out and sent after the commit.
  *
  * Delivery: a connection's queue is read oldest first from just after its
- * cursor, at most `credit` deliveries; the first delivery of a message to a
- * recipient is audited ("delivered", once per recipient, the broker's
- * claim); a new connection starts again at the oldest entry, so whatever was
- * in flight on a lost connection is delivered again.
+ * cursor, at most `credit` deliveries, and at most BROKER_INFLIGHT_BYTES_MAX
+ * envelope bytes in flight (handed out on this connection and not yet
+ * receipted or expired; when nothing is in flight one delivery goes
+ * whatever its size, so a large message is never stuck); the first delivery
+ * of a message to a recipient is audited ("delivered", once per recipient,
+ * the broker's claim); a new connection starts again at the oldest entry,
+ * with nothing in flight, so whatever was in flight on a lost connection is
+ * delivered again. A delivery the node refuses (it returns the credit but
+ * sends no receipt) keeps its bytes counted until the message expires or
+ * the connection is replaced: a returned credit cannot say which delivery
+ * it stands for, and a node that does not read must not free budget by
+ * returning credit.
  *
  * Receipt: verified against the recipient's current certificate (signature,
  * canonical body, recipient and serial) and the network by
@@ -23,9 +31,17 @@
  * for a message already receipted or gone is ignored.
  *
  * Notices (forwarded receipts, expiry notices) are stored under the
- * sender's id and sent, then deleted, while the sender is connected. They
- * are not acknowledged by nodes: one sent just as the connection died is
- * lost (the sender still has its ack and can check the log).
+ * sender's id and the leaf index of their audit record, and stay stored
+ * until the sender confirms them with a NoticeAck naming that leaf index
+ * (deliver_notice_ack(), in the batch's transaction). Each connection sends
+ * them oldest first, at most CONN_NOTICES_IN_FLIGHT unconfirmed at a time,
+ * and sends one again when it is still unconfirmed DELIVER_NOTICE_RESEND_MS
+ * after it was sent; a new connection (and so a restarted broker) starts
+ * again from the oldest unconfirmed one. So a notice survives a broker
+ * crash after the commit and a frame sent to a connection that died; the
+ * node records notices idempotently. A NoticeAck can delete only notices of
+ * the node that sent it; a leaf index it names that is not such a notice is
+ * ignored (counted in a metric), never an error.
  *
  * Expiry: at expires_at a message still unreceipted by some recipient is
  * audited ("expired", listing them), removed from their queues and deleted;
@@ -42,6 +58,8 @@
 #include "err.h"
 
 #define DELIVER_NOTICES_PER_BATCH 256
+#define DELIVER_NOTICE_RESEND_MS 10000 /* an unconfirmed notice is sent again after this */
+#define DELIVER_NOTICE_ACK_MAX 4096 /* leaf indexes read from one NoticeAck */
 #define DELIVER_DETAIL_MAX 200
 #define DELIVER_EXPIRE_PER_BATCH 1000
 #define DELIVER_PRUNE_PER_BATCH 1000
@@ -73,8 +91,12 @@ void deliver_receipt_prep_clear(receipt_prep *rp);
 keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf,
     const receipt_prep *rp) KETEN_MUST_CHECK;
 
-/* Send (and delete) the notices waiting for c. */
+/* Send c the notices it has not been sent yet (up to its in-flight cap),
+ * and again those unconfirmed for DELIVER_NOTICE_RESEND_MS. */
 keten_err deliver_notices(broker *b, conn *c) KETEN_MUST_CHECK;
+
+/* A NoticeAck from c: delete the notices of c's node it names. */
+keten_err deliver_notice_ack(broker *b, conn *c, const Keten__NoticeAck *na) KETEN_MUST_CHECK;
 
 /* Expire what is due at b->now; forget msg_ids older than the horizon. */
 keten_err deliver_expire(broker *b) KETEN_MUST_CHECK;

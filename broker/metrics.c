@@ -73,6 +73,26 @@ void metrics_expired(metrics *m)
     atomic_fetch_add(&m->expired, 1);
 }
 
+void metrics_notice_sent(metrics *m)
+{
+    atomic_fetch_add(&m->notices_sent, 1);
+}
+
+void metrics_notice_resent(metrics *m)
+{
+    atomic_fetch_add(&m->notices_resent, 1);
+}
+
+void metrics_notice_confirmed(metrics *m)
+{
+    atomic_fetch_add(&m->notices_confirmed, 1);
+}
+
+void metrics_notice_ack_unknown(metrics *m)
+{
+    atomic_fetch_add(&m->notice_acks_unknown, 1);
+}
+
 void metrics_auth_failed(metrics *m)
 {
     atomic_fetch_add(&m->auth_failed, 1);
@@ -229,7 +249,8 @@ static void store_metrics(page *p, store *st)
     }
     MDB_stat ms;
     if (mdb_stat(txn, st->notices, &ms) == 0) {
-        gauge(p, "keten_notices_pending", "Frames waiting for offline senders.", ms.ms_entries);
+        gauge(
+            p, "keten_notices_pending", "Notices not yet confirmed by their node.", ms.ms_entries);
     }
     mdb_txn_abort(txn);
 }
@@ -268,6 +289,17 @@ static char *render(metrics *m, size_t *len)
     counter(&p, "keten_receipts_total", "Receipts verified.", atomic_load(&m->receipts));
     counter(&p, "keten_expired_total", "Messages expired before every receipt.",
         atomic_load(&m->expired));
+    counter(&p, "keten_notices_sent_total",
+        "Notice frames (forwarded receipts, expiry notices) sent, resends included.",
+        atomic_load(&m->notices_sent));
+    counter(&p, "keten_notices_resent_total",
+        "Notices sent again because the node had not confirmed them in time.",
+        atomic_load(&m->notices_resent));
+    counter(&p, "keten_notices_confirmed_total", "Notices confirmed by their node and deleted.",
+        atomic_load(&m->notices_confirmed));
+    counter(&p, "keten_notice_acks_unknown_total",
+        "Leaf indexes in NoticeAck frames that named no notice of the sending node (ignored).",
+        atomic_load(&m->notice_acks_unknown));
     counter(&p, "keten_auth_failed_total", "Refused keys and frames of revoked nodes.",
         atomic_load(&m->auth_failed));
     gauge(&p, "keten_audit_tree_size", "Leaves in the audit log.", atomic_load(&m->tree_size));

@@ -13,7 +13,12 @@
  *   keten_expired_total                     messages expired undelivered
  *   keten_auth_failed_total                 refused keys and revoked nodes' frames
  *   keten_queue_depth{node="id"}            undelivered/unreceipted entries per node
- *   keten_notices_pending                   frames waiting for offline senders
+ *   keten_notices_pending                   notices not yet confirmed by their node
+ *   keten_notices_sent_total                notice frames sent (resends included)
+ *   keten_notices_resent_total              notices sent again, unconfirmed in time
+ *   keten_notices_confirmed_total           notices confirmed (NoticeAck) and deleted
+ *   keten_notice_acks_unknown_total         NoticeAck leaf indexes naming no notice
+ *                                           of the sending node (ignored)
  *   keten_audit_tree_size                   leaves in the audit log
  *   keten_checkpoint_tree_size              tree size of the latest checkpoint
  *   keten_batch_size (histogram)            frames per batch (one transaction)
@@ -46,6 +51,7 @@ typedef struct store store;
 
 typedef struct metrics {
     atomic_uint_fast64_t submits, deliveries, receipts, expired, auth_failed;
+    atomic_uint_fast64_t notices_sent, notices_resent, notices_confirmed, notice_acks_unknown;
     atomic_uint_fast64_t rejects[METRICS_REASONS];
     atomic_uint_fast64_t tree_size, checkpoint_size, dir_version, connected;
     atomic_bool dir_stale, insecure_key;
@@ -66,6 +72,10 @@ void metrics_reject(metrics *m, Keten__Reason reason);
 void metrics_delivery(metrics *m);
 void metrics_receipt(metrics *m);
 void metrics_expired(metrics *m);
+void metrics_notice_sent(metrics *m);
+void metrics_notice_resent(metrics *m);
+void metrics_notice_confirmed(metrics *m);
+void metrics_notice_ack_unknown(metrics *m);
 void metrics_auth_failed(metrics *m);
 void metrics_tree_size(metrics *m, uint64_t n);
 void metrics_checkpoint(metrics *m, uint64_t size);

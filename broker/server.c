@@ -19,6 +19,7 @@
 #include "dirstate.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "outq.h"
 #include "passphrase.h"
 #include "pb.h"
@@ -27,6 +28,7 @@
 #include "submit.h"
 #include "util.h"
 #include "zap.h"
+#include "zctx.h"
 
 #define POLL_MS 100
 #define ZAP_PER_ROUND 64
@@ -35,6 +37,9 @@
 #define HEARTBEAT_TIMEOUT_MS 30000
 #define LINGER_MS 2000
 #define FAULT_ENV "KETEN_BROKER_FAULT"
+/* Test hook: the broker's wall clock, shifted by this many ms (may be
+ * negative), to show that audit times never go back when a clock does. */
+#define CLOCK_ENV "KETEN_BROKER_TEST_CLOCK_OFFSET_MS"
 #define VERIFY_THREADS_ENV "KETEN_BROKER_VERIFY_THREADS"
 
 /* ---- shared helpers (broker.h) ------------------------------------------ */
@@ -77,6 +82,7 @@ typedef struct conn_snapshot {
     uint32_t credit;
     uint64_t cursor;
     bool has_cursor, more, notices;
+    conn_flight flight;
 } conn_snapshot;
 
 /* A batch applied in the open write transaction b->txn, not yet committed,
@@ -97,6 +103,8 @@ typedef struct server {
     int sigfd;
     bool stopping, reload;
     bool fault_kill_after_commit;
+    bool fault_kill_after_notice; /* after a commit whose batch staged a notice */
+    int64_t clock_offset_ms; /* CLOCK_ENV */
     pool *pool; /* verifier threads (pool.h) */
     batchbuf bufs[2];
     batchbuf *cur; /* frames being read and verified */
@@ -220,6 +228,17 @@ static keten_err open_sockets(server *s)
     return KETEN_OK;
 }
 
+/* The wall clock (ms), with the test hook's offset. */
+static uint64_t broker_clock(const server *s)
+{
+    uint64_t now = keten_now_ms();
+    if (s->clock_offset_ms < 0) {
+        uint64_t back = (uint64_t)(-s->clock_offset_ms);
+        return now > back ? now - back : 0;
+    }
+    return now + (uint64_t)s->clock_offset_ms;
+}
+
 static void close_sockets(server *s)
 {
     if (s->router != NULL) {
@@ -236,10 +255,7 @@ static void close_sockets(server *s)
             *socks[i] = NULL;
         }
     }
-    if (s->ctx != NULL) {
-        zmq_ctx_term(s->ctx);
-        s->ctx = NULL;
-    }
+    (void)keten_zctx_term(&s->ctx, KETEN_ZCTX_TERM_MS);
 }
 
 /* ---- signals, monitor, ZAP ---------------------------------------------- */
@@ -253,6 +269,7 @@ static void read_signals(server *s)
         } else {
             if (!s->stopping) {
                 KETEN_LOG(KETEN_LOG_NOTICE, "stopping after this batch", "signal=%u", si.ssi_signo);
+                keten_notify_stopping();
             }
             s->stopping = true;
         }
@@ -470,8 +487,8 @@ static void pool_begin(server *s)
     bb->dir_fresh = submits ? dirstate_fresh(b) : true;
     s->n_acks_job = 0;
     if (s->pend.open) {
-        s->n_acks_job = outq_sign_begin(b->out, keten_directory_network(broker_dir(b)),
-            b->me->log_sk);
+        s->n_acks_job
+            = outq_sign_begin(b->out, keten_directory_network(broker_dir(b)), b->me->log_sk);
     }
     pool_start(s->pool, s->n_acks_job + bb->n, pool_job, s);
 }
@@ -510,8 +527,8 @@ static keten_err snapshot(server *s)
     }
     for (size_t i = 0; i < cs->n; i++) {
         conn *c = cs->v[i];
-        s->snap[i]
-            = (conn_snapshot) { c, c->credit, c->cursor, c->has_cursor, c->more, c->notices };
+        s->snap[i] = (conn_snapshot) { c, c->credit, c->cursor, c->has_cursor, c->more, c->notices,
+            c->flight };
     }
     s->pend.n_snap = cs->n;
     return KETEN_OK;
@@ -530,6 +547,7 @@ static void restore(server *s)
         c->has_cursor = s->snap[i].has_cursor;
         c->more = s->snap[i].more;
         c->notices = s->snap[i].notices;
+        c->flight = s->snap[i].flight;
     }
     s->b.cp->last_size = s->pend.cp_size;
     s->b.cp->last_mono_ms = s->pend.cp_ms;
@@ -575,6 +593,8 @@ static keten_err dispatch(broker *b, item *it)
     }
     case KETEN__FRAME__BODY_RECEIPT:
         return deliver_receipt(b, c, rid, f->receipt, &it->rprep);
+    case KETEN__FRAME__BODY_NOTICE_ACK:
+        return deliver_notice_ack(b, c, f->notice_ack);
     case KETEN__FRAME__BODY_DIRECTORY_REQUEST:
         return dirstate_serve(b, c, rid, f->directory_request->after_version);
     case KETEN__FRAME__BODY_COSIGNATURE:
@@ -707,8 +727,8 @@ static keten_err retry_degraded(server *s, batchbuf *bb, keten_err e, uint64_t *
     if (e == KETEN_ERR_STORE_FULL) {
         e = apply(s, bb, MODE_DEGRADED);
         if (e == KETEN_OK) {
-            s->n_acks_job = outq_sign_begin(
-                b->out, keten_directory_network(broker_dir(b)), b->me->log_sk);
+            s->n_acks_job
+                = outq_sign_begin(b->out, keten_directory_network(broker_dir(b)), b->me->log_sk);
             pool_run(s->pool, s->n_acks_job, pool_job, s);
             (void)pool_end(s);
             e = commit(s, commit_us);
@@ -743,8 +763,8 @@ static void finish(server *s)
     if (e == KETEN_OK) {
         drop_events(b, s->pend.n_events);
         if (unsigned_acks > 0) {
-            KETEN_LOG(KETEN_LOG_ERR, "acks not sent: signing failed after the commit",
-                "count=%zu", unsigned_acks);
+            KETEN_LOG(KETEN_LOG_ERR, "acks not sent: signing failed after the commit", "count=%zu",
+                unsigned_acks);
         }
     } else {
         outq_clear(b->out);
@@ -756,12 +776,14 @@ static void finish(server *s)
         if (bb->n > 0) {
             metrics_batch(b->m, bb->n, commit_us);
         }
-        if (s->fault_kill_after_commit && atomic_load(&b->m->submits) > s->pend.submits_before) {
+        if ((s->fault_kill_after_commit && atomic_load(&b->m->submits) > s->pend.submits_before)
+            || (s->fault_kill_after_notice && b->notices_staged > 0)) {
             KETEN_LOG(KETEN_LOG_WARNING, "test hook: killed after the commit, before the acks",
                 "env=%s", FAULT_ENV);
             raise(SIGKILL);
         }
     }
+    b->notices_staged = 0;
     outq_flush(b->out, s->router);
     free_items(bb);
     size_t live = 0;
@@ -814,6 +836,16 @@ static void handle_zap(server *s)
     }
 }
 
+/* READY=1 to the service manager, with what the broker serves as STATUS=. */
+static void notify_ready(const server *s, const char *what)
+{
+    const broker *b = &s->b;
+    char status[KETEN_NOTIFY_STATUS_MAX];
+    snprintf(status, sizeof status, "directory version %llu%s; listening on %s",
+        (unsigned long long)keten_directory_version(broker_dir(b)), what, b->cfg->listen);
+    keten_notify_ready(status);
+}
+
 /* SIGHUP, at a point where no transaction is open. A newly installed
  * directory invalidates what was verified against the old one: the frames
  * waiting in s->cur are verified again. */
@@ -822,6 +854,7 @@ static void reload(server *s)
     broker *b = &s->b;
     s->reload = false;
     bool installed = false;
+    keten_notify_reloading();
     keten_err e = dirstate_reload(b, &installed);
     if (e != KETEN_OK) {
         outq_clear(b->out);
@@ -837,6 +870,7 @@ static void reload(server *s)
         pool_begin(s);
         (void)pool_end(s);
     }
+    notify_ready(s, installed ? " (installed from the file)" : "");
 }
 
 /*
@@ -864,9 +898,10 @@ static void loop(server *s)
             s->stopping = last = true;
         }
         read_signals(s);
+        keten_notify_watchdog_tick(keten_mono_ms());
         read_monitor(s);
         handle_zap(s);
-        b->now = keten_now_ms();
+        b->now = broker_clock(s);
         if (!last) {
             read_frames(s);
         }
@@ -934,9 +969,25 @@ keten_err server_run(const broker_config *cfg)
         e = keten_err_set(KETEN_ERR_NOMEM, "broker state");
         goto out;
     }
+    const char *offset = getenv(CLOCK_ENV);
+    if (offset != NULL) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(offset, &end, 10);
+        const long long day = (long long)KETEN_MS_PER_DAY;
+        if (errno != 0 || end == offset || *end != '\0' || v < -day || v > day) {
+            e = keten_err_set(
+                KETEN_ERR_INVALID, "%s must be a number of ms within a day", CLOCK_ENV);
+            goto out;
+        }
+        s->clock_offset_ms = v;
+        KETEN_LOG(KETEN_LOG_WARNING, "test hook armed: the broker's clock is shifted",
+            "env=%s offset_ms=%lld", CLOCK_ENV, v);
+    }
     const char *fault = getenv(FAULT_ENV);
-    if (fault != NULL && strcmp(fault, "kill-after-commit") == 0) {
-        s->fault_kill_after_commit = true;
+    s->fault_kill_after_notice = fault != NULL && strcmp(fault, "kill-after-notice") == 0;
+    if (fault != NULL && (strcmp(fault, "kill-after-commit") == 0 || s->fault_kill_after_notice)) {
+        s->fault_kill_after_commit = !s->fault_kill_after_notice;
         KETEN_LOG(KETEN_LOG_WARNING, "test hook armed: the broker will kill itself after a commit",
             "env=%s", FAULT_ENV);
     }
@@ -946,7 +997,7 @@ keten_err server_run(const broker_config *cfg)
     if ((e = store_open(cfg->home, cfg->map_size, &b->st)) != KETEN_OK) {
         goto out;
     }
-    b->now = keten_now_ms();
+    b->now = broker_clock(s);
     if ((e = dirstate_open(b, cfg->anchor_path, cfg->directory_path)) != KETEN_OK) {
         goto out;
     }
@@ -967,6 +1018,8 @@ keten_err server_run(const broker_config *cfg)
         "node=%s listen=%s directory_version=%llu map_size=%llu verify_threads=%u", b->me->id,
         cfg->listen, (unsigned long long)keten_directory_version(broker_dir(b)),
         (unsigned long long)b->st->map_size, pool_threads(s->pool));
+    /* The store is open, the ZAP handler and the ROUTER socket are bound. */
+    notify_ready(s, "");
     loop(s);
     KETEN_LOG(KETEN_LOG_NOTICE, "broker stopped", "%s", "");
 out:

@@ -40,10 +40,18 @@
  * reconnecting); the in-memory delivery state of the failed batch is rolled
  * back.
  *
+ * Under systemd (notify.h): READY=1 once the store is open and the ZAP
+ * handler, the ROUTER socket (and the metrics server, if any) are bound,
+ * with the directory version as STATUS=; RELOADING=1 before and READY=1
+ * after a SIGHUP reload; STOPPING=1 at the first SIGTERM/SIGINT; WATCHDOG=1
+ * from every round of the loop.
+ *
  * Test hook: with KETEN_BROKER_FAULT=kill-after-commit in the environment
  * the broker kills itself with SIGKILL right after the first commit that
  * accepted a submit, before any ack is sent (fault tests of
- * "kill -9 between commit and ack"). It is logged at start.
+ * "kill -9 between commit and ack"); with KETEN_BROKER_FAULT=kill-after-notice,
+ * right after the first commit of a batch that staged a notice (a forwarded
+ * receipt or an expiry notice), before it is sent. It is logged at start.
  */
 #ifndef KETEN_BROKER_SERVER_H
 #define KETEN_BROKER_SERVER_H

@@ -93,6 +93,21 @@ static uint64_t reserve_for(uint64_t map_size)
     return r;
 }
 
+/* Resident file-backed (and shared) pages of this process, or 0. */
+static uint64_t file_pages(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, resident = 0, shared = 0;
+    if (f == NULL) {
+        return 0;
+    }
+    if (fscanf(f, "%llu %llu %llu", &size, &resident, &shared) != 3) {
+        shared = 0;
+    }
+    fclose(f);
+    return shared;
+}
+
 /* Where LMDB mapped data_path (it does not say: mdb_env_info() gives the
  * address only for MDB_FIXEDMAP): the mapping of that file in
  * /proc/self/maps. Not found: no trimming, nothing else changes. */
@@ -114,8 +129,8 @@ static void find_map(store *s, const char *data_path)
             line[--n] = '\0';
         }
         unsigned long lo = 0, hi = 0;
-        if (n < rlen || strcmp(line + n - rlen, real) != 0
-            || sscanf(line, "%lx-%lx", &lo, &hi) != 2 || hi <= lo) {
+        if (n < rlen || strcmp(line + n - rlen, real) != 0 || sscanf(line, "%lx-%lx", &lo, &hi) != 2
+            || hi <= lo) {
             continue;
         }
         if (s->map_addr == NULL || (uintptr_t)lo < (uintptr_t)s->map_addr) {
@@ -219,6 +234,7 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
     char data_path[PATH_MAX + 16];
     snprintf(data_path, sizeof data_path, "%s/data.mdb", path);
     find_map(s, data_path);
+    s->file_pages_base = file_pages();
     s->reserve = reserve_for(s->map_size);
     if ((e = store_begin(s, true, &txn)) != KETEN_OK) {
         goto fail;
@@ -378,15 +394,37 @@ void store_mark_full(store *self, uint64_t now_ms)
     atomic_store(&self->full, true);
 }
 
-void store_trim(store *self, uint64_t mono_ms)
+/* Drop the map's pages if more than the slack of them are mapped. */
+static void trim_if_needed(store *self)
 {
-    if (self->map_addr == NULL || mono_ms - self->last_trim_ms < STORE_TRIM_MS) {
+    self->random_reads = 0;
+    if (self->map_addr == NULL) {
         return;
     }
-    self->last_trim_ms = mono_ms;
+    uint64_t pages = file_pages();
+    if (pages <= self->file_pages_base + STORE_TRIM_SLACK / self->page_size) {
+        return;
+    }
     /* The map is read-only and shared (no MDB_WRITEMAP): dropping its page
      * table entries loses nothing. A failure only means no trim. */
     (void)madvise(self->map_addr, self->map_len, MADV_DONTNEED);
+}
+
+void store_trim(store *self, uint64_t mono_ms)
+{
+    if (mono_ms - self->last_trim_ms < STORE_TRIM_MS) {
+        return;
+    }
+    self->last_trim_ms = mono_ms;
+    trim_if_needed(self);
+}
+
+/* A read of `seen` (random msg_id keys) maps a page somewhere in it. */
+static void random_read(store *self)
+{
+    if (++self->random_reads >= STORE_TRIM_RANDOM) {
+        trim_if_needed(self);
+    }
 }
 
 /* ---- messages ---------------------------------------------------------- */
@@ -506,8 +544,8 @@ keten_err store_msg_get(store *self, MDB_txn *txn, uint64_t leaf, store_msg *out
     return KETEN_OK;
 }
 
-keten_err store_msg_find(store *self, MDB_txn *txn,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], store_msg *out, bool *found)
+keten_err store_msg_find(store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    store_msg *out, bool *found)
 {
     store_seen seen;
     bool known = false;
@@ -600,8 +638,8 @@ keten_err store_envelope_get(
     return KETEN_OK;
 }
 
-keten_err store_msg_accept(
-    store *self, MDB_txn *txn, const store_msg *m, const uint8_t *env, size_t env_len, uint64_t now_ms)
+keten_err store_msg_accept(store *self, MDB_txn *txn, const store_msg *m, const uint8_t *env,
+    size_t env_len, uint64_t now_ms)
 {
     keten_err e = store_msg_put(self, txn, m);
     if (e != KETEN_OK) {
@@ -661,6 +699,7 @@ keten_err store_seen_get(store *self, MDB_txn *txn, const uint8_t msg_id[static 
     store_seen *out, bool *found)
 {
     *found = false;
+    random_read(self);
     MDB_val k = { KETEN_MSG_ID_BYTES, (void *)msg_id }, v;
     int rc = mdb_get(txn, self->seen, &k, &v);
     if (rc == MDB_NOTFOUND) {
@@ -745,6 +784,51 @@ keten_err store_notice_put(
     if (rc != 0) {
         return store_lmdb_err(rc, "storing a notice");
     }
+    return KETEN_OK;
+}
+
+keten_err store_notice_delete(
+    store *self, MDB_txn *txn, const char *node, uint64_t seq, bool *found)
+{
+    *found = false;
+    uint8_t k[STORE_NODE_KEY_MAX];
+    size_t n = store_node_key(node, seq, k);
+    if (n == 0) {
+        return keten_err_set(KETEN_ERR_INVALID, "notice of an invalid node id");
+    }
+    MDB_val kk = { n, k };
+    int rc = mdb_del(txn, self->notices, &kk, NULL);
+    if (rc == MDB_NOTFOUND) {
+        return KETEN_OK;
+    }
+    if (rc != 0) {
+        return store_lmdb_err(rc, "deleting a confirmed notice");
+    }
+    *found = true;
+    return KETEN_OK;
+}
+
+keten_err store_notice_get(
+    store *self, MDB_txn *txn, const char *node, uint64_t seq, const uint8_t **frame, size_t *len)
+{
+    *frame = NULL;
+    *len = 0;
+    uint8_t k[STORE_NODE_KEY_MAX];
+    size_t n = store_node_key(node, seq, k);
+    if (n == 0) {
+        return keten_err_set(KETEN_ERR_INVALID, "notice of an invalid node id");
+    }
+    MDB_val kk = { n, k }, vv;
+    int rc = mdb_get(txn, self->notices, &kk, &vv);
+    if (rc == MDB_NOTFOUND) {
+        return keten_err_set(
+            KETEN_ERR_NOT_FOUND, "no notice %llu for %s", (unsigned long long)seq, node);
+    }
+    if (rc != 0) {
+        return store_lmdb_err(rc, "reading a notice");
+    }
+    *frame = vv.mv_data;
+    *len = vv.mv_size;
     return KETEN_OK;
 }
 

@@ -14,8 +14,10 @@
  *   seen-time    first seen (8 BE) | msg_id -> (empty), to forget msg_ids
  *                after the retry horizon
  *   expiry       expires_at (8 BE) | leaf (8 BE) -> (empty)
- *   notices      node id, NUL, leaf (8 BE) -> a serialized Frame waiting for
- *                that node (forwarded receipts, expiry notices)
+ *   notices      node id, NUL, leaf (8 BE) -> a serialized Frame for that
+ *                node (forwarded receipt, expiry notice; the leaf is its
+ *                "receipted" / "expired" record), kept until the node
+ *                confirms it (NoticeAck)
  *   directories  version (8 BE) -> SignedDirectory bytes
  *   checkpoints  tree size (8 BE) -> signed note with its cosignatures
  *
@@ -28,12 +30,16 @@
  * Durability: the environment is opened without MDB_NOSYNC/MDB_NOMETASYNC,
  * so mdb_txn_commit() returning 0 means the data is on disk.
  *
- * Memory: the map's pages are page cache; store_trim() (after commits, at
- * most every STORE_TRIM_MS) drops this process's mappings of them
- * (madvise MADV_DONTNEED on the read-only map: nothing is lost, the next
- * read maps the page again), so that the broker's resident memory is what
- * it holds itself plus the pages in use, not every page a backlog ever
- * touched.
+ * Memory: the map's pages are page cache. When the process has more than
+ * STORE_TRIM_SLACK bytes of file pages mapped beyond what it had at open
+ * (/proc/self/statm, looked at after commits at most every STORE_TRIM_MS,
+ * and after every STORE_TRIM_RANDOM reads of `seen`, each of which maps its
+ * page and, by the kernel's fault-around, up to 15 neighbours), the store
+ * drops its mappings of the map (madvise MADV_DONTNEED on the read-only
+ * map: nothing is lost, the next read maps the page again). So the
+ * broker's resident memory is what it holds itself plus the pages in use,
+ * not every page a backlog ever touched; a small working set is never
+ * dropped (mapping pages again costs page faults).
  *
  * Full store: store_room() says whether new submits may still be taken: the
  * pages in use (last page number + 1 - free pages) times the page size must
@@ -69,6 +75,8 @@
 #define STORE_RESERVE_MIN (8ull << 20)
 #define STORE_LOG_PREFIX "audit-"
 #define STORE_TRIM_MS 50
+#define STORE_TRIM_RANDOM 128
+#define STORE_TRIM_SLACK (8u << 20)
 
 /* Per-recipient state of a stored message. */
 enum store_rcpt_state {
@@ -113,6 +121,8 @@ typedef struct store {
     uint64_t last_trim_ms; /* store_trim() */
     void *map_addr; /* the map of data.mdb (NULL: not found, no trim) */
     size_t map_len;
+    unsigned random_reads; /* of `seen` since the last look */
+    uint64_t file_pages_base; /* file pages mapped at open (statm "shared") */
 } store;
 
 /* Open (creating HOME/store, 0700) with map_size bytes of map. Only one
@@ -161,8 +171,8 @@ size_t store_node_key(const char *id, uint64_t seq, uint8_t out[static STORE_NOD
 keten_err store_msg_get(
     store *self, MDB_txn *txn, uint64_t leaf, store_msg *out, bool *found) KETEN_MUST_CHECK;
 /* The record of msg_id (through `seen`); *found false if none is held. */
-keten_err store_msg_find(store *self, MDB_txn *txn,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], store_msg *out, bool *found) KETEN_MUST_CHECK;
+keten_err store_msg_find(store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    store_msg *out, bool *found) KETEN_MUST_CHECK;
 /* Write m under m->leaf. */
 keten_err store_msg_put(store *self, MDB_txn *txn, const store_msg *m) KETEN_MUST_CHECK;
 /* Delete the record, its envelope and its expiry entry. */
@@ -170,8 +180,8 @@ keten_err store_msg_delete(store *self, MDB_txn *txn, const store_msg *m) KETEN_
 
 /* Envelope bytes of the message at leaf (pointer into the map);
  * KETEN_ERR_NOT_FOUND. */
-keten_err store_envelope_get(store *self, MDB_txn *txn, uint64_t leaf, const uint8_t **env,
-    size_t *len) KETEN_MUST_CHECK;
+keten_err store_envelope_get(
+    store *self, MDB_txn *txn, uint64_t leaf, const uint8_t **env, size_t *len) KETEN_MUST_CHECK;
 
 /* Store a newly accepted message (m->msg_id, m->leaf set): record, envelope,
  * queue entries, expiry and seen entries. */
@@ -201,6 +211,14 @@ keten_err store_queue_delete(
 /* Add a frame for node under sequence seq (a leaf index). */
 keten_err store_notice_put(store *self, MDB_txn *txn, const char *node, uint64_t seq,
     const uint8_t *frame, size_t len) KETEN_MUST_CHECK;
+/* Delete node's notice seq (confirmed by that node); *found false if there
+ * was none. */
+keten_err store_notice_delete(
+    store *self, MDB_txn *txn, const char *node, uint64_t seq, bool *found) KETEN_MUST_CHECK;
+/* The frame bytes of node's notice seq (a pointer into the map, valid until
+ * the next write in txn); KETEN_ERR_NOT_FOUND. */
+keten_err store_notice_get(store *self, MDB_txn *txn, const char *node, uint64_t seq,
+    const uint8_t **frame, size_t *len) KETEN_MUST_CHECK;
 
 /* ---- backup ----------------------------------------------------------- */
 

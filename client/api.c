@@ -30,12 +30,26 @@ typedef struct waiter {
     uint64_t deadline; /* mono ms */
 } waiter;
 
+/* A reply kept while a batch is held. */
+typedef struct held_reply {
+    uint8_t rid[ROUTING_ID_MAX];
+    size_t rid_len;
+    char *text; /* may hold signal content: wiped before it is freed */
+} held_reply;
+
 struct keten_api {
     void *sock;
     char path[PATH_MAX];
     waiter *waiters;
     size_t n_waiters;
+    bool holding;
+    held_reply *held;
+    size_t n_held, cap_held;
 };
+
+#define HOLD_FAILED_REPLY                                                                          \
+    "{\"ok\":false,\"error\":\"the node could not commit this change to its store (see its "       \
+    "log); nothing of it was kept: try again\",\"exit\":1}"
 
 keten_err keten_api_open(keten_node *node, keten_api **out)
 {
@@ -97,6 +111,11 @@ void keten_api_destroy(keten_api **self_p)
         (void)unlink(self->path);
     }
     free(self->waiters);
+    for (size_t i = 0; i < self->n_held; i++) {
+        sodium_memzero(self->held[i].text, strlen(self->held[i].text));
+        free(self->held[i].text);
+    }
+    free(self->held);
     free(self);
     *self_p = NULL;
 }
@@ -106,22 +125,75 @@ void *keten_api_socket(keten_api *self)
     return self->sock;
 }
 
-static void reply_raw(keten_api *api, const uint8_t *rid, size_t rid_len, json_t *reply)
+static void send_reply(keten_api *api, const uint8_t *rid, size_t rid_len, const char *body)
 {
-    char *text = reply != NULL ? json_dumps(reply, JSON_COMPACT) : NULL;
-    json_decref(reply);
-    const char *body
-        = text != NULL ? text : "{\"ok\":false,\"error\":\"out of memory\",\"exit\":1}";
     if (zmq_send(api->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0
         || zmq_send(api->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0
         || zmq_send(api->sock, body, strlen(body), ZMQ_DONTWAIT) < 0) {
         KETEN_LOG(
             KETEN_LOG_WARNING, "API reply not sent", "error=\"%s\"", zmq_strerror(zmq_errno()));
     }
+}
+
+/* Keep a reply while holding; false (nothing kept) when out of memory. */
+static bool hold_reply(keten_api *api, const uint8_t *rid, size_t rid_len, char *text)
+{
+    if (rid_len > ROUTING_ID_MAX) {
+        return false;
+    }
+    if (api->n_held == api->cap_held) {
+        size_t cap = api->cap_held == 0 ? 16 : 2 * api->cap_held;
+        held_reply *h = realloc(api->held, cap * sizeof *h);
+        if (h == NULL) {
+            return false;
+        }
+        api->held = h;
+        api->cap_held = cap;
+    }
+    held_reply *h = &api->held[api->n_held++];
+    memcpy(h->rid, rid, rid_len);
+    h->rid_len = rid_len;
+    h->text = text;
+    return true;
+}
+
+static void reply_raw(keten_api *api, const uint8_t *rid, size_t rid_len, json_t *reply)
+{
+    char *text = reply != NULL ? json_dumps(reply, JSON_COMPACT) : NULL;
+    json_decref(reply);
+    if (api->holding && text != NULL && hold_reply(api, rid, rid_len, text)) {
+        return;
+    }
+    const char *body = text == NULL ? "{\"ok\":false,\"error\":\"out of memory\",\"exit\":1}"
+        : api->holding              ? HOLD_FAILED_REPLY /* cannot keep it: not durable yet */
+                                    : text;
+    send_reply(api, rid, rid_len, body);
     if (text != NULL) {
         sodium_memzero(text, strlen(text));
         free(text);
     }
+}
+
+void keten_api_hold(keten_api *self)
+{
+    self->holding = true;
+}
+
+void keten_api_release(keten_api *self, bool committed)
+{
+    self->holding = false;
+    for (size_t i = 0; i < self->n_held; i++) {
+        held_reply *h = &self->held[i];
+        send_reply(self, h->rid, h->rid_len, committed ? h->text : HOLD_FAILED_REPLY);
+        sodium_memzero(h->text, strlen(h->text));
+        free(h->text);
+        h->text = NULL;
+    }
+    if (!committed && self->n_held > 0) {
+        KETEN_LOG(KETEN_LOG_ERR, "store commit failed; API requests answered with an error",
+            "replies=%zu", self->n_held);
+    }
+    self->n_held = 0;
 }
 
 static json_t *fail_reply(keten_err e)

@@ -47,6 +47,15 @@ void keten_api_on_readable(keten_node *node);
 /* Answer waiters whose time is up. */
 void keten_api_tick(keten_node *node);
 
+/* Group commit (store.h): between keten_api_hold() and keten_api_release()
+ * replies are kept in order, because they may tell of changes not yet
+ * durable (a send's "pending" answer, a new inbox message). release with
+ * committed=true sends them once the batch's commit succeeded; with
+ * committed=false each kept reply is replaced by an error answer (exit 1:
+ * the node's store could not commit; the request may be tried again). */
+void keten_api_hold(keten_api *self);
+void keten_api_release(keten_api *self, bool committed);
+
 /* A sent message's state changed / a new message is in the inbox. */
 void keten_api_notify_sent(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES]);
 void keten_api_notify_inbox(keten_node *node);

@@ -8,6 +8,7 @@
 #include "cmd.h"
 #include "daemon.h"
 #include "log.h"
+#include "notify.h"
 
 static const char run_usage[]
     = "Usage: keten-node run --home DIR --anchor network.pub --directory DIRECTORY\n"
@@ -18,7 +19,10 @@ static const char run_usage[]
       "directory), send what the local commands hand it, receive, verify, store and\n"
       "receipt messages, and witness the broker's audit log. Commands such as\n"
       "`keten-node send --home DIR` talk to it over ipc://DIR/api.sock (mode 0600).\n"
-      "Logs go to standard error (logfmt, never content). SIGTERM or SIGINT stop it.\n"
+      "Logs go to standard error (logfmt, never content). SIGTERM or SIGINT stop it;\n"
+      "SIGHUP reads the directory file again and installs it if it is newer. Under\n"
+      "systemd (Type=notify) it reports readiness, reloads and stopping, and feeds\n"
+      "the watchdog.\n"
       "\n"
       "Options:\n"
       "  --home DIR                 the node's home (identity.secret, store/)\n"
@@ -116,6 +120,9 @@ int cmd_run(int argc, char **argv)
     keten_log_init("keten-node",
         keten_config_get_bool(kc, "verbose") ? KETEN_LOG_DEBUG : KETEN_LOG_INFO);
     keten_err e = keten_daemon_run(&o); /* kc owns the strings in o: destroy it after */
+    if (e != KETEN_OK) {
+        keten_notify_status("not running: %s", keten_strerror(e));
+    }
     rc = e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
 out:
     keten_config_destroy(&kc);

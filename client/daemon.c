@@ -18,15 +18,18 @@
 #include "inbox.h"
 #include "link.h"
 #include "log.h"
+#include "notify.h"
 #include "outbox.h"
 #include "passphrase.h"
 #include "pb.h"
 #include "util.h"
 #include "witness.h"
+#include "zctx.h"
 
 #define POLL_MS 200
 #define PURGE_EVERY_MS (3600ull * 1000ull)
 #define FRAMES_PER_ROUND 256
+#define FRAMES_PER_BATCH 64 /* broker frames handled in one group commit */
 
 uint64_t keten_node_request_id(keten_node *node)
 {
@@ -183,14 +186,16 @@ static void on_frame(keten_node *node, const Keten__Frame *f)
     }
 }
 
-static void read_frames(keten_node *node)
+/* Handle up to max frames; false when none was waiting or the link must be
+ * made again. */
+static bool read_frames(keten_node *node, int max)
 {
-    for (int i = 0; i < FRAMES_PER_ROUND; i++) {
+    for (int i = 0; i < max; i++) {
         Keten__Frame *f = NULL;
         keten_err e = keten_link_recv(node->link, &f);
         if (e == KETEN_ERR_NOT_FOUND) {
             keten_err_clear();
-            return;
+            return false;
         }
         if (e != KETEN_OK) {
             KETEN_LOG(
@@ -200,9 +205,89 @@ static void read_frames(keten_node *node)
         on_frame(node, f);
         keten_pb_free((ProtobufCMessage **)(void *)&f);
         if (node->relink) {
-            return;
+            return false;
         }
     }
+    return true;
+}
+
+/* Group commit (store.h): the frames and API requests waiting are handled in
+ * batches, each committed with one durable sync; what they send to the
+ * broker or answer to API clients is held until their batch is durable. A
+ * failed commit stores none of the batch: its frames are dropped (the broker
+ * sends again what was not receipted), its API requests answered with an
+ * error, and the notice confirmations it queued forgotten (sent again). */
+static void handle_batched(keten_node *node, bool frames, bool requests)
+{
+    bool more = true;
+    for (int round = 0; more && round < FRAMES_PER_ROUND / FRAMES_PER_BATCH; round++) {
+        size_t acks_before = node->n_notice_acks;
+        keten_err e = keten_store_batch_begin(node->store);
+        bool batch = e == KETEN_OK;
+        if (!batch) { /* each change commits alone, as without batches */
+            KETEN_LOG(KETEN_LOG_WARNING, "no group commit this round", "error=\"%s\"",
+                keten_err_detail());
+            keten_err_clear();
+        } else {
+            keten_link_hold(node->link);
+            keten_api_hold(node->api);
+        }
+        more = frames && read_frames(node, FRAMES_PER_BATCH);
+        if (requests && round == 0) {
+            keten_api_on_readable(node);
+        }
+        if (!batch) {
+            continue;
+        }
+        e = keten_store_batch_end(node->store);
+        if (e != KETEN_OK) {
+            KETEN_LOG(KETEN_LOG_ERR, "group commit failed; nothing of it is stored",
+                "error=\"%s\" detail=\"%s\"", keten_strerror(e), keten_err_detail());
+            keten_err_clear();
+            if (node->n_notice_acks > acks_before) {
+                node->n_notice_acks = acks_before;
+            }
+        }
+        keten_link_release(node->link, e == KETEN_OK);
+        keten_api_release(node->api, e == KETEN_OK);
+    }
+}
+
+/* READY=1 to the service manager, with the node's state as STATUS=. */
+static void notify_ready(const keten_node *node, const char *what)
+{
+    char status[KETEN_NOTIFY_STATUS_MAX];
+    snprintf(status, sizeof status, "node %s, directory version %llu%s; broker %s", node->me->id,
+        (unsigned long long)keten_directory_version(node->dir), what, node->opts.broker);
+    keten_notify_ready(status);
+}
+
+/* SIGHUP: install the --directory file if it verifies and is newer; with
+ * anything else the node goes on with the version it has. */
+static void reload_directory(keten_node *node)
+{
+    char file[512];
+    keten_log_quote(node->opts.directory, file, sizeof file);
+    keten_notify_reloading();
+    KETEN_LOG(KETEN_LOG_NOTICE, "reloading the directory file", "file=%s", file);
+    bool installed = false;
+    keten_err e = keten_dirs_reload(node, &installed);
+    unsigned long long version = (unsigned long long)keten_directory_version(node->dir);
+    const char *what = installed ? " (installed from the file)" : "";
+    if (e != KETEN_OK) {
+        char detail[512];
+        keten_log_quote(keten_err_detail(), detail, sizeof detail);
+        KETEN_LOG(e == KETEN_ERR_ROLLBACK ? KETEN_LOG_WARNING : KETEN_LOG_ERR,
+            "directory file not installed; the installed version stays",
+            "file=%s installed=%llu error=\"%s\" detail=%s", file, version, keten_strerror(e),
+            detail);
+        keten_err_clear();
+        what = " (the reloaded file was refused)";
+    } else if (!installed) {
+        KETEN_LOG(KETEN_LOG_NOTICE, "directory file is the installed version; nothing changed",
+            "file=%s installed=%llu", file, version);
+    }
+    notify_ready(node, what);
 }
 
 static bool read_signals(keten_node *node, int sfd)
@@ -213,7 +298,15 @@ static bool read_signals(keten_node *node, int sfd)
         case SIGTERM:
         case SIGINT:
             KETEN_LOG(KETEN_LOG_NOTICE, "stopping", "signal=%u", si.ssi_signo);
+            if (!node->stop) {
+                keten_notify_stopping();
+            }
             node->stop = true;
+            break;
+        case SIGHUP:
+            if (!node->stop) {
+                reload_directory(node);
+            }
             break;
         case SIGCHLD:
             keten_hook_reap(node);
@@ -247,11 +340,8 @@ static keten_err loop(keten_node *node, int sfd)
         if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
             on_monitor(node);
         }
-        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
-            read_frames(node);
-        }
-        if (rc > 0 && (items[2].revents & ZMQ_POLLIN)) {
-            keten_api_on_readable(node);
+        if (rc > 0 && ((items[0].revents | items[2].revents) & ZMQ_POLLIN)) {
+            handle_batched(node, items[0].revents & ZMQ_POLLIN, items[2].revents & ZMQ_POLLIN);
         }
         if (node->relink) {
             node->relink = false;
@@ -267,6 +357,7 @@ static keten_err loop(keten_node *node, int sfd)
         keten_dirs_tick(node);
         keten_api_tick(node);
         keten_hook_reap(node);
+        keten_notify_watchdog_tick(keten_mono_ms());
         if (keten_mono_ms() - last_purge > PURGE_EVERY_MS) {
             last_purge = keten_mono_ms();
             keten_inbox_purge_seen(node);
@@ -328,6 +419,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
         "node=%s directory=%llu api=%s inclusion_timeout_ms=%llu", node.me->id,
         (unsigned long long)keten_directory_version(node.dir), node.api_endpoint,
         (unsigned long long)opts->inclusion_timeout_ms);
+    /* Ready without waiting for the broker: a node starts while it is down. */
+    notify_ready(&node, "");
     e = loop(&node, sfd);
     if (e == KETEN_OK) {
         KETEN_LOG(KETEN_LOG_NOTICE, "keten-node stopped", "node=%s", node.me->id);
@@ -336,9 +429,7 @@ out:
     keten_api_destroy(&node.api);
     keten_link_destroy(&node.link);
     keten_witness_destroy(&node.witness);
-    if (node.zctx != NULL) {
-        zmq_ctx_term(node.zctx);
-    }
+    (void)keten_zctx_term(&node.zctx, KETEN_ZCTX_TERM_MS);
     keten_directory_destroy(&node.dir);
     keten_store_destroy(&node.store);
     keten_pb_free((ProtobufCMessage **)(void *)&node.anchor);

@@ -14,7 +14,14 @@
  * moved to at least now + timeout, the outbox resent. Timers every 200 ms:
  * resend, witness checks, directory fail-closed check, API waiters, hook
  * children, and hourly the replay memory purge. SIGTERM and SIGINT end the
- * loop cleanly (return KETEN_OK: exit 0); SIGHUP is logged and ignored.
+ * loop cleanly (return KETEN_OK: exit 0). SIGHUP reads the --directory file
+ * again and installs it if it verifies and is newer (dirs.h); otherwise the
+ * node logs why and goes on with the version it has.
+ *
+ * Under systemd (notify.h): READY=1 once the store is open, the API socket
+ * bound and the broker link set up (not connected: a node starts while the
+ * broker is down); RELOADING=1 and READY=1 around a SIGHUP reload; STOPPING=1
+ * at SIGTERM/SIGINT; WATCHDOG=1 from the loop, which wakes every 200 ms.
  */
 #ifndef KETEN_NODE_DAEMON_H
 #define KETEN_NODE_DAEMON_H

@@ -205,37 +205,24 @@ out:
     return e;
 }
 
-keten_err keten_dirs_on_push(keten_node *node, const Keten__DirectoryPush *push)
+/* Install a chain (oldest first) if it verifies from the version in force
+ * and ends newer than it (*installed); source names where it came from in
+ * the log line. */
+static keten_err install_chain(keten_node *node, const uint8_t *const *bufs, const size_t *lens,
+    size_t n, const char *source, bool *installed)
 {
-    if (push->n_chain == 0) {
-        return KETEN_OK;
-    }
-    if (push->n_chain > STORED_MAX) {
-        return keten_err_set(
-            KETEN_ERR_TOO_LARGE, "a directory chain of %zu versions", push->n_chain);
-    }
-    const uint8_t **bufs = calloc(push->n_chain, sizeof *bufs);
-    size_t *lens = calloc(push->n_chain, sizeof *lens);
     keten_directory *next = NULL;
-    keten_err e = KETEN_OK;
-    if (bufs == NULL || lens == NULL) {
-        e = KETEN_ERR_NOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < push->n_chain; i++) {
-        bufs[i] = push->chain[i].data;
-        lens[i] = push->chain[i].len;
-    }
+    *installed = false;
     uint64_t before = keten_directory_version(node->dir);
-    e = keten_directory_verify_chain(
-        node->anchor, node->dir, bufs, lens, push->n_chain, keten_now_ms(), &next);
+    keten_err e = keten_directory_verify_chain(
+        node->anchor, node->dir, bufs, lens, n, keten_now_ms(), &next);
     if (e != KETEN_OK) {
         goto out;
     }
     if (keten_directory_version(next) <= before) {
         goto out; /* nothing newer */
     }
-    e = store_versions(node, bufs, lens, push->n_chain, before);
+    e = store_versions(node, bufs, lens, n, before);
     if (e != KETEN_OK) {
         goto out;
     }
@@ -251,8 +238,9 @@ keten_err keten_dirs_on_push(keten_node *node, const Keten__DirectoryPush *push)
     keten_directory_destroy(&node->dir);
     node->dir = next;
     next = NULL;
-    KETEN_LOG(KETEN_LOG_NOTICE, "directory installed", "version=%llu previous=%llu source=broker",
-        (unsigned long long)keten_directory_version(node->dir), (unsigned long long)before);
+    *installed = true;
+    KETEN_LOG(KETEN_LOG_NOTICE, "directory installed", "version=%llu previous=%llu source=%s",
+        (unsigned long long)keten_directory_version(node->dir), (unsigned long long)before, source);
     if (keten_dirs_my_cert(node) == NULL) {
         KETEN_LOG(KETEN_LOG_WARNING, "this node is not a current node of the directory",
             "node=%s version=%llu", node->me->id,
@@ -260,9 +248,49 @@ keten_err keten_dirs_on_push(keten_node *node, const Keten__DirectoryPush *push)
     }
     check_needed(node);
 out:
+    keten_directory_destroy(&next);
+    return e;
+}
+
+keten_err keten_dirs_on_push(keten_node *node, const Keten__DirectoryPush *push)
+{
+    if (push->n_chain == 0) {
+        return KETEN_OK;
+    }
+    if (push->n_chain > STORED_MAX) {
+        return keten_err_set(
+            KETEN_ERR_TOO_LARGE, "a directory chain of %zu versions", push->n_chain);
+    }
+    const uint8_t **bufs = calloc(push->n_chain, sizeof *bufs);
+    size_t *lens = calloc(push->n_chain, sizeof *lens);
+    keten_err e = KETEN_OK;
+    if (bufs == NULL || lens == NULL) {
+        e = KETEN_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < push->n_chain; i++) {
+        bufs[i] = push->chain[i].data;
+        lens[i] = push->chain[i].len;
+    }
+    bool installed = false;
+    e = install_chain(node, bufs, lens, push->n_chain, "broker", &installed);
+out:
     free(bufs);
     free(lens);
-    keten_directory_destroy(&next);
+    return e;
+}
+
+keten_err keten_dirs_reload(keten_node *node, bool *installed)
+{
+    *installed = false;
+    uint8_t *file = NULL;
+    size_t len = 0;
+    keten_err e = keten_file_read(node->opts.directory, KETEN_DIRECTORY_MAX, &file, &len);
+    if (e == KETEN_OK) {
+        const uint8_t *fb = file;
+        e = install_chain(node, &fb, &len, 1, "file", installed);
+    }
+    free(file);
     return e;
 }
 

@@ -25,6 +25,13 @@ keten_err keten_dirs_load(keten_node *node) KETEN_MUST_CHECK;
 /* Install a pushed chain (DirectoryPush). */
 keten_err keten_dirs_on_push(keten_node *node, const Keten__DirectoryPush *push) KETEN_MUST_CHECK;
 
+/* SIGHUP: read the --directory file again and install it if it verifies
+ * from the version in force (signatures, network, and not expired) and is
+ * newer (*installed). The same version changes nothing and is KETEN_OK; an
+ * older or conflicting one is KETEN_ERR_ROLLBACK, a file that does not
+ * verify its error (detail set): the version in force stays. */
+keten_err keten_dirs_reload(keten_node *node, bool *installed) KETEN_MUST_CHECK;
+
 /* Ask the broker for every version after the installed one. */
 void keten_dirs_request(keten_node *node);
 

@@ -1,6 +1,7 @@
 #include "link.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +11,22 @@
 #include "node.h"
 #include "pb.h"
 
+/* A frame kept while a batch is held. */
+typedef struct held_frame {
+    uint8_t *buf;
+    size_t len;
+    bool receipt;
+} held_frame;
+
 struct keten_link {
     void *sock;
     void *monitor;
     bool connected;
     uint64_t connects;
     char last_error[128];
+    bool holding;
+    held_frame *held;
+    size_t n_held, cap_held;
 };
 
 static keten_err zmq_fail(const char *what)
@@ -97,6 +108,10 @@ void keten_link_destroy(keten_link **self_p)
     if (self->monitor != NULL) {
         zmq_close(self->monitor);
     }
+    for (size_t i = 0; i < self->n_held; i++) {
+        free(self->held[i].buf);
+    }
+    free(self->held);
     free(self);
     *self_p = NULL;
 }
@@ -186,6 +201,44 @@ uint64_t keten_link_connects(const keten_link *self)
     return self->connects;
 }
 
+/* The test hook of keten_link_hold()'s contract. */
+static void crash_before_receipt(void)
+{
+    const char *crash = getenv("KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT");
+    if (crash != NULL && strcmp(crash, "1") == 0) {
+        KETEN_LOG(KETEN_LOG_WARNING, "test crash before receipt", "stored=durable");
+        raise(SIGKILL);
+    }
+}
+
+static keten_err send_packed(keten_link *self, const uint8_t *buf, size_t len, bool receipt)
+{
+    if (receipt) {
+        crash_before_receipt();
+    }
+    if (zmq_send(self->sock, buf, len, ZMQ_DONTWAIT) < 0) {
+        return keten_err_set(
+            KETEN_ERR_IO, "cannot queue a frame for the broker: %s", zmq_strerror(zmq_errno()));
+    }
+    return KETEN_OK;
+}
+
+static keten_err hold_packed(keten_link *self, uint8_t *buf, size_t len, bool receipt)
+{
+    if (self->n_held == self->cap_held) {
+        size_t cap = self->cap_held == 0 ? 64 : 2 * self->cap_held;
+        held_frame *h = realloc(self->held, cap * sizeof *h);
+        if (h == NULL) {
+            free(buf);
+            return KETEN_ERR_NOMEM;
+        }
+        self->held = h;
+        self->cap_held = cap;
+    }
+    self->held[self->n_held++] = (held_frame) { .buf = buf, .len = len, .receipt = receipt };
+    return KETEN_OK;
+}
+
 keten_err keten_link_send(keten_link *self, const Keten__Frame *frame)
 {
     uint8_t *buf = NULL;
@@ -198,13 +251,60 @@ keten_err keten_link_send(keten_link *self, const Keten__Frame *frame)
         free(buf);
         return keten_err_set(KETEN_ERR_TOO_LARGE, "frame of %zu bytes is over the cap", len);
     }
-    int rc = zmq_send(self->sock, buf, len, ZMQ_DONTWAIT);
-    free(buf);
-    if (rc < 0) {
-        return keten_err_set(
-            KETEN_ERR_IO, "cannot queue a frame for the broker: %s", zmq_strerror(zmq_errno()));
+    bool receipt = frame->body_case == KETEN__FRAME__BODY_RECEIPT;
+    if (self->holding) {
+        return hold_packed(self, buf, len, receipt);
     }
-    return KETEN_OK;
+    e = send_packed(self, buf, len, receipt);
+    free(buf);
+    return e;
+}
+
+void keten_link_hold(keten_link *self)
+{
+    self->holding = true;
+}
+
+/* A Credit frame returning n. */
+static void return_credit(keten_link *self, uint32_t n)
+{
+    Keten__Credit c = KETEN__CREDIT__INIT;
+    c.credit = n;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CREDIT;
+    f.credit = &c;
+    if (keten_link_send(self, &f) != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_WARNING, "cannot return credit", "error=\"%s\"", keten_err_detail());
+    }
+}
+
+void keten_link_release(keten_link *self, bool committed)
+{
+    self->holding = false;
+    size_t failed = 0, receipts = 0;
+    for (size_t i = 0; i < self->n_held; i++) {
+        held_frame *h = &self->held[i];
+        if (!committed) {
+            receipts += h->receipt ? 1 : 0;
+        } else if (send_packed(self, h->buf, h->len, h->receipt) != KETEN_OK) {
+            failed++;
+        }
+        free(h->buf);
+        h->buf = NULL;
+    }
+    if (!committed && self->n_held > 0) {
+        KETEN_LOG(KETEN_LOG_ERR,
+            "store commit failed; frames for the broker dropped (it sends again what was not "
+            "receipted or acknowledged)",
+            "frames=%zu receipts=%zu", self->n_held, receipts);
+    } else if (failed > 0) {
+        KETEN_LOG(KETEN_LOG_WARNING, "frames for the broker not sent", "frames=%zu error=\"%s\"",
+            failed, keten_err_detail());
+    }
+    self->n_held = 0;
+    if (receipts > 0) {
+        return_credit(self, (uint32_t)receipts);
+    }
 }
 
 keten_err keten_link_recv(keten_link *self, Keten__Frame **out)

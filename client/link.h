@@ -52,8 +52,24 @@ const char *keten_link_last_error(const keten_link *self);
 /* How many handshakes succeeded since the link was made. */
 uint64_t keten_link_connects(const keten_link *self);
 
-/* Send a frame without blocking. KETEN_ERR_IO when it cannot be queued. */
+/* Send a frame without blocking. KETEN_ERR_IO when it cannot be queued.
+ * While a batch is held (below) the serialized frame is kept instead and
+ * KETEN_OK returned (KETEN_ERR_TOO_LARGE and KETEN_ERR_NOMEM still can be). */
 keten_err keten_link_send(keten_link *self, const Keten__Frame *frame) KETEN_MUST_CHECK;
+
+/* Group commit (store.h): between keten_link_hold() and keten_link_release()
+ * the frames the node sends are kept in order, because they may tell the
+ * broker of changes not yet durable (a receipt, a submit). release with
+ * committed=true sends them, in order, once the batch's commit succeeded;
+ * with committed=false they are dropped and logged (the broker resends
+ * whatever was not receipted or acknowledged), except that each dropped
+ * receipt returns its delivery's credit, as a failed delivery does. Frames
+ * the socket cannot queue when released are logged and dropped, as a failed
+ * keten_link_send() is. The test hook KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT=1
+ * kills the process (SIGKILL) right before a receipt goes to the socket,
+ * which is after its inbox entry is durable. */
+void keten_link_hold(keten_link *self);
+void keten_link_release(keten_link *self, bool committed);
 
 /* Receive one frame without blocking: KETEN_ERR_NOT_FOUND when none waits;
  * KETEN_ERR_MALFORMED / KETEN_ERR_TOO_LARGE for a bad frame (dropped). */

@@ -36,6 +36,7 @@
 #define KETEN_NODE_INCLUSION_TIMEOUT_MS 60000ull
 #define KETEN_NODE_WITNESS_TIMEOUT_MS (3600ull * 1000ull)
 #define KETEN_NODE_RESEND_MS 30000ull
+#define KETEN_NODE_NOTICE_ACKS_MAX 256 /* notice confirmations sent in one NoticeAck */
 #define KETEN_NODE_API_SOCK "api.sock"
 #define KETEN_NODE_LOCK "node.lock"
 
@@ -97,6 +98,10 @@ typedef struct keten_node {
     uint8_t resend_pos[KETEN_MSG_ID_BYTES];
     uint64_t resend_started; /* wall ms when the pass started */
     bool dir_alarmed; /* directory-withheld raised for dir_needed */
+    /* Leaf indexes of notices (forwarded receipts, expiry notices) recorded
+     * durably, to confirm to the broker (outbox.c). */
+    uint64_t notice_acks[KETEN_NODE_NOTICE_ACKS_MAX];
+    size_t n_notice_acks;
     bool relink; /* the broker's transport key changed: reconnect */
     char last_link_error[128]; /* last connection failure logged */
     bool stop;

@@ -384,8 +384,44 @@ void keten_outbox_submit_all(keten_node *node)
     resend_batch(node);
 }
 
+/* Send the queued notice confirmations in one NoticeAck. One that cannot be
+ * sent is dropped: the broker sends its notice again (on the next
+ * connection, or after its resend time) and it is confirmed then. */
+static void flush_notice_acks(keten_node *node)
+{
+    if (node->n_notice_acks == 0) {
+        return;
+    }
+    Keten__NoticeAck na = KETEN__NOTICE_ACK__INIT;
+    na.n_leaf_indexes = node->n_notice_acks;
+    na.leaf_indexes = node->notice_acks;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_NOTICE_ACK;
+    f.notice_ack = &na;
+    keten_err e = keten_link_connected(node->link) ? keten_link_send(node->link, &f)
+                                                   : keten_err_set(KETEN_ERR_IO, "not connected");
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_INFO, "notice confirmations not sent; the broker will send them again",
+            "count=%zu detail=\"%s\"", node->n_notice_acks, keten_err_detail());
+        keten_err_clear();
+    }
+    node->n_notice_acks = 0;
+}
+
+/* A notice (forwarded receipt or expiry notice) with this leaf index is
+ * recorded durably, or needs no record: confirm it to the broker, which
+ * otherwise keeps sending it. Sent by keten_outbox_tick(), several at once. */
+static void confirm_notice(keten_node *node, uint64_t leaf)
+{
+    if (node->n_notice_acks == KETEN_NODE_NOTICE_ACKS_MAX) {
+        flush_notice_acks(node);
+    }
+    node->notice_acks[node->n_notice_acks++] = leaf;
+}
+
 void keten_outbox_tick(keten_node *node)
 {
+    flush_notice_acks(node);
     if (!keten_link_connected(node->link)) {
         return;
     }
@@ -662,12 +698,21 @@ void keten_outbox_on_receipt(keten_node *node, const Keten__ReceiptFrame *rf)
         goto out;
     }
     msg_hex(body->msg_id.data, hex);
-    if ((e = keten_store_begin(node->store, true, &txn)) != KETEN_OK
-        || (e = keten_store_get_json(
-                node->store, txn, KETEN_DB_SENT, body->msg_id.data, KETEN_MSG_ID_BYTES, &rec))
-            != KETEN_OK) {
+    if ((e = keten_store_begin(node->store, true, &txn)) == KETEN_OK) {
+        e = keten_store_get_json(
+            node->store, txn, KETEN_DB_SENT, body->msg_id.data, KETEN_MSG_ID_BYTES, &rec);
+    }
+    if (e == KETEN_ERR_NOT_FOUND) {
+        /* Nothing to record, now or later: confirmed, so it is not resent. */
         KETEN_LOG(
             KETEN_LOG_WARNING, "receipt for a message this node did not send", "msg_id=%s", hex);
+        keten_err_clear();
+        confirm_notice(node, rf->leaf_index);
+        goto out;
+    }
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_ERR, "cannot read the sent message of a receipt; it comes again",
+            "msg_id=%s detail=\"%s\"", hex, keten_err_detail());
         goto out;
     }
     uint8_t stored_hash[KETEN_HASH_BYTES];
@@ -677,6 +722,14 @@ void keten_outbox_on_receipt(keten_node *node, const Keten__ReceiptFrame *rf)
         || r == NULL) {
         KETEN_LOG(KETEN_LOG_WARNING, "receipt does not match the message", "msg_id=%s node=%s", hex,
             body->recipient);
+        confirm_notice(node, rf->leaf_index); /* it never will: not resent */
+        goto out;
+    }
+    if (strcmp(keten_rec_str(r, "state"), "receipted") == 0) {
+        /* Sent again (the broker had no confirmation yet): recorded before. */
+        KETEN_LOG(
+            KETEN_LOG_DEBUG, "receipt recorded before", "msg_id=%s node=%s", hex, body->recipient);
+        confirm_notice(node, rf->leaf_index);
         goto out;
     }
     e = keten_rec_set(r, "state", json_string("receipted"));
@@ -699,7 +752,11 @@ void keten_outbox_on_receipt(keten_node *node, const Keten__ReceiptFrame *rf)
     if (e == KETEN_OK) {
         node->counters.receipts++;
         KETEN_LOG(KETEN_LOG_INFO, "receipt", "msg_id=%s node=%s", hex, body->recipient);
+        confirm_notice(node, rf->leaf_index);
         keten_api_notify_sent(node, body->msg_id.data);
+    } else {
+        KETEN_LOG(KETEN_LOG_ERR, "cannot store a receipt; it comes again",
+            "msg_id=%s detail=\"%s\"", hex, keten_err_detail());
     }
 out:
     keten_store_abort(&txn);
@@ -712,6 +769,9 @@ out:
 void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *notice)
 {
     if (notice->msg_id.len != KETEN_MSG_ID_BYTES) {
+        KETEN_LOG(KETEN_LOG_WARNING, "expiry notice without a msg_id ignored", "leaf=%llu",
+            (unsigned long long)notice->leaf_index);
+        confirm_notice(node, notice->leaf_index); /* nothing to record, ever */
         return;
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
@@ -722,6 +782,14 @@ void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *notic
     if (e == KETEN_OK) {
         e = keten_store_get_json(
             node->store, txn, KETEN_DB_SENT, notice->msg_id.data, KETEN_MSG_ID_BYTES, &rec);
+    }
+    if (e == KETEN_ERR_NOT_FOUND) {
+        KETEN_LOG(KETEN_LOG_WARNING, "expiry notice for a message this node did not send",
+            "msg_id=%s", hex);
+        keten_err_clear();
+        keten_store_abort(&txn);
+        confirm_notice(node, notice->leaf_index);
+        return;
     }
     for (size_t i = 0; e == KETEN_OK && i < notice->n_recipients; i++) {
         json_t *r = recipient_entry(rec, notice->recipients[i]);
@@ -741,7 +809,11 @@ void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *notic
     if (e == KETEN_OK) {
         KETEN_LOG(KETEN_LOG_NOTICE, "message expired undelivered", "msg_id=%s recipients=%zu", hex,
             notice->n_recipients);
+        confirm_notice(node, notice->leaf_index);
         keten_api_notify_sent(node, notice->msg_id.data);
+    } else {
+        KETEN_LOG(KETEN_LOG_ERR, "cannot store an expiry notice; it comes again",
+            "msg_id=%s detail=\"%s\"", hex, keten_err_detail());
     }
 }
 

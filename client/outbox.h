@@ -22,7 +22,12 @@
  * except STORE_FULL and DIRECTORY_STALE, after which the envelope stays in the
  * outbox and is resent. Forwarded receipts are verified against the
  * recipient's certificate and the envelope hash; expired notices mark the
- * recipients that never receipted.
+ * recipients that never receipted. Each such notice is confirmed to the
+ * broker (NoticeAck with its leaf index, several per frame, sent by
+ * keten_outbox_tick()) once it is durably recorded, or was recorded before,
+ * or can never be (not a message of ours, a receipt that does not match);
+ * the broker sends an unconfirmed notice again, so one that failed for a
+ * passing reason (store, directory) is simply not confirmed.
  */
 #ifndef KETEN_NODE_OUTBOX_H
 #define KETEN_NODE_OUTBOX_H

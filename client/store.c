@@ -5,11 +5,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
+
+/* Transactions open at once inside a batch (a read inside a write inside a
+ * read...); the node's code nests at most two or three. */
+#define NEST_MAX 8
 
 struct keten_store {
     MDB_env *env;
     MDB_dbi dbi[KETEN_DB__COUNT];
+    MDB_txn *batch; /* the batch's parent transaction, NULL without a batch */
+    bool batch_dirty; /* a write child was committed into the batch */
+    MDB_txn *nest[NEST_MAX]; /* children open in the batch, innermost last */
+    bool nest_read[NEST_MAX]; /* that child was begun for reading */
+    size_t n_nest;
+    size_t n_plain; /* transactions open outside a batch */
+    uint64_t commits; /* durable commits */
 };
 
 static const char *const db_names[KETEN_DB__COUNT] = {
@@ -60,10 +72,16 @@ keten_err keten_store_open(const char *home, keten_store **out)
         e = lmdb_err(rc, "mdb_env_set");
         goto out;
     }
+    /* MDB_NOTLS: a read transaction is not tied to the thread, so one may be
+     * open while a write transaction is (outside a batch). */
     rc = mdb_env_open(self->env, path, MDB_NOTLS, 0600);
     if (rc != 0) {
         e = keten_err_set(
             KETEN_ERR_STORE, "cannot open the node store %s: %s", path, mdb_strerror(rc));
+        goto out;
+    }
+    if ((rc = mdb_env_set_userctx(self->env, self)) != 0) {
+        e = lmdb_err(rc, "mdb_env_set_userctx");
         goto out;
     }
     rc = mdb_txn_begin(self->env, NULL, 0, &txn);
@@ -101,6 +119,10 @@ void keten_store_destroy(keten_store **self_p)
         return;
     }
     keten_store *self = *self_p;
+    if (self->batch != NULL) {
+        mdb_txn_abort(self->batch); /* and its children */
+        self->batch = NULL;
+    }
     if (self->env != NULL) {
         mdb_env_close(self->env);
     }
@@ -115,27 +137,159 @@ MDB_dbi keten_store_dbi(const keten_store *self, keten_store_db db)
 
 keten_err keten_store_begin(keten_store *self, bool write, MDB_txn **txn)
 {
+    *txn = NULL;
+    if (self->batch != NULL) {
+        if (self->n_nest == NEST_MAX) {
+            return keten_err_set(
+                KETEN_ERR_STORE, "more than %d store transactions nested in a batch", NEST_MAX);
+        }
+        /* LMDB: a child is a write transaction; a parent has one child. */
+        MDB_txn *parent = self->n_nest > 0 ? self->nest[self->n_nest - 1] : self->batch;
+        int rc = mdb_txn_begin(self->env, parent, 0, txn);
+        if (rc != 0) {
+            *txn = NULL;
+            return lmdb_err(rc, "mdb_txn_begin (in a batch)");
+        }
+        self->nest[self->n_nest] = *txn;
+        self->nest_read[self->n_nest] = !write;
+        self->n_nest++;
+        return KETEN_OK;
+    }
     int rc = mdb_txn_begin(self->env, NULL, write ? 0 : MDB_RDONLY, txn);
     if (rc != 0) {
         *txn = NULL;
         return lmdb_err(rc, "mdb_txn_begin");
     }
+    self->n_plain++;
     return KETEN_OK;
+}
+
+static keten_store *store_of(MDB_txn *txn)
+{
+    return mdb_env_get_userctx(mdb_txn_env(txn));
+}
+
+/* Where txn is in the batch's stack of children; NEST_MAX if not there. */
+static size_t nest_index(const keten_store *self, const MDB_txn *txn)
+{
+    for (size_t i = self->n_nest; i > 0; i--) {
+        if (self->nest[i - 1] == txn) {
+            return i - 1;
+        }
+    }
+    return NEST_MAX;
+}
+
+/* Children begun after the one at i are still open: a programming error.
+ * LMDB ends them with their parent; forget their handles. */
+static void pop_to(keten_store *self, size_t i)
+{
+    if (i + 1 < self->n_nest) {
+        KETEN_LOG(KETEN_LOG_ERR, "store transactions ended out of order in a batch",
+            "open=%zu ended=%zu", self->n_nest, i);
+    }
+    self->n_nest = i;
 }
 
 keten_err keten_store_commit(MDB_txn **txn)
 {
+    keten_store *self = store_of(*txn);
+    size_t i = self != NULL && self->batch != NULL ? nest_index(self, *txn) : NEST_MAX;
     int rc = mdb_txn_commit(*txn);
     *txn = NULL;
+    if (i != NEST_MAX) {
+        bool read = self->nest_read[i];
+        pop_to(self, i);
+        if (rc == 0 && !read) {
+            self->batch_dirty = true;
+        }
+        return rc == 0 ? KETEN_OK : lmdb_err(rc, "mdb_txn_commit (in a batch)");
+    }
+    if (self != NULL) {
+        self->n_plain--;
+        if (rc == 0) {
+            self->commits++;
+        }
+    }
     return rc == 0 ? KETEN_OK : lmdb_err(rc, "mdb_txn_commit");
 }
 
 void keten_store_abort(MDB_txn **txn)
 {
-    if (txn != NULL && *txn != NULL) {
+    if (txn == NULL || *txn == NULL) {
+        return;
+    }
+    keten_store *self = store_of(*txn);
+    size_t i = self != NULL && self->batch != NULL ? nest_index(self, *txn) : NEST_MAX;
+    if (i == NEST_MAX) {
         mdb_txn_abort(*txn);
         *txn = NULL;
+        if (self != NULL) {
+            self->n_plain--;
+        }
+        return;
     }
+    if (self->nest_read[i] && i + 1 == self->n_nest) {
+        /* A read child wrote nothing itself; a write child committed into
+         * it must reach the batch, as it would have been durable alone. */
+        int rc = mdb_txn_commit(*txn);
+        if (rc != 0) {
+            KETEN_LOG(KETEN_LOG_ERR, "cannot end a read transaction in a batch", "error=\"%s\"",
+                mdb_strerror(rc));
+        }
+    } else {
+        mdb_txn_abort(*txn);
+    }
+    *txn = NULL;
+    pop_to(self, i);
+}
+
+keten_err keten_store_batch_begin(keten_store *self)
+{
+    if (self->batch != NULL || self->n_plain > 0) {
+        return keten_err_set(KETEN_ERR_INVALID,
+            "a store batch cannot begin while another batch or transaction is open");
+    }
+    int rc = mdb_txn_begin(self->env, NULL, 0, &self->batch);
+    if (rc != 0) {
+        self->batch = NULL;
+        return lmdb_err(rc, "mdb_txn_begin (batch)");
+    }
+    self->batch_dirty = false;
+    self->n_nest = 0;
+    return KETEN_OK;
+}
+
+keten_err keten_store_batch_end(keten_store *self)
+{
+    if (self->batch == NULL) {
+        return KETEN_OK;
+    }
+    if (self->n_nest > 0) {
+        KETEN_LOG(KETEN_LOG_ERR, "store transactions still open at the end of a batch; aborted",
+            "open=%zu", self->n_nest);
+        mdb_txn_abort(self->nest[0]); /* and the ones nested in it */
+        self->n_nest = 0;
+    }
+    int rc = mdb_txn_commit(self->batch);
+    self->batch = NULL;
+    if (rc != 0) {
+        return lmdb_err(rc, "mdb_txn_commit (batch)");
+    }
+    if (self->batch_dirty) {
+        self->commits++;
+    }
+    return KETEN_OK;
+}
+
+bool keten_store_in_batch(const keten_store *self)
+{
+    return self->batch != NULL;
+}
+
+uint64_t keten_store_commits(const keten_store *self)
+{
+    return self->commits;
 }
 
 keten_err keten_store_get(const keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,

@@ -20,8 +20,23 @@
  *   state             short text keys -> values (alarms, witnessed size,
  *                     the directory version a checkpoint named)
  *
- * Every commit is durable (LMDB's default fsync). Only the daemon opens the
- * store; the command line goes through the local API.
+ * Every commit outside a batch is durable (LMDB's default fsync). Only the
+ * daemon opens the store; the command line goes through the local API.
+ *
+ * Group commit (batches): keten_store_batch_begin() opens one parent write
+ * transaction. Until keten_store_batch_end(), every keten_store_begin() (read
+ * or write) returns a child transaction (LMDB nested transaction) of the
+ * innermost transaction still open, so it sees everything the batch wrote so
+ * far; keten_store_commit() of a child merges it into its parent without a
+ * disk sync, keten_store_abort() of a write child discards only that child.
+ * A child begun for reading is merged into its parent when it is "aborted"
+ * (it wrote nothing itself, but a write child nested in it must not be lost).
+ * keten_store_batch_end() commits the parent: the one durable sync for the
+ * whole batch; nothing written in a batch is durable before it returned
+ * KETEN_OK, so whatever the node tells the broker or an API client about
+ * such a change is held back until then (link.h, api.h). Transactions begun
+ * in a batch must end before the batch does (last begun, first ended), as
+ * with any LMDB nested transaction.
  *
  * Ownership: keten_store_destroy() closes the environment. Values returned in
  * MDB_val point into the map and are valid until the transaction ends or its
@@ -69,10 +84,22 @@ void keten_store_destroy(keten_store **self_p);
 MDB_dbi keten_store_dbi(const keten_store *self, keten_store_db db);
 
 keten_err keten_store_begin(keten_store *self, bool write, MDB_txn **txn) KETEN_MUST_CHECK;
-/* Commit (durable); the txn is gone afterwards, also on failure. */
+/* Commit (durable; in a batch: into the parent, durable with the batch); the
+ * txn is gone afterwards, also on failure. */
 keten_err keten_store_commit(MDB_txn **txn) KETEN_MUST_CHECK;
 /* Abort; accepts NULL. */
 void keten_store_abort(MDB_txn **txn);
+
+/* Open a batch (see above). KETEN_ERR_INVALID when one is open already or a
+ * transaction of this store is open. */
+keten_err keten_store_batch_begin(keten_store *self) KETEN_MUST_CHECK;
+/* Commit the batch durably (one sync) and close it; on failure nothing of it
+ * is stored. Any transaction of the batch still open is aborted first (a
+ * programming error, logged). Without an open batch: KETEN_OK. */
+keten_err keten_store_batch_end(keten_store *self) KETEN_MUST_CHECK;
+bool keten_store_in_batch(const keten_store *self);
+/* Durable commits made since the store was opened (batches count once). */
+uint64_t keten_store_commits(const keten_store *self);
 
 keten_err keten_store_get(const keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
     size_t key_len, MDB_val *val) KETEN_MUST_CHECK;

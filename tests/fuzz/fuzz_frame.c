@@ -309,6 +309,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case KETEN__FRAME__BODY_CREDIT:
         FUZZ_CHECK(f->credit != NULL);
         break;
+    case KETEN__FRAME__BODY_NOTICE_ACK:
+        FUZZ_CHECK(f->notice_ack != NULL);
+        break;
     default:
         fuzz_fail(__FILE__, __LINE__, "a frame parsed with an unknown body case");
     }

@@ -70,4 +70,27 @@ jl "len([r for r in L if r['event'] == 'SUBMITTED' and r['msg_id'] == '$mk']) ==
 jl 'all(r["seq"] == i for i, r in enumerate(L))' "the log is intact (seq = leaf index)"
 stop_broker
 check "the broker stops" test "$BRC" -eq 0
+
+# ---- the wall clock steps back ------------------------------------------------------
+# Auditors check that record times never go back; a broker whose clock was
+# stepped back (NTP, a restored VM) must not write records dated earlier.
+audit
+last=$(jget 'L[-1]["time"]')
+KETEN_BROKER_TEST_CLOCK_OFFSET_MS=-600000 start_broker || done_testing
+check "the clock hook announces itself" grep -q "the broker's clock is shifted" "$BLOG"
+peer gemeente-diemen submit --to politie-mn --json signal.json
+jl "len(E('ack')) == 0" \
+    "with its clock 10 minutes back, the broker takes nothing from a partner whose certificate is younger"
+audit
+jl "L[-1]['event'] == 'AUTH_FAILED' and L[-1]['node'] == 'gemeente-diemen'" \
+    "the refused connection is audited"
+jl "L[-1]['time'] >= $last" "its record is not dated before the previous record ($last)"
+jl 'all(L[i]["time"] <= L[i + 1]["time"] for i in range(len(L) - 1))' \
+    "no record in the log is dated before the one it follows"
+stop_broker
+check "the broker stops" test "$BRC" -eq 0
+run env KETEN_BROKER_TEST_CLOCK_OFFSET_MS=yesterday timeout 10 "$BROKER" run --home broker \
+    --anchor admin/network.pub --directory dir.v1 --listen "ipc://$T/third.ipc"
+expect 1 "a malformed clock offset is refused"
+says "KETEN_BROKER_TEST_CLOCK_OFFSET_MS must be a number" "it says why"
 done_testing

@@ -30,7 +30,8 @@ check "the load flows: the first messages arrive" wait_until 30 inboxes_hold 6
 
 t0=$SECONDS
 for k in $(seq 1 "$KILLS"); do
-    pause=$(rand_delay 50 1000)
+    rand_delay 50 1000
+    pause=$DELAY
     sleep "$pause"
     pid=${PID[broker]}
     if ! kill -0 "$pid" 2>/dev/null; then

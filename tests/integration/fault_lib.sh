@@ -31,10 +31,10 @@ TO="politie-mn,belastingdienst"
 declare -A LOAD=()  # sender -> pid of its background load loop
 
 stop_load() {
-    local id i
+    local id
     touch "$T/stop-load"
     for id in "${!LOAD[@]}"; do
-        for i in $(seq 1 200); do
+        for _ in $(seq 1 200); do
             kill -0 "${LOAD[$id]}" 2>/dev/null || break
             sleep 0.1
         done
@@ -72,10 +72,13 @@ wait_for() {
     done
 }
 
-# rand_delay MIN_MS MAX_MS: a random duration in seconds (for sleep).
+# rand_delay MIN_MS MAX_MS: set DELAY to a random duration in seconds (for
+# sleep). Not in $(...): bash reseeds RANDOM in subshells, which would make
+# a run unrepeatable.
 rand_delay() {
     local ms=$(($1 + RANDOM % ($2 - $1 + 1)))
-    printf '%d.%03d' $((ms / 1000)) $((ms % 1000))
+    # shellcheck disable=SC2034 # for the scripts
+    printf -v DELAY '%d.%03d' $((ms / 1000)) $((ms % 1000))
 }
 
 # setup_fault_network: the network of PARTNERS with lib.sh's policy
@@ -89,7 +92,9 @@ setup_fault_network() {
 
 # broker_runs: how many times a broker said it was running (broker.log).
 broker_runs() {
-    grep -c 'broker running' "$T/broker.log" 2>/dev/null
+    local n
+    n=$(grep -c 'broker running' "$T/broker.log" 2>/dev/null)
+    echo "${n:-0}"
 }
 
 # broker_up_since N: a broker started after the Nth "broker running" line
@@ -158,10 +163,11 @@ load_loop() {
 
 # start_load PERIOD [SENDER...]: a load loop per sender (default: all).
 start_load() {
-    local period=$1 id
+    local period=$1 id ids
     shift
+    ids=${*:-$SENDERS}
     rm -f "$T/stop-load"
-    for id in ${@:-$SENDERS}; do
+    for id in $ids; do
         load_loop "$id" "$period" &
         LOAD[$id]=$!
     done
@@ -203,7 +209,7 @@ inboxes_hold() {
 # receipted are remembered in $T/.receipted and not asked again); the first
 # ones that are not go to $T/.not-receipted.
 all_receipted() {
-    python3 - "$NODE" "$T" "$SENDERS" >"$T/.not-receipted" 2>&1 <<'PY'
+    "$PY" - "$NODE" "$T" "$SENDERS" >"$T/.not-receipted" 2>&1 <<'PY'
 import concurrent.futures, json, os, subprocess, sys
 
 node, t, senders = sys.argv[1], sys.argv[2], sys.argv[3].split()
@@ -244,6 +250,18 @@ if bad:
           % (len(bad), len(done) + len(work)))
 sys.exit(1 if bad else 0)
 PY
+}
+
+# flows_again: the recipients' inboxes grow by at least 6 entries within 60 s.
+flows_again() {
+    local n
+    n=$(inbox_total)
+    wait_until 60 inboxes_hold $((n + 6))
+}
+
+# outbox_waits ID: the sender has messages waiting in its outbox.
+outbox_waits() {
+    node_status_is "$1" 'd["outbox"] > 0'
 }
 
 # drain LIMIT: with the load stopped and everything running, wait (at most
@@ -301,7 +319,7 @@ check_exactly_once() {
     for id in $RECIPIENTS; do
         "$NODE" inbox --home "n-$id" --json --all >"$T/inbox-$id.json" 2>"$T/.err"
     done
-    python3 - "$T" "$SENDERS" "$RECIPIENTS" >"$T/.eo" 2>&1 <<'PY'
+    "$PY" - "$T" "$SENDERS" "$RECIPIENTS" >"$T/.eo" 2>&1 <<'PY'
 import collections, json, os, re, sys
 
 t, senders, recipients = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
@@ -382,6 +400,7 @@ no_alarms() {
         run "$NODE" status --home "n-$id"
         if [ "$RC" -ne 0 ]; then
             not_ok "$id has raised no alarm (status exit $RC)"
+            grep -h 'ALARM' "$T/node-$id.log" | head -n 3 | sed 's/^/# /'
         else
             ok "$id has raised no alarm"
         fi

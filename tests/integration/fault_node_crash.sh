@@ -48,8 +48,10 @@ for kind in "${kinds[@]}"; do
     else
         id=${recipients[RANDOM % ${#recipients[@]}]}
     fi
-    pause=$(rand_delay 200 1500)
-    down=$(rand_delay 50 1000)
+    rand_delay 200 1500
+    pause=$DELAY
+    rand_delay 50 1000
+    down=$DELAY
     sleep "$pause"
     pid=${PID[$id]}
     if ! kill -0 "$pid" 2>/dev/null; then

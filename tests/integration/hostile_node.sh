@@ -12,6 +12,9 @@
 #   - a valid envelope is stored and receipted (the control), and delivered
 #     again, also after a restart of the node, it is receipted again but
 #     stored only once (replay).
+#   - an envelope dated an hour ahead (a sender whose clock runs ahead, let
+#     through by a broker that skips its clock window) is accepted: DESIGN
+#     section 4 has recipients check expiry, not the creation time.
 # The library-level twins (open at expires_at - 1 ms and at expires_at) are in
 # tests/unit/test_envelope.c (test_expired_envelope_at_open).
 . "$(dirname "$0")/hostile_lib.sh"
@@ -92,11 +95,14 @@ peer gemeente-diemen seal --to politie-mn --json signal.json --expires-in-ms 100
 EXPIRED=$(jget 'E("sealed")[0]["msg_id"]')
 peer woonstad seal --to politie-mn --json signal.json --out policy.env
 peer gemeente-diemen seal --to belastingdienst --json signal.json --out other.env
+peer gemeente-diemen seal --to politie-mn --json signal.json --created-at-offset-ms 3600000 \
+    --out future.env
+FUTURE=$(jget 'E("sealed")[0]["msg_id"]')
 peer gemeente-diemen seal --to politie-mn --json signal.json --out tampered.env
 "$PY" -c 'import sys; p=sys.argv[1]; d=bytearray(open(p,"rb").read()); d[-200]^=1; open(p,"wb").write(d)' \
     tampered.env
-check "five envelopes sealed" test -s fresh.env -a -s expired.env -a -s policy.env -a -s other.env \
-    -a -s tampered.env
+check "six envelopes sealed" test -s fresh.env -a -s expired.env -a -s policy.env -a -s other.env \
+    -a -s tampered.env -a -s future.env
 sleep 1.5 # expired.env expires
 
 # ---- round 1 ----------------------------------------------------------------------
@@ -139,15 +145,18 @@ check "the node stops cleanly (exit 0)" test "$NRC" -eq 0
 
 # ---- round 2: after a restart -------------------------------------------------------
 
-start_fake two fresh.env expired.env
+start_fake two fresh.env expired.env future.env
 start_node
 fake_done two
 answer 0 receipt "after a restart, the old valid envelope delivered again is receipted again"
 answer 1 credit "and the expired one is still refused"
 check "the inbox still holds the valid message once (the replay is not stored)" \
     test "$(inbox_count "$FRESH")" -eq 1
+answer 2 receipt \
+    "an envelope dated 1 h ahead is accepted: recipients check expiry, not creation time (the broker's clock window does)"
+check "it is in the inbox" test "$(inbox_count "$FUTURE")" -eq 1
 check "status counts the replay as a duplicate, not as received" \
-    status_is 'd["counters"]["received"] == 0 and d["counters"]["duplicates"] == 1 and d["counters"]["rejected"] == 1'
+    status_is 'd["counters"]["received"] == 1 and d["counters"]["duplicates"] == 1 and d["counters"]["rejected"] == 1'
 stop_node
 check "the node stops cleanly (exit 0)" test "$NRC" -eq 0
 if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' node.log fake.err; then

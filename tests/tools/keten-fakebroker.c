@@ -46,6 +46,7 @@
 #include "merkle.h"
 #include "pb.h"
 #include "util.h"
+#include "zctx.h"
 
 #define MAX_LEAVES 4096
 #define MAX_PEERS 32
@@ -680,9 +681,7 @@ out:
     if (f.zap != NULL) {
         zmq_close(f.zap);
     }
-    if (f.ctx != NULL) {
-        zmq_ctx_term(f.ctx);
-    }
+    (void)keten_zctx_term(&f.ctx, KETEN_ZCTX_TERM_MS);
     log_free(&f.log);
     log_free(&f.original);
     keten_directory_destroy(&f.named);

@@ -9,8 +9,9 @@
  * object per line, "event" first), so the tests can assert on them.
  *
  * Client actions connect to --broker ENDPOINT. They need --anchor FILE and
- * --directory FILE (for the broker's transport key) and, except `plain` and
- * `raw-socket`, --home DIR (the node whose CurveZMQ keys are used).
+ * --directory FILE (for the broker's transport key) and, except `plain`,
+ * `unlisted-key` and `raw-socket`, --home DIR (the node whose CurveZMQ keys
+ * are used). --timeout-ms T (default 10000) bounds every wait.
  *
  *   flood --to IDS --json FILE --count N [--kind K] [--credit C] [--hold-ms T]
  *         [--drain-ms T]
@@ -20,7 +21,9 @@
  *       peer fills up); with --credit, first grant C deliveries that are then
  *       never read. Prints "flooded" (sent, ms). Then holds the connection
  *       --hold-ms without reading, and finally reads for --drain-ms and prints
- *       "drained" with how many frames were still there to read.
+ *       "drained" with how many frames were still there to read. What was
+ *       queued is still sent when the socket closes (ZMQ_LINGER is the
+ *       --timeout-ms, which also bounds each blocking send).
  *   flood --junk-bytes B --count N [--hold-ms T]
  *       the same with N submits whose "envelope" is B random bytes.
  *   frame --kind KIND [--listen-ms T]
@@ -362,8 +365,8 @@ static void on_message(hostile *h, const uint8_t *data, size_t len)
     h->frames++;
     json_object_set_new(o, "event", json_string("frame"));
     json_object_set_new(o, "request_id", json_integer((json_int_t)f->request_id));
-    const ProtobufCFieldDescriptor *fd
-        = protobuf_c_message_descriptor_get_field(&keten__frame__descriptor, (unsigned)f->body_case);
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(
+        &keten__frame__descriptor, (unsigned)f->body_case);
     json_object_set_new(o, "body", json_string(fd != NULL ? fd->name : "none"));
     if (f->body_case == KETEN__FRAME__BODY_ERROR && f->error != NULL) {
         h->errors++;
@@ -612,7 +615,8 @@ out:
 static int act_flood(hostile *h, const flood_opts *fo)
 {
     if (fo->junk_bytes == 0 && (fo->to == NULL || fo->json_path == NULL)) {
-        return fail(keten_err_set(KETEN_ERR_INVALID, "flood needs --to and --json, or --junk-bytes"),
+        return fail(
+            keten_err_set(KETEN_ERR_INVALID, "flood needs --to and --json, or --junk-bytes"),
             "options");
     }
     uint8_t **frames = NULL;
@@ -784,8 +788,8 @@ static int act_frame(hostile *h, const char *kind, uint64_t bytes)
         }
     } else if (strcmp(kind, "huge-length") == 0) {
         /* request_id 4; field 2 (submit), length 0x7fffffff; then 10 bytes */
-        const uint8_t huge[] = { 0x08, 0x04, 0x12, 0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3, 4, 5, 6,
-            7, 8, 9, 10 };
+        const uint8_t huge[]
+            = { 0x08, 0x04, 0x12, 0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
         buf = malloc(sizeof huge);
         if (buf == NULL) {
             e = KETEN_ERR_NOMEM;
@@ -1082,8 +1086,8 @@ static bool fake_frame(hostile *h, const uint8_t *data, size_t len, fake_answer 
 }
 
 /* Receive one message on the ROUTER (routing id into rid); false on timeout. */
-static bool fake_recv(hostile *h, uint64_t deadline, uint8_t *rid, size_t *rid_len,
-    uint8_t **data, size_t *len)
+static bool fake_recv(
+    hostile *h, uint64_t deadline, uint8_t *rid, size_t *rid_len, uint8_t **data, size_t *len)
 {
     while (keten_mono_ms() < deadline) {
         zmq_pollitem_t it = { h->sock, 0, ZMQ_POLLIN, 0 };
@@ -1128,7 +1132,8 @@ static keten_err fake_deliver(hostile *h, const uint8_t *rid, size_t rid_len, co
     size_t len = 0;
     keten_err e = pack_frame(&f, &buf, &len);
     if (e == KETEN_OK
-        && (zmq_send(h->sock, rid, rid_len, ZMQ_SNDMORE) < 0 || zmq_send(h->sock, buf, len, 0) < 0)) {
+        && (zmq_send(h->sock, rid, rid_len, ZMQ_SNDMORE) < 0
+            || zmq_send(h->sock, buf, len, 0) < 0)) {
         e = zfail("delivering");
     }
     free(buf);
@@ -1142,8 +1147,8 @@ static int act_fake_broker(hostile *h, const deliver_opts *dopt)
             "options");
     }
     if (!h->me->has_log_key || strcmp(h->me->role, "broker") != 0) {
-        return fail(keten_err_set(KETEN_ERR_WRONG_TYPE, "--home must hold the broker's keys"),
-            "options");
+        return fail(
+            keten_err_set(KETEN_ERR_WRONG_TYPE, "--home must hold the broker's keys"), "options");
     }
     int one = 1, zero = 0;
     h->ctx = zmq_ctx_new();
@@ -1218,8 +1223,9 @@ static int act_fake_broker(hostile *h, const deliver_opts *dopt)
 
 static const char usage_text[]
     = "Usage: keten-hostile ACTION [OPTIONS]\n"
-      "  flood --home DIR --anchor F --directory F --broker EP (--to IDS --json F | --junk-bytes B)\n"
-      "        --count N [--kind K] [--credit C] [--hold-ms T] [--drain-ms T]\n"
+      "  flood --home DIR --anchor F --directory F --broker EP\n"
+      "        (--to IDS --json F | --junk-bytes B) --count N [--kind K] [--credit C]\n"
+      "        [--hold-ms T] [--drain-ms T]\n"
       "  frame --kind KIND [--bytes N] --home DIR --anchor F --directory F --broker EP\n"
       "        [--listen-ms T]\n"
       "  plain --anchor F --directory F --broker EP [--listen-ms T]\n"

@@ -11,6 +11,8 @@
  *         another node's identity: a spoofing sender)] [--transport-key-only
  *         (connect with a fresh transport key that no directory lists)]
  *         [--cosign (cosign every checkpoint that verifies)]
+ *         [--no-notice-ack (do not confirm forwarded receipts and expiry notices;
+ *         by default each is confirmed at once with a NoticeAck, as a node does)]
  *
  * ACTIONS
  *   submit --to IDS --json FILE [--kind K] [--count N] [--created-at-offset-ms N]
@@ -34,6 +36,9 @@
  *       verify both, print "proof"
  *   dir-request --after V
  *       ask for the directory versions after V, print their versions
+ *   notice-ack --leaf L
+ *       send a NoticeAck naming leaf L (print "notice_ack"), then a directory
+ *       request, and print its answer: the connection still serves
  *   audit --db DIR
  *       (no connection) print every audit record of the broker store DIR as
  *       JSON: seq, event, msg_id, sender, node, recipients, reason, rule
@@ -69,7 +74,7 @@
 
 typedef struct peer {
     const char *home, *anchor_path, *dir_path, *broker, *sign_home;
-    bool transport_only, cosign;
+    bool transport_only, cosign, no_notice_ack;
     uint64_t timeout_ms;
     keten_identity *me; /* transport and receiving identity */
     keten_identity *signer; /* envelope signer (me unless --sign-home) */
@@ -249,6 +254,26 @@ static keten_err send_submit(peer *p, const uint8_t *env, size_t len, uint64_t *
     return send_frame(p, &f);
 }
 
+static keten_err send_notice_ack(peer *p, uint64_t leaf)
+{
+    uint64_t leaves[1] = { leaf };
+    Keten__NoticeAck na = KETEN__NOTICE_ACK__INIT;
+    na.n_leaf_indexes = 1;
+    na.leaf_indexes = leaves;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_NOTICE_ACK;
+    f.notice_ack = &na;
+    return send_frame(p, &f);
+}
+
+/* Confirm a notice unless --no-notice-ack; says so in o. */
+static void confirm_notice(peer *p, json_t *o, uint64_t leaf)
+{
+    if (!p->no_notice_ack) {
+        json_object_set_new(o, "confirmed", json_boolean(send_notice_ack(p, leaf) == KETEN_OK));
+    }
+}
+
 /* ---- handling frames --------------------------------------------------- */
 
 typedef struct recv_opts {
@@ -361,6 +386,7 @@ static void on_receipt(peer *p, const Keten__ReceiptFrame *rf)
         free(buf);
     }
     json_object_set_new(o, "valid", json_boolean(valid));
+    confirm_notice(p, o, rf->leaf_index);
     p->receipts++;
     emit(o);
 }
@@ -553,6 +579,7 @@ static bool handle(peer *p, const uint8_t *data, size_t len, const recv_opts *ro
         }
         json_object_set_new(o, "recipients", r);
         json_object_set_new(o, "leaf", json_integer((json_int_t)f->expired->leaf_index));
+        confirm_notice(p, o, f->expired->leaf_index);
         emit(o);
         break;
     }
@@ -875,12 +902,11 @@ static int act_proof(peer *p, uint64_t leaf)
     return 0;
 }
 
-static int act_dir_request(peer *p, uint64_t after)
+/* Ask for the directory versions after `after` on p's connection and wait
+ * for the answer. */
+static int dir_request(peer *p, uint64_t after)
 {
-    keten_err e = peer_connect(p);
-    if (e != KETEN_OK) {
-        return fail(e, "connect");
-    }
+    keten_err e;
     Keten__DirectoryRequest dr = KETEN__DIRECTORY_REQUEST__INIT;
     dr.after_version = after;
     Keten__Frame f = KETEN__FRAME__INIT;
@@ -897,6 +923,33 @@ static int act_dir_request(peer *p, uint64_t after)
         timeout_event("directory push");
     }
     return 0;
+}
+
+static int act_dir_request(peer *p, uint64_t after)
+{
+    keten_err e = peer_connect(p);
+    if (e != KETEN_OK) {
+        return fail(e, "connect");
+    }
+    return dir_request(p, after);
+}
+
+static int act_notice_ack(peer *p, uint64_t leaf)
+{
+    keten_err e = peer_connect(p);
+    if (e != KETEN_OK) {
+        return fail(e, "connect");
+    }
+    e = send_notice_ack(p, leaf);
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("notice_ack"));
+    json_object_set_new(o, "leaf", json_integer((json_int_t)leaf));
+    json_object_set_new(o, "sent", json_boolean(e == KETEN_OK));
+    emit(o);
+    if (e != KETEN_OK) {
+        return fail(e, "notice ack");
+    }
+    return dir_request(p, 0); /* on the same connection */
 }
 
 /* ---- audit dump -------------------------------------------------------- */
@@ -931,6 +984,7 @@ static int act_audit(const char *db)
         }
         json_t *o = json_object();
         json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
+        json_object_set_new(o, "time", json_integer((json_int_t)r->time));
         json_object_set_new(
             o, "event", json_string(enum_name(&keten__event__descriptor, r->event, "EVENT_")));
         if (r->msg_id.len > 0) {
@@ -964,9 +1018,10 @@ static int act_audit(const char *db)
 static const char usage_text[]
     = "Usage: keten-testpeer --home DIR --anchor FILE --directory FILE --broker ENDPOINT\n"
       "                      [--timeout-ms T] [--sign-home DIR] [--transport-key-only] [--cosign]\n"
+      "                      [--no-notice-ack]\n"
       "                      ACTION [OPTIONS]\n"
       "Actions: submit, seal, submit-raw FILE, replay FILE, connect-only, recv, proof,\n"
-      "         dir-request; or: keten-testpeer audit --db BROKER_HOME/store\n"
+      "         dir-request, notice-ack; or: keten-testpeer audit --db BROKER_HOME/store\n"
       "See the comment at the top of tests/tools/keten-testpeer.c.\n";
 
 static int usage(const char *what)
@@ -1002,6 +1057,7 @@ int main(int argc, char **argv)
         { "sign-home", required_argument, NULL, 'S' },
         { "transport-key-only", no_argument, NULL, 'X' },
         { "cosign", no_argument, NULL, 'C' },
+        { "no-notice-ack", no_argument, NULL, 'Q' },
         { "to", required_argument, NULL, 'o' },
         { "json", required_argument, NULL, 'j' },
         { "kind", required_argument, NULL, 'k' },
@@ -1050,6 +1106,9 @@ int main(int argc, char **argv)
             break;
         case 'C':
             p.cosign = true;
+            break;
+        case 'Q':
+            p.no_notice_ack = true;
             break;
         case 'o':
             so.to = optarg;
@@ -1187,6 +1246,8 @@ int main(int argc, char **argv)
         r = act_proof(&p, leaf);
     } else if (strcmp(action, "dir-request") == 0) {
         r = act_dir_request(&p, after);
+    } else if (strcmp(action, "notice-ack") == 0) {
+        r = act_notice_ack(&p, leaf);
     } else {
         r = usage("unknown action");
     }
