@@ -21,6 +21,7 @@ void conns_destroy(conns **self_p)
     }
     conns *self = *self_p;
     for (size_t i = 0; i < self->n; i++) {
+        free(self->v[i]->notice_v);
         free(self->v[i]);
     }
     free(self->v);
@@ -96,6 +97,7 @@ void conns_remove(conns *self, conn *c)
     for (size_t i = 0; i < self->n; i++) {
         if (self->v[i] == c) {
             self->v[i] = self->v[--self->n];
+            free(c->notice_v);
             free(c);
             return;
         }

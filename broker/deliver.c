@@ -359,7 +359,7 @@ static keten_err stage_notice(broker *b, conn *c, uint64_t leaf, bool *found)
 
 static void forget_notice(conn *c, size_t i)
 {
-    c->flight.notices[i] = c->flight.notices[--c->flight.n_notices];
+    c->notice_v[i] = c->notice_v[--c->flight.n_notices];
 }
 
 /* Send again the notices unconfirmed for DELIVER_NOTICE_RESEND_MS. */
@@ -367,7 +367,7 @@ static keten_err resend_notices(broker *b, conn *c, uint64_t mono)
 {
     size_t i = 0;
     while (i < c->flight.n_notices) {
-        conn_notice *cn = &c->flight.notices[i];
+        conn_notice *cn = &c->notice_v[i];
         if (mono - cn->sent_ms < DELIVER_NOTICE_RESEND_MS) {
             i++;
             continue;
@@ -431,12 +431,17 @@ static keten_err send_new_notices(broker *b, conn *c, uint64_t mono)
             break;
         }
         uint64_t leaf = store_get_be64((const uint8_t *)k.mv_data + plen);
+        if (c->notice_v == NULL
+            && (c->notice_v = calloc(CONN_NOTICES_IN_FLIGHT, sizeof *c->notice_v)) == NULL) {
+            e = keten_err_set(KETEN_ERR_NOMEM, "notices in flight");
+            goto out;
+        }
         if ((e = outq_raw(b->out, c, v.mv_data, v.mv_size)) != KETEN_OK) {
             goto out;
         }
         b->notices_staged++;
         metrics_notice_sent(b->m);
-        c->flight.notices[c->flight.n_notices++] = (conn_notice) { leaf, mono };
+        c->notice_v[c->flight.n_notices++] = (conn_notice) { leaf, mono };
         c->flight.notice_cursor = leaf;
         c->flight.has_notice_cursor = true;
         if (leaf == UINT64_MAX) {
@@ -492,7 +497,7 @@ keten_err deliver_notice_ack(broker *b, conn *c, const Keten__NoticeAck *na)
         }
         metrics_notice_confirmed(b->m);
         for (size_t j = 0; j < c->flight.n_notices; j++) {
-            if (c->flight.notices[j].leaf == leaf) {
+            if (c->notice_v[j].leaf == leaf) {
                 forget_notice(c, j);
                 break;
             }

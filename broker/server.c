@@ -548,6 +548,12 @@ static void restore(server *s)
         c->more = s->snap[i].more;
         c->notices = s->snap[i].notices;
         c->flight = s->snap[i].flight;
+        /* The batch's notice frames were dropped and its confirmations
+         * undone: forget what is in flight and send every unconfirmed
+         * notice again. */
+        c->flight.n_notices = 0;
+        c->flight.has_notice_cursor = false;
+        c->notices = true;
     }
     s->b.cp->last_size = s->pend.cp_size;
     s->b.cp->last_mono_ms = s->pend.cp_ms;

@@ -78,6 +78,7 @@
 #define BENCH_CERT_VALID_MS (30ull * KETEN_MS_PER_DAY)
 #define BENCH_DIR_VALID_MS (14ull * KETEN_MS_PER_DAY)
 #define BENCH_NODES_MAX 4000
+#define BENCH_NOTICE_BATCH 256
 #define BENCH_RUNS_MAX 50
 #define BENCH_PREBUILD_MAX 3000000u
 /* Prebuilt envelopes are reused across runs while their created_at is well
@@ -176,8 +177,7 @@ static uint64_t mono_ns(void)
 static void sleep_ns(uint64_t ns)
 {
     struct timespec ts = { (time_t)(ns / BENCH_NS), (long)(ns % BENCH_NS) };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) { }
 }
 
 static void die(const char *what, keten_err e)
@@ -245,8 +245,8 @@ static keten_err path_in(const char *dir, const char *name, char out[static PATH
     return KETEN_OK;
 }
 
-static keten_err make_nodes(keten_dirbuild *draft, const char *prefix, const char *role,
-    size_t n, uint64_t now, keten_identity ***out)
+static keten_err make_nodes(keten_dirbuild *draft, const char *prefix, const char *role, size_t n,
+    uint64_t now, keten_identity ***out)
 {
     *out = xcalloc(n, sizeof **out);
     for (size_t i = 0; i < n; i++) {
@@ -305,8 +305,8 @@ static keten_err net_make(net *nt, const opts *o)
         goto out;
     }
     uint32_t rule = 0;
-    if ((e = keten_dirbuild_new(BENCH_NETWORK, (const uint8_t(*)[KETEN_SIGN_PK_BYTES])admin_pk, 1,
-             1, &draft))
+    if ((e = keten_dirbuild_new(
+             BENCH_NETWORK, (const uint8_t(*)[KETEN_SIGN_PK_BYTES])admin_pk, 1, 1, &draft))
             != KETEN_OK
         || (e = keten_dirbuild_register(draft, BENCH_CATEGORY, BENCH_PURPOSE)) != KETEN_OK
         || (e = keten_dirbuild_add_rule(
@@ -316,8 +316,7 @@ static keten_err net_make(net *nt, const opts *o)
     }
     if ((e = keten_identity_generate("broker", "broker", "keten-bench", true, &nt->broker))
             != KETEN_OK
-        || (e = keten_identity_request(nt->broker, BENCH_NETWORK, now, &req, &req_len))
-            != KETEN_OK
+        || (e = keten_identity_request(nt->broker, BENCH_NETWORK, now, &req, &req_len)) != KETEN_OK
         || (e = keten_request_verify(req, req_len, &parsed)) != KETEN_OK) {
         goto out;
     }
@@ -330,10 +329,8 @@ static keten_err net_make(net *nt, const opts *o)
     nt->n_receivers = o->receivers;
     nt->n_idle = o->idle_nodes;
     nt->n_offline = o->backlog > 0 ? o->offline_nodes : 0;
-    if ((e = make_nodes(draft, "s", "municipality", nt->n_senders, now, &nt->senders))
-            != KETEN_OK
-        || (e = make_nodes(draft, "r", "police", nt->n_receivers, now, &nt->receivers))
-            != KETEN_OK
+    if ((e = make_nodes(draft, "s", "municipality", nt->n_senders, now, &nt->senders)) != KETEN_OK
+        || (e = make_nodes(draft, "r", "police", nt->n_receivers, now, &nt->receivers)) != KETEN_OK
         || (e = make_nodes(draft, "i", "housing", nt->n_idle, now, &nt->idle)) != KETEN_OK
         || (e = make_nodes(draft, "o", "tax", nt->n_offline, now, &nt->offline)) != KETEN_OK) {
         goto out;
@@ -346,8 +343,7 @@ static keten_err net_make(net *nt, const opts *o)
         || (e = keten_directory_verify(nt->anchor, NULL, signed_dir, signed_len, now, &nt->dir))
             != KETEN_OK
         || (e = path_in(nt->root, "directory", nt->dir_path)) != KETEN_OK
-        || (e = keten_file_write(nt->dir_path, signed_dir, signed_len, 0644, true))
-            != KETEN_OK) {
+        || (e = keten_file_write(nt->dir_path, signed_dir, signed_len, 0644, true)) != KETEN_OK) {
         goto out;
     }
     nt->broker_cert = keten_directory_broker(nt->dir);
@@ -870,8 +866,8 @@ static keten_err build_one(build_job *j, size_t i)
     };
     uint8_t *env = NULL;
     size_t env_len = 0;
-    keten_err e = keten_envelope_seal(sender, nt->dir, to, w->R, &sp, j->payload,
-        j->payload_len, w->msg_id[i], &env, &env_len);
+    keten_err e = keten_envelope_seal(
+        sender, nt->dir, to, w->R, &sp, j->payload, j->payload_len, w->msg_id[i], &env, &env_len);
     if (e != KETEN_OK) {
         return e;
     }
@@ -998,8 +994,13 @@ static keten_err wl_build(workload *w, const net *nt, const opts *o, size_t n,
     pthread_t *th = xcalloc(nt_threads, sizeof *th);
     uint64_t now = keten_now_ms();
     for (size_t t = 0; t < nt_threads; t++) {
-        jobs[t] = (build_job) { .w = w, .nt = nt, .payload = payload, .payload_len = payload_len,
-            .from = n * t / nt_threads, .to = n * (t + 1) / nt_threads, .now = now };
+        jobs[t] = (build_job) { .w = w,
+            .nt = nt,
+            .payload = payload,
+            .payload_len = payload_len,
+            .from = n * t / nt_threads,
+            .to = n * (t + 1) / nt_threads,
+            .now = now };
         if (pthread_create(&th[t], NULL, build_thread, &jobs[t]) != 0) {
             jobs[t].e = keten_err_set(KETEN_ERR_IO, "cannot start a build thread");
             th[t] = 0;
@@ -1077,9 +1078,8 @@ static floor_result measure_floor(const workload *w, size_t *bad)
     }
     double env[3], rc[3];
     for (int k = 0; k < 3; k++) {
-        env[k] = time_verifies(
-            w->floor_env_msg, (const uint8_t(*)[KETEN_SIG_BYTES])w->floor_env_sig,
-            w->floor_env_pk, w->n_floor, bad);
+        env[k] = time_verifies(w->floor_env_msg,
+            (const uint8_t(*)[KETEN_SIG_BYTES])w->floor_env_sig, w->floor_env_pk, w->n_floor, bad);
         rc[k] = time_verifies(w->floor_rc_msg, (const uint8_t(*)[KETEN_SIG_BYTES])w->floor_rc_sig,
             w->floor_rc_pk, w->n_floor, bad);
     }
@@ -1112,7 +1112,8 @@ static fsync_result measure_fsync(const char *dir)
     uint64_t lat[BENCH_FSYNC_SAMPLES];
     size_t n = 0;
     for (size_t i = 0; i < BENCH_FSYNC_SAMPLES; i++) {
-        if (pwrite(fd, page, sizeof page, (off_t)((i % 16) * sizeof page)) != (ssize_t)sizeof page) {
+        if (pwrite(fd, page, sizeof page, (off_t)((i % 16) * sizeof page))
+            != (ssize_t)sizeof page) {
             break;
         }
         uint64_t a = mono_ns();
@@ -1146,8 +1147,8 @@ static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 
 /* The first occurrence of field `want`: a varint (*v) or a length-delimited
  * value (*data, *len). */
-static bool pb_field(const uint8_t *buf, size_t len, unsigned want, uint64_t *v,
-    const uint8_t **data, size_t *dlen)
+static bool pb_field(
+    const uint8_t *buf, size_t len, unsigned want, uint64_t *v, const uint8_t **data, size_t *dlen)
 {
     const uint8_t *p = buf, *end = buf + len;
     while (p < end) {
@@ -1253,6 +1254,9 @@ typedef struct node_thr {
     bool exhausted;
     keten_err e;
     char detail[256];
+    /* Forwarded receipts to confirm (NoticeAck), as the node does. */
+    uint64_t notice_leaf[BENCH_NOTICE_BATCH];
+    size_t n_notice;
 } node_thr;
 
 struct run_state {
@@ -1308,6 +1312,24 @@ static keten_err send_msg(void *sock, Keten__Frame *f)
     int rc = zmq_send(sock, buf, len, 0);
     free(buf);
     return rc < 0 ? keten_err_set(KETEN_ERR_IO, "send: %s", zmq_strerror(zmq_errno())) : KETEN_OK;
+}
+
+/* Confirm the forwarded receipts taken since the last call (NoticeAck), as
+ * a node does once it has recorded them; the broker keeps and resends a
+ * notice until it is confirmed. */
+static keten_err flush_notices(node_thr *t, void *sock)
+{
+    if (t->n_notice == 0) {
+        return KETEN_OK;
+    }
+    Keten__NoticeAck na = KETEN__NOTICE_ACK__INIT;
+    na.n_leaf_indexes = t->n_notice;
+    na.leaf_indexes = t->notice_leaf;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_NOTICE_ACK;
+    f.notice_ack = &na;
+    t->n_notice = 0;
+    return send_msg(sock, &f);
 }
 
 /* Credit (receivers), then a directory request whose answer proves that the
@@ -1368,8 +1390,8 @@ static void note_error(node_thr *t, const uint8_t *body, size_t blen)
 }
 
 /* A frame at a sender: acks, errors, forwarded receipts, checkpoints. */
-static void sender_frame(node_thr *t, const uint8_t *buf, size_t len, uint64_t *acked,
-    bool *hello_done)
+static void sender_frame(
+    node_thr *t, const uint8_t *buf, size_t len, uint64_t *acked, bool *hello_done)
 {
     run_state *rs = t->rs;
     const workload *w = rs->w;
@@ -1431,6 +1453,12 @@ static void sender_frame(node_thr *t, const uint8_t *buf, size_t len, uint64_t *
             || !pb_bytes(rb, rblen, 2, &who, &wholen)) {
             t->unknown++;
             return;
+        }
+        uint64_t leaf = 0;
+        const uint8_t *ld = NULL;
+        size_t ll = 0;
+        if (pb_field(body, blen, 2, &leaf, &ld, &ll) && t->n_notice < BENCH_NOTICE_BATCH) {
+            t->notice_leaf[t->n_notice++] = leaf;
         }
         size_t i = wl_lookup(w, id);
         if (i == SIZE_MAX) {
@@ -1510,7 +1538,11 @@ static void *sender_main(void *arg)
             }
             sender_frame(t, zmq_msg_data(&m), zmq_msg_size(&m), &acked, &hello_done);
             zmq_msg_close(&m);
+            if (t->n_notice == BENCH_NOTICE_BATCH) {
+                (void)flush_notices(t, sock);
+            }
         }
+        (void)flush_notices(t, sock);
         if (hello_done && !counted) {
             counted = true;
             signal_ready(t);
@@ -1719,8 +1751,8 @@ typedef struct run_result {
     char first_error[200];
 } run_result;
 
-static size_t collect(const uint64_t *from, const uint64_t *to, size_t n, size_t stride,
-    uint64_t *out)
+static size_t collect(
+    const uint64_t *from, const uint64_t *to, size_t n, size_t stride, uint64_t *out)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1958,15 +1990,15 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
             goto out;
         }
     }
-    printf("%zu idle nodes connected; queueing %llu messages for %zu offline nodes\n",
-        nt->n_idle, (unsigned long long)o->backlog, nt->n_offline);
+    printf("%zu idle nodes connected; queueing %llu messages for %zu offline nodes\n", nt->n_idle,
+        (unsigned long long)o->backlog, nt->n_offline);
     read_proc(bp.pid, &rows[n_rows].ps);
     rows[n_rows++].queued = 0;
     uint64_t queued = 0;
     uint64_t t_start = mono_ns();
     while (queued < o->backlog) {
-        uint64_t chunk = o->backlog - queued < BENCH_BACKLOG_CHUNK ? o->backlog - queued
-                                                                    : BENCH_BACKLOG_CHUNK;
+        uint64_t chunk
+            = o->backlog - queued < BENCH_BACKLOG_CHUNK ? o->backlog - queued : BENCH_BACKLOG_CHUNK;
         if ((e = wl_build(&w, nt, o, (size_t)chunk, nt->offline, nt->n_offline, false))
             != KETEN_OK) {
             goto out;
@@ -2038,7 +2070,8 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
             (unsigned long long)rows[n_rows - 1].ps.hwm_kb);
         fflush(stdout);
         if (!ok || acked < w.n) {
-            e = keten_err_set(KETEN_ERR_IO, "chunk not fully accepted: %llu of %zu (%llu refused; %s)",
+            e = keten_err_set(KETEN_ERR_IO,
+                "chunk not fully accepted: %llu of %zu (%llu refused; %s)",
                 (unsigned long long)acked, w.n, (unsigned long long)refused, first);
             goto out;
         }
@@ -2139,16 +2172,16 @@ static void print_table(const char *title, const run_result *r, size_t n)
     for (size_t k = 0; k < sizeof metrics / sizeof metrics[0]; k++) {
         stat3 s = stat_of(r, n, metrics[k].off);
         int d = metrics[k].decimals;
-        printf("  %-28s %12.*f %-3s [%.*f - %.*f]\n", metrics[k].name, d, s.median,
-            metrics[k].unit, d, s.min, d, s.max);
+        printf("  %-28s %12.*f %-3s [%.*f - %.*f]\n", metrics[k].name, d, s.median, metrics[k].unit,
+            d, s.min, d, s.max);
     }
     double *h = xcalloc(n, sizeof *h);
     for (size_t i = 0; i < n; i++) {
         h[i] = proc_hwm_mib(&r[i]);
     }
     qsort(h, n, sizeof h[0], cmp_double);
-    printf("  %-28s %12.1f %-3s [%.1f - %.1f]\n", "broker peak RSS (VmHWM)", h[n / 2], "MiB",
-        h[0], h[n - 1]);
+    printf("  %-28s %12.1f %-3s [%.1f - %.1f]\n", "broker peak RSS (VmHWM)", h[n / 2], "MiB", h[0],
+        h[n - 1]);
     free(h);
 }
 
@@ -2168,8 +2201,7 @@ static json_t *run_json(const run_result *r)
     json_object_set_new(o, "accepted_per_s", json_real(r->accepted_per_s));
     json_object_set_new(o, "deliveries_per_s", json_real(r->deliveries_per_s));
     json_object_set_new(o, "receipts_per_s", json_real(r->receipts_per_s));
-    const char *names[3] = { "submit_to_ack_ms", "submit_to_delivered_ms",
-        "submit_to_receipt_ms" };
+    const char *names[3] = { "submit_to_ack_ms", "submit_to_delivered_ms", "submit_to_receipt_ms" };
     const double *vals[3] = { r->lat_ack, r->lat_dlv, r->lat_rcp };
     for (int k = 0; k < 3; k++) {
         json_t *l = json_object();
@@ -2278,8 +2310,7 @@ static const char *find_broker(const char *given)
         if (slash != NULL) {
             *slash = '\0';
             /* build tree: BUILD/tests/bench/keten-bench -> BUILD/broker/keten-broker */
-            if (snprintf(path, sizeof path, "%s/../../broker/keten-broker", self)
-                    < (int)sizeof path
+            if (snprintf(path, sizeof path, "%s/../../broker/keten-broker", self) < (int)sizeof path
                 && access(path, X_OK) == 0) {
                 return path;
             }
@@ -2507,13 +2538,15 @@ static json_t *config_json(const opts *o, const workload *w, const fsync_result 
     json_t *c = json_object();
     json_object_set_new(c, "signal_bytes", json_integer((json_int_t)o->size));
     json_object_set_new(c, "padded_bytes", json_integer((json_int_t)keten_pad_bucket(o->size)));
-    json_object_set_new(c, "envelope_bytes", json_integer((json_int_t)(w != NULL ? w->env_len : 0)));
+    json_object_set_new(
+        c, "envelope_bytes", json_integer((json_int_t)(w != NULL ? w->env_len : 0)));
     json_object_set_new(c, "recipients", json_integer((json_int_t)o->recipients));
     json_object_set_new(c, "senders", json_integer((json_int_t)o->senders));
     json_object_set_new(c, "receivers", json_integer((json_int_t)o->receivers));
-    json_object_set_new(c, "rate", o->rate_half ? json_string("half")
-                                   : o->rate > 0 ? json_real(o->rate)
-                                                 : json_string("max"));
+    json_object_set_new(c, "rate",
+        o->rate_half      ? json_string("half")
+            : o->rate > 0 ? json_real(o->rate)
+                          : json_string("max"));
     json_object_set_new(c, "duration_s", json_real(o->duration));
     json_object_set_new(c, "transport", json_string(o->tcp ? "tcp" : "ipc"));
     json_object_set_new(c, "runs", json_integer(o->runs));
@@ -2536,8 +2569,8 @@ static void print_run(unsigned k, const run_result *r)
     printf("run %u%s: %.0f accepted/s, %.0f deliveries/s, %.0f receipts/s, ack p99 %.2f ms, "
            "CPU/msg %.1f us = %.2fx floor, peak RSS %.1f MiB%s%s\n",
         k + 1, r->rate_target > 0 ? (r->half ? " (half rate)" : " (open loop)") : " (max)",
-        r->accepted_per_s, r->deliveries_per_s, r->receipts_per_s, r->lat_ack[2],
-        r->cpu_per_msg_us, r->ratio, proc_hwm_mib(r), r->complete ? "" : " INCOMPLETE",
+        r->accepted_per_s, r->deliveries_per_s, r->receipts_per_s, r->lat_ack[2], r->cpu_per_msg_us,
+        r->ratio, proc_hwm_mib(r), r->complete ? "" : " INCOMPLETE",
         r->exhausted ? " (prebuilt envelopes ran out: raise --prebuild-rate)" : "");
     if (r->refused > 0 || r->acks_bad > 0 || r->unknown > 0) {
         printf("  refused %llu, bad acks %llu, unknown frames %llu; first error: %s\n",
@@ -2633,8 +2666,8 @@ int main(int argc, char **argv)
                 need = BENCH_PREBUILD_MAX;
             }
             if (w.n < need || keten_mono_ms() - w.built_ms > BENCH_PREBUILD_REUSE_MS) {
-                printf("prebuilding %zu envelopes and %zu receipts ...\n", need,
-                    need * o.recipients);
+                printf(
+                    "prebuilding %zu envelopes and %zu receipts ...\n", need, need * o.recipients);
                 fflush(stdout);
                 uint64_t t = mono_ns();
                 if ((e = wl_build(&w, &nt, &o, need, nt.receivers, nt.n_receivers, true))
@@ -2678,11 +2711,12 @@ int main(int argc, char **argv)
     }
     if (n_fixed > 0) {
         char title[96];
-        snprintf(title, sizeof title, o.rate_half ? "at half the maximum rate (open loop)"
-                                                  : "at %.0f signals/s (open loop)",
+        snprintf(title, sizeof title,
+            o.rate_half ? "at half the maximum rate (open loop)" : "at %.0f signals/s (open loop)",
             o.rate);
         print_table(title, res + o.runs, n_fixed);
-        json_object_set_new(sum, o.rate_half ? "half" : "fixed", summary_json(res + o.runs, n_fixed));
+        json_object_set_new(
+            sum, o.rate_half ? "half" : "fixed", summary_json(res + o.runs, n_fixed));
     }
     json_object_set_new(root, "summary", sum);
     write_json(&o, root);
