@@ -13,9 +13,6 @@
 PEER=$(realpath "${5:?keten-testpeer path}")
 . "$(dirname "$0")/lib.sh"
 ENDPOINT="ipc://$T/broker.ipc"
-# The system's python3 when there is one (a shim in PATH can be slow).
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 BPID=""
 BLOG="$T/broker.log"
 METRICS_PORT=""
@@ -29,17 +26,6 @@ cleanup_broker() {
 }
 trap 'cleanup_broker; [ -n "${KEEP_T:-}" ] && echo "# kept $T" || rm -rf "$T"' EXIT
 
-# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
-wait_for() {
-    local limit=$(($1 * 10)) i=0
-    shift
-    while [ "$i" -lt "$limit" ]; do
-        "$@" && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
 
 # setup_broker_network: network, v1 published and signed by 2 admins
 # (dir.v1), and rule 3: deny municipality -> housing for woonfraude.
@@ -117,33 +103,6 @@ peer() {
         --directory "${PEER_DIR:-dir.v1}" --broker "$ENDPOINT" "$@"
 }
 
-# jl PYTHON_EXPR DESCRIPTION: ok when the expression is true; L is the list
-# of JSON objects the last command printed, E(name) those with that event.
-jl() {
-    if "$PY" - "$T/.out" "$1" 2>/dev/null <<'PY'
-import json, sys
-L = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
-def E(name):
-    return [e for e in L if e.get("event") == name]
-sys.exit(0 if eval(sys.argv[2]) else 1)
-PY
-    then
-        ok "$2"
-    else
-        not_ok "$2"
-    fi
-}
-
-# jget PYTHON_EXPR: print the value of the expression over the last output.
-jget() {
-    "$PY" - "$T/.out" "$1" 2>/dev/null <<'PY'
-import json, sys
-L = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
-def E(name):
-    return [e for e in L if e.get("event") == name]
-print(eval(sys.argv[2]))
-PY
-}
 
 # audit: the broker store's audit records as JSON lines in $T/.out.
 audit() {

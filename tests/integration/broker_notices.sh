@@ -17,8 +17,6 @@
 # shellcheck disable=SC2317 # the helpers run through wait_until and check
 PEER=$(realpath "${7:?keten-testpeer path}")
 . "$(dirname "$0")/node_lib.sh"
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
 # start_broker (node_lib.sh) with a metrics endpoint on a free port.
 start_broker() {
@@ -53,33 +51,6 @@ peer() {
     shift
     run timeout 60 "$PEER" --home "n-$node" --anchor admin/network.pub \
         --directory directory.signed --broker "$BROKER_EP" "$@"
-}
-
-# jl PYTHON_EXPR DESCRIPTION: over the JSON lines the last command printed
-# (L; E(name): those with that event).
-jl() {
-    if "$PY" - "$T/.out" "$1" 2>/dev/null <<'PY'
-import json, sys
-L = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
-def E(name):
-    return [e for e in L if e.get("event") == name]
-sys.exit(0 if eval(sys.argv[2]) else 1)
-PY
-    then
-        ok "$2"
-    else
-        not_ok "$2"
-    fi
-}
-
-jget() {
-    "$PY" - "$T/.out" "$1" 2>/dev/null <<'PY'
-import json, sys
-L = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
-def E(name):
-    return [e for e in L if e.get("event") == name]
-print(eval(sys.argv[2]))
-PY
 }
 
 # leaf_of EVENT MSG: the leaf index of the broker's EVENT record of MSG

@@ -60,9 +60,9 @@ seed_random() {
     RANDOM=$SEED
 }
 
-# wait_for SECONDS CMD...: like wait_until, for slow conditions: retry CMD
+# wait_slowly SECONDS CMD...: like wait_until, for slow conditions: retry CMD
 # every 0.5 s until it succeeds or SECONDS have passed since the first try.
-wait_for() {
+wait_slowly() {
     local end=$((SECONDS + $1))
     shift
     while :; do
@@ -293,7 +293,7 @@ drain() {
         not_ok "drain: the recipients' inboxes still grow after $limit s ($n entries)"
     fi
     start=$SECONDS
-    if wait_for 60 all_receipted; then
+    if wait_slowly 60 all_receipted; then
         ok "every recipient of every message sent is receipted at its sender" \
             "($((SECONDS - start)) s)"
     else

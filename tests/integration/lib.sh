@@ -159,6 +159,51 @@ make_network() {
     [ "$RC" -eq 0 ] || { not_ok "policy allow replies"; return 1; }
 }
 
+# Debian's python3 when there is one (a version manager's shim in PATH costs
+# tens of milliseconds per call, and the tests call it often).
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
+wait_for() {
+    local limit=$(($1 * 10)) i=0
+    shift
+    while [ "$i" -lt "$limit" ]; do
+        "$@" && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# jl PYTHON_EXPR DESCRIPTION: ok when the expression is true; L is the list
+# of JSON objects the last command printed, E(name) those with that event.
+jl() {
+    if "$PY" - "$T/.out" "$1" 2>/dev/null <<'PY'
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+def E(name):
+    return [e for e in L if e.get("event") == name]
+sys.exit(0 if eval(sys.argv[2]) else 1)
+PY
+    then
+        ok "$2"
+    else
+        not_ok "$2"
+    fi
+}
+
+# jget PYTHON_EXPR: print the value of the expression over the last output.
+jget() {
+    "$PY" - "$T/.out" "$1" 2>/dev/null <<'PY'
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+def E(name):
+    return [e for e in L if e.get("event") == name]
+print(eval(sys.argv[2]))
+PY
+}
+
 done_testing() {
     echo "1..$TESTS"
     [ "$FAILED" -eq 0 ]

@@ -14,10 +14,6 @@ FAKEBROKER=$(realpath "${5:?keten-fakebroker path}")
 TAMPER=$(realpath "${6:?keten-tamper path}")
 
 . "$(dirname "$0")/lib.sh"
-# Debian's python3 when there is one (a version manager's shim in PATH costs
-# tens of milliseconds per call, and the fault tests call it often).
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
 declare -A PID=()   # name -> pid of a daemon started by start_*
 BAD_STOPS=""        # daemons that did not exit 0 on SIGTERM

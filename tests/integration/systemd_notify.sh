@@ -16,8 +16,6 @@
 # Arguments: keten-keys keten-node keten-broker keten-test-tool
 . "$(dirname "$0")/lib.sh"
 
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 BROKER_EP="ipc://$T/broker.sock"
 declare -A PID=() # name -> pid of a listener or daemon started here
 
@@ -43,17 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
-wait_for() {
-    local limit=$(($1 * 10)) i=0
-    shift
-    while [ "$i" -lt "$limit" ]; do
-        "$@" && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
 
 # listen NAME: a stand-in for the service manager on $T/NAME.notify; every
 # datagram becomes one line of $T/NAME.msgs, its fields separated by " | ".
