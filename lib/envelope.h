@@ -87,30 +87,4 @@ keten_err keten_envelope_open(const keten_identity *me, const keten_directory *d
 
 void keten_verified_destroy(keten_verified **self_p);
 
-/* ---- acknowledgements (broker log key) -------------------------------- */
-
-/* Serialized Ack over "keten/ack/v1" || AckBody. */
-keten_err keten_ack_sign(const uint8_t log_sk[static KETEN_SIGN_SK_BYTES], const char *network,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const uint8_t envelope_hash[static KETEN_HASH_BYTES], uint64_t leaf_index, uint8_t **out,
-    size_t *out_len) KETEN_MUST_CHECK;
-
-/* Verify a serialized Ack; *body_out (keten_pb_free) is the parsed body. */
-keten_err keten_ack_verify(const uint8_t log_pk[static KETEN_SIGN_PK_BYTES], const uint8_t *buf,
-    size_t len, Keten__AckBody **body_out) KETEN_MUST_CHECK;
-
-/* ---- receipts (recipient signing key) -------------------------------- */
-
-/* Serialized Receipt over "keten/receipt/v1" || ReceiptBody. */
-keten_err keten_receipt_sign(const keten_identity *me, const char *network, uint64_t cert_serial,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const uint8_t envelope_hash[static KETEN_HASH_BYTES], uint64_t received_at, uint8_t **out,
-    size_t *out_len) KETEN_MUST_CHECK;
-
-/* Verify a serialized Receipt against the signing key of the certificate;
- * checks body canonical, recipient == cert id, cert_serial == cert serial.
- * *body_out (keten_pb_free). */
-keten_err keten_receipt_verify(const Keten__NodeCert *cert, const uint8_t *buf, size_t len,
-    Keten__ReceiptBody **body_out) KETEN_MUST_CHECK;
-
 #endif

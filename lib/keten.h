@@ -44,7 +44,6 @@
 #define KETEN_SIGNAL_JSON_MAX (640u << 10) /* its binary form must fit the 512 KiB bucket */
 #define KETEN_MAX_ADMINS 32
 #define KETEN_CHECKPOINT_MAX (64u << 10) /* a signed note with its cosignatures */
-#define KETEN_RECEIPT_MAX (4u << 10)
 /* One serialized broker <-> node Frame (docs/wire.md): the largest body is a
  * DirectoryPush of one directory version. Both ends set ZMQ_MAXMSGSIZE to it. */
 #define KETEN_FRAME_MAX (KETEN_DIRECTORY_MAX + (64u << 10))
@@ -55,8 +54,6 @@
 #define KETEN_LABEL_ENVELOPE "keten/envelope/v1"
 #define KETEN_LABEL_AEAD "keten/aead/v1"
 #define KETEN_LABEL_COMMIT "keten/commit/v1"
-#define KETEN_LABEL_ACK "keten/ack/v1"
-#define KETEN_LABEL_RECEIPT "keten/receipt/v1"
 #define KETEN_KDF_CONTEXT "ketenenc" /* crypto_kdf context, exactly 8 bytes */
 #define KETEN_KDF_SUBKEY_ENC 1
 
