@@ -1,5 +1,5 @@
 /*
- * cmd.h - the commands of keten-audit (DESIGN section 8, docs/audit.md), one
+ * cmd.h - the commands of keten-audit (docs/audit.md), one
  * cmd_<verb>() per file audit/cmd_<verb>.c. A command gets the arguments
  * after "keten-audit" (argv[0] is the command's name) and returns the exit
  * code: 0 success, 1 failure, 2 usage error, 3 verification failure.

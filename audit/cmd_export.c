@@ -1,6 +1,6 @@
 /*
  * keten-audit export --db BROKER_HOME --out AUDIT_DIR: the audit tables
- * alone, for auditors (DESIGN section 7). See auditdb.h for what is copied
+ * alone, for auditors (docs/audit.md). See auditdb.h for what is copied
  * and how.
  */
 #include <getopt.h>

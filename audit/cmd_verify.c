@@ -27,8 +27,11 @@ static const char usage_text[]
       "Verify the audit log, trusting only the network anchor: every record's hash\n"
       "and the Merkle tree recomputed from the records (RFC 9162) against the stored\n"
       "tree; sequence numbers and times; every directory version as a chain from the\n"
-      "anchor; every sender's signature and every recipient's receipt with the\n"
-      "certificate valid at that time; that each record's sender, recipients, kind,\n"
+      "anchor; every sender's signature and every recipient's receipt (stored or\n"
+      "refused: the signed batch head, once per batch, and the message's leaf and\n"
+      "path to its root) with the certificate valid at that time; that each\n"
+      "receipt names the message's envelope and the outcome its record states;\n"
+      "that each record's sender, recipients, kind,\n"
       "category and purpose are those of the signed header; every checkpoint the\n"
       "broker signed (its signature, that it matches the log, its cosignatures); and\n"
       "every checkpoint given with --checkpoint (kept by partner nodes): the evidence\n"
@@ -111,7 +114,13 @@ static void print_text(const auditdb *a, const verifier_result *r)
     printf("    submitted        %" PRIu64 " (each sender's signature over the header and "
            "ciphertext hash)\n",
         r->sender_signatures);
-    printf("    receipted        %" PRIu64 " (each recipient's signed receipt)\n",
+    printf("    receipted        %" PRIu64 " (each recipient's signed receipt: stored)\n",
+        r->events[KETEN__EVENT__EVENT_RECEIPTED]);
+    printf("    refused          %" PRIu64 " (each recipient's signed receipt: refused, with "
+           "its reason)\n",
+        r->events[KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT]);
+    printf("    receipt batches  %" PRIu64 " recipient signature(s) verified, one per batch "
+           "head\n",
         r->receipt_signatures);
     printf("  signed by the administrators:\n");
     printf("    directory-installed %" PRIu64 "\n",
@@ -155,7 +164,7 @@ static json_t *result_json(const auditdb *a, const verifier_result *r)
     return json_pack("{s:b, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:{s:I, s:I},"
                      " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
                      " s:{s:I, s:I, s:I, s:I, s:b},"
-                     " s:{s:I, s:I}, s:o, s:o, s:i, s:f}",
+                     " s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:i, s:f}",
         "ok", 1, "source", src, "network", r->network, "records", (json_int_t)r->records,
         "tree_size", (json_int_t)r->records, "root", root, "first_time", t1, "last_time", t2,
         "directories", "versions", (json_int_t)r->directory_versions, "latest",
@@ -166,7 +175,10 @@ static json_t *result_json(const auditdb *a, const verifier_result *r)
         (json_int_t)r->external, "witnessed", (json_int_t)r->external_witnessed, "max_size",
         (json_int_t)r->external_max_size, "max_cosignatures", (json_int_t)r->external_cosigners,
         "self_consistent_only", r->external == 0, "signed_by_partners", "submitted",
-        (json_int_t)r->sender_signatures, "receipted", (json_int_t)r->receipt_signatures,
+        (json_int_t)r->sender_signatures, "receipted",
+        (json_int_t)r->events[KETEN__EVENT__EVENT_RECEIPTED], "refused-by-recipient",
+        (json_int_t)r->events[KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT], "receipt_batches",
+        (json_int_t)r->receipt_signatures,
         "signed_by_administrators", events_json(r, true, false), "broker_claims",
         events_json(r, false, true), "threads", (int)r->threads, "seconds", r->seconds);
 }

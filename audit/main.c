@@ -1,5 +1,5 @@
 /*
- * keten-audit - the auditors' tool (DESIGN sections 7 and 8, docs/audit.md):
+ * keten-audit - the auditors' tool (docs/audit.md):
  * export, verify, replay, count, report and prove what the broker's audit
  * log says, trusting nothing but the network anchor. This file only
  * dispatches to cmd_<verb>().

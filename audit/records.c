@@ -23,6 +23,7 @@ static const char *const event_names[] = {
     [KETEN__EVENT__EVENT_NODE_CONNECTED] = "node-connected",
     [KETEN__EVENT__EVENT_NODE_DISCONNECTED] = "node-disconnected",
     [KETEN__EVENT__EVENT_AUTH_FAILED] = "auth-failed",
+    [KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT] = "refused-by-recipient",
 };
 
 static const char *const reason_names[] = {
@@ -43,6 +44,9 @@ static const char *const reason_names[] = {
     [KETEN__REASON__REASON_UNKNOWN_SENDER] = "unknown-sender",
     [KETEN__REASON__REASON_REVOKED] = "revoked",
     [KETEN__REASON__REASON_BAD_RECEIPT] = "bad-receipt",
+    [KETEN__REASON__REASON_UNDECRYPTABLE] = "undecryptable",
+    [KETEN__REASON__REASON_INVALID_SIGNAL] = "invalid-signal",
+    [KETEN__REASON__REASON_UNKNOWN_CHECKPOINT] = "unknown-checkpoint",
 };
 
 static const char *const kind_names[] = {
@@ -70,12 +74,20 @@ const char *records_kind_name(int kind)
     return kind >= 0 && (size_t)kind < COUNT(kind_names) ? kind_names[kind] : "unknown";
 }
 
+bool records_reason_is_broker(int reason)
+{
+    return (reason >= KETEN__REASON__REASON_TOO_LARGE
+               && reason <= KETEN__REASON__REASON_BAD_RECEIPT)
+        || reason == KETEN__REASON__REASON_UNKNOWN_CHECKPOINT;
+}
+
 records_evidence records_event_evidence(int event)
 {
     switch (event) {
     case KETEN__EVENT__EVENT_SUBMITTED:
         return RECORDS_SENDER_SIGNATURE;
     case KETEN__EVENT__EVENT_RECEIPTED:
+    case KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT:
         return RECORDS_RECIPIENT_SIGNATURE;
     case KETEN__EVENT__EVENT_DIRECTORY_INSTALLED:
         return RECORDS_ADMIN_SIGNATURES;

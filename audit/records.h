@@ -1,13 +1,14 @@
 /*
- * records.h - reading audit records (DESIGN section 7): decoding a leaf into
+ * records.h - reading audit records (docs/audit.md): decoding a leaf into
  * an AuditRecord, the names tools print for events, reasons and kinds, what
  * backs each event (a partner's signature or only the broker's claim), an
  * index of messages (msg_id -> what its "submitted" record says), filters,
  * and a scan over the whole log in order.
  *
- * Delivered, receipted and expired records carry no category, purpose or
- * kind of their own: filters and outputs take them from the message's
- * submitted record (the index), which always comes earlier in the log.
+ * Delivered, receipted, refused-by-recipient and expired records carry no
+ * category, purpose or kind of their own: filters and outputs take them from
+ * the message's submitted record (the index), which always comes earlier in
+ * the log.
  *
  * Ownership: records_decode() returns a record freed with records_free().
  * The index owns its entries and interned strings; pointers it returns stay
@@ -34,14 +35,17 @@
 typedef enum records_evidence {
     RECORDS_BROKER_CLAIM = 0, /* nobody but the broker signed it */
     RECORDS_SENDER_SIGNATURE = 1, /* submitted: the sender's envelope signature */
-    RECORDS_RECIPIENT_SIGNATURE = 2, /* receipted: the recipient's signed receipt */
+    RECORDS_RECIPIENT_SIGNATURE = 2, /* receipted, refused-by-recipient: the recipient's signed receipt */
     RECORDS_ADMIN_SIGNATURES = 3, /* directory-installed: the administrators' */
 } records_evidence;
 
 /* "submitted", "rejected", ..., "auth-failed"; "unknown" outside the enum. */
 const char *records_event_name(int event);
-/* "none", "too-large", ..., "bad-receipt". */
+/* "none", "too-large", ..., "bad-receipt", "undecryptable", ... */
 const char *records_reason_name(int reason);
+/* A reason the broker gives when it rejects (REASON_NONE and the
+ * recipient-only reasons are not). */
+bool records_reason_is_broker(int reason);
 /* "signal", "query", "reply", "feedback"; "" for unspecified. */
 const char *records_kind_name(int kind);
 records_evidence records_event_evidence(int event);

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "pb.h"
+#include "sigcheck.h"
 #include "util.h"
 
 #define LIST_SEP ";" /* recipients inside one CSV field */
@@ -192,7 +193,8 @@ void render_plain(FILE *f, const char *s)
 /* ---- records ---------------------------------------------------------- */
 
 /* What the record adds beyond its own fields: from the header (submitted)
- * and from the receipt body (receipted), read without verification. */
+ * and from the receipt's batch head (receipted, refused-by-recipient: when
+ * the recipient committed it), read without verification. */
 typedef struct extra {
     bool has_created, has_received;
     uint64_t created_at, received_at;
@@ -214,21 +216,9 @@ static void read_extra(const Keten__AuditRecord *rec, extra *x)
             }
             keten_pb_free((ProtobufCMessage **)(void *)&h);
         }
-    } else if (rec->event == KETEN__EVENT__EVENT_RECEIPTED && rec->receipt.len > 0) {
-        Keten__Receipt *r = NULL;
-        if (KETEN_PB_UNPACK(keten__receipt, rec->receipt.data, rec->receipt.len, KETEN_RECEIPT_MAX,
-                "receipt", &r)
-            == KETEN_OK) {
-            Keten__ReceiptBody *b = NULL;
-            if (KETEN_PB_UNPACK(keten__receipt_body, r->body.data, r->body.len, KETEN_RECEIPT_MAX,
-                    "receipt body", &b)
-                == KETEN_OK) {
-                x->has_received = true;
-                x->received_at = b->received_at;
-                keten_pb_free((ProtobufCMessage **)(void *)&b);
-            }
-            keten_pb_free((ProtobufCMessage **)(void *)&r);
-        }
+    } else if (rec->event == KETEN__EVENT__EVENT_RECEIPTED
+        || rec->event == KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT) {
+        x->has_received = sigcheck_receipt_stored_at(rec, &x->received_at);
     }
 }
 
@@ -429,6 +419,7 @@ static void render_text(
         break;
     case KETEN__EVENT__EVENT_DELIVERED:
     case KETEN__EVENT__EVENT_RECEIPTED:
+    case KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT:
         fputs("  ", f);
         render_plain(f, rec->sender);
         fputs(" -> ", f);
@@ -445,6 +436,14 @@ static void render_text(
                 fprintf(f, "  stored by the recipient at %s", t);
             }
             fputs("  [signed by the recipient]", f);
+        } else if (rec->event == KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT) {
+            fprintf(f, "  refused by the recipient: reason %s",
+                records_reason_name((int)rec->reason));
+            if (x->has_received) {
+                render_time(x->received_at, t);
+                fprintf(f, " at %s", t);
+            }
+            fputs("  [signed by the recipient]", f);
         } else {
             fputs("  [broker's claim]", f);
         }
@@ -452,7 +451,7 @@ static void render_text(
     case KETEN__EVENT__EVENT_EXPIRED:
         fputs("  ", f);
         render_plain(f, rec->sender);
-        fputs(" -> never receipted by ", f);
+        fputs(" -> never answered by ", f);
         for (size_t i = 0; i < n_rcpt(rec); i++) {
             fputs(i > 0 ? "," : "", f);
             render_plain(f, rec->recipients[i]);

@@ -34,7 +34,7 @@ typedef struct shared {
     pthread_mutex_t mu;
     _Atomic uint64_t fail_seq; /* lowest failing seq so far, NO_SEQ if none */
     verifier_failure failure;
-    atomic_uint_fast64_t sender_sigs, receipt_sigs;
+    atomic_uint_fast64_t sender_sigs;
 } shared;
 
 /* Record a failure at seq; the lowest seq wins (ties: the first). */
@@ -67,7 +67,6 @@ typedef struct job {
     const Keten__AuditRecord *rec;
     const keten_directory *dir; /* in force at the record */
     uint64_t created_at; /* submitted: header created_at */
-    uint8_t envelope_hash[KETEN_HASH_BYTES]; /* receipted: the submitted record's */
 } job;
 
 typedef struct batch {
@@ -104,18 +103,11 @@ static void batch_free(batch **b_p)
 static void check_job(shared *sh, const job *j, uint8_t **buf, size_t *cap)
 {
     const Keten__AuditRecord *r = j->rec;
-    keten_err e;
-    if (r->event == KETEN__EVENT__EVENT_SUBMITTED) {
-        e = sigcheck_submitted(j->dir, r, j->created_at, buf, cap);
-    } else {
-        e = sigcheck_receipt(j->dir, r, j->envelope_hash);
-    }
+    keten_err e = sigcheck_submitted(j->dir, r, j->created_at, buf, cap);
     if (e != KETEN_OK) {
         fail_at(sh, r->seq, e, "%s", keten_err_detail());
-    } else if (r->event == KETEN__EVENT__EVENT_SUBMITTED) {
-        atomic_fetch_add(&sh->sender_sigs, 1);
     } else {
-        atomic_fetch_add(&sh->receipt_sigs, 1);
+        atomic_fetch_add(&sh->sender_sigs, 1);
     }
 }
 
@@ -234,6 +226,7 @@ typedef struct verifier {
     bool pool_up;
     batch *cur;
     records_index *idx;
+    sigcheck_heads *heads; /* receipt batch heads verified so far */
     dirent_ *dirs;
     size_t n_dirs, cap_dirs;
     const keten_directory *in_force; /* at the record being read */
@@ -605,16 +598,32 @@ static bool check_expired(verifier *v, const Keten__AuditRecord *r)
     return true;
 }
 
-static bool check_receipted(verifier *v, Keten__AuditRecord **rec_p)
+/* A receipted or refused-by-recipient record: the recipient's ReceiptProof,
+ * checked here on the main thread: each distinct batch head's signature is
+ * verified once (v->heads), the leaf's path to its root for every record. */
+static bool check_receipted(verifier *v, const Keten__AuditRecord *r)
 {
-    const Keten__AuditRecord *r = *rec_p;
+    const char *ev = records_event_name((int)r->event);
     if (!check_delivery(v, r)) {
         return false;
     }
     const records_msg *m = records_index_find(v->idx, r->msg_id.data);
-    job j = { .rec = r, .dir = v->in_force };
-    memcpy(j.envelope_hash, m->envelope_hash, KETEN_HASH_BYTES);
-    return add_job(v, rec_p, &j);
+    if (r->n_recipients != 1 || !str_eq(r->recipients[0], r->node)) {
+        fail_at(&v->sh, r->seq, KETEN_ERR_MISMATCH,
+            "record %" PRIu64 " (%s): its recipients are not exactly its node '%s'", r->seq, ev,
+            r->node);
+        return false;
+    }
+    keten_err e = sigcheck_receipt(v->in_force, r, m->envelope_hash, v->heads, NULL);
+    if (e != KETEN_OK) {
+        char what[VERIFIER_WHAT_MAX];
+        snprintf(what, sizeof what, "%s", keten_err_detail());
+        fail_at(&v->sh, r->seq, e, "%s (the message was submitted at record %" PRIu64 ")", what,
+            m->seq);
+        return false;
+    }
+    v->res->receipts++;
+    return true;
 }
 
 /* Everything about one record the main thread checks; signature checks go
@@ -644,7 +653,8 @@ static bool check_record(verifier *v, uint64_t n, Keten__AuditRecord **rec_p)
         v->res->first_time = r->time;
     }
     v->res->last_time = r->time;
-    if (r->event <= KETEN__EVENT__EVENT_UNSPECIFIED || r->event > KETEN__EVENT__EVENT_AUTH_FAILED) {
+    if (r->event <= KETEN__EVENT__EVENT_UNSPECIFIED
+        || r->event > KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT) {
         fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT, "record %" PRIu64 " has no valid event (%d)", n,
             (int)r->event);
         return false;
@@ -665,14 +675,14 @@ static bool check_record(verifier *v, uint64_t n, Keten__AuditRecord **rec_p)
     case KETEN__EVENT__EVENT_SUBMITTED:
         return check_submitted(v, rec_p);
     case KETEN__EVENT__EVENT_RECEIPTED:
-        return check_receipted(v, rec_p);
+    case KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT:
+        return check_receipted(v, r);
     case KETEN__EVENT__EVENT_DELIVERED:
         return check_delivery(v, r);
     case KETEN__EVENT__EVENT_EXPIRED:
         return check_expired(v, r);
     case KETEN__EVENT__EVENT_REJECTED:
-        if (r->reason == KETEN__REASON__REASON_NONE
-            || r->reason > KETEN__REASON__REASON_BAD_RECEIPT) {
+        if (!records_reason_is_broker((int)r->reason)) {
             fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
                 "record %" PRIu64 " (rejected) has no valid reason (%d)", n, (int)r->reason);
             return false;
@@ -1160,6 +1170,7 @@ static void verifier_free(verifier *v)
     free(v->have_root);
     batch_free(&v->cur);
     records_index_destroy(&v->idx);
+    sigcheck_heads_destroy(&v->heads);
     pthread_mutex_destroy(&v->sh.mu);
 }
 
@@ -1180,11 +1191,11 @@ keten_err verifier_run(const auditdb *db, const verifier_opts *opts, verifier_re
     }
     atomic_init(&v.sh.fail_seq, NO_SEQ);
     atomic_init(&v.sh.sender_sigs, 0);
-    atomic_init(&v.sh.receipt_sigs, 0);
     snprintf(res->network, sizeof res->network, "%s", opts->anchor->network);
     keten_err e = KETEN_OK;
     v.idx = records_index_new();
-    if (v.idx == NULL) {
+    v.heads = sigcheck_heads_new();
+    if (v.idx == NULL || v.heads == NULL) {
         e = keten_err_set(KETEN_ERR_NOMEM, "making the message index");
         goto out;
     }
@@ -1210,7 +1221,7 @@ keten_err verifier_run(const auditdb *db, const verifier_opts *opts, verifier_re
     res->records = v.n;
     tree_root(&v, res->root);
     res->sender_signatures = atomic_load(&v.sh.sender_sigs);
-    res->receipt_signatures = atomic_load(&v.sh.receipt_sigs);
+    res->receipt_signatures = sigcheck_heads_verified(v.heads);
     if (!failed_before(&v.sh, NO_SEQ)) {
         check_tree_end(&v);
     }

@@ -1,6 +1,6 @@
 /*
  * verifier.h - the full verification of an audit log (keten-audit verify,
- * DESIGN section 7, docs/audit.md "What verify checks"), trusting nothing
+ * docs/audit.md "What verify checks"), trusting nothing
  * but the network anchor:
  *
  *   1. every leaf: its key is its index (no gap), SHA-256 leaf hash, and the
@@ -20,12 +20,19 @@
  *      sender's certificate in the directory in force, valid at the header's
  *      created_at; a key revoked before the record's time, or a superseded
  *      key used after its rotation, fails; a msg_id submitted twice fails;
- *   5. receipted records: the receipt verifies (keten_receipt_verify) with
- *      the recipient's certificate of the serial it names, not revoked
- *      before the record's time; it names the record's msg_id, recipient,
- *      network, and the envelope hash of the message's submitted record;
- *      delivered and expired records name an earlier submitted message, its
- *      sender and its recipients;
+ *   5. receipted and refused-by-recipient records hold the recipient's
+ *      ReceiptProof (lib/receipt.h): the batch head's signature verifies
+ *      with the recipient's certificate of the serial the head names (from
+ *      the directory in force; a revoked or superseded one only for a
+ *      record dated before its revocation), once per distinct head and
+ *      signature; the leaf's audit path leads to the head's root; the leaf
+ *      names the record's msg_id and the envelope hash of the message's
+ *      submitted record; the outcome is STORED for receipted and REFUSED
+ *      with a recipient's reason (equal to the record's) for
+ *      refused-by-recipient; the head names the record's node, which is a
+ *      recipient of the message and the record's only recipient, and the
+ *      record's sender is the message's; delivered and expired records
+ *      name an earlier submitted message, its sender and its recipients;
  *   6. every stored checkpoint, and every checkpoint given from outside (a
  *      note file, or all the notes a partner node kept in its home):
  *      the broker's signature with the log key of the directory version it
@@ -36,8 +43,9 @@
  *
  * The first inconsistency by sequence number is reported (a checkpoint of
  * size S counts as record S - 1, or as the first missing record when S is
- * beyond the log). Signatures are checked by worker threads over batches of
- * records while the main thread reads the log in order.
+ * beyond the log). Sender signatures are checked by worker threads over
+ * batches of records while the main thread reads the log in order; the
+ * main thread checks receipts (one signature per receipt batch).
  *
  * Ownership: the result is plain data. Thread safety: one call at a time per
  * auditdb (it uses the db's transaction from the calling thread only).
@@ -59,7 +67,7 @@
 
 #define VERIFIER_WHAT_MAX 1024
 #define VERIFIER_THREADS_MAX 64
-#define VERIFIER_EVENTS 10 /* Event enum values 0..9 */
+#define VERIFIER_EVENTS 11 /* Event enum values 0..10 */
 
 typedef struct verifier_opts {
     const Keten__Anchor *anchor; /* required */
@@ -84,7 +92,8 @@ typedef struct verifier_result {
     uint64_t first_time, last_time; /* broker's clock, ms */
     uint64_t events[VERIFIER_EVENTS];
     uint64_t sender_signatures; /* submitted records whose signature verified */
-    uint64_t receipt_signatures; /* receipts that verified */
+    uint64_t receipts; /* receipted and refused-by-recipient records checked */
+    uint64_t receipt_signatures; /* distinct receipt batch heads whose signature verified */
     uint64_t directory_versions; /* versions installed in the log */
     uint64_t directory_version; /* the latest */
     uint64_t checkpoints; /* stored checkpoints checked */
