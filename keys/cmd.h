@@ -1,5 +1,5 @@
 /*
- * cmd.h - the commands of keten-keys (DESIGN section 8), one cmd_<verb>()
+ * cmd.h - the commands of keten-keys (docs/administration.md), one cmd_<verb>()
  * per command, each in keys/cmd_*.c. A command gets the arguments after
  * "keten-keys" (argv[0] is the command's name), parses its options with
  * getopt_long, prints its result, and returns the exit code: 0 success,

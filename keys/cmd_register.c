@@ -1,7 +1,7 @@
 /*
  * keten-keys register: register the categories (signal types) and purposes
  * that signals may carry. Only registered values are accepted, because they
- * end up in the indelible audit log (DESIGN section 5).
+ * end up in the indelible audit log.
  */
 #include <getopt.h>
 #include <stdio.h>

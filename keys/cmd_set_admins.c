@@ -1,6 +1,6 @@
 /*
  * keten-keys set-admins: change the administrators and threshold of the next
- * directory version (DESIGN section 3). That version must then be signed by
+ * directory version (docs/protocol.md section 9.3). That version must then be signed by
  * k of the current administrators AND k' of the new ones, so that a broken
  * rotation cannot lock the network out.
  */

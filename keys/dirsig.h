@@ -1,7 +1,7 @@
 /*
  * dirsig.h - how the signatures on a SignedDirectory stand: which verify,
  * whose they are, and how many of the required ones it carries
- * (DESIGN section 3: k distinct keys of the previous version's
+ * (docs/protocol.md section 9.3: k distinct keys of the previous version's
  * administrators, and on a change of administrators also k' of the new ones).
  *
  * These are the numbers keten-keys prints ("1 of 2 signatures; needs 1 more");

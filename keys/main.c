@@ -1,5 +1,5 @@
 /*
- * keten-keys - the administrators' tool (DESIGN sections 3 and 8): the
+ * keten-keys - the administrators' tool (docs/administration.md): the
  * network's trust anchor, enrollment, revocation, the sharing policy and
  * signed directory versions. This file only dispatches to cmd_<verb>().
  */

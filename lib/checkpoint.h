@@ -1,6 +1,6 @@
 /*
  * checkpoint.h - signed checkpoints of the audit log and witness
- * cosignatures (DESIGN section 7), in the C2SP formats so that tools outside
+ * cosignatures (docs/protocol.md section 12), in the C2SP formats so that tools outside
  * keten can verify them:
  *   - c2sp.org/tlog-checkpoint: body = origin line, tree size (decimal),
  *     base64 root hash, then extension lines; each line ends in "\n".

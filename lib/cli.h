@@ -5,7 +5,7 @@
  * output, and the `keygen` command of nodes and the broker.
  *
  * Messages go to stderr as "PROG: strerror: detail" (PROG set once with
- * keten_cli_init()); data goes to stdout. Exit codes (DESIGN section 8):
+ * keten_cli_init()); data goes to stdout. Exit codes (the same in every program):
  * 0 success, 1 failure, 2 usage error, 3 verification failure.
  *
  * Ownership: lists from keten_cli_split() are freed with

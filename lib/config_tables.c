@@ -164,15 +164,6 @@ static const keten_config_setting node_settings[] = {
                 "(unset: KETEN_PASSPHRASE or the terminal)",
     },
     {
-        .name = "inclusion-timeout-ms",
-        .type = KETEN_CONFIG_DURATION_MS,
-        .default_value = "60000",
-        .min = 100,
-        .max = 7 * DAY_MS,
-        .help = "alarm when a message is not proven in the audit log within this time while "
-                "connected",
-    },
-    {
         .name = "witness-timeout-ms",
         .type = KETEN_CONFIG_DURATION_MS,
         .default_value = "3600000",

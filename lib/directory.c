@@ -1,6 +1,6 @@
 /*
  * directory.c - verification, lookup and signing of the network directory
- * (see directory.h and DESIGN section 3).
+ * (see directory.h and docs/protocol.md section 9).
  */
 #include "directory.h"
 

@@ -1,6 +1,6 @@
 /*
  * directory.h - the signed, versioned network directory and its trust anchor
- * (DESIGN section 3).
+ * (docs/protocol.md section 9).
  *
  * A keten_directory is one *verified* directory version: the SignedDirectory
  * bytes as received, the parsed Directory, its SHA-256 (over the Directory

@@ -14,7 +14,7 @@
 #define LABEL_LEN(l) (sizeof(l) - 1)
 #define DETAIL_COPY_MAX 400 /* room for a nested detail inside a new one */
 
-/* Buckets below the first power-of-two step (DESIGN section 4). */
+/* Buckets below the first power-of-two step (docs/protocol.md section 6). */
 static const size_t fixed_buckets[] = { 1024, 4096, 16384, 65536 };
 #define FIRST_DOUBLING_BUCKET (2 * (size_t)65536)
 

@@ -1,5 +1,6 @@
 /*
- * envelope.h - sign-and-encrypt of one message, exactly as DESIGN section 4.
+ * envelope.h - sign-and-encrypt of one message, exactly as docs/protocol.md
+ * section 5 describes it.
  *
  * Seal (sender):
  *   K = 32 random bytes; enc key = crypto_kdf_derive_from_key(subkey 1,

@@ -9,7 +9,7 @@
  * same thread. Callers print "strerror: detail".
  *
  * keten_err_exit_code() maps an error to the command-line exit codes of
- * DESIGN section 8: 3 for verification failures (bad signature, tampering,
+ * docs/protocol.md and the man pages: 3 for verification failures (bad signature, tampering,
  * rollback, inconsistent log), 1 for everything else.
  */
 #ifndef KETEN_ERR_H

@@ -1,6 +1,6 @@
 /*
  * identity.h - a node's (or the broker's) own keys, the secret key file, and
- * the enrollment request with proof of possession (DESIGN section 3).
+ * the enrollment request with proof of possession (docs/protocol.md section 10).
  *
  * A keten_identity lives in sodium_malloc() memory (guarded, locked) and is
  * wiped by keten_identity_destroy(). It holds:

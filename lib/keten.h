@@ -2,7 +2,7 @@
  * keten.h - sizes, labels and limits shared by every part of keten.
  *
  * Every number with a meaning has a name here. Domain-separation labels are
- * versioned (DESIGN section 4): changing a construction means a new label.
+ * versioned (docs/protocol.md section 4): changing a construction means a new label.
  * Thread safety: constants only.
  */
 #ifndef KETEN_KETEN_H
@@ -48,7 +48,7 @@
  * DirectoryPush of one directory version. Both ends set ZMQ_MAXMSGSIZE to it. */
 #define KETEN_FRAME_MAX (KETEN_DIRECTORY_MAX + (64u << 10))
 
-/* Domain-separation labels (DESIGN section 4). Sizes exclude the NUL. */
+/* Domain-separation labels (docs/protocol.md section 4). Sizes exclude the NUL. */
 #define KETEN_LABEL_DIRECTORY "keten/directory/v1"
 #define KETEN_LABEL_REQUEST "keten/request/v1"
 #define KETEN_LABEL_ENVELOPE "keten/envelope/v1"

@@ -1,5 +1,5 @@
 /*
- * passphrase.h - where a passphrase comes from (DESIGN section 3):
+ * passphrase.h - where a passphrase comes from (docs/protocol.md section 2.1):
  *   1. --passphrase-file FILE (held to the secret-file permission rules),
  *   2. the environment variable KETEN_PASSPHRASE, which is removed from the
  *      environment and wiped once read,

@@ -6,7 +6,7 @@
  * every message nested in it, has no unknown fields and re-serializes to
  * exactly the same bytes: duplicated fields, default values written out,
  * fields out of order or non-minimal varints are all refused, so there is
- * one reading of every signed message for every parser (DESIGN section 4).
+ * one reading of every signed message for every parser (docs/protocol.md section 3).
  *
  * keten_pb_unpack() parses without the canonical check but still refuses
  * unknown fields anywhere; use it for unsigned frames.

@@ -1,5 +1,5 @@
 /*
- * policy.h - the sharing agreement (DESIGN sections 3 and 6).
+ * policy.h - the sharing agreement (docs/protocol.md section 8).
  *
  * A rule matches a message when its `from` has a party matching the sender,
  * its `to` a party matching the recipient, its categories contain the

@@ -1,6 +1,6 @@
 /*
  * signal_json.h - the Signal payload (module "signal": keten_signal_*) and
- * its JSON form at the edges: JSON (DESIGN section 5) <->
+ * its JSON form at the edges: JSON (the signal format of docs/protocol.md) <->
  * protobuf, with jansson.
  *
  * JSON fields: type, purpose (required labels); summary (string, <= 4096

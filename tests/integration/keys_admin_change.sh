@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Changing the administrators (DESIGN section 3): the version that carries
+# Changing the administrators (docs/protocol.md section 9.3): the version that carries
 # the change needs k signatures of the old set AND k' of the new one; later
 # versions are signed by the new set only and verify along the chain.
 . "$(dirname "$0")/lib.sh"

@@ -1,8 +1,8 @@
 /*
- * test_envelope.c - sign-and-encrypt (DESIGN section 4) on a real test
+ * test_envelope.c - sign-and-encrypt (docs/protocol.md section 5) on a real test
  * network: real keys, real signed directories, every refusal with its own
  * error code. Some envelopes are built by hand here, independently of
- * envelope.c, following DESIGN section 4 step by step, so that the checks of
+ * envelope.c, following docs/protocol.md section 5 step by step, so that the checks of
  * the opener are exercised on inputs seal() would never produce.
  */
 #include <setjmp.h>
@@ -159,7 +159,7 @@ static uint8_t *pack_envelope(const Keten__Envelope *env, size_t *len)
     return buf;
 }
 
-/* ---- an independent construction of DESIGN section 4 ------------------- */
+/* ---- an independent construction of docs/protocol.md section 5 ------------------- */
 
 typedef struct hand_opts {
     const keten_identity *signer; /* whose key signs */
@@ -385,7 +385,7 @@ static void test_verify_without_secret(void **state)
     free(env);
 }
 
-/* The hand-built envelope (this file's own reading of DESIGN section 4) opens:
+/* The hand-built envelope (this file's own reading of docs/protocol.md section 5) opens:
  * seal() and this construction agree. */
 static void test_hand_built_envelope_opens(void **state)
 {

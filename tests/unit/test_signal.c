@@ -1,5 +1,5 @@
 /*
- * test_signal.c - the Signal payload: JSON of DESIGN section 5 <-> protobuf.
+ * test_signal.c - the Signal payload: JSON of docs/protocol.md <-> protobuf.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,7 +19,7 @@
 #include "signal_json.h"
 #include "util.h"
 
-/* DESIGN section 5, with real base64 in place of the "..." placeholder (the
+/* The example signal of docs/protocol.md, with real base64 in place of the "..." placeholder (the
  * first bytes of a JPEG file). */
 static const char design_example[]
     = "{\n"
