@@ -14,6 +14,7 @@
 #include "pb.h"
 #include "records.h"
 #include "render.h"
+#include "sigcheck.h"
 #include "util.h"
 
 #define CMD "replay"
@@ -25,14 +26,16 @@ static const char usage_text[]
       "\n"
       "Print the exchange history in log order: submitted messages (who sent which\n"
       "category to whom, for which purpose, under which policy rule), deliveries,\n"
-      "receipts, expiries, rejected attempts (with the reason and the deciding rule),\n"
+      "receipts and refusals by recipients (with the recipient's reason), expiries,\n"
+      "rejected attempts (with the reason and the deciding rule),\n"
       "connections and authentication failures, directory versions. Never content.\n"
       "Each record says what backs it: the sender's or recipient's signature, the\n"
       "administrators' signatures, or only the broker's claim. Run 'keten-audit\n"
       "verify' first: replay reads the log as it is.\n"
       "\n"
       "With --msg, the whole life of one message: submitted, then per recipient\n"
-      "delivered, receipted or expired, with its rule and purpose.\n"
+      "delivered, receipted, refused by the recipient (with its reason) or expired,\n"
+      "with its rule and purpose.\n"
       "\n"
       "Options:\n"
       "  --db DIR          a broker home or an export\n"
@@ -54,8 +57,10 @@ static const char usage_text[]
 /* One recipient's outcome, for the life of a message. */
 typedef struct fate {
     char id[KETEN_NAME_MAX + 1];
-    uint64_t delivered_seq, receipted_seq, expired_seq; /* UINT64_MAX: none */
-    uint64_t delivered_at, receipted_at, expired_at, received_at;
+    uint64_t delivered_seq, receipted_seq, refused_seq, expired_seq; /* UINT64_MAX: none */
+    uint64_t delivered_at, receipted_at, refused_at, expired_at, received_at;
+    bool has_received;
+    int reason; /* refused: the recipient's reason */
 } fate;
 
 typedef struct replay {
@@ -87,26 +92,8 @@ static fate *fate_of(replay *r, const char *id)
     fate *f = &r->fates[r->n_fates++];
     memset(f, 0, sizeof *f);
     snprintf(f->id, sizeof f->id, "%s", id);
-    f->delivered_seq = f->receipted_seq = f->expired_seq = UINT64_MAX;
+    f->delivered_seq = f->receipted_seq = f->refused_seq = f->expired_seq = UINT64_MAX;
     return f;
-}
-
-static uint64_t received_at_of(const Keten__AuditRecord *rec)
-{
-    uint64_t t = 0;
-    Keten__Receipt *rc = NULL;
-    Keten__ReceiptBody *b = NULL;
-    if (KETEN_PB_UNPACK(
-            keten__receipt, rec->receipt.data, rec->receipt.len, KETEN_RECEIPT_MAX, "receipt", &rc)
-            == KETEN_OK
-        && KETEN_PB_UNPACK(keten__receipt_body, rc->body.data, rc->body.len, KETEN_RECEIPT_MAX,
-               "receipt body", &b)
-            == KETEN_OK) {
-        t = b->received_at;
-    }
-    keten_pb_free((ProtobufCMessage **)(void *)&b);
-    keten_pb_free((ProtobufCMessage **)(void *)&rc);
-    return t;
 }
 
 static void track(replay *r, const Keten__AuditRecord *rec)
@@ -136,10 +123,20 @@ static void track(replay *r, const Keten__AuditRecord *rec)
         }
         return;
     case KETEN__EVENT__EVENT_RECEIPTED:
-        if ((f = fate_of(r, rec->node)) != NULL && f->receipted_seq == UINT64_MAX) {
+        if ((f = fate_of(r, rec->node)) != NULL && f->receipted_seq == UINT64_MAX
+            && f->refused_seq == UINT64_MAX) {
             f->receipted_seq = rec->seq;
             f->receipted_at = rec->time;
-            f->received_at = received_at_of(rec);
+            f->has_received = sigcheck_receipt_stored_at(rec, &f->received_at);
+        }
+        return;
+    case KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT:
+        if ((f = fate_of(r, rec->node)) != NULL && f->receipted_seq == UINT64_MAX
+            && f->refused_seq == UINT64_MAX) {
+            f->refused_seq = rec->seq;
+            f->refused_at = rec->time;
+            f->reason = (int)rec->reason;
+            f->has_received = sigcheck_receipt_stored_at(rec, &f->received_at);
         }
         return;
     case KETEN__EVENT__EVENT_EXPIRED:
@@ -216,21 +213,32 @@ static void print_life(replay *r, const records_filter *f)
             printf("    delivered  %s (record %" PRIu64 ", the broker's claim)\n", t,
                 x->delivered_seq);
         }
+        snprintf(t2, sizeof t2, "an unknown time");
+        if (x->has_received) {
+            keten_time_iso(x->received_at, t2, sizeof t2);
+        }
         if (x->receipted_seq != UINT64_MAX) {
             keten_time_iso(x->receipted_at, t, sizeof t);
-            keten_time_iso(x->received_at, t2, sizeof t2);
             printf("    receipted  %s (record %" PRIu64
-                   ", signed by the recipient, which stored it "
+                   ", signed by the recipient in a receipt batch, which stored it "
                    "at %s by its own clock)\n",
                 t, x->receipted_seq, t2);
+        }
+        if (x->refused_seq != UINT64_MAX) {
+            keten_time_iso(x->refused_at, t, sizeof t);
+            printf("    refused    %s (record %" PRIu64
+                   ", signed by the recipient in a receipt batch, at %s by its own clock): "
+                   "reason %s\n",
+                t, x->refused_seq, t2, records_reason_name(x->reason));
         }
         if (x->expired_seq != UINT64_MAX) {
             keten_time_iso(x->expired_at, t, sizeof t);
             printf("    expired    %s (record %" PRIu64 ", the broker's claim): never receipted\n",
                 t, x->expired_seq);
         }
-        if (x->receipted_seq == UINT64_MAX && x->expired_seq == UINT64_MAX) {
-            printf("    pending    no receipt or expiry recorded yet\n");
+        if (x->receipted_seq == UINT64_MAX && x->refused_seq == UINT64_MAX
+            && x->expired_seq == UINT64_MAX) {
+            printf("    pending    no receipt, refusal or expiry recorded yet\n");
         }
     }
 }

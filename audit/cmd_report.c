@@ -144,8 +144,10 @@ static void verification_html(FILE *f, const auditdb *a, const verifier_result *
     }
     fprintf(f,
         "<dt>Signed by partners</dt><dd>%" PRIu64 " submitted messages (sender's "
-        "signature), %" PRIu64 " receipts (recipient's signature)</dd>\n",
-        v->sender_signatures, v->receipt_signatures);
+        "signature), %" PRIu64 " receipts and %" PRIu64 " refusals by recipients (the "
+        "recipient's signature over a receipt batch; %" PRIu64 " batches)</dd>\n",
+        v->sender_signatures, v->events[KETEN__EVENT__EVENT_RECEIPTED],
+        v->events[KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT], v->receipt_signatures);
     fprintf(f,
         "<dt class=\"claim\">The broker's claims</dt><dd class=\"claim\">%" PRIu64
         " deliveries, %" PRIu64 " expiries, %" PRIu64 " rejections, %" PRIu64
@@ -173,6 +175,8 @@ static void totals_html(FILE *f, const stats_totals *t)
         t->exchanges);
     fprintf(f, "<tr><th>Receipted by the recipient</th><td class=\"n\">%" PRIu64 "</td></tr>\n",
         t->receipted);
+    fprintf(f, "<tr><th>Refused by the recipient</th><td class=\"n\">%" PRIu64 "</td></tr>\n",
+        t->refused);
     fprintf(
         f, "<tr><th>Expired unreceipted</th><td class=\"n\">%" PRIu64 "</td></tr>\n", t->expired);
     fprintf(
@@ -189,7 +193,8 @@ static void stats_html(FILE *f, const stats_table *t)
         "<h2>Exchanges per partner pair, category and month</h2>\n"
         "<table id=\"stats\">\n<tr><th>Sender</th><th>Recipient</th><th>Category</th>"
         "<th>Month</th><th class=\"n\">Messages</th><th class=\"n\">Exchanges</th>"
-        "<th class=\"n\">Receipted</th><th class=\"n\">Expired</th></tr>\n");
+        "<th class=\"n\">Receipted</th><th class=\"n\">Refused</th>"
+        "<th class=\"n\">Expired</th></tr>\n");
     for (size_t i = 0; i < t->n_rows; i++) {
         const stats_row *r = &t->rows[i];
         fprintf(f, "<tr><td>");
@@ -202,14 +207,16 @@ static void stats_html(FILE *f, const stats_table *t)
         esc(f, r->month);
         fprintf(f,
             "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
-            "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td></tr>\n",
-            r->messages, r->exchanges, r->receipted, r->expired);
+            "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
+            "</td><td class=\"n\">%" PRIu64 "</td></tr>\n",
+            r->messages, r->exchanges, r->receipted, r->refused, r->expired);
     }
     fprintf(f,
         "<tr class=\"total\"><td colspan=\"4\">Total</td><td class=\"n\">%" PRIu64
         "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">"
-        "%" PRIu64 "</td></tr>\n</table>\n",
-        t->totals.messages, t->totals.exchanges, t->totals.receipted, t->totals.expired);
+        "%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td></tr>\n</table>\n",
+        t->totals.messages, t->totals.exchanges, t->totals.receipted, t->totals.refused,
+        t->totals.expired);
 }
 
 /* Distinct strings, in first-seen order (tables are sorted, so sorted). */
@@ -405,6 +412,25 @@ static keten_err matrix_html(FILE *f, const stats_table *t)
     return KETEN_OK;
 }
 
+static void refusals_html(FILE *f, const stats_totals *t)
+{
+    fprintf(f,
+        "<h2>Refused by recipients</h2>\n<p>Recipients refused these deliveries and "
+        "signed their refusal with the reason (in a receipt batch): partner-signed "
+        "facts, like receipts.</p>\n<table id=\"refusals\"><tr><th>Reason</th>"
+        "<th class=\"n\">Count</th></tr>\n");
+    for (int i = 1; i < STATS_REASONS; i++) {
+        if (t->refused_by_reason[i] > 0) {
+            fprintf(f, "<tr><td>%s</td><td class=\"n\">%" PRIu64 "</td></tr>\n",
+                records_reason_name(i), t->refused_by_reason[i]);
+        }
+    }
+    fprintf(f,
+        "<tr class=\"total\"><td>Total</td><td class=\"n\">%" PRIu64 "</td></tr>\n"
+        "</table>\n",
+        t->refused);
+}
+
 static void rejects_html(FILE *f, const stats_totals *t)
 {
     fprintf(f,
@@ -468,13 +494,15 @@ static keten_err write_page(FILE *f, const auditdb *a, const char *network,
     if (e != KETEN_OK) {
         return e;
     }
+    refusals_html(f, &tables[0].totals);
     rejects_html(f, &tables[0].totals);
     fprintf(f,
         "<h2>What the figures rest on</h2>\n<p>A submitted message is backed by its "
-        "sender's signature and a receipt by its recipient's signature: with the "
+        "sender's signature, and a receipt or a refusal by its recipient's signature "
+        "(one per receipt batch, with the message's leaf and path in it): with the "
         "verification above, these cannot have been made up by the broker. Deliveries, "
         "expiries, rejections, connections and the times of all records are the "
-        "broker's claims. Receipts and expiries are counted in the month the message "
+        "broker's claims. Receipts, refusals and expiries are counted in the month the message "
         "was submitted.</p>\n</body>\n</html>\n");
     return KETEN_OK;
 }

@@ -24,9 +24,11 @@ static const char usage_text[]
       "Count exchanges: the table a RIEC needs for its annual accountability report.\n"
       "An exchange is one message to one recipient (a query to three partners is three\n"
       "exchanges). Per group: messages, exchanges, receipted (the recipient signed a\n"
-      "receipt) and expired (never receipted). Receipts and expiries count in the\n"
-      "month the message was submitted. Rejected attempts and authentication failures\n"
-      "are counted in the totals (they name no recipient or category).\n"
+      "receipt: stored), refused (the recipient signed a refusal; the totals count\n"
+      "them per reason) and expired (never answered). Receipts, refusals and expiries\n"
+      "count in the month the message was submitted. Rejected attempts and\n"
+      "authentication failures are counted in the totals (they name no recipient or\n"
+      "category).\n"
       "\n"
       "Options:\n"
       "  --db DIR      a broker home or an export\n"
@@ -97,6 +99,15 @@ static void print_reasons(const stats_totals *t)
             first = false;
         }
     }
+    printf("%s\nrefused by recipients  %" PRIu64, first ? "" : ")", t->refused);
+    first = true;
+    for (int i = 1; i < STATS_REASONS; i++) {
+        if (t->refused_by_reason[i] > 0) {
+            printf("%s%s %" PRIu64, first ? " (" : ", ", records_reason_name(i),
+                t->refused_by_reason[i]);
+            first = false;
+        }
+    }
     printf("%s\nauthentication failures  %" PRIu64 "\n", first ? "" : ")", t->auth_failed);
 }
 
@@ -118,7 +129,7 @@ static void print_table(const stats_table *t)
     for (size_t i = 0; i < nc; i++) {
         printf("%-*s  ", (int)w[i], col_titles[cols[i]]);
     }
-    printf("%9s %9s %9s %9s\n", "messages", "exchanges", "receipted", "expired");
+    printf("%9s %9s %9s %9s %9s\n", "messages", "exchanges", "receipted", "refused", "expired");
     for (size_t r = 0; r < t->n_rows; r++) {
         const stats_row *row = &t->rows[r];
         for (size_t i = 0; i < nc; i++) {
@@ -126,15 +137,16 @@ static void print_table(const stats_table *t)
             render_plain(stdout, s);
             printf("%*s  ", (int)(w[i] - strlen(s)), "");
         }
-        printf("%9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9" PRIu64 "\n", row->messages,
-            row->exchanges, row->receipted, row->expired);
+        printf("%9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9" PRIu64 "\n",
+            row->messages, row->exchanges, row->receipted, row->refused, row->expired);
     }
     size_t pad = 0;
     for (size_t i = 0; i < nc; i++) {
         pad += w[i] + 2;
     }
-    printf("%-*s%9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9" PRIu64 "\n", (int)pad, "total",
-        t->totals.messages, t->totals.exchanges, t->totals.receipted, t->totals.expired);
+    printf("%-*s%9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9" PRIu64 "\n", (int)pad,
+        "total", t->totals.messages, t->totals.exchanges, t->totals.receipted, t->totals.refused,
+        t->totals.expired);
     print_reasons(&t->totals);
 }
 
@@ -143,6 +155,7 @@ static json_t *table_json(const stats_table *t)
     json_t *by = json_array();
     json_t *rows = json_array();
     json_t *reasons = json_object();
+    json_t *refusals = json_object();
     for (size_t i = 0; i < t->keys.n && by != NULL; i++) {
         json_array_append_new(by, json_string(stats_key_name(t->keys.key[i])));
     }
@@ -158,6 +171,7 @@ static json_t *table_json(const stats_table *t)
             json_object_set_new(o, "messages", json_integer((json_int_t)row->messages));
             json_object_set_new(o, "exchanges", json_integer((json_int_t)row->exchanges));
             json_object_set_new(o, "receipted", json_integer((json_int_t)row->receipted));
+            json_object_set_new(o, "refused", json_integer((json_int_t)row->refused));
             json_object_set_new(o, "expired", json_integer((json_int_t)row->expired));
         }
         json_array_append_new(rows, o);
@@ -168,15 +182,22 @@ static json_t *table_json(const stats_table *t)
                 json_integer((json_int_t)t->totals.rejected_by_reason[i]));
         }
     }
+    for (int i = 1; i < STATS_REASONS && refusals != NULL; i++) {
+        if (t->totals.refused_by_reason[i] > 0) {
+            json_object_set_new(refusals, records_reason_name(i),
+                json_integer((json_int_t)t->totals.refused_by_reason[i]));
+        }
+    }
     char t1[32] = "", t2[32] = "";
     if (t->totals.messages > 0) {
         keten_time_iso(t->totals.first_time, t1, sizeof t1);
         keten_time_iso(t->totals.last_time, t2, sizeof t2);
     }
-    return json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:s, s:s}}", "by", by,
-        "rows", rows, "totals", "records", (json_int_t)t->totals.records, "messages",
+    return json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:o, s:s, s:s}}",
+        "by", by, "rows", rows, "totals", "records", (json_int_t)t->totals.records, "messages",
         (json_int_t)t->totals.messages, "exchanges", (json_int_t)t->totals.exchanges, "receipted",
-        (json_int_t)t->totals.receipted, "expired", (json_int_t)t->totals.expired, "rejected",
+        (json_int_t)t->totals.receipted, "refused", (json_int_t)t->totals.refused,
+        "refused_by_reason", refusals, "expired", (json_int_t)t->totals.expired, "rejected",
         (json_int_t)t->totals.rejected, "auth_failed", (json_int_t)t->totals.auth_failed,
         "rejected_by_reason", reasons, "first_submit", t1, "last_submit", t2);
 }

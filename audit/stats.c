@@ -162,6 +162,7 @@ static keten_err group_of(stats_table *t, const stats_row *key, size_t *row)
     t->rows[t->n_rows].messages = 0;
     t->rows[t->n_rows].exchanges = 0;
     t->rows[t->n_rows].receipted = 0;
+    t->rows[t->n_rows].refused = 0;
     t->rows[t->n_rows].expired = 0;
     g->slots[i] = ++t->n_rows;
     *row = t->n_rows - 1;
@@ -253,9 +254,11 @@ static keten_err count_submit(scan_ctx *c, const Keten__AuditRecord *rec, record
     return KETEN_OK;
 }
 
-/* A receipt or expiry of recipient for counted message m. */
+typedef enum outcome { OUTCOME_RECEIPTED, OUTCOME_REFUSED, OUTCOME_EXPIRED } outcome;
+
+/* A receipt, refusal (reason) or expiry of recipient for counted message m. */
 static keten_err count_outcome(
-    scan_ctx *c, const records_msg *m, const char *recipient, bool receipted)
+    scan_ctx *c, const records_msg *m, const char *recipient, outcome what, int reason)
 {
     const char *month = month_of(c->idx, m->time);
     const char *rcpt = records_intern(c->idx, recipient);
@@ -271,12 +274,22 @@ static keten_err count_outcome(
         if (e != KETEN_OK) {
             return e;
         }
-        if (receipted) {
+        switch (what) {
+        case OUTCOME_RECEIPTED:
             t->rows[row].receipted++;
             t->totals.receipted++;
-        } else {
+            break;
+        case OUTCOME_REFUSED:
+            t->rows[row].refused++;
+            t->totals.refused++;
+            if (reason >= 0 && reason < STATS_REASONS) {
+                t->totals.refused_by_reason[reason]++;
+            }
+            break;
+        default:
             t->rows[row].expired++;
             t->totals.expired++;
+            break;
         }
     }
     return KETEN_OK;
@@ -303,12 +316,17 @@ static keten_err visit(void *ctx, const Keten__AuditRecord *rec, const records_m
         return KETEN_OK;
     case KETEN__EVENT__EVENT_RECEIPTED:
         if (m != NULL && m->user != 0) {
-            return count_outcome(c, m, rec->node, true);
+            return count_outcome(c, m, rec->node, OUTCOME_RECEIPTED, 0);
+        }
+        return KETEN_OK;
+    case KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT:
+        if (m != NULL && m->user != 0) {
+            return count_outcome(c, m, rec->node, OUTCOME_REFUSED, (int)rec->reason);
         }
         return KETEN_OK;
     case KETEN__EVENT__EVENT_EXPIRED:
         for (size_t i = 0; m != NULL && m->user != 0 && i < rec->n_recipients; i++) {
-            keten_err e = count_outcome(c, m, rec->recipients[i], false);
+            keten_err e = count_outcome(c, m, rec->recipients[i], OUTCOME_EXPIRED, 0);
             if (e != KETEN_OK) {
                 return e;
             }

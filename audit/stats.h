@@ -8,14 +8,17 @@
  * is the combination of the chosen keys: pair (sender and recipient),
  * category, month (of the submit, UTC, "YYYY-MM") and purpose. Per group:
  * messages (distinct messages with at least one exchange in the group),
- * exchanges, receipted (exchanges the recipient signed a receipt for) and
- * expired (exchanges that expired unreceipted). Receipts and expiries count
- * in the group (and month) of the message's submit. Rejected attempts have
+ * exchanges, receipted (exchanges the recipient signed a receipt for:
+ * stored), refused (exchanges the recipient signed a refusal for; the
+ * totals count them per reason) and expired (exchanges that expired before
+ * the recipient answered). Receipts, refusals and expiries count in the
+ * group (and month) of the message's submit. Rejected attempts have
  * no recipient or category (nothing the sender typed is logged): they are
  * counted per reason in the totals.
  *
  * The time filter (from inclusive, to exclusive, broker's clock) applies to
- * the submit; a message counted keeps its later receipts and expiries.
+ * the submit; a message counted keeps its later receipts, refusals and
+ * expiries.
  *
  * Ownership: stats_collect() fills tables freed with stats_table_free();
  * strings in rows belong to the table. Thread safety: none needed (one
@@ -49,15 +52,16 @@ typedef struct stats_keys {
 
 typedef struct stats_row {
     const char *sender, *recipient, *category, *purpose, *month; /* "" when not a key */
-    uint64_t messages, exchanges, receipted, expired;
+    uint64_t messages, exchanges, receipted, refused, expired;
 } stats_row;
 
-#define STATS_REASONS 17 /* Reason enum values 0..16 */
+#define STATS_REASONS 20 /* Reason enum values 0..19 */
 
 typedef struct stats_totals {
-    uint64_t records, messages, exchanges, receipted, expired, delivered;
+    uint64_t records, messages, exchanges, receipted, refused, expired, delivered;
     uint64_t rejected, auth_failed, directories;
     uint64_t rejected_by_reason[STATS_REASONS];
+    uint64_t refused_by_reason[STATS_REASONS]; /* the recipients' reasons */
     uint64_t first_time, last_time; /* of the counted submits (0 if none) */
     uint64_t log_first_time, log_last_time;
 } stats_totals;
