@@ -24,9 +24,12 @@ static const char usage_text[]
       "versions it carries verify as a chain from the anchor; the log key is the\n"
       "broker's in the version the checkpoint names; the checkpoint's signature\n"
       "verifies with it; every record hashes to its leaf and its audit path leads to\n"
-      "the checkpoint's root (RFC 9162); every record belongs to the message, and its\n"
-      "sender's signature and receipts verify. Prints the message's records and how\n"
-      "many partners cosigned the checkpoint.\n"
+      "the checkpoint's root (RFC 9162); every record belongs to the message, its\n"
+      "sender's signature verifies, and every receipt or refusal by a recipient\n"
+      "verifies (the recipient's signed batch head, the message's leaf and its path\n"
+      "to the head's root, the envelope hash, the outcome). Prints the message's\n"
+      "records and how many partners cosigned the checkpoint. Bundles are format v2;\n"
+      "a version 1 bundle (from before receipt batches) is refused.\n"
       "\n"
       "Options:\n"
       "  --anchor FILE   the network's trust anchor (network.pub)\n"
@@ -51,11 +54,23 @@ static void print_text(const proof_result *r)
     printf("  records      %zu included in that tree:\n", r->n_records);
     for (size_t i = 0; i < r->n_records; i++) {
         const proof_record *p = &r->records[i];
-        printf("    leaf %-8" PRIu64 " %-10s %s%s%s\n", p->leaf_index, records_event_name(p->event),
-            p->node, p->node[0] != '\0' ? "  " : "",
-            p->event == KETEN__EVENT__EVENT_SUBMITTED       ? "(sender's signature verified)"
-                : p->event == KETEN__EVENT__EVENT_RECEIPTED ? "(recipient's signature verified)"
-                                                            : "(the broker's claim)");
+        printf("    leaf %-8" PRIu64 " %-10s %s%s", p->leaf_index, records_event_name(p->event),
+            p->node, p->node[0] != '\0' ? "  " : "");
+        switch (p->event) {
+        case KETEN__EVENT__EVENT_SUBMITTED:
+            printf("(sender's signature verified)\n");
+            break;
+        case KETEN__EVENT__EVENT_RECEIPTED:
+            printf("(stored: recipient's signed receipt batch verified)\n");
+            break;
+        case KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT:
+            printf("(refused, reason %s: recipient's signed receipt batch verified)\n",
+                records_reason_name(p->reason));
+            break;
+        default:
+            printf("(the broker's claim)\n");
+            break;
+        }
     }
 }
 
@@ -66,14 +81,16 @@ static json_t *result_json(const proof_result *r)
     json_t *recs = json_array();
     for (size_t i = 0; i < r->n_records && recs != NULL; i++) {
         json_array_append_new(recs,
-            json_pack("{s:I, s:s, s:s}", "leaf_index", (json_int_t)r->records[i].leaf_index,
-                "event", records_event_name(r->records[i].event), "node", r->records[i].node));
+            json_pack("{s:I, s:s, s:s, s:s}", "leaf_index", (json_int_t)r->records[i].leaf_index,
+                "event", records_event_name(r->records[i].event), "node", r->records[i].node,
+                "reason", records_reason_name(r->records[i].reason)));
     }
-    return json_pack("{s:b, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:b, s:o}", "ok", 1, "network",
+    return json_pack("{s:b, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:b, s:I, s:o}", "ok", 1,
+        "format", PROOF_FORMAT, "network",
         r->network, "msg_id", r->msg_id, "tree_size", (json_int_t)r->tree_size, "root", root,
         "log_key_name", r->log_key_name, "directory_version", (json_int_t)r->directory_version,
         "cosignatures", (json_int_t)r->cosigners, "quorum", (json_int_t)r->quorum, "witnessed",
-        r->witnessed, "records", recs);
+        r->witnessed, "receipt_batches", (json_int_t)r->receipt_heads, "records", recs);
 }
 
 int cmd_check_proof(int argc, char **argv)

@@ -506,9 +506,72 @@ static const keten_directory *chain_version(keten_directory *const *chain, size_
     return NULL;
 }
 
+/* What check_record() keeps across the records of one bundle. */
+typedef struct check_state {
+    Keten__AuditRecord *submitted; /* the message's submitted record, once seen */
+    sigcheck_heads *heads; /* receipt batch heads verified */
+} check_state;
+
+static bool has_recipient(const Keten__AuditRecord *sub, const char *id)
+{
+    for (size_t i = 0; i < sub->n_recipients; i++) {
+        if (strcmp(sub->recipients[i], id != NULL ? id : "") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A record after the submitted one: it agrees with it (sender, recipients),
+ * and a receipt names its envelope with the right outcome. */
+static keten_err check_answer(const char *where, const keten_directory *dir,
+    const Keten__AuditRecord *rec, check_state *st)
+{
+    const char *ev = records_event_name((int)rec->event);
+    const Keten__AuditRecord *sub = st->submitted;
+    if (sub == NULL) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "%s: record %" PRIu64 " (%s) comes before any submitted record of the message in "
+            "the bundle: it cannot be tied to an envelope",
+            where, rec->seq, ev);
+    }
+    if (strcmp(rec->sender, sub->sender) != 0) {
+        return keten_err_set(KETEN_ERR_MISMATCH,
+            "%s: record %" PRIu64 " (%s) names sender '%s', the submitted record (%" PRIu64
+            ") '%s'",
+            where, rec->seq, ev, rec->sender, sub->seq, sub->sender);
+    }
+    if (rec->event == KETEN__EVENT__EVENT_EXPIRED) {
+        for (size_t k = 0; k < rec->n_recipients; k++) {
+            if (!has_recipient(sub, rec->recipients[k])) {
+                return keten_err_set(KETEN_ERR_MISMATCH,
+                    "%s: record %" PRIu64 " (expired) names '%s', not a recipient of the "
+                    "message",
+                    where, rec->seq, rec->recipients[k]);
+            }
+        }
+        return KETEN_OK;
+    }
+    if (!has_recipient(sub, rec->node)) {
+        return keten_err_set(KETEN_ERR_MISMATCH,
+            "%s: record %" PRIu64 " (%s): '%s' is not a recipient of the message", where,
+            rec->seq, ev, rec->node);
+    }
+    if (rec->event != KETEN__EVENT__EVENT_RECEIPTED
+        && rec->event != KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT) {
+        return KETEN_OK;
+    }
+    if (rec->n_recipients != 1 || strcmp(rec->recipients[0], rec->node) != 0) {
+        return keten_err_set(KETEN_ERR_MISMATCH,
+            "%s: record %" PRIu64 " (%s): its recipients are not exactly its node '%s'", where,
+            rec->seq, ev, rec->node);
+    }
+    return sigcheck_receipt(dir, rec, sub->envelope_hash.data, st->heads, NULL);
+}
+
 static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint *cp,
-    keten_directory *const *chain, size_t n_chain, const uint8_t *msg_id, uint8_t *env_hash,
-    bool *have_env_hash, proof_result *res)
+    keten_directory *const *chain, size_t n_chain, const uint8_t *msg_id, check_state *st,
+    proof_result *res)
 {
     keten_err e = KETEN_OK;
     char where[64];
@@ -587,8 +650,9 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
         goto out;
     }
     const keten_directory *dir = chain_version(chain, n_chain, rec->directory_version);
-    if (rec->event == KETEN__EVENT__EVENT_SUBMITTED
-        || rec->event == KETEN__EVENT__EVENT_RECEIPTED) {
+    bool answer = rec->event == KETEN__EVENT__EVENT_RECEIPTED
+        || rec->event == KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT;
+    if (rec->event == KETEN__EVENT__EVENT_SUBMITTED || answer) {
         if (dir == NULL) {
             e = keten_err_set(KETEN_ERR_INCONSISTENT,
                 "%s: record %" PRIu64 " names directory version %" PRIu64
@@ -596,23 +660,36 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
                 where, rec->seq, rec->directory_version);
             goto out;
         }
-        if (rec->event == KETEN__EVENT__EVENT_SUBMITTED) {
-            uint64_t created_at = 0;
-            if ((e = sigcheck_header(dir, rec, &created_at)) != KETEN_OK
-                || (e = sigcheck_submitted(dir, rec, created_at, &scratch, &scratch_cap))
-                    != KETEN_OK) {
-                goto out;
-            }
-            memcpy(env_hash, rec->envelope_hash.data, KETEN_HASH_BYTES);
-            *have_env_hash = true;
-        } else if ((e = sigcheck_receipt(dir, rec, *have_env_hash ? env_hash : NULL)) != KETEN_OK) {
+    }
+    if (rec->event == KETEN__EVENT__EVENT_SUBMITTED) {
+        if (st->submitted != NULL) {
+            e = keten_err_set(KETEN_ERR_INCONSISTENT,
+                "%s: a second submitted record of the message (records %" PRIu64
+                " and %" PRIu64 ")",
+                where, st->submitted->seq, rec->seq);
+            goto out;
+        }
+        uint64_t created_at = 0;
+        if ((e = sigcheck_header(dir, rec, &created_at)) != KETEN_OK
+            || (e = sigcheck_submitted(dir, rec, created_at, &scratch, &scratch_cap))
+                != KETEN_OK) {
+            goto out;
+        }
+    } else if (rec->event == KETEN__EVENT__EVENT_DELIVERED
+        || rec->event == KETEN__EVENT__EVENT_EXPIRED || answer) {
+        if ((e = check_answer(where, dir, rec, st)) != KETEN_OK) {
             goto out;
         }
     }
     proof_record *pr = &res->records[res->n_records++];
     pr->leaf_index = rec->seq;
     pr->event = (int)rec->event;
+    pr->reason = (int)rec->reason;
     snprintf(pr->node, sizeof pr->node, "%s", rec->node != NULL ? rec->node : "");
+    if (rec->event == KETEN__EVENT__EVENT_SUBMITTED) {
+        st->submitted = rec; /* kept for the records after it */
+        rec = NULL;
+    }
 out:
     free(scratch);
     records_free(&rec);
@@ -629,6 +706,7 @@ keten_err proof_check(
     keten_err e = KETEN_OK;
     keten_directory **chain = NULL;
     size_t n_chain = 0;
+    check_state st = { NULL, NULL };
     if (len > PROOF_MAX) {
         return keten_err_set(
             KETEN_ERR_TOO_LARGE, "a proof bundle of %zu bytes is over %u", len, PROOF_MAX);
@@ -649,6 +727,12 @@ keten_err proof_check(
     const json_t *jkn = jr != NULL ? member(jk, "name", JSON_STRING, "log_key", &e) : NULL;
     const json_t *jkp = jkn != NULL ? member(jk, "public_key", JSON_STRING, "log_key", &e) : NULL;
     if (jkp == NULL) {
+        goto out;
+    }
+    if (strcmp(json_string_value(jf), PROOF_FORMAT_V1) == 0) {
+        e = keten_err_set(KETEN_ERR_MALFORMED,
+            "a version 1 proof bundle: made by a keten before receipt batches; ask for a new "
+            "one");
         goto out;
     }
     if (strcmp(json_string_value(jf), PROOF_FORMAT) != 0) {
@@ -742,16 +826,18 @@ keten_err proof_check(
             PROOF_MAX_RECORDS);
         goto out;
     }
-    uint8_t env_hash[KETEN_HASH_BYTES];
-    bool have_env_hash = false;
+    st.heads = sigcheck_heads_new();
+    if (st.heads == NULL) {
+        e = keten_err_set(KETEN_ERR_NOMEM, "checking the bundle");
+        goto out;
+    }
     for (size_t i = 0; i < n; i++) {
         const json_t *r = json_array_get(jr, i);
         if (!json_is_object(r)) {
             e = keten_err_set(KETEN_ERR_MALFORMED, "records[%zu] is not an object", i);
             goto out;
         }
-        if ((e = check_record(r, i, &cp, chain, n_chain, msg_id, env_hash, &have_env_hash, res))
-            != KETEN_OK) {
+        if ((e = check_record(r, i, &cp, chain, n_chain, msg_id, &st, res)) != KETEN_OK) {
             goto out;
         }
     }
@@ -760,7 +846,10 @@ keten_err proof_check(
         goto out;
     }
     res->quorum = keten_directory_quorum(dir);
+    res->receipt_heads = sigcheck_heads_verified(st.heads);
 out:
+    records_free(&st.submitted);
+    sigcheck_heads_destroy(&st.heads);
     for (size_t i = 0; i < n_chain; i++) {
         keten_directory_destroy(&chain[i]);
     }
