@@ -7,25 +7,39 @@
  * real keten-broker process in a temporary directory, and drives it over
  * real ZeroMQ/CurveZMQ sockets with N sending and M receiving nodes (one
  * thread and one CURVE client with its own node identity each). Envelopes
- * and receipts are sealed and signed BEFORE the timed phase (their msg_ids
- * and envelope hashes are known once the envelopes exist), so the timed
- * phase measures the broker, not the generator: a sender sends prebuilt
- * Submit frames, a receiver answers each delivery with its prebuilt signed
- * receipt.
+ * are sealed and signed BEFORE the timed phase, so the timed phase measures
+ * the broker, not the generator: a sender sends prebuilt Submit frames.
+ *
+ * Each emulated node speaks protocol v2 as keten-node does
+ * (docs/protocol.md): Hello first on its connection; every CheckpointFrame
+ * is checked (the broker's log-key signature on the note, once per
+ * checkpoint, and the consistency proof from the checkpoint before it);
+ * every SubmitAck's LeafProof is checked against the root of a checkpoint
+ * the node accepted (keten_leafproof_verify) and its record against the
+ * envelope sent (keten_record_is_envelope) - an ack counts as accepted only
+ * then; a Deliver's proof is checked the same way; a receiver answers the
+ * deliveries of one read burst with one signed ReceiptBatch
+ * (keten_receipt_batch_new); a sender checks each ReceiptNotice's proof and
+ * the receipt inside it (the head's signature once per distinct head).
  *
  * Figures per run (JSON and a table; medians with min-max over --runs):
- *   accepted signals/s     submits acknowledged (the ack is sent only after
- *                          the audit record is durably committed)
+ *   accepted signals/s     submits acknowledged with a proof that verified
+ *                          (the ack is sent only after the audit record is
+ *                          durably committed)
  *   deliveries/s, receipts/s (receipts as forwarded back to the senders)
  *   latency p50/p90/p99/p99.9 of submit -> durable ack, submit -> delivered
  *                          and submit -> receipt back at the sender
  *   broker CPU seconds (utime + stime of /proc/PID/stat over the run) and
  *   peak RSS (VmHWM of /proc/PID/status), also RssAnon/RssFile
- *   crypto floor           the Ed25519 verifications the broker must do per
- *                          message (sender signature + one receipt per
- *                          recipient), timed (thread CPU time) in this
- *                          process over the same signed bytes; and broker
- *                          CPU per message / floor
+ *   crypto floor           timed (thread CPU time) in this process over the
+ *                          same signed bytes: one envelope verification, one
+ *                          receipt signature verification, one checkpoint
+ *                          signature (with the check of it); per message
+ *                          the floor of protocol v1 (envelope + one receipt
+ *                          per recipient) and of v2 (envelope + the receipt
+ *                          batches and checkpoints of the run, per message);
+ *                          broker CPU per message over each, and over one
+ *                          envelope verification
  *   disk                   fdatasync latency of the store's file system
  *
  * Modes: --rate max (closed loop, --window submits in flight per sender),
@@ -66,8 +80,12 @@
 #include "directory.h"
 #include "envelope.h"
 #include "identity.h"
+#include "checkpoint.h"
 #include "keten.h"
+#include "logproof.h"
+#include "merkle.h"
 #include "pb.h"
+#include "receipt.h"
 #include "signal_json.h"
 #include "util.h"
 
@@ -86,7 +104,7 @@
 #define BENCH_PREBUILD_REUSE_MS (180ull * 1000ull)
 #define BENCH_DRAIN_MS 60000u
 #define BENCH_READY_MS 30000u
-#define BENCH_ACK_SAMPLE 64 /* verify every 64th ack's signature */
+#define BENCH_CP_KEEP 64 /* checkpoints a node keeps to check proofs against */
 #define BENCH_FLOOR_SAMPLE 256
 #define BENCH_FLOOR_MIN_NS 150000000ull
 #define BENCH_FSYNC_SAMPLES 40
@@ -714,14 +732,15 @@ typedef struct workload {
     size_t n_rcpt;
     bool receipts;
     uint8_t (*msg_id)[KETEN_MSG_ID_BYTES];
+    uint8_t (*env_hash)[KETEN_HASH_BYTES]; /* SHA-256 of each serialized Envelope */
     blob *submit; /* [n]: serialized Frame{request_id = i + 1, submit} */
-    blob *receipt; /* [n * R]: serialized Frame{receipt} of recipient j of message i */
     size_t env_len; /* envelope bytes of message 0 */
     uint64_t built_ms;
     /* msg_id -> index */
     uint32_t *table;
     size_t mask;
-    /* the signed strings the broker verifies, for the crypto floor */
+    /* the signed strings the broker verifies, for the crypto floor: the
+     * envelope's, and the head of a receipt batch (of one leaf) */
     size_t n_floor;
     blob *floor_env_msg, *floor_rc_msg;
     uint8_t (*floor_env_sig)[KETEN_SIG_BYTES], (*floor_rc_sig)[KETEN_SIG_BYTES];
@@ -775,11 +794,6 @@ static void wl_free(workload *w)
             free(w->submit[i].data);
         }
     }
-    if (w->receipt != NULL) {
-        for (size_t i = 0; i < w->n * w->R; i++) {
-            free(w->receipt[i].data);
-        }
-    }
     for (size_t i = 0; i < w->n_floor; i++) {
         free(w->floor_env_msg[i].data);
         free(w->floor_rc_msg[i].data);
@@ -791,7 +805,7 @@ static void wl_free(workload *w)
     free(w->floor_env_pk);
     free(w->floor_rc_pk);
     free(w->submit);
-    free(w->receipt);
+    free(w->env_hash);
     free(w->msg_id);
     free(w->table);
     memset(w, 0, sizeof *w);
@@ -871,8 +885,7 @@ static keten_err build_one(build_job *j, size_t i)
     if (e != KETEN_OK) {
         return e;
     }
-    uint8_t hash[KETEN_HASH_BYTES];
-    crypto_hash_sha256(hash, env, env_len);
+    crypto_hash_sha256(w->env_hash[i], env, env_len);
     if (i == 0) {
         w->env_len = env_len;
     }
@@ -903,40 +916,31 @@ static keten_err build_one(build_job *j, size_t i)
         keten_pb_free((ProtobufCMessage **)(void *)&pe);
     }
     free(env);
-    for (size_t k = 0; e == KETEN_OK && w->receipts && k < w->R; k++) {
-        const keten_identity *rc = w->rcpt[msg_rcpt(w, i, k)];
+    if (e == KETEN_OK && w->receipts && i < w->n_floor) {
+        /* The head its first recipient signs for a batch holding only this
+         * message: "keten/receipts/v2" || head, as the broker checks it. */
+        const keten_identity *rc = w->rcpt[msg_rcpt(w, i, 0)];
         const Keten__NodeCert *cert = keten_directory_find_id(nt->dir, rc->id);
-        uint8_t *rb = NULL;
-        size_t rlen = 0;
-        Keten__Receipt *r = NULL;
+        keten_receipt_batch *rb = NULL;
+        keten_receipt_item item = { .outcome = KETEN__OUTCOME__OUTCOME_STORED,
+            .reason = KETEN__REASON__REASON_NONE };
+        memcpy(item.msg_id, w->msg_id[i], KETEN_MSG_ID_BYTES);
+        memcpy(item.envelope_hash, w->env_hash[i], KETEN_HASH_BYTES);
         if (cert == NULL) {
             return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "%s is not in the directory", rc->id);
         }
-        e = keten_receipt_sign(
-            rc, BENCH_NETWORK, cert->serial, w->msg_id[i], hash, j->now, &rb, &rlen);
+        e = keten_receipt_batch_new(rc, BENCH_NETWORK, cert->serial, j->now, &item, 1, &rb);
         if (e == KETEN_OK) {
-            e = KETEN_PB_UNPACK(keten__receipt, rb, rlen, KETEN_RECEIPT_MAX, "receipt", &r);
+            size_t ll = sizeof KETEN_LABEL_RECEIPTS - 1;
+            blob *m = &w->floor_rc_msg[i];
+            m->len = ll + rb->head_len;
+            m->data = xcalloc(m->len, 1);
+            memcpy(m->data, KETEN_LABEL_RECEIPTS, ll);
+            memcpy(m->data + ll, rb->head, rb->head_len);
+            memcpy(w->floor_rc_sig[i], rb->signature, KETEN_SIG_BYTES);
+            w->floor_rc_pk[i] = rc->sign_pk;
         }
-        if (e == KETEN_OK) {
-            Keten__ReceiptFrame rf = KETEN__RECEIPT_FRAME__INIT;
-            rf.receipt = r;
-            Keten__Frame g = KETEN__FRAME__INIT;
-            g.body_case = KETEN__FRAME__BODY_RECEIPT;
-            g.receipt = &rf;
-            e = pack_frame(&g, &w->receipt[i * w->R + k]);
-            if (e == KETEN_OK && k == 0 && i < w->n_floor) {
-                size_t ll = sizeof KETEN_LABEL_RECEIPT - 1;
-                blob *m = &w->floor_rc_msg[i];
-                m->len = ll + r->body.len;
-                m->data = xcalloc(m->len, 1);
-                memcpy(m->data, KETEN_LABEL_RECEIPT, ll);
-                memcpy(m->data + ll, r->body.data, r->body.len);
-                memcpy(w->floor_rc_sig[i], r->signature.data, KETEN_SIG_BYTES);
-                w->floor_rc_pk[i] = rc->sign_pk;
-            }
-        }
-        keten_pb_free((ProtobufCMessage **)(void *)&r);
-        free(rb);
+        keten_receipt_batch_destroy(&rb);
     }
     return e;
 }
@@ -959,7 +963,8 @@ static long cpu_count(void)
     return n < 1 ? 1 : n > 64 ? 64 : n;
 }
 
-/* Seal n envelopes (and sign their receipts) on every core. */
+/* Seal n envelopes on every core (and, for the floor, sign a receipt head
+ * for the first ones). */
 static keten_err wl_build(workload *w, const net *nt, const opts *o, size_t n,
     keten_identity **rcpt, size_t n_rcpt, bool receipts)
 {
@@ -971,8 +976,8 @@ static keten_err wl_build(workload *w, const net *nt, const opts *o, size_t n,
     w->n_rcpt = n_rcpt;
     w->receipts = receipts;
     w->msg_id = xcalloc(n, sizeof *w->msg_id);
+    w->env_hash = xcalloc(n, sizeof *w->env_hash);
     w->submit = xcalloc(n, sizeof *w->submit);
-    w->receipt = receipts ? xcalloc(n * w->R, sizeof *w->receipt) : NULL;
     w->n_floor = n < BENCH_FLOOR_SAMPLE ? n : BENCH_FLOOR_SAMPLE;
     if (!receipts) {
         w->n_floor = 0;
@@ -1040,8 +1045,16 @@ static keten_err wl_build(workload *w, const net *nt, const opts *o, size_t n,
 
 /* ---- the crypto floor and the disk --------------------------------------- */
 
+/* env_us: one envelope signature verification; receipt_us: one receipt
+ * signature verification (a receipt batch's head); checkpoint_us: one
+ * checkpoint signature by the log key plus the broker's check of it.
+ * per_msg_us: the floor of protocol v1, envelope + R receipts per message
+ * (still measured, for comparison); per_msg_v2_us: envelope + the receipt
+ * batches and checkpoints the broker handled in the run, per message (set
+ * after the run). */
 typedef struct floor_result {
     double env_us, receipt_us, per_msg_us;
+    double checkpoint_us, per_msg_v2_us;
 } floor_result;
 
 /* CPU time of this thread (the broker's CPU is CPU time too: a thread that
@@ -1068,25 +1081,59 @@ static double time_verifies(const blob *msg, const uint8_t (*sig)[KETEN_SIG_BYTE
     return (double)(thread_cpu_ns() - start) / 1e3 / (double)ops;
 }
 
-/* Bare crypto_sign_verify_detached over the bytes the broker verifies:
- * median of 3 timings of each. */
-static floor_result measure_floor(const workload *w, size_t *bad)
+/* Ed25519 signature of a checkpoint body with the log key, and the check of
+ * it that the broker makes of its own signature. */
+static double time_checkpoint(const uint8_t *body, size_t len, const keten_identity *broker,
+    size_t *bad)
 {
-    floor_result fr = { 0, 0, 0 };
+    uint64_t start = thread_cpu_ns(), ops = 0;
+    uint8_t sig[KETEN_SIG_BYTES];
+    do {
+        if (crypto_sign_detached(sig, NULL, body, len, broker->log_sk) != 0
+            || crypto_sign_verify_detached(sig, body, len, broker->log_pk) != 0) {
+            (*bad)++;
+        }
+        ops++;
+    } while (thread_cpu_ns() - start < BENCH_FLOOR_MIN_NS);
+    return (double)(thread_cpu_ns() - start) / 1e3 / (double)ops;
+}
+
+/* Bare crypto_sign_verify_detached over the bytes the broker verifies, and
+ * the checkpoint signature: median of 3 timings of each. */
+static floor_result measure_floor(const workload *w, const net *nt, size_t *bad)
+{
+    floor_result fr = { 0, 0, 0, 0, 0 };
     if (w->n_floor == 0) {
         return fr;
     }
-    double env[3], rc[3];
+    keten_checkpoint cp;
+    memset(&cp, 0, sizeof cp);
+    snprintf(cp.origin, sizeof cp.origin, "keten/%s", BENCH_NETWORK);
+    cp.size = 1000000;
+    randombytes_buf(cp.root, sizeof cp.root);
+    cp.dir_version = keten_directory_version(nt->dir);
+    memcpy(cp.dir_hash, keten_directory_hash(nt->dir), KETEN_HASH_BYTES);
+    char *body = NULL;
+    if (keten_checkpoint_body(&cp, &body) != KETEN_OK) {
+        (*bad)++;
+        keten_err_clear();
+        return fr;
+    }
+    double env[3], rc[3], ck[3];
     for (int k = 0; k < 3; k++) {
         env[k] = time_verifies(w->floor_env_msg,
             (const uint8_t(*)[KETEN_SIG_BYTES])w->floor_env_sig, w->floor_env_pk, w->n_floor, bad);
         rc[k] = time_verifies(w->floor_rc_msg, (const uint8_t(*)[KETEN_SIG_BYTES])w->floor_rc_sig,
             w->floor_rc_pk, w->n_floor, bad);
+        ck[k] = time_checkpoint((const uint8_t *)body, strlen(body), nt->broker, bad);
     }
+    free(body);
     qsort(env, 3, sizeof env[0], cmp_double);
     qsort(rc, 3, sizeof rc[0], cmp_double);
+    qsort(ck, 3, sizeof ck[0], cmp_double);
     fr.env_us = env[1];
     fr.receipt_us = rc[1];
+    fr.checkpoint_us = ck[1];
     fr.per_msg_us = fr.env_us + (double)w->R * fr.receipt_us;
     return fr;
 }
@@ -1195,15 +1242,9 @@ static bool pb_bytes(const uint8_t *buf, size_t len, unsigned want, const uint8_
     return pb_field(buf, len, want, &v, d, n) && *d != NULL;
 }
 
-/* Frame body numbers (proto/keten.proto). */
+/* Frame body numbers (proto/keten.proto): idle nodes only look for this one. */
 enum {
-    F_REQUEST_ID = 1,
-    F_SUBMIT_ACK = 3,
-    F_ERROR = 4,
-    F_DELIVER = 5,
-    F_RECEIPT = 6,
     F_DIRECTORY_PUSH = 8,
-    F_CHECKPOINT = 10,
 };
 
 /* Which body a frame carries (its field number) and the body bytes. */
@@ -1240,23 +1281,54 @@ enum phase { PH_CONNECT = 0, PH_GO = 1, PH_QUIT = 2 };
 
 typedef struct run_state run_state;
 
+/* The checkpoints a node accepted (the last BENCH_CP_KEEP): the latest is
+ * its reference; a proof is checked against the root of the one whose tree
+ * size it names. */
+typedef struct cp_keep {
+    uint64_t size[BENCH_CP_KEEP];
+    keten_hash root[BENCH_CP_KEEP];
+    size_t n, next;
+    bool have_ref;
+    uint64_t ref_size;
+} cp_keep;
+
+/* The receipt head a sender verified last for one recipient: a notice
+ * whose receipt carries the same head bytes needs only its leaf checked. */
+typedef struct head_cache {
+    uint8_t *bytes;
+    size_t len;
+    Keten__ReceiptBatchHead *head;
+} head_cache;
+
 typedef struct node_thr {
     run_state *rs;
     bool sender;
     size_t idx; /* sender index, or recipient index in the workload's pool */
     const keten_identity *id;
+    uint64_t serial; /* serial of its certificate (receipt heads name it) */
     pthread_t th;
     bool started;
+    cp_keep cp;
     /* stats (read after join) */
     uint64_t acks_checked, acks_bad, errors, checkpoints, duplicates, unknown;
+    uint64_t checkpoints_bad, hellos_again, proofs_unknown_cp, acks_resent;
+    uint64_t deliveries_bad, notices_bad, heads_verified, receipt_batches, receipt_leaves;
     int first_error_reason;
     char first_error[160];
+    char first_alarm[240];
     bool exhausted;
     keten_err e;
     char detail[256];
     /* Forwarded receipts to confirm (NoticeAck), as the node does. */
     uint64_t notice_leaf[BENCH_NOTICE_BATCH];
     size_t n_notice;
+    /* Receivers: the receipt leaves of the current read burst, and the
+     * credit of deliveries dropped (proof refused or unknown). */
+    keten_receipt_item *items;
+    size_t n_items;
+    uint32_t credit_back;
+    /* Senders: the last verified receipt head per recipient of the pool. */
+    head_cache *heads;
 } node_thr;
 
 struct run_state {
@@ -1272,6 +1344,9 @@ struct run_state {
     atomic_size_t ready, failed;
     uint64_t *sent_ns, *ack_ns, *dlv_ns, *rcp_ns;
     atomic_uint_fast64_t n_sent, n_acked, n_delivered, n_receipted, n_errors;
+    /* Tree sizes of the checkpoints seen by any node (a bit each). */
+    atomic_uint_fast64_t *cp_bits;
+    uint64_t cp_bits_n;
 };
 
 static keten_err node_socket(run_state *rs, const keten_identity *id, void **out)
@@ -1332,16 +1407,36 @@ static keten_err flush_notices(node_thr *t, void *sock)
     return send_msg(sock, &f);
 }
 
-/* Credit (receivers), then a directory request whose answer proves that the
- * broker took this node's connection. */
-static keten_err node_hello(run_state *rs, void *sock, uint32_t credit)
+/* Hello{tree_size}: the size of the node's reference checkpoint (0: none). */
+static keten_err send_hello(void *sock, uint64_t tree_size)
+{
+    Keten__Hello h = KETEN__HELLO__INIT;
+    h.tree_size = tree_size;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_HELLO;
+    f.hello = &h;
+    return send_msg(sock, &f);
+}
+
+static keten_err send_credit(void *sock, uint32_t credit)
 {
     Keten__Credit c = KETEN__CREDIT__INIT;
     c.credit = credit;
     Keten__Frame f = KETEN__FRAME__INIT;
     f.body_case = KETEN__FRAME__BODY_CREDIT;
     f.credit = &c;
-    keten_err e = send_msg(sock, &f);
+    return send_msg(sock, &f);
+}
+
+/* Hello (a new node: no checkpoint yet), credit (receivers), then a
+ * directory request whose answer proves that the broker took this node's
+ * connection. */
+static keten_err node_hello(run_state *rs, void *sock, uint32_t credit)
+{
+    keten_err e = send_hello(sock, 0);
+    if (e == KETEN_OK) {
+        e = send_credit(sock, credit);
+    }
     if (e != KETEN_OK) {
         return e;
     }
@@ -1374,121 +1469,362 @@ static void wait_readable(void *sock, uint64_t ns)
     (void)ppoll(&pfd, 1, &ts, NULL);
 }
 
-static void note_error(node_thr *t, const uint8_t *body, size_t blen)
+static void note_error(node_thr *t, const Keten__Error *er)
 {
-    uint64_t reason = 0;
-    const uint8_t *d = NULL;
-    size_t dl = 0;
     t->errors++;
     if (t->errors == 1) {
-        (void)pb_field(body, blen, 1, &reason, &d, &dl);
-        t->first_error_reason = (int)reason;
-        if (pb_bytes(body, blen, 3, &d, &dl)) {
-            snprintf(t->first_error, sizeof t->first_error, "%.*s", (int)dl, (const char *)d);
+        t->first_error_reason = (int)er->reason;
+        snprintf(t->first_error, sizeof t->first_error, "%s",
+            er->detail != NULL ? er->detail : "");
+    }
+}
+
+/* What keten-node would raise as an alarm (a proof or checkpoint that does
+ * not verify): counted, the first one kept with libketen's detail. */
+static void note_alarm(node_thr *t, uint64_t *counter, const char *what)
+{
+    (*counter)++;
+    if (t->first_alarm[0] == '\0') {
+        snprintf(t->first_alarm, sizeof t->first_alarm, "%s %s: %s", t->id->id, what,
+            keten_err_detail());
+    }
+    keten_err_clear();
+}
+
+/* ---- checkpoints and proofs, as keten-node checks them -------------------- */
+
+static const uint8_t *cp_root(const cp_keep *c, uint64_t size)
+{
+    for (size_t k = 0; k < c->n; k++) {
+        if (c->size[k] == size) {
+            return c->root[k];
         }
     }
+    return NULL;
+}
+
+static void cp_mark(run_state *rs, uint64_t size)
+{
+    if (rs->cp_bits != NULL && size < rs->cp_bits_n) {
+        atomic_fetch_or(&rs->cp_bits[size / 64], (uint_fast64_t)1 << (size % 64));
+    }
+}
+
+/* A CheckpointFrame: the note's signature by the broker's log key and its
+ * origin, the consistency proof from old_size (a size this node keeps, or 0
+ * when it has no checkpoint yet), never behind the reference, never a second
+ * root for a size. 0: accepted (the new reference); 1: old_size is not one
+ * this node keeps (it says Hello again); -1: refused. */
+static int cp_accept(node_thr *t, const Keten__CheckpointFrame *cf)
+{
+    run_state *rs = t->rs;
+    cp_keep *c = &t->cp;
+    const Keten__NodeCert *bc = rs->nt->broker_cert;
+    keten_checkpoint cp;
+    keten_hash proof[KETEN_MERKLE_MAX_PROOF];
+    t->checkpoints++;
+    if (cf->note == NULL
+        || keten_checkpoint_open(cf->note, strlen(cf->note), bc->id, bc->log_pk.data, &cp)
+            != KETEN_OK) {
+        note_alarm(t, &t->checkpoints_bad, "checkpoint note");
+        return -1;
+    }
+    if (strncmp(cp.origin, "keten/", 6) != 0 || strcmp(cp.origin + 6, BENCH_NETWORK) != 0) {
+        (void)keten_err_set(KETEN_ERR_WRONG_NETWORK, "origin %s", cp.origin);
+        note_alarm(t, &t->checkpoints_bad, "checkpoint origin");
+        return -1;
+    }
+    if (cf->n_consistency > KETEN_MERKLE_MAX_PROOF) {
+        (void)keten_err_set(KETEN_ERR_MALFORMED, "%zu consistency hashes", cf->n_consistency);
+        note_alarm(t, &t->checkpoints_bad, "checkpoint proof");
+        return -1;
+    }
+    for (size_t k = 0; k < cf->n_consistency; k++) {
+        if (cf->consistency[k].len != KETEN_HASH_BYTES) {
+            (void)keten_err_set(KETEN_ERR_MALFORMED, "consistency hash %zu is %zu bytes", k,
+                cf->consistency[k].len);
+            note_alarm(t, &t->checkpoints_bad, "checkpoint proof");
+            return -1;
+        }
+        memcpy(proof[k], cf->consistency[k].data, KETEN_HASH_BYTES);
+    }
+    if (cf->old_size == 0) {
+        if (c->have_ref) {
+            t->hellos_again++;
+            return 1;
+        }
+        if (cf->n_consistency != 0) {
+            (void)keten_err_set(KETEN_ERR_MALFORMED, "a consistency proof from size 0");
+            note_alarm(t, &t->checkpoints_bad, "checkpoint proof");
+            return -1;
+        }
+    } else {
+        const uint8_t *old = cp_root(c, cf->old_size);
+        if (old == NULL) {
+            t->hellos_again++;
+            return 1;
+        }
+        if (keten_merkle_verify_consistency(cf->old_size, cp.size, old, cp.root,
+                (const keten_hash *)proof, cf->n_consistency)
+            != KETEN_OK) {
+            note_alarm(t, &t->checkpoints_bad, "checkpoint consistency");
+            return -1;
+        }
+    }
+    if (c->have_ref && cp.size < c->ref_size) {
+        (void)keten_err_set(KETEN_ERR_INCONSISTENT, "size %llu is behind the reference %llu",
+            (unsigned long long)cp.size, (unsigned long long)c->ref_size);
+        note_alarm(t, &t->checkpoints_bad, "checkpoint");
+        return -1;
+    }
+    const uint8_t *same = cp_root(c, cp.size);
+    if (same != NULL) {
+        if (sodium_memcmp(same, cp.root, KETEN_HASH_BYTES) != 0) {
+            (void)keten_err_set(KETEN_ERR_INCONSISTENT, "a second root for size %llu",
+                (unsigned long long)cp.size);
+            note_alarm(t, &t->checkpoints_bad, "checkpoint");
+            return -1;
+        }
+    } else {
+        c->size[c->next] = cp.size;
+        memcpy(c->root[c->next], cp.root, KETEN_HASH_BYTES);
+        c->next = (c->next + 1) % BENCH_CP_KEEP;
+        if (c->n < BENCH_CP_KEEP) {
+            c->n++;
+        }
+    }
+    c->have_ref = true;
+    c->ref_size = cp.size;
+    cp_mark(rs, cp.size);
+    return 0;
+}
+
+static void on_checkpoint(node_thr *t, void *sock, const Keten__CheckpointFrame *cf)
+{
+    if (cp_accept(t, cf) == 1) {
+        (void)send_hello(sock, t->cp.have_ref ? t->cp.ref_size : 0);
+    }
+}
+
+/* A LeafProof against a kept checkpoint. 0: verified (*rec_out); 1: its tree
+ * size is not one this node keeps; -1: refused. */
+static int proof_check(node_thr *t, const Keten__LeafProof *p, Keten__AuditRecord **rec_out)
+{
+    *rec_out = NULL;
+    if (p == NULL) {
+        (void)keten_err_set(KETEN_ERR_MALFORMED, "the frame carries no proof");
+        return -1;
+    }
+    const uint8_t *root = cp_root(&t->cp, p->tree_size);
+    if (root == NULL) {
+        t->proofs_unknown_cp++;
+        return 1;
+    }
+    return keten_leafproof_verify(p, root, rec_out) == KETEN_OK ? 0 : -1;
+}
+
+/* The serialized Envelope inside message i's prebuilt Submit frame. */
+static bool submit_envelope(const workload *w, size_t i, const uint8_t **env, size_t *env_len)
+{
+    const uint8_t *sub = NULL;
+    size_t sub_len = 0;
+    return pb_bytes(w->submit[i].data, w->submit[i].len, 2, &sub, &sub_len)
+        && pb_bytes(sub, sub_len, 1, env, env_len);
+}
+
+/* A SubmitAck (or Error DUPLICATE with a proof): accepted only when the
+ * proof verifies against a kept checkpoint and its record is the submitted
+ * record of the envelope this node sent under that request id. */
+static void sender_ack(
+    node_thr *t, void *sock, uint64_t rid, const Keten__LeafProof *proof, uint64_t *acked)
+{
+    run_state *rs = t->rs;
+    const workload *w = rs->w;
+    Keten__AuditRecord *rec = NULL;
+    Keten__Envelope *pe = NULL;
+    const uint8_t *env = NULL;
+    size_t env_len = 0;
+    int pc = proof_check(t, proof, &rec);
+    if (pc == 1) {
+        /* Not accepted; sent again, it is answered with a fresh proof. */
+        if (rid >= 1 && rid <= w->n && msg_sender(w, rid - 1) == t->idx) {
+            (void)zmq_send(sock, w->submit[rid - 1].data, w->submit[rid - 1].len, 0);
+            t->acks_resent++;
+        }
+        return;
+    }
+    if (pc < 0) {
+        note_alarm(t, &t->acks_bad, "ack proof");
+        return;
+    }
+    size_t i = rec->msg_id.len == KETEN_MSG_ID_BYTES ? wl_lookup(w, rec->msg_id.data) : SIZE_MAX;
+    if (i == SIZE_MAX || msg_sender(w, i) != t->idx || rid != i + 1
+        || strcmp(rec->sender, t->id->id) != 0) {
+        (void)keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the record of request %llu is not a message this node sent under it",
+            (unsigned long long)rid);
+        note_alarm(t, &t->acks_bad, "ack record");
+        goto out;
+    }
+    if (!submit_envelope(w, i, &env, &env_len)) {
+        (void)keten_err_set(KETEN_ERR_MALFORMED, "prebuilt submit %zu", i);
+        note_alarm(t, &t->acks_bad, "ack record");
+        goto out;
+    }
+    if (KETEN_PB_UNPACK(keten__envelope, env, env_len, KETEN_ENVELOPE_MAX, "envelope", &pe)
+            != KETEN_OK
+        || keten_record_is_envelope(rec, env, env_len, pe) != KETEN_OK) {
+        note_alarm(t, &t->acks_bad, "ack record");
+        goto out;
+    }
+    t->acks_checked++;
+    if (rs->ack_ns[i] != 0) {
+        t->duplicates++;
+        goto out;
+    }
+    rs->ack_ns[i] = mono_ns();
+    (*acked)++;
+    atomic_fetch_add(&rs->n_acked, 1);
+out:
+    keten_pb_free((ProtobufCMessage **)(void *)&pe);
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
+}
+
+/* A ReceiptNotice: the proof of a `receipted` record of a message this node
+ * sent, naming one of its recipients, whose receipt verifies with that
+ * recipient's certificate (the head's signature once per distinct head) and
+ * names the message and its envelope hash with outcome STORED. */
+static void sender_notice(node_thr *t, const Keten__LeafProof *proof)
+{
+    run_state *rs = t->rs;
+    const workload *w = rs->w;
+    Keten__AuditRecord *rec = NULL;
+    Keten__ReceiptLeaf *leaf = NULL;
+    if (rs->rcp_ns == NULL) {
+        t->unknown++;
+        return;
+    }
+    int pc = proof_check(t, proof, &rec);
+    if (pc == 1) {
+        return; /* not confirmed: the broker sends it again */
+    }
+    if (pc < 0) {
+        note_alarm(t, &t->notices_bad, "notice proof");
+        return;
+    }
+    keten_err e = KETEN_OK;
+    size_t i = SIZE_MAX, j = SIZE_MAX;
+    if (rec->event != KETEN__EVENT__EVENT_RECEIPTED) {
+        e = keten_err_set(KETEN_ERR_INCONSISTENT, "event %d (reason %d), not receipted",
+            (int)rec->event, (int)rec->reason);
+    } else if (strcmp(rec->sender, t->id->id) != 0 || rec->msg_id.len != KETEN_MSG_ID_BYTES
+        || (i = wl_lookup(w, rec->msg_id.data)) == SIZE_MAX || msg_sender(w, i) != t->idx) {
+        e = keten_err_set(KETEN_ERR_INCONSISTENT, "not a message this node sent");
+    } else {
+        for (size_t k = 0; k < w->R && j == SIZE_MAX; k++) {
+            if (strcmp(w->rcpt[msg_rcpt(w, i, k)]->id, rec->node) == 0) {
+                j = k;
+            }
+        }
+        if (j == SIZE_MAX || rec->receipt == NULL) {
+            e = keten_err_set(
+                KETEN_ERR_INCONSISTENT, "%s is not a recipient, or no receipt", rec->node);
+        }
+    }
+    if (e == KETEN_OK) {
+        head_cache *hc = &t->heads[msg_rcpt(w, i, j)];
+        const ProtobufCBinaryData *hb = &rec->receipt->head;
+        if (hc->head == NULL || hc->len != hb->len
+            || sodium_memcmp(hc->bytes, hb->data, hb->len) != 0) {
+            const Keten__NodeCert *cert = keten_directory_find_id(rs->nt->dir, rec->node);
+            Keten__ReceiptBatchHead *h = NULL;
+            e = cert == NULL ? keten_err_set(KETEN_ERR_UNKNOWN_NODE, "%s", rec->node)
+                             : keten_receipt_head_verify(
+                                   cert, BENCH_NETWORK, hb, &rec->receipt->signature, &h);
+            if (e == KETEN_OK) {
+                keten_pb_free((ProtobufCMessage **)(void *)&hc->head);
+                free(hc->bytes);
+                hc->bytes = xcalloc(hb->len, 1);
+                memcpy(hc->bytes, hb->data, hb->len);
+                hc->len = hb->len;
+                hc->head = h;
+                t->heads_verified++;
+            }
+        }
+        if (e == KETEN_OK) {
+            e = keten_receipt_proof_check_leaf(hc->head, rec->receipt, &leaf);
+        }
+        if (e == KETEN_OK
+            && (!keten_receipt_leaf_names(leaf, w->msg_id[i], w->env_hash[i])
+                || leaf->outcome != KETEN__OUTCOME__OUTCOME_STORED)) {
+            e = keten_err_set(KETEN_ERR_INCONSISTENT, "the receipt leaf names another message "
+                                                      "or is not STORED");
+        }
+    }
+    if (e != KETEN_OK) {
+        note_alarm(t, &t->notices_bad, "notice record");
+        goto out;
+    }
+    if (t->n_notice < BENCH_NOTICE_BATCH) {
+        t->notice_leaf[t->n_notice++] = proof->leaf_index;
+    }
+    if (rs->rcp_ns[i * w->R + j] == 0) {
+        rs->rcp_ns[i * w->R + j] = mono_ns();
+        atomic_fetch_add(&rs->n_receipted, 1);
+    } else {
+        t->duplicates++;
+    }
+out:
+    keten_pb_free((ProtobufCMessage **)(void *)&leaf);
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
 }
 
 /* A frame at a sender: acks, errors, forwarded receipts, checkpoints. */
 static void sender_frame(
-    node_thr *t, const uint8_t *buf, size_t len, uint64_t *acked, bool *hello_done)
+    node_thr *t, void *sock, const uint8_t *buf, size_t len, uint64_t *acked, bool *hello_done)
 {
     run_state *rs = t->rs;
     const workload *w = rs->w;
-    const uint8_t *body = NULL;
-    size_t blen = 0;
-    uint64_t rid = 0;
-    const uint8_t *d = NULL;
-    size_t dl = 0;
-    unsigned kind = frame_body(buf, len, &body, &blen);
-    (void)pb_field(buf, len, F_REQUEST_ID, &rid, &d, &dl);
-    uint64_t now = mono_ns();
-    switch (kind) {
-    case F_SUBMIT_ACK: {
-        if (rid == 0 || rid > w->n || msg_sender(w, rid - 1) != t->idx) {
-            t->unknown++;
-            return;
-        }
-        size_t i = rid - 1;
-        if (rs->ack_ns[i] != 0) {
-            t->duplicates++;
-            return;
-        }
-        rs->ack_ns[i] = now;
-        (*acked)++;
-        atomic_fetch_add(&rs->n_acked, 1);
-        if (i % BENCH_ACK_SAMPLE == 0) {
-            const uint8_t *ack = NULL;
-            size_t alen = 0;
-            Keten__AckBody *ab = NULL;
-            t->acks_checked++;
-            if (!pb_bytes(body, blen, 1, &ack, &alen)
-                || keten_ack_verify(rs->nt->broker_cert->log_pk.data, ack, alen, &ab) != KETEN_OK
-                || memcmp(ab->msg_id.data, w->msg_id[i], KETEN_MSG_ID_BYTES) != 0) {
-                t->acks_bad++;
-            }
-            keten_pb_free((ProtobufCMessage **)(void *)&ab);
-            keten_err_clear();
-        }
+    Keten__Frame *f = NULL;
+    if (KETEN_PB_UNPACK(keten__frame, buf, len, KETEN_FRAME_MAX, "frame", &f) != KETEN_OK) {
+        t->unknown++;
+        keten_err_clear();
         return;
     }
-    case F_ERROR:
+    uint64_t rid = f->request_id;
+    switch (f->body_case) {
+    case KETEN__FRAME__BODY_SUBMIT_ACK:
+        sender_ack(t, sock, rid, f->submit_ack->proof, acked);
+        break;
+    case KETEN__FRAME__BODY_ERROR:
+        if (f->error->reason == KETEN__REASON__REASON_DUPLICATE && f->error->proof != NULL) {
+            sender_ack(t, sock, rid, f->error->proof, acked);
+            break;
+        }
         if (rid >= 1 && rid <= w->n && msg_sender(w, rid - 1) == t->idx
             && rs->ack_ns[rid - 1] == 0) {
             rs->ack_ns[rid - 1] = UINT64_MAX; /* refused: never delivered */
             (*acked)++;
             atomic_fetch_add(&rs->n_errors, 1);
         }
-        note_error(t, body, blen);
-        return;
-    case F_RECEIPT: {
-        if (rs->rcp_ns == NULL) {
-            t->unknown++;
-            return;
-        }
-        const uint8_t *r = NULL, *rb = NULL, *id = NULL, *who = NULL;
-        size_t rlen = 0, rblen = 0, idlen = 0, wholen = 0;
-        if (!pb_bytes(body, blen, 1, &r, &rlen) || !pb_bytes(r, rlen, 1, &rb, &rblen)
-            || !pb_bytes(rb, rblen, 4, &id, &idlen) || idlen != KETEN_MSG_ID_BYTES
-            || !pb_bytes(rb, rblen, 2, &who, &wholen)) {
-            t->unknown++;
-            return;
-        }
-        uint64_t leaf = 0;
-        const uint8_t *ld = NULL;
-        size_t ll = 0;
-        if (pb_field(body, blen, 2, &leaf, &ld, &ll) && t->n_notice < BENCH_NOTICE_BATCH) {
-            t->notice_leaf[t->n_notice++] = leaf;
-        }
-        size_t i = wl_lookup(w, id);
-        if (i == SIZE_MAX) {
-            t->unknown++;
-            return;
-        }
-        for (size_t j = 0; j < w->R; j++) {
-            const char *rid_name = w->rcpt[msg_rcpt(w, i, j)]->id;
-            if (strlen(rid_name) == wholen && memcmp(rid_name, who, wholen) == 0) {
-                if (rs->rcp_ns[i * w->R + j] == 0) {
-                    rs->rcp_ns[i * w->R + j] = now;
-                    atomic_fetch_add(&rs->n_receipted, 1);
-                } else {
-                    t->duplicates++;
-                }
-                return;
-            }
-        }
-        t->unknown++;
-        return;
-    }
-    case F_CHECKPOINT:
-        t->checkpoints++;
-        return;
-    case F_DIRECTORY_PUSH:
+        note_error(t, f->error);
+        break;
+    case KETEN__FRAME__BODY_RECEIPT_NOTICE:
+        sender_notice(t, f->receipt_notice->proof);
+        break;
+    case KETEN__FRAME__BODY_CHECKPOINT:
+        on_checkpoint(t, sock, f->checkpoint);
+        break;
+    case KETEN__FRAME__BODY_DIRECTORY_PUSH:
         *hello_done = true;
-        return;
+        break;
+    case KETEN__FRAME__BODY_EXPIRED:
+        t->unknown++; /* nothing of a run expires */
+        break;
     default:
-        return;
+        break;
     }
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
 }
 
 static void signal_ready(node_thr *t)
@@ -1504,6 +1840,7 @@ static void *sender_main(void *arg)
     void *sock = NULL;
     bool hello_done = false, counted = false;
     uint64_t acked = 0;
+    t->heads = xcalloc(w->n_rcpt, sizeof *t->heads);
     t->e = node_socket(rs, t->id, &sock);
     if (t->e == KETEN_OK) {
         t->e = node_hello(rs, sock, 0);
@@ -1514,7 +1851,7 @@ static void *sender_main(void *arg)
         if (sock != NULL) {
             zmq_close(sock);
         }
-        return NULL;
+        goto out;
     }
     /* Messages of this sender: i = idx, idx + N, ... below rs->limit. */
     size_t N = w->n_senders;
@@ -1536,7 +1873,7 @@ static void *sender_main(void *arg)
                 zmq_msg_close(&m);
                 break;
             }
-            sender_frame(t, zmq_msg_data(&m), zmq_msg_size(&m), &acked, &hello_done);
+            sender_frame(t, sock, zmq_msg_data(&m), zmq_msg_size(&m), &acked, &hello_done);
             zmq_msg_close(&m);
             if (t->n_notice == BENCH_NOTICE_BATCH) {
                 (void)flush_notices(t, sock);
@@ -1588,16 +1925,114 @@ static void *sender_main(void *arg)
         wait_readable(sock, wait);
     }
     zmq_close(sock);
+out:
+    for (size_t r = 0; r < w->n_rcpt; r++) {
+        keten_pb_free((ProtobufCMessage **)(void *)&t->heads[r].head);
+        free(t->heads[r].bytes);
+    }
+    free(t->heads);
+    t->heads = NULL;
     return NULL;
+}
+
+/* A Deliver: its proof against a kept checkpoint, its record the envelope's
+ * submitted record naming this node; then one STORED leaf for the burst's
+ * receipt batch. A delivery whose proof is refused or against an unknown
+ * checkpoint gets no leaf; its credit is returned. */
+static void receiver_deliver(node_thr *t, const Keten__Deliver *dl)
+{
+    run_state *rs = t->rs;
+    const workload *w = rs->w;
+    Keten__AuditRecord *rec = NULL;
+    Keten__Envelope *pe = NULL;
+    int pc = proof_check(t, dl->proof, &rec);
+    if (pc != 0) {
+        t->credit_back++;
+        if (pc < 0) {
+            note_alarm(t, &t->deliveries_bad, "delivery proof");
+        }
+        return;
+    }
+    keten_err e = KETEN_PB_UNPACK(
+        keten__envelope, dl->envelope.data, dl->envelope.len, KETEN_ENVELOPE_MAX, "envelope", &pe);
+    if (e == KETEN_OK) {
+        e = keten_record_is_envelope(rec, dl->envelope.data, dl->envelope.len, pe);
+    }
+    bool named = false;
+    for (size_t k = 0; e == KETEN_OK && k < rec->n_recipients && !named; k++) {
+        named = strcmp(rec->recipients[k], t->id->id) == 0;
+    }
+    if (e == KETEN_OK && !named) {
+        e = keten_err_set(KETEN_ERR_INCONSISTENT, "the record does not name this recipient");
+    }
+    if (e != KETEN_OK) {
+        t->credit_back++;
+        note_alarm(t, &t->deliveries_bad, "delivery record");
+        goto out;
+    }
+    size_t i = wl_lookup(w, rec->msg_id.data);
+    size_t j = i != SIZE_MAX ? msg_rcpt_slot(w, i, t->idx) : SIZE_MAX;
+    if (j == SIZE_MAX) {
+        t->unknown++;
+    } else {
+        uint64_t *slot = &rs->dlv_ns[i * w->R + j];
+        if (*slot == 0) {
+            *slot = mono_ns();
+            atomic_fetch_add(&rs->n_delivered, 1);
+        } else {
+            t->duplicates++;
+        }
+    }
+    /* Stored (a message delivered again was stored before: STORED too). */
+    keten_receipt_item *it = &t->items[t->n_items++];
+    memcpy(it->msg_id, rec->msg_id.data, KETEN_MSG_ID_BYTES);
+    memcpy(it->envelope_hash, rec->envelope_hash.data, KETEN_HASH_BYTES);
+    it->outcome = KETEN__OUTCOME__OUTCOME_STORED;
+    it->reason = KETEN__REASON__REASON_NONE;
+out:
+    keten_pb_free((ProtobufCMessage **)(void *)&pe);
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
+}
+
+/* One signed ReceiptBatch for the deliveries of the burst just read, and the
+ * credit of the dropped ones. */
+static void receiver_flush(node_thr *t, void *sock)
+{
+    keten_err e = KETEN_OK;
+    if (t->n_items > 0) {
+        keten_receipt_batch *b = NULL;
+        e = keten_receipt_batch_new(
+            t->id, BENCH_NETWORK, t->serial, keten_now_ms(), t->items, t->n_items, &b);
+        if (e == KETEN_OK) {
+            Keten__Frame f = KETEN__FRAME__INIT;
+            f.body_case = KETEN__FRAME__BODY_RECEIPTS;
+            f.receipts = &b->msg;
+            e = send_msg(sock, &f);
+        }
+        if (e == KETEN_OK) {
+            t->receipt_batches++;
+            t->receipt_leaves += t->n_items;
+        }
+        keten_receipt_batch_destroy(&b);
+        t->n_items = 0;
+    }
+    if (e == KETEN_OK && t->credit_back > 0) {
+        e = send_credit(sock, t->credit_back);
+        t->credit_back = 0;
+    }
+    if (e != KETEN_OK && t->e == KETEN_OK) {
+        t->e = e;
+        snprintf(t->detail, sizeof t->detail, "receipt batch: %s", keten_err_detail());
+    }
 }
 
 static void *receiver_main(void *arg)
 {
     node_thr *t = arg;
     run_state *rs = t->rs;
-    const workload *w = rs->w;
     void *sock = NULL;
     bool counted = false;
+    t->items = xcalloc(KETEN_RECEIPT_BATCH_MAX, sizeof *t->items);
     t->e = node_socket(rs, t->id, &sock);
     if (t->e == KETEN_OK) {
         t->e = node_hello(rs, sock, rs->o->credit);
@@ -1608,6 +2043,8 @@ static void *receiver_main(void *arg)
         if (sock != NULL) {
             zmq_close(sock);
         }
+        free(t->items);
+        t->items = NULL;
         return NULL;
     }
     while (atomic_load(&rs->phase) != PH_QUIT) {
@@ -1618,46 +2055,34 @@ static void *receiver_main(void *arg)
                 zmq_msg_close(&m);
                 break;
             }
-            const uint8_t *buf = zmq_msg_data(&m), *body = NULL;
-            size_t len = zmq_msg_size(&m), blen = 0;
-            unsigned kind = frame_body(buf, len, &body, &blen);
-            if (kind == F_DELIVER) {
-                const uint8_t *env = NULL, *hdr = NULL, *id = NULL;
-                size_t elen = 0, hlen = 0, idlen = 0;
-                size_t i = SIZE_MAX, j = SIZE_MAX;
-                if (pb_bytes(body, blen, 1, &env, &elen) && pb_bytes(env, elen, 2, &hdr, &hlen)
-                    && pb_bytes(hdr, hlen, 2, &id, &idlen) && idlen == KETEN_MSG_ID_BYTES) {
-                    i = wl_lookup(w, id);
-                }
-                if (i != SIZE_MAX) {
-                    j = msg_rcpt_slot(w, i, t->idx);
-                }
-                if (j == SIZE_MAX) {
-                    t->unknown++;
-                } else {
-                    uint64_t *slot = &rs->dlv_ns[i * w->R + j];
-                    if (*slot == 0) {
-                        *slot = mono_ns();
-                        atomic_fetch_add(&rs->n_delivered, 1);
-                    } else {
-                        t->duplicates++;
-                    }
-                    const blob *rc = &w->receipt[i * w->R + j];
-                    (void)zmq_send(sock, rc->data, rc->len, 0);
-                }
-            } else if (kind == F_DIRECTORY_PUSH && !counted) {
+            Keten__Frame *f = NULL;
+            if (KETEN_PB_UNPACK(keten__frame, zmq_msg_data(&m), zmq_msg_size(&m), KETEN_FRAME_MAX,
+                    "frame", &f)
+                != KETEN_OK) {
+                t->unknown++;
+                keten_err_clear();
+            } else if (f->body_case == KETEN__FRAME__BODY_DELIVER) {
+                receiver_deliver(t, f->deliver);
+            } else if (f->body_case == KETEN__FRAME__BODY_DIRECTORY_PUSH && !counted) {
                 counted = true;
                 signal_ready(t);
-            } else if (kind == F_CHECKPOINT) {
-                t->checkpoints++;
-            } else if (kind == F_ERROR) {
-                note_error(t, body, blen);
+            } else if (f->body_case == KETEN__FRAME__BODY_CHECKPOINT) {
+                on_checkpoint(t, sock, f->checkpoint);
+            } else if (f->body_case == KETEN__FRAME__BODY_ERROR) {
+                note_error(t, f->error);
             }
+            keten_pb_free((ProtobufCMessage **)(void *)&f);
             zmq_msg_close(&m);
+            if (t->n_items == KETEN_RECEIPT_BATCH_MAX) {
+                receiver_flush(t, sock);
+            }
         }
+        receiver_flush(t, sock);
         wait_readable(sock, BENCH_POLL_MAX_NS);
     }
     zmq_close(sock);
+    free(t->items);
+    t->items = NULL;
     return NULL;
 }
 
@@ -1742,13 +2167,19 @@ typedef struct run_result {
     double lat_ack[BENCH_PCTS], lat_dlv[BENCH_PCTS], lat_rcp[BENCH_PCTS];
     double cpu_s, cpu_user_s, cpu_sys_s, cpu_per_msg_us;
     floor_result floor;
-    double ratio;
+    double ratio; /* broker CPU per message / the v1 floor (floor.per_msg_us) */
+    double ratio_v2; /* ... / the v2 floor (floor.per_msg_v2_us) */
+    double cpu_over_verify; /* ... / one envelope verification (floor.env_us) */
     proc_stat proc;
     double gen_cpu_s;
     uint64_t acks_checked, acks_bad, duplicates, unknown, checkpoints;
+    uint64_t checkpoints_distinct, checkpoints_bad, hellos_again, proofs_unknown_cp, acks_resent;
+    uint64_t deliveries_bad, notices_bad, heads_verified, receipt_batches, receipt_leaves;
+    double leaves_per_batch;
     bool exhausted, complete;
     int broker_exit;
     char first_error[200];
+    char first_alarm[240];
 } run_result;
 
 static size_t collect(
@@ -1843,6 +2274,10 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
     rs->ack_ns = xcalloc(w->n, sizeof *rs->ack_ns);
     rs->dlv_ns = xcalloc(w->n * w->R, sizeof *rs->dlv_ns);
     rs->rcp_ns = xcalloc(w->n * w->R, sizeof *rs->rcp_ns);
+    /* Records per message: submitted, then per recipient delivered and
+     * receipted; and the broker's own (connections, directory). */
+    rs->cp_bits_n = (uint64_t)w->n * (1 + 2 * w->R) + 65536;
+    rs->cp_bits = xcalloc(rs->cp_bits_n / 64 + 1, sizeof *rs->cp_bits);
     atomic_init(&rs->phase, PH_CONNECT);
     size_t n_thr = nt->n_senders + nt->n_receivers;
     rs->ctx = ctx_new(o, n_thr + nt->n_idle);
@@ -1855,6 +2290,8 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
         t->sender = i < nt->n_senders;
         t->idx = t->sender ? i : i - nt->n_senders;
         t->id = t->sender ? nt->senders[t->idx] : nt->receivers[t->idx];
+        const Keten__NodeCert *cert = keten_directory_find_id(nt->dir, t->id->id);
+        t->serial = cert != NULL ? cert->serial : 0;
         t->started = pthread_create(&t->th, NULL, t->sender ? sender_main : receiver_main, t) == 0;
     }
     if (nt->n_idle > 0) {
@@ -1866,7 +2303,7 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
         goto stop;
     }
     size_t bad = 0;
-    r->floor = measure_floor(w, &bad);
+    r->floor = measure_floor(w, nt, &bad);
     if (bad > 0) {
         e = keten_err_set(KETEN_ERR_BAD_SIGNATURE, "%zu floor signatures did not verify", bad);
         goto stop;
@@ -1917,6 +2354,7 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
     r->cpu_s = r->cpu_user_s + r->cpu_sys_s;
     r->cpu_per_msg_us = r->acked > 0 ? r->cpu_s * 1e6 / (double)r->acked : 0;
     r->ratio = r->floor.per_msg_us > 0 ? r->cpu_per_msg_us / r->floor.per_msg_us : 0;
+    r->cpu_over_verify = r->floor.env_us > 0 ? r->cpu_per_msg_us / r->floor.env_us : 0;
     latencies(rs, r);
 stop:
     atomic_store(&rs->phase, PH_QUIT);
@@ -1932,11 +2370,38 @@ stop:
         r->duplicates += thr[i].duplicates;
         r->unknown += thr[i].unknown;
         r->checkpoints += thr[i].checkpoints;
+        r->checkpoints_bad += thr[i].checkpoints_bad;
+        r->hellos_again += thr[i].hellos_again;
+        r->proofs_unknown_cp += thr[i].proofs_unknown_cp;
+        r->acks_resent += thr[i].acks_resent;
+        r->deliveries_bad += thr[i].deliveries_bad;
+        r->notices_bad += thr[i].notices_bad;
+        r->heads_verified += thr[i].heads_verified;
+        r->receipt_batches += thr[i].receipt_batches;
+        r->receipt_leaves += thr[i].receipt_leaves;
         r->exhausted = r->exhausted || thr[i].exhausted;
         if (thr[i].errors > 0 && r->first_error[0] == '\0') {
             snprintf(r->first_error, sizeof r->first_error, "reason %d: %s",
                 thr[i].first_error_reason, thr[i].first_error);
         }
+        if (thr[i].first_alarm[0] != '\0' && r->first_alarm[0] == '\0') {
+            snprintf(r->first_alarm, sizeof r->first_alarm, "%s", thr[i].first_alarm);
+        }
+    }
+    for (uint64_t b = 0; b < rs->cp_bits_n / 64 + 1; b++) {
+        r->checkpoints_distinct += (uint64_t)__builtin_popcountll(atomic_load(&rs->cp_bits[b]));
+    }
+    r->leaves_per_batch
+        = r->receipt_batches > 0 ? (double)r->receipt_leaves / (double)r->receipt_batches : 0;
+    /* The v2 floor: every envelope verified, one receipt head verified per
+     * batch, one checkpoint signed (and checked) per commit that grew the
+     * log (each one some node was sent), shared by the messages of the run. */
+    if (r->acked > 0 && r->floor.env_us > 0) {
+        r->floor.per_msg_v2_us = r->floor.env_us
+            + ((double)r->receipt_batches * r->floor.receipt_us
+                  + (double)r->checkpoints_distinct * r->floor.checkpoint_us)
+                / (double)r->acked;
+        r->ratio_v2 = r->cpu_per_msg_us / r->floor.per_msg_v2_us;
     }
     if (idle.started) {
         pthread_join(idle.th, NULL);
@@ -1953,6 +2418,7 @@ stop:
     free(rs->ack_ns);
     free(rs->dlv_ns);
     free(rs->rcp_ns);
+    free(rs->cp_bits);
     free(rs);
     return e;
 }
@@ -2157,6 +2623,11 @@ static const metric metrics[] = {
     { "  envelope verify", "us", M(floor.env_us), 1 },
     { "  receipt verify", "us", M(floor.receipt_us), 1 },
     { "broker CPU / crypto floor", "x", M(ratio), 2 },
+    { "crypto floor v2 per message", "us", M(floor.per_msg_v2_us), 1 },
+    { "  checkpoint sign", "us", M(floor.checkpoint_us), 1 },
+    { "broker CPU / crypto floor v2", "x", M(ratio_v2), 2 },
+    { "broker CPU / envelope verify", "x", M(cpu_over_verify), 2 },
+    { "receipt leaves per batch", "", M(leaves_per_batch), 1 },
     { "generator CPU", "s", M(gen_cpu_s), 2 },
 };
 #undef M
@@ -2221,20 +2692,40 @@ static json_t *run_json(const run_result *r)
     json_object_set_new(b, "rss_file_kib", json_integer((json_int_t)r->proc.file_kb));
     json_object_set_new(b, "threads", json_integer((json_int_t)r->proc.threads));
     json_object_set_new(b, "exit_status", json_integer(r->broker_exit));
+    json_object_set_new(b, "cpu_per_msg_over_verify", json_real(r->cpu_over_verify));
     json_object_set_new(o, "broker", b);
     json_t *f = json_object();
     json_object_set_new(f, "envelope_verify_us", json_real(r->floor.env_us));
     json_object_set_new(f, "receipt_verify_us", json_real(r->floor.receipt_us));
     json_object_set_new(f, "per_msg_us", json_real(r->floor.per_msg_us));
+    json_object_set_new(f, "checkpoint_sign_us", json_real(r->floor.checkpoint_us));
+    json_object_set_new(f, "per_msg_v2_us", json_real(r->floor.per_msg_v2_us));
     json_object_set_new(o, "crypto_floor", f);
     json_object_set_new(o, "cpu_over_floor", json_real(r->ratio));
+    json_object_set_new(o, "cpu_over_floor_v2", json_real(r->ratio_v2));
     json_object_set_new(o, "generator_cpu_s", json_real(r->gen_cpu_s));
     json_object_set_new(o, "acks_verified", json_integer((json_int_t)r->acks_checked));
     json_object_set_new(o, "acks_bad", json_integer((json_int_t)r->acks_bad));
     json_object_set_new(o, "duplicates", json_integer((json_int_t)r->duplicates));
     json_object_set_new(o, "unknown_frames", json_integer((json_int_t)r->unknown));
+    json_object_set_new(o, "checkpoints_seen", json_integer((json_int_t)r->checkpoints));
+    json_object_set_new(
+        o, "checkpoints_distinct", json_integer((json_int_t)r->checkpoints_distinct));
+    json_object_set_new(o, "checkpoints_bad", json_integer((json_int_t)r->checkpoints_bad));
+    json_object_set_new(o, "hellos_again", json_integer((json_int_t)r->hellos_again));
+    json_object_set_new(
+        o, "proofs_unknown_checkpoint", json_integer((json_int_t)r->proofs_unknown_cp));
+    json_object_set_new(o, "acks_resent", json_integer((json_int_t)r->acks_resent));
+    json_object_set_new(o, "deliveries_bad", json_integer((json_int_t)r->deliveries_bad));
+    json_object_set_new(o, "notices_bad", json_integer((json_int_t)r->notices_bad));
+    json_object_set_new(o, "receipt_batches", json_integer((json_int_t)r->receipt_batches));
+    json_object_set_new(o, "receipt_leaves", json_integer((json_int_t)r->receipt_leaves));
+    json_object_set_new(o, "receipt_heads_verified", json_integer((json_int_t)r->heads_verified));
     if (r->first_error[0] != '\0') {
         json_object_set_new(o, "first_error", json_string(r->first_error));
+    }
+    if (r->first_alarm[0] != '\0') {
+        json_object_set_new(o, "first_alarm", json_string(r->first_alarm));
     }
     return o;
 }
@@ -2561,21 +3052,35 @@ static json_t *config_json(const opts *o, const workload *w, const fsync_result 
 
 static bool run_ok(const run_result *r)
 {
-    return r->complete && r->refused == 0 && r->acks_bad == 0 && r->unknown == 0;
+    return r->complete && r->refused == 0 && r->acks_bad == 0 && r->unknown == 0
+        && r->checkpoints_bad == 0 && r->deliveries_bad == 0 && r->notices_bad == 0;
 }
 
 static void print_run(unsigned k, const run_result *r)
 {
     printf("run %u%s: %.0f accepted/s, %.0f deliveries/s, %.0f receipts/s, ack p99 %.2f ms, "
-           "CPU/msg %.1f us = %.2fx floor, peak RSS %.1f MiB%s%s\n",
+           "CPU/msg %.1f us = %.2fx one envelope verify = %.2fx floor v2, peak RSS %.1f MiB%s%s\n",
         k + 1, r->rate_target > 0 ? (r->half ? " (half rate)" : " (open loop)") : " (max)",
         r->accepted_per_s, r->deliveries_per_s, r->receipts_per_s, r->lat_ack[2], r->cpu_per_msg_us,
-        r->ratio, proc_hwm_mib(r), r->complete ? "" : " INCOMPLETE",
+        r->cpu_over_verify, r->ratio_v2, proc_hwm_mib(r), r->complete ? "" : " INCOMPLETE",
         r->exhausted ? " (prebuilt envelopes ran out: raise --prebuild-rate)" : "");
+    printf("  %llu checkpoints seen (%llu distinct), %llu receipt batches (%.1f leaves each), "
+           "%llu proofs against an unknown checkpoint\n",
+        (unsigned long long)r->checkpoints, (unsigned long long)r->checkpoints_distinct,
+        (unsigned long long)r->receipt_batches, r->leaves_per_batch,
+        (unsigned long long)r->proofs_unknown_cp);
     if (r->refused > 0 || r->acks_bad > 0 || r->unknown > 0) {
         printf("  refused %llu, bad acks %llu, unknown frames %llu; first error: %s\n",
             (unsigned long long)r->refused, (unsigned long long)r->acks_bad,
             (unsigned long long)r->unknown, r->first_error);
+    }
+    if (r->checkpoints_bad > 0 || r->deliveries_bad > 0 || r->notices_bad > 0
+        || r->acks_bad > 0) {
+        printf("  refused as a node would (alarms): checkpoints %llu, acks %llu, deliveries "
+               "%llu, notices %llu; first: %s\n",
+            (unsigned long long)r->checkpoints_bad, (unsigned long long)r->acks_bad,
+            (unsigned long long)r->deliveries_bad, (unsigned long long)r->notices_bad,
+            r->first_alarm);
     }
     fflush(stdout);
 }
@@ -2666,8 +3171,7 @@ int main(int argc, char **argv)
                 need = BENCH_PREBUILD_MAX;
             }
             if (w.n < need || keten_mono_ms() - w.built_ms > BENCH_PREBUILD_REUSE_MS) {
-                printf(
-                    "prebuilding %zu envelopes and %zu receipts ...\n", need, need * o.recipients);
+                printf("prebuilding %zu envelopes ...\n", need);
                 fflush(stdout);
                 uint64_t t = mono_ns();
                 if ((e = wl_build(&w, &nt, &o, need, nt.receivers, nt.n_receivers, true))
