@@ -6,7 +6,12 @@
  * right error (a record that disagrees with its signed header, a msg_id
  * submitted twice, time going back, the wrong directory version, a submit
  * before any directory, another network's anchor, a checkpoint not signed by
- * the broker's log key). Tampering with the stored tree and records is
+ * the broker's log key); receipts (receipted and refused-by-recipient records
+ * holding a recipient's ReceiptProof, made here with lib/receipt.h): one
+ * signature per batch head, and the reject twins of a changed leaf path, a
+ * changed head signature, a refusal logged as receipted, a reason that is not
+ * the signed one, a leaf naming another envelope, another recipient or
+ * sender than the message's. Tampering with the stored tree and records is
  * covered by tests/integration/audit_tamper.sh on a real broker's log. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,8 +32,10 @@
 #include "fixture.h"
 #include "merkle.h"
 #include "pb.h"
+#include "receipt.h"
 #include "records.h"
 #include "render.h"
+#include "sigcheck.h"
 #include "stats.h"
 #include "util.h"
 #include "verifier.h"
@@ -309,6 +316,8 @@ typedef struct logw {
     MDB_dbi dirs, cps;
     char path[PATH_MAX];
     uint64_t n, t0;
+    uint8_t last_id[KETEN_MSG_ID_BYTES]; /* of the last submitted record */
+    uint8_t last_env[KETEN_HASH_BYTES]; /* its envelope hash */
 } logw;
 
 static void logw_open(logw *w, fixture *fx, const char *name)
@@ -420,6 +429,104 @@ static void logw_submitted(logw *w, twist tw, const uint8_t *reuse_id)
     r.envelope_hash = (ProtobufCBinaryData) { sizeof h32, h32 };
     logw_put(w, &r);
     free(hdr);
+    memcpy(w->last_id, msg_id, sizeof msg_id);
+    memcpy(w->last_env, h32, sizeof h32);
+}
+
+/* What is wrong with one receipt record (receipted / refused-by-recipient). */
+typedef enum rtwist {
+    RT_NONE = 0,
+    RT_PATH, /* one byte of the leaf's audit path changed */
+    RT_SIGNATURE, /* one byte of the head's signature changed */
+    RT_OUTCOME, /* a refusal logged as receipted (reason cleared) */
+    RT_ENVELOPE, /* the recipient signed a leaf naming another envelope hash */
+    RT_NODE, /* the batch is belastingdienst's (the record names politie-mn) */
+    RT_REASON, /* the record's reason is not the signed one */
+    RT_SENDER, /* the record names another sender than the submitted record */
+} rtwist;
+
+/* One receipt batch by politie-mn answering the messages ids[i] (envelope
+ * hashes envs[i]) with outcomes[i] (REASON_NONE: stored, else refused with
+ * that reason); one record per leaf, twist tw applied to leaf `at`. */
+static void logw_receipts(logw *w, size_t n, uint8_t ids[][KETEN_MSG_ID_BYTES],
+    uint8_t envs[][KETEN_HASH_BYTES], const Keten__Reason *reasons, rtwist tw, size_t at)
+{
+    const char *signer = tw == RT_NODE ? "belastingdienst" : "politie-mn";
+    keten_identity *rcpt = fixture_node(w->fx, signer);
+    const Keten__NodeCert *cert = keten_directory_find_id(w->fx->directory, signer);
+    assert_non_null(cert);
+    keten_receipt_item items[8];
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(items[i].msg_id, ids[i], KETEN_MSG_ID_BYTES);
+        memcpy(items[i].envelope_hash, envs[i], KETEN_HASH_BYTES);
+        if (tw == RT_ENVELOPE && i == at) {
+            items[i].envelope_hash[0] ^= 0x01;
+        }
+        items[i].outcome = reasons[i] == KETEN__REASON__REASON_NONE
+            ? KETEN__OUTCOME__OUTCOME_STORED
+            : KETEN__OUTCOME__OUTCOME_REFUSED;
+        items[i].reason = reasons[i];
+    }
+    const char *network = keten_directory_network(w->fx->directory);
+    keten_receipt_batch *b = NULL;
+    assert_int_equal(
+        keten_receipt_batch_new(rcpt, network, cert->serial, w->t0 + w->n * 10, items, n, &b),
+        KETEN_OK);
+    Keten__ReceiptBatchHead *head = NULL;
+    keten_hash *hashes = NULL;
+    assert_int_equal(keten_receipt_batch_verify(cert, network, &b->msg, &head, &hashes), KETEN_OK);
+    for (size_t i = 0; i < n; i++) {
+        keten_receipt_proof_buf buf;
+        assert_int_equal(keten_receipt_proof_build(&b->msg, (const keten_hash *)hashes, i, &buf), KETEN_OK);
+        Keten__ReceiptProof proof = buf.msg;
+        uint8_t sig[KETEN_SIG_BYTES];
+        memcpy(sig, proof.signature.data, sizeof sig);
+        proof.signature.data = sig;
+        bool refused = reasons[i] != KETEN__REASON__REASON_NONE;
+        char *rec_rcpt[1] = { (char *)"politie-mn" };
+        Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
+        r.seq = w->n;
+        r.time = w->t0 + w->n * 10;
+        r.event = refused ? KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT
+                          : KETEN__EVENT__EVENT_RECEIPTED;
+        r.msg_id = (ProtobufCBinaryData) { KETEN_MSG_ID_BYTES, ids[i] };
+        r.sender = (char *)"gemeente-diemen";
+        r.node = (char *)"politie-mn";
+        r.n_recipients = 1;
+        r.recipients = rec_rcpt;
+        r.reason = reasons[i];
+        r.receipt = &proof;
+        r.directory_version = 1;
+        if (i == at) {
+            switch (tw) {
+            case RT_PATH:
+                assert_true(proof.n_path > 0);
+                buf.path[0][5] ^= 0x01;
+                break;
+            case RT_SIGNATURE:
+                sig[7] ^= 0x01;
+                break;
+            case RT_OUTCOME:
+                r.event = KETEN__EVENT__EVENT_RECEIPTED;
+                r.reason = KETEN__REASON__REASON_NONE;
+                break;
+            case RT_REASON:
+                r.reason = KETEN__REASON__REASON_POLICY;
+                break;
+            case RT_SENDER:
+                r.sender = (char *)"belastingdienst";
+                break;
+            default:
+                break;
+            }
+        }
+        logw_put(w, &r);
+        keten_receipt_proof_buf_clear(&buf);
+    }
+    free(hashes);
+    keten_pb_free((ProtobufCMessage **)(void *)&head);
+    keten_receipt_batch_destroy(&b);
 }
 
 /* A checkpoint of the whole log signed with sk under the broker's name. */
@@ -608,6 +715,112 @@ static void test_verify_checkpoint_key(void **state)
     fixture_destroy(&fx);
 }
 
+/* ---- receipts: receipted and refused-by-recipient records ----------------- */
+
+#define RECEIPT_MSGS 4
+
+/* A log of RECEIPT_MSGS submitted messages to politie-mn, answered in two
+ * batches: leaves 0..2 in one (stored, refused undecryptable, stored), 3
+ * alone (refused invalid-signal); twist tw on message `at`. The twisted
+ * record is record at + RECEIPT_MSGS + 1 (after the directory and the
+ * submits). */
+static const verifier_result *receipt_log(fixture *fx, rtwist tw, size_t at, logw *w)
+{
+    static const Keten__Reason reasons[RECEIPT_MSGS] = { KETEN__REASON__REASON_NONE,
+        KETEN__REASON__REASON_UNDECRYPTABLE, KETEN__REASON__REASON_NONE,
+        KETEN__REASON__REASON_INVALID_SIGNAL };
+    uint8_t ids[RECEIPT_MSGS][KETEN_MSG_ID_BYTES], envs[RECEIPT_MSGS][KETEN_HASH_BYTES];
+    logw_open(w, fx, "receipts");
+    logw_directory(w);
+    for (size_t i = 0; i < RECEIPT_MSGS; i++) {
+        logw_submitted(w, TWIST_NONE, NULL);
+        memcpy(ids[i], w->last_id, KETEN_MSG_ID_BYTES);
+        memcpy(envs[i], w->last_env, KETEN_HASH_BYTES);
+    }
+    logw_receipts(w, 3, ids, envs, reasons, at < 3 ? tw : RT_NONE, at);
+    logw_receipts(w, 1, ids + 3, envs + 3, reasons + 3, at == 3 ? tw : RT_NONE, 0);
+    logw_checkpoint(w, fixture_node(fx, "broker")->log_sk);
+    logw_close(w);
+    return verify(w->path, fx->anchor);
+}
+
+static void test_verify_receipts_accepts(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    const verifier_result *r = receipt_log(fx, RT_NONE, 0, &w);
+    assert_true(r->ok);
+    assert_int_equal(r->records, 1 + 2 * RECEIPT_MSGS);
+    assert_int_equal(r->events[KETEN__EVENT__EVENT_RECEIPTED], 2);
+    assert_int_equal(r->events[KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT], 2);
+    assert_int_equal(r->receipts, 4);
+    /* one signature per batch head, however many records it answered */
+    assert_int_equal(r->receipt_signatures, 2);
+    fixture_destroy(&fx);
+}
+
+/* The reject twin of each: found at the twisted record, with err and what. */
+static void receipt_twisted(rtwist tw, size_t at, keten_err err, const char *what)
+{
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    const verifier_result *r = receipt_log(fx, tw, at, &w);
+    uint64_t seq = 1 + RECEIPT_MSGS + at;
+    char rec[32];
+    snprintf(rec, sizeof rec, "record %llu ", (unsigned long long)seq);
+    assert_false(r->ok);
+    if (r->failure.seq != seq || r->failure.err != err || strstr(r->failure.what, what) == NULL) {
+        print_error("twist %d: failed at %llu (%s): %s\n", (int)tw,
+            (unsigned long long)r->failure.seq, keten_strerror(r->failure.err), r->failure.what);
+    }
+    assert_int_equal(r->failure.seq, seq);
+    assert_int_equal(r->failure.err, err);
+    assert_non_null(strstr(r->failure.what, rec));
+    assert_non_null(strstr(r->failure.what, what));
+    fixture_destroy(&fx);
+}
+
+static void test_verify_receipt_path(void **state)
+{
+    (void)state;
+    receipt_twisted(RT_PATH, 1, KETEN_ERR_INCONSISTENT, "do not lead to the root");
+}
+
+static void test_verify_receipt_signature(void **state)
+{
+    (void)state;
+    /* the head verified (and kept) at records 0 and 1 with its good signature
+     * does not let the same head with another signature through */
+    receipt_twisted(RT_SIGNATURE, 2, KETEN_ERR_BAD_SIGNATURE, "does not verify");
+    receipt_twisted(RT_SIGNATURE, 0, KETEN_ERR_BAD_SIGNATURE, "does not verify");
+    receipt_twisted(RT_SIGNATURE, 3, KETEN_ERR_BAD_SIGNATURE, "does not verify");
+}
+
+static void test_verify_receipt_outcome(void **state)
+{
+    (void)state;
+    receipt_twisted(RT_OUTCOME, 1, KETEN_ERR_MISMATCH, "signed outcome is 'refused'");
+    receipt_twisted(RT_OUTCOME, 3, KETEN_ERR_MISMATCH, "signed outcome is 'refused'");
+    receipt_twisted(RT_REASON, 3, KETEN_ERR_MISMATCH, "not the recipient's signed reason");
+    receipt_twisted(RT_REASON, 0, KETEN_ERR_MISMATCH, "not the recipient's signed reason");
+}
+
+static void test_verify_receipt_envelope(void **state)
+{
+    (void)state;
+    receipt_twisted(RT_ENVELOPE, 2, KETEN_ERR_MISMATCH, "another envelope hash");
+    receipt_twisted(RT_ENVELOPE, 3, KETEN_ERR_MISMATCH, "another envelope hash");
+}
+
+static void test_verify_receipt_parties(void **state)
+{
+    (void)state;
+    receipt_twisted(RT_NODE, 0, KETEN_ERR_MISMATCH,
+        "the receipt's head is for recipient 'belastingdienst', the record names 'politie-mn'");
+    receipt_twisted(RT_SENDER, 1, KETEN_ERR_MISMATCH, "came from 'belastingdienst'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -627,6 +840,12 @@ int main(void)
         cmocka_unit_test(test_verify_no_directory),
         cmocka_unit_test(test_verify_other_anchor),
         cmocka_unit_test(test_verify_checkpoint_key),
+        cmocka_unit_test(test_verify_receipts_accepts),
+        cmocka_unit_test(test_verify_receipt_path),
+        cmocka_unit_test(test_verify_receipt_signature),
+        cmocka_unit_test(test_verify_receipt_outcome),
+        cmocka_unit_test(test_verify_receipt_envelope),
+        cmocka_unit_test(test_verify_receipt_parties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
