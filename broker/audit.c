@@ -129,17 +129,21 @@ keten_err audit_delivered(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BY
     return append(b, &rec, leaf);
 }
 
-keten_err audit_receipted(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const char *sender, const char *node, const uint8_t *receipt, size_t receipt_len,
-    uint64_t *leaf)
+keten_err audit_answered(broker *b, Keten__Event event, Keten__Reason reason,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *sender, const char *node,
+    const Keten__ReceiptProof *receipt, uint64_t *leaf)
 {
     Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
-    rec.event = KETEN__EVENT__EVENT_RECEIPTED;
+    char *rcpt[1] = { (char *)node };
+    rec.event = event;
     set_msg_id(&rec, msg_id);
     rec.sender = (char *)sender;
     rec.node = (char *)node;
-    rec.receipt.data = (uint8_t *)receipt;
-    rec.receipt.len = receipt_len;
+    rec.n_recipients = 1;
+    rec.recipients = rcpt;
+    rec.receipt = (Keten__ReceiptProof *)receipt;
+    rec.reason = event == KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT ? reason
+                                                                    : KETEN__REASON__REASON_NONE;
     return append(b, &rec, leaf);
 }
 

@@ -1,11 +1,12 @@
 /*
- * audit.h - the broker's audit records (DESIGN section 7): one AuditRecord
+ * audit.h - the broker's audit records (docs/audit.md): one AuditRecord
  * per event, appended to the Merkle log in the batch's write transaction
  * (b->txn). seq is the leaf index, time the broker clock of the batch
  * (b->now), directory_version the installed version.
  *
  * What goes in: ids, codes, the exact signed header bytes, hashes and
- * signatures, the whole signed receipt, signed directory bytes. Never
+ * signatures, a recipient's receipt proof (signed batch head, leaf, path),
+ * signed directory bytes. Never
  * content, subject identifiers, wrapped keys or anything a sender typed
  * outside the signed header.
  *
@@ -37,12 +38,14 @@ keten_err audit_rejected(broker *b, const uint8_t *msg_id, const char *sender, K
 keten_err audit_delivered(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     const char *sender, const char *node, uint64_t *leaf) KETEN_MUST_CHECK;
 
-/* A verified receipt of `node` (the serialized signed Receipt). */
-keten_err audit_receipted(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const char *sender, const char *node, const uint8_t *receipt, size_t receipt_len,
-    uint64_t *leaf) KETEN_MUST_CHECK;
+/* A recipient's answer from a verified receipt batch: event RECEIPTED
+ * (reason REASON_NONE) or REFUSED_BY_RECIPIENT (the leaf's reason), the
+ * recipient as node and as the one recipient, and its ReceiptProof. */
+keten_err audit_answered(broker *b, Keten__Event event, Keten__Reason reason,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *sender, const char *node,
+    const Keten__ReceiptProof *receipt, uint64_t *leaf) KETEN_MUST_CHECK;
 
-/* A message that expired; recipients: those that never receipted it. */
+/* A message that expired; recipients: those that never answered it. */
 keten_err audit_expired(broker *b, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     const char *sender, const char *const *recipients, size_t n, uint64_t *leaf) KETEN_MUST_CHECK;
 

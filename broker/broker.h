@@ -1,6 +1,6 @@
 /*
  * broker.h - the state of one running keten-broker, shared by its modules
- * (DESIGN section 6, docs/wire.md).
+ * (docs/wire.md).
  *
  * One thread (the main loop in server.c) owns all of it; the metrics thread
  * reads only the atomics in metrics.h and the LMDB store with its own read
@@ -9,11 +9,15 @@
  * configuration and b->now, which do not change while they run. A batch is
  * up to BROKER_BATCH_MAX frames: the main loop opens ONE write transaction
  * (b->txn), lets the modules process the frames, deliveries, expiry and
- * checkpoints in it, commits (the durability point, in the next loop round,
- * while the pool works), and only then sends the frames the modules staged
- * in b->out. If the batch fails, its transaction is aborted and the staged
- * frames are dropped, so nothing is ever answered that is not durably
- * stored.
+ * checkpoints in it; at its end the batch's commit checkpoint is signed and
+ * every staged frame that carries a proof gets it, against the batch's
+ * final tree size (checkpointer.h); then it commits (the durability point,
+ * in the next loop round, while the pool verifies the next frames), and
+ * only then sends the frames the modules staged in b->out. If the batch
+ * fails, its transaction is aborted, the staged frames are dropped and the
+ * connections' state (credit, cursors, what each was sent: cp_sent) and the
+ * commit checkpoint are restored, so nothing is ever answered that is not
+ * durably stored.
  */
 #ifndef KETEN_BROKER_BROKER_H
 #define KETEN_BROKER_BROKER_H

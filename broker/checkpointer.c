@@ -4,14 +4,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "checkpoint.h"
 #include "dirstate.h"
 #include "log.h"
+#include "logproof.h"
 #include "merkle.h"
 #include "metrics.h"
 #include "outq.h"
 #include "store.h"
 #include "util.h"
+
+/* Sign the checkpoint of the first size leaves (read in txn) with the log
+ * key, and check the signature before returning the note. */
+static keten_err sign_note(broker *b, MDB_txn *txn, uint64_t size, char **note_out)
+{
+    *note_out = NULL;
+    const keten_directory *dir = broker_dir(b);
+    keten_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    snprintf(ck.origin, sizeof ck.origin, "keten/%s", keten_directory_network(dir));
+    ck.size = size;
+    keten_err e = keten_mlog_root(b->st->log, txn, size, ck.root);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    ck.dir_version = keten_directory_version(dir);
+    memcpy(ck.dir_hash, keten_directory_hash(dir), KETEN_HASH_BYTES);
+    char *note = NULL;
+    if ((e = keten_checkpoint_sign(&ck, b->me->id, b->me->log_sk, &note)) != KETEN_OK) {
+        return e;
+    }
+    keten_checkpoint check;
+    e = keten_checkpoint_open(note, strlen(note), b->me->id, b->me->log_pk, &check);
+    if (e == KETEN_OK
+        && (check.size != size || sodium_memcmp(check.root, ck.root, KETEN_HASH_BYTES) != 0)) {
+        e = keten_err_set(KETEN_ERR_INCONSISTENT, "a signed checkpoint does not read back");
+    }
+    if (e != KETEN_OK) {
+        free(note);
+        return e;
+    }
+    *note_out = note;
+    return KETEN_OK;
+}
 
 keten_err checkpointer_open(broker *b)
 {
@@ -20,6 +56,10 @@ keten_err checkpointer_open(broker *b)
         return keten_err_set(KETEN_ERR_NOMEM, "checkpointer");
     }
     b->cp = cp;
+    cp->lp = malloc(sizeof *cp->lp);
+    if (cp->lp == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "checkpointer");
+    }
     MDB_txn *txn = NULL;
     keten_err e = store_begin(b->st, false, &txn);
     if (e != KETEN_OK) {
@@ -34,127 +74,252 @@ keten_err checkpointer_open(broker *b)
     if (e == KETEN_OK) {
         e = keten_mlog_size(b->st->log, txn, &tree);
     }
-    store_abort(&txn);
-    if (e != KETEN_OK) {
-        return e;
-    }
-    if (found && size > tree) {
-        return keten_err_set(KETEN_ERR_INCONSISTENT,
+    if (e == KETEN_OK && found && size > tree) {
+        e = keten_err_set(KETEN_ERR_INCONSISTENT,
             "the latest stored checkpoint covers %llu records but the log has %llu; the store "
             "was altered",
             (unsigned long long)size, (unsigned long long)tree);
     }
+    /* The latest checkpoint is always that of the current size: sign it
+     * again (Ed25519 is deterministic: the same note when nothing changed). */
+    if (e == KETEN_OK && tree > 0 && (e = sign_note(b, txn, tree, &cp->note)) == KETEN_OK) {
+        cp->note_len = strlen(cp->note);
+        cp->size = tree;
+        metrics_commit_checkpoint(b->m);
+    }
+    store_abort(&txn);
+    if (e != KETEN_OK) {
+        return e;
+    }
     cp->last_size = found ? size : 0;
     cp->last_mono_ms = keten_mono_ms();
     metrics_tree_size(b->m, tree);
-    metrics_checkpoint(b->m, cp->last_size);
+    metrics_checkpoint(b->m, cp->size);
     return KETEN_OK;
+}
+
+static void forget_resend(checkpointer *cp)
+{
+    free(cp->rewit_note);
+    cp->rewit_note = NULL;
+    cp->rewit_len = 0;
+    cp->rewit_size = 0;
 }
 
 void checkpointer_destroy(checkpointer **self_p)
 {
-    if (self_p != NULL && *self_p != NULL) {
-        free(*self_p);
-        *self_p = NULL;
+    if (self_p == NULL || *self_p == NULL) {
+        return;
     }
+    checkpointer *cp = *self_p;
+    free(cp->note);
+    free(cp->undo_note);
+    forget_resend(cp);
+    free(cp->lp);
+    free(cp);
+    *self_p = NULL;
 }
 
-static keten_err stage_note(broker *b, const conn *c, const char *note, size_t len)
+void checkpointer_begin(broker *b)
 {
-    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    checkpointer *cp = b->cp;
+    free(cp->undo_note);
+    cp->undo_note = NULL;
+    cp->has_undo = false;
+    cp->witness = false;
+    forget_resend(cp);
+}
+
+void checkpointer_undo(broker *b)
+{
+    checkpointer *cp = b->cp;
+    if (cp->has_undo) {
+        free(cp->note);
+        cp->note = cp->undo_note;
+        cp->note_len = cp->undo_len;
+        cp->size = cp->undo_size;
+        cp->undo_note = NULL;
+        cp->has_undo = false;
+        metrics_checkpoint(b->m, cp->size);
+    }
+    cp->witness = false;
+    forget_resend(cp);
+}
+
+/* Stage for c a CheckpointFrame of note (tree size `size`) with the
+ * consistency proof from c->cp_sent; c->cp_sent becomes size. */
+static keten_err stage_note(
+    broker *b, outq *q, conn *c, const char *note, size_t len, uint64_t size, bool witness)
+{
+    uint64_t old = c->cp_sent;
+    if (old > size) {
+        return keten_err_set(KETEN_ERR_INVALID,
+            "a checkpoint of %llu leaves for %s, which was sent one of %llu",
+            (unsigned long long)size, c->node, (unsigned long long)old);
+    }
+    keten_hash hashes[KETEN_MERKLE_MAX_PROOF];
+    ProtobufCBinaryData bins[KETEN_MERKLE_MAX_PROOF];
+    size_t n = 0;
+    if (old > 0 && old < size) {
+        keten_err e = keten_mlog_consistency_proof(b->st->log, b->txn, old, size, hashes, &n);
+        if (e != KETEN_OK) {
+            return e;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        bins[i].data = hashes[i];
+        bins[i].len = KETEN_HASH_BYTES;
+    }
     char *copy = malloc(len + 1);
     if (copy == NULL) {
         return keten_err_set(KETEN_ERR_NOMEM, "checkpoint of %zu bytes", len);
     }
     memcpy(copy, note, len);
     copy[len] = '\0';
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
     cf.note = copy;
+    cf.old_size = old;
+    cf.n_consistency = n;
+    cf.consistency = bins;
+    cf.witness = witness;
     Keten__Frame f = KETEN__FRAME__INIT;
     f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
     f.checkpoint = &cf;
-    keten_err e = outq_frame(b->out, c, 0, &f);
+    keten_err e = outq_frame(q, c, 0, &f);
     free(copy);
+    if (e == KETEN_OK) {
+        c->cp_sent = size;
+        metrics_checkpoint_sent(b->m);
+    }
     return e;
 }
 
-static keten_err stage_all(broker *b, const char *note, size_t len)
+/* outq_prover: what c needs before its first proof frame of the batch. */
+static keten_err stage_checkpoints(void *ctx, outq *q, conn *c)
 {
-    for (size_t i = 0; i < b->conns->n; i++) {
-        const conn *c = b->conns->v[i];
-        if (c->revoked) {
-            continue;
-        }
-        keten_err e = stage_note(b, c, note, len);
-        if (e != KETEN_OK) {
-            return e;
-        }
+    broker *b = ctx;
+    checkpointer *cp = b->cp;
+    keten_err e = KETEN_OK;
+    if (cp->rewit_note != NULL && c->cp_sent <= cp->rewit_size) {
+        e = stage_note(b, q, c, cp->rewit_note, cp->rewit_len, cp->rewit_size, true);
     }
-    return KETEN_OK;
+    uint64_t n = cp->batch_size;
+    if (e == KETEN_OK && n > 0 && (c->cp_sent != n || cp->witness)) {
+        e = stage_note(b, q, c, cp->note, cp->note_len, n, cp->witness);
+    }
+    return e;
 }
 
-keten_err checkpointer_tick(broker *b)
+/* outq_prover: the proof of leaf in the batch's tree. */
+static keten_err prove(void *ctx, uint64_t leaf, const Keten__LeafProof **out)
+{
+    broker *b = ctx;
+    checkpointer *cp = b->cp;
+    keten_err e = keten_leafproof_build(b->st->log, b->txn, leaf, cp->batch_size, cp->lp);
+    *out = e == KETEN_OK ? &cp->lp->msg : NULL;
+    return e;
+}
+
+keten_err checkpointer_commit(broker *b)
 {
     checkpointer *cp = b->cp;
     uint64_t size = 0;
     keten_err e = keten_mlog_size(b->st->log, b->txn, &size);
-    if (e != KETEN_OK || size <= cp->last_size) {
-        return e;
-    }
-    uint64_t mono = keten_mono_ms();
-    if (size - cp->last_size < b->cfg->checkpoint_records
-        && mono - cp->last_mono_ms < b->cfg->checkpoint_ms) {
-        return KETEN_OK;
-    }
-    const keten_directory *dir = broker_dir(b);
-    keten_checkpoint ck;
-    memset(&ck, 0, sizeof ck);
-    snprintf(ck.origin, sizeof ck.origin, "keten/%s", keten_directory_network(dir));
-    ck.size = size;
-    if ((e = keten_mlog_root(b->st->log, b->txn, size, ck.root)) != KETEN_OK) {
-        return e;
-    }
-    ck.dir_version = keten_directory_version(dir);
-    memcpy(ck.dir_hash, keten_directory_hash(dir), KETEN_HASH_BYTES);
-    char *note = NULL;
-    if ((e = keten_checkpoint_sign(&ck, b->me->id, b->me->log_sk, &note)) != KETEN_OK) {
-        return e;
-    }
-    size_t len = strlen(note);
-    keten_checkpoint check;
-    e = keten_checkpoint_open(note, len, b->me->id, b->me->log_pk, &check);
-    if (e == KETEN_OK
-        && (check.size != size || memcmp(check.root, ck.root, KETEN_HASH_BYTES) != 0)) {
-        e = keten_err_set(KETEN_ERR_INCONSISTENT, "a signed checkpoint does not read back");
-    }
-    if (e == KETEN_OK) {
-        e = store_checkpoint_put(b->st, b->txn, size, note, len);
-    }
-    if (e == KETEN_OK) {
-        e = stage_all(b, note, len);
-    }
-    free(note);
     if (e != KETEN_OK) {
         return e;
     }
-    /* The batch may still fail; last_size then only delays the next one. */
-    cp->last_size = size;
-    cp->last_mono_ms = mono;
-    metrics_checkpoint(b->m, size);
-    KETEN_LOG(KETEN_LOG_DEBUG, "checkpoint signed", "size=%llu", (unsigned long long)size);
-    return KETEN_OK;
+    if (size > cp->size) {
+        char *note = NULL;
+        if ((e = sign_note(b, b->txn, size, &note)) != KETEN_OK) {
+            return e;
+        }
+        if (!cp->has_undo) {
+            cp->undo_note = cp->note;
+            cp->undo_len = cp->note_len;
+            cp->undo_size = cp->size;
+            cp->has_undo = true;
+        } else {
+            free(cp->note);
+        }
+        cp->note = note;
+        cp->note_len = strlen(note);
+        cp->size = size;
+        metrics_commit_checkpoint(b->m);
+        metrics_checkpoint(b->m, size);
+    }
+    uint64_t mono = keten_mono_ms();
+    if (size > cp->last_size
+        && (size - cp->last_size >= b->cfg->checkpoint_records
+            || mono - cp->last_mono_ms >= b->cfg->checkpoint_ms)) {
+        if ((e = store_checkpoint_put(b->st, b->txn, size, cp->note, cp->note_len)) != KETEN_OK) {
+            return e;
+        }
+        /* The batch may still fail; server.c then restores last_size. */
+        cp->witness = true;
+        cp->last_size = size;
+        cp->last_mono_ms = mono;
+        metrics_witness_checkpoint(b->m);
+        KETEN_LOG(
+            KETEN_LOG_DEBUG, "witness checkpoint stored", "size=%llu", (unsigned long long)size);
+    }
+    cp->batch_size = size;
+    outq_prover p = { b, stage_checkpoints, prove };
+    e = outq_prove(b->out, &p);
+    for (size_t i = 0; i < b->conns->n && e == KETEN_OK; i++) {
+        conn *c = b->conns->v[i];
+        if (c->hello && !c->revoked && !c->cp_staged
+            && (c->want_cp || cp->witness || cp->rewit_note != NULL)) {
+            c->cp_staged = true;
+            e = stage_checkpoints(b, b->out, c);
+        }
+    }
+    for (size_t i = 0; i < b->conns->n; i++) {
+        b->conns->v[i]->cp_staged = false;
+        b->conns->v[i]->want_cp = false;
+    }
+    return e;
 }
 
-keten_err checkpointer_send_latest(broker *b, const conn *c)
+keten_err checkpointer_hello(broker *b, conn *c, uint64_t request_id, const Keten__Hello *h)
 {
     uint64_t size = 0;
-    const char *note = NULL;
-    size_t len = 0;
-    bool found = false;
-    keten_err e = store_checkpoint_last(b->st, b->txn, &size, &note, &len, &found);
-    if (e != KETEN_OK || !found) {
+    keten_err e = keten_mlog_size(b->st->log, b->txn, &size);
+    if (e != KETEN_OK) {
         return e;
     }
-    return stage_note(b, c, note, len);
+    /* Whatever was in flight is sent again, as on a new connection. */
+    c->has_cursor = false;
+    c->more = true;
+    c->notices = true;
+    c->flight.bytes = 0;
+    c->flight.full = false;
+    c->flight.n_notices = 0;
+    c->flight.has_notice_cursor = false;
+    if (h->tree_size > size) {
+        c->hello = false;
+        c->want_cp = false;
+        c->cp_sent = 0;
+        char detail[128];
+        snprintf(detail, sizeof detail, "your checkpoint has %llu leaves; this log has %llu",
+            (unsigned long long)h->tree_size, (unsigned long long)size);
+        if ((e = audit_rejected(b, NULL, c->node, KETEN__REASON__REASON_UNKNOWN_CHECKPOINT, 0,
+                 NULL))
+            != KETEN_OK) {
+            return e;
+        }
+        metrics_reject(b->m, KETEN__REASON__REASON_UNKNOWN_CHECKPOINT);
+        KETEN_LOG(KETEN_LOG_WARNING, "hello refused: a checkpoint this log does not have",
+            "node=%s tree_size=%llu log_size=%llu", c->node, (unsigned long long)h->tree_size,
+            (unsigned long long)size);
+        return outq_error(b->out, c, request_id, KETEN__REASON__REASON_UNKNOWN_CHECKPOINT, NULL,
+            detail, 0);
+    }
+    c->hello = true;
+    c->want_cp = true;
+    c->cp_sent = h->tree_size;
+    KETEN_LOG(KETEN_LOG_DEBUG, "hello", "node=%s tree_size=%llu", c->node,
+        (unsigned long long)h->tree_size);
+    return KETEN_OK;
 }
 
 keten_err checkpointer_cosign(
@@ -166,14 +331,14 @@ keten_err checkpointer_cosign(
     if (strcmp(cs->node, c->node) != 0) {
         KETEN_LOG(KETEN_LOG_WARNING, "cosignature for another node ignored", "node=%s", c->node);
         return outq_error(b->out, c, request_id, KETEN__REASON__REASON_SENDER_MISMATCH, NULL,
-            "a node cosigns only as itself", 0, NULL, 0);
+            "a node cosigns only as itself", 0);
     }
     const char *note = NULL;
     size_t len = 0;
     e = store_checkpoint_get(b->st, b->txn, cs->tree_size, &note, &len);
     if (e == KETEN_ERR_NOT_FOUND) {
         return outq_error(b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL,
-            "no checkpoint of that tree size", 0, NULL, 0);
+            "no checkpoint of that tree size", 0);
     }
     if (e != KETEN_OK) {
         return e;
@@ -204,7 +369,7 @@ keten_err checkpointer_cosign(
         KETEN_LOG(KETEN_LOG_WARNING, "cosignature refused", "node=%s size=%llu error=\"%s\"",
             c->node, (unsigned long long)cs->tree_size, keten_strerror(e));
         e = outq_error(
-            b->out, c, request_id, KETEN__REASON__REASON_BAD_SIGNATURE, NULL, detail, 0, NULL, 0);
+            b->out, c, request_id, KETEN__REASON__REASON_BAD_SIGNATURE, NULL, detail, 0);
         goto out;
     }
     size_t with_len = strlen(with);
@@ -220,7 +385,14 @@ keten_err checkpointer_cosign(
     if (is && !was) {
         KETEN_LOG(KETEN_LOG_INFO, "checkpoint witnessed", "size=%llu witnesses=%zu",
             (unsigned long long)cs->tree_size, after);
-        e = stage_all(b, with, with_len);
+        /* Sent again to every connection (checkpointer_commit()). */
+        if (b->cp->rewit_note == NULL || cs->tree_size > b->cp->rewit_size) {
+            forget_resend(b->cp);
+            b->cp->rewit_note = with;
+            b->cp->rewit_len = with_len;
+            b->cp->rewit_size = cs->tree_size;
+            with = NULL;
+        }
     }
 out:
     free(with);
@@ -231,7 +403,7 @@ out:
 static keten_err proof_refused(broker *b, const conn *c, uint64_t request_id, const char *detail)
 {
     return outq_error(
-        b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, detail, 0, NULL, 0);
+        b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, detail, 0);
 }
 
 keten_err checkpointer_proof(

@@ -1,53 +1,105 @@
 /*
- * checkpointer.h - signed checkpoints of the audit log, witness
- * cosignatures and proofs (DESIGN section 7, docs/wire.md "Checkpoints and
- * witnesses").
+ * checkpointer.h - signed checkpoints of the audit log, the proofs that go
+ * with the batch's frames, witness cosignatures and proof requests
+ * (docs/wire.md "Checkpoints and witnesses", "Acknowledgement: a proof").
  *
- * checkpointer_tick(), called last in every batch, signs a checkpoint when
- * the tree grew by the configured number of records or the configured time
- * has passed since the last one (and only if it grew): origin
- * "keten/<network>", key name = the broker's node id, signed with its log
- * key, with the extension line naming the installed directory version and
- * hash. It is stored in `checkpoints` (key: tree size) in the same
- * transaction as the records it covers and sent to every connected node
- * after the commit.
+ * The tree grows only inside a batch (one write transaction).
+ * checkpointer_commit(), called last in every batch, in its transaction:
+ *   - when the tree grew beyond the latest checkpoint, signs the "commit
+ *     checkpoint" of the batch's final size N: origin "keten/<network>",
+ *     key name = the broker's node id, signed with its log key and checked
+ *     with its log_pk before use, with the extension line naming the
+ *     installed directory version and hash. It is kept in memory (the
+ *     latest one only), not stored; checkpointer_open() signs the one of
+ *     the current size again at start, so there is always a latest one
+ *     when the log is not empty;
+ *   - every `checkpoint_records` records or `checkpoint_ms` ms (only if the
+ *     tree grew) the commit checkpoint is also a witness checkpoint: stored
+ *     in `checkpoints` (key: tree size) and sent, witness = true, to every
+ *     connection with an accepted Hello. Cosignatures attach to stored
+ *     ones only; the note is the same bytes either way (Ed25519 is
+ *     deterministic) but for the cosignature lines a stored one gains;
+ *   - fills every proof slot staged in the batch (outq.h) with a LeafProof
+ *     against N, and puts before a connection's first proof frame a
+ *     CheckpointFrame{note, old_size = c->cp_sent, consistency proof
+ *     cp_sent -> N (empty when cp_sent is 0), witness} when cp_sent != N
+ *     (or the batch made a witness checkpoint); cp_sent becomes N. A
+ *     connection whose Hello came in this batch gets the checkpoint of N
+ *     too, if cp_sent differs.
+ * If the batch fails, checkpointer_undo() forgets the batch's commit
+ * checkpoint (it was never sent) and server.c restores every cp_sent.
+ *
+ * Hello{tree_size} (checkpointer_hello()): tree_size larger than the log:
+ * Error UNKNOWN_CHECKPOINT ("your checkpoint has N leaves; this log has
+ * M"), audited as rejected, and the connection gets nothing more until a
+ * Hello is accepted. Otherwise cp_sent = tree_size. Either way what was in
+ * flight on the connection (deliveries, notices) is sent again.
  *
  * A cosignature from a node is accepted only for the node of the
  * connection, is verified against that node's signing key, and is attached
- * to the stored note (keten_checkpoint_add_line). Whenever a checkpoint is
- * sent, it is sent as stored, with the cosignatures it has so far; when
- * one becomes witnessed (a quorum of partners cosigned) it is sent again to
- * every connected node, and every new connection gets the latest one.
+ * to the stored note (keten_checkpoint_add_line). When a stored checkpoint
+ * of size S becomes witnessed (a quorum of partners cosigned), its note
+ * with the cosignatures is sent again, witness = true, at the end of the
+ * batch, to every connection with an accepted Hello whose cp_sent <= S
+ * (with the consistency proof cp_sent -> S); a connection already sent a
+ * larger checkpoint does not get it (a checkpoint never goes back).
  *
  * Proof requests are answered from the log: a consistency proof
  * old_size -> tree_size and, for each requested leaf (at most
  * CHECKPOINTER_PROOF_LEAVES), an InclusionProof with the leaf bytes.
+ *
+ * Single-threaded (main loop). Errors: those of the store and the Merkle
+ * log, KETEN_ERR_NOMEM, KETEN_ERR_INCONSISTENT (a signed note that does not
+ * read back; a stored checkpoint larger than the log).
  */
 #ifndef KETEN_BROKER_CHECKPOINTER_H
 #define KETEN_BROKER_CHECKPOINTER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "broker.h"
 #include "conns.h"
 #include "err.h"
+#include "logproof.h"
 
 #define CHECKPOINTER_PROOF_LEAVES 64
 
 typedef struct checkpointer {
-    uint64_t last_size; /* tree size of the latest checkpoint (0: none) */
-    uint64_t last_mono_ms; /* when it was signed */
+    uint64_t last_size; /* tree size of the latest witness checkpoint (0: none) */
+    uint64_t last_mono_ms; /* when it was made */
+    /* The latest commit checkpoint (NULL while the log is empty). */
+    char *note;
+    size_t note_len;
+    uint64_t size;
+    /* The one before this batch's, while the batch may still fail. */
+    char *undo_note;
+    size_t undo_len;
+    uint64_t undo_size;
+    bool has_undo;
+    bool witness; /* this batch's commit checkpoint is a witness checkpoint */
+    /* A stored checkpoint that became witnessed in this batch. */
+    char *rewit_note;
+    size_t rewit_len;
+    uint64_t rewit_size;
+    uint64_t batch_size; /* N, while the proofs are made */
+    keten_leafproof_buf *lp;
 } checkpointer;
 
-/* Read the latest stored checkpoint. */
+/* Read the latest stored checkpoint; sign the one of the current size. */
 keten_err checkpointer_open(broker *b) KETEN_MUST_CHECK;
 void checkpointer_destroy(checkpointer **self_p);
 
-keten_err checkpointer_tick(broker *b) KETEN_MUST_CHECK;
+/* At the start of every batch (the previous one committed or undone). */
+void checkpointer_begin(broker *b);
+/* At the end of every batch (see above). */
+keten_err checkpointer_commit(broker *b) KETEN_MUST_CHECK;
+/* The batch failed. */
+void checkpointer_undo(broker *b);
 
-/* Stage the latest checkpoint (with its cosignatures) for c, if any. */
-keten_err checkpointer_send_latest(broker *b, const conn *c) KETEN_MUST_CHECK;
+keten_err checkpointer_hello(
+    broker *b, conn *c, uint64_t request_id, const Keten__Hello *h) KETEN_MUST_CHECK;
 
 keten_err checkpointer_cosign(
     broker *b, const conn *c, uint64_t request_id, const Keten__Cosignature *cs) KETEN_MUST_CHECK;

@@ -1,5 +1,5 @@
 /*
- * keten-broker run - the broker daemon (DESIGN section 6): parse the
+ * keten-broker run - the broker daemon: parse the
  * options into a broker_config and hand it to server_run().
  */
 #include <getopt.h>

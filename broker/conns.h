@@ -11,6 +11,13 @@
  * (ZMQ_SRCFD); the main loop reads all monitor events before any frame, so
  * a reused descriptor is never mistaken for the old connection.
  *
+ * Hello: a node's first frame on a connection names the tree size of the
+ * checkpoint it holds. Until a Hello is accepted (`hello`), the connection
+ * gets no checkpoint and no frame carrying a proof (acknowledgements,
+ * deliveries, notices); its submits are refused. `cp_sent` is the tree size
+ * of the last checkpoint the connection was sent (from Hello at first): the
+ * next CheckpointFrame carries a consistency proof from it (checkpointer.h).
+ *
  * Per connection: the credit (deliveries the node can still take), the
  * delivery cursor (last queue entry handed out on this connection: on a new
  * connection delivery starts again at the oldest entry), flags, and what is
@@ -70,6 +77,10 @@ typedef struct conn {
     bool more; /* the queue may hold entries after the cursor */
     bool notices; /* notices may be waiting */
     bool revoked; /* the node was revoked: nothing more for it */
+    bool hello; /* a Hello was accepted: checkpoints and proofs may go */
+    bool want_cp; /* Hello in this batch: send the batch's checkpoint if cp_sent differs */
+    bool cp_staged; /* this batch's checkpoints were staged (checkpointer_commit only) */
+    uint64_t cp_sent; /* tree size of the last checkpoint sent (or named by Hello) */
     uint64_t connected_at;
     conn_flight flight;
     /* The notices in flight: CONN_NOTICES_IN_FLIGHT entries, allocated when

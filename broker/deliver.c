@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "outq.h"
 #include "pb.h"
+#include "receipt.h"
 #include "store.h"
 #include "util.h"
 
@@ -26,17 +27,12 @@ static int rcpt_index(const store_msg *m, const char *node)
     return -1;
 }
 
-/* Store a notice frame for node and flag its connection. */
-static keten_err notify(broker *b, const char *node, uint64_t seq, Keten__Frame *f)
+/* Store a notice of kind (OUTQ_RECEIPT_NOTICE, OUTQ_EXPIRED_NOTICE) for node,
+ * about the record at leaf seq, and flag its connection. */
+static keten_err notify(broker *b, const char *node, uint64_t seq, enum outq_kind kind)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    keten_err e = keten_pb_pack(&f->base, &buf, &len);
-    if (e != KETEN_OK) {
-        return e;
-    }
-    e = store_notice_put(b->st, b->txn, node, seq, buf, len);
-    free(buf);
+    uint8_t v = (uint8_t)kind;
+    keten_err e = store_notice_put(b->st, b->txn, node, seq, &v, 1);
     if (e != KETEN_OK) {
         return e;
     }
@@ -45,6 +41,24 @@ static keten_err notify(broker *b, const char *node, uint64_t seq, Keten__Frame 
         c->notices = true;
     }
     return KETEN_OK;
+}
+
+/* The kind of a stored notice value. */
+static keten_err notice_kind(const uint8_t *v, size_t len, enum outq_kind *kind)
+{
+    if (len != 1 || (v[0] != OUTQ_RECEIPT_NOTICE && v[0] != OUTQ_EXPIRED_NOTICE)) {
+        return keten_err_set(
+            KETEN_ERR_MALFORMED, "a notice of %zu bytes that names no kind; the store was altered",
+            len);
+    }
+    *kind = (enum outq_kind)v[0];
+    return KETEN_OK;
+}
+
+/* Has the recipient answered (receipted or refused)? */
+static bool answered(uint8_t state)
+{
+    return state == STORE_RECEIPTED || state == STORE_REFUSED;
 }
 
 /* The first queue entry of node at or after leaf `from`. */
@@ -165,14 +179,8 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
             return e;
         }
     }
-    Keten__Deliver d = KETEN__DELIVER__INIT;
-    d.envelope.data = (uint8_t *)env;
-    d.envelope.len = env_len;
-    d.leaf_index = m.leaf;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_DELIVER;
-    f.deliver = &d;
-    if ((e = outq_frame(b->out, c, 0, &f)) != KETEN_OK) {
+    /* The proof of its "submitted" record is added at the batch's end. */
+    if ((e = outq_deliver(b->out, c, env, env_len, m.leaf)) != KETEN_OK) {
         return e;
     }
     *budget = env_len >= *budget ? 0 : *budget - env_len;
@@ -184,7 +192,7 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
 
 keten_err deliver_pump(broker *b, conn *c, size_t *budget)
 {
-    while (!c->revoked && c->credit > 0 && c->more && !c->flight.full && *budget > 0) {
+    while (!c->revoked && c->hello && c->credit > 0 && c->more && !c->flight.full && *budget > 0) {
         uint64_t from = c->has_cursor ? c->cursor + 1 : 0;
         if (c->has_cursor && c->cursor == UINT64_MAX) {
             c->more = false;
@@ -220,117 +228,158 @@ keten_err deliver_pump(broker *b, conn *c, size_t *budget)
 
 /* ---- receipts ---------------------------------------------------------- */
 
-static keten_err bad_receipt(
-    broker *b, const conn *c, uint64_t request_id, const uint8_t *msg_id, const char *detail)
+static keten_err bad_receipt(broker *b, const conn *c, uint64_t request_id, const char *detail)
 {
-    keten_err e = audit_rejected(b, msg_id, c->node, KETEN__REASON__REASON_BAD_RECEIPT, 0, NULL);
+    keten_err e = audit_rejected(b, NULL, c->node, KETEN__REASON__REASON_BAD_RECEIPT, 0, NULL);
     if (e != KETEN_OK) {
         return e;
     }
     metrics_reject(b->m, KETEN__REASON__REASON_BAD_RECEIPT);
-    KETEN_LOG(KETEN_LOG_WARNING, "receipt refused", "node=%s detail=\"%s\"", c->node, detail);
-    return outq_error(
-        b->out, c, request_id, KETEN__REASON__REASON_BAD_RECEIPT, msg_id, detail, 0, NULL, 0);
+    KETEN_LOG(KETEN_LOG_WARNING, "receipt batch refused", "node=%s detail=\"%s\"", c->node, detail);
+    return outq_error(b->out, c, request_id, KETEN__REASON__REASON_BAD_RECEIPT, NULL, detail, 0);
 }
 
 void deliver_receipt_prepare(
-    const broker *b, const conn *c, const Keten__ReceiptFrame *rf, receipt_prep *rp)
+    const broker *b, const conn *c, const Keten__ReceiptBatch *rb, receipt_prep *rp)
 {
     memset(rp, 0, sizeof *rp);
-    if (rf->receipt == NULL) {
-        rp->refused = "receipt frame without a receipt";
-        return;
-    }
-    if ((rp->e = keten_pb_pack(&rf->receipt->base, &rp->bytes, &rp->len)) != KETEN_OK) {
-        return;
-    }
     const keten_directory *dir = broker_dir(b);
     const Keten__NodeCert *cert = dirstate_node_cert(dir, c->node, c->key, b->now);
     if (cert == NULL) {
         rp->refused = "the receipting node is not current";
         return;
     }
-    if (rp->len > KETEN_RECEIPT_MAX
-        || keten_receipt_verify(cert, rp->bytes, rp->len, &rp->body) != KETEN_OK) {
-        snprintf(rp->detail, sizeof rp->detail, "receipt does not verify: %s", keten_err_detail());
+    if (rb->n_leaves == 0 || rb->n_leaves > KETEN_RECEIPT_BATCH_MAX) {
+        snprintf(rp->detail, sizeof rp->detail, "a receipt batch of %zu leaves; 1 to %d allowed",
+            rb->n_leaves, KETEN_RECEIPT_BATCH_MAX);
         rp->refused = rp->detail;
-        keten_err_clear();
         return;
     }
-    const Keten__ReceiptBody *body = rp->body;
-    rp->msg_id = body->msg_id.len == KETEN_MSG_ID_BYTES ? body->msg_id.data : NULL;
-    if (rp->msg_id == NULL || strcmp(body->network, keten_directory_network(dir)) != 0
-        || body->envelope_hash.len != KETEN_HASH_BYTES) {
-        rp->refused = "receipt for another network or malformed";
+    keten_err e = keten_receipt_batch_verify(
+        cert, keten_directory_network(dir), rb, &rp->head, &rp->leaf_hashes);
+    if (e == KETEN_ERR_NOMEM) {
+        rp->e = e;
+        return;
+    }
+    if (e != KETEN_OK) {
+        snprintf(rp->detail, sizeof rp->detail, "receipt batch does not verify: %s: %s",
+            keten_strerror(e), keten_err_detail());
+        rp->refused = rp->detail;
+        keten_err_clear();
     }
 }
 
 void deliver_receipt_prep_clear(receipt_prep *rp)
 {
-    keten_pb_free((ProtobufCMessage **)(void *)&rp->body);
-    free(rp->bytes);
+    keten_pb_free((ProtobufCMessage **)(void *)&rp->head);
+    free(rp->leaf_hashes);
     memset(rp, 0, sizeof *rp);
 }
 
-keten_err deliver_receipt(
-    broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf, const receipt_prep *rp)
+/* Leaf i of a verified batch from c: the answer of c's node to one message
+ * queued for it, or *matched false. */
+static keten_err receipt_leaf(broker *b, conn *c, const Keten__ReceiptBatch *rb,
+    const receipt_prep *rp, size_t i, bool *matched, bool *repeated)
 {
-    deliver_credit(c, 1);
-    if (rp->e != KETEN_OK) {
-        return keten_err_set(rp->e, "preparing a receipt of %s", c->node);
+    *matched = false;
+    *repeated = false;
+    const Keten__ReceiptLeaf *lf = rb->leaves[i];
+    if (lf == NULL || lf->msg_id.len != KETEN_MSG_ID_BYTES
+        || lf->envelope_hash.len != KETEN_HASH_BYTES) {
+        return KETEN_OK;
     }
-    if (rp->refused != NULL) {
-        return bad_receipt(b, c, request_id, rp->msg_id, rp->refused);
-    }
-    const uint8_t *msg_id = rp->msg_id;
-    const Keten__ReceiptBody *body = rp->body;
+    const uint8_t *msg_id = lf->msg_id.data;
     store_msg m;
     bool found = false;
     keten_err e = store_msg_find(b->st, b->txn, msg_id, &m, &found);
-    if (e != KETEN_OK) {
+    if (e != KETEN_OK || !found) {
         return e;
     }
-    if (!found) {
-        /* Receipted by everyone or expired already: nothing to do. */
-        KETEN_LOG(KETEN_LOG_DEBUG, "receipt for a message no longer held", "node=%s", c->node);
+    int r = rcpt_index(&m, c->node);
+    if (r < 0 || sodium_memcmp(lf->envelope_hash.data, m.envelope_hash, KETEN_HASH_BYTES) != 0) {
         return KETEN_OK;
     }
-    int i = rcpt_index(&m, c->node);
-    if (i < 0) {
-        return bad_receipt(b, c, request_id, msg_id, "the receipting node is not a recipient");
+    if (answered(m.rcpt[r].state)) {
+        *repeated = true;
+        return KETEN_OK;
     }
-    if (sodium_memcmp(body->envelope_hash.data, m.envelope_hash, KETEN_HASH_BYTES) != 0) {
-        return bad_receipt(b, c, request_id, msg_id, "receipt names another envelope hash");
-    }
-    if (m.rcpt[i].state == STORE_RECEIPTED) {
-        return KETEN_OK; /* repeated receipt */
-    }
+    bool stored = lf->outcome == KETEN__OUTCOME__OUTCOME_STORED;
+    Keten__Event ev
+        = stored ? KETEN__EVENT__EVENT_RECEIPTED : KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT;
+    keten_receipt_proof_buf pb;
+    memset(&pb, 0, sizeof pb);
     uint64_t leaf = 0;
-    if ((e = release_bytes(b, c, m.leaf)) != KETEN_OK
-        || (e = audit_receipted(b, msg_id, m.sender, c->node, rp->bytes, rp->len, &leaf))
-            != KETEN_OK
-        || (e = store_queue_delete(b->st, b->txn, c->node, m.leaf)) != KETEN_OK) {
+    if ((e = keten_receipt_proof_build(rb, (const keten_hash *)rp->leaf_hashes, i, &pb)) != KETEN_OK) {
         return e;
     }
-    m.rcpt[i].state = STORE_RECEIPTED;
+    e = release_bytes(b, c, m.leaf);
+    if (e == KETEN_OK) {
+        e = audit_answered(b, ev, lf->reason, msg_id, m.sender, c->node, &pb.msg, &leaf);
+    }
+    keten_receipt_proof_buf_clear(&pb);
+    if (e != KETEN_OK || (e = store_queue_delete(b->st, b->txn, c->node, m.leaf)) != KETEN_OK) {
+        return e;
+    }
+    m.rcpt[r].state = stored ? STORE_RECEIPTED : STORE_REFUSED;
     bool all = true;
     for (size_t j = 0; j < m.n_rcpt; j++) {
-        all = all && m.rcpt[j].state == STORE_RECEIPTED;
+        all = all && answered(m.rcpt[j].state);
     }
     e = all ? store_msg_delete(b->st, b->txn, &m) : store_msg_put(b->st, b->txn, &m);
-    if (e != KETEN_OK) {
+    if (e != KETEN_OK || (e = notify(b, m.sender, leaf, OUTQ_RECEIPT_NOTICE)) != KETEN_OK) {
         return e;
     }
-    Keten__ReceiptFrame fwd = KETEN__RECEIPT_FRAME__INIT;
-    fwd.receipt = rf->receipt;
-    fwd.leaf_index = leaf;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_RECEIPT;
-    f.receipt = &fwd;
-    if ((e = notify(b, m.sender, leaf, &f)) != KETEN_OK) {
-        return e;
+    if (stored) {
+        metrics_receipt(b->m);
+    } else {
+        metrics_refused_by_recipient(b->m);
     }
-    metrics_receipt(b->m);
+    *matched = true;
+    return KETEN_OK;
+}
+
+keten_err deliver_receipts(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptBatch *rb,
+    const receipt_prep *rp)
+{
+    /* Each leaf stands for one delivery, and so for one credit. */
+    size_t n = rb->n_leaves;
+    deliver_credit(c, n > KETEN_RECEIPT_BATCH_MAX ? KETEN_RECEIPT_BATCH_MAX : (uint32_t)n);
+    if (rp->e != KETEN_OK) {
+        return keten_err_set(rp->e, "preparing a receipt batch of %s", c->node);
+    }
+    if (rp->refused != NULL) {
+        return bad_receipt(b, c, request_id, rp->refused);
+    }
+    metrics_receipt_batch(b->m);
+    size_t unmatched = 0, matched_n = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool matched = false, repeated = false;
+        keten_err e = receipt_leaf(b, c, rb, rp, i, &matched, &repeated);
+        if (e != KETEN_OK) {
+            return e;
+        }
+        if (matched) {
+            matched_n++;
+        } else if (repeated) {
+            metrics_leaf_repeated(b->m);
+        } else {
+            unmatched++;
+            metrics_leaf_unmatched(b->m);
+        }
+    }
+    KETEN_LOG(KETEN_LOG_DEBUG, "receipt batch", "node=%s leaves=%zu matched=%zu unmatched=%zu",
+        c->node, n, matched_n, unmatched);
+    if (unmatched > 0) {
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "receipt leaves naming no message pending for the node skipped", "node=%s leaves=%zu",
+            c->node, unmatched);
+        keten_err e
+            = audit_rejected(b, NULL, c->node, KETEN__REASON__REASON_BAD_RECEIPT, 0, NULL);
+        if (e != KETEN_OK) {
+            return e;
+        }
+        metrics_reject(b->m, KETEN__REASON__REASON_BAD_RECEIPT);
+    }
     return KETEN_OK;
 }
 
@@ -340,15 +389,17 @@ keten_err deliver_receipt(
  * longer stored. */
 static keten_err stage_notice(broker *b, conn *c, uint64_t leaf, bool *found)
 {
-    const uint8_t *frame = NULL;
+    const uint8_t *v = NULL;
     size_t len = 0;
+    enum outq_kind kind = OUTQ_READY;
     *found = false;
-    keten_err e = store_notice_get(b->st, b->txn, c->node, leaf, &frame, &len);
+    keten_err e = store_notice_get(b->st, b->txn, c->node, leaf, &v, &len);
     if (e == KETEN_ERR_NOT_FOUND) {
         keten_err_clear();
         return KETEN_OK;
     }
-    if (e != KETEN_OK || (e = outq_raw(b->out, c, frame, len)) != KETEN_OK) {
+    if (e != KETEN_OK || (e = notice_kind(v, len, &kind)) != KETEN_OK
+        || (e = outq_proof(b->out, c, 0, kind, leaf)) != KETEN_OK) {
         return e;
     }
     *found = true;
@@ -436,7 +487,9 @@ static keten_err send_new_notices(broker *b, conn *c, uint64_t mono)
             e = keten_err_set(KETEN_ERR_NOMEM, "notices in flight");
             goto out;
         }
-        if ((e = outq_raw(b->out, c, v.mv_data, v.mv_size)) != KETEN_OK) {
+        enum outq_kind kind = OUTQ_READY;
+        if ((e = notice_kind(v.mv_data, v.mv_size, &kind)) != KETEN_OK
+            || (e = outq_proof(b->out, c, 0, kind, leaf)) != KETEN_OK) {
             goto out;
         }
         b->notices_staged++;
@@ -459,7 +512,7 @@ out:
 
 keten_err deliver_notices(broker *b, conn *c)
 {
-    if (c->revoked) {
+    if (c->revoked || !c->hello) {
         return KETEN_OK;
     }
     uint64_t mono = keten_mono_ms();
@@ -515,7 +568,7 @@ static keten_err expire_one(
     size_t n = 0;
     keten_err e;
     for (size_t i = 0; i < m->n_rcpt; i++) {
-        if (m->rcpt[i].state != STORE_RECEIPTED) {
+        if (!answered(m->rcpt[i].state)) {
             open[n++] = m->rcpt[i].id;
             conn *rc = conns_find_node(b->conns, m->rcpt[i].id);
             if ((e = release_bytes(b, rc, m->leaf)) != KETEN_OK
@@ -529,16 +582,7 @@ static keten_err expire_one(
         if ((e = audit_expired(b, msg_id, m->sender, open, n, &leaf)) != KETEN_OK) {
             return e;
         }
-        Keten__ExpiredNotice en = KETEN__EXPIRED_NOTICE__INIT;
-        en.msg_id.data = (uint8_t *)msg_id;
-        en.msg_id.len = KETEN_MSG_ID_BYTES;
-        en.n_recipients = n;
-        en.recipients = (char **)open;
-        en.leaf_index = leaf;
-        Keten__Frame f = KETEN__FRAME__INIT;
-        f.body_case = KETEN__FRAME__BODY_EXPIRED;
-        f.expired = &en;
-        if ((e = notify(b, m->sender, leaf, &f)) != KETEN_OK) {
+        if ((e = notify(b, m->sender, leaf, OUTQ_EXPIRED_NOTICE)) != KETEN_OK) {
             return e;
         }
         metrics_expired(b->m);

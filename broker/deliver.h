@@ -1,38 +1,49 @@
 /*
- * deliver.h - store and forward (DESIGN section 6, docs/wire.md "Deliver
- * and receipt"): per-recipient queues with a credit window, receipts,
- * notices for senders, expiry, and forgetting msg_ids after the retry
- * horizon. Everything runs in the batch transaction (b->txn); frames are
- * staged in b->out and sent after the commit.
+ * deliver.h - store and forward (docs/wire.md "Deliver and receipt"):
+ * per-recipient queues with a credit window, receipt batches, notices for
+ * senders, expiry, and forgetting msg_ids after the retry horizon.
+ * Everything runs in the batch transaction (b->txn); frames are staged in
+ * b->out and sent after the commit. Nothing that carries a proof goes to a
+ * connection before its Hello was accepted (conns.h): its deliveries and
+ * notices wait.
  *
  * Delivery: a connection's queue is read oldest first from just after its
  * cursor, at most `credit` deliveries, and at most BROKER_INFLIGHT_BYTES_MAX
  * envelope bytes in flight (handed out on this connection and not yet
- * receipted or expired; when nothing is in flight one delivery goes
+ * answered or expired; when nothing is in flight one delivery goes
  * whatever its size, so a large message is never stuck); the first delivery
  * of a message to a recipient is audited ("delivered", once per recipient,
- * the broker's claim); a new connection starts again at the oldest entry,
- * with nothing in flight, so whatever was in flight on a lost connection is
- * delivered again. A delivery the node refuses (it returns the credit but
- * sends no receipt) keeps its bytes counted until the message expires or
- * the connection is replaced: a returned credit cannot say which delivery
- * it stands for, and a node that does not read must not free budget by
- * returning credit.
+ * the broker's claim); a new connection (or a new Hello) starts again at the
+ * oldest entry, with nothing in flight, so whatever was in flight on a lost
+ * connection is delivered again. A Deliver carries the envelope and the
+ * proof of its "submitted" record (a proof slot, outq.h). A delivery the
+ * node refuses without a receipt leaf (it returns the credit) keeps its
+ * bytes counted until the message expires or the connection is replaced.
  *
- * Receipt: verified against the recipient's current certificate (signature,
- * canonical body, recipient and serial) and the network by
- * deliver_receipt_prepare(), which runs on the verifier pool before the
- * batch's transaction; then, in the transaction, checked against the stored
- * envelope hash and the recipient list; then audited ("receipted", the whole signed
- * receipt), the recipient's queue entry removed, the envelope deleted once
- * every recipient has receipted, and the receipt forwarded to the sender as
- * a notice. A receipt returns one credit. A receipt that does not verify or
- * match is refused (BAD_RECEIPT, audited as rejected); a repeated receipt
- * for a message already receipted or gone is ignored.
+ * Receipt batches: deliver_receipt_prepare(), on the verifier pool before
+ * the batch's transaction, checks the batch against the sending node's
+ * current certificate and the network (keten_receipt_batch_verify: one
+ * signature, the root over the leaves, every leaf's rules). A batch that
+ * does not verify is refused whole: Error BAD_RECEIPT, audited as rejected,
+ * nothing of it recorded. Then, in the transaction, each leaf must name a
+ * message held for THIS node (its msg_id, the stored envelope hash) that
+ * the node has not answered: it gets one record, "receipted" (outcome
+ * STORED) or "refused-by-recipient" (outcome REFUSED, the leaf's reason),
+ * with the leaf's ReceiptProof (keten_receipt_proof_build), node and
+ * recipients = the recipient; the node's queue entry goes either way (a
+ * refused message is not delivered again), its in-flight bytes are
+ * released, the envelope is deleted once every recipient has answered, and
+ * the sender gets a ReceiptNotice. A leaf for a message the node answered
+ * before is ignored (counted); any other leaf that does not match is
+ * skipped (counted), and a batch with such leaves gets one "rejected"
+ * record, reason BAD_RECEIPT, naming the node (no Error frame). Every leaf
+ * of a batch returns one credit (a leaf stands for one delivery).
  *
- * Notices (forwarded receipts, expiry notices) are stored under the
- * sender's id and the leaf index of their audit record, and stay stored
- * until the sender confirms them with a NoticeAck naming that leaf index
+ * Notices (ReceiptNotice, ExpiredNotice) are stored under the sender's id
+ * and the leaf index of their audit record, as their kind only: the frame
+ * is made when it is sent, with the proof of that record against the tree
+ * of the sending batch (outq.h). They stay stored until the sender
+ * confirms them with a NoticeAck naming that leaf index
  * (deliver_notice_ack(), in the batch's transaction). Each connection sends
  * them oldest first, at most CONN_NOTICES_IN_FLIGHT unconfirmed at a time,
  * and sends one again when it is still unconfirmed DELIVER_NOTICE_RESEND_MS
@@ -43,7 +54,7 @@
  * the node that sent it; a leaf index it names that is not such a notice is
  * ignored (counted in a metric), never an error.
  *
- * Expiry: at expires_at a message still unreceipted by some recipient is
+ * Expiry: at expires_at a message still unanswered by some recipient is
  * audited ("expired", listing them), removed from their queues and deleted;
  * the sender gets an ExpiredNotice.
  */
@@ -56,6 +67,7 @@
 #include "broker.h"
 #include "conns.h"
 #include "err.h"
+#include "merkle.h"
 
 #define DELIVER_NOTICES_PER_BATCH 256
 #define DELIVER_NOTICE_RESEND_MS 10000 /* an unconfirmed notice is sent again after this */
@@ -71,24 +83,23 @@ keten_err deliver_pump(broker *b, conn *c, size_t *budget) KETEN_MUST_CHECK;
 /* A Credit frame. */
 void deliver_credit(conn *c, uint32_t credit);
 
-/* What the pool found out about a receipt (no store access, no shared state
- * written: thread-safe). refused == NULL: it verified, body holds it. */
+/* What the pool found out about a receipt batch (no store access, no
+ * shared state written: thread-safe). refused == NULL and e == KETEN_OK: it
+ * verified; head and leaf_hashes hold what keten_receipt_batch_verify gave. */
 typedef struct receipt_prep {
-    keten_err e; /* a failure that is not the receipt's fault (out of memory) */
+    keten_err e; /* a failure that is not the batch's fault (out of memory) */
     const char *refused; /* why it is refused (points to detail or a static text) */
     char detail[DELIVER_DETAIL_MAX];
-    const uint8_t *msg_id; /* in body, when it could be read */
-    uint8_t *bytes; /* the serialized signed Receipt */
-    size_t len;
-    Keten__ReceiptBody *body;
+    Keten__ReceiptBatchHead *head;
+    keten_hash *leaf_hashes;
 } receipt_prep;
 
 void deliver_receipt_prepare(
-    const broker *b, const conn *c, const Keten__ReceiptFrame *rf, receipt_prep *rp);
+    const broker *b, const conn *c, const Keten__ReceiptBatch *rb, receipt_prep *rp);
 void deliver_receipt_prep_clear(receipt_prep *rp);
 
-/* A receipt from c, prepared by deliver_receipt_prepare(). */
-keten_err deliver_receipt(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptFrame *rf,
+/* A receipt batch from c, prepared by deliver_receipt_prepare(). */
+keten_err deliver_receipts(broker *b, conn *c, uint64_t request_id, const Keten__ReceiptBatch *rb,
     const receipt_prep *rp) KETEN_MUST_CHECK;
 
 /* Send c the notices it has not been sent yet (up to its in-flight cap),

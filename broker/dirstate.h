@@ -1,5 +1,5 @@
 /*
- * dirstate.h - the broker's directory (DESIGN section 3, docs/wire.md
+ * dirstate.h - the broker's directory (docs/wire.md
  * "Directory"): every installed version is kept in the store (`directories`)
  * and the newest is the one in force.
  *

@@ -1,5 +1,5 @@
 /*
- * keten-broker - the central broker daemon (DESIGN sections 6 and 8).
+ * keten-broker - the central broker daemon.
  * This file parses the subcommand and dispatches to cmd_<verb>().
  *
  *   keten-broker keygen --home DIR [--id broker] [--org NAME]

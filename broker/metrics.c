@@ -68,6 +68,41 @@ void metrics_receipt(metrics *m)
     atomic_fetch_add(&m->receipts, 1);
 }
 
+void metrics_refused_by_recipient(metrics *m)
+{
+    atomic_fetch_add(&m->refused_by_recipient, 1);
+}
+
+void metrics_receipt_batch(metrics *m)
+{
+    atomic_fetch_add(&m->receipt_batches, 1);
+}
+
+void metrics_leaf_unmatched(metrics *m)
+{
+    atomic_fetch_add(&m->leaves_unmatched, 1);
+}
+
+void metrics_leaf_repeated(metrics *m)
+{
+    atomic_fetch_add(&m->leaves_repeated, 1);
+}
+
+void metrics_commit_checkpoint(metrics *m)
+{
+    atomic_fetch_add(&m->commit_checkpoints, 1);
+}
+
+void metrics_witness_checkpoint(metrics *m)
+{
+    atomic_fetch_add(&m->witness_checkpoints, 1);
+}
+
+void metrics_checkpoint_sent(metrics *m)
+{
+    atomic_fetch_add(&m->checkpoint_frames, 1);
+}
+
 void metrics_expired(metrics *m)
 {
     atomic_fetch_add(&m->expired, 1);
@@ -286,7 +321,19 @@ static char *render(metrics *m, size_t *len)
             (unsigned long long)atomic_load(&m->rejects[r]));
     }
     counter(&p, "keten_deliveries_total", "Deliver frames sent.", atomic_load(&m->deliveries));
-    counter(&p, "keten_receipts_total", "Receipts verified.", atomic_load(&m->receipts));
+    counter(&p, "keten_receipts_total", "Receipted records: receipt leaves with outcome stored.",
+        atomic_load(&m->receipts));
+    counter(&p, "keten_refused_by_recipient_total",
+        "Refused-by-recipient records: receipt leaves with outcome refused.",
+        atomic_load(&m->refused_by_recipient));
+    counter(&p, "keten_receipt_batches_total", "Receipt batches whose signature verified.",
+        atomic_load(&m->receipt_batches));
+    counter(&p, "keten_receipt_leaves_unmatched_total",
+        "Receipt leaves naming no message pending for the receipting node (skipped).",
+        atomic_load(&m->leaves_unmatched));
+    counter(&p, "keten_receipt_leaves_repeated_total",
+        "Receipt leaves for a message the node had answered before (ignored).",
+        atomic_load(&m->leaves_repeated));
     counter(&p, "keten_expired_total", "Messages expired before every receipt.",
         atomic_load(&m->expired));
     counter(&p, "keten_notices_sent_total",
@@ -305,6 +352,12 @@ static char *render(metrics *m, size_t *len)
     gauge(&p, "keten_audit_tree_size", "Leaves in the audit log.", atomic_load(&m->tree_size));
     gauge(&p, "keten_checkpoint_tree_size", "Tree size of the latest checkpoint.",
         atomic_load(&m->checkpoint_size));
+    counter(&p, "keten_commit_checkpoints_total", "Commit checkpoints signed.",
+        atomic_load(&m->commit_checkpoints));
+    counter(&p, "keten_witness_checkpoints_total", "Checkpoints stored for witnesses to cosign.",
+        atomic_load(&m->witness_checkpoints));
+    counter(&p, "keten_checkpoint_frames_total", "Checkpoint frames sent to nodes.",
+        atomic_load(&m->checkpoint_frames));
     gauge(&p, "keten_connected_nodes", "Nodes with a live connection.", atomic_load(&m->connected));
     gauge(&p, "keten_directory_version", "Installed directory version.",
         atomic_load(&m->dir_version));

@@ -9,7 +9,14 @@
  *   keten_submits_total                     accepted submits
  *   keten_rejects_total{reason="policy"}    refused requests, by Reason
  *   keten_deliveries_total                  deliver frames sent
- *   keten_receipts_total                    verified receipts
+ *   keten_receipts_total                    receipted records (leaves with outcome stored)
+ *   keten_refused_by_recipient_total        refused-by-recipient records (leaves with
+ *                                           outcome refused)
+ *   keten_receipt_batches_total             receipt batches that verified
+ *   keten_receipt_leaves_unmatched_total    leaves of verified batches naming no
+ *                                           message pending for that node (skipped)
+ *   keten_receipt_leaves_repeated_total     leaves for a message the node had
+ *                                           answered before (ignored)
  *   keten_expired_total                     messages expired undelivered
  *   keten_auth_failed_total                 refused keys and revoked nodes' frames
  *   keten_queue_depth{node="id"}            undelivered/unreceipted entries per node
@@ -20,7 +27,11 @@
  *   keten_notice_acks_unknown_total         NoticeAck leaf indexes naming no notice
  *                                           of the sending node (ignored)
  *   keten_audit_tree_size                   leaves in the audit log
- *   keten_checkpoint_tree_size              tree size of the latest checkpoint
+ *   keten_checkpoint_tree_size              tree size of the latest (commit) checkpoint
+ *   keten_commit_checkpoints_total          commit checkpoints signed (one per batch that
+ *                                           grew the log, and one at start)
+ *   keten_witness_checkpoints_total         commit checkpoints also stored for witnesses
+ *   keten_checkpoint_frames_total           CheckpointFrames sent to nodes
  *   keten_batch_size (histogram)            frames per batch (one transaction)
  *   keten_commit_seconds (histogram)        LMDB commit latency
  *   keten_connected_nodes                   nodes with a live connection
@@ -43,7 +54,7 @@
 #include "err.h"
 #include "keten.h"
 
-#define METRICS_REASONS 17 /* Reason values 0..16 */
+#define METRICS_REASONS 20 /* Reason values 0..19 */
 #define METRICS_BATCH_BUCKETS 10
 #define METRICS_COMMIT_BUCKETS 12
 
@@ -52,6 +63,8 @@ typedef struct store store;
 typedef struct metrics {
     atomic_uint_fast64_t submits, deliveries, receipts, expired, auth_failed;
     atomic_uint_fast64_t notices_sent, notices_resent, notices_confirmed, notice_acks_unknown;
+    atomic_uint_fast64_t refused_by_recipient, receipt_batches, leaves_unmatched, leaves_repeated;
+    atomic_uint_fast64_t commit_checkpoints, witness_checkpoints, checkpoint_frames;
     atomic_uint_fast64_t rejects[METRICS_REASONS];
     atomic_uint_fast64_t tree_size, checkpoint_size, dir_version, connected;
     atomic_bool dir_stale, insecure_key;
@@ -71,6 +84,13 @@ void metrics_submit(metrics *m);
 void metrics_reject(metrics *m, Keten__Reason reason);
 void metrics_delivery(metrics *m);
 void metrics_receipt(metrics *m);
+void metrics_refused_by_recipient(metrics *m);
+void metrics_receipt_batch(metrics *m);
+void metrics_leaf_unmatched(metrics *m);
+void metrics_leaf_repeated(metrics *m);
+void metrics_commit_checkpoint(metrics *m);
+void metrics_witness_checkpoint(metrics *m);
+void metrics_checkpoint_sent(metrics *m);
 void metrics_expired(metrics *m);
 void metrics_notice_sent(metrics *m);
 void metrics_notice_resent(metrics *m);

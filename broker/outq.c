@@ -4,7 +4,6 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "envelope.h"
 #include "log.h"
 #include "pb.h"
 
@@ -22,7 +21,7 @@ void outq_clear(outq *self)
     }
     self->n = 0;
     self->bytes = 0;
-    self->n_acks = 0;
+    self->n_proofs = 0;
 }
 
 void outq_destroy(outq **self_p)
@@ -31,31 +30,56 @@ void outq_destroy(outq **self_p)
         return;
     }
     outq_clear(*self_p);
-    free((*self_p)->acks);
     free((*self_p)->v);
     free(*self_p);
     *self_p = NULL;
 }
 
-/* Takes ownership of data (also on failure). */
-static keten_err push(outq *self, const conn *c, uint8_t *data, size_t len)
+/* A new item at the end (zeroed but for the routing id), or NULL. */
+static outq_item *grow(outq *self, const uint8_t *rid, size_t rid_len)
 {
     if (self->n == self->cap) {
         size_t cap = self->cap == 0 ? 64 : self->cap * 2;
         outq_item *v = realloc(self->v, cap * sizeof *v);
         if (v == NULL) {
-            free(data);
-            return keten_err_set(KETEN_ERR_NOMEM, "outgoing frame queue of %zu", cap);
+            keten_err_set(KETEN_ERR_NOMEM, "outgoing frame queue of %zu", cap);
+            return NULL;
         }
         self->v = v;
         self->cap = cap;
     }
     outq_item *it = &self->v[self->n++];
-    memcpy(it->rid, c->rid, c->rid_len);
-    it->rid_len = c->rid_len;
+    memset(it, 0, sizeof *it);
+    memcpy(it->rid, rid, rid_len);
+    it->rid_len = rid_len;
+    return it;
+}
+
+/* Takes ownership of data (also on failure). */
+static keten_err push(outq *self, const conn *c, uint8_t *data, size_t len)
+{
+    outq_item *it = grow(self, c->rid, c->rid_len);
+    if (it == NULL) {
+        free(data);
+        return KETEN_ERR_NOMEM;
+    }
     it->data = data;
     it->len = len;
     self->bytes += len;
+    return KETEN_OK;
+}
+
+static keten_err pack(Keten__Frame *frame, uint8_t **buf, size_t *len)
+{
+    keten_err e = keten_pb_pack(&frame->base, buf, len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (*len > KETEN_FRAME_MAX) {
+        free(*buf);
+        *buf = NULL;
+        return keten_err_set(KETEN_ERR_TOO_LARGE, "an outgoing frame of %zu bytes", *len);
+    }
     return KETEN_OK;
 }
 
@@ -64,13 +88,9 @@ keten_err outq_frame(outq *self, const conn *c, uint64_t request_id, Keten__Fram
     frame->request_id = request_id;
     uint8_t *buf = NULL;
     size_t len = 0;
-    keten_err e = keten_pb_pack(&frame->base, &buf, &len);
+    keten_err e = pack(frame, &buf, &len);
     if (e != KETEN_OK) {
         return e;
-    }
-    if (len > KETEN_FRAME_MAX) {
-        free(buf);
-        return keten_err_set(KETEN_ERR_TOO_LARGE, "an outgoing frame of %zu bytes", len);
     }
     return push(self, c, buf, len);
 }
@@ -85,120 +105,192 @@ keten_err outq_raw(outq *self, const conn *c, const uint8_t *data, size_t len)
     return push(self, c, buf, len);
 }
 
-keten_err outq_error(outq *self, const conn *c, uint64_t request_id, Keten__Reason reason,
-    const uint8_t *msg_id, const char *detail, uint32_t rule, const uint8_t *ack, size_t ack_len)
+/* Short, printable, never content: detail lines name ids and codes only. */
+static void clean_detail(const char *detail, char text[static DETAIL_MAX + 1])
 {
-    Keten__Error err = KETEN__ERROR__INIT;
-    Keten__Frame frame = KETEN__FRAME__INIT;
-    Keten__Ack *parsed = NULL;
-    char text[DETAIL_MAX + 1];
-    err.reason = reason;
-    if (msg_id != NULL) {
-        err.msg_id.data = (uint8_t *)msg_id;
-        err.msg_id.len = KETEN_MSG_ID_BYTES;
-    }
-    /* Short, printable, never content: detail lines name ids and codes only. */
     size_t n = 0;
     for (const char *p = detail != NULL ? detail : ""; *p != '\0' && n < DETAIL_MAX; p++) {
         unsigned char ch = (unsigned char)*p;
         text[n++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
     }
     text[n] = '\0';
-    err.detail = text;
-    err.rule = reason == KETEN__REASON__REASON_POLICY ? rule : 0;
-    if (ack != NULL) {
-        keten_err e = KETEN_PB_UNPACK(keten__ack, ack, ack_len, KETEN_ENVELOPE_MAX, "ack", &parsed);
-        if (e != KETEN_OK) {
-            return e;
-        }
-        err.ack = parsed;
-    }
-    frame.body_case = KETEN__FRAME__BODY_ERROR;
-    frame.error = &err;
-    keten_err e = outq_frame(self, c, request_id, &frame);
-    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-    return e;
 }
 
-keten_err outq_ack_later(outq *self, const conn *c, uint64_t request_id,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const uint8_t envelope_hash[static KETEN_HASH_BYTES], uint64_t leaf)
+keten_err outq_error(outq *self, const conn *c, uint64_t request_id, Keten__Reason reason,
+    const uint8_t *msg_id, const char *detail, uint32_t rule)
 {
-    if (self->n_acks == self->cap_acks) {
-        size_t cap = self->cap_acks == 0 ? 64 : self->cap_acks * 2;
-        outq_ack *v = realloc(self->acks, cap * sizeof *v);
-        if (v == NULL) {
-            return keten_err_set(KETEN_ERR_NOMEM, "pending acks of %zu", cap);
-        }
-        self->acks = v;
-        self->cap_acks = cap;
+    Keten__Error err = KETEN__ERROR__INIT;
+    Keten__Frame frame = KETEN__FRAME__INIT;
+    char text[DETAIL_MAX + 1];
+    err.reason = reason;
+    if (msg_id != NULL) {
+        err.msg_id.data = (uint8_t *)msg_id;
+        err.msg_id.len = KETEN_MSG_ID_BYTES;
     }
-    keten_err e = push(self, c, NULL, 0); /* the slot; filled when signed */
-    if (e != KETEN_OK) {
-        return e;
+    clean_detail(detail, text);
+    err.detail = text;
+    err.rule = reason == KETEN__REASON__REASON_POLICY ? rule : 0;
+    frame.body_case = KETEN__FRAME__BODY_ERROR;
+    frame.error = &err;
+    return outq_frame(self, c, request_id, &frame);
+}
+
+/* A proof slot; data (owned, may be NULL) is its extra bytes. */
+static keten_err slot(outq *self, conn *c, uint64_t request_id, enum outq_kind kind,
+    uint64_t leaf, uint8_t *data, size_t len, outq_item **out)
+{
+    outq_item *it = grow(self, c->rid, c->rid_len);
+    if (it == NULL) {
+        free(data);
+        return KETEN_ERR_NOMEM;
     }
-    outq_ack *a = &self->acks[self->n_acks++];
-    a->slot = self->n - 1;
-    a->request_id = request_id;
-    memcpy(a->msg_id, msg_id, KETEN_MSG_ID_BYTES);
-    memcpy(a->envelope_hash, envelope_hash, KETEN_HASH_BYTES);
-    a->leaf = leaf;
-    a->e = KETEN_OK;
+    it->kind = kind;
+    it->c = c;
+    it->request_id = request_id;
+    it->leaf = leaf;
+    it->data = data;
+    it->len = len;
+    self->n_proofs++;
+    if (out != NULL) {
+        *out = it;
+    }
     return KETEN_OK;
 }
 
-size_t outq_sign_begin(
-    outq *self, const char *network, const uint8_t log_sk[static KETEN_SIGN_SK_BYTES])
+keten_err outq_proof(outq *self, conn *c, uint64_t request_id, enum outq_kind kind, uint64_t leaf)
 {
-    self->network = network;
-    self->log_sk = log_sk;
-    return self->n_acks;
+    if (kind != OUTQ_SUBMIT_ACK && kind != OUTQ_RECEIPT_NOTICE && kind != OUTQ_EXPIRED_NOTICE) {
+        return keten_err_set(KETEN_ERR_INVALID, "outq_proof of kind %d", (int)kind);
+    }
+    return slot(self, c, request_id, kind, leaf, NULL, 0, NULL);
 }
 
-void outq_sign_one(outq *self, size_t i)
+keten_err outq_duplicate(outq *self, conn *c, uint64_t request_id,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *detail, uint64_t leaf)
 {
-    outq_ack *a = &self->acks[i];
-    uint8_t *ack = NULL;
-    size_t ack_len = 0;
-    Keten__Ack *parsed = NULL;
-    a->e = keten_ack_sign(
-        self->log_sk, self->network, a->msg_id, a->envelope_hash, a->leaf, &ack, &ack_len);
-    if (a->e == KETEN_OK) {
-        a->e = KETEN_PB_UNPACK(keten__ack, ack, ack_len, KETEN_RECEIPT_MAX, "ack", &parsed);
+    char *text = malloc(DETAIL_MAX + 1);
+    if (text == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "an error detail");
     }
-    if (a->e == KETEN_OK) {
-        Keten__SubmitAck sa = KETEN__SUBMIT_ACK__INIT;
-        sa.ack = parsed;
-        Keten__Frame f = KETEN__FRAME__INIT;
-        f.request_id = a->request_id;
+    clean_detail(detail, text);
+    outq_item *it = NULL;
+    keten_err e = slot(
+        self, c, request_id, OUTQ_DUPLICATE, leaf, (uint8_t *)text, strlen(text) + 1, &it);
+    if (e == KETEN_OK) {
+        memcpy(it->msg_id, msg_id, KETEN_MSG_ID_BYTES);
+    }
+    return e;
+}
+
+keten_err outq_deliver(outq *self, conn *c, const uint8_t *env, size_t env_len, uint64_t leaf)
+{
+    uint8_t *copy = malloc(env_len > 0 ? env_len : 1);
+    if (copy == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "a delivery of %zu bytes", env_len);
+    }
+    memcpy(copy, env, env_len);
+    return slot(self, c, 0, OUTQ_DELIVER, leaf, copy, env_len, NULL);
+}
+
+/* The frame of a proof slot, with its proof. */
+static keten_err build(const outq_item *it, const Keten__LeafProof *lp, uint8_t **buf, size_t *len)
+{
+    Keten__Frame f = KETEN__FRAME__INIT;
+    Keten__SubmitAck sa = KETEN__SUBMIT_ACK__INIT;
+    Keten__Error err = KETEN__ERROR__INIT;
+    Keten__Deliver d = KETEN__DELIVER__INIT;
+    Keten__ReceiptNotice rn = KETEN__RECEIPT_NOTICE__INIT;
+    Keten__ExpiredNotice en = KETEN__EXPIRED_NOTICE__INIT;
+    Keten__LeafProof *p = (Keten__LeafProof *)lp;
+    f.request_id = it->request_id;
+    switch (it->kind) {
+    case OUTQ_SUBMIT_ACK:
+        sa.proof = p;
         f.body_case = KETEN__FRAME__BODY_SUBMIT_ACK;
         f.submit_ack = &sa;
-        outq_item *it = &self->v[a->slot];
-        a->e = keten_pb_pack(&f.base, &it->data, &it->len);
+        break;
+    case OUTQ_DUPLICATE:
+        err.reason = KETEN__REASON__REASON_DUPLICATE;
+        err.msg_id.data = (uint8_t *)it->msg_id;
+        err.msg_id.len = KETEN_MSG_ID_BYTES;
+        err.detail = (char *)it->data;
+        err.proof = p;
+        f.body_case = KETEN__FRAME__BODY_ERROR;
+        f.error = &err;
+        break;
+    case OUTQ_DELIVER:
+        d.envelope.data = it->data;
+        d.envelope.len = it->len;
+        d.proof = p;
+        f.body_case = KETEN__FRAME__BODY_DELIVER;
+        f.deliver = &d;
+        break;
+    case OUTQ_RECEIPT_NOTICE:
+        rn.proof = p;
+        f.body_case = KETEN__FRAME__BODY_RECEIPT_NOTICE;
+        f.receipt_notice = &rn;
+        break;
+    case OUTQ_EXPIRED_NOTICE:
+        en.proof = p;
+        f.body_case = KETEN__FRAME__BODY_EXPIRED;
+        f.expired = &en;
+        break;
+    default:
+        return keten_err_set(KETEN_ERR_INVALID, "a proof slot of kind %d", (int)it->kind);
     }
-    if (a->e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "an ack could not be signed; the sender's retry gets it",
-            "leaf=%llu error=\"%s\" detail=\"%s\"", (unsigned long long)a->leaf,
-            keten_strerror(a->e), keten_err_detail());
-    }
-    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-    free(ack);
+    return pack(&f, buf, len);
 }
 
-size_t outq_sign_end(outq *self)
+keten_err outq_prove(outq *self, const outq_prover *p)
 {
-    size_t failed = 0;
-    for (size_t i = 0; i < self->n_acks; i++) {
-        if (self->acks[i].e != KETEN_OK) {
-            failed++;
-        } else {
-            self->bytes += self->v[self->acks[i].slot].len;
+    if (self->n_proofs == 0) {
+        return KETEN_OK;
+    }
+    outq_item *old = self->v;
+    size_t n = self->n;
+    self->v = NULL;
+    self->n = self->cap = 0;
+    self->bytes = 0;
+    self->n_proofs = 0;
+    keten_err e = KETEN_OK;
+    size_t i = 0;
+    for (; i < n && e == KETEN_OK; i++) {
+        outq_item *it = &old[i];
+        if (it->kind == OUTQ_READY) {
+            outq_item *to = grow(self, it->rid, it->rid_len);
+            if (to == NULL) {
+                e = KETEN_ERR_NOMEM;
+                break;
+            }
+            *to = *it;
+            self->bytes += it->len;
+            it->data = NULL;
+            continue;
+        }
+        conn *c = it->c;
+        if (c == NULL || !c->hello || c->revoked) {
+            continue; /* dropped below */
+        }
+        if (!c->cp_staged) {
+            c->cp_staged = true;
+            if ((e = p->checkpoints(p->ctx, self, c)) != KETEN_OK) {
+                break;
+            }
+        }
+        const Keten__LeafProof *lp = NULL;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if ((e = p->proof(p->ctx, it->leaf, &lp)) != KETEN_OK
+            || (e = build(it, lp, &buf, &len)) != KETEN_OK
+            || (e = push(self, c, buf, len)) != KETEN_OK) {
+            break;
         }
     }
-    self->n_acks = 0;
-    self->network = NULL;
-    self->log_sk = NULL;
-    return failed;
+    for (size_t j = 0; j < n; j++) {
+        free(old[j].data);
+    }
+    free(old);
+    return e;
 }
 
 static void free_data(void *data, void *hint)
@@ -212,8 +304,11 @@ size_t outq_flush(outq *self, void *router)
     size_t sent = 0;
     for (size_t i = 0; i < self->n; i++) {
         outq_item *it = &self->v[i];
-        if (it->data == NULL) {
-            continue; /* an ack that could not be signed */
+        if (it->data == NULL || it->kind != OUTQ_READY) {
+            /* a proof slot never proven: the batch did not reach its end */
+            KETEN_LOG(KETEN_LOG_ERR, "a frame without its proof was not sent", "leaf=%llu",
+                (unsigned long long)it->leaf);
+            continue;
         }
         zmq_msg_t m;
         if (zmq_msg_init_data(&m, it->data, it->len, free_data, NULL) != 0) {

@@ -1,24 +1,26 @@
 /*
  * outq.h - frames the broker has decided to send, held until the batch's
- * transaction is committed (acks, errors, deliveries, forwarded receipts,
- * directory pushes, checkpoints, proofs). outq_flush() sends them on the
- * ROUTER socket with ZMQ_DONTWAIT; outq_clear() drops them (failed batch).
+ * transaction is committed (acks, errors, deliveries, notices, directory
+ * pushes, checkpoints, proofs). outq_flush() sends them on the ROUTER socket
+ * with ZMQ_DONTWAIT; outq_clear() drops them (failed batch).
  *
- * Frames are serialized when staged, so a staged frame owns its bytes and
- * does not point into the LMDB map.
+ * Ready frames are serialized when staged, so a staged frame owns its bytes
+ * and does not point into the LMDB map.
  *
- * Acknowledgements are staged unsigned (outq_ack_later(): a slot in the
- * order of the other frames, and what to sign). Their signing
- * (keten_ack_sign with the broker's log key, then the SubmitAck frame) is a
- * pool job (pool.h) that runs while the main loop waits for the commit's
- * fsync: outq_sign_begin() says how many there are, outq_sign_one(i) signs
- * ack i into its slot (any thread, each i once), outq_sign_end() closes the
- * round. An ack whose signing failed is dropped (and logged): its message
- * is stored, and the sender's retry gets the original ack back (DUPLICATE).
+ * Proof frames (SubmitAck, Error DUPLICATE of an accepted envelope,
+ * Deliver, ReceiptNotice, ExpiredNotice) carry a LeafProof against the tree
+ * size the batch ends with, which is known only at the batch's end: they
+ * are staged as a slot naming the record's leaf index (and, for a delivery,
+ * a copy of the envelope; for an error, its msg_id and detail), in the
+ * order of the other frames. outq_prove(), called once at the end of the
+ * batch (checkpointer_commit()), fills every slot with its proof through
+ * the prover's callbacks and lets the prover stage a connection's
+ * checkpoint frames just before that connection's first proof frame. A
+ * slot of a connection that has no accepted Hello by then is dropped.
  *
- * Ownership: the queue owns the staged bytes. Single-threaded, except that
- * between outq_sign_begin() and outq_sign_end() the pool writes the ack
- * slots: nothing may be staged, flushed or cleared in between.
+ * Ownership: the queue owns the staged bytes; a slot's conn pointer is only
+ * used by outq_prove() in the same batch (connections are not removed while
+ * a batch is applied). Single-threaded (main loop).
  */
 #ifndef KETEN_BROKER_OUTQ_H
 #define KETEN_BROKER_OUTQ_H
@@ -30,31 +32,33 @@
 #include "err.h"
 #include "keten.h"
 
+/* What a staged item is. */
+enum outq_kind {
+    OUTQ_READY = 0, /* data: a serialized Frame */
+    OUTQ_SUBMIT_ACK, /* SubmitAck{proof} */
+    OUTQ_DUPLICATE, /* Error{DUPLICATE, msg_id, detail (data), proof} */
+    OUTQ_DELIVER, /* Deliver{envelope (data), proof} */
+    OUTQ_RECEIPT_NOTICE, /* ReceiptNotice{proof} */
+    OUTQ_EXPIRED_NOTICE, /* ExpiredNotice{proof} */
+};
+
 typedef struct outq_item {
     uint8_t rid[CONN_RID_MAX];
     size_t rid_len;
     uint8_t *data;
     size_t len;
+    enum outq_kind kind;
+    conn *c; /* proof slots: the connection */
+    uint64_t request_id; /* proof slots */
+    uint64_t leaf; /* proof slots: the leaf index the proof is of */
+    uint8_t msg_id[KETEN_MSG_ID_BYTES]; /* OUTQ_DUPLICATE */
 } outq_item;
-
-typedef struct outq_ack {
-    size_t slot; /* index into v */
-    uint64_t request_id;
-    uint8_t msg_id[KETEN_MSG_ID_BYTES];
-    uint8_t envelope_hash[KETEN_HASH_BYTES];
-    uint64_t leaf;
-    keten_err e; /* of the signing */
-} outq_ack;
 
 typedef struct outq {
     outq_item *v;
     size_t n, cap;
     size_t bytes;
-    outq_ack *acks;
-    size_t n_acks, cap_acks;
-    /* while signing: */
-    const char *network;
-    const uint8_t *log_sk;
+    size_t n_proofs; /* proof slots staged */
 } outq;
 
 outq *outq_new(void);
@@ -66,24 +70,31 @@ keten_err outq_frame(
 /* Stage already serialized frame bytes (copied). */
 keten_err outq_raw(outq *self, const conn *c, const uint8_t *data, size_t len) KETEN_MUST_CHECK;
 
-/* Stage an Error frame. ack (serialized Ack) may be NULL. */
+/* Stage an Error frame (no proof). */
 keten_err outq_error(outq *self, const conn *c, uint64_t request_id, Keten__Reason reason,
-    const uint8_t *msg_id, const char *detail, uint32_t rule, const uint8_t *ack,
-    size_t ack_len) KETEN_MUST_CHECK;
+    const uint8_t *msg_id, const char *detail, uint32_t rule) KETEN_MUST_CHECK;
 
-/* Stage the ack of an accepted submit, to be signed by outq_sign_start(). */
-keten_err outq_ack_later(outq *self, const conn *c, uint64_t request_id,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const uint8_t envelope_hash[static KETEN_HASH_BYTES], uint64_t leaf) KETEN_MUST_CHECK;
+/* Proof slots (see above). */
+keten_err outq_proof(outq *self, conn *c, uint64_t request_id, enum outq_kind kind,
+    uint64_t leaf) KETEN_MUST_CHECK;
+keten_err outq_duplicate(outq *self, conn *c, uint64_t request_id,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *detail,
+    uint64_t leaf) KETEN_MUST_CHECK;
+keten_err outq_deliver(outq *self, conn *c, const uint8_t *env, size_t env_len,
+    uint64_t leaf) KETEN_MUST_CHECK;
 
-/* The acks to sign (network and log_sk stay valid until outq_sign_end()). */
-size_t outq_sign_begin(
-    outq *self, const char *network, const uint8_t log_sk[static KETEN_SIGN_SK_BYTES]);
-/* Sign ack i (0 <= i < what outq_sign_begin() returned). Thread-safe for
- * distinct i. */
-void outq_sign_one(outq *self, size_t i);
-/* How many of them could not be signed (they are not sent). */
-size_t outq_sign_end(outq *self);
+/* How the slots are filled. */
+typedef struct outq_prover {
+    void *ctx;
+    /* Stage (outq_frame) what c must get before its first proof frame. */
+    keten_err (*checkpoints)(void *ctx, outq *q, conn *c);
+    /* The LeafProof of leaf; valid until the next call. */
+    keten_err (*proof)(void *ctx, uint64_t leaf, const Keten__LeafProof **out);
+} outq_prover;
+
+/* Fill every proof slot (see above); sets c->cp_staged of the connections
+ * whose checkpoints it staged. On failure the queue is to be cleared. */
+keten_err outq_prove(outq *self, const outq_prover *p) KETEN_MUST_CHECK;
 
 /* Send everything staged; returns how many frames libzmq took. */
 size_t outq_flush(outq *self, void *router);

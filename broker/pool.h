@@ -1,8 +1,8 @@
 /*
  * pool.h - a small fixed pool of worker threads for the broker's CPU-bound,
- * stateless work: verifying the envelopes and receipts of a batch before the
- * writer applies it, and signing the batch's acknowledgements while the
- * writer waits for the commit's fsync (DESIGN section 6; docs/performance.md).
+ * stateless work: verifying the envelopes and receipt batches of a batch
+ * before the writer applies it, while the writer waits for the previous
+ * batch's fsync (docs/performance.md).
  *
  * The LMDB writer stays one thread (the main loop); workers never touch the
  * store, the connection table, the outgoing queue or the metrics' non-atomic

@@ -66,8 +66,7 @@ typedef struct item {
     conn *c;
     Keten__Frame *frame; /* NULL: did not parse */
     submit_prep prep; /* a submit, verified by the pool */
-    receipt_prep rprep; /* a receipt, verified by the pool */
-    bool fresh_conn; /* first frame of a new connection */
+    receipt_prep rprep; /* a receipt batch, verified by the pool */
 } item;
 
 /* The frames of one batch. */
@@ -82,6 +81,8 @@ typedef struct conn_snapshot {
     uint32_t credit;
     uint64_t cursor;
     bool has_cursor, more, notices;
+    bool hello, want_cp;
+    uint64_t cp_sent;
     conn_flight flight;
 } conn_snapshot;
 
@@ -109,7 +110,6 @@ typedef struct server {
     batchbuf bufs[2];
     batchbuf *cur; /* frames being read and verified */
     pending pend; /* the batch waiting for its commit */
-    size_t n_acks_job; /* acks of the pending batch in the running pool job */
     conn_snapshot *snap;
     size_t snap_cap;
 } server;
@@ -434,7 +434,6 @@ static void read_frames(server *s)
             item *it = &bb->items[bb->n++];
             memset(it, 0, sizeof *it);
             it->c = c;
-            it->fresh_conn = fresh;
             size_t len = zmq_msg_size(&data);
             bytes += len;
             if (!extra
@@ -450,17 +449,12 @@ static void read_frames(server *s)
     }
 }
 
-/* Pool job of a loop round: first the pending batch's acks are signed
- * (outq.h), then the stateless checks of every frame just read are made
+/* Pool job of a loop round: the stateless checks of every frame just read
  * (signatures above all); one index each. */
 static void pool_job(void *ctx, size_t i)
 {
     server *s = ctx;
-    if (i < s->n_acks_job) {
-        outq_sign_one(s->b.out, i);
-        return;
-    }
-    item *it = &s->cur->items[i - s->n_acks_job];
+    item *it = &s->cur->items[i];
     const Keten__Frame *f = it->frame;
     if (it->c == NULL || f == NULL) {
         return;
@@ -468,13 +462,12 @@ static void pool_job(void *ctx, size_t i)
     if (f->body_case == KETEN__FRAME__BODY_SUBMIT && f->submit != NULL) {
         const ProtobufCBinaryData *env = &f->submit->envelope;
         submit_prepare(&s->b, it->c, env->data, env->len, s->cur->dir_fresh, &it->prep);
-    } else if (f->body_case == KETEN__FRAME__BODY_RECEIPT && f->receipt != NULL) {
-        deliver_receipt_prepare(&s->b, it->c, f->receipt, &it->rprep);
+    } else if (f->body_case == KETEN__FRAME__BODY_RECEIPTS && f->receipts != NULL) {
+        deliver_receipt_prepare(&s->b, it->c, f->receipts, &it->rprep);
     }
 }
 
-/* Start the round's pool job: sign the pending batch's acks (if any) and
- * verify the frames in s->cur. */
+/* Start the round's pool job: verify the frames in s->cur. */
 static void pool_begin(server *s)
 {
     broker *b = &s->b;
@@ -485,21 +478,13 @@ static void pool_begin(server *s)
         submits = f != NULL && f->body_case == KETEN__FRAME__BODY_SUBMIT;
     }
     bb->dir_fresh = submits ? dirstate_fresh(b) : true;
-    s->n_acks_job = 0;
-    if (s->pend.open) {
-        s->n_acks_job
-            = outq_sign_begin(b->out, keten_directory_network(broker_dir(b)), b->me->log_sk);
-    }
-    pool_start(s->pool, s->n_acks_job + bb->n, pool_job, s);
+    pool_start(s->pool, bb->n, pool_job, s);
 }
 
-/* Wait for the round's pool job; how many acks could not be signed. */
-static size_t pool_end(server *s)
+/* Wait for the round's pool job. */
+static void pool_end(server *s)
 {
     pool_wait(s->pool);
-    size_t failed = s->n_acks_job > 0 ? outq_sign_end(s->b.out) : 0;
-    s->n_acks_job = 0;
-    return failed;
 }
 
 static void free_items(batchbuf *bb)
@@ -528,7 +513,7 @@ static keten_err snapshot(server *s)
     for (size_t i = 0; i < cs->n; i++) {
         conn *c = cs->v[i];
         s->snap[i] = (conn_snapshot) { c, c->credit, c->cursor, c->has_cursor, c->more, c->notices,
-            c->flight };
+            c->hello, c->want_cp, c->cp_sent, c->flight };
     }
     s->pend.n_snap = cs->n;
     return KETEN_OK;
@@ -547,6 +532,10 @@ static void restore(server *s)
         c->has_cursor = s->snap[i].has_cursor;
         c->more = s->snap[i].more;
         c->notices = s->snap[i].notices;
+        c->hello = s->snap[i].hello;
+        c->want_cp = s->snap[i].want_cp;
+        c->cp_sent = s->snap[i].cp_sent;
+        c->cp_staged = false;
         c->flight = s->snap[i].flight;
         /* The batch's notice frames were dropped and its confirmations
          * undone: forget what is in flight and send every unconfirmed
@@ -555,6 +544,7 @@ static void restore(server *s)
         c->flight.has_notice_cursor = false;
         c->notices = true;
     }
+    checkpointer_undo(&s->b);
     s->b.cp->last_size = s->pend.cp_size;
     s->b.cp->last_mono_ms = s->pend.cp_ms;
     atomic_store(&s->b.m->submits, s->pend.submits_before);
@@ -567,8 +557,7 @@ static keten_err unexpected(broker *b, const conn *c, uint64_t request_id, const
         return e;
     }
     metrics_reject(b->m, KETEN__REASON__REASON_MALFORMED);
-    return outq_error(
-        b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, what, 0, NULL, 0);
+    return outq_error(b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, what, 0);
 }
 
 static keten_err dispatch(broker *b, item *it)
@@ -577,12 +566,6 @@ static keten_err dispatch(broker *b, item *it)
     const Keten__Frame *f = it->frame;
     if (c == NULL) {
         return KETEN_OK;
-    }
-    if (it->fresh_conn) {
-        keten_err e = checkpointer_send_latest(b, c);
-        if (e != KETEN_OK) {
-            return e;
-        }
     }
     if (f == NULL) {
         return unexpected(b, c, 0, "frame does not parse (one Frame per message)");
@@ -593,12 +576,17 @@ static keten_err dispatch(broker *b, item *it)
         deliver_credit(c, f->credit->credit);
         c->more = true;
         return KETEN_OK;
+    case KETEN__FRAME__BODY_HELLO:
+        return checkpointer_hello(b, c, rid, f->hello);
     case KETEN__FRAME__BODY_SUBMIT: {
+        if (!c->hello) {
+            return unexpected(b, c, rid, "send Hello first");
+        }
         const ProtobufCBinaryData *env = &f->submit->envelope;
         return submit_apply(b, c, rid, env->data, env->len, &it->prep);
     }
-    case KETEN__FRAME__BODY_RECEIPT:
-        return deliver_receipt(b, c, rid, f->receipt, &it->rprep);
+    case KETEN__FRAME__BODY_RECEIPTS:
+        return deliver_receipts(b, c, rid, f->receipts, &it->rprep);
     case KETEN__FRAME__BODY_NOTICE_ACK:
         return deliver_notice_ack(b, c, f->notice_ack);
     case KETEN__FRAME__BODY_DIRECTORY_REQUEST:
@@ -630,6 +618,7 @@ static keten_err apply(server *s, batchbuf *bb, enum batch_mode mode)
     s->pend.n_events = b->n_events;
     b->degraded = mode == MODE_DEGRADED || atomic_load(&b->st->full);
     b->batch_bytes = 0;
+    checkpointer_begin(b);
     if ((e = store_begin(b->st, true, &b->txn)) != KETEN_OK) {
         return e;
     }
@@ -652,7 +641,7 @@ static keten_err apply(server *s, batchbuf *bb, enum batch_mode mode)
         e = deliver_expire(b);
     }
     if (e == KETEN_OK) {
-        e = checkpointer_tick(b);
+        e = checkpointer_commit(b); /* last: the proofs are against the final size */
     }
     if (e != KETEN_OK) {
         store_abort(&b->txn);
@@ -690,7 +679,7 @@ static void run_nostore(server *s, batchbuf *bb)
             metrics_reject(b->m, KETEN__REASON__REASON_STORE_FULL);
             keten_err e = outq_error(b->out, it->c, it->frame->request_id,
                 KETEN__REASON__REASON_STORE_FULL, it->prep.has_msg_id ? it->prep.msg_id : NULL,
-                "store full or failing: not stored, try again later", 0, NULL, 0);
+                "store full or failing: not stored, try again later", 0);
             (void)e;
         } else if (it->frame->body_case == KETEN__FRAME__BODY_CREDIT) {
             deliver_credit(it->c, it->frame->credit->credit);
@@ -733,10 +722,6 @@ static keten_err retry_degraded(server *s, batchbuf *bb, keten_err e, uint64_t *
     if (e == KETEN_ERR_STORE_FULL) {
         e = apply(s, bb, MODE_DEGRADED);
         if (e == KETEN_OK) {
-            s->n_acks_job
-                = outq_sign_begin(b->out, keten_directory_network(broker_dir(b)), b->me->log_sk);
-            pool_run(s->pool, s->n_acks_job, pool_job, s);
-            (void)pool_end(s);
             e = commit(s, commit_us);
             s->pend.open = false;
             if (e != KETEN_OK) {
@@ -764,14 +749,10 @@ static void finish(server *s)
     uint64_t commit_us = 0;
     keten_err e = commit(s, &commit_us);
     s->pend.open = false;
-    size_t unsigned_acks = pool_end(s);
+    pool_end(s);
     store_trim(b->st, keten_mono_ms());
     if (e == KETEN_OK) {
         drop_events(b, s->pend.n_events);
-        if (unsigned_acks > 0) {
-            KETEN_LOG(KETEN_LOG_ERR, "acks not sent: signing failed after the commit", "count=%zu",
-                unsigned_acks);
-        }
     } else {
         outq_clear(b->out);
         restore(s);
@@ -874,7 +855,7 @@ static void reload(server *s)
             deliver_receipt_prep_clear(&s->cur->items[i].rprep);
         }
         pool_begin(s);
-        (void)pool_end(s);
+        pool_end(s);
     }
     notify_ready(s, installed ? " (installed from the file)" : "");
 }
@@ -915,7 +896,7 @@ static void loop(server *s)
         if (s->pend.open) {
             finish(s);
         } else {
-            (void)pool_end(s);
+            pool_end(s);
         }
         if (s->reload) {
             reload(s);
@@ -932,7 +913,7 @@ static void loop(server *s)
             if (s->pend.open) {
                 finish(s);
             } else {
-                (void)pool_end(s);
+                pool_end(s);
             }
             break;
         }

@@ -499,7 +499,7 @@ static keten_err decode_msg(const uint8_t *buf, size_t len, store_msg *m)
         goto bad;
     }
     for (size_t i = 0; i < m->n_rcpt; i++) {
-        if (o >= len || buf[o] > STORE_RECEIPTED) {
+        if (o >= len || buf[o] > STORE_REFUSED) {
             goto bad;
         }
         m->rcpt[i].state = buf[o++];

@@ -6,7 +6,7 @@
  *   msgs         leaf (8 BE) -> message record (store_msg below, without the
  *                envelope); the leaf is the message's "submitted" record
  *   envelopes    leaf (8 BE) -> envelope bytes, deleted once every recipient
- *                has receipted or the message expired
+ *                has answered (receipted or refused) or the message expired
  *   queue        recipient id, NUL, leaf (8 BE) -> msg_id, so a queue is
  *                oldest first
  *   seen         msg_id -> envelope hash (32) | leaf (8 BE) | first seen (8 BE);
@@ -14,10 +14,12 @@
  *   seen-time    first seen (8 BE) | msg_id -> (empty), to forget msg_ids
  *                after the retry horizon
  *   expiry       expires_at (8 BE) | leaf (8 BE) -> (empty)
- *   notices      node id, NUL, leaf (8 BE) -> a serialized Frame for that
- *                node (forwarded receipt, expiry notice; the leaf is its
- *                "receipted" / "expired" record), kept until the node
- *                confirms it (NoticeAck)
+ *   notices      node id, NUL, leaf (8 BE) -> one byte, the notice's kind
+ *                (enum outq_kind: OUTQ_RECEIPT_NOTICE for a "receipted" or
+ *                "refused-by-recipient" record, OUTQ_EXPIRED_NOTICE for an
+ *                "expired" one; the leaf is that record). The frame is
+ *                made when it is sent, with a proof against the tree of
+ *                that batch. Kept until the node confirms it (NoticeAck)
  *   directories  version (8 BE) -> SignedDirectory bytes
  *   checkpoints  tree size (8 BE) -> signed note with its cosignatures
  *
@@ -82,7 +84,8 @@
 enum store_rcpt_state {
     STORE_QUEUED = 0, /* not yet handed out */
     STORE_DELIVERED = 1, /* delivered (audited once) */
-    STORE_RECEIPTED = 2, /* the recipient's receipt came back */
+    STORE_RECEIPTED = 2, /* the recipient's receipt came back: stored */
+    STORE_REFUSED = 3, /* the recipient's receipt came back: refused */
 };
 
 /* A queue or notice key: node id, NUL, 8-byte big-endian sequence. */
@@ -208,14 +211,15 @@ keten_err store_seen_prune(
 
 keten_err store_queue_delete(
     store *self, MDB_txn *txn, const char *node, uint64_t leaf) KETEN_MUST_CHECK;
-/* Add a frame for node under sequence seq (a leaf index). */
+/* Add a notice for node under sequence seq (a leaf index): its value
+ * bytes (see `notices` above). */
 keten_err store_notice_put(store *self, MDB_txn *txn, const char *node, uint64_t seq,
     const uint8_t *frame, size_t len) KETEN_MUST_CHECK;
 /* Delete node's notice seq (confirmed by that node); *found false if there
  * was none. */
 keten_err store_notice_delete(
     store *self, MDB_txn *txn, const char *node, uint64_t seq, bool *found) KETEN_MUST_CHECK;
-/* The frame bytes of node's notice seq (a pointer into the map, valid until
+/* The value bytes of node's notice seq (a pointer into the map, valid until
  * the next write in txn); KETEN_ERR_NOT_FOUND. */
 keten_err store_notice_get(store *self, MDB_txn *txn, const char *node, uint64_t seq,
     const uint8_t **frame, size_t *len) KETEN_MUST_CHECK;

@@ -179,8 +179,10 @@ void submit_prep_clear(submit_prep *p)
     keten_verified_destroy(&p->v);
 }
 
-static keten_err reject(broker *b, const conn *c, uint64_t request_id, const submit_prep *p,
-    Keten__Reason reason, uint32_t rule, const char *detail, const uint8_t *ack, size_t ack_len)
+/* proof_leaf: for DUPLICATE of the very envelope accepted before, its
+ * "submitted" leaf, whose proof the Error carries; else UINT64_MAX. */
+static keten_err reject(broker *b, conn *c, uint64_t request_id, const submit_prep *p,
+    Keten__Reason reason, uint32_t rule, const char *detail, uint64_t proof_leaf)
 {
     const uint8_t *msg_id = p->has_msg_id ? p->msg_id : NULL;
     uint64_t leaf = 0;
@@ -198,10 +200,13 @@ static keten_err reject(broker *b, const conn *c, uint64_t request_id, const sub
     KETEN_LOG(KETEN_LOG_INFO, "submit refused", "node=%s msg_id=%s reason=%s rule=%u leaf=%llu",
         c->node, idhex, rname, reason == KETEN__REASON__REASON_POLICY ? rule : 0,
         (unsigned long long)leaf);
-    return outq_error(b->out, c, request_id, reason, msg_id, detail, rule, ack, ack_len);
+    if (proof_leaf != UINT64_MAX && msg_id != NULL) {
+        return outq_duplicate(b->out, c, request_id, msg_id, detail, proof_leaf);
+    }
+    return outq_error(b->out, c, request_id, reason, msg_id, detail, rule);
 }
 
-static keten_err accept(broker *b, const conn *c, uint64_t request_id, const uint8_t *env,
+static keten_err accept(broker *b, conn *c, uint64_t request_id, const uint8_t *env,
     size_t len, const submit_prep *p)
 {
     const Keten__Header *h = p->v->header;
@@ -226,8 +231,8 @@ static keten_err accept(broker *b, const conn *c, uint64_t request_id, const uin
     if ((e = store_msg_accept(b->st, b->txn, &m, env, len, b->now)) != KETEN_OK) {
         return e;
     }
-    /* Signed by the pool while the commit is made durable (outq.h). */
-    e = outq_ack_later(b->out, c, request_id, p->msg_id, p->v->envelope_hash, leaf);
+    /* Its proof against the batch's checkpoint is added at the batch's end. */
+    e = outq_proof(b->out, c, request_id, OUTQ_SUBMIT_ACK, leaf);
     if (e != KETEN_OK) {
         return e;
     }
@@ -245,18 +250,18 @@ static keten_err accept(broker *b, const conn *c, uint64_t request_id, const uin
     return KETEN_OK;
 }
 
-keten_err submit_apply(broker *b, const conn *c, uint64_t request_id, const uint8_t *env,
+keten_err submit_apply(broker *b, conn *c, uint64_t request_id, const uint8_t *env,
     size_t len, const submit_prep *p)
 {
     if (p->pre == KETEN__REASON__REASON_DIRECTORY_STALE) {
-        return reject(b, c, request_id, p, p->pre, 0, p->detail, NULL, 0);
+        return reject(b, c, request_id, p, p->pre, 0, p->detail, UINT64_MAX);
     }
     if (b->degraded) {
         return reject(b, c, request_id, p, KETEN__REASON__REASON_STORE_FULL, 0,
-            "store full: enlarge --map-size", NULL, 0);
+            "store full: enlarge --map-size", UINT64_MAX);
     }
     if (p->pre != KETEN__REASON__REASON_NONE) {
-        return reject(b, c, request_id, p, p->pre, p->rule, p->detail, NULL, 0);
+        return reject(b, c, request_id, p, p->pre, p->rule, p->detail, UINT64_MAX);
     }
     store_seen seen;
     bool found = false;
@@ -266,28 +271,20 @@ keten_err submit_apply(broker *b, const conn *c, uint64_t request_id, const uint
     }
     if (found) {
         if (sodium_memcmp(seen.envelope_hash, p->v->envelope_hash, KETEN_HASH_BYTES) == 0) {
-            uint8_t *ack = NULL;
-            size_t ack_len = 0;
-            e = keten_ack_sign(b->me->log_sk, p->v->header->network, p->msg_id, seen.envelope_hash,
-                seen.leaf, &ack, &ack_len);
-            if (e == KETEN_OK) {
-                e = reject(b, c, request_id, p, KETEN__REASON__REASON_DUPLICATE, 0,
-                    "already accepted: this is its original ack", ack, ack_len);
-            }
-            free(ack);
-            return e;
+            return reject(b, c, request_id, p, KETEN__REASON__REASON_DUPLICATE, 0,
+                "already accepted: this is the proof of its submitted record", seen.leaf);
         }
         return reject(b, c, request_id, p, KETEN__REASON__REASON_DUPLICATE, 0,
-            "msg_id was used before for another envelope", NULL, 0);
+            "msg_id was used before for another envelope", UINT64_MAX);
     }
     if (p->post != KETEN__REASON__REASON_NONE) {
-        return reject(b, c, request_id, p, p->post, p->rule, p->detail, NULL, 0);
+        return reject(b, c, request_id, p, p->post, p->rule, p->detail, UINT64_MAX);
     }
     /* The use was measured before the batch; count what it adds. */
     uint64_t need = (uint64_t)len + SUBMIT_OVERHEAD_BYTES;
     if (!store_fits(b->st, b->batch_bytes + need)) {
         return reject(b, c, request_id, p, KETEN__REASON__REASON_STORE_FULL, 0,
-            "store full: enlarge --map-size", NULL, 0);
+            "store full: enlarge --map-size", UINT64_MAX);
     }
     b->batch_bytes += need;
     return accept(b, c, request_id, env, len, p);

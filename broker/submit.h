@@ -1,6 +1,5 @@
 /*
- * submit.h - the broker's submit path (DESIGN section 6, docs/wire.md
- * "Submit"), in two steps so that the expensive, stateless part runs once
+ * submit.h - the broker's submit path (docs/wire.md "Submit"), in two steps so that the expensive, stateless part runs once
  * even if a batch has to be run again:
  *
  *   submit_prepare(): no store access, no shared state written: it runs on
@@ -19,11 +18,13 @@
  *
  *   submit_apply(): in the batch transaction. Store full (STORE_FULL, second
  *   only to DIRECTORY_STALE), then msg_id never seen (DUPLICATE; the same
- *   envelope again gets its original ack re-signed from the stored leaf and
- *   hash), then the rest. Accepted: a "submitted" audit record, the
- *   envelope stored, one queue entry per recipient, expiry and seen
- *   entries, and an ack staged unsigned (outq_ack_later(): the pool signs
- *   it while the commit's fsync runs; it is sent after the commit). Refused: a
+ *   envelope again gets an Error DUPLICATE carrying the proof of its
+ *   original "submitted" record, against the tree this batch ends with),
+ *   then the rest. Accepted: a "submitted" audit record, the envelope
+ *   stored, one queue entry per recipient, expiry and seen entries, and a
+ *   SubmitAck slot staged (outq_proof(): the proof of the record is added at
+ *   the batch's end; it is sent after the commit). The caller has checked
+ *   that the connection's Hello was accepted. Refused: a
  *   "rejected" audit record (msg_id if it could be read, the authenticated
  *   node, the reason, the rule for POLICY) and an Error staged.
  *
@@ -59,7 +60,7 @@ void submit_prepare(
     const broker *b, const conn *c, const uint8_t *env, size_t len, bool dir_fresh, submit_prep *p);
 void submit_prep_clear(submit_prep *p);
 
-keten_err submit_apply(broker *b, const conn *c, uint64_t request_id, const uint8_t *env,
+keten_err submit_apply(broker *b, conn *c, uint64_t request_id, const uint8_t *env,
     size_t len, const submit_prep *p) KETEN_MUST_CHECK;
 
 #endif
