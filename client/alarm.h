@@ -1,9 +1,10 @@
 /*
- * alarm.h - the node's alarms and warnings (DESIGN section 7).
+ * alarm.h - the node's alarms and warnings (docs/protocol.md, "Proofs").
  *
  * An alarm is evidence that the broker misbehaved or the log does not add
- * up: an inconsistent checkpoint, a message missing from the log, a record
- * that is not what was acknowledged, a directory withheld or contradicted.
+ * up: an inconsistent checkpoint, a proof that does not lead to a signed
+ * root, a record that is not the message it is said to be, a directory
+ * withheld or contradicted.
  * Raising one writes a log line (level error), counts it, and stores it in
  * the node store (state "alarms"), so it survives restarts; `keten-node
  * status` shows alarms and exits with 3 while any is stored. Alarms stay
@@ -16,10 +17,13 @@
  *   inconsistent-checkpoint  a checkpoint that is not an extension of the
  *                            node's reference (consistency proof failed, or
  *                            same size with another root)
- *   inclusion-missing        an acknowledged or received message not proven
- *                            in an accepted checkpoint within the timeout
- *   inclusion-failed         an inclusion proof that does not verify, or a
- *                            leaf that is not the message's submitted record
+ *   bad-checkpoint           a checkpoint whose signature does not verify
+ *                            with the broker's log key
+ *   bad-proof                a leaf proof (ack, delivery, receipt or expiry
+ *                            notice) whose path does not lead to the root of
+ *                            the checkpoint of its size, or whose record is
+ *                            not the one it must be (another message,
+ *                            another sender, a receipt that does not verify)
  *   directory-withheld       a checkpoint named a directory version the node
  *                            could not get within the timeout
  *   directory-mismatch       a checkpoint named a directory version with
@@ -38,6 +42,14 @@
 /* Raise an alarm of kind with a detail line (no content). Failing to store
  * it is logged; the alarm is still counted and logged. */
 void keten_alarm_raise(keten_node *node, const char *kind, const char *fmt, ...) KETEN_PRINTF(3, 4);
+
+/* The same, and the frame being handled (node->frame) kept in the store's
+ * `evidence` table with the detail as its reason. */
+void keten_alarm_evidence(keten_node *node, const char *kind, const char *fmt, ...)
+    KETEN_PRINTF(3, 4);
+
+/* Number of frames kept as evidence. */
+keten_err keten_alarm_evidence_count(keten_node *node, size_t *out) KETEN_MUST_CHECK;
 
 /* Log and count a warning. */
 void keten_alarm_warn(keten_node *node, const char *what, const char *fmt, ...) KETEN_PRINTF(3, 4);

@@ -13,7 +13,7 @@
 static const char run_usage[]
     = "Usage: keten-node run --home DIR --anchor network.pub --directory DIRECTORY\n"
       "                      --broker ENDPOINT [--on-message CMD] [--passphrase-file F]\n"
-      "                      [--inclusion-timeout-ms MS] [--witness-timeout-ms MS] [--verbose]\n"
+      "                      [--witness-timeout-ms MS] [--verbose]\n"
       "\n"
       "Run this node: connect to the broker (CurveZMQ, the broker's key from the\n"
       "directory), send what the local commands hand it, receive, verify, store and\n"
@@ -34,8 +34,6 @@ static const char run_usage[]
       "                             new message, with its JSON on standard input\n"
       "  --passphrase-file F        the key file's passphrase (else KETEN_PASSPHRASE or\n"
       "                             the terminal; none for a --no-passphrase key)\n"
-      "  --inclusion-timeout-ms MS  alarm when a message is not proven in the log within\n"
-      "                             MS while connected (default 60000)\n"
       "  --witness-timeout-ms MS    warn when the node's checkpoint is not witnessed by a\n"
       "                             quorum within MS (default 3600000)\n"
       "  --verbose                  debug log lines\n"
@@ -52,7 +50,6 @@ int cmd_run(int argc, char **argv)
         { "broker", required_argument, NULL, 'S' },
         { "on-message", required_argument, NULL, 'S' },
         { "passphrase-file", required_argument, NULL, 'S' },
-        { "inclusion-timeout-ms", required_argument, NULL, 'S' },
         { "witness-timeout-ms", required_argument, NULL, 'S' },
         { "verbose", no_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
@@ -115,7 +112,6 @@ int cmd_run(int argc, char **argv)
     o.broker = keten_config_get_str(kc, "broker");
     o.on_message = keten_config_get_str(kc, "on-message");
     o.passfile = keten_config_get_str(kc, "passphrase-file");
-    o.inclusion_timeout_ms = keten_config_get_uint(kc, "inclusion-timeout-ms");
     o.witness_timeout_ms = keten_config_get_uint(kc, "witness-timeout-ms");
     keten_log_init("keten-node",
         keten_config_get_bool(kc, "verbose") ? KETEN_LOG_DEBUG : KETEN_LOG_INFO);

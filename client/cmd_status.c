@@ -11,13 +11,15 @@ static const char status_usage[]
     = "Usage: keten-node status --home DIR [MSG_ID] [--json]\n"
       "\n"
       "Without MSG_ID: the node's state: connected to the broker or not, the\n"
-      "directory version and its expiry, the last checkpoint accepted and whether it\n"
-      "is witnessed, pending inclusion checks, the outbox, alarms and warnings.\n"
-      "With MSG_ID: a sent message's state per recipient (pending, accepted,\n"
-      "receipted, expired, rejected with the broker's reason) and the replies to a\n"
-      "query; or a received message's state.\n"
+      "directory version and its expiry, its reference checkpoint (the latest the\n"
+      "broker proved), the last witness checkpoint and whether it is witnessed, the\n"
+      "outbox, alarms (with the broker frames kept as evidence) and warnings.\n"
+      "With MSG_ID: a sent message's state (accepted: proven in the broker's log)\n"
+      "and per recipient (pending, accepted, receipted, refused with the\n"
+      "recipient's reason, expired, rejected with the broker's reason) and the\n"
+      "replies to a query; or a received message's state.\n"
       "Exit code 3 while the node has raised any alarm (a broker that rewrote its\n"
-      "log, a message missing from the log, a withheld directory): see docs.\n"
+      "log or sent a proof that does not hold, a withheld directory): see docs.\n"
       "\n"
       "Options:\n"
       "  --home DIR   the node's home (its daemon must be running)\n"
@@ -54,15 +56,18 @@ static void print_node(const json_t *st)
     }
     const json_t *cp = json_object_get(st, "checkpoint");
     if (json_object_get(cp, "tree_size") != NULL) {
-        printf("checkpoint    tree size %lld, %s (witnessed up to size %lld)\n",
-            num(cp, "tree_size"),
-            json_is_true(json_object_get(cp, "witnessed")) ? "witnessed" : "not yet witnessed",
-            num(cp, "witnessed_size"));
+        printf("checkpoint    reference tree size %lld\n", num(cp, "tree_size"));
     } else {
         printf("checkpoint    none accepted yet\n");
     }
-    printf("inclusion     %lld message(s) waiting for an inclusion proof\n",
-        num(st, "pending_inclusion"));
+    if (num(cp, "last_witness_size") > 0) {
+        printf("witness       last witness checkpoint size %lld, %s (witnessed up to size %lld)\n",
+            num(cp, "last_witness_size"),
+            json_is_true(json_object_get(cp, "witnessed")) ? "witnessed" : "not yet witnessed",
+            num(cp, "witnessed_size"));
+    } else {
+        printf("witness       no witness checkpoint yet\n");
+    }
     printf("outbox        %lld message(s) not yet acknowledged\n", num(st, "outbox"));
     const json_t *alarms = json_object_get(st, "alarms");
     if (json_array_size(alarms) == 0) {
@@ -75,6 +80,7 @@ static void print_node(const json_t *st)
         {
             printf("  ALARM %s at %s: %s\n", str(a, "kind"), str(a, "at"), str(a, "detail"));
         }
+        printf("evidence      %lld broker frame(s) kept in the store\n", num(st, "evidence"));
     }
     size_t i;
     json_t *w;
@@ -110,7 +116,8 @@ static void print_message(const json_t *st)
         json_t *r;
         json_array_foreach(json_object_get(st, "recipients"), i, r)
         {
-            printf("  %-20s %-10s %s%s\n", str(r, "id"), str(r, "state"), str(r, "receipted_at"),
+            printf("  %-20s %-10s %s%s\n", str(r, "id"), str(r, "state"),
+                json_object_get(r, "stored_at") != NULL ? str(r, "stored_at") : str(r, "reason"),
                 json_is_true(json_object_get(r, "replied")) ? "  replied" : "");
         }
         json_array_foreach(json_object_get(st, "replies"), i, r)
@@ -118,9 +125,6 @@ static void print_message(const json_t *st)
             printf("  reply %s from %s at %s\n", str(r, "msg_id"), str(r, "from"),
                 str(r, "received_at"));
         }
-    }
-    if (json_object_get(st, "inclusion") != NULL) {
-        printf("inclusion     %s\n", str(st, "inclusion"));
     }
 }
 

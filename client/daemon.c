@@ -109,6 +109,8 @@ static void on_link_up(keten_node *node)
 {
     KETEN_LOG(KETEN_LOG_NOTICE, "connected to broker", "endpoint=%s connects=%llu",
         node->opts.broker, (unsigned long long)keten_link_connects(node->link));
+    /* Hello first: the broker proves everything from the size it names. */
+    keten_witness_send_hello(node);
     Keten__Credit c = KETEN__CREDIT__INIT;
     c.credit = KETEN_NODE_CREDIT_WINDOW;
     Keten__Frame f = KETEN__FRAME__INIT;
@@ -118,7 +120,6 @@ static void on_link_up(keten_node *node)
         KETEN_LOG(KETEN_LOG_WARNING, "cannot send credit", "error=\"%s\"", keten_err_detail());
     }
     keten_dirs_request(node);
-    keten_witness_on_link_up(node);
     keten_outbox_submit_all(node);
 }
 
@@ -150,20 +151,19 @@ static void on_monitor(keten_node *node)
 
 static void on_frame(keten_node *node, const Keten__Frame *f)
 {
+    node->frame = f; /* evidence, should an alarm be raised */
     switch (f->body_case) {
     case KETEN__FRAME__BODY_SUBMIT_ACK:
-        if (f->submit_ack->ack != NULL) {
-            keten_outbox_on_ack(node, f->submit_ack->ack);
-        }
+        keten_outbox_on_ack(node, f->request_id, f->submit_ack);
         break;
     case KETEN__FRAME__BODY_ERROR:
-        keten_outbox_on_error(node, f->error);
+        keten_outbox_on_error(node, f->request_id, f->error);
         break;
     case KETEN__FRAME__BODY_DELIVER:
         keten_inbox_on_deliver(node, f->deliver);
         break;
-    case KETEN__FRAME__BODY_RECEIPT:
-        keten_outbox_on_receipt(node, f->receipt);
+    case KETEN__FRAME__BODY_RECEIPT_NOTICE:
+        keten_outbox_on_receipt_notice(node, f->receipt_notice);
         break;
     case KETEN__FRAME__BODY_EXPIRED:
         keten_outbox_on_expired(node, f->expired);
@@ -177,13 +177,11 @@ static void on_frame(keten_node *node, const Keten__Frame *f)
     case KETEN__FRAME__BODY_CHECKPOINT:
         keten_witness_on_checkpoint(node, f->checkpoint);
         break;
-    case KETEN__FRAME__BODY_PROOF_RESPONSE:
-        keten_witness_on_proof(node, f->request_id, f->proof_response);
-        break;
     default:
         KETEN_LOG(KETEN_LOG_DEBUG, "unexpected frame from broker", "body=%d", (int)f->body_case);
         break;
     }
+    node->frame = NULL;
 }
 
 /* Handle up to max frames; false when none was waiting or the link must be
@@ -213,10 +211,12 @@ static bool read_frames(keten_node *node, int max)
 
 /* Group commit (store.h): the frames and API requests waiting are handled in
  * batches, each committed with one durable sync; what they send to the
- * broker or answer to API clients is held until their batch is durable. A
- * failed commit stores none of the batch: its frames are dropped (the broker
- * sends again what was not receipted), its API requests answered with an
- * error, and the notice confirmations it queued forgotten (sent again). */
+ * broker or answer to API clients is held until their batch is durable: the
+ * receipt batch of the deliveries handled in it is signed before the commit
+ * and leaves after it. A failed commit stores none of the batch: its frames
+ * are dropped (the broker sends again what was not receipted), its API
+ * requests answered with an error, and the notice confirmations it queued
+ * forgotten (sent again). */
 static void handle_batched(keten_node *node, bool frames, bool requests)
 {
     bool more = true;
@@ -236,6 +236,7 @@ static void handle_batched(keten_node *node, bool frames, bool requests)
         if (requests && round == 0) {
             keten_api_on_readable(node);
         }
+        keten_inbox_flush_receipts(node);
         if (!batch) {
             continue;
         }
@@ -415,10 +416,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
         || (e = connect_broker(&node)) != KETEN_OK) {
         goto out;
     }
-    KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running",
-        "node=%s directory=%llu api=%s inclusion_timeout_ms=%llu", node.me->id,
-        (unsigned long long)keten_directory_version(node.dir), node.api_endpoint,
-        (unsigned long long)opts->inclusion_timeout_ms);
+    KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running", "node=%s directory=%llu api=%s",
+        node.me->id, (unsigned long long)keten_directory_version(node.dir), node.api_endpoint);
     /* Ready without waiting for the broker: a node starts while it is down. */
     notify_ready(&node, "");
     e = loop(&node, sfd);
@@ -429,6 +428,7 @@ out:
     keten_api_destroy(&node.api);
     keten_link_destroy(&node.link);
     keten_witness_destroy(&node.witness);
+    free(node.receipts);
     (void)keten_zctx_term(&node.zctx, KETEN_ZCTX_TERM_MS);
     keten_directory_destroy(&node.dir);
     keten_store_destroy(&node.store);

@@ -9,9 +9,9 @@
  * transport_pk, bind the local API (api.h).
  *
  * Main loop (one thread, zmq_poll): the broker socket, the link monitor, the
- * API socket and a signalfd. On every (re)connection: Credit (window 64),
- * DirectoryRequest{after_version = installed}, pending inclusion deadlines
- * moved to at least now + timeout, the outbox resent. Timers every 200 ms:
+ * API socket and a signalfd. On every (re)connection: Hello{reference
+ * checkpoint size} first, then Credit (window 64), DirectoryRequest{
+ * after_version = installed}, the outbox resent. Timers every 200 ms:
  * resend, witness checks, directory fail-closed check, API waiters, hook
  * children, and hourly the replay memory purge. SIGTERM and SIGINT end the
  * loop cleanly (return KETEN_OK: exit 0). SIGHUP reads the --directory file

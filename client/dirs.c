@@ -345,13 +345,13 @@ void keten_dirs_tick(keten_node *node)
     }
     uint64_t now = keten_now_ms();
     if (!node->dir_alarmed && now > node->dir_needed_since
-        && now - node->dir_needed_since > node->opts.inclusion_timeout_ms) {
+        && now - node->dir_needed_since > KETEN_NODE_DIR_WITHHELD_MS) {
         node->dir_alarmed = true;
         keten_alarm_raise(node, "directory-withheld",
             "the broker's checkpoints name directory version %llu but it has not served it "
             "within %llu ms (installed: %llu); sending stays stopped",
             (unsigned long long)node->dir_needed,
-            (unsigned long long)node->opts.inclusion_timeout_ms,
+            (unsigned long long)KETEN_NODE_DIR_WITHHELD_MS,
             (unsigned long long)keten_directory_version(node->dir));
     }
 }

@@ -9,7 +9,7 @@
  * Fail closed: the node sends nothing while its directory is not fresh, while
  * it is not a current node of it (not yet approved, revoked, or other keys),
  * or while a checkpoint has named a newer version than it holds (it asks the
- * broker for the chain; if it does not get it within the inclusion timeout,
+ * broker for the chain; if it does not get it within KETEN_NODE_DIR_WITHHELD_MS,
  * that is the alarm directory-withheld).
  */
 #ifndef KETEN_NODE_DIRS_H

@@ -10,14 +10,18 @@
 #include "envelope.h"
 #include "hook.h"
 #include "link.h"
+#include "logproof.h"
 #include "log.h"
 #include "outbox.h"
 #include "pb.h"
 #include "policy.h"
+#include "receipt.h"
 #include "rec.h"
 #include "signal_json.h"
 #include "store.h"
 #include "util.h"
+#include "witness.h"
+#include "alarm.h"
 
 static void give_credit(keten_node *node, uint32_t n)
 {
@@ -29,38 +33,6 @@ static void give_credit(keten_node *node, uint32_t n)
     if (keten_link_send(node->link, &f) != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_WARNING, "cannot return credit", "error=\"%s\"", keten_err_detail());
     }
-}
-
-static void send_receipt(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    const uint8_t env_hash[static KETEN_HASH_BYTES], uint64_t received_at)
-{
-    const Keten__NodeCert *mine = keten_dirs_my_cert(node);
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    Keten__Receipt *r = NULL;
-    keten_err e = mine == NULL
-        ? keten_err_set(KETEN_ERR_UNKNOWN_NODE, "this node is not current; no receipt")
-        : keten_receipt_sign(node->me, keten_directory_network(node->dir), mine->serial, msg_id,
-            env_hash, received_at, &buf, &len);
-    if (e == KETEN_OK) {
-        e = KETEN_PB_UNPACK(keten__receipt, buf, len, KETEN_RECEIPT_MAX, "receipt", &r);
-    }
-    if (e == KETEN_OK) {
-        Keten__ReceiptFrame rf = KETEN__RECEIPT_FRAME__INIT;
-        rf.receipt = r;
-        Keten__Frame f = KETEN__FRAME__INIT;
-        f.body_case = KETEN__FRAME__BODY_RECEIPT;
-        f.receipt = &rf;
-        e = keten_link_send(node->link, &f);
-    }
-    if (e != KETEN_OK) {
-        char hex[KETEN_MSG_ID_HEX_BYTES];
-        keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
-        KETEN_LOG(KETEN_LOG_WARNING, "receipt not sent", "msg_id=%s error=\"%s\"", hex,
-            keten_err_detail());
-    }
-    keten_pb_free((ProtobufCMessage **)(void *)&r);
-    free(buf);
 }
 
 /* The stored record of a new message. */
@@ -180,6 +152,117 @@ static void after_store(
     keten_api_notify_inbox(node);
 }
 
+/* A leaf for the next receipt batch (keten_inbox_flush_receipts). false when
+ * it cannot be kept (no memory): the delivery's credit is returned instead. */
+static bool add_receipt(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const uint8_t env_hash[static KETEN_HASH_BYTES], Keten__Outcome outcome, Keten__Reason reason)
+{
+    if (node->n_receipts == node->cap_receipts) {
+        size_t cap = node->cap_receipts == 0 ? 64 : 2 * node->cap_receipts;
+        keten_receipt_item *r = realloc(node->receipts, cap * sizeof *r);
+        if (r == NULL) {
+            give_credit(node, 1);
+            return false;
+        }
+        node->receipts = r;
+        node->cap_receipts = cap;
+    }
+    keten_receipt_item *it = &node->receipts[node->n_receipts++];
+    memcpy(it->msg_id, msg_id, KETEN_MSG_ID_BYTES);
+    memcpy(it->envelope_hash, env_hash, KETEN_HASH_BYTES);
+    it->outcome = outcome;
+    it->reason = reason;
+    return true;
+}
+
+/* The reason a recipient gives for a delivery keten_envelope_open() refused. */
+static Keten__Reason refusal_reason(keten_err e, const char *detail)
+{
+    switch (e) {
+    case KETEN_ERR_BAD_SIGNATURE:
+    case KETEN_ERR_UNKNOWN_NODE:
+    case KETEN_ERR_REVOKED:
+    case KETEN_ERR_NOT_YET_VALID:
+        return KETEN__REASON__REASON_BAD_SIGNATURE;
+    case KETEN_ERR_KEYS_HASH:
+    case KETEN_ERR_COMMITMENT:
+    case KETEN_ERR_DECRYPT:
+        return KETEN__REASON__REASON_UNDECRYPTABLE;
+    case KETEN_ERR_MISMATCH:
+        return KETEN__REASON__REASON_INVALID_SIGNAL;
+    case KETEN_ERR_POLICY:
+        return KETEN__REASON__REASON_POLICY;
+    case KETEN_ERR_EXPIRED:
+        return KETEN__REASON__REASON_EXPIRED;
+    case KETEN_ERR_WRONG_NETWORK:
+        return KETEN__REASON__REASON_WRONG_NETWORK;
+    case KETEN_ERR_UNREGISTERED:
+        return KETEN__REASON__REASON_UNREGISTERED;
+    default:
+        /* keten_envelope_open() says which step failed only in its detail
+         * for these two (the payload after decryption). */
+        if (strstr(detail, "not a valid signal") != NULL) {
+            return KETEN__REASON__REASON_INVALID_SIGNAL;
+        }
+        if (strstr(detail, "padding") != NULL) {
+            return KETEN__REASON__REASON_UNDECRYPTABLE;
+        }
+        return KETEN__REASON__REASON_MALFORMED;
+    }
+}
+
+/* The proof of a delivery and its record: KETEN_OK, KETEN_ERR_NOT_FOUND for
+ * an unknown tree size (logged), or an alarm raised. */
+static keten_err check_delivery_proof(keten_node *node, const Keten__Deliver *d)
+{
+    Keten__AuditRecord *ar = NULL;
+    Keten__Envelope *env = NULL;
+    keten_err e = keten_witness_leaf(node, d->proof, &ar);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        KETEN_LOG(KETEN_LOG_NOTICE,
+            "delivery proven against an unknown checkpoint; not stored, not receipted",
+            "detail=\"%s\"", keten_err_detail());
+        return e;
+    }
+    if (e != KETEN_OK) {
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's delivery carries a proof that does not hold: %s", keten_err_detail());
+        goto out;
+    }
+    e = d->envelope.len > KETEN_ENVELOPE_MAX
+        ? keten_err_set(KETEN_ERR_TOO_LARGE, "delivered envelope of %zu bytes", d->envelope.len)
+        : KETEN_PB_UNPACK(keten__envelope, d->envelope.data, d->envelope.len, KETEN_ENVELOPE_MAX,
+            "delivered envelope", &env);
+    if (e == KETEN_OK) {
+        e = keten_record_is_envelope(ar, d->envelope.data, d->envelope.len, env);
+    }
+    if (e == KETEN_OK) {
+        e = keten_err_set(KETEN_ERR_INCONSISTENT, "the record does not list this node");
+        for (size_t i = 0; i < ar->n_recipients; i++) {
+            if (strcmp(ar->recipients[i], node->me->id) == 0) {
+                keten_err_clear();
+                e = KETEN_OK;
+                break;
+            }
+        }
+    }
+    if (e != KETEN_OK) {
+        node->counters.proofs_failed++;
+        char hex[KETEN_MSG_ID_HEX_BYTES] = "?";
+        if (ar->msg_id.len == KETEN_MSG_ID_BYTES) {
+            keten_hex(ar->msg_id.data, KETEN_MSG_ID_BYTES, hex);
+        }
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's delivery proves leaf %llu (the record of message %s), which is not the "
+            "delivered envelope's: %s",
+            (unsigned long long)d->proof->leaf_index, hex, keten_err_detail());
+    }
+out:
+    keten_pb_free((ProtobufCMessage **)(void *)&env);
+    keten_pb_free((ProtobufCMessage **)(void *)&ar);
+    return e;
+}
+
 void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
 {
     keten_verified *v = NULL;
@@ -189,17 +272,45 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     uint64_t now = keten_now_ms();
     char hex[KETEN_MSG_ID_HEX_BYTES] = "?";
 
-    keten_err e = d->envelope.len > KETEN_ENVELOPE_MAX
-        ? keten_err_set(KETEN_ERR_TOO_LARGE, "delivered envelope of %zu bytes", d->envelope.len)
-        : keten_envelope_open(
-            node->me, node->dir, d->envelope.data, d->envelope.len, now, &v, &signal);
+    /* A delivery the broker cannot be held to gets no leaf at all. */
+    keten_err e = check_delivery_proof(node, d);
+    if (e != KETEN_OK) {
+        keten_err_clear();
+        node->counters.rejected++;
+        give_credit(node, 1);
+        goto out;
+    }
+    const uint64_t leaf = d->proof->leaf_index;
+    e = keten_envelope_open(
+        node->me, node->dir, d->envelope.data, d->envelope.len, now, &v, &signal);
     if (e != KETEN_OK) {
         char q[300];
         keten_log_quote(keten_err_detail(), q, sizeof q);
-        KETEN_LOG(KETEN_LOG_WARNING, "delivery refused", "leaf=%llu error=\"%s\" detail=%s",
-            (unsigned long long)d->leaf_index, keten_strerror(e), q);
+        Keten__Reason reason = refusal_reason(e, keten_err_detail());
+        KETEN_LOG(KETEN_LOG_WARNING, "delivery refused", "leaf=%llu error=\"%s\" reason=%s detail=%s",
+            (unsigned long long)leaf, keten_strerror(e), keten_outbox_reason_name(reason), q);
         node->counters.rejected++;
-        give_credit(node, 1);
+        /* The record is the envelope's (checked above): its msg_id is the
+         * header's. */
+        Keten__Envelope *env = NULL;
+        Keten__Header *h = NULL;
+        uint8_t env_hash[KETEN_HASH_BYTES];
+        crypto_hash_sha256(env_hash, d->envelope.data, d->envelope.len);
+        if (KETEN_PB_UNPACK(keten__envelope, d->envelope.data, d->envelope.len,
+                KETEN_ENVELOPE_MAX, "envelope", &env)
+                == KETEN_OK
+            && KETEN_PB_UNPACK(keten__header, env->header.data, env->header.len,
+                   KETEN_ENVELOPE_MAX, "header", &h)
+                == KETEN_OK
+            && h->msg_id.len == KETEN_MSG_ID_BYTES) {
+            (void)add_receipt(node, h->msg_id.data, env_hash, KETEN__OUTCOME__OUTCOME_REFUSED,
+                reason);
+        } else {
+            give_credit(node, 1);
+        }
+        keten_err_clear();
+        keten_pb_free((ProtobufCMessage **)(void *)&h);
+        keten_pb_free((ProtobufCMessage **)(void *)&env);
         goto out;
     }
     const uint8_t *msg_id = v->header->msg_id.data;
@@ -210,29 +321,23 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     MDB_val seen;
     e = keten_store_get(node->store, txn, KETEN_DB_SEEN, msg_id, KETEN_MSG_ID_BYTES, &seen);
     if (e == KETEN_OK) {
-        if (seen.mv_size != KETEN_STORE_SEEN_BYTES
+        bool other = seen.mv_size != KETEN_STORE_SEEN_BYTES
             || sodium_memcmp((const uint8_t *)seen.mv_data + 8, v->envelope_hash, KETEN_HASH_BYTES)
-                != 0) {
+                != 0;
+        keten_store_abort(&txn);
+        if (other) {
             KETEN_LOG(KETEN_LOG_WARNING,
                 "delivery refused: another envelope under a msg_id already received",
-                "msg_id=%s from=%s leaf=%llu", hex, v->header->sender,
-                (unsigned long long)d->leaf_index);
+                "msg_id=%s from=%s leaf=%llu", hex, v->header->sender, (unsigned long long)leaf);
             node->counters.rejected++;
-            give_credit(node, 1);
+            (void)add_receipt(node, msg_id, v->envelope_hash, KETEN__OUTCOME__OUTCOME_REFUSED,
+                KETEN__REASON__REASON_DUPLICATE);
             goto out;
         }
-        uint64_t received_at = now;
-        json_t *old = NULL;
-        if (keten_store_get_json(
-                node->store, txn, KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES, &old)
-            == KETEN_OK) {
-            received_at = keten_rec_u64(old, "received_at");
-        }
-        json_decref(old);
-        keten_store_abort(&txn);
         node->counters.duplicates++;
         KETEN_LOG(KETEN_LOG_INFO, "duplicate delivery receipted again", "msg_id=%s", hex);
-        send_receipt(node, msg_id, v->envelope_hash, received_at);
+        (void)add_receipt(
+            node, msg_id, v->envelope_hash, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
         goto out;
     }
     if (e != KETEN_ERR_NOT_FOUND) {
@@ -248,20 +353,16 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
         goto fail;
     }
     seq++;
-    rec = message_record(v, signal, d->envelope.data, d->envelope.len, seq, now, d->leaf_index);
+    rec = message_record(v, signal, d->envelope.data, d->envelope.len, seq, now, leaf);
     if (rec == NULL) {
         e = KETEN_ERR_NOMEM;
         goto fail;
     }
-    uint8_t seq_key[KETEN_STORE_U64_KEY], leaf_key[KETEN_STORE_U64_KEY];
-    uint8_t seen_val[KETEN_STORE_SEEN_BYTES], pending[KETEN_STORE_PENDING_BYTES];
+    uint8_t seq_key[KETEN_STORE_U64_KEY];
+    uint8_t seen_val[KETEN_STORE_SEEN_BYTES];
     keten_store_u64_put(seq, seq_key);
-    keten_store_u64_put(d->leaf_index, leaf_key);
     keten_store_u64_put(v->header->expires_at, seen_val);
     memcpy(seen_val + 8, v->envelope_hash, KETEN_HASH_BYTES);
-    memcpy(pending, msg_id, KETEN_MSG_ID_BYTES);
-    keten_store_u64_put(now + node->opts.inclusion_timeout_ms, pending + 16);
-    pending[24] = 'r';
     if ((e = keten_store_put_json(
              node->store, txn, KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES, rec))
             != KETEN_OK
@@ -270,9 +371,6 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
             != KETEN_OK
         || (e = keten_store_put(node->store, txn, KETEN_DB_SEEN, msg_id, KETEN_MSG_ID_BYTES,
                 seen_val, sizeof seen_val))
-            != KETEN_OK
-        || (e = keten_store_put(node->store, txn, KETEN_DB_PENDING, leaf_key, sizeof leaf_key,
-                pending, sizeof pending))
             != KETEN_OK) {
         goto fail;
     }
@@ -289,11 +387,13 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     }
     node->counters.received++;
     KETEN_LOG(KETEN_LOG_INFO, "message received", "msg_id=%s from=%s kind=%s leaf=%llu", hex,
-        v->header->sender, keten_kind_name(v->header->kind), (unsigned long long)d->leaf_index);
-    /* In a group commit the receipt is held until the batch is durable; the
-     * test hook KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT is in link.c, where the
-     * receipt goes to the socket. */
-    send_receipt(node, msg_id, v->envelope_hash, now);
+        v->header->sender, keten_kind_name(v->header->kind), (unsigned long long)leaf);
+    /* Its receipt leaf is signed with the others of this group commit and
+     * sent once the commit is durable (keten_inbox_flush_receipts); the test
+     * hook KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT is in link.c, where the
+     * batch goes to the socket. */
+    (void)add_receipt(
+        node, msg_id, v->envelope_hash, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
     after_store(node, msg_id, rec);
     goto out;
 fail:
@@ -305,6 +405,40 @@ out:
     json_decref(rec);
     keten_signal_free(&signal);
     keten_verified_destroy(&v);
+}
+
+void keten_inbox_flush_receipts(keten_node *node)
+{
+    size_t n = node->n_receipts;
+    node->n_receipts = 0;
+    if (n == 0) {
+        return;
+    }
+    const Keten__NodeCert *mine = keten_dirs_my_cert(node);
+    uint64_t stored_at = keten_now_ms();
+    for (size_t off = 0; off < n; off += KETEN_RECEIPT_BATCH_MAX) {
+        size_t count = n - off < KETEN_RECEIPT_BATCH_MAX ? n - off : KETEN_RECEIPT_BATCH_MAX;
+        keten_receipt_batch *b = NULL;
+        keten_err e = mine == NULL
+            ? keten_err_set(KETEN_ERR_UNKNOWN_NODE, "this node is not current; no receipts")
+            : keten_receipt_batch_new(node->me, keten_directory_network(node->dir), mine->serial,
+                stored_at, node->receipts + off, count, &b);
+        if (e == KETEN_OK) {
+            Keten__Frame f = KETEN__FRAME__INIT;
+            f.body_case = KETEN__FRAME__BODY_RECEIPTS;
+            f.receipts = &b->msg;
+            e = keten_link_send(node->link, &f);
+        }
+        keten_receipt_batch_destroy(&b);
+        if (e != KETEN_OK) {
+            KETEN_LOG(KETEN_LOG_WARNING, "receipt batch not sent; the broker delivers again",
+                "leaves=%zu error=\"%s\"", count, keten_err_detail());
+            give_credit(node, (uint32_t)count);
+            continue;
+        }
+        node->counters.receipt_batches++;
+        KETEN_LOG(KETEN_LOG_DEBUG, "receipt batch", "leaves=%zu", count);
+    }
 }
 
 keten_err keten_inbox_list(

@@ -1,27 +1,40 @@
 /*
- * inbox.h - receiving (DESIGN section 4, docs/wire.md "Deliver and
+ * inbox.h - receiving (docs/protocol.md, docs/wire.md "Deliver and
  * receipt"):
  *
- *   1. every delivery is verified and opened with keten_envelope_open()
- *      (signature, keys hash, this node a recipient, sender's certificate,
- *      not expired, registered category and purpose, the policy re-checked,
- *      commitment, decryption, signal type/purpose = header); a delivery that
- *      fails is logged and counted, not receipted, and its credit returned;
- *   2. replay memory: a msg_id is remembered (`seen`) until it expires; the
- *      same envelope again is receipted again but not stored twice; another
- *      envelope under a stored msg_id is refused and logged;
- *   3. the message, its inbox entry, its replay entry and its pending
- *      inclusion check are committed in one durable transaction, and only then
- *      is the receipt signed and sent;
- *   4. then the --on-message hook runs and `inbox --wait` callers are woken.
+ *   1. the delivery's LeafProof must hold against a checkpoint the node
+ *      accepted and keeps (witness.h), its record must be the `submitted`
+ *      record of exactly the delivered envelope (keten_record_is_envelope)
+ *      and list this node among the recipients. A proof or record that
+ *      fails is the alarm bad-proof (frame kept as evidence); a proof
+ *      against an unknown tree size is logged. Either way the delivery is
+ *      not stored, gets no receipt leaf, and its credit is returned;
+ *   2. then it is verified and opened with keten_envelope_open() (signature,
+ *      keys hash, this node a recipient, sender's certificate, not expired,
+ *      registered category and purpose, the policy re-checked, commitment,
+ *      decryption, signal type/purpose = header); one that fails is logged,
+ *      counted, and gets a REFUSED leaf with the reason of the failing check;
+ *   3. replay memory: a msg_id is remembered (`seen`) until it expires; the
+ *      same envelope again gets a STORED leaf again but is not stored twice;
+ *      another envelope under a stored msg_id gets a REFUSED leaf
+ *      (REASON_DUPLICATE);
+ *   4. the message, its inbox entry and its replay entry are committed in
+ *      one transaction (part of the daemon's group commit) and it gets a
+ *      STORED leaf;
+ *   5. then the --on-message hook runs and `inbox --wait` callers are woken.
  *
- * For testing the crash window between 3 and the receipt, the environment
+ * Receipts: keten_inbox_flush_receipts(), called once per group commit
+ * before the commit, signs ONE ReceiptBatch head over the leaves of the
+ * deliveries handled in it (split above KETEN_RECEIPT_BATCH_MAX) and sends
+ * it; the link holds it until the commit is durable (link.h). Each leaf
+ * returns one credit at the broker.
+ *
+ * For testing the crash window between 4 and the receipt, the environment
  * variable KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT=1 makes the daemon kill
- * itself with SIGKILL right after the commit of the first new message.
+ * itself with SIGKILL right before a receipt batch goes to the socket.
  *
  * Records returned over the API: "public" form {msg_id, from, kind,
- * received_at (ISO 8601 UTC), in_reply_to (if any), signal} (DESIGN section
- * 8, `inbox --json`), and the full form of `show` which adds category,
+ * received_at (ISO 8601 UTC), in_reply_to (if any), signal} (`inbox --json`), and the full form of `show` which adds category,
  * purpose, created_at, expires_at, leaf_index, handled.
  */
 #ifndef KETEN_NODE_INBOX_H
@@ -35,6 +48,10 @@
 #include "node.h"
 
 void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d);
+
+/* Sign and send (held until the commit is durable) the receipt batch of the
+ * deliveries handled since the last call. */
+void keten_inbox_flush_receipts(keten_node *node);
 
 /* Messages in arrival order; unhandled only unless all. since_seq: only
  * messages with a larger sequence number. JSON array of public records. */

@@ -15,7 +15,7 @@
 typedef struct held_frame {
     uint8_t *buf;
     size_t len;
-    bool receipt;
+    uint32_t receipts; /* leaves of a receipt batch (each returns a credit) */
 } held_frame;
 
 struct keten_link {
@@ -211,9 +211,9 @@ static void crash_before_receipt(void)
     }
 }
 
-static keten_err send_packed(keten_link *self, const uint8_t *buf, size_t len, bool receipt)
+static keten_err send_packed(keten_link *self, const uint8_t *buf, size_t len, uint32_t receipts)
 {
-    if (receipt) {
+    if (receipts > 0) {
         crash_before_receipt();
     }
     if (zmq_send(self->sock, buf, len, ZMQ_DONTWAIT) < 0) {
@@ -223,7 +223,7 @@ static keten_err send_packed(keten_link *self, const uint8_t *buf, size_t len, b
     return KETEN_OK;
 }
 
-static keten_err hold_packed(keten_link *self, uint8_t *buf, size_t len, bool receipt)
+static keten_err hold_packed(keten_link *self, uint8_t *buf, size_t len, uint32_t receipts)
 {
     if (self->n_held == self->cap_held) {
         size_t cap = self->cap_held == 0 ? 64 : 2 * self->cap_held;
@@ -235,7 +235,7 @@ static keten_err hold_packed(keten_link *self, uint8_t *buf, size_t len, bool re
         self->held = h;
         self->cap_held = cap;
     }
-    self->held[self->n_held++] = (held_frame) { .buf = buf, .len = len, .receipt = receipt };
+    self->held[self->n_held++] = (held_frame) { .buf = buf, .len = len, .receipts = receipts };
     return KETEN_OK;
 }
 
@@ -251,11 +251,13 @@ keten_err keten_link_send(keten_link *self, const Keten__Frame *frame)
         free(buf);
         return keten_err_set(KETEN_ERR_TOO_LARGE, "frame of %zu bytes is over the cap", len);
     }
-    bool receipt = frame->body_case == KETEN__FRAME__BODY_RECEIPT;
+    uint32_t receipts = frame->body_case == KETEN__FRAME__BODY_RECEIPTS && frame->receipts != NULL
+        ? (uint32_t)frame->receipts->n_leaves
+        : 0;
     if (self->holding) {
-        return hold_packed(self, buf, len, receipt);
+        return hold_packed(self, buf, len, receipts);
     }
-    e = send_packed(self, buf, len, receipt);
+    e = send_packed(self, buf, len, receipts);
     free(buf);
     return e;
 }
@@ -285,8 +287,8 @@ void keten_link_release(keten_link *self, bool committed)
     for (size_t i = 0; i < self->n_held; i++) {
         held_frame *h = &self->held[i];
         if (!committed) {
-            receipts += h->receipt ? 1 : 0;
-        } else if (send_packed(self, h->buf, h->len, h->receipt) != KETEN_OK) {
+            receipts += h->receipts;
+        } else if (send_packed(self, h->buf, h->len, h->receipts) != KETEN_OK) {
             failed++;
         }
         free(h->buf);

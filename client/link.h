@@ -3,8 +3,8 @@
  * authentication"): one ZeroMQ DEALER socket, a CurveZMQ client with the
  * node's own transport keys and the broker certificate's transport_pk,
  * reconnecting with backoff; a socket monitor tells when a handshake
- * succeeded (the link is up: the node then sends its credit, asks for newer
- * directories and resends its outbox), failed, or the connection dropped.
+ * succeeded (the link is up: the node then says Hello, sends its credit,
+ * asks for newer directories and resends its outbox), failed, or the connection dropped.
  *
  * Every ZeroMQ message is one serialized Frame of at most
  * KETEN_NODE_FRAME_MAX bytes (libzmq drops a longer one: ZMQ_MAXMSGSIZE).
@@ -59,15 +59,16 @@ keten_err keten_link_send(keten_link *self, const Keten__Frame *frame) KETEN_MUS
 
 /* Group commit (store.h): between keten_link_hold() and keten_link_release()
  * the frames the node sends are kept in order, because they may tell the
- * broker of changes not yet durable (a receipt, a submit). release with
+ * broker of changes not yet durable (a receipt batch, a submit). release with
  * committed=true sends them, in order, once the batch's commit succeeded;
  * with committed=false they are dropped and logged (the broker resends
- * whatever was not receipted or acknowledged), except that each dropped
- * receipt returns its delivery's credit, as a failed delivery does. Frames
+ * whatever was not receipted or acknowledged), except that each leaf of a
+ * dropped receipt batch returns its delivery's credit, as a failed delivery
+ * does. Frames
  * the socket cannot queue when released are logged and dropped, as a failed
  * keten_link_send() is. The test hook KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT=1
- * kills the process (SIGKILL) right before a receipt goes to the socket,
- * which is after its inbox entry is durable. */
+ * kills the process (SIGKILL) right before a receipt batch goes to the
+ * socket, which is after its deliveries are durable. */
 void keten_link_hold(keten_link *self);
 void keten_link_release(keten_link *self, bool committed);
 

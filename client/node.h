@@ -5,9 +5,10 @@
  *   daemon.c   main loop: broker link, local API, timers, signals
  *   link.c     the CurveZMQ DEALER connection to the broker
  *   dirs.c     directory versions: load, install pushed chains, fail closed
- *   outbox.c   durable send, resend until acknowledged, acks and receipts
- *   inbox.c    verify, store, receipt; replay memory; the message list
- *   witness.c  checkpoints, consistency and inclusion proofs, cosignatures
+ *   outbox.c   durable send, resend until proven accepted; acks and notices
+ *   inbox.c    verify, store, receipt batches; replay memory; the message list
+ *   witness.c  checkpoints and their consistency proofs, leaf proofs,
+ *              cosignatures, Hello
  *   alarm.c    alarms (log line, counter, persisted) and warnings
  *   api.c      the local API socket for the command line and applications
  *   status.c   node and message status as JSON
@@ -28,15 +29,19 @@
 #include "err.h"
 #include "identity.h"
 #include "keten.h"
+#include "receipt.h"
 #include "store.h"
 
 /* Largest frame the node accepts from the broker (docs/wire.md). */
 #define KETEN_NODE_FRAME_MAX KETEN_FRAME_MAX
 #define KETEN_NODE_CREDIT_WINDOW 64
-#define KETEN_NODE_INCLUSION_TIMEOUT_MS 60000ull
+/* A checkpoint named a directory version this node does not have: alarm
+ * directory-withheld when the broker has not served it within this time. */
+#define KETEN_NODE_DIR_WITHHELD_MS 10000ull
 #define KETEN_NODE_WITNESS_TIMEOUT_MS (3600ull * 1000ull)
 #define KETEN_NODE_RESEND_MS 30000ull
 #define KETEN_NODE_NOTICE_ACKS_MAX 256 /* notice confirmations sent in one NoticeAck */
+#define KETEN_NODE_SUBMITS_KEPT 1024 /* submits remembered for pairing their acks */
 #define KETEN_NODE_API_SOCK "api.sock"
 #define KETEN_NODE_LOCK "node.lock"
 
@@ -51,7 +56,6 @@ typedef struct keten_node_opts {
     const char *broker;
     const char *on_message; /* NULL: no hook */
     const char *passfile; /* NULL: KETEN_PASSPHRASE or the terminal */
-    uint64_t inclusion_timeout_ms;
     uint64_t witness_timeout_ms;
 } keten_node_opts;
 
@@ -64,8 +68,11 @@ typedef struct keten_node_counters {
     uint64_t receipts; /* receipts for our messages */
     uint64_t checkpoints_accepted;
     uint64_t checkpoints_refused;
-    uint64_t inclusion_passed;
-    uint64_t inclusion_failed;
+    uint64_t checkpoints_unknown_old; /* old_size not among the kept ones: Hello again */
+    uint64_t proofs_passed; /* leaf proofs (acks, deliveries, notices) that held */
+    uint64_t proofs_failed; /* leaf proofs that failed: alarm bad-proof */
+    uint64_t proofs_unknown; /* proofs against a checkpoint the node does not keep */
+    uint64_t receipt_batches; /* receipt batches signed and sent */
     uint64_t alarms;
     uint64_t warnings;
     uint64_t hooks_run;
@@ -102,6 +109,17 @@ typedef struct keten_node {
      * durably, to confirm to the broker (outbox.c). */
     uint64_t notice_acks[KETEN_NODE_NOTICE_ACKS_MAX];
     size_t n_notice_acks;
+    /* Submits in flight: request_id -> msg_id, so that an ack is paired with
+     * the submit it answers (outbox.c). A ring; the oldest is forgotten. */
+    uint64_t submit_rid[KETEN_NODE_SUBMITS_KEPT];
+    uint8_t submit_id[KETEN_NODE_SUBMITS_KEPT][KETEN_MSG_ID_BYTES];
+    size_t submit_next;
+    /* Deliveries handled since the last receipt batch (inbox.c): each gets
+     * one leaf of the batch signed when their commit is durable. */
+    keten_receipt_item *receipts;
+    size_t n_receipts, cap_receipts;
+    /* The frame being handled (evidence for an alarm), or NULL. */
+    const Keten__Frame *frame;
     bool relink; /* the broker's transport key changed: reconnect */
     char last_link_error[128]; /* last connection failure logged */
     bool stop;

@@ -9,13 +9,16 @@
 #include "dirs.h"
 #include "envelope.h"
 #include "link.h"
+#include "logproof.h"
 #include "log.h"
 #include "pb.h"
 #include "policy.h"
+#include "receipt.h"
 #include "rec.h"
 #include "signal_json.h"
 #include "store.h"
 #include "util.h"
+#include "witness.h"
 
 #define SUBMIT_BATCH_MAX 256 /* outbox entries looked at per main-loop round */
 
@@ -91,7 +94,8 @@ static keten_err policy_check(keten_node *node, const char *const *ids, size_t n
     return KETEN_OK;
 }
 
-static keten_err submit_one(keten_node *node, const uint8_t *env, size_t len)
+static keten_err submit_one(
+    keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const uint8_t *env, size_t len)
 {
     Keten__Submit sub = KETEN__SUBMIT__INIT;
     sub.envelope.data = (uint8_t *)(uintptr_t)env;
@@ -100,7 +104,13 @@ static keten_err submit_one(keten_node *node, const uint8_t *env, size_t len)
     f.request_id = keten_node_request_id(node);
     f.body_case = KETEN__FRAME__BODY_SUBMIT;
     f.submit = &sub;
-    return keten_link_send(node->link, &f);
+    keten_err e = keten_link_send(node->link, &f);
+    if (e == KETEN_OK) { /* the ack must prove this message's record */
+        size_t slot = node->submit_next++ % KETEN_NODE_SUBMITS_KEPT;
+        node->submit_rid[slot] = f.request_id;
+        memcpy(node->submit_id[slot], msg_id, KETEN_MSG_ID_BYTES);
+    }
+    return e;
 }
 
 static json_t *new_sent_record(keten_node *node, const Keten__Header *h, const uint8_t *hdr,
@@ -240,7 +250,7 @@ keten_err keten_outbox_send(
     KETEN_LOG(KETEN_LOG_INFO, "message stored in outbox", "msg_id=%s kind=%s recipients=%zu", hex,
         keten_kind_name(req->kind), n_ids);
     if (keten_link_connected(node->link)) {
-        if (submit_one(node, sealed, sealed_len) != KETEN_OK) {
+        if (submit_one(node, msg_id_out, sealed, sealed_len) != KETEN_OK) {
             KETEN_LOG(KETEN_LOG_WARNING, "submit deferred", "msg_id=%s error=\"%s\"", hex,
                 keten_err_detail());
         }
@@ -327,7 +337,7 @@ static void resend_batch(keten_node *node)
             memcpy(expired[n_expired++], k.mv_data, KETEN_MSG_ID_BYTES);
         } else if (node->resend_everything
             || created + KETEN_NODE_RESEND_MS <= node->resend_started) {
-            if (submit_one(node, v.mv_data, v.mv_size) != KETEN_OK) {
+            if (submit_one(node, k.mv_data, v.mv_data, v.mv_size) != KETEN_OK) {
                 blocked = true; /* queue full: this entry again at the next tick */
                 break;
             }
@@ -433,81 +443,146 @@ void keten_outbox_tick(keten_node *node)
     }
 }
 
-static const Keten__NodeCert *broker_cert(keten_node *node)
+/* The msg_id of the submit sent with request_id, or NULL if not remembered. */
+static const uint8_t *submitted_id(const keten_node *node, uint64_t request_id)
 {
-    const Keten__NodeCert *b = keten_directory_broker(node->dir);
-    if (b == NULL || b->log_pk.len != KETEN_SIGN_PK_BYTES) {
-        return NULL;
+    for (size_t i = 0; i < KETEN_NODE_SUBMITS_KEPT; i++) {
+        if (node->submit_rid[i] == request_id && request_id != 0) {
+            return node->submit_id[i];
+        }
     }
-    return b;
+    return NULL;
 }
 
-void keten_outbox_on_ack(keten_node *node, const Keten__Ack *ack)
+/* Check the record a broker proved for one of our messages: a `submitted`
+ * record of this node's, of exactly the envelope in the outbox (or, once
+ * taken, of the envelope hash and leaf recorded then). *rec_out is the
+ * message's sent record; *in_outbox says whether it waits for its ack.
+ * KETEN_ERR_NOT_FOUND: not a message of ours (nothing to check against). */
+static keten_err check_submitted(keten_node *node, MDB_txn *txn, const Keten__AuditRecord *ar,
+    uint64_t leaf_index, json_t **rec_out, bool *in_outbox)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    Keten__AckBody *body = NULL;
+    *rec_out = NULL;
+    *in_outbox = false;
+    if (ar->event != KETEN__EVENT__EVENT_SUBMITTED || ar->msg_id.len != KETEN_MSG_ID_BYTES) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT, "the proven record is not a submitted record");
+    }
+    if (ar->sender == NULL || strcmp(ar->sender, node->me->id) != 0) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the proven record is a message of %s, not of this node",
+            ar->sender != NULL ? ar->sender : "nobody");
+    }
+    json_t *rec = NULL;
+    keten_err e = keten_store_get_json(
+        node->store, txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, &rec);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    MDB_val v;
+    e = keten_store_get(
+        node->store, txn, KETEN_DB_OUTBOX, ar->msg_id.data, KETEN_MSG_ID_BYTES, &v);
+    if (e == KETEN_OK) {
+        Keten__Envelope *env = NULL;
+        e = KETEN_PB_UNPACK(
+            keten__envelope, v.mv_data, v.mv_size, KETEN_ENVELOPE_MAX, "stored envelope", &env);
+        if (e == KETEN_OK) {
+            e = keten_record_is_envelope(ar, v.mv_data, v.mv_size, env);
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&env);
+        *in_outbox = e == KETEN_OK;
+    } else if (e == KETEN_ERR_NOT_FOUND) {
+        /* Taken before: the same record at the same leaf. */
+        keten_err_clear();
+        uint8_t hash[KETEN_HASH_BYTES];
+        e = KETEN_OK;
+        if (!keten_rec_get_hex(rec, "envelope_hash", hash, sizeof hash)
+            || ar->envelope_hash.len != KETEN_HASH_BYTES
+            || sodium_memcmp(hash, ar->envelope_hash.data, KETEN_HASH_BYTES) != 0) {
+            e = keten_err_set(KETEN_ERR_INCONSISTENT,
+                "the proven record names another envelope than the one this node sent");
+        } else if (json_object_get(rec, "leaf_index") != NULL
+            && keten_rec_u64(rec, "leaf_index") != leaf_index) {
+            e = keten_err_set(KETEN_ERR_INCONSISTENT,
+                "the message was proven at leaf %llu before; now at leaf %llu",
+                (unsigned long long)keten_rec_u64(rec, "leaf_index"),
+                (unsigned long long)leaf_index);
+        }
+    }
+    if (e != KETEN_OK) {
+        json_decref(rec);
+        return e;
+    }
+    *rec_out = rec;
+    return KETEN_OK;
+}
+
+/* An ack (SubmitAck, or a DUPLICATE refusal with the original's proof). */
+static void take_ack(
+    keten_node *node, uint64_t request_id, const Keten__LeafProof *p, const char *what)
+{
+    Keten__AuditRecord *ar = NULL;
     MDB_txn *txn = NULL;
     json_t *rec = NULL;
     char hex[KETEN_MSG_ID_HEX_BYTES] = "?";
-    const Keten__NodeCert *broker = broker_cert(node);
-    keten_err e = broker == NULL ? keten_err_set(KETEN_ERR_UNKNOWN_NODE, "no broker certificate")
-                                 : keten_pb_pack((const ProtobufCMessage *)ack, &buf, &len);
-    if (e == KETEN_OK) {
-        e = keten_ack_verify(broker->log_pk.data, buf, len, &body);
-    }
-    if (e == KETEN_OK && strcmp(body->network, keten_directory_network(node->dir)) != 0) {
-        e = keten_err_set(KETEN_ERR_WRONG_NETWORK, "ack for network %s", body->network);
-    }
-    if (e == KETEN_OK
-        && (body->msg_id.len != KETEN_MSG_ID_BYTES
-            || body->envelope_hash.len != KETEN_HASH_BYTES)) {
-        e = keten_err_set(KETEN_ERR_MALFORMED, "ack with a bad msg_id or envelope hash");
-    }
-    if (e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_WARNING, "ack refused", "error=\"%s\" detail=\"%s\"", keten_strerror(e),
+    keten_err e = keten_witness_leaf(node, p, &ar);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        KETEN_LOG(KETEN_LOG_NOTICE, "proof against an unknown checkpoint; the message is resent",
+            "frame=%s request_id=%llu detail=\"%s\"", what, (unsigned long long)request_id,
             keten_err_detail());
+        keten_err_clear();
         goto out;
     }
-    msg_hex(body->msg_id.data, hex);
-    if ((e = keten_store_begin(node->store, true, &txn)) != KETEN_OK) {
-        goto out;
-    }
-    e = keten_store_get_json(
-        node->store, txn, KETEN_DB_SENT, body->msg_id.data, KETEN_MSG_ID_BYTES, &rec);
     if (e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_WARNING, "ack for a message this node did not send", "msg_id=%s", hex);
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's %s for request %llu carries a proof that does not hold: %s", what,
+            (unsigned long long)request_id, keten_err_detail());
         goto out;
     }
-    uint8_t stored_hash[KETEN_HASH_BYTES];
-    if (!keten_rec_get_hex(rec, "envelope_hash", stored_hash, sizeof stored_hash)) {
-        e = keten_err_set(KETEN_ERR_MALFORMED, "stored record of %s has no envelope hash", hex);
+    if (ar->msg_id.len == KETEN_MSG_ID_BYTES) {
+        msg_hex(ar->msg_id.data, hex);
+    }
+    const uint8_t *asked = submitted_id(node, request_id);
+    if (asked != NULL
+        && (ar->msg_id.len != KETEN_MSG_ID_BYTES
+            || sodium_memcmp(asked, ar->msg_id.data, KETEN_MSG_ID_BYTES) != 0)) {
+        char want[KETEN_MSG_ID_HEX_BYTES];
+        msg_hex(asked, want);
+        node->counters.proofs_failed++;
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's %s of the submit of message %s proves leaf %llu, the record of "
+            "message %s",
+            what, want, (unsigned long long)p->leaf_index, hex);
         goto out;
     }
-    if (sodium_memcmp(stored_hash, body->envelope_hash.data, KETEN_HASH_BYTES) != 0) {
-        keten_alarm_raise(node, "bad-ack",
-            "the broker signed an ack for msg_id %s naming another envelope than the one this "
-            "node sent",
-            hex);
+    if ((e = keten_store_begin(node->store, true, &txn)) != KETEN_OK) {
+        goto fail;
+    }
+    bool in_outbox = false;
+    e = check_submitted(node, txn, ar, p->leaf_index, &rec, &in_outbox);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        KETEN_LOG(KETEN_LOG_WARNING, "ack for a message this node does not have", "msg_id=%s", hex);
+        keten_err_clear();
         goto out;
     }
-    const char *state = keten_rec_str(rec, "state");
-    if (strcmp(state, "pending") != 0 && strcmp(state, "rejected") != 0
-        && strcmp(state, "expired") != 0) {
-        /* Already taken (a resend's DUPLICATE carries the same ack). */
-        e = keten_store_del(
-            node->store, txn, KETEN_DB_OUTBOX, body->msg_id.data, KETEN_MSG_ID_BYTES);
-        if (e == KETEN_OK) {
-            e = keten_store_commit(&txn);
-        }
+    if (e == KETEN_ERR_INCONSISTENT) {
+        node->counters.proofs_failed++;
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's %s for message %s proves leaf %llu, which is not its record: %s", what,
+            hex, (unsigned long long)p->leaf_index, keten_err_detail());
+        goto out;
+    }
+    if (e != KETEN_OK) {
+        goto fail;
+    }
+    if (!in_outbox) { /* taken before (a resend's DUPLICATE proves the same) */
         goto out;
     }
     e = keten_rec_set(rec, "state", json_string("accepted"));
     if (e == KETEN_OK) {
-        e = keten_rec_set(rec, "leaf_index", json_integer((json_int_t)body->leaf_index));
+        e = keten_rec_set(rec, "leaf_index", json_integer((json_int_t)p->leaf_index));
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(rec, "ack", keten_rec_hex(buf, len));
+        e = keten_rec_set(rec, "tree_size", json_integer((json_int_t)p->tree_size));
     }
     if (e == KETEN_OK) {
         e = keten_rec_set(rec, "accepted_at", json_integer((json_int_t)keten_now_ms()));
@@ -520,41 +595,37 @@ void keten_outbox_on_ack(keten_node *node, const Keten__Ack *ack)
             e = keten_rec_set(r, "state", json_string("accepted"));
         }
     }
-    uint8_t pending[KETEN_STORE_PENDING_BYTES];
-    uint8_t key[KETEN_STORE_U64_KEY];
-    memcpy(pending, body->msg_id.data, KETEN_MSG_ID_BYTES);
-    keten_store_u64_put(keten_now_ms() + node->opts.inclusion_timeout_ms, pending + 16);
-    pending[24] = 's';
-    keten_store_u64_put(body->leaf_index, key);
     if (e == KETEN_OK) {
         e = keten_store_put_json(
-            node->store, txn, KETEN_DB_SENT, body->msg_id.data, KETEN_MSG_ID_BYTES, rec);
+            node->store, txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, rec);
     }
     if (e == KETEN_OK) {
-        e = keten_store_del(
-            node->store, txn, KETEN_DB_OUTBOX, body->msg_id.data, KETEN_MSG_ID_BYTES);
-    }
-    if (e == KETEN_OK) {
-        e = keten_store_put(
-            node->store, txn, KETEN_DB_PENDING, key, sizeof key, pending, sizeof pending);
+        e = keten_store_del(node->store, txn, KETEN_DB_OUTBOX, ar->msg_id.data, KETEN_MSG_ID_BYTES);
     }
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
     if (e != KETEN_OK) {
-        KETEN_LOG(
-            KETEN_LOG_ERR, "cannot store ack", "msg_id=%s error=\"%s\"", hex, keten_err_detail());
-        goto out;
+        goto fail;
     }
     node->counters.sent++;
-    KETEN_LOG(KETEN_LOG_INFO, "message acknowledged", "msg_id=%s leaf=%llu", hex,
-        (unsigned long long)body->leaf_index);
-    keten_api_notify_sent(node, body->msg_id.data);
+    KETEN_LOG(KETEN_LOG_INFO, "message accepted (proven in the log)",
+        "msg_id=%s leaf=%llu tree_size=%llu", hex, (unsigned long long)p->leaf_index,
+        (unsigned long long)p->tree_size);
+    keten_api_notify_sent(node, ar->msg_id.data);
+    goto out;
+fail:
+    KETEN_LOG(KETEN_LOG_ERR, "cannot store ack; the message is resent", "msg_id=%s error=\"%s\"",
+        hex, keten_err_detail());
 out:
     keten_store_abort(&txn);
     json_decref(rec);
-    keten_pb_free((ProtobufCMessage **)(void *)&body);
-    free(buf);
+    keten_pb_free((ProtobufCMessage **)(void *)&ar);
+}
+
+void keten_outbox_on_ack(keten_node *node, uint64_t request_id, const Keten__SubmitAck *ack)
+{
+    take_ack(node, request_id, ack->proof, "ack");
 }
 
 static bool transient_reason(Keten__Reason r)
@@ -562,10 +633,10 @@ static bool transient_reason(Keten__Reason r)
     return r == KETEN__REASON__REASON_STORE_FULL || r == KETEN__REASON__REASON_DIRECTORY_STALE;
 }
 
-void keten_outbox_on_error(keten_node *node, const Keten__Error *err)
+void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__Error *err)
 {
-    if (err->reason == KETEN__REASON__REASON_DUPLICATE && err->ack != NULL) {
-        keten_outbox_on_ack(node, err->ack);
+    if (err->reason == KETEN__REASON__REASON_DUPLICATE && err->proof != NULL) {
+        take_ack(node, request_id, err->proof, "duplicate refusal");
         return;
     }
     char detail[200];
@@ -662,159 +733,219 @@ static const Keten__NodeCert *any_cert(keten_node *node, const char *id)
     return c;
 }
 
-void keten_outbox_on_receipt(keten_node *node, const Keten__ReceiptFrame *rf)
+static bool answered(const char *state)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    Keten__ReceiptBody *peek = NULL, *body = NULL;
-    MDB_txn *txn = NULL;
-    json_t *rec = NULL;
-    char hex[KETEN_MSG_ID_HEX_BYTES] = "?";
-    keten_err e = rf->receipt == NULL
-        ? keten_err_set(KETEN_ERR_MALFORMED, "empty receipt frame")
-        : keten_pb_pack((const ProtobufCMessage *)rf->receipt, &buf, &len);
-    if (e == KETEN_OK && len > KETEN_RECEIPT_MAX) {
-        e = keten_err_set(KETEN_ERR_TOO_LARGE, "receipt of %zu bytes", len);
-    }
-    if (e == KETEN_OK) {
-        e = KETEN_PB_UNPACK(keten__receipt_body, rf->receipt->body.data, rf->receipt->body.len,
-            KETEN_RECEIPT_MAX, "receipt body", &peek);
-    }
-    const Keten__NodeCert *cert = NULL;
-    if (e == KETEN_OK && (cert = any_cert(node, peek->recipient)) == NULL) {
-        e = keten_err_set(KETEN_ERR_UNKNOWN_NODE, "receipt from unknown node");
-    }
-    if (e == KETEN_OK) {
-        e = keten_receipt_verify(cert, buf, len, &body);
-    }
-    if (e == KETEN_OK
-        && (body->msg_id.len != KETEN_MSG_ID_BYTES || body->envelope_hash.len != KETEN_HASH_BYTES
-            || strcmp(body->network, keten_directory_network(node->dir)) != 0)) {
-        e = keten_err_set(KETEN_ERR_MALFORMED, "receipt for another network or malformed");
-    }
-    if (e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_WARNING, "receipt refused", "error=\"%s\" detail=\"%s\"",
-            keten_strerror(e), keten_err_detail());
-        goto out;
-    }
-    msg_hex(body->msg_id.data, hex);
-    if ((e = keten_store_begin(node->store, true, &txn)) == KETEN_OK) {
-        e = keten_store_get_json(
-            node->store, txn, KETEN_DB_SENT, body->msg_id.data, KETEN_MSG_ID_BYTES, &rec);
-    }
+    return strcmp(state, "receipted") == 0 || strcmp(state, "refused") == 0;
+}
+
+/* The first checks of a notice: the proof, then a record of one of this
+ * node's messages (*rec_out its sent record). false: nothing to record (an
+ * unknown checkpoint, logged; or an alarm raised). */
+static bool notice_record(keten_node *node, MDB_txn *txn, const Keten__LeafProof *p,
+    const char *what, Keten__AuditRecord **ar_out, json_t **rec_out)
+{
+    *ar_out = NULL;
+    *rec_out = NULL;
+    keten_err e = keten_witness_leaf(node, p, ar_out);
     if (e == KETEN_ERR_NOT_FOUND) {
-        /* Nothing to record, now or later: confirmed, so it is not resent. */
-        KETEN_LOG(
-            KETEN_LOG_WARNING, "receipt for a message this node did not send", "msg_id=%s", hex);
+        KETEN_LOG(KETEN_LOG_NOTICE, "notice proven against an unknown checkpoint; it comes again",
+            "notice=%s detail=\"%s\"", what, keten_err_detail());
         keten_err_clear();
-        confirm_notice(node, rf->leaf_index);
-        goto out;
+        return false;
     }
     if (e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "cannot read the sent message of a receipt; it comes again",
+        keten_alarm_evidence(
+            node, "bad-proof", "the broker's %s carries a proof that does not hold: %s", what,
+            keten_err_detail());
+        return false;
+    }
+    const Keten__AuditRecord *ar = *ar_out;
+    char hex[KETEN_MSG_ID_HEX_BYTES] = "?";
+    if (ar->msg_id.len == KETEN_MSG_ID_BYTES) {
+        msg_hex(ar->msg_id.data, hex);
+    }
+    if (ar->sender == NULL || strcmp(ar->sender, node->me->id) != 0
+        || ar->msg_id.len != KETEN_MSG_ID_BYTES) {
+        node->counters.proofs_failed++;
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's %s proves leaf %llu, a record of message %s of %s, not of this node",
+            what, (unsigned long long)p->leaf_index, hex,
+            ar->sender != NULL && ar->sender[0] != '\0' ? ar->sender : "nobody");
+        return false;
+    }
+    e = keten_store_get_json(
+        node->store, txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, rec_out);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        node->counters.proofs_failed++;
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's %s proves leaf %llu, a record of message %s, which this node never sent",
+            what, (unsigned long long)p->leaf_index, hex);
+        return false;
+    }
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_ERR, "cannot read the sent message of a notice; it comes again",
             "msg_id=%s detail=\"%s\"", hex, keten_err_detail());
+        return false;
+    }
+    return true;
+}
+
+/* Does the ReceiptProof of ar hold for the sent message rec? */
+static keten_err check_receipt(
+    keten_node *node, const Keten__AuditRecord *ar, json_t *rec, Keten__ReceiptBatchHead **head,
+    Keten__ReceiptLeaf **leaf)
+{
+    bool refused = ar->event == KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT;
+    if (ar->event != KETEN__EVENT__EVENT_RECEIPTED && !refused) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the record is not a receipted or refused-by-recipient record");
+    }
+    if (ar->node == NULL || recipient_entry(rec, ar->node) == NULL) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT, "the record names %s, not a recipient",
+            ar->node != NULL && ar->node[0] != '\0' ? ar->node : "no node");
+    }
+    if (ar->receipt == NULL) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT, "the record holds no receipt");
+    }
+    const Keten__NodeCert *cert = any_cert(node, ar->node);
+    if (cert == NULL) {
+        return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "no certificate of %s", ar->node);
+    }
+    keten_err e = keten_receipt_proof_verify(
+        cert, keten_directory_network(node->dir), ar->receipt, head, leaf);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    uint8_t env_hash[KETEN_HASH_BYTES];
+    if (!keten_rec_get_hex(rec, "envelope_hash", env_hash, sizeof env_hash)
+        || !keten_receipt_leaf_names(*leaf, ar->msg_id.data, env_hash)) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the receipt names another message or envelope than the one this node sent");
+    }
+    bool stored = (*leaf)->outcome == KETEN__OUTCOME__OUTCOME_STORED;
+    if (stored == refused) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the receipt's outcome does not match the record's event");
+    }
+    return KETEN_OK;
+}
+
+void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice *n)
+{
+    Keten__AuditRecord *ar = NULL;
+    Keten__ReceiptBatchHead *head = NULL;
+    Keten__ReceiptLeaf *leaf = NULL;
+    json_t *rec = NULL;
+    MDB_txn *txn = NULL;
+    keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e != KETEN_OK || !notice_record(node, txn, n->proof, "receipt notice", &ar, &rec)) {
         goto out;
     }
-    uint8_t stored_hash[KETEN_HASH_BYTES];
-    json_t *r = recipient_entry(rec, body->recipient);
-    if (!keten_rec_get_hex(rec, "envelope_hash", stored_hash, sizeof stored_hash)
-        || sodium_memcmp(stored_hash, body->envelope_hash.data, KETEN_HASH_BYTES) != 0
-        || r == NULL) {
-        KETEN_LOG(KETEN_LOG_WARNING, "receipt does not match the message", "msg_id=%s node=%s", hex,
-            body->recipient);
-        confirm_notice(node, rf->leaf_index); /* it never will: not resent */
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    msg_hex(ar->msg_id.data, hex);
+    e = check_receipt(node, ar, rec, &head, &leaf);
+    if (e != KETEN_OK) {
+        node->counters.proofs_failed++;
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's receipt notice for message %s (leaf %llu) does not hold: %s", hex,
+            (unsigned long long)n->proof->leaf_index, keten_err_detail());
         goto out;
     }
-    if (strcmp(keten_rec_str(r, "state"), "receipted") == 0) {
+    json_t *r = recipient_entry(rec, ar->node);
+    if (answered(keten_rec_str(r, "state"))) {
         /* Sent again (the broker had no confirmation yet): recorded before. */
-        KETEN_LOG(
-            KETEN_LOG_DEBUG, "receipt recorded before", "msg_id=%s node=%s", hex, body->recipient);
-        confirm_notice(node, rf->leaf_index);
+        confirm_notice(node, n->proof->leaf_index);
         goto out;
     }
-    e = keten_rec_set(r, "state", json_string("receipted"));
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "receipted_at", keten_rec_time(body->received_at));
+    bool stored = leaf->outcome == KETEN__OUTCOME__OUTCOME_STORED;
+    e = keten_rec_set(r, "state", json_string(stored ? "receipted" : "refused"));
+    if (e == KETEN_OK && stored) {
+        e = keten_rec_set(r, "stored_at", keten_rec_time(head->stored_at));
     }
-    if (e == KETEN_OK && rf->leaf_index != 0) {
-        e = keten_rec_set(r, "receipt_leaf", json_integer((json_int_t)rf->leaf_index));
+    if (e == KETEN_OK && !stored) {
+        e = keten_rec_set(r, "reason", json_string(keten_outbox_reason_name(leaf->reason)));
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(r, "receipt", keten_rec_hex(buf, len));
+        e = keten_rec_set(r, "receipt_leaf", json_integer((json_int_t)n->proof->leaf_index));
     }
     if (e == KETEN_OK) {
         e = keten_store_put_json(
-            node->store, txn, KETEN_DB_SENT, body->msg_id.data, KETEN_MSG_ID_BYTES, rec);
+            node->store, txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, rec);
     }
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
-    if (e == KETEN_OK) {
-        node->counters.receipts++;
-        KETEN_LOG(KETEN_LOG_INFO, "receipt", "msg_id=%s node=%s", hex, body->recipient);
-        confirm_notice(node, rf->leaf_index);
-        keten_api_notify_sent(node, body->msg_id.data);
-    } else {
+    if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_ERR, "cannot store a receipt; it comes again",
             "msg_id=%s detail=\"%s\"", hex, keten_err_detail());
+        goto out;
     }
+    node->counters.receipts++;
+    KETEN_LOG(KETEN_LOG_INFO, stored ? "receipt" : "refused by recipient",
+        "msg_id=%s node=%s reason=%s", hex, ar->node, keten_outbox_reason_name(leaf->reason));
+    confirm_notice(node, n->proof->leaf_index);
+    keten_api_notify_sent(node, ar->msg_id.data);
 out:
     keten_store_abort(&txn);
     json_decref(rec);
-    keten_pb_free((ProtobufCMessage **)(void *)&peek);
-    keten_pb_free((ProtobufCMessage **)(void *)&body);
-    free(buf);
+    keten_pb_free((ProtobufCMessage **)(void *)&leaf);
+    keten_pb_free((ProtobufCMessage **)(void *)&head);
+    keten_pb_free((ProtobufCMessage **)(void *)&ar);
 }
 
-void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *notice)
+void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n)
 {
-    if (notice->msg_id.len != KETEN_MSG_ID_BYTES) {
-        KETEN_LOG(KETEN_LOG_WARNING, "expiry notice without a msg_id ignored", "leaf=%llu",
-            (unsigned long long)notice->leaf_index);
-        confirm_notice(node, notice->leaf_index); /* nothing to record, ever */
-        return;
+    Keten__AuditRecord *ar = NULL;
+    json_t *rec = NULL;
+    MDB_txn *txn = NULL;
+    keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e != KETEN_OK || !notice_record(node, txn, n->proof, "expiry notice", &ar, &rec)) {
+        goto out;
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
-    msg_hex(notice->msg_id.data, hex);
-    MDB_txn *txn = NULL;
-    json_t *rec = NULL;
-    keten_err e = keten_store_begin(node->store, true, &txn);
-    if (e == KETEN_OK) {
-        e = keten_store_get_json(
-            node->store, txn, KETEN_DB_SENT, notice->msg_id.data, KETEN_MSG_ID_BYTES, &rec);
+    msg_hex(ar->msg_id.data, hex);
+    e = ar->event != KETEN__EVENT__EVENT_EXPIRED
+        ? keten_err_set(KETEN_ERR_INCONSISTENT, "the record is not an expired record")
+        : KETEN_OK;
+    for (size_t i = 0; e == KETEN_OK && i < ar->n_recipients; i++) {
+        if (recipient_entry(rec, ar->recipients[i]) == NULL) {
+            e = keten_err_set(
+                KETEN_ERR_INCONSISTENT, "the record names %s, not a recipient", ar->recipients[i]);
+        }
     }
-    if (e == KETEN_ERR_NOT_FOUND) {
-        KETEN_LOG(KETEN_LOG_WARNING, "expiry notice for a message this node did not send",
-            "msg_id=%s", hex);
-        keten_err_clear();
-        keten_store_abort(&txn);
-        confirm_notice(node, notice->leaf_index);
-        return;
+    if (e != KETEN_OK) {
+        node->counters.proofs_failed++;
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's expiry notice for message %s (leaf %llu) does not hold: %s", hex,
+            (unsigned long long)n->proof->leaf_index, keten_err_detail());
+        goto out;
     }
-    for (size_t i = 0; e == KETEN_OK && i < notice->n_recipients; i++) {
-        json_t *r = recipient_entry(rec, notice->recipients[i]);
-        if (r != NULL && strcmp(keten_rec_str(r, "state"), "receipted") != 0) {
+    for (size_t i = 0; e == KETEN_OK && i < ar->n_recipients; i++) {
+        json_t *r = recipient_entry(rec, ar->recipients[i]);
+        if (!answered(keten_rec_str(r, "state"))) {
             e = keten_rec_set(r, "state", json_string("expired"));
         }
     }
     if (e == KETEN_OK) {
         e = keten_store_put_json(
-            node->store, txn, KETEN_DB_SENT, notice->msg_id.data, KETEN_MSG_ID_BYTES, rec);
+            node->store, txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, rec);
     }
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
-    keten_store_abort(&txn);
-    json_decref(rec);
-    if (e == KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_NOTICE, "message expired undelivered", "msg_id=%s recipients=%zu", hex,
-            notice->n_recipients);
-        confirm_notice(node, notice->leaf_index);
-        keten_api_notify_sent(node, notice->msg_id.data);
-    } else {
+    if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_ERR, "cannot store an expiry notice; it comes again",
             "msg_id=%s detail=\"%s\"", hex, keten_err_detail());
+        goto out;
     }
+    KETEN_LOG(KETEN_LOG_NOTICE, "message expired before every recipient answered",
+        "msg_id=%s recipients=%zu", hex, ar->n_recipients);
+    confirm_notice(node, n->proof->leaf_index);
+    keten_api_notify_sent(node, ar->msg_id.data);
+out:
+    keten_store_abort(&txn);
+    json_decref(rec);
+    keten_pb_free((ProtobufCMessage **)(void *)&ar);
 }
 
 keten_err keten_outbox_note_reply(keten_node *node, MDB_txn *txn,

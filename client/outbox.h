@@ -1,5 +1,5 @@
 /*
- * outbox.h - sending (DESIGN sections 4 and 8, docs/wire.md "Submit"):
+ * outbox.h - sending (docs/protocol.md, docs/wire.md "Submit"):
  *
  *   1. fail closed first (keten_dirs_send_ok), parse and check the signal
  *      JSON, resolve the parties, check the sharing policy for every
@@ -14,20 +14,32 @@
  *      a pass over a large outbox goes in batches, one per main-loop round,
  *      pausing when libzmq's send queue is full.
  *
- * An ack is taken only if it verifies with the broker certificate's log_pk,
- * names this network and a msg_id of ours, and its envelope hash equals the
- * stored envelope's; a DUPLICATE refusal carrying the original ack is taken
- * the same way. Its leaf index then waits for an inclusion proof (witness.h).
+ * An ack (SubmitAck, or a DUPLICATE refusal carrying the original's proof)
+ * is a LeafProof of the message's `submitted` record. The message is
+ * accepted only when the proof holds against a checkpoint the node accepted
+ * and keeps (witness.h), the record names a msg_id of this node's outbox
+ * (found by the record's msg_id, never by leaf index or request id alone),
+ * the submit the ack answers (request_id) was of that msg_id, the record's
+ * sender is this node, and keten_record_is_envelope() holds for the stored
+ * envelope. A proof against an unknown tree size is ignored (logged,
+ * counted): the message stays in the outbox and is resent, and the resend's
+ * DUPLICATE carries a fresh proof. Anything else that fails is the alarm
+ * bad-proof, the frame kept as evidence, nothing recorded.
  * A refusal is final (state rejected, with the broker's reason and rule)
  * except STORE_FULL and DIRECTORY_STALE, after which the envelope stays in the
- * outbox and is resent. Forwarded receipts are verified against the
- * recipient's certificate and the envelope hash; expired notices mark the
- * recipients that never receipted. Each such notice is confirmed to the
- * broker (NoticeAck with its leaf index, several per frame, sent by
- * keten_outbox_tick()) once it is durably recorded, or was recorded before,
- * or can never be (not a message of ours, a receipt that does not match);
+ * outbox and is resent.
+ * Notices: a ReceiptNotice proves a receipted or refused-by-recipient record
+ * of one of this node's messages; its ReceiptProof must verify with the
+ * recipient's certificate (current or superseded), name the msg_id and the
+ * sent envelope hash, and its outcome must match the event: the recipient's
+ * state becomes "receipted" (stored_at) or "refused" (reason). An
+ * ExpiredNotice proves an expired record; the recipients it lists become
+ * "expired". A notice that fails is the alarm bad-proof (evidence kept, not
+ * recorded, not confirmed). Each recorded notice is confirmed to the broker
+ * (NoticeAck with its leaf index, several per frame, sent by
+ * keten_outbox_tick()) once it is durably recorded, or was recorded before;
  * the broker sends an unconfirmed notice again, so one that failed for a
- * passing reason (store, directory) is simply not confirmed.
+ * passing reason (store, unknown checkpoint) is simply not confirmed.
  */
 #ifndef KETEN_NODE_OUTBOX_H
 #define KETEN_NODE_OUTBOX_H
@@ -42,7 +54,7 @@
 typedef struct keten_send_req {
     const char *to; /* parties (node ids, role:NAME, *), comma-separated */
     Keten__Kind kind;
-    const char *json; /* the signal, JSON of DESIGN section 5 */
+    const char *json; /* the signal as JSON (docs/protocol.md, "Signal") */
     size_t json_len;
     const uint8_t *in_reply_to; /* NULL or KETEN_MSG_ID_BYTES */
 } keten_send_req;
@@ -57,10 +69,10 @@ void keten_outbox_submit_all(keten_node *node);
 /* Continue a resend pass; start the periodic one (while connected). */
 void keten_outbox_tick(keten_node *node);
 
-void keten_outbox_on_ack(keten_node *node, const Keten__Ack *ack);
-void keten_outbox_on_error(keten_node *node, const Keten__Error *err);
-void keten_outbox_on_receipt(keten_node *node, const Keten__ReceiptFrame *rf);
-void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *notice);
+void keten_outbox_on_ack(keten_node *node, uint64_t request_id, const Keten__SubmitAck *ack);
+void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__Error *err);
+void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice *n);
+void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n);
 
 /* Inside the inbox's transaction: a reply to one of our queries arrived. */
 keten_err keten_outbox_note_reply(keten_node *node, MDB_txn *txn,

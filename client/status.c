@@ -14,14 +14,18 @@
 
 static json_t *counters_json(const keten_node_counters *c)
 {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+                     "s:I, s:I}",
         "sent", (json_int_t)c->sent, "refused", (json_int_t)c->refused, "received",
         (json_int_t)c->received, "duplicates", (json_int_t)c->duplicates, "rejected",
-        (json_int_t)c->rejected, "receipts", (json_int_t)c->receipts, "checkpoints_accepted",
+        (json_int_t)c->rejected, "receipts", (json_int_t)c->receipts, "receipt_batches",
+        (json_int_t)c->receipt_batches, "checkpoints_accepted",
         (json_int_t)c->checkpoints_accepted, "checkpoints_refused",
-        (json_int_t)c->checkpoints_refused, "inclusion_passed", (json_int_t)c->inclusion_passed,
-        "inclusion_failed", (json_int_t)c->inclusion_failed, "alarms", (json_int_t)c->alarms,
-        "warnings", (json_int_t)c->warnings, "hooks_run", (json_int_t)c->hooks_run, "hooks_failed",
+        (json_int_t)c->checkpoints_refused, "checkpoints_unknown_old",
+        (json_int_t)c->checkpoints_unknown_old, "proofs_passed", (json_int_t)c->proofs_passed,
+        "proofs_failed", (json_int_t)c->proofs_failed, "proofs_unknown",
+        (json_int_t)c->proofs_unknown, "alarms", (json_int_t)c->alarms, "warnings",
+        (json_int_t)c->warnings, "hooks_run", (json_int_t)c->hooks_run, "hooks_failed",
         (json_int_t)c->hooks_failed);
 }
 
@@ -81,6 +85,13 @@ keten_err keten_status_node(keten_node *node, json_t **out)
         e = keten_rec_set(st, "alarms", alarms);
         alarms = NULL;
     }
+    size_t evidence = 0;
+    if (e == KETEN_OK) {
+        e = keten_alarm_evidence_count(node, &evidence);
+    }
+    if (e == KETEN_OK) { /* broker frames kept as the evidence of alarms */
+        e = keten_rec_set(st, "evidence", json_integer((json_int_t)evidence));
+    }
     if (e == KETEN_OK) {
         e = keten_rec_set(st, "counters", counters_json(&node->counters));
     }
@@ -100,27 +111,6 @@ keten_err keten_status_node(keten_node *node, json_t **out)
     return KETEN_OK;
 }
 
-static keten_err inclusion_state(keten_node *node, const json_t *rec, json_t *out)
-{
-    json_t *leaf = json_object_get(rec, "leaf_index");
-    if (leaf == NULL) {
-        return KETEN_OK;
-    }
-    uint8_t key[KETEN_STORE_U64_KEY];
-    keten_store_u64_put(keten_rec_u64(rec, "leaf_index"), key);
-    MDB_txn *txn = NULL;
-    MDB_val v;
-    keten_err e = keten_store_begin(node->store, false, &txn);
-    if (e != KETEN_OK) {
-        return e;
-    }
-    bool pending
-        = keten_store_get(node->store, txn, KETEN_DB_PENDING, key, sizeof key, &v) == KETEN_OK;
-    keten_err_clear();
-    keten_store_abort(&txn);
-    return keten_rec_set(out, "inclusion", json_string(pending ? "pending" : "checked"));
-}
-
 static keten_err copy_field(const json_t *from, json_t *to, const char *key)
 {
     json_t *v = json_object_get(from, key);
@@ -134,14 +124,14 @@ static keten_err time_field(const json_t *from, json_t *to, const char *key)
         : keten_rec_set(to, key, keten_rec_time(keten_rec_u64(from, key)));
 }
 
-static keten_err sent_status(keten_node *node, const uint8_t *msg_id, const json_t *rec, json_t *st)
+static keten_err sent_status(const uint8_t *msg_id, const json_t *rec, json_t *st)
 {
     keten_err e = keten_rec_set(st, "msg_id", keten_rec_hex(msg_id, KETEN_MSG_ID_BYTES));
     if (e == KETEN_OK) {
         e = keten_rec_set(st, "direction", json_string("sent"));
     }
     const char *keys[] = { "kind", "category", "purpose", "state", "in_reply_to", "leaf_index",
-        "reason", "rule", "detail", "replies" };
+        "tree_size", "reason", "rule", "detail", "replies" };
     for (size_t i = 0; e == KETEN_OK && i < sizeof keys / sizeof keys[0]; i++) {
         e = copy_field(rec, st, keys[i]);
     }
@@ -162,7 +152,7 @@ static keten_err sent_status(keten_node *node, const uint8_t *msg_id, const json
         }
         json_t *one = json_object();
         e = one == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
-        const char *rkeys[] = { "id", "state", "receipted_at", "receipt_leaf", "replied" };
+        const char *rkeys[] = { "id", "state", "stored_at", "reason", "receipt_leaf", "replied" };
         for (size_t k = 0; e == KETEN_OK && k < sizeof rkeys / sizeof rkeys[0]; k++) {
             e = copy_field(r, one, rkeys[k]);
         }
@@ -184,14 +174,10 @@ static keten_err sent_status(keten_node *node, const uint8_t *msg_id, const json
     if (e == KETEN_OK && json_object_get(st, "replies") == NULL) {
         e = keten_rec_set(st, "replies", json_array());
     }
-    if (e == KETEN_OK) {
-        e = inclusion_state(node, rec, st);
-    }
     return e;
 }
 
-static keten_err received_status(
-    keten_node *node, const uint8_t *msg_id, const json_t *rec, json_t *st)
+static keten_err received_status(const uint8_t *msg_id, const json_t *rec, json_t *st)
 {
     keten_err e = keten_rec_set(st, "msg_id", keten_rec_hex(msg_id, KETEN_MSG_ID_BYTES));
     if (e == KETEN_OK) {
@@ -205,9 +191,6 @@ static keten_err received_status(
     const char *times[] = { "received_at", "created_at", "expires_at" };
     for (size_t i = 0; e == KETEN_OK && i < sizeof times / sizeof times[0]; i++) {
         e = time_field(rec, st, times[i]);
-    }
-    if (e == KETEN_OK) {
-        e = inclusion_state(node, rec, st);
     }
     return e;
 }
@@ -223,12 +206,12 @@ keten_err keten_status_message(
     }
     keten_err e = keten_outbox_record(node, msg_id, &rec);
     if (e == KETEN_OK) {
-        e = sent_status(node, msg_id, rec, st);
+        e = sent_status(msg_id, rec, st);
     } else if (e == KETEN_ERR_NOT_FOUND) {
         keten_err_clear();
         e = keten_inbox_record(node, msg_id, &rec);
         if (e == KETEN_OK) {
-            e = received_status(node, msg_id, rec, st);
+            e = received_status(msg_id, rec, st);
         }
     }
     if (e == KETEN_OK) {

@@ -3,16 +3,17 @@
  *
  * Node: {node, role, connected, broker, last_connect_error, member,
  *   directory {version, expires_at, fresh, needed_version}, checkpoint
- *   {tree_size, root, directory_version, witnessed, witnessed_size},
- *   pending_inclusion, outbox, alarms [{kind, detail, at}], warnings [...],
- *   counters {...}}.
+ *   {tree_size (the reference checkpoint), root, directory_version,
+ *   witnessed, witnessed_size, last_witness_size}, outbox, alarms [{kind,
+ *   detail, at}], evidence (frames kept), warnings [...], counters {...}}.
  * Message: a sent one {msg_id, direction "sent", kind, category, purpose,
- *   state (pending, accepted, rejected, expired), created_at, expires_at,
- *   leaf_index, inclusion (pending, checked), reason/rule/detail when
- *   refused, recipients [{id, state (pending, accepted, receipted, expired,
- *   rejected), receipted_at, replied}], replies [{msg_id, from,
- *   received_at}]}; a received one {msg_id, direction "received", from, kind,
- *   received_at, handled, leaf_index, inclusion}. Both carry "alarms" (the
+ *   state (pending, accepted = proven in the log, rejected, expired),
+ *   created_at, expires_at, leaf_index, tree_size (of the proof),
+ *   reason/rule/detail when refused, recipients [{id, state (pending,
+ *   accepted, receipted, refused, expired, rejected), stored_at (receipted),
+ *   reason (refused, rejected), receipt_leaf, replied}], replies [{msg_id,
+ *   from, received_at}]}; a received one {msg_id, direction "received",
+ *   from, kind, received_at, handled, leaf_index}. Both carry "alarms" (the
  *   number of alarms of the node).
  */
 #ifndef KETEN_NODE_STATUS_H

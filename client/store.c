@@ -32,7 +32,7 @@ static const char *const db_names[KETEN_DB__COUNT] = {
     [KETEN_DB_SEEN] = "seen",
     [KETEN_DB_DIRECTORIES] = "directories",
     [KETEN_DB_CHECKPOINTS] = "checkpoints",
-    [KETEN_DB_PENDING] = "pending-inclusion",
+    [KETEN_DB_EVIDENCE] = "evidence",
     [KETEN_DB_STATE] = "state",
 };
 

@@ -4,8 +4,9 @@
  *
  *   outbox            msg_id -> serialized Envelope, until the broker acks or
  *                     refuses it (a send is committed here before it is sent)
- *   sent              msg_id -> JSON record: state, ack, leaf index, header,
- *                     per-recipient state, replies
+ *   sent              msg_id -> JSON record: state, leaf index, header,
+ *                     per-recipient state (receipted with stored_at, refused
+ *                     with the reason, expired), replies
  *   inbox             sequence (8 bytes big-endian) -> msg_id
  *   messages          msg_id -> JSON record: sender, kind, received_at,
  *                     in_reply_to, leaf index, handled flag, the opened signal
@@ -13,12 +14,16 @@
  *   seen              msg_id -> expires_at (8, big-endian) || envelope hash
  *                     (32): replay memory until the message expires
  *   directories       version (8, big-endian) -> SignedDirectory bytes
- *   checkpoints       tree size (8, big-endian) -> JSON record: the accepted
- *                     note, accepted_at, witnessed
- *   pending-inclusion leaf index (8, big-endian) -> msg_id (16) || deadline
- *                     (8, big-endian, ms) || origin (1: 's' sent, 'r' received)
+ *   checkpoints       tree size (8, big-endian) -> JSON record: an accepted
+ *                     witness checkpoint (the note, accepted_at, witnessed)
+ *   evidence          time (8, big-endian, ms) || counter (8, big-endian) ->
+ *                     a one-line reason, a NUL byte, then the bytes of the
+ *                     broker's frame that raised an alarm
  *   state             short text keys -> values (alarms, witnessed size,
- *                     the directory version a checkpoint named)
+ *                     the directory version a checkpoint named, the
+ *                     reference checkpoint: size (8, big-endian) || root (32)
+ *                     || directory version (8, big-endian) || directory
+ *                     hash (32))
  *
  * Every commit outside a batch is durable (LMDB's default fsync). Only the
  * daemon opens the store; the command line goes through the local API.
@@ -65,7 +70,7 @@ typedef enum keten_store_db {
     KETEN_DB_SEEN,
     KETEN_DB_DIRECTORIES,
     KETEN_DB_CHECKPOINTS,
-    KETEN_DB_PENDING,
+    KETEN_DB_EVIDENCE,
     KETEN_DB_STATE,
     KETEN_DB__COUNT
 } keten_store_db;
@@ -73,7 +78,8 @@ typedef enum keten_store_db {
 #define KETEN_STORE_MAP_SIZE (4ull << 30) /* 4 GiB of address space, sparse on disk */
 #define KETEN_STORE_U64_KEY 8
 #define KETEN_STORE_SEEN_BYTES (8 + 32)
-#define KETEN_STORE_PENDING_BYTES (16 + 8 + 1)
+#define KETEN_STORE_EVIDENCE_KEY (8 + 8)
+#define KETEN_STORE_REFERENCE_BYTES (8 + 32 + 8 + 32)
 
 typedef struct keten_store keten_store;
 

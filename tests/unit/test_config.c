@@ -202,7 +202,7 @@ static void test_tables(void **state)
         assert_non_null(keten_config_find(&keten_config_broker_table, broker_opts[i]));
     }
     static const char *const node_opts[] = { "home", "anchor", "directory", "broker", "on-message",
-        "passphrase-file", "inclusion-timeout-ms", "witness-timeout-ms", "verbose" };
+        "passphrase-file", "witness-timeout-ms", "verbose" };
     for (size_t i = 0; i < sizeof node_opts / sizeof node_opts[0]; i++) {
         assert_non_null(keten_config_find(&keten_config_node_table, node_opts[i]));
     }
@@ -264,7 +264,6 @@ static void test_defaults(void **state)
 
     cfg = keten_config_new(&keten_config_node_table);
     assert_non_null(cfg);
-    assert_int_equal(keten_config_get_uint(cfg, "inclusion-timeout-ms"), 60000);
     assert_int_equal(keten_config_get_uint(cfg, "witness-timeout-ms"), 3600000);
     assert_false(keten_config_get_bool(cfg, "verbose"));
     assert_null(keten_config_get_str(cfg, "on-message"));
