@@ -17,6 +17,22 @@
  *   keten-auditedit corrupt-signature --store DIR --leaf N
  *       flip one bit of the sender's signature in submitted record N (the
  *       record is re-encoded), rebuild the stored tree
+ *   keten-auditedit receipt-path --store DIR --leaf N
+ *       change one byte of the audit path (or, for a batch of one leaf, add
+ *       a hash to the empty path) of the ReceiptProof in receipted or
+ *       refused-by-recipient record N, rebuild the stored tree
+ *   keten-auditedit receipt-signature --store DIR --leaf N
+ *       flip one bit of the batch head's signature in record N's
+ *       ReceiptProof, rebuild the stored tree
+ *   keten-auditedit refused-as-receipted --store DIR --leaf N
+ *       turn refused-by-recipient record N into a receipted one (event
+ *       changed, reason cleared; the recipient's signed refusal kept),
+ *       rebuild the stored tree
+ *   keten-auditedit receipt-envelope --store DIR --leaf N --key FILE
+ *       replace record N's ReceiptProof with a batch of one leaf signed with
+ *       the secret key file FILE (the recipient's, no passphrase) that names
+ *       the same message and outcome but another envelope hash (same head
+ *       network, serial and time), rebuild the stored tree
  *   keten-auditedit append-submitted --store DIR --key FILE --to ID
  *       --network NAME --directory-version V [--category C] [--purpose P]
  *       append a submitted record signed with the secret key file FILE (no
@@ -43,6 +59,7 @@
 #include "keten.h"
 #include "merkle.h"
 #include "pb.h"
+#include "receipt.h"
 #include "util.h"
 
 #define MAP_SIZE (1ull << 30)
@@ -313,6 +330,184 @@ static int cmd_corrupt_signature(uint64_t leaf)
     return finish();
 }
 
+/* Record leaf, decoded; its receipt must be present. */
+static Keten__AuditRecord *receipt_record(uint64_t leaf)
+{
+    MDB_val v;
+    int rc = get_leaf(leaf, &v);
+    if (rc != 0) {
+        die("no such leaf", rc);
+        return NULL;
+    }
+    Keten__AuditRecord *r = NULL;
+    if (KETEN_PB_UNPACK(
+            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
+            != KETEN_OK
+        || r->receipt == NULL || r->receipt->signature.len == 0) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        die("the leaf is not a record with a receipt", 0);
+        return NULL;
+    }
+    return r;
+}
+
+/* Re-encode r as leaf N, rebuild the tree, commit. Frees r. */
+static int put_record(uint64_t leaf, Keten__AuditRecord *r, const char *what)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_pb_pack(&r->base, &buf, &len);
+    keten_pb_free((ProtobufCMessage **)(void *)&r);
+    if (e != KETEN_OK || put_leaf(leaf, buf, len) != 0 || rebuild_tree() != 0) {
+        free(buf);
+        return die("rewriting the leaf", 0);
+    }
+    free(buf);
+    printf("%s of leaf %llu; tree rebuilt\n", what, (unsigned long long)leaf);
+    return finish();
+}
+
+static int cmd_receipt_path(uint64_t leaf)
+{
+    Keten__AuditRecord *r = receipt_record(leaf);
+    if (r == NULL) {
+        return 1;
+    }
+    Keten__ReceiptProof *p = r->receipt;
+    static uint8_t extra[KETEN_HASH_BYTES];
+    static ProtobufCBinaryData one[1];
+    if (p->n_path > 0 && p->path[0].len > 0) {
+        p->path[0].data[p->path[0].len / 2] ^= 0x01;
+        return put_record(leaf, r, "changed one byte of the receipt's leaf path");
+    }
+    /* A batch of one leaf has no path: give it one (detached again before
+     * the record is freed). */
+    ProtobufCBinaryData *old_path = p->path;
+    size_t old_n = p->n_path;
+    randombytes_buf(extra, sizeof extra);
+    one[0].data = extra;
+    one[0].len = sizeof extra;
+    p->path = one;
+    p->n_path = 1;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_pb_pack(&r->base, &buf, &len);
+    p->path = old_path;
+    p->n_path = old_n;
+    keten_pb_free((ProtobufCMessage **)(void *)&r);
+    if (e != KETEN_OK || put_leaf(leaf, buf, len) != 0 || rebuild_tree() != 0) {
+        free(buf);
+        return die("rewriting the leaf", 0);
+    }
+    free(buf);
+    printf("added a hash to the receipt's empty leaf path of leaf %llu; tree rebuilt\n",
+        (unsigned long long)leaf);
+    return finish();
+}
+
+static int cmd_receipt_signature(uint64_t leaf)
+{
+    Keten__AuditRecord *r = receipt_record(leaf);
+    if (r == NULL) {
+        return 1;
+    }
+    ProtobufCBinaryData *sig = &r->receipt->signature;
+    sig->data[sig->len / 2] ^= 0x01;
+    return put_record(leaf, r, "flipped one bit of the receipt head's signature");
+}
+
+static int cmd_refused_as_receipted(uint64_t leaf)
+{
+    Keten__AuditRecord *r = receipt_record(leaf);
+    if (r == NULL) {
+        return 1;
+    }
+    if (r->event != KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return die("the leaf is not a refused-by-recipient record", 0);
+    }
+    r->event = KETEN__EVENT__EVENT_RECEIPTED;
+    r->reason = KETEN__REASON__REASON_NONE;
+    return put_record(leaf, r, "turned refused-by-recipient into receipted");
+}
+
+static int cmd_receipt_envelope(uint64_t leaf, const char *key_path)
+{
+    keten_identity *id = NULL;
+    if (keten_identity_load(key_path, NULL, 0, &id) != KETEN_OK) {
+        fprintf(stderr, "keten-auditedit: %s: %s\n", key_path, keten_err_detail());
+        mdb_txn_abort(txn);
+        return 1;
+    }
+    Keten__AuditRecord *r = receipt_record(leaf);
+    Keten__ReceiptBatchHead *h = NULL;
+    Keten__ReceiptLeaf *l = NULL;
+    keten_receipt_batch *b = NULL;
+    keten_hash *hashes = NULL;
+    Keten__ReceiptBatchHead *vh = NULL;
+    keten_receipt_proof_buf pb;
+    memset(&pb, 0, sizeof pb);
+    int rc = 1;
+    if (r == NULL) {
+        keten_identity_destroy(&id);
+        return 1;
+    }
+    if (KETEN_PB_UNPACK(keten__receipt_batch_head, r->receipt->head.data, r->receipt->head.len,
+            KETEN_RECEIPT_HEAD_MAX, "head", &h)
+            != KETEN_OK
+        || KETEN_PB_UNPACK(keten__receipt_leaf, r->receipt->leaf.data, r->receipt->leaf.len,
+               KETEN_RECEIPT_LEAF_MAX, "leaf", &l)
+            != KETEN_OK
+        || l->msg_id.len != KETEN_MSG_ID_BYTES || l->envelope_hash.len != KETEN_HASH_BYTES) {
+        rc = die("the record's receipt does not parse", 0);
+        goto out;
+    }
+    keten_receipt_item item;
+    memcpy(item.msg_id, l->msg_id.data, KETEN_MSG_ID_BYTES);
+    memcpy(item.envelope_hash, l->envelope_hash.data, KETEN_HASH_BYTES);
+    item.envelope_hash[0] ^= 0x01;
+    item.outcome = l->outcome;
+    item.reason = l->reason;
+    Keten__NodeCert cert = KETEN__NODE_CERT__INIT;
+    cert.id = id->id;
+    cert.serial = h->cert_serial;
+    cert.sign_pk = (ProtobufCBinaryData) { KETEN_SIGN_PK_BYTES, id->sign_pk };
+    if (keten_receipt_batch_new(id, h->network, h->cert_serial, h->stored_at, &item, 1, &b)
+            != KETEN_OK
+        || keten_receipt_batch_verify(&cert, h->network, &b->msg, &vh, &hashes) != KETEN_OK
+        || keten_receipt_proof_build(&b->msg, (const keten_hash *)hashes, 0, &pb) != KETEN_OK) {
+        fprintf(stderr, "keten-auditedit: signing a receipt: %s\n", keten_err_detail());
+        rc = die("signing a receipt", 0);
+        goto out;
+    }
+    Keten__ReceiptProof *old = r->receipt;
+    r->receipt = &pb.msg;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_pb_pack(&r->base, &buf, &len);
+    r->receipt = old;
+    if (e != KETEN_OK || put_leaf(leaf, buf, len) != 0 || rebuild_tree() != 0) {
+        free(buf);
+        rc = die("rewriting the leaf", 0);
+        goto out;
+    }
+    free(buf);
+    printf("re-signed the receipt of leaf %llu by %s naming another envelope hash; tree "
+           "rebuilt\n",
+        (unsigned long long)leaf, id->id);
+    rc = finish();
+out:
+    keten_receipt_proof_buf_clear(&pb);
+    free(hashes);
+    keten_pb_free((ProtobufCMessage **)(void *)&vh);
+    keten_receipt_batch_destroy(&b);
+    keten_pb_free((ProtobufCMessage **)(void *)&l);
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    keten_pb_free((ProtobufCMessage **)(void *)&r);
+    keten_identity_destroy(&id);
+    return rc;
+}
+
 static int cmd_append(const char *key_path, const char *to, const char *network,
     uint64_t dir_version, const char *category, const char *purpose)
 {
@@ -484,8 +679,9 @@ static int cmd_tables(const char *store)
 static int usage(void)
 {
     fprintf(stderr,
-        "usage: keten-auditedit flip|delete|truncate|swap|corrupt-signature|"
-        "append-submitted|checkpoint|tables --store DIR [options] (see the source)\n");
+        "usage: keten-auditedit flip|delete|truncate|swap|corrupt-signature|receipt-path|"
+        "receipt-signature|refused-as-receipted|receipt-envelope|append-submitted|"
+        "checkpoint|tables --store DIR [options] (see the source)\n");
     return 2;
 }
 
@@ -588,6 +784,18 @@ int main(int argc, char **argv)
     }
     if (strcmp(verb, "corrupt-signature") == 0 && have_leaf) {
         return open_store(store, false) != 0 ? 1 : cmd_corrupt_signature(leaf);
+    }
+    if (strcmp(verb, "receipt-path") == 0 && have_leaf) {
+        return open_store(store, false) != 0 ? 1 : cmd_receipt_path(leaf);
+    }
+    if (strcmp(verb, "receipt-signature") == 0 && have_leaf) {
+        return open_store(store, false) != 0 ? 1 : cmd_receipt_signature(leaf);
+    }
+    if (strcmp(verb, "refused-as-receipted") == 0 && have_leaf) {
+        return open_store(store, false) != 0 ? 1 : cmd_refused_as_receipted(leaf);
+    }
+    if (strcmp(verb, "receipt-envelope") == 0 && have_leaf && key != NULL) {
+        return open_store(store, false) != 0 ? 1 : cmd_receipt_envelope(leaf, key);
     }
     if (strcmp(verb, "append-submitted") == 0 && key != NULL && to != NULL && network != NULL
         && dir_version > 0) {
