@@ -145,15 +145,15 @@ run "$AUDIT" stats --db broker --by pair --json
 expect 0 "stats --by pair --json"
 jo 'sorted((r["sender"], r["recipient"], r["exchanges"]) for r in D["rows"]) == sorted([("gemeente-diemen", "politie-mn", 3), ("gemeente-diemen", "belastingdienst", 5), ("politie-mn", "gemeente-diemen", 1), ("gemeente-diemen", "woonstad", 1)])' \
     "exchanges per sender -> recipient pair: 3, 5, 1, 1"
-jo 'D["totals"]["messages"] == 9 and D["totals"]["exchanges"] == 10 and D["totals"]["receipted"] == 8 and D["totals"]["expired"] == 1' \
-    "totals: 9 messages, 10 exchanges, 8 receipted, 1 expired"
+jo 'D["totals"]["messages"] == 9 and D["totals"]["exchanges"] == 10 and D["totals"]["receipted"] == 8 and D["totals"]["refused"] == 0 and D["totals"]["refused_by_reason"] == {} and D["totals"]["expired"] == 1' \
+    "totals: 9 messages, 10 exchanges, 8 receipted, none refused, 1 expired"
 jo 'D["totals"]["rejected"] == 2 and D["totals"]["rejected_by_reason"] == {"policy": 1, "sender-mismatch": 1}' \
     "rejected attempts per reason"
 run "$AUDIT" stats --db broker --by category,purpose --json
 jo 'sorted((r["category"], r["purpose"], r["messages"], r["exchanges"]) for r in D["rows"]) == [("adrescheck", "riec-convenant-2024/art-5", 3, 4), ("woonfraude", "handhaving", 6, 6)]' \
     "per category and purpose: the query counts once as a message, twice as exchanges"
 run "$AUDIT" stats --db broker --by month --json
-jo "D['rows'] == [{'month': '$MONTH', 'messages': 9, 'exchanges': 10, 'receipted': 8, 'expired': 1}]" \
+jo "D['rows'] == [{'month': '$MONTH', 'messages': 9, 'exchanges': 10, 'receipted': 8, 'refused': 0, 'expired': 1}]" \
     "per month"
 run "$AUDIT" stats --db broker
 expect 0 "stats as a table (default pair,category,month)"
@@ -215,7 +215,7 @@ check "says plainly that it was not verified" grep -q "Not verified." plain.html
 run "$AUDIT" prove --db broker "$MSG_Q" --out proof.json
 expect 0 "prove the query"
 cp proof.json "$T/.out"
-jo "D['format'] == 'keten-proof/v1' and D['msg_id'] == '$MSG_Q' and D['network'] == 'riec-test'" \
+jo "D['format'] == 'keten-proof/v2' and D['msg_id'] == '$MSG_Q' and D['network'] == 'riec-test'" \
     "the bundle names format, message and network"
 jo 'len(D["records"]) == 5 and all(r["tree_size"] == int(D["checkpoint"].split("\n")[1]) for r in D["records"])' \
     "its 5 records lead to the checkpoint's tree size"
@@ -292,6 +292,25 @@ json.dump(D, open(sys.argv[2], "w"), indent=2)
 PY
 run "$AUDIT" check-proof note.json --anchor admin/network.pub
 expect 3 "a changed tree size in the checkpoint: the proof does not hold"
+"$PY" - proof.json v1.json <<'PY'
+import json, sys
+D = json.load(open(sys.argv[1]))
+D["format"] = "keten-proof/v1"
+json.dump(D, open(sys.argv[2], "w"), indent=2)
+PY
+run "$AUDIT" check-proof v1.json --anchor admin/network.pub
+expect 3 "a version 1 bundle is refused"
+says "a version 1 proof bundle: made by a keten before receipt batches; ask for a new one" \
+    "it says why and what to do"
+"$PY" - proof.json nosubmit.json <<'PY'
+import json, sys
+D = json.load(open(sys.argv[1]))
+D["records"] = [r for r in D["records"] if r["event"] != "submitted"]
+json.dump(D, open(sys.argv[2], "w"), indent=2)
+PY
+run "$AUDIT" check-proof nosubmit.json --anchor admin/network.pub
+expect 3 "a bundle without the submitted record: its receipts cannot be tied to an envelope"
+says "comes before any submitted record of the message" "it says the submitted record is missing"
 head -c 200 proof.json >cut.json
 run "$AUDIT" check-proof cut.json --anchor admin/network.pub
 expect 3 "a truncated bundle: the proof does not hold"

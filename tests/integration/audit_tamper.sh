@@ -6,10 +6,20 @@
 # swapped; a checkpoint from a forked log; a sender signature that does not
 # match; a record signed by a key revoked before its time. And the controls:
 # the untouched copy, and a record appended the same way but signed by a
-# current partner, verify.
+# current partner, verify. Receipts: a receipted record whose leaf path was
+# changed, one whose batch head signature was changed, a refused-by-recipient
+# record turned into a receipted one, and a receipt re-signed by the very
+# recipient but naming another envelope: each is found at its record.
 . "$(dirname "$0")/audit_lib.sh"
 
 make_log || done_testing
+# One signal politie-mn refuses (its recipient checks fail: invalid signal),
+# so that the log holds a refused-by-recipient record.
+peer gemeente-diemen submit --to politie-mn --json signal.json
+[ "$(jget 'len(E("ack"))')" = 1 ] || not_ok "a signal politie-mn will refuse"
+peer politie-mn recv --count 1 --refuse invalid-signal
+wait_for 10 logged REFUSED_BY_RECIPIENT || not_ok "the refusal is logged"
+sleep 1 # a checkpoint covers it
 stop_broker
 check "a real broker run wrote a log and stopped" test "$BRC" -eq 0
 cp -a broker pristine
@@ -35,6 +45,17 @@ edit() {
 S1=$(seq_of 'r["event"] == "SUBMITTED"' pristine)
 S2=$(seq_of "r['event'] == 'SUBMITTED' and r['seq'] > $S1" pristine)
 RC_SEQ=$(seq_of 'r["event"] == "RECEIPTED"' pristine)
+REF_SEQ=$(seq_of 'r["event"] == "REFUSED_BY_RECIPIENT"' pristine)
+# node_of SEQ: the node of record SEQ of the pristine log.
+node_of() {
+    "$PEER" audit --db pristine/store >"$T/.node.json" 2>/dev/null
+    "$PY" - "$T/.node.json" "$1" <<'PY'
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+print(next(r["node"] for r in L if r["seq"] == int(sys.argv[2])))
+PY
+}
+RC_NODE=$(node_of "$RC_SEQ")
 
 # ---- one byte of one record ---------------------------------------------------------
 
@@ -46,6 +67,31 @@ says "does not match its hash in the stored tree" "it says the record changed af
 copy t-flip2
 edit flip --store t-flip2/store --leaf "$RC_SEQ" --byte 3
 verify_fails_at "one byte of receipted record $RC_SEQ changed" "$RC_SEQ" t-flip2
+
+# ---- receipts: the recipient's signed batch, its leaf and path -----------------------
+
+copy t-rpath
+edit receipt-path --store t-rpath/store --leaf "$RC_SEQ"
+verify_fails_at "the receipt's leaf path in record $RC_SEQ changed (tree rebuilt)" "$RC_SEQ" t-rpath
+says "do not lead to the root of the signed batch head" "it says the leaf is not in the signed batch"
+
+copy t-rsig
+edit receipt-signature --store t-rsig/store --leaf "$RC_SEQ"
+verify_fails_at "the receipt head's signature in record $RC_SEQ changed (tree rebuilt)" "$RC_SEQ" \
+    t-rsig
+says "does not verify with its certificate" "it says the recipient's signature does not verify"
+
+copy t-rout
+edit refused-as-receipted --store t-rout/store --leaf "$REF_SEQ"
+verify_fails_at "refused-by-recipient record $REF_SEQ turned into receipted (tree rebuilt)" \
+    "$REF_SEQ" t-rout
+says "the recipient's signed outcome is 'refused'" "it says the recipient signed a refusal"
+
+copy t-renv
+edit receipt-envelope --store t-renv/store --leaf "$RC_SEQ" --key "n-$RC_NODE/identity.secret"
+verify_fails_at "a receipt by $RC_NODE naming another envelope in record $RC_SEQ" "$RC_SEQ" t-renv
+says "names another envelope hash than the message's submitted record" \
+    "it says the recipient answered for another envelope"
 
 # ---- a record deleted from the middle (tree rebuilt to match) -------------------------
 

@@ -23,7 +23,9 @@ stdout_says "the log is only self-consistent" \
     "without checkpoints from partners it says the log is only self-consistent"
 stdout_says "(the broker's clock)" "the time span is the broker's claim"
 stdout_says "submitted        9 (each sender's signature" "9 sender signatures verified"
-stdout_says "receipted        8 (each recipient's signed receipt)" "8 receipts verified"
+stdout_says "receipted        8 (each recipient's signed receipt: stored)" "8 receipts verified"
+stdout_says "refused          0 (each recipient's signed receipt: refused" "no refusals"
+stdout_says "receipt batches  " "the receipt batch heads checked are counted"
 stdout_says "the broker's claims (no partner signed these)" \
     "deliveries, expiries and times are presented as the broker's claims"
 stdout_says "2 version(s) installed in the log, verified from the anchor; latest version 2" \
@@ -35,8 +37,8 @@ jo "D['ok'] and D['records'] >= $N_RECORDS and D['tree_size'] == D['records']" \
     "JSON: ok, records and tree size"
 jo 'len(D["root"]) == 64 and D["first_time"] <= D["last_time"]' \
     "JSON: the root in hex and an ordered time span"
-jo 'D["signed_by_partners"] == {"submitted": 9, "receipted": 8}' \
-    "JSON: what partners signed (9 submitted, 8 receipted)"
+jo 'D["signed_by_partners"]["submitted"] == 9 and D["signed_by_partners"]["receipted"] == 8 and D["signed_by_partners"]["refused-by-recipient"] == 0 and 1 <= D["signed_by_partners"]["receipt_batches"] <= 8' \
+    "JSON: what partners signed (9 submitted, 8 receipted in at most 8 receipt batches, none refused)"
 jo 'D["broker_claims"]["delivered"] == 8 and D["broker_claims"]["expired"] == 1 and D["broker_claims"]["rejected"] == 2 and D["broker_claims"]["auth-failed"] >= 1' \
     "JSON: deliveries, expiry, rejections, auth failures are the broker's claims"
 jo 'D["checkpoints"]["stored"] > 0 and D["checkpoints"]["witnessed"] >= 1 and D["checkpoints"]["quorum"] == 2 and D["checkpoints"]["partners"] == 3' \
