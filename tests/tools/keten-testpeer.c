@@ -10,16 +10,20 @@
  *         [--timeout-ms T (default 5000)] [--sign-home DIR (sign envelopes with
  *         another node's identity: a spoofing sender)] [--transport-key-only
  *         (connect with a fresh transport key that no directory lists)]
- *         [--cosign (cosign every checkpoint that verifies)]
+ *         [--cosign (cosign every witness checkpoint that verifies)]
+ *         [--no-hello (send no Hello first)] [--hello-size N (Hello names N
+ *         instead of 0)]
  *         [--no-notice-ack (do not confirm forwarded receipts and expiry notices;
  *         by default each is confirmed at once with a NoticeAck, as a node does)]
  *
  * ACTIONS
  *   submit --to IDS --json FILE [--kind K] [--count N] [--created-at-offset-ms N]
  *          [--expires-in-ms N] [--save-envelope OUT] [--wait-receipts N]
- *       seal N envelopes and submit them; print "sent", then "ack" (with the
- *       ack verified against the broker's log key) or "error" for each; with
- *       --wait-receipts also wait for N forwarded receipts
+ *       seal N envelopes and submit them; print "sent", then "ack" (its leaf
+ *       proof checked against the checkpoint it names, which must be one
+ *       this peer accepted, and its record against the envelope sent) or
+ *       "error" for each; with --wait-receipts also wait for N receipt
+ *       notices
  *   seal --to IDS --json FILE --out OUT [same sealing options]
  *       write one sealed envelope to OUT without connecting
  *   submit-raw FILE, replay FILE
@@ -27,9 +31,19 @@
  *   connect-only [--listen-ms T]
  *       send credit 0 and print every frame that arrives within T ms, then
  *       "summary" with the count
- *   recv --count N [--credit C] [--no-receipt]
- *       send credit, open every delivery (keten_envelope_open), receipt it,
- *       print "deliver" per message, stop after N or the timeout
+ *   recv --count N [--credit C] [--no-receipt] [--refuse REASON]
+ *       send credit, check every delivery's proof and open it
+ *       (keten_envelope_open), print "deliver" per message, and answer the
+ *       deliveries read together with one signed receipt batch (outcome
+ *       stored, or refused with REASON, e.g. policy); stop after N or the
+ *       timeout
+ *   receipt-batch --envelope FILE [--refuse REASON] [--tamper leaf]
+ *       send one receipt batch with one leaf naming the envelope in FILE
+ *       (its msg_id and hash), signed with this node's key (with
+ *       --sign-home: with that node's key, the head still naming this
+ *       node); --tamper leaf: the leaf sent differs from the one signed, so
+ *       the root does not match the leaves. Prints "receipt_batch" and what
+ *       comes back within --listen-ms
  *   proof --leaf L
  *       wait for a checkpoint that covers leaf L, ask for its inclusion proof
  *       (and a consistency proof from the first checkpoint seen, if older),
@@ -42,6 +56,14 @@
  *   audit --db DIR
  *       (no connection) print every audit record of the broker store DIR as
  *       JSON: seq, event, msg_id, sender, node, recipients, reason, rule
+ *
+ * Every connection starts with Hello{0} (see --no-hello, --hello-size). A
+ * CheckpointFrame is accepted only when its note verifies under the
+ * broker's log key and its consistency proof leads from a checkpoint this
+ * peer accepted before (old_size 0 only before the first); its "checkpoint"
+ * line says so ("valid", "consistent"). Every proof (ack, duplicate error,
+ * delivery, notice) is checked against the root of an accepted checkpoint
+ * of its tree size ("valid", "against_latest": of the latest one).
  *
  * Exit code: 0 when the action ran (its results are in the JSON), 1 when it
  * could not run, 2 for usage errors.
@@ -61,9 +83,11 @@
 #include "envelope.h"
 #include "identity.h"
 #include "keten.h"
+#include "logproof.h"
 #include "merkle.h"
 #include "pb.h"
 #include "policy.h"
+#include "receipt.h"
 #include "signal_json.h"
 #include "util.h"
 
@@ -71,10 +95,24 @@
 #define PEER_GRACE_MS 300
 #define PEER_LIFETIME_DEFAULT_MS (24ull * 3600ull * 1000ull)
 #define PEER_COUNT_MAX 100000
+#define PEER_KEPT 64 /* accepted checkpoints remembered */
+#define PEER_SENT_MAX 1024 /* envelopes remembered to check their acks */
+
+typedef struct kept_cp {
+    uint64_t size;
+    keten_hash root;
+} kept_cp;
+
+typedef struct sent_env {
+    uint8_t msg_id[KETEN_MSG_ID_BYTES];
+    uint8_t *env;
+    size_t len;
+} sent_env;
 
 typedef struct peer {
     const char *home, *anchor_path, *dir_path, *broker, *sign_home;
-    bool transport_only, cosign, no_notice_ack;
+    bool transport_only, cosign, no_notice_ack, no_hello;
+    uint64_t hello_size;
     uint64_t timeout_ms;
     keten_identity *me; /* transport and receiving identity */
     keten_identity *signer; /* envelope signer (me unless --sign-home) */
@@ -87,6 +125,16 @@ typedef struct peer {
     bool have_first;
     keten_checkpoint first, latest;
     bool have_latest;
+    kept_cp kept[PEER_KEPT];
+    size_t n_kept, kept_next;
+    /* envelopes sent (acks are checked against them) */
+    sent_env sent[PEER_SENT_MAX];
+    size_t n_sent;
+    /* receipt leaves not yet sent */
+    keten_receipt_item pending[KETEN_RECEIPT_BATCH_MAX];
+    size_t n_pending;
+    Keten__Reason refuse; /* REASON_NONE: stored */
+    size_t batches;
     /* counters */
     size_t frames, answers, receipts, deliveries;
 } peer;
@@ -199,11 +247,32 @@ static keten_err peer_connect(peer *p)
             KETEN_ERR_IO, "connecting to %s: %s", p->broker, zmq_strerror(zmq_errno()));
     }
     sodium_memzero(sk, sizeof sk);
+    if (!p->no_hello) {
+        Keten__Hello h = KETEN__HELLO__INIT;
+        h.tree_size = p->hello_size;
+        Keten__Frame f = KETEN__FRAME__INIT;
+        f.body_case = KETEN__FRAME__BODY_HELLO;
+        f.hello = &h;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        keten_err e = keten_pb_pack(&f.base, &buf, &len);
+        if (e != KETEN_OK) {
+            return e;
+        }
+        int rc = zmq_send(p->sock, buf, len, 0);
+        free(buf);
+        if (rc < 0) {
+            return keten_err_set(KETEN_ERR_IO, "sending Hello: %s", zmq_strerror(zmq_errno()));
+        }
+    }
     return KETEN_OK;
 }
 
 static void peer_close(peer *p)
 {
+    for (size_t i = 0; i < p->n_sent; i++) {
+        free(p->sent[i].env);
+    }
     if (p->sock != NULL) {
         zmq_close(p->sock);
     }
@@ -280,53 +349,150 @@ typedef struct recv_opts {
     bool receipt;
 } recv_opts;
 
-static json_t *ack_json(peer *p, const Keten__Ack *ack)
+/* The root of an accepted checkpoint of size, if kept. */
+static bool kept_root(const peer *p, uint64_t size, keten_hash root)
+{
+    for (size_t i = 0; i < p->n_kept; i++) {
+        if (p->kept[i].size == size) {
+            memcpy(root, p->kept[i].root, KETEN_HASH_BYTES);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void keep(peer *p, const keten_checkpoint *cp)
+{
+    keten_hash r;
+    if (kept_root(p, cp->size, r)) {
+        return;
+    }
+    p->kept[p->kept_next].size = cp->size;
+    memcpy(p->kept[p->kept_next].root, cp->root, KETEN_HASH_BYTES);
+    p->kept_next = (p->kept_next + 1) % PEER_KEPT;
+    if (p->n_kept < PEER_KEPT) {
+        p->n_kept++;
+    }
+}
+
+/* Check a LeafProof against the accepted checkpoint of its size; describe
+ * it in o; *rec_out (may be NULL) is the record when it verified. */
+static bool check_proof(
+    const peer *p, const Keten__LeafProof *lp, json_t *o, Keten__AuditRecord **rec_out)
+{
+    Keten__AuditRecord *rec = NULL;
+    bool valid = false;
+    if (lp == NULL) {
+        json_object_set_new(o, "proof", json_string("missing"));
+    } else {
+        keten_hash root;
+        bool known = kept_root(p, lp->tree_size, root);
+        json_object_set_new(o, "leaf", json_integer((json_int_t)lp->leaf_index));
+        json_object_set_new(o, "tree_size", json_integer((json_int_t)lp->tree_size));
+        json_object_set_new(o, "known_checkpoint", json_boolean(known));
+        json_object_set_new(
+            o, "against_latest", json_boolean(p->have_latest && p->latest.size == lp->tree_size));
+        if (known) {
+            keten_err e = keten_leafproof_verify(lp, root, &rec);
+            valid = e == KETEN_OK;
+            if (!valid) {
+                json_object_set_new(o, "proof_error", json_string(keten_err_detail()));
+                keten_err_clear();
+            }
+        }
+    }
+    json_object_set_new(o, "proof_valid", json_boolean(valid));
+    if (rec != NULL) {
+        json_object_set_new(
+            o, "record_event", json_string(enum_name(&keten__event__descriptor, rec->event, "EVENT_")));
+        if (rec->msg_id.len > 0) {
+            json_object_set_new(o, "msg_id", hexval(rec->msg_id.data, rec->msg_id.len));
+        }
+    }
+    if (rec_out != NULL) {
+        *rec_out = rec;
+    } else {
+        keten_pb_free((ProtobufCMessage **)(void *)&rec);
+    }
+    return valid;
+}
+
+/* Is rec the "submitted" record of an envelope this peer sent? */
+static bool record_is_sent(const peer *p, const Keten__AuditRecord *rec, json_t *o)
+{
+    if (rec->msg_id.len != KETEN_MSG_ID_BYTES) {
+        return false;
+    }
+    for (size_t i = 0; i < p->n_sent; i++) {
+        const sent_env *se = &p->sent[i];
+        if (memcmp(se->msg_id, rec->msg_id.data, KETEN_MSG_ID_BYTES) != 0) {
+            continue;
+        }
+        Keten__Envelope *env = NULL;
+        bool ok = KETEN_PB_UNPACK(keten__envelope, se->env, se->len, KETEN_ENVELOPE_MAX,
+                      "envelope", &env)
+                == KETEN_OK
+            && keten_record_is_envelope(rec, se->env, se->len, env) == KETEN_OK;
+        keten_err_clear();
+        keten_pb_free((ProtobufCMessage **)(void *)&env);
+        json_object_set_new(o, "matches_envelope", json_boolean(ok));
+        return ok;
+    }
+    return false;
+}
+
+/* An ack (or the proof of a DUPLICATE error): valid when the proof
+ * verifies, the record is a "submitted" one of this node and, when this
+ * peer sent the envelope, it is that envelope's record. */
+static json_t *ack_json(peer *p, const Keten__LeafProof *lp)
 {
     json_t *o = json_object();
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    Keten__AckBody *body = NULL;
-    bool valid = false;
-    if (keten_pb_pack(&ack->base, &buf, &len) == KETEN_OK && p->broker_cert->log_pk.len == 32
-        && keten_ack_verify(p->broker_cert->log_pk.data, buf, len, &body) == KETEN_OK) {
-        valid = true;
-        json_object_set_new(o, "msg_id", hexval(body->msg_id.data, body->msg_id.len));
-        json_object_set_new(o, "leaf", json_integer((json_int_t)body->leaf_index));
+    Keten__AuditRecord *rec = NULL;
+    bool valid = check_proof(p, lp, o, &rec);
+    if (rec != NULL) {
         json_object_set_new(
-            o, "envelope_hash", hexval(body->envelope_hash.data, body->envelope_hash.len));
+            o, "envelope_hash", hexval(rec->envelope_hash.data, rec->envelope_hash.len));
+        bool mine = p->me != NULL && strcmp(rec->sender, p->signer != NULL ? p->signer->id : p->me->id) == 0;
+        bool known = false;
+        for (size_t i = 0; i < p->n_sent && rec->msg_id.len == KETEN_MSG_ID_BYTES; i++) {
+            known = known || memcmp(p->sent[i].msg_id, rec->msg_id.data, KETEN_MSG_ID_BYTES) == 0;
+        }
+        valid = valid && rec->event == KETEN__EVENT__EVENT_SUBMITTED && mine
+            && (!known || record_is_sent(p, rec, o));
     }
     json_object_set_new(o, "valid", json_boolean(valid));
-    keten_pb_free((ProtobufCMessage **)(void *)&body);
-    free(buf);
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
     return o;
 }
 
-static keten_err send_receipt(peer *p, const keten_verified *v)
+/* Sign and send the pending receipt leaves as one batch. */
+static keten_err send_receipts(peer *p)
 {
+    if (p->n_pending == 0) {
+        return KETEN_OK;
+    }
     const Keten__NodeCert *mine = keten_directory_find_id(p->dir, p->me->id);
     if (mine == NULL) {
         return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "this node is not in the directory");
     }
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    keten_err e = keten_receipt_sign(p->me, keten_directory_network(p->dir), mine->serial,
-        v->header->msg_id.data, v->envelope_hash, keten_now_ms(), &buf, &len);
+    keten_receipt_batch *rb = NULL;
+    keten_err e = keten_receipt_batch_new(p->me, keten_directory_network(p->dir), mine->serial,
+        keten_now_ms(), p->pending, p->n_pending, &rb);
     if (e != KETEN_OK) {
         return e;
     }
-    Keten__Receipt *r = NULL;
-    e = KETEN_PB_UNPACK(keten__receipt, buf, len, KETEN_RECEIPT_MAX, "receipt", &r);
-    free(buf);
-    if (e != KETEN_OK) {
-        return e;
-    }
-    Keten__ReceiptFrame rf = KETEN__RECEIPT_FRAME__INIT;
-    rf.receipt = r;
     Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_RECEIPT;
-    f.receipt = &rf;
+    f.body_case = KETEN__FRAME__BODY_RECEIPTS;
+    f.receipts = &rb->msg;
     e = send_frame(p, &f);
-    keten_pb_free((ProtobufCMessage **)(void *)&r);
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("receipt_batch"));
+    json_object_set_new(o, "leaves", json_integer((json_int_t)p->n_pending));
+    json_object_set_new(o, "sent", json_boolean(e == KETEN_OK));
+    emit(o);
+    keten_receipt_batch_destroy(&rb);
+    p->n_pending = 0;
+    p->batches++;
     return e;
 }
 
@@ -334,60 +500,133 @@ static void on_deliver(peer *p, const Keten__Deliver *d, const recv_opts *ro)
 {
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("deliver"));
-    json_object_set_new(o, "leaf", json_integer((json_int_t)d->leaf_index));
+    Keten__AuditRecord *rec = NULL;
+    bool proof_ok = check_proof(p, d->proof, o, &rec);
     keten_verified *v = NULL;
     Keten__Signal *sig = NULL;
     keten_err e = p->me == NULL ? KETEN_ERR_INVALID
                                 : keten_envelope_open(p->me, p->dir, d->envelope.data,
                                     d->envelope.len, keten_now_ms(), &v, &sig);
     json_object_set_new(o, "opened", json_boolean(e == KETEN_OK));
+    if (proof_ok) {
+        Keten__Envelope *env = NULL;
+        bool for_me = false;
+        for (size_t i = 0; p->me != NULL && i < rec->n_recipients; i++) {
+            for_me = for_me || strcmp(rec->recipients[i], p->me->id) == 0;
+        }
+        proof_ok = for_me
+            && KETEN_PB_UNPACK(keten__envelope, d->envelope.data, d->envelope.len,
+                   KETEN_ENVELOPE_MAX, "envelope", &env)
+                == KETEN_OK
+            && keten_record_is_envelope(rec, d->envelope.data, d->envelope.len, env) == KETEN_OK;
+        keten_err_clear();
+        keten_pb_free((ProtobufCMessage **)(void *)&env);
+        json_object_set_new(o, "record_matches", json_boolean(proof_ok));
+    }
+    json_object_set_new(o, "valid", json_boolean(proof_ok));
     if (e == KETEN_OK) {
         json_object_set_new(o, "msg_id", hexval(v->header->msg_id.data, KETEN_MSG_ID_BYTES));
         json_object_set_new(o, "from", json_string(v->header->sender));
         json_object_set_new(o, "kind", json_string(keten_kind_name(v->header->kind)));
         json_object_set_new(o, "category", json_string(v->header->category));
         json_object_set_new(o, "summary", json_string(sig->summary));
-        if (ro->receipt) {
-            keten_err re = send_receipt(p, v);
-            json_object_set_new(o, "receipted", json_boolean(re == KETEN_OK));
-        }
     } else {
         json_object_set_new(o, "error", json_string(keten_strerror(e)));
         json_object_set_new(o, "detail", json_string(keten_err_detail()));
     }
+    /* A delivery whose proof does not hold gets no leaf (as a node does). */
+    if (ro->receipt && proof_ok && p->n_pending < KETEN_RECEIPT_BATCH_MAX
+        && d->envelope.len > 0 && rec->msg_id.len == KETEN_MSG_ID_BYTES) {
+        keten_receipt_item *it = &p->pending[p->n_pending++];
+        memcpy(it->msg_id, rec->msg_id.data, KETEN_MSG_ID_BYTES);
+        crypto_hash_sha256(it->envelope_hash, d->envelope.data, d->envelope.len);
+        if (e != KETEN_OK) {
+            it->outcome = KETEN__OUTCOME__OUTCOME_REFUSED;
+            it->reason = KETEN__REASON__REASON_UNDECRYPTABLE;
+        } else if (p->refuse != KETEN__REASON__REASON_NONE) {
+            it->outcome = KETEN__OUTCOME__OUTCOME_REFUSED;
+            it->reason = p->refuse;
+        } else {
+            it->outcome = KETEN__OUTCOME__OUTCOME_STORED;
+            it->reason = KETEN__REASON__REASON_NONE;
+        }
+        json_object_set_new(o, "outcome",
+            json_string(enum_name(&keten__outcome__descriptor, it->outcome, "OUTCOME_")));
+        json_object_set_new(o, "receipted", json_true());
+    }
     p->deliveries++;
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
     keten_signal_free(&sig);
     keten_verified_destroy(&v);
     emit(o);
 }
 
-static void on_receipt(peer *p, const Keten__ReceiptFrame *rf)
+/* A ReceiptNotice: the proof of a "receipted" or "refused-by-recipient"
+ * record of a message this node sent, whose receipt the recipient signed. */
+static void on_receipt(peer *p, const Keten__ReceiptNotice *rn)
 {
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("receipt"));
-    json_object_set_new(o, "leaf", json_integer((json_int_t)rf->leaf_index));
-    bool valid = false;
-    if (rf->receipt != NULL) {
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        Keten__ReceiptBody *peek = NULL;
-        if (keten_pb_pack(&rf->receipt->base, &buf, &len) == KETEN_OK
-            && KETEN_PB_UNPACK(keten__receipt_body, rf->receipt->body.data, rf->receipt->body.len,
-                   KETEN_RECEIPT_MAX, "receipt body", &peek)
-                == KETEN_OK) {
-            json_object_set_new(o, "msg_id", hexval(peek->msg_id.data, peek->msg_id.len));
-            json_object_set_new(o, "recipient", json_string(peek->recipient));
-            const Keten__NodeCert *cert = keten_directory_find_id(p->dir, peek->recipient);
-            Keten__ReceiptBody *body = NULL;
-            valid = cert != NULL && keten_receipt_verify(cert, buf, len, &body) == KETEN_OK;
-            keten_pb_free((ProtobufCMessage **)(void *)&body);
+    Keten__AuditRecord *rec = NULL;
+    bool valid = check_proof(p, rn->proof, o, &rec);
+    if (rec != NULL) {
+        bool answer = rec->event == KETEN__EVENT__EVENT_RECEIPTED
+            || rec->event == KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT;
+        json_object_set_new(o, "recipient", json_string(rec->node));
+        json_object_set_new(
+            o, "reason", json_string(enum_name(&keten__reason__descriptor, rec->reason, "REASON_")));
+        const Keten__NodeCert *cert = keten_directory_find_id(p->dir, rec->node);
+        Keten__ReceiptBatchHead *head = NULL;
+        Keten__ReceiptLeaf *leaf = NULL;
+        bool receipt_ok = answer && cert != NULL && rec->receipt != NULL
+            && keten_receipt_proof_verify(
+                   cert, keten_directory_network(p->dir), rec->receipt, &head, &leaf)
+                == KETEN_OK;
+        keten_err_clear();
+        if (receipt_ok) {
+            bool stored = leaf->outcome == KETEN__OUTCOME__OUTCOME_STORED;
+            json_object_set_new(o, "outcome",
+                json_string(enum_name(&keten__outcome__descriptor, leaf->outcome, "OUTCOME_")));
+            receipt_ok = stored == (rec->event == KETEN__EVENT__EVENT_RECEIPTED)
+                && leaf->msg_id.len == rec->msg_id.len
+                && memcmp(leaf->msg_id.data, rec->msg_id.data, rec->msg_id.len) == 0
+                && (stored || leaf->reason == rec->reason);
         }
-        keten_pb_free((ProtobufCMessage **)(void *)&peek);
-        free(buf);
+        json_object_set_new(o, "receipt_valid", json_boolean(receipt_ok));
+        bool mine = p->me != NULL && strcmp(rec->sender, p->me->id) == 0;
+        valid = valid && receipt_ok && mine;
+        keten_pb_free((ProtobufCMessage **)(void *)&leaf);
+        keten_pb_free((ProtobufCMessage **)(void *)&head);
     }
     json_object_set_new(o, "valid", json_boolean(valid));
-    confirm_notice(p, o, rf->leaf_index);
+    if (valid) {
+        confirm_notice(p, o, rn->proof->leaf_index);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
     p->receipts++;
+    emit(o);
+}
+
+static void on_expired(peer *p, const Keten__ExpiredNotice *en)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("expired"));
+    Keten__AuditRecord *rec = NULL;
+    bool valid = check_proof(p, en->proof, o, &rec);
+    if (rec != NULL) {
+        json_t *r = json_array();
+        for (size_t i = 0; i < rec->n_recipients; i++) {
+            json_array_append_new(r, json_string(rec->recipients[i]));
+        }
+        json_object_set_new(o, "recipients", r);
+        valid = valid && rec->event == KETEN__EVENT__EVENT_EXPIRED && p->me != NULL
+            && strcmp(rec->sender, p->me->id) == 0;
+    }
+    json_object_set_new(o, "valid", json_boolean(valid));
+    if (valid) {
+        confirm_notice(p, o, en->proof->leaf_index);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
     emit(o);
 }
 
@@ -399,23 +638,49 @@ static void on_checkpoint(peer *p, const Keten__CheckpointFrame *cf)
     size_t len = strlen(cf->note);
     keten_err e = keten_checkpoint_open(
         cf->note, len, p->broker_cert->id, p->broker_cert->log_pk.data, &cp);
-    json_object_set_new(o, "valid", json_boolean(e == KETEN_OK));
+    json_object_set_new(o, "signature_valid", json_boolean(e == KETEN_OK));
+    json_object_set_new(o, "old_size", json_integer((json_int_t)cf->old_size));
+    json_object_set_new(o, "witness", json_boolean(cf->witness));
+    bool consistent = false;
     if (e == KETEN_OK) {
         json_object_set_new(o, "size", json_integer((json_int_t)cp.size));
         json_object_set_new(o, "directory_version", json_integer((json_int_t)cp.dir_version));
+        json_object_set_new(o, "proof_hashes", json_integer((json_int_t)cf->n_consistency));
+        keten_hash old_root;
+        keten_hash path[KETEN_MERKLE_MAX_PROOF];
+        bool sizes = cf->n_consistency <= KETEN_MERKLE_MAX_PROOF;
+        for (size_t i = 0; sizes && i < cf->n_consistency; i++) {
+            sizes = cf->consistency[i].len == KETEN_HASH_BYTES;
+            if (sizes) {
+                memcpy(path[i], cf->consistency[i].data, KETEN_HASH_BYTES);
+            }
+        }
+        if (cf->old_size == 0) {
+            consistent = p->n_kept == 0 && cf->n_consistency == 0;
+        } else if (sizes && kept_root(p, cf->old_size, old_root)) {
+            consistent = keten_merkle_verify_consistency(cf->old_size, cp.size, old_root, cp.root,
+                             (const keten_hash *)path, cf->n_consistency)
+                == KETEN_OK;
+            keten_err_clear();
+        }
+        consistent = consistent && (!p->have_latest || cp.size >= p->latest.size);
+        json_object_set_new(o, "consistent", json_boolean(consistent));
         size_t count = 0;
         bool witnessed = false;
         if (keten_checkpoint_witnesses(cf->note, len, p->dir, &count, &witnessed) == KETEN_OK) {
             json_object_set_new(o, "cosignatures", json_integer((json_int_t)count));
             json_object_set_new(o, "witnessed", json_boolean(witnessed));
         }
-        if (!p->have_first) {
-            p->first = cp;
-            p->have_first = true;
+        if (consistent) {
+            if (!p->have_first) {
+                p->first = cp;
+                p->have_first = true;
+            }
+            p->latest = cp;
+            p->have_latest = true;
+            keep(p, &cp);
         }
-        p->latest = cp;
-        p->have_latest = true;
-        if (p->cosign && p->me != NULL) {
+        if (consistent && cf->witness && p->cosign && p->me != NULL) {
             char *line = NULL;
             if (keten_cosignature_sign(
                     cf->note, len, p->me->id, p->me->sign_sk, keten_now_ms() / 1000, &line)
@@ -434,6 +699,7 @@ static void on_checkpoint(peer *p, const Keten__CheckpointFrame *cf)
     } else {
         json_object_set_new(o, "error", json_string(keten_err_detail()));
     }
+    json_object_set_new(o, "valid", json_boolean(e == KETEN_OK && consistent));
     emit(o);
 }
 
@@ -450,8 +716,8 @@ static void on_error(peer *p, const Keten__Frame *f)
     }
     json_object_set_new(o, "rule", json_integer(er->rule));
     json_object_set_new(o, "detail", json_string(er->detail));
-    if (er->ack != NULL) {
-        json_object_set_new(o, "ack", ack_json(p, er->ack));
+    if (er->proof != NULL) {
+        json_object_set_new(o, "ack", ack_json(p, er->proof));
     }
     p->answers++;
     emit(o);
@@ -554,7 +820,7 @@ static bool handle(peer *p, const uint8_t *data, size_t len, const recv_opts *ro
     json_t *o = NULL;
     switch (f->body_case) {
     case KETEN__FRAME__BODY_SUBMIT_ACK:
-        o = ack_json(p, f->submit_ack->ack);
+        o = ack_json(p, f->submit_ack->proof);
         json_object_set_new(o, "event", json_string("ack"));
         json_object_set_new(o, "request_id", json_integer((json_int_t)f->request_id));
         p->answers++;
@@ -566,23 +832,12 @@ static bool handle(peer *p, const uint8_t *data, size_t len, const recv_opts *ro
     case KETEN__FRAME__BODY_DELIVER:
         on_deliver(p, f->deliver, ro);
         break;
-    case KETEN__FRAME__BODY_RECEIPT:
-        on_receipt(p, f->receipt);
+    case KETEN__FRAME__BODY_RECEIPT_NOTICE:
+        on_receipt(p, f->receipt_notice);
         break;
-    case KETEN__FRAME__BODY_EXPIRED: {
-        o = json_object();
-        json_object_set_new(o, "event", json_string("expired"));
-        json_object_set_new(o, "msg_id", hexval(f->expired->msg_id.data, f->expired->msg_id.len));
-        json_t *r = json_array();
-        for (size_t i = 0; i < f->expired->n_recipients; i++) {
-            json_array_append_new(r, json_string(f->expired->recipients[i]));
-        }
-        json_object_set_new(o, "recipients", r);
-        json_object_set_new(o, "leaf", json_integer((json_int_t)f->expired->leaf_index));
-        confirm_notice(p, o, f->expired->leaf_index);
-        emit(o);
+    case KETEN__FRAME__BODY_EXPIRED:
+        on_expired(p, f->expired);
         break;
-    }
     case KETEN__FRAME__BODY_CHECKPOINT:
         on_checkpoint(p, f->checkpoint);
         maybe_ask_proof(p, ps);
@@ -638,6 +893,10 @@ static bool pump(
             return false;
         }
         zmq_pollitem_t it = { p->sock, 0, ZMQ_POLLIN, 0 };
+        if (p->n_pending > 0 && zmq_poll(&it, 1, 0) == 0) {
+            /* Nothing more to read now: answer what was read, in one batch. */
+            (void)send_receipts(p);
+        }
         int rc = zmq_poll(&it, 1, (long)(deadline - now));
         if (rc <= 0) {
             continue;
@@ -763,6 +1022,13 @@ static int act_submit(peer *p, const seal_opts *so)
         if (e == KETEN_OK) {
             e = send_submit(p, env, len, &rid);
         }
+        if (e == KETEN_OK && p->n_sent < PEER_SENT_MAX) {
+            sent_env *se = &p->sent[p->n_sent++];
+            memcpy(se->msg_id, msg_id, KETEN_MSG_ID_BYTES);
+            se->env = env;
+            se->len = len;
+            env = NULL;
+        }
         free(env);
         if (e != KETEN_OK) {
             return fail(e, "submit");
@@ -870,13 +1136,140 @@ static int act_recv(peer *p, uint64_t count, uint64_t credit, bool receipt)
         timeout_event("deliveries");
     }
     /* Let the receipts go out and catch refusals of them. */
+    (void)send_receipts(p);
     pump(p, keten_mono_ms() + PEER_GRACE_MS, NULL, NULL, &ro, &ps);
+    (void)send_receipts(p);
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("summary"));
     json_object_set_new(o, "deliveries", json_integer((json_int_t)p->deliveries));
+    json_object_set_new(o, "receipt_batches", json_integer((json_int_t)p->batches));
     json_object_set_new(o, "frames", json_integer((json_int_t)p->frames));
     emit(o);
     return 0;
+}
+
+/* One receipt batch naming the envelope in path (see the top comment). */
+static int act_receipt_batch(peer *p, const char *path, const char *tamper, uint64_t listen_ms)
+{
+    uint8_t *env = NULL;
+    size_t len = 0;
+    Keten__Envelope *e_msg = NULL;
+    Keten__Header *h = NULL;
+    keten_receipt_batch *rb = NULL;
+    uint8_t *signed_buf = NULL;
+    int r = 1;
+    keten_err e = keten_file_read(path, KETEN_ENVELOPE_MAX, &env, &len);
+    if (e == KETEN_OK) {
+        e = KETEN_PB_UNPACK(keten__envelope, env, len, KETEN_ENVELOPE_MAX, "envelope", &e_msg);
+    }
+    if (e == KETEN_OK) {
+        e = KETEN_PB_UNPACK(keten__header, e_msg->header.data, e_msg->header.len,
+            KETEN_ENVELOPE_MAX, "header", &h);
+    }
+    if (e == KETEN_OK && h->msg_id.len != KETEN_MSG_ID_BYTES) {
+        e = keten_err_set(KETEN_ERR_MALFORMED, "%s: a msg_id of %zu bytes", path, h->msg_id.len);
+    }
+    const Keten__NodeCert *mine = keten_directory_find_id(p->dir, p->me->id);
+    if (e == KETEN_OK && mine == NULL) {
+        e = keten_err_set(KETEN_ERR_UNKNOWN_NODE, "this node is not in the directory");
+    }
+    if (e != KETEN_OK) {
+        r = fail(e, "envelope");
+        goto out;
+    }
+    keten_receipt_item item;
+    memset(&item, 0, sizeof item);
+    memcpy(item.msg_id, h->msg_id.data, KETEN_MSG_ID_BYTES);
+    crypto_hash_sha256(item.envelope_hash, env, len);
+    item.outcome = p->refuse != KETEN__REASON__REASON_NONE ? KETEN__OUTCOME__OUTCOME_REFUSED
+                                                           : KETEN__OUTCOME__OUTCOME_STORED;
+    item.reason = p->refuse;
+    if ((e = keten_receipt_batch_new(p->me, keten_directory_network(p->dir), mine->serial,
+             keten_now_ms(), &item, 1, &rb))
+        != KETEN_OK) {
+        r = fail(e, "receipt batch");
+        goto out;
+    }
+    Keten__ReceiptBatch msg = rb->msg;
+    uint8_t sig[KETEN_SIG_BYTES];
+    if (p->signer != NULL) {
+        /* The same head, signed with another node's key. */
+        size_t label = strlen(KETEN_LABEL_RECEIPTS);
+        signed_buf = malloc(label + rb->head_len);
+        if (signed_buf == NULL) {
+            r = fail(KETEN_ERR_NOMEM, "receipt batch");
+            goto out;
+        }
+        memcpy(signed_buf, KETEN_LABEL_RECEIPTS, label);
+        memcpy(signed_buf + label, rb->head, rb->head_len);
+        crypto_sign_detached(sig, NULL, signed_buf, label + rb->head_len, p->signer->sign_sk);
+        msg.signature.data = sig;
+        msg.signature.len = sizeof sig;
+    }
+    Keten__ReceiptLeaf changed;
+    Keten__ReceiptLeaf *changed_p[1] = { &changed };
+    uint8_t other_hash[KETEN_HASH_BYTES];
+    if (tamper != NULL && strcmp(tamper, "leaf") == 0) {
+        /* A valid leaf, but not the one the signed root is over. */
+        changed = *rb->leaf_ptrs[0];
+        memcpy(other_hash, item.envelope_hash, sizeof other_hash);
+        other_hash[0] ^= 0x01;
+        changed.envelope_hash.data = other_hash;
+        msg.leaves = changed_p;
+    } else if (tamper != NULL) {
+        r = fail(keten_err_set(KETEN_ERR_INVALID, "--tamper %s: only leaf", tamper), "options");
+        goto out;
+    }
+    if ((e = peer_connect(p)) != KETEN_OK) {
+        r = fail(e, "connect");
+        goto out;
+    }
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.request_id = ++p->next_request;
+    f.body_case = KETEN__FRAME__BODY_RECEIPTS;
+    f.receipts = &msg;
+    e = send_frame(p, &f);
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("receipt_batch"));
+    json_object_set_new(o, "request_id", json_integer((json_int_t)f.request_id));
+    json_object_set_new(o, "msg_id", hexval(item.msg_id, KETEN_MSG_ID_BYTES));
+    json_object_set_new(o, "sent", json_boolean(e == KETEN_OK));
+    emit(o);
+    recv_opts ro = { false };
+    proof_state ps = { 0 };
+    pump(p, keten_mono_ms() + listen_ms, NULL, NULL, &ro, &ps);
+    o = json_object();
+    json_object_set_new(o, "event", json_string("summary"));
+    json_object_set_new(o, "frames", json_integer((json_int_t)p->frames));
+    emit(o);
+    r = 0;
+out:
+    free(signed_buf);
+    keten_receipt_batch_destroy(&rb);
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    keten_pb_free((ProtobufCMessage **)(void *)&e_msg);
+    free(env);
+    return r;
+}
+
+/* A reason by its name without the prefix ("policy"). */
+static bool reason_parse(const char *name, Keten__Reason *out)
+{
+    char full[64];
+    int n = snprintf(full, sizeof full, "REASON_%s", name);
+    if (n < 0 || (size_t)n >= sizeof full) {
+        return false;
+    }
+    for (char *c = full; *c != '\0'; c++) {
+        *c = (*c >= 'a' && *c <= 'z') ? (char)(*c - 'a' + 'A') : (*c == '-' ? '_' : *c);
+    }
+    const ProtobufCEnumValue *v
+        = protobuf_c_enum_descriptor_get_value_by_name(&keten__reason__descriptor, full);
+    if (v == NULL || v->value == KETEN__REASON__REASON_NONE) {
+        return false;
+    }
+    *out = (Keten__Reason)v->value;
+    return true;
 }
 
 static bool proof_done(const peer *p, const void *arg)
@@ -1002,7 +1395,10 @@ static int act_audit(const char *db)
         json_object_set_new(o, "rule", json_integer(r->rule));
         json_object_set_new(o, "directory_version", json_integer((json_int_t)r->directory_version));
         json_object_set_new(o, "header_bytes", json_integer((json_int_t)r->header.len));
-        json_object_set_new(o, "receipt_bytes", json_integer((json_int_t)r->receipt.len));
+        json_object_set_new(o, "receipt_bytes",
+            json_integer(r->receipt != NULL
+                    ? (json_int_t)protobuf_c_message_get_packed_size(&r->receipt->base)
+                    : 0));
         json_object_set_new(o, "size_bucket", json_integer((json_int_t)r->size_bucket));
         emit(o);
         keten_pb_free((ProtobufCMessage **)(void *)&r);
@@ -1018,10 +1414,11 @@ static int act_audit(const char *db)
 static const char usage_text[]
     = "Usage: keten-testpeer --home DIR --anchor FILE --directory FILE --broker ENDPOINT\n"
       "                      [--timeout-ms T] [--sign-home DIR] [--transport-key-only] [--cosign]\n"
-      "                      [--no-notice-ack]\n"
+      "                      [--no-notice-ack] [--no-hello] [--hello-size N]\n"
       "                      ACTION [OPTIONS]\n"
       "Actions: submit, seal, submit-raw FILE, replay FILE, connect-only, recv, proof,\n"
-      "         dir-request, notice-ack; or: keten-testpeer audit --db BROKER_HOME/store\n"
+      "         dir-request, notice-ack, receipt-batch; or: keten-testpeer audit --db\n"
+      "         BROKER_HOME/store\n"
       "See the comment at the top of tests/tools/keten-testpeer.c.\n";
 
 static int usage(const char *what)
@@ -1047,8 +1444,13 @@ int main(int argc, char **argv)
     seal_opts so = { .count = 1, .expires_in = PEER_LIFETIME_DEFAULT_MS };
     uint64_t listen_ms = 1000, count = 1, credit = 0, leaf = 0, after = 0;
     bool no_receipt = false;
-    const char *db = NULL;
+    const char *db = NULL, *envelope = NULL, *tamper = NULL;
     static const struct option opts[] = {
+        { "no-hello", no_argument, NULL, 'Y' },
+        { "hello-size", required_argument, NULL, 'Z' },
+        { "refuse", required_argument, NULL, 'R' },
+        { "envelope", required_argument, NULL, 'e' },
+        { "tamper", required_argument, NULL, 'T' },
         { "home", required_argument, NULL, 'H' },
         { "anchor", required_argument, NULL, 'a' },
         { "directory", required_argument, NULL, 'd' },
@@ -1109,6 +1511,25 @@ int main(int argc, char **argv)
             break;
         case 'Q':
             p.no_notice_ack = true;
+            break;
+        case 'Y':
+            p.no_hello = true;
+            break;
+        case 'Z':
+            if (!num(optarg, UINT64_MAX - 1, &p.hello_size)) {
+                return usage("--hello-size");
+            }
+            break;
+        case 'R':
+            if (!reason_parse(optarg, &p.refuse)) {
+                return usage("--refuse: a reason name such as policy or undecryptable");
+            }
+            break;
+        case 'e':
+            envelope = optarg;
+            break;
+        case 'T':
+            tamper = optarg;
             break;
         case 'o':
             so.to = optarg;
@@ -1248,6 +1669,9 @@ int main(int argc, char **argv)
         r = act_dir_request(&p, after);
     } else if (strcmp(action, "notice-ack") == 0) {
         r = act_notice_ack(&p, leaf);
+    } else if (strcmp(action, "receipt-batch") == 0) {
+        r = envelope != NULL && p.me != NULL ? act_receipt_batch(&p, envelope, tamper, listen_ms)
+                                             : usage("receipt-batch needs --home and --envelope");
     } else {
         r = usage("unknown action");
     }
