@@ -245,3 +245,49 @@ uint8_t *fuzz_resign_envelope(const uint8_t *buf, size_t len, bool rotated, size
     keten_pb_free((ProtobufCMessage **)(void *)&env);
     return out;
 }
+
+bool fuzz_root_from_path(const keten_hash leaf_hash, uint64_t index, uint64_t size,
+    const ProtobufCBinaryData *path, size_t path_len, keten_hash root_out)
+{
+    if (index >= size || path_len > KETEN_MERKLE_MAX_PROOF) {
+        return false;
+    }
+    uint64_t fn = index;
+    uint64_t sn = size - 1;
+    keten_hash r;
+    memcpy(r, leaf_hash, sizeof r);
+    for (size_t i = 0; i < path_len; i++) {
+        if (sn == 0 || path[i].len != KETEN_HASH_BYTES) {
+            return false;
+        }
+        keten_hash next;
+        if ((fn & 1) == 1 || fn == sn) {
+            keten_merkle_node_hash(path[i].data, r, next);
+            while ((fn & 1) == 0 && fn != 0) {
+                fn >>= 1;
+                sn >>= 1;
+            }
+        } else {
+            keten_merkle_node_hash(r, path[i].data, next);
+        }
+        memcpy(r, next, sizeof r);
+        fn >>= 1;
+        sn >>= 1;
+    }
+    if (sn != 0) {
+        return false;
+    }
+    memcpy(root_out, r, sizeof r);
+    return true;
+}
+
+uint8_t *fuzz_flip(const uint8_t *buf, size_t len, size_t bit)
+{
+    FUZZ_CHECK(len > 0);
+    uint8_t *out = malloc(len);
+    FUZZ_CHECK(out != NULL);
+    memcpy(out, buf, len);
+    bit %= 8 * len;
+    out[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    return out;
+}

@@ -37,6 +37,7 @@
 #include "directory.h"
 #include "identity.h"
 #include "keten.h"
+#include "merkle.h"
 
 /* The libFuzzer entry point every harness defines. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -115,5 +116,16 @@ bool fuzz_packs_to(const ProtobufCMessage *msg, const uint8_t *buf, size_t len);
  * parse as an Envelope or names no node of the test network; else a
  * malloc()ed serialized Envelope. */
 uint8_t *fuzz_resign_envelope(const uint8_t *buf, size_t len, bool rotated, size_t *out_len);
+
+/* The root an RFC 9162 audit path leads to from leaf_hash at index in a
+ * tree of size leaves (the computation inside the verification, RFC 9162
+ * 2.1.3.2), so that a harness can check a proof whatever root it was made
+ * for. false when the path cannot belong to such a tree (index >= size, too
+ * short, too long, a hash that is not 32 bytes). */
+bool fuzz_root_from_path(const keten_hash leaf_hash, uint64_t index, uint64_t size,
+    const ProtobufCBinaryData *path, size_t path_len, keten_hash root_out);
+
+/* buf with bit `bit` (taken modulo 8 * len) flipped, malloc()ed; len > 0. */
+uint8_t *fuzz_flip(const uint8_t *buf, size_t len, size_t bit);
 
 #endif

@@ -11,13 +11,21 @@
  *   3. submit: a verified envelope hashes to v->envelope_hash, re-serializes
  *      to the same bytes, and names a current sender; deliver: an envelope
  *      that a recipient opens is one the broker's verify accepts;
- *   4. acks (submit_ack, error) and receipts: a verified body has the
- *      documented field lengths; a receipt verifies for at most the one
- *      certificate it names;
+ *   4. proofs (submit_ack, error, deliver, receipt_notice, expired): a
+ *      LeafProof verifies against the root its path leads to exactly when
+ *      its leaf is a canonical record of that index, and never against a
+ *      root or with a leaf one bit off; a proven record that
+ *      keten_record_is_envelope matches to the delivered envelope names its
+ *      msg_id, sender and hash, and no longer matches the envelope with a
+ *      bit flipped; receipt batches (receipts) and the receipt in a proven
+ *      record verify for at most the one certificate they name, and what
+ *      verifies is canonical;
  *   5. directory_push: a chain that verifies ends in one of its own versions
  *      (or the version held), never older than the version held;
  *   6. checkpoint: a note the broker's key opens parses to a body that
- *      re-serializes to the note's text; witnesses never exceed partners;
+ *      re-serializes to the note's text; its consistency proof is never
+ *      accepted from a larger tree, and from its own size only when empty;
+ *      witnesses never exceed partners;
  *   7. cosignature: a line that can be added to a note and verifies makes
  *      its node count as a witness.
  */
@@ -29,7 +37,9 @@
 #include "checkpoint.h"
 #include "envelope.h"
 #include "fuzz_common.h"
+#include "logproof.h"
 #include "pb.h"
+#include "receipt.h"
 #include "signal_json.h"
 #include "util.h"
 
@@ -88,56 +98,163 @@ static void check_deliver(const ProtobufCBinaryData *env)
     }
 }
 
-static void check_ack(const Keten__Ack *ack)
+/* A LeafProof, checked against the root its own path leads to (the harness
+ * holds no log): verify accepts it exactly when the path fits the tree and
+ * the leaf is a canonical AuditRecord whose seq is the leaf index; what it
+ * accepts is refused against a root with one bit flipped and with one bit of
+ * the leaf flipped. *rec_out (may be NULL) receives the record. */
+static void check_leafproof(const Keten__LeafProof *p, Keten__AuditRecord **rec_out)
 {
-    if (ack == NULL) {
+    Keten__AuditRecord *rec = NULL;
+    if (rec_out != NULL) {
+        *rec_out = NULL;
+    }
+    if (p == NULL) {
         return;
     }
-    uint8_t *b = NULL;
-    size_t len = 0;
-    FUZZ_MUST(keten_pb_pack(&ack->base, &b, &len));
-    Keten__AckBody *body = NULL;
-    if (keten_ack_verify(fuzz_node(FUZZ_BROKER)->log_pk, b, len, &body) == KETEN_OK) {
-        FUZZ_CHECK(body->msg_id.len == KETEN_MSG_ID_BYTES);
-        FUZZ_CHECK(body->envelope_hash.len == KETEN_HASH_BYTES);
-        FUZZ_CHECK(body->network[0] != '\0');
-        FUZZ_CHECK(fuzz_packs_to(&body->base, ack->body.data, ack->body.len));
-    } else {
-        FUZZ_CHECK(body == NULL);
+    keten_hash lh;
+    keten_hash root;
+    keten_merkle_leaf_hash(p->leaf.data, p->leaf.len, lh);
+    if (!fuzz_root_from_path(lh, p->leaf_index, p->tree_size, p->path, p->n_path, root)) {
+        /* No root at all: nothing can verify it; try one anyway. */
+        memset(root, 0, sizeof root);
+        FUZZ_CHECK(keten_leafproof_verify(p, root, &rec) != KETEN_OK);
+        FUZZ_CHECK(rec == NULL);
+        return;
     }
-    keten_pb_free((ProtobufCMessage **)(void *)&body);
-    free(b);
+    Keten__AuditRecord *canon = NULL;
+    bool canonical = p->leaf.len > 0 && p->leaf.len <= KETEN_AUDIT_RECORD_MAX
+        && KETEN_PB_UNPACK_CANONICAL(keten__audit_record, p->leaf.data, p->leaf.len,
+               KETEN_AUDIT_RECORD_MAX, "audit record", &canon)
+            == KETEN_OK
+        && canon->seq == p->leaf_index;
+    keten_pb_free((ProtobufCMessage **)(void *)&canon);
+    keten_err e = keten_leafproof_verify(p, root, &rec);
+    FUZZ_CHECK((e == KETEN_OK) == canonical);
+    if (e != KETEN_OK) {
+        FUZZ_CHECK(rec == NULL);
+        keten_err_clear();
+        return;
+    }
+    FUZZ_CHECK(rec->seq == p->leaf_index);
+    FUZZ_CHECK(fuzz_packs_to(&rec->base, p->leaf.data, p->leaf.len));
+    Keten__AuditRecord *again = NULL;
+    uint8_t *bad_root = fuzz_flip(root, sizeof root, p->leaf.len);
+    FUZZ_CHECK(keten_leafproof_verify(p, bad_root, &again) != KETEN_OK && again == NULL);
+    free(bad_root);
+    Keten__LeafProof flipped = *p;
+    uint8_t *bad_leaf = fuzz_flip(p->leaf.data, p->leaf.len, p->tree_size);
+    flipped.leaf.data = bad_leaf;
+    FUZZ_CHECK(keten_leafproof_verify(&flipped, root, &again) != KETEN_OK && again == NULL);
+    free(bad_leaf);
+    keten_err_clear();
+    if (rec_out != NULL) {
+        *rec_out = rec;
+    } else {
+        keten_pb_free((ProtobufCMessage **)(void *)&rec);
+    }
 }
 
-static void check_receipt(const Keten__Receipt *r)
+/* A proven record against an envelope (acks and deliveries): when
+ * keten_record_is_envelope accepts, the record names the envelope's msg_id,
+ * sender and hash; the same record never matches the envelope with one bit
+ * of it flipped. */
+static void check_record_envelope(const Keten__AuditRecord *rec, const ProtobufCBinaryData *env)
 {
-    if (r == NULL) {
+    Keten__Envelope *e = NULL;
+    Keten__Header *h = NULL;
+    if (rec == NULL || env->len == 0
+        || KETEN_PB_UNPACK(keten__envelope, env->data, env->len, KETEN_ENVELOPE_MAX, "e", &e)
+            != KETEN_OK) {
+        keten_err_clear();
         return;
     }
+    if (keten_record_is_envelope(rec, env->data, env->len, e) == KETEN_OK) {
+        FUZZ_CHECK(rec->event == KETEN__EVENT__EVENT_SUBMITTED);
+        FUZZ_MUST(KETEN_PB_UNPACK(
+            keten__header, e->header.data, e->header.len, KETEN_ENVELOPE_MAX, "h", &h));
+        FUZZ_CHECK(rec->msg_id.len == KETEN_MSG_ID_BYTES
+            && memcmp(rec->msg_id.data, h->msg_id.data, KETEN_MSG_ID_BYTES) == 0);
+        FUZZ_CHECK(strcmp(rec->sender, h->sender) == 0);
+        uint8_t hash[KETEN_HASH_BYTES];
+        crypto_hash_sha256(hash, env->data, env->len);
+        FUZZ_CHECK(rec->envelope_hash.len == KETEN_HASH_BYTES
+            && memcmp(rec->envelope_hash.data, hash, KETEN_HASH_BYTES) == 0);
+        uint8_t *bad = fuzz_flip(env->data, env->len, env->len / 2 * 8);
+        Keten__Envelope *be = NULL;
+        if (KETEN_PB_UNPACK(keten__envelope, bad, env->len, KETEN_ENVELOPE_MAX, "e", &be)
+            == KETEN_OK) {
+            FUZZ_CHECK(keten_record_is_envelope(rec, bad, env->len, be) != KETEN_OK);
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&be);
+        free(bad);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    keten_pb_free((ProtobufCMessage **)(void *)&e);
+    keten_err_clear();
+}
+
+/* A receipt (a batch, or the proof inside a proven record) verifies for at
+ * most the one certificate it names (twice: an unchanged certificate is in
+ * both directory versions). */
+static void check_receipt_batch(const Keten__ReceiptBatch *rb)
+{
     const fuzz_network *net = fuzz_net();
-    uint8_t *b = NULL;
-    size_t len = 0;
-    FUZZ_MUST(keten_pb_pack(&r->base, &b, &len));
     size_t ok = 0;
     const keten_directory *dirs[2] = { net->d1, net->d2 };
     for (size_t d = 0; d < 2; d++) {
         const Keten__Directory *doc = keten_directory_doc(dirs[d]);
         for (size_t i = 0; i < doc->n_nodes; i++) {
-            Keten__ReceiptBody *body = NULL;
-            if (keten_receipt_verify(doc->nodes[i], b, len, &body) == KETEN_OK) {
-                FUZZ_CHECK(strcmp(body->recipient, doc->nodes[i]->id) == 0);
-                FUZZ_CHECK(body->cert_serial == doc->nodes[i]->serial);
-                FUZZ_CHECK(body->msg_id.len == KETEN_MSG_ID_BYTES);
+            Keten__ReceiptBatchHead *head = NULL;
+            keten_hash *lh = NULL;
+            if (keten_receipt_batch_verify(doc->nodes[i], FUZZ_NETWORK, rb, &head, &lh)
+                == KETEN_OK) {
+                FUZZ_CHECK(strcmp(head->recipient, doc->nodes[i]->id) == 0);
+                FUZZ_CHECK(head->cert_serial == doc->nodes[i]->serial);
+                FUZZ_CHECK(head->count == rb->n_leaves && head->count >= 1
+                    && head->count <= KETEN_RECEIPT_BATCH_MAX);
+                FUZZ_CHECK(fuzz_packs_to(&head->base, rb->head.data, rb->head.len));
                 ok++;
             } else {
-                FUZZ_CHECK(body == NULL);
+                FUZZ_CHECK(head == NULL && lh == NULL);
             }
-            keten_pb_free((ProtobufCMessage **)(void *)&body);
+            free(lh);
+            keten_pb_free((ProtobufCMessage **)(void *)&head);
         }
     }
-    /* Unchanged certificates appear in both versions: at most twice. */
     FUZZ_CHECK(ok <= 2);
-    free(b);
+    keten_err_clear();
+}
+
+static void check_record_receipt(const Keten__AuditRecord *rec)
+{
+    if (rec == NULL || rec->receipt == NULL) {
+        return;
+    }
+    const fuzz_network *net = fuzz_net();
+    size_t ok = 0;
+    const keten_directory *dirs[2] = { net->d1, net->d2 };
+    for (size_t d = 0; d < 2; d++) {
+        const Keten__Directory *doc = keten_directory_doc(dirs[d]);
+        for (size_t i = 0; i < doc->n_nodes; i++) {
+            Keten__ReceiptBatchHead *head = NULL;
+            Keten__ReceiptLeaf *leaf = NULL;
+            if (keten_receipt_proof_verify(doc->nodes[i], FUZZ_NETWORK, rec->receipt, &head, &leaf)
+                == KETEN_OK) {
+                FUZZ_CHECK(strcmp(head->recipient, doc->nodes[i]->id) == 0);
+                FUZZ_CHECK(leaf->msg_id.len == KETEN_MSG_ID_BYTES);
+                FUZZ_CHECK(fuzz_packs_to(&leaf->base, rec->receipt->leaf.data,
+                    rec->receipt->leaf.len));
+                ok++;
+            } else {
+                FUZZ_CHECK(head == NULL && leaf == NULL);
+            }
+            keten_pb_free((ProtobufCMessage **)(void *)&leaf);
+            keten_pb_free((ProtobufCMessage **)(void *)&head);
+        }
+    }
+    FUZZ_CHECK(ok <= 2);
+    keten_err_clear();
 }
 
 static void check_push(const Keten__DirectoryPush *p)
@@ -179,9 +296,10 @@ static void check_push(const Keten__DirectoryPush *p)
     free(lens);
 }
 
-static void check_note(const char *note)
+static void check_note(const Keten__CheckpointFrame *cf)
 {
     const fuzz_network *net = fuzz_net();
+    const char *note = cf->note;
     size_t len = strlen(note);
     keten_checkpoint cp;
     if (keten_checkpoint_open(note, len, FUZZ_BROKER, fuzz_node(FUZZ_BROKER)->log_pk, &cp)
@@ -192,6 +310,28 @@ static void check_note(const char *note)
         /* The body is the note's text before the empty line. */
         FUZZ_CHECK(bl < len && memcmp(note, body, bl) == 0 && note[bl] == '\n');
         free(body);
+        /* Consistency: never from a larger tree; from the same size only
+         * with an empty proof. */
+        keten_hash proof[KETEN_MERKLE_MAX_PROOF];
+        size_t n = 0;
+        bool lengths = cf->n_consistency <= KETEN_MERKLE_MAX_PROOF;
+        for (size_t i = 0; lengths && i < cf->n_consistency; i++) {
+            lengths = cf->consistency[i].len == KETEN_HASH_BYTES;
+            if (lengths) {
+                memcpy(proof[n++], cf->consistency[i].data, KETEN_HASH_BYTES);
+            }
+        }
+        if (lengths && cf->old_size > cp.size) {
+            FUZZ_CHECK(keten_merkle_verify_consistency(
+                           cf->old_size, cp.size, cp.root, cp.root, (const keten_hash *)proof, n)
+                != KETEN_OK);
+        }
+        if (lengths && cf->old_size == cp.size && cp.size > 0) {
+            keten_err e = keten_merkle_verify_consistency(
+                cf->old_size, cp.size, cp.root, cp.root, (const keten_hash *)proof, n);
+            FUZZ_CHECK((e == KETEN_OK) == (n == 0));
+        }
+        keten_err_clear();
     }
     size_t count = 0;
     bool witnessed = false;
@@ -257,22 +397,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case KETEN__FRAME__BODY_SUBMIT_ACK:
         FUZZ_CHECK(f->submit_ack != NULL);
-        check_ack(f->submit_ack->ack);
+        check_leafproof(f->submit_ack->proof, NULL);
         break;
     case KETEN__FRAME__BODY_ERROR:
         FUZZ_CHECK(f->error != NULL);
-        check_ack(f->error->ack);
+        check_leafproof(f->error->proof, NULL);
         break;
-    case KETEN__FRAME__BODY_DELIVER:
+    case KETEN__FRAME__BODY_DELIVER: {
         FUZZ_CHECK(f->deliver != NULL);
         check_deliver(&f->deliver->envelope);
+        Keten__AuditRecord *rec = NULL;
+        check_leafproof(f->deliver->proof, &rec);
+        check_record_envelope(rec, &f->deliver->envelope);
+        keten_pb_free((ProtobufCMessage **)(void *)&rec);
         break;
-    case KETEN__FRAME__BODY_RECEIPT:
-        FUZZ_CHECK(f->receipt != NULL);
-        check_receipt(f->receipt->receipt);
+    }
+    case KETEN__FRAME__BODY_RECEIPTS:
+        FUZZ_CHECK(f->receipts != NULL);
+        check_receipt_batch(f->receipts);
         break;
+    case KETEN__FRAME__BODY_RECEIPT_NOTICE: {
+        FUZZ_CHECK(f->receipt_notice != NULL);
+        Keten__AuditRecord *rec = NULL;
+        check_leafproof(f->receipt_notice->proof, &rec);
+        check_record_receipt(rec);
+        keten_pb_free((ProtobufCMessage **)(void *)&rec);
+        break;
+    }
     case KETEN__FRAME__BODY_EXPIRED:
         FUZZ_CHECK(f->expired != NULL);
+        check_leafproof(f->expired->proof, NULL);
+        break;
+    case KETEN__FRAME__BODY_HELLO:
+        FUZZ_CHECK(f->hello != NULL);
         break;
     case KETEN__FRAME__BODY_DIRECTORY_PUSH:
         FUZZ_CHECK(f->directory_push != NULL);
@@ -283,7 +440,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case KETEN__FRAME__BODY_CHECKPOINT:
         FUZZ_CHECK(f->checkpoint != NULL && f->checkpoint->note != NULL);
-        check_note(f->checkpoint->note);
+        check_note(f->checkpoint);
         break;
     case KETEN__FRAME__BODY_COSIGNATURE:
         FUZZ_CHECK(f->cosignature != NULL);
@@ -299,7 +456,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             Keten__AuditRecord *ar = NULL;
             /* The node reads the leaf bytes as an audit record (witness.c). */
             if (KETEN_PB_UNPACK(keten__audit_record, p->leaf.data, p->leaf.len,
-                    KETEN_MERKLE_LEAF_MAX, "audit record", &ar)
+                    KETEN_AUDIT_RECORD_MAX, "audit record", &ar)
                 == KETEN_OK) {
                 FUZZ_CHECK(ar != NULL);
             }

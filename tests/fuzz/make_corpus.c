@@ -25,8 +25,10 @@
 #include "checkpoint.h"
 #include "envelope.h"
 #include "fuzz_common.h"
+#include "logproof.h"
 #include "merkle.h"
 #include "pb.h"
+#include "receipt.h"
 #include "signal_json.h"
 #include "util.h"
 
@@ -204,20 +206,32 @@ static uint8_t *seal(const char *from, const char *const *to, size_t n_to, Keten
     return out;
 }
 
+#define LOG_LEAVES 7 /* the audit records of the corpus log */
+
 typedef struct made {
     uint8_t *env1; /* gemeente-diemen -> politie-mn, signal */
     size_t env1_len;
     uint8_t id1[KETEN_MSG_ID_BYTES];
+    uint8_t hash1[KETEN_HASH_BYTES]; /* SHA-256 of env1 */
     uint8_t *env2; /* gemeente-diemen -> three, query */
     size_t env2_len;
     uint8_t id2[KETEN_MSG_ID_BYTES];
-    uint8_t *ack1; /* broker's ack of env1 */
-    size_t ack1_len;
-    uint8_t *receipt1; /* politie-mn's receipt of env1 */
-    size_t receipt1_len;
-    uint8_t *leaves[5]; /* audit records */
-    size_t leaf_lens[5];
-    char *note; /* checkpoint over the 5 leaves, with cosignatures */
+    uint8_t hash2[KETEN_HASH_BYTES];
+    /* politie-mn's receipt batch (env1 and env2 stored) and belastingdienst's
+     * (env2 refused); the receipt proofs of env1 and of the refusal. */
+    keten_receipt_batch *batch_politie;
+    keten_receipt_batch *batch_belasting;
+    keten_receipt_proof_buf proof_stored;
+    keten_receipt_proof_buf proof_refused;
+    keten_hash *lh_politie;
+    keten_hash *lh_belasting;
+    /* audit records 0..6: submitted, delivered, receipted, directory-installed,
+     * rejected, refused-by-recipient, expired */
+    uint8_t *leaves[LOG_LEAVES];
+    size_t leaf_lens[LOG_LEAVES];
+    keten_hash lh[LOG_LEAVES];
+    char *note; /* checkpoint over the 7 leaves, with cosignatures */
+    char *note3; /* checkpoint over the first 3 leaves */
     char *cosig_line; /* politie-mn's cosignature line */
 } made;
 
@@ -311,26 +325,124 @@ static void envelopes(made *m)
     keten_pb_free((ProtobufCMessage **)(void *)&env);
 }
 
-/* ---- acks, receipts, audit records, checkpoints ------------------------- */
+/* ---- receipts, audit records, checkpoints --------------------------------- */
+
+static keten_receipt_batch *sign_batch(const char *recipient, const keten_receipt_item *items,
+    size_t n, const Keten__NodeCert **cert_out)
+{
+    const fuzz_network *net = fuzz_net();
+    const Keten__NodeCert *cert = keten_directory_find_id(net->d1, recipient);
+    keten_receipt_batch *b = NULL;
+    if (cert == NULL) {
+        DIE("%s has no certificate", recipient);
+    }
+    MUST(keten_receipt_batch_new(
+        fuzz_node(recipient), FUZZ_NETWORK, cert->serial, FUZZ_T_OPEN, items, n, &b));
+    *cert_out = cert;
+    return b;
+}
+
+static void receipts(made *m)
+{
+    const Keten__NodeCert *cert = NULL;
+    keten_receipt_item items[2];
+    memset(items, 0, sizeof items);
+    memcpy(items[0].msg_id, m->id1, KETEN_MSG_ID_BYTES);
+    memcpy(items[0].envelope_hash, m->hash1, KETEN_HASH_BYTES);
+    items[0].outcome = KETEN__OUTCOME__OUTCOME_STORED;
+    items[0].reason = KETEN__REASON__REASON_NONE;
+    memcpy(items[1].msg_id, m->id2, KETEN_MSG_ID_BYTES);
+    memcpy(items[1].envelope_hash, m->hash2, KETEN_HASH_BYTES);
+    items[1].outcome = KETEN__OUTCOME__OUTCOME_STORED;
+    items[1].reason = KETEN__REASON__REASON_NONE;
+    m->batch_politie = sign_batch("politie-mn", items, 2, &cert);
+    Keten__ReceiptBatchHead *head = NULL;
+    MUST(keten_receipt_batch_verify(
+        cert, FUZZ_NETWORK, &m->batch_politie->msg, &head, &m->lh_politie));
+    keten_pb_free((ProtobufCMessage **)(void *)&head);
+    MUST(keten_receipt_proof_build(
+        &m->batch_politie->msg, (const keten_hash *)m->lh_politie, 0, &m->proof_stored));
+
+    items[1].outcome = KETEN__OUTCOME__OUTCOME_REFUSED;
+    items[1].reason = KETEN__REASON__REASON_INVALID_SIGNAL;
+    m->batch_belasting = sign_batch("belastingdienst", &items[1], 1, &cert);
+    MUST(keten_receipt_batch_verify(
+        cert, FUZZ_NETWORK, &m->batch_belasting->msg, &head, &m->lh_belasting));
+    keten_pb_free((ProtobufCMessage **)(void *)&head);
+    MUST(keten_receipt_proof_build(
+        &m->batch_belasting->msg, (const keten_hash *)m->lh_belasting, 0, &m->proof_refused));
+
+    size_t len = 0;
+    uint8_t *b = pack(&m->batch_politie->msg.base, &len);
+    put("receipt", "batch-politie-two-stored", b, len);
+    put("audit", "receipt-batch-two-stored", b, len);
+    put_flipped("receipt", "malformed-batch-head-bitflip", b, len, 12);
+    free(b);
+    b = pack(&m->batch_belasting->msg.base, &len);
+    put("receipt", "batch-belastingdienst-refused", b, len);
+    put("audit", "receipt-batch-refused", b, len);
+    free(b);
+    /* The two-leaf batch with its second leaf left out: count and root differ. */
+    Keten__ReceiptBatch cut = m->batch_politie->msg;
+    cut.n_leaves = 1;
+    b = pack(&cut.base, &len);
+    put("receipt", "malformed-batch-leaf-missing", b, len);
+    free(b);
+
+    b = pack(&m->proof_stored.msg.base, &len);
+    put("receipt", "proof-stored", b, len);
+    put("audit", "receipt-proof-stored", b, len);
+    free(b);
+    b = pack(&m->proof_refused.msg.base, &len);
+    put("receipt", "proof-refused", b, len);
+    put("audit", "receipt-proof-refused", b, len);
+    put_flipped("audit", "malformed-receipt-proof-bitflip", b, len, len - 8);
+    free(b);
+    /* The refused proof with one bit of its leaf flipped (its reason). */
+    Keten__ReceiptProof bad = m->proof_refused.msg;
+    uint8_t *leaf = append(bad.leaf.data, bad.leaf.len, NULL, 0, &len);
+    leaf[len - 1] ^= 0x01;
+    bad.leaf.data = leaf;
+    b = pack(&bad.base, &len);
+    put("receipt", "malformed-proof-leaf-bitflip", b, len);
+    free(b);
+    free(leaf);
+}
+
+/* The LeafProof of leaf i of the corpus log in its tree of `size` leaves. */
+static void leafproof(const made *m, uint64_t i, uint64_t size, keten_leafproof_buf *out)
+{
+    keten_hash path[KETEN_MERKLE_MAX_PROOF];
+    size_t n = 0;
+    MUST(keten_merkle_inclusion_proof((const keten_hash *)m->lh, size, i, path, &n));
+    keten_leafproof_set(out, size, i, m->leaves[i], m->leaf_lens[i], (const keten_hash *)path, n);
+}
+
+static char *sign_note(const made *m, uint64_t size)
+{
+    const fuzz_network *net = fuzz_net();
+    keten_checkpoint cp;
+    memset(&cp, 0, sizeof cp);
+    snprintf(cp.origin, sizeof cp.origin, "keten/%s", FUZZ_NETWORK);
+    cp.size = size;
+    keten_merkle_root((const keten_hash *)m->lh, size, cp.root);
+    cp.dir_version = 2;
+    memcpy(cp.dir_hash, keten_directory_hash(net->d2), KETEN_HASH_BYTES);
+    char *note = NULL;
+    MUST(keten_checkpoint_sign(&cp, FUZZ_BROKER, fuzz_node(FUZZ_BROKER)->log_sk, &note));
+    return note;
+}
 
 static void audit_and_checkpoints(made *m)
 {
     const fuzz_network *net = fuzz_net();
-    const keten_identity *broker = fuzz_node(FUZZ_BROKER);
-    const keten_identity *politie = fuzz_node("politie-mn");
     keten_verified *v = NULL;
     MUST(keten_envelope_verify(net->d1, m->env1, m->env1_len, &v));
+    crypto_hash_sha256(m->hash1, m->env1, m->env1_len);
+    crypto_hash_sha256(m->hash2, m->env2, m->env2_len);
+    receipts(m);
 
-    MUST(keten_ack_sign(
-        broker->log_sk, FUZZ_NETWORK, m->id1, v->envelope_hash, 0, &m->ack1, &m->ack1_len));
-    put("audit", "ack", m->ack1, m->ack1_len);
-    const Keten__NodeCert *pc = keten_directory_find_id(net->d1, "politie-mn");
-    MUST(keten_receipt_sign(politie, FUZZ_NETWORK, pc->serial, m->id1, v->envelope_hash,
-        FUZZ_T_OPEN, &m->receipt1, &m->receipt1_len));
-    put("audit", "receipt", m->receipt1, m->receipt1_len);
-    put_flipped("audit", "malformed-receipt-bitflip", m->receipt1, m->receipt1_len, 10);
-
-    /* Records 0..4: submitted, delivered, receipted, directory-installed, rejected. */
+    /* 0: submitted */
     Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
     char *recips[] = { (char *)"politie-mn" };
     r.seq = 0;
@@ -356,6 +468,7 @@ static void audit_and_checkpoints(made *m)
     m->leaves[0] = pack(&r.base, &m->leaf_lens[0]);
     put("audit", "record-submitted", m->leaves[0], m->leaf_lens[0]);
 
+    /* 1: delivered; 2: receipted (politie-mn's receipt proof) */
     Keten__AuditRecord d = KETEN__AUDIT_RECORD__INIT;
     d.seq = 1;
     d.time = FUZZ_T_SEAL + 10;
@@ -370,11 +483,13 @@ static void audit_and_checkpoints(made *m)
     d.seq = 2;
     d.time = FUZZ_T_SEAL + 20;
     d.event = KETEN__EVENT__EVENT_RECEIPTED;
-    d.receipt.data = m->receipt1;
-    d.receipt.len = m->receipt1_len;
+    d.recipients = recips;
+    d.n_recipients = 1;
+    d.receipt = &m->proof_stored.msg;
     m->leaves[2] = pack(&d.base, &m->leaf_lens[2]);
     put("audit", "record-receipted", m->leaves[2], m->leaf_lens[2]);
 
+    /* 3: directory-installed */
     Keten__AuditRecord di = KETEN__AUDIT_RECORD__INIT;
     di.seq = 3;
     di.time = FUZZ_T_SEAL + 30;
@@ -385,6 +500,7 @@ static void audit_and_checkpoints(made *m)
     m->leaves[3] = pack(&di.base, &m->leaf_lens[3]);
     put("audit", "record-directory-installed", m->leaves[3], m->leaf_lens[3]);
 
+    /* 4: rejected by the policy */
     Keten__AuditRecord rj = KETEN__AUDIT_RECORD__INIT;
     uint8_t rid[KETEN_MSG_ID_BYTES];
     memset(rid, 0x5a, sizeof rid);
@@ -400,47 +516,80 @@ static void audit_and_checkpoints(made *m)
     m->leaves[4] = pack(&rj.base, &m->leaf_lens[4]);
     put("audit", "record-rejected-policy", m->leaves[4], m->leaf_lens[4]);
 
+    /* 5: refused by belastingdienst (its receipt proof); 6: expired */
+    Keten__AuditRecord rf = KETEN__AUDIT_RECORD__INIT;
+    char *bd[] = { (char *)"belastingdienst" };
+    rf.seq = 5;
+    rf.time = FUZZ_T_SEAL + 50;
+    rf.event = KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT;
+    rf.msg_id.data = m->id2;
+    rf.msg_id.len = KETEN_MSG_ID_BYTES;
+    rf.sender = (char *)"gemeente-diemen";
+    rf.recipients = bd;
+    rf.n_recipients = 1;
+    rf.node = (char *)"belastingdienst";
+    rf.reason = KETEN__REASON__REASON_INVALID_SIGNAL;
+    rf.receipt = &m->proof_refused.msg;
+    rf.directory_version = 2;
+    m->leaves[5] = pack(&rf.base, &m->leaf_lens[5]);
+    put("audit", "record-refused-by-recipient", m->leaves[5], m->leaf_lens[5]);
+
+    Keten__AuditRecord ex = KETEN__AUDIT_RECORD__INIT;
+    char *left[] = { (char *)"woningcorp" };
+    ex.seq = 6;
+    ex.time = FUZZ_T_SEAL + FUZZ_LIFETIME_MS + 60;
+    ex.event = KETEN__EVENT__EVENT_EXPIRED;
+    ex.msg_id.data = m->id2;
+    ex.msg_id.len = KETEN_MSG_ID_BYTES;
+    ex.sender = (char *)"gemeente-diemen";
+    ex.recipients = left;
+    ex.n_recipients = 1;
+    ex.directory_version = 2;
+    m->leaves[6] = pack(&ex.base, &m->leaf_lens[6]);
+    put("audit", "record-expired", m->leaves[6], m->leaf_lens[6]);
+
     Keten__AuditRecord nc = KETEN__AUDIT_RECORD__INIT;
     size_t len = 0;
     uint8_t *b;
-    nc.seq = 5;
-    nc.time = FUZZ_T_SEAL + 50;
+    nc.seq = 7;
+    nc.time = FUZZ_T_SEAL + FUZZ_LIFETIME_MS + 70;
     nc.event = KETEN__EVENT__EVENT_NODE_CONNECTED;
     nc.node = (char *)"belastingdienst";
     nc.directory_version = 2;
     b = pack(&nc.base, &len);
     put("audit", "record-node-connected", b, len);
     free(b);
-    nc.event = KETEN__EVENT__EVENT_EXPIRED;
-    nc.msg_id.data = m->id2;
-    nc.msg_id.len = KETEN_MSG_ID_BYTES;
-    nc.node = (char *)"";
-    char *left[] = { (char *)"woningcorp" };
-    nc.recipients = left;
-    nc.n_recipients = 1;
-    b = pack(&nc.base, &len);
-    put("audit", "record-expired", b, len);
-    free(b);
     static const uint8_t dup_seq[] = { 0x08, 0x00 };
     b = append(m->leaves[1], m->leaf_lens[1], dup_seq, sizeof dup_seq, &len);
     put("audit", "malformed-duplicated-seq", b, len);
     free(b);
 
-    /* The checkpoint over leaves 0..4, signed by the broker, cosigned. */
-    keten_hash lh[5];
-    for (size_t i = 0; i < 5; i++) {
-        keten_merkle_leaf_hash(m->leaves[i], m->leaf_lens[i], lh[i]);
+    for (size_t i = 0; i < LOG_LEAVES; i++) {
+        keten_merkle_leaf_hash(m->leaves[i], m->leaf_lens[i], m->lh[i]);
     }
-    keten_checkpoint cp;
-    memset(&cp, 0, sizeof cp);
-    snprintf(cp.origin, sizeof cp.origin, "keten/%s", FUZZ_NETWORK);
-    cp.size = 5;
-    keten_merkle_root((const keten_hash *)lh, 5, cp.root);
-    cp.dir_version = 2;
-    memcpy(cp.dir_hash, keten_directory_hash(net->d2), KETEN_HASH_BYTES);
-    char *note = NULL;
-    MUST(keten_checkpoint_sign(&cp, FUZZ_BROKER, broker->log_sk, &note));
+    /* Proofs of single records, for the receipt harness. */
+    keten_leafproof_buf lp;
+    leafproof(m, 0, LOG_LEAVES, &lp);
+    b = pack(&lp.msg.base, &len);
+    put("receipt", "leafproof-submitted", b, len);
+    free(b);
+    leafproof(m, 2, LOG_LEAVES, &lp);
+    b = pack(&lp.msg.base, &len);
+    put("receipt", "leafproof-receipted", b, len);
+    free(b);
+    leafproof(m, 5, LOG_LEAVES, &lp);
+    lp.msg.path[0].data[3] ^= 0x10;
+    b = pack(&lp.msg.base, &len);
+    put("receipt", "malformed-leafproof-path-bitflip", b, len);
+    free(b);
+
+    /* The checkpoints of sizes 3 and 7, signed by the broker; 7 cosigned. */
+    m->note3 = sign_note(m, 3);
+    char *note = sign_note(m, LOG_LEAVES);
     put_str("checkpoint", "note-signed", note);
+    keten_checkpoint cp;
+    MUST(keten_checkpoint_open(
+        note, strlen(note), FUZZ_BROKER, fuzz_node(FUZZ_BROKER)->log_pk, &cp));
     char *body = NULL;
     MUST(keten_checkpoint_body(&cp, &body));
     put_str("checkpoint", "body-only", body);
@@ -503,6 +652,14 @@ static void frames(made *m)
 {
     const fuzz_network *net = fuzz_net();
     Keten__Frame f = KETEN__FRAME__INIT;
+    keten_leafproof_buf lp;
+
+    Keten__Hello hello = KETEN__HELLO__INIT;
+    f.body_case = KETEN__FRAME__BODY_HELLO;
+    f.hello = &hello;
+    frame("hello", &f);
+    hello.tree_size = 3;
+    frame("hello-reference", &f);
 
     Keten__Submit sub = KETEN__SUBMIT__INIT;
     sub.envelope.data = m->env1;
@@ -512,58 +669,79 @@ static void frames(made *m)
     f.submit = &sub;
     frame("submit", &f);
 
-    Keten__Ack *ack = NULL;
-    MUST(KETEN_PB_UNPACK(keten__ack, m->ack1, m->ack1_len, KETEN_RECEIPT_MAX, "ack", &ack));
+    /* Acks, deliveries and notices: proofs in the tree of 7 leaves. */
+    leafproof(m, 0, LOG_LEAVES, &lp);
     Keten__SubmitAck sa = KETEN__SUBMIT_ACK__INIT;
-    sa.ack = ack;
+    sa.proof = &lp.msg;
     f.body_case = KETEN__FRAME__BODY_SUBMIT_ACK;
     f.submit_ack = &sa;
     frame("submit-ack", &f);
+    uint8_t *leaf = append(lp.msg.leaf.data, lp.msg.leaf.len, NULL, 0, &lp.msg.leaf.len);
+    leaf[lp.msg.leaf.len / 2] ^= 0x04;
+    lp.msg.leaf.data = leaf;
+    frame("malformed-ack-leaf-bitflip", &f);
+    free(leaf);
 
+    leafproof(m, 0, LOG_LEAVES, &lp);
     Keten__Error er = KETEN__ERROR__INIT;
     er.reason = KETEN__REASON__REASON_DUPLICATE;
     er.msg_id.data = m->id1;
     er.msg_id.len = KETEN_MSG_ID_BYTES;
     er.detail = (char *)"msg_id seen before";
-    er.ack = ack;
+    er.proof = &lp.msg;
     f.body_case = KETEN__FRAME__BODY_ERROR;
     f.error = &er;
-    frame("error-duplicate-with-ack", &f);
+    frame("error-duplicate-with-proof", &f);
     er.reason = KETEN__REASON__REASON_POLICY;
     er.rule = 2;
-    er.ack = NULL;
+    er.proof = NULL;
     er.detail = (char *)"the sharing policy refuses it";
     frame("error-policy", &f);
+    er.reason = KETEN__REASON__REASON_UNKNOWN_CHECKPOINT;
+    er.rule = 0;
+    er.msg_id.len = 0;
+    er.msg_id.data = NULL;
+    er.detail = (char *)"your checkpoint has 9 leaves; this log has 7";
+    f.request_id = 0;
+    frame("error-unknown-checkpoint", &f);
 
     Keten__Deliver dl = KETEN__DELIVER__INIT;
-    dl.envelope.data = m->env2;
-    dl.envelope.len = m->env2_len;
-    dl.leaf_index = 1;
-    f.request_id = 0;
+    dl.envelope.data = m->env1;
+    dl.envelope.len = m->env1_len;
+    dl.proof = &lp.msg;
     f.body_case = KETEN__FRAME__BODY_DELIVER;
     f.deliver = &dl;
     frame("deliver", &f);
 
-    Keten__Receipt *rc = NULL;
-    MUST(KETEN_PB_UNPACK(
-        keten__receipt, m->receipt1, m->receipt1_len, KETEN_RECEIPT_MAX, "receipt", &rc));
-    Keten__ReceiptFrame rf = KETEN__RECEIPT_FRAME__INIT;
-    rf.receipt = rc;
-    rf.leaf_index = 2;
-    f.body_case = KETEN__FRAME__BODY_RECEIPT;
-    f.receipt = &rf;
-    frame("receipt", &f);
+    f.body_case = KETEN__FRAME__BODY_RECEIPTS;
+    f.receipts = &m->batch_politie->msg;
+    frame("receipts", &f);
+    f.receipts = &m->batch_belasting->msg;
+    frame("receipts-refused", &f);
+
+    Keten__ReceiptNotice rn = KETEN__RECEIPT_NOTICE__INIT;
+    leafproof(m, 2, LOG_LEAVES, &lp);
+    rn.proof = &lp.msg;
+    f.body_case = KETEN__FRAME__BODY_RECEIPT_NOTICE;
+    f.receipt_notice = &rn;
+    frame("receipt-notice", &f);
+    leafproof(m, 5, LOG_LEAVES, &lp);
+    frame("receipt-notice-refused", &f);
 
     Keten__ExpiredNotice ex = KETEN__EXPIRED_NOTICE__INIT;
-    char *left[] = { (char *)"woningcorp" };
-    ex.msg_id.data = m->id2;
-    ex.msg_id.len = KETEN_MSG_ID_BYTES;
-    ex.recipients = left;
-    ex.n_recipients = 1;
-    ex.leaf_index = 5;
+    leafproof(m, 6, LOG_LEAVES, &lp);
+    ex.proof = &lp.msg;
     f.body_case = KETEN__FRAME__BODY_EXPIRED;
     f.expired = &ex;
     frame("expired", &f);
+
+    uint64_t acked[] = { 2, 5, 6 };
+    Keten__NoticeAck na = KETEN__NOTICE_ACK__INIT;
+    na.leaf_indexes = acked;
+    na.n_leaf_indexes = 3;
+    f.body_case = KETEN__FRAME__BODY_NOTICE_ACK;
+    f.notice_ack = &na;
+    frame("notice-ack", &f);
 
     ProtobufCBinaryData chain[2] = { { net->dir1_len, net->dir1 }, { net->dir2_len, net->dir2 } };
     Keten__DirectoryPush dp = KETEN__DIRECTORY_PUSH__INIT;
@@ -580,25 +758,43 @@ static void frames(made *m)
     f.directory_request = &dr;
     frame("directory-request", &f);
 
+    /* Checkpoints: the first one a connection gets (from 0), and the witness
+     * checkpoint of 7 with its consistency proof from 3. */
+    keten_hash cons[KETEN_MERKLE_MAX_PROOF];
+    size_t n_cons = 0;
+    MUST(keten_merkle_consistency_proof((const keten_hash *)m->lh, 3, LOG_LEAVES, cons, &n_cons));
+    ProtobufCBinaryData cons_b[KETEN_MERKLE_MAX_PROOF];
+    for (size_t i = 0; i < n_cons; i++) {
+        cons_b[i].data = cons[i];
+        cons_b[i].len = KETEN_HASH_BYTES;
+    }
     Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
-    cf.note = m->note;
+    cf.note = m->note3;
     f.request_id = 0;
     f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
     f.checkpoint = &cf;
+    frame("checkpoint-first", &f);
+    cf.note = m->note;
+    cf.old_size = 3;
+    cf.consistency = cons_b;
+    cf.n_consistency = n_cons;
+    cf.witness = true;
     frame("checkpoint", &f);
+    cf.old_size = 9;
+    frame("malformed-checkpoint-from-larger", &f);
 
     Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;
     cs.node = (char *)"politie-mn";
     cs.line = m->cosig_line;
-    cs.tree_size = 5;
+    cs.tree_size = LOG_LEAVES;
     f.body_case = KETEN__FRAME__BODY_COSIGNATURE;
     f.cosignature = &cs;
     frame("cosignature", &f);
 
     uint64_t leaves[] = { 0, 3 };
     Keten__ProofRequest pr = KETEN__PROOF_REQUEST__INIT;
-    pr.old_size = 2;
-    pr.tree_size = 5;
+    pr.old_size = 3;
+    pr.tree_size = LOG_LEAVES;
     pr.leaf_indexes = leaves;
     pr.n_leaf_indexes = 2;
     f.request_id = 9;
@@ -606,28 +802,17 @@ static void frames(made *m)
     f.proof_request = &pr;
     frame("proof-request", &f);
 
-    keten_hash lh[5];
-    for (size_t i = 0; i < 5; i++) {
-        keten_merkle_leaf_hash(m->leaves[i], m->leaf_lens[i], lh[i]);
-    }
-    keten_hash cons[KETEN_MERKLE_MAX_PROOF];
-    size_t n_cons = 0;
-    MUST(keten_merkle_consistency_proof((const keten_hash *)lh, 2, 5, cons, &n_cons));
-    ProtobufCBinaryData cons_b[KETEN_MERKLE_MAX_PROOF];
-    for (size_t i = 0; i < n_cons; i++) {
-        cons_b[i].data = cons[i];
-        cons_b[i].len = KETEN_HASH_BYTES;
-    }
     keten_hash paths[2][KETEN_MERKLE_MAX_PROOF];
     ProtobufCBinaryData path_b[2][KETEN_MERKLE_MAX_PROOF];
     Keten__InclusionProof ip[2];
     Keten__InclusionProof *ipp[2];
     for (size_t k = 0; k < 2; k++) {
         size_t n_path = 0;
-        MUST(keten_merkle_inclusion_proof((const keten_hash *)lh, 5, leaves[k], paths[k], &n_path));
+        MUST(keten_merkle_inclusion_proof(
+            (const keten_hash *)m->lh, LOG_LEAVES, leaves[k], paths[k], &n_path));
         keten__inclusion_proof__init(&ip[k]);
         ip[k].leaf_index = leaves[k];
-        ip[k].leaf_hash.data = lh[leaves[k]];
+        ip[k].leaf_hash.data = m->lh[leaves[k]];
         ip[k].leaf_hash.len = KETEN_HASH_BYTES;
         for (size_t i = 0; i < n_path; i++) {
             path_b[k][i].data = paths[k][i];
@@ -640,8 +825,8 @@ static void frames(made *m)
         ipp[k] = &ip[k];
     }
     Keten__ProofResponse rs = KETEN__PROOF_RESPONSE__INIT;
-    rs.old_size = 2;
-    rs.tree_size = 5;
+    rs.old_size = 3;
+    rs.tree_size = LOG_LEAVES;
     rs.consistency = cons_b;
     rs.n_consistency = n_cons;
     rs.inclusions = ipp;
@@ -672,9 +857,6 @@ static void frames(made *m)
     free(b3);
     free(b);
     put("frame", "empty", "", 0);
-
-    keten_pb_free((ProtobufCMessage **)(void *)&rc);
-    keten_pb_free((ProtobufCMessage **)(void *)&ack);
 }
 
 /* ---- directories, anchors, requests ------------------------------------ */
@@ -911,12 +1093,17 @@ int main(int argc, char **argv)
     signals();
     free(m.env1);
     free(m.env2);
-    free(m.ack1);
-    free(m.receipt1);
-    for (size_t i = 0; i < 5; i++) {
+    keten_receipt_proof_buf_clear(&m.proof_stored);
+    keten_receipt_proof_buf_clear(&m.proof_refused);
+    free(m.lh_politie);
+    free(m.lh_belasting);
+    keten_receipt_batch_destroy(&m.batch_politie);
+    keten_receipt_batch_destroy(&m.batch_belasting);
+    for (size_t i = 0; i < LOG_LEAVES; i++) {
         free(m.leaves[i]);
     }
     free(m.note);
+    free(m.note3);
     free(m.cosig_line);
     return 0;
 }
