@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The exchange through the real keten-broker on ipc://: a submit accepted
-# with an ack that verifies under the broker's log key, delivered to an
-# online recipient that opens and receipts it, the receipt forwarded to the
-# sender; an offline recipient's backlog delivered oldest first; receipts
+# The exchange through the real keten-broker on ipc://: every connection
+# says Hello first and gets checkpoints signed by the broker's log key, each
+# proven consistent with the one before; a submit accepted with an ack that
+# is the inclusion proof of its submitted record against the checkpoint
+# sent just before it, delivered with the same proof to an online recipient
+# that opens it and answers in a signed receipt batch, the sender told by a
+# notice proving the receipted record (which holds the recipient's receipt
+# proof); a recipient that refuses a message (refused-by-recipient: recorded
+# with its reason, never delivered again, the sender told); an offline recipient's backlog delivered oldest first; receipts
 # queued for an offline sender; expiry; checkpoints cosigned until
 # witnessed; inclusion and consistency proofs; the directory chain; the
 # audit records of all of it; the metrics endpoint; SIGTERM.
@@ -24,15 +29,21 @@ wait_for 10 grep -q 'msg="node connected" node=politie-mn' "$BLOG" \
 peer gemeente-diemen --timeout-ms 15000 submit --to politie-mn --json signal.json \
     --save-envelope env1.bin --wait-receipts 1
 expect 0 "a partner submits a signal to an online recipient"
-jl 'len(E("ack")) == 1 and E("ack")[0]["valid"]' \
-    "the submit is acknowledged with an ack signed by the broker's log key"
+jl 'len(E("ack")) == 1 and E("ack")[0]["valid"] and E("ack")[0]["record_event"] == "SUBMITTED"' \
+    "the submit is acknowledged with the inclusion proof of its submitted record"
+jl 'E("ack")[0]["against_latest"] and E("ack")[0]["matches_envelope"]' \
+    "the ack's proof verifies against the checkpoint sent just before it, and its record is the envelope's"
+jl 'len(E("checkpoint")) >= 1 and all(c["valid"] and c["signature_valid"] for c in E("checkpoint"))' \
+    "every checkpoint the sender gets verifies under the broker's log key and is consistent with the one before"
 jl 'E("ack")[0]["msg_id"] == E("sent")[0]["msg_id"]' "the ack names the submitted msg_id"
 jl "E('ack')[0]['envelope_hash'] == '$(sha256sum env1.bin | cut -d' ' -f1)'" \
     "the ack names the SHA-256 of the envelope as sent"
 msg1=$(jget 'E("sent")[0]["msg_id"]')
 leaf1=$(jget 'E("ack")[0]["leaf"]')
 jl "len(E('receipt')) == 1 and E('receipt')[0]['valid'] and E('receipt')[0]['msg_id'] == '$msg1'" \
-    "the sender gets the recipient's receipt, and it verifies"
+    "the sender gets a receipt notice whose record's proof and receipt proof verify"
+jl 'E("receipt")[0]["record_event"] == "RECEIPTED" and E("receipt")[0]["outcome"] == "STORED" and E("receipt")[0]["confirmed"]' \
+    "the record is receipted, the recipient's leaf says stored, and the sender confirms the notice"
 jl 'E("receipt")[0]["recipient"] == "politie-mn" and E("receipt")[0]["leaf"] > E("ack")[0]["leaf"]' \
     "the forwarded receipt names the recipient and its own (later) audit leaf"
 
@@ -44,7 +55,12 @@ jl "E('deliver')[0]['leaf'] == $leaf1 and E('deliver')[0]['from'] == 'gemeente-d
     "the delivery carries the leaf index of its submitted record and the sender"
 jl 'E("deliver")[0]["summary"] == "Adres staat op naam van 9 personen"' \
     "the content is identical after decryption"
-jl 'E("deliver")[0]["receipted"]' "the recipient sends a signed receipt"
+jl 'E("deliver")[0]["valid"] and E("deliver")[0]["record_matches"]' \
+    "the delivery's proof verifies against the checkpoint before it, and its record is the envelope's"
+jl 'E("deliver")[0]["receipted"] and len(E("receipt_batch")) == 1' \
+    "the recipient answers in a signed receipt batch"
+jl 'len(E("checkpoint")) >= 2 and all(c["valid"] for c in E("checkpoint")) and any(c["old_size"] > 0 and c["proof_hashes"] > 0 for c in E("checkpoint"))' \
+    "successive checkpoints come with consistency proofs that verify"
 
 # ---- offline recipient: backlog oldest first; receipts queued for the sender -
 
@@ -70,6 +86,21 @@ jl "sorted(r['msg_id'] for r in E('receipt')) == sorted('$order'.split(','))" \
 
 peer belastingdienst recv --count 1 --timeout-ms 1000
 jl 'len(E("deliver")) == 0' "receipted messages are not delivered again"
+
+# ---- a recipient refuses: refused-by-recipient ---------------------------------
+
+peer gemeente-diemen submit --to belastingdienst --json signal.json
+jl 'len(E("ack")) == 1 and E("ack")[0]["valid"]' "a signal the recipient will refuse is accepted"
+msg_ref=$(jget 'E("sent")[0]["msg_id"]')
+peer belastingdienst recv --count 1 --refuse policy
+jl "len(E('deliver')) == 1 and E('deliver')[0]['msg_id'] == '$msg_ref' and E('deliver')[0]['outcome'] == 'REFUSED'" \
+    "the recipient refuses it in its receipt batch (reason policy)"
+jl 'not E("error")' "the broker takes the refusal without an error"
+peer belastingdienst recv --count 1 --timeout-ms 1000
+jl 'len(E("deliver")) == 0' "a refused message is not delivered again"
+peer gemeente-diemen connect-only --listen-ms 1500
+jl "any(r['msg_id'] == '$msg_ref' and r['valid'] and r['record_event'] == 'REFUSED_BY_RECIPIENT' and r['outcome'] == 'REFUSED' and r['reason'] == 'POLICY' and r['recipient'] == 'belastingdienst' for r in E('receipt'))" \
+    "the sender gets a notice proving the refused-by-recipient record, with the recipient's signed leaf and reason"
 
 # ---- expiry -------------------------------------------------------------------
 
@@ -110,8 +141,10 @@ jl "E('proof')[0]['leaf_event'] == 'SUBMITTED' and E('proof')[0]['leaf_msg_id'] 
 
 audit
 size_now=$(jget 'len(L)')
+# Leaf size_now is the prover's own node-connected record, audited in the
+# batch of its Hello; the next one comes with the submit below.
 timeout 30 "$PEER" --home n-woonstad --anchor admin/network.pub --directory dir.v1 \
-    --broker "$ENDPOINT" --timeout-ms 10000 proof --leaf "$size_now" >proof-bg.json 2>&1 &
+    --broker "$ENDPOINT" --timeout-ms 10000 proof --leaf "$((size_now + 1))" >proof-bg.json 2>&1 &
 PPID2=$!
 sleep 0.5
 peer gemeente-diemen submit --to politie-mn --json signal.json
@@ -137,8 +170,10 @@ jl "any(r['event'] == 'SUBMITTED' and r['msg_id'] == '$msg1' and r['seq'] == $le
     "the submitted record holds the header, the size bucket, the recipients and the allowing rule"
 jl "len([r for r in L if r['event'] == 'DELIVERED' and r['msg_id'] == '$msg1' and r['node'] == 'politie-mn']) == 1" \
     "the delivery is recorded once for the recipient"
-jl "any(r['event'] == 'RECEIPTED' and r['msg_id'] == '$msg1' and r['receipt_bytes'] > 0 for r in L)" \
-    "the receipt is recorded with the signed receipt"
+jl "any(r['event'] == 'RECEIPTED' and r['msg_id'] == '$msg1' and r['receipt_bytes'] > 0 and r['node'] == 'politie-mn' and r['recipients'] == ['politie-mn'] for r in L)" \
+    "the receipt is recorded with the recipient's receipt proof"
+jl "len([r for r in L if r['event'] == 'REFUSED_BY_RECIPIENT' and r['msg_id'] == '$msg_ref' and r['reason'] == 'POLICY' and r['receipt_bytes'] > 0 and r['node'] == 'belastingdienst']) == 1" \
+    "the refusal is recorded once, as refused-by-recipient with its reason and receipt proof"
 jl "any(r['event'] == 'EXPIRED' and r['msg_id'] == '$msg_exp' and r['recipients'] == ['woonstad'] for r in L)" \
     "the expiry is recorded with the recipients that never receipted"
 jl 'any(r["event"] == "NODE_CONNECTED" and r["node"] == "gemeente-diemen" for r in L)' \
@@ -153,10 +188,13 @@ expect 0 "the metrics endpoint answers"
 for name in keten_submits_total 'keten_rejects_total{reason="policy"}' keten_deliveries_total \
     keten_receipts_total keten_expired_total keten_audit_tree_size keten_checkpoint_tree_size \
     keten_batch_size_bucket keten_commit_seconds_bucket keten_connected_nodes \
-    keten_directory_version keten_store_used_bytes keten_notices_pending; do
+    keten_directory_version keten_store_used_bytes keten_notices_pending \
+    keten_refused_by_recipient_total keten_receipt_batches_total \
+    keten_receipt_leaves_unmatched_total keten_commit_checkpoints_total; do
     stdout_says "$name" "metrics: $name"
 done
-stdout_says "keten_submits_total 6" "metrics count the six accepted submits"
+stdout_says "keten_submits_total 7" "metrics count the seven accepted submits"
+stdout_says "keten_refused_by_recipient_total 1" "metrics count the one refused-by-recipient record"
 stdout_says "keten_insecure_key 1" "a key file without a passphrase shows as keten_insecure_key 1"
 stdout_says "keten_store_full 0" "keten_store_full is 0"
 grep -q 'msg="the broker.s key file has no passphrase' "$BLOG"
