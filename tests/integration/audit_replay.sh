@@ -131,7 +131,7 @@ run "$AUDIT" replay --db broker --msg "$MSG_X"
 stdout_says "expired" "an expired message's life shows the expiry"
 stdout_says "never receipted" "and that it was never receipted"
 run "$AUDIT" replay --db broker --msg "$MSG_V2"
-stdout_says "pending    no receipt or expiry recorded yet" "a pending message shows as pending"
+stdout_says "pending    no receipt, refusal or expiry recorded yet" "a pending message shows as pending"
 run "$AUDIT" replay --db broker --msg "$MSG_POLICY"
 expect 0 "a refused message has a life too"
 stdout_says "never accepted: no submitted record (1 rejected attempt(s))" "it was never accepted"
@@ -158,7 +158,9 @@ jo "D['rows'] == [{'month': '$MONTH', 'messages': 9, 'exchanges': 10, 'receipted
 run "$AUDIT" stats --db broker
 expect 0 "stats as a table (default pair,category,month)"
 stdout_says "gemeente-diemen  belastingdienst  adrescheck" "a row per pair and category"
-check "the total line" grep -Eq '^total +9 +10 +8 +1$' "$T/.out"
+check "the total line (messages, exchanges, receipted, refused, expired)" \
+    grep -Eq '^total +9 +10 +8 +0 +1$' "$T/.out"
+stdout_says "refused by recipients  0" "the recipients' refusals are counted in the totals"
 run "$AUDIT" stats --db broker --by pair,pair
 expect 2 "a key given twice is a usage error"
 run "$AUDIT" stats --db broker --by colour

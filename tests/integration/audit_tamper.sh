@@ -17,6 +17,7 @@ make_log || done_testing
 # so that the log holds a refused-by-recipient record.
 peer gemeente-diemen submit --to politie-mn --json signal.json
 [ "$(jget 'len(E("ack"))')" = 1 ] || not_ok "a signal politie-mn will refuse"
+MSG_REF=$(jget 'E("sent")[0]["msg_id"]')
 peer politie-mn recv --count 1 --refuse invalid-signal
 wait_for 10 logged REFUSED_BY_RECIPIENT || not_ok "the refusal is logged"
 sleep 1 # a checkpoint covers it
@@ -26,6 +27,14 @@ cp -a broker pristine
 run "$AUDIT" verify --db pristine --anchor admin/network.pub --json
 expect 0 "the untouched log verifies"
 N=$(jv 'D["records"]')
+jo 'D["signed_by_partners"]["refused-by-recipient"] == 1' "the refusal is a recipient-signed fact"
+run "$AUDIT" replay --db pristine --msg "$MSG_REF"
+stdout_says "reason invalid-signal" "replay shows the refusal with the recipient's reason"
+check "the refusal is marked as signed by the recipient" \
+    grep -q '^    refused    .*signed by the recipient.*reason invalid-signal' "$T/.out"
+run "$AUDIT" stats --db pristine --json
+jo 'D["totals"]["refused"] == 1 and D["totals"]["refused_by_reason"] == {"invalid-signal": 1}' \
+    "stats count the refusal per reason"
 "$EDIT" checkpoint --store pristine/store >latest.note
 LATEST=$(sed -n 2p latest.note)
 check "the latest stored checkpoint covers the whole log" test "$LATEST" = "$N"
