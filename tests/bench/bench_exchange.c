@@ -18,10 +18,11 @@
  * came back to the sender, so the sender node's own log is the clock): the
  * sending node's standard error is a pipe read by the same thread, which
  * timestamps (CLOCK_MONOTONIC, on read) the lines the node writes once it
- * has committed an ack ("message acknowledged msg_id=...") and once it has
- * verified and committed a recipient's forwarded receipt ("receipt
- * msg_id=... node=..."), after which the status API reports that recipient
- * as "receipted". A signal is done when every recipient's receipt is back.
+ * has verified the proof of an ack and committed it ("message accepted
+ * (proven in the log) msg_id=...") and once it has verified and committed a
+ * recipient's receipt as the broker forwarded it ("receipt msg_id=...
+ * node=..."), after which the status API reports that recipient as
+ * "receipted". A signal is done when every recipient's receipt is back.
  *   send -> API answer   until the node answered the send request (parsed,
  *                        sealed, committed durably to its outbox; "pending")
  *   send -> ack          until the broker's ack (sent by the broker only after
@@ -41,12 +42,19 @@
  * throughput = signals fully receipted within the last --duration seconds),
  * then "half" (open loop at half the max throughput). The public-key floor
  * is measured in the same process and run with the same libketen functions
- * the daemons call: the CPU time (thread CPU clock) of everything one signal
- * needs (seal for R recipients + signature; broker envelope verification,
- * R receipt verifications and its ack signature; per recipient open =
- * verification + unwrap + decryption, and the receipt signature; at the
- * sender the ack verification and R receipt verifications). Floor throughput
- * = online cores / CPU time per signal.
+ * the daemons call: the CPU time (thread CPU clock) of each public-key step.
+ * Protocol v2 (docs/protocol.md) per signal: seal for R recipients +
+ * signature, the broker's envelope verification, per recipient open =
+ * verification + unwrap + decryption; per batch: a checkpoint signed by the
+ * broker (with the check of its own signature) and verified by a node, a
+ * receipt batch head signed by a recipient and verified by the broker and by
+ * the sender. The v2 floor per signal counts the per-signal work only (large
+ * batches), and once more with one signal per batch (the bound when nothing
+ * is batched). The floor of protocol v1 (one ack signature and one receipt
+ * signature per message and recipient, each verified) is still measured
+ * with the same calls, for comparison: ack = an Ed25519 signature with its
+ * self-check over an ack-sized body, and its verification; receipt = a
+ * batch of one. Floor throughput = online cores / CPU time per signal.
  *
  * --backlog N: the receivers stay connected and one more node never starts;
  * N signals (1 recipient: that node) are sent to it, and the broker's
@@ -84,8 +92,11 @@
 #include "directory.h"
 #include "envelope.h"
 #include "identity.h"
+#include "checkpoint.h"
 #include "keten.h"
+#include "merkle.h"
 #include "pb.h"
+#include "receipt.h"
 #include "signal_json.h"
 #include "util.h"
 
@@ -1138,12 +1149,12 @@ static bool parse_id(const char *p, uint8_t out[static KETEN_MSG_ID_BYTES])
 }
 
 /* A line of the sending node's log (client/outbox.c writes these after the
- * commit of an ack and of a verified receipt). */
+ * commit of an ack whose proof verified and of a verified receipt notice). */
 static void sender_line(void *arg, proc *p, const char *line, uint64_t t)
 {
     (void)p;
     sender_thr *s = arg;
-    static const char ack_tag[] = "msg=\"message acknowledged\" ";
+    static const char ack_tag[] = "msg=\"message accepted (proven in the log)\" ";
     static const char rcpt_tag[] = " msg=receipt ";
     uint8_t id[KETEN_MSG_ID_BYTES];
     const char *q = strstr(line, rcpt_tag);
@@ -1178,7 +1189,8 @@ static void sender_line(void *arg, proc *p, const char *line, uint64_t t)
         return;
     }
     if (strstr(line, "msg=\"message refused by broker\"") != NULL
-        || strstr(line, "msg=\"receipt refused\"") != NULL) {
+        || strstr(line, "msg=\"refused by recipient\"") != NULL
+        || strstr(line, "msg=ALARM ") != NULL) {
         set_error(s, "%s", line);
     }
 }
@@ -1346,13 +1358,22 @@ typedef struct floor_result {
     double seal_us; /* keten_envelope_seal: R crypto_box_seal + Ed25519 sign */
     double env_verify_us; /* broker: keten_envelope_verify */
     double open_us; /* recipient: keten_envelope_open (verify, unwrap, decrypt) */
-    double rc_sign_us; /* recipient: keten_receipt_sign */
-    double rc_verify_us; /* broker and sender: keten_receipt_verify */
-    double ack_sign_us; /* broker: keten_ack_sign */
-    double ack_verify_us; /* sender: keten_ack_verify */
+    /* Protocol v1, still measured: a receipt per message = a batch of one */
+    double rc_sign_us; /* recipient: keten_receipt_batch_new of one leaf */
+    double rc_verify_us; /* broker: keten_receipt_batch_verify of one leaf */
+    double ack_sign_us; /* broker: Ed25519 sign + self-check, ack-sized body */
+    double ack_verify_us; /* sender: Ed25519 verify of it */
     double listed_us; /* seal + env verify + R (2 rc verify + open + rc sign) */
     double all_us; /* listed + ack sign + ack verify */
     double listed_per_s, all_per_s; /* cores / per-signal time */
+    /* Protocol v2 */
+    double cp_sign_us; /* broker: keten_checkpoint_sign + keten_checkpoint_open of it */
+    double cp_verify_us; /* node: keten_checkpoint_open + consistency proof */
+    double head_sign_us; /* recipient: keten_receipt_batch_new (the head's signature) */
+    double head_verify_us; /* broker, sender: keten_receipt_head_verify */
+    double v2_us; /* seal + env verify + R open (batch work shared by many) */
+    double v2_batch1_us; /* v2 + (1 + R)(cp sign + cp verify) + R (head sign + 2 verify) */
+    double v2_per_s, v2_batch1_per_s; /* cores / per-signal time */
 } floor_result;
 
 typedef struct floor_ctx {
@@ -1365,10 +1386,16 @@ typedef struct floor_ctx {
     size_t env_len;
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
     uint8_t env_hash[KETEN_HASH_BYTES];
-    uint8_t *rc;
-    size_t rc_len;
-    uint8_t *ack;
-    size_t ack_len;
+    keten_receipt_batch *rc; /* a batch of one leaf, by rcv[0] */
+    const Keten__NodeCert *rc_cert;
+    uint8_t ack[200]; /* an ack-sized body (v1: network, msg_id, hash, leaf, time) */
+    uint8_t ack_sig[KETEN_SIG_BYTES];
+    keten_checkpoint cp; /* a checkpoint and its consistency proof from a smaller tree */
+    char *note;
+    uint64_t cp_old;
+    keten_hash cp_old_root;
+    keten_hash cons[KETEN_MERKLE_MAX_PROOF];
+    size_t n_cons;
     uint64_t now;
     uint64_t serial;
 } floor_ctx;
@@ -1413,39 +1440,76 @@ static keten_err op_open(floor_ctx *c)
 
 static keten_err op_rc_sign(floor_ctx *c)
 {
-    uint8_t *out = NULL;
-    size_t len = 0;
-    keten_err e = keten_receipt_sign(
-        c->nt->rcv[0], BX_NETWORK, c->serial, c->msg_id, c->env_hash, c->now, &out, &len);
-    free(out);
+    keten_receipt_batch *b = NULL;
+    keten_receipt_item it = { .outcome = KETEN__OUTCOME__OUTCOME_STORED,
+        .reason = KETEN__REASON__REASON_NONE };
+    memcpy(it.msg_id, c->msg_id, KETEN_MSG_ID_BYTES);
+    memcpy(it.envelope_hash, c->env_hash, KETEN_HASH_BYTES);
+    keten_err e = keten_receipt_batch_new(c->nt->rcv[0], BX_NETWORK, c->serial, c->now, &it, 1, &b);
+    keten_receipt_batch_destroy(&b);
     return e;
 }
 
 static keten_err op_rc_verify(floor_ctx *c)
 {
-    Keten__ReceiptBody *body = NULL;
-    const Keten__NodeCert *cert = keten_directory_find_id(c->nt->dir, c->nt->rcv[0]->id);
-    keten_err e
-        = cert == NULL ? KETEN_ERR_NOT_FOUND : keten_receipt_verify(cert, c->rc, c->rc_len, &body);
-    keten_pb_free((ProtobufCMessage **)(void *)&body);
+    Keten__ReceiptBatchHead *head = NULL;
+    keten_hash *lh = NULL;
+    keten_err e = keten_receipt_batch_verify(c->rc_cert, BX_NETWORK, &c->rc->msg, &head, &lh);
+    free(lh);
+    keten_pb_free((ProtobufCMessage **)(void *)&head);
+    return e;
+}
+
+static keten_err op_head_verify(floor_ctx *c)
+{
+    Keten__ReceiptBatchHead *head = NULL;
+    ProtobufCBinaryData sig = { KETEN_SIG_BYTES, c->rc->signature };
+    ProtobufCBinaryData hb = { c->rc->head_len, c->rc->head };
+    keten_err e = keten_receipt_head_verify(c->rc_cert, BX_NETWORK, &hb, &sig, &head);
+    keten_pb_free((ProtobufCMessage **)(void *)&head);
     return e;
 }
 
 static keten_err op_ack_sign(floor_ctx *c)
 {
-    uint8_t *out = NULL;
-    size_t len = 0;
-    keten_err e = keten_ack_sign(
-        c->nt->broker->log_sk, BX_NETWORK, c->msg_id, c->env_hash, 12345, &out, &len);
-    free(out);
-    return e;
+    uint8_t sig[KETEN_SIG_BYTES];
+    if (crypto_sign_detached(sig, NULL, c->ack, sizeof c->ack, c->nt->broker->log_sk) != 0
+        || crypto_sign_verify_detached(sig, c->ack, sizeof c->ack, c->nt->broker->log_pk) != 0) {
+        return keten_err_set(KETEN_ERR_CRYPTO, "ack-sized signature");
+    }
+    return KETEN_OK;
 }
 
 static keten_err op_ack_verify(floor_ctx *c)
 {
-    Keten__AckBody *body = NULL;
-    keten_err e = keten_ack_verify(c->nt->broker->log_pk, c->ack, c->ack_len, &body);
-    keten_pb_free((ProtobufCMessage **)(void *)&body);
+    return crypto_sign_verify_detached(c->ack_sig, c->ack, sizeof c->ack, c->nt->broker->log_pk)
+            == 0
+        ? KETEN_OK
+        : keten_err_set(KETEN_ERR_BAD_SIGNATURE, "ack-sized signature");
+}
+
+static keten_err op_cp_sign(floor_ctx *c)
+{
+    char *note = NULL;
+    keten_checkpoint back;
+    keten_err e = keten_checkpoint_sign(&c->cp, c->nt->broker->id, c->nt->broker->log_sk, &note);
+    if (e == KETEN_OK) {
+        e = keten_checkpoint_open(
+            note, strlen(note), c->nt->broker->id, c->nt->broker->log_pk, &back);
+    }
+    free(note);
+    return e;
+}
+
+static keten_err op_cp_verify(floor_ctx *c)
+{
+    keten_checkpoint cp;
+    keten_err e = keten_checkpoint_open(
+        c->note, strlen(c->note), c->nt->broker->id, c->nt->broker->log_pk, &cp);
+    if (e == KETEN_OK) {
+        e = keten_merkle_verify_consistency(
+            c->cp_old, cp.size, c->cp_old_root, cp.root, (const keten_hash *)c->cons, c->n_cons);
+    }
     return e;
 }
 
@@ -1504,14 +1568,46 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
         e = keten_envelope_seal(nt->snd[0], nt->dir, c.to, R, &sp, c.payload, c.payload_len,
             c.msg_id, &c.env, &c.env_len);
     }
+    c.rc_cert = cert;
     if (e == KETEN_OK) {
         crypto_hash_sha256(c.env_hash, c.env, c.env_len);
-        e = keten_receipt_sign(
-            nt->rcv[0], BX_NETWORK, c.serial, c.msg_id, c.env_hash, c.now, &c.rc, &c.rc_len);
+        keten_receipt_item it = { .outcome = KETEN__OUTCOME__OUTCOME_STORED,
+            .reason = KETEN__REASON__REASON_NONE };
+        memcpy(it.msg_id, c.msg_id, KETEN_MSG_ID_BYTES);
+        memcpy(it.envelope_hash, c.env_hash, KETEN_HASH_BYTES);
+        e = keten_receipt_batch_new(nt->rcv[0], BX_NETWORK, c.serial, c.now, &it, 1, &c.rc);
     }
     if (e == KETEN_OK) {
-        e = keten_ack_sign(
-            nt->broker->log_sk, BX_NETWORK, c.msg_id, c.env_hash, 12345, &c.ack, &c.ack_len);
+        randombytes_buf(c.ack, sizeof c.ack);
+        if (crypto_sign_detached(c.ack_sig, NULL, c.ack, sizeof c.ack, nt->broker->log_sk) != 0) {
+            e = keten_err_set(KETEN_ERR_CRYPTO, "ack-sized signature");
+        }
+    }
+    if (e == KETEN_OK) {
+        /* A checkpoint of 100,000 leaves and its proof from 99,000: a proof
+         * as long as those of a log of that size. */
+        enum { CP_LEAVES = 100000, CP_OLD = 99000 };
+        keten_hash *lh = calloc(CP_LEAVES, sizeof *lh);
+        if (lh == NULL) {
+            e = keten_err_set(KETEN_ERR_NOMEM, "checkpoint leaves");
+        } else {
+            for (size_t i = 0; i < CP_LEAVES; i++) {
+                memcpy(lh[i], &i, sizeof i);
+            }
+            snprintf(c.cp.origin, sizeof c.cp.origin, "keten/%s", BX_NETWORK);
+            c.cp.size = CP_LEAVES;
+            keten_merkle_root((const keten_hash *)lh, CP_LEAVES, c.cp.root);
+            keten_merkle_root((const keten_hash *)lh, CP_OLD, c.cp_old_root);
+            c.cp_old = CP_OLD;
+            c.cp.dir_version = keten_directory_version(nt->dir);
+            memcpy(c.cp.dir_hash, keten_directory_hash(nt->dir), KETEN_HASH_BYTES);
+            e = keten_merkle_consistency_proof(
+                (const keten_hash *)lh, CP_OLD, CP_LEAVES, c.cons, &c.n_cons);
+            free(lh);
+        }
+        if (e == KETEN_OK) {
+            e = keten_checkpoint_sign(&c.cp, nt->broker->id, nt->broker->log_sk, &c.note);
+        }
     }
     if (e == KETEN_OK && (e = time_op(op_seal, &c, &fr->seal_us)) == KETEN_OK
         && (e = time_op(op_env_verify, &c, &fr->env_verify_us)) == KETEN_OK
@@ -1519,18 +1615,28 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
         && (e = time_op(op_rc_sign, &c, &fr->rc_sign_us)) == KETEN_OK
         && (e = time_op(op_rc_verify, &c, &fr->rc_verify_us)) == KETEN_OK
         && (e = time_op(op_ack_sign, &c, &fr->ack_sign_us)) == KETEN_OK
-        && (e = time_op(op_ack_verify, &c, &fr->ack_verify_us)) == KETEN_OK) {
+        && (e = time_op(op_ack_verify, &c, &fr->ack_verify_us)) == KETEN_OK
+        && (e = time_op(op_cp_sign, &c, &fr->cp_sign_us)) == KETEN_OK
+        && (e = time_op(op_cp_verify, &c, &fr->cp_verify_us)) == KETEN_OK
+        && (e = time_op(op_head_verify, &c, &fr->head_verify_us)) == KETEN_OK) {
         double r = (double)R;
         fr->listed_us = fr->seal_us + fr->env_verify_us
             + r * (2 * fr->rc_verify_us + fr->open_us + fr->rc_sign_us);
         fr->all_us = fr->listed_us + fr->ack_sign_us + fr->ack_verify_us;
         fr->listed_per_s = (double)cpu_count() * 1e6 / fr->listed_us;
         fr->all_per_s = (double)cpu_count() * 1e6 / fr->all_us;
+        /* The head's signature is the whole public-key work of a batch. */
+        fr->head_sign_us = fr->rc_sign_us;
+        fr->v2_us = fr->seal_us + fr->env_verify_us + r * fr->open_us;
+        fr->v2_batch1_us = fr->v2_us + (1 + r) * (fr->cp_sign_us + fr->cp_verify_us)
+            + r * (fr->head_sign_us + 2 * fr->head_verify_us);
+        fr->v2_per_s = (double)cpu_count() * 1e6 / fr->v2_us;
+        fr->v2_batch1_per_s = (double)cpu_count() * 1e6 / fr->v2_batch1_us;
     }
     free(c.payload);
     free(c.env);
-    free(c.rc);
-    free(c.ack);
+    free(c.note);
+    keten_receipt_batch_destroy(&c.rc);
     return e;
 }
 
@@ -1589,6 +1695,7 @@ typedef struct phase_result {
     double throughput; /* signals fully receipted per s */
     double acked_per_s;
     double frac_floor, frac_floor_listed;
+    double frac_floor_v2, frac_floor_v2_batch1;
     double lat_reply[BX_PCTS], lat_ack[BX_PCTS], lat_rcpt[BX_PCTS];
     double node_acc[BX_PCTS], node_rcpt[BX_PCTS]; /* from the nodes' own times */
     size_t node_sample;
@@ -1903,6 +2010,8 @@ static const metric phase_metrics[] = {
     { "acknowledged signals/s", "1/s", M(acked_per_s), 0 },
     { "fraction of pk floor", "", M(frac_floor), 3 },
     { "  (of listed pk work)", "", M(frac_floor_listed), 3 },
+    { "fraction of pk floor v2", "", M(frac_floor_v2), 3 },
+    { "  (v2, one signal per batch)", "", M(frac_floor_v2_batch1), 3 },
     { "send->API answer p50", "ms", M(lat_reply[0]), 1 },
     { "send->API answer p99", "ms", M(lat_reply[1]), 1 },
     { "send->ack p50", "ms", M(lat_ack[0]), 1 },
@@ -1939,6 +2048,14 @@ static const metric floor_metrics[] = {
     { "per signal, all pk work", "us", F(all_us), 1 },
     { "floor, listed work", "1/s", F(listed_per_s), 0 },
     { "floor, all pk work", "1/s", F(all_per_s), 0 },
+    { "checkpoint sign (broker)", "us", F(cp_sign_us), 1 },
+    { "checkpoint verify (node)", "us", F(cp_verify_us), 1 },
+    { "receipt head sign (recipient)", "us", F(head_sign_us), 1 },
+    { "receipt head verify", "us", F(head_verify_us), 1 },
+    { "per signal, v2", "us", F(v2_us), 1 },
+    { "per signal, v2 batches of 1", "us", F(v2_batch1_us), 1 },
+    { "floor v2", "1/s", F(v2_per_s), 0 },
+    { "floor v2, batches of 1", "1/s", F(v2_batch1_per_s), 0 },
 };
 #undef F
 
@@ -1995,6 +2112,8 @@ static json_t *phase_json(const phase_result *r)
     json_object_set_new(o, "acknowledged_per_s", json_real(r->acked_per_s));
     json_object_set_new(o, "fraction_of_floor", json_real(r->frac_floor));
     json_object_set_new(o, "fraction_of_listed_floor", json_real(r->frac_floor_listed));
+    json_object_set_new(o, "fraction_of_floor_v2", json_real(r->frac_floor_v2));
+    json_object_set_new(o, "fraction_of_floor_v2_batch1", json_real(r->frac_floor_v2_batch1));
     json_object_set_new(o, "send_to_answer_ms", pcts_json(r->lat_reply));
     json_object_set_new(o, "send_to_ack_ms", pcts_json(r->lat_ack));
     json_object_set_new(o, "send_to_all_receipts_ms", pcts_json(r->lat_rcpt));
@@ -2018,19 +2137,30 @@ static json_t *phase_json(const phase_result *r)
 
 static json_t *floor_json(const floor_result *f)
 {
-    return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "seal_us",
+    json_t *o = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "seal_us",
         f->seal_us, "envelope_verify_us", f->env_verify_us, "open_us", f->open_us,
         "receipt_sign_us", f->rc_sign_us, "receipt_verify_us", f->rc_verify_us, "ack_sign_us",
         f->ack_sign_us, "ack_verify_us", f->ack_verify_us, "per_signal_listed_us", f->listed_us,
         "per_signal_all_us", f->all_us, "floor_listed_per_s", f->listed_per_s, "floor_all_per_s",
         f->all_per_s);
+    json_t *v2 = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "checkpoint_sign_us",
+        f->cp_sign_us, "checkpoint_verify_us", f->cp_verify_us, "receipt_head_sign_us",
+        f->head_sign_us, "receipt_head_verify_us", f->head_verify_us, "per_signal_v2_us",
+        f->v2_us, "per_signal_v2_batch1_us", f->v2_batch1_us, "floor_v2_per_s", f->v2_per_s,
+        "floor_v2_batch1_per_s", f->v2_batch1_per_s);
+    if (o != NULL && v2 != NULL) {
+        json_object_update(o, v2);
+    }
+    json_decref(v2);
+    return o;
 }
 
 static void print_phase(unsigned k, const char *what, const phase_result *r)
 {
-    printf("run %u %s: %.0f receipted signals/s (%.3f of the pk floor), %.0f acked/s, "
-           "all receipts p50 %.1f ms p99 %.1f ms; CPU busy %.0f%%; load %s -> %s%s\n",
-        k + 1, what, r->throughput, r->frac_floor, r->acked_per_s, r->lat_rcpt[0], r->lat_rcpt[1],
+    printf("run %u %s: %.0f receipted signals/s (%.3f of the pk floor, %.3f of the v2 floor), "
+           "%.0f acked/s, all receipts p50 %.1f ms p99 %.1f ms; CPU busy %.0f%%; load %s -> %s%s\n",
+        k + 1, what, r->throughput, r->frac_floor, r->frac_floor_v2, r->acked_per_s, r->lat_rcpt[0],
+        r->lat_rcpt[1],
         r->cpu_busy_pct, r->load_before, r->load_after, r->complete ? "" : " INCOMPLETE");
     if (r->first_error[0] != '\0' || r->failed > 0) {
         printf("  failed %llu; first error: %s\n", (unsigned long long)r->failed, r->first_error);
@@ -2518,9 +2648,10 @@ int main(int argc, char **argv)
             if (e == KETEN_OK) {
                 n_floor++;
                 printf("run %u floor: %.0f us of public-key work per signal -> %.0f signals/s on "
-                       "%ld cores (listed work only: %.0f us -> %.0f/s); load %s -> %s\n",
+                       "%ld cores (listed work only: %.0f us -> %.0f/s); protocol v2: %.0f us -> "
+                       "%.0f/s (%.0f us -> %.0f/s with one signal per batch); load %s -> %s\n",
                     k + 1, fl->all_us, fl->all_per_s, cpu_count(), fl->listed_us, fl->listed_per_s,
-                    l0, l1);
+                    fl->v2_us, fl->v2_per_s, fl->v2_batch1_us, fl->v2_batch1_per_s, l0, l1);
                 json_object_set_new(jr, "floor", floor_json(fl));
             }
         }
@@ -2539,6 +2670,8 @@ int main(int argc, char **argv)
             }
             r->frac_floor = r->throughput / fl->all_per_s;
             r->frac_floor_listed = r->throughput / fl->listed_per_s;
+            r->frac_floor_v2 = r->throughput / fl->v2_per_s;
+            r->frac_floor_v2_batch1 = r->throughput / fl->v2_batch1_per_s;
             print_phase(k, rate > 0 ? "open loop" : "max", r);
             json_object_set_new(jr, rate > 0 ? "open_loop" : "max", phase_json(r));
             if (!r->complete || r->failed > 0) {
