@@ -3,9 +3,15 @@
 # its own reason code, audited as a rejected record and answered with an
 # error: policy (with the deciding rule), a tampered envelope (bad
 # signature), a spoofed sender, a replay (duplicate; the very same envelope
-# gets its original ack), clock skew, expiry and too long a lifetime, an
-# unknown recipient, an unregistered category, malformed bytes, an oversize
-# envelope. And a transport key that no directory lists gets nothing through.
+# gets the proof of its original submitted record), clock skew, expiry and
+# too long a lifetime, an unknown recipient, an unregistered category,
+# malformed bytes, an oversize envelope, a submit before Hello, a Hello
+# naming a checkpoint larger than the log (UNKNOWN_CHECKPOINT), receipt
+# batches whose root does not match their leaves or signed by another
+# node's key (BAD_RECEIPT, nothing receipted), a leaf for a message not
+# delivered to that node (skipped, audited, the real recipient still
+# receipts it). And a transport key that no directory lists gets nothing
+# through.
 . "$(dirname "$0")/broker_lib.sh"
 
 setup_broker_network || done_testing
@@ -20,7 +26,8 @@ publish dir.v2 || done_testing
 
 # A 3-second clock window, so that the tests need not wait 5 minutes (the
 # certificates are only seconds old: an envelope cannot claim to be older).
-start_broker --clock-window-ms 3000 || done_testing
+start_broker --clock-window-ms 3000 --metrics 127.0.0.1:0 || done_testing
+METRICS_PORT=$(metrics_port)
 
 # reason EXPECTED DESCRIPTION: the last peer run got exactly one error with
 # that reason and no ack.
@@ -71,7 +78,9 @@ first_leaf=$(jget 'E("ack")[0]["leaf"]')
 peer gemeente-diemen replay first.env
 reason DUPLICATE "the same bytes sent again are refused (DUPLICATE)"
 jl "E('error')[0]['ack']['valid'] and E('error')[0]['ack']['leaf'] == $first_leaf and E('error')[0]['ack']['msg_id'] == '$first_msg'" \
-    "a resubmission of the very envelope carries its original signed ack (same leaf)"
+    "a resubmission of the very envelope carries the proof of its original submitted record (same leaf)"
+jl "E('error')[0]['ack']['against_latest'] and E('error')[0]['ack']['record_event'] == 'SUBMITTED'" \
+    "that proof is against the checkpoint sent just before the error"
 peer belastingdienst replay first.env
 reason SENDER_MISMATCH "another node replaying a captured envelope is refused before the msg_id check"
 peer politie-mn recv --count 2 --timeout-ms 1500
@@ -117,6 +126,52 @@ head -c $((1024 * 1024 + 100)) /dev/zero >big.bin
 peer gemeente-diemen submit-raw big.bin
 reason TOO_LARGE "an envelope over 1 MiB: refused (TOO_LARGE)"
 
+# ---- Hello ----------------------------------------------------------------------------
+
+peer gemeente-diemen --no-hello --timeout-ms 2000 submit --to politie-mn --json signal.json
+reason MALFORMED "a submit before Hello is refused (MALFORMED)"
+jl "E('error')[0]['detail'] == 'send Hello first' and not E('checkpoint')" \
+    "the refusal says to send Hello first, and the connection gets no checkpoint"
+nohello_msg=$(jget 'E("sent")[0]["msg_id"]')
+
+peer gemeente-diemen --hello-size 1000000 connect-only --listen-ms 1500
+jl "len(E('error')) == 1 and E('error')[0]['reason'] == 'UNKNOWN_CHECKPOINT' and E('error')[0]['detail'].startswith('your checkpoint has 1000000 leaves; this log has ')" \
+    "a Hello naming more leaves than the log has is refused (UNKNOWN_CHECKPOINT)"
+jl 'not E("checkpoint")' "and that connection gets no checkpoint"
+audit
+size_now=$(jget 'len(L)')
+peer gemeente-diemen --hello-size "$size_now" connect-only --listen-ms 1500
+jl "not E('error') and len(E('checkpoint')) >= 1 and E('checkpoint')[0]['old_size'] == $size_now and E('checkpoint')[0]['signature_valid'] and E('checkpoint')[0]['proof_hashes'] > 0" \
+    "a Hello naming the log's size gets the next checkpoint with a consistency proof from that size"
+
+# ---- receipt batches --------------------------------------------------------------------
+
+peer gemeente-diemen submit --to politie-mn --json signal.json --save-envelope rc.env
+jl 'len(E("ack")) == 1 and E("ack")[0]["valid"]' "a signal for politie-mn is accepted"
+rc_msg=$(jget 'E("sent")[0]["msg_id"]')
+peer politie-mn receipt-batch --envelope rc.env --tamper leaf --listen-ms 1500
+reason BAD_RECEIPT "a receipt batch whose root does not match its leaves is refused (BAD_RECEIPT)"
+peer politie-mn --sign-home n-belastingdienst receipt-batch --envelope rc.env --listen-ms 1500
+reason BAD_RECEIPT "a receipt batch signed by another node's key is refused (BAD_RECEIPT)"
+peer belastingdienst receipt-batch --envelope rc.env --listen-ms 1500
+jl 'E("receipt_batch")[0]["sent"] and not E("error")' \
+    "a batch whose leaf names a message not delivered to that node verifies (no error)"
+audit
+jl "not any(x['event'] in ('RECEIPTED', 'REFUSED_BY_RECIPIENT') and x['msg_id'] == '$rc_msg' for x in L)" \
+    "none of the three batches receipted the message"
+jl "len([x for x in L if x['event'] == 'REJECTED' and x['reason'] == 'BAD_RECEIPT' and x['sender'] == 'politie-mn']) == 2" \
+    "the two refused batches are audited as rejected (BAD_RECEIPT, naming the node)"
+jl "len([x for x in L if x['event'] == 'REJECTED' and x['reason'] == 'BAD_RECEIPT' and x['sender'] == 'belastingdienst']) == 1" \
+    "the batch with a leaf that matches nothing is audited once (BAD_RECEIPT, naming the node)"
+run curl -sf "http://127.0.0.1:$METRICS_PORT/metrics"
+stdout_says "keten_receipt_leaves_unmatched_total 1" "the skipped leaf is counted"
+stdout_says 'keten_rejects_total{reason="bad_receipt"} 3' "the three refusals are counted"
+peer politie-mn recv --count 1
+jl "len(E('deliver')) == 1 and E('deliver')[0]['msg_id'] == '$rc_msg' and E('deliver')[0]['valid'] and not E('error')" \
+    "the real recipient still gets the message and receipts it"
+check "its receipt is recorded" wait_for 10 sh -c \
+    "'$PEER' audit --db broker/store | grep -q '\"event\":\"RECEIPTED\",\"msg_id\":\"$rc_msg\"'"
+
 # ---- keys nobody listed ------------------------------------------------------------------
 
 peer gemeente-diemen --transport-key-only connect-only --listen-ms 1500
@@ -133,7 +188,7 @@ jl 'len(E("deliver")) == 0' "and nothing of it is delivered"
 audit
 expect 0 "read the audit log"
 for r in POLICY BAD_SIGNATURE SENDER_MISMATCH DUPLICATE CLOCK_SKEW EXPIRED UNKNOWN_RECIPIENT \
-    UNREGISTERED UNKNOWN_SENDER MALFORMED TOO_LARGE; do
+    UNREGISTERED UNKNOWN_SENDER MALFORMED TOO_LARGE UNKNOWN_CHECKPOINT BAD_RECEIPT; do
     jl "any(x['event'] == 'REJECTED' and x['reason'] == '$r' for x in L)" \
         "the refusal $r is audited"
 done
@@ -141,6 +196,10 @@ jl "any(x['event'] == 'REJECTED' and x['reason'] == 'POLICY' and x['rule'] == 3 
     "a policy refusal records msg_id, sender and the deciding rule"
 jl "all(x['header_bytes'] == 0 for x in L if x['event'] == 'REJECTED')" \
     "refusal records hold nothing the sender typed (no header)"
+jl "not any(x['event'] == 'SUBMITTED' and x['msg_id'] == '$nohello_msg' for x in L)" \
+    "the submit sent before Hello was not stored"
+jl "len([x for x in L if x['event'] == 'RECEIPTED' and x['msg_id'] == '$rc_msg' and x['node'] == 'politie-mn']) == 1" \
+    "the message is receipted once, by its recipient"
 jl "len([x for x in L if x['event'] == 'SUBMITTED' and x['msg_id'] == '$first_msg']) == 1" \
     "the replayed message is recorded as submitted once"
 jl 'any(x["event"] == "AUTH_FAILED" and len(x["node"]) == 64 for x in L)' \
