@@ -566,6 +566,7 @@ static void take_ack(
     }
     if (e == KETEN_ERR_INCONSISTENT) {
         node->counters.proofs_failed++;
+        keten_store_abort(&txn); /* the alarm is stored on its own */
         keten_alarm_evidence(node, "bad-proof",
             "the broker's %s for message %s proves leaf %llu, which is not its record: %s", what,
             hex, (unsigned long long)p->leaf_index, keten_err_detail());
@@ -741,7 +742,7 @@ static bool answered(const char *state)
 /* The first checks of a notice: the proof, then a record of one of this
  * node's messages (*rec_out its sent record). false: nothing to record (an
  * unknown checkpoint, logged; or an alarm raised). */
-static bool notice_record(keten_node *node, MDB_txn *txn, const Keten__LeafProof *p,
+static bool notice_record(keten_node *node, MDB_txn **txn, const Keten__LeafProof *p,
     const char *what, Keten__AuditRecord **ar_out, json_t **rec_out)
 {
     *ar_out = NULL;
@@ -754,6 +755,7 @@ static bool notice_record(keten_node *node, MDB_txn *txn, const Keten__LeafProof
         return false;
     }
     if (e != KETEN_OK) {
+        keten_store_abort(txn); /* the alarm is stored on its own */
         keten_alarm_evidence(
             node, "bad-proof", "the broker's %s carries a proof that does not hold: %s", what,
             keten_err_detail());
@@ -767,6 +769,7 @@ static bool notice_record(keten_node *node, MDB_txn *txn, const Keten__LeafProof
     if (ar->sender == NULL || strcmp(ar->sender, node->me->id) != 0
         || ar->msg_id.len != KETEN_MSG_ID_BYTES) {
         node->counters.proofs_failed++;
+        keten_store_abort(txn);
         keten_alarm_evidence(node, "bad-proof",
             "the broker's %s proves leaf %llu, a record of message %s of %s, not of this node",
             what, (unsigned long long)p->leaf_index, hex,
@@ -774,9 +777,10 @@ static bool notice_record(keten_node *node, MDB_txn *txn, const Keten__LeafProof
         return false;
     }
     e = keten_store_get_json(
-        node->store, txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, rec_out);
+        node->store, *txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, rec_out);
     if (e == KETEN_ERR_NOT_FOUND) {
         node->counters.proofs_failed++;
+        keten_store_abort(txn);
         keten_alarm_evidence(node, "bad-proof",
             "the broker's %s proves leaf %llu, a record of message %s, which this node never sent",
             what, (unsigned long long)p->leaf_index, hex);
@@ -838,7 +842,7 @@ void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice
     json_t *rec = NULL;
     MDB_txn *txn = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
-    if (e != KETEN_OK || !notice_record(node, txn, n->proof, "receipt notice", &ar, &rec)) {
+    if (e != KETEN_OK || !notice_record(node, &txn, n->proof, "receipt notice", &ar, &rec)) {
         goto out;
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
@@ -846,6 +850,7 @@ void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice
     e = check_receipt(node, ar, rec, &head, &leaf);
     if (e != KETEN_OK) {
         node->counters.proofs_failed++;
+        keten_store_abort(&txn); /* the alarm is stored on its own */
         keten_alarm_evidence(node, "bad-proof",
             "the broker's receipt notice for message %s (leaf %llu) does not hold: %s", hex,
             (unsigned long long)n->proof->leaf_index, keten_err_detail());
@@ -899,7 +904,7 @@ void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n)
     json_t *rec = NULL;
     MDB_txn *txn = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
-    if (e != KETEN_OK || !notice_record(node, txn, n->proof, "expiry notice", &ar, &rec)) {
+    if (e != KETEN_OK || !notice_record(node, &txn, n->proof, "expiry notice", &ar, &rec)) {
         goto out;
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
@@ -915,6 +920,7 @@ void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n)
     }
     if (e != KETEN_OK) {
         node->counters.proofs_failed++;
+        keten_store_abort(&txn); /* the alarm is stored on its own */
         keten_alarm_evidence(node, "bad-proof",
             "the broker's expiry notice for message %s (leaf %llu) does not hold: %s", hex,
             (unsigned long long)n->proof->leaf_index, keten_err_detail());

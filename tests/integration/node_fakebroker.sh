@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
 # The node against a malicious broker (keten-fakebroker, which signs with the
-# real broker's key file, so its acks and checkpoints verify):
-#   (a) an ack for a message that never reaches the log -> inclusion alarm;
+# real broker's key file, so its checkpoints verify). Protocol v2: every ack,
+# delivery and notice carries a proof against a checkpoint the node checked,
+# so each lie is caught at once - the message is not recorded as accepted
+# (or stored, or receipted), `keten-node status` exits 3 with the alarm, and
+# the broker's frame is kept as evidence:
+#   (a) an ack whose leaf is another message's record (the old hole: a broker
+#       that acks M1 with leaf L and M2 with leaf L);
+#   (f) two acks putting different leaves at the same index;
+#   (g) an ack whose checkpoint is not consistent with the node's reference;
+#   (h) an ack, and a delivery, whose path does not lead to the signed root;
+#   (i) a delivery whose leaf does not match the envelope;
+#   (j) a forwarded receipt whose leaf names another sender's message (and,
+#       as its honest twin, the true receipt reaching the sender);
+# and, as before:
 #   (b) a checkpoint forked from the one it served before -> refused, not
 #       cosigned, alarm;
 #   (c) a directory version named in its checkpoints but withheld -> the
 #       node fails closed (refuses to send) and raises the alarm;
 #   (d) a refusal: send --wait and status MSG_ID report it with its reason
 #       and rule;
-#   (e) an honest fake broker, as a control: its proofs pass, no alarm; only
-#       the one node cosigns, so the checkpoint is never witnessed by a
-#       quorum and the node warns (without an alarm).
+#   (e) an honest fake broker, as a control: its proofs pass, the message is
+#       accepted and receipted, no alarm; only one node cosigns, so the
+#       checkpoint is never witnessed by a quorum and the node warns (without
+#       an alarm).
 . "$(dirname "$0")/node_lib.sh"
 
 setup_network || done_testing
 signal sig.json woonfraude "Melding aan een kwaadwillende broker"
+signal sig2.json woonfraude "Tweede melding aan een kwaadwillende broker"
 FAKE_EP="ipc://$T/fake.sock"
 
 # start_fake MODE [ARGS...]: the fake broker, its events in fake-MODE.out.
@@ -24,41 +38,184 @@ start_fake() {
     "$FAKEBROKER" --home broker --anchor admin/network.pub --directory directory.signed \
         --listen "$FAKE_EP" --mode "$mode" "$@" >"$T/fake-$mode.out" 2>>"$T/fake.err" &
     PID[fake]=$!
-    wait_until 10 grep -qx ready "$T/fake-$mode.out"
+    FAKE_OUT="$T/fake-$mode.out"
+    wait_until 10 grep -qx ready "$FAKE_OUT"
 }
 
-# A fresh store for gemeente-diemen against the fake broker.
+# start_on_fake ID [ARGS...]: node ID with a fresh store against the fake broker.
+start_on_fake() {
+    local id=$1
+    shift
+    rm -rf "n-$id/store"
+    "$NODE" run --home "n-$id" --anchor admin/network.pub \
+        --directory directory.signed --broker "$FAKE_EP" "$@" >>"$T/node-$id.log" 2>&1 &
+    PID[$id]=$!
+}
+
 start_victim() {
-    rm -rf n-gemeente-diemen/store
-    "$NODE" run --home n-gemeente-diemen --anchor admin/network.pub \
-        --directory directory.signed --broker "$FAKE_EP" --inclusion-timeout-ms 2000 "$@" \
-        >>"$T/node-victim.log" 2>&1 &
-    PID[gemeente-diemen]=$!
+    start_on_fake gemeente-diemen "$@"
 }
 
 # shellcheck disable=SC2317 # called through wait_until
 alarmed() {
-    "$NODE" status --home n-gemeente-diemen >/dev/null 2>&1
+    "$NODE" status --home "n-${1:-gemeente-diemen}" >/dev/null 2>&1
     [ $? -eq 3 ]
 }
 
-# (a) acknowledged, never logged.
-start_fake ack-unlogged
+# alarm_is ID KIND [TEXT]: the node holds an alarm of KIND (whose detail has TEXT).
+alarm_is() {
+    node_status_is "$1" "any(a['kind'] == '$2' and '${3:-}' in a['detail'] for a in d['alarms'])"
+}
+
+# msg_id_of: the msg_id printed by the last send.
+msg_id_of() {
+    "$PY" -c 'import re,sys; print(re.search(r"[0-9a-f]{32}", open(sys.argv[1]).read()).group(0))' \
+        "$T/.all"
+}
+
+# caught ID KIND WHAT: the checks every lie must meet on node ID.
+caught() {
+    local id=$1 kind=$2 what=$3
+    check "$what: the node raises the alarm at once" wait_until 20 alarmed "$id"
+    run "$NODE" status --home "n-$id"
+    expect 3 "$what: status exits 3"
+    says "$kind" "$what: the alarm is $kind"
+    check "$what: the broker's frame is kept as evidence" node_status_is "$id" 'd["evidence"] >= 1'
+}
+
+# (a) an ack proving another message's record (the same leaf twice).
+start_fake ack-other-leaf
 start_victim
 check "(a) the node connects to the fake broker" wait_until 20 connected gemeente-diemen
-check "(a) the node accepts its honest first checkpoint" wait_until 20 node_status_is \
-    gemeente-diemen '"tree_size" in d["checkpoint"]'
+check "(a) the node said Hello" wait_until 10 grep -q "^hello gemeente-diemen 0$" "$FAKE_OUT"
 run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
-expect 0 "(a) the fake broker's signed ack is valid: send --wait succeeds"
+expect 0 "(a) the first message's ack proves its record: send --wait succeeds"
+M1=$(cat "$T/.out")
+check "(a) its state is accepted (proven)" msg_status_is gemeente-diemen "$M1" \
+    'd["state"] == "accepted" and d["tree_size"] >= 2'
+L1=$(sed -n "s/^ack $M1 leaf //p" "$FAKE_OUT")
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig2.json
+expect 0 "(a) a second message is stored in the outbox"
+M2=$(msg_id_of)
+check "(a) the fake broker acks it with the first message's leaf" wait_until 10 \
+    grep -q "^ack $M2 leaf $L1$" "$FAKE_OUT"
+caught gemeente-diemen bad-proof "(a)"
+says "$M1" "(a) the alarm names the record's message"
+check "(a) the second message is not recorded as accepted" msg_status_is gemeente-diemen "$M2" \
+    'd["state"] == "pending"'
+check "(a) it stays in the outbox (resent)" node_status_is gemeente-diemen 'd["outbox"] == 1'
+check "(a) the first message stays accepted" msg_status_is gemeente-diemen "$M1" \
+    'd["state"] == "accepted"'
+stop_one gemeente-diemen
+stop_one fake
+
+# (f) two acks putting different leaves at the same index.
+start_fake same-index
+start_victim
+check "(f) the node connects" wait_until 20 connected gemeente-diemen
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+expect 0 "(f) the first message is accepted"
+M1=$(cat "$T/.out")
+L1=$(sed -n "s/^ack $M1 leaf //p" "$FAKE_OUT")
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig2.json
+M2=$(msg_id_of)
+check "(f) the fake broker acks the second message at the first one's index" wait_until 10 \
+    grep -q "^ack $M2 leaf $L1$" "$FAKE_OUT"
+caught gemeente-diemen bad-proof "(f)"
+check "(f) the checkpoint of the same size with another root is an alarm too" \
+    alarm_is gemeente-diemen inconsistent-checkpoint "different roots"
+check "(f) the second message is not recorded as accepted" msg_status_is gemeente-diemen "$M2" \
+    'd["state"] == "pending"'
+check "(f) the node keeps its reference" msg_status_is gemeente-diemen "$M1" \
+    'd["state"] == "accepted" and d["leaf_index"] == '"$L1"
+stop_one gemeente-diemen
+stop_one fake
+
+# (g) an ack against a checkpoint not consistent with the node's reference.
+start_fake inconsistent
+start_victim
+check "(g) the node connects and accepts the first checkpoint" wait_until 20 node_status_is \
+    gemeente-diemen 'd["connected"] and d["checkpoint"].get("tree_size") == 1'
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+M=$(msg_id_of)
+check "(g) the fake broker acks it" wait_until 10 grep -q "^ack $M leaf" "$FAKE_OUT"
+caught gemeente-diemen inconsistent-checkpoint "(g)"
+check "(g) the ack's proof is against a checkpoint the node refused: ignored, counted" \
+    wait_until 10 node_status_is gemeente-diemen 'd["counters"]["proofs_unknown"] >= 1'
+check "(g) the message is not recorded as accepted" msg_status_is gemeente-diemen "$M" \
+    'd["state"] == "pending"'
+check "(g) the node keeps its reference (size 1)" node_status_is gemeente-diemen \
+    'd["checkpoint"]["tree_size"] == 1'
+stop_one gemeente-diemen
+stop_one fake
+
+# (h) an ack and a delivery whose path does not lead to the signed root.
+start_fake bad-path
+start_victim
+start_on_fake politie-mn
+check "(h) both nodes connect" wait_until 20 connected gemeente-diemen
+check "(h) both nodes connect (recipient)" wait_until 20 connected politie-mn
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+M=$(msg_id_of)
+check "(h) the fake broker acks it and delivers it" wait_until 10 \
+    grep -q "^deliver $M to politie-mn" "$FAKE_OUT"
+caught gemeente-diemen bad-proof "(h) the ack"
+says "does not lead to the signed root" "(h) the ack: the alarm says why"
+check "(h) the message is not recorded as accepted" msg_status_is gemeente-diemen "$M" \
+    'd["state"] == "pending"'
+caught politie-mn bad-proof "(h) the delivery"
+check "(h) the delivery's alarm says it is a delivery" alarm_is politie-mn bad-proof delivery
+check "(h) the delivery is not stored" lacks inbox_has politie-mn "$M"
+sleep 1
+check "(h) and not receipted" lacks grep -q "^receipts politie-mn" "$FAKE_OUT"
+stop_one politie-mn
+stop_one gemeente-diemen
+stop_one fake
+
+# (i) a delivery whose leaf is not the envelope's record.
+start_fake deliver-bad-leaf
+start_victim
+start_on_fake politie-mn
+check "(i) both nodes connect" wait_until 20 connected politie-mn
+check "(i) both nodes connect (sender)" wait_until 20 connected gemeente-diemen
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+expect 0 "(i) the sender's message is accepted (an honest ack)"
 M=$(cat "$T/.out")
-check "(a) the ack names a leaf" grep -q "^ack $M leaf" "$T/fake-ack-unlogged.out"
-check "(a) the node raises the alarm when no inclusion proof comes in time" wait_until 20 alarmed
-run "$NODE" status --home n-gemeente-diemen
-expect 3 "(a) status exits 3"
-says "inclusion-missing" "(a) the alarm is inclusion-missing"
-says "$M" "(a) the alarm names the message"
-check "(a) counted as a failed inclusion check" node_status_is gemeente-diemen \
-    'd["counters"]["inclusion_failed"] >= 1'
+check "(i) the fake broker delivers it with leaf 0" wait_until 10 \
+    grep -q "^deliver $M to politie-mn leaf 0$" "$FAKE_OUT"
+caught politie-mn bad-proof "(i)"
+says "not the delivered envelope's" "(i) the alarm says why"
+check "(i) the delivery is not stored" lacks inbox_has politie-mn "$M"
+sleep 1
+check "(i) and not receipted" lacks grep -q "^receipts politie-mn" "$FAKE_OUT"
+check "(i) the sender raised no alarm" node_status_is gemeente-diemen 'len(d["alarms"]) == 0'
+stop_one politie-mn
+stop_one gemeente-diemen
+stop_one fake
+
+# (j) a forwarded receipt naming another sender's message; its honest twin
+# (the true receipt to the sender) recorded.
+start_fake receipt-other-sender
+start_victim
+start_on_fake politie-mn
+check "(j) both nodes connect" wait_until 20 connected politie-mn
+check "(j) both nodes connect (sender)" wait_until 20 connected gemeente-diemen
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+expect 0 "(j) the message is accepted"
+M=$(cat "$T/.out")
+check "(j) the recipient stores it" wait_until 20 inbox_has politie-mn "$M"
+check "(j) the recipient's receipt batch verifies at the broker" wait_until 10 \
+    grep -q "^receipted $M by politie-mn" "$FAKE_OUT"
+check "(j) the sender records the receipt (honest notice)" wait_until 20 msg_status_is \
+    gemeente-diemen "$M" 'd["recipients"][0]["state"] == "receipted" and "stored_at" in d["recipients"][0]'
+check "(j) the sender confirms the notice" wait_until 10 \
+    grep -q "^notice-ack gemeente-diemen" "$FAKE_OUT"
+check "(j) the sender raised no alarm" node_status_is gemeente-diemen 'len(d["alarms"]) == 0'
+caught politie-mn bad-proof "(j) the recipient, sent the notice of a message it did not send"
+says "gemeente-diemen" "(j) the alarm names the record's sender"
+check "(j) nothing recorded at the recipient: the notice is not confirmed" \
+    lacks grep -q "^notice-ack politie-mn" "$FAKE_OUT"
+stop_one politie-mn
 stop_one gemeente-diemen
 stop_one fake
 
@@ -66,21 +223,24 @@ stop_one fake
 start_fake fork
 start_victim
 check "(b) the node cosigns the fake broker's first (honest) checkpoint" wait_until 20 \
-    grep -q "^cosignature gemeente-diemen 1$" "$T/fake-fork.out"
-check "(b) then the fake broker forks its history" wait_until 20 grep -q "^fork " "$T/fake-fork.out"
+    grep -q "^cosignature gemeente-diemen 1$" "$FAKE_OUT"
+check "(b) then the fake broker forks its history" wait_until 20 grep -q "^fork " "$FAKE_OUT"
 check "(b) the node raises the alarm" wait_until 20 alarmed
 run "$NODE" status --home n-gemeente-diemen
 expect 3 "(b) status exits 3"
 says "inconsistent-checkpoint" "(b) the alarm is inconsistent-checkpoint"
-check "(b) the node asked for a consistency proof" grep -q "^proof-request 1 " "$T/fake-fork.out"
+check "(b) the forked checkpoint came with a consistency proof from size 1" \
+    grep -q "^checkpoint-sent gemeente-diemen 2 from 1$" "$FAKE_OUT"
 sleep 1
-check "(b) the forked checkpoint was not cosigned" lacks grep -q "forked$" <(grep '^cosignature' "$T/fake-fork.out")
+check "(b) the forked checkpoint was not cosigned" lacks grep -q "forked$" <(grep '^cosignature' "$FAKE_OUT")
 check "(b) no cosignature after the fork at all" test \
-    "$(sed -n '/^fork /,$p' "$T/fake-fork.out" | grep -c '^cosignature')" -eq 0
+    "$(sed -n '/^fork /,$p' "$FAKE_OUT" | grep -c '^cosignature')" -eq 0
 check "(b) the node keeps its reference (size 1)" node_status_is gemeente-diemen \
     'd["checkpoint"]["tree_size"] == 1 and d["counters"]["checkpoints_refused"] >= 1'
 check "(b) one alarm for the one forked checkpoint, not one per copy" node_status_is \
     gemeente-diemen 'len([a for a in d["alarms"] if a["kind"] == "inconsistent-checkpoint"]) <= 2'
+check "(b) the forked checkpoint is kept as evidence" node_status_is gemeente-diemen \
+    'd["evidence"] >= 1'
 stop_one gemeente-diemen
 stop_one fake
 
@@ -90,23 +250,23 @@ expect 0 "(c) a change for directory version 2"
 publish_dir admin directory-2.signed
 start_fake withhold-directory --named-directory directory-2.signed
 check "(c) the fake broker's checkpoints name version 2" wait_until 10 \
-    grep -q "directory 2$" "$T/fake-withhold-directory.out"
+    grep -q "directory 2$" "$FAKE_OUT"
 start_victim
 check "(c) the node sees version 2 named and stops sending" wait_until 20 node_status_is \
     gemeente-diemen 'd["directory"]["needed_version"] == 2 and d["directory"]["version"] == 1'
 check "(c) the node asked for the directory chain" \
-    grep -q "^directory-request after 1" "$T/fake-withhold-directory.out"
+    grep -q "^directory-request after 1" "$FAKE_OUT"
 run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
 check "(c) send fails closed" test "$RC" -ne 0
 says "refusing to send" "(c) send says it refuses to send"
 says "version 2" "(c) and names the withheld version"
-check "(c) nothing was submitted" lacks grep -q '^ack ' "$T/fake-withhold-directory.out"
+check "(c) nothing was submitted" lacks grep -q '^ack ' "$FAKE_OUT"
 check "(c) the node raises the alarm when the directory does not come" wait_until 20 alarmed
 run "$NODE" status --home n-gemeente-diemen
 expect 3 "(c) status exits 3"
 says "directory-withheld" "(c) the alarm is directory-withheld"
 check "(c) no checkpoint naming the withheld version was taken or cosigned" lacks \
-    grep -q '^cosignature' "$T/fake-withhold-directory.out"
+    grep -q '^cosignature' "$FAKE_OUT"
 stop_one gemeente-diemen
 stop_one fake
 
@@ -117,8 +277,7 @@ check "(d) the node connects" wait_until 20 connected gemeente-diemen
 run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
 expect 1 "(d) send --wait reports the broker's refusal"
 says "POLICY (rule 7)" "(d) with the reason and the rule"
-M=$(python3 -c 'import re,sys; print(re.search(r"[0-9a-f]{32}", open(sys.argv[1]).read()).group(0))' \
-    "$T/.all")
+M=$(msg_id_of)
 run "$NODE" status --home n-gemeente-diemen "$M" --json
 expect 0 "(d) status MSG_ID of the refused message"
 check "(d) status shows state rejected, reason POLICY, rule 7, per recipient" json_is "$T/.out" \
@@ -134,8 +293,13 @@ start_victim --witness-timeout-ms 500
 check "(e) the node connects" wait_until 20 connected gemeente-diemen
 run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
 expect 0 "(e) send to the honest fake broker"
-check "(e) its inclusion proof passes" wait_until 20 node_status_is gemeente-diemen \
-    'd["pending_inclusion"] == 0 and d["counters"]["inclusion_passed"] == 1'
+M=$(cat "$T/.out")
+check "(e) its proof passes: accepted at once, nothing left in the outbox" node_status_is \
+    gemeente-diemen 'd["outbox"] == 0 and d["counters"]["proofs_passed"] >= 1 and d["counters"]["proofs_failed"] == 0'
+check "(e) the message is accepted at its leaf" msg_status_is gemeente-diemen "$M" \
+    'd["state"] == "accepted" and d["leaf_index"] == 1'
+check "(e) the node's reference is the checkpoint of the ack" node_status_is gemeente-diemen \
+    'd["checkpoint"]["tree_size"] == 2'
 check "(e) the node warns that its checkpoint is not witnessed by a quorum" wait_until 20 \
     node_status_is gemeente-diemen 'len(d["warnings"]) == 1 and not d["checkpoint"]["witnessed"]'
 run "$NODE" status --home n-gemeente-diemen
@@ -144,7 +308,8 @@ says "not witnessed by a quorum" "(e) status shows the warning"
 # status computes the warning when asked; the log line comes with the
 # witness's next tick (at most a second later).
 check "(e) the warning is logged" wait_until 10 grep -q 'warning=checkpoint-not-witnessed' \
-    "$T/node-victim.log"
+    "$T/node-gemeente-diemen.log"
+check "(e) no evidence kept" node_status_is gemeente-diemen 'd["evidence"] == 0'
 stop_one gemeente-diemen
 stop_one fake
 finish

@@ -3,29 +3,46 @@
  * integration tests (never for production).
  *
  * It uses the real broker's identity file (the test has it), so every
- * signature it makes (acks, checkpoints) is valid under the broker
- * certificate of the directory; it accepts CurveZMQ connections only from
- * current nodes of the directory (a ZAP handler bound before the socket,
- * as the real broker does) and speaks the frames of docs/wire.md. It keeps
- * a tiny in-memory Merkle log (lib/merkle.h) so that its honest proofs are
- * valid. What it does wrong is chosen with --mode:
+ * signature it makes (checkpoints) is valid under the broker certificate of
+ * the directory; it accepts CurveZMQ connections only from current nodes of
+ * the directory (a ZAP handler bound before the socket, as the real broker
+ * does) and speaks protocol v2 (docs/wire.md): it answers Hello, keeps an
+ * in-memory Merkle log (lib/merkle.h) of the records it makes, sends each
+ * connection a CheckpointFrame with the consistency proof from the last size
+ * it was sent before every proof-carrying frame, proves acks, deliveries and
+ * receipt notices with LeafProofs (lib/logproof.h), delivers to connected
+ * recipients within their credit, and verifies receipt batches
+ * (lib/receipt.h). What it does wrong is chosen with --mode:
  *
- *   honest              acks and logs submits, serves checkpoints and proofs
- *   ack-unlogged        (a) acks a submit with a properly signed ack whose leaf
- *                       never appears in any checkpoint it serves
- *   fork                (b) after a node cosigned one of its checkpoints, serves
- *                       a checkpoint of a forked history (leaf 0 rewritten and
- *                       one leaf more), signed with the real log key, and the
- *                       proofs of that forked tree
- *   withhold-directory  (c) names in its checkpoints the directory version of
+ *   honest              all of the above, truthfully
+ *   fork                after a node cosigned one of its checkpoints, serves a
+ *                       checkpoint of a forked history (leaf 0 rewritten and
+ *                       one leaf more), proven from the old size with the
+ *                       forked tree's proof
+ *   withhold-directory  names in its checkpoints the directory version of
  *                       --named-directory, which it never serves
- *   refuse              answers every submit with a POLICY refusal (rule 7),
- *                       to test how a node reports a broker's refusal
+ *   refuse              answers every submit with a POLICY refusal (rule 7)
+ *   ack-other-leaf      acks a node's second and later messages with the
+ *                       proof of its first message's record
+ *   same-index          puts a node's second message's record at the index of
+ *                       its first (a tree of the same size, another root) and
+ *                       acks it there
+ *   inconsistent        rewrites its history under a new message and acks it
+ *                       against a checkpoint not consistent with the old one
+ *   bad-path            acks and deliveries whose path does not lead to the
+ *                       signed root (one bit flipped)
+ *   deliver-bad-leaf    deliveries proven with leaf 0, not the envelope's record
+ *   receipt-other-sender  forwards the receipt of a message also to its
+ *                       recipient, whose own message it is not
  *
  * It prints one line per event on standard output, for the test to read:
- *   ready | connected NODE | ack MSG_ID leaf N | checkpoint SIZE [forked] |
- *   cosignature NODE SIZE [forked] | proof-request ...
- * It delivers nothing. SIGTERM/SIGINT stop it.
+ *   ready | connected NODE | hello NODE SIZE | checkpoint SIZE [forked]
+ *   directory V | checkpoint-sent NODE SIZE from OLD | ack MSG_ID leaf N |
+ *   duplicate MSG_ID leaf N | deliver MSG_ID to NODE leaf N | receipts NODE
+ *   COUNT | receipts-refused NODE WHY | receipted|refused-by-recipient MSG_ID
+ *   by NODE leaf N | receipt-notice to NODE leaf N | notice-ack NODE COUNT |
+ *   cosignature NODE SIZE [forked] | fork SIZE | refused | directory-request
+ *   after V. SIGTERM/SIGINT stop it.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,16 +60,44 @@
 #include "envelope.h"
 #include "identity.h"
 #include "keten.h"
+#include "logproof.h"
 #include "merkle.h"
 #include "pb.h"
+#include "receipt.h"
 #include "util.h"
 #include "zctx.h"
 
 #define MAX_LEAVES 4096
 #define MAX_PEERS 32
+#define MAX_MSGS 512
+#define MAX_RCPT 8
 #define RID_MAX 64
 
-typedef enum mode { MODE_HONEST, MODE_ACK_UNLOGGED, MODE_FORK, MODE_WITHHOLD, MODE_REFUSE } mode;
+typedef enum mode {
+    MODE_HONEST,
+    MODE_FORK,
+    MODE_WITHHOLD,
+    MODE_REFUSE,
+    MODE_ACK_OTHER_LEAF,
+    MODE_SAME_INDEX,
+    MODE_INCONSISTENT,
+    MODE_BAD_PATH,
+    MODE_DELIVER_BAD_LEAF,
+    MODE_RECEIPT_OTHER_SENDER,
+} mode;
+
+static const char *const mode_names[] = {
+    [MODE_HONEST] = "honest",
+    [MODE_FORK] = "fork",
+    [MODE_WITHHOLD] = "withhold-directory",
+    [MODE_REFUSE] = "refuse",
+    [MODE_ACK_OTHER_LEAF] = "ack-other-leaf",
+    [MODE_SAME_INDEX] = "same-index",
+    [MODE_INCONSISTENT] = "inconsistent",
+    [MODE_BAD_PATH] = "bad-path",
+    [MODE_DELIVER_BAD_LEAF] = "deliver-bad-leaf",
+    [MODE_RECEIPT_OTHER_SENDER] = "receipt-other-sender",
+};
 
 typedef struct mlog {
     uint8_t *leaf[MAX_LEAVES];
@@ -65,7 +110,23 @@ typedef struct peer {
     uint8_t rid[RID_MAX];
     size_t rid_len;
     char node[KETEN_NAME_MAX + 1];
+    bool hello; /* said Hello: gets checkpoints and proofs */
+    uint64_t cp_sent; /* size of the last checkpoint sent to it */
+    uint32_t credit;
 } peer;
+
+/* A submitted message and who has it. */
+typedef struct msg {
+    uint8_t msg_id[KETEN_MSG_ID_BYTES];
+    uint8_t env_hash[KETEN_HASH_BYTES];
+    char sender[KETEN_NAME_MAX + 1];
+    uint8_t *env;
+    size_t env_len;
+    uint64_t leaf; /* its submitted record */
+    char rcpt[MAX_RCPT][KETEN_NAME_MAX + 1];
+    bool delivered[MAX_RCPT];
+    size_t n_rcpt;
+} msg;
 
 typedef struct fake {
     mode mode;
@@ -80,6 +141,8 @@ typedef struct fake {
     uint64_t cosigned; /* cosignatures received before the fork */
     peer peers[MAX_PEERS];
     size_t n_peers;
+    msg msgs[MAX_MSGS];
+    size_t n_msgs;
     uint64_t last_cp_size;
 } fake;
 
@@ -209,40 +272,104 @@ static void send_error(fake *f, const uint8_t *rid, size_t rid_len, uint64_t req
     send_to(f, rid, rid_len, &fr);
 }
 
-static void send_checkpoints(fake *f)
+/* ---- checkpoints ------------------------------------------------------ */
+
+static keten_err sign_tree(fake *f, const mlog *l, uint64_t size, char **note_out)
 {
     keten_checkpoint cp;
     memset(&cp, 0, sizeof cp);
     snprintf(cp.origin, sizeof cp.origin, "keten/%s", keten_directory_network(f->dir));
-    cp.size = f->log.n;
-    keten_merkle_root((const keten_hash *)f->log.hash, f->log.n, cp.root);
+    cp.size = size;
+    keten_merkle_root((const keten_hash *)l->hash, size, cp.root);
     const keten_directory *named = f->named != NULL ? f->named : f->dir;
     cp.dir_version = keten_directory_version(named);
     memcpy(cp.dir_hash, keten_directory_hash(named), KETEN_HASH_BYTES);
+    keten_err e = keten_checkpoint_sign(&cp, f->me->id, f->me->log_sk, note_out);
+    if (e == KETEN_OK && size != f->last_cp_size) {
+        say("checkpoint %llu%s directory %llu", (unsigned long long)size,
+            f->forked ? " forked" : "", (unsigned long long)cp.dir_version);
+        f->last_cp_size = size;
+    }
+    return e;
+}
+
+/* CheckpointFrame of the served tree to one peer, proven from its cp_sent
+ * (the consistency proof comes from `proof_log`, normally the served log;
+ * the lies prove from another history). */
+static void send_checkpoint_from(fake *f, peer *p, const mlog *proof_log)
+{
     char *note = NULL;
-    if (keten_checkpoint_sign(&cp, f->me->id, f->me->log_sk, &note) != KETEN_OK) {
+    if (sign_tree(f, &f->log, f->log.n, &note) != KETEN_OK) {
         fprintf(stderr, "keten-fakebroker: cannot sign a checkpoint: %s\n", keten_err_detail());
         return;
     }
+    keten_hash cons[KETEN_MERKLE_MAX_PROOF];
+    ProtobufCBinaryData cons_b[KETEN_MERKLE_MAX_PROOF];
+    size_t n_cons = 0;
+    if (p->cp_sent > 0 && p->cp_sent < f->log.n
+        && keten_merkle_consistency_proof(
+               (const keten_hash *)proof_log->hash, p->cp_sent, f->log.n, cons, &n_cons)
+            != KETEN_OK) {
+        n_cons = 0;
+    }
+    for (size_t i = 0; i < n_cons; i++) {
+        cons_b[i].data = cons[i];
+        cons_b[i].len = KETEN_HASH_BYTES;
+    }
     Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
     cf.note = note;
+    cf.old_size = p->cp_sent;
+    cf.consistency = cons_b;
+    cf.n_consistency = n_cons;
+    cf.witness = true;
     Keten__Frame fr = KETEN__FRAME__INIT;
     fr.body_case = KETEN__FRAME__BODY_CHECKPOINT;
     fr.checkpoint = &cf;
-    for (size_t i = 0; i < f->n_peers; i++) {
-        send_to(f, f->peers[i].rid, f->peers[i].rid_len, &fr);
-    }
-    if (cp.size != f->last_cp_size) {
-        say("checkpoint %llu%s directory %llu", (unsigned long long)cp.size,
-            f->forked ? " forked" : "", (unsigned long long)cp.dir_version);
-        f->last_cp_size = cp.size;
-    }
+    send_to(f, p->rid, p->rid_len, &fr);
+    say("checkpoint-sent %s %llu from %llu", p->node, (unsigned long long)f->log.n,
+        (unsigned long long)p->cp_sent);
+    p->cp_sent = f->log.n;
     free(note);
 }
 
-/* fork: a history that rewrites leaf 0 and has one leaf more. */
-static keten_err make_fork(fake *f)
+static void send_checkpoint(fake *f, peer *p)
 {
+    send_checkpoint_from(f, p, &f->log);
+}
+
+/* Before a proof-carrying frame: the checkpoint of the tree it is proven in. */
+static void checkpoint_before_proof(fake *f, peer *p)
+{
+    if (p->cp_sent != f->log.n) {
+        send_checkpoint(f, p);
+    }
+}
+
+/* The proof of leaf index in the served tree (its current size). */
+static keten_err leaf_proof(const mlog *l, uint64_t index, keten_leafproof_buf *out)
+{
+    keten_hash path[KETEN_MERKLE_MAX_PROOF];
+    size_t n = 0;
+    keten_err e = keten_merkle_inclusion_proof((const keten_hash *)l->hash, l->n, index, path, &n);
+    if (e == KETEN_OK) {
+        keten_leafproof_set(out, l->n, index, l->leaf[index], l->len[index],
+            (const keten_hash *)path, n);
+    }
+    return e;
+}
+
+/* bad-path: the path no longer leads to the root. */
+static void spoil_path(fake *f, keten_leafproof_buf *b)
+{
+    if (f->mode == MODE_BAD_PATH && b->msg.n_path > 0) {
+        b->path[0][0] ^= 0x01;
+    }
+}
+
+/* fork: a history that rewrites leaf 0 (the same size, or one leaf more). */
+static keten_err rewrite_history(fake *f, bool one_more)
+{
+    log_free(&f->original);
     f->original = f->log;
     memset(&f->log, 0, sizeof f->log);
     keten_err e = KETEN_OK;
@@ -266,30 +393,71 @@ static keten_err make_fork(fake *f)
             e = log_append(&f->log, f->original.leaf[i], f->original.len[i]);
         }
     }
-    if (e == KETEN_OK) {
+    if (e == KETEN_OK && one_more) {
         Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
         r.event = KETEN__EVENT__EVENT_NODE_CONNECTED;
         r.node = f->me->id;
         e = append_record(f, &f->log, &r);
     }
     f->forked = true;
+    return e;
+}
+
+static keten_err make_fork(fake *f)
+{
+    keten_err e = rewrite_history(f, true);
     say("fork %llu", (unsigned long long)f->log.n);
     return e;
 }
 
 /* ---- frames from nodes ------------------------------------------------ */
 
-static void on_submit(
-    fake *f, const uint8_t *rid, size_t rid_len, const char *node, const Keten__Frame *fr)
+static peer *find_peer_node(fake *f, const char *node)
+{
+    for (size_t i = 0; i < f->n_peers; i++) {
+        if (strcmp(f->peers[i].node, node) == 0 && f->peers[i].hello) {
+            return &f->peers[i];
+        }
+    }
+    return NULL;
+}
+
+static void send_ack(fake *f, peer *p, uint64_t request_id, uint64_t index, const char *hex)
+{
+    keten_leafproof_buf b;
+    if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
+        return;
+    }
+    spoil_path(f, &b);
+    checkpoint_before_proof(f, p);
+    Keten__SubmitAck sa = KETEN__SUBMIT_ACK__INIT;
+    sa.proof = &b.msg;
+    Keten__Frame out = KETEN__FRAME__INIT;
+    out.request_id = request_id;
+    out.body_case = KETEN__FRAME__BODY_SUBMIT_ACK;
+    out.submit_ack = &sa;
+    send_to(f, p->rid, p->rid_len, &out);
+    say("ack %s leaf %llu", hex, (unsigned long long)index);
+}
+
+static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
 {
     keten_verified *v = NULL;
+    if (!p->hello) {
+        send_error(f, p->rid, p->rid_len, fr->request_id, KETEN__REASON__REASON_MALFORMED,
+            "send Hello first");
+        return;
+    }
     keten_err e
         = keten_envelope_verify(f->dir, fr->submit->envelope.data, fr->submit->envelope.len, &v);
-    if (e != KETEN_OK || strcmp(v->header->sender, node) != 0) {
-        send_error(f, rid, rid_len, fr->request_id, KETEN__REASON__REASON_BAD_SIGNATURE, "refused");
+    if (e != KETEN_OK || strcmp(v->header->sender, p->node) != 0) {
+        send_error(f, p->rid, p->rid_len, fr->request_id, KETEN__REASON__REASON_BAD_SIGNATURE,
+            "refused");
         keten_verified_destroy(&v);
         return;
     }
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(v->header->msg_id.data, KETEN_MSG_ID_BYTES, hex);
     if (f->mode == MODE_REFUSE) {
         Keten__Error err = KETEN__ERROR__INIT;
         err.reason = KETEN__REASON__REASON_POLICY;
@@ -300,129 +468,262 @@ static void on_submit(
         out.request_id = fr->request_id;
         out.body_case = KETEN__FRAME__BODY_ERROR;
         out.error = &err;
-        send_to(f, rid, rid_len, &out);
+        send_to(f, p->rid, p->rid_len, &out);
         say("refused");
         keten_verified_destroy(&v);
         return;
     }
-    uint64_t leaf = f->log.n;
-    if (f->mode == MODE_ACK_UNLOGGED) {
-        leaf = f->log.n + 1000; /* never in any checkpoint served */
-    } else {
-        Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
-        r.event = KETEN__EVENT__EVENT_SUBMITTED;
-        r.msg_id = v->header->msg_id;
-        r.sender = v->header->sender;
-        r.recipients = v->header->recipients;
-        r.n_recipients = v->header->n_recipients;
-        r.kind = v->header->kind;
-        r.category = v->header->category;
-        r.purpose = v->header->purpose;
-        r.header = v->envelope->header;
-        r.ciphertext_hash.data = v->ciphertext_hash;
-        r.ciphertext_hash.len = KETEN_HASH_BYTES;
-        r.signature = v->envelope->signature;
-        r.size_bucket = v->header->padded_len;
-        r.envelope_hash.data = v->envelope_hash;
-        r.envelope_hash.len = KETEN_HASH_BYTES;
-        if (append_record(f, &f->log, &r) != KETEN_OK) {
+    /* Seen before: the DUPLICATE refusal with the proof of the original. */
+    for (size_t i = 0; i < f->n_msgs; i++) {
+        if (memcmp(f->msgs[i].msg_id, v->header->msg_id.data, KETEN_MSG_ID_BYTES) == 0) {
+            keten_leafproof_buf b;
+            if (leaf_proof(&f->log, f->msgs[i].leaf, &b) == KETEN_OK) {
+                spoil_path(f, &b);
+                checkpoint_before_proof(f, p);
+                Keten__Error err = KETEN__ERROR__INIT;
+                err.reason = KETEN__REASON__REASON_DUPLICATE;
+                err.msg_id = v->header->msg_id;
+                err.detail = (char *)"accepted before";
+                err.proof = &b.msg;
+                Keten__Frame out = KETEN__FRAME__INIT;
+                out.request_id = fr->request_id;
+                out.body_case = KETEN__FRAME__BODY_ERROR;
+                out.error = &err;
+                send_to(f, p->rid, p->rid_len, &out);
+                say("duplicate %s leaf %llu", hex, (unsigned long long)f->msgs[i].leaf);
+            }
             keten_verified_destroy(&v);
             return;
         }
     }
-    uint8_t *ack = NULL;
-    size_t ack_len = 0;
-    Keten__Ack *parsed = NULL;
-    e = keten_ack_sign(f->me->log_sk, keten_directory_network(f->dir), v->header->msg_id.data,
-        v->envelope_hash, leaf, &ack, &ack_len);
-    if (e == KETEN_OK) {
-        e = KETEN_PB_UNPACK(keten__ack, ack, ack_len, KETEN_RECEIPT_MAX, "ack", &parsed);
+    if (f->n_msgs >= MAX_MSGS) {
+        keten_verified_destroy(&v);
+        return;
     }
-    if (e == KETEN_OK) {
-        Keten__SubmitAck sa = KETEN__SUBMIT_ACK__INIT;
-        sa.ack = parsed;
-        Keten__Frame out = KETEN__FRAME__INIT;
-        out.request_id = fr->request_id;
-        out.body_case = KETEN__FRAME__BODY_SUBMIT_ACK;
-        out.submit_ack = &sa;
-        send_to(f, rid, rid_len, &out);
-        char hex[KETEN_MSG_ID_HEX_BYTES];
-        keten_hex(v->header->msg_id.data, KETEN_MSG_ID_BYTES, hex);
-        say("ack %s leaf %llu", hex, (unsigned long long)leaf);
+    Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
+    r.event = KETEN__EVENT__EVENT_SUBMITTED;
+    r.msg_id = v->header->msg_id;
+    r.sender = v->header->sender;
+    r.recipients = v->header->recipients;
+    r.n_recipients = v->header->n_recipients;
+    r.kind = v->header->kind;
+    r.category = v->header->category;
+    r.purpose = v->header->purpose;
+    r.header = v->envelope->header;
+    r.ciphertext_hash.data = v->ciphertext_hash;
+    r.ciphertext_hash.len = KETEN_HASH_BYTES;
+    r.signature = v->envelope->signature;
+    r.size_bucket = v->header->padded_len;
+    r.envelope_hash.data = v->envelope_hash;
+    r.envelope_hash.len = KETEN_HASH_BYTES;
+    msg *m = &f->msgs[f->n_msgs];
+    memset(m, 0, sizeof *m);
+    memcpy(m->msg_id, v->header->msg_id.data, KETEN_MSG_ID_BYTES);
+    memcpy(m->env_hash, v->envelope_hash, KETEN_HASH_BYTES);
+    snprintf(m->sender, sizeof m->sender, "%s", p->node);
+    m->env = malloc(fr->submit->envelope.len);
+    if (m->env == NULL) {
+        keten_verified_destroy(&v);
+        return;
     }
-    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-    free(ack);
+    memcpy(m->env, fr->submit->envelope.data, fr->submit->envelope.len);
+    m->env_len = fr->submit->envelope.len;
+    for (size_t i = 0; i < v->header->n_recipients && i < MAX_RCPT; i++) {
+        snprintf(m->rcpt[i], sizeof m->rcpt[i], "%s", v->header->recipients[i]);
+        m->n_rcpt++;
+    }
+    uint64_t own_acks = 0;
+    for (size_t i = 0; i < f->n_msgs; i++) {
+        own_acks += strcmp(f->msgs[i].sender, p->node) == 0 ? 1 : 0;
+    }
+    if (f->mode == MODE_SAME_INDEX && own_acks > 0) {
+        /* The first message's leaf is taken by this one: a tree of the same
+         * size with another root. */
+        uint64_t idx = 0;
+        for (size_t i = 0; i < f->n_msgs; i++) {
+            if (strcmp(f->msgs[i].sender, p->node) == 0) {
+                idx = f->msgs[i].leaf;
+            }
+        }
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        r.seq = idx;
+        r.time = keten_now_ms();
+        r.directory_version = keten_directory_version(f->dir);
+        if (keten_pb_pack((const ProtobufCMessage *)&r, &buf, &len) == KETEN_OK) {
+            free(f->log.leaf[idx]);
+            f->log.leaf[idx] = buf;
+            f->log.len[idx] = len;
+            keten_merkle_leaf_hash(buf, len, f->log.hash[idx]);
+        }
+        m->leaf = idx;
+        f->n_msgs++;
+        p->cp_sent = f->log.n; /* so the new root goes out at once */
+        send_checkpoint(f, p);
+        send_ack(f, p, fr->request_id, idx, hex);
+        keten_verified_destroy(&v);
+        return;
+    }
+    if (append_record(f, &f->log, &r) != KETEN_OK) {
+        free(m->env);
+        keten_verified_destroy(&v);
+        return;
+    }
+    m->leaf = f->log.n - 1;
+    f->n_msgs++;
+    if (f->mode == MODE_INCONSISTENT) {
+        /* History rewritten under the new leaf; the checkpoint's proof comes
+         * from the rewritten tree, so it cannot hold. */
+        if (rewrite_history(f, false) == KETEN_OK) {
+            send_checkpoint_from(f, p, &f->log);
+        }
+    }
+    uint64_t index = m->leaf;
+    if (f->mode == MODE_ACK_OTHER_LEAF && own_acks > 0) {
+        for (size_t i = 0; i < f->n_msgs - 1; i++) {
+            if (strcmp(f->msgs[i].sender, p->node) == 0) {
+                index = f->msgs[i].leaf; /* the first message's record */
+                break;
+            }
+        }
+    }
+    send_ack(f, p, fr->request_id, index, hex);
     keten_verified_destroy(&v);
 }
 
-static void on_proof_request(fake *f, const uint8_t *rid, size_t rid_len, const Keten__Frame *fr)
+/* Deliver what waits for connected recipients with credit. */
+static void deliver_pending(fake *f)
 {
-    const Keten__ProofRequest *pr = fr->proof_request;
-    const mlog *l = &f->log;
-    say("proof-request %llu %llu leaves %zu", (unsigned long long)pr->old_size,
-        (unsigned long long)pr->tree_size, pr->n_leaf_indexes);
-    if (pr->tree_size > l->n || pr->old_size > pr->tree_size || pr->n_leaf_indexes > 256) {
-        send_error(
-            f, rid, rid_len, fr->request_id, KETEN__REASON__REASON_MALFORMED, "bad proof request");
+    for (size_t i = 0; i < f->n_msgs; i++) {
+        msg *m = &f->msgs[i];
+        for (size_t k = 0; k < m->n_rcpt; k++) {
+            if (m->delivered[k]) {
+                continue;
+            }
+            peer *p = find_peer_node(f, m->rcpt[k]);
+            if (p == NULL || p->credit == 0) {
+                continue;
+            }
+            uint64_t index = f->mode == MODE_DELIVER_BAD_LEAF ? 0 : m->leaf;
+            keten_leafproof_buf b;
+            if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
+                continue;
+            }
+            spoil_path(f, &b);
+            checkpoint_before_proof(f, p);
+            Keten__Deliver d = KETEN__DELIVER__INIT;
+            d.envelope.data = m->env;
+            d.envelope.len = m->env_len;
+            d.proof = &b.msg;
+            Keten__Frame out = KETEN__FRAME__INIT;
+            out.body_case = KETEN__FRAME__BODY_DELIVER;
+            out.deliver = &d;
+            send_to(f, p->rid, p->rid_len, &out);
+            m->delivered[k] = true;
+            p->credit--;
+            char hex[KETEN_MSG_ID_HEX_BYTES];
+            keten_hex(m->msg_id, KETEN_MSG_ID_BYTES, hex);
+            say("deliver %s to %s leaf %llu", hex, p->node, (unsigned long long)index);
+        }
+    }
+}
+
+static void send_notice(fake *f, peer *p, uint64_t index)
+{
+    keten_leafproof_buf b;
+    if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
         return;
     }
-    keten_hash cons[KETEN_MERKLE_MAX_PROOF];
-    size_t n_cons = 0;
-    if (pr->old_size > 0
-        && keten_merkle_consistency_proof(
-               (const keten_hash *)l->hash, pr->old_size, pr->tree_size, cons, &n_cons)
-            != KETEN_OK) {
-        n_cons = 0;
-    }
-    Keten__ProofResponse resp = KETEN__PROOF_RESPONSE__INIT;
-    resp.old_size = pr->old_size;
-    resp.tree_size = pr->tree_size;
-    ProtobufCBinaryData cons_b[KETEN_MERKLE_MAX_PROOF];
-    for (size_t i = 0; i < n_cons; i++) {
-        cons_b[i].data = cons[i];
-        cons_b[i].len = KETEN_HASH_BYTES;
-    }
-    resp.consistency = cons_b;
-    resp.n_consistency = n_cons;
-    static Keten__InclusionProof incl[256];
-    static Keten__InclusionProof *incl_p[256];
-    static keten_hash paths[256][KETEN_MERKLE_MAX_PROOF];
-    static ProtobufCBinaryData path_b[256][KETEN_MERKLE_MAX_PROOF];
-    size_t n_incl = 0;
-    for (size_t i = 0; i < pr->n_leaf_indexes; i++) {
-        uint64_t idx = pr->leaf_indexes[i];
-        if (idx >= pr->tree_size) {
-            continue;
-        }
-        size_t plen = 0;
-        if (keten_merkle_inclusion_proof(
-                (const keten_hash *)l->hash, pr->tree_size, idx, paths[n_incl], &plen)
-            != KETEN_OK) {
-            continue;
-        }
-        Keten__InclusionProof *p = &incl[n_incl];
-        keten__inclusion_proof__init(p);
-        p->leaf_index = idx;
-        p->leaf_hash.data = (uint8_t *)l->hash[idx];
-        p->leaf_hash.len = KETEN_HASH_BYTES;
-        p->leaf.data = l->leaf[idx];
-        p->leaf.len = l->len[idx];
-        for (size_t k = 0; k < plen; k++) {
-            path_b[n_incl][k].data = paths[n_incl][k];
-            path_b[n_incl][k].len = KETEN_HASH_BYTES;
-        }
-        p->path = path_b[n_incl];
-        p->n_path = plen;
-        incl_p[n_incl] = p;
-        n_incl++;
-    }
-    resp.inclusions = incl_p;
-    resp.n_inclusions = n_incl;
+    checkpoint_before_proof(f, p);
+    Keten__ReceiptNotice rn = KETEN__RECEIPT_NOTICE__INIT;
+    rn.proof = &b.msg;
     Keten__Frame out = KETEN__FRAME__INIT;
-    out.request_id = fr->request_id;
-    out.body_case = KETEN__FRAME__BODY_PROOF_RESPONSE;
-    out.proof_response = &resp;
-    send_to(f, rid, rid_len, &out);
+    out.body_case = KETEN__FRAME__BODY_RECEIPT_NOTICE;
+    out.receipt_notice = &rn;
+    send_to(f, p->rid, p->rid_len, &out);
+    say("receipt-notice to %s leaf %llu", p->node, (unsigned long long)index);
+}
+
+static void on_receipts(fake *f, peer *p, const Keten__ReceiptBatch *rb)
+{
+    Keten__ReceiptBatchHead *head = NULL;
+    keten_hash *hashes = NULL;
+    const Keten__NodeCert *cert = keten_directory_find_id(f->dir, p->node);
+    keten_err e = cert == NULL ? KETEN_ERR_UNKNOWN_NODE
+                               : keten_receipt_batch_verify(
+                                   cert, keten_directory_network(f->dir), rb, &head, &hashes);
+    if (e != KETEN_OK) {
+        say("receipts-refused %s %s", p->node, keten_err_detail());
+        return;
+    }
+    say("receipts %s %zu", p->node, rb->n_leaves);
+    p->credit += (uint32_t)rb->n_leaves;
+    for (size_t i = 0; i < rb->n_leaves; i++) {
+        const Keten__ReceiptLeaf *lf = rb->leaves[i];
+        msg *m = NULL;
+        for (size_t k = 0; k < f->n_msgs; k++) {
+            if (keten_receipt_leaf_names(lf, f->msgs[k].msg_id, f->msgs[k].env_hash)) {
+                m = &f->msgs[k];
+            }
+        }
+        if (m == NULL) {
+            say("receipt-unmatched %s", p->node);
+            continue;
+        }
+        keten_receipt_proof_buf pb;
+        if (keten_receipt_proof_build(rb, (const keten_hash *)hashes, i, &pb) != KETEN_OK) {
+            continue;
+        }
+        bool stored = lf->outcome == KETEN__OUTCOME__OUTCOME_STORED;
+        Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
+        r.event = stored ? KETEN__EVENT__EVENT_RECEIPTED : KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT;
+        r.msg_id.data = m->msg_id;
+        r.msg_id.len = KETEN_MSG_ID_BYTES;
+        r.sender = m->sender;
+        r.node = p->node;
+        char *rc[1] = { p->node };
+        r.recipients = rc;
+        r.n_recipients = 1;
+        r.receipt = &pb.msg;
+        r.reason = stored ? KETEN__REASON__REASON_NONE : lf->reason;
+        e = append_record(f, &f->log, &r);
+        keten_receipt_proof_buf_clear(&pb);
+        if (e != KETEN_OK) {
+            continue;
+        }
+        uint64_t index = f->log.n - 1;
+        char hex[KETEN_MSG_ID_HEX_BYTES];
+        keten_hex(m->msg_id, KETEN_MSG_ID_BYTES, hex);
+        say("%s %s by %s leaf %llu", stored ? "receipted" : "refused-by-recipient", hex, p->node,
+            (unsigned long long)index);
+        peer *sender = find_peer_node(f, m->sender);
+        if (sender != NULL) {
+            send_notice(f, sender, index);
+        }
+        if (f->mode == MODE_RECEIPT_OTHER_SENDER) {
+            send_notice(f, p, index); /* a record of another sender's message */
+        }
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&head);
+    free(hashes);
+}
+
+static void on_hello(fake *f, peer *p, const Keten__Hello *h)
+{
+    say("hello %s %llu", p->node, (unsigned long long)h->tree_size);
+    if (h->tree_size > f->log.n) {
+        char detail[128];
+        snprintf(detail, sizeof detail, "your checkpoint has %llu leaves; this log has %llu",
+            (unsigned long long)h->tree_size, (unsigned long long)f->log.n);
+        send_error(f, p->rid, p->rid_len, 0, KETEN__REASON__REASON_UNKNOWN_CHECKPOINT, detail);
+        p->hello = false;
+        return;
+    }
+    p->hello = true;
+    p->cp_sent = h->tree_size;
+    if (p->cp_sent != f->log.n) {
+        send_checkpoint(f, p);
+    }
 }
 
 static void on_directory_request(
@@ -445,21 +746,23 @@ static void on_directory_request(
     send_to(f, rid, rid_len, &out);
 }
 
-static void remember_peer(fake *f, const uint8_t *rid, size_t rid_len, const char *node)
+static peer *remember_peer(fake *f, const uint8_t *rid, size_t rid_len, const char *node)
 {
     for (size_t i = 0; i < f->n_peers; i++) {
         if (f->peers[i].rid_len == rid_len && memcmp(f->peers[i].rid, rid, rid_len) == 0) {
-            return;
+            return &f->peers[i];
         }
     }
     if (f->n_peers >= MAX_PEERS || rid_len > RID_MAX) {
-        return;
+        return NULL;
     }
     peer *p = &f->peers[f->n_peers++];
+    memset(p, 0, sizeof *p);
     memcpy(p->rid, rid, rid_len);
     p->rid_len = rid_len;
     snprintf(p->node, sizeof p->node, "%s", node);
     say("connected %s", node);
+    return p;
 }
 
 static void on_router(fake *f)
@@ -485,13 +788,26 @@ static void on_router(fake *f)
     }
     const uint8_t *r = zmq_msg_data(&rid);
     size_t rl = zmq_msg_size(&rid);
-    remember_peer(f, r, rl, user);
+    peer *p = remember_peer(f, r, rl, user);
+    if (p == NULL) {
+        keten_pb_free((ProtobufCMessage **)(void *)&fr);
+        goto out;
+    }
     switch (fr->body_case) {
-    case KETEN__FRAME__BODY_SUBMIT:
-        on_submit(f, r, rl, user, fr);
+    case KETEN__FRAME__BODY_HELLO:
+        on_hello(f, p, fr->hello);
         break;
-    case KETEN__FRAME__BODY_PROOF_REQUEST:
-        on_proof_request(f, r, rl, fr);
+    case KETEN__FRAME__BODY_SUBMIT:
+        on_submit(f, p, fr);
+        break;
+    case KETEN__FRAME__BODY_CREDIT:
+        p->credit += fr->credit->credit;
+        break;
+    case KETEN__FRAME__BODY_RECEIPTS:
+        on_receipts(f, p, fr->receipts);
+        break;
+    case KETEN__FRAME__BODY_NOTICE_ACK:
+        say("notice-ack %s %zu", user, fr->notice_ack->n_leaf_indexes);
         break;
     case KETEN__FRAME__BODY_DIRECTORY_REQUEST:
         on_directory_request(f, r, rl, fr);
@@ -514,7 +830,9 @@ out:
 
 static const char usage_text[]
     = "Usage: keten-fakebroker --home BROKER_HOME --anchor FILE --directory FILE --listen EP\n"
-      "                        [--mode honest|ack-unlogged|fork|withhold-directory|refuse]\n"
+      "                        [--mode honest|fork|withhold-directory|refuse|ack-other-leaf|\n"
+      "                                same-index|inconsistent|bad-path|deliver-bad-leaf|\n"
+      "                                receipt-other-sender]\n"
       "                        [--named-directory FILE] [--checkpoint-ms N]\n"
       "A malicious broker for tests only (see the comment at the top of its source).\n";
 
@@ -560,22 +878,20 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'm':
-            if (strcmp(optarg, "honest") == 0) {
-                f.mode = MODE_HONEST;
-            } else if (strcmp(optarg, "ack-unlogged") == 0) {
-                f.mode = MODE_ACK_UNLOGGED;
-            } else if (strcmp(optarg, "fork") == 0) {
-                f.mode = MODE_FORK;
-            } else if (strcmp(optarg, "withhold-directory") == 0) {
-                f.mode = MODE_WITHHOLD;
-            } else if (strcmp(optarg, "refuse") == 0) {
-                f.mode = MODE_REFUSE;
-            } else {
+        case 'm': {
+            bool found = false;
+            for (size_t i = 0; i < sizeof mode_names / sizeof mode_names[0]; i++) {
+                if (strcmp(optarg, mode_names[i]) == 0) {
+                    f.mode = (mode)i;
+                    found = true;
+                }
+            }
+            if (!found) {
                 fputs(usage_text, stderr);
                 return 2;
             }
             break;
+        }
         case 'h':
             fputs(usage_text, stdout);
             return 0;
@@ -627,6 +943,11 @@ int main(int argc, char **argv)
     if (append_record(&f, &f.log, &r0) != KETEN_OK) {
         goto out;
     }
+    char *first = NULL; /* say what the checkpoints name from the start */
+    if (sign_tree(&f, &f.log, f.log.n, &first) != KETEN_OK) {
+        goto out;
+    }
+    free(first);
     f.ctx = zmq_ctx_new();
     f.zap = zmq_socket(f.ctx, ZMQ_REP);
     f.router = zmq_socket(f.ctx, ZMQ_ROUTER);
@@ -670,8 +991,13 @@ int main(int argc, char **argv)
         }
         if (keten_mono_ms() >= next_cp) {
             next_cp = keten_mono_ms() + cp_ms;
-            send_checkpoints(&f);
+            for (size_t i = 0; i < f.n_peers; i++) {
+                if (f.peers[i].hello && f.peers[i].cp_sent != f.log.n) {
+                    send_checkpoint(&f, &f.peers[i]);
+                }
+            }
         }
+        deliver_pending(&f);
     }
     rc = 0;
 out:
@@ -684,6 +1010,9 @@ out:
     (void)keten_zctx_term(&f.ctx, KETEN_ZCTX_TERM_MS);
     log_free(&f.log);
     log_free(&f.original);
+    for (size_t i = 0; i < f.n_msgs; i++) {
+        free(f.msgs[i].env);
+    }
     keten_directory_destroy(&f.named);
     keten_directory_destroy(&f.dir);
     keten_pb_free((ProtobufCMessage **)(void *)&f.anchor);
