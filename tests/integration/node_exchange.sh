@@ -153,9 +153,9 @@ check "inbox --wait returns with the new message" grep -qF "\"msg_id\":\"$STDIN_
 
 # Every message checked in the log; no alarm anywhere.
 for id in gemeente-diemen politie-mn belastingdienst woonstad; do
-    check "$id: every message proven in the audit log (no pending inclusion checks)" \
+    check "$id: every ack, delivery and notice proven in the audit log (no proof failed)" \
         wait_until 30 node_status_is "$id" \
-        'd["pending_inclusion"] == 0 and d["counters"]["inclusion_passed"] > 0'
+        'd["outbox"] == 0 and d["counters"]["proofs_passed"] > 0 and d["counters"]["proofs_failed"] == 0 and d["evidence"] == 0'
     run "$NODE" status --home "n-$id"
     expect 0 "$id status: no alarm"
     says "connected" "$id status says connected"

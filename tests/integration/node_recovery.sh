@@ -77,8 +77,8 @@ check "after the restart the resent envelope gets its original ack" wait_until 3
 check "the message is delivered" wait_until 30 inbox_has politie-mn "$M3B"
 sleep 2
 check "delivered exactly once" test "$(inbox_count politie-mn "$M3B")" -eq 1
-check "the sender's inclusion check of it passes (one log entry)" wait_until 30 msg_status_is \
-    gemeente-diemen "$M3B" 'd["inclusion"] == "checked"'
+check "the resent envelope's proof is of its one log entry (no proof failed)" wait_until 30 \
+    node_status_is gemeente-diemen 'd["counters"]["proofs_failed"] == 0 and len(d["alarms"]) == 0'
 
 # 3. kill -9 of a node after it stored a delivery, before its receipt.
 stop_one politie-mn

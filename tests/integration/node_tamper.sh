@@ -18,9 +18,9 @@ expect 0 "send a signal"
 M=$(cat "$T/.out")
 check "delivered" wait_until 20 inbox_has politie-mn "$M"
 check "the sender proved its message in an accepted checkpoint" wait_until 30 node_status_is \
-    gemeente-diemen 'd["pending_inclusion"] == 0 and d["counters"]["inclusion_passed"] >= 1'
+    gemeente-diemen 'd["outbox"] == 0 and d["counters"]["proofs_passed"] >= 1 and d["counters"]["proofs_failed"] == 0'
 check "the recipient too" wait_until 30 node_status_is politie-mn \
-    'd["pending_inclusion"] == 0 and d["counters"]["inclusion_passed"] >= 1'
+    'd["counters"]["proofs_passed"] >= 1 and d["counters"]["proofs_failed"] == 0'
 run "$NODE" status --home n-gemeente-diemen
 expect 0 "no alarm before the tampering"
 node_status_is gemeente-diemen 'True'
