@@ -68,11 +68,18 @@
  *               --listen ENDPOINT --deliver FILE [--deliver FILE ...]
  *               [--leaf N] [--timeout-ms T]
  *       a CurveZMQ server with the broker's transport key (so the node
- *       connects), no ZAP handler. Prints "ready", waits for a node, then
- *       delivers each envelope file in turn (Deliver frame, leaf N, N+1, ...)
- *       and prints "answer" for each: "receipt" (with whether the receipt
- *       verifies under the recipient's certificate), "credit" (the node
- *       refused the delivery and returned its credit) or "none" (timeout).
+ *       connects), no ZAP handler. Prints "ready", waits for a node's Hello,
+ *       builds a log in memory: N filler records, then the "submitted"
+ *       record of each envelope file (as the broker would write it, as far as
+ *       the file parses), signs its checkpoint with the broker's log key and
+ *       sends it (old_size 0: a node with an older reference asks again and
+ *       this run says so in "hello"), then delivers each envelope in turn
+ *       with the proof of its record and prints "answer" for each:
+ *       "stored" or "refused" (a receipt batch leaf naming the message, with
+ *       "reason" and whether the batch verifies under the recipient's
+ *       certificate), "credit" (the node returned its credit without a leaf)
+ *       or "none" (timeout). One run is one log: a node that was sent
+ *       another run's checkpoint of the same size alarms (inconsistent).
  *
  * Exit code: 0 when the action ran (the results are in the JSON), 1 when it
  * could not run, 2 for usage errors.
@@ -91,13 +98,17 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "directory.h"
 #include "envelope.h"
 #include "identity.h"
 #include "keten.h"
+#include "logproof.h"
+#include "merkle.h"
 #include "pb.h"
 #include "policy.h"
+#include "receipt.h"
 #include "signal_json.h"
 #include "util.h"
 
@@ -811,7 +822,6 @@ static int act_frame(hostile *h, const char *kind, uint64_t bytes)
         Keten__Deliver d = KETEN__DELIVER__INIT;
         d.envelope.data = env;
         d.envelope.len = sizeof env;
-        d.leaf_index = 1;
         Keten__Frame f = KETEN__FRAME__INIT;
         f.request_id = 5;
         f.body_case = KETEN__FRAME__BODY_DELIVER;
@@ -1043,13 +1053,16 @@ typedef struct deliver_opts {
 } deliver_opts;
 
 typedef struct fake_answer {
-    const char *kind; /* "receipt", "credit", "none" */
+    const char *kind; /* "stored", "refused", "credit", "none" */
     bool receipt_valid;
+    char reason[48];
     char msg_id[KETEN_MSG_ID_HEX_BYTES];
 } fake_answer;
 
-/* Look at one frame from the node: is it the answer to a delivery? */
-static bool fake_frame(hostile *h, const uint8_t *data, size_t len, fake_answer *a)
+/* Look at one frame from the node: is it the answer to the delivery of
+ * msg_id? */
+static bool fake_frame(hostile *h, const uint8_t *data, size_t len,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], fake_answer *a)
 {
     Keten__Frame *f = NULL;
     if (KETEN_PB_UNPACK(keten__frame, data, len, KETEN_FRAME_MAX, "frame", &f) != KETEN_OK) {
@@ -1060,26 +1073,37 @@ static bool fake_frame(hostile *h, const uint8_t *data, size_t len, fake_answer 
     if (f->body_case == KETEN__FRAME__BODY_CREDIT && f->credit->credit == 1) {
         a->kind = "credit";
         answered = true;
-    } else if (f->body_case == KETEN__FRAME__BODY_RECEIPT && f->receipt->receipt != NULL) {
-        a->kind = "receipt";
-        answered = true;
-        uint8_t *buf = NULL;
-        size_t blen = 0;
-        Keten__ReceiptBody *peek = NULL, *body = NULL;
-        if (keten_pb_pack(&f->receipt->receipt->base, &buf, &blen) == KETEN_OK
-            && KETEN_PB_UNPACK(keten__receipt_body, f->receipt->receipt->body.data,
-                   f->receipt->receipt->body.len, KETEN_RECEIPT_MAX, "receipt body", &peek)
-                == KETEN_OK
-            && peek->msg_id.len == KETEN_MSG_ID_BYTES) {
-            keten_hex(peek->msg_id.data, KETEN_MSG_ID_BYTES, a->msg_id);
-            const Keten__NodeCert *cert = keten_directory_find_id(h->dir, peek->recipient);
-            a->receipt_valid
-                = cert != NULL && keten_receipt_verify(cert, buf, blen, &body) == KETEN_OK;
+    } else if (f->body_case == KETEN__FRAME__BODY_RECEIPTS) {
+        const Keten__ReceiptBatch *rb = f->receipts;
+        for (size_t i = 0; i < rb->n_leaves && !answered; i++) {
+            const Keten__ReceiptLeaf *lf = rb->leaves[i];
+            if (lf->msg_id.len != KETEN_MSG_ID_BYTES
+                || memcmp(lf->msg_id.data, msg_id, KETEN_MSG_ID_BYTES) != 0) {
+                continue;
+            }
+            answered = true;
+            a->kind = lf->outcome == KETEN__OUTCOME__OUTCOME_STORED ? "stored" : "refused";
+            keten_hex(msg_id, KETEN_MSG_ID_BYTES, a->msg_id);
+            const ProtobufCEnumValue *ev
+                = protobuf_c_enum_descriptor_get_value(&keten__reason__descriptor, lf->reason);
+            snprintf(a->reason, sizeof a->reason, "%s",
+                ev != NULL && strncmp(ev->name, "REASON_", 7) == 0 ? ev->name + 7 : "UNKNOWN");
+            Keten__ReceiptBatchHead *peek = NULL, *head = NULL;
+            keten_hash *hashes = NULL;
+            if (KETEN_PB_UNPACK(keten__receipt_batch_head, rb->head.data, rb->head.len,
+                    KETEN_RECEIPT_HEAD_MAX, "receipt batch head", &peek)
+                == KETEN_OK) {
+                const Keten__NodeCert *cert = keten_directory_find_id(h->dir, peek->recipient);
+                a->receipt_valid = cert != NULL
+                    && keten_receipt_batch_verify(
+                           cert, keten_directory_network(h->dir), rb, &head, &hashes)
+                        == KETEN_OK;
+            }
+            keten_err_clear();
+            free(hashes);
+            keten_pb_free((ProtobufCMessage **)(void *)&head);
+            keten_pb_free((ProtobufCMessage **)(void *)&peek);
         }
-        keten_err_clear();
-        keten_pb_free((ProtobufCMessage **)(void *)&body);
-        keten_pb_free((ProtobufCMessage **)(void *)&peek);
-        free(buf);
     }
     keten_pb_free((ProtobufCMessage **)(void *)&f);
     return answered;
@@ -1118,26 +1142,144 @@ static bool fake_recv(
     return false;
 }
 
-static keten_err fake_deliver(hostile *h, const uint8_t *rid, size_t rid_len, const uint8_t *env,
-    size_t env_len, uint64_t leaf)
+/* The fake broker's log, in memory. */
+typedef struct fake_log {
+    uint8_t **leaf;
+    size_t *len;
+    keten_hash *hash;
+    size_t n;
+} fake_log;
+
+static void fake_log_clear(fake_log *lg)
 {
-    Keten__Deliver d = KETEN__DELIVER__INIT;
-    d.envelope.data = (uint8_t *)env;
-    d.envelope.len = env_len;
-    d.leaf_index = leaf;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_DELIVER;
-    f.deliver = &d;
+    for (size_t i = 0; i < lg->n; i++) {
+        free(lg->leaf[i]);
+    }
+    free(lg->leaf);
+    free(lg->len);
+    free(lg->hash);
+    memset(lg, 0, sizeof *lg);
+}
+
+/* Append rec (seq set here). */
+static keten_err fake_log_add(fake_log *lg, size_t cap, Keten__AuditRecord *rec)
+{
+    if (lg->n == cap) {
+        return keten_err_set(KETEN_ERR_TOO_LARGE, "the fake log holds %zu records", cap);
+    }
+    rec->seq = lg->n;
+    keten_err e = keten_pb_pack(&rec->base, &lg->leaf[lg->n], &lg->len[lg->n]);
+    if (e == KETEN_OK) {
+        keten_merkle_leaf_hash(lg->leaf[lg->n], lg->len[lg->n], lg->hash[lg->n]);
+        lg->n++;
+    }
+    return e;
+}
+
+/* The "submitted" record of the envelope bytes, as far as they parse. */
+static keten_err fake_submitted(hostile *h, fake_log *lg, size_t cap, const uint8_t *env,
+    size_t env_len, uint8_t msg_id[static KETEN_MSG_ID_BYTES])
+{
+    Keten__Envelope *e_msg = NULL;
+    Keten__Header *hd = NULL;
+    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
+    uint8_t ct_hash[KETEN_HASH_BYTES], env_hash[KETEN_HASH_BYTES];
+    memset(msg_id, 0, KETEN_MSG_ID_BYTES);
+    rec.event = KETEN__EVENT__EVENT_SUBMITTED;
+    rec.time = keten_now_ms();
+    rec.directory_version = keten_directory_version(h->dir);
+    crypto_hash_sha256(env_hash, env, env_len);
+    rec.envelope_hash.data = env_hash;
+    rec.envelope_hash.len = sizeof env_hash;
+    if (KETEN_PB_UNPACK(keten__envelope, env, env_len, KETEN_ENVELOPE_MAX, "envelope", &e_msg)
+            == KETEN_OK
+        && KETEN_PB_UNPACK(keten__header, e_msg->header.data, e_msg->header.len,
+               KETEN_ENVELOPE_MAX, "header", &hd)
+            == KETEN_OK) {
+        if (hd->msg_id.len == KETEN_MSG_ID_BYTES) {
+            memcpy(msg_id, hd->msg_id.data, KETEN_MSG_ID_BYTES);
+        }
+        rec.msg_id = hd->msg_id;
+        rec.sender = hd->sender;
+        rec.n_recipients = hd->n_recipients;
+        rec.recipients = hd->recipients;
+        rec.kind = hd->kind;
+        rec.category = hd->category;
+        rec.purpose = hd->purpose;
+        rec.header = e_msg->header;
+        crypto_hash_sha256(ct_hash, e_msg->ciphertext.data, e_msg->ciphertext.len);
+        rec.ciphertext_hash.data = ct_hash;
+        rec.ciphertext_hash.len = sizeof ct_hash;
+        rec.signature = e_msg->signature;
+        rec.size_bucket = hd->padded_len;
+    }
+    keten_err_clear();
+    keten_err e = fake_log_add(lg, cap, &rec);
+    keten_pb_free((ProtobufCMessage **)(void *)&hd);
+    keten_pb_free((ProtobufCMessage **)(void *)&e_msg);
+    return e;
+}
+
+static keten_err fake_send(hostile *h, const uint8_t *rid, size_t rid_len, Keten__Frame *f)
+{
     uint8_t *buf = NULL;
     size_t len = 0;
-    keten_err e = pack_frame(&f, &buf, &len);
+    keten_err e = pack_frame(f, &buf, &len);
     if (e == KETEN_OK
         && (zmq_send(h->sock, rid, rid_len, ZMQ_SNDMORE) < 0
             || zmq_send(h->sock, buf, len, 0) < 0)) {
-        e = zfail("delivering");
+        e = zfail("sending to the node");
     }
     free(buf);
     return e;
+}
+
+/* The log's checkpoint, signed with the broker's log key, as a frame. */
+static keten_err fake_checkpoint(hostile *h, const uint8_t *rid, size_t rid_len, const fake_log *lg)
+{
+    keten_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    snprintf(ck.origin, sizeof ck.origin, "keten/%s", keten_directory_network(h->dir));
+    ck.size = lg->n;
+    keten_merkle_root((const keten_hash *)lg->hash, lg->n, ck.root);
+    ck.dir_version = keten_directory_version(h->dir);
+    memcpy(ck.dir_hash, keten_directory_hash(h->dir), KETEN_HASH_BYTES);
+    char *note = NULL;
+    keten_err e = keten_checkpoint_sign(&ck, h->me->id, h->me->log_sk, &note);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    cf.note = note;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
+    f.checkpoint = &cf;
+    e = fake_send(h, rid, rid_len, &f);
+    free(note);
+    return e;
+}
+
+static keten_err fake_deliver(hostile *h, const uint8_t *rid, size_t rid_len, const uint8_t *env,
+    size_t env_len, const fake_log *lg, uint64_t leaf)
+{
+    keten_hash path[KETEN_MERKLE_MAX_PROOF];
+    size_t path_len = 0;
+    keten_err e = keten_merkle_inclusion_proof(
+        (const keten_hash *)lg->hash, lg->n, leaf, path, &path_len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    keten_leafproof_buf pb;
+    keten_leafproof_set(
+        &pb, lg->n, leaf, lg->leaf[leaf], lg->len[leaf], (const keten_hash *)path, path_len);
+    Keten__Deliver d = KETEN__DELIVER__INIT;
+    d.envelope.data = (uint8_t *)env;
+    d.envelope.len = env_len;
+    d.proof = &pb.msg;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_DELIVER;
+    f.deliver = &d;
+    return fake_send(h, rid, rid_len, &f);
 }
 
 static int act_fake_broker(hostile *h, const deliver_opts *dopt)
@@ -1174,32 +1316,81 @@ static int act_fake_broker(hostile *h, const deliver_opts *dopt)
         emit(o);
         return 0;
     }
-    free(data);
     o = json_object();
     json_object_set_new(o, "event", json_string("connected"));
     emit(o);
-    /* Let the node's opening frames (credit, directory request, ...) pass. */
+    /* The node's Hello and opening frames (credit, directory request, ...). */
+    bool hello = false;
+    uint64_t hello_size = 0;
+    {
+        Keten__Frame *f0 = NULL;
+        if (KETEN_PB_UNPACK(keten__frame, data, len, KETEN_FRAME_MAX, "frame", &f0) == KETEN_OK
+            && f0->body_case == KETEN__FRAME__BODY_HELLO) {
+            hello = true;
+            hello_size = f0->hello->tree_size;
+        }
+        keten_err_clear();
+        keten_pb_free((ProtobufCMessage **)(void *)&f0);
+    }
+    free(data);
     uint8_t r2[256];
     size_t r2_len = 0;
     uint64_t settle = keten_mono_ms() + HOSTILE_SETTLE_MS;
     while (fake_recv(h, settle, r2, &r2_len, &data, &len)) {
+        Keten__Frame *f0 = NULL;
+        if (!hello
+            && KETEN_PB_UNPACK(keten__frame, data, len, KETEN_FRAME_MAX, "frame", &f0) == KETEN_OK
+            && f0->body_case == KETEN__FRAME__BODY_HELLO) {
+            hello = true;
+            hello_size = f0->hello->tree_size;
+        }
+        keten_err_clear();
+        keten_pb_free((ProtobufCMessage **)(void *)&f0);
         free(data);
     }
-    for (size_t i = 0; i < dopt->n_files; i++) {
-        uint8_t *env = NULL;
-        size_t env_len = 0;
-        keten_err e = keten_file_read(dopt->files[i], KETEN_ENVELOPE_MAX, &env, &env_len);
+    o = json_object();
+    json_object_set_new(o, "event", json_string("hello"));
+    json_object_set_new(o, "received", json_boolean(hello));
+    json_object_set_new(o, "tree_size", json_integer((json_int_t)hello_size));
+    emit(o);
+    size_t cap = (size_t)dopt->leaf + dopt->n_files;
+    fake_log lg = { 0 };
+    lg.leaf = calloc(cap, sizeof *lg.leaf);
+    lg.len = calloc(cap, sizeof *lg.len);
+    lg.hash = calloc(cap, sizeof *lg.hash);
+    uint8_t(*ids)[KETEN_MSG_ID_BYTES] = calloc(dopt->n_files, KETEN_MSG_ID_BYTES);
+    uint8_t **envs = calloc(dopt->n_files, sizeof *envs);
+    size_t *env_lens = calloc(dopt->n_files, sizeof *env_lens);
+    keten_err e = lg.leaf == NULL || lg.len == NULL || lg.hash == NULL || ids == NULL
+            || envs == NULL || env_lens == NULL
+        ? KETEN_ERR_NOMEM
+        : KETEN_OK;
+    for (uint64_t i = 0; i < dopt->leaf && e == KETEN_OK; i++) {
+        Keten__AuditRecord filler = KETEN__AUDIT_RECORD__INIT;
+        filler.event = KETEN__EVENT__EVENT_NODE_CONNECTED;
+        filler.time = keten_now_ms();
+        filler.node = (char *)"filler";
+        e = fake_log_add(&lg, cap, &filler);
+    }
+    for (size_t i = 0; i < dopt->n_files && e == KETEN_OK; i++) {
+        e = keten_file_read(dopt->files[i], KETEN_ENVELOPE_MAX, &envs[i], &env_lens[i]);
         if (e == KETEN_OK) {
-            e = fake_deliver(h, rid, rid_len, env, env_len, dopt->leaf + i);
+            e = fake_submitted(h, &lg, cap, envs[i], env_lens[i], ids[i]);
         }
-        free(env);
+    }
+    if (e == KETEN_OK) {
+        e = fake_checkpoint(h, rid, rid_len, &lg);
+    }
+    int r = 0;
+    for (size_t i = 0; i < dopt->n_files && e == KETEN_OK; i++) {
+        e = fake_deliver(h, rid, rid_len, envs[i], env_lens[i], &lg, dopt->leaf + i);
         if (e != KETEN_OK) {
-            return fail(e, dopt->files[i]);
+            break;
         }
         fake_answer a = { .kind = "none" };
         uint64_t deadline = keten_mono_ms() + h->timeout_ms;
         while (fake_recv(h, deadline, r2, &r2_len, &data, &len)) {
-            bool done = fake_frame(h, data, len, &a);
+            bool done = fake_frame(h, data, len, ids[i], &a);
             free(data);
             if (done) {
                 break;
@@ -1210,13 +1401,24 @@ static int act_fake_broker(hostile *h, const deliver_opts *dopt)
         json_object_set_new(o, "index", json_integer((json_int_t)i));
         json_object_set_new(o, "file", json_string(dopt->files[i]));
         json_object_set_new(o, "answer", json_string(a.kind));
-        if (strcmp(a.kind, "receipt") == 0) {
+        if (strcmp(a.kind, "stored") == 0 || strcmp(a.kind, "refused") == 0) {
             json_object_set_new(o, "receipt_valid", json_boolean(a.receipt_valid));
             json_object_set_new(o, "msg_id", json_string(a.msg_id));
+            json_object_set_new(o, "reason", json_string(a.reason));
         }
         emit(o);
     }
-    return 0;
+    if (e != KETEN_OK) {
+        r = fail(e, "fake broker");
+    }
+    for (size_t i = 0; envs != NULL && i < dopt->n_files; i++) {
+        free(envs[i]);
+    }
+    free(envs);
+    free(env_lens);
+    free(ids);
+    fake_log_clear(&lg);
+    return r;
 }
 
 /* ---- command line ------------------------------------------------------ */
