@@ -83,8 +83,8 @@ void keten_alarm_evidence(keten_node *node, const char *kind, const char *fmt, .
         e = keten_store_begin(node->store, true, &txn);
     }
     if (e == KETEN_OK) {
-        e = keten_store_put(node->store, txn, KETEN_DB_EVIDENCE, key, sizeof key, val,
-            line_len + 1 + frame_len);
+        e = keten_store_put(
+            node->store, txn, KETEN_DB_EVIDENCE, key, sizeof key, val, line_len + 1 + frame_len);
     }
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);

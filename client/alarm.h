@@ -1,5 +1,5 @@
 /*
- * alarm.h - the node's alarms and warnings (docs/protocol.md, "Proofs").
+ * alarm.h - the node's alarms and warnings (docs/protocol.md, "What nodes check themselves").
  *
  * An alarm is evidence that the broker misbehaved or the log does not add
  * up: an inconsistent checkpoint, a proof that does not lead to a signed

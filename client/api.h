@@ -18,7 +18,7 @@
  * Failures: {"ok":false,"error":"what was wrong and what to do","exit":N}
  * with N the command-line exit code (1 failure, 2 usage, 3 verification).
  *
- * TEXT is the signal JSON of DESIGN section 5 as text (parsed strictly by
+ * TEXT is the signal JSON (keten(7)) as text (parsed strictly by
  * the daemon). With "wait", send answers once the broker acknowledged or
  * refused the message (or after timeout_ms, default 30 s); inbox with
  * "wait_ms" answers as soon as there is a message to list, or when the time

@@ -1,5 +1,5 @@
 /*
- * cmd.h - the commands of keten-node besides keygen (DESIGN section 8), one
+ * cmd.h - the commands of keten-node besides keygen (keten-node(8)), one
  * cmd_<verb>() per file client/cmd_<verb>.c. A command gets the arguments
  * after "keten-node" (argv[0] is the command's name) and returns the exit
  * code: 0 success, 1 failure, 2 usage error, 3 verification failure.

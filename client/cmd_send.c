@@ -13,7 +13,7 @@ static const char send_usage[]
     = "Usage: keten-node send --home DIR --to PARTIES [--kind K] (--json FILE|-) [--wait]\n"
       "                       [--timeout SECONDS]\n"
       "\n"
-      "Send a signal (the JSON of DESIGN section 5) to the partners named by PARTIES:\n"
+      "Send a signal (JSON, see keten(7)) to the partners named by PARTIES:\n"
       "node ids, role:NAME or *, comma-separated (e.g. role:police,role:tax). The\n"
       "signal's type and purpose are its category and purpose, visible to the broker,\n"
       "which enforces the sharing policy on them; the node checks the policy first and\n"

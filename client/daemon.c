@@ -416,8 +416,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
         || (e = connect_broker(&node)) != KETEN_OK) {
         goto out;
     }
-    KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running", "node=%s directory=%llu api=%s",
-        node.me->id, (unsigned long long)keten_directory_version(node.dir), node.api_endpoint);
+    KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running", "node=%s directory=%llu api=%s", node.me->id,
+        (unsigned long long)keten_directory_version(node.dir), node.api_endpoint);
     /* Ready without waiting for the broker: a node starts while it is down. */
     notify_ready(&node, "");
     e = loop(&node, sfd);

@@ -350,8 +350,7 @@ void keten_dirs_tick(keten_node *node)
         keten_alarm_raise(node, "directory-withheld",
             "the broker's checkpoints name directory version %llu but it has not served it "
             "within %llu ms (installed: %llu); sending stays stopped",
-            (unsigned long long)node->dir_needed,
-            (unsigned long long)KETEN_NODE_DIR_WITHHELD_MS,
+            (unsigned long long)node->dir_needed, (unsigned long long)KETEN_NODE_DIR_WITHHELD_MS,
             (unsigned long long)keten_directory_version(node->dir));
     }
 }

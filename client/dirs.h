@@ -1,5 +1,5 @@
 /*
- * dirs.h - the node's directory versions (DESIGN section 3, docs/wire.md
+ * dirs.h - the node's directory versions (docs/protocol.md "Directory", docs/wire.md
  * "Directory"): the versions it installed are kept in the store and the
  * highest is in force; at start the stored chain is verified from the
  * anchor and the --directory file is installed only if it is newer

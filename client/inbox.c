@@ -98,7 +98,7 @@ static json_t *message_record(const keten_verified *v, const Keten__Signal *sign
     return r;
 }
 
-/* The public form of a stored record (DESIGN section 8). */
+/* The public form of a stored record (`inbox --json`, keten-node(8)). */
 static json_t *public_record(const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const json_t *rec)
 {
     json_t *p = json_object();
@@ -287,8 +287,9 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
         char q[300];
         keten_log_quote(keten_err_detail(), q, sizeof q);
         Keten__Reason reason = refusal_reason(e, keten_err_detail());
-        KETEN_LOG(KETEN_LOG_WARNING, "delivery refused", "leaf=%llu error=\"%s\" reason=%s detail=%s",
-            (unsigned long long)leaf, keten_strerror(e), keten_outbox_reason_name(reason), q);
+        KETEN_LOG(KETEN_LOG_WARNING, "delivery refused",
+            "leaf=%llu error=\"%s\" reason=%s detail=%s", (unsigned long long)leaf,
+            keten_strerror(e), keten_outbox_reason_name(reason), q);
         node->counters.rejected++;
         /* The record is the envelope's (checked above): its msg_id is the
          * header's. */
@@ -296,15 +297,15 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
         Keten__Header *h = NULL;
         uint8_t env_hash[KETEN_HASH_BYTES];
         crypto_hash_sha256(env_hash, d->envelope.data, d->envelope.len);
-        if (KETEN_PB_UNPACK(keten__envelope, d->envelope.data, d->envelope.len,
-                KETEN_ENVELOPE_MAX, "envelope", &env)
+        if (KETEN_PB_UNPACK(keten__envelope, d->envelope.data, d->envelope.len, KETEN_ENVELOPE_MAX,
+                "envelope", &env)
                 == KETEN_OK
-            && KETEN_PB_UNPACK(keten__header, env->header.data, env->header.len,
-                   KETEN_ENVELOPE_MAX, "header", &h)
+            && KETEN_PB_UNPACK(keten__header, env->header.data, env->header.len, KETEN_ENVELOPE_MAX,
+                   "header", &h)
                 == KETEN_OK
             && h->msg_id.len == KETEN_MSG_ID_BYTES) {
-            (void)add_receipt(node, h->msg_id.data, env_hash, KETEN__OUTCOME__OUTCOME_REFUSED,
-                reason);
+            (void)add_receipt(
+                node, h->msg_id.data, env_hash, KETEN__OUTCOME__OUTCOME_REFUSED, reason);
         } else {
             give_credit(node, 1);
         }
@@ -336,8 +337,8 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
         }
         node->counters.duplicates++;
         KETEN_LOG(KETEN_LOG_INFO, "duplicate delivery receipted again", "msg_id=%s", hex);
-        (void)add_receipt(
-            node, msg_id, v->envelope_hash, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
+        (void)add_receipt(node, msg_id, v->envelope_hash, KETEN__OUTCOME__OUTCOME_STORED,
+            KETEN__REASON__REASON_NONE);
         goto out;
     }
     if (e != KETEN_ERR_NOT_FOUND) {

@@ -34,8 +34,8 @@
  * itself with SIGKILL right before a receipt batch goes to the socket.
  *
  * Records returned over the API: "public" form {msg_id, from, kind,
- * received_at (ISO 8601 UTC), in_reply_to (if any), signal} (`inbox --json`), and the full form of `show` which adds category,
- * purpose, created_at, expires_at, leaf_index, handled.
+ * received_at (ISO 8601 UTC), in_reply_to (if any), signal} (`inbox --json`), and the full form of
+ * `show` which adds category, purpose, created_at, expires_at, leaf_index, handled.
  */
 #ifndef KETEN_NODE_INBOX_H
 #define KETEN_NODE_INBOX_H

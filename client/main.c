@@ -1,5 +1,5 @@
 /*
- * keten-node - a partner's node and its local command line (DESIGN section 8).
+ * keten-node - a partner's node and its local command line (keten-node(8)).
  * This file parses the subcommand and dispatches to cmd_<verb>().
  *
  *   keten-node keygen --home DIR --id ID --role ROLE --org NAME

@@ -94,8 +94,8 @@ static keten_err policy_check(keten_node *node, const char *const *ids, size_t n
     return KETEN_OK;
 }
 
-static keten_err submit_one(
-    keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const uint8_t *env, size_t len)
+static keten_err submit_one(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const uint8_t *env, size_t len)
 {
     Keten__Submit sub = KETEN__SUBMIT__INIT;
     sub.envelope.data = (uint8_t *)(uintptr_t)env;
@@ -479,8 +479,7 @@ static keten_err check_submitted(keten_node *node, MDB_txn *txn, const Keten__Au
         return e;
     }
     MDB_val v;
-    e = keten_store_get(
-        node->store, txn, KETEN_DB_OUTBOX, ar->msg_id.data, KETEN_MSG_ID_BYTES, &v);
+    e = keten_store_get(node->store, txn, KETEN_DB_OUTBOX, ar->msg_id.data, KETEN_MSG_ID_BYTES, &v);
     if (e == KETEN_OK) {
         Keten__Envelope *env = NULL;
         e = KETEN_PB_UNPACK(
@@ -756,9 +755,8 @@ static bool notice_record(keten_node *node, MDB_txn **txn, const Keten__LeafProo
     }
     if (e != KETEN_OK) {
         keten_store_abort(txn); /* the alarm is stored on its own */
-        keten_alarm_evidence(
-            node, "bad-proof", "the broker's %s carries a proof that does not hold: %s", what,
-            keten_err_detail());
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's %s carries a proof that does not hold: %s", what, keten_err_detail());
         return false;
     }
     const Keten__AuditRecord *ar = *ar_out;
@@ -795,14 +793,13 @@ static bool notice_record(keten_node *node, MDB_txn **txn, const Keten__LeafProo
 }
 
 /* Does the ReceiptProof of ar hold for the sent message rec? */
-static keten_err check_receipt(
-    keten_node *node, const Keten__AuditRecord *ar, json_t *rec, Keten__ReceiptBatchHead **head,
-    Keten__ReceiptLeaf **leaf)
+static keten_err check_receipt(keten_node *node, const Keten__AuditRecord *ar, json_t *rec,
+    Keten__ReceiptBatchHead **head, Keten__ReceiptLeaf **leaf)
 {
     bool refused = ar->event == KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT;
     if (ar->event != KETEN__EVENT__EVENT_RECEIPTED && !refused) {
-        return keten_err_set(KETEN_ERR_INCONSISTENT,
-            "the record is not a receipted or refused-by-recipient record");
+        return keten_err_set(
+            KETEN_ERR_INCONSISTENT, "the record is not a receipted or refused-by-recipient record");
     }
     if (ar->node == NULL || recipient_entry(rec, ar->node) == NULL) {
         return keten_err_set(KETEN_ERR_INCONSISTENT, "the record names %s, not a recipient",
@@ -828,8 +825,8 @@ static keten_err check_receipt(
     }
     bool stored = (*leaf)->outcome == KETEN__OUTCOME__OUTCOME_STORED;
     if (stored == refused) {
-        return keten_err_set(KETEN_ERR_INCONSISTENT,
-            "the receipt's outcome does not match the record's event");
+        return keten_err_set(
+            KETEN_ERR_INCONSISTENT, "the receipt's outcome does not match the record's event");
     }
     return KETEN_OK;
 }

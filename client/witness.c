@@ -90,8 +90,8 @@ static void ref_pack(const keten_checkpoint *cp, uint8_t out[static KETEN_STORE_
     memcpy(out + 48, cp->dir_hash, KETEN_HASH_BYTES);
 }
 
-static void ref_unpack(const uint8_t in[static KETEN_STORE_REFERENCE_BYTES], const char *network,
-    keten_checkpoint *cp)
+static void ref_unpack(
+    const uint8_t in[static KETEN_STORE_REFERENCE_BYTES], const char *network, keten_checkpoint *cp)
 {
     memset(cp, 0, sizeof *cp);
     snprintf(cp->origin, sizeof cp->origin, "keten/%s", network);
@@ -562,14 +562,15 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         return;
     }
     keten_hash old_root;
-    bool known_old = cf->old_size == 0 ? !w->have_ref
-                                       : keten_witness_root(node, cf->old_size, old_root);
+    bool known_old
+        = cf->old_size == 0 ? !w->have_ref : keten_witness_root(node, cf->old_size, old_root);
     if (!known_old) {
         node->counters.checkpoints_unknown_old++;
         KETEN_LOG(KETEN_LOG_NOTICE,
             "checkpoint proven from a size this node does not keep; Hello sent again",
             "tree_size=%llu old_size=%llu reference=%llu", (unsigned long long)cp.size,
-            (unsigned long long)cf->old_size, (unsigned long long)keten_witness_reference_size(node));
+            (unsigned long long)cf->old_size,
+            (unsigned long long)keten_witness_reference_size(node));
         keten_witness_send_hello(node);
         return;
     }
@@ -588,8 +589,7 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
             keten_alarm_evidence(node, "inconsistent-checkpoint",
                 "the broker's checkpoint of size %llu is not consistent with the accepted "
                 "checkpoint of size %llu (%s); not accepted, not cosigned",
-                (unsigned long long)cp.size, (unsigned long long)cf->old_size,
-                keten_err_detail());
+                (unsigned long long)cp.size, (unsigned long long)cf->old_size, keten_err_detail());
             return;
         }
     }
@@ -657,15 +657,15 @@ keten_err keten_witness_status(keten_node *node, json_t *status)
         }
         if (e == KETEN_OK) {
             e = keten_rec_set(cp, "witnessed",
-                json_boolean(w->last_witness_size > 0 && w->witnessed_size >= w->last_witness_size));
+                json_boolean(
+                    w->last_witness_size > 0 && w->witnessed_size >= w->last_witness_size));
         }
     }
     if (e == KETEN_OK) {
         e = keten_rec_set(cp, "witnessed_size", json_integer((json_int_t)w->witnessed_size));
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(
-            cp, "last_witness_size", json_integer((json_int_t)w->last_witness_size));
+        e = keten_rec_set(cp, "last_witness_size", json_integer((json_int_t)w->last_witness_size));
     }
     uint64_t now = keten_now_ms();
     if (e == KETEN_OK && w->unwitnessed_since != 0 && now > w->unwitnessed_since

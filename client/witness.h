@@ -1,7 +1,8 @@
 /*
  * witness.h - the node as a witness of the broker's audit log, and the
  * checker of every proof the broker sends it (docs/protocol.md,
- * "Checkpoints" and "Acknowledgement: a proof, not a promise").
+ * "Checkpoints and witnesses" and "Acknowledgements and receipts: proofs,
+ * not promises").
  *
  * Hello: the first frame on every (re)connection says the size of the
  * node's reference checkpoint (0: none), so that the broker proves its next
@@ -63,8 +64,8 @@ uint64_t keten_witness_reference_size(const keten_node *node);
  * (*rec_out, keten_pb_free()). KETEN_ERR_NOT_FOUND: no kept checkpoint of
  * that size (not an alarm: the frame is ignored and comes again); any other
  * error: the proof is false (the caller raises bad-proof). Counted. */
-keten_err keten_witness_leaf(keten_node *node, const Keten__LeafProof *p,
-    Keten__AuditRecord **rec_out) KETEN_MUST_CHECK;
+keten_err keten_witness_leaf(
+    keten_node *node, const Keten__LeafProof *p, Keten__AuditRecord **rec_out) KETEN_MUST_CHECK;
 
 /* Adds "checkpoint" ({tree_size, root, directory_version, witnessed,
  * witnessed_size, last_witness_size}) and "warnings" to a status object. */

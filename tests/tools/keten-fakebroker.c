@@ -352,8 +352,8 @@ static keten_err leaf_proof(const mlog *l, uint64_t index, keten_leafproof_buf *
     size_t n = 0;
     keten_err e = keten_merkle_inclusion_proof((const keten_hash *)l->hash, l->n, index, path, &n);
     if (e == KETEN_OK) {
-        keten_leafproof_set(out, l->n, index, l->leaf[index], l->len[index],
-            (const keten_hash *)path, n);
+        keten_leafproof_set(
+            out, l->n, index, l->leaf[index], l->len[index], (const keten_hash *)path, n);
     }
     return e;
 }
@@ -451,8 +451,8 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
     keten_err e
         = keten_envelope_verify(f->dir, fr->submit->envelope.data, fr->submit->envelope.len, &v);
     if (e != KETEN_OK || strcmp(v->header->sender, p->node) != 0) {
-        send_error(f, p->rid, p->rid_len, fr->request_id, KETEN__REASON__REASON_BAD_SIGNATURE,
-            "refused");
+        send_error(
+            f, p->rid, p->rid_len, fr->request_id, KETEN__REASON__REASON_BAD_SIGNATURE, "refused");
         keten_verified_destroy(&v);
         return;
     }
@@ -649,9 +649,9 @@ static void on_receipts(fake *f, peer *p, const Keten__ReceiptBatch *rb)
     Keten__ReceiptBatchHead *head = NULL;
     keten_hash *hashes = NULL;
     const Keten__NodeCert *cert = keten_directory_find_id(f->dir, p->node);
-    keten_err e = cert == NULL ? KETEN_ERR_UNKNOWN_NODE
-                               : keten_receipt_batch_verify(
-                                   cert, keten_directory_network(f->dir), rb, &head, &hashes);
+    keten_err e = cert == NULL
+        ? KETEN_ERR_UNKNOWN_NODE
+        : keten_receipt_batch_verify(cert, keten_directory_network(f->dir), rb, &head, &hashes);
     if (e != KETEN_OK) {
         say("receipts-refused %s %s", p->node, keten_err_detail());
         return;
