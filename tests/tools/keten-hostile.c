@@ -16,7 +16,7 @@
  *   flood --to IDS --json FILE --count N [--kind K] [--credit C] [--hold-ms T]
  *         [--drain-ms T]
  *       seal N distinct envelopes first, then send them as submits as fast as
- *       the broker takes them and NEVER read (receive high-water mark 1, so
+ *       the broker takes them (after a Hello) and NEVER read (receive high-water mark 1, so
  *       libzmq stops reading the socket and the broker's send queue to this
  *       peer fills up); with --credit, first grant C deliveries that are then
  *       never read. Prints "flooded" (sent, ms). Then holds the connection
@@ -48,6 +48,8 @@
  *         not-protobuf   0xff bytes
  *         broker-frame   a Deliver frame (only the broker sends those)
  *         empty-submit   a submit Frame with an empty envelope
+ *       (sized, truncated and empty-submit are sent after a Hello, as a node
+ *       sends its submits; the others without one)
  *   plain [--listen-ms T]
  *       a DEALER with NO security mechanism (ZMTP NULL): sends a credit
  *       frame and a directory_request; prints what it gets (nothing expected).
@@ -320,6 +322,23 @@ static keten_err credit_frame(uint64_t rid, uint32_t credit, uint8_t **buf, size
     f.body_case = KETEN__FRAME__BODY_CREDIT;
     f.credit = &c;
     return pack_frame(&f, buf, len);
+}
+
+/* Hello{0}: a node's first frame; without it the broker refuses submits. */
+static keten_err send_hello(hostile *h)
+{
+    Keten__Hello hl = KETEN__HELLO__INIT;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_HELLO;
+    f.hello = &hl;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = pack_frame(&f, &buf, &len);
+    if (e == KETEN_OK && zmq_send(h->sock, buf, len, 0) < 0) {
+        e = keten_err_set(KETEN_ERR_IO, "sending Hello: %s", zmq_strerror(zmq_errno()));
+    }
+    free(buf);
+    return e;
 }
 
 static keten_err submit_frame(
@@ -652,6 +671,9 @@ static int act_flood(hostile *h, const flood_opts *fo)
         e = zfail("setting ZMQ_LINGER");
         goto out;
     }
+    if ((e = send_hello(h)) != KETEN_OK) {
+        goto out;
+    }
     if (fo->credit > 0) {
         uint8_t *buf = NULL;
         size_t len = 0;
@@ -835,7 +857,12 @@ static int act_frame(hostile *h, const char *kind, uint64_t bytes)
         free(buf2);
         return fail(e, "build");
     }
-    if ((e = open_client(h, SEC_CURVE, 0)) == KETEN_OK) {
+    bool submit = strcmp(kind, "sized") == 0 || strcmp(kind, "truncated") == 0
+        || strcmp(kind, "empty-submit") == 0;
+    if ((e = open_client(h, SEC_CURVE, 0)) == KETEN_OK && submit) {
+        e = send_hello(h); /* so that the submit path itself is what answers */
+    }
+    if (e == KETEN_OK) {
         e = send_bytes(h, buf, len, multipart ? ZMQ_SNDMORE : 0);
     }
     if (e == KETEN_OK && multipart) {
