@@ -117,7 +117,8 @@ static void print_message(const json_t *st)
         json_array_foreach(json_object_get(st, "recipients"), i, r)
         {
             printf("  %-20s %-10s %s%s\n", str(r, "id"), str(r, "state"),
-                json_object_get(r, "stored_at") != NULL ? str(r, "stored_at") : str(r, "reason"),
+                json_object_get(r, "receipted_at") != NULL ? str(r, "receipted_at")
+                                                           : str(r, "reason"),
                 json_is_true(json_object_get(r, "replied")) ? "  replied" : "");
         }
         json_array_foreach(json_object_get(st, "replies"), i, r)

@@ -862,7 +862,7 @@ void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice
     bool stored = leaf->outcome == KETEN__OUTCOME__OUTCOME_STORED;
     e = keten_rec_set(r, "state", json_string(stored ? "receipted" : "refused"));
     if (e == KETEN_OK && stored) {
-        e = keten_rec_set(r, "stored_at", keten_rec_time(head->stored_at));
+        e = keten_rec_set(r, "receipted_at", keten_rec_time(head->stored_at));
     }
     if (e == KETEN_OK && !stored) {
         e = keten_rec_set(r, "reason", json_string(keten_outbox_reason_name(leaf->reason)));

@@ -32,7 +32,8 @@
  * of one of this node's messages; its ReceiptProof must verify with the
  * recipient's certificate (current or superseded), name the msg_id and the
  * sent envelope hash, and its outcome must match the event: the recipient's
- * state becomes "receipted" (stored_at) or "refused" (reason). An
+ * state becomes "receipted" (receipted_at: the batch head's stored_at) or
+ * "refused" (reason). An
  * ExpiredNotice proves an expired record; the recipients it lists become
  * "expired". A notice that fails is the alarm bad-proof (evidence kept, not
  * recorded, not confirmed). Each recorded notice is confirmed to the broker

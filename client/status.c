@@ -151,7 +151,8 @@ static keten_err sent_status(const uint8_t *msg_id, const json_t *rec, json_t *s
         }
         json_t *one = json_object();
         e = one == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
-        const char *rkeys[] = { "id", "state", "stored_at", "reason", "receipt_leaf", "replied" };
+        const char *rkeys[]
+            = { "id", "state", "receipted_at", "reason", "receipt_leaf", "replied" };
         for (size_t k = 0; e == KETEN_OK && k < sizeof rkeys / sizeof rkeys[0]; k++) {
             e = copy_field(r, one, rkeys[k]);
         }

@@ -10,8 +10,9 @@
  *   state (pending, accepted = proven in the log, rejected, expired),
  *   created_at, expires_at, leaf_index, tree_size (of the proof),
  *   reason/rule/detail when refused, recipients [{id, state (pending,
- *   accepted, receipted, refused, expired, rejected), stored_at (receipted),
- *   reason (refused, rejected), receipt_leaf, replied}], replies [{msg_id,
+ *   accepted, receipted, refused, expired, rejected), receipted_at
+ *   (receipted: the batch head's stored_at), reason (refused, rejected),
+ *   receipt_leaf, replied}], replies [{msg_id,
  *   from, received_at}]}; a received one {msg_id, direction "received",
  *   from, kind, received_at, handled, leaf_index}. Both carry "alarms" (the
  *   number of alarms of the node).

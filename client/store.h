@@ -5,7 +5,7 @@
  *   outbox            msg_id -> serialized Envelope, until the broker acks or
  *                     refuses it (a send is committed here before it is sent)
  *   sent              msg_id -> JSON record: state, leaf index, header,
- *                     per-recipient state (receipted with stored_at, refused
+ *                     per-recipient state (receipted with receipted_at, refused
  *                     with the reason, expired), replies
  *   inbox             sequence (8 bytes big-endian) -> msg_id
  *   messages          msg_id -> JSON record: sender, kind, received_at,

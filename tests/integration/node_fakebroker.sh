@@ -207,7 +207,7 @@ check "(j) the recipient stores it" wait_until 20 inbox_has politie-mn "$M"
 check "(j) the recipient's receipt batch verifies at the broker" wait_until 10 \
     grep -q "^receipted $M by politie-mn" "$FAKE_OUT"
 check "(j) the sender records the receipt (honest notice)" wait_until 20 msg_status_is \
-    gemeente-diemen "$M" 'd["recipients"][0]["state"] == "receipted" and "stored_at" in d["recipients"][0]'
+    gemeente-diemen "$M" 'd["recipients"][0]["state"] == "receipted" and "receipted_at" in d["recipients"][0]'
 check "(j) the sender confirms the notice" wait_until 10 \
     grep -q "^notice-ack gemeente-diemen" "$FAKE_OUT"
 check "(j) the sender raised no alarm" node_status_is gemeente-diemen 'len(d["alarms"]) == 0'
