@@ -6,9 +6,10 @@
 #                                    [--duration S] [--runs K]
 #
 # keten: keten-bench (a real keten-broker over CurveZMQ, N senders and M
-# receivers, prebuilt envelopes and receipts): accepted signals/s, each
-# acknowledged only after its audit record is durably committed; and the
-# latency submit -> signed ack.
+# receivers, prebuilt envelopes, one receipt batch per read burst): accepted
+# signals/s, each acknowledged only after its audit record is durably
+# committed, and counted only when the ack's inclusion proof verifies; and
+# the latency submit -> proven ack.
 # JetStream: Debian's nats-server with JetStream (file storage in a temporary
 # directory, listening on 127.0.0.1 only) and a node.js publisher using the
 # npm package "nats", which publishes messages as large as keten's envelopes
