@@ -176,7 +176,7 @@ static bool add_receipt(keten_node *node, const uint8_t msg_id[static KETEN_MSG_
 }
 
 /* The reason a recipient gives for a delivery keten_envelope_open() refused. */
-static Keten__Reason refusal_reason(keten_err e, const char *detail)
+static Keten__Reason refusal_reason(keten_err e)
 {
     switch (e) {
     case KETEN_ERR_BAD_SIGNATURE:
@@ -189,6 +189,7 @@ static Keten__Reason refusal_reason(keten_err e, const char *detail)
     case KETEN_ERR_DECRYPT:
         return KETEN__REASON__REASON_UNDECRYPTABLE;
     case KETEN_ERR_MISMATCH:
+    case KETEN_ERR_INVALID_SIGNAL:
         return KETEN__REASON__REASON_INVALID_SIGNAL;
     case KETEN_ERR_POLICY:
         return KETEN__REASON__REASON_POLICY;
@@ -199,14 +200,6 @@ static Keten__Reason refusal_reason(keten_err e, const char *detail)
     case KETEN_ERR_UNREGISTERED:
         return KETEN__REASON__REASON_UNREGISTERED;
     default:
-        /* keten_envelope_open() says which step failed only in its detail
-         * for these two (the payload after decryption). */
-        if (strstr(detail, "not a valid signal") != NULL) {
-            return KETEN__REASON__REASON_INVALID_SIGNAL;
-        }
-        if (strstr(detail, "padding") != NULL) {
-            return KETEN__REASON__REASON_UNDECRYPTABLE;
-        }
         return KETEN__REASON__REASON_MALFORMED;
     }
 }
@@ -286,7 +279,7 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     if (e != KETEN_OK) {
         char q[300];
         keten_log_quote(keten_err_detail(), q, sizeof q);
-        Keten__Reason reason = refusal_reason(e, keten_err_detail());
+        Keten__Reason reason = refusal_reason(e);
         KETEN_LOG(KETEN_LOG_WARNING, "delivery refused",
             "leaf=%llu error=\"%s\" reason=%s detail=%s", (unsigned long long)leaf,
             keten_strerror(e), keten_outbox_reason_name(reason), q);

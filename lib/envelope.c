@@ -857,12 +857,12 @@ static keten_err decrypt_payload(const keten_identity *me, const keten_verified 
     }
     size_t unpadded = 0;
     if (sodium_unpad(&unpadded, plain, (size_t)plain_len, (size_t)h->padded_len) != 0) {
-        e = keten_err_set(KETEN_ERR_MALFORMED, "the decrypted payload has no valid padding");
+        e = keten_err_set(KETEN_ERR_DECRYPT, "the decrypted payload has no valid padding");
         goto out;
     }
     e = keten_signal_unpack(plain, unpadded, signal_out);
     if (e != KETEN_OK) {
-        e = rewrap(e, "the decrypted payload is not a valid signal");
+        e = rewrap(KETEN_ERR_INVALID_SIGNAL, "the decrypted payload is not a valid signal");
         goto out;
     }
 out:

@@ -44,6 +44,7 @@ static const char *const texts[KETEN_ERR__COUNT] = {
     [KETEN_ERR_STORE_FULL] = "store full",
     [KETEN_ERR_CRYPTO] = "cryptographic library failure",
     [KETEN_ERR_JSON] = "bad JSON",
+    [KETEN_ERR_INVALID_SIGNAL] = "not a valid signal",
 };
 
 const char *keten_strerror(keten_err err)

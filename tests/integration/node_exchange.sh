@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Four partners exchange a signal and a query with three replies through the
 # real broker, on ipc:// sockets: content identical after decryption, inbox
-# --json as DESIGN section 8, status MSG_ID of a query shows who answered,
+# --json as the man page says, status MSG_ID of a query shows who answered,
 # a policy-denied send refused with the rule named, ack/show, the
 # --on-message hook with a clean environment, and a command whose daemon is
 # not running saying how to start it.
