@@ -13,7 +13,7 @@
 #     again, also after a restart of the node, it is receipted again but
 #     stored only once (replay).
 #   - an envelope dated an hour ahead (a sender whose clock runs ahead, let
-#     through by a broker that skips its clock window) is accepted: DESIGN
+#     through by a broker that skips its clock window) is accepted: the protocol
 #     section 4 has recipients check expiry, not the creation time.
 # The library-level twins (open at expires_at - 1 ms and at expires_at) are in
 # tests/unit/test_envelope.c (test_expired_envelope_at_open).
