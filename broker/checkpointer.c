@@ -194,6 +194,31 @@ static keten_err stage_note(
     return e;
 }
 
+/* Stage for c the note of an older checkpoint of size `size` (<= c->cp_sent)
+ * with the cosignatures it gained; c->cp_sent does not change. */
+static keten_err stage_witnessed(
+    broker *b, outq *q, conn *c, const char *note, size_t len, uint64_t size)
+{
+    char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "checkpoint of %zu bytes", len);
+    }
+    memcpy(copy, note, len);
+    copy[len] = '\0';
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    cf.note = copy;
+    cf.old_size = size;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
+    f.checkpoint = &cf;
+    keten_err e = outq_frame(q, c, 0, &f);
+    free(copy);
+    if (e == KETEN_OK) {
+        metrics_checkpoint_sent(b->m);
+    }
+    return e;
+}
+
 /* outq_prover: what c needs before its first proof frame of the batch. */
 static keten_err stage_checkpoints(void *ctx, outq *q, conn *c)
 {
@@ -202,6 +227,12 @@ static keten_err stage_checkpoints(void *ctx, outq *q, conn *c)
     keten_err e = KETEN_OK;
     if (cp->rewit_note != NULL && c->cp_sent <= cp->rewit_size) {
         e = stage_note(b, q, c, cp->rewit_note, cp->rewit_len, cp->rewit_size, true);
+    } else if (cp->rewit_note != NULL) {
+        /* The connection is past the checkpoint that became witnessed: it
+         * gets the note with its cosignatures as news about a size it holds
+         * (old_size = that size, no proof, not to be cosigned again), so a
+         * busy node also learns that its witness checkpoint is witnessed. */
+        e = stage_witnessed(b, q, c, cp->rewit_note, cp->rewit_len, cp->rewit_size);
     }
     uint64_t n = cp->batch_size;
     if (e == KETEN_OK && n > 0 && (c->cp_sent != n || cp->witness)) {

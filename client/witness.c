@@ -64,6 +64,8 @@ static void keep(keten_witness *w, uint64_t size, const keten_hash root)
     w->n_kept++;
 }
 
+static keten_err record_to_cp(const json_t *rec, keten_checkpoint *cp);
+
 bool keten_witness_root(const keten_node *node, uint64_t size, keten_hash root_out)
 {
     const keten_witness *w = node->witness;
@@ -74,7 +76,24 @@ bool keten_witness_root(const keten_node *node, uint64_t size, keten_hash root_o
             return true;
         }
     }
-    return false;
+    /* Older than the ones kept in memory: the witness checkpoints this node
+     * accepted are in its store. */
+    MDB_txn *txn = NULL;
+    json_t *rec = NULL;
+    uint8_t key[KETEN_STORE_U64_KEY];
+    keten_store_u64_put(size, key);
+    keten_checkpoint cp;
+    bool found = keten_store_begin(node->store, false, &txn) == KETEN_OK
+        && keten_store_get_json(node->store, txn, KETEN_DB_CHECKPOINTS, key, sizeof key, &rec)
+            == KETEN_OK
+        && record_to_cp(rec, &cp) == KETEN_OK && cp.size == size;
+    if (found) {
+        memcpy(root_out, cp.root, KETEN_HASH_BYTES);
+    }
+    json_decref(rec);
+    keten_store_abort(&txn);
+    keten_err_clear();
+    return found;
 }
 
 uint64_t keten_witness_reference_size(const keten_node *node)
@@ -539,6 +558,22 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         return;
     }
     keten_hash kept;
+    if (w->have_ref && cp.size < w->ref.size && keten_witness_root(node, cp.size, kept)) {
+        /* An older checkpoint this node accepted, sent again with the
+         * cosignatures it gained since: news about whether it became
+         * witnessed, never a new reference. */
+        if (!same_root_hash(cp.root, kept)) {
+            node->counters.checkpoints_refused++;
+            remember_bad(w, &cp);
+            keten_alarm_evidence(node, "inconsistent-checkpoint",
+                "the broker signed two checkpoints of size %llu with different roots; not "
+                "accepted",
+                (unsigned long long)cp.size);
+            return;
+        }
+        count_witnesses(node, &cp, note, len);
+        return;
+    }
     if (w->have_ref && cp.size < w->ref.size) {
         node->counters.checkpoints_refused++;
         remember_bad(w, &cp);
