@@ -25,7 +25,7 @@ static keten_err sign_note(broker *b, MDB_txn *txn, uint64_t size, char **note_o
     memset(&ck, 0, sizeof ck);
     snprintf(ck.origin, sizeof ck.origin, "keten/%s", keten_directory_network(dir));
     ck.size = size;
-    keten_err e = keten_mlog_root(b->st->log, txn, size, ck.root);
+    keten_err e = keten_mlog_root_memo(b->st->log, txn, b->cp->memo, size, ck.root);
     if (e != KETEN_OK) {
         return e;
     }
@@ -59,6 +59,10 @@ keten_err checkpointer_open(broker *b)
     cp->lp = malloc(sizeof *cp->lp);
     if (cp->lp == NULL) {
         return keten_err_set(KETEN_ERR_NOMEM, "checkpointer");
+    }
+    keten_err me = keten_mlog_memo_new(CHECKPOINTER_MEMO_SLOTS_LOG2, &cp->memo);
+    if (me != KETEN_OK) {
+        return me;
     }
     MDB_txn *txn = NULL;
     keten_err e = store_begin(b->st, false, &txn);
@@ -116,6 +120,7 @@ void checkpointer_destroy(checkpointer **self_p)
     free(cp->undo_note);
     forget_resend(cp);
     free(cp->lp);
+    keten_mlog_memo_destroy(&cp->memo);
     free(cp);
     *self_p = NULL;
 }
@@ -133,6 +138,9 @@ void checkpointer_begin(broker *b)
 void checkpointer_undo(broker *b)
 {
     checkpointer *cp = b->cp;
+    /* The undone transaction may have appended leaves whose subtree hashes
+     * were remembered. */
+    keten_mlog_memo_clear(cp->memo);
     if (cp->has_undo) {
         free(cp->note);
         cp->note = cp->undo_note;
@@ -161,7 +169,8 @@ static keten_err stage_note(
     ProtobufCBinaryData bins[KETEN_MERKLE_MAX_PROOF];
     size_t n = 0;
     if (old > 0 && old < size) {
-        keten_err e = keten_mlog_consistency_proof(b->st->log, b->txn, old, size, hashes, &n);
+        keten_err e = keten_mlog_consistency_proof_memo(
+            b->st->log, b->txn, b->cp->memo, old, size, hashes, &n);
         if (e != KETEN_OK) {
             return e;
         }
@@ -246,7 +255,8 @@ static keten_err prove(void *ctx, uint64_t leaf, const Keten__LeafProof **out)
 {
     broker *b = ctx;
     checkpointer *cp = b->cp;
-    keten_err e = keten_leafproof_build(b->st->log, b->txn, leaf, cp->batch_size, cp->lp);
+    keten_err e
+        = keten_leafproof_build_memo(b->st->log, b->txn, cp->memo, leaf, cp->batch_size, cp->lp);
     *out = e == KETEN_OK ? &cp->lp->msg : NULL;
     return e;
 }
@@ -472,8 +482,8 @@ keten_err checkpointer_proof(
     resp.tree_size = pr->tree_size;
     size_t clen = 0;
     if (pr->old_size > 0 && pr->old_size < pr->tree_size) {
-        e = keten_mlog_consistency_proof(
-            b->st->log, b->txn, pr->old_size, pr->tree_size, hashes, &clen);
+        e = keten_mlog_consistency_proof_memo(
+            b->st->log, b->txn, b->cp->memo, pr->old_size, pr->tree_size, hashes, &clen);
         if (e != KETEN_OK) {
             goto out;
         }

@@ -65,6 +65,7 @@
 #include "logproof.h"
 
 #define CHECKPOINTER_PROOF_LEAVES 64
+#define CHECKPOINTER_MEMO_SLOTS_LOG2 14 /* remembered subtree hashes: 16384 x 56 bytes */
 
 typedef struct checkpointer {
     uint64_t last_size; /* tree size of the latest witness checkpoint (0: none) */
@@ -85,6 +86,10 @@ typedef struct checkpointer {
     uint64_t rewit_size;
     uint64_t batch_size; /* N, while the proofs are made */
     keten_leafproof_buf *lp;
+    /* Subtree hashes remembered from one proof to the next: the proofs of
+     * a batch share most of their upper path (merkle.h); cleared when a
+     * batch is undone. */
+    keten_mlog_memo *memo;
 } checkpointer;
 
 /* Read the latest stored checkpoint; sign the one of the current size. */

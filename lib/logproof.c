@@ -159,8 +159,8 @@ void keten_leafproof_set(keten_leafproof_buf *out, uint64_t tree_size, uint64_t 
     out->msg.path = path_len > 0 ? out->path_v : NULL;
 }
 
-keten_err keten_leafproof_build(const keten_mlog *log, MDB_txn *txn, uint64_t index, uint64_t size,
-    keten_leafproof_buf *out)
+keten_err keten_leafproof_build_memo(const keten_mlog *log, MDB_txn *txn, keten_mlog_memo *memo,
+    uint64_t index, uint64_t size, keten_leafproof_buf *out)
 {
     const uint8_t *leaf = NULL;
     size_t leaf_len = 0;
@@ -169,10 +169,16 @@ keten_err keten_leafproof_build(const keten_mlog *log, MDB_txn *txn, uint64_t in
     if (e != KETEN_OK) {
         return e;
     }
-    e = keten_mlog_inclusion_proof(log, txn, index, size, out->path, &path_len);
+    e = keten_mlog_inclusion_proof_memo(log, txn, memo, index, size, out->path, &path_len);
     if (e != KETEN_OK) {
         return e;
     }
     keten_leafproof_set(out, size, index, leaf, leaf_len, (const keten_hash *)out->path, path_len);
     return KETEN_OK;
+}
+
+keten_err keten_leafproof_build(const keten_mlog *log, MDB_txn *txn, uint64_t index, uint64_t size,
+    keten_leafproof_buf *out)
+{
+    return keten_leafproof_build_memo(log, txn, NULL, index, size, out);
 }

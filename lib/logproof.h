@@ -64,6 +64,10 @@ typedef struct keten_leafproof_buf {
 keten_err keten_leafproof_build(const keten_mlog *log, MDB_txn *txn, uint64_t index, uint64_t size,
     keten_leafproof_buf *out) KETEN_MUST_CHECK;
 
+/* The same through a memo of subtree hashes (merkle.h; NULL: none). */
+keten_err keten_leafproof_build_memo(const keten_mlog *log, MDB_txn *txn, keten_mlog_memo *memo,
+    uint64_t index, uint64_t size, keten_leafproof_buf *out) KETEN_MUST_CHECK;
+
 /* The same from a path the caller computed (e.g. a batch's compact range):
  * msg points into leaf and into out. */
 void keten_leafproof_set(keten_leafproof_buf *out, uint64_t tree_size, uint64_t index,

@@ -28,11 +28,23 @@ struct keten_mlog {
     MDB_dbi node_dbi;
 };
 
+/* Remembered subtree hashes (see keten_mlog_memo in merkle.h). */
+typedef struct memo_slot {
+    uint64_t a, b; /* MTH(D[a:b]); b == 0: empty slot */
+    keten_hash h;
+} memo_slot;
+
+struct keten_mlog_memo {
+    size_t mask;
+    memo_slot *slots;
+};
+
 /* Where complete subtree hashes come from. */
 typedef struct source {
     const keten_hash *leaves; /* in-memory leaf hashes, or NULL */
     const keten_mlog *log; /* else this log ... */
     MDB_txn *txn; /* ... read in this transaction */
+    keten_mlog_memo *memo; /* NULL, or hashes remembered from earlier proofs */
 } source;
 
 /* ---- hashing ------------------------------------------------------------- */
@@ -184,8 +196,36 @@ static keten_err src_node(const source *s, unsigned level, uint64_t index, keten
     return log_get_node(s->log, s->txn, level, index, out);
 }
 
+static memo_slot *memo_slot_of(const keten_mlog_memo *m, uint64_t a, uint64_t b)
+{
+    uint64_t x = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
+    x ^= x >> 29;
+    return &m->slots[x & m->mask];
+}
+
+static keten_err range_hash_uncached(const source *s, uint64_t a, uint64_t b, keten_hash out);
+
 /* MTH(D[a:b]) for 0 <= a < b. */
 static keten_err range_hash(const source *s, uint64_t a, uint64_t b, keten_hash out)
+{
+    if (s->memo == NULL) {
+        return range_hash_uncached(s, a, b, out);
+    }
+    memo_slot *slot = memo_slot_of(s->memo, a, b);
+    if (slot->b == b && slot->a == a) {
+        memcpy(out, slot->h, KETEN_HASH_BYTES);
+        return KETEN_OK;
+    }
+    keten_err err = range_hash_uncached(s, a, b, out);
+    if (err == KETEN_OK) {
+        slot->a = a;
+        slot->b = b;
+        memcpy(slot->h, out, KETEN_HASH_BYTES);
+    }
+    return err;
+}
+
+static keten_err range_hash_uncached(const source *s, uint64_t a, uint64_t b, keten_hash out)
 {
     uint64_t n = b - a;
     if (is_pow2(n) && a % n == 0) {
@@ -729,5 +769,94 @@ keten_err keten_mlog_consistency_proof(const keten_mlog *self, MDB_txn *txn, uin
         return err;
     }
     source s = { .log = self, .txn = txn };
+    return src_consistency(&s, old_size, new_size, proof, proof_len);
+}
+
+/* ---- remembered subtree hashes ------------------------------------------ */
+
+keten_err keten_mlog_memo_new(unsigned slots_log2, keten_mlog_memo **out)
+{
+    *out = NULL;
+    if (slots_log2 < 4 || slots_log2 > 24) {
+        return keten_err_set(KETEN_ERR_INVALID, "Merkle memo of 2^%u slots", slots_log2);
+    }
+    keten_mlog_memo *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "Merkle memo");
+    }
+    m->mask = ((size_t)1 << slots_log2) - 1;
+    m->slots = calloc(m->mask + 1, sizeof *m->slots);
+    if (m->slots == NULL) {
+        free(m);
+        return keten_err_set(KETEN_ERR_NOMEM, "Merkle memo of 2^%u slots", slots_log2);
+    }
+    *out = m;
+    return KETEN_OK;
+}
+
+void keten_mlog_memo_clear(keten_mlog_memo *m)
+{
+    if (m != NULL) {
+        memset(m->slots, 0, (m->mask + 1) * sizeof *m->slots);
+    }
+}
+
+void keten_mlog_memo_destroy(keten_mlog_memo **self_p)
+{
+    if (self_p == NULL || *self_p == NULL) {
+        return;
+    }
+    free((*self_p)->slots);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+keten_err keten_mlog_root_memo(
+    const keten_mlog *self, MDB_txn *txn, keten_mlog_memo *memo, uint64_t size, keten_hash out)
+{
+    if (self == NULL || txn == NULL) {
+        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_root_memo: missing argument");
+    }
+    keten_err err = check_size(self, txn, size, "root");
+    if (err != KETEN_OK) {
+        return err;
+    }
+    source s = { .log = self, .txn = txn, .memo = memo };
+    return src_root(&s, size, out);
+}
+
+keten_err keten_mlog_inclusion_proof_memo(const keten_mlog *self, MDB_txn *txn,
+    keten_mlog_memo *memo, uint64_t index, uint64_t size, keten_hash *path, size_t *path_len)
+{
+    if (self == NULL || txn == NULL) {
+        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_inclusion_proof_memo: missing argument");
+    }
+    if (path_len != NULL) {
+        *path_len = 0;
+    }
+    keten_err err = check_size(self, txn, size, "inclusion proof");
+    if (err != KETEN_OK) {
+        return err;
+    }
+    source s = { .log = self, .txn = txn, .memo = memo };
+    return src_inclusion(&s, index, size, path, path_len);
+}
+
+keten_err keten_mlog_consistency_proof_memo(const keten_mlog *self, MDB_txn *txn,
+    keten_mlog_memo *memo, uint64_t old_size, uint64_t new_size, keten_hash *proof,
+    size_t *proof_len)
+{
+    if (self == NULL || txn == NULL) {
+        return keten_err_set(
+            KETEN_ERR_INVALID, "keten_mlog_consistency_proof_memo: missing argument");
+    }
+    if (proof_len != NULL) {
+        *proof_len = 0;
+    }
+    keten_err err = check_size(self, txn, new_size, "consistency proof");
+    if (err != KETEN_OK) {
+        return err;
+    }
+    source s = { .log = self, .txn = txn, .memo = memo };
     return src_consistency(&s, old_size, new_size, proof, proof_len);
 }

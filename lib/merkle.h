@@ -111,4 +111,32 @@ keten_err keten_mlog_inclusion_proof(const keten_mlog *self, MDB_txn *txn, uint6
 keten_err keten_mlog_consistency_proof(const keten_mlog *self, MDB_txn *txn, uint64_t old_size,
     uint64_t new_size, keten_hash *proof, size_t *proof_len) KETEN_MUST_CHECK;
 
+/* ---- remembered subtree hashes ----------------------------------------- */
+
+/* A fixed-size cache of subtree hashes MTH(D[a:b]) for proofs and roots made
+ * one after another (a broker proving every ack, delivery and notice of a
+ * batch against the same tree). Because the log only grows, the hash of
+ * [a, b) never changes once leaf b-1 is committed: entries stay valid across
+ * transactions. A transaction that appended leaves and was then aborted can
+ * leave entries for leaves that were never committed: call
+ * keten_mlog_memo_clear() after such an abort. One memo belongs to one
+ * thread (no locking) and to one log. 2^slots_log2 slots of 56 bytes,
+ * direct-mapped; a collision only costs a recomputation. */
+typedef struct keten_mlog_memo keten_mlog_memo;
+
+keten_err keten_mlog_memo_new(unsigned slots_log2, keten_mlog_memo **out) KETEN_MUST_CHECK;
+void keten_mlog_memo_clear(keten_mlog_memo *memo);
+void keten_mlog_memo_destroy(keten_mlog_memo **self_p);
+
+/* keten_mlog_root, _inclusion_proof and _consistency_proof through a memo
+ * (NULL: none); the same results. */
+keten_err keten_mlog_root_memo(const keten_mlog *self, MDB_txn *txn, keten_mlog_memo *memo,
+    uint64_t size, keten_hash out) KETEN_MUST_CHECK;
+keten_err keten_mlog_inclusion_proof_memo(const keten_mlog *self, MDB_txn *txn,
+    keten_mlog_memo *memo, uint64_t index, uint64_t size, keten_hash *path, size_t *path_len)
+    KETEN_MUST_CHECK;
+keten_err keten_mlog_consistency_proof_memo(const keten_mlog *self, MDB_txn *txn,
+    keten_mlog_memo *memo, uint64_t old_size, uint64_t new_size, keten_hash *proof,
+    size_t *proof_len) KETEN_MUST_CHECK;
+
 #endif

@@ -689,6 +689,79 @@ static void test_log_grows_leaf_by_leaf(void **state)
     lenv_destroy(&e);
 }
 
+/* Proofs and roots through a memo of subtree hashes equal the naive ones,
+ * batch after batch (the memo outlives transactions) and with a memo so
+ * small that slots collide; after an aborted append the memo must be
+ * cleared, and a memo that is not cleared then gives a root that does not
+ * match (the reason the broker clears it). */
+static void test_log_memo(void **state)
+{
+    (void)state;
+    lenv e;
+    lenv_new(&e, 64u << 20);
+    keten_mlog *log = mlog_open(&e, "audit-");
+    keten_mlog_memo *memo = NULL, *tiny = NULL;
+    assert_int_equal(keten_mlog_memo_new(12, &memo), KETEN_OK);
+    assert_int_equal(keten_mlog_memo_new(4, &tiny), KETEN_OK);
+    assert_int_equal(keten_mlog_memo_new(3, &(keten_mlog_memo *) { NULL }), KETEN_ERR_INVALID);
+    keten_hash h;
+    keten_hash p[KETEN_MERKLE_MAX_PROOF];
+    size_t len;
+    size_t n = 0;
+    static const size_t batches[] = { 1, 2, 5, 7, 16, 1, 30, 3, 60 }; /* 125 of N_LEAVES */
+    for (size_t b = 0; b < sizeof batches / sizeof batches[0] && n < N_LEAVES; b++) {
+        MDB_txn *txn = txn_begin(&e, true);
+        for (size_t k = 0; k < batches[b] && n < N_LEAVES; k++, n++) {
+            assert_int_equal(keten_mlog_append(log, txn, leaves[n].data, leaves[n].len, NULL), KETEN_OK);
+        }
+        keten_mlog_memo *ms[2] = { memo, tiny };
+        for (size_t w = 0; w < 2; w++) {
+            assert_int_equal(keten_mlog_root_memo(log, txn, ms[w], n, h), KETEN_OK);
+            assert_memory_equal(h, naive_roots[n], KETEN_HASH_BYTES);
+            for (size_t i = 0; i < n; i++) {
+                assert_int_equal(keten_mlog_inclusion_proof_memo(log, txn, ms[w], i, n, p, &len), KETEN_OK);
+                hlist want = { .n = 0 };
+                naive_path(i, leaves, n, &want);
+                assert_int_equal(len, want.n);
+                assert_memory_equal(p, want.h, len * KETEN_HASH_BYTES);
+            }
+            for (size_t m = 1; m <= n; m++) {
+                assert_int_equal(
+                    keten_mlog_consistency_proof_memo(log, txn, ms[w], m, n, p, &len), KETEN_OK);
+                assert_int_equal(VCONS(m, n, naive_roots[m], naive_roots[n], p, len), KETEN_OK);
+            }
+        }
+        assert_int_equal(mdb_txn_commit(txn), 0);
+    }
+    /* An append that is aborted after proofs were made through the memo. */
+    MDB_txn *txn = txn_begin(&e, true);
+    static const uint8_t wrong[] = "a leaf that is never committed";
+    assert_int_equal(keten_mlog_append(log, txn, wrong, sizeof wrong, NULL), KETEN_OK);
+    assert_int_equal(keten_mlog_root_memo(log, txn, memo, n + 1, h), KETEN_OK);
+    mdb_txn_abort(txn);
+    assert_true(n < N_LEAVES);
+    {
+        txn = txn_begin(&e, true);
+        assert_int_equal(keten_mlog_append(log, txn, leaves[n].data, leaves[n].len, NULL), KETEN_OK);
+        /* Not cleared: the remembered hash of the aborted leaf gives a root
+         * that is not the log's. */
+        assert_int_equal(keten_mlog_root_memo(log, txn, memo, n + 1, h), KETEN_OK);
+        assert_memory_not_equal(h, naive_roots[n + 1], KETEN_HASH_BYTES);
+        keten_mlog_memo_clear(memo);
+        assert_int_equal(keten_mlog_root_memo(log, txn, memo, n + 1, h), KETEN_OK);
+        assert_memory_equal(h, naive_roots[n + 1], KETEN_HASH_BYTES);
+        assert_int_equal(keten_mlog_inclusion_proof_memo(log, txn, memo, n, n + 1, p, &len), KETEN_OK);
+        assert_int_equal(VINC(leaf_hashes[n], n, n + 1, p, len, naive_roots[n + 1]), KETEN_OK);
+        mdb_txn_abort(txn);
+    }
+    keten_mlog_memo_destroy(&memo);
+    keten_mlog_memo_destroy(&tiny);
+    assert_null(memo);
+    keten_mlog_memo_destroy(&memo);
+    keten_mlog_destroy(&log);
+    lenv_destroy(&e);
+}
+
 static void test_log_known_answer(void **state)
 {
     (void)state;
@@ -943,6 +1016,7 @@ int main(void)
         cmocka_unit_test(test_memory_matches_naive),
         cmocka_unit_test(test_proof_lengths_large),
         cmocka_unit_test(test_log_grows_leaf_by_leaf),
+        cmocka_unit_test(test_log_memo),
         cmocka_unit_test(test_log_known_answer),
         cmocka_unit_test(test_log_refuses_bad_input),
         cmocka_unit_test(test_log_detects_tampering),
