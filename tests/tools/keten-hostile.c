@@ -67,21 +67,32 @@
  *
  * Broker-side action (against a real keten-node):
  *   fake-broker --home BROKER_HOME --anchor FILE --directory FILE
- *               --listen ENDPOINT --deliver FILE [--deliver FILE ...]
- *               [--leaf N] [--timeout-ms T]
+ *               --listen ENDPOINT --log DIR
+ *               (--deliver FILE | --deliver-bad-proof FILE)... [--timeout-ms T]
  *       a CurveZMQ server with the broker's transport key (so the node
- *       connects), no ZAP handler. Prints "ready", waits for a node's Hello,
- *       builds a log in memory: N filler records, then the "submitted"
- *       record of each envelope file (as the broker would write it, as far as
- *       the file parses), signs its checkpoint with the broker's log key and
- *       sends it (old_size 0: a node with an older reference asks again and
- *       this run says so in "hello"), then delivers each envelope in turn
- *       with the proof of its record and prints "answer" for each:
- *       "stored" or "refused" (a receipt batch leaf naming the message, with
- *       "reason" and whether the batch verifies under the recipient's
- *       certificate), "credit" (the node returned its credit without a leaf)
- *       or "none" (timeout). One run is one log: a node that was sent
- *       another run's checkpoint of the same size alarms (inconsistent).
+ *       connects), no ZAP handler, and a real Merkle log in DIR (the broker
+ *       store's two log tables, LMDB), kept between runs. Prints "ready",
+ *       waits for the node's Hello ("hello": its tree_size; nothing is sent
+ *       before it), then appends in one transaction the "submitted" record
+ *       of each envelope file (as the broker writes it, as far as the file
+ *       parses) that the log does not hold yet - an envelope delivered again
+ *       is proven by its one record, as the broker redelivers ("record":
+ *       file, msg_id, leaf, new; "log": old_size, size). It signs the
+ *       checkpoint of the new size with the broker's log key and sends it
+ *       with the consistency proof from the Hello's size ("checkpoint":
+ *       size, old_size, consistency = number of hashes; not sent when the
+ *       node holds that size already; a later Hello is answered the same
+ *       way). Then it delivers each envelope in turn with the proof of its
+ *       record against that checkpoint - --deliver-bad-proof with the first
+ *       hash of the path changed, so it does not lead to the signed root -
+ *       and prints "answer" for each (index, file, msg_id, bad_proof,
+ *       answer): "stored" or "refused" (the receipt batch leaf naming the
+ *       message, with "reason" and "receipt_valid": whether the batch
+ *       verifies under the recipient's certificate), "credit" (the node
+ *       returned its credit without a leaf) or "none" (timeout). Every
+ *       receipt batch leaf seen is also printed as "leaf" (msg_id, outcome,
+ *       reason, batch_valid), also those that come after the answer, until
+ *       500 ms after the last delivery ("done").
  *
  * Exit code: 0 when the action ran (the results are in the JSON), 1 when it
  * could not run, 2 for usage errors.
@@ -96,6 +107,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -1073,10 +1085,14 @@ static int act_raw_socket(hostile *h, uint64_t bytes)
 
 /* ---- a fake broker that delivers to a real node ------------------------ */
 
+#define FAKE_LOG_PREFIX "audit-" /* the broker store's names for its log */
+#define FAKE_LOG_MAP_BYTES (64u << 20)
+
 typedef struct deliver_opts {
     const char *files[HOSTILE_DELIVER_MAX];
+    bool bad_proof[HOSTILE_DELIVER_MAX]; /* deliver with one path hash changed */
     size_t n_files;
-    uint64_t leaf;
+    const char *log_dir;
 } deliver_opts;
 
 typedef struct fake_answer {
@@ -1086,10 +1102,329 @@ typedef struct fake_answer {
     char msg_id[KETEN_MSG_ID_HEX_BYTES];
 } fake_answer;
 
-/* Look at one frame from the node: is it the answer to the delivery of
- * msg_id? */
-static bool fake_frame(hostile *h, const uint8_t *data, size_t len,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], fake_answer *a)
+/* The fake broker's log: the broker store's two log tables in an LMDB
+ * environment of its own (--log DIR), kept between runs, so that a node
+ * holding the previous run's checkpoint is proven consistent from it. */
+typedef struct fake_log {
+    MDB_env *env;
+    keten_mlog *log;
+} fake_log;
+
+/* One run of the fake broker. */
+typedef struct fake_run {
+    hostile *h;
+    fake_log lg;
+    MDB_txn *txn; /* read transaction of the deliveries (after the batch) */
+    uint64_t size; /* the tree size every proof of this run is against */
+    uint8_t rid[256]; /* the node's routing id (of its latest frame) */
+    size_t rid_len;
+    bool connected, hello, hello_pending; /* pending: not answered yet */
+    uint64_t hello_size; /* of the latest Hello */
+} fake_run;
+
+static keten_err mdb_fail(int rc, const char *what)
+{
+    return keten_err_set(KETEN_ERR_STORE, "%s: %s", what, mdb_strerror(rc));
+}
+
+static void fake_log_close(fake_log *lg)
+{
+    keten_mlog_destroy(&lg->log);
+    if (lg->env != NULL) {
+        mdb_env_close(lg->env);
+        lg->env = NULL;
+    }
+}
+
+static keten_err fake_log_open(const char *dir, fake_log *lg)
+{
+    MDB_txn *txn = NULL;
+    keten_err e = KETEN_OK;
+    int rc;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        return keten_err_set(KETEN_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+    }
+    if ((rc = mdb_env_create(&lg->env)) != 0) {
+        lg->env = NULL;
+        return mdb_fail(rc, "the fake broker's log");
+    }
+    if ((rc = mdb_env_set_maxdbs(lg->env, 2)) != 0
+        || (rc = mdb_env_set_mapsize(lg->env, FAKE_LOG_MAP_BYTES)) != 0
+        || (rc = mdb_env_open(lg->env, dir, 0, 0600)) != 0
+        || (rc = mdb_txn_begin(lg->env, NULL, 0, &txn)) != 0) {
+        e = mdb_fail(rc, dir);
+        goto out;
+    }
+    if ((e = keten_mlog_open(txn, FAKE_LOG_PREFIX, &lg->log)) != KETEN_OK) {
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        e = mdb_fail(rc, "opening the fake broker's log");
+    }
+out:
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (e != KETEN_OK) {
+        fake_log_close(lg);
+    }
+    return e;
+}
+
+/* The leaf of the `submitted` record with envelope hash env_hash among the
+ * first size leaves, if there is one (a message delivered again is proven
+ * by its one record, as the broker does). */
+static keten_err fake_find_submitted(const fake_log *lg, MDB_txn *txn, uint64_t size,
+    const uint8_t env_hash[static KETEN_HASH_BYTES], bool *found, uint64_t *leaf)
+{
+    *found = false;
+    for (uint64_t i = 0; i < size; i++) {
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        Keten__AuditRecord *r = NULL;
+        keten_err e = keten_mlog_leaf(lg->log, txn, i, &data, &len);
+        if (e != KETEN_OK) {
+            return e;
+        }
+        if ((e = KETEN_PB_UNPACK(
+                 keten__audit_record, data, len, KETEN_AUDIT_RECORD_MAX, "audit record", &r))
+            != KETEN_OK) {
+            return e;
+        }
+        bool same = r->event == KETEN__EVENT__EVENT_SUBMITTED
+            && r->envelope_hash.len == KETEN_HASH_BYTES
+            && sodium_memcmp(r->envelope_hash.data, env_hash, KETEN_HASH_BYTES) == 0;
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        if (same) {
+            *found = true;
+            *leaf = i;
+            return KETEN_OK;
+        }
+    }
+    return KETEN_OK;
+}
+
+/* Append the `submitted` record of the envelope bytes, as the broker writes
+ * it (broker/audit.c audit_submitted; keten_record_is_envelope's fields),
+ * as far as they parse; *leaf is its index. */
+static keten_err fake_submitted(hostile *h, const fake_log *lg, MDB_txn *txn, const uint8_t *env,
+    size_t env_len, uint64_t *leaf)
+{
+    Keten__Envelope *e_msg = NULL;
+    Keten__Header *hd = NULL;
+    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
+    uint8_t ct_hash[KETEN_HASH_BYTES], env_hash[KETEN_HASH_BYTES];
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    uint64_t size = 0;
+    keten_err e = keten_mlog_size(lg->log, txn, &size);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    rec.seq = size;
+    rec.event = KETEN__EVENT__EVENT_SUBMITTED;
+    rec.time = keten_now_ms();
+    rec.directory_version = keten_directory_version(h->dir);
+    crypto_hash_sha256(env_hash, env, env_len);
+    rec.envelope_hash.data = env_hash;
+    rec.envelope_hash.len = sizeof env_hash;
+    if (KETEN_PB_UNPACK(keten__envelope, env, env_len, KETEN_ENVELOPE_MAX, "envelope", &e_msg)
+            == KETEN_OK
+        && KETEN_PB_UNPACK(keten__header, e_msg->header.data, e_msg->header.len, KETEN_ENVELOPE_MAX,
+               "header", &hd)
+            == KETEN_OK) {
+        rec.msg_id = hd->msg_id;
+        rec.sender = hd->sender;
+        rec.n_recipients = hd->n_recipients;
+        rec.recipients = hd->recipients;
+        rec.kind = hd->kind;
+        rec.category = hd->category;
+        rec.purpose = hd->purpose;
+        rec.header = e_msg->header;
+        crypto_hash_sha256(ct_hash, e_msg->ciphertext.data, e_msg->ciphertext.len);
+        rec.ciphertext_hash.data = ct_hash;
+        rec.ciphertext_hash.len = sizeof ct_hash;
+        rec.signature = e_msg->signature;
+        rec.size_bucket = hd->padded_len;
+    }
+    keten_err_clear();
+    e = keten_pb_pack(&rec.base, &buf, &len);
+    if (e == KETEN_OK) {
+        e = keten_mlog_append(lg->log, txn, buf, len, leaf);
+    }
+    if (e == KETEN_OK && *leaf != size) {
+        e = keten_err_set(KETEN_ERR_STORE, "leaf %llu was written at index %llu",
+            (unsigned long long)size, (unsigned long long)*leaf);
+    }
+    free(buf);
+    keten_pb_free((ProtobufCMessage **)(void *)&hd);
+    keten_pb_free((ProtobufCMessage **)(void *)&e_msg);
+    return e;
+}
+
+static keten_err fake_send(hostile *h, const uint8_t *rid, size_t rid_len, Keten__Frame *f)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = pack_frame(f, &buf, &len);
+    if (e == KETEN_OK
+        && (zmq_send(h->sock, rid, rid_len, ZMQ_SNDMORE) < 0
+            || zmq_send(h->sock, buf, len, 0) < 0)) {
+        e = zfail("sending to the node");
+    }
+    free(buf);
+    return e;
+}
+
+/* The checkpoint of the log's first fk->size leaves, signed with the broker's
+ * log key (and read back), as a CheckpointFrame with the RFC 9162
+ * consistency proof from old_size (none from 0 or from size itself). */
+static keten_err fake_checkpoint(fake_run *fk, uint64_t old_size)
+{
+    hostile *h = fk->h;
+    uint64_t size = fk->size;
+    keten_checkpoint ck, check;
+    keten_hash proof[KETEN_MERKLE_MAX_PROOF];
+    ProtobufCBinaryData bins[KETEN_MERKLE_MAX_PROOF];
+    size_t n = 0;
+    char *note = NULL;
+    if (old_size > size) {
+        return keten_err_set(KETEN_ERR_INVALID,
+            "the node's checkpoint has %llu leaves; this log has %llu",
+            (unsigned long long)old_size, (unsigned long long)size);
+    }
+    memset(&ck, 0, sizeof ck);
+    snprintf(ck.origin, sizeof ck.origin, "keten/%s", keten_directory_network(h->dir));
+    ck.size = size;
+    keten_err e = keten_mlog_root(fk->lg.log, fk->txn, size, ck.root);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    ck.dir_version = keten_directory_version(h->dir);
+    memcpy(ck.dir_hash, keten_directory_hash(h->dir), KETEN_HASH_BYTES);
+    if ((e = keten_checkpoint_sign(&ck, h->me->id, h->me->log_sk, &note)) != KETEN_OK) {
+        return e;
+    }
+    e = keten_checkpoint_open(note, strlen(note), h->me->id, h->me->log_pk, &check);
+    if (e == KETEN_OK
+        && (check.size != size || sodium_memcmp(check.root, ck.root, KETEN_HASH_BYTES) != 0)) {
+        e = keten_err_set(KETEN_ERR_INCONSISTENT, "the signed checkpoint does not read back");
+    }
+    if (e == KETEN_OK && old_size > 0 && old_size < size) {
+        e = keten_mlog_consistency_proof(fk->lg.log, fk->txn, old_size, size, proof, &n);
+    }
+    if (e == KETEN_OK) {
+        for (size_t i = 0; i < n; i++) {
+            bins[i].data = proof[i];
+            bins[i].len = KETEN_HASH_BYTES;
+        }
+        Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+        cf.note = note;
+        cf.old_size = old_size;
+        cf.n_consistency = n;
+        cf.consistency = n > 0 ? bins : NULL;
+        Keten__Frame f = KETEN__FRAME__INIT;
+        f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
+        f.checkpoint = &cf;
+        e = fake_send(h, fk->rid, fk->rid_len, &f);
+    }
+    free(note);
+    if (e == KETEN_OK) {
+        json_t *o = json_object();
+        json_object_set_new(o, "event", json_string("checkpoint"));
+        json_object_set_new(o, "size", json_integer((json_int_t)size));
+        json_object_set_new(o, "old_size", json_integer((json_int_t)old_size));
+        json_object_set_new(o, "consistency", json_integer((json_int_t)n));
+        emit(o);
+    }
+    return e;
+}
+
+/* Deliver env with the proof of its record (leaf) in the tree of fk->size
+ * leaves; bad: with the first hash of the path changed, so that the path no
+ * longer leads to the signed root. */
+static keten_err fake_deliver(
+    fake_run *fk, const uint8_t *env, size_t env_len, uint64_t leaf, bool bad)
+{
+    keten_leafproof_buf pb;
+    uint64_t size = fk->size;
+    keten_err e = keten_leafproof_build(fk->lg.log, fk->txn, leaf, size, &pb);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (bad) {
+        if (pb.msg.n_path == 0) {
+            return keten_err_set(KETEN_ERR_INVALID, "a tree of one leaf has no path to change");
+        }
+        pb.path[0][0] ^= 0x01;
+    }
+    Keten__Deliver d = KETEN__DELIVER__INIT;
+    d.envelope.data = (uint8_t *)env;
+    d.envelope.len = env_len;
+    d.proof = &pb.msg;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_DELIVER;
+    f.deliver = &d;
+    return fake_send(fk->h, fk->rid, fk->rid_len, &f);
+}
+
+/* Print every leaf of a receipt batch ("leaf": msg_id, outcome, reason and
+ * whether the batch verifies under the recipient's certificate); the answer
+ * to the delivery of msg_id, if the batch has one, goes into *a. */
+static bool fake_receipts(
+    hostile *h, const Keten__ReceiptBatch *rb, const uint8_t *msg_id, fake_answer *a)
+{
+    Keten__ReceiptBatchHead *peek = NULL, *head = NULL;
+    keten_hash *hashes = NULL;
+    bool valid = false, answered = false;
+    if (KETEN_PB_UNPACK(keten__receipt_batch_head, rb->head.data, rb->head.len,
+            KETEN_RECEIPT_HEAD_MAX, "receipt batch head", &peek)
+        == KETEN_OK) {
+        const Keten__NodeCert *cert = keten_directory_find_id(h->dir, peek->recipient);
+        valid = cert != NULL
+            && keten_receipt_batch_verify(cert, keten_directory_network(h->dir), rb, &head, &hashes)
+                == KETEN_OK;
+    }
+    keten_err_clear();
+    free(hashes);
+    keten_pb_free((ProtobufCMessage **)(void *)&head);
+    keten_pb_free((ProtobufCMessage **)(void *)&peek);
+    for (size_t i = 0; i < rb->n_leaves; i++) {
+        const Keten__ReceiptLeaf *lf = rb->leaves[i];
+        char hex[KETEN_MSG_ID_HEX_BYTES] = "";
+        if (lf->msg_id.len == KETEN_MSG_ID_BYTES) {
+            keten_hex(lf->msg_id.data, KETEN_MSG_ID_BYTES, hex);
+        }
+        const char *outcome = lf->outcome == KETEN__OUTCOME__OUTCOME_STORED ? "stored"
+            : lf->outcome == KETEN__OUTCOME__OUTCOME_REFUSED                ? "refused"
+                                                                            : "other";
+        const char *reason = enum_name(&keten__reason__descriptor, lf->reason, "REASON_");
+        json_t *o = json_object();
+        json_object_set_new(o, "event", json_string("leaf"));
+        json_object_set_new(o, "msg_id", json_string(hex));
+        json_object_set_new(o, "outcome", json_string(outcome));
+        json_object_set_new(o, "reason", json_string(reason));
+        json_object_set_new(o, "batch_valid", json_boolean(valid));
+        emit(o);
+        if (answered || msg_id == NULL || lf->msg_id.len != KETEN_MSG_ID_BYTES
+            || memcmp(lf->msg_id.data, msg_id, KETEN_MSG_ID_BYTES) != 0) {
+            continue;
+        }
+        answered = true;
+        a->kind = outcome;
+        a->receipt_valid = valid;
+        snprintf(a->msg_id, sizeof a->msg_id, "%s", hex);
+        snprintf(a->reason, sizeof a->reason, "%s", reason);
+    }
+    return answered;
+}
+
+/* Look at one frame from the node: a Hello is noted in fk; is it the answer
+ * to the delivery of msg_id (NULL: none awaited)? */
+static bool fake_frame(
+    fake_run *fk, const uint8_t *data, size_t len, const uint8_t *msg_id, fake_answer *a)
 {
     Keten__Frame *f = NULL;
     if (KETEN_PB_UNPACK(keten__frame, data, len, KETEN_FRAME_MAX, "frame", &f) != KETEN_OK) {
@@ -1097,40 +1432,20 @@ static bool fake_frame(hostile *h, const uint8_t *data, size_t len,
         return false;
     }
     bool answered = false;
-    if (f->body_case == KETEN__FRAME__BODY_CREDIT && f->credit->credit == 1) {
+    if (f->body_case == KETEN__FRAME__BODY_HELLO) {
+        fk->hello = true;
+        fk->hello_pending = true;
+        fk->hello_size = f->hello->tree_size;
+        json_t *o = json_object();
+        json_object_set_new(o, "event", json_string("hello"));
+        json_object_set_new(o, "tree_size", json_integer((json_int_t)fk->hello_size));
+        emit(o);
+    } else if (f->body_case == KETEN__FRAME__BODY_CREDIT && f->credit->credit == 1
+        && msg_id != NULL) {
         a->kind = "credit";
         answered = true;
     } else if (f->body_case == KETEN__FRAME__BODY_RECEIPTS) {
-        const Keten__ReceiptBatch *rb = f->receipts;
-        for (size_t i = 0; i < rb->n_leaves && !answered; i++) {
-            const Keten__ReceiptLeaf *lf = rb->leaves[i];
-            if (lf->msg_id.len != KETEN_MSG_ID_BYTES
-                || memcmp(lf->msg_id.data, msg_id, KETEN_MSG_ID_BYTES) != 0) {
-                continue;
-            }
-            answered = true;
-            a->kind = lf->outcome == KETEN__OUTCOME__OUTCOME_STORED ? "stored" : "refused";
-            keten_hex(msg_id, KETEN_MSG_ID_BYTES, a->msg_id);
-            const ProtobufCEnumValue *ev
-                = protobuf_c_enum_descriptor_get_value(&keten__reason__descriptor, lf->reason);
-            snprintf(a->reason, sizeof a->reason, "%s",
-                ev != NULL && strncmp(ev->name, "REASON_", 7) == 0 ? ev->name + 7 : "UNKNOWN");
-            Keten__ReceiptBatchHead *peek = NULL, *head = NULL;
-            keten_hash *hashes = NULL;
-            if (KETEN_PB_UNPACK(keten__receipt_batch_head, rb->head.data, rb->head.len,
-                    KETEN_RECEIPT_HEAD_MAX, "receipt batch head", &peek)
-                == KETEN_OK) {
-                const Keten__NodeCert *cert = keten_directory_find_id(h->dir, peek->recipient);
-                a->receipt_valid = cert != NULL
-                    && keten_receipt_batch_verify(
-                           cert, keten_directory_network(h->dir), rb, &head, &hashes)
-                        == KETEN_OK;
-            }
-            keten_err_clear();
-            free(hashes);
-            keten_pb_free((ProtobufCMessage **)(void *)&head);
-            keten_pb_free((ProtobufCMessage **)(void *)&peek);
-        }
+        answered = fake_receipts(fk->h, f->receipts, msg_id, a);
     }
     keten_pb_free((ProtobufCMessage **)(void *)&f);
     return answered;
@@ -1169,157 +1484,146 @@ static bool fake_recv(
     return false;
 }
 
-/* The fake broker's log, in memory. */
-typedef struct fake_log {
-    uint8_t **leaf;
-    size_t *len;
-    keten_hash *hash;
-    size_t n;
-} fake_log;
-
-static void fake_log_clear(fake_log *lg)
+/* Read the node's frames until deadline, until one answers the delivery of
+ * msg_id, or (until_hello) until a Hello came. Once the batch is written
+ * (fk->txn), a Hello is answered at once with the checkpoint of fk->size
+ * proven from the Hello's size, as the broker answers it. */
+static keten_err fake_listen(
+    fake_run *fk, uint64_t deadline, const uint8_t *msg_id, fake_answer *a, bool until_hello)
 {
-    for (size_t i = 0; i < lg->n; i++) {
-        free(lg->leaf[i]);
-    }
-    free(lg->leaf);
-    free(lg->len);
-    free(lg->hash);
-    memset(lg, 0, sizeof *lg);
-}
-
-/* Append rec (seq set here). */
-static keten_err fake_log_add(fake_log *lg, size_t cap, Keten__AuditRecord *rec)
-{
-    if (lg->n == cap) {
-        return keten_err_set(KETEN_ERR_TOO_LARGE, "the fake log holds %zu records", cap);
-    }
-    rec->seq = lg->n;
-    keten_err e = keten_pb_pack(&rec->base, &lg->leaf[lg->n], &lg->len[lg->n]);
-    if (e == KETEN_OK) {
-        keten_merkle_leaf_hash(lg->leaf[lg->n], lg->len[lg->n], lg->hash[lg->n]);
-        lg->n++;
-    }
-    return e;
-}
-
-/* The "submitted" record of the envelope bytes, as far as they parse. */
-static keten_err fake_submitted(hostile *h, fake_log *lg, size_t cap, const uint8_t *env,
-    size_t env_len, uint8_t msg_id[static KETEN_MSG_ID_BYTES])
-{
-    Keten__Envelope *e_msg = NULL;
-    Keten__Header *hd = NULL;
-    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
-    uint8_t ct_hash[KETEN_HASH_BYTES], env_hash[KETEN_HASH_BYTES];
-    memset(msg_id, 0, KETEN_MSG_ID_BYTES);
-    rec.event = KETEN__EVENT__EVENT_SUBMITTED;
-    rec.time = keten_now_ms();
-    rec.directory_version = keten_directory_version(h->dir);
-    crypto_hash_sha256(env_hash, env, env_len);
-    rec.envelope_hash.data = env_hash;
-    rec.envelope_hash.len = sizeof env_hash;
-    if (KETEN_PB_UNPACK(keten__envelope, env, env_len, KETEN_ENVELOPE_MAX, "envelope", &e_msg)
-            == KETEN_OK
-        && KETEN_PB_UNPACK(keten__header, e_msg->header.data, e_msg->header.len,
-               KETEN_ENVELOPE_MAX, "header", &hd)
-            == KETEN_OK) {
-        if (hd->msg_id.len == KETEN_MSG_ID_BYTES) {
-            memcpy(msg_id, hd->msg_id.data, KETEN_MSG_ID_BYTES);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    while (fake_recv(fk->h, deadline, fk->rid, &fk->rid_len, &data, &len)) {
+        if (!fk->connected) {
+            fk->connected = true;
+            json_t *o = json_object();
+            json_object_set_new(o, "event", json_string("connected"));
+            emit(o);
         }
-        rec.msg_id = hd->msg_id;
-        rec.sender = hd->sender;
-        rec.n_recipients = hd->n_recipients;
-        rec.recipients = hd->recipients;
-        rec.kind = hd->kind;
-        rec.category = hd->category;
-        rec.purpose = hd->purpose;
-        rec.header = e_msg->header;
-        crypto_hash_sha256(ct_hash, e_msg->ciphertext.data, e_msg->ciphertext.len);
-        rec.ciphertext_hash.data = ct_hash;
-        rec.ciphertext_hash.len = sizeof ct_hash;
-        rec.signature = e_msg->signature;
-        rec.size_bucket = hd->padded_len;
+        bool done = fake_frame(fk, data, len, msg_id, a);
+        free(data);
+        if (fk->hello_pending && fk->txn != NULL) {
+            fk->hello_pending = false;
+            if (fk->hello_size != fk->size) {
+                keten_err e = fake_checkpoint(fk, fk->hello_size);
+                if (e != KETEN_OK) {
+                    return e;
+                }
+            }
+        }
+        if (done || (until_hello && fk->hello)) {
+            break;
+        }
+    }
+    return KETEN_OK;
+}
+
+/* The envelope's msg_id (zeros when it does not parse). */
+static void fake_msg_id(const uint8_t *env, size_t len, uint8_t msg_id[static KETEN_MSG_ID_BYTES])
+{
+    Keten__Envelope *em = NULL;
+    Keten__Header *hd = NULL;
+    memset(msg_id, 0, KETEN_MSG_ID_BYTES);
+    if (KETEN_PB_UNPACK(keten__envelope, env, len, KETEN_ENVELOPE_MAX, "envelope", &em) == KETEN_OK
+        && KETEN_PB_UNPACK(
+               keten__header, em->header.data, em->header.len, KETEN_ENVELOPE_MAX, "header", &hd)
+            == KETEN_OK
+        && hd->msg_id.len == KETEN_MSG_ID_BYTES) {
+        memcpy(msg_id, hd->msg_id.data, KETEN_MSG_ID_BYTES);
     }
     keten_err_clear();
-    keten_err e = fake_log_add(lg, cap, &rec);
     keten_pb_free((ProtobufCMessage **)(void *)&hd);
-    keten_pb_free((ProtobufCMessage **)(void *)&e_msg);
-    return e;
+    keten_pb_free((ProtobufCMessage **)(void *)&em);
 }
 
-static keten_err fake_send(hostile *h, const uint8_t *rid, size_t rid_len, Keten__Frame *f)
+/* Append the submitted record of every envelope not in the log yet, in one
+ * write transaction (the broker's batch); leaves[i] is envelope i's record. */
+static keten_err fake_batch(fake_run *fk, uint8_t *const *envs, const size_t *env_lens, size_t n,
+    const char *const *files, uint64_t *leaves)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    keten_err e = pack_frame(f, &buf, &len);
-    if (e == KETEN_OK
-        && (zmq_send(h->sock, rid, rid_len, ZMQ_SNDMORE) < 0
-            || zmq_send(h->sock, buf, len, 0) < 0)) {
-        e = zfail("sending to the node");
+    MDB_txn *txn = NULL;
+    uint64_t old = 0;
+    int rc = mdb_txn_begin(fk->lg.env, NULL, 0, &txn);
+    if (rc != 0) {
+        return mdb_fail(rc, "the fake broker's log");
     }
-    free(buf);
-    return e;
-}
-
-/* The log's checkpoint, signed with the broker's log key, as a frame. */
-static keten_err fake_checkpoint(hostile *h, const uint8_t *rid, size_t rid_len, const fake_log *lg)
-{
-    keten_checkpoint ck;
-    memset(&ck, 0, sizeof ck);
-    snprintf(ck.origin, sizeof ck.origin, "keten/%s", keten_directory_network(h->dir));
-    ck.size = lg->n;
-    keten_merkle_root((const keten_hash *)lg->hash, lg->n, ck.root);
-    ck.dir_version = keten_directory_version(h->dir);
-    memcpy(ck.dir_hash, keten_directory_hash(h->dir), KETEN_HASH_BYTES);
-    char *note = NULL;
-    keten_err e = keten_checkpoint_sign(&ck, h->me->id, h->me->log_sk, &note);
+    keten_err e = keten_mlog_size(fk->lg.log, txn, &old);
+    for (size_t i = 0; i < n && e == KETEN_OK; i++) {
+        uint8_t env_hash[KETEN_HASH_BYTES], msg_id[KETEN_MSG_ID_BYTES];
+        uint64_t size = 0;
+        bool found = false;
+        crypto_hash_sha256(env_hash, envs[i], env_lens[i]);
+        fake_msg_id(envs[i], env_lens[i], msg_id);
+        e = keten_mlog_size(fk->lg.log, txn, &size);
+        if (e == KETEN_OK) {
+            e = fake_find_submitted(&fk->lg, txn, size, env_hash, &found, &leaves[i]);
+        }
+        if (e == KETEN_OK && !found) {
+            e = fake_submitted(fk->h, &fk->lg, txn, envs[i], env_lens[i], &leaves[i]);
+        }
+        if (e == KETEN_OK) {
+            char hex[KETEN_MSG_ID_HEX_BYTES];
+            keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
+            json_t *o = json_object();
+            json_object_set_new(o, "event", json_string("record"));
+            json_object_set_new(o, "file", json_string(files[i]));
+            json_object_set_new(o, "msg_id", json_string(hex));
+            json_object_set_new(o, "leaf", json_integer((json_int_t)leaves[i]));
+            json_object_set_new(o, "new", json_boolean(!found));
+            emit(o);
+        }
+    }
+    if (e == KETEN_OK) {
+        e = keten_mlog_size(fk->lg.log, txn, &fk->size);
+    }
     if (e != KETEN_OK) {
+        mdb_txn_abort(txn);
         return e;
     }
-    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
-    cf.note = note;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
-    f.checkpoint = &cf;
-    e = fake_send(h, rid, rid_len, &f);
-    free(note);
-    return e;
-}
-
-static keten_err fake_deliver(hostile *h, const uint8_t *rid, size_t rid_len, const uint8_t *env,
-    size_t env_len, const fake_log *lg, uint64_t leaf)
-{
-    keten_hash path[KETEN_MERKLE_MAX_PROOF];
-    size_t path_len = 0;
-    keten_err e = keten_merkle_inclusion_proof(
-        (const keten_hash *)lg->hash, lg->n, leaf, path, &path_len);
-    if (e != KETEN_OK) {
-        return e;
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        return mdb_fail(rc, "committing the fake broker's log");
     }
-    keten_leafproof_buf pb;
-    keten_leafproof_set(
-        &pb, lg->n, leaf, lg->leaf[leaf], lg->len[leaf], (const keten_hash *)path, path_len);
-    Keten__Deliver d = KETEN__DELIVER__INIT;
-    d.envelope.data = (uint8_t *)env;
-    d.envelope.len = env_len;
-    d.proof = &pb.msg;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_DELIVER;
-    f.deliver = &d;
-    return fake_send(h, rid, rid_len, &f);
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("log"));
+    json_object_set_new(o, "old_size", json_integer((json_int_t)old));
+    json_object_set_new(o, "size", json_integer((json_int_t)fk->size));
+    emit(o);
+    return KETEN_OK;
 }
 
 static int act_fake_broker(hostile *h, const deliver_opts *dopt)
 {
-    if (h->listen == NULL || dopt->n_files == 0) {
-        return fail(keten_err_set(KETEN_ERR_INVALID, "fake-broker needs --listen and --deliver"),
+    if (h->listen == NULL || dopt->n_files == 0 || dopt->log_dir == NULL) {
+        return fail(keten_err_set(KETEN_ERR_INVALID,
+                        "fake-broker needs --listen, --log and --deliver or --deliver-bad-proof"),
             "options");
     }
     if (!h->me->has_log_key || strcmp(h->me->role, "broker") != 0) {
         return fail(
             keten_err_set(KETEN_ERR_WRONG_TYPE, "--home must hold the broker's keys"), "options");
     }
-    int one = 1, zero = 0;
+    fake_run fk;
+    memset(&fk, 0, sizeof fk);
+    fk.h = h;
+    uint8_t(*ids)[KETEN_MSG_ID_BYTES] = calloc(dopt->n_files, KETEN_MSG_ID_BYTES);
+    uint8_t **envs = calloc(dopt->n_files, sizeof *envs);
+    size_t *env_lens = calloc(dopt->n_files, sizeof *env_lens);
+    uint64_t *leaves = calloc(dopt->n_files, sizeof *leaves);
+    int one = 1, zero = 0, rc;
+    keten_err e = KETEN_OK;
+    if (ids == NULL || envs == NULL || env_lens == NULL || leaves == NULL) {
+        e = keten_err_set(KETEN_ERR_NOMEM, "%zu deliveries", dopt->n_files);
+        goto out;
+    }
+    for (size_t i = 0; i < dopt->n_files && e == KETEN_OK; i++) {
+        e = keten_file_read(dopt->files[i], KETEN_ENVELOPE_MAX, &envs[i], &env_lens[i]);
+        if (e == KETEN_OK) {
+            fake_msg_id(envs[i], env_lens[i], ids[i]);
+        }
+    }
+    if (e != KETEN_OK || (e = fake_log_open(dopt->log_dir, &fk.lg)) != KETEN_OK) {
+        goto out;
+    }
     h->ctx = zmq_ctx_new();
     h->sock = h->ctx != NULL ? zmq_socket(h->ctx, ZMQ_ROUTER) : NULL;
     if (h->sock == NULL || zmq_setsockopt(h->sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0
@@ -1327,124 +1631,88 @@ static int act_fake_broker(hostile *h, const deliver_opts *dopt)
             != 0
         || zmq_setsockopt(h->sock, ZMQ_LINGER, &zero, sizeof zero) != 0
         || zmq_bind(h->sock, h->listen) != 0) {
-        return fail(zfail("binding the fake broker"), "listen");
+        e = zfail("binding the fake broker");
+        goto out;
     }
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("ready"));
     emit(o);
-    uint8_t rid[256];
-    size_t rid_len = 0;
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if (!fake_recv(h, keten_mono_ms() + h->timeout_ms, rid, &rid_len, &data, &len)) {
+    /* Nothing is sent before the node's Hello. */
+    fake_answer none = { .kind = "none" };
+    if ((e = fake_listen(&fk, keten_mono_ms() + h->timeout_ms, NULL, &none, true)) != KETEN_OK) {
+        goto out;
+    }
+    if (!fk.hello) {
         o = json_object();
         json_object_set_new(o, "event", json_string("timeout"));
-        json_object_set_new(o, "waiting_for", json_string("a node"));
+        json_object_set_new(
+            o, "waiting_for", json_string(fk.connected ? "the node's Hello" : "a node"));
         emit(o);
-        return 0;
+        goto out;
     }
-    o = json_object();
-    json_object_set_new(o, "event", json_string("connected"));
-    emit(o);
-    /* The node's Hello and opening frames (credit, directory request, ...). */
-    bool hello = false;
-    uint64_t hello_size = 0;
-    {
-        Keten__Frame *f0 = NULL;
-        if (KETEN_PB_UNPACK(keten__frame, data, len, KETEN_FRAME_MAX, "frame", &f0) == KETEN_OK
-            && f0->body_case == KETEN__FRAME__BODY_HELLO) {
-            hello = true;
-            hello_size = f0->hello->tree_size;
-        }
-        keten_err_clear();
-        keten_pb_free((ProtobufCMessage **)(void *)&f0);
+    /* Its opening frames (credit, directory request, ...). */
+    if ((e = fake_listen(&fk, keten_mono_ms() + HOSTILE_SETTLE_MS, NULL, &none, false))
+        != KETEN_OK) {
+        goto out;
     }
-    free(data);
-    uint8_t r2[256];
-    size_t r2_len = 0;
-    uint64_t settle = keten_mono_ms() + HOSTILE_SETTLE_MS;
-    while (fake_recv(h, settle, r2, &r2_len, &data, &len)) {
-        Keten__Frame *f0 = NULL;
-        if (!hello
-            && KETEN_PB_UNPACK(keten__frame, data, len, KETEN_FRAME_MAX, "frame", &f0) == KETEN_OK
-            && f0->body_case == KETEN__FRAME__BODY_HELLO) {
-            hello = true;
-            hello_size = f0->hello->tree_size;
-        }
-        keten_err_clear();
-        keten_pb_free((ProtobufCMessage **)(void *)&f0);
-        free(data);
+    if ((e = fake_batch(&fk, envs, env_lens, dopt->n_files, dopt->files, leaves)) != KETEN_OK) {
+        goto out;
     }
-    o = json_object();
-    json_object_set_new(o, "event", json_string("hello"));
-    json_object_set_new(o, "received", json_boolean(hello));
-    json_object_set_new(o, "tree_size", json_integer((json_int_t)hello_size));
-    emit(o);
-    size_t cap = (size_t)dopt->leaf + dopt->n_files;
-    fake_log lg = { 0 };
-    lg.leaf = calloc(cap, sizeof *lg.leaf);
-    lg.len = calloc(cap, sizeof *lg.len);
-    lg.hash = calloc(cap, sizeof *lg.hash);
-    uint8_t(*ids)[KETEN_MSG_ID_BYTES] = calloc(dopt->n_files, KETEN_MSG_ID_BYTES);
-    uint8_t **envs = calloc(dopt->n_files, sizeof *envs);
-    size_t *env_lens = calloc(dopt->n_files, sizeof *env_lens);
-    keten_err e = lg.leaf == NULL || lg.len == NULL || lg.hash == NULL || ids == NULL
-            || envs == NULL || env_lens == NULL
-        ? KETEN_ERR_NOMEM
-        : KETEN_OK;
-    for (uint64_t i = 0; i < dopt->leaf && e == KETEN_OK; i++) {
-        Keten__AuditRecord filler = KETEN__AUDIT_RECORD__INIT;
-        filler.event = KETEN__EVENT__EVENT_NODE_CONNECTED;
-        filler.time = keten_now_ms();
-        filler.node = (char *)"filler";
-        e = fake_log_add(&lg, cap, &filler);
+    if ((rc = mdb_txn_begin(fk.lg.env, NULL, MDB_RDONLY, &fk.txn)) != 0) {
+        e = mdb_fail(rc, "the fake broker's log");
+        goto out;
     }
-    for (size_t i = 0; i < dopt->n_files && e == KETEN_OK; i++) {
-        e = keten_file_read(dopt->files[i], KETEN_ENVELOPE_MAX, &envs[i], &env_lens[i]);
-        if (e == KETEN_OK) {
-            e = fake_submitted(h, &lg, cap, envs[i], env_lens[i], ids[i]);
-        }
+    /* The batch's checkpoint, proven from the node's Hello, before the
+     * deliveries proven against it (not sent when the node holds it). */
+    fk.hello_pending = false;
+    if (fk.hello_size != fk.size && (e = fake_checkpoint(&fk, fk.hello_size)) != KETEN_OK) {
+        goto out;
     }
-    if (e == KETEN_OK) {
-        e = fake_checkpoint(h, rid, rid_len, &lg);
-    }
-    int r = 0;
-    for (size_t i = 0; i < dopt->n_files && e == KETEN_OK; i++) {
-        e = fake_deliver(h, rid, rid_len, envs[i], env_lens[i], &lg, dopt->leaf + i);
+    for (size_t i = 0; i < dopt->n_files; i++) {
+        e = fake_deliver(&fk, envs[i], env_lens[i], leaves[i], dopt->bad_proof[i]);
         if (e != KETEN_OK) {
-            break;
+            goto out;
         }
         fake_answer a = { .kind = "none" };
-        uint64_t deadline = keten_mono_ms() + h->timeout_ms;
-        while (fake_recv(h, deadline, r2, &r2_len, &data, &len)) {
-            bool done = fake_frame(h, data, len, ids[i], &a);
-            free(data);
-            if (done) {
-                break;
-            }
+        e = fake_listen(&fk, keten_mono_ms() + h->timeout_ms, ids[i], &a, false);
+        if (e != KETEN_OK) {
+            goto out;
         }
+        char hex[KETEN_MSG_ID_HEX_BYTES];
+        keten_hex(ids[i], KETEN_MSG_ID_BYTES, hex);
         o = json_object();
         json_object_set_new(o, "event", json_string("answer"));
         json_object_set_new(o, "index", json_integer((json_int_t)i));
         json_object_set_new(o, "file", json_string(dopt->files[i]));
+        json_object_set_new(o, "msg_id", json_string(hex));
+        json_object_set_new(o, "bad_proof", json_boolean(dopt->bad_proof[i]));
         json_object_set_new(o, "answer", json_string(a.kind));
         if (strcmp(a.kind, "stored") == 0 || strcmp(a.kind, "refused") == 0) {
             json_object_set_new(o, "receipt_valid", json_boolean(a.receipt_valid));
-            json_object_set_new(o, "msg_id", json_string(a.msg_id));
             json_object_set_new(o, "reason", json_string(a.reason));
         }
         emit(o);
     }
-    if (e != KETEN_OK) {
-        r = fail(e, "fake broker");
+    /* Leaves that come late (each is printed as "leaf"). */
+    e = fake_listen(&fk, keten_mono_ms() + HOSTILE_SETTLE_MS, NULL, &none, false);
+    if (e == KETEN_OK) {
+        o = json_object();
+        json_object_set_new(o, "event", json_string("done"));
+        emit(o);
     }
+out:;
+    int r = e != KETEN_OK ? fail(e, "fake broker") : 0;
+    if (fk.txn != NULL) {
+        mdb_txn_abort(fk.txn);
+    }
+    fake_log_close(&fk.lg);
     for (size_t i = 0; envs != NULL && i < dopt->n_files; i++) {
         free(envs[i]);
     }
     free(envs);
     free(env_lens);
+    free(leaves);
     free(ids);
-    fake_log_clear(&lg);
     return r;
 }
 
@@ -1461,8 +1729,8 @@ static const char usage_text[]
       "  wrong-server-key --home DIR --anchor F --directory F --broker EP [--listen-ms T]\n"
       "  unlisted-key --anchor F --directory F --broker EP [--sockets N] [--listen-ms T]\n"
       "  raw-socket --broker EP --bytes N [--listen-ms T]\n"
-      "  fake-broker --home BROKER_HOME --anchor F --directory F --listen EP --deliver F...\n"
-      "              [--leaf N] [--timeout-ms T]\n"
+      "  fake-broker --home BROKER_HOME --anchor F --directory F --listen EP --log DIR\n"
+      "              (--deliver F | --deliver-bad-proof F)... [--timeout-ms T]\n"
       "See the comment at the top of tests/tools/keten-hostile.c.\n";
 
 static int usage(const char *what)
@@ -1511,7 +1779,8 @@ int main(int argc, char **argv)
         { "junk-bytes", required_argument, NULL, 'J' },
         { "bytes", required_argument, NULL, 'B' },
         { "deliver", required_argument, NULL, 'D' },
-        { "leaf", required_argument, NULL, 'f' },
+        { "deliver-bad-proof", required_argument, NULL, 'P' },
+        { "log", required_argument, NULL, 'g' },
         { "sockets", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -1587,15 +1856,15 @@ int main(int argc, char **argv)
             }
             break;
         case 'D':
+        case 'P':
             if (dopt.n_files == HOSTILE_DELIVER_MAX) {
-                return usage("too many --deliver");
+                return usage("too many --deliver and --deliver-bad-proof");
             }
+            dopt.bad_proof[dopt.n_files] = c == 'P';
             dopt.files[dopt.n_files++] = optarg;
             break;
-        case 'f':
-            if (!keten_cli_parse_uint(optarg, 0, UINT64_MAX / 2, &dopt.leaf)) {
-                return usage("--leaf");
-            }
+        case 'g':
+            dopt.log_dir = optarg;
             break;
         case 's':
             if (!keten_cli_parse_uint(optarg, 1, HOSTILE_SOCKETS_MAX, &sockets)) {
