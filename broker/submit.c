@@ -92,22 +92,41 @@ static void check_routing(const broker *b, submit_prep *p)
             (unsigned long long)keten_directory_version(dir));
         return;
     }
+    /* Every recipient is evaluated, so that the decision recorded does not
+     * depend on the order of the recipients: a refusal names an explicit
+     * deny rule before the default (rule 0), the lowest such rule, and of
+     * its recipients the first by id; an accepted message records the
+     * lowest rule that allowed one of its recipients. */
     const Keten__NodeCert *from = p->v->sender;
+    bool refused = false, allowed_any = false;
+    uint32_t refuse_rule = 0, allow_rule = 0;
+    const Keten__NodeCert *refused_to = NULL;
     for (size_t i = 0; i < h->n_recipients; i++) {
         const Keten__NodeCert *to = keten_directory_find_id(dir, h->recipients[i]);
         keten_policy_decision d = keten_policy_evaluate(
             doc, from->id, from->role, to->id, to->role, h->kind, h->category, h->purpose);
         if (!d.allowed) {
-            p->post = KETEN__REASON__REASON_POLICY;
-            p->rule = d.rule;
-            set_detail(p, "policy rule %u refuses %s -> %s (%s, %s, %s)", d.rule, from->id, to->id,
-                keten_kind_name(h->kind), h->category, h->purpose);
-            return;
-        }
-        if (i == 0) {
-            p->rule = d.rule; /* the record names the rule of the first recipient */
+            bool better = !refused
+                || (d.rule != 0 && (refuse_rule == 0 || d.rule < refuse_rule))
+                || (d.rule == refuse_rule && strcmp(to->id, refused_to->id) < 0);
+            if (better) {
+                refuse_rule = d.rule;
+                refused_to = to;
+            }
+            refused = true;
+        } else if (!allowed_any || d.rule < allow_rule) {
+            allow_rule = d.rule;
+            allowed_any = true;
         }
     }
+    if (refused) {
+        p->post = KETEN__REASON__REASON_POLICY;
+        p->rule = refuse_rule;
+        set_detail(p, "policy rule %u refuses %s -> %s (%s, %s, %s)", refuse_rule, from->id,
+            refused_to->id, keten_kind_name(h->kind), h->category, h->purpose);
+        return;
+    }
+    p->rule = allow_rule;
 }
 
 void submit_prepare(

@@ -50,6 +50,16 @@ jl 'E("error")[0]["rule"] == 0' "the default deny is rule 0"
 peer gemeente-diemen submit --to politie-mn,woonstad --json signal.json
 reason POLICY "one refused recipient refuses the whole message"
 
+# Several refused recipients: the decision recorded does not depend on their
+# order (woonstad is refused by deny rule 3, the sender itself by the
+# default deny; the explicit rule is named either way).
+peer gemeente-diemen submit --to woonstad,gemeente-diemen --json signal.json
+reason POLICY "two refused recipients: refused (housing first)"
+jl 'E("error")[0]["rule"] == 3' "housing first: the explicit deny rule 3 is named, not the default"
+peer gemeente-diemen submit --to gemeente-diemen,woonstad --json signal.json
+reason POLICY "two refused recipients: refused (default-denied first)"
+jl 'E("error")[0]["rule"] == 3' "default-denied first: still deny rule 3, whatever the order"
+
 # ---- signatures and senders ------------------------------------------------------
 
 peer gemeente-diemen seal --to politie-mn --json signal.json --out good.env
