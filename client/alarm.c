@@ -6,33 +6,10 @@
 #include <string.h>
 
 #include "log.h"
+#include "nodestore.h"
 #include "pb.h"
 #include "store.h"
 #include "util.h"
-
-#define ALARMS_KEY "alarms"
-
-static keten_err load_alarms(keten_node *node, MDB_txn *txn, json_t **out)
-{
-    MDB_val v;
-    keten_err e
-        = keten_store_get(node->store, txn, KETEN_DB_STATE, ALARMS_KEY, strlen(ALARMS_KEY), &v);
-    if (e == KETEN_ERR_NOT_FOUND) {
-        *out = json_array();
-        return *out != NULL ? KETEN_OK : KETEN_ERR_NOMEM;
-    }
-    if (e != KETEN_OK) {
-        return e;
-    }
-    json_error_t jerr;
-    *out = json_loadb(v.mv_data, v.mv_size, 0, &jerr);
-    if (*out == NULL || !json_is_array(*out)) {
-        json_decref(*out);
-        *out = NULL;
-        return keten_err_set(KETEN_ERR_MALFORMED, "the stored alarms do not parse: %s", jerr.text);
-    }
-    return KETEN_OK;
-}
 
 static void raise_alarm(keten_node *node, const char *kind, const char *detail);
 
@@ -56,7 +33,7 @@ void keten_alarm_evidence(keten_node *node, const char *kind, const char *fmt, .
     va_end(ap);
     raise_alarm(node, kind, detail);
 
-    uint8_t *frame = NULL, *val = NULL;
+    uint8_t *frame = NULL;
     size_t frame_len = 0;
     MDB_txn *txn = NULL;
     keten_err e = node->frame == NULL
@@ -69,29 +46,20 @@ void keten_alarm_evidence(keten_node *node, const char *kind, const char *fmt, .
             *p = ' ';
         }
     }
-    size_t line_len = strlen(line);
-    if (e == KETEN_OK) {
-        val = malloc(line_len + 1 + frame_len);
-        e = val == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
-    }
     uint8_t key[KETEN_STORE_EVIDENCE_KEY];
     if (e == KETEN_OK) {
-        memcpy(val, line, line_len + 1);
-        memcpy(val + line_len + 1, frame, frame_len);
         keten_store_u64_put(keten_now_ms(), key);
         keten_store_u64_put(++counter, key + 8);
         e = keten_store_begin(node->store, true, &txn);
     }
     if (e == KETEN_OK) {
-        e = keten_store_put(
-            node->store, txn, KETEN_DB_EVIDENCE, key, sizeof key, val, line_len + 1 + frame_len);
+        e = keten_nodestore_evidence_put(node->store, txn, key, line, frame, frame_len);
     }
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
     keten_store_abort(&txn);
     free(frame);
-    free(val);
     if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_ERR, "cannot keep the evidence of an alarm", "alarm=%s error=\"%s\"",
             kind, keten_err_detail());
@@ -120,34 +88,36 @@ static void raise_alarm(keten_node *node, const char *kind, const char *detail)
     KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s detail=%s", kind, q);
 
     MDB_txn *txn = NULL;
-    json_t *list = NULL;
+    Keten__NodeAlarms *list = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
     if (e == KETEN_OK) {
-        e = load_alarms(node, txn, &list);
+        e = keten_nodestore_alarms_get(node->store, txn, &list);
     }
     if (e == KETEN_OK) {
-        char at[40];
-        keten_time_iso(keten_now_ms(), at, sizeof at);
-        json_t *a = json_pack("{s:s, s:s, s:s}", "kind", kind, "detail", detail, "at", at);
-        if (a == NULL || json_array_append_new(list, a) != 0) {
+        /* The oldest beyond KETEN_ALARM_KEEP go; the new one is last. */
+        Keten__NodeAlarm a = KETEN__NODE_ALARM__INIT;
+        a.kind = (char *)(uintptr_t)kind;
+        a.detail = (char *)(uintptr_t)detail;
+        a.at = keten_now_ms();
+        size_t keep = list->n_alarms < KETEN_ALARM_KEEP ? list->n_alarms : KETEN_ALARM_KEEP - 1;
+        Keten__NodeAlarm **all = malloc((keep + 1) * sizeof *all);
+        if (all == NULL) {
             e = KETEN_ERR_NOMEM;
+        } else {
+            memcpy(all, list->alarms + (list->n_alarms - keep), keep * sizeof *all);
+            all[keep] = &a;
+            Keten__NodeAlarms out = KETEN__NODE_ALARMS__INIT;
+            out.alarms = all;
+            out.n_alarms = keep + 1;
+            e = keten_nodestore_alarms_put(node->store, txn, &out);
+            free(all);
         }
-        while (e == KETEN_OK && json_array_size(list) > KETEN_ALARM_KEEP) {
-            json_array_remove(list, 0);
-        }
-    }
-    if (e == KETEN_OK) {
-        char *text = json_dumps(list, JSON_COMPACT);
-        e = text == NULL ? KETEN_ERR_NOMEM
-                         : keten_store_put(node->store, txn, KETEN_DB_STATE, ALARMS_KEY,
-                             strlen(ALARMS_KEY), text, strlen(text));
-        free(text);
     }
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
     keten_store_abort(&txn);
-    json_decref(list);
+    keten_pb_free((ProtobufCMessage **)(void *)&list);
     if (e != KETEN_OK) {
         KETEN_LOG(
             KETEN_LOG_ERR, "cannot store alarm", "alarm=%s error=\"%s\"", kind, keten_strerror(e));
@@ -171,10 +141,31 @@ keten_err keten_alarm_list(keten_node *node, json_t **out)
 {
     *out = NULL;
     MDB_txn *txn = NULL;
+    Keten__NodeAlarms *list = NULL;
     keten_err e = keten_store_begin(node->store, false, &txn);
     if (e == KETEN_OK) {
-        e = load_alarms(node, txn, out);
+        e = keten_nodestore_alarms_get(node->store, txn, &list);
     }
     keten_store_abort(&txn);
-    return e;
+    json_t *arr = e == KETEN_OK ? json_array() : NULL;
+    if (e == KETEN_OK && arr == NULL) {
+        e = KETEN_ERR_NOMEM;
+    }
+    for (size_t i = 0; e == KETEN_OK && i < list->n_alarms; i++) {
+        const Keten__NodeAlarm *a = list->alarms[i];
+        char at[40];
+        keten_time_iso(a->at, at, sizeof at);
+        json_t *one = json_pack("{s:s, s:s, s:s}", "kind", a->kind, "detail",
+            a->detail != NULL ? a->detail : "", "at", at);
+        if (one == NULL || json_array_append_new(arr, one) != 0) {
+            e = KETEN_ERR_NOMEM;
+        }
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&list);
+    if (e != KETEN_OK) {
+        json_decref(arr);
+        return e;
+    }
+    *out = arr;
+    return KETEN_OK;
 }

@@ -10,6 +10,7 @@
 
 #include "inbox.h"
 #include "log.h"
+#include "nodestore.h"
 #include "outbox.h"
 #include "policy.h"
 #include "rec.h"
@@ -259,46 +260,53 @@ static void drop_waiter(keten_api *api, size_t i)
 static json_t *send_outcome(
     keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], bool timed_out)
 {
-    json_t *rec = NULL;
+    Keten__SentRecord *rec = NULL;
     char hex[KETEN_MSG_ID_HEX_BYTES];
     keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
     keten_err e = keten_outbox_record(node, msg_id, &rec);
     if (e != KETEN_OK) {
         return fail_reply(e);
     }
-    const char *state = keten_rec_str(rec, "state");
+    const char *reason = keten_outbox_reason_name(rec->reason);
+    const char *detail = rec->detail != NULL ? rec->detail : "";
     json_t *out = NULL;
     char text[1200];
-    if (strcmp(state, "accepted") == 0) {
+    switch (rec->state) {
+    case KETEN__SENT_STATE__SENT_STATE_ACCEPTED:
         out = json_pack("{s:b, s:s, s:s, s:I}", "ok", 1, "msg_id", hex, "state", "accepted",
-            "leaf_index", (json_int_t)keten_rec_u64(rec, "leaf_index"));
-    } else if (strcmp(state, "rejected") == 0) {
-        json_t *rule = json_object_get(rec, "rule");
-        if (rule != NULL) {
+            "leaf_index", (json_int_t)rec->leaf_index);
+        break;
+    case KETEN__SENT_STATE__SENT_STATE_REFUSED:
+        if (rec->reason == KETEN__REASON__REASON_POLICY) {
             snprintf(text, sizeof text, "the broker refused message %s: %s (rule %lld): %s", hex,
-                keten_rec_str(rec, "reason"), (long long)json_integer_value(rule),
-                keten_rec_str(rec, "detail"));
+                reason, (long long)rec->rule, detail);
         } else {
-            snprintf(text, sizeof text, "the broker refused message %s: %s: %s", hex,
-                keten_rec_str(rec, "reason"), keten_rec_str(rec, "detail"));
+            snprintf(text, sizeof text, "the broker refused message %s: %s: %s", hex, reason, detail);
         }
         out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
-    } else if (strcmp(state, "expired") == 0) {
+        break;
+    case KETEN__SENT_STATE__SENT_STATE_EXPIRED:
         snprintf(text, sizeof text, "message %s expired before the broker acknowledged it", hex);
         out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
-    } else if (json_object_get(rec, "reason") != NULL) {
-        snprintf(text, sizeof text,
-            "the broker cannot take message %s now: %s: %s; the node keeps it and resends it", hex,
-            keten_rec_str(rec, "reason"), keten_rec_str(rec, "detail"));
-        out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
-    } else if (timed_out) {
-        snprintf(text, sizeof text,
-            "no acknowledgement from the broker for message %s yet; it stays in the outbox and "
-            "is resent until acknowledged (see keten-node status %s)",
-            hex, hex);
-        out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+        break;
+    default: /* queued */
+        if (rec->reason != KETEN__REASON__REASON_NONE) {
+            snprintf(text, sizeof text,
+                "the broker cannot take message %s now: %s: %s; the node keeps it and resends it",
+                hex, reason, detail);
+            out = json_pack(
+                "{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+        } else if (timed_out) {
+            snprintf(text, sizeof text,
+                "no acknowledgement from the broker for message %s yet; it stays in the outbox "
+                "and is resent until acknowledged (see keten-node status %s)",
+                hex, hex);
+            out = json_pack(
+                "{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+        }
+        break;
     }
-    json_decref(rec);
+    keten_nodestore_sent_free(&rec);
     return out;
 }
 
@@ -315,12 +323,12 @@ static json_t *do_send(
     sr.json = text;
     sr.json_len = json_string_length(json_object_get(req, "signal"));
     uint8_t orig[KETEN_MSG_ID_BYTES];
-    json_t *orig_rec = NULL;
+    char orig_from[256];
     if (is_reply) {
         if (!get_msg_id(req, orig)) {
             return usage_reply("MSG_ID must be 32 hex characters");
         }
-        keten_err e = keten_inbox_record(node, orig, &orig_rec);
+        keten_err e = keten_inbox_sender(node, orig, orig_from, sizeof orig_from);
         if (e == KETEN_ERR_NOT_FOUND) {
             char hex[KETEN_MSG_ID_HEX_BYTES];
             keten_hex(orig, KETEN_MSG_ID_BYTES, hex);
@@ -330,7 +338,7 @@ static json_t *do_send(
         if (e != KETEN_OK) {
             return fail_reply(e);
         }
-        sr.to = keten_rec_str(orig_rec, "from");
+        sr.to = orig_from;
         sr.kind = KETEN__KIND__KIND_REPLY;
         sr.in_reply_to = orig;
     } else {
@@ -350,7 +358,6 @@ static json_t *do_send(
     }
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
     keten_err e = keten_outbox_send(node, &sr, msg_id);
-    json_decref(orig_rec);
     if (e != KETEN_OK) {
         return fail_reply(e);
     }

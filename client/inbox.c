@@ -12,6 +12,7 @@
 #include "link.h"
 #include "logproof.h"
 #include "log.h"
+#include "nodestore.h"
 #include "outbox.h"
 #include "pb.h"
 #include "policy.h"
@@ -35,109 +36,72 @@ static void give_credit(keten_node *node, uint32_t n)
     }
 }
 
-/* The stored record of a new message. */
-static json_t *message_record(const keten_verified *v, const Keten__Signal *signal,
-    const uint8_t *env, size_t env_len, uint64_t seq, uint64_t received_at, uint64_t leaf)
+/* The public form of a received message (`inbox --json`, the hook,
+ * keten-node(8)): msg_id, the header's from, kind and in_reply_to (and those
+ * of more, KETEN_HDR_*), received_at and the signal. */
+static keten_err public_json(const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const Keten__Header *h, const Keten__Signal *signal, uint64_t received_at, unsigned more,
+    json_t **out)
 {
-    const Keten__Header *h = v->header;
-    json_t *sig = keten_signal_to_jansson(signal);
-    json_t *r = json_object();
-    keten_err e = (sig == NULL || r == NULL) ? KETEN_ERR_NOMEM : KETEN_OK;
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "seq", json_integer((json_int_t)seq));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "from", json_string(h->sender));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "kind", json_string(keten_kind_name(h->kind)));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "category", json_string(h->category));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "purpose", json_string(h->purpose));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "created_at", json_integer((json_int_t)h->created_at));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "expires_at", json_integer((json_int_t)h->expires_at));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "received_at", json_integer((json_int_t)received_at));
-    }
-    if (e == KETEN_OK && h->in_reply_to.len == KETEN_MSG_ID_BYTES) {
-        e = keten_rec_set(r, "in_reply_to", keten_rec_hex(h->in_reply_to.data, KETEN_MSG_ID_BYTES));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "leaf_index", json_integer((json_int_t)leaf));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "handled", json_false());
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "envelope_hash", keten_rec_hex(v->envelope_hash, KETEN_HASH_BYTES));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(
-            r, "header", keten_rec_hex(v->envelope->header.data, v->envelope->header.len));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "envelope", keten_rec_b64(env, env_len));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "signal", sig);
-        sig = NULL;
-    }
-    json_decref(sig);
-    if (e != KETEN_OK) {
-        json_decref(r);
-        return NULL;
-    }
-    return r;
-}
-
-/* The public form of a stored record (`inbox --json`, keten-node(8)). */
-static json_t *public_record(const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const json_t *rec)
-{
+    *out = NULL;
     json_t *p = json_object();
     keten_err e = p == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
     if (e == KETEN_OK) {
         e = keten_rec_set(p, "msg_id", keten_rec_hex(msg_id, KETEN_MSG_ID_BYTES));
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(p, "from", json_string(keten_rec_str(rec, "from")));
+        e = keten_nodestore_header_json(h, KETEN_HDR_SENDER | more, p);
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(p, "kind", json_string(keten_rec_str(rec, "kind")));
+        e = keten_rec_set(p, "received_at", keten_rec_time(received_at));
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(p, "received_at", keten_rec_time(keten_rec_u64(rec, "received_at")));
-    }
-    json_t *irt = json_object_get(rec, "in_reply_to");
-    if (e == KETEN_OK && irt != NULL) {
-        e = keten_rec_set(p, "in_reply_to", json_incref(irt));
-    }
-    json_t *sig = json_object_get(rec, "signal");
-    if (e == KETEN_OK) {
-        e = keten_rec_set(p, "signal", sig != NULL ? json_incref(sig) : json_object());
+        e = keten_rec_set(p, "signal", keten_signal_to_jansson(signal));
     }
     if (e != KETEN_OK) {
         json_decref(p);
-        return NULL;
+        return e;
     }
-    return p;
+    *out = p;
+    return KETEN_OK;
 }
 
-static void after_store(
-    keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const json_t *rec)
+/* The same, of a stored record. */
+static keten_err stored_json(const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const Keten__ReceivedRecord *rec, unsigned more, json_t **out)
+{
+    *out = NULL;
+    Keten__Header *h = NULL;
+    Keten__Signal *signal = NULL;
+    keten_err e = keten_nodestore_received_header(msg_id, rec, &h);
+    if (e == KETEN_OK) {
+        e = keten_signal_unpack(rec->signal.data, rec->signal.len, &signal);
+        if (e != KETEN_OK && e != KETEN_ERR_NOMEM) {
+            char hex[KETEN_MSG_ID_HEX_BYTES];
+            keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
+            e = keten_err_set(KETEN_ERR_MALFORMED,
+                "the node store's messages record %s is damaged: its signal does not parse; it "
+                "is not read (restore the store from a backup)",
+                hex);
+        }
+    }
+    if (e == KETEN_OK) {
+        e = public_json(msg_id, h, signal, rec->received_at, more, out);
+    }
+    keten_signal_free(&signal);
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    return e;
+}
+
+static void after_store(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const Keten__Header *h, const Keten__Signal *signal, uint64_t received_at)
 {
     char hex[KETEN_MSG_ID_HEX_BYTES];
     keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
     if (node->opts.on_message != NULL) {
-        json_t *p = public_record(msg_id, rec);
-        char *text = p != NULL ? json_dumps(p, JSON_COMPACT) : NULL;
+        json_t *p = NULL;
+        keten_err e = public_json(msg_id, h, signal, received_at, 0, &p);
+        char *text = e == KETEN_OK ? json_dumps(p, JSON_COMPACT) : NULL;
         json_decref(p);
         if (text == NULL || keten_hook_run(node, hex, text, strlen(text)) != KETEN_OK) {
             node->counters.hooks_failed++;
@@ -261,7 +225,9 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     keten_verified *v = NULL;
     Keten__Signal *signal = NULL;
     MDB_txn *txn = NULL;
-    json_t *rec = NULL;
+    Keten__SeenRecord *seen = NULL;
+    uint8_t *sig_bytes = NULL;
+    size_t sig_len = 0;
     uint64_t now = keten_now_ms();
     char hex[KETEN_MSG_ID_HEX_BYTES] = "?";
 
@@ -312,12 +278,10 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     if ((e = keten_store_begin(node->store, true, &txn)) != KETEN_OK) {
         goto fail;
     }
-    MDB_val seen;
-    e = keten_store_get(node->store, txn, KETEN_DB_SEEN, msg_id, KETEN_MSG_ID_BYTES, &seen);
+    e = keten_nodestore_seen_get(node->store, txn, msg_id, &seen);
     if (e == KETEN_OK) {
-        bool other = seen.mv_size != KETEN_STORE_SEEN_BYTES
-            || sodium_memcmp((const uint8_t *)seen.mv_data + 8, v->envelope_hash, KETEN_HASH_BYTES)
-                != 0;
+        bool other = sodium_memcmp(seen->envelope_hash.data, v->envelope_hash, KETEN_HASH_BYTES)
+            != 0; /* 32 bytes: checked when read */
         keten_store_abort(&txn);
         if (other) {
             KETEN_LOG(KETEN_LOG_WARNING,
@@ -347,24 +311,24 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
         goto fail;
     }
     seq++;
-    rec = message_record(v, signal, d->envelope.data, d->envelope.len, seq, now, leaf);
-    if (rec == NULL) {
-        e = KETEN_ERR_NOMEM;
+    if ((e = keten_signal_pack(signal, &sig_bytes, &sig_len)) != KETEN_OK) {
         goto fail;
     }
+    Keten__ReceivedRecord rec = KETEN__RECEIVED_RECORD__INIT;
+    rec.envelope.data = d->envelope.data;
+    rec.envelope.len = d->envelope.len;
+    rec.signal.data = sig_bytes;
+    rec.signal.len = sig_len;
+    rec.received_at = now;
+    rec.leaf_index = leaf;
     uint8_t seq_key[KETEN_STORE_U64_KEY];
-    uint8_t seen_val[KETEN_STORE_SEEN_BYTES];
     keten_store_u64_put(seq, seq_key);
-    keten_store_u64_put(v->header->expires_at, seen_val);
-    memcpy(seen_val + 8, v->envelope_hash, KETEN_HASH_BYTES);
-    if ((e = keten_store_put_json(
-             node->store, txn, KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES, rec))
-            != KETEN_OK
+    if ((e = keten_nodestore_received_put(node->store, txn, msg_id, &rec)) != KETEN_OK
         || (e = keten_store_put(node->store, txn, KETEN_DB_INBOX, seq_key, sizeof seq_key, msg_id,
                 KETEN_MSG_ID_BYTES))
             != KETEN_OK
-        || (e = keten_store_put(node->store, txn, KETEN_DB_SEEN, msg_id, KETEN_MSG_ID_BYTES,
-                seen_val, sizeof seen_val))
+        || (e = keten_nodestore_seen_put(
+                node->store, txn, msg_id, v->header->expires_at, v->envelope_hash))
             != KETEN_OK) {
         goto fail;
     }
@@ -388,7 +352,7 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
      * batch goes to the socket. */
     (void)add_receipt(
         node, msg_id, v->envelope_hash, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
-    after_store(node, msg_id, rec);
+    after_store(node, msg_id, v->header, signal, now);
     goto out;
 fail:
     KETEN_LOG(KETEN_LOG_ERR, "cannot store delivered message; not receipted",
@@ -396,7 +360,11 @@ fail:
     give_credit(node, 1);
 out:
     keten_store_abort(&txn);
-    json_decref(rec);
+    keten_pb_free((ProtobufCMessage **)(void *)&seen);
+    if (sig_bytes != NULL) {
+        sodium_memzero(sig_bytes, sig_len);
+        free(sig_bytes);
+    }
     keten_signal_free(&signal);
     keten_verified_destroy(&v);
 }
@@ -462,70 +430,69 @@ keten_err keten_inbox_list(
             continue;
         }
         *last_seq = keten_store_u64_get(k.mv_data);
-        json_t *rec = NULL;
-        if (keten_store_get_json(
-                node->store, txn, KETEN_DB_MESSAGES, v.mv_data, KETEN_MSG_ID_BYTES, &rec)
-            != KETEN_OK) {
-            continue;
-        }
-        if (all || !json_is_true(json_object_get(rec, "handled"))) {
-            json_t *p = public_record(v.mv_data, rec);
-            if (p == NULL || json_array_append_new(*out, p) != 0) {
+        Keten__ReceivedRecord *rec = NULL;
+        e = keten_nodestore_received_get(node->store, txn, v.mv_data, &rec);
+        if (e == KETEN_OK && (all || !rec->handled)) {
+            json_t *p = NULL;
+            e = stored_json(v.mv_data, rec, 0, &p);
+            if (e == KETEN_OK && json_array_append_new(*out, p) != 0) {
                 e = KETEN_ERR_NOMEM;
             }
         }
-        json_decref(rec);
+        keten_nodestore_received_free(&rec);
     }
     mdb_cursor_close(cur);
     keten_store_abort(&txn);
     return e;
 }
 
-keten_err keten_inbox_record(
-    keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], json_t **out)
+keten_err keten_inbox_record(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    Keten__ReceivedRecord **out)
 {
     MDB_txn *txn = NULL;
     keten_err e = keten_store_begin(node->store, false, &txn);
     if (e == KETEN_OK) {
-        e = keten_store_get_json(
-            node->store, txn, KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES, out);
+        e = keten_nodestore_received_get(node->store, txn, msg_id, out);
     }
     keten_store_abort(&txn);
+    return e;
+}
+
+keten_err keten_inbox_sender(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    char *out, size_t size)
+{
+    Keten__ReceivedRecord *rec = NULL;
+    Keten__Header *h = NULL;
+    keten_err e = keten_inbox_record(node, msg_id, &rec);
+    if (e == KETEN_OK) {
+        e = keten_nodestore_received_header(msg_id, rec, &h);
+    }
+    if (e == KETEN_OK
+        && (h->sender == NULL || snprintf(out, size, "%s", h->sender) >= (int)size)) {
+        e = keten_err_set(KETEN_ERR_TOO_LARGE, "a sender id longer than %zu bytes", size - 1);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    keten_nodestore_received_free(&rec);
     return e;
 }
 
 keten_err keten_inbox_show(
     keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], json_t **out)
 {
-    json_t *rec = NULL;
+    *out = NULL;
+    Keten__ReceivedRecord *rec = NULL;
+    json_t *p = NULL;
     keten_err e = keten_inbox_record(node, msg_id, &rec);
-    if (e != KETEN_OK) {
-        return e;
-    }
-    json_t *p = public_record(msg_id, rec);
-    if (p == NULL) {
-        json_decref(rec);
-        return KETEN_ERR_NOMEM;
-    }
-    e = keten_rec_set(p, "category", json_string(keten_rec_str(rec, "category")));
     if (e == KETEN_OK) {
-        e = keten_rec_set(p, "purpose", json_string(keten_rec_str(rec, "purpose")));
+        e = stored_json(msg_id, rec, KETEN_HDR_LABELS | KETEN_HDR_TIMES, &p);
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(p, "created_at", keten_rec_time(keten_rec_u64(rec, "created_at")));
+        e = keten_rec_set(p, "leaf_index", json_integer((json_int_t)rec->leaf_index));
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(p, "expires_at", keten_rec_time(keten_rec_u64(rec, "expires_at")));
+        e = keten_rec_set(p, "handled", json_boolean(rec->handled));
     }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(
-            p, "leaf_index", json_integer((json_int_t)keten_rec_u64(rec, "leaf_index")));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(
-            p, "handled", json_boolean(json_is_true(json_object_get(rec, "handled"))));
-    }
-    json_decref(rec);
+    keten_nodestore_received_free(&rec);
     if (e != KETEN_OK) {
         json_decref(p);
         return e;
@@ -537,27 +504,21 @@ keten_err keten_inbox_show(
 keten_err keten_inbox_ack(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES])
 {
     MDB_txn *txn = NULL;
-    json_t *rec = NULL;
+    Keten__ReceivedRecord *rec = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
     if (e == KETEN_OK) {
-        e = keten_store_get_json(
-            node->store, txn, KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES, &rec);
+        e = keten_nodestore_received_get(node->store, txn, msg_id, &rec);
     }
-    if (e == KETEN_OK && !json_is_true(json_object_get(rec, "handled"))) {
-        e = keten_rec_set(rec, "handled", json_true());
-        if (e == KETEN_OK) {
-            e = keten_rec_set(rec, "handled_at", json_integer((json_int_t)keten_now_ms()));
-        }
-        if (e == KETEN_OK) {
-            e = keten_store_put_json(
-                node->store, txn, KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES, rec);
-        }
+    if (e == KETEN_OK && !rec->handled) {
+        rec->handled = true;
+        rec->handled_at = keten_now_ms();
+        e = keten_nodestore_received_put(node->store, txn, msg_id, rec);
         if (e == KETEN_OK) {
             e = keten_store_commit(&txn);
         }
     }
     keten_store_abort(&txn);
-    json_decref(rec);
+    keten_nodestore_received_free(&rec);
     return e;
 }
 
@@ -577,12 +538,22 @@ void keten_inbox_purge_seen(keten_node *node)
     MDB_val k, v;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     while (rc == 0) {
-        if (v.mv_size == KETEN_STORE_SEEN_BYTES && keten_store_u64_get(v.mv_data) < cutoff) {
+        Keten__SeenRecord *seen = NULL;
+        if (keten_nodestore_decode(KETEN_DB_SEEN, k.mv_data, k.mv_size, &v,
+                &keten__seen_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+                (ProtobufCMessage **)(void *)&seen)
+            != KETEN_OK) {
+            /* Kept: it still refuses the replay of that msg_id. */
+            KETEN_LOG(KETEN_LOG_ERR, "replay entry not purged", "error=\"%s\"",
+                keten_err_detail());
+        } else if (seen->expires_at < cutoff) {
             if (mdb_cursor_del(cur, 0) != 0) {
+                keten_pb_free((ProtobufCMessage **)(void *)&seen);
                 break;
             }
             n++;
         }
+        keten_pb_free((ProtobufCMessage **)(void *)&seen);
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);

@@ -34,8 +34,12 @@
  * itself with SIGKILL right before a receipt batch goes to the socket.
  *
  * Records returned over the API: "public" form {msg_id, from, kind,
- * received_at (ISO 8601 UTC), in_reply_to (if any), signal} (`inbox --json`), and the full form of
- * `show` which adds category, purpose, created_at, expires_at, leaf_index, handled.
+ * in_reply_to (if any), received_at (ISO 8601 UTC), signal} (`inbox
+ * --json`, the hook's input), and the full form of `show` which adds
+ * category, purpose, created_at, expires_at, leaf_index, handled. They are
+ * built from the stored ReceivedRecord (nodestore.h): the header's fields
+ * from its envelope, the signal from its opened Signal; a damaged record is
+ * refused (KETEN_ERR_MALFORMED), never shown with defaults.
  */
 #ifndef KETEN_NODE_INBOX_H
 #define KETEN_NODE_INBOX_H
@@ -62,9 +66,14 @@ keten_err keten_inbox_list(keten_node *node, bool all, uint64_t since_seq, json_
 keten_err keten_inbox_show(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     json_t **out) KETEN_MUST_CHECK;
 
-/* The stored record (internal form). */
+/* The stored record (keten_nodestore_received_free()); KETEN_ERR_NOT_FOUND,
+ * KETEN_ERR_MALFORMED (damaged). */
 keten_err keten_inbox_record(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    json_t **out) KETEN_MUST_CHECK;
+    Keten__ReceivedRecord **out) KETEN_MUST_CHECK;
+
+/* The sender of a received message (its header's sender) into out. */
+keten_err keten_inbox_sender(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    char *out, size_t size) KETEN_MUST_CHECK;
 
 /* Mark handled (the application has dealt with it). */
 keten_err keten_inbox_ack(

@@ -11,10 +11,10 @@
 #include "link.h"
 #include "logproof.h"
 #include "log.h"
+#include "nodestore.h"
 #include "pb.h"
 #include "policy.h"
 #include "receipt.h"
-#include "rec.h"
 #include "signal_json.h"
 #include "store.h"
 #include "util.h"
@@ -113,61 +113,63 @@ static keten_err submit_one(keten_node *node, const uint8_t msg_id[static KETEN_
     return e;
 }
 
-static json_t *new_sent_record(keten_node *node, const Keten__Header *h, const uint8_t *hdr,
-    size_t hdr_len, const uint8_t env_hash[static KETEN_HASH_BYTES])
+/* Replace an unpacked record's string (freed with it). */
+static keten_err set_str(char **field, const char *value)
 {
-    json_t *r = json_object();
-    json_t *rcpt = json_array();
-    if (r == NULL || rcpt == NULL) {
-        json_decref(r);
-        json_decref(rcpt);
-        return NULL;
+    char *copy = strdup(value != NULL ? value : "");
+    if (copy == NULL) {
+        return KETEN_ERR_NOMEM;
     }
-    keten_err e = keten_rec_set(r, "state", json_string("pending"));
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "kind", json_string(keten_kind_name(h->kind)));
+    if (*field != NULL && *field != protobuf_c_empty_string) {
+        free(*field);
     }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "category", json_string(h->category));
+    *field = copy;
+    return KETEN_OK;
+}
+
+/* A queued message leaves the outbox (accepted, refused or expired): its
+ * record keeps the envelope's hash and header instead of the envelope. */
+static keten_err leave_outbox(Keten__SentRecord *rec, Keten__SentState state)
+{
+    if (rec->state != KETEN__SENT_STATE__SENT_STATE_QUEUED) {
+        return keten_err_set(KETEN_ERR_INVALID, "the message is not in the outbox");
     }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "purpose", json_string(h->purpose));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "created_at", json_integer((json_int_t)h->created_at));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "expires_at", json_integer((json_int_t)h->expires_at));
-    }
-    if (e == KETEN_OK && h->in_reply_to.len == KETEN_MSG_ID_BYTES) {
-        e = keten_rec_set(r, "in_reply_to", keten_rec_hex(h->in_reply_to.data, KETEN_MSG_ID_BYTES));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "envelope_hash", keten_rec_hex(env_hash, KETEN_HASH_BYTES));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "header", keten_rec_hex(hdr, hdr_len));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(
-            r, "directory_version", json_integer((json_int_t)keten_directory_version(node->dir)));
-    }
-    for (size_t i = 0; e == KETEN_OK && i < h->n_recipients; i++) {
-        json_t *one = json_pack("{s:s, s:s}", "id", h->recipients[i], "state", "pending");
-        if (one == NULL || json_array_append_new(rcpt, one) != 0) {
-            e = KETEN_ERR_NOMEM;
-        }
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "recipients", rcpt);
-        rcpt = NULL;
-    }
-    json_decref(rcpt);
+    Keten__Envelope *env = NULL;
+    keten_err e = KETEN_PB_UNPACK(keten__envelope, rec->envelope.data, rec->envelope.len,
+        KETEN_ENVELOPE_MAX, "stored envelope", &env);
     if (e != KETEN_OK) {
-        json_decref(r);
-        return NULL;
+        return e;
     }
-    return r;
+    uint8_t *hash = malloc(KETEN_HASH_BYTES);
+    uint8_t *hdr = malloc(env->header.len ? env->header.len : 1);
+    if (hash == NULL || hdr == NULL) {
+        free(hash);
+        free(hdr);
+        keten_pb_free((ProtobufCMessage **)(void *)&env);
+        return KETEN_ERR_NOMEM;
+    }
+    crypto_hash_sha256(hash, rec->envelope.data, rec->envelope.len);
+    memcpy(hdr, env->header.data, env->header.len);
+    rec->header.data = hdr;
+    rec->header.len = env->header.len;
+    keten_pb_free((ProtobufCMessage **)(void *)&env);
+    rec->envelope_hash.data = hash;
+    rec->envelope_hash.len = KETEN_HASH_BYTES;
+    free(rec->envelope.data);
+    rec->envelope.data = NULL;
+    rec->envelope.len = 0;
+    rec->state = state;
+    return KETEN_OK;
+}
+
+/* The envelope hash a sent message's receipts name. */
+static void sent_envelope_hash(const Keten__SentRecord *rec, uint8_t out[static KETEN_HASH_BYTES])
+{
+    if (rec->state == KETEN__SENT_STATE__SENT_STATE_QUEUED) {
+        crypto_hash_sha256(out, rec->envelope.data, rec->envelope.len);
+    } else {
+        memcpy(out, rec->envelope_hash.data, KETEN_HASH_BYTES); /* 32: checked when read */
+    }
 }
 
 keten_err keten_outbox_send(
@@ -180,7 +182,6 @@ keten_err keten_outbox_send(
     size_t n_ids = 0;
     uint8_t *payload = NULL, *sealed = NULL;
     size_t payload_len = 0, sealed_len = 0;
-    json_t *rec = NULL;
     MDB_txn *txn = NULL;
 
     keten_err e = keten_dirs_send_ok(node);
@@ -228,20 +229,33 @@ keten_err keten_outbox_send(
     if (e != KETEN_OK) {
         goto out;
     }
-    uint8_t env_hash[KETEN_HASH_BYTES];
-    crypto_hash_sha256(env_hash, sealed, sealed_len);
-    rec = new_sent_record(node, hdr, env->header.data, env->header.len, env_hash);
-    if (rec == NULL) {
-        e = KETEN_ERR_NOMEM;
+    if (hdr->n_recipients == 0 || hdr->n_recipients > KETEN_MAX_RECIPIENTS) {
+        e = keten_err_set(KETEN_ERR_INVALID, "sealed a header of %zu recipients", hdr->n_recipients);
         goto out;
     }
+    Keten__SentRecipient rcpt[KETEN_MAX_RECIPIENTS];
+    Keten__SentRecipient *rcpt_p[KETEN_MAX_RECIPIENTS];
+    for (size_t i = 0; i < hdr->n_recipients; i++) {
+        keten__sent_recipient__init(&rcpt[i]);
+        rcpt[i].id = hdr->recipients[i];
+        rcpt[i].state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING;
+        rcpt_p[i] = &rcpt[i];
+    }
+    Keten__SentRecord rec = KETEN__SENT_RECORD__INIT;
+    rec.msg_id.data = msg_id_out;
+    rec.msg_id.len = KETEN_MSG_ID_BYTES;
+    rec.state = KETEN__SENT_STATE__SENT_STATE_QUEUED;
+    rec.envelope.data = sealed;
+    rec.envelope.len = sealed_len;
+    rec.n_recipients = hdr->n_recipients;
+    rec.recipients = rcpt_p;
+    /* The outbox is an index of the queued messages; the envelope is in
+     * their sent record. */
     if ((e = keten_store_begin(node->store, true, &txn)) != KETEN_OK
-        || (e = keten_store_put(node->store, txn, KETEN_DB_OUTBOX, msg_id_out, KETEN_MSG_ID_BYTES,
-                sealed, sealed_len))
+        || (e = keten_store_put(
+                node->store, txn, KETEN_DB_OUTBOX, msg_id_out, KETEN_MSG_ID_BYTES, "", 0))
             != KETEN_OK
-        || (e = keten_store_put_json(
-                node->store, txn, KETEN_DB_SENT, msg_id_out, KETEN_MSG_ID_BYTES, rec))
-            != KETEN_OK
+        || (e = keten_nodestore_sent_put(node->store, txn, &rec)) != KETEN_OK
         || (e = keten_store_commit(&txn)) != KETEN_OK) {
         goto out;
     }
@@ -257,7 +271,6 @@ keten_err keten_outbox_send(
     }
 out:
     keten_store_abort(&txn);
-    json_decref(rec);
     keten_pb_free((ProtobufCMessage **)(void *)&hdr);
     keten_pb_free((ProtobufCMessage **)(void *)&env);
     if (payload != NULL) {
@@ -270,25 +283,25 @@ out:
     return e;
 }
 
-/* Mark outbox entries past expiry as expired (never acknowledged). */
-static void expire_entry(keten_node *node, MDB_txn *txn, const uint8_t *id, json_t *rec)
+/* An outbox entry past expiry (never acknowledged): expired. */
+static keten_err expire_entry(keten_node *node, MDB_txn *txn, const uint8_t *id)
 {
-    keten_err e = keten_rec_set(rec, "state", json_string("expired"));
-    json_t *r;
-    size_t i;
-    json_array_foreach(json_object_get(rec, "recipients"), i, r)
-    {
-        if (e == KETEN_OK) {
-            e = keten_rec_set(r, "state", json_string("expired"));
-        }
+    Keten__SentRecord *rec = NULL;
+    keten_err e = keten_nodestore_sent_get(node->store, txn, id, &rec);
+    if (e == KETEN_OK) {
+        e = leave_outbox(rec, KETEN__SENT_STATE__SENT_STATE_EXPIRED);
     }
-    if (e != KETEN_OK
-        || keten_store_put_json(node->store, txn, KETEN_DB_SENT, id, KETEN_MSG_ID_BYTES, rec)
-            != KETEN_OK
-        || keten_store_del(node->store, txn, KETEN_DB_OUTBOX, id, KETEN_MSG_ID_BYTES) != KETEN_OK) {
-        KETEN_LOG(
-            KETEN_LOG_ERR, "cannot update expired message", "error=\"%s\"", keten_err_detail());
+    for (size_t i = 0; e == KETEN_OK && i < rec->n_recipients; i++) {
+        rec->recipients[i]->state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_EXPIRED;
     }
+    if (e == KETEN_OK) {
+        e = keten_nodestore_sent_put(node->store, txn, rec);
+    }
+    if (e == KETEN_OK) {
+        e = keten_store_del(node->store, txn, KETEN_DB_OUTBOX, id, KETEN_MSG_ID_BYTES);
+    }
+    keten_nodestore_sent_free(&rec);
+    return e;
 }
 
 /* One batch of the current resend pass: at most SUBMIT_BATCH_MAX entries
@@ -325,23 +338,35 @@ static void resend_batch(keten_node *node)
             continue;
         }
         n_seen++;
-        json_t *rec = NULL;
-        uint64_t created = 0, expires = UINT64_MAX;
-        if (keten_store_get_json(node->store, txn, KETEN_DB_SENT, k.mv_data, k.mv_size, &rec)
-            == KETEN_OK) {
-            created = keten_rec_u64(rec, "created_at");
-            expires = keten_rec_u64(rec, "expires_at");
+        Keten__SentRecord *rec = NULL;
+        Keten__Header *h = NULL;
+        keten_err e = keten_nodestore_sent_get(node->store, txn, k.mv_data, &rec);
+        if (e == KETEN_OK && rec->state != KETEN__SENT_STATE__SENT_STATE_QUEUED) {
+            e = keten_err_set(KETEN_ERR_MALFORMED, "the outbox names a message that left it");
         }
-        json_decref(rec);
-        if (expires <= now) {
+        if (e == KETEN_OK) {
+            e = keten_nodestore_sent_header(rec, &h);
+        }
+        if (e != KETEN_OK) {
+            /* Never resend what cannot be read; the operator restores it. */
+            char hex[KETEN_MSG_ID_HEX_BYTES];
+            msg_hex(k.mv_data, hex);
+            KETEN_LOG(KETEN_LOG_ERR, "outbox entry not resent", "msg_id=%s error=\"%s\"", hex,
+                keten_err_detail());
+        } else if (h->expires_at <= now) {
             memcpy(expired[n_expired++], k.mv_data, KETEN_MSG_ID_BYTES);
         } else if (node->resend_everything
-            || created + KETEN_NODE_RESEND_MS <= node->resend_started) {
-            if (submit_one(node, k.mv_data, v.mv_data, v.mv_size) != KETEN_OK) {
+            || h->created_at + KETEN_NODE_RESEND_MS <= node->resend_started) {
+            if (submit_one(node, k.mv_data, rec->envelope.data, rec->envelope.len) != KETEN_OK) {
                 blocked = true; /* queue full: this entry again at the next tick */
-                break;
+            } else {
+                n_sent++;
             }
-            n_sent++;
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&h);
+        keten_nodestore_sent_free(&rec);
+        if (blocked) {
+            break;
         }
         memcpy(node->resend_pos, k.mv_data, KETEN_MSG_ID_BYTES);
         node->resend_has_pos = true;
@@ -362,13 +387,10 @@ static void resend_batch(keten_node *node)
         return;
     }
     for (size_t i = 0; i < n_expired; i++) {
-        json_t *rec = NULL;
-        if (keten_store_get_json(
-                node->store, txn, KETEN_DB_SENT, expired[i], KETEN_MSG_ID_BYTES, &rec)
-            == KETEN_OK) {
-            expire_entry(node, txn, expired[i], rec);
+        if (expire_entry(node, txn, expired[i]) != KETEN_OK) {
+            KETEN_LOG(KETEN_LOG_ERR, "cannot update expired message", "error=\"%s\"",
+                keten_err_detail());
         }
-        json_decref(rec);
     }
     if (keten_store_commit(&txn) == KETEN_OK) {
         for (size_t i = 0; i < n_expired; i++) {
@@ -460,7 +482,7 @@ static const uint8_t *submitted_id(const keten_node *node, uint64_t request_id)
  * message's sent record; *in_outbox says whether it waits for its ack.
  * KETEN_ERR_NOT_FOUND: not a message of ours (nothing to check against). */
 static keten_err check_submitted(keten_node *node, MDB_txn *txn, const Keten__AuditRecord *ar,
-    uint64_t leaf_index, json_t **rec_out, bool *in_outbox)
+    uint64_t leaf_index, Keten__SentRecord **rec_out, bool *in_outbox)
 {
     *rec_out = NULL;
     *in_outbox = false;
@@ -472,43 +494,34 @@ static keten_err check_submitted(keten_node *node, MDB_txn *txn, const Keten__Au
             "the proven record is a message of %s, not of this node",
             ar->sender != NULL ? ar->sender : "nobody");
     }
-    json_t *rec = NULL;
-    keten_err e = keten_store_get_json(
-        node->store, txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, &rec);
+    Keten__SentRecord *rec = NULL;
+    keten_err e = keten_nodestore_sent_get(node->store, txn, ar->msg_id.data, &rec);
     if (e != KETEN_OK) {
         return e;
     }
-    MDB_val v;
-    e = keten_store_get(node->store, txn, KETEN_DB_OUTBOX, ar->msg_id.data, KETEN_MSG_ID_BYTES, &v);
-    if (e == KETEN_OK) {
+    if (rec->state == KETEN__SENT_STATE__SENT_STATE_QUEUED) {
         Keten__Envelope *env = NULL;
-        e = KETEN_PB_UNPACK(
-            keten__envelope, v.mv_data, v.mv_size, KETEN_ENVELOPE_MAX, "stored envelope", &env);
+        e = KETEN_PB_UNPACK(keten__envelope, rec->envelope.data, rec->envelope.len,
+            KETEN_ENVELOPE_MAX, "stored envelope", &env);
         if (e == KETEN_OK) {
-            e = keten_record_is_envelope(ar, v.mv_data, v.mv_size, env);
+            e = keten_record_is_envelope(ar, rec->envelope.data, rec->envelope.len, env);
         }
         keten_pb_free((ProtobufCMessage **)(void *)&env);
         *in_outbox = e == KETEN_OK;
-    } else if (e == KETEN_ERR_NOT_FOUND) {
+    } else if (ar->envelope_hash.len != KETEN_HASH_BYTES
+        || sodium_memcmp(rec->envelope_hash.data, ar->envelope_hash.data, KETEN_HASH_BYTES)
+            != 0) {
         /* Taken before: the same record at the same leaf. */
-        keten_err_clear();
-        uint8_t hash[KETEN_HASH_BYTES];
-        e = KETEN_OK;
-        if (!keten_rec_get_hex(rec, "envelope_hash", hash, sizeof hash)
-            || ar->envelope_hash.len != KETEN_HASH_BYTES
-            || sodium_memcmp(hash, ar->envelope_hash.data, KETEN_HASH_BYTES) != 0) {
-            e = keten_err_set(KETEN_ERR_INCONSISTENT,
-                "the proven record names another envelope than the one this node sent");
-        } else if (json_object_get(rec, "leaf_index") != NULL
-            && keten_rec_u64(rec, "leaf_index") != leaf_index) {
-            e = keten_err_set(KETEN_ERR_INCONSISTENT,
-                "the message was proven at leaf %llu before; now at leaf %llu",
-                (unsigned long long)keten_rec_u64(rec, "leaf_index"),
-                (unsigned long long)leaf_index);
-        }
+        e = keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the proven record names another envelope than the one this node sent");
+    } else if (rec->state == KETEN__SENT_STATE__SENT_STATE_ACCEPTED
+        && rec->leaf_index != leaf_index) {
+        e = keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the message was proven at leaf %llu before; now at leaf %llu",
+            (unsigned long long)rec->leaf_index, (unsigned long long)leaf_index);
     }
     if (e != KETEN_OK) {
-        json_decref(rec);
+        keten_nodestore_sent_free(&rec);
         return e;
     }
     *rec_out = rec;
@@ -521,7 +534,7 @@ static void take_ack(
 {
     Keten__AuditRecord *ar = NULL;
     MDB_txn *txn = NULL;
-    json_t *rec = NULL;
+    Keten__SentRecord *rec = NULL;
     char hex[KETEN_MSG_ID_HEX_BYTES] = "?";
     keten_err e = keten_witness_leaf(node, p, &ar);
     if (e == KETEN_ERR_NOT_FOUND) {
@@ -577,27 +590,17 @@ static void take_ack(
     if (!in_outbox) { /* taken before (a resend's DUPLICATE proves the same) */
         goto out;
     }
-    e = keten_rec_set(rec, "state", json_string("accepted"));
+    e = leave_outbox(rec, KETEN__SENT_STATE__SENT_STATE_ACCEPTED);
     if (e == KETEN_OK) {
-        e = keten_rec_set(rec, "leaf_index", json_integer((json_int_t)p->leaf_index));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(rec, "tree_size", json_integer((json_int_t)p->tree_size));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(rec, "accepted_at", json_integer((json_int_t)keten_now_ms()));
-    }
-    json_t *r;
-    size_t i;
-    json_array_foreach(json_object_get(rec, "recipients"), i, r)
-    {
-        if (e == KETEN_OK && strcmp(keten_rec_str(r, "state"), "pending") == 0) {
-            e = keten_rec_set(r, "state", json_string("accepted"));
+        rec->leaf_index = p->leaf_index;
+        rec->tree_size = p->tree_size;
+        rec->accepted_at = keten_now_ms();
+        for (size_t i = 0; i < rec->n_recipients; i++) {
+            if (rec->recipients[i]->state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING) {
+                rec->recipients[i]->state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED;
+            }
         }
-    }
-    if (e == KETEN_OK) {
-        e = keten_store_put_json(
-            node->store, txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, rec);
+        e = keten_nodestore_sent_put(node->store, txn, rec);
     }
     if (e == KETEN_OK) {
         e = keten_store_del(node->store, txn, KETEN_DB_OUTBOX, ar->msg_id.data, KETEN_MSG_ID_BYTES);
@@ -619,7 +622,7 @@ fail:
         hex, keten_err_detail());
 out:
     keten_store_abort(&txn);
-    json_decref(rec);
+    keten_nodestore_sent_free(&rec);
     keten_pb_free((ProtobufCMessage **)(void *)&ar);
 }
 
@@ -649,36 +652,24 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
     char hex[KETEN_MSG_ID_HEX_BYTES];
     msg_hex(err->msg_id.data, hex);
     MDB_txn *txn = NULL;
-    json_t *rec = NULL;
+    Keten__SentRecord *rec = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
     if (e == KETEN_OK) {
-        e = keten_store_get_json(
-            node->store, txn, KETEN_DB_SENT, err->msg_id.data, KETEN_MSG_ID_BYTES, &rec);
+        e = keten_nodestore_sent_get(node->store, txn, err->msg_id.data, &rec);
     }
-    if (e != KETEN_OK || strcmp(keten_rec_str(rec, "state"), "pending") != 0) {
+    if (e != KETEN_OK || rec->state != KETEN__SENT_STATE__SENT_STATE_QUEUED) {
         KETEN_LOG(KETEN_LOG_WARNING, "broker error for a message not pending",
             "msg_id=%s reason=%s", hex, keten_outbox_reason_name(err->reason));
         goto out;
     }
-    e = keten_rec_set(rec, "reason", json_string(keten_outbox_reason_name(err->reason)));
-    if (e == KETEN_OK) {
-        e = keten_rec_set(rec, "detail", json_string(err->detail != NULL ? err->detail : ""));
-    }
-    if (e == KETEN_OK && err->reason == KETEN__REASON__REASON_POLICY) {
-        e = keten_rec_set(rec, "rule", json_integer(err->rule));
-    }
+    rec->reason = err->reason;
+    rec->rule = err->reason == KETEN__REASON__REASON_POLICY ? err->rule : 0;
+    e = set_str(&rec->detail, err->detail);
     bool final = !transient_reason(err->reason);
     if (final) {
+        /* The recipients stay as they were: the message never reached them. */
         if (e == KETEN_OK) {
-            e = keten_rec_set(rec, "state", json_string("rejected"));
-        }
-        json_t *r;
-        size_t i;
-        json_array_foreach(json_object_get(rec, "recipients"), i, r)
-        {
-            if (e == KETEN_OK) {
-                e = keten_rec_set(r, "state", json_string("rejected"));
-            }
+            e = leave_outbox(rec, KETEN__SENT_STATE__SENT_STATE_REFUSED);
         }
         if (e == KETEN_OK) {
             e = keten_store_del(
@@ -686,8 +677,7 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
         }
     }
     if (e == KETEN_OK) {
-        e = keten_store_put_json(
-            node->store, txn, KETEN_DB_SENT, err->msg_id.data, KETEN_MSG_ID_BYTES, rec);
+        e = keten_nodestore_sent_put(node->store, txn, rec);
     }
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
@@ -706,18 +696,15 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
     keten_api_notify_sent(node, err->msg_id.data);
 out:
     keten_store_abort(&txn);
-    json_decref(rec);
+    keten_nodestore_sent_free(&rec);
 }
 
 /* The recipient entry of rec for id, or NULL. */
-static json_t *recipient_entry(json_t *rec, const char *id)
+static Keten__SentRecipient *recipient_entry(const Keten__SentRecord *rec, const char *id)
 {
-    json_t *r;
-    size_t i;
-    json_array_foreach(json_object_get(rec, "recipients"), i, r)
-    {
-        if (strcmp(keten_rec_str(r, "id"), id) == 0) {
-            return r;
+    for (size_t i = 0; i < rec->n_recipients; i++) {
+        if (strcmp(rec->recipients[i]->id, id) == 0) {
+            return rec->recipients[i];
         }
     }
     return NULL;
@@ -733,16 +720,17 @@ static const Keten__NodeCert *any_cert(keten_node *node, const char *id)
     return c;
 }
 
-static bool answered(const char *state)
+static bool answered(Keten__RecipientState state)
 {
-    return strcmp(state, "receipted") == 0 || strcmp(state, "refused") == 0;
+    return state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED
+        || state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_REFUSED;
 }
 
 /* The first checks of a notice: the proof, then a record of one of this
  * node's messages (*rec_out its sent record). false: nothing to record (an
  * unknown checkpoint, logged; or an alarm raised). */
 static bool notice_record(keten_node *node, MDB_txn **txn, const Keten__LeafProof *p,
-    const char *what, Keten__AuditRecord **ar_out, json_t **rec_out)
+    const char *what, Keten__AuditRecord **ar_out, Keten__SentRecord **rec_out)
 {
     *ar_out = NULL;
     *rec_out = NULL;
@@ -774,8 +762,7 @@ static bool notice_record(keten_node *node, MDB_txn **txn, const Keten__LeafProo
             ar->sender != NULL && ar->sender[0] != '\0' ? ar->sender : "nobody");
         return false;
     }
-    e = keten_store_get_json(
-        node->store, *txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, rec_out);
+    e = keten_nodestore_sent_get(node->store, *txn, ar->msg_id.data, rec_out);
     if (e == KETEN_ERR_NOT_FOUND) {
         node->counters.proofs_failed++;
         keten_store_abort(txn);
@@ -793,7 +780,8 @@ static bool notice_record(keten_node *node, MDB_txn **txn, const Keten__LeafProo
 }
 
 /* Does the ReceiptProof of ar hold for the sent message rec? */
-static keten_err check_receipt(keten_node *node, const Keten__AuditRecord *ar, json_t *rec,
+static keten_err check_receipt(keten_node *node, const Keten__AuditRecord *ar,
+    const Keten__SentRecord *rec,
     Keten__ReceiptBatchHead **head, Keten__ReceiptLeaf **leaf)
 {
     bool refused = ar->event == KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT;
@@ -818,8 +806,8 @@ static keten_err check_receipt(keten_node *node, const Keten__AuditRecord *ar, j
         return e;
     }
     uint8_t env_hash[KETEN_HASH_BYTES];
-    if (!keten_rec_get_hex(rec, "envelope_hash", env_hash, sizeof env_hash)
-        || !keten_receipt_leaf_names(*leaf, ar->msg_id.data, env_hash)) {
+    sent_envelope_hash(rec, env_hash);
+    if (!keten_receipt_leaf_names(*leaf, ar->msg_id.data, env_hash)) {
         return keten_err_set(KETEN_ERR_INCONSISTENT,
             "the receipt names another message or envelope than the one this node sent");
     }
@@ -836,7 +824,7 @@ void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice
     Keten__AuditRecord *ar = NULL;
     Keten__ReceiptBatchHead *head = NULL;
     Keten__ReceiptLeaf *leaf = NULL;
-    json_t *rec = NULL;
+    Keten__SentRecord *rec = NULL;
     MDB_txn *txn = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
     if (e != KETEN_OK || !notice_record(node, &txn, n->proof, "receipt notice", &ar, &rec)) {
@@ -853,27 +841,19 @@ void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice
             (unsigned long long)n->proof->leaf_index, keten_err_detail());
         goto out;
     }
-    json_t *r = recipient_entry(rec, ar->node);
-    if (answered(keten_rec_str(r, "state"))) {
+    Keten__SentRecipient *r = recipient_entry(rec, ar->node); /* checked above */
+    if (r == NULL || answered(r->state)) {
         /* Sent again (the broker had no confirmation yet): recorded before. */
         confirm_notice(node, n->proof->leaf_index);
         goto out;
     }
     bool stored = leaf->outcome == KETEN__OUTCOME__OUTCOME_STORED;
-    e = keten_rec_set(r, "state", json_string(stored ? "receipted" : "refused"));
-    if (e == KETEN_OK && stored) {
-        e = keten_rec_set(r, "receipted_at", keten_rec_time(head->stored_at));
-    }
-    if (e == KETEN_OK && !stored) {
-        e = keten_rec_set(r, "reason", json_string(keten_outbox_reason_name(leaf->reason)));
-    }
-    if (e == KETEN_OK) {
-        e = keten_rec_set(r, "receipt_leaf", json_integer((json_int_t)n->proof->leaf_index));
-    }
-    if (e == KETEN_OK) {
-        e = keten_store_put_json(
-            node->store, txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, rec);
-    }
+    r->state = stored ? KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED
+                      : KETEN__RECIPIENT_STATE__RECIPIENT_STATE_REFUSED;
+    r->stored_at = stored ? head->stored_at : 0;
+    r->reason = stored ? KETEN__REASON__REASON_NONE : leaf->reason;
+    r->receipt_leaf = n->proof->leaf_index;
+    e = keten_nodestore_sent_put(node->store, txn, rec);
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
@@ -889,7 +869,7 @@ void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice
     keten_api_notify_sent(node, ar->msg_id.data);
 out:
     keten_store_abort(&txn);
-    json_decref(rec);
+    keten_nodestore_sent_free(&rec);
     keten_pb_free((ProtobufCMessage **)(void *)&leaf);
     keten_pb_free((ProtobufCMessage **)(void *)&head);
     keten_pb_free((ProtobufCMessage **)(void *)&ar);
@@ -898,7 +878,7 @@ out:
 void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n)
 {
     Keten__AuditRecord *ar = NULL;
-    json_t *rec = NULL;
+    Keten__SentRecord *rec = NULL;
     MDB_txn *txn = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
     if (e != KETEN_OK || !notice_record(node, &txn, n->proof, "expiry notice", &ar, &rec)) {
@@ -923,16 +903,13 @@ void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n)
             (unsigned long long)n->proof->leaf_index, keten_err_detail());
         goto out;
     }
-    for (size_t i = 0; e == KETEN_OK && i < ar->n_recipients; i++) {
-        json_t *r = recipient_entry(rec, ar->recipients[i]);
-        if (!answered(keten_rec_str(r, "state"))) {
-            e = keten_rec_set(r, "state", json_string("expired"));
+    for (size_t i = 0; i < ar->n_recipients; i++) {
+        Keten__SentRecipient *r = recipient_entry(rec, ar->recipients[i]); /* checked above */
+        if (r != NULL && !answered(r->state)) {
+            r->state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_EXPIRED;
         }
     }
-    if (e == KETEN_OK) {
-        e = keten_store_put_json(
-            node->store, txn, KETEN_DB_SENT, ar->msg_id.data, KETEN_MSG_ID_BYTES, rec);
-    }
+    e = keten_nodestore_sent_put(node->store, txn, rec);
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
@@ -947,7 +924,7 @@ void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n)
     keten_api_notify_sent(node, ar->msg_id.data);
 out:
     keten_store_abort(&txn);
-    json_decref(rec);
+    keten_nodestore_sent_free(&rec);
     keten_pb_free((ProtobufCMessage **)(void *)&ar);
 }
 
@@ -955,9 +932,8 @@ keten_err keten_outbox_note_reply(keten_node *node, MDB_txn *txn,
     const uint8_t query_id[static KETEN_MSG_ID_BYTES], const char *from,
     const uint8_t reply_id[static KETEN_MSG_ID_BYTES], uint64_t received_at)
 {
-    json_t *rec = NULL;
-    keten_err e
-        = keten_store_get_json(node->store, txn, KETEN_DB_SENT, query_id, KETEN_MSG_ID_BYTES, &rec);
+    Keten__SentRecord *rec = NULL;
+    keten_err e = keten_nodestore_sent_get(node->store, txn, query_id, &rec);
     if (e == KETEN_ERR_NOT_FOUND) {
         keten_err_clear();
         return KETEN_OK; /* a reply to something we did not send: just a message */
@@ -965,46 +941,44 @@ keten_err keten_outbox_note_reply(keten_node *node, MDB_txn *txn,
     if (e != KETEN_OK) {
         return e;
     }
-    json_t *replies = json_object_get(rec, "replies");
-    if (replies == NULL) {
-        replies = json_array();
-        e = keten_rec_set(rec, "replies", replies);
+    /* Appended to the unpacked record: freed with it. */
+    Keten__SentReply **more = realloc(rec->replies, (rec->n_replies + 1) * sizeof *more);
+    Keten__SentReply *one = malloc(sizeof *one);
+    uint8_t *id = malloc(KETEN_MSG_ID_BYTES);
+    char *who = strdup(from);
+    if (more != NULL) {
+        rec->replies = more;
     }
-    json_t *one = json_object();
-    if (e == KETEN_OK && one != NULL) {
-        e = keten_rec_set(one, "msg_id", keten_rec_hex(reply_id, KETEN_MSG_ID_BYTES));
-        if (e == KETEN_OK) {
-            e = keten_rec_set(one, "from", json_string(from));
-        }
-        if (e == KETEN_OK) {
-            e = keten_rec_set(one, "received_at", keten_rec_time(received_at));
-        }
-        if (e == KETEN_OK) {
-            e = json_array_append(replies, one) == 0 ? KETEN_OK : KETEN_ERR_NOMEM;
-        }
-    } else if (one == NULL) {
-        e = KETEN_ERR_NOMEM;
+    if (more == NULL || one == NULL || id == NULL || who == NULL) {
+        free(one);
+        free(id);
+        free(who);
+        keten_nodestore_sent_free(&rec);
+        return KETEN_ERR_NOMEM;
     }
-    json_decref(one);
-    json_t *r = recipient_entry(rec, from);
-    if (e == KETEN_OK && r != NULL) {
-        e = keten_rec_set(r, "replied", json_true());
+    keten__sent_reply__init(one);
+    memcpy(id, reply_id, KETEN_MSG_ID_BYTES);
+    one->msg_id.data = id;
+    one->msg_id.len = KETEN_MSG_ID_BYTES;
+    one->from = who;
+    one->received_at = received_at;
+    rec->replies[rec->n_replies++] = one;
+    Keten__SentRecipient *r = recipient_entry(rec, from);
+    if (r != NULL) {
+        r->replied = true;
     }
-    if (e == KETEN_OK) {
-        e = keten_store_put_json(
-            node->store, txn, KETEN_DB_SENT, query_id, KETEN_MSG_ID_BYTES, rec);
-    }
-    json_decref(rec);
+    e = keten_nodestore_sent_put(node->store, txn, rec);
+    keten_nodestore_sent_free(&rec);
     return e;
 }
 
-keten_err keten_outbox_record(
-    keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], json_t **out)
+keten_err keten_outbox_record(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    Keten__SentRecord **out)
 {
     MDB_txn *txn = NULL;
     keten_err e = keten_store_begin(node->store, false, &txn);
     if (e == KETEN_OK) {
-        e = keten_store_get_json(node->store, txn, KETEN_DB_SENT, msg_id, KETEN_MSG_ID_BYTES, out);
+        e = keten_nodestore_sent_get(node->store, txn, msg_id, out);
     }
     keten_store_abort(&txn);
     return e;

@@ -45,7 +45,6 @@
 #ifndef KETEN_NODE_OUTBOX_H
 #define KETEN_NODE_OUTBOX_H
 
-#include <jansson.h>
 #include <lmdb.h>
 
 #include "err.h"
@@ -80,9 +79,10 @@ keten_err keten_outbox_note_reply(keten_node *node, MDB_txn *txn,
     const uint8_t query_id[static KETEN_MSG_ID_BYTES], const char *from,
     const uint8_t reply_id[static KETEN_MSG_ID_BYTES], uint64_t received_at) KETEN_MUST_CHECK;
 
-/* The stored record of a sent message (new reference); KETEN_ERR_NOT_FOUND. */
+/* The stored record of a sent message (keten_nodestore_sent_free());
+ * KETEN_ERR_NOT_FOUND, KETEN_ERR_MALFORMED (damaged). */
 keten_err keten_outbox_record(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    json_t **out) KETEN_MUST_CHECK;
+    Keten__SentRecord **out) KETEN_MUST_CHECK;
 
 /* "POLICY" for REASON_POLICY, etc. */
 const char *keten_outbox_reason_name(Keten__Reason reason);

@@ -6,6 +6,8 @@
 #include "dirs.h"
 #include "inbox.h"
 #include "link.h"
+#include "nodestore.h"
+#include "pb.h"
 #include "outbox.h"
 #include "rec.h"
 #include "store.h"
@@ -110,57 +112,77 @@ keten_err keten_status_node(keten_node *node, json_t **out)
     return KETEN_OK;
 }
 
-static keten_err copy_field(const json_t *from, json_t *to, const char *key)
+static keten_err sent_status(const Keten__SentRecord *rec, json_t *st)
 {
-    json_t *v = json_object_get(from, key);
-    return v == NULL ? KETEN_OK : keten_rec_set(to, key, json_incref(v));
-}
-
-static keten_err time_field(const json_t *from, json_t *to, const char *key)
-{
-    return json_object_get(from, key) == NULL
-        ? KETEN_OK
-        : keten_rec_set(to, key, keten_rec_time(keten_rec_u64(from, key)));
-}
-
-static keten_err sent_status(const uint8_t *msg_id, const json_t *rec, json_t *st)
-{
-    keten_err e = keten_rec_set(st, "msg_id", keten_rec_hex(msg_id, KETEN_MSG_ID_BYTES));
+    Keten__Header *h = NULL;
+    const bool accepted = rec->state == KETEN__SENT_STATE__SENT_STATE_ACCEPTED;
+    const bool has_reason = rec->reason != KETEN__REASON__REASON_NONE;
+    const char *reason = keten_outbox_reason_name(rec->reason);
+    keten_err e = keten_rec_set(st, "msg_id", keten_rec_hex(rec->msg_id.data, KETEN_MSG_ID_BYTES));
     if (e == KETEN_OK) {
         e = keten_rec_set(st, "direction", json_string("sent"));
     }
-    const char *keys[] = { "kind", "category", "purpose", "state", "in_reply_to", "leaf_index",
-        "tree_size", "reason", "rule", "detail", "replies" };
-    for (size_t i = 0; e == KETEN_OK && i < sizeof keys / sizeof keys[0]; i++) {
-        e = copy_field(rec, st, keys[i]);
+    if (e == KETEN_OK) {
+        e = keten_nodestore_sent_header(rec, &h);
     }
-    const char *times[] = { "created_at", "expires_at", "accepted_at" };
-    for (size_t i = 0; e == KETEN_OK && i < sizeof times / sizeof times[0]; i++) {
-        e = time_field(rec, st, times[i]);
+    if (e == KETEN_OK) {
+        e = keten_nodestore_header_json(h, KETEN_HDR_LABELS | KETEN_HDR_TIMES, st);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    if (e == KETEN_OK) {
+        e = keten_rec_set(st, "state", json_string(keten_nodestore_sent_state_name(rec->state)));
+    }
+    if (e == KETEN_OK && accepted) {
+        e = keten_rec_set(st, "leaf_index", json_integer((json_int_t)rec->leaf_index));
+        if (e == KETEN_OK) {
+            e = keten_rec_set(st, "tree_size", json_integer((json_int_t)rec->tree_size));
+        }
+        if (e == KETEN_OK) {
+            e = keten_rec_set(st, "accepted_at", keten_rec_time(rec->accepted_at));
+        }
+    }
+    if (e == KETEN_OK && has_reason) {
+        e = keten_rec_set(st, "reason", json_string(reason));
+        if (e == KETEN_OK && rec->reason == KETEN__REASON__REASON_POLICY) {
+            e = keten_rec_set(st, "rule", json_integer((json_int_t)rec->rule));
+        }
+        if (e == KETEN_OK) {
+            e = keten_rec_set(st, "detail", json_string(rec->detail != NULL ? rec->detail : ""));
+        }
     }
     json_t *rcpts = json_array();
-    json_t *r;
-    size_t i;
     if (rcpts == NULL) {
         e = KETEN_ERR_NOMEM;
     }
-    json_array_foreach(json_object_get(rec, "recipients"), i, r)
-    {
-        if (e != KETEN_OK) {
-            break;
-        }
+    for (size_t i = 0; e == KETEN_OK && i < rec->n_recipients; i++) {
+        const Keten__SentRecipient *r = rec->recipients[i];
         json_t *one = json_object();
         e = one == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
-        const char *rkeys[]
-            = { "id", "state", "receipted_at", "reason", "receipt_leaf", "replied" };
-        for (size_t k = 0; e == KETEN_OK && k < sizeof rkeys / sizeof rkeys[0]; k++) {
-            e = copy_field(r, one, rkeys[k]);
+        if (e == KETEN_OK) {
+            e = keten_rec_set(one, "id", json_string(r->id));
         }
-        if (e == KETEN_OK && json_object_get(one, "replied") == NULL) {
-            e = keten_rec_set(one, "replied", json_false());
+        /* A message the broker refused never reached its recipients. */
+        bool rejected = rec->state == KETEN__SENT_STATE__SENT_STATE_REFUSED;
+        if (e == KETEN_OK) {
+            e = keten_rec_set(one, "state",
+                json_string(rejected ? "rejected" : keten_nodestore_recipient_state_name(r->state)));
         }
-        if (e == KETEN_OK && strcmp(keten_rec_str(r, "state"), "rejected") == 0) {
-            e = copy_field(rec, one, "reason");
+        if (e == KETEN_OK && r->state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED) {
+            e = keten_rec_set(one, "receipted_at", keten_rec_time(r->stored_at));
+        }
+        if (e == KETEN_OK && r->state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_REFUSED) {
+            e = keten_rec_set(one, "reason", json_string(keten_outbox_reason_name(r->reason)));
+        }
+        if (e == KETEN_OK
+            && (r->state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED
+                || r->state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_REFUSED)) {
+            e = keten_rec_set(one, "receipt_leaf", json_integer((json_int_t)r->receipt_leaf));
+        }
+        if (e == KETEN_OK) {
+            e = keten_rec_set(one, "replied", json_boolean(r->replied));
+        }
+        if (e == KETEN_OK && rejected && has_reason) {
+            e = keten_rec_set(one, "reason", json_string(reason));
         }
         if (one != NULL && (e != KETEN_OK || json_array_append_new(rcpts, one) != 0)) {
             e = e == KETEN_OK ? KETEN_ERR_NOMEM : e;
@@ -171,26 +193,58 @@ static keten_err sent_status(const uint8_t *msg_id, const json_t *rec, json_t *s
         rcpts = NULL;
     }
     json_decref(rcpts);
-    if (e == KETEN_OK && json_object_get(st, "replies") == NULL) {
-        e = keten_rec_set(st, "replies", json_array());
+    json_t *replies = json_array();
+    if (e == KETEN_OK && replies == NULL) {
+        e = KETEN_ERR_NOMEM;
     }
+    for (size_t i = 0; e == KETEN_OK && i < rec->n_replies; i++) {
+        const Keten__SentReply *r = rec->replies[i];
+        json_t *one = json_object();
+        e = one == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
+        if (e == KETEN_OK) {
+            e = keten_rec_set(one, "msg_id", keten_rec_hex(r->msg_id.data, KETEN_MSG_ID_BYTES));
+        }
+        if (e == KETEN_OK) {
+            e = keten_rec_set(one, "from", json_string(r->from != NULL ? r->from : ""));
+        }
+        if (e == KETEN_OK) {
+            e = keten_rec_set(one, "received_at", keten_rec_time(r->received_at));
+        }
+        if (one != NULL && (e != KETEN_OK || json_array_append_new(replies, one) != 0)) {
+            e = e == KETEN_OK ? KETEN_ERR_NOMEM : e;
+        }
+    }
+    if (e == KETEN_OK) {
+        e = keten_rec_set(st, "replies", replies);
+        replies = NULL;
+    }
+    json_decref(replies);
     return e;
 }
 
-static keten_err received_status(const uint8_t *msg_id, const json_t *rec, json_t *st)
+static keten_err received_status(
+    const uint8_t *msg_id, const Keten__ReceivedRecord *rec, json_t *st)
 {
+    Keten__Header *h = NULL;
     keten_err e = keten_rec_set(st, "msg_id", keten_rec_hex(msg_id, KETEN_MSG_ID_BYTES));
     if (e == KETEN_OK) {
         e = keten_rec_set(st, "direction", json_string("received"));
     }
-    const char *keys[]
-        = { "from", "kind", "category", "purpose", "in_reply_to", "leaf_index", "handled" };
-    for (size_t i = 0; e == KETEN_OK && i < sizeof keys / sizeof keys[0]; i++) {
-        e = copy_field(rec, st, keys[i]);
+    if (e == KETEN_OK) {
+        e = keten_nodestore_received_header(msg_id, rec, &h);
     }
-    const char *times[] = { "received_at", "created_at", "expires_at" };
-    for (size_t i = 0; e == KETEN_OK && i < sizeof times / sizeof times[0]; i++) {
-        e = time_field(rec, st, times[i]);
+    if (e == KETEN_OK) {
+        e = keten_nodestore_header_json(h, KETEN_HDR_ALL, st);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    if (e == KETEN_OK) {
+        e = keten_rec_set(st, "leaf_index", json_integer((json_int_t)rec->leaf_index));
+    }
+    if (e == KETEN_OK) {
+        e = keten_rec_set(st, "handled", json_boolean(rec->handled));
+    }
+    if (e == KETEN_OK) {
+        e = keten_rec_set(st, "received_at", keten_rec_time(rec->received_at));
     }
     return e;
 }
@@ -199,19 +253,21 @@ keten_err keten_status_message(
     keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], json_t **out)
 {
     *out = NULL;
-    json_t *rec = NULL, *alarms = NULL;
+    Keten__SentRecord *sent = NULL;
+    Keten__ReceivedRecord *received = NULL;
+    json_t *alarms = NULL;
     json_t *st = json_object();
     if (st == NULL) {
         return KETEN_ERR_NOMEM;
     }
-    keten_err e = keten_outbox_record(node, msg_id, &rec);
+    keten_err e = keten_outbox_record(node, msg_id, &sent);
     if (e == KETEN_OK) {
-        e = sent_status(msg_id, rec, st);
+        e = sent_status(sent, st);
     } else if (e == KETEN_ERR_NOT_FOUND) {
         keten_err_clear();
-        e = keten_inbox_record(node, msg_id, &rec);
+        e = keten_inbox_record(node, msg_id, &received);
         if (e == KETEN_OK) {
-            e = received_status(msg_id, rec, st);
+            e = received_status(msg_id, received, st);
         }
     }
     if (e == KETEN_OK) {
@@ -221,7 +277,8 @@ keten_err keten_status_message(
         e = keten_rec_set(st, "alarms", json_integer((json_int_t)json_array_size(alarms)));
     }
     json_decref(alarms);
-    json_decref(rec);
+    keten_nodestore_sent_free(&sent);
+    keten_nodestore_received_free(&received);
     if (e != KETEN_OK) {
         json_decref(st);
         return e;

@@ -323,36 +323,9 @@ keten_err keten_store_del(
     return rc == 0 ? KETEN_OK : lmdb_err(rc, "mdb_del");
 }
 
-keten_err keten_store_get_json(const keten_store *self, MDB_txn *txn, keten_store_db db,
-    const void *key, size_t key_len, json_t **out)
+const char *keten_store_db_name(keten_store_db db)
 {
-    *out = NULL;
-    MDB_val v;
-    keten_err e = keten_store_get(self, txn, db, key, key_len, &v);
-    if (e != KETEN_OK) {
-        return e;
-    }
-    json_error_t jerr;
-    *out = json_loadb(v.mv_data, v.mv_size, JSON_REJECT_DUPLICATES, &jerr);
-    if (*out == NULL || !json_is_object(*out)) {
-        json_decref(*out);
-        *out = NULL;
-        return keten_err_set(
-            KETEN_ERR_MALFORMED, "a stored %s record does not parse: %s", db_names[db], jerr.text);
-    }
-    return KETEN_OK;
-}
-
-keten_err keten_store_put_json(keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
-    size_t key_len, const json_t *val)
-{
-    char *text = json_dumps(val, JSON_COMPACT);
-    if (text == NULL) {
-        return KETEN_ERR_NOMEM;
-    }
-    keten_err e = keten_store_put(self, txn, db, key, key_len, text, strlen(text));
-    free(text);
-    return e;
+    return db >= 0 && db < KETEN_DB__COUNT ? db_names[db] : "?";
 }
 
 keten_err keten_store_count(const keten_store *self, MDB_txn *txn, keten_store_db db, size_t *out)

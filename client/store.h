@@ -2,28 +2,32 @@
  * store.h - the node's LMDB store (docs/wire.md, "What each side stores"):
  * one environment in HOME/store with these named databases:
  *
- *   outbox            msg_id -> serialized Envelope, until the broker acks or
- *                     refuses it (a send is committed here before it is sent)
- *   sent              msg_id -> JSON record: state, leaf index, header,
- *                     per-recipient state (receipted with receipted_at, refused
- *                     with the reason, expired), replies
+ *   outbox            msg_id -> (empty): the messages not yet proven
+ *                     accepted, resent (the envelope is in `sent`)
+ *   sent              msg_id -> SentRecord: state, the envelope while
+ *                     queued (then its hash and header), the proven leaf,
+ *                     refusal, per-recipient state, replies
  *   inbox             sequence (8 bytes big-endian) -> msg_id
- *   messages          msg_id -> JSON record: sender, kind, received_at,
- *                     in_reply_to, leaf index, handled flag, the opened signal
- *                     and the envelope (base64)
- *   seen              msg_id -> expires_at (8, big-endian) || envelope hash
- *                     (32): replay memory until the message expires
+ *   messages          msg_id -> ReceivedRecord: the envelope (once), the
+ *                     opened signal, received_at, leaf index, handled
+ *   seen              msg_id -> SeenRecord: expires_at and envelope hash,
+ *                     replay memory until the message expires
  *   directories       version (8, big-endian) -> SignedDirectory bytes
- *   checkpoints       tree size (8, big-endian) -> JSON record: an accepted
- *                     witness checkpoint (the note, accepted_at, witnessed)
+ *   checkpoints       tree size (8, big-endian) -> CheckpointRecord: an
+ *                     accepted witness checkpoint (note, root, accepted_at,
+ *                     witnessed)
  *   evidence          time (8, big-endian, ms) || counter (8, big-endian) ->
- *                     a one-line reason, a NUL byte, then the bytes of the
- *                     broker's frame that raised an alarm
- *   state             short text keys -> values (alarms, witnessed size,
- *                     the directory version a checkpoint named, the
- *                     reference checkpoint: size (8, big-endian) || root (32)
- *                     || directory version (8, big-endian) || directory
- *                     hash (32))
+ *                     EvidenceRecord: a one-line reason and the broker's
+ *                     frame that raised an alarm
+ *   state             short text keys -> values: "alarms" (NodeAlarms),
+ *                     fixed binary: "witnessed-size" (8, big-endian), the
+ *                     directory version a checkpoint named (8 || 8), the
+ *                     reference checkpoint: size (8, big-endian) || root
+ *                     (32) || directory version (8, big-endian) ||
+ *                     directory hash (32)
+ *
+ * The records are protobuf messages (proto/keten.proto, "Node store"),
+ * written and read through nodestore.h only, which refuses a damaged one.
  *
  * Every commit outside a batch is durable (LMDB's default fsync). Only the
  * daemon opens the store; the command line goes through the local API.
@@ -45,16 +49,15 @@
  *
  * Ownership: keten_store_destroy() closes the environment. Values returned in
  * MDB_val point into the map and are valid until the transaction ends or its
- * next write. JSON values are new references (json_decref()).
+ * next write.
  * Thread safety: one thread (the daemon's main loop).
  * Errors: KETEN_ERR_STORE (LMDB, detail names the call), KETEN_ERR_STORE_FULL
- * (map full), KETEN_ERR_NOT_FOUND (no such key), KETEN_ERR_MALFORMED (a stored
- * JSON value does not parse), KETEN_ERR_NOMEM.
+ * (map full), KETEN_ERR_NOT_FOUND (no such key), KETEN_ERR_MALFORMED (a key
+ * of the wrong size), KETEN_ERR_NOMEM.
  */
 #ifndef KETEN_NODE_STORE_H
 #define KETEN_NODE_STORE_H
 
-#include <jansson.h>
 #include <lmdb.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -77,7 +80,6 @@ typedef enum keten_store_db {
 
 #define KETEN_STORE_MAP_SIZE (4ull << 30) /* 4 GiB of address space, sparse on disk */
 #define KETEN_STORE_U64_KEY 8
-#define KETEN_STORE_SEEN_BYTES (8 + 32)
 #define KETEN_STORE_EVIDENCE_KEY (8 + 8)
 #define KETEN_STORE_REFERENCE_BYTES (8 + 32 + 8 + 32)
 
@@ -115,10 +117,8 @@ keten_err keten_store_put(keten_store *self, MDB_txn *txn, keten_store_db db, co
 keten_err keten_store_del(keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
     size_t key_len) KETEN_MUST_CHECK;
 
-keten_err keten_store_get_json(const keten_store *self, MDB_txn *txn, keten_store_db db,
-    const void *key, size_t key_len, json_t **out) KETEN_MUST_CHECK;
-keten_err keten_store_put_json(keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
-    size_t key_len, const json_t *val) KETEN_MUST_CHECK;
+/* The table's name ("sent", "messages", ...), for messages. */
+const char *keten_store_db_name(keten_store_db db);
 
 /* Number of entries in db. */
 keten_err keten_store_count(

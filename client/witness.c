@@ -13,6 +13,7 @@
 #include "log.h"
 #include "logproof.h"
 #include "merkle.h"
+#include "nodestore.h"
 #include "pb.h"
 #include "rec.h"
 #include "store.h"
@@ -64,7 +65,8 @@ static void keep(keten_witness *w, uint64_t size, const keten_hash root)
     w->n_kept++;
 }
 
-static keten_err record_to_cp(const json_t *rec, keten_checkpoint *cp);
+static void record_to_cp(
+    const Keten__CheckpointRecord *rec, const char *network, keten_checkpoint *cp);
 
 bool keten_witness_root(const keten_node *node, uint64_t size, keten_hash root_out)
 {
@@ -79,18 +81,16 @@ bool keten_witness_root(const keten_node *node, uint64_t size, keten_hash root_o
     /* Older than the ones kept in memory: the witness checkpoints this node
      * accepted are in its store. */
     MDB_txn *txn = NULL;
-    json_t *rec = NULL;
-    uint8_t key[KETEN_STORE_U64_KEY];
-    keten_store_u64_put(size, key);
-    keten_checkpoint cp;
+    Keten__CheckpointRecord *rec = NULL;
     bool found = keten_store_begin(node->store, false, &txn) == KETEN_OK
-        && keten_store_get_json(node->store, txn, KETEN_DB_CHECKPOINTS, key, sizeof key, &rec)
-            == KETEN_OK
-        && record_to_cp(rec, &cp) == KETEN_OK && cp.size == size;
+        && keten_nodestore_checkpoint_get(node->store, txn, size, &rec) == KETEN_OK;
     if (found) {
-        memcpy(root_out, cp.root, KETEN_HASH_BYTES);
+        memcpy(root_out, rec->root.data, KETEN_HASH_BYTES); /* 32: checked when read */
+    } else if (keten_err_detail()[0] != '\0') {
+        KETEN_LOG(KETEN_LOG_DEBUG, "no stored checkpoint for a proof", "tree_size=%llu detail=\"%s\"",
+            (unsigned long long)size, keten_err_detail());
     }
-    json_decref(rec);
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
     keten_store_abort(&txn);
     keten_err_clear();
     return found;
@@ -120,39 +120,15 @@ static void ref_unpack(
     memcpy(cp->dir_hash, in + 48, KETEN_HASH_BYTES);
 }
 
-static keten_err record_to_cp(const json_t *rec, keten_checkpoint *cp)
+static void record_to_cp(
+    const Keten__CheckpointRecord *rec, const char *network, keten_checkpoint *cp)
 {
     memset(cp, 0, sizeof *cp);
-    const char *origin = keten_rec_str(rec, "origin");
-    if (strlen(origin) > KETEN_ORIGIN_MAX
-        || !keten_rec_get_hex(rec, "root", cp->root, KETEN_HASH_BYTES)
-        || !keten_rec_get_hex(rec, "dir_hash", cp->dir_hash, KETEN_HASH_BYTES)) {
-        return keten_err_set(KETEN_ERR_MALFORMED, "a stored checkpoint record is damaged");
-    }
-    strcpy(cp->origin, origin);
-    cp->size = keten_rec_u64(rec, "size");
-    cp->dir_version = keten_rec_u64(rec, "dir_version");
-    return KETEN_OK;
-}
-
-/* The accepted checkpoint of that size (root etc.), if stored. */
-static keten_err stored_cp(
-    keten_node *node, MDB_txn *txn, uint64_t size, keten_checkpoint *cp, json_t **rec_out)
-{
-    uint8_t key[KETEN_STORE_U64_KEY];
-    keten_store_u64_put(size, key);
-    json_t *rec = NULL;
-    keten_err e
-        = keten_store_get_json(node->store, txn, KETEN_DB_CHECKPOINTS, key, sizeof key, &rec);
-    if (e == KETEN_OK) {
-        e = record_to_cp(rec, cp);
-    }
-    if (e == KETEN_OK && rec_out != NULL) {
-        *rec_out = rec;
-        rec = NULL;
-    }
-    json_decref(rec);
-    return e;
+    snprintf(cp->origin, sizeof cp->origin, "keten/%s", network);
+    cp->size = rec->size;
+    memcpy(cp->root, rec->root.data, KETEN_HASH_BYTES); /* 32: checked when read */
+    cp->dir_version = rec->directory_version;
+    memcpy(cp->dir_hash, rec->directory_hash.data, KETEN_HASH_BYTES);
 }
 
 keten_err keten_witness_new(keten_node *node, keten_witness **out)
@@ -182,20 +158,21 @@ keten_err keten_witness_new(keten_node *node, keten_witness **out)
     if (e == KETEN_OK) {
         e = keten_store_last_u64(node->store, txn, KETEN_DB_CHECKPOINTS, &size, &v);
         if (e == KETEN_OK) {
-            json_t *rec = NULL;
-            keten_checkpoint cp;
-            e = stored_cp(node, txn, size, &cp, &rec);
+            Keten__CheckpointRecord *rec = NULL;
+            e = keten_nodestore_checkpoint_get(node->store, txn, size, &rec);
             if (e == KETEN_OK) {
+                keten_checkpoint cp;
+                record_to_cp(rec, keten_directory_network(node->dir), &cp);
                 self->last_witness_size = cp.size;
                 if (!self->have_ref || self->ref.size < cp.size) {
                     self->ref = cp;
                     self->have_ref = true;
                 }
-                if (!json_is_true(json_object_get(rec, "witnessed"))) {
-                    self->unwitnessed_since = keten_rec_u64(rec, "accepted_at");
+                if (!rec->witnessed) {
+                    self->unwitnessed_since = rec->accepted_at;
                 }
             }
-            json_decref(rec);
+            keten_pb_free((ProtobufCMessage **)(void *)&rec);
         } else if (e == KETEN_ERR_NOT_FOUND) {
             keten_err_clear();
             e = KETEN_OK;
@@ -265,22 +242,28 @@ static void save_witnessed(
             node->store, txn, KETEN_DB_STATE, WITNESSED_KEY, strlen(WITNESSED_KEY), v, sizeof v);
     }
     /* Keep the note with its cosignatures as evidence, if it is ours. */
-    json_t *rec = NULL;
-    uint8_t key[KETEN_STORE_U64_KEY];
-    keten_store_u64_put(cp_size, key);
-    if (e == KETEN_OK
-        && keten_store_get_json(node->store, txn, KETEN_DB_CHECKPOINTS, key, sizeof key, &rec)
-            == KETEN_OK) {
-        e = keten_rec_set(rec, "witnessed", json_true());
-        if (e == KETEN_OK) {
-            e = keten_rec_set(rec, "note", json_stringn(note, len));
-        }
-        if (e == KETEN_OK) {
-            e = keten_store_put_json(node->store, txn, KETEN_DB_CHECKPOINTS, key, sizeof key, rec);
+    Keten__CheckpointRecord *rec = NULL;
+    if (e == KETEN_OK) {
+        e = keten_nodestore_checkpoint_get(node->store, txn, cp_size, &rec);
+        if (e == KETEN_ERR_NOT_FOUND) {
+            keten_err_clear();
+            e = KETEN_OK;
+        } else if (e == KETEN_OK) {
+            char *copy = malloc(len + 1);
+            e = copy == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
+            if (e == KETEN_OK) {
+                memcpy(copy, note, len);
+                copy[len] = '\0';
+                if (rec->note != NULL && rec->note != protobuf_c_empty_string) {
+                    free(rec->note);
+                }
+                rec->note = copy;
+                rec->witnessed = true;
+                e = keten_nodestore_checkpoint_put(node->store, txn, rec);
+            }
         }
     }
-    keten_err_clear();
-    json_decref(rec);
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
@@ -304,10 +287,17 @@ static uint64_t first_unwitnessed(keten_node *node, uint64_t size)
         keten_store_u64_put(size + 1, key);
         MDB_val k = { sizeof key, key }, v;
         if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0) {
-            json_error_t jerr;
-            json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, &jerr);
-            at = keten_rec_u64(rec, "accepted_at");
-            json_decref(rec);
+            Keten__CheckpointRecord *rec = NULL;
+            if (keten_nodestore_decode(KETEN_DB_CHECKPOINTS, k.mv_data, k.mv_size, &v,
+                    &keten__checkpoint_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+                    (ProtobufCMessage **)(void *)&rec)
+                == KETEN_OK) {
+                at = rec->accepted_at;
+            } else {
+                KETEN_LOG(KETEN_LOG_ERR, "cannot read a stored checkpoint", "error=\"%s\"",
+                    keten_err_detail());
+            }
+            keten_pb_free((ProtobufCMessage **)(void *)&rec);
         }
         mdb_cursor_close(cur);
     }
@@ -433,7 +423,7 @@ static keten_err store_accepted(
 {
     uint8_t ref[KETEN_STORE_REFERENCE_BYTES];
     ref_pack(cp, ref);
-    json_t *rec = NULL;
+    char *text = NULL;
     MDB_txn *txn = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
     if (e == KETEN_OK) {
@@ -441,22 +431,28 @@ static keten_err store_accepted(
             ref, sizeof ref);
     }
     if (e == KETEN_OK && witness) {
-        rec = json_pack("{s:s%, s:s, s:I, s:o, s:I, s:o, s:I}", "note", note, len, "origin",
-            cp->origin, "size", (json_int_t)cp->size, "root",
-            keten_rec_hex(cp->root, KETEN_HASH_BYTES), "dir_version", (json_int_t)cp->dir_version,
-            "dir_hash", keten_rec_hex(cp->dir_hash, KETEN_HASH_BYTES), "accepted_at",
-            (json_int_t)keten_now_ms());
-        uint8_t key[KETEN_STORE_U64_KEY];
-        keten_store_u64_put(cp->size, key);
-        e = rec == NULL
-            ? KETEN_ERR_NOMEM
-            : keten_store_put_json(node->store, txn, KETEN_DB_CHECKPOINTS, key, sizeof key, rec);
+        text = malloc(len + 1);
+        e = text == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
+    }
+    if (e == KETEN_OK && witness) {
+        memcpy(text, note, len);
+        text[len] = '\0';
+        Keten__CheckpointRecord rec = KETEN__CHECKPOINT_RECORD__INIT;
+        rec.note = text;
+        rec.size = cp->size;
+        rec.root.data = (uint8_t *)(uintptr_t)cp->root;
+        rec.root.len = KETEN_HASH_BYTES;
+        rec.directory_version = cp->dir_version;
+        rec.directory_hash.data = (uint8_t *)(uintptr_t)cp->dir_hash;
+        rec.directory_hash.len = KETEN_HASH_BYTES;
+        rec.accepted_at = keten_now_ms();
+        e = keten_nodestore_checkpoint_put(node->store, txn, &rec);
     }
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
     keten_store_abort(&txn);
-    json_decref(rec);
+    free(text);
     return e;
 }
 
@@ -729,7 +725,7 @@ keten_err keten_witness_evidence(keten_node *node, json_t **out)
     *out = NULL;
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    json_t *latest = NULL, *witnessed = NULL;
+    Keten__CheckpointRecord *latest = NULL, *witnessed = NULL;
     keten_err e = keten_store_begin(node->store, false, &txn);
     if (e != KETEN_OK) {
         return e;
@@ -741,31 +737,36 @@ keten_err keten_witness_evidence(keten_node *node, json_t **out)
     /* Newest first: the newest accepted one, and the newest witnessed one. */
     MDB_val k, v;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    while (rc == 0 && witnessed == NULL) {
-        json_error_t jerr;
-        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, &jerr);
-        if (rec != NULL && json_is_string(json_object_get(rec, "note"))) {
-            if (latest == NULL) {
-                latest = json_incref(rec);
-            }
-            if (json_is_true(json_object_get(rec, "witnessed"))) {
-                witnessed = json_incref(rec);
+    while (rc == 0 && witnessed == NULL && e == KETEN_OK) {
+        Keten__CheckpointRecord *rec = NULL;
+        e = keten_nodestore_decode(KETEN_DB_CHECKPOINTS, k.mv_data, k.mv_size, &v,
+            &keten__checkpoint_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+            (ProtobufCMessage **)(void *)&rec);
+        if (e == KETEN_OK) {
+            if (rec->witnessed) {
+                witnessed = rec;
+            } else if (latest == NULL) {
+                latest = rec;
+            } else {
+                keten_pb_free((ProtobufCMessage **)(void *)&rec);
             }
         }
-        json_decref(rec);
         rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
     }
     mdb_cursor_close(cur);
     keten_store_abort(&txn);
-    json_t *pick = witnessed != NULL ? witnessed : latest;
-    if (pick == NULL) {
-        return keten_err_set(KETEN_ERR_NOT_FOUND,
+    const Keten__CheckpointRecord *pick = witnessed != NULL ? witnessed : latest;
+    if (e == KETEN_OK && pick == NULL) {
+        e = keten_err_set(KETEN_ERR_NOT_FOUND,
             "this node has not accepted a checkpoint yet; wait until it has been connected to the "
             "broker for a few seconds");
     }
-    *out = json_pack("{s:I, s:b, s:O}", "tree_size", (json_int_t)keten_rec_u64(pick, "size"),
-        "witnessed", witnessed != NULL, "note", json_object_get(pick, "note"));
-    json_decref(latest);
-    json_decref(witnessed);
-    return *out != NULL ? KETEN_OK : KETEN_ERR_NOMEM;
+    if (e == KETEN_OK) {
+        *out = json_pack("{s:I, s:b, s:s}", "tree_size", (json_int_t)pick->size, "witnessed",
+            witnessed != NULL, "note", pick->note != NULL ? pick->note : "");
+        e = *out != NULL ? KETEN_OK : KETEN_ERR_NOMEM;
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&latest);
+    keten_pb_free((ProtobufCMessage **)(void *)&witnessed);
+    return e;
 }

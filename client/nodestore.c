@@ -1,0 +1,459 @@
+#include "nodestore.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pb.h"
+#include "policy.h"
+#include "rec.h"
+#include "util.h"
+
+/* The key of a record as people read it: text (state), a number (8-byte
+ * keys), or hex (msg_ids, evidence keys). */
+static void key_text(keten_store_db db, const void *key, size_t key_len, char *out, size_t size)
+{
+    if (db == KETEN_DB_STATE) {
+        snprintf(out, size, "\"%.*s\"", (int)(key_len < 64 ? key_len : 64), (const char *)key);
+    } else if (key_len == KETEN_STORE_U64_KEY) {
+        snprintf(out, size, "%llu", (unsigned long long)keten_store_u64_get(key));
+    } else if (2 * key_len < size && key_len <= 32) {
+        keten_hex(key, key_len, out);
+    } else {
+        snprintf(out, size, "of %zu bytes", key_len);
+    }
+}
+
+/* KETEN_ERR_MALFORMED naming the table and key; why: what is wrong. */
+static keten_err damaged(keten_store_db db, const void *key, size_t key_len, const char *why)
+{
+    char k[80];
+    key_text(db, key, key_len, k, sizeof k);
+    char copy[400];
+    snprintf(copy, sizeof copy, "%s", why); /* why may be keten_err_detail() */
+    return keten_err_set(KETEN_ERR_MALFORMED,
+        "the node store's %s record %s is damaged: %s; it is not read (restore the store from a "
+        "backup)",
+        keten_store_db_name(db), k, copy);
+}
+
+keten_err keten_nodestore_decode(keten_store_db db, const void *key, size_t key_len,
+    const MDB_val *val, const ProtobufCMessageDescriptor *desc, size_t max, ProtobufCMessage **out)
+{
+    *out = NULL;
+    if (val->mv_size > max) {
+        char why[80];
+        snprintf(why, sizeof why, "%zu bytes, at most %zu expected", val->mv_size, max);
+        return damaged(db, key, key_len, why);
+    }
+    keten_err e = keten_pb_unpack_canonical(desc, val->mv_data, val->mv_size, max, desc->short_name, out);
+    if (e == KETEN_ERR_NOMEM) {
+        return e;
+    }
+    if (e != KETEN_OK) {
+        return damaged(db, key, key_len, keten_err_detail());
+    }
+    return KETEN_OK;
+}
+
+static keten_err read_record(const keten_store *st, MDB_txn *txn, keten_store_db db,
+    const void *key, size_t key_len, const ProtobufCMessageDescriptor *desc, size_t max,
+    ProtobufCMessage **out)
+{
+    *out = NULL;
+    MDB_val v;
+    keten_err e = keten_store_get(st, txn, db, key, key_len, &v);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    return keten_nodestore_decode(db, key, key_len, &v, desc, max, out);
+}
+
+/* Pack and store; wipe: the bytes hold decrypted content. */
+static keten_err write_record(keten_store *st, MDB_txn *txn, keten_store_db db, const void *key,
+    size_t key_len, const ProtobufCMessage *msg, bool wipe)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_pb_pack(msg, &buf, &len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    e = keten_store_put(st, txn, db, key, key_len, buf, len);
+    if (wipe) {
+        sodium_memzero(buf, len);
+    }
+    free(buf);
+    return e;
+}
+
+void keten_nodestore_free(ProtobufCMessage **msg_p)
+{
+    keten_pb_free(msg_p);
+}
+
+/* ---- sent -------------------------------------------------------------- */
+
+const char *keten_nodestore_sent_state_name(Keten__SentState s)
+{
+    switch (s) {
+    case KETEN__SENT_STATE__SENT_STATE_QUEUED:
+        return "pending";
+    case KETEN__SENT_STATE__SENT_STATE_ACCEPTED:
+        return "accepted";
+    case KETEN__SENT_STATE__SENT_STATE_REFUSED:
+        return "rejected";
+    case KETEN__SENT_STATE__SENT_STATE_EXPIRED:
+        return "expired";
+    default:
+        return "unknown";
+    }
+}
+
+const char *keten_nodestore_recipient_state_name(Keten__RecipientState s)
+{
+    switch (s) {
+    case KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING:
+        return "pending";
+    case KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED:
+        return "accepted";
+    case KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED:
+        return "receipted";
+    case KETEN__RECIPIENT_STATE__RECIPIENT_STATE_REFUSED:
+        return "refused";
+    case KETEN__RECIPIENT_STATE__RECIPIENT_STATE_EXPIRED:
+        return "expired";
+    default:
+        return "unknown";
+    }
+}
+
+static bool sent_state_valid(Keten__SentState s)
+{
+    return s >= KETEN__SENT_STATE__SENT_STATE_QUEUED && s <= KETEN__SENT_STATE__SENT_STATE_EXPIRED;
+}
+
+static bool recipient_state_valid(Keten__RecipientState s)
+{
+    return s >= KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING
+        && s <= KETEN__RECIPIENT_STATE__RECIPIENT_STATE_EXPIRED;
+}
+
+/* What a sent record must hold; NULL when it does. */
+static const char *sent_invalid(const Keten__SentRecord *r, const uint8_t *key)
+{
+    if (r->msg_id.len != KETEN_MSG_ID_BYTES
+        || sodium_memcmp(r->msg_id.data, key, KETEN_MSG_ID_BYTES) != 0) {
+        return "its msg_id is not its key";
+    }
+    if (!sent_state_valid(r->state)) {
+        return "its state is not a known state";
+    }
+    if (r->state == KETEN__SENT_STATE__SENT_STATE_QUEUED) {
+        if (r->envelope.len == 0 || r->envelope_hash.len != 0 || r->header.len != 0) {
+            return "a queued message holds its envelope, and no hash or header";
+        }
+    } else if (r->envelope.len != 0 || r->envelope_hash.len != KETEN_HASH_BYTES
+        || r->header.len == 0) {
+        return "a message past the outbox holds its envelope hash and header, not the envelope";
+    }
+    if (r->n_recipients == 0 || r->n_recipients > KETEN_MAX_RECIPIENTS) {
+        return "its recipient list is empty or too long";
+    }
+    for (size_t i = 0; i < r->n_recipients; i++) {
+        if (r->recipients[i]->id == NULL || r->recipients[i]->id[0] == '\0'
+            || !recipient_state_valid(r->recipients[i]->state)) {
+            return "a recipient entry has no id or an unknown state";
+        }
+    }
+    for (size_t i = 0; i < r->n_replies; i++) {
+        if (r->replies[i]->msg_id.len != KETEN_MSG_ID_BYTES) {
+            return "a reply's msg_id is not 16 bytes";
+        }
+    }
+    return NULL;
+}
+
+keten_err keten_nodestore_sent_get(const keten_store *st, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], Keten__SentRecord **out)
+{
+    *out = NULL;
+    Keten__SentRecord *r = NULL;
+    keten_err e = read_record(st, txn, KETEN_DB_SENT, msg_id, KETEN_MSG_ID_BYTES,
+        &keten__sent_record__descriptor, KETEN_NODESTORE_SENT_MAX, (ProtobufCMessage **)(void *)&r);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    const char *why = sent_invalid(r, msg_id);
+    if (why != NULL) {
+        keten_nodestore_sent_free(&r);
+        return damaged(KETEN_DB_SENT, msg_id, KETEN_MSG_ID_BYTES, why);
+    }
+    *out = r;
+    return KETEN_OK;
+}
+
+keten_err keten_nodestore_sent_put(keten_store *st, MDB_txn *txn, const Keten__SentRecord *rec)
+{
+    if (rec->msg_id.len != KETEN_MSG_ID_BYTES) {
+        return keten_err_set(KETEN_ERR_INVALID, "a sent record without a msg_id");
+    }
+    const char *why = sent_invalid(rec, rec->msg_id.data);
+    if (why != NULL) { /* a programming error: never store what cannot be read */
+        return keten_err_set(KETEN_ERR_INVALID, "not storing a sent record: %s", why);
+    }
+    return write_record(st, txn, KETEN_DB_SENT, rec->msg_id.data, KETEN_MSG_ID_BYTES,
+        &rec->base, false);
+}
+
+void keten_nodestore_sent_free(Keten__SentRecord **rec_p)
+{
+    keten_pb_free((ProtobufCMessage **)(void *)rec_p);
+}
+
+/* Header bytes of an envelope. */
+static keten_err envelope_header(keten_store_db db, const uint8_t *key, const uint8_t *env,
+    size_t env_len, Keten__Header **out)
+{
+    *out = NULL;
+    Keten__Envelope *e_msg = NULL;
+    keten_err e
+        = KETEN_PB_UNPACK(keten__envelope, env, env_len, KETEN_ENVELOPE_MAX, "envelope", &e_msg);
+    if (e == KETEN_OK) {
+        e = KETEN_PB_UNPACK(keten__header, e_msg->header.data, e_msg->header.len,
+            KETEN_ENVELOPE_MAX, "header", out);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&e_msg);
+    if (e == KETEN_ERR_NOMEM) {
+        return e;
+    }
+    if (e == KETEN_OK
+        && ((*out)->msg_id.len != KETEN_MSG_ID_BYTES
+            || sodium_memcmp((*out)->msg_id.data, key, KETEN_MSG_ID_BYTES) != 0)) {
+        keten_pb_free((ProtobufCMessage **)(void *)out);
+        return damaged(db, key, KETEN_MSG_ID_BYTES, "its envelope is of another msg_id");
+    }
+    return e == KETEN_OK ? KETEN_OK : damaged(db, key, KETEN_MSG_ID_BYTES, keten_err_detail());
+}
+
+keten_err keten_nodestore_sent_header(const Keten__SentRecord *rec, Keten__Header **out)
+{
+    *out = NULL;
+    if (rec->state == KETEN__SENT_STATE__SENT_STATE_QUEUED) {
+        return envelope_header(
+            KETEN_DB_SENT, rec->msg_id.data, rec->envelope.data, rec->envelope.len, out);
+    }
+    keten_err e = KETEN_PB_UNPACK(
+        keten__header, rec->header.data, rec->header.len, KETEN_ENVELOPE_MAX, "header", out);
+    if (e == KETEN_ERR_NOMEM) {
+        return e;
+    }
+    if (e == KETEN_OK
+        && ((*out)->msg_id.len != KETEN_MSG_ID_BYTES
+            || sodium_memcmp((*out)->msg_id.data, rec->msg_id.data, KETEN_MSG_ID_BYTES) != 0)) {
+        keten_pb_free((ProtobufCMessage **)(void *)out);
+        return damaged(
+            KETEN_DB_SENT, rec->msg_id.data, KETEN_MSG_ID_BYTES, "its header is of another msg_id");
+    }
+    return e == KETEN_OK
+        ? KETEN_OK
+        : damaged(KETEN_DB_SENT, rec->msg_id.data, KETEN_MSG_ID_BYTES, keten_err_detail());
+}
+
+/* ---- messages (received) ----------------------------------------------- */
+
+keten_err keten_nodestore_received_get(const keten_store *st, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], Keten__ReceivedRecord **out)
+{
+    *out = NULL;
+    Keten__ReceivedRecord *r = NULL;
+    keten_err e = read_record(st, txn, KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES,
+        &keten__received_record__descriptor, KETEN_NODESTORE_RECEIVED_MAX,
+        (ProtobufCMessage **)(void *)&r);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (r->envelope.len == 0 || r->signal.len == 0) {
+        keten_nodestore_received_free(&r);
+        return damaged(KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES,
+            "it holds no envelope or no signal");
+    }
+    *out = r;
+    return KETEN_OK;
+}
+
+keten_err keten_nodestore_received_put(keten_store *st, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const Keten__ReceivedRecord *rec)
+{
+    if (rec->envelope.len == 0 || rec->signal.len == 0) {
+        return keten_err_set(KETEN_ERR_INVALID, "not storing a received record without content");
+    }
+    return write_record(st, txn, KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES, &rec->base, true);
+}
+
+void keten_nodestore_received_free(Keten__ReceivedRecord **rec_p)
+{
+    if (rec_p == NULL || *rec_p == NULL) {
+        return;
+    }
+    if ((*rec_p)->signal.data != NULL && (*rec_p)->signal.len > 0) {
+        sodium_memzero((*rec_p)->signal.data, (*rec_p)->signal.len);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)rec_p);
+}
+
+keten_err keten_nodestore_received_header(const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const Keten__ReceivedRecord *rec, Keten__Header **out)
+{
+    return envelope_header(KETEN_DB_MESSAGES, msg_id, rec->envelope.data, rec->envelope.len, out);
+}
+
+/* ---- seen -------------------------------------------------------------- */
+
+keten_err keten_nodestore_seen_get(const keten_store *st, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], Keten__SeenRecord **out)
+{
+    *out = NULL;
+    Keten__SeenRecord *r = NULL;
+    keten_err e = read_record(st, txn, KETEN_DB_SEEN, msg_id, KETEN_MSG_ID_BYTES,
+        &keten__seen_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+        (ProtobufCMessage **)(void *)&r);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (r->envelope_hash.len != KETEN_HASH_BYTES || r->expires_at == 0) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return damaged(KETEN_DB_SEEN, msg_id, KETEN_MSG_ID_BYTES,
+            "it holds no expiry time or no 32-byte envelope hash");
+    }
+    *out = r;
+    return KETEN_OK;
+}
+
+keten_err keten_nodestore_seen_put(keten_store *st, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], uint64_t expires_at,
+    const uint8_t envelope_hash[static KETEN_HASH_BYTES])
+{
+    Keten__SeenRecord r = KETEN__SEEN_RECORD__INIT;
+    r.expires_at = expires_at;
+    r.envelope_hash.data = (uint8_t *)(uintptr_t)envelope_hash;
+    r.envelope_hash.len = KETEN_HASH_BYTES;
+    return write_record(st, txn, KETEN_DB_SEEN, msg_id, KETEN_MSG_ID_BYTES, &r.base, false);
+}
+
+/* ---- checkpoints ------------------------------------------------------- */
+
+keten_err keten_nodestore_checkpoint_get(
+    const keten_store *st, MDB_txn *txn, uint64_t size, Keten__CheckpointRecord **out)
+{
+    *out = NULL;
+    uint8_t key[KETEN_STORE_U64_KEY];
+    keten_store_u64_put(size, key);
+    Keten__CheckpointRecord *r = NULL;
+    keten_err e = read_record(st, txn, KETEN_DB_CHECKPOINTS, key, sizeof key,
+        &keten__checkpoint_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+        (ProtobufCMessage **)(void *)&r);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (r->size != size || r->root.len != KETEN_HASH_BYTES
+        || r->directory_hash.len != KETEN_HASH_BYTES || r->note == NULL || r->note[0] == '\0') {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return damaged(KETEN_DB_CHECKPOINTS, key, sizeof key,
+            "its size is not its key, or it lacks the note, the root or the directory hash");
+    }
+    *out = r;
+    return KETEN_OK;
+}
+
+keten_err keten_nodestore_checkpoint_put(
+    keten_store *st, MDB_txn *txn, const Keten__CheckpointRecord *rec)
+{
+    if (rec->root.len != KETEN_HASH_BYTES || rec->directory_hash.len != KETEN_HASH_BYTES
+        || rec->note == NULL || rec->note[0] == '\0') {
+        return keten_err_set(KETEN_ERR_INVALID, "not storing an incomplete checkpoint record");
+    }
+    uint8_t key[KETEN_STORE_U64_KEY];
+    keten_store_u64_put(rec->size, key);
+    return write_record(st, txn, KETEN_DB_CHECKPOINTS, key, sizeof key, &rec->base, false);
+}
+
+/* ---- evidence ---------------------------------------------------------- */
+
+keten_err keten_nodestore_evidence_put(keten_store *st, MDB_txn *txn,
+    const uint8_t key[static KETEN_STORE_EVIDENCE_KEY], const char *reason, const uint8_t *frame,
+    size_t frame_len)
+{
+    Keten__EvidenceRecord r = KETEN__EVIDENCE_RECORD__INIT;
+    r.reason = (char *)(uintptr_t)reason;
+    r.frame.data = (uint8_t *)(uintptr_t)frame;
+    r.frame.len = frame_len;
+    return write_record(st, txn, KETEN_DB_EVIDENCE, key, KETEN_STORE_EVIDENCE_KEY, &r.base, false);
+}
+
+/* ---- alarms ------------------------------------------------------------ */
+
+keten_err keten_nodestore_alarms_get(const keten_store *st, MDB_txn *txn, Keten__NodeAlarms **out)
+{
+    *out = NULL;
+    Keten__NodeAlarms *r = NULL;
+    keten_err e = read_record(st, txn, KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY,
+        strlen(KETEN_NODESTORE_ALARMS_KEY), &keten__node_alarms__descriptor,
+        KETEN_NODESTORE_SMALL_MAX, (ProtobufCMessage **)(void *)&r);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        keten_err_clear();
+        static const uint8_t none[1] = { 0 };
+        MDB_val v = { 0, (void *)(uintptr_t)none };
+        return keten_nodestore_decode(KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY,
+            strlen(KETEN_NODESTORE_ALARMS_KEY), &v, &keten__node_alarms__descriptor,
+            KETEN_NODESTORE_SMALL_MAX, (ProtobufCMessage **)(void *)out);
+    }
+    if (e != KETEN_OK) {
+        return e;
+    }
+    for (size_t i = 0; i < r->n_alarms; i++) {
+        if (r->alarms[i]->kind == NULL || r->alarms[i]->kind[0] == '\0') {
+            keten_pb_free((ProtobufCMessage **)(void *)&r);
+            return damaged(KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY,
+                strlen(KETEN_NODESTORE_ALARMS_KEY), "an alarm has no kind");
+        }
+    }
+    *out = r;
+    return KETEN_OK;
+}
+
+keten_err keten_nodestore_alarms_put(keten_store *st, MDB_txn *txn, const Keten__NodeAlarms *alarms)
+{
+    return write_record(st, txn, KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY,
+        strlen(KETEN_NODESTORE_ALARMS_KEY), &alarms->base, false);
+}
+
+/* ---- display ----------------------------------------------------------- */
+
+keten_err keten_nodestore_header_json(const Keten__Header *h, unsigned fields, json_t *obj)
+{
+    keten_err e = KETEN_OK;
+    if (fields & KETEN_HDR_SENDER) {
+        e = keten_rec_set(obj, "from", json_string(h->sender != NULL ? h->sender : ""));
+    }
+    if (e == KETEN_OK) {
+        e = keten_rec_set(obj, "kind", json_string(keten_kind_name(h->kind)));
+    }
+    if (e == KETEN_OK && (fields & KETEN_HDR_LABELS)) {
+        e = keten_rec_set(obj, "category", json_string(h->category != NULL ? h->category : ""));
+        if (e == KETEN_OK) {
+            e = keten_rec_set(obj, "purpose", json_string(h->purpose != NULL ? h->purpose : ""));
+        }
+    }
+    if (e == KETEN_OK && (fields & KETEN_HDR_TIMES)) {
+        e = keten_rec_set(obj, "created_at", keten_rec_time(h->created_at));
+        if (e == KETEN_OK) {
+            e = keten_rec_set(obj, "expires_at", keten_rec_time(h->expires_at));
+        }
+    }
+    if (e == KETEN_OK && h->in_reply_to.len == KETEN_MSG_ID_BYTES) {
+        e = keten_rec_set(obj, "in_reply_to", keten_rec_hex(h->in_reply_to.data, KETEN_MSG_ID_BYTES));
+    }
+    return e;
+}

@@ -1,0 +1,119 @@
+/*
+ * nodestore.h - the records of the node's store (store.h): protobuf
+ * messages of proto/keten.proto, section "Node store", one per table:
+ *
+ *   sent          msg_id -> SentRecord (state, the envelope while queued,
+ *                 then its hash and header, proof, refusal, recipients,
+ *                 replies)
+ *   messages      msg_id -> ReceivedRecord (the envelope once, the opened
+ *                 signal, received_at, leaf index, handled)
+ *   seen          msg_id -> SeenRecord (expires_at, envelope hash)
+ *   checkpoints   tree size -> CheckpointRecord
+ *   evidence      time || counter -> EvidenceRecord
+ *   state         "alarms" -> NodeAlarms
+ *
+ * Writers pack with keten_pb_pack(); readers parse with a size cap and the
+ * canonical check, then check what the record itself must hold (msg_id
+ * equal to the key, known states, 32-byte hashes, the envelope while
+ * queued, the header after). A record that fails any of it is refused with
+ * KETEN_ERR_MALFORMED naming the table and the key: never read as defaults.
+ * What the envelope's header says is read from it: one place parses a
+ * header for display (keten_nodestore_header_json, the field list spelled
+ * once).
+ *
+ * Ownership: records returned in *out are freed with the matching _free()
+ * (ReceivedRecord: its signal bytes, the decrypted content, are wiped
+ * first). Buffers packed for writing are wiped when they hold a signal.
+ * Thread safety: as store.h (one thread).
+ * Errors: KETEN_ERR_NOT_FOUND (no such key), KETEN_ERR_MALFORMED (a damaged
+ * record), KETEN_ERR_STORE / KETEN_ERR_STORE_FULL (LMDB), KETEN_ERR_NOMEM.
+ */
+#ifndef KETEN_NODE_NODESTORE_H
+#define KETEN_NODE_NODESTORE_H
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "keten.h"
+#include "store.h"
+
+/* Size caps of stored records. */
+#define KETEN_NODESTORE_SENT_MAX (KETEN_ENVELOPE_MAX + (256u << 10))
+#define KETEN_NODESTORE_RECEIVED_MAX (2u * KETEN_ENVELOPE_MAX + (64u << 10))
+#define KETEN_NODESTORE_SMALL_MAX (256u << 10) /* seen, alarms, checkpoints */
+#define KETEN_NODESTORE_EVIDENCE_MAX (KETEN_FRAME_MAX + 4096u)
+#define KETEN_NODESTORE_ALARMS_KEY "alarms"
+
+/* Fields of keten_nodestore_header_json(). */
+#define KETEN_HDR_SENDER 1u /* "from" */
+#define KETEN_HDR_LABELS 2u /* "category", "purpose" */
+#define KETEN_HDR_TIMES 4u /* "created_at", "expires_at" (ISO 8601 UTC) */
+#define KETEN_HDR_ALL (KETEN_HDR_SENDER | KETEN_HDR_LABELS | KETEN_HDR_TIMES)
+
+/* Parse a stored value of table db under key as desc (cap max); damaged:
+ * KETEN_ERR_MALFORMED naming the table and key. For cursors. */
+keten_err keten_nodestore_decode(keten_store_db db, const void *key, size_t key_len,
+    const MDB_val *val, const ProtobufCMessageDescriptor *desc, size_t max,
+    ProtobufCMessage **out) KETEN_MUST_CHECK;
+
+/* sent */
+keten_err keten_nodestore_sent_get(const keten_store *st, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], Keten__SentRecord **out) KETEN_MUST_CHECK;
+keten_err keten_nodestore_sent_put(
+    keten_store *st, MDB_txn *txn, const Keten__SentRecord *rec) KETEN_MUST_CHECK;
+void keten_nodestore_sent_free(Keten__SentRecord **rec_p);
+/* The header of a sent message (from its envelope while queued). */
+keten_err keten_nodestore_sent_header(
+    const Keten__SentRecord *rec, Keten__Header **out) KETEN_MUST_CHECK;
+/* "pending", "accepted", "rejected", "expired" (the API's names). */
+const char *keten_nodestore_sent_state_name(Keten__SentState s);
+/* "pending", "accepted", "receipted", "refused", "expired". */
+const char *keten_nodestore_recipient_state_name(Keten__RecipientState s);
+
+/* messages (received) */
+keten_err keten_nodestore_received_get(const keten_store *st, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    Keten__ReceivedRecord **out) KETEN_MUST_CHECK;
+keten_err keten_nodestore_received_put(keten_store *st, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const Keten__ReceivedRecord *rec) KETEN_MUST_CHECK;
+void keten_nodestore_received_free(Keten__ReceivedRecord **rec_p);
+/* The header of a received message's envelope; its msg_id must be the key. */
+keten_err keten_nodestore_received_header(const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    const Keten__ReceivedRecord *rec, Keten__Header **out) KETEN_MUST_CHECK;
+
+/* seen */
+keten_err keten_nodestore_seen_get(const keten_store *st, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], Keten__SeenRecord **out) KETEN_MUST_CHECK;
+keten_err keten_nodestore_seen_put(keten_store *st, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], uint64_t expires_at,
+    const uint8_t envelope_hash[static KETEN_HASH_BYTES]) KETEN_MUST_CHECK;
+
+/* checkpoints */
+keten_err keten_nodestore_checkpoint_get(const keten_store *st, MDB_txn *txn, uint64_t size,
+    Keten__CheckpointRecord **out) KETEN_MUST_CHECK;
+keten_err keten_nodestore_checkpoint_put(
+    keten_store *st, MDB_txn *txn, const Keten__CheckpointRecord *rec) KETEN_MUST_CHECK;
+
+/* evidence: key is time (ms) || counter, 8 bytes big-endian each. */
+keten_err keten_nodestore_evidence_put(keten_store *st, MDB_txn *txn,
+    const uint8_t key[static KETEN_STORE_EVIDENCE_KEY], const char *reason,
+    const uint8_t *frame, size_t frame_len) KETEN_MUST_CHECK;
+
+/* state "alarms": an empty list when none is stored. */
+keten_err keten_nodestore_alarms_get(
+    const keten_store *st, MDB_txn *txn, Keten__NodeAlarms **out) KETEN_MUST_CHECK;
+keten_err keten_nodestore_alarms_put(
+    keten_store *st, MDB_txn *txn, const Keten__NodeAlarms *alarms) KETEN_MUST_CHECK;
+
+/* Add the header's fields to obj for display: "kind" and "in_reply_to"
+ * (hex, when set) always, and those of fields (KETEN_HDR_*). */
+keten_err keten_nodestore_header_json(
+    const Keten__Header *h, unsigned fields, json_t *obj) KETEN_MUST_CHECK;
+
+/* Free any record of this module; accepts NULL. */
+void keten_nodestore_free(ProtobufCMessage **msg_p);
+
+#endif
