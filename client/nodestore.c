@@ -38,16 +38,50 @@ static keten_err damaged(keten_store_db db, const void *key, size_t key_len, con
         keten_store_db_name(db), k, copy);
 }
 
+#define CHECK_BYTES 16
+
+/* The checksum of a record under (db, key). */
+static void record_check(keten_store_db db, const void *key, size_t key_len, const uint8_t *rec,
+    size_t rec_len, uint8_t out[static CHECK_BYTES])
+{
+    crypto_generichash_state st;
+    const char *name = keten_store_db_name(db);
+    crypto_generichash_init(&st, NULL, 0, CHECK_BYTES);
+    crypto_generichash_update(&st, (const uint8_t *)name, strlen(name) + 1);
+    crypto_generichash_update(&st, key, key_len);
+    crypto_generichash_update(&st, rec, rec_len);
+    crypto_generichash_final(&st, out, CHECK_BYTES);
+}
+
 keten_err keten_nodestore_decode(keten_store_db db, const void *key, size_t key_len,
     const MDB_val *val, const ProtobufCMessageDescriptor *desc, size_t max, ProtobufCMessage **out)
 {
     *out = NULL;
-    if (val->mv_size > max) {
+    const size_t frame_max = max + 64; /* tags, lengths and the checksum */
+    if (val->mv_size > frame_max) {
         char why[80];
-        snprintf(why, sizeof why, "%zu bytes, at most %zu expected", val->mv_size, max);
+        snprintf(why, sizeof why, "%zu bytes, at most %zu expected", val->mv_size, frame_max);
         return damaged(db, key, key_len, why);
     }
-    keten_err e = keten_pb_unpack_canonical(desc, val->mv_data, val->mv_size, max, desc->short_name, out);
+    Keten__StoredRecord *sr = NULL;
+    keten_err e = KETEN_PB_UNPACK_CANONICAL(
+        keten__stored_record, val->mv_data, val->mv_size, frame_max, "stored record", &sr);
+    if (e == KETEN_OK) {
+        uint8_t check[CHECK_BYTES];
+        record_check(db, key, key_len, sr->record.data, sr->record.len, check);
+        if (sr->check.len != CHECK_BYTES || sodium_memcmp(check, sr->check.data, CHECK_BYTES) != 0) {
+            e = keten_err_set(KETEN_ERR_MALFORMED, "its checksum does not match");
+        }
+    }
+    if (e == KETEN_OK) {
+        e = keten_pb_unpack_canonical(
+            desc, sr->record.data, sr->record.len, max, desc->short_name, out);
+    }
+    /* The bytes may hold decrypted content (a received signal). */
+    if (sr != NULL && sr->record.data != NULL && sr->record.len > 0) {
+        sodium_memzero(sr->record.data, sr->record.len);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&sr);
     if (e == KETEN_ERR_NOMEM) {
         return e;
     }
@@ -74,16 +108,30 @@ static keten_err read_record(const keten_store *st, MDB_txn *txn, keten_store_db
 static keten_err write_record(keten_store *st, MDB_txn *txn, keten_store_db db, const void *key,
     size_t key_len, const ProtobufCMessage *msg, bool wipe)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    keten_err e = keten_pb_pack(msg, &buf, &len);
+    uint8_t *rec = NULL, *buf = NULL;
+    size_t rec_len = 0, len = 0;
+    keten_err e = keten_pb_pack(msg, &rec, &rec_len);
     if (e != KETEN_OK) {
         return e;
     }
-    e = keten_store_put(st, txn, db, key, key_len, buf, len);
-    if (wipe) {
-        sodium_memzero(buf, len);
+    uint8_t check[CHECK_BYTES];
+    record_check(db, key, key_len, rec, rec_len, check);
+    Keten__StoredRecord sr = KETEN__STORED_RECORD__INIT;
+    sr.record.data = rec;
+    sr.record.len = rec_len;
+    sr.check.data = check;
+    sr.check.len = CHECK_BYTES;
+    e = keten_pb_pack(&sr.base, &buf, &len);
+    if (e == KETEN_OK) {
+        e = keten_store_put(st, txn, db, key, key_len, buf, len);
     }
+    if (wipe) {
+        sodium_memzero(rec, rec_len);
+        if (buf != NULL) {
+            sodium_memzero(buf, len);
+        }
+    }
+    free(rec);
     free(buf);
     return e;
 }
@@ -401,13 +449,9 @@ keten_err keten_nodestore_alarms_get(const keten_store *st, MDB_txn *txn, Keten_
     keten_err e = read_record(st, txn, KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY,
         strlen(KETEN_NODESTORE_ALARMS_KEY), &keten__node_alarms__descriptor,
         KETEN_NODESTORE_SMALL_MAX, (ProtobufCMessage **)(void *)&r);
-    if (e == KETEN_ERR_NOT_FOUND) {
+    if (e == KETEN_ERR_NOT_FOUND) { /* none stored: an empty list */
         keten_err_clear();
-        static const uint8_t none[1] = { 0 };
-        MDB_val v = { 0, (void *)(uintptr_t)none };
-        return keten_nodestore_decode(KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY,
-            strlen(KETEN_NODESTORE_ALARMS_KEY), &v, &keten__node_alarms__descriptor,
-            KETEN_NODESTORE_SMALL_MAX, (ProtobufCMessage **)(void *)out);
+        return KETEN_PB_UNPACK(keten__node_alarms, NULL, 0, KETEN_NODESTORE_SMALL_MAX, "alarms", out);
     }
     if (e != KETEN_OK) {
         return e;

@@ -12,8 +12,12 @@
  *   evidence      time || counter -> EvidenceRecord
  *   state         "alarms" -> NodeAlarms
  *
- * Writers pack with keten_pb_pack(); readers parse with a size cap and the
- * canonical check, then check what the record itself must hold (msg_id
+ * Every value is a StoredRecord: the serialized record and a BLAKE2b-128
+ * checksum over the table's name, the key and the record, so that a
+ * truncated or flipped value, or one moved under another key, is caught
+ * even where the protobuf would still parse. Writers pack with
+ * keten_pb_pack(); readers check the checksum, parse with a size cap and
+ * the canonical check, then check what the record itself must hold (msg_id
  * equal to the key, known states, 32-byte hashes, the envelope while
  * queued, the header after). A record that fails any of it is refused with
  * KETEN_ERR_MALFORMED naming the table and the key: never read as defaults.
