@@ -14,6 +14,7 @@
  *   status.c   node and message status as JSON
  *   hook.c     the --on-message hook
  *   store.c    the LMDB store
+ *   nodestore.c  its records (protobuf, checked when read)
  *
  * Everything runs in the daemon's one thread; no locking.
  */
