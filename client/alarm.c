@@ -104,7 +104,9 @@ static void raise_alarm(keten_node *node, const char *kind, const char *detail)
         if (all == NULL) {
             e = KETEN_ERR_NOMEM;
         } else {
-            memcpy(all, list->alarms + (list->n_alarms - keep), keep * sizeof *all);
+            if (keep > 0) {
+                memcpy(all, list->alarms + (list->n_alarms - keep), keep * sizeof *all);
+            }
             all[keep] = &a;
             Keten__NodeAlarms out = KETEN__NODE_ALARMS__INIT;
             out.alarms = all;
