@@ -1,13 +1,14 @@
 #include "auditdb.h"
 
 #include <dirent.h>
-#include <jansson.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "nodestore.h"
 
 #define MAX_DBS 32
 #define EXPORT_MAX_DBS 8
@@ -502,19 +503,20 @@ keten_err auditdb_node_notes(const char *home, auditdb_note_fn fn, void *ctx)
     MDB_val k, v;
     while (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         uint64_t size = k.mv_size == AUDITDB_KEY_BYTES ? get_be64(k.mv_data) : 0;
-        json_error_t jerr;
-        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, &jerr);
-        const json_t *note = json_object_get(rec, "note");
-        if (!json_is_string(note)) {
-            json_decref(rec);
+        Keten__CheckpointRecord *rec = NULL;
+        keten_err de = keten_nodestore_decode(KETEN_DB_CHECKPOINTS, k.mv_data, k.mv_size, &v,
+            &keten__checkpoint_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+            (ProtobufCMessage **)(void *)&rec);
+        if (de != KETEN_OK || rec->size != size || rec->note == NULL || rec->note[0] == '\0') {
+            keten_nodestore_free((ProtobufCMessage **)(void *)&rec);
             e = keten_err_set(KETEN_ERR_WRONG_TYPE,
                 "%s: the checkpoint record of size %llu is not a node's record with a note; give "
                 "a partner node's home or a checkpoint note file",
                 path, (unsigned long long)size);
             goto out;
         }
-        e = fn(ctx, size, json_string_value(note), json_string_length(note));
-        json_decref(rec);
+        e = fn(ctx, size, rec->note, strlen(rec->note));
+        keten_nodestore_free((ProtobufCMessage **)(void *)&rec);
         if (e != KETEN_OK) {
             goto out;
         }

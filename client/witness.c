@@ -570,6 +570,16 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         count_witnesses(node, &cp, note, len);
         return;
     }
+    if (w->have_ref && cp.size < w->ref.size && cf->old_size == cp.size) {
+        /* News about an older checkpoint (its cosignatures) that this node
+         * never took as a reference (it went past it): nothing to check it
+         * against, and it claims nothing about the node's reference. */
+        node->counters.checkpoints_unknown_old++;
+        KETEN_LOG(KETEN_LOG_DEBUG, "news about a checkpoint this node did not take; ignored",
+            "tree_size=%llu reference=%llu", (unsigned long long)cp.size,
+            (unsigned long long)w->ref.size);
+        return;
+    }
     if (w->have_ref && cp.size < w->ref.size) {
         node->counters.checkpoints_refused++;
         remember_bad(w, &cp);
