@@ -15,6 +15,7 @@
 #
 # Arguments: keten-keys keten-node keten-broker keten-test-tool
 . "$(dirname "$0")/lib.sh"
+need_tool curl # the metrics endpoint
 
 BROKER_EP="ipc://$T/broker.sock"
 declare -A PID=() # name -> pid of a listener or daemon started here
