@@ -262,5 +262,25 @@ keten_err admindir_open_signer(const admindir *self, const char *key_file, uint6
         }
         key_file = file;
     }
-    return keten_cli_identity_open(key_file, passfile, out);
+    return adminkey_open(key_file, passfile, out);
+}
+
+keten_err admindir_load_names(const admindir *self, adminnames **out)
+{
+    char file[PATH_MAX];
+    keten_err e = admindir_file(self, ADMINNAMES_FILE, file);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    return adminnames_load(file, out);
+}
+
+keten_err admindir_save_names(const admindir *self, const adminnames *names)
+{
+    char file[PATH_MAX];
+    keten_err e = admindir_file(self, ADMINNAMES_FILE, file);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    return adminnames_save(names, file);
 }

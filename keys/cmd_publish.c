@@ -16,6 +16,7 @@
 
 #include "admindir.h"
 #include "adminkey.h"
+#include "adminnames.h"
 #include "cli.h"
 #include "cmd.h"
 #include "directory.h"
@@ -194,6 +195,18 @@ static keten_err judge(const admindir *ad, const adminset *signing, const uint8_
     }
     /* Anything else means the document itself is wrong: refuse to write it. */
     return e;
+}
+
+/* "J. de Vries (fingerprint ...)" for the signer, from ADMIN/names. */
+static void signer_label(const admindir *ad, const keten_identity *id,
+    char out[static ADMINNAMES_LABEL_BYTES])
+{
+    adminnames *names = NULL;
+    if (admindir_load_names(ad, &names) != KETEN_OK) {
+        keten_err_clear(); /* a label only: the key is what counts */
+    }
+    adminnames_label(names, id->sign_pk, out);
+    adminnames_destroy(&names);
 }
 
 static void print_status(const dirsig_tally *t, bool valid)
@@ -389,8 +402,11 @@ int cmd_publish(int argc, char **argv)
             "copy", copy, "version", (json_int_t)version, "expires_at", until, "sha256", hash,
             "signatures", dirsig_tally_json(&t), "valid", valid));
     } else {
+        char label[ADMINNAMES_LABEL_BYTES];
+        signer_label(ad, id, label);
         printf("published version %llu of network '%s' to %s (expires %s)\n",
             (unsigned long long)version, keten_dirbuild_doc(ad->draft)->network, a.out, until);
+        printf("signed by %s\n", label);
         print_status(&t, valid);
     }
 out:
@@ -605,8 +621,11 @@ int cmd_sign(int argc, char **argv)
             copy, "version", (json_int_t)latest, "sha256", hash, "signatures",
             dirsig_tally_json(&t), "valid", valid));
     } else {
+        char label[ADMINNAMES_LABEL_BYTES];
+        signer_label(ad, id, label);
         printf("signed version %llu of network '%s' in %s\n", (unsigned long long)latest, network,
             file);
+        printf("signed by %s\n", label);
         print_status(&t, valid);
     }
 out:

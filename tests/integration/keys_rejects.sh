@@ -4,6 +4,15 @@
 # leaves ADMIN exactly as it was.
 . "$(dirname "$0")/lib.sh"
 
+# lacks TEXT DESCRIPTION: the last command's output does not contain TEXT.
+lacks() {
+    if grep -qF -- "$1" "$T/.all"; then
+        not_ok "$2: \"$1\" in the output"
+    else
+        ok "$2"
+    fi
+}
+
 # replace FILE OLD NEW: replace the bytes OLD by NEW (same length) in FILE.
 replace() {
     python3 - "$@" <<'PY'
@@ -107,7 +116,7 @@ says "not an administrator's key" "it says the key is not an administrator's"
 unchanged admin "$before" "publish with a non-administrator key"
 
 run "$KEYS" admin-keygen --out outsider.secret --passphrase-file /dev/null
-secret pass-out "outsider"
+secret pass-out "the outsider keeps this one"
 run "$KEYS" admin-keygen --out outsider.secret --passphrase-file pass-out
 run "$KEYS" publish --dir admin --out v1.dir --key outsider.secret --passphrase-file pass-out
 expect 1 "publish signed with an administrator key of no administrator of this network"
@@ -169,6 +178,25 @@ run "$KEYS" sign --dir admin v1.dir --key open.secret
 expect 1 "a key file readable by others"
 says "chmod 600" "it says how to fix the key file's mode"
 unchanged admin "$before" "readable key file"
+
+# A public key given as --key: what the file is comes before its mode.
+check "admin-3.pub is readable by others, as a public key is" \
+    test "$(stat -c %a admin/admin-3.pub)" = 644
+run "$KEYS" sign --dir admin v1.dir --key admin/admin-3.pub
+expect 1 "sign with a public key file instead of the secret key"
+says "admin/admin-3.pub is not a keten secret key file: it holds a public key (a .pub file)" \
+    "it says the file is a public key"
+lacks "chmod" "it says nothing about the file's mode"
+unchanged admin "$before" "sign with a public key"
+cp admin/admin-3.pub pub-copy && chmod 600 pub-copy
+run "$KEYS" sign --dir admin v1.dir --key pub-copy
+expect 1 "a public key file with mode 0600 is still no secret key"
+says "it holds a public key" "the same message whatever the mode"
+echo "not a key at all" >other.txt
+run "$KEYS" sign --dir admin v1.dir --key other.txt
+expect 1 "sign with a text file that is no key"
+says "other.txt is not a keten secret key file (no KETENSK1 magic)" "it says the file is no key file"
+lacks "chmod" "it says nothing about the file's mode either"
 
 cp half.dir forged.dir
 run "$TOOL" sign-directory forged.dir n-politie-mn/identity.secret
