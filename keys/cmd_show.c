@@ -464,18 +464,6 @@ static void print_admin(const adminnames *names, const ProtobufCBinaryData *k)
     }
 }
 
-/* An administrator as JSON: key, fingerprint and (when known) name. */
-static json_t *admin_json(const adminnames *names, const ProtobufCBinaryData *k)
-{
-    if (k->len != KETEN_SIGN_PK_BYTES) {
-        return json_pack("{s:o}", "key", render_key_json(k));
-    }
-    char fpr[ADMINKEY_FPR_BYTES];
-    adminkey_fingerprint(k->data, fpr);
-    return json_pack("{s:o, s:s, s:s?}", "key", render_key_json(k), "fingerprint", fpr, "name",
-        adminnames_find(names, k->data));
-}
-
 static void print_cert(const Keten__NodeCert *c)
 {
     char nb[32], na[32];
@@ -615,7 +603,7 @@ static json_t *doc_json(const view *w)
     json_t *revs = json_array(), *rules = json_array(), *sigs = json_array();
     for (size_t i = 0; admins != NULL && described != NULL && i < doc->n_admins; i++) {
         json_array_append_new(admins, render_key_json(&doc->admins[i]));
-        json_array_append_new(described, admin_json(w->names, &doc->admins[i]));
+        json_array_append_new(described, render_admin_json(w->names, &doc->admins[i]));
     }
     for (size_t i = 0; nodes != NULL && i < doc->n_nodes; i++) {
         json_array_append_new(nodes, render_cert_json(doc->nodes[i]));
@@ -634,7 +622,7 @@ static json_t *doc_json(const view *w)
     }
     for (size_t i = 0; sigs != NULL && i < sd->n_signatures; i++) {
         const ProtobufCBinaryData *k = &sd->signatures[i]->admin_pk;
-        json_t *sig = admin_json(w->names, k);
+        json_t *sig = render_admin_json(w->names, k);
         if (sig != NULL) {
             json_object_set_new(sig, "admin_pk", render_key_json(k));
             json_object_set_new(sig, "status", json_string(w->status[i]));
@@ -687,7 +675,7 @@ static int show_anchor(const char *file, const uint8_t *buf, size_t len, const K
         json_t *admins = json_array(), *described = json_array();
         for (size_t i = 0; admins != NULL && described != NULL && i < a->n_admins; i++) {
             json_array_append_new(admins, render_key_json(&a->admins[i]));
-            json_array_append_new(described, admin_json(names, &a->admins[i]));
+            json_array_append_new(described, render_admin_json(names, &a->admins[i]));
         }
         keten_err e = keten_cli_json_print(json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "file",
             file, "type", "anchor", "sha256", hash, "network", a->network, "admins", admins,

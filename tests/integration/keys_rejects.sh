@@ -274,6 +274,59 @@ expect 0 "version 1 on its own still verifies (show checks one file)"
 says "version 2 lies beside it" "show points out the newer version"
 says "refuses this one as a rollback" "show says nodes refuse it as a rollback"
 
+# ---- publishing over an unsigned version; publishing nothing new --------------
+
+run "$KEYS" init --dir pub --network riec-pub --threshold 2 --admins 2 --no-passphrase
+run "$KEYS" register --dir pub --category woonfraude
+run "$KEYS" publish --dir pub --out directory-v1 --admin 1
+expect 0 "publish version 1 (1 of 2 signatures)"
+before=$(fingerprint pub)
+file_before=$(sha256sum directory-v1)
+run "$KEYS" publish --dir pub --out directory-v1 --admin 1
+expect 1 "publish again while version 1 has 1 of 2 signatures"
+says "version 1 has 1 of 2 signatures; needs 1 more: run keten-keys sign --dir pub pub/published/v1.dir with another administrator's key first" \
+    "it says what version 1 lacks and what to do"
+says "add --force" "it names the way to publish all the same"
+unchanged pub "$before" "a second publish over an unsigned version"
+check "the directory file is unchanged" test "$(sha256sum directory-v1)" = "$file_before"
+check "no version 2 was made" test ! -e pub/published/v2.dir
+run "$KEYS" register --dir pub --category drugs
+before=$(fingerprint pub)
+run "$KEYS" publish --dir pub --out directory-v2 --admin 1
+expect 1 "a draft with changes does not publish over an unsigned version either"
+unchanged pub "$before" "publish with changes over an unsigned version"
+check "no directory-v2 was written" test ! -e directory-v2
+run "$KEYS" publish --dir pub --out directory-v2 --admin 1 --force
+expect 0 "publish --force over an unsigned version"
+says "the previous version 1 is incomplete" "it warns that version 1 stays incomplete"
+says "published version 2" "version 2 was published"
+run "$KEYS" sign --dir pub directory-v2 --admin 2
+expect 0 "sign version 2"
+
+before=$(fingerprint pub)
+run "$KEYS" publish --dir pub --out directory-v3 --admin 1
+expect 1 "publish with nothing changed since version 2"
+says "nothing changed since version 2" "it says nothing changed"
+says "run publish again with --refresh" "it says how to renew the expiry"
+unchanged pub "$before" "publish of an unchanged draft"
+check "no directory-v3 was written" test ! -e directory-v3
+run "$KEYS" publish --dir pub --out directory-v3 --admin 1 --refresh
+expect 0 "publish --refresh of an unchanged draft"
+says "published version 3" "the refresh is version 3"
+run "$KEYS" sign --dir pub directory-v3 --admin 2
+expect 0 "sign the refreshed version 3"
+run "$KEYS" show directory-v3 --anchor pub/network.pub --json
+check "version 3 holds the same values as version 2" \
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["version"]==3 and d["categories"]==["woonfraude","drugs"] and d["verification"]["valid"]' "$T/.out"
+run "$KEYS" register --dir pub --category mensenhandel
+before=$(fingerprint pub)
+run "$KEYS" publish --dir pub --out directory-v4 --admin 1 --refresh
+expect 1 "--refresh with changes in the draft"
+says "this draft changes things since version 3" "it says the draft has changes"
+unchanged pub "$before" "a refresh that would publish changes"
+run "$KEYS" publish --dir pub --out directory-v4 --admin 1
+expect 0 "the changes publish without --refresh"
+
 # ---- init -------------------------------------------------------------------
 
 before=$(fingerprint admin)
