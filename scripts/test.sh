@@ -42,8 +42,11 @@ run_suite() {
     # An existing build folder may be configured otherwise (scripts/demo.sh
     # makes build/ with a plain `meson setup`, a developer may have changed
     # it): it gets the options stated here. `meson configure`, because
-    # `meson setup --reconfigure` ignores the b_ options (b_sanitize).
-    meson configure "$dir" "${sargs[@]}" >/dev/null || return 1
+    # `meson setup --reconfigure` ignores the b_ options (b_sanitize). Only
+    # when they differ: meson configure makes ninja regenerate.
+    if ! check_options "$dir" "${sargs[@]}" >/dev/null; then
+      meson configure "$dir" "${sargs[@]}" >/dev/null || return 1
+    fi
   else
     meson setup "$dir" "${sargs[@]}" >/dev/null || return 1
   fi
