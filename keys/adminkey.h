@@ -57,8 +57,8 @@ bool adminkey_name_valid(const char *name);
 /* Read FILE.pub into pk and, when name is not NULL, its name ("" when the
  * line has none). KETEN_ERR_MALFORMED when it is not one base64 key with an
  * optional valid name. */
-keten_err adminkey_pub_read(const char *path, uint8_t pk[static KETEN_SIGN_PK_BYTES],
-    char *name) KETEN_MUST_CHECK;
+keten_err adminkey_pub_read(
+    const char *path, uint8_t pk[static KETEN_SIGN_PK_BYTES], char *name) KETEN_MUST_CHECK;
 
 /* Write pk (and name, unless NULL or "") as FILE.pub (mode 0644, refused if
  * it exists). */

@@ -10,7 +10,7 @@
 #include "util.h"
 
 #define HEADER                                                                                     \
-    "# The administrators' names in this ADMIN folder: a public key, one space, a name.\n"      \
+    "# The administrators' names in this ADMIN folder: a public key, one space, a name.\n"         \
     "# Labels for people only; written by keten-keys init and set-admins.\n"
 
 struct adminnames {
@@ -99,8 +99,8 @@ static keten_err parse_line(adminnames *self, const char *path, size_t lineno, c
             "%s line %zu is not a public key followed by a name", path, lineno);
     }
     *space = '\0';
-    if (sodium_base642bin(pk, sizeof pk, line, strlen(line), NULL, &bin_len, &end,
-            sodium_base64_VARIANT_ORIGINAL)
+    if (sodium_base642bin(
+            pk, sizeof pk, line, strlen(line), NULL, &bin_len, &end, sodium_base64_VARIANT_ORIGINAL)
             != 0
         || *end != '\0' || bin_len != KETEN_SIGN_PK_BYTES) {
         return keten_err_set(KETEN_ERR_MALFORMED,
@@ -108,8 +108,8 @@ static keten_err parse_line(adminnames *self, const char *path, size_t lineno, c
     }
     if (!adminkey_name_valid(space + 1)) {
         return keten_err_set(KETEN_ERR_MALFORMED,
-            "%s line %zu: the name is not usable (1 to %d bytes of printable UTF-8)", path,
-            lineno, ADMINKEY_NAME_MAX);
+            "%s line %zu: the name is not usable (1 to %d bytes of printable UTF-8)", path, lineno,
+            ADMINKEY_NAME_MAX);
     }
     return adminnames_set(self, pk, space + 1);
 }

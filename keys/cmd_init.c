@@ -129,9 +129,8 @@ static json_t *result_json(const char *dir, const char *network, const adminset 
     }
     return json_pack("{s:s, s:s, s:s+, s:s, s:I, s:o, s:o, s:I, s:b}", "dir", dir, "network",
         network, "anchor", dir, "/" ADMINDIR_ANCHOR, "anchor_sha256", anchor_hash, "threshold",
-        (json_int_t)set->threshold, "admins", admins, "administrators", described,
-        "generated_keys", (json_int_t)n_generated, "passphrase_protected",
-        n_generated > 0 && !no_passphrase);
+        (json_int_t)set->threshold, "admins", admins, "administrators", described, "generated_keys",
+        (json_int_t)n_generated, "passphrase_protected", n_generated > 0 && !no_passphrase);
 }
 
 /* ADMIN/names from the names the keys came with. */

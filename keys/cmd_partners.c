@@ -92,8 +92,10 @@ static keten_err make_rows(const Keten__Directory *draft, const Keten__Directory
         if (rev->cert == NULL || (rev->superseded && !all)) {
             continue;
         }
-        row r = { .cert = rev->cert, .state = rev->superseded ? "superseded" : "revoked",
-            .published = published_revocation(pub, rev), .reason = rev->reason };
+        row r = { .cert = rev->cert,
+            .state = rev->superseded ? "superseded" : "revoked",
+            .published = published_revocation(pub, rev),
+            .reason = rev->reason };
         rows[n++] = r;
     }
     *out = rows;
@@ -214,9 +216,9 @@ int cmd_partners(int argc, char **argv)
         goto out;
     }
     if (json) {
-        e = keten_cli_json_print(json_pack("{s:I, s:I, s:o}", "draft_version",
-            (json_int_t)draft->version, "last_published", (json_int_t)p.version, "partners",
-            rows_json(rows, n)));
+        e = keten_cli_json_print(
+            json_pack("{s:I, s:I, s:o}", "draft_version", (json_int_t)draft->version,
+                "last_published", (json_int_t)p.version, "partners", rows_json(rows, n)));
     } else {
         print_rows(rows, n, draft->version, p.version);
     }

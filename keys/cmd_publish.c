@@ -22,6 +22,7 @@
 #include "directory.h"
 #include "dirsig.h"
 #include "pb.h"
+#include "render.h"
 #include "util.h"
 
 #define DIR_VALID_DAYS_MAX 365
@@ -132,7 +133,8 @@ static int parse_args(
         case 'F':
         case 'R':
             if (!publish) {
-                return keten_cli_usage(cmd, "%s is for publish", c == 'F' ? "--force" : "--refresh");
+                return keten_cli_usage(
+                    cmd, "%s is for publish", c == 'F' ? "--force" : "--refresh");
             }
             *(c == 'F' ? &a->force : &a->refresh) = true;
             break;
@@ -219,8 +221,8 @@ static keten_err judge(const admindir *ad, const adminset *signing, const uint8_
 }
 
 /* "J. de Vries (fingerprint ...)" for the signer, from ADMIN/names. */
-static void signer_label(const admindir *ad, const keten_identity *id,
-    char out[static ADMINNAMES_LABEL_BYTES])
+static void signer_label(
+    const admindir *ad, const keten_identity *id, char out[static ADMINNAMES_LABEL_BYTES])
 {
     adminnames *names = NULL;
     if (admindir_load_names(ad, &names) != KETEN_OK) {
@@ -228,6 +230,19 @@ static void signer_label(const admindir *ad, const keten_identity *id,
     }
     adminnames_label(names, id->sign_pk, out);
     adminnames_destroy(&names);
+}
+
+/* The signer as {"key", "fingerprint", "name"}. */
+static json_t *signer_json(const admindir *ad, const keten_identity *id)
+{
+    adminnames *names = NULL;
+    if (admindir_load_names(ad, &names) != KETEN_OK) {
+        keten_err_clear();
+    }
+    ProtobufCBinaryData key = { KETEN_SIGN_PK_BYTES, (uint8_t *)id->sign_pk };
+    json_t *obj = render_admin_json(names, &key);
+    adminnames_destroy(&names);
+    return obj;
 }
 
 static void print_status(const dirsig_tally *t, bool valid)
@@ -485,9 +500,10 @@ int cmd_publish(int argc, char **argv)
     keten_time_iso(now + days * KETEN_MS_PER_DAY, until, sizeof until);
     keten_cli_sha256_hex(sd_bytes, sd_len, hash);
     if (a.json) {
-        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:b}", "file", a.out,
-            "copy", copy, "version", (json_int_t)version, "expires_at", until, "sha256", hash,
-            "signatures", dirsig_tally_json(&t), "valid", valid));
+        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:b, s:o}", "file",
+            a.out, "copy", copy, "version", (json_int_t)version, "expires_at", until, "sha256",
+            hash, "signatures", dirsig_tally_json(&t), "valid", valid, "signed_by",
+            signer_json(ad, id)));
     } else {
         char label[ADMINNAMES_LABEL_BYTES];
         signer_label(ad, id, label);
@@ -704,9 +720,9 @@ int cmd_sign(int argc, char **argv)
     if (a.json) {
         char hash[KETEN_CLI_HASH_HEX_BYTES];
         keten_cli_sha256_hex(sd_bytes, sd_len, hash);
-        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:o, s:b}", "file", file, "copy",
-            copy, "version", (json_int_t)latest, "sha256", hash, "signatures",
-            dirsig_tally_json(&t), "valid", valid));
+        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:o, s:b, s:o}", "file", file,
+            "copy", copy, "version", (json_int_t)latest, "sha256", hash, "signatures",
+            dirsig_tally_json(&t), "valid", valid, "signed_by", signer_json(ad, id)));
     } else {
         char label[ADMINNAMES_LABEL_BYTES];
         signer_label(ad, id, label);

@@ -120,7 +120,8 @@ int cmd_set_admins(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < next.n; i++) {
-        if (names[i][0] != '\0' && (e = adminnames_set(known, next.keys[i], names[i])) != KETEN_OK) {
+        if (names[i][0] != '\0'
+            && (e = adminnames_set(known, next.keys[i], names[i])) != KETEN_OK) {
             goto out;
         }
     }
@@ -150,10 +151,10 @@ int cmd_set_admins(int argc, char **argv)
                     adminnames_find(known, next.keys[i]), "new",
                     adminset_find(&current, next.keys[i]) < 0));
         }
-        e = keten_cli_json_print(json_pack("{s:I, s:o, s:o, s:I, s:b, s:I}", "version",
-            (json_int_t)version, "admins", admins, "administrators", described, "threshold",
-            (json_int_t)next.threshold, "admin_change", change, "current_threshold",
-            (json_int_t)current.threshold));
+        e = keten_cli_json_print(
+            json_pack("{s:I, s:o, s:o, s:I, s:b, s:I}", "version", (json_int_t)version, "admins",
+                admins, "administrators", described, "threshold", (json_int_t)next.threshold,
+                "admin_change", change, "current_threshold", (json_int_t)current.threshold));
     } else {
         printf("version %llu will have %zu administrators, threshold %u:\n",
             (unsigned long long)version, next.n, (unsigned)next.threshold);

@@ -260,8 +260,7 @@ static void verify(const char *file, const char *anchor_path, const Keten__Ancho
     snprintf(copy, sizeof copy, "%s", file);
     const char *folder = dirname(copy);
     snprintf(anchor_copy, sizeof anchor_copy, "%s", anchor_path);
-    int pn = snprintf(
-        published, sizeof published, "%s/published", dirname(anchor_copy));
+    int pn = snprintf(published, sizeof published, "%s/published", dirname(anchor_copy));
     const char *folders[2] = { folder, published };
     size_t n_folders = 1;
     struct stat st;
@@ -633,8 +632,8 @@ static json_t *doc_json(const view *w)
     if (!v->checked) {
         ver = json_pack("{s:b}", "checked", false);
     } else {
-        ver = json_pack("{s:b, s:s, s:s, s:b}", "checked", true, "anchor", w->anchor_path,
-            "method", v->method, "valid", v->err == KETEN_OK);
+        ver = json_pack("{s:b, s:s, s:s, s:b}", "checked", true, "anchor", w->anchor_path, "method",
+            v->method, "valid", v->err == KETEN_OK);
         if (ver != NULL && v->err != KETEN_OK) {
             json_object_set_new(ver, "error", json_string(keten_strerror(v->err)));
             json_object_set_new(ver, "detail", json_string(v->detail));
@@ -696,8 +695,8 @@ static int show_anchor(const char *file, const uint8_t *buf, size_t len, const K
 static bool is_draft(const uint8_t *buf, size_t len)
 {
     Keten__Directory *doc = NULL;
-    bool draft = KETEN_PB_UNPACK_CANONICAL(
-                     keten__directory, buf, len, KETEN_DIRECTORY_MAX, "draft", &doc)
+    bool draft
+        = KETEN_PB_UNPACK_CANONICAL(keten__directory, buf, len, KETEN_DIRECTORY_MAX, "draft", &doc)
             == KETEN_OK
         && doc->network[0] != '\0' && doc->version >= 1 && doc->n_admins > 0;
     keten_pb_free((ProtobufCMessage **)(void *)&doc);
@@ -816,8 +815,16 @@ int cmd_show(int argc, char **argv)
         e = keten_err_set(KETEN_ERR_NOMEM, "showing %s", file);
         goto out;
     }
-    view w = { .file = file, .anchor_path = anchor_path, .buf = buf, .len = len, .sd = sd,
-        .doc = doc, .own = &own, .v = &v, .names = names, .status = status };
+    view w = { .file = file,
+        .anchor_path = anchor_path,
+        .buf = buf,
+        .len = len,
+        .sd = sd,
+        .doc = doc,
+        .own = &own,
+        .v = &v,
+        .names = names,
+        .status = status };
     for (size_t i = 0; i < sd->n_signatures; i++) {
         status[i] = sig_status(sd->signatures[i], i, sd, msg, msg_len, doc, &own, &v,
             labels + i * SIG_LABEL_MAX, SIG_LABEL_MAX);

@@ -57,7 +57,8 @@ static void print_signers(const admindir_published *p, const adminnames *names)
     free(msg);
 }
 
-static void print_published(const admindir *ad, const admindir_published *p, const adminnames *names)
+static void print_published(
+    const admindir *ad, const admindir_published *p, const adminnames *names)
 {
     if (p->version == 0) {
         printf("nothing published yet\n");
@@ -120,8 +121,8 @@ static void print_rules(const char *title, const Keten__PolicyRule *const *v, si
     }
 }
 
-static void print_changes(const keten_dirdiff *d, uint64_t draft_version, uint64_t published,
-    const adminnames *names)
+static void print_changes(
+    const keten_dirdiff *d, uint64_t draft_version, uint64_t published, const adminnames *names)
 {
     if (published == 0) {
         printf("draft of version %llu (the first), it holds:\n", (unsigned long long)draft_version);
@@ -177,8 +178,8 @@ static void print_changes(const keten_dirdiff *d, uint64_t draft_version, uint64
 }
 
 /* What the administrators do next, in one line. */
-static void next_step(const admindir *ad, const admindir_published *p, const keten_dirdiff *d,
-    char *out, size_t size)
+static void next_step(
+    const admindir *ad, const admindir_published *p, const keten_dirdiff *d, char *out, size_t size)
 {
     if (p->version > 0 && !p->tally.enough && !p->expired) {
         snprintf(out, size,
@@ -191,7 +192,8 @@ static void next_step(const admindir *ad, const admindir_published *p, const ket
             "place with keten-keys publish --dir %s --force",
             (unsigned long long)p->version, (unsigned long long)(p->version + 1), ad->path);
     } else if (d->changed) {
-        snprintf(out, size, "publish version %llu: keten-keys publish --dir %s --out FILE --key KEY",
+        snprintf(out, size,
+            "publish version %llu: keten-keys publish --dir %s --out FILE --key KEY",
             (unsigned long long)(p->version + 1), ad->path);
     } else {
         snprintf(out, size,
@@ -248,9 +250,9 @@ static json_t *changes_json(const keten_dirdiff *d, const adminnames *names)
         char at[32];
         keten_time_iso(r->at, at, sizeof at);
         json_array_append_new(revoked,
-            json_pack("{s:s, s:I, s:s, s:s}", "id", r->cert != NULL ? r->cert->id : "",
-                "serial", (json_int_t)(r->cert != NULL ? r->cert->serial : 0), "reason",
-                r->reason, "at", at));
+            json_pack("{s:s, s:I, s:s, s:s}", "id", r->cert != NULL ? r->cert->id : "", "serial",
+                (json_int_t)(r->cert != NULL ? r->cert->serial : 0), "reason", r->reason, "at",
+                at));
     }
     return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:I}, "
                      "s:b}",

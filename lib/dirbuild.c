@@ -369,8 +369,8 @@ static const Keten__PolicyRule *rule_naming(
     return NULL;
 }
 
-static keten_err unregister_check(const Keten__Directory *doc, const char *label, bool category,
-    uint32_t *rule_out)
+static keten_err unregister_check(
+    const Keten__Directory *doc, const char *label, bool category, uint32_t *rule_out)
 {
     const char *what = category ? "category" : "purpose";
     char name[SHOWN_MAX + 4];
@@ -414,7 +414,8 @@ keten_err keten_dirbuild_unregister(
             KETEN_ERR_INVALID, "nothing to unregister; give a category or a purpose");
     }
     keten_err e;
-    if ((category != NULL && (e = unregister_check(self->doc, category, true, rule_out)) != KETEN_OK)
+    if ((category != NULL
+            && (e = unregister_check(self->doc, category, true, rule_out)) != KETEN_OK)
         || (purpose != NULL
             && (e = unregister_check(self->doc, purpose, false, rule_out)) != KETEN_OK)) {
         return e;
@@ -1125,8 +1126,7 @@ static bool has_revocation(const Keten__Directory *doc, const Keten__Revocation 
 }
 
 /* A revocation (not a supersession) of serial in `to` that `from` lacks. */
-static bool newly_revoked(
-    const Keten__Directory *from, const Keten__Directory *to, uint64_t serial)
+static bool newly_revoked(const Keten__Directory *from, const Keten__Directory *to, uint64_t serial)
 {
     for (size_t i = 0; i < to->n_revocations; i++) {
         const Keten__Revocation *r = to->revocations[i];
@@ -1185,7 +1185,8 @@ static keten_err content_bytes(const Keten__Directory *doc, uint8_t **out, size_
     return keten_pb_pack(&c.base, out, len);
 }
 
-static keten_err diff_certs(const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
+static keten_err diff_certs(
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
 {
     keten_err e = KETEN_OK;
     for (size_t i = 0; e == KETEN_OK && i < to->n_nodes; i++) {
@@ -1210,7 +1211,8 @@ static keten_err diff_certs(const Keten__Directory *from, const Keten__Directory
     return e;
 }
 
-static keten_err diff_rules(const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
+static keten_err diff_rules(
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
 {
     keten_err e = KETEN_OK;
     bool equal = false;
@@ -1242,7 +1244,8 @@ static keten_err diff_strings(
     return e;
 }
 
-static keten_err diff_admins(const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
+static keten_err diff_admins(
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
 {
     keten_err e = KETEN_OK;
     size_t n_from = from != NULL ? from->n_admins : 0;
@@ -1287,8 +1290,8 @@ keten_err keten_dirbuild_diff(
             &d->categories_removed, &d->n_categories_removed);
     }
     if (e == KETEN_OK) {
-        e = diff_strings(from_purps, n_from_purps, to->purposes, to->n_purposes,
-            &d->purposes_added, &d->n_purposes_added);
+        e = diff_strings(from_purps, n_from_purps, to->purposes, to->n_purposes, &d->purposes_added,
+            &d->n_purposes_added);
     }
     if (e == KETEN_OK) {
         e = diff_strings(to->purposes, to->n_purposes, from_purps, n_from_purps,
@@ -1315,8 +1318,8 @@ keten_err keten_dirbuild_diff(
         return e;
     }
     size_t listed_changes = d->n_added + d->n_rotated + d->n_revoked + d->n_rules_added
-        + d->n_rules_removed + d->n_categories_added + d->n_categories_removed
-        + d->n_purposes_added + d->n_purposes_removed + d->n_admins_added + d->n_admins_removed
+        + d->n_rules_removed + d->n_categories_added + d->n_categories_removed + d->n_purposes_added
+        + d->n_purposes_removed + d->n_admins_added + d->n_admins_removed
         + (d->threshold_from != d->threshold_to ? 1 : 0);
     d->other = d->changed && listed_changes == 0 && from != NULL;
     *out = d;

@@ -367,8 +367,8 @@ static bool looks_like_public_key(const uint8_t *b, size_t n)
     }
     for (size_t i = 0; i < b64_len - 1; i++) {
         unsigned char c = b[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-                || c == '+' || c == '/')) {
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+'
+                || c == '/')) {
             return false;
         }
     }

@@ -303,8 +303,7 @@ static keten_err from_tty(
         e = keten_err_set(KETEN_ERR_INVALID, "the two passphrases typed do not match");
         if (last) {
             e = keten_err_set(KETEN_ERR_INVALID,
-                "the two passphrases typed did not match, %d times",
-                KETEN_PASSPHRASE_TRIES);
+                "the two passphrases typed did not match, %d times", KETEN_PASSPHRASE_TRIES);
             break;
         }
         tty_complain(fd, ".\nTry again.\n");
@@ -332,8 +331,8 @@ static keten_err no_source(void)
 }
 
 /* The sources in order; a file or the environment once, or the terminal. */
-static keten_err get(const char *file, const char *prompt, bool confirm, bool strong, char **out,
-    size_t *out_len)
+static keten_err get(
+    const char *file, const char *prompt, bool confirm, bool strong, char **out, size_t *out_len)
 {
     *out = NULL;
     *out_len = 0;
@@ -342,7 +341,8 @@ static keten_err get(const char *file, const char *prompt, bool confirm, bool st
         return e;
     }
     if (file != NULL || getenv(PASSPHRASE_ENV) != NULL) {
-        e = file != NULL ? from_file(file, out, out_len) : from_env(getenv(PASSPHRASE_ENV), out, out_len);
+        e = file != NULL ? from_file(file, out, out_len)
+                         : from_env(getenv(PASSPHRASE_ENV), out, out_len);
         if (e == KETEN_OK && strong) {
             e = keten_passphrase_check_strength(*out, *out_len);
             if (e != KETEN_OK) {
@@ -412,8 +412,8 @@ keten_err keten_passphrase_check_strength(const char *p, size_t len)
         "a passphrase for an administrator key needs at least %d words or at least %d "
         "characters; this one has %zu word%s and %zu character%s (a sentence of five or more "
         "words is long enough and easy to remember)",
-        KETEN_PASSPHRASE_MIN_WORDS, KETEN_PASSPHRASE_MIN_CHARS, words, words == 1 ? "" : "s",
-        chars, chars == 1 ? "" : "s");
+        KETEN_PASSPHRASE_MIN_WORDS, KETEN_PASSPHRASE_MIN_CHARS, words, words == 1 ? "" : "s", chars,
+        chars == 1 ? "" : "s");
 }
 
 keten_err keten_passphrase_try(

@@ -64,8 +64,8 @@ keten_err keten_passphrase_check_strength(const char *pass, size_t len) KETEN_MU
  * passphrase could be had. The passphrase is wiped after each call; try_fn
  * must not keep it. */
 typedef keten_err (*keten_passphrase_try_fn)(const char *pass, size_t len, void *arg);
-keten_err keten_passphrase_try(const char *file, const char *prompt,
-    keten_passphrase_try_fn try_fn, void *arg) KETEN_MUST_CHECK;
+keten_err keten_passphrase_try(const char *file, const char *prompt, keten_passphrase_try_fn try_fn,
+    void *arg) KETEN_MUST_CHECK;
 
 /* Wipe and free; accepts NULL; sets *pass_p = NULL. */
 void keten_passphrase_free(char **pass_p);

@@ -310,11 +310,14 @@ says "nothing changed since version 2" "it says nothing changed"
 says "run publish again with --refresh" "it says how to renew the expiry"
 unchanged pub "$before" "publish of an unchanged draft"
 check "no directory-v3 was written" test ! -e directory-v3
-run "$KEYS" publish --dir pub --out directory-v3 --admin 1 --refresh
+run "$KEYS" publish --dir pub --out directory-v3 --admin 1 --refresh --json
 expect 0 "publish --refresh of an unchanged draft"
-says "published version 3" "the refresh is version 3"
-run "$KEYS" sign --dir pub directory-v3 --admin 2
+check "the refresh is version 3, signed by test administrator 1" \
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["version"]==3 and d["signed_by"]["name"]=="test administrator 1" and d["signed_by"]["fingerprint"]' "$T/.out"
+run "$KEYS" sign --dir pub directory-v3 --admin 2 --json
 expect 0 "sign the refreshed version 3"
+check "sign --json names the signer" \
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["valid"] and d["signed_by"]["name"]=="test administrator 2"' "$T/.out"
 run "$KEYS" show directory-v3 --anchor pub/network.pub --json
 check "version 3 holds the same values as version 2" \
     "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["version"]==3 and d["categories"]==["woonfraude","drugs"] and d["verification"]["valid"]' "$T/.out"

@@ -541,11 +541,11 @@ static void test_unregister(void **state)
     REFUSED(c, keten_dirbuild_unregister(c->b, NULL, "handhaving", &rule), KETEN_ERR_INVALID);
     assert_int_equal(rule, id);
     /* Both at once: one refused refuses both. */
-    REFUSED(c, keten_dirbuild_unregister(c->b, "woonfraude", "handhaving", NULL),
-        KETEN_ERR_INVALID);
+    REFUSED(
+        c, keten_dirbuild_unregister(c->b, "woonfraude", "handhaving", NULL), KETEN_ERR_INVALID);
     /* A rule with "*" names no value in particular. */
-    assert_int_equal(keten_dirbuild_add_rule(c->b, KETEN__EFFECT__EFFECT_ALLOW, "*", "*", "*",
-                         NULL, NULL, &id),
+    assert_int_equal(
+        keten_dirbuild_add_rule(c->b, KETEN__EFFECT__EFFECT_ALLOW, "*", "*", "*", NULL, NULL, &id),
         KETEN_OK);
     assert_int_equal(keten_dirbuild_unregister(c->b, "woonfraude", NULL, NULL), KETEN_OK);
     /* Once the rule is gone, so may its values be. */
@@ -564,21 +564,22 @@ static void test_roles(void **state)
     for (size_t i = 0; i < sizeof standard / sizeof *standard; i++) {
         assert_true(keten_dirbuild_role_known(c->b, standard[i]));
     }
-    assert_int_equal(keten_dirbuild_check_roles(c->b, "role:police,role:tax,politie-mn,*", "--to"),
-        KETEN_OK);
+    assert_int_equal(
+        keten_dirbuild_check_roles(c->b, "role:police,role:tax,politie-mn,*", "--to"), KETEN_OK);
     /* Typos: refused, with the role meant and the known roles. */
     assert_false(keten_dirbuild_role_known(c->b, "polise"));
-    REFUSED(c, keten_dirbuild_check_roles(c->b, "role:tax,role:polise", "--to"),
-        KETEN_ERR_NOT_FOUND);
+    REFUSED(
+        c, keten_dirbuild_check_roles(c->b, "role:tax,role:polise", "--to"), KETEN_ERR_NOT_FOUND);
     assert_non_null(strstr(keten_err_detail(), "--to role:polise"));
     assert_non_null(strstr(keten_err_detail(), "did you mean role:police?"));
-    assert_non_null(strstr(keten_err_detail(), "known roles: municipality, police, tax, housing, riec"));
+    assert_non_null(
+        strstr(keten_err_detail(), "known roles: municipality, police, tax, housing, riec"));
     assert_non_null(strstr(keten_err_detail(), "--allow-unknown-role"));
-    assert_int_equal(keten_dirbuild_check_roles(c->b, "role:housingcorp", "--to"),
-        KETEN_ERR_NOT_FOUND);
+    assert_int_equal(
+        keten_dirbuild_check_roles(c->b, "role:housingcorp", "--to"), KETEN_ERR_NOT_FOUND);
     assert_non_null(strstr(keten_err_detail(), "did you mean role:housing?"));
-    assert_int_equal(keten_dirbuild_check_roles(c->b, "role:muncipality", "--from"),
-        KETEN_ERR_NOT_FOUND);
+    assert_int_equal(
+        keten_dirbuild_check_roles(c->b, "role:muncipality", "--from"), KETEN_ERR_NOT_FOUND);
     assert_non_null(strstr(keten_err_detail(), "did you mean role:municipality?"));
     /* Nothing close: no suggestion, only the list. */
     assert_int_equal(keten_dirbuild_check_roles(c->b, "role:zorg", "--to"), KETEN_ERR_NOT_FOUND);
@@ -629,8 +630,8 @@ static void test_diff(void **state)
     assert_int_equal(keten_dirbuild_approve(c->b, a.req, c->now, DAY, false, NULL), KETEN_OK);
     assert_int_equal(keten_dirbuild_approve(c->b, b.req, c->now, DAY, false, NULL), KETEN_OK);
     assert_int_equal(keten_dirbuild_approve(c->b, r.req, c->now, DAY, false, NULL), KETEN_OK);
-    assert_int_equal(keten_dirbuild_add_rule(c->b, KETEN__EFFECT__EFFECT_ALLOW,
-                         "role:municipality", "role:police", "woonfraude", NULL, NULL, &id),
+    assert_int_equal(keten_dirbuild_add_rule(c->b, KETEN__EFFECT__EFFECT_ALLOW, "role:municipality",
+                         "role:police", "woonfraude", NULL, NULL, &id),
         KETEN_OK);
     assert_int_equal(keten_dirbuild_diff(NULL, keten_dirbuild_doc(c->b), &d), KETEN_OK);
     assert_true(d->changed);
@@ -652,8 +653,7 @@ static void test_diff(void **state)
     assert_false(d->other);
     assert_int_equal(d->n_added + d->n_rotated + d->n_revoked + d->n_rules_added
             + d->n_rules_removed + d->n_categories_added + d->n_categories_removed
-            + d->n_purposes_added + d->n_purposes_removed + d->n_admins_added
-            + d->n_admins_removed,
+            + d->n_purposes_added + d->n_purposes_removed + d->n_admins_added + d->n_admins_removed,
         0);
     assert_int_equal(d->threshold_from, d->threshold_to);
     keten_dirdiff_destroy(&d);
@@ -663,8 +663,8 @@ static void test_diff(void **state)
     assert_int_equal(keten_dirbuild_approve(c->b, r2.req, c->now, DAY, true, NULL), KETEN_OK);
     assert_int_equal(keten_dirbuild_revoke(c->b, "politie-mn", "key lost", c->now), KETEN_OK);
     assert_int_equal(keten_dirbuild_remove_rule(c->b, 1), KETEN_OK);
-    assert_int_equal(keten_dirbuild_add_rule(c->b, KETEN__EFFECT__EFFECT_DENY, "*",
-                         "role:housing", "drugs", NULL, NULL, &id),
+    assert_int_equal(keten_dirbuild_add_rule(c->b, KETEN__EFFECT__EFFECT_DENY, "*", "role:housing",
+                         "drugs", NULL, NULL, &id),
         KETEN_OK);
     assert_int_equal(keten_dirbuild_register(c->b, "mensenhandel", "riec-convenant"), KETEN_OK);
     assert_int_equal(keten_dirbuild_unregister(c->b, NULL, "handhaving", NULL), KETEN_OK);

@@ -592,8 +592,8 @@ static void test_tty_confirm(void **state)
     (void)state;
     child_report r;
     char seen[4096];
-    pty_script same = { { "Passphrase: ", "Repeat" }, { "twice typed\n", "twice typed\n" }, true,
-        CALL_GET };
+    pty_script same
+        = { { "Passphrase: ", "Repeat" }, { "twice typed\n", "twice typed\n" }, true, CALL_GET };
     run_on_pty(&same, &r, seen, sizeof seen);
     assert_int_equal(r.rc, KETEN_OK);
     assert_int_equal(r.len, strlen("twice typed"));
@@ -613,10 +613,9 @@ static void test_tty_confirm(void **state)
 
     /* Three mismatches: refused. A prefix of the first is a mismatch too
      * (lengths compared first). */
-    pty_script differ = { { "Passphrase: ", "Repeat", "Passphrase: ", "Repeat", "Passphrase: ",
-                              "Repeat" },
-        { "first one\n", "first onE\n", "first one\n", "first\n", "a\n", "b\n" }, true,
-        CALL_GET };
+    pty_script differ = { { "Passphrase: ", "Repeat", "Passphrase: ", "Repeat",
+                              "Passphrase: ", "Repeat" },
+        { "first one\n", "first onE\n", "first one\n", "first\n", "a\n", "b\n" }, true, CALL_GET };
     run_on_pty(&differ, &r, seen, sizeof seen);
     assert_int_equal(r.rc, KETEN_ERR_INVALID);
     assert_true(r.echo_after);
@@ -627,8 +626,8 @@ static void test_tty_empty_asked_again(void **state)
     (void)state;
     child_report r;
     char seen[4096];
-    pty_script again = { { "Passphrase: ", "Passphrase: " }, { "\n", "not empty\n" }, false,
-        CALL_GET };
+    pty_script again
+        = { { "Passphrase: ", "Passphrase: " }, { "\n", "not empty\n" }, false, CALL_GET };
     run_on_pty(&again, &r, seen, sizeof seen);
     assert_int_equal(r.rc, KETEN_OK);
     assert_memory_equal(r.pass, "not empty", r.len);
@@ -670,9 +669,9 @@ static void test_tty_try(void **state)
     child_report r;
     char seen[4096];
     /* Wrong twice, then right: three calls, success. */
-    pty_script s = { { "Passphrase: ", "2 tries left", "Passphrase: ", "1 try left",
-                         "Passphrase: " },
-        { "wrong 1\n", "", "wrong 2\n", "", RIGHT "\n" }, false, CALL_TRY };
+    pty_script s
+        = { { "Passphrase: ", "2 tries left", "Passphrase: ", "1 try left", "Passphrase: " },
+              { "wrong 1\n", "", "wrong 2\n", "", RIGHT "\n" }, false, CALL_TRY };
     run_on_pty(&s, &r, seen, sizeof seen);
     assert_int_equal(r.rc, KETEN_OK);
     assert_int_equal(r.calls, 3);
