@@ -25,7 +25,7 @@ static const struct command {
     { "set-admins", cmd_set_admins, "change the administrators and threshold" },
     { "publish", cmd_publish, "produce the next directory version, with a first signature" },
     { "sign", cmd_sign, "add an administrator's signature to a published directory" },
-    { "status", cmd_status, "what the next publish changes, and the last version's signatures" },
+    { "status", cmd_status, "what the next publish changes; how the last version stands" },
     { "partners", cmd_partners, "list the partners: id, role, organisation, serial, state" },
     { "show", cmd_show, "print a directory (or an anchor) and verify it" },
 };
