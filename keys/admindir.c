@@ -262,5 +262,70 @@ keten_err admindir_open_signer(const admindir *self, const char *key_file, uint6
         }
         key_file = file;
     }
-    return keten_cli_identity_open(key_file, passfile, out);
+    return adminkey_open(key_file, passfile, out);
+}
+
+keten_err admindir_load_names(const admindir *self, adminnames **out)
+{
+    char file[PATH_MAX];
+    keten_err e = admindir_file(self, ADMINNAMES_FILE, file);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    return adminnames_load(file, out);
+}
+
+keten_err admindir_save_names(const admindir *self, const adminnames *names)
+{
+    char file[PATH_MAX];
+    keten_err e = admindir_file(self, ADMINNAMES_FILE, file);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    return adminnames_save(names, file);
+}
+
+void admindir_published_free(admindir_published *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    free(p->buf);
+    keten_pb_free((ProtobufCMessage **)(void *)&p->sd);
+    keten_pb_free((ProtobufCMessage **)(void *)&p->doc);
+    memset(p, 0, sizeof *p);
+}
+
+keten_err admindir_last_published(const admindir *self, uint64_t now_ms, admindir_published *out)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t version = admindir_latest_version(self);
+    if (version == 0) {
+        return KETEN_OK;
+    }
+    adminset signing, own;
+    keten_err e = admindir_published_file(self, version, out->file);
+    if (e == KETEN_OK) {
+        e = admindir_read_published(self, version, &out->buf, &out->len, &out->sd, &out->doc);
+    }
+    if (e == KETEN_OK) {
+        e = admindir_signing_set(self, version, &signing);
+    }
+    if (e == KETEN_OK) {
+        e = adminset_from_pb(out->doc->admins, out->doc->n_admins, out->doc->threshold, &own);
+    }
+    if (e == KETEN_OK) {
+        e = dirsig_count(out->sd, &signing, &own, &out->tally);
+    }
+    if (e != KETEN_OK) {
+        admindir_published_free(out);
+        return e;
+    }
+    out->version = version;
+    out->expired = now_ms >= out->doc->expires_at;
+    out->valid = out->tally.enough && !out->expired
+        && dirsig_verify_with_set(self->anchor->network, &signing, out->buf, out->len, now_ms)
+            == KETEN_OK;
+    keten_err_clear();
+    return KETEN_OK;
 }

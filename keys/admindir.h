@@ -5,6 +5,7 @@
  *   ADMIN/state              the draft of the next directory version
  *                            (a serialized Directory, see dirbuild.h), 0600
  *   ADMIN/published/vN.dir   every published version as signed so far
+ *   ADMIN/names              the administrators' names (adminnames.h), 0644
  *   ADMIN/admin-I.secret     administrator keys made by init --admins N
  *   ADMIN/admin-I.pub        (tests and demos only)
  *
@@ -27,6 +28,8 @@
 #include <stdint.h>
 
 #include "adminkey.h"
+#include "adminnames.h"
+#include "dirsig.h"
 #include "dirbuild.h"
 #include "err.h"
 #include "keten.h"
@@ -77,8 +80,32 @@ keten_err admindir_signing_set(
     const admindir *self, uint64_t version, adminset *out) KETEN_MUST_CHECK;
 
 /* The key an administrator signs with: key_file, or ADMIN/admin-I.secret
- * when key_file is NULL (admin_index >= 1). */
+ * when key_file is NULL (admin_index >= 1); opened with adminkey_open(). */
 keten_err admindir_open_signer(const admindir *self, const char *key_file, uint64_t admin_index,
     const char *passfile, keten_identity **out) KETEN_MUST_CHECK;
+
+/* The last published version as ADMIN/published holds it, and how its
+ * signatures stand. */
+typedef struct admindir_published {
+    uint64_t version; /* 0: nothing published yet (the rest is empty) */
+    char file[PATH_MAX]; /* ADMIN/published/v<version>.dir */
+    uint8_t *buf; /* its SignedDirectory bytes */
+    size_t len;
+    Keten__SignedDirectory *sd;
+    Keten__Directory *doc;
+    dirsig_tally tally; /* against the administrators who had to sign it */
+    bool expired; /* at now_ms */
+    bool valid; /* would nodes accept it now: enough signatures, not expired */
+} admindir_published;
+
+/* Read the last published version; free with admindir_published_free(). */
+keten_err admindir_last_published(
+    const admindir *self, uint64_t now_ms, admindir_published *out) KETEN_MUST_CHECK;
+void admindir_published_free(admindir_published *p);
+
+/* ADMIN/names (an empty set when the file does not exist), and writing it
+ * back. *out: adminnames_destroy(). */
+keten_err admindir_load_names(const admindir *self, adminnames **out) KETEN_MUST_CHECK;
+keten_err admindir_save_names(const admindir *self, const adminnames *names) KETEN_MUST_CHECK;
 
 #endif

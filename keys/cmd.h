@@ -11,12 +11,15 @@
 int cmd_admin_keygen(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_register(int argc, char **argv);
+int cmd_unregister(int argc, char **argv);
 int cmd_approve(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_set_admins(int argc, char **argv);
 int cmd_publish(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_partners(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "admindir.h"
 #include "adminkey.h"
+#include "adminnames.h"
 #include "cli.h"
 #include "cmd.h"
 #include "directory.h"
@@ -31,7 +32,9 @@ static const char usage_text[]
       "anchor ADMIN/network.pub (network name, administrators' public keys,\n"
       "threshold) and ADMIN/state, the draft of directory version 1. Give\n"
       "network.pub to every node and the broker out of band, and compare its\n"
-      "sha256 (printed here) with them by another channel.\n"
+      "sha256 (printed here) with them by another channel. The administrators'\n"
+      "names (from the .pub files) are kept in ADMIN/names, for this folder only:\n"
+      "network.pub and the directory carry the keys alone.\n"
       "\n"
       "Options:\n"
       "  --dir ADMIN            the administrators' folder to create\n"
@@ -39,17 +42,19 @@ static const char usage_text[]
       "  --threshold K          signatures needed on every directory version\n"
       "                         (1..N; a real network uses 2 of 3: four eyes)\n"
       "  --admin-pub FILE       an administrator's public key, from admin-keygen;\n"
-      "                         repeat it, or give a comma-separated list\n"
+      "                         repeat it, or give a comma-separated list. The\n"
+      "                         name in it is kept in ADMIN/names\n"
       "  --admins N             tests and demos: generate N administrator keys\n"
       "                         into ADMIN/admin-1.secret .. admin-N.secret (one\n"
-      "                         passphrase for all of them)\n"
+      "                         passphrase for all of them: at least 5 words or\n"
+      "                         20 characters)\n"
       "  --no-passphrase        with --admins: leave those keys unencrypted\n"
       "                         (tests and demos only)\n"
       "  --passphrase-file F    with --admins: read their passphrase from F\n"
       "  --json                 print the result as JSON\n"
       "  --help                 show this help\n";
 
-static const char *const created_names[] = { ADMINDIR_ANCHOR, ADMINDIR_STATE };
+static const char *const created_names[] = { ADMINDIR_ANCHOR, ADMINDIR_STATE, ADMINNAMES_FILE };
 
 /* Remove what a failed init created; ADMIN did not exist before. */
 static void undo(const char *dir, size_t n_keys)
@@ -110,18 +115,34 @@ static keten_err write_in(
 }
 
 static json_t *result_json(const char *dir, const char *network, const adminset *set,
-    const char *anchor_hash, size_t n_generated, bool no_passphrase)
+    adminkey_name *names, const char *anchor_hash, size_t n_generated, bool no_passphrase)
 {
-    json_t *admins = json_array();
-    for (size_t i = 0; admins != NULL && i < set->n; i++) {
-        char b64[KETEN_CLI_KEY_B64_BYTES];
+    json_t *admins = json_array(), *described = json_array();
+    for (size_t i = 0; admins != NULL && described != NULL && i < set->n; i++) {
+        char b64[KETEN_CLI_KEY_B64_BYTES], fpr[ADMINKEY_FPR_BYTES];
         keten_cli_key_b64(set->keys[i], b64);
+        adminkey_fingerprint(set->keys[i], fpr);
         json_array_append_new(admins, json_string(b64));
+        json_array_append_new(described,
+            json_pack("{s:s, s:s, s:s?}", "key", b64, "fingerprint", fpr, "name",
+                names[i][0] != '\0' ? names[i] : NULL));
     }
-    return json_pack("{s:s, s:s, s:s+, s:s, s:I, s:o, s:I, s:b}", "dir", dir, "network", network,
-        "anchor", dir, "/" ADMINDIR_ANCHOR, "anchor_sha256", anchor_hash, "threshold",
-        (json_int_t)set->threshold, "admins", admins, "generated_keys", (json_int_t)n_generated,
-        "passphrase_protected", n_generated > 0 && !no_passphrase);
+    return json_pack("{s:s, s:s, s:s+, s:s, s:I, s:o, s:o, s:I, s:b}", "dir", dir, "network",
+        network, "anchor", dir, "/" ADMINDIR_ANCHOR, "anchor_sha256", anchor_hash, "threshold",
+        (json_int_t)set->threshold, "admins", admins, "administrators", described, "generated_keys",
+        (json_int_t)n_generated, "passphrase_protected", n_generated > 0 && !no_passphrase);
+}
+
+/* ADMIN/names from the names the keys came with. */
+static keten_err make_names(const adminset *set, adminkey_name *names, adminnames **out)
+{
+    keten_err e = adminnames_new(out);
+    for (size_t i = 0; e == KETEN_OK && i < set->n; i++) {
+        if (names[i][0] != '\0') {
+            e = adminnames_set(*out, set->keys[i], names[i]);
+        }
+    }
+    return e;
 }
 
 int cmd_init(int argc, char **argv)
@@ -223,6 +244,9 @@ int cmd_init(int argc, char **argv)
     keten_err e = KETEN_OK;
     adminset set;
     memset(&set, 0, sizeof set);
+    adminkey_name names[KETEN_MAX_ADMINS];
+    memset(names, 0, sizeof names);
+    adminnames *names_file = NULL;
     keten_identity *keys[KETEN_MAX_ADMINS] = { NULL };
     char *pass = NULL;
     size_t passlen = 0;
@@ -234,7 +258,7 @@ int cmd_init(int argc, char **argv)
 
     /* 1. Everything that can be refused is refused before anything is made. */
     if (n_pubs > 0) {
-        e = adminkey_pub_read_list(pubs, n_pubs, &set);
+        e = adminkey_pub_read_list(pubs, n_pubs, &set, names);
         if (e != KETEN_OK) {
             goto out;
         }
@@ -262,7 +286,9 @@ int cmd_init(int argc, char **argv)
             char what[PATH_MAX];
             snprintf(
                 what, sizeof what, "%s/admin-1..%llu.secret", dir, (unsigned long long)n_generate);
-            e = keten_cli_passphrase(passfile, what, true, &pass, &passlen);
+            char prompt[PATH_MAX + 32];
+            snprintf(prompt, sizeof prompt, "New passphrase for %s: ", what);
+            e = keten_passphrase_get_new(passfile, prompt, true, &pass, &passlen);
             if (e != KETEN_OK) {
                 goto out;
             }
@@ -272,6 +298,7 @@ int cmd_init(int argc, char **argv)
                 goto out;
             }
             memcpy(set.keys[i], keys[i]->sign_pk, KETEN_SIGN_PK_BYTES);
+            snprintf(names[i], sizeof names[i], "test administrator %zu", i + 1);
         }
     }
     e = keten_dirbuild_new(
@@ -283,6 +310,9 @@ int cmd_init(int argc, char **argv)
         goto out;
     }
     if ((e = make_anchor(network, &set, &anchor, &anchor_len)) != KETEN_OK) {
+        goto out;
+    }
+    if ((e = make_names(&set, names, &names_file)) != KETEN_OK) {
         goto out;
     }
 
@@ -315,11 +345,15 @@ int cmd_init(int argc, char **argv)
             goto out;
         }
         snprintf(path, sizeof path, "%s/admin-%zu.pub", dir, i + 1);
-        if ((e = adminkey_pub_write(path, keys[i]->sign_pk)) != KETEN_OK) {
+        if ((e = adminkey_pub_write(path, keys[i]->sign_pk, names[i])) != KETEN_OK) {
             goto out;
         }
     }
     if ((e = write_in(dir, ADMINDIR_STATE, state, state_len, 0600)) != KETEN_OK) {
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, ADMINNAMES_FILE);
+    if ((e = adminnames_save(names_file, path)) != KETEN_OK) {
         goto out;
     }
     if ((e = write_in(dir, ADMINDIR_ANCHOR, anchor, anchor_len, 0644)) != KETEN_OK) {
@@ -329,6 +363,15 @@ int cmd_init(int argc, char **argv)
     created = false; /* complete: nothing to undo from here on */
 
     /* 4. Report. */
+    for (size_t i = 0; i < set.n; i++) {
+        if (names[i][0] == '\0') {
+            char fpr[ADMINKEY_FPR_BYTES];
+            adminkey_fingerprint(set.keys[i], fpr);
+            keten_cli_warn("the public key of administrator %zu (fingerprint %s) carries no name: "
+                           "outputs show its fingerprint only (admin-keygen --name sets one)",
+                i + 1, fpr);
+        }
+    }
     if (n_generate > 0 && no_passphrase) {
         keten_cli_warn("%s/admin-*.secret are not protected by a passphrase (--no-passphrase); "
                        "such administrator keys are for tests and demos only",
@@ -338,18 +381,22 @@ int cmd_init(int argc, char **argv)
     keten_cli_sha256_hex(anchor, anchor_len, hash);
     if (json) {
         e = keten_cli_json_print(
-            result_json(dir, network, &set, hash, (size_t)n_generate, no_passphrase));
+            result_json(dir, network, &set, names, hash, (size_t)n_generate, no_passphrase));
     } else {
         printf("created %s for network '%s': %u of %zu administrator signatures needed\n", dir,
             network, (unsigned)set.threshold, set.n);
         printf("anchor %s/%s sha256 %s\n", dir, ADMINDIR_ANCHOR, hash);
         for (size_t i = 0; i < set.n; i++) {
-            char b64[KETEN_CLI_KEY_B64_BYTES];
+            char label[ADMINNAMES_LABEL_BYTES], b64[KETEN_CLI_KEY_B64_BYTES];
+            adminnames_label(names_file, set.keys[i], label);
             keten_cli_key_b64(set.keys[i], b64);
             if (n_generate > 0) {
-                printf("administrator %zu: %s (%s/admin-%zu.secret)\n", i + 1, b64, dir, i + 1);
+                printf("administrator %zu: %s, key %s (%s/admin-%zu.secret)\n", i + 1, label, b64,
+                    dir, i + 1);
+            } else if (names[i][0] != '\0') {
+                printf("administrator %zu: %s, key %s\n", i + 1, label, b64);
             } else {
-                printf("administrator %zu: %s\n", i + 1, b64);
+                printf("administrator %zu: %s\n", i + 1, label);
             }
         }
         printf("Next: register categories and purposes, approve requests, add policy rules,\n"
@@ -365,6 +412,7 @@ out:
     }
     keten_passphrase_free(&pass);
     keten_dirbuild_destroy(&draft);
+    adminnames_destroy(&names_file);
     free(state);
     free(anchor);
     if (e != KETEN_OK) {

@@ -23,6 +23,7 @@
 static const char usage_text[]
     = "Usage: keten-keys policy --dir ADMIN allow|deny --from PARTIES --to PARTIES\n"
       "                         --category C[,C] [--kind K[,K]] [--purpose P[,P]]\n"
+      "                         [--allow-unknown-role]\n"
       "       keten-keys policy --dir ADMIN list [--json]\n"
       "       keten-keys policy --dir ADMIN explain --from ID --to ID --category C\n"
       "                         [--kind K] [--purpose P] [--json]\n"
@@ -33,6 +34,10 @@ static const char usage_text[]
       "comma-separated. A rule covers its categories (* for all registered ones),\n"
       "its kinds (signal, query, reply, feedback; all when not given) and its\n"
       "purposes (all when not given); categories and purposes must be registered.\n"
+      "A role must be known: a standard role (municipality, police, tax, housing,\n"
+      "riec) or the role of a partner in the draft. An unknown role is refused,\n"
+      "with the role it most likely meant: a typo would give a rule that never\n"
+      "matches, and a deny rule that never matches denies nothing.\n"
       "A message passes when an allow rule matches it and no deny rule does:\n"
       "deny wins, and what no rule allows is refused (default deny).\n"
       "\n"
@@ -48,13 +53,49 @@ static const char usage_text[]
       "  --category C[,C]       categories (signal types)\n"
       "  --kind K[,K]           kinds (default: all; for explain: signal)\n"
       "  --purpose P[,P]        purposes (default: all)\n"
+      "  --allow-unknown-role   accept a role no partner has yet (allow, deny,\n"
+      "                         explain): the rule matches once one has it\n"
       "  --json                 JSON output (list, explain)\n"
       "  --help                 show this help\n";
 
 typedef struct args {
     const char *dir, *from, *to, *category, *kind, *purpose;
-    bool json;
+    bool json, allow_unknown_role;
 } args;
+
+/* The roles in --from and --to must be known, unless --allow-unknown-role;
+ * with it, each unknown role is warned about. */
+static keten_err check_roles(const admindir *ad, const args *a)
+{
+    const char *lists[2] = { a->from, a->to };
+    const char *whats[2] = { "--from", "--to" };
+    for (int i = 0; i < 2; i++) {
+        if (!a->allow_unknown_role) {
+            keten_err e = keten_dirbuild_check_roles(ad->draft, lists[i], whats[i]);
+            if (e != KETEN_OK) {
+                return e;
+            }
+            continue;
+        }
+        char **items = NULL;
+        size_t n = 0;
+        keten_err e = keten_cli_split(lists[i], whats[i], &items, &n);
+        for (size_t j = 0; e == KETEN_OK && j < n; j++) {
+            if (strncmp(items[j], "role:", 5) == 0 && keten_name_valid(items[j] + 5)
+                && !keten_dirbuild_role_known(ad->draft, items[j] + 5)) {
+                keten_cli_warn("%s %s: no partner in the draft has this role and it is not a "
+                               "standard role (--allow-unknown-role); the rule matches nobody "
+                               "through it until such a partner is approved",
+                    whats[i], items[j]);
+            }
+        }
+        keten_cli_split_free(&items, n);
+        if (e != KETEN_OK) {
+            return e;
+        }
+    }
+    return KETEN_OK;
+}
 
 static const Keten__PolicyRule *find_rule(const Keten__Directory *doc, uint32_t id)
 {
@@ -149,6 +190,7 @@ static int policy_add(const args *a, Keten__Effect effect)
     const Keten__Directory *doc = keten_dirbuild_doc(ad->draft);
     if ((e = check_list(doc, a->from, "--from", 'p')) != KETEN_OK
         || (e = check_list(doc, a->to, "--to", 'p')) != KETEN_OK
+        || (e = check_roles(ad, a)) != KETEN_OK
         || (e = check_list(doc, a->category, "--category", 'c')) != KETEN_OK
         || (a->kind != NULL && (e = check_list(doc, a->kind, "--kind", 'k')) != KETEN_OK)
         || (a->purpose != NULL
@@ -255,7 +297,8 @@ static int policy_explain(const args *a)
     }
     const Keten__Directory *doc = keten_dirbuild_doc(ad->draft);
     const char *from_id, *from_role, *to_id, *to_role;
-    if ((e = resolve_party(doc, a->from, "--from", &from_id, &from_role)) != KETEN_OK
+    if ((e = check_roles(ad, a)) != KETEN_OK
+        || (e = resolve_party(doc, a->from, "--from", &from_id, &from_role)) != KETEN_OK
         || (e = resolve_party(doc, a->to, "--to", &to_id, &to_role)) != KETEN_OK) {
         admindir_close(&ad);
         return keten_cli_error(e);
@@ -352,6 +395,7 @@ int cmd_policy(int argc, char **argv)
         { "kind", required_argument, NULL, 'k' },
         { "purpose", required_argument, NULL, 'p' },
         { "json", no_argument, NULL, 'j' },
+        { "allow-unknown-role", no_argument, NULL, 'U' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -381,6 +425,9 @@ int cmd_policy(int argc, char **argv)
             break;
         case 'j':
             a.json = true;
+            break;
+        case 'U':
+            a.allow_unknown_role = true;
             break;
         case 'h':
             fputs(usage_text, stdout);

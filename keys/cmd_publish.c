@@ -16,18 +16,21 @@
 
 #include "admindir.h"
 #include "adminkey.h"
+#include "adminnames.h"
 #include "cli.h"
 #include "cmd.h"
 #include "directory.h"
 #include "dirsig.h"
 #include "pb.h"
+#include "render.h"
 #include "util.h"
 
 #define DIR_VALID_DAYS_MAX 365
 
 static const char publish_usage[]
     = "Usage: keten-keys publish --dir ADMIN --out FILE (--key FILE | --admin I)\n"
-      "                          [--valid-days D] [--passphrase-file F] [--json]\n"
+      "                          [--valid-days D] [--refresh] [--force]\n"
+      "                          [--passphrase-file F] [--json]\n"
       "\n"
       "Produce the next directory version from the draft in ADMIN, signed by one\n"
       "administrator, and write it to FILE (a copy stays in ADMIN/published/).\n"
@@ -37,6 +40,11 @@ static const char publish_usage[]
       "for version 1) or, when this version changes the administrators, of the\n"
       "new set. FILE may replace an earlier directory file, nothing else.\n"
       "\n"
+      "Refused while the last published version lacks signatures (have another\n"
+      "administrator sign it first: publishing over it wastes it), and when the\n"
+      "draft is the same as the last published version (nothing to publish;\n"
+      "keten-keys status shows what would change).\n"
+      "\n"
       "Options:\n"
       "  --dir ADMIN            the administrators' folder\n"
       "  --out FILE             where to write the signed directory\n"
@@ -45,6 +53,12 @@ static const char publish_usage[]
       "  --valid-days D         days until the version expires (default 14, at most 365);\n"
       "                         past expiry nodes and the broker stop until a fresh\n"
       "                         version comes\n"
+      "  --refresh              publish the same contents again as a new version,\n"
+      "                         only to renew the expiry (the routine before the\n"
+      "                         last version expires); refused when the draft has\n"
+      "                         changes\n"
+      "  --force                publish although the last published version lacks\n"
+      "                         signatures (it is then never valid) or nothing changed\n"
       "  --passphrase-file F    read the key's passphrase from F (mode 0600)\n"
       "  --json                 print the result as JSON\n"
       "  --help                 show this help\n";
@@ -71,7 +85,7 @@ static const char sign_usage[]
 typedef struct sign_args {
     const char *dir, *out, *key, *admin_arg, *days_arg, *passfile;
     uint64_t admin;
-    bool json;
+    bool json, force, refresh;
 } sign_args;
 
 static int parse_args(
@@ -83,6 +97,8 @@ static int parse_args(
         { "key", required_argument, NULL, 'k' },
         { "admin", required_argument, NULL, 'a' },
         { "valid-days", required_argument, NULL, 'v' },
+        { "force", no_argument, NULL, 'F' },
+        { "refresh", no_argument, NULL, 'R' },
         { "passphrase-file", required_argument, NULL, 'p' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
@@ -113,6 +129,14 @@ static int parse_args(
                 return keten_cli_usage(cmd, "--valid-days is for publish");
             }
             a->days_arg = optarg;
+            break;
+        case 'F':
+        case 'R':
+            if (!publish) {
+                return keten_cli_usage(
+                    cmd, "%s is for publish", c == 'F' ? "--force" : "--refresh");
+            }
+            *(c == 'F' ? &a->force : &a->refresh) = true;
             break;
         case 'p':
             a->passfile = optarg;
@@ -194,6 +218,31 @@ static keten_err judge(const admindir *ad, const adminset *signing, const uint8_
     }
     /* Anything else means the document itself is wrong: refuse to write it. */
     return e;
+}
+
+/* "J. de Vries (fingerprint ...)" for the signer, from ADMIN/names. */
+static void signer_label(
+    const admindir *ad, const keten_identity *id, char out[static ADMINNAMES_LABEL_BYTES])
+{
+    adminnames *names = NULL;
+    if (admindir_load_names(ad, &names) != KETEN_OK) {
+        keten_err_clear(); /* a label only: the key is what counts */
+    }
+    adminnames_label(names, id->sign_pk, out);
+    adminnames_destroy(&names);
+}
+
+/* The signer as {"key", "fingerprint", "name"}. */
+static json_t *signer_json(const admindir *ad, const keten_identity *id)
+{
+    adminnames *names = NULL;
+    if (admindir_load_names(ad, &names) != KETEN_OK) {
+        keten_err_clear();
+    }
+    ProtobufCBinaryData key = { KETEN_SIGN_PK_BYTES, (uint8_t *)id->sign_pk };
+    json_t *obj = render_admin_json(names, &key);
+    adminnames_destroy(&names);
+    return obj;
 }
 
 static void print_status(const dirsig_tally *t, bool valid)
@@ -289,6 +338,68 @@ static void warn_incomplete_previous(const admindir *ad, uint64_t version)
     keten_pb_free((ProtobufCMessage **)(void *)&doc);
 }
 
+/* The last published version must have its signatures, and the draft must
+ * change something, unless --force (or, for an unchanged draft, --refresh).
+ * Returns 0 or the exit code, having said why and what to do. */
+static int check_previous(const admindir *ad, const sign_args *a, uint64_t now)
+{
+    admindir_published p;
+    keten_dirdiff *d = NULL;
+    keten_err e = admindir_last_published(ad, now, &p);
+    if (e == KETEN_OK && p.version > 0) {
+        e = keten_dirbuild_diff(p.doc, keten_dirbuild_doc(ad->draft), &d);
+    }
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    int rc = KETEN_EXIT_OK;
+    char tally[512];
+    dirsig_tally_text(&p.tally, tally, sizeof tally);
+    char *hint = strstr(tally, " (keten-keys sign)");
+    if (hint != NULL) {
+        *hint = '\0'; /* the message below says how */
+    }
+    if (p.version > 0 && !p.tally.enough && !a->force) {
+        if (p.expired) {
+            keten_err_set(KETEN_ERR_THRESHOLD,
+                "version %llu expired before it had its signatures (%s): signing it can no "
+                "longer make it valid; to publish version %llu in its place, run publish again "
+                "with --force",
+                (unsigned long long)p.version, tally, (unsigned long long)(p.version + 1));
+        } else {
+            keten_err_set(KETEN_ERR_THRESHOLD,
+                "version %llu has %s: run keten-keys sign --dir %s %s with another "
+                "administrator's key first. Publishing now would leave version %llu never valid; "
+                "to do that all the same, add --force",
+                (unsigned long long)p.version, tally, ad->path, p.file,
+                (unsigned long long)p.version);
+        }
+        /* Nothing was verified: a refusal to act, exit 1. */
+        keten_cli_error(KETEN_ERR_THRESHOLD);
+        rc = KETEN_EXIT_FAILURE;
+    } else if (d != NULL && !d->changed && !a->refresh && !a->force) {
+        char expires[32];
+        keten_time_iso(p.doc->expires_at, expires, sizeof expires);
+        e = keten_err_set(KETEN_ERR_EXISTS,
+            "nothing changed since version %llu (it %s %s): the draft holds the same partners, "
+            "rules and values. To publish the same contents as version %llu only to renew the "
+            "expiry, run publish again with --refresh",
+            (unsigned long long)p.version, p.expired ? "expired" : "expires", expires,
+            (unsigned long long)(p.version + 1));
+        rc = keten_cli_error(e);
+    } else if (d != NULL && d->changed && a->refresh && !a->force) {
+        e = keten_err_set(KETEN_ERR_INVALID,
+            "--refresh publishes an unchanged draft again, but this draft changes things since "
+            "version %llu (keten-keys status --dir %s lists them); publish without --refresh "
+            "to publish those changes",
+            (unsigned long long)p.version, ad->path);
+        rc = keten_cli_error(e);
+    }
+    keten_dirdiff_destroy(&d);
+    admindir_published_free(&p);
+    return rc;
+}
+
 int cmd_publish(int argc, char **argv)
 {
     sign_args a = { 0 };
@@ -342,6 +453,10 @@ int cmd_publish(int argc, char **argv)
             (unsigned long long)version);
         goto out;
     }
+    if ((rc = check_previous(ad, &a, now)) != KETEN_EXIT_OK) {
+        admindir_close(&ad);
+        return rc;
+    }
     if ((e = admindir_open_signer(ad, a.key, a.admin, a.passfile, &id)) != KETEN_OK) {
         goto out;
     }
@@ -385,12 +500,16 @@ int cmd_publish(int argc, char **argv)
     keten_time_iso(now + days * KETEN_MS_PER_DAY, until, sizeof until);
     keten_cli_sha256_hex(sd_bytes, sd_len, hash);
     if (a.json) {
-        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:b}", "file", a.out,
-            "copy", copy, "version", (json_int_t)version, "expires_at", until, "sha256", hash,
-            "signatures", dirsig_tally_json(&t), "valid", valid));
+        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:b, s:o}", "file",
+            a.out, "copy", copy, "version", (json_int_t)version, "expires_at", until, "sha256",
+            hash, "signatures", dirsig_tally_json(&t), "valid", valid, "signed_by",
+            signer_json(ad, id)));
     } else {
+        char label[ADMINNAMES_LABEL_BYTES];
+        signer_label(ad, id, label);
         printf("published version %llu of network '%s' to %s (expires %s)\n",
             (unsigned long long)version, keten_dirbuild_doc(ad->draft)->network, a.out, until);
+        printf("signed by %s\n", label);
         print_status(&t, valid);
     }
 out:
@@ -601,12 +720,15 @@ int cmd_sign(int argc, char **argv)
     if (a.json) {
         char hash[KETEN_CLI_HASH_HEX_BYTES];
         keten_cli_sha256_hex(sd_bytes, sd_len, hash);
-        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:o, s:b}", "file", file, "copy",
-            copy, "version", (json_int_t)latest, "sha256", hash, "signatures",
-            dirsig_tally_json(&t), "valid", valid));
+        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:o, s:b, s:o}", "file", file,
+            "copy", copy, "version", (json_int_t)latest, "sha256", hash, "signatures",
+            dirsig_tally_json(&t), "valid", valid, "signed_by", signer_json(ad, id)));
     } else {
+        char label[ADMINNAMES_LABEL_BYTES];
+        signer_label(ad, id, label);
         printf("signed version %llu of network '%s' in %s\n", (unsigned long long)latest, network,
             file);
+        printf("signed by %s\n", label);
         print_status(&t, valid);
     }
 out:

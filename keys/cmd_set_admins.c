@@ -24,6 +24,7 @@ static const char usage_text[]
       "set is the complete list: include the administrators who stay. The version\n"
       "that carries the change needs K signatures of the current administrators\n"
       "and K signatures of the new ones (publish, then sign until both are met).\n"
+      "The names in the new .pub files are added to ADMIN/names.\n"
       "\n"
       "Options:\n"
       "  --dir ADMIN            the administrators' folder\n"
@@ -93,8 +94,10 @@ int cmd_set_admins(int argc, char **argv)
     }
 
     adminset next, current;
+    adminkey_name names[KETEN_MAX_ADMINS];
+    adminnames *known = NULL;
     admindir *ad = NULL;
-    keten_err e = adminkey_pub_read_list(pubs, n_pubs, &next);
+    keten_err e = adminkey_pub_read_list(pubs, n_pubs, &next, names);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
@@ -113,30 +116,55 @@ int cmd_set_admins(int argc, char **argv)
     }
     e = keten_dirbuild_set_admins(
         ad->draft, (const uint8_t(*)[KETEN_SIGN_PK_BYTES])next.keys, next.n, next.threshold);
-    if (e != KETEN_OK) {
+    if (e != KETEN_OK || (e = admindir_load_names(ad, &known)) != KETEN_OK) {
         goto out;
     }
-    if ((e = admindir_save(ad)) != KETEN_OK) {
+    for (size_t i = 0; i < next.n; i++) {
+        if (names[i][0] != '\0'
+            && (e = adminnames_set(known, next.keys[i], names[i])) != KETEN_OK) {
+            goto out;
+        }
+    }
+    /* The names first: should the state fail, a name too many is harmless. */
+    if ((e = admindir_save_names(ad, known)) != KETEN_OK || (e = admindir_save(ad)) != KETEN_OK) {
         goto out;
+    }
+    for (size_t i = 0; i < next.n; i++) {
+        if (adminnames_find(known, next.keys[i]) == NULL) {
+            char fpr[ADMINKEY_FPR_BYTES];
+            adminkey_fingerprint(next.keys[i], fpr);
+            keten_cli_warn("the administrator key with fingerprint %s has no name: outputs show "
+                           "its fingerprint only (admin-keygen --name sets one)",
+                fpr);
+        }
     }
     bool change = !adminset_equal(&current, &next);
     if (json) {
-        json_t *admins = json_array();
-        for (size_t i = 0; admins != NULL && i < next.n; i++) {
-            char b64[KETEN_CLI_KEY_B64_BYTES];
+        json_t *admins = json_array(), *described = json_array();
+        for (size_t i = 0; admins != NULL && described != NULL && i < next.n; i++) {
+            char b64[KETEN_CLI_KEY_B64_BYTES], fpr[ADMINKEY_FPR_BYTES];
             keten_cli_key_b64(next.keys[i], b64);
+            adminkey_fingerprint(next.keys[i], fpr);
             json_array_append_new(admins, json_string(b64));
+            json_array_append_new(described,
+                json_pack("{s:s, s:s, s:s?, s:b}", "key", b64, "fingerprint", fpr, "name",
+                    adminnames_find(known, next.keys[i]), "new",
+                    adminset_find(&current, next.keys[i]) < 0));
         }
-        e = keten_cli_json_print(json_pack("{s:I, s:o, s:I, s:b, s:I}", "version",
-            (json_int_t)version, "admins", admins, "threshold", (json_int_t)next.threshold,
-            "admin_change", change, "current_threshold", (json_int_t)current.threshold));
+        e = keten_cli_json_print(
+            json_pack("{s:I, s:o, s:o, s:I, s:b, s:I}", "version", (json_int_t)version, "admins",
+                admins, "administrators", described, "threshold", (json_int_t)next.threshold,
+                "admin_change", change, "current_threshold", (json_int_t)current.threshold));
     } else {
         printf("version %llu will have %zu administrators, threshold %u:\n",
             (unsigned long long)version, next.n, (unsigned)next.threshold);
         for (size_t i = 0; i < next.n; i++) {
-            char b64[KETEN_CLI_KEY_B64_BYTES];
+            char label[ADMINNAMES_LABEL_BYTES], b64[KETEN_CLI_KEY_B64_BYTES];
+            adminnames_label(known, next.keys[i], label);
             keten_cli_key_b64(next.keys[i], b64);
-            printf("  %s%s\n", b64, adminset_find(&current, next.keys[i]) >= 0 ? "" : " (new)");
+            bool named = adminnames_find(known, next.keys[i]) != NULL;
+            printf("  %s%s%s%s\n", label, named ? ", key " : "", named ? b64 : "",
+                adminset_find(&current, next.keys[i]) >= 0 ? "" : " (new)");
         }
         if (change) {
             printf("it needs %u signatures of the current administrators and %u of the new "
@@ -147,6 +175,7 @@ int cmd_set_admins(int argc, char **argv)
         }
     }
 out:
+    adminnames_destroy(&known);
     admindir_close(&ad);
     return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
 }

@@ -4,11 +4,20 @@
  *
  * Verification: a version 1, or a version whose administrators and threshold
  * are still those of the anchor, is verified against the anchor. Otherwise
- * the chain v1.dir .. v<N-1>.dir must lie in the same folder as FILE (as in
- * ADMIN/published/); each step is verified from the anchor on. show checks
- * one file: it cannot know which version a node or the broker has installed,
- * so it only points out a newer v<N+1>.dir lying beside FILE (a node that has
- * it refuses FILE as a rollback).
+ * the chain v1.dir .. v<N-1>.dir is needed: show takes it from the folder of
+ * FILE or, when it is not there, from the published/ folder beside the
+ * anchor (ADMIN/published/ when the anchor is ADMIN/network.pub); each step is
+ * verified from the anchor on. Without the chain show cannot tell whose
+ * signatures count: it says so (exit 1) rather than calling the file invalid,
+ * and labels a signature by a key that this version does not list as
+ * unknown, not as counting nothing. show checks one file: it cannot know
+ * which version a node or the broker has installed, so it only points out a
+ * newer v<N+1>.dir lying beside FILE (a node that has it refuses FILE as a
+ * rollback).
+ *
+ * Names: the administrators' names (adminnames.h) are read from the ADMIN
+ * folder the anchor or FILE lies in (a folder holding network.pub), never
+ * from anywhere else, and printed beside each key's fingerprint.
  *
  * Test hook: the environment variable KETEN_TEST_NOW_MS (milliseconds since
  * the epoch), honoured by this command only, replaces the clock for the
@@ -25,6 +34,7 @@
 #include <sys/stat.h>
 
 #include "adminkey.h"
+#include "adminnames.h"
 #include "cli.h"
 #include "cmd.h"
 #include "directory.h"
@@ -35,7 +45,7 @@
 
 #define CMD "show"
 #define TEST_NOW_ENV "KETEN_TEST_NOW_MS"
-#define SIG_LABEL_MAX 128
+#define SIG_LABEL_MAX 256
 
 static const char usage_text[]
     = "Usage: keten-keys show FILE [--anchor network.pub] [--json]\n"
@@ -47,9 +57,14 @@ static const char usage_text[]
       "With --anchor, also verify it the way nodes and the broker do: against the\n"
       "anchor when it is version 1 or the administrators have not changed since\n"
       "the anchor, otherwise along the chain of earlier versions v1.dir ..\n"
-      "v<N-1>.dir, which must lie in the same folder as FILE (ADMIN/published/\n"
-      "holds them). Prints \"valid\" or exactly why not. show cannot know which\n"
-      "version a node has installed: a newer v<N+1>.dir beside FILE is pointed out.\n"
+      "v<N-1>.dir, taken from the folder of FILE or else from the published/\n"
+      "folder beside the anchor (ADMIN/published/ for ADMIN/network.pub). Prints\n"
+      "\"valid\" or exactly why not. show cannot know which version a node has\n"
+      "installed: a newer v<N+1>.dir beside FILE is pointed out.\n"
+      "\n"
+      "Signatures and administrators are printed with the administrator's name\n"
+      "and key fingerprint, the names taken from the ADMIN folder that the anchor\n"
+      "or FILE lies in (ADMIN/names, written by init and set-admins).\n"
       "\n"
       "Options:\n"
       "  --anchor FILE          verify against this trust anchor (network.pub)\n"
@@ -69,6 +84,8 @@ typedef struct verdict {
     char signing_name[64]; /* whose they are: "the anchor", "version 3" */
     uint64_t newer; /* a newer version lying beside FILE, or 0 */
     char newer_path[PATH_MAX];
+    bool chain_missing; /* needed the chain and could not find it */
+    char chain_folder[PATH_MAX]; /* where the chain was taken from */
 } verdict;
 
 static keten_err chain_broken(verdict *v, keten_err e, const char *path)
@@ -130,27 +147,51 @@ static bool is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Verify FILE along v1.dir .. v<N-1>.dir in folder, from the anchor on. */
-static keten_err verify_chain(const Keten__Anchor *anchor, const char *folder, uint64_t n,
-    const uint8_t *buf, size_t len, uint64_t now, verdict *v)
+/* Are v1.dir .. v<n-1>.dir all in folder? */
+static bool chain_complete(const char *folder, uint64_t n)
+{
+    char path[PATH_MAX];
+    for (uint64_t i = 1; i < n; i++) {
+        if (chain_file(folder, i, path) != KETEN_OK || !is_file(path)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Verify FILE along v1.dir .. v<N-1>.dir, from the anchor on; the chain
+ * from the first of the folders that holds all of it. */
+static keten_err verify_chain(const Keten__Anchor *anchor, const char *const *folders,
+    size_t n_folders, uint64_t n, const uint8_t *buf, size_t len, uint64_t now, verdict *v)
 {
     char path[PATH_MAX];
     keten_directory *prev = NULL, *cur = NULL;
     keten_err e = KETEN_OK;
+    const char *folder = NULL;
     v->method = "chain";
-    for (uint64_t i = 1; i < n; i++) {
-        if ((e = chain_file(folder, i, path)) != KETEN_OK) {
-            return note(v, e);
-        }
-        if (!is_file(path)) {
-            e = keten_err_set(KETEN_ERR_NOT_FOUND,
-                "cannot verify version %llu without the chain: its administrators differ from "
-                "the anchor's, and %s is missing; put v1.dir .. v%llu.dir (ADMIN/published/ "
-                "has them) beside the file",
-                (unsigned long long)n, path, (unsigned long long)(n - 1));
-            return note(v, e);
+    for (size_t f = 0; f < n_folders && folder == NULL; f++) {
+        if (chain_complete(folders[f], n)) {
+            folder = folders[f];
         }
     }
+    if (folder == NULL) {
+        char versions[64];
+        if (n == 2) {
+            snprintf(versions, sizeof versions, "v1.dir");
+        } else {
+            snprintf(versions, sizeof versions, "v1.dir .. v%llu.dir", (unsigned long long)(n - 1));
+        }
+        v->chain_missing = true;
+        e = keten_err_set(KETEN_ERR_NOT_FOUND,
+            "cannot verify version %llu without the chain of earlier versions: its "
+            "administrators differ from the anchor's, and %s %s not in %s%s%s; copy %s "
+            "(ADMIN/published/ has them) beside the file, or give the anchor of that ADMIN "
+            "folder",
+            (unsigned long long)n, versions, n == 2 ? "is" : "are", folders[0],
+            n_folders > 1 ? " nor in " : "", n_folders > 1 ? folders[1] : "", versions);
+        return note(v, e);
+    }
+    snprintf(v->chain_folder, sizeof v->chain_folder, "%s", folder);
     for (uint64_t i = 1; i < n && e == KETEN_OK; i++) {
         uint8_t *b = NULL;
         size_t l = 0;
@@ -212,12 +253,21 @@ out:
     keten_pb_free((ProtobufCMessage **)(void *)&d);
 }
 
-static void verify(const char *file, const Keten__Anchor *anchor, const uint8_t *buf, size_t len,
-    const Keten__Directory *doc, verdict *v)
+static void verify(const char *file, const char *anchor_path, const Keten__Anchor *anchor,
+    const uint8_t *buf, size_t len, const Keten__Directory *doc, verdict *v)
 {
-    char copy[PATH_MAX];
+    char copy[PATH_MAX], anchor_copy[PATH_MAX], published[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", file);
     const char *folder = dirname(copy);
+    snprintf(anchor_copy, sizeof anchor_copy, "%s", anchor_path);
+    int pn = snprintf(published, sizeof published, "%s/published", dirname(anchor_copy));
+    const char *folders[2] = { folder, published };
+    size_t n_folders = 1;
+    struct stat st;
+    if (pn > 0 && (size_t)pn < sizeof published && stat(published, &st) == 0
+        && S_ISDIR(st.st_mode)) {
+        n_folders = 2;
+    }
     uint64_t now = clock_now();
     adminset own, anchor_set;
     v->checked = true;
@@ -248,16 +298,97 @@ static void verify(const char *file, const Keten__Anchor *anchor, const uint8_t 
             note(v, v->err);
         }
     } else {
-        (void)verify_chain(anchor, folder, doc->version, buf, len, now, v);
+        (void)verify_chain(anchor, folders, n_folders, doc->version, buf, len, now, v);
     }
     find_newer(folder, doc, v);
 }
 
+/* ---- names --------------------------------------------------------------- */
+
+/* Is folder an ADMIN folder (it holds network.pub)? */
+static bool is_admin_folder(const char *folder)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/network.pub", folder);
+    return n > 0 && (size_t)n < sizeof path && is_file(path);
+}
+
+/* The names of the ADMIN folder the anchor lies in, else of the one FILE
+ * lies in (FILE = ADMIN/network.pub or ADMIN/published/vN.dir). NULL when
+ * there is none; a names file that cannot be read is warned about. */
+static adminnames *load_names(const char *file, const char *anchor_path)
+{
+    char candidates[3][PATH_MAX];
+    size_t n = 0;
+    char copy[PATH_MAX];
+    if (anchor_path != NULL) {
+        snprintf(copy, sizeof copy, "%s", anchor_path);
+        snprintf(candidates[n++], PATH_MAX, "%s", dirname(copy));
+    }
+    snprintf(copy, sizeof copy, "%s", file);
+    char *folder = dirname(copy);
+    snprintf(candidates[n++], PATH_MAX, "%s", folder);
+    char *base = strrchr(folder, '/');
+    if (strcmp(base != NULL ? base + 1 : folder, "published") == 0) {
+        snprintf(candidates[n++], PATH_MAX, "%s/..", folder);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!is_admin_folder(candidates[i])) {
+            continue;
+        }
+        char path[PATH_MAX];
+        adminnames *names = NULL;
+        int l = snprintf(path, sizeof path, "%s/%s", candidates[i], ADMINNAMES_FILE);
+        if (l < 0 || (size_t)l >= sizeof path) {
+            continue;
+        }
+        if (adminnames_load(path, &names) != KETEN_OK) {
+            keten_cli_warn("%s; administrators are shown by fingerprint only", keten_err_detail());
+            keten_err_clear();
+            return NULL;
+        }
+        return names;
+    }
+    return NULL;
+}
+
 /* ---- printing ------------------------------------------------------------ */
 
+/* What show knows while printing one directory. */
+typedef struct view {
+    const char *file;
+    const char *anchor_path;
+    const uint8_t *buf;
+    size_t len;
+    const Keten__SignedDirectory *sd;
+    const Keten__Directory *doc;
+    const adminset *own;
+    const verdict *v;
+    const adminnames *names;
+    const char *const *status; /* per signature */
+    const dirsig_tally *t; /* valid when v->have_signing */
+    size_t listed_valid; /* without v->have_signing: valid, by keys this version lists */
+    size_t other_valid; /* ... by other keys */
+} view;
+
+/* Whose signatures count, when show does not know the signing set:
+ * "the administrators of version 1, not known without the chain". */
+static void unknown_signers(const Keten__Directory *doc, const verdict *v, char *out, size_t size)
+{
+    char prev[32];
+    if (doc->version <= 1) {
+        snprintf(prev, sizeof prev, "the anchor");
+    } else {
+        snprintf(prev, sizeof prev, "version %llu", (unsigned long long)(doc->version - 1));
+    }
+    snprintf(out, size, "the administrators of %s, %s", prev,
+        v->chain_missing ? "not known without the chain"
+                         : (v->checked ? "not known here" : "not known without --anchor"));
+}
+
 static const char *sig_status(const Keten__DirectorySignature *sig, size_t index,
-    const Keten__SignedDirectory *sd, const uint8_t *msg, size_t msg_len, const adminset *own,
-    const verdict *v, char *buf, size_t size)
+    const Keten__SignedDirectory *sd, const uint8_t *msg, size_t msg_len,
+    const Keten__Directory *doc, const adminset *own, const verdict *v, char *buf, size_t size)
 {
     if (sig->admin_pk.len != KETEN_SIGN_PK_BYTES || sig->signature.len != KETEN_SIG_BYTES) {
         return "malformed";
@@ -285,8 +416,15 @@ static const char *sig_status(const Keten__DirectorySignature *sig, size_t index
         }
         return "valid signature, but not by an administrator: counts nothing";
     }
-    return in_own ? "valid, by an administrator listed in this version"
-                  : "valid signature, but not by an administrator listed here: counts nothing";
+    if (in_own) {
+        return "valid, by an administrator listed in this version";
+    }
+    char why[128];
+    unknown_signers(doc, v, why, sizeof why);
+    snprintf(buf, size,
+        "valid signature by a key this version does not list: it counts only if it is one of %s",
+        why);
+    return buf;
 }
 
 static void print_time(const char *label, uint64_t ms)
@@ -308,14 +446,20 @@ static void print_list(const char *label, char *const *v, size_t n)
     printf("\n");
 }
 
-static void print_key(const char *prefix, const ProtobufCBinaryData *k)
+/* "  J. de Vries (fingerprint ...), key BASE64" for one administrator. */
+static void print_admin(const adminnames *names, const ProtobufCBinaryData *k)
 {
-    char b64[KETEN_CLI_KEY_B64_BYTES];
-    if (k->len == KETEN_SIGN_PK_BYTES) {
-        keten_cli_key_b64(k->data, b64);
-        printf("%s%s\n", prefix, b64);
+    if (k->len != KETEN_SIGN_PK_BYTES) {
+        printf("  (invalid key of %zu bytes)\n", k->len);
+        return;
+    }
+    char label[ADMINNAMES_LABEL_BYTES], b64[KETEN_CLI_KEY_B64_BYTES];
+    adminnames_label(names, k->data, label);
+    keten_cli_key_b64(k->data, b64);
+    if (adminnames_find(names, k->data) != NULL) {
+        printf("  %s, key %s\n", label, b64);
     } else {
-        printf("%s(invalid key of %zu bytes)\n", prefix, k->len);
+        printf("  %s\n", label);
     }
 }
 
@@ -328,14 +472,31 @@ static void print_cert(const Keten__NodeCert *c)
         (unsigned long long)c->serial, nb, na);
 }
 
-static void print_text(const char *file, const uint8_t *buf, size_t len,
-    const Keten__SignedDirectory *sd, const Keten__Directory *doc, const char *const *status,
-    const dirsig_tally *t, const verdict *v, const char *anchor_path)
+static void print_signature_count(const view *w)
 {
+    if (w->v->have_signing) {
+        char text[512];
+        dirsig_tally_text(w->t, text, sizeof text);
+        printf("%s\n", text);
+        return;
+    }
+    char why[128];
+    unknown_signers(w->doc, w->v, why, sizeof why);
+    printf("%zu valid signature%s by administrators listed in this version (threshold %u), %zu "
+           "by other keys; which of them count depends on %s\n",
+        w->listed_valid, w->listed_valid == 1 ? "" : "s", (unsigned)w->doc->threshold,
+        w->other_valid, why);
+}
+
+static void print_text(const view *w)
+{
+    const Keten__SignedDirectory *sd = w->sd;
+    const Keten__Directory *doc = w->doc;
+    const verdict *v = w->v;
     char hash[KETEN_CLI_HASH_HEX_BYTES], dhash[KETEN_CLI_HASH_HEX_BYTES];
-    keten_cli_sha256_hex(buf, len, hash);
+    keten_cli_sha256_hex(w->buf, w->len, hash);
     keten_cli_sha256_hex(sd->directory.data, sd->directory.len, dhash);
-    printf("file:        %s (sha256 %s)\n", file, hash);
+    printf("file:        %s (sha256 %s)\n", w->file, hash);
     printf("network:     %s\n", doc->network);
     printf("version:     %llu\n", (unsigned long long)doc->version);
     print_time("issued:      ", doc->issued_at);
@@ -352,7 +513,7 @@ static void print_text(const char *file, const uint8_t *buf, size_t len,
     }
     printf("administrators (threshold %u of %zu):\n", (unsigned)doc->threshold, doc->n_admins);
     for (size_t i = 0; i < doc->n_admins; i++) {
-        print_key("  ", &doc->admins[i]);
+        print_admin(w->names, &doc->admins[i]);
     }
     printf("nodes (%zu):\n", doc->n_nodes);
     for (size_t i = 0; i < doc->n_nodes; i++) {
@@ -376,25 +537,32 @@ static void print_text(const char *file, const uint8_t *buf, size_t len,
     }
     printf("signatures (%zu):\n", sd->n_signatures);
     for (size_t i = 0; i < sd->n_signatures; i++) {
-        char b64[KETEN_CLI_KEY_B64_BYTES] = "(invalid key)";
-        if (sd->signatures[i]->admin_pk.len == KETEN_SIGN_PK_BYTES) {
-            keten_cli_key_b64(sd->signatures[i]->admin_pk.data, b64);
+        const ProtobufCBinaryData *k = &sd->signatures[i]->admin_pk;
+        char label[ADMINNAMES_LABEL_BYTES] = "(invalid key)";
+        if (k->len == KETEN_SIGN_PK_BYTES) {
+            adminnames_label(w->names, k->data, label);
         }
-        printf("  %s: %s\n", b64, status[i]);
+        printf("  signed by %s: %s\n", label, w->status[i]);
     }
-    char text[512];
-    dirsig_tally_text(t, text, sizeof text);
-    printf("%s\n", text);
+    print_signature_count(w);
     if (!v->checked) {
         printf("not verified: give --anchor network.pub to check it\n");
         return;
     }
     if (v->err == KETEN_OK) {
-        printf("verification against %s (%s): valid\n", anchor_path,
-            strcmp(v->method, "chain") == 0 ? "along the chain of earlier versions" : "the anchor");
+        if (strcmp(v->method, "chain") == 0) {
+            printf("verification against %s (along the chain of earlier versions in %s): valid\n",
+                w->anchor_path, v->chain_folder);
+        } else {
+            printf("verification against %s (the anchor): valid\n", w->anchor_path);
+        }
+    } else if (v->chain_missing) {
+        printf("verification against %s: NOT VERIFIED, the chain of earlier versions is "
+               "missing: %s\n",
+            w->anchor_path, v->detail);
     } else {
-        printf("verification against %s: NOT VALID: %s: %s\n", anchor_path, keten_strerror(v->err),
-            v->detail);
+        printf("verification against %s: NOT VALID: %s: %s\n", w->anchor_path,
+            keten_strerror(v->err), v->detail);
     }
     if (v->newer != 0) {
         printf("note: version %llu lies beside it (%s): a node or broker that has installed a "
@@ -404,20 +572,37 @@ static void print_text(const char *file, const uint8_t *buf, size_t len,
     }
 }
 
-static json_t *doc_json(const char *file, const uint8_t *buf, size_t len,
-    const Keten__SignedDirectory *sd, const Keten__Directory *doc, const char *const *status,
-    const dirsig_tally *t, const verdict *v, const char *anchor_path)
+static json_t *count_json(const view *w)
 {
+    if (w->v->have_signing) {
+        json_t *obj = dirsig_tally_json(w->t);
+        if (obj != NULL && json_object_set_new(obj, "counted", json_true()) != 0) {
+            json_decref(obj);
+            return NULL;
+        }
+        return obj;
+    }
+    return json_pack("{s:I, s:I, s:I, s:I, s:b}", "signatures", (json_int_t)w->sd->n_signatures,
+        "listed_valid", (json_int_t)w->listed_valid, "other_valid", (json_int_t)w->other_valid,
+        "threshold", (json_int_t)w->doc->threshold, "counted", false);
+}
+
+static json_t *doc_json(const view *w)
+{
+    const Keten__SignedDirectory *sd = w->sd;
+    const Keten__Directory *doc = w->doc;
+    const verdict *v = w->v;
     char hash[KETEN_CLI_HASH_HEX_BYTES], dhash[KETEN_CLI_HASH_HEX_BYTES];
     char issued[32], expires[32];
-    keten_cli_sha256_hex(buf, len, hash);
+    keten_cli_sha256_hex(w->buf, w->len, hash);
     keten_cli_sha256_hex(sd->directory.data, sd->directory.len, dhash);
     keten_time_iso(doc->issued_at, issued, sizeof issued);
     keten_time_iso(doc->expires_at, expires, sizeof expires);
-    json_t *admins = json_array(), *nodes = json_array(), *revs = json_array();
-    json_t *rules = json_array(), *sigs = json_array();
-    for (size_t i = 0; admins != NULL && i < doc->n_admins; i++) {
+    json_t *admins = json_array(), *described = json_array(), *nodes = json_array();
+    json_t *revs = json_array(), *rules = json_array(), *sigs = json_array();
+    for (size_t i = 0; admins != NULL && described != NULL && i < doc->n_admins; i++) {
         json_array_append_new(admins, render_key_json(&doc->admins[i]));
+        json_array_append_new(described, render_admin_json(w->names, &doc->admins[i]));
     }
     for (size_t i = 0; nodes != NULL && i < doc->n_nodes; i++) {
         json_array_append_new(nodes, render_cert_json(doc->nodes[i]));
@@ -435,41 +620,50 @@ static json_t *doc_json(const char *file, const uint8_t *buf, size_t len,
         json_array_append_new(rules, render_rule_json(doc->rules[i]));
     }
     for (size_t i = 0; sigs != NULL && i < sd->n_signatures; i++) {
-        json_array_append_new(sigs,
-            json_pack("{s:o, s:s}", "admin_pk", render_key_json(&sd->signatures[i]->admin_pk),
-                "status", status[i]));
+        const ProtobufCBinaryData *k = &sd->signatures[i]->admin_pk;
+        json_t *sig = render_admin_json(w->names, k);
+        if (sig != NULL) {
+            json_object_set_new(sig, "admin_pk", render_key_json(k));
+            json_object_set_new(sig, "status", json_string(w->status[i]));
+        }
+        json_array_append_new(sigs, sig);
     }
     json_t *ver;
     if (!v->checked) {
         ver = json_pack("{s:b}", "checked", false);
     } else {
-        ver = json_pack("{s:b, s:s, s:s, s:b}", "checked", true, "anchor", anchor_path, "method",
+        ver = json_pack("{s:b, s:s, s:s, s:b}", "checked", true, "anchor", w->anchor_path, "method",
             v->method, "valid", v->err == KETEN_OK);
         if (ver != NULL && v->err != KETEN_OK) {
             json_object_set_new(ver, "error", json_string(keten_strerror(v->err)));
             json_object_set_new(ver, "detail", json_string(v->detail));
+            json_object_set_new(ver, "chain_missing", json_boolean(v->chain_missing));
+        }
+        if (ver != NULL && v->err == KETEN_OK && strcmp(v->method, "chain") == 0) {
+            json_object_set_new(ver, "chain_folder", json_string(v->chain_folder));
         }
         if (ver != NULL && v->newer != 0) {
             json_object_set_new(ver, "newer_version", json_integer((json_int_t)v->newer));
             json_object_set_new(ver, "newer_file", json_string(v->newer_path));
         }
     }
-    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:o, s:o, "
-                            "s:o, s:o, s:o, s:o, s:o, s:o}",
-        "file", file, "type", "directory", "sha256", hash, "network", doc->network, "version",
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:o, "
+                            "s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+        "file", w->file, "type", "directory", "sha256", hash, "network", doc->network, "version",
         (json_int_t)doc->version, "issued_at", issued, "expires_at", expires, "directory_hash",
-        dhash, "admins", admins, "threshold", (json_int_t)doc->threshold, "witness_quorum",
-        (json_int_t)doc->witness_quorum, "nodes", nodes, "revocations", revs, "categories",
+        dhash, "admins", admins, "administrators", described, "threshold",
+        (json_int_t)doc->threshold, "witness_quorum", (json_int_t)doc->witness_quorum, "nodes",
+        nodes, "revocations", revs, "categories",
         render_strings_json(doc->categories, doc->n_categories), "purposes",
         render_strings_json(doc->purposes, doc->n_purposes), "rules", rules, "signatures", sigs,
-        "signature_count", dirsig_tally_json(t), "verification", ver);
+        "signature_count", count_json(w), "verification", ver);
     return obj;
 }
 
 /* ---- anchors ------------------------------------------------------------- */
 
 static int show_anchor(const char *file, const uint8_t *buf, size_t len, const Keten__Anchor *a,
-    bool json, const char *anchor_path)
+    bool json, const char *anchor_path, const adminnames *names)
 {
     char hash[KETEN_CLI_HASH_HEX_BYTES];
     keten_cli_sha256_hex(buf, len, hash);
@@ -477,22 +671,37 @@ static int show_anchor(const char *file, const uint8_t *buf, size_t len, const K
         keten_cli_warn("%s is an anchor, not a directory: --anchor is ignored", file);
     }
     if (json) {
-        json_t *admins = json_array();
-        for (size_t i = 0; admins != NULL && i < a->n_admins; i++) {
+        json_t *admins = json_array(), *described = json_array();
+        for (size_t i = 0; admins != NULL && described != NULL && i < a->n_admins; i++) {
             json_array_append_new(admins, render_key_json(&a->admins[i]));
+            json_array_append_new(described, render_admin_json(names, &a->admins[i]));
         }
-        keten_err e = keten_cli_json_print(json_pack("{s:s, s:s, s:s, s:s, s:o, s:I}", "file", file,
-            "type", "anchor", "sha256", hash, "network", a->network, "admins", admins, "threshold",
-            (json_int_t)a->threshold));
+        keten_err e = keten_cli_json_print(json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "file",
+            file, "type", "anchor", "sha256", hash, "network", a->network, "admins", admins,
+            "administrators", described, "threshold", (json_int_t)a->threshold));
         return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
     }
     printf("file:        %s (sha256 %s)\n", file, hash);
     printf("anchor of network '%s': %u of %zu administrator signatures needed\n", a->network,
         (unsigned)a->threshold, a->n_admins);
     for (size_t i = 0; i < a->n_admins; i++) {
-        print_key("  ", &a->admins[i]);
+        print_admin(names, &a->admins[i]);
     }
     return KETEN_EXIT_OK;
+}
+
+/* ADMIN/state (a Directory without signatures) given to show: say what it
+ * is and what shows it. */
+static bool is_draft(const uint8_t *buf, size_t len)
+{
+    Keten__Directory *doc = NULL;
+    bool draft
+        = KETEN_PB_UNPACK_CANONICAL(keten__directory, buf, len, KETEN_DIRECTORY_MAX, "draft", &doc)
+            == KETEN_OK
+        && doc->network[0] != '\0' && doc->version >= 1 && doc->n_admins > 0;
+    keten_pb_free((ProtobufCMessage **)(void *)&doc);
+    keten_err_clear();
+    return draft;
 }
 
 /* ---- the command --------------------------------------------------------- */
@@ -538,6 +747,7 @@ int cmd_show(int argc, char **argv)
     Keten__SignedDirectory *sd = NULL;
     Keten__Directory *doc = NULL;
     Keten__Anchor *anchor = NULL, *as_anchor = NULL;
+    adminnames *names = NULL;
     const char **status = NULL;
     char *labels = NULL;
     verdict v;
@@ -550,6 +760,7 @@ int cmd_show(int argc, char **argv)
     if (anchor_path != NULL && (e = keten_anchor_load(anchor_path, &anchor)) != KETEN_OK) {
         goto out;
     }
+    names = load_names(file, anchor_path);
     e = KETEN_PB_UNPACK_CANONICAL(
         keten__signed_directory, buf, len, KETEN_DIRECTORY_MAX, file, &sd);
     if (e == KETEN_OK) {
@@ -561,8 +772,16 @@ int cmd_show(int argc, char **argv)
         char parse_detail[512];
         snprintf(parse_detail, sizeof parse_detail, "%s", keten_err_detail());
         if (keten_anchor_parse(buf, len, &as_anchor) == KETEN_OK) {
-            rc = show_anchor(file, buf, len, as_anchor, json, anchor_path);
+            rc = show_anchor(file, buf, len, as_anchor, json, anchor_path, names);
             e = KETEN_OK;
+            goto out;
+        }
+        if (is_draft(buf, len)) {
+            e = keten_err_set(KETEN_ERR_WRONG_TYPE,
+                "%s is the draft of the next version (ADMIN/state), not a published "
+                "directory: see what it changes with keten-keys status --dir ADMIN and its "
+                "partners with keten-keys partners --dir ADMIN",
+                file);
             goto out;
         }
         e = keten_err_set(parse_err,
@@ -578,7 +797,7 @@ int cmd_show(int argc, char **argv)
     }
 
     if (anchor != NULL) {
-        verify(file, anchor, buf, len, doc, &v);
+        verify(file, anchor_path, anchor, buf, len, doc, &v);
     }
     adminset own;
     memset(&own, 0, sizeof own);
@@ -596,33 +815,53 @@ int cmd_show(int argc, char **argv)
         e = keten_err_set(KETEN_ERR_NOMEM, "showing %s", file);
         goto out;
     }
+    view w = { .file = file,
+        .anchor_path = anchor_path,
+        .buf = buf,
+        .len = len,
+        .sd = sd,
+        .doc = doc,
+        .own = &own,
+        .v = &v,
+        .names = names,
+        .status = status };
     for (size_t i = 0; i < sd->n_signatures; i++) {
-        status[i] = sig_status(sd->signatures[i], i, sd, msg, msg_len, &own, &v,
+        status[i] = sig_status(sd->signatures[i], i, sd, msg, msg_len, doc, &own, &v,
             labels + i * SIG_LABEL_MAX, SIG_LABEL_MAX);
+        if (strncmp(status[i], "valid", 5) == 0) {
+            if (adminset_find(&own, sd->signatures[i]->admin_pk.data) >= 0) {
+                w.listed_valid++;
+            } else {
+                w.other_valid++;
+            }
+        }
     }
     dirsig_tally t;
-    if ((e = dirsig_count(sd, v.have_signing ? &v.signing : &own, &own, &t)) != KETEN_OK) {
+    memset(&t, 0, sizeof t);
+    if (v.have_signing && (e = dirsig_count(sd, &v.signing, &own, &t)) != KETEN_OK) {
         goto out;
     }
+    w.t = &t;
     if (json) {
-        e = keten_cli_json_print(doc_json(file, buf, len, sd, doc, status, &t, &v, anchor_path));
+        e = keten_cli_json_print(doc_json(&w));
         if (e != KETEN_OK) {
             goto out;
         }
     } else {
-        print_text(file, buf, len, sd, doc, status, &t, &v, anchor_path);
+        print_text(&w);
     }
     if (v.checked && v.err != KETEN_OK) {
         fprintf(stderr, "%s: %s: %s\n", keten_cli_prog(), keten_strerror(v.err), v.detail);
         /* A chain that is not there could not be checked: that is not a
          * verification failure of the file itself. */
-        rc = v.err == KETEN_ERR_NOT_FOUND ? KETEN_EXIT_FAILURE : KETEN_EXIT_VERIFY;
+        rc = v.chain_missing ? KETEN_EXIT_FAILURE : KETEN_EXIT_VERIFY;
     }
 out:
     free(status);
     free(labels);
     free(msg);
     free(buf);
+    adminnames_destroy(&names);
     keten_pb_free((ProtobufCMessage **)(void *)&sd);
     keten_pb_free((ProtobufCMessage **)(void *)&doc);
     keten_pb_free((ProtobufCMessage **)(void *)&anchor);

@@ -97,3 +97,14 @@ json_t *render_cert_json(const Keten__NodeCert *c)
     }
     return obj;
 }
+
+json_t *render_admin_json(const adminnames *names, const ProtobufCBinaryData *k)
+{
+    if (k->len != KETEN_SIGN_PK_BYTES) {
+        return json_pack("{s:o}", "key", render_key_json(k));
+    }
+    char fpr[ADMINKEY_FPR_BYTES];
+    adminkey_fingerprint(k->data, fpr);
+    return json_pack("{s:o, s:s, s:s?}", "key", render_key_json(k), "fingerprint", fpr, "name",
+        adminnames_find(names, k->data));
+}

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "adminnames.h"
 #include "keten.h"
 
 const char *render_effect(Keten__Effect effect);
@@ -26,5 +27,9 @@ json_t *render_strings_json(char *const *v, size_t n);
 json_t *render_key_json(const ProtobufCBinaryData *key);
 
 json_t *render_cert_json(const Keten__NodeCert *cert);
+
+/* An administrator's key as {"key", "fingerprint", "name"} ("name" only
+ * when names knows it; names may be NULL). */
+json_t *render_admin_json(const adminnames *names, const ProtobufCBinaryData *key);
 
 #endif

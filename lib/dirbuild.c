@@ -354,6 +354,85 @@ keten_err keten_dirbuild_register(keten_dirbuild *self, const char *category, co
     return commit(self, &work);
 }
 
+/* The first rule that names label (not through "*") as a category or a
+ * purpose, or NULL. */
+static const Keten__PolicyRule *rule_naming(
+    const Keten__Directory *doc, const char *label, bool category)
+{
+    for (size_t i = 0; i < doc->n_rules; i++) {
+        const Keten__PolicyRule *r = doc->rules[i];
+        if (category ? listed(r->categories, r->n_categories, label)
+                     : listed(r->purposes, r->n_purposes, label)) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static keten_err unregister_check(
+    const Keten__Directory *doc, const char *label, bool category, uint32_t *rule_out)
+{
+    const char *what = category ? "category" : "purpose";
+    char name[SHOWN_MAX + 4];
+    shown(label, name);
+    if (!(category ? listed(doc->categories, doc->n_categories, label)
+                   : listed(doc->purposes, doc->n_purposes, label))) {
+        return keten_err_set(KETEN_ERR_NOT_FOUND,
+            "%s '%s' is not registered in the draft; nothing to remove", what, name);
+    }
+    const Keten__PolicyRule *r = rule_naming(doc, label, category);
+    if (r != NULL) {
+        if (rule_out != NULL) {
+            *rule_out = r->id;
+        }
+        return keten_err_set(KETEN_ERR_INVALID,
+            "%s '%s' is still used by rule %u; remove that rule first (keten-keys policy "
+            "remove %u), then the %s",
+            what, name, (unsigned)r->id, (unsigned)r->id, what);
+    }
+    return KETEN_OK;
+}
+
+/* Remove label from a malloc()ed list of strings (it is there). */
+static void unlist(char **list, size_t *n, const char *label)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp(list[i], label) == 0) {
+            free(list[i]);
+            memmove(&list[i], &list[i + 1], (*n - i - 1) * sizeof *list);
+            (*n)--;
+            return;
+        }
+    }
+}
+
+keten_err keten_dirbuild_unregister(
+    keten_dirbuild *self, const char *category, const char *purpose, uint32_t *rule_out)
+{
+    if (category == NULL && purpose == NULL) {
+        return keten_err_set(
+            KETEN_ERR_INVALID, "nothing to unregister; give a category or a purpose");
+    }
+    keten_err e;
+    if ((category != NULL
+            && (e = unregister_check(self->doc, category, true, rule_out)) != KETEN_OK)
+        || (purpose != NULL
+            && (e = unregister_check(self->doc, purpose, false, rule_out)) != KETEN_OK)) {
+        return e;
+    }
+    Keten__Directory *work = NULL;
+    if ((e = clone_doc(self, &work)) != KETEN_OK) {
+        return e;
+    }
+    if (category != NULL) {
+        unlist(work->categories, &work->n_categories, category);
+    }
+    if (purpose != NULL) {
+        unlist(work->purposes, &work->n_purposes, purpose);
+    }
+    return commit(self, &work);
+}
+
 /* ---- certificates ------------------------------------------------------ */
 
 keten_err keten_dirbuild_approve(keten_dirbuild *self, const Keten__NodeRequest *req,
@@ -711,6 +790,147 @@ out:
     return e;
 }
 
+/* ---- roles --------------------------------------------------------------- */
+
+static const char *const standard_roles[] = { KETEN_DIRBUILD_STANDARD_ROLES };
+#define N_STANDARD_ROLES (sizeof standard_roles / sizeof standard_roles[0])
+#define ROLE_SUGGEST_MAX KETEN_NAME_MAX
+#define KNOWN_ROLES_TEXT_MAX 320
+
+bool keten_dirbuild_role_known(const keten_dirbuild *self, const char *role)
+{
+    for (size_t i = 0; i < N_STANDARD_ROLES; i++) {
+        if (strcmp(standard_roles[i], role) == 0) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < self->doc->n_nodes; i++) {
+        if (strcmp(self->doc->nodes[i]->role, role) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Levenshtein distance of two names of at most ROLE_SUGGEST_MAX bytes. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > ROLE_SUGGEST_MAX || lb > ROLE_SUGGEST_MAX) {
+        return SIZE_MAX;
+    }
+    size_t prev[ROLE_SUGGEST_MAX + 1], cur[ROLE_SUGGEST_MAX + 1];
+    for (size_t j = 0; j <= lb; j++) {
+        prev[j] = j;
+    }
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+            size_t del = prev[j] + 1;
+            size_t ins = cur[j - 1] + 1;
+            size_t m = sub < del ? sub : del;
+            cur[j] = m < ins ? m : ins;
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof prev[0]);
+    }
+    return prev[lb];
+}
+
+/* How far role is from a known one: its edit distance when within a few
+ * typing mistakes; a known role that starts the typed one ("housingcorp")
+ * or that the typed one starts ("mun") comes after those. SIZE_MAX: not
+ * close. */
+static size_t closeness(const char *typed, const char *known)
+{
+    size_t lt = strlen(typed), lk = strlen(known);
+    size_t d = edit_distance(typed, known);
+    size_t limit = lt / 3 > 2 ? lt / 3 : 2;
+    if (d <= limit) {
+        return d;
+    }
+    size_t shorter = lt < lk ? lt : lk;
+    if (shorter >= 3 && strncmp(typed, known, shorter) == 0) {
+        return limit + 1 + (lt > lk ? lt - lk : lk - lt);
+    }
+    return SIZE_MAX;
+}
+
+/* The known roles, each once: the standard ones, then the draft's others. */
+static size_t known_roles(const Keten__Directory *doc, const char **out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < N_STANDARD_ROLES && n < cap; i++) {
+        out[n++] = standard_roles[i];
+    }
+    for (size_t i = 0; i < doc->n_nodes && n < cap; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < n && !seen; j++) {
+            seen = strcmp(out[j], doc->nodes[i]->role) == 0;
+        }
+        if (!seen) {
+            out[n++] = doc->nodes[i]->role;
+        }
+    }
+    return n;
+}
+
+static keten_err unknown_role(const Keten__Directory *doc, const char *role, const char *what)
+{
+    const char *known[N_STANDARD_ROLES + 64];
+    size_t n = known_roles(doc, known, sizeof known / sizeof known[0]);
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = closeness(role, known[i]);
+        if (d < best_d) {
+            best = known[i];
+            best_d = d;
+        }
+    }
+    char list[KNOWN_ROLES_TEXT_MAX];
+    size_t used = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < n && used + 1 < sizeof list; i++) {
+        int w = snprintf(list + used, sizeof list - used, "%s%s", i > 0 ? ", " : "", known[i]);
+        if (w < 0) {
+            break;
+        }
+        used += (size_t)w;
+    }
+    char name[SHOWN_MAX + 4], hint[ROLE_SUGGEST_MAX + 32] = "";
+    shown(role, name);
+    if (best != NULL) {
+        snprintf(hint, sizeof hint, " (did you mean role:%s?)", best);
+    }
+    return keten_err_set(KETEN_ERR_NOT_FOUND,
+        "%s role:%s: no partner in the draft has role '%s' and it is not a standard role%s; "
+        "known roles: %s. A rule for a role no partner has yet needs --allow-unknown-role",
+        what, name, name, hint, list);
+}
+
+keten_err keten_dirbuild_check_roles(
+    const keten_dirbuild *self, const char *parties, const char *what)
+{
+    char *copy = NULL;
+    char **items = NULL;
+    size_t n = 0;
+    keten_err e = split_list(parties, what, &copy, &items, &n);
+    for (size_t i = 0; e == KETEN_OK && i < n; i++) {
+        const char *role = items[i];
+        if (strncmp(role, "role:", 5) != 0) {
+            continue;
+        }
+        role += 5;
+        if (keten_name_valid(role) && !keten_dirbuild_role_known(self, role)) {
+            e = unknown_role(self->doc, role, what);
+        }
+    }
+    free(items);
+    free(copy);
+    return e;
+}
+
 keten_err keten_dirbuild_remove_rule(keten_dirbuild *self, uint32_t id)
 {
     size_t pos = SIZE_MAX;
@@ -855,4 +1075,253 @@ out:
     msg_free(&work);
     msg_free(&pub);
     return e;
+}
+
+/* ---- differences --------------------------------------------------------- */
+
+void keten_dirdiff_destroy(keten_dirdiff **self_p)
+{
+    if (self_p == NULL || *self_p == NULL) {
+        return;
+    }
+    keten_dirdiff *d = *self_p;
+    free(d->added);
+    free(d->rotated_new);
+    free(d->rotated_old);
+    free(d->revoked);
+    free(d->rules_added);
+    free(d->rules_removed);
+    free(d->categories_added);
+    free(d->categories_removed);
+    free(d->purposes_added);
+    free(d->purposes_removed);
+    free(d->admins_added);
+    free(d->admins_removed);
+    free(d);
+    *self_p = NULL;
+}
+
+/* Append a pointer into one of the directories to a diff array. */
+static keten_err push(void *arr_p, size_t *n, const void *item)
+{
+    return append_ptr(arr_p, n, (void *)(uintptr_t)item);
+}
+
+static const Keten__NodeCert *cert_by_id(const Keten__Directory *doc, const char *id)
+{
+    ssize_t i = doc != NULL ? find_node(doc, id) : -1;
+    return i < 0 ? NULL : doc->nodes[i];
+}
+
+static bool has_revocation(const Keten__Directory *doc, const Keten__Revocation *r)
+{
+    for (size_t i = 0; doc != NULL && i < doc->n_revocations; i++) {
+        const Keten__Revocation *o = doc->revocations[i];
+        if (o->cert != NULL && r->cert != NULL && o->cert->serial == r->cert->serial
+            && strcmp(o->cert->id, r->cert->id) == 0 && o->superseded == r->superseded) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A revocation (not a supersession) of serial in `to` that `from` lacks. */
+static bool newly_revoked(const Keten__Directory *from, const Keten__Directory *to, uint64_t serial)
+{
+    for (size_t i = 0; i < to->n_revocations; i++) {
+        const Keten__Revocation *r = to->revocations[i];
+        if (!r->superseded && r->cert != NULL && r->cert->serial == serial
+            && !has_revocation(from, r)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const Keten__PolicyRule *rule_by_id(const Keten__Directory *doc, uint32_t id)
+{
+    for (size_t i = 0; doc != NULL && i < doc->n_rules; i++) {
+        if (doc->rules[i]->id == id) {
+            return doc->rules[i];
+        }
+    }
+    return NULL;
+}
+
+/* Same id and the same content? */
+static keten_err rules_equal(const Keten__PolicyRule *a, const Keten__PolicyRule *b, bool *equal)
+{
+    uint8_t *pa = NULL, *pb = NULL;
+    size_t la = 0, lb = 0;
+    keten_err e = keten_pb_pack(&a->base, &pa, &la);
+    if (e == KETEN_OK) {
+        e = keten_pb_pack(&b->base, &pb, &lb);
+    }
+    *equal = e == KETEN_OK && la == lb && (la == 0 || memcmp(pa, pb, la) == 0);
+    free(pa);
+    free(pb);
+    return e;
+}
+
+static bool key_listed(const ProtobufCBinaryData *keys, size_t n, const ProtobufCBinaryData *k)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].len == k->len && (k->len == 0 || memcmp(keys[i].data, k->data, k->len) == 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The directory's bytes with version, times and previous_hash left out. */
+static keten_err content_bytes(const Keten__Directory *doc, uint8_t **out, size_t *len)
+{
+    Keten__Directory c = *doc;
+    c.version = 0;
+    c.issued_at = 0;
+    c.expires_at = 0;
+    c.previous_hash.data = NULL;
+    c.previous_hash.len = 0;
+    return keten_pb_pack(&c.base, out, len);
+}
+
+static keten_err diff_certs(
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
+{
+    keten_err e = KETEN_OK;
+    for (size_t i = 0; e == KETEN_OK && i < to->n_nodes; i++) {
+        const Keten__NodeCert *c = to->nodes[i];
+        const Keten__NodeCert *old = cert_by_id(from, c->id);
+        if (old == NULL || (old->serial != c->serial && newly_revoked(from, to, old->serial))) {
+            e = push(&d->added, &d->n_added, c);
+        } else if (old->serial != c->serial) {
+            size_t n = d->n_rotated;
+            e = push(&d->rotated_new, &n, c);
+            if (e == KETEN_OK) {
+                e = push(&d->rotated_old, &d->n_rotated, old);
+            }
+        }
+    }
+    for (size_t i = 0; e == KETEN_OK && i < to->n_revocations; i++) {
+        const Keten__Revocation *r = to->revocations[i];
+        if (!r->superseded && !has_revocation(from, r)) {
+            e = push(&d->revoked, &d->n_revoked, r);
+        }
+    }
+    return e;
+}
+
+static keten_err diff_rules(
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
+{
+    keten_err e = KETEN_OK;
+    bool equal = false;
+    for (size_t i = 0; e == KETEN_OK && i < to->n_rules; i++) {
+        const Keten__PolicyRule *old = rule_by_id(from, to->rules[i]->id);
+        if (old == NULL || ((e = rules_equal(old, to->rules[i], &equal)) == KETEN_OK && !equal)) {
+            e = push(&d->rules_added, &d->n_rules_added, to->rules[i]);
+        }
+    }
+    for (size_t i = 0; e == KETEN_OK && from != NULL && i < from->n_rules; i++) {
+        const Keten__PolicyRule *now = rule_by_id(to, from->rules[i]->id);
+        if (now == NULL || ((e = rules_equal(now, from->rules[i], &equal)) == KETEN_OK && !equal)) {
+            e = push(&d->rules_removed, &d->n_rules_removed, from->rules[i]);
+        }
+    }
+    return e;
+}
+
+/* Strings of b not in a, appended to *out. */
+static keten_err diff_strings(
+    char *const *a, size_t na, char *const *b, size_t nb, const char ***out, size_t *n)
+{
+    keten_err e = KETEN_OK;
+    for (size_t i = 0; e == KETEN_OK && i < nb; i++) {
+        if (!listed(a, na, b[i])) {
+            e = push(out, n, b[i]);
+        }
+    }
+    return e;
+}
+
+static keten_err diff_admins(
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
+{
+    keten_err e = KETEN_OK;
+    size_t n_from = from != NULL ? from->n_admins : 0;
+    const ProtobufCBinaryData *from_admins = from != NULL ? from->admins : NULL;
+    for (size_t i = 0; e == KETEN_OK && i < to->n_admins; i++) {
+        if (!key_listed(from_admins, n_from, &to->admins[i])) {
+            e = push(&d->admins_added, &d->n_admins_added, &to->admins[i]);
+        }
+    }
+    for (size_t i = 0; e == KETEN_OK && i < n_from; i++) {
+        if (!key_listed(to->admins, to->n_admins, &from_admins[i])) {
+            e = push(&d->admins_removed, &d->n_admins_removed, &from_admins[i]);
+        }
+    }
+    d->threshold_from = from != NULL ? from->threshold : 0;
+    d->threshold_to = to->threshold;
+    return e;
+}
+
+keten_err keten_dirbuild_diff(
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff **out)
+{
+    *out = NULL;
+    keten_dirdiff *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "comparing directories");
+    }
+    char *const *from_cats = from != NULL ? from->categories : NULL;
+    char *const *from_purps = from != NULL ? from->purposes : NULL;
+    size_t n_from_cats = from != NULL ? from->n_categories : 0;
+    size_t n_from_purps = from != NULL ? from->n_purposes : 0;
+    keten_err e = diff_certs(from, to, d);
+    if (e == KETEN_OK) {
+        e = diff_rules(from, to, d);
+    }
+    if (e == KETEN_OK) {
+        e = diff_strings(from_cats, n_from_cats, to->categories, to->n_categories,
+            &d->categories_added, &d->n_categories_added);
+    }
+    if (e == KETEN_OK) {
+        e = diff_strings(to->categories, to->n_categories, from_cats, n_from_cats,
+            &d->categories_removed, &d->n_categories_removed);
+    }
+    if (e == KETEN_OK) {
+        e = diff_strings(from_purps, n_from_purps, to->purposes, to->n_purposes, &d->purposes_added,
+            &d->n_purposes_added);
+    }
+    if (e == KETEN_OK) {
+        e = diff_strings(to->purposes, to->n_purposes, from_purps, n_from_purps,
+            &d->purposes_removed, &d->n_purposes_removed);
+    }
+    if (e == KETEN_OK) {
+        e = diff_admins(from, to, d);
+    }
+    if (e == KETEN_OK && from == NULL) {
+        d->changed = true;
+    } else if (e == KETEN_OK) {
+        uint8_t *a = NULL, *b = NULL;
+        size_t la = 0, lb = 0;
+        e = content_bytes(from, &a, &la);
+        if (e == KETEN_OK) {
+            e = content_bytes(to, &b, &lb);
+        }
+        d->changed = e == KETEN_OK && (la != lb || (la > 0 && memcmp(a, b, la) != 0));
+        free(a);
+        free(b);
+    }
+    if (e != KETEN_OK) {
+        keten_dirdiff_destroy(&d);
+        return e;
+    }
+    size_t listed_changes = d->n_added + d->n_rotated + d->n_revoked + d->n_rules_added
+        + d->n_rules_removed + d->n_categories_added + d->n_categories_removed + d->n_purposes_added
+        + d->n_purposes_removed + d->n_admins_added + d->n_admins_removed
+        + (d->threshold_from != d->threshold_to ? 1 : 0);
+    d->other = d->changed && listed_changes == 0 && from != NULL;
+    *out = d;
+    return KETEN_OK;
 }

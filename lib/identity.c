@@ -1,8 +1,12 @@
 #include "identity.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "pb.h"
 #include "util.h"
@@ -25,6 +29,9 @@
     (5 + KETEN_SIGN_SK_BYTES + KETEN_ENC_SK_BYTES + KETEN_CURVE_KEY_BYTES)
 #define KEYFILE_BODY_MAX                                                                           \
     (KEYFILE_BODY_FIXED_BYTES + 2 * KETEN_NAME_MAX + KETEN_ORG_MAX + KETEN_SIGN_SK_BYTES)
+
+/* How much of a file check_kind() reads to tell what it is. */
+#define KIND_PEEK_BYTES 64
 
 #define ROLE_BROKER "broker"
 #define SHOWN_NAME_MAX 48 /* how much of a refused name an error line repeats */
@@ -350,6 +357,65 @@ static keten_err check_prefix(const char *path, const uint8_t *buf, size_t len, 
     return KETEN_OK;
 }
 
+/* Does the file start like a public key file: 44 characters of base64 (32
+ * bytes, padded), then a space, a newline or the end? */
+static bool looks_like_public_key(const uint8_t *b, size_t n)
+{
+    const size_t b64_len = 4 * ((KETEN_SIGN_PK_BYTES + 2) / 3);
+    if (n < b64_len || b[b64_len - 1] != '=') {
+        return false;
+    }
+    for (size_t i = 0; i < b64_len - 1; i++) {
+        unsigned char c = b[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+'
+                || c == '/')) {
+            return false;
+        }
+    }
+    return n == b64_len || b[b64_len] == ' ' || b[b64_len] == '\n' || b[b64_len] == '\r';
+}
+
+/* What the file is comes first: one that is not a key file at all is
+ * KETEN_ERR_WRONG_TYPE before its permissions are looked at, so that a
+ * public key given by mistake is not met with advice to chmod it. Only the
+ * first bytes of a regular file are read; a file that cannot be opened or is
+ * not a regular file is left to keten_file_read_secret(), which says why. */
+static keten_err check_kind(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        return KETEN_OK;
+    }
+    struct stat st;
+    uint8_t head[KIND_PEEK_BYTES];
+    size_t got = 0;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        while (got < sizeof head) {
+            ssize_t n = read(fd, head + got, sizeof head - got);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                break;
+            }
+            got += (size_t)n;
+        }
+    }
+    close(fd);
+    size_t n = got < KEYFILE_MAGIC_BYTES ? got : KEYFILE_MAGIC_BYTES;
+    if (got == 0 || memcmp(head, KEYFILE_MAGIC, n) == 0) {
+        return KETEN_OK;
+    }
+    if (looks_like_public_key(head, got)) {
+        return keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "%s is not a keten secret key file: it holds a public key (a .pub file); give "
+            "the secret key file, the one without .pub",
+            path);
+    }
+    return keten_err_set(KETEN_ERR_WRONG_TYPE,
+        "%s is not a keten secret key file (no %s magic); check the path", path, KEYFILE_MAGIC);
+}
+
 /* One length-prefixed name of the body into dst (cap + 1 bytes). */
 static keten_err body_name(
     const char *path, const char *what, const uint8_t **pp, size_t *left, size_t cap, char *dst)
@@ -567,6 +633,9 @@ keten_err keten_identity_load(
     uint8_t *plain = NULL;
     size_t plain_len = 0;
     keten_identity *self = NULL;
+    if ((e = check_kind(path)) != KETEN_OK) {
+        return e;
+    }
     e = keten_file_read_secret(path, KETEN_KEYFILE_MAX, &file, &flen);
     if (e != KETEN_OK) {
         return e;
@@ -618,6 +687,9 @@ keten_err keten_identity_file_encrypted(const char *path, bool *encrypted)
     }
     uint8_t *file = NULL;
     size_t flen = 0;
+    if ((e = check_kind(path)) != KETEN_OK) {
+        return e;
+    }
     e = keten_file_read_secret(path, KETEN_KEYFILE_MAX, &file, &flen);
     if (e != KETEN_OK) {
         return e;

@@ -19,9 +19,11 @@
  *         role_len (1) | role | org_len (1) | org | sign_sk (64) | enc_sk (32) |
  *         transport_sk (32) | [log_sk (64)]
  * Public keys are derived from the secret ones on load and checked.
- * The file is created with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, and a file
- * readable or writable by group or others is refused with
- * KETEN_ERR_PERMISSIONS before its contents are looked at.
+ * The file is created with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600. On load only
+ * its first bytes are read to tell what kind of file it is (a file that is
+ * not a keten secret key file, a public key among them, is KETEN_ERR_WRONG_TYPE
+ * whatever its mode); a key file readable or writable by group or others is
+ * then refused with KETEN_ERR_PERMISSIONS before the rest is read.
  *
  * Errors of keten_identity_load(): KETEN_ERR_NOT_FOUND, KETEN_ERR_PERMISSIONS,
  * KETEN_ERR_WRONG_TYPE (not a key file), KETEN_ERR_TRUNCATED,

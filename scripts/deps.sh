@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages keten needs to build and test (run as root).
 set -euo pipefail
-# With --packaging, also what `dpkg-buildpackage -us -uc -b` needs (the
-# packaging test, tests/packaging/deb_build.sh).
-# With --test, also what only the tests use (Chromium renders the auditors'
-# HTML report).
+# With --packaging, also what `dpkg-buildpackage -us -uc -b` needs and what
+# the packaging test (tests/packaging/deb_build.sh) calls.
+# With --test, also what only the tests call (curl, Chromium).
+# Every tool that a test or script calls is named here, even one that a
+# minimal Debian 12 already has: CI runs scripts/test.sh in a root that holds
+# only git and ca-certificates (.ci/run), so a tool missing here fails CI.
+# Benchmarks install their own (tests/bench/compare_jetstream.sh).
 packaging=0
 testing=0
 for arg in "$@"; do
@@ -19,12 +22,22 @@ packages=(
   libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
   libjansson-dev libcmocka-dev libmicrohttpd-dev lmdb-utils python3
   libinih-dev libsystemd-dev scdoc systemd man-db
+  # what the integration tests and scripts call besides: these are in every
+  # Debian, but named so that nothing is taken for granted; util-linux has
+  # setsid, through which every test runs its commands
+  coreutils findutils grep sed tar mawk util-linux
 )
 if [ "$testing" -eq 1 ]; then
-  packages+=(chromium)
+  # curl: the broker's metrics endpoint (broker_exchange, broker_store_full,
+  # broker_notices, systemd_notify); Chromium renders the auditors' HTML
+  # report (audit_replay).
+  packages+=(curl chromium)
 fi
 if [ "$packaging" -eq 1 ]; then
-  packages+=(debhelper dpkg-dev build-essential fakeroot)
+  # git: the copy of the tracked sources; util-linux: setpriv and runuser
+  # (the services as the user keten); passwd: userdel and groupdel (the
+  # test leaves no user keten behind).
+  packages+=(debhelper dpkg-dev build-essential fakeroot git passwd)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -5,11 +5,32 @@
 # A test skipped as a whole counts as failed: CI must not go green by
 # skipping.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ./scripts/deps.sh --test --packaging || exit 1
 
 passed=0
 failed=0
+# check_options DIR -DNAME=VALUE...: meson says DIR is configured with each
+# of these values (meson introspect --buildoptions).
+check_options() {
+  local dir=$1
+  shift
+  meson introspect --buildoptions "$dir" | python3 -c '
+import json, sys
+have = {o["name"]: o["value"] for o in json.load(sys.stdin)}
+wrong = []
+for arg in sys.argv[2:]:
+    name, want = arg[2:].split("=", 1)
+    v = have.get(name)
+    got = str(v).lower() if isinstance(v, bool) else ",".join(v) if isinstance(v, list) else str(v)
+    if got != want:
+        wrong.append("%s=%s (stated: %s)" % (name, got, want))
+if wrong:
+    print("%s: not configured as stated: %s" % (sys.argv[1], ", ".join(wrong)))
+    sys.exit(1)
+print("%s: %s" % (sys.argv[1], " ".join(sys.argv[2:])))
+' "$dir" "$@"
+}
 # run_suite DIR MESON-TEST-ARGS -- MESON-SETUP-ARGS
 run_suite() {
   local dir=$1 targs=() sargs=()
@@ -17,9 +38,19 @@ run_suite() {
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do targs+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   sargs=("$@")
-  if [ ! -d "$dir" ]; then
+  if [ -f "$dir/meson-private/coredata.dat" ]; then
+    # An existing build folder may be configured otherwise (scripts/demo.sh
+    # makes build/ with a plain `meson setup`, a developer may have changed
+    # it): it gets the options stated here. `meson configure`, because
+    # `meson setup --reconfigure` ignores the b_ options (b_sanitize). Only
+    # when they differ: meson configure makes ninja regenerate.
+    if ! check_options "$dir" "${sargs[@]}" >/dev/null; then
+      meson configure "$dir" "${sargs[@]}" >/dev/null || return 1
+    fi
+  else
     meson setup "$dir" "${sargs[@]}" >/dev/null || return 1
   fi
+  check_options "$dir" "${sargs[@]}" || return 1
   ninja -C "$dir" || return 1
   meson test -C "$dir" --print-errorlogs --num-processes 3 "${targs[@]}"
   local log="$dir/meson-logs/testlog.json"
@@ -32,14 +63,19 @@ run_suite() {
   failed=$((failed + f))
 }
 
+# Both builds: the project's build type and warnings, as errors, and the test
+# programs; one without and one with the sanitizers.
+common=(-Dbuildtype=debugoptimized -Dwarning_level=3 -Dwerror=true -Dtests=true)
+plain=("${common[@]}" -Db_sanitize=none -Db_lundef=true)
+# shellcheck disable=SC2054 # one meson value, a comma-separated list
+asan=("${common[@]}" -Db_sanitize=address,undefined -Db_lundef=false)
 build_failed=0
-run_suite build --no-suite packaging -- -Dwerror=true || build_failed=1
-run_suite build-asan --no-suite packaging -- -Dwerror=true -Db_sanitize=address,undefined \
-  -Db_lundef=false || build_failed=1
+run_suite build --no-suite packaging -- "${plain[@]}" || build_failed=1
+run_suite build-asan --no-suite packaging -- "${asan[@]}" || build_failed=1
 # The Debian package is built, installed and purged once (it needs root and
 # the packaging tools, which deps.sh --packaging installed above).
 if [ "$(id -u)" -eq 0 ]; then
-  run_suite build --suite packaging -- -Dwerror=true || build_failed=1
+  run_suite build --suite packaging -- "${plain[@]}" || build_failed=1
 else
   echo "not root: the packaging test (apt-get install of the package) was not run"
   failed=$((failed + 1))

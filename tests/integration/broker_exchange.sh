@@ -12,6 +12,7 @@
 # witnessed; inclusion and consistency proofs; the directory chain; the
 # audit records of all of it; the metrics endpoint; SIGTERM.
 . "$(dirname "$0")/broker_lib.sh"
+need_tool curl # the metrics endpoint
 
 setup_broker_network || done_testing
 start_broker --metrics 127.0.0.1:0 --checkpoint-ms 200 || done_testing

@@ -17,6 +17,7 @@
 # shellcheck disable=SC2317 # the helpers run through wait_until and check
 PEER=$(realpath "${7:?keten-testpeer path}")
 . "$(dirname "$0")/node_lib.sh"
+need_tool curl # the metrics endpoint
 
 # start_broker (node_lib.sh) with a metrics endpoint on a free port.
 start_broker() {
@@ -30,7 +31,7 @@ metric() {
     local port
     port=$(sed -n 's/.*msg="metrics served".* port=\([0-9]*\).*/\1/p' "$T/broker.log" | tail -n 1)
     [ -n "$port" ] || return 1
-    curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null | awk -v n="$1" '$1 == n { print $2 }'
+    curl -sf "http://127.0.0.1:$port/metrics" | awk -v n="$1" '$1 == n { print $2 }'
 }
 
 # metric_is NAME VALUE

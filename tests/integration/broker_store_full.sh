@@ -5,6 +5,7 @@
 # accepts the receipts of what it had queued; once they free the space, new
 # submits are accepted again. Restarting with a larger map keeps everything.
 . "$(dirname "$0")/broker_lib.sh"
+need_tool curl # the metrics endpoint
 
 setup_broker_network || done_testing
 # A signal with a 300 KB attachment: its envelope takes the 512 KiB bucket.

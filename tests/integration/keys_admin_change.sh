@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Changing the administrators (docs/protocol.md section 9.3): the version that carries
 # the change needs k signatures of the old set AND k' of the new one; later
-# versions are signed by the new set only and verify along the chain.
+# versions are signed by the new set only and verify along the chain. sign
+# and show agree on who counts, and show names every signer.
 . "$(dirname "$0")/lib.sh"
+
+# lacks TEXT DESCRIPTION: the last command's output does not contain TEXT.
+lacks() {
+    if grep -qF -- "$1" "$T/.all"; then
+        not_ok "$2: \"$1\" in the output"
+    else
+        ok "$2"
+    fi
+}
 
 make_network admin || done_testing
 run "$KEYS" publish --dir admin --out v1.dir --admin 1
@@ -10,10 +20,11 @@ expect 0 "publish version 1"
 run "$KEYS" sign --dir admin v1.dir --admin 2
 expect 0 "sign version 1"
 
-for who in x y z; do
-    secret "pass-$who" "passphrase of $who"
-    run "$KEYS" admin-keygen --out "$who.secret" --passphrase-file "pass-$who"
-    expect 0 "admin-keygen for new administrator $who"
+declare -A NAME=([x]="Xander Bos" [y]="Yara el Idrissi" [z]="Zoë de Graaf" [w]="Wim Kok")
+for who in x y z w; do
+    secret "pass-$who" "the passphrase of administrator $who"
+    run "$KEYS" admin-keygen --out "$who.secret" --name "${NAME[$who]}" --passphrase-file "pass-$who"
+    expect 0 "admin-keygen for new administrator $who (${NAME[$who]})"
 done
 
 before=$(fingerprint admin)
@@ -32,6 +43,9 @@ run "$KEYS" set-admins --dir admin --threshold 2 --admin-pub x.secret.pub --admi
 expect 0 "set-admins to three new administrators, threshold 2"
 says "it needs 2 signatures of the current administrators and 2 of the new ones" \
     "set-admins says what the change needs"
+says "Xander Bos (fingerprint " "set-admins names the new administrators"
+check "set-admins kept the new names in ADMIN/names" grep -qF "Yara el Idrissi" admin/names
+check "... and the names of the administrators who leave" grep -qF "test administrator 2" admin/names
 
 run "$KEYS" publish --dir admin --out v2.dir --admin 1
 expect 0 "publish version 2 (the change) with an old administrator"
@@ -48,10 +62,12 @@ expect 3 "show: an administrator change signed only by the old set"
 says "changes the administrators or threshold and carries signatures of 0 of its new administrators" \
     "show says the new administrators' signatures are missing"
 
-mkdir lonely && cp admin/published/v2.dir lonely/
-run "$KEYS" show lonely/v2.dir --anchor admin/network.pub
+# A copy with a copy of the anchor, far from ADMIN: no chain to be found.
+mkdir lonely && cp admin/published/v2.dir lonely/ && cp admin/network.pub lonely/anchor.pub
+run "$KEYS" show lonely/v2.dir --anchor lonely/anchor.pub
 expect 1 "show cannot verify an administrator change without the chain"
 says "cannot verify version 2 without the chain" "it says the chain is missing and where to find it"
+says "copy v1.dir (ADMIN/published/ has them) beside the file" "it says which files are missing"
 
 run "$KEYS" sign --dir admin v2.dir --key x.secret --passphrase-file pass-x
 expect 0 "new administrator x signs"
@@ -62,7 +78,17 @@ says "administrator change: 2 of 2 signatures of the current administrators, 2 o
 says "valid: nodes and the broker will accept it" "the change is now valid"
 run "$KEYS" show admin/published/v2.dir --anchor admin/network.pub
 expect 0 "show verifies version 2 along the chain"
-says "along the chain of earlier versions): valid" "show says it used the chain"
+says "along the chain of earlier versions in admin/published): valid" "show says it used the chain"
+says "signed by Xander Bos (fingerprint " "show names a new administrator who signed"
+says "signed by test administrator 2 (fingerprint " "show names an old administrator who signed"
+
+# The file as distributed (outside ADMIN, nothing beside it) with the anchor
+# of ADMIN: the chain comes from ADMIN/published beside the anchor.
+mkdir dist && cp v2.dir dist/directory-v2
+run "$KEYS" show dist/directory-v2 --anchor admin/network.pub
+expect 0 "show of the distributed copy finds the chain beside the anchor"
+says "along the chain of earlier versions in admin/published): valid" \
+    "it says where the chain came from"
 
 # Version 3 belongs to the new administrators.
 run "$KEYS" register --dir admin --category mensenhandel
@@ -97,5 +123,63 @@ before=$(fingerprint admin)
 run "$KEYS" sign --dir admin v2.dir --key z.secret --passphrase-file pass-z
 expect 3 "signing version 2 after version 3 was published (rollback)"
 unchanged admin "$before" "rollback after an administrator change"
+
+# ---- a change in which some administrators stay (the issue's flow) -------------
+#
+# Version 4 changes x, y, z into x, z, w: y leaves, w joins. y still signs
+# version 4 (y is an administrator of version 3), as do x and w.
+run "$KEYS" set-admins --dir admin --threshold 2 --admin-pub x.secret.pub,z.secret.pub,w.secret.pub
+expect 0 "set-admins: y leaves, w joins, x and z stay"
+says "Wim Kok (fingerprint " "the joining administrator is named"
+run "$KEYS" publish --dir admin --out directory-v4 --key x.secret --passphrase-file pass-x
+expect 0 "x publishes version 4"
+says "administrator change: 1 of 2 signatures of the current administrators, 1 of 2 of the new" \
+    "x counts for both sets"
+run "$KEYS" sign --dir admin directory-v4 --key y.secret --passphrase-file pass-y
+expect 0 "y, who leaves, signs version 4"
+says "signed by Yara el Idrissi (fingerprint " "sign names the signer"
+run "$KEYS" sign --dir admin directory-v4 --key w.secret --passphrase-file pass-w
+expect 0 "w, who joins, signs version 4"
+says "2 of 2 signatures of the current administrators, 2 of 2 of the new administrators: complete" \
+    "sign: complete"
+says "valid: nodes and the broker will accept it" "sign: valid"
+
+run "$KEYS" show directory-v4 --anchor admin/network.pub
+expect 0 "show agrees with sign: version 4 is valid"
+says "along the chain of earlier versions in " "verified along the chain"
+says "signed by Yara el Idrissi (fingerprint " "show names y"
+says "valid, by an administrator of version 3" "y's signature counts: y is an administrator of version 3"
+says "signed by Wim Kok (fingerprint " "show names w"
+says "valid, by a new administrator" "w's signature counts as the new set's"
+says "2 of 2 signatures of the current administrators, 2 of 2 of the new administrators: complete" \
+    "show counts as sign does"
+lacks "counts nothing" "no signature is said to count nothing"
+lacks "not by an administrator listed here" "no signature is called foreign"
+lacks "NOT VALID" "show does not call it invalid"
+run "$KEYS" show directory-v4 --anchor admin/network.pub --json
+check "show --json: valid along the chain, each signature with its name" \
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d["verification"]; s=[x["name"] for x in d["signatures"]]; assert v["valid"] and v["method"]=="chain" and s==["Xander Bos","Yara el Idrissi","Wim Kok"] and d["signature_count"]["counted"] and d["signature_count"]["complete"]' "$T/.out"
+
+# Its twin: the same file and a copy of the anchor, with no chain anywhere.
+# show cannot know whether y counts: it says so, and does not call the file
+# invalid nor y's signature worthless.
+mkdir far && cp directory-v4 far/ && cp admin/network.pub far/network.pub
+run "$KEYS" show far/directory-v4 --anchor far/network.pub
+expect 1 "without the chain show cannot check version 4 (exit 1, not 3)"
+says "NOT VERIFIED, the chain of earlier versions is missing" "it says it could not verify"
+says "copy v1.dir .. v3.dir (ADMIN/published/ has them) beside the file" "it says what to copy"
+says "signed by key $(cut -d' ' -f1 y.secret.pub) (fingerprint " \
+    "far from ADMIN there are no names, only keys and fingerprints"
+says "it counts only if it is one of the administrators of version 3, not known without the chain" \
+    "y's signature is unknown, not worthless"
+lacks "counts nothing" "no signature is said to count nothing"
+lacks "NOT VALID" "the file is not called invalid"
+lacks ": complete" "no count is claimed complete"
+run "$KEYS" show far/directory-v4 --anchor far/network.pub --json
+check "show --json: not counted, the chain missing" \
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d["verification"]; c=d["signature_count"]; assert not v["valid"] and v["chain_missing"] and not c["counted"] and c["listed_valid"]==2 and c["other_valid"]==1' "$T/.out"
+cp admin/published/v[123].dir far/
+run "$KEYS" show far/directory-v4 --anchor far/network.pub
+expect 0 "with the chain copied beside it, the same file verifies"
 
 done_testing

@@ -4,6 +4,15 @@
 # leaves ADMIN exactly as it was.
 . "$(dirname "$0")/lib.sh"
 
+# lacks TEXT DESCRIPTION: the last command's output does not contain TEXT.
+lacks() {
+    if grep -qF -- "$1" "$T/.all"; then
+        not_ok "$2: \"$1\" in the output"
+    else
+        ok "$2"
+    fi
+}
+
 # replace FILE OLD NEW: replace the bytes OLD by NEW (same length) in FILE.
 replace() {
     python3 - "$@" <<'PY'
@@ -107,7 +116,7 @@ says "not an administrator's key" "it says the key is not an administrator's"
 unchanged admin "$before" "publish with a non-administrator key"
 
 run "$KEYS" admin-keygen --out outsider.secret --passphrase-file /dev/null
-secret pass-out "outsider"
+secret pass-out "the outsider keeps this one"
 run "$KEYS" admin-keygen --out outsider.secret --passphrase-file pass-out
 run "$KEYS" publish --dir admin --out v1.dir --key outsider.secret --passphrase-file pass-out
 expect 1 "publish signed with an administrator key of no administrator of this network"
@@ -169,6 +178,25 @@ run "$KEYS" sign --dir admin v1.dir --key open.secret
 expect 1 "a key file readable by others"
 says "chmod 600" "it says how to fix the key file's mode"
 unchanged admin "$before" "readable key file"
+
+# A public key given as --key: what the file is comes before its mode.
+check "admin-3.pub is readable by others, as a public key is" \
+    test "$(stat -c %a admin/admin-3.pub)" = 644
+run "$KEYS" sign --dir admin v1.dir --key admin/admin-3.pub
+expect 1 "sign with a public key file instead of the secret key"
+says "admin/admin-3.pub is not a keten secret key file: it holds a public key (a .pub file)" \
+    "it says the file is a public key"
+lacks "chmod" "it says nothing about the file's mode"
+unchanged admin "$before" "sign with a public key"
+cp admin/admin-3.pub pub-copy && chmod 600 pub-copy
+run "$KEYS" sign --dir admin v1.dir --key pub-copy
+expect 1 "a public key file with mode 0600 is still no secret key"
+says "it holds a public key" "the same message whatever the mode"
+echo "not a key at all" >other.txt
+run "$KEYS" sign --dir admin v1.dir --key other.txt
+expect 1 "sign with a text file that is no key"
+says "other.txt is not a keten secret key file (no KETENSK1 magic)" "it says the file is no key file"
+lacks "chmod" "it says nothing about the file's mode either"
 
 cp half.dir forged.dir
 run "$TOOL" sign-directory forged.dir n-politie-mn/identity.secret
@@ -245,6 +273,62 @@ run "$KEYS" show admin/published/v1.dir --anchor admin/network.pub
 expect 0 "version 1 on its own still verifies (show checks one file)"
 says "version 2 lies beside it" "show points out the newer version"
 says "refuses this one as a rollback" "show says nodes refuse it as a rollback"
+
+# ---- publishing over an unsigned version; publishing nothing new --------------
+
+run "$KEYS" init --dir pub --network riec-pub --threshold 2 --admins 2 --no-passphrase
+run "$KEYS" register --dir pub --category woonfraude
+run "$KEYS" publish --dir pub --out directory-v1 --admin 1
+expect 0 "publish version 1 (1 of 2 signatures)"
+before=$(fingerprint pub)
+file_before=$(sha256sum directory-v1)
+run "$KEYS" publish --dir pub --out directory-v1 --admin 1
+expect 1 "publish again while version 1 has 1 of 2 signatures"
+says "version 1 has 1 of 2 signatures; needs 1 more: run keten-keys sign --dir pub pub/published/v1.dir with another administrator's key first" \
+    "it says what version 1 lacks and what to do"
+says "add --force" "it names the way to publish all the same"
+unchanged pub "$before" "a second publish over an unsigned version"
+check "the directory file is unchanged" test "$(sha256sum directory-v1)" = "$file_before"
+check "no version 2 was made" test ! -e pub/published/v2.dir
+run "$KEYS" register --dir pub --category drugs
+before=$(fingerprint pub)
+run "$KEYS" publish --dir pub --out directory-v2 --admin 1
+expect 1 "a draft with changes does not publish over an unsigned version either"
+unchanged pub "$before" "publish with changes over an unsigned version"
+check "no directory-v2 was written" test ! -e directory-v2
+run "$KEYS" publish --dir pub --out directory-v2 --admin 1 --force
+expect 0 "publish --force over an unsigned version"
+says "the previous version 1 is incomplete" "it warns that version 1 stays incomplete"
+says "published version 2" "version 2 was published"
+run "$KEYS" sign --dir pub directory-v2 --admin 2
+expect 0 "sign version 2"
+
+before=$(fingerprint pub)
+run "$KEYS" publish --dir pub --out directory-v3 --admin 1
+expect 1 "publish with nothing changed since version 2"
+says "nothing changed since version 2" "it says nothing changed"
+says "run publish again with --refresh" "it says how to renew the expiry"
+unchanged pub "$before" "publish of an unchanged draft"
+check "no directory-v3 was written" test ! -e directory-v3
+run "$KEYS" publish --dir pub --out directory-v3 --admin 1 --refresh --json
+expect 0 "publish --refresh of an unchanged draft"
+check "the refresh is version 3, signed by test administrator 1" \
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["version"]==3 and d["signed_by"]["name"]=="test administrator 1" and d["signed_by"]["fingerprint"]' "$T/.out"
+run "$KEYS" sign --dir pub directory-v3 --admin 2 --json
+expect 0 "sign the refreshed version 3"
+check "sign --json names the signer" \
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["valid"] and d["signed_by"]["name"]=="test administrator 2"' "$T/.out"
+run "$KEYS" show directory-v3 --anchor pub/network.pub --json
+check "version 3 holds the same values as version 2" \
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["version"]==3 and d["categories"]==["woonfraude","drugs"] and d["verification"]["valid"]' "$T/.out"
+run "$KEYS" register --dir pub --category mensenhandel
+before=$(fingerprint pub)
+run "$KEYS" publish --dir pub --out directory-v4 --admin 1 --refresh
+expect 1 "--refresh with changes in the draft"
+says "this draft changes things since version 3" "it says the draft has changes"
+unchanged pub "$before" "a refresh that would publish changes"
+run "$KEYS" publish --dir pub --out directory-v4 --admin 1
+expect 0 "the changes publish without --refresh"
 
 # ---- init -------------------------------------------------------------------
 

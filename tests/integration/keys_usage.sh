@@ -3,7 +3,8 @@
 # (exit 2) with a message saying what is wrong, and touches nothing.
 . "$(dirname "$0")/lib.sh"
 
-for cmd in admin-keygen init register approve revoke policy set-admins publish sign show; do
+for cmd in admin-keygen init register unregister approve revoke policy set-admins publish sign \
+    status partners show; do
     run "$KEYS" "$cmd" --help
     expect 0 "keten-keys $cmd --help"
     stdout_says "Usage: keten-keys $cmd" "keten-keys $cmd --help prints its usage"
@@ -53,6 +54,14 @@ usage "--threshold 'two' is not a number" "a threshold that is not a number" "$K
 usage "--admins '0' must be a number from 1 to 32" "--admins 0" "$KEYS" init --dir x --network n --threshold 1 --admins 0
 check "no usage error created an ADMIN" test ! -e x
 usage "give --category and/or --purpose" "register with nothing to register" "$KEYS" register --dir admin
+usage "give --category and/or --purpose" "unregister with nothing to remove" "$KEYS" unregister --dir admin
+usage "--dir ADMIN is required" "unregister without --dir" "$KEYS" unregister --category x
+usage "unexpected argument 'x'" "unregister with an argument" "$KEYS" unregister --dir admin --category c x
+usage "--dir ADMIN is required" "status without --dir" "$KEYS" status
+usage "unexpected argument 'x'" "status with an argument" "$KEYS" status --dir admin x
+usage "--dir ADMIN is required" "partners without --dir" "$KEYS" partners --json
+usage "unknown option --rotated" "partners with an unknown option" "$KEYS" partners --dir admin --rotated
+usage "--name ' x' is not usable" "admin-keygen with a name starting with a space" "$KEYS" admin-keygen --out k --name " x"
 usage "give the REQUEST file to approve" "approve without a request" "$KEYS" approve --dir admin
 usage "approve one REQUEST at a time" "approve with two requests" "$KEYS" approve --dir admin a b
 usage "--valid-days 'x' must be a number from 1 to 3650" "approve with a bad --valid-days" "$KEYS" approve --dir admin a --valid-days x
@@ -77,6 +86,8 @@ usage "--valid-days '999' must be a number from 1 to 365" "publish --valid-days 
 usage "--admin '0' must be a number" "publish --admin 0" "$KEYS" publish --dir admin --out d --admin 0
 usage "give the directory FILE to sign" "sign without a file" "$KEYS" sign --dir admin --admin 1
 usage "--out is for publish" "sign with --out" "$KEYS" sign --dir admin d --admin 1 --out e
+usage "--force is for publish" "sign with --force" "$KEYS" sign --dir admin d --admin 1 --force
+usage "--refresh is for publish" "sign with --refresh" "$KEYS" sign --dir admin d --admin 1 --refresh
 usage "give the directory FILE to show" "show without a file" "$KEYS" show
 usage "unexpected argument 'b'" "show with two files" "$KEYS" show a b
 unchanged admin "$before" "usage errors"

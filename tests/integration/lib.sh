@@ -164,6 +164,22 @@ make_network() {
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
+# need_tool COMMAND...: the test calls these programs (scripts/deps.sh --test
+# installs every one). A missing one fails the whole test at once and says
+# which: otherwise "command not found" goes to a helper's 2>/dev/null, reads
+# as a wrong answer, or a wait_for loop runs into the test's timeout.
+need_tool() {
+    local t missing=()
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "Bail out! not installed: ${missing[*]} (scripts/deps.sh --test installs what the tests call)"
+    exit 1
+}
+# Every test: run (setsid), jl and jget (python3).
+need_tool "$PY" setsid
+
 # wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
 wait_for() {
     local limit=$(($1 * 10)) i=0

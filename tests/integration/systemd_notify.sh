@@ -15,6 +15,7 @@
 #
 # Arguments: keten-keys keten-node keten-broker keten-test-tool
 . "$(dirname "$0")/lib.sh"
+need_tool curl # the metrics endpoint
 
 BROKER_EP="ipc://$T/broker.sock"
 declare -A PID=() # name -> pid of a listener or daemon started here
@@ -142,8 +143,11 @@ sys.exit(0 if d["directory"]["version"] == int(sys.argv[2]) else 1)' "$T/.st" "$
 
 # publish FILE [ADMINS]: the next directory version, signed by admins 1 and 2
 # (by admin 1 only with ADMINS=1: below the threshold of 2, it does not verify).
+# The contents do not change: each later version is a renewal (--refresh).
 publish() {
-    run "$KEYS" publish --dir admin --out "$1" --admin 1
+    local refresh=()
+    [ -d admin/published ] && ls admin/published/*.dir >/dev/null 2>&1 && refresh=(--refresh)
+    run "$KEYS" publish --dir admin --out "$1" --admin 1 "${refresh[@]}"
     [ "$RC" -eq 0 ] || { not_ok "publish $1"; return 1; }
     [ "${2:-2}" = 1 ] && return 0
     run "$KEYS" sign --dir admin "$1" --admin 2

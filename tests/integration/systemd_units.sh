@@ -61,7 +61,11 @@ for u in "${units[@]}"; do
     esac
 done
 man_opt=--man=no
-if [ ${#mans[@]} -gt 0 ] && command -v man >/dev/null 2>&1; then
+if [ ${#mans[@]} -gt 0 ] && ! command -v man >/dev/null 2>&1; then
+    echo "Bail out! man is not installed: Documentation= cannot be checked (scripts/deps.sh installs man-db)"
+    exit 1
+fi
+if [ ${#mans[@]} -gt 0 ]; then
     for m in "${mans[@]}"; do
         section=${m##*.}
         mkdir -p "$T/man/man$section"

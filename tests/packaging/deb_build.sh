@@ -6,15 +6,19 @@
 # exists and owns the state directories; the services are neither enabled nor
 # started; the installed units pass `systemd-analyze verify` (their
 # Documentation= pages included); the services start as their units start
-# them and report readiness; then the package is purged. TAP.
+# them and report readiness; then the package is purged, and the purge
+# removes the passphrases, the configuration and the user keten and moves
+# the state folders (keys, audit log) aside. TAP.
 #
 #   deb_build.sh SOURCE_DIR
 #
 # Slow (a full build) and needs root: it is in the meson suite 'packaging',
 # run once by CI (meson test --suite packaging). It skips, saying why, when
-# not root, when the packaging tools are missing (scripts/deps.sh
-# --packaging installs them), or when a keten package is already installed
-# (it never touches an existing installation).
+# not root or when a keten package is already installed (it never touches an
+# existing installation); it fails at once when a tool it calls is missing
+# (scripts/deps.sh --packaging installs them) or when this machine holds
+# /etc/keten, /var/lib/keten or a user keten without the package. It leaves
+# the machine as it found it, however it ends, so it can run again.
 set -u
 
 SRC=$(realpath "${1:?source dir}")
@@ -23,35 +27,55 @@ skip() {
     echo "1..0 # SKIP $*"
     exit 0
 }
+bail_out() {
+    echo "Bail out! $*"
+    exit 1
+}
 [ "$(id -u)" -eq 0 ] || skip "needs root (apt-get install of the package)"
-for tool in dpkg-buildpackage dh apt-get dpkg-deb; do
-    command -v "$tool" >/dev/null 2>&1 || skip "$tool is missing: run scripts/deps.sh --packaging"
+# dpkg's state of the package keten: installed, config-files, ... or
+# not-installed (also when dpkg has never heard of it).
+pkg_state() {
+    local s
+    s=$(dpkg-query -W -f='${db:Status-Status}' keten 2>/dev/null) || s=not-installed
+    echo "${s:-not-installed}"
+}
+if [ "$(pkg_state)" != not-installed ]; then
+    skip "a keten package is on this machine ($(pkg_state)); not touching it"
+fi
+missing=()
+for tool in dpkg-buildpackage dh apt-get dpkg-deb dpkg-query systemd-analyze systemctl man \
+    runuser setpriv userdel groupdel getent /usr/bin/python3; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
-if dpkg-query -W -f='${Status}' keten 2>/dev/null | grep -q "installed"; then
-    skip "a keten package is already installed on this machine; not touching it"
+[ ${#missing[@]} -eq 0 ] || bail_out "not installed: ${missing[*]} (scripts/deps.sh --packaging)"
+# What the package makes and its purge removes must not be here before it:
+# it could be an installation made by hand, or an earlier run's leftovers.
+for p in /etc/keten /var/lib/keten; do
+    [ ! -e "$p" ] || bail_out "$p exists but no keten package is installed; not touching it"
+done
+if getent passwd keten >/dev/null || getent group keten >/dev/null; then
+    bail_out "a user or group keten exists but no keten package is installed; not touching it"
 fi
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/keten-deb.XXXXXXXX") || exit 1
-had_user=0
-getent passwd keten >/dev/null && had_user=1
-had_state=0
-[ -e /var/lib/keten ] && had_state=1
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-    if dpkg-query -W -f='${Status}' keten 2>/dev/null | grep -q "installed"; then
-        apt-get purge -y -qq keten >/dev/null 2>&1 || true
+    if [ "$(pkg_state)" != not-installed ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq keten >/dev/null 2>&1 || true
     fi
-    # Leave the machine as it was: the user and folders this test made go.
-    if [ "$had_state" -eq 0 ]; then
-        rm -rf /var/lib/keten
-    fi
-    if [ "$had_user" -eq 0 ] && getent passwd keten >/dev/null; then
-        userdel keten >/dev/null 2>&1 || true
-        getent group keten >/dev/null && groupdel keten >/dev/null 2>&1
-    fi
+    # Leave the machine as it was (none of these were there, see above):
+    # what the purge kept aside and anything a failed step left go too.
+    rm -rf /etc/keten /var/lib/keten
+    getent passwd keten >/dev/null && userdel keten >/dev/null 2>&1
+    getent group keten >/dev/null && groupdel keten >/dev/null 2>&1
     rm -rf "$T"
 }
 trap cleanup EXIT
+# A signal (meson's timeout sends SIGTERM) ends the test through the EXIT
+# trap too.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 TESTS=0
 FAILED=0
@@ -218,7 +242,8 @@ if command -v systemd-analyze >/dev/null; then
         fi
     done
 else
-    echo "# systemd-analyze is not installed: the units were not verified"
+    : >"$T/.out"
+    not_ok "systemd-analyze is not installed: the units were not verified"
 fi
 
 # 7. The services start. CI machines run no systemd as PID 1, so each
@@ -293,6 +318,10 @@ stop_services() {
     local k
     for k in "${!SVC[@]}"; do
         kill -KILL "${SVC[$k]}" 2>/dev/null
+    done
+    # Gone before the purge removes their user.
+    for k in "${!SVC[@]}"; do
+        wait "${SVC[$k]}" 2>/dev/null
     done
 }
 trap 'stop_services; cleanup' EXIT
@@ -369,14 +398,52 @@ for u in keten-node keten-broker; do
     check "... STOPPING=1 was sent" grep -qx STOPPING=1 "$T/notify/$u.log"
 done
 
-# 8. Purge: the programs go; the configuration is removed with the package.
+# 8. Purge: the programs go; the passphrases, the configuration, the anchor,
+# the directory and the user keten are removed; the state folders with the
+# keys and the broker's audit log are moved aside, never deleted.
 check "apt-get purge keten" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq keten
+cp "$T/.out" "$T/purge.out"
 if [ ! -e /usr/bin/keten-broker ] && [ ! -e /lib/systemd/system/keten-broker.service ] \
     && [ ! -e /etc/keten/broker.conf ]; then
     ok "after purge the programs, units and configuration are gone"
 else
     : >"$T/.out"
     not_ok "files left after purge"
+fi
+if [ ! -e /etc/keten ]; then
+    ok "after purge /etc/keten is gone: passphrases, anchor and directory"
+else
+    find /etc/keten >"$T/.out" 2>&1
+    not_ok "after purge /etc/keten still holds files"
+fi
+if ! getent passwd keten >/dev/null && ! getent group keten >/dev/null; then
+    ok "after purge the user and group keten are gone"
+else
+    : >"$T/.out"
+    not_ok "after purge the user or group keten is still there"
+fi
+for d in broker node; do
+    kept=(/var/lib/keten/"$d".purged-*)
+    if [ ! -e "/var/lib/keten/$d" ] && [ ${#kept[@]} -eq 1 ] && [ -d "${kept[0]}" ] \
+        && [ -f "${kept[0]}/identity.secret" ] && [ "$(stat -c '%U %a' "${kept[0]}")" = "root 700" ]; then
+        ok "purge moved /var/lib/keten/$d aside to $(basename "${kept[0]}"), root's, mode 700"
+    else
+        ls -la /var/lib/keten >"$T/.out" 2>&1
+        not_ok "purge did not move /var/lib/keten/$d aside"
+    fi
+done
+kept=(/var/lib/keten/broker.purged-*)
+if [ -e "${kept[0]}/store/data.mdb" ]; then
+    ok "the broker's audit log is kept ($(basename "${kept[0]}")/store)"
+else
+    ls -laR /var/lib/keten >"$T/.out" 2>&1
+    not_ok "the broker's audit log is not in ${kept[0]}"
+fi
+cp "$T/purge.out" "$T/.out"
+if grep -qF "kept /var/lib/keten/broker as /var/lib/keten/broker.purged-" "$T/.out"; then
+    ok "purge says where it kept the broker's folder"
+else
+    not_ok "purge does not say that it kept the broker's folder"
 fi
 
 finish

@@ -514,6 +514,222 @@ static void test_rules(void **state)
     assert_int_equal(id, 3);
 }
 
+static void test_unregister(void **state)
+{
+    ctx *c = *state;
+    uint32_t rule = 0, id = 0;
+    /* A mistyped value, registered and removed again. */
+    assert_int_equal(keten_dirbuild_register(c->b, "woonfruade", "handhavng"), KETEN_OK);
+    assert_int_equal(keten_dirbuild_unregister(c->b, "woonfruade", NULL, &rule), KETEN_OK);
+    assert_int_equal(keten_dirbuild_unregister(c->b, NULL, "handhavng", &rule), KETEN_OK);
+    const Keten__Directory *d = keten_dirbuild_doc(c->b);
+    assert_int_equal(d->n_categories, 2);
+    assert_string_equal(d->categories[0], "woonfraude");
+    assert_string_equal(d->categories[1], "drugs");
+    assert_int_equal(d->n_purposes, 1);
+    /* Its twins: what is not registered, and what a rule names. */
+    REFUSED(c, keten_dirbuild_unregister(c->b, "woonfruade", NULL, &rule), KETEN_ERR_NOT_FOUND);
+    REFUSED(c, keten_dirbuild_unregister(c->b, NULL, NULL, &rule), KETEN_ERR_INVALID);
+    assert_int_equal(keten_dirbuild_add_rule(c->b, KETEN__EFFECT__EFFECT_DENY, "*", "role:tax",
+                         "drugs", NULL, "handhaving", &id),
+        KETEN_OK);
+    rule = 0;
+    REFUSED(c, keten_dirbuild_unregister(c->b, "drugs", NULL, &rule), KETEN_ERR_INVALID);
+    assert_int_equal(rule, id);
+    assert_non_null(strstr(keten_err_detail(), "still used by rule 1"));
+    rule = 0;
+    REFUSED(c, keten_dirbuild_unregister(c->b, NULL, "handhaving", &rule), KETEN_ERR_INVALID);
+    assert_int_equal(rule, id);
+    /* Both at once: one refused refuses both. */
+    REFUSED(
+        c, keten_dirbuild_unregister(c->b, "woonfraude", "handhaving", NULL), KETEN_ERR_INVALID);
+    /* A rule with "*" names no value in particular. */
+    assert_int_equal(
+        keten_dirbuild_add_rule(c->b, KETEN__EFFECT__EFFECT_ALLOW, "*", "*", "*", NULL, NULL, &id),
+        KETEN_OK);
+    assert_int_equal(keten_dirbuild_unregister(c->b, "woonfraude", NULL, NULL), KETEN_OK);
+    /* Once the rule is gone, so may its values be. */
+    assert_int_equal(keten_dirbuild_remove_rule(c->b, 1), KETEN_OK);
+    assert_int_equal(keten_dirbuild_unregister(c->b, "drugs", "handhaving", NULL), KETEN_OK);
+    d = keten_dirbuild_doc(c->b);
+    assert_int_equal(d->n_categories, 0);
+    assert_int_equal(d->n_purposes, 0);
+}
+
+static void test_roles(void **state)
+{
+    ctx *c = *state;
+    /* The standard roles are known in an empty network. */
+    const char *standard[] = { "municipality", "police", "tax", "housing", "riec" };
+    for (size_t i = 0; i < sizeof standard / sizeof *standard; i++) {
+        assert_true(keten_dirbuild_role_known(c->b, standard[i]));
+    }
+    assert_int_equal(
+        keten_dirbuild_check_roles(c->b, "role:police,role:tax,politie-mn,*", "--to"), KETEN_OK);
+    /* Typos: refused, with the role meant and the known roles. */
+    assert_false(keten_dirbuild_role_known(c->b, "polise"));
+    REFUSED(
+        c, keten_dirbuild_check_roles(c->b, "role:tax,role:polise", "--to"), KETEN_ERR_NOT_FOUND);
+    assert_non_null(strstr(keten_err_detail(), "--to role:polise"));
+    assert_non_null(strstr(keten_err_detail(), "did you mean role:police?"));
+    assert_non_null(
+        strstr(keten_err_detail(), "known roles: municipality, police, tax, housing, riec"));
+    assert_non_null(strstr(keten_err_detail(), "--allow-unknown-role"));
+    assert_int_equal(
+        keten_dirbuild_check_roles(c->b, "role:housingcorp", "--to"), KETEN_ERR_NOT_FOUND);
+    assert_non_null(strstr(keten_err_detail(), "did you mean role:housing?"));
+    assert_int_equal(
+        keten_dirbuild_check_roles(c->b, "role:muncipality", "--from"), KETEN_ERR_NOT_FOUND);
+    assert_non_null(strstr(keten_err_detail(), "did you mean role:municipality?"));
+    /* Nothing close: no suggestion, only the list. */
+    assert_int_equal(keten_dirbuild_check_roles(c->b, "role:zorg", "--to"), KETEN_ERR_NOT_FOUND);
+    assert_null(strstr(keten_err_detail(), "did you mean"));
+    assert_non_null(strstr(keten_err_detail(), "known roles:"));
+    /* A role that a node of the draft has is known from then on. */
+    member m = member_new("ggd-amsterdam", "zorg", NETWORK);
+    assert_int_equal(keten_dirbuild_approve(c->b, m.req, c->now, DAY, false, NULL), KETEN_OK);
+    assert_true(keten_dirbuild_role_known(c->b, "zorg"));
+    assert_int_equal(keten_dirbuild_check_roles(c->b, "role:zorg", "--to"), KETEN_OK);
+    assert_int_equal(keten_dirbuild_check_roles(c->b, "role:zrog", "--to"), KETEN_ERR_NOT_FOUND);
+    assert_non_null(strstr(keten_err_detail(), "did you mean role:zorg?"));
+    assert_non_null(strstr(keten_err_detail(), "riec, zorg"));
+    /* ... and no longer once it is revoked. */
+    assert_int_equal(keten_dirbuild_revoke(c->b, "ggd-amsterdam", "left", c->now), KETEN_OK);
+    assert_false(keten_dirbuild_role_known(c->b, "zorg"));
+    member_free(&m);
+}
+
+/* Publish the draft as it is (finish and advance) and return the Directory
+ * as published (keten_pb_free). */
+static Keten__Directory *publish_draft(ctx *c)
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    Keten__Directory *pub = NULL;
+    assert_int_equal(keten_dirbuild_finish(c->b, c->now, DAY, &bytes, &len), KETEN_OK);
+    assert_int_equal(KETEN_PB_UNPACK_CANONICAL(
+                         keten__directory, bytes, len, KETEN_DIRECTORY_MAX, "published", &pub),
+        KETEN_OK);
+    assert_int_equal(keten_dirbuild_advance(c->b, bytes, len), KETEN_OK);
+    free(bytes);
+    return pub;
+}
+
+static void test_diff(void **state)
+{
+    ctx *c = *state;
+    member a = member_new("gemeente-diemen", "municipality", NETWORK);
+    member b = member_new("politie-mn", "police", NETWORK);
+    member r = member_new("woonstad", "housing", NETWORK);
+    member r2 = member_new("woonstad", "housing", NETWORK);
+    member n = member_new("belastingdienst", "tax", NETWORK);
+    uint32_t id = 0;
+    keten_dirdiff *d = NULL;
+
+    /* Nothing published: everything in the draft is added. */
+    assert_int_equal(keten_dirbuild_approve(c->b, a.req, c->now, DAY, false, NULL), KETEN_OK);
+    assert_int_equal(keten_dirbuild_approve(c->b, b.req, c->now, DAY, false, NULL), KETEN_OK);
+    assert_int_equal(keten_dirbuild_approve(c->b, r.req, c->now, DAY, false, NULL), KETEN_OK);
+    assert_int_equal(keten_dirbuild_add_rule(c->b, KETEN__EFFECT__EFFECT_ALLOW, "role:municipality",
+                         "role:police", "woonfraude", NULL, NULL, &id),
+        KETEN_OK);
+    assert_int_equal(keten_dirbuild_diff(NULL, keten_dirbuild_doc(c->b), &d), KETEN_OK);
+    assert_true(d->changed);
+    assert_false(d->other);
+    assert_int_equal(d->n_added, 3);
+    assert_int_equal(d->n_rules_added, 1);
+    assert_int_equal(d->n_categories_added, 2);
+    assert_int_equal(d->n_admins_added, N_ADMINS);
+    assert_int_equal(d->threshold_from, 0);
+    assert_int_equal(d->threshold_to, 2);
+    keten_dirdiff_destroy(&d);
+    assert_null(d);
+    keten_dirdiff_destroy(&d);
+
+    /* Published, and nothing changed since: an empty diff. */
+    Keten__Directory *v1 = publish_draft(c);
+    assert_int_equal(keten_dirbuild_diff(v1, keten_dirbuild_doc(c->b), &d), KETEN_OK);
+    assert_false(d->changed);
+    assert_false(d->other);
+    assert_int_equal(d->n_added + d->n_rotated + d->n_revoked + d->n_rules_added
+            + d->n_rules_removed + d->n_categories_added + d->n_categories_removed
+            + d->n_purposes_added + d->n_purposes_removed + d->n_admins_added + d->n_admins_removed,
+        0);
+    assert_int_equal(d->threshold_from, d->threshold_to);
+    keten_dirdiff_destroy(&d);
+
+    /* Every kind of change, each found once. */
+    assert_int_equal(keten_dirbuild_approve(c->b, n.req, c->now, DAY, false, NULL), KETEN_OK);
+    assert_int_equal(keten_dirbuild_approve(c->b, r2.req, c->now, DAY, true, NULL), KETEN_OK);
+    assert_int_equal(keten_dirbuild_revoke(c->b, "politie-mn", "key lost", c->now), KETEN_OK);
+    assert_int_equal(keten_dirbuild_remove_rule(c->b, 1), KETEN_OK);
+    assert_int_equal(keten_dirbuild_add_rule(c->b, KETEN__EFFECT__EFFECT_DENY, "*", "role:housing",
+                         "drugs", NULL, NULL, &id),
+        KETEN_OK);
+    assert_int_equal(keten_dirbuild_register(c->b, "mensenhandel", "riec-convenant"), KETEN_OK);
+    assert_int_equal(keten_dirbuild_unregister(c->b, NULL, "handhaving", NULL), KETEN_OK);
+    uint8_t keys[N_ADMINS][KETEN_SIGN_PK_BYTES];
+    memcpy(keys, c->admin_pk, sizeof keys);
+    randombytes_buf(keys[2], KETEN_SIGN_PK_BYTES);
+    assert_int_equal(keten_dirbuild_set_admins(c->b, ADMINS(keys), N_ADMINS, 3), KETEN_OK);
+    assert_int_equal(keten_dirbuild_diff(v1, keten_dirbuild_doc(c->b), &d), KETEN_OK);
+    assert_true(d->changed);
+    assert_false(d->other);
+    assert_int_equal(d->n_added, 1);
+    assert_string_equal(d->added[0]->id, "belastingdienst");
+    assert_int_equal(d->n_rotated, 1);
+    assert_string_equal(d->rotated_new[0]->id, "woonstad");
+    assert_int_equal(d->rotated_old[0]->serial, 3);
+    assert_int_equal(d->rotated_new[0]->serial, 5);
+    assert_int_equal(d->n_revoked, 1);
+    assert_string_equal(d->revoked[0]->cert->id, "politie-mn");
+    /* The new rule took id 1 again (the highest id left was 0): a rule is
+     * compared by id and content, so this is one removed and one added. */
+    assert_int_equal(d->n_rules_added, 1);
+    assert_int_equal(d->rules_added[0]->id, 1);
+    assert_int_equal(d->rules_added[0]->effect, KETEN__EFFECT__EFFECT_DENY);
+    assert_int_equal(d->n_rules_removed, 1);
+    assert_int_equal(d->rules_removed[0]->id, 1);
+    assert_int_equal(d->rules_removed[0]->effect, KETEN__EFFECT__EFFECT_ALLOW);
+    assert_int_equal(d->n_categories_added, 1);
+    assert_string_equal(d->categories_added[0], "mensenhandel");
+    assert_int_equal(d->n_categories_removed, 0);
+    assert_int_equal(d->n_purposes_added, 1);
+    assert_string_equal(d->purposes_added[0], "riec-convenant");
+    assert_int_equal(d->n_purposes_removed, 1);
+    assert_string_equal(d->purposes_removed[0], "handhaving");
+    assert_int_equal(d->n_admins_added, 1);
+    assert_memory_equal(d->admins_added[0]->data, keys[2], KETEN_SIGN_PK_BYTES);
+    assert_int_equal(d->n_admins_removed, 1);
+    assert_memory_equal(d->admins_removed[0]->data, c->admin_pk[2], KETEN_SIGN_PK_BYTES);
+    assert_int_equal(d->threshold_from, 2);
+    assert_int_equal(d->threshold_to, 3);
+    keten_dirdiff_destroy(&d);
+
+    /* Published again: those changes are history, nothing is new. */
+    Keten__Directory *v2 = publish_draft(c);
+    assert_int_equal(keten_dirbuild_diff(v2, keten_dirbuild_doc(c->b), &d), KETEN_OK);
+    assert_false(d->changed);
+    keten_dirdiff_destroy(&d);
+    /* A revoked id enrolled again is a revocation and an addition. */
+    member b2 = member_new("politie-mn", "police", NETWORK);
+    assert_int_equal(keten_dirbuild_approve(c->b, b2.req, c->now, DAY, false, NULL), KETEN_OK);
+    assert_int_equal(keten_dirbuild_diff(v2, keten_dirbuild_doc(c->b), &d), KETEN_OK);
+    assert_int_equal(d->n_added, 1);
+    assert_int_equal(d->n_revoked, 0);
+    assert_int_equal(d->n_rotated, 0);
+    keten_dirdiff_destroy(&d);
+
+    keten_pb_free((ProtobufCMessage **)(void *)&v1);
+    keten_pb_free((ProtobufCMessage **)(void *)&v2);
+    member_free(&a);
+    member_free(&b);
+    member_free(&b2);
+    member_free(&r);
+    member_free(&r2);
+    member_free(&n);
+}
+
 static void test_set_admins(void **state)
 {
     ctx *c = *state;
@@ -705,6 +921,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_register, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unregister, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_diff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_admins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_and_advance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_load_round_trip, setup, teardown),

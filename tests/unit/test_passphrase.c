@@ -1,8 +1,10 @@
 /*
  * test_passphrase.c - where a passphrase comes from: a secret file, the
  * environment (removed and wiped once read), or a terminal prompt without
- * echo. The terminal is a real pseudo-terminal made the controlling terminal
- * of a child process; "no terminal" is a child in a new session without one.
+ * echo, asked again after a mismatch or a wrong passphrase; the strength
+ * rule for new administrator keys. The terminal is a real pseudo-terminal
+ * made the controlling terminal of a child process; "no terminal" is a
+ * child in a new session without one.
  */
 /* cmocka needs these first, in this order */
 // clang-format off
@@ -242,7 +244,139 @@ static void test_scrub_env(void **state)
     assert_null(getenv(ENV_NAME));
 }
 
+/* ---- strength ------------------------------------------------------------ */
+
+static void expect_strength(const char *pass, keten_err want)
+{
+    keten_err e = keten_passphrase_check_strength(pass, strlen(pass));
+    if (e != want) {
+        print_error("'%s': got %s (%s)\n", pass, keten_strerror(e), keten_err_detail());
+    }
+    assert_int_equal(e, want);
+}
+
+static void test_strength(void **state)
+{
+    (void)state;
+    /* Accepted: five words, or twenty characters. */
+    expect_strength("the cat sat on mat", KETEN_OK);
+    expect_strength("one\ttwo\tthree four five", KETEN_OK);
+    expect_strength("aaaaaaaaaaaaaaaaaaaa", KETEN_OK);
+    expect_strength("correct horse battery", KETEN_OK);
+    /* 20 characters of two bytes each. */
+    expect_strength("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3"
+                    "\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                    "\xc3\xa9",
+        KETEN_OK);
+    /* Refused twins: four words of 19 characters; 19 characters; 19
+     * characters in 38 bytes (bytes are not characters); spaces are not
+     * words. */
+    expect_strength("abc", KETEN_ERR_INVALID);
+    assert_non_null(strstr(keten_err_detail(), "at least 5 words or at least 20 characters"));
+    assert_non_null(strstr(keten_err_detail(), "this one has 1 word and 3 characters"));
+    expect_strength("the cat sat onmatxx", KETEN_ERR_INVALID);
+    expect_strength("aaaaaaaaaaaaaaaaaaa", KETEN_ERR_INVALID);
+    expect_strength("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3"
+                    "\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9",
+        KETEN_ERR_INVALID);
+    expect_strength("a  b   c    d      ", KETEN_ERR_INVALID);
+}
+
+static void test_new_from_file_strength(void **state)
+{
+    ctx *c = *state;
+    char path[PATH_MAX];
+    char *p = NULL;
+    size_t len = 0;
+    make_file(c, "weak", "abc\n", 4, 0600, path);
+    assert_int_equal(keten_passphrase_get_new(path, "P: ", true, &p, &len), KETEN_ERR_INVALID);
+    assert_null(p);
+    assert_non_null(strstr(keten_err_detail(), "is too weak for this key"));
+    assert_non_null(strstr(keten_err_detail(), path));
+    /* Without the strength rule the same file is fine. */
+    assert_int_equal(keten_passphrase_get_new(path, "P: ", false, &p, &len), KETEN_OK);
+    assert_string_equal(p, "abc");
+    keten_passphrase_free(&p);
+    make_file(c, "strong", "a sentence of five words\n", 25, 0600, path);
+    assert_int_equal(keten_passphrase_get_new(path, "P: ", true, &p, &len), KETEN_OK);
+    assert_string_equal(p, "a sentence of five words");
+    keten_passphrase_free(&p);
+    /* The environment: refused, and removed all the same. */
+    assert_int_equal(setenv(ENV_NAME, "abc", 1), 0);
+    assert_int_equal(keten_passphrase_get_new(NULL, "P: ", true, &p, &len), KETEN_ERR_INVALID);
+    assert_non_null(strstr(keten_err_detail(), ENV_NAME));
+    assert_null(getenv(ENV_NAME));
+    assert_null(p);
+    assert_int_equal(setenv(ENV_NAME, "a sentence of five words", 1), 0);
+    assert_int_equal(keten_passphrase_get_new(NULL, "P: ", true, &p, &len), KETEN_OK);
+    keten_passphrase_free(&p);
+}
+
+/* ---- trying a passphrase --------------------------------------------------- */
+
+#define RIGHT "the right one"
+
+typedef struct tries {
+    int calls;
+} tries;
+
+static keten_err try_right(const char *pass, size_t len, void *arg)
+{
+    tries *t = arg;
+    t->calls++;
+    if (len == strlen(RIGHT) && memcmp(pass, RIGHT, len) == 0) {
+        return KETEN_OK;
+    }
+    return keten_err_set(KETEN_ERR_PASSPHRASE, "the passphrase does not open the test lock");
+}
+
+static keten_err try_broken(const char *pass, size_t len, void *arg)
+{
+    (void)pass;
+    (void)len;
+    tries *t = arg;
+    t->calls++;
+    return keten_err_set(KETEN_ERR_MALFORMED, "the test lock is damaged");
+}
+
+static void test_try_file_and_env(void **state)
+{
+    ctx *c = *state;
+    char path[PATH_MAX];
+    tries t = { 0 };
+    make_file(c, "right", RIGHT "\n", strlen(RIGHT) + 1, 0600, path);
+    assert_int_equal(keten_passphrase_try(path, "P: ", try_right, &t), KETEN_OK);
+    assert_int_equal(t.calls, 1);
+    /* A wrong one from a file is tried once: a script gets its answer. */
+    t.calls = 0;
+    make_file(c, "wrong", "wrong\n", 6, 0600, path);
+    assert_int_equal(keten_passphrase_try(path, "P: ", try_right, &t), KETEN_ERR_PASSPHRASE);
+    assert_int_equal(t.calls, 1);
+    assert_string_equal(keten_err_detail(), "the passphrase does not open the test lock");
+    t.calls = 0;
+    assert_int_equal(setenv(ENV_NAME, "wrong", 1), 0);
+    assert_int_equal(keten_passphrase_try(NULL, "P: ", try_right, &t), KETEN_ERR_PASSPHRASE);
+    assert_int_equal(t.calls, 1);
+    assert_null(getenv(ENV_NAME));
+    t.calls = 0;
+    assert_int_equal(setenv(ENV_NAME, RIGHT, 1), 0);
+    assert_int_equal(keten_passphrase_try(NULL, "P: ", try_right, &t), KETEN_OK);
+    assert_int_equal(t.calls, 1);
+    /* A refused file never reaches try_fn. */
+    t.calls = 0;
+    make_file(c, "open", RIGHT "\n", strlen(RIGHT) + 1, 0644, path);
+    assert_int_equal(keten_passphrase_try(path, "P: ", try_right, &t), KETEN_ERR_PERMISSIONS);
+    assert_int_equal(t.calls, 0);
+}
+
 /* ---- terminal ---------------------------------------------------------- */
+
+typedef enum call_kind {
+    CALL_GET, /* keten_passphrase_get */
+    CALL_NEW_STRONG, /* keten_passphrase_get_new with the strength rule */
+    CALL_TRY, /* keten_passphrase_try with try_right */
+    CALL_TRY_BROKEN, /* keten_passphrase_try with try_broken */
+} call_kind;
 
 typedef struct child_report {
     int rc;
@@ -251,12 +385,16 @@ typedef struct child_report {
     int had_ctty; /* /dev/tty opened before the call */
     int echo_before;
     int echo_after;
+    int calls; /* calls of the try function */
 } child_report;
 
+#define SCRIPT_STEPS 8
+
 typedef struct pty_script {
-    const char *expect[2]; /* prompts to wait for, in order (NULL: none) */
-    const char *send[2]; /* what to type after each prompt */
+    const char *expect[SCRIPT_STEPS]; /* prompts to wait for, in order (NULL: end) */
+    const char *send[SCRIPT_STEPS]; /* what to type after each prompt */
     bool confirm;
+    call_kind call;
 } pty_script;
 
 static void write_full(int fd, const void *buf, size_t len)
@@ -277,7 +415,7 @@ static void write_full(int fd, const void *buf, size_t len)
 
 /* In the child: a new session; with a pty slave name, that terminal becomes
  * the controlling one. Never returns. */
-static void child_run(const char *slave_name, bool confirm, int report_fd)
+static void child_run(const char *slave_name, const pty_script *s, int report_fd)
 {
     child_report r;
     memset(&r, 0, sizeof r);
@@ -304,16 +442,31 @@ static void child_run(const char *slave_name, bool confirm, int report_fd)
     }
     char *p = NULL;
     size_t len = 0;
-    r.rc = (int)keten_passphrase_get(NULL, "Passphrase: ", confirm, &p, &len);
-    if (r.rc == KETEN_OK && len < sizeof r.pass) {
+    tries t = { 0 };
+    switch (s->call) {
+    case CALL_GET:
+        r.rc = (int)keten_passphrase_get(NULL, "Passphrase: ", s->confirm, &p, &len);
+        break;
+    case CALL_NEW_STRONG:
+        r.rc = (int)keten_passphrase_get_new(NULL, "Passphrase: ", true, &p, &len);
+        break;
+    case CALL_TRY:
+        r.rc = (int)keten_passphrase_try(NULL, "Passphrase: ", try_right, &t);
+        break;
+    case CALL_TRY_BROKEN:
+        r.rc = (int)keten_passphrase_try(NULL, "Passphrase: ", try_broken, &t);
+        break;
+    }
+    r.calls = t.calls;
+    if (r.rc == KETEN_OK && p != NULL && len < sizeof r.pass) {
         memcpy(r.pass, p, len);
         r.len = len;
     }
     keten_passphrase_free(&p);
     if (slave >= 0) {
-        struct termios t;
-        if (tcgetattr(slave, &t) == 0) {
-            r.echo_after = (t.c_lflag & ECHO) != 0;
+        struct termios tio;
+        if (tcgetattr(slave, &tio) == 0) {
+            r.echo_after = (tio.c_lflag & ECHO) != 0;
         }
     }
 done:
@@ -338,12 +491,15 @@ static void read_report(int fd, pid_t pid, child_report *r)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-/* Read from the pty master until text appears; what was read is appended
- * to seen (so the test can check that nothing typed was echoed). */
-static void wait_for(int master, const char *text, char *seen, size_t seen_cap)
+/* Read from the pty master until text appears after offset *from; what was
+ * read is appended to seen (so the test can check that nothing typed was
+ * echoed), and *from moves past the match. */
+static void wait_for(int master, const char *text, size_t *from, char *seen, size_t seen_cap)
 {
     for (;;) {
-        if (strstr(seen, text) != NULL) {
+        const char *hit = strstr(seen + *from, text);
+        if (hit != NULL) {
+            *from = (size_t)(hit - seen) + strlen(text);
             return;
         }
         struct pollfd pfd = { .fd = master, .events = POLLIN };
@@ -360,8 +516,8 @@ static void wait_for(int master, const char *text, char *seen, size_t seen_cap)
     }
 }
 
-/* Run keten_passphrase_get in a child whose controlling terminal is a new
- * pty, type the script, and return the child's report and the output. */
+/* Run the call in a child whose controlling terminal is a new pty, type the
+ * script, and return the child's report and the output. */
 static void run_on_pty(const pty_script *s, child_report *r, char *seen, size_t seen_cap)
 {
     int master = posix_openpt(O_RDWR | O_NOCTTY);
@@ -377,12 +533,16 @@ static void run_on_pty(const pty_script *s, child_report *r, char *seen, size_t 
     if (pid == 0) {
         close(pipefd[0]);
         close(master);
-        child_run(slave_name, s->confirm, pipefd[1]);
+        child_run(slave_name, s, pipefd[1]);
     }
     close(pipefd[1]);
     seen[0] = '\0';
-    for (size_t i = 0; i < 2 && s->expect[i] != NULL; i++) {
-        wait_for(master, s->expect[i], seen, seen_cap);
+    size_t from = 0;
+    for (size_t i = 0; i < SCRIPT_STEPS && s->expect[i] != NULL; i++) {
+        wait_for(master, s->expect[i], &from, seen, seen_cap);
+        if (s->send[i][0] == '\0') {
+            continue; /* a message between prompts: nothing to type */
+        }
         /* The prompt is written after echo went off: check it on the line. */
         struct termios t;
         assert_int_equal(tcgetattr(master, &t), 0);
@@ -415,7 +575,7 @@ static void test_tty_prompt(void **state)
     (void)state;
     child_report r;
     char seen[4096];
-    pty_script s = { { "Passphrase: ", NULL }, { "tty secret 1\n", NULL }, false };
+    pty_script s = { { "Passphrase: " }, { "tty secret 1\n" }, false, CALL_GET };
     run_on_pty(&s, &r, seen, sizeof seen);
     assert_true(r.had_ctty);
     assert_int_equal(r.rc, KETEN_OK);
@@ -432,7 +592,8 @@ static void test_tty_confirm(void **state)
     (void)state;
     child_report r;
     char seen[4096];
-    pty_script same = { { "Passphrase: ", "Repeat" }, { "twice typed\n", "twice typed\n" }, true };
+    pty_script same
+        = { { "Passphrase: ", "Repeat" }, { "twice typed\n", "twice typed\n" }, true, CALL_GET };
     run_on_pty(&same, &r, seen, sizeof seen);
     assert_int_equal(r.rc, KETEN_OK);
     assert_int_equal(r.len, strlen("twice typed"));
@@ -440,27 +601,95 @@ static void test_tty_confirm(void **state)
     assert_null(strstr(seen, "twice"));
     assert_true(r.echo_after);
 
-    pty_script differ = { { "Passphrase: ", "Repeat" }, { "first one\n", "first onE\n" }, true };
-    run_on_pty(&differ, &r, seen, sizeof seen);
-    assert_int_equal(r.rc, KETEN_ERR_INVALID);
+    /* A mismatch is said and asked again; the second round matches. */
+    pty_script retry = { { "Passphrase: ", "Repeat", "Try again", "Passphrase: ", "Repeat" },
+        { "first one\n", "first onE\n", "", "second one\n", "second one\n" }, true, CALL_GET };
+    run_on_pty(&retry, &r, seen, sizeof seen);
+    assert_int_equal(r.rc, KETEN_OK);
+    assert_memory_equal(r.pass, "second one", r.len);
+    assert_non_null(strstr(seen, "do not match"));
+    assert_null(strstr(seen, "first"));
     assert_true(r.echo_after);
 
-    /* A prefix of the first is a mismatch too (lengths compared first). */
-    pty_script prefix = { { "Passphrase: ", "Repeat" }, { "first one\n", "first\n" }, true };
-    run_on_pty(&prefix, &r, seen, sizeof seen);
+    /* Three mismatches: refused. A prefix of the first is a mismatch too
+     * (lengths compared first). */
+    pty_script differ = { { "Passphrase: ", "Repeat", "Passphrase: ", "Repeat",
+                              "Passphrase: ", "Repeat" },
+        { "first one\n", "first onE\n", "first one\n", "first\n", "a\n", "b\n" }, true, CALL_GET };
+    run_on_pty(&differ, &r, seen, sizeof seen);
     assert_int_equal(r.rc, KETEN_ERR_INVALID);
     assert_true(r.echo_after);
 }
 
-static void test_tty_empty_refused(void **state)
+static void test_tty_empty_asked_again(void **state)
 {
     (void)state;
     child_report r;
     char seen[4096];
-    pty_script s = { { "Passphrase: ", NULL }, { "\n", NULL }, false };
+    pty_script again
+        = { { "Passphrase: ", "Passphrase: " }, { "\n", "not empty\n" }, false, CALL_GET };
+    run_on_pty(&again, &r, seen, sizeof seen);
+    assert_int_equal(r.rc, KETEN_OK);
+    assert_memory_equal(r.pass, "not empty", r.len);
+    assert_non_null(strstr(seen, "is empty"));
+
+    pty_script s = { { "Passphrase: ", "Passphrase: ", "Passphrase: " }, { "\n", "\n", "\n" },
+        false, CALL_GET };
     run_on_pty(&s, &r, seen, sizeof seen);
     assert_int_equal(r.rc, KETEN_ERR_INVALID);
     assert_true(r.echo_after);
+}
+
+static void test_tty_new_strong(void **state)
+{
+    (void)state;
+    child_report r;
+    char seen[8192];
+    /* A weak one is explained and asked again, before the repeat. */
+    pty_script s = { { "Passphrase: ", "Try again", "Passphrase: ", "Repeat" },
+        { "abc\n", "", "my quiet harbour at dawn\n", "my quiet harbour at dawn\n" }, true,
+        CALL_NEW_STRONG };
+    run_on_pty(&s, &r, seen, sizeof seen);
+    assert_int_equal(r.rc, KETEN_OK);
+    assert_memory_equal(r.pass, "my quiet harbour at dawn", r.len);
+    assert_non_null(strstr(seen, "at least 5 words or at least 20 characters"));
+    assert_null(strstr(seen, "harbour"));
+
+    /* Weak three times: refused with the rule. */
+    pty_script weak = { { "Passphrase: ", "Passphrase: ", "Passphrase: " },
+        { "abc\n", "abcd\n", "abcde\n" }, true, CALL_NEW_STRONG };
+    run_on_pty(&weak, &r, seen, sizeof seen);
+    assert_int_equal(r.rc, KETEN_ERR_INVALID);
+    assert_true(r.echo_after);
+}
+
+static void test_tty_try(void **state)
+{
+    (void)state;
+    child_report r;
+    char seen[4096];
+    /* Wrong twice, then right: three calls, success. */
+    pty_script s
+        = { { "Passphrase: ", "2 tries left", "Passphrase: ", "1 try left", "Passphrase: " },
+              { "wrong 1\n", "", "wrong 2\n", "", RIGHT "\n" }, false, CALL_TRY };
+    run_on_pty(&s, &r, seen, sizeof seen);
+    assert_int_equal(r.rc, KETEN_OK);
+    assert_int_equal(r.calls, 3);
+    assert_null(strstr(seen, "wrong 1"));
+
+    /* Wrong three times: KETEN_ERR_PASSPHRASE, no fourth prompt. */
+    pty_script wrong = { { "Passphrase: ", "Passphrase: ", "Passphrase: " },
+        { "a\n", "b\n", "c\n" }, false, CALL_TRY };
+    run_on_pty(&wrong, &r, seen, sizeof seen);
+    assert_int_equal(r.rc, KETEN_ERR_PASSPHRASE);
+    assert_int_equal(r.calls, 3);
+    assert_true(r.echo_after);
+
+    /* Any other failure is not a wrong passphrase: no second prompt. */
+    pty_script broken = { { "Passphrase: " }, { RIGHT "\n" }, false, CALL_TRY_BROKEN };
+    run_on_pty(&broken, &r, seen, sizeof seen);
+    assert_int_equal(r.rc, KETEN_ERR_MALFORMED);
+    assert_int_equal(r.calls, 1);
 }
 
 /* Nothing given and no terminal: in a new session there is no controlling
@@ -474,7 +703,8 @@ static void test_no_source_no_tty(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         close(pipefd[0]);
-        child_run(NULL, false, pipefd[1]);
+        pty_script none = { { NULL }, { NULL }, false, CALL_GET };
+        child_run(NULL, &none, pipefd[1]);
     }
     close(pipefd[1]);
     child_report r;
@@ -517,9 +747,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_refused, setup, teardown),
         cmocka_unit_test(test_from_env),
         cmocka_unit_test(test_scrub_env),
+        cmocka_unit_test(test_strength),
+        cmocka_unit_test_setup_teardown(test_new_from_file_strength, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_try_file_and_env, setup, teardown),
         cmocka_unit_test(test_tty_prompt),
         cmocka_unit_test(test_tty_confirm),
-        cmocka_unit_test(test_tty_empty_refused),
+        cmocka_unit_test(test_tty_empty_asked_again),
+        cmocka_unit_test(test_tty_new_strong),
+        cmocka_unit_test(test_tty_try),
         cmocka_unit_test(test_no_source_no_tty),
         cmocka_unit_test(test_no_source_here),
     };
