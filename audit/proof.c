@@ -13,6 +13,7 @@
 #include "records.h"
 #include "sigcheck.h"
 #include "util.h"
+#include "sha256.h"
 
 #define ORIGIN_PREFIX "keten/"
 #define KEY_ID_BYTES 4
@@ -70,14 +71,14 @@ static void key_id_hex(const char *name, const uint8_t pk[static KETEN_SIGN_PK_B
     char out[static 2 * KEY_ID_BYTES + 1])
 {
     static const uint8_t nl = '\n', type = NOTE_KEY_TYPE_ED25519;
-    uint8_t h[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, (const uint8_t *)name, strlen(name));
-    crypto_hash_sha256_update(&st, &nl, 1);
-    crypto_hash_sha256_update(&st, &type, 1);
-    crypto_hash_sha256_update(&st, pk, KETEN_SIGN_PK_BYTES);
-    crypto_hash_sha256_final(&st, h);
+    uint8_t h[KETEN_SHA256_BYTES];
+    keten_sha256_state st;
+    keten_sha256_init(&st);
+    keten_sha256_update(&st, (const uint8_t *)name, strlen(name));
+    keten_sha256_update(&st, &nl, 1);
+    keten_sha256_update(&st, &type, 1);
+    keten_sha256_update(&st, pk, KETEN_SIGN_PK_BYTES);
+    keten_sha256_final(&st, h);
     keten_hex(h, KEY_ID_BYTES, out);
 }
 

@@ -9,6 +9,7 @@
 #include "pb.h"
 #include "receipt.h"
 #include "util.h"
+#include "sha256.h"
 
 #define TIME_TEXT 32
 
@@ -277,7 +278,7 @@ static keten_err heads_add(sigcheck_heads *self, const uint8_t *key, Keten__Rece
     return KETEN_OK;
 }
 
-static void hash_part(crypto_hash_sha256_state *st, const uint8_t *p, size_t len)
+static void hash_part(keten_sha256_state *st, const uint8_t *p, size_t len)
 {
     uint8_t l[8];
     uint64_t x = len;
@@ -285,21 +286,21 @@ static void hash_part(crypto_hash_sha256_state *st, const uint8_t *p, size_t len
         l[i] = (uint8_t)(x & 0xff);
         x >>= 8;
     }
-    crypto_hash_sha256_update(st, l, sizeof l);
+    keten_sha256_update(st, l, sizeof l);
     if (len > 0) {
-        crypto_hash_sha256_update(st, p, len);
+        keten_sha256_update(st, p, len);
     }
 }
 
 static void head_key(const Keten__NodeCert *cert, const Keten__ReceiptProof *p,
     uint8_t key[static KETEN_HASH_BYTES])
 {
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
+    keten_sha256_state st;
+    keten_sha256_init(&st);
     hash_part(&st, cert->sign_pk.data, cert->sign_pk.len);
     hash_part(&st, p->head.data, p->head.len);
     hash_part(&st, p->signature.data, p->signature.len);
-    crypto_hash_sha256_final(&st, key);
+    keten_sha256_final(&st, key);
 }
 
 static const char *outcome_name(Keten__Outcome o)

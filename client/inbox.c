@@ -23,6 +23,7 @@
 #include "util.h"
 #include "witness.h"
 #include "alarm.h"
+#include "sha256.h"
 
 static void give_credit(keten_node *node, uint32_t n)
 {
@@ -255,7 +256,7 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
         Keten__Envelope *env = NULL;
         Keten__Header *h = NULL;
         uint8_t env_hash[KETEN_HASH_BYTES];
-        crypto_hash_sha256(env_hash, d->envelope.data, d->envelope.len);
+        keten_sha256(env_hash, d->envelope.data, d->envelope.len);
         if (KETEN_PB_UNPACK(keten__envelope, d->envelope.data, d->envelope.len, KETEN_ENVELOPE_MAX,
                 "envelope", &env)
                 == KETEN_OK

@@ -19,6 +19,7 @@
 #include "store.h"
 #include "util.h"
 #include "witness.h"
+#include "sha256.h"
 
 #define SUBMIT_BATCH_MAX 256 /* outbox entries looked at per main-loop round */
 
@@ -148,7 +149,7 @@ static keten_err leave_outbox(Keten__SentRecord *rec, Keten__SentState state)
         keten_pb_free((ProtobufCMessage **)(void *)&env);
         return KETEN_ERR_NOMEM;
     }
-    crypto_hash_sha256(hash, rec->envelope.data, rec->envelope.len);
+    keten_sha256(hash, rec->envelope.data, rec->envelope.len);
     memcpy(hdr, env->header.data, env->header.len);
     rec->header.data = hdr;
     rec->header.len = env->header.len;
@@ -166,7 +167,7 @@ static keten_err leave_outbox(Keten__SentRecord *rec, Keten__SentState state)
 static void sent_envelope_hash(const Keten__SentRecord *rec, uint8_t out[static KETEN_HASH_BYTES])
 {
     if (rec->state == KETEN__SENT_STATE__SENT_STATE_QUEUED) {
-        crypto_hash_sha256(out, rec->envelope.data, rec->envelope.len);
+        keten_sha256(out, rec->envelope.data, rec->envelope.len);
     } else {
         memcpy(out, rec->envelope_hash.data, KETEN_HASH_BYTES); /* 32: checked when read */
     }

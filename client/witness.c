@@ -18,6 +18,7 @@
 #include "rec.h"
 #include "store.h"
 #include "util.h"
+#include "sha256.h"
 
 #define WITNESSED_KEY "witnessed-size"
 #define REFERENCE_KEY "reference"
@@ -397,7 +398,7 @@ static bool directory_line_ok(keten_node *node, const keten_checkpoint *cp)
                 "directory", &sd)
             == KETEN_OK) {
             uint8_t h[KETEN_HASH_BYTES];
-            crypto_hash_sha256(h, sd->directory.data, sd->directory.len);
+            keten_sha256(h, sd->directory.data, sd->directory.len);
             if (sodium_memcmp(h, cp->dir_hash, sizeof h) != 0) {
                 ok = false;
             }

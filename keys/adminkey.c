@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "passphrase.h"
 #include "util.h"
+#include "sha256.h"
 
 /* Length of one valid UTF-8 character at s (at most left bytes), or 0. */
 static size_t utf8_char(const unsigned char *s, size_t left)
@@ -68,9 +69,9 @@ bool adminkey_name_valid(const char *name)
 void adminkey_fingerprint(
     const uint8_t pk[static KETEN_SIGN_PK_BYTES], char out[static ADMINKEY_FPR_BYTES])
 {
-    uint8_t h[crypto_hash_sha256_BYTES];
+    uint8_t h[KETEN_SHA256_BYTES];
     char hex[2 * ADMINKEY_FPR_RAW + 1];
-    crypto_hash_sha256(h, pk, KETEN_SIGN_PK_BYTES);
+    keten_sha256(h, pk, KETEN_SIGN_PK_BYTES);
     keten_hex(h, ADMINKEY_FPR_RAW, hex);
     size_t o = 0;
     for (size_t i = 0; i < 2 * ADMINKEY_FPR_RAW; i++) {

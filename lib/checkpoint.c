@@ -1,4 +1,5 @@
 #include "checkpoint.h"
+#include "sha256.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -228,14 +229,14 @@ static void key_id(const char *name, size_t name_len, uint8_t type,
     const uint8_t pk[static KETEN_SIGN_PK_BYTES], uint8_t id[KEY_ID_BYTES])
 {
     static const uint8_t nl = '\n';
-    uint8_t h[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, (const uint8_t *)name, name_len);
-    crypto_hash_sha256_update(&st, &nl, 1);
-    crypto_hash_sha256_update(&st, &type, 1);
-    crypto_hash_sha256_update(&st, pk, KETEN_SIGN_PK_BYTES);
-    crypto_hash_sha256_final(&st, h);
+    uint8_t h[KETEN_SHA256_BYTES];
+    keten_sha256_state st;
+    keten_sha256_init(&st);
+    keten_sha256_update(&st, (const uint8_t *)name, name_len);
+    keten_sha256_update(&st, &nl, 1);
+    keten_sha256_update(&st, &type, 1);
+    keten_sha256_update(&st, pk, KETEN_SIGN_PK_BYTES);
+    keten_sha256_final(&st, h);
     memcpy(id, h, KEY_ID_BYTES);
 }
 

@@ -13,6 +13,7 @@
 
 #include "passphrase.h"
 #include "util.h"
+#include "sha256.h"
 
 #define SECRET_NAME "identity.secret"
 #define REQUEST_NAME "identity.request"
@@ -197,7 +198,7 @@ void keten_cli_sha256_hex(
     const uint8_t *data, size_t len, char out[static KETEN_CLI_HASH_HEX_BYTES])
 {
     uint8_t h[KETEN_HASH_BYTES];
-    crypto_hash_sha256(h, data, len);
+    keten_sha256(h, data, len);
     keten_hex(h, sizeof h, out);
 }
 

@@ -20,6 +20,7 @@
 #include "pb.h"
 #include "policy.h"
 #include "util.h"
+#include "sha256.h"
 
 #define ROLE_BROKER "broker"
 /* Room the signatures need beside the Directory bytes in a SignedDirectory:
@@ -1060,7 +1061,7 @@ keten_err keten_dirbuild_advance(keten_dirbuild *self, const uint8_t *dir_bytes,
         e = keten_err_set(KETEN_ERR_NOMEM, "advancing the draft");
         goto out;
     }
-    crypto_hash_sha256(hash, dir_bytes, len);
+    keten_sha256(hash, dir_bytes, len);
     if ((e = clone_doc(self, &work)) != KETEN_OK) {
         goto out;
     }

@@ -10,6 +10,7 @@
 #include "pb.h"
 #include "policy.h"
 #include "util.h"
+#include "sha256.h"
 
 #define ROLE_BROKER "broker"
 #define ROLE_PREFIX "role:"
@@ -724,7 +725,7 @@ static keten_err directory_make(const uint8_t *buf, size_t len, Keten__SignedDir
     self->doc = *doc;
     *sd = NULL;
     *doc = NULL;
-    crypto_hash_sha256(self->hash, self->sd->directory.data, self->sd->directory.len);
+    keten_sha256(self->hash, self->sd->directory.data, self->sd->directory.len);
     keten_err e = build_indexes(self);
     if (e != KETEN_OK) {
         keten_directory_destroy(&self);
@@ -1047,7 +1048,7 @@ keten_err keten_directory_verify_chain(const Keten__Anchor *anchor, const keten_
     }
     if (prev != NULL) {
         held[0].version = prev->doc->version;
-        crypto_hash_sha256(held[0].digest, prev->bytes, prev->len);
+        keten_sha256(held[0].digest, prev->bytes, prev->len);
         n_held = 1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1065,7 +1066,7 @@ keten_err keten_directory_verify_chain(const Keten__Anchor *anchor, const keten_
             }
             if (version <= base->doc->version) {
                 uint8_t digest[KETEN_HASH_BYTES];
-                crypto_hash_sha256(digest, bufs[i], lens[i]);
+                keten_sha256(digest, bufs[i], lens[i]);
                 bool same = false;
                 for (size_t h = 0; h < n_held; h++) {
                     if (held[h].version == version
@@ -1091,7 +1092,7 @@ keten_err keten_directory_verify_chain(const Keten__Anchor *anchor, const keten_
         keten_directory_destroy(&cur);
         cur = next;
         held[n_held].version = cur->doc->version;
-        crypto_hash_sha256(held[n_held].digest, cur->bytes, cur->len);
+        keten_sha256(held[n_held].digest, cur->bytes, cur->len);
         n_held++;
     }
     if (cur == NULL && (e = directory_copy(prev, &cur)) != KETEN_OK) {

@@ -10,6 +10,7 @@
 #include "policy.h"
 #include "signal_json.h"
 #include "util.h"
+#include "sha256.h"
 
 #define LABEL_LEN(l) (sizeof(l) - 1)
 #define DETAIL_COPY_MAX 400 /* room for a nested detail inside a new one */
@@ -362,7 +363,7 @@ static keten_err verify_envelope(const keten_directory *dir, const uint8_t *buf,
             env->signature.len, (int)KETEN_SIG_BYTES);
         goto out;
     }
-    crypto_hash_sha256(v->ciphertext_hash, env->ciphertext.data, env->ciphertext.len);
+    keten_sha256(v->ciphertext_hash, env->ciphertext.data, env->ciphertext.len);
     e = envelope_signed_string(
         env->header.data, env->header.len, v->ciphertext_hash, &signed_buf, &signed_len);
     if (e != KETEN_OK) {
@@ -420,7 +421,7 @@ static keten_err verify_envelope(const keten_directory *dir, const uint8_t *buf,
         goto out;
     }
     uint8_t keys_hash[KETEN_HASH_BYTES];
-    crypto_hash_sha256(keys_hash, env->keys.data, env->keys.len);
+    keten_sha256(keys_hash, env->keys.data, env->keys.len);
     if (sodium_memcmp(keys_hash, h->keys_hash.data, KETEN_HASH_BYTES) != 0) {
         e = keten_err_set(KETEN_ERR_KEYS_HASH,
             "envelope keys (%zu bytes) do not match the signed keys_hash", env->keys.len);
@@ -450,7 +451,7 @@ static keten_err verify_envelope(const keten_directory *dir, const uint8_t *buf,
     if (e != KETEN_OK) {
         goto out;
     }
-    crypto_hash_sha256(v->envelope_hash, buf, len);
+    keten_sha256(v->envelope_hash, buf, len);
     *out = v;
     v = NULL;
     if (keys_out != NULL) {
@@ -650,7 +651,7 @@ keten_err keten_envelope_seal(const keten_identity *sender, const keten_director
     if (e != KETEN_OK) {
         goto out;
     }
-    crypto_hash_sha256(keys_hash, keys, keys_len);
+    keten_sha256(keys_hash, keys, keys_len);
 
     if (payload_len > 0) {
         memcpy(padded, payload, payload_len);
@@ -709,7 +710,7 @@ keten_err keten_envelope_seal(const keten_identity *sender, const keten_director
         e = keten_err_set(KETEN_ERR_CRYPTO, "encrypting the payload");
         goto out;
     }
-    crypto_hash_sha256(ct_hash, ct, ct_len);
+    keten_sha256(ct_hash, ct, ct_len);
     e = envelope_signed_string(header, header_len, ct_hash, &signed_buf, &signed_len);
     if (e != KETEN_OK) {
         goto out;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "pb.h"
+#include "sha256.h"
 
 keten_err keten_leafproof_verify(
     const Keten__LeafProof *p, const keten_hash root, Keten__AuditRecord **rec_out)
@@ -116,7 +117,7 @@ keten_err keten_record_is_envelope(
         goto out;
     }
     uint8_t hash[KETEN_HASH_BYTES];
-    crypto_hash_sha256(hash, e->ciphertext.data, e->ciphertext.len);
+    keten_sha256(hash, e->ciphertext.data, e->ciphertext.len);
     if (!bytes_eq(&r->ciphertext_hash, hash, sizeof hash)) {
         err = differs("the ciphertext hash");
         goto out;
@@ -126,7 +127,7 @@ keten_err keten_record_is_envelope(
         err = differs("the signature");
         goto out;
     }
-    crypto_hash_sha256(hash, env, env_len);
+    keten_sha256(hash, env, env_len);
     if (!bytes_eq(&r->envelope_hash, hash, sizeof hash)) {
         err = differs("the envelope hash");
         goto out;

@@ -1,4 +1,5 @@
 #include "merkle.h"
+#include "sha256.h"
 
 #include <sodium.h>
 #include <stdbool.h>
@@ -52,13 +53,13 @@ typedef struct source {
 void keten_merkle_leaf_hash(const uint8_t *leaf, size_t len, keten_hash out)
 {
     static const uint8_t prefix = LEAF_PREFIX;
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, &prefix, 1);
+    keten_sha256_state st;
+    keten_sha256_init(&st);
+    keten_sha256_update(&st, &prefix, 1);
     if (len > 0) {
-        crypto_hash_sha256_update(&st, leaf, len);
+        keten_sha256_update(&st, leaf, len);
     }
-    crypto_hash_sha256_final(&st, out);
+    keten_sha256_final(&st, out);
 }
 
 void keten_merkle_node_hash(const keten_hash left, const keten_hash right, keten_hash out)
@@ -67,7 +68,7 @@ void keten_merkle_node_hash(const keten_hash left, const keten_hash right, keten
     buf[0] = NODE_PREFIX;
     memcpy(buf + 1, left, KETEN_HASH_BYTES);
     memcpy(buf + 1 + KETEN_HASH_BYTES, right, KETEN_HASH_BYTES);
-    crypto_hash_sha256(out, buf, sizeof buf);
+    keten_sha256(out, buf, sizeof buf);
 }
 
 /* Largest power of two strictly smaller than n (n >= 2). */
@@ -321,7 +322,7 @@ static keten_err subproof_rec(
 static keten_err src_root(const source *s, uint64_t size, keten_hash out)
 {
     if (size == 0) {
-        crypto_hash_sha256(out, NULL, 0);
+        keten_sha256(out, NULL, 0);
         return KETEN_OK;
     }
     return range_hash(s, 0, size, out);

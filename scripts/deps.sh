@@ -19,7 +19,7 @@ for arg in "$@"; do
 done
 packages=(
   meson ninja-build pkg-config gcc
-  libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
+  libzmq3-dev libsodium-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
   libjansson-dev libcmocka-dev libmicrohttpd-dev lmdb-utils python3
   libinih-dev libsystemd-dev scdoc systemd man-db
   # what the integration tests and scripts call besides: these are in every
