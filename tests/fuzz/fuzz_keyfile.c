@@ -160,9 +160,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* 1 */
     write_key(data, size, 0644);
     keten_err ep = keten_identity_load(key_path, NULL, 0, &id);
-    /* The size cap is checked on open, before the mode: nothing is read. */
-    FUZZ_CHECK(
-        ep == KETEN_ERR_PERMISSIONS || (size > KETEN_KEYFILE_MAX && ep == KETEN_ERR_TOO_LARGE));
+    /* What the file is comes first (its first bytes against the magic): a
+     * file that is not a key file is the wrong kind of file whatever its
+     * mode. Then the size cap, checked on open, and the mode: nothing more
+     * is read. */
+    size_t peek = size < MAGIC_LEN ? size : MAGIC_LEN;
+    if (size > 0 && memcmp(data, MAGIC, peek) != 0) {
+        FUZZ_CHECK(ep == KETEN_ERR_WRONG_TYPE);
+    } else {
+        FUZZ_CHECK(ep == KETEN_ERR_PERMISSIONS
+            || (size > KETEN_KEYFILE_MAX && ep == KETEN_ERR_TOO_LARGE));
+    }
     FUZZ_CHECK(id == NULL);
 
     write_key(data, size, 0600);
