@@ -147,7 +147,10 @@ size_now=$(jget 'len(L)')
 timeout 30 "$PEER" --home n-woonstad --anchor admin/network.pub --directory dir.v1 \
     --broker "$ENDPOINT" --timeout-ms 10000 proof --leaf "$((size_now + 1))" >proof-bg.json 2>&1 &
 PPID2=$!
-sleep 0.5
+# The prover holds its first checkpoint before the next record is appended
+# (it gets one at once, in answer to its Hello).
+wait_for 30 grep -q '"event":"checkpoint"' proof-bg.json
+check "the prover got its first checkpoint before the next submit" test $? -eq 0
 peer gemeente-diemen submit --to politie-mn --json signal.json
 wait "$PPID2"
 cp proof-bg.json "$T/.out"
