@@ -1,6 +1,7 @@
 /*
- * keten-selfcheck: the README's first command until the four-partner demo
- * exists. In a temporary directory it makes an administrator key, two node
+ * keten-selfcheck: the library's whole round trip in one process, without
+ * daemons (the four-partner demo, scripts/demo-network.sh, runs the real
+ * programs). In a temporary directory it makes an administrator key, two node
  * identities (written to and read back from passphrase-protected key files),
  * a signed directory with one sharing rule, then seals a signal from the
  * municipality to the police, opens it as the police node, and prints what
