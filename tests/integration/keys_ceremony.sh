@@ -5,15 +5,6 @@
 # a terminal (a pseudo-terminal, driven by python3's pty module).
 . "$(dirname "$0")/lib.sh"
 
-# lacks TEXT DESCRIPTION: the last command's output does not contain TEXT.
-lacks() {
-    if grep -qF -- "$1" "$T/.all"; then
-        not_ok "$2: \"$1\" in the output"
-    else
-        ok "$2"
-    fi
-}
-
 secret pass-a "correct horse battery staple alpha"
 secret pass-b "correct horse battery staple bravo"
 secret pass-c "correct horse battery staple charlie"
@@ -121,7 +112,7 @@ check "show names the anchor's administrators from ADMIN/names" \
 cp admin/network.pub partner-network.pub
 run "$KEYS" show partner-network.pub
 expect 0 "show a copy of network.pub outside ADMIN"
-lacks "Anna" "outside ADMIN there are no names, only keys and fingerprints"
+says_not "Anna" "outside ADMIN there are no names, only keys and fingerprints"
 says "(fingerprint " "the fingerprints are printed"
 
 run "$KEYS" init --dir unnamed-net --network unnamed --threshold 1 --admin-pub unnamed.secret.pub
@@ -258,7 +249,7 @@ on_tty '[["New passphrase", "abc\n"], ["Try again", ""],
 expect 0 "admin-keygen on a terminal: a weak passphrase and a mismatch are asked again"
 says "at least 5 words or at least 20 characters" "the terminal explains the strength rule"
 says "do not match" "the terminal says the two entries differ"
-lacks "walk by the" "the passphrase was never echoed"
+says_not "walk by the" "the passphrase was never echoed"
 check "the key was written" test -f tty.secret -a -f tty.secret.pub
 
 on_tty '[["New passphrase", "one two three four five\n"], ["Repeat", "one\n"],
@@ -276,8 +267,8 @@ on_tty '[["Passphrase for admin-b.secret", "wrong one\n"], ["2 tries left", ""],
     "$KEYS" publish --dir admin --out directory-2 --key admin-b.secret
 expect 0 "publish on a terminal: the third try of the passphrase opens the key"
 says "signed by Bram Jansen" "the key was opened and used"
-lacks "wrong one" "the wrong passphrase was not echoed"
-lacks "staple" "the right passphrase was not echoed"
+says_not "wrong one" "the wrong passphrase was not echoed"
+says_not "staple" "the right passphrase was not echoed"
 
 before=$(fingerprint admin)
 on_tty '[["Passphrase for admin-a.secret", "wrong one\n"], ["Passphrase for admin-a.secret", "wrong two\n"],
@@ -290,6 +281,6 @@ unchanged admin "$before" "three wrong passphrases"
 
 run "$KEYS" sign --dir admin directory-2 --key admin-a.secret --passphrase-file pass-wrong
 expect 1 "from a file a wrong passphrase gets one try"
-lacks "tries" "a file is not asked again"
+says_not "tries" "a file is not asked again"
 
 done_testing

@@ -11,6 +11,10 @@
 
 set -u
 
+# need_tool COMMAND...: fail the whole test at once when a program it calls
+# is not installed (need_tool.sh; sourced before the cd below).
+. "$(dirname "${BASH_SOURCE[0]}")/need_tool.sh"
+
 KEYS=$(realpath "${1:?keten-keys path}")
 NODE=$(realpath "${2:?keten-node path}")
 BROKER=$(realpath "${3:?keten-broker path}")
@@ -76,6 +80,32 @@ stdout_says() {
     else
         not_ok "$2: no \"$1\" on standard output"
     fi
+}
+
+# says_not TEXT DESCRIPTION: the last command's output does not contain TEXT
+# (the reject twin of says). grep's exit 2 (no output file, unreadable) is
+# not "not there": it fails.
+says_not() {
+    grep -qF -- "$1" "$T/.all"
+    case $? in
+    1) ok "$2" ;;
+    0) not_ok "$2: \"$1\" in the output" ;;
+    *) not_ok "$2: the output could not be read" ;;
+    esac
+}
+
+# lacks CMD...: CMD answers "no" - it exits 1 - for check and wait_until.
+# Only 1 is "no": grep exits 2 for a file that is missing or unreadable, a
+# command that is not found exits 127, and the helpers here exit 2 when they
+# could not ask (a node's status that could not be read), so "no sanitizer
+# report" cannot pass because there are no logs, nor "not delivered" because
+# the inbox could not be listed.
+lacks() {
+    "$@"
+    local rc=$?
+    [ "$rc" -eq 1 ] && return 0
+    [ "$rc" -eq 0 ] || echo "# lacks: no answer from $1 (exit $rc)" >&2
+    return 1
 }
 
 # check DESCRIPTION CMD...: ok when CMD succeeds (a plain shell condition).
@@ -164,19 +194,6 @@ make_network() {
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
-# need_tool COMMAND...: the test calls these programs (scripts/deps.sh --test
-# installs every one). A missing one fails the whole test at once and says
-# which: otherwise "command not found" goes to a helper's 2>/dev/null, reads
-# as a wrong answer, or a wait_for loop runs into the test's timeout.
-need_tool() {
-    local t missing=()
-    for t in "$@"; do
-        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    echo "Bail out! not installed: ${missing[*]} (scripts/deps.sh --test installs what the tests call)"
-    exit 1
-}
 # Every test: run (setsid), jl and jget (python3).
 need_tool "$PY" setsid
 

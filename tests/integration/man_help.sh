@@ -6,6 +6,8 @@
 #
 #   man_help.sh PROGRAM PAGE.scd [PROGRAM PAGE.scd]...
 set -u
+. "$(dirname "$0")/need_tool.sh"
+need_tool awk grep sort
 
 if [ $# -lt 2 ] || [ $(($# % 2)) -ne 0 ]; then
     echo "Bail out! usage: man_help.sh PROGRAM PAGE.scd [PROGRAM PAGE.scd]..."
@@ -59,11 +61,13 @@ while [ $# -ge 2 ]; do
         not_ok "$name: program or page $page missing"
         continue
     fi
-    if "$prog" --help >"$T/help" 2>&1; then
-        ok "$name --help"
-    else
+    if ! "$prog" --help >"$T/help" 2>&1; then
         not_ok "$name --help exits non-zero"
         continue
+    elif head -n 1 "$T/help" | grep -qF "Usage: $name COMMAND"; then
+        ok "$name --help prints its usage line"
+    else
+        not_ok "$name --help does not start with \"Usage: $name COMMAND\""
     fi
     # The page names the program in its title.
     if head -n 1 "$page" | grep -qE "^$name\([178]\)$"; then
@@ -84,18 +88,20 @@ while [ $# -ge 2 ]; do
         else
             not_ok "$name $cmd: no \"*$name $cmd*\" synopsis in $(basename "$page")"
         fi
-        if "$prog" "$cmd" --help >"$T/help.$cmd" 2>&1; then
-            check_options "$T/help.$cmd" "$page" "$name $cmd"
-        else
+        if ! "$prog" "$cmd" --help >"$T/help.$cmd" 2>&1; then
             not_ok "$name $cmd --help exits non-zero"
+        elif ! grep -qF "Usage: $name $cmd" "$T/help.$cmd"; then
+            not_ok "$name $cmd --help prints no \"Usage: $name $cmd\" line"
+        else
+            check_options "$T/help.$cmd" "$page" "$name $cmd"
         fi
     done
 done
 
 # The check can fail: an option the page does not have is reported.
 printf 'Options:\n  --no-such-option-anywhere  x\n' >"$T/fake"
-if ! grep -qF -- "--no-such-option-anywhere" "$page" \
-    && [ "$(long_options "$T/fake")" = "--no-such-option-anywhere" ]; then
+grep -qF -- "--no-such-option-anywhere" "$page"
+if [ $? -eq 1 ] && [ "$(long_options "$T/fake")" = "--no-such-option-anywhere" ]; then
     ok "an option missing from a page would be found"
 else
     not_ok "the option scan does not work"

@@ -120,43 +120,57 @@ node_running() {
     [ $? -ne 1 ]
 }
 
-# json_is FILE EXPR: the Python expression EXPR holds for the JSON in FILE (d).
+# json_is FILE EXPR: the Python expression EXPR holds for the JSON in FILE
+# (d): exit 0 when it holds, 1 when it does not, 2 when FILE holds no JSON or
+# EXPR cannot be evaluated on it (no answer: lacks fails on it).
 json_is() {
-    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
-        "$1" "$2" 2>/dev/null
+    "$PY" -c '
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+    holds = eval(sys.argv[2])
+except Exception:
+    sys.exit(2)
+sys.exit(0 if holds else 1)' "$1" "$2" 2>/dev/null
 }
 
-# node_status_is ID EXPR: the node's status --json satisfies EXPR (d = status).
+# node_status_is ID EXPR: the node's status --json satisfies EXPR (d =
+# status); exit 2 when the status could not be read (as json_is).
 node_status_is() {
     "$NODE" status --home "n-$1" --json >"$T/.st-$1" 2>/dev/null
-    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
-        "$T/.st-$1" "$2" 2>/dev/null
+    json_is "$T/.st-$1" "$2"
 }
 
 # msg_status_is ID MSG EXPR: status MSG --json of node ID satisfies EXPR.
 msg_status_is() {
     "$NODE" status --home "n-$1" "$2" --json >"$T/.ms-$1" 2>/dev/null
-    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
-        "$T/.ms-$1" "$3" 2>/dev/null
+    json_is "$T/.ms-$1" "$3"
 }
 
 connected() {
     node_status_is "$1" 'd["connected"]'
 }
 
-# inbox_has ID MSG: MSG is in the node's inbox (handled or not).
+# inbox_has ID MSG: MSG is in the node's inbox (handled or not); exit 2 when
+# the inbox could not be listed.
 inbox_has() {
-    "$NODE" inbox --home "n-$1" --json --all 2>/dev/null | grep -qF "\"msg_id\":\"$2\""
+    local list
+    list=$("$NODE" inbox --home "n-$1" --json --all 2>/dev/null) || return 2
+    grep -qF "\"msg_id\":\"$2\"" <<<"$list"
 }
 
-# lacks CMD...: CMD fails (for check).
-lacks() {
-    ! "$@"
+# printed_msg_id WHAT: the last command (a send or reply) printed one
+# msg_id and nothing else on standard output.
+printed_msg_id() {
+    check "$1: it prints the msg_id" grep -qxE '[0-9a-f]{32}' "$T/.out"
 }
 
-# inbox_count ID MSG: how many times MSG is listed in the node's inbox.
+# inbox_count ID MSG: how many times MSG is listed in the node's inbox
+# (nothing printed when the inbox could not be listed).
 inbox_count() {
-    "$NODE" inbox --home "n-$1" --json --all 2>/dev/null | grep -cF "\"msg_id\":\"$2\""
+    local list
+    list=$("$NODE" inbox --home "n-$1" --json --all 2>/dev/null) || return 2
+    grep -cF "\"msg_id\":\"$2\"" <<<"$list"
 }
 
 # signal FILE TYPE SUMMARY: write a signal JSON in the form keten prints it.

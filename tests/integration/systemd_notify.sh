@@ -119,10 +119,6 @@ stop() {
     fi
 }
 
-lacks() {
-    ! "$@"
-}
-
 alive() {
     kill -0 "${PID[$1]}" 2>/dev/null && ! gone "$1"
 }
