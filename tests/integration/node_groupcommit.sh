@@ -49,8 +49,19 @@ import json, sys
 ids = [l.strip() for l in open(sys.argv[1]) if l.strip()]
 got = [json.loads(l)["msg_id"] for l in open(sys.argv[2]) if l.strip()]
 assert sorted(got) == sorted(ids), (len(got), len(ids))' "$T/ids" "$T/inbox.json"
-sleep 1
-check "nothing was delivered or stored again" node_status_is politie-mn \
-    'd["counters"]["received"] == 0'
+# The marker: a later message, sent now and received; a second delivery of
+# the burst, queued at the broker before it, has had its turn.
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+expect 0 "a later message to politie-mn (the marker)"
+MARK=$(cat "$T/.out")
+check "the marker is stored" wait_until 30 inbox_has politie-mn "$MARK"
+check "nothing of the burst was stored again: the marker is the only message received" \
+    node_status_is politie-mn 'd["counters"]["received"] == 1'
+run "$NODE" inbox --home n-politie-mn --json --all
+check "and the inbox holds the burst and the marker, each once" "$PY" -c '
+import json, sys
+ids = [l.strip() for l in open(sys.argv[1]) if l.strip()] + [sys.argv[3]]
+got = [json.loads(l)["msg_id"] for l in open(sys.argv[2]) if l.strip()]
+assert sorted(got) == sorted(ids), (len(got), len(ids))' "$T/ids" "$T/.out" "$MARK"
 
 finish
