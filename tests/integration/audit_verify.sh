@@ -52,6 +52,7 @@ jo 'D["external"]["given"] == 0 and D["external"]["self_consistent_only"]' \
 # ---- a partner's checkpoint as external evidence ----------------------------------
 
 run "$EDIT" checkpoint --store broker/store --most-cosigned
+expect 0 "take the most cosigned checkpoint from the store"
 cp "$T/.out" partner.note
 check "a witnessed checkpoint note with cosignatures is kept (as a partner would)" \
     grep -q '^— politie-mn ' partner.note
@@ -59,11 +60,8 @@ run "$AUDIT" verify --db broker --anchor admin/network.pub --checkpoint partner.
 expect 0 "a checkpoint kept by a partner verifies against the log"
 stdout_says "1 checkpoint(s) given, each signed by the broker" \
     "it counts as external evidence"
-if grep -qF "only self-consistent." "$T/.out"; then
-    not_ok "with a partner's checkpoint the log is no longer called only self-consistent"
-else
-    ok "with a partner's checkpoint the log is no longer called only self-consistent"
-fi
+check "with a partner's checkpoint the log is no longer called only self-consistent" \
+    lacks grep -qF "only self-consistent." "$T/.out"
 
 # ---- a real partner node's kept checkpoints ----------------------------------------
 
@@ -74,7 +72,7 @@ node_has_checkpoint() {
     "$NODE" status --home n-politie-mn --json >node-status.json 2>/dev/null
     "$PY" -c 'import json,sys; d=json.load(open("node-status.json")); sys.exit(0 if d["checkpoint"].get("tree_size", 0) > 0 else 1)' 2>/dev/null
 }
-wait_for 20 node_has_checkpoint || not_ok "the politie-mn node daemon accepts a checkpoint"
+check "the politie-mn node daemon accepts a checkpoint" wait_for 20 node_has_checkpoint
 PEER_DIR=dir.v2 peer gemeente-diemen --timeout-ms 15000 submit --to politie-mn \
     --json signal.json --wait-receipts 1
 jl 'len(E("receipt")) == 1 and E("receipt")[0]["valid"]' \
@@ -84,7 +82,7 @@ node_covers() {
     "$PY" -c 'import json,sys; d=json.load(open("node-status.json")); sys.exit(0 if d["checkpoint"].get("tree_size", 0) > int(sys.argv[1]) else 1)' \
         "$N_RECORDS" 2>/dev/null
 }
-wait_for 20 node_covers || not_ok "the node accepts a checkpoint covering its message"
+check "the node accepts a checkpoint covering its message" wait_for 20 node_covers
 kill -TERM "$NPID"
 wait "$NPID"
 check "the node daemon stops" test $? -eq 0
@@ -93,7 +91,9 @@ expect 0 "the checkpoints a real partner node kept (its home) verify against the
 jo 'D["external"]["given"] >= 1 and not D["external"]["self_consistent_only"] and D["external"]["max_size"] > '"$N_RECORDS" \
     "they count as external evidence, up to the checkpoint covering the node's message"
 run "$AUDIT" export --db broker --out cut
+expect 0 "export a copy to cut back"
 run "$EDIT" truncate --store cut --keep 5 --drop-checkpoints
+expect 0 "cut the copy back to 5 records, without its checkpoints"
 verify_fails_at "a log cut back below what the partner node saw" 5 cut --checkpoint n-politie-mn
 says "checkpoint kept by the node in n-politie-mn" "it names the partner node's home"
 
@@ -115,15 +115,18 @@ check "the export's data file is readable by auditors (0644)" \
 check "the export has no lock file" test ! -e export/lock.mdb
 # A piece of the pending message's ciphertext: in the broker's store (its
 # envelopes table), never in the export.
+# Exit 2 when a file cannot be read (no answer, for lacks).
 has_piece() {
-    "$PY" -c 'import sys; e=open(sys.argv[1],"rb").read(); sys.exit(0 if e[-300:-236] in open(sys.argv[2],"rb").read() else 1)' v2.env "$1"
+    "$PY" -c '
+import sys
+try:
+    e, d = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+except OSError:
+    sys.exit(2)
+sys.exit(0 if len(e) > 300 and e[-300:-236] in d else 1)' v2.env "$1"
 }
 check "the broker's store holds the pending message's ciphertext" has_piece broker/store/data.mdb
-if has_piece export/data.mdb; then
-    not_ok "the export holds no ciphertext"
-else
-    ok "the export holds no ciphertext"
-fi
+check "the export holds no ciphertext" lacks has_piece export/data.mdb
 
 run "$AUDIT" verify --db export --anchor admin/network.pub --json
 expect 0 "verify passes on the export"
@@ -143,6 +146,9 @@ says "full exists and is not empty" "it says why"
 unchanged full "$before" "the refused export"
 run "$AUDIT" export --db export --out export2
 expect 0 "an export can be exported again"
+run "$AUDIT" verify --db export2 --anchor admin/network.pub --json
+expect 0 "verify passes on the export of the export"
+jo "D['root'] == '$ROOT' and D['records'] == $EXPORTED" "with the same root and size"
 
 # ---- a stopped broker, and a copy ---------------------------------------------------
 
@@ -162,15 +168,21 @@ expect 1 "verify of a folder without a store fails"
 says "no LMDB store at nowhere/store/data.mdb" "it names where it looked"
 run "$AUDIT" verify --db broker --anchor admin/network.pub --checkpoint missing.note
 expect 1 "an unreadable --checkpoint file is a failure, not a verdict"
+says "missing.note" "it names the file"
 run "$AUDIT" verify --db broker --anchor admin/network.pub --bogus
 expect 2 "an unknown option is a usage error"
+says "unknown option --bogus" "it names the option"
 run "$AUDIT" frobnicate
 expect 2 "an unknown command is a usage error"
+says "unknown command 'frobnicate'" "it names the command"
 for c in export verify replay stats report prove check-proof; do
     run "$AUDIT" "$c" --help
     expect 0 "$c --help"
+    stdout_says "Usage: keten-audit $c " "$c --help prints its usage line"
 done
 run "$AUDIT" --help
+expect 0 "keten-audit --help"
+stdout_says "Usage: keten-audit COMMAND" "--help prints the usage line"
 stdout_says "Exit codes: 0 success, 1 failure, 2 usage error, 3 verification failure." \
     "--help lists the exit codes"
 done_testing

@@ -4,15 +4,6 @@
 # leaves ADMIN exactly as it was.
 . "$(dirname "$0")/lib.sh"
 
-# lacks TEXT DESCRIPTION: the last command's output does not contain TEXT.
-lacks() {
-    if grep -qF -- "$1" "$T/.all"; then
-        not_ok "$2: \"$1\" in the output"
-    else
-        ok "$2"
-    fi
-}
-
 # replace FILE OLD NEW: replace the bytes OLD by NEW (same length) in FILE.
 replace() {
     python3 - "$@" <<'PY'
@@ -137,6 +128,7 @@ unchanged admin "$before" "publish over another file"
 cp -p admin/state state-before-v1
 run "$KEYS" publish --dir admin --out v1.dir --admin 1
 expect 0 "publish version 1 with administrator 1"
+says "published version 1 of network 'riec-test' to v1.dir" "it says what it published, and where"
 cp v1.dir half.dir
 
 # An ADMIN whose state was restored from a backup older than its last publish
@@ -186,7 +178,7 @@ run "$KEYS" sign --dir admin v1.dir --key admin/admin-3.pub
 expect 1 "sign with a public key file instead of the secret key"
 says "admin/admin-3.pub is not a keten secret key file: it holds a public key (a .pub file)" \
     "it says the file is a public key"
-lacks "chmod" "it says nothing about the file's mode"
+says_not "chmod" "it says nothing about the file's mode"
 unchanged admin "$before" "sign with a public key"
 cp admin/admin-3.pub pub-copy && chmod 600 pub-copy
 run "$KEYS" sign --dir admin v1.dir --key pub-copy
@@ -196,7 +188,7 @@ echo "not a key at all" >other.txt
 run "$KEYS" sign --dir admin v1.dir --key other.txt
 expect 1 "sign with a text file that is no key"
 says "other.txt is not a keten secret key file (no KETENSK1 magic)" "it says the file is no key file"
-lacks "chmod" "it says nothing about the file's mode either"
+says_not "chmod" "it says nothing about the file's mode either"
 
 cp half.dir forged.dir
 run "$TOOL" sign-directory forged.dir n-politie-mn/identity.secret
@@ -212,6 +204,7 @@ says "2 of 2 signatures: complete" "the version is complete with two administrat
 cp forged.dir v1.dir
 run "$KEYS" show v1.dir --anchor admin/network.pub
 expect 0 "version 1 now verifies"
+says "(the anchor): valid" "show says it is valid against the anchor"
 
 cp v1.dir edited.dir
 replace edited.dir "Politie Midden-Nederland" "Politie Midden-Nederlant"
@@ -252,6 +245,7 @@ says "expired" "it says the directory expired"
 says "KETEN_TEST_NOW_MS is set" "the test clock is announced"
 KETEN_TEST_NOW_MS=$((now_ms + 13 * 86400 * 1000)) run "$KEYS" show v1.dir --anchor admin/network.pub
 expect 0 "the same directory 13 days later is still valid"
+says "(the anchor): valid" "show says valid"
 KETEN_TEST_NOW_MS=$((now_ms - 86400 * 1000)) run "$KEYS" show v1.dir --anchor admin/network.pub
 expect 3 "a directory issued in the future (one day early)"
 says "not yet valid" "it says not yet valid"
@@ -259,10 +253,13 @@ says "not yet valid" "it says not yet valid"
 # Rollback: once version 2 exists, version 1 may not be signed again, and
 # show says a newer version lies beside it.
 run "$KEYS" revoke --dir admin woonstad --reason "contract ended"
+expect 0 "revoke woonstad (a change for version 2)"
 run "$KEYS" publish --dir admin --out v2.dir --admin 2
 expect 0 "publish version 2"
+says "published version 2 of network 'riec-test' to v2.dir" "it says it published version 2"
 run "$KEYS" sign --dir admin v2.dir --admin 3
 expect 0 "sign version 2"
+says "2 of 2 signatures: complete" "version 2 is complete"
 cp half.dir old-half.dir
 before=$(fingerprint admin)
 run "$KEYS" sign --dir admin old-half.dir --admin 2
@@ -277,9 +274,12 @@ says "refuses this one as a rollback" "show says nodes refuse it as a rollback"
 # ---- publishing over an unsigned version; publishing nothing new --------------
 
 run "$KEYS" init --dir pub --network riec-pub --threshold 2 --admins 2 --no-passphrase
+expect 0 "a second network, pub"
 run "$KEYS" register --dir pub --category woonfraude
+expect 0 "register woonfraude in pub"
 run "$KEYS" publish --dir pub --out directory-v1 --admin 1
 expect 0 "publish version 1 (1 of 2 signatures)"
+says "1 of 2 signatures; needs 1 more" "it says version 1 needs one more signature"
 before=$(fingerprint pub)
 file_before=$(sha256sum directory-v1)
 run "$KEYS" publish --dir pub --out directory-v1 --admin 1
@@ -302,6 +302,7 @@ says "the previous version 1 is incomplete" "it warns that version 1 stays incom
 says "published version 2" "version 2 was published"
 run "$KEYS" sign --dir pub directory-v2 --admin 2
 expect 0 "sign version 2"
+says "2 of 2 signatures: complete" "version 2 of pub is complete"
 
 before=$(fingerprint pub)
 run "$KEYS" publish --dir pub --out directory-v3 --admin 1
@@ -329,6 +330,7 @@ says "this draft changes things since version 3" "it says the draft has changes"
 unchanged pub "$before" "a refresh that would publish changes"
 run "$KEYS" publish --dir pub --out directory-v4 --admin 1
 expect 0 "the changes publish without --refresh"
+says "published version 4 of network 'riec-pub' to directory-v4" "as version 4"
 
 # ---- init -------------------------------------------------------------------
 
@@ -367,6 +369,7 @@ check "nothing was created" test ! -e bad
 before=$(fingerprint admin)
 run "$KEYS" register --dir admin --purpose controle
 expect 0 "register one more purpose"
+says "handhaving controle" "register lists the purpose it registered"
 check "a successful command changes ADMIN's fingerprint" test "$(fingerprint admin)" != "$before"
 
 done_testing

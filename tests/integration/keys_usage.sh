@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every command has --help (exit 0); a wrong command line is a usage error
-# (exit 2) with a message saying what is wrong, and touches nothing.
+# Every command has --help (exit 0) that prints its usage line; a wrong
+# command line is a usage error (exit 2) with a message saying what is wrong,
+# and touches nothing.
 . "$(dirname "$0")/lib.sh"
 
 for cmd in admin-keygen init register unregister approve revoke policy set-admins publish sign \
@@ -11,20 +12,31 @@ for cmd in admin-keygen init register unregister approve revoke policy set-admin
 done
 run "$KEYS" --help
 expect 0 "keten-keys --help"
+stdout_says "Usage: keten-keys COMMAND" "keten-keys --help prints its usage"
 stdout_says "set-admins" "keten-keys --help lists the commands"
 run "$NODE" keygen --help
 expect 0 "keten-node keygen --help"
 stdout_says "Usage: keten-node keygen" "keten-node keygen --help prints its usage"
 run "$NODE" --help
 expect 0 "keten-node --help"
+stdout_says "Usage: keten-node COMMAND" "keten-node --help prints its usage"
+for cmd in keygen run send inbox status; do
+    check "keten-node --help lists $cmd" grep -qE "^  $cmd " "$T/.out"
+done
 run "$BROKER" keygen --help
 expect 0 "keten-broker keygen --help"
 stdout_says "Usage: keten-broker keygen" "keten-broker keygen --help prints its usage"
 run "$BROKER" --help
 expect 0 "keten-broker --help"
+stdout_says "Usage: keten-broker COMMAND" "keten-broker --help prints its usage"
+for cmd in keygen run backup; do
+    check "keten-broker --help lists $cmd" grep -qE "^  $cmd " "$T/.out"
+done
 
 run "$KEYS" init --dir admin --network riec-test --threshold 2 --admins 3 --no-passphrase
 expect 0 "a network to run the usage errors against"
+check "it wrote the network's anchor and the three administrator keys" \
+    test -s admin/network.pub -a -s admin/admin-1.secret -a -s admin/admin-3.secret
 before=$(fingerprint admin)
 
 # usage CODE TEXT DESCRIPTION ARGS...: keten-keys ARGS exits 2 saying TEXT.
@@ -39,6 +51,7 @@ usage() {
 usage "unknown command 'frobnicate'" "an unknown command" "$KEYS" frobnicate
 run "$KEYS"
 expect 2 "keten-keys without a command"
+says "Usage: keten-keys COMMAND" "without a command it prints the usage"
 usage "unknown option --bogus" "an unknown option" "$KEYS" show --bogus x
 usage "option --dir needs a value" "an option without its value" "$KEYS" register --dir
 usage "option --json=yes takes no value" "a value for a flag" "$KEYS" show x --json=yes

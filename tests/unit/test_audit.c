@@ -305,6 +305,7 @@ typedef enum twist {
     TWIST_SEQ, /* seq is not the leaf index */
     TWIST_EARLIER, /* time before the previous record */
     TWIST_DIRVERSION, /* names directory version 2 */
+    TWIST_NO_DIRECTORY, /* names directory version 0: none installed */
     TWIST_SIGNATURE, /* signed by a key that is no one's */
 } twist;
 
@@ -425,7 +426,7 @@ static void logw_submitted(logw *w, twist tw, const uint8_t *reuse_id)
     r.ciphertext_hash = (ProtobufCBinaryData) { sizeof h32, h32 };
     r.signature = (ProtobufCBinaryData) { sizeof sig, sig };
     r.size_bucket = 1024;
-    r.directory_version = tw == TWIST_DIRVERSION ? 2 : 1;
+    r.directory_version = tw == TWIST_DIRVERSION ? 2 : tw == TWIST_NO_DIRECTORY ? 0 : 1;
     r.envelope_hash = (ProtobufCBinaryData) { sizeof h32, h32 };
     logw_put(w, &r);
     free(hdr);
@@ -662,6 +663,9 @@ static void test_verify_duplicate(void **state)
     fixture_destroy(&fx);
 }
 
+/* A submitted record in a log that installed no directory: refused at
+ * record 0, whether it names the version its sender had (1: not the one in
+ * force) or no version at all (nothing to check its signature against). */
 static void test_verify_no_directory(void **state)
 {
     (void)state;
@@ -673,6 +677,19 @@ static void test_verify_no_directory(void **state)
     const verifier_result *r = verify(w.path, fx->anchor);
     assert_false(r->ok);
     assert_int_equal(r->failure.seq, 0);
+    assert_int_equal(r->failure.err, KETEN_ERR_INCONSISTENT);
+    assert_non_null(
+        strstr(r->failure.what, "record 0 names directory version 1 but version 0 was in force"));
+
+    logw_open(&w, fx, "nodir0");
+    logw_submitted(&w, TWIST_NO_DIRECTORY, NULL);
+    logw_close(&w);
+    r = verify(w.path, fx->anchor);
+    assert_false(r->ok);
+    assert_int_equal(r->failure.seq, 0);
+    assert_int_equal(r->failure.err, KETEN_ERR_INCONSISTENT);
+    assert_non_null(
+        strstr(r->failure.what, "record 0 (submitted) comes before any directory was installed"));
     fixture_destroy(&fx);
 }
 

@@ -1,5 +1,6 @@
 /* util: capped and permission-checked file reads, atomic writes, hex, time,
  * names; err: texts and exit codes. */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,11 +52,36 @@ static void test_write_read_roundtrip(void **state)
     assert_int_equal(len, 5);
     assert_memory_equal(buf, "hello", 5);
     free(buf);
-    /* replace atomically */
-    assert_int_equal(keten_file_write(p, "bye", 3, 0644, false), KETEN_OK);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    /* Replace atomically: a new file with the new bytes and the new mode
+     * takes the name. The old file is not rewritten in place (a second link
+     * to it still reads the old bytes), and no temporary file is left. */
+    char old[128];
+    path_of("a-old", old, sizeof old);
+    assert_int_equal(link(p, old), 0);
+    assert_int_equal(keten_file_write(p, "bye", 3, 0600, false), KETEN_OK);
     assert_int_equal(keten_file_read(p, 16, &buf, &len), KETEN_OK);
     assert_int_equal(len, 3);
+    assert_memory_equal(buf, "bye", 3);
     free(buf);
+    assert_int_equal(stat(p, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_nlink, 1);
+    assert_int_equal(keten_file_read(old, 16, &buf, &len), KETEN_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "hello", 5);
+    free(buf);
+    DIR *d = opendir(tmpdir);
+    assert_non_null(d);
+    const struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        assert_null(strstr(de->d_name, ".tmp"));
+    }
+    closedir(d);
+    assert_int_equal(unlink(old), 0);
     /* size cap */
     assert_int_equal(keten_file_read(p, 2, &buf, &len), KETEN_ERR_TOO_LARGE);
     path_of("missing", p, sizeof p);
