@@ -16,10 +16,6 @@ KILLS=${KETEN_FAULT_KILLS:-50}
 PERIOD=0.25 # each sender's pause between two sends (s)
 
 seed_random
-if [ ! -x "$AUDIT" ]; then
-    not_ok "keten-audit is given as the seventh argument"
-    done_testing
-fi
 setup_fault_network || done_testing
 start_all || done_testing
 audit_verify
