@@ -1,0 +1,436 @@
+/* broker_store: the broker's LMDB store (broker/store.h), on a real store
+ * in a temporary directory; the message records are made here by hand (the
+ * store does not look inside envelopes).
+ *
+ * The msg_id index: an accepted message is found by its msg_id (`seen`) and
+ * by its leaf, with its queue, expiry and seen entries (twins: an unknown
+ * msg_id, a leaf that holds nothing, a second message under a msg_id or a
+ * leaf already used, a `seen` entry that leads to another msg_id's record,
+ * a damaged record); a deleted message leaves its msg_id remembered. The
+ * retry horizon: store_seen_prune() forgets exactly the msg_ids first seen
+ * before the cut, at most max at a time, and keeps the message records.
+ * Notices stay until confirmed, and only the owner's confirmation deletes
+ * one. Also: one broker per store, checkpoints by tree size, the room
+ * check. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <sodium.h>
+
+#include "outq.h"
+#include "store.h"
+#include "util.h"
+
+#define MAP (64ull << 20)
+#define T0 1700000000000ull
+
+typedef struct ctx {
+    char home[64];
+    store *st;
+    MDB_txn *txn;
+} ctx;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    ctx *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(c->home, sizeof c->home, "%s/keten-bstore.XXXXXX",
+        tmp != NULL && tmp[0] != '\0' && strlen(tmp) < 32 ? tmp : "/tmp");
+    assert_non_null(mkdtemp(c->home));
+    assert_int_equal(store_open(c->home, MAP, &c->st), KETEN_OK);
+    assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    ctx *c = *state;
+    store_abort(&c->txn);
+    store_close(&c->st);
+    assert_int_equal(nftw(c->home, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+    free(c);
+    return 0;
+}
+
+/* A message from alpha to bravo and charlie, msg_id = n repeated, at leaf. */
+static store_msg make_msg(uint8_t n, uint64_t leaf)
+{
+    store_msg m;
+    memset(&m, 0, sizeof m);
+    memset(m.msg_id, n, sizeof m.msg_id);
+    m.leaf = leaf;
+    m.created_at = T0;
+    m.expires_at = T0 + 3600000 + leaf;
+    memset(m.envelope_hash, 0xe0 | n, sizeof m.envelope_hash);
+    strcpy(m.sender, "alpha");
+    m.n_rcpt = 2;
+    strcpy(m.rcpt[0].id, "bravo");
+    strcpy(m.rcpt[1].id, "charlie");
+    return m;
+}
+
+static const uint8_t ENV[] = "an envelope: the store keeps its bytes as they are";
+
+static void accept_msg(ctx *c, const store_msg *m, uint64_t now)
+{
+    assert_int_equal(store_msg_accept(c->st, c->txn, m, ENV, sizeof ENV, now), KETEN_OK);
+}
+
+static bool queued(ctx *c, const char *node, uint64_t leaf)
+{
+    uint8_t k[STORE_NODE_KEY_MAX];
+    size_t n = store_node_key(node, leaf, k);
+    assert_true(n > 0);
+    MDB_val kv = { n, k }, v;
+    return mdb_get(c->txn, c->st->queue, &kv, &v) == 0;
+}
+
+static bool expiry_entry(ctx *c, uint64_t expires_at, uint64_t leaf)
+{
+    uint8_t k[16];
+    store_be64(expires_at, k);
+    store_be64(leaf, k + 8);
+    MDB_val kv = { sizeof k, k }, v;
+    return mdb_get(c->txn, c->st->expiry, &kv, &v) == 0;
+}
+
+/* ---- the msg_id index ---------------------------------------------------- */
+
+static void test_msg_id_index(void **state)
+{
+    ctx *c = *state;
+    store_msg m = make_msg(1, 10);
+    accept_msg(c, &m, T0 + 5);
+
+    store_seen seen;
+    bool found = false;
+    assert_int_equal(store_seen_get(c->st, c->txn, m.msg_id, &seen, &found), KETEN_OK);
+    assert_true(found);
+    assert_int_equal(seen.leaf, 10);
+    assert_int_equal(seen.first_seen, T0 + 5);
+    assert_memory_equal(seen.envelope_hash, m.envelope_hash, KETEN_HASH_BYTES);
+
+    store_msg got;
+    assert_int_equal(store_msg_find(c->st, c->txn, m.msg_id, &got, &found), KETEN_OK);
+    assert_true(found);
+    assert_memory_equal(got.msg_id, m.msg_id, KETEN_MSG_ID_BYTES);
+    assert_int_equal(got.leaf, 10);
+    assert_int_equal(got.created_at, m.created_at);
+    assert_int_equal(got.expires_at, m.expires_at);
+    assert_string_equal(got.sender, "alpha");
+    assert_int_equal(got.n_rcpt, 2);
+    assert_string_equal(got.rcpt[0].id, "bravo");
+    assert_string_equal(got.rcpt[1].id, "charlie");
+    assert_int_equal(got.rcpt[0].state, STORE_QUEUED);
+    assert_int_equal(store_msg_get(c->st, c->txn, 10, &got, &found), KETEN_OK);
+    assert_true(found);
+    const uint8_t *env = NULL;
+    size_t len = 0;
+    assert_int_equal(store_envelope_get(c->st, c->txn, 10, &env, &len), KETEN_OK);
+    assert_int_equal(len, sizeof ENV);
+    assert_memory_equal(env, ENV, len);
+    assert_true(queued(c, "bravo", 10));
+    assert_true(queued(c, "charlie", 10));
+    assert_false(queued(c, "alpha", 10));
+    assert_true(expiry_entry(c, m.expires_at, 10));
+
+    /* A state change is written back under the same leaf. */
+    got.rcpt[1].state = STORE_DELIVERED;
+    assert_int_equal(store_msg_put(c->st, c->txn, &got), KETEN_OK);
+    assert_int_equal(store_msg_find(c->st, c->txn, m.msg_id, &got, &found), KETEN_OK);
+    assert_int_equal(got.rcpt[1].state, STORE_DELIVERED);
+
+    /* Twins: what is not there is not found, and is not an error. */
+    uint8_t other[KETEN_MSG_ID_BYTES];
+    memset(other, 2, sizeof other);
+    assert_int_equal(store_seen_get(c->st, c->txn, other, &seen, &found), KETEN_OK);
+    assert_false(found);
+    assert_int_equal(store_msg_find(c->st, c->txn, other, &got, &found), KETEN_OK);
+    assert_false(found);
+    assert_int_equal(store_msg_get(c->st, c->txn, 11, &got, &found), KETEN_OK);
+    assert_false(found);
+    assert_int_equal(store_envelope_get(c->st, c->txn, 11, &env, &len), KETEN_ERR_NOT_FOUND);
+}
+
+/* One message per msg_id, one per leaf, leaves only growing. */
+static void test_msg_id_taken(void **state)
+{
+    ctx *c = *state;
+    store_msg m = make_msg(1, 10);
+    accept_msg(c, &m, T0);
+    store_msg again = make_msg(1, 11);
+    assert_int_equal(store_msg_accept(c->st, c->txn, &again, ENV, sizeof ENV, T0), KETEN_ERR_STORE);
+    store_abort(&c->txn);
+    assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
+    accept_msg(c, &m, T0);
+    store_msg same_leaf = make_msg(3, 10);
+    assert_int_equal(
+        store_msg_accept(c->st, c->txn, &same_leaf, ENV, sizeof ENV, T0), KETEN_ERR_STORE);
+    store_abort(&c->txn);
+    assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
+    accept_msg(c, &m, T0);
+    store_msg earlier = make_msg(4, 9);
+    assert_int_equal(
+        store_msg_accept(c->st, c->txn, &earlier, ENV, sizeof ENV, T0), KETEN_ERR_STORE);
+}
+
+/* `seen` leading to a record of another msg_id, and a record that does not
+ * decode or names another leaf: the store was altered; never read as
+ * something else. */
+static void test_index_damage(void **state)
+{
+    ctx *c = *state;
+    store_msg a = make_msg(1, 10), b = make_msg(2, 20);
+    accept_msg(c, &a, T0);
+    accept_msg(c, &b, T0);
+    uint8_t sv[KETEN_HASH_BYTES + 16];
+    memcpy(sv, a.envelope_hash, KETEN_HASH_BYTES);
+    store_be64(20, sv + KETEN_HASH_BYTES);
+    store_be64(T0, sv + KETEN_HASH_BYTES + 8);
+    MDB_val k = { KETEN_MSG_ID_BYTES, a.msg_id }, v = { sizeof sv, sv };
+    assert_int_equal(mdb_put(c->txn, c->st->seen, &k, &v, 0), 0);
+    store_msg got;
+    bool found = false;
+    assert_int_equal(store_msg_find(c->st, c->txn, a.msg_id, &got, &found), KETEN_ERR_MALFORMED);
+
+    v.mv_size = sizeof sv - 1;
+    assert_int_equal(mdb_put(c->txn, c->st->seen, &k, &v, 0), 0);
+    store_seen seen;
+    assert_int_equal(store_seen_get(c->st, c->txn, a.msg_id, &seen, &found), KETEN_ERR_MALFORMED);
+
+    /* b's record filed under leaf 30, and a record whose version byte is
+     * wrong. */
+    uint8_t lk[8];
+    store_be64(20, lk);
+    MDB_val rk = { sizeof lk, lk }, rv;
+    assert_int_equal(mdb_get(c->txn, c->st->msgs, &rk, &rv), 0);
+    uint8_t rec[1024];
+    assert_true(rv.mv_size <= sizeof rec);
+    size_t rlen = rv.mv_size;
+    memcpy(rec, rv.mv_data, rlen);
+    uint8_t lk30[8];
+    store_be64(30, lk30);
+    MDB_val k30 = { sizeof lk30, lk30 }, v30 = { rlen, rec };
+    assert_int_equal(mdb_put(c->txn, c->st->msgs, &k30, &v30, 0), 0);
+    assert_int_equal(store_msg_get(c->st, c->txn, 30, &got, &found), KETEN_ERR_MALFORMED);
+    rec[0] ^= 0xff;
+    MDB_val bad = { rlen, rec };
+    assert_int_equal(mdb_put(c->txn, c->st->msgs, &rk, &bad, 0), 0);
+    assert_int_equal(store_msg_get(c->st, c->txn, 20, &got, &found), KETEN_ERR_MALFORMED);
+    rec[0] ^= 0xff;
+    bad.mv_size = rlen - 1; /* the last recipient's name cut short */
+    assert_int_equal(mdb_put(c->txn, c->st->msgs, &rk, &bad, 0), 0);
+    assert_int_equal(store_msg_get(c->st, c->txn, 20, &got, &found), KETEN_ERR_MALFORMED);
+    /* Twin: the record as written reads back. */
+    bad.mv_size = rlen;
+    assert_int_equal(mdb_put(c->txn, c->st->msgs, &rk, &bad, 0), 0);
+    assert_int_equal(store_msg_get(c->st, c->txn, 20, &got, &found), KETEN_OK);
+    assert_true(found);
+    assert_memory_equal(got.msg_id, b.msg_id, KETEN_MSG_ID_BYTES);
+}
+
+/* Deleting a message removes its record, envelope and expiry entry; its
+ * msg_id stays remembered (a resend is a DUPLICATE) until the horizon. */
+static void test_delete_keeps_msg_id(void **state)
+{
+    ctx *c = *state;
+    store_msg m = make_msg(1, 10);
+    accept_msg(c, &m, T0);
+    assert_int_equal(store_queue_delete(c->st, c->txn, "bravo", 10), KETEN_OK);
+    assert_int_equal(store_queue_delete(c->st, c->txn, "charlie", 10), KETEN_OK);
+    assert_int_equal(store_queue_delete(c->st, c->txn, "charlie", 10), KETEN_OK); /* again */
+    assert_int_equal(store_msg_delete(c->st, c->txn, &m), KETEN_OK);
+    store_msg got;
+    bool found = true;
+    assert_int_equal(store_msg_get(c->st, c->txn, 10, &got, &found), KETEN_OK);
+    assert_false(found);
+    const uint8_t *env = NULL;
+    size_t len = 0;
+    assert_int_equal(store_envelope_get(c->st, c->txn, 10, &env, &len), KETEN_ERR_NOT_FOUND);
+    assert_false(expiry_entry(c, m.expires_at, 10));
+    assert_false(queued(c, "bravo", 10));
+    store_seen seen;
+    assert_int_equal(store_seen_get(c->st, c->txn, m.msg_id, &seen, &found), KETEN_OK);
+    assert_true(found);
+    assert_int_equal(seen.leaf, 10);
+    assert_int_equal(store_msg_find(c->st, c->txn, m.msg_id, &got, &found), KETEN_OK);
+    assert_false(found);
+}
+
+/* ---- the retry horizon --------------------------------------------------- */
+
+static bool remembered(ctx *c, uint8_t n)
+{
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    memset(id, n, sizeof id);
+    store_seen seen;
+    bool found = false;
+    assert_int_equal(store_seen_get(c->st, c->txn, id, &seen, &found), KETEN_OK);
+    return found;
+}
+
+static void test_retry_horizon(void **state)
+{
+    ctx *c = *state;
+    for (uint8_t i = 1; i <= 4; i++) {
+        store_msg m = make_msg(i, i);
+        accept_msg(c, &m, T0 + 10u * i); /* first seen T0+10, +20, +30, +40 */
+    }
+    size_t n = 99;
+    /* Nothing is older than the earliest. */
+    assert_int_equal(store_seen_prune(c->st, c->txn, T0 + 10, 100, &n), KETEN_OK);
+    assert_int_equal(n, 0);
+    assert_true(remembered(c, 1));
+    /* Before T0+30: the first two, and at most max at a time. */
+    assert_int_equal(store_seen_prune(c->st, c->txn, T0 + 30, 1, &n), KETEN_OK);
+    assert_int_equal(n, 1);
+    assert_false(remembered(c, 1));
+    assert_true(remembered(c, 2));
+    assert_int_equal(store_seen_prune(c->st, c->txn, T0 + 30, 100, &n), KETEN_OK);
+    assert_int_equal(n, 1);
+    assert_false(remembered(c, 2));
+    assert_true(remembered(c, 3)); /* first seen exactly at the cut: kept */
+    assert_true(remembered(c, 4));
+    /* The message records are not the index's to delete. */
+    store_msg got;
+    bool found = false;
+    assert_int_equal(store_msg_get(c->st, c->txn, 1, &got, &found), KETEN_OK);
+    assert_true(found);
+    assert_int_equal(store_seen_prune(c->st, c->txn, UINT64_MAX, 100, &n), KETEN_OK);
+    assert_int_equal(n, 2);
+    assert_false(remembered(c, 4));
+}
+
+/* ---- notices --------------------------------------------------------------- */
+
+static void test_notices_until_confirmed(void **state)
+{
+    ctx *c = *state;
+    uint8_t kind = OUTQ_RECEIPT_NOTICE;
+    assert_int_equal(store_notice_put(c->st, c->txn, "alpha", 7, &kind, 1), KETEN_OK);
+    kind = OUTQ_EXPIRED_NOTICE;
+    assert_int_equal(store_notice_put(c->st, c->txn, "alpha", 8, &kind, 1), KETEN_OK);
+    assert_int_equal(store_notice_put(c->st, c->txn, "bravo", 7, &kind, 1), KETEN_OK);
+    assert_int_equal(store_commit(c->st, &c->txn), KETEN_OK);
+    /* Durable: still there in the next transaction. */
+    assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
+    const uint8_t *v = NULL;
+    size_t len = 0;
+    assert_int_equal(store_notice_get(c->st, c->txn, "alpha", 7, &v, &len), KETEN_OK);
+    assert_int_equal(len, 1);
+    assert_int_equal(v[0], OUTQ_RECEIPT_NOTICE);
+
+    /* Another node confirming alpha's leaf 8 deletes nothing (it has none
+     * there); bravo's confirmation of 7 deletes bravo's, not alpha's. */
+    bool found = true;
+    assert_int_equal(store_notice_delete(c->st, c->txn, "charlie", 8, &found), KETEN_OK);
+    assert_false(found);
+    assert_int_equal(store_notice_get(c->st, c->txn, "alpha", 8, &v, &len), KETEN_OK);
+    assert_int_equal(store_notice_delete(c->st, c->txn, "bravo", 7, &found), KETEN_OK);
+    assert_true(found);
+    assert_int_equal(store_notice_get(c->st, c->txn, "alpha", 7, &v, &len), KETEN_OK);
+    assert_int_equal(store_notice_get(c->st, c->txn, "bravo", 7, &v, &len), KETEN_ERR_NOT_FOUND);
+
+    /* The owner's confirmation deletes; a second one finds nothing. */
+    assert_int_equal(store_notice_delete(c->st, c->txn, "alpha", 7, &found), KETEN_OK);
+    assert_true(found);
+    assert_int_equal(store_notice_get(c->st, c->txn, "alpha", 7, &v, &len), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(store_notice_delete(c->st, c->txn, "alpha", 7, &found), KETEN_OK);
+    assert_false(found);
+    assert_int_equal(store_notice_get(c->st, c->txn, "alpha", 8, &v, &len), KETEN_OK);
+    /* An invalid node id names no notice. */
+    assert_int_equal(
+        store_notice_delete(c->st, c->txn, "Not A Node", 8, &found), KETEN_ERR_INVALID);
+}
+
+/* ---- the rest ------------------------------------------------------------- */
+
+static void test_one_broker_per_store(void **state)
+{
+    ctx *c = *state;
+    store *second = NULL;
+    assert_int_equal(store_open(c->home, MAP, &second), KETEN_ERR_EXISTS);
+    assert_null(second);
+    assert_int_equal(store_open(c->home, STORE_MAP_SIZE_MIN - 1, &second), KETEN_ERR_INVALID);
+}
+
+static void test_checkpoints(void **state)
+{
+    ctx *c = *state;
+    uint64_t size = 0;
+    const char *note = NULL;
+    size_t len = 0;
+    bool found = true;
+    assert_int_equal(store_checkpoint_last(c->st, c->txn, &size, &note, &len, &found), KETEN_OK);
+    assert_false(found);
+    assert_int_equal(store_checkpoint_put(c->st, c->txn, 5, "five", 4), KETEN_OK);
+    assert_int_equal(store_checkpoint_put(c->st, c->txn, 300, "three hundred", 13), KETEN_OK);
+    assert_int_equal(store_checkpoint_put(c->st, c->txn, 40, "forty", 5), KETEN_OK);
+    assert_int_equal(store_checkpoint_last(c->st, c->txn, &size, &note, &len, &found), KETEN_OK);
+    assert_true(found);
+    assert_int_equal(size, 300); /* by tree size, not by when it was written */
+    assert_int_equal(len, 13);
+    assert_int_equal(store_checkpoint_get(c->st, c->txn, 40, &note, &len), KETEN_OK);
+    assert_memory_equal(note, "forty", 5);
+    assert_int_equal(store_checkpoint_get(c->st, c->txn, 41, &note, &len), KETEN_ERR_NOT_FOUND);
+    /* A cosigned note replaces the one of its size. */
+    assert_int_equal(store_checkpoint_put(c->st, c->txn, 40, "forty+cosig", 11), KETEN_OK);
+    assert_int_equal(store_checkpoint_get(c->st, c->txn, 40, &note, &len), KETEN_OK);
+    assert_int_equal(len, 11);
+}
+
+/* The room check: a store with room takes a submit's worth; one marked
+ * full (a commit failed for space) refuses until it is measured again
+ * after the retry time. */
+static void test_room(void **state)
+{
+    ctx *c = *state;
+    store_abort(&c->txn);
+    bool full = true;
+    assert_int_equal(store_room(c->st, T0, &full), KETEN_OK);
+    assert_false(full);
+    assert_true(store_fits(c->st, 1u << 20));
+    assert_false(store_fits(c->st, c->st->map_size));
+    store_mark_full(c->st, T0);
+    assert_true(atomic_load(&c->st->full));
+    assert_int_equal(store_room(c->st, T0 + 1, &full), KETEN_OK);
+    assert_true(full);
+    assert_int_equal(store_room(c->st, T0 + 60000, &full), KETEN_OK);
+    assert_false(full);
+    assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_msg_id_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_msg_id_taken, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_keeps_msg_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_horizon, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notices_until_confirmed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_broker_per_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
