@@ -1,0 +1,409 @@
+/*
+ * fixture_node.c - a keten-node without its main loop, the broker's end of
+ * its link and a broker's audit log (see fixture_node.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zmq.h>
+
+#include "alarm.h"
+#include "api.h"
+#include "checkpoint.h"
+#include "dirs.h"
+#include "fixture_node.h"
+#include "link.h"
+#include "pb.h"
+#include "sha256.h"
+#include "store.h"
+#include "util.h"
+#include "witness.h"
+#include "zctx.h"
+
+#define FLOG_MAP (64u << 20)
+#define FLOG_PREFIX "audit-"
+#define CONNECT_MS 5000
+#define POLL_MS 50
+
+#define CHECK(call, what)                                                                          \
+    do {                                                                                           \
+        keten_err check_e_ = (call);                                                               \
+        if (check_e_ != KETEN_OK) {                                                                \
+            fail_msg(                                                                              \
+                "fixture_node: %s: %s: %s", (what), keten_strerror(check_e_), keten_err_detail()); \
+        }                                                                                          \
+    } while (0)
+
+/* ---- the node ------------------------------------------------------------ */
+
+static void *broker_end(fnode *self)
+{
+    void *s = zmq_socket(self->node.zctx, ZMQ_ROUTER);
+    assert_non_null(s);
+    int one = 1, zero = 0;
+    if (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one) != 0
+        || zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, self->broker->transport_sk, KETEN_CURVE_KEY_BYTES)
+            != 0
+        || zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero) != 0
+        || zmq_bind(s, self->endpoint) != 0) {
+        fail_msg(
+            "fixture_node: the broker's end on %s: %s", self->endpoint, zmq_strerror(zmq_errno()));
+    }
+    return s;
+}
+
+fnode *fnode_new(fixture *fx, const char *node_id, const char *broker_id)
+{
+    fnode *self = calloc(1, sizeof *self);
+    assert_non_null(self);
+    self->fx = fx;
+    self->broker = fixture_node(fx, broker_id);
+    keten_identity *me = fixture_node(fx, node_id);
+    if (self->broker == NULL || me == NULL) {
+        fail_msg("fixture_node: no node '%s' or broker '%s' in the fixture", node_id, broker_id);
+    }
+    fixture_path(fx, node_id, self->home);
+    if (mkdir(self->home, 0700) != 0) {
+        fail_msg("fixture_node: cannot make %s", self->home);
+    }
+    fixture_path(fx, "network.pub", self->anchor);
+    fixture_path(fx, "directory", self->directory);
+    char sock[PATH_MAX];
+    fixture_path(fx, "broker.sock", sock);
+    snprintf(self->endpoint, sizeof self->endpoint, "ipc://%s", sock);
+
+    keten_node *node = &self->node;
+    node->opts = (keten_node_opts) {
+        .home = self->home,
+        .anchor = self->anchor,
+        .directory = self->directory,
+        .broker = self->endpoint,
+        .witness_timeout_ms = KETEN_NODE_WITNESS_TIMEOUT_MS,
+    };
+    node->me = me; /* borrowed from the fixture */
+    node->started_at = keten_now_ms();
+    CHECK(keten_anchor_load(self->anchor, &node->anchor), "loading the anchor");
+    CHECK(keten_store_open(self->home, &node->store), "opening the store");
+    CHECK(keten_dirs_load(node), "loading the directory");
+    node->zctx = zmq_ctx_new();
+    assert_non_null(node->zctx);
+    CHECK(keten_witness_new(node, &node->witness), "the witness");
+    CHECK(keten_api_open(node, &node->api), "the local API");
+    self->router = broker_end(self);
+    CHECK(keten_link_new(node->zctx, self->endpoint, me, self->broker->transport_pk, &node->link),
+        "the link");
+    return self;
+}
+
+void fnode_destroy(fnode **self_p)
+{
+    if (self_p == NULL || *self_p == NULL) {
+        return;
+    }
+    fnode *self = *self_p;
+    keten_node *node = &self->node;
+    keten_api_destroy(&node->api);
+    keten_link_destroy(&node->link);
+    if (self->router != NULL) {
+        zmq_close(self->router);
+    }
+    keten_witness_destroy(&node->witness);
+    free(node->receipts);
+    (void)keten_zctx_term(&node->zctx, KETEN_ZCTX_TERM_MS);
+    keten_directory_destroy(&node->dir);
+    keten_store_destroy(&node->store);
+    keten_pb_free((ProtobufCMessage **)(void *)&node->anchor);
+    free(self);
+    *self_p = NULL;
+}
+
+void fnode_connect(fnode *self)
+{
+    keten_node *node = &self->node;
+    uint64_t until = keten_mono_ms() + CONNECT_MS;
+    while (!keten_link_connected(node->link)) {
+        if (keten_mono_ms() > until) {
+            fail_msg("fixture_node: no handshake with the broker's end within %d ms (%s)",
+                CONNECT_MS, keten_link_last_error(node->link));
+        }
+        zmq_pollitem_t item = { keten_link_monitor(node->link), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&item, 1, POLL_MS) > 0) {
+            (void)keten_link_on_monitor(node->link);
+        }
+    }
+}
+
+Keten__Frame *fnode_recv(fnode *self, int timeout_ms)
+{
+    assert_int_equal(zmq_setsockopt(self->router, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms), 0);
+    zmq_msg_t rid, data;
+    zmq_msg_init(&rid);
+    if (zmq_msg_recv(&rid, self->router, 0) < 0) {
+        zmq_msg_close(&rid);
+        return NULL;
+    }
+    assert_true(zmq_msg_more(&rid));
+    zmq_msg_close(&rid);
+    zmq_msg_init(&data);
+    assert_true(zmq_msg_recv(&data, self->router, 0) >= 0);
+    assert_false(zmq_msg_more(&data));
+    Keten__Frame *f = NULL;
+    CHECK(KETEN_PB_UNPACK(keten__frame, zmq_msg_data(&data), zmq_msg_size(&data), KETEN_FRAME_MAX,
+              "frame from the node", &f),
+        "parsing a frame the node sent");
+    zmq_msg_close(&data);
+    return f;
+}
+
+Keten__Frame *fnode_recv_body(fnode *self, int body, int timeout_ms)
+{
+    for (;;) {
+        Keten__Frame *f = fnode_recv(self, timeout_ms);
+        if (f == NULL || (int)f->body_case == body) {
+            return f;
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&f);
+    }
+}
+
+void fnode_expect_nothing_more(fnode *self)
+{
+    keten_witness_send_hello(&self->node);
+    Keten__Frame *f = fnode_recv(self, FNODE_RECV_MS);
+    if (f == NULL || f->body_case != KETEN__FRAME__BODY_HELLO) {
+        fail_msg("fixture_node: the node sent a frame of body %d before the marker",
+            f != NULL ? (int)f->body_case : -1);
+    }
+    assert_int_equal(f->hello->tree_size, keten_witness_reference_size(&self->node));
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+}
+
+void fnode_frame(fnode *self, const Keten__Frame *f)
+{
+    self->node.frame = f;
+}
+
+size_t fnode_alarms(fnode *self)
+{
+    json_t *list = NULL;
+    CHECK(keten_alarm_list(&self->node, &list), "listing the alarms");
+    size_t n = json_array_size(list);
+    json_decref(list);
+    return n;
+}
+
+size_t fnode_evidence(fnode *self)
+{
+    size_t n = 0;
+    CHECK(keten_alarm_evidence_count(&self->node, &n), "counting the evidence");
+    return n;
+}
+
+/* ---- the broker's log ------------------------------------------------------ */
+
+static void lmdb_check(int rc, const char *what)
+{
+    if (rc != 0) {
+        fail_msg("fixture_node: %s: %s", what, mdb_strerror(rc));
+    }
+}
+
+flog *flog_new(fixture *fx, const char *name)
+{
+    flog *self = calloc(1, sizeof *self);
+    assert_non_null(self);
+    fixture_path(fx, name, self->dir);
+    if (mkdir(self->dir, 0700) != 0) {
+        fail_msg("fixture_node: cannot make %s", self->dir);
+    }
+    lmdb_check(mdb_env_create(&self->env), "mdb_env_create");
+    lmdb_check(mdb_env_set_maxdbs(self->env, 4), "mdb_env_set_maxdbs");
+    lmdb_check(mdb_env_set_mapsize(self->env, FLOG_MAP), "mdb_env_set_mapsize");
+    lmdb_check(mdb_env_open(self->env, self->dir, MDB_NOTLS, 0600), "mdb_env_open");
+    MDB_txn *txn = NULL;
+    lmdb_check(mdb_txn_begin(self->env, NULL, 0, &txn), "mdb_txn_begin");
+    CHECK(keten_mlog_open(txn, FLOG_PREFIX, &self->log), "opening the log");
+    lmdb_check(mdb_txn_commit(txn), "mdb_txn_commit");
+    return self;
+}
+
+void flog_destroy(flog **self_p)
+{
+    if (self_p == NULL || *self_p == NULL) {
+        return;
+    }
+    flog *self = *self_p;
+    keten_mlog_destroy(&self->log);
+    mdb_env_close(self->env);
+    free(self);
+    *self_p = NULL;
+}
+
+static MDB_txn *reader(flog *self)
+{
+    MDB_txn *txn = NULL;
+    lmdb_check(mdb_txn_begin(self->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin");
+    return txn;
+}
+
+uint64_t flog_size(flog *self)
+{
+    MDB_txn *txn = reader(self);
+    uint64_t size = 0;
+    CHECK(keten_mlog_size(self->log, txn, &size), "the log's size");
+    mdb_txn_abort(txn);
+    return size;
+}
+
+void flog_root(flog *self, uint64_t size, keten_hash out)
+{
+    MDB_txn *txn = reader(self);
+    CHECK(keten_mlog_root(self->log, txn, size, out), "the log's root");
+    mdb_txn_abort(txn);
+}
+
+uint64_t flog_append(flog *self, Keten__AuditRecord *rec)
+{
+    MDB_txn *txn = NULL;
+    lmdb_check(mdb_txn_begin(self->env, NULL, 0, &txn), "mdb_txn_begin");
+    uint64_t size = 0;
+    CHECK(keten_mlog_size(self->log, txn, &size), "the log's size");
+    rec->seq = size;
+    if (rec->time == 0) {
+        rec->time = keten_now_ms();
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    CHECK(keten_pb_pack(&rec->base, &buf, &len), "packing a record");
+    uint64_t index = 0;
+    CHECK(keten_mlog_append(self->log, txn, buf, len, &index), "appending a record");
+    free(buf);
+    lmdb_check(mdb_txn_commit(txn), "mdb_txn_commit");
+    assert_int_equal(index, size);
+    return index;
+}
+
+uint64_t flog_submitted(flog *self, const uint8_t *env, size_t len)
+{
+    Keten__Envelope *e = NULL;
+    Keten__Header *h = NULL;
+    CHECK(KETEN_PB_UNPACK(keten__envelope, env, len, KETEN_ENVELOPE_MAX, "envelope", &e),
+        "parsing an envelope to log");
+    CHECK(KETEN_PB_UNPACK(
+              keten__header, e->header.data, e->header.len, KETEN_ENVELOPE_MAX, "header", &h),
+        "parsing a header to log");
+    uint8_t ct_hash[KETEN_HASH_BYTES], env_hash[KETEN_HASH_BYTES];
+    keten_sha256(ct_hash, e->ciphertext.data, e->ciphertext.len);
+    keten_sha256(env_hash, env, len);
+    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
+    rec.event = KETEN__EVENT__EVENT_SUBMITTED;
+    rec.msg_id = h->msg_id;
+    rec.sender = h->sender;
+    rec.n_recipients = h->n_recipients;
+    rec.recipients = h->recipients;
+    rec.kind = h->kind;
+    rec.category = h->category;
+    rec.purpose = h->purpose;
+    rec.rule = 1;
+    rec.header = e->header;
+    rec.ciphertext_hash.data = ct_hash;
+    rec.ciphertext_hash.len = sizeof ct_hash;
+    rec.signature = e->signature;
+    rec.size_bucket = h->padded_len;
+    rec.envelope_hash.data = env_hash;
+    rec.envelope_hash.len = sizeof env_hash;
+    rec.directory_version = 1;
+    uint64_t leaf = flog_append(self, &rec);
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    keten_pb_free((ProtobufCMessage **)(void *)&e);
+    return leaf;
+}
+
+void flog_pad(flog *self, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
+        rec.event = KETEN__EVENT__EVENT_NODE_CONNECTED;
+        rec.node = (char *)"padding";
+        rec.directory_version = 1;
+        (void)flog_append(self, &rec);
+    }
+}
+
+char *flog_note(flog *self, const keten_identity *broker, const keten_directory *dir, uint64_t size)
+{
+    keten_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    snprintf(ck.origin, sizeof ck.origin, "keten/%s", keten_directory_network(dir));
+    ck.size = size;
+    flog_root(self, size, ck.root);
+    ck.dir_version = keten_directory_version(dir);
+    memcpy(ck.dir_hash, keten_directory_hash(dir), KETEN_HASH_BYTES);
+    char *note = NULL;
+    CHECK(keten_checkpoint_sign(&ck, broker->id, broker->log_sk, &note), "signing a checkpoint");
+    return note;
+}
+
+flog_proof *flog_proof_new(flog *self, uint64_t leaf, uint64_t size)
+{
+    flog_proof *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    MDB_txn *txn = reader(self);
+    CHECK(keten_leafproof_build(self->log, txn, leaf, size, &p->buf), "building a leaf proof");
+    p->leaf = malloc(p->buf.msg.leaf.len);
+    assert_non_null(p->leaf);
+    memcpy(p->leaf, p->buf.msg.leaf.data, p->buf.msg.leaf.len);
+    p->buf.msg.leaf.data = p->leaf;
+    mdb_txn_abort(txn);
+    return p;
+}
+
+void flog_proof_free(flog_proof **p)
+{
+    if (p == NULL || *p == NULL) {
+        return;
+    }
+    free((*p)->leaf);
+    free(*p);
+    *p = NULL;
+}
+
+void fnode_checkpoint(fnode *self, flog *log, uint64_t old_size, uint64_t size, bool witness)
+{
+    char *note = flog_note(log, self->broker, self->node.dir, size);
+    keten_hash proof[KETEN_MERKLE_MAX_PROOF];
+    ProtobufCBinaryData bins[KETEN_MERKLE_MAX_PROOF];
+    size_t n = 0;
+    if (old_size > 0 && old_size < size) {
+        MDB_txn *txn = reader(log);
+        CHECK(keten_mlog_consistency_proof(log->log, txn, old_size, size, proof, &n),
+            "a consistency proof");
+        mdb_txn_abort(txn);
+    }
+    for (size_t i = 0; i < n; i++) {
+        bins[i].data = proof[i];
+        bins[i].len = KETEN_HASH_BYTES;
+    }
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    cf.note = note;
+    cf.old_size = old_size;
+    cf.n_consistency = n;
+    cf.consistency = bins;
+    cf.witness = witness;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
+    f.checkpoint = &cf;
+    fnode_frame(self, &f);
+    keten_witness_on_checkpoint(&self->node, &cf);
+    fnode_frame(self, NULL);
+    free(note);
+}

@@ -1,0 +1,453 @@
+/* node_witness: the node as a witness of the broker's log
+ * (client/witness.h), on a node without its main loop (fixture_node.h:
+ * real identity, directory, store, witness, local API, and a link to a
+ * broker's end bound here, which reads what the node sends). The broker's
+ * logs are Merkle logs written by the test; its checkpoints are signed with
+ * the broker's real log key (a second log, the same records or other ones,
+ * is the broker showing another history).
+ *
+ * Checkpoints: the first is taken from size 0, a consistent one extends the
+ * reference (persisted: a new witness starts from it); an inconsistent one,
+ * one of a kept size with another root, one smaller than the reference, one
+ * not signed by the broker's log key and one naming the node's directory
+ * version with another hash are alarms with the frame kept as evidence and
+ * change nothing; one proven from a size the node does not keep is not
+ * judged: the node says Hello again; one naming a newer directory is not
+ * taken until the node has it. News about an older checkpoint: one the node
+ * keeps counts its cosignatures, one it never took is ignored (twin: with
+ * another root, or not sent as news, an alarm). A witness checkpoint is
+ * stored and cosigned (twin: a commit checkpoint is neither). Leaf proofs
+ * hold only against a kept checkpoint of their size. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "checkpoint.h"
+#include "dirs.h"
+#include "fixture.h"
+#include "fixture_node.h"
+#include "nodestore.h"
+#include "pb.h"
+#include "store.h"
+#include "util.h"
+#include "witness.h"
+
+static const char *const specs[]
+    = { "hub:broker", "alpha:municipality", "bravo:police", "charlie:police", NULL };
+
+typedef struct ctx {
+    fixture *fx;
+    fnode *fn;
+    keten_node *node;
+    flog *log; /* the broker's log */
+    flog *fork; /* another history */
+} ctx;
+
+static int setup(void **state)
+{
+    ctx *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->fx = fixture_new(1, 1, specs);
+    t->fn = fnode_new(t->fx, "alpha", "hub");
+    t->node = &t->fn->node;
+    fnode_connect(t->fn);
+    t->log = flog_new(t->fx, "log");
+    t->fork = flog_new(t->fx, "fork");
+    *state = t;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    ctx *t = *state;
+    flog_destroy(&t->log);
+    flog_destroy(&t->fork);
+    fnode_destroy(&t->fn);
+    fixture_destroy(&t->fx);
+    free(t);
+    return 0;
+}
+
+static uint64_t ref_size(ctx *t)
+{
+    return keten_witness_reference_size(t->node);
+}
+
+static bool kept(ctx *t, flog *log, uint64_t size)
+{
+    keten_hash root, want;
+    if (!keten_witness_root(t->node, size, root)) {
+        return false;
+    }
+    flog_root(log, size, want);
+    assert_memory_equal(root, want, KETEN_HASH_BYTES);
+    return true;
+}
+
+/* Nothing changed, and one alarm more (with its evidence). */
+static void expect_alarm(ctx *t, size_t alarms_before, uint64_t ref)
+{
+    assert_int_equal(fnode_alarms(t->fn), alarms_before + 1);
+    assert_int_equal(fnode_evidence(t->fn), alarms_before + 1);
+    assert_int_equal(ref_size(t), ref);
+}
+
+/* ---- accepted ------------------------------------------------------------- */
+
+static void test_first_and_consistent(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 3);
+    fnode_checkpoint(t->fn, t->log, 0, 3, false);
+    assert_int_equal(ref_size(t), 3);
+    assert_true(kept(t, t->log, 3));
+    assert_int_equal(t->node->counters.checkpoints_accepted, 1);
+
+    flog_pad(t->log, 4);
+    fnode_checkpoint(t->fn, t->log, 3, 7, false);
+    assert_int_equal(ref_size(t), 7);
+    assert_true(kept(t, t->log, 7));
+    assert_true(kept(t, t->log, 3));
+    assert_int_equal(t->node->counters.checkpoints_accepted, 2);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+
+    /* The same again changes nothing and is no alarm. */
+    fnode_checkpoint(t->fn, t->log, 7, 7, false);
+    assert_int_equal(ref_size(t), 7);
+    assert_int_equal(t->node->counters.checkpoints_accepted, 2);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+
+    /* The reference is persisted: a new witness starts from it. */
+    keten_witness *again = NULL;
+    assert_int_equal(keten_witness_new(t->node, &again), KETEN_OK);
+    keten_witness *mine = t->node->witness;
+    t->node->witness = again;
+    assert_int_equal(ref_size(t), 7);
+    assert_true(kept(t, t->log, 7));
+    t->node->witness = mine;
+    keten_witness_destroy(&again);
+}
+
+/* ---- alarms ----------------------------------------------------------------- */
+
+static void test_inconsistent(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 3);
+    fnode_checkpoint(t->fn, t->log, 0, 3, false);
+    /* Another history of 7 records, proven from 3 with its own proof. */
+    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
+    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
+    other.node = (char *)"bravo";
+    for (int i = 0; i < 7; i++) {
+        (void)flog_append(t->fork, &other);
+        other.time = 0;
+    }
+    fnode_checkpoint(t->fn, t->fork, 3, 7, false);
+    expect_alarm(t, 0, 3);
+    assert_int_equal(t->node->counters.checkpoints_refused, 1);
+    assert_false(kept(t, t->fork, 7));
+    /* Sent again, it is remembered as refused: no second alarm. */
+    fnode_checkpoint(t->fn, t->fork, 3, 7, false);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+
+    /* Twin: the broker's own history of 7 is taken. */
+    flog_pad(t->log, 4);
+    fnode_checkpoint(t->fn, t->log, 3, 7, false);
+    assert_int_equal(ref_size(t), 7);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+}
+
+static void test_same_size_other_root(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 5);
+    fnode_checkpoint(t->fn, t->log, 0, 5, false);
+    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
+    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
+    other.node = (char *)"bravo";
+    for (int i = 0; i < 5; i++) {
+        (void)flog_append(t->fork, &other);
+        other.time = 0;
+    }
+    fnode_checkpoint(t->fn, t->fork, 5, 5, false);
+    expect_alarm(t, 0, 5);
+    assert_true(kept(t, t->log, 5)); /* the kept root is still the first one */
+
+    /* Smaller than the reference, never kept, not sent as news: alarm. */
+    flog_pad(t->log, 3); /* 8 */
+    fnode_checkpoint(t->fn, t->log, 5, 8, false);
+    assert_int_equal(ref_size(t), 8);
+    fnode_checkpoint(t->fn, t->log, 0, 6, false);
+    expect_alarm(t, 1, 8);
+}
+
+static void test_not_the_brokers_key(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 3);
+    keten_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    snprintf(ck.origin, sizeof ck.origin, "keten/testnet");
+    ck.size = 3;
+    flog_root(t->log, 3, ck.root);
+    ck.dir_version = keten_directory_version(t->node->dir);
+    memcpy(ck.dir_hash, keten_directory_hash(t->node->dir), KETEN_HASH_BYTES);
+    /* Signed under the broker's name with a partner's key. */
+    char *note = NULL;
+    assert_int_equal(
+        keten_checkpoint_sign(&ck, "hub", fixture_node(t->fx, "bravo")->sign_sk, &note), KETEN_OK);
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    cf.note = note;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
+    f.checkpoint = &cf;
+    fnode_frame(t->fn, &f);
+    keten_witness_on_checkpoint(t->node, &cf);
+    fnode_frame(t->fn, NULL);
+    expect_alarm(t, 0, 0);
+    free(note);
+
+    /* The node's directory version with another hash: directory-mismatch. */
+    memset(ck.dir_hash, 0x5a, sizeof ck.dir_hash);
+    assert_int_equal(keten_checkpoint_sign(&ck, "hub", t->fn->broker->log_sk, &note), KETEN_OK);
+    cf.note = note;
+    keten_witness_on_checkpoint(t->node, &cf);
+    assert_int_equal(fnode_alarms(t->fn), 2);
+    assert_int_equal(ref_size(t), 0);
+    free(note);
+
+    /* Twin: the broker's own signature on the right directory (of another
+     * size: the root refused with the wrong directory line stays refused). */
+    flog_pad(t->log, 1);
+    fnode_checkpoint(t->fn, t->log, 0, 4, false);
+    assert_int_equal(ref_size(t), 4);
+    assert_int_equal(fnode_alarms(t->fn), 2);
+}
+
+/* ---- not judged -------------------------------------------------------------- */
+
+static void test_unknown_old_size(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 3);
+    fnode_checkpoint(t->fn, t->log, 0, 3, false);
+    flog_pad(t->log, 6); /* 9 */
+    fnode_checkpoint(t->fn, t->log, 5, 9, false);
+    assert_int_equal(t->node->counters.checkpoints_unknown_old, 1);
+    assert_int_equal(ref_size(t), 3);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_HELLO, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->hello->tree_size, 3);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    /* From size 0 while the node has a reference: the same. */
+    fnode_checkpoint(t->fn, t->log, 0, 9, false);
+    assert_int_equal(t->node->counters.checkpoints_unknown_old, 2);
+    assert_int_equal(ref_size(t), 3);
+
+    /* Twin: proven from the size it keeps. */
+    fnode_checkpoint(t->fn, t->log, 3, 9, false);
+    assert_int_equal(ref_size(t), 9);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+}
+
+static void test_newer_directory(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 3);
+    size_t len = 0;
+    free(fixture_publish(t->fx, &len)); /* version 2, which the node does not have */
+    char *note = flog_note(t->log, t->fn->broker, t->fx->directory, 3);
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    cf.note = note;
+    keten_witness_on_checkpoint(t->node, &cf);
+    free(note);
+    assert_int_equal(ref_size(t), 0);
+    assert_int_equal(t->node->dir_needed, 2);
+    assert_int_equal(keten_dirs_send_ok(t->node), KETEN_ERR_ROLLBACK);
+    keten_err_clear();
+    assert_int_equal(fnode_alarms(t->fn), 0);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_DIRECTORY_REQUEST, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->directory_request->after_version, 1);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+}
+
+/* ---- news about older checkpoints ------------------------------------------ */
+
+/* The stored note of size with a cosignature line of each of names. */
+static char *cosigned(ctx *t, flog *log, uint64_t size, const char *const *names, size_t n)
+{
+    char *note = flog_note(log, t->fn->broker, t->node->dir, size);
+    for (size_t i = 0; i < n; i++) {
+        char *line = NULL, *with = NULL;
+        assert_int_equal(keten_cosignature_sign(note, strlen(note), names[i],
+                             fixture_node(t->fx, names[i])->sign_sk, keten_now_ms() / 1000, &line),
+            KETEN_OK);
+        assert_int_equal(keten_checkpoint_add_line(note, strlen(note), line, &with), KETEN_OK);
+        free(line);
+        free(note);
+        note = with;
+    }
+    return note;
+}
+
+static void news(ctx *t, char *note, uint64_t size)
+{
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    cf.note = note;
+    cf.old_size = size;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
+    f.checkpoint = &cf;
+    fnode_frame(t->fn, &f);
+    keten_witness_on_checkpoint(t->node, &cf);
+    fnode_frame(t->fn, NULL);
+    free(note);
+}
+
+static void test_news_about_older(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 3);
+    fnode_checkpoint(t->fn, t->log, 0, 3, true);
+    flog_pad(t->log, 4);
+    fnode_checkpoint(t->fn, t->log, 3, 7, false);
+    assert_int_equal(ref_size(t), 7);
+
+    /* A kept one, now witnessed by a quorum (2 of 3): counted, the
+     * reference stays. */
+    static const char *const quorum[] = { "bravo", "charlie" };
+    json_t *status = json_object();
+    news(t, cosigned(t, t->log, 3, quorum, 2), 3);
+    assert_int_equal(ref_size(t), 7);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+    assert_int_equal(keten_witness_status(t->node, status), KETEN_OK);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(status, "checkpoint"), "witnessed_size")),
+        3);
+    json_decref(status);
+
+    /* One it went past without taking it: ignored. */
+    flog_pad(t->log, 3); /* 10: 8 and 9 were never sent */
+    fnode_checkpoint(t->fn, t->log, 7, 10, false);
+    news(t, cosigned(t, t->log, 8, quorum, 2), 8);
+    assert_int_equal(t->node->counters.checkpoints_unknown_old, 1);
+    assert_int_equal(ref_size(t), 10);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+
+    /* Twins: a kept size with another root, and an older size that is not
+     * sent as news about itself. */
+    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
+    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
+    other.node = (char *)"bravo";
+    for (int i = 0; i < 3; i++) {
+        (void)flog_append(t->fork, &other);
+        other.time = 0;
+    }
+    news(t, cosigned(t, t->fork, 3, quorum, 2), 3);
+    expect_alarm(t, 0, 10);
+    fnode_checkpoint(t->fn, t->log, 7, 9, false);
+    expect_alarm(t, 1, 10);
+}
+
+/* ---- witness checkpoints --------------------------------------------------- */
+
+static bool stored(ctx *t, uint64_t size)
+{
+    MDB_txn *txn = NULL;
+    Keten__CheckpointRecord *rec = NULL;
+    assert_int_equal(keten_store_begin(t->node->store, false, &txn), KETEN_OK);
+    keten_err e = keten_nodestore_checkpoint_get(t->node->store, txn, size, &rec);
+    keten_store_abort(&txn);
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
+    keten_err_clear();
+    return e == KETEN_OK;
+}
+
+static void test_witness_checkpoint_cosigned(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 3);
+    fnode_checkpoint(t->fn, t->log, 0, 3, false);
+    assert_false(stored(t, 3));
+    fnode_expect_nothing_more(t->fn); /* no cosignature */
+
+    flog_pad(t->log, 2);
+    fnode_checkpoint(t->fn, t->log, 3, 5, true);
+    assert_true(stored(t, 5));
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_COSIGNATURE, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_string_equal(f->cosignature->node, "alpha");
+    assert_int_equal(f->cosignature->tree_size, 5);
+    char *note = flog_note(t->log, t->fn->broker, t->node->dir, 5);
+    char *with = NULL;
+    assert_int_equal(
+        keten_checkpoint_add_line(note, strlen(note), f->cosignature->line, &with), KETEN_OK);
+    uint64_t when = 0;
+    assert_int_equal(keten_cosignature_verify(
+                         with, strlen(with), "alpha", fixture_node(t->fx, "alpha")->sign_pk, &when),
+        KETEN_OK);
+    free(with);
+    free(note);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+}
+
+/* ---- leaf proofs ------------------------------------------------------------ */
+
+static void test_leaf_proofs(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 6);
+    fnode_checkpoint(t->fn, t->log, 0, 6, false);
+    flog_proof *p = flog_proof_new(t->log, 2, 6);
+    Keten__AuditRecord *rec = NULL;
+    assert_int_equal(keten_witness_leaf(t->node, &p->buf.msg, &rec), KETEN_OK);
+    assert_int_equal(rec->seq, 2);
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
+    assert_int_equal(t->node->counters.proofs_passed, 1);
+    flog_proof_free(&p);
+
+    /* Against a size the node does not keep: not judged. */
+    flog_pad(t->log, 1);
+    p = flog_proof_new(t->log, 2, 7);
+    assert_int_equal(keten_witness_leaf(t->node, &p->buf.msg, &rec), KETEN_ERR_NOT_FOUND);
+    assert_null(rec);
+    assert_int_equal(t->node->counters.proofs_unknown, 1);
+    flog_proof_free(&p);
+
+    /* A path that does not lead to the kept root: false. */
+    p = flog_proof_new(t->log, 2, 6);
+    p->buf.path[0][0] ^= 1;
+    assert_int_not_equal(keten_witness_leaf(t->node, &p->buf.msg, &rec), KETEN_OK);
+    assert_int_equal(t->node->counters.proofs_failed, 1);
+    keten_err_clear();
+    flog_proof_free(&p);
+    assert_int_equal(keten_witness_leaf(t->node, NULL, &rec), KETEN_ERR_MALFORMED);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_first_and_consistent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inconsistent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_size_other_root, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_the_brokers_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_old_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_news_about_older, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_witness_checkpoint_cosigned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leaf_proofs, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
