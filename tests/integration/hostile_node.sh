@@ -44,7 +44,7 @@ stop_bg() {
     for p in $NPID $FPID; do
         if kill -0 "$p" 2>/dev/null; then
             kill -TERM "$p" 2>/dev/null
-            wait_for 5 bash -c "! kill -0 $p 2>/dev/null" || kill -KILL "$p" 2>/dev/null
+            wait_for 5 lacks kill -0 "$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null
             wait "$p" 2>/dev/null
         fi
     done
@@ -77,7 +77,7 @@ start_node() {
 # stop_node: SIGTERM; NRC is its exit code.
 stop_node() {
     kill -TERM "$NPID" 2>/dev/null
-    wait_for 10 bash -c "! kill -0 $NPID 2>/dev/null"
+    wait_for 10 lacks kill -0 "$NPID" 2>/dev/null
     wait "$NPID"
     NRC=$?
     NPID=""
@@ -85,7 +85,7 @@ stop_node() {
 
 # fake_done NAME: wait for the fake broker to finish its deliveries.
 fake_done() {
-    wait_for 60 bash -c "! kill -0 $FPID 2>/dev/null"
+    wait_for 60 lacks kill -0 "$FPID" 2>/dev/null
     wait "$FPID" 2>/dev/null
     FPID=""
     cp "fake-$1.out" "$T/.out"
