@@ -17,8 +17,9 @@
  * queued), -> accepted also on a DUPLICATE carrying the proof, -> expired
  * when a resend pass finds it past expires_at (twin: one not expired is
  * resent, the same bytes). A receipt notice proven with the recipient's
- * signature marks the recipient and is confirmed (twin: a receipt signed by
- * another node is an alarm, not recorded, not confirmed). */
+ * signature marks the recipient and is confirmed (twins: a receipt signed
+ * by another node, or naming another envelope, is an alarm, not recorded,
+ * not confirmed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -460,8 +461,10 @@ static void test_expired(void **state)
 /* ---- receipt notices ---------------------------------------------------------- */
 
 /* The "receipted" record of message s by recipient, its receipt signed by
- * signer (the recipient, or not), appended to the broker's log. */
-static uint64_t log_receipt(ctx *t, const sent *s, const char *recipient, const char *signer)
+ * signer (the recipient, or not) and naming s's envelope (or, other_envelope,
+ * another one), appended to the broker's log. */
+static uint64_t log_receipt(
+    ctx *t, const sent *s, const char *recipient, const char *signer, bool other_envelope)
 {
     const keten_directory *dir = t->node->dir;
     const Keten__NodeCert *cert = keten_directory_find_id(dir, signer);
@@ -469,6 +472,9 @@ static uint64_t log_receipt(ctx *t, const sent *s, const char *recipient, const 
     memset(&it, 0, sizeof it);
     memcpy(it.msg_id, s->id, KETEN_MSG_ID_BYTES);
     keten_sha256(it.envelope_hash, s->env, s->len);
+    if (other_envelope) {
+        it.envelope_hash[0] ^= 1;
+    }
     it.outcome = KETEN__OUTCOME__OUTCOME_STORED;
     keten_receipt_batch *rb = NULL;
     assert_int_equal(keten_receipt_batch_new(fixture_node(t->fx, signer),
@@ -520,14 +526,18 @@ static void test_receipt_notice(void **state)
 {
     ctx *t = *state;
     sent *s = send_to(t, 0, "bravo,charlie");
-    uint64_t forged = log_receipt(t, s, "bravo", "charlie"); /* charlie signed it, not bravo */
-    uint64_t real = log_receipt(t, s, "bravo", "bravo");
+    uint64_t forged = log_receipt(t, s, "bravo", "charlie", false); /* signed by charlie */
+    uint64_t other = log_receipt(t, s, "bravo", "bravo", true); /* of another envelope */
+    uint64_t real = log_receipt(t, s, "bravo", "bravo", false);
     uint64_t size = checkpoint(t);
     ack_leaf(t, s->rid, s->leaf, size);
 
     notice(t, forged, size);
     assert_int_equal(fnode_alarms(t->fn), 1);
-    assert_int_equal(t->node->n_notice_acks, 0); /* not confirmed: the broker sends it again */
+    notice(t, other, size);
+    assert_int_equal(fnode_alarms(t->fn), 2);
+    assert_int_equal(fnode_evidence(t->fn), 2);
+    assert_int_equal(t->node->n_notice_acks, 0); /* not confirmed: the broker sends them again */
     Keten__SentRecord *rec = record(t, s->id);
     assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
     keten_nodestore_sent_free(&rec);
@@ -540,7 +550,7 @@ static void test_receipt_notice(void **state)
     assert_int_equal(rec->recipients[1]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
     keten_nodestore_sent_free(&rec);
     assert_int_equal(t->node->counters.receipts, 1);
-    assert_int_equal(fnode_alarms(t->fn), 1);
+    assert_int_equal(fnode_alarms(t->fn), 2);
 
     /* Confirmed to the broker at the next tick; sent again, confirmed again
      * without a second record. */
