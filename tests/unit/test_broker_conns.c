@@ -1,0 +1,131 @@
+/* broker_conns: the broker's table of live connections (broker/conns.h),
+ * with file descriptor numbers as the socket monitor reports them (no
+ * socket: the table only keeps numbers). A connection is found by its
+ * routing id and by its node; it belongs to the session of the descriptor
+ * its first frame came from, so a disconnect of that descriptor finds it
+ * (twin: a descriptor accepted again since, or never seen, finds nothing,
+ * so a reused number never cuts off a newer connection). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "conns.h"
+
+static const uint8_t KEY[KETEN_CURVE_KEY_BYTES] = { 0x4b };
+
+static conn *add(conns *t, const char *rid, const char *node, int fd)
+{
+    conn *c = NULL;
+    assert_int_equal(
+        conns_add(t, (const uint8_t *)rid, strlen(rid), node, KEY, fd, 1000, &c), KETEN_OK);
+    assert_non_null(c);
+    return c;
+}
+
+static void test_find(void **state)
+{
+    (void)state;
+    conns *t = conns_new();
+    assert_non_null(t);
+    conn *a = add(t, "rid-a", "alpha", -1);
+    conn *b = add(t, "rid-b", "bravo", -1);
+    assert_ptr_equal(conns_find_rid(t, (const uint8_t *)"rid-a", 5), a);
+    assert_ptr_equal(conns_find_node(t, "bravo"), b);
+    assert_null(conns_find_rid(t, (const uint8_t *)"rid-a", 4)); /* a prefix is another id */
+    assert_null(conns_find_node(t, "charlie"));
+    /* A new connection starts looking at its queue and notices, with no
+     * Hello, no credit and nothing in flight. */
+    assert_true(a->more);
+    assert_true(a->notices);
+    assert_false(a->hello);
+    assert_int_equal(a->credit, 0);
+    assert_int_equal(a->flight.bytes, 0);
+    assert_int_equal(a->connected_at, 1000);
+    assert_memory_equal(a->key, KEY, sizeof KEY);
+    conns_remove(t, a);
+    assert_null(conns_find_node(t, "alpha"));
+    assert_ptr_equal(conns_find_node(t, "bravo"), b);
+    /* Many connections: the table grows. */
+    char rid[16], node[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(rid, sizeof rid, "r%d", i);
+        snprintf(node, sizeof node, "n%d", i);
+        add(t, rid, node, -1);
+    }
+    assert_int_equal(t->n, 101);
+    assert_non_null(conns_find_node(t, "n99"));
+    conns_destroy(&t);
+    assert_null(t);
+    conns_destroy(&t);
+}
+
+static void test_invalid(void **state)
+{
+    (void)state;
+    conns *t = conns_new();
+    conn *c = NULL;
+    uint8_t long_rid[CONN_RID_MAX + 1] = { 0 };
+    assert_int_equal(conns_add(t, long_rid, 0, "alpha", KEY, -1, 0, &c), KETEN_ERR_INVALID);
+    assert_int_equal(
+        conns_add(t, long_rid, sizeof long_rid, "alpha", KEY, -1, 0, &c), KETEN_ERR_INVALID);
+    assert_int_equal(
+        conns_add(t, long_rid, 1, "a-node-id-longer-than-thirty-two-bytes", KEY, -1, 0, &c),
+        KETEN_ERR_INVALID);
+    assert_null(c);
+    assert_int_equal(t->n, 0);
+    assert_int_equal(conns_add(t, long_rid, CONN_RID_MAX, "alpha", KEY, -1, 0, &c), KETEN_OK);
+    conns_destroy(&t);
+}
+
+static void test_sessions(void **state)
+{
+    (void)state;
+    conns *t = conns_new();
+    conns_fd_accepted(t, 7);
+    conn *a = add(t, "rid-a", "alpha", 7);
+    assert_true(a->session != 0);
+    /* The descriptor closes: its connection is found. */
+    assert_ptr_equal(conns_fd_disconnected(t, 7), a);
+    /* Twin: a second report of it finds nothing. */
+    assert_null(conns_fd_disconnected(t, 7));
+
+    /* The number is reused by a new connection before the old one's frames
+     * are gone: closing it names the new one only. */
+    conns_fd_accepted(t, 7);
+    conn *b = add(t, "rid-b", "bravo", 7);
+    assert_true(b->session != a->session);
+    conns_fd_accepted(t, 7); /* accepted again: b's session is over */
+    assert_null(conns_fd_disconnected(t, 7));
+    conns_fd_accepted(t, 7);
+    conn *c = add(t, "rid-c", "charlie", 7);
+    assert_ptr_equal(conns_fd_disconnected(t, 7), c);
+
+    /* Descriptors never accepted, or out of range, have no session. */
+    conn *d = add(t, "rid-d", "delta", 9);
+    assert_int_equal(d->session, 0);
+    assert_null(conns_fd_disconnected(t, 9));
+    assert_null(conns_fd_disconnected(t, -1));
+    conns_fd_accepted(t, -1);
+    conns_fd_accepted(t, 1 << 21);
+    assert_null(conns_fd_disconnected(t, 1 << 21));
+    conns_fd_accepted(t, 200); /* the table of descriptors grows */
+    conn *e = add(t, "rid-e", "echo", 200);
+    assert_ptr_equal(conns_fd_disconnected(t, 200), e);
+    conns_destroy(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_find),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_sessions),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
