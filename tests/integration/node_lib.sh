@@ -22,8 +22,12 @@ BROKER_EP="ipc://$T/broker.sock"
 stop_one() {
     local name=$1 pid=${PID[$1]:-} i
     [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null
+    # A stopped daemon (the fault tests stop some) is resumed first, then
+    # asked to stop. Never SIGCONT after SIGTERM: a SIGCONT discards a pending
+    # SIGSTOP, such as the one LeakSanitizer's exit check sends to suspend the
+    # process, which then waits for ever.
     kill -CONT "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null
     for i in $(seq 1 50); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
