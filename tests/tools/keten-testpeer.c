@@ -44,8 +44,9 @@
  *       node); --tamper leaf: the leaf sent differs from the one signed, so
  *       the root does not match the leaves. Prints "receipt_batch" and what
  *       comes back within --listen-ms
- *   proof --leaf L
- *       wait for a checkpoint that covers leaf L, ask for its inclusion proof
+ *   proof --leaf L|next
+ *       wait for a checkpoint that covers leaf L (next: the first leaf after
+ *       the first checkpoint this connection gets), ask for its inclusion proof
  *       (and a consistency proof from the first checkpoint seen, if older),
  *       verify both, print "proof"
  *   dir-request --after V
@@ -733,6 +734,11 @@ typedef struct proof_state {
 
 static void maybe_ask_proof(peer *p, proof_state *ps)
 {
+    if (ps->active && ps->leaf == UINT64_MAX && p->have_first) {
+        /* --leaf next: the first leaf appended after the first checkpoint
+         * this connection was sent. */
+        ps->leaf = p->first.size;
+    }
     if (!ps->active || ps->asked || !p->have_latest || p->latest.size <= ps->leaf) {
         return;
     }
@@ -1593,7 +1599,9 @@ int main(int argc, char **argv)
             }
             break;
         case 'L':
-            if (!num(optarg, UINT64_MAX - 1, &leaf)) {
+            if (strcmp(optarg, "next") == 0) {
+                leaf = UINT64_MAX; /* the first leaf after the first checkpoint */
+            } else if (!num(optarg, UINT64_MAX - 1, &leaf)) {
                 return usage("--leaf");
             }
             break;
