@@ -8,6 +8,7 @@
 #include "dirstate.h"
 #include "envelope.h"
 #include "log.h"
+#include "logproof.h"
 #include "metrics.h"
 #include "outq.h"
 #include "pb.h"
@@ -278,6 +279,38 @@ void deliver_receipt_prep_clear(receipt_prep *rp)
 
 /* Leaf i of a verified batch from c: the answer of c's node to one message
  * queued for it, or *matched false. */
+/* *repeated: msg_id was seen with this envelope hash and its submitted
+ * record lists c's node among the recipients. */
+static keten_err answered_before(
+    broker *b, const conn *c, const Keten__ReceiptLeaf *lf, bool *repeated)
+{
+    store_seen sn;
+    bool found = false;
+    keten_err e = store_seen_get(b->st, b->txn, lf->msg_id.data, &sn, &found);
+    if (e != KETEN_OK || !found
+        || sodium_memcmp(sn.envelope_hash, lf->envelope_hash.data, KETEN_HASH_BYTES) != 0) {
+        return e;
+    }
+    const uint8_t *leaf = NULL;
+    size_t len = 0;
+    if ((e = keten_mlog_leaf(b->st->log, b->txn, sn.leaf, &leaf, &len)) != KETEN_OK) {
+        return e;
+    }
+    Keten__AuditRecord *rec = NULL;
+    if (KETEN_PB_UNPACK(keten__audit_record, leaf, len, KETEN_AUDIT_RECORD_MAX, "audit record", &rec)
+        != KETEN_OK) {
+        keten_err_clear();
+        return KETEN_OK;
+    }
+    for (size_t i = 0; rec->event == KETEN__EVENT__EVENT_SUBMITTED && i < rec->n_recipients; i++) {
+        if (strcmp(rec->recipients[i], c->node) == 0) {
+            *repeated = true;
+        }
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
+    return KETEN_OK;
+}
+
 static keten_err receipt_leaf(broker *b, conn *c, const Keten__ReceiptBatch *rb,
     const receipt_prep *rp, size_t i, bool *matched, bool *repeated)
 {
@@ -292,8 +325,15 @@ static keten_err receipt_leaf(broker *b, conn *c, const Keten__ReceiptBatch *rb,
     store_msg m;
     bool found = false;
     keten_err e = store_msg_find(b->st, b->txn, msg_id, &m, &found);
-    if (e != KETEN_OK || !found) {
+    if (e != KETEN_OK) {
         return e;
+    }
+    if (!found) {
+        /* Every recipient answered (or it expired) and its record is gone:
+         * a leaf of one of its recipients, for its very envelope, is an
+         * answer repeated (a redelivery raced the first), not a stranger's
+         * claim. The submitted record says who the recipients were. */
+        return answered_before(b, c, lf, repeated);
     }
     int r = rcpt_index(&m, c->node);
     if (r < 0 || sodium_memcmp(lf->envelope_hash.data, m.envelope_hash, KETEN_HASH_BYTES) != 0) {

@@ -472,6 +472,24 @@ static void test_receipt_leaves(void **state)
     assert_int_equal(store_envelope_get(b->st, txn, m1->leaf, &env, &len), KETEN_ERR_NOT_FOUND);
     assert_int_equal(store_envelope_get(b->st, txn, m2->leaf, &env, &len), KETEN_OK);
     store_abort(&txn);
+
+    /* Its record is gone: a recipient's answer repeated now (a redelivery
+     * that raced the first) is still only ignored, no record... */
+    uint64_t log2 = fbroker_log_size(t->fb);
+    receipts(t, charlie, "charlie", items, 1);
+    assert_int_equal(fbroker_log_size(t->fb), log2);
+    assert_int_equal(atomic_load(&mx->leaves_repeated), 2);
+    assert_int_equal(atomic_load(&mx->leaves_unmatched), 3);
+    /* ... while the same leaf from a node that was never a recipient (the
+     * sender itself) is not: skipped and audited. */
+    receipts(t, alpha, "alpha", items, 1);
+    assert_int_equal(fbroker_log_size(t->fb), log2 + 1);
+    assert_int_equal(atomic_load(&mx->leaves_unmatched), 4);
+    r = fbroker_record(t->fb, log2);
+    assert_int_equal(r->event, KETEN__EVENT__EVENT_REJECTED);
+    assert_int_equal(r->reason, KETEN__REASON__REASON_BAD_RECEIPT);
+    assert_string_equal(r->sender, "alpha");
+    keten_pb_free((ProtobufCMessage **)(void *)&r);
 }
 
 /* A batch that does not verify (another node's signature, a node that is not
