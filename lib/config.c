@@ -12,10 +12,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #define SUN_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) less the NUL */
 #define SHOWN_MAX 64 /* characters of a bad value quoted back in a message */
 #define WHY_BYTES 200
-#define SUGGEST_NAME_MAX 64
 
 typedef struct slot {
     bool set;
@@ -546,29 +547,6 @@ const keten_config_setting *keten_config_find(const keten_config_table *table, c
     return i == SIZE_MAX ? NULL : &table->settings[i];
 }
 
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > SUGGEST_NAME_MAX || lb > SUGGEST_NAME_MAX) {
-        return SIZE_MAX;
-    }
-    size_t prev[SUGGEST_NAME_MAX + 1], cur[SUGGEST_NAME_MAX + 1];
-    for (size_t j = 0; j <= lb; j++) {
-        prev[j] = j;
-    }
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-            size_t del = prev[j] + 1;
-            size_t ins = cur[j - 1] + 1;
-            size_t m = sub < del ? sub : del;
-            cur[j] = m < ins ? m : ins;
-        }
-        memcpy(prev, cur, (lb + 1) * sizeof prev[0]);
-    }
-    return prev[lb];
-}
 
 /* The setting an unknown key most likely meant, or NULL: a name the key
  * starts with ("listen-adress": listen), a name that starts with the key
@@ -594,7 +572,7 @@ static const char *suggest(const keten_config_table *t, const char *key)
     size_t best_d = SIZE_MAX;
     for (size_t i = 0; i < t->n_settings; i++) {
         const char *n = t->settings[i].name;
-        size_t d = edit_distance(key, n);
+        size_t d = keten_edit_distance(key, n);
         bool prefix = klen >= 3 && strncmp(n, key, klen) == 0;
         size_t limit = klen / 4 > 2 ? klen / 4 : 2;
         if ((prefix || d <= limit) && d < best_d) {

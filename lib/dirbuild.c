@@ -813,30 +813,6 @@ bool keten_dirbuild_role_known(const keten_dirbuild *self, const char *role)
     return false;
 }
 
-/* Levenshtein distance of two names of at most ROLE_SUGGEST_MAX bytes. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > ROLE_SUGGEST_MAX || lb > ROLE_SUGGEST_MAX) {
-        return SIZE_MAX;
-    }
-    size_t prev[ROLE_SUGGEST_MAX + 1], cur[ROLE_SUGGEST_MAX + 1];
-    for (size_t j = 0; j <= lb; j++) {
-        prev[j] = j;
-    }
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-            size_t del = prev[j] + 1;
-            size_t ins = cur[j - 1] + 1;
-            size_t m = sub < del ? sub : del;
-            cur[j] = m < ins ? m : ins;
-        }
-        memcpy(prev, cur, (lb + 1) * sizeof prev[0]);
-    }
-    return prev[lb];
-}
 
 /* How far role is from a known one: its edit distance when within a few
  * typing mistakes; a known role that starts the typed one ("housingcorp")
@@ -845,7 +821,9 @@ static size_t edit_distance(const char *a, const char *b)
 static size_t closeness(const char *typed, const char *known)
 {
     size_t lt = strlen(typed), lk = strlen(known);
-    size_t d = edit_distance(typed, known);
+    size_t d = strlen(typed) > ROLE_SUGGEST_MAX || strlen(known) > ROLE_SUGGEST_MAX
+        ? SIZE_MAX
+        : keten_edit_distance(typed, known);
     size_t limit = lt / 3 > 2 ? lt / 3 : 2;
     if (d <= limit) {
         return d;

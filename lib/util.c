@@ -6,6 +6,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -403,4 +404,28 @@ keten_err keten_init(void)
     }
     sodium_state = 0;
     return KETEN_OK;
+}
+
+size_t keten_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > KETEN_EDIT_DISTANCE_MAX || lb > KETEN_EDIT_DISTANCE_MAX) {
+        return SIZE_MAX;
+    }
+    size_t prev[KETEN_EDIT_DISTANCE_MAX + 1], cur[KETEN_EDIT_DISTANCE_MAX + 1];
+    for (size_t j = 0; j <= lb; j++) {
+        prev[j] = j;
+    }
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+            size_t del = prev[j] + 1;
+            size_t ins = cur[j - 1] + 1;
+            size_t m = sub < del ? sub : del;
+            cur[j] = m < ins ? m : ins;
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof prev[0]);
+    }
+    return prev[lb];
 }

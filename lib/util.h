@@ -70,4 +70,9 @@ bool keten_name_valid(const char *s);
 /* [a-z0-9][a-z0-9./-]{0,63}: registered categories and purposes. */
 bool keten_label_valid(const char *s);
 
+/* Levenshtein distance of two names, for "did you mean" hints; SIZE_MAX
+ * when either is longer than KETEN_EDIT_DISTANCE_MAX bytes. */
+#define KETEN_EDIT_DISTANCE_MAX 64
+size_t keten_edit_distance(const char *a, const char *b);
+
 #endif
