@@ -163,6 +163,43 @@ static const uint8_t *levels_root(const tree_levels *t)
     return t->v[t->n_levels - 1][0];
 }
 
+/* The levels of n leaves stored one after another in all (leaves first, as
+ * keten_receipt_batch_verify returns them), as views: nothing to free. */
+static void levels_view(const keten_hash *all, size_t n, tree_levels *t)
+{
+    memset(t, 0, sizeof *t);
+    size_t off = 0, len = n;
+    for (;;) {
+        t->v[t->n_levels] = (keten_hash *)(void *)(uintptr_t)(all + off);
+        t->len[t->n_levels] = len;
+        t->n_levels++;
+        if (len <= 1) {
+            break;
+        }
+        off += len;
+        len = (len + 1) / 2;
+    }
+}
+
+/* Every level of t, leaves first, in one malloc()ed array. */
+static keten_hash *levels_flatten(const tree_levels *t)
+{
+    size_t total = 0;
+    for (size_t l = 0; l < t->n_levels; l++) {
+        total += t->len[l];
+    }
+    keten_hash *all = malloc(total * sizeof *all);
+    if (all == NULL) {
+        return NULL;
+    }
+    size_t off = 0;
+    for (size_t l = 0; l < t->n_levels; l++) {
+        memcpy(all + off, t->v[l], t->len[l] * sizeof *all);
+        off += t->len[l];
+    }
+    return all;
+}
+
 void keten_receipt_batch_destroy(keten_receipt_batch **self_p)
 {
     if (self_p == NULL || *self_p == NULL) {
@@ -371,10 +408,14 @@ keten_err keten_receipt_batch_verify(const Keten__NodeCert *cert, const char *ne
     if ((e = keten_receipt_head_verify(cert, network, &rb->head, &rb->signature, &h)) != KETEN_OK) {
         goto out;
     }
+    keten_hash *all = levels_flatten(&t);
+    if (all == NULL) {
+        e = keten_err_set(KETEN_ERR_NOMEM, "receipt batch of %zu leaves", rb->n_leaves);
+        goto out;
+    }
     *head_out = h;
     h = NULL;
-    *leaf_hashes_out = hashes;
-    hashes = NULL;
+    *leaf_hashes_out = all;
 out:
     levels_free(&t);
     free(hashes);
@@ -400,12 +441,9 @@ keten_err keten_receipt_proof_build(const Keten__ReceiptBatch *rb, const keten_h
             rb != NULL ? rb->n_leaves : 0);
     }
     tree_levels t;
-    keten_err e = levels_build(leaf_hashes, rb->n_leaves, &t);
-    if (e != KETEN_OK) {
-        return e;
-    }
+    levels_view(leaf_hashes, rb->n_leaves, &t);
     size_t n_path = levels_path(&t, i, out->path);
-    levels_free(&t);
+    keten_err e;
     if ((e = keten_pb_pack(&rb->leaves[i]->base, &out->leaf, &(size_t) { 0 })) != KETEN_OK) {
         return e;
     }

@@ -82,14 +82,18 @@ void keten_receipt_batch_destroy(keten_receipt_batch **self_p);
 /* Check a received ReceiptBatch against the recipient's certificate and the
  * network (every rule above, then the root over the leaves, then the
  * signature). On success *head_out is the parsed head and *leaf_hashes_out a
- * malloc()ed array of head->count leaf hashes (for keten_receipt_proof_build). */
+ * malloc()ed array of the head->count leaf hashes followed by the hashes of
+ * every level of the tree above them (fewer than 2 x count in all), which
+ * keten_receipt_proof_build reads: the batch's tree is hashed once, however
+ * many proofs are cut from it. */
 keten_err keten_receipt_batch_verify(const Keten__NodeCert *cert, const char *network,
     const Keten__ReceiptBatch *rb, Keten__ReceiptBatchHead **head_out,
     keten_hash **leaf_hashes_out) KETEN_MUST_CHECK;
 
-/* The ReceiptProof of leaf i of a verified batch. msg points into rb, into
- * leaf_hashes' proof (copied into path) and into the buffer's own fields:
- * valid while rb and the buffer live. */
+/* The ReceiptProof of leaf i of a verified batch; leaf_hashes is what
+ * keten_receipt_batch_verify returned (the leaves and the levels above
+ * them). msg points into rb and into the buffer's own fields: valid while
+ * rb and the buffer live. */
 typedef struct keten_receipt_proof_buf {
     Keten__ReceiptProof msg;
     uint8_t *leaf; /* serialized leaf (malloc) */
