@@ -47,6 +47,7 @@ static const char *const reason_names[] = {
     [KETEN__REASON__REASON_UNDECRYPTABLE] = "undecryptable",
     [KETEN__REASON__REASON_INVALID_SIGNAL] = "invalid-signal",
     [KETEN__REASON__REASON_UNKNOWN_CHECKPOINT] = "unknown-checkpoint",
+    [KETEN__REASON__REASON_KEYS_REPLACED] = "keys-replaced",
 };
 
 static const char *const kind_names[] = {

@@ -76,7 +76,9 @@ typedef struct conn {
     uint64_t cursor; /* leaf of the last queue entry delivered */
     bool more; /* the queue may hold entries after the cursor */
     bool notices; /* notices may be waiting */
-    bool revoked; /* the node was revoked: nothing more for it */
+    bool revoked; /* no longer current (revoked, keys replaced): nothing more for it */
+    Keten__Reason refused; /* why (dirstate_cut_off), told on every later frame */
+    uint64_t refused_version; /* the directory version that made it so */
     bool hello; /* a Hello was accepted: checkpoints and proofs may go */
     bool want_cp; /* Hello in this batch: send the batch's checkpoint if cp_sent differs */
     bool cp_staged; /* this batch's checkpoints were staged (checkpointer_commit only) */

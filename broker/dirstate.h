@@ -62,6 +62,25 @@ bool dirstate_fresh(broker *b);
 const Keten__NodeCert *dirstate_node_cert(
     const keten_directory *dir, const char *node, const uint8_t *key, uint64_t now);
 
+/* Why node's connection with transport key `key` is refused under dir at
+ * now: REASON_NONE (its certificate is current), REASON_KEYS_REPLACED (the
+ * id has a current certificate with other keys: a rotation), REASON_REVOKED
+ * (the id's certificate was revoked), else REASON_UNKNOWN_SENDER (no current
+ * certificate: unknown, or out of its validity period). */
+Keten__Reason dirstate_refusal(
+    const keten_directory *dir, const char *node, const uint8_t *key, uint64_t now);
+
+/* Cut off connection c, whose certificate is no longer current (reason from
+ * dirstate_refusal()): mark it (c->revoked: no frame of it is processed and
+ * nothing more is delivered to it), forget what was in flight on it, count
+ * it (keten_auth_failed_total), queue its auth-failed audit record, and
+ * stage one Error {reason, directory_version} for it. */
+keten_err dirstate_cut_off(broker *b, conn *c, Keten__Reason reason) KETEN_MUST_CHECK;
+
+/* A frame came from a connection already cut off: stage the same Error
+ * again (nothing else: the frame is dropped unread). */
+keten_err dirstate_refuse_again(broker *b, const conn *c) KETEN_MUST_CHECK;
+
 /* Answer a DirectoryRequest (in the batch transaction): the versions after
  * after_version, oldest first, as many as fit in one frame. */
 keten_err dirstate_serve(

@@ -1,5 +1,7 @@
 #include "api.h"
 
+#include "alarm.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,7 +292,15 @@ static json_t *send_outcome(
         out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
         break;
     default: /* queued */
-        if (rec->reason != KETEN__REASON__REASON_NONE) {
+        if (node->refused != KETEN__REASON__REASON_NONE) {
+            char why[160];
+            keten_alarm_refusal_text(node->refused, node->refused_version, why, sizeof why);
+            snprintf(text, sizeof text,
+                "the broker refuses this node: %s; message %s stays in the outbox, unsent", why,
+                hex);
+            out = json_pack(
+                "{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+        } else if (rec->reason != KETEN__REASON__REASON_NONE) {
             snprintf(text, sizeof text,
                 "the broker cannot take message %s now: %s: %s; the node keeps it and resends it",
                 hex, reason, detail);
@@ -596,6 +606,21 @@ void keten_api_notify_sent(keten_node *node, const uint8_t msg_id[static KETEN_M
             continue;
         }
         json_t *r = send_outcome(node, msg_id, false);
+        if (r == NULL) {
+            i++;
+            continue;
+        }
+        reply_raw(api, w->rid, w->rid_len, r);
+        drop_waiter(api, i);
+    }
+}
+
+void keten_api_notify_refused(keten_node *node)
+{
+    keten_api *api = node->api;
+    for (size_t i = 0; i < api->n_waiters;) {
+        waiter *w = &api->waiters[i];
+        json_t *r = w->kind == WAIT_SEND ? send_outcome(node, w->msg_id, false) : NULL;
         if (r == NULL) {
             i++;
             continue;

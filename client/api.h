@@ -58,6 +58,9 @@ void keten_api_release(keten_api *self, bool committed);
 
 /* A sent message's state changed / a new message is in the inbox. */
 void keten_api_notify_sent(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES]);
+/* The broker refused this node (alarm.h): every waiting send is answered
+ * with the refusal. */
+void keten_api_notify_refused(keten_node *node);
 void keten_api_notify_inbox(keten_node *node);
 
 #endif

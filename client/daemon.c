@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "alarm.h"
 #include "api.h"
 #include "cli.h"
 #include "dirs.h"
@@ -109,6 +110,9 @@ static void on_link_up(keten_node *node)
 {
     KETEN_LOG(KETEN_LOG_NOTICE, "connected to broker", "endpoint=%s connects=%llu",
         node->opts.broker, (unsigned long long)keten_link_connects(node->link));
+    /* Admitted with these keys: an earlier refusal no longer holds (if it
+     * still does, the broker says so again at the first frame). */
+    keten_alarm_refusal_clear(node);
     /* Hello first: the broker proves everything from the size it names. */
     keten_witness_send_hello(node);
     Keten__Credit c = KETEN__CREDIT__INIT;
@@ -149,6 +153,33 @@ static void on_monitor(keten_node *node)
     }
 }
 
+/* An Error that ends the connection (docs/wire.md, "Errors"): no msg_id,
+ * a connection reason and the directory version that made it so. */
+static bool is_refusal(const Keten__Error *err)
+{
+    return err->msg_id.len == 0 && err->directory_version > 0
+        && (err->reason == KETEN__REASON__REASON_REVOKED
+            || err->reason == KETEN__REASON__REASON_KEYS_REPLACED
+            || err->reason == KETEN__REASON__REASON_UNKNOWN_SENDER);
+}
+
+/* The broker cut this node off: alarm, and no reconnecting until restarted
+ * (a node whose keys were replaced starts with the new ones; a revoked one
+ * waits for its administrator). */
+static void on_refused(keten_node *node, const Keten__Error *err)
+{
+    keten_alarm_refused(node, err);
+    char text[160];
+    keten_alarm_refusal_text(node->refused, node->refused_version, text, sizeof text);
+    if (!keten_link_stopped(node->link)) {
+        KETEN_LOG(KETEN_LOG_ERR, "the broker refuses this node: not reconnecting",
+            "endpoint=%s version=%llu action=\"%s\"", node->opts.broker,
+            (unsigned long long)node->refused_version, text);
+    }
+    keten_link_stop(node->link, text);
+    keten_api_notify_refused(node);
+}
+
 static void on_frame(keten_node *node, const Keten__Frame *f)
 {
     node->frame = f; /* evidence, should an alarm be raised */
@@ -157,7 +188,11 @@ static void on_frame(keten_node *node, const Keten__Frame *f)
         keten_outbox_on_ack(node, f->request_id, f->submit_ack);
         break;
     case KETEN__FRAME__BODY_ERROR:
-        keten_outbox_on_error(node, f->request_id, f->error);
+        if (is_refusal(f->error)) {
+            on_refused(node, f->error);
+        } else {
+            keten_outbox_on_error(node, f->request_id, f->error);
+        }
         break;
     case KETEN__FRAME__BODY_DELIVER:
         keten_inbox_on_deliver(node, f->deliver);
@@ -399,6 +434,7 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
         e = keten_err_set(KETEN_ERR_WRONG_NETWORK, "directory and anchor name other networks");
         goto out;
     }
+    keten_alarm_refusal_load(&node);
     if (keten_dirs_my_cert(&node) == NULL) {
         KETEN_LOG(KETEN_LOG_WARNING,
             "this node is not a current node of the directory with these keys; it cannot send "

@@ -373,6 +373,14 @@ keten_err keten_dirs_send_ok(const keten_node *node)
 {
     uint64_t now = keten_now_ms();
     uint64_t version = keten_directory_version(node->dir);
+    if (node->refused != KETEN__REASON__REASON_NONE) {
+        char text[160];
+        keten_alarm_refusal_text(node->refused, node->refused_version, text, sizeof text);
+        return keten_err_set(node->refused == KETEN__REASON__REASON_REVOKED
+                ? KETEN_ERR_REVOKED
+                : KETEN_ERR_UNKNOWN_NODE,
+            "the broker refuses this node: %s", text);
+    }
     if (!keten_directory_fresh(node->dir, now)) {
         char exp[40];
         keten_time_iso(keten_directory_doc(node->dir)->expires_at, exp, sizeof exp);
@@ -389,7 +397,18 @@ keten_err keten_dirs_send_ok(const keten_node *node)
             (unsigned long long)node->dir_needed, (unsigned long long)version);
     }
     if (keten_dirs_my_cert(node) == NULL) {
+        if (keten_directory_find_id(node->dir, node->me->id) != NULL) {
+            /* The id is current with other keys: a rotation. */
+            char text[160];
+            keten_alarm_refusal_text(KETEN__REASON__REASON_KEYS_REPLACED, version, text, sizeof text);
+            return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "%s", text);
+        }
         const Keten__Revocation *r = keten_directory_find_revoked(node->dir, node->me->id);
+        if (r != NULL && !r->superseded) {
+            char text[160];
+            keten_alarm_refusal_text(KETEN__REASON__REASON_REVOKED, version, text, sizeof text);
+            return keten_err_set(KETEN_ERR_REVOKED, "%s", text);
+        }
         if (r != NULL) {
             return keten_err_set(KETEN_ERR_REVOKED,
                 "this node's certificate (%s) is revoked in directory version %llu; it can no "

@@ -122,6 +122,15 @@ typedef struct keten_node {
     /* The frame being handled (evidence for an alarm), or NULL. */
     const Keten__Frame *frame;
     bool relink; /* the broker's transport key changed: reconnect */
+    /* The broker cut this node off (alarm.h, keten_alarm_refused()): why
+     * (REASON_REVOKED, REASON_KEYS_REPLACED, REASON_UNKNOWN_SENDER; NONE:
+     * not cut off), in which directory version, when (wall ms), and whether
+     * a signed directory the node holds says the same. Persisted; it
+     * concerns the transport key the node ran with. */
+    Keten__Reason refused;
+    uint64_t refused_version;
+    uint64_t refused_at;
+    bool refused_confirmed;
     char last_link_error[128]; /* last connection failure logged */
     bool stop;
 } keten_node;

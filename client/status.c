@@ -56,6 +56,20 @@ keten_err keten_status_node(keten_node *node, json_t **out)
     if (e == KETEN_OK) {
         e = keten_rec_set(st, "member", json_boolean(keten_dirs_my_cert(node) != NULL));
     }
+    if (e == KETEN_OK && node->refused != KETEN__REASON__REASON_NONE) {
+        /* The broker cut this node off (alarm.h): what, when, what to do. */
+        char text[160], at[40];
+        keten_alarm_refusal_text(node->refused, node->refused_version, text, sizeof text);
+        keten_time_iso(node->refused_at, at, sizeof at);
+        e = keten_rec_set(st, "refused",
+            json_pack("{s:s, s:I, s:s, s:s, s:b, s:i}", "kind",
+                keten_alarm_refusal_kind(node->refused), "directory_version",
+                (json_int_t)node->refused_version, "at", at, "action", text, "confirmed",
+                node->refused_confirmed, "exit",
+                keten_err_exit_code(node->refused == KETEN__REASON__REASON_REVOKED
+                        ? KETEN_ERR_REVOKED
+                        : KETEN_ERR_UNKNOWN_NODE)));
+    }
     if (e == KETEN_OK) {
         char expires[40];
         keten_time_iso(doc->expires_at, expires, sizeof expires);
