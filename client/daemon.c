@@ -23,6 +23,7 @@
 #include "outbox.h"
 #include "passphrase.h"
 #include "pb.h"
+#include "rotate.h"
 #include "util.h"
 #include "witness.h"
 #include "zctx.h"
@@ -69,7 +70,10 @@ static keten_err open_identity(keten_node *node)
         return keten_err_set(KETEN_ERR_INVALID, "home path too long");
     }
     bool encrypted = true;
-    keten_err e = keten_identity_file_encrypted(path, &encrypted);
+    keten_err e = keten_rotate_recover(node->opts.home);
+    if (e == KETEN_OK) {
+        e = keten_identity_file_encrypted(path, &encrypted);
+    }
     if (e == KETEN_ERR_NOT_FOUND) {
         return keten_err_set(
             e, "no key file %s; make one with keten-node keygen --home %s", path, node->opts.home);
@@ -77,7 +81,8 @@ static keten_err open_identity(keten_node *node)
     if (e == KETEN_OK) {
         e = keten_cli_identity_open(path, node->opts.passfile, &node->me);
     }
-    keten_passphrase_scrub_env();
+    /* The passphrase stays until the rotated keys are open too
+     * (keten_rotate_open); keten_daemon_run() scrubs it. */
     if (e == KETEN_OK && !encrypted) {
         KETEN_LOG(KETEN_LOG_WARNING,
             "key file is not passphrase-protected (--no-passphrase); for tests and demos only",
@@ -168,6 +173,12 @@ static bool is_refusal(const Keten__Error *err)
  * waits for its administrator). */
 static void on_refused(keten_node *node, const Keten__Error *err)
 {
+    if (err->reason == KETEN__REASON__REASON_KEYS_REPLACED && keten_rotate_try_switch(node)) {
+        /* The new keys are ready and the directory the broker pushed just
+         * before lists them: reconnect with them. */
+        node->relink = true;
+        return;
+    }
     keten_alarm_refused(node, err);
     char text[160];
     keten_alarm_refusal_text(node->refused, node->refused_version, text, sizeof text);
@@ -323,6 +334,9 @@ static void reload_directory(keten_node *node)
         KETEN_LOG(KETEN_LOG_NOTICE, "directory file is the installed version; nothing changed",
             "file=%s installed=%llu", file, version);
     }
+    if (keten_rotate_try_switch(node)) {
+        node->relink = true;
+    }
     notify_ready(node, what);
 }
 
@@ -381,8 +395,8 @@ static keten_err loop(keten_node *node, int sfd)
         }
         if (node->relink) {
             node->relink = false;
-            KETEN_LOG(KETEN_LOG_NOTICE, "broker key changed; reconnecting", "endpoint=%s",
-                node->opts.broker);
+            KETEN_LOG(KETEN_LOG_NOTICE, "broker or own keys changed; reconnecting",
+                "endpoint=%s", node->opts.broker);
             keten_err e = connect_broker(node);
             if (e != KETEN_OK) {
                 return e;
@@ -393,6 +407,7 @@ static keten_err loop(keten_node *node, int sfd)
         keten_dirs_tick(node);
         keten_api_tick(node);
         keten_hook_reap(node);
+        keten_rotate_tick(node);
         keten_notify_watchdog_tick(keten_mono_ms());
         if (keten_mono_ms() - last_purge > PURGE_EVERY_MS) {
             last_purge = keten_mono_ms();
@@ -434,6 +449,12 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
         e = keten_err_set(KETEN_ERR_WRONG_NETWORK, "directory and anchor name other networks");
         goto out;
     }
+    e = keten_rotate_open(&node);
+    keten_passphrase_scrub_env();
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    (void)keten_rotate_try_switch(&node);
     keten_alarm_refusal_load(&node);
     if (keten_dirs_my_cert(&node) == NULL) {
         KETEN_LOG(KETEN_LOG_WARNING,
@@ -461,6 +482,7 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
         KETEN_LOG(KETEN_LOG_NOTICE, "keten-node stopped", "node=%s", node.me->id);
     }
 out:
+    keten_passphrase_scrub_env();
     keten_api_destroy(&node.api);
     keten_link_destroy(&node.link);
     keten_witness_destroy(&node.witness);
@@ -470,6 +492,8 @@ out:
     keten_store_destroy(&node.store);
     keten_pb_free((ProtobufCMessage **)(void *)&node.anchor);
     keten_identity_destroy(&node.me);
+    keten_identity_destroy(&node.next);
+    keten_identity_destroy(&node.old);
     if (lock_fd >= 0) {
         close(lock_fd);
     }

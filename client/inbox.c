@@ -243,6 +243,12 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     const uint64_t leaf = d->proof->leaf_index;
     e = keten_envelope_open(
         node->me, node->dir, d->envelope.data, d->envelope.len, now, &v, &signal);
+    if (e == KETEN_ERR_DECRYPT && node->old != NULL) {
+        /* Sealed to the encryption key a rotation replaced (rotate.h). */
+        keten_err_clear();
+        e = keten_envelope_open(
+            node->old, node->dir, d->envelope.data, d->envelope.len, now, &v, &signal);
+    }
     if (e != KETEN_OK) {
         char q[300];
         keten_log_quote(keten_err_detail(), q, sizeof q);

@@ -84,6 +84,12 @@ typedef struct keten_node {
     keten_node_opts opts;
     char api_endpoint[PATH_MAX + 8];
     keten_identity *me;
+    /* Key rotation (rotate.h): new keys waiting for their certificate, and
+     * the keys a switch replaced (they open deliveries sealed to the old
+     * encryption key until old_wipe_at, wall ms). NULL when none. */
+    keten_identity *next;
+    keten_identity *old;
+    uint64_t old_wipe_at;
     Keten__Anchor *anchor;
     keten_directory *dir;
     keten_store *store;
