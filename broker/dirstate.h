@@ -64,7 +64,7 @@ const Keten__NodeCert *dirstate_node_cert(
 
 /* Why node's connection with transport key `key` is refused under dir at
  * now: REASON_NONE (its certificate is current), REASON_KEYS_REPLACED (the
- * id has a current certificate with other keys: a rotation), REASON_REVOKED
+ * id is listed with other keys: a rotation), REASON_REVOKED
  * (the id's certificate was revoked), else REASON_UNKNOWN_SENDER (no current
  * certificate: unknown, or out of its validity period). */
 Keten__Reason dirstate_refusal(

@@ -294,8 +294,9 @@ keten_err keten_cli_keygen(const keten_cli_keygen_opts *o)
     if (lstat(secret_path, &st) == 0) {
         return keten_err_set(KETEN_ERR_EXISTS,
             "%s already exists: this home already has keys and they are never overwritten; "
-            "to replace them (rotation) run keygen with a new --home and have the "
-            "administrators approve the new request with --rotate",
+            "to replace them (rotation) run keten-node keygen --rotate --home with this home "
+            "(a broker: keygen with a new --home) and have the administrators approve the new "
+            "request with --rotate",
             secret_path);
     }
     /* Everything that can be checked is checked before the disk is touched. */
