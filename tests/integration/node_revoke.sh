@@ -239,6 +239,36 @@ check "the signal in flight was received once, not twice" test "$(inbox_count wo
 check "woonstad's outbox is empty and its status clean" node_status_is woonstad \
     'd["outbox"] == 0 and "refused" not in d and d["member"] and not d["alarms"]'
 
+# ---- rotation switched by the broker's KEYS_REPLACED ----------------------------
+# belastingdienst holds its next keys (restarted after keygen --rotate) when
+# the broker installs the version that lists them: it switches at the
+# broker's error and reconnects at once, with no alarm.
+
+run "$NODE" keygen --rotate --home n-belastingdienst
+expect 0 "belastingdienst makes its next keys"
+stop_one belastingdienst
+start_node belastingdienst
+check "belastingdienst, restarted, holds them" wait_until 10 grep -q \
+    'msg="new keys wait for their certificate"' "$T/node-belastingdienst.log"
+check "belastingdienst reconnects" wait_until 20 connected belastingdienst
+run "$KEYS" approve --dir admin n-belastingdienst/identity.next.request --rotate
+expect 0 "the administrators approve belastingdienst's rotation"
+publish_dir admin dir.v6 || done_testing
+check "the broker installs version 6" install dir.v6 6
+check "belastingdienst switches when the broker says its keys were replaced" wait_until 15 \
+    grep -q 'msg="switched to the rotated keys" node=belastingdienst' "$T/node-belastingdienst.log"
+check "and reconnects with the new keys" wait_until 20 node_status_is belastingdienst \
+    'd["connected"] and d["member"] and "refused" not in d and d["directory"]["version"] == 6'
+check "the broker cut off the old connection as a rotation" grep -q \
+    'msg="node no longer current: connection cut off" node=belastingdienst version=6 reason=keys-replaced' \
+    "$T/broker.log"
+check "no refusal alarm was raised (it had the new keys)" lacks grep -q \
+    'msg=ALARM alarm=keys-replaced' "$T/node-belastingdienst.log"
+run "$NODE" send --home n-gemeente-diemen --to belastingdienst --json sig.json --wait
+expect 0 "a signal to belastingdienst after its switch"
+S6=$(cat "$T/.out")
+check "is delivered and opened with its new keys" wait_until 20 inbox_has belastingdienst "$S6"
+
 # ---- the audit log ------------------------------------------------------------------
 
 stop_all
