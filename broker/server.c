@@ -364,8 +364,8 @@ static void drain_parts(void *sock)
 static void refuse(server *s, conn *c, Keten__Reason why)
 {
     if (dirstate_cut_off(&s->b, c, why) != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "cannot stage the refusal of a connection", "node=%s detail=\"%s\"",
-            c->node, keten_err_detail());
+        KETEN_LOG(KETEN_LOG_ERR, "cannot stage the refusal of a connection",
+            "node=%s detail=\"%s\"", c->node, keten_err_detail());
         keten_err_clear();
     }
     KETEN_LOG(KETEN_LOG_WARNING, "frames of a node no longer current dropped", "node=%s", c->node);

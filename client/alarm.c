@@ -226,10 +226,10 @@ static keten_err refusal_store(keten_node *node, bool clear)
     MDB_txn *txn = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
     if (e == KETEN_OK) {
-        e = clear ? keten_store_del(
-                node->store, txn, KETEN_DB_STATE, REFUSED_KEY, strlen(REFUSED_KEY))
-                  : keten_store_put(node->store, txn, KETEN_DB_STATE, REFUSED_KEY,
-                      strlen(REFUSED_KEY), v, sizeof v);
+        e = clear
+            ? keten_store_del(node->store, txn, KETEN_DB_STATE, REFUSED_KEY, strlen(REFUSED_KEY))
+            : keten_store_put(
+                node->store, txn, KETEN_DB_STATE, REFUSED_KEY, strlen(REFUSED_KEY), v, sizeof v);
     }
     if (e == KETEN_ERR_NOT_FOUND && clear) {
         e = KETEN_OK;
@@ -258,9 +258,8 @@ void keten_alarm_refused(keten_node *node, const Keten__Error *err)
     keten_alarm_refusal_text(reason, err->directory_version, text, sizeof text);
     char detail[400];
     snprintf(detail, sizeof detail, "the broker ended the connection: %s (%s)", text,
-        node->refused_confirmed
-            ? "this node's directory says the same"
-            : "not in a directory this node holds: the broker's word only");
+        node->refused_confirmed ? "this node's directory says the same"
+                                : "not in a directory this node holds: the broker's word only");
     if (first) {
         node->counters.alarms++;
     }
@@ -288,8 +287,8 @@ void keten_alarm_refusal_load(keten_node *node)
         const uint8_t *p = v.mv_data;
         if (sodium_memcmp(p + 25, node->me->transport_pk, KETEN_CURVE_KEY_BYTES) == 0) {
             uint64_t r = keten_store_u64_get(p);
-            node->refused = r == KETEN__REASON__REASON_REVOKED
-                    || r == KETEN__REASON__REASON_KEYS_REPLACED
+            node->refused
+                = r == KETEN__REASON__REASON_REVOKED || r == KETEN__REASON__REASON_KEYS_REPLACED
                 ? (Keten__Reason)r
                 : KETEN__REASON__REASON_UNKNOWN_SENDER;
             node->refused_version = keten_store_u64_get(p + 8);
@@ -328,8 +327,8 @@ void keten_alarm_refusal_clear(keten_node *node)
     node->refused_at = 0;
     node->refused_confirmed = false;
     if (refusal_store(node, true) != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "cannot clear the stored refusal", "error=\"%s\"",
-            keten_err_detail());
+        KETEN_LOG(
+            KETEN_LOG_ERR, "cannot clear the stored refusal", "error=\"%s\"", keten_err_detail());
         keten_err_clear();
     }
 }

@@ -52,10 +52,10 @@ static void print_node(const json_t *st)
     }
     const json_t *refused = json_object_get(st, "refused");
     if (refused != NULL) {
-        printf("REFUSED       %s (alarm %s at %s%s)\n", str(refused, "action"), str(refused, "kind"),
-            str(refused, "at"),
+        printf("REFUSED       %s (alarm %s at %s%s)\n", str(refused, "action"),
+            str(refused, "kind"), str(refused, "at"),
             json_is_true(json_object_get(refused, "confirmed")) ? ""
-                                                                 : "; not in this node's directory");
+                                                                : "; not in this node's directory");
     }
     const json_t *d = json_object_get(st, "directory");
     printf("directory     version %lld, expires %s%s\n", num(d, "version"), str(d, "expires_at"),

@@ -395,8 +395,8 @@ static keten_err loop(keten_node *node, int sfd)
         }
         if (node->relink) {
             node->relink = false;
-            KETEN_LOG(KETEN_LOG_NOTICE, "broker or own keys changed; reconnecting",
-                "endpoint=%s", node->opts.broker);
+            KETEN_LOG(KETEN_LOG_NOTICE, "broker or own keys changed; reconnecting", "endpoint=%s",
+                node->opts.broker);
             keten_err e = connect_broker(node);
             if (e != KETEN_OK) {
                 return e;

@@ -400,7 +400,8 @@ keten_err keten_dirs_send_ok(const keten_node *node)
         if (keten_directory_find_id(node->dir, node->me->id) != NULL) {
             /* The id is current with other keys: a rotation. */
             char text[160];
-            keten_alarm_refusal_text(KETEN__REASON__REASON_KEYS_REPLACED, version, text, sizeof text);
+            keten_alarm_refusal_text(
+                KETEN__REASON__REASON_KEYS_REPLACED, version, text, sizeof text);
             return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "%s", text);
         }
         const Keten__Revocation *r = keten_directory_find_revoked(node->dir, node->me->id);

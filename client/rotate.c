@@ -121,8 +121,8 @@ static bool state_get_at(keten_node *node, uint64_t *at)
     MDB_val v;
     bool found = false;
     if (keten_store_begin(node->store, false, &txn) == KETEN_OK
-        && keten_store_get(node->store, txn, KETEN_DB_STATE, SUPERSEDED_AT_KEY,
-               strlen(SUPERSEDED_AT_KEY), &v)
+        && keten_store_get(
+               node->store, txn, KETEN_DB_STATE, SUPERSEDED_AT_KEY, strlen(SUPERSEDED_AT_KEY), &v)
             == KETEN_OK
         && v.mv_size == 8) {
         *at = keten_store_u64_get(v.mv_data);
@@ -135,8 +135,8 @@ static bool state_get_at(keten_node *node, uint64_t *at)
 
 /* ---- keygen --rotate -------------------------------------------------------- */
 
-static void print_text(const keten_identity *id, const char *secret, const char *request,
-    const char *req_hash)
+static void print_text(
+    const keten_identity *id, const char *secret, const char *request, const char *req_hash)
 {
     char b64[KETEN_CLI_KEY_B64_BYTES];
     printf("wrote %s (the new secret keys; the node goes on with its current keys until\n"
@@ -235,11 +235,11 @@ keten_err keten_rotate_keygen(const char *home, const char *passfile, bool json)
         keten_cli_key_b64(id->sign_pk, sign);
         keten_cli_key_b64(id->enc_pk, enc);
         keten_cli_key_b64(id->transport_pk, transport);
-        e = keten_cli_json_print(json_pack(
-            "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "secret", next, "request",
-            nextreq, "request_sha256", req_hash, "id", id->id, "role", id->role, "org", id->org,
-            "sign_pk", sign, "enc_pk", enc, "transport_pk", transport, "passphrase_protected",
-            encrypted, "rotate", 1));
+        e = keten_cli_json_print(
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "secret", next,
+                "request", nextreq, "request_sha256", req_hash, "id", id->id, "role", id->role,
+                "org", id->org, "sign_pk", sign, "enc_pk", enc, "transport_pk", transport,
+                "passphrase_protected", encrypted, "rotate", 1));
     } else {
         print_text(id, next, nextreq, req_hash);
         if (!encrypted) {
@@ -373,8 +373,8 @@ bool keten_rotate_try_switch(keten_node *node)
     sync_dir(home);
     uint64_t now = keten_now_ms();
     if (state_put_at(node, now, false) != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "cannot store the switch time", "error=\"%s\"",
-            keten_err_detail());
+        KETEN_LOG(
+            KETEN_LOG_ERR, "cannot store the switch time", "error=\"%s\"", keten_err_detail());
         keten_err_clear();
     }
     keten_identity_destroy(&node->old);

@@ -194,7 +194,8 @@ static void test_rotation_cut_off(void **state)
     conn *alpha = fbroker_conn(t->fb, "alpha");
     conn *charlie = fbroker_conn(t->fb, "charlie");
     keten_identity *next = NULL;
-    assert_int_equal(keten_identity_generate("charlie", "police", "Charlie", false, &next), KETEN_OK);
+    assert_int_equal(
+        keten_identity_generate("charlie", "police", "Charlie", false, &next), KETEN_OK);
     uint8_t *req = NULL;
     size_t req_len = 0;
     Keten__NodeRequest *parsed = NULL;

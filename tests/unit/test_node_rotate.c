@@ -121,8 +121,8 @@ static void test_switch(void **state)
     uint64_t now = keten_now_ms(), serial = 0;
     assert_int_equal(keten_identity_request(next, "testnet", now, &req, &req_len), KETEN_OK);
     assert_int_equal(keten_request_verify(req, req_len, &parsed), KETEN_OK);
-    assert_int_equal(keten_dirbuild_approve(t->fx->draft, parsed, now,
-                         365ull * KETEN_MS_PER_DAY, true, &serial),
+    assert_int_equal(
+        keten_dirbuild_approve(t->fx->draft, parsed, now, 365ull * KETEN_MS_PER_DAY, true, &serial),
         KETEN_OK);
     size_t len = 0;
     uint8_t *v2 = fixture_publish(t->fx, &len);
@@ -181,8 +181,10 @@ static void test_recover(void **state)
 {
     ctx *t = *state;
     keten_identity *a = NULL, *b = NULL;
-    assert_int_equal(keten_identity_generate("alpha", "municipality", "Alpha", false, &a), KETEN_OK);
-    assert_int_equal(keten_identity_generate("alpha", "municipality", "Alpha", false, &b), KETEN_OK);
+    assert_int_equal(
+        keten_identity_generate("alpha", "municipality", "Alpha", false, &a), KETEN_OK);
+    assert_int_equal(
+        keten_identity_generate("alpha", "municipality", "Alpha", false, &b), KETEN_OK);
     /* Twin: a home in its normal state is left alone. */
     save(t, a, KETEN_ROTATE_CURRENT);
     save(t, b, KETEN_ROTATE_NEXT);
