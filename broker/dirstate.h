@@ -16,7 +16,9 @@
  * Installing: in its own write transaction, store the signed bytes and
  * append a "directory-installed" audit record; after the commit, the
  * version is pushed to every connected node and connections of nodes that
- * are no longer current are cut off (no frames in, nothing out).
+ * are no longer current are cut off (dirstate_cut_off: one Error naming
+ * the reason and the version, counted and audited; then no frames in,
+ * nothing out but that Error again for every frame).
  *
  * The directory must list a "broker" certificate whose id and keys are this
  * broker's; otherwise it is not installed (at start: the broker refuses to

@@ -9,7 +9,9 @@
  *   inbox.c    verify, store, receipt batches; replay memory; the message list
  *   witness.c  checkpoints and their consistency proofs, leaf proofs,
  *              cosignatures, Hello
- *   alarm.c    alarms (log line, counter, persisted) and warnings
+ *   alarm.c    alarms (log line, counter, persisted) and warnings; the
+ *              broker's refusal of this node
+ *   rotate.c   a key rotation in the node's own home
  *   api.c      the local API socket for the command line and applications
  *   status.c   node and message status as JSON
  *   hook.c     the --on-message hook
