@@ -248,6 +248,9 @@ void keten_alarm_refused(keten_node *node, const Keten__Error *err)
         ? err->reason
         : KETEN__REASON__REASON_UNKNOWN_SENDER;
     bool first = node->refused == KETEN__REASON__REASON_NONE;
+    if (!first && node->refused == reason && node->refused_version == err->directory_version) {
+        return; /* the same refusal again (frames sent before the node stopped) */
+    }
     node->refused = reason;
     node->refused_version = err->directory_version;
     node->refused_at = keten_now_ms();
