@@ -90,7 +90,7 @@ quietly() {
 step() {
     local what=$1
     shift
-    step "$what" quietly "$@" || tail -n 40 "$T/.out" | sed 's/^/# /'
+    check "$what" quietly "$@" || tail -n 40 "$T/.out" | sed 's/^/# /'
 }
 # user_gone: no user and no group keten.
 user_gone() {
