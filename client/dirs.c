@@ -10,6 +10,7 @@
 #include "pb.h"
 #include "store.h"
 #include "util.h"
+#include "witness.h"
 
 #define DIR_NEEDED_KEY "dir-needed"
 #define DIR_REQUEST_EVERY_MS 5000ull
@@ -205,6 +206,25 @@ out:
     return e;
 }
 
+/* A fresh version is in force: the deliveries held while the directory had
+ * expired are asked for again (a Hello makes the broker send again every
+ * delivery not receipted). */
+static void resume_held(keten_node *node)
+{
+    if (node->held_deliveries == 0 || !keten_directory_fresh(node->dir, keten_now_ms())) {
+        return;
+    }
+    KETEN_LOG(KETEN_LOG_NOTICE,
+        "fresh directory installed; deliveries held while it had expired "
+        "are asked for again",
+        "version=%llu held=%llu", (unsigned long long)keten_directory_version(node->dir),
+        (unsigned long long)node->held_deliveries);
+    node->held_deliveries = 0;
+    if (node->link != NULL && keten_link_connected(node->link)) {
+        keten_witness_send_hello(node);
+    } /* else the next connection's Hello does it */
+}
+
 /* Install a chain (oldest first) if it verifies from the version in force
  * and ends newer than it (*installed); source names where it came from in
  * the log line. */
@@ -247,6 +267,7 @@ static keten_err install_chain(keten_node *node, const uint8_t *const *bufs, con
             (unsigned long long)keten_directory_version(node->dir));
     }
     check_needed(node);
+    resume_held(node);
 out:
     keten_directory_destroy(&next);
     return e;
@@ -402,4 +423,43 @@ keten_err keten_dirs_send_ok(const keten_node *node)
             node->me->id, (unsigned long long)version);
     }
     return KETEN_OK;
+}
+
+const char *keten_dirs_expired_advice(const keten_node *node)
+{
+    if (keten_directory_fresh(node->dir, keten_now_ms())) {
+        return NULL;
+    }
+    return "the directory has expired: this node opens no delivery, signs no receipt and sends "
+           "nothing until a fresh version is installed (deliveries wait at the broker). Ask the "
+           "administrators to publish and sign a new version; the broker pushes it, or install "
+           "it with --directory and SIGHUP";
+}
+
+keten_err keten_dirs_receive_ok(keten_node *node)
+{
+    uint64_t now = keten_now_ms();
+    if (keten_directory_fresh(node->dir, now)) {
+        return KETEN_OK;
+    }
+    uint64_t version = keten_directory_version(node->dir);
+    char exp[40];
+    keten_time_iso(keten_directory_doc(node->dir)->expires_at, exp, sizeof exp);
+    if (node->dir_expired_alarmed != version) {
+        node->dir_expired_alarmed = version;
+        keten_alarm_raise(node, "directory-expired",
+            "directory version %llu expired at %s and no fresh version has come: deliveries are "
+            "not opened nor receipted (they wait at the broker) until one is installed; ask the "
+            "administrators to publish one",
+            (unsigned long long)version, exp);
+    }
+    return keten_err_set(KETEN_ERR_EXPIRED,
+        "directory version %llu expired at %s; this node opens and receipts nothing until a "
+        "fresh version is installed",
+        (unsigned long long)version, exp);
+}
+
+void keten_dirs_held(keten_node *node, uint64_t n)
+{
+    node->held_deliveries += n;
 }

@@ -158,8 +158,10 @@ static Keten__Reason refusal_reason(keten_err e)
         return KETEN__REASON__REASON_INVALID_SIGNAL;
     case KETEN_ERR_POLICY:
         return KETEN__REASON__REASON_POLICY;
-    case KETEN_ERR_EXPIRED:
+    case KETEN_ERR_EXPIRED: /* past expires_at, or a lifetime over the maximum */
         return KETEN__REASON__REASON_EXPIRED;
+    case KETEN_ERR_CLOCK_SKEW:
+        return KETEN__REASON__REASON_CLOCK_SKEW;
     case KETEN_ERR_WRONG_NETWORK:
         return KETEN__REASON__REASON_WRONG_NETWORK;
     case KETEN_ERR_UNREGISTERED:
@@ -232,8 +234,22 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     uint64_t now = keten_now_ms();
     char hex[KETEN_MSG_ID_HEX_BYTES] = "?";
 
+    /* Past the directory's expiry nothing is opened or receipted (a
+     * revocation may be withheld): the delivery stays at the broker, which
+     * sends it again once a fresh directory is installed (dirs.c). */
+    keten_err e = keten_dirs_receive_ok(node);
+    if (e != KETEN_OK) {
+        char q[300];
+        keten_log_quote(keten_err_detail(), q, sizeof q);
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "delivery not opened, not receipted: the directory has expired", "detail=%s", q);
+        keten_err_clear();
+        keten_dirs_held(node, 1);
+        give_credit(node, 1);
+        goto out;
+    }
     /* A delivery the broker cannot be held to gets no leaf at all. */
-    keten_err e = check_delivery_proof(node, d);
+    e = check_delivery_proof(node, d);
     if (e != KETEN_OK) {
         keten_err_clear();
         node->counters.rejected++;
@@ -375,6 +391,17 @@ void keten_inbox_flush_receipts(keten_node *node)
     size_t n = node->n_receipts;
     node->n_receipts = 0;
     if (n == 0) {
+        return;
+    }
+    if (keten_dirs_receive_ok(node) != KETEN_OK) {
+        /* Expired since these leaves were decided: none is signed. The
+         * broker sends them again after a fresh directory; the stored ones
+         * are receipted then, as duplicates. */
+        KETEN_LOG(KETEN_LOG_WARNING, "receipts not signed: the directory has expired",
+            "leaves=%zu detail=\"%s\"", n, keten_err_detail());
+        keten_err_clear();
+        keten_dirs_held(node, n);
+        give_credit(node, (uint32_t)n);
         return;
     }
     const Keten__NodeCert *mine = keten_dirs_my_cert(node);

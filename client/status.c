@@ -60,9 +60,14 @@ keten_err keten_status_node(keten_node *node, json_t **out)
         char expires[40];
         keten_time_iso(doc->expires_at, expires, sizeof expires);
         e = keten_rec_set(st, "directory",
-            json_pack("{s:I, s:s, s:b, s:I}", "version", (json_int_t)doc->version, "expires_at",
-                expires, "fresh", keten_directory_fresh(node->dir, now), "needed_version",
-                (json_int_t)node->dir_needed));
+            json_pack("{s:I, s:s, s:b, s:I, s:I}", "version", (json_int_t)doc->version,
+                "expires_at", expires, "fresh", keten_directory_fresh(node->dir, now),
+                "needed_version", (json_int_t)node->dir_needed, "held_deliveries",
+                (json_int_t)node->held_deliveries));
+    }
+    const char *advice = keten_dirs_expired_advice(node);
+    if (e == KETEN_OK && advice != NULL) { /* why, and what to do */
+        e = keten_rec_set(json_object_get(st, "directory"), "problem", json_string(advice));
     }
     if (e == KETEN_OK) {
         e = keten_witness_status(node, st);
