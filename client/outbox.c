@@ -711,14 +711,66 @@ static Keten__SentRecipient *recipient_entry(const Keten__SentRecord *rec, const
     return NULL;
 }
 
-static const Keten__NodeCert *any_cert(keten_node *node, const char *id)
+/* The certificate a forwarded receipt is checked with: the one of the
+ * serial its head names (read before its signature is checked, only to pick
+ * the key), current or revoked/superseded (*rev then its revocation); the
+ * current one when the head does not parse (its check then fails). */
+static keten_err receipt_cert(keten_node *node, const char *id, const Keten__ReceiptProof *p,
+    const Keten__NodeCert **cert, const Keten__Revocation **rev)
 {
-    const Keten__NodeCert *c = keten_directory_find_id(node->dir, id);
-    if (c == NULL) {
-        const Keten__Revocation *r = keten_directory_find_revoked(node->dir, id);
-        c = r != NULL ? r->cert : NULL;
+    *cert = keten_directory_find_id(node->dir, id);
+    *rev = NULL;
+    Keten__ReceiptBatchHead *h = NULL;
+    if (KETEN_PB_UNPACK(keten__receipt_batch_head, p->head.data, p->head.len,
+            KETEN_RECEIPT_HEAD_MAX, "receipt head", &h)
+        != KETEN_OK) {
+        keten_err_clear();
+    } else if (*cert == NULL || (*cert)->serial != h->cert_serial) {
+        *rev = keten_directory_find_revoked_serial(node->dir, id, h->cert_serial);
+        *cert = *rev != NULL ? (*rev)->cert : NULL;
+        if (*cert == NULL) {
+            keten_err e = keten_err_set(KETEN_ERR_UNKNOWN_NODE,
+                "the receipt names certificate serial %llu of %s, which directory version %llu "
+                "does not hold",
+                (unsigned long long)h->cert_serial, id,
+                (unsigned long long)keten_directory_version(node->dir));
+            keten_pb_free((ProtobufCMessage **)(void *)&h);
+            return e;
+        }
     }
-    return c;
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    if (*cert == NULL) {
+        return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "no certificate of %s", id);
+    }
+    return KETEN_OK;
+}
+
+/* Does a receipt by a revoked or superseded certificate count (docs/protocol.md,
+ * "Receipts after a revocation")? Only if the revocation was not for a
+ * compromise and the receipt was stored before it. */
+static keten_err receipt_counts(const Keten__Revocation *rev, const Keten__ReceiptBatchHead *head)
+{
+    if (rev == NULL) {
+        return KETEN_OK;
+    }
+    char at[40];
+    keten_time_iso(rev->at, at, sizeof at);
+    if (keten_revocation_compromised(rev)) {
+        return keten_err_set(KETEN_ERR_REVOKED,
+            "the receipt is signed with the key of %s (serial %llu), revoked at %s for a "
+            "compromise: it does not prove that %s stored the message; ask them",
+            rev->cert->id, (unsigned long long)rev->cert->serial, at, rev->cert->id);
+    }
+    if (head->stored_at >= rev->at) {
+        char stored[40];
+        keten_time_iso(head->stored_at, stored, sizeof stored);
+        return keten_err_set(KETEN_ERR_REVOKED,
+            "the receipt is signed with the key of %s (serial %llu) and dated %s, after that "
+            "certificate was %s at %s",
+            rev->cert->id, (unsigned long long)rev->cert->serial, stored,
+            rev->superseded ? "superseded" : "revoked", at);
+    }
+    return KETEN_OK;
 }
 
 static bool answered(Keten__RecipientState state)
@@ -797,12 +849,16 @@ static keten_err check_receipt(keten_node *node, const Keten__AuditRecord *ar,
     if (ar->receipt == NULL) {
         return keten_err_set(KETEN_ERR_INCONSISTENT, "the record holds no receipt");
     }
-    const Keten__NodeCert *cert = any_cert(node, ar->node);
-    if (cert == NULL) {
-        return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "no certificate of %s", ar->node);
+    const Keten__NodeCert *cert = NULL;
+    const Keten__Revocation *rev = NULL;
+    keten_err e = receipt_cert(node, ar->node, ar->receipt, &cert, &rev);
+    if (e == KETEN_OK) {
+        e = keten_receipt_proof_verify(
+            cert, keten_directory_network(node->dir), ar->receipt, head, leaf);
     }
-    keten_err e = keten_receipt_proof_verify(
-        cert, keten_directory_network(node->dir), ar->receipt, head, leaf);
+    if (e == KETEN_OK) {
+        e = receipt_counts(rev, *head);
+    }
     if (e != KETEN_OK) {
         return e;
     }
@@ -827,13 +883,31 @@ void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice
     Keten__ReceiptLeaf *leaf = NULL;
     Keten__SentRecord *rec = NULL;
     MDB_txn *txn = NULL;
-    keten_err e = keten_store_begin(node->store, true, &txn);
+    /* Past the directory's expiry a revocation may be withheld: no receipt
+     * is taken; the broker sends it again after a fresh version. */
+    keten_err e = keten_dirs_receive_ok(node);
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_WARNING, "receipt notice not checked: the directory has expired",
+            "detail=\"%s\"", keten_err_detail());
+        keten_err_clear();
+        keten_dirs_held(node, 1);
+        goto out;
+    }
+    e = keten_store_begin(node->store, true, &txn);
     if (e != KETEN_OK || !notice_record(node, &txn, n->proof, "receipt notice", &ar, &rec)) {
         goto out;
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
     msg_hex(ar->msg_id.data, hex);
     e = check_receipt(node, ar, rec, &head, &leaf);
+    if (e == KETEN_ERR_REVOKED) {
+        /* A valid signature by a key that no longer vouches for anything. */
+        keten_store_abort(&txn); /* the alarm is stored on its own */
+        keten_alarm_evidence(node, "revoked-receipt",
+            "the receipt for message %s (leaf %llu) does not count: %s", hex,
+            (unsigned long long)n->proof->leaf_index, keten_err_detail());
+        goto out;
+    }
     if (e != KETEN_OK) {
         node->counters.proofs_failed++;
         keten_store_abort(&txn); /* the alarm is stored on its own */
