@@ -554,11 +554,20 @@ void keten_inbox_purge_seen(keten_node *node)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    if (keten_store_begin(node->store, true, &txn) != KETEN_OK) {
-        return;
+    keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e == KETEN_OK) {
+        int rc = mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_SEEN), &cur);
+        if (rc != 0) {
+            e = keten_err_set(
+                KETEN_ERR_STORE, "opening a cursor on the replay memory: %s", mdb_strerror(rc));
+        }
     }
-    if (mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_SEEN), &cur) != 0) {
+    if (e != KETEN_OK) {
         keten_store_abort(&txn);
+        node->counters.store_errors++;
+        KETEN_LOG(KETEN_LOG_ERR, "replay memory not purged; the next purge tries again",
+            "error=\"%s\"", keten_err_detail());
+        keten_err_clear();
         return;
     }
     uint64_t cutoff = keten_now_ms() - KETEN_CLOCK_SKEW_MS;
@@ -572,10 +581,13 @@ void keten_inbox_purge_seen(keten_node *node)
                 (ProtobufCMessage **)(void *)&seen)
             != KETEN_OK) {
             /* Kept: it still refuses the replay of that msg_id. */
+            node->counters.store_errors++;
             KETEN_LOG(KETEN_LOG_ERR, "replay entry not purged", "error=\"%s\"",
                 keten_err_detail());
+            keten_err_clear();
         } else if (seen->expires_at < cutoff) {
-            if (mdb_cursor_del(cur, 0) != 0) {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != 0) {
                 keten_pb_free((ProtobufCMessage **)(void *)&seen);
                 break;
             }
@@ -585,7 +597,23 @@ void keten_inbox_purge_seen(keten_node *node)
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
-    if (keten_store_commit(&txn) == KETEN_OK && n > 0) {
+    if (rc != MDB_NOTFOUND) { /* a read or a delete failed: nothing of it is kept */
+        keten_store_abort(&txn);
+        node->counters.store_errors++;
+        KETEN_LOG(KETEN_LOG_ERR, "replay memory not purged; the next purge tries again",
+            "error=\"%s\"", mdb_strerror(rc));
+        return;
+    }
+    e = keten_store_commit(&txn);
+    keten_store_abort(&txn);
+    if (e != KETEN_OK) {
+        node->counters.store_errors++;
+        KETEN_LOG(KETEN_LOG_ERR, "replay memory not purged; the next purge tries again",
+            "error=\"%s\"", keten_err_detail());
+        keten_err_clear();
+        return;
+    }
+    if (n > 0) {
         KETEN_LOG(KETEN_LOG_INFO, "replay memory purged", "expired=%zu", n);
     }
 }

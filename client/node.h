@@ -78,6 +78,7 @@ typedef struct keten_node_counters {
     uint64_t warnings;
     uint64_t hooks_run;
     uint64_t hooks_failed;
+    uint64_t store_errors; /* node store reads or writes that failed (logged as errors) */
 } keten_node_counters;
 
 typedef struct keten_node {

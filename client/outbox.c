@@ -305,18 +305,72 @@ static keten_err expire_entry(keten_node *node, MDB_txn *txn, const uint8_t *id)
     return e;
 }
 
+/* The node store failed (detail set): logged as an error and counted in
+ * status (counters.store_errors). */
+static void store_failed(keten_node *node, const char *what)
+{
+    node->counters.store_errors++;
+    KETEN_LOG(KETEN_LOG_ERR, what, "error=\"%s\"", keten_err_detail());
+    keten_err_clear();
+}
+
+/* Take the expired entries and the unreadable ones out of the outbox, in
+ * one transaction: a step that fails aborts it all (the next pass tries
+ * again). */
+static void outbox_cleanup(keten_node *node, const uint8_t (*expired)[KETEN_MSG_ID_BYTES],
+    size_t n_expired, const uint8_t (*unreadable)[KETEN_MSG_ID_BYTES], size_t n_unreadable)
+{
+    MDB_txn *txn = NULL;
+    keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e != KETEN_OK) {
+        store_failed(node, "cannot update the outbox; the next pass tries again");
+        return;
+    }
+    for (size_t i = 0; e == KETEN_OK && i < n_expired; i++) {
+        e = expire_entry(node, txn, expired[i]);
+    }
+    for (size_t i = 0; e == KETEN_OK && i < n_unreadable; i++) {
+        e = keten_store_del(node->store, txn, KETEN_DB_OUTBOX, unreadable[i], KETEN_MSG_ID_BYTES);
+    }
+    if (e == KETEN_OK) {
+        e = keten_store_commit(&txn);
+    }
+    keten_store_abort(&txn);
+    if (e != KETEN_OK) {
+        store_failed(node,
+            "cannot update the outbox; nothing of this pass is changed, the next "
+            "pass tries again");
+        return;
+    }
+    for (size_t i = 0; i < n_expired; i++) {
+        keten_api_notify_sent(node, expired[i]);
+    }
+}
+
 /* One batch of the current resend pass: at most SUBMIT_BATCH_MAX entries
  * after resend_pos; stops early (keeping its place) when libzmq's queue is
- * full; ends the pass at the end of the outbox. */
+ * full; ends the pass at the end of the outbox. An entry whose record cannot
+ * be read is never resent: it is logged, counted and taken out of the outbox
+ * (its record stays for the operator, who restores the store from a
+ * backup). */
 static void resend_batch(keten_node *node)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     uint8_t expired[SUBMIT_BATCH_MAX][KETEN_MSG_ID_BYTES];
-    size_t n_expired = 0, n_sent = 0, n_seen = 0;
-    if (keten_store_begin(node->store, false, &txn) != KETEN_OK
-        || mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_OUTBOX), &cur) != 0) {
+    uint8_t unreadable[SUBMIT_BATCH_MAX][KETEN_MSG_ID_BYTES];
+    size_t n_expired = 0, n_unreadable = 0, n_sent = 0, n_seen = 0;
+    keten_err e = keten_store_begin(node->store, false, &txn);
+    if (e == KETEN_OK) {
+        int rc = mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_OUTBOX), &cur);
+        if (rc != 0) {
+            e = keten_err_set(
+                KETEN_ERR_STORE, "opening a cursor on the outbox: %s", mdb_strerror(rc));
+        }
+    }
+    if (e != KETEN_OK) {
         keten_store_abort(&txn);
+        store_failed(node, "cannot read the outbox; nothing resent, the next tick tries again");
         return;
     }
     uint64_t now = keten_now_ms();
@@ -341,7 +395,7 @@ static void resend_batch(keten_node *node)
         n_seen++;
         Keten__SentRecord *rec = NULL;
         Keten__Header *h = NULL;
-        keten_err e = keten_nodestore_sent_get(node->store, txn, k.mv_data, &rec);
+        e = keten_nodestore_sent_get(node->store, txn, k.mv_data, &rec);
         if (e == KETEN_OK && rec->state != KETEN__SENT_STATE__SENT_STATE_QUEUED) {
             e = keten_err_set(KETEN_ERR_MALFORMED, "the outbox names a message that left it");
         }
@@ -352,8 +406,15 @@ static void resend_batch(keten_node *node)
             /* Never resend what cannot be read; the operator restores it. */
             char hex[KETEN_MSG_ID_HEX_BYTES];
             msg_hex(k.mv_data, hex);
-            KETEN_LOG(KETEN_LOG_ERR, "outbox entry not resent", "msg_id=%s error=\"%s\"", hex,
-                keten_err_detail());
+            node->counters.store_errors++;
+            KETEN_LOG(KETEN_LOG_ERR,
+                "outbox entry cannot be read: not resent, taken out of the outbox (restore the "
+                "node store from a backup to send it)",
+                "msg_id=%s error=\"%s\"", hex, keten_err_detail());
+            keten_err_clear();
+            if (e != KETEN_ERR_NOMEM) {
+                memcpy(unreadable[n_unreadable++], k.mv_data, KETEN_MSG_ID_BYTES);
+            }
         } else if (h->expires_at <= now) {
             memcpy(expired[n_expired++], k.mv_data, KETEN_MSG_ID_BYTES);
         } else if (node->resend_everything
@@ -372,7 +433,12 @@ static void resend_batch(keten_node *node)
         memcpy(node->resend_pos, k.mv_data, KETEN_MSG_ID_BYTES);
         node->resend_has_pos = true;
     }
-    if (!blocked && rc == MDB_NOTFOUND) {
+    if (!blocked && rc != 0 && rc != MDB_NOTFOUND) {
+        keten_err_set(KETEN_ERR_STORE, "reading the outbox: %s", mdb_strerror(rc));
+        store_failed(node, "cannot read the outbox to its end; the next pass tries again");
+        node->resend_active = false;
+        node->last_resend = keten_mono_ms();
+    } else if (!blocked && rc == MDB_NOTFOUND) {
         node->resend_active = false;
         node->last_resend = keten_mono_ms();
     }
@@ -381,22 +447,9 @@ static void resend_batch(keten_node *node)
     if (n_sent > 0) {
         KETEN_LOG(KETEN_LOG_INFO, "outbox resubmitted", "count=%zu", n_sent);
     }
-    if (n_expired == 0) {
-        return;
-    }
-    if (keten_store_begin(node->store, true, &txn) != KETEN_OK) {
-        return;
-    }
-    for (size_t i = 0; i < n_expired; i++) {
-        if (expire_entry(node, txn, expired[i]) != KETEN_OK) {
-            KETEN_LOG(KETEN_LOG_ERR, "cannot update expired message", "error=\"%s\"",
-                keten_err_detail());
-        }
-    }
-    if (keten_store_commit(&txn) == KETEN_OK) {
-        for (size_t i = 0; i < n_expired; i++) {
-            keten_api_notify_sent(node, expired[i]);
-        }
+    if (n_expired > 0 || n_unreadable > 0) {
+        outbox_cleanup(node, (const uint8_t(*)[KETEN_MSG_ID_BYTES])expired, n_expired,
+            (const uint8_t(*)[KETEN_MSG_ID_BYTES])unreadable, n_unreadable);
     }
 }
 

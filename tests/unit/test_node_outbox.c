@@ -462,6 +462,56 @@ static void test_expired(void **state)
     free(env);
 }
 
+/* An outbox entry whose record cannot be read (one byte of it flipped on
+ * disk) is never resent: logged, counted in status, and taken out of the
+ * outbox, so the next pass does not meet it again; its record stays for the
+ * operator. Twin: the readable entry beside it is resent, stays queued. */
+static void test_unreadable_not_resent(void **state)
+{
+    ctx *t = *state;
+    sent *fresh = send_to(t, 0, "bravo");
+    sent *bad = send_to(t, 1, "charlie");
+    keten_store *st = t->node->store;
+    MDB_txn *txn = NULL;
+    MDB_val v;
+    assert_int_equal(keten_store_begin(st, true, &txn), KETEN_OK);
+    assert_int_equal(
+        keten_store_get(st, txn, KETEN_DB_SENT, bad->id, KETEN_MSG_ID_BYTES, &v), KETEN_OK);
+    uint8_t *copy = malloc(v.mv_size);
+    assert_non_null(copy);
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[v.mv_size / 2] ^= 0x01;
+    assert_int_equal(
+        keten_store_put(st, txn, KETEN_DB_SENT, bad->id, KETEN_MSG_ID_BYTES, copy, v.mv_size),
+        KETEN_OK);
+    assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+    free(copy);
+    assert_int_equal(t->node->counters.store_errors, 0);
+
+    keten_outbox_submit_all(t->node);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_memory_equal(f->submit->envelope.data, fresh->env, fresh->len);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    fnode_expect_nothing_more(t->fn);
+    assert_int_equal(t->node->counters.store_errors, 1);
+    assert_false(in_outbox(t, bad->id));
+    expect_queued(t, fresh);
+    /* Its record is still there, still damaged: not rewritten. */
+    Keten__SentRecord *rec = NULL;
+    assert_int_equal(keten_outbox_record(t->node, bad->id, &rec), KETEN_ERR_MALFORMED);
+    keten_err_clear();
+
+    /* The next pass does not meet it again. */
+    keten_outbox_submit_all(t->node);
+    f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_memory_equal(f->submit->envelope.data, fresh->env, fresh->len);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    fnode_expect_nothing_more(t->fn);
+    assert_int_equal(t->node->counters.store_errors, 1);
+}
+
 /* ---- receipt notices ---------------------------------------------------------- */
 
 /* The "receipted" record of message s by recipient, its receipt signed by
@@ -669,6 +719,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ack_reject_twins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_not_resent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_notice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipts_after_revocation, setup, teardown),
     };
