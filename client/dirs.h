@@ -22,8 +22,16 @@
 #include "keten.h"
 #include "node.h"
 
-/* Load the stored chain and the --directory file; node->dir is set. */
+/* Load the stored chain and the --directory file; node->dir is set. The
+ * test hook KETEN_NODE_TEST_DIRECTORY_AHEAD_MS=N (ms, 0 to 3650 days) makes
+ * the node judge its directory's freshness N ms later than now (never
+ * earlier: it can only make the node fail closed sooner); a bad value is
+ * KETEN_ERR_INVALID. */
 keten_err keten_dirs_load(keten_node *node) KETEN_MUST_CHECK;
+
+/* The time (ms) at which the node judges its directory's freshness: now,
+ * or later under the test hook above. */
+uint64_t keten_dirs_now_ms(const keten_node *node);
 
 /* Install a pushed chain (DirectoryPush). */
 keten_err keten_dirs_on_push(keten_node *node, const Keten__DirectoryPush *push) KETEN_MUST_CHECK;

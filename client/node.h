@@ -109,6 +109,7 @@ typedef struct keten_node {
     bool dir_alarmed; /* directory-withheld raised for dir_needed */
     uint64_t dir_expired_alarmed; /* version whose expiry raised directory-expired */
     uint64_t held_deliveries; /* left unreceipted while the directory was expired (dirs.c) */
+    uint64_t dir_clock_ahead_ms; /* test hook: freshness judged this much later (dirs.c) */
     /* Leaf indexes of notices (forwarded receipts, expiry notices) recorded
      * durably, to confirm to the broker (outbox.c). */
     uint64_t notice_acks[KETEN_NODE_NOTICE_ACKS_MAX];

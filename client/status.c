@@ -38,7 +38,7 @@ keten_err keten_status_node(keten_node *node, json_t **out)
     if (st == NULL) {
         return KETEN_ERR_NOMEM;
     }
-    uint64_t now = keten_now_ms();
+    uint64_t now = keten_dirs_now_ms(node);
     const Keten__Directory *doc = keten_directory_doc(node->dir);
     keten_err e = keten_rec_set(st, "node", json_string(node->me->id));
     if (e == KETEN_OK) {
