@@ -711,6 +711,61 @@ static void test_receipts_after_revocation(void **state)
     assert_int_equal(fnode_alarms(t->fn), 2);
 }
 
+/* Publish the draft as the next version, valid for valid_ms, and push it to
+ * the node as the broker would. */
+static void push_next(ctx *t, uint64_t valid_ms)
+{
+    size_t len = 0;
+    uint8_t *sd = fixture_publish_valid(t->fx, valid_ms, &len);
+    ProtobufCBinaryData chain = { len, sd };
+    Keten__DirectoryPush push = KETEN__DIRECTORY_PUSH__INIT;
+    push.n_chain = 1;
+    push.chain = &chain;
+    assert_int_equal(keten_dirs_on_push(t->node, &push), KETEN_OK);
+    free(sd);
+}
+
+/* Past the directory's expiry a forwarded receipt is not taken (a
+ * revocation of its signer may be withheld): not recorded, not confirmed,
+ * counted as held. Twin: after a fresh version (the node says Hello, so
+ * the broker sends its notices again) the same notice is recorded. */
+static void test_no_receipt_past_expiry(void **state)
+{
+    ctx *t = *state;
+    sent *s = send_to(t, 0, "bravo");
+    uint64_t real = log_receipt(t, s, "bravo", "bravo", false);
+    uint64_t size = checkpoint(t);
+    ack_leaf(t, s->rid, s->leaf, size);
+    push_next(t, 1000);
+    struct timespec pause = { 0, 20 * 1000 * 1000 }; /* time under test: the version expires */
+    for (int i = 0; i < 250 && keten_directory_fresh(t->node->dir, keten_now_ms()); i++) {
+        nanosleep(&pause, NULL);
+    }
+    assert_false(keten_directory_fresh(t->node->dir, keten_now_ms()));
+
+    notice(t, real, size);
+    Keten__SentRecord *rec = record(t, s->id);
+    assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
+    keten_nodestore_sent_free(&rec);
+    assert_int_equal(t->node->n_notice_acks, 0);
+    assert_int_equal(t->node->counters.receipts, 0);
+    assert_int_equal(t->node->held_deliveries, 1);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    expect_last_alarm(t, "directory-expired");
+
+    push_next(t, 3600000);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_HELLO, FNODE_RECV_MS);
+    assert_non_null(f);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    notice(t, real, size);
+    rec = record(t, s->id);
+    assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED);
+    keten_nodestore_sent_free(&rec);
+    assert_int_equal(t->node->counters.receipts, 1);
+    assert_int_equal(t->node->n_notice_acks, 1);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -722,6 +777,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreadable_not_resent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_notice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipts_after_revocation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_receipt_past_expiry, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
