@@ -42,7 +42,7 @@ static keten_err open_store(const char *db, bool env_folder, auditdb *a)
         return keten_err_set(KETEN_ERR_INVALID, "TMPDIR is too long");
     }
     brokerstore_result r;
-    if ((e = brokerstore_export(db, env_folder, out, false, &r)) != KETEN_OK) {
+    if ((e = brokerstore_export(db, env_folder ? BROKERSTORE_BARE : BROKERSTORE_HOME, out, false, &r)) != KETEN_OK) {
         return e;
     }
     if (r.nolock && !env_folder) {

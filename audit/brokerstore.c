@@ -56,27 +56,30 @@ static void put_be64(uint64_t v, uint8_t out[static KEY_BYTES])
     }
 }
 
-/* A broker home (home/store/data.mdb) or, for env_folder, home/data.mdb. */
-static keten_err resolve(const char *home, bool env_folder, char out[static PATH_MAX])
+/* A broker home (home/store/data.mdb) and/or a bare store folder
+ * (home/data.mdb), as accept allows. */
+static keten_err resolve(const char *home, unsigned accept, char out[static PATH_MAX])
 {
     char probe[PATH_MAX];
-    if (!env_folder && snprintf(probe, sizeof probe, "%s/store/" DATA_FILE, home) < (int)sizeof probe
+    if ((accept & BROKERSTORE_HOME) != 0
+        && snprintf(probe, sizeof probe, "%s/store/" DATA_FILE, home) < (int)sizeof probe
         && regular_file(probe)) {
         snprintf(out, PATH_MAX, "%s/store", home);
         return KETEN_OK;
     }
     if (snprintf(probe, sizeof probe, "%s/" DATA_FILE, home) < (int)sizeof probe
         && regular_file(probe)) {
-        if (env_folder) {
+        if ((accept & BROKERSTORE_BARE) != 0) {
             snprintf(out, PATH_MAX, "%s", home);
             return KETEN_OK;
         }
         return keten_err_set(KETEN_ERR_WRONG_TYPE,
-            "%s holds a bare LMDB store (" DATA_FILE "): an export in the old format, or a "
-            "broker's store folder. keten-audit reads only exports in the tiles format: ask for "
-            "a new export with keten-audit export, or give the broker home (the folder that "
-            "holds store/)",
-            home);
+            "%s holds a bare LMDB store (" DATA_FILE "): an export in the old format, a backup or "
+            "a broker's store folder, which keten-audit does not open (LMDB is not made for "
+            "files from others). An auditor: ask for a new export with keten-audit export. The "
+            "operator, for your own store or backup: keten-audit export --db %s --out AUDIT_DIR, "
+            "then give AUDIT_DIR",
+            home, home);
     }
     if (tiles_is_export(home)) {
         return keten_err_set(KETEN_ERR_WRONG_TYPE,
@@ -107,12 +110,12 @@ static keten_err open_optional(
 
 /* Open the environment at db (resolved into path) read-only, with the lock
  * when it is writable, and begin the snapshot's read transaction. */
-static keten_err open_env(const char *db, bool env_folder, char path[static PATH_MAX], MDB_env **env,
+static keten_err open_env(const char *db, unsigned accept, char path[static PATH_MAX], MDB_env **env,
     MDB_txn **txn, bool *nolock)
 {
     *env = NULL;
     *txn = NULL;
-    keten_err e = resolve(db, env_folder, path);
+    keten_err e = resolve(db, accept, path);
     if (e != KETEN_OK) {
         return e;
     }
@@ -475,7 +478,7 @@ static keten_err open_table(
 }
 
 keten_err brokerstore_export(
-    const char *home, bool env_folder, const char *out_dir, bool sync, brokerstore_result *res)
+    const char *home, unsigned accept, const char *out_dir, bool sync, brokerstore_result *res)
 {
     memset(res, 0, sizeof *res);
     char path[PATH_MAX];
@@ -485,7 +488,7 @@ keten_err brokerstore_export(
     tiles *back = NULL;
     bool created = false, touched = false;
     exporter x = { .out = out_dir, .sync = sync };
-    keten_err e = open_env(home, env_folder, path, &env, &txn, &res->nolock);
+    keten_err e = open_env(home, accept, path, &env, &txn, &res->nolock);
     if (e != KETEN_OK) {
         return e;
     }

@@ -23,8 +23,8 @@
  * the snapshot's size and root.
  *
  * Errors: KETEN_ERR_NOT_FOUND (no broker home there), KETEN_ERR_WRONG_TYPE
- * (a store without an audit log, an old export, an export given as a
- * store), KETEN_ERR_INCONSISTENT (the store's log or tree is damaged: a
+ * (a store without an audit log, a bare store folder where only a home is
+ * accepted, an export given as a store), KETEN_ERR_INCONSISTENT (the store's log or tree is damaged: a
  * missing record or hash, hashes beyond the log), KETEN_ERR_TOO_LARGE,
  * KETEN_ERR_EXISTS (a non-empty out_dir), KETEN_ERR_STORE (LMDB),
  * KETEN_ERR_IO, KETEN_ERR_NOMEM. On failure the files made are removed.
@@ -46,10 +46,15 @@ typedef struct brokerstore_result {
     bool nolock; /* the store was read without LMDB's lock */
 } brokerstore_result;
 
-/* home is a broker home (home/store/data.mdb); env_folder: home is the
- * environment folder itself (tests and benchmarks only). sync: fsync every
- * file (an export to hand over; not for a temporary one). */
-keten_err brokerstore_export(const char *home, bool env_folder, const char *out_dir, bool sync,
+/* What home may be: a broker home (home/store/data.mdb), a bare store
+ * folder (home/data.mdb: the operator's backup made by keten-broker backup,
+ * HOME/store itself, an old export the operator made; tests). */
+#define BROKERSTORE_HOME 1u
+#define BROKERSTORE_BARE 2u
+
+/* Export the store at home (as accept allows) into out_dir. sync: fsync
+ * every file (an export to hand over; not for a temporary one). */
+keten_err brokerstore_export(const char *home, unsigned accept, const char *out_dir, bool sync,
     brokerstore_result *res) KETEN_MUST_CHECK;
 
 /* Remove a folder tree that keten-audit made (an export it failed to finish,

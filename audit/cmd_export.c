@@ -28,14 +28,17 @@ static const char usage_text[]
       "export is the only command of keten-audit that opens an LMDB store, and only\n"
       "the broker's own, read-only. Every other command reads an export through a\n"
       "bounds-checked reader (given a broker home, it exports it to a temporary\n"
-      "folder first). An export in the old LMDB format is refused: make a new one.\n"
+      "folder first). Give export only your own store: LMDB is not made for files\n"
+      "from others. An export in the old LMDB format is refused by the other commands;\n"
+      "the operator who made it may convert it with export --db OLD --out NEW.\n"
       "\n"
       "AUDIT_DIR must be new or empty. Its files are readable by everyone (0644).\n"
       "Prints the number of records and the root hash of the log exported (compare\n"
       "with 'keten-audit verify'). The layout is described in docs/audit.md.\n"
       "\n"
       "Options:\n"
-      "  --db DIR    the broker home (the folder that holds store/)\n"
+      "  --db DIR    the broker home (the folder that holds store/), or the operator's\n"
+      "              own bare store folder: a backup made by 'keten-broker backup'\n"
       "  --out DIR   the new export folder\n"
       "  --json      print the result as JSON\n"
       "  --help      show this help\n"
@@ -84,13 +87,13 @@ int cmd_export(int argc, char **argv)
         return keten_cli_usage(CMD, "--db BROKER_HOME is required");
     }
     brokerstore_result res;
-    keten_err e = brokerstore_export(db, false, out, true, &res);
+    keten_err e = brokerstore_export(db, BROKERSTORE_HOME | BROKERSTORE_BARE, out, true, &res);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
     if (res.nolock) {
-        keten_cli_warn("%s/store/lock.mdb is not writable: the store was read without LMDB's "
-                       "lock, which is safe only while no broker writes to it (stopped broker, "
+        keten_cli_warn("the store of %s was read without LMDB's lock (lock.mdb is absent or not "
+                       "writable), which is safe only while no broker writes to it (stopped broker, "
                        "copy or backup); for a running broker run as its user",
             db);
     }
