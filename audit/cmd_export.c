@@ -1,5 +1,5 @@
 /*
- * keten-audit export --db BROKER_HOME --out AUDIT_DIR: the audit tables
+ * keten-audit export --db BROKER_HOME --out AUDIT_DIR: the audit
  * log as a tlog-tiles export, for auditors (docs/audit.md). See
  * brokerstore.h for what is read and written.
  */
