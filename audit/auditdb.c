@@ -42,7 +42,9 @@ static keten_err open_store(const char *db, bool env_folder, auditdb *a)
         return keten_err_set(KETEN_ERR_INVALID, "TMPDIR is too long");
     }
     brokerstore_result r;
-    if ((e = brokerstore_export(db, env_folder ? BROKERSTORE_BARE : BROKERSTORE_HOME, out, false, &r)) != KETEN_OK) {
+    if ((e = brokerstore_export(
+             db, env_folder ? BROKERSTORE_BARE : BROKERSTORE_HOME, out, false, &r))
+        != KETEN_OK) {
         return e;
     }
     if (r.nolock && !env_folder) {
@@ -109,8 +111,8 @@ void auditdb_close(auditdb **self_p)
 
 void auditdb_describe(const auditdb *self, char *out, size_t out_size)
 {
-    snprintf(out, out_size, "%s %s%s", self->is_export ? "audit export" : "broker home",
-        self->path, self->is_export ? "" : " (read as a snapshot exported to a temporary folder)");
+    snprintf(out, out_size, "%s %s%s", self->is_export ? "audit export" : "broker home", self->path,
+        self->is_export ? "" : " (read as a snapshot exported to a temporary folder)");
 }
 
 const tiles_note *auditdb_notes(const auditdb *self, size_t *n)

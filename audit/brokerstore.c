@@ -110,8 +110,8 @@ static keten_err open_optional(
 
 /* Open the environment at db (resolved into path) read-only, with the lock
  * when it is writable, and begin the snapshot's read transaction. */
-static keten_err open_env(const char *db, unsigned accept, char path[static PATH_MAX], MDB_env **env,
-    MDB_txn **txn, bool *nolock)
+static keten_err open_env(const char *db, unsigned accept, char path[static PATH_MAX],
+    MDB_env **env, MDB_txn **txn, bool *nolock)
 {
     *env = NULL;
     *txn = NULL;
@@ -251,8 +251,8 @@ static keten_err write_tile(exporter *x, int level, uint64_t n, unsigned width)
 /* After item i (0-based, count so far i + 1) of a level with count items
  * (cp_count for the checkpoint's size): write the full tile, the partial
  * tile of the export's size and the one of the checkpoint's size. */
-static keten_err tile_done(exporter *x, int level, uint64_t i, uint64_t count, uint64_t cp_count,
-    bool *reset)
+static keten_err tile_done(
+    exporter *x, int level, uint64_t i, uint64_t count, uint64_t cp_count, bool *reset)
 {
     uint64_t done = i + 1;
     uint64_t n = i / TILES_WIDTH;
@@ -282,8 +282,8 @@ static keten_err write_entries(exporter *x, MDB_dbi leaf_dbi)
     while (i < x->n && (rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         if (k.mv_size != KEY_BYTES || get_be64(k.mv_data) != i) {
             e = keten_err_set(KETEN_ERR_INCONSISTENT,
-                "the broker's log has no record %" PRIu64
-                " (the next one is filed as %s%" PRIu64 "): a record was removed",
+                "the broker's log has no record %" PRIu64 " (the next one is filed as %s%" PRIu64
+                "): a record was removed",
                 i, k.mv_size != KEY_BYTES ? "(malformed key) " : "",
                 k.mv_size == KEY_BYTES ? get_be64(k.mv_data) : 0);
             break;
@@ -362,8 +362,8 @@ static keten_err write_hash_tiles(exporter *x, MDB_dbi node_dbi)
             rc = mdb_get(x->txn, node_dbi, &k, &v);
             if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size != KETEN_HASH_BYTES)) {
                 return keten_err_set(KETEN_ERR_INCONSISTENT,
-                    "the broker's stored tree has no valid hash of records %" PRIu64
-                    "..%" PRIu64 ": the tree was altered",
+                    "the broker's stored tree has no valid hash of records %" PRIu64 "..%" PRIu64
+                    ": the tree was altered",
                     i << level, ((i + 1) << level) - 1);
             }
             if (rc != 0) {
@@ -414,8 +414,8 @@ static keten_err write_framed(exporter *x, MDB_dbi dbi, bool present, const char
                     item, k.mv_size, v.mv_size, item_max);
                 break;
             }
-            if ((e = tiles_frame_append(&buf, &len, &cap, get_be64(k.mv_data), v.mv_data,
-                     v.mv_size))
+            if ((e = tiles_frame_append(
+                     &buf, &len, &cap, get_be64(k.mv_data), v.mv_data, v.mv_size))
                 != KETEN_OK) {
                 break;
             }
@@ -567,8 +567,8 @@ keten_err brokerstore_export(
         || (e = tiles_root(back, x.n, res->root)) != KETEN_OK) {
         char d[512];
         snprintf(d, sizeof d, "%s", keten_err_detail());
-        e = keten_err_set(KETEN_ERR_INCONSISTENT, "the export in %s does not read back: %s",
-            out_dir, d);
+        e = keten_err_set(
+            KETEN_ERR_INCONSISTENT, "the export in %s does not read back: %s", out_dir, d);
         goto out;
     }
     if (tiles_size(back) != x.n || memcmp(snap_root, res->root, KETEN_HASH_BYTES) != 0) {

@@ -24,11 +24,10 @@
  *
  * Errors: KETEN_ERR_NOT_FOUND (no broker home there), KETEN_ERR_WRONG_TYPE
  * (a store without an audit log, a bare store folder where only a home is
- * accepted, an export given as a store), KETEN_ERR_INCONSISTENT (the store's log or tree is damaged: a
- * missing record or hash, hashes beyond the log), KETEN_ERR_TOO_LARGE,
- * KETEN_ERR_EXISTS (a non-empty out_dir), KETEN_ERR_STORE (LMDB),
- * KETEN_ERR_IO, KETEN_ERR_NOMEM. On failure the files made are removed.
- * Thread safety: one call at a time.
+ * accepted, an export given as a store), KETEN_ERR_INCONSISTENT (the store's log or tree is
+ * damaged: a missing record or hash, hashes beyond the log), KETEN_ERR_TOO_LARGE, KETEN_ERR_EXISTS
+ * (a non-empty out_dir), KETEN_ERR_STORE (LMDB), KETEN_ERR_IO, KETEN_ERR_NOMEM. On failure the
+ * files made are removed. Thread safety: one call at a time.
  */
 #ifndef KETEN_AUDIT_BROKERSTORE_H
 #define KETEN_AUDIT_BROKERSTORE_H

@@ -25,8 +25,7 @@ typedef struct bfile {
     char path[TILES_PATH_MAX];
 } bfile;
 
-static keten_err bfile_open(bfile *f, const char *dir, const char *rel, uint64_t cap,
-    bool *missing)
+static keten_err bfile_open(bfile *f, const char *dir, const char *rel, uint64_t cap, bool *missing)
 {
     f->fd = -1;
     f->size = f->off = 0;
@@ -88,8 +87,8 @@ static keten_err bfile_read(bfile *f, void *buf, size_t n, const char *what)
 {
     if (n > bfile_left(f)) {
         return keten_err_set(KETEN_ERR_MALFORMED,
-            "%s: %s needs %zu bytes at offset %" PRIu64 ", the file has %" PRIu64 " left",
-            f->path, what, n, f->off, bfile_left(f));
+            "%s: %s needs %zu bytes at offset %" PRIu64 ", the file has %" PRIu64 " left", f->path,
+            what, n, f->off, bfile_left(f));
     }
     size_t got = 0;
     while (got < n) {
@@ -173,8 +172,7 @@ bool tiles_is_export(const char *dir)
 {
     char p[TILES_PATH_MAX];
     struct stat st;
-    return snprintf(p, sizeof p, "%s/" TILES_MANIFEST, dir) < (int)sizeof p
-        && lstat(p, &st) == 0;
+    return snprintf(p, sizeof p, "%s/" TILES_MANIFEST, dir) < (int)sizeof p && lstat(p, &st) == 0;
 }
 
 static keten_err read_manifest(tiles *t)
@@ -196,7 +194,7 @@ static keten_err read_manifest(tiles *t)
     if (n < sizeof head || memcmp(buf, head, sizeof head - 1) != 0) {
         return keten_err_set(KETEN_ERR_MALFORMED,
             TILES_MANIFEST " does not begin with '" TILES_FORMAT_LINE
-            "' and a size line: an export of another format or version");
+                           "' and a size line: an export of another format or version");
     }
     const char *p = buf + sizeof head - 1;
     uint64_t size = 0;
@@ -254,8 +252,8 @@ static keten_err read_frames(const char *dir, const char *rel, uint64_t cap, siz
         }
         if (len == 0 || len > item_max) {
             e = keten_err_set(KETEN_ERR_MALFORMED,
-                "%s: %s %zu (key %" PRIu64 ") has a length of %zu bytes, outside 1..%zu", rel,
-                item, i, key, len, item_max);
+                "%s: %s %zu (key %" PRIu64 ") has a length of %zu bytes, outside 1..%zu", rel, item,
+                i, key, len, item_max);
             break;
         }
         if (len > bfile_left(&f)) {
@@ -630,8 +628,8 @@ keten_err tiles_reader_next(
     }
     if (!r->open) {
         uint64_t n = r->next / TILES_WIDTH;
-        unsigned width = (n + 1) * TILES_WIDTH <= size ? TILES_WIDTH
-                                                        : (unsigned)(size % TILES_WIDTH);
+        unsigned width
+            = (n + 1) * TILES_WIDTH <= size ? TILES_WIDTH : (unsigned)(size % TILES_WIDTH);
         char rel[TILES_PATH_MAX];
         tiles_path(rel, -1, n, width);
         if ((e = bfile_open(&r->f, r->t->dir, rel, TILES_BUNDLE_MAX, NULL)) != KETEN_OK) {
@@ -655,8 +653,8 @@ keten_err tiles_reader_next(
         n = (size_t)get_be(lb, 4);
         if (n <= TILES_SHORT_MAX || n > KETEN_AUDIT_RECORD_MAX) {
             return keten_err_set(KETEN_ERR_MALFORMED,
-                "%s: record %" PRIu64 " has a long length of %zu bytes, outside %u..%u",
-                r->f.path, i, n, TILES_SHORT_MAX + 1, (unsigned)KETEN_AUDIT_RECORD_MAX);
+                "%s: record %" PRIu64 " has a long length of %zu bytes, outside %u..%u", r->f.path,
+                i, n, TILES_SHORT_MAX + 1, (unsigned)KETEN_AUDIT_RECORD_MAX);
         }
     }
     if (n > bfile_left(&r->f)) {
@@ -709,8 +707,8 @@ static keten_err mkdirs(const char *dir, const char *rel)
     return KETEN_OK;
 }
 
-keten_err tiles_write_file(const char *dir, const char *rel, const void *data, size_t len,
-    bool sync)
+keten_err tiles_write_file(
+    const char *dir, const char *rel, const void *data, size_t len, bool sync)
 {
     keten_err e = mkdirs(dir, rel);
     if (e != KETEN_OK) {
@@ -747,8 +745,8 @@ keten_err tiles_write_file(const char *dir, const char *rel, const void *data, s
     return e;
 }
 
-keten_err tiles_frame_append(uint8_t **buf, size_t *len, size_t *cap, uint64_t key,
-    const uint8_t *data, size_t data_len)
+keten_err tiles_frame_append(
+    uint8_t **buf, size_t *len, size_t *cap, uint64_t key, const uint8_t *data, size_t data_len)
 {
     if (data_len == 0 || data_len > UINT32_MAX || *len > SIZE_MAX - FRAME_HEAD - data_len) {
         return keten_err_set(KETEN_ERR_TOO_LARGE, "an item of %zu bytes", data_len);

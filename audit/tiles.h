@@ -88,8 +88,7 @@ const tiles_note *tiles_notes(const tiles *self, size_t *n);
 
 /* The hash of complete subtree (level, index) of the tree, level a multiple
  * of TILES_HEIGHT, read from its tile. */
-keten_err tiles_node(tiles *self, unsigned level, uint64_t index, keten_hash out)
-    KETEN_MUST_CHECK;
+keten_err tiles_node(tiles *self, unsigned level, uint64_t index, keten_hash out) KETEN_MUST_CHECK;
 
 /* RFC 9162 root of the first size records, and an inclusion proof (path
  * needs KETEN_MERKLE_MAX_PROOF hashes), from the tiles alone. */
@@ -117,8 +116,8 @@ void tiles_path(char out[static TILES_PATH_MAX], int level, uint64_t n, unsigned
 
 /* Write a new file rel under dir (made with its parent folders, 0755;
  * the file 0644, never over an existing one); fsync when sync. */
-keten_err tiles_write_file(const char *dir, const char *rel, const void *data, size_t len,
-    bool sync) KETEN_MUST_CHECK;
+keten_err tiles_write_file(
+    const char *dir, const char *rel, const void *data, size_t len, bool sync) KETEN_MUST_CHECK;
 
 /* Framing of keten/directories and keten/checkpoints: append one
  * [key u64][length u32][bytes] item to a growing buffer. */

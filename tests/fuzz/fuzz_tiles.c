@@ -148,8 +148,8 @@ static void read_export(const char *dir, view *v)
         size_t plen = 0;
         uint64_t idx = v->n / 2;
         FUZZ_MUST(tiles_inclusion_proof(t, idx, v->n, path, &plen));
-        FUZZ_CHECK(keten_merkle_verify_inclusion(leaves[idx], idx, v->n,
-                       (const keten_hash *)path, plen, root)
+        FUZZ_CHECK(keten_merkle_verify_inclusion(
+                       leaves[idx], idx, v->n, (const keten_hash *)path, plen, root)
             == KETEN_OK);
     }
 out:
@@ -200,8 +200,8 @@ static void records_mode(const uint8_t *data, size_t size)
     if (size < 4) {
         return;
     }
-    uint32_t sel = (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8
-        | data[3];
+    uint32_t sel
+        = (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
     data += 4;
     size -= 4;
     const uint8_t *rec[MAX_RECORDS];
@@ -239,7 +239,8 @@ static void records_mode(const uint8_t *data, size_t size)
         if ((i + 1) % TILES_WIDTH == 0 || i + 1 == n) {
             unsigned w = (unsigned)(i % TILES_WIDTH) + 1;
             put_tile(dir, &of, -1, i / TILES_WIDTH, bundle, blen, w);
-            put_tile(dir, &of, 0, i / TILES_WIDTH, (const uint8_t *)hashes[i / TILES_WIDTH * TILES_WIDTH],
+            put_tile(dir, &of, 0, i / TILES_WIDTH,
+                (const uint8_t *)hashes[i / TILES_WIDTH * TILES_WIDTH],
                 (size_t)w * KETEN_HASH_BYTES, w);
             blen = 0;
         }
@@ -256,8 +257,8 @@ static void records_mode(const uint8_t *data, size_t size)
     uint8_t *fb = NULL;
     size_t flen = 0, fcap = 0;
     static const char dirbytes[] = "a directory version";
-    FUZZ_MUST(tiles_frame_append(&fb, &flen, &fcap, 1, (const uint8_t *)dirbytes,
-        sizeof dirbytes - 1));
+    FUZZ_MUST(
+        tiles_frame_append(&fb, &flen, &fcap, 1, (const uint8_t *)dirbytes, sizeof dirbytes - 1));
     put(dir, &of, TILES_DIRECTORIES, fb, flen);
     flen = 0;
     char note[160];
