@@ -15,7 +15,8 @@ root), then:
      records (each tile exactly its width times 32 bytes);
   3. computes the root of S records as a tlog-tiles client does, from the
      tiles of the tree of size S only (the checkpoint's partial tiles), and
-     from the entries, and requires both to equal the checkpoint's root;
+     from the entry bundles of that tree, and requires both to equal the
+     checkpoint's root;
   4. with --log-key, verifies the checkpoint's Ed25519 signature line by
      that key (signed-note: key hash = SHA-256(name || 0x0a || 0x01 || key)
      [:4], signature over the note's text), with python3-cryptography.
@@ -225,6 +226,9 @@ def main(argv):
                 raise Bad("the tile hash %d of level %d differs from the entries" % (i, level))
         hashes = [mth(hashes[i:i + WIDTH]) for i in range(0, len(hashes) - WIDTH + 1, WIDTH)]
         level += HEIGHT
+    # The bundles of the tree of S records (its partial bundle) hold the same.
+    if read_entries(root, s) != leaves[:s]:
+        raise Bad("the entry bundles of the tree of %d records differ from the longer tree's" % s)
     root_entries = mth(leaves[:s])
     root_tiles = Tiles(root, s).range_hash(0, s)
     if root_tiles != cp_root:
