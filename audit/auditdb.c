@@ -47,13 +47,7 @@ static keten_err open_store(const char *db, bool env_folder, auditdb *a)
         != KETEN_OK) {
         return e;
     }
-    if (r.nolock && !env_folder) {
-        fprintf(stderr,
-            "keten-audit: warning: %s/store/lock.mdb is not writable: the broker's store was "
-            "read without LMDB's lock, which is safe only while no broker writes to it (stopped "
-            "broker, copy or backup); for a running broker run as its user, or use an export\n",
-            db);
-    }
+    a->nolock = r.nolock;
     return tiles_open(out, &a->t);
 }
 

@@ -42,6 +42,7 @@ typedef struct auditdb {
     tiles *t; /* the export read */
     uint64_t size; /* records exported */
     bool is_export; /* given an export (false: a broker home, exported first) */
+    bool nolock; /* a broker home whose store was read without LMDB's lock */
     char path[PATH_MAX]; /* what --db named */
     char tmp[PATH_MAX]; /* the temporary export of a broker home, or "" */
 } auditdb;

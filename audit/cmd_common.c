@@ -13,7 +13,7 @@ int cmd_open_db(const char *cmd, const char *db, auditdb **out)
         return keten_cli_usage(cmd, "--db BROKER_HOME|AUDIT_DIR is required");
     }
     keten_err e = auditdb_open(db, out);
-    if (e == KETEN_ERR_MALFORMED || e == KETEN_ERR_TOO_LARGE) {
+    if ((e == KETEN_ERR_MALFORMED || e == KETEN_ERR_TOO_LARGE) && tiles_is_export(db)) {
         /* A file of the export that does not parse or is over its cap: a
          * verification failure, the file named in the detail. */
         fprintf(stderr, "keten-audit: the export does not verify: %s\n", keten_err_detail());
@@ -21,6 +21,13 @@ int cmd_open_db(const char *cmd, const char *db, auditdb **out)
     }
     if (e != KETEN_OK) {
         return keten_cli_error(e);
+    }
+    if ((*out)->nolock) {
+        keten_cli_warn("%s/store/lock.mdb is not writable: the broker's store was read without "
+                       "LMDB's lock, which is safe only while no broker writes to it (stopped "
+                       "broker, copy or backup); for a running broker run as its user, or use an "
+                       "export",
+            db);
     }
     return KETEN_EXIT_OK;
 }
