@@ -28,6 +28,14 @@
  *                            could not get within the timeout
  *   directory-mismatch       a checkpoint named a directory version with
  *                            another hash, or a lower version than before
+ *   directory-expired        the directory in force expired and no fresh
+ *                            version came: the node opens and receipts
+ *                            nothing until one is installed (raised once
+ *                            per version)
+ *   revoked-receipt          a forwarded receipt signed with a revoked or
+ *                            superseded key that does not count: revoked
+ *                            for compromise, or dated at or after the
+ *                            revocation (not recorded)
  *
  * Refusal (keten_alarm_refused): the broker ended this node's connection
  * with an Error {REVOKED | KEYS_REPLACED | UNKNOWN_SENDER, directory_version}

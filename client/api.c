@@ -481,9 +481,16 @@ static json_t *do_status(keten_node *node, const json_t *req)
     return json_pack("{s:b, s:o}", "ok", 1, "status", st);
 }
 
-static json_t *do_checkpoint(keten_node *node)
+static json_t *do_checkpoint(keten_node *node, const json_t *req)
 {
     json_t *ev = NULL;
+    if (json_is_true(json_object_get(req, "all"))) {
+        keten_err e = keten_witness_evidence_all(node, KETEN_WITNESS_EVIDENCE_ALL_MAX, &ev);
+        if (e != KETEN_OK) {
+            return fail_reply(e);
+        }
+        return json_pack("{s:b, s:o}", "ok", 1, "checkpoints", ev);
+    }
     keten_err e = keten_witness_evidence(node, &ev);
     if (e != KETEN_OK) {
         return fail_reply(e);
@@ -518,7 +525,7 @@ static json_t *dispatch(keten_node *node, const uint8_t *body, size_t len, const
     } else if (strcmp(cmd, "status") == 0) {
         r = do_status(node, req);
     } else if (strcmp(cmd, "checkpoint") == 0) {
-        r = do_checkpoint(node);
+        r = do_checkpoint(node, req);
     } else {
         r = usage_reply("unknown command");
     }

@@ -15,6 +15,9 @@
  *   {"cmd":"show","msg_id":HEX}                        -> {"ok":true,"message":{...}}
  *   {"cmd":"ack","msg_id":HEX}                         -> {"ok":true}
  *   {"cmd":"status"[,"msg_id":HEX]}                    -> {"ok":true,"status":{...}}
+ *   {"cmd":"checkpoint"}          -> {"ok":true,"checkpoint":{"tree_size","witnessed","note"}}
+ *   {"cmd":"checkpoint","all":true} -> {"ok":true,"checkpoints":[{...}...]} (tree-size order,
+ *                                  the newest KETEN_WITNESS_EVIDENCE_ALL_MAX)
  * Failures: {"ok":false,"error":"what was wrong and what to do","exit":N}
  * with N the command-line exit code (1 failure, 2 usage, 3 verification).
  *

@@ -59,7 +59,10 @@ static void print_node(const json_t *st)
     }
     const json_t *d = json_object_get(st, "directory");
     printf("directory     version %lld, expires %s%s\n", num(d, "version"), str(d, "expires_at"),
-        json_is_true(json_object_get(d, "fresh")) ? "" : " (EXPIRED: not sending)");
+        json_is_true(json_object_get(d, "fresh")) ? "" : " (EXPIRED)");
+    if (str(d, "problem")[0] != '\0') {
+        printf("              %s\n", str(d, "problem"));
+    }
     if (num(d, "needed_version") > num(d, "version")) {
         printf("              a checkpoint names version %lld: not sending until it is installed\n",
             num(d, "needed_version"));

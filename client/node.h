@@ -80,6 +80,7 @@ typedef struct keten_node_counters {
     uint64_t warnings;
     uint64_t hooks_run;
     uint64_t hooks_failed;
+    uint64_t store_errors; /* node store reads or writes that failed (logged as errors) */
 } keten_node_counters;
 
 typedef struct keten_node {
@@ -114,6 +115,9 @@ typedef struct keten_node {
     uint8_t resend_pos[KETEN_MSG_ID_BYTES];
     uint64_t resend_started; /* wall ms when the pass started */
     bool dir_alarmed; /* directory-withheld raised for dir_needed */
+    uint64_t dir_expired_alarmed; /* version whose expiry raised directory-expired */
+    uint64_t held_deliveries; /* left unreceipted while the directory was expired (dirs.c) */
+    uint64_t dir_clock_ahead_ms; /* test hook: freshness judged this much later (dirs.c) */
     /* Leaf indexes of notices (forwarded receipts, expiry notices) recorded
      * durably, to confirm to the broker (outbox.c). */
     uint64_t notice_acks[KETEN_NODE_NOTICE_ACKS_MAX];

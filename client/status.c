@@ -17,7 +17,7 @@
 static json_t *counters_json(const keten_node_counters *c)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:I}",
+                     "s:I, s:I, s:I}",
         "sent", (json_int_t)c->sent, "refused", (json_int_t)c->refused, "received",
         (json_int_t)c->received, "duplicates", (json_int_t)c->duplicates, "rejected",
         (json_int_t)c->rejected, "receipts", (json_int_t)c->receipts, "receipt_batches",
@@ -27,7 +27,7 @@ static json_t *counters_json(const keten_node_counters *c)
         "proofs_failed", (json_int_t)c->proofs_failed, "proofs_unknown",
         (json_int_t)c->proofs_unknown, "alarms", (json_int_t)c->alarms, "warnings",
         (json_int_t)c->warnings, "hooks_run", (json_int_t)c->hooks_run, "hooks_failed",
-        (json_int_t)c->hooks_failed);
+        (json_int_t)c->hooks_failed, "store_errors", (json_int_t)c->store_errors);
 }
 
 keten_err keten_status_node(keten_node *node, json_t **out)
@@ -38,7 +38,7 @@ keten_err keten_status_node(keten_node *node, json_t **out)
     if (st == NULL) {
         return KETEN_ERR_NOMEM;
     }
-    uint64_t now = keten_now_ms();
+    uint64_t now = keten_dirs_now_ms(node);
     const Keten__Directory *doc = keten_directory_doc(node->dir);
     keten_err e = keten_rec_set(st, "node", json_string(node->me->id));
     if (e == KETEN_OK) {
@@ -74,9 +74,14 @@ keten_err keten_status_node(keten_node *node, json_t **out)
         char expires[40];
         keten_time_iso(doc->expires_at, expires, sizeof expires);
         e = keten_rec_set(st, "directory",
-            json_pack("{s:I, s:s, s:b, s:I}", "version", (json_int_t)doc->version, "expires_at",
-                expires, "fresh", keten_directory_fresh(node->dir, now), "needed_version",
-                (json_int_t)node->dir_needed));
+            json_pack("{s:I, s:s, s:b, s:I, s:I}", "version", (json_int_t)doc->version,
+                "expires_at", expires, "fresh", keten_directory_fresh(node->dir, now),
+                "needed_version", (json_int_t)node->dir_needed, "held_deliveries",
+                (json_int_t)node->held_deliveries));
+    }
+    const char *advice = keten_dirs_expired_advice(node);
+    if (e == KETEN_OK && advice != NULL) { /* why, and what to do */
+        e = keten_rec_set(json_object_get(st, "directory"), "problem", json_string(advice));
     }
     if (e == KETEN_OK) {
         e = keten_witness_status(node, st);

@@ -28,6 +28,7 @@
 #include <sodium.h>
 
 #include "auditdb.h"
+#include "tiles.h"
 #include "checkpoint.h"
 #include "fixture.h"
 #include "merkle.h"
@@ -566,8 +567,8 @@ static const verifier_result *verify(const char *path, const Keten__Anchor *anch
 {
     static verifier_result res;
     auditdb *db = NULL;
-    assert_int_equal(auditdb_open(path, &db), KETEN_OK);
-    assert_true(db->is_export); /* no broker tables in these logs */
+    assert_int_equal(auditdb_open_env(path, &db), KETEN_OK);
+    assert_false(db->is_export); /* an LMDB log made here: exported, then read as tiles */
     verifier_opts o = { .anchor = anchor, .threads = 2 };
     assert_int_equal(verifier_run(db, &o, &res), KETEN_OK);
     auditdb_close(&db);
@@ -838,6 +839,115 @@ static void test_verify_receipt_parties(void **state)
     receipt_twisted(RT_SENDER, 1, KETEN_ERR_MISMATCH, "came from 'belastingdienst'");
 }
 
+/* The export (tiles.h): a leaf of 65535 bytes or more is written with the
+ * long length (0xffff, then a uint32) and read back intact; 300 leaves make
+ * a full tile, a level-1 tile and partial ones; the root and inclusion
+ * proofs cut from the tiles equal the log's; a bundle with a byte added
+ * after its last record is refused, naming the bundle. */
+static void test_export_tiles(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    logw_open(&w, fx, "tiles");
+    enum { N = 300, BIG = 70000, BIG_AT = 5 };
+    uint8_t *big = calloc(1, BIG);
+    assert_non_null(big);
+    for (size_t i = 0; i < BIG; i++) {
+        big[i] = (uint8_t)(i * 7);
+    }
+    for (uint64_t i = 0; i < N; i++) {
+        uint8_t small[16];
+        memset(small, (int)i, sizeof small);
+        const uint8_t *leaf = i == BIG_AT ? big : small;
+        size_t len = i == BIG_AT ? BIG : (size_t)(i % sizeof small);
+        assert_int_equal(keten_mlog_append(w.log, w.txn, leaf, len, NULL), KETEN_OK);
+    }
+    keten_hash want_root;
+    assert_int_equal(keten_mlog_root(w.log, w.txn, N, want_root), KETEN_OK);
+    keten_hash want_path[KETEN_MERKLE_MAX_PROOF];
+    size_t want_len = 0;
+    assert_int_equal(
+        keten_mlog_inclusion_proof(w.log, w.txn, 260, 290, want_path, &want_len), KETEN_OK);
+    logw_close(&w);
+
+    auditdb *db = NULL;
+    assert_int_equal(auditdb_open_env(w.path, &db), KETEN_OK);
+    assert_int_equal(db->size, N);
+    tiles_reader *r = NULL;
+    assert_int_equal(tiles_reader_new(db->t, &r), KETEN_OK);
+    for (uint64_t i = 0; i < N; i++) {
+        uint64_t at = 0;
+        const uint8_t *leaf = NULL;
+        size_t len = 0;
+        bool end = true;
+        assert_int_equal(tiles_reader_next(r, &at, &leaf, &len, &end), KETEN_OK);
+        assert_false(end);
+        assert_int_equal(at, i);
+        if (i == BIG_AT) {
+            assert_int_equal(len, BIG);
+            assert_memory_equal(leaf, big, BIG);
+        } else {
+            assert_int_equal(len, i % 16);
+        }
+    }
+    bool end = false;
+    uint64_t at = 0;
+    const uint8_t *leaf = NULL;
+    size_t len = 0;
+    assert_int_equal(tiles_reader_next(r, &at, &leaf, &len, &end), KETEN_OK);
+    assert_true(end);
+    tiles_reader_destroy(&r);
+    keten_hash root;
+    assert_int_equal(tiles_root(db->t, N, root), KETEN_OK);
+    assert_memory_equal(root, want_root, KETEN_HASH_BYTES);
+    keten_hash path[KETEN_MERKLE_MAX_PROOF];
+    size_t plen = 0;
+    assert_int_equal(tiles_inclusion_proof(db->t, 260, 290, path, &plen), KETEN_OK);
+    assert_int_equal(plen, want_len);
+    assert_memory_equal(path, want_path, plen * KETEN_HASH_BYTES);
+
+    /* The files: the long form in bundle 000, a full level-0 tile, a level-1
+     * tile of one hash, the partial tiles of 300 records. */
+    char p[PATH_MAX * 2];
+    uint8_t *buf = NULL;
+    size_t blen = 0;
+    snprintf(p, sizeof p, "%s/export/tile/entries/000", db->tmp);
+    assert_int_equal(keten_file_read(p, 1u << 20, &buf, &blen), KETEN_OK);
+    size_t off = 0;
+    for (size_t i = 0; i < BIG_AT; i++) {
+        off += 2 + i % 16;
+    }
+    static const uint8_t long_len[] = { 0xff, 0xff, 0x00, 0x01, 0x11, 0x70 };
+    assert_memory_equal(buf + off, long_len, sizeof long_len);
+    free(buf);
+    static const char *const files[]
+        = { "tile/0/000", "tile/0/001.p/44", "tile/1/000.p/1", "tile/entries/001.p/44" };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/export/%s", db->tmp, files[i]);
+        assert_int_equal(keten_file_read(p, 1u << 20, &buf, &blen), KETEN_OK);
+        free(buf);
+    }
+
+    /* One byte added after the last record of a bundle. */
+    snprintf(p, sizeof p, "%s/export/tile/entries/001.p/44", db->tmp);
+    FILE *f = fopen(p, "ab");
+    assert_non_null(f);
+    assert_int_equal(fputc(0, f), 0);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(tiles_reader_new(db->t, &r), KETEN_OK);
+    keten_err e = KETEN_OK;
+    for (uint64_t i = 0; i <= N && e == KETEN_OK; i++) {
+        e = tiles_reader_next(r, &at, &leaf, &len, &end);
+    }
+    tiles_reader_destroy(&r);
+    assert_int_equal(e, KETEN_ERR_MALFORMED);
+    assert_non_null(strstr(keten_err_detail(), "tile/entries/001.p/44 has 1 bytes after its last record 299"));
+    auditdb_close(&db);
+    free(big);
+    fixture_destroy(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -863,6 +973,7 @@ int main(void)
         cmocka_unit_test(test_verify_receipt_outcome),
         cmocka_unit_test(test_verify_receipt_envelope),
         cmocka_unit_test(test_verify_receipt_parties),
+        cmocka_unit_test(test_export_tiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
