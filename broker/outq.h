@@ -76,7 +76,7 @@ keten_err outq_error(outq *self, const conn *c, uint64_t request_id, Keten__Reas
 
 /* Stage the Error that ends a connection whose certificate is no longer
  * current: no msg_id, reason (REVOKED, KEYS_REPLACED, UNKNOWN_SENDER) and the
- * directory version that made it so (docs/wire.md, "Errors"). */
+ * directory version that made it so (docs/wire.md, "Connection refusals"). */
 keten_err outq_refusal(outq *self, const conn *c, Keten__Reason reason, uint64_t version,
     const char *detail) KETEN_MUST_CHECK;
 

@@ -39,7 +39,7 @@
  *
  * Refusal (keten_alarm_refused): the broker ended this node's connection
  * with an Error {REVOKED | KEYS_REPLACED | UNKNOWN_SENDER, directory_version}
- * (docs/wire.md, "Errors"). That is an alarm of kind "revoked",
+ * (docs/wire.md, "Connection refusals"). That is an alarm of kind "revoked",
  * "keys-replaced" or "not-current" (logged, counted), kept in the store's
  * state "refused" (reason, version, time, the transport key it concerns)
  * rather than the alarm list: it holds while the node runs with that key,

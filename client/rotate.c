@@ -371,17 +371,24 @@ bool keten_rotate_try_switch(keten_node *node)
     }
     (void)rename(nextreq, req);
     sync_dir(home);
-    uint64_t now = keten_now_ms();
-    if (state_put_at(node, now, false) != KETEN_OK) {
+    /* The rotation time is the directory's (when the administrators
+     * superseded the old certificate), not the switch's. */
+    uint64_t now = keten_now_ms(), at = now;
+    const Keten__Revocation *r = keten_directory_find_revoked(node->dir, node->me->id);
+    if (r != NULL && r->superseded && r->cert != NULL && r->at > 0 && r->at <= now
+        && cert_has_keys(r->cert, node->me)) {
+        at = r->at;
+    }
+    if (state_put_at(node, at, false) != KETEN_OK) {
         KETEN_LOG(
-            KETEN_LOG_ERR, "cannot store the switch time", "error=\"%s\"", keten_err_detail());
+            KETEN_LOG_ERR, "cannot store the rotation time", "error=\"%s\"", keten_err_detail());
         keten_err_clear();
     }
     keten_identity_destroy(&node->old);
     node->old = node->me;
     node->me = node->next;
     node->next = NULL;
-    node->old_wipe_at = now + lifetime_ms(node);
+    node->old_wipe_at = at + lifetime_ms(node);
     keten_alarm_refusal_clear(node);
     char until[40];
     keten_time_iso(node->old_wipe_at, until, sizeof until);

@@ -11,15 +11,17 @@
  *                               administrators: keten-keys approve --rotate)
  *   identity.superseded.secret  the keys a switch replaced, kept only to
  *                               open deliveries sealed to the old encryption
- *                               key, until switch time + the directory's
- *                               max_message_lifetime, then overwritten and
- *                               removed
+ *                               key, until the rotation time (when the
+ *                               directory superseded the old certificate;
+ *                               the switch time if it does not say) + the
+ *                               directory's max_message_lifetime, then
+ *                               overwritten and removed
  *
  * The switch: when the installed directory lists this node's id with the
  * next keys (at start, after a directory reload, or when the broker ends
  * the connection with KEYS_REPLACED), identity.secret becomes
  * identity.superseded.secret, identity.next.secret becomes identity.secret
- * (and identity.next.request identity.request), the switch time is stored
+ * (and identity.next.request identity.request), the rotation time is stored
  * (state "superseded-at"), the node forgets the refusal of the old key and
  * reconnects with the new one. The store is kept as it is: messages already
  * received stay readable; envelopes queued before the switch stay queued,
