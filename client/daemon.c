@@ -158,8 +158,9 @@ static void on_monitor(keten_node *node)
     }
 }
 
-/* An Error that ends the connection (docs/wire.md, "Errors"): no msg_id,
- * a connection reason and the directory version that made it so. */
+/* An Error that ends the connection (docs/wire.md, "Connection refusals"):
+ * no msg_id, a connection reason and the directory version that made it
+ * so. */
 static bool is_refusal(const Keten__Error *err)
 {
     return err->msg_id.len == 0 && err->directory_version > 0
