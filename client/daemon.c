@@ -63,7 +63,11 @@ static keten_err take_lock(const char *home, int *fd_out)
     return KETEN_OK;
 }
 
-static keten_err open_identity(keten_node *node)
+/* Open identity.secret; the passphrase read for it (NULL for a key written
+ * with --no-passphrase) is handed back in *pass, kept in secure memory to
+ * open the rotation's keys with (keten_rotate_open): KETEN_PASSPHRASE can be
+ * read only once. The caller frees it (keten_passphrase_free). */
+static keten_err open_identity(keten_node *node, char **pass, size_t *passlen)
 {
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/identity.secret", node->opts.home) >= (int)sizeof path) {
@@ -78,11 +82,20 @@ static keten_err open_identity(keten_node *node)
         return keten_err_set(
             e, "no key file %s; make one with keten-node keygen --home %s", path, node->opts.home);
     }
-    if (e == KETEN_OK) {
-        e = keten_cli_identity_open(path, node->opts.passfile, &node->me);
+    if (e == KETEN_OK && encrypted) {
+        e = keten_cli_passphrase(node->opts.passfile, path, false, pass, passlen);
     }
-    /* The passphrase stays until the rotated keys are open too
-     * (keten_rotate_open); keten_daemon_run() scrubs it. */
+    if (e == KETEN_OK) {
+        e = keten_identity_load(
+            path, (const uint8_t *)*pass, *pass != NULL ? *passlen : 0, &node->me);
+        if (e == KETEN_ERR_PASSPHRASE) {
+            e = keten_err_set(e,
+                "the passphrase does not open %s (or the file was altered); check the "
+                "passphrase (--passphrase-file, KETEN_PASSPHRASE or the prompt) and try again",
+                path);
+        }
+    }
+    keten_passphrase_scrub_env();
     if (e == KETEN_OK && !encrypted) {
         KETEN_LOG(KETEN_LOG_WARNING,
             "key file is not passphrase-protected (--no-passphrase); for tests and demos only",
@@ -426,6 +439,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
     node.started_at = keten_now_ms();
     int lock_fd = -1, sfd = -1;
     keten_err e;
+    char *pass = NULL; /* identity.secret's passphrase, until the rotation's keys are open */
+    size_t passlen = 0;
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -440,7 +455,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    if ((e = take_lock(opts->home, &lock_fd)) != KETEN_OK || (e = open_identity(&node)) != KETEN_OK
+    if ((e = take_lock(opts->home, &lock_fd)) != KETEN_OK
+        || (e = open_identity(&node, &pass, &passlen)) != KETEN_OK
         || (e = keten_anchor_load(opts->anchor, &node.anchor)) != KETEN_OK
         || (e = keten_store_open(opts->home, &node.store)) != KETEN_OK
         || (e = keten_dirs_load(&node)) != KETEN_OK) {
@@ -450,8 +466,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
         e = keten_err_set(KETEN_ERR_WRONG_NETWORK, "directory and anchor name other networks");
         goto out;
     }
-    e = keten_rotate_open(&node);
-    keten_passphrase_scrub_env();
+    e = keten_rotate_open(&node, pass, passlen);
+    keten_passphrase_free(&pass);
     if (e != KETEN_OK) {
         goto out;
     }
@@ -483,6 +499,7 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
         KETEN_LOG(KETEN_LOG_NOTICE, "keten-node stopped", "node=%s", node.me->id);
     }
 out:
+    keten_passphrase_free(&pass);
     keten_passphrase_scrub_env();
     keten_api_destroy(&node.api);
     keten_link_destroy(&node.link);

@@ -285,7 +285,32 @@ keten_err keten_rotate_recover(const char *home)
     return KETEN_OK;
 }
 
-keten_err keten_rotate_open(keten_node *node)
+/* Open one of the rotation's key files with identity.secret's passphrase. */
+static keten_err open_with(const char *path, const char *pass, size_t passlen, keten_identity **out)
+{
+    bool encrypted = false;
+    keten_err e = keten_identity_file_encrypted(path, &encrypted);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (encrypted && pass == NULL) {
+        return keten_err_set(KETEN_ERR_NEED_PASSPHRASE,
+            "%s is passphrase-protected but identity.secret is not; keten-node keygen --rotate "
+            "gives both the same passphrase: remove %s and run it again",
+            path, path);
+    }
+    e = keten_identity_load(
+        path, encrypted ? (const uint8_t *)pass : NULL, encrypted ? passlen : 0, out);
+    if (e == KETEN_ERR_PASSPHRASE) {
+        return keten_err_set(e,
+            "identity.secret's passphrase does not open %s (keten-node keygen --rotate gives "
+            "both the same one), or the file was altered",
+            path);
+    }
+    return e;
+}
+
+keten_err keten_rotate_open(keten_node *node, const char *pass, size_t passlen)
 {
     char next[PATH_MAX], sup[PATH_MAX];
     keten_err e;
@@ -294,7 +319,7 @@ keten_err keten_rotate_open(keten_node *node)
         return e;
     }
     if (exists(next)) {
-        if ((e = keten_cli_identity_open(next, node->opts.passfile, &node->next)) != KETEN_OK) {
+        if ((e = open_with(next, pass, passlen, &node->next)) != KETEN_OK) {
             return e;
         }
         if (strcmp(node->next->id, node->me->id) != 0 || node->next->has_log_key) {
@@ -322,8 +347,7 @@ keten_err keten_rotate_open(keten_node *node)
             if (state_put_at(node, 0, true) != KETEN_OK) {
                 keten_err_clear();
             }
-        } else if ((e = keten_cli_identity_open(sup, node->opts.passfile, &node->old))
-            != KETEN_OK) {
+        } else if ((e = open_with(sup, pass, passlen, &node->old)) != KETEN_OK) {
             return e;
         }
     }

@@ -61,10 +61,12 @@ keten_err keten_rotate_keygen(const char *home, const char *passfile, bool json)
  * there). */
 keten_err keten_rotate_recover(const char *home) KETEN_MUST_CHECK;
 
-/* At start, with node->me open and the passphrase still available: open
- * the next and superseded keys if present (node->next, node->old), wipe
- * superseded keys past their time. */
-keten_err keten_rotate_open(keten_node *node) KETEN_MUST_CHECK;
+/* At start, with node->me open: open the next and superseded keys if
+ * present (node->next, node->old) with identity.secret's passphrase (pass,
+ * NULL when that file has none), wipe superseded keys past their time.
+ * Errors: those of keten_identity_load() (with a detail naming the file),
+ * KETEN_ERR_WRONG_TYPE for next keys of another node. */
+keten_err keten_rotate_open(keten_node *node, const char *pass, size_t passlen) KETEN_MUST_CHECK;
 
 /* Switch to the next keys if the installed directory lists them as this
  * node's certificate; true if it switched (the caller reconnects). A

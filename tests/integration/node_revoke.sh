@@ -47,10 +47,11 @@ install() {
 
 # ---- a change that does not touch the node: it stays connected ----------------
 
-run "$NODE" keygen --home n-zorg --id zorg-diemen --role housing --org "Zorg Diemen" \
-    --no-passphrase
-expect 0 "a new partner makes its keys"
-run "$KEYS" approve --dir admin n-zorg/identity.request
+ZPASS="zorg diemen passphrase 2026"
+run env KETEN_PASSPHRASE="$ZPASS" "$NODE" keygen --home n-zorg-diemen --id zorg-diemen \
+    --role housing --org "Zorg Diemen"
+expect 0 "a new partner makes its keys (passphrase-protected)"
+run "$KEYS" approve --dir admin n-zorg-diemen/identity.request
 expect 0 "the administrators approve it"
 publish_dir admin dir.v2 || done_testing
 check "the broker installs version 2 (another node added)" install dir.v2 2
@@ -268,6 +269,19 @@ run "$NODE" send --home n-gemeente-diemen --to belastingdienst --json sig.json -
 expect 0 "a signal to belastingdienst after its switch"
 S6=$(cat "$T/.out")
 check "is delivered and opened with its new keys" wait_until 20 inbox_has belastingdienst "$S6"
+
+# ---- passphrase-protected keys: one KETEN_PASSPHRASE opens both key sets --------
+
+run env KETEN_PASSPHRASE="not the passphrase" "$NODE" keygen --rotate --home n-zorg-diemen
+expect 1 "keygen --rotate with a wrong passphrase is refused"
+says "the passphrase does not open" "it says so"
+check "and leaves no next keys" test ! -e n-zorg-diemen/identity.next.secret
+run env KETEN_PASSPHRASE="$ZPASS" "$NODE" keygen --rotate --home n-zorg-diemen
+expect 0 "with the right one, zorg-diemen makes its next keys (same passphrase)"
+KETEN_PASSPHRASE="$ZPASS" start_node zorg-diemen
+check "the daemon opens both with the one KETEN_PASSPHRASE (read once)" wait_until 15 grep -q \
+    'msg="new keys wait for their certificate"' "$T/node-zorg-diemen.log"
+check "and connects with its current keys" wait_until 20 connected zorg-diemen
 
 # ---- the audit log ------------------------------------------------------------------
 

@@ -7,7 +7,9 @@
  * identity.*), the next keys become the node's, the old ones are kept for
  * opening, the refusal of the old key is forgotten. The superseded keys are
  * wiped only once their time has passed (twin: not before). An interrupted
- * switch is finished at the next start. */
+ * switch is finished at the next start. Protected next keys open with
+ * identity.secret's passphrase, handed over once (KETEN_PASSPHRASE can be
+ * read only once); a wrong one or none is refused, saying why. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -105,7 +107,7 @@ static void test_switch(void **state)
     char p[PATH_MAX];
     path(t, KETEN_ROTATE_NEXT_REQUEST, p);
     assert_int_equal(keten_file_write(p, "req", 3, 0644, false), KETEN_OK);
-    assert_int_equal(keten_rotate_open(node), KETEN_OK);
+    assert_int_equal(keten_rotate_open(node, NULL, 0), KETEN_OK);
     assert_non_null(node->next);
     assert_memory_equal(node->next->sign_pk, next->sign_pk, KETEN_SIGN_PK_BYTES);
 
@@ -154,6 +156,32 @@ static void test_switch(void **state)
     keten_pb_free((ProtobufCMessage **)(void *)&parsed);
     free(req);
     free(v2);
+    keten_identity_destroy(&next);
+}
+
+static void test_open_with_passphrase(void **state)
+{
+    ctx *t = *state;
+    keten_node *node = t->node;
+    keten_identity *next = NULL;
+    assert_int_equal(
+        keten_identity_generate("alpha", "municipality", "Alpha", false, &next), KETEN_OK);
+    char p[PATH_MAX];
+    path(t, KETEN_ROTATE_NEXT, p);
+    static const char pass[] = "a passphrase of the node";
+    assert_int_equal(
+        keten_identity_save(next, p, (const uint8_t *)pass, sizeof pass - 1), KETEN_OK);
+    /* Twins: no passphrase, a wrong one. */
+    assert_int_equal(keten_rotate_open(node, NULL, 0), KETEN_ERR_NEED_PASSPHRASE);
+    assert_non_null(strstr(keten_err_detail(), "the same passphrase"));
+    assert_null(node->next);
+    assert_int_equal(keten_rotate_open(node, "another one", 11), KETEN_ERR_PASSPHRASE);
+    assert_non_null(strstr(keten_err_detail(), "does not open"));
+    assert_null(node->next);
+    keten_err_clear();
+    assert_int_equal(keten_rotate_open(node, pass, sizeof pass - 1), KETEN_OK);
+    assert_non_null(node->next);
+    assert_memory_equal(node->next->sign_pk, next->sign_pk, KETEN_SIGN_PK_BYTES);
     keten_identity_destroy(&next);
 }
 
@@ -209,6 +237,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_switch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_with_passphrase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wipe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
     };
