@@ -244,12 +244,10 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     e = keten_envelope_open(
         node->me, node->dir, d->envelope.data, d->envelope.len, now, &v, &signal);
     if (e != KETEN_OK) {
-        char q[300];
-        keten_log_quote(keten_err_detail(), q, sizeof q);
         Keten__Reason reason = refusal_reason(e);
         KETEN_LOG(KETEN_LOG_WARNING, "delivery refused",
             "leaf=%llu error=\"%s\" reason=%s detail=%s", (unsigned long long)leaf,
-            keten_strerror(e), keten_outbox_reason_name(reason), q);
+            keten_strerror(e), keten_outbox_reason_name(reason), keten_err_detail());
         node->counters.rejected++;
         /* The record is the envelope's (checked above): its msg_id is the
          * header's. */
