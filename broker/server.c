@@ -773,12 +773,14 @@ static void finish(server *s)
         if (bb->n > 0) {
             metrics_batch(b->m, bb->n, commit_us);
         }
+#ifdef KETEN_TEST_HOOKS
         if ((s->fault_kill_after_commit && atomic_load(&b->m->submits) > s->pend.submits_before)
             || (s->fault_kill_after_notice && b->notices_staged > 0)) {
             KETEN_LOG(KETEN_LOG_WARNING, "test hook: killed after the commit, before the acks",
                 "env=%s", FAULT_ENV);
             raise(SIGKILL);
         }
+#endif
     }
     b->notices_staged = 0;
     outq_flush(b->out, s->router);
@@ -966,6 +968,7 @@ keten_err server_run(const broker_config *cfg)
         e = keten_err_set(KETEN_ERR_NOMEM, "broker state");
         goto out;
     }
+#ifdef KETEN_TEST_HOOKS
     const char *offset = getenv(CLOCK_ENV);
     if (offset != NULL) {
         char *end = NULL;
@@ -988,6 +991,7 @@ keten_err server_run(const broker_config *cfg)
         KETEN_LOG(KETEN_LOG_WARNING, "test hook armed: the broker will kill itself after a commit",
             "env=%s", FAULT_ENV);
     }
+#endif
     if ((e = load_identity(s)) != KETEN_OK) {
         goto out;
     }
