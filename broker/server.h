@@ -52,6 +52,8 @@
  * "kill -9 between commit and ack"); with KETEN_BROKER_FAULT=kill-after-notice,
  * right after the first commit of a batch that staged a notice (a forwarded
  * receipt or an expiry notice), before it is sent. It is logged at start.
+ * KETEN_BROKER_TEST_CLOCK_OFFSET_MS=N shifts the broker's clock by N ms.
+ * Both exist only in a build with -Dtest_hooks=true (lib/cli.h).
  */
 #ifndef KETEN_BROKER_SERVER_H
 #define KETEN_BROKER_SERVER_H
