@@ -397,7 +397,8 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
     if (!conns_same_peer(c, uid, zmq_msg_gets(data, ZAP_KEY_PROPERTY))) {
         metrics_auth_failed(b->m);
         broker_event_add(b, KETEN__EVENT__EVENT_AUTH_FAILED, uid != NULL ? uid : c->node);
-        KETEN_LOG(KETEN_LOG_WARNING, "frame dropped: its authenticated peer is not its connection's",
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "frame dropped: its authenticated peer is not its connection's",
             "connection=%s user_id=%s", c->node, uid != NULL ? uid : "-");
         return NULL;
     }

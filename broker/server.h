@@ -22,7 +22,10 @@
  *   2. up to BROKER_BATCH_MAX frames (without blocking); each frame's
  *      User-Id and admitted key (ZAP's "X-Key") are checked against the
  *      directory in force; frames of nodes no longer current are dropped
- *      and audited (auth-failed, once per connection);
+ *      and audited (auth-failed, once per connection); every frame's
+ *      User-Id and key are compared with the peer its routing id was bound
+ *      to (conns_same_peer()): a frame of another peer is dropped and
+ *      audited (auth-failed, naming the frame's User-Id);
  *   3. the pool signs the acks of the pending batch (applied last round)
  *      and verifies the envelopes and receipts just read (submit.h,
  *      deliver.h), while the main thread commits the pending batch (fsync);

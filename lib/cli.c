@@ -45,7 +45,8 @@ bool keten_cli_is_test_hook(const char *name)
         if (m - i >= 6 && memcmp(rest + i, "_TEST_", 6) == 0) {
             return true;
         }
-        if (m - i >= 6 && memcmp(rest + i, "_FAULT", 6) == 0 && (m - i == 6 || rest[i + 6] == '_')) {
+        if (m - i >= 6 && memcmp(rest + i, "_FAULT", 6) == 0
+            && (m - i == 6 || rest[i + 6] == '_')) {
             return true;
         }
     }

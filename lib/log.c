@@ -210,9 +210,9 @@ static bool one_conversion(const char *spec, size_t n, va_list *ap, char *out, s
         return false;
     }
     char conv = f[i];
-#define EMIT(val)                                                                                \
-    (nstar == 0       ? snprintf(out, out_size, f, (val))                                        \
-            : nstar == 1 ? snprintf(out, out_size, f, star[0], (val))                            \
+#define EMIT(val)                                                                                  \
+    (nstar == 0          ? snprintf(out, out_size, f, (val))                                       \
+            : nstar == 1 ? snprintf(out, out_size, f, star[0], (val))                              \
                          : snprintf(out, out_size, f, star[0], star[1], (val)))
     int r = -1;
     switch (conv) {

@@ -71,8 +71,8 @@ void keten_log_write(int level, const char *msg, const char *tmpl, ...) KETEN_PR
  * terminated; returns its length. For tests. out_size >= 2. */
 size_t keten_log_format(char *out, size_t out_size, int level, const char *msg, const char *tmpl,
     ...) KETEN_PRINTF(5, 6);
-size_t keten_log_vformat(char *out, size_t out_size, int level, const char *msg,
-    const char *tmpl, va_list ap) KETEN_PRINTF(5, 0);
+size_t keten_log_vformat(char *out, size_t out_size, int level, const char *msg, const char *tmpl,
+    va_list ap) KETEN_PRINTF(5, 0);
 
 #define KETEN_LOG(level, msg, ...)                                                               \
     do {                                                                                         \

@@ -83,8 +83,8 @@ static void test_refusal(void **state)
      * release build starts without one. */
     assert_int_equal(check(hooked, true, msg, sizeof msg), 0);
     assert_string_equal(msg, "");
-    const char *clean[] = { "PATH=/usr/bin", "KETEN_PASSPHRASE=x", "KETEN_BROKER_VERIFY_THREADS=2",
-        NULL };
+    const char *clean[]
+        = { "PATH=/usr/bin", "KETEN_PASSPHRASE=x", "KETEN_BROKER_VERIFY_THREADS=2", NULL };
     assert_int_equal(check(clean, false, msg, sizeof msg), 0);
     assert_string_equal(msg, "");
     const char *empty[] = { NULL };

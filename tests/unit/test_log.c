@@ -42,9 +42,10 @@ static void test_plain_values(void **state)
     /* No fields; widths, precision and %% */
     keten_log_format(buf, sizeof buf, KETEN_LOG_NOTICE, "broker stopped", NULL);
     assert_string_equal(buf, "level=notice prog=keten-test msg=\"broker stopped\"\n");
-    keten_log_format(buf, sizeof buf, KETEN_LOG_INFO, "x", "a=%05d b=%.*s c=%*d d=100%% e=%c",
-        42, 3, "abcdef", 4, 7, 'z');
-    assert_string_equal(buf, "level=info prog=keten-test msg=x a=00042 b=abc c=\"   7\" d=100% e=z\n");
+    keten_log_format(buf, sizeof buf, KETEN_LOG_INFO, "x", "a=%05d b=%.*s c=%*d d=100%% e=%c", 42,
+        3, "abcdef", 4, 7, 'z');
+    assert_string_equal(
+        buf, "level=info prog=keten-test msg=x a=00042 b=abc c=\"   7\" d=100% e=z\n");
 }
 
 static void test_hostile_value(void **state)
@@ -56,8 +57,8 @@ static void test_hostile_value(void **state)
      * encoding and a surrogate; then a valid two-byte character. */
     const char *evil = "x\"\nlevel=error prog=keten-broker msg=ALARM alarm=forged\r\t\x01\x1b"
                        "[2J\x7f\\ node=other \xff\xc0\xaf\xed\xa0\x80 \xc3\xa9";
-    keten_log_format(buf, sizeof buf, KETEN_LOG_WARNING, "submit refused",
-        "node=%s detail=%s n=%d", "gemeente-diemen", evil, 1);
+    keten_log_format(buf, sizeof buf, KETEN_LOG_WARNING, "submit refused", "node=%s detail=%s n=%d",
+        "gemeente-diemen", evil, 1);
     assert_string_equal(buf,
         "level=warn prog=keten-broker msg=\"submit refused\" node=gemeente-diemen "
         "detail=\"x\\\"\\nlevel=error prog=keten-broker msg=ALARM alarm=forged\\r\\t\\x01\\x1b"
