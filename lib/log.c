@@ -113,9 +113,11 @@ static void put_value(line *l, const char *s, size_t n, bool quote)
         }
         return;
     }
-    if (!put(l, "\"", 1)) {
+    if (l->len + 2 > l->cap) { /* not even room for the two quotes */
+        l->truncated = true;
         return;
     }
+    put(l, "\"", 1);
     /* Keep room for the closing quote. */
     size_t cap = l->cap;
     l->cap = cap - 1;
@@ -368,9 +370,13 @@ static bool put_fields(line *l, const char *tmpl, va_list *ap)
         } else if (*p != '\0') {
             return false;
         }
-        if (!put(l, " ", 1) || !put(l, key, klen) || !put(l, "=", 1)) {
+        if (l->len + klen + 2 > l->cap) { /* " key=" does not fit: no half field */
+            l->truncated = true;
             return true;
         }
+        put(l, " ", 1);
+        put(l, key, klen);
+        put(l, "=", 1);
         put_value(l, value, vn, quoted);
         if (l->truncated) {
             return true;

@@ -23,6 +23,20 @@ static size_t count(const char *s, char c)
     return n;
 }
 
+/* Double quotes in s that are not escaped with a backslash. */
+static size_t unescaped_quotes(const char *s)
+{
+    size_t n = 0;
+    for (; *s != '\0'; s++) {
+        if (*s == '\\' && s[1] != '\0') {
+            s++;
+        } else {
+            n += *s == '"';
+        }
+    }
+    return n;
+}
+
 static void test_plain_values(void **state)
 {
     (void)state;
@@ -105,6 +119,20 @@ static void test_long_value(void **state)
     assert_int_equal(small[n - strlen(tail) - 1], '"');
     assert_int_equal(small[n - strlen(tail) - 2], 'n'); /* a whole "\n" */
     assert_int_equal(small[n - strlen(tail) - 3], '\\');
+    /* Every buffer size: one line, NUL-terminated within the buffer, never
+     * a half escape or a half field. */
+    for (size_t size = 2; size < 120; size++) {
+        char tiny[120];
+        memset(tiny, 'Z', sizeof tiny);
+        n = keten_log_format(tiny, size, KETEN_LOG_INFO, "a message", "key=%s other=%s",
+            "v\n\"w", "plain");
+        assert_true(n < size);
+        assert_int_equal(tiny[n], '\0');
+        assert_int_equal(tiny[n - 1], '\n');
+        assert_int_equal(tiny[size], 'Z'); /* nothing written beyond the buffer */
+        assert_int_equal(count(tiny, '\n'), 1);
+        assert_int_equal(unescaped_quotes(tiny) % 2, 0);
+    }
     /* The full-size line holds a value of KETEN_LOG_VALUE_MAX - 1 bytes cut
      * to fit, and still one line. */
     n = keten_log_format(buf, sizeof buf, KETEN_LOG_INFO, "m", "a=%s", big);
