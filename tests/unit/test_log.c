@@ -124,8 +124,8 @@ static void test_long_value(void **state)
     for (size_t size = 2; size < 120; size++) {
         char tiny[120];
         memset(tiny, 'Z', sizeof tiny);
-        n = keten_log_format(tiny, size, KETEN_LOG_INFO, "a message", "key=%s other=%s",
-            "v\n\"w", "plain");
+        n = keten_log_format(
+            tiny, size, KETEN_LOG_INFO, "a message", "key=%s other=%s", "v\n\"w", "plain");
         assert_true(n < size);
         assert_int_equal(tiny[n], '\0');
         assert_int_equal(tiny[n - 1], '\n');
