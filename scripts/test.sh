@@ -40,7 +40,7 @@ run_suite() {
   sargs=("$@")
   if [ -f "$dir/meson-private/coredata.dat" ]; then
     # An existing build folder may be configured otherwise (scripts/demo.sh
-    # makes build/ with a plain `meson setup`, a developer may have changed
+    # makes build/ without the tests (-Dtests=false), a developer may have changed
     # it): it gets the options stated here. `meson configure`, because
     # `meson setup --reconfigure` ignores the b_ options (b_sanitize). Only
     # when they differ: meson configure makes ninja regenerate.
