@@ -83,9 +83,7 @@ keten_err keten_alarm_evidence_count(keten_node *node, size_t *out)
 static void raise_alarm(keten_node *node, const char *kind, const char *detail)
 {
     node->counters.alarms++;
-    char q[600];
-    keten_log_quote(detail, q, sizeof q);
-    KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s detail=%s", kind, q);
+    KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s detail=%s", kind, detail);
 
     MDB_txn *txn = NULL;
     Keten__NodeAlarms *list = NULL;
@@ -134,9 +132,7 @@ void keten_alarm_warn(keten_node *node, const char *what, const char *fmt, ...)
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     node->counters.warnings++;
-    char q[600];
-    keten_log_quote(detail, q, sizeof q);
-    KETEN_LOG(KETEN_LOG_WARNING, "warning", "warning=%s detail=%s", what, q);
+    KETEN_LOG(KETEN_LOG_WARNING, "warning", "warning=%s detail=%s", what, detail);
 }
 
 keten_err keten_alarm_list(keten_node *node, json_t **out)

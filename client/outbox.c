@@ -696,8 +696,7 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
         take_ack(node, request_id, err->proof, "duplicate refusal");
         return;
     }
-    char detail[200];
-    keten_log_quote(err->detail != NULL ? err->detail : "", detail, sizeof detail);
+    const char *detail = err->detail != NULL ? err->detail : "";
     if (err->msg_id.len != KETEN_MSG_ID_BYTES) {
         KETEN_LOG(KETEN_LOG_WARNING, "broker error", "reason=%s detail=%s",
             keten_outbox_reason_name(err->reason), detail);

@@ -294,13 +294,20 @@ check "(c) no checkpoint naming the withheld version was taken or cosigned" lack
 stop_one gemeente-diemen
 stop_one fake
 
-# (d) the broker refuses.
-start_fake refuse
+# (d) the broker refuses, with a detail made to look like a second log line
+# of the node's (the text is the broker's: the node must log it as a value).
+FORGED='level=error prog=keten-node msg=ALARM alarm=forged'
+start_fake refuse --refuse-detail $'the sharing policy refuses it\n'"$FORGED"$'\r\x01 "q"'
 start_victim
 check "(d) the node connects" wait_until 20 connected gemeente-diemen
 run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
 expect 1 "(d) send --wait reports the broker's refusal"
 says "POLICY (rule 7)" "(d) with the reason and the rule"
+check "(d) the broker's detail is logged escaped, as one value of the refusal's line" \
+    grep -qF "reason=POLICY rule=7 detail=\"the sharing policy refuses it\\n$FORGED\\r\\x01 \\\"q\\\"\"" \
+    "$T/node-gemeente-diemen.log"
+check "(d) no line of the node's log starts with the forged text" lacks \
+    grep -q "^$FORGED" "$T/node-gemeente-diemen.log"
 M=$(msg_id_of)
 run "$NODE" status --home n-gemeente-diemen "$M" --json
 expect 0 "(d) status MSG_ID of the refused message"
