@@ -673,7 +673,7 @@ static void test_rejected_attribution(void **state)
     logw_close(&w);
 
     auditdb *db = NULL;
-    assert_int_equal(auditdb_open(w.path, &db), KETEN_OK);
+    assert_int_equal(auditdb_open_env(w.path, &db), KETEN_OK);
     records_index *idx = records_index_new();
     assert_non_null(idx);
     seen_log s = { .n = 0 };
