@@ -215,7 +215,14 @@ int keten_apiclient_dry_run(
 {
     json_t *reply = NULL;
     const char *checked = "node";
-    keten_err e = keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
+    keten_err e = KETEN_ERR_NOT_FOUND;
+    if (req == NULL) { /* text that is not UTF-8: the parser says where */
+        checked = "signal only";
+        reply = dry_run_local(text, len);
+        e = reply == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
+    } else {
+        e = keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
+    }
     if (e == KETEN_ERR_NOT_FOUND) {
         fprintf(stderr,
             "%s: no node runs for %s: checked the signal's fields only, not its type and "

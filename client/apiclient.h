@@ -45,7 +45,8 @@ keten_err keten_apiclient_read_signal(const char *arg, char **text, size_t *len)
  * ("path: problem (allowed: ...)"), or with as_json one object {valid,
  * checked ("node" or "signal only"), problems [{path, problem, allowed,
  * error}], more}. Returns the exit code: 0 valid, 1 problems, else that of
- * the failure. */
+ * the failure. req NULL (a signal text that is not UTF-8, which a request
+ * cannot carry): the text is checked here, and its problem listed. */
 int keten_apiclient_dry_run(
     const char *home, const json_t *req, const char *text, size_t len, bool as_json);
 

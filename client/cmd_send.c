@@ -120,7 +120,7 @@ int cmd_send(int argc, char **argv)
     json_t *req = json_pack("{s:s, s:s, s:s, s:s%, s:b, s:I, s:b}", "cmd", "send", "to", to,
         "kind", kind, "signal", text, len, "wait", wait, "timeout_ms",
         (json_int_t)(timeout_s * 1000), "dry_run", dry_run);
-    if (req == NULL) {
+    if (req == NULL && !dry_run) {
         sodium_memzero(text, len);
         free(text);
         return keten_cli_usage("send", "the signal is not valid UTF-8 text");
