@@ -43,6 +43,10 @@ expect 0 "dry run of a valid signal, no node running"
 check "it prints valid" grep -qx valid "$T/.out"
 run bash -c "\"$NODE\" send --home n-gemeente-diemen --to politie-mn --signal - --dry-run <bad.json"
 expect 1 "dry run reads the signal from standard input"
+printf '{"type":"drugs","purpose":"handhaving","summary":"\xc3\x28"}' >latin.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal latin.json --dry-run
+expect 1 "dry run of a text that is not UTF-8: a problem, not a usage error"
+stdout_says "signal JSON: unable to decode byte 0xc3" "it says which byte"
 run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --dry-run --wait
 expect 2 "--dry-run with --wait is a usage error"
 run "$NODE" send --home n-gemeente-diemen --to politie-mn --kind feedback --signal sig.json
