@@ -401,8 +401,16 @@ static json_t *do_send(
     keten_node *node, const json_t *req, const uint8_t *rid, size_t rid_len, bool *deferred)
 {
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    /* A dry run is its own command, so that a daemon that does not know it
+     * answers "unknown command" and never sends what was only to be checked. */
+    bool dry_run = strcmp(cmd, "dry-run") == 0;
+    if (dry_run) {
+        cmd = json_string_value(json_object_get(req, "for"));
+        if (cmd == NULL || (strcmp(cmd, "send") != 0 && strcmp(cmd, "reply") != 0)) {
+            return usage_reply("a dry run is \"for\": \"send\" or \"reply\"");
+        }
+    }
     bool is_reply = strcmp(cmd, "reply") == 0;
-    bool dry_run = json_is_true(json_object_get(req, "dry_run"));
     const char *text = json_string_value(json_object_get(req, "signal"));
     if (text == NULL) {
         return usage_reply("no signal given; use --signal FILE or --signal - for standard input");
@@ -603,7 +611,8 @@ static json_t *dispatch(keten_node *node, const uint8_t *body, size_t len, const
         r = usage_reply("the request has no \"cmd\"");
     } else if (strcmp(cmd, "ping") == 0) {
         r = json_pack("{s:b, s:s}", "ok", 1, "node", node->me->id);
-    } else if (strcmp(cmd, "send") == 0 || strcmp(cmd, "reply") == 0) {
+    } else if (strcmp(cmd, "send") == 0 || strcmp(cmd, "reply") == 0
+        || strcmp(cmd, "dry-run") == 0) {
         r = do_send(node, req, rid, rid_len, deferred);
     } else if (strcmp(cmd, "inbox") == 0) {
         r = do_inbox(node, req, rid, rid_len, deferred);

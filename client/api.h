@@ -17,11 +17,12 @@
  *        once (a second is refused: exit 1, naming the first); feedback a
  *        received signal; anything else is refused (exit 1). It goes to the
  *        answered message's sender, in_reply_to = msg_id.
- *   send or reply with "dry_run":true: nothing is sealed or stored; every
- *        check of the request runs (for a reply, the message answered; the
- *        node may send; the signal against the directory; the recipients; the
- *        policy, keten_outbox_check) -> {"ok":true,"valid":BOOL,"problems":
- *        [{"path","problem","allowed","error"}],"more":N}
+ *   {"cmd":"dry-run","for":"send"|"reply", and the fields of that request}:
+ *        nothing is sealed or stored; every check of the request runs (for a
+ *        reply, the message answered; the node may send; the signal against
+ *        the directory; the recipients; the policy: keten_outbox_check)
+ *        -> {"ok":true,"valid":BOOL,"problems":[{"path","problem","allowed",
+ *        "error"}],"more":N}
  *   {"cmd":"inbox"[,"all":true][,"wait_ms":N]}         -> {"ok":true,"messages":[...]}
  *   {"cmd":"show","msg_id":HEX}                        -> {"ok":true,"message":{...}}
  *   {"cmd":"ack","msg_id":HEX}                         -> {"ok":true}

@@ -36,7 +36,7 @@ int keten_apiclient_check(const json_t *reply);
  * (at most KETEN_SIGNAL_JSON_MAX bytes). */
 keten_err keten_apiclient_read_signal(const char *arg, char **text, size_t *len) KETEN_MUST_CHECK;
 
-/* --dry-run of send and reply: req (with "dry_run": true) goes to the
+/* --dry-run of send and reply: req ({"cmd": "dry-run", "for": ...}) goes to the
  * daemon, which runs every check of a send without sealing (the signal
  * against its directory, the recipients, the policy; for a reply the message
  * answered). When no daemon runs for home, the signal text alone is checked

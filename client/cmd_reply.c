@@ -109,9 +109,9 @@ int cmd_reply(int argc, char **argv)
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    json_t *req = json_pack("{s:s, s:s, s:s, s:s%, s:b, s:I, s:b}", "cmd", "reply", "msg_id",
-        msg_id, "kind", kind, "signal", text, len, "wait", wait, "timeout_ms",
-        (json_int_t)(timeout_s * 1000), "dry_run", dry_run);
+    json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:s%, s:b, s:I}", "cmd",
+        dry_run ? "dry-run" : "reply", "for", "reply", "msg_id", msg_id, "kind", kind, "signal",
+        text, len, "wait", wait, "timeout_ms", (json_int_t)(timeout_s * 1000));
     if (req == NULL && !dry_run) {
         sodium_memzero(text, len);
         free(text);

@@ -101,12 +101,12 @@ int cmd_send(int argc, char **argv)
         return keten_cli_usage("send", "--home, --to and --signal FILE|- are required");
     }
     if (strcmp(kind, "feedback") == 0) {
-        return keten_cli_usage("send",
-            "feedback answers a received signal: keten-node reply --kind feedback MSG_ID");
+        return keten_cli_usage(
+            "send", "feedback answers a received signal: keten-node reply --kind feedback MSG_ID");
     }
     if (strcmp(kind, "signal") != 0 && strcmp(kind, "query") != 0) {
-        return keten_cli_usage("send",
-            "--kind must be signal or query (answer a query with keten-node reply)");
+        return keten_cli_usage(
+            "send", "--kind must be signal or query (answer a query with keten-node reply)");
     }
     if (dry_run && wait) {
         return keten_cli_usage("send", "--dry-run sends nothing: there is nothing to --wait for");
@@ -117,9 +117,11 @@ int cmd_send(int argc, char **argv)
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    json_t *req = json_pack("{s:s, s:s, s:s, s:s%, s:b, s:I, s:b}", "cmd", "send", "to", to,
-        "kind", kind, "signal", text, len, "wait", wait, "timeout_ms",
-        (json_int_t)(timeout_s * 1000), "dry_run", dry_run);
+    /* A dry run is a command of its own: a daemon that does not know it
+     * refuses it instead of sending. */
+    json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:s%, s:b, s:I}", "cmd",
+        dry_run ? "dry-run" : "send", "for", "send", "to", to, "kind", kind, "signal", text, len,
+        "wait", wait, "timeout_ms", (json_int_t)(timeout_s * 1000));
     if (req == NULL && !dry_run) {
         sodium_memzero(text, len);
         free(text);

@@ -176,8 +176,8 @@ static void sent_envelope_hash(const Keten__SentRecord *rec, uint8_t out[static 
 
 /* The signal's type and purpose, when both are registered labels (else
  * the signal's own problems say so and the policy is not looked at). */
-static bool signal_labels(const keten_node *node, const char *json, size_t len, char *type,
-    char *purpose)
+static bool signal_labels(
+    const keten_node *node, const char *json, size_t len, char *type, char *purpose)
 {
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL);
     const char *t = json_string_value(json_object_get(root, "type"));
@@ -216,8 +216,8 @@ keten_err keten_outbox_check(
     size_t n_ids = 0;
     e = resolve_recipients(node, req->to, &ids, &n_ids);
     if (e != KETEN_OK) {
-        keten_signal_problems_add(problems, e, "to", "node ids, role:NAME or *, comma-separated",
-            keten_err_detail());
+        keten_signal_problems_add(
+            problems, e, "to", "node ids, role:NAME or *, comma-separated", keten_err_detail());
         if (first == KETEN_OK) {
             first = e;
             snprintf(detail, sizeof detail, "to: %s", keten_err_detail());

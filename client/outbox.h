@@ -71,8 +71,8 @@ keten_err keten_outbox_send(keten_node *node, const keten_send_req *req,
  * rule). Every problem is appended to *problems (zero-initialised by the
  * caller, keten_signal_problems_clear() after). Nothing is sealed or
  * stored. KETEN_OK when there is none; else the first problem's error. */
-keten_err keten_outbox_check(keten_node *node, const keten_send_req *req,
-    keten_signal_problems *problems) KETEN_MUST_CHECK;
+keten_err keten_outbox_check(
+    keten_node *node, const keten_send_req *req, keten_signal_problems *problems) KETEN_MUST_CHECK;
 
 /* Start a pass that resubmits every envelope in the outbox (on connect). */
 void keten_outbox_submit_all(keten_node *node);

@@ -40,24 +40,23 @@ static const char *const attachment_keys[] = { "name", "media_type", "data_base6
 #define ALLOWED_PURPOSE "a purpose name [a-z0-9][a-z0-9./-]{0,63} registered in the directory"
 #define ALLOWED_SUMMARY "UTF-8 text of at most 4096 bytes"
 #define ALLOWED_NATURE "hard, soft"
-#define ALLOWED_GRADING \
-    "an object {\"source\": A-F, \"information\": 1-6}, e.g. {\"source\": \"B\", " \
+#define ALLOWED_GRADING                                                                            \
+    "an object {\"source\": A-F, \"information\": 1-6}, e.g. {\"source\": \"B\", "                 \
     "\"information\": \"2\"}"
 #define ALLOWED_SOURCE "A, B, C, D, E, F"
 #define ALLOWED_INFORMATION "1, 2, 3, 4, 5, 6"
 #define ALLOWED_HANDLING "TLP:CLEAR, TLP:GREEN, TLP:AMBER, TLP:AMBER+STRICT, TLP:RED"
-#define ALLOWED_OBSERVED_AT \
-    "an ISO 8601 UTC time YYYY-MM-DDTHH:MM:SS[.fff]Z (e.g. 2026-11-19T10:30:00Z), or ms since " \
+#define ALLOWED_OBSERVED_AT                                                                        \
+    "an ISO 8601 UTC time YYYY-MM-DDTHH:MM:SS[.fff]Z (e.g. 2026-11-19T10:30:00Z), or ms since "    \
     "the epoch as a string of digits, up to the end of the year 9999"
 #define ALLOWED_OBSERVED_BY "UTF-8 text of at most 128 bytes, one line"
 #define ALLOWED_SUBJECTS "an array of at most 64 objects {kind, value}"
 #define ALLOWED_SUBJECT "an object with the fields kind, value"
-#define ALLOWED_SUBJECT_KIND \
-    "a short name [a-z0-9-]{1,32}, e.g. address, person, company, vehicle"
+#define ALLOWED_SUBJECT_KIND "a short name [a-z0-9-]{1,32}, e.g. address, person, company, vehicle"
 #define ALLOWED_SUBJECT_VALUE "non-empty UTF-8 text of at most 1024 bytes, one line"
 #define ALLOWED_ATTACHMENTS "an array of at most 16 objects {name, media_type, data_base64}"
 #define ALLOWED_ATTACHMENT "an object with the fields name, media_type, data_base64"
-#define ALLOWED_ATTACHMENT_NAME \
+#define ALLOWED_ATTACHMENT_NAME                                                                    \
     "a file name of at most 255 bytes without '/' or '\\', not '.' or '..'"
 #define ALLOWED_MEDIA_TYPE "a MIME type type/subtype of printable ASCII, e.g. image/jpeg"
 #define ALLOWED_BASE64 "standard base64 (A-Z a-z 0-9 + /) with '=' padding, no line breaks"
@@ -160,8 +159,8 @@ void keten_signal_problems_add(keten_signal_problems *problems, keten_err err, c
 static void report(problem_sink *sink, keten_err err, const char *path, const char *allowed,
     const char *fmt, ...) KETEN_PRINTF(5, 6);
 
-static void report(problem_sink *sink, keten_err err, const char *path, const char *allowed,
-    const char *fmt, ...)
+static void report(
+    problem_sink *sink, keten_err err, const char *path, const char *allowed, const char *fmt, ...)
 {
     if (sink_covered(sink, path)) {
         return;
@@ -260,8 +259,8 @@ static bool utf8_valid(const unsigned char *s, size_t n)
 
 /* A text field: at most max bytes, UTF-8, no control characters (newline and
  * tab allowed when multiline), non-empty when required. */
-static void check_text(problem_sink *sink, const char *path, const char *s, size_t max,
-    bool multiline, bool required)
+static void check_text(
+    problem_sink *sink, const char *path, const char *s, size_t max, bool multiline, bool required)
 {
     char allowed[128];
     snprintf(allowed, sizeof allowed, "%sUTF-8 text of at most %zu bytes, %s",
@@ -275,8 +274,8 @@ static void check_text(problem_sink *sink, const char *path, const char *s, size
         return;
     }
     if (n > max) {
-        report(sink, KETEN_ERR_TOO_LARGE, path, allowed, "is %zu bytes; at most %zu allowed", n,
-            max);
+        report(
+            sink, KETEN_ERR_TOO_LARGE, path, allowed, "is %zu bytes; at most %zu allowed", n, max);
         return;
     }
     if (!utf8_valid((const unsigned char *)s, n)) {
@@ -329,8 +328,7 @@ static void check_grading(problem_sink *sink, const Keten__Grading *g)
     const char *inf = g->information ? g->information : "";
     if (strlen(src) != 1 || src[0] < 'A' || src[0] > 'F') {
         report(sink, KETEN_ERR_INVALID, "grading.source", ALLOWED_SOURCE,
-            "must be one of A-F (Admiralty source reliability), got '%.*s'", SIGNAL_ECHO_MAX,
-            src);
+            "must be one of A-F (Admiralty source reliability), got '%.*s'", SIGNAL_ECHO_MAX, src);
     }
     if (strlen(inf) != 1 || inf[0] < '1' || inf[0] > '6') {
         report(sink, KETEN_ERR_INVALID, "grading.information", ALLOWED_INFORMATION,
@@ -442,7 +440,8 @@ static void check_label(problem_sink *sink, const char *field, const char *value
     }
 }
 
-static void check_signal(problem_sink *sink, const Keten__Signal *signal, const keten_directory *dir)
+static void check_signal(
+    problem_sink *sink, const Keten__Signal *signal, const keten_directory *dir)
 {
     if (signal == NULL) {
         report(sink, KETEN_ERR_INVALID, "", NULL, "the signal is missing");
@@ -454,8 +453,8 @@ static void check_signal(problem_sink *sink, const Keten__Signal *signal, const 
         report(sink, KETEN_ERR_INVALID, "observed_at", ALLOWED_OBSERVED_AT,
             "%llu ms is after the year 9999", (unsigned long long)signal->observed_at);
     }
-    check_text(sink, "summary", signal->summary ? signal->summary : "", SIGNAL_SUMMARY_MAX, true,
-        false);
+    check_text(
+        sink, "summary", signal->summary ? signal->summary : "", SIGNAL_SUMMARY_MAX, true, false);
     const char *nature = signal->nature ? signal->nature : "";
     if (nature[0] != '\0' && strcmp(nature, "hard") != 0 && strcmp(nature, "soft") != 0) {
         report(sink, KETEN_ERR_INVALID, "nature", ALLOWED_NATURE,
@@ -570,8 +569,8 @@ static void refuse_unknown_keys(
             char path[2 * SIGNAL_PATH_MAX];
             char keys[KETEN_SIGNAL_TEXT_MAX];
             list_keys(keys, sizeof keys, allowed);
-            snprintf(path, sizeof path, "%s%s%.*s", prefix, prefix[0] ? "." : "", SIGNAL_ECHO_MAX,
-                key);
+            snprintf(
+                path, sizeof path, "%s%s%.*s", prefix, prefix[0] ? "." : "", SIGNAL_ECHO_MAX, key);
             report(sink, KETEN_ERR_JSON, path, keys, "unknown field; remove it");
         }
     }
@@ -619,8 +618,7 @@ static bool take_grading(problem_sink *sink, json_t *obj, Keten__Signal *sig)
         return true;
     }
     if (!json_is_object(g)) {
-        report(sink, KETEN_ERR_JSON, "grading", ALLOWED_GRADING,
-            "must be an object");
+        report(sink, KETEN_ERR_JSON, "grading", ALLOWED_GRADING, "must be an object");
         /* an empty grading stands for it, so that "soft needs grading" is
          * not said as well */
     } else {
@@ -635,8 +633,8 @@ static bool take_grading(problem_sink *sink, json_t *obj, Keten__Signal *sig)
     if (!json_is_object(g)) {
         return true;
     }
-    return take_string(sink, g, "source", "grading.source", true, ALLOWED_SOURCE,
-               &sig->grading->source)
+    return take_string(
+               sink, g, "source", "grading.source", true, ALLOWED_SOURCE, &sig->grading->source)
         && take_string(sink, g, "information", "grading.information", true, ALLOWED_INFORMATION,
             &sig->grading->information);
 }
@@ -695,7 +693,8 @@ static bool take_subjects(problem_sink *sink, json_t *obj, Keten__Signal *sig)
     return true;
 }
 
-static bool take_base64(problem_sink *sink, json_t *item, const char *path, ProtobufCBinaryData *dst)
+static bool take_base64(
+    problem_sink *sink, json_t *item, const char *path, ProtobufCBinaryData *dst)
 {
     json_t *v = json_object_get(item, "data_base64");
     if (v == NULL) {
@@ -856,8 +855,8 @@ static keten_err parse_signal(problem_sink *sink, const char *json, size_t len,
                 "duplicate field (line %d, column %d); give each field once", jerr.line,
                 jerr.column);
         } else {
-            report(sink, KETEN_ERR_JSON, "", NULL, "%s (line %d, column %d)", jerr.text,
-                jerr.line, jerr.column);
+            report(sink, KETEN_ERR_JSON, "", NULL, "%s (line %d, column %d)", jerr.text, jerr.line,
+                jerr.column);
         }
         return sink_result(sink);
     }
@@ -897,8 +896,8 @@ keten_err keten_signal_from_json(const char *json, size_t len, Keten__Signal **o
     return parse_signal(&sink, json, len, NULL, out);
 }
 
-keten_err keten_signal_validate_json(const char *json, size_t len, const keten_directory *dir,
-    keten_signal_problems *problems)
+keten_err keten_signal_validate_json(
+    const char *json, size_t len, const keten_directory *dir, keten_signal_problems *problems)
 {
     problem_sink sink = { .list = problems };
     Keten__Signal *sig = NULL;

@@ -1107,8 +1107,7 @@ static void signals(void)
     put_str("signal", "edge-hard-graded.json",
         "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"hard\",\"grading\":{"
         "\"source\":\"A\",\"information\":\"1\"}}");
-    put_str("signal", "edge-not-an-object.json",
-        "[\"drugs\",\"handhaving\"]");
+    put_str("signal", "edge-not-an-object.json", "[\"drugs\",\"handhaving\"]");
     /* The protobuf form (the plaintext inside an envelope). */
     Keten__Signal *sig = NULL;
     uint8_t *b = NULL;

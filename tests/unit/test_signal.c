@@ -600,12 +600,11 @@ static void test_check_against_directory(void **state)
     fixture_destroy(&fx);
 }
 
-
 /* ---- every problem at once (keten_signal_validate_json) ---------------- */
 
 /* The problems of json, in order, must have exactly these paths. */
-static void expect_paths(const char *json, const char *const *paths, size_t n_paths,
-    keten_signal_problems *pr)
+static void expect_paths(
+    const char *json, const char *const *paths, size_t n_paths, keten_signal_problems *pr)
 {
     keten_err e = keten_signal_validate_json(json, strlen(json), NULL, pr);
     if (pr->n != n_paths) {
@@ -633,8 +632,8 @@ static void test_problems_all_at_once(void **state)
           "\"grading\":\"B2\",\"observed_at\":\"19-11-2026 10:30\","
           "\"subjects\":[{\"kind\":\"address\",\"address\":\"Hoofdstraat 1\"}],"
           "\"handling\":\"AMBER\"}";
-    static const char *const paths[] = { "grading", "observed_at", "subjects[0].address",
-        "subjects[0].value", "handling" };
+    static const char *const paths[]
+        = { "grading", "observed_at", "subjects[0].address", "subjects[0].value", "handling" };
     keten_signal_problems pr = { 0 };
     expect_paths(json, paths, sizeof paths / sizeof paths[0], &pr);
     assert_int_equal(pr.items[0].err, KETEN_ERR_JSON);
@@ -664,9 +663,9 @@ static void test_problems_all_at_once(void **state)
                                 "{\"source\":\"G\",\"information\":\"7\"},\"attachments\":"
                                 "[{\"name\":\"../x\",\"media_type\":\"jpeg\",\"data_base64\":"
                                 "\"%%%\"},17]}";
-    static const char *const paths3[] = { "attachments[0].data_base64", "attachments[1]", "type",
-        "purpose", "grading.source", "grading.information", "attachments[0].name",
-        "attachments[0].media_type" };
+    static const char *const paths3[]
+        = { "attachments[0].data_base64", "attachments[1]", "type", "purpose", "grading.source",
+              "grading.information", "attachments[0].name", "attachments[0].media_type" };
     expect_paths(json3, paths3, sizeof paths3 / sizeof paths3[0], &pr);
     assert_string_equal(pr.items[4].allowed, "A, B, C, D, E, F");
     assert_string_equal(pr.items[5].allowed, "1, 2, 3, 4, 5, 6");
@@ -737,7 +736,8 @@ static void test_problems_capped(void **state)
 {
     (void)state;
     char json[4096];
-    size_t off = (size_t)snprintf(json, sizeof json, "{\"type\":\"drugs\",\"purpose\":\"handhaving\"");
+    size_t off
+        = (size_t)snprintf(json, sizeof json, "{\"type\":\"drugs\",\"purpose\":\"handhaving\"");
     for (int i = 0; i < KETEN_SIGNAL_PROBLEMS_MAX + 6; i++) {
         off += (size_t)snprintf(json + off, sizeof json - off, ",\"x%d\":%d", i, i);
     }
@@ -764,8 +764,8 @@ static void test_problems_against_directory(void **state)
         KETEN_OK);
     assert_int_equal(pr.n, 0);
     static const char json[] = "{\"type\":\"wapenhandel\",\"purpose\":\"onbekend-doel\"}";
-    assert_int_equal(keten_signal_validate_json(json, strlen(json), fx->directory, &pr),
-        KETEN_ERR_UNREGISTERED);
+    assert_int_equal(
+        keten_signal_validate_json(json, strlen(json), fx->directory, &pr), KETEN_ERR_UNREGISTERED);
     assert_int_equal(pr.n, 2);
     assert_string_equal(pr.items[0].path, "type");
     assert_non_null(strstr(pr.items[0].allowed, "woonfraude"));
