@@ -262,34 +262,39 @@ static bool utf8_valid(const unsigned char *s, size_t n)
 static void check_text(
     problem_sink *sink, const char *path, const char *s, size_t max, bool multiline, bool required)
 {
+    keten_err err = KETEN_OK;
+    char problem[96] = "";
+    size_t n = strlen(s);
+    if (n == 0) {
+        if (required) {
+            err = KETEN_ERR_INVALID;
+            snprintf(problem, sizeof problem, "is required and must not be empty");
+        }
+    } else if (n > max) {
+        err = KETEN_ERR_TOO_LARGE;
+        snprintf(problem, sizeof problem, "is %zu bytes; at most %zu allowed", n, max);
+    } else if (!utf8_valid((const unsigned char *)s, n)) {
+        err = KETEN_ERR_INVALID;
+        snprintf(problem, sizeof problem, "is not valid UTF-8");
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if ((c < 0x20 && !(multiline && (c == '\n' || c == '\t'))) || c == 0x7f) {
+                err = KETEN_ERR_INVALID;
+                snprintf(problem, sizeof problem,
+                    "contains a control character (byte %zu); remove it", i);
+                break;
+            }
+        }
+    }
+    if (err == KETEN_OK) {
+        return;
+    }
     char allowed[128];
     snprintf(allowed, sizeof allowed, "%sUTF-8 text of at most %zu bytes, %s",
         required ? "non-empty " : "", max,
         multiline ? "no control characters but newline and tab" : "one line");
-    size_t n = strlen(s);
-    if (n == 0) {
-        if (required) {
-            report(sink, KETEN_ERR_INVALID, path, allowed, "is required and must not be empty");
-        }
-        return;
-    }
-    if (n > max) {
-        report(
-            sink, KETEN_ERR_TOO_LARGE, path, allowed, "is %zu bytes; at most %zu allowed", n, max);
-        return;
-    }
-    if (!utf8_valid((const unsigned char *)s, n)) {
-        report(sink, KETEN_ERR_INVALID, path, allowed, "is not valid UTF-8");
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && !(multiline && (c == '\n' || c == '\t'))) || c == 0x7f) {
-            report(sink, KETEN_ERR_INVALID, path, allowed,
-                "contains a control character (byte %zu); remove it", i);
-            return;
-        }
-    }
+    report(sink, err, path, allowed, "%s", problem);
 }
 
 static bool handling_valid(const char *s)
@@ -401,27 +406,33 @@ static void list_registered(char *buf, size_t size, char *const *values, size_t 
     }
 }
 
+/* What type (category) or purpose may hold: with a directory, its
+ * registered values. Built only for a problem. */
+static void label_allowed(char *buf, size_t size, const keten_directory *dir, bool category)
+{
+    const Keten__Directory *doc = dir != NULL ? keten_directory_doc(dir) : NULL;
+    if (doc == NULL) {
+        snprintf(buf, size, "a %s name [a-z0-9][a-z0-9./-]{0,63} registered in the directory",
+            category ? "category" : "purpose");
+        return;
+    }
+    char values[KETEN_SIGNAL_TEXT_MAX];
+    if (category) {
+        list_registered(values, sizeof values, doc->categories, doc->n_categories);
+    } else {
+        list_registered(values, sizeof values, doc->purposes, doc->n_purposes);
+    }
+    snprintf(buf, size, "the %s registered in directory version %llu: %s",
+        category ? "categories" : "purposes", (unsigned long long)keten_directory_version(dir),
+        values);
+}
+
 static void check_label(problem_sink *sink, const char *field, const char *value,
     const keten_directory *dir, bool category)
 {
     char allowed[2 * KETEN_SIGNAL_TEXT_MAX];
-    const Keten__Directory *doc = dir != NULL ? keten_directory_doc(dir) : NULL;
-    if (doc != NULL) {
-        char values[KETEN_SIGNAL_TEXT_MAX];
-        if (category) {
-            list_registered(values, sizeof values, doc->categories, doc->n_categories);
-        } else {
-            list_registered(values, sizeof values, doc->purposes, doc->n_purposes);
-        }
-        snprintf(allowed, sizeof allowed, "the %s registered in directory version %llu: %s",
-            category ? "categories" : "purposes", (unsigned long long)keten_directory_version(dir),
-            values);
-    } else {
-        snprintf(allowed, sizeof allowed,
-            "a %s name [a-z0-9][a-z0-9./-]{0,63} registered in the directory",
-            category ? "category" : "purpose");
-    }
     if (!keten_label_valid(value)) {
+        label_allowed(allowed, sizeof allowed, dir, category);
         if (value[0] == '\0') {
             report(sink, KETEN_ERR_INVALID, field, allowed, "is required");
         } else {
@@ -433,6 +444,7 @@ static void check_label(problem_sink *sink, const char *field, const char *value
     if (dir != NULL
         && !(category ? keten_directory_category_registered(dir, value)
                       : keten_directory_purpose_registered(dir, value))) {
+        label_allowed(allowed, sizeof allowed, dir, category);
         report(sink, KETEN_ERR_UNREGISTERED, field, allowed,
             "'%s' is not registered in directory version %llu; ask the administrators to "
             "register it",
