@@ -353,7 +353,7 @@ static void check_subject(problem_sink *sink, const Keten__Subject *s, size_t i)
     const char *kind = s->kind ? s->kind : "";
     if (!keten_name_valid(kind)) {
         report(sink, KETEN_ERR_INVALID, path, ALLOWED_SUBJECT_KIND,
-            "'%.*s' is not a short lowercase name like \"address\"", SIGNAL_ECHO_MAX, kind);
+            "must be a short lowercase name like \"address\"");
     }
     snprintf(path, sizeof path, "subjects[%zu].value", i);
     check_text(sink, path, s->value ? s->value : "", SIGNAL_SUBJECT_VALUE_MAX, false, true);
@@ -381,7 +381,7 @@ static void check_attachment(problem_sink *sink, const Keten__Attachment *a, siz
     const char *media_type = a->media_type ? a->media_type : "";
     if (!media_type_valid(media_type)) {
         report(sink, KETEN_ERR_INVALID, path, ALLOWED_MEDIA_TYPE,
-            "'%.*s' is not a MIME type such as \"image/jpeg\"", SIGNAL_ECHO_MAX, media_type);
+            "must be a MIME type such as \"image/jpeg\"");
     }
     if (a->data.len > 0 && a->data.data == NULL) {
         snprintf(path, sizeof path, "attachments[%zu].data_base64", i);
