@@ -45,7 +45,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    keten_cli_init("keten-audit");
+    int rc = keten_cli_start("keten-audit");
+    if (rc != 0) {
+        return rc;
+    }
     if (argc < 2) {
         usage(stderr);
         return KETEN_EXIT_USAGE;

@@ -499,6 +499,13 @@ keten_err records_scan(const auditdb *db, records_index *idx, records_visit_fn f
                 m = added != NULL ? added : records_index_find(idx, rec->msg_id.data);
             } else {
                 m = records_index_find(idx, rec->msg_id.data);
+                const char *who = rec->sender[0] != '\0' ? rec->sender : rec->node;
+                if (rec->event == KETEN__EVENT__EVENT_REJECTED && m != NULL
+                    && strcmp(who, m->sender) != 0) {
+                    /* Another node's refused attempt: not this message's. */
+                    rec->msg_id.len = 0;
+                    m = NULL;
+                }
             }
         }
         if (e == KETEN_OK) {

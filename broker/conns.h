@@ -110,6 +110,14 @@ keten_err conns_add(conns *self, const uint8_t *rid, size_t len, const char *nod
     conn **out) KETEN_MUST_CHECK;
 void conns_remove(conns *self, conn *c);
 
+/* Whether a frame that came in under c's routing id was authenticated as
+ * c's peer: its "User-Id" (the node ZAP named) equals c->node and its
+ * "X-Key" (the CurveZMQ client key ZAP admitted, 64 hex characters) equals
+ * c->key. Checked on every frame, not only the first of a connection: the
+ * routing id is libzmq's bookkeeping, the metadata is the authentication.
+ * NULL or malformed metadata never matches. */
+bool conns_same_peer(const conn *c, const char *user_id, const char *keyhex);
+
 /* Monitor events. */
 void conns_fd_accepted(conns *self, int fd);
 /* The connection of fd's current session, or NULL. */

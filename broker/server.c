@@ -413,6 +413,17 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
         KETEN_LOG(KETEN_LOG_INFO, "node connected", "node=%s", node);
         return c;
     }
+    /* Every frame, not only the first: the peer authenticated for this
+     * frame must be the one the routing id was bound to. */
+    const char *uid = zmq_msg_gets(data, "User-Id");
+    if (!conns_same_peer(c, uid, zmq_msg_gets(data, ZAP_KEY_PROPERTY))) {
+        metrics_auth_failed(b->m);
+        broker_event_add(b, KETEN__EVENT__EVENT_AUTH_FAILED, uid != NULL ? uid : c->node);
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "frame dropped: its authenticated peer is not its connection's",
+            "connection=%s user_id=%s", c->node, uid != NULL ? uid : "-");
+        return NULL;
+    }
     if (c->revoked) {
         if (dirstate_refuse_again(b, c) != KETEN_OK) {
             keten_err_clear();
@@ -791,12 +802,14 @@ static void finish(server *s)
         if (bb->n > 0) {
             metrics_batch(b->m, bb->n, commit_us);
         }
+#ifdef KETEN_TEST_HOOKS
         if ((s->fault_kill_after_commit && atomic_load(&b->m->submits) > s->pend.submits_before)
             || (s->fault_kill_after_notice && b->notices_staged > 0)) {
             KETEN_LOG(KETEN_LOG_WARNING, "test hook: killed after the commit, before the acks",
                 "env=%s", FAULT_ENV);
             raise(SIGKILL);
         }
+#endif
     }
     b->notices_staged = 0;
     outq_flush(b->out, s->router);
@@ -989,6 +1002,7 @@ keten_err server_run(const broker_config *cfg)
         e = keten_err_set(KETEN_ERR_NOMEM, "broker state");
         goto out;
     }
+#ifdef KETEN_TEST_HOOKS
     const char *offset = getenv(CLOCK_ENV);
     if (offset != NULL) {
         char *end = NULL;
@@ -1011,6 +1025,7 @@ keten_err server_run(const broker_config *cfg)
         KETEN_LOG(KETEN_LOG_WARNING, "test hook armed: the broker will kill itself after a commit",
             "env=%s", FAULT_ENV);
     }
+#endif
     if ((e = load_identity(s)) != KETEN_OK) {
         goto out;
     }
@@ -1041,7 +1056,7 @@ keten_err server_run(const broker_config *cfg)
     /* The store is open, the ZAP handler and the ROUTER socket are bound. */
     notify_ready(s, "");
     loop(s);
-    KETEN_LOG(KETEN_LOG_NOTICE, "broker stopped", "%s", "");
+    KETEN_LOG(KETEN_LOG_NOTICE, "broker stopped", NULL);
 out:
     if (b->m != NULL) {
         metrics_destroy(&b->m); /* stops the HTTP thread before the store goes */

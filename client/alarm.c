@@ -86,9 +86,7 @@ keten_err keten_alarm_evidence_count(keten_node *node, size_t *out)
 static void raise_alarm(keten_node *node, const char *kind, const char *detail)
 {
     node->counters.alarms++;
-    char q[600];
-    keten_log_quote(detail, q, sizeof q);
-    KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s detail=%s", kind, q);
+    KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s detail=%s", kind, detail);
 
     MDB_txn *txn = NULL;
     Keten__NodeAlarms *list = NULL;
@@ -137,9 +135,7 @@ void keten_alarm_warn(keten_node *node, const char *what, const char *fmt, ...)
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     node->counters.warnings++;
-    char q[600];
-    keten_log_quote(detail, q, sizeof q);
-    KETEN_LOG(KETEN_LOG_WARNING, "warning", "warning=%s detail=%s", what, q);
+    KETEN_LOG(KETEN_LOG_WARNING, "warning", "warning=%s detail=%s", what, detail);
 }
 
 keten_err keten_alarm_list(keten_node *node, json_t **out)
@@ -266,10 +262,8 @@ void keten_alarm_refused(keten_node *node, const Keten__Error *err)
     if (first) {
         node->counters.alarms++;
     }
-    char q[450];
-    keten_log_quote(detail, q, sizeof q);
     KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s version=%llu detail=%s",
-        keten_alarm_refusal_kind(reason), (unsigned long long)err->directory_version, q);
+        keten_alarm_refusal_kind(reason), (unsigned long long)err->directory_version, detail);
     keten_err e = refusal_store(node, false);
     if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_ERR, "cannot store the refusal", "error=\"%s\"", keten_strerror(e));
@@ -313,7 +307,7 @@ void keten_alarm_refusal_load(keten_node *node)
             (unsigned long long)node->refused_version, text);
     } else if (drop) {
         KETEN_LOG(KETEN_LOG_NOTICE,
-            "a refusal stored for other keys is dropped: this node runs with new keys", "%s", "");
+            "a refusal stored for other keys is dropped: this node runs with new keys", NULL);
         if (refusal_store(node, true) != KETEN_OK) {
             keten_err_clear();
         }

@@ -162,10 +162,8 @@ static void on_monitor(keten_node *node)
         }
         const char *why = keten_link_last_error(node->link);
         if (why[0] != '\0' && strcmp(why, node->last_link_error) != 0) {
-            char q[160];
-            keten_log_quote(why, q, sizeof q);
             KETEN_LOG(KETEN_LOG_WARNING, "cannot connect to broker", "endpoint=%s why=%s",
-                node->opts.broker, q);
+                node->opts.broker, why);
         }
         snprintf(node->last_link_error, sizeof node->last_link_error, "%s", why);
     }
@@ -327,8 +325,7 @@ static void notify_ready(const keten_node *node, const char *what)
  * anything else the node goes on with the version it has. */
 static void reload_directory(keten_node *node)
 {
-    char file[512];
-    keten_log_quote(node->opts.directory, file, sizeof file);
+    const char *file = node->opts.directory;
     keten_notify_reloading();
     KETEN_LOG(KETEN_LOG_NOTICE, "reloading the directory file", "file=%s", file);
     bool installed = false;
@@ -336,12 +333,10 @@ static void reload_directory(keten_node *node)
     unsigned long long version = (unsigned long long)keten_directory_version(node->dir);
     const char *what = installed ? " (installed from the file)" : "";
     if (e != KETEN_OK) {
-        char detail[512];
-        keten_log_quote(keten_err_detail(), detail, sizeof detail);
         KETEN_LOG(e == KETEN_ERR_ROLLBACK ? KETEN_LOG_WARNING : KETEN_LOG_ERR,
             "directory file not installed; the installed version stays",
             "file=%s installed=%llu error=\"%s\" detail=%s", file, version, keten_strerror(e),
-            detail);
+            keten_err_detail());
         keten_err_clear();
         what = " (the reloaded file was refused)";
     } else if (!installed) {

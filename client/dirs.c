@@ -110,8 +110,11 @@ static void check_needed(keten_node *node)
 
 static keten_err read_clock_hook(keten_node *node)
 {
-    const char *v = getenv(DIR_AHEAD_ENV);
     node->dir_clock_ahead_ms = 0;
+#ifndef KETEN_TEST_HOOKS
+    return KETEN_OK; /* a build without test hooks refuses the variable at start */
+#else
+    const char *v = getenv(DIR_AHEAD_ENV);
     if (v == NULL) {
         return KETEN_OK;
     }
@@ -128,6 +131,7 @@ static keten_err read_clock_hook(keten_node *node)
         "test hook armed: the directory's freshness is judged later than now",
         "env=%s ahead_ms=%llu", DIR_AHEAD_ENV, ahead);
     return KETEN_OK;
+#endif
 }
 
 uint64_t keten_dirs_now_ms(const keten_node *node)

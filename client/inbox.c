@@ -239,10 +239,9 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
      * sends it again once a fresh directory is installed (dirs.c). */
     keten_err e = keten_dirs_receive_ok(node);
     if (e != KETEN_OK) {
-        char q[300];
-        keten_log_quote(keten_err_detail(), q, sizeof q);
         KETEN_LOG(KETEN_LOG_WARNING,
-            "delivery not opened, not receipted: the directory has expired", "detail=%s", q);
+            "delivery not opened, not receipted: the directory has expired", "detail=\"%s\"",
+            keten_err_detail());
         keten_err_clear();
         keten_dirs_held(node, 1);
         give_credit(node, 1);
@@ -266,12 +265,10 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
             node->old, node->dir, d->envelope.data, d->envelope.len, now, &v, &signal);
     }
     if (e != KETEN_OK) {
-        char q[300];
-        keten_log_quote(keten_err_detail(), q, sizeof q);
         Keten__Reason reason = refusal_reason(e);
         KETEN_LOG(KETEN_LOG_WARNING, "delivery refused",
             "leaf=%llu error=\"%s\" reason=%s detail=%s", (unsigned long long)leaf,
-            keten_strerror(e), keten_outbox_reason_name(reason), q);
+            keten_strerror(e), keten_outbox_reason_name(reason), keten_err_detail());
         node->counters.rejected++;
         /* The record is the envelope's (checked above): its msg_id is the
          * header's. */

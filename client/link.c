@@ -227,14 +227,17 @@ uint64_t keten_link_connects(const keten_link *self)
     return self->connects;
 }
 
-/* The test hook of keten_link_hold()'s contract. */
+/* The test hook of keten_link_hold()'s contract (only in a build with
+ * -Dtest_hooks=true). */
 static void crash_before_receipt(void)
 {
+#ifdef KETEN_TEST_HOOKS
     const char *crash = getenv("KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT");
     if (crash != NULL && strcmp(crash, "1") == 0) {
         KETEN_LOG(KETEN_LOG_WARNING, "test crash before receipt", "stored=durable");
         raise(SIGKILL);
     }
+#endif
 }
 
 static keten_err send_packed(keten_link *self, const uint8_t *buf, size_t len, uint32_t receipts)

@@ -74,7 +74,8 @@ keten_err keten_link_send(keten_link *self, const Keten__Frame *frame) KETEN_MUS
  * the socket cannot queue when released are logged and dropped, as a failed
  * keten_link_send() is. The test hook KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT=1
  * kills the process (SIGKILL) right before a receipt batch goes to the
- * socket, which is after its deliveries are durable. */
+ * socket, which is after its deliveries are durable (only in a build with
+ * -Dtest_hooks=true). */
 void keten_link_hold(keten_link *self);
 void keten_link_release(keten_link *self, bool committed);
 

@@ -152,11 +152,11 @@ static const struct command {
 } commands[] = {
     { "keygen", cmd_keygen, "make this node's keys and its enrollment request" },
     { "run", cmd_run, "run the node daemon: connect to the broker, send, receive, witness" },
-    { "send", cmd_send, "send a signal, query or feedback to partners (prints the msg_id)" },
+    { "send", cmd_send, "send a signal or a query to partners (prints the msg_id)" },
     { "inbox", cmd_inbox, "list received messages not yet handled" },
     { "show", cmd_show, "show one received message" },
     { "ack", cmd_ack, "mark a received message as handled" },
-    { "reply", cmd_reply, "answer a received query" },
+    { "reply", cmd_reply, "answer a received query (reply) or signal (feedback)" },
     { "status", cmd_status, "the node's state or one message's (exit 3 on alarms)" },
     { "checkpoint", cmd_checkpoint, "print the checkpoint this node keeps as evidence" },
 };
@@ -174,7 +174,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    keten_cli_init("keten-node");
+    int rc = keten_cli_start("keten-node");
+    if (rc != 0) {
+        return rc;
+    }
     if (argc < 2) {
         usage(stderr);
         return KETEN_EXIT_USAGE;

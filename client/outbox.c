@@ -1,5 +1,6 @@
 #include "outbox.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,114 @@ static void sent_envelope_hash(const Keten__SentRecord *rec, uint8_t out[static 
     }
 }
 
+/* The signal's type and purpose, when both are registered labels (else
+ * the signal's own problems say so and the policy is not looked at). */
+static bool signal_labels(
+    const keten_node *node, const char *json, size_t len, char *type, char *purpose)
+{
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *t = json_string_value(json_object_get(root, "type"));
+    const char *p = json_string_value(json_object_get(root, "purpose"));
+    bool ok = t != NULL && p != NULL && keten_label_valid(t) && keten_label_valid(p)
+        && keten_directory_category_registered(node->dir, t)
+        && keten_directory_purpose_registered(node->dir, p);
+    if (ok) {
+        snprintf(type, KETEN_LABEL_MAX + 1, "%s", t);
+        snprintf(purpose, KETEN_LABEL_MAX + 1, "%s", p);
+    }
+    json_decref(root);
+    return ok;
+}
+
+keten_err keten_outbox_check(
+    keten_node *node, const keten_send_req *req, keten_signal_problems *problems)
+{
+    keten_err first = KETEN_OK;
+    char detail[1200] = "";
+    keten_err e = keten_dirs_send_ok(node);
+    if (e != KETEN_OK) {
+        keten_signal_problems_add(problems, e, "node", NULL, keten_err_detail());
+        first = e;
+        snprintf(detail, sizeof detail, "node: %s", keten_err_detail());
+    }
+    e = keten_signal_validate_json(req->json, req->json_len, node->dir, problems);
+    if (e == KETEN_ERR_NOMEM) {
+        return e;
+    }
+    if (e != KETEN_OK && first == KETEN_OK) {
+        first = e;
+        snprintf(detail, sizeof detail, "%s", keten_err_detail());
+    }
+    const char **ids = NULL;
+    size_t n_ids = 0;
+    e = resolve_recipients(node, req->to, &ids, &n_ids);
+    if (e != KETEN_OK) {
+        keten_signal_problems_add(
+            problems, e, "to", "node ids, role:NAME or *, comma-separated", keten_err_detail());
+        if (first == KETEN_OK) {
+            first = e;
+            snprintf(detail, sizeof detail, "to: %s", keten_err_detail());
+        }
+    }
+    char type[KETEN_LABEL_MAX + 1], purpose[KETEN_LABEL_MAX + 1];
+    if (e == KETEN_OK && signal_labels(node, req->json, req->json_len, type, purpose)) {
+        for (size_t i = 0; i < n_ids; i++) {
+            const char *one[1] = { ids[i] };
+            keten_err pe = policy_check(node, one, 1, req->kind, type, purpose);
+            if (pe != KETEN_OK) {
+                keten_signal_problems_add(problems, pe, "to", NULL, keten_err_detail());
+                if (first == KETEN_OK) {
+                    first = pe;
+                    snprintf(detail, sizeof detail, "to: %s", keten_err_detail());
+                }
+            }
+        }
+    }
+    free(ids);
+    if (first != KETEN_OK) {
+        return keten_err_set(first, "%s", detail);
+    }
+    return KETEN_OK;
+}
+
+/* Inside the send's transaction: the query answered gets the reply's
+ * msg_id; refused when it already has one. */
+static keten_err note_reply_sent(keten_node *node, MDB_txn *txn,
+    const uint8_t query_id[static KETEN_MSG_ID_BYTES],
+    const uint8_t reply_id[static KETEN_MSG_ID_BYTES])
+{
+    Keten__ReceivedRecord *rec = NULL;
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    msg_hex(query_id, hex);
+    keten_err e = keten_nodestore_received_get(node->store, txn, query_id, &rec);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        e = keten_err_set(KETEN_ERR_NOT_FOUND, "no message %s in this node's inbox", hex);
+    }
+    if (e == KETEN_OK && rec->reply_id.len != 0) {
+        char prev[KETEN_MSG_ID_HEX_BYTES] = "";
+        if (rec->reply_id.len == KETEN_MSG_ID_BYTES) {
+            msg_hex(rec->reply_id.data, prev);
+        }
+        e = keten_err_set(KETEN_ERR_EXISTS,
+            "this node already replied to query %s (reply %s); a query gets one reply from each "
+            "recipient",
+            hex, prev);
+    }
+    if (e == KETEN_OK) {
+        uint8_t *copy = malloc(KETEN_MSG_ID_BYTES);
+        if (copy == NULL) {
+            e = KETEN_ERR_NOMEM;
+        } else {
+            memcpy(copy, reply_id, KETEN_MSG_ID_BYTES);
+            rec->reply_id.data = copy; /* freed with rec */
+            rec->reply_id.len = KETEN_MSG_ID_BYTES;
+            e = keten_nodestore_received_put(node->store, txn, query_id, rec);
+        }
+    }
+    keten_nodestore_received_free(&rec);
+    return e;
+}
+
 keten_err keten_outbox_send(
     keten_node *node, const keten_send_req *req, uint8_t msg_id_out[static KETEN_MSG_ID_BYTES])
 {
@@ -251,8 +360,11 @@ keten_err keten_outbox_send(
     rec.n_recipients = hdr->n_recipients;
     rec.recipients = rcpt_p;
     /* The outbox is an index of the queued messages; the envelope is in
-     * their sent record. */
+     * their sent record. A reply is noted on the query it answers in the
+     * same transaction: at most one reply per query. */
     if ((e = keten_store_begin(node->store, true, &txn)) != KETEN_OK
+        || (req->kind == KETEN__KIND__KIND_REPLY && req->in_reply_to != NULL
+            && (e = note_reply_sent(node, txn, req->in_reply_to, msg_id_out)) != KETEN_OK)
         || (e = keten_store_put(
                 node->store, txn, KETEN_DB_OUTBOX, msg_id_out, KETEN_MSG_ID_BYTES, "", 0))
             != KETEN_OK
@@ -696,8 +808,7 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
         take_ack(node, request_id, err->proof, "duplicate refusal");
         return;
     }
-    char detail[200];
-    keten_log_quote(err->detail != NULL ? err->detail : "", detail, sizeof detail);
+    const char *detail = err->detail != NULL ? err->detail : "";
     if (err->msg_id.len != KETEN_MSG_ID_BYTES) {
         KETEN_LOG(KETEN_LOG_WARNING, "broker error", "reason=%s detail=%s",
             keten_outbox_reason_name(err->reason), detail);

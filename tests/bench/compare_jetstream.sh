@@ -53,7 +53,7 @@ fi
 BENCH="$BUILD/tests/bench/keten-bench"
 BROKER="$BUILD/broker/keten-broker"
 if [ ! -x "$BENCH" ] || [ ! -x "$BROKER" ]; then
-    echo "compare_jetstream.sh: no built keten-bench and keten-broker; build first (meson setup build && ninja -C build) or give --build DIR" >&2
+    echo "compare_jetstream.sh: no built keten-bench and keten-broker; build first (meson setup build -Dtest_hooks=true && ninja -C build) or give --build DIR" >&2
     exit 1
 fi
 

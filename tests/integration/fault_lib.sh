@@ -159,7 +159,7 @@ load_loop() {
     while [ ! -e "$T/stop-load" ]; do
         # --timeout 1: a send whose daemon is killed while it asks gives up
         # after 16 s, not 45 s (the message may still be in the outbox).
-        if out=$("$NODE" send --home "n-$id" --to "$TO" --json "$T/sig.json" --timeout 1 \
+        if out=$("$NODE" send --home "n-$id" --to "$TO" --signal "$T/sig.json" --timeout 1 \
             </dev/null 2>>"$T/send-$id.err"); then
             echo "$out" >>"$T/sent-$id"
         else

@@ -156,8 +156,8 @@ make_network() {
         --to role:police,role:tax,role:housing --category woonfraude,adrescheck
     [ "$RC" -eq 0 ] || { not_ok "policy allow"; return 1; }
     run "$KEYS" policy --dir "$admin" allow --from role:police,role:tax,role:housing \
-        --to role:municipality --category adrescheck --kind reply
-    [ "$RC" -eq 0 ] || { not_ok "policy allow replies"; return 1; }
+        --to role:municipality --category adrescheck --kind reply,feedback
+    [ "$RC" -eq 0 ] || { not_ok "policy allow replies and feedback"; return 1; }
 }
 
 # Debian's python3 when there is one (a version manager's shim in PATH costs

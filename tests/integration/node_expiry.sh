@@ -37,7 +37,7 @@ run "$NODE" status --home n-politie-mn
 stdout_says "EXPIRED" "status prints the directory as expired"
 stdout_says "Ask the administrators to publish" "status prints what to do"
 
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "gemeente-diemen sends a signal to politie-mn; the broker accepts it"
 MSG=$(cat "$T/.out")
 printed_msg_id "send"

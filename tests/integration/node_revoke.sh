@@ -57,7 +57,7 @@ publish_dir admin dir.v2 || done_testing
 check "the broker installs version 2 (another node added)" install dir.v2 2
 check "politie-mn gets version 2 pushed" wait_until 10 node_status_is politie-mn \
     'd["directory"]["version"] == 2'
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "a signal to politie-mn after version 2"
 S1=$(cat "$T/.out")
 check "politie-mn, untouched by version 2, still receives it" wait_until 20 inbox_has politie-mn "$S1"
@@ -85,7 +85,7 @@ says "revoked in version 3: ask your administrator" "status says what happened a
 says "NOT connected" "status says it is not connected"
 check "status --json names the refusal (kind, version, confirmed by its directory)" \
     node_status_is politie-mn 'd["refused"]["kind"] == "revoked" and d["refused"]["directory_version"] == 3 and d["refused"]["confirmed"] and not d["connected"] and d["directory"]["version"] == 3'
-run timeout 5 "$NODE" send --home n-politie-mn --to gemeente-diemen --json check.json --wait
+run timeout 5 "$NODE" send --home n-politie-mn --to gemeente-diemen --signal check.json --wait
 expect 3 "send from the revoked node fails at once (not a timeout)"
 says "revoked in version 3: ask your administrator" "send says why"
 check "nothing was queued" node_status_is politie-mn 'd["outbox"] == 0'
@@ -93,7 +93,7 @@ check "the broker counts one authentication failure" \
     test "$(metric keten_auth_failed_total)" = 1
 run "$NODE" status --home n-gemeente-diemen
 expect 0 "gemeente-diemen, not revoked, is unaffected (status exit 0)"
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
 expect 1 "a signal to the revoked node is refused by its sender"
 says "politie-mn" "it names the recipient that is no longer current"
 
@@ -113,11 +113,11 @@ stop_one politie-mn
 
 # ---- rotation, told by the broker: keygen --rotate, approve, publish, SIGHUP -----
 
-run "$NODE" send --home n-gemeente-diemen --to belastingdienst --kind query --json check.json --wait
+run "$NODE" send --home n-gemeente-diemen --to belastingdienst --kind query --signal check.json --wait
 expect 0 "gemeente-diemen asks belastingdienst (a query)"
 Q1=$(cat "$T/.out")
 check "belastingdienst gets the query" wait_until 20 inbox_has belastingdienst "$Q1"
-run "$NODE" reply --home n-belastingdienst "$Q1" --json check.json --wait
+run "$NODE" reply --home n-belastingdienst "$Q1" --signal check.json --wait
 expect 0 "belastingdienst replies"
 R1=$(cat "$T/.out")
 check "gemeente-diemen gets the reply (sealed to its first keys)" wait_until 20 \
@@ -149,7 +149,7 @@ check "the broker logs the cut-off as a rotation" grep -q \
 run "$NODE" status --home n-gemeente-diemen
 expect 1 "its status exits 1"
 says "keys replaced in version 4: start with the new keys" "status says what to do"
-run timeout 5 "$NODE" send --home n-gemeente-diemen --to belastingdienst --json sig.json --wait
+run timeout 5 "$NODE" send --home n-gemeente-diemen --to belastingdienst --signal sig.json --wait
 expect 1 "send fails at once (not a timeout)"
 says "keys replaced in version 4: start with the new keys" "send says why"
 
@@ -168,7 +168,7 @@ check "the old keys are kept as superseded, the next ones became current" \
 run "$NODE" show --home n-gemeente-diemen "$R1"
 expect 0 "the reply received before the rotation is still readable"
 says "Adrescheck" "with its content"
-run "$NODE" send --home n-gemeente-diemen --to belastingdienst --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to belastingdienst --signal sig.json --wait
 expect 0 "a signal signed with the new keys is accepted"
 S3=$(cat "$T/.out")
 check "and delivered" wait_until 20 inbox_has belastingdienst "$S3"
@@ -181,7 +181,7 @@ check "and delivered" wait_until 20 inbox_has belastingdienst "$S3"
 # broker comes back with the new version and woonstad switches on a
 # directory reload.
 
-run "$NODE" send --home n-gemeente-diemen --to woonstad --kind query --json check.json --wait
+run "$NODE" send --home n-gemeente-diemen --to woonstad --kind query --signal check.json --wait
 expect 0 "gemeente-diemen asks woonstad (a query)"
 Q2=$(cat "$T/.out")
 check "woonstad gets it" wait_until 20 inbox_has woonstad "$Q2"
@@ -197,10 +197,10 @@ check "woonstad reconnects (still with its current keys)" wait_until 20 connecte
 
 stop_one broker
 check "woonstad sees the broker go" wait_until 20 lacks connected woonstad
-run "$NODE" reply --home n-woonstad "$Q2" --json check.json
+run "$NODE" reply --home n-woonstad "$Q2" --signal check.json
 expect 0 "woonstad answers while the broker is down (queued, signed with its old key)"
 R4=$(cat "$T/.out")
-run "$NODE" send --home n-gemeente-diemen --to woonstad --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to woonstad --signal sig.json
 expect 0 "gemeente-diemen signals woonstad while the broker is down (sealed to its old key)"
 S4=$(cat "$T/.out")
 check "the reply waits in woonstad's outbox" node_status_is woonstad 'd["outbox"] == 1'
@@ -227,11 +227,11 @@ says "ramen afgeplakt" "its content"
 check "gemeente-diemen gets woonstad's receipt (signed with the new keys)" wait_until 20 \
     msg_status_is gemeente-diemen "$S4" 'd["recipients"][0]["state"] == "receipted"'
 # Markers: one more message each way after them; the broker delivers in order.
-run "$NODE" send --home n-gemeente-diemen --to woonstad --kind query --json check.json --wait
+run "$NODE" send --home n-gemeente-diemen --to woonstad --kind query --signal check.json --wait
 expect 0 "a later query to woonstad"
 Q3=$(cat "$T/.out")
 check "woonstad gets the later query" wait_until 20 inbox_has woonstad "$Q3"
-run "$NODE" reply --home n-woonstad "$Q3" --json check.json --wait
+run "$NODE" reply --home n-woonstad "$Q3" --signal check.json --wait
 expect 0 "woonstad answers it with its new keys"
 R5=$(cat "$T/.out")
 check "gemeente-diemen gets the later reply" wait_until 20 inbox_has gemeente-diemen "$R5"
@@ -265,7 +265,7 @@ check "the broker cut off the old connection as a rotation" grep -q \
     "$T/broker.log"
 check "no refusal alarm was raised (it had the new keys)" lacks grep -q \
     'msg=ALARM alarm=keys-replaced' "$T/node-belastingdienst.log"
-run "$NODE" send --home n-gemeente-diemen --to belastingdienst --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to belastingdienst --signal sig.json --wait
 expect 0 "a signal to belastingdienst after its switch"
 S6=$(cat "$T/.out")
 check "is delivered and opened with its new keys" wait_until 20 inbox_has belastingdienst "$S6"

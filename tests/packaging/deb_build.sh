@@ -6,7 +6,8 @@
 # exists and owns the state directories; the services are neither enabled nor
 # started; the installed units pass `systemd-analyze verify` (their
 # Documentation= pages included); the services start as their units start
-# them and report readiness; then the package is purged, and the purge
+# them and report readiness; its programs, built without test hooks, refuse
+# to start while one is set; then the package is purged, and the purge
 # removes the passphrases, the configuration and the user keten and moves
 # the state folders (keys, audit log) aside. TAP.
 #
@@ -22,6 +23,14 @@
 set -u
 
 SRC=$(realpath "${1:?source dir}")
+# The package is built without test hooks, and its programs refuse to start
+# while one is set (checked below); the environment of a test run may carry
+# some (KETEN_TEST_FAST_KDF): none reaches the programs of the package.
+for v in $(compgen -e); do
+    case "$v" in
+    KETEN_TEST_* | KETEN_*_TEST_* | KETEN_*_FAULT | KETEN_*_FAULT_*) unset "$v" ;;
+    esac
+done
 
 skip() {
     echo "1..0 # SKIP $*"
@@ -191,6 +200,23 @@ require "apt-get install ./$(basename "$DEB")" install_deb
 for p in keten-broker keten-node keten-keys keten-audit; do
     step "/usr/bin/$p --help runs" "/usr/bin/$p" --help
 done
+# refuses VAR=VALUE PROGRAM: the package's PROGRAM, which has no test hooks,
+# refuses to start under VAR (exit 2, naming it); its twin is --help above.
+refuses() {
+    local var=${1%%=*} rc
+    env "$1" "/usr/bin/$2" --help >"$T/.out" 2>&1
+    rc=$?
+    echo "# $2 under $1: exit $rc"
+    [ "$rc" -eq 2 ] && grep -qF "$2: $var is set, but this build has no test hooks" "$T/.out"
+}
+for p in keten-broker keten-node keten-keys keten-audit; do
+    check "/usr/bin/$p refuses to start with KETEN_TEST_FAST_KDF=1 (exit 2): the package has no test hooks" \
+        refuses KETEN_TEST_FAST_KDF=1 "$p"
+done
+check "/usr/bin/keten-broker refuses KETEN_BROKER_FAULT (exit 2)" \
+    refuses KETEN_BROKER_FAULT=kill-after-commit keten-broker
+check "/usr/bin/keten-node refuses KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT (exit 2)" \
+    refuses KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT=1 keten-node
 step "the user keten exists" getent passwd keten
 shell=$(getent passwd keten | cut -d: -f7)
 check "the user keten cannot log in (shell '$shell')" \

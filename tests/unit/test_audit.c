@@ -11,7 +11,8 @@
  * signature per batch head, and the reject twins of a changed leaf path, a
  * changed head signature, a refusal logged as receipted, a reason that is not
  * the signed one, a leaf naming another envelope, another recipient or
- * sender than the message's. Tampering with the stored tree and records is
+ * sender than the message's. A rejected record naming another node's
+ * message is not shown as that message's. Tampering with the stored tree and records is
  * covered by tests/integration/audit_tamper.sh on a real broker's log. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -603,6 +604,99 @@ static void test_verify_accepts(void **state)
     fixture_destroy(&fx);
 }
 
+/* A rejected record as an older broker wrote it: msg_id as the refused
+ * envelope claimed it (NULL: none). */
+static void logw_rejected(logw *w, const uint8_t *msg_id, const char *node, Keten__Reason reason)
+{
+    Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
+    r.seq = w->n;
+    r.time = w->t0 + w->n;
+    r.event = KETEN__EVENT__EVENT_REJECTED;
+    if (msg_id != NULL) {
+        r.msg_id.data = (uint8_t *)msg_id;
+        r.msg_id.len = KETEN_MSG_ID_BYTES;
+    }
+    r.sender = (char *)node;
+    r.reason = reason;
+    logw_put(w, &r);
+}
+
+typedef struct seen_rec {
+    int event;
+    char sender[32];
+    bool has_msg_id, has_msg;
+} seen_rec;
+
+typedef struct seen_log {
+    seen_rec v[16];
+    size_t n;
+} seen_log;
+
+static keten_err collect(
+    void *ctx, const Keten__AuditRecord *rec, const records_msg *m, const uint8_t *leaf, size_t len)
+{
+    (void)leaf;
+    (void)len;
+    seen_log *s = ctx;
+    assert_true(s->n < 16);
+    seen_rec *x = &s->v[s->n++];
+    x->event = (int)rec->event;
+    snprintf(x->sender, sizeof x->sender, "%s", rec->sender);
+    x->has_msg_id = rec->msg_id.len == KETEN_MSG_ID_BYTES;
+    x->has_msg = m != NULL;
+    return KETEN_OK;
+}
+
+/* The tools never show a node's refused attempt as part of another party's
+ * message: in a log whose rejected records carry the msg_id a refused
+ * envelope claimed (as older brokers wrote them), politie-mn's rejections
+ * naming gemeente-diemen's accepted msg_id reach replay, stats and prove
+ * without msg_id and without message. Twins: gemeente-diemen's own refused
+ * resubmission keeps both; a rejection naming a msg_id that no message was
+ * accepted under keeps its msg_id. */
+static void test_rejected_attribution(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    logw_open(&w, fx, "attrib");
+    logw_directory(&w);
+    logw_submitted(&w, TWIST_NONE, NULL);
+    uint8_t id[KETEN_MSG_ID_BYTES], never[KETEN_MSG_ID_BYTES];
+    memcpy(id, w.last_id, sizeof id);
+    randombytes_buf(never, sizeof never);
+    logw_rejected(&w, id, "politie-mn", KETEN__REASON__REASON_BAD_SIGNATURE);
+    logw_rejected(&w, id, "politie-mn", KETEN__REASON__REASON_SENDER_MISMATCH);
+    logw_rejected(&w, id, "gemeente-diemen", KETEN__REASON__REASON_DUPLICATE);
+    logw_rejected(&w, never, "politie-mn", KETEN__REASON__REASON_POLICY);
+    logw_rejected(&w, NULL, "belastingdienst", KETEN__REASON__REASON_MALFORMED);
+    logw_close(&w);
+
+    auditdb *db = NULL;
+    assert_int_equal(auditdb_open_env(w.path, &db), KETEN_OK);
+    records_index *idx = records_index_new();
+    assert_non_null(idx);
+    seen_log s = { .n = 0 };
+    assert_int_equal(records_scan(db, idx, collect, &s), KETEN_OK);
+    assert_int_equal(s.n, 7);
+    assert_int_equal(s.v[1].event, KETEN__EVENT__EVENT_SUBMITTED);
+    assert_true(s.v[1].has_msg_id && s.v[1].has_msg);
+    for (size_t i = 2; i <= 3; i++) { /* politie-mn's, naming gemeente-diemen's message */
+        assert_int_equal(s.v[i].event, KETEN__EVENT__EVENT_REJECTED);
+        assert_string_equal(s.v[i].sender, "politie-mn");
+        assert_false(s.v[i].has_msg_id);
+        assert_false(s.v[i].has_msg);
+    }
+    assert_string_equal(s.v[4].sender, "gemeente-diemen"); /* its own: kept */
+    assert_true(s.v[4].has_msg_id && s.v[4].has_msg);
+    assert_true(s.v[5].has_msg_id); /* a msg_id nothing was accepted under: kept */
+    assert_false(s.v[5].has_msg);
+    assert_false(s.v[6].has_msg_id);
+    records_index_destroy(&idx);
+    auditdb_close(&db);
+    fixture_destroy(&fx);
+}
+
 /* One twisted record at seq 6 of a 12-record log: found there, with err. */
 static void twisted(twist tw, keten_err err)
 {
@@ -974,6 +1068,7 @@ int main(void)
         cmocka_unit_test(test_verify_receipt_envelope),
         cmocka_unit_test(test_verify_receipt_parties),
         cmocka_unit_test(test_export_tiles),
+        cmocka_unit_test(test_rejected_attribution),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,6 +39,7 @@
 #include "dirs.h"
 #include "inbox.h"
 #include "nodestore.h"
+#include "outbox.h"
 #include "pb.h"
 #include "receipt.h"
 #include "sha256.h"
@@ -623,6 +624,81 @@ static void test_expired_directory_holds_deliveries(void **state)
     free(early);
 }
 
+/* ---- one reply per query ------------------------------------------------------ */
+
+static size_t sent_count(ctx *t)
+{
+    size_t n = 0;
+    MDB_txn *txn = NULL;
+    assert_int_equal(keten_store_begin(t->node->store, false, &txn), KETEN_OK);
+    assert_int_equal(keten_store_count(t->node->store, txn, KETEN_DB_SENT, &n), KETEN_OK);
+    keten_store_abort(&txn);
+    return n;
+}
+
+/* A received query gets one reply: keten_outbox_send notes the reply on the
+ * query in the transaction that stores it, and refuses a second one itself
+ * (whatever the caller checked before), storing nothing. Twin: the first
+ * reply is stored and noted. */
+static void test_one_reply_per_query(void **state)
+{
+    ctx *t = *state;
+    Keten__Signal *sig = NULL;
+    assert_int_equal(keten_signal_from_json(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
+    uint8_t *payload = NULL;
+    size_t payload_len = 0;
+    assert_int_equal(keten_signal_pack(sig, &payload, &payload_len), KETEN_OK);
+    uint64_t now = keten_now_ms();
+    keten_seal_params params = { .kind = KETEN__KIND__KIND_QUERY,
+        .category = sig->type,
+        .purpose = sig->purpose,
+        .created_at = now,
+        .expires_at = now + 3600000 };
+    const char *to[] = { "alpha" };
+    uint8_t q[KETEN_MSG_ID_BYTES];
+    uint8_t *env = NULL;
+    size_t len = 0;
+    assert_int_equal(keten_envelope_seal(fixture_node(t->fx, "bravo"), t->fx->directory, to, 1,
+                         &params, payload, payload_len, q, &env, &len),
+        KETEN_OK);
+    free(payload);
+    keten_signal_free(&sig);
+    uint64_t leaf = flog_submitted(t->log, env, len);
+    deliver_leaf(t, env, len, leaf, checkpoint(t));
+    assert_true(stored(t, env, len));
+
+    keten_send_req req = { .to = "bravo",
+        .kind = KETEN__KIND__KIND_REPLY,
+        .json = SIGNAL,
+        .json_len = strlen(SIGNAL),
+        .in_reply_to = q };
+    uint8_t r1[KETEN_MSG_ID_BYTES], r2[KETEN_MSG_ID_BYTES];
+    size_t before = sent_count(t);
+    assert_int_equal(keten_outbox_send(t->node, &req, r1), KETEN_OK);
+    assert_int_equal(sent_count(t), before + 1);
+    Keten__ReceivedRecord *rec = NULL;
+    assert_int_equal(keten_inbox_record(t->node, q, &rec), KETEN_OK);
+    assert_int_equal(rec->reply_id.len, KETEN_MSG_ID_BYTES);
+    assert_memory_equal(rec->reply_id.data, r1, KETEN_MSG_ID_BYTES);
+    keten_nodestore_received_free(&rec);
+
+    keten_err_clear();
+    assert_int_equal(keten_outbox_send(t->node, &req, r2), KETEN_ERR_EXISTS);
+    assert_non_null(strstr(keten_err_detail(), "already replied"));
+    assert_int_equal(sent_count(t), before + 1);
+    assert_int_equal(keten_inbox_record(t->node, q, &rec), KETEN_OK);
+    assert_memory_equal(rec->reply_id.data, r1, KETEN_MSG_ID_BYTES);
+    keten_nodestore_received_free(&rec);
+
+    /* A reply naming a message this node never received: nothing stored. */
+    uint8_t unknown[KETEN_MSG_ID_BYTES] = { 0 };
+    req.in_reply_to = unknown;
+    assert_int_equal(keten_outbox_send(t->node, &req, r2), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(sent_count(t), before + 1);
+    keten_err_clear();
+    free(env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -631,6 +707,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_other_envelope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusal_reasons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_directory_holds_deliveries, setup, teardown),
+
+        cmocka_unit_test_setup_teardown(test_one_reply_per_query, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
