@@ -185,14 +185,45 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
         return e;
     }
     *budget = env_len >= *budget ? 0 : *budget - env_len;
+    if (c->flight.bytes == 0) {
+        c->flight.progress_ms = keten_mono_ms();
+    }
     c->flight.bytes += env_len;
     *sent = true;
     metrics_delivery(b->m);
     return KETEN_OK;
 }
 
+/* Nothing receipted on c for its resend wait while deliveries are in
+ * flight: start again at the oldest queue entry (deliver.h). */
+static void rewind_if_stalled(broker *b, conn *c)
+{
+    if (c->revoked || !c->hello || !c->has_cursor || c->flight.bytes == 0) {
+        return;
+    }
+    uint64_t mono = keten_mono_ms();
+    uint64_t wait = c->flight.resend_wait_ms != 0 ? c->flight.resend_wait_ms : DELIVER_RESEND_MS;
+    if (mono - c->flight.progress_ms < wait) {
+        return;
+    }
+    KETEN_LOG(KETEN_LOG_NOTICE,
+        "no delivery receipted in time: unreceipted messages are sent again on the same "
+        "connection",
+        "node=%s in_flight_bytes=%llu waited_ms=%llu", c->node,
+        (unsigned long long)c->flight.bytes, (unsigned long long)(mono - c->flight.progress_ms));
+    c->has_cursor = false;
+    c->cursor = 0;
+    c->more = true;
+    c->flight.bytes = 0;
+    c->flight.full = false;
+    c->flight.progress_ms = mono;
+    c->flight.resend_wait_ms = 2 * wait > DELIVER_RESEND_MAX_MS ? DELIVER_RESEND_MAX_MS : 2 * wait;
+    metrics_deliveries_resent(b->m);
+}
+
 keten_err deliver_pump(broker *b, conn *c, size_t *budget)
 {
+    rewind_if_stalled(b, c);
     while (!c->revoked && c->hello && c->credit > 0 && c->more && !c->flight.full && *budget > 0) {
         uint64_t from = c->has_cursor ? c->cursor + 1 : 0;
         if (c->has_cursor && c->cursor == UINT64_MAX) {
@@ -397,6 +428,11 @@ keten_err deliver_receipts(broker *b, conn *c, uint64_t request_id, const Keten_
         keten_err e = receipt_leaf(b, c, rb, rp, i, &matched, &repeated);
         if (e != KETEN_OK) {
             return e;
+        }
+        if (matched || repeated) {
+            /* The node answers: deliveries progress (resend, deliver.h). */
+            c->flight.progress_ms = keten_mono_ms();
+            c->flight.resend_wait_ms = 0;
         }
         if (matched) {
             matched_n++;

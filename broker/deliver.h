@@ -18,7 +18,23 @@
  * connection is delivered again. A Deliver carries the envelope and the
  * proof of its "submitted" record (a proof slot, outq.h). A delivery the
  * node refuses without a receipt leaf (it returns the credit) keeps its
- * bytes counted until the message expires or the connection is replaced.
+ * bytes counted until the message expires, the connection is replaced, or
+ * it is sent again:
+ *
+ * Resend on the same connection: when deliveries are in flight on a
+ * connection and none has been receipted for DELIVER_RESEND_MS (counted
+ * from the last receipt, or from the first delivery handed out with nothing
+ * in flight), the connection is rewound as a new one would be: its cursor
+ * goes back to the oldest queue entry and nothing counts as in flight, so
+ * every unanswered message is delivered again, within the credit and the
+ * byte budget. That is how a node that could not store deliveries (its
+ * disk was full: it drops them and returns their credit), or whose
+ * Deliver frames were lost, gets them again without a reconnect. Each
+ * rewind without a receipt since doubles the wait, up to
+ * DELIVER_RESEND_MAX_MS; a receipt sets it back. The node keeps one copy
+ * of a message however often it is sent (msg_id) and receipts a repeated
+ * one again; the broker ignores a repeated leaf. "delivered" is audited
+ * once.
  *
  * Receipt batches: deliver_receipt_prepare(), on the verifier pool before
  * the batch's transaction, checks the batch against the sending node's
@@ -69,6 +85,8 @@
 #include "err.h"
 #include "merkle.h"
 
+#define DELIVER_RESEND_MS 15000 /* nothing receipted for this long: deliver again */
+#define DELIVER_RESEND_MAX_MS 60000 /* the longest wait between two rewinds */
 #define DELIVER_NOTICES_PER_BATCH 256
 #define DELIVER_NOTICE_RESEND_MS 10000 /* an unconfirmed notice is sent again after this */
 #define DELIVER_NOTICE_ACK_MAX 4096 /* leaf indexes read from one NoticeAck */
