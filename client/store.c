@@ -64,14 +64,14 @@ static bool disk_free_bytes(const keten_store *self, uint64_t *out)
     return true;
 }
 
-static void disk_full_leave(keten_store *self, const char *how)
+static void disk_full_leave(keten_store *self)
 {
     if (!self->disk_full) {
         return;
     }
     self->disk_full = false;
-    KETEN_LOG(KETEN_LOG_NOTICE, "the node's store has disk space again", "dir=%s how=\"%s\"",
-        self->dir, how);
+    KETEN_LOG(KETEN_LOG_NOTICE, "the node's store has disk space again", "dir=%s free_bytes=%llu",
+        self->dir, (unsigned long long)self->disk_free);
 }
 
 /* A durable commit failed with rc: a full filesystem (ENOSPC, EDQUOT, or
@@ -101,11 +101,12 @@ static keten_err commit_err(keten_store *self, int rc, const char *what)
     return lmdb_err(rc, what);
 }
 
-/* A durable commit went through. */
+/* A durable commit went through. It does not end the full state: a small
+ * commit fits in the pages the file can reuse while a delivery still does
+ * not; only free space on the filesystem does (keten_store_disk_tick()). */
 static void committed(keten_store *self)
 {
     self->commits++;
-    disk_full_leave(self, "a commit went through");
 }
 
 bool keten_store_disk_full(const keten_store *self)
@@ -123,7 +124,7 @@ void keten_store_disk_tick(keten_store *self, uint64_t mono_ms)
     if (disk_free_bytes(self, &free_bytes)) {
         self->disk_free = free_bytes;
         if (free_bytes >= KETEN_STORE_DISK_FREE_OK) {
-            disk_full_leave(self, "space was freed on its filesystem");
+            disk_full_leave(self);
         }
     }
 }

@@ -53,9 +53,9 @@
  * reports a short write as EIO) while less than KETEN_STORE_DISK_IO_FREE
  * bytes are free is KETEN_ERR_STORE_FULL, "the node's store at DIR is full:
  * free space on its filesystem", logged once, and the store counts as full
- * (keten_store_disk_full(), shown by status) until a durable commit goes
- * through again or keten_store_disk_tick() finds KETEN_STORE_DISK_FREE_OK
- * bytes free. Nothing is lost: a failed commit stores none of its batch,
+ * (keten_store_disk_full(), shown by status) until keten_store_disk_tick()
+ * finds KETEN_STORE_DISK_FREE_OK bytes free on the filesystem (a small
+ * commit that fits in pages the file can reuse does not end it). Nothing is lost: a failed commit stores none of its batch,
  * the deliveries in it are not receipted and the broker sends them again
  * (its resend timer, docs/protocol.md).
  *
