@@ -22,15 +22,19 @@
  * it is sent again:
  *
  * Resend on the same connection: when deliveries are in flight on a
- * connection and none has been receipted for DELIVER_RESEND_MS (counted
- * from the last receipt, or from the first delivery handed out with nothing
- * in flight), the connection is rewound as a new one would be: its cursor
- * goes back to the oldest queue entry and nothing counts as in flight, so
- * every unanswered message is delivered again, within the credit and the
- * byte budget. That is how a node that could not store deliveries (its
- * disk was full: it drops them and returns their credit), or whose
- * Deliver frames were lost, gets them again without a reconnect. Each
- * rewind without a receipt since doubles the wait, up to
+ * connection, none has been receipted for DELIVER_RESEND_MS (counted from
+ * the last receipt, or from the first delivery handed out with nothing in
+ * flight), and the node has returned at least as much credit in Credit
+ * frames as there are deliveries in flight (it read them and dropped them:
+ * a node whose store commit failed returns the credit of the receipts it
+ * could not send), the connection is rewound as a new one would be: its
+ * cursor goes back to the oldest queue entry and nothing counts as in
+ * flight, so every unanswered message is delivered again, within the
+ * credit and the byte budget. That is how a node that could not store
+ * deliveries (its disk was full) gets them again without a reconnect. A
+ * node that does not read (and so returns no credit) is never sent more
+ * than the byte budget: its frames are not resent into a queue it does not
+ * drain. Each rewind without a receipt since doubles the wait, up to
  * DELIVER_RESEND_MAX_MS; a receipt sets it back. The node keeps one copy
  * of a message however often it is sent (msg_id) and receipts a repeated
  * one again; the broker ignores a repeated leaf. "delivered" is audited
