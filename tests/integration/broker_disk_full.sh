@@ -107,6 +107,7 @@ jl 'len(E("ack")) == 1 and not E("error")' "without a restart, a new submit is a
 peer gemeente-diemen --timeout-ms 60000 submit --to politie-mn --json big.json --count 100
 accepted=$(jget 'len(E("ack"))')
 refused=$(jget 'len(E("error"))')
+echo "# $accepted accepted, $refused refused"
 jl 'len(E("ack")) >= 20 and all(a["valid"] for a in E("ack"))' "the first large submits are accepted"
 jl 'len(E("error")) >= 1 and all(e["reason"] == "STORE_FULL" for e in E("error"))' \
     "the rest are refused with STORE_FULL"
