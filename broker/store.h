@@ -112,6 +112,11 @@
 #define STORE_DISK_MARGIN (4ull << 20) /* left free by accepted submits */
 #define STORE_DISK_IO_FREE (64ull << 20) /* an I/O error below this much free: full */
 #define STORE_DISK_RESERVE_FILE "disk-reserve"
+/* Test hook: "1" turns off the free-space checks before commits (store_fits()
+ * and the margin in store_room()), so that a test can show a commit running
+ * into a full filesystem; the reserve and the handling of a failed commit
+ * stay. */
+#define STORE_NO_DISK_CHECK_ENV "KETEN_BROKER_TEST_NO_DISK_CHECK"
 
 /* Per-recipient state of a stored message. */
 enum store_rcpt_state {
@@ -158,6 +163,7 @@ typedef struct store {
     atomic_uint_fast64_t disk_room; /* disk_free + what the data file can reuse */
     atomic_uint_fast64_t reserve_held; /* bytes allocated to the reserve file */
     bool refused_for_disk; /* the last store_fits() said no for the filesystem */
+    bool disk_check_off; /* test hook STORE_NO_DISK_CHECK_ENV */
     uint64_t last_free_scan_ms;
     uint64_t free_pages; /* at the last scan of the free list */
     uint64_t disk_full_until_ms; /* ENOSPC seen: full until then, then retry */

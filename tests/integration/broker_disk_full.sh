@@ -5,8 +5,10 @@
 # detail that names the filesystem, every refusal is audited, the metrics
 # say so (keten_store_full, keten_store_disk_full, the free bytes, the disk
 # reserve), deliveries and receipts go on, and once space is freed submits
-# are taken again without a restart. Two ways to fill it: another program
-# takes all the space (dd), and the broker's own store grows into it.
+# are taken again without a restart. Three ways to fill it: another program
+# takes all the space (dd), the broker's own store grows into it, and (with
+# a test hook that turns off the free-space check) a commit runs into it and
+# fails as seen in the field (LMDB's EIO for a short write).
 # Reject twin: with space, the same submits are accepted.
 # Mounting needs root (CI runs as root); where mount is not permitted the
 # full-filesystem cases print a TAP "# SKIP" line with the reason, and the
@@ -134,6 +136,46 @@ wait_for 10 metric_is keten_store_disk_full 0
 check "the freed pages count: keten_store_disk_full goes back to 0" test $? -eq 0
 peer gemeente-diemen --timeout-ms 60000 submit --to politie-mn --json big.json --count 10
 jl 'len(E("ack")) == 10 and not E("error")' "large submits are accepted again, without a restart"
+stop_broker
+check "the broker stops (exit 0)" test "$BRC" -eq 0
+
+# 3. What was seen in the field: a commit that runs into the full filesystem
+# (LMDB: EIO for a short write, or ENOSPC). A test hook turns off the
+# free-space check that prevents it, on a fresh store. The failed batch is
+# not stored; it is applied again with its submits refused, and those
+# refusals are audited in the space the reserve gives back.
+umount broker && MOUNTED=""
+if mount -t tmpfs -o size=48m,mode=0700 tmpfs broker; then
+    MOUNTED=yes
+    cp -a broker.keys/. broker/
+fi
+check "a fresh 48 MiB tmpfs for the broker's home" test -n "$MOUNTED"
+KETEN_BROKER_TEST_NO_DISK_CHECK=1 start_broker --map-size $((1024 * 1024 * 1024)) \
+    --metrics 127.0.0.1:0 || done_testing
+METRICS_PORT=$(metrics_port)
+run grep -F "test hook armed: no free-space check before commits" "$BLOG"
+expect 0 "the broker runs without its free-space check (test hook)"
+peer gemeente-diemen --timeout-ms 60000 submit --to politie-mn --json big.json --count 100
+accepted=$(jget 'len(E("ack"))')
+refused=$(jget 'len(E("error"))')
+echo "# $accepted accepted, $refused refused"
+jl 'len(E("ack")) + len(E("error")) == 100' "every submit is answered"
+jl 'len(E("ack")) >= 20 and all(a["valid"] for a in E("ack"))' "the first large submits are accepted"
+jl 'len(E("error")) >= 1 and all(e["reason"] == "STORE_FULL" for e in E("error"))' \
+    "the rest are refused with STORE_FULL"
+run grep -F 'msg="batch failed; nothing of it was stored" error="store full"' "$BLOG"
+says "the broker's filesystem is full while committing" \
+    "a commit failed on the full filesystem, and the log says so, not an I/O error"
+check "keten_store_disk_full is 1" metric_is keten_store_disk_full 1
+check "the disk reserve was given back" metric_is keten_store_disk_reserve_bytes 0
+peer politie-mn --timeout-ms 60000 recv --count "$accepted"
+jl "len(E('deliver')) == $accepted and all(d['opened'] and d['receipted'] for d in E('deliver'))" \
+    "every message it accepted is delivered and receipted: nothing of the failed batch was half stored"
+audit
+jl "len([r for r in L if r['event'] == 'REJECTED' and r['reason'] == 'STORE_FULL']) == $refused" \
+    "every STORE_FULL refusal is audited, those of the failed batch too"
+jl "len([r for r in L if r['event'] == 'SUBMITTED']) == $accepted" \
+    "only the accepted submits have a submitted record"
 stop_broker
 check "the broker stops (exit 0)" test "$BRC" -eq 0
 done_testing
