@@ -119,8 +119,8 @@ static void disk_check(store *self, uint64_t in_file)
         atomic_store(&self->disk_room, UINT64_MAX);
         return;
     }
-    if (atomic_load(&self->reserve_held) == 0 && fs_free >= STORE_DISK_RESERVE + 2 * STORE_DISK_MARGIN
-        && reserve_take(self)) {
+    if (atomic_load(&self->reserve_held) == 0
+        && fs_free >= STORE_DISK_RESERVE + 2 * STORE_DISK_MARGIN && reserve_take(self)) {
         KETEN_LOG(KETEN_LOG_INFO, "disk reserve allocated", "dir=%s bytes=%llu", self->dir,
             (unsigned long long)STORE_DISK_RESERVE);
         (void)disk_free_bytes(self, &fs_free);
@@ -574,7 +574,8 @@ bool store_fits(store *self, uint64_t extra)
     uint64_t used = atomic_load(&self->used);
     uint64_t room = atomic_load(&self->disk_room);
     self->refused_for_disk = atomic_load(&self->disk_full)
-        || (!self->disk_check_off && (room < STORE_DISK_MARGIN || extra > room - STORE_DISK_MARGIN));
+        || (!self->disk_check_off
+            && (room < STORE_DISK_MARGIN || extra > room - STORE_DISK_MARGIN));
     if (self->refused_for_disk && !atomic_load(&self->disk_full)) {
         disk_full_enter(self, atomic_load(&self->disk_free), "a submit would not leave the margin");
     }

@@ -55,16 +55,17 @@
  * free space on its filesystem", logged once, and the store counts as full
  * (keten_store_disk_full(), shown by status) until keten_store_disk_tick()
  * finds KETEN_STORE_DISK_FREE_OK bytes free on the filesystem (a small
- * commit that fits in pages the file can reuse does not end it). Nothing is lost: a failed commit stores none of its batch,
- * the deliveries in it are not receipted and the broker sends them again
- * (its resend timer, docs/protocol.md).
+ * commit that fits in pages the file can reuse does not end it). Nothing
+ * is lost: a failed commit stores none of its batch, the deliveries in it
+ * are not receipted (their credit is returned) and the broker sends them
+ * again (its resend rule, docs/protocol.md).
  *
  * Ownership: keten_store_destroy() closes the environment. Values returned in
  * MDB_val point into the map and are valid until the transaction ends or its
  * next write.
  * Thread safety: one thread (the daemon's main loop).
  * Errors: KETEN_ERR_STORE (LMDB, detail names the call), KETEN_ERR_STORE_FULL
- * (map full), KETEN_ERR_NOT_FOUND (no such key), KETEN_ERR_MALFORMED (a key
+ * (map full, or the filesystem full: see above), KETEN_ERR_NOT_FOUND (no such key), KETEN_ERR_MALFORMED (a key
  * of the wrong size), KETEN_ERR_NOMEM.
  */
 #ifndef KETEN_NODE_STORE_H

@@ -470,8 +470,8 @@ static void test_disk_full(void **state)
         assert_int_equal(stat(reserve, &st), 0);
         assert_int_equal(st.st_size, 0);
         assert_false(store_fits(c->st, 1));
-        assert_string_equal(
-            store_full_detail(c->st), "store full: the broker's filesystem is full; free disk space");
+        assert_string_equal(store_full_detail(c->st),
+            "store full: the broker's filesystem is full; free disk space");
         /* Measured again: this filesystem has room, the state is left. */
         assert_int_equal(store_room(c->st, T0, &full), KETEN_OK);
         assert_false(full);
