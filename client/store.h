@@ -65,8 +65,8 @@
  * next write.
  * Thread safety: one thread (the daemon's main loop).
  * Errors: KETEN_ERR_STORE (LMDB, detail names the call), KETEN_ERR_STORE_FULL
- * (map full, or the filesystem full: see above), KETEN_ERR_NOT_FOUND (no such key), KETEN_ERR_MALFORMED (a key
- * of the wrong size), KETEN_ERR_NOMEM.
+ * (map full, or the filesystem full: see above), KETEN_ERR_NOT_FOUND (no such key),
+ * KETEN_ERR_MALFORMED (a key of the wrong size), KETEN_ERR_NOMEM.
  */
 #ifndef KETEN_NODE_STORE_H
 #define KETEN_NODE_STORE_H
