@@ -69,6 +69,7 @@ typedef struct conn_flight {
     uint64_t resend_wait_ms;
     uint64_t count;
     uint64_t returned;
+    uint32_t rewinds; /* rewinds since the last receipt: each halves the byte budget */
     bool has_notice_cursor;
     uint64_t notice_cursor; /* leaf of the last notice first sent here */
     size_t n_notices; /* entries of conn.notice_v in use */

@@ -116,12 +116,15 @@ void deliver_credit(conn *c, uint32_t credit)
 }
 
 /* Whether a delivery of len bytes fits c's byte budget (always, when
- * nothing is in flight). */
+ * nothing is in flight). The budget is halved by every rewind since the
+ * last receipt (deliver.h), down to one delivery at a time. */
 static bool fits_budget(const conn *c, size_t len)
 {
     uint64_t used = c->flight.bytes;
-    return used == 0
-        || (used < BROKER_INFLIGHT_BYTES_MAX && len <= BROKER_INFLIGHT_BYTES_MAX - used);
+    uint32_t shift = c->flight.rewinds < DELIVER_RESEND_HALVINGS_MAX ? c->flight.rewinds
+                                                                     : DELIVER_RESEND_HALVINGS_MAX;
+    uint64_t budget = (uint64_t)BROKER_INFLIGHT_BYTES_MAX >> shift;
+    return used == 0 || (used < budget && len <= budget - used);
 }
 
 /* The delivery of the message at leaf is no longer in flight on c (its
@@ -237,6 +240,7 @@ static void rewind_if_stalled(broker *b, conn *c)
     c->flight.full = false;
     c->flight.progress_ms = mono;
     c->flight.resend_wait_ms = 2 * wait > DELIVER_RESEND_MAX_MS ? DELIVER_RESEND_MAX_MS : 2 * wait;
+    c->flight.rewinds += c->flight.rewinds < UINT32_MAX ? 1 : 0;
     metrics_deliveries_resent(b->m);
 }
 
@@ -452,6 +456,7 @@ keten_err deliver_receipts(broker *b, conn *c, uint64_t request_id, const Keten_
             /* The node answers: deliveries progress (resend, deliver.h). */
             c->flight.progress_ms = keten_mono_ms();
             c->flight.resend_wait_ms = 0;
+            c->flight.rewinds = 0;
         }
         if (matched) {
             matched_n++;

@@ -35,7 +35,12 @@
  * node that does not read (and so returns no credit) is never sent more
  * than the byte budget: its frames are not resent into a queue it does not
  * drain. Each rewind without a receipt since doubles the wait, up to
- * DELIVER_RESEND_MAX_MS; a receipt sets it back. The node keeps one copy
+ * DELIVER_RESEND_MAX_MS, and halves the connection's byte budget (down to
+ * one delivery at a time after DELIVER_RESEND_HALVINGS_MAX rewinds); a
+ * receipt sets both back. So a node that returns credit for deliveries it
+ * never reads gets at most twice the budget, and then one delivery a
+ * minute, queued for it in all; an honest node that gets space back
+ * stores the next one sent, and its receipt opens the full budget again. The node keeps one copy
  * of a message however often it is sent (msg_id) and receipts a repeated
  * one again; the broker ignores a repeated leaf. "delivered" is audited
  * once.
@@ -91,6 +96,7 @@
 
 #define DELIVER_RESEND_MS 15000 /* nothing receipted for this long: deliver again */
 #define DELIVER_RESEND_MAX_MS 60000 /* the longest wait between two rewinds */
+#define DELIVER_RESEND_HALVINGS_MAX 24 /* 16 MiB >> 24: one delivery at a time */
 #define DELIVER_NOTICES_PER_BATCH 256
 #define DELIVER_NOTICE_RESEND_MS 10000 /* an unconfirmed notice is sent again after this */
 #define DELIVER_NOTICE_ACK_MAX 4096 /* leaf indexes read from one NoticeAck */
