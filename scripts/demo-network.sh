@@ -124,8 +124,9 @@ say() {
     printf '\n%d. %s\n' "$STEP" "$*"
 }
 note() { printf '   %s\n' "$*"; }
-# plain SENTENCE: what the step means for a partner's security officer.
-plain() { printf '   In plain words: %s\n' "$*"; }
+# plain TEXT...: what the step means for a partner's security officer, as
+# one paragraph wrapped to fit a terminal.
+plain() { printf 'In plain words: %s\n' "$*" | fmt -w 84 | sed 's/^/   /'; }
 fail() {
     printf '   FAILED: %s\n' "$*"
     FAILED=1
@@ -214,15 +215,15 @@ must "init" "$KEYS" init --dir admin --network regio-midden --threshold 2 --admi
     --no-passphrase
 note "network.pub, the trust anchor every party gets out of band:"
 note "sha256 $(sha256sum admin/network.pub | cut -c1-64)"
-plain "no one can change who belongs to the network or what may be shared unless two of"
-note "the three administrators sign; every partner checks their signatures with network.pub."
+plain "no one can change who belongs to the network or what may be shared unless two of" \
+    "the three administrators sign; every partner checks their signatures with network.pub."
 
 say "They register what signals may be about, so that no free text reaches the log."
 must "register" "$KEYS" register --dir admin --category woonfraude,adrescheck \
     --purpose riec-convenant/art-5
-plain "a message's label can only be one of these registered words (the category"
-note "'woonfraude' or 'adrescheck', the purpose 'riec-convenant/art-5', the article of the"
-note "agreement), so the permanent record never holds a name, an address or a story."
+plain "a message's label can only be one of these registered words (the category" \
+    "'woonfraude' or 'adrescheck', the purpose 'riec-convenant/art-5', the article of the" \
+    "agreement), so the permanent record never holds a name, an address or a story."
 
 say "Each partner makes its own keys on its own machine; private keys never leave it."
 for spec in "gemeente:municipality:Gemeente Diemen" "politie:police:Politie Midden-Nederland" \
@@ -234,16 +235,16 @@ for spec in "gemeente:municipality:Gemeente Diemen" "politie:police:Politie Midd
 done
 must "broker keygen" "$BROKER" keygen --home broker --no-passphrase
 note "broker"
-plain "each organisation holds its own keys; no one else, not even the broker's operator,"
-note "can sign in its name or read what is sent to it."
+plain "each organisation holds its own keys; no one else, not even the broker's operator," \
+    "can sign in its name or read what is sent to it."
 
 say "The administrators check each request's proof of possession and approve it."
 for id in gemeente politie belastingdienst woningcorporatie broker; do
     must "approve $id" "$KEYS" approve --dir admin "$id/identity.request"
 done
 note "5 certificates in the next directory version"
-plain "only the organisations the administrators approved can take part; each certificate"
-note "ties a key to one organisation and its role (municipality, police, tax, housing)."
+plain "only the organisations the administrators approved can take part; each certificate" \
+    "ties a key to one organisation and its role (municipality, police, tax, housing)."
 
 say "The sharing agreement, as policy rules (anything not allowed is refused):"
 must "rule 1" "$KEYS" policy --dir admin allow --from role:municipality \
@@ -254,8 +255,8 @@ must "rule 2" "$KEYS" policy --dir admin allow --from role:municipality \
 must "rule 3" "$KEYS" policy --dir admin allow --from role:police,role:tax,role:housing \
     --to role:municipality --category adrescheck --kind reply --purpose riec-convenant/art-5
 "$KEYS" policy --dir admin list | sed 's/^/   /'
-plain "rules 1, 2 and 3 are the articles of the sharing agreement in a form the computers"
-note "enforce; every message in the log names the rule that allowed it."
+plain "rules 1, 2 and 3 are the articles of the sharing agreement in a form the computers" \
+    "enforce; every message in the log names the rule that allowed it."
 
 say "Administrator 1 publishes directory version 1; administrator 2 adds the second signature."
 must "publish" "$KEYS" publish --dir admin --out directory.signed --admin 1
@@ -267,8 +268,8 @@ else
     fail "the directory does not verify"
     exit 1
 fi
-plain "the partners and the broker accept this list of members and rules (the directory)"
-note "only because two administrators signed it."
+plain "the partners and the broker accept this list of members and rules (the directory)" \
+    "only because two administrators signed it."
 
 say "The broker starts; then the four partner nodes connect (CurveZMQ, keys from the directory)."
 start_broker
@@ -279,8 +280,8 @@ for id in gemeente politie belastingdienst woningcorporatie; do
     wait_until 30 connected "$id" || { fail "$id did not connect"; exit 1; }
 done
 note "all four connected"
-plain "the connections are encrypted, and each side checks the other's key against the"
-note "signed directory: a machine that is not a member cannot connect."
+plain "the connections are encrypted, and each side checks the other's key against the" \
+    "signed directory: a machine that is not a member cannot connect."
 
 cat >signal.json <<'EOF'
 {"type": "woonfraude", "purpose": "riec-convenant/art-5",
@@ -330,10 +331,10 @@ if [ -n "$SEQ" ] && record_of audit-after-signal "$SEQ" signal-record.bin; then
 else
     fail "the signal's record is not in the broker's audit log"
 fi
-plain "the broker can read who sent it to whom, the registered category and purpose and"
-note "the rule that allowed it, but not a word of the signal itself: it only has the"
-note "content encrypted for the police and the tax authority, and keeps only a fingerprint"
-note "of it (32 bytes) in its log."
+plain "the broker can read who sent it to whom, the registered category and purpose and" \
+    "the rule that allowed it, but not a word of the signal itself: it only has the" \
+    "content encrypted for the police and the tax authority, and keeps only a fingerprint" \
+    "of it (32 bytes) in its log."
 if [ -n "$(find broker -type f -size +0 2>/dev/null | head -1)" ]; then
     check_absent broker broker.log audit-after-signal -- "ramen afgeplakt" "9 personen" \
         "Hoofdstraat 1" >absent.txt 2>&1
@@ -352,8 +353,8 @@ fi
 say "The police node goes offline (its operator restarts the server)."
 stop politie
 note "politie stopped"
-plain "a partner that is offline loses nothing: what is sent to it waits at the broker,"
-note "still encrypted, until it comes back."
+plain "a partner that is offline loses nothing: what is sent to it waits at the broker," \
+    "still encrypted, until it comes back."
 
 cat >query.json <<'EOF'
 {"type": "adrescheck", "purpose": "riec-convenant/art-5",
@@ -366,8 +367,8 @@ Q=$("$NODE" send --home gemeente --to role:police,role:tax,role:housing --kind q
     --signal query.json --wait 2>send.err)
 [ -n "$Q" ] || { fail "query"; sed 's/^/   | /' send.err; exit 1; }
 note "query $Q"
-plain "a query asks the partners whether they know something; each answer is a message of"
-note "its own, linked to the query."
+plain "a query asks the partners whether they know something; each answer is a message of" \
+    "its own, linked to the query."
 
 reply_json() {
     cat <<EOF
@@ -386,8 +387,8 @@ for pair in belastingdienst:reply-tax.json woningcorporatie:reply-housing.json; 
     must "reply from $id" "$NODE" reply --home "$id" "$Q" --signal "${pair#*:}"
     note "$id answered"
 done
-plain "each answer is signed by the partner that gives it and encrypted so that only the"
-note "municipality can read it; the police's copy of the query is still waiting."
+plain "each answer is signed by the partner that gives it and encrypted so that only the" \
+    "municipality can read it; the police's copy of the query is still waiting."
 
 say "The police node comes back and gets its backlog: the query waited at the broker."
 start_node politie
@@ -408,10 +409,10 @@ if wait_until 30 answered; then
     "$NODE" status --home gemeente "$Q" >status-query.txt 2>/dev/null
     sed 's/^/     /' status-query.txt | head -12
     LEAF=$(grep -o 'audit leaf [0-9]*' status-query.txt | grep -o '[0-9]*$')
-    plain "'receipted' means that partner's node signed that it has stored the query;"
-    note "'replied' that it answered. 'accepted (audit leaf ${LEAF:-?})' means the broker wrote the query"
-    note "as record ${LEAF:-?} of its audit log (counted from 0), and the municipality's node checked"
-    note "the broker's proof that this record is in the signed log (inclusion proven)."
+    plain "'receipted' means that partner's node signed that it has stored the query;" \
+        "'replied' that it answered. 'accepted (audit leaf ${LEAF:-?})' means the broker wrote the query" \
+        "as record ${LEAF:-?} of its audit log (counted from 0), and the municipality's node checked" \
+        "the broker's proof that this record is in the signed log (inclusion proven)."
 else
     fail "not all replies arrived"
 fi
@@ -427,10 +428,10 @@ else
     *) fail "the refusal does not name the rule that decided (rule 0)" ;;
     esac
 fi
-plain "'rule 0' means that no rule of the agreement allows it, and what the agreement does"
-note "not allow is refused. The municipality's own node checks the same signed agreement and"
-note "refused it before anything left; had it been sent, the broker would have refused it"
-note "too and recorded the attempt in its audit log."
+plain "'rule 0' means that no rule of the agreement allows it, and what the agreement does" \
+    "not allow is refused. The municipality's own node checks the same signed agreement and" \
+    "refused it before anything left; had it been sent, the broker would have refused it" \
+    "too and recorded the attempt in its audit log."
 
 say "The partners witness the broker's audit log: each checks that every new checkpoint"
 note "is consistent with the one it saw before, and cosigns it."
@@ -450,12 +451,12 @@ if wait_until 30 witnessed; then
     note "the police node keeps this checkpoint, cosigned by a quorum of partners:"
     sed 's/^/     /' politie-checkpoint.note
     CP_SIZE=$(sed -n 2p politie-checkpoint.note)
-    plain "a checkpoint is the broker's signed statement of how long its audit log is and"
-    note "what it contains: the name of the log, the number of records ($CP_SIZE), a fingerprint"
-    note "of all of them together, and the directory version in force. Below the empty line"
-    note "the broker signs it, and the partners that checked it cosign it (the lines with —)."
-    note "Once the police hold this, the broker cannot change or remove any of these $CP_SIZE"
-    note "records without every later checkpoint giving it away."
+    plain "a checkpoint is the broker's signed statement of how long its audit log is and" \
+        "what it contains: the name of the log, the number of records ($CP_SIZE), a fingerprint" \
+        "of all of them together, and the directory version in force. Below the empty line" \
+        "the broker signs it, and the partners that checked it cosign it (the lines with —)." \
+        "Once the police hold this, the broker cannot change or remove any of these $CP_SIZE" \
+        "records without every later checkpoint giving it away."
 else
     fail "no checkpoint covering the police's reply (audit leaf ${REPLY_LEAF:-?}) was witnessed by a quorum"
 fi
@@ -465,8 +466,8 @@ for id in gemeente politie belastingdienst woningcorporatie; do
     [ "$rc" -eq 0 ] || fail "$id reports an alarm (status exit $rc)"
 done
 note "no partner raised an alarm"
-plain "had the broker shown two partners different histories, or rewritten its log, the"
-note "partners' nodes would have raised an alarm here."
+plain "had the broker shown two partners different histories, or rewritten its log, the" \
+    "partners' nodes would have raised an alarm here."
 
 say "The broker's operator exports the audit log (no queues, no content) for the auditor."
 if "$AUDIT" export --db broker --out audit-export >export.txt 2>&1; then
@@ -479,17 +480,17 @@ fi
 note "a folder of plain files: checkpoint (the latest checkpoint), tile/ (the records and"
 note "their fingerprints), keten/ (the directory versions and every checkpoint with its"
 note "cosignatures)."
-plain "the auditor gets the record of the exchanges, not the messages: who sent which"
-note "kind of message to whom, when and under which rule, never what it said."
+plain "the auditor gets the record of the exchanges, not the messages: who sent which" \
+    "kind of message to whom, when and under which rule, never what it said."
 
 say "The auditor verifies the export against the checkpoint kept by the police node."
 if "$AUDIT" verify --db audit-export --anchor admin/network.pub \
     --checkpoint politie-checkpoint.note >verify.txt 2>&1; then
     sed 's/^/   /' verify.txt
-    plain "nothing in the log was changed, removed, reordered or added afterwards, every"
-    note "partner's signature in it is genuine, and the log is the same history the police's"
-    note "checkpoint shows the partners saw and cosigned (records the police's checkpoint does"
-    note "not yet cover are only consistent with the rest)."
+    plain "nothing in the log was changed, removed, reordered or added afterwards, every" \
+        "partner's signature in it is genuine, and the log is the same history the police's" \
+        "checkpoint shows the partners saw and cosigned (records the police's checkpoint does" \
+        "not yet cover are only consistent with the rest)."
 else
     fail "verification of the audit log failed"
     sed 's/^/   | /' verify.txt
@@ -497,18 +498,18 @@ fi
 
 say "The auditor replays the exchange history (metadata only: who, what kind, when, why):"
 "$AUDIT" replay --db audit-export | sed 's/^/   /' | head -40
-plain "each line is one record: a number, the time, what happened, which message, who to"
-note "whom, category, purpose and the rule that allowed it. [signed by the sender] or"
-note "[signed by the recipient] means that partner's own signature proves it; [broker's"
-note "claim] means only the broker says so."
+plain "each line is one record: a number, the time, what happened, which message, who to" \
+    "whom, category, purpose and the rule that allowed it. [signed by the sender] or" \
+    "[signed by the recipient] means that partner's own signature proves it; [broker's" \
+    "claim] means only the broker says so."
 
 say "And counts the exchanges per pair of partners and category, for the annual report:"
 "$AUDIT" stats --db audit-export --by pair,category | sed 's/^/   /'
-plain "a message is one signal, query or answer as its sender sent it; an exchange is one"
-note "message to one recipient. The first signal went to 2 partners (1 message, 2"
-note "exchanges), the query to 3 (1 message, 3 exchanges), and each of the 3 answers went to"
-note "the municipality only (3 messages, 3 exchanges): 5 messages, 8 exchanges in all."
-note "'receipted' counts the exchanges whose recipient signed that it stored the message."
+plain "a message is one signal, query or answer as its sender sent it; an exchange is one" \
+    "message to one recipient. The first signal went to 2 partners (1 message, 2" \
+    "exchanges), the query to 3 (1 message, 3 exchanges), and each of the 3 answers went to" \
+    "the municipality only (3 messages, 3 exchanges): 5 messages, 8 exchanges in all." \
+    "'receipted' counts the exchanges whose recipient signed that it stored the message."
 
 say "Everything stops."
 stop_all
@@ -521,8 +522,8 @@ if [ ${#LEFT[@]} -eq 0 ]; then
 else
     fail "still running: ${LEFT[*]}"
 fi
-plain "nothing the demonstration started is left running. To check: ps -p $(IFS=,; echo "${STARTED[*]}")"
-note "(it lists no process); one that were still running would stop with: kill PID"
+plain "nothing the demonstration started is left running. To check: ps -p $(IFS=,; echo "${STARTED[*]}")" \
+    "(it lists no process); one that were still running would stop with: kill PID"
 
 if [ "$FAILED" -ne 0 ]; then
     echo
