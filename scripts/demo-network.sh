@@ -487,10 +487,13 @@ say "The auditor verifies the export against the checkpoint kept by the police n
 if "$AUDIT" verify --db audit-export --anchor admin/network.pub \
     --checkpoint politie-checkpoint.note >verify.txt 2>&1; then
     sed 's/^/   /' verify.txt
+    LATER=
+    if grep -q 'only self-consistent' verify.txt; then
+        LATER="The records after those the police's checkpoint covers are only consistent with the rest: a later checkpoint a partner keeps would cover them too."
+    fi
     plain "nothing in the log was changed, removed, reordered or added afterwards, every" \
-        "partner's signature in it is genuine, and the log is the same history the police's" \
-        "checkpoint shows the partners saw and cosigned (records the police's checkpoint does" \
-        "not yet cover are only consistent with the rest)."
+        "partner's signature in it is genuine, and it is the same history the partners saw" \
+        "and cosigned: the police's checkpoint proves it. $LATER"
 else
     fail "verification of the audit log failed"
     sed 's/^/   | /' verify.txt
