@@ -60,6 +60,10 @@ check "the folder is kept, with the broker's home and the audit export" \
     test -d "$KEPT/broker" -a -d "$KEPT/audit-export" -a -f "$KEPT/politie-checkpoint.note"
 says "Remove it with: rm -rf $KEPT" "it says how to remove it"
 check "the broker's home holds files" test -n "$(find "$KEPT/broker" -type f -size +0)"
+check "no sanitizer report in the daemons' logs" \
+    lacks grep -lE 'AddressSanitizer|LeakSanitizer|runtime error' "$KEPT/broker.log" \
+    "$KEPT/node-gemeente.log" "$KEPT/node-politie.log" "$KEPT/node-belastingdienst.log" \
+    "$KEPT/node-woningcorporatie.log"
 
 pids=$(sed -n 's/^   all processes stopped: //p' "$T/demo.out")
 check "it lists the processes it started (6: the broker, 4 nodes, a restart)" \
