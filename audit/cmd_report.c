@@ -78,7 +78,7 @@ static const char style[]
       ".swatch{display:inline-block;width:.9em;height:.9em;margin-right:.3em;"
       "vertical-align:middle}"
       "dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{color:#555}"
-      "dd{margin:0}.org{color:#555}"
+      "dd{margin:0}.org{color:#555}td.m{white-space:nowrap}"
       "@media print{body{margin:0;max-width:none}h2{break-after:avoid}"
       "table,svg{break-inside:avoid}}";
 
@@ -236,7 +236,7 @@ static void stats_html(FILE *f, const stats_table *t, const dirinfo *dirs)
         party(f, dirs, r->recipient);
         fprintf(f, "</td><td>");
         esc(f, r->category);
-        fprintf(f, "</td><td>");
+        fprintf(f, "</td><td class=\"m\">");
         esc(f, r->month);
         fprintf(f,
             "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64

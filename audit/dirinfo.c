@@ -182,7 +182,11 @@ static keten_err dir_item(void *ctx, uint64_t version, const uint8_t *bytes, siz
     dirinfo_version *v = &d->versions[d->n_versions++];
     v->version = version;
     v->issued_at = doc->issued_at;
-    v->n_nodes = doc->n_nodes;
+    v->n_nodes = 0;
+    for (size_t i = 0; i < doc->n_nodes; i++) {
+        const char *role = doc->nodes[i]->role;
+        v->n_nodes += role == NULL || strcmp(role, "broker") != 0;
+    }
     v->first_change = d->n_changes;
     certset cur = { 0 };
     cur.node_ids = calloc(doc->n_nodes + 1, sizeof *cur.node_ids);

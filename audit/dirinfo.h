@@ -44,7 +44,7 @@ typedef struct dirinfo_change {
 typedef struct dirinfo_version {
     uint64_t version;
     uint64_t issued_at; /* ms */
-    size_t n_nodes; /* certificates in force */
+    size_t n_nodes; /* partners' certificates in force (the broker's not counted) */
     size_t first_change, n_changes; /* into dirinfo_change_at() */
 } dirinfo_version;
 
