@@ -162,8 +162,7 @@ static void verification_html(FILE *f, const auditdb *a, const verifier_result *
             "self-consistent. Compare it with checkpoints kept by partner "
             "nodes.</dd>\n");
     } else {
-        fprintf(f,
-            "<dt>External evidence</dt><dd>");
+        fprintf(f, "<dt>External evidence</dt><dd>");
         count(f, v->external, "checkpoint kept by partners matches",
             "checkpoints kept by partners match");
         fprintf(f, " the log up to record %" PRIu64 " of the log</dd>\n",
@@ -777,7 +776,8 @@ int cmd_report(int argc, char **argv)
         e = keten_err_set(KETEN_ERR_NOMEM, "making the report");
         goto out;
     }
-    e = write_page(mem, a, anchor != NULL ? anchor->network : "", v, anchor != NULL, tables, &flt, dirs);
+    e = write_page(
+        mem, a, anchor != NULL ? anchor->network : "", v, anchor != NULL, tables, &flt, dirs);
     if (fclose(mem) != 0 && e == KETEN_OK) {
         e = keten_err_set(KETEN_ERR_NOMEM, "making the report");
     }

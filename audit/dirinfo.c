@@ -115,8 +115,8 @@ static void set_org(dirinfo *d, const Keten__NodeCert *c)
     o->org = (char *)own(d, c->org);
 }
 
-static void add_change(dirinfo *d, dirinfo_change_kind kind, const Keten__NodeCert *c,
-    uint64_t at, const char *reason)
+static void add_change(
+    dirinfo *d, dirinfo_change_kind kind, const Keten__NodeCert *c, uint64_t at, const char *reason)
 {
     if (!grow((void **)&d->changes, &d->cap_changes, d->n_changes, sizeof *d->changes)) {
         d->failed = true;
@@ -158,14 +158,15 @@ static bool in_prev_revoked(const certset *s, uint64_t serial)
     return false;
 }
 
-static keten_err dir_item(void *ctx, uint64_t version, const uint8_t *bytes, size_t len, size_t index)
+static keten_err dir_item(
+    void *ctx, uint64_t version, const uint8_t *bytes, size_t len, size_t index)
 {
     (void)index;
     dirinfo *d = ctx;
     Keten__SignedDirectory *sd = NULL;
     Keten__Directory *doc = NULL;
-    if (KETEN_PB_UNPACK(keten__signed_directory, bytes, len, KETEN_DIRECTORY_MAX,
-            "signed directory", &sd)
+    if (KETEN_PB_UNPACK(
+            keten__signed_directory, bytes, len, KETEN_DIRECTORY_MAX, "signed directory", &sd)
         != KETEN_OK) {
         return KETEN_OK; /* skipped: verify names it */
     }
@@ -214,8 +215,8 @@ static keten_err dir_item(void *ctx, uint64_t version, const uint8_t *bytes, siz
         set_org(d, r->cert);
         cur.revoked_serials[cur.n_revoked++] = r->cert->serial;
         if (!in_prev_revoked(&d->prev, r->cert->serial)) {
-            add_change(d, r->superseded ? DIRINFO_ROTATED : DIRINFO_REVOKED, r->cert, r->at,
-                r->reason);
+            add_change(
+                d, r->superseded ? DIRINFO_ROTATED : DIRINFO_REVOKED, r->cert, r->at, r->reason);
         }
     }
     v->n_changes = d->n_changes - v->first_change;

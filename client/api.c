@@ -566,8 +566,8 @@ static json_t *do_ack(keten_node *node, const json_t *req)
         keten_hex(id, KETEN_MSG_ID_BYTES, hex);
         keten_time_iso(rec->handled_at, t, sizeof t);
         keten_nodestore_received_free(&rec);
-        json_t *r = fail_reply(keten_err_set(
-            KETEN_ERR_EXISTS, "message %s was already acknowledged at %s", hex, t));
+        json_t *r = fail_reply(
+            keten_err_set(KETEN_ERR_EXISTS, "message %s was already acknowledged at %s", hex, t));
         if (r != NULL && json_object_set_new(r, "handled_at", json_string(t)) != 0) {
             json_decref(r);
             return NULL;
@@ -587,7 +587,8 @@ static json_t *do_ack(keten_node *node, const json_t *req)
     if (e != KETEN_OK) {
         return fail_reply(e);
     }
-    return json_pack("{s:b, s:s}", "ok", 1, "msg_id", json_string_value(json_object_get(req, "msg_id")));
+    return json_pack(
+        "{s:b, s:s}", "ok", 1, "msg_id", json_string_value(json_object_get(req, "msg_id")));
 }
 
 /* One sent message for the list: its msg_id and when it was made. */

@@ -48,9 +48,9 @@ static int fetch(const char *home, bool all, uint64_t wait_s, json_t **reply)
 {
     json_t *req = json_pack(
         "{s:s, s:b, s:I}", "cmd", "inbox", "all", all, "wait_ms", (json_int_t)(wait_s * 1000));
-    keten_err e = req == NULL ? KETEN_ERR_NOMEM
-                              : keten_apiclient_call(home, req,
-                                  (int)(wait_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, reply);
+    keten_err e = req == NULL
+        ? KETEN_ERR_NOMEM
+        : keten_apiclient_call(home, req, (int)(wait_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, reply);
     json_decref(req);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
@@ -132,9 +132,9 @@ int cmd_inbox(int argc, char **argv)
         }
         json_array_foreach(list, i, m)
         {
-            bool handled
-                = open != NULL && !listed(json_object_get(open, "messages"),
-                                      json_string_value(json_object_get(m, "msg_id")));
+            bool handled = open != NULL
+                && !listed(json_object_get(open, "messages"),
+                    json_string_value(json_object_get(m, "msg_id")));
             unhandled += handled ? 0 : 1;
             if (as_json) {
                 char *line = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -102,9 +102,8 @@ int cmd_sent(int argc, char **argv)
     if (home == NULL) {
         return keten_cli_usage("sent", "--home DIR is required");
     }
-    json_t *req = has_since
-        ? json_pack("{s:s, s:I}", "cmd", "sent", "since_ms", (json_int_t)since)
-        : json_pack("{s:s}", "cmd", "sent");
+    json_t *req = has_since ? json_pack("{s:s, s:I}", "cmd", "sent", "since_ms", (json_int_t)since)
+                            : json_pack("{s:s}", "cmd", "sent");
     json_t *reply = NULL;
     keten_err e = req == NULL ? KETEN_ERR_NOMEM
                               : keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
@@ -119,8 +118,8 @@ int cmd_sent(int argc, char **argv)
         size_t i, open = 0;
         json_t *m;
         if (!as_json && json_array_size(list) > 0) {
-            printf("%-32s  %-24s  %-8s  %-20s  %-9s  %s\n", "MSG_ID", "CREATED", "KIND",
-                "CATEGORY", "STATE", "RECIPIENTS");
+            printf("%-32s  %-24s  %-8s  %-20s  %-9s  %s\n", "MSG_ID", "CREATED", "KIND", "CATEGORY",
+                "STATE", "RECIPIENTS");
         }
         json_array_foreach(list, i, m)
         {
@@ -138,8 +137,8 @@ int cmd_sent(int argc, char **argv)
         }
         if (!as_json && rc == KETEN_EXIT_OK) {
             size_t n = json_array_size(list);
-            printf("%zu message%s sent, %zu awaiting a recipient's answer\n", n,
-                n == 1 ? "" : "s", open);
+            printf("%zu message%s sent, %zu awaiting a recipient's answer\n", n, n == 1 ? "" : "s",
+                open);
             if (more > 0) {
                 printf("%lld older message%s not listed (use --since)\n", (long long)more,
                     more == 1 ? "" : "s");
