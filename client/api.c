@@ -688,7 +688,9 @@ static json_t *do_sent(keten_node *node, const json_t *req)
     }
     size_t first = 0;
     if (e == KETEN_OK) {
-        qsort(v, kept, sizeof *v, cmp_sent);
+        if (kept > 1) {
+            qsort(v, kept, sizeof *v, cmp_sent); /* v is NULL when nothing was sent */
+        }
         first = kept > KETEN_API_SENT_MAX ? kept - KETEN_API_SENT_MAX : 0;
     }
     for (size_t i = first; e == KETEN_OK && i < kept; i++) {
