@@ -2,8 +2,11 @@
  * keten-audit report --db ... --out report.html: one self-contained HTML
  * page (inline CSS and SVG, no script, nothing fetched) for a non-technical
  * auditor: the verification summary, totals, the exchanges table, a bar
- * chart of exchanges per month per partner, a partner-to-partner matrix and
- * the rejected attempts. Every text from the log is HTML-escaped.
+ * chart of exchanges per month per partner, a partner-to-partner matrix,
+ * the rejected attempts, the revocations and key rotations and the history of
+ * the directory versions (dirinfo.h); partners are shown with their
+ * organisation. Plain words: records "of the log", singular and plural
+ * right. Every text from the log is HTML-escaped.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -123,12 +126,13 @@ static void verification_html(FILE *f, const auditdb *a, const verifier_result *
     if (!v->ok) {
         fprintf(f,
             "<div class=\"bad\" id=\"verification\"><strong>Verification FAILED at "
-            "record %" PRIu64 " of the log.</strong> ",
+            "record %" PRIu64 " of the log.</strong> The log was changed there, or "
+            "does not add up. The figures below are what the log says; they cannot be "
+            "relied upon.<br><small>For the technical auditor (as <code>keten-audit "
+            "verify</code> says it): ",
             v->failure.seq);
         esc(f, v->failure.what);
-        fprintf(f,
-            "<br>The figures below are what the log says; they cannot be relied "
-            "upon.</div>\n");
+        fprintf(f, "</small></div>\n");
         return;
     }
     keten_hex(v->root, KETEN_HASH_BYTES, root);

@@ -117,6 +117,23 @@ run "$AUDIT" report --db exp --anchor admin/network.pub --out report.html
 expect 0 "report --anchor"
 run "$AUDIT" report --db exp --anchor admin/network.pub --to "$T_V2" --out before-v2.html
 expect 0 "report of the time before version 2"
+# The same export with one record changed (a purpose renamed in its bundle).
+cp -r exp exp-bad
+rename_purpose() {
+    "$PY" - exp-bad/tile/entries <<'PY'
+import os, sys
+d = sys.argv[1]
+f = os.path.join(d, sorted(os.listdir(d))[0])
+if os.path.isdir(f):
+    f = os.path.join(f, sorted(os.listdir(f))[0])
+b = open(f, "rb").read()
+assert b"handhaving" in b
+open(f, "wb").write(b.replace(b"handhaving", b"handhavinq", 1))
+PY
+}
+check "one record of a copy of the export changed" rename_purpose
+run "$AUDIT" report --db exp-bad --anchor admin/network.pub --out failed.html
+expect 0 "report on the changed export is still written"
 
 if [ ! -x /usr/bin/chromium ]; then
     not_ok "Chromium renders the report: /usr/bin/chromium is not installed (scripts/deps.sh --test)"
@@ -131,6 +148,7 @@ render() { # render NAME: NAME.html to NAME.png (1280x2400) and NAME.dom
 }
 render report
 render before-v2
+render failed
 # visible NAME: the text a person sees in the rendered DOM, one line per cell
 # or paragraph (no style, no title), into NAME.txt.
 visible() {
@@ -158,6 +176,7 @@ PY
 }
 visible report
 visible before-v2
+visible failed
 sees() { # sees NAME PATTERN (extended regex, one line of visible text)
     grep -Eq -- "$2" "$1.txt"
 }
@@ -184,6 +203,9 @@ check "the report before version 2: 1 authentication failure (singular)" \
     sees before-v2 '^1 authentication failure \(connections'
 check "the directory history is the whole log's, whatever the period: woonstad's revocation is listed" \
     sees before-v2 'woonstad \| Woonstad Rotterdam \| revoked'
+check "the changed log's report says in plain words where verification failed" \
+    sees failed '^Verification FAILED at record [0-9]+ of the log\. The log was changed there'
+check "and no storage jargon there either" lacks grep -Eiq 'lmdb|mdb' failed.txt
 png_ok() { # png_ok FILE W H: a PNG of that size whose pixels are not all one colour
     "$PY" - "$@" <<'PY'
 import struct, sys, zlib
