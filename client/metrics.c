@@ -111,7 +111,7 @@ keten_err keten_node_metrics_new(const char *addr, bool remote, keten_node_metri
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    int rc = getaddrinfo(host[0] != '\0' ? host : "127.0.0.1", colon + 1, &hints, &ai);
+    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
     if (rc != 0 || ai == NULL) {
         return keten_err_set(KETEN_ERR_INVALID, "--metrics %s: %s", addr, gai_strerror(rc));
     }

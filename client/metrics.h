@@ -26,7 +26,7 @@
  * checkpoint) are refreshed at most once a second, and only after the store
  * changed.
  *
- * Address: "HOST:PORT", "[IPv6]:PORT" or ":PORT" (127.0.0.1). Port 0 picks a
+ * Address: "HOST:PORT" or "[IPv6]:PORT". Port 0 picks a
  * free port (logged: msg="metrics served" port=N). The endpoint has no
  * authentication: an address that is not loopback (127.0.0.0/8, ::1) is
  * refused unless `remote` (metrics-remote = yes) says so.
