@@ -32,7 +32,10 @@ static const struct {
     const char *help;
     size_t offset;
 } counters[] = {
-#define C(f, h) { #f, h, offsetof(keten_node_counters, f) }
+#define C(f, h)                                                                                    \
+    {                                                                                              \
+#f, h, offsetof(keten_node_counters, f)                                                    \
+    }
     C(sent, "Messages the broker acknowledged (proven in its log)."),
     C(refused, "Messages the broker refused."),
     C(received, "New messages received, verified and stored."),
@@ -344,8 +347,9 @@ static char *render(keten_node_metrics *m, size_t *len)
             (now - (long long)atomic_load(&m->checkpoint_at)) / 1000);
     }
     for (size_t i = 0; i < N_COUNTERS; i++) {
-        put(&p, "# HELP keten_node_%s_total %s\n# TYPE keten_node_%s_total counter\n"
-                "keten_node_%s_total %llu\n",
+        put(&p,
+            "# HELP keten_node_%s_total %s\n# TYPE keten_node_%s_total counter\n"
+            "keten_node_%s_total %llu\n",
             counters[i].name, counters[i].help, counters[i].name, counters[i].name,
             (unsigned long long)atomic_load(&m->values[i]));
     }
@@ -394,8 +398,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, cons
         return MHD_NO;
     }
     if (status == MHD_HTTP_OK
-        && MHD_add_response_header(
-               resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        && MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             != MHD_YES) {
         MHD_destroy_response(resp);
         return MHD_NO;
