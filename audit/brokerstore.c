@@ -124,9 +124,11 @@ static keten_err open_env(const char *db, unsigned accept, char path[static PATH
     unsigned flags = MDB_RDONLY | MDB_NOTLS;
     *nolock = false;
     if (access(lock, R_OK | W_OK) != 0) {
-        /* An export (no lock file) or a read-only copy: nobody may be writing. */
+        /* No lock file: a copy or a backup, which no broker has open (a
+         * broker's store always has one): nothing to warn about. A lock file
+         * we cannot write: a broker may be writing, and we cannot tell. */
+        *nolock = errno != ENOENT;
         flags |= MDB_NOLOCK;
-        *nolock = true;
     }
     int rc = mdb_env_create(env);
     if (rc == 0) {

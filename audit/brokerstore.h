@@ -10,8 +10,9 @@
  * export is one snapshot. Queues, envelopes, msg_ids and notices are never
  * read. The store is opened MDB_RDONLY with LMDB's lock when lock.mdb is
  * writable by us (the only safe way while the broker runs: run as its user),
- * else with MDB_NOLOCK (a stopped broker, a copy or a backup; *nolock says
- * so, for a warning).
+ * else with MDB_NOLOCK (a stopped broker, a copy or a backup). nolock says
+ * that lock.mdb is there but not writable (a warning: a broker may be
+ * writing); a copy or backup without lock.mdb is read without a warning.
  *
  * What is written, into out_dir (new or empty; made 0755): the records'
  * entry bundles, the hash tiles made of the hashes the broker stored
@@ -42,7 +43,7 @@
 typedef struct brokerstore_result {
     uint64_t records;
     keten_hash root;
-    bool nolock; /* the store was read without LMDB's lock */
+    bool nolock; /* read without LMDB's lock although lock.mdb is there */
 } brokerstore_result;
 
 /* What home may be: a broker home (home/store/data.mdb), a bare store

@@ -92,8 +92,8 @@ int cmd_export(int argc, char **argv)
         return keten_cli_error(e);
     }
     if (res.nolock) {
-        keten_cli_warn("the store of %s was read without LMDB's lock (lock.mdb is absent or not "
-                       "writable), which is safe only while no broker writes to it (stopped broker, "
+        keten_cli_warn("the store of %s was read without LMDB's lock (lock.mdb is not writable), "
+                       "which is safe only while no broker writes to it (stopped broker, "
                        "copy or backup); for a running broker run as its user",
             db);
     }

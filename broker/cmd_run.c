@@ -173,7 +173,7 @@ int cmd_run(int argc, char **argv)
     if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_ERR, "broker not running", "error=\"%s\"", keten_strerror(e));
         keten_notify_status("not running: %s", keten_strerror(e));
-        rc = keten_cli_error(e);
+        rc = keten_cli_start_error(e); /* only a start can fail: the loop stops cleanly */
     }
 out:
     keten_config_destroy(&kc);

@@ -13,7 +13,8 @@
 static const char run_usage[]
     = "Usage: keten-node run --home DIR --anchor network.pub --directory DIRECTORY\n"
       "                      --broker ENDPOINT [--on-message CMD] [--passphrase-file F]\n"
-      "                      [--witness-timeout-ms MS] [--verbose]\n"
+      "                      [--witness-timeout-ms MS] [--metrics ADDR:PORT]\n"
+      "                      [--metrics-remote] [--verbose]\n"
       "\n"
       "Run this node: connect to the broker (CurveZMQ, the broker's key from the\n"
       "directory), send what the local commands hand it, receive, verify, store and\n"
@@ -22,7 +23,9 @@ static const char run_usage[]
       "Logs go to standard error (logfmt, never content). SIGTERM or SIGINT stop it;\n"
       "SIGHUP reads the directory file again and installs it if it is newer. Under\n"
       "systemd (Type=notify) it reports readiness, reloads and stopping, and feeds\n"
-      "the watchdog.\n"
+      "the watchdog. Exit code 4: it could not start and starting it again cannot\n"
+      "help (wrong passphrase, missing or invalid keys, a bad setting); the units\n"
+      "do not restart it then.\n"
       "\n"
       "Options:\n"
       "  --home DIR                 the node's home (identity.secret, store/)\n"
@@ -36,6 +39,10 @@ static const char run_usage[]
       "                             the terminal; none for a --no-passphrase key)\n"
       "  --witness-timeout-ms MS    warn when the node's checkpoint is not witnessed by a\n"
       "                             quorum within MS (default 3600000)\n"
+      "  --metrics ADDR:PORT        serve Prometheus metrics on http://ADDR:PORT/metrics\n"
+      "                             (loopback only, e.g. 127.0.0.1:9760; port 0: any)\n"
+      "  --metrics-remote           allow a --metrics address that is not loopback (the\n"
+      "                             endpoint has no authentication)\n"
       "  --verbose                  debug log lines\n"
       "  --help                     show this help\n";
 
@@ -51,6 +58,8 @@ int cmd_run(int argc, char **argv)
         { "on-message", required_argument, NULL, 'S' },
         { "passphrase-file", required_argument, NULL, 'S' },
         { "witness-timeout-ms", required_argument, NULL, 'S' },
+        { "metrics", required_argument, NULL, 'S' },
+        { "metrics-remote", no_argument, NULL, 'S' },
         { "verbose", no_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -113,13 +122,16 @@ int cmd_run(int argc, char **argv)
     o.on_message = keten_config_get_str(kc, "on-message");
     o.passfile = keten_config_get_str(kc, "passphrase-file");
     o.witness_timeout_ms = keten_config_get_uint(kc, "witness-timeout-ms");
+    o.metrics = keten_config_get_str(kc, "metrics");
+    o.metrics_remote = keten_config_get_bool(kc, "metrics-remote");
     keten_log_init("keten-node",
         keten_config_get_bool(kc, "verbose") ? KETEN_LOG_DEBUG : KETEN_LOG_INFO);
-    keten_err e = keten_daemon_run(&o); /* kc owns the strings in o: destroy it after */
+    bool running = false;
+    keten_err e = keten_daemon_run(&o, &running); /* kc owns the strings in o: destroy it after */
     if (e != KETEN_OK) {
         keten_notify_status("not running: %s", keten_strerror(e));
     }
-    rc = e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+    rc = e == KETEN_OK ? KETEN_EXIT_OK : running ? keten_cli_error(e) : keten_cli_start_error(e);
 out:
     keten_config_destroy(&kc);
     return rc;

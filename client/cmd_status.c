@@ -18,13 +18,19 @@ static const char status_usage[]
       "and per recipient (pending, accepted, receipted, refused with the\n"
       "recipient's reason, expired, rejected with the broker's reason) and the\n"
       "replies to a query; or a received message's state.\n"
-      "Exit code 3 while the node has raised any alarm (a broker that rewrote its\n"
-      "log or sent a proof that does not hold, a withheld directory): see docs.\n"
-      "While the broker refuses this node it says why and what to do, and exits\n"
-      "1 (\"keys replaced in version N: start with the new keys\") or 3 (\"revoked\n"
-      "in version N: ask your administrator\").\n"
-      "Exit code 1 while the node's store is full (its filesystem has no space:\n"
-      "deliveries are not stored and sends fail until space is freed).\n"
+      "\n"
+      "Exit codes (with --json too):\n"
+      "  0  the node is connected to the broker and holds no alarm\n"
+      "  1  the node is not connected to the broker (without MSG_ID), its daemon\n"
+      "     is not running, its store is full (its filesystem has no space:\n"
+      "     deliveries are not stored and sends fail until space is freed), or the\n"
+      "     broker refuses it (\"keys replaced in version N: start with the new\n"
+      "     keys\")\n"
+      "  2  usage error\n"
+      "  3  the node has raised an alarm (a broker that rewrote its log or sent a\n"
+      "     proof that does not hold, a withheld directory), or the broker refuses\n"
+      "     it because it was revoked (\"revoked in version N: ask your\n"
+      "     administrator\")\n"
       "\n"
       "Options:\n"
       "  --home DIR   the node's home (its daemon must be running)\n"
@@ -217,13 +223,22 @@ int cmd_status(int argc, char **argv)
             int code = (int)json_integer_value(json_object_get(refused, "exit"));
             rc = code == KETEN_EXIT_VERIFY ? KETEN_EXIT_VERIFY : KETEN_EXIT_FAILURE;
         }
+        const bool offline = json_object_get(st, "msg_id") == NULL
+            && !json_is_true(json_object_get(st, "connected"));
+        if (rc == KETEN_EXIT_OK && offline) {
+            const char *why = str(st, "last_connect_error");
+            fprintf(stderr, "%s: the node is not connected to the broker %s%s%s\n",
+                keten_cli_prog(), str(st, "broker"), why[0] != '\0' ? ": " : "", why);
+            rc = KETEN_EXIT_FAILURE;
+        }
         if (alarmed) {
             if (!as_json && json_object_get(st, "msg_id") != NULL) {
                 fprintf(stderr,
                     "%s: this node has raised alarms: see keten-node status --home %s\n",
                     keten_cli_prog(), home);
             }
-            rc = rc == KETEN_EXIT_OK || refused != NULL ? KETEN_EXIT_VERIFY : rc;
+            /* An alarm outweighs a lost connection or a refusal. */
+            rc = rc == KETEN_EXIT_OK || refused != NULL || offline ? KETEN_EXIT_VERIFY : rc;
         }
         const json_t *store = json_object_get(st, "store");
         if (json_is_true(json_object_get(store, "full"))) {

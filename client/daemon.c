@@ -19,6 +19,7 @@
 #include "inbox.h"
 #include "link.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "outbox.h"
 #include "passphrase.h"
@@ -378,7 +379,7 @@ static bool read_signals(keten_node *node, int sfd)
     return node->stop;
 }
 
-static keten_err loop(keten_node *node, int sfd)
+static keten_err loop(keten_node *node, int sfd, keten_node_metrics *metrics)
 {
     uint64_t last_purge = keten_mono_ms();
     keten_inbox_purge_seen(node);
@@ -419,6 +420,7 @@ static keten_err loop(keten_node *node, int sfd)
         keten_hook_reap(node);
         keten_rotate_tick(node);
         keten_notify_watchdog_tick(keten_mono_ms());
+        keten_node_metrics_update(metrics, node);
         if (keten_mono_ms() - last_purge > PURGE_EVERY_MS) {
             last_purge = keten_mono_ms();
             keten_inbox_purge_seen(node);
@@ -427,13 +429,15 @@ static keten_err loop(keten_node *node, int sfd)
     return KETEN_OK;
 }
 
-keten_err keten_daemon_run(const keten_node_opts *opts)
+keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
 {
+    *running = false;
     keten_node node;
     memset(&node, 0, sizeof node);
     node.opts = *opts;
     node.started_at = keten_now_ms();
     int lock_fd = -1, sfd = -1;
+    keten_node_metrics *metrics = NULL;
     keten_err e;
     char *pass = NULL; /* identity.secret's passphrase, until the rotation's keys are open */
     size_t passlen = 0;
@@ -452,6 +456,9 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
     signal(SIGPIPE, SIG_IGN);
 
     if ((e = take_lock(opts->home, &lock_fd)) != KETEN_OK
+        || (opts->metrics != NULL
+            && (e = keten_node_metrics_new(opts->metrics, opts->metrics_remote, &metrics))
+                != KETEN_OK)
         || (e = open_identity(&node, &pass, &passlen)) != KETEN_OK
         || (e = keten_anchor_load(opts->anchor, &node.anchor)) != KETEN_OK
         || (e = keten_store_open(opts->home, &node.store)) != KETEN_OK
@@ -483,18 +490,22 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
     }
     if ((e = keten_witness_new(&node, &node.witness)) != KETEN_OK
         || (e = keten_api_open(&node, &node.api)) != KETEN_OK
-        || (e = connect_broker(&node)) != KETEN_OK) {
+        || (e = connect_broker(&node)) != KETEN_OK
+        || (metrics != NULL && (e = keten_node_metrics_start(metrics)) != KETEN_OK)) {
         goto out;
     }
+    keten_node_metrics_update(metrics, &node);
     KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running", "node=%s directory=%llu api=%s", node.me->id,
         (unsigned long long)keten_directory_version(node.dir), node.api_endpoint);
     /* Ready without waiting for the broker: a node starts while it is down. */
     notify_ready(&node, "");
-    e = loop(&node, sfd);
+    *running = true;
+    e = loop(&node, sfd, metrics);
     if (e == KETEN_OK) {
         KETEN_LOG(KETEN_LOG_NOTICE, "keten-node stopped", "node=%s", node.me->id);
     }
 out:
+    keten_node_metrics_destroy(&metrics); /* stops the HTTP thread */
     keten_passphrase_free(&pass);
     keten_passphrase_scrub_env();
     keten_api_destroy(&node.api);

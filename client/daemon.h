@@ -26,9 +26,13 @@
 #ifndef KETEN_NODE_DAEMON_H
 #define KETEN_NODE_DAEMON_H
 
+#include <stdbool.h>
+
 #include "err.h"
 #include "node.h"
 
-keten_err keten_daemon_run(const keten_node_opts *opts) KETEN_MUST_CHECK;
+/* Run until stopped. *running is set once the daemon has started (READY=1):
+ * an error before that is a failure to start (keten_cli_start_error()). */
+keten_err keten_daemon_run(const keten_node_opts *opts, bool *running) KETEN_MUST_CHECK;
 
 #endif

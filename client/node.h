@@ -60,6 +60,8 @@ typedef struct keten_node_opts {
     const char *on_message; /* NULL: no hook */
     const char *passfile; /* NULL: KETEN_PASSPHRASE or the terminal */
     uint64_t witness_timeout_ms;
+    const char *metrics; /* ADDR:PORT of the Prometheus endpoint (metrics.h); NULL: none */
+    bool metrics_remote; /* allow a metrics address that is not loopback */
 } keten_node_opts;
 
 typedef struct keten_node_counters {

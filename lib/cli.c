@@ -88,6 +88,22 @@ int keten_cli_error(keten_err err)
     return keten_err_exit_code(err);
 }
 
+int keten_cli_start_error(keten_err err)
+{
+    int rc = keten_cli_error(err);
+    switch (err) {
+    case KETEN_ERR_IO:
+    case KETEN_ERR_STORE:
+    case KETEN_ERR_STORE_FULL:
+    case KETEN_ERR_NOMEM:
+    case KETEN_ERR_CRYPTO:
+    case KETEN_ERR_EXISTS:
+        return rc;
+    default:
+        return rc == KETEN_EXIT_OK || rc == KETEN_EXIT_VERIFY ? rc : KETEN_EXIT_START;
+    }
+}
+
 int keten_cli_usage(const char *cmd, const char *fmt, ...)
 {
     va_list ap;

@@ -6,7 +6,9 @@
  *
  * Messages go to stderr as "PROG: strerror: detail" (PROG set once with
  * keten_cli_init()); data goes to stdout. Exit codes (the same in every program):
- * 0 success, 1 failure, 2 usage error, 3 verification failure.
+ * 0 success, 1 failure, 2 usage error, 3 verification failure; and for the
+ * daemons (`run`) 4: they could not start for a reason a restart cannot fix
+ * (keten_cli_start_error()).
  *
  * Ownership: lists from keten_cli_split() are freed with
  * keten_cli_split_free(); identities with keten_identity_destroy();
@@ -31,6 +33,10 @@
 #define KETEN_EXIT_FAILURE 1
 #define KETEN_EXIT_USAGE 2
 #define KETEN_EXIT_VERIFY 3
+/* A daemon could not start and starting it again cannot help (wrong
+ * passphrase, missing or invalid keys, an unusable anchor or setting): the
+ * systemd units keep it out of their restart loop (RestartPreventExitStatus). */
+#define KETEN_EXIT_START 4
 
 /* Standard base64 (with padding) of a 32-byte key, NUL included. */
 #define KETEN_CLI_KEY_B64_BYTES 45
@@ -74,6 +80,14 @@ int keten_cli_start(const char *prog) KETEN_MUST_CHECK;
 /* Print "PROG: strerror(err): detail" (the detail of the last
  * keten_err_set()) on stderr; return keten_err_exit_code(err). */
 int keten_cli_error(keten_err err);
+
+/* For a daemon's failure to start: print like keten_cli_error() and return
+ * 3 for a verification failure (a directory or anchor that does not
+ * verify), 1 for what may pass by itself (KETEN_ERR_IO, _STORE, _STORE_FULL,
+ * _NOMEM, _CRYPTO, _EXISTS: a busy port or lock, a full or failing disk)
+ * and KETEN_EXIT_START for everything else (wrong or missing passphrase,
+ * missing, unsafe or invalid key files, invalid settings). */
+int keten_cli_start_error(keten_err err);
 
 /* Print "PROG CMD: message" and "Try 'PROG CMD --help'." on stderr; return 2. */
 int keten_cli_usage(const char *cmd, const char *fmt, ...) KETEN_PRINTF(2, 3);

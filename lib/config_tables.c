@@ -172,6 +172,22 @@ static const keten_config_setting node_settings[] = {
         .help = "warn when the node's checkpoint is not witnessed by a quorum within this time",
     },
     {
+        .name = "metrics",
+        .type = KETEN_CONFIG_STRING,
+        .min = 3,
+        .max = 255,
+        .validate = keten_config_valid_host_port,
+        .help = "serve Prometheus metrics on http://ADDRESS:PORT/metrics, a loopback address "
+                "unless metrics-remote is set (unset: no metrics server)",
+    },
+    {
+        .name = "metrics-remote",
+        .type = KETEN_CONFIG_BOOL,
+        .default_value = "no",
+        .help = "allow a metrics address that is not loopback (the endpoint has no "
+                "authentication)",
+    },
+    {
         .name = "verbose",
         .type = KETEN_CONFIG_BOOL,
         .default_value = "no",

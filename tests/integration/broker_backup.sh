@@ -115,6 +115,7 @@ expect 1 "keten-audit verify does not open the bare LMDB copy itself"
 says "keten-audit export --db copy1 --out AUDIT_DIR" "it says the operator exports it first"
 run "$AUDIT" export --db copy1 --out copy1-audit
 expect 0 "the operator exports the copy (keten-audit export)"
+says_not "lock.mdb" "no warning about a lock file the copy does not have"
 run "$AUDIT" verify --db copy1-audit --anchor admin/network.pub --json
 expect 0 "keten-audit verify passes on the copy's export"
 jo() {

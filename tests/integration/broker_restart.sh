@@ -90,6 +90,6 @@ stop_broker
 check "the broker stops" test "$BRC" -eq 0
 run env KETEN_BROKER_TEST_CLOCK_OFFSET_MS=yesterday timeout 10 "$BROKER" run --home broker \
     --anchor admin/network.pub --directory dir.v1 --listen "ipc://$T/third.ipc"
-expect 1 "a malformed clock offset is refused"
+expect 4 "a malformed clock offset is refused (exit 4: a restart cannot mend it)"
 says "KETEN_BROKER_TEST_CLOCK_OFFSET_MS must be a number" "it says why"
 done_testing

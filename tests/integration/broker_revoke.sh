@@ -105,7 +105,7 @@ rm -rf broker2
 run "$BROKER" keygen --home broker2 --no-passphrase
 run timeout 10 "$BROKER" run --home broker2 --anchor admin/network.pub --directory dir.v2 \
     --listen "ipc://$T/other.ipc"
-expect 1 "a broker whose keys are not in the directory refuses to start"
+expect 4 "a broker whose keys are not in the directory refuses to start (exit 4: not restarted)"
 says "this broker's keys are not in directory version 2: approve broker2/identity.request and publish" \
     "it says what to do"
 check "it left nothing running" test ! -S "$T/other.ipc"

@@ -240,8 +240,9 @@ start_fake three --deliver other.env
 start_node
 fake_done three
 answer 0 stored "the envelope for belastingdienst, delivered to it with its proof, is stored"
-check "status of belastingdienst: no alarm, exit 0" status_is 'len(d["alarms"]) == 0'
-check "and exits 0" test "$SRC" -eq 0
+check "status of belastingdienst: no alarm, not connected (the fake broker has finished)" \
+    status_is 'len(d["alarms"]) == 0 and not d["connected"]'
+check "and exits 1 (not connected), not 3 (no alarm)" test "$SRC" -eq 1
 stop_node
 start_fake four --deliver-bad-proof tax.env --deliver tax.env
 start_node

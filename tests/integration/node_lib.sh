@@ -119,9 +119,10 @@ start_node() {
     PID[$id]=$!
 }
 
+# node_running ID: the node's daemon answers (status prints its JSON; the
+# exit code also says whether it is connected).
 node_running() {
-    "$NODE" status --home "n-$1" --json >/dev/null 2>&1
-    [ $? -ne 1 ]
+    "$NODE" status --home "n-$1" --json 2>/dev/null | grep -q '"node"'
 }
 
 # json_is FILE EXPR: the Python expression EXPR holds for the JSON in FILE

@@ -131,9 +131,11 @@ version_metric() {
     metrics | grep -qx "keten_directory_version $1"
 }
 
+# node_version_is N: the node answers status (JSON; its exit code says
+# whether it is connected, which does not matter here) with version N.
 node_version_is() {
     "$NODE" status --home n-gemeente-diemen --json >"$T/.st" 2>/dev/null
-    [ $? -ne 1 ] && "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1]));
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1]));
 sys.exit(0 if d["directory"]["version"] == int(sys.argv[2]) else 1)' "$T/.st" "$1" 2>/dev/null
 }
 

@@ -89,7 +89,7 @@ required=(
     "SystemCallFilter=@system-service" "CapabilityBoundingSet=" "StateDirectory=keten/"
     "ConfigurationDirectory=keten" "ReadWritePaths=/var/lib/keten/"
     "LoadCredential=passphrase:" "--passphrase-file %d/passphrase" "--config "
-    "RestartPreventExitStatus=2 3"
+    "RestartPreventExitStatus=2 3 4"
 )
 for f in *.service; do
     missing=()

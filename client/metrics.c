@@ -1,0 +1,430 @@
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "alarm.h"
+#include "directory.h"
+#include "link.h"
+#include "log.h"
+#include "nodestore.h"
+#include "store.h"
+#include "util.h"
+
+#define ADDR_MAX 256
+#define PAGE_START 8192u
+#define PAGE_MAX (1u << 20) /* the page stops growing here */
+#define HTTP_CONNECTIONS 16u
+#define HTTP_TIMEOUT_S 10u
+
+/* The counters of keten_node_counters served as keten_node_NAME_total. */
+static const struct {
+    const char *name;
+    const char *help;
+    size_t offset;
+} counters[] = {
+#define C(f, h)                                                                                    \
+    {                                                                                              \
+#f, h, offsetof(keten_node_counters, f)                                                    \
+    }
+    C(sent, "Messages the broker acknowledged (proven in its log)."),
+    C(refused, "Messages the broker refused."),
+    C(received, "New messages received, verified and stored."),
+    C(duplicates, "Deliveries receipted again, not stored twice."),
+    C(rejected, "Deliveries that failed a check (not receipted)."),
+    C(receipts, "Receipts for this node's messages."),
+    C(receipt_batches, "Receipt batches signed and sent."),
+    C(checkpoints_accepted, "Checkpoints accepted (new tree sizes)."),
+    C(checkpoints_refused, "Checkpoints refused."),
+    C(checkpoints_unknown_old, "Checkpoints from a size the node does not keep (Hello again)."),
+    C(proofs_passed, "Leaf proofs that held."),
+    C(proofs_failed, "Leaf proofs that failed (alarm bad-proof)."),
+    C(proofs_unknown, "Proofs against a checkpoint the node does not keep."),
+    C(alarms, "Alarms raised since the daemon started."),
+    C(warnings, "Warnings logged since the daemon started."),
+    C(hooks_run, "--on-message commands run."),
+    C(hooks_failed, "--on-message commands that failed."),
+    C(store_errors, "Store reads or writes that failed."),
+#undef C
+};
+#define N_COUNTERS (sizeof counters / sizeof counters[0])
+
+struct keten_node_metrics {
+    char addr[ADDR_MAX];
+    struct sockaddr_storage sa;
+    struct MHD_Daemon *daemon;
+    /* Written by the daemon's thread, read by the HTTP thread. */
+    atomic_bool connected, refused, have_checkpoint;
+    atomic_uint_fast64_t dir_version, dir_expires_at, outbox, inbox_unhandled, alarms;
+    atomic_uint_fast64_t checkpoint_at; /* wall ms */
+    atomic_uint_fast64_t values[N_COUNTERS];
+    /* The daemon's thread only. */
+    uint64_t commits_seen; /* keten_store_commits() at the last refresh */
+    uint64_t refreshed_at; /* mono ms */
+    bool refreshed;
+    uint64_t checkpoints_seen;
+};
+
+/* ---- the address ------------------------------------------------------- */
+
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) {
+            return true;
+        }
+        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+keten_err keten_node_metrics_new(const char *addr, bool remote, keten_node_metrics **out)
+{
+    *out = NULL;
+    char host[ADDR_MAX];
+    const char *colon = strrchr(addr, ':');
+    if (strlen(addr) >= ADDR_MAX || colon == NULL || colon[1] == '\0'
+        || (size_t)(colon - addr) >= sizeof host) {
+        return keten_err_set(
+            KETEN_ERR_INVALID, "--metrics %s: expected ADDRESS:PORT, e.g. 127.0.0.1:9760", addr);
+    }
+    size_t hlen = (size_t)(colon - addr);
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        memmove(host, host + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+    }
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (rc != 0 || ai == NULL) {
+        return keten_err_set(KETEN_ERR_INVALID, "--metrics %s: %s", addr, gai_strerror(rc));
+    }
+    keten_err e = KETEN_OK;
+    if (ai->ai_addrlen > sizeof(struct sockaddr_storage)
+        || (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)) {
+        e = keten_err_set(KETEN_ERR_INVALID, "--metrics %s: not an IPv4 or IPv6 address", addr);
+    } else if (!remote && !is_loopback(ai->ai_addr)) {
+        e = keten_err_set(KETEN_ERR_INVALID,
+            "--metrics %s is not a loopback address and the metrics have no authentication; "
+            "serve them on 127.0.0.1 or ::1 (scrape through a proxy or tunnel), or set "
+            "metrics-remote = yes to allow this address",
+            addr);
+    }
+    keten_node_metrics *m = e == KETEN_OK ? calloc(1, sizeof *m) : NULL;
+    if (e == KETEN_OK && m == NULL) {
+        e = KETEN_ERR_NOMEM;
+    }
+    if (e == KETEN_OK) {
+        memcpy(&m->sa, ai->ai_addr, ai->ai_addrlen);
+        memcpy(m->addr, addr, strlen(addr) + 1);
+        /* calloc'd atomics of lock-free integer types start at 0. */
+        atomic_init(&m->connected, false);
+        atomic_init(&m->refused, false);
+        atomic_init(&m->have_checkpoint, false);
+        *out = m;
+    }
+    freeaddrinfo(ai);
+    return e;
+}
+
+void keten_node_metrics_destroy(keten_node_metrics **m_p)
+{
+    if (m_p == NULL || *m_p == NULL) {
+        return;
+    }
+    keten_node_metrics *m = *m_p;
+    if (m->daemon != NULL) {
+        MHD_stop_daemon(m->daemon);
+    }
+    free(m);
+    *m_p = NULL;
+}
+
+/* ---- the daemon's side --------------------------------------------------- */
+
+static keten_err count_unhandled(keten_node *node, MDB_txn *txn, uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    *out = 0;
+    if (mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_INBOX), &cur) != 0) {
+        return keten_err_set(KETEN_ERR_STORE, "cannot read the inbox");
+    }
+    keten_err e = KETEN_OK;
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && e == KETEN_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size != KETEN_MSG_ID_BYTES) {
+            continue;
+        }
+        Keten__ReceivedRecord *rec = NULL;
+        e = keten_nodestore_received_get(node->store, txn, v.mv_data, &rec);
+        if (e == KETEN_OK && !rec->handled) {
+            (*out)++;
+        }
+        keten_nodestore_received_free(&rec);
+    }
+    mdb_cursor_close(cur);
+    return e;
+}
+
+/* When the latest stored checkpoint was accepted (0: none stored). */
+static keten_err last_checkpoint_at(keten_node *node, MDB_txn *txn, uint64_t *at)
+{
+    *at = 0;
+    uint64_t size = 0;
+    MDB_val v;
+    keten_err e = keten_store_last_u64(node->store, txn, KETEN_DB_CHECKPOINTS, &size, &v);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        keten_err_clear();
+        return KETEN_OK;
+    }
+    Keten__CheckpointRecord *rec = NULL;
+    if (e == KETEN_OK) {
+        e = keten_nodestore_checkpoint_get(node->store, txn, size, &rec);
+    }
+    if (e == KETEN_OK) {
+        *at = rec->accepted_at;
+    }
+    keten_nodestore_free((ProtobufCMessage **)(void *)&rec);
+    return e;
+}
+
+/* What the store holds: the outbox, unhandled messages, alarms. */
+static void refresh_store(keten_node_metrics *m, keten_node *node)
+{
+    MDB_txn *txn = NULL;
+    size_t outbox = 0;
+    uint64_t unhandled = 0, cp_at = 0;
+    json_t *alarms = NULL;
+    keten_err e = keten_store_begin(node->store, false, &txn);
+    if (e == KETEN_OK) {
+        e = keten_store_count(node->store, txn, KETEN_DB_OUTBOX, &outbox);
+    }
+    if (e == KETEN_OK) {
+        e = count_unhandled(node, txn, &unhandled);
+    }
+    if (e == KETEN_OK && !m->refreshed) {
+        e = last_checkpoint_at(node, txn, &cp_at);
+    }
+    keten_store_abort(&txn);
+    if (e == KETEN_OK) {
+        e = keten_alarm_list(node, &alarms);
+    }
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_WARNING, "cannot read the store for the metrics", "error=\"%s\"",
+            keten_err_detail());
+        keten_err_clear();
+        json_decref(alarms);
+        return;
+    }
+    atomic_store(&m->outbox, (uint64_t)outbox);
+    atomic_store(&m->inbox_unhandled, unhandled);
+    atomic_store(&m->alarms, (uint64_t)json_array_size(alarms));
+    json_decref(alarms);
+    if (!atomic_load(&m->have_checkpoint) && cp_at != 0) {
+        atomic_store(&m->checkpoint_at, cp_at);
+        atomic_store(&m->have_checkpoint, true);
+    }
+    m->refreshed = true;
+    m->commits_seen = keten_store_commits(node->store);
+    m->refreshed_at = keten_mono_ms();
+}
+
+void keten_node_metrics_update(keten_node_metrics *m, keten_node *node)
+{
+    if (m == NULL) {
+        return;
+    }
+    const Keten__Directory *doc = keten_directory_doc(node->dir);
+    atomic_store(&m->connected, keten_link_connected(node->link));
+    atomic_store(&m->refused, node->refused != KETEN__REASON__REASON_NONE);
+    atomic_store(&m->dir_version, keten_directory_version(node->dir));
+    atomic_store(&m->dir_expires_at, doc != NULL ? doc->expires_at : 0);
+    const unsigned char *c = (const unsigned char *)&node->counters;
+    for (size_t i = 0; i < N_COUNTERS; i++) {
+        uint64_t v;
+        memcpy(&v, c + counters[i].offset, sizeof v);
+        atomic_store(&m->values[i], v);
+    }
+    if (node->counters.checkpoints_accepted != m->checkpoints_seen) {
+        m->checkpoints_seen = node->counters.checkpoints_accepted;
+        atomic_store(&m->checkpoint_at, keten_now_ms());
+        atomic_store(&m->have_checkpoint, true);
+    }
+    if (!m->refreshed
+        || (keten_store_commits(node->store) != m->commits_seen
+            && keten_mono_ms() - m->refreshed_at >= KETEN_NODE_METRICS_REFRESH_MS)) {
+        refresh_store(m, node);
+    }
+}
+
+/* ---- the page (HTTP thread) ---------------------------------------------- */
+
+typedef struct page {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+} page;
+
+static void put(page *p, const char *fmt, ...) KETEN_PRINTF(2, 3);
+
+static void put(page *p, const char *fmt, ...)
+{
+    while (!p->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(p->buf + p->len, p->cap - p->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            p->failed = true;
+        } else if ((size_t)n < p->cap - p->len) {
+            p->len += (size_t)n;
+            return;
+        } else {
+            size_t cap = p->cap * 2;
+            char *nb = cap <= PAGE_MAX ? realloc(p->buf, cap) : NULL;
+            if (nb == NULL) {
+                p->failed = true;
+            } else {
+                p->buf = nb;
+                p->cap = cap;
+            }
+        }
+    }
+}
+
+static void gauge(page *p, const char *name, const char *help, long long v)
+{
+    put(p, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
+}
+
+static char *render(keten_node_metrics *m, size_t *len)
+{
+    page p = { malloc(PAGE_START), 0, PAGE_START, false };
+    if (p.buf == NULL) {
+        return NULL;
+    }
+    long long now = (long long)keten_now_ms();
+    gauge(&p, "keten_node_connected", "1 while the link to the broker is up.",
+        atomic_load(&m->connected) ? 1 : 0);
+    gauge(&p, "keten_node_refused_by_broker",
+        "1 while the broker refuses this node (revoked, keys replaced, not current).",
+        atomic_load(&m->refused) ? 1 : 0);
+    gauge(&p, "keten_node_directory_version", "Installed directory version.",
+        (long long)atomic_load(&m->dir_version));
+    gauge(&p, "keten_node_directory_expires_seconds",
+        "Seconds until the installed directory expires (negative: expired).",
+        ((long long)atomic_load(&m->dir_expires_at) - now) / 1000);
+    gauge(&p, "keten_node_outbox_depth", "Messages not yet proven accepted by the broker.",
+        (long long)atomic_load(&m->outbox));
+    gauge(&p, "keten_node_inbox_unhandled",
+        "Received messages not yet acknowledged (keten-node ack).",
+        (long long)atomic_load(&m->inbox_unhandled));
+    gauge(&p, "keten_node_alarms", "Alarms the node holds (keten-node status exits 3).",
+        (long long)atomic_load(&m->alarms));
+    if (atomic_load(&m->have_checkpoint)) {
+        gauge(&p, "keten_node_checkpoint_age_seconds",
+            "Seconds since the node last accepted a checkpoint that grew the broker's log.",
+            (now - (long long)atomic_load(&m->checkpoint_at)) / 1000);
+    }
+    for (size_t i = 0; i < N_COUNTERS; i++) {
+        put(&p,
+            "# HELP keten_node_%s_total %s\n# TYPE keten_node_%s_total counter\n"
+            "keten_node_%s_total %llu\n",
+            counters[i].name, counters[i].help, counters[i].name, counters[i].name,
+            (unsigned long long)atomic_load(&m->values[i]));
+    }
+    if (p.failed) {
+        free(p.buf);
+        return NULL;
+    }
+    *len = p.len;
+    return p.buf;
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, const char *url,
+    const char *method, const char *version, const char *upload_data, size_t *upload_data_size,
+    void **con_cls)
+{
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    (void)con_cls;
+    keten_node_metrics *m = cls;
+    struct MHD_Response *resp = NULL;
+    unsigned status = MHD_HTTP_OK;
+    if (strcmp(method, "GET") != 0) {
+        static char text[] = "only GET\n";
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        resp = MHD_create_response_from_buffer(sizeof text - 1, text, MHD_RESPMEM_PERSISTENT);
+    } else if (strcmp(url, "/metrics") != 0) {
+        static char text[] = "not found: try /metrics\n";
+        status = MHD_HTTP_NOT_FOUND;
+        resp = MHD_create_response_from_buffer(sizeof text - 1, text, MHD_RESPMEM_PERSISTENT);
+    } else {
+        size_t len = 0;
+        char *body = render(m, &len);
+        if (body == NULL) {
+            static char text[] = "out of memory\n";
+            status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+            resp = MHD_create_response_from_buffer(sizeof text - 1, text, MHD_RESPMEM_PERSISTENT);
+        } else {
+            resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+            if (resp == NULL) {
+                free(body);
+            }
+        }
+    }
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    if (status == MHD_HTTP_OK
+        && MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            != MHD_YES) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
+    enum MHD_Result r = MHD_queue_response(connection, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+keten_err keten_node_metrics_start(keten_node_metrics *m)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (m->sa.ss_family == AF_INET6) {
+        flags |= MHD_USE_IPv6;
+    }
+    m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&m->sa, MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, HTTP_TIMEOUT_S, MHD_OPTION_END);
+    if (m->daemon == NULL) {
+        return keten_err_set(KETEN_ERR_IO,
+            "cannot serve metrics on %s (address in use or not available); pick another "
+            "--metrics address",
+            m->addr);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    KETEN_LOG(KETEN_LOG_INFO, "metrics served", "addr=%s port=%u path=/metrics", m->addr,
+        info != NULL ? (unsigned)info->port : 0u);
+    return KETEN_OK;
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# What an operator watches on a node, and how a daemon that cannot start
+# says so.
+#
+# Start-up failures: a node or a broker whose key file the passphrase does
+# not open, or a node without a key file, exits 4 (a restart cannot mend it:
+# the systemd units have RestartPreventExitStatus=2 3 4); the twins: the
+# right passphrase starts it, and a failure that may pass by itself
+# (another daemon holds the home) exits 1, which the units do restart.
+#
+# Metrics (keten-node run --metrics 127.0.0.1:0, the port from the log):
+# connected 1, the directory version and its time to expiry; the broker
+# stops: connected 0 and `status` exits 1 (it said "NOT connected" and
+# exited 0 before); a signal sent meanwhile waits: outbox depth 1; the
+# broker is back: connected 1, outbox 0, status exits 0, the recipient's
+# unhandled inbox 1 and its received counter 1, then 0 after `ack`; a
+# checkpoint age appears. A non-loopback --metrics address is refused at
+# start (exit 4, before any passphrase is asked); the twin: with
+# --metrics-remote the same address is served.
+. "$(dirname "$0")/node_lib.sh"
+
+need_tool curl
+
+setup_network || done_testing
+signal sig.json woonfraude "Adres staat op naam van 9 personen"
+NODE_ARGS=(--anchor admin/network.pub --directory directory.signed --broker "$BROKER_EP")
+
+# ---- start-up failures: exit 4, out of the restart loop --------------------
+
+run env KETEN_PASSPHRASE=right-passphrase "$NODE" keygen --home n-extra --id extra \
+    --role police --org "Extra"
+expect 0 "a passphrase-protected node key"
+run env KETEN_PASSPHRASE=wrong-passphrase timeout 30 "$NODE" run --home n-extra "${NODE_ARGS[@]}"
+expect 4 "a node started with a wrong passphrase exits 4 (a restart cannot mend it)"
+says "the passphrase does not open" "it says the passphrase does not open the key file"
+
+mkdir -m 0700 n-nokey
+run timeout 30 "$NODE" run --home n-nokey "${NODE_ARGS[@]}"
+expect 4 "a node without a key file exits 4"
+says "keten-node keygen" "it says how to make one"
+
+run env KETEN_PASSPHRASE=right-passphrase "$BROKER" keygen --home broker-extra
+expect 0 "a passphrase-protected broker key"
+run env KETEN_PASSPHRASE=wrong-passphrase timeout 30 "$BROKER" run --home broker-extra \
+    --anchor admin/network.pub --directory directory.signed --listen "ipc://$T/extra.sock"
+expect 4 "a broker started with a wrong passphrase exits 4"
+
+# The twins: the right passphrase starts the node; a second daemon on the
+# same home (a failure that passes once the first stops) exits 1.
+KETEN_PASSPHRASE=right-passphrase start_node extra
+check "with the right passphrase the node starts" wait_until 20 node_running extra
+run env KETEN_PASSPHRASE=right-passphrase timeout 30 "$NODE" run --home n-extra "${NODE_ARGS[@]}"
+expect 1 "a second daemon on the same home exits 1 (restartable), not 4"
+says "another keten-node daemon is running" "it says another daemon holds the home"
+stop_one extra
+
+# ---- metrics ----------------------------------------------------------------
+
+# metrics_port ID: the port node ID serves its metrics on (from its log).
+metrics_port() {
+    sed -n 's/.*msg="metrics served".* port=\([0-9]*\).*/\1/p' "$T/node-$1.log" | tail -n 1
+}
+
+has_metrics_port() {
+    [ -n "$(metrics_port "$1")" ]
+}
+
+# metric_is ID NAME PYTHON_EXPR: the expression holds for v, the metric's
+# value; exit 2 when the page could not be read or lacks the metric.
+metric_is() {
+    local page v
+    page=$(curl -sf "http://127.0.0.1:$(metrics_port "$1")/metrics") || return 2
+    v=$(awk -v n="$2" '$1 == n { print $2 }' <<<"$page")
+    [ -n "$v" ] || return 2
+    "$PY" -c 'import sys; v = int(sys.argv[1]); sys.exit(0 if eval(sys.argv[2]) else 1)' "$v" "$3"
+}
+
+start_broker
+start_node gemeente-diemen --metrics 127.0.0.1:0
+start_node politie-mn --metrics 127.0.0.1:0
+for id in gemeente-diemen politie-mn; do
+    check "$id logs the port of its metrics" wait_until 20 has_metrics_port "$id"
+    check "$id: keten_node_connected 1" wait_until 20 metric_is "$id" keten_node_connected 'v == 1'
+done
+run curl -s -D "$T/headers" "http://127.0.0.1:$(metrics_port gemeente-diemen)/metrics"
+expect 0 "GET /metrics"
+check "... as Prometheus text" grep -qi '^Content-Type: text/plain; version=0.0.4' "$T/headers"
+stdout_says "# TYPE keten_node_outbox_depth gauge" "... with HELP and TYPE lines"
+stdout_says "keten_node_sent_total 0" "... and the node's counters"
+run curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(metrics_port gemeente-diemen)/other"
+stdout_says "404" "another path is not found"
+check "keten_node_directory_version 1" metric_is gemeente-diemen keten_node_directory_version 'v == 1'
+check "keten_node_directory_expires_seconds: days ahead" \
+    metric_is gemeente-diemen keten_node_directory_expires_seconds 'v > 86400'
+check "keten_node_alarms 0" metric_is gemeente-diemen keten_node_alarms 'v == 0'
+check "keten_node_outbox_depth 0" metric_is gemeente-diemen keten_node_outbox_depth 'v == 0'
+run "$NODE" status --home n-gemeente-diemen
+expect 0 "status while connected"
+
+# The broker stops.
+stop_one broker
+check "gemeente-diemen: keten_node_connected 0 once the broker is gone" \
+    wait_until 20 metric_is gemeente-diemen keten_node_connected 'v == 0'
+run "$NODE" status --home n-gemeente-diemen
+expect 1 "status exits 1 while the node is not connected"
+stdout_says "NOT connected" "... and prints NOT connected"
+says "keten-node: the node is not connected to the broker" "... and says so on stderr"
+run "$NODE" status --home n-gemeente-diemen --json
+expect 1 "status --json exits 1 too"
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
+expect 0 "a signal is handed to the node while the broker is down"
+MSG=$(cat "$T/.out")
+check "keten_node_outbox_depth 1: it waits" \
+    wait_until 20 metric_is gemeente-diemen keten_node_outbox_depth 'v == 1'
+
+# The broker is back.
+start_broker
+check "gemeente-diemen: keten_node_connected 1 again" \
+    wait_until 30 metric_is gemeente-diemen keten_node_connected 'v == 1'
+check "keten_node_outbox_depth 0: the message went out" \
+    wait_until 30 metric_is gemeente-diemen keten_node_outbox_depth 'v == 0'
+check "keten_node_sent_total 1" metric_is gemeente-diemen keten_node_sent_total 'v == 1'
+check "status exits 0 again" wait_until 20 "$NODE" status --home n-gemeente-diemen
+check "politie-mn: keten_node_inbox_unhandled 1" \
+    wait_until 30 metric_is politie-mn keten_node_inbox_unhandled 'v == 1'
+check "politie-mn: keten_node_received_total 1" \
+    metric_is politie-mn keten_node_received_total 'v == 1'
+check "gemeente-diemen: a checkpoint age, under a minute" \
+    wait_until 20 metric_is gemeente-diemen keten_node_checkpoint_age_seconds '0 <= v < 60'
+run "$NODE" ack --home n-politie-mn "$MSG"
+expect 0 "politie-mn acknowledges the message"
+check "politie-mn: keten_node_inbox_unhandled 0" \
+    wait_until 20 metric_is politie-mn keten_node_inbox_unhandled 'v == 0'
+
+# ---- only loopback, unless said otherwise ----------------------------------
+
+run timeout 30 "$NODE" run --home n-belastingdienst "${NODE_ARGS[@]}" --metrics 0.0.0.0:0
+expect 4 "a non-loopback --metrics address stops the node at start (exit 4)"
+says "is not a loopback address" "it says the address is not loopback"
+says "metrics-remote" "... and how to allow it"
+check "no metrics were served" lacks grep -q 'msg="metrics served"' "$T/.all"
+start_node belastingdienst --metrics 0.0.0.0:0 --metrics-remote
+check "the twin: with --metrics-remote the same address is served" \
+    wait_until 20 metric_is belastingdienst keten_node_connected 'v == 1'
+
+finish
