@@ -108,7 +108,7 @@ int cmd_run(int argc, char **argv)
     int c, idx = 0;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
+    while ((c = keten_cli_getopt(argc, argv, ":h", opts, &idx)) != -1) {
         switch (c) {
         case 'C':
             config_path = optarg;

@@ -7,11 +7,11 @@
  *   keten-node keygen --rotate --home DIR [--passphrase-file F] [--json]
  */
 #include <getopt.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "cmdtable.h"
 #include "cmd.h"
 #include "keten.h"
 #include "rotate.h"
@@ -69,7 +69,7 @@ static int cmd_keygen(int argc, char **argv)
     int c;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((c = keten_cli_getopt(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'H':
             o.home = optarg;
@@ -145,11 +145,7 @@ static int cmd_keygen(int argc, char **argv)
     return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
 }
 
-static const struct command {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *summary;
-} commands[] = {
+static const keten_command commands[] = {
     { "keygen", cmd_keygen, "make this node's keys and its enrollment request" },
     { "run", cmd_run, "run the node daemon: connect to the broker, send, receive, witness" },
     { "send", cmd_send, "send a signal or a query to partners (prints the msg_id)" },
@@ -161,42 +157,15 @@ static const struct command {
     { "checkpoint", cmd_checkpoint, "print the checkpoint this node keeps as evidence" },
 };
 
-static void usage(FILE *f)
-{
-    fprintf(f, "Usage: keten-node COMMAND [OPTIONS]\n\nA partner's node of a keten "
-               "network.\n\nCommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    }
-    fprintf(f, "\nRun 'keten-node COMMAND --help' for a command's options.\n"
-               "Exit codes: 0 success, 1 failure, 2 usage error, 3 verification failure.\n");
-}
+static const keten_program program = {
+    .name = "keten-node",
+    .about = "A partner's node of a keten network.\n",
+    .footer = NULL,
+    .commands = commands,
+    .n_commands = sizeof commands / sizeof commands[0],
+};
 
 int main(int argc, char **argv)
 {
-    int rc = keten_cli_start("keten-node");
-    if (rc != 0) {
-        return rc;
-    }
-    if (argc < 2) {
-        usage(stderr);
-        return KETEN_EXIT_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
-        || strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        return KETEN_EXIT_OK;
-    }
-    if (sodium_init() < 0) {
-        fprintf(stderr, "keten-node: libsodium could not be initialised\n");
-        return KETEN_EXIT_FAILURE;
-    }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (strcmp(argv[1], commands[i].name) == 0) {
-            return commands[i].run(argc - 1, argv + 1);
-        }
-    }
-    fprintf(stderr, "keten-node: unknown command '%s'\nRun 'keten-node --help' for the list.\n",
-        argv[1]);
-    return KETEN_EXIT_USAGE;
+    return keten_cmd_main(&program, argc, argv);
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cmdtable.h"
 #include "passphrase.h"
 #include "util.h"
 #include "sha256.h"
@@ -99,6 +100,39 @@ int keten_cli_usage(const char *cmd, const char *fmt, ...)
     return KETEN_EXIT_USAGE;
 }
 
+/* The long options of the command being parsed (keten_cli_getopt()). */
+static const struct option *cur_longopts;
+
+int keten_cli_getopt(int argc, char *const argv[], const char *optstring,
+    const struct option *longopts, int *longindex)
+{
+    cur_longopts = longopts;
+    return getopt_long(argc, argv, optstring, longopts, longindex);
+}
+
+/* "unknown option --x", with the closest known option when there is one. */
+static int unknown_long(const char *cmd, const char *arg)
+{
+    char typed[KETEN_EDIT_DISTANCE_MAX + 1];
+    const char *name = arg + 2;
+    size_t len = strcspn(name, "=");
+    const char *names[KETEN_CLI_OPTIONS_MAX];
+    size_t n = 0;
+    if (len < sizeof typed && cur_longopts != NULL) {
+        memcpy(typed, name, len);
+        typed[len] = '\0';
+        for (const struct option *o = cur_longopts; o->name != NULL && n < KETEN_CLI_OPTIONS_MAX;
+            o++) {
+            names[n++] = o->name;
+        }
+        const char *s = keten_cmd_suggest(typed, names, n);
+        if (s != NULL) {
+            return keten_cli_usage(cmd, "unknown option --%s (did you mean --%s?)", typed, s);
+        }
+    }
+    return keten_cli_usage(cmd, "unknown option %s", arg);
+}
+
 int keten_cli_getopt_error(const char *cmd, int c, int argc, char *const argv[])
 {
     const char *arg = (optind > 0 && optind - 1 < argc) ? argv[optind - 1] : "?";
@@ -109,7 +143,7 @@ int keten_cli_getopt_error(const char *cmd, int c, int argc, char *const argv[])
         if (optopt != 0 && strchr(arg, '=') != NULL) {
             return keten_cli_usage(cmd, "option %s takes no value", arg);
         }
-        return keten_cli_usage(cmd, "unknown option %s", arg);
+        return unknown_long(cmd, arg);
     }
     if (optopt != 0) {
         return keten_cli_usage(cmd, "unknown option -%c", optopt);

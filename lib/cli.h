@@ -18,6 +18,7 @@
 #ifndef KETEN_CLI_H
 #define KETEN_CLI_H
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,6 +39,8 @@
 #define KETEN_CLI_HASH_HEX_BYTES (2 * KETEN_HASH_BYTES + 1)
 /* Most items in one comma-separated list on the command line. */
 #define KETEN_CLI_LIST_MAX 256
+/* Most long options of one command looked at for a suggestion. */
+#define KETEN_CLI_OPTIONS_MAX 64
 
 /* The program name used in every message ("keten-keys"); must be static. */
 void keten_cli_init(const char *prog);
@@ -77,8 +80,16 @@ int keten_cli_error(keten_err err);
 /* Print "PROG CMD: message" and "Try 'PROG CMD --help'." on stderr; return 2. */
 int keten_cli_usage(const char *cmd, const char *fmt, ...) KETEN_PRINTF(2, 3);
 
-/* Report what getopt_long() returned as an error (c is '?' or ':', with
- * opterr = 0 and an optstring starting with ':'); return 2. */
+/* getopt_long() for every command: the same arguments and result; it also
+ * remembers longopts so that keten_cli_getopt_error() can name the closest
+ * option to a mistyped one. */
+int keten_cli_getopt(int argc, char *const argv[], const char *optstring,
+    const struct option *longopts, int *longindex);
+
+/* Report what keten_cli_getopt() returned as an error (c is '?' or ':', with
+ * opterr = 0 and an optstring starting with ':'); return 2. An unknown long
+ * option close to a known one says so: "unknown option --netwrok (did you
+ * mean --network?)". */
 int keten_cli_getopt_error(const char *cmd, int c, int argc, char *const argv[]);
 
 /* Print "PROG: warning: message" on stderr. */
