@@ -1,6 +1,6 @@
 /*
  * keten-broker - the central broker daemon.
- * This file parses the subcommand and dispatches to cmd_<verb>().
+ * This file lists the commands (lib/cmdtable.h); each is a cmd_<verb>().
  *
  *   keten-broker keygen --home DIR [--id broker] [--org NAME]
  *                       [--no-passphrase] [--passphrase-file F] [--json]
@@ -8,19 +8,9 @@
  *                       (cmd_run.c)
  *   keten-broker backup --home DIR --out PATH [--json]   (cmd_backup.c)
  */
-#include <getopt.h>
-#include <stdio.h>
-#include <string.h>
-
 #include "cli.h"
 #include "cmdtable.h"
 #include "cmd.h"
-#include "keten.h"
-#include "util.h"
-
-#define BROKER_ROLE "broker"
-#define BROKER_ID_DEFAULT "broker"
-#define BROKER_ORG_DEFAULT "keten broker"
 
 static const char keygen_usage[] =
     "Usage: keten-broker keygen --home DIR [--id ID] [--org NAME]\n"
@@ -28,7 +18,8 @@ static const char keygen_usage[] =
     "\n"
     "Make the broker's keys (signing, encryption, transport, and the log key\n"
     "that signs checkpoints and acknowledgements) in DIR, which is created\n"
-    "(mode 0700) if needed: DIR/identity.secret (mode 0600, protected by a\n"
+    "(mode 0700) if needed; its parent folder must exist. It holds\n"
+    "DIR/identity.secret (mode 0600, protected by a\n"
     "passphrase; never overwritten) and DIR/identity.request (the enrollment\n"
     "request, role broker, with proof of possession for both signing keys).\n"
     "Hand the request to the network's administrators (keten-keys approve).\n"
@@ -43,73 +34,16 @@ static const char keygen_usage[] =
     "  --json                 print the result as JSON\n"
     "  --help                 show this help\n";
 
+static const keten_cli_keygen_command keygen = {
+    .usage = keygen_usage,
+    .role = "broker",
+    .id_default = "broker",
+    .org_default = "keten broker",
+};
+
 static int cmd_keygen(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "home", required_argument, NULL, 'H' },
-        { "id", required_argument, NULL, 'i' },
-        { "org", required_argument, NULL, 'o' },
-        { "no-passphrase", no_argument, NULL, 'P' },
-        { "passphrase-file", required_argument, NULL, 'p' },
-        { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    keten_cli_keygen_opts o = {
-        .id = BROKER_ID_DEFAULT,
-        .role = BROKER_ROLE,
-        .org = BROKER_ORG_DEFAULT,
-    };
-    int c;
-    optind = 0;
-    opterr = 0;
-    while ((c = keten_cli_getopt(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'H':
-            o.home = optarg;
-            break;
-        case 'i':
-            o.id = optarg;
-            break;
-        case 'o':
-            o.org = optarg;
-            break;
-        case 'P':
-            o.no_passphrase = true;
-            break;
-        case 'p':
-            o.passfile = optarg;
-            break;
-        case 'j':
-            o.json = true;
-            break;
-        case 'h':
-            fputs(keygen_usage, stdout);
-            return KETEN_EXIT_OK;
-        default:
-            return keten_cli_getopt_error("keygen", c, argc, argv);
-        }
-    }
-    if (optind < argc) {
-        return keten_cli_usage("keygen", "unexpected argument '%s'", argv[optind]);
-    }
-    if (o.home == NULL || o.home[0] == '\0') {
-        return keten_cli_usage("keygen", "--home DIR is required");
-    }
-    if (!keten_name_valid(o.id)) {
-        return keten_cli_usage("keygen", "--id '%s' is not a node id: use 1 to %d of a-z, 0-9 "
-                                         "and '-'",
-            o.id, KETEN_NAME_MAX);
-    }
-    if (o.org[0] == '\0' || strlen(o.org) > KETEN_ORG_MAX) {
-        return keten_cli_usage("keygen", "--org must be 1 to %d bytes", KETEN_ORG_MAX);
-    }
-    if (o.no_passphrase && o.passfile != NULL) {
-        return keten_cli_usage("keygen", "--no-passphrase and --passphrase-file exclude each "
-                                         "other");
-    }
-    keten_err e = keten_cli_keygen(&o);
-    return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+    return keten_cli_keygen_main(&keygen, argc, argv);
 }
 
 static const keten_command commands[] = {

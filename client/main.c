@@ -1,21 +1,15 @@
 /*
  * keten-node - a partner's node and its local command line (keten-node(8)).
- * This file parses the subcommand and dispatches to cmd_<verb>().
+ * This file lists the commands (lib/cmdtable.h); each is a cmd_<verb>().
  *
  *   keten-node keygen --home DIR --id ID --role ROLE --org NAME
  *                     [--no-passphrase] [--passphrase-file F] [--json]
  *   keten-node keygen --rotate --home DIR [--passphrase-file F] [--json]
  */
-#include <getopt.h>
-#include <stdio.h>
-#include <string.h>
-
 #include "cli.h"
 #include "cmdtable.h"
 #include "cmd.h"
-#include "keten.h"
 #include "rotate.h"
-#include "util.h"
 
 static const char keygen_usage[] =
     "Usage: keten-node keygen --home DIR --id ID --role ROLE --org NAME\n"
@@ -23,8 +17,9 @@ static const char keygen_usage[] =
     "       keten-node keygen --rotate --home DIR [--passphrase-file F] [--json]\n"
     "\n"
     "Make this node's keys (signing, encryption, transport) in DIR, which is\n"
-    "created (mode 0700) if needed: DIR/identity.secret (the secret keys,\n"
-    "mode 0600, protected by a passphrase; never overwritten) and\n"
+    "created (mode 0700) if needed; its parent folder must exist. It holds\n"
+    "DIR/identity.secret (the secret keys, mode 0600, protected by a passphrase;\n"
+    "never overwritten) and\n"
     "DIR/identity.request (the enrollment request with proof of possession).\n"
     "Hand the request to the network's administrators (keten-keys approve) and\n"
     "read them its sha256 by another channel. The secret keys never leave DIR.\n"
@@ -50,99 +45,15 @@ static const char keygen_usage[] =
     "  --json                 print the result as JSON\n"
     "  --help                 show this help\n";
 
+static const keten_cli_keygen_command keygen = {
+    .usage = keygen_usage,
+    .id_example = " (e.g. gemeente-diemen)",
+    .rotate = keten_rotate_keygen,
+};
+
 static int cmd_keygen(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "home", required_argument, NULL, 'H' },
-        { "id", required_argument, NULL, 'i' },
-        { "role", required_argument, NULL, 'r' },
-        { "org", required_argument, NULL, 'o' },
-        { "no-passphrase", no_argument, NULL, 'P' },
-        { "passphrase-file", required_argument, NULL, 'p' },
-        { "json", no_argument, NULL, 'j' },
-        { "rotate", no_argument, NULL, 'R' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    keten_cli_keygen_opts o = { 0 };
-    bool rotate = false;
-    int c;
-    optind = 0;
-    opterr = 0;
-    while ((c = keten_cli_getopt(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'H':
-            o.home = optarg;
-            break;
-        case 'i':
-            o.id = optarg;
-            break;
-        case 'r':
-            o.role = optarg;
-            break;
-        case 'o':
-            o.org = optarg;
-            break;
-        case 'P':
-            o.no_passphrase = true;
-            break;
-        case 'p':
-            o.passfile = optarg;
-            break;
-        case 'j':
-            o.json = true;
-            break;
-        case 'R':
-            rotate = true;
-            break;
-        case 'h':
-            fputs(keygen_usage, stdout);
-            return KETEN_EXIT_OK;
-        default:
-            return keten_cli_getopt_error("keygen", c, argc, argv);
-        }
-    }
-    if (optind < argc) {
-        return keten_cli_usage("keygen", "unexpected argument '%s'", argv[optind]);
-    }
-    if (o.home == NULL || o.home[0] == '\0') {
-        return keten_cli_usage("keygen", "--home DIR is required");
-    }
-    if (rotate) {
-        if (o.id != NULL || o.role != NULL || o.org != NULL || o.no_passphrase) {
-            return keten_cli_usage("keygen",
-                "--rotate keeps the node's id, role, organisation and passphrase: give only "
-                "--home (and --passphrase-file)");
-        }
-        keten_err e = keten_rotate_keygen(o.home, o.passfile, o.json);
-        return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
-    }
-    if (o.id == NULL || o.role == NULL || o.org == NULL) {
-        return keten_cli_usage("keygen", "--id, --role and --org are required");
-    }
-    if (!keten_name_valid(o.id)) {
-        return keten_cli_usage("keygen", "--id '%s' is not a node id: use 1 to %d of a-z, 0-9 "
-                                         "and '-' (e.g. gemeente-diemen)",
-            o.id, KETEN_NAME_MAX);
-    }
-    if (!keten_name_valid(o.role)) {
-        return keten_cli_usage("keygen", "--role '%s' is not a role: use 1 to %d of a-z, 0-9 "
-                                         "and '-' (e.g. municipality)",
-            o.role, KETEN_NAME_MAX);
-    }
-    if (strcmp(o.role, "broker") == 0) {
-        return keten_cli_usage("keygen", "role broker is reserved for the broker: use "
-                                         "keten-broker keygen");
-    }
-    if (o.org[0] == '\0' || strlen(o.org) > KETEN_ORG_MAX) {
-        return keten_cli_usage("keygen", "--org must be 1 to %d bytes", KETEN_ORG_MAX);
-    }
-    if (o.no_passphrase && o.passfile != NULL) {
-        return keten_cli_usage("keygen", "--no-passphrase and --passphrase-file exclude each "
-                                         "other");
-    }
-    keten_err e = keten_cli_keygen(&o);
-    return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+    return keten_cli_keygen_main(&keygen, argc, argv);
 }
 
 static const keten_command commands[] = {

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "err.h"
 #include "identity.h"
 #include "keten.h"
@@ -129,6 +130,26 @@ void keten_cli_sha256_hex(
  * (NULL is KETEN_ERR_NOMEM: a json_*() constructor failed). */
 keten_err keten_cli_json_print(json_t *obj) KETEN_MUST_CHECK;
 
+/* ---- run (keten-broker run, keten-node run) ------------------------- */
+
+/* The command line of a daemon's `run`, derived from its configuration
+ * table (config.h): --config FILE, one long option --NAME per setting (a
+ * boolean takes no value) and --help. --help prints "Usage: PROG run ..."
+ * (the synopsis made from the table), about (the description; may be
+ * NULL) and every option with the table's help text and default.
+ * On success *out is the configuration (the command line over the file over
+ * the defaults, required settings checked) and the result is -1; otherwise
+ * *out is NULL and the result is the exit code: 0 after --help, 2 for a
+ * usage error or a bad configuration file. */
+int keten_cli_run_options(const keten_config_table *table, const char *about, int argc,
+    char **argv, keten_config **out) KETEN_MUST_CHECK;
+
+/* Print the help of keten_cli_run_options() on f. */
+void keten_cli_run_usage(const keten_config_table *table, const char *about, FILE *f);
+
+/* The KETEN_LOG_* threshold of cfg's log-level setting (info if unset). */
+int keten_cli_log_level(const keten_config *cfg);
+
 /* ---- keygen (keten-node keygen, keten-broker keygen) ----------------- */
 
 typedef struct keten_cli_keygen_opts {
@@ -141,10 +162,29 @@ typedef struct keten_cli_keygen_opts {
     bool json; /* print JSON instead of text */
 } keten_cli_keygen_opts;
 
+/* The `keygen` command of a program (argv[0] is "keygen"): its options
+ * --home, --id, --org, --no-passphrase, --passphrase-file, --json, --help,
+ * and --role unless the role is fixed, and --rotate when rotate is given. */
+typedef struct keten_cli_keygen_command {
+    const char *usage; /* the --help text */
+    const char *role; /* the fixed role ("broker"), or NULL: --role is required */
+    const char *id_default; /* NULL: --id is required */
+    const char *org_default; /* NULL: --org is required */
+    const char *id_example; /* shown when --id is not a node id, e.g. " (e.g. gemeente-diemen)" */
+    /* --rotate: new keys for the node of --home; NULL: no --rotate. */
+    keten_err (*rotate)(const char *home, const char *passfile, bool json);
+} keten_cli_keygen_command;
+
+/* Parse and check the options, then keten_cli_keygen() (or rotate).
+ * Returns the exit code. */
+int keten_cli_keygen_main(const keten_cli_keygen_command *cmd, int argc, char **argv);
+
 /* Make new keys and write HOME/identity.secret (never overwritten: an
  * existing one is KETEN_ERR_EXISTS) and HOME/identity.request (0644, a
  * serialized SignedRequest with an empty network); print the request's path,
- * its SHA-256 and the public keys. On failure nothing new is left in HOME. */
+ * its SHA-256 and the public keys. On failure nothing new is left in HOME.
+ * HOME's parent folder must exist: KETEN_ERR_NOT_FOUND naming it, before any
+ * passphrase is asked, otherwise. */
 keten_err keten_cli_keygen(const keten_cli_keygen_opts *opts) KETEN_MUST_CHECK;
 
 #endif

@@ -172,10 +172,12 @@ static const keten_config_setting node_settings[] = {
         .help = "warn when the node's checkpoint is not witnessed by a quorum within this time",
     },
     {
-        .name = "verbose",
-        .type = KETEN_CONFIG_BOOL,
-        .default_value = "no",
-        .help = "write debug log lines",
+        .name = "log-level",
+        .type = KETEN_CONFIG_ENUM,
+        .default_value = "info",
+        .choices = log_levels,
+        .help = "the least important log lines written: debug, info, notice, warn (warning) or "
+                "error",
     },
 };
 
