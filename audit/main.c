@@ -22,10 +22,10 @@ static const keten_command commands[] = {
 static const keten_program program = {
     .name = "keten-audit",
     .about = "The auditors' tool of a keten network: who shared what with whom, when, under\n"
-        "which rule and purpose, and proof that no record was changed or removed. It\n"
-        "never sees content.\n",
+             "which rule and purpose, and proof that no record was changed or removed. It\n"
+             "never sees content.\n",
     .footer = "Every command that reads the log takes --db with a broker home or an export\n"
-        "made by 'keten-audit export', and opens it read-only. See docs/audit.md.\n",
+              "made by 'keten-audit export', and opens it read-only. See docs/audit.md.\n",
     .commands = commands,
     .n_commands = sizeof commands / sizeof commands[0],
 };

@@ -12,27 +12,27 @@
 #include "cmdtable.h"
 #include "cmd.h"
 
-static const char keygen_usage[] =
-    "Usage: keten-broker keygen --home DIR [--id ID] [--org NAME]\n"
-    "                           [--no-passphrase] [--passphrase-file F] [--json]\n"
-    "\n"
-    "Make the broker's keys (signing, encryption, transport, and the log key\n"
-    "that signs checkpoints and acknowledgements) in DIR, which is created\n"
-    "(mode 0700) if needed; its parent folder must exist. It holds\n"
-    "DIR/identity.secret (mode 0600, protected by a\n"
-    "passphrase; never overwritten) and DIR/identity.request (the enrollment\n"
-    "request, role broker, with proof of possession for both signing keys).\n"
-    "Hand the request to the network's administrators (keten-keys approve).\n"
-    "\n"
-    "Options:\n"
-    "  --home DIR             the broker's home folder\n"
-    "  --id ID                the broker's node id (default broker)\n"
-    "  --org NAME             the operating organisation (default \"keten broker\")\n"
-    "  --no-passphrase        leave the key file unencrypted (tests and demos only)\n"
-    "  --passphrase-file F    read the new passphrase from F (mode 0600) instead of\n"
-    "                         KETEN_PASSPHRASE or the terminal (asked twice)\n"
-    "  --json                 print the result as JSON\n"
-    "  --help                 show this help\n";
+static const char keygen_usage[]
+    = "Usage: keten-broker keygen --home DIR [--id ID] [--org NAME]\n"
+      "                           [--no-passphrase] [--passphrase-file F] [--json]\n"
+      "\n"
+      "Make the broker's keys (signing, encryption, transport, and the log key\n"
+      "that signs checkpoints and acknowledgements) in DIR, which is created\n"
+      "(mode 0700) if needed; its parent folder must exist. It holds\n"
+      "DIR/identity.secret (mode 0600, protected by a\n"
+      "passphrase; never overwritten) and DIR/identity.request (the enrollment\n"
+      "request, role broker, with proof of possession for both signing keys).\n"
+      "Hand the request to the network's administrators (keten-keys approve).\n"
+      "\n"
+      "Options:\n"
+      "  --home DIR             the broker's home folder\n"
+      "  --id ID                the broker's node id (default broker)\n"
+      "  --org NAME             the operating organisation (default \"keten broker\")\n"
+      "  --no-passphrase        leave the key file unencrypted (tests and demos only)\n"
+      "  --passphrase-file F    read the new passphrase from F (mode 0600) instead of\n"
+      "                         KETEN_PASSPHRASE or the terminal (asked twice)\n"
+      "  --json                 print the result as JSON\n"
+      "  --help                 show this help\n";
 
 static const keten_cli_keygen_command keygen = {
     .usage = keygen_usage,

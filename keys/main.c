@@ -28,11 +28,11 @@ static const keten_program program = {
     .name = "keten-keys",
     .about = "The administrators' tool of a keten network.\n",
     .footer = "Each administrator makes a key (admin-keygen) on their own machine; init\n"
-        "creates the network from their public keys. Then register, approve, revoke\n"
-        "and policy edit the draft of the next directory version in the ADMIN folder,\n"
-        "status and partners say what it holds and changes, publish signs it as the\n"
-        "next version and sign adds the other administrators' signatures until the\n"
-        "threshold is met.\n",
+              "creates the network from their public keys. Then register, approve, revoke\n"
+              "and policy edit the draft of the next directory version in the ADMIN folder,\n"
+              "status and partners say what it holds and changes, publish signs it as the\n"
+              "next version and sign adds the other administrators' signatures until the\n"
+              "threshold is met.\n",
     .commands = commands,
     .n_commands = sizeof commands / sizeof commands[0],
 };

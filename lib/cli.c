@@ -123,7 +123,7 @@ static int unknown_long(const char *cmd, const char *arg)
         memcpy(typed, name, len);
         typed[len] = '\0';
         for (const struct option *o = cur_longopts; o->name != NULL && n < KETEN_CLI_OPTIONS_MAX;
-            o++) {
+             o++) {
             names[n++] = o->name;
         }
         const char *s = keten_cmd_suggest(typed, names, n);
@@ -188,7 +188,8 @@ static void run_metavar(const keten_config_setting *s, char *out, size_t size)
         return;
     case KETEN_CONFIG_STRING:
     default:
-        snprintf(out, size, "%s", s->validate == keten_config_valid_host_port ? "ADDR:PORT" : "TEXT");
+        snprintf(
+            out, size, "%s", s->validate == keten_config_valid_host_port ? "ADDR:PORT" : "TEXT");
         return;
     }
 }
@@ -326,8 +327,7 @@ int keten_cli_run_options(
     opts[n++] = (struct option) { "config", required_argument, NULL, 'C' };
     for (size_t i = 0; i < t->n_settings; i++) {
         opts[n++] = (struct option) { t->settings[i].name,
-            t->settings[i].type == KETEN_CONFIG_BOOL ? no_argument : required_argument, NULL,
-            'S' };
+            t->settings[i].type == KETEN_CONFIG_BOOL ? no_argument : required_argument, NULL, 'S' };
     }
     opts[n++] = (struct option) { "help", no_argument, NULL, 'h' };
     opts[n] = (struct option) { NULL, 0, NULL, 0 };
@@ -347,8 +347,8 @@ int keten_cli_run_options(
             config_path = optarg;
             break;
         case 'S':
-            if (keten_config_set(kc, opts[idx].name, optarg != NULL ? optarg : "yes",
-                    KETEN_CONFIG_SRC_CLI)
+            if (keten_config_set(
+                    kc, opts[idx].name, optarg != NULL ? optarg : "yes", KETEN_CONFIG_SRC_CLI)
                 != KETEN_OK) {
                 rc = keten_cli_usage("run", "%s", keten_err_detail());
             }
@@ -693,27 +693,31 @@ int keten_cli_keygen_main(const keten_cli_keygen_command *cmd, int argc, char **
         return keten_cli_usage("keygen", "--id, --role and --org are required");
     }
     if (!keten_name_valid(o.id)) {
-        return keten_cli_usage("keygen", "--id '%s' is not a node id: use 1 to %d of a-z, 0-9 "
-                                         "and '-'%s",
+        return keten_cli_usage("keygen",
+            "--id '%s' is not a node id: use 1 to %d of a-z, 0-9 "
+            "and '-'%s",
             o.id, KETEN_NAME_MAX, cmd->id_example != NULL ? cmd->id_example : "");
     }
     if (cmd->role == NULL) {
         if (!keten_name_valid(o.role)) {
-            return keten_cli_usage("keygen", "--role '%s' is not a role: use 1 to %d of a-z, 0-9 "
-                                             "and '-' (e.g. municipality)",
+            return keten_cli_usage("keygen",
+                "--role '%s' is not a role: use 1 to %d of a-z, 0-9 "
+                "and '-' (e.g. municipality)",
                 o.role, KETEN_NAME_MAX);
         }
         if (strcmp(o.role, "broker") == 0) {
-            return keten_cli_usage("keygen", "role broker is reserved for the broker: use "
-                                             "keten-broker keygen");
+            return keten_cli_usage("keygen",
+                "role broker is reserved for the broker: use "
+                "keten-broker keygen");
         }
     }
     if (o.org[0] == '\0' || strlen(o.org) > KETEN_ORG_MAX) {
         return keten_cli_usage("keygen", "--org must be 1 to %d bytes", KETEN_ORG_MAX);
     }
     if (o.no_passphrase && o.passfile != NULL) {
-        return keten_cli_usage("keygen", "--no-passphrase and --passphrase-file exclude each "
-                                         "other");
+        return keten_cli_usage("keygen",
+            "--no-passphrase and --passphrase-file exclude each "
+            "other");
     }
     keten_err e = keten_cli_keygen(&o);
     return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
@@ -755,7 +759,8 @@ static keten_err home_parent_check(const char *home)
         return keten_err_set(KETEN_ERR_IO, "cannot use the folder %s: %s", parent, strerror(errno));
     }
     if (!S_ISDIR(st.st_mode)) {
-        return keten_err_set(KETEN_ERR_WRONG_TYPE, "%s is not a folder: give another --home", parent);
+        return keten_err_set(
+            KETEN_ERR_WRONG_TYPE, "%s is not a folder: give another --home", parent);
     }
     return KETEN_OK;
 }

@@ -141,8 +141,8 @@ keten_err keten_cli_json_print(json_t *obj) KETEN_MUST_CHECK;
  * the defaults, required settings checked) and the result is -1; otherwise
  * *out is NULL and the result is the exit code: 0 after --help, 2 for a
  * usage error or a bad configuration file. */
-int keten_cli_run_options(const keten_config_table *table, const char *about, int argc,
-    char **argv, keten_config **out) KETEN_MUST_CHECK;
+int keten_cli_run_options(const keten_config_table *table, const char *about, int argc, char **argv,
+    keten_config **out) KETEN_MUST_CHECK;
 
 /* Print the help of keten_cli_run_options() on f. */
 void keten_cli_run_usage(const keten_config_table *table, const char *about, FILE *f);

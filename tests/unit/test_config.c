@@ -323,7 +323,8 @@ static void test_bom_crlf(void **state)
     (void)state;
     char path[128];
     keten_config *cfg = NULL;
-    const char *text = "\xEF\xBB\xBF[node]\r\nlog-level = debug\r\n[node]\r\nbroker = tcp://b:7250\r\n";
+    const char *text
+        = "\xEF\xBB\xBF[node]\r\nlog-level = debug\r\n[node]\r\nbroker = tcp://b:7250\r\n";
     assert_int_equal(load_text(&keten_config_node_table, text, &cfg, path, sizeof path), KETEN_OK);
     assert_string_equal(keten_config_get_str(cfg, "log-level"), "debug");
     assert_string_equal(keten_config_get_str(cfg, "broker"), "tcp://b:7250");
@@ -631,8 +632,8 @@ static void test_sections(void **state)
     assert_int_equal(keten_config_error_count(cfg), 1); /* its keys are not reported again */
     keten_config_destroy(&cfg);
     /* A section after the right one, even empty. */
-    assert_int_equal(load_text(&keten_config_node_table, "[node]\nlog-level = debug\n[extra]\n", &cfg,
-                         path, sizeof path),
+    assert_int_equal(load_text(&keten_config_node_table, "[node]\nlog-level = debug\n[extra]\n",
+                         &cfg, path, sizeof path),
         KETEN_ERR_INVALID);
     detail_has(":3: section [extra] is not for keten-node", NULL);
     assert_string_equal(keten_config_get_str(cfg, "log-level"), "info"); /* nothing used */
