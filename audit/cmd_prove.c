@@ -1,6 +1,7 @@
 /*
  * keten-audit prove --db ... MSG_ID [--out FILE]: a proof bundle (proof.h)
- * for every record of one message, leading to the latest stored checkpoint.
+ * for every record of one message, leading to the stored checkpoint with the
+ * most cosignatures among those that cover it (ties: the latest).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -28,6 +29,10 @@ static const char usage_text[]
       "the database:\n"
       "'keten-audit check-proof FILE --anchor network.pub', or any RFC 9162 / C2SP\n"
       "implementation (fields in docs/audit.md).\n"
+      "\n"
+      "The checkpoint: among the stored checkpoints that cover every record of the\n"
+      "message, the one with the most cosignatures (the strongest evidence); of\n"
+      "those with as many, the latest. It need not be the latest checkpoint.\n"
       "\n"
       "Options:\n"
       "  --db DIR     a broker home or an export\n"

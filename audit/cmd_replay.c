@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "cmd.h"
+#include "dirinfo.h"
 #include "pb.h"
 #include "records.h"
 #include "render.h"
@@ -42,7 +43,9 @@ static const char usage_text[]
       "  --from T          records at or after T (ISO 8601 UTC, e.g.\n"
       "                    2026-01-01T00:00:00Z, or ms since the epoch; the broker's clock)\n"
       "  --to T            records before T\n"
-      "  --node ID         records whose sender, recipient or node is ID\n"
+      "  --node ID         records whose sender, recipient or node is ID, and\n"
+      "                    authentication failures of a key any certificate of ID\n"
+      "                    ever had (also a revoked or rotated one)\n"
       "  --category C      messages of category C (and their deliveries, receipts, expiries)\n"
       "  --purpose P       messages of purpose P (likewise)\n"
       "  --msg MSG_ID      one message (32 hex characters)\n"
@@ -333,10 +336,12 @@ int cmd_replay(int argc, char **argv)
     }
     records_index *idx = records_index_new();
     replay *r = calloc(1, sizeof *r);
+    dirinfo *dirs = NULL;
     keten_err e = KETEN_OK;
     if (idx == NULL || r == NULL) {
         e = keten_err_set(KETEN_ERR_NOMEM, "replaying");
-    } else {
+    } else if ((e = dirinfo_load(a, &dirs)) == KETEN_OK) {
+        records_index_set_dirs(idx, dirs);
         r->filter = &f;
         r->fmt = fmt;
         r->out = stdout;
@@ -357,6 +362,7 @@ int cmd_replay(int argc, char **argv)
     }
     free(r);
     records_index_destroy(&idx);
+    dirinfo_destroy(&dirs);
     auditdb_close(&a);
     return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
 }

@@ -2,8 +2,11 @@
  * keten-audit report --db ... --out report.html: one self-contained HTML
  * page (inline CSS and SVG, no script, nothing fetched) for a non-technical
  * auditor: the verification summary, totals, the exchanges table, a bar
- * chart of exchanges per month per partner, a partner-to-partner matrix and
- * the rejected attempts. Every text from the log is HTML-escaped.
+ * chart of exchanges per month per partner, a partner-to-partner matrix,
+ * the rejected attempts, the revocations and key rotations and the history of
+ * the directory versions (dirinfo.h); partners are shown with their
+ * organisation. Plain words: records "of the log", singular and plural
+ * right. Every text from the log is HTML-escaped.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -14,6 +17,7 @@
 #include "cli.h"
 #include "cmd.h"
 #include "directory.h"
+#include "dirinfo.h"
 #include "pb.h"
 #include "records.h"
 #include "render.h"
@@ -39,10 +43,12 @@ static const char usage_text[]
       "Write one self-contained HTML page (no scripts, nothing fetched from the\n"
       "network) for the annual accountability report: the verification summary, the\n"
       "number of exchanges per partner pair, category and month, a bar chart of\n"
-      "exchanges per month per sending partner, a partner-to-partner matrix and the\n"
-      "rejected attempts. With --anchor the log is verified first (as 'keten-audit\n"
-      "verify' does) and the page says the outcome; without it, the page says plainly\n"
-      "that the log was not verified.\n"
+      "exchanges per month per sending partner, a partner-to-partner matrix, the\n"
+      "rejected attempts, the revocations and key rotations and the history of the\n"
+      "network directory; partners are named with their organisation. With\n"
+      "--anchor the log is verified first (as 'keten-audit verify' does) and the\n"
+      "page says the outcome; without it, the page says plainly that the log was\n"
+      "not verified.\n"
       "\n"
       "Options:\n"
       "  --db DIR            a broker home or an export\n"
@@ -75,11 +81,31 @@ static const char style[]
       ".swatch{display:inline-block;width:.9em;height:.9em;margin-right:.3em;"
       "vertical-align:middle}"
       "dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{color:#555}"
-      "dd{margin:0}";
+      "dd{margin:0}.org{color:#555}td.m{white-space:nowrap}"
+      "@media print{body{margin:0;max-width:none}h2{break-after:avoid}"
+      "table,svg{break-inside:avoid}}";
 
 static void esc(FILE *f, const char *s)
 {
     render_html_text(f, s);
+}
+
+/* "N thing" or "N things". */
+static void count(FILE *f, uint64_t n, const char *one, const char *many)
+{
+    fprintf(f, "%" PRIu64 " %s", n, n == 1 ? one : many);
+}
+
+/* A partner: its node id and, from the directory, its organisation. */
+static void party(FILE *f, const dirinfo *dirs, const char *id)
+{
+    esc(f, id);
+    const char *org = dirinfo_org(dirs, id);
+    if (org != NULL && org[0] != '\0') {
+        fprintf(f, " <span class=\"org\">(");
+        esc(f, org);
+        fprintf(f, ")</span>");
+    }
 }
 
 /* ---- verification ---------------------------------------------------- */
@@ -100,12 +126,13 @@ static void verification_html(FILE *f, const auditdb *a, const verifier_result *
     if (!v->ok) {
         fprintf(f,
             "<div class=\"bad\" id=\"verification\"><strong>Verification FAILED at "
-            "record %" PRIu64 ".</strong> ",
+            "record %" PRIu64 " of the log.</strong> The log was changed there, or "
+            "does not add up. The figures below are what the log says; they cannot be "
+            "relied upon.<br><small>For the technical auditor (as <code>keten-audit "
+            "verify</code> says it): ",
             v->failure.seq);
         esc(f, v->failure.what);
-        fprintf(f,
-            "<br>The figures below are what the log says; they cannot be relied "
-            "upon.</div>\n");
+        fprintf(f, "</small></div>\n");
         return;
     }
     keten_hex(v->root, KETEN_HASH_BYTES, root);
@@ -127,35 +154,44 @@ static void verification_html(FILE *f, const auditdb *a, const verifier_result *
         "<dt>Directory versions</dt><dd>%" PRIu64 " in the log, verified from the network "
         "anchor</dd>\n",
         v->directory_versions);
-    fprintf(f,
-        "<dt>Checkpoints</dt><dd>%" PRIu64 " signed by the broker, %" PRIu64
-        " witnessed by a quorum of %zu of %zu partners</dd>\n",
-        v->checkpoints, v->checkpoints_witnessed, v->quorum, v->partners);
+    fprintf(f, "<dt>Checkpoints</dt><dd>");
+    count(f, v->checkpoints, "checkpoint", "checkpoints");
+    fprintf(f, " signed by the broker, %" PRIu64 " witnessed by a quorum of %zu of ",
+        v->checkpoints_witnessed, v->quorum);
+    count(f, v->partners, "partner", "partners");
+    fprintf(f, "</dd>\n");
     if (v->external == 0) {
         fprintf(f,
             "<dt>External evidence</dt><dd>None given: the log is only "
             "self-consistent. Compare it with checkpoints kept by partner "
             "nodes.</dd>\n");
     } else {
-        fprintf(f,
-            "<dt>External evidence</dt><dd>%" PRIu64 " checkpoint(s) kept by partners match "
-            "the log up to record %" PRIu64 "</dd>\n",
-            v->external, v->external_max_size > 0 ? v->external_max_size - 1 : 0);
+        fprintf(f, "<dt>External evidence</dt><dd>");
+        count(f, v->external, "checkpoint kept by partners matches",
+            "checkpoints kept by partners match");
+        fprintf(f, " the log up to record %" PRIu64 " of the log</dd>\n",
+            v->external_max_size > 0 ? v->external_max_size - 1 : 0);
     }
-    fprintf(f,
-        "<dt>Signed by partners</dt><dd>%" PRIu64 " submitted messages (sender's "
-        "signature), %" PRIu64 " receipts and %" PRIu64 " refusals by recipients (the "
-        "recipient's signature over a receipt batch; %" PRIu64 " batches)</dd>\n",
-        v->sender_signatures, v->events[KETEN__EVENT__EVENT_RECEIPTED],
-        v->events[KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT], v->receipt_signatures);
-    fprintf(f,
-        "<dt class=\"claim\">The broker's claims</dt><dd class=\"claim\">%" PRIu64
-        " deliveries, %" PRIu64 " expiries, %" PRIu64 " rejections, %" PRIu64
-        " connections, %" PRIu64 " authentication failures, and the time of every record: no "
-        "partner signed these</dd>\n</dl>\n",
-        v->events[KETEN__EVENT__EVENT_DELIVERED], v->events[KETEN__EVENT__EVENT_EXPIRED],
-        v->events[KETEN__EVENT__EVENT_REJECTED], v->events[KETEN__EVENT__EVENT_NODE_CONNECTED],
-        v->events[KETEN__EVENT__EVENT_AUTH_FAILED]);
+    fprintf(f, "<dt>Signed by partners</dt><dd>");
+    count(f, v->sender_signatures, "submitted message", "submitted messages");
+    fprintf(f, " (sender's signature), ");
+    count(f, v->events[KETEN__EVENT__EVENT_RECEIPTED], "receipt", "receipts");
+    fprintf(f, " and ");
+    count(f, v->events[KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT], "refusal", "refusals");
+    fprintf(f, " by recipients (the recipient's signature over a receipt batch; ");
+    count(f, v->receipt_signatures, "batch", "batches");
+    fprintf(f, ")</dd>\n<dt class=\"claim\">The broker's claims</dt><dd class=\"claim\">");
+    count(f, v->events[KETEN__EVENT__EVENT_DELIVERED], "delivery", "deliveries");
+    fprintf(f, ", ");
+    count(f, v->events[KETEN__EVENT__EVENT_EXPIRED], "expiry", "expiries");
+    fprintf(f, ", ");
+    count(f, v->events[KETEN__EVENT__EVENT_REJECTED], "rejection", "rejections");
+    fprintf(f, ", ");
+    count(f, v->events[KETEN__EVENT__EVENT_NODE_CONNECTED], "connection", "connections");
+    fprintf(f, ", ");
+    count(f, v->events[KETEN__EVENT__EVENT_AUTH_FAILED], "authentication failure",
+        "authentication failures");
+    fprintf(f, ", and the time of every record: no partner signed these</dd>\n</dl>\n");
 }
 
 /* ---- tables ----------------------------------------------------------- */
@@ -187,7 +223,7 @@ static void totals_html(FILE *f, const stats_totals *t)
     fprintf(f, "</table>\n");
 }
 
-static void stats_html(FILE *f, const stats_table *t)
+static void stats_html(FILE *f, const stats_table *t, const dirinfo *dirs)
 {
     fprintf(f,
         "<h2>Exchanges per partner pair, category and month</h2>\n"
@@ -198,12 +234,12 @@ static void stats_html(FILE *f, const stats_table *t)
     for (size_t i = 0; i < t->n_rows; i++) {
         const stats_row *r = &t->rows[i];
         fprintf(f, "<tr><td>");
-        esc(f, r->sender);
+        party(f, dirs, r->sender);
         fprintf(f, "</td><td>");
-        esc(f, r->recipient);
+        party(f, dirs, r->recipient);
         fprintf(f, "</td><td>");
         esc(f, r->category);
-        fprintf(f, "</td><td>");
+        fprintf(f, "</td><td class=\"m\">");
         esc(f, r->month);
         fprintf(f,
             "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
@@ -260,7 +296,7 @@ static size_t name_find(const names *ns, const char *s)
 }
 
 /* Bar chart from a table keyed by month and pair. */
-static keten_err chart_html(FILE *f, const stats_table *t)
+static keten_err chart_html(FILE *f, const stats_table *t, const dirinfo *dirs)
 {
     names senders = { .n = 0 }, months = { .n = 0 };
     for (size_t i = 0; i < t->n_rows; i++) {
@@ -337,7 +373,7 @@ static keten_err chart_html(FILE *f, const stats_table *t)
     for (size_t si = 0; si < ns; si++) {
         fprintf(f, "<span><span class=\"swatch\" style=\"background:%s\"></span>",
             palette[si % PALETTE_N]);
-        esc(f, senders.v[si]);
+        party(f, dirs, senders.v[si]);
         fprintf(f, "</span>");
     }
     fprintf(f, "</p>\n");
@@ -346,7 +382,7 @@ static keten_err chart_html(FILE *f, const stats_table *t)
 }
 
 /* Matrix from a table keyed by pair. */
-static keten_err matrix_html(FILE *f, const stats_table *t)
+static keten_err matrix_html(FILE *f, const stats_table *t, const dirinfo *dirs)
 {
     names parts = { .n = 0 };
     for (size_t i = 0; i < t->n_rows; i++) {
@@ -385,7 +421,7 @@ static keten_err matrix_html(FILE *f, const stats_table *t)
     for (size_t r = 0; r < n; r++) {
         uint64_t row = 0;
         fprintf(f, "<tr><th>");
-        esc(f, parts.v[r]);
+        party(f, dirs, parts.v[r]);
         fprintf(f, "</th>");
         for (size_t c = 0; c < n; c++) {
             uint64_t x = m[r * n + c];
@@ -446,13 +482,132 @@ static void rejects_html(FILE *f, const stats_totals *t)
     }
     fprintf(f,
         "<tr class=\"total\"><td>Total</td><td class=\"n\">%" PRIu64 "</td></tr>\n"
-        "</table>\n<p>Authentication failures (connections or messages from unknown or "
-        "revoked keys): %" PRIu64 ".</p>\n",
-        t->rejected, t->auth_failed);
+        "</table>\n<p>",
+        t->rejected);
+    count(f, t->auth_failed, "authentication failure", "authentication failures");
+    fprintf(f, " (connections or messages from unknown or revoked keys).</p>\n");
+}
+
+/* A time for people: "2026-03-01 14:05 UTC". */
+static void human_time(uint64_t ms, char out[static 32])
+{
+    char iso[32];
+    keten_time_iso(ms, iso, sizeof iso);
+    /* 2026-03-01T14:05:09.123Z or 2026-03-01T14:05:09Z */
+    if (strlen(iso) >= 16 && iso[10] == 'T') {
+        snprintf(out, 32, "%.10s %.5s UTC", iso, iso + 11);
+    } else {
+        snprintf(out, 32, "%s", iso);
+    }
+}
+
+static void change_html(FILE *f, const dirinfo_change *c)
+{
+    char t[32];
+    human_time(c->at, t);
+    switch (c->kind) {
+    case DIRINFO_ADDED:
+        fprintf(f, "added ");
+        break;
+    case DIRINFO_REVOKED:
+        fprintf(f, "revoked ");
+        break;
+    case DIRINFO_ROTATED:
+        fprintf(f, "keys replaced of ");
+        break;
+    }
+    esc(f, c->node);
+    if (c->org[0] != '\0') {
+        fprintf(f, " (");
+        esc(f, c->org);
+        fprintf(f, ")");
+    }
+    if (c->kind == DIRINFO_REVOKED) {
+        fprintf(f, " as of %s", t);
+        if (c->reason[0] != '\0') {
+            fprintf(f, ": &ldquo;");
+            esc(f, c->reason);
+            fprintf(f, "&rdquo;");
+        }
+    } else if (c->kind == DIRINFO_ROTATED) {
+        fprintf(f, " (the old keys valid until %s)", t);
+    }
+}
+
+/* Revocations and rotations, and every directory version with its changes. */
+static void directory_html(FILE *f, const dirinfo *dirs)
+{
+    size_t nv = dirinfo_version_count(dirs);
+    char t[32];
+    fprintf(f,
+        "<h2>Revocations and key rotations</h2>\n<p>The network's administrators revoke a "
+        "partner's certificate (it may no longer exchange anything) or replace its keys (a "
+        "rotation), by publishing a new version of the network directory that they "
+        "sign.</p>\n");
+    size_t shown = 0;
+    for (size_t i = 0; i < nv; i++) {
+        const dirinfo_version *v = dirinfo_version_at(dirs, i);
+        for (size_t j = 0; j < v->n_changes; j++) {
+            const dirinfo_change *c = dirinfo_change_at(dirs, v->first_change + j);
+            if (c->kind == DIRINFO_ADDED) {
+                continue;
+            }
+            if (shown++ == 0) {
+                fprintf(f,
+                    "<table id=\"revocations\"><tr><th>Partner</th><th>Organisation</th>"
+                    "<th>What</th><th>As of</th><th>Reason</th>"
+                    "<th class=\"n\">Directory version</th></tr>\n");
+            }
+            human_time(c->at, t);
+            fprintf(f, "<tr><td>");
+            esc(f, c->node);
+            fprintf(f, "</td><td>");
+            esc(f, c->org);
+            fprintf(f, "</td><td>%s</td><td>%s</td><td>",
+                c->kind == DIRINFO_REVOKED ? "revoked" : "keys replaced", t);
+            esc(f, c->kind == DIRINFO_REVOKED ? c->reason : "");
+            fprintf(f, "</td><td class=\"n\">%" PRIu64 "</td></tr>\n", v->version);
+        }
+    }
+    if (shown == 0) {
+        fprintf(f, "<p id=\"revocations\">No certificate was revoked or replaced.</p>\n");
+    } else {
+        fprintf(f, "</table>\n");
+    }
+    fprintf(f,
+        "<h2>History of the network directory</h2>\n<p>Every version of the directory "
+        "(the signed list of partners, their keys and the sharing policy) that the broker "
+        "installed, with what changed for the partners.</p>\n");
+    if (nv == 0) {
+        fprintf(f, "<p id=\"directory-history\">No directory version was found.</p>\n");
+        return;
+    }
+    fprintf(f,
+        "<table id=\"directory-history\"><tr><th class=\"n\">Version</th><th>Published</th>"
+        "<th class=\"n\">Partners</th><th>What changed</th></tr>\n");
+    for (size_t i = 0; i < nv; i++) {
+        const dirinfo_version *v = dirinfo_version_at(dirs, i);
+        human_time(v->issued_at, t);
+        fprintf(f, "<tr><td class=\"n\">%" PRIu64 "</td><td>%s</td><td class=\"n\">%zu</td><td>",
+            v->version, t, v->n_nodes);
+        if (i == 0) {
+            fprintf(f, "first version. ");
+        }
+        if (v->n_changes == 0) {
+            fprintf(f, "no change to the partners (the policy or the validity period)");
+        }
+        for (size_t j = 0; j < v->n_changes; j++) {
+            fprintf(f, "%s", j > 0 ? "; " : "");
+            change_html(f, dirinfo_change_at(dirs, v->first_change + j));
+        }
+        fprintf(f, "</td></tr>\n");
+    }
+    fprintf(f, "</table>\n");
 }
 
 static keten_err write_page(FILE *f, const auditdb *a, const char *network,
-    const verifier_result *v, bool verified, const stats_table *tables, const records_filter *flt)
+    const verifier_result *v, bool verified, const stats_table *tables, const records_filter *flt,
+    const dirinfo *dirs)
 {
     char now[32], t1[32], t2[32];
     keten_time_iso(keten_now_ms(), now, sizeof now);
@@ -486,20 +641,21 @@ static keten_err write_page(FILE *f, const auditdb *a, const char *network,
     fprintf(f, "</p>\n");
     verification_html(f, a, v, verified);
     totals_html(f, &tables[0].totals);
-    stats_html(f, &tables[0]);
-    keten_err e = chart_html(f, &tables[1]);
+    stats_html(f, &tables[0], dirs);
+    keten_err e = chart_html(f, &tables[1], dirs);
     if (e == KETEN_OK) {
-        e = matrix_html(f, &tables[2]);
+        e = matrix_html(f, &tables[2], dirs);
     }
     if (e != KETEN_OK) {
         return e;
     }
     refusals_html(f, &tables[0].totals);
     rejects_html(f, &tables[0].totals);
+    directory_html(f, dirs);
     fprintf(f,
         "<h2>What the figures rest on</h2>\n<p>A submitted message is backed by its "
         "sender's signature, and a receipt or a refusal by its recipient's signature "
-        "(one per receipt batch, with the message's leaf and path in it): with the "
+        "(one per receipt batch, which names the message): with the "
         "verification above, these cannot have been made up by the broker. Deliveries, "
         "expiries, rejections, connections and the times of all records are the "
         "broker's claims. Receipts, refusals and expiries are counted in the month the message "
@@ -585,6 +741,7 @@ int cmd_report(int argc, char **argv)
     }
     verifier_result *v = calloc(1, sizeof *v);
     records_index *idx = records_index_new();
+    dirinfo *dirs = NULL;
     stats_table tables[3];
     memset(tables, 0, sizeof tables);
     char *page = NULL;
@@ -606,6 +763,10 @@ int cmd_report(int argc, char **argv)
                 (unsigned long long)v->failure.seq, v->failure.what);
         }
     }
+    if ((e = dirinfo_load(a, &dirs)) != KETEN_OK) {
+        goto out;
+    }
+    records_index_set_dirs(idx, dirs);
     stats_keys keys[3] = {
         { { STATS_PAIR, STATS_CATEGORY, STATS_MONTH }, 3 },
         { { STATS_MONTH, STATS_PAIR }, 2 },
@@ -619,7 +780,8 @@ int cmd_report(int argc, char **argv)
         e = keten_err_set(KETEN_ERR_NOMEM, "making the report");
         goto out;
     }
-    e = write_page(mem, a, anchor != NULL ? anchor->network : "", v, anchor != NULL, tables, &flt);
+    e = write_page(
+        mem, a, anchor != NULL ? anchor->network : "", v, anchor != NULL, tables, &flt, dirs);
     if (fclose(mem) != 0 && e == KETEN_OK) {
         e = keten_err_set(KETEN_ERR_NOMEM, "making the report");
     }
@@ -636,6 +798,7 @@ out:
         stats_table_free(&tables[i]);
     }
     records_index_destroy(&idx);
+    dirinfo_destroy(&dirs);
     free(v);
     auditdb_close(&a);
     keten_pb_free((ProtobufCMessage **)(void *)&anchor);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dirinfo.h"
 #include "pb.h"
 
 #define INITIAL_SLOTS 1024u
@@ -141,7 +142,26 @@ struct records_index {
     size_t n_strs, cap_strs;
     uint32_t *str_slots;
     size_t n_str_slots;
+    const dirinfo *dirs; /* not owned; may be NULL */
 };
+
+void records_index_set_dirs(records_index *self, const dirinfo *dirs)
+{
+    self->dirs = dirs;
+}
+
+const dirinfo *records_index_dirs(const records_index *self)
+{
+    return self != NULL ? self->dirs : NULL;
+}
+
+const char *records_key_owner(const records_index *idx, const Keten__AuditRecord *rec)
+{
+    if (rec->event != KETEN__EVENT__EVENT_AUTH_FAILED || idx == NULL) {
+        return NULL;
+    }
+    return dirinfo_node_of_key(idx->dirs, rec->node);
+}
 
 static uint64_t hash_of(const records_index *self, const void *p, size_t len)
 {
@@ -438,6 +458,8 @@ bool records_filter_match(const records_filter *f, const records_index *idx,
     }
     if (f->node != NULL) {
         bool hit = eq(rec->sender, f->node) || eq(rec->node, f->node);
+        const char *owner = records_key_owner(idx, rec);
+        hit = hit || (owner != NULL && eq(owner, f->node));
         for (size_t i = 0; !hit && i < rec->n_recipients; i++) {
             hit = eq(rec->recipients[i], f->node);
         }

@@ -83,6 +83,15 @@ void records_index_destroy(records_index **self_p);
  * UINT64_MAX. *out (may be NULL) is the entry. */
 keten_err records_index_add(records_index *self, const Keten__AuditRecord *rec, records_msg **out,
     uint64_t *dup_seq) KETEN_MUST_CHECK;
+/* The directory versions of the log (dirinfo.h, not owned, may be NULL):
+ * with them, an auth-failed record that names a refused transport key is
+ * matched to the node any of whose certificates, current or past, had it. */
+typedef struct dirinfo dirinfo;
+void records_index_set_dirs(records_index *self, const dirinfo *dirs);
+const dirinfo *records_index_dirs(const records_index *self);
+/* For an auth-failed record naming a key: the node that key belonged to, or
+ * NULL (another event, an unknown key, no directories). */
+const char *records_key_owner(const records_index *idx, const Keten__AuditRecord *rec);
 /* The entry of msg_id (16 bytes), or NULL. */
 records_msg *records_index_find(const records_index *self, const uint8_t *msg_id);
 /* Recipient i of m. */

@@ -199,6 +199,7 @@ typedef struct extra {
     bool has_created, has_received;
     uint64_t created_at, received_at;
     char in_reply_to[KETEN_MSG_ID_HEX_BYTES];
+    const char *key_owner; /* auth-failed: the node whose certificate had the key */
 } extra;
 
 static void read_extra(const Keten__AuditRecord *rec, extra *x)
@@ -234,6 +235,23 @@ static void msg_hex(const Keten__AuditRecord *rec, char out[static KETEN_MSG_ID_
 static size_t n_rcpt(const Keten__AuditRecord *rec)
 {
     return rec->n_recipients;
+}
+
+/* The fields that apply to a record only for some events (docs/audit.md,
+ * section 5): the policy rule for a submitted record (the rule that allowed
+ * it) and a rejected one refused by the sharing policy (0: the default
+ * deny); the size bucket for a submitted record. Elsewhere the field is
+ * empty, so that rule 0 always means the default deny. */
+static bool has_rule(const Keten__AuditRecord *rec)
+{
+    return rec->event == KETEN__EVENT__EVENT_SUBMITTED
+        || (rec->event == KETEN__EVENT__EVENT_REJECTED
+            && rec->reason == KETEN__REASON__REASON_POLICY);
+}
+
+static bool has_size(const Keten__AuditRecord *rec)
+{
+    return rec->event == KETEN__EVENT__EVENT_SUBMITTED;
 }
 
 static void json_key(FILE *f, const char *k, bool *first)
@@ -281,12 +299,25 @@ static void render_jsonl(
     }
     fputc(']', f);
     json_str(f, "node", rec->node, &first);
+    if (x->key_owner != NULL) {
+        json_str(f, "key_of_node", x->key_owner, &first);
+    }
     json_str(f, "kind", records_kind_name(records_kind(rec, m)), &first);
     json_str(f, "category", records_category(rec, m), &first);
     json_str(f, "purpose", records_purpose(rec, m), &first);
-    json_u64(f, "rule", rec->rule, &first);
+    if (has_rule(rec)) {
+        json_u64(f, "rule", rec->rule, &first);
+    } else {
+        json_key(f, "rule", &first);
+        fputs("null", f);
+    }
     json_str(f, "reason", records_reason_name((int)rec->reason), &first);
-    json_u64(f, "size_bucket", rec->size_bucket, &first);
+    if (has_size(rec)) {
+        json_u64(f, "size_bucket", rec->size_bucket, &first);
+    } else {
+        json_key(f, "size_bucket", &first);
+        fputs("null", f);
+    }
     json_u64(f, "directory_version", rec->directory_version, &first);
     json_str(f, "evidence", records_evidence_name(records_event_evidence((int)rec->event)), &first);
     json_str(f, "in_reply_to", x->in_reply_to, &first);
@@ -361,9 +392,17 @@ static void render_csv(FILE *f, const Keten__AuditRecord *rec, const records_msg
     csv_str(f, records_kind_name(records_kind(rec, m)));
     csv_str(f, records_category(rec, m));
     csv_str(f, records_purpose(rec, m));
-    csv_u64(f, rec->rule);
+    if (has_rule(rec)) {
+        csv_u64(f, rec->rule);
+    } else {
+        fputc(',', f);
+    }
     csv_str(f, records_reason_name((int)rec->reason));
-    csv_u64(f, rec->size_bucket);
+    if (has_size(rec)) {
+        csv_u64(f, rec->size_bucket);
+    } else {
+        fputc(',', f);
+    }
     csv_u64(f, rec->directory_version);
     csv_str(f, records_evidence_name(records_event_evidence((int)rec->event)));
     csv_str(f, x->in_reply_to);
@@ -461,6 +500,18 @@ static void render_text(
     case KETEN__EVENT__EVENT_DIRECTORY_INSTALLED:
         fprintf(f, "  version %" PRIu64 "  [signed by the administrators]", rec->directory_version);
         break;
+    case KETEN__EVENT__EVENT_AUTH_FAILED:
+        fputs("  ", f);
+        if (x->key_owner != NULL) {
+            render_plain(f, x->key_owner);
+            fputs(" (key ", f);
+            render_plain(f, rec->node);
+            fputs(", of one of its certificates)", f);
+        } else {
+            render_plain(f, rec->node);
+        }
+        fputs("  [broker's claim]", f);
+        break;
     default:
         fputs("  ", f);
         render_plain(f, rec->node);
@@ -473,9 +524,9 @@ static void render_text(
 void render_record(FILE *f, render_format fmt, const records_index *idx,
     const Keten__AuditRecord *rec, const records_msg *m)
 {
-    (void)idx;
     extra x;
     read_extra(rec, &x);
+    x.key_owner = records_key_owner(idx, rec);
     switch (fmt) {
     case RENDER_JSONL:
         render_jsonl(f, rec, m, &x);

@@ -60,6 +60,16 @@ typedef struct conn_notice {
 typedef struct conn_flight {
     uint64_t bytes; /* envelope bytes of deliveries not yet receipted or expired */
     bool full; /* the next delivery would exceed the byte budget */
+    /* Resending what is not receipted (deliver.h): when deliveries were
+     * last seen to progress (a receipt, or the first delivery handed out
+     * with nothing in flight; monotonic ms), the wait before the next
+     * rewind (0: DELIVER_RESEND_MS), the deliveries in flight, and the
+     * credit the node returned in Credit frames since the first of them. */
+    uint64_t progress_ms;
+    uint64_t resend_wait_ms;
+    uint64_t count;
+    uint64_t returned;
+    uint32_t rewinds; /* rewinds since the last receipt: each halves the byte budget */
     bool has_notice_cursor;
     uint64_t notice_cursor; /* leaf of the last notice first sent here */
     size_t n_notices; /* entries of conn.notice_v in use */

@@ -99,19 +99,32 @@ static keten_err queue_next(broker *b, const char *node, uint64_t from, bool *fo
 
 /* ---- delivery ---------------------------------------------------------- */
 
-void deliver_credit(conn *c, uint32_t credit)
+static void add_credit(conn *c, uint32_t credit)
 {
     uint64_t n = (uint64_t)c->credit + credit;
     c->credit = n > BROKER_CREDIT_MAX ? BROKER_CREDIT_MAX : (uint32_t)n;
 }
 
+void deliver_credit(conn *c, uint32_t credit)
+{
+    add_credit(c, credit);
+    /* Returned without a receipt: deliveries the node read and dropped (or
+     * refused without a leaf), once deliveries are in flight. */
+    if (c->flight.count > 0) {
+        c->flight.returned += credit;
+    }
+}
+
 /* Whether a delivery of len bytes fits c's byte budget (always, when
- * nothing is in flight). */
+ * nothing is in flight). The budget is halved by every rewind since the
+ * last receipt (deliver.h), down to one delivery at a time. */
 static bool fits_budget(const conn *c, size_t len)
 {
     uint64_t used = c->flight.bytes;
-    return used == 0
-        || (used < BROKER_INFLIGHT_BYTES_MAX && len <= BROKER_INFLIGHT_BYTES_MAX - used);
+    uint32_t shift = c->flight.rewinds < DELIVER_RESEND_HALVINGS_MAX ? c->flight.rewinds
+                                                                     : DELIVER_RESEND_HALVINGS_MAX;
+    uint64_t budget = (uint64_t)BROKER_INFLIGHT_BYTES_MAX >> shift;
+    return used == 0 || (used < budget && len <= budget - used);
 }
 
 /* The delivery of the message at leaf is no longer in flight on c (its
@@ -134,6 +147,7 @@ static keten_err release_bytes(broker *b, conn *c, uint64_t leaf)
         return e;
     }
     c->flight.bytes = len >= c->flight.bytes ? 0 : c->flight.bytes - len;
+    c->flight.count -= c->flight.count > 0 ? 1 : 0;
     c->flight.full = false;
     return KETEN_OK;
 }
@@ -185,14 +199,54 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
         return e;
     }
     *budget = env_len >= *budget ? 0 : *budget - env_len;
+    if (c->flight.bytes == 0) {
+        c->flight.progress_ms = keten_mono_ms();
+        c->flight.count = 0;
+        c->flight.returned = 0;
+    }
     c->flight.bytes += env_len;
+    c->flight.count++;
     *sent = true;
     metrics_delivery(b->m);
     return KETEN_OK;
 }
 
+/* Nothing receipted on c for its resend wait while deliveries are in
+ * flight, and the node returned their credit (it read them and dropped
+ * them): start again at the oldest queue entry (deliver.h). */
+static void rewind_if_stalled(broker *b, conn *c)
+{
+    if (c->revoked || !c->hello || !c->has_cursor || c->flight.bytes == 0
+        || c->flight.returned < c->flight.count) {
+        return;
+    }
+    uint64_t mono = keten_mono_ms();
+    uint64_t wait = c->flight.resend_wait_ms != 0 ? c->flight.resend_wait_ms : DELIVER_RESEND_MS;
+    if (mono - c->flight.progress_ms < wait) {
+        return;
+    }
+    KETEN_LOG(KETEN_LOG_NOTICE,
+        "no delivery receipted in time: unreceipted messages are sent again on the same "
+        "connection",
+        "node=%s in_flight=%llu in_flight_bytes=%llu credit_returned=%llu waited_ms=%llu", c->node,
+        (unsigned long long)c->flight.count, (unsigned long long)c->flight.bytes,
+        (unsigned long long)c->flight.returned, (unsigned long long)(mono - c->flight.progress_ms));
+    c->has_cursor = false;
+    c->cursor = 0;
+    c->more = true;
+    c->flight.bytes = 0;
+    c->flight.count = 0;
+    c->flight.returned = 0;
+    c->flight.full = false;
+    c->flight.progress_ms = mono;
+    c->flight.resend_wait_ms = 2 * wait > DELIVER_RESEND_MAX_MS ? DELIVER_RESEND_MAX_MS : 2 * wait;
+    c->flight.rewinds += c->flight.rewinds < UINT32_MAX ? 1 : 0;
+    metrics_deliveries_resent(b->m);
+}
+
 keten_err deliver_pump(broker *b, conn *c, size_t *budget)
 {
+    rewind_if_stalled(b, c);
     while (!c->revoked && c->hello && c->credit > 0 && c->more && !c->flight.full && *budget > 0) {
         uint64_t from = c->has_cursor ? c->cursor + 1 : 0;
         if (c->has_cursor && c->cursor == UINT64_MAX) {
@@ -383,7 +437,7 @@ keten_err deliver_receipts(broker *b, conn *c, uint64_t request_id, const Keten_
 {
     /* Each leaf stands for one delivery, and so for one credit. */
     size_t n = rb->n_leaves;
-    deliver_credit(c, n > KETEN_RECEIPT_BATCH_MAX ? KETEN_RECEIPT_BATCH_MAX : (uint32_t)n);
+    add_credit(c, n > KETEN_RECEIPT_BATCH_MAX ? KETEN_RECEIPT_BATCH_MAX : (uint32_t)n);
     if (rp->e != KETEN_OK) {
         return keten_err_set(rp->e, "preparing a receipt batch of %s", c->node);
     }
@@ -397,6 +451,12 @@ keten_err deliver_receipts(broker *b, conn *c, uint64_t request_id, const Keten_
         keten_err e = receipt_leaf(b, c, rb, rp, i, &matched, &repeated);
         if (e != KETEN_OK) {
             return e;
+        }
+        if (matched || repeated) {
+            /* The node answers: deliveries progress (resend, deliver.h). */
+            c->flight.progress_ms = keten_mono_ms();
+            c->flight.resend_wait_ms = 0;
+            c->flight.rewinds = 0;
         }
         if (matched) {
             matched_n++;

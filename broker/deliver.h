@@ -18,7 +18,32 @@
  * connection is delivered again. A Deliver carries the envelope and the
  * proof of its "submitted" record (a proof slot, outq.h). A delivery the
  * node refuses without a receipt leaf (it returns the credit) keeps its
- * bytes counted until the message expires or the connection is replaced.
+ * bytes counted until the message expires, the connection is replaced, or
+ * it is sent again:
+ *
+ * Resend on the same connection: when deliveries are in flight on a
+ * connection, none has been receipted for DELIVER_RESEND_MS (counted from
+ * the last receipt, or from the first delivery handed out with nothing in
+ * flight), and the node has returned at least as much credit in Credit
+ * frames as there are deliveries in flight (it read them and dropped them:
+ * a node whose store commit failed returns the credit of the receipts it
+ * could not send), the connection is rewound as a new one would be: its
+ * cursor goes back to the oldest queue entry and nothing counts as in
+ * flight, so every unanswered message is delivered again, within the
+ * credit and the byte budget. That is how a node that could not store
+ * deliveries (its disk was full) gets them again without a reconnect. A
+ * node that does not read (and so returns no credit) is never sent more
+ * than the byte budget: its frames are not resent into a queue it does not
+ * drain. Each rewind without a receipt since doubles the wait, up to
+ * DELIVER_RESEND_MAX_MS, and halves the connection's byte budget (down to
+ * one delivery at a time after DELIVER_RESEND_HALVINGS_MAX rewinds); a
+ * receipt sets both back. So a node that returns credit for deliveries it
+ * never reads gets at most twice the budget, and then one delivery a
+ * minute, queued for it in all; an honest node that gets space back
+ * stores the next one sent, and its receipt opens the full budget again. The node keeps one copy
+ * of a message however often it is sent (msg_id) and receipts a repeated
+ * one again; the broker ignores a repeated leaf. "delivered" is audited
+ * once.
  *
  * Receipt batches: deliver_receipt_prepare(), on the verifier pool before
  * the batch's transaction, checks the batch against the sending node's
@@ -69,6 +94,9 @@
 #include "err.h"
 #include "merkle.h"
 
+#define DELIVER_RESEND_MS 15000 /* nothing receipted for this long: deliver again */
+#define DELIVER_RESEND_MAX_MS 60000 /* the longest wait between two rewinds */
+#define DELIVER_RESEND_HALVINGS_MAX 24 /* 16 MiB >> 24: one delivery at a time */
 #define DELIVER_NOTICES_PER_BATCH 256
 #define DELIVER_NOTICE_RESEND_MS 10000 /* an unconfirmed notice is sent again after this */
 #define DELIVER_NOTICE_ACK_MAX 4096 /* leaf indexes read from one NoticeAck */

@@ -118,6 +118,11 @@ void metrics_notice_resent(metrics *m)
     atomic_fetch_add(&m->notices_resent, 1);
 }
 
+void metrics_deliveries_resent(metrics *m)
+{
+    atomic_fetch_add(&m->deliveries_resent, 1);
+}
+
 void metrics_notice_confirmed(metrics *m)
 {
     atomic_fetch_add(&m->notices_confirmed, 1);
@@ -342,6 +347,9 @@ static char *render(metrics *m, size_t *len)
     counter(&p, "keten_notices_resent_total",
         "Notices sent again because the node had not confirmed them in time.",
         atomic_load(&m->notices_resent));
+    counter(&p, "keten_deliveries_resent_total",
+        "Times a connection's unreceipted deliveries were sent again (none receipted in time).",
+        atomic_load(&m->deliveries_resent));
     counter(&p, "keten_notices_confirmed_total", "Notices confirmed by their node and deleted.",
         atomic_load(&m->notices_confirmed));
     counter(&p, "keten_notice_acks_unknown_total",
@@ -368,8 +376,20 @@ static char *render(metrics *m, size_t *len)
     gauge(&p, "keten_insecure_key", "1 when the broker's key file has no passphrase.",
         atomic_load(&m->insecure_key) ? 1 : 0);
     if (m->st != NULL) {
-        gauge(&p, "keten_store_full", "1 when new submits are refused: the store is full.",
+        gauge(&p, "keten_store_full",
+            "1 when new submits are refused: the store (map or filesystem) is full.",
             atomic_load(&m->st->full) ? 1 : 0);
+        gauge(&p, "keten_store_disk_full",
+            "1 when the store's filesystem is full (submits refused until space is freed).",
+            atomic_load(&m->st->disk_full) ? 1 : 0);
+        uint64_t disk_free = atomic_load(&m->st->disk_free);
+        if (disk_free != UINT64_MAX) {
+            gauge(&p, "keten_store_disk_free_bytes",
+                "Bytes free on the store's filesystem for the broker.", disk_free);
+        }
+        gauge(&p, "keten_store_disk_reserve_bytes",
+            "Bytes held in the disk reserve file (0: given back for a full filesystem).",
+            atomic_load(&m->st->reserve_held));
         gauge(&p, "keten_store_used_bytes", "Bytes of the LMDB map in use.",
             atomic_load(&m->st->used));
         gauge(&p, "keten_store_map_bytes", "Size of the LMDB map (--map-size).", m->st->map_size);

@@ -39,7 +39,13 @@
  *   keten_connected_nodes                   nodes with a live connection
  *   keten_directory_version                 installed directory version
  *   keten_directory_stale                   1 when the directory has expired
- *   keten_store_full                        1 when new submits are refused
+ *   keten_deliveries_resent_total           rewinds of a connection's deliveries: none
+ *                                           receipted for a while, sent again (deliver.h)
+ *   keten_store_full                        1 when new submits are refused (full map or
+ *                                           full filesystem)
+ *   keten_store_disk_full                   1 when the filesystem is the reason
+ *   keten_store_disk_free_bytes             free bytes on the store's filesystem
+ *   keten_store_disk_reserve_bytes          bytes held in HOME/store/disk-reserve
  *   keten_store_used_bytes, keten_store_map_bytes
  *   keten_insecure_key                      1 when the key file has no passphrase
  *
@@ -65,6 +71,7 @@ typedef struct store store;
 typedef struct metrics {
     atomic_uint_fast64_t submits, deliveries, receipts, expired, auth_failed;
     atomic_uint_fast64_t notices_sent, notices_resent, notices_confirmed, notice_acks_unknown;
+    atomic_uint_fast64_t deliveries_resent;
     atomic_uint_fast64_t refused_by_recipient, receipt_batches, leaves_unmatched, leaves_repeated;
     atomic_uint_fast64_t commit_checkpoints, witness_checkpoints, checkpoint_frames;
     atomic_uint_fast64_t rejects[METRICS_REASONS];
@@ -85,6 +92,7 @@ void metrics_destroy(metrics **m_p);
 void metrics_submit(metrics *m);
 void metrics_reject(metrics *m, Keten__Reason reason);
 void metrics_delivery(metrics *m);
+void metrics_deliveries_resent(metrics *m);
 void metrics_receipt(metrics *m);
 void metrics_refused_by_recipient(metrics *m);
 void metrics_receipt_batch(metrics *m);

@@ -10,8 +10,10 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 #define STORE_MAX_DBS 16
@@ -37,6 +39,135 @@ keten_err store_lmdb_err(int rc, const char *what)
             KETEN_ERR_STORE_FULL, "the disk is full while %s; free disk space", what);
     }
     return keten_err_set(KETEN_ERR_STORE, "LMDB failed while %s: %s", what, mdb_strerror(rc));
+}
+
+/* ---- full filesystem (store.h) ------------------------------------------ */
+
+/* Bytes free on the store's filesystem for the broker's user; false when
+ * statvfs fails. */
+static bool disk_free_bytes(const store *self, uint64_t *out)
+{
+    struct statvfs sv;
+    if (statvfs(self->dir, &sv) != 0) {
+        return false;
+    }
+    *out = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+    return true;
+}
+
+/* Give the reserve file's space back to the filesystem. */
+static void reserve_release(store *self)
+{
+    if (self->reserve_fd < 0 || atomic_load(&self->reserve_held) == 0) {
+        return;
+    }
+    if (ftruncate(self->reserve_fd, 0) != 0) {
+        KETEN_LOG(KETEN_LOG_ERR, "cannot empty the disk reserve", "dir=%s error=\"%s\"", self->dir,
+            strerror(errno));
+        return;
+    }
+    atomic_store(&self->reserve_held, 0);
+    KETEN_LOG(KETEN_LOG_WARNING, "disk reserve given back for receipts and audit records",
+        "dir=%s bytes=%llu", self->dir, (unsigned long long)STORE_DISK_RESERVE);
+}
+
+/* Allocate the reserve file; false when the filesystem has no room for it
+ * (nothing of it is kept then). Without a reserve file (it could not be
+ * opened) there is nothing to allocate: true. */
+static bool reserve_take(store *self)
+{
+    if (self->reserve_fd < 0) {
+        return true;
+    }
+    if (atomic_load(&self->reserve_held) == STORE_DISK_RESERVE) {
+        return true;
+    }
+    int rc = posix_fallocate(self->reserve_fd, 0, (off_t)STORE_DISK_RESERVE);
+    if (rc != 0) {
+        if (ftruncate(self->reserve_fd, 0) != 0) {
+            KETEN_LOG(KETEN_LOG_ERR, "cannot empty the disk reserve", "dir=%s error=\"%s\"",
+                self->dir, strerror(errno));
+        }
+        return false;
+    }
+    atomic_store(&self->reserve_held, STORE_DISK_RESERVE);
+    return true;
+}
+
+/* The filesystem is full: refuse submits, give the reserve back. */
+static void disk_full_enter(store *self, uint64_t free_bytes, const char *why)
+{
+    if (!atomic_load(&self->disk_full)) {
+        KETEN_LOG(KETEN_LOG_ERR,
+            "the broker's filesystem is full: new submits are refused (STORE_FULL) until disk "
+            "space is freed; deliveries and receipts go on",
+            "dir=%s free_bytes=%llu why=\"%s\"", self->dir, (unsigned long long)free_bytes, why);
+    }
+    atomic_store(&self->disk_full, true);
+    atomic_store(&self->full, true);
+    reserve_release(self);
+}
+
+/* Look at the filesystem (store_room()): in_file is what the data file
+ * holds that new pages can reuse without growing it (free pages, and what
+ * a failed commit wrote past the last page). */
+static void disk_check(store *self, uint64_t in_file)
+{
+    uint64_t fs_free = 0;
+    if (!disk_free_bytes(self, &fs_free)) {
+        atomic_store(&self->disk_free, UINT64_MAX);
+        atomic_store(&self->disk_room, UINT64_MAX);
+        return;
+    }
+    if (atomic_load(&self->reserve_held) == 0
+        && fs_free >= STORE_DISK_RESERVE + 2 * STORE_DISK_MARGIN && reserve_take(self)) {
+        KETEN_LOG(KETEN_LOG_INFO, "disk reserve allocated", "dir=%s bytes=%llu", self->dir,
+            (unsigned long long)STORE_DISK_RESERVE);
+        (void)disk_free_bytes(self, &fs_free);
+    }
+    uint64_t room = fs_free + in_file;
+    atomic_store(&self->disk_free, fs_free);
+    atomic_store(&self->disk_room, room);
+    if (atomic_load(&self->disk_full)) {
+        /* Leave the state only with a margin over what the reserve gave
+         * back, so that it does not flap at the edge. */
+        if (room >= STORE_DISK_RESERVE + 2 * STORE_DISK_MARGIN) {
+            atomic_store(&self->disk_full, false);
+            KETEN_LOG(KETEN_LOG_NOTICE,
+                "disk space freed for the broker's store: new submits are taken again",
+                "dir=%s free_bytes=%llu room_bytes=%llu", self->dir, (unsigned long long)fs_free,
+                (unsigned long long)room);
+        }
+        return;
+    }
+    if (room < STORE_DISK_MARGIN && !self->disk_check_off) {
+        disk_full_enter(self, fs_free, "free space below the margin");
+    }
+}
+
+keten_err store_env_err(store *self, int rc, const char *what)
+{
+    if (rc == ENOSPC || rc == EDQUOT || rc == EIO) {
+        uint64_t free_bytes = 0;
+        bool known = disk_free_bytes(self, &free_bytes);
+        if (rc != EIO || (known && free_bytes < STORE_DISK_IO_FREE)) {
+            atomic_store(&self->disk_free, known ? free_bytes : 0);
+            disk_full_enter(self, free_bytes, mdb_strerror(rc));
+            return keten_err_set(KETEN_ERR_STORE_FULL,
+                "the broker's filesystem is full while %s (%s; %llu bytes free in %s); free disk "
+                "space there",
+                what, mdb_strerror(rc), (unsigned long long)free_bytes, self->dir);
+        }
+    }
+    return store_lmdb_err(rc, what);
+}
+
+const char *store_full_detail(const store *self)
+{
+    if (atomic_load(&((store *)self)->disk_full) || self->refused_for_disk) {
+        return "store full: the broker's filesystem is full; free disk space";
+    }
+    return "store full: enlarge --map-size";
 }
 
 void store_be64(uint64_t v, uint8_t out[static 8])
@@ -192,7 +323,13 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
         return keten_err_set(KETEN_ERR_NOMEM, "store handle");
     }
     s->lock_fd = -1;
+    s->reserve_fd = -1;
     atomic_init(&s->full, false);
+    atomic_init(&s->disk_full, false);
+    atomic_init(&s->disk_free, UINT64_MAX);
+    atomic_init(&s->disk_room, UINT64_MAX);
+    atomic_init(&s->reserve_held, 0);
+    snprintf(s->dir, sizeof s->dir, "%s", path);
     char lock_path[PATH_MAX + 16];
     snprintf(lock_path, sizeof lock_path, "%s/broker.lock", path);
     s->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -206,6 +343,29 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
         goto fail;
     }
     atomic_init(&s->used, 0);
+#ifdef KETEN_TEST_HOOKS
+    const char *hook = getenv(STORE_NO_DISK_CHECK_ENV);
+    if (hook != NULL && strcmp(hook, "1") == 0) {
+        s->disk_check_off = true;
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "test hook armed: no free-space check before commits (a full filesystem shows as a "
+            "failed commit)",
+            "env=%s", STORE_NO_DISK_CHECK_ENV);
+    }
+#endif
+    char reserve_path[PATH_MAX + 32];
+    snprintf(reserve_path, sizeof reserve_path, "%s/%s", path, STORE_DISK_RESERVE_FILE);
+    s->reserve_fd = open(reserve_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->reserve_fd < 0) {
+        KETEN_LOG(KETEN_LOG_WARNING, "no disk reserve: a full filesystem may lose audit records",
+            "file=%s error=\"%s\"", reserve_path, strerror(errno));
+    } else {
+        struct stat rst;
+        if (fstat(s->reserve_fd, &rst) == 0 && (uint64_t)rst.st_size == STORE_DISK_RESERVE
+            && (uint64_t)rst.st_blocks * 512u >= STORE_DISK_RESERVE) {
+            atomic_store(&s->reserve_held, STORE_DISK_RESERVE);
+        }
+    }
     int rc = mdb_env_create(&s->env);
     if (rc != 0) {
         e = store_lmdb_err(rc, "creating the environment");
@@ -236,6 +396,11 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
     find_map(s, data_path);
     s->file_pages_base = file_pages();
     s->reserve = reserve_for(s->map_size);
+    if (!reserve_take(s)) {
+        uint64_t free_bytes = 0;
+        (void)disk_free_bytes(s, &free_bytes);
+        disk_full_enter(s, free_bytes, "no room for the disk reserve");
+    }
     if ((e = store_begin(s, true, &txn)) != KETEN_OK) {
         goto fail;
     }
@@ -278,6 +443,9 @@ void store_close(store **self_p)
     if (s->lock_fd >= 0) {
         close(s->lock_fd);
     }
+    if (s->reserve_fd >= 0) {
+        close(s->reserve_fd);
+    }
     free(s);
     *self_p = NULL;
 }
@@ -295,14 +463,13 @@ keten_err store_begin(store *self, bool write, MDB_txn **txn)
 
 keten_err store_commit(store *self, MDB_txn **txn)
 {
-    (void)self;
     if (*txn == NULL) {
         return keten_err_set(KETEN_ERR_STORE, "commit without a transaction");
     }
     int rc = mdb_txn_commit(*txn);
     *txn = NULL;
     if (rc != 0) {
-        return store_lmdb_err(rc, "committing");
+        return store_env_err(self, rc, "committing");
     }
     return KETEN_OK;
 }
@@ -348,6 +515,19 @@ static keten_err count_free_pages(store *self, uint64_t *out)
     return KETEN_OK;
 }
 
+/* Bytes of the data file past its last page in use (a failed commit's
+ * pages), which new pages overwrite without growing the file. */
+static uint64_t data_file_tail(const store *self, uint64_t pages)
+{
+    int fd = -1;
+    struct stat st;
+    if (mdb_env_get_fd(self->env, &fd) != 0 || fstat(fd, &st) != 0) {
+        return 0;
+    }
+    uint64_t used = pages * self->page_size;
+    return (uint64_t)st.st_size > used ? (uint64_t)st.st_size - used : 0;
+}
+
 keten_err store_room(store *self, uint64_t now_ms, bool *full_out)
 {
     MDB_envinfo info;
@@ -358,8 +538,12 @@ keten_err store_room(store *self, uint64_t now_ms, bool *full_out)
     uint64_t limit = self->map_size - self->reserve;
     uint64_t pages = (uint64_t)info.me_last_pgno + 1;
     uint64_t used = pages * self->page_size;
-    if (used > limit) {
-        /* The high-water mark says full; pages freed since may be reused. */
+    uint64_t disk_free = atomic_load(&self->disk_free);
+    bool disk_tight = atomic_load(&self->disk_full)
+        || (disk_free != UINT64_MAX && disk_free < STORE_DISK_RESERVE + 2 * STORE_DISK_MARGIN);
+    if (used > limit || disk_tight) {
+        /* The high-water mark says full (or the filesystem is nearly so);
+         * pages freed since may be reused. */
         if (now_ms - self->last_free_scan_ms >= FREE_SCAN_INTERVAL_MS
             || self->last_free_scan_ms == 0) {
             keten_err e = count_free_pages(self, &self->free_pages);
@@ -368,10 +552,16 @@ keten_err store_room(store *self, uint64_t now_ms, bool *full_out)
             }
             self->last_free_scan_ms = now_ms;
         }
-        uint64_t free_pages = self->free_pages < pages ? self->free_pages : pages;
+    }
+    uint64_t free_pages = 0;
+    if (used > limit || disk_tight) {
+        free_pages = self->free_pages < pages ? self->free_pages : pages;
+    }
+    if (used > limit) {
         used = (pages - free_pages) * self->page_size;
     }
-    bool full = used > limit || now_ms < self->disk_full_until_ms;
+    disk_check(self, free_pages * self->page_size + data_file_tail(self, pages));
+    bool full = used > limit || now_ms < self->disk_full_until_ms || atomic_load(&self->disk_full);
     atomic_store(&self->used, used);
     atomic_store(&self->full, full);
     if (full_out != NULL) {
@@ -380,11 +570,18 @@ keten_err store_room(store *self, uint64_t now_ms, bool *full_out)
     return KETEN_OK;
 }
 
-bool store_fits(const store *self, uint64_t extra)
+bool store_fits(store *self, uint64_t extra)
 {
     uint64_t limit = self->map_size - self->reserve;
-    uint64_t used = atomic_load(&((store *)self)->used);
-    return used <= limit && extra <= limit - used;
+    uint64_t used = atomic_load(&self->used);
+    uint64_t room = atomic_load(&self->disk_room);
+    self->refused_for_disk = atomic_load(&self->disk_full)
+        || (!self->disk_check_off
+            && (room < STORE_DISK_MARGIN || extra > room - STORE_DISK_MARGIN));
+    if (self->refused_for_disk && !atomic_load(&self->disk_full)) {
+        disk_full_enter(self, atomic_load(&self->disk_free), "a submit would not leave the margin");
+    }
+    return !self->refused_for_disk && used <= limit && extra <= limit - used;
 }
 
 void store_mark_full(store *self, uint64_t now_ms)

@@ -48,8 +48,35 @@
  * stay below map size - reserve, reserve = max(10% of the map, 8 MiB) but at
  * most half of the map. What stays in the reserve is for receipts,
  * deliveries and expiry, which free space. A commit that fails with
- * MDB_MAP_FULL or ENOSPC is KETEN_ERR_STORE_FULL and the transaction is gone
+ * MDB_MAP_FULL is KETEN_ERR_STORE_FULL and the transaction is gone
  * (nothing partial is left: LMDB aborts it).
+ *
+ * Full filesystem: the map is only address space; the file data.mdb grows
+ * as pages are first written, so the filesystem under HOME/store can fill
+ * long before the map does. Three things make that a "store full" state
+ * like a full map:
+ *   - the room for new pages is read with the map use in store_room(): the
+ *     free space of the filesystem (statvfs, for the broker's user) plus
+ *     what the data file holds that LMDB reuses without growing it (its
+ *     free pages; LMDB never shrinks the file, so after receipts delete
+ *     payloads the space is there although the filesystem does not show
+ *     it). A submit that would leave less than STORE_DISK_MARGIN of room
+ *     is refused and the filesystem counts as full (store_fits()), as it
+ *     does when the room is below the margin;
+ *   - a commit that fails with ENOSPC, EDQUOT or EIO (LMDB reports a short
+ *     write, which is how a full filesystem often shows, as EIO) while the
+ *     filesystem has less than STORE_DISK_IO_FREE bytes free is
+ *     KETEN_ERR_STORE_FULL ("the broker's filesystem is full"); with more
+ *     free it is a real I/O error (KETEN_ERR_STORE) and is reported as one;
+ *   - HOME/store/disk-reserve, a file of STORE_DISK_RESERVE bytes allocated
+ *     (posix_fallocate) while there is room, is emptied the moment the
+ *     filesystem is found full. The space it gives back is what the batch
+ *     that refuses the submits (each refusal audited), receipts, deliveries
+ *     and expiry write into, even when another program filled the disk.
+ * The filesystem counts as full until the room is STORE_DISK_RESERVE +
+ * 2 * STORE_DISK_MARGIN again (so it does not flap at the edge); then
+ * submits are taken again, without a restart. The reserve is allocated
+ * again whenever the filesystem itself has that much free.
  *
  * Threads: the environment is opened with MDB_NOTLS; the main thread is the
  * only writer; the metrics thread reads with its own read transactions.
@@ -62,6 +89,7 @@
 #ifndef KETEN_BROKER_STORE_H
 #define KETEN_BROKER_STORE_H
 
+#include <limits.h>
 #include <lmdb.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -79,6 +107,16 @@
 #define STORE_TRIM_MS 50
 #define STORE_TRIM_RANDOM 128
 #define STORE_TRIM_SLACK (8u << 20)
+/* Full filesystem (see above). */
+#define STORE_DISK_RESERVE (8ull << 20) /* the reserve file's size */
+#define STORE_DISK_MARGIN (4ull << 20) /* left free by accepted submits */
+#define STORE_DISK_IO_FREE (64ull << 20) /* an I/O error below this much free: full */
+#define STORE_DISK_RESERVE_FILE "disk-reserve"
+/* Test hook: "1" turns off the free-space checks before commits (store_fits()
+ * and the margin in store_room()), so that a test can show a commit running
+ * into a full filesystem; the reserve and the handling of a failed commit
+ * stay. */
+#define STORE_NO_DISK_CHECK_ENV "KETEN_BROKER_TEST_NO_DISK_CHECK"
 
 /* Per-recipient state of a stored message. */
 enum store_rcpt_state {
@@ -118,6 +156,14 @@ typedef struct store {
     unsigned page_size;
     atomic_bool full; /* refusing new submits (metrics read it) */
     atomic_uint_fast64_t used; /* bytes in use at the last check */
+    char dir[PATH_MAX]; /* HOME/store */
+    int reserve_fd; /* HOME/store/disk-reserve (-1: could not be opened) */
+    atomic_bool disk_full; /* the filesystem is full (part of `full`) */
+    atomic_uint_fast64_t disk_free; /* bytes free on the filesystem, last look */
+    atomic_uint_fast64_t disk_room; /* disk_free + what the data file can reuse */
+    atomic_uint_fast64_t reserve_held; /* bytes allocated to the reserve file */
+    bool refused_for_disk; /* the last store_fits() said no for the filesystem */
+    bool disk_check_off; /* test hook STORE_NO_DISK_CHECK_ENV */
     uint64_t last_free_scan_ms;
     uint64_t free_pages; /* at the last scan of the free list */
     uint64_t disk_full_until_ms; /* ENOSPC seen: full until then, then retry */
@@ -142,13 +188,23 @@ void store_abort(MDB_txn **txn);
  * KETEN_ERR_STORE_FULL), with "what" in the detail. */
 keten_err store_lmdb_err(int rc, const char *what) KETEN_MUST_CHECK;
 
+/* The same for a failure of self's environment: ENOSPC, EDQUOT and EIO
+ * while its filesystem is (nearly) full are KETEN_ERR_STORE_FULL and put the
+ * store in the full-filesystem state (the reserve is given back). */
+keten_err store_env_err(store *self, int rc, const char *what) KETEN_MUST_CHECK;
+
+/* What a submit refused for a full store is told: enlarge --map-size, or
+ * free space on the broker's filesystem (a static string). */
+const char *store_full_detail(const store *self);
+
 /* Recompute whether the store is full (see above); now_ms limits how often
  * the free list is scanned. *full_out may be NULL. */
 keten_err store_room(store *self, uint64_t now_ms, bool *full_out) KETEN_MUST_CHECK;
 
 /* Would `extra` more bytes (on top of the use measured by store_room())
- * still leave the reserve free? */
-bool store_fits(const store *self, uint64_t extra);
+ * still leave the map's reserve free, and STORE_DISK_MARGIN free on the
+ * filesystem? Not while the filesystem is full. */
+bool store_fits(store *self, uint64_t extra);
 
 /* A failed commit with KETEN_ERR_STORE_FULL: refuse submits from now on
  * (ENOSPC: for a while, then look again). */

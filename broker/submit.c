@@ -303,7 +303,7 @@ keten_err submit_apply(broker *b, conn *c, uint64_t request_id, const uint8_t *e
     }
     if (b->degraded) {
         return reject(b, c, request_id, p, KETEN__REASON__REASON_STORE_FULL, 0,
-            "store full: enlarge --map-size", UINT64_MAX);
+            store_full_detail(b->st), UINT64_MAX);
     }
     if (p->pre != KETEN__REASON__REASON_NONE) {
         return reject(b, c, request_id, p, p->pre, p->rule, p->detail, UINT64_MAX);
@@ -329,7 +329,7 @@ keten_err submit_apply(broker *b, conn *c, uint64_t request_id, const uint8_t *e
     uint64_t need = (uint64_t)len + SUBMIT_OVERHEAD_BYTES;
     if (!store_fits(b->st, b->batch_bytes + need)) {
         return reject(b, c, request_id, p, KETEN__REASON__REASON_STORE_FULL, 0,
-            "store full: enlarge --map-size", UINT64_MAX);
+            store_full_detail(b->st), UINT64_MAX);
     }
     b->batch_bytes += need;
     return accept(b, c, request_id, env, len, p);

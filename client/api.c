@@ -557,7 +557,27 @@ static json_t *do_ack(keten_node *node, const json_t *req)
     if (!get_msg_id(req, id)) {
         return usage_reply("MSG_ID must be 32 hex characters");
     }
-    keten_err e = keten_inbox_ack(node, id);
+    /* Acknowledging twice is refused, naming the first time: an application
+     * that acknowledges a message it believes new has a bug worth seeing. */
+    Keten__ReceivedRecord *rec = NULL;
+    keten_err e = keten_inbox_record(node, id, &rec);
+    if (e == KETEN_OK && rec->handled) {
+        char hex[KETEN_MSG_ID_HEX_BYTES], t[40];
+        keten_hex(id, KETEN_MSG_ID_BYTES, hex);
+        keten_time_iso(rec->handled_at, t, sizeof t);
+        keten_nodestore_received_free(&rec);
+        json_t *r = fail_reply(
+            keten_err_set(KETEN_ERR_EXISTS, "message %s was already acknowledged at %s", hex, t));
+        if (r != NULL && json_object_set_new(r, "handled_at", json_string(t)) != 0) {
+            json_decref(r);
+            return NULL;
+        }
+        return r;
+    }
+    keten_nodestore_received_free(&rec);
+    if (e == KETEN_OK) {
+        e = keten_inbox_ack(node, id);
+    }
     if (e == KETEN_ERR_NOT_FOUND) {
         char hex[KETEN_MSG_ID_HEX_BYTES];
         keten_hex(id, KETEN_MSG_ID_BYTES, hex);
@@ -567,7 +587,128 @@ static json_t *do_ack(keten_node *node, const json_t *req)
     if (e != KETEN_OK) {
         return fail_reply(e);
     }
-    return json_pack("{s:b}", "ok", 1);
+    return json_pack(
+        "{s:b, s:s}", "ok", 1, "msg_id", json_string_value(json_object_get(req, "msg_id")));
+}
+
+/* One sent message for the list: its msg_id and when it was made. */
+typedef struct sent_item {
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    uint64_t created_at;
+} sent_item;
+
+static int cmp_sent(const void *a, const void *b)
+{
+    const sent_item *x = a, *y = b;
+    if (x->created_at != y->created_at) {
+        return x->created_at < y->created_at ? -1 : 1;
+    }
+    return memcmp(x->id, y->id, KETEN_MSG_ID_BYTES);
+}
+
+/* The msg_ids of the sent table, in key order. */
+static keten_err sent_ids(keten_node *node, sent_item **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    sent_item *v = NULL;
+    size_t n = 0, cap = 0;
+    keten_err e = keten_store_begin(node->store, false, &txn);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    int rc = mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_SENT), &cur);
+    MDB_val k, d;
+    for (rc = rc != 0 ? rc : mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        if (k.mv_size != KETEN_MSG_ID_BYTES) {
+            continue;
+        }
+        if (n == cap) {
+            size_t nc = cap == 0 ? 64 : cap * 2;
+            sent_item *nv = realloc(v, nc * sizeof *nv);
+            if (nv == NULL) {
+                e = keten_err_set(KETEN_ERR_NOMEM, "listing sent messages");
+                break;
+            }
+            v = nv;
+            cap = nc;
+        }
+        memcpy(v[n].id, k.mv_data, KETEN_MSG_ID_BYTES);
+        v[n].created_at = 0;
+        n++;
+    }
+    if (e == KETEN_OK && rc != MDB_NOTFOUND) {
+        e = keten_err_set(KETEN_ERR_STORE, "reading the sent messages: %s", mdb_strerror(rc));
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    keten_store_abort(&txn);
+    if (e != KETEN_OK) {
+        free(v);
+        return e;
+    }
+    *out = v;
+    *n_out = n;
+    return KETEN_OK;
+}
+
+static json_t *do_sent(keten_node *node, const json_t *req)
+{
+    json_t *since_v = json_object_get(req, "since_ms");
+    if (since_v != NULL && (!json_is_integer(since_v) || json_integer_value(since_v) < 0)) {
+        return usage_reply("since_ms must be a time in ms since 1970");
+    }
+    uint64_t since = since_v != NULL ? (uint64_t)json_integer_value(since_v) : 0;
+    sent_item *v = NULL;
+    size_t n = 0, kept = 0;
+    keten_err e = sent_ids(node, &v, &n);
+    /* Each message's time, from its header; those before since_ms dropped. */
+    for (size_t i = 0; e == KETEN_OK && i < n; i++) {
+        Keten__SentRecord *rec = NULL;
+        Keten__Header *h = NULL;
+        e = keten_outbox_record(node, v[i].id, &rec);
+        if (e == KETEN_OK) {
+            e = keten_nodestore_sent_header(rec, &h);
+        }
+        if (e == KETEN_OK && h->created_at >= since) {
+            v[kept] = v[i];
+            v[kept].created_at = h->created_at;
+            kept++;
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&h);
+        keten_nodestore_sent_free(&rec);
+    }
+    json_t *list = e == KETEN_OK ? json_array() : NULL;
+    if (e == KETEN_OK && list == NULL) {
+        e = KETEN_ERR_NOMEM;
+    }
+    size_t first = 0;
+    if (e == KETEN_OK) {
+        if (kept > 1) {
+            qsort(v, kept, sizeof *v, cmp_sent); /* v is NULL when nothing was sent */
+        }
+        first = kept > KETEN_API_SENT_MAX ? kept - KETEN_API_SENT_MAX : 0;
+    }
+    for (size_t i = first; e == KETEN_OK && i < kept; i++) {
+        json_t *st = NULL;
+        e = keten_status_message(node, v[i].id, &st);
+        if (e == KETEN_OK) {
+            (void)json_object_del(st, "alarms"); /* the node's, not the message's */
+            if (json_array_append_new(list, st) != 0) {
+                e = KETEN_ERR_NOMEM;
+            }
+        }
+    }
+    free(v);
+    if (e != KETEN_OK) {
+        json_decref(list);
+        return fail_reply(e);
+    }
+    return json_pack("{s:b, s:o, s:I}", "ok", 1, "messages", list, "more", (json_int_t)first);
 }
 
 static json_t *do_status(keten_node *node, const json_t *req)
@@ -637,6 +778,8 @@ static json_t *dispatch(keten_node *node, const uint8_t *body, size_t len, const
         r = do_show(node, req);
     } else if (strcmp(cmd, "ack") == 0) {
         r = do_ack(node, req);
+    } else if (strcmp(cmd, "sent") == 0) {
+        r = do_sent(node, req);
     } else if (strcmp(cmd, "status") == 0) {
         r = do_status(node, req);
     } else if (strcmp(cmd, "checkpoint") == 0) {

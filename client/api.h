@@ -25,7 +25,13 @@
  *        "error"}],"more":N}
  *   {"cmd":"inbox"[,"all":true][,"wait_ms":N]}         -> {"ok":true,"messages":[...]}
  *   {"cmd":"show","msg_id":HEX}                        -> {"ok":true,"message":{...}}
- *   {"cmd":"ack","msg_id":HEX}                         -> {"ok":true}
+ *   {"cmd":"ack","msg_id":HEX}                         -> {"ok":true,"msg_id":HEX}
+ *        a message acknowledged before is refused (exit 1): "message HEX was
+ *        already acknowledged at T", with "handled_at":T in the reply
+ *   {"cmd":"sent"[,"since_ms":N]}  -> {"ok":true,"messages":[STATUS...],"more":N}
+ *        the messages this node sent (made at or after since_ms), oldest
+ *        first, each as "status" shows it (its state and every recipient's);
+ *        the newest KETEN_API_SENT_MAX, "more" older ones left out
  *   {"cmd":"status"[,"msg_id":HEX]}                    -> {"ok":true,"status":{...}}
  *   {"cmd":"checkpoint"}          -> {"ok":true,"checkpoint":{"tree_size","witnessed","note"}}
  *   {"cmd":"checkpoint","all":true} -> {"ok":true,"checkpoints":[{...}...]} (tree-size order,
@@ -50,6 +56,7 @@
 #define KETEN_API_WAIT_DEFAULT_MS 30000
 #define KETEN_API_WAIT_MAX_MS (24 * 3600 * 1000)
 #define KETEN_API_WAITERS_MAX 1024
+#define KETEN_API_SENT_MAX 1000 /* messages in one "sent" reply: the newest */
 
 keten_err keten_api_open(keten_node *node, keten_api **out) KETEN_MUST_CHECK;
 void keten_api_destroy(keten_api **self_p);

@@ -13,6 +13,7 @@ int cmd_send(int argc, char **argv);
 int cmd_inbox(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_ack(int argc, char **argv);
+int cmd_sent(int argc, char **argv);
 int cmd_reply(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);

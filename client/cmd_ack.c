@@ -12,7 +12,9 @@ static const char ack_usage[]
       "\n"
       "Mark a received message as handled by the application: `inbox` no longer\n"
       "lists it (`inbox --all` still does). This is local to the node; the sender\n"
-      "already has the node's signed receipt.\n"
+      "already has the node's signed receipt. Prints \"acknowledged MSG_ID\".\n"
+      "A message acknowledged before is refused (exit 1): \"message MSG_ID was\n"
+      "already acknowledged at T\".\n"
       "\n"
       "Options:\n"
       "  --home DIR   the node's home (its daemon must be running)\n"
@@ -56,6 +58,9 @@ int cmd_ack(int argc, char **argv)
         return keten_cli_error(e);
     }
     int rc = keten_apiclient_check(reply);
+    if (rc == KETEN_EXIT_OK) {
+        printf("acknowledged %s\n", argv[optind]);
+    }
     json_decref(reply);
     return rc;
 }

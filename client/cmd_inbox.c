@@ -12,8 +12,10 @@ static const char inbox_usage[]
     = "Usage: keten-node inbox --home DIR [--json] [--wait SECONDS] [--all]\n"
       "\n"
       "List the received messages the application has not handled yet (see\n"
-      "keten-node ack), oldest first. With --json, one JSON object per line: msg_id,\n"
-      "from, kind, received_at (ISO 8601 UTC), in_reply_to (if any) and signal.\n"
+      "keten-node ack), oldest first: a header row, one line per message (with --all,\n"
+      "handled ones marked \"(handled)\"), then a summary line: N messages, M unhandled.\n"
+      "With --json, one JSON object per line: msg_id, from, kind, received_at (ISO\n"
+      "8601 UTC), in_reply_to (if any) and signal; no header and no summary.\n"
       "\n"
       "Options:\n"
       "  --home DIR        the node's home (its daemon must be running)\n"
@@ -22,18 +24,52 @@ static const char inbox_usage[]
       "  --all             also list handled messages\n"
       "  --help            show this help\n";
 
-static void print_text(const json_t *m)
+static void print_header(void)
+{
+    printf("%-32s  %-24s  %-16s %-8s %s\n", "MSG_ID", "RECEIVED", "FROM", "KIND", "TYPE");
+}
+
+/* Is msg_id among the messages of list? */
+static bool listed(const json_t *list, const char *msg_id)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(list, i, m)
+    {
+        const char *id = json_string_value(json_object_get(m, "msg_id"));
+        if (id != NULL && msg_id != NULL && strcmp(id, msg_id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int fetch(const char *home, bool all, uint64_t wait_s, json_t **reply)
+{
+    json_t *req = json_pack(
+        "{s:s, s:b, s:I}", "cmd", "inbox", "all", all, "wait_ms", (json_int_t)(wait_s * 1000));
+    keten_err e = req == NULL
+        ? KETEN_ERR_NOMEM
+        : keten_apiclient_call(home, req, (int)(wait_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, reply);
+    json_decref(req);
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    return keten_apiclient_check(*reply);
+}
+
+static void print_text(const json_t *m, bool handled)
 {
     const json_t *sig = json_object_get(m, "signal");
     const char *irt = json_string_value(json_object_get(m, "in_reply_to"));
-    printf("%s  %s  %-16s %-8s %s%s%s\n", json_string_value(json_object_get(m, "msg_id")),
+    printf("%-32s  %-24s  %-16s %-8s %s%s%s%s\n", json_string_value(json_object_get(m, "msg_id")),
         json_string_value(json_object_get(m, "received_at")),
         json_string_value(json_object_get(m, "from")),
         json_string_value(json_object_get(m, "kind")),
         json_string_value(json_object_get(sig, "type")) != NULL
             ? json_string_value(json_object_get(sig, "type"))
             : "?",
-        irt != NULL ? "  in reply to " : "", irt != NULL ? irt : "");
+        irt != NULL ? "  in reply to " : "", irt != NULL ? irt : "", handled ? "  (handled)" : "");
 }
 
 int cmd_inbox(int argc, char **argv)
@@ -81,22 +117,25 @@ int cmd_inbox(int argc, char **argv)
     if (home == NULL) {
         return keten_cli_usage("inbox", "--home DIR is required");
     }
-    json_t *req = json_pack(
-        "{s:s, s:b, s:I}", "cmd", "inbox", "all", all, "wait_ms", (json_int_t)(wait_s * 1000));
-    json_t *reply = NULL;
-    keten_err e = req == NULL ? KETEN_ERR_NOMEM
-                              : keten_apiclient_call(home, req,
-                                  (int)(wait_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &reply);
-    json_decref(req);
-    if (e != KETEN_OK) {
-        return keten_cli_error(e);
+    json_t *reply = NULL, *open = NULL;
+    int rc = fetch(home, all, wait_s, &reply);
+    /* With --all, the text marks the handled ones: those the unhandled list lacks. */
+    if (rc == KETEN_EXIT_OK && all && !as_json) {
+        rc = fetch(home, false, 0, &open);
     }
-    int rc = keten_apiclient_check(reply);
     if (rc == KETEN_EXIT_OK) {
-        size_t i;
+        size_t i, unhandled = 0;
         json_t *m;
-        json_array_foreach(json_object_get(reply, "messages"), i, m)
+        const json_t *list = json_object_get(reply, "messages");
+        if (!as_json && json_array_size(list) > 0) {
+            print_header();
+        }
+        json_array_foreach(list, i, m)
         {
+            bool handled = open != NULL
+                && !listed(json_object_get(open, "messages"),
+                    json_string_value(json_object_get(m, "msg_id")));
+            unhandled += handled ? 0 : 1;
             if (as_json) {
                 char *line = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
                 if (line == NULL) {
@@ -106,10 +145,15 @@ int cmd_inbox(int argc, char **argv)
                 printf("%s\n", line);
                 free(line);
             } else {
-                print_text(m);
+                print_text(m, handled);
             }
         }
+        if (!as_json && rc == KETEN_EXIT_OK) {
+            size_t n = json_array_size(list);
+            printf("%zu message%s, %zu unhandled\n", n, n == 1 ? "" : "s", unhandled);
+        }
     }
+    json_decref(open);
     json_decref(reply);
     return rc;
 }

@@ -23,6 +23,8 @@ static const char status_usage[]
       "While the broker refuses this node it says why and what to do, and exits\n"
       "1 (\"keys replaced in version N: start with the new keys\") or 3 (\"revoked\n"
       "in version N: ask your administrator\").\n"
+      "Exit code 1 while the node's store is full (its filesystem has no space:\n"
+      "deliveries are not stored and sends fail until space is freed).\n"
       "\n"
       "Options:\n"
       "  --home DIR   the node's home (its daemon must be running)\n"
@@ -82,6 +84,13 @@ static void print_node(const json_t *st)
         printf("witness       no witness checkpoint yet\n");
     }
     printf("outbox        %lld message(s) not yet acknowledged\n", num(st, "outbox"));
+    const json_t *store = json_object_get(st, "store");
+    if (json_is_true(json_object_get(store, "full"))) {
+        printf("store         FULL since %s: %s\n", str(store, "full_since"), str(store, "detail"));
+    } else if (json_object_get(store, "free_bytes") != NULL) {
+        printf("store         %s, %lld bytes free on its filesystem\n", str(store, "dir"),
+            num(store, "free_bytes"));
+    }
     const json_t *alarms = json_object_get(st, "alarms");
     if (json_array_size(alarms) == 0) {
         printf("alarms        none\n");
@@ -215,6 +224,11 @@ int cmd_status(int argc, char **argv)
                     keten_cli_prog(), home);
             }
             rc = rc == KETEN_EXIT_OK || refused != NULL ? KETEN_EXIT_VERIFY : rc;
+        }
+        const json_t *store = json_object_get(st, "store");
+        if (json_is_true(json_object_get(store, "full"))) {
+            fprintf(stderr, "%s: %s\n", keten_cli_prog(), str(store, "detail"));
+            rc = rc == KETEN_EXIT_OK ? KETEN_EXIT_FAILURE : rc;
         }
     }
     json_decref(reply);

@@ -411,6 +411,7 @@ static keten_err loop(keten_node *node, int sfd)
                 return e;
             }
         }
+        keten_store_disk_tick(node->store, keten_mono_ms());
         keten_outbox_tick(node);
         keten_witness_tick(node);
         keten_dirs_tick(node);

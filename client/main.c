@@ -63,6 +63,7 @@ static const keten_command commands[] = {
     { "inbox", cmd_inbox, "list received messages not yet handled" },
     { "show", cmd_show, "show one received message" },
     { "ack", cmd_ack, "mark a received message as handled" },
+    { "sent", cmd_sent, "list the messages this node sent, per recipient's state" },
     { "reply", cmd_reply, "answer a received query (reply) or signal (feedback)" },
     { "status", cmd_status, "the node's state or one message's (exit 3 on alarms)" },
     { "checkpoint", cmd_checkpoint, "print the checkpoint this node keeps as evidence" },

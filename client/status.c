@@ -118,6 +118,9 @@ keten_err keten_status_node(keten_node *node, json_t **out)
     if (e == KETEN_OK) {
         e = keten_rec_set(st, "started_at", keten_rec_time(node->started_at));
     }
+    if (e == KETEN_OK) { /* the store's filesystem: full or not (store.h) */
+        e = keten_rec_set(st, "store", keten_store_disk_json(node->store));
+    }
     if (e == KETEN_OK) { /* durable commits (a group commit counts once) */
         e = keten_rec_set(
             st, "store_commits", json_integer((json_int_t)keten_store_commits(node->store)));

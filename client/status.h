@@ -5,7 +5,9 @@
  *   directory {version, expires_at, fresh, needed_version}, checkpoint
  *   {tree_size (the reference checkpoint), root, directory_version,
  *   witnessed, witnessed_size, last_witness_size}, outbox, alarms [{kind,
- *   detail, at}], evidence (frames kept), warnings [...], counters {...}}.
+ *   detail, at}], evidence (frames kept), warnings [...], counters {...},
+ *   store {dir, full, free_bytes, full_since and detail while full}
+ *   (store.h, "Full filesystem")}.
  * Message: a sent one {msg_id, direction "sent", kind, category, purpose,
  *   state (pending, accepted = proven in the log, rejected, expired),
  *   created_at, expires_at, leaf_index, tree_size (of the proof),

@@ -1,9 +1,11 @@
 #include "store.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "log.h"
 #include "util.h"
@@ -22,6 +24,11 @@ struct keten_store {
     size_t n_nest;
     size_t n_plain; /* transactions open outside a batch */
     uint64_t commits; /* durable commits */
+    char dir[PATH_MAX]; /* HOME/store */
+    bool disk_full; /* a durable commit failed for want of disk space */
+    uint64_t disk_full_since; /* wall ms */
+    uint64_t disk_free; /* bytes free on the filesystem at the last look */
+    uint64_t disk_checked; /* mono ms of the last look (keten_store_disk_tick) */
 };
 
 static const char *const db_names[KETEN_DB__COUNT] = {
@@ -45,6 +52,109 @@ static keten_err lmdb_err(int rc, const char *what)
     return keten_err_set(KETEN_ERR_STORE, "%s: %s", what, mdb_strerror(rc));
 }
 
+/* ---- full filesystem (store.h) ------------------------------------------ */
+
+static bool disk_free_bytes(const keten_store *self, uint64_t *out)
+{
+    struct statvfs sv;
+    if (statvfs(self->dir, &sv) != 0) {
+        return false;
+    }
+    *out = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+    return true;
+}
+
+static void disk_full_leave(keten_store *self)
+{
+    if (!self->disk_full) {
+        return;
+    }
+    self->disk_full = false;
+    KETEN_LOG(KETEN_LOG_NOTICE, "the node's store has disk space again", "dir=%s free_bytes=%llu",
+        self->dir, (unsigned long long)self->disk_free);
+}
+
+/* A durable commit failed with rc: a full filesystem (ENOSPC, EDQUOT, or
+ * EIO, which LMDB reports for a short write, with little space left) is
+ * KETEN_ERR_STORE_FULL naming the store's directory. */
+static keten_err commit_err(keten_store *self, int rc, const char *what)
+{
+    uint64_t free_bytes = 0;
+    bool known = disk_free_bytes(self, &free_bytes);
+    if ((rc == ENOSPC || rc == EDQUOT || rc == EIO)
+        && (rc != EIO || (known && free_bytes < KETEN_STORE_DISK_IO_FREE))) {
+        self->disk_free = known ? free_bytes : 0;
+        if (!self->disk_full) {
+            self->disk_full = true;
+            self->disk_full_since = keten_now_ms();
+            KETEN_LOG(KETEN_LOG_ERR,
+                "the node's store is full: free space on its filesystem; deliveries are not "
+                "stored (the broker sends them again) and sends fail until then",
+                "dir=%s free_bytes=%llu error=\"%s\"", self->dir, (unsigned long long)free_bytes,
+                mdb_strerror(rc));
+        }
+        return keten_err_set(KETEN_ERR_STORE_FULL,
+            "the node's store at %s is full: free space on its filesystem (%llu bytes free; %s: "
+            "%s)",
+            self->dir, (unsigned long long)free_bytes, what, mdb_strerror(rc));
+    }
+    return lmdb_err(rc, what);
+}
+
+/* A durable commit went through. It does not end the full state: a small
+ * commit fits in the pages the file can reuse while a delivery still does
+ * not; only free space on the filesystem does (keten_store_disk_tick()). */
+static void committed(keten_store *self)
+{
+    self->commits++;
+}
+
+bool keten_store_disk_full(const keten_store *self)
+{
+    return self->disk_full;
+}
+
+void keten_store_disk_tick(keten_store *self, uint64_t mono_ms)
+{
+    if (!self->disk_full || mono_ms - self->disk_checked < KETEN_STORE_DISK_CHECK_MS) {
+        return;
+    }
+    self->disk_checked = mono_ms;
+    uint64_t free_bytes = 0;
+    if (disk_free_bytes(self, &free_bytes)) {
+        self->disk_free = free_bytes;
+        if (free_bytes >= KETEN_STORE_DISK_FREE_OK) {
+            disk_full_leave(self);
+        }
+    }
+}
+
+json_t *keten_store_disk_json(const keten_store *self)
+{
+    uint64_t free_bytes = 0;
+    bool known = disk_free_bytes(self, &free_bytes);
+    json_t *o = json_pack("{s:s, s:b}", "dir", self->dir, "full", self->disk_full);
+    if (o == NULL) {
+        return NULL;
+    }
+    if (known && json_object_set_new(o, "free_bytes", json_integer((json_int_t)free_bytes)) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    if (self->disk_full) {
+        char since[40], detail[PATH_MAX + 64];
+        keten_time_iso(self->disk_full_since, since, sizeof since);
+        snprintf(detail, sizeof detail,
+            "the node's store at %s is full: free space on its filesystem", self->dir);
+        if (json_object_set_new(o, "full_since", json_string(since)) != 0
+            || json_object_set_new(o, "detail", json_string(detail)) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
 keten_err keten_store_open(const char *home, keten_store **out)
 {
     *out = NULL;
@@ -60,6 +170,7 @@ keten_err keten_store_open(const char *home, keten_store **out)
     if (self == NULL) {
         return KETEN_ERR_NOMEM;
     }
+    snprintf(self->dir, sizeof self->dir, "%s", path);
     MDB_txn *txn = NULL;
     int rc = mdb_env_create(&self->env);
     if (rc != 0) {
@@ -99,7 +210,7 @@ keten_err keten_store_open(const char *home, keten_store **out)
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc != 0) {
-        e = lmdb_err(rc, "mdb_txn_commit");
+        e = commit_err(self, rc, "mdb_txn_commit");
         goto out;
     }
     *out = self;
@@ -205,13 +316,15 @@ keten_err keten_store_commit(MDB_txn **txn)
         }
         return rc == 0 ? KETEN_OK : lmdb_err(rc, "mdb_txn_commit (in a batch)");
     }
-    if (self != NULL) {
-        self->n_plain--;
-        if (rc == 0) {
-            self->commits++;
-        }
+    if (self == NULL) {
+        return rc == 0 ? KETEN_OK : lmdb_err(rc, "mdb_txn_commit");
     }
-    return rc == 0 ? KETEN_OK : lmdb_err(rc, "mdb_txn_commit");
+    self->n_plain--;
+    if (rc != 0) {
+        return commit_err(self, rc, "mdb_txn_commit");
+    }
+    committed(self);
+    return KETEN_OK;
 }
 
 void keten_store_abort(MDB_txn **txn)
@@ -274,10 +387,10 @@ keten_err keten_store_batch_end(keten_store *self)
     int rc = mdb_txn_commit(self->batch);
     self->batch = NULL;
     if (rc != 0) {
-        return lmdb_err(rc, "mdb_txn_commit (batch)");
+        return commit_err(self, rc, "mdb_txn_commit (batch)");
     }
     if (self->batch_dirty) {
-        self->commits++;
+        committed(self);
     }
     return KETEN_OK;
 }

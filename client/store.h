@@ -47,17 +47,31 @@
  * in a batch must end before the batch does (last begun, first ended), as
  * with any LMDB nested transaction.
  *
+ * Full filesystem: the map is address space (KETEN_STORE_MAP_SIZE); the
+ * file grows as pages are written, so what fills up is the filesystem under
+ * HOME/store. A durable commit that fails with ENOSPC, EDQUOT, or EIO (LMDB
+ * reports a short write as EIO) while less than KETEN_STORE_DISK_IO_FREE
+ * bytes are free is KETEN_ERR_STORE_FULL, "the node's store at DIR is full:
+ * free space on its filesystem", logged once, and the store counts as full
+ * (keten_store_disk_full(), shown by status) until keten_store_disk_tick()
+ * finds KETEN_STORE_DISK_FREE_OK bytes free on the filesystem (a small
+ * commit that fits in pages the file can reuse does not end it). Nothing
+ * is lost: a failed commit stores none of its batch, the deliveries in it
+ * are not receipted (their credit is returned) and the broker sends them
+ * again (its resend rule, docs/protocol.md).
+ *
  * Ownership: keten_store_destroy() closes the environment. Values returned in
  * MDB_val point into the map and are valid until the transaction ends or its
  * next write.
  * Thread safety: one thread (the daemon's main loop).
  * Errors: KETEN_ERR_STORE (LMDB, detail names the call), KETEN_ERR_STORE_FULL
- * (map full), KETEN_ERR_NOT_FOUND (no such key), KETEN_ERR_MALFORMED (a key
- * of the wrong size), KETEN_ERR_NOMEM.
+ * (map full, or the filesystem full: see above), KETEN_ERR_NOT_FOUND (no such key),
+ * KETEN_ERR_MALFORMED (a key of the wrong size), KETEN_ERR_NOMEM.
  */
 #ifndef KETEN_NODE_STORE_H
 #define KETEN_NODE_STORE_H
 
+#include <jansson.h>
 #include <lmdb.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -82,6 +96,9 @@ typedef enum keten_store_db {
 #define KETEN_STORE_U64_KEY 8
 #define KETEN_STORE_EVIDENCE_KEY (8 + 8)
 #define KETEN_STORE_REFERENCE_BYTES (8 + 32 + 8 + 32)
+#define KETEN_STORE_DISK_IO_FREE (64ull << 20) /* an I/O error below this much free: full */
+#define KETEN_STORE_DISK_FREE_OK (8ull << 20) /* this much free again: no longer full */
+#define KETEN_STORE_DISK_CHECK_MS 1000 /* how often a full store looks again */
 
 typedef struct keten_store keten_store;
 
@@ -107,6 +124,15 @@ keten_err keten_store_batch_begin(keten_store *self) KETEN_MUST_CHECK;
 keten_err keten_store_batch_end(keten_store *self) KETEN_MUST_CHECK;
 /* Durable commits made since the store was opened (batches count once). */
 uint64_t keten_store_commits(const keten_store *self);
+
+/* Is the store's filesystem full (see "Full filesystem" above)? */
+bool keten_store_disk_full(const keten_store *self);
+/* While full, look at the free space again (at most every
+ * KETEN_STORE_DISK_CHECK_MS; mono_ms: a monotonic clock). */
+void keten_store_disk_tick(keten_store *self, uint64_t mono_ms);
+/* {dir, full, free_bytes, full_since and detail while full}, for status;
+ * new reference, NULL without memory. */
+json_t *keten_store_disk_json(const keten_store *self);
 
 keten_err keten_store_get(const keten_store *self, MDB_txn *txn, keten_store_db db, const void *key,
     size_t key_len, MDB_val *val) KETEN_MUST_CHECK;

@@ -50,8 +50,9 @@ const char *keten_cli_prog(void);
 /* Whether this build has the test hooks (meson -Dtest_hooks=true, which
  * defines KETEN_TEST_HOOKS): KETEN_TEST_FAST_KDF, KETEN_TEST_NOW_MS,
  * KETEN_BROKER_FAULT, KETEN_BROKER_TEST_CLOCK_OFFSET_MS,
- * KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT. Without it their code is not
- * compiled at all. */
+ * KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT, KETEN_NODE_TEST_DIRECTORY_AHEAD_MS,
+ * KETEN_BROKER_TEST_NO_DISK_CHECK. Without it their code is not compiled
+ * at all. */
 #ifdef KETEN_TEST_HOOKS
 #define KETEN_CLI_TEST_HOOKS_BUILT true
 #else

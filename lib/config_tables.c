@@ -64,7 +64,8 @@ static const keten_config_setting broker_settings[] = {
         .min = 16 * MIB,
         .max = TIB,
         .help = "size of the LMDB map (the store's upper bound); restart with a larger value to "
-                "enlarge a full store",
+                "enlarge a full store; keep it below what the filesystem under HOME/store can "
+                "hold",
     },
     {
         .name = "passphrase-file",

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The four-partner demonstration of keten, narrated step by step.
 #
-#   scripts/demo-network.sh KETEN-KEYS KETEN-NODE KETEN-BROKER KETEN-AUDIT
+#   scripts/demo-network.sh [--keep] KETEN-KEYS KETEN-NODE KETEN-BROKER KETEN-AUDIT
+#   scripts/demo-network.sh --check-absent DIR|FILE... -- WORD...
+#
+# --keep leaves the network's folder in place afterwards (its path and what
+# to look at are printed at the end); without it the folder is removed.
+# --check-absent runs step 8's check alone: exit 0 when none of the WORDs
+# (fixed strings) occurs in any file under the paths, 1 when one does, 2
+# when a path could not be searched.
 #
 # In a temporary directory: three administrators (2 of 3 must sign), a
 # municipality, the police, the tax authority, a housing corporation and the
@@ -10,11 +17,54 @@
 # attempt outside the policy is refused; the partners cosign the broker's
 # checkpoints; the operator exports the audit tables and an auditor verifies
 # them against a checkpoint kept by the police node, then prints the replay
-# and the statistics. Every process started here is stopped at the end. Exits
-# non-zero if any step did not do what it says.
+# and the statistics. Every step says in plain words what it means for the
+# partners. Every process started here is stopped at the end. Exits non-zero
+# if any step did not do what it says.
 set -uo pipefail
 
-KEYS=$(realpath "${1:?usage: demo-network.sh KETEN-KEYS KETEN-NODE KETEN-BROKER KETEN-AUDIT}")
+# check_absent PATH... -- WORD...: none of the words occurs in any file
+# under the paths (binary files included). Exit 0 absent, 1 present (the
+# files are named), 2 a path is missing or could not be searched: "could not
+# look" is never "not there".
+check_absent() {
+    local paths=() words=() p rc
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        paths+=("$1")
+        shift
+    done
+    [ $# -gt 0 ] && shift
+    words=("$@")
+    if [ ${#paths[@]} -eq 0 ] || [ ${#words[@]} -eq 0 ]; then
+        echo "check_absent: no path or no word" >&2
+        return 2
+    fi
+    for p in "${paths[@]}"; do
+        [ -e "$p" ] || { echo "check_absent: $p does not exist" >&2; return 2; }
+    done
+    local args=()
+    for p in "${words[@]}"; do
+        args+=(-e "$p")
+    done
+    grep -r -a -l -F "${args[@]}" -- "${paths[@]}"
+    rc=$?
+    case $rc in
+    0) return 1 ;;
+    1) return 0 ;;
+    *) return 2 ;;
+    esac
+}
+if [ "${1:-}" = --check-absent ]; then
+    shift
+    check_absent "$@"
+    exit $?
+fi
+
+KEEP=0
+if [ "${1:-}" = --keep ]; then
+    KEEP=1
+    shift
+fi
+KEYS=$(realpath "${1:?usage: demo-network.sh [--keep] KETEN-KEYS KETEN-NODE KETEN-BROKER KETEN-AUDIT}")
 NODE=$(realpath "${2:?keten-node}")
 BROKER=$(realpath "${3:?keten-broker}")
 AUDIT=$(realpath "${4:?keten-audit}")
@@ -22,6 +72,7 @@ AUDIT=$(realpath "${4:?keten-audit}")
 T=$(mktemp -d /tmp/keten-demo-XXXXXX)
 cd "$T" || exit 1
 declare -A PID=()
+STARTED=()
 FAILED=0
 STEP=0
 
@@ -43,9 +94,27 @@ stop_all() {
         stop "$name"
     done
 }
+# keep_notice: where the kept folder is and what to look at in it.
+keep_notice() {
+    echo
+    echo "The network's folder is kept: $T"
+    echo "  broker/                  the broker's home: its keys and its store (no readable content)"
+    echo "  broker.log, node-*.log   what each program logged (metadata only)"
+    echo "  gemeente/ politie/ belastingdienst/ woningcorporatie/   each partner's home"
+    echo "  signal.json, query.json, reply-*.json   the signals as the partners wrote them"
+    echo "  audit-export/            the auditor's copy of the audit log (plain files)"
+    echo "  politie-checkpoint.note  the checkpoint the police kept"
+    echo "  directory.signed         the directory (members and rules), signed by 2 administrators"
+    echo "Try: $AUDIT replay --db $T/audit-export --msg ${SIG:-MSG_ID}"
+    echo "Remove it with: rm -rf $T"
+}
 cleanup() {
     stop_all
-    cd / && rm -rf "$T"
+    if [ "$KEEP" -eq 0 ]; then
+        cd / && rm -rf "$T"
+    else
+        keep_notice
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -55,6 +124,9 @@ say() {
     printf '\n%d. %s\n' "$STEP" "$*"
 }
 note() { printf '   %s\n' "$*"; }
+# plain TEXT...: what the step means for a partner's security officer, as
+# one paragraph wrapped to fit a terminal.
+plain() { printf 'In plain words: %s\n' "$*" | fmt -w 84 | sed 's/^/   /'; }
 fail() {
     printf '   FAILED: %s\n' "$*"
     FAILED=1
@@ -87,11 +159,13 @@ start_broker() {
     "$BROKER" run --home broker --anchor admin/network.pub --directory directory.signed \
         --listen "$BROKER_EP" --checkpoint-ms 300 >>broker.log 2>&1 &
     PID[broker]=$!
+    STARTED+=($!)
 }
 start_node() {
     "$NODE" run --home "$1" --anchor admin/network.pub --directory directory.signed \
         --broker "$BROKER_EP" >>"node-$1.log" 2>&1 &
     PID[$1]=$!
+    STARTED+=($!)
     wait_until 20 "$NODE" status --home "$1" || { fail "node $1 did not start"; exit 1; }
 }
 connected() {
@@ -101,9 +175,39 @@ connected() {
 inbox_has() {
     "$NODE" inbox --home "$1" --json --all 2>/dev/null | grep -q "\"msg_id\": *\"$2\""
 }
+# record_of EXPORT SEQ OUT: write record SEQ (< 256) of an audit export to
+# OUT, read from its entry bundle (each record a 2-byte big-endian length,
+# then the record; records of 64 KiB or more, which only a very large
+# directory makes, do not occur here).
+record_of() {
+    local bundle off=0 i len hi lo
+    [ "$2" -lt 256 ] || return 1
+    # The full bundle of the first 256 records, or else the widest partial one.
+    if [ -f "$1/tile/entries/000" ]; then
+        bundle=$1/tile/entries/000
+    else
+        bundle=$(find "$1/tile/entries/000.p" -type f -name '[0-9]*' -printf '%f\n' 2>/dev/null \
+            | sort -n | tail -1)
+        [ -n "$bundle" ] || return 1
+        bundle=$1/tile/entries/000.p/$bundle
+    fi
+    for ((i = 0; i <= $2; i++)); do
+        read -r hi lo < <(od -An -tu1 -j "$off" -N2 "$bundle")
+        [ -n "${lo:-}" ] || return 1
+        len=$((hi * 256 + lo))
+        if [ "$i" -eq "$2" ]; then
+            tail -c +$((off + 3)) "$bundle" | head -c "$len" >"$3"
+            [ "$(stat -c %s "$3")" -eq "$len" ]
+            return
+        fi
+        off=$((off + 2 + len))
+    done
+}
 
 echo "keten demonstration, in $T"
 echo "(test keys without passphrases: for demonstrations only)"
+echo "Each step says what happens, shows the programs' own output, and says 'In plain words'"
+echo "what it means for the partners' security officers."
 
 say "Three administrators set up the network 'regio-midden'; any 2 of the 3 must sign"
 note "every directory version (the four-eyes principle)."
@@ -111,10 +215,15 @@ must "init" "$KEYS" init --dir admin --network regio-midden --threshold 2 --admi
     --no-passphrase
 note "network.pub, the trust anchor every party gets out of band:"
 note "sha256 $(sha256sum admin/network.pub | cut -c1-64)"
+plain "no one can change who belongs to the network or what may be shared unless two of" \
+    "the three administrators sign; every partner checks their signatures with network.pub."
 
 say "They register what signals may be about, so that no free text reaches the log."
 must "register" "$KEYS" register --dir admin --category woonfraude,adrescheck \
     --purpose riec-convenant/art-5
+plain "a message's label can only be one of these registered words (the category" \
+    "'woonfraude' or 'adrescheck', the purpose 'riec-convenant/art-5', the article of the" \
+    "agreement), so the permanent record never holds a name, an address or a story."
 
 say "Each partner makes its own keys on its own machine; private keys never leave it."
 for spec in "gemeente:municipality:Gemeente Diemen" "politie:police:Politie Midden-Nederland" \
@@ -126,12 +235,16 @@ for spec in "gemeente:municipality:Gemeente Diemen" "politie:police:Politie Midd
 done
 must "broker keygen" "$BROKER" keygen --home broker --no-passphrase
 note "broker"
+plain "each organisation holds its own keys; no one else, not even the broker's operator," \
+    "can sign in its name or read what is sent to it."
 
 say "The administrators check each request's proof of possession and approve it."
 for id in gemeente politie belastingdienst woningcorporatie broker; do
     must "approve $id" "$KEYS" approve --dir admin "$id/identity.request"
 done
 note "5 certificates in the next directory version"
+plain "only the organisations the administrators approved can take part; each certificate" \
+    "ties a key to one organisation and its role (municipality, police, tax, housing)."
 
 say "The sharing agreement, as policy rules (anything not allowed is refused):"
 must "rule 1" "$KEYS" policy --dir admin allow --from role:municipality \
@@ -142,6 +255,8 @@ must "rule 2" "$KEYS" policy --dir admin allow --from role:municipality \
 must "rule 3" "$KEYS" policy --dir admin allow --from role:police,role:tax,role:housing \
     --to role:municipality --category adrescheck --kind reply --purpose riec-convenant/art-5
 "$KEYS" policy --dir admin list | sed 's/^/   /'
+plain "rules 1, 2 and 3 are the articles of the sharing agreement in a form the computers" \
+    "enforce; every message in the log names the rule that allowed it."
 
 say "Administrator 1 publishes directory version 1; administrator 2 adds the second signature."
 must "publish" "$KEYS" publish --dir admin --out directory.signed --admin 1
@@ -153,6 +268,8 @@ else
     fail "the directory does not verify"
     exit 1
 fi
+plain "the partners and the broker accept this list of members and rules (the directory)" \
+    "only because two administrators signed it."
 
 say "The broker starts; then the four partner nodes connect (CurveZMQ, keys from the directory)."
 start_broker
@@ -163,6 +280,8 @@ for id in gemeente politie belastingdienst woningcorporatie; do
     wait_until 30 connected "$id" || { fail "$id did not connect"; exit 1; }
 done
 note "all four connected"
+plain "the connections are encrypted, and each side checks the other's key against the" \
+    "signed directory: a machine that is not a member cannot connect."
 
 cat >signal.json <<'EOF'
 {"type": "woonfraude", "purpose": "riec-convenant/art-5",
@@ -192,12 +311,50 @@ done
 if "$NODE" inbox --home woningcorporatie --json --all | grep -q "$SIG"; then
     fail "the housing corporation received a signal not meant for it"
 else
-    note "the housing corporation did not get it, and the broker could not read it."
+    note "the housing corporation did not get it."
+fi
+# What the broker keeps of the signal: its record in the audit log, read from
+# an export made now (the same files an auditor gets).
+must "export after the signal" "$AUDIT" export --db broker --out audit-after-signal
+SEQ=$("$AUDIT" replay --db audit-after-signal --msg "$SIG" --json 2>/dev/null \
+    | grep '"event": *"submitted"' | grep -o '"seq": *[0-9]*' | grep -o '[0-9]*$')
+if [ -n "$SEQ" ] && record_of audit-after-signal "$SEQ" signal-record.bin; then
+    note "what the broker received and keeps of it, record $SEQ of its audit log"
+    note "($(stat -c %s signal-record.bin) bytes; the first 128 as hexadecimal, with the readable characters):"
+    od -A d -t x1z -N 128 -v signal-record.bin | sed 's/^/     /'
+    note "(the rest: the label the sender signed, a 32-byte fingerprint of the encrypted"
+    note "content and the sender's signature; the encrypted content itself the broker deletes"
+    note "once both recipients have confirmed they stored it)"
+    note "what the police read, decrypted with their own key:"
+    "$NODE" show --home politie "$SIG" 2>/dev/null | grep -E '"summary"' | head -1 \
+        | sed 's/^ */     /'
+else
+    fail "the signal's record is not in the broker's audit log"
+fi
+plain "the broker can read who sent it to whom, the registered category and purpose and" \
+    "the rule that allowed it, but not a word of the signal itself: it only has the" \
+    "content encrypted for the police and the tax authority, and keeps only a fingerprint" \
+    "of it (32 bytes) in its log."
+if [ -n "$(find broker -type f -size +0 2>/dev/null | head -1)" ]; then
+    check_absent broker broker.log audit-after-signal -- "ramen afgeplakt" "9 personen" \
+        "Hoofdstraat 1" >absent.txt 2>&1
+    case $? in
+    0) note "checked: none of the words \"ramen afgeplakt\", \"9 personen\" or \"Hoofdstraat 1\""
+       note "occurs in any of the broker's files, its log or its audit export (searched byte by byte)." ;;
+    1) fail "the signal's words occur in the broker's files:"
+       sed 's/^/   | /' absent.txt ;;
+    *) fail "the broker's files could not be searched:"
+       sed 's/^/   | /' absent.txt ;;
+    esac
+else
+    fail "the broker's home holds no files to search"
 fi
 
 say "The police node goes offline (its operator restarts the server)."
 stop politie
 note "politie stopped"
+plain "a partner that is offline loses nothing: what is sent to it waits at the broker," \
+    "still encrypted, until it comes back."
 
 cat >query.json <<'EOF'
 {"type": "adrescheck", "purpose": "riec-convenant/art-5",
@@ -210,6 +367,8 @@ Q=$("$NODE" send --home gemeente --to role:police,role:tax,role:housing --kind q
     --signal query.json --wait 2>send.err)
 [ -n "$Q" ] || { fail "query"; sed 's/^/   | /' send.err; exit 1; }
 note "query $Q"
+plain "a query asks the partners whether they know something; each answer is a message of" \
+    "its own, linked to the query."
 
 reply_json() {
     cat <<EOF
@@ -228,12 +387,15 @@ for pair in belastingdienst:reply-tax.json woningcorporatie:reply-housing.json; 
     must "reply from $id" "$NODE" reply --home "$id" "$Q" --signal "${pair#*:}"
     note "$id answered"
 done
+plain "each answer is signed by the partner that gives it and encrypted so that only the" \
+    "municipality can read it; the police's copy of the query is still waiting."
 
 say "The police node comes back and gets its backlog: the query waited at the broker."
 start_node politie
 if wait_until 30 inbox_has politie "$Q"; then
     note "politie received the query after reconnecting"
-    must "reply from politie" "$NODE" reply --home politie "$Q" --signal reply-police.json
+    REPLY_POLITIE=$("$NODE" reply --home politie "$Q" --signal reply-police.json 2>reply.err)
+    [ -n "$REPLY_POLITIE" ] || { fail "reply from politie"; sed 's/^/   | /' reply.err; exit 1; }
     note "politie answered"
 else
     fail "politie did not get its backlog"
@@ -244,7 +406,13 @@ answered() {
 }
 if wait_until 30 answered; then
     note "the municipality has all three replies, each linked to the query:"
-    "$NODE" status --home gemeente "$Q" 2>/dev/null | sed 's/^/     /' | head -12
+    "$NODE" status --home gemeente "$Q" >status-query.txt 2>/dev/null
+    sed 's/^/     /' status-query.txt | head -12
+    LEAF=$(grep -o 'audit leaf [0-9]*' status-query.txt | grep -o '[0-9]*$')
+    plain "'receipted' means that partner's node signed that it has stored the query;" \
+        "'replied' that it answered. 'accepted (audit leaf ${LEAF:-?})' means the broker wrote the query" \
+        "as record ${LEAF:-?} of its audit log (counted from 0), and the municipality's node checked" \
+        "the broker's proof that this record is in the signed log (inclusion proven)."
 else
     fail "not all replies arrived"
 fi
@@ -255,19 +423,42 @@ if OUT=$("$NODE" send --home gemeente --to role:housing --signal signal.json --w
     fail "a send outside the policy was accepted"
 else
     note "refused: $(printf '%s' "$OUT" | head -1)"
+    case $OUT in
+    *"rule 0"*) ;;
+    *) fail "the refusal does not name the rule that decided (rule 0)" ;;
+    esac
 fi
+plain "'rule 0' means that no rule of the agreement allows it, and what the agreement does" \
+    "not allow is refused. The municipality's own node checks the same signed agreement and" \
+    "refused it before anything left; had it been sent, the broker would have refused it" \
+    "too and recorded the attempt in its audit log."
 
 say "The partners witness the broker's audit log: each checks that every new checkpoint"
 note "is consistent with the one it saw before, and cosigns it."
+# The police's reply is the last message: wait for a witnessed checkpoint
+# that covers its record.
+REPLY_LEAF=$("$NODE" status --home politie "${REPLY_POLITIE:-none}" 2>/dev/null \
+    | grep -o 'audit leaf [0-9]*' | grep -o '[0-9]*$')
 witnessed() {
-    "$NODE" checkpoint --home politie --json 2>/dev/null | grep -q '"witnessed": *true'
+    local size
+    "$NODE" checkpoint --home politie --json >checkpoint.json 2>/dev/null || return 1
+    grep -q '"witnessed": *true' checkpoint.json || return 1
+    size=$(grep -o '"tree_size": *[0-9]*' checkpoint.json | grep -o '[0-9]*$')
+    [ -n "$size" ] && [ -n "$REPLY_LEAF" ] && [ "$size" -gt "$REPLY_LEAF" ]
 }
 if wait_until 30 witnessed; then
     "$NODE" checkpoint --home politie --out politie-checkpoint.note 2>/dev/null
     note "the police node keeps this checkpoint, cosigned by a quorum of partners:"
     sed 's/^/     /' politie-checkpoint.note
+    CP_SIZE=$(sed -n 2p politie-checkpoint.note)
+    plain "a checkpoint is the broker's signed statement of how long its audit log is and" \
+        "what it contains: the name of the log, the number of records ($CP_SIZE), a fingerprint" \
+        "of all of them together, and the directory version in force. Below the empty line" \
+        "the broker signs it, and the partners that checked it cosign it (the lines with —)." \
+        "Once the police hold this, the broker cannot change or remove any of these $CP_SIZE" \
+        "records without every later checkpoint giving it away."
 else
-    fail "no checkpoint was witnessed by a quorum"
+    fail "no checkpoint covering the police's reply (audit leaf ${REPLY_LEAF:-?}) was witnessed by a quorum"
 fi
 for id in gemeente politie belastingdienst woningcorporatie; do
     "$NODE" status --home "$id" >/dev/null 2>&1
@@ -275,15 +466,34 @@ for id in gemeente politie belastingdienst woningcorporatie; do
     [ "$rc" -eq 0 ] || fail "$id reports an alarm (status exit $rc)"
 done
 note "no partner raised an alarm"
+plain "had the broker shown two partners different histories, or rewritten its log, the" \
+    "partners' nodes would have raised an alarm here."
 
-say "The broker's operator exports the audit tables (no queues, no content) for the auditor."
-must "export" "$AUDIT" export --db broker --out audit-export
-note "$(ls audit-export | tr '\n' ' ')"
+say "The broker's operator exports the audit log (no queues, no content) for the auditor."
+if "$AUDIT" export --db broker --out audit-export >export.txt 2>&1; then
+    sed 's/^/   /' export.txt
+else
+    fail "export"
+    sed 's/^/   | /' export.txt
+    exit 1
+fi
+note "a folder of plain files: checkpoint (the latest checkpoint), tile/ (the records and"
+note "their fingerprints), keten/ (the directory versions and every checkpoint with its"
+note "cosignatures)."
+plain "the auditor gets the record of the exchanges, not the messages: who sent which" \
+    "kind of message to whom, when and under which rule, never what it said."
 
 say "The auditor verifies the export against the checkpoint kept by the police node."
 if "$AUDIT" verify --db audit-export --anchor admin/network.pub \
     --checkpoint politie-checkpoint.note >verify.txt 2>&1; then
     sed 's/^/   /' verify.txt
+    LATER=
+    if grep -q 'only self-consistent' verify.txt; then
+        LATER="The records after those the police's checkpoint covers are only consistent with the rest: a later checkpoint a partner keeps would cover them too."
+    fi
+    plain "nothing in the log was changed, removed, reordered or added afterwards, every" \
+        "partner's signature in it is genuine, and it is the same history the partners saw" \
+        "and cosigned: the police's checkpoint proves it. $LATER"
 else
     fail "verification of the audit log failed"
     sed 's/^/   | /' verify.txt
@@ -291,13 +501,32 @@ fi
 
 say "The auditor replays the exchange history (metadata only: who, what kind, when, why):"
 "$AUDIT" replay --db audit-export | sed 's/^/   /' | head -40
+plain "each line is one record: a number, the time, what happened, which message, who to" \
+    "whom, category, purpose and the rule that allowed it. [signed by the sender] or" \
+    "[signed by the recipient] means that partner's own signature proves it; [broker's" \
+    "claim] means only the broker says so."
 
 say "And counts the exchanges per pair of partners and category, for the annual report:"
 "$AUDIT" stats --db audit-export --by pair,category | sed 's/^/   /'
+plain "a message is one signal, query or answer as its sender sent it; an exchange is one" \
+    "message to one recipient. The first signal went to 2 partners (1 message, 2" \
+    "exchanges), the query to 3 (1 message, 3 exchanges), and each of the 3 answers went to" \
+    "the municipality only (3 messages, 3 exchanges): 5 messages, 8 exchanges in all." \
+    "'receipted' counts the exchanges whose recipient signed that it stored the message."
 
 say "Everything stops."
 stop_all
-note "all processes stopped"
+LEFT=()
+for pid in "${STARTED[@]}"; do
+    kill -0 "$pid" 2>/dev/null && LEFT+=("$pid")
+done
+if [ ${#LEFT[@]} -eq 0 ]; then
+    note "all processes stopped: ${STARTED[*]}"
+else
+    fail "still running: ${LEFT[*]}"
+fi
+plain "nothing the demonstration started is left running. To check: ps -p $(IFS=,; echo "${STARTED[*]}")" \
+    "(it lists no process); one that were still running would stop with: kill PID"
 
 if [ "$FAILED" -ne 0 ]; then
     echo

@@ -70,8 +70,58 @@ run "$NODE" show --home n-politie-mn "$SIG"
 expect 0 "show the received signal"
 says "ramen afgeplakt" "show prints the signal's summary"
 says "gemeente-diemen" "show prints the sender"
+run "$NODE" inbox --home n-politie-mn
+expect 0 "inbox as text"
+check "inbox text starts with a header row" grep -qE '^MSG_ID +RECEIVED +FROM +KIND +TYPE$' <(head -n 1 "$T/.out")
+check "then the signal's line" grep -qE "^$SIG +[0-9T:.Z-]+ +gemeente-diemen +signal +woonfraude$" "$T/.out"
+check "and a summary line: 1 message, 1 unhandled" test "$(tail -n 1 "$T/.out")" = "1 message, 1 unhandled"
 run "$NODE" ack --home n-politie-mn "$SIG"
 expect 0 "ack the signal (handled)"
+check "ack says what it did" test "$(cat "$T/.out")" = "acknowledged $SIG"
+run "$NODE" ack --home n-politie-mn "$SIG"
+expect 1 "acknowledging it again fails"
+says "message $SIG was already acknowledged at 20" "and says when it was acknowledged"
+check "the second ack printed nothing on stdout" test ! -s "$T/.out"
+run "$NODE" ack --home n-politie-mn 00000000000000000000000000000000
+expect 1 "ack of an unknown msg_id fails"
+says "no message 00000000000000000000000000000000 in this node's inbox" "and names it"
+run "$NODE" inbox --home n-politie-mn
+check "inbox text after the ack: no header, 0 messages, 0 unhandled" \
+    test "$(cat "$T/.out")" = "0 messages, 0 unhandled"
+run "$NODE" inbox --home n-politie-mn --all
+check "inbox --all marks the handled signal" grep -qE "^$SIG .*woonfraude  \(handled\)$" "$T/.out"
+check "inbox --all summary: 1 message, 0 unhandled" test "$(tail -n 1 "$T/.out")" = "1 message, 0 unhandled"
+
+# sent: the sender's list, with each recipient's state.
+run "$NODE" sent --home n-gemeente-diemen --json
+expect 0 "sent --json"
+check "sent --json: the signal with its three recipients, each receipted" python3 -c '
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1])]
+m = [x for x in L if x["msg_id"] == sys.argv[2]]
+assert len(m) == 1, L
+m = m[0]
+assert m["kind"] == "signal" and m["category"] == "woonfraude" and m["state"] == "accepted", m
+assert sorted(r["id"] for r in m["recipients"]) == ["belastingdienst", "politie-mn", "woonstad"]
+assert all(r["state"] == "receipted" for r in m["recipients"]), m' "$T/.out" "$SIG"
+run "$NODE" sent --home n-gemeente-diemen
+expect 0 "sent as text"
+check "sent text starts with a header row" \
+    grep -qE '^MSG_ID +CREATED +KIND +CATEGORY +STATE +RECIPIENTS$' <(head -n 1 "$T/.out")
+check "the signal's line names each recipient's state" \
+    grep -qE "^$SIG .* signal +woonfraude +accepted .*politie-mn:receipted" "$T/.out"
+check "a summary: 1 message sent, none awaiting an answer" \
+    test "$(tail -n 1 "$T/.out")" = "1 message sent, 0 awaiting a recipient's answer"
+run "$NODE" sent --home n-politie-mn
+check "a node that sent nothing: 0 messages sent" \
+    test "$(cat "$T/.out")" = "0 messages sent, 0 awaiting a recipient's answer"
+run "$NODE" sent --home n-gemeente-diemen --json --since 2999-01-01T00:00:00Z
+expect 0 "sent --since a later time"
+check "lists nothing made before it" test ! -s "$T/.out"
+run "$NODE" sent --home n-gemeente-diemen --json --since 2000-01-01T00:00:00Z
+stdout_says "$SIG" "sent --since an earlier time lists the signal"
+run "$NODE" sent --home n-gemeente-diemen --since yesterday
+expect 2 "sent --since with a time that is not ISO 8601 or ms is a usage error"
 run "$NODE" inbox --home n-politie-mn --json
 expect 0 "inbox after the ack"
 check "inbox no longer lists a handled message" lacks grep -qF "$SIG" "$T/.out"

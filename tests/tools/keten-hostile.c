@@ -21,7 +21,8 @@
  *       peer fills up); with --credit, first grant C deliveries that are then
  *       never read. Prints "flooded" (sent, ms). Then holds the connection
  *       --hold-ms without reading, and finally reads for --drain-ms and prints
- *       "drained" with how many frames were still there to read. What was
+ *       "drained" with how many frames (and Error frames) were still there
+ *       to read; --drain-errors N ends the drain once N Error frames came. What was
  *       queued is still sent when the socket closes (ZMQ_LINGER is the
  *       --timeout-ms, which also bounds each blocking send).
  *   flood --junk-bytes B --count N [--hold-ms T]
@@ -575,7 +576,7 @@ static void summary(hostile *h, const char *action)
 
 typedef struct flood_opts {
     const char *to, *json_path, *kind;
-    uint64_t count, credit, hold_ms, drain_ms, junk_bytes;
+    uint64_t count, credit, hold_ms, drain_ms, junk_bytes, drain_errors;
 } flood_opts;
 
 /* Seal one envelope per message (distinct msg_ids) into a Submit frame. */
@@ -717,9 +718,13 @@ static int act_flood(hostile *h, const flood_opts *fo)
     }
     if (fo->drain_ms > 0) {
         h->frames = 0;
+        uint64_t errors = 0;
         uint64_t deadline = keten_mono_ms() + fo->drain_ms;
-        /* Count without printing every frame. */
-        while (keten_mono_ms() < deadline) {
+        /* Count without printing every frame; with --drain-errors N, stop
+         * once N Error frames came (the broker answered every submit, so it
+         * read them all before this peer closes). */
+        while (keten_mono_ms() < deadline
+            && (fo->drain_errors == 0 || errors < fo->drain_errors)) {
             zmq_pollitem_t it = { h->sock, 0, ZMQ_POLLIN, 0 };
             uint64_t now = keten_mono_ms();
             if (zmq_poll(&it, 1, (long)(deadline > now ? deadline - now : 0)) <= 0) {
@@ -729,12 +734,22 @@ static int act_flood(hostile *h, const flood_opts *fo)
             zmq_msg_init(&m);
             if (zmq_msg_recv(&m, h->sock, ZMQ_DONTWAIT) >= 0) {
                 h->frames++;
+                Keten__Frame *f = NULL;
+                if (KETEN_PB_UNPACK(keten__frame, zmq_msg_data(&m), zmq_msg_size(&m),
+                        KETEN_FRAME_MAX, "frame", &f)
+                    == KETEN_OK) {
+                    errors += f->body_case == KETEN__FRAME__BODY_ERROR;
+                    keten_pb_free((ProtobufCMessage **)(void *)&f);
+                } else {
+                    keten_err_clear();
+                }
             }
             zmq_msg_close(&m);
         }
         o = json_object();
         json_object_set_new(o, "event", json_string("drained"));
         json_object_set_new(o, "frames", json_integer((json_int_t)h->frames));
+        json_object_set_new(o, "errors", json_integer((json_int_t)errors));
         emit(o);
     }
 out:
@@ -1722,7 +1737,7 @@ static const char usage_text[]
     = "Usage: keten-hostile ACTION [OPTIONS]\n"
       "  flood --home DIR --anchor F --directory F --broker EP\n"
       "        (--to IDS --json F | --junk-bytes B) --count N [--kind K] [--credit C]\n"
-      "        [--hold-ms T] [--drain-ms T]\n"
+      "        [--hold-ms T] [--drain-ms T [--drain-errors N]]\n"
       "  frame --kind KIND [--bytes N] --home DIR --anchor F --directory F --broker EP\n"
       "        [--listen-ms T]\n"
       "  plain --anchor F --directory F --broker EP [--listen-ms T]\n"
@@ -1776,6 +1791,7 @@ int main(int argc, char **argv)
         { "credit", required_argument, NULL, 'c' },
         { "hold-ms", required_argument, NULL, 'w' },
         { "drain-ms", required_argument, NULL, 'r' },
+        { "drain-errors", required_argument, NULL, 'E' },
         { "junk-bytes", required_argument, NULL, 'J' },
         { "bytes", required_argument, NULL, 'B' },
         { "deliver", required_argument, NULL, 'D' },
@@ -1843,6 +1859,11 @@ int main(int argc, char **argv)
         case 'r':
             if (!keten_cli_parse_uint(optarg, 0, 3600000, &fo.drain_ms)) {
                 return usage("--drain-ms");
+            }
+            break;
+        case 'E':
+            if (!keten_cli_parse_uint(optarg, 1, 1000000, &fo.drain_errors)) {
+                return usage("--drain-errors");
             }
             break;
         case 'J':

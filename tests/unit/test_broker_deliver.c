@@ -302,6 +302,107 @@ static void test_no_hello_no_delivery(void **state)
     assert_int_equal(pump(t, bravo, leaves, 4), 1);
 }
 
+/* ---- resend on the same connection ----------------------------------------- */
+
+/* Deliveries the node read and dropped (it returned their credit in a
+ * Credit frame, no receipt) are delivered again on the same connection once
+ * nothing was receipted for DELIVER_RESEND_MS, without a second
+ * "delivered" record; twins: not before the wait, and not to a node that
+ * returned no credit (it may not be reading: nothing more is queued for
+ * it). The wait doubles while nothing is receipted. */
+static void test_resend_unreceipted(void **state)
+{
+    ctx *t = *state;
+    conn *alpha = fbroker_conn_hello(t->fb, "alpha");
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    for (int i = 0; i < 3; i++) {
+        send_msg(t, alpha, "bravo");
+    }
+    uint64_t leaves[8];
+    deliver_credit(bravo, 3);
+    uint64_t log0 = fbroker_log_size(t->fb);
+    assert_int_equal(pump(t, bravo, leaves, 8), 3);
+    assert_int_equal(bravo->flight.count, 3);
+    assert_int_equal(bravo->flight.returned, 0);
+
+    /* Twin: the wait is over, but the node returned no credit. */
+    bravo->flight.progress_ms = keten_mono_ms() - DELIVER_RESEND_MS - 1;
+    assert_int_equal(pump(t, bravo, leaves, 8), 0);
+    assert_int_equal(atomic_load(&t->fb->b.m->deliveries_resent), 0);
+    assert_true(bravo->has_cursor);
+    assert_int_equal(bravo->cursor, t->m[2].leaf);
+    assert_int_equal(bravo->flight.count, 3);
+
+    /* The node returns two of the three credits: still not every delivery
+     * in flight is accounted for. */
+    deliver_credit(bravo, 2);
+    assert_int_equal(pump(t, bravo, leaves, 8), 0);
+    assert_int_equal(atomic_load(&t->fb->b.m->deliveries_resent), 0);
+
+    /* Twin: all three returned, but the wait is not over. */
+    deliver_credit(bravo, 1);
+    bravo->flight.progress_ms = keten_mono_ms();
+    assert_int_equal(pump(t, bravo, leaves, 8), 0);
+    assert_int_equal(atomic_load(&t->fb->b.m->deliveries_resent), 0);
+
+    /* Returned and waited: the three go again, oldest first, on the same
+     * connection, with no second "delivered" record. */
+    bravo->flight.progress_ms = keten_mono_ms() - DELIVER_RESEND_MS - 1;
+    assert_int_equal(pump(t, bravo, leaves, 8), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(leaves[i], t->m[i].leaf);
+    }
+    assert_int_equal(atomic_load(&t->fb->b.m->deliveries_resent), 1);
+    assert_int_equal(count_events(t, log0, KETEN__EVENT__EVENT_DELIVERED), 3);
+    assert_int_equal(bravo->flight.resend_wait_ms, 2 * DELIVER_RESEND_MS);
+
+    /* Dropped again: the next rewind waits twice as long. */
+    deliver_credit(bravo, 3);
+    bravo->flight.progress_ms = keten_mono_ms() - DELIVER_RESEND_MS - 1;
+    assert_int_equal(pump(t, bravo, leaves, 8), 0);
+    bravo->flight.progress_ms = keten_mono_ms() - 2 * DELIVER_RESEND_MS - 1;
+    assert_int_equal(pump(t, bravo, leaves, 8), 3);
+    assert_int_equal(atomic_load(&t->fb->b.m->deliveries_resent), 2);
+    assert_int_equal(bravo->flight.resend_wait_ms, DELIVER_RESEND_MAX_MS);
+    assert_int_equal(bravo->flight.rewinds, 2);
+}
+
+/* Each rewind without a receipt halves the byte budget, down to one
+ * delivery at a time (a node that returns credit for deliveries it does
+ * not read gets little more queued for it); a receipt restores it. */
+static void test_resend_budget_halves(void **state)
+{
+    ctx *t = *state;
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    deliver_credit(bravo, 100);
+    uint64_t first = put_sized(t, 1, 3 * MIB, "bravo");
+    put_sized(t, 2, 3 * MIB, "bravo");
+    put_sized(t, 3, 3 * MIB, "bravo");
+    uint64_t leaves[8];
+    assert_int_equal(pump(t, bravo, leaves, 8), 3); /* 9 MiB: within 16 */
+    deliver_credit(bravo, 3);
+    bravo->flight.progress_ms = keten_mono_ms() - DELIVER_RESEND_MS - 1;
+    /* Rewound once: 8 MiB, two of them. */
+    assert_int_equal(pump(t, bravo, leaves, 8), 2);
+    assert_int_equal(leaves[0], first);
+    assert_int_equal(bravo->flight.rewinds, 1);
+    deliver_credit(bravo, 2);
+    bravo->flight.progress_ms = keten_mono_ms() - DELIVER_RESEND_MAX_MS - 1;
+    /* Twice: 4 MiB, one (one always goes when nothing is in flight). */
+    assert_int_equal(pump(t, bravo, leaves, 8), 1);
+    assert_int_equal(leaves[0], first);
+    assert_int_equal(bravo->flight.rewinds, 2);
+
+    /* Its receipt restores the budget: the other two follow. */
+    uint8_t id[KETEN_MSG_ID_BYTES], hash[KETEN_HASH_BYTES];
+    memset(id, 1, sizeof id);
+    memset(hash, 1, sizeof hash);
+    keten_receipt_item it = item(id, hash, KETEN__OUTCOME__OUTCOME_STORED, 0);
+    receipts(t, bravo, "bravo", &it, 1);
+    assert_int_equal(bravo->flight.rewinds, 0);
+    assert_int_equal(pump(t, bravo, leaves, 8), 2);
+}
+
 /* ---- the in-flight byte bound --------------------------------------------- */
 
 static void test_inflight_bound(void **state)
@@ -725,6 +826,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_credit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_hello_no_delivery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resend_unreceipted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resend_budget_halves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inflight_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_delivery_always_goes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_leaves, setup, teardown),

@@ -23,8 +23,12 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <ftw.h>
+#include <limits.h>
 #include <sodium.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "outq.h"
 #include "store.h"
@@ -419,6 +423,66 @@ static void test_room(void **state)
     assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
 }
 
+/* A full filesystem: ENOSPC and EDQUOT from a commit are "store full" and
+ * give the disk reserve back; EIO is one only when the filesystem has
+ * little space left, otherwise a real I/O error. Measured again with
+ * space, the store leaves the state and takes its reserve back. */
+static void test_disk_full(void **state)
+{
+    ctx *c = *state;
+    store_abort(&c->txn);
+    char reserve[PATH_MAX + 64];
+    snprintf(reserve, sizeof reserve, "%s/store/%s", c->home, STORE_DISK_RESERVE_FILE);
+    struct statvfs sv;
+    assert_int_equal(statvfs(c->home, &sv), 0);
+    uint64_t fs_free = (uint64_t)sv.f_bavail * sv.f_frsize;
+    /* The test needs a filesystem with room for the reserve and a margin. */
+    assert_true(fs_free >= STORE_DISK_RESERVE + 2 * STORE_DISK_MARGIN);
+    bool full = true;
+    assert_int_equal(store_room(c->st, T0, &full), KETEN_OK);
+    assert_false(full);
+    assert_int_equal(atomic_load(&c->st->reserve_held), STORE_DISK_RESERVE);
+    struct stat st;
+    assert_int_equal(stat(reserve, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, STORE_DISK_RESERVE);
+    assert_string_equal(store_full_detail(c->st), "store full: enlarge --map-size");
+
+    /* EIO: a full disk only when little is free. */
+    keten_err e = store_env_err(c->st, EIO, "committing");
+    if (fs_free >= STORE_DISK_IO_FREE) {
+        assert_int_equal(e, KETEN_ERR_STORE);
+        assert_non_null(strstr(keten_err_detail(), "Input/output error"));
+        assert_false(atomic_load(&c->st->disk_full));
+        assert_int_equal(atomic_load(&c->st->reserve_held), STORE_DISK_RESERVE);
+    } else {
+        assert_int_equal(e, KETEN_ERR_STORE_FULL);
+        assert_int_equal(store_room(c->st, T0, &full), KETEN_OK);
+    }
+
+    /* ENOSPC and EDQUOT: full, the reserve given back at once. */
+    int codes[] = { ENOSPC, EDQUOT };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        assert_int_equal(store_env_err(c->st, codes[i], "committing"), KETEN_ERR_STORE_FULL);
+        assert_non_null(strstr(keten_err_detail(), "the broker's filesystem is full"));
+        assert_true(atomic_load(&c->st->disk_full));
+        assert_true(atomic_load(&c->st->full));
+        assert_int_equal(atomic_load(&c->st->reserve_held), 0);
+        assert_int_equal(stat(reserve, &st), 0);
+        assert_int_equal(st.st_size, 0);
+        assert_false(store_fits(c->st, 1));
+        assert_string_equal(store_full_detail(c->st),
+            "store full: the broker's filesystem is full; free disk space");
+        /* Measured again: this filesystem has room, the state is left. */
+        assert_int_equal(store_room(c->st, T0, &full), KETEN_OK);
+        assert_false(full);
+        assert_false(atomic_load(&c->st->disk_full));
+        assert_int_equal(atomic_load(&c->st->reserve_held), STORE_DISK_RESERVE);
+        assert_true(store_fits(c->st, 1u << 20));
+        assert_string_equal(store_full_detail(c->st), "store full: enlarge --map-size");
+    }
+    assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +495,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_broker_per_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

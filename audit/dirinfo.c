@@ -1,0 +1,314 @@
+#include "dirinfo.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keten.h"
+#include "pb.h"
+#include "util.h"
+
+typedef struct key_entry {
+    char hex[2 * KETEN_CURVE_KEY_BYTES + 1];
+    char *node;
+} key_entry;
+
+typedef struct org_entry {
+    char *node, *org;
+} org_entry;
+
+/* One version's certificates, kept while the next is compared with it. */
+typedef struct certset {
+    size_t n_nodes, n_revoked;
+    char **node_ids;
+    uint64_t *revoked_serials;
+} certset;
+
+struct dirinfo {
+    key_entry *keys;
+    size_t n_keys, cap_keys;
+    org_entry *orgs;
+    size_t n_orgs, cap_orgs;
+    dirinfo_version *versions;
+    size_t n_versions, cap_versions;
+    dirinfo_change *changes;
+    size_t n_changes, cap_changes;
+    char **strs; /* every string owned */
+    size_t n_strs, cap_strs;
+    certset prev;
+    bool failed;
+};
+
+static bool grow(void **p, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap) {
+        return true;
+    }
+    size_t nc = *cap == 0 ? 16 : *cap * 2;
+    void *q = realloc(*p, nc * elem);
+    if (q == NULL) {
+        return false;
+    }
+    *p = q;
+    *cap = nc;
+    return true;
+}
+
+static const char *own(dirinfo *d, const char *s)
+{
+    if (s == NULL) {
+        s = "";
+    }
+    if (!grow((void **)&d->strs, &d->cap_strs, d->n_strs, sizeof *d->strs)) {
+        d->failed = true;
+        return "";
+    }
+    char *c = strdup(s);
+    if (c == NULL) {
+        d->failed = true;
+        return "";
+    }
+    d->strs[d->n_strs++] = c;
+    return c;
+}
+
+static void add_key(dirinfo *d, const Keten__NodeCert *c)
+{
+    if (c == NULL || c->transport_pk.len != KETEN_CURVE_KEY_BYTES || c->id == NULL) {
+        return;
+    }
+    char hex[2 * KETEN_CURVE_KEY_BYTES + 1];
+    keten_hex(c->transport_pk.data, KETEN_CURVE_KEY_BYTES, hex);
+    for (size_t i = 0; i < d->n_keys; i++) {
+        if (strcmp(d->keys[i].hex, hex) == 0) {
+            return;
+        }
+    }
+    if (!grow((void **)&d->keys, &d->cap_keys, d->n_keys, sizeof *d->keys)) {
+        d->failed = true;
+        return;
+    }
+    key_entry *k = &d->keys[d->n_keys++];
+    memcpy(k->hex, hex, sizeof hex);
+    k->node = (char *)own(d, c->id);
+}
+
+static void set_org(dirinfo *d, const Keten__NodeCert *c)
+{
+    if (c == NULL || c->id == NULL || c->org == NULL || c->org[0] == '\0') {
+        return;
+    }
+    for (size_t i = 0; i < d->n_orgs; i++) {
+        if (strcmp(d->orgs[i].node, c->id) == 0) {
+            if (strcmp(d->orgs[i].org, c->org) != 0) {
+                d->orgs[i].org = (char *)own(d, c->org); /* the latest name */
+            }
+            return;
+        }
+    }
+    if (!grow((void **)&d->orgs, &d->cap_orgs, d->n_orgs, sizeof *d->orgs)) {
+        d->failed = true;
+        return;
+    }
+    org_entry *o = &d->orgs[d->n_orgs++];
+    o->node = (char *)own(d, c->id);
+    o->org = (char *)own(d, c->org);
+}
+
+static void add_change(
+    dirinfo *d, dirinfo_change_kind kind, const Keten__NodeCert *c, uint64_t at, const char *reason)
+{
+    if (!grow((void **)&d->changes, &d->cap_changes, d->n_changes, sizeof *d->changes)) {
+        d->failed = true;
+        return;
+    }
+    dirinfo_change *x = &d->changes[d->n_changes++];
+    x->kind = kind;
+    x->node = own(d, c->id);
+    x->org = own(d, c->org);
+    x->serial = c->serial;
+    x->at = at;
+    x->reason = own(d, reason);
+}
+
+static void certset_free(certset *s)
+{
+    free(s->node_ids);
+    free(s->revoked_serials);
+    memset(s, 0, sizeof *s);
+}
+
+static bool in_prev_nodes(const certset *s, const char *id)
+{
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        if (strcmp(s->node_ids[i], id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool in_prev_revoked(const certset *s, uint64_t serial)
+{
+    for (size_t i = 0; i < s->n_revoked; i++) {
+        if (s->revoked_serials[i] == serial) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static keten_err dir_item(
+    void *ctx, uint64_t version, const uint8_t *bytes, size_t len, size_t index)
+{
+    (void)index;
+    dirinfo *d = ctx;
+    Keten__SignedDirectory *sd = NULL;
+    Keten__Directory *doc = NULL;
+    if (KETEN_PB_UNPACK(
+            keten__signed_directory, bytes, len, KETEN_DIRECTORY_MAX, "signed directory", &sd)
+        != KETEN_OK) {
+        return KETEN_OK; /* skipped: verify names it */
+    }
+    if (KETEN_PB_UNPACK(keten__directory, sd->directory.data, sd->directory.len,
+            KETEN_DIRECTORY_MAX, "directory", &doc)
+        != KETEN_OK) {
+        keten_pb_free((ProtobufCMessage **)(void *)&sd);
+        return KETEN_OK;
+    }
+    if (!grow((void **)&d->versions, &d->cap_versions, d->n_versions, sizeof *d->versions)) {
+        d->failed = true;
+        goto out;
+    }
+    dirinfo_version *v = &d->versions[d->n_versions++];
+    v->version = version;
+    v->issued_at = doc->issued_at;
+    v->n_nodes = 0;
+    for (size_t i = 0; i < doc->n_nodes; i++) {
+        const char *role = doc->nodes[i]->role;
+        v->n_nodes += role == NULL || strcmp(role, "broker") != 0;
+    }
+    v->first_change = d->n_changes;
+    certset cur = { 0 };
+    cur.node_ids = calloc(doc->n_nodes + 1, sizeof *cur.node_ids);
+    cur.revoked_serials = calloc(doc->n_revocations + 1, sizeof *cur.revoked_serials);
+    if (cur.node_ids == NULL || cur.revoked_serials == NULL) {
+        certset_free(&cur);
+        d->failed = true;
+        goto out;
+    }
+    for (size_t i = 0; i < doc->n_nodes; i++) {
+        const Keten__NodeCert *c = doc->nodes[i];
+        add_key(d, c);
+        set_org(d, c);
+        cur.node_ids[cur.n_nodes++] = (char *)own(d, c->id);
+        if (!in_prev_nodes(&d->prev, c->id)) {
+            add_change(d, DIRINFO_ADDED, c, doc->issued_at, "");
+        }
+    }
+    for (size_t i = 0; i < doc->n_revocations; i++) {
+        const Keten__Revocation *r = doc->revocations[i];
+        if (r->cert == NULL) {
+            continue;
+        }
+        add_key(d, r->cert);
+        set_org(d, r->cert);
+        cur.revoked_serials[cur.n_revoked++] = r->cert->serial;
+        if (!in_prev_revoked(&d->prev, r->cert->serial)) {
+            add_change(
+                d, r->superseded ? DIRINFO_ROTATED : DIRINFO_REVOKED, r->cert, r->at, r->reason);
+        }
+    }
+    v->n_changes = d->n_changes - v->first_change;
+    certset_free(&d->prev);
+    d->prev = cur;
+out:
+    keten_pb_free((ProtobufCMessage **)(void *)&doc);
+    keten_pb_free((ProtobufCMessage **)(void *)&sd);
+    return d->failed ? keten_err_set(KETEN_ERR_NOMEM, "reading the directory versions") : KETEN_OK;
+}
+
+keten_err dirinfo_load(const auditdb *db, dirinfo **out)
+{
+    *out = NULL;
+    dirinfo *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "reading the directory versions");
+    }
+    keten_err e = tiles_directories(db->t, dir_item, d);
+    certset_free(&d->prev);
+    if (e != KETEN_OK && e != KETEN_ERR_NOMEM) {
+        e = KETEN_OK; /* a damaged file: what was read is kept; verify names it */
+    }
+    if (e != KETEN_OK || d->failed) {
+        dirinfo_destroy(&d);
+        return keten_err_set(KETEN_ERR_NOMEM, "reading the directory versions");
+    }
+    *out = d;
+    return KETEN_OK;
+}
+
+void dirinfo_destroy(dirinfo **self_p)
+{
+    dirinfo *d = *self_p;
+    if (d == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < d->n_strs; i++) {
+        free(d->strs[i]);
+    }
+    free(d->strs);
+    free(d->keys);
+    free(d->orgs);
+    free(d->versions);
+    free(d->changes);
+    certset_free(&d->prev);
+    free(d);
+    *self_p = NULL;
+}
+
+const char *dirinfo_org(const dirinfo *self, const char *id)
+{
+    if (self == NULL || id == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < self->n_orgs; i++) {
+        if (strcmp(self->orgs[i].node, id) == 0) {
+            return self->orgs[i].org;
+        }
+    }
+    return NULL;
+}
+
+const char *dirinfo_node_of_key(const dirinfo *self, const char *hex)
+{
+    if (self == NULL || hex == NULL || strlen(hex) != 2 * KETEN_CURVE_KEY_BYTES) {
+        return NULL;
+    }
+    char low[2 * KETEN_CURVE_KEY_BYTES + 1];
+    for (size_t i = 0; i < 2 * KETEN_CURVE_KEY_BYTES; i++) {
+        low[i] = (char)tolower((unsigned char)hex[i]);
+    }
+    low[2 * KETEN_CURVE_KEY_BYTES] = '\0';
+    for (size_t i = 0; i < self->n_keys; i++) {
+        if (strcmp(self->keys[i].hex, low) == 0) {
+            return self->keys[i].node;
+        }
+    }
+    return NULL;
+}
+
+size_t dirinfo_version_count(const dirinfo *self)
+{
+    return self != NULL ? self->n_versions : 0;
+}
+
+const dirinfo_version *dirinfo_version_at(const dirinfo *self, size_t i)
+{
+    return &self->versions[i];
+}
+
+const dirinfo_change *dirinfo_change_at(const dirinfo *self, size_t i)
+{
+    return &self->changes[i];
+}
