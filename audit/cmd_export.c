@@ -59,7 +59,7 @@ int cmd_export(int argc, char **argv)
     bool json = false;
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = keten_cli_getopt(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             db = optarg;

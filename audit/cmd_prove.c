@@ -53,7 +53,7 @@ int cmd_prove(int argc, char **argv)
     const char *db = NULL, *out = NULL;
     int c, rc;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = keten_cli_getopt(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             db = optarg;

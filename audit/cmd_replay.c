@@ -267,7 +267,7 @@ int cmd_replay(int argc, char **argv)
     render_format fmt = RENDER_TEXT;
     int c, rc;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = keten_cli_getopt(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             db = optarg;

@@ -682,7 +682,7 @@ int cmd_report(int argc, char **argv)
     memset(&flt, 0, sizeof flt);
     int c, rc;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = keten_cli_getopt(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             db = optarg;

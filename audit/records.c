@@ -212,11 +212,6 @@ size_t records_index_count(const records_index *self)
     return self->n;
 }
 
-records_msg *records_index_at(const records_index *self, size_t i)
-{
-    return i < self->n ? &self->msgs[i] : NULL;
-}
-
 static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap) {

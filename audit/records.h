@@ -100,8 +100,6 @@ bool records_msg_has_recipient(const records_index *self, const records_msg *m, 
 /* A stable copy of s (NULL when out of memory). */
 const char *records_intern(records_index *self, const char *s);
 size_t records_index_count(const records_index *self);
-/* Entry i, 0 <= i < count, in the order added. */
-records_msg *records_index_at(const records_index *self, size_t i);
 
 /* ---- filters ---------------------------------------------------------- */
 

@@ -88,7 +88,7 @@ int cmd_inbox(int argc, char **argv)
     int c;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((c = keten_cli_getopt(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'H':
             home = optarg;

@@ -395,11 +395,6 @@ keten_err keten_store_batch_end(keten_store *self)
     return KETEN_OK;
 }
 
-bool keten_store_in_batch(const keten_store *self)
-{
-    return self->batch != NULL;
-}
-
 uint64_t keten_store_commits(const keten_store *self)
 {
     return self->commits;

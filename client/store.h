@@ -122,7 +122,6 @@ keten_err keten_store_batch_begin(keten_store *self) KETEN_MUST_CHECK;
  * is stored. Any transaction of the batch still open is aborted first (a
  * programming error, logged). Without an open batch: KETEN_OK. */
 keten_err keten_store_batch_end(keten_store *self) KETEN_MUST_CHECK;
-bool keten_store_in_batch(const keten_store *self);
 /* Durable commits made since the store was opened (batches count once). */
 uint64_t keten_store_commits(const keten_store *self);
 

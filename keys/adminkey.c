@@ -293,14 +293,3 @@ bool adminset_equal(const adminset *a, const adminset *b)
     return true;
 }
 
-size_t adminset_first_duplicate(const adminset *set)
-{
-    for (size_t i = 1; i < set->n; i++) {
-        for (size_t j = 0; j < i; j++) {
-            if (sodium_memcmp(set->keys[i], set->keys[j], KETEN_SIGN_PK_BYTES) == 0) {
-                return i;
-            }
-        }
-    }
-    return 0;
-}

@@ -101,7 +101,4 @@ int adminset_find(const adminset *set, const uint8_t pk[static KETEN_SIGN_PK_BYT
 /* Same keys (in any order) and same threshold. */
 bool adminset_equal(const adminset *a, const adminset *b);
 
-/* First index i > 0 whose key equals an earlier one, or 0 when all distinct. */
-size_t adminset_first_duplicate(const adminset *set);
-
 #endif

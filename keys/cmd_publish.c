@@ -107,7 +107,7 @@ static int parse_args(
     int c;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((c = keten_cli_getopt(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             a->dir = optarg;

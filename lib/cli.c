@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cmdtable.h"
+#include "log.h"
 #include "passphrase.h"
 #include "util.h"
 #include "sha256.h"
@@ -115,6 +117,39 @@ int keten_cli_usage(const char *cmd, const char *fmt, ...)
     return KETEN_EXIT_USAGE;
 }
 
+/* The long options of the command being parsed (keten_cli_getopt()). */
+static const struct option *cur_longopts;
+
+int keten_cli_getopt(int argc, char *const argv[], const char *optstring,
+    const struct option *longopts, int *longindex)
+{
+    cur_longopts = longopts;
+    return getopt_long(argc, argv, optstring, longopts, longindex);
+}
+
+/* "unknown option --x", with the closest known option when there is one. */
+static int unknown_long(const char *cmd, const char *arg)
+{
+    char typed[KETEN_EDIT_DISTANCE_MAX + 1];
+    const char *name = arg + 2;
+    size_t len = strcspn(name, "=");
+    const char *names[KETEN_CLI_OPTIONS_MAX];
+    size_t n = 0;
+    if (len < sizeof typed && cur_longopts != NULL) {
+        memcpy(typed, name, len);
+        typed[len] = '\0';
+        for (const struct option *o = cur_longopts; o->name != NULL && n < KETEN_CLI_OPTIONS_MAX;
+             o++) {
+            names[n++] = o->name;
+        }
+        const char *s = keten_cmd_suggest(typed, names, n);
+        if (s != NULL) {
+            return keten_cli_usage(cmd, "unknown option --%s (did you mean --%s?)", typed, s);
+        }
+    }
+    return keten_cli_usage(cmd, "unknown option %s", arg);
+}
+
 int keten_cli_getopt_error(const char *cmd, int c, int argc, char *const argv[])
 {
     const char *arg = (optind > 0 && optind - 1 < argc) ? argv[optind - 1] : "?";
@@ -125,12 +160,262 @@ int keten_cli_getopt_error(const char *cmd, int c, int argc, char *const argv[])
         if (optopt != 0 && strchr(arg, '=') != NULL) {
             return keten_cli_usage(cmd, "option %s takes no value", arg);
         }
-        return keten_cli_usage(cmd, "unknown option %s", arg);
+        return unknown_long(cmd, arg);
     }
     if (optopt != 0) {
         return keten_cli_usage(cmd, "unknown option -%c", optopt);
     }
     return keten_cli_usage(cmd, "unknown option %s", arg);
+}
+
+/* ---- run: options from the configuration table ------------------------ */
+
+/* Column of the options' help texts, and the width they wrap at. */
+#define RUN_HELP_COL 28
+#define RUN_HELP_WIDTH 79
+
+/* The placeholder of a setting's value in the help ("" for a boolean). */
+static void run_metavar(const keten_config_setting *s, char *out, size_t size)
+{
+    switch (s->type) {
+    case KETEN_CONFIG_BOOL:
+        snprintf(out, size, "%s", "");
+        return;
+    case KETEN_CONFIG_UINT:
+        snprintf(out, size, "%s", "N");
+        return;
+    case KETEN_CONFIG_DURATION_MS:
+        snprintf(out, size, "%s", "MS");
+        return;
+    case KETEN_CONFIG_SIZE_BYTES:
+        snprintf(out, size, "%s", "BYTES");
+        return;
+    case KETEN_CONFIG_ENDPOINT:
+        snprintf(out, size, "%s", "ENDPOINT");
+        return;
+    case KETEN_CONFIG_PATH:
+        snprintf(out, size, "%s", strcmp(s->name, "home") == 0 ? "DIR" : "FILE");
+        return;
+    case KETEN_CONFIG_ENUM:
+        snprintf(out, size, "%s", "LEVEL");
+        if (strcmp(s->name, "log-level") != 0) {
+            snprintf(out, size, "%s", "VALUE");
+        }
+        return;
+    case KETEN_CONFIG_STRING:
+    default:
+        snprintf(
+            out, size, "%s", s->validate == keten_config_valid_host_port ? "ADDR:PORT" : "TEXT");
+        return;
+    }
+}
+
+/* Print text from column col (the cursor is at col), wrapped at
+ * RUN_HELP_WIDTH; a continuation line starts at indent. */
+static void run_wrap(FILE *f, const char *text, size_t col, size_t indent)
+{
+    while (*text != '\0') {
+        size_t word = strcspn(text, " ");
+        if (col > indent && col + 1 + word > RUN_HELP_WIDTH) {
+            fprintf(f, "\n%*s", (int)indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', f);
+            col++;
+        }
+        fprintf(f, "%.*s", (int)word, text);
+        col += word;
+        text += word;
+        text += strspn(text, " ");
+    }
+    fputc('\n', f);
+}
+
+static void run_option(FILE *f, const char *name, const char *metavar, const char *help)
+{
+    char left[80];
+    snprintf(left, sizeof left, "  --%s%s%s", name, metavar[0] != '\0' ? " " : "", metavar);
+    size_t col = strlen(left);
+    fputs(left, f);
+    if (col + 2 > RUN_HELP_COL) {
+        fprintf(f, "\n%*s", RUN_HELP_COL, "");
+    } else {
+        fprintf(f, "%*s", (int)(RUN_HELP_COL - col), "");
+    }
+    run_wrap(f, help, RUN_HELP_COL, RUN_HELP_COL);
+}
+
+void keten_cli_run_usage(const keten_config_table *t, const char *about, FILE *f)
+{
+    char synopsis[2048], meta[32], item[128];
+    size_t n = (size_t)snprintf(synopsis, sizeof synopsis, "%s", "[--config FILE]");
+    for (int pass = 0; pass < 2; pass++) { /* the required settings first */
+        for (size_t i = 0; i < t->n_settings; i++) {
+            const keten_config_setting *s = &t->settings[i];
+            bool req = (s->flags & KETEN_CONFIG_REQUIRED) != 0;
+            if (req != (pass == 0)) {
+                continue;
+            }
+            run_metavar(s, meta, sizeof meta);
+            snprintf(item, sizeof item, "%s--%s%s%s%s", req ? "" : "[", s->name,
+                meta[0] != '\0' ? " " : "", meta, req ? "" : "]");
+            if (n + strlen(item) + 2 < sizeof synopsis) {
+                n += (size_t)snprintf(synopsis + n, sizeof synopsis - n, " %s", item);
+            }
+        }
+    }
+    char head[64];
+    snprintf(head, sizeof head, "Usage: %s run", t->program);
+    fputs(head, f);
+    /* Options are not broken inside: wrap at the spaces before "--" or "[". */
+    size_t col = strlen(head), indent = col + 1;
+    const char *p = synopsis;
+    while (*p != '\0') {
+        const char *next = p + 1;
+        while (*next != '\0' && !(next[-1] == ' ' && (next[0] == '-' || next[0] == '['))) {
+            next++;
+        }
+        size_t len = (size_t)(next - p) - (*next != '\0' ? 1 : 0);
+        if (col > indent && col + 1 + len > RUN_HELP_WIDTH) {
+            fprintf(f, "\n%*s", (int)indent, "");
+            col = indent;
+        } else {
+            fputc(' ', f);
+            col++;
+        }
+        fprintf(f, "%.*s", (int)len, p);
+        col += len;
+        p = next;
+    }
+    fputs("\n\n", f);
+    if (about != NULL) {
+        fprintf(f, "%s\n", about);
+    }
+    fputs("Options:\n", f);
+    char config_help[160];
+    snprintf(config_help, sizeof config_help,
+        "read these settings from FILE ([%s] section; the same names without the dashes); "
+        "options given here override it",
+        t->section);
+    run_option(f, "config", "FILE", config_help);
+    for (size_t i = 0; i < t->n_settings; i++) {
+        const keten_config_setting *s = &t->settings[i];
+        char help[512];
+        run_metavar(s, meta, sizeof meta);
+        if (s->default_value != NULL && s->type != KETEN_CONFIG_BOOL) {
+            snprintf(help, sizeof help, "%s (default %s)", s->help, s->default_value);
+        } else {
+            snprintf(help, sizeof help, "%s%s", s->help,
+                (s->flags & KETEN_CONFIG_REQUIRED) != 0 ? " (required)" : "");
+        }
+        run_option(f, s->name, meta, help);
+    }
+    run_option(f, "help", "", "show this help");
+}
+
+/* Load the --config file into kc; the exit code of an error, or -1. */
+static int run_load(keten_config *kc, const char *path)
+{
+    keten_err e = keten_config_load(kc, path);
+    if (e == KETEN_OK) {
+        return -1;
+    }
+    if (keten_config_error_count(kc) == 0) {
+        int rc = keten_cli_error(e); /* missing, unreadable, writable by others */
+        return rc == KETEN_EXIT_FAILURE ? KETEN_EXIT_USAGE : rc;
+    }
+    for (size_t i = 0; keten_config_error(kc, i) != NULL; i++) {
+        fprintf(stderr, "%s: %s\n", prog_name, keten_config_error(kc, i));
+    }
+    return KETEN_EXIT_USAGE;
+}
+
+int keten_cli_run_options(
+    const keten_config_table *t, const char *about, int argc, char **argv, keten_config **out)
+{
+    *out = NULL;
+    if (t->n_settings > KETEN_CONFIG_SETTINGS_MAX) {
+        return KETEN_EXIT_FAILURE;
+    }
+    /* --config, the settings, --help and the terminator. */
+    struct option opts[KETEN_CONFIG_SETTINGS_MAX + 3];
+    size_t n = 0;
+    opts[n++] = (struct option) { "config", required_argument, NULL, 'C' };
+    for (size_t i = 0; i < t->n_settings; i++) {
+        opts[n++] = (struct option) { t->settings[i].name,
+            t->settings[i].type == KETEN_CONFIG_BOOL ? no_argument : required_argument, NULL, 'S' };
+    }
+    opts[n++] = (struct option) { "help", no_argument, NULL, 'h' };
+    opts[n] = (struct option) { NULL, 0, NULL, 0 };
+
+    keten_config *kc = keten_config_new(t);
+    if (kc == NULL) {
+        fprintf(stderr, "%s: out of memory\n", prog_name);
+        return KETEN_EXIT_FAILURE;
+    }
+    int rc = -1, c, idx = 0;
+    const char *config_path = NULL;
+    optind = 0;
+    opterr = 0;
+    while (rc < 0 && (c = keten_cli_getopt(argc, argv, ":h", opts, &idx)) != -1) {
+        switch (c) {
+        case 'C':
+            config_path = optarg;
+            break;
+        case 'S':
+            if (keten_config_set(
+                    kc, opts[idx].name, optarg != NULL ? optarg : "yes", KETEN_CONFIG_SRC_CLI)
+                != KETEN_OK) {
+                rc = keten_cli_usage("run", "%s", keten_err_detail());
+            }
+            break;
+        case 'h':
+            keten_cli_run_usage(t, about, stdout);
+            rc = KETEN_EXIT_OK;
+            break;
+        default:
+            rc = keten_cli_getopt_error("run", c, argc, argv);
+            break;
+        }
+    }
+    cur_longopts = NULL; /* opts ends with this function */
+    if (rc < 0 && optind < argc) {
+        rc = keten_cli_usage("run", "unexpected argument '%s'", argv[optind]);
+    }
+    if (rc < 0 && config_path != NULL) {
+        rc = run_load(kc, config_path);
+    }
+    if (rc < 0 && keten_config_check(kc) != KETEN_OK) {
+        rc = keten_cli_usage("run", "%s", keten_err_detail());
+    }
+    if (rc >= 0) {
+        keten_config_destroy(&kc);
+        return rc;
+    }
+    *out = kc;
+    return -1;
+}
+
+int keten_cli_log_level(const keten_config *cfg)
+{
+    static const struct {
+        const char *name;
+        int level;
+    } levels[] = {
+        { "debug", KETEN_LOG_DEBUG },
+        { "info", KETEN_LOG_INFO },
+        { "notice", KETEN_LOG_NOTICE },
+        { "warn", KETEN_LOG_WARNING },
+        { "warning", KETEN_LOG_WARNING },
+        { "error", KETEN_LOG_ERR },
+    };
+    const char *s = keten_config_get_str(cfg, "log-level");
+    for (size_t i = 0; s != NULL && i < sizeof levels / sizeof levels[0]; i++) {
+        if (strcmp(s, levels[i].name) == 0) {
+            return levels[i].level;
+        }
+    }
+    return KETEN_LOG_INFO;
 }
 
 void keten_cli_warn(const char *fmt, ...)
@@ -338,6 +623,164 @@ static json_t *keygen_json(const keten_cli_keygen_opts *o, const keten_identity 
     return obj;
 }
 
+int keten_cli_keygen_main(const keten_cli_keygen_command *cmd, int argc, char **argv)
+{
+    struct option opts[12];
+    size_t n = 0;
+    opts[n++] = (struct option) { "home", required_argument, NULL, 'H' };
+    opts[n++] = (struct option) { "id", required_argument, NULL, 'i' };
+    if (cmd->role == NULL) {
+        opts[n++] = (struct option) { "role", required_argument, NULL, 'r' };
+    }
+    opts[n++] = (struct option) { "org", required_argument, NULL, 'o' };
+    opts[n++] = (struct option) { "no-passphrase", no_argument, NULL, 'P' };
+    opts[n++] = (struct option) { "passphrase-file", required_argument, NULL, 'p' };
+    opts[n++] = (struct option) { "json", no_argument, NULL, 'j' };
+    if (cmd->rotate != NULL) {
+        opts[n++] = (struct option) { "rotate", no_argument, NULL, 'R' };
+    }
+    opts[n++] = (struct option) { "help", no_argument, NULL, 'h' };
+    opts[n] = (struct option) { NULL, 0, NULL, 0 };
+
+    keten_cli_keygen_opts o = { .role = cmd->role };
+    bool rotate = false, id_given = false, org_given = false;
+    int c, rc = -1;
+    optind = 0;
+    opterr = 0;
+    while (rc < 0 && (c = keten_cli_getopt(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'H':
+            o.home = optarg;
+            break;
+        case 'i':
+            o.id = optarg;
+            id_given = true;
+            break;
+        case 'r':
+            o.role = optarg;
+            break;
+        case 'o':
+            o.org = optarg;
+            org_given = true;
+            break;
+        case 'P':
+            o.no_passphrase = true;
+            break;
+        case 'p':
+            o.passfile = optarg;
+            break;
+        case 'j':
+            o.json = true;
+            break;
+        case 'R':
+            rotate = true;
+            break;
+        case 'h':
+            fputs(cmd->usage, stdout);
+            rc = KETEN_EXIT_OK;
+            break;
+        default:
+            rc = keten_cli_getopt_error("keygen", c, argc, argv);
+            break;
+        }
+    }
+    cur_longopts = NULL; /* opts ends with this function */
+    if (rc >= 0) {
+        return rc;
+    }
+    if (optind < argc) {
+        return keten_cli_usage("keygen", "unexpected argument '%s'", argv[optind]);
+    }
+    if (o.home == NULL || o.home[0] == '\0') {
+        return keten_cli_usage("keygen", "--home DIR is required");
+    }
+    if (rotate) {
+        if (id_given || org_given || (cmd->role == NULL && o.role != NULL) || o.no_passphrase) {
+            return keten_cli_usage("keygen",
+                "--rotate keeps the node's id, role, organisation and passphrase: give only "
+                "--home (and --passphrase-file)");
+        }
+        keten_err e = cmd->rotate(o.home, o.passfile, o.json);
+        return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+    }
+    o.id = id_given ? o.id : cmd->id_default;
+    o.org = org_given ? o.org : cmd->org_default;
+    if (o.id == NULL || o.role == NULL || o.org == NULL) {
+        return keten_cli_usage("keygen", "--id, --role and --org are required");
+    }
+    if (!keten_name_valid(o.id)) {
+        return keten_cli_usage("keygen",
+            "--id '%s' is not a node id: use 1 to %d of a-z, 0-9 "
+            "and '-'%s",
+            o.id, KETEN_NAME_MAX, cmd->id_example != NULL ? cmd->id_example : "");
+    }
+    if (cmd->role == NULL) {
+        if (!keten_name_valid(o.role)) {
+            return keten_cli_usage("keygen",
+                "--role '%s' is not a role: use 1 to %d of a-z, 0-9 "
+                "and '-' (e.g. municipality)",
+                o.role, KETEN_NAME_MAX);
+        }
+        if (strcmp(o.role, "broker") == 0) {
+            return keten_cli_usage("keygen",
+                "role broker is reserved for the broker: use "
+                "keten-broker keygen");
+        }
+    }
+    if (o.org[0] == '\0' || strlen(o.org) > KETEN_ORG_MAX) {
+        return keten_cli_usage("keygen", "--org must be 1 to %d bytes", KETEN_ORG_MAX);
+    }
+    if (o.no_passphrase && o.passfile != NULL) {
+        return keten_cli_usage("keygen",
+            "--no-passphrase and --passphrase-file exclude each "
+            "other");
+    }
+    keten_err e = keten_cli_keygen(&o);
+    return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
+}
+
+/* When home does not exist, its parent folder must: KETEN_ERR_NOT_FOUND
+ * naming it otherwise (checked before a passphrase is asked). */
+static keten_err home_parent_check(const char *home)
+{
+    struct stat st;
+    if (stat(home, &st) == 0 || errno != ENOENT) {
+        return KETEN_OK; /* exists, or another error that mkdir() reports */
+    }
+    char parent[PATH_MAX];
+    size_t len = strlen(home);
+    if (len >= sizeof parent) {
+        return keten_err_set(KETEN_ERR_INVALID, "--home is longer than %d bytes", PATH_MAX - 1);
+    }
+    memcpy(parent, home, len + 1);
+    while (len > 1 && parent[len - 1] == '/') {
+        parent[--len] = '\0';
+    }
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        return KETEN_OK; /* in the current folder */
+    }
+    if (slash == parent) {
+        slash[1] = '\0'; /* "/x": the root */
+    } else {
+        *slash = '\0';
+    }
+    if (stat(parent, &st) != 0) {
+        if (errno == ENOENT) {
+            return keten_err_set(KETEN_ERR_NOT_FOUND,
+                "the folder %s does not exist: create it first (mkdir -p %s) or give another "
+                "--home",
+                parent, parent);
+        }
+        return keten_err_set(KETEN_ERR_IO, "cannot use the folder %s: %s", parent, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return keten_err_set(
+            KETEN_ERR_WRONG_TYPE, "%s is not a folder: give another --home", parent);
+    }
+    return KETEN_OK;
+}
+
 keten_err keten_cli_keygen(const keten_cli_keygen_opts *o)
 {
     keten_err e;
@@ -371,6 +814,9 @@ keten_err keten_cli_keygen(const keten_cli_keygen_opts *o)
     if (e != KETEN_OK) {
         goto out;
     }
+    if ((e = home_parent_check(o->home)) != KETEN_OK) {
+        goto out;
+    }
     if (!o->no_passphrase) {
         e = keten_cli_passphrase(o->passfile, secret_path, true, &pass, &passlen);
         if (e != KETEN_OK) {
@@ -380,7 +826,7 @@ keten_err keten_cli_keygen(const keten_cli_keygen_opts *o)
     if (stat(o->home, &st) != 0) {
         if (mkdir(o->home, 0700) != 0) {
             e = keten_err_set(
-                KETEN_ERR_IO, "cannot create --home %s: %s", o->home, strerror(errno));
+                KETEN_ERR_IO, "cannot create the folder %s (--home): %s", o->home, strerror(errno));
             goto out;
         }
         made_home = true;

@@ -20,11 +20,13 @@
 #ifndef KETEN_CLI_H
 #define KETEN_CLI_H
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "err.h"
 #include "identity.h"
 #include "keten.h"
@@ -44,6 +46,8 @@
 #define KETEN_CLI_HASH_HEX_BYTES (2 * KETEN_HASH_BYTES + 1)
 /* Most items in one comma-separated list on the command line. */
 #define KETEN_CLI_LIST_MAX 256
+/* Most long options of one command looked at for a suggestion. */
+#define KETEN_CLI_OPTIONS_MAX 64
 
 /* The program name used in every message ("keten-keys"); must be static. */
 void keten_cli_init(const char *prog);
@@ -92,8 +96,16 @@ int keten_cli_start_error(keten_err err);
 /* Print "PROG CMD: message" and "Try 'PROG CMD --help'." on stderr; return 2. */
 int keten_cli_usage(const char *cmd, const char *fmt, ...) KETEN_PRINTF(2, 3);
 
-/* Report what getopt_long() returned as an error (c is '?' or ':', with
- * opterr = 0 and an optstring starting with ':'); return 2. */
+/* getopt_long() for every command: the same arguments and result; it also
+ * remembers longopts so that keten_cli_getopt_error() can name the closest
+ * option to a mistyped one. */
+int keten_cli_getopt(int argc, char *const argv[], const char *optstring,
+    const struct option *longopts, int *longindex);
+
+/* Report what keten_cli_getopt() returned as an error (c is '?' or ':', with
+ * opterr = 0 and an optstring starting with ':'); return 2. An unknown long
+ * option close to a known one says so: "unknown option --netwrok (did you
+ * mean --network?)". */
 int keten_cli_getopt_error(const char *cmd, int c, int argc, char *const argv[]);
 
 /* Print "PROG: warning: message" on stderr. */
@@ -133,6 +145,26 @@ void keten_cli_sha256_hex(
  * (NULL is KETEN_ERR_NOMEM: a json_*() constructor failed). */
 keten_err keten_cli_json_print(json_t *obj) KETEN_MUST_CHECK;
 
+/* ---- run (keten-broker run, keten-node run) ------------------------- */
+
+/* The command line of a daemon's `run`, derived from its configuration
+ * table (config.h): --config FILE, one long option --NAME per setting (a
+ * boolean takes no value) and --help. --help prints "Usage: PROG run ..."
+ * (the synopsis made from the table), about (the description; may be
+ * NULL) and every option with the table's help text and default.
+ * On success *out is the configuration (the command line over the file over
+ * the defaults, required settings checked) and the result is -1; otherwise
+ * *out is NULL and the result is the exit code: 0 after --help, 2 for a
+ * usage error or a bad configuration file. */
+int keten_cli_run_options(const keten_config_table *table, const char *about, int argc, char **argv,
+    keten_config **out) KETEN_MUST_CHECK;
+
+/* Print the help of keten_cli_run_options() on f. */
+void keten_cli_run_usage(const keten_config_table *table, const char *about, FILE *f);
+
+/* The KETEN_LOG_* threshold of cfg's log-level setting (info if unset). */
+int keten_cli_log_level(const keten_config *cfg);
+
 /* ---- keygen (keten-node keygen, keten-broker keygen) ----------------- */
 
 typedef struct keten_cli_keygen_opts {
@@ -145,10 +177,29 @@ typedef struct keten_cli_keygen_opts {
     bool json; /* print JSON instead of text */
 } keten_cli_keygen_opts;
 
+/* The `keygen` command of a program (argv[0] is "keygen"): its options
+ * --home, --id, --org, --no-passphrase, --passphrase-file, --json, --help,
+ * and --role unless the role is fixed, and --rotate when rotate is given. */
+typedef struct keten_cli_keygen_command {
+    const char *usage; /* the --help text */
+    const char *role; /* the fixed role ("broker"), or NULL: --role is required */
+    const char *id_default; /* NULL: --id is required */
+    const char *org_default; /* NULL: --org is required */
+    const char *id_example; /* shown when --id is not a node id, e.g. " (e.g. gemeente-diemen)" */
+    /* --rotate: new keys for the node of --home; NULL: no --rotate. */
+    keten_err (*rotate)(const char *home, const char *passfile, bool json);
+} keten_cli_keygen_command;
+
+/* Parse and check the options, then keten_cli_keygen() (or rotate).
+ * Returns the exit code. */
+int keten_cli_keygen_main(const keten_cli_keygen_command *cmd, int argc, char **argv);
+
 /* Make new keys and write HOME/identity.secret (never overwritten: an
  * existing one is KETEN_ERR_EXISTS) and HOME/identity.request (0644, a
  * serialized SignedRequest with an empty network); print the request's path,
- * its SHA-256 and the public keys. On failure nothing new is left in HOME. */
+ * its SHA-256 and the public keys. On failure nothing new is left in HOME.
+ * HOME's parent folder must exist: KETEN_ERR_NOT_FOUND naming it, before any
+ * passphrase is asked, otherwise. */
 keten_err keten_cli_keygen(const keten_cli_keygen_opts *opts) KETEN_MUST_CHECK;
 
 #endif

@@ -64,7 +64,8 @@ static const keten_config_setting broker_settings[] = {
         .min = 16 * MIB,
         .max = TIB,
         .help = "size of the LMDB map (the store's upper bound); restart with a larger value to "
-                "enlarge a full store",
+                "enlarge a full store; keep it below what the filesystem under HOME/store can "
+                "hold",
     },
     {
         .name = "passphrase-file",
@@ -188,10 +189,12 @@ static const keten_config_setting node_settings[] = {
                 "authentication)",
     },
     {
-        .name = "verbose",
-        .type = KETEN_CONFIG_BOOL,
-        .default_value = "no",
-        .help = "write debug log lines",
+        .name = "log-level",
+        .type = KETEN_CONFIG_ENUM,
+        .default_value = "info",
+        .choices = log_levels,
+        .help = "the least important log lines written: debug, info, notice, warn (warning) or "
+                "error",
     },
 };
 

@@ -183,8 +183,12 @@ expected=(
     /usr/share/man/man1/keten-keys.1.gz /usr/share/man/man1/keten-audit.1.gz
     /usr/share/man/man7/keten.7.gz
     /usr/share/doc/keten/copyright /usr/share/doc/keten/operations.md.gz
+    /usr/share/bash-completion/completions/keten-broker
+    /usr/share/bash-completion/completions/keten-node
+    /usr/share/bash-completion/completions/keten-keys
+    /usr/share/bash-completion/completions/keten-audit
 )
-check "the package holds the programs, configuration, units, sysusers/tmpfiles and man pages" \
+check "the package holds the programs, configuration, units, sysusers/tmpfiles, man pages and bash completion" \
     has_all "$T/contents" "${expected[@]}" || sed 's/^/# /' "$T/.out"
 dpkg-deb -I "$DEB" conffiles >"$T/conffiles" 2>&1
 check "the configuration files are conffiles (kept on upgrade and removal)" \

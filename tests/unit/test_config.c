@@ -202,7 +202,7 @@ static void test_tables(void **state)
         assert_non_null(keten_config_find(&keten_config_broker_table, broker_opts[i]));
     }
     static const char *const node_opts[] = { "home", "anchor", "directory", "broker", "on-message",
-        "passphrase-file", "witness-timeout-ms", "verbose" };
+        "passphrase-file", "witness-timeout-ms", "log-level" };
     for (size_t i = 0; i < sizeof node_opts / sizeof node_opts[0]; i++) {
         assert_non_null(keten_config_find(&keten_config_node_table, node_opts[i]));
     }
@@ -265,7 +265,7 @@ static void test_defaults(void **state)
     cfg = keten_config_new(&keten_config_node_table);
     assert_non_null(cfg);
     assert_int_equal(keten_config_get_uint(cfg, "witness-timeout-ms"), 3600000);
-    assert_false(keten_config_get_bool(cfg, "verbose"));
+    assert_string_equal(keten_config_get_str(cfg, "log-level"), "info");
     assert_null(keten_config_get_str(cfg, "on-message"));
     assert_int_equal(keten_config_check(cfg), KETEN_ERR_INVALID);
     keten_config_destroy(&cfg);
@@ -323,9 +323,10 @@ static void test_bom_crlf(void **state)
     (void)state;
     char path[128];
     keten_config *cfg = NULL;
-    const char *text = "\xEF\xBB\xBF[node]\r\nverbose = yes\r\n[node]\r\nbroker = tcp://b:7250\r\n";
+    const char *text
+        = "\xEF\xBB\xBF[node]\r\nlog-level = debug\r\n[node]\r\nbroker = tcp://b:7250\r\n";
     assert_int_equal(load_text(&keten_config_node_table, text, &cfg, path, sizeof path), KETEN_OK);
-    assert_true(keten_config_get_bool(cfg, "verbose"));
+    assert_string_equal(keten_config_get_str(cfg, "log-level"), "debug");
     assert_string_equal(keten_config_get_str(cfg, "broker"), "tcp://b:7250");
     keten_config_destroy(&cfg);
 }
@@ -394,25 +395,48 @@ static void test_size(void **state)
     broker_bad("map-size", "18446744073709551615G", KETEN_ERR_INVALID, "above the maximum");
 }
 
+/* The daemons' tables have no boolean now; a table of one, for the type. */
+static const keten_config_setting flag_settings[] = {
+    { .name = "flag", .type = KETEN_CONFIG_BOOL, .default_value = "no", .help = "a flag" },
+};
+static const keten_config_table flag_table = {
+    .program = "keten-test",
+    .section = "test",
+    .settings = flag_settings,
+    .n_settings = 1,
+};
+
+static keten_err flag_load(const char *val, keten_config **cfg)
+{
+    char text[128], path[128];
+    snprintf(text, sizeof text, "[test]\nflag = %s\n", val);
+    return load_text(&flag_table, text, cfg, path, sizeof path);
+}
+
 static void test_bool(void **state)
 {
     (void)state;
     static const char *const yes[] = { "yes", "Yes", "TRUE", "on", "1" };
     static const char *const no[] = { "no", "false", "Off", "0" };
+    static const char *const bad[] = { "maybe", "2", "y", "yes please" };
     for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
-        keten_config *cfg = node_ok("verbose", yes[i]);
-        assert_true(keten_config_get_bool(cfg, "verbose"));
+        keten_config *cfg = NULL;
+        assert_int_equal(flag_load(yes[i], &cfg), KETEN_OK);
+        assert_true(keten_config_get_bool(cfg, "flag"));
         keten_config_destroy(&cfg);
     }
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
-        keten_config *cfg = node_ok("verbose", no[i]);
-        assert_false(keten_config_get_bool(cfg, "verbose"));
+        keten_config *cfg = NULL;
+        assert_int_equal(flag_load(no[i], &cfg), KETEN_OK);
+        assert_false(keten_config_get_bool(cfg, "flag"));
         keten_config_destroy(&cfg);
     }
-    node_bad("verbose", "maybe", "not yes or no");
-    node_bad("verbose", "2", "not yes or no");
-    node_bad("verbose", "y", "not yes or no");
-    node_bad("verbose", "yes please", "not yes or no");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        keten_config *cfg = NULL;
+        assert_int_equal(flag_load(bad[i], &cfg), KETEN_ERR_INVALID);
+        detail_has("bad value for key 'flag'", "not yes or no", NULL);
+        keten_config_destroy(&cfg);
+    }
 }
 
 static void test_enum(void **state)
@@ -608,18 +632,18 @@ static void test_sections(void **state)
     assert_int_equal(keten_config_error_count(cfg), 1); /* its keys are not reported again */
     keten_config_destroy(&cfg);
     /* A section after the right one, even empty. */
-    assert_int_equal(load_text(&keten_config_node_table, "[node]\nverbose = yes\n[extra]\n", &cfg,
-                         path, sizeof path),
+    assert_int_equal(load_text(&keten_config_node_table, "[node]\nlog-level = debug\n[extra]\n",
+                         &cfg, path, sizeof path),
         KETEN_ERR_INVALID);
     detail_has(":3: section [extra] is not for keten-node", NULL);
-    assert_false(keten_config_get_bool(cfg, "verbose"));
+    assert_string_equal(keten_config_get_str(cfg, "log-level"), "info"); /* nothing used */
     keten_config_destroy(&cfg);
     /* A key before any section. */
     assert_int_equal(
-        load_text(&keten_config_node_table, "verbose = yes\n[node]\n", &cfg, path, sizeof path),
+        load_text(&keten_config_node_table, "log-level = debug\n[node]\n", &cfg, path, sizeof path),
         KETEN_ERR_INVALID);
     snprintf(
-        want, sizeof want, "%s:1: key 'verbose' is outside a section: put it under [node]", path);
+        want, sizeof want, "%s:1: key 'log-level' is outside a section: put it under [node]", path);
     assert_string_equal(keten_err_detail(), want);
     keten_config_destroy(&cfg);
     /* "[ node ]" is not [node]. */
