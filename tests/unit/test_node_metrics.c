@@ -41,7 +41,7 @@ static void test_loopback_only(void **state)
         assert_int_equal(try_addr(refused[i], true), KETEN_OK);
     }
     static const char *const loopback[]
-        = { "127.0.0.1:9760", "127.0.0.1:0", "127.1.2.3:9760", "[::1]:9760", "localhost:0" };
+        = { "127.0.0.1:9760", "127.0.0.1:0", "127.1.2.3:9760", "[::1]:9760" };
     for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
         assert_int_equal(try_addr(loopback[i], false), KETEN_OK);
     }
