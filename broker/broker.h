@@ -93,6 +93,7 @@ typedef struct broker {
     uint64_t audit_time;
     bool audit_time_known;
     bool degraded; /* the store is full: submits are refused in this batch */
+    bool stopping; /* the last batch before a stop: its checkpoint is stored */
     uint64_t batch_bytes; /* bytes the accepted submits of this batch will take */
 
     uint64_t notices_staged; /* notice frames staged (deliver.c), for a test hook */

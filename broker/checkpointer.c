@@ -289,9 +289,11 @@ keten_err checkpointer_commit(broker *b)
         metrics_checkpoint(b->m, size);
     }
     uint64_t mono = keten_mono_ms();
+    /* A stopping broker stores one too, so that every record is covered by
+     * a stored checkpoint (keten-audit prove) however soon it stops. */
     if (size > cp->last_size
         && (size - cp->last_size >= b->cfg->checkpoint_records
-            || mono - cp->last_mono_ms >= b->cfg->checkpoint_ms)) {
+            || mono - cp->last_mono_ms >= b->cfg->checkpoint_ms || b->stopping)) {
         if ((e = store_checkpoint_put(b->st, b->txn, size, cp->note, cp->note_len)) != KETEN_OK) {
             return e;
         }

@@ -653,6 +653,7 @@ static keten_err apply(server *s, batchbuf *bb, enum batch_mode mode)
     s->pend.submits_before = atomic_load(&b->m->submits);
     s->pend.n_events = b->n_events;
     b->degraded = mode == MODE_DEGRADED || atomic_load(&b->st->full);
+    b->stopping = s->stopping;
     b->batch_bytes = 0;
     checkpointer_begin(b);
     if ((e = store_begin(b->st, true, &b->txn)) != KETEN_OK) {
