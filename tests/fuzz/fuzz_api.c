@@ -8,7 +8,8 @@
  * directory version 1, set up once as tests/unit/fixture_node.c does it,
  * with a real store in a temporary directory (on /dev/shm when there is
  * one), made again empty before each input; the API socket is opened again
- * for each input (no waiter of one input answers another). The link is
+ * for each input (no waiter of one input answers another), in one of two
+ * homes in turn. The link is
  * never connected: what the node would send to the broker is held and
  * dropped. The wall clock this process sees is moved back to FUZZ_T_OPEN,
  * as in fuzz_node_frame.c, so that times in requests mean the same in every
@@ -47,7 +48,11 @@
 #include "util.h"
 #include "witness.h"
 
-#define REPLY_MS 5000 /* an answer due at once comes within this */
+/* An answer due at once comes within this: generous, because a fuzzer run
+ * at nice 19 on a loaded machine may wait seconds for the CPU; below
+ * libFuzzer's -timeout=25, so that a lost reply is reported as this
+ * invariant. */
+#define REPLY_MS 20000
 #define WAIT_POLL_MS 5 /* how long a request that may wait is given */
 
 /* ---- the wall clock, moved back to the corpus's time --------------------- */
@@ -78,8 +83,9 @@ int clock_gettime(clockid_t id, struct timespec *ts)
 static struct {
     bool ready;
     char dir[PATH_MAX];
-    char home[PATH_MAX];
-    char store[PATH_MAX];
+    char home[2][PATH_MAX];
+    char store[2][PATH_MAX];
+    unsigned turn; /* which home this input uses */
     char anchor[PATH_MAX];
     char directory[PATH_MAX];
     char endpoint[PATH_MAX + 8];
@@ -140,11 +146,16 @@ static void setup(void)
     int n = snprintf(S.dir, sizeof S.dir, "%s/keten-fuzz-api-XXXXXX", tmp);
     FUZZ_CHECK(n > 0 && (size_t)n < sizeof S.dir && mkdtemp(S.dir) != NULL);
     atexit(cleanup);
-    join(S.home, S.dir, "home");
-    join(S.store, S.home, "store");
+    /* Two homes used in turn: libzmq removes a closed ipc socket's file in
+     * its I/O thread, after zmq_close() returned, and would remove the
+     * next input's socket of the same name. */
+    join(S.home[0], S.dir, "home-a");
+    join(S.home[1], S.dir, "home-b");
+    join(S.store[0], S.home[0], "store");
+    join(S.store[1], S.home[1], "store");
     join(S.anchor, S.dir, "network.pub");
     join(S.directory, S.dir, "directory");
-    FUZZ_CHECK(mkdir(S.home, 0700) == 0);
+    FUZZ_CHECK(mkdir(S.home[0], 0700) == 0 && mkdir(S.home[1], 0700) == 0);
     FUZZ_MUST(keten_file_write(S.anchor, net->anchor_bytes, net->anchor_len, 0644, false));
     FUZZ_MUST(keten_file_write(S.directory, net->dir1, net->dir1_len, 0644, false));
     n = snprintf(S.endpoint, sizeof S.endpoint, "ipc://%s/broker.sock", S.dir);
@@ -152,7 +163,7 @@ static void setup(void)
 
     keten_node *node = &S.node;
     node->opts = (keten_node_opts) {
-        .home = S.home,
+        .home = S.home[0],
         .anchor = S.anchor,
         .directory = S.directory,
         .broker = S.endpoint,
@@ -171,7 +182,9 @@ static void setup(void)
 static void node_open(void)
 {
     keten_node *node = &S.node;
-    remove_tree(S.store);
+    S.turn ^= 1u;
+    node->opts.home = S.home[S.turn];
+    remove_tree(S.store[S.turn]);
     memset(&node->counters, 0, sizeof node->counters);
     node->next_request_id = 0;
     node->started_at = keten_now_ms();
@@ -182,7 +195,7 @@ static void node_open(void)
     memset(node->submit_rid, 0, sizeof node->submit_rid);
     node->submit_next = 0;
     node->frame = NULL;
-    FUZZ_MUST(keten_store_open(S.home, &node->store));
+    FUZZ_MUST(keten_store_open(node->opts.home, &node->store));
     FUZZ_MUST(keten_dirs_load(node));
     FUZZ_MUST(keten_witness_new(node, &node->witness));
     FUZZ_MUST(keten_api_open(node, &node->api));

@@ -70,10 +70,11 @@ static void check_accepted(const uint8_t *data, size_t size, const proof_result 
     keten_hex(msg_id, KETEN_MSG_ID_BYTES, again);
     FUZZ_CHECK(strcmp(res->msg_id, again) == 0);
     /* 2 */
-    const char *note = json_string_value(json_object_get(o, "checkpoint"));
+    const json_t *jc = json_object_get(o, "checkpoint");
+    const char *note = json_string_value(jc);
     FUZZ_CHECK(note != NULL);
     keten_checkpoint cp;
-    FUZZ_CHECK(keten_checkpoint_open(note, strlen(note), FUZZ_BROKER, broker->log_pk, &cp)
+    FUZZ_CHECK(keten_checkpoint_open(note, json_string_length(jc), FUZZ_BROKER, broker->log_pk, &cp)
         == KETEN_OK);
     FUZZ_CHECK(strcmp(res->log_key_name, FUZZ_BROKER) == 0);
     FUZZ_CHECK(cp.size == res->tree_size && memcmp(cp.root, res->root, sizeof cp.root) == 0);
