@@ -8,8 +8,8 @@
  * directory version 1, set up once as tests/unit/fixture_node.c does it,
  * with a real store in a temporary directory (on /dev/shm when there is
  * one), made again empty before each input; the API socket is opened again
- * for each input (no waiter of one input answers another), in one of two
- * homes in turn. The link is
+ * for each input (no waiter of one input answers another), in a home of
+ * its own. The link is
  * never connected: what the node would send to the broker is held and
  * dropped. The wall clock this process sees is moved back to FUZZ_T_OPEN,
  * as in fuzz_node_frame.c, so that times in requests mean the same in every
@@ -26,6 +26,8 @@
  *      succeeds.
  */
 #include <jansson.h>
+#include <errno.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,9 +85,8 @@ int clock_gettime(clockid_t id, struct timespec *ts)
 static struct {
     bool ready;
     char dir[PATH_MAX];
-    char home[2][PATH_MAX];
-    char store[2][PATH_MAX];
-    unsigned turn; /* which home this input uses */
+    char home[PATH_MAX];
+    unsigned long n; /* inputs so far: this input's home is home-N */
     char anchor[PATH_MAX];
     char directory[PATH_MAX];
     char endpoint[PATH_MAX + 8];
@@ -98,11 +99,22 @@ static void join(char *out, const char *a, const char *b)
     FUZZ_CHECK(n > 0 && n < PATH_MAX);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    /* gone already: libzmq removes a closed ipc socket's file itself */
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* Remove path and everything under it (our own temporary files); a path
+ * that is not there is no error. */
 static void remove_tree(const char *path)
 {
-    char cmd[PATH_MAX + 16];
-    int n = snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    FUZZ_CHECK(n > 0 && (size_t)n < sizeof cmd && system(cmd) == 0);
+    if (access(path, F_OK) == 0) {
+        FUZZ_CHECK(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+    }
 }
 
 static void node_close(void)
@@ -116,6 +128,10 @@ static void node_close(void)
     node->cap_receipts = 0;
     keten_directory_destroy(&node->dir);
     keten_store_destroy(&node->store);
+    if (S.home[0] != '\0') {
+        remove_tree(S.home);
+        S.home[0] = '\0';
+    }
 }
 
 static void cleanup(void)
@@ -146,16 +162,8 @@ static void setup(void)
     int n = snprintf(S.dir, sizeof S.dir, "%s/keten-fuzz-api-XXXXXX", tmp);
     FUZZ_CHECK(n > 0 && (size_t)n < sizeof S.dir && mkdtemp(S.dir) != NULL);
     atexit(cleanup);
-    /* Two homes used in turn: libzmq removes a closed ipc socket's file in
-     * its I/O thread, after zmq_close() returned, and would remove the
-     * next input's socket of the same name. */
-    join(S.home[0], S.dir, "home-a");
-    join(S.home[1], S.dir, "home-b");
-    join(S.store[0], S.home[0], "store");
-    join(S.store[1], S.home[1], "store");
     join(S.anchor, S.dir, "network.pub");
     join(S.directory, S.dir, "directory");
-    FUZZ_CHECK(mkdir(S.home[0], 0700) == 0 && mkdir(S.home[1], 0700) == 0);
     FUZZ_MUST(keten_file_write(S.anchor, net->anchor_bytes, net->anchor_len, 0644, false));
     FUZZ_MUST(keten_file_write(S.directory, net->dir1, net->dir1_len, 0644, false));
     n = snprintf(S.endpoint, sizeof S.endpoint, "ipc://%s/broker.sock", S.dir);
@@ -163,7 +171,7 @@ static void setup(void)
 
     keten_node *node = &S.node;
     node->opts = (keten_node_opts) {
-        .home = S.home[0],
+        .home = NULL, /* node_open() */
         .anchor = S.anchor,
         .directory = S.directory,
         .broker = S.endpoint,
@@ -182,9 +190,12 @@ static void setup(void)
 static void node_open(void)
 {
     keten_node *node = &S.node;
-    S.turn ^= 1u;
-    node->opts.home = S.home[S.turn];
-    remove_tree(S.store[S.turn]);
+    /* A new home for every input: libzmq removes a closed ipc socket's file
+     * in its I/O thread, some time after zmq_close() returned, and would
+     * remove a later socket of the same name. */
+    int n = snprintf(S.home, sizeof S.home, "%s/home-%lu", S.dir, ++S.n);
+    FUZZ_CHECK(n > 0 && (size_t)n < sizeof S.home && mkdir(S.home, 0700) == 0);
+    node->opts.home = S.home;
     memset(&node->counters, 0, sizeof node->counters);
     node->next_request_id = 0;
     node->started_at = keten_now_ms();
