@@ -51,10 +51,9 @@
 #include "witness.h"
 
 /* An answer due at once comes within this: generous, because a fuzzer run
- * at nice 19 on a loaded machine may wait seconds for the CPU; below
- * libFuzzer's -timeout=25, so that a lost reply is reported as this
- * invariant. */
-#define REPLY_MS 20000
+ * at nice 19 on a loaded machine may wait for the CPU; below libFuzzer's
+ * -timeout=25, so that a lost reply is reported as this invariant. */
+#define REPLY_MS 10000
 #define WAIT_POLL_MS 5 /* how long a request that may wait is given */
 
 /* ---- the wall clock, moved back to the corpus's time --------------------- */
@@ -233,15 +232,33 @@ static bool may_wait(const uint8_t *data, size_t size)
     return wait;
 }
 
+/* zmq_poll of one socket for POLLIN, again after a signal (libFuzzer's
+ * timer for -timeout sends SIGALRM every few seconds): 1 when readable,
+ * 0 when timeout_ms passed. */
+static int poll_in(void *sock, int timeout_ms)
+{
+    uint64_t until = keten_mono_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = keten_mono_ms();
+        long left = now < until ? (long)(until - now) : 0;
+        zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll(&item, 1, left);
+        if (rc >= 0) {
+            return rc;
+        }
+        FUZZ_CHECK(zmq_errno() == EINTR);
+    }
+}
+
 /* Send body, let the node handle it in one batch, return the reply (NULL:
  * none within timeout_ms). */
 static json_t *request(void *client, const void *body, size_t len, int timeout_ms)
 {
     keten_node *node = &S.node;
-    FUZZ_CHECK(zmq_send(client, "", 0, ZMQ_SNDMORE) == 0);
-    FUZZ_CHECK(zmq_send(client, body, len, 0) == (int)len);
-    zmq_pollitem_t in = { keten_api_socket(node->api), 0, ZMQ_POLLIN, 0 };
-    FUZZ_CHECK(zmq_poll(&in, 1, REPLY_MS) == 1);
+    /* A DEALER queues on a connecting pipe: these never block. */
+    FUZZ_CHECK(zmq_send(client, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 0);
+    FUZZ_CHECK(zmq_send(client, body, len, ZMQ_DONTWAIT) == (int)len);
+    FUZZ_CHECK(poll_in(keten_api_socket(node->api), REPLY_MS) == 1);
 
     FUZZ_MUST(keten_store_batch_begin(node->store));
     keten_link_hold(node->link);
@@ -253,16 +270,16 @@ static json_t *request(void *client, const void *body, size_t len, int timeout_m
     keten_link_release(node->link, false);
     keten_api_release(node->api, e == KETEN_OK);
 
-    zmq_pollitem_t out = { client, 0, ZMQ_POLLIN, 0 };
-    if (zmq_poll(&out, 1, timeout_ms) != 1) {
+    if (poll_in(client, timeout_ms) != 1) {
         return NULL;
     }
+    /* Both parts are there once the first is (messages are atomic). */
     zmq_msg_t m;
     zmq_msg_init(&m);
-    FUZZ_CHECK(zmq_msg_recv(&m, client, 0) == 0 && zmq_msg_more(&m));
+    FUZZ_CHECK(zmq_msg_recv(&m, client, ZMQ_DONTWAIT) == 0 && zmq_msg_more(&m));
     zmq_msg_close(&m);
     zmq_msg_init(&m);
-    FUZZ_CHECK(zmq_msg_recv(&m, client, 0) >= 0 && !zmq_msg_more(&m));
+    FUZZ_CHECK(zmq_msg_recv(&m, client, ZMQ_DONTWAIT) >= 0 && !zmq_msg_more(&m));
     json_error_t jerr;
     json_t *r = json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), JSON_REJECT_DUPLICATES, &jerr);
     zmq_msg_close(&m);
@@ -277,7 +294,7 @@ static json_t *request(void *client, const void *body, size_t len, int timeout_m
             && json_integer_value(ex) <= 3);
     }
     /* only one */
-    FUZZ_CHECK(zmq_poll(&out, 1, 0) == 0);
+    FUZZ_CHECK(poll_in(client, 0) == 0);
     return r;
 }
 
