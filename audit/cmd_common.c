@@ -1,4 +1,5 @@
 /* What several keten-audit commands share (cmd.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
@@ -12,14 +13,21 @@ int cmd_open_db(const char *cmd, const char *db, auditdb **out)
         return keten_cli_usage(cmd, "--db BROKER_HOME|AUDIT_DIR is required");
     }
     keten_err e = auditdb_open(db, out);
+    if ((e == KETEN_ERR_MALFORMED || e == KETEN_ERR_TOO_LARGE) && tiles_is_export(db)) {
+        /* A file of the export that does not parse or is over its cap: a
+         * verification failure, the file named in the detail. */
+        fprintf(stderr, "keten-audit: the export does not verify: %s\n", keten_err_detail());
+        return KETEN_EXIT_VERIFY;
+    }
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    if ((*out)->nolock && !(*out)->is_export) {
-        keten_cli_warn("%s/lock.mdb is not writable: reading the broker's store without LMDB's "
-                       "lock, which is safe only while no broker writes to it (stopped broker, "
-                       "copy or backup); for a running broker run as its user, or use an export",
-            (*out)->path);
+    if ((*out)->nolock) {
+        keten_cli_warn("%s/store/lock.mdb is not writable: the broker's store was read without "
+                       "LMDB's lock, which is safe only while no broker writes to it (stopped "
+                       "broker, copy or backup); for a running broker run as its user, or use an "
+                       "export",
+            db);
     }
     return KETEN_EXIT_OK;
 }

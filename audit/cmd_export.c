@@ -1,12 +1,12 @@
 /*
- * keten-audit export --db BROKER_HOME --out AUDIT_DIR: the audit tables
- * alone, for auditors (docs/audit.md). See auditdb.h for what is copied
- * and how.
+ * keten-audit export --db BROKER_HOME --out AUDIT_DIR: the audit
+ * log as a tlog-tiles export, for auditors (docs/audit.md). See
+ * brokerstore.h for what is read and written.
  */
 #include <getopt.h>
 #include <stdio.h>
 
-#include "auditdb.h"
+#include "brokerstore.h"
 #include "cli.h"
 #include "cmd.h"
 #include "util.h"
@@ -16,23 +16,35 @@
 static const char usage_text[]
     = "Usage: keten-audit export --db BROKER_HOME --out AUDIT_DIR [--json]\n"
       "\n"
-      "Copy the audit tables of a broker's store - the log (audit-leaf, audit-node),\n"
-      "the directory versions and the signed checkpoints - into a new, compacted LMDB\n"
-      "store in AUDIT_DIR: what the operator hands to an auditor. Queues, envelopes,\n"
-      "msg_ids and notices are never copied. The broker may keep running: the export\n"
-      "is one consistent snapshot, read with LMDB's lock.\n"
+      "Write the audit log of a broker's store as a C2SP tlog-tiles export in\n"
+      "AUDIT_DIR: the latest signed checkpoint (checkpoint), the hash tiles (tile/L/N),\n"
+      "the records in entry bundles (tile/entries/N), and keten's files: every\n"
+      "directory version (keten/directories), every stored checkpoint with its\n"
+      "cosignatures (keten/checkpoints) and the manifest (keten/manifest). This is what\n"
+      "the operator hands to an auditor; queues, envelopes, msg_ids and notices are\n"
+      "never read. The broker may keep running: the export is one consistent\n"
+      "snapshot, read with LMDB's lock (run as the broker's user).\n"
       "\n"
-      "AUDIT_DIR must be new or empty. Its files are readable by everyone (0644) and\n"
-      "it has no lock file: auditors open it read-only. Prints the number of records\n"
-      "and the root hash of the log exported (compare with 'keten-audit verify').\n"
+      "export is the only command of keten-audit that opens an LMDB store, and only\n"
+      "the broker's own, read-only. Every other command reads an export through a\n"
+      "bounds-checked reader (given a broker home, it exports it to a temporary\n"
+      "folder first). Give export only your own store: LMDB is not made for files\n"
+      "from others. An export in the old LMDB format is refused by the other commands;\n"
+      "the operator who made it may convert it with export --db OLD --out NEW.\n"
+      "\n"
+      "AUDIT_DIR must be new or empty. Its files are readable by everyone (0644).\n"
+      "Prints the number of records and the root hash of the log exported (compare\n"
+      "with 'keten-audit verify'). The layout is described in docs/audit.md.\n"
       "\n"
       "Options:\n"
-      "  --db DIR    the broker home (or its store folder)\n"
+      "  --db DIR    the broker home (the folder that holds store/), or the operator's\n"
+      "              own bare store folder: a backup made by 'keten-broker backup'\n"
       "  --out DIR   the new export folder\n"
       "  --json      print the result as JSON\n"
       "  --help      show this help\n"
       "\n"
-      "Exit codes: 0 exported, 1 failure (nothing is left behind), 2 usage error.\n";
+      "Exit codes: 0 exported, 1 failure (nothing is left behind), 2 usage error,\n"
+      "3 the broker's log or tree is damaged (a record or hash missing or altered).\n";
 
 int cmd_export(int argc, char **argv)
 {
@@ -71,18 +83,22 @@ int cmd_export(int argc, char **argv)
     if (out == NULL) {
         return keten_cli_usage(CMD, "--out AUDIT_DIR is required");
     }
-    auditdb *a = NULL;
-    int rc = cmd_open_db(CMD, db, &a);
-    if (rc != KETEN_EXIT_OK) {
-        return rc;
+    if (db == NULL) {
+        return keten_cli_usage(CMD, "--db BROKER_HOME is required");
     }
-    uint64_t records = 0;
-    keten_hash root;
-    keten_err e = auditdb_export(a, out, &records, root);
-    auditdb_close(&a);
+    brokerstore_result res;
+    keten_err e = brokerstore_export(db, BROKERSTORE_HOME | BROKERSTORE_BARE, out, true, &res);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
+    if (res.nolock) {
+        keten_cli_warn("the store of %s was read without LMDB's lock (lock.mdb is absent or not "
+                       "writable), which is safe only while no broker writes to it (stopped broker, "
+                       "copy or backup); for a running broker run as its user",
+            db);
+    }
+    uint64_t records = res.records;
+    const uint8_t *root = res.root;
     char hex[2 * KETEN_HASH_BYTES + 1];
     keten_hex(root, KETEN_HASH_BYTES, hex);
     if (json) {

@@ -16,7 +16,7 @@ static const struct command {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    { "export", cmd_export, "copy the audit tables alone out of a broker home, for auditors" },
+    { "export", cmd_export, "write a broker's audit log as a tlog-tiles export, for auditors" },
     { "verify", cmd_verify, "verify the whole log: tree, records, signatures, checkpoints" },
     { "replay", cmd_replay, "print the exchange history, filtered (text, JSON lines, CSV)" },
     { "stats", cmd_stats, "count exchanges per partner pair, category, month, purpose" },
@@ -45,7 +45,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    keten_cli_init("keten-audit");
+    int rc = keten_cli_start("keten-audit");
+    if (rc != 0) {
+        return rc;
+    }
     if (argc < 2) {
         usage(stderr);
         return KETEN_EXIT_USAGE;

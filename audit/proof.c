@@ -229,39 +229,21 @@ static keten_err pick_checkpoint(
     const auditdb *db, uint64_t last, uint64_t *size, const char **note, size_t *len, bool *found)
 {
     *found = false;
-    if (!db->has_checkpoints) {
-        return KETEN_OK;
-    }
-    MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(db->txn, db->checkpoints, &cur);
-    if (rc != 0) {
-        return keten_err_set(KETEN_ERR_STORE, "reading the checkpoints: %s", mdb_strerror(rc));
-    }
-    size_t best = 0;
-    MDB_val k, v;
-    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        if (k.mv_size != AUDITDB_KEY_BYTES) {
-            continue;
-        }
-        uint64_t s = 0;
-        for (size_t i = 0; i < AUDITDB_KEY_BYTES; i++) {
-            s = (s << 8) | ((const uint8_t *)k.mv_data)[i];
-        }
+    size_t best = 0, n = 0;
+    const tiles_note *notes = auditdb_notes(db, &n);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t s = notes[i].size;
         if (s <= last || s > db->size) {
             continue;
         }
-        size_t lines = sig_lines(v.mv_data, v.mv_size);
+        size_t lines = sig_lines(notes[i].note, notes[i].len);
         if (!*found || lines >= best) {
             best = lines;
             *size = s;
-            *note = v.mv_data;
-            *len = v.mv_size;
+            *note = notes[i].note;
+            *len = notes[i].len;
             *found = true;
         }
-    }
-    mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND) {
-        return keten_err_set(KETEN_ERR_STORE, "reading the checkpoints: %s", mdb_strerror(rc));
     }
     return KETEN_OK;
 }
@@ -391,7 +373,7 @@ keten_err proof_build(
         size_t plen = 0;
         keten_hash lh;
         keten_merkle_leaf_hash(l->data, l->len, lh);
-        if ((e = keten_mlog_inclusion_proof(db->log, db->txn, l->index, size, path, &plen))
+        if ((e = tiles_inclusion_proof(db->t, l->index, size, path, &plen))
             != KETEN_OK) {
             goto out;
         }

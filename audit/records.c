@@ -47,6 +47,7 @@ static const char *const reason_names[] = {
     [KETEN__REASON__REASON_UNDECRYPTABLE] = "undecryptable",
     [KETEN__REASON__REASON_INVALID_SIGNAL] = "invalid-signal",
     [KETEN__REASON__REASON_UNKNOWN_CHECKPOINT] = "unknown-checkpoint",
+    [KETEN__REASON__REASON_KEYS_REPLACED] = "keys-replaced",
 };
 
 static const char *const kind_names[] = {
@@ -457,45 +458,36 @@ bool records_filter_match(const records_filter *f, const records_index *idx,
 
 /* ---- scan ------------------------------------------------------------- */
 
-static uint64_t key_index(const MDB_val *k, bool *ok)
-{
-    *ok = k->mv_size == AUDITDB_KEY_BYTES;
-    uint64_t v = 0;
-    for (size_t i = 0; *ok && i < AUDITDB_KEY_BYTES; i++) {
-        v = (v << 8) | ((const uint8_t *)k->mv_data)[i];
-    }
-    return v;
-}
-
 keten_err records_scan(const auditdb *db, records_index *idx, records_visit_fn fn, void *ctx)
 {
-    MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(db->txn, db->leaf_dbi, &cur);
-    if (rc != 0) {
-        return keten_err_set(
-            KETEN_ERR_STORE, "reading the audit log of %s: %s", db->path, mdb_strerror(rc));
+    tiles_reader *rd = NULL;
+    keten_err e = tiles_reader_new(db->t, &rd);
+    if (e != KETEN_OK) {
+        return e;
     }
-    keten_err e = KETEN_OK;
-    MDB_val k, v;
-    uint64_t want = 0;
-    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        bool ok = false;
-        uint64_t at = key_index(&k, &ok);
-        if (!ok || at != want) {
+    for (;;) {
+        uint64_t at = 0;
+        const uint8_t *leaf = NULL;
+        size_t len = 0;
+        bool end = false;
+        if ((e = tiles_reader_next(rd, &at, &leaf, &len, &end)) != KETEN_OK) {
+            char detail[512];
+            snprintf(detail, sizeof detail, "%s", keten_err_detail());
             e = keten_err_set(KETEN_ERR_INCONSISTENT,
-                "record %llu is missing from the log (the next stored key is %s%llu); the log "
-                "is damaged: run keten-audit verify",
-                (unsigned long long)want, ok ? "" : "malformed, ", (unsigned long long)at);
+                "the log of %s is damaged: %s; run keten-audit verify", db->path, detail);
+            break;
+        }
+        if (end) {
             break;
         }
         Keten__AuditRecord *rec = NULL;
-        e = records_decode(v.mv_data, v.mv_size, false, &rec);
+        e = records_decode(leaf, len, false, &rec);
         if (e != KETEN_OK) {
             char detail[256];
             snprintf(detail, sizeof detail, "%s", keten_err_detail());
             e = keten_err_set(KETEN_ERR_INCONSISTENT,
                 "record %llu does not decode (%s); the log is damaged: run keten-audit verify",
-                (unsigned long long)want, detail);
+                (unsigned long long)at, detail);
             break;
         }
         const records_msg *m = NULL;
@@ -507,21 +499,23 @@ keten_err records_scan(const auditdb *db, records_index *idx, records_visit_fn f
                 m = added != NULL ? added : records_index_find(idx, rec->msg_id.data);
             } else {
                 m = records_index_find(idx, rec->msg_id.data);
+                const char *who = rec->sender[0] != '\0' ? rec->sender : rec->node;
+                if (rec->event == KETEN__EVENT__EVENT_REJECTED && m != NULL
+                    && strcmp(who, m->sender) != 0) {
+                    /* Another node's refused attempt: not this message's. */
+                    rec->msg_id.len = 0;
+                    m = NULL;
+                }
             }
         }
         if (e == KETEN_OK) {
-            e = fn(ctx, rec, m, v.mv_data, v.mv_size);
+            e = fn(ctx, rec, m, leaf, len);
         }
         records_free(&rec);
         if (e != KETEN_OK) {
             break;
         }
-        want++;
     }
-    mdb_cursor_close(cur);
-    if (e == KETEN_OK && rc != MDB_NOTFOUND) {
-        e = keten_err_set(
-            KETEN_ERR_STORE, "reading the audit log of %s: %s", db->path, mdb_strerror(rc));
-    }
+    tiles_reader_destroy(&rd);
     return e;
 }

@@ -118,7 +118,15 @@ int records_kind(const Keten__AuditRecord *rec, const records_msg *m);
 /* ---- scan ------------------------------------------------------------- */
 
 /* Called for each record in log order; m is its message (NULL if none). The
- * record and m are valid during the call only. Return non-OK to stop. */
+ * record and m are valid during the call only. Return non-OK to stop.
+ *
+ * A "rejected" record is given with its msg_id and its message only when
+ * the node it names (the one that was refused) is the sender of the
+ * message accepted under that msg_id, or no message was accepted under it
+ * before. Otherwise (a log of an older broker, which recorded whatever
+ * msg_id a refused envelope claimed) the record is given without msg_id
+ * and without message: no tool presents a node's refused attempt as part
+ * of another party's message (docs/audit.md). */
 typedef keten_err (*records_visit_fn)(void *ctx, const Keten__AuditRecord *rec,
     const records_msg *m, const uint8_t *leaf, size_t len);
 

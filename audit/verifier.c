@@ -23,11 +23,11 @@
 #define BATCH_JOBS 256
 #define MAX_QUEUED 16 /* batches waiting for a worker */
 #define MAX_LEVELS 64
-#define NODE_KEY_BYTES 9
 #define PROGRESS_EVERY 8192 /* records between looks at the clock */
 #define PROGRESS_MS 250
 #define ORIGIN_PREFIX "keten/"
 #define NO_SEQ UINT64_MAX
+#define VERIFIER_NOTE_FILE_MAX (64u << 20) /* one --checkpoint file */
 
 /* ---- failures ---------------------------------------------------------- */
 
@@ -232,7 +232,6 @@ typedef struct verifier {
     size_t n_dirs, cap_dirs;
     const keten_directory *in_force; /* at the record being read */
     uint64_t in_force_seq;
-    MDB_cursor *node_cur[MAX_LEVELS];
     keten_hash stack[MAX_LEVELS + 1];
     size_t depth;
     note_in *notes;
@@ -289,70 +288,30 @@ static const keten_directory *dir_at_size(const verifier *v, uint64_t size)
     return d;
 }
 
-static void be64(uint64_t x, uint8_t *out)
-{
-    for (int i = 7; i >= 0; i--) {
-        out[i] = (uint8_t)(x & 0xff);
-        x >>= 8;
-    }
-}
-
-static uint64_t get_be64(const uint8_t *in)
-{
-    uint64_t x = 0;
-    for (int i = 0; i < 8; i++) {
-        x = (x << 8) | in[i];
-    }
-    return x;
-}
-
 /* ---- the tree ------------------------------------------------------------ */
 
 /* The stored hash of subtree (level, index) must be h; seq: the leaf that
- * completed it. false when a failure was recorded. */
+ * completed it. The export stores the levels its tiles hold (multiples of
+ * TILES_HEIGHT); the others are recomputed only. false when a failure was
+ * recorded. */
 static bool expect_node(
     verifier *v, unsigned level, uint64_t index, const keten_hash h, uint64_t seq)
 {
-    MDB_val k, val;
-    int rc;
-    uint8_t kb[NODE_KEY_BYTES];
-    if (v->node_cur[level] == NULL) {
-        rc = mdb_cursor_open(v->db->txn, v->db->node_dbi, &v->node_cur[level]);
-        if (rc != 0) {
-            fail_at(&v->sh, seq, KETEN_ERR_STORE, "reading the stored tree: %s", mdb_strerror(rc));
-            return false;
-        }
-        kb[0] = (uint8_t)level;
-        be64(index, kb + 1);
-        k.mv_size = sizeof kb;
-        k.mv_data = kb;
-        rc = mdb_cursor_get(v->node_cur[level], &k, &val, MDB_SET_RANGE);
-    } else {
-        rc = mdb_cursor_get(v->node_cur[level], &k, &val, MDB_NEXT);
+    if (level % TILES_HEIGHT != 0) {
+        return true;
     }
     uint64_t first = index << level;
     uint64_t last = first + (1ull << level) - 1;
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        fail_at(&v->sh, seq, KETEN_ERR_STORE, "reading the stored tree: %s", mdb_strerror(rc));
+    keten_hash stored;
+    keten_err e = tiles_node(v->db->t, level, index, stored);
+    if (e != KETEN_OK) {
+        fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 ": the hash tiles give no hash of records %" PRIu64 "..%" PRIu64
+            ": %s: %s",
+            seq, first, last, keten_strerror(e), keten_err_detail());
         return false;
     }
-    if (rc == MDB_NOTFOUND || k.mv_size != NODE_KEY_BYTES
-        || ((const uint8_t *)k.mv_data)[0] != level
-        || get_be64((const uint8_t *)k.mv_data + 1) != index) {
-        if (level == 0) {
-            fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
-                "record %" PRIu64 ": the stored tree has no hash for it: the tree was altered "
-                "or the record added afterwards",
-                seq);
-        } else {
-            fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
-                "record %" PRIu64 ": the stored tree has no hash of records %" PRIu64 "..%" PRIu64
-                ": the tree was altered",
-                seq, first, last);
-        }
-        return false;
-    }
-    if (val.mv_size != KETEN_HASH_BYTES || sodium_memcmp(val.mv_data, h, KETEN_HASH_BYTES) != 0) {
+    if (sodium_memcmp(stored, h, KETEN_HASH_BYTES) != 0) {
         if (level == 0) {
             fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
                 "record %" PRIu64 " does not match its hash in the stored tree: the record "
@@ -727,39 +686,49 @@ static void keep_root(verifier *v)
 
 static keten_err read_log(verifier *v)
 {
-    MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(v->db->txn, v->db->leaf_dbi, &cur);
-    if (rc != 0) {
-        return keten_err_set(KETEN_ERR_STORE, "reading the log: %s", mdb_strerror(rc));
+    tiles_reader *rd = NULL;
+    keten_err e = tiles_reader_new(v->db->t, &rd);
+    if (e != KETEN_OK) {
+        return e;
     }
     keep_root(v); /* size 0 */
-    MDB_val k, val;
-    while ((rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) == 0) {
+    for (;;) {
         uint64_t n = v->n;
         if (failed_before(&v->sh, n)) {
             break; /* a worker found an earlier failure */
         }
-        if (k.mv_size != AUDITDB_KEY_BYTES || get_be64(k.mv_data) != n) {
-            fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
-                "record %" PRIu64 " is missing: the next stored record is filed as %s%" PRIu64
-                "; a record was removed",
-                n, k.mv_size != AUDITDB_KEY_BYTES ? "(malformed key) " : "",
-                k.mv_size == AUDITDB_KEY_BYTES ? get_be64(k.mv_data) : 0);
+        uint64_t at = 0;
+        const uint8_t *leaf = NULL;
+        size_t len = 0;
+        bool end = false;
+        e = tiles_reader_next(rd, &at, &leaf, &len, &end);
+        if (e == KETEN_ERR_NOMEM) {
+            break;
+        }
+        if (e != KETEN_OK) {
+            /* A file of the export that does not parse: a verdict, naming it. */
+            fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT, "record %" PRIu64 ": %s: %s", n,
+                keten_strerror(e), keten_err_detail());
+            e = KETEN_OK;
+            break;
+        }
+        if (end) {
             break;
         }
         keten_hash lh;
-        keten_merkle_leaf_hash(val.mv_data, val.mv_size, lh);
+        keten_merkle_leaf_hash(leaf, len, lh);
         if (!tree_add(v, n, lh)) {
             break;
         }
         v->n = n + 1;
         keep_root(v);
         Keten__AuditRecord *rec = NULL;
-        keten_err e = records_decode(val.mv_data, val.mv_size, true, &rec);
+        e = records_decode(leaf, len, true, &rec);
         if (e != KETEN_OK) {
             fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
                 "record %" PRIu64 " does not decode as an audit record: %s: %s", n,
                 keten_strerror(e), keten_err_detail());
+            e = KETEN_OK;
             break;
         }
         bool ok = check_record(v, n, &rec);
@@ -771,37 +740,18 @@ static keten_err read_log(verifier *v)
             progress(v, false);
         }
     }
-    mdb_cursor_close(cur);
+    tiles_reader_destroy(&rd);
     progress(v, true);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        return keten_err_set(KETEN_ERR_STORE, "reading the log: %s", mdb_strerror(rc));
-    }
-    return KETEN_OK;
+    return e;
 }
 
-/* After a complete pass: no stored hash beyond the log, stored root. */
+/* After a complete pass: the root of the hash tiles. (A tile wider or
+ * narrower than the export's size needs is refused by the reader.) */
 static void check_tree_end(verifier *v)
 {
     uint64_t n = v->n;
-    MDB_stat st;
-    int rc = mdb_stat(v->db->txn, v->db->node_dbi, &st);
-    if (rc != 0) {
-        fail_at(&v->sh, n, KETEN_ERR_STORE, "reading the stored tree: %s", mdb_strerror(rc));
-        return;
-    }
-    uint64_t expect = 0;
-    for (uint64_t s = n; s > 0; s >>= 1) {
-        expect += s;
-    }
-    if (st.ms_entries != expect) {
-        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
-            "the stored tree holds %zu hashes, a log of %" PRIu64 " records has %" PRIu64
-            ": records after %" PRIu64 " were removed (or hashes added)",
-            (size_t)st.ms_entries, n, expect, n);
-        return;
-    }
     keten_hash stored;
-    keten_err e = keten_mlog_root(v->db->log, v->db->txn, n, stored);
+    keten_err e = tiles_root(v->db->t, n, stored);
     if (e != KETEN_OK || sodium_memcmp(stored, v->res->root, KETEN_HASH_BYTES) != 0) {
         fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
             "the stored tree's root of %" PRIu64 " records differs from the root computed "
@@ -812,67 +762,74 @@ static void check_tree_end(verifier *v)
 
 /* ---- directories table --------------------------------------------------- */
 
+typedef struct dirtab {
+    verifier *v;
+    const keten_directory *chain;
+    bool failed;
+} dirtab;
+
+static keten_err dir_item(void *ctx, uint64_t key, const uint8_t *bytes, size_t len, size_t i)
+{
+    (void)i;
+    dirtab *c = ctx;
+    verifier *v = c->v;
+    keten_directory *d = NULL;
+    keten_err e = keten_directory_verify(
+        c->chain == NULL ? v->opts->anchor : NULL, c->chain, bytes, len, 0, &d);
+    const keten_directory *logged = dir_version(v, key);
+    uint64_t seq = v->n;
+    for (size_t j = 0; j < v->n_dirs; j++) {
+        if (v->dirs[j].version == key && v->dirs[j].seq != NO_SEQ) {
+            seq = v->dirs[j].seq;
+        }
+    }
+    c->failed = true;
+    if (e != KETEN_OK) {
+        fail_at(&v->sh, seq, e,
+            "the directories table: version %" PRIu64 " does not verify as a chain from "
+            "the anchor: %s: %s",
+            key, keten_strerror(e), keten_err_detail());
+        return KETEN_ERR_INCONSISTENT;
+    }
+    if (keten_directory_version(d) != key) {
+        fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+            "the directories table files version %" PRIu64 " under %" PRIu64,
+            keten_directory_version(d), key);
+        keten_directory_destroy(&d);
+        return KETEN_ERR_INCONSISTENT;
+    }
+    if (logged != NULL) {
+        size_t l1 = 0, l2 = 0;
+        const uint8_t *b1 = keten_directory_bytes(logged, &l1);
+        const uint8_t *b2 = keten_directory_bytes(d, &l2);
+        if (l1 != l2 || memcmp(b1, b2, l1) != 0) {
+            fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
+                "the directories table holds another version %" PRIu64
+                " than the one logged at record %" PRIu64,
+                key, seq);
+            keten_directory_destroy(&d);
+            return KETEN_ERR_INCONSISTENT;
+        }
+    }
+    keten_directory *added = d;
+    if (add_dir(v, d, NO_SEQ) != KETEN_OK) {
+        fail_at(&v->sh, seq, KETEN_ERR_NOMEM, "out of memory");
+        return KETEN_ERR_NOMEM;
+    }
+    c->chain = added;
+    c->failed = false;
+    return KETEN_OK;
+}
+
 static void check_directory_table(verifier *v)
 {
-    if (!v->db->has_directories) {
-        return;
+    dirtab c = { v, NULL, false };
+    keten_err e = tiles_directories(v->db->t, dir_item, &c);
+    if (e != KETEN_OK && !c.failed) {
+        /* The file itself does not parse: name it. */
+        fail_at(&v->sh, v->n, KETEN_ERR_INCONSISTENT, "%s: %s", keten_strerror(e),
+            keten_err_detail());
     }
-    MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(v->db->txn, v->db->directories, &cur);
-    if (rc != 0) {
-        fail_at(&v->sh, v->n, KETEN_ERR_STORE, "reading the directories: %s", mdb_strerror(rc));
-        return;
-    }
-    keten_directory *prev = NULL; /* table-only chain; owned by v->dirs once added */
-    const keten_directory *chain = NULL;
-    MDB_val k, val;
-    while ((rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) == 0) {
-        uint64_t key = k.mv_size == AUDITDB_KEY_BYTES ? get_be64(k.mv_data) : 0;
-        keten_directory *d = NULL;
-        keten_err e = keten_directory_verify(
-            chain == NULL ? v->opts->anchor : NULL, chain, val.mv_data, val.mv_size, 0, &d);
-        const keten_directory *logged = dir_version(v, key);
-        uint64_t seq = v->n;
-        for (size_t i = 0; i < v->n_dirs; i++) {
-            if (v->dirs[i].version == key && v->dirs[i].seq != NO_SEQ) {
-                seq = v->dirs[i].seq;
-            }
-        }
-        if (e != KETEN_OK) {
-            fail_at(&v->sh, seq, e,
-                "the directories table: version %" PRIu64 " does not verify as a chain from "
-                "the anchor: %s: %s",
-                key, keten_strerror(e), keten_err_detail());
-            break;
-        }
-        if (keten_directory_version(d) != key) {
-            fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
-                "the directories table files version %" PRIu64 " under %" PRIu64,
-                keten_directory_version(d), key);
-            keten_directory_destroy(&d);
-            break;
-        }
-        if (logged != NULL) {
-            size_t l1 = 0, l2 = 0;
-            const uint8_t *b1 = keten_directory_bytes(logged, &l1);
-            const uint8_t *b2 = keten_directory_bytes(d, &l2);
-            if (l1 != l2 || memcmp(b1, b2, l1) != 0) {
-                fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
-                    "the directories table holds another version %" PRIu64
-                    " than the one logged at record %" PRIu64,
-                    key, seq);
-                keten_directory_destroy(&d);
-                break;
-            }
-        }
-        prev = d;
-        if (add_dir(v, prev, NO_SEQ) != KETEN_OK) {
-            fail_at(&v->sh, seq, KETEN_ERR_NOMEM, "out of memory");
-            break;
-        }
-        chain = prev;
-    }
-    mdb_cursor_close(cur);
 }
 
 /* ---- checkpoints ---------------------------------------------------------- */
@@ -915,29 +872,80 @@ static keten_err add_note(
     return KETEN_OK;
 }
 
-typedef struct node_ctx {
-    verifier *v;
-    const char *home;
-} node_ctx;
-
-/* A checkpoint a partner node kept (auditdb_node_notes). */
-static keten_err node_note(void *ctx, uint64_t size, const char *note, size_t len)
+/* The end of the note that begins at text: after its body (up to the first
+ * empty line) and the signature lines ("— " ...) that follow it. A file
+ * that keten-node checkpoint --all wrote holds several notes one after the
+ * other. */
+static size_t note_end(const char *text, size_t len)
 {
-    node_ctx *nc = ctx;
-    (void)size;
-    if (len > KETEN_CHECKPOINT_MAX) {
-        return keten_err_set(KETEN_ERR_TOO_LARGE, "a checkpoint kept in %s is over %u bytes",
-            nc->home, KETEN_CHECKPOINT_MAX);
+    static const char dash[] = "\xe2\x80\x94 ";
+    size_t i = 0;
+    while (i + 1 < len && !(text[i] == '\n' && text[i + 1] == '\n')) {
+        i++;
     }
-    uint8_t *copy = malloc(len + 1);
-    if (copy == NULL) {
-        return keten_err_set(KETEN_ERR_NOMEM, "reading the checkpoints kept in %s", nc->home);
+    if (i + 1 >= len) {
+        return len;
     }
-    memcpy(copy, note, len);
-    copy[len] = 0;
-    char name[600];
-    snprintf(name, sizeof name, "checkpoint kept by the node in %s", nc->home);
-    return add_note(nc->v, name, NO_SEQ, (const char *)copy, len, copy);
+    i += 2; /* the first signature line */
+    while (i < len && len - i >= sizeof dash - 1 && memcmp(text + i, dash, sizeof dash - 1) == 0) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        if (nl == NULL) {
+            return len;
+        }
+        i = (size_t)(nl - text) + 1;
+    }
+    return i;
+}
+
+/* The notes of a --checkpoint file: one note, or several (keten-node
+ * checkpoint --all). */
+static keten_err read_note_file(verifier *v, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        return keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "--checkpoint %s is a folder: keten-audit reads no partner node's store. On the "
+            "node, write every checkpoint it kept to a file with 'keten-node checkpoint --home "
+            "DIR --all --out FILE' and give that file",
+            path);
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_file_read(path, VERIFIER_NOTE_FILE_MAX, &buf, &len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    size_t off = 0, k = 0;
+    do {
+        size_t n = note_end((const char *)buf + off, len - off);
+        if (n > KETEN_CHECKPOINT_MAX) {
+            free(buf);
+            return keten_err_set(KETEN_ERR_TOO_LARGE,
+                "checkpoint file %s: note %zu is over %u bytes", path, k + 1,
+                KETEN_CHECKPOINT_MAX);
+        }
+        uint8_t *copy = malloc(n + 1);
+        if (copy == NULL) {
+            free(buf);
+            return keten_err_set(KETEN_ERR_NOMEM, "reading %s", path);
+        }
+        memcpy(copy, buf + off, n);
+        copy[n] = '\0';
+        char name[600];
+        if (off == 0 && n == len) {
+            snprintf(name, sizeof name, "checkpoint file %s", path);
+        } else {
+            snprintf(name, sizeof name, "checkpoint file %s (note %zu)", path, k + 1);
+        }
+        if ((e = add_note(v, name, NO_SEQ, (const char *)copy, n, copy)) != KETEN_OK) {
+            free(buf);
+            return e;
+        }
+        off += n;
+        k++;
+    } while (off < len);
+    free(buf);
+    return KETEN_OK;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -948,43 +956,18 @@ static int cmp_u64(const void *a, const void *b)
 
 static keten_err read_notes(verifier *v)
 {
-    if (v->db->has_checkpoints) {
-        MDB_cursor *cur = NULL;
-        int rc = mdb_cursor_open(v->db->txn, v->db->checkpoints, &cur);
-        if (rc != 0) {
-            return keten_err_set(KETEN_ERR_STORE, "reading the checkpoints: %s", mdb_strerror(rc));
-        }
-        MDB_val k, val;
-        keten_err e = KETEN_OK;
-        while (e == KETEN_OK && (rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) == 0) {
-            uint64_t key = k.mv_size == AUDITDB_KEY_BYTES ? get_be64(k.mv_data) : NO_SEQ;
-            e = add_note(v, "stored checkpoint", key, val.mv_data, val.mv_size, NULL);
-        }
-        mdb_cursor_close(cur);
+    size_t n_stored = 0;
+    const tiles_note *stored = auditdb_notes(v->db, &n_stored);
+    for (size_t i = 0; i < n_stored; i++) {
+        keten_err e = add_note(v, "stored checkpoint", stored[i].size, stored[i].note,
+            stored[i].len, NULL);
         if (e != KETEN_OK) {
             return e;
         }
     }
     for (size_t i = 0; i < v->opts->n_checkpoints; i++) {
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        const char *path = v->opts->checkpoints[i];
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-            node_ctx nc = { v, path };
-            keten_err e = auditdb_node_notes(path, node_note, &nc);
-            if (e != KETEN_OK) {
-                return e;
-            }
-            continue;
-        }
-        keten_err e = keten_file_read(path, KETEN_CHECKPOINT_MAX, &buf, &len);
+        keten_err e = read_note_file(v, v->opts->checkpoints[i]);
         if (e != KETEN_OK) {
-            return e;
-        }
-        char name[600];
-        snprintf(name, sizeof name, "checkpoint file %s", path);
-        if ((e = add_note(v, name, NO_SEQ, (const char *)buf, len, buf)) != KETEN_OK) {
             return e;
         }
     }
@@ -1152,11 +1135,6 @@ static unsigned default_threads(void)
 
 static void verifier_free(verifier *v)
 {
-    for (unsigned l = 0; l < MAX_LEVELS; l++) {
-        if (v->node_cur[l] != NULL) {
-            mdb_cursor_close(v->node_cur[l]);
-        }
-    }
     for (size_t i = 0; i < v->n_dirs; i++) {
         keten_directory_destroy(&v->dirs[i].dir);
     }

@@ -177,3 +177,12 @@ keten_err audit_node(broker *b, Keten__Event event, const char *node, uint64_t *
     rec.node = (char *)node;
     return append(b, &rec, leaf);
 }
+
+keten_err audit_node_refused(broker *b, const char *node, Keten__Reason reason, uint64_t *leaf)
+{
+    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
+    rec.event = KETEN__EVENT__EVENT_AUTH_FAILED;
+    rec.node = (char *)node;
+    rec.reason = reason;
+    return append(b, &rec, leaf);
+}

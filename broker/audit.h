@@ -58,4 +58,10 @@ keten_err audit_directory(broker *b, const uint8_t *signed_dir, size_t len, uint
 keten_err audit_node(
     broker *b, Keten__Event event, const char *node, uint64_t *leaf) KETEN_MUST_CHECK;
 
+/* auth-failed for a connection cut off because its certificate stopped being
+ * current: the node, the reason (REVOKED, KEYS_REPLACED, UNKNOWN_SENDER) and
+ * the directory version in force (the one that made it so). */
+keten_err audit_node_refused(
+    broker *b, const char *node, Keten__Reason reason, uint64_t *leaf) KETEN_MUST_CHECK;
+
 #endif

@@ -71,6 +71,7 @@ typedef struct checkpointer checkpointer;
 typedef struct broker_event {
     Keten__Event event;
     char node[2 * KETEN_CURVE_KEY_BYTES + 1]; /* node id, or a key's hex for auth-failed */
+    Keten__Reason reason; /* auth-failed of a connection cut off (broker_refuse_conn), else NONE */
 } broker_event;
 
 typedef struct broker {
@@ -103,6 +104,8 @@ typedef struct broker {
 
 /* Queue a node event for the next batch (dropped and counted when full). */
 void broker_event_add(broker *b, Keten__Event event, const char *node);
+/* The same for an auth-failed event with a reason (a connection cut off). */
+void broker_event_refused(broker *b, const char *node, Keten__Reason reason);
 
 /* The installed directory (never NULL once the broker runs). */
 const keten_directory *broker_dir(const broker *b);

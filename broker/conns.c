@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
+#include "util.h"
+
 #define CONNS_FD_MAX (1 << 20) /* descriptors beyond this are not tracked */
 
 conns *conns_new(void)
@@ -49,6 +53,20 @@ conn *conns_find_node(const conns *self, const char *node)
         }
     }
     return NULL;
+}
+
+bool conns_same_peer(const conn *c, const char *user_id, const char *keyhex)
+{
+    if (user_id == NULL || keyhex == NULL || strlen(keyhex) != 2 * KETEN_CURVE_KEY_BYTES
+        || strcmp(user_id, c->node) != 0) {
+        return false;
+    }
+    uint8_t key[KETEN_CURVE_KEY_BYTES];
+    if (keten_unhex(keyhex, key, sizeof key) != KETEN_OK) {
+        keten_err_clear();
+        return false;
+    }
+    return sodium_memcmp(key, c->key, sizeof key) == 0;
 }
 
 static uint64_t session_of(const conns *self, int fd)

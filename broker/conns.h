@@ -76,7 +76,9 @@ typedef struct conn {
     uint64_t cursor; /* leaf of the last queue entry delivered */
     bool more; /* the queue may hold entries after the cursor */
     bool notices; /* notices may be waiting */
-    bool revoked; /* the node was revoked: nothing more for it */
+    bool revoked; /* no longer current (revoked, keys replaced): nothing more for it */
+    Keten__Reason refused; /* why (dirstate_cut_off), told on every later frame */
+    uint64_t refused_version; /* the directory version that made it so */
     bool hello; /* a Hello was accepted: checkpoints and proofs may go */
     bool want_cp; /* Hello in this batch: send the batch's checkpoint if cp_sent differs */
     bool cp_staged; /* this batch's checkpoints were staged (checkpointer_commit only) */
@@ -107,6 +109,14 @@ keten_err conns_add(conns *self, const uint8_t *rid, size_t len, const char *nod
     const uint8_t key[static KETEN_CURVE_KEY_BYTES], int fd, uint64_t now,
     conn **out) KETEN_MUST_CHECK;
 void conns_remove(conns *self, conn *c);
+
+/* Whether a frame that came in under c's routing id was authenticated as
+ * c's peer: its "User-Id" (the node ZAP named) equals c->node and its
+ * "X-Key" (the CurveZMQ client key ZAP admitted, 64 hex characters) equals
+ * c->key. Checked on every frame, not only the first of a connection: the
+ * routing id is libzmq's bookkeeping, the metadata is the authentication.
+ * NULL or malformed metadata never matches. */
+bool conns_same_peer(const conn *c, const char *user_id, const char *keyhex);
 
 /* Monitor events. */
 void conns_fd_accepted(conns *self, int fd);

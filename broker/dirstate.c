@@ -52,6 +52,78 @@ const Keten__NodeCert *dirstate_node_cert(
     return c;
 }
 
+Keten__Reason dirstate_refusal(
+    const keten_directory *dir, const char *node, const uint8_t *key, uint64_t now)
+{
+    if (dirstate_node_cert(dir, node, key, now) != NULL) {
+        return KETEN__REASON__REASON_NONE;
+    }
+    if (dir == NULL || node == NULL || !keten_name_valid(node)) {
+        return KETEN__REASON__REASON_UNKNOWN_SENDER;
+    }
+    const Keten__NodeCert *c = keten_directory_find_id(dir, node);
+    if (c != NULL && strcmp(c->role, "broker") != 0 && key != NULL
+        && !key_eq(&c->transport_pk, key, KETEN_CURVE_KEY_BYTES)) {
+        return KETEN__REASON__REASON_KEYS_REPLACED;
+    }
+    const Keten__Revocation *r = c == NULL ? keten_directory_find_revoked(dir, node) : NULL;
+    if (r != NULL && !r->superseded) {
+        return KETEN__REASON__REASON_REVOKED;
+    }
+    return KETEN__REASON__REASON_UNKNOWN_SENDER;
+}
+
+/* The detail of a refusal Error: what happened and what to do. */
+static void refusal_detail(Keten__Reason reason, uint64_t version, char *out, size_t size)
+{
+    unsigned long long v = (unsigned long long)version;
+    switch (reason) {
+    case KETEN__REASON__REASON_KEYS_REPLACED:
+        snprintf(out, size, "keys replaced in version %llu: start with the new keys", v);
+        break;
+    case KETEN__REASON__REASON_REVOKED:
+        snprintf(out, size, "revoked in version %llu: ask your administrator", v);
+        break;
+    default:
+        snprintf(out, size,
+            "no current certificate in version %llu (unknown, or out of its validity period): "
+            "ask your administrator",
+            v);
+        break;
+    }
+}
+
+keten_err dirstate_cut_off(broker *b, conn *c, Keten__Reason reason)
+{
+    uint64_t version = keten_directory_version(b->dirs->cur);
+    c->revoked = true;
+    c->refused = reason;
+    c->refused_version = version;
+    /* Nothing more goes to it: what was in flight stays queued in the store
+     * (for a rotated node, delivered again on its next connection). */
+    c->credit = 0;
+    c->more = false;
+    c->notices = false;
+    memset(&c->flight, 0, sizeof c->flight);
+    metrics_auth_failed(b->m);
+    broker_event_refused(b, c->node, reason);
+    char detail[160];
+    refusal_detail(reason, version, detail, sizeof detail);
+    KETEN_LOG(KETEN_LOG_NOTICE, "node no longer current: connection cut off",
+        "node=%s version=%llu reason=%s", c->node, (unsigned long long)version,
+        reason == KETEN__REASON__REASON_KEYS_REPLACED ? "keys-replaced"
+            : reason == KETEN__REASON__REASON_REVOKED ? "revoked"
+                                                      : "unknown-sender");
+    return outq_refusal(b->out, c, reason, version, detail);
+}
+
+keten_err dirstate_refuse_again(broker *b, const conn *c)
+{
+    char detail[160];
+    refusal_detail(c->refused, c->refused_version, detail, sizeof detail);
+    return outq_refusal(b->out, c, c->refused, c->refused_version, detail);
+}
+
 bool dirstate_fresh(broker *b)
 {
     dirstate *d = b->dirs;
@@ -160,8 +232,10 @@ static keten_err install(broker *b, keten_directory **dir_p)
     return KETEN_OK;
 }
 
-/* Push the current version to every connection and cut off connections of
- * nodes that are no longer current. */
+/* Push the current version to every connection, then cut off connections
+ * of nodes that are no longer current: they get the version too, so that
+ * the node can see in a signed directory why the Error that follows it says
+ * what it says. */
 static keten_err after_install(broker *b)
 {
     const keten_directory *dir = b->dirs->cur;
@@ -179,13 +253,11 @@ static keten_err after_install(broker *b)
         if (c->revoked) {
             continue;
         }
-        if (dirstate_node_cert(dir, c->node, c->key, b->now) == NULL) {
-            c->revoked = true;
-            KETEN_LOG(KETEN_LOG_NOTICE, "node no longer current: connection cut off",
-                "node=%s version=%llu", c->node, (unsigned long long)keten_directory_version(dir));
-            continue;
-        }
         keten_err e = outq_frame(b->out, c, 0, &f);
+        Keten__Reason why = dirstate_refusal(dir, c->node, c->key, b->now);
+        if (e == KETEN_OK && why != KETEN__REASON__REASON_NONE) {
+            e = dirstate_cut_off(b, c, why);
+        }
         if (e != KETEN_OK) {
             return e;
         }

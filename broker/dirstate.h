@@ -16,7 +16,9 @@
  * Installing: in its own write transaction, store the signed bytes and
  * append a "directory-installed" audit record; after the commit, the
  * version is pushed to every connected node and connections of nodes that
- * are no longer current are cut off (no frames in, nothing out).
+ * are no longer current are cut off (dirstate_cut_off: one Error naming
+ * the reason and the version, counted and audited; then no frames in,
+ * nothing out but that Error again for every frame).
  *
  * The directory must list a "broker" certificate whose id and keys are this
  * broker's; otherwise it is not installed (at start: the broker refuses to
@@ -61,6 +63,25 @@ bool dirstate_fresh(broker *b);
  * valid at now, and its transport key is key (NULL: any); else NULL. */
 const Keten__NodeCert *dirstate_node_cert(
     const keten_directory *dir, const char *node, const uint8_t *key, uint64_t now);
+
+/* Why node's connection with transport key `key` is refused under dir at
+ * now: REASON_NONE (its certificate is current), REASON_KEYS_REPLACED (the
+ * id is listed with other keys: a rotation), REASON_REVOKED
+ * (the id's certificate was revoked), else REASON_UNKNOWN_SENDER (no current
+ * certificate: unknown, or out of its validity period). */
+Keten__Reason dirstate_refusal(
+    const keten_directory *dir, const char *node, const uint8_t *key, uint64_t now);
+
+/* Cut off connection c, whose certificate is no longer current (reason from
+ * dirstate_refusal()): mark it (c->revoked: no frame of it is processed and
+ * nothing more is delivered to it), forget what was in flight on it, count
+ * it (keten_auth_failed_total), queue its auth-failed audit record, and
+ * stage one Error {reason, directory_version} for it. */
+keten_err dirstate_cut_off(broker *b, conn *c, Keten__Reason reason) KETEN_MUST_CHECK;
+
+/* A frame came from a connection already cut off: stage the same Error
+ * again (nothing else: the frame is dropped unread). */
+keten_err dirstate_refuse_again(broker *b, const conn *c) KETEN_MUST_CHECK;
 
 /* Answer a DirectoryRequest (in the batch transaction): the versions after
  * after_version, oldest first, as many as fit in one frame. */

@@ -135,7 +135,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    keten_cli_init("keten-broker");
+    int rc = keten_cli_start("keten-broker");
+    if (rc != 0) {
+        return rc;
+    }
     if (argc < 2) {
         usage(stderr);
         return KETEN_EXIT_USAGE;

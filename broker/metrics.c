@@ -347,7 +347,9 @@ static char *render(metrics *m, size_t *len)
     counter(&p, "keten_notice_acks_unknown_total",
         "Leaf indexes in NoticeAck frames that named no notice of the sending node (ignored).",
         atomic_load(&m->notice_acks_unknown));
-    counter(&p, "keten_auth_failed_total", "Refused keys and frames of revoked nodes.",
+    counter(&p, "keten_auth_failed_total",
+        "Refused keys, connections cut off because their certificate is no longer current, and "
+        "frames of another peer than their connection's.",
         atomic_load(&m->auth_failed));
     gauge(&p, "keten_audit_tree_size", "Leaves in the audit log.", atomic_load(&m->tree_size));
     gauge(&p, "keten_checkpoint_tree_size", "Tree size of the latest checkpoint.",

@@ -18,7 +18,9 @@
  *   keten_receipt_leaves_repeated_total     leaves for a message the node had
  *                                           answered before (ignored)
  *   keten_expired_total                     messages expired undelivered
- *   keten_auth_failed_total                 refused keys and revoked nodes' frames
+ *   keten_auth_failed_total                 refused keys, connections cut off (no longer
+ *                                           current), frames of another peer than their
+ *                                           connection's
  *   keten_queue_depth{node="id"}            undelivered/unreceipted entries per node
  *   keten_notices_pending                   notices not yet confirmed by their node
  *   keten_notices_sent_total                notice frames sent (resends included)

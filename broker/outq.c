@@ -135,6 +135,21 @@ keten_err outq_error(outq *self, const conn *c, uint64_t request_id, Keten__Reas
     return outq_frame(self, c, request_id, &frame);
 }
 
+keten_err outq_refusal(
+    outq *self, const conn *c, Keten__Reason reason, uint64_t version, const char *detail)
+{
+    Keten__Error err = KETEN__ERROR__INIT;
+    Keten__Frame frame = KETEN__FRAME__INIT;
+    char text[DETAIL_MAX + 1];
+    err.reason = reason;
+    clean_detail(detail, text);
+    err.detail = text;
+    err.directory_version = version;
+    frame.body_case = KETEN__FRAME__BODY_ERROR;
+    frame.error = &err;
+    return outq_frame(self, c, 0, &frame);
+}
+
 /* A proof slot; data (owned, may be NULL) is its extra bytes. */
 static keten_err slot(outq *self, conn *c, uint64_t request_id, enum outq_kind kind,
     uint64_t leaf, uint8_t *data, size_t len, outq_item **out)

@@ -74,6 +74,12 @@ keten_err outq_raw(outq *self, const conn *c, const uint8_t *data, size_t len) K
 keten_err outq_error(outq *self, const conn *c, uint64_t request_id, Keten__Reason reason,
     const uint8_t *msg_id, const char *detail, uint32_t rule) KETEN_MUST_CHECK;
 
+/* Stage the Error that ends a connection whose certificate is no longer
+ * current: no msg_id, reason (REVOKED, KEYS_REPLACED, UNKNOWN_SENDER) and the
+ * directory version that made it so (docs/wire.md, "Connection refusals"). */
+keten_err outq_refusal(outq *self, const conn *c, Keten__Reason reason, uint64_t version,
+    const char *detail) KETEN_MUST_CHECK;
+
 /* Proof slots (see above). */
 keten_err outq_proof(outq *self, conn *c, uint64_t request_id, enum outq_kind kind,
     uint64_t leaf) KETEN_MUST_CHECK;

@@ -52,7 +52,17 @@ void broker_event_add(broker *b, Keten__Event event, const char *node)
     }
     broker_event *ev = &b->events[b->n_events++];
     ev->event = event;
+    ev->reason = KETEN__REASON__REASON_NONE;
     snprintf(ev->node, sizeof ev->node, "%s", node);
+}
+
+void broker_event_refused(broker *b, const char *node, Keten__Reason reason)
+{
+    size_t n = b->n_events;
+    broker_event_add(b, KETEN__EVENT__EVENT_AUTH_FAILED, node);
+    if (b->n_events > n) {
+        b->events[n].reason = reason;
+    }
 }
 
 const keten_directory *broker_dir(const broker *b)
@@ -348,6 +358,24 @@ static void drain_parts(void *sock)
     }
 }
 
+/* Cut off a connection whose certificate is no longer current (its frame
+ * is dropped); frames already read from it and not yet applied are dropped
+ * too. */
+static void refuse(server *s, conn *c, Keten__Reason why)
+{
+    if (dirstate_cut_off(&s->b, c, why) != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_ERR, "cannot stage the refusal of a connection",
+            "node=%s detail=\"%s\"", c->node, keten_err_detail());
+        keten_err_clear();
+    }
+    KETEN_LOG(KETEN_LOG_WARNING, "frames of a node no longer current dropped", "node=%s", c->node);
+    for (size_t i = 0; i < s->cur->n; i++) {
+        if (s->cur->items[i].c == c) {
+            s->cur->items[i].c = NULL;
+        }
+    }
+}
+
 /* The connection of a frame, or NULL when the frame is to be dropped. */
 static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *fresh)
 {
@@ -375,12 +403,9 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
             KETEN_LOG(KETEN_LOG_ERR, "out of memory for a connection", "node=%s", node);
             return NULL;
         }
-        if (dirstate_node_cert(dir, node, key, b->now) == NULL) {
-            c->revoked = true;
-            metrics_auth_failed(b->m);
-            broker_event_add(b, KETEN__EVENT__EVENT_AUTH_FAILED, node);
-            KETEN_LOG(
-                KETEN_LOG_WARNING, "frames of a node no longer current dropped", "node=%s", node);
+        Keten__Reason why = dirstate_refusal(dir, node, key, b->now);
+        if (why != KETEN__REASON__REASON_NONE) {
+            refuse(s, c, why);
             return NULL;
         }
         *fresh = true;
@@ -388,15 +413,26 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
         KETEN_LOG(KETEN_LOG_INFO, "node connected", "node=%s", node);
         return c;
     }
-    if (c->revoked) {
+    /* Every frame, not only the first: the peer authenticated for this
+     * frame must be the one the routing id was bound to. */
+    const char *uid = zmq_msg_gets(data, "User-Id");
+    if (!conns_same_peer(c, uid, zmq_msg_gets(data, ZAP_KEY_PROPERTY))) {
+        metrics_auth_failed(b->m);
+        broker_event_add(b, KETEN__EVENT__EVENT_AUTH_FAILED, uid != NULL ? uid : c->node);
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "frame dropped: its authenticated peer is not its connection's",
+            "connection=%s user_id=%s", c->node, uid != NULL ? uid : "-");
         return NULL;
     }
-    if (dirstate_node_cert(dir, c->node, c->key, b->now) == NULL) {
-        c->revoked = true;
-        metrics_auth_failed(b->m);
-        broker_event_add(b, KETEN__EVENT__EVENT_AUTH_FAILED, c->node);
-        KETEN_LOG(
-            KETEN_LOG_WARNING, "frames of a node no longer current dropped", "node=%s", c->node);
+    if (c->revoked) {
+        if (dirstate_refuse_again(b, c) != KETEN_OK) {
+            keten_err_clear();
+        }
+        return NULL;
+    }
+    Keten__Reason why = dirstate_refusal(dir, c->node, c->key, b->now);
+    if (why != KETEN__REASON__REASON_NONE) {
+        refuse(s, c, why);
         return NULL;
     }
     return c;
@@ -624,7 +660,10 @@ static keten_err apply(server *s, batchbuf *bb, enum batch_mode mode)
     }
     s->pend.open = true;
     for (size_t i = 0; i < s->pend.n_events && e == KETEN_OK; i++) {
-        e = audit_node(b, b->events[i].event, b->events[i].node, NULL);
+        const broker_event *ev = &b->events[i];
+        e = ev->reason != KETEN__REASON__REASON_NONE
+            ? audit_node_refused(b, ev->node, ev->reason, NULL)
+            : audit_node(b, ev->event, ev->node, NULL);
     }
     for (size_t i = 0; i < bb->n && e == KETEN_OK; i++) {
         e = dispatch(b, &bb->items[i]);
@@ -763,12 +802,14 @@ static void finish(server *s)
         if (bb->n > 0) {
             metrics_batch(b->m, bb->n, commit_us);
         }
+#ifdef KETEN_TEST_HOOKS
         if ((s->fault_kill_after_commit && atomic_load(&b->m->submits) > s->pend.submits_before)
             || (s->fault_kill_after_notice && b->notices_staged > 0)) {
             KETEN_LOG(KETEN_LOG_WARNING, "test hook: killed after the commit, before the acks",
                 "env=%s", FAULT_ENV);
             raise(SIGKILL);
         }
+#endif
     }
     b->notices_staged = 0;
     outq_flush(b->out, s->router);
@@ -849,6 +890,11 @@ static void reload(server *s)
             keten_strerror(e), keten_err_detail());
     }
     outq_flush(b->out, s->router);
+    for (size_t i = 0; installed && i < s->cur->n; i++) {
+        if (s->cur->items[i].c != NULL && s->cur->items[i].c->revoked) {
+            s->cur->items[i].c = NULL; /* read before the cut-off: dropped unprocessed */
+        }
+    }
     if (installed && s->cur->n > 0) {
         for (size_t i = 0; i < s->cur->n; i++) {
             submit_prep_clear(&s->cur->items[i].prep);
@@ -956,6 +1002,7 @@ keten_err server_run(const broker_config *cfg)
         e = keten_err_set(KETEN_ERR_NOMEM, "broker state");
         goto out;
     }
+#ifdef KETEN_TEST_HOOKS
     const char *offset = getenv(CLOCK_ENV);
     if (offset != NULL) {
         char *end = NULL;
@@ -978,6 +1025,7 @@ keten_err server_run(const broker_config *cfg)
         KETEN_LOG(KETEN_LOG_WARNING, "test hook armed: the broker will kill itself after a commit",
             "env=%s", FAULT_ENV);
     }
+#endif
     if ((e = load_identity(s)) != KETEN_OK) {
         goto out;
     }
@@ -1008,7 +1056,7 @@ keten_err server_run(const broker_config *cfg)
     /* The store is open, the ZAP handler and the ROUTER socket are bound. */
     notify_ready(s, "");
     loop(s);
-    KETEN_LOG(KETEN_LOG_NOTICE, "broker stopped", "%s", "");
+    KETEN_LOG(KETEN_LOG_NOTICE, "broker stopped", NULL);
 out:
     if (b->m != NULL) {
         metrics_destroy(&b->m); /* stops the HTTP thread before the store goes */

@@ -22,7 +22,10 @@
  *   2. up to BROKER_BATCH_MAX frames (without blocking); each frame's
  *      User-Id and admitted key (ZAP's "X-Key") are checked against the
  *      directory in force; frames of nodes no longer current are dropped
- *      and audited (auth-failed, once per connection);
+ *      and audited (auth-failed, once per connection); every frame's
+ *      User-Id and key are compared with the peer its routing id was bound
+ *      to (conns_same_peer()): a frame of another peer is dropped and
+ *      audited (auth-failed, naming the frame's User-Id);
  *   3. the pool signs the acks of the pending batch (applied last round)
  *      and verifies the envelopes and receipts just read (submit.h,
  *      deliver.h), while the main thread commits the pending batch (fsync);
@@ -52,6 +55,8 @@
  * "kill -9 between commit and ack"); with KETEN_BROKER_FAULT=kill-after-notice,
  * right after the first commit of a batch that staged a notice (a forwarded
  * receipt or an expiry notice), before it is sent. It is logged at start.
+ * KETEN_BROKER_TEST_CLOCK_OFFSET_MS=N shifts the broker's clock by N ms.
+ * Both exist only in a build with -Dtest_hooks=true (lib/cli.h).
  */
 #ifndef KETEN_BROKER_SERVER_H
 #define KETEN_BROKER_SERVER_H

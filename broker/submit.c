@@ -167,6 +167,7 @@ void submit_prepare(
             p, "the envelope is signed by '%s' but this connection is '%s'", h->sender, c->node);
         return;
     }
+    p->own_msg_id = true;
     uint64_t window = b->cfg->clock_window_ms;
     if (h->created_at > b->now + window || h->created_at + window < b->now) {
         p->pre = KETEN__REASON__REASON_CLOCK_SKEW;
@@ -198,21 +199,46 @@ void submit_prep_clear(submit_prep *p)
     keten_verified_destroy(&p->v);
 }
 
+/* The msg_id a "rejected" record may carry (submit.h): the node's own,
+ * naming no other envelope accepted before; NULL for none. */
+static keten_err audited_msg_id(broker *b, const submit_prep *p, const uint8_t **out)
+{
+    *out = NULL;
+    if (!p->own_msg_id || p->v == NULL) {
+        return KETEN_OK;
+    }
+    store_seen seen;
+    bool found = false;
+    keten_err e = store_seen_get(b->st, b->txn, p->msg_id, &seen, &found);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (!found || sodium_memcmp(seen.envelope_hash, p->v->envelope_hash, KETEN_HASH_BYTES) == 0) {
+        *out = p->msg_id;
+    }
+    return KETEN_OK;
+}
+
 /* proof_leaf: for DUPLICATE of the very envelope accepted before, its
  * "submitted" leaf, whose proof the Error carries; else UINT64_MAX. */
 static keten_err reject(broker *b, conn *c, uint64_t request_id, const submit_prep *p,
     Keten__Reason reason, uint32_t rule, const char *detail, uint64_t proof_leaf)
 {
     const uint8_t *msg_id = p->has_msg_id ? p->msg_id : NULL;
+    const uint8_t *audited = NULL;
+    keten_err e = audited_msg_id(b, p, &audited);
+    if (e != KETEN_OK) {
+        return e;
+    }
     uint64_t leaf = 0;
-    keten_err e = audit_rejected(b, msg_id, c->node, reason, rule, &leaf);
+    e = audit_rejected(b, audited, c->node, reason, rule, &leaf);
     if (e != KETEN_OK) {
         return e;
     }
     metrics_reject(b->m, reason);
     char idhex[KETEN_MSG_ID_HEX_BYTES] = "-";
-    if (msg_id != NULL) {
-        keten_hex(msg_id, KETEN_MSG_ID_BYTES, idhex);
+    if (audited != NULL) {
+        keten_hex(audited, KETEN_MSG_ID_BYTES, idhex);
     }
     const char *rname
         = protobuf_c_enum_descriptor_get_value(&keten__reason__descriptor, reason)->name;

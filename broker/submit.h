@@ -25,8 +25,20 @@
  *   SubmitAck slot staged (outq_proof(): the proof of the record is added at
  *   the batch's end; it is sent after the commit). The caller has checked
  *   that the connection's Hello was accepted. Refused: a
- *   "rejected" audit record (msg_id if it could be read, the authenticated
- *   node, the reason, the rule for POLICY) and an Error staged.
+ *   "rejected" audit record (the authenticated node, the reason, the rule
+ *   for POLICY, and the msg_id only when it is the node's own, see below)
+ *   and an Error staged (with the msg_id whenever it could be read: it goes
+ *   back to the node that sent it, which matches it to its outbox).
+ *
+ *   The msg_id of a rejected record: only one the connection's node signed
+ *   and that names no other envelope. It is recorded when the envelope's
+ *   signature verified, its signed sender is the connection's node, and the
+ *   msg_id is not held by another envelope accepted before (it is then the
+ *   msg_id of a message never accepted, or of this very envelope, sent
+ *   again). Otherwise (an envelope that did not verify, another node's
+ *   envelope relayed, a node's own envelope reusing the msg_id of an
+ *   accepted message) the record carries no msg_id: a node cannot attach a
+ *   "rejected" record to another party's message (docs/audit.md).
  *
  * Ownership: a submit_prep owns its keten_verified; free it with
  * submit_prep_clear(). submit_prepare() is thread-safe (it reads the
@@ -51,7 +63,8 @@ typedef struct submit_prep {
     Keten__Reason post; /* refusal found after it, or REASON_NONE */
     uint32_t rule; /* allowing rule, or the refusing one for POLICY */
     keten_verified *v; /* when the envelope verified */
-    bool has_msg_id;
+    bool has_msg_id; /* msg_id could be read (for the Error frame) */
+    bool own_msg_id; /* ... and the node signed it: verified, sender = the connection */
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
     char detail[SUBMIT_DETAIL_MAX];
 } submit_prep;

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
+#include "dirs.h"
 #include "log.h"
 #include "nodestore.h"
 #include "pb.h"
@@ -83,9 +86,7 @@ keten_err keten_alarm_evidence_count(keten_node *node, size_t *out)
 static void raise_alarm(keten_node *node, const char *kind, const char *detail)
 {
     node->counters.alarms++;
-    char q[600];
-    keten_log_quote(detail, q, sizeof q);
-    KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s detail=%s", kind, q);
+    KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s detail=%s", kind, detail);
 
     MDB_txn *txn = NULL;
     Keten__NodeAlarms *list = NULL;
@@ -134,9 +135,7 @@ void keten_alarm_warn(keten_node *node, const char *what, const char *fmt, ...)
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     node->counters.warnings++;
-    char q[600];
-    keten_log_quote(detail, q, sizeof q);
-    KETEN_LOG(KETEN_LOG_WARNING, "warning", "warning=%s detail=%s", what, q);
+    KETEN_LOG(KETEN_LOG_WARNING, "warning", "warning=%s detail=%s", what, detail);
 }
 
 keten_err keten_alarm_list(keten_node *node, json_t **out)
@@ -170,4 +169,163 @@ keten_err keten_alarm_list(keten_node *node, json_t **out)
     }
     *out = arr;
     return KETEN_OK;
+}
+
+/* ---- refusal by the broker ------------------------------------------------ */
+
+#define REFUSED_KEY "refused"
+/* reason (8, big-endian) || version (8) || at (8) || confirmed (1) || transport key */
+#define REFUSED_BYTES (8 + 8 + 8 + 1 + KETEN_CURVE_KEY_BYTES)
+
+const char *keten_alarm_refusal_kind(Keten__Reason reason)
+{
+    switch (reason) {
+    case KETEN__REASON__REASON_NONE:
+        return "";
+    case KETEN__REASON__REASON_REVOKED:
+        return "revoked";
+    case KETEN__REASON__REASON_KEYS_REPLACED:
+        return "keys-replaced";
+    default:
+        return "not-current";
+    }
+}
+
+void keten_alarm_refusal_text(Keten__Reason reason, uint64_t version, char *out, size_t size)
+{
+    unsigned long long v = (unsigned long long)version;
+    switch (reason) {
+    case KETEN__REASON__REASON_NONE:
+        snprintf(out, size, "%s", "");
+        break;
+    case KETEN__REASON__REASON_REVOKED:
+        snprintf(out, size, "revoked in version %llu: ask your administrator", v);
+        break;
+    case KETEN__REASON__REASON_KEYS_REPLACED:
+        snprintf(out, size, "keys replaced in version %llu: start with the new keys", v);
+        break;
+    default:
+        snprintf(out, size,
+            "not a current node of version %llu with these keys: ask your administrator", v);
+        break;
+    }
+}
+
+static keten_err refusal_store(keten_node *node, bool clear)
+{
+    uint8_t v[REFUSED_BYTES];
+    keten_store_u64_put((uint64_t)node->refused, v);
+    keten_store_u64_put(node->refused_version, v + 8);
+    keten_store_u64_put(node->refused_at, v + 16);
+    v[24] = node->refused_confirmed ? 1 : 0;
+    memcpy(v + 25, node->me->transport_pk, KETEN_CURVE_KEY_BYTES);
+    MDB_txn *txn = NULL;
+    keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e == KETEN_OK) {
+        e = clear
+            ? keten_store_del(node->store, txn, KETEN_DB_STATE, REFUSED_KEY, strlen(REFUSED_KEY))
+            : keten_store_put(
+                node->store, txn, KETEN_DB_STATE, REFUSED_KEY, strlen(REFUSED_KEY), v, sizeof v);
+    }
+    if (e == KETEN_ERR_NOT_FOUND && clear) {
+        e = KETEN_OK;
+    }
+    if (e == KETEN_OK) {
+        e = keten_store_commit(&txn);
+    }
+    keten_store_abort(&txn);
+    return e;
+}
+
+void keten_alarm_refused(keten_node *node, const Keten__Error *err)
+{
+    Keten__Reason reason = err->reason == KETEN__REASON__REASON_REVOKED
+            || err->reason == KETEN__REASON__REASON_KEYS_REPLACED
+        ? err->reason
+        : KETEN__REASON__REASON_UNKNOWN_SENDER;
+    bool first = node->refused == KETEN__REASON__REASON_NONE;
+    if (!first && node->refused == reason && node->refused_version == err->directory_version) {
+        return; /* the same refusal again (frames sent before the node stopped) */
+    }
+    node->refused = reason;
+    node->refused_version = err->directory_version;
+    node->refused_at = keten_now_ms();
+    /* The broker's word, or also what a signed directory the node holds says? */
+    uint64_t held = keten_directory_version(node->dir);
+    node->refused_confirmed = held >= err->directory_version && keten_dirs_my_cert(node) == NULL;
+    char text[160];
+    keten_alarm_refusal_text(reason, err->directory_version, text, sizeof text);
+    char detail[400];
+    snprintf(detail, sizeof detail, "the broker ended the connection: %s (%s)", text,
+        node->refused_confirmed ? "this node's directory says the same"
+                                : "not in a directory this node holds: the broker's word only");
+    if (first) {
+        node->counters.alarms++;
+    }
+    KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s version=%llu detail=%s",
+        keten_alarm_refusal_kind(reason), (unsigned long long)err->directory_version, detail);
+    keten_err e = refusal_store(node, false);
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_ERR, "cannot store the refusal", "error=\"%s\"", keten_strerror(e));
+        keten_err_clear();
+    }
+}
+
+void keten_alarm_refusal_load(keten_node *node)
+{
+    MDB_txn *txn = NULL;
+    MDB_val v;
+    bool drop = false;
+    keten_err e = keten_store_begin(node->store, false, &txn);
+    if (e == KETEN_OK) {
+        e = keten_store_get(node->store, txn, KETEN_DB_STATE, REFUSED_KEY, strlen(REFUSED_KEY), &v);
+    }
+    if (e == KETEN_OK && v.mv_size == REFUSED_BYTES) {
+        const uint8_t *p = v.mv_data;
+        if (sodium_memcmp(p + 25, node->me->transport_pk, KETEN_CURVE_KEY_BYTES) == 0) {
+            uint64_t r = keten_store_u64_get(p);
+            node->refused
+                = r == KETEN__REASON__REASON_REVOKED || r == KETEN__REASON__REASON_KEYS_REPLACED
+                ? (Keten__Reason)r
+                : KETEN__REASON__REASON_UNKNOWN_SENDER;
+            node->refused_version = keten_store_u64_get(p + 8);
+            node->refused_at = keten_store_u64_get(p + 16);
+            node->refused_confirmed = p[24] != 0;
+        } else {
+            drop = true;
+        }
+    } else if (e == KETEN_OK) {
+        drop = true; /* not the size it is written with */
+    }
+    keten_store_abort(&txn);
+    keten_err_clear();
+    if (node->refused != KETEN__REASON__REASON_NONE) {
+        char text[160];
+        keten_alarm_refusal_text(node->refused, node->refused_version, text, sizeof text);
+        KETEN_LOG(KETEN_LOG_ERR, "the broker cut this node off before its restart",
+            "alarm=%s version=%llu action=\"%s\"", keten_alarm_refusal_kind(node->refused),
+            (unsigned long long)node->refused_version, text);
+    } else if (drop) {
+        KETEN_LOG(KETEN_LOG_NOTICE,
+            "a refusal stored for other keys is dropped: this node runs with new keys", NULL);
+        if (refusal_store(node, true) != KETEN_OK) {
+            keten_err_clear();
+        }
+    }
+}
+
+void keten_alarm_refusal_clear(keten_node *node)
+{
+    if (node->refused == KETEN__REASON__REASON_NONE) {
+        return;
+    }
+    node->refused = KETEN__REASON__REASON_NONE;
+    node->refused_version = 0;
+    node->refused_at = 0;
+    node->refused_confirmed = false;
+    if (refusal_store(node, true) != KETEN_OK) {
+        KETEN_LOG(
+            KETEN_LOG_ERR, "cannot clear the stored refusal", "error=\"%s\"", keten_err_detail());
+        keten_err_clear();
+    }
 }

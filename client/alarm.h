@@ -28,6 +28,25 @@
  *                            could not get within the timeout
  *   directory-mismatch       a checkpoint named a directory version with
  *                            another hash, or a lower version than before
+ *   directory-expired        the directory in force expired and no fresh
+ *                            version came: the node opens and receipts
+ *                            nothing until one is installed (raised once
+ *                            per version)
+ *   revoked-receipt          a forwarded receipt signed with a revoked or
+ *                            superseded key that does not count: revoked
+ *                            for compromise, or dated at or after the
+ *                            revocation (not recorded)
+ *
+ * Refusal (keten_alarm_refused): the broker ended this node's connection
+ * with an Error {REVOKED | KEYS_REPLACED | UNKNOWN_SENDER, directory_version}
+ * (docs/wire.md, "Connection refusals"). That is an alarm of kind "revoked",
+ * "keys-replaced" or "not-current" (logged, counted), kept in the store's
+ * state "refused" (reason, version, time, the transport key it concerns)
+ * rather than the alarm list: it holds while the node runs with that key,
+ * and goes away by itself when the node starts with other keys (a
+ * rotation) or connects again and is not refused. While it holds, `send`
+ * fails at once and `status` exits non-zero, both saying what to do; the
+ * node does not reconnect until it is restarted.
  */
 #ifndef KETEN_NODE_ALARM_H
 #define KETEN_NODE_ALARM_H
@@ -53,6 +72,25 @@ keten_err keten_alarm_evidence_count(keten_node *node, size_t *out) KETEN_MUST_C
 
 /* Log and count a warning. */
 void keten_alarm_warn(keten_node *node, const char *what, const char *fmt, ...) KETEN_PRINTF(3, 4);
+
+/* The broker ended the connection with a refusal Error (err->msg_id empty,
+ * reason REVOKED, KEYS_REPLACED or UNKNOWN_SENDER): set node->refused*,
+ * store it, log the alarm. Whether the node's own directory confirms it (its
+ * certificate is not current in the version it holds) is recorded too. */
+void keten_alarm_refused(keten_node *node, const Keten__Error *err);
+
+/* Load the stored refusal at start: kept if it concerns the node's
+ * transport key, dropped (and said so) otherwise. */
+void keten_alarm_refusal_load(keten_node *node);
+
+/* The node connected and was not refused: forget a stored refusal. */
+void keten_alarm_refusal_clear(keten_node *node);
+
+/* The refusal's kind ("revoked", "keys-replaced", "not-current") and the
+ * line that says what to do ("keys replaced in version N: start with the
+ * new keys"); "" when not refused. */
+const char *keten_alarm_refusal_kind(Keten__Reason reason);
+void keten_alarm_refusal_text(Keten__Reason reason, uint64_t version, char *out, size_t size);
 
 /* The stored alarms, as a JSON array of {kind, detail, at}; new reference. */
 keten_err keten_alarm_list(keten_node *node, json_t **out) KETEN_MUST_CHECK;

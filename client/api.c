@@ -1,5 +1,7 @@
 #include "api.h"
 
+#include "alarm.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,8 @@
 #include "inbox.h"
 #include "log.h"
 #include "nodestore.h"
+#include "pb.h"
+#include "signal_json.h"
 #include "outbox.h"
 #include "policy.h"
 #include "rec.h"
@@ -290,7 +294,15 @@ static json_t *send_outcome(
         out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
         break;
     default: /* queued */
-        if (rec->reason != KETEN__REASON__REASON_NONE) {
+        if (node->refused != KETEN__REASON__REASON_NONE) {
+            char why[160];
+            keten_alarm_refusal_text(node->refused, node->refused_version, why, sizeof why);
+            snprintf(text, sizeof text,
+                "the broker refuses this node: %s; message %s stays in the outbox, unsent", why,
+                hex);
+            out = json_pack(
+                "{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+        } else if (rec->reason != KETEN__REASON__REASON_NONE) {
             snprintf(text, sizeof text,
                 "the broker cannot take message %s now: %s: %s; the node keeps it and resends it",
                 hex, reason, detail);
@@ -310,51 +322,163 @@ static json_t *send_outcome(
     return out;
 }
 
+/* The message a reply or feedback answers, and whom it goes to: a reply
+ * answers a received query (one reply per query: the outbox refuses a
+ * second in the transaction that would store it), feedback a received
+ * signal. */
+static keten_err answer_target(keten_node *node, const uint8_t orig[static KETEN_MSG_ID_BYTES],
+    Keten__Kind kind, char *from, size_t size)
+{
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(orig, KETEN_MSG_ID_BYTES, hex);
+    Keten__ReceivedRecord *rec = NULL;
+    Keten__Header *h = NULL;
+    keten_err e = keten_inbox_record(node, orig, &rec);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        e = keten_err_set(KETEN_ERR_NOT_FOUND,
+            "no message %s in this node's inbox; `reply` answers a received query, "
+            "`reply --kind feedback` a received signal",
+            hex);
+        goto out;
+    }
+    if (e == KETEN_OK) {
+        e = keten_nodestore_received_header(orig, rec, &h);
+    }
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    if (kind == KETEN__KIND__KIND_REPLY && h->kind != KETEN__KIND__KIND_QUERY) {
+        e = keten_err_set(KETEN_ERR_INVALID,
+            "message %s is a %s, not a query: a reply answers a received query only%s", hex,
+            keten_kind_name(h->kind),
+            h->kind == KETEN__KIND__KIND_SIGNAL
+                ? " (to tell its sender what was done with it: keten-node reply --kind feedback)"
+                : "");
+        goto out;
+    }
+    if (kind == KETEN__KIND__KIND_REPLY && rec->reply_id.len != 0) {
+        char prev[KETEN_MSG_ID_HEX_BYTES] = "";
+        if (rec->reply_id.len == KETEN_MSG_ID_BYTES) {
+            keten_hex(rec->reply_id.data, KETEN_MSG_ID_BYTES, prev);
+        }
+        e = keten_err_set(KETEN_ERR_EXISTS,
+            "this node already replied to query %s (reply %s); a query gets one reply from each "
+            "recipient",
+            hex, prev);
+        goto out;
+    }
+    if (kind == KETEN__KIND__KIND_FEEDBACK && h->kind != KETEN__KIND__KIND_SIGNAL) {
+        e = keten_err_set(KETEN_ERR_INVALID,
+            "message %s is a %s, not a signal: feedback answers a received signal only%s", hex,
+            keten_kind_name(h->kind),
+            h->kind == KETEN__KIND__KIND_QUERY ? " (answer a query with keten-node reply)" : "");
+        goto out;
+    }
+    if (h->sender == NULL || snprintf(from, size, "%s", h->sender) >= (int)size) {
+        e = keten_err_set(KETEN_ERR_TOO_LARGE, "a sender id longer than %zu bytes", size - 1);
+    }
+out:
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    keten_nodestore_received_free(&rec);
+    return e;
+}
+
+static json_t *problem_json(const keten_signal_problem *p)
+{
+    return json_pack("{s:s, s:s, s:s, s:s}", "path", p->path, "problem", p->problem, "allowed",
+        p->allowed, "error", keten_strerror(p->err));
+}
+
+/* The answer to a dry run: {"ok": true, "valid": bool, "problems": [{path,
+ * problem, allowed, error}], "more": N}. */
+static json_t *dry_run_reply(const keten_signal_problems *pr)
+{
+    json_t *list = json_array();
+    if (list == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < pr->n; i++) {
+        if (json_array_append_new(list, problem_json(&pr->items[i])) != 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return json_pack("{s:b, s:b, s:o, s:I}", "ok", 1, "valid", pr->n == 0 && pr->more == 0,
+        "problems", list, "more", (json_int_t)pr->more);
+}
+
 static json_t *do_send(
     keten_node *node, const json_t *req, const uint8_t *rid, size_t rid_len, bool *deferred)
 {
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    /* A dry run is its own command, so that a daemon that does not know it
+     * answers "unknown command" and never sends what was only to be checked. */
+    bool dry_run = strcmp(cmd, "dry-run") == 0;
+    if (dry_run) {
+        cmd = json_string_value(json_object_get(req, "for"));
+        if (cmd == NULL || (strcmp(cmd, "send") != 0 && strcmp(cmd, "reply") != 0)) {
+            return usage_reply("a dry run is \"for\": \"send\" or \"reply\"");
+        }
+    }
     bool is_reply = strcmp(cmd, "reply") == 0;
     const char *text = json_string_value(json_object_get(req, "signal"));
     if (text == NULL) {
-        return usage_reply("no signal given; use --json FILE or --json - for standard input");
+        return usage_reply("no signal given; use --signal FILE or --signal - for standard input");
     }
     keten_send_req sr = { 0 };
     sr.json = text;
     sr.json_len = json_string_length(json_object_get(req, "signal"));
     uint8_t orig[KETEN_MSG_ID_BYTES];
     char orig_from[256];
+    const char *kind = json_string_value(json_object_get(req, "kind"));
+    keten_signal_problems problems = { 0 };
     if (is_reply) {
         if (!get_msg_id(req, orig)) {
             return usage_reply("MSG_ID must be 32 hex characters");
         }
-        keten_err e = keten_inbox_sender(node, orig, orig_from, sizeof orig_from);
-        if (e == KETEN_ERR_NOT_FOUND) {
-            char hex[KETEN_MSG_ID_HEX_BYTES];
-            keten_hex(orig, KETEN_MSG_ID_BYTES, hex);
-            return fail_reply(keten_err_set(KETEN_ERR_NOT_FOUND,
-                "no message %s in this node's inbox; `reply` answers a received query", hex));
+        if (kind == NULL || strcmp(kind, "reply") == 0) {
+            sr.kind = KETEN__KIND__KIND_REPLY;
+        } else if (strcmp(kind, "feedback") == 0) {
+            sr.kind = KETEN__KIND__KIND_FEEDBACK;
+        } else {
+            return usage_reply("--kind must be reply (to a query) or feedback (to a signal)");
         }
-        if (e != KETEN_OK) {
+        keten_err e = answer_target(node, orig, sr.kind, orig_from, sizeof orig_from);
+        if (e != KETEN_OK && !dry_run) {
             return fail_reply(e);
         }
+        if (e != KETEN_OK) { /* no one to send it to: check the signal alone */
+            keten_signal_problems_add(&problems, e, "MSG_ID", NULL, keten_err_detail());
+            e = keten_signal_validate_json(sr.json, sr.json_len, node->dir, &problems);
+            json_t *r = e == KETEN_ERR_NOMEM ? fail_reply(e) : dry_run_reply(&problems);
+            keten_signal_problems_clear(&problems);
+            return r;
+        }
         sr.to = orig_from;
-        sr.kind = KETEN__KIND__KIND_REPLY;
         sr.in_reply_to = orig;
     } else {
         sr.to = json_string_value(json_object_get(req, "to"));
         if (sr.to == NULL) {
             return usage_reply("--to PARTIES is required");
         }
-        const char *kind = json_string_value(json_object_get(req, "kind"));
         if (kind == NULL) {
             sr.kind = KETEN__KIND__KIND_SIGNAL;
         } else if (keten_kind_parse(kind, &sr.kind) != KETEN_OK) {
-            return usage_reply("--kind must be signal, query, reply or feedback");
+            return usage_reply("--kind must be signal or query");
         }
         if (sr.kind == KETEN__KIND__KIND_REPLY) {
             return usage_reply("a reply is sent with `keten-node reply MSG_ID`");
         }
+        if (sr.kind == KETEN__KIND__KIND_FEEDBACK) {
+            return usage_reply("feedback answers a received signal: send it with "
+                               "`keten-node reply --kind feedback MSG_ID`");
+        }
+    }
+    if (dry_run) {
+        keten_err e = keten_outbox_check(node, &sr, &problems);
+        json_t *r = e == KETEN_ERR_NOMEM ? fail_reply(e) : dry_run_reply(&problems);
+        keten_signal_problems_clear(&problems);
+        return r;
     }
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
     keten_err e = keten_outbox_send(node, &sr, msg_id);
@@ -471,9 +595,16 @@ static json_t *do_status(keten_node *node, const json_t *req)
     return json_pack("{s:b, s:o}", "ok", 1, "status", st);
 }
 
-static json_t *do_checkpoint(keten_node *node)
+static json_t *do_checkpoint(keten_node *node, const json_t *req)
 {
     json_t *ev = NULL;
+    if (json_is_true(json_object_get(req, "all"))) {
+        keten_err e = keten_witness_evidence_all(node, KETEN_WITNESS_EVIDENCE_ALL_MAX, &ev);
+        if (e != KETEN_OK) {
+            return fail_reply(e);
+        }
+        return json_pack("{s:b, s:o}", "ok", 1, "checkpoints", ev);
+    }
     keten_err e = keten_witness_evidence(node, &ev);
     if (e != KETEN_OK) {
         return fail_reply(e);
@@ -497,7 +628,8 @@ static json_t *dispatch(keten_node *node, const uint8_t *body, size_t len, const
         r = usage_reply("the request has no \"cmd\"");
     } else if (strcmp(cmd, "ping") == 0) {
         r = json_pack("{s:b, s:s}", "ok", 1, "node", node->me->id);
-    } else if (strcmp(cmd, "send") == 0 || strcmp(cmd, "reply") == 0) {
+    } else if (strcmp(cmd, "send") == 0 || strcmp(cmd, "reply") == 0
+        || strcmp(cmd, "dry-run") == 0) {
         r = do_send(node, req, rid, rid_len, deferred);
     } else if (strcmp(cmd, "inbox") == 0) {
         r = do_inbox(node, req, rid, rid_len, deferred);
@@ -508,7 +640,7 @@ static json_t *dispatch(keten_node *node, const uint8_t *body, size_t len, const
     } else if (strcmp(cmd, "status") == 0) {
         r = do_status(node, req);
     } else if (strcmp(cmd, "checkpoint") == 0) {
-        r = do_checkpoint(node);
+        r = do_checkpoint(node, req);
     } else {
         r = usage_reply("unknown command");
     }
@@ -596,6 +728,21 @@ void keten_api_notify_sent(keten_node *node, const uint8_t msg_id[static KETEN_M
             continue;
         }
         json_t *r = send_outcome(node, msg_id, false);
+        if (r == NULL) {
+            i++;
+            continue;
+        }
+        reply_raw(api, w->rid, w->rid_len, r);
+        drop_waiter(api, i);
+    }
+}
+
+void keten_api_notify_refused(keten_node *node)
+{
+    keten_api *api = node->api;
+    for (size_t i = 0; i < api->n_waiters;) {
+        waiter *w = &api->waiters[i];
+        json_t *r = w->kind == WAIT_SEND ? send_outcome(node, w->msg_id, false) : NULL;
         if (r == NULL) {
             i++;
             continue;

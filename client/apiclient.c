@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "keten.h"
 #include "node.h"
+#include "signal_json.h"
 #include "util.h"
 
 static keten_err not_running(const char *home)
@@ -180,4 +181,115 @@ keten_err keten_apiclient_read_signal(const char *arg, char **text, size_t *len)
     *text = buf;
     *len = n;
     return KETEN_OK;
+}
+
+/* The local half of a dry run: the signal's own fields. */
+static json_t *dry_run_local(const char *text, size_t len)
+{
+    keten_signal_problems pr = { 0 };
+    keten_err e = keten_signal_validate_json(text, len, NULL, &pr);
+    json_t *list = json_array();
+    for (size_t i = 0; list != NULL && i < pr.n; i++) {
+        const keten_signal_problem *p = &pr.items[i];
+        if (json_array_append_new(list,
+                json_pack("{s:s, s:s, s:s, s:s}", "path", p->path, "problem", p->problem, "allowed",
+                    p->allowed, "error", keten_strerror(p->err)))
+            != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    json_t *r = NULL;
+    if (list != NULL && e != KETEN_ERR_NOMEM) {
+        r = json_pack("{s:b, s:b, s:o, s:I}", "ok", 1, "valid", pr.n == 0 && pr.more == 0,
+            "problems", list, "more", (json_int_t)pr.more);
+    } else {
+        json_decref(list);
+    }
+    keten_signal_problems_clear(&pr);
+    return r;
+}
+
+int keten_apiclient_dry_run(
+    const char *home, const json_t *req, const char *text, size_t len, bool as_json)
+{
+    json_t *reply = NULL;
+    const char *checked = "node";
+    keten_err e = KETEN_ERR_NOT_FOUND;
+    if (req == NULL) { /* text that is not UTF-8: the parser says where */
+        checked = "signal only";
+        reply = dry_run_local(text, len);
+        e = reply == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
+    } else {
+        e = keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
+    }
+    if (e == KETEN_ERR_NOT_FOUND) {
+        fprintf(stderr,
+            "%s: no node runs for %s: checked the signal's fields only, not its type and "
+            "purpose against the directory, its recipients or the sharing policy\n",
+            keten_cli_prog(), home);
+        checked = "signal only";
+        reply = dry_run_local(text, len);
+        e = reply == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
+    }
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    int rc = keten_apiclient_check(reply);
+    if (rc != KETEN_EXIT_OK) {
+        json_decref(reply);
+        return rc;
+    }
+    bool valid = json_is_true(json_object_get(reply, "valid"));
+    json_t *problems = json_object_get(reply, "problems");
+    json_int_t more = json_integer_value(json_object_get(reply, "more"));
+    if (as_json) {
+        json_t *out = json_pack("{s:b, s:s, s:O, s:I}", "valid", valid, "checked", checked,
+            "problems", problems, "more", more);
+        char *dump = out != NULL ? json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(out);
+        if (dump == NULL) {
+            json_decref(reply);
+            return keten_cli_error(KETEN_ERR_NOMEM);
+        }
+        printf("%s\n", dump);
+        free(dump);
+    } else if (valid) {
+        printf("valid\n");
+    } else {
+        size_t i;
+        json_t *p;
+        json_array_foreach(problems, i, p)
+        {
+            const char *path = json_string_value(json_object_get(p, "path"));
+            const char *problem = json_string_value(json_object_get(p, "problem"));
+            const char *allowed = json_string_value(json_object_get(p, "allowed"));
+            printf("%s: %s", path != NULL && path[0] != '\0' ? path : "signal JSON",
+                problem != NULL ? problem : "");
+            if (allowed != NULL && allowed[0] != '\0') {
+                printf(" (allowed: %s)", allowed);
+            }
+            printf("\n");
+        }
+        if (more > 0) {
+            printf("... and %lld more problems\n", (long long)more);
+        }
+    }
+    json_decref(reply);
+    return valid ? KETEN_EXIT_OK : KETEN_EXIT_FAILURE;
+}
+
+void keten_apiclient_print_sent(const json_t *reply, bool as_json)
+{
+    const char *msg_id = json_string_value(json_object_get(reply, "msg_id"));
+    if (!as_json) {
+        printf("%s\n", msg_id != NULL ? msg_id : "");
+        return;
+    }
+    json_t *out = json_pack("{s:s?, s:O?, s:O?}", "msg_id", msg_id, "state",
+        json_object_get(reply, "state"), "leaf_index", json_object_get(reply, "leaf_index"));
+    char *dump = out != NULL ? json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(out);
+    printf("%s\n", dump != NULL ? dump : "{}");
+    free(dump);
 }

@@ -10,7 +10,7 @@
 #include "util.h"
 
 static const char checkpoint_usage[]
-    = "Usage: keten-node checkpoint --home DIR [--out FILE] [--json]\n"
+    = "Usage: keten-node checkpoint --home DIR [--all] [--out FILE] [--json]\n"
       "\n"
       "Print the newest checkpoint of the broker's audit log that this node has\n"
       "accepted and that a quorum of partners has cosigned (witnessed), with the\n"
@@ -18,11 +18,74 @@ static const char checkpoint_usage[]
       "one. It is a C2SP signed note. Give it to an auditor, who checks the\n"
       "broker's log against it: keten-audit verify --checkpoint FILE.\n"
       "\n"
+      "With --all: every checkpoint this node accepted (the newest 1000), in tree-size\n"
+      "order, each with the cosignatures the node saw, one note after the other in one\n"
+      "file. keten-audit verify --checkpoint FILE checks each of them; it never reads\n"
+      "a node's store itself.\n"
+      "\n"
       "Options:\n"
       "  --home DIR   the node's home (its daemon must be running)\n"
+      "  --all        every checkpoint the node kept, not only the newest\n"
       "  --out FILE   write the note to FILE (mode 0644) instead of printing it\n"
-      "  --json       print {\"tree_size\", \"witnessed\", \"note\"} as JSON\n"
+      "  --json       print {\"tree_size\", \"witnessed\", \"note\"} as JSON (--all: a\n"
+      "               JSON array of them)\n"
       "  --help       show this help\n";
+
+/* --all: the notes one after the other (each ends with its signature
+ * lines), to out or standard output; or the JSON array. */
+static keten_err write_all(const json_t *list, const char *out, bool as_json)
+{
+    if (!json_is_array(list) || json_array_size(list) == 0) {
+        return keten_err_set(KETEN_ERR_MALFORMED, "the daemon sent no checkpoints");
+    }
+    if (as_json && out == NULL) {
+        char *text = json_dumps(list, JSON_COMPACT);
+        if (text == NULL) {
+            return KETEN_ERR_NOMEM;
+        }
+        puts(text);
+        free(text);
+        return KETEN_OK;
+    }
+    size_t len = 0, i;
+    json_t *cp;
+    json_array_foreach(list, i, cp)
+    {
+        const char *note = json_string_value(json_object_get(cp, "note"));
+        if (note == NULL || note[0] == '\0' || note[strlen(note) - 1] != '\n') {
+            return keten_err_set(KETEN_ERR_MALFORMED, "the daemon sent a checkpoint without a note");
+        }
+        len += strlen(note);
+    }
+    char *all = malloc(len + 1);
+    if (all == NULL) {
+        return KETEN_ERR_NOMEM;
+    }
+    size_t off = 0;
+    json_array_foreach(list, i, cp)
+    {
+        const char *note = json_string_value(json_object_get(cp, "note"));
+        size_t n = strlen(note);
+        memcpy(all + off, note, n);
+        off += n;
+    }
+    all[off] = '\0';
+    keten_err e = KETEN_OK;
+    if (out != NULL) {
+        e = keten_file_write(out, all, off, 0644, false);
+        if (e == KETEN_OK) {
+            fprintf(stderr, "keten-node: wrote %zu checkpoints, up to tree size %lld, to %s\n",
+                json_array_size(list),
+                (long long)json_integer_value(
+                    json_object_get(json_array_get(list, json_array_size(list) - 1), "tree_size")),
+                out);
+        }
+    } else {
+        fputs(all, stdout);
+    }
+    free(all);
+    return e;
+}
 
 int cmd_checkpoint(int argc, char **argv)
 {
@@ -30,11 +93,12 @@ int cmd_checkpoint(int argc, char **argv)
         { "home", required_argument, NULL, 'H' },
         { "out", required_argument, NULL, 'o' },
         { "json", no_argument, NULL, 'j' },
+        { "all", no_argument, NULL, 'a' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *home = NULL, *out = NULL;
-    bool as_json = false;
+    bool as_json = false, all = false;
     int c;
     optind = 0;
     opterr = 0;
@@ -49,6 +113,9 @@ int cmd_checkpoint(int argc, char **argv)
         case 'j':
             as_json = true;
             break;
+        case 'a':
+            all = true;
+            break;
         case 'h':
             fputs(checkpoint_usage, stdout);
             return KETEN_EXIT_OK;
@@ -62,7 +129,7 @@ int cmd_checkpoint(int argc, char **argv)
     if (argc != optind) {
         return keten_cli_usage("checkpoint", "unexpected argument '%s'", argv[optind]);
     }
-    json_t *req = json_pack("{s:s}", "cmd", "checkpoint");
+    json_t *req = json_pack("{s:s, s:b}", "cmd", "checkpoint", "all", all);
     json_t *reply = NULL;
     keten_err e = req == NULL ? KETEN_ERR_NOMEM
                               : keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
@@ -74,6 +141,11 @@ int cmd_checkpoint(int argc, char **argv)
     if (rc != KETEN_EXIT_OK) {
         json_decref(reply);
         return rc;
+    }
+    if (all) {
+        e = write_all(json_object_get(reply, "checkpoints"), out, as_json);
+        json_decref(reply);
+        return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
     }
     json_t *cp = json_object_get(reply, "checkpoint");
     const char *note = json_string_value(json_object_get(cp, "note"));

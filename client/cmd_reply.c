@@ -1,4 +1,5 @@
-/* keten-node reply: answer a received query (kind reply, in_reply_to set). */
+/* keten-node reply: answer a received query (kind reply) or signal (kind
+ * feedback); in_reply_to is the message answered. */
 #include <getopt.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -10,31 +11,45 @@
 #include "cmd.h"
 
 static const char reply_usage[]
-    = "Usage: keten-node reply --home DIR MSG_ID (--json FILE|-) [--wait] [--timeout SECONDS]\n"
+    = "Usage: keten-node reply --home DIR MSG_ID [--kind reply|feedback] --signal FILE|-\n"
+      "                        [--wait] [--timeout SECONDS] [--dry-run] [--json]\n"
       "\n"
-      "Answer the received message MSG_ID (usually a query) with a signal: it goes to\n"
-      "the query's sender only, as kind reply with in_reply_to = MSG_ID. Prints the\n"
-      "reply's msg_id.\n"
+      "Answer the received message MSG_ID. It goes to that message's sender only, with\n"
+      "in_reply_to = MSG_ID:\n"
+      "  reply     (default) answers a received query, once: a second reply to the\n"
+      "            same query, or a reply to anything but a query, is refused;\n"
+      "  feedback  tells the sender of a received signal what was done with it (as\n"
+      "            often as there is news); only a signal gets feedback.\n"
+      "The answer is a signal JSON (see keten-node(8), SIGNAL FORMAT). Prints the\n"
+      "answer's msg_id.\n"
       "\n"
       "Options:\n"
       "  --home DIR         the node's home (its daemon must be running)\n"
-      "  --json FILE|-      the answer, from FILE or standard input\n"
+      "  --kind K           reply (default) or feedback\n"
+      "  --signal FILE|-    the answer, from FILE or standard input\n"
       "  --wait             wait for the broker's acknowledgement (or refusal)\n"
       "  --timeout SECONDS  how long --wait waits (default 30)\n"
+      "  --dry-run          send nothing: check the answer as reply would (the message\n"
+      "                     answered, the signal, the policy) and list every problem;\n"
+      "                     prints \"valid\" and exits 0 when there is none, else 1\n"
+      "  --json             print the result as JSON (as for send)\n"
       "  --help             show this help\n";
 
 int cmd_reply(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "home", required_argument, NULL, 'H' },
-        { "json", required_argument, NULL, 'j' },
+        { "kind", required_argument, NULL, 'k' },
+        { "signal", required_argument, NULL, 's' },
         { "wait", no_argument, NULL, 'w' },
         { "timeout", required_argument, NULL, 'T' },
+        { "dry-run", no_argument, NULL, 'n' },
+        { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *home = NULL, *json = NULL;
-    bool wait = false;
+    const char *home = NULL, *signal = NULL, *kind = "reply";
+    bool wait = false, dry_run = false, as_json = false;
     uint64_t timeout_s = 30;
     int c;
     optind = 0;
@@ -44,8 +59,11 @@ int cmd_reply(int argc, char **argv)
         case 'H':
             home = optarg;
             break;
-        case 'j':
-            json = optarg;
+        case 'k':
+            kind = optarg;
+            break;
+        case 's':
+            signal = optarg;
             break;
         case 'w':
             wait = true;
@@ -55,6 +73,12 @@ int cmd_reply(int argc, char **argv)
                 return keten_cli_usage("reply", "--timeout must be 1 to 86400 seconds");
             }
             break;
+        case 'n':
+            dry_run = true;
+            break;
+        case 'j':
+            as_json = true;
+            break;
         case 'h':
             fputs(reply_usage, stdout);
             return KETEN_EXIT_OK;
@@ -62,11 +86,18 @@ int cmd_reply(int argc, char **argv)
             return keten_cli_getopt_error("reply", c, argc, argv);
         }
     }
-    if (home == NULL || json == NULL) {
-        return keten_cli_usage("reply", "--home and --json are required");
+    if (home == NULL || signal == NULL) {
+        return keten_cli_usage("reply", "--home and --signal FILE|- are required");
     }
     if (argc - optind != 1) {
-        return keten_cli_usage("reply", "give exactly one MSG_ID (the query to answer)");
+        return keten_cli_usage("reply", "give exactly one MSG_ID (the message to answer)");
+    }
+    if (strcmp(kind, "reply") != 0 && strcmp(kind, "feedback") != 0) {
+        return keten_cli_usage(
+            "reply", "--kind must be reply (to a query) or feedback (to a signal)");
+    }
+    if (dry_run && wait) {
+        return keten_cli_usage("reply", "--dry-run sends nothing: there is nothing to --wait for");
     }
     const char *msg_id = argv[optind];
     if (strlen(msg_id) != 32 || strspn(msg_id, "0123456789abcdef") != 32) {
@@ -74,28 +105,37 @@ int cmd_reply(int argc, char **argv)
     }
     char *text = NULL;
     size_t len = 0;
-    keten_err e = keten_apiclient_read_signal(json, &text, &len);
+    keten_err e = keten_apiclient_read_signal(signal, &text, &len);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    json_t *req = json_pack("{s:s, s:s, s:s%, s:b, s:I}", "cmd", "reply", "msg_id", msg_id,
-        "signal", text, len, "wait", wait, "timeout_ms", (json_int_t)(timeout_s * 1000));
-    sodium_memzero(text, len);
-    free(text);
-    if (req == NULL) {
+    json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:s%, s:b, s:I}", "cmd",
+        dry_run ? "dry-run" : "reply", "for", "reply", "msg_id", msg_id, "kind", kind, "signal",
+        text, len, "wait", wait, "timeout_ms", (json_int_t)(timeout_s * 1000));
+    if (req == NULL && !dry_run) {
+        sodium_memzero(text, len);
+        free(text);
         return keten_cli_usage("reply", "the signal is not valid UTF-8 text");
     }
-    json_t *reply = NULL;
-    e = keten_apiclient_call(
-        home, req, (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &reply);
+    int rc;
+    if (dry_run) {
+        rc = keten_apiclient_dry_run(home, req, text, len, as_json);
+    } else {
+        json_t *reply = NULL;
+        e = keten_apiclient_call(
+            home, req, (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &reply);
+        if (e != KETEN_OK) {
+            rc = keten_cli_error(e);
+        } else {
+            rc = keten_apiclient_check(reply);
+            if (rc == KETEN_EXIT_OK) {
+                keten_apiclient_print_sent(reply, as_json);
+            }
+        }
+        json_decref(reply);
+    }
+    sodium_memzero(text, len);
+    free(text);
     json_decref(req);
-    if (e != KETEN_OK) {
-        return keten_cli_error(e);
-    }
-    int rc = keten_apiclient_check(reply);
-    if (rc == KETEN_EXIT_OK) {
-        printf("%s\n", json_string_value(json_object_get(reply, "msg_id")));
-    }
-    json_decref(reply);
     return rc;
 }

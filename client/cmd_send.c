@@ -10,24 +10,36 @@
 #include "cmd.h"
 
 static const char send_usage[]
-    = "Usage: keten-node send --home DIR --to PARTIES [--kind K] (--json FILE|-) [--wait]\n"
-      "                       [--timeout SECONDS]\n"
+    = "Usage: keten-node send --home DIR --to PARTIES [--kind K] --signal FILE|- [--wait]\n"
+      "                       [--timeout SECONDS] [--dry-run] [--json]\n"
       "\n"
-      "Send a signal (JSON, see keten(7)) to the partners named by PARTIES:\n"
-      "node ids, role:NAME or *, comma-separated (e.g. role:police,role:tax). The\n"
-      "signal's type and purpose are its category and purpose, visible to the broker,\n"
-      "which enforces the sharing policy on them; the node checks the policy first and\n"
-      "refuses early, naming the rule. The message is stored in the node's outbox\n"
-      "before it is sent and resent until the broker acknowledges it.\n"
-      "Prints the msg_id (32 hex characters).\n"
+      "Send a signal to the partners named by PARTIES: node ids, role:NAME or *,\n"
+      "comma-separated (e.g. role:police,role:tax). The signal is a JSON object,\n"
+      "described field by field, with an example of each kind, in keten-node(8)\n"
+      "(SIGNAL FORMAT). Its type and purpose are the message's category and purpose,\n"
+      "visible to the broker, which enforces the sharing policy on them; the node\n"
+      "checks the policy first and refuses early, naming the rule. The message is\n"
+      "stored in the node's outbox before it is sent and resent until the broker\n"
+      "acknowledges it. Prints the msg_id (32 hex characters). While the broker\n"
+      "refuses this node it fails at once, saying why and what to do (\"keys replaced\n"
+      "in version N: start with the new keys\", exit 1; \"revoked in version N: ask\n"
+      "your administrator\", exit 3).\n"
       "\n"
       "Options:\n"
       "  --home DIR         the node's home (its daemon must be running)\n"
       "  --to PARTIES       recipients\n"
-      "  --kind K           signal (default), query or feedback\n"
-      "  --json FILE|-      the signal, from FILE or standard input\n"
+      "  --kind K           signal (default) or query (feedback and replies answer a\n"
+      "                     received message: see keten-node reply)\n"
+      "  --signal FILE|-    the signal JSON, from FILE or standard input\n"
       "  --wait             wait for the broker's acknowledgement (or refusal)\n"
       "  --timeout SECONDS  how long --wait waits (default 30)\n"
+      "  --dry-run          send nothing: check the signal, the recipients and the\n"
+      "                     policy as a send would, and list every problem (with the\n"
+      "                     allowed values); prints \"valid\" and exits 0 when there is\n"
+      "                     none, else exits 1. Without a running node, the signal's\n"
+      "                     fields alone are checked\n"
+      "  --json             print the result as JSON ({\"msg_id\", \"state\"}; with\n"
+      "                     --dry-run {\"valid\", \"checked\", \"problems\", \"more\"})\n"
       "  --help             show this help\n";
 
 int cmd_send(int argc, char **argv)
@@ -36,14 +48,16 @@ int cmd_send(int argc, char **argv)
         { "home", required_argument, NULL, 'H' },
         { "to", required_argument, NULL, 't' },
         { "kind", required_argument, NULL, 'k' },
-        { "json", required_argument, NULL, 'j' },
+        { "signal", required_argument, NULL, 's' },
         { "wait", no_argument, NULL, 'w' },
         { "timeout", required_argument, NULL, 'T' },
+        { "dry-run", no_argument, NULL, 'n' },
+        { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *home = NULL, *to = NULL, *kind = "signal", *json = NULL;
-    bool wait = false;
+    const char *home = NULL, *to = NULL, *kind = "signal", *signal = NULL;
+    bool wait = false, dry_run = false, as_json = false;
     uint64_t timeout_s = 30;
     int c;
     optind = 0;
@@ -59,8 +73,8 @@ int cmd_send(int argc, char **argv)
         case 'k':
             kind = optarg;
             break;
-        case 'j':
-            json = optarg;
+        case 's':
+            signal = optarg;
             break;
         case 'w':
             wait = true;
@@ -69,6 +83,12 @@ int cmd_send(int argc, char **argv)
             if (!keten_cli_parse_uint(optarg, 1, 86400, &timeout_s)) {
                 return keten_cli_usage("send", "--timeout must be 1 to 86400 seconds");
             }
+            break;
+        case 'n':
+            dry_run = true;
+            break;
+        case 'j':
+            as_json = true;
             break;
         case 'h':
             fputs(send_usage, stdout);
@@ -80,39 +100,55 @@ int cmd_send(int argc, char **argv)
     if (optind < argc) {
         return keten_cli_usage("send", "unexpected argument '%s'", argv[optind]);
     }
-    if (home == NULL || to == NULL || json == NULL) {
-        return keten_cli_usage("send", "--home, --to and --json are required");
+    if (home == NULL || to == NULL || signal == NULL) {
+        return keten_cli_usage("send", "--home, --to and --signal FILE|- are required");
     }
-    if (strcmp(kind, "signal") != 0 && strcmp(kind, "query") != 0
-        && strcmp(kind, "feedback") != 0) {
-        return keten_cli_usage("send",
-            "--kind must be signal, query or feedback (answer a "
-            "query with keten-node reply)");
+    if (strcmp(kind, "feedback") == 0) {
+        return keten_cli_usage(
+            "send", "feedback answers a received signal: keten-node reply --kind feedback MSG_ID");
+    }
+    if (strcmp(kind, "signal") != 0 && strcmp(kind, "query") != 0) {
+        return keten_cli_usage(
+            "send", "--kind must be signal or query (answer a query with keten-node reply)");
+    }
+    if (dry_run && wait) {
+        return keten_cli_usage("send", "--dry-run sends nothing: there is nothing to --wait for");
     }
     char *text = NULL;
     size_t len = 0;
-    keten_err e = keten_apiclient_read_signal(json, &text, &len);
+    keten_err e = keten_apiclient_read_signal(signal, &text, &len);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    json_t *req = json_pack("{s:s, s:s, s:s, s:s%, s:b, s:I}", "cmd", "send", "to", to, "kind",
-        kind, "signal", text, len, "wait", wait, "timeout_ms", (json_int_t)(timeout_s * 1000));
-    sodium_memzero(text, len);
-    free(text);
-    if (req == NULL) {
+    /* A dry run is a command of its own: a daemon that does not know it
+     * refuses it instead of sending. */
+    json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:s%, s:b, s:I}", "cmd",
+        dry_run ? "dry-run" : "send", "for", "send", "to", to, "kind", kind, "signal", text, len,
+        "wait", wait, "timeout_ms", (json_int_t)(timeout_s * 1000));
+    if (req == NULL && !dry_run) {
+        sodium_memzero(text, len);
+        free(text);
         return keten_cli_usage("send", "the signal is not valid UTF-8 text");
     }
-    json_t *reply = NULL;
-    e = keten_apiclient_call(
-        home, req, (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &reply);
+    int rc;
+    if (dry_run) {
+        rc = keten_apiclient_dry_run(home, req, text, len, as_json);
+    } else {
+        json_t *reply = NULL;
+        e = keten_apiclient_call(
+            home, req, (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &reply);
+        if (e != KETEN_OK) {
+            rc = keten_cli_error(e);
+        } else {
+            rc = keten_apiclient_check(reply);
+            if (rc == KETEN_EXIT_OK) {
+                keten_apiclient_print_sent(reply, as_json);
+            }
+        }
+        json_decref(reply);
+    }
+    sodium_memzero(text, len);
+    free(text);
     json_decref(req);
-    if (e != KETEN_OK) {
-        return keten_cli_error(e);
-    }
-    int rc = keten_apiclient_check(reply);
-    if (rc == KETEN_EXIT_OK) {
-        printf("%s\n", json_string_value(json_object_get(reply, "msg_id")));
-    }
-    json_decref(reply);
     return rc;
 }

@@ -20,6 +20,9 @@ static const char status_usage[]
       "replies to a query; or a received message's state.\n"
       "Exit code 3 while the node has raised any alarm (a broker that rewrote its\n"
       "log or sent a proof that does not hold, a withheld directory): see docs.\n"
+      "While the broker refuses this node it says why and what to do, and exits\n"
+      "1 (\"keys replaced in version N: start with the new keys\") or 3 (\"revoked\n"
+      "in version N: ask your administrator\").\n"
       "\n"
       "Options:\n"
       "  --home DIR   the node's home (its daemon must be running)\n"
@@ -47,9 +50,19 @@ static void print_node(const json_t *st)
         printf("broker        %s, NOT connected%s%s\n", str(st, "broker"),
             str(st, "last_connect_error")[0] != '\0' ? ": " : "", str(st, "last_connect_error"));
     }
+    const json_t *refused = json_object_get(st, "refused");
+    if (refused != NULL) {
+        printf("REFUSED       %s (alarm %s at %s%s)\n", str(refused, "action"),
+            str(refused, "kind"), str(refused, "at"),
+            json_is_true(json_object_get(refused, "confirmed")) ? ""
+                                                                : "; not in this node's directory");
+    }
     const json_t *d = json_object_get(st, "directory");
     printf("directory     version %lld, expires %s%s\n", num(d, "version"), str(d, "expires_at"),
-        json_is_true(json_object_get(d, "fresh")) ? "" : " (EXPIRED: not sending)");
+        json_is_true(json_object_get(d, "fresh")) ? "" : " (EXPIRED)");
+    if (str(d, "problem")[0] != '\0') {
+        printf("              %s\n", str(d, "problem"));
+    }
     if (num(d, "needed_version") > num(d, "version")) {
         printf("              a checkpoint names version %lld: not sending until it is installed\n",
             num(d, "needed_version"));
@@ -188,13 +201,20 @@ int cmd_status(int argc, char **argv)
         } else {
             print_node(st);
         }
+        const json_t *refused = json_object_get(st, "refused");
+        if (refused != NULL) {
+            fprintf(stderr, "%s: the broker refuses this node: %s\n", keten_cli_prog(),
+                str(refused, "action"));
+            int code = (int)json_integer_value(json_object_get(refused, "exit"));
+            rc = code == KETEN_EXIT_VERIFY ? KETEN_EXIT_VERIFY : KETEN_EXIT_FAILURE;
+        }
         if (alarmed) {
             if (!as_json && json_object_get(st, "msg_id") != NULL) {
                 fprintf(stderr,
                     "%s: this node has raised alarms: see keten-node status --home %s\n",
                     keten_cli_prog(), home);
             }
-            rc = rc == KETEN_EXIT_OK ? KETEN_EXIT_VERIFY : rc;
+            rc = rc == KETEN_EXIT_OK || refused != NULL ? KETEN_EXIT_VERIFY : rc;
         }
     }
     json_decref(reply);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "alarm.h"
 #include "api.h"
 #include "cli.h"
 #include "dirs.h"
@@ -22,6 +23,7 @@
 #include "outbox.h"
 #include "passphrase.h"
 #include "pb.h"
+#include "rotate.h"
 #include "util.h"
 #include "witness.h"
 #include "zctx.h"
@@ -61,20 +63,37 @@ static keten_err take_lock(const char *home, int *fd_out)
     return KETEN_OK;
 }
 
-static keten_err open_identity(keten_node *node)
+/* Open identity.secret; the passphrase read for it (NULL for a key written
+ * with --no-passphrase) is handed back in *pass, kept in secure memory to
+ * open the rotation's keys with (keten_rotate_open): KETEN_PASSPHRASE can be
+ * read only once. The caller frees it (keten_passphrase_free). */
+static keten_err open_identity(keten_node *node, char **pass, size_t *passlen)
 {
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/identity.secret", node->opts.home) >= (int)sizeof path) {
         return keten_err_set(KETEN_ERR_INVALID, "home path too long");
     }
     bool encrypted = true;
-    keten_err e = keten_identity_file_encrypted(path, &encrypted);
+    keten_err e = keten_rotate_recover(node->opts.home);
+    if (e == KETEN_OK) {
+        e = keten_identity_file_encrypted(path, &encrypted);
+    }
     if (e == KETEN_ERR_NOT_FOUND) {
         return keten_err_set(
             e, "no key file %s; make one with keten-node keygen --home %s", path, node->opts.home);
     }
+    if (e == KETEN_OK && encrypted) {
+        e = keten_cli_passphrase(node->opts.passfile, path, false, pass, passlen);
+    }
     if (e == KETEN_OK) {
-        e = keten_cli_identity_open(path, node->opts.passfile, &node->me);
+        e = keten_identity_load(
+            path, (const uint8_t *)*pass, *pass != NULL ? *passlen : 0, &node->me);
+        if (e == KETEN_ERR_PASSPHRASE) {
+            e = keten_err_set(e,
+                "the passphrase does not open %s (or the file was altered); check the "
+                "passphrase (--passphrase-file, KETEN_PASSPHRASE or the prompt) and try again",
+                path);
+        }
     }
     keten_passphrase_scrub_env();
     if (e == KETEN_OK && !encrypted) {
@@ -109,6 +128,9 @@ static void on_link_up(keten_node *node)
 {
     KETEN_LOG(KETEN_LOG_NOTICE, "connected to broker", "endpoint=%s connects=%llu",
         node->opts.broker, (unsigned long long)keten_link_connects(node->link));
+    /* Admitted with these keys: an earlier refusal no longer holds (if it
+     * still does, the broker says so again at the first frame). */
+    keten_alarm_refusal_clear(node);
     /* Hello first: the broker proves everything from the size it names. */
     keten_witness_send_hello(node);
     Keten__Credit c = KETEN__CREDIT__INIT;
@@ -140,13 +162,45 @@ static void on_monitor(keten_node *node)
         }
         const char *why = keten_link_last_error(node->link);
         if (why[0] != '\0' && strcmp(why, node->last_link_error) != 0) {
-            char q[160];
-            keten_log_quote(why, q, sizeof q);
             KETEN_LOG(KETEN_LOG_WARNING, "cannot connect to broker", "endpoint=%s why=%s",
-                node->opts.broker, q);
+                node->opts.broker, why);
         }
         snprintf(node->last_link_error, sizeof node->last_link_error, "%s", why);
     }
+}
+
+/* An Error that ends the connection (docs/wire.md, "Connection refusals"):
+ * no msg_id, a connection reason and the directory version that made it
+ * so. */
+static bool is_refusal(const Keten__Error *err)
+{
+    return err->msg_id.len == 0 && err->directory_version > 0
+        && (err->reason == KETEN__REASON__REASON_REVOKED
+            || err->reason == KETEN__REASON__REASON_KEYS_REPLACED
+            || err->reason == KETEN__REASON__REASON_UNKNOWN_SENDER);
+}
+
+/* The broker cut this node off: alarm, and no reconnecting until restarted
+ * (a node whose keys were replaced starts with the new ones; a revoked one
+ * waits for its administrator). */
+static void on_refused(keten_node *node, const Keten__Error *err)
+{
+    if (err->reason == KETEN__REASON__REASON_KEYS_REPLACED && keten_rotate_try_switch(node)) {
+        /* The new keys are ready and the directory the broker pushed just
+         * before lists them: reconnect with them. */
+        node->relink = true;
+        return;
+    }
+    keten_alarm_refused(node, err);
+    char text[160];
+    keten_alarm_refusal_text(node->refused, node->refused_version, text, sizeof text);
+    if (!keten_link_stopped(node->link)) {
+        KETEN_LOG(KETEN_LOG_ERR, "the broker refuses this node: not reconnecting",
+            "endpoint=%s version=%llu action=\"%s\"", node->opts.broker,
+            (unsigned long long)node->refused_version, text);
+    }
+    keten_link_stop(node->link, text);
+    keten_api_notify_refused(node);
 }
 
 static void on_frame(keten_node *node, const Keten__Frame *f)
@@ -157,7 +211,11 @@ static void on_frame(keten_node *node, const Keten__Frame *f)
         keten_outbox_on_ack(node, f->request_id, f->submit_ack);
         break;
     case KETEN__FRAME__BODY_ERROR:
-        keten_outbox_on_error(node, f->request_id, f->error);
+        if (is_refusal(f->error)) {
+            on_refused(node, f->error);
+        } else {
+            keten_outbox_on_error(node, f->request_id, f->error);
+        }
         break;
     case KETEN__FRAME__BODY_DELIVER:
         keten_inbox_on_deliver(node, f->deliver);
@@ -267,8 +325,7 @@ static void notify_ready(const keten_node *node, const char *what)
  * anything else the node goes on with the version it has. */
 static void reload_directory(keten_node *node)
 {
-    char file[512];
-    keten_log_quote(node->opts.directory, file, sizeof file);
+    const char *file = node->opts.directory;
     keten_notify_reloading();
     KETEN_LOG(KETEN_LOG_NOTICE, "reloading the directory file", "file=%s", file);
     bool installed = false;
@@ -276,17 +333,18 @@ static void reload_directory(keten_node *node)
     unsigned long long version = (unsigned long long)keten_directory_version(node->dir);
     const char *what = installed ? " (installed from the file)" : "";
     if (e != KETEN_OK) {
-        char detail[512];
-        keten_log_quote(keten_err_detail(), detail, sizeof detail);
         KETEN_LOG(e == KETEN_ERR_ROLLBACK ? KETEN_LOG_WARNING : KETEN_LOG_ERR,
             "directory file not installed; the installed version stays",
             "file=%s installed=%llu error=\"%s\" detail=%s", file, version, keten_strerror(e),
-            detail);
+            keten_err_detail());
         keten_err_clear();
         what = " (the reloaded file was refused)";
     } else if (!installed) {
         KETEN_LOG(KETEN_LOG_NOTICE, "directory file is the installed version; nothing changed",
             "file=%s installed=%llu", file, version);
+    }
+    if (keten_rotate_try_switch(node)) {
+        node->relink = true;
     }
     notify_ready(node, what);
 }
@@ -346,7 +404,7 @@ static keten_err loop(keten_node *node, int sfd)
         }
         if (node->relink) {
             node->relink = false;
-            KETEN_LOG(KETEN_LOG_NOTICE, "broker key changed; reconnecting", "endpoint=%s",
+            KETEN_LOG(KETEN_LOG_NOTICE, "broker or own keys changed; reconnecting", "endpoint=%s",
                 node->opts.broker);
             keten_err e = connect_broker(node);
             if (e != KETEN_OK) {
@@ -358,6 +416,7 @@ static keten_err loop(keten_node *node, int sfd)
         keten_dirs_tick(node);
         keten_api_tick(node);
         keten_hook_reap(node);
+        keten_rotate_tick(node);
         keten_notify_watchdog_tick(keten_mono_ms());
         if (keten_mono_ms() - last_purge > PURGE_EVERY_MS) {
             last_purge = keten_mono_ms();
@@ -375,6 +434,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
     node.started_at = keten_now_ms();
     int lock_fd = -1, sfd = -1;
     keten_err e;
+    char *pass = NULL; /* identity.secret's passphrase, until the rotation's keys are open */
+    size_t passlen = 0;
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -389,7 +450,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    if ((e = take_lock(opts->home, &lock_fd)) != KETEN_OK || (e = open_identity(&node)) != KETEN_OK
+    if ((e = take_lock(opts->home, &lock_fd)) != KETEN_OK
+        || (e = open_identity(&node, &pass, &passlen)) != KETEN_OK
         || (e = keten_anchor_load(opts->anchor, &node.anchor)) != KETEN_OK
         || (e = keten_store_open(opts->home, &node.store)) != KETEN_OK
         || (e = keten_dirs_load(&node)) != KETEN_OK) {
@@ -399,6 +461,13 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
         e = keten_err_set(KETEN_ERR_WRONG_NETWORK, "directory and anchor name other networks");
         goto out;
     }
+    e = keten_rotate_open(&node, pass, passlen);
+    keten_passphrase_free(&pass);
+    if (e != KETEN_OK) {
+        goto out;
+    }
+    (void)keten_rotate_try_switch(&node);
+    keten_alarm_refusal_load(&node);
     if (keten_dirs_my_cert(&node) == NULL) {
         KETEN_LOG(KETEN_LOG_WARNING,
             "this node is not a current node of the directory with these keys; it cannot send "
@@ -425,6 +494,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts)
         KETEN_LOG(KETEN_LOG_NOTICE, "keten-node stopped", "node=%s", node.me->id);
     }
 out:
+    keten_passphrase_free(&pass);
+    keten_passphrase_scrub_env();
     keten_api_destroy(&node.api);
     keten_link_destroy(&node.link);
     keten_witness_destroy(&node.witness);
@@ -434,6 +505,8 @@ out:
     keten_store_destroy(&node.store);
     keten_pb_free((ProtobufCMessage **)(void *)&node.anchor);
     keten_identity_destroy(&node.me);
+    keten_identity_destroy(&node.next);
+    keten_identity_destroy(&node.old);
     if (lock_fd >= 0) {
         close(lock_fd);
     }

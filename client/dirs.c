@@ -1,5 +1,6 @@
 #include "dirs.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "pb.h"
 #include "store.h"
 #include "util.h"
+#include "witness.h"
 
 #define DIR_NEEDED_KEY "dir-needed"
 #define DIR_REQUEST_EVERY_MS 5000ull
@@ -104,8 +106,44 @@ static void check_needed(keten_node *node)
     }
 }
 
+#define DIR_AHEAD_ENV "KETEN_NODE_TEST_DIRECTORY_AHEAD_MS"
+
+static keten_err read_clock_hook(keten_node *node)
+{
+    node->dir_clock_ahead_ms = 0;
+#ifndef KETEN_TEST_HOOKS
+    return KETEN_OK; /* a build without test hooks refuses the variable at start */
+#else
+    const char *v = getenv(DIR_AHEAD_ENV);
+    if (v == NULL) {
+        return KETEN_OK;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long long ahead = strtoull(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || v[0] == '-'
+        || ahead > 3650ull * KETEN_MS_PER_DAY) {
+        return keten_err_set(KETEN_ERR_INVALID,
+            "%s must be a number of ms from 0 to 3650 days (a test hook)", DIR_AHEAD_ENV);
+    }
+    node->dir_clock_ahead_ms = ahead;
+    KETEN_LOG(KETEN_LOG_WARNING,
+        "test hook armed: the directory's freshness is judged later than now",
+        "env=%s ahead_ms=%llu", DIR_AHEAD_ENV, ahead);
+    return KETEN_OK;
+#endif
+}
+
+uint64_t keten_dirs_now_ms(const keten_node *node)
+{
+    return keten_now_ms() + node->dir_clock_ahead_ms;
+}
+
 keten_err keten_dirs_load(keten_node *node)
 {
+    if (read_clock_hook(node) != KETEN_OK) {
+        return KETEN_ERR_INVALID;
+    }
     keten_err e = KETEN_OK;
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -205,6 +243,25 @@ out:
     return e;
 }
 
+/* A fresh version is in force: the deliveries held while the directory had
+ * expired are asked for again (a Hello makes the broker send again every
+ * delivery not receipted). */
+static void resume_held(keten_node *node)
+{
+    if (node->held_deliveries == 0 || !keten_directory_fresh(node->dir, keten_dirs_now_ms(node))) {
+        return;
+    }
+    KETEN_LOG(KETEN_LOG_NOTICE,
+        "fresh directory installed; deliveries held while it had expired "
+        "are asked for again",
+        "version=%llu held=%llu", (unsigned long long)keten_directory_version(node->dir),
+        (unsigned long long)node->held_deliveries);
+    node->held_deliveries = 0;
+    if (node->link != NULL && keten_link_connected(node->link)) {
+        keten_witness_send_hello(node);
+    } /* else the next connection's Hello does it */
+}
+
 /* Install a chain (oldest first) if it verifies from the version in force
  * and ends newer than it (*installed); source names where it came from in
  * the log line. */
@@ -247,6 +304,7 @@ static keten_err install_chain(keten_node *node, const uint8_t *const *bufs, con
             (unsigned long long)keten_directory_version(node->dir));
     }
     check_needed(node);
+    resume_held(node);
 out:
     keten_directory_destroy(&next);
     return e;
@@ -371,8 +429,16 @@ const Keten__NodeCert *keten_dirs_my_cert(const keten_node *node)
 
 keten_err keten_dirs_send_ok(const keten_node *node)
 {
-    uint64_t now = keten_now_ms();
+    uint64_t now = keten_dirs_now_ms(node);
     uint64_t version = keten_directory_version(node->dir);
+    if (node->refused != KETEN__REASON__REASON_NONE) {
+        char text[160];
+        keten_alarm_refusal_text(node->refused, node->refused_version, text, sizeof text);
+        return keten_err_set(node->refused == KETEN__REASON__REASON_REVOKED
+                ? KETEN_ERR_REVOKED
+                : KETEN_ERR_UNKNOWN_NODE,
+            "the broker refuses this node: %s", text);
+    }
     if (!keten_directory_fresh(node->dir, now)) {
         char exp[40];
         keten_time_iso(keten_directory_doc(node->dir)->expires_at, exp, sizeof exp);
@@ -389,7 +455,19 @@ keten_err keten_dirs_send_ok(const keten_node *node)
             (unsigned long long)node->dir_needed, (unsigned long long)version);
     }
     if (keten_dirs_my_cert(node) == NULL) {
+        if (keten_directory_find_id(node->dir, node->me->id) != NULL) {
+            /* The id is current with other keys: a rotation. */
+            char text[160];
+            keten_alarm_refusal_text(
+                KETEN__REASON__REASON_KEYS_REPLACED, version, text, sizeof text);
+            return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "%s", text);
+        }
         const Keten__Revocation *r = keten_directory_find_revoked(node->dir, node->me->id);
+        if (r != NULL && !r->superseded) {
+            char text[160];
+            keten_alarm_refusal_text(KETEN__REASON__REASON_REVOKED, version, text, sizeof text);
+            return keten_err_set(KETEN_ERR_REVOKED, "%s", text);
+        }
         if (r != NULL) {
             return keten_err_set(KETEN_ERR_REVOKED,
                 "this node's certificate (%s) is revoked in directory version %llu; it can no "
@@ -402,4 +480,43 @@ keten_err keten_dirs_send_ok(const keten_node *node)
             node->me->id, (unsigned long long)version);
     }
     return KETEN_OK;
+}
+
+const char *keten_dirs_expired_advice(const keten_node *node)
+{
+    if (keten_directory_fresh(node->dir, keten_dirs_now_ms(node))) {
+        return NULL;
+    }
+    return "the directory has expired: this node opens no delivery, signs no receipt and sends "
+           "nothing until a fresh version is installed (deliveries wait at the broker). Ask the "
+           "administrators to publish and sign a new version; the broker pushes it, or install "
+           "it with --directory and SIGHUP";
+}
+
+keten_err keten_dirs_receive_ok(keten_node *node)
+{
+    uint64_t now = keten_dirs_now_ms(node);
+    if (keten_directory_fresh(node->dir, now)) {
+        return KETEN_OK;
+    }
+    uint64_t version = keten_directory_version(node->dir);
+    char exp[40];
+    keten_time_iso(keten_directory_doc(node->dir)->expires_at, exp, sizeof exp);
+    if (node->dir_expired_alarmed != version) {
+        node->dir_expired_alarmed = version;
+        keten_alarm_raise(node, "directory-expired",
+            "directory version %llu expired at %s and no fresh version has come: deliveries are "
+            "not opened nor receipted (they wait at the broker) until one is installed; ask the "
+            "administrators to publish one",
+            (unsigned long long)version, exp);
+    }
+    return keten_err_set(KETEN_ERR_EXPIRED,
+        "directory version %llu expired at %s; this node opens and receipts nothing until a "
+        "fresh version is installed",
+        (unsigned long long)version, exp);
+}
+
+void keten_dirs_held(keten_node *node, uint64_t n)
+{
+    node->held_deliveries += n;
 }

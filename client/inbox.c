@@ -158,8 +158,10 @@ static Keten__Reason refusal_reason(keten_err e)
         return KETEN__REASON__REASON_INVALID_SIGNAL;
     case KETEN_ERR_POLICY:
         return KETEN__REASON__REASON_POLICY;
-    case KETEN_ERR_EXPIRED:
+    case KETEN_ERR_EXPIRED: /* past expires_at, or a lifetime over the maximum */
         return KETEN__REASON__REASON_EXPIRED;
+    case KETEN_ERR_CLOCK_SKEW:
+        return KETEN__REASON__REASON_CLOCK_SKEW;
     case KETEN_ERR_WRONG_NETWORK:
         return KETEN__REASON__REASON_WRONG_NETWORK;
     case KETEN_ERR_UNREGISTERED:
@@ -232,8 +234,21 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     uint64_t now = keten_now_ms();
     char hex[KETEN_MSG_ID_HEX_BYTES] = "?";
 
+    /* Past the directory's expiry nothing is opened or receipted (a
+     * revocation may be withheld): the delivery stays at the broker, which
+     * sends it again once a fresh directory is installed (dirs.c). */
+    keten_err e = keten_dirs_receive_ok(node);
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "delivery not opened, not receipted: the directory has expired", "detail=\"%s\"",
+            keten_err_detail());
+        keten_err_clear();
+        keten_dirs_held(node, 1);
+        give_credit(node, 1);
+        goto out;
+    }
     /* A delivery the broker cannot be held to gets no leaf at all. */
-    keten_err e = check_delivery_proof(node, d);
+    e = check_delivery_proof(node, d);
     if (e != KETEN_OK) {
         keten_err_clear();
         node->counters.rejected++;
@@ -243,13 +258,17 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     const uint64_t leaf = d->proof->leaf_index;
     e = keten_envelope_open(
         node->me, node->dir, d->envelope.data, d->envelope.len, now, &v, &signal);
+    if (e == KETEN_ERR_DECRYPT && node->old != NULL) {
+        /* Sealed to the encryption key a rotation replaced (rotate.h). */
+        keten_err_clear();
+        e = keten_envelope_open(
+            node->old, node->dir, d->envelope.data, d->envelope.len, now, &v, &signal);
+    }
     if (e != KETEN_OK) {
-        char q[300];
-        keten_log_quote(keten_err_detail(), q, sizeof q);
         Keten__Reason reason = refusal_reason(e);
         KETEN_LOG(KETEN_LOG_WARNING, "delivery refused",
             "leaf=%llu error=\"%s\" reason=%s detail=%s", (unsigned long long)leaf,
-            keten_strerror(e), keten_outbox_reason_name(reason), q);
+            keten_strerror(e), keten_outbox_reason_name(reason), keten_err_detail());
         node->counters.rejected++;
         /* The record is the envelope's (checked above): its msg_id is the
          * header's. */
@@ -375,6 +394,17 @@ void keten_inbox_flush_receipts(keten_node *node)
     size_t n = node->n_receipts;
     node->n_receipts = 0;
     if (n == 0) {
+        return;
+    }
+    if (keten_dirs_receive_ok(node) != KETEN_OK) {
+        /* Expired since these leaves were decided: none is signed. The
+         * broker sends them again after a fresh directory; the stored ones
+         * are receipted then, as duplicates. */
+        KETEN_LOG(KETEN_LOG_WARNING, "receipts not signed: the directory has expired",
+            "leaves=%zu detail=\"%s\"", n, keten_err_detail());
+        keten_err_clear();
+        keten_dirs_held(node, n);
+        give_credit(node, (uint32_t)n);
         return;
     }
     const Keten__NodeCert *mine = keten_dirs_my_cert(node);
@@ -527,11 +557,20 @@ void keten_inbox_purge_seen(keten_node *node)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    if (keten_store_begin(node->store, true, &txn) != KETEN_OK) {
-        return;
+    keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e == KETEN_OK) {
+        int rc = mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_SEEN), &cur);
+        if (rc != 0) {
+            e = keten_err_set(
+                KETEN_ERR_STORE, "opening a cursor on the replay memory: %s", mdb_strerror(rc));
+        }
     }
-    if (mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_SEEN), &cur) != 0) {
+    if (e != KETEN_OK) {
         keten_store_abort(&txn);
+        node->counters.store_errors++;
+        KETEN_LOG(KETEN_LOG_ERR, "replay memory not purged; the next purge tries again",
+            "error=\"%s\"", keten_err_detail());
+        keten_err_clear();
         return;
     }
     uint64_t cutoff = keten_now_ms() - KETEN_CLOCK_SKEW_MS;
@@ -545,10 +584,13 @@ void keten_inbox_purge_seen(keten_node *node)
                 (ProtobufCMessage **)(void *)&seen)
             != KETEN_OK) {
             /* Kept: it still refuses the replay of that msg_id. */
+            node->counters.store_errors++;
             KETEN_LOG(KETEN_LOG_ERR, "replay entry not purged", "error=\"%s\"",
                 keten_err_detail());
+            keten_err_clear();
         } else if (seen->expires_at < cutoff) {
-            if (mdb_cursor_del(cur, 0) != 0) {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != 0) {
                 keten_pb_free((ProtobufCMessage **)(void *)&seen);
                 break;
             }
@@ -558,7 +600,23 @@ void keten_inbox_purge_seen(keten_node *node)
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
-    if (keten_store_commit(&txn) == KETEN_OK && n > 0) {
+    if (rc != MDB_NOTFOUND) { /* a read or a delete failed: nothing of it is kept */
+        keten_store_abort(&txn);
+        node->counters.store_errors++;
+        KETEN_LOG(KETEN_LOG_ERR, "replay memory not purged; the next purge tries again",
+            "error=\"%s\"", mdb_strerror(rc));
+        return;
+    }
+    e = keten_store_commit(&txn);
+    keten_store_abort(&txn);
+    if (e != KETEN_OK) {
+        node->counters.store_errors++;
+        KETEN_LOG(KETEN_LOG_ERR, "replay memory not purged; the next purge tries again",
+            "error=\"%s\"", keten_err_detail());
+        keten_err_clear();
+        return;
+    }
+    if (n > 0) {
         KETEN_LOG(KETEN_LOG_INFO, "replay memory purged", "expired=%zu", n);
     }
 }

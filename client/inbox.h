@@ -31,7 +31,8 @@
  *
  * For testing the crash window between 4 and the receipt, the environment
  * variable KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT=1 makes the daemon kill
- * itself with SIGKILL right before a receipt batch goes to the socket.
+ * itself with SIGKILL right before a receipt batch goes to the socket (a
+ * test hook: only in a build with -Dtest_hooks=true).
  *
  * Records returned over the API: "public" form {msg_id, from, kind,
  * in_reply_to (if any), received_at (ISO 8601 UTC), signal} (`inbox

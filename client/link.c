@@ -22,6 +22,8 @@ struct keten_link {
     void *sock;
     void *monitor;
     bool connected;
+    bool stopped; /* keten_link_stop(): no reconnecting */
+    char endpoint[512];
     uint64_t connects;
     char last_error[128];
     bool holding;
@@ -81,6 +83,11 @@ keten_err keten_link_new(void *zctx, const char *endpoint, const keten_identity 
     if (self->monitor == NULL || zmq_setsockopt(self->monitor, ZMQ_LINGER, &zero, sizeof zero) != 0
         || zmq_connect(self->monitor, mon) != 0) {
         e = zmq_fail("connecting the socket monitor");
+        goto out;
+    }
+    if (snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint)
+        >= (int)sizeof self->endpoint) {
+        e = keten_err_set(KETEN_ERR_INVALID, "broker endpoint %s is too long", endpoint);
         goto out;
     }
     if (zmq_connect(self->sock, endpoint) != 0) {
@@ -152,6 +159,9 @@ keten_link_event keten_link_on_monitor(keten_link *self)
         more = zmq_msg_more(&msg);
         zmq_msg_close(&msg);
     }
+    if (self->stopped) {
+        return KETEN_LINK_NOTHING; /* the last error stays the refusal */
+    }
     switch (event) {
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         self->connected = true;
@@ -191,6 +201,22 @@ bool keten_link_connected(const keten_link *self)
     return self->connected;
 }
 
+void keten_link_stop(keten_link *self, const char *why)
+{
+    if (!self->stopped && zmq_disconnect(self->sock, self->endpoint) != 0) {
+        KETEN_LOG(KETEN_LOG_WARNING, "cannot disconnect from the broker", "error=\"%s\"",
+            zmq_strerror(zmq_errno()));
+    }
+    self->stopped = true;
+    self->connected = false;
+    snprintf(self->last_error, sizeof self->last_error, "%s", why);
+}
+
+bool keten_link_stopped(const keten_link *self)
+{
+    return self->stopped;
+}
+
 const char *keten_link_last_error(const keten_link *self)
 {
     return self->last_error;
@@ -201,14 +227,17 @@ uint64_t keten_link_connects(const keten_link *self)
     return self->connects;
 }
 
-/* The test hook of keten_link_hold()'s contract. */
+/* The test hook of keten_link_hold()'s contract (only in a build with
+ * -Dtest_hooks=true). */
 static void crash_before_receipt(void)
 {
+#ifdef KETEN_TEST_HOOKS
     const char *crash = getenv("KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT");
     if (crash != NULL && strcmp(crash, "1") == 0) {
         KETEN_LOG(KETEN_LOG_WARNING, "test crash before receipt", "stored=durable");
         raise(SIGKILL);
     }
+#endif
 }
 
 static keten_err send_packed(keten_link *self, const uint8_t *buf, size_t len, uint32_t receipts)

@@ -47,6 +47,12 @@ void *keten_link_monitor(keten_link *self);
 keten_link_event keten_link_on_monitor(keten_link *self);
 
 bool keten_link_connected(const keten_link *self);
+
+/* The broker refused this node (alarm.h, keten_alarm_refused()): disconnect
+ * and stop reconnecting (until the link is made again, at the next start);
+ * why becomes the last error. */
+void keten_link_stop(keten_link *self, const char *why);
+bool keten_link_stopped(const keten_link *self);
 /* Why the last connection attempt failed ("" if none). */
 const char *keten_link_last_error(const keten_link *self);
 /* How many handshakes succeeded since the link was made. */
@@ -68,7 +74,8 @@ keten_err keten_link_send(keten_link *self, const Keten__Frame *frame) KETEN_MUS
  * the socket cannot queue when released are logged and dropped, as a failed
  * keten_link_send() is. The test hook KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT=1
  * kills the process (SIGKILL) right before a receipt batch goes to the
- * socket, which is after its deliveries are durable. */
+ * socket, which is after its deliveries are durable (only in a build with
+ * -Dtest_hooks=true). */
 void keten_link_hold(keten_link *self);
 void keten_link_release(keten_link *self, bool committed);
 

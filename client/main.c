@@ -4,6 +4,7 @@
  *
  *   keten-node keygen --home DIR --id ID --role ROLE --org NAME
  *                     [--no-passphrase] [--passphrase-file F] [--json]
+ *   keten-node keygen --rotate --home DIR [--passphrase-file F] [--json]
  */
 #include <getopt.h>
 #include <sodium.h>
@@ -13,11 +14,13 @@
 #include "cli.h"
 #include "cmd.h"
 #include "keten.h"
+#include "rotate.h"
 #include "util.h"
 
 static const char keygen_usage[] =
     "Usage: keten-node keygen --home DIR --id ID --role ROLE --org NAME\n"
     "                         [--no-passphrase] [--passphrase-file F] [--json]\n"
+    "       keten-node keygen --rotate --home DIR [--passphrase-file F] [--json]\n"
     "\n"
     "Make this node's keys (signing, encryption, transport) in DIR, which is\n"
     "created (mode 0700) if needed: DIR/identity.secret (the secret keys,\n"
@@ -26,11 +29,21 @@ static const char keygen_usage[] =
     "Hand the request to the network's administrators (keten-keys approve) and\n"
     "read them its sha256 by another channel. The secret keys never leave DIR.\n"
     "\n"
+    "With --rotate: new keys for the node of DIR (same id, role and organisation),\n"
+    "written to DIR/identity.next.secret (same passphrase as identity.secret)\n"
+    "and DIR/identity.next.request, for the administrators to approve with\n"
+    "keten-keys approve --rotate. The node goes on with its current keys until a\n"
+    "directory it loads lists the new ones, then switches by itself (at its start,\n"
+    "a directory reload, or when the broker says its keys were replaced), keeping\n"
+    "its store; it keeps the old keys, only to open messages sealed to them,\n"
+    "until the longest message lifetime has passed.\n"
+    "\n"
     "Options:\n"
     "  --home DIR             the node's home folder\n"
     "  --id ID                the node's id, e.g. gemeente-diemen ([a-z0-9-], at most 32)\n"
     "  --role ROLE            its role, e.g. municipality, police, tax, housing, riec\n"
     "  --org NAME             the organisation's name, e.g. \"Gemeente Diemen\"\n"
+    "  --rotate               replace the keys of DIR's node (no --id, --role, --org)\n"
     "  --no-passphrase        leave the key file unencrypted (tests and demos only)\n"
     "  --passphrase-file F    read the new passphrase from F (mode 0600) instead of\n"
     "                         KETEN_PASSPHRASE or the terminal (asked twice)\n"
@@ -47,10 +60,12 @@ static int cmd_keygen(int argc, char **argv)
         { "no-passphrase", no_argument, NULL, 'P' },
         { "passphrase-file", required_argument, NULL, 'p' },
         { "json", no_argument, NULL, 'j' },
+        { "rotate", no_argument, NULL, 'R' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     keten_cli_keygen_opts o = { 0 };
+    bool rotate = false;
     int c;
     optind = 0;
     opterr = 0;
@@ -77,6 +92,9 @@ static int cmd_keygen(int argc, char **argv)
         case 'j':
             o.json = true;
             break;
+        case 'R':
+            rotate = true;
+            break;
         case 'h':
             fputs(keygen_usage, stdout);
             return KETEN_EXIT_OK;
@@ -89,6 +107,15 @@ static int cmd_keygen(int argc, char **argv)
     }
     if (o.home == NULL || o.home[0] == '\0') {
         return keten_cli_usage("keygen", "--home DIR is required");
+    }
+    if (rotate) {
+        if (o.id != NULL || o.role != NULL || o.org != NULL || o.no_passphrase) {
+            return keten_cli_usage("keygen",
+                "--rotate keeps the node's id, role, organisation and passphrase: give only "
+                "--home (and --passphrase-file)");
+        }
+        keten_err e = keten_rotate_keygen(o.home, o.passfile, o.json);
+        return e == KETEN_OK ? KETEN_EXIT_OK : keten_cli_error(e);
     }
     if (o.id == NULL || o.role == NULL || o.org == NULL) {
         return keten_cli_usage("keygen", "--id, --role and --org are required");
@@ -125,11 +152,11 @@ static const struct command {
 } commands[] = {
     { "keygen", cmd_keygen, "make this node's keys and its enrollment request" },
     { "run", cmd_run, "run the node daemon: connect to the broker, send, receive, witness" },
-    { "send", cmd_send, "send a signal, query or feedback to partners (prints the msg_id)" },
+    { "send", cmd_send, "send a signal or a query to partners (prints the msg_id)" },
     { "inbox", cmd_inbox, "list received messages not yet handled" },
     { "show", cmd_show, "show one received message" },
     { "ack", cmd_ack, "mark a received message as handled" },
-    { "reply", cmd_reply, "answer a received query" },
+    { "reply", cmd_reply, "answer a received query (reply) or signal (feedback)" },
     { "status", cmd_status, "the node's state or one message's (exit 3 on alarms)" },
     { "checkpoint", cmd_checkpoint, "print the checkpoint this node keeps as evidence" },
 };
@@ -147,7 +174,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    keten_cli_init("keten-node");
+    int rc = keten_cli_start("keten-node");
+    if (rc != 0) {
+        return rc;
+    }
     if (argc < 2) {
         usage(stderr);
         return KETEN_EXIT_USAGE;

@@ -9,7 +9,9 @@
  *   inbox.c    verify, store, receipt batches; replay memory; the message list
  *   witness.c  checkpoints and their consistency proofs, leaf proofs,
  *              cosignatures, Hello
- *   alarm.c    alarms (log line, counter, persisted) and warnings
+ *   alarm.c    alarms (log line, counter, persisted) and warnings; the
+ *              broker's refusal of this node
+ *   rotate.c   a key rotation in the node's own home
  *   api.c      the local API socket for the command line and applications
  *   status.c   node and message status as JSON
  *   hook.c     the --on-message hook
@@ -78,12 +80,19 @@ typedef struct keten_node_counters {
     uint64_t warnings;
     uint64_t hooks_run;
     uint64_t hooks_failed;
+    uint64_t store_errors; /* node store reads or writes that failed (logged as errors) */
 } keten_node_counters;
 
 typedef struct keten_node {
     keten_node_opts opts;
     char api_endpoint[PATH_MAX + 8];
     keten_identity *me;
+    /* Key rotation (rotate.h): new keys waiting for their certificate, and
+     * the keys a switch replaced (they open deliveries sealed to the old
+     * encryption key until old_wipe_at, wall ms). NULL when none. */
+    keten_identity *next;
+    keten_identity *old;
+    uint64_t old_wipe_at;
     Keten__Anchor *anchor;
     keten_directory *dir;
     keten_store *store;
@@ -106,6 +115,9 @@ typedef struct keten_node {
     uint8_t resend_pos[KETEN_MSG_ID_BYTES];
     uint64_t resend_started; /* wall ms when the pass started */
     bool dir_alarmed; /* directory-withheld raised for dir_needed */
+    uint64_t dir_expired_alarmed; /* version whose expiry raised directory-expired */
+    uint64_t held_deliveries; /* left unreceipted while the directory was expired (dirs.c) */
+    uint64_t dir_clock_ahead_ms; /* test hook: freshness judged this much later (dirs.c) */
     /* Leaf indexes of notices (forwarded receipts, expiry notices) recorded
      * durably, to confirm to the broker (outbox.c). */
     uint64_t notice_acks[KETEN_NODE_NOTICE_ACKS_MAX];
@@ -122,6 +134,15 @@ typedef struct keten_node {
     /* The frame being handled (evidence for an alarm), or NULL. */
     const Keten__Frame *frame;
     bool relink; /* the broker's transport key changed: reconnect */
+    /* The broker cut this node off (alarm.h, keten_alarm_refused()): why
+     * (REASON_REVOKED, REASON_KEYS_REPLACED, REASON_UNKNOWN_SENDER; NONE:
+     * not cut off), in which directory version, when (wall ms), and whether
+     * a signed directory the node holds says the same. Persisted; it
+     * concerns the transport key the node ran with. */
+    Keten__Reason refused;
+    uint64_t refused_version;
+    uint64_t refused_at;
+    bool refused_confirmed;
     char last_link_error[128]; /* last connection failure logged */
     bool stop;
 } keten_node;

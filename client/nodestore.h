@@ -6,7 +6,7 @@
  *                 then its hash and header, proof, refusal, recipients,
  *                 replies)
  *   messages      msg_id -> ReceivedRecord (the envelope once, the opened
- *                 signal, received_at, leaf index, handled)
+ *                 signal, received_at, leaf index, handled, the reply to a query)
  *   seen          msg_id -> SeenRecord (expires_at, envelope hash)
  *   checkpoints   tree size -> CheckpointRecord
  *   evidence      time || counter -> EvidenceRecord

@@ -1,5 +1,6 @@
 #include "outbox.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,114 @@ static void sent_envelope_hash(const Keten__SentRecord *rec, uint8_t out[static 
     }
 }
 
+/* The signal's type and purpose, when both are registered labels (else
+ * the signal's own problems say so and the policy is not looked at). */
+static bool signal_labels(
+    const keten_node *node, const char *json, size_t len, char *type, char *purpose)
+{
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *t = json_string_value(json_object_get(root, "type"));
+    const char *p = json_string_value(json_object_get(root, "purpose"));
+    bool ok = t != NULL && p != NULL && keten_label_valid(t) && keten_label_valid(p)
+        && keten_directory_category_registered(node->dir, t)
+        && keten_directory_purpose_registered(node->dir, p);
+    if (ok) {
+        snprintf(type, KETEN_LABEL_MAX + 1, "%s", t);
+        snprintf(purpose, KETEN_LABEL_MAX + 1, "%s", p);
+    }
+    json_decref(root);
+    return ok;
+}
+
+keten_err keten_outbox_check(
+    keten_node *node, const keten_send_req *req, keten_signal_problems *problems)
+{
+    keten_err first = KETEN_OK;
+    char detail[1200] = "";
+    keten_err e = keten_dirs_send_ok(node);
+    if (e != KETEN_OK) {
+        keten_signal_problems_add(problems, e, "node", NULL, keten_err_detail());
+        first = e;
+        snprintf(detail, sizeof detail, "node: %s", keten_err_detail());
+    }
+    e = keten_signal_validate_json(req->json, req->json_len, node->dir, problems);
+    if (e == KETEN_ERR_NOMEM) {
+        return e;
+    }
+    if (e != KETEN_OK && first == KETEN_OK) {
+        first = e;
+        snprintf(detail, sizeof detail, "%s", keten_err_detail());
+    }
+    const char **ids = NULL;
+    size_t n_ids = 0;
+    e = resolve_recipients(node, req->to, &ids, &n_ids);
+    if (e != KETEN_OK) {
+        keten_signal_problems_add(
+            problems, e, "to", "node ids, role:NAME or *, comma-separated", keten_err_detail());
+        if (first == KETEN_OK) {
+            first = e;
+            snprintf(detail, sizeof detail, "to: %s", keten_err_detail());
+        }
+    }
+    char type[KETEN_LABEL_MAX + 1], purpose[KETEN_LABEL_MAX + 1];
+    if (e == KETEN_OK && signal_labels(node, req->json, req->json_len, type, purpose)) {
+        for (size_t i = 0; i < n_ids; i++) {
+            const char *one[1] = { ids[i] };
+            keten_err pe = policy_check(node, one, 1, req->kind, type, purpose);
+            if (pe != KETEN_OK) {
+                keten_signal_problems_add(problems, pe, "to", NULL, keten_err_detail());
+                if (first == KETEN_OK) {
+                    first = pe;
+                    snprintf(detail, sizeof detail, "to: %s", keten_err_detail());
+                }
+            }
+        }
+    }
+    free(ids);
+    if (first != KETEN_OK) {
+        return keten_err_set(first, "%s", detail);
+    }
+    return KETEN_OK;
+}
+
+/* Inside the send's transaction: the query answered gets the reply's
+ * msg_id; refused when it already has one. */
+static keten_err note_reply_sent(keten_node *node, MDB_txn *txn,
+    const uint8_t query_id[static KETEN_MSG_ID_BYTES],
+    const uint8_t reply_id[static KETEN_MSG_ID_BYTES])
+{
+    Keten__ReceivedRecord *rec = NULL;
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    msg_hex(query_id, hex);
+    keten_err e = keten_nodestore_received_get(node->store, txn, query_id, &rec);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        e = keten_err_set(KETEN_ERR_NOT_FOUND, "no message %s in this node's inbox", hex);
+    }
+    if (e == KETEN_OK && rec->reply_id.len != 0) {
+        char prev[KETEN_MSG_ID_HEX_BYTES] = "";
+        if (rec->reply_id.len == KETEN_MSG_ID_BYTES) {
+            msg_hex(rec->reply_id.data, prev);
+        }
+        e = keten_err_set(KETEN_ERR_EXISTS,
+            "this node already replied to query %s (reply %s); a query gets one reply from each "
+            "recipient",
+            hex, prev);
+    }
+    if (e == KETEN_OK) {
+        uint8_t *copy = malloc(KETEN_MSG_ID_BYTES);
+        if (copy == NULL) {
+            e = KETEN_ERR_NOMEM;
+        } else {
+            memcpy(copy, reply_id, KETEN_MSG_ID_BYTES);
+            rec->reply_id.data = copy; /* freed with rec */
+            rec->reply_id.len = KETEN_MSG_ID_BYTES;
+            e = keten_nodestore_received_put(node->store, txn, query_id, rec);
+        }
+    }
+    keten_nodestore_received_free(&rec);
+    return e;
+}
+
 keten_err keten_outbox_send(
     keten_node *node, const keten_send_req *req, uint8_t msg_id_out[static KETEN_MSG_ID_BYTES])
 {
@@ -251,8 +360,11 @@ keten_err keten_outbox_send(
     rec.n_recipients = hdr->n_recipients;
     rec.recipients = rcpt_p;
     /* The outbox is an index of the queued messages; the envelope is in
-     * their sent record. */
+     * their sent record. A reply is noted on the query it answers in the
+     * same transaction: at most one reply per query. */
     if ((e = keten_store_begin(node->store, true, &txn)) != KETEN_OK
+        || (req->kind == KETEN__KIND__KIND_REPLY && req->in_reply_to != NULL
+            && (e = note_reply_sent(node, txn, req->in_reply_to, msg_id_out)) != KETEN_OK)
         || (e = keten_store_put(
                 node->store, txn, KETEN_DB_OUTBOX, msg_id_out, KETEN_MSG_ID_BYTES, "", 0))
             != KETEN_OK
@@ -305,18 +417,72 @@ static keten_err expire_entry(keten_node *node, MDB_txn *txn, const uint8_t *id)
     return e;
 }
 
+/* The node store failed (detail set): logged as an error and counted in
+ * status (counters.store_errors). */
+static void store_failed(keten_node *node, const char *what)
+{
+    node->counters.store_errors++;
+    KETEN_LOG(KETEN_LOG_ERR, what, "error=\"%s\"", keten_err_detail());
+    keten_err_clear();
+}
+
+/* Take the expired entries and the unreadable ones out of the outbox, in
+ * one transaction: a step that fails aborts it all (the next pass tries
+ * again). */
+static void outbox_cleanup(keten_node *node, const uint8_t (*expired)[KETEN_MSG_ID_BYTES],
+    size_t n_expired, const uint8_t (*unreadable)[KETEN_MSG_ID_BYTES], size_t n_unreadable)
+{
+    MDB_txn *txn = NULL;
+    keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e != KETEN_OK) {
+        store_failed(node, "cannot update the outbox; the next pass tries again");
+        return;
+    }
+    for (size_t i = 0; e == KETEN_OK && i < n_expired; i++) {
+        e = expire_entry(node, txn, expired[i]);
+    }
+    for (size_t i = 0; e == KETEN_OK && i < n_unreadable; i++) {
+        e = keten_store_del(node->store, txn, KETEN_DB_OUTBOX, unreadable[i], KETEN_MSG_ID_BYTES);
+    }
+    if (e == KETEN_OK) {
+        e = keten_store_commit(&txn);
+    }
+    keten_store_abort(&txn);
+    if (e != KETEN_OK) {
+        store_failed(node,
+            "cannot update the outbox; nothing of this pass is changed, the next "
+            "pass tries again");
+        return;
+    }
+    for (size_t i = 0; i < n_expired; i++) {
+        keten_api_notify_sent(node, expired[i]);
+    }
+}
+
 /* One batch of the current resend pass: at most SUBMIT_BATCH_MAX entries
  * after resend_pos; stops early (keeping its place) when libzmq's queue is
- * full; ends the pass at the end of the outbox. */
+ * full; ends the pass at the end of the outbox. An entry whose record cannot
+ * be read is never resent: it is logged, counted and taken out of the outbox
+ * (its record stays for the operator, who restores the store from a
+ * backup). */
 static void resend_batch(keten_node *node)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     uint8_t expired[SUBMIT_BATCH_MAX][KETEN_MSG_ID_BYTES];
-    size_t n_expired = 0, n_sent = 0, n_seen = 0;
-    if (keten_store_begin(node->store, false, &txn) != KETEN_OK
-        || mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_OUTBOX), &cur) != 0) {
+    uint8_t unreadable[SUBMIT_BATCH_MAX][KETEN_MSG_ID_BYTES];
+    size_t n_expired = 0, n_unreadable = 0, n_sent = 0, n_seen = 0;
+    keten_err e = keten_store_begin(node->store, false, &txn);
+    if (e == KETEN_OK) {
+        int rc = mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_OUTBOX), &cur);
+        if (rc != 0) {
+            e = keten_err_set(
+                KETEN_ERR_STORE, "opening a cursor on the outbox: %s", mdb_strerror(rc));
+        }
+    }
+    if (e != KETEN_OK) {
         keten_store_abort(&txn);
+        store_failed(node, "cannot read the outbox; nothing resent, the next tick tries again");
         return;
     }
     uint64_t now = keten_now_ms();
@@ -341,7 +507,7 @@ static void resend_batch(keten_node *node)
         n_seen++;
         Keten__SentRecord *rec = NULL;
         Keten__Header *h = NULL;
-        keten_err e = keten_nodestore_sent_get(node->store, txn, k.mv_data, &rec);
+        e = keten_nodestore_sent_get(node->store, txn, k.mv_data, &rec);
         if (e == KETEN_OK && rec->state != KETEN__SENT_STATE__SENT_STATE_QUEUED) {
             e = keten_err_set(KETEN_ERR_MALFORMED, "the outbox names a message that left it");
         }
@@ -352,8 +518,15 @@ static void resend_batch(keten_node *node)
             /* Never resend what cannot be read; the operator restores it. */
             char hex[KETEN_MSG_ID_HEX_BYTES];
             msg_hex(k.mv_data, hex);
-            KETEN_LOG(KETEN_LOG_ERR, "outbox entry not resent", "msg_id=%s error=\"%s\"", hex,
-                keten_err_detail());
+            node->counters.store_errors++;
+            KETEN_LOG(KETEN_LOG_ERR,
+                "outbox entry cannot be read: not resent, taken out of the outbox (restore the "
+                "node store from a backup to send it)",
+                "msg_id=%s error=\"%s\"", hex, keten_err_detail());
+            keten_err_clear();
+            if (e != KETEN_ERR_NOMEM) {
+                memcpy(unreadable[n_unreadable++], k.mv_data, KETEN_MSG_ID_BYTES);
+            }
         } else if (h->expires_at <= now) {
             memcpy(expired[n_expired++], k.mv_data, KETEN_MSG_ID_BYTES);
         } else if (node->resend_everything
@@ -372,7 +545,12 @@ static void resend_batch(keten_node *node)
         memcpy(node->resend_pos, k.mv_data, KETEN_MSG_ID_BYTES);
         node->resend_has_pos = true;
     }
-    if (!blocked && rc == MDB_NOTFOUND) {
+    if (!blocked && rc != 0 && rc != MDB_NOTFOUND) {
+        keten_err_set(KETEN_ERR_STORE, "reading the outbox: %s", mdb_strerror(rc));
+        store_failed(node, "cannot read the outbox to its end; the next pass tries again");
+        node->resend_active = false;
+        node->last_resend = keten_mono_ms();
+    } else if (!blocked && rc == MDB_NOTFOUND) {
         node->resend_active = false;
         node->last_resend = keten_mono_ms();
     }
@@ -381,22 +559,9 @@ static void resend_batch(keten_node *node)
     if (n_sent > 0) {
         KETEN_LOG(KETEN_LOG_INFO, "outbox resubmitted", "count=%zu", n_sent);
     }
-    if (n_expired == 0) {
-        return;
-    }
-    if (keten_store_begin(node->store, true, &txn) != KETEN_OK) {
-        return;
-    }
-    for (size_t i = 0; i < n_expired; i++) {
-        if (expire_entry(node, txn, expired[i]) != KETEN_OK) {
-            KETEN_LOG(KETEN_LOG_ERR, "cannot update expired message", "error=\"%s\"",
-                keten_err_detail());
-        }
-    }
-    if (keten_store_commit(&txn) == KETEN_OK) {
-        for (size_t i = 0; i < n_expired; i++) {
-            keten_api_notify_sent(node, expired[i]);
-        }
+    if (n_expired > 0 || n_unreadable > 0) {
+        outbox_cleanup(node, (const uint8_t(*)[KETEN_MSG_ID_BYTES])expired, n_expired,
+            (const uint8_t(*)[KETEN_MSG_ID_BYTES])unreadable, n_unreadable);
     }
 }
 
@@ -643,8 +808,7 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
         take_ack(node, request_id, err->proof, "duplicate refusal");
         return;
     }
-    char detail[200];
-    keten_log_quote(err->detail != NULL ? err->detail : "", detail, sizeof detail);
+    const char *detail = err->detail != NULL ? err->detail : "";
     if (err->msg_id.len != KETEN_MSG_ID_BYTES) {
         KETEN_LOG(KETEN_LOG_WARNING, "broker error", "reason=%s detail=%s",
             keten_outbox_reason_name(err->reason), detail);
@@ -711,14 +875,66 @@ static Keten__SentRecipient *recipient_entry(const Keten__SentRecord *rec, const
     return NULL;
 }
 
-static const Keten__NodeCert *any_cert(keten_node *node, const char *id)
+/* The certificate a forwarded receipt is checked with: the one of the
+ * serial its head names (read before its signature is checked, only to pick
+ * the key), current or revoked/superseded (*rev then its revocation); the
+ * current one when the head does not parse (its check then fails). */
+static keten_err receipt_cert(keten_node *node, const char *id, const Keten__ReceiptProof *p,
+    const Keten__NodeCert **cert, const Keten__Revocation **rev)
 {
-    const Keten__NodeCert *c = keten_directory_find_id(node->dir, id);
-    if (c == NULL) {
-        const Keten__Revocation *r = keten_directory_find_revoked(node->dir, id);
-        c = r != NULL ? r->cert : NULL;
+    *cert = keten_directory_find_id(node->dir, id);
+    *rev = NULL;
+    Keten__ReceiptBatchHead *h = NULL;
+    if (KETEN_PB_UNPACK(keten__receipt_batch_head, p->head.data, p->head.len,
+            KETEN_RECEIPT_HEAD_MAX, "receipt head", &h)
+        != KETEN_OK) {
+        keten_err_clear();
+    } else if (*cert == NULL || (*cert)->serial != h->cert_serial) {
+        *rev = keten_directory_find_revoked_serial(node->dir, id, h->cert_serial);
+        *cert = *rev != NULL ? (*rev)->cert : NULL;
+        if (*cert == NULL) {
+            keten_err e = keten_err_set(KETEN_ERR_UNKNOWN_NODE,
+                "the receipt names certificate serial %llu of %s, which directory version %llu "
+                "does not hold",
+                (unsigned long long)h->cert_serial, id,
+                (unsigned long long)keten_directory_version(node->dir));
+            keten_pb_free((ProtobufCMessage **)(void *)&h);
+            return e;
+        }
     }
-    return c;
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    if (*cert == NULL) {
+        return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "no certificate of %s", id);
+    }
+    return KETEN_OK;
+}
+
+/* Does a receipt by a revoked or superseded certificate count (docs/protocol.md,
+ * "Receipts after a revocation")? Only if the revocation was not for a
+ * compromise and the receipt was stored before it. */
+static keten_err receipt_counts(const Keten__Revocation *rev, const Keten__ReceiptBatchHead *head)
+{
+    if (rev == NULL) {
+        return KETEN_OK;
+    }
+    char at[40];
+    keten_time_iso(rev->at, at, sizeof at);
+    if (keten_revocation_compromised(rev)) {
+        return keten_err_set(KETEN_ERR_REVOKED,
+            "the receipt is signed with the key of %s (serial %llu), revoked at %s for a "
+            "compromise: it does not prove that %s stored the message; ask them",
+            rev->cert->id, (unsigned long long)rev->cert->serial, at, rev->cert->id);
+    }
+    if (head->stored_at >= rev->at) {
+        char stored[40];
+        keten_time_iso(head->stored_at, stored, sizeof stored);
+        return keten_err_set(KETEN_ERR_REVOKED,
+            "the receipt is signed with the key of %s (serial %llu) and dated %s, after that "
+            "certificate was %s at %s",
+            rev->cert->id, (unsigned long long)rev->cert->serial, stored,
+            rev->superseded ? "superseded" : "revoked", at);
+    }
+    return KETEN_OK;
 }
 
 static bool answered(Keten__RecipientState state)
@@ -797,12 +1013,16 @@ static keten_err check_receipt(keten_node *node, const Keten__AuditRecord *ar,
     if (ar->receipt == NULL) {
         return keten_err_set(KETEN_ERR_INCONSISTENT, "the record holds no receipt");
     }
-    const Keten__NodeCert *cert = any_cert(node, ar->node);
-    if (cert == NULL) {
-        return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "no certificate of %s", ar->node);
+    const Keten__NodeCert *cert = NULL;
+    const Keten__Revocation *rev = NULL;
+    keten_err e = receipt_cert(node, ar->node, ar->receipt, &cert, &rev);
+    if (e == KETEN_OK) {
+        e = keten_receipt_proof_verify(
+            cert, keten_directory_network(node->dir), ar->receipt, head, leaf);
     }
-    keten_err e = keten_receipt_proof_verify(
-        cert, keten_directory_network(node->dir), ar->receipt, head, leaf);
+    if (e == KETEN_OK) {
+        e = receipt_counts(rev, *head);
+    }
     if (e != KETEN_OK) {
         return e;
     }
@@ -827,13 +1047,31 @@ void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice
     Keten__ReceiptLeaf *leaf = NULL;
     Keten__SentRecord *rec = NULL;
     MDB_txn *txn = NULL;
-    keten_err e = keten_store_begin(node->store, true, &txn);
+    /* Past the directory's expiry a revocation may be withheld: no receipt
+     * is taken; the broker sends it again after a fresh version. */
+    keten_err e = keten_dirs_receive_ok(node);
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_WARNING, "receipt notice not checked: the directory has expired",
+            "detail=\"%s\"", keten_err_detail());
+        keten_err_clear();
+        keten_dirs_held(node, 1);
+        goto out;
+    }
+    e = keten_store_begin(node->store, true, &txn);
     if (e != KETEN_OK || !notice_record(node, &txn, n->proof, "receipt notice", &ar, &rec)) {
         goto out;
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
     msg_hex(ar->msg_id.data, hex);
     e = check_receipt(node, ar, rec, &head, &leaf);
+    if (e == KETEN_ERR_REVOKED) {
+        /* A valid signature by a key that no longer vouches for anything. */
+        keten_store_abort(&txn); /* the alarm is stored on its own */
+        keten_alarm_evidence(node, "revoked-receipt",
+            "the receipt for message %s (leaf %llu) does not count: %s", hex,
+            (unsigned long long)n->proof->leaf_index, keten_err_detail());
+        goto out;
+    }
     if (e != KETEN_OK) {
         node->counters.proofs_failed++;
         keten_store_abort(&txn); /* the alarm is stored on its own */

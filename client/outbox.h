@@ -50,6 +50,7 @@
 #include "err.h"
 #include "keten.h"
 #include "node.h"
+#include "signal_json.h"
 
 typedef struct keten_send_req {
     const char *to; /* parties (node ids, role:NAME, *), comma-separated */
@@ -62,6 +63,16 @@ typedef struct keten_send_req {
 /* Seal, store durably, submit. msg_id_out receives the new msg_id. */
 keten_err keten_outbox_send(keten_node *node, const keten_send_req *req,
     uint8_t msg_id_out[static KETEN_MSG_ID_BYTES]) KETEN_MUST_CHECK;
+
+/* The checks of keten_outbox_send before it seals, all of them, for a dry
+ * run: the node may send (path "node"), the signal against the installed
+ * directory (keten_signal_validate_json), the parties (path "to") and the
+ * sharing policy for each recipient (path "to", the refusal naming the
+ * rule). Every problem is appended to *problems (zero-initialised by the
+ * caller, keten_signal_problems_clear() after). Nothing is sealed or
+ * stored. KETEN_OK when there is none; else the first problem's error. */
+keten_err keten_outbox_check(
+    keten_node *node, const keten_send_req *req, keten_signal_problems *problems) KETEN_MUST_CHECK;
 
 /* Start a pass that resubmits every envelope in the outbox (on connect). */
 void keten_outbox_submit_all(keten_node *node);

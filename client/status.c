@@ -17,7 +17,7 @@
 static json_t *counters_json(const keten_node_counters *c)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:I}",
+                     "s:I, s:I, s:I}",
         "sent", (json_int_t)c->sent, "refused", (json_int_t)c->refused, "received",
         (json_int_t)c->received, "duplicates", (json_int_t)c->duplicates, "rejected",
         (json_int_t)c->rejected, "receipts", (json_int_t)c->receipts, "receipt_batches",
@@ -27,7 +27,7 @@ static json_t *counters_json(const keten_node_counters *c)
         "proofs_failed", (json_int_t)c->proofs_failed, "proofs_unknown",
         (json_int_t)c->proofs_unknown, "alarms", (json_int_t)c->alarms, "warnings",
         (json_int_t)c->warnings, "hooks_run", (json_int_t)c->hooks_run, "hooks_failed",
-        (json_int_t)c->hooks_failed);
+        (json_int_t)c->hooks_failed, "store_errors", (json_int_t)c->store_errors);
 }
 
 keten_err keten_status_node(keten_node *node, json_t **out)
@@ -38,7 +38,7 @@ keten_err keten_status_node(keten_node *node, json_t **out)
     if (st == NULL) {
         return KETEN_ERR_NOMEM;
     }
-    uint64_t now = keten_now_ms();
+    uint64_t now = keten_dirs_now_ms(node);
     const Keten__Directory *doc = keten_directory_doc(node->dir);
     keten_err e = keten_rec_set(st, "node", json_string(node->me->id));
     if (e == KETEN_OK) {
@@ -56,13 +56,32 @@ keten_err keten_status_node(keten_node *node, json_t **out)
     if (e == KETEN_OK) {
         e = keten_rec_set(st, "member", json_boolean(keten_dirs_my_cert(node) != NULL));
     }
+    if (e == KETEN_OK && node->refused != KETEN__REASON__REASON_NONE) {
+        /* The broker cut this node off (alarm.h): what, when, what to do. */
+        char text[160], at[40];
+        keten_alarm_refusal_text(node->refused, node->refused_version, text, sizeof text);
+        keten_time_iso(node->refused_at, at, sizeof at);
+        e = keten_rec_set(st, "refused",
+            json_pack("{s:s, s:I, s:s, s:s, s:b, s:i}", "kind",
+                keten_alarm_refusal_kind(node->refused), "directory_version",
+                (json_int_t)node->refused_version, "at", at, "action", text, "confirmed",
+                node->refused_confirmed, "exit",
+                keten_err_exit_code(node->refused == KETEN__REASON__REASON_REVOKED
+                        ? KETEN_ERR_REVOKED
+                        : KETEN_ERR_UNKNOWN_NODE)));
+    }
     if (e == KETEN_OK) {
         char expires[40];
         keten_time_iso(doc->expires_at, expires, sizeof expires);
         e = keten_rec_set(st, "directory",
-            json_pack("{s:I, s:s, s:b, s:I}", "version", (json_int_t)doc->version, "expires_at",
-                expires, "fresh", keten_directory_fresh(node->dir, now), "needed_version",
-                (json_int_t)node->dir_needed));
+            json_pack("{s:I, s:s, s:b, s:I, s:I}", "version", (json_int_t)doc->version,
+                "expires_at", expires, "fresh", keten_directory_fresh(node->dir, now),
+                "needed_version", (json_int_t)node->dir_needed, "held_deliveries",
+                (json_int_t)node->held_deliveries));
+    }
+    const char *advice = keten_dirs_expired_advice(node);
+    if (e == KETEN_OK && advice != NULL) { /* why, and what to do */
+        e = keten_rec_set(json_object_get(st, "directory"), "problem", json_string(advice));
     }
     if (e == KETEN_OK) {
         e = keten_witness_status(node, st);

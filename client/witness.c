@@ -781,3 +781,55 @@ keten_err keten_witness_evidence(keten_node *node, json_t **out)
     keten_pb_free((ProtobufCMessage **)(void *)&witnessed);
     return e;
 }
+
+keten_err keten_witness_evidence_all(keten_node *node, size_t max, json_t **out)
+{
+    *out = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    json_t *list = json_array();
+    if (list == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "listing the node's checkpoints");
+    }
+    keten_err e = keten_store_begin(node->store, false, &txn);
+    if (e != KETEN_OK) {
+        json_decref(list);
+        return e;
+    }
+    if (mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_CHECKPOINTS), &cur) != 0) {
+        keten_store_abort(&txn);
+        json_decref(list);
+        return keten_err_set(KETEN_ERR_STORE, "cannot read the node's checkpoints");
+    }
+    /* Newest first, up to max; then reversed into tree-size order. */
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    while (rc == 0 && e == KETEN_OK && json_array_size(list) < max) {
+        Keten__CheckpointRecord *rec = NULL;
+        e = keten_nodestore_decode(KETEN_DB_CHECKPOINTS, k.mv_data, k.mv_size, &v,
+            &keten__checkpoint_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+            (ProtobufCMessage **)(void *)&rec);
+        if (e == KETEN_OK && rec->note != NULL && rec->note[0] != '\0') {
+            json_t *o = json_pack("{s:I, s:b, s:s}", "tree_size", (json_int_t)rec->size,
+                "witnessed", rec->witnessed, "note", rec->note);
+            if (o == NULL || json_array_insert_new(list, 0, o) != 0) {
+                e = keten_err_set(KETEN_ERR_NOMEM, "listing the node's checkpoints");
+            }
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&rec);
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    mdb_cursor_close(cur);
+    keten_store_abort(&txn);
+    if (e == KETEN_OK && json_array_size(list) == 0) {
+        e = keten_err_set(KETEN_ERR_NOT_FOUND,
+            "this node has not accepted a checkpoint yet; wait until it has been connected to the "
+            "broker for a few seconds");
+    }
+    if (e != KETEN_OK) {
+        json_decref(list);
+        return e;
+    }
+    *out = list;
+    return KETEN_OK;
+}

@@ -77,5 +77,11 @@ keten_err keten_witness_status(keten_node *node, json_t *status) KETEN_MUST_CHEC
  * note text, for keten-audit verify --checkpoint). KETEN_ERR_NOT_FOUND
  * before the first. */
 keten_err keten_witness_evidence(keten_node *node, json_t **out) KETEN_MUST_CHECK;
+/* Every checkpoint the node kept (the newest max of them), in tree-size
+ * order: [{"tree_size","witnessed","note"}...] (keten-node checkpoint --all,
+ * for an auditor's keten-audit verify --checkpoint FILE). */
+#define KETEN_WITNESS_EVIDENCE_ALL_MAX 1000
+keten_err keten_witness_evidence_all(keten_node *node, size_t max, json_t **out)
+    KETEN_MUST_CHECK;
 
 #endif

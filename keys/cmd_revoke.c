@@ -23,7 +23,10 @@ static const char usage_text[]
       "\n"
       "Options:\n"
       "  --dir ADMIN            the administrators' folder\n"
-      "  --reason TEXT          why (at most 256 bytes, printable)\n"
+      "  --reason TEXT          why (at most 256 bytes, printable); for a stolen or\n"
+      "                         leaked key include the word \"compromise\"\n"
+      "                         (\"key-compromise: laptop stolen\"): its receipts\n"
+      "                         then never count\n"
       "  --json                 print the result as JSON\n"
       "  --help                 show this help\n";
 

@@ -51,7 +51,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    keten_cli_init("keten-keys");
+    int rc = keten_cli_start("keten-keys");
+    if (rc != 0) {
+        return rc;
+    }
     if (argc < 2) {
         usage(stderr);
         return KETEN_EXIT_USAGE;

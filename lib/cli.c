@@ -30,6 +30,53 @@ const char *keten_cli_prog(void)
     return prog_name;
 }
 
+bool keten_cli_is_test_hook(const char *name)
+{
+    static const char prefix[] = "KETEN_";
+    size_t n = strcspn(name, "=");
+    if (n <= sizeof prefix - 1 || strncmp(name, prefix, sizeof prefix - 1) != 0) {
+        return false;
+    }
+    /* From the underscore that ends KETEN: "_TEST_" anywhere (KETEN_TEST_X,
+     * KETEN_NODE_TEST_X), "_FAULT" at the end or followed by "_". */
+    const char *rest = name + sizeof prefix - 2;
+    size_t m = n - (sizeof prefix - 2);
+    for (size_t i = 0; i < m; i++) {
+        if (m - i >= 6 && memcmp(rest + i, "_TEST_", 6) == 0) {
+            return true;
+        }
+        if (m - i >= 6 && memcmp(rest + i, "_FAULT", 6) == 0
+            && (m - i == 6 || rest[i + 6] == '_')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int keten_cli_test_hooks_check(const char *const *env, bool hooks_built)
+{
+    if (hooks_built || env == NULL) {
+        return 0;
+    }
+    for (const char *const *e = env; *e != NULL; e++) {
+        if (keten_cli_is_test_hook(*e)) {
+            int n = (int)strcspn(*e, "=");
+            fprintf(stderr,
+                "%s: %.*s is set, but this build has no test hooks (they exist only in a "
+                "build configured with -Dtest_hooks=true, for the tests); unset %.*s\n",
+                prog_name, n, *e, n, *e);
+            return KETEN_EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
+int keten_cli_start(const char *prog)
+{
+    keten_cli_init(prog);
+    return keten_cli_test_hooks_check((const char *const *)environ, KETEN_CLI_TEST_HOOKS_BUILT);
+}
+
 int keten_cli_error(keten_err err)
 {
     const char *detail = keten_err_detail();
@@ -294,8 +341,9 @@ keten_err keten_cli_keygen(const keten_cli_keygen_opts *o)
     if (lstat(secret_path, &st) == 0) {
         return keten_err_set(KETEN_ERR_EXISTS,
             "%s already exists: this home already has keys and they are never overwritten; "
-            "to replace them (rotation) run keygen with a new --home and have the "
-            "administrators approve the new request with --rotate",
+            "to replace them (rotation) run keten-node keygen --rotate --home with this home "
+            "(a broker: keygen with a new --home) and have the administrators approve the new "
+            "request with --rotate",
             secret_path);
     }
     /* Everything that can be checked is checked before the disk is touched. */

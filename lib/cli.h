@@ -43,6 +43,33 @@
 void keten_cli_init(const char *prog);
 const char *keten_cli_prog(void);
 
+/* Whether this build has the test hooks (meson -Dtest_hooks=true, which
+ * defines KETEN_TEST_HOOKS): KETEN_TEST_FAST_KDF, KETEN_TEST_NOW_MS,
+ * KETEN_BROKER_FAULT, KETEN_BROKER_TEST_CLOCK_OFFSET_MS,
+ * KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT. Without it their code is not
+ * compiled at all. */
+#ifdef KETEN_TEST_HOOKS
+#define KETEN_CLI_TEST_HOOKS_BUILT true
+#else
+#define KETEN_CLI_TEST_HOOKS_BUILT false
+#endif
+
+/* Whether NAME (an environment variable's name, up to '=' or the end)
+ * names a test hook: KETEN_TEST_*, KETEN_*_TEST_*, KETEN_*_FAULT or
+ * KETEN_*_FAULT_*. */
+bool keten_cli_is_test_hook(const char *name);
+
+/* The start-up check of every program: 0 to go on; when hooks_built is
+ * false and env (an environ-style array) sets a test hook, print
+ * "PROG: NAME is set, but this build has no test hooks ..." on stderr and
+ * return 2 (usage error). */
+int keten_cli_test_hooks_check(const char *const *env, bool hooks_built);
+
+/* keten_cli_init(prog), then keten_cli_test_hooks_check(environ, this
+ * build): every main() calls it first and exits with what it returns when
+ * that is not 0. */
+int keten_cli_start(const char *prog) KETEN_MUST_CHECK;
+
 /* Print "PROG: strerror(err): detail" (the detail of the last
  * keten_err_set()) on stderr; return keten_err_exit_code(err). */
 int keten_cli_error(keten_err err);

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pb.h"
 #include "policy.h"
@@ -1189,6 +1190,44 @@ const Keten__Revocation *keten_directory_find_revoked(const keten_directory *sel
     }
     const index_entry *e = index_find(&self->revoked, str_key(id), strlen(id));
     return e != NULL ? e->val : NULL;
+}
+
+const Keten__Revocation *keten_directory_find_revoked_serial(
+    const keten_directory *self, const char *id, uint64_t serial)
+{
+    if (id == NULL) {
+        return NULL;
+    }
+    const Keten__Directory *d = keten_directory_doc(self);
+    for (size_t i = 0; i < d->n_revocations; i++) {
+        const Keten__Revocation *r = d->revocations[i];
+        if (r->cert != NULL && r->cert->serial == serial && r->cert->id != NULL
+            && strcmp(r->cert->id, id) == 0) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+bool keten_revocation_compromised(const Keten__Revocation *r)
+{
+    static const char word[] = "compromise";
+    if (r == NULL || r->reason == NULL) {
+        return false;
+    }
+    size_t n = strlen(r->reason);
+    for (size_t i = 0; i + sizeof word - 1 <= n; i++) {
+        if (strncasecmp(r->reason + i, word, sizeof word - 1) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+uint64_t keten_directory_max_lifetime(const keten_directory *self)
+{
+    uint64_t life = keten_directory_doc(self)->max_message_lifetime;
+    return life != 0 ? life : KETEN_MAX_LIFETIME_DEFAULT_MS;
 }
 
 const Keten__NodeCert *keten_directory_find_sign_key(

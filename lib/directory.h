@@ -103,6 +103,19 @@ const Keten__NodeCert *keten_directory_broker(const keten_directory *self);
 /* Revocation entry for id (latest one), NULL if never revoked/superseded. */
 const Keten__Revocation *keten_directory_find_revoked(const keten_directory *self,
     const char *id);
+/* Revocation entry of the certificate of id with this serial, NULL if that
+ * certificate was never revoked or superseded. */
+const Keten__Revocation *keten_directory_find_revoked_serial(
+    const keten_directory *self, const char *id, uint64_t serial);
+/* Was r a revocation (or rotation) for key compromise? True when its reason
+ * names one: the word "compromise" in any case ("key-compromise: laptop
+ * stolen"). Receipts and messages signed with such
+ * a key never count, whatever time they state. */
+bool keten_revocation_compromised(const Keten__Revocation *r);
+/* The longest lifetime (expires_at - created_at, ms) a message may have
+ * under this directory: its max_message_lifetime, or
+ * KETEN_MAX_LIFETIME_DEFAULT_MS when it sets none. */
+uint64_t keten_directory_max_lifetime(const keten_directory *self);
 /* Certificate (current or revoked/superseded) whose signing key is pk. */
 const Keten__NodeCert *keten_directory_find_sign_key(const keten_directory *self,
     const uint8_t pk[static KETEN_SIGN_PK_BYTES]);

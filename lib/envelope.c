@@ -447,6 +447,26 @@ static keten_err verify_envelope(const keten_directory *dir, const uint8_t *buf,
             shown(v->sender->id), (unsigned long long)v->sender->serial);
         goto out;
     }
+    /* A superseded key signs only what was in flight at the rotation: a
+     * message that outlives rotation time plus the longest lifetime was not,
+     * and a key superseded for compromise signs nothing. */
+    if (rotated != NULL && keten_revocation_compromised(rotated)) {
+        e = keten_err_set(KETEN_ERR_REVOKED,
+            "envelope was signed with the key of '%s' (serial %llu), which was replaced because "
+            "it was compromised",
+            shown(v->sender->id), (unsigned long long)v->sender->serial);
+        goto out;
+    }
+    if (rotated != NULL && h->expires_at > rotated->at
+        && h->expires_at - rotated->at > keten_directory_max_lifetime(dir)) {
+        e = keten_err_set(KETEN_ERR_REVOKED,
+            "envelope signed with the superseded key of '%s' (serial %llu) expires %llu ms after "
+            "its rotation; at most the longest message lifetime (%llu ms) is allowed",
+            shown(v->sender->id), (unsigned long long)v->sender->serial,
+            (unsigned long long)(h->expires_at - rotated->at),
+            (unsigned long long)keten_directory_max_lifetime(dir));
+        goto out;
+    }
     e = cert_valid_at(v->sender, h->created_at, "created at");
     if (e != KETEN_OK) {
         goto out;
@@ -915,6 +935,22 @@ keten_err keten_envelope_open(const keten_identity *me, const keten_directory *d
         char iso[40];
         keten_time_iso(h->expires_at, iso, sizeof iso);
         e = keten_err_set(KETEN_ERR_EXPIRED, "the message expired at %s", iso);
+        goto out;
+    }
+    /* The broker's submit checks, made again: the recipient trusts no
+     * broker to have made them (docs/protocol.md, "Times"). */
+    uint64_t max_life = keten_directory_max_lifetime(dir);
+    if (h->expires_at - h->created_at > max_life) { /* created_at < expires_at: verified */
+        e = keten_err_set(KETEN_ERR_EXPIRED,
+            "the message's lifetime of %llu ms is longer than the directory's maximum of %llu ms",
+            (unsigned long long)(h->expires_at - h->created_at), (unsigned long long)max_life);
+        goto out;
+    }
+    if (h->created_at > now_ms && h->created_at - now_ms > KETEN_CLOCK_SKEW_MS) {
+        e = keten_err_set(KETEN_ERR_CLOCK_SKEW,
+            "the message was created %llu ms ahead of this node's clock; at most %llu ms is "
+            "allowed",
+            (unsigned long long)(h->created_at - now_ms), (unsigned long long)KETEN_CLOCK_SKEW_MS);
         goto out;
     }
     if (!keten_directory_category_registered(dir, h->category)) {

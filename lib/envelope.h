@@ -22,10 +22,16 @@
  * padded_len + 16, padded_len a bucket size. Signature before parse: nothing
  * unverified is acted on. A message signed with the key of a certificate
  * that a rotation superseded verifies with that key if it was created before
- * the rotation (it was in flight); created after it, it is KETEN_ERR_REVOKED.
+ * the rotation (it was in flight) and expires at most the directory's
+ * longest message lifetime after it; created after it, expiring later, or
+ * signed with a key superseded for compromise (keten_revocation_compromised),
+ * it is KETEN_ERR_REVOKED.
  *
  * Open (recipient): verify, then: this identity is a recipient, the sender's
- * certificate is valid at created_at, not expired at now, registered
+ * certificate is valid at created_at, not expired at now, a lifetime
+ * (expires_at - created_at) no longer than the directory's maximum
+ * (KETEN_ERR_EXPIRED), created_at at most KETEN_CLOCK_SKEW_MS ahead of now
+ * (KETEN_ERR_CLOCK_SKEW), registered
  * category and purpose, the policy allows sender -> this node, unwrap K,
  * commitment, decrypt, unpad, Signal parses, signal type/purpose equal header
  * category/purpose. Replay detection (msg_ids remembered until expiry) needs

@@ -45,6 +45,7 @@ static const char *const texts[KETEN_ERR__COUNT] = {
     [KETEN_ERR_CRYPTO] = "cryptographic library failure",
     [KETEN_ERR_JSON] = "bad JSON",
     [KETEN_ERR_INVALID_SIGNAL] = "not a valid signal",
+    [KETEN_ERR_CLOCK_SKEW] = "too far ahead of this clock",
 };
 
 const char *keten_strerror(keten_err err)

@@ -60,6 +60,7 @@ typedef enum keten_err {
     KETEN_ERR_CRYPTO,          /* libsodium failed (not a verification) */
     KETEN_ERR_JSON,            /* bad JSON input */
     KETEN_ERR_INVALID_SIGNAL,  /* a decrypted payload that is not a valid Signal */
+    KETEN_ERR_CLOCK_SKEW,      /* a time too far ahead of this clock */
     KETEN_ERR__COUNT
 } keten_err;
 

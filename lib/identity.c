@@ -231,16 +231,21 @@ static void body_encode(const keten_identity *self, uint8_t *b)
     }
 }
 
+/* Argon2id limits for a new key file: moderate; with the test hook
+ * KETEN_TEST_FAST_KDF=1 (only in a build with -Dtest_hooks=true)
+ * interactive. */
 static void kdf_limits(uint64_t *ops, uint64_t *mem)
 {
+#ifdef KETEN_TEST_HOOKS
     const char *fast = getenv("KETEN_TEST_FAST_KDF");
     if (fast != NULL && strcmp(fast, "1") == 0) {
         *ops = crypto_pwhash_OPSLIMIT_INTERACTIVE;
         *mem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
-    } else {
-        *ops = crypto_pwhash_OPSLIMIT_MODERATE;
-        *mem = crypto_pwhash_MEMLIMIT_MODERATE;
+        return;
     }
+#endif
+    *ops = crypto_pwhash_OPSLIMIT_MODERATE;
+    *mem = crypto_pwhash_MEMLIMIT_MODERATE;
 }
 
 /* Argon2id(pass, salt) into key (KEYFILE_KEY_BYTES of sodium_malloc memory). */

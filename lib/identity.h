@@ -60,8 +60,9 @@ typedef struct keten_identity {
 
 /* Argon2id limits for key files: crypto_pwhash_OPSLIMIT_MODERATE and
  * MEMLIMIT_MODERATE in production. Tests may lower them through the
- * environment variable KETEN_TEST_FAST_KDF=1 (interactive limits); the limits
- * used are stored in the file, so either opens anywhere. */
+ * environment variable KETEN_TEST_FAST_KDF=1 (interactive limits), a test
+ * hook that only a build with -Dtest_hooks=true has; the limits used are
+ * stored in the file, so either opens anywhere. */
 
 /* New keys for id/role/org (checked: keten_name_valid, org printable, at most
  * KETEN_ORG_MAX bytes). with_log_key for the broker: role "broker" without

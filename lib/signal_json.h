@@ -10,8 +10,16 @@
  * 8601 UTC); observed_by (string <= 128); subjects [{kind, value}] (<= 64);
  * attachments [{name, media_type, data_base64}] (<= 16). Unknown fields are
  * refused. Errors are KETEN_ERR_JSON / KETEN_ERR_INVALID / KETEN_ERR_TOO_LARGE
- * with a detail naming the field and what is wrong ("grading.source: must be
- * one of A-F").
+ * (KETEN_ERR_UNREGISTERED against a directory) with a detail naming the field
+ * path, what is wrong and what is allowed ("grading.source: must be one of
+ * A-F (Admiralty source reliability), got 'G' (allowed: A, B, C, D, E, F)").
+ * The full rules, with examples, are in docs/signals.md.
+ *
+ * Problems: every check runs to the end and can report every problem it
+ * finds, not only the first (keten_signal_validate_json,
+ * keten_signal_check_all: `keten-node send --dry-run`). Which signals are
+ * accepted does not depend on whether problems are collected; the
+ * single-error functions return the first problem the list would start with.
  *
  * Ownership: *out Signal freed with keten_signal_free(); JSON strings are
  * malloc()ed (free()). Thread-safe.
@@ -24,6 +32,48 @@
 #include "directory.h"
 #include "err.h"
 #include "keten.h"
+
+#define KETEN_SIGNAL_PATH_MAX 64 /* "attachments[15].data_base64" and the like */
+#define KETEN_SIGNAL_TEXT_MAX 320
+#define KETEN_SIGNAL_PROBLEMS_MAX 64 /* problems listed; more are only counted */
+
+/* One problem of a signal. */
+typedef struct keten_signal_problem {
+    keten_err err; /* what it stands for: KETEN_ERR_JSON, _INVALID, _TOO_LARGE, ... */
+    char path[KETEN_SIGNAL_PATH_MAX]; /* "grading.source", "subjects[0].address";
+                                         "" for the text as a whole */
+    char problem[KETEN_SIGNAL_TEXT_MAX]; /* what is wrong */
+    char allowed[KETEN_SIGNAL_TEXT_MAX]; /* the allowed values or fields; may be "" */
+} keten_signal_problem;
+
+/* The problems found, in check order (the order of the fields in
+ * docs/signals.md, structure before values). Zero-initialise it; release it
+ * with keten_signal_problems_clear(). */
+typedef struct keten_signal_problems {
+    keten_signal_problem *items;
+    size_t n, cap;
+    size_t more; /* problems past KETEN_SIGNAL_PROBLEMS_MAX, not listed */
+} keten_signal_problems;
+
+/* "path: problem (allowed: ...)" into buf (always terminated). */
+void keten_signal_problem_format(const keten_signal_problem *p, char *buf, size_t size);
+
+/* Append a problem found outside the signal (its recipients, the message it
+ * answers); allowed may be NULL. Past KETEN_SIGNAL_PROBLEMS_MAX (or out of
+ * memory) it is only counted in more. */
+void keten_signal_problems_add(keten_signal_problems *problems, keten_err err, const char *path,
+    const char *allowed, const char *problem);
+
+/* Free the list's items; accepts NULL; the list can be used again. */
+void keten_signal_problems_clear(keten_signal_problems *problems);
+
+/* Parse and check JSON text as keten_signal_from_json does, and against dir
+ * (when not NULL: type and purpose registered), appending every problem to
+ * *problems. KETEN_OK when there is none; else the first problem's error
+ * (its detail set as keten_signal_from_json would set it). JSON that does
+ * not parse is one problem (jansson stops at the first syntax error). */
+keten_err keten_signal_validate_json(const char *json, size_t len, const keten_directory *dir,
+    keten_signal_problems *problems) KETEN_MUST_CHECK;
 
 /* Parse JSON text (at most KETEN_SIGNAL_JSON_MAX bytes). */
 keten_err keten_signal_from_json(const char *json, size_t len, Keten__Signal **out)
@@ -40,6 +90,10 @@ void *keten_signal_to_jansson(const Keten__Signal *signal);
  * purpose registered in dir (if dir != NULL), field syntax as above. */
 keten_err keten_signal_check(const Keten__Signal *signal, const keten_directory *dir)
     KETEN_MUST_CHECK;
+
+/* The same, appending every problem to *problems. */
+keten_err keten_signal_check_all(const Keten__Signal *signal, const keten_directory *dir,
+    keten_signal_problems *problems) KETEN_MUST_CHECK;
 
 /* Serialize / parse the protobuf form (the plaintext inside an envelope). */
 keten_err keten_signal_pack(const Keten__Signal *signal, uint8_t **out, size_t *out_len)

@@ -172,7 +172,7 @@ cat >signal.json <<'EOF'
  "subjects": [{"kind": "address", "value": "Hoofdstraat 1, 1111 AA Diemen"}]}
 EOF
 say "The municipality sends a soft signal about an address to the police and the tax authority."
-SIG=$("$NODE" send --home gemeente --to role:police,role:tax --json signal.json --wait 2>send.err)
+SIG=$("$NODE" send --home gemeente --to role:police,role:tax --signal signal.json --wait 2>send.err)
 if [ -z "$SIG" ]; then
     fail "send"
     sed 's/^/   | /' send.err
@@ -207,7 +207,7 @@ cat >query.json <<'EOF'
 EOF
 say "The municipality sends a thematic address check (a query) to police, tax and housing."
 Q=$("$NODE" send --home gemeente --to role:police,role:tax,role:housing --kind query \
-    --json query.json --wait 2>send.err)
+    --signal query.json --wait 2>send.err)
 [ -n "$Q" ] || { fail "query"; sed 's/^/   | /' send.err; exit 1; }
 note "query $Q"
 
@@ -225,7 +225,7 @@ reply_json "Bekend: 2 meldingen in 2026" >reply-police.json
 for pair in belastingdienst:reply-tax.json woningcorporatie:reply-housing.json; do
     id=${pair%%:*}
     wait_until 30 inbox_has "$id" "$Q" || { fail "$id did not receive the query"; continue; }
-    must "reply from $id" "$NODE" reply --home "$id" "$Q" --json "${pair#*:}"
+    must "reply from $id" "$NODE" reply --home "$id" "$Q" --signal "${pair#*:}"
     note "$id answered"
 done
 
@@ -233,7 +233,7 @@ say "The police node comes back and gets its backlog: the query waited at the br
 start_node politie
 if wait_until 30 inbox_has politie "$Q"; then
     note "politie received the query after reconnecting"
-    must "reply from politie" "$NODE" reply --home politie "$Q" --json reply-police.json
+    must "reply from politie" "$NODE" reply --home politie "$Q" --signal reply-police.json
     note "politie answered"
 else
     fail "politie did not get its backlog"
@@ -251,7 +251,7 @@ fi
 
 say "The municipality tries to send a woonfraude signal to the housing corporation:"
 note "the sharing agreement does not allow it."
-if OUT=$("$NODE" send --home gemeente --to role:housing --json signal.json --wait 2>&1); then
+if OUT=$("$NODE" send --home gemeente --to role:housing --signal signal.json --wait 2>&1); then
     fail "a send outside the policy was accepted"
 else
     note "refused: $(printf '%s' "$OUT" | head -1)"

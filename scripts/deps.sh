@@ -30,8 +30,10 @@ packages=(
 if [ "$testing" -eq 1 ]; then
   # curl: the broker's metrics endpoint (broker_exchange, broker_store_full,
   # broker_notices, systemd_notify); Chromium renders the auditors' HTML
-  # report (audit_replay).
-  packages+=(curl chromium)
+  # report (audit_replay); python3-cryptography: Ed25519 for the independent
+  # check of an audit export's checkpoint (audit_tiles, tests/tools/tiles_check.py);
+  # python3-jsonschema checks docs/signal.schema.json against the node (signal_schema).
+  packages+=(curl chromium python3-cryptography python3-jsonschema)
 fi
 if [ "$packaging" -eq 1 ]; then
   # git: the copy of the tracked sources; util-linux: setpriv and runuser

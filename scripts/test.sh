@@ -40,7 +40,7 @@ run_suite() {
   sargs=("$@")
   if [ -f "$dir/meson-private/coredata.dat" ]; then
     # An existing build folder may be configured otherwise (scripts/demo.sh
-    # makes build/ with a plain `meson setup`, a developer may have changed
+    # makes build/ without the tests (-Dtests=false), a developer may have changed
     # it): it gets the options stated here. `meson configure`, because
     # `meson setup --reconfigure` ignores the b_ options (b_sanitize). Only
     # when they differ: meson configure makes ninja regenerate.
@@ -65,7 +65,8 @@ run_suite() {
 
 # Both builds: the project's build type and warnings, as errors, and the test
 # programs; one without and one with the sanitizers.
-common=(-Dbuildtype=debugoptimized -Dwarning_level=3 -Dwerror=true -Dtests=true)
+# The tests need the test hooks (-Dtest_hooks=true; meson stops without them).
+common=(-Dbuildtype=debugoptimized -Dwarning_level=3 -Dwerror=true -Dtests=true -Dtest_hooks=true)
 plain=("${common[@]}" -Db_sanitize=none -Db_lundef=true)
 # shellcheck disable=SC2054 # one meson value, a comma-separated list
 asan=("${common[@]}" -Db_sanitize=address,undefined -Db_lundef=false)

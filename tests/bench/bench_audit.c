@@ -309,7 +309,7 @@ static int verify_once(const char *store, const Keten__Anchor *anchor, unsigned 
     double *rate, double *cpu_us, verifier_result *res)
 {
     auditdb *db = NULL;
-    if (auditdb_open(store, &db) != KETEN_OK) {
+    if (auditdb_open_env(store, &db) != KETEN_OK) {
         fprintf(stderr, "bench_audit: open: %s\n", keten_err_detail());
         return -1;
     }
@@ -334,7 +334,7 @@ static int replay_once(
     auditdb *db = NULL;
     records_index *idx = records_index_new();
     FILE *null = fopen("/dev/null", "w");
-    if (idx == NULL || null == NULL || auditdb_open(store, &db) != KETEN_OK) {
+    if (idx == NULL || null == NULL || auditdb_open_env(store, &db) != KETEN_OK) {
         return -1;
     }
     replay_ctx c = { f, idx, null, 0 };

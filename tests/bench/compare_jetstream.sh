@@ -53,7 +53,7 @@ fi
 BENCH="$BUILD/tests/bench/keten-bench"
 BROKER="$BUILD/broker/keten-broker"
 if [ ! -x "$BENCH" ] || [ ! -x "$BROKER" ]; then
-    echo "compare_jetstream.sh: no built keten-bench and keten-broker; build first (meson setup build && ninja -C build) or give --build DIR" >&2
+    echo "compare_jetstream.sh: no built keten-bench and keten-broker; build first (meson setup build -Dtest_hooks=true && ninja -C build) or give --build DIR" >&2
     exit 1
 fi
 
@@ -265,10 +265,11 @@ print()
 print("What each side did per message:")
 print(f"  keten:     signed, end-to-end encrypted envelope verified (Ed25519) against the sender's")
 print(f"             certificate and the sharing policy; a 'submitted' record appended to the Merkle")
-print(f"             audit log, the envelope stored and queued, all in one LMDB transaction; the ack")
-print(f"             signed (Ed25519) after the commit; then delivered to its recipient, whose signed")
-print(f"             receipt was verified, audited ('delivered' and 'receipted' records) and forwarded")
-print(f"             to the sender, all on the same 2 cores as the load generator.")
+print(f"             audit log, the envelope stored and queued, all in one LMDB transaction; the commit")
+print(f"             ends with a checkpoint signed (Ed25519) once, and the ack is the message's")
+print(f"             inclusion proof against it; then delivered to its recipient (with its proof), whose")
+print(f"             signed receipt batch was verified, audited ('delivered' and 'receipted' records)")
+print(f"             and forwarded to the sender, all on the same 2 cores as the load generator.")
 print(f"             fsync before ack: {k_syncs} fsync/fdatasync calls by the broker in a 3 s strace window")
 print(f"             during load ({k_acked} acks in that run): "
       + ("YES: every commit is fdatasync'ed (and its meta page written through an O_DSYNC\n"

@@ -1194,6 +1194,57 @@ static void signals(void)
         "\"media_type\":\"text/plain\",\"data_base64\":\"!!!\"}]}");
     put("signal", "malformed-invalid-utf8.json",
         "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"summary\":\"\xc3\x28\"}", 58);
+    /* Edges of the signal rules, valid and not, where the JSON Schema
+     * (docs/signal.schema.json) and the node must agree (tests/tools/signal_schema.py). */
+    put_str("signal", "edge-every-field-wrong.json",
+        "{\"type\":\"woonfraude\",\"purpose\":\"riec-convenant/art-5\",\"nature\":\"soft"
+        "\",\"grading\":\"B2\",\"observed_at\":\"19-11-2026 10:30\",\"subjects\":[{\"kind"
+        "\":\"address\",\"address\":\"Hoofdstraat 1\"}],\"handling\":\"AMBER\"}");
+    put_str("signal", "edge-label-trailing-newline.json",
+        "{\"type\":\"drugs\\n\",\"purpose\":\"handhaving\"}");
+    put_str("signal", "edge-observed-at-ms-max.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_at\":\"253402300799999"
+        "\"}");
+    put_str("signal", "edge-observed-at-ms-over.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_at\":\"253402300800000"
+        "\"}");
+    put_str("signal", "edge-observed-at-offset-zero.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_at\":\"2026-11-19T10:3"
+        "0:00+00:00\"}");
+    put_str("signal", "edge-observed-at-offset-one.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_at\":\"2026-11-19T10:3"
+        "0:00+01:00\"}");
+    put_str("signal", "edge-empty-optional.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"summary\":\"\",\"nature\":\"\","
+        "\"handling\":\"\",\"observed_by\":\"\",\"subjects\":[],\"attachments\":[{\"name"
+        "\":\"leeg.txt\",\"media_type\":\"text/plain\",\"data_base64\":\"\"}]}");
+    put_str("signal", "edge-summary-tab-newline.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"summary\":\"regel 1\\n\\tregel "
+        "2\"}");
+    put_str("signal", "edge-observed-by-newline.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_by\":\"regel 1\\nregel"
+        " 2\"}");
+    put_str("signal", "edge-attachment-dotdot.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":[{\"name\":\"..\""
+        ",\"media_type\":\"text/plain\",\"data_base64\":\"QQ==\"}]}");
+    put_str("signal", "edge-media-type-two-slashes.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":[{\"name\":\"a.tx"
+        "t\",\"media_type\":\"text/plain/x\",\"data_base64\":\"QQ==\"}]}");
+    put_str("signal", "edge-base64-noncanonical.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":[{\"name\":\"a.tx"
+        "t\",\"media_type\":\"text/plain\",\"data_base64\":\"QR==\"}]}");
+    put_str("signal", "edge-subject-kind-uppercase.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"subjects\":[{\"kind\":\"Address"
+        "\",\"value\":\"Hoofdstraat 1\"}]}");
+    put_str("signal", "edge-grading-extra-field.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"hard\",\"grading\":{"
+        "\"source\":\"A\",\"information\":\"1\",\"remark\":\"x\"}}");
+    put_str("signal", "edge-grading-null.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"grading\":null}");
+    put_str("signal", "edge-hard-graded.json",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"hard\",\"grading\":{"
+        "\"source\":\"A\",\"information\":\"1\"}}");
+    put_str("signal", "edge-not-an-object.json", "[\"drugs\",\"handhaving\"]");
     /* The protobuf form (the plaintext inside an envelope). */
     Keten__Signal *sig = NULL;
     uint8_t *b = NULL;

@@ -33,16 +33,11 @@ sent_ids() {
 # jo PYTHON_EXPR DESCRIPTION: ok when the expression is true; D is the one
 # (indented) JSON document the last command printed.
 jo() {
-    if "$PY" - "$T/.out" "$1" 2>/dev/null <<'PY'
+    check "$2" "$PY" - "$T/.out" "$1" 2>/dev/null <<'PY'
 import json, sys
 D = json.load(open(sys.argv[1]))
 sys.exit(0 if eval(sys.argv[2]) else 1)
 PY
-    then
-        ok "$2"
-    else
-        not_ok "$2"
-    fi
 }
 
 # jv PYTHON_EXPR: print the value of the expression over D.

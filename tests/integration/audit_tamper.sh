@@ -9,7 +9,10 @@
 # current partner, verify. Receipts: a receipted record whose leaf path was
 # changed, one whose batch head signature was changed, a refused-by-recipient
 # record turned into a receipted one, and a receipt re-signed by the very
-# recipient but naming another envelope: each is found at its record.
+# recipient but naming another envelope: each is found at its record. An
+# export whose files were edited (a record's length, a tile's size, a
+# stored checkpoint's or directory's length, the manifest's size): the file
+# and record are named, exit 3, never a signal; an old LMDB export is refused.
 . "$(dirname "$0")/audit_lib.sh"
 
 make_log || done_testing
@@ -155,6 +158,95 @@ edit append-submitted --store t-current/store --key n-gemeente-diemen/identity.s
     --to belastingdienst --network riec-test --directory-version 2
 run "$AUDIT" verify --db t-current --anchor admin/network.pub
 expect 0 "control: the same forged append signed by a current partner's key verifies"
+
+# ---- a tampered export: lengths and sizes, never a signal --------------------------------
+
+# An auditor is handed files by the party they audit. Each edit below is of
+# the export's files; keten-audit names the file and the record, exits 3, and
+# is never killed by a signal (an LMDB export with one record's size set to
+# 0xF0000 used to end verify with SIGBUS).
+run "$AUDIT" export --db pristine --out ex
+expect 0 "export the pristine log"
+run "$AUDIT" verify --db ex --anchor admin/network.pub
+expect 0 "control: the untouched export verifies"
+BUNDLE=$(cd ex && find tile/entries -type f | sort | head -1)
+TILE0=$(cd ex && find tile/0 -type f | sort | head -1)
+
+# patch FILE OFFSET HEX: write bytes at an offset of a file.
+patch() {
+    "$PY" - "$@" <<'PY'
+import sys
+p, off, data = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+b = bytearray(open(p, "rb").read())
+b[off:off + len(data)] = data
+open(p, "wb").write(bytes(b))
+PY
+}
+# no_signal WHAT: the last command ended by itself (exit < 128).
+no_signal() {
+    check "$1: no signal (exit $RC)" test "$RC" -lt 128
+}
+
+copy_ex() {
+    rm -rf "$1"
+    cp -a ex "$1"
+}
+
+copy_ex x-len
+patch "x-len/$BUNDLE" 0 f000
+verify_fails_at "record 0's length set to 0xF000 in its entry bundle" 0 x-len
+says "$BUNDLE: record 0 has a length of 61440 bytes, but only" \
+    "it names the bundle, the record and the length"
+no_signal "verify"
+for c in replay stats; do
+    run "$AUDIT" "$c" --db x-len
+    expect 3 "$c on the export with a tampered length fails as a verification failure"
+    says "$BUNDLE: record 0 has a length of 61440 bytes" "$c names the bundle and the record"
+    no_signal "$c"
+done
+run "$AUDIT" report --db x-len --anchor admin/network.pub --out x-len.html
+no_signal "report"
+check "report on it fails" test "$RC" -ne 0
+
+copy_ex x-short
+LEN0=$("$PY" -c 'import sys; b=open(sys.argv[1],"rb").read(); print(b[0]*256+b[1])' "ex/$BUNDLE")
+patch "x-short/$BUNDLE" 0 "$(printf '%04x' $((LEN0 - 1)))"
+verify_fails_at "record 0's length one byte shorter" 0 x-short
+no_signal "verify"
+
+copy_ex x-tile
+truncate -s -1 "x-tile/$TILE0"
+verify_fails_at "a hash tile one byte short" 0 x-tile
+says "$TILE0 is " "it names the tile"
+no_signal "verify"
+
+copy_ex x-cps
+patch x-cps/keten/checkpoints 8 000f0000
+run "$AUDIT" verify --db x-cps --anchor admin/network.pub
+expect 3 "a stored checkpoint's length set to 0xF0000 is a verification failure"
+says "keten/checkpoints: checkpoint 0 (key " "it names the file and the item"
+no_signal "verify"
+
+copy_ex x-dirs
+patch x-dirs/keten/directories 8 7fffffff
+verify_fails_at "a directory's length set past the end of keten/directories" "$N" x-dirs
+says "keten/directories: directory 0 (key 1) has a length of" "it names the file and the item"
+no_signal "verify"
+
+copy_ex x-size
+printf 'keten-audit-export 1\nsize %s\n' $((N + 300)) >x-size/keten/manifest
+run "$AUDIT" verify --db x-size --anchor admin/network.pub
+expect 3 "the manifest's size raised beyond the records is a verification failure"
+says "tile/entries/" "it names the entry bundle that is not there"
+no_signal "verify"
+
+copy_ex x-old
+rm -rf x-old/*
+cp pristine/store/data.mdb x-old/
+run "$AUDIT" verify --db x-old --anchor admin/network.pub
+expect 1 "an export in the old LMDB format is refused, not opened"
+says "an export in the old format" "it says so"
+says "ask for a new export with keten-audit export" "and what to do"
 
 # ---- a checkpoint from a forked log ----------------------------------------------------------
 

@@ -4,12 +4,15 @@
 # stopped one and on an export, with the summary an auditor needs (records,
 # root, time span, checkpoints and witnesses, signed facts apart from the
 # broker's claims, "only self-consistent" without outside checkpoints); a
-# partner's checkpoint counts as outside evidence; export writes the audit
-# tables alone, readable by others, refuses a non-empty folder; usage errors.
+# partner's checkpoint counts as outside evidence, and so do all the
+# checkpoints a real node kept (keten-node checkpoint --all; a node's home is
+# refused); export writes the tlog-tiles layout, readable by others, with no
+# ciphertext, refuses a non-empty folder and an export; a bare LMDB folder
+# is refused by verify and exported by the operator; usage errors.
 . "$(dirname "$0")/audit_lib.sh"
 
-make_log || done_testing
-ok "a real broker run wrote $N_RECORDS records"
+require "a real broker run writes an audit log" make_log
+check "the log holds records ($N_RECORDS)" test "${N_RECORDS:-0}" -gt 0
 
 # ---- verify while the broker runs -------------------------------------------------
 
@@ -83,19 +86,31 @@ node_covers() {
         "$N_RECORDS" 2>/dev/null
 }
 check "the node accepts a checkpoint covering its message" wait_for 20 node_covers
+run "$NODE" checkpoint --home n-politie-mn --all --out politie.notes
+expect 0 "the node writes every checkpoint it kept to a file (keten-node checkpoint --all)"
+says "checkpoints, up to tree size" "it says how many and up to which size"
+check "the file holds several signed notes, each with the broker's signature" \
+    test "$(grep -c '^— broker ' politie.notes)" -gt 1
 kill -TERM "$NPID"
 wait "$NPID"
 check "the node daemon stops" test $? -eq 0
-run "$AUDIT" verify --db broker --anchor admin/network.pub --checkpoint n-politie-mn --json
-expect 0 "the checkpoints a real partner node kept (its home) verify against the log"
-jo 'D["external"]["given"] >= 1 and not D["external"]["self_consistent_only"] and D["external"]["max_size"] > '"$N_RECORDS" \
-    "they count as external evidence, up to the checkpoint covering the node's message"
-run "$AUDIT" export --db broker --out cut
-expect 0 "export a copy to cut back"
-run "$EDIT" truncate --store cut --keep 5 --drop-checkpoints
-expect 0 "cut the copy back to 5 records, without its checkpoints"
-verify_fails_at "a log cut back below what the partner node saw" 5 cut --checkpoint n-politie-mn
-says "checkpoint kept by the node in n-politie-mn" "it names the partner node's home"
+run "$AUDIT" verify --db broker --anchor admin/network.pub --checkpoint politie.notes --json
+expect 0 "the checkpoints a real partner node kept (its file) verify against the log"
+jo 'D["external"]["given"] > 1 and not D["external"]["self_consistent_only"] and D["external"]["max_size"] > '"$N_RECORDS" \
+    "each counts as external evidence, up to the checkpoint covering the node's message"
+run "$AUDIT" verify --db broker --anchor admin/network.pub --checkpoint n-politie-mn
+expect 1 "a node's home given as --checkpoint is refused: keten-audit reads no node's store"
+says "keten-node checkpoint --home DIR --all --out FILE" "it says how to get the node's file"
+stop_broker
+check "the broker stops for a copy" test "$BRC" -eq 0
+cp -a broker cut-home
+start_broker --checkpoint-ms 200 || done_testing
+run "$EDIT" truncate --store cut-home/store --keep 5 --drop-checkpoints
+expect 0 "cut a copy of the broker's home back to 5 records, without its checkpoints"
+run "$AUDIT" export --db cut-home --out cut
+expect 0 "export the cut copy"
+verify_fails_at "a log cut back below what the partner node saw" 5 cut --checkpoint politie.notes
+says "checkpoint file politie.notes (note " "it names the partner node's file and the note"
 
 # ---- export ------------------------------------------------------------------------
 
@@ -105,28 +120,35 @@ jo "D['out'] == 'export' and D['records'] >= $N_RECORDS and len(D['root']) == 64
     "it prints the number of records and the root"
 ROOT=$(jv 'D["root"]')
 EXPORTED=$(jv 'D["records"]')
-run "$EDIT" tables --store export
-check "the export holds exactly the audit tables" \
-    test "$(sort "$T/.out" | tr '\n' ' ')" = "audit-leaf audit-node checkpoints directories "
-check "no queue, envelope, msg_id or notice table is exported" \
-    test "$(grep -cE 'msgs|envelopes|queue|seen|notices|expiry' "$T/.out")" = 0
-check "the export's data file is readable by auditors (0644)" \
-    test "$(stat -c %a export/data.mdb)" = 644
-check "the export has no lock file" test ! -e export/lock.mdb
+check "the export has the tlog-tiles layout: checkpoint, level-0 tiles, entry bundles" \
+    test -f export/checkpoint -a -d export/tile/0 -a -d export/tile/entries
+check "and keten's files: manifest, directories, checkpoints" \
+    test -f export/keten/manifest -a -f export/keten/directories -a -f export/keten/checkpoints
+check "the manifest names the format and the size" \
+    test "$(cat export/keten/manifest)" = "$(printf 'keten-audit-export 1\nsize %s' "$EXPORTED")"
+check "no LMDB file in the export" test -z "$(find export -name '*.mdb')"
+check "every file of the export is readable by auditors (0644)" \
+    test "$(find export -type f ! -perm 0644 | wc -l)" = 0
+check "the checkpoint file is the broker's signed note" grep -q '^— broker ' export/checkpoint
 # A piece of the pending message's ciphertext: in the broker's store (its
 # envelopes table), never in the export.
 # Exit 2 when a file cannot be read (no answer, for lacks).
 has_piece() {
     "$PY" -c '
-import sys
+import sys, os
+e = open(sys.argv[1], "rb").read()
 try:
-    e, d = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+    if os.path.isdir(sys.argv[2]):
+        d = b"".join(open(os.path.join(r, f), "rb").read()
+                     for r, _, fs in os.walk(sys.argv[2]) for f in fs)
+    else:
+        d = open(sys.argv[2], "rb").read()
 except OSError:
     sys.exit(2)
 sys.exit(0 if len(e) > 300 and e[-300:-236] in d else 1)' v2.env "$1"
 }
 check "the broker's store holds the pending message's ciphertext" has_piece broker/store/data.mdb
-check "the export holds no ciphertext" lacks has_piece export/data.mdb
+check "the export holds no ciphertext" lacks has_piece export
 
 run "$AUDIT" verify --db export --anchor admin/network.pub --json
 expect 0 "verify passes on the export"
@@ -135,7 +157,7 @@ jo "D['root'] == '$ROOT' and D['records'] == $EXPORTED" \
 chmod 0555 export
 run "$AUDIT" verify --db export --anchor admin/network.pub
 expect 0 "an export in a read-only folder verifies (read without a lock file)"
-check "reading it created nothing" test ! -e export/lock.mdb
+check "reading it created nothing" test "$(find export -newer export/keten/manifest | wc -l)" = 0
 chmod 0755 export
 
 mkdir full && echo x >full/keep
@@ -145,18 +167,24 @@ expect 1 "export refuses a non-empty folder"
 says "full exists and is not empty" "it says why"
 unchanged full "$before" "the refused export"
 run "$AUDIT" export --db export --out export2
-expect 0 "an export can be exported again"
-run "$AUDIT" verify --db export2 --anchor admin/network.pub --json
-expect 0 "verify passes on the export of the export"
-jo "D['root'] == '$ROOT' and D['records'] == $EXPORTED" "with the same root and size"
+expect 1 "an export is not exported again"
+says "export is already an export; to copy it, copy the folder" "it says to copy the folder"
 
 # ---- a stopped broker, and a copy ---------------------------------------------------
 
 stop_broker
 check "the broker stops" test "$BRC" -eq 0
 cp -a broker broker-copy
+run "$AUDIT" verify --db broker-copy --anchor admin/network.pub
+expect 0 "verify passes on a copy of the broker home"
 run "$AUDIT" verify --db broker-copy/store --anchor admin/network.pub
-expect 0 "verify passes on a copy of the store (given as the store folder)"
+expect 1 "a bare LMDB folder (a store folder, a backup, an old export) is not opened"
+says "an export in the old format" "it names the old format"
+says "ask for a new export with keten-audit export" "and says what to do"
+run "$AUDIT" export --db broker-copy/store --out from-store
+expect 0 "the operator exports their own store folder"
+run "$AUDIT" verify --db from-store --anchor admin/network.pub
+expect 0 "and that export verifies"
 
 # ---- usage and input errors --------------------------------------------------------
 
@@ -165,7 +193,8 @@ expect 2 "verify without --anchor is a usage error"
 says "--anchor network.pub is required" "it says what is missing"
 run "$AUDIT" verify --db nowhere --anchor admin/network.pub
 expect 1 "verify of a folder without a store fails"
-says "no LMDB store at nowhere/store/data.mdb" "it names where it looked"
+says "no broker store at nowhere/store/data.mdb and no export (nowhere/keten/manifest)" \
+    "it names where it looked"
 run "$AUDIT" verify --db broker --anchor admin/network.pub --checkpoint missing.note
 expect 1 "an unreadable --checkpoint file is a failure, not a verdict"
 says "missing.note" "it names the file"

@@ -110,8 +110,13 @@ PY
 check "the copy also holds records written under load, each with its signed header" \
     test $? -eq 0
 
-run "$AUDIT" verify --db copy1 --anchor admin/network.pub --json
-expect 0 "keten-audit verify passes on the copy"
+run "$AUDIT" verify --db copy1 --anchor admin/network.pub
+expect 1 "keten-audit verify does not open the bare LMDB copy itself"
+says "keten-audit export --db copy1 --out AUDIT_DIR" "it says the operator exports it first"
+run "$AUDIT" export --db copy1 --out copy1-audit
+expect 0 "the operator exports the copy (keten-audit export)"
+run "$AUDIT" verify --db copy1-audit --anchor admin/network.pub --json
+expect 0 "keten-audit verify passes on the copy's export"
 jo() {
     "$PY" -c 'import json,sys; D=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
         "$T/.out" "$1" 2>/dev/null
@@ -159,8 +164,7 @@ check "the broker stops" test "$BRC" -eq 0
 mv broker/store broker/store.old
 mkdir -m 0700 broker/store
 cp copy1/data.mdb broker/store/data.mdb
-start_broker || done_testing
-ok "a broker starts on the restored copy"
+require "a broker starts on the restored copy" start_broker
 peer gemeente-diemen submit --to politie-mn --json signal.json
 jl "len(E('ack')) == 1 and E('ack')[0]['valid'] and E('ack')[0]['leaf'] >= $b1_records" \
     "a new message is logged after the restored records"

@@ -15,9 +15,8 @@
 need_tool curl # the metrics endpoint
 
 setup_broker_network || done_testing
-start_broker --metrics 127.0.0.1:0 --checkpoint-ms 200 || done_testing
+require "the broker runs" start_broker --metrics 127.0.0.1:0 --checkpoint-ms 200
 METRICS_PORT=$(metrics_port)
-ok "the broker runs"
 
 # ---- online recipient: deliver, receipt, forwarded receipt --------------------
 

@@ -157,7 +157,7 @@ check "B: politie-mn connects" wait_until 20 connected politie-mn
 
 # 1. The sender is offline when the receipt comes.
 stop_one politie-mn
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "B1: gemeente-diemen sends a signal to politie-mn (offline)"
 M1=$(cat "$T/.out")
 check "B1: gemeente-diemen's status says accepted, not receipted" msg_status_is gemeente-diemen \
@@ -176,7 +176,7 @@ check "B1: the node confirmed it: the broker holds no notice" \
 # 2. The receipt is sent to the sender's old connection: the sender is
 # frozen (its connection still open), then killed and restarted.
 stop_one politie-mn
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "B2: gemeente-diemen sends another signal to politie-mn (offline)"
 M2=$(cat "$T/.out")
 SENT=$(metric keten_notices_sent_total)
@@ -198,7 +198,7 @@ check "B2: the broker holds no notice" wait_until 20 metric_is keten_notices_pen
 
 # 3. The broker is killed after committing the receipt, before sending it.
 stop_one politie-mn
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "B3: gemeente-diemen sends a third signal to politie-mn (offline)"
 M3=$(cat "$T/.out")
 stop_one broker

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Directory changes at the broker: a newer version installed on SIGHUP is
 # audited, pushed to connected nodes and served as a chain; a node revoked in
-# it can neither connect, submit nor receive, and is no longer a recipient;
+# it while connected gets the version, then an error that ends its
+# connection (REVOKED, with the version), and the same error for every
+# later frame, nothing else; it can then neither connect, submit nor
+# receive, and is no longer a recipient;
 # a restart with an older directory file changes nothing (the persisted
 # version wins); a directory without this broker's keys is refused at start.
 . "$(dirname "$0")/broker_lib.sh"
@@ -28,8 +31,13 @@ publish dir.v2 || done_testing
 timeout 30 "$PEER" --home n-belastingdienst --anchor admin/network.pub --directory dir.v1 \
     --broker "$ENDPOINT" connect-only --listen-ms 4000 >pushed.json 2>&1 &
 LPID=$!
+timeout 30 "$PEER" --home n-politie-mn --anchor admin/network.pub --directory dir.v1 \
+    --broker "$ENDPOINT" connect-only --listen-ms 6000 --poke-after-refusal 3 >cutoff.json 2>&1 &
+RPID=$!
 wait_for 10 grep -q 'msg="node connected" node=belastingdienst' "$BLOG" \
     || not_ok "a listener connects"
+wait_for 10 grep -q 'msg="node connected" node=politie-mn' "$BLOG" \
+    || not_ok "politie-mn connects (to be revoked while connected)"
 cp dir.v2 current.dir
 kill -HUP "$BPID"
 wait_for 10 grep -q 'msg="directory installed" version=2' "$BLOG"
@@ -38,6 +46,18 @@ wait "$LPID"
 cp pushed.json "$T/.out"
 jl 'any(d["versions"] == [2] for d in E("directory_push"))' \
     "the new version is pushed to a connected node"
+wait "$RPID"
+cp cutoff.json "$T/.out"
+jl '[d["versions"] for d in E("directory_push")] == [[2]]' \
+    "politie-mn, connected when it is revoked, gets version 2 too (its signed reason), once"
+jl 'len(E("error")) >= 1 and E("error")[0]["reason"] == "REVOKED" and E("error")[0]["directory_version"] == 2 and "msg_id" not in E("error")[0] and E("error")[0]["detail"] == "revoked in version 2: ask your administrator"' \
+    "then one error ends its connection: REVOKED, version 2, what to do"
+jl 'len(E("poked")) == 1 and len(E("error")) == 4 and all(e["reason"] == "REVOKED" and e["directory_version"] == 2 for e in E("error"))' \
+    "each of its 3 later frames gets the same error"
+jl 'set(e["event"] for e in L[[i for i, e in enumerate(L) if e["event"] == "error"][0]:]) == {"error", "poked", "summary"} and L.index(E("directory_push")[0]) < L.index(E("error")[0])' \
+    "and nothing else after the push: no checkpoint, its directory requests not served"
+grep -q 'msg="node no longer current: connection cut off" node=politie-mn version=2 reason=revoked' "$BLOG"
+check "the broker logs the cut-off with its reason" test $? -eq 0
 
 peer politie-mn --timeout-ms 1500 recv --count 1
 jl 'len(E("deliver")) == 0 and E("summary")[0]["frames"] == 0' \
@@ -62,6 +82,8 @@ jl 'any(r["event"] == "DIRECTORY_INSTALLED" and r["directory_version"] == 2 for 
     "the installation of version 2 is audited"
 jl 'any(r["event"] == "AUTH_FAILED" and len(r["node"]) == 64 for r in L)' \
     "the revoked node's connection attempts are audited (auth-failed, with its key)"
+jl 'len([r for r in L if r["event"] == "AUTH_FAILED" and r["node"] == "politie-mn" and r["reason"] == "REVOKED"]) == 1' \
+    "its cut-off is audited once (auth-failed, reason REVOKED), not once per frame"
 
 # ---- restart with the older file --------------------------------------------
 

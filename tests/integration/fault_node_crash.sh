@@ -63,11 +63,8 @@ for kind in "${kinds[@]}"; do
     fi
     sleep "$down"
     start_node "$id"
-    if wait_until 30 connected "$id"; then
-        ok "kill $k/${#kinds[@]}: $kind $id killed after $pause s, restarted after $down s," \
-            "connected again; $(sent_count) sent so far"
-    else
-        not_ok "kill $k/${#kinds[@]}: $kind $id restarts and connects after SIGKILL"
+    if ! check "kill $k/${#kinds[@]}: $kind $id killed after $pause s, restarted after $down s, connected again; $(sent_count) sent so far" \
+        wait_until 30 connected "$id"; then
         tail -n 20 "$T/node-$id.log" | sed 's/^/# /'
     fi
 done

@@ -100,11 +100,14 @@ flood() {
 bounded() {
     if [ -n "$SANITIZED" ]; then
         skip "$1" "memory is not measured under AddressSanitizer"
-    elif [ -n "$2" ] && [ "$2" -le "$3" ]; then
-        ok "$1 ($2 KiB <= $3 KiB)"
     else
-        not_ok "$1 (${2:-?} KiB > $3 KiB)"
+        check "$1 (${2:-?} KiB, at most $3 KiB)" at_most "$2" "$3"
     fi
+}
+
+# at_most VALUE LIMIT: VALUE is a number no greater than LIMIT.
+at_most() {
+    [ -n "$1" ] && [ "$1" -le "$2" ]
 }
 
 # audited REGEX N: wait (90 s at most) until N audit records (JSON lines of

@@ -74,11 +74,7 @@ PY
 
 # still_serving WHAT: ok when a well-behaved node's submit is acknowledged.
 still_serving() {
-    if probe_ack; then
-        ok "after $1, another node's submit is still acknowledged"
-    else
-        not_ok "after $1, another node's submit is still acknowledged"
-    fi
+    check "after $1, another node's submit is still acknowledged" probe_ack
 }
 
 broker_alive() {
@@ -87,11 +83,9 @@ broker_alive() {
 
 # no_sanitizer_report: the broker's log holds no sanitizer report.
 no_sanitizer_report() {
-    if lacks grep -qE 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' \
+    if ! check "no sanitizer report in the broker's log (a log at $BLOG)" \
+        lacks grep -qE 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' \
         "$BLOG"; then
-        ok "no sanitizer report in the broker's log"
-    else
-        not_ok "no sanitizer report in the broker's log (or no log at $BLOG)"
         grep -E -A5 'Sanitizer|runtime error:' "$BLOG" | sed 's/^/# /' | head -n 30
     fi
 }

@@ -22,9 +22,10 @@
 #     of the checkpoint it holds and is proven consistent from it), it is
 #     receipted again (leaf STORED) but stored only once (replay);
 #   - an envelope dated an hour ahead (a sender whose clock runs ahead, let
-#     through by a broker that skips its clock window) is accepted: the
-#     protocol (docs/protocol.md) has recipients check expiry, not the
-#     creation time;
+#     through by a broker that skips its clock window) is refused (REFUSED,
+#     CLOCK_SKEW): recipients allow 5 minutes, as the broker's default
+#     window (docs/protocol.md, "Times"); one dated 4 minutes ahead is
+#     stored (the twin);
 #   - a delivery whose proof does not lead to the signed root (one path hash
 #     changed) is not stored and gets no leaf, the node raises a bad-proof
 #     alarm (keten-node status exits 3) and keeps the frame as evidence; the
@@ -136,14 +137,17 @@ OTHER=$(jget 'E("sealed")[0]["msg_id"]')
 peer gemeente-diemen seal --to politie-mn --json signal.json --created-at-offset-ms 3600000 \
     --out future.env
 FUTURE=$(jget 'E("sealed")[0]["msg_id"]')
+peer gemeente-diemen seal --to politie-mn --json signal.json --created-at-offset-ms 240000 \
+    --out near.env
+NEAR=$(jget 'E("sealed")[0]["msg_id"]')
 peer gemeente-diemen seal --to politie-mn --json signal.json --out tampered.env
 TAMPERED=$(jget 'E("sealed")[0]["msg_id"]')
 "$PY" -c 'import sys; p=sys.argv[1]; d=bytearray(open(p,"rb").read()); d[-200]^=1; open(p,"wb").write(d)' \
     tampered.env
 peer gemeente-diemen seal --to belastingdienst --json signal.json --out tax.env
 TAX=$(jget 'E("sealed")[0]["msg_id"]')
-check "seven envelopes sealed" test -s fresh.env -a -s expired.env -a -s policy.env -a -s other.env \
-    -a -s tampered.env -a -s future.env -a -s tax.env
+check "eight envelopes sealed" test -s fresh.env -a -s expired.env -a -s policy.env -a -s other.env \
+    -a -s tampered.env -a -s future.env -a -s near.env -a -s tax.env
 sleep 1.5 # expired.env expires
 
 # ---- round 1 ----------------------------------------------------------------------
@@ -203,23 +207,27 @@ check "the node stops cleanly (exit 0)" test "$NRC" -eq 0
 
 # ---- round 2: after a restart -------------------------------------------------------
 
-start_fake two --deliver fresh.env --deliver expired.env --deliver future.env
+start_fake two --deliver fresh.env --deliver expired.env --deliver future.env --deliver near.env
 start_node
 fake_done two
 jl 'E("hello")[0]["tree_size"] == 5' "the restarted node says Hello with the size of the checkpoint it holds"
-jl 'E("log")[0]["old_size"] == 5 and E("log")[0]["size"] == 6 and [e["new"] for e in E("record")] == [False, False, True]' \
-    "the fake broker's log grows by the one new message"
-jl 'E("checkpoint")[0]["old_size"] == 5 and E("checkpoint")[0]["size"] == 6 and E("checkpoint")[0]["consistency"] > 0' \
-    "its checkpoint of size 6 comes with a consistency proof from 5"
+jl 'E("log")[0]["old_size"] == 5 and E("log")[0]["size"] == 7 and [e["new"] for e in E("record")] == [False, False, True, True]' \
+    "the fake broker's log grows by the two new messages"
+jl 'E("checkpoint")[0]["old_size"] == 5 and E("checkpoint")[0]["size"] == 7 and E("checkpoint")[0]["consistency"] > 0' \
+    "its checkpoint of size 7 comes with a consistency proof from 5"
 answer 0 stored "after a restart, the old valid envelope delivered again is receipted again"
 answer 1 refused EXPIRED "and the expired one is still refused for its expiry"
 check "the inbox still holds the valid message once (the replay is not stored)" \
     test "$(inbox_count "$FRESH")" -eq 1
-answer 2 stored \
-    "an envelope dated 1 h ahead is accepted: recipients check expiry, not creation time (the broker's clock window does)"
-check "it is in the inbox" test "$(inbox_count "$FUTURE")" -eq 1
+answer 2 refused CLOCK_SKEW \
+    "an envelope dated 1 h ahead is refused: CLOCK_SKEW (recipients allow 5 minutes, as the broker's window)"
+check "the one dated 1 h ahead was refused for its creation time" \
+    grep -q 'msg="delivery refused".*reason=CLOCK_SKEW.*ahead of this node.s clock' node.log
+check "it is not in the inbox" test "$(inbox_count "$FUTURE")" -eq 0
+answer 3 stored "an envelope dated 4 minutes ahead, within the 5 minutes, is stored (the twin)"
+check "it is in the inbox" test "$(inbox_count "$NEAR")" -eq 1
 check "status counts the replay as a duplicate, not as received" \
-    status_is 'd["counters"]["received"] == 1 and d["counters"]["duplicates"] == 1 and d["counters"]["rejected"] == 1'
+    status_is 'd["counters"]["received"] == 1 and d["counters"]["duplicates"] == 1 and d["counters"]["rejected"] == 2'
 check "the checkpoint proven from the node's own is accepted: no new alarm" \
     status_is 'd["counters"]["checkpoints_accepted"] == 1 and d["counters"]["checkpoints_refused"] == 0 and len(d["alarms"]) == 1'
 stop_node

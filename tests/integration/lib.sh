@@ -14,6 +14,8 @@ set -u
 # need_tool COMMAND...: fail the whole test at once when a program it calls
 # is not installed (need_tool.sh; sourced before the cd below).
 . "$(dirname "${BASH_SOURCE[0]}")/need_tool.sh"
+# ok, not_ok, check, require, done_testing (tap.sh).
+. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
 
 KEYS=$(realpath "${1:?keten-keys path}")
 NODE=$(realpath "${2:?keten-node path}")
@@ -28,24 +30,6 @@ trap 'rm -rf "$T"' EXIT
 cd "$T" || exit 1
 umask 022
 
-TESTS=0
-FAILED=0
-
-ok() {
-    TESTS=$((TESTS + 1))
-    echo "ok $TESTS - $*"
-}
-
-# not_ok DESCRIPTION: a failure; the last command's output follows as a
-# TAP diagnostic.
-not_ok() {
-    TESTS=$((TESTS + 1))
-    FAILED=$((FAILED + 1))
-    echo "not ok $TESTS - $*"
-    if [ -f "$T/.all" ]; then
-        sed 's/^/# /' "$T/.all" | head -n 40
-    fi
-}
 
 # run CMD [ARGS...]: run it without a terminal; RC is its exit code, the
 # files $T/.out (stdout), $T/.err (stderr) and $T/.all (both) what it said.
@@ -106,19 +90,6 @@ lacks() {
     [ "$rc" -eq 1 ] && return 0
     [ "$rc" -eq 0 ] || echo "# lacks: no answer from $1 (exit $rc)" >&2
     return 1
-}
-
-# check DESCRIPTION CMD...: ok when CMD succeeds (a plain shell condition).
-check() {
-    local what=$1
-    shift
-    if "$@"; then
-        ok "$what"
-    else
-        TESTS=$((TESTS + 1))
-        FAILED=$((FAILED + 1))
-        echo "not ok $TESTS - $what"
-    fi
 }
 
 # fingerprint DIR: one hash over the names, modes and contents of every file
@@ -185,8 +156,8 @@ make_network() {
         --to role:police,role:tax,role:housing --category woonfraude,adrescheck
     [ "$RC" -eq 0 ] || { not_ok "policy allow"; return 1; }
     run "$KEYS" policy --dir "$admin" allow --from role:police,role:tax,role:housing \
-        --to role:municipality --category adrescheck --kind reply
-    [ "$RC" -eq 0 ] || { not_ok "policy allow replies"; return 1; }
+        --to role:municipality --category adrescheck --kind reply,feedback
+    [ "$RC" -eq 0 ] || { not_ok "policy allow replies and feedback"; return 1; }
 }
 
 # Debian's python3 when there is one (a version manager's shim in PATH costs
@@ -237,8 +208,3 @@ print(eval(sys.argv[2]))
 PY
 }
 
-done_testing() {
-    echo "1..$TESTS"
-    [ "$FAILED" -eq 0 ]
-    exit $?
-}

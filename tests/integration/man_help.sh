@@ -17,21 +17,31 @@ fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/keten-manhelp.XXXXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 
-TESTS=0
-FAILED=0
-ok() {
-    TESTS=$((TESTS + 1))
-    echo "ok $TESTS - $*"
-}
-not_ok() {
-    TESTS=$((TESTS + 1))
-    FAILED=$((FAILED + 1))
-    echo "not ok $TESTS - $*"
-}
+# ok, not_ok, check, done_testing.
+. "$(dirname "$0")/tap.sh"
 
 # The long options in a help text: --name, lowercase, digits and dashes.
 long_options() {
     grep -oE -- '--[a-z][a-z0-9-]*' "$1" | sort -u
+}
+
+# to_file FILE CMD...: run CMD with its output (both streams) into FILE.
+to_file() {
+    local f=$1
+    shift
+    "$@" >"$f" 2>&1
+}
+
+# first_line_has FILE TEXT: the first line of FILE contains TEXT.
+first_line_has() {
+    head -n 1 "$1" | grep -qF -- "$2"
+}
+
+# option_scan_finds_missing PAGE: the scan reports an option PAGE lacks.
+option_scan_finds_missing() {
+    printf 'Options:\n  --no-such-option-anywhere  x\n' >"$T/fake"
+    grep -qF -- "--no-such-option-anywhere" "$1"
+    [ $? -eq 1 ] && [ "$(long_options "$T/fake")" = "--no-such-option-anywhere" ]
 }
 
 # check_options HELP_FILE PAGE WHAT: every long option of HELP_FILE is in PAGE.
@@ -43,13 +53,9 @@ check_options() {
     done < <(long_options "$help")
     local n
     n=$(long_options "$help" | grep -c .)
-    if [ "$n" -eq 0 ]; then
-        not_ok "$what --help prints no long option at all"
-    elif [ ${#missing[@]} -eq 0 ]; then
-        ok "$what: all $n options of --help are in $(basename "$page")"
-    else
-        not_ok "$what: $(basename "$page") lacks ${missing[*]}"
-    fi
+    [ ${#missing[@]} -eq 0 ] || echo "# $(basename "$page") lacks ${missing[*]}"
+    check "$what --help prints long options" test "$n" -gt 0
+    check "$what: all $n options of --help are in $(basename "$page")" test ${#missing[@]} -eq 0
 }
 
 while [ $# -ge 2 ]; do
@@ -61,20 +67,13 @@ while [ $# -ge 2 ]; do
         not_ok "$name: program or page $page missing"
         continue
     fi
-    if ! "$prog" --help >"$T/help" 2>&1; then
-        not_ok "$name --help exits non-zero"
+    if ! check "$name --help exits 0" to_file "$T/help" "$prog" --help; then
         continue
-    elif head -n 1 "$T/help" | grep -qF "Usage: $name COMMAND"; then
-        ok "$name --help prints its usage line"
-    else
-        not_ok "$name --help does not start with \"Usage: $name COMMAND\""
     fi
+    check "$name --help prints its usage line" first_line_has "$T/help" "Usage: $name COMMAND"
     # The page names the program in its title.
-    if head -n 1 "$page" | grep -qE "^$name\([178]\)$"; then
-        ok "$(basename "$page") is the page of $name"
-    else
-        not_ok "$(basename "$page") does not start with $name(N)"
-    fi
+    check "$(basename "$page") is the page of $name" \
+        grep -qE "^$name\([178]\)$" <(head -n 1 "$page")
     # Commands: the indented first words after "Commands:".
     commands=$(awk '/^Commands:/ { on = 1; next } on && /^  [a-z]/ { print $1; next } on && !/^  / { on = 0 }' "$T/help")
     if [ -z "$commands" ]; then
@@ -83,29 +82,14 @@ while [ $# -ge 2 ]; do
     fi
     check_options "$T/help" "$page" "$name"
     for cmd in $commands; do
-        if grep -qF "*$name $cmd*" "$page"; then
-            ok "$name $cmd has a synopsis line in $(basename "$page")"
-        else
-            not_ok "$name $cmd: no \"*$name $cmd*\" synopsis in $(basename "$page")"
-        fi
-        if ! "$prog" "$cmd" --help >"$T/help.$cmd" 2>&1; then
-            not_ok "$name $cmd --help exits non-zero"
-        elif ! grep -qF "Usage: $name $cmd" "$T/help.$cmd"; then
-            not_ok "$name $cmd --help prints no \"Usage: $name $cmd\" line"
-        else
+        check "$name $cmd has a synopsis line in $(basename "$page")" grep -qF "*$name $cmd*" "$page"
+        check "$name $cmd --help exits 0" to_file "$T/help.$cmd" "$prog" "$cmd" --help &&
+            check "$name $cmd --help prints its \"Usage: $name $cmd\" line" \
+                grep -qF "Usage: $name $cmd" "$T/help.$cmd" &&
             check_options "$T/help.$cmd" "$page" "$name $cmd"
-        fi
     done
 done
 
 # The check can fail: an option the page does not have is reported.
-printf 'Options:\n  --no-such-option-anywhere  x\n' >"$T/fake"
-grep -qF -- "--no-such-option-anywhere" "$page"
-if [ $? -eq 1 ] && [ "$(long_options "$T/fake")" = "--no-such-option-anywhere" ]; then
-    ok "an option missing from a page would be found"
-else
-    not_ok "the option scan does not work"
-fi
-
-echo "1..$TESTS"
-[ "$FAILED" -eq 0 ]
+check "an option missing from a page would be found" option_scan_finds_missing "$page"
+done_testing

@@ -18,74 +18,62 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/keten-install.XXXXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 D=$T/dest
 
-TESTS=0
-FAILED=0
-ok() {
-    TESTS=$((TESTS + 1))
-    echo "ok $TESTS - $*"
-}
-not_ok() {
-    TESTS=$((TESTS + 1))
-    FAILED=$((FAILED + 1))
-    echo "not ok $TESTS - $*"
-    if [ -f "$T/.out" ]; then
-        sed 's/^/# /' "$T/.out" | head -n 40
-    fi
+# ok, not_ok, check, require, done_testing.
+. "$(dirname "$0")/tap.sh"
+
+# quietly CMD...: CMD with its output in $T/.out (shown when a check fails).
+quietly() {
+    "$@" >"$T/.out" 2>&1
 }
 
-if "$MESON" install -C "$BUILD" --destdir "$D" --no-rebuild >"$T/.out" 2>&1; then
-    ok "meson install --destdir"
-else
-    not_ok "meson install --destdir failed"
-    echo "1..$TESTS"
-    exit 1
-fi
+# runs_installed UNIT: the unit's ExecStart is a program installed in BINDIR,
+# and no @PLACEHOLDER@ is left in it.
+runs_installed() {
+    local exec_line prog
+    exec_line=$(grep '^ExecStart=' "$D$1")
+    prog=${exec_line#ExecStart=}
+    prog=${prog%% *}
+    echo "$exec_line" >"$T/.out"
+    [ "$(dirname "$prog")" = "$BINDIR" ] && [ -f "$D$prog" ] && ! grep -q '@[A-Z_]*@' "$D$1"
+}
+
+require "meson install --destdir" quietly "$MESON" install -C "$BUILD" --destdir "$D" --no-rebuild
 
 # Every expected file (or folder), and nothing else.
 : >"$T/expected"
 for p in "$@"; do
     case "$p" in
     */)
-        if [ -d "$D$p" ]; then
-            ok "folder $p"
-        else
-            : >"$T/.out"
-            not_ok "no folder $p"
-        fi
+        : >"$T/.out"
+        check "folder $p" test -d "$D$p"
         ;;
     *)
         echo "$p" >>"$T/expected"
-        if [ -f "$D$p" ]; then
-            ok "file $p"
-        else
-            : >"$T/.out"
-            not_ok "no file $p"
-        fi
+        : >"$T/.out"
+        check "file $p" test -f "$D$p"
         ;;
     esac
 done
 (cd "$D" && find . -type f | sed 's|^\.||' | sort) >"$T/installed"
 sort -o "$T/expected" "$T/expected"
 comm -13 "$T/expected" "$T/installed" >"$T/.out"
-if [ -s "$T/.out" ]; then
-    not_ok "files installed that nobody expected (add them to tests/integration/meson.build)"
-else
-    ok "nothing else is installed ($(wc -l <"$T/installed") files)"
-fi
+# Others are listed below a failure: add them to tests/integration/meson.build.
+check "nothing else is installed ($(wc -l <"$T/installed") files)" test ! -s "$T/.out" ||
+    sed 's/^/# /' "$T/.out"
 
 # Modes: programs executable, configuration readable, credentials root only.
 for p in "$@"; do
     case "$p" in
     "$BINDIR"/*)
-        if [ -x "$D$p" ]; then ok "$p is executable"; else : >"$T/.out"; not_ok "$p is not executable"; fi
+        check "$p is executable" test -x "$D$p"
         ;;
     */credentials/)
         mode=$(stat -c %a "$D$p")
-        if [ "$mode" = 700 ]; then ok "$p has mode 700"; else : >"$T/.out"; not_ok "$p has mode $mode"; fi
+        check "$p has mode 700 ($mode)" test "$mode" = 700
         ;;
     *.conf)
         mode=$(stat -c %a "$D$p")
-        if [ "$mode" = 644 ]; then ok "$p has mode 644"; else : >"$T/.out"; not_ok "$p has mode $mode"; fi
+        check "$p has mode 644 ($mode)" test "$mode" = 644
         ;;
     esac
 done
@@ -94,18 +82,10 @@ done
 for p in "$@"; do
     case "$p" in
     *.service)
-        exec_line=$(grep '^ExecStart=' "$D$p")
-        prog=${exec_line#ExecStart=}
-        prog=${prog%% *}
-        if [ "$(dirname "$prog")" = "$BINDIR" ] && [ -f "$D$prog" ] && ! grep -q '@[A-Z_]*@' "$D$p"; then
-            ok "$(basename "$p") runs $prog"
-        else
-            echo "$exec_line" >"$T/.out"
-            not_ok "$(basename "$p") runs '$prog', not an installed program"
-        fi
+        check "$(basename "$p") runs an installed program" runs_installed "$p" ||
+            sed 's/^/# /' "$T/.out"
         ;;
     esac
 done
 
-echo "1..$TESTS"
-[ "$FAILED" -eq 0 ]
+done_testing

@@ -11,7 +11,7 @@ setup_network || done_testing
 signal sig.json woonfraude "Adres staat op naam van 9 personen; ramen afgeplakt"
 
 # No daemon yet.
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
 expect 1 "send without a running daemon fails"
 says "not running" "send says the daemon is not running"
 says "keten-node run --home n-gemeente-diemen" "send says how to start it"
@@ -32,7 +32,7 @@ check "the API socket is mode 0600" test "$(stat -c %a n-gemeente-diemen/api.soc
 
 # A signal to three partners, by role.
 run "$NODE" send --home n-gemeente-diemen --to role:police,role:tax,role:housing \
-    --json sig.json --wait
+    --signal sig.json --wait
 expect 0 "send a signal to police, tax and housing (--wait)"
 SIG=$(cat "$T/.out")
 check "send prints a 32-hex msg_id" grep -qxE '[0-9a-f]{32}' "$T/.out"
@@ -83,7 +83,7 @@ expect 1 "show of an unknown msg_id fails"
 # A query to three partners and three replies.
 signal query.json adrescheck "Adrescontrole Hoofdstraat 1"
 run "$NODE" send --home n-gemeente-diemen --kind query --to role:police,role:tax,role:housing \
-    --json query.json --wait
+    --signal query.json --wait
 expect 0 "send a query to police, tax and housing"
 Q=$(cat "$T/.out")
 run "$NODE" status --home n-gemeente-diemen "$Q" --json
@@ -94,7 +94,7 @@ for id in politie-mn belastingdienst woonstad; do
     n=$((n + 1))
     check "$id received the query" wait_until 20 inbox_has "$id" "$Q"
     signal "reply-$id.json" adrescheck "Antwoord $n van $id: geen registratie"
-    run "$NODE" reply --home "n-$id" "$Q" --json "reply-$id.json" --wait
+    run "$NODE" reply --home "n-$id" "$Q" --signal "reply-$id.json" --wait
     expect 0 "$id replies to the query"
     echo "$id $(cat "$T/.out")" >>replies.txt
     run "$NODE" status --home n-gemeente-diemen "$Q" --json
@@ -115,21 +115,21 @@ assert m["signal"] == json.load(open(sys.argv[4]))' "$T/r-$id" "$Q" "$id" "reply
 done <replies.txt
 
 # Policy: refused early by the node, with the rule named.
-run "$NODE" send --home n-politie-mn --to woonstad --json sig.json
+run "$NODE" send --home n-politie-mn --to woonstad --signal sig.json
 expect 1 "police -> housing woonfraude is refused (no rule allows it)"
 says "default deny, rule 0" "the refusal names the default rule 0"
-run "$NODE" send --home n-gemeente-diemen --to woonstad --json query.json
+run "$NODE" send --home n-gemeente-diemen --to woonstad --signal query.json
 expect 1 "municipality -> housing adrescheck signal is refused by the deny rule"
 says "deny rule 3" "the refusal names deny rule 3"
-run "$NODE" reply --home n-gemeente-diemen "$SIG" --json sig.json
+run "$NODE" reply --home n-gemeente-diemen "$SIG" --signal sig.json
 expect 1 "reply to a message this node did not receive fails"
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json missing.json
-expect 1 "send with a missing --json file fails"
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal missing.json
+expect 1 "send with a missing --signal file fails"
 echo '{"type":"woonfraude"' >bad.json
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json bad.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal bad.json
 expect 1 "send with broken JSON fails"
 run "$NODE" send --home n-gemeente-diemen --to politie-mn
-expect 2 "send without --json is a usage error"
+expect 2 "send without --signal is a usage error"
 
 # inbox --wait: answers as soon as a message comes.
 for m in $("$NODE" inbox --home n-belastingdienst --json | python3 -c '
@@ -147,8 +147,8 @@ sleep 1
 check "inbox --wait is still waiting" kill -0 "$waiter"
 
 # Stdin.
-run bash -c "\"$NODE\" send --home n-gemeente-diemen --to belastingdienst --json - <sig.json"
-expect 0 "send reads the signal from standard input with --json -"
+run bash -c "\"$NODE\" send --home n-gemeente-diemen --to belastingdienst --signal - <sig.json"
+expect 0 "send reads the signal from standard input with --signal -"
 STDIN_MSG=$(cat "$T/.out")
 wait "$waiter"
 check "inbox --wait returns with the new message" grep -qF "\"msg_id\":\"$STDIN_MSG\"" waited.out

@@ -98,13 +98,13 @@ start_fake ack-other-leaf
 start_victim
 check "(a) the node connects to the fake broker" wait_until 20 connected gemeente-diemen
 check "(a) the node said Hello" wait_until 10 grep -q "^hello gemeente-diemen 0$" "$FAKE_OUT"
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "(a) the first message's ack proves its record: send --wait succeeds"
 M1=$(cat "$T/.out")
 check "(a) its state is accepted (proven)" msg_status_is gemeente-diemen "$M1" \
     'd["state"] == "accepted" and d["tree_size"] >= 2'
 L1=$(sed -n "s/^ack $M1 leaf //p" "$FAKE_OUT")
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig2.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig2.json
 expect 0 "(a) a second message is stored in the outbox"
 M2=$(msg_id_of)
 check "(a) the fake broker acks it with the first message's leaf" wait_until 10 \
@@ -123,11 +123,11 @@ stop_one fake
 start_fake same-index
 start_victim
 check "(f) the node connects" wait_until 20 connected gemeente-diemen
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "(f) the first message is accepted"
 M1=$(cat "$T/.out")
 L1=$(sed -n "s/^ack $M1 leaf //p" "$FAKE_OUT")
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig2.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig2.json
 M2=$(msg_id_of)
 check "(f) the fake broker acks the second message at the first one's index" wait_until 10 \
     grep -q "^ack $M2 leaf $L1$" "$FAKE_OUT"
@@ -146,7 +146,7 @@ start_fake inconsistent
 start_victim
 check "(g) the node connects and accepts the first checkpoint" wait_until 20 node_status_is \
     gemeente-diemen 'd["connected"] and d["checkpoint"].get("tree_size") == 1'
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
 M=$(msg_id_of)
 check "(g) the fake broker acks it" wait_until 10 grep -q "^ack $M leaf" "$FAKE_OUT"
 caught gemeente-diemen inconsistent-checkpoint "(g)"
@@ -165,7 +165,7 @@ start_victim
 start_on_fake politie-mn
 check "(h) both nodes connect" wait_until 20 connected gemeente-diemen
 check "(h) both nodes connect (recipient)" wait_until 20 connected politie-mn
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
 M=$(msg_id_of)
 check "(h) the fake broker acks it and delivers it" wait_until 10 \
     grep -q "^deliver $M to politie-mn" "$FAKE_OUT"
@@ -187,7 +187,7 @@ start_victim
 start_on_fake politie-mn
 check "(i) both nodes connect" wait_until 20 connected politie-mn
 check "(i) both nodes connect (sender)" wait_until 20 connected gemeente-diemen
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "(i) the sender's message is accepted (an honest ack)"
 M=$(cat "$T/.out")
 check "(i) the fake broker delivers it with leaf 0" wait_until 10 \
@@ -208,7 +208,7 @@ start_victim
 start_on_fake politie-mn
 check "(j) both nodes connect" wait_until 20 connected politie-mn
 check "(j) both nodes connect (sender)" wait_until 20 connected gemeente-diemen
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "(j) the message is accepted"
 M=$(cat "$T/.out")
 check "(j) the recipient stores it" wait_until 20 inbox_has politie-mn "$M"
@@ -222,15 +222,16 @@ check "(j) the sender raised no alarm" node_status_is gemeente-diemen 'len(d["al
 caught politie-mn bad-proof "(j) the recipient, sent the notice of a message it did not send"
 says "gemeente-diemen" "(j) the alarm names the record's sender"
 # A confirmation leaves with the node's next tick; the marker is a later
-# frame on the same connection: a reply of the recipient, submitted after
-# the alarm. The sender is stopped first, so that nothing else can come back.
+# frame on the same connection: feedback of the recipient on the signal,
+# submitted after the alarm. The sender is stopped first, so that nothing
+# else can come back.
 stop_one gemeente-diemen
-signal reply.json adrescheck "Antwoord aan een kwaadwillende broker"
-run "$NODE" reply --home n-politie-mn "$M" --json reply.json
-expect 0 "(j) the recipient replies (the marker)"
+signal reply.json adrescheck "Terugkoppeling aan een kwaadwillende broker"
+run "$NODE" reply --home n-politie-mn "$M" --kind feedback --signal reply.json
+expect 0 "(j) the recipient sends feedback on the signal (the marker)"
 R=$(msg_id_of)
-check "(j) the fake broker got the reply" wait_until 10 grep -q "^ack $R leaf" "$FAKE_OUT"
-check "(j) nothing recorded at the recipient: the notice was not confirmed before the reply" \
+check "(j) the fake broker got the feedback" wait_until 10 grep -q "^ack $R leaf" "$FAKE_OUT"
+check "(j) nothing recorded at the recipient: the notice was not confirmed before the feedback" \
     lacks grep -q "^notice-ack politie-mn" "$FAKE_OUT"
 stop_one politie-mn
 stop_one fake
@@ -256,7 +257,7 @@ check "(b) the forked checkpoint is kept as evidence" node_status_is gemeente-di
 # A cosignature leaves with the round that handled the checkpoint; the
 # marker is a later frame on the same connection: a message sent after the
 # alarm, which the fake broker answers.
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
 expect 0 "(b) a message sent after the alarm (the marker)"
 M=$(msg_id_of)
 check "(b) the fake broker got it" wait_until 10 grep -q "^ack $M leaf" "$FAKE_OUT"
@@ -280,7 +281,7 @@ check "(c) the node sees version 2 named and stops sending" wait_until 20 node_s
     gemeente-diemen 'd["directory"]["needed_version"] == 2 and d["directory"]["version"] == 1'
 check "(c) the node asked for the directory chain" \
     grep -q "^directory-request after 1" "$FAKE_OUT"
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
 check "(c) send fails closed" test "$RC" -ne 0
 says "refusing to send" "(c) send says it refuses to send"
 says "version 2" "(c) and names the withheld version"
@@ -294,13 +295,20 @@ check "(c) no checkpoint naming the withheld version was taken or cosigned" lack
 stop_one gemeente-diemen
 stop_one fake
 
-# (d) the broker refuses.
-start_fake refuse
+# (d) the broker refuses, with a detail made to look like a second log line
+# of the node's (the text is the broker's: the node must log it as a value).
+FORGED='level=error prog=keten-node msg=ALARM alarm=forged'
+start_fake refuse --refuse-detail $'the sharing policy refuses it\n'"$FORGED"$'\r\x01 "q"'
 start_victim
 check "(d) the node connects" wait_until 20 connected gemeente-diemen
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 1 "(d) send --wait reports the broker's refusal"
 says "POLICY (rule 7)" "(d) with the reason and the rule"
+check "(d) the broker's detail is logged escaped, as one value of the refusal's line" \
+    grep -qF "reason=POLICY rule=7 detail=\"the sharing policy refuses it\\n$FORGED\\r\\x01 \\\"q\\\"\"" \
+    "$T/node-gemeente-diemen.log"
+check "(d) no line of the node's log starts with the forged text" lacks \
+    grep -q "^$FORGED" "$T/node-gemeente-diemen.log"
 M=$(msg_id_of)
 run "$NODE" status --home n-gemeente-diemen "$M" --json
 expect 0 "(d) status MSG_ID of the refused message"
@@ -315,7 +323,7 @@ stop_one fake
 start_fake honest
 start_victim --witness-timeout-ms 500
 check "(e) the node connects" wait_until 20 connected gemeente-diemen
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "(e) send to the honest fake broker"
 M=$(cat "$T/.out")
 check "(e) its proof passes: accepted at once, nothing left in the outbox" node_status_is \

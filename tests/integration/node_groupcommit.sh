@@ -22,7 +22,7 @@ stop_one politie-mn
 : >"$T/ids"
 sent=0
 for i in $(seq 1 "$N"); do
-    run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+    run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
     [ "$RC" -eq 0 ] && sent=$((sent + 1)) && echo "$(cat "$T/.out")" >>"$T/ids"
 done
 check "$N sends to the offline node are stored" test "$sent" -eq "$N"
@@ -51,7 +51,7 @@ got = [json.loads(l)["msg_id"] for l in open(sys.argv[2]) if l.strip()]
 assert sorted(got) == sorted(ids), (len(got), len(ids))' "$T/ids" "$T/inbox.json"
 # The marker: a later message, sent now and received; a second delivery of
 # the burst, queued at the broker before it, has had its turn.
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "a later message to politie-mn (the marker)"
 MARK=$(cat "$T/.out")
 check "the marker is stored" wait_until 30 inbox_has politie-mn "$MARK"

@@ -28,7 +28,7 @@ delivered_once() {
     local marker
     check "$3: the sender holds the receipt" wait_until 30 msg_status_is gemeente-diemen "$1" \
         'd["recipients"][0]["state"] == "receipted"'
-    run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+    run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
     expect 0 "$3: a later message to politie-mn (the marker)"
     printed_msg_id "$3: the marker"
     marker=$(cat "$T/.out")
@@ -50,11 +50,11 @@ done
 
 # 1. Offline recipient: the backlog arrives after its restart.
 stop_one woonstad
-run "$NODE" send --home n-gemeente-diemen --to woonstad --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to woonstad --signal sig.json --wait
 expect 0 "a signal to an offline recipient is accepted by the broker"
 printed_msg_id "the first signal to the offline recipient"
 M1=$(cat "$T/.out")
-run "$NODE" send --home n-gemeente-diemen --to woonstad --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to woonstad --signal sig.json --wait
 expect 0 "a second signal to the offline recipient"
 printed_msg_id "the second signal"
 M2=$(cat "$T/.out")
@@ -74,7 +74,7 @@ check "the sender then sees the receipts" wait_until 20 msg_status_is gemeente-d
 # 2. kill -9 of the broker between submit and acknowledgement.
 dups=$(duplicates politie-mn)
 kill -STOP "${PID[broker]}"
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
 expect 0 "send while the broker is frozen: stored in the outbox"
 printed_msg_id "send while the broker is frozen"
 M3=$(cat "$T/.out")
@@ -95,7 +95,7 @@ dups=$(duplicates politie-mn)
 stop_one broker
 KETEN_BROKER_FAULT=kill-after-commit start_broker
 check "gemeente-diemen reconnects to the broker armed to die" wait_until 20 connected gemeente-diemen
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
 expect 0 "send to the broker that dies after committing"
 printed_msg_id "send to the broker that dies"
 M3B=$(cat "$T/.out")
@@ -117,7 +117,7 @@ check "the resent envelope's proof is of its one log entry (no proof failed)" wa
 stop_one politie-mn
 KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT=1 start_node politie-mn
 check "politie-mn reconnects (crash-test mode)" wait_until 20 connected politie-mn
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "send to the node that will crash"
 printed_msg_id "send to the node that will crash"
 M4=$(cat "$T/.out")
@@ -141,13 +141,13 @@ check "the second delivery was receipted again, not stored twice" node_status_is
 # query it can answer later: the only kind of message the policy lets it
 # send, so that its send below can fail for no other reason than its key.
 signal query.json adrescheck "Vraag aan de belastingdienst"
-run "$NODE" send --home n-gemeente-diemen --kind query --to belastingdienst --json query.json --wait
+run "$NODE" send --home n-gemeente-diemen --kind query --to belastingdienst --signal query.json --wait
 expect 0 "a query to belastingdienst before its revocation"
 printed_msg_id "the query to belastingdienst"
 Q=$(cat "$T/.out")
 check "belastingdienst receives the query" wait_until 20 inbox_has belastingdienst "$Q"
 stop_one belastingdienst
-run "$NODE" send --home n-gemeente-diemen --to belastingdienst --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to belastingdienst --signal sig.json --wait
 expect 0 "a message for belastingdienst is queued while it is offline"
 printed_msg_id "the message for the offline belastingdienst"
 M5=$(cat "$T/.out")
@@ -167,7 +167,7 @@ PID[belastingdienst]=$!
 check "the revoked node cannot connect: the broker refuses its key" wait_until 20 \
     node_status_is belastingdienst 'not d["connected"] and "refused" in d["last_connect_error"]'
 signal answer.json adrescheck "Antwoord van een ingetrokken node"
-run "$NODE" reply --home n-belastingdienst "$Q" --json answer.json --wait --timeout 3
+run "$NODE" reply --home n-belastingdienst "$Q" --signal answer.json --wait --timeout 3
 expect 1 "a reply by the revoked node (one its policy allows) fails"
 says "no acknowledgement from the broker" "it fails because the broker never acknowledged it"
 # A delivery needs a connection. The marker is the node's own log of this
@@ -177,10 +177,10 @@ check "the revoked node tried to connect" grep -q 'msg="connecting to broker"' \
 check "and never connected (no \"connected to broker\" in its log)" \
     lacks grep -q 'msg="connected to broker"' "$T/node-belastingdienst-revoked.log"
 check "nothing is delivered to the revoked node" lacks inbox_has belastingdienst "$M5"
-run "$NODE" send --home n-gemeente-diemen --to belastingdienst --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to belastingdienst --signal sig.json
 expect 1 "nobody sends to the revoked node any more"
 says "not a current node" "the sender says why"
-run "$NODE" send --home n-gemeente-diemen --to role:tax --json sig.json
+run "$NODE" send --home n-gemeente-diemen --to role:tax --signal sig.json
 expect 1 "role:tax names no current node any more"
 says "party 'role:tax' names no current node of directory version 2" "the sender says so"
 

@@ -13,7 +13,7 @@ start_node gemeente-diemen
 start_node politie-mn
 check "gemeente-diemen connects" wait_until 20 connected gemeente-diemen
 check "politie-mn connects" wait_until 20 connected politie-mn
-run "$NODE" send --home n-gemeente-diemen --to politie-mn --json sig.json --wait
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "send a signal"
 M=$(cat "$T/.out")
 check "delivered" wait_until 20 inbox_has politie-mn "$M"

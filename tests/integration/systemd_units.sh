@@ -39,19 +39,17 @@ fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/keten-units.XXXXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 
-TESTS=0
-FAILED=0
-ok() {
-    TESTS=$((TESTS + 1))
-    echo "ok $TESTS - $*"
+# ok, not_ok, check, done_testing.
+. "$(dirname "$0")/tap.sh"
+
+# verify_quietly UNIT: systemd-analyze verify exits 0 and says nothing.
+verify_quietly() {
+    systemd-analyze verify "$man_opt" "./$1" >"$T/.out" 2>&1 && [ ! -s "$T/.out" ]
 }
-not_ok() {
-    TESTS=$((TESTS + 1))
-    FAILED=$((FAILED + 1))
-    echo "not ok $TESTS - $*"
-    if [ -f "$T/.out" ]; then
-        sed 's/^/# /' "$T/.out" | head -n 40
-    fi
+
+# score_at_most_2 SCORE: a number no greater than 2.0.
+score_at_most_2() {
+    [ -n "$1" ] && awk -v s="$1" 'BEGIN { exit !(s <= 2.0) }'
 }
 
 # The units in a folder of their own; a template is checked as an instance.
@@ -76,13 +74,8 @@ for f in *.service; do
     case "$f" in
     *@.service) continue ;; # checked through its instance
     esac
-    systemd-analyze verify "$man_opt" "./$f" >"$T/.out" 2>&1
-    rc=$?
-    if [ "$rc" -eq 0 ] && [ ! -s "$T/.out" ]; then
-        ok "systemd-analyze verify $man_opt $f: no complaint"
-    else
-        not_ok "systemd-analyze verify $man_opt $f (exit $rc)"
-    fi
+    check "systemd-analyze verify $man_opt $f: no complaint" verify_quietly "$f" ||
+        sed 's/^/# /' "$T/.out"
 done
 
 # The directives the operations guide relies on, in every unit.
@@ -103,37 +96,22 @@ for f in *.service; do
     for d in "${required[@]}"; do
         grep -qF -- "$d" "$f" || missing+=("$d")
     done
-    if [ ${#missing[@]} -eq 0 ]; then
-        ok "$f has every hardening and service directive"
-    else
-        printf '%s\n' "${missing[@]}" >"$T/.out"
-        not_ok "$f lacks: ${missing[*]}"
-    fi
+    check "$f has every hardening and service directive" test ${#missing[@]} -eq 0 ||
+        echo "# $f lacks: ${missing[*]}"
     # The state directory and ReadWritePaths name the same folder.
     state=$(sed -n 's/^StateDirectory=//p' "$f")
-    if grep -qx "ReadWritePaths=/var/lib/$state" "$f"; then
-        ok "$f: ReadWritePaths is its StateDirectory /var/lib/$state"
-    else
-        : >"$T/.out"
-        not_ok "$f: ReadWritePaths does not match StateDirectory=$state"
-    fi
+    check "$f: ReadWritePaths is its StateDirectory /var/lib/$state" \
+        grep -qx "ReadWritePaths=/var/lib/$state" "$f"
 done
-if grep -qF "ExecReload=/bin/kill -HUP \$MAINPID" keten-broker.service; then
-    ok "keten-broker.service reloads with SIGHUP"
-else
-    : >"$T/.out"
-    not_ok "keten-broker.service has no ExecReload sending SIGHUP"
-fi
+check "keten-broker.service reloads with SIGHUP" \
+    grep -qF "ExecReload=/bin/kill -HUP \$MAINPID" keten-broker.service
 
 # A unit with a mistake must be caught: the check above can fail.
 sed 's/^Type=notify$/Type=notifi/' keten-broker.service >"$T/broken.service"
 mkdir -p "$T/broken" && mv "$T/broken.service" "$T/broken/keten-broker.service"
 systemd-analyze verify --man=no "$T/broken/keten-broker.service" >"$T/.out" 2>&1
-if [ -s "$T/.out" ]; then
-    ok "a misspelt directive is reported by systemd-analyze verify"
-else
-    not_ok "systemd-analyze verify said nothing about Type=notifi"
-fi
+check "a misspelt directive (Type=notifi) is reported by systemd-analyze verify" \
+    test -s "$T/.out"
 
 # Exposure score (systemd-analyze security, offline): at most 2.0 ("OK").
 # systemd 250 and later have --offline (Debian 12 has 252); an older one
@@ -145,16 +123,11 @@ if systemd-analyze security --help 2>/dev/null | grep -q -- "--offline"; then
         esac
         systemd-analyze security --offline=yes --no-pager "./$f" >"$T/.out" 2>&1
         score=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' "$T/.out")
-        if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then
-            ok "$f: exposure level $score (at most 2.0)"
-        else
-            not_ok "$f: exposure level '${score:-none}' above 2.0"
-        fi
+        check "$f: exposure level '${score:-none}' (at most 2.0)" score_at_most_2 "$score"
     done
 else
     systemd-analyze --version | head -n 1 >"$T/.out"
     not_ok "systemd-analyze security has no --offline: the exposure score is not checked"
 fi
 
-echo "1..$TESTS"
-[ "$FAILED" -eq 0 ]
+done_testing

@@ -6,7 +6,8 @@
 # exists and owns the state directories; the services are neither enabled nor
 # started; the installed units pass `systemd-analyze verify` (their
 # Documentation= pages included); the services start as their units start
-# them and report readiness; then the package is purged, and the purge
+# them and report readiness; its programs, built without test hooks, refuse
+# to start while one is set; then the package is purged, and the purge
 # removes the passphrases, the configuration and the user keten and moves
 # the state folders (keys, audit log) aside. TAP.
 #
@@ -22,6 +23,14 @@
 set -u
 
 SRC=$(realpath "${1:?source dir}")
+# The package is built without test hooks, and its programs refuse to start
+# while one is set (checked below); the environment of a test run may carry
+# some (KETEN_TEST_FAST_KDF): none reaches the programs of the package.
+for v in $(compgen -e); do
+    case "$v" in
+    KETEN_TEST_* | KETEN_*_TEST_* | KETEN_*_FAULT | KETEN_*_FAULT_*) unset "$v" ;;
+    esac
+done
 
 skip() {
     echo "1..0 # SKIP $*"
@@ -77,34 +86,62 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-TESTS=0
-FAILED=0
-ok() {
-    TESTS=$((TESTS + 1))
-    echo "ok $TESTS - $*"
-}
-not_ok() {
-    TESTS=$((TESTS + 1))
-    FAILED=$((FAILED + 1))
-    echo "not ok $TESTS - $*"
-    if [ -f "$T/.out" ]; then
-        tail -n 40 "$T/.out" | sed 's/^/# /'
-    fi
-}
+# ok, not_ok, check, require, done_testing (a failure shows $T/.out).
+. "$SRC/tests/integration/tap.sh"
 finish() {
-    echo "1..$TESTS"
-    [ "$FAILED" -eq 0 ]
-    exit $?
+    done_testing
 }
-# check DESCRIPTION CMD...: ok when CMD succeeds (its output to $T/.out).
-check() {
+# quietly CMD...: CMD with its output in $T/.out.
+quietly() {
+    "$@" >"$T/.out" 2>&1
+}
+# step WHAT CMD...: check CMD, its output in $T/.out and shown when it fails.
+step() {
     local what=$1
     shift
-    if "$@" >"$T/.out" 2>&1; then
-        ok "$what"
-    else
-        not_ok "$what"
-    fi
+    check "$what" quietly "$@" || tail -n 40 "$T/.out" | sed 's/^/# /'
+}
+# user_gone: no user and no group keten.
+user_gone() {
+    ! getent passwd keten >/dev/null && ! getent group keten >/dev/null
+}
+# not_active UNIT: systemd does not run UNIT.
+not_active() {
+    ! systemctl is-active --quiet "$1"
+}
+# verify_quietly UNIT: systemd-analyze verify exits 0 and says nothing.
+verify_quietly() {
+    systemd-analyze verify "$1" >"$T/.out" 2>&1 && [ ! -s "$T/.out" ]
+}
+# node_connects: within 30 s the node's status says it is connected.
+node_connects() {
+    local _
+    for _ in $(seq 1 300); do
+        runuser -u keten -- keten-node status --home /var/lib/keten/node --json 2>/dev/null \
+            | /usr/bin/python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["connected"] else 1)' \
+                2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# moved_aside NAME: purge moved /var/lib/keten/NAME to one NAME.purged-*
+# folder holding its keys, root's, mode 700.
+moved_aside() {
+    local kept=(/var/lib/keten/"$1".purged-*)
+    ls -la /var/lib/keten >"$T/.out" 2>&1
+    [ ! -e "/var/lib/keten/$1" ] && [ ${#kept[@]} -eq 1 ] && [ -d "${kept[0]}" ] \
+        && [ -f "${kept[0]}/identity.secret" ] && [ "$(stat -c '%U %a' "${kept[0]}")" = "root 700" ]
+}
+# has_all FILE LINE...: FILE has each LINE (whole lines); those missing go
+# to $T/.out.
+has_all() {
+    local f=$1 l
+    shift
+    : >"$T/.out"
+    for l in "$@"; do
+        grep -qxF -- "$l" "$f" || echo "missing: $l" >>"$T/.out"
+    done
+    [ ! -s "$T/.out" ]
 }
 
 # 1. A clean copy of the sources: the files git knows (tracked or new, not
@@ -118,26 +155,21 @@ else
     (cd "$SRC" && tar --exclude='./build*' --exclude='./obj-*' --exclude=./.git -cf - .) \
         | tar -xf - -C "$T/src/keten"
 fi
-if [ -f "$T/src/keten/debian/control" ] && [ -f "$T/src/keten/meson.build" ]; then
-    ok "a copy of the source tree"
-else
-    : >"$T/.out"
-    not_ok "copying the source tree"
-    finish
-fi
+: >"$T/.out"
+require "a copy of the source tree" \
+    test -f "$T/src/keten/debian/control" -a -f "$T/src/keten/meson.build"
 
 # 2. Build the binary package (the unit tests ran in the normal builds).
-(cd "$T/src/keten" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" \
-    dpkg-buildpackage -us -uc -b) >"$T/.out" 2>&1
-rc=$?
-debs=("$T"/src/keten_*.deb)
-if [ "$rc" -eq 0 ] && [ -f "${debs[0]}" ]; then
-    ok "dpkg-buildpackage -us -uc -b built $(basename "${debs[0]}")"
-else
-    not_ok "dpkg-buildpackage -us -uc -b (exit $rc)"
-    finish
-fi
+# build_deb: dpkg-buildpackage in the copy; one package file comes out.
+build_deb() {
+    (cd "$T/src/keten" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" \
+        dpkg-buildpackage -us -uc -b) >"$T/.out" 2>&1 || return 1
+    debs=("$T"/src/keten_*.deb)
+    [ -f "${debs[0]}" ]
+}
+require "dpkg-buildpackage -us -uc -b built a package" build_deb
 DEB=${debs[0]}
+echo "# $(basename "$DEB")"
 
 # 3. What the package holds.
 dpkg-deb -c "$DEB" | awk '{ print $NF }' | sed 's|^\./|/|' >"$T/contents"
@@ -152,94 +184,67 @@ expected=(
     /usr/share/man/man7/keten.7.gz
     /usr/share/doc/keten/copyright /usr/share/doc/keten/operations.md.gz
 )
-missing=()
-for f in "${expected[@]}"; do
-    grep -qxF -- "$f" "$T/contents" || missing+=("$f")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-    ok "the package holds the programs, configuration, units, sysusers/tmpfiles and man pages"
-else
-    cp "$T/contents" "$T/.out"
-    not_ok "the package lacks ${missing[*]}"
-fi
-dpkg-deb -I "$DEB" conffiles >"$T/.out" 2>&1
-if grep -qx /etc/keten/broker.conf "$T/.out" && grep -qx /etc/keten/node.conf "$T/.out"; then
-    ok "the configuration files are conffiles (kept on upgrade and removal)"
-else
-    not_ok "broker.conf and node.conf are not conffiles"
-fi
+check "the package holds the programs, configuration, units, sysusers/tmpfiles and man pages" \
+    has_all "$T/contents" "${expected[@]}" || sed 's/^/# /' "$T/.out"
+dpkg-deb -I "$DEB" conffiles >"$T/conffiles" 2>&1
+check "the configuration files are conffiles (kept on upgrade and removal)" \
+    has_all "$T/conffiles" /etc/keten/broker.conf /etc/keten/node.conf || sed 's/^/# /' "$T/.out"
 
 # 4. Install it, as an administrator would.
-(cd "$(dirname "$DEB")" && DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq "./$(basename "$DEB")") >"$T/.out" 2>&1
-rc=$?
-if [ "$rc" -eq 0 ]; then
-    ok "apt-get install ./$(basename "$DEB")"
-else
-    not_ok "apt-get install ./$(basename "$DEB") (exit $rc)"
-    finish
-fi
+# install_deb: apt-get install ./PACKAGE, as an administrator would.
+install_deb() {
+    (cd "$(dirname "$DEB")" && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq "./$(basename "$DEB")") >"$T/.out" 2>&1
+}
+require "apt-get install ./$(basename "$DEB")" install_deb
 for p in keten-broker keten-node keten-keys keten-audit; do
-    check "/usr/bin/$p --help runs" "/usr/bin/$p" --help
+    step "/usr/bin/$p --help runs" "/usr/bin/$p" --help
 done
-check "the user keten exists" getent passwd keten
+# refuses VAR=VALUE PROGRAM: the package's PROGRAM, which has no test hooks,
+# refuses to start under VAR (exit 2, naming it); its twin is --help above.
+refuses() {
+    local var=${1%%=*} rc
+    env "$1" "/usr/bin/$2" --help >"$T/.out" 2>&1
+    rc=$?
+    echo "# $2 under $1: exit $rc"
+    [ "$rc" -eq 2 ] && grep -qF "$2: $var is set, but this build has no test hooks" "$T/.out"
+}
+for p in keten-broker keten-node keten-keys keten-audit; do
+    check "/usr/bin/$p refuses to start with KETEN_TEST_FAST_KDF=1 (exit 2): the package has no test hooks" \
+        refuses KETEN_TEST_FAST_KDF=1 "$p"
+done
+check "/usr/bin/keten-broker refuses KETEN_BROKER_FAULT (exit 2)" \
+    refuses KETEN_BROKER_FAULT=kill-after-commit keten-broker
+check "/usr/bin/keten-node refuses KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT (exit 2)" \
+    refuses KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT=1 keten-node
+step "the user keten exists" getent passwd keten
 shell=$(getent passwd keten | cut -d: -f7)
-case "$shell" in
-*/nologin | */false) ok "the user keten cannot log in ($shell)" ;;
-*)
-    : >"$T/.out"
-    not_ok "the user keten has the shell '$shell'"
-    ;;
-esac
+check "the user keten cannot log in (shell '$shell')" \
+    grep -qxE '.*/(nologin|false)' <<<"$shell"
 for d in /var/lib/keten/broker /var/lib/keten/node; do
     owner=$(stat -c '%U %a' "$d" 2>/dev/null)
-    if [ "$owner" = "keten 700" ]; then
-        ok "$d exists, owned by keten, mode 700"
-    else
-        : >"$T/.out"
-        not_ok "$d: '$owner', expected 'keten 700'"
-    fi
+    check "$d exists, owned by keten, mode 700 ('$owner')" test "$owner" = "keten 700"
 done
 mode=$(stat -c '%U %a' /etc/keten/credentials 2>/dev/null)
-if [ "$mode" = "root 700" ]; then
-    ok "/etc/keten/credentials is root's, mode 700"
-else
-    : >"$T/.out"
-    not_ok "/etc/keten/credentials: '$mode'"
-fi
+check "/etc/keten/credentials is root's, mode 700 ('$mode')" test "$mode" = "root 700"
 for p in keten-broker keten-node keten-keys keten-audit keten; do
-    check "man finds $p" man -w "$p"
+    step "man finds $p" man -w "$p"
 done
 
 # 5. Not enabled, not started: they need keys and a directory first.
 for u in keten-broker.service keten-node.service; do
     state=$(systemctl is-enabled "$u" 2>/dev/null)
-    if [ "$state" = disabled ]; then
-        ok "$u is installed but not enabled"
-    else
-        : >"$T/.out"
-        not_ok "$u is '$state' after installation"
-    fi
+    check "$u is installed but not enabled ('$state')" test "$state" = disabled
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-        if systemctl is-active --quiet "$u"; then
-            : >"$T/.out"
-            not_ok "$u was started by the installation"
-        else
-            ok "$u was not started"
-        fi
+        check "$u was not started" not_active "$u"
     fi
 done
 
 # 6. The installed units verify, their man pages included.
 if command -v systemd-analyze >/dev/null; then
     for u in keten-broker.service keten-node.service keten-node@check.service; do
-        systemd-analyze verify "$u" >"$T/.out" 2>&1
-        rc=$?
-        if [ "$rc" -eq 0 ] && [ ! -s "$T/.out" ]; then
-            ok "systemd-analyze verify $u (installed): no complaint"
-        else
-            not_ok "systemd-analyze verify $u (installed), exit $rc"
-        fi
+        check "systemd-analyze verify $u (installed): no complaint" verify_quietly "$u" ||
+            sed 's/^/# /' "$T/.out"
     done
 else
     : >"$T/.out"
@@ -334,55 +339,32 @@ printf '%s\n' "$PW" >/etc/keten/credentials/broker.passphrase
 printf '%s\n' "$PW" >/etc/keten/credentials/node.passphrase
 install -o keten -g keten -m 0600 /etc/keten/credentials/broker.passphrase "$T/keygen.passphrase"
 umask 022
-check "the broker's keys, made as the user keten (operations.md)" runuser -u keten -- \
+step "the broker's keys, made as the user keten (operations.md)" runuser -u keten -- \
     keten-broker keygen --home /var/lib/keten/broker --passphrase-file "$T/keygen.passphrase"
-check "a node's keys, made as the user keten" runuser -u keten -- keten-node keygen \
+step "a node's keys, made as the user keten" runuser -u keten -- keten-node keygen \
     --home /var/lib/keten/node --id gemeente-pakket --role municipality \
     --org "Gemeente Pakket" --passphrase-file "$T/keygen.passphrase"
-check "an administrator makes a network (1 of 1)" keten-keys init --dir "$A" \
+step "an administrator makes a network (1 of 1)" keten-keys init --dir "$A" \
     --network pakket-test --threshold 1 --admins 1 --no-passphrase
-check "... approves the broker" keten-keys approve --dir "$A" /var/lib/keten/broker/identity.request
-check "... and the node" keten-keys approve --dir "$A" /var/lib/keten/node/identity.request
-check "... and publishes directory version 1" keten-keys publish --dir "$A" \
+step "... approves the broker" keten-keys approve --dir "$A" /var/lib/keten/broker/identity.request
+step "... and the node" keten-keys approve --dir "$A" /var/lib/keten/node/identity.request
+step "... and publishes directory version 1" keten-keys publish --dir "$A" \
     --out "$T/directory-v1" --admin 1
 install -m 0644 "$A/network.pub" /etc/keten/network.pub
 install -m 0644 "$T/directory-v1" /etc/keten/directory
 sed -i 's|^broker = .*|broker = tcp://127.0.0.1:7250|' /etc/keten/node.conf
 start_service keten-broker
-if wait_notify keten-broker READY=1 120; then
-    ok "keten-broker.service started: READY=1"
-else
+check "keten-broker.service started: READY=1" wait_notify keten-broker READY=1 120 ||
     sed 's/^/# /' "$T/keten-broker.log" | tail -n 20
-    not_ok "keten-broker.service started: no READY=1"
-fi
 start_service keten-node
-if wait_notify keten-node READY=1 120; then
-    ok "keten-node.service started: READY=1"
-else
+check "keten-node.service started: READY=1" wait_notify keten-node READY=1 120 ||
     sed 's/^/# /' "$T/keten-node.log" | tail -n 20
-    not_ok "keten-node.service started: no READY=1"
-fi
-connected=0
-for _ in $(seq 1 300); do
-    if runuser -u keten -- keten-node status --home /var/lib/keten/node --json 2>/dev/null \
-        | /usr/bin/python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["connected"] else 1)' \
-            2>/dev/null; then
-        connected=1
-        break
-    fi
-    sleep 0.1
-done
-if [ "$connected" -eq 1 ]; then
-    ok "the node service is connected to the broker service"
-else
-    : >"$T/.out"
-    not_ok "the node service did not connect to the broker service"
-fi
+check "the node service is connected to the broker service" node_connects
 wait_notify keten-broker "WATCHDOG=1" 30
-check "keten-broker.service pets the watchdog (WATCHDOG=1)" test $? -eq 0
+step "keten-broker.service pets the watchdog (WATCHDOG=1)" test $? -eq 0
 kill -HUP "${SVC[keten-broker]}"
 wait_notify keten-broker "RELOADING=1" 30
-check "systemctl reload keten-broker (SIGHUP): RELOADING=1" test $? -eq 0
+step "systemctl reload keten-broker (SIGHUP): RELOADING=1" test $? -eq 0
 ready_again=0
 for _ in $(seq 1 300); do
     if [ "$(grep -cx READY=1 "$T/notify/keten-broker.log")" -ge 2 ]; then
@@ -391,59 +373,32 @@ for _ in $(seq 1 300); do
     fi
     sleep 0.1
 done
-check "... then READY=1 again" test "$ready_again" -eq 1
+step "... then READY=1 again" test "$ready_again" -eq 1
 for u in keten-node keten-broker; do
     stop_service "$u"
-    check "systemctl stop $u (SIGTERM): exit 0" test "$SVC_RC" -eq 0
-    check "... STOPPING=1 was sent" grep -qx STOPPING=1 "$T/notify/$u.log"
+    step "systemctl stop $u (SIGTERM): exit 0" test "$SVC_RC" -eq 0
+    step "... STOPPING=1 was sent" grep -qx STOPPING=1 "$T/notify/$u.log"
 done
 
 # 8. Purge: the programs go; the passphrases, the configuration, the anchor,
 # the directory and the user keten are removed; the state folders with the
 # keys and the broker's audit log are moved aside, never deleted.
-check "apt-get purge keten" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq keten
+step "apt-get purge keten" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq keten
 cp "$T/.out" "$T/purge.out"
-if [ ! -e /usr/bin/keten-broker ] && [ ! -e /lib/systemd/system/keten-broker.service ] \
-    && [ ! -e /etc/keten/broker.conf ]; then
-    ok "after purge the programs, units and configuration are gone"
-else
-    : >"$T/.out"
-    not_ok "files left after purge"
-fi
-if [ ! -e /etc/keten ]; then
-    ok "after purge /etc/keten is gone: passphrases, anchor and directory"
-else
-    find /etc/keten >"$T/.out" 2>&1
-    not_ok "after purge /etc/keten still holds files"
-fi
-if ! getent passwd keten >/dev/null && ! getent group keten >/dev/null; then
-    ok "after purge the user and group keten are gone"
-else
-    : >"$T/.out"
-    not_ok "after purge the user or group keten is still there"
-fi
+check "after purge the programs, units and configuration are gone" \
+    test ! -e /usr/bin/keten-broker -a ! -e /lib/systemd/system/keten-broker.service \
+    -a ! -e /etc/keten/broker.conf
+check "after purge /etc/keten is gone: passphrases, anchor and directory" test ! -e /etc/keten ||
+    find /etc/keten | sed 's/^/# /'
+check "after purge the user and group keten are gone" user_gone
 for d in broker node; do
-    kept=(/var/lib/keten/"$d".purged-*)
-    if [ ! -e "/var/lib/keten/$d" ] && [ ${#kept[@]} -eq 1 ] && [ -d "${kept[0]}" ] \
-        && [ -f "${kept[0]}/identity.secret" ] && [ "$(stat -c '%U %a' "${kept[0]}")" = "root 700" ]; then
-        ok "purge moved /var/lib/keten/$d aside to $(basename "${kept[0]}"), root's, mode 700"
-    else
-        ls -la /var/lib/keten >"$T/.out" 2>&1
-        not_ok "purge did not move /var/lib/keten/$d aside"
-    fi
+    check "purge moved /var/lib/keten/$d aside to a $d.purged-* folder, root's, mode 700" \
+        moved_aside "$d" || sed 's/^/# /' "$T/.out"
 done
 kept=(/var/lib/keten/broker.purged-*)
-if [ -e "${kept[0]}/store/data.mdb" ]; then
-    ok "the broker's audit log is kept ($(basename "${kept[0]}")/store)"
-else
-    ls -laR /var/lib/keten >"$T/.out" 2>&1
-    not_ok "the broker's audit log is not in ${kept[0]}"
-fi
-cp "$T/purge.out" "$T/.out"
-if grep -qF "kept /var/lib/keten/broker as /var/lib/keten/broker.purged-" "$T/.out"; then
-    ok "purge says where it kept the broker's folder"
-else
-    not_ok "purge does not say that it kept the broker's folder"
-fi
+echo "# kept: ${kept[*]}"
+check "the broker's audit log is kept (broker.purged-*/store)" test -e "${kept[0]}/store/data.mdb"
+check "purge says where it kept the broker's folder" \
+    grep -qF "kept /var/lib/keten/broker as /var/lib/keten/broker.purged-" "$T/purge.out"
 
 finish

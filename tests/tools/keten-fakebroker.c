@@ -134,6 +134,7 @@ typedef struct fake {
     Keten__Anchor *anchor;
     keten_directory *dir;
     keten_directory *named; /* withhold-directory: the version named, never served */
+    const char *refuse_detail; /* refuse: the Error's detail (--refuse-detail) */
     void *ctx, *zap, *router;
     mlog log; /* the history served */
     mlog original; /* fork: the history before the fork */
@@ -462,7 +463,8 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
         Keten__Error err = KETEN__ERROR__INIT;
         err.reason = KETEN__REASON__REASON_POLICY;
         err.msg_id = v->header->msg_id;
-        err.detail = (char *)"the sharing policy refuses it";
+        err.detail = (char *)(f->refuse_detail != NULL ? f->refuse_detail
+                                                       : "the sharing policy refuses it");
         err.rule = 7;
         Keten__Frame out = KETEN__FRAME__INIT;
         out.request_id = fr->request_id;
@@ -834,6 +836,7 @@ static const char usage_text[]
       "                                same-index|inconsistent|bad-path|deliver-bad-leaf|\n"
       "                                receipt-other-sender]\n"
       "                        [--named-directory FILE] [--checkpoint-ms N]\n"
+      "                        [--refuse-detail TEXT]  (the Error's detail in mode refuse)\n"
       "A malicious broker for tests only (see the comment at the top of its source).\n";
 
 int main(int argc, char **argv)
@@ -846,6 +849,7 @@ int main(int argc, char **argv)
         { "mode", required_argument, NULL, 'm' },
         { "named-directory", required_argument, NULL, 'n' },
         { "checkpoint-ms", required_argument, NULL, 'c' },
+        { "refuse-detail", required_argument, NULL, 'r' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -871,6 +875,9 @@ int main(int argc, char **argv)
             break;
         case 'n':
             named = optarg;
+            break;
+        case 'r':
+            f.refuse_detail = optarg;
             break;
         case 'c':
             if (!keten_cli_parse_uint(optarg, 10, 60000, &cp_ms)) {

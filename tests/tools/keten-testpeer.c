@@ -28,9 +28,13 @@
  *       write one sealed envelope to OUT without connecting
  *   submit-raw FILE, replay FILE
  *       send the bytes of FILE as a Submit envelope
- *   connect-only [--listen-ms T]
+ *   connect-only [--listen-ms T] [--poke-after-refusal N]
  *       send credit 0 and print every frame that arrives within T ms, then
- *       "summary" with the count
+ *       "summary" with the count; with --poke-after-refusal, once an error
+ *       that ends the connection arrives (no msg_id, a directory version),
+ *       send N directory requests on the same connection and go on
+ *       listening (the broker must answer each with the same error and
+ *       nothing else); it stops when the N answers are in
  *   recv --count N [--credit C] [--no-receipt] [--refuse REASON]
  *       send credit, check every delivery's proof and open it
  *       (keten_envelope_open), print "deliver" per message, and answer the
@@ -138,6 +142,7 @@ typedef struct peer {
     size_t batches;
     /* counters */
     size_t frames, answers, receipts, deliveries;
+    size_t refusals; /* errors that end the connection (no msg_id, a directory version) */
 } peer;
 
 /* ---- output ------------------------------------------------------------ */
@@ -717,6 +722,13 @@ static void on_error(peer *p, const Keten__Frame *f)
     }
     json_object_set_new(o, "rule", json_integer(er->rule));
     json_object_set_new(o, "detail", json_string(er->detail));
+    if (er->directory_version > 0) {
+        json_object_set_new(
+            o, "directory_version", json_integer((json_int_t)er->directory_version));
+        if (er->msg_id.len == 0) {
+            p->refusals++;
+        }
+    }
     if (er->proof != NULL) {
         json_object_set_new(o, "ack", ack_json(p, er->proof));
     }
@@ -1103,7 +1115,12 @@ static int act_raw(peer *p, const char *path)
     return 0;
 }
 
-static int act_connect_only(peer *p, uint64_t listen_ms)
+static bool refusals_done(const peer *p, const void *arg)
+{
+    return p->refusals >= *(const size_t *)arg;
+}
+
+static int act_connect_only(peer *p, uint64_t listen_ms, uint64_t pokes)
 {
     keten_err e = peer_connect(p);
     if (e != KETEN_OK) {
@@ -1114,7 +1131,28 @@ static int act_connect_only(peer *p, uint64_t listen_ms)
     }
     recv_opts ro = { false };
     proof_state ps = { 0 };
-    pump(p, keten_mono_ms() + listen_ms, NULL, NULL, &ro, &ps);
+    uint64_t deadline = keten_mono_ms() + listen_ms;
+    size_t want = 1;
+    if (pokes > 0 && pump(p, deadline, refusals_done, &want, &ro, &ps)) {
+        for (uint64_t i = 0; i < pokes; i++) {
+            Keten__DirectoryRequest dr = KETEN__DIRECTORY_REQUEST__INIT;
+            Keten__Frame f = KETEN__FRAME__INIT;
+            f.request_id = ++p->next_request;
+            f.body_case = KETEN__FRAME__BODY_DIRECTORY_REQUEST;
+            f.directory_request = &dr;
+            if ((e = send_frame(p, &f)) != KETEN_OK) {
+                return fail(e, "directory request after the refusal");
+            }
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "event", json_string("poked"));
+        json_object_set_new(o, "requests", json_integer((json_int_t)pokes));
+        emit(o);
+        want = 1 + (size_t)pokes;
+        (void)pump(p, deadline, refusals_done, &want, &ro, &ps);
+    } else {
+        pump(p, deadline, NULL, NULL, &ro, &ps);
+    }
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("summary"));
     json_object_set_new(o, "frames", json_integer((json_int_t)p->frames));
@@ -1448,7 +1486,7 @@ int main(int argc, char **argv)
     memset(&p, 0, sizeof p);
     p.timeout_ms = PEER_TIMEOUT_DEFAULT_MS;
     seal_opts so = { .count = 1, .expires_in = PEER_LIFETIME_DEFAULT_MS };
-    uint64_t listen_ms = 1000, count = 1, credit = 0, leaf = 0, after = 0;
+    uint64_t listen_ms = 1000, count = 1, credit = 0, leaf = 0, after = 0, pokes = 0;
     bool no_receipt = false;
     const char *db = NULL, *envelope = NULL, *tamper = NULL;
     static const struct option opts[] = {
@@ -1476,6 +1514,7 @@ int main(int argc, char **argv)
         { "out", required_argument, NULL, 'w' },
         { "wait-receipts", required_argument, NULL, 'W' },
         { "listen-ms", required_argument, NULL, 'l' },
+        { "poke-after-refusal", required_argument, NULL, 'K' },
         { "credit", required_argument, NULL, 'c' },
         { "no-receipt", no_argument, NULL, 'N' },
         { "leaf", required_argument, NULL, 'L' },
@@ -1593,6 +1632,11 @@ int main(int argc, char **argv)
                 return usage("--listen-ms");
             }
             break;
+        case 'K':
+            if (!num(optarg, 100, &pokes)) {
+                return usage("--poke-after-refusal");
+            }
+            break;
         case 'c':
             if (!num(optarg, 100000, &credit)) {
                 return usage("--credit");
@@ -1668,7 +1712,7 @@ int main(int argc, char **argv)
     } else if (strcmp(action, "submit-raw") == 0 || strcmp(action, "replay") == 0) {
         r = operand != NULL ? act_raw(&p, operand) : usage("submit-raw FILE");
     } else if (strcmp(action, "connect-only") == 0) {
-        r = act_connect_only(&p, listen_ms);
+        r = act_connect_only(&p, listen_ms, pokes);
     } else if (strcmp(action, "recv") == 0) {
         r = act_recv(&p, count, credit > 0 ? credit : count, !no_receipt);
     } else if (strcmp(action, "proof") == 0) {

@@ -326,6 +326,11 @@ uint8_t *fixture_sign_draft(fixture *self, uint64_t now_ms, uint64_t valid_ms,
 
 uint8_t *fixture_publish(fixture *self, size_t *len_out)
 {
+    return fixture_publish_valid(self, FIXTURE_DIR_VALID_MS, len_out);
+}
+
+uint8_t *fixture_publish_valid(fixture *self, uint64_t valid_ms, size_t *len_out)
+{
     uint64_t now = keten_now_ms();
     uint8_t *dir = NULL;
     size_t dir_len = 0;
@@ -333,8 +338,7 @@ uint8_t *fixture_publish(fixture *self, size_t *len_out)
     for (size_t i = 0; i < self->threshold && i < FIXTURE_MAX_ADMINS; i++) {
         signers[i] = i;
     }
-    CHECK(keten_dirbuild_finish(self->draft, now, FIXTURE_DIR_VALID_MS, &dir, &dir_len),
-        "finishing the draft");
+    CHECK(keten_dirbuild_finish(self->draft, now, valid_ms, &dir, &dir_len), "finishing the draft");
     size_t len = 0;
     uint8_t *signed_dir = sign_dir(self, dir, dir_len, signers, self->threshold, &len);
     keten_directory *next = NULL;

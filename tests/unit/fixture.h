@@ -58,6 +58,9 @@ uint8_t *fixture_sign_draft(fixture *self, uint64_t now_ms, uint64_t valid_ms,
  * directory, advance the draft, replace self->directory; returns the new
  * SignedDirectory bytes (malloc). Aborts the test on failure. */
 uint8_t *fixture_publish(fixture *self, size_t *len_out);
+/* The same, the new version valid for valid_ms only (a directory that
+ * expires while a test runs). */
+uint8_t *fixture_publish_valid(fixture *self, uint64_t valid_ms, size_t *len_out);
 
 /* (fixture_seal.c) Seal a signal JSON text from node `from` to the comma-separated ids `to`,
  * kind signal, created now, expiring in one hour. Returns the envelope bytes

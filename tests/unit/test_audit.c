@@ -11,7 +11,8 @@
  * signature per batch head, and the reject twins of a changed leaf path, a
  * changed head signature, a refusal logged as receipted, a reason that is not
  * the signed one, a leaf naming another envelope, another recipient or
- * sender than the message's. Tampering with the stored tree and records is
+ * sender than the message's. A rejected record naming another node's
+ * message is not shown as that message's. Tampering with the stored tree and records is
  * covered by tests/integration/audit_tamper.sh on a real broker's log. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +29,7 @@
 #include <sodium.h>
 
 #include "auditdb.h"
+#include "tiles.h"
 #include "checkpoint.h"
 #include "fixture.h"
 #include "merkle.h"
@@ -566,8 +568,8 @@ static const verifier_result *verify(const char *path, const Keten__Anchor *anch
 {
     static verifier_result res;
     auditdb *db = NULL;
-    assert_int_equal(auditdb_open(path, &db), KETEN_OK);
-    assert_true(db->is_export); /* no broker tables in these logs */
+    assert_int_equal(auditdb_open_env(path, &db), KETEN_OK);
+    assert_false(db->is_export); /* an LMDB log made here: exported, then read as tiles */
     verifier_opts o = { .anchor = anchor, .threads = 2 };
     assert_int_equal(verifier_run(db, &o, &res), KETEN_OK);
     auditdb_close(&db);
@@ -599,6 +601,99 @@ static void test_verify_accepts(void **state)
     assert_int_equal(r->directory_versions, 1);
     assert_int_equal(r->events[KETEN__EVENT__EVENT_SUBMITTED], 40);
     assert_int_equal(r->external, 0);
+    fixture_destroy(&fx);
+}
+
+/* A rejected record as an older broker wrote it: msg_id as the refused
+ * envelope claimed it (NULL: none). */
+static void logw_rejected(logw *w, const uint8_t *msg_id, const char *node, Keten__Reason reason)
+{
+    Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
+    r.seq = w->n;
+    r.time = w->t0 + w->n;
+    r.event = KETEN__EVENT__EVENT_REJECTED;
+    if (msg_id != NULL) {
+        r.msg_id.data = (uint8_t *)msg_id;
+        r.msg_id.len = KETEN_MSG_ID_BYTES;
+    }
+    r.sender = (char *)node;
+    r.reason = reason;
+    logw_put(w, &r);
+}
+
+typedef struct seen_rec {
+    int event;
+    char sender[32];
+    bool has_msg_id, has_msg;
+} seen_rec;
+
+typedef struct seen_log {
+    seen_rec v[16];
+    size_t n;
+} seen_log;
+
+static keten_err collect(
+    void *ctx, const Keten__AuditRecord *rec, const records_msg *m, const uint8_t *leaf, size_t len)
+{
+    (void)leaf;
+    (void)len;
+    seen_log *s = ctx;
+    assert_true(s->n < 16);
+    seen_rec *x = &s->v[s->n++];
+    x->event = (int)rec->event;
+    snprintf(x->sender, sizeof x->sender, "%s", rec->sender);
+    x->has_msg_id = rec->msg_id.len == KETEN_MSG_ID_BYTES;
+    x->has_msg = m != NULL;
+    return KETEN_OK;
+}
+
+/* The tools never show a node's refused attempt as part of another party's
+ * message: in a log whose rejected records carry the msg_id a refused
+ * envelope claimed (as older brokers wrote them), politie-mn's rejections
+ * naming gemeente-diemen's accepted msg_id reach replay, stats and prove
+ * without msg_id and without message. Twins: gemeente-diemen's own refused
+ * resubmission keeps both; a rejection naming a msg_id that no message was
+ * accepted under keeps its msg_id. */
+static void test_rejected_attribution(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    logw_open(&w, fx, "attrib");
+    logw_directory(&w);
+    logw_submitted(&w, TWIST_NONE, NULL);
+    uint8_t id[KETEN_MSG_ID_BYTES], never[KETEN_MSG_ID_BYTES];
+    memcpy(id, w.last_id, sizeof id);
+    randombytes_buf(never, sizeof never);
+    logw_rejected(&w, id, "politie-mn", KETEN__REASON__REASON_BAD_SIGNATURE);
+    logw_rejected(&w, id, "politie-mn", KETEN__REASON__REASON_SENDER_MISMATCH);
+    logw_rejected(&w, id, "gemeente-diemen", KETEN__REASON__REASON_DUPLICATE);
+    logw_rejected(&w, never, "politie-mn", KETEN__REASON__REASON_POLICY);
+    logw_rejected(&w, NULL, "belastingdienst", KETEN__REASON__REASON_MALFORMED);
+    logw_close(&w);
+
+    auditdb *db = NULL;
+    assert_int_equal(auditdb_open_env(w.path, &db), KETEN_OK);
+    records_index *idx = records_index_new();
+    assert_non_null(idx);
+    seen_log s = { .n = 0 };
+    assert_int_equal(records_scan(db, idx, collect, &s), KETEN_OK);
+    assert_int_equal(s.n, 7);
+    assert_int_equal(s.v[1].event, KETEN__EVENT__EVENT_SUBMITTED);
+    assert_true(s.v[1].has_msg_id && s.v[1].has_msg);
+    for (size_t i = 2; i <= 3; i++) { /* politie-mn's, naming gemeente-diemen's message */
+        assert_int_equal(s.v[i].event, KETEN__EVENT__EVENT_REJECTED);
+        assert_string_equal(s.v[i].sender, "politie-mn");
+        assert_false(s.v[i].has_msg_id);
+        assert_false(s.v[i].has_msg);
+    }
+    assert_string_equal(s.v[4].sender, "gemeente-diemen"); /* its own: kept */
+    assert_true(s.v[4].has_msg_id && s.v[4].has_msg);
+    assert_true(s.v[5].has_msg_id); /* a msg_id nothing was accepted under: kept */
+    assert_false(s.v[5].has_msg);
+    assert_false(s.v[6].has_msg_id);
+    records_index_destroy(&idx);
+    auditdb_close(&db);
     fixture_destroy(&fx);
 }
 
@@ -838,6 +933,115 @@ static void test_verify_receipt_parties(void **state)
     receipt_twisted(RT_SENDER, 1, KETEN_ERR_MISMATCH, "came from 'belastingdienst'");
 }
 
+/* The export (tiles.h): a leaf of 65535 bytes or more is written with the
+ * long length (0xffff, then a uint32) and read back intact; 300 leaves make
+ * a full tile, a level-1 tile and partial ones; the root and inclusion
+ * proofs cut from the tiles equal the log's; a bundle with a byte added
+ * after its last record is refused, naming the bundle. */
+static void test_export_tiles(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    logw w;
+    logw_open(&w, fx, "tiles");
+    enum { N = 300, BIG = 70000, BIG_AT = 5 };
+    uint8_t *big = calloc(1, BIG);
+    assert_non_null(big);
+    for (size_t i = 0; i < BIG; i++) {
+        big[i] = (uint8_t)(i * 7);
+    }
+    for (uint64_t i = 0; i < N; i++) {
+        uint8_t small[16];
+        memset(small, (int)i, sizeof small);
+        const uint8_t *leaf = i == BIG_AT ? big : small;
+        size_t len = i == BIG_AT ? BIG : (size_t)(i % sizeof small);
+        assert_int_equal(keten_mlog_append(w.log, w.txn, leaf, len, NULL), KETEN_OK);
+    }
+    keten_hash want_root;
+    assert_int_equal(keten_mlog_root(w.log, w.txn, N, want_root), KETEN_OK);
+    keten_hash want_path[KETEN_MERKLE_MAX_PROOF];
+    size_t want_len = 0;
+    assert_int_equal(
+        keten_mlog_inclusion_proof(w.log, w.txn, 260, 290, want_path, &want_len), KETEN_OK);
+    logw_close(&w);
+
+    auditdb *db = NULL;
+    assert_int_equal(auditdb_open_env(w.path, &db), KETEN_OK);
+    assert_int_equal(db->size, N);
+    tiles_reader *r = NULL;
+    assert_int_equal(tiles_reader_new(db->t, &r), KETEN_OK);
+    for (uint64_t i = 0; i < N; i++) {
+        uint64_t at = 0;
+        const uint8_t *leaf = NULL;
+        size_t len = 0;
+        bool end = true;
+        assert_int_equal(tiles_reader_next(r, &at, &leaf, &len, &end), KETEN_OK);
+        assert_false(end);
+        assert_int_equal(at, i);
+        if (i == BIG_AT) {
+            assert_int_equal(len, BIG);
+            assert_memory_equal(leaf, big, BIG);
+        } else {
+            assert_int_equal(len, i % 16);
+        }
+    }
+    bool end = false;
+    uint64_t at = 0;
+    const uint8_t *leaf = NULL;
+    size_t len = 0;
+    assert_int_equal(tiles_reader_next(r, &at, &leaf, &len, &end), KETEN_OK);
+    assert_true(end);
+    tiles_reader_destroy(&r);
+    keten_hash root;
+    assert_int_equal(tiles_root(db->t, N, root), KETEN_OK);
+    assert_memory_equal(root, want_root, KETEN_HASH_BYTES);
+    keten_hash path[KETEN_MERKLE_MAX_PROOF];
+    size_t plen = 0;
+    assert_int_equal(tiles_inclusion_proof(db->t, 260, 290, path, &plen), KETEN_OK);
+    assert_int_equal(plen, want_len);
+    assert_memory_equal(path, want_path, plen * KETEN_HASH_BYTES);
+
+    /* The files: the long form in bundle 000, a full level-0 tile, a level-1
+     * tile of one hash, the partial tiles of 300 records. */
+    char p[PATH_MAX * 2];
+    uint8_t *buf = NULL;
+    size_t blen = 0;
+    snprintf(p, sizeof p, "%s/export/tile/entries/000", db->tmp);
+    assert_int_equal(keten_file_read(p, 1u << 20, &buf, &blen), KETEN_OK);
+    size_t off = 0;
+    for (size_t i = 0; i < BIG_AT; i++) {
+        off += 2 + i % 16;
+    }
+    static const uint8_t long_len[] = { 0xff, 0xff, 0x00, 0x01, 0x11, 0x70 };
+    assert_memory_equal(buf + off, long_len, sizeof long_len);
+    free(buf);
+    static const char *const files[]
+        = { "tile/0/000", "tile/0/001.p/44", "tile/1/000.p/1", "tile/entries/001.p/44" };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/export/%s", db->tmp, files[i]);
+        assert_int_equal(keten_file_read(p, 1u << 20, &buf, &blen), KETEN_OK);
+        free(buf);
+    }
+
+    /* One byte added after the last record of a bundle. */
+    snprintf(p, sizeof p, "%s/export/tile/entries/001.p/44", db->tmp);
+    FILE *f = fopen(p, "ab");
+    assert_non_null(f);
+    assert_int_equal(fputc(0, f), 0);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(tiles_reader_new(db->t, &r), KETEN_OK);
+    keten_err e = KETEN_OK;
+    for (uint64_t i = 0; i <= N && e == KETEN_OK; i++) {
+        e = tiles_reader_next(r, &at, &leaf, &len, &end);
+    }
+    tiles_reader_destroy(&r);
+    assert_int_equal(e, KETEN_ERR_MALFORMED);
+    assert_non_null(strstr(keten_err_detail(), "tile/entries/001.p/44 has 1 bytes after its last record 299"));
+    auditdb_close(&db);
+    free(big);
+    fixture_destroy(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -863,6 +1067,8 @@ int main(void)
         cmocka_unit_test(test_verify_receipt_outcome),
         cmocka_unit_test(test_verify_receipt_envelope),
         cmocka_unit_test(test_verify_receipt_parties),
+        cmocka_unit_test(test_export_tiles),
+        cmocka_unit_test(test_rejected_attribution),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

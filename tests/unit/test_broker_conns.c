@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "conns.h"
+#include "util.h"
 
 static const uint8_t KEY[KETEN_CURVE_KEY_BYTES] = { 0x4b };
 
@@ -120,12 +121,51 @@ static void test_sessions(void **state)
     conns_destroy(&t);
 }
 
+/* Every frame's authenticated peer (User-Id and the admitted CurveZMQ key,
+ * as ZAP set them) is compared with the peer the routing id was bound to:
+ * another node's id, another key, a missing or malformed property is a
+ * mismatch; twin: the bound node with its own key matches. */
+static void test_same_peer(void **state)
+{
+    (void)state;
+    conns *t = conns_new();
+    conn *a = add(t, "rid-a", "alpha", -1);
+    char hex[2 * KETEN_CURVE_KEY_BYTES + 1];
+    keten_hex(KEY, sizeof KEY, hex);
+    assert_true(conns_same_peer(a, "alpha", hex));
+
+    assert_false(conns_same_peer(a, "bravo", hex)); /* another node's User-Id */
+    assert_false(conns_same_peer(a, "alph", hex)); /* a prefix is another id */
+    assert_false(conns_same_peer(a, "alpha2", hex));
+    assert_false(conns_same_peer(a, NULL, hex)); /* no User-Id at all */
+    assert_false(conns_same_peer(a, "alpha", NULL)); /* no admitted key */
+    uint8_t other[KETEN_CURVE_KEY_BYTES] = { 0x4c };
+    char ohex[2 * KETEN_CURVE_KEY_BYTES + 1];
+    keten_hex(other, sizeof other, ohex);
+    assert_false(conns_same_peer(a, "alpha", ohex)); /* the same node id, another key */
+    for (size_t i = 0; i < 2 * KETEN_CURVE_KEY_BYTES; i++) { /* any one character differing */
+        char h2[sizeof hex];
+        memcpy(h2, hex, sizeof hex);
+        h2[i] = h2[i] == 'f' ? 'e' : 'f';
+        assert_false(conns_same_peer(a, "alpha", h2));
+    }
+    hex[2 * KETEN_CURVE_KEY_BYTES - 1] = '\0'; /* one hex digit short */
+    assert_false(conns_same_peer(a, "alpha", hex));
+    assert_false(conns_same_peer(a, "alpha", "zz")); /* not hex */
+    char bad[2 * KETEN_CURVE_KEY_BYTES + 1];
+    memset(bad, 'z', sizeof bad - 1);
+    bad[sizeof bad - 1] = '\0';
+    assert_false(conns_same_peer(a, "alpha", bad)); /* the right length, not hex */
+    conns_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_same_peer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

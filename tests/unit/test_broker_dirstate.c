@@ -6,7 +6,11 @@
  * At start the file is installed (stored and audited); at a restart the
  * stored chain is verified and the same file changes nothing. A newer file
  * (SIGHUP) is installed, audited, pushed to every connection, and the
- * connections of nodes it no longer lists are cut off; an older file, a
+ * connections of nodes it no longer lists are cut off: after the push they
+ * get one Error (REVOKED, or KEYS_REPLACED for a rotation) naming the
+ * version, counted and audited (auth-failed with the reason), and every
+ * later frame gets the same Error; a connection of a node the version does
+ * not touch is not; an older file, a
  * file the anchor's administrators did not sign, and one that does not
  * list this broker's keys are not installed (the version in force stays).
  * Freshness follows the directory's expiry. A node's certificate is found
@@ -23,7 +27,10 @@
 
 #include <cmocka.h>
 
+#include "audit.h"
+#include "dirbuild.h"
 #include "dirstate.h"
+#include "identity.h"
 #include "fixture.h"
 #include "fixture_broker.h"
 #include "metrics.h"
@@ -124,16 +131,45 @@ static void test_newer_installed(void **state)
     assert_int_equal(r->directory.len, len);
     assert_memory_equal(r->directory.data, v2, len);
     keten_pb_free((ProtobufCMessage **)(void *)&r);
-    /* Pushed to alpha; bravo, revoked, is cut off and gets nothing. */
+    /* Pushed to alpha and bravo; bravo, revoked, is then cut off. */
     size_t i = fbroker_find(t->fb, 0, "alpha", KETEN__FRAME__BODY_DIRECTORY_PUSH);
     assert_true(i != SIZE_MAX);
     Keten__Frame *f = fbroker_frame(t->fb, i);
     assert_int_equal(f->directory_push->n_chain, 1);
     assert_int_equal(f->directory_push->chain[0].len, len);
     keten_pb_free((ProtobufCMessage **)(void *)&f);
-    assert_int_equal(fbroker_find(t->fb, 0, "bravo", KETEN__FRAME__BODY_DIRECTORY_PUSH), SIZE_MAX);
+    assert_int_equal(fbroker_find(t->fb, 0, "alpha", KETEN__FRAME__BODY_ERROR), SIZE_MAX);
+    size_t pb = fbroker_find(t->fb, 0, "bravo", KETEN__FRAME__BODY_DIRECTORY_PUSH);
+    size_t eb = fbroker_find(t->fb, 0, "bravo", KETEN__FRAME__BODY_ERROR);
+    assert_true(pb != SIZE_MAX && eb != SIZE_MAX && pb < eb);
+    f = fbroker_frame(t->fb, eb);
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_REVOKED);
+    assert_int_equal(f->error->directory_version, 2);
+    assert_int_equal(f->error->msg_id.len, 0);
+    assert_string_equal(f->error->detail, "revoked in version 2: ask your administrator");
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    assert_int_equal(fbroker_find(t->fb, eb + 1, "bravo", KETEN__FRAME__BODY_ERROR), SIZE_MAX);
     assert_true(bravo->revoked);
+    assert_int_equal(bravo->refused, KETEN__REASON__REASON_REVOKED);
+    assert_int_equal(bravo->credit, 0);
     assert_false(alpha->revoked);
+    assert_int_equal(atomic_load(&b->m->auth_failed), 1);
+    assert_int_equal(b->n_events, 1);
+    assert_int_equal(b->events[0].event, KETEN__EVENT__EVENT_AUTH_FAILED);
+    assert_string_equal(b->events[0].node, "bravo");
+    assert_int_equal(b->events[0].reason, KETEN__REASON__REASON_REVOKED);
+    /* A later frame of the cut-off connection: the same Error, nothing
+     * counted again. */
+    outq_clear(b->out);
+    assert_int_equal(dirstate_refuse_again(b, bravo), KETEN_OK);
+    eb = fbroker_find(t->fb, 0, "bravo", KETEN__FRAME__BODY_ERROR);
+    assert_true(eb != SIZE_MAX);
+    f = fbroker_frame(t->fb, eb);
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_REVOKED);
+    assert_int_equal(f->error->directory_version, 2);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    assert_int_equal(atomic_load(&b->m->auth_failed), 1);
+    b->n_events = 0;
 
     /* A restart with a newer file: the stored chain (1, 2), then the file. */
     size_t len3 = 0;
@@ -147,6 +183,65 @@ static void test_newer_installed(void **state)
     assert_int_equal(version(t), 3);
     free(v2);
     free(v3);
+}
+
+/* A rotation supersedes charlie's certificate: its connection (old
+ * transport key) is cut off with KEYS_REPLACED; audited with the reason. */
+static void test_rotation_cut_off(void **state)
+{
+    ctx *t = *state;
+    broker *b = &t->fb->b;
+    conn *alpha = fbroker_conn(t->fb, "alpha");
+    conn *charlie = fbroker_conn(t->fb, "charlie");
+    keten_identity *next = NULL;
+    assert_int_equal(
+        keten_identity_generate("charlie", "police", "Charlie", false, &next), KETEN_OK);
+    uint8_t *req = NULL;
+    size_t req_len = 0;
+    Keten__NodeRequest *parsed = NULL;
+    uint64_t now = keten_now_ms(), serial = 0;
+    assert_int_equal(keten_identity_request(next, "testnet", now, &req, &req_len), KETEN_OK);
+    assert_int_equal(keten_request_verify(req, req_len, &parsed), KETEN_OK);
+    assert_int_equal(
+        keten_dirbuild_approve(t->fx->draft, parsed, now, 365ull * KETEN_MS_PER_DAY, true, &serial),
+        KETEN_OK);
+    size_t len = 0;
+    uint8_t *v2 = fixture_publish(t->fx, &len);
+    uint64_t log0 = fbroker_log_size(t->fb);
+    assert_true(reload(t));
+    /* dirstate_refusal: the old key is replaced, the new one is current. */
+    b->now = keten_now_ms(); /* the new certificate is valid from its approval */
+    assert_int_equal(dirstate_refusal(broker_dir(b), "charlie", charlie->key, b->now),
+        KETEN__REASON__REASON_KEYS_REPLACED);
+    assert_int_equal(dirstate_refusal(broker_dir(b), "charlie", next->transport_pk, b->now),
+        KETEN__REASON__REASON_NONE);
+    assert_int_equal(dirstate_refusal(broker_dir(b), "nobody", charlie->key, b->now),
+        KETEN__REASON__REASON_UNKNOWN_SENDER);
+    size_t eb = fbroker_find(t->fb, 0, "charlie", KETEN__FRAME__BODY_ERROR);
+    assert_true(eb != SIZE_MAX);
+    Keten__Frame *f = fbroker_frame(t->fb, eb);
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_KEYS_REPLACED);
+    assert_int_equal(f->error->directory_version, 2);
+    assert_string_equal(f->error->detail, "keys replaced in version 2: start with the new keys");
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    assert_true(charlie->revoked);
+    assert_false(alpha->revoked);
+    assert_int_equal(fbroker_find(t->fb, 0, "alpha", KETEN__FRAME__BODY_ERROR), SIZE_MAX);
+    /* The event is audited with its reason at the next batch. */
+    fbroker_begin(t->fb);
+    assert_int_equal(audit_node_refused(b, b->events[0].node, b->events[0].reason, NULL), KETEN_OK);
+    fbroker_end(t->fb);
+    Keten__AuditRecord *r = fbroker_record(t->fb, fbroker_log_size(t->fb) - 1);
+    assert_int_equal(r->event, KETEN__EVENT__EVENT_AUTH_FAILED);
+    assert_string_equal(r->node, "charlie");
+    assert_int_equal(r->reason, KETEN__REASON__REASON_KEYS_REPLACED);
+    assert_int_equal(r->directory_version, 2);
+    keten_pb_free((ProtobufCMessage **)(void *)&r);
+    assert_true(fbroker_log_size(t->fb) > log0);
+    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
+    free(req);
+    free(v2);
+    keten_identity_destroy(&next);
 }
 
 static void test_refused_files(void **state)
@@ -254,6 +349,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_start_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_installed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_freshness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_cert, setup, teardown),

@@ -14,7 +14,8 @@
  * the batch's end), and for every refusal reason its reject twin: an Error
  * frame with that reason (and the msg_id when it can be read), one
  * "rejected" record naming the connection's node, the reason, the msg_id
- * and (POLICY) the deciding rule, the reject counted, nothing stored.
+ * (only one the node signed and that names no other accepted envelope) and
+ * (POLICY) the deciding rule, the reject counted, nothing stored.
  * The order of the checks (a stale directory first, a full store second,
  * the msg_id before recipients and policy) and the rule recorded for a
  * message to several recipients, the same in either recipient order. */
@@ -114,6 +115,8 @@ typedef struct result {
     Keten__Reason reason; /* of the Error frame, or REASON_NONE if accepted */
     uint32_t rule; /* the record's rule */
     uint64_t leaf; /* the record's leaf */
+    bool rec_msg_id; /* a rejected record names the msg_id (the envelope's, p.msg_id) */
+    bool frame_msg_id; /* the Error frame names it */
     char detail[SUBMIT_DETAIL_MAX];
 } result;
 
@@ -164,12 +167,15 @@ static result submit(ctx *t, conn *c, const uint8_t *env, size_t len, bool fresh
         assert_int_equal(rec->event, KETEN__EVENT__EVENT_REJECTED);
         r.reason = rec->reason;
         assert_int_equal(atomic_load(&b->m->submits), submits0);
-        if (p.has_msg_id) {
+        /* The record names a msg_id only when the node signed it (submit.h);
+         * then it is the envelope's. */
+        r.rec_msg_id = rec->msg_id.len != 0;
+        if (r.rec_msg_id) {
+            assert_true(p.own_msg_id);
             assert_int_equal(rec->msg_id.len, KETEN_MSG_ID_BYTES);
             assert_memory_equal(rec->msg_id.data, p.msg_id, KETEN_MSG_ID_BYTES);
-        } else {
-            assert_int_equal(rec->msg_id.len, 0);
         }
+        r.frame_msg_id = p.has_msg_id;
         if (it->kind == OUTQ_DUPLICATE) {
             snprintf(r.detail, sizeof r.detail, "%s", (const char *)it->data);
         } else {
@@ -368,6 +374,8 @@ static void test_reject_unread(void **state)
     uint8_t *env = seal(t, "alpha", "bravo", WOONFRAUDE, &len);
     result r = expect_reject(t, alpha, env, len, false, KETEN__REASON__REASON_DIRECTORY_STALE);
     assert_non_null(strstr(r.detail, "expired"));
+    assert_true(r.frame_msg_id); /* read, for alpha's outbox */
+    assert_false(r.rec_msg_id); /* not verified: not audited */
 
     uint8_t *big = calloc(1, KETEN_ENVELOPE_MAX + 1);
     assert_non_null(big);
@@ -422,6 +430,7 @@ static void test_reject_sender(void **state)
 
     result r = expect_reject(t, bravo, env, len, true, KETEN__REASON__REASON_SENDER_MISMATCH);
     assert_non_null(strstr(r.detail, "'alpha'"));
+    assert_false(r.rec_msg_id); /* alpha's msg_id, not bravo's: not audited */
 
     /* Twin: on its own connection, signed by its sender, it goes. */
     r = submit(t, alpha, env, len, true);
@@ -605,6 +614,65 @@ static void test_reject_duplicate(void **state)
     free(env);
 }
 
+/* The msg_id of a rejected record. A node that learned another party's
+ * msg_id (bravo is the recipient of alpha's message) cannot attach a
+ * "rejected" record to that message: alpha's envelope tampered, relayed, or
+ * signed again by bravo as its own (refused as a DUPLICATE of another
+ * envelope, or before that check for its clock) is audited without msg_id,
+ * though bravo's Error names the msg_id it sent. Twins: alpha's very
+ * envelope sent again, and bravo's own envelopes refused before they were
+ * ever accepted, are audited with their msg_id. */
+static void test_reject_msg_id_attribution(void **state)
+{
+    ctx *t = *state;
+    broker *b = &t->fb->b;
+    conn *alpha = fbroker_conn_hello(t->fb, "alpha");
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    keten_identity *bravo_id = fixture_node(t->fx, "bravo");
+    size_t len = 0, flen = 0;
+    uint8_t *env = seal(t, "alpha", "bravo", WOONFRAUDE, &len);
+    result r = submit(t, alpha, env, len, true);
+    assert_int_equal(r.reason, KETEN__REASON__REASON_NONE);
+
+    uint8_t *forged = forge_flip_ciphertext(env, len, &flen);
+    r = expect_reject(t, bravo, forged, flen, true, KETEN__REASON__REASON_BAD_SIGNATURE);
+    assert_false(r.rec_msg_id);
+    assert_true(r.frame_msg_id);
+    free(forged);
+
+    r = expect_reject(t, bravo, env, len, true, KETEN__REASON__REASON_SENDER_MISMATCH);
+    assert_false(r.rec_msg_id);
+    assert_true(r.frame_msg_id);
+
+    /* Signed by bravo as its own, under alpha's msg_id. */
+    forged = forge_envelope(env, len, bravo_id, set_sender, (void *)"bravo", &flen);
+    r = expect_reject(t, bravo, forged, flen, true, KETEN__REASON__REASON_DUPLICATE);
+    assert_non_null(strstr(r.detail, "another envelope"));
+    assert_false(r.rec_msg_id);
+    assert_true(r.frame_msg_id);
+    uint64_t now = b->now;
+    b->now = created_at(env, len) + b->cfg->clock_window_ms + 1;
+    r = expect_reject(t, bravo, forged, flen, true, KETEN__REASON__REASON_CLOCK_SKEW);
+    assert_false(r.rec_msg_id);
+    b->now = now;
+    free(forged);
+
+    /* Twins: alpha's very envelope again; bravo's own, never accepted. */
+    r = expect_reject(t, alpha, env, len, true, KETEN__REASON__REASON_DUPLICATE);
+    assert_true(r.rec_msg_id);
+    free(env);
+    env = seal(t, "bravo", "alpha", WOONFRAUDE, &len);
+    b->now = created_at(env, len) + b->cfg->clock_window_ms + 1;
+    r = expect_reject(t, bravo, env, len, true, KETEN__REASON__REASON_CLOCK_SKEW);
+    assert_true(r.rec_msg_id);
+    b->now = now;
+    free(env);
+    env = seal(t, "bravo", "charlie", DRUGS, &len);
+    r = expect_reject(t, bravo, env, len, true, KETEN__REASON__REASON_POLICY);
+    assert_true(r.rec_msg_id);
+    free(env);
+}
+
 /* ---- the policy rule recorded -------------------------------------------------- */
 
 static void expect_policy(
@@ -649,6 +717,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reject_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reject_store_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reject_duplicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reject_msg_id_attribution, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_rule_independent_of_order, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -875,6 +875,113 @@ static void test_rotation_keeps_in_flight_messages(void **state)
     free(env);
 }
 
+/* Seal woonstad -> politie-mn, a valid signal, with the given times. */
+static uint8_t *seal_times(fixture *fx, uint64_t created_at, uint64_t expires_at, size_t *len)
+{
+    static const char *const to_p[] = { "politie-mn" };
+    keten_seal_params p = params_now("woonfraude", "handhaving");
+    p.created_at = created_at;
+    p.expires_at = expires_at;
+    size_t plen = 0;
+    uint8_t *payload = payload_of(small_json, &plen);
+    uint8_t *env = NULL;
+    assert_int_equal(seal_raw(fx, "woonstad", to_p, 1, &p, payload, plen, &env, len), KETEN_OK);
+    free(payload);
+    return env;
+}
+
+/* The attack: a superseded signing key (and a broker that lets it through)
+ * signs a message dated before the rotation with a ten-year lifetime. It
+ * does not verify after the rotation, nor open 300 days later; a message
+ * really in flight at the rotation, with the longest lifetime the directory
+ * allows, still does. A key superseded because it was compromised signs
+ * nothing at all. */
+static void test_rotation_bounds_superseded_key(void **state)
+{
+    fixture *fx = *state;
+    uint64_t now = keten_now_ms();
+    uint64_t max_life = keten_directory_max_lifetime(fx->directory);
+    assert_int_equal(max_life, KETEN_MAX_LIFETIME_DEFAULT_MS);
+    size_t long_len = 0, max_len = 0;
+    uint8_t *ten_years = seal_times(fx, now, now + 3650 * KETEN_MS_PER_DAY, &long_len);
+    uint8_t *in_flight = seal_times(fx, now, now + max_life, &max_len);
+    /* Before the rotation the broker's verification takes both; opening
+     * refuses the one whose lifetime is over the directory's maximum. */
+    expect_verify(fx, ten_years, long_len, KETEN_OK);
+    expect_open(fx, "politie-mn", ten_years, long_len, now, KETEN_ERR_EXPIRED, "maximum");
+
+    keten_identity *fresh = NULL;
+    uint8_t *req = NULL;
+    size_t req_len = 0;
+    Keten__NodeRequest *rq = NULL;
+    uint64_t serial = 0;
+    assert_int_equal(
+        keten_identity_generate("woonstad", "housing", "Woonstad", false, &fresh), KETEN_OK);
+    assert_int_equal(
+        keten_identity_request(fresh, "testnet", keten_now_ms(), &req, &req_len), KETEN_OK);
+    assert_int_equal(keten_request_verify(req, req_len, &rq), KETEN_OK);
+    assert_int_equal(
+        keten_dirbuild_approve(fx->draft, rq, keten_now_ms(), 30 * KETEN_MS_PER_DAY, true, &serial),
+        KETEN_OK);
+    size_t dlen = 0;
+    free(fixture_publish(fx, &dlen));
+    const Keten__Revocation *r = keten_directory_find_revoked(fx->directory, "woonstad");
+    assert_non_null(r);
+    assert_true(r->superseded);
+    assert_false(keten_revocation_compromised(r));
+
+    /* Outlives the rotation plus the longest lifetime: refused, by the
+     * broker's verification and by the recipient, 300 days on too. */
+    expect_verify(fx, ten_years, long_len, KETEN_ERR_REVOKED);
+    expect_open(fx, "politie-mn", ten_years, long_len, now + 300 * KETEN_MS_PER_DAY,
+        KETEN_ERR_REVOKED, "after its rotation");
+    /* Twin: in flight with the longest lifetime allowed: verifies, opens
+     * until it expires. */
+    expect_verify(fx, in_flight, max_len, KETEN_OK);
+    expect_open(fx, "politie-mn", in_flight, max_len, now + max_life - 1, KETEN_OK, NULL);
+    expect_open(fx, "politie-mn", in_flight, max_len, now + max_life, KETEN_ERR_EXPIRED, NULL);
+
+    /* The same rotation, had its reason been a compromise: nothing signed
+     * with the old key counts. */
+    char *reason = r->reason;
+    ((Keten__Revocation *)r)->reason = (char *)"key-compromise: laptop stolen";
+    assert_true(keten_revocation_compromised(r));
+    expect_verify(fx, in_flight, max_len, KETEN_ERR_REVOKED);
+    expect_open(fx, "politie-mn", in_flight, max_len, now, KETEN_ERR_REVOKED, "compromised");
+    ((Keten__Revocation *)r)->reason = reason;
+    expect_verify(fx, in_flight, max_len, KETEN_OK);
+
+    keten_pb_free((ProtobufCMessage **)&rq);
+    free(req);
+    keten_identity_destroy(&fresh);
+    free(in_flight);
+    free(ten_years);
+}
+
+/* The recipient makes the broker's time checks again: a lifetime over the
+ * directory's maximum, and a created_at further ahead of its clock than
+ * KETEN_CLOCK_SKEW_MS, are refused; the limits themselves are accepted. */
+static void test_open_checks_times(void **state)
+{
+    fixture *fx = *state;
+    uint64_t now = keten_now_ms();
+    uint64_t max_life = keten_directory_max_lifetime(fx->directory);
+    size_t len = 0;
+    uint8_t *env = seal_times(fx, now, now + max_life + 1, &len);
+    expect_open(fx, "politie-mn", env, len, now, KETEN_ERR_EXPIRED, "maximum");
+    free(env);
+    env = seal_times(fx, now, now + max_life, &len); /* twin */
+    expect_open(fx, "politie-mn", env, len, now, KETEN_OK, NULL);
+    free(env);
+
+    uint64_t ahead = now + KETEN_CLOCK_SKEW_MS + 1;
+    env = seal_times(fx, ahead, ahead + HOUR_MS, &len);
+    expect_open(fx, "politie-mn", env, len, now, KETEN_ERR_CLOCK_SKEW, "ahead of this node's");
+    /* The same message a moment later, once within the skew, opens. */
+    expect_open(fx, "politie-mn", env, len, now + 1, KETEN_OK, NULL);
+    free(env);
+}
+
 static void test_seal_refusals(void **state)
 {
     fixture *fx = *state;
@@ -1071,6 +1178,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_policy_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoked_sender, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_keeps_in_flight_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_bounds_superseded_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_checks_times, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_refuses_65_recipients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_and_empty, setup, teardown),

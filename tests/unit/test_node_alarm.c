@@ -3,7 +3,10 @@
  * and stored (kind, detail, time) and survives a restart of the store; with
  * a frame being handled, that frame is kept as evidence (twin: without one,
  * the alarm is still stored, no evidence); a warning is counted, never
- * stored. The store keeps the newest KETEN_ALARM_KEEP alarms. */
+ * stored. The store keeps the newest KETEN_ALARM_KEEP alarms. A refusal by
+ * the broker (Error REVOKED / KEYS_REPLACED without msg_id) is counted and
+ * kept apart from the alarm list, stops sends with what to do, survives a
+ * restart with the same transport key and is dropped with another (twin). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -18,6 +21,8 @@
 #include <jansson.h>
 
 #include "alarm.h"
+#include "dirs.h"
+#include "err.h"
 #include "fixture.h"
 #include "fixture_node.h"
 #include "nodestore.h"
@@ -57,6 +62,71 @@ static json_t *alarms(ctx *t)
     json_t *list = NULL;
     assert_int_equal(keten_alarm_list(t->node, &list), KETEN_OK);
     return list;
+}
+
+static void forget_refusal(keten_node *node)
+{
+    node->refused = KETEN__REASON__REASON_NONE;
+    node->refused_version = 0;
+    node->refused_at = 0;
+    node->refused_confirmed = false;
+}
+
+static void test_refusal(void **state)
+{
+    ctx *t = *state;
+    keten_node *node = t->node;
+    assert_int_equal(keten_dirs_send_ok(node), KETEN_OK);
+    Keten__Error err = KETEN__ERROR__INIT;
+    err.reason = KETEN__REASON__REASON_REVOKED;
+    err.directory_version = 5;
+    err.detail = (char *)"revoked in version 5: ask your administrator";
+    keten_alarm_refused(node, &err);
+    assert_int_equal(node->refused, KETEN__REASON__REASON_REVOKED);
+    assert_int_equal(node->refused_version, 5);
+    /* The node holds version 1, where it is current: the broker's word only. */
+    assert_false(node->refused_confirmed);
+    assert_int_equal(node->counters.alarms, 1);
+    json_t *list = alarms(t);
+    assert_int_equal(json_array_size(list), 0); /* kept apart from the stored alarms */
+    json_decref(list);
+    assert_int_equal(keten_dirs_send_ok(node), KETEN_ERR_REVOKED);
+    assert_non_null(strstr(keten_err_detail(), "revoked in version 5: ask your administrator"));
+    keten_err_clear();
+
+    /* A restart with the same keys: the refusal is loaded again. */
+    forget_refusal(node);
+    keten_alarm_refusal_load(node);
+    assert_int_equal(node->refused, KETEN__REASON__REASON_REVOKED);
+    assert_int_equal(node->refused_version, 5);
+
+    /* KEYS_REPLACED: another line, another error code. */
+    err.reason = KETEN__REASON__REASON_KEYS_REPLACED;
+    err.directory_version = 6;
+    keten_alarm_refused(node, &err);
+    assert_int_equal(node->counters.alarms, 1); /* one refusal, counted once */
+    assert_int_equal(keten_dirs_send_ok(node), KETEN_ERR_UNKNOWN_NODE);
+    assert_non_null(
+        strstr(keten_err_detail(), "keys replaced in version 6: start with the new keys"));
+    keten_err_clear();
+
+    /* Twin: a restart with other keys (a rotation) drops it for good. */
+    forget_refusal(node);
+    node->me->transport_pk[0] ^= 1;
+    keten_alarm_refusal_load(node);
+    assert_int_equal(node->refused, KETEN__REASON__REASON_NONE);
+    node->me->transport_pk[0] ^= 1;
+    keten_alarm_refusal_load(node);
+    assert_int_equal(node->refused, KETEN__REASON__REASON_NONE);
+    assert_int_equal(keten_dirs_send_ok(node), KETEN_OK);
+
+    /* Admitted again: cleared. */
+    keten_alarm_refused(node, &err);
+    keten_alarm_refusal_clear(node);
+    assert_int_equal(node->refused, KETEN__REASON__REASON_NONE);
+    forget_refusal(node);
+    keten_alarm_refusal_load(node);
+    assert_int_equal(node->refused, KETEN__REASON__REASON_NONE);
 }
 
 static void test_raise_and_evidence(void **state)
@@ -157,6 +227,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_raise_and_evidence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newest_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

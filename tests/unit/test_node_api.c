@@ -181,6 +181,7 @@ static void test_requests(void **state)
     expect_failure(t, s, 1);
     free(s);
     expect_failure(t, "{\"cmd\":\"checkpoint\"}", 1); /* none accepted yet */
+    expect_failure(t, "{\"cmd\":\"checkpoint\",\"all\":true}", 1); /* none kept yet */
     r = call(t, "{\"cmd\":\"inbox\"}");
     assert_true(ok(r));
     assert_int_equal(json_array_size(json_object_get(r, "messages")), 0);
@@ -224,6 +225,17 @@ static void test_send_and_wait(void **state)
     assert_string_equal(json_string_value(json_object_get(r, "state")), "accepted");
     assert_int_equal(json_integer_value(json_object_get(r, "leaf_index")), leaf);
     json_decref(r);
+    /* Every checkpoint kept, for an auditor (keten-node checkpoint --all). */
+    fnode_checkpoint(t->fn, log, size, size, true); /* a witness checkpoint: kept */
+    json_t *all = call(t, "{\"cmd\":\"checkpoint\",\"all\":true}");
+    assert_true(ok(all));
+    json_t *list = json_object_get(all, "checkpoints");
+    assert_int_equal(json_array_size(list), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(list, 0), "tree_size")), size);
+    const char *note = json_string_value(json_object_get(json_array_get(list, 0), "note"));
+    assert_non_null(note);
+    assert_non_null(strstr(note, "\n\n\xe2\x80\x94 "));
+    json_decref(all);
     flog_destroy(&log);
 
     /* Twin: no proof in time: the answer says so, exit 1. */

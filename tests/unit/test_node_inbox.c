@@ -34,13 +34,17 @@
 #include "envelope.h"
 #include "fixture.h"
 #include "fixture_forge.h"
+#include "alarm.h"
 #include "fixture_node.h"
+#include "dirs.h"
 #include "inbox.h"
 #include "nodestore.h"
+#include "outbox.h"
 #include "pb.h"
 #include "receipt.h"
 #include "sha256.h"
 #include "signal_json.h"
+#include "status.h"
 #include "store.h"
 #include "util.h"
 #include "witness.h"
@@ -328,6 +332,19 @@ static void set_category(Keten__Header *h, void *arg)
     h->category = arg;
 }
 
+static void set_long_life(Keten__Header *h, void *arg)
+{
+    (void)arg;
+    h->expires_at = h->created_at + KETEN_MAX_LIFETIME_DEFAULT_MS + 1;
+}
+
+static void set_ahead(Keten__Header *h, void *arg)
+{
+    (void)arg;
+    h->created_at += KETEN_CLOCK_SKEW_MS + 60000;
+    h->expires_at += KETEN_CLOCK_SKEW_MS + 60000;
+}
+
 static void set_short_life(Keten__Header *h, void *arg)
 {
     (void)arg;
@@ -404,7 +421,7 @@ static void test_refusal_reasons(void **state)
     const keten_identity *bravo = fixture_node(t->fx, "bravo");
     size_t len = 0;
     uint8_t *good = fixture_seal(t->fx, "bravo", "alpha", SIGNAL, NULL, &len);
-    refusal r[8];
+    refusal r[10];
     memset(r, 0, sizeof r);
     size_t n = 0;
     r[n].what = "signature";
@@ -419,6 +436,12 @@ static void test_refusal_reasons(void **state)
     r[n].what = "expiry";
     r[n].env = forge_envelope(good, len, bravo, set_short_life, NULL, &r[n].len);
     r[n++].reason = KETEN__REASON__REASON_EXPIRED;
+    r[n].what = "lifetime"; /* the broker would refuse it; a recipient does not rely on that */
+    r[n].env = forge_envelope(good, len, bravo, set_long_life, NULL, &r[n].len);
+    r[n++].reason = KETEN__REASON__REASON_EXPIRED;
+    r[n].what = "created ahead of the clock";
+    r[n].env = forge_envelope(good, len, bravo, set_ahead, NULL, &r[n].len);
+    r[n++].reason = KETEN__REASON__REASON_CLOCK_SKEW;
     r[n].what = "category";
     r[n].env = forge_envelope(good, len, bravo, set_category, (void *)"vervoer", &r[n].len);
     r[n++].reason = KETEN__REASON__REASON_UNREGISTERED;
@@ -475,6 +498,207 @@ static void test_refusal_reasons(void **state)
     free(good);
 }
 
+/* ---- past the directory's expiry ------------------------------------------ */
+
+/* Publish the draft as the next version, valid for valid_ms, and push it to
+ * the node as the broker would. */
+static void push_next(ctx *t, uint64_t valid_ms)
+{
+    size_t len = 0;
+    uint8_t *sd = fixture_publish_valid(t->fx, valid_ms, &len);
+    ProtobufCBinaryData chain = { len, sd };
+    Keten__DirectoryPush push = KETEN__DIRECTORY_PUSH__INIT;
+    push.n_chain = 1;
+    push.chain = &chain;
+    uint64_t before = keten_directory_version(t->node->dir);
+    assert_int_equal(keten_dirs_on_push(t->node, &push), KETEN_OK);
+    assert_int_equal(keten_directory_version(t->node->dir), before + 1);
+    free(sd);
+}
+
+/* Wait (bounded) until the node's directory has expired: time under test. */
+static void wait_expired(ctx *t)
+{
+    struct timespec pause = { 0, 20 * 1000 * 1000 };
+    for (int i = 0; i < 250 && keten_directory_fresh(t->node->dir, keten_now_ms()); i++) {
+        nanosleep(&pause, NULL);
+    }
+    assert_false(keten_directory_fresh(t->node->dir, keten_now_ms()));
+}
+
+/* A JSON value of `keten-node status --json`'s directory object. */
+static json_t *status_directory(ctx *t)
+{
+    json_t *st = NULL;
+    assert_int_equal(keten_status_node(t->node, &st), KETEN_OK);
+    json_t *d = json_incref(json_object_get(st, "directory"));
+    assert_non_null(d);
+    json_decref(st);
+    return d;
+}
+
+/* Past expiry the node opens nothing and receipts nothing: a delivery is
+ * not stored and gets no leaf, its credit is returned, the alarm
+ * directory-expired is raised (once for the version), and status says why
+ * and what to do. Leaves decided before the expiry are not signed either.
+ * The deliveries are not lost: once a fresh version is installed the node
+ * says Hello again (the broker then sends every unreceipted delivery
+ * again), and the same delivery is stored and receipted. */
+static void test_expired_directory_holds_deliveries(void **state)
+{
+    ctx *t = *state;
+    size_t len = 0, len2 = 0;
+    uint8_t *early = fixture_seal(t->fx, "bravo", "alpha", SIGNAL, NULL, &len);
+    uint8_t *env = fixture_seal(t->fx, "bravo", "alpha", SIGNAL, NULL, &len2);
+    uint64_t leaf_early = flog_submitted(t->log, early, len);
+    uint64_t leaf = flog_submitted(t->log, env, len2);
+    uint64_t size = checkpoint(t);
+
+    push_next(t, 1500); /* version 3, valid for 1.5 s */
+    json_t *d = status_directory(t);
+    assert_true(json_is_true(json_object_get(d, "fresh")));
+    assert_null(json_object_get(d, "problem"));
+    json_decref(d);
+    /* Decided while fresh: stored, a STORED leaf waits for the batch. */
+    deliver_leaf(t, early, len, leaf_early, size);
+    assert_true(stored(t, early, len));
+    assert_int_equal(t->node->n_receipts, 1);
+
+    wait_expired(t);
+    /* The waiting leaf is not signed: no batch, its credit comes back. */
+    keten_inbox_flush_receipts(t->node);
+    assert_int_equal(t->node->n_receipts, 0);
+    assert_int_equal(t->node->counters.receipt_batches, 0);
+    expect_credit(t);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+
+    /* A delivery: not opened, not stored, no leaf, credit returned. */
+    deliver_leaf(t, env, len2, leaf, size);
+    assert_false(stored(t, env, len2));
+    assert_int_equal(t->node->n_receipts, 0);
+    assert_int_equal(t->node->counters.received, 1);
+    expect_credit(t);
+    deliver_leaf(t, env, len2, leaf, size);
+    assert_int_equal(t->node->n_receipts, 0);
+    expect_credit(t);
+    assert_int_equal(fnode_alarms(t->fn), 1); /* once per version */
+    assert_int_equal(t->node->held_deliveries, 3);
+    json_t *alarms = NULL;
+    assert_int_equal(keten_alarm_list(t->node, &alarms), KETEN_OK);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(alarms, 0), "kind")), "directory-expired");
+    json_decref(alarms);
+    d = status_directory(t);
+    assert_false(json_is_true(json_object_get(d, "fresh")));
+    assert_int_equal(json_integer_value(json_object_get(d, "held_deliveries")), 3);
+    const char *problem = json_string_value(json_object_get(d, "problem"));
+    assert_non_null(problem);
+    assert_non_null(strstr(problem, "expired"));
+    assert_non_null(strstr(problem, "publish"));
+    json_decref(d);
+
+    /* Twin: a fresh version comes; the node asks for the held ones again
+     * (Hello), and the delivery the broker sends again is stored and
+     * receipted, the early one receipted again. */
+    push_next(t, 3600000);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_HELLO, FNODE_RECV_MS);
+    assert_non_null(f);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    assert_int_equal(t->node->held_deliveries, 0);
+    d = status_directory(t);
+    assert_null(json_object_get(d, "problem"));
+    json_decref(d);
+    deliver_leaf(t, early, len, leaf_early, size);
+    expect_leaf(t, early, len, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
+    deliver_leaf(t, env, len2, leaf, size);
+    assert_true(stored(t, env, len2));
+    expect_leaf(t, env, len2, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
+    keten_inbox_flush_receipts(t->node);
+    assert_int_equal(t->node->counters.receipt_batches, 1);
+    f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_RECEIPTS, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->receipts->n_leaves, 2);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    free(env);
+    free(early);
+}
+
+/* ---- one reply per query ------------------------------------------------------ */
+
+static size_t sent_count(ctx *t)
+{
+    size_t n = 0;
+    MDB_txn *txn = NULL;
+    assert_int_equal(keten_store_begin(t->node->store, false, &txn), KETEN_OK);
+    assert_int_equal(keten_store_count(t->node->store, txn, KETEN_DB_SENT, &n), KETEN_OK);
+    keten_store_abort(&txn);
+    return n;
+}
+
+/* A received query gets one reply: keten_outbox_send notes the reply on the
+ * query in the transaction that stores it, and refuses a second one itself
+ * (whatever the caller checked before), storing nothing. Twin: the first
+ * reply is stored and noted. */
+static void test_one_reply_per_query(void **state)
+{
+    ctx *t = *state;
+    Keten__Signal *sig = NULL;
+    assert_int_equal(keten_signal_from_json(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
+    uint8_t *payload = NULL;
+    size_t payload_len = 0;
+    assert_int_equal(keten_signal_pack(sig, &payload, &payload_len), KETEN_OK);
+    uint64_t now = keten_now_ms();
+    keten_seal_params params = { .kind = KETEN__KIND__KIND_QUERY,
+        .category = sig->type,
+        .purpose = sig->purpose,
+        .created_at = now,
+        .expires_at = now + 3600000 };
+    const char *to[] = { "alpha" };
+    uint8_t q[KETEN_MSG_ID_BYTES];
+    uint8_t *env = NULL;
+    size_t len = 0;
+    assert_int_equal(keten_envelope_seal(fixture_node(t->fx, "bravo"), t->fx->directory, to, 1,
+                         &params, payload, payload_len, q, &env, &len),
+        KETEN_OK);
+    free(payload);
+    keten_signal_free(&sig);
+    uint64_t leaf = flog_submitted(t->log, env, len);
+    deliver_leaf(t, env, len, leaf, checkpoint(t));
+    assert_true(stored(t, env, len));
+
+    keten_send_req req = { .to = "bravo",
+        .kind = KETEN__KIND__KIND_REPLY,
+        .json = SIGNAL,
+        .json_len = strlen(SIGNAL),
+        .in_reply_to = q };
+    uint8_t r1[KETEN_MSG_ID_BYTES], r2[KETEN_MSG_ID_BYTES];
+    size_t before = sent_count(t);
+    assert_int_equal(keten_outbox_send(t->node, &req, r1), KETEN_OK);
+    assert_int_equal(sent_count(t), before + 1);
+    Keten__ReceivedRecord *rec = NULL;
+    assert_int_equal(keten_inbox_record(t->node, q, &rec), KETEN_OK);
+    assert_int_equal(rec->reply_id.len, KETEN_MSG_ID_BYTES);
+    assert_memory_equal(rec->reply_id.data, r1, KETEN_MSG_ID_BYTES);
+    keten_nodestore_received_free(&rec);
+
+    keten_err_clear();
+    assert_int_equal(keten_outbox_send(t->node, &req, r2), KETEN_ERR_EXISTS);
+    assert_non_null(strstr(keten_err_detail(), "already replied"));
+    assert_int_equal(sent_count(t), before + 1);
+    assert_int_equal(keten_inbox_record(t->node, q, &rec), KETEN_OK);
+    assert_memory_equal(rec->reply_id.data, r1, KETEN_MSG_ID_BYTES);
+    keten_nodestore_received_free(&rec);
+
+    /* A reply naming a message this node never received: nothing stored. */
+    uint8_t unknown[KETEN_MSG_ID_BYTES] = { 0 };
+    req.in_reply_to = unknown;
+    assert_int_equal(keten_outbox_send(t->node, &req, r2), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(sent_count(t), before + 1);
+    keten_err_clear();
+    free(env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +706,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_proof_not_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_other_envelope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusal_reasons, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_directory_holds_deliveries, setup, teardown),
+
+        cmocka_unit_test_setup_teardown(test_one_reply_per_query, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,6 +32,10 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
+#include "alarm.h"
+#include "dirs.h"
 #include "envelope.h"
 #include "fixture.h"
 #include "fixture_forge.h"
@@ -458,16 +462,65 @@ static void test_expired(void **state)
     free(env);
 }
 
+/* An outbox entry whose record cannot be read (one byte of it flipped on
+ * disk) is never resent: logged, counted in status, and taken out of the
+ * outbox, so the next pass does not meet it again; its record stays for the
+ * operator. Twin: the readable entry beside it is resent, stays queued. */
+static void test_unreadable_not_resent(void **state)
+{
+    ctx *t = *state;
+    sent *fresh = send_to(t, 0, "bravo");
+    sent *bad = send_to(t, 1, "charlie");
+    keten_store *st = t->node->store;
+    MDB_txn *txn = NULL;
+    MDB_val v;
+    assert_int_equal(keten_store_begin(st, true, &txn), KETEN_OK);
+    assert_int_equal(
+        keten_store_get(st, txn, KETEN_DB_SENT, bad->id, KETEN_MSG_ID_BYTES, &v), KETEN_OK);
+    uint8_t *copy = malloc(v.mv_size);
+    assert_non_null(copy);
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[v.mv_size / 2] ^= 0x01;
+    assert_int_equal(
+        keten_store_put(st, txn, KETEN_DB_SENT, bad->id, KETEN_MSG_ID_BYTES, copy, v.mv_size),
+        KETEN_OK);
+    assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+    free(copy);
+    assert_int_equal(t->node->counters.store_errors, 0);
+
+    keten_outbox_submit_all(t->node);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_memory_equal(f->submit->envelope.data, fresh->env, fresh->len);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    fnode_expect_nothing_more(t->fn);
+    assert_int_equal(t->node->counters.store_errors, 1);
+    assert_false(in_outbox(t, bad->id));
+    expect_queued(t, fresh);
+    /* Its record is still there, still damaged: not rewritten. */
+    Keten__SentRecord *rec = NULL;
+    assert_int_equal(keten_outbox_record(t->node, bad->id, &rec), KETEN_ERR_MALFORMED);
+    keten_err_clear();
+
+    /* The next pass does not meet it again. */
+    keten_outbox_submit_all(t->node);
+    f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_memory_equal(f->submit->envelope.data, fresh->env, fresh->len);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    fnode_expect_nothing_more(t->fn);
+    assert_int_equal(t->node->counters.store_errors, 1);
+}
+
 /* ---- receipt notices ---------------------------------------------------------- */
 
 /* The "receipted" record of message s by recipient, its receipt signed by
  * signer (the recipient, or not) and naming s's envelope (or, other_envelope,
  * another one), appended to the broker's log. */
-static uint64_t log_receipt(
-    ctx *t, const sent *s, const char *recipient, const char *signer, bool other_envelope)
+static uint64_t log_receipt_by(ctx *t, const sent *s, const char *recipient, const char *signer,
+    const Keten__NodeCert *cert, uint64_t stored_at, bool other_envelope)
 {
     const keten_directory *dir = t->node->dir;
-    const Keten__NodeCert *cert = keten_directory_find_id(dir, signer);
     keten_receipt_item it;
     memset(&it, 0, sizeof it);
     memcpy(it.msg_id, s->id, KETEN_MSG_ID_BYTES);
@@ -478,7 +531,7 @@ static uint64_t log_receipt(
     it.outcome = KETEN__OUTCOME__OUTCOME_STORED;
     keten_receipt_batch *rb = NULL;
     assert_int_equal(keten_receipt_batch_new(fixture_node(t->fx, signer),
-                         keten_directory_network(dir), cert->serial, keten_now_ms(), &it, 1, &rb),
+                         keten_directory_network(dir), cert->serial, stored_at, &it, 1, &rb),
         KETEN_OK);
     Keten__ReceiptBatchHead *head = NULL;
     keten_hash *leaf_hashes = NULL;
@@ -506,6 +559,13 @@ static uint64_t log_receipt(
     keten_pb_free((ProtobufCMessage **)(void *)&head);
     keten_receipt_batch_destroy(&rb);
     return leaf;
+}
+
+static uint64_t log_receipt(
+    ctx *t, const sent *s, const char *recipient, const char *signer, bool other_envelope)
+{
+    const Keten__NodeCert *cert = keten_directory_find_id(t->node->dir, signer);
+    return log_receipt_by(t, s, recipient, signer, cert, keten_now_ms(), other_envelope);
 }
 
 static void notice(ctx *t, uint64_t leaf, uint64_t size)
@@ -565,6 +625,147 @@ static void test_receipt_notice(void **state)
     keten_pb_free((ProtobufCMessage **)(void *)&f);
 }
 
+/* ---- receipts after a revocation ------------------------------------------- */
+
+/* The kind of the last alarm stored. */
+static void expect_last_alarm(ctx *t, const char *kind)
+{
+    json_t *alarms = NULL;
+    assert_int_equal(keten_alarm_list(t->node, &alarms), KETEN_OK);
+    size_t n = json_array_size(alarms);
+    assert_true(n > 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(alarms, n - 1), "kind")), kind);
+    json_decref(alarms);
+}
+
+/* Which receipts count after a revocation: one by a certificate revoked for
+ * another reason counts if it was stored before the revocation (twin) and
+ * not if dated after; one by a key revoked for compromise never counts,
+ * whatever its date. Those that do not count are an alarm
+ * (revoked-receipt), not recorded, not confirmed. */
+static void test_receipts_after_revocation(void **state)
+{
+    ctx *t = *state;
+    sent *s = send_to(t, 0, "bravo,charlie");
+    const Keten__NodeCert *b = keten_directory_find_id(t->node->dir, "bravo");
+    const Keten__NodeCert *c = keten_directory_find_id(t->node->dir, "charlie");
+    assert_non_null(b);
+    assert_non_null(c);
+    uint64_t b_serial = b->serial, c_serial = c->serial;
+    uint64_t before = keten_now_ms();
+    uint64_t b_before = log_receipt_by(t, s, "bravo", "bravo", b, before, false);
+    uint64_t c_before = log_receipt_by(t, s, "charlie", "charlie", c, before, false);
+
+    uint64_t at = before + 1000;
+    assert_int_equal(
+        keten_dirbuild_revoke(t->fx->draft, "bravo", "left the network", at), KETEN_OK);
+    assert_int_equal(
+        keten_dirbuild_revoke(t->fx->draft, "charlie", "key-compromise: laptop stolen", at),
+        KETEN_OK);
+    size_t len = 0;
+    uint8_t *sd = fixture_publish(t->fx, &len);
+    ProtobufCBinaryData chain = { len, sd };
+    Keten__DirectoryPush push = KETEN__DIRECTORY_PUSH__INIT;
+    push.n_chain = 1;
+    push.chain = &chain;
+    assert_int_equal(keten_dirs_on_push(t->node, &push), KETEN_OK);
+    free(sd);
+    assert_null(keten_directory_find_id(t->node->dir, "bravo"));
+    const Keten__Revocation *rb
+        = keten_directory_find_revoked_serial(t->node->dir, "bravo", b_serial);
+    const Keten__Revocation *rc
+        = keten_directory_find_revoked_serial(t->node->dir, "charlie", c_serial);
+    assert_non_null(rb);
+    assert_non_null(rc);
+    assert_false(keten_revocation_compromised(rb));
+    assert_true(keten_revocation_compromised(rc));
+    /* Signed with bravo's revoked key, dated after its revocation. */
+    uint64_t b_after = log_receipt_by(t, s, "bravo", "bravo", rb->cert, at + 1, false);
+    uint64_t size = checkpoint(t);
+    ack_leaf(t, s->rid, s->leaf, size);
+
+    notice(t, c_before, size);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    expect_last_alarm(t, "revoked-receipt");
+    notice(t, b_after, size);
+    assert_int_equal(fnode_alarms(t->fn), 2);
+    expect_last_alarm(t, "revoked-receipt");
+    assert_int_equal(fnode_evidence(t->fn), 2);
+    assert_int_equal(t->node->n_notice_acks, 0);
+    Keten__SentRecord *rec = record(t, s->id);
+    assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
+    assert_int_equal(rec->recipients[1]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
+    keten_nodestore_sent_free(&rec);
+    assert_int_equal(t->node->counters.receipts, 0);
+
+    /* Twin: bravo's receipt stored before the revocation counts. */
+    notice(t, b_before, size);
+    rec = record(t, s->id);
+    assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED);
+    assert_int_equal(rec->recipients[0]->stored_at, before);
+    assert_int_equal(rec->recipients[1]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
+    keten_nodestore_sent_free(&rec);
+    assert_int_equal(t->node->counters.receipts, 1);
+    assert_int_equal(t->node->n_notice_acks, 1);
+    assert_int_equal(fnode_alarms(t->fn), 2);
+}
+
+/* Publish the draft as the next version, valid for valid_ms, and push it to
+ * the node as the broker would. */
+static void push_next(ctx *t, uint64_t valid_ms)
+{
+    size_t len = 0;
+    uint8_t *sd = fixture_publish_valid(t->fx, valid_ms, &len);
+    ProtobufCBinaryData chain = { len, sd };
+    Keten__DirectoryPush push = KETEN__DIRECTORY_PUSH__INIT;
+    push.n_chain = 1;
+    push.chain = &chain;
+    assert_int_equal(keten_dirs_on_push(t->node, &push), KETEN_OK);
+    free(sd);
+}
+
+/* Past the directory's expiry a forwarded receipt is not taken (a
+ * revocation of its signer may be withheld): not recorded, not confirmed,
+ * counted as held. Twin: after a fresh version (the node says Hello, so
+ * the broker sends its notices again) the same notice is recorded. */
+static void test_no_receipt_past_expiry(void **state)
+{
+    ctx *t = *state;
+    sent *s = send_to(t, 0, "bravo");
+    uint64_t real = log_receipt(t, s, "bravo", "bravo", false);
+    uint64_t size = checkpoint(t);
+    ack_leaf(t, s->rid, s->leaf, size);
+    push_next(t, 1000);
+    struct timespec pause = { 0, 20 * 1000 * 1000 }; /* time under test: the version expires */
+    for (int i = 0; i < 250 && keten_directory_fresh(t->node->dir, keten_now_ms()); i++) {
+        nanosleep(&pause, NULL);
+    }
+    assert_false(keten_directory_fresh(t->node->dir, keten_now_ms()));
+
+    notice(t, real, size);
+    Keten__SentRecord *rec = record(t, s->id);
+    assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
+    keten_nodestore_sent_free(&rec);
+    assert_int_equal(t->node->n_notice_acks, 0);
+    assert_int_equal(t->node->counters.receipts, 0);
+    assert_int_equal(t->node->held_deliveries, 1);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    expect_last_alarm(t, "directory-expired");
+
+    push_next(t, 3600000);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_HELLO, FNODE_RECV_MS);
+    assert_non_null(f);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    notice(t, real, size);
+    rec = record(t, s->id);
+    assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED);
+    keten_nodestore_sent_free(&rec);
+    assert_int_equal(t->node->counters.receipts, 1);
+    assert_int_equal(t->node->n_notice_acks, 1);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -573,7 +774,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ack_reject_twins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_not_resent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_notice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receipts_after_revocation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_receipt_past_expiry, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

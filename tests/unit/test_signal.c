@@ -600,6 +600,188 @@ static void test_check_against_directory(void **state)
     fixture_destroy(&fx);
 }
 
+/* ---- every problem at once (keten_signal_validate_json) ---------------- */
+
+/* The problems of json, in order, must have exactly these paths. */
+static void expect_paths(
+    const char *json, const char *const *paths, size_t n_paths, keten_signal_problems *pr)
+{
+    keten_err e = keten_signal_validate_json(json, strlen(json), NULL, pr);
+    if (pr->n != n_paths) {
+        for (size_t i = 0; i < pr->n; i++) {
+            char line[1024];
+            keten_signal_problem_format(&pr->items[i], line, sizeof line);
+            print_message("problem %zu: %s\n", i, line);
+        }
+        fail_msg("expected %zu problems, got %zu for %s", n_paths, pr->n, json);
+    }
+    for (size_t i = 0; i < n_paths; i++) {
+        assert_string_equal(pr->items[i].path, paths[i]);
+    }
+    assert_int_not_equal(e, KETEN_OK);
+    assert_int_equal(e, pr->items[0].err);
+}
+
+/* The first signal of the everyday-use report: four attempts, one problem
+ * each; now one run lists them all, each with its allowed values. */
+static void test_problems_all_at_once(void **state)
+{
+    (void)state;
+    static const char json[]
+        = "{\"type\":\"woonfraude\",\"purpose\":\"riec-convenant/art-5\",\"nature\":\"soft\","
+          "\"grading\":\"B2\",\"observed_at\":\"19-11-2026 10:30\","
+          "\"subjects\":[{\"kind\":\"address\",\"address\":\"Hoofdstraat 1\"}],"
+          "\"handling\":\"AMBER\"}";
+    static const char *const paths[]
+        = { "grading", "observed_at", "subjects[0].address", "subjects[0].value", "handling" };
+    keten_signal_problems pr = { 0 };
+    expect_paths(json, paths, sizeof paths / sizeof paths[0], &pr);
+    assert_int_equal(pr.items[0].err, KETEN_ERR_JSON);
+    assert_non_null(strstr(pr.items[0].allowed, "\"source\": A-F"));
+    assert_non_null(strstr(pr.items[1].allowed, "2026-11-19T10:30:00Z"));
+    assert_string_equal(pr.items[2].problem, "unknown field; remove it");
+    assert_string_equal(pr.items[2].allowed, "kind, value");
+    assert_int_equal(pr.items[3].err, KETEN_ERR_INVALID);
+    assert_non_null(strstr(pr.items[4].allowed, "TLP:AMBER+STRICT"));
+    assert_int_equal(pr.more, 0);
+    keten_signal_problems_clear(&pr);
+
+    /* soft without grading, an unknown top-level field (its allowed list
+     * names every field), a bad grading inside a valid object */
+    static const char json2[]
+        = "{\"type\":\"woonfraude\",\"purpose\":\"riec-convenant/art-5\",\"nature\":\"soft\","
+          "\"colour\":\"red\"}";
+    static const char *const paths2[] = { "colour", "grading" };
+    expect_paths(json2, paths2, 2, &pr);
+    assert_string_equal(pr.items[0].allowed,
+        "type, purpose, summary, nature, grading, handling, observed_at, observed_by, "
+        "subjects, attachments");
+    assert_non_null(strstr(pr.items[1].problem, "required when nature is \"soft\""));
+    keten_signal_problems_clear(&pr);
+
+    static const char json3[] = "{\"type\":\"Woonfraude\",\"purpose\":\"\",\"grading\":"
+                                "{\"source\":\"G\",\"information\":\"7\"},\"attachments\":"
+                                "[{\"name\":\"../x\",\"media_type\":\"jpeg\",\"data_base64\":"
+                                "\"%%%\"},17]}";
+    static const char *const paths3[]
+        = { "attachments[0].data_base64", "attachments[1]", "type", "purpose", "grading.source",
+              "grading.information", "attachments[0].name", "attachments[0].media_type" };
+    expect_paths(json3, paths3, sizeof paths3 / sizeof paths3[0], &pr);
+    assert_string_equal(pr.items[4].allowed, "A, B, C, D, E, F");
+    assert_string_equal(pr.items[5].allowed, "1, 2, 3, 4, 5, 6");
+    keten_signal_problems_clear(&pr);
+}
+
+/* Collecting changes nothing about what is accepted: for every input, the
+ * verdict of keten_signal_validate_json equals keten_signal_from_json's,
+ * with the same error and the same detail (the first problem). */
+static void test_problems_agree_with_first_error(void **state)
+{
+    (void)state;
+    static const char *const inputs[] = {
+        design_example,
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\"}",
+        "{\"type\":\"drugs\"}",
+        "{\"purpose\":\"x\"}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\"}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"hard\",\"x\":1}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"grading\":{\"source\":\"A\"}}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"grading\":{\"source\":\"A\","
+        "\"information\":\"1\",\"x\":\"y\"}}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_at\":\"2026-02-30T00:00:00Z\"}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_at\":1}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"subjects\":{}}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"subjects\":[{\"kind\":\"A\","
+        "\"value\":\"x\"}]}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"subjects\":[{\"kind\":\"address\","
+        "\"value\":\"a\\nb\"}]}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"summary\":\"a\\nb\\tc\"}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"observed_by\":\"a\\nb\"}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":[{\"name\":\"a\","
+        "\"media_type\":\"a/b\",\"data_base64\":\"\"}]}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"type\":\"drugs\"}",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\"",
+        "[1,2]",
+        "",
+        "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"handling\":\"\",\"nature\":\"\"}",
+    };
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        const char *json = inputs[i];
+        Keten__Signal *sig = NULL;
+        keten_err_clear();
+        keten_err e1 = keten_signal_from_json(json, strlen(json), &sig);
+        char detail1[2048];
+        snprintf(detail1, sizeof detail1, "%s", keten_err_detail());
+        keten_signal_free(&sig);
+        keten_signal_problems pr = { 0 };
+        keten_err_clear();
+        keten_err e2 = keten_signal_validate_json(json, strlen(json), NULL, &pr);
+        if (e1 != e2 || (e1 == KETEN_OK) != (pr.n == 0)
+            || (e1 != KETEN_OK && strcmp(detail1, keten_err_detail()) != 0)) {
+            fail_msg("input %zu: from_json %s '%s', validate %s '%s' (%zu problems): %s", i,
+                keten_strerror(e1), detail1, keten_strerror(e2), keten_err_detail(), pr.n, json);
+        }
+        if (e1 != KETEN_OK) {
+            char first[2048];
+            keten_signal_problem_format(&pr.items[0], first, sizeof first);
+            assert_string_equal(first, detail1);
+        }
+        keten_signal_problems_clear(&pr);
+    }
+}
+
+/* More than KETEN_SIGNAL_PROBLEMS_MAX problems: the list stops, the rest
+ * is counted. */
+static void test_problems_capped(void **state)
+{
+    (void)state;
+    char json[4096];
+    size_t off
+        = (size_t)snprintf(json, sizeof json, "{\"type\":\"drugs\",\"purpose\":\"handhaving\"");
+    for (int i = 0; i < KETEN_SIGNAL_PROBLEMS_MAX + 6; i++) {
+        off += (size_t)snprintf(json + off, sizeof json - off, ",\"x%d\":%d", i, i);
+    }
+    snprintf(json + off, sizeof json - off, "}");
+    keten_signal_problems pr = { 0 };
+    assert_int_equal(keten_signal_validate_json(json, strlen(json), NULL, &pr), KETEN_ERR_JSON);
+    assert_int_equal(pr.n, KETEN_SIGNAL_PROBLEMS_MAX);
+    assert_int_equal(pr.more, 6);
+    keten_signal_problems_clear(&pr);
+    assert_null(pr.items);
+    assert_int_equal(pr.n, 0);
+}
+
+/* Against a directory: an unregistered type and purpose are two problems,
+ * whose allowed line lists the registered values. */
+static void test_problems_against_directory(void **state)
+{
+    (void)state;
+    static const char *const specs[] = { "gemeente-diemen:municipality", "broker:broker", NULL };
+    fixture *fx = fixture_new(1, 1, specs);
+    keten_signal_problems pr = { 0 };
+    assert_int_equal(
+        keten_signal_validate_json(design_example, strlen(design_example), fx->directory, &pr),
+        KETEN_OK);
+    assert_int_equal(pr.n, 0);
+    static const char json[] = "{\"type\":\"wapenhandel\",\"purpose\":\"onbekend-doel\"}";
+    assert_int_equal(
+        keten_signal_validate_json(json, strlen(json), fx->directory, &pr), KETEN_ERR_UNREGISTERED);
+    assert_int_equal(pr.n, 2);
+    assert_string_equal(pr.items[0].path, "type");
+    assert_non_null(strstr(pr.items[0].allowed, "woonfraude"));
+    assert_string_equal(pr.items[1].path, "purpose");
+    assert_non_null(strstr(pr.items[1].allowed, "riec-convenant/art-5"));
+    keten_signal_problems_clear(&pr);
+
+    /* keten_signal_check_all on a parsed signal: the same two */
+    Keten__Signal *sig = parse_ok(json);
+    assert_int_equal(keten_signal_check_all(sig, fx->directory, &pr), KETEN_ERR_UNREGISTERED);
+    assert_int_equal(pr.n, 2);
+    keten_signal_problems_clear(&pr);
+    keten_signal_free(&sig);
+    fixture_destroy(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -624,6 +806,10 @@ int main(void)
         cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_unpack_rejects),
         cmocka_unit_test(test_check_against_directory),
+        cmocka_unit_test(test_problems_all_at_once),
+        cmocka_unit_test(test_problems_agree_with_first_error),
+        cmocka_unit_test(test_problems_capped),
+        cmocka_unit_test(test_problems_against_directory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,245 @@
+/* node_rotate: a key rotation in the node's own home (client/rotate.h), on a
+ * node without its main loop (fixture_node.h: real store, real directory
+ * files). With next keys waiting, the node does not switch while the
+ * installed directory lists its current keys (twin), and switches once a
+ * reloaded version lists the next ones: the files are renamed
+ * (identity.secret -> identity.superseded.secret, identity.next.* ->
+ * identity.*), the next keys become the node's, the old ones are kept for
+ * opening, the refusal of the old key is forgotten. The superseded keys are
+ * wiped only once their time has passed (twin: not before). An interrupted
+ * switch is finished at the next start. Protected next keys open with
+ * identity.secret's passphrase, handed over once (KETEN_PASSPHRASE can be
+ * read only once); a wrong one or none is refused, saying why. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "dirbuild.h"
+#include "dirs.h"
+#include "fixture.h"
+#include "fixture_node.h"
+#include "identity.h"
+#include "pb.h"
+#include "rotate.h"
+#include "util.h"
+
+static const char *const specs[] = { "hub:broker", "alpha:municipality", NULL };
+
+typedef struct ctx {
+    fixture *fx;
+    fnode *fn;
+    keten_node *node;
+    keten_identity *borrowed; /* the fixture's identity of alpha */
+} ctx;
+
+static int setup(void **state)
+{
+    ctx *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->fx = fixture_new(1, 1, specs);
+    t->fn = fnode_new(t->fx, "alpha", "hub");
+    t->node = &t->fn->node;
+    t->borrowed = t->node->me;
+    *state = t;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    ctx *t = *state;
+    keten_node *node = t->node;
+    /* Give the fixture back its identity; free what the test made. */
+    if (node->me != t->borrowed) {
+        keten_identity_destroy(&node->me);
+    }
+    if (node->old != t->borrowed) {
+        keten_identity_destroy(&node->old);
+    }
+    keten_identity_destroy(&node->next);
+    node->me = t->borrowed;
+    node->old = NULL;
+    fnode_destroy(&t->fn);
+    fixture_destroy(&t->fx);
+    free(t);
+    return 0;
+}
+
+static void path(ctx *t, const char *name, char out[static PATH_MAX])
+{
+    int n = snprintf(out, PATH_MAX, "%s/%s", t->fn->home, name);
+    assert_true(n > 0 && n < PATH_MAX);
+}
+
+static bool exists(ctx *t, const char *name)
+{
+    char p[PATH_MAX];
+    path(t, name, p);
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
+static void save(ctx *t, const keten_identity *id, const char *name)
+{
+    char p[PATH_MAX];
+    path(t, name, p);
+    unlink(p);
+    assert_int_equal(keten_identity_save(id, p, NULL, 0), KETEN_OK);
+}
+
+static void test_switch(void **state)
+{
+    ctx *t = *state;
+    keten_node *node = t->node;
+    save(t, node->me, KETEN_ROTATE_CURRENT);
+    keten_identity *next = NULL;
+    assert_int_equal(
+        keten_identity_generate("alpha", "municipality", "Alpha", false, &next), KETEN_OK);
+    save(t, next, KETEN_ROTATE_NEXT);
+    char p[PATH_MAX];
+    path(t, KETEN_ROTATE_NEXT_REQUEST, p);
+    assert_int_equal(keten_file_write(p, "req", 3, 0644, false), KETEN_OK);
+    assert_int_equal(keten_rotate_open(node, NULL, 0), KETEN_OK);
+    assert_non_null(node->next);
+    assert_memory_equal(node->next->sign_pk, next->sign_pk, KETEN_SIGN_PK_BYTES);
+
+    /* Twin: the directory still lists the current keys: no switch. */
+    assert_false(keten_rotate_try_switch(node));
+    assert_true(node->me == t->borrowed);
+    assert_true(exists(t, KETEN_ROTATE_NEXT));
+
+    /* The administrators approve the rotation; the node reloads. */
+    uint8_t *req = NULL;
+    size_t req_len = 0;
+    Keten__NodeRequest *parsed = NULL;
+    uint64_t now = keten_now_ms(), serial = 0;
+    assert_int_equal(keten_identity_request(next, "testnet", now, &req, &req_len), KETEN_OK);
+    assert_int_equal(keten_request_verify(req, req_len, &parsed), KETEN_OK);
+    assert_int_equal(
+        keten_dirbuild_approve(t->fx->draft, parsed, now, 365ull * KETEN_MS_PER_DAY, true, &serial),
+        KETEN_OK);
+    size_t len = 0;
+    uint8_t *v2 = fixture_publish(t->fx, &len);
+    bool installed = false;
+    assert_int_equal(keten_dirs_reload(node, &installed), KETEN_OK);
+    assert_true(installed);
+    node->refused = KETEN__REASON__REASON_KEYS_REPLACED;
+    assert_true(keten_rotate_try_switch(node));
+    assert_memory_equal(node->me->sign_pk, next->sign_pk, KETEN_SIGN_PK_BYTES);
+    assert_true(node->old == t->borrowed);
+    assert_null(node->next);
+    assert_int_equal(node->refused, KETEN__REASON__REASON_NONE);
+    assert_non_null(keten_dirs_my_cert(node));
+    assert_true(exists(t, KETEN_ROTATE_CURRENT));
+    assert_true(exists(t, KETEN_ROTATE_SUPERSEDED));
+    assert_true(exists(t, KETEN_ROTATE_REQUEST));
+    assert_false(exists(t, KETEN_ROTATE_NEXT));
+    assert_false(exists(t, KETEN_ROTATE_NEXT_REQUEST));
+    /* Kept until the switch plus the longest lifetime (7 days by default). */
+    assert_true(node->old_wipe_at >= now + 7ull * KETEN_MS_PER_DAY);
+    /* The file that is now identity.secret holds the next keys. */
+    keten_identity *cur = NULL;
+    path(t, KETEN_ROTATE_CURRENT, p);
+    assert_int_equal(keten_identity_load(p, NULL, 0, &cur), KETEN_OK);
+    assert_memory_equal(cur->transport_pk, next->transport_pk, KETEN_CURVE_KEY_BYTES);
+    keten_identity_destroy(&cur);
+    /* Nothing more to switch to. */
+    assert_false(keten_rotate_try_switch(node));
+    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
+    free(req);
+    free(v2);
+    keten_identity_destroy(&next);
+}
+
+static void test_open_with_passphrase(void **state)
+{
+    ctx *t = *state;
+    keten_node *node = t->node;
+    keten_identity *next = NULL;
+    assert_int_equal(
+        keten_identity_generate("alpha", "municipality", "Alpha", false, &next), KETEN_OK);
+    char p[PATH_MAX];
+    path(t, KETEN_ROTATE_NEXT, p);
+    static const char pass[] = "a passphrase of the node";
+    assert_int_equal(
+        keten_identity_save(next, p, (const uint8_t *)pass, sizeof pass - 1), KETEN_OK);
+    /* Twins: no passphrase, a wrong one. */
+    assert_int_equal(keten_rotate_open(node, NULL, 0), KETEN_ERR_NEED_PASSPHRASE);
+    assert_non_null(strstr(keten_err_detail(), "the same passphrase"));
+    assert_null(node->next);
+    assert_int_equal(keten_rotate_open(node, "another one", 11), KETEN_ERR_PASSPHRASE);
+    assert_non_null(strstr(keten_err_detail(), "does not open"));
+    assert_null(node->next);
+    keten_err_clear();
+    assert_int_equal(keten_rotate_open(node, pass, sizeof pass - 1), KETEN_OK);
+    assert_non_null(node->next);
+    assert_memory_equal(node->next->sign_pk, next->sign_pk, KETEN_SIGN_PK_BYTES);
+    keten_identity_destroy(&next);
+}
+
+static void test_wipe(void **state)
+{
+    ctx *t = *state;
+    keten_node *node = t->node;
+    keten_identity *old = NULL;
+    assert_int_equal(
+        keten_identity_generate("alpha", "municipality", "Alpha", false, &old), KETEN_OK);
+    save(t, old, KETEN_ROTATE_SUPERSEDED);
+    node->old = old;
+    /* Twin: before its time nothing goes. */
+    node->old_wipe_at = keten_now_ms() + KETEN_MS_PER_DAY;
+    keten_rotate_tick(node);
+    assert_non_null(node->old);
+    assert_true(exists(t, KETEN_ROTATE_SUPERSEDED));
+    node->old_wipe_at = 1;
+    keten_rotate_tick(node);
+    assert_null(node->old);
+    assert_false(exists(t, KETEN_ROTATE_SUPERSEDED));
+}
+
+static void test_recover(void **state)
+{
+    ctx *t = *state;
+    keten_identity *a = NULL, *b = NULL;
+    assert_int_equal(
+        keten_identity_generate("alpha", "municipality", "Alpha", false, &a), KETEN_OK);
+    assert_int_equal(
+        keten_identity_generate("alpha", "municipality", "Alpha", false, &b), KETEN_OK);
+    /* Twin: a home in its normal state is left alone. */
+    save(t, a, KETEN_ROTATE_CURRENT);
+    save(t, b, KETEN_ROTATE_NEXT);
+    assert_int_equal(keten_rotate_recover(t->fn->home), KETEN_OK);
+    assert_true(exists(t, KETEN_ROTATE_NEXT));
+    /* Stopped between the two renames: current moved away, next not yet in. */
+    char cur[PATH_MAX], sup[PATH_MAX];
+    path(t, KETEN_ROTATE_CURRENT, cur);
+    path(t, KETEN_ROTATE_SUPERSEDED, sup);
+    assert_int_equal(rename(cur, sup), 0);
+    assert_int_equal(keten_rotate_recover(t->fn->home), KETEN_OK);
+    assert_false(exists(t, KETEN_ROTATE_NEXT));
+    keten_identity *got = NULL;
+    assert_int_equal(keten_identity_load(cur, NULL, 0, &got), KETEN_OK);
+    assert_memory_equal(got->sign_pk, b->sign_pk, KETEN_SIGN_PK_BYTES);
+    keten_identity_destroy(&got);
+    keten_identity_destroy(&a);
+    keten_identity_destroy(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_switch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_with_passphrase, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wipe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
