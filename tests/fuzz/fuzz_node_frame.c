@@ -12,10 +12,12 @@
  * input the store is made again empty, and the directory, the witness and
  * the node's counters start afresh.
  *
- * The corpus frames were made at fixed times in 2026 (fuzz_common.h): so
- * that their envelopes have not expired, the wall clock this process sees
- * (CLOCK_REALTIME) is moved back to start at FUZZ_T_OPEN; it runs on from
- * there. Other clocks are untouched.
+ * The corpus frames were made at fixed times in 2026 (fuzz_common.h): the
+ * wall clock this process sees (CLOCK_REALTIME) is moved back to start at
+ * NODE_CLOCK_START, two minutes before FUZZ_T_ROTATE, when directory version
+ * 2 (issued at FUZZ_T_ROTATE) is fresh within the allowed clock skew and the
+ * corpus envelopes (expiring at FUZZ_T_ROTATE) have not expired; it runs on
+ * from there. Other clocks are untouched.
  *
  * Input: [sel] then frames, each [length, 2 bytes big endian][Frame bytes]
  * (the last may be short), at most MAX_FRAMES. sel & 3 picks the node
@@ -67,6 +69,7 @@
 
 #define MAX_FRAMES 16
 #define MAX_CPS MAX_FRAMES
+#define NODE_CLOCK_START (FUZZ_T_ROTATE - 2ull * 60ull * 1000ull)
 
 /* ---- the wall clock, moved back to the corpus's time --------------------- */
 
@@ -82,7 +85,7 @@ int clock_gettime(clockid_t id, struct timespec *ts)
     }
     int64_t ms = (int64_t)ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
     if (!clock_shift_set) {
-        clock_shift_ms = (int64_t)FUZZ_T_OPEN - ms;
+        clock_shift_ms = (int64_t)NODE_CLOCK_START - ms;
         clock_shift_set = true;
     }
     int64_t ns = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec + clock_shift_ms * 1000000;
