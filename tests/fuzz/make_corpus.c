@@ -15,6 +15,7 @@
  * makes belongs to a real network.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include "merkle.h"
 #include "pb.h"
 #include "receipt.h"
+#include "sha256.h"
 #include "signal_json.h"
 #include "util.h"
 
@@ -638,6 +640,141 @@ static void audit_and_checkpoints(made *m)
     keten_verified_destroy(&v);
 }
 
+
+/* ---- proof bundles (keten-audit check-proof) ------------------------------ */
+
+static json_t *b64(const uint8_t *p, size_t len)
+{
+    size_t n = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+    char *t = malloc(n);
+    if (t == NULL) {
+        DIE("out of memory");
+    }
+    sodium_bin2base64(t, n, p, len, sodium_base64_VARIANT_ORIGINAL);
+    json_t *j = json_string(t);
+    free(t);
+    return j;
+}
+
+/* The event names keten-audit writes (audit/records.c). */
+static const char *event_name(int event)
+{
+    switch (event) {
+    case KETEN__EVENT__EVENT_SUBMITTED:
+        return "submitted";
+    case KETEN__EVENT__EVENT_REJECTED:
+        return "rejected";
+    case KETEN__EVENT__EVENT_DELIVERED:
+        return "delivered";
+    case KETEN__EVENT__EVENT_RECEIPTED:
+        return "receipted";
+    case KETEN__EVENT__EVENT_EXPIRED:
+        return "expired";
+    case KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT:
+        return "refused-by-recipient";
+    default:
+        return "unknown";
+    }
+}
+
+/* The bundle keten-audit prove writes for msg_id (audit/proof.c): every
+ * record of the corpus log naming it, proven in the cosigned tree of 7. */
+static json_t *bundle(const made *m, const uint8_t msg_id[KETEN_MSG_ID_BYTES])
+{
+    const fuzz_network *net = fuzz_net();
+    const keten_identity *broker = fuzz_node(FUZZ_BROKER);
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
+    static const uint8_t nl = '\n', type = 0x01;
+    uint8_t h[KETEN_SHA256_BYTES];
+    keten_sha256_state st;
+    keten_sha256_init(&st);
+    keten_sha256_update(&st, (const uint8_t *)FUZZ_BROKER, strlen(FUZZ_BROKER));
+    keten_sha256_update(&st, &nl, 1);
+    keten_sha256_update(&st, &type, 1);
+    keten_sha256_update(&st, broker->log_pk, KETEN_SIGN_PK_BYTES);
+    keten_sha256_final(&st, h);
+    char kid[9];
+    keten_hex(h, 4, kid);
+    json_t *recs = json_array();
+    for (uint64_t i = 0; i < LOG_LEAVES; i++) {
+        Keten__AuditRecord *r = NULL;
+        MUST(KETEN_PB_UNPACK(keten__audit_record, m->leaves[i], m->leaf_lens[i],
+            KETEN_AUDIT_RECORD_MAX, "record", &r));
+        bool ours = r->msg_id.len == KETEN_MSG_ID_BYTES
+            && memcmp(r->msg_id.data, msg_id, KETEN_MSG_ID_BYTES) == 0;
+        int event = (int)r->event;
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        if (!ours) {
+            continue;
+        }
+        keten_hash path[KETEN_MERKLE_MAX_PROOF];
+        size_t n = 0;
+        MUST(keten_merkle_inclusion_proof((const keten_hash *)m->lh, LOG_LEAVES, i, path, &n));
+        json_t *p = json_array();
+        for (size_t k = 0; k < n; k++) {
+            json_array_append_new(p, b64(path[k], KETEN_HASH_BYTES));
+        }
+        json_array_append_new(recs,
+            json_pack("{s:I, s:I, s:s, s:o, s:o, s:o}", "leaf_index", (json_int_t)i, "tree_size",
+                (json_int_t)LOG_LEAVES, "event", event_name(event), "leaf",
+                b64(m->leaves[i], m->leaf_lens[i]), "leaf_hash", b64(m->lh[i], KETEN_HASH_BYTES),
+                "audit_path", p));
+    }
+    json_t *dirs = json_pack("[o, o]", b64(net->dir1, net->dir1_len), b64(net->dir2, net->dir2_len));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:o, s:s}, s:o, s:o}", "format",
+        "keten-proof/v2", "network", FUZZ_NETWORK, "msg_id", hex, "checkpoint", m->note, "log_key",
+        "name", FUZZ_BROKER, "public_key", b64(broker->log_pk, KETEN_SIGN_PK_BYTES), "key_id", kid,
+        "directories", dirs, "records", recs);
+    if (o == NULL) {
+        DIE("cannot build a proof bundle");
+    }
+    return o;
+}
+
+static void put_json(const char *harness, const char *name, const json_t *o)
+{
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (text == NULL) {
+        DIE("out of memory");
+    }
+    put_str(harness, name, text);
+    free(text);
+}
+
+static void proofs(made *m)
+{
+    json_t *o = bundle(m, m->id1);
+    put_json("proof", "bundle-stored", o);
+    /* Compact, as another JSON writer would have it. */
+    char *text = json_dumps(o, JSON_COMPACT);
+    put_str("proof", "bundle-compact", text);
+    free(text);
+    /* Not a bundle of this version. */
+    json_object_set_new(o, "format", json_string("keten-proof/v1"));
+    put_json("proof", "malformed-format-v1", o);
+    json_decref(o);
+    /* Refused by belastingdienst, expired for the others: no submitted
+     * record in the log. */
+    o = bundle(m, m->id2);
+    put_json("proof", "bundle-without-submitted", o);
+    json_decref(o);
+    /* The delivered record's leaf in place of the submitted one's. */
+    o = bundle(m, m->id1);
+    json_t *recs = json_object_get(o, "records");
+    json_t *r0 = json_array_get(recs, 0);
+    json_t *r1 = json_array_get(recs, 1);
+    json_t *leaf1 = json_object_get(r1, "leaf");
+    json_object_set(r0, "leaf", leaf1);
+    put_json("proof", "malformed-leaf-swapped", o);
+    json_decref(o);
+    /* Only the checkpoint's first directory. */
+    o = bundle(m, m->id1);
+    json_array_remove(json_object_get(o, "directories"), 1);
+    put_json("proof", "malformed-directory-missing", o);
+    json_decref(o);
+}
+
 /* ---- frames ------------------------------------------------------------- */
 
 static void frame(const char *name, Keten__Frame *f)
@@ -1138,6 +1275,7 @@ int main(int argc, char **argv)
     envelopes(&m);
     audit_and_checkpoints(&m);
     frames(&m);
+    proofs(&m);
     directories();
     requests();
     keyfiles();
