@@ -1,7 +1,6 @@
 #include "metrics.h"
 
 #include <arpa/inet.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,9 +38,7 @@ void metrics_destroy(metrics **m_p)
         return;
     }
     metrics *m = *m_p;
-    if (m->daemon != NULL) {
-        MHD_stop_daemon(m->daemon);
-    }
+    keten_prom_stop(&m->http);
     free(m);
     *m_p = NULL;
 }
@@ -184,55 +181,6 @@ void metrics_batch(metrics *m, uint64_t frames, uint64_t commit_us)
 
 /* ---- the page ---------------------------------------------------------- */
 
-typedef struct page {
-    char *buf;
-    size_t len, cap;
-    bool failed;
-} page;
-
-static void put(page *p, const char *fmt, ...) KETEN_PRINTF(2, 3);
-
-static void put(page *p, const char *fmt, ...)
-{
-    if (p->failed) {
-        return;
-    }
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(p->buf + p->len, p->cap - p->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            p->failed = true;
-            return;
-        }
-        if ((size_t)n < p->cap - p->len) {
-            p->len += (size_t)n;
-            return;
-        }
-        size_t cap = p->cap * 2;
-        char *nb = cap <= METRICS_PAGE_MAX ? realloc(p->buf, cap) : NULL;
-        if (nb == NULL) {
-            p->failed = true;
-            return;
-        }
-        p->buf = nb;
-        p->cap = cap;
-    }
-}
-
-static void counter(page *p, const char *name, const char *help, uint64_t v)
-{
-    put(p, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-        (unsigned long long)v);
-}
-
-static void gauge(page *p, const char *name, const char *help, uint64_t v)
-{
-    put(p, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help, name, name,
-        (unsigned long long)v);
-}
-
 static void reason_label(Keten__Reason r, char *out, size_t size)
 {
     const ProtobufCEnumValue *v
@@ -250,14 +198,14 @@ static void reason_label(Keten__Reason r, char *out, size_t size)
 }
 
 /* Queue depth per node and pending notices, from a read transaction. */
-static void store_metrics(page *p, store *st)
+static void store_metrics(keten_prom_page *p, store *st)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     if (st == NULL || mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0) {
         return;
     }
-    put(p,
+    keten_prom_put(p,
         "# HELP keten_queue_depth Messages waiting for a node's receipt.\n"
         "# TYPE keten_queue_depth gauge\n");
     if (mdb_cursor_open(txn, st->queue, &cur) == 0) {
@@ -273,7 +221,7 @@ static void store_metrics(page *p, store *st)
             }
             if (strlen(node) != n || memcmp(node, key, n) != 0) {
                 if (count > 0) {
-                    put(p, "keten_queue_depth{node=\"%s\"} %llu\n", node,
+                    keten_prom_put(p, "keten_queue_depth{node=\"%s\"} %llu\n", node,
                         (unsigned long long)count);
                 }
                 memcpy(node, key, n);
@@ -283,116 +231,122 @@ static void store_metrics(page *p, store *st)
             count++;
         }
         if (count > 0) {
-            put(p, "keten_queue_depth{node=\"%s\"} %llu\n", node, (unsigned long long)count);
+            keten_prom_put(
+                p, "keten_queue_depth{node=\"%s\"} %llu\n", node, (unsigned long long)count);
         }
         mdb_cursor_close(cur);
     }
     MDB_stat ms;
     if (mdb_stat(txn, st->notices, &ms) == 0) {
-        gauge(
+        keten_prom_gauge(
             p, "keten_notices_pending", "Notices not yet confirmed by their node.", ms.ms_entries);
     }
     mdb_txn_abort(txn);
 }
 
-static void histogram(page *p, const char *name, const char *help, const uint64_t *bounds,
-    size_t n_bounds, atomic_uint_fast64_t *buckets, uint64_t count, double sum, double scale)
+static void histogram(keten_prom_page *p, const char *name, const char *help,
+    const uint64_t *bounds, size_t n_bounds, atomic_uint_fast64_t *buckets, uint64_t count,
+    double sum, double scale)
 {
-    put(p, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    keten_prom_put(p, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (size_t i = 0; i < n_bounds; i++) {
         cum += atomic_load(&buckets[i]);
-        put(p, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[i] / scale,
+        keten_prom_put(p, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[i] / scale,
             (unsigned long long)cum);
     }
-    put(p, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name,
+    keten_prom_put(p, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name,
         (unsigned long long)count, name, sum, name, (unsigned long long)count);
 }
 
-static char *render(metrics *m, size_t *len)
+/* The page (keten_prom_render, on the HTTP thread). */
+static char *render(void *ctx, size_t *len)
 {
-    page p = { malloc(16384), 0, 16384, false };
-    if (p.buf == NULL) {
-        return NULL;
-    }
-    counter(&p, "keten_submits_total", "Submits accepted.", atomic_load(&m->submits));
-    put(&p,
+    metrics *m = ctx;
+    keten_prom_page p;
+    keten_prom_begin(&p, 16384, METRICS_PAGE_MAX);
+    keten_prom_counter(&p, "keten_submits_total", "Submits accepted.", atomic_load(&m->submits));
+    keten_prom_put(&p,
         "# HELP keten_rejects_total Requests refused, by reason.\n"
         "# TYPE keten_rejects_total counter\n");
     for (int r = 1; r < METRICS_REASONS; r++) {
         char label[32];
         reason_label((Keten__Reason)r, label, sizeof label);
-        put(&p, "keten_rejects_total{reason=\"%s\"} %llu\n", label,
+        keten_prom_put(&p, "keten_rejects_total{reason=\"%s\"} %llu\n", label,
             (unsigned long long)atomic_load(&m->rejects[r]));
     }
-    counter(&p, "keten_deliveries_total", "Deliver frames sent.", atomic_load(&m->deliveries));
-    counter(&p, "keten_receipts_total", "Receipted records: receipt leaves with outcome stored.",
-        atomic_load(&m->receipts));
-    counter(&p, "keten_refused_by_recipient_total",
+    keten_prom_counter(
+        &p, "keten_deliveries_total", "Deliver frames sent.", atomic_load(&m->deliveries));
+    keten_prom_counter(&p, "keten_receipts_total",
+        "Receipted records: receipt leaves with outcome stored.", atomic_load(&m->receipts));
+    keten_prom_counter(&p, "keten_refused_by_recipient_total",
         "Refused-by-recipient records: receipt leaves with outcome refused.",
         atomic_load(&m->refused_by_recipient));
-    counter(&p, "keten_receipt_batches_total", "Receipt batches whose signature verified.",
-        atomic_load(&m->receipt_batches));
-    counter(&p, "keten_receipt_leaves_unmatched_total",
+    keten_prom_counter(&p, "keten_receipt_batches_total",
+        "Receipt batches whose signature verified.", atomic_load(&m->receipt_batches));
+    keten_prom_counter(&p, "keten_receipt_leaves_unmatched_total",
         "Receipt leaves naming no message pending for the receipting node (skipped).",
         atomic_load(&m->leaves_unmatched));
-    counter(&p, "keten_receipt_leaves_repeated_total",
+    keten_prom_counter(&p, "keten_receipt_leaves_repeated_total",
         "Receipt leaves for a message the node had answered before (ignored).",
         atomic_load(&m->leaves_repeated));
-    counter(&p, "keten_expired_total", "Messages expired before every receipt.",
+    keten_prom_counter(&p, "keten_expired_total", "Messages expired before every receipt.",
         atomic_load(&m->expired));
-    counter(&p, "keten_notices_sent_total",
+    keten_prom_counter(&p, "keten_notices_sent_total",
         "Notice frames (forwarded receipts, expiry notices) sent, resends included.",
         atomic_load(&m->notices_sent));
-    counter(&p, "keten_notices_resent_total",
+    keten_prom_counter(&p, "keten_notices_resent_total",
         "Notices sent again because the node had not confirmed them in time.",
         atomic_load(&m->notices_resent));
-    counter(&p, "keten_deliveries_resent_total",
+    keten_prom_counter(&p, "keten_deliveries_resent_total",
         "Times a connection's unreceipted deliveries were sent again (none receipted in time).",
         atomic_load(&m->deliveries_resent));
-    counter(&p, "keten_notices_confirmed_total", "Notices confirmed by their node and deleted.",
-        atomic_load(&m->notices_confirmed));
-    counter(&p, "keten_notice_acks_unknown_total",
+    keten_prom_counter(&p, "keten_notices_confirmed_total",
+        "Notices confirmed by their node and deleted.", atomic_load(&m->notices_confirmed));
+    keten_prom_counter(&p, "keten_notice_acks_unknown_total",
         "Leaf indexes in NoticeAck frames that named no notice of the sending node (ignored).",
         atomic_load(&m->notice_acks_unknown));
-    counter(&p, "keten_auth_failed_total",
+    keten_prom_counter(&p, "keten_auth_failed_total",
         "Refused keys, connections cut off because their certificate is no longer current, and "
         "frames of another peer than their connection's.",
         atomic_load(&m->auth_failed));
-    gauge(&p, "keten_audit_tree_size", "Leaves in the audit log.", atomic_load(&m->tree_size));
-    gauge(&p, "keten_checkpoint_tree_size", "Tree size of the latest checkpoint.",
+    keten_prom_gauge(
+        &p, "keten_audit_tree_size", "Leaves in the audit log.", atomic_load(&m->tree_size));
+    keten_prom_gauge(&p, "keten_checkpoint_tree_size", "Tree size of the latest checkpoint.",
         atomic_load(&m->checkpoint_size));
-    counter(&p, "keten_commit_checkpoints_total", "Commit checkpoints signed.",
+    keten_prom_counter(&p, "keten_commit_checkpoints_total", "Commit checkpoints signed.",
         atomic_load(&m->commit_checkpoints));
-    counter(&p, "keten_witness_checkpoints_total", "Checkpoints stored for witnesses to cosign.",
-        atomic_load(&m->witness_checkpoints));
-    counter(&p, "keten_checkpoint_frames_total", "Checkpoint frames sent to nodes.",
+    keten_prom_counter(&p, "keten_witness_checkpoints_total",
+        "Checkpoints stored for witnesses to cosign.", atomic_load(&m->witness_checkpoints));
+    keten_prom_counter(&p, "keten_checkpoint_frames_total", "Checkpoint frames sent to nodes.",
         atomic_load(&m->checkpoint_frames));
-    gauge(&p, "keten_connected_nodes", "Nodes with a live connection.", atomic_load(&m->connected));
-    gauge(&p, "keten_directory_version", "Installed directory version.",
+    keten_prom_gauge(
+        &p, "keten_connected_nodes", "Nodes with a live connection.", atomic_load(&m->connected));
+    keten_prom_gauge(&p, "keten_directory_version", "Installed directory version.",
         atomic_load(&m->dir_version));
-    gauge(&p, "keten_directory_stale", "1 when the installed directory has expired.",
+    keten_prom_gauge(&p, "keten_directory_stale", "1 when the installed directory has expired.",
         atomic_load(&m->dir_stale) ? 1 : 0);
-    gauge(&p, "keten_insecure_key", "1 when the broker's key file has no passphrase.",
+    keten_prom_gauge(&p, "keten_insecure_key", "1 when the broker's key file has no passphrase.",
         atomic_load(&m->insecure_key) ? 1 : 0);
     if (m->st != NULL) {
-        gauge(&p, "keten_store_full",
+        keten_prom_gauge(&p, "keten_store_full",
             "1 when new submits are refused: the store (map or filesystem) is full.",
             atomic_load(&m->st->full) ? 1 : 0);
-        gauge(&p, "keten_store_disk_full",
+        keten_prom_gauge(&p, "keten_store_disk_full",
             "1 when the store's filesystem is full (submits refused until space is freed).",
             atomic_load(&m->st->disk_full) ? 1 : 0);
         uint64_t disk_free = atomic_load(&m->st->disk_free);
         if (disk_free != UINT64_MAX) {
-            gauge(&p, "keten_store_disk_free_bytes",
+            keten_prom_gauge(&p, "keten_store_disk_free_bytes",
                 "Bytes free on the store's filesystem for the broker.", disk_free);
         }
-        gauge(&p, "keten_store_disk_reserve_bytes",
+        keten_prom_gauge(&p, "keten_store_disk_reserve_bytes",
             "Bytes held in the disk reserve file (0: given back for a full filesystem).",
             atomic_load(&m->st->reserve_held));
-        gauge(&p, "keten_store_used_bytes", "Bytes of the LMDB map in use.",
+        keten_prom_gauge(&p, "keten_store_used_bytes", "Bytes of the LMDB map in use.",
             atomic_load(&m->st->used));
-        gauge(&p, "keten_store_map_bytes", "Size of the LMDB map (--map-size).", m->st->map_size);
+        keten_prom_gauge(
+            &p, "keten_store_map_bytes", "Size of the LMDB map (--map-size).", m->st->map_size);
     }
     histogram(&p, "keten_batch_size", "Frames per batch (one write transaction).", batch_bounds,
         METRICS_BATCH_BUCKETS - 1, m->batch_buckets, atomic_load(&m->batch_count),
@@ -401,56 +355,7 @@ static char *render(metrics *m, size_t *len)
         METRICS_COMMIT_BUCKETS - 1, m->commit_buckets, atomic_load(&m->commit_count),
         (double)atomic_load(&m->commit_sum_us) / 1e6, 1e6);
     store_metrics(&p, m->st);
-    if (p.failed) {
-        free(p.buf);
-        return NULL;
-    }
-    *len = p.len;
-    return p.buf;
-}
-
-static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, const char *url,
-    const char *method, const char *version, const char *upload_data, size_t *upload_data_size,
-    void **con_cls)
-{
-    (void)version;
-    (void)upload_data;
-    (void)upload_data_size;
-    (void)con_cls;
-    metrics *m = cls;
-    struct MHD_Response *resp = NULL;
-    unsigned status = MHD_HTTP_OK;
-    if (strcmp(method, "GET") != 0) {
-        static char text[] = "only GET\n";
-        status = MHD_HTTP_METHOD_NOT_ALLOWED;
-        resp = MHD_create_response_from_buffer(sizeof text - 1, text, MHD_RESPMEM_PERSISTENT);
-    } else if (strcmp(url, "/metrics") != 0) {
-        static char text[] = "not found: try /metrics\n";
-        status = MHD_HTTP_NOT_FOUND;
-        resp = MHD_create_response_from_buffer(sizeof text - 1, text, MHD_RESPMEM_PERSISTENT);
-    } else {
-        size_t len = 0;
-        char *body = render(m, &len);
-        if (body == NULL) {
-            static char text[] = "out of memory\n";
-            status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-            resp = MHD_create_response_from_buffer(sizeof text - 1, text, MHD_RESPMEM_PERSISTENT);
-        } else {
-            resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-            if (resp == NULL) {
-                free(body);
-            }
-        }
-    }
-    if (resp == NULL) {
-        return MHD_NO;
-    }
-    if (status == MHD_HTTP_OK) {
-        MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-    }
-    enum MHD_Result r = MHD_queue_response(connection, status, resp);
-    MHD_destroy_response(resp);
-    return r;
+    return keten_prom_finish(&p, len);
 }
 
 keten_err metrics_start(metrics *m, const char *addr, store *st)
@@ -476,23 +381,10 @@ keten_err metrics_start(metrics *m, const char *addr, store *st)
     if (rc != 0 || ai == NULL) {
         return keten_err_set(KETEN_ERR_INVALID, "--metrics %s: %s", addr, gai_strerror(rc));
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6) {
-        flags |= MHD_USE_IPv6;
-    }
     m->st = st;
-    m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-        MHD_OPTION_END);
+    m->http.render = render;
+    m->http.ctx = m;
+    keten_err e = keten_prom_serve(&m->http, ai->ai_addr, addr);
     freeaddrinfo(ai);
-    if (m->daemon == NULL) {
-        return keten_err_set(KETEN_ERR_IO,
-            "cannot serve metrics on %s (address in use or not available); pick another "
-            "--metrics address",
-            addr);
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    KETEN_LOG(KETEN_LOG_INFO, "metrics served", "addr=%s port=%u path=/metrics", addr,
-        info != NULL ? (unsigned)info->port : 0u);
-    return KETEN_OK;
+    return e;
 }

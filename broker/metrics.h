@@ -60,6 +60,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "promhttp.h"
 #include "keten.h"
 
 #define METRICS_REASONS 20 /* Reason values 0..19 */
@@ -80,7 +81,7 @@ typedef struct metrics {
     atomic_uint_fast64_t batch_buckets[METRICS_BATCH_BUCKETS], batch_count, batch_sum;
     atomic_uint_fast64_t commit_buckets[METRICS_COMMIT_BUCKETS], commit_count, commit_sum_us;
     store *st;
-    void *daemon; /* struct MHD_Daemon */
+    keten_prom_server http; /* GET /metrics (lib/promhttp) */
 } metrics;
 
 metrics *metrics_new(void);

@@ -1,7 +1,8 @@
 #include "metrics.h"
 
+#include "promhttp.h"
+
 #include <arpa/inet.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -23,8 +24,6 @@
 #define ADDR_MAX 256
 #define PAGE_START 8192u
 #define PAGE_MAX (1u << 20) /* the page stops growing here */
-#define HTTP_CONNECTIONS 16u
-#define HTTP_TIMEOUT_S 10u
 
 /* The counters of keten_node_counters served as keten_node_NAME_total. */
 static const struct {
@@ -61,7 +60,7 @@ static const struct {
 struct keten_node_metrics {
     char addr[ADDR_MAX];
     struct sockaddr_storage sa;
-    struct MHD_Daemon *daemon;
+    keten_prom_server http; /* GET /metrics (lib/promhttp) */
     /* Written by the daemon's thread, read by the HTTP thread. */
     atomic_bool connected, refused, have_checkpoint;
     atomic_uint_fast64_t dir_version, dir_expires_at, outbox, inbox_unhandled, alarms;
@@ -152,9 +151,7 @@ void keten_node_metrics_destroy(keten_node_metrics **m_p)
         return;
     }
     keten_node_metrics *m = *m_p;
-    if (m->daemon != NULL) {
-        MHD_stop_daemon(m->daemon);
-    }
+    keten_prom_stop(&m->http);
     free(m);
     *m_p = NULL;
 }
@@ -279,152 +276,48 @@ void keten_node_metrics_update(keten_node_metrics *m, keten_node *node)
 
 /* ---- the page (HTTP thread) ---------------------------------------------- */
 
-typedef struct page {
-    char *buf;
-    size_t len, cap;
-    bool failed;
-} page;
-
-static void put(page *p, const char *fmt, ...) KETEN_PRINTF(2, 3);
-
-static void put(page *p, const char *fmt, ...)
+/* The page (keten_prom_render). */
+static char *render(void *ctx, size_t *len)
 {
-    while (!p->failed) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(p->buf + p->len, p->cap - p->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            p->failed = true;
-        } else if ((size_t)n < p->cap - p->len) {
-            p->len += (size_t)n;
-            return;
-        } else {
-            size_t cap = p->cap * 2;
-            char *nb = cap <= PAGE_MAX ? realloc(p->buf, cap) : NULL;
-            if (nb == NULL) {
-                p->failed = true;
-            } else {
-                p->buf = nb;
-                p->cap = cap;
-            }
-        }
-    }
-}
-
-static void gauge(page *p, const char *name, const char *help, long long v)
-{
-    put(p, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
-}
-
-static char *render(keten_node_metrics *m, size_t *len)
-{
-    page p = { malloc(PAGE_START), 0, PAGE_START, false };
-    if (p.buf == NULL) {
-        return NULL;
-    }
+    keten_node_metrics *m = ctx;
+    keten_prom_page p;
+    keten_prom_begin(&p, PAGE_START, PAGE_MAX);
     long long now = (long long)keten_now_ms();
-    gauge(&p, "keten_node_connected", "1 while the link to the broker is up.",
+    keten_prom_gauge(&p, "keten_node_connected", "1 while the link to the broker is up.",
         atomic_load(&m->connected) ? 1 : 0);
-    gauge(&p, "keten_node_refused_by_broker",
+    keten_prom_gauge(&p, "keten_node_refused_by_broker",
         "1 while the broker refuses this node (revoked, keys replaced, not current).",
         atomic_load(&m->refused) ? 1 : 0);
-    gauge(&p, "keten_node_directory_version", "Installed directory version.",
+    keten_prom_gauge(&p, "keten_node_directory_version", "Installed directory version.",
         (long long)atomic_load(&m->dir_version));
-    gauge(&p, "keten_node_directory_expires_seconds",
+    keten_prom_gauge(&p, "keten_node_directory_expires_seconds",
         "Seconds until the installed directory expires (negative: expired).",
         ((long long)atomic_load(&m->dir_expires_at) - now) / 1000);
-    gauge(&p, "keten_node_outbox_depth", "Messages not yet proven accepted by the broker.",
-        (long long)atomic_load(&m->outbox));
-    gauge(&p, "keten_node_inbox_unhandled",
+    keten_prom_gauge(&p, "keten_node_outbox_depth",
+        "Messages not yet proven accepted by the broker.", (long long)atomic_load(&m->outbox));
+    keten_prom_gauge(&p, "keten_node_inbox_unhandled",
         "Received messages not yet acknowledged (keten-node ack).",
         (long long)atomic_load(&m->inbox_unhandled));
-    gauge(&p, "keten_node_alarms", "Alarms the node holds (keten-node status exits 3).",
+    keten_prom_gauge(&p, "keten_node_alarms", "Alarms the node holds (keten-node status exits 3).",
         (long long)atomic_load(&m->alarms));
     if (atomic_load(&m->have_checkpoint)) {
-        gauge(&p, "keten_node_checkpoint_age_seconds",
+        keten_prom_gauge(&p, "keten_node_checkpoint_age_seconds",
             "Seconds since the node last accepted a checkpoint that grew the broker's log.",
             (now - (long long)atomic_load(&m->checkpoint_at)) / 1000);
     }
     for (size_t i = 0; i < N_COUNTERS; i++) {
-        put(&p,
+        keten_prom_put(&p,
             "# HELP keten_node_%s_total %s\n# TYPE keten_node_%s_total counter\n"
             "keten_node_%s_total %llu\n",
             counters[i].name, counters[i].help, counters[i].name, counters[i].name,
             (unsigned long long)atomic_load(&m->values[i]));
     }
-    if (p.failed) {
-        free(p.buf);
-        return NULL;
-    }
-    *len = p.len;
-    return p.buf;
-}
-
-static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, const char *url,
-    const char *method, const char *version, const char *upload_data, size_t *upload_data_size,
-    void **con_cls)
-{
-    (void)version;
-    (void)upload_data;
-    (void)upload_data_size;
-    (void)con_cls;
-    keten_node_metrics *m = cls;
-    struct MHD_Response *resp = NULL;
-    unsigned status = MHD_HTTP_OK;
-    if (strcmp(method, "GET") != 0) {
-        static char text[] = "only GET\n";
-        status = MHD_HTTP_METHOD_NOT_ALLOWED;
-        resp = MHD_create_response_from_buffer(sizeof text - 1, text, MHD_RESPMEM_PERSISTENT);
-    } else if (strcmp(url, "/metrics") != 0) {
-        static char text[] = "not found: try /metrics\n";
-        status = MHD_HTTP_NOT_FOUND;
-        resp = MHD_create_response_from_buffer(sizeof text - 1, text, MHD_RESPMEM_PERSISTENT);
-    } else {
-        size_t len = 0;
-        char *body = render(m, &len);
-        if (body == NULL) {
-            static char text[] = "out of memory\n";
-            status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-            resp = MHD_create_response_from_buffer(sizeof text - 1, text, MHD_RESPMEM_PERSISTENT);
-        } else {
-            resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-            if (resp == NULL) {
-                free(body);
-            }
-        }
-    }
-    if (resp == NULL) {
-        return MHD_NO;
-    }
-    if (status == MHD_HTTP_OK
-        && MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            != MHD_YES) {
-        MHD_destroy_response(resp);
-        return MHD_NO;
-    }
-    enum MHD_Result r = MHD_queue_response(connection, status, resp);
-    MHD_destroy_response(resp);
-    return r;
+    return keten_prom_finish(&p, len);
 }
 
 keten_err keten_node_metrics_start(keten_node_metrics *m)
 {
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-    if (m->sa.ss_family == AF_INET6) {
-        flags |= MHD_USE_IPv6;
-    }
-    m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&m->sa, MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTIONS,
-        MHD_OPTION_CONNECTION_TIMEOUT, HTTP_TIMEOUT_S, MHD_OPTION_END);
-    if (m->daemon == NULL) {
-        return keten_err_set(KETEN_ERR_IO,
-            "cannot serve metrics on %s (address in use or not available); pick another "
-            "--metrics address",
-            m->addr);
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    KETEN_LOG(KETEN_LOG_INFO, "metrics served", "addr=%s port=%u path=/metrics", m->addr,
-        info != NULL ? (unsigned)info->port : 0u);
-    return KETEN_OK;
+    m->http.render = render;
+    m->http.ctx = m;
+    return keten_prom_serve(&m->http, (const struct sockaddr *)&m->sa, m->addr);
 }

@@ -1,0 +1,149 @@
+/* promhttp - see promhttp.h. */
+#include "promhttp.h"
+
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+#define HTTP_CONNECTIONS 16u
+#define HTTP_TIMEOUT_S 10u
+
+void keten_prom_begin(keten_prom_page *p, size_t cap, size_t max)
+{
+    p->buf = malloc(cap);
+    p->len = 0;
+    p->cap = cap;
+    p->max = max;
+    p->failed = p->buf == NULL;
+}
+
+void keten_prom_put(keten_prom_page *p, const char *fmt, ...)
+{
+    while (!p->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(p->buf + p->len, p->cap - p->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            p->failed = true;
+        } else if ((size_t)n < p->cap - p->len) {
+            p->len += (size_t)n;
+            return;
+        } else {
+            size_t cap = p->cap * 2;
+            char *nb = cap <= p->max ? realloc(p->buf, cap) : NULL;
+            if (nb == NULL) {
+                p->failed = true;
+            } else {
+                p->buf = nb;
+                p->cap = cap;
+            }
+        }
+    }
+}
+
+void keten_prom_counter(keten_prom_page *p, const char *name, const char *help, uint64_t v)
+{
+    keten_prom_put(p, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+        (unsigned long long)v);
+}
+
+void keten_prom_gauge(keten_prom_page *p, const char *name, const char *help, int64_t v)
+{
+    keten_prom_put(
+        p, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, (long long)v);
+}
+
+char *keten_prom_finish(keten_prom_page *p, size_t *len)
+{
+    if (p->failed) {
+        free(p->buf);
+        p->buf = NULL;
+        return NULL;
+    }
+    *len = p->len;
+    return p->buf;
+}
+
+static struct MHD_Response *text_response(const char *text)
+{
+    return MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, const char *url,
+    const char *method, const char *version, const char *upload_data, size_t *upload_data_size,
+    void **con_cls)
+{
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    (void)con_cls;
+    const keten_prom_server *s = cls;
+    struct MHD_Response *resp = NULL;
+    unsigned status = MHD_HTTP_OK;
+    if (strcmp(method, "GET") != 0) {
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        resp = text_response("only GET\n");
+    } else if (strcmp(url, "/metrics") != 0) {
+        status = MHD_HTTP_NOT_FOUND;
+        resp = text_response("not found: try /metrics\n");
+    } else {
+        size_t len = 0;
+        char *body = s->render(s->ctx, &len);
+        if (body == NULL) {
+            status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+            resp = text_response("out of memory\n");
+        } else {
+            resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+            if (resp == NULL) {
+                free(body);
+            }
+        }
+    }
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    if (status == MHD_HTTP_OK
+        && MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            != MHD_YES) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
+    enum MHD_Result r = MHD_queue_response(connection, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+keten_err keten_prom_serve(keten_prom_server *srv, const struct sockaddr *sa, const char *addr)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (sa->sa_family == AF_INET6) {
+        flags |= MHD_USE_IPv6;
+    }
+    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, srv, MHD_OPTION_SOCK_ADDR, sa,
+        MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+        HTTP_TIMEOUT_S, MHD_OPTION_END);
+    if (srv->daemon == NULL) {
+        return keten_err_set(KETEN_ERR_IO,
+            "cannot serve metrics on %s (address in use or not available); pick another "
+            "--metrics address",
+            addr);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    KETEN_LOG(KETEN_LOG_INFO, "metrics served", "addr=%s port=%u path=/metrics", addr,
+        info != NULL ? (unsigned)info->port : 0u);
+    return KETEN_OK;
+}
+
+void keten_prom_stop(keten_prom_server *srv)
+{
+    if (srv->daemon != NULL) {
+        MHD_stop_daemon(srv->daemon);
+        srv->daemon = NULL;
+    }
+}

@@ -1,0 +1,53 @@
+/* promhttp - the daemons' Prometheus page: the text format (a growing page
+ * of HELP/TYPE/value lines) and the HTTP server that serves it on GET
+ * /metrics (libmicrohttpd, its own thread). Used by keten-broker
+ * (broker/metrics.c) and keten-node (client/metrics.c). */
+#ifndef KETEN_PROMHTTP_H
+#define KETEN_PROMHTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "util.h"
+
+struct MHD_Daemon;
+struct sockaddr;
+
+/* A page being written; a failed write (no memory, past max bytes) makes
+ * every later one a no-op and keten_prom_finish return NULL. */
+typedef struct keten_prom_page {
+    char *buf;
+    size_t len, cap, max;
+    bool failed;
+} keten_prom_page;
+
+/* Start a page of cap bytes that may grow to max. */
+void keten_prom_begin(keten_prom_page *p, size_t cap, size_t max);
+void keten_prom_put(keten_prom_page *p, const char *fmt, ...) KETEN_PRINTF(2, 3);
+void keten_prom_counter(keten_prom_page *p, const char *name, const char *help, uint64_t v);
+void keten_prom_gauge(keten_prom_page *p, const char *name, const char *help, int64_t v);
+/* The page's text (the caller frees it) and its length; NULL when a write
+ * failed (the page is freed then). */
+char *keten_prom_finish(keten_prom_page *p, size_t *len);
+
+/* Renders the page for one GET (on the HTTP thread); NULL: out of memory. */
+typedef char *(*keten_prom_render)(void *ctx, size_t *len);
+
+/* A metrics server: set render and ctx, then keten_prom_serve; it must stay
+ * where it is until keten_prom_stop. */
+typedef struct keten_prom_server {
+    keten_prom_render render;
+    void *ctx;
+    struct MHD_Daemon *daemon;
+} keten_prom_server;
+
+/* Serve the page on http://sa/metrics; addr is the address as the operator
+ * wrote it (for messages and the "metrics served" log line, which names the
+ * port bound). KETEN_ERR_IO when the address cannot be bound. */
+keten_err keten_prom_serve(keten_prom_server *srv, const struct sockaddr *sa, const char *addr);
+/* Stop serving (nothing when not started). */
+void keten_prom_stop(keten_prom_server *srv);
+
+#endif
