@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -824,6 +825,16 @@ static void test_revoked_sender(void **state)
     free(env);
 }
 
+/* Wait until the clock is past t: a rotation dated in the millisecond a
+ * message was made is not "after" it (created_at >= rotation is refused). */
+static void wait_past(uint64_t t)
+{
+    while (keten_now_ms() <= t) {
+        struct timespec ts = { 0, 200000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* A sender rotates its keys while a message is in flight: the message,
  * created before the rotation, still verifies with the superseded key; one
  * dated after the rotation but signed with the old key does not. */
@@ -832,6 +843,7 @@ static void test_rotation_keeps_in_flight_messages(void **state)
     fixture *fx = *state;
     size_t len = 0;
     uint8_t *env = fixture_seal(fx, "woonstad", "politie-mn", small_json, NULL, &len);
+    uint64_t sealed_at = keten_now_ms();
     /* Sealed before the rotation too, but dated an hour later. */
     keten_seal_params late = params_now("woonfraude", "handhaving");
     late.created_at += 3600u * 1000u;
@@ -853,6 +865,7 @@ static void test_rotation_keeps_in_flight_messages(void **state)
     assert_int_equal(
         keten_identity_request(fresh, "testnet", keten_now_ms(), &req, &req_len), KETEN_OK);
     assert_int_equal(keten_request_verify(req, req_len, &rq), KETEN_OK);
+    wait_past(sealed_at);
     assert_int_equal(keten_dirbuild_approve(fx->draft, rq, keten_now_ms(),
                          30 * KETEN_MS_PER_DAY, true, &serial),
         KETEN_OK);
@@ -920,6 +933,7 @@ static void test_rotation_bounds_superseded_key(void **state)
     assert_int_equal(
         keten_identity_request(fresh, "testnet", keten_now_ms(), &req, &req_len), KETEN_OK);
     assert_int_equal(keten_request_verify(req, req_len, &rq), KETEN_OK);
+    wait_past(now); /* the rotation strictly after the messages were made */
     assert_int_equal(
         keten_dirbuild_approve(fx->draft, rq, keten_now_ms(), 30 * KETEN_MS_PER_DAY, true, &serial),
         KETEN_OK);
