@@ -58,6 +58,22 @@ run_suite() {
   local p f
   p=$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(sum(1 for x in r if x["result"] in ("OK","EXPECTEDFAIL")))' "$log")
   f=$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(sum(1 for x in r if x["result"] not in ("OK","EXPECTEDFAIL")))' "$log")
+  # Each failed test's failed checks and the end of its output, once more
+  # here at the end, where a short excerpt of the CI log still shows them.
+  python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    x = json.loads(line)
+    if x["result"] in ("OK", "EXPECTEDFAIL"):
+        continue
+    out = (x.get("stdout") or "").splitlines()
+    err = (x.get("stderr") or "").splitlines()
+    print("FAILED %s (%s):" % (x["name"], x["result"]))
+    for l in [l for l in out if l.startswith("not ok")][:10]:
+        print("  " + l[:300])
+    for l in (out + err)[-12:]:
+        print("  | " + l[:300])
+' "$log"
   echo "$dir: $p passed, $f failed"
   passed=$((passed + p))
   failed=$((failed + f))
