@@ -21,7 +21,8 @@
  * and acknowledged (handled), a second send is refused by the broker
  * (rejected): the events are exactly these, in this order, and none holds
  * content. Twins: a notice or ack that is not taken (sent again, a proof
- * that does not hold) adds no event. */
+ * that does not hold) adds no event. A message that expires in the outbox
+ * is "sent" "expired". */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -30,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -863,6 +865,68 @@ static void test_exchange(void **state)
     free(r.env);
 }
 
+/* A message that expired in the outbox, never acknowledged (the node was
+ * down): "sent" "expired", with the change of its record. */
+static void test_outbox_expiry(void **state)
+{
+    ctx *t = *state;
+    Keten__Signal *sig = NULL;
+    assert_int_equal(keten_signal_from_json(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
+    uint8_t *payload = NULL;
+    size_t payload_len = 0;
+    assert_int_equal(keten_signal_pack(sig, &payload, &payload_len), KETEN_OK);
+    uint64_t now = keten_now_ms();
+    keten_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
+        .category = sig->type,
+        .purpose = sig->purpose,
+        .created_at = now,
+        .expires_at = now + 1 };
+    const char *to[] = { "bravo" };
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    uint8_t *env = NULL;
+    size_t len = 0;
+    assert_int_equal(keten_envelope_seal(t->node->me, t->node->dir, to, 1, &params, payload,
+                         payload_len, id, &env, &len),
+        KETEN_OK);
+    free(payload);
+    keten_signal_free(&sig);
+    Keten__SentRecipient r = KETEN__SENT_RECIPIENT__INIT, *rp = &r;
+    r.id = (char *)"bravo";
+    r.state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING;
+    Keten__SentRecord rec = KETEN__SENT_RECORD__INIT;
+    rec.msg_id.data = id;
+    rec.msg_id.len = KETEN_MSG_ID_BYTES;
+    rec.state = KETEN__SENT_STATE__SENT_STATE_QUEUED;
+    rec.envelope.data = env;
+    rec.envelope.len = len;
+    rec.n_recipients = 1;
+    rec.recipients = &rp;
+    MDB_txn *txn = NULL;
+    assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
+    assert_int_equal(keten_store_put(t->node->store, txn, KETEN_DB_OUTBOX, id, KETEN_MSG_ID_BYTES,
+                         "", 0),
+        KETEN_OK);
+    assert_int_equal(keten_nodestore_sent_put(t->node->store, txn, &rec), KETEN_OK);
+    assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+    free(env);
+    /* Twin: while it has not expired, a resend pass tells nothing. */
+    assert_int_equal(newest(t), 0);
+    struct timespec pause = { 0, 5 * 1000 * 1000 }; /* time under test: its 1 ms life passes */
+    nanosleep(&pause, NULL);
+    keten_outbox_submit_all(t->node);
+    uint64_t oldest = 0, last = 0;
+    json_t *list = read_after(t, 0, 0, &oldest, &last);
+    expect_ids(list, 1, 1);
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(id, KETEN_MSG_ID_BYTES, hex);
+    assert_string_equal(type_at(list, 0), "sent");
+    assert_string_equal(data_str(list, 0, "msg_id"), hex);
+    assert_string_equal(data_str(list, 0, "state"), "expired");
+    json_decref(list);
+    keten_outbox_submit_all(t->node); /* gone from the outbox: no second event */
+    assert_int_equal(newest(t), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -876,6 +940,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sse_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listener_after_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exchange, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_expiry, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
