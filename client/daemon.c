@@ -388,8 +388,8 @@ static void purge(keten_node *node)
     size_t n = 0;
     if (keten_events_purge(node, keten_now_ms(), &n) != KETEN_OK) {
         node->counters.store_errors++;
-        KETEN_LOG(KETEN_LOG_ERR, "event log not purged; the next purge tries again",
-            "error=\"%s\"", keten_err_detail());
+        KETEN_LOG(KETEN_LOG_ERR, "event log not purged; the next purge tries again", "error=\"%s\"",
+            keten_err_detail());
         keten_err_clear();
     } else if (n > 0) {
         KETEN_LOG(KETEN_LOG_INFO, "event log purged", "removed=%zu", n);

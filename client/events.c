@@ -163,8 +163,9 @@ static keten_err event_data(const Keten__EventRecord *r, json_t **out)
 {
     *out = NULL;
     json_t *d = json_object();
-    keten_err e = d == NULL ? KETEN_ERR_NOMEM
-                            : keten_rec_set(d, "msg_id", keten_rec_hex(r->msg_id.data, r->msg_id.len));
+    keten_err e = d == NULL
+        ? KETEN_ERR_NOMEM
+        : keten_rec_set(d, "msg_id", keten_rec_hex(r->msg_id.data, r->msg_id.len));
     switch (r->type) {
     case KETEN__EVENT_TYPE__EVENT_TYPE_MESSAGE:
         if (e == KETEN_OK) {
@@ -192,8 +193,8 @@ static keten_err event_data(const Keten__EventRecord *r, json_t **out)
             e = keten_rec_set(d, "recipient", json_string(r->recipient));
         }
         if (e == KETEN_OK) {
-            e = keten_rec_set(d, "state",
-                json_string(keten_nodestore_recipient_state_name(r->recipient_state)));
+            e = keten_rec_set(
+                d, "state", json_string(keten_nodestore_recipient_state_name(r->recipient_state)));
         }
         break;
     case KETEN__EVENT_TYPE__EVENT_TYPE_HANDLED:
@@ -338,8 +339,8 @@ keten_err keten_events_format_sse(const json_t *event, char **text, size_t *len)
     const json_t *data = json_object_get(event, "data");
     if (!json_is_integer(id) || json_integer_value(id) < 0 || !event_name_ok(type)
         || !json_is_object(data)) {
-        return keten_err_set(KETEN_ERR_INVALID,
-            "not an event: {\"id\":N,\"event\":NAME,\"data\":{...}} expected");
+        return keten_err_set(
+            KETEN_ERR_INVALID, "not an event: {\"id\":N,\"event\":NAME,\"data\":{...}} expected");
     }
     char *body = json_dumps(data, JSON_COMPACT);
     if (body == NULL) {
@@ -372,8 +373,8 @@ keten_err keten_events_format_sse(const json_t *event, char **text, size_t *len)
 /* One purge transaction: remove at most chunk events from the oldest while
  * they are beyond the count (seq <= by_count) or older than cutoff (ms).
  * *n: how many; *more: it stopped at chunk, not at a kept event. */
-static keten_err purge_chunk(keten_node *node, uint64_t keep_max, uint64_t cutoff, size_t chunk,
-    size_t *n, bool *more)
+static keten_err purge_chunk(
+    keten_node *node, uint64_t keep_max, uint64_t cutoff, size_t chunk, size_t *n, bool *more)
 {
     *n = 0;
     *more = false;

@@ -121,8 +121,7 @@ json_t *keten_events_reset_json(uint64_t oldest_kept, uint64_t last);
  * the data compact JSON on one line (jansson escapes every control
  * character in a string). KETEN_ERR_INVALID when event is not
  * {"id":N>=0,"event":[a-z]+,"data":{...}}. */
-keten_err keten_events_format_sse(
-    const json_t *event, char **text, size_t *len) KETEN_MUST_CHECK;
+keten_err keten_events_format_sse(const json_t *event, char **text, size_t *len) KETEN_MUST_CHECK;
 
 /* Remove what retention does not keep (see above) as of now_ms (wall).
  * *removed (may be NULL): how many. */

@@ -195,7 +195,8 @@ keten_err keten_nodestore_event_decode(uint64_t seq, const MDB_val *val, Keten__
     keten_store_u64_put(seq, key);
     Keten__EventRecord *r = NULL;
     keten_err e = keten_nodestore_decode(KETEN_DB_EVENTS, key, sizeof key, val,
-        &keten__event_record__descriptor, KETEN_NODESTORE_SMALL_MAX, (ProtobufCMessage **)(void *)&r);
+        &keten__event_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+        (ProtobufCMessage **)(void *)&r);
     if (e != KETEN_OK) {
         return e;
     }

@@ -117,8 +117,8 @@ keten_err keten_nodestore_alarms_put(
  * have a known type, a 16-byte msg_id and the fields of its type (a
  * message: kind and sender; sent: a state past queued; receipt: recipient
  * and an answered or expired state; handled: its time). */
-keten_err keten_nodestore_event_put(keten_store *st, MDB_txn *txn, uint64_t seq,
-    const Keten__EventRecord *rec) KETEN_MUST_CHECK;
+keten_err keten_nodestore_event_put(
+    keten_store *st, MDB_txn *txn, uint64_t seq, const Keten__EventRecord *rec) KETEN_MUST_CHECK;
 keten_err keten_nodestore_event_decode(
     uint64_t seq, const MDB_val *val, Keten__EventRecord **out) KETEN_MUST_CHECK;
 

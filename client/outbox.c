@@ -848,7 +848,8 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
                 node->store, txn, KETEN_DB_OUTBOX, err->msg_id.data, KETEN_MSG_ID_BYTES);
         }
         if (e == KETEN_OK) {
-            e = keten_events_sent(node, txn, err->msg_id.data, KETEN__SENT_STATE__SENT_STATE_REFUSED);
+            e = keten_events_sent(
+                node, txn, err->msg_id.data, KETEN__SENT_STATE__SENT_STATE_REFUSED);
         }
     }
     if (e == KETEN_OK) {
@@ -1160,10 +1161,14 @@ void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n)
         if (r != NULL && !answered(r->state)
             && r->state != KETEN__RECIPIENT_STATE__RECIPIENT_STATE_EXPIRED) {
             r->state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_EXPIRED;
-            e = e == KETEN_OK ? keten_events_receipt(node, txn, ar->msg_id.data, r->id, r->state) : e;
+            if (e == KETEN_OK) {
+                e = keten_events_receipt(node, txn, ar->msg_id.data, r->id, r->state);
+            }
         }
     }
-    e = e == KETEN_OK ? keten_nodestore_sent_put(node->store, txn, rec) : e;
+    if (e == KETEN_OK) {
+        e = keten_nodestore_sent_put(node->store, txn, rec);
+    }
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }

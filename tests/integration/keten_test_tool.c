@@ -104,8 +104,8 @@ static int print_events(const char *home, const char *after_text)
     if (e != KETEN_OK) {
         return fail(home, e);
     }
-    printf("oldest=%llu last=%llu reset=%s\n", (unsigned long long)oldest,
-        (unsigned long long)last, keten_events_need_reset(after, oldest, last) ? "yes" : "no");
+    printf("oldest=%llu last=%llu reset=%s\n", (unsigned long long)oldest, (unsigned long long)last,
+        keten_events_need_reset(after, oldest, last) ? "yes" : "no");
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < json_array_size(list); i++) {
         char *text = NULL;

@@ -94,8 +94,8 @@ static int teardown(void **state)
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static const uint8_t ID_A[KETEN_MSG_ID_BYTES] = { 0xaa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
-    14, 15 };
+static const uint8_t ID_A[KETEN_MSG_ID_BYTES]
+    = { 0xaa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
 
 /* A handled event for ID_A at time `at`, in txn. */
 static uint64_t append_at(ctx *t, MDB_txn *txn, uint64_t at)
@@ -311,8 +311,8 @@ static void test_retention_by_count(void **state)
     list = read_after(t, 0, 0, &oldest, &last);
     expect_ids(list, last - 9, 10);
     json_decref(list);
-    assert_int_equal(keten_events_purge_limits(t->node, now, 10, 1000, 0, &removed),
-        KETEN_ERR_INVALID);
+    assert_int_equal(
+        keten_events_purge_limits(t->node, now, 10, 1000, 0, &removed), KETEN_ERR_INVALID);
     keten_err_clear();
 }
 
@@ -419,8 +419,8 @@ static void test_reopen_monotonic(void **state)
     assert_int_equal(keten_store_put(t->node->store, txn, KETEN_DB_STATE, KETEN_EVENTS_LAST_KEY,
                          strlen(KETEN_EVENTS_LAST_KEY), "abc", 3),
         KETEN_OK);
-    keten_event ev = { .type = KETEN__EVENT_TYPE__EVENT_TYPE_HANDLED, .msg_id = ID_A,
-        .handled_at = 1 };
+    keten_event ev
+        = { .type = KETEN__EVENT_TYPE__EVENT_TYPE_HANDLED, .msg_id = ID_A, .handled_at = 1 };
     assert_int_equal(keten_events_append(t->node, txn, &ev, NULL), KETEN_ERR_MALFORMED);
     keten_err_clear();
     keten_store_abort(&txn);
@@ -456,8 +456,8 @@ static void test_damaged_is_reset(void **state)
     expect_ids(list, 1, 3);
     assert_string_equal(type_at(list, 0), "handled");
     assert_string_equal(type_at(list, 1), "reset");
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(json_array_get(list, 1), "data"), "oldest")),
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_array_get(list, 1), "data"), "oldest")),
         1);
     assert_string_equal(type_at(list, 2), "handled");
     assert_int_equal(t->node->counters.store_errors, errors + 1);
@@ -475,8 +475,9 @@ static void test_sse_format(void **state)
     char *text = NULL;
     size_t len = 0;
     assert_int_equal(keten_events_format_sse(ev, &text, &len), KETEN_OK);
-    const char *want = "id: 42\nevent: sent\ndata: "
-                       "{\"msg_id\":\"00112233445566778899aabbccddeeff\",\"state\":\"accepted\"}\n\n";
+    const char *want
+        = "id: 42\nevent: sent\ndata: "
+          "{\"msg_id\":\"00112233445566778899aabbccddeeff\",\"state\":\"accepted\"}\n\n";
     assert_string_equal(text, want);
     assert_int_equal(len, strlen(want));
     free(text);
@@ -563,7 +564,8 @@ static void test_listener_after_commit(void **state)
     append_at(t, txn, now);
     keten_store_abort(&txn);
     assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
-    assert_int_equal(keten_store_put(t->node->store, txn, KETEN_DB_STATE, "x", 1, "y", 1), KETEN_OK);
+    assert_int_equal(
+        keten_store_put(t->node->store, txn, KETEN_DB_STATE, "x", 1, "y", 1), KETEN_OK);
     assert_int_equal(keten_store_commit(&txn), KETEN_OK);
     assert_int_equal(keten_store_batch_end(t->node->store), KETEN_OK);
     assert_int_equal(h.calls, 1);
@@ -599,8 +601,8 @@ typedef struct sent {
 
 static void send_to(ctx *t, sent *s, Keten__Kind kind, const char *to)
 {
-    const char *json = "{\"type\":\"woonfraude\",\"purpose\":\"handhaving\",\"summary\":\"" SUMMARY
-                       "\"}";
+    const char *json
+        = "{\"type\":\"woonfraude\",\"purpose\":\"handhaving\",\"summary\":\"" SUMMARY "\"}";
     keten_send_req req = { .to = to, .kind = kind, .json = json, .json_len = strlen(json) };
     assert_int_equal(keten_outbox_send(t->node, &req, s->id), KETEN_OK);
     Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
@@ -730,8 +732,8 @@ static uint8_t *seal_reply(ctx *t, const uint8_t *query_id, uint8_t *id, size_t 
         .expires_at = now + 3600 * 1000 };
     const char *to[] = { "alpha" };
     uint8_t *env = NULL;
-    assert_int_equal(keten_envelope_seal(fixture_node(t->fx, "bravo"), t->node->dir, to, 1,
-                         &params, payload, payload_len, id, &env, len),
+    assert_int_equal(keten_envelope_seal(fixture_node(t->fx, "bravo"), t->node->dir, to, 1, &params,
+                         payload, payload_len, id, &env, len),
         KETEN_OK);
     free(payload);
     keten_signal_free(&sig);
@@ -903,8 +905,8 @@ static void test_outbox_expiry(void **state)
     rec.recipients = &rp;
     MDB_txn *txn = NULL;
     assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
-    assert_int_equal(keten_store_put(t->node->store, txn, KETEN_DB_OUTBOX, id, KETEN_MSG_ID_BYTES,
-                         "", 0),
+    assert_int_equal(
+        keten_store_put(t->node->store, txn, KETEN_DB_OUTBOX, id, KETEN_MSG_ID_BYTES, "", 0),
         KETEN_OK);
     assert_int_equal(keten_nodestore_sent_put(t->node->store, txn, &rec), KETEN_OK);
     assert_int_equal(keten_store_commit(&txn), KETEN_OK);
