@@ -862,6 +862,18 @@ static void test_exchange(void **state)
     /* Each outside a batch: the listener heard every one, in order. */
     assert_int_equal(h.calls, 6);
     assert_int_equal(h.seq, 6);
+    /* Small records (docs/operations.md, "A node's disk"): the largest, the
+     * message event with in_reply_to, stored with its checksum. */
+    MDB_txn *txn = NULL;
+    MDB_val v;
+    uint8_t key[KETEN_STORE_U64_KEY];
+    keten_store_u64_put(4, key);
+    assert_int_equal(keten_store_begin(t->node->store, false, &txn), KETEN_OK);
+    assert_int_equal(
+        keten_store_get(t->node->store, txn, KETEN_DB_EVENTS, key, sizeof key, &v), KETEN_OK);
+    printf("# the message event's stored value: %zu bytes\n", v.mv_size);
+    assert_true(v.mv_size < 160);
+    keten_store_abort(&txn);
     free(reply);
     free(q.env);
     free(r.env);
