@@ -247,7 +247,7 @@ keten_err keten_events_read(keten_node *node, uint64_t after_seq, size_t max, js
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     uint64_t newest = 0, oldest = 0;
-    keten_err e = keten_store_begin(node->store, false, &txn);
+    keten_err e = keten_store_begin_durable(node->store, &txn);
     if (e == KETEN_OK) {
         e = last_seq(node->store, txn, &newest);
     }
@@ -486,7 +486,7 @@ static void on_commit(keten_store *st, void *arg)
     self->dirty = false;
     MDB_txn *txn = NULL;
     uint64_t newest = 0;
-    keten_err e = keten_store_begin(st, false, &txn);
+    keten_err e = keten_store_begin_durable(st, &txn);
     if (e == KETEN_OK) {
         e = last_seq(st, txn, &newest);
     }
@@ -524,7 +524,7 @@ keten_err keten_events_set_listener(keten_node *node, keten_events_listener fn, 
     }
     MDB_txn *txn = NULL;
     uint64_t newest = 0;
-    keten_err e = keten_store_begin(node->store, false, &txn);
+    keten_err e = keten_store_begin_durable(node->store, &txn);
     if (e == KETEN_OK) {
         e = last_seq(node->store, txn, &newest);
     }

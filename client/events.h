@@ -104,7 +104,8 @@ keten_err keten_events_handled(keten_node *node, MDB_txn *txn,
  * number still kept (*last + 1 when none is); *last: the newest number
  * given (0: none ever). A damaged record is logged, counted
  * (counters.store_errors) and given as a `reset` event under its number.
- * Outside a batch it reads only what is committed. */
+ * It reads only what is durable, also inside a batch (what the batch
+ * appended so far is not given before its commit). */
 keten_err keten_events_read(keten_node *node, uint64_t after_seq, size_t max, json_t **events,
     uint64_t *oldest_kept, uint64_t *last) KETEN_MUST_CHECK;
 

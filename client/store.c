@@ -287,6 +287,19 @@ keten_err keten_store_begin(keten_store *self, bool write, MDB_txn **txn)
     return KETEN_OK;
 }
 
+keten_err keten_store_begin_durable(keten_store *self, MDB_txn **txn)
+{
+    /* MDB_NOTLS: a read transaction may be open beside the batch's write
+     * transaction in this thread; it sees the last durable commit. */
+    int rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, txn);
+    if (rc != 0) {
+        *txn = NULL;
+        return lmdb_err(rc, "mdb_txn_begin (durable read)");
+    }
+    self->n_plain++;
+    return KETEN_OK;
+}
+
 static keten_store *store_of(MDB_txn *txn)
 {
     return mdb_env_get_userctx(mdb_txn_env(txn));

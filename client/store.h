@@ -114,6 +114,11 @@ void keten_store_destroy(keten_store **self_p);
 MDB_dbi keten_store_dbi(const keten_store *self, keten_store_db db);
 
 keten_err keten_store_begin(keten_store *self, bool write, MDB_txn **txn) KETEN_MUST_CHECK;
+/* A read-only transaction of what is durable: the last commit, never what an
+ * open batch wrote so far (also when begun inside a batch), for what may be
+ * told outside only once it is on disk (events.h). End it with
+ * keten_store_abort() before the batch ends. */
+keten_err keten_store_begin_durable(keten_store *self, MDB_txn **txn) KETEN_MUST_CHECK;
 /* Commit (durable; in a batch: into the parent, durable with the batch); the
  * txn is gone afterwards, also on failure. */
 keten_err keten_store_commit(MDB_txn **txn) KETEN_MUST_CHECK;

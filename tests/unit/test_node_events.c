@@ -363,7 +363,7 @@ static void test_aborted_leaves_nothing(void **state)
     json_decref(list);
 
     /* In a group commit: a child aborted is gone, a child committed stays;
-     * nothing is there before the batch ends. */
+     * nothing is read before the batch ends. */
     assert_int_equal(keten_store_batch_begin(t->node->store), KETEN_OK);
     assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
     assert_int_equal(append_at(t, txn, now), 1);
@@ -374,6 +374,12 @@ static void test_aborted_leaves_nothing(void **state)
     assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
     assert_int_equal(append_at(t, txn, now), 2);
     assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+    /* Read inside the batch (a stream served during a group commit): what
+     * it appended is not there before its commit. */
+    list = read_after(t, 0, 0, &oldest, &last);
+    assert_int_equal(json_array_size(list), 0);
+    assert_int_equal(last, 0);
+    json_decref(list);
     assert_int_equal(keten_store_batch_end(t->node->store), KETEN_OK);
     list = read_after(t, 0, 0, &oldest, &last);
     expect_ids(list, 1, 2);
