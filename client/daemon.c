@@ -15,6 +15,7 @@
 #include "api.h"
 #include "cli.h"
 #include "dirs.h"
+#include "events.h"
 #include "hook.h"
 #include "inbox.h"
 #include "link.h"
@@ -379,10 +380,26 @@ static bool read_signals(keten_node *node, int sfd)
     return node->stop;
 }
 
+/* The periodic purge: replay memory of expired messages, and the events
+ * retention does not keep (events.h). */
+static void purge(keten_node *node)
+{
+    keten_inbox_purge_seen(node);
+    size_t n = 0;
+    if (keten_events_purge(node, keten_now_ms(), &n) != KETEN_OK) {
+        node->counters.store_errors++;
+        KETEN_LOG(KETEN_LOG_ERR, "event log not purged; the next purge tries again", "error=\"%s\"",
+            keten_err_detail());
+        keten_err_clear();
+    } else if (n > 0) {
+        KETEN_LOG(KETEN_LOG_INFO, "event log purged", "removed=%zu", n);
+    }
+}
+
 static keten_err loop(keten_node *node, int sfd, keten_node_metrics *metrics)
 {
     uint64_t last_purge = keten_mono_ms();
-    keten_inbox_purge_seen(node);
+    purge(node);
     while (!node->stop) {
         zmq_pollitem_t items[4] = {
             { keten_link_socket(node->link), 0, ZMQ_POLLIN, 0 },
@@ -423,7 +440,7 @@ static keten_err loop(keten_node *node, int sfd, keten_node_metrics *metrics)
         keten_node_metrics_update(metrics, node);
         if (keten_mono_ms() - last_purge > PURGE_EVERY_MS) {
             last_purge = keten_mono_ms();
-            keten_inbox_purge_seen(node);
+            purge(node);
         }
     }
     return KETEN_OK;
@@ -514,6 +531,7 @@ out:
     free(node.receipts);
     (void)keten_zctx_term(&node.zctx, KETEN_ZCTX_TERM_MS);
     keten_directory_destroy(&node.dir);
+    keten_events_clear_listener(&node);
     keten_store_destroy(&node.store);
     keten_pb_free((ProtobufCMessage **)(void *)&node.anchor);
     keten_identity_destroy(&node.me);

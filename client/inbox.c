@@ -8,6 +8,7 @@
 #include "api.h"
 #include "dirs.h"
 #include "envelope.h"
+#include "events.h"
 #include "hook.h"
 #include "link.h"
 #include "logproof.h"
@@ -360,6 +361,9 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
             goto fail;
         }
     }
+    if ((e = keten_events_message(node, txn, msg_id, v->header)) != KETEN_OK) {
+        goto fail;
+    }
     if ((e = keten_store_commit(&txn)) != KETEN_OK) {
         goto fail;
     }
@@ -544,6 +548,9 @@ keten_err keten_inbox_ack(keten_node *node, const uint8_t msg_id[static KETEN_MS
         rec->handled = true;
         rec->handled_at = keten_now_ms();
         e = keten_nodestore_received_put(node->store, txn, msg_id, rec);
+        if (e == KETEN_OK) {
+            e = keten_events_handled(node, txn, msg_id, rec->handled_at);
+        }
         if (e == KETEN_OK) {
             e = keten_store_commit(&txn);
         }

@@ -15,6 +15,7 @@
  *   api.c      the local API socket for the command line and applications
  *   status.c   node and message status as JSON
  *   hook.c     the --on-message hook
+ *   events.c   the event log applications follow (GET /v1/events)
  *   store.c    the LMDB store
  *   nodestore.c  its records (protobuf, checked when read)
  *
@@ -51,6 +52,7 @@
 typedef struct keten_link keten_link;
 typedef struct keten_api keten_api;
 typedef struct keten_witness keten_witness;
+typedef struct keten_events keten_events;
 
 typedef struct keten_node_opts {
     const char *home;
@@ -102,6 +104,7 @@ typedef struct keten_node {
     keten_link *link;
     keten_api *api;
     keten_witness *witness;
+    keten_events *events; /* the event log's listener (events.h); NULL: none */
     keten_node_counters counters;
     uint64_t next_request_id;
     uint64_t started_at; /* wall ms */

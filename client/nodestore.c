@@ -141,6 +141,74 @@ void keten_nodestore_free(ProtobufCMessage **msg_p)
     keten_pb_free(msg_p);
 }
 
+/* ---- events ------------------------------------------------------------ */
+
+/* What an event record must hold; NULL when it does. */
+static const char *event_invalid(const Keten__EventRecord *r)
+{
+    if (r->msg_id.len != KETEN_MSG_ID_BYTES) {
+        return "its msg_id is not 16 bytes";
+    }
+    switch (r->type) {
+    case KETEN__EVENT_TYPE__EVENT_TYPE_MESSAGE:
+        if (r->kind < KETEN__KIND__KIND_SIGNAL || r->kind > KETEN__KIND__KIND_FEEDBACK
+            || r->from == NULL || r->from[0] == '\0' || r->category == NULL
+            || (r->in_reply_to.len != 0 && r->in_reply_to.len != KETEN_MSG_ID_BYTES)) {
+            return "a message event without a kind or sender, or a bad in_reply_to";
+        }
+        return NULL;
+    case KETEN__EVENT_TYPE__EVENT_TYPE_SENT:
+        return r->sent_state > KETEN__SENT_STATE__SENT_STATE_QUEUED
+                && r->sent_state <= KETEN__SENT_STATE__SENT_STATE_EXPIRED
+            ? NULL
+            : "a sent event without a state past queued";
+    case KETEN__EVENT_TYPE__EVENT_TYPE_RECEIPT:
+        return r->recipient != NULL && r->recipient[0] != '\0'
+                && (r->recipient_state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED
+                    || r->recipient_state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_REFUSED
+                    || r->recipient_state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_EXPIRED)
+            ? NULL
+            : "a receipt event without a recipient or an answered state";
+    case KETEN__EVENT_TYPE__EVENT_TYPE_HANDLED:
+        return r->handled_at != 0 ? NULL : "a handled event without its time";
+    default:
+        return "its type is not a known event type";
+    }
+}
+
+keten_err keten_nodestore_event_put(
+    keten_store *st, MDB_txn *txn, uint64_t seq, const Keten__EventRecord *rec)
+{
+    const char *why = event_invalid(rec);
+    if (why != NULL) {
+        return keten_err_set(KETEN_ERR_INVALID, "an event not stored: %s", why);
+    }
+    uint8_t key[KETEN_STORE_U64_KEY];
+    keten_store_u64_put(seq, key);
+    return write_record(st, txn, KETEN_DB_EVENTS, key, sizeof key, &rec->base, false);
+}
+
+keten_err keten_nodestore_event_decode(uint64_t seq, const MDB_val *val, Keten__EventRecord **out)
+{
+    *out = NULL;
+    uint8_t key[KETEN_STORE_U64_KEY];
+    keten_store_u64_put(seq, key);
+    Keten__EventRecord *r = NULL;
+    keten_err e = keten_nodestore_decode(KETEN_DB_EVENTS, key, sizeof key, val,
+        &keten__event_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+        (ProtobufCMessage **)(void *)&r);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    const char *why = event_invalid(r);
+    if (why != NULL) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return damaged(KETEN_DB_EVENTS, key, sizeof key, why);
+    }
+    *out = r;
+    return KETEN_OK;
+}
+
 /* ---- sent -------------------------------------------------------------- */
 
 const char *keten_nodestore_sent_state_name(Keten__SentState s)

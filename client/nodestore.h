@@ -11,6 +11,7 @@
  *   checkpoints   tree size -> CheckpointRecord
  *   evidence      time || counter -> EvidenceRecord
  *   state         "alarms" -> NodeAlarms
+ *   events        sequence -> EventRecord (events.h)
  *
  * Every value is a StoredRecord: the serialized record and a BLAKE2b-128
  * checksum over the table's name, the key and the record, so that a
@@ -111,6 +112,15 @@ keten_err keten_nodestore_alarms_get(
     const keten_store *st, MDB_txn *txn, Keten__NodeAlarms **out) KETEN_MUST_CHECK;
 keten_err keten_nodestore_alarms_put(
     keten_store *st, MDB_txn *txn, const Keten__NodeAlarms *alarms) KETEN_MUST_CHECK;
+
+/* events: key is the sequence number (8, big-endian). A record read must
+ * have a known type, a 16-byte msg_id and the fields of its type (a
+ * message: kind and sender; sent: a state past queued; receipt: recipient
+ * and an answered or expired state; handled: its time). */
+keten_err keten_nodestore_event_put(
+    keten_store *st, MDB_txn *txn, uint64_t seq, const Keten__EventRecord *rec) KETEN_MUST_CHECK;
+keten_err keten_nodestore_event_decode(
+    uint64_t seq, const MDB_val *val, Keten__EventRecord **out) KETEN_MUST_CHECK;
 
 /* Add the header's fields to obj for display: "kind" and "in_reply_to"
  * (hex, when set) always, and those of fields (KETEN_HDR_*). */

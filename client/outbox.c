@@ -9,6 +9,7 @@
 #include "api.h"
 #include "dirs.h"
 #include "envelope.h"
+#include "events.h"
 #include "link.h"
 #include "logproof.h"
 #include "log.h"
@@ -413,6 +414,9 @@ static keten_err expire_entry(keten_node *node, MDB_txn *txn, const uint8_t *id)
     if (e == KETEN_OK) {
         e = keten_store_del(node->store, txn, KETEN_DB_OUTBOX, id, KETEN_MSG_ID_BYTES);
     }
+    if (e == KETEN_OK) {
+        e = keten_events_sent(node, txn, id, KETEN__SENT_STATE__SENT_STATE_EXPIRED);
+    }
     keten_nodestore_sent_free(&rec);
     return e;
 }
@@ -772,6 +776,9 @@ static void take_ack(
         e = keten_store_del(node->store, txn, KETEN_DB_OUTBOX, ar->msg_id.data, KETEN_MSG_ID_BYTES);
     }
     if (e == KETEN_OK) {
+        e = keten_events_sent(node, txn, ar->msg_id.data, KETEN__SENT_STATE__SENT_STATE_ACCEPTED);
+    }
+    if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
     if (e != KETEN_OK) {
@@ -839,6 +846,10 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
         if (e == KETEN_OK) {
             e = keten_store_del(
                 node->store, txn, KETEN_DB_OUTBOX, err->msg_id.data, KETEN_MSG_ID_BYTES);
+        }
+        if (e == KETEN_OK) {
+            e = keten_events_sent(
+                node, txn, err->msg_id.data, KETEN__SENT_STATE__SENT_STATE_REFUSED);
         }
     }
     if (e == KETEN_OK) {
@@ -1094,6 +1105,9 @@ void keten_outbox_on_receipt_notice(keten_node *node, const Keten__ReceiptNotice
     r->receipt_leaf = n->proof->leaf_index;
     e = keten_nodestore_sent_put(node->store, txn, rec);
     if (e == KETEN_OK) {
+        e = keten_events_receipt(node, txn, ar->msg_id.data, r->id, r->state);
+    }
+    if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
     if (e != KETEN_OK) {
@@ -1144,11 +1158,17 @@ void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n)
     }
     for (size_t i = 0; i < ar->n_recipients; i++) {
         Keten__SentRecipient *r = recipient_entry(rec, ar->recipients[i]); /* checked above */
-        if (r != NULL && !answered(r->state)) {
+        if (r != NULL && !answered(r->state)
+            && r->state != KETEN__RECIPIENT_STATE__RECIPIENT_STATE_EXPIRED) {
             r->state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_EXPIRED;
+            if (e == KETEN_OK) {
+                e = keten_events_receipt(node, txn, ar->msg_id.data, r->id, r->state);
+            }
         }
     }
-    e = keten_nodestore_sent_put(node->store, txn, rec);
+    if (e == KETEN_OK) {
+        e = keten_nodestore_sent_put(node->store, txn, rec);
+    }
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }

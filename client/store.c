@@ -29,6 +29,8 @@ struct keten_store {
     uint64_t disk_full_since; /* wall ms */
     uint64_t disk_free; /* bytes free on the filesystem at the last look */
     uint64_t disk_checked; /* mono ms of the last look (keten_store_disk_tick) */
+    keten_store_commit_hook on_commit; /* after each durable commit, or NULL */
+    void *on_commit_ctx;
 };
 
 static const char *const db_names[KETEN_DB__COUNT] = {
@@ -41,6 +43,7 @@ static const char *const db_names[KETEN_DB__COUNT] = {
     [KETEN_DB_CHECKPOINTS] = "checkpoints",
     [KETEN_DB_EVIDENCE] = "evidence",
     [KETEN_DB_STATE] = "state",
+    [KETEN_DB_EVENTS] = "events",
 };
 
 static keten_err lmdb_err(int rc, const char *what)
@@ -107,6 +110,15 @@ static keten_err commit_err(keten_store *self, int rc, const char *what)
 static void committed(keten_store *self)
 {
     self->commits++;
+    if (self->on_commit != NULL) {
+        self->on_commit(self, self->on_commit_ctx);
+    }
+}
+
+void keten_store_set_commit_hook(keten_store *self, keten_store_commit_hook fn, void *ctx)
+{
+    self->on_commit = fn;
+    self->on_commit_ctx = ctx;
 }
 
 bool keten_store_disk_full(const keten_store *self)
@@ -270,6 +282,19 @@ keten_err keten_store_begin(keten_store *self, bool write, MDB_txn **txn)
     if (rc != 0) {
         *txn = NULL;
         return lmdb_err(rc, "mdb_txn_begin");
+    }
+    self->n_plain++;
+    return KETEN_OK;
+}
+
+keten_err keten_store_begin_durable(keten_store *self, MDB_txn **txn)
+{
+    /* MDB_NOTLS: a read transaction may be open beside the batch's write
+     * transaction in this thread; it sees the last durable commit. */
+    int rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, txn);
+    if (rc != 0) {
+        *txn = NULL;
+        return lmdb_err(rc, "mdb_txn_begin (durable read)");
     }
     self->n_plain++;
     return KETEN_OK;

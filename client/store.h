@@ -24,7 +24,11 @@
  *                     directory version a checkpoint named (8 || 8), the
  *                     reference checkpoint: size (8, big-endian) || root
  *                     (32) || directory version (8, big-endian) ||
- *                     directory hash (32)
+ *                     directory hash (32); "events-last" (8, big-endian):
+ *                     the sequence number of the newest event ever
+ *                     appended, so a number is never used twice
+ *   events            sequence (8 bytes big-endian, from 1) -> EventRecord:
+ *                     the node's event log for applications (events.h)
  *
  * The records are protobuf messages (proto/keten.proto, "Node store"),
  * written and read through nodestore.h only, which refuses a damaged one.
@@ -89,6 +93,7 @@ typedef enum keten_store_db {
     KETEN_DB_CHECKPOINTS,
     KETEN_DB_EVIDENCE,
     KETEN_DB_STATE,
+    KETEN_DB_EVENTS,
     KETEN_DB__COUNT
 } keten_store_db;
 
@@ -109,6 +114,11 @@ void keten_store_destroy(keten_store **self_p);
 MDB_dbi keten_store_dbi(const keten_store *self, keten_store_db db);
 
 keten_err keten_store_begin(keten_store *self, bool write, MDB_txn **txn) KETEN_MUST_CHECK;
+/* A read-only transaction of what is durable: the last commit, never what an
+ * open batch wrote so far (also when begun inside a batch), for what may be
+ * told outside only once it is on disk (events.h). End it with
+ * keten_store_abort() before the batch ends. */
+keten_err keten_store_begin_durable(keten_store *self, MDB_txn **txn) KETEN_MUST_CHECK;
 /* Commit (durable; in a batch: into the parent, durable with the batch); the
  * txn is gone afterwards, also on failure. */
 keten_err keten_store_commit(MDB_txn **txn) KETEN_MUST_CHECK;
@@ -124,6 +134,13 @@ keten_err keten_store_batch_begin(keten_store *self) KETEN_MUST_CHECK;
 keten_err keten_store_batch_end(keten_store *self) KETEN_MUST_CHECK;
 /* Durable commits made since the store was opened (batches count once). */
 uint64_t keten_store_commits(const keten_store *self);
+
+/* Called after every durable commit that succeeded (a commit outside a
+ * batch, or keten_store_batch_end()), with ctx; NULL fn: none. One hook per
+ * store (events.h sets it). The hook runs with no transaction of the batch
+ * open; it may read the store, never write it. */
+typedef void (*keten_store_commit_hook)(keten_store *self, void *ctx);
+void keten_store_set_commit_hook(keten_store *self, keten_store_commit_hook fn, void *ctx);
 
 /* Is the store's filesystem full (see "Full filesystem" above)? */
 bool keten_store_disk_full(const keten_store *self);

@@ -8,7 +8,12 @@
  *       holds, so only the key-reuse check can refuse it;
  *   keten-test-tool sign-directory FILE KEYFILE
  *       append to the SignedDirectory FILE a valid signature by any key
- *       (e.g. a node's), which must count for nothing.
+ *       (e.g. a node's), which must count for nothing;
+ *   keten-test-tool events HOME AFTER
+ *       the node's event log after sequence number AFTER, read from
+ *       HOME/store (LMDB: while the daemon runs too) with the node's own
+ *       reader: a line "oldest=N last=M reset=yes|no", then each event as
+ *       the text GET /v1/events sends (client/events.h).
  *
  * Test-only; never installed.
  */
@@ -17,8 +22,11 @@
 #include <string.h>
 
 #include "directory.h"
+#include "events.h"
 #include "identity.h"
+#include "node.h"
 #include "pb.h"
+#include "store.h"
 #include "util.h"
 
 static int fail(const char *what, keten_err e)
@@ -76,6 +84,44 @@ static int sign_directory(const char *file, const char *keyfile)
     return rc;
 }
 
+static int print_events(const char *home, const char *after_text)
+{
+    char *end = NULL;
+    unsigned long long after = strtoull(after_text, &end, 10);
+    if (end == after_text || *end != '\0') {
+        fprintf(stderr, "keten-test-tool: AFTER is a number, not %s\n", after_text);
+        return 2;
+    }
+    keten_node node;
+    memset(&node, 0, sizeof node);
+    json_t *list = NULL;
+    uint64_t oldest = 0, last = 0;
+    keten_err e = keten_store_open(home, &node.store);
+    if (e == KETEN_OK) {
+        e = keten_events_read(&node, after, 0, &list, &oldest, &last);
+    }
+    keten_store_destroy(&node.store);
+    if (e != KETEN_OK) {
+        return fail(home, e);
+    }
+    printf("oldest=%llu last=%llu reset=%s\n", (unsigned long long)oldest, (unsigned long long)last,
+        keten_events_need_reset(after, oldest, last) ? "yes" : "no");
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < json_array_size(list); i++) {
+        char *text = NULL;
+        size_t len = 0;
+        e = keten_events_format_sse(json_array_get(list, i), &text, &len);
+        if (e != KETEN_OK) {
+            rc = fail("event", e);
+        } else {
+            fwrite(text, 1, len, stdout);
+        }
+        free(text);
+    }
+    json_decref(list);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (sodium_init() < 0) {
@@ -87,8 +133,12 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "sign-directory") == 0) {
         return sign_directory(argv[2], argv[3]);
     }
+    if (argc == 4 && strcmp(argv[1], "events") == 0) {
+        return print_events(argv[2], argv[3]);
+    }
     fprintf(stderr,
         "usage: keten-test-tool request KEYFILE NEW_ID OUT\n"
-        "       keten-test-tool sign-directory FILE KEYFILE\n");
+        "       keten-test-tool sign-directory FILE KEYFILE\n"
+        "       keten-test-tool events HOME AFTER\n");
     return 2;
 }
