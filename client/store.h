@@ -25,6 +25,10 @@
  *                     reference checkpoint: size (8, big-endian) || root
  *                     (32) || directory version (8, big-endian) ||
  *                     directory hash (32)
+ *   tokens            SHA-256 of a token's text (32) -> TokenRecord: the
+ *                     application tokens of the HTTP API (auth.h); a store
+ *                     made before this table existed gains it, empty, when
+ *                     it is opened
  *
  * The records are protobuf messages (proto/keten.proto, "Node store"),
  * written and read through nodestore.h only, which refuses a damaged one.
@@ -89,6 +93,7 @@ typedef enum keten_store_db {
     KETEN_DB_CHECKPOINTS,
     KETEN_DB_EVIDENCE,
     KETEN_DB_STATE,
+    KETEN_DB_TOKENS,
     KETEN_DB__COUNT
 } keten_store_db;
 
