@@ -29,8 +29,8 @@ keten_err keten_accesslog_open(const char *home, const char *path, keten_accessl
     }
     self->fd = -1;
     int n = path != NULL ? snprintf(self->path, sizeof self->path, "%s", path)
-                         : snprintf(self->path, sizeof self->path, "%s/%s", home != NULL ? home : ".",
-                               KETEN_ACCESSLOG_NAME);
+                         : snprintf(self->path, sizeof self->path, "%s/%s",
+                             home != NULL ? home : ".", KETEN_ACCESSLOG_NAME);
     keten_err e = KETEN_OK;
     if (n < 0 || (size_t)n >= sizeof self->path) {
         e = keten_err_set(KETEN_ERR_INVALID, "the access log's path is too long");
@@ -45,8 +45,8 @@ keten_err keten_accesslog_open(const char *home, const char *path, keten_accessl
     }
     struct stat st;
     if (fstat(self->fd, &st) != 0) {
-        e = keten_err_set(KETEN_ERR_IO, "cannot stat the access log %s: %s", self->path,
-            strerror(errno));
+        e = keten_err_set(
+            KETEN_ERR_IO, "cannot stat the access log %s: %s", self->path, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -113,17 +113,20 @@ void keten_access_log_at(keten_accesslog *self, uint64_t now_ms, const keten_pri
     json_t *line = json_object();
     int bad = line == NULL;
     bad = bad || json_object_set_new(line, "time", json_string(iso)) != 0;
-    bad = bad || json_object_set_new(line, "actor", field(who != NULL ? who->actor : "anonymous")) != 0;
+    bad = bad
+        || json_object_set_new(line, "actor", field(who != NULL ? who->actor : "anonymous")) != 0;
     bad = bad || json_object_set_new(line, "via", json_string(via)) != 0;
     bad = bad || json_object_set_new(line, "peer", field(who != NULL ? who->peer : "unknown")) != 0;
-    bad = bad || json_object_set_new(line, "action", field(action != NULL ? action : "unknown")) != 0;
+    bad = bad
+        || json_object_set_new(line, "action", field(action != NULL ? action : "unknown")) != 0;
     bad = bad || json_object_set_new(line, "object", field(object)) != 0;
     bad = bad || json_object_set_new(line, "result", field(result != NULL ? result : "error")) != 0;
     bad = bad || json_object_set_new(line, "status", json_integer(http_status)) != 0;
     char buf[KETEN_ACCESSLOG_LINE_MAX];
     size_t len = 0;
     if (!bad) {
-        len = json_dumpb(line, buf, sizeof buf - 1, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
+        len = json_dumpb(
+            line, buf, sizeof buf - 1, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
         bad = len == 0 || len > sizeof buf - 1;
     }
     json_decref(line);
@@ -138,8 +141,8 @@ void keten_access_log_at(keten_accesslog *self, uint64_t now_ms, const keten_pri
         self->failures++;
         KETEN_LOG(KETEN_LOG_ERR, "access log line not written",
             "path=\"%s\" error=\"%s\" action=%s status=%d failures=%llu", self->path,
-            w < 0 ? strerror(err) : "short write", action != NULL ? action : "unknown",
-            http_status, (unsigned long long)self->failures);
+            w < 0 ? strerror(err) : "short write", action != NULL ? action : "unknown", http_status,
+            (unsigned long long)self->failures);
     }
 }
 

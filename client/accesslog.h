@@ -43,8 +43,8 @@
 typedef struct keten_accesslog keten_accesslog;
 
 /* Open path, or HOME/access.log when path is NULL. */
-keten_err keten_accesslog_open(const char *home, const char *path, keten_accesslog **out)
-    KETEN_MUST_CHECK;
+keten_err keten_accesslog_open(
+    const char *home, const char *path, keten_accesslog **out) KETEN_MUST_CHECK;
 void keten_accesslog_destroy(keten_accesslog **self_p);
 
 /* Append one line: who (NULL: actor "anonymous", via tcp, peer "unknown"),

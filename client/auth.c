@@ -78,8 +78,8 @@ void keten_auth_scopes_text(unsigned scopes, char *out, size_t out_size)
     out[0] = '\0';
     for (size_t i = 0; i < N_SCOPES; i++) {
         if ((scopes & scope_names[i].bit) != 0) {
-            int w = snprintf(out + len, out_size - len, "%s%s", len > 0 ? "," : "",
-                scope_names[i].name);
+            int w = snprintf(
+                out + len, out_size - len, "%s%s", len > 0 ? "," : "", scope_names[i].name);
             if (w < 0 || (size_t)w >= out_size - len) {
                 return;
             }
@@ -486,12 +486,14 @@ keten_err keten_auth_token_revoke(keten_store *st, const char *id, uint64_t now_
     revoke_scan s = { .id = id };
     e = tokens_each(st, txn, revoke_visit, &s);
     if (e == KETEN_OK && !s.found) {
-        e = keten_err_set(KETEN_ERR_NOT_FOUND, "no token with id %s (see keten-node token list)", id);
+        e = keten_err_set(
+            KETEN_ERR_NOT_FOUND, "no token with id %s (see keten-node token list)", id);
     }
     if (e == KETEN_OK && s.revoked_at != 0) {
         char iso[40];
         keten_time_iso(s.revoked_at, iso, sizeof iso);
-        e = keten_err_set(KETEN_ERR_REVOKED, "token %s (%s) was revoked before, at %s", id, s.name, iso);
+        e = keten_err_set(
+            KETEN_ERR_REVOKED, "token %s (%s) was revoked before, at %s", id, s.name, iso);
     }
     Keten__TokenRecord *r = NULL;
     if (e == KETEN_OK) {
@@ -527,15 +529,15 @@ keten_err keten_auth_bearer(keten_store *st, const char *header_value, uint64_t 
     const size_t slen = sizeof scheme - 1;
     if (hlen <= slen || strncasecmp(header_value, scheme, slen) != 0
         || (header_value[slen] != ' ' && header_value[slen] != '\t')) {
-        return keten_err_set(KETEN_ERR_MALFORMED,
-            "the Authorization header is not \"Bearer TOKEN\"");
+        return keten_err_set(
+            KETEN_ERR_MALFORMED, "the Authorization header is not \"Bearer TOKEN\"");
     }
     const char *tok = header_value + slen;
     tok += strspn(tok, " \t");
     size_t tlen = strcspn(tok, " \t");
     if (tok[tlen + strspn(tok + tlen, " \t")] != '\0') {
-        return keten_err_set(KETEN_ERR_MALFORMED,
-            "the Authorization header holds more than \"Bearer TOKEN\"");
+        return keten_err_set(
+            KETEN_ERR_MALFORMED, "the Authorization header holds more than \"Bearer TOKEN\"");
     }
     if (tlen != KETEN_AUTH_TOKEN_CHARS || strncmp(tok, KETEN_AUTH_TOKEN_PREFIX, PREFIX_CHARS) != 0
         || !b64_secret_ok(tok + PREFIX_CHARS, tlen - PREFIX_CHARS)) {
@@ -555,7 +557,8 @@ keten_err keten_auth_bearer(keten_store *st, const char *header_value, uint64_t 
     if (e == KETEN_ERR_NOT_FOUND) {
         e = keten_err_set(KETEN_ERR_NOT_FOUND,
             "the token is not known to this node: ask the node's operator for one");
-    } else if (e == KETEN_ERR_MALFORMED) { /* a damaged record: the store's fault, not the caller's */
+    } else if (e
+        == KETEN_ERR_MALFORMED) { /* a damaged record: the store's fault, not the caller's */
         char why[400];
         snprintf(why, sizeof why, "%s", keten_err_detail());
         KETEN_LOG(KETEN_LOG_ERR, "damaged token record", "error=\"%s\"", why);
@@ -714,8 +717,8 @@ bool keten_auth_person_valid(const char *value, char *why, size_t why_size)
             return false;
         }
         if (++chars > KETEN_AUTH_PERSON_MAX) {
-            snprintf(why, why_size, "the user name is longer than %d characters",
-                KETEN_AUTH_PERSON_MAX);
+            snprintf(
+                why, why_size, "the user name is longer than %d characters", KETEN_AUTH_PERSON_MAX);
             return false;
         }
         p += n;
@@ -949,8 +952,7 @@ keten_err keten_sessions_check_csrf(
     const keten_session *s, const char *header, const char *origin, const char *host)
 {
     size_t len = header != NULL ? strnlen(header, KETEN_AUTH_B64_CHARS + 1) : 0;
-    if (len != KETEN_AUTH_B64_CHARS
-        || sodium_memcmp(header, s->csrf, KETEN_AUTH_B64_CHARS) != 0) {
+    if (len != KETEN_AUTH_B64_CHARS || sodium_memcmp(header, s->csrf, KETEN_AUTH_B64_CHARS) != 0) {
         return keten_err_set(KETEN_ERR_PERMISSIONS,
             header == NULL ? "the request has no X-CSRF-Token header: the web page sends the "
                              "csrf_token of its session in it"

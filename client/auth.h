@@ -145,7 +145,8 @@ keten_err keten_auth_token_list(keten_store *st, uint64_t now_ms, json_t **out) 
  * that is not 16 lowercase hex is KETEN_ERR_MALFORMED), KETEN_ERR_REVOKED
  * (revoked before: nothing changes). Sessions the token opened are not
  * ended here: call keten_sessions_end_token(). */
-keten_err keten_auth_token_revoke(keten_store *st, const char *id, uint64_t now_ms) KETEN_MUST_CHECK;
+keten_err keten_auth_token_revoke(
+    keten_store *st, const char *id, uint64_t now_ms) KETEN_MUST_CHECK;
 
 /* The caller of an Authorization header value ("Bearer ktn_..."; the scheme
  * in any case, one or more spaces): actor "token:NAME", the token's scopes,
@@ -220,8 +221,8 @@ json_t *keten_session_json(const keten_session *s);
  * the request's Host header. KETEN_ERR_PERMISSIONS when the CSRF token is
  * missing or differs (sodium_memcmp), or an Origin is present and is not
  * http://HOST or https://HOST. */
-keten_err keten_sessions_check_csrf(const keten_session *s, const char *header,
-    const char *origin, const char *host) KETEN_MUST_CHECK;
+keten_err keten_sessions_check_csrf(const keten_session *s, const char *header, const char *origin,
+    const char *host) KETEN_MUST_CHECK;
 
 /* End the session of a cookie value: KETEN_ERR_NOT_FOUND if none. */
 keten_err keten_sessions_end(keten_sessions *self, const char *cookie) KETEN_MUST_CHECK;

@@ -66,8 +66,8 @@ static int problem_exit(const json_t *reply)
     return code >= 1 && code <= 3 ? (int)code : KETEN_EXIT_FAILURE;
 }
 
-static int token_create(const char *home, const char *name, const char *scope_text,
-    const char *expires_days)
+static int token_create(
+    const char *home, const char *name, const char *scope_text, const char *expires_days)
 {
     unsigned scopes = 0;
     keten_err e = keten_auth_scopes_parse(scope_text, &scopes);
@@ -79,8 +79,8 @@ static int token_create(const char *home, const char *name, const char *scope_te
         uint64_t days = 0;
         if (!keten_cli_parse_uint(expires_days, 1, EXPIRES_DAYS_MAX, &days)) {
             json_decref(body);
-            return keten_cli_usage("token", "--expires: a number of days from 1 to %u",
-                EXPIRES_DAYS_MAX);
+            return keten_cli_usage(
+                "token", "--expires: a number of days from 1 to %u", EXPIRES_DAYS_MAX);
         }
         char iso[40];
         keten_time_iso(keten_now_ms() + days * DAY_MS, iso, sizeof iso);

@@ -478,6 +478,7 @@ keten_err keten_nodestore_alarms_put(keten_store *st, MDB_txn *txn, const Keten_
 #define TOKEN_ID_CHARS 16
 #define TOKEN_NAME_MAX 64
 #define TOKEN_SCOPES_ALL 7u
+#define TOKEN_NAME_CHARS "abcdefghijklmnopqrstuvwxyz0123456789._-"
 
 static bool token_text_ok(const char *s, size_t min, size_t max, const char *allowed)
 {
@@ -505,7 +506,7 @@ keten_err keten_nodestore_token_decode(
         why = "its token hash is not its key";
     } else if (!token_text_ok(r->id, TOKEN_ID_CHARS, TOKEN_ID_CHARS, "0123456789abcdef")) {
         why = "its id is not 16 lowercase hex characters";
-    } else if (!token_text_ok(r->name, 1, TOKEN_NAME_MAX, "abcdefghijklmnopqrstuvwxyz0123456789._-")) {
+    } else if (!token_text_ok(r->name, 1, TOKEN_NAME_MAX, TOKEN_NAME_CHARS)) {
         why = "its name is not 1-64 characters [a-z0-9._-]";
     } else if (r->scopes == 0 || (r->scopes & ~TOKEN_SCOPES_ALL) != 0) {
         why = "its scopes are not a non-empty set of read, send, ack";

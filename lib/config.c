@@ -1171,8 +1171,8 @@ bool keten_config_valid_scopes(const char *value, char *why, size_t why_size)
             }
         }
         if (bit == 0) {
-            why_set(why, why_size, "'%.*s' is not a scope: use read, send and ack, separated by "
-                    "commas", (int)(n < 32 ? n : 32), p);
+            why_set(why, why_size, "'%.*s' is not a scope: use read, send and ack",
+                (int)(n < 32 ? n : 32), p);
             return false;
         }
         if ((seen & bit) != 0) {

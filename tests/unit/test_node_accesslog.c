@@ -80,8 +80,8 @@ static json_t *read_lines(const char *path)
     return arr;
 }
 
-static const char *const fields[] = { "time", "actor", "via", "peer", "action", "object",
-    "result", "status" };
+static const char *const fields[]
+    = { "time", "actor", "via", "peer", "action", "object", "result", "status" };
 
 /* Exactly the contract's fields, in order. */
 static void check_fields(const json_t *o)
@@ -124,7 +124,8 @@ static void test_lines(void **state)
     keten_principal local;
     keten_auth_local(1000, &local);
 
-    keten_access_log_at(log, T0, &tok, "read", "message:0f1e2d3c4b5a69788796a5b4c3d2e1f0", "ok", 200);
+    keten_access_log_at(
+        log, T0, &tok, "read", "message:0f1e2d3c4b5a69788796a5b4c3d2e1f0", "ok", 200);
     keten_access_log_at(log, T0 + 1, &local, "token-create", "token:0123456789abcdef", "ok", 201);
     keten_access_log_at(log, T0 + 2, NULL, "list-inbox", "inbox", "denied", 401);
     keten_access_log_at(log, T0 + 3, &tok, "send", NULL, "error", 503);

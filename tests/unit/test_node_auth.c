@@ -73,8 +73,7 @@ typedef struct made {
 static void make(ctx *c, const char *name, unsigned scopes, uint64_t expires_at, made *m)
 {
     assert_int_equal(
-        keten_auth_token_create(c->store, name, scopes, expires_at, T0, m->token, m->id),
-        KETEN_OK);
+        keten_auth_token_create(c->store, name, scopes, expires_at, T0, m->token, m->id), KETEN_OK);
     snprintf(m->header, sizeof m->header, "Bearer %s", m->token);
 }
 
@@ -127,8 +126,8 @@ static void test_token_create_and_use(void **state)
     /* ktn_ + 43 base64url characters, an id of 16 hex */
     assert_int_equal(strlen(m.token), KETEN_AUTH_TOKEN_CHARS);
     assert_memory_equal(m.token, "ktn_", 4);
-    assert_int_equal(strspn(m.token + 4,
-                         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+    assert_int_equal(
+        strspn(m.token + 4, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
         43);
     assert_int_equal(strlen(m.id), 16);
     assert_int_equal(strspn(m.id, "0123456789abcdef"), 16);
@@ -234,7 +233,8 @@ static void test_token_names(void **state)
     const char *bad[] = { "", "Case", "case system", "case/system", "käse", "a;b",
         "0123456789012345678901234567890123456789012345678901234567890123x" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(keten_auth_token_create(c->store, bad[i], KETEN_SCOPE_READ, 0, T0, tok, id),
+        assert_int_equal(
+            keten_auth_token_create(c->store, bad[i], KETEN_SCOPE_READ, 0, T0, tok, id),
             KETEN_ERR_INVALID);
         assert_string_equal(tok, "");
     }
@@ -245,16 +245,14 @@ static void test_token_names(void **state)
     assert_int_equal(
         keten_auth_token_create(c->store, "a.b_c-9", KETEN_SCOPE_SEND, 0, T0, tok, id), KETEN_OK);
     /* scopes: none, or an unknown bit */
-    assert_int_equal(
-        keten_auth_token_create(c->store, "x", 0, 0, T0, tok, id), KETEN_ERR_INVALID);
-    assert_int_equal(
-        keten_auth_token_create(c->store, "x", 8, 0, T0, tok, id), KETEN_ERR_INVALID);
+    assert_int_equal(keten_auth_token_create(c->store, "x", 0, 0, T0, tok, id), KETEN_ERR_INVALID);
+    assert_int_equal(keten_auth_token_create(c->store, "x", 8, 0, T0, tok, id), KETEN_ERR_INVALID);
     /* an expiry in the past or now */
     assert_int_equal(keten_auth_token_create(c->store, "x", KETEN_SCOPE_READ, T0, T0, tok, id),
         KETEN_ERR_INVALID);
     assert_non_null(strstr(keten_err_detail(), "future"));
-    assert_int_equal(keten_auth_token_create(c->store, "x", KETEN_SCOPE_READ, T0 + 1, T0, tok, id),
-        KETEN_OK);
+    assert_int_equal(
+        keten_auth_token_create(c->store, "x", KETEN_SCOPE_READ, T0 + 1, T0, tok, id), KETEN_OK);
 }
 
 static void test_token_duplicate_name(void **state)
@@ -281,9 +279,11 @@ static void test_token_duplicate_name(void **state)
     /* expired: the name is free again */
     made e;
     make(c, "nightly", KETEN_SCOPE_READ, T0 + 10, &e);
-    assert_int_equal(keten_auth_token_create(c->store, "nightly", KETEN_SCOPE_READ, 0, T0 + 9, tok, id),
+    assert_int_equal(
+        keten_auth_token_create(c->store, "nightly", KETEN_SCOPE_READ, 0, T0 + 9, tok, id),
         KETEN_ERR_EXISTS);
-    assert_int_equal(keten_auth_token_create(c->store, "nightly", KETEN_SCOPE_READ, 0, T0 + 10, tok, id),
+    assert_int_equal(
+        keten_auth_token_create(c->store, "nightly", KETEN_SCOPE_READ, 0, T0 + 10, tok, id),
         KETEN_OK);
 }
 
@@ -305,8 +305,10 @@ static void test_token_revoke(void **state)
     /* twice, unknown, malformed */
     assert_int_equal(keten_auth_token_revoke(c->store, m.id, T0 + 4), KETEN_ERR_REVOKED);
     assert_non_null(strstr(keten_err_detail(), "before"));
-    assert_int_equal(keten_auth_token_revoke(c->store, "0000000000000000", T0), KETEN_ERR_NOT_FOUND);
-    assert_int_equal(keten_auth_token_revoke(c->store, "ABCDEF0000000000", T0), KETEN_ERR_MALFORMED);
+    assert_int_equal(
+        keten_auth_token_revoke(c->store, "0000000000000000", T0), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(
+        keten_auth_token_revoke(c->store, "ABCDEF0000000000", T0), KETEN_ERR_MALFORMED);
     assert_int_equal(keten_auth_token_revoke(c->store, "abc", T0), KETEN_ERR_MALFORMED);
     assert_int_equal(keten_auth_token_revoke(c->store, NULL, T0), KETEN_ERR_MALFORMED);
 }
@@ -333,8 +335,8 @@ static void test_token_list(void **state)
     /* made in this order with rising times: listed oldest first */
     assert_int_equal(
         keten_auth_token_create(c->store, "zeta", KETEN_SCOPE_ALL, 0, T0, a.token, a.id), KETEN_OK);
-    assert_int_equal(keten_auth_token_create(c->store, "alpha", KETEN_SCOPE_READ, T0 + HOUR_MS,
-                         T0 + 1, b.token, b.id),
+    assert_int_equal(keten_auth_token_create(
+                         c->store, "alpha", KETEN_SCOPE_READ, T0 + HOUR_MS, T0 + 1, b.token, b.id),
         KETEN_OK);
     assert_int_equal(
         keten_auth_token_create(c->store, "mid", KETEN_SCOPE_SEND, 0, T0 + 2, x.token, x.id),
@@ -361,8 +363,7 @@ static void test_token_list(void **state)
     assert_int_equal(json_array_size(json_object_get(z, "scopes")), 3);
     assert_true(json_is_null(json_object_get(z, "expires_at")));
     assert_true(json_is_null(json_object_get(z, "revoked_at")));
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(arr, 1), "expires_at")),
+    assert_string_equal(json_string_value(json_object_get(json_array_get(arr, 1), "expires_at")),
         "2026-11-30T01:53:20.000Z");
     assert_true(json_is_string(json_object_get(json_array_get(arr, 2), "revoked_at")));
     /* never a token or its hash */
@@ -425,7 +426,8 @@ static void test_old_store_gains_table(void **state)
     for (size_t i = 0; i < sizeof old_tables / sizeof old_tables[0]; i++) {
         assert_int_equal(mdb_dbi_open(txn, old_tables[i], MDB_CREATE, &dbi), 0);
     }
-    MDB_val k = { .mv_size = 3, .mv_data = (void *)"old" }, v = { .mv_size = 1, .mv_data = (void *)"1" };
+    MDB_val k = { .mv_size = 3, .mv_data = (void *)"old" },
+            v = { .mv_size = 1, .mv_data = (void *)"1" };
     assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
     assert_int_equal(mdb_dbi_open(txn, "tokens", 0, &dbi), MDB_NOTFOUND); /* not there yet */
     assert_int_equal(mdb_txn_commit(txn), 0);
@@ -455,14 +457,15 @@ static void test_token_damaged(void **state)
     MDB_txn *txn = NULL;
     assert_int_equal(keten_store_begin(c->store, true, &txn), KETEN_OK);
     MDB_val v;
-    assert_int_equal(keten_store_get(c->store, txn, KETEN_DB_TOKENS, hash, sizeof hash, &v), KETEN_OK);
+    assert_int_equal(
+        keten_store_get(c->store, txn, KETEN_DB_TOKENS, hash, sizeof hash, &v), KETEN_OK);
     uint8_t copy[1024];
     assert_true(v.mv_size <= sizeof copy);
     size_t len = v.mv_size;
     memcpy(copy, v.mv_data, len);
     copy[len / 2] ^= 0x01;
-    assert_int_equal(keten_store_put(c->store, txn, KETEN_DB_TOKENS, hash, sizeof hash, copy, len),
-        KETEN_OK);
+    assert_int_equal(
+        keten_store_put(c->store, txn, KETEN_DB_TOKENS, hash, sizeof hash, copy, len), KETEN_OK);
     assert_int_equal(keten_store_commit(&txn), KETEN_OK);
     keten_principal p;
     assert_int_equal(bearer(c, m.header, T0, &p), KETEN_ERR_STORE);
@@ -474,8 +477,8 @@ static void test_token_damaged(void **state)
     /* restored: let in again (the twin) */
     copy[len / 2] ^= 0x01;
     assert_int_equal(keten_store_begin(c->store, true, &txn), KETEN_OK);
-    assert_int_equal(keten_store_put(c->store, txn, KETEN_DB_TOKENS, hash, sizeof hash, copy, len),
-        KETEN_OK);
+    assert_int_equal(
+        keten_store_put(c->store, txn, KETEN_DB_TOKENS, hash, sizeof hash, copy, len), KETEN_OK);
     assert_int_equal(keten_store_commit(&txn), KETEN_OK);
     assert_int_equal(bearer(c, m.header, T0, &p), KETEN_OK);
 }
@@ -487,14 +490,16 @@ static keten_config *node_cfg(const char *addr, const char *header, const char *
     keten_config *cfg = keten_config_new(&keten_config_node_table);
     assert_non_null(cfg);
     if (addr != NULL) {
-        assert_int_equal(keten_config_set(cfg, "proxy-address", addr, KETEN_CONFIG_SRC_FILE), KETEN_OK);
+        assert_int_equal(
+            keten_config_set(cfg, "proxy-address", addr, KETEN_CONFIG_SRC_FILE), KETEN_OK);
     }
     if (header != NULL) {
         assert_int_equal(
             keten_config_set(cfg, "proxy-user-header", header, KETEN_CONFIG_SRC_FILE), KETEN_OK);
     }
     if (scopes != NULL) {
-        assert_int_equal(keten_config_set(cfg, "proxy-scopes", scopes, KETEN_CONFIG_SRC_FILE), KETEN_OK);
+        assert_int_equal(
+            keten_config_set(cfg, "proxy-scopes", scopes, KETEN_CONFIG_SRC_FILE), KETEN_OK);
     }
     return cfg;
 }
@@ -516,8 +521,8 @@ static struct sockaddr_storage addr_of(const char *text)
     return ss;
 }
 
-static keten_err proxy(const keten_auth_config *ac, const char *from, const char *value,
-    keten_principal *p)
+static keten_err proxy(
+    const keten_auth_config *ac, const char *from, const char *value, keten_principal *p)
 {
     struct sockaddr_storage ss = addr_of(from);
     return keten_auth_proxy(ac, (struct sockaddr *)&ss, value, p);
@@ -555,7 +560,8 @@ static void test_proxy_config(void **state)
         keten_config_set(cfg, "proxy-address", "proxy.example.org", KETEN_CONFIG_SRC_FILE),
         KETEN_ERR_INVALID);
     assert_non_null(strstr(keten_err_detail(), "not an IP address"));
-    assert_int_equal(keten_config_set(cfg, "proxy-address", "::1", KETEN_CONFIG_SRC_FILE), KETEN_OK);
+    assert_int_equal(
+        keten_config_set(cfg, "proxy-address", "::1", KETEN_CONFIG_SRC_FILE), KETEN_OK);
     assert_int_equal(
         keten_config_set(cfg, "proxy-user-header", "X Remote User", KETEN_CONFIG_SRC_FILE),
         KETEN_ERR_INVALID);
@@ -564,8 +570,8 @@ static void test_proxy_config(void **state)
         KETEN_ERR_INVALID);
     assert_int_equal(keten_config_set(cfg, "proxy-scopes", "read,admin", KETEN_CONFIG_SRC_FILE),
         KETEN_ERR_INVALID);
-    assert_int_equal(keten_config_set(cfg, "access-log", "/var/log/keten/access.log",
-                         KETEN_CONFIG_SRC_FILE),
+    assert_int_equal(
+        keten_config_set(cfg, "access-log", "/var/log/keten/access.log", KETEN_CONFIG_SRC_FILE),
         KETEN_OK);
     keten_config_destroy(&cfg);
 }
@@ -635,8 +641,8 @@ static void test_proxy_values(void **state)
         memcpy(max_utf8 + 3 * i, "\xe2\x82\xac", 3); /* U+20AC */
     }
     max_utf8[3 * KETEN_AUTH_PERSON_MAX] = '\0';
-    const char *good[] = { "jan", "Zo\xc3\xab", "\xf0\x9f\x98\x80", max_ascii, max_utf8,
-        "CN=jan,O=politie" };
+    const char *good[]
+        = { "jan", "Zo\xc3\xab", "\xf0\x9f\x98\x80", max_ascii, max_utf8, "CN=jan,O=politie" };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         assert_int_equal(proxy(&ac, "127.0.0.1", good[i], &p), KETEN_OK);
         assert_memory_equal(p.actor, "person:", 7);
@@ -650,18 +656,13 @@ static void test_proxy_values(void **state)
         const char *value;
         const char *why;
     } bad[] = {
-        { "", "empty" },
-        { too_long, "longer than 128" },
-        { "jan de vries", "space" },
-        { "jan\tx", "control" },
-        { "jan\nX-Admin: 1", "control" },
-        { "jan\x7f", "control" },
+        { "", "empty" }, { too_long, "longer than 128" }, { "jan de vries", "space" },
+        { "jan\tx", "control" }, { "jan\nX-Admin: 1", "control" }, { "jan\x7f", "control" },
         { "jan\xc2\x85", "control" }, /* U+0085, a C1 control */
         { "jan\xc0\xaf", "UTF-8" }, /* overlong '/' */
         { "jan\xed\xa0\x80", "UTF-8" }, /* a surrogate */
         { "jan\xe2\x82", "UTF-8" }, /* cut short */
-        { "jan\xff", "UTF-8" },
-        { "\xf4\x90\x80\x80", "UTF-8" }, /* above U+10FFFF */
+        { "jan\xff", "UTF-8" }, { "\xf4\x90\x80\x80", "UTF-8" }, /* above U+10FFFF */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(proxy(&ac, "127.0.0.1", bad[i].value, &p), KETEN_ERR_INVALID);
@@ -765,7 +766,8 @@ static void test_session_expiry(void **state)
     assert_int_equal(keten_sessions_find(s, cookie, T0 + 30 * MIN_MS - 2, &ses), KETEN_OK);
     assert_int_equal(keten_sessions_find(s, cookie, T0 + 45 * MIN_MS - 2, &ses), KETEN_ERR_EXPIRED);
     assert_int_equal(keten_sessions_count(s), 0); /* dropped */
-    assert_int_equal(keten_sessions_find(s, cookie, T0 + 45 * MIN_MS - 1, &ses), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(
+        keten_sessions_find(s, cookie, T0 + 45 * MIN_MS - 1, &ses), KETEN_ERR_NOT_FOUND);
 
     /* absolute: 8 hours, even when used every 10 minutes */
     assert_int_equal(keten_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
@@ -804,7 +806,8 @@ static void test_session_csrf(void **state)
     /* the accept twins */
     assert_int_equal(keten_sessions_check_csrf(ses, csrf, NULL, host), KETEN_OK);
     assert_int_equal(keten_sessions_check_csrf(ses, csrf, "http://127.0.0.1:8080", host), KETEN_OK);
-    assert_int_equal(keten_sessions_check_csrf(ses, csrf, "https://127.0.0.1:8080", host), KETEN_OK);
+    assert_int_equal(
+        keten_sessions_check_csrf(ses, csrf, "https://127.0.0.1:8080", host), KETEN_OK);
     /* missing, another session's, changed, short, longer */
     assert_int_equal(keten_sessions_check_csrf(ses, NULL, NULL, host), KETEN_ERR_PERMISSIONS);
     assert_non_null(strstr(keten_err_detail(), "no X-CSRF-Token"));
@@ -822,11 +825,12 @@ static void test_session_csrf(void **state)
     const char *origins[] = { "http://evil.example", "http://127.0.0.1:8081", "null",
         "http://127.0.0.1:8080.evil.example", "ftp://127.0.0.1:8080", "http://127.0.0.1:8080/" };
     for (size_t i = 0; i < sizeof origins / sizeof origins[0]; i++) {
-        assert_int_equal(keten_sessions_check_csrf(ses, csrf, origins[i], host), KETEN_ERR_PERMISSIONS);
+        assert_int_equal(
+            keten_sessions_check_csrf(ses, csrf, origins[i], host), KETEN_ERR_PERMISSIONS);
         assert_non_null(strstr(keten_err_detail(), "Origin"));
     }
-    assert_int_equal(keten_sessions_check_csrf(ses, csrf, "http://127.0.0.1:8080", NULL),
-        KETEN_ERR_PERMISSIONS);
+    assert_int_equal(
+        keten_sessions_check_csrf(ses, csrf, "http://127.0.0.1:8080", NULL), KETEN_ERR_PERMISSIONS);
     keten_sessions_destroy(&s);
 }
 
@@ -870,7 +874,8 @@ static void test_session_bound(void **state)
     for (int i = 0; i < MAX; i++) {
         keten_principal p = person("p", KETEN_SCOPE_READ);
         snprintf(p.actor, sizeof p.actor, "person:p%d", i);
-        assert_int_equal(keten_sessions_create(s, &p, T0 + (uint64_t)i, cookies[i], csrf), KETEN_OK);
+        assert_int_equal(
+            keten_sessions_create(s, &p, T0 + (uint64_t)i, cookies[i], csrf), KETEN_OK);
     }
     assert_int_equal(keten_sessions_count(s), MAX);
     /* the oldest (p0) gives way, though it was used last */
@@ -894,7 +899,8 @@ static void test_session_bound(void **state)
     assert_int_equal(keten_sessions_create(s, &n, T0 + 20 * MIN_MS, cookies[2], csrf), KETEN_OK);
     assert_int_equal(keten_sessions_find(s, cookies[1], T0 + 20 * MIN_MS, &ses), KETEN_OK);
     assert_int_equal(keten_sessions_find(s, cookies[2], T0 + 20 * MIN_MS, &ses), KETEN_OK);
-    assert_int_equal(keten_sessions_find(s, cookies[0], T0 + 20 * MIN_MS, &ses), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(
+        keten_sessions_find(s, cookies[0], T0 + 20 * MIN_MS, &ses), KETEN_ERR_NOT_FOUND);
     keten_sessions_destroy(&s);
 }
 
