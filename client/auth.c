@@ -1,6 +1,7 @@
 #include "auth.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -141,6 +142,20 @@ void keten_auth_local(unsigned uid, keten_principal *out)
     snprintf(out->actor, sizeof out->actor, "local");
     snprintf(out->peer, sizeof out->peer, "uid=%u", uid);
     out->scopes = KETEN_SCOPE_ALL;
+}
+
+keten_err keten_auth_local_fd(int fd, keten_principal *out)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    principal_init(out, KETEN_VIA_UNIX);
+    snprintf(out->actor, sizeof out->actor, "anonymous");
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof cred) {
+        return keten_err_set(
+            KETEN_ERR_IO, "cannot tell who is connected to the API socket: %s", strerror(errno));
+    }
+    keten_auth_local((unsigned)cred.uid, out);
+    return KETEN_OK;
 }
 
 void keten_auth_anonymous(keten_auth_via via, const struct sockaddr *peer, keten_principal *out)
@@ -329,6 +344,120 @@ keten_err keten_auth_token_create(keten_store *st, const char *name, unsigned sc
     return e;
 }
 
+static json_t *time_or_null(uint64_t ms)
+{
+    return ms == 0 ? json_null() : keten_rec_time(ms);
+}
+
+/* Reject: set the field, what is allowed, and a detail. */
+static keten_err request_bad(const char **field_out, const char **allowed_out, const char *field,
+    const char *allowed, const char *detail)
+{
+    *field_out = field;
+    *allowed_out = allowed;
+    return keten_err_set(KETEN_ERR_INVALID, "%s", detail);
+}
+
+keten_err keten_auth_token_request(const json_t *body, uint64_t now_ms, keten_token_request *out,
+    const char **field_out, const char **allowed_out)
+{
+    static const char name_allowed[] = "1 to 64 characters of a-z, 0-9, '.', '_' and '-'";
+    static const char scopes_allowed[] = "a list of read, send and ack, each at most once";
+    static const char expires_allowed[]
+        = "a future time: ISO 8601 UTC (2027-01-31T00:00:00Z) or ms since 1970, or null";
+    memset(out, 0, sizeof *out);
+    *field_out = "";
+    *allowed_out = "";
+    if (!json_is_object(body)) {
+        return request_bad(field_out, allowed_out, "", "an object {\"name\",\"scopes\"}",
+            "the body is not a JSON object");
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v)
+    {
+        if (strcmp(key, "name") != 0 && strcmp(key, "scopes") != 0
+            && strcmp(key, "expires_at") != 0) {
+            return request_bad(field_out, allowed_out, "", "name, scopes, expires_at",
+                "the body has a field a token request does not have");
+        }
+    }
+    const char *name = json_string_value(json_object_get(body, "name"));
+    if (name == NULL || !token_name_ok(name)) {
+        return request_bad(field_out, allowed_out, "/name", name_allowed,
+            name == NULL ? "name is missing or not a string" : "name is not a token name");
+    }
+    snprintf(out->name, sizeof out->name, "%s", name);
+    const json_t *scopes = json_object_get(body, "scopes");
+    if (!json_is_array(scopes) || json_array_size(scopes) == 0) {
+        return request_bad(field_out, allowed_out, "/scopes", scopes_allowed,
+            "scopes is missing, empty or not a list");
+    }
+    static const char *const pointers[] = { "/scopes/0", "/scopes/1", "/scopes/2" };
+    for (size_t i = 0; i < json_array_size(scopes); i++) {
+        const char *field = i < N_SCOPES ? pointers[i] : "/scopes";
+        const char *word = json_string_value(json_array_get(scopes, i));
+        unsigned bit = 0;
+        for (size_t k = 0; word != NULL && k < N_SCOPES; k++) {
+            if (strcmp(word, scope_names[k].name) == 0) {
+                bit = scope_names[k].bit;
+            }
+        }
+        if (bit == 0 || (out->scopes & bit) != 0 || i >= N_SCOPES) {
+            return request_bad(field_out, allowed_out, field, scopes_allowed,
+                bit == 0 ? "not a scope" : "a scope named twice");
+        }
+        out->scopes |= bit;
+    }
+    const json_t *exp = json_object_get(body, "expires_at");
+    if (exp != NULL && !json_is_null(exp)) {
+        uint64_t t = 0;
+        bool ok = false;
+        if (json_is_string(exp)) {
+            ok = keten_time_parse(json_string_value(exp), &t) == KETEN_OK;
+        } else if (json_is_integer(exp) && json_integer_value(exp) > 0) {
+            t = (uint64_t)json_integer_value(exp);
+            ok = t <= KETEN_TIME_MAX_MS;
+        }
+        if (!ok || t <= now_ms) {
+            keten_err_clear();
+            return request_bad(field_out, allowed_out, "/expires_at", expires_allowed,
+                ok ? "expires_at is not in the future" : "expires_at is not a time");
+        }
+        out->expires_at = t;
+    }
+    return KETEN_OK;
+}
+
+json_t *keten_auth_token_created_json(
+    const keten_token_request *req, const char *id, const char *token, uint64_t created_at)
+{
+    json_t *o = json_object();
+    if (o == NULL) {
+        return NULL;
+    }
+    if (keten_rec_set(o, "id", json_string(id)) != KETEN_OK
+        || keten_rec_set(o, "name", json_string(req->name)) != KETEN_OK
+        || keten_rec_set(o, "scopes", keten_auth_scopes_json(req->scopes)) != KETEN_OK
+        || keten_rec_set(o, "created_at", keten_rec_time(created_at)) != KETEN_OK
+        || keten_rec_set(o, "expires_at", time_or_null(req->expires_at)) != KETEN_OK
+        || keten_rec_set(o, "token", json_string(token)) != KETEN_OK) {
+        keten_auth_json_wipe_token(o);
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+void keten_auth_json_wipe_token(json_t *obj)
+{
+    json_t *t = json_object_get(obj, "token");
+    if (json_is_string(t)) {
+        /* jansson owns the bytes; they are overwritten, never freed here */
+        sodium_memzero((char *)(uintptr_t)json_string_value(t), json_string_length(t));
+    }
+}
+
 typedef struct list_scan {
     Keten__TokenRecord **recs;
     size_t n, cap;
@@ -371,11 +500,6 @@ static int by_creation(const void *a, const void *b)
         return x->created_at < y->created_at ? -1 : 1;
     }
     return strcmp(x->id, y->id);
-}
-
-static json_t *time_or_null(uint64_t ms)
-{
-    return ms == 0 ? json_null() : keten_rec_time(ms);
 }
 
 static keten_err token_json(const Keten__TokenRecord *r, uint64_t now_ms, json_t **out)

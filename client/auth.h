@@ -117,6 +117,9 @@ json_t *keten_auth_scopes_json(unsigned scopes);
 /* The node's operator on the Unix socket: actor "local", every scope,
  * peer "uid=N" (the SO_PEERCRED uid). */
 void keten_auth_local(unsigned uid, keten_principal *out);
+/* The same for a connected Unix socket: the uid from SO_PEERCRED.
+ * KETEN_ERR_IO when the kernel does not tell (not a Unix socket). */
+keten_err keten_auth_local_fd(int fd, keten_principal *out) KETEN_MUST_CHECK;
 /* Nobody yet (for the access log line of a refused request): actor
  * "anonymous", no scope; peer from the address (NULL: "unknown"). */
 void keten_auth_anonymous(keten_auth_via via, const struct sockaddr *peer, keten_principal *out);
@@ -134,6 +137,28 @@ void keten_auth_peer_text(const struct sockaddr *peer, char out[static KETEN_AUT
 keten_err keten_auth_token_create(keten_store *st, const char *name, unsigned scopes,
     uint64_t expires_at, uint64_t now_ms, char token_out[static KETEN_AUTH_TOKEN_CHARS + 1],
     char id_out[static KETEN_AUTH_TOKEN_ID_CHARS + 1]) KETEN_MUST_CHECK;
+
+/* The body of POST /v1/tokens, parsed strictly: {"name":NAME,
+ * "scopes":["read",...],"expires_at":TIME (optional: ISO 8601 UTC or ms
+ * since 1970, or null)}; any other field refused. On error
+ * KETEN_ERR_INVALID with a detail, and *field_out the JSON pointer of the
+ * field at fault ("/name", "/scopes/1", "" for the body itself) and
+ * *allowed_out what is allowed there (static strings). */
+typedef struct keten_token_request {
+    char name[KETEN_AUTH_TOKEN_NAME_MAX + 1];
+    unsigned scopes;
+    uint64_t expires_at; /* 0: never */
+} keten_token_request;
+keten_err keten_auth_token_request(const json_t *body, uint64_t now_ms, keten_token_request *out,
+    const char **field_out, const char **allowed_out) KETEN_MUST_CHECK;
+
+/* The answer of POST /v1/tokens (201): {"id","name","scopes","created_at",
+ * "expires_at" (null: never),"token"}; NULL without memory. The caller
+ * wipes the token in it before freeing (keten_auth_json_wipe_token). */
+json_t *keten_auth_token_created_json(
+    const keten_token_request *req, const char *id, const char *token, uint64_t created_at);
+/* Overwrite the "token" string of obj in place (before json_decref). */
+void keten_auth_json_wipe_token(json_t *obj);
 
 /* {"tokens":[{"id","name","scopes":[...],"created_at","expires_at",
  * "revoked_at","state"}...]} oldest first; times ISO 8601 UTC or null;

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <sodium.h>
 
 #include "auth.h"
 #include "cli.h"
@@ -110,10 +109,7 @@ static int token_create(
             "that uses it reads it\n",
             name, id);
     }
-    json_t *t = json_object_get(reply, "token");
-    if (json_is_string(t)) { /* wipe the copy jansson holds */
-        sodium_memzero((char *)(uintptr_t)json_string_value(t), json_string_length(t));
-    }
+    keten_auth_json_wipe_token(reply);
     json_decref(reply);
     return rc;
 }

@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <lmdb.h>
@@ -483,6 +486,123 @@ static void test_token_damaged(void **state)
     assert_int_equal(bearer(c, m.header, T0, &p), KETEN_OK);
 }
 
+/* ---- token requests (POST /v1/tokens) ------------------------------------ */
+
+static keten_err request(
+    const char *text, keten_token_request *r, const char **field, const char **allowed)
+{
+    json_error_t err;
+    json_t *body = json_loads(text, JSON_REJECT_DUPLICATES, &err);
+    assert_non_null(body);
+    keten_err e = keten_auth_token_request(body, T0, r, field, allowed);
+    json_decref(body);
+    return e;
+}
+
+static void test_token_request(void **state)
+{
+    (void)state;
+    keten_token_request r;
+    const char *field = NULL, *allowed = NULL;
+    assert_int_equal(
+        request("{\"name\":\"case-system\",\"scopes\":[\"read\",\"ack\"]}", &r, &field, &allowed),
+        KETEN_OK);
+    assert_string_equal(r.name, "case-system");
+    assert_int_equal(r.scopes, KETEN_SCOPE_READ | KETEN_SCOPE_ACK);
+    assert_int_equal(r.expires_at, 0);
+    assert_int_equal(request("{\"name\":\"a\",\"scopes\":[\"send\"],\"expires_at\":"
+                             "\"2026-12-31T00:00:00Z\"}",
+                         &r, &field, &allowed),
+        KETEN_OK);
+    assert_int_equal(r.expires_at, 1798675200000ull);
+    assert_int_equal(request("{\"name\":\"a\",\"scopes\":[\"send\"],\"expires_at\":1798675200000}",
+                         &r, &field, &allowed),
+        KETEN_OK);
+    assert_int_equal(r.expires_at, 1798675200000ull);
+    assert_int_equal(
+        request("{\"name\":\"a\",\"scopes\":[\"send\"],\"expires_at\":null}", &r, &field, &allowed),
+        KETEN_OK);
+    assert_int_equal(r.expires_at, 0);
+
+    struct {
+        const char *body;
+        const char *field;
+    } bad[] = {
+        { "[]", "" },
+        { "{\"name\":\"a\",\"scopes\":[\"read\"],\"admin\":true}", "" },
+        { "{\"scopes\":[\"read\"]}", "/name" },
+        { "{\"name\":7,\"scopes\":[\"read\"]}", "/name" },
+        { "{\"name\":\"Case System\",\"scopes\":[\"read\"]}", "/name" },
+        { "{\"name\":\"a\"}", "/scopes" },
+        { "{\"name\":\"a\",\"scopes\":[]}", "/scopes" },
+        { "{\"name\":\"a\",\"scopes\":\"read\"}", "/scopes" },
+        { "{\"name\":\"a\",\"scopes\":[\"read\",\"admin\"]}", "/scopes/1" },
+        { "{\"name\":\"a\",\"scopes\":[\"read\",\"read\"]}", "/scopes/1" },
+        { "{\"name\":\"a\",\"scopes\":[1]}", "/scopes/0" },
+        { "{\"name\":\"a\",\"scopes\":[\"read\",\"send\",\"ack\",\"read\"]}", "/scopes" },
+        { "{\"name\":\"a\",\"scopes\":[\"read\"],\"expires_at\":\"tomorrow\"}", "/expires_at" },
+        { "{\"name\":\"a\",\"scopes\":[\"read\"],\"expires_at\":\"2026-11-01T00:00:00Z\"}",
+            "/expires_at" },
+        { "{\"name\":\"a\",\"scopes\":[\"read\"],\"expires_at\":-5}", "/expires_at" },
+        { "{\"name\":\"a\",\"scopes\":[\"read\"],\"expires_at\":true}", "/expires_at" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        field = allowed = NULL;
+        assert_int_equal(request(bad[i].body, &r, &field, &allowed), KETEN_ERR_INVALID);
+        assert_non_null(field);
+        assert_string_equal(field, bad[i].field);
+        assert_non_null(allowed);
+        assert_true(allowed[0] != '\0');
+        assert_true(keten_err_detail()[0] != '\0');
+    }
+}
+
+static void test_token_created_json(void **state)
+{
+    ctx *c = *state;
+    keten_token_request r = { .name = "case-system", .scopes = KETEN_SCOPE_READ, .expires_at = 0 };
+    char tok[KETEN_AUTH_TOKEN_CHARS + 1], id[KETEN_AUTH_TOKEN_ID_CHARS + 1];
+    assert_int_equal(
+        keten_auth_token_create(c->store, r.name, r.scopes, r.expires_at, T0, tok, id), KETEN_OK);
+    json_t *o = keten_auth_token_created_json(&r, id, tok, T0);
+    assert_non_null(o);
+    assert_int_equal(json_object_size(o), 6);
+    assert_string_equal(json_string_value(json_object_get(o, "token")), tok);
+    assert_string_equal(json_string_value(json_object_get(o, "id")), id);
+    assert_string_equal(
+        json_string_value(json_object_get(o, "created_at")), "2026-11-30T00:53:20.000Z");
+    assert_true(json_is_null(json_object_get(o, "expires_at")));
+    keten_auth_json_wipe_token(o);
+    const char *wiped = json_string_value(json_object_get(o, "token"));
+    for (size_t i = 0; i < KETEN_AUTH_TOKEN_CHARS; i++) {
+        assert_int_equal(wiped[i], 0);
+    }
+    json_decref(o);
+}
+
+static void test_local_fd(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    keten_principal p;
+    assert_int_equal(keten_auth_local_fd(sv[0], &p), KETEN_OK);
+    char want[32];
+    snprintf(want, sizeof want, "uid=%u", (unsigned)geteuid());
+    assert_string_equal(p.peer, want);
+    assert_string_equal(p.actor, "local");
+    assert_int_equal(p.scopes, KETEN_SCOPE_ALL);
+    close(sv[0]);
+    close(sv[1]);
+    /* not a socket: no one is let in */
+    int fd = open("/dev/null", O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(keten_auth_local_fd(fd, &p), KETEN_ERR_IO);
+    assert_int_equal(p.scopes, 0);
+    assert_string_equal(p.actor, "anonymous");
+    close(fd);
+}
+
 /* ---- proxy -------------------------------------------------------------- */
 
 static keten_config *node_cfg(const char *addr, const char *header, const char *scopes)
@@ -921,6 +1041,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_store_gains_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_damaged, setup, teardown),
+        cmocka_unit_test(test_token_request),
+        cmocka_unit_test_setup_teardown(test_token_created_json, setup, teardown),
+        cmocka_unit_test(test_local_fd),
         cmocka_unit_test(test_proxy_config),
         cmocka_unit_test(test_proxy_identity),
         cmocka_unit_test(test_proxy_values),
