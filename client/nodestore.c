@@ -541,6 +541,76 @@ keten_err keten_nodestore_alarms_put(keten_store *st, MDB_txn *txn, const Keten_
         strlen(KETEN_NODESTORE_ALARMS_KEY), &alarms->base, false);
 }
 
+/* ---- tokens ------------------------------------------------------------ */
+
+#define TOKEN_ID_CHARS 16
+#define TOKEN_NAME_MAX 64
+#define TOKEN_SCOPES_ALL 7u
+#define TOKEN_NAME_CHARS "abcdefghijklmnopqrstuvwxyz0123456789._-"
+
+static bool token_text_ok(const char *s, size_t min, size_t max, const char *allowed)
+{
+    if (s == NULL) {
+        return false;
+    }
+    size_t n = strlen(s);
+    return n >= min && n <= max && strspn(s, allowed) == n;
+}
+
+keten_err keten_nodestore_token_decode(
+    const MDB_val *key, const MDB_val *val, Keten__TokenRecord **out)
+{
+    *out = NULL;
+    Keten__TokenRecord *r = NULL;
+    keten_err e = keten_nodestore_decode(KETEN_DB_TOKENS, key->mv_data, key->mv_size, val,
+        &keten__token_record__descriptor, KETEN_NODESTORE_TOKEN_MAX,
+        (ProtobufCMessage **)(void *)&r);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    const char *why = NULL;
+    if (key->mv_size != KETEN_HASH_BYTES || r->token_hash.len != KETEN_HASH_BYTES
+        || sodium_memcmp(r->token_hash.data, key->mv_data, KETEN_HASH_BYTES) != 0) {
+        why = "its token hash is not its key";
+    } else if (!token_text_ok(r->id, TOKEN_ID_CHARS, TOKEN_ID_CHARS, "0123456789abcdef")) {
+        why = "its id is not 16 lowercase hex characters";
+    } else if (!token_text_ok(r->name, 1, TOKEN_NAME_MAX, TOKEN_NAME_CHARS)) {
+        why = "its name is not 1-64 characters [a-z0-9._-]";
+    } else if (r->scopes == 0 || (r->scopes & ~TOKEN_SCOPES_ALL) != 0) {
+        why = "its scopes are not a non-empty set of read, send, ack";
+    } else if (r->created_at == 0) {
+        why = "it holds no creation time";
+    }
+    if (why != NULL) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return damaged(KETEN_DB_TOKENS, key->mv_data, key->mv_size, why);
+    }
+    *out = r;
+    return KETEN_OK;
+}
+
+keten_err keten_nodestore_token_get(const keten_store *st, MDB_txn *txn,
+    const uint8_t hash[static KETEN_HASH_BYTES], Keten__TokenRecord **out)
+{
+    *out = NULL;
+    MDB_val v;
+    keten_err e = keten_store_get(st, txn, KETEN_DB_TOKENS, hash, KETEN_HASH_BYTES, &v);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    MDB_val k = { .mv_size = KETEN_HASH_BYTES, .mv_data = (void *)(uintptr_t)hash };
+    return keten_nodestore_token_decode(&k, &v, out);
+}
+
+keten_err keten_nodestore_token_put(keten_store *st, MDB_txn *txn, const Keten__TokenRecord *rec)
+{
+    if (rec->token_hash.len != KETEN_HASH_BYTES) {
+        return keten_err_set(KETEN_ERR_INVALID, "a token record needs its 32-byte hash");
+    }
+    return write_record(st, txn, KETEN_DB_TOKENS, rec->token_hash.data, KETEN_HASH_BYTES,
+        &rec->base, false);
+}
+
 /* ---- display ----------------------------------------------------------- */
 
 keten_err keten_nodestore_header_json(const Keten__Header *h, unsigned fields, json_t *obj)

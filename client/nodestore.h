@@ -12,6 +12,7 @@
  *   evidence      time || counter -> EvidenceRecord
  *   state         "alarms" -> NodeAlarms
  *   events        sequence -> EventRecord (events.h)
+ *   tokens        SHA-256 of a token -> TokenRecord (auth.h)
  *
  * Every value is a StoredRecord: the serialized record and a BLAKE2b-128
  * checksum over the table's name, the key and the record, so that a
@@ -121,6 +122,18 @@ keten_err keten_nodestore_event_put(
     keten_store *st, MDB_txn *txn, uint64_t seq, const Keten__EventRecord *rec) KETEN_MUST_CHECK;
 keten_err keten_nodestore_event_decode(
     uint64_t seq, const MDB_val *val, Keten__EventRecord **out) KETEN_MUST_CHECK;
+/* tokens: key = SHA-256 of the token's text. A record is refused as
+ * damaged unless its token_hash equals the key, its id is 16 lowercase hex
+ * characters, its name 1-64 of [a-z0-9._-], its scopes a non-empty subset
+ * of read/send/ack and created_at set. */
+#define KETEN_NODESTORE_TOKEN_MAX 1024u
+keten_err keten_nodestore_token_get(const keten_store *st, MDB_txn *txn,
+    const uint8_t hash[static KETEN_HASH_BYTES], Keten__TokenRecord **out) KETEN_MUST_CHECK;
+/* The same checks on a value read with a cursor (key, val). */
+keten_err keten_nodestore_token_decode(
+    const MDB_val *key, const MDB_val *val, Keten__TokenRecord **out) KETEN_MUST_CHECK;
+keten_err keten_nodestore_token_put(
+    keten_store *st, MDB_txn *txn, const Keten__TokenRecord *rec) KETEN_MUST_CHECK;
 
 /* Add the header's fields to obj for display: "kind" and "in_reply_to"
  * (hex, when set) always, and those of fields (KETEN_HDR_*). */

@@ -44,6 +44,7 @@ static const char *const db_names[KETEN_DB__COUNT] = {
     [KETEN_DB_EVIDENCE] = "evidence",
     [KETEN_DB_STATE] = "state",
     [KETEN_DB_EVENTS] = "events",
+    [KETEN_DB_TOKENS] = "tokens",
 };
 
 static keten_err lmdb_err(int rc, const char *what)

@@ -29,6 +29,10 @@
  *                     appended, so a number is never used twice
  *   events            sequence (8 bytes big-endian, from 1) -> EventRecord:
  *                     the node's event log for applications (events.h)
+ *   tokens            SHA-256 of a token's text (32) -> TokenRecord: the
+ *                     application tokens of the HTTP API (auth.h); a store
+ *                     made before this table existed gains it, empty, when
+ *                     it is opened
  *
  * The records are protobuf messages (proto/keten.proto, "Node store"),
  * written and read through nodestore.h only, which refuses a damaged one.
@@ -94,6 +98,7 @@ typedef enum keten_store_db {
     KETEN_DB_EVIDENCE,
     KETEN_DB_STATE,
     KETEN_DB_EVENTS,
+    KETEN_DB_TOKENS,
     KETEN_DB__COUNT
 } keten_store_db;
 

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1129,4 +1130,59 @@ keten_err keten_config_print(const keten_config *cfg, FILE *out)
         return keten_err_set(KETEN_ERR_IO, "cannot write the configuration: %s", strerror(errno));
     }
     return KETEN_OK;
+}
+
+bool keten_config_valid_ip_address(const char *value, char *why, size_t why_size)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, value, &a4) == 1 || inet_pton(AF_INET6, value, &a6) == 1) {
+        return true;
+    }
+    why_set(why, why_size,
+        "not an IP address: give the proxy's address as numbers (127.0.0.1, ::1), not a name");
+    return false;
+}
+
+bool keten_config_valid_header_name(const char *value, char *why, size_t why_size)
+{
+    /* RFC 9110 token characters. */
+    static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    size_t n = strlen(value);
+    if (n == 0 || strspn(value, tchar) != n) {
+        why_set(why, why_size, "not an HTTP header name: letters, digits and - (X-Remote-User)");
+        return false;
+    }
+    return true;
+}
+
+bool keten_config_valid_scopes(const char *value, char *why, size_t why_size)
+{
+    static const char *const names[] = { "read", "send", "ack" };
+    unsigned seen = 0;
+    const char *p = value;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        unsigned bit = 0;
+        for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
+            if (n == strlen(names[i]) && strncmp(p, names[i], n) == 0) {
+                bit = 1u << i;
+            }
+        }
+        if (bit == 0) {
+            why_set(why, why_size, "'%.*s' is not a scope: use read, send and ack",
+                (int)(n < 32 ? n : 32), p);
+            return false;
+        }
+        if ((seen & bit) != 0) {
+            why_set(why, why_size, "'%.*s' is named twice", (int)n, p);
+            return false;
+        }
+        seen |= bit;
+        if (p[n] == '\0') {
+            return true;
+        }
+        p += n + 1;
+    }
 }

@@ -186,5 +186,12 @@ const char *keten_config_type_name(keten_config_type type);
  *               or port '*' of a listener */
 bool keten_config_valid_host_port(const char *value, char *why, size_t why_size);
 bool keten_config_valid_connect(const char *value, char *why, size_t why_size);
+/*   _ip_address:  an IPv4 or IPv6 address as numbers
+ *   _header_name: an HTTP header name (RFC 9110 token)
+ *   _scopes:      read, send, ack, or some of them, separated by commas,
+ *                 each at most once */
+bool keten_config_valid_ip_address(const char *value, char *why, size_t why_size);
+bool keten_config_valid_header_name(const char *value, char *why, size_t why_size);
+bool keten_config_valid_scopes(const char *value, char *why, size_t why_size);
 
 #endif

@@ -196,6 +196,40 @@ static const keten_config_setting node_settings[] = {
         .help = "the least important log lines written: debug, info, notice, warn (warning) or "
                 "error",
     },
+    {
+        .name = "proxy-address",
+        .type = KETEN_CONFIG_STRING,
+        .min = 2,
+        .max = 45,
+        .validate = keten_config_valid_ip_address,
+        .help = "the IP address of the reverse proxy whose proxy-user-header names the person "
+                "calling the HTTP API (unset: no proxy; the header is refused from anyone)",
+    },
+    {
+        .name = "proxy-user-header",
+        .type = KETEN_CONFIG_STRING,
+        .min = 1,
+        .max = 64,
+        .validate = keten_config_valid_header_name,
+        .help = "the request header in which proxy-address names the person (X-Remote-User); "
+                "set together with proxy-address",
+    },
+    {
+        .name = "proxy-scopes",
+        .type = KETEN_CONFIG_STRING,
+        .default_value = "read",
+        .min = 3,
+        .max = 14,
+        .validate = keten_config_valid_scopes,
+        .help = "what a person the proxy names may do: read, send, ack, separated by commas",
+    },
+    {
+        .name = "access-log",
+        .type = KETEN_CONFIG_PATH,
+        .min = 1,
+        .help = "the HTTP API's access log, one JSON line per request that reads or writes a "
+                "message or is refused (unset: HOME/access.log)",
+    },
 };
 
 const keten_config_table keten_config_broker_table = {
