@@ -28,7 +28,7 @@
 FLOW=$(realpath "${7:?web_flow.py}")
 WEB=$(realpath "${8:?web root}")
 AXE=${9:?axe.min.js of axe-core}
-FLOW_CHECKS_MIN=95 # web_flow.py makes 98 checks: fewer means it stopped early
+FLOW_CHECKS_MIN=110 # web_flow.py makes 113 checks: fewer means it stopped early
 
 need_tool chromium chromedriver
 if ! "$PY" -c 'import selenium' 2>/dev/null; then
@@ -71,11 +71,15 @@ for id in gemeente-diemen politie-mn belastingdienst; do
     PORT[$id]=$(free_port)
     start_node "$id" --api-listen "127.0.0.1:${PORT[$id]}" --web-root "$WEB"
 done
+# api_up ID: the node is connected to the broker and serves HTTP on its
+# port; the end of its log as TAP comments when not.
+api_up() {
+    wait_until 30 connected "$1" && wait_until 30 port_open "${PORT[$1]}" && return 0
+    tail -n 20 "$T/node-$1.log" | sed 's/^/# /'
+    return 1
+}
 for id in gemeente-diemen politie-mn belastingdienst; do
-    require "$id is connected to the broker" wait_until 30 connected "$id" \
-        || sed 's/^/# /' "$T/node-$id.log"
-    require "$id serves HTTP on 127.0.0.1:${PORT[$id]} (--api-listen)" wait_until 30 port_open "${PORT[$id]}" \
-        || sed 's/^/# /' "$T/node-$id.log"
+    require "$id is connected and serves HTTP on 127.0.0.1:${PORT[$id]} (--api-listen)" api_up "$id"
 done
 
 if [ -n "${KETEN_WEB_SCREENSHOTS:-}" ]; then

@@ -60,7 +60,10 @@ FEEDBACK_SUMMARY = "Opgepakt in het RIEC-overleg; controle gepland"
 QUERY_SUMMARY = "Thematische adrescontrole: bekend bij uw organisatie?"
 QUERY_STREET = "Zuiderstraat 4"
 REPLY_SUMMARY = "Geen registratie op dit adres"
-SECRETS = [SIGNAL_SUMMARY, SIGNAL_STREET, SIGNAL_POSTCODE, SIGNAL_COMPANY, FEEDBACK_SUMMARY,
+# A partner's text with markup: shown as text, never run (the page builds
+# the DOM with textContent; the CSP allows no inline script either).
+SIGNAL_PERSON = "<img src=x onerror=window.__ketenXss=1>J. Jansen"
+SECRETS = ["__ketenXss", "J. Jansen", SIGNAL_SUMMARY, SIGNAL_STREET, SIGNAL_POSTCODE, SIGNAL_COMPANY, FEEDBACK_SUMMARY,
            QUERY_SUMMARY, QUERY_STREET, REPLY_SUMMARY, "afgeplakt", "Hoofdstraat",
            "Zuiderstraat", "87654321", "RIEC-overleg", "registratie"]
 
@@ -228,6 +231,10 @@ class Axe:
         if "error" in res:
             check(f"axe-core ran on the screen {screen}", False, res["error"])
             return
+        stray = d.execute_script(
+            "return document.getElementById('view').innerText.split('\\n')"
+            ".filter(l => /^(null|undefined|NaN|\\[object Object\\])$/.test(l.trim()));")
+        check(f"the screen {screen} shows no stray null, undefined or NaN", not stray, str(stray))
         v = res["violations"]
         detail = "; ".join(f"{x['id']} ({x['impact']}): {x['help']} at {x['nodes'][:3]}" for x in v)
         check(f"axe-core: 0 violations on the screen {screen} (found {len(v)})", len(v) == 0, detail)
@@ -414,6 +421,10 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     rows = css(clerk, "#subject-list > fieldset")
     Select(rows[1].find_element(By.CSS_SELECTOR, "select")).select_by_value("company")
     rows[1].find_element(By.CSS_SELECTOR, "[data-part=kvk]").send_keys(SIGNAL_COMPANY)
+    click(clerk, "#subject-add")
+    rows = css(clerk, "#subject-list > fieldset")
+    Select(rows[2].find_element(By.CSS_SELECTOR, "select")).select_by_value("person")
+    rows[2].find_element(By.CSS_SELECTOR, "[data-part=name]").send_keys(SIGNAL_PERSON)
     # Soft information without its grading: the node says what is wrong.
     click(clerk, "#send-button")
     err = wait(clerk, visible("#fs-grading-error"), "grading error")
@@ -458,6 +469,11 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     check("analyst: the message shows the summary, the grading in words and the subjects",
           SIGNAL_SUMMARY in body and "meestal betrouwbaar" in body
           and f"{SIGNAL_STREET}, {SIGNAL_POSTCODE}, {SIGNAL_TOWN}" in body and SIGNAL_COMPANY in body,
+          body[:500])
+    check("analyst: a subject written with markup is shown as its text, and nothing of it ran",
+          f"persoon: {SIGNAL_PERSON}" in body
+          and analyst.execute_script("return window.__ketenXss === undefined"
+                                     " && document.querySelectorAll('#view img').length === 0"),
           body[:500])
     check("analyst: the address bar holds only the view and the msg_id",
           analyst.current_url.endswith(f"/#/message/{signal_id}"), analyst.current_url)

@@ -38,6 +38,7 @@ const state = {
   inboxFilter: { kind: '', unhandled: false },
   notice: null, // {kind, text} shown once on the next screen
   seq: 0, // render generation: a late answer never overwrites a newer screen
+  sessionTimer: 0,
 };
 
 // ---- texts ---------------------------------------------------------------
@@ -308,8 +309,36 @@ async function boot() {
   }
 }
 
+// watchSession(): when the session's expires_at comes, ask the node: a
+// session that was used meanwhile goes on (a new expires_at), one that ended
+// is shown as ended, with the time, without waiting for the next click.
+function watchSession() {
+  window.clearTimeout(state.sessionTimer);
+  const at = state.session ? Date.parse(state.session.expires_at) : NaN;
+  if (Number.isNaN(at)) {
+    return;
+  }
+  const ms = Math.min(Math.max(at - Date.now() + 1000, 1000), 2147483647);
+  state.sessionTimer = window.setTimeout(async () => {
+    try {
+      const r = await api('GET', '/v1/session');
+      if (state.session) {
+        state.session = Object.assign(state.session, r.data);
+        watchSession();
+      }
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) {
+        sessionEnded('ended');
+      } else {
+        watchSession();
+      }
+    }
+  }, ms);
+}
+
 async function started(session) {
   state.session = session;
+  watchSession();
   try {
     const caps = await api('GET', '/v1/capabilities');
     state.caps = caps.data;
@@ -352,6 +381,7 @@ function sessionEnded(why) {
   state.session = null;
   state.caps = null;
   state.busyForm = false;
+  window.clearTimeout(state.sessionTimer);
   if (state.events) {
     state.events.close();
     state.events = null;
@@ -431,11 +461,13 @@ function showLogin(err) {
     }
   });
   view.replaceChildren(
-    h('h1', { tabindex: '-1' }, t('login_title')),
-    notice ? h('div', { class: 'notice ' + notice.kind, role: 'status' }, notice.text) : null,
-    err ? errorNotice(err) : null,
-    h('p', { class: 'intro' }, t('login_intro')),
-    form,
+    ...[
+      h('h1', { tabindex: '-1' }, t('login_title')),
+      notice ? h('div', { class: 'notice ' + notice.kind, role: 'status' }, notice.text) : null,
+      err ? errorNotice(err) : null,
+      h('p', { class: 'intro' }, t('login_intro')),
+      form,
+    ].filter((n) => n),
   );
   setNavCurrent(null);
 }
@@ -1049,17 +1081,19 @@ function signalForm(kind, original) {
   );
 
   form.append(
-    summaryBox,
-    what,
-    to,
-    field('f-summary', 'summary', summary, 'summary_hint', false),
-    nature,
-    grading,
-    handling,
-    observed,
-    subjects,
-    h('div', { class: 'actions' }, checkBtn, sendBtn),
-    result,
+    ...[
+      summaryBox,
+      what,
+      to,
+      field('f-summary', 'summary', summary, 'summary_hint', false),
+      nature,
+      grading,
+      handling,
+      observed,
+      subjects,
+      h('div', { class: 'actions' }, checkBtn, sendBtn),
+      result,
+    ].filter((n) => n),
   );
   syncGrading();
 
@@ -1415,7 +1449,7 @@ async function viewSent() {
         h(
           'thead',
           {},
-          h('tr', {}, ['col_created', 'col_kind', 'col_category', 'col_state', 'col_recipients'].map((k) => h('th', { scope: 'col' }, t(k)))),
+          h('tr', {}, ['col_message', 'col_created', 'col_state', 'col_recipients'].map((k) => h('th', { scope: 'col' }, t(k)))),
         ),
         h(
           'tbody',
@@ -1424,9 +1458,8 @@ async function viewSent() {
             h(
               'tr',
               {},
-              h('td', {}, h('a', { href: '#/status/' + st.msg_id }, fmtTime(st.created_at))),
-              h('td', {}, kindName(st.kind)),
-              h('td', {}, st.category || ''),
+              h('td', {}, h('a', { href: '#/status/' + st.msg_id }, cap(kindName(st.kind)) + ': ' + (st.category || ''))),
+              h('td', {}, timeEl(st.created_at)),
               h('td', {}, msgStateBadge(st.state)),
               h('td', {}, t('recipients_summary', recipientCounts(st))),
             ),
