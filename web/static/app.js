@@ -959,9 +959,6 @@ function signalForm(kind, original) {
   }
 
   const summary = h('textarea', { name: 'summary', rows: '5' });
-  if (kind === 'reply' && os.summary === undefined) {
-    summary.value = '';
-  }
 
   // nature and grading
   const defaultNature = kind === 'signal' ? 'soft' : 'hard';
