@@ -516,6 +516,12 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     check("clerk: the query screen opens", h1_is(clerk, "Vraag versturen"))
     choose(clerk, "#f-type", "adrescheck")
     choose(clerk, "#f-purpose", "riec-convenant-2024/art-5")
+    click(clerk, "#check-button")
+    err = wait(clerk, visible("#fs-to-error"), "no recipient")
+    check("clerk: a query to no one is refused by the check, the reason by the recipients",
+          err is not None and err.text.strip() != ""
+          and clerk.switch_to.active_element.get_attribute("name") == "to",
+          err.text if err else "no error by the recipients")
     for e in css(clerk, "#fs-to input[name=to]"):
         if e.get_attribute("value") in (police.id, tax_id):
             e.click()

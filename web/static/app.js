@@ -1314,6 +1314,37 @@ function signalForm(kind, original) {
     form.setAttribute('aria-busy', on ? 'true' : 'false');
   };
 
+  // failed(e, r): an error answer to a check or a send, shown where it
+  // belongs: a 400 naming fields (JSON pointers into the request) next to
+  // those fields, a refusal by the policy or the broker (422) with its
+  // reason, anything else as it is.
+  const failed = (e, r) => {
+    result.replaceChildren();
+    if (e instanceof ApiError && e.status === 400 && Array.isArray(e.problem.errors) && e.problem.errors.length) {
+      showProblems(
+        e.problem.errors.map((x) => ({ path: x.field, problem: x.problem, allowed: x.allowed })),
+        0,
+        r.c.rowOf,
+      );
+    } else if (e instanceof ApiError && e.status === 422) {
+      const p = e.problem;
+      const reason = p.reason ? reasonText(p.reason, p.rule) : p.detail || p.title;
+      result.replaceChildren(
+        h(
+          'div',
+          { class: 'notice error', role: 'alert' },
+          h('p', {}, t('sent_refused', { detail: reason })),
+          p.detail && p.reason ? h('p', {}, p.detail) : null,
+          p.msg_id ? h('p', {}, h('a', { href: '#/status/' + p.msg_id }, t('follow_link'))) : null,
+        ),
+      );
+      result.focus();
+    } else {
+      result.replaceChildren(errorNotice(e));
+      result.focus();
+    }
+  };
+
   checkBtn.addEventListener('click', async () => {
     const r = requests();
     busy(true);
@@ -1324,8 +1355,7 @@ function signalForm(kind, original) {
         result.focus();
       }
     } catch (e) {
-      result.replaceChildren(errorNotice(e));
-      result.focus();
+      failed(e, r);
     } finally {
       busy(false);
     }
@@ -1355,30 +1385,7 @@ function signalForm(kind, original) {
       form.replaceWith(done);
       done.focus();
     } catch (e) {
-      result.replaceChildren();
-      if (e instanceof ApiError && e.status === 400 && Array.isArray(e.problem.errors) && e.problem.errors.length) {
-        showProblems(
-          e.problem.errors.map((x) => ({ path: x.field, problem: x.problem, allowed: x.allowed })),
-          0,
-          r.c.rowOf,
-        );
-      } else if (e instanceof ApiError && e.status === 422) {
-        const p = e.problem;
-        const reason = p.reason ? reasonText(p.reason, p.rule) : p.detail || p.title;
-        result.replaceChildren(
-          h(
-            'div',
-            { class: 'notice error', role: 'alert' },
-            h('p', {}, t('sent_refused', { detail: reason })),
-            p.detail && p.reason ? h('p', {}, p.detail) : null,
-            p.msg_id ? h('p', {}, h('a', { href: '#/status/' + p.msg_id }, t('follow_link'))) : null,
-          ),
-        );
-        result.focus();
-      } else {
-        result.replaceChildren(errorNotice(e));
-        result.focus();
-      }
+      failed(e, r);
     } finally {
       busy(false);
     }
