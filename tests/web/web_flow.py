@@ -43,6 +43,7 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -393,6 +394,25 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
           str(cookie))
     login(analyst, police, analyst_token, "analyst")
     axe.run(analyst, "inbox (empty)")
+
+    # The keyboard: the first Tab reaches the skip link, its focus is
+    # visible, and Enter puts the focus on the main content.
+    analyst.refresh()  # the session goes on; the focus starts at the top
+    check("analyst: a reload keeps the session (the inbox, not the sign-in screen)",
+          h1_is(analyst, "Inbox") and not css(analyst, "#login-token"))
+    analyst.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    el = analyst.switch_to.active_element
+    outline = analyst.execute_script(
+        "const s = getComputedStyle(document.activeElement);"
+        " return [s.outlineStyle, s.outlineWidth, s.boxShadow];")
+    check("analyst: the first Tab reaches the skip link, with a visible focus outline",
+          el.get_attribute("id") == "skip-link" and outline[0] != "none" and outline[1] != "0px",
+          f"{el.get_attribute('id')} {outline}")
+    el.send_keys(Keys.ENTER)
+    check("analyst: the skip link puts the focus on the main content (the fragment keeps the route)",
+          analyst.switch_to.active_element.get_attribute("id") == "main"
+          and "#main" not in analyst.current_url,
+          f"{analyst.switch_to.active_element.get_attribute('id')} {analyst.current_url}")
 
     # ---- the clerk records a signal
     go(clerk, city, "#/record")

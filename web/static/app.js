@@ -336,7 +336,10 @@ function watchSession() {
   }, ms);
 }
 
-async function started(session) {
+// started(session, signedIn): the session is open; signedIn: the user just
+// signed in here (focus goes to the first screen's heading), else the page
+// was loaded with a session and the focus stays at the top of the page.
+async function started(session, signedIn) {
   state.session = session;
   watchSession();
   try {
@@ -360,7 +363,7 @@ async function started(session) {
   }
   updateWho();
   openEvents();
-  route(true);
+  route(!!signedIn);
 }
 
 function updateWho() {
@@ -455,7 +458,7 @@ function showLogin(err) {
     try {
       const r = await api('POST', '/v1/session', { token });
       input.value = '';
-      await started(r.data);
+      await started(r.data, true);
     } catch (e) {
       fail(t('login_failed', { detail: problemText(e) }));
     }
