@@ -289,12 +289,19 @@ def set_value(d, sel, value):
 
 
 def click(d, sel):
-    el = wait(d, visible(sel), sel)
-    if not el:
-        raise AssertionError(f"no visible {sel}")
-    d.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
-    el.click()
-    return el
+    """Click the visible element SEL; found again when an event redrew the
+    screen between finding and clicking it."""
+    for _ in range(5):
+        el = wait(d, visible(sel), sel)
+        if not el:
+            raise AssertionError(f"no visible {sel}")
+        try:
+            d.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
+            el.click()
+            return el
+        except StaleElementReferenceException:
+            time.sleep(0.2)
+    raise AssertionError(f"{sel} was redrawn five times while being clicked")
 
 
 def type_in(d, sel, text):
