@@ -194,12 +194,33 @@ def visible(sel):
     return f
 
 
+class Seen:
+    """What an element said when it was found (the element itself may be
+    redrawn by the next event)."""
+
+    def __init__(self, text):
+        self.text = text
+
+
 def text_in(sel, text):
     def f(d):
         for e in d.find_elements(By.CSS_SELECTOR, sel):
-            if text in e.text:
-                return e
+            t = e.text
+            if text in t:
+                return Seen(t)
         return False
+    return f
+
+
+def recipient_state(who, state):
+    """The follow-up's row of recipient WHO has the state badge STATE."""
+    def f(d):
+        got = d.execute_script(
+            "for (const tr of document.querySelectorAll('#recipient-table tbody tr')) {"
+            "  if (tr.cells[0].textContent.includes(arguments[0]))"
+            "    return [tr.querySelector('.badge').textContent, tr.textContent]; }"
+            "return null;", who)
+        return Seen(got[1]) if got and got[0] == state else False
     return f
 
 
@@ -527,14 +548,13 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     # ---- the clerk follows the signal: receipted by the police, feedback in
     click(clerk, "#send-result a")
     check("clerk: the follow-up opens", h1_is(clerk, "Signaal over woonfraude"))
-    row = wait(clerk, text_in("#recipient-table tbody tr", "ontvangen"), "receipted")
-    check("clerk: the follow-up shows the police received it (its receipt)",
-          row is not None and "Politie Midden-Nederland" in row.text, row.text if row else "")
+    row = wait(clerk, recipient_state("Politie Midden-Nederland", "ontvangen"), "receipted")
+    check("clerk: the follow-up shows the police received it (its receipt)", row is not None)
     fb = wait(clerk, text_in("#reply-list a", "Terugkoppeling van Politie"), "feedback")
     check("clerk: the follow-up lists the police's feedback", fb is not None)
     axe.run(clerk, "follow-up of a signal")
     if fb is not None:
-        fb.click()
+        click(clerk, "#reply-list a")
         check("clerk: the feedback opens and shows its text", h1_is(clerk, "Terugkoppeling van Politie")
               and FEEDBACK_SUMMARY in clerk.find_element(By.ID, "view").text)
 
