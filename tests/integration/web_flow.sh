@@ -28,7 +28,7 @@
 FLOW=$(realpath "${7:?web_flow.py}")
 WEB=$(realpath "${8:?web root}")
 AXE=${9:?axe.min.js of axe-core}
-FLOW_CHECKS_MIN=112 # web_flow.py makes 117 checks: fewer means it stopped early
+FLOW_CHECKS_MIN=112 # web_flow.py makes 118 checks: fewer means it stopped early
 
 need_tool chromium chromedriver
 if ! "$PY" -c 'import selenium' 2>/dev/null; then

@@ -389,6 +389,7 @@ def scenario(args, axe):
                 collect_urls(d)
             except Exception:  # the browser may be gone already
                 pass
+        check_console(clerk, analyst)
         check_urls(clerk, analyst)
         check_access_logs(city, police)
         clerk.quit()
@@ -684,6 +685,25 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     st, _, _, _ = city.tcp("GET", "/v1/inbox", headers={"Cookie": cookie})
     check("after logout the old cookie gets 401 from GET /v1/inbox", st == 401, str(st))
     axe.run(clerk, "signed out")
+
+
+def check_console(*drivers):
+    """No script error and no Content-Security-Policy violation in the
+    browsers' consoles (refused requests, logged by the network, are
+    expected: 401 before signing in, 403 and 409 on purpose)."""
+    bad = []
+    for d in drivers:
+        try:
+            entries = d.get_log("browser")
+        except Exception as e:  # the browser may be gone
+            bad.append(f"console not readable: {e}")
+            continue
+        for e in entries:
+            msg = e.get("message", "")
+            if "Content Security Policy" in msg or (e.get("level") == "SEVERE" and e.get("source") != "network"):
+                bad.append(msg)
+    check("no script error and no Content-Security-Policy violation in the browsers' consoles",
+          not bad, str(bad[:5]))
 
 
 def check_urls(*drivers):
