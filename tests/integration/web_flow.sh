@@ -16,7 +16,8 @@
 # of WCAG 2.1 A and AA. Also: CSRF (no header, a wrong one, another Origin:
 # 403; the right one: 200), the security headers, no content or subject in
 # any URL the browsers requested nor in the access logs, logout (401 after),
-# a session ended elsewhere shown as ended, English.
+# a session ended elsewhere shown as ended, English, a read-only token
+# (no change offered, a send's check refused 403).
 #
 # Every check of web_flow.py ("PASS what" / "FAIL what: why") becomes one TAP
 # line here. KETEN_WEB_SCREENSHOTS=DIR (absolute) saves the main screens
@@ -28,7 +29,7 @@
 FLOW=$(realpath "${7:?web_flow.py}")
 WEB=$(realpath "${8:?web root}")
 AXE=${9:?axe.min.js of axe-core}
-FLOW_CHECKS_MIN=112 # web_flow.py makes 118 checks: fewer means it stopped early
+FLOW_CHECKS_MIN=122 # web_flow.py makes 128 checks: fewer means it stopped early
 
 need_tool chromium chromedriver
 if ! "$PY" -c 'import selenium' 2>/dev/null; then

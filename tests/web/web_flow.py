@@ -19,7 +19,8 @@ sign in with an application token in their own headless Chromium:
   headers are on every answer; no message content or subject is in any
   URL either browser requested, nor in the nodes' access logs; logging out
   ends the session (the API answers 401 after), and a session ended
-  elsewhere is shown as ended; English is selectable.
+  elsewhere is shown as ended; English is selectable; a read-only token
+  is offered no change, and the API refuses it one (403).
 
 Each check prints one line "PASS what" or "FAIL what: why"; the wrapper turns
 them into TAP. The exit code is 0 only when every check passed. With
@@ -685,6 +686,34 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     st, _, _, _ = city.tcp("GET", "/v1/inbox", headers={"Cookie": cookie})
     check("after logout the old cookie gets 401 from GET /v1/inbox", st == 401, str(st))
     axe.run(clerk, "signed out")
+
+    # ---- a token that may only read: the page offers no change, the API
+    # refuses one (403), the clerk's token is allowed the same (the twin)
+    reader_token = city.make_token("reader", ["read"])
+    type_in(clerk, "#login-token", reader_token)
+    click(clerk, "form.login button[type=submit]")
+    check("reader: signed in with a read-only token (the menu appears)",
+          wait(clerk, visible("#nav a[data-view=inbox]")) is not None)
+    go(clerk, city, "#/inbox")
+    check("reader: the inbox opens", h1_is(clerk, "Inbox"))
+    shown = [a.get_attribute("data-view") for a in css(clerk, "#nav a") if a.is_displayed()]
+    check("reader: the menu offers only the inbox and the sent messages (no record, no query)",
+          shown == ["inbox", "sent"], str(shown))
+    click(clerk, "#inbox-table a")
+    check("reader: a message opens", wait(clerk, visible("#view dl.facts")) is not None)
+    check("reader: the message offers no acknowledgement, reply or feedback",
+          not css(clerk, "#ack-button") and not css(clerk, "#answer-button"))
+    probe = {"for": "send", "kind": "signal", "to": [police.id],
+             "signal": {"type": "woonfraude", "purpose": "riec-convenant-2024/art-5", "nature": "hard"}}
+    st, _, js, raw = city.tcp("POST", "/v1/messages/validate", probe,
+                              {"Authorization": "Bearer " + reader_token})
+    check("a read-only token's check of a send is refused: 403 (scope send missing)", st == 403,
+          f"{st} {raw[:200]!r}")
+    st, _, js, raw = city.tcp("POST", "/v1/messages/validate", probe,
+                              {"Authorization": "Bearer " + clerk_token})
+    check("the clerk's token (scope send) gets the same check answered: 200", st == 200, f"{st} {raw[:200]!r}")
+    click(clerk, "#logout")
+    check("reader: logged out", wait(clerk, text_in("#view .notice", "uitgelogd")) is not None)
 
 
 def check_console(*drivers):
