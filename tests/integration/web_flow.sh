@@ -84,7 +84,15 @@ for id in gemeente-diemen politie-mn belastingdienst; do
 done
 
 if [ -n "${KETEN_WEB_SCREENSHOTS:-}" ]; then
-    mkdir -p "$KETEN_WEB_SCREENSHOTS"
+    # The script runs in its temporary directory: a relative path would
+    # put the pictures there, removed at the end.
+    case "$KETEN_WEB_SCREENSHOTS" in
+    /*) mkdir -p "$KETEN_WEB_SCREENSHOTS" ;;
+    *)
+        echo "Bail out! KETEN_WEB_SCREENSHOTS=$KETEN_WEB_SCREENSHOTS: give an absolute path"
+        exit 1
+        ;;
+    esac
 fi
 "$PY" "$FLOW" --axe "$AXE" \
     --node "gemeente-diemen:$T/n-gemeente-diemen:${PORT[gemeente-diemen]}" \
