@@ -33,7 +33,10 @@ if [ "$testing" -eq 1 ]; then
   # report (audit_replay); python3-cryptography: Ed25519 for the independent
   # check of an audit export's checkpoint (audit_tiles, tests/tools/tiles_check.py);
   # python3-jsonschema checks docs/signal.schema.json against the node (signal_schema).
-  packages+=(curl chromium python3-cryptography python3-jsonschema)
+  # chromium-driver, python3-selenium and npm: the web page's browser test
+  # (web_flow, tests/web/web_flow.py), with axe-core from npm (below).
+  packages+=(curl chromium python3-cryptography python3-jsonschema
+    chromium-driver python3-selenium npm)
 fi
 if [ "$packaging" -eq 1 ]; then
   # git: the copy of the tracked sources; util-linux: setpriv and runuser
@@ -50,4 +53,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [ "$testing" -eq 1 ]; then
+  # axe-core, the accessibility checker web_flow runs in the page: the
+  # version tests/web/package-lock.json pins, into tests/web/node_modules
+  # (git-ignored); no install scripts are run.
+  web_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/web"
+  npm ci --prefix "$web_tests" --ignore-scripts --no-audit --no-fund
 fi
