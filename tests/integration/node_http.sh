@@ -297,9 +297,12 @@ check "gemeente-diemen's trace has its ${REQS[gemeente-diemen]} requests" \
     test "$(wc -l <"$T/trace-g.jsonl")" -eq "${REQS[gemeente-diemen]}"
 check "politie-mn's trace has its ${REQS[politie-mn]} requests" \
     test "$(wc -l <"$T/trace-p.jsonl")" -eq "${REQS[politie-mn]}"
-check "every traced answer agrees with docs/api/openapi.yaml" \
+openapi_agrees() {
     "$PY" "$SRC/tests/tools/openapi_check.py" "$SRC/docs/api/openapi.yaml" \
-    "$T/trace-g.jsonl" "$T/trace-p.jsonl" >"$T/oa.out" 2>&1 || sed 's/^/# /' "$T/oa.out"
+        "$T/trace-g.jsonl" "$T/trace-p.jsonl" >"$T/oa.out" 2>&1
+}
+check "every traced answer agrees with docs/api/openapi.yaml" openapi_agrees ||
+    sed 's/^/# /' "$T/oa.out"
 ALL=$((${REQS[gemeente-diemen]} + ${REQS[politie-mn]}))
 check "the check read all $ALL answers" grep -qx "$ALL answers checked, 0 violations" "$T/oa.out"
 finish
