@@ -259,7 +259,9 @@ static void test_requests(void **state)
     /* Twin: the same body as JSON is taken (charset and case allowed). */
     json_decref(call_full(
         t, "POST", "/v1/messages", NULL, SEND_BODY, "Application/JSON; charset=utf-8", 0, 202));
-    (void)fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    assert_non_null(f);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
 
     /* Scopes: read only cannot send; send can. */
     json_decref(call_full(t, "POST", "/v1/messages/validate", NULL,
