@@ -361,6 +361,8 @@ void keten_api_release(keten_api *self, bool committed)
     if (!committed && n > 0) {
         KETEN_LOG(KETEN_LOG_ERR, "store commit failed; API requests answered with an error",
             "replies=%zu", n);
+    } else if (n > 0) {
+        KETEN_LOG(KETEN_LOG_DEBUG, "API answers held for a group commit sent", "replies=%zu", n);
     }
 }
 
