@@ -54,7 +54,7 @@ keten_err keten_apiclient_call(const char *home, const json_t *req, int timeout_
         return e;
     }
     char endpoint[PATH_MAX + 16];
-    snprintf(endpoint, sizeof endpoint, "ipc://%s/%s", home, KETEN_NODE_API_SOCK);
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/%s", home, KETEN_NODE_APIZMQ_SOCK);
     char *body = json_dumps(req, JSON_COMPACT);
     if (body == NULL) {
         return KETEN_ERR_NOMEM;

@@ -12,7 +12,12 @@
  *   alarm.c    alarms (log line, counter, persisted) and warnings; the
  *              broker's refusal of this node
  *   rotate.c   a key rotation in the node's own home
- *   api.c      the local API socket for the command line and applications
+ *   api.c      the API's operations (routes, waits, answers held for a
+ *              group commit), independent of the transport
+ *   http.c     the API over HTTP: HOME/api.sock and api-listen (libmicrohttpd
+ *              in the daemon's loop)
+ *   apizmq.c   the former ZeroMQ API on HOME/api-zmq.sock, until the command
+ *              line speaks HTTP
  *   status.c   node and message status as JSON
  *   hook.c     the --on-message hook
  *   events.c   the event log applications follow (GET /v1/events)
@@ -46,11 +51,14 @@
 #define KETEN_NODE_RESEND_MS 30000ull
 #define KETEN_NODE_NOTICE_ACKS_MAX 256 /* notice confirmations sent in one NoticeAck */
 #define KETEN_NODE_SUBMITS_KEPT 1024 /* submits remembered for pairing their acks */
-#define KETEN_NODE_API_SOCK "api.sock"
+#define KETEN_NODE_API_SOCK "api.sock" /* HTTP (http.h) */
+#define KETEN_NODE_APIZMQ_SOCK "api-zmq.sock" /* ZeroMQ (apizmq.h), until the CLI speaks HTTP */
 #define KETEN_NODE_LOCK "node.lock"
 
 typedef struct keten_link keten_link;
 typedef struct keten_api keten_api;
+typedef struct keten_apizmq keten_apizmq;
+typedef struct keten_http keten_http;
 typedef struct keten_witness keten_witness;
 typedef struct keten_events keten_events;
 
@@ -64,6 +72,7 @@ typedef struct keten_node_opts {
     uint64_t witness_timeout_ms;
     const char *metrics; /* ADDR:PORT of the Prometheus endpoint (metrics.h); NULL: none */
     bool metrics_remote; /* allow a metrics address that is not loopback */
+    const char *api_listen; /* HOST:PORT of the HTTP API on loopback (http.h); NULL: none */
 } keten_node_opts;
 
 typedef struct keten_node_counters {
@@ -89,7 +98,7 @@ typedef struct keten_node_counters {
 
 typedef struct keten_node {
     keten_node_opts opts;
-    char api_endpoint[PATH_MAX + 8];
+    char api_endpoint[PATH_MAX + 8]; /* the ZeroMQ API's (apizmq.h) */
     keten_identity *me;
     /* Key rotation (rotate.h): new keys waiting for their certificate, and
      * the keys a switch replaced (they open deliveries sealed to the old
@@ -103,6 +112,8 @@ typedef struct keten_node {
     void *zctx;
     keten_link *link;
     keten_api *api;
+    keten_apizmq *apizmq;
+    keten_http *http;
     keten_witness *witness;
     keten_events *events; /* the event log's listener (events.h); NULL: none */
     keten_node_counters counters;

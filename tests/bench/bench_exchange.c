@@ -1271,8 +1271,8 @@ static bool sender_send(sender_thr *s, void *sock, uint64_t i, uint64_t t_sched)
 static void *sender_main(void *arg)
 {
     sender_thr *s = arg;
-    char ep[PATH_MAX + 16];
-    snprintf(ep, sizeof ep, "ipc://%s/api.sock", s->node->home);
+    char ep[PATH_MAX + 24];
+    snprintf(ep, sizeof ep, "ipc://%s/api-zmq.sock", s->node->home);
     void *sock = zmq_socket(s->zctx, ZMQ_DEALER);
     int zero = 0;
     if (sock == NULL || zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) != 0
@@ -1769,8 +1769,8 @@ static void latencies(sender_thr *th, size_t n_th, phase_result *r)
 static keten_err api_call(void *zctx, proc *p, const char *req, json_t **out)
 {
     *out = NULL;
-    char ep[PATH_MAX + 16];
-    snprintf(ep, sizeof ep, "ipc://%s/api.sock", p->home);
+    char ep[PATH_MAX + 24];
+    snprintf(ep, sizeof ep, "ipc://%s/api-zmq.sock", p->home);
     void *sock = zmq_socket(zctx, ZMQ_REQ);
     int zero = 0;
     keten_err e = KETEN_OK;
