@@ -11,7 +11,7 @@
  * outside the signed header.
  *
  * Every function returns the new leaf index in *leaf (may be NULL).
- * Errors: those of keten_mlog_append() (KETEN_ERR_STORE_FULL on a full map),
+ * Errors: those of keten_merkle_log_append() (KETEN_ERR_STORE_FULL on a full map),
  * KETEN_ERR_NOMEM, KETEN_ERR_STORE (the leaf index is not the expected seq).
  */
 #ifndef KETEN_BROKER_AUDIT_H

@@ -342,7 +342,7 @@ keten_err dirstate_open(broker *b, const char *anchor_path, const char *dir_path
     if (snprintf(d->path, sizeof d->path, "%s", dir_path) >= (int)sizeof d->path) {
         return keten_err_set(KETEN_ERR_INVALID, "directory path %s is too long", dir_path);
     }
-    keten_err e = keten_anchor_load(anchor_path, &d->anchor);
+    keten_err e = keten_directory_anchor_load(anchor_path, &d->anchor);
     if (e != KETEN_OK) {
         return e;
     }

@@ -498,7 +498,7 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
             && (e = keten_node_metrics_new(opts->metrics, opts->metrics_remote, &metrics))
                 != KETEN_OK)
         || (e = open_identity(&node, &pass, &passlen)) != KETEN_OK
-        || (e = keten_anchor_load(opts->anchor, &node.anchor)) != KETEN_OK
+        || (e = keten_directory_anchor_load(opts->anchor, &node.anchor)) != KETEN_OK
         || (e = keten_store_open(opts->home, &node.store)) != KETEN_OK
         || (e = keten_dirs_load(&node)) != KETEN_OK) {
         goto out;

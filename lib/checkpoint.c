@@ -752,11 +752,12 @@ static keten_err parse_checkpoint_note(const char *s, size_t len, note *nt)
     return err;
 }
 
-keten_err keten_cosignature_verify(const char *note_text, size_t len, const char *witness_name,
-    const uint8_t pk[static KETEN_SIGN_PK_BYTES], uint64_t *time_s_out)
+keten_err keten_checkpoint_cosignature_verify(const char *note_text, size_t len,
+    const char *witness_name, const uint8_t pk[static KETEN_SIGN_PK_BYTES], uint64_t *time_s_out)
 {
     if (witness_name == NULL || pk == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_cosignature_verify: missing argument");
+        return keten_err_set(
+            KETEN_ERR_INVALID, "keten_checkpoint_cosignature_verify: missing argument");
     }
     note nt;
     keten_err err = parse_checkpoint_note(note_text, len, &nt);
@@ -785,11 +786,13 @@ keten_err keten_cosignature_verify(const char *note_text, size_t len, const char
     return KETEN_OK;
 }
 
-keten_err keten_cosignature_sign(const char *note_text, size_t len, const char *witness_name,
-    const uint8_t sk[static KETEN_SIGN_SK_BYTES], uint64_t time_s, char **line_out)
+keten_err keten_checkpoint_cosignature_sign(const char *note_text, size_t len,
+    const char *witness_name, const uint8_t sk[static KETEN_SIGN_SK_BYTES], uint64_t time_s,
+    char **line_out)
 {
     if (line_out == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_cosignature_sign: no output pointer");
+        return keten_err_set(
+            KETEN_ERR_INVALID, "keten_checkpoint_cosignature_sign: no output pointer");
     }
     *line_out = NULL;
     if (witness_name == NULL || sk == NULL || !key_name_valid(witness_name, strlen(witness_name))) {
@@ -835,7 +838,7 @@ keten_err keten_cosignature_sign(const char *note_text, size_t len, const char *
         goto out;
     }
     uint64_t t_back = 0;
-    err = keten_cosignature_verify(with, strlen(with), witness_name, pk, &t_back);
+    err = keten_checkpoint_cosignature_verify(with, strlen(with), witness_name, pk, &t_back);
     if (err != KETEN_OK || t_back != time_s) {
         err = keten_err_set(KETEN_ERR_CRYPTO,
             "the cosignature just made does not verify; the witness key is damaged");

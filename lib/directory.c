@@ -536,7 +536,7 @@ out:
 
 /* ---- anchor -------------------------------------------------------------- */
 
-keten_err keten_anchor_parse(const uint8_t *buf, size_t len, Keten__Anchor **out)
+keten_err keten_directory_anchor_parse(const uint8_t *buf, size_t len, Keten__Anchor **out)
 {
     *out = NULL;
     if (len > KETEN_ANCHOR_MAX) {
@@ -561,7 +561,7 @@ keten_err keten_anchor_parse(const uint8_t *buf, size_t len, Keten__Anchor **out
     return KETEN_OK;
 }
 
-keten_err keten_anchor_load(const char *path, Keten__Anchor **out)
+keten_err keten_directory_anchor_load(const char *path, Keten__Anchor **out)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -570,7 +570,7 @@ keten_err keten_anchor_load(const char *path, Keten__Anchor **out)
     if (e != KETEN_OK) {
         return e;
     }
-    e = keten_anchor_parse(buf, len, out);
+    e = keten_directory_anchor_parse(buf, len, out);
     free(buf);
     return e;
 }

@@ -51,11 +51,11 @@ typedef struct keten_directory keten_directory;
 
 /* Parse and check an Anchor (canonical, name, admins distinct 32-byte keys,
  * threshold 1..n). *out: keten_pb_free(). */
-keten_err keten_anchor_parse(const uint8_t *buf, size_t len, Keten__Anchor **out)
-    KETEN_MUST_CHECK;
+keten_err keten_directory_anchor_parse(
+    const uint8_t *buf, size_t len, Keten__Anchor **out) KETEN_MUST_CHECK;
 
 /* Read and parse an anchor file. */
-keten_err keten_anchor_load(const char *path, Keten__Anchor **out) KETEN_MUST_CHECK;
+keten_err keten_directory_anchor_load(const char *path, Keten__Anchor **out) KETEN_MUST_CHECK;
 
 /* ---- verification ---------------------------------------------------- */
 

@@ -142,7 +142,7 @@ int main(void)
     a.admins = admins;
     a.threshold = 1;
     if ((e = keten_pb_pack(&a.base, &anchor_bytes, &anchor_len)) != KETEN_OK
-        || (e = keten_anchor_parse(anchor_bytes, anchor_len, &anchor)) != KETEN_OK
+        || (e = keten_directory_anchor_parse(anchor_bytes, anchor_len, &anchor)) != KETEN_OK
         || (e = keten_directory_verify(anchor, NULL, signed_dir, signed_len, now, &dir))
             != KETEN_OK) {
         rc = fail("verifying the directory against the anchor", e);

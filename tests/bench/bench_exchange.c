@@ -364,7 +364,7 @@ static keten_err net_make(net *nt, const opts *o)
     a.threshold = 1;
     uint32_t rule = 0;
     if ((e = keten_pb_pack(&a.base, &anchor_bytes, &anchor_len)) != KETEN_OK
-        || (e = keten_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
+        || (e = keten_directory_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
         || (e = path_in(nt->root, "network.pub", nt->anchor_path)) != KETEN_OK
         || (e = keten_file_write(nt->anchor_path, anchor_bytes, anchor_len, 0644, true)) != KETEN_OK
         || (e = keten_dirbuild_new(

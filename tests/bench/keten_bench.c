@@ -15,7 +15,7 @@
  * is checked (the broker's log-key signature on the note, once per
  * checkpoint, and the consistency proof from the checkpoint before it);
  * every SubmitAck's LeafProof is checked against the root of a checkpoint
- * the node accepted (keten_leafproof_verify) and its record against the
+ * the node accepted (keten_logproof_verify) and its record against the
  * envelope sent (keten_record_is_envelope) - an ack counts as accepted only
  * then; a Deliver's proof is checked the same way; a receiver answers the
  * deliveries of one read burst with one signed ReceiptBatch
@@ -316,7 +316,7 @@ static keten_err net_make(net *nt, const opts *o)
     a.n_admins = 1;
     a.threshold = 1;
     if ((e = keten_pb_pack(&a.base, &anchor_bytes, &anchor_len)) != KETEN_OK
-        || (e = keten_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
+        || (e = keten_directory_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
         || (e = path_in(nt->root, "network.pub", nt->anchor_path)) != KETEN_OK
         || (e = keten_file_write(nt->anchor_path, anchor_bytes, anchor_len, 0644, true))
             != KETEN_OK) {
@@ -1620,7 +1620,7 @@ static int proof_check(node_thr *t, const Keten__LeafProof *p, Keten__AuditRecor
         t->proofs_unknown_cp++;
         return 1;
     }
-    return keten_leafproof_verify(p, root, rec_out) == KETEN_OK ? 0 : -1;
+    return keten_logproof_verify(p, root, rec_out) == KETEN_OK ? 0 : -1;
 }
 
 /* The serialized Envelope inside message i's prebuilt Submit frame. */

@@ -129,7 +129,7 @@ static uint64_t log_size(MDB_txn *txn)
         txn = own;
     }
     uint64_t size = 0;
-    FUZZ_MUST(keten_mlog_size(b->st->log, txn, &size));
+    FUZZ_MUST(keten_merkle_log_size(b->st->log, txn, &size));
     store_abort(&own);
     return size;
 }

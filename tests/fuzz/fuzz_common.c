@@ -90,7 +90,7 @@ static void make_anchor(void)
     a.n_admins = FUZZ_N_ADMINS;
     a.threshold = FUZZ_THRESHOLD;
     FUZZ_MUST(keten_pb_pack(&a.base, &net.anchor_bytes, &net.anchor_len));
-    FUZZ_MUST(keten_anchor_parse(net.anchor_bytes, net.anchor_len, &net.anchor));
+    FUZZ_MUST(keten_directory_anchor_parse(net.anchor_bytes, net.anchor_len, &net.anchor));
 }
 
 static void enroll(keten_dirbuild *draft, const keten_identity *node, uint64_t now, bool rotate)

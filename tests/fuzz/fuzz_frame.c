@@ -118,7 +118,7 @@ static void check_leafproof(const Keten__LeafProof *p, Keten__AuditRecord **rec_
     if (!fuzz_root_from_path(lh, p->leaf_index, p->tree_size, p->path, p->n_path, root)) {
         /* No root at all: nothing can verify it; try one anyway. */
         memset(root, 0, sizeof root);
-        FUZZ_CHECK(keten_leafproof_verify(p, root, &rec) != KETEN_OK);
+        FUZZ_CHECK(keten_logproof_verify(p, root, &rec) != KETEN_OK);
         FUZZ_CHECK(rec == NULL);
         return;
     }
@@ -129,7 +129,7 @@ static void check_leafproof(const Keten__LeafProof *p, Keten__AuditRecord **rec_
             == KETEN_OK
         && canon->seq == p->leaf_index;
     keten_pb_free((ProtobufCMessage **)(void *)&canon);
-    keten_err e = keten_leafproof_verify(p, root, &rec);
+    keten_err e = keten_logproof_verify(p, root, &rec);
     FUZZ_CHECK((e == KETEN_OK) == canonical);
     if (e != KETEN_OK) {
         FUZZ_CHECK(rec == NULL);
@@ -140,12 +140,12 @@ static void check_leafproof(const Keten__LeafProof *p, Keten__AuditRecord **rec_
     FUZZ_CHECK(fuzz_packs_to(&rec->base, p->leaf.data, p->leaf.len));
     Keten__AuditRecord *again = NULL;
     uint8_t *bad_root = fuzz_flip(root, sizeof root, p->leaf.len);
-    FUZZ_CHECK(keten_leafproof_verify(p, bad_root, &again) != KETEN_OK && again == NULL);
+    FUZZ_CHECK(keten_logproof_verify(p, bad_root, &again) != KETEN_OK && again == NULL);
     free(bad_root);
     Keten__LeafProof flipped = *p;
     uint8_t *bad_leaf = fuzz_flip(p->leaf.data, p->leaf.len, p->tree_size);
     flipped.leaf.data = bad_leaf;
-    FUZZ_CHECK(keten_leafproof_verify(&flipped, root, &again) != KETEN_OK && again == NULL);
+    FUZZ_CHECK(keten_logproof_verify(&flipped, root, &again) != KETEN_OK && again == NULL);
     free(bad_leaf);
     keten_err_clear();
     if (rec_out != NULL) {
@@ -352,7 +352,7 @@ static void check_cosignature(const Keten__Cosignature *cs)
     const Keten__NodeCert *c = keten_directory_find_id(net->d2, cs->node);
     uint64_t t = 0;
     if (c != NULL && strcmp(c->role, "broker") != 0
-        && keten_cosignature_verify(with, strlen(with), cs->node, c->sign_pk.data, &t)
+        && keten_checkpoint_cosignature_verify(with, strlen(with), cs->node, c->sign_pk.data, &t)
             == KETEN_OK) {
         size_t count = 0;
         bool witnessed = false;

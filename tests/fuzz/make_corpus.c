@@ -412,12 +412,12 @@ static void receipts(made *m)
 }
 
 /* The LeafProof of leaf i of the corpus log in its tree of `size` leaves. */
-static void leafproof(const made *m, uint64_t i, uint64_t size, keten_leafproof_buf *out)
+static void leafproof(const made *m, uint64_t i, uint64_t size, keten_logproof_buf *out)
 {
     keten_hash path[KETEN_MERKLE_MAX_PROOF];
     size_t n = 0;
     MUST(keten_merkle_inclusion_proof((const keten_hash *)m->lh, size, i, path, &n));
-    keten_leafproof_set(out, size, i, m->leaves[i], m->leaf_lens[i], (const keten_hash *)path, n);
+    keten_logproof_set(out, size, i, m->leaves[i], m->leaf_lens[i], (const keten_hash *)path, n);
 }
 
 static char *sign_note(const made *m, uint64_t size)
@@ -570,7 +570,7 @@ static void audit_and_checkpoints(made *m)
         keten_merkle_leaf_hash(m->leaves[i], m->leaf_lens[i], m->lh[i]);
     }
     /* Proofs of single records, for the receipt harness. */
-    keten_leafproof_buf lp;
+    keten_logproof_buf lp;
     leafproof(m, 0, LOG_LEAVES, &lp);
     b = pack(&lp.msg.base, &len);
     put("receipt", "leafproof-submitted", b, len);
@@ -603,7 +603,7 @@ static void audit_and_checkpoints(made *m)
         /* politie-mn cosigns with its version 2 key: the note names version 2. */
         const keten_identity *w
             = strcmp(witnesses[i], "politie-mn") == 0 ? net->politie2 : fuzz_node(witnesses[i]);
-        MUST(keten_cosignature_sign(
+        MUST(keten_checkpoint_cosignature_sign(
             note, strlen(note), witnesses[i], w->sign_sk, FUZZ_T_DIR / 1000 + i, &line));
         MUST(keten_checkpoint_add_line(note, strlen(note), line, &with));
         if (strcmp(witnesses[i], "politie-mn") == 0) {
@@ -789,7 +789,7 @@ static void frames(made *m)
 {
     const fuzz_network *net = fuzz_net();
     Keten__Frame f = KETEN__FRAME__INIT;
-    keten_leafproof_buf lp;
+    keten_logproof_buf lp;
 
     Keten__Hello hello = KETEN__HELLO__INIT;
     f.body_case = KETEN__FRAME__BODY_HELLO;

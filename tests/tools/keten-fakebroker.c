@@ -347,20 +347,20 @@ static void checkpoint_before_proof(fake *f, peer *p)
 }
 
 /* The proof of leaf index in the served tree (its current size). */
-static keten_err leaf_proof(const mlog *l, uint64_t index, keten_leafproof_buf *out)
+static keten_err leaf_proof(const mlog *l, uint64_t index, keten_logproof_buf *out)
 {
     keten_hash path[KETEN_MERKLE_MAX_PROOF];
     size_t n = 0;
     keten_err e = keten_merkle_inclusion_proof((const keten_hash *)l->hash, l->n, index, path, &n);
     if (e == KETEN_OK) {
-        keten_leafproof_set(
+        keten_logproof_set(
             out, l->n, index, l->leaf[index], l->len[index], (const keten_hash *)path, n);
     }
     return e;
 }
 
 /* bad-path: the path no longer leads to the root. */
-static void spoil_path(fake *f, keten_leafproof_buf *b)
+static void spoil_path(fake *f, keten_logproof_buf *b)
 {
     if (f->mode == MODE_BAD_PATH && b->msg.n_path > 0) {
         b->path[0][0] ^= 0x01;
@@ -425,7 +425,7 @@ static peer *find_peer_node(fake *f, const char *node)
 
 static void send_ack(fake *f, peer *p, uint64_t request_id, uint64_t index, const char *hex)
 {
-    keten_leafproof_buf b;
+    keten_logproof_buf b;
     if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
         return;
     }
@@ -478,7 +478,7 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
     /* Seen before: the DUPLICATE refusal with the proof of the original. */
     for (size_t i = 0; i < f->n_msgs; i++) {
         if (memcmp(f->msgs[i].msg_id, v->header->msg_id.data, KETEN_MSG_ID_BYTES) == 0) {
-            keten_leafproof_buf b;
+            keten_logproof_buf b;
             if (leaf_proof(&f->log, f->msgs[i].leaf, &b) == KETEN_OK) {
                 spoil_path(f, &b);
                 checkpoint_before_proof(f, p);
@@ -607,7 +607,7 @@ static void deliver_pending(fake *f)
                 continue;
             }
             uint64_t index = f->mode == MODE_DELIVER_BAD_LEAF ? 0 : m->leaf;
-            keten_leafproof_buf b;
+            keten_logproof_buf b;
             if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
                 continue;
             }
@@ -632,7 +632,7 @@ static void deliver_pending(fake *f)
 
 static void send_notice(fake *f, peer *p, uint64_t index)
 {
-    keten_leafproof_buf b;
+    keten_logproof_buf b;
     if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
         return;
     }
@@ -922,7 +922,7 @@ int main(int argc, char **argv)
     int rc = 1;
     keten_err e = keten_cli_identity_open(path, NULL, &f.me);
     if (e == KETEN_OK) {
-        e = keten_anchor_load(anchor, &f.anchor);
+        e = keten_directory_anchor_load(anchor, &f.anchor);
     }
     if (e == KETEN_OK) {
         e = keten_directory_load(f.anchor, dirfile, keten_now_ms(), &f.dir);

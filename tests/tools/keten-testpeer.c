@@ -206,7 +206,7 @@ static keten_err load_identity(const char *home, keten_identity **out)
 static keten_err peer_load(peer *p)
 {
     keten_err e;
-    if ((e = keten_anchor_load(p->anchor_path, &p->anchor)) != KETEN_OK
+    if ((e = keten_directory_anchor_load(p->anchor_path, &p->anchor)) != KETEN_OK
         || (e = keten_directory_load(p->anchor, p->dir_path, keten_now_ms(), &p->dir))
             != KETEN_OK) {
         return e;
@@ -399,7 +399,7 @@ static bool check_proof(
         json_object_set_new(
             o, "against_latest", json_boolean(p->have_latest && p->latest.size == lp->tree_size));
         if (known) {
-            keten_err e = keten_leafproof_verify(lp, root, &rec);
+            keten_err e = keten_logproof_verify(lp, root, &rec);
             valid = e == KETEN_OK;
             if (!valid) {
                 json_object_set_new(o, "proof_error", json_string(keten_err_detail()));
@@ -688,7 +688,7 @@ static void on_checkpoint(peer *p, const Keten__CheckpointFrame *cf)
         }
         if (consistent && cf->witness && p->cosign && p->me != NULL) {
             char *line = NULL;
-            if (keten_cosignature_sign(
+            if (keten_checkpoint_cosignature_sign(
                     cf->note, len, p->me->id, p->me->sign_sk, keten_now_ms() / 1000, &line)
                 == KETEN_OK) {
                 Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;

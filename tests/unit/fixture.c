@@ -91,7 +91,7 @@ static void make_anchor(fixture *self)
     a.n_admins = self->n_admins;
     a.threshold = self->threshold;
     CHECK(keten_pb_pack(&a.base, &self->anchor_bytes, &self->anchor_len), "packing the anchor");
-    CHECK(keten_anchor_parse(self->anchor_bytes, self->anchor_len, &self->anchor),
+    CHECK(keten_directory_anchor_parse(self->anchor_bytes, self->anchor_len, &self->anchor),
         "parsing the anchor");
     write_file(self, "network.pub", self->anchor_bytes, self->anchor_len);
 }

@@ -155,7 +155,7 @@ uint64_t fbroker_log_size(fbroker *self)
         CHECK(store_begin(b->st, false, &txn), "reading the log");
     }
     uint64_t size = 0;
-    CHECK(keten_mlog_size(b->st->log, txn, &size), "the log's size");
+    CHECK(keten_merkle_log_size(b->st->log, txn, &size), "the log's size");
     if (txn != b->txn) {
         store_abort(&txn);
     }
@@ -172,7 +172,7 @@ Keten__AuditRecord *fbroker_record(fbroker *self, uint64_t leaf)
     const uint8_t *bytes = NULL;
     size_t len = 0;
     Keten__AuditRecord *rec = NULL;
-    CHECK(keten_mlog_leaf(b->st->log, txn, leaf, &bytes, &len), "reading a record");
+    CHECK(keten_merkle_log_leaf(b->st->log, txn, leaf, &bytes, &len), "reading a record");
     CHECK(keten_pb_unpack(&keten__audit_record__descriptor, bytes, len, len, "audit record",
               (ProtobufCMessage **)(void *)&rec),
         "parsing a record");
