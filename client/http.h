@@ -37,6 +37,8 @@
 #define KETEN_HTTP_CONNECTIONS 256u
 #define KETEN_HTTP_TIMEOUT_S 60u
 #define KETEN_HTTP_LISTENERS 2 /* the Unix socket and api-listen */
+#define KETEN_HTTP_STREAMS 64u /* event streams open at once (503 beyond) */
+#define KETEN_HTTP_KEEPALIVE_MS 15000u /* an idle event stream's keep-alive comment */
 
 /* Open HOME/api.sock and, when node->opts.api_listen is set, the TCP
  * listener. KETEN_ERR_INVALID for an api-listen that is not loopback. */

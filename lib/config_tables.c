@@ -234,6 +234,14 @@ static const keten_config_setting node_settings[] = {
         .help = "what a person the proxy names may do: read, send, ack, separated by commas",
     },
     {
+        .name = "web-root",
+        .type = KETEN_CONFIG_PATH,
+        .default_value = KETEN_WEB_ROOT,
+        .min = 1,
+        .help = "the folder of the web page served on api-listen: index.html and static/ "
+                "(default: the one installed with keten)",
+    },
+    {
         .name = "access-log",
         .type = KETEN_CONFIG_PATH,
         .min = 1,

@@ -350,7 +350,7 @@ static json_t *request(const input *in, keten_api_response *out)
         .body = in->body,
         .body_len = in->body_len,
         .actor = "local",
-        .scopes = KETEN_API_SCOPE_ALL,
+        .scopes = KETEN_SCOPE_ALL,
         .ticket = ++next_ticket,
     };
     FUZZ_MUST(keten_store_batch_begin(node->store));
