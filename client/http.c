@@ -745,7 +745,7 @@ static char *web_read(const char *path, size_t *len)
 static void web_route(keten_http *h, http_req *r, const char *method, const char *url,
     keten_api_response *resp)
 {
-    const char *root = h->node->opts.web_root;
+    const char *root = h->node->opts.web_root != NULL ? h->node->opts.web_root : KETEN_WEB_ROOT;
     char rel[WEB_NAME_MAX + 16] = "";
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
         snprintf(rel, sizeof rel, "index.html");

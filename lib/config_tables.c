@@ -236,10 +236,9 @@ static const keten_config_setting node_settings[] = {
     {
         .name = "web-root",
         .type = KETEN_CONFIG_PATH,
-        .default_value = KETEN_WEB_ROOT,
         .min = 1,
         .help = "the folder of the web page served on api-listen: index.html and static/ "
-                "(default: the one installed with keten)",
+                "(unset: the page installed with keten, DATADIR/keten/web)",
     },
     {
         .name = "access-log",
