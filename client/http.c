@@ -927,12 +927,30 @@ static void stream_free(void *cls)
     free(st);
 }
 
-/* Wake the streams: new events were committed, a keep-alive is due, or
- * the server stops. */
+/* Has the client of a suspended stream gone? libmicrohttpd does not watch
+ * a suspended connection, so the stream would hold its place until its
+ * next keep-alive: a peek at the socket tells (0: closed by the peer). */
+static bool stream_peer_gone(const stream *st)
+{
+    const union MHD_ConnectionInfo *fi
+        = MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (fi == NULL) {
+        return false;
+    }
+    char c;
+    ssize_t n = recv(fi->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Wake the streams: new events were committed (all), a keep-alive is due,
+ * the client went away, or the server stops. */
 static void streams_wake(keten_http *h, bool all)
 {
     uint64_t now = keten_mono_ms();
     for (stream *st = h->streams; st != NULL; st = st->next) {
+        if (st->suspended && !all && !st->ended && stream_peer_gone(st)) {
+            st->ended = true;
+        }
         if (st->suspended && (all || st->ended || now - st->last_write >= KETEN_HTTP_KEEPALIVE_MS)) {
             st->suspended = false;
             MHD_resume_connection(st->conn);

@@ -290,6 +290,51 @@ check "the live stream got the acknowledgement" \
 kill "$LIVE" 2>/dev/null
 wait "$LIVE"
 
+# A stream opened with a web session ends when the session is ended.
+tcp "$PP" POST /v1/session "{\"token\":\"${TOK[reader]}\"}"
+is 201 "a session for a stream" "d['actor'] == 'token:reader'"
+SCSRF=$(jv csrf_token)
+SC="Cookie: $(grep -i '^Set-Cookie:' "$T/.hdr" | sed -E 's/^[^:]*: *(keten_session=[^;]*).*/\1/')"
+reader_streams() { grep -c '"actor":"token:reader".*"action":"events".*"status":200' n-politie-mn/access.log; }
+N0=$(reader_streams)
+count politie-mn
+curl -sS -N --max-time 60 -H "$SC" "http://127.0.0.1:$PP/v1/events" >"$T/sess.out" 2>&1 &
+SESS=$!
+sess_logged() { test "$(reader_streams)" -gt "$N0"; }
+check "the session's stream is open" wait_until 10 sess_logged
+tcp "$PP" DELETE /v1/session '' -H "$SC" -H "X-CSRF-Token: $SCSRF"
+check "the session is ended (HTTP 204)" test "$CODE" = 204
+unix gemeente-diemen POST "/v1/messages?wait=20000" "{\"kind\":\"signal\",\"to\":[\"politie-mn\"],\"signal\":$(cat sig.json)}"
+is 201 "a fourth signal makes an event" "d['state'] == 'accepted'"
+M4=$(jv msg_id)
+check "the ended session's stream ends at that event" wait_until 20 gone "$SESS"
+wait "$SESS"
+check "it ended cleanly, not by curl's time limit" test $? -eq 0
+check "and the event was not sent to it" lacks grep -qF "$M4" "$T/sess.out"
+
+# At most 64 streams at once: the 65th is refused, not queued.
+unix politie-mn POST /v1/tokens '{"name":"bulk","scopes":["read"]}'
+is 201 "a token for many streams" "d['name'] == 'bulk'"
+TOK[bulk]=$(jv token)
+BULK=()
+for _ in $(seq 1 64); do
+    count politie-mn
+    curl -sS -N --max-time 60 -H "$(B bulk)" "http://127.0.0.1:$PP/v1/events" >/dev/null 2>&1 &
+    BULK+=($!)
+done
+bulk_open() { test "$(grep -c '"actor":"token:bulk".*"action":"events".*"status":200' n-politie-mn/access.log)" -eq 64; }
+check "64 streams are open" wait_until 20 bulk_open
+tcp "$PP" GET /v1/events '' -H "$(B bulk)"
+is 503 "a 65th stream" "$(problem busy) and '64' in d['detail']"
+kill "${BULK[@]}" 2>/dev/null
+wait "${BULK[@]}" 2>/dev/null
+bulk_closed() {
+    tcp "$PP" GET /v1/events '' -H "$(B bulk)" --max-time 1
+    test "$CODE" = 200
+}
+check "once their clients are gone a stream opens again (at once: no keep-alive waited for)" \
+    wait_until 5 bulk_closed
+
 # --- the web page's files ----------------------------------------------------------------
 tcp "$PP" GET / ''
 check "GET / is the page (HTTP 200)" test "$CODE" = 200
