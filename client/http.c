@@ -202,10 +202,7 @@ static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *con
         keten_err e = keten_auth_bearer(h->node->store, authz, keten_now_ms(), peer, &p);
         if (e != KETEN_OK) {
             char detail[300];
-            snprintf(detail, sizeof detail,
-                "%s: %s; make a token with POST /v1/tokens on the node's Unix socket "
-                "(keten-node token create)",
-                keten_strerror(e), keten_err_detail());
+            snprintf(detail, sizeof detail, "%s: %s", keten_strerror(e), keten_err_detail());
             keten_err_clear();
             return refuse(resp, 401, detail);
         }
