@@ -835,8 +835,7 @@ static bool stream_still_allowed(stream *st)
             e = KETEN_ERR_PERMISSIONS;
         }
     } else if (st->by == BY_SESSION) {
-        keten_session *sess = NULL;
-        e = keten_sessions_find(h->sessions, st->cred, now, &sess);
+        e = keten_sessions_alive(h->sessions, st->cred, now); /* not a use: idle time runs on */
     }
     keten_err_clear();
     return e == KETEN_OK;
