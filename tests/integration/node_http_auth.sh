@@ -335,6 +335,15 @@ bulk_closed() {
 check "once their clients are gone a stream opens again (at once: no keep-alive waited for)" \
     wait_until 5 bulk_closed
 
+# An idle stream hears a keep-alive comment every 15 s (and stays open).
+count politie-mn
+curl -sS -N --max-time 40 -H "$(B reader)" "http://127.0.0.1:$PP/v1/events" >"$T/ka.out" 2>&1 &
+KA=$!
+check "an idle stream gets ': keep-alive' within 15 s" wait_until 25 grep -qx ': keep-alive' "$T/ka.out"
+check "and is still open after it" kill -0 "$KA"
+kill "$KA" 2>/dev/null
+wait "$KA"
+
 # --- the web page's files ----------------------------------------------------------------
 tcp "$PP" GET / ''
 check "GET / is the page (HTTP 200)" test "$CODE" = 200
