@@ -1332,7 +1332,6 @@ static keten_api_result op_checkpoints(op_ctx *c)
     return KETEN_API_ANSWERED;
 }
 
-
 /* ---- tokens (the node's operator only: the Unix socket) ------------------ */
 
 static keten_api_result op_token_create(op_ctx *c)

@@ -60,7 +60,6 @@
 #define KETEN_API_ACTION_MAX 24
 #define KETEN_API_OBJECT_MAX 48
 
-
 typedef struct keten_api_param {
     const char *name;
     const char *value; /* "" for a parameter without "=" */

@@ -219,7 +219,8 @@ static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *con
         if (e == KETEN_OK) {
             const keten_principal *sp = keten_session_principal(sess);
             if (is_write(method)) {
-                const char *csrf = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-CSRF-Token");
+                const char *csrf
+                    = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-CSRF-Token");
                 const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
                 const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
                 r->who = *sp;
@@ -334,8 +335,8 @@ static void access_line(keten_http *h, const http_req *r, const char *method, co
         return;
     }
     const char *result = denied ? "denied" : status < 400 ? "ok" : "error";
-    keten_access_log(h->alog, &r->who, d.action, d.object[0] != '\0' ? d.object : NULL, result,
-        (int)status);
+    keten_access_log(
+        h->alog, &r->who, d.action, d.object[0] != '\0' ? d.object : NULL, result, (int)status);
 }
 
 /* MHD frees an answer's body with this: it may hold content. */
@@ -516,8 +517,8 @@ static void field_refusal(keten_api_response *resp, const char *field, const cha
 {
     problem_answer(resp, 400, "invalid-request", "Invalid request", 2, detail);
     json_t *p = resp->body != NULL ? json_loads(resp->body, 0, NULL) : NULL;
-    json_t *errs = json_pack("[{s:s, s:s, s:s}]", "field", field, "problem", problem, "allowed",
-        allowed);
+    json_t *errs
+        = json_pack("[{s:s, s:s, s:s}]", "field", field, "problem", problem, "allowed", allowed);
     if (p != NULL && errs != NULL && json_object_set_new(p, "errors", errs) == 0) {
         errs = NULL;
         keten_api_response_clear(resp);
@@ -532,8 +533,8 @@ static void field_refusal(keten_api_response *resp, const char *field, const cha
 /* ---- web sessions (the page on api-listen) --------------------------------- */
 
 /* POST /v1/session {"token":T} or {} (a person the proxy names). */
-static void session_open(keten_http *h, http_req *r, struct MHD_Connection *conn,
-    keten_api_response *resp)
+static void session_open(
+    keten_http *h, http_req *r, struct MHD_Connection *conn, keten_api_response *resp)
 {
     if (!content_is_json(conn)) {
         problem_answer(resp, 415, "unsupported-media-type", "Not JSON", 2,
@@ -641,7 +642,9 @@ static void session_route(keten_http *h, http_req *r, struct MHD_Connection *con
     bool post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0,
          del = strcmp(method, "DELETE") == 0;
     snprintf(resp->action, sizeof resp->action, "%s",
-        post ? "session-open" : del ? "session-end" : "session");
+        post      ? "session-open"
+            : del ? "session-end"
+                  : "session");
     snprintf(resp->object, sizeof resp->object, "session");
     char action[KETEN_API_ACTION_MAX], object[KETEN_API_OBJECT_MAX];
     memcpy(action, resp->action, sizeof action);
@@ -739,8 +742,8 @@ static char *web_read(const char *path, size_t *len)
     return buf;
 }
 
-static void web_route(keten_http *h, http_req *r, const char *method, const char *url,
-    keten_api_response *resp)
+static void web_route(
+    keten_http *h, http_req *r, const char *method, const char *url, keten_api_response *resp)
 {
     const char *root = h->node->opts.web_root != NULL ? h->node->opts.web_root : KETEN_WEB_ROOT;
     char rel[WEB_NAME_MAX + 16] = "";
@@ -947,7 +950,8 @@ static void streams_wake(keten_http *h, bool all)
         if (st->suspended && !all && !st->ended && stream_peer_gone(st)) {
             st->ended = true;
         }
-        if (st->suspended && (all || st->ended || now - st->last_write >= KETEN_HTTP_KEEPALIVE_MS)) {
+        if (st->suspended
+            && (all || st->ended || now - st->last_write >= KETEN_HTTP_KEEPALIVE_MS)) {
             st->suspended = false;
             MHD_resume_connection(st->conn);
         }
@@ -1002,8 +1006,8 @@ static enum MHD_Result events_route(keten_http *h, http_req *r, struct MHD_Conne
     if (strcmp(method, "GET") != 0) {
         method_not_allowed(resp, "GET");
     } else if (r->body != NULL) {
-        problem_answer(resp, 400, "invalid-request", "Invalid request", 2,
-            "this request takes no body");
+        problem_answer(
+            resp, 400, "invalid-request", "Invalid request", 2, "this request takes no body");
     } else if ((r->who.scopes & KETEN_SCOPE_READ) == 0) {
         char detail[200];
         snprintf(detail, sizeof detail,
@@ -1050,9 +1054,9 @@ static enum MHD_Result events_route(keten_http *h, http_req *r, struct MHD_Conne
         st->by = r->by;
         st->cred = r->cred != NULL ? cred_dup(r->cred) : NULL;
         st->last_write = keten_mono_ms();
-        m = (r->cred == NULL || st->cred != NULL)
-            ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8192, stream_read, st, stream_free)
-            : NULL;
+        m = (r->cred == NULL || st->cred != NULL) ? MHD_create_response_from_callback(
+                MHD_SIZE_UNKNOWN, 8192, stream_read, st, stream_free)
+                                                  : NULL;
         if (m == NULL) {
             cred_free(&st->cred);
             free(st);
