@@ -1332,6 +1332,86 @@ static keten_api_result op_checkpoints(op_ctx *c)
     return KETEN_API_ANSWERED;
 }
 
+/* ---- tokens (the node's operator only: the Unix socket) ------------------ */
+
+static keten_api_result op_token_create(op_ctx *c)
+{
+    static const char *const allowed[] = { "name", "scopes", "expires_at", NULL };
+    if (!body_object(c, allowed, "name, scopes, expires_at")) {
+        return KETEN_API_ANSWERED;
+    }
+    uint64_t now = keten_now_ms();
+    keten_token_request tr;
+    const char *field = "", *allowed_text = "";
+    keten_err e = keten_auth_token_request(c->body, now, &tr, &field, &allowed_text);
+    if (e != KETEN_OK) {
+        field_problem(c->resp, field, "not allowed here", allowed_text, keten_err_detail());
+        return KETEN_API_ANSWERED;
+    }
+    char *token = sodium_malloc(KETEN_AUTH_TOKEN_CHARS + 1);
+    if (token == NULL) {
+        err_problem(c->resp, KETEN_ERR_NOMEM);
+        return KETEN_API_ANSWERED;
+    }
+    char id[KETEN_AUTH_TOKEN_ID_CHARS + 1];
+    e = keten_auth_token_create(c->node->store, tr.name, tr.scopes, tr.expires_at, now, token, id);
+    if (e != KETEN_OK) {
+        sodium_free(token);
+        err_problem(c->resp, e);
+        return KETEN_API_ANSWERED;
+    }
+    json_t *out = keten_auth_token_created_json(&tr, id, token, now);
+    sodium_free(token); /* wipes it */
+    if (out == NULL) {
+        err_problem(c->resp, KETEN_ERR_NOMEM);
+        return KETEN_API_ANSWERED;
+    }
+    char *text = json_dumps(out, JSON_COMPACT);
+    keten_auth_json_wipe_token(out);
+    json_decref(out);
+    if (text == NULL) {
+        err_problem(c->resp, KETEN_ERR_NOMEM);
+        return KETEN_API_ANSWERED;
+    }
+    c->resp->status = 201;
+    c->resp->content_type = CT_JSON;
+    c->resp->body = text; /* wiped when cleared */
+    c->resp->body_len = strlen(text);
+    snprintf(c->resp->object, sizeof c->resp->object, "token:%s", id);
+    return KETEN_API_ANSWERED;
+}
+
+static keten_api_result op_token_list(op_ctx *c)
+{
+    json_t *out = NULL;
+    keten_err e = keten_auth_token_list(c->node->store, keten_now_ms(), &out);
+    if (e != KETEN_OK) {
+        err_problem(c->resp, e);
+    } else {
+        json_answer(c->resp, 200, out);
+    }
+    return KETEN_API_ANSWERED;
+}
+
+static keten_api_result op_token_revoke(op_ctx *c)
+{
+    keten_err e = keten_auth_token_revoke(c->node->store, c->hex, keten_now_ms());
+    if (e == KETEN_ERR_REVOKED) {
+        keten_api_problem(c->resp, 409, "conflict", "Already revoked", 1,
+            "this token was revoked before; nothing changed (GET /v1/tokens lists them)");
+        return KETEN_API_ANSWERED;
+    }
+    if (e != KETEN_OK) {
+        err_problem(c->resp, e);
+        return KETEN_API_ANSWERED;
+    }
+    if (c->node->sessions != NULL) {
+        (void)keten_sessions_end_token(c->node->sessions, c->hex);
+    }
+    c->resp->status = 204;
+    return KETEN_API_ANSWERED;
+}
+
 /* ---- routing ------------------------------------------------------------- */
 
 typedef struct route {
@@ -1341,23 +1421,27 @@ typedef struct route {
     bool body; /* takes a JSON body */
     const char *action; /* for the access log */
     keten_api_result (*op)(op_ctx *c);
+    bool local; /* the Unix socket only (the node's operator) */
 } route;
 
 /* Literal paths come before templates with the same prefix. */
 static const route routes[] = {
-    { "GET", "/v1/ping", 0, false, "ping", op_ping },
-    { "GET", "/v1/node", KETEN_API_SCOPE_READ, false, "status", op_node },
-    { "GET", "/v1/capabilities", KETEN_API_SCOPE_READ, false, "capabilities", op_capabilities },
-    { "POST", "/v1/messages", KETEN_API_SCOPE_SEND, true, "send", op_send },
-    { "POST", "/v1/messages/validate", KETEN_API_SCOPE_SEND, true, "validate", op_validate },
-    { "GET", "/v1/messages/{msg_id}", KETEN_API_SCOPE_READ, false, "status", op_status },
-    { "GET", "/v1/inbox", KETEN_API_SCOPE_READ, false, "list-inbox", op_inbox },
-    { "GET", "/v1/inbox/{msg_id}", KETEN_API_SCOPE_READ, false, "read", op_show },
-    { "POST", "/v1/inbox/{msg_id}/ack", KETEN_API_SCOPE_ACK, false, "ack", op_ack },
-    { "POST", "/v1/inbox/{msg_id}/reply", KETEN_API_SCOPE_SEND, true, "reply", op_reply },
-    { "GET", "/v1/sent", KETEN_API_SCOPE_READ, false, "list-sent", op_sent },
-    { "GET", "/v1/checkpoint", KETEN_API_SCOPE_READ, false, "checkpoint", op_checkpoint },
-    { "GET", "/v1/checkpoints", KETEN_API_SCOPE_READ, false, "checkpoint", op_checkpoints },
+    { "GET", "/v1/ping", 0, false, "ping", op_ping, false },
+    { "GET", "/v1/node", KETEN_SCOPE_READ, false, "status", op_node, false },
+    { "GET", "/v1/capabilities", KETEN_SCOPE_READ, false, "capabilities", op_capabilities, false },
+    { "POST", "/v1/messages", KETEN_SCOPE_SEND, true, "send", op_send, false },
+    { "POST", "/v1/messages/validate", KETEN_SCOPE_SEND, true, "validate", op_validate, false },
+    { "GET", "/v1/messages/{msg_id}", KETEN_SCOPE_READ, false, "status", op_status, false },
+    { "GET", "/v1/inbox", KETEN_SCOPE_READ, false, "list-inbox", op_inbox, false },
+    { "GET", "/v1/inbox/{msg_id}", KETEN_SCOPE_READ, false, "read", op_show, false },
+    { "POST", "/v1/inbox/{msg_id}/ack", KETEN_SCOPE_ACK, false, "ack", op_ack, false },
+    { "POST", "/v1/inbox/{msg_id}/reply", KETEN_SCOPE_SEND, true, "reply", op_reply, false },
+    { "GET", "/v1/sent", KETEN_SCOPE_READ, false, "list-sent", op_sent, false },
+    { "GET", "/v1/checkpoint", KETEN_SCOPE_READ, false, "checkpoint", op_checkpoint, false },
+    { "GET", "/v1/checkpoints", KETEN_SCOPE_READ, false, "checkpoint", op_checkpoints, false },
+    { "POST", "/v1/tokens", 0, true, "token-create", op_token_create, true },
+    { "GET", "/v1/tokens", 0, false, "token-list", op_token_list, true },
+    { "DELETE", "/v1/tokens/{token_id}", 0, false, "token-revoke", op_token_revoke, true },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])
@@ -1368,7 +1452,7 @@ static bool path_match(const char *tmpl, const char *path, const char **seg, siz
     *seg = NULL;
     *seg_len = 0;
     while (*tmpl != '\0') {
-        if (strncmp(tmpl, "{msg_id}", 8) == 0) {
+        if (*tmpl == '{') {
             size_t n = strcspn(path, "/");
             if (n == 0) {
                 return false;
@@ -1376,7 +1460,7 @@ static bool path_match(const char *tmpl, const char *path, const char **seg, siz
             *seg = path;
             *seg_len = n;
             path += n;
-            tmpl += 8;
+            tmpl += strcspn(tmpl, "}") + 1;
         } else if (*tmpl++ != *path++) {
             return false;
         }
@@ -1403,7 +1487,7 @@ static bool json_content_type(const char *ct)
 
 static const char *scope_name(unsigned s)
 {
-    return s == KETEN_API_SCOPE_READ ? "read" : s == KETEN_API_SCOPE_SEND ? "send" : "ack";
+    return s == KETEN_SCOPE_READ ? "read" : s == KETEN_SCOPE_SEND ? "send" : "ack";
 }
 
 static bool msg_id_valid(const char *s, size_t n, uint8_t out[static KETEN_MSG_ID_BYTES])
@@ -1420,6 +1504,19 @@ static bool msg_id_valid(const char *s, size_t n, uint8_t out[static KETEN_MSG_I
     memcpy(hex, s, n);
     hex[n] = '\0';
     return keten_unhex(hex, out, KETEN_MSG_ID_BYTES) == KETEN_OK;
+}
+
+static bool token_id_valid(const char *s, size_t n)
+{
+    if (n != KETEN_AUTH_TOKEN_ID_CHARS) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /* Pick the route: literal paths win over templates. NULL: answered. */
@@ -1461,6 +1558,37 @@ static const route *find_route(
     return NULL;
 }
 
+void keten_api_describe(const char *method, const char *path, keten_api_response *resp)
+{
+    keten_api_request req = { .method = method, .path = path };
+    keten_api_response scratch;
+    memset(&scratch, 0, sizeof scratch);
+    const char *seg = NULL;
+    size_t seg_len = 0;
+    const route *r = find_route(&req, &scratch, &seg, &seg_len);
+    keten_api_response_clear(&scratch);
+    keten_err_clear();
+    snprintf(resp->action, sizeof resp->action, "%s", r != NULL ? r->action : "request");
+    resp->object[0] = '\0';
+    if (r == NULL) {
+        return;
+    }
+    if (r->local) {
+        bool id_ok = seg != NULL && token_id_valid(seg, seg_len);
+        snprintf(resp->object, sizeof resp->object, "%s%.*s", id_ok ? "token:" : "tokens",
+            id_ok ? (int)seg_len : 0, id_ok ? seg : "");
+    } else if (seg != NULL) {
+        uint8_t id[KETEN_MSG_ID_BYTES];
+        if (msg_id_valid(seg, seg_len, id)) {
+            snprintf(resp->object, sizeof resp->object, "message:%.*s", (int)seg_len, seg);
+        }
+    } else if (strncmp(r->path, "/v1/inbox", 9) == 0) {
+        snprintf(resp->object, sizeof resp->object, "inbox");
+    } else if (strcmp(r->path, "/v1/sent") == 0) {
+        snprintf(resp->object, sizeof resp->object, "sent");
+    }
+}
+
 keten_api_result keten_api_handle(
     keten_node *node, const keten_api_request *req, keten_api_response *resp)
 {
@@ -1476,7 +1604,26 @@ keten_api_result keten_api_handle(
         goto done;
     }
     snprintf(resp->action, sizeof resp->action, "%s", r->action);
-    if (seg != NULL) {
+    if (r->local && !req->local) {
+        keten_api_problem(resp, 403, "forbidden", "Not allowed from here", 1,
+            "tokens are managed on the node's own Unix socket only (HOME/api.sock, e.g. "
+            "keten-node token create), never over TCP");
+        goto done;
+    }
+    if (r->local) {
+        snprintf(resp->object, sizeof resp->object, "tokens");
+    }
+    if (seg != NULL && r->local) {
+        if (!token_id_valid(seg, seg_len)) {
+            field_problem(resp, "id", "not a token id", "16 lowercase hex characters",
+                "the token id in the path must be 16 lowercase hex characters (GET /v1/tokens "
+                "lists them)");
+            goto done;
+        }
+        memcpy(c.hex, seg, seg_len);
+        c.hex[seg_len] = '\0';
+        snprintf(resp->object, sizeof resp->object, "token:%s", c.hex);
+    } else if (seg != NULL) {
         if (!msg_id_valid(seg, seg_len, c.msg_id)) {
             field_problem(resp, "msg_id", "not a msg_id", "32 lowercase hex characters",
                 "the msg_id in the path must be 32 lowercase hex characters");

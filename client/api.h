@@ -15,6 +15,8 @@
  *   GET  /v1/inbox/{msg_id} [read]   POST /v1/inbox/{msg_id}/ack [ack]
  *   POST /v1/inbox/{msg_id}/reply [send] (?wait=MS)
  *   GET  /v1/sent [read] (?since)    GET /v1/checkpoint, /v1/checkpoints [read]
+ *   POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id} [the Unix socket
+ *   only: req->local; from elsewhere 403]
  * A path of none of them is 404, a known path with another method 405 (with
  * resp->allow), a scope the caller lacks 403, a body that is not JSON 415 or
  * 400, a msg_id that is not 32 lowercase hex characters 400; an unknown
@@ -44,6 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "err.h"
 #include "keten.h"
 #include "node.h"
@@ -56,12 +59,6 @@
 #define KETEN_API_QUERY_MAX 16 /* query parameters in one request */
 #define KETEN_API_ACTION_MAX 24
 #define KETEN_API_OBJECT_MAX 48
-
-/* Scopes: what a caller may do. */
-#define KETEN_API_SCOPE_READ 1u /* lists, show, status, capabilities, events */
-#define KETEN_API_SCOPE_SEND 2u /* send, reply, feedback, validate */
-#define KETEN_API_SCOPE_ACK 4u /* acknowledge */
-#define KETEN_API_SCOPE_ALL 7u
 
 typedef struct keten_api_param {
     const char *name;
@@ -77,7 +74,8 @@ typedef struct keten_api_request {
     const uint8_t *body; /* NULL when empty; not terminated; may hold content */
     size_t body_len;
     const char *actor; /* "local", "token:NAME", "person:X" */
-    unsigned scopes; /* KETEN_API_SCOPE_* */
+    unsigned scopes; /* KETEN_SCOPE_* (auth.h) */
+    bool local; /* came on the Unix socket: the node's operator (tokens) */
     uint64_t ticket; /* the transport's name for the request, for a later answer */
 } keten_api_request;
 
@@ -106,6 +104,11 @@ void keten_api_set_answer(keten_api *self, keten_api_answer_fn fn, void *ctx);
 /* Route and run one request (see above). resp is overwritten. */
 keten_api_result keten_api_handle(
     keten_node *node, const keten_api_request *req, keten_api_response *resp);
+
+/* What a request would be logged as, without running it: resp->action
+ * and resp->object only (for the access log line of a request refused
+ * before the router: 401, 403). */
+void keten_api_describe(const char *method, const char *path, keten_api_response *resp);
 
 /* The connection of ticket is gone: forget its wait or kept answer. */
 void keten_api_cancel(keten_api *self, uint64_t ticket);

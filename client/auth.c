@@ -1033,6 +1033,20 @@ keten_err keten_sessions_find(
     return KETEN_OK;
 }
 
+keten_err keten_sessions_alive(keten_sessions *self, const char *cookie, uint64_t now_ms)
+{
+    keten_session *s = NULL;
+    keten_err e = slot_of(self, cookie, &s);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (now_ms >= keten_session_expires_at(s)) {
+        slot_wipe(s);
+        return keten_err_set(KETEN_ERR_EXPIRED, "the session has ended: sign in again");
+    }
+    return KETEN_OK;
+}
+
 const keten_principal *keten_session_principal(const keten_session *s)
 {
     return &s->principal;

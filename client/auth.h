@@ -232,6 +232,13 @@ keten_err keten_sessions_create(keten_sessions *self, const keten_principal *pri
 keten_err keten_sessions_find(keten_sessions *self, const char *cookie, uint64_t now_ms,
     keten_session **out) KETEN_MUST_CHECK;
 
+/* Is the session of a cookie value still open at now_ms? The same answers
+ * as keten_sessions_find(), but its idle time is not restarted: for a
+ * check that is not a use (an open event stream before its next write),
+ * so that a page left open still ends after KETEN_SESSION_IDLE_MS. */
+keten_err keten_sessions_alive(
+    keten_sessions *self, const char *cookie, uint64_t now_ms) KETEN_MUST_CHECK;
+
 /* The principal of a session. */
 const keten_principal *keten_session_principal(const keten_session *s);
 /* When the session ends if unused (ms): the earliest of idle, absolute and

@@ -41,6 +41,9 @@ int cmd_run(int argc, char **argv)
     o.metrics = keten_config_get_str(kc, "metrics");
     o.metrics_remote = keten_config_get_bool(kc, "metrics-remote");
     o.api_listen = keten_config_get_str(kc, "api-listen");
+    o.web_root = keten_config_get_str(kc, "web-root");
+    o.access_log = keten_config_get_str(kc, "access-log");
+    o.config = kc;
     keten_log_init("keten-node", keten_cli_log_level(kc));
     bool running = false;
     keten_err e = keten_daemon_run(&o, &running); /* kc owns the strings in o: destroy it after */

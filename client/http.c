@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -15,13 +16,21 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "api.h"
+#include "auth.h"
+#include "events.h"
 #include "log.h"
 #include "util.h"
 
 #define LISTEN_BACKLOG 64
 #define ADDR_MAX 300
 #define BODY_INITIAL 4096
+#define WEB_FILE_MAX (4u << 20) /* bytes of one file of the web page */
+#define WEB_NAME_MAX 128
+#define SESSION_BODY_MAX 256 /* bytes of POST /v1/session's body */
+#define COOKIE_NAME "keten_session"
+#define COOKIE_HEADER_MAX 200
 
 #define CSP                                                                                        \
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
@@ -29,7 +38,11 @@
 
 typedef enum via { VIA_UNIX, VIA_TCP } via;
 
+/* How a caller showed who it is (what an event stream checks again). */
+typedef enum by { BY_NONE, BY_LOCAL, BY_PROXY, BY_TOKEN, BY_SESSION } by;
+
 typedef struct keten_http keten_http;
+typedef struct stream stream;
 
 /* One request on a connection, from its first call to its completion. */
 typedef struct http_req {
@@ -45,6 +58,11 @@ typedef struct http_req {
     keten_api_response resp;
     struct MHD_Connection *conn;
     struct http_req *next; /* the requests waiting for a later answer */
+    keten_principal who; /* the caller (for the access log: also when refused) */
+    by by;
+    char *cred; /* sodium_malloc: the Authorization value or the cookie (BY_TOKEN, BY_SESSION) */
+    keten_session *session; /* BY_SESSION, valid while the request is handled */
+    char set_cookie[COOKIE_HEADER_MAX]; /* a Set-Cookie header to send; "" none */
 } http_req;
 
 typedef struct listener {
@@ -61,26 +79,184 @@ struct keten_http {
     bool sock_made;
     uint64_t next_ticket;
     http_req *waiting;
+    keten_auth_config auth;
+    keten_sessions *sessions;
+    keten_accesslog *alog;
+    stream *streams;
+    size_t n_streams;
     FILE *trace; /* test hook */
 };
 
 /* ---- identity: the one place that says who is calling -------------------- */
 
-/* Who is calling, and with which scopes. The Unix socket is the node's own
- * operator. Over TCP nobody is known until tokens and sessions exist: only
- * /v1/ping and non-API paths are answered (false: 401). */
-static bool http_identify(
-    const http_req *r, struct MHD_Connection *conn, const char **actor, unsigned *scopes)
+static void problem_answer(keten_api_response *resp, unsigned status, const char *slug,
+    const char *title, int exit_code, const char *detail)
 {
-    (void)conn;
-    if (r->via == VIA_UNIX) {
-        *actor = "local";
-        *scopes = KETEN_API_SCOPE_ALL;
+    memset(resp, 0, sizeof *resp);
+    keten_api_problem(resp, status, slug, title, exit_code, detail);
+}
+
+static bool is_write(const char *method)
+{
+    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+}
+
+/* A copy of a credential in sodium_malloc memory (wiped when freed). */
+static char *cred_dup(const char *text)
+{
+    size_t n = strlen(text);
+    char *c = sodium_malloc(n + 1);
+    if (c != NULL) {
+        memcpy(c, text, n + 1);
+    }
+    return c;
+}
+
+static void cred_free(char **c)
+{
+    if (*c != NULL) {
+        sodium_free(*c);
+        *c = NULL;
+    }
+}
+
+/* An Origin header is absent, or names this very host (http:// or
+ * https:// followed by the Host header). */
+static bool origin_ok(struct MHD_Connection *conn)
+{
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (origin == NULL) {
         return true;
     }
-    *actor = "anonymous";
-    *scopes = 0;
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (host == NULL || host[0] == '\0') {
+        return false;
+    }
+    const char *rest = strncmp(origin, "http://", 7) == 0 ? origin + 7
+        : strncmp(origin, "https://", 8) == 0             ? origin + 8
+                                                          : NULL;
+    return rest != NULL && strcmp(rest, host) == 0;
+}
+
+static bool refuse(keten_api_response *resp, unsigned status, const char *detail)
+{
+    if (status == 401) {
+        problem_answer(resp, 401, "unauthorized", "Credentials needed", 1, detail);
+        resp->authenticate = true;
+    } else {
+        problem_answer(resp, 403, "forbidden", "Not allowed", 1, detail);
+    }
     return false;
+}
+
+/* Who is calling, and with which scopes: fills r->who and r->by. The Unix
+ * socket is the node's own operator (uid from SO_PEERCRED). Over TCP: a
+ * proxy's header (from proxy-address only: from anyone else 403), then an
+ * Authorization: Bearer token (a bad one 401), then the keten_session
+ * cookie (a POST or DELETE with it needs X-CSRF-Token, 403). A cross-site
+ * Origin on a POST or DELETE is 403 whatever the credentials. Nobody known:
+ * only /v1/ping, POST /v1/session and the web files are answered, the rest
+ * 401. false: resp holds the refusal. */
+static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *conn,
+    const char *method, const char *url, keten_api_response *resp)
+{
+    const union MHD_ConnectionInfo *ci
+        = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *peer = ci != NULL ? ci->client_addr : NULL;
+    if (r->via == VIA_UNIX) {
+        const union MHD_ConnectionInfo *fi
+            = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (fi == NULL || keten_auth_local_fd(fi->connect_fd, &r->who) != KETEN_OK) {
+            keten_err_clear();
+            return refuse(resp, 403, "the node cannot tell who is connected to its socket");
+        }
+        r->by = BY_LOCAL;
+        return true;
+    }
+    keten_auth_anonymous(KETEN_VIA_TCP, peer, &r->who);
+    bool api = strncmp(url, "/v1/", 4) == 0 || strcmp(url, "/v1") == 0;
+    bool open_session = strcmp(url, "/v1/session") == 0 && strcmp(method, "POST") == 0;
+    if (api && is_write(method) && !origin_ok(conn)) {
+        return refuse(resp, 403,
+            "the Origin of this request is not this host: the API answers its own web page "
+            "only (no cross-site requests)");
+    }
+    if (h->auth.proxy) {
+        const char *hv = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, h->auth.proxy_header);
+        keten_principal p;
+        keten_err e = keten_auth_proxy(&h->auth, peer, hv, &p);
+        if (e == KETEN_OK) {
+            r->who = p;
+            r->by = BY_PROXY;
+        } else if (e != KETEN_ERR_NOT_FOUND) {
+            char detail[300];
+            snprintf(detail, sizeof detail, "%s: %s", keten_strerror(e), keten_err_detail());
+            keten_err_clear();
+            return refuse(resp, 403, detail);
+        }
+        keten_err_clear();
+    }
+    const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (authz != NULL) {
+        keten_principal p;
+        keten_err e = keten_auth_bearer(h->node->store, authz, keten_now_ms(), peer, &p);
+        if (e != KETEN_OK) {
+            char detail[300];
+            snprintf(detail, sizeof detail, "%s: %s", keten_strerror(e), keten_err_detail());
+            keten_err_clear();
+            return refuse(resp, 401, detail);
+        }
+        r->who = p;
+        r->by = BY_TOKEN;
+        r->cred = cred_dup(authz);
+        return true;
+    }
+    const char *cookie = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, COOKIE_NAME);
+    if (cookie != NULL && !open_session) {
+        keten_session *sess = NULL;
+        keten_err e = keten_sessions_find(h->sessions, cookie, keten_now_ms(), &sess);
+        keten_err_clear();
+        if (e == KETEN_OK) {
+            const keten_principal *sp = keten_session_principal(sess);
+            if (is_write(method)) {
+                const char *csrf
+                    = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-CSRF-Token");
+                const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+                const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+                r->who = *sp;
+                keten_auth_peer_text(peer, r->who.peer);
+                if (keten_sessions_check_csrf(sess, csrf, origin, host != NULL ? host : "")
+                    != KETEN_OK) {
+                    keten_err_clear();
+                    return refuse(resp, 403,
+                        "a POST or DELETE with the session cookie needs the header X-CSRF-Token "
+                        "with the session's csrf_token (GET /v1/session gives it)");
+                }
+            }
+            r->who = *sp;
+            keten_auth_peer_text(peer, r->who.peer);
+            r->by = BY_SESSION;
+            r->session = sess;
+            r->cred = cred_dup(cookie);
+            return true;
+        }
+        if (r->by == BY_NONE && api && strcmp(url, "/v1/ping") != 0) {
+            return refuse(resp, 401,
+                "the web session has ended (signed out, or unused too long): sign in again "
+                "with POST /v1/session");
+        }
+    }
+    if (r->by == BY_PROXY && is_write(method) && !open_session) {
+        return refuse(resp, 403,
+            "a person the proxy names changes nothing without a web session: open one with "
+            "POST /v1/session {} and send its X-CSRF-Token");
+    }
+    if (r->by == BY_NONE && api && strcmp(url, "/v1/ping") != 0 && !open_session) {
+        return refuse(resp, 401,
+            "this listener needs credentials: Authorization: Bearer TOKEN (a token from POST "
+            "/v1/tokens on the node's Unix socket) or a web session");
+    }
+    return true;
 }
 
 /* ---- answers ------------------------------------------------------------- */
@@ -136,6 +312,33 @@ static bool add_header(struct MHD_Response *m, const char *name, const char *val
     return MHD_add_response_header(m, name, value) == MHD_YES;
 }
 
+/* The access log's line for an answer: every /v1/ request but a ping,
+ * and every refusal (401, 403) anywhere. Only the action and object the
+ * router names (never a query value, never content). */
+static void access_line(keten_http *h, const http_req *r, const char *method, const char *url,
+    unsigned status, const keten_api_response *resp)
+{
+    bool api = strncmp(url, "/v1/", 4) == 0 || strcmp(url, "/v1") == 0;
+    bool denied = status == 401 || status == 403;
+    if (h->alog == NULL || r == NULL || (!api && !denied)) {
+        return;
+    }
+    keten_api_response d;
+    memset(&d, 0, sizeof d);
+    if (resp->action[0] != '\0' && strcmp(resp->action, "request") != 0) {
+        memcpy(d.action, resp->action, sizeof d.action);
+        memcpy(d.object, resp->object, sizeof d.object);
+    } else {
+        keten_api_describe(method, url, &d);
+    }
+    if (strcmp(d.action, "ping") == 0 && !denied) {
+        return;
+    }
+    const char *result = denied ? "denied" : status < 400 ? "ok" : "error";
+    keten_access_log(
+        h->alog, &r->who, d.action, d.object[0] != '\0' ? d.object : NULL, result, (int)status);
+}
+
 /* MHD frees an answer's body with this: it may hold content. */
 static void wipe_free(void *body)
 {
@@ -143,16 +346,24 @@ static void wipe_free(void *body)
     free(body);
 }
 
+/* The headers on every answer (and Cache-Control: no-store on /v1/). */
+static bool add_security_headers(struct MHD_Response *m, const char *url)
+{
+    return add_header(m, "Content-Security-Policy", CSP)
+        && add_header(m, "X-Content-Type-Options", "nosniff")
+        && add_header(m, "Referrer-Policy", "no-referrer")
+        && (strncmp(url, "/v1/", 4) != 0 || add_header(m, "Cache-Control", "no-store"));
+}
+
 /* Queue resp (MHD takes its body, wiped when freed) with the security headers. */
 static enum MHD_Result send_answer(keten_http *h, struct MHD_Connection *conn, const char *method,
-    const char *url, const http_req *r, keten_api_response *resp)
+    const char *url, http_req *r, keten_api_response *resp)
 {
     unsigned status = resp->status != 0 ? resp->status : 500;
 #ifdef KETEN_TEST_HOOKS
     trace_answer(h, conn, method, url, r, status, resp);
-#else
-    (void)h, (void)method, (void)r;
 #endif
+    access_line(h, r, method, url, status, resp);
     struct MHD_Response *m = NULL;
     if (resp->body != NULL) {
         m = MHD_create_response_from_buffer_with_free_callback(
@@ -168,13 +379,14 @@ static enum MHD_Result send_answer(keten_http *h, struct MHD_Connection *conn, c
     if (m == NULL) {
         return MHD_NO;
     }
-    bool ok = add_header(m, "Content-Security-Policy", CSP)
-        && add_header(m, "X-Content-Type-Options", "nosniff")
-        && add_header(m, "Referrer-Policy", "no-referrer")
-        && (strncmp(url, "/v1/", 4) != 0 || add_header(m, "Cache-Control", "no-store"))
+    bool ok = add_security_headers(m, url)
         && (resp->content_type == NULL || add_header(m, "Content-Type", resp->content_type))
         && (resp->allow[0] == '\0' || add_header(m, "Allow", resp->allow))
-        && (!resp->authenticate || add_header(m, "WWW-Authenticate", "Bearer realm=\"keten\""));
+        && (!resp->authenticate || add_header(m, "WWW-Authenticate", "Bearer realm=\"keten\""))
+        && (r == NULL || r->set_cookie[0] == '\0' || add_header(m, "Set-Cookie", r->set_cookie));
+    if (r != NULL && r->set_cookie[0] != '\0') {
+        sodium_memzero(r->set_cookie, sizeof r->set_cookie); /* MHD keeps its own copy */
+    }
     enum MHD_Result rc = ok ? MHD_queue_response(conn, status, m) : MHD_NO;
     MHD_destroy_response(m);
     return rc;
@@ -266,11 +478,610 @@ static bool append_body(http_req *r, const char *data, size_t n)
     return true;
 }
 
-static void problem_answer(keten_api_response *resp, unsigned status, const char *slug,
-    const char *title, int exit_code, const char *detail)
+/* ---- JSON answers of the routes served here -------------------------------- */
+
+static void json_resp(keten_api_response *resp, unsigned status, json_t *body)
 {
-    memset(resp, 0, sizeof *resp);
-    keten_api_problem(resp, status, slug, title, exit_code, detail);
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        problem_answer(resp, 500, "internal", "The node failed", 1,
+            "the node ran out of memory answering this request; try again");
+        return;
+    }
+    resp->status = status;
+    resp->content_type = "application/json; charset=utf-8";
+    resp->body = text;
+    resp->body_len = strlen(text);
+}
+
+static bool content_is_json(struct MHD_Connection *conn)
+{
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) {
+        return false;
+    }
+    return ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ';
+}
+
+static void method_not_allowed(keten_api_response *resp, const char *allow)
+{
+    char detail[120];
+    snprintf(detail, sizeof detail, "this path is answered to %s only", allow);
+    problem_answer(resp, 405, "method-not-allowed", "Method not allowed", 2, detail);
+    snprintf(resp->allow, sizeof resp->allow, "%s", allow);
+}
+
+static void field_refusal(keten_api_response *resp, const char *field, const char *problem,
+    const char *allowed, const char *detail)
+{
+    problem_answer(resp, 400, "invalid-request", "Invalid request", 2, detail);
+    json_t *p = resp->body != NULL ? json_loads(resp->body, 0, NULL) : NULL;
+    json_t *errs
+        = json_pack("[{s:s, s:s, s:s}]", "field", field, "problem", problem, "allowed", allowed);
+    if (p != NULL && errs != NULL && json_object_set_new(p, "errors", errs) == 0) {
+        errs = NULL;
+        keten_api_response_clear(resp);
+        json_resp(resp, 400, p);
+        resp->content_type = "application/problem+json";
+        p = NULL;
+    }
+    json_decref(errs);
+    json_decref(p);
+}
+
+/* ---- web sessions (the page on api-listen) --------------------------------- */
+
+/* POST /v1/session {"token":T} or {} (a person the proxy names). */
+static void session_open(
+    keten_http *h, http_req *r, struct MHD_Connection *conn, keten_api_response *resp)
+{
+    if (!content_is_json(conn)) {
+        problem_answer(resp, 415, "unsupported-media-type", "Not JSON", 2,
+            "the body must be JSON: send Content-Type: application/json");
+        return;
+    }
+    if (r->len == 0 || r->len > SESSION_BODY_MAX) {
+        field_refusal(resp, "", "missing or too long", "{\"token\":TOKEN} or {}",
+            "send {\"token\":TOKEN} (an application token) or {} behind the configured proxy");
+        return;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb((const char *)r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *token = NULL;
+    const char *bad = NULL;
+    if (body == NULL || !json_is_object(body)) {
+        bad = "";
+    } else {
+        const char *k;
+        json_t *v;
+        json_object_foreach(body, k, v)
+        {
+            if (strcmp(k, "token") != 0) {
+                bad = "/";
+            } else if (!json_is_string(v) || json_string_length(v) > KETEN_AUTH_TOKEN_CHARS) {
+                bad = "/token";
+            } else {
+                token = json_string_value(v);
+            }
+        }
+    }
+    keten_principal p;
+    keten_err e = KETEN_OK;
+    if (bad != NULL) {
+        field_refusal(resp, bad[0] == '/' && bad[1] == '\0' ? "/" : bad, "not allowed here",
+            "token (a string: ktn_ and 43 characters)",
+            "send {\"token\":TOKEN} (an application token) or {} behind the configured proxy; "
+            "no other field");
+        goto out;
+    }
+    if (token != NULL) {
+        char *hv = sodium_malloc(8 + KETEN_AUTH_TOKEN_CHARS + 1);
+        if (hv == NULL) {
+            e = KETEN_ERR_NOMEM;
+        } else {
+            snprintf(hv, 8 + KETEN_AUTH_TOKEN_CHARS + 1, "Bearer %s", token);
+            e = keten_auth_bearer(h->node->store, hv, keten_now_ms(), NULL, &p);
+            sodium_free(hv);
+        }
+        if (e != KETEN_OK) {
+            char detail[300];
+            snprintf(detail, sizeof detail, "%s: %s; ask the node's operator for a token",
+                keten_strerror(e), keten_err_detail());
+            keten_err_clear();
+            (void)refuse(resp, 401, detail);
+            goto out;
+        }
+        snprintf(p.peer, sizeof p.peer, "%s", r->who.peer);
+    } else if (r->by == BY_PROXY) {
+        p = r->who;
+    } else {
+        (void)refuse(resp, 401,
+            "no credentials: send {\"token\":TOKEN} with an application token, or sign in "
+            "through the configured proxy");
+        goto out;
+    }
+    char *cookie = sodium_malloc(KETEN_AUTH_B64_CHARS + 1);
+    char csrf[KETEN_AUTH_B64_CHARS + 1];
+    uint64_t now = keten_now_ms();
+    keten_session *sess = NULL;
+    e = cookie == NULL ? KETEN_ERR_NOMEM
+                       : keten_sessions_create(h->sessions, &p, now, cookie, csrf);
+    if (e == KETEN_OK) {
+        e = keten_sessions_find(h->sessions, cookie, now, &sess);
+    }
+    if (e == KETEN_OK) {
+        json_resp(resp, 201, keten_session_json(sess));
+        snprintf(r->set_cookie, sizeof r->set_cookie,
+            COOKIE_NAME "=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%llu%s", cookie,
+            (unsigned long long)(KETEN_SESSION_MAX_MS / 1000), h->auth.proxy ? "; Secure" : "");
+        r->who = p;
+    } else {
+        char detail[300];
+        snprintf(detail, sizeof detail, "%s: %s", keten_strerror(e), keten_err_detail());
+        keten_err_clear();
+        problem_answer(resp, 500, "internal", "The node failed", 1, detail);
+    }
+    sodium_memzero(csrf, sizeof csrf);
+    if (cookie != NULL) {
+        sodium_free(cookie);
+    }
+out:
+    if (body != NULL) {
+        json_t *v = json_object_get(body, "token");
+        if (json_is_string(v)) {
+            sodium_memzero((void *)(uintptr_t)json_string_value(v), json_string_length(v));
+        }
+        json_decref(body);
+    }
+}
+
+static void session_route(keten_http *h, http_req *r, struct MHD_Connection *conn,
+    const char *method, keten_api_response *resp)
+{
+    bool post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0,
+         del = strcmp(method, "DELETE") == 0;
+    snprintf(resp->action, sizeof resp->action, "%s",
+        post      ? "session-open"
+            : del ? "session-end"
+                  : "session");
+    snprintf(resp->object, sizeof resp->object, "session");
+    char action[KETEN_API_ACTION_MAX], object[KETEN_API_OBJECT_MAX];
+    memcpy(action, resp->action, sizeof action);
+    memcpy(object, resp->object, sizeof object);
+    if (!post && !get && !del) {
+        method_not_allowed(resp, "GET, POST, DELETE");
+    } else if (r->via == VIA_UNIX) {
+        (void)refuse(resp, 403,
+            "web sessions are for the web page on the api-listen address; on the node's Unix "
+            "socket the caller is the node's operator already");
+    } else if (post) {
+        session_open(h, r, conn, resp);
+    } else if (r->by != BY_SESSION) {
+        (void)refuse(resp, 401, "no web session: sign in with POST /v1/session");
+    } else if (get) {
+        json_resp(resp, 200, keten_session_json(r->session));
+    } else {
+        if (keten_sessions_end(h->sessions, r->cred) != KETEN_OK) {
+            keten_err_clear();
+        }
+        r->session = NULL;
+        resp->status = 204;
+        snprintf(r->set_cookie, sizeof r->set_cookie,
+            COOKIE_NAME "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0%s",
+            h->auth.proxy ? "; Secure" : "");
+    }
+    memcpy(resp->action, action, sizeof action);
+    memcpy(resp->object, object, sizeof object);
+}
+
+/* ---- the web page's files (TCP only) --------------------------------------- */
+
+static const char *web_type(const char *name)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        { ".html", "text/html; charset=utf-8" },
+        { ".js", "text/javascript; charset=utf-8" },
+        { ".css", "text/css; charset=utf-8" },
+        { ".svg", "image/svg+xml" },
+        { ".json", "application/json; charset=utf-8" },
+        { ".png", "image/png" },
+    };
+    const char *dot = strrchr(name, '.');
+    for (size_t i = 0; dot != NULL && i < sizeof types / sizeof types[0]; i++) {
+        if (strcmp(dot, types[i].ext) == 0) {
+            return types[i].type;
+        }
+    }
+    return NULL;
+}
+
+/* A flat file name of the web page: [A-Za-z0-9][A-Za-z0-9._-]*, no "..". */
+static bool web_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > WEB_NAME_MAX || strstr(name, "..") != NULL
+        || !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z')
+            || (name[0] >= '0' && name[0] <= '9'))) {
+        return false;
+    }
+    return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+/* Read a regular file of at most WEB_FILE_MAX bytes (not through a link). */
+static char *web_read(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return NULL;
+    }
+    struct stat st;
+    char *buf = NULL;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0
+        && (uint64_t)st.st_size <= WEB_FILE_MAX) {
+        size_t size = (size_t)st.st_size;
+        buf = malloc(size + 1);
+        size_t got = 0;
+        while (buf != NULL && got < size) {
+            ssize_t n = read(fd, buf + got, size - got);
+            if (n <= 0) {
+                free(buf);
+                buf = NULL;
+            } else {
+                got += (size_t)n;
+            }
+        }
+        if (buf != NULL) {
+            buf[size] = '\0';
+            *len = size;
+        }
+    }
+    close(fd);
+    return buf;
+}
+
+static void web_route(
+    keten_http *h, http_req *r, const char *method, const char *url, keten_api_response *resp)
+{
+    const char *root = h->node->opts.web_root != NULL ? h->node->opts.web_root : KETEN_WEB_ROOT;
+    char rel[WEB_NAME_MAX + 16] = "";
+    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
+        snprintf(rel, sizeof rel, "index.html");
+    } else if (strncmp(url, "/static/", 8) == 0 && web_name_ok(url + 8)) {
+        snprintf(rel, sizeof rel, "static/%s", url + 8);
+    }
+    const char *type = rel[0] != '\0' ? web_type(rel) : NULL;
+    if (r->via == VIA_TCP && type != NULL && strcmp(method, "GET") != 0) {
+        method_not_allowed(resp, "GET");
+        return;
+    }
+    char path[PATH_MAX];
+    size_t len = 0;
+    char *body = NULL;
+    if (r->via == VIA_TCP && type != NULL && root != NULL
+        && snprintf(path, sizeof path, "%s/%s", root, rel) < (int)sizeof path) {
+        body = web_read(path, &len);
+    }
+    if (body == NULL) {
+        problem_answer(resp, 404, "not-found", "Not found", 2,
+            "no such page: the web page is GET / and its files GET /static/NAME, on the "
+            "api-listen address");
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = type;
+    resp->body = body;
+    resp->body_len = len;
+}
+
+/* ---- the event stream (GET /v1/events) ------------------------------------- */
+
+struct stream {
+    keten_http *h;
+    struct MHD_Connection *conn;
+    stream *next;
+    uint64_t pos; /* the last event id sent (or the starting point) */
+    by by;
+    char *cred; /* the credential checked again before each write (sodium_malloc) */
+    char *buf; /* what is to be written: event ids, types and headers, never content */
+    size_t len, off, cap;
+    uint64_t last_write; /* mono ms */
+    bool suspended;
+    bool ended;
+};
+
+static bool stream_append(stream *st, const char *text, size_t n)
+{
+    if (st->len + n > st->cap) {
+        size_t cap = st->cap == 0 ? 4096 : st->cap;
+        while (cap < st->len + n) {
+            cap *= 2;
+        }
+        char *nb = realloc(st->buf, cap);
+        if (nb == NULL) {
+            return false;
+        }
+        st->buf = nb;
+        st->cap = cap;
+    }
+    memcpy(st->buf + st->len, text, n);
+    st->len += n;
+    return true;
+}
+
+static bool stream_append_event(stream *st, const json_t *ev)
+{
+    char *text = NULL;
+    size_t n = 0;
+    if (keten_events_format_sse(ev, &text, &n) != KETEN_OK) {
+        keten_err_clear();
+        return false;
+    }
+    bool ok = stream_append(st, text, n);
+    free(text);
+    return ok;
+}
+
+/* Does the caller that opened the stream still hold the scope read? A
+ * revoked or expired token, or a session that ended, ends the stream. */
+static bool stream_still_allowed(stream *st)
+{
+    keten_http *h = st->h;
+    uint64_t now = keten_now_ms();
+    keten_err e = KETEN_OK;
+    if (st->by == BY_TOKEN) {
+        keten_principal p;
+        e = keten_auth_bearer(h->node->store, st->cred, now, NULL, &p);
+        if (e == KETEN_OK && (p.scopes & KETEN_SCOPE_READ) == 0) {
+            e = KETEN_ERR_PERMISSIONS;
+        }
+    } else if (st->by == BY_SESSION) {
+        e = keten_sessions_alive(h->sessions, st->cred, now); /* not a use: idle time runs on */
+    }
+    keten_err_clear();
+    return e == KETEN_OK;
+}
+
+/* Fill the buffer: a reset when what follows pos is no longer kept, the
+ * events after pos (a chunk), or a keep-alive when one is due. */
+static void stream_fill(stream *st)
+{
+    keten_node *node = st->h->node;
+    json_t *evs = NULL;
+    uint64_t oldest = 0, last = 0;
+    keten_err e = keten_events_read(node, st->pos, 100, &evs, &oldest, &last);
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_ERR, "event stream: cannot read the event log", "error=\"%s\"",
+            keten_err_detail());
+        keten_err_clear();
+    } else if (keten_events_need_reset(st->pos, oldest, last)) {
+        json_t *reset = keten_events_reset_json(oldest, last);
+        if (reset != NULL && stream_append_event(st, reset)) {
+            st->pos = last;
+        }
+        json_decref(reset);
+    } else {
+        size_t i;
+        json_t *ev;
+        json_array_foreach(evs, i, ev)
+        {
+            json_int_t id = json_integer_value(json_object_get(ev, "id"));
+            if (!stream_append_event(st, ev)) {
+                break;
+            }
+            st->pos = (uint64_t)id;
+        }
+    }
+    json_decref(evs);
+    if (st->len == 0 && keten_mono_ms() - st->last_write >= KETEN_HTTP_KEEPALIVE_MS) {
+        static const char ka[] = ": keep-alive\n\n";
+        (void)stream_append(st, ka, sizeof ka - 1);
+    }
+    if (st->len > 0 && !stream_still_allowed(st)) {
+        st->len = 0;
+        st->ended = true;
+    }
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    stream *st = cls;
+    if (st->off == st->len) {
+        st->off = st->len = 0;
+        if (!st->ended) {
+            stream_fill(st);
+        }
+        if (st->ended) {
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        if (st->len == 0) { /* nothing yet: wait for an event or the keep-alive */
+            st->suspended = true;
+            MHD_suspend_connection(st->conn);
+            return 0;
+        }
+    }
+    size_t n = st->len - st->off < max ? st->len - st->off : max;
+    memcpy(buf, st->buf + st->off, n);
+    st->off += n;
+    st->last_write = keten_mono_ms();
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    stream *st = cls;
+    keten_http *h = st->h;
+    for (stream **p = &h->streams; *p != NULL; p = &(*p)->next) {
+        if (*p == st) {
+            *p = st->next;
+            h->n_streams--;
+            break;
+        }
+    }
+    cred_free(&st->cred);
+    free(st->buf);
+    free(st);
+}
+
+/* Has the client of a suspended stream gone? libmicrohttpd does not watch
+ * a suspended connection, so the stream would hold its place until its
+ * next keep-alive: a peek at the socket tells (0: closed by the peer). */
+static bool stream_peer_gone(const stream *st)
+{
+    const union MHD_ConnectionInfo *fi
+        = MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (fi == NULL) {
+        return false;
+    }
+    char c;
+    ssize_t n = recv(fi->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Wake the streams: new events were committed (all), a keep-alive is due,
+ * the client went away, or the server stops. */
+static void streams_wake(keten_http *h, bool all)
+{
+    uint64_t now = keten_mono_ms();
+    for (stream *st = h->streams; st != NULL; st = st->next) {
+        if (st->suspended && !all && !st->ended && stream_peer_gone(st)) {
+            st->ended = true;
+        }
+        if (st->suspended
+            && (all || st->ended || now - st->last_write >= KETEN_HTTP_KEEPALIVE_MS)) {
+            st->suspended = false;
+            MHD_resume_connection(st->conn);
+        }
+    }
+}
+
+static void on_events(void *ctx, uint64_t newest_seq)
+{
+    (void)newest_seq;
+    streams_wake(ctx, true);
+}
+
+/* A Last-Event-ID or after: 1 to 20 digits, at most UINT64_MAX. */
+static bool parse_event_id(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 20 || strspn(s, "0123456789") != n) {
+        return false;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    if (errno == ERANGE) {
+        return false;
+    }
+    *out = (uint64_t)v;
+    return true;
+}
+
+static enum MHD_Result stream_arg(
+    void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    const char **bad = cls;
+    if (strcmp(key, "after") != 0 && *bad == NULL) {
+        *bad = key;
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result events_route(keten_http *h, http_req *r, struct MHD_Connection *conn,
+    const char *method, const char *url, keten_api_response *resp)
+{
+    snprintf(resp->action, sizeof resp->action, "events");
+    snprintf(resp->object, sizeof resp->object, "events");
+    const char *bad = NULL;
+    (void)MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, stream_arg, &bad);
+    const char *hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+    const char *after = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "after");
+    const char *given = hdr != NULL ? hdr : after;
+    uint64_t pos = 0;
+    if (strcmp(method, "GET") != 0) {
+        method_not_allowed(resp, "GET");
+    } else if (r->body != NULL) {
+        problem_answer(
+            resp, 400, "invalid-request", "Invalid request", 2, "this request takes no body");
+    } else if ((r->who.scopes & KETEN_SCOPE_READ) == 0) {
+        char detail[200];
+        snprintf(detail, sizeof detail,
+            "GET /v1/events needs the scope read, which %.140s does not have", r->who.actor);
+        problem_answer(resp, 403, "forbidden", "Scope missing", 1, detail);
+    } else if (bad != NULL) {
+        char field[80];
+        snprintf(field, sizeof field, "?%.64s", bad);
+        for (char *c = field; *c != '\0'; c++) {
+            *c = (*c >= 0x20 && *c < 0x7f) ? *c : '?';
+        }
+        field_refusal(resp, field, "unknown query parameter", "after",
+            "GET /v1/events takes only ?after=ID (or the Last-Event-ID header)");
+    } else if (given != NULL && !parse_event_id(given, &pos)) {
+        field_refusal(resp, hdr != NULL ? "Last-Event-ID" : "?after", "not an event id",
+            "1 to 20 digits, at most 18446744073709551615",
+            "an event id is the number after \"id:\" of an event this node sent");
+    } else if (h->n_streams >= KETEN_HTTP_STREAMS) {
+        char detail[160];
+        snprintf(detail, sizeof detail,
+            "this node serves at most %u event streams at once; close one or try again later",
+            (unsigned)KETEN_HTTP_STREAMS);
+        problem_answer(resp, 503, "busy", "Too many event streams", 1, detail);
+    } else if (given == NULL) { /* live only: from the newest */
+        json_t *evs = NULL;
+        uint64_t oldest = 0;
+        if (keten_events_read(h->node, UINT64_MAX - 1, 1, &evs, &oldest, &pos) != KETEN_OK) {
+            char detail[300];
+            snprintf(detail, sizeof detail, "the event log cannot be read: %s", keten_err_detail());
+            keten_err_clear();
+            problem_answer(resp, 500, "store-failed", "The node's store failed", 1, detail);
+        }
+        json_decref(evs);
+    }
+    if (resp->status != 0) {
+        return send_answer(h, conn, method, url, r, resp);
+    }
+    stream *st = calloc(1, sizeof *st);
+    struct MHD_Response *m = NULL;
+    if (st != NULL) {
+        st->h = h;
+        st->conn = conn;
+        st->pos = pos;
+        st->by = r->by;
+        st->cred = r->cred != NULL ? cred_dup(r->cred) : NULL;
+        st->last_write = keten_mono_ms();
+        m = (r->cred == NULL || st->cred != NULL) ? MHD_create_response_from_callback(
+                MHD_SIZE_UNKNOWN, 8192, stream_read, st, stream_free)
+                                                  : NULL;
+        if (m == NULL) {
+            cred_free(&st->cred);
+            free(st);
+        } else {
+            st->next = h->streams;
+            h->streams = st;
+            h->n_streams++;
+        }
+    }
+    if (m == NULL) {
+        problem_answer(resp, 500, "internal", "The node failed", 1,
+            "the node ran out of memory opening the event stream; try again");
+        return send_answer(h, conn, method, url, r, resp);
+    }
+    resp->status = 200;
+    resp->content_type = "text/event-stream";
+#ifdef KETEN_TEST_HOOKS
+    trace_answer(h, conn, method, url, r, 200, resp);
+#endif
+    access_line(h, r, method, url, 200, resp);
+    bool ok = add_security_headers(m, url) && add_header(m, "Content-Type", "text/event-stream")
+        && add_header(m, "X-Accel-Buffering", "no");
+    enum MHD_Result rc = ok ? MHD_queue_response(conn, 200, m) : MHD_NO;
+    MHD_destroy_response(m);
+    return rc;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -289,6 +1100,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         r->http = h;
         r->via = l->via;
         r->conn = conn;
+        const union MHD_ConnectionInfo *ci
+            = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        keten_auth_anonymous(l->via == VIA_UNIX ? KETEN_VIA_UNIX : KETEN_VIA_TCP,
+            l->via == VIA_TCP && ci != NULL ? ci->client_addr : NULL, &r->who);
         *con_cls = r;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > KETEN_API_REQUEST_MAX) {
@@ -318,20 +1133,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         problem_answer(&resp, 413, "too-large", "Request body too large", 2, detail);
         return send_answer(h, conn, method, url, r, &resp);
     }
-    const char *actor = NULL;
-    unsigned scopes = 0;
-    bool api_path = strncmp(url, "/v1/", 4) == 0 || strcmp(url, "/v1") == 0;
-    bool known = http_identify(r, conn, &actor, &scopes);
-    if (!known && api_path && strcmp(url, "/v1/ping") != 0) {
-        problem_answer(&resp, 401, "unauthorized", "Credentials needed", 1,
-            "this listener needs credentials: Authorization: Bearer TOKEN (a token from POST "
-            "/v1/tokens on the node's Unix socket) or a web session");
-        resp.authenticate = true;
+    if (!http_identify(h, r, conn, method, url, &resp)) {
         return send_answer(h, conn, method, url, r, &resp);
     }
-    /* Other handlers slot in here, before the API router: /v1/events (event
-     * stream), /v1/tokens (Unix socket only), /v1/session, and the web files
-     * (GET / and /static/NAME, TCP only). */
+    if (strcmp(url, "/v1/session") == 0) {
+        session_route(h, r, conn, method, &resp);
+        return send_answer(h, conn, method, url, r, &resp);
+    }
+    if (strcmp(url, "/v1/events") == 0) {
+        return events_route(h, r, conn, method, url, &resp);
+    }
+    if (strncmp(url, "/v1/", 4) != 0 && strcmp(url, "/v1") != 0) {
+        web_route(h, r, method, url, &resp);
+        return send_answer(h, conn, method, url, r, &resp);
+    }
     query_list q;
     memset(&q, 0, sizeof q);
     (void)MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &q);
@@ -350,8 +1165,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         .content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
         .body = r->body,
         .body_len = r->len,
-        .actor = actor,
-        .scopes = scopes,
+        .actor = r->who.actor,
+        .scopes = r->who.scopes,
+        .local = r->via == VIA_UNIX,
         .ticket = r->ticket,
     };
     /* Registered first: an answer may come before the handler returns. */
@@ -385,6 +1201,7 @@ static void completed(
         keten_api_cancel(l->http->node->api, r->ticket);
     }
     keten_api_response_clear(&r->resp);
+    cred_free(&r->cred);
     if (r->body != NULL) {
         sodium_memzero(r->body, r->cap);
         free(r->body);
@@ -553,7 +1370,23 @@ keten_err keten_http_open(keten_node *node, keten_http **out)
         return KETEN_ERR_NOMEM;
     }
     h->node = node;
-    keten_err e = open_unix(h, node->opts.home);
+    keten_err e = KETEN_OK;
+    if (node->opts.config != NULL) {
+        e = keten_auth_config_from(node->opts.config, &h->auth);
+    }
+    h->sessions = e == KETEN_OK ? keten_sessions_new(KETEN_SESSIONS_DEFAULT_MAX) : NULL;
+    if (e == KETEN_OK && h->sessions == NULL) {
+        e = KETEN_ERR_NOMEM;
+    }
+    if (e == KETEN_OK) {
+        e = keten_accesslog_open(node->opts.home, node->opts.access_log, &h->alog);
+    }
+    if (e == KETEN_OK) {
+        e = keten_events_set_listener(node, on_events, h);
+    }
+    if (e == KETEN_OK) {
+        e = open_unix(h, node->opts.home);
+    }
     if (e == KETEN_OK && node->opts.api_listen != NULL) {
         e = open_tcp(h, node->opts.api_listen);
     }
@@ -576,6 +1409,7 @@ keten_err keten_http_open(keten_node *node, keten_http **out)
         return e;
     }
     keten_api_set_answer(node->api, on_answer, h);
+    node->sessions = h->sessions;
     *out = h;
     return KETEN_OK;
 }
@@ -589,6 +1423,12 @@ void keten_http_destroy(keten_http **self_p)
     if (h->node->api != NULL) {
         keten_api_set_answer(h->node->api, NULL, NULL);
     }
+    keten_events_clear_listener(h->node);
+    h->node->sessions = NULL;
+    for (stream *st = h->streams; st != NULL; st = st->next) {
+        st->ended = true;
+    }
+    streams_wake(h, true);
     for (size_t i = 0; i < h->n_lis; i++) {
         /* Suspended connections must be resumed before the daemon stops. */
         for (http_req *r = h->waiting; r != NULL; r = r->next) {
@@ -605,6 +1445,8 @@ void keten_http_destroy(keten_http **self_p)
     if (h->trace != NULL) {
         fclose(h->trace);
     }
+    keten_sessions_destroy(&h->sessions);
+    keten_accesslog_destroy(&h->alog);
     free(h);
     *self_p = NULL;
 }
@@ -624,6 +1466,7 @@ size_t keten_http_fds(const keten_http *self, int fds[static KETEN_HTTP_LISTENER
 
 void keten_http_run(keten_http *self)
 {
+    streams_wake(self, false); /* keep-alives due */
     for (size_t i = 0; i < self->n_lis; i++) {
         (void)MHD_run(self->lis[i].daemon);
     }

@@ -8,8 +8,20 @@
  *     (actor "local", every scope);
  *   - api-listen HOST:PORT (optional), loopback only (127.0.0.1, ::1,
  *     localhost; anything else is refused at start: put a TLS reverse proxy
- *     on the node's host). Until tokens and sessions exist every /v1/ route
- *     there but /v1/ping is answered 401 (http_identify() in http.c).
+ *     on the node's host). Its callers show who they are (http_identify()
+ *     in http.c): the proxy's header (from proxy-address only; from anyone
+ *     else 403), an application token (Authorization: Bearer; a bad one
+ *     401), or the keten_session cookie of a web session (POST and DELETE
+ *     with it need X-CSRF-Token; a foreign Origin is 403). Without any,
+ *     only /v1/ping, POST /v1/session and the web page's files (GET /,
+ *     GET /static/NAME from web-root) are answered; the rest is 401.
+ * Served here, besides the router of api.h: /v1/session (TCP), the event
+ * stream GET /v1/events (at most KETEN_HTTP_STREAMS; a suspended
+ * connection woken by the event log's listener, a keep-alive every
+ * KETEN_HTTP_KEEPALIVE_MS, or its client going away; the caller's
+ * credential checked again before each write) and the web files. Token
+ * routes are the router's, on the Unix socket only. Every /v1/ request but
+ * a ping, and every 401 and 403, is a line of the access log (accesslog.h).
  * Each listener is an MHD daemon with MHD_USE_EPOLL and
  * MHD_ALLOW_SUSPEND_RESUME; keten_http_fds() gives their epoll fds for the
  * loop's zmq_poll, and keten_http_run() runs them, always inside a
@@ -37,6 +49,8 @@
 #define KETEN_HTTP_CONNECTIONS 256u
 #define KETEN_HTTP_TIMEOUT_S 60u
 #define KETEN_HTTP_LISTENERS 2 /* the Unix socket and api-listen */
+#define KETEN_HTTP_STREAMS 64u /* event streams open at once (503 beyond) */
+#define KETEN_HTTP_KEEPALIVE_MS 15000u /* an idle event stream's keep-alive comment */
 
 /* Open HOME/api.sock and, when node->opts.api_listen is set, the TCP
  * listener. KETEN_ERR_INVALID for an api-listen that is not loopback. */

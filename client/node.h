@@ -61,6 +61,8 @@ typedef struct keten_apizmq keten_apizmq;
 typedef struct keten_http keten_http;
 typedef struct keten_witness keten_witness;
 typedef struct keten_events keten_events;
+typedef struct keten_sessions keten_sessions;
+typedef struct keten_config keten_config;
 
 typedef struct keten_node_opts {
     const char *home;
@@ -73,6 +75,9 @@ typedef struct keten_node_opts {
     const char *metrics; /* ADDR:PORT of the Prometheus endpoint (metrics.h); NULL: none */
     bool metrics_remote; /* allow a metrics address that is not loopback */
     const char *api_listen; /* HOST:PORT of the HTTP API on loopback (http.h); NULL: none */
+    const char *web_root; /* the web page's files (index.html, static/) for api-listen */
+    const char *access_log; /* the HTTP API's access log; NULL: HOME/access.log */
+    const keten_config *config; /* proxy-address, proxy-user-header, proxy-scopes (auth.h) */
 } keten_node_opts;
 
 typedef struct keten_node_counters {
@@ -116,6 +121,7 @@ typedef struct keten_node {
     keten_http *http;
     keten_witness *witness;
     keten_events *events; /* the event log's listener (events.h); NULL: none */
+    keten_sessions *sessions; /* the web page's sessions (auth.h), owned by http.c */
     keten_node_counters counters;
     uint64_t next_request_id;
     uint64_t started_at; /* wall ms */

@@ -234,6 +234,13 @@ static const keten_config_setting node_settings[] = {
         .help = "what a person the proxy names may do: read, send, ack, separated by commas",
     },
     {
+        .name = "web-root",
+        .type = KETEN_CONFIG_PATH,
+        .min = 1,
+        .help = "the folder of the web page served on api-listen: index.html and static/ "
+                "(unset: the page installed with keten, DATADIR/keten/web)",
+    },
+    {
         .name = "access-log",
         .type = KETEN_CONFIG_PATH,
         .min = 1,

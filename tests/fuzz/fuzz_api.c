@@ -5,6 +5,8 @@
  * (no second line: no body and no Content-Type), routed by
  * keten_api_handle() inside a group-commit batch as the daemon does.
  *
+ * The caller is the node's operator on the Unix socket (every scope, the
+ * token routes too).
  * The node is gemeente-diemen of the test network (fuzz_common.h),
  * directory version 1, set up once as tests/unit/fixture_node.c does it,
  * with a real store in a temporary directory (on /dev/shm when there is
@@ -16,16 +18,18 @@
  *
  * Invariants:
  *   1. at most one answer per request;
- *   2. an answer has a status the API uses, a JSON object body, is a
- *      problem+json (type urn:keten:problem:*, a detail, its status, an exit
- *      of 1 to 3) exactly when its status is 400 or more, and names Allow
- *      exactly when it is 405;
+ *   2. an answer has a status the API uses, a JSON object body (none for
+ *      204, a token revoked), is a problem+json (type urn:keten:problem:*, a
+ *      detail, its status, an exit of 1 to 3) exactly when its status is 400
+ *      or more, and names Allow exactly when it is 405;
  *   3. while a batch holds answers none is given at once, and after the
  *      batch every request is answered except one with a positive ?wait;
  *   4. a JSON body that is not an object, on a route that takes a body, is
  *      400;
  *   5. a send that was answered 201 or 202 names a msg_id of 32 hex digits
- *      and the node then knows that message: GET /v1/messages/ID is 200.
+ *      and the node then knows that message: GET /v1/messages/ID is 200;
+ *   6. a token made (201) is ktn_ and 43 characters, and GET /v1/tokens
+ *      then lists it without that secret.
  */
 #include <jansson.h>
 #include <errno.h>
@@ -307,12 +311,16 @@ static void on_answer(void *ctx, uint64_t ticket, keten_api_response *resp)
 static json_t *check_answer(const keten_api_response *resp)
 {
     static const unsigned statuses[]
-        = { 200, 201, 202, 400, 403, 404, 405, 409, 413, 415, 422, 500, 503 };
+        = { 200, 201, 202, 204, 400, 403, 404, 405, 409, 413, 415, 422, 500, 503 };
     bool known = false;
     for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
         known = known || resp->status == statuses[i];
     }
     FUZZ_CHECK(known);
+    if (resp->status == 204) { /* a token revoked: no body */
+        FUZZ_CHECK(resp->body == NULL && resp->body_len == 0 && resp->allow[0] == '\0');
+        return json_object();
+    }
     FUZZ_CHECK(resp->body != NULL && resp->body_len == strlen(resp->body));
     json_t *j = json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES, NULL);
     FUZZ_CHECK(json_is_object(j));
@@ -350,7 +358,8 @@ static json_t *request(const input *in, keten_api_response *out)
         .body = in->body,
         .body_len = in->body_len,
         .actor = "local",
-        .scopes = KETEN_API_SCOPE_ALL,
+        .scopes = KETEN_SCOPE_ALL,
+        .local = true, /* the operator on the Unix socket: the token routes too */
         .ticket = ++next_ticket,
     };
     FUZZ_MUST(keten_store_batch_begin(node->store));
@@ -412,7 +421,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(resp.status == 400);
     }
     /* 5: a message sent is known */
-    if (r != NULL && (resp.status == 201 || resp.status == 202)) {
+    bool token_made = strcmp(in.method, "POST") == 0 && strcmp(in.path, "/v1/tokens") == 0;
+    if (r != NULL && token_made && resp.status == 201) {
+        /* 6: a token made is shown in its shape, and the list has no secret */
+        const char *tok = json_string_value(json_object_get(r, "token"));
+        FUZZ_CHECK(tok != NULL && strlen(tok) == KETEN_AUTH_TOKEN_CHARS
+            && strncmp(tok, KETEN_AUTH_TOKEN_PREFIX, 4) == 0);
+        input li;
+        memset(&li, 0, sizeof li);
+        memcpy(li.method, "GET", 4);
+        memcpy(li.path, "/v1/tokens", 11);
+        keten_api_response lresp = { 0 };
+        json_t *l = request(&li, &lresp);
+        FUZZ_CHECK(l != NULL && lresp.status == 200 && strstr(lresp.body, tok + 4) == NULL);
+        json_decref(l);
+        keten_api_response_clear(&lresp);
+    }
+    if (r != NULL && !token_made && (resp.status == 201 || resp.status == 202)) {
         const char *id = json_string_value(json_object_get(r, "msg_id"));
         uint8_t raw[KETEN_MSG_ID_BYTES];
         FUZZ_CHECK(id != NULL && strlen(id) == 2 * KETEN_MSG_ID_BYTES

@@ -123,7 +123,7 @@ static keten_api_result handle(ctx *t, const char *method, const char *path, con
         .body = (const uint8_t *)body,
         .body_len = body != NULL ? strlen(body) : 0,
         .actor = "local",
-        .scopes = scopes != 0 ? scopes : KETEN_API_SCOPE_ALL,
+        .scopes = scopes != 0 ? scopes : KETEN_SCOPE_ALL,
         .ticket = ++t->ticket,
     };
     return keten_api_handle(t->node, &req, resp);
@@ -282,14 +282,14 @@ static void test_requests(void **state)
     /* Scopes: read only cannot send; send can. */
     json_decref(call_full(t, "POST", "/v1/messages/validate", NULL,
         "{\"for\":\"send\",\"kind\":\"signal\",\"to\":[\"bravo\"],\"signal\":" SIGNAL "}", NULL,
-        KETEN_API_SCOPE_READ, 403));
+        KETEN_SCOPE_READ, 403));
     r = call_full(t, "POST", "/v1/messages/validate", NULL,
         "{\"for\":\"send\",\"kind\":\"signal\",\"to\":[\"bravo\"],\"signal\":" SIGNAL "}", NULL,
-        KETEN_API_SCOPE_SEND, 200);
+        KETEN_SCOPE_SEND, 200);
     assert_true(json_is_true(json_object_get(r, "valid")));
     json_decref(r);
-    json_decref(call_full(t, "GET", "/v1/inbox", NULL, NULL, NULL, KETEN_API_SCOPE_SEND, 403));
-    json_decref(call_full(t, "GET", "/v1/ping", NULL, NULL, NULL, KETEN_API_SCOPE_ACK, 200));
+    json_decref(call_full(t, "GET", "/v1/inbox", NULL, NULL, NULL, KETEN_SCOPE_SEND, 403));
+    json_decref(call_full(t, "GET", "/v1/ping", NULL, NULL, NULL, KETEN_SCOPE_ACK, 200));
 
     /* msg_ids and query parameters. */
     expect_problem(t, "GET", "/v1/inbox/xyz", NULL, NULL, 400, 2, "msg_id");

@@ -889,6 +889,21 @@ static void test_session_expiry(void **state)
     assert_int_equal(
         keten_sessions_find(s, cookie, T0 + 45 * MIN_MS - 1, &ses), KETEN_ERR_NOT_FOUND);
 
+    /* alive: checked every minute (an event stream), not used: still ends
+     * 15 minutes after the last use */
+    assert_int_equal(keten_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
+    for (uint64_t t = T0; t < T0 + 15 * MIN_MS; t += MIN_MS) {
+        assert_int_equal(keten_sessions_alive(s, cookie, t), KETEN_OK);
+    }
+    assert_int_equal(keten_sessions_alive(s, cookie, T0 + 15 * MIN_MS), KETEN_ERR_EXPIRED);
+    assert_int_equal(keten_sessions_alive(s, cookie, T0 + 15 * MIN_MS), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(keten_sessions_alive(s, "abc", T0), KETEN_ERR_MALFORMED);
+    /* twin: a use in between restarts the idle time */
+    assert_int_equal(keten_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
+    assert_int_equal(keten_sessions_find(s, cookie, T0 + 10 * MIN_MS, &ses), KETEN_OK);
+    assert_int_equal(keten_sessions_alive(s, cookie, T0 + 15 * MIN_MS), KETEN_OK);
+    assert_int_equal(keten_sessions_alive(s, cookie, T0 + 25 * MIN_MS), KETEN_ERR_EXPIRED);
+
     /* absolute: 8 hours, even when used every 10 minutes */
     assert_int_equal(keten_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
     for (uint64_t t = T0; t <= T0 + 8 * HOUR_MS - 10 * MIN_MS; t += 10 * MIN_MS) {
