@@ -48,6 +48,9 @@ if [ "$packaging" -eq 1 ]; then
 fi
 missing=()
 for p in "${packages[@]}"; do
+  # npm also comes with Node.js packages from outside Debian (which conflict
+  # with Debian's npm): an npm already on the PATH is used as it is.
+  if [ "$p" = npm ] && command -v npm >/dev/null; then continue; fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
