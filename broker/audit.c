@@ -82,7 +82,8 @@ static void set_msg_id(Keten__AuditRecord *rec, const uint8_t *msg_id)
     }
 }
 
-keten_err audit_submitted(broker *b, const keten_verified *v, uint32_t rule, uint64_t *leaf)
+keten_err audit_submitted(
+    broker *b, const keten_envelope_verified *v, uint32_t rule, uint64_t *leaf)
 {
     const Keten__Header *h = v->header;
     const Keten__Envelope *env = v->envelope;

@@ -27,7 +27,7 @@
 /* An accepted message: header bytes, hashes, signature, size bucket, the
  * allowing rule. */
 keten_err audit_submitted(
-    broker *b, const keten_verified *v, uint32_t rule, uint64_t *leaf) KETEN_MUST_CHECK;
+    broker *b, const keten_envelope_verified *v, uint32_t rule, uint64_t *leaf) KETEN_MUST_CHECK;
 
 /* A refused request: msg_id (NULL if none could be read), the authenticated
  * node as sender, the reason, the deciding rule (REASON_POLICY only). */

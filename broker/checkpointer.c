@@ -409,9 +409,9 @@ keten_err checkpointer_cosign(
     }
     if (e != KETEN_OK) {
         char detail[256];
-        snprintf(detail, sizeof detail, "cosignature refused: %s", keten_strerror(e));
+        snprintf(detail, sizeof detail, "cosignature refused: %s", keten_err_str(e));
         KETEN_LOG(KETEN_LOG_WARNING, "cosignature refused", "node=%s size=%llu error=\"%s\"",
-            c->node, (unsigned long long)cs->tree_size, keten_strerror(e));
+            c->node, (unsigned long long)cs->tree_size, keten_err_str(e));
         e = outq_error(
             b->out, c, request_id, KETEN__REASON__REASON_BAD_SIGNATURE, NULL, detail, 0);
         goto out;

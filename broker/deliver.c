@@ -318,7 +318,7 @@ void deliver_receipt_prepare(
     }
     if (e != KETEN_OK) {
         snprintf(rp->detail, sizeof rp->detail, "receipt batch does not verify: %s: %s",
-            keten_strerror(e), keten_err_detail());
+            keten_err_str(e), keten_err_detail());
         rp->refused = rp->detail;
         keten_err_clear();
     }

@@ -43,7 +43,7 @@ const Keten__NodeCert *dirstate_node_cert(
         return NULL;
     }
     const Keten__NodeCert *c = keten_directory_find_id(dir, node);
-    if (c == NULL || strcmp(c->role, "broker") == 0 || !keten_cert_valid_at(c, now)) {
+    if (c == NULL || strcmp(c->role, "broker") == 0 || !keten_directory_cert_valid_at(c, now)) {
         return NULL;
     }
     if (key != NULL && !key_eq(&c->transport_pk, key, KETEN_CURVE_KEY_BYTES)) {
@@ -324,7 +324,7 @@ out:
         char detail[512];
         snprintf(detail, sizeof detail, "%s", keten_err_detail());
         KETEN_LOG(KETEN_LOG_ERR, "directory file not installed",
-            "file=%s error=\"%s\" detail=\"%s\"", d->path, keten_strerror(e), detail);
+            "file=%s error=\"%s\" detail=\"%s\"", d->path, keten_err_str(e), detail);
         e = KETEN_OK;
     }
     keten_directory_destroy(&dir);

@@ -101,8 +101,9 @@ static json_t *field(const char *s)
     return json_string("(not valid UTF-8)");
 }
 
-void keten_access_log_at(keten_accesslog *self, uint64_t now_ms, const keten_principal *who,
-    const char *action, const char *object, const char *result, int http_status)
+void keten_accesslog_write_at(keten_accesslog *self, uint64_t now_ms,
+    const keten_auth_principal *who, const char *action, const char *object, const char *result,
+    int http_status)
 {
     if (self == NULL) {
         return;
@@ -146,10 +147,10 @@ void keten_access_log_at(keten_accesslog *self, uint64_t now_ms, const keten_pri
     }
 }
 
-void keten_access_log(keten_accesslog *self, const keten_principal *who, const char *action,
-    const char *object, const char *result, int http_status)
+void keten_accesslog_write(keten_accesslog *self, const keten_auth_principal *who,
+    const char *action, const char *object, const char *result, int http_status)
 {
-    keten_access_log_at(self, keten_now_ms(), who, action, object, result, http_status);
+    keten_accesslog_write_at(self, keten_now_ms(), who, action, object, result, http_status);
 }
 
 uint64_t keten_accesslog_failures(const keten_accesslog *self)

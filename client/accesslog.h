@@ -51,12 +51,13 @@ void keten_accesslog_destroy(keten_accesslog **self_p);
  * action ("read", "send", ...), object (NULL: null), result ("ok",
  * "denied", "error") and the HTTP status sent. A value over
  * KETEN_ACCESSLOG_FIELD_MAX bytes is cut. */
-void keten_access_log(keten_accesslog *self, const keten_principal *who, const char *action,
-    const char *object, const char *result, int http_status);
+void keten_accesslog_write(keten_accesslog *self, const keten_auth_principal *who,
+    const char *action, const char *object, const char *result, int http_status);
 
 /* The same with the time given (ms), for tests. */
-void keten_access_log_at(keten_accesslog *self, uint64_t now_ms, const keten_principal *who,
-    const char *action, const char *object, const char *result, int http_status);
+void keten_accesslog_write_at(keten_accesslog *self, uint64_t now_ms,
+    const keten_auth_principal *who, const char *action, const char *object, const char *result,
+    int http_status);
 
 /* Lines that could not be written since the log was opened. */
 uint64_t keten_accesslog_failures(const keten_accesslog *self);

@@ -129,14 +129,14 @@ void keten_auth_peer_text(const struct sockaddr *peer, char out[static KETEN_AUT
     }
 }
 
-static void principal_init(keten_principal *out, keten_auth_via via)
+static void principal_init(keten_auth_principal *out, keten_auth_via via)
 {
     memset(out, 0, sizeof *out);
     out->via = via;
     snprintf(out->peer, sizeof out->peer, "unknown");
 }
 
-void keten_auth_local(unsigned uid, keten_principal *out)
+void keten_auth_local(unsigned uid, keten_auth_principal *out)
 {
     principal_init(out, KETEN_VIA_UNIX);
     snprintf(out->actor, sizeof out->actor, "local");
@@ -144,7 +144,7 @@ void keten_auth_local(unsigned uid, keten_principal *out)
     out->scopes = KETEN_SCOPE_ALL;
 }
 
-keten_err keten_auth_local_fd(int fd, keten_principal *out)
+keten_err keten_auth_local_fd(int fd, keten_auth_principal *out)
 {
     struct ucred cred;
     socklen_t len = sizeof cred;
@@ -158,7 +158,8 @@ keten_err keten_auth_local_fd(int fd, keten_principal *out)
     return KETEN_OK;
 }
 
-void keten_auth_anonymous(keten_auth_via via, const struct sockaddr *peer, keten_principal *out)
+void keten_auth_anonymous(
+    keten_auth_via via, const struct sockaddr *peer, keten_auth_principal *out)
 {
     principal_init(out, via);
     snprintf(out->actor, sizeof out->actor, "anonymous");
@@ -358,7 +359,7 @@ static keten_err request_bad(const char **field_out, const char **allowed_out, c
     return keten_err_set(KETEN_ERR_INVALID, "%s", detail);
 }
 
-keten_err keten_auth_token_request(const json_t *body, uint64_t now_ms, keten_token_request *out,
+keten_err keten_auth_token_request(const json_t *body, uint64_t now_ms, keten_auth_token_params *out,
     const char **field_out, const char **allowed_out)
 {
     static const char name_allowed[] = "1 to 64 characters of a-z, 0-9, '.', '_' and '-'";
@@ -430,7 +431,7 @@ keten_err keten_auth_token_request(const json_t *body, uint64_t now_ms, keten_to
 }
 
 json_t *keten_auth_token_created_json(
-    const keten_token_request *req, const char *id, const char *token, uint64_t created_at)
+    const keten_auth_token_params *req, const char *id, const char *token, uint64_t created_at)
 {
     json_t *o = json_object();
     if (o == NULL) {
@@ -636,7 +637,7 @@ keten_err keten_auth_token_revoke(keten_store *st, const char *id, uint64_t now_
 }
 
 keten_err keten_auth_bearer(keten_store *st, const char *header_value, uint64_t now_ms,
-    const struct sockaddr *peer, keten_principal *out)
+    const struct sockaddr *peer, keten_auth_principal *out)
 {
     principal_init(out, KETEN_VIA_TCP);
     keten_auth_peer_text(peer, out->peer);
@@ -851,7 +852,7 @@ bool keten_auth_person_valid(const char *value, char *why, size_t why_size)
 }
 
 keten_err keten_auth_proxy(const keten_auth_config *cfg, const struct sockaddr *peer,
-    const char *header_value, keten_principal *out)
+    const char *header_value, keten_auth_principal *out)
 {
     principal_init(out, KETEN_VIA_TCP);
     keten_auth_peer_text(peer, out->peer);
@@ -879,27 +880,27 @@ keten_err keten_auth_proxy(const keten_auth_config *cfg, const struct sockaddr *
 
 /* ---- sessions ----------------------------------------------------------- */
 
-struct keten_session {
+struct keten_auth_session {
     bool used;
     uint8_t cookie_hash[KETEN_SHA256_BYTES];
     char csrf[KETEN_AUTH_B64_CHARS + 1];
-    keten_principal principal;
+    keten_auth_principal principal;
     uint64_t created_at, last_used;
 };
 
-struct keten_sessions {
-    keten_session *slots; /* sodium_malloc: cookie hashes and CSRF tokens */
+struct keten_auth_sessions {
+    keten_auth_session *slots; /* sodium_malloc: cookie hashes and CSRF tokens */
     size_t max;
 };
 
 #define SESSIONS_HARD_MAX 65536u
 
-keten_sessions *keten_sessions_new(size_t max)
+keten_auth_sessions *keten_auth_sessions_new(size_t max)
 {
     if (max == 0 || max > SESSIONS_HARD_MAX) {
         return NULL;
     }
-    keten_sessions *self = calloc(1, sizeof *self);
+    keten_auth_sessions *self = calloc(1, sizeof *self);
     if (self == NULL) {
         return NULL;
     }
@@ -913,18 +914,18 @@ keten_sessions *keten_sessions_new(size_t max)
     return self;
 }
 
-void keten_sessions_destroy(keten_sessions **self_p)
+void keten_auth_sessions_destroy(keten_auth_sessions **self_p)
 {
     if (self_p == NULL || *self_p == NULL) {
         return;
     }
-    keten_sessions *self = *self_p;
+    keten_auth_sessions *self = *self_p;
     sodium_free(self->slots); /* wipes */
     free(self);
     *self_p = NULL;
 }
 
-uint64_t keten_session_expires_at(const keten_session *s)
+uint64_t keten_auth_session_expires_at(const keten_auth_session *s)
 {
     uint64_t idle = s->last_used + KETEN_SESSION_IDLE_MS;
     uint64_t abs = s->created_at + KETEN_SESSION_MAX_MS;
@@ -935,13 +936,14 @@ uint64_t keten_session_expires_at(const keten_session *s)
     return t;
 }
 
-static void slot_wipe(keten_session *s)
+static void slot_wipe(keten_auth_session *s)
 {
     sodium_memzero(s, sizeof *s);
 }
 
-keten_err keten_sessions_create(keten_sessions *self, const keten_principal *principal,
-    uint64_t now_ms, char cookie_out[static KETEN_AUTH_B64_CHARS + 1],
+keten_err keten_auth_sessions_create(keten_auth_sessions *self,
+    const keten_auth_principal *principal, uint64_t now_ms,
+    char cookie_out[static KETEN_AUTH_B64_CHARS + 1],
     char csrf_out[static KETEN_AUTH_B64_CHARS + 1])
 {
     cookie_out[0] = '\0';
@@ -949,10 +951,10 @@ keten_err keten_sessions_create(keten_sessions *self, const keten_principal *pri
     if (principal->scopes == 0) {
         return keten_err_set(KETEN_ERR_INVALID, "a session needs a caller with a scope");
     }
-    keten_session *slot = NULL, *oldest = NULL;
+    keten_auth_session *slot = NULL, *oldest = NULL;
     for (size_t i = 0; i < self->max; i++) {
-        keten_session *s = &self->slots[i];
-        if (s->used && now_ms >= keten_session_expires_at(s)) {
+        keten_auth_session *s = &self->slots[i];
+        if (s->used && now_ms >= keten_auth_session_expires_at(s)) {
             slot_wipe(s);
         }
         if (!s->used) {
@@ -992,7 +994,7 @@ keten_err keten_sessions_create(keten_sessions *self, const keten_principal *pri
 
 /* The slot of a cookie value, compared with every live slot in constant
  * time per slot; NULL if none. */
-static keten_err slot_of(keten_sessions *self, const char *cookie, keten_session **out)
+static keten_err slot_of(keten_auth_sessions *self, const char *cookie, keten_auth_session **out)
 {
     *out = NULL;
     size_t len = cookie != NULL ? strnlen(cookie, KETEN_AUTH_B64_CHARS + 1) : 0;
@@ -1003,7 +1005,7 @@ static keten_err slot_of(keten_sessions *self, const char *cookie, keten_session
     uint8_t hash[KETEN_SHA256_BYTES];
     keten_sha256(hash, cookie, len);
     for (size_t i = 0; i < self->max; i++) {
-        keten_session *s = &self->slots[i];
+        keten_auth_session *s = &self->slots[i];
         if (sodium_memcmp(s->cookie_hash, hash, sizeof hash) == 0 && s->used) {
             *out = s;
         }
@@ -1015,16 +1017,16 @@ static keten_err slot_of(keten_sessions *self, const char *cookie, keten_session
     return KETEN_OK;
 }
 
-keten_err keten_sessions_find(
-    keten_sessions *self, const char *cookie, uint64_t now_ms, keten_session **out)
+keten_err keten_auth_sessions_find(
+    keten_auth_sessions *self, const char *cookie, uint64_t now_ms, keten_auth_session **out)
 {
     *out = NULL;
-    keten_session *s = NULL;
+    keten_auth_session *s = NULL;
     keten_err e = slot_of(self, cookie, &s);
     if (e != KETEN_OK) {
         return e;
     }
-    if (now_ms >= keten_session_expires_at(s)) {
+    if (now_ms >= keten_auth_session_expires_at(s)) {
         slot_wipe(s);
         return keten_err_set(KETEN_ERR_EXPIRED, "the session has ended: sign in again");
     }
@@ -1033,26 +1035,26 @@ keten_err keten_sessions_find(
     return KETEN_OK;
 }
 
-keten_err keten_sessions_alive(keten_sessions *self, const char *cookie, uint64_t now_ms)
+keten_err keten_auth_sessions_alive(keten_auth_sessions *self, const char *cookie, uint64_t now_ms)
 {
-    keten_session *s = NULL;
+    keten_auth_session *s = NULL;
     keten_err e = slot_of(self, cookie, &s);
     if (e != KETEN_OK) {
         return e;
     }
-    if (now_ms >= keten_session_expires_at(s)) {
+    if (now_ms >= keten_auth_session_expires_at(s)) {
         slot_wipe(s);
         return keten_err_set(KETEN_ERR_EXPIRED, "the session has ended: sign in again");
     }
     return KETEN_OK;
 }
 
-const keten_principal *keten_session_principal(const keten_session *s)
+const keten_auth_principal *keten_auth_session_principal(const keten_auth_session *s)
 {
     return &s->principal;
 }
 
-json_t *keten_session_json(const keten_session *s)
+json_t *keten_auth_session_json(const keten_auth_session *s)
 {
     json_t *o = json_object();
     if (o == NULL) {
@@ -1061,7 +1063,7 @@ json_t *keten_session_json(const keten_session *s)
     if (keten_rec_set(o, "actor", json_string(s->principal.actor)) != KETEN_OK
         || keten_rec_set(o, "scopes", keten_auth_scopes_json(s->principal.scopes)) != KETEN_OK
         || keten_rec_set(o, "csrf_token", json_string(s->csrf)) != KETEN_OK
-        || keten_rec_set(o, "expires_at", keten_rec_time(keten_session_expires_at(s)))
+        || keten_rec_set(o, "expires_at", keten_rec_time(keten_auth_session_expires_at(s)))
             != KETEN_OK) {
         json_decref(o);
         return NULL;
@@ -1086,8 +1088,8 @@ static bool origin_is_host(const char *origin, const char *host)
     return strcasecmp(rest, host) == 0;
 }
 
-keten_err keten_sessions_check_csrf(
-    const keten_session *s, const char *header, const char *origin, const char *host)
+keten_err keten_auth_sessions_check_csrf(
+    const keten_auth_session *s, const char *header, const char *origin, const char *host)
 {
     size_t len = header != NULL ? strnlen(header, KETEN_AUTH_B64_CHARS + 1) : 0;
     if (len != KETEN_AUTH_B64_CHARS || sodium_memcmp(header, s->csrf, KETEN_AUTH_B64_CHARS) != 0) {
@@ -1103,9 +1105,9 @@ keten_err keten_sessions_check_csrf(
     return KETEN_OK;
 }
 
-keten_err keten_sessions_end(keten_sessions *self, const char *cookie)
+keten_err keten_auth_sessions_end(keten_auth_sessions *self, const char *cookie)
 {
-    keten_session *s = NULL;
+    keten_auth_session *s = NULL;
     keten_err e = slot_of(self, cookie, &s);
     if (e != KETEN_OK) {
         return e;
@@ -1114,14 +1116,14 @@ keten_err keten_sessions_end(keten_sessions *self, const char *cookie)
     return KETEN_OK;
 }
 
-size_t keten_sessions_end_token(keten_sessions *self, const char *token_id)
+size_t keten_auth_sessions_end_token(keten_auth_sessions *self, const char *token_id)
 {
     size_t n = 0;
     if (token_id == NULL || token_id[0] == '\0') {
         return 0;
     }
     for (size_t i = 0; i < self->max; i++) {
-        keten_session *s = &self->slots[i];
+        keten_auth_session *s = &self->slots[i];
         if (s->used && strcmp(s->principal.token_id, token_id) == 0) {
             slot_wipe(s);
             n++;
@@ -1130,7 +1132,7 @@ size_t keten_sessions_end_token(keten_sessions *self, const char *token_id)
     return n;
 }
 
-size_t keten_sessions_count(const keten_sessions *self)
+size_t keten_auth_sessions_count(const keten_auth_sessions *self)
 {
     size_t n = 0;
     for (size_t i = 0; i < self->max; i++) {

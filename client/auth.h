@@ -4,7 +4,7 @@
  * sessions (docs/integration.md, "Tokens", "Behind a reverse proxy with
  * single sign-on").
  *
- * Every caller ends up as a keten_principal: an actor ("local",
+ * Every caller ends up as a keten_auth_principal: an actor ("local",
  * "token:NAME", "person:VALUE", "anonymous" before anything was shown), the
  * scopes it holds (KETEN_SCOPE_*), how it came (Unix socket or TCP) and its
  * peer ("uid=N" or the address). The HTTP server decides with it and writes
@@ -29,19 +29,19 @@
  * refused: someone is trying to claim a name. The value is 1 to 128
  * characters of valid UTF-8 without control characters or spaces.
  *
- * Sessions (the web page). keten_sessions_create() hands out a cookie value
+ * Sessions (the web page). keten_auth_sessions_create() hands out a cookie value
  * and a CSRF token (each 32 random bytes, unpadded base64url, 43
  * characters). The set keeps only the SHA-256 of the cookie (compared with
  * sodium_memcmp against each live session) and the CSRF token, in
  * sodium_malloc memory, wiped when a session ends. A session ends after
  * KETEN_SESSION_IDLE_MS without use, KETEN_SESSION_MAX_MS after it was
- * opened, when the token that opened it expires, on keten_sessions_end(),
- * or on keten_sessions_end_token() (call it after revoking a token). At
+ * opened, when the token that opened it expires, on keten_auth_sessions_end(),
+ * or on keten_auth_sessions_end_token() (call it after revoking a token). At
  * most the set's bound are kept; opening one more drops the oldest.
  *
- * Ownership: keten_sessions_new() returns a set freed with
- * keten_sessions_destroy() (wipes it). A keten_session pointer returned by
- * keten_sessions_find() is valid until the next call that changes the set
+ * Ownership: keten_auth_sessions_new() returns a set freed with
+ * keten_auth_sessions_destroy() (wipes it). A keten_auth_session pointer returned by
+ * keten_auth_sessions_find() is valid until the next call that changes the set
  * (create, find, end, end_token, destroy). JSON returned is a new reference.
  * Thread safety: none; the node's loop thread only.
  * Errors: KETEN_ERR_MALFORMED (a token, cookie or header of the wrong
@@ -93,14 +93,14 @@ typedef enum keten_auth_via {
     KETEN_VIA_TCP, /* api-listen */
 } keten_auth_via;
 
-typedef struct keten_principal {
+typedef struct keten_auth_principal {
     char actor[KETEN_AUTH_ACTOR_MAX]; /* "local", "token:NAME", "person:VALUE", "anonymous" */
     unsigned scopes; /* KETEN_SCOPE_* */
     keten_auth_via via;
     char peer[KETEN_AUTH_PEER_MAX]; /* "uid=1000", "127.0.0.1", "::1" */
     char token_id[KETEN_AUTH_TOKEN_ID_CHARS + 1]; /* a token's id; "" otherwise */
     uint64_t expires_at; /* a token's expiry (ms); 0: none */
-} keten_principal;
+} keten_auth_principal;
 
 /* ---- scopes ------------------------------------------------------------- */
 
@@ -116,13 +116,14 @@ json_t *keten_auth_scopes_json(unsigned scopes);
 
 /* The node's operator on the Unix socket: actor "local", every scope,
  * peer "uid=N" (the SO_PEERCRED uid). */
-void keten_auth_local(unsigned uid, keten_principal *out);
+void keten_auth_local(unsigned uid, keten_auth_principal *out);
 /* The same for a connected Unix socket: the uid from SO_PEERCRED.
  * KETEN_ERR_IO when the kernel does not tell (not a Unix socket). */
-keten_err keten_auth_local_fd(int fd, keten_principal *out) KETEN_MUST_CHECK;
+keten_err keten_auth_local_fd(int fd, keten_auth_principal *out) KETEN_MUST_CHECK;
 /* Nobody yet (for the access log line of a refused request): actor
  * "anonymous", no scope; peer from the address (NULL: "unknown"). */
-void keten_auth_anonymous(keten_auth_via via, const struct sockaddr *peer, keten_principal *out);
+void keten_auth_anonymous(
+    keten_auth_via via, const struct sockaddr *peer, keten_auth_principal *out);
 /* The address of peer as text ("127.0.0.1", "::1"); a mapped IPv4 address
  * as IPv4; "unknown" for NULL or another family. */
 void keten_auth_peer_text(const struct sockaddr *peer, char out[static KETEN_AUTH_PEER_MAX]);
@@ -144,19 +145,19 @@ keten_err keten_auth_token_create(keten_store *st, const char *name, unsigned sc
  * KETEN_ERR_INVALID with a detail, and *field_out the JSON pointer of the
  * field at fault ("/name", "/scopes/1", "" for the body itself) and
  * *allowed_out what is allowed there (static strings). */
-typedef struct keten_token_request {
+typedef struct keten_auth_token_params {
     char name[KETEN_AUTH_TOKEN_NAME_MAX + 1];
     unsigned scopes;
     uint64_t expires_at; /* 0: never */
-} keten_token_request;
-keten_err keten_auth_token_request(const json_t *body, uint64_t now_ms, keten_token_request *out,
+} keten_auth_token_params;
+keten_err keten_auth_token_request(const json_t *body, uint64_t now_ms, keten_auth_token_params *out,
     const char **field_out, const char **allowed_out) KETEN_MUST_CHECK;
 
 /* The answer of POST /v1/tokens (201): {"id","name","scopes","created_at",
  * "expires_at" (null: never),"token"}; NULL without memory. The caller
  * wipes the token in it before freeing (keten_auth_json_wipe_token). */
 json_t *keten_auth_token_created_json(
-    const keten_token_request *req, const char *id, const char *token, uint64_t created_at);
+    const keten_auth_token_params *req, const char *id, const char *token, uint64_t created_at);
 /* Overwrite the "token" string of obj in place (before json_decref). */
 void keten_auth_json_wipe_token(json_t *obj);
 
@@ -169,7 +170,7 @@ keten_err keten_auth_token_list(keten_store *st, uint64_t now_ms, json_t **out) 
 /* Revoke the token with this id: KETEN_ERR_NOT_FOUND (no such id; an id
  * that is not 16 lowercase hex is KETEN_ERR_MALFORMED), KETEN_ERR_REVOKED
  * (revoked before: nothing changes). Sessions the token opened are not
- * ended here: call keten_sessions_end_token(). */
+ * ended here: call keten_auth_sessions_end_token(). */
 keten_err keten_auth_token_revoke(
     keten_store *st, const char *id, uint64_t now_ms) KETEN_MUST_CHECK;
 
@@ -179,7 +180,7 @@ keten_err keten_auth_token_revoke(
  * Bearer, or not a token's shape), KETEN_ERR_NOT_FOUND (no such token),
  * KETEN_ERR_REVOKED, KETEN_ERR_EXPIRED (at or after expires_at). */
 keten_err keten_auth_bearer(keten_store *st, const char *header_value, uint64_t now_ms,
-    const struct sockaddr *peer, keten_principal *out) KETEN_MUST_CHECK;
+    const struct sockaddr *peer, keten_auth_principal *out) KETEN_MUST_CHECK;
 
 /* ---- proxy identity ----------------------------------------------------- */
 
@@ -203,7 +204,7 @@ keten_err keten_auth_config_from(const keten_config *cfg, keten_auth_config *out
  * proxy sent a value that is not a user name (refuse: 403). On KETEN_OK:
  * actor "person:VALUE", proxy-scopes, via TCP. */
 keten_err keten_auth_proxy(const keten_auth_config *cfg, const struct sockaddr *peer,
-    const char *header_value, keten_principal *out) KETEN_MUST_CHECK;
+    const char *header_value, keten_auth_principal *out) KETEN_MUST_CHECK;
 
 /* Is value a user name a proxy may send (1-128 characters of valid UTF-8,
  * no control characters, no spaces)? why: what is wrong. */
@@ -211,56 +212,57 @@ bool keten_auth_person_valid(const char *value, char *why, size_t why_size);
 
 /* ---- sessions ----------------------------------------------------------- */
 
-typedef struct keten_sessions keten_sessions;
-typedef struct keten_session keten_session;
+typedef struct keten_auth_sessions keten_auth_sessions;
+typedef struct keten_auth_session keten_auth_session;
 
 /* A set holding at most max sessions (1 to 65536); NULL without memory. */
-keten_sessions *keten_sessions_new(size_t max);
-void keten_sessions_destroy(keten_sessions **self_p);
+keten_auth_sessions *keten_auth_sessions_new(size_t max);
+void keten_auth_sessions_destroy(keten_auth_sessions **self_p);
 
 /* Open a session for principal at now_ms: writes the cookie value and the
  * CSRF token (each KETEN_AUTH_B64_CHARS + NUL; the caller wipes the cookie
  * after sending it). A full set first drops expired sessions, then the
  * oldest one. KETEN_ERR_INVALID for a principal without scopes. */
-keten_err keten_sessions_create(keten_sessions *self, const keten_principal *principal,
-    uint64_t now_ms, char cookie_out[static KETEN_AUTH_B64_CHARS + 1],
+keten_err keten_auth_sessions_create(keten_auth_sessions *self,
+    const keten_auth_principal *principal, uint64_t now_ms,
+    char cookie_out[static KETEN_AUTH_B64_CHARS + 1],
     char csrf_out[static KETEN_AUTH_B64_CHARS + 1]) KETEN_MUST_CHECK;
 
 /* The session of a cookie value at now_ms, its idle time restarted.
  * KETEN_ERR_MALFORMED (not 43 base64url characters), KETEN_ERR_NOT_FOUND
  * (unknown), KETEN_ERR_EXPIRED (ended by time now: it is dropped). */
-keten_err keten_sessions_find(keten_sessions *self, const char *cookie, uint64_t now_ms,
-    keten_session **out) KETEN_MUST_CHECK;
+keten_err keten_auth_sessions_find(keten_auth_sessions *self, const char *cookie, uint64_t now_ms,
+    keten_auth_session **out) KETEN_MUST_CHECK;
 
 /* Is the session of a cookie value still open at now_ms? The same answers
- * as keten_sessions_find(), but its idle time is not restarted: for a
+ * as keten_auth_sessions_find(), but its idle time is not restarted: for a
  * check that is not a use (an open event stream before its next write),
  * so that a page left open still ends after KETEN_SESSION_IDLE_MS. */
-keten_err keten_sessions_alive(
-    keten_sessions *self, const char *cookie, uint64_t now_ms) KETEN_MUST_CHECK;
+keten_err keten_auth_sessions_alive(
+    keten_auth_sessions *self, const char *cookie, uint64_t now_ms) KETEN_MUST_CHECK;
 
 /* The principal of a session. */
-const keten_principal *keten_session_principal(const keten_session *s);
+const keten_auth_principal *keten_auth_session_principal(const keten_auth_session *s);
 /* When the session ends if unused (ms): the earliest of idle, absolute and
  * token expiry. */
-uint64_t keten_session_expires_at(const keten_session *s);
+uint64_t keten_auth_session_expires_at(const keten_auth_session *s);
 /* {"actor","scopes":[...],"csrf_token","expires_at"} (the answer of POST
  * and GET /v1/session); NULL without memory. */
-json_t *keten_session_json(const keten_session *s);
+json_t *keten_auth_session_json(const keten_auth_session *s);
 
 /* A POST or DELETE with the session's cookie: header is the X-CSRF-Token
  * value (NULL: absent), origin the Origin header (NULL: absent) and host
  * the request's Host header. KETEN_ERR_PERMISSIONS when the CSRF token is
  * missing or differs (sodium_memcmp), or an Origin is present and is not
  * http://HOST or https://HOST. */
-keten_err keten_sessions_check_csrf(const keten_session *s, const char *header, const char *origin,
-    const char *host) KETEN_MUST_CHECK;
+keten_err keten_auth_sessions_check_csrf(const keten_auth_session *s, const char *header,
+    const char *origin, const char *host) KETEN_MUST_CHECK;
 
 /* End the session of a cookie value: KETEN_ERR_NOT_FOUND if none. */
-keten_err keten_sessions_end(keten_sessions *self, const char *cookie) KETEN_MUST_CHECK;
+keten_err keten_auth_sessions_end(keten_auth_sessions *self, const char *cookie) KETEN_MUST_CHECK;
 /* End every session a token opened; returns how many. */
-size_t keten_sessions_end_token(keten_sessions *self, const char *token_id);
+size_t keten_auth_sessions_end_token(keten_auth_sessions *self, const char *token_id);
 /* Live sessions (expired ones still kept count until found or dropped). */
-size_t keten_sessions_count(const keten_sessions *self);
+size_t keten_auth_sessions_count(const keten_auth_sessions *self);
 
 #endif

@@ -54,7 +54,7 @@ static keten_err last_seq(const keten_store *st, MDB_txn *txn, uint64_t *out)
 }
 
 keten_err keten_events_append(
-    keten_node *node, MDB_txn *txn, const keten_event *ev, uint64_t *seq_out)
+    keten_node *node, MDB_txn *txn, const keten_events_item *ev, uint64_t *seq_out)
 {
     uint64_t seq = 0;
     keten_err e = last_seq(node->store, txn, &seq);
@@ -100,7 +100,7 @@ keten_err keten_events_append(
 keten_err keten_events_message(keten_node *node, MDB_txn *txn,
     const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const Keten__Header *h)
 {
-    keten_event ev = { 0 };
+    keten_events_item ev = { 0 };
     ev.type = KETEN__EVENT_TYPE__EVENT_TYPE_MESSAGE;
     ev.msg_id = msg_id;
     ev.kind = h->kind;
@@ -113,7 +113,7 @@ keten_err keten_events_message(keten_node *node, MDB_txn *txn,
 keten_err keten_events_sent(keten_node *node, MDB_txn *txn,
     const uint8_t msg_id[static KETEN_MSG_ID_BYTES], Keten__SentState state)
 {
-    keten_event ev = { 0 };
+    keten_events_item ev = { 0 };
     ev.type = KETEN__EVENT_TYPE__EVENT_TYPE_SENT;
     ev.msg_id = msg_id;
     ev.sent_state = state;
@@ -124,7 +124,7 @@ keten_err keten_events_receipt(keten_node *node, MDB_txn *txn,
     const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *recipient,
     Keten__RecipientState state)
 {
-    keten_event ev = { 0 };
+    keten_events_item ev = { 0 };
     ev.type = KETEN__EVENT_TYPE__EVENT_TYPE_RECEIPT;
     ev.msg_id = msg_id;
     ev.recipient = recipient;
@@ -135,7 +135,7 @@ keten_err keten_events_receipt(keten_node *node, MDB_txn *txn,
 keten_err keten_events_handled(keten_node *node, MDB_txn *txn,
     const uint8_t msg_id[static KETEN_MSG_ID_BYTES], uint64_t handled_at)
 {
-    keten_event ev = { 0 };
+    keten_events_item ev = { 0 };
     ev.type = KETEN__EVENT_TYPE__EVENT_TYPE_HANDLED;
     ev.msg_id = msg_id;
     ev.handled_at = handled_at;
@@ -169,7 +169,7 @@ static keten_err event_data(const Keten__EventRecord *r, json_t **out)
     switch (r->type) {
     case KETEN__EVENT_TYPE__EVENT_TYPE_MESSAGE:
         if (e == KETEN_OK) {
-            e = keten_rec_set(d, "kind", json_string(keten_kind_name(r->kind)));
+            e = keten_rec_set(d, "kind", json_string(keten_policy_kind_name(r->kind)));
         }
         if (e == KETEN_OK) {
             e = keten_rec_set(d, "from", json_string(r->from));

@@ -67,7 +67,7 @@
 #define KETEN_EVENTS_LAST_KEY "events-last"
 
 /* One event to append. Pointers are borrowed for the call. */
-typedef struct keten_event {
+typedef struct keten_events_item {
     Keten__EventType type;
     const uint8_t *msg_id; /* KETEN_MSG_ID_BYTES */
     uint64_t time; /* wall ms; 0: now */
@@ -79,12 +79,12 @@ typedef struct keten_event {
     const char *recipient; /* receipt */
     Keten__RecipientState recipient_state; /* receipt */
     uint64_t handled_at; /* handled: wall ms */
-} keten_event;
+} keten_events_item;
 
 /* Append ev in txn (a write transaction of node->store) under the next
  * sequence number (*seq_out, may be NULL). */
-keten_err keten_events_append(
-    keten_node *node, MDB_txn *txn, const keten_event *ev, uint64_t *seq_out) KETEN_MUST_CHECK;
+keten_err keten_events_append(keten_node *node, MDB_txn *txn, const keten_events_item *ev,
+    uint64_t *seq_out) KETEN_MUST_CHECK;
 
 /* The call sites' shorthands: a new inbox message (from its header), a sent
  * message's new state, a recipient's new state, an acknowledgement. */

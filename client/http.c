@@ -58,10 +58,10 @@ typedef struct http_req {
     keten_api_response resp;
     struct MHD_Connection *conn;
     struct http_req *next; /* the requests waiting for a later answer */
-    keten_principal who; /* the caller (for the access log: also when refused) */
+    keten_auth_principal who; /* the caller (for the access log: also when refused) */
     by by;
     char *cred; /* sodium_malloc: the Authorization value or the cookie (BY_TOKEN, BY_SESSION) */
-    keten_session *session; /* BY_SESSION, valid while the request is handled */
+    keten_auth_session *session; /* BY_SESSION, valid while the request is handled */
     char set_cookie[COOKIE_HEADER_MAX]; /* a Set-Cookie header to send; "" none */
 } http_req;
 
@@ -80,7 +80,7 @@ struct keten_http {
     uint64_t next_ticket;
     http_req *waiting;
     keten_auth_config auth;
-    keten_sessions *sessions;
+    keten_auth_sessions *sessions;
     keten_accesslog *alog;
     stream *streams;
     size_t n_streams;
@@ -183,14 +183,14 @@ static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *con
     }
     if (h->auth.proxy) {
         const char *hv = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, h->auth.proxy_header);
-        keten_principal p;
+        keten_auth_principal p;
         keten_err e = keten_auth_proxy(&h->auth, peer, hv, &p);
         if (e == KETEN_OK) {
             r->who = p;
             r->by = BY_PROXY;
         } else if (e != KETEN_ERR_NOT_FOUND) {
             char detail[300];
-            snprintf(detail, sizeof detail, "%s: %s", keten_strerror(e), keten_err_detail());
+            snprintf(detail, sizeof detail, "%s: %s", keten_err_str(e), keten_err_detail());
             keten_err_clear();
             return refuse(resp, 403, detail);
         }
@@ -198,11 +198,11 @@ static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *con
     }
     const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (authz != NULL) {
-        keten_principal p;
+        keten_auth_principal p;
         keten_err e = keten_auth_bearer(h->node->store, authz, keten_now_ms(), peer, &p);
         if (e != KETEN_OK) {
             char detail[300];
-            snprintf(detail, sizeof detail, "%s: %s", keten_strerror(e), keten_err_detail());
+            snprintf(detail, sizeof detail, "%s: %s", keten_err_str(e), keten_err_detail());
             keten_err_clear();
             return refuse(resp, 401, detail);
         }
@@ -213,11 +213,11 @@ static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *con
     }
     const char *cookie = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, COOKIE_NAME);
     if (cookie != NULL && !open_session) {
-        keten_session *sess = NULL;
-        keten_err e = keten_sessions_find(h->sessions, cookie, keten_now_ms(), &sess);
+        keten_auth_session *sess = NULL;
+        keten_err e = keten_auth_sessions_find(h->sessions, cookie, keten_now_ms(), &sess);
         keten_err_clear();
         if (e == KETEN_OK) {
-            const keten_principal *sp = keten_session_principal(sess);
+            const keten_auth_principal *sp = keten_auth_session_principal(sess);
             if (is_write(method)) {
                 const char *csrf
                     = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-CSRF-Token");
@@ -225,7 +225,7 @@ static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *con
                 const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
                 r->who = *sp;
                 keten_auth_peer_text(peer, r->who.peer);
-                if (keten_sessions_check_csrf(sess, csrf, origin, host != NULL ? host : "")
+                if (keten_auth_sessions_check_csrf(sess, csrf, origin, host != NULL ? host : "")
                     != KETEN_OK) {
                     keten_err_clear();
                     return refuse(resp, 403,
@@ -335,7 +335,7 @@ static void access_line(keten_http *h, const http_req *r, const char *method, co
         return;
     }
     const char *result = denied ? "denied" : status < 400 ? "ok" : "error";
-    keten_access_log(
+    keten_accesslog_write(
         h->alog, &r->who, d.action, d.object[0] != '\0' ? d.object : NULL, result, (int)status);
 }
 
@@ -566,7 +566,7 @@ static void session_open(
             }
         }
     }
-    keten_principal p;
+    keten_auth_principal p;
     keten_err e = KETEN_OK;
     if (bad != NULL) {
         field_refusal(resp, bad[0] == '/' && bad[1] == '\0' ? "/" : bad, "not allowed here",
@@ -587,7 +587,7 @@ static void session_open(
         if (e != KETEN_OK) {
             char detail[300];
             snprintf(detail, sizeof detail, "%s: %s; ask the node's operator for a token",
-                keten_strerror(e), keten_err_detail());
+                keten_err_str(e), keten_err_detail());
             keten_err_clear();
             (void)refuse(resp, 401, detail);
             goto out;
@@ -604,21 +604,21 @@ static void session_open(
     char *cookie = sodium_malloc(KETEN_AUTH_B64_CHARS + 1);
     char csrf[KETEN_AUTH_B64_CHARS + 1];
     uint64_t now = keten_now_ms();
-    keten_session *sess = NULL;
+    keten_auth_session *sess = NULL;
     e = cookie == NULL ? KETEN_ERR_NOMEM
-                       : keten_sessions_create(h->sessions, &p, now, cookie, csrf);
+                       : keten_auth_sessions_create(h->sessions, &p, now, cookie, csrf);
     if (e == KETEN_OK) {
-        e = keten_sessions_find(h->sessions, cookie, now, &sess);
+        e = keten_auth_sessions_find(h->sessions, cookie, now, &sess);
     }
     if (e == KETEN_OK) {
-        json_resp(resp, 201, keten_session_json(sess));
+        json_resp(resp, 201, keten_auth_session_json(sess));
         snprintf(r->set_cookie, sizeof r->set_cookie,
             COOKIE_NAME "=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%llu%s", cookie,
             (unsigned long long)(KETEN_SESSION_MAX_MS / 1000), h->auth.proxy ? "; Secure" : "");
         r->who = p;
     } else {
         char detail[300];
-        snprintf(detail, sizeof detail, "%s: %s", keten_strerror(e), keten_err_detail());
+        snprintf(detail, sizeof detail, "%s: %s", keten_err_str(e), keten_err_detail());
         keten_err_clear();
         problem_answer(resp, 500, "internal", "The node failed", 1, detail);
     }
@@ -660,9 +660,9 @@ static void session_route(keten_http *h, http_req *r, struct MHD_Connection *con
     } else if (r->by != BY_SESSION) {
         (void)refuse(resp, 401, "no web session: sign in with POST /v1/session");
     } else if (get) {
-        json_resp(resp, 200, keten_session_json(r->session));
+        json_resp(resp, 200, keten_auth_session_json(r->session));
     } else {
-        if (keten_sessions_end(h->sessions, r->cred) != KETEN_OK) {
+        if (keten_auth_sessions_end(h->sessions, r->cred) != KETEN_OK) {
             keten_err_clear();
         }
         r->session = NULL;
@@ -832,13 +832,14 @@ static bool stream_still_allowed(stream *st)
     uint64_t now = keten_now_ms();
     keten_err e = KETEN_OK;
     if (st->by == BY_TOKEN) {
-        keten_principal p;
+        keten_auth_principal p;
         e = keten_auth_bearer(h->node->store, st->cred, now, NULL, &p);
         if (e == KETEN_OK && (p.scopes & KETEN_SCOPE_READ) == 0) {
             e = KETEN_ERR_PERMISSIONS;
         }
     } else if (st->by == BY_SESSION) {
-        e = keten_sessions_alive(h->sessions, st->cred, now); /* not a use: idle time runs on */
+        e = keten_auth_sessions_alive(
+            h->sessions, st->cred, now); /* not a use: idle time runs on */
     }
     keten_err_clear();
     return e == KETEN_OK;
@@ -1374,7 +1375,7 @@ keten_err keten_http_open(keten_node *node, keten_http **out)
     if (node->opts.config != NULL) {
         e = keten_auth_config_from(node->opts.config, &h->auth);
     }
-    h->sessions = e == KETEN_OK ? keten_sessions_new(KETEN_SESSIONS_DEFAULT_MAX) : NULL;
+    h->sessions = e == KETEN_OK ? keten_auth_sessions_new(KETEN_SESSIONS_DEFAULT_MAX) : NULL;
     if (e == KETEN_OK && h->sessions == NULL) {
         e = KETEN_ERR_NOMEM;
     }
@@ -1445,7 +1446,7 @@ void keten_http_destroy(keten_http **self_p)
     if (h->trace != NULL) {
         fclose(h->trace);
     }
-    keten_sessions_destroy(&h->sessions);
+    keten_auth_sessions_destroy(&h->sessions);
     keten_accesslog_destroy(&h->alog);
     free(h);
     *self_p = NULL;

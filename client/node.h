@@ -61,7 +61,7 @@ typedef struct keten_apizmq keten_apizmq;
 typedef struct keten_http keten_http;
 typedef struct keten_witness keten_witness;
 typedef struct keten_events keten_events;
-typedef struct keten_sessions keten_sessions;
+typedef struct keten_auth_sessions keten_auth_sessions;
 typedef struct keten_config keten_config;
 
 typedef struct keten_node_opts {
@@ -121,7 +121,7 @@ typedef struct keten_node {
     keten_http *http;
     keten_witness *witness;
     keten_events *events; /* the event log's listener (events.h); NULL: none */
-    keten_sessions *sessions; /* the web page's sessions (auth.h), owned by http.c */
+    keten_auth_sessions *sessions; /* the web page's sessions (auth.h), owned by http.c */
     keten_node_counters counters;
     uint64_t next_request_id;
     uint64_t started_at; /* wall ms */

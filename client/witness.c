@@ -270,7 +270,7 @@ static void save_witnessed(
     }
     keten_store_abort(&txn);
     if (e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "cannot store witness state", "error=\"%s\"", keten_strerror(e));
+        KETEN_LOG(KETEN_LOG_ERR, "cannot store witness state", "error=\"%s\"", keten_err_str(e));
     }
 }
 
@@ -537,7 +537,7 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         node->counters.checkpoints_refused++;
         keten_alarm_evidence(node, "bad-checkpoint",
             "a checkpoint that does not open with the broker's log key (%s: %s); not accepted",
-            keten_strerror(e), keten_err_detail());
+            keten_err_str(e), keten_err_detail());
         return;
     }
     char origin[KETEN_ORIGIN_MAX + 8];

@@ -344,7 +344,7 @@ static void warn_incomplete_previous(const admindir *ad, uint64_t version)
 static int check_previous(const admindir *ad, const sign_args *a, uint64_t now)
 {
     admindir_published p;
-    keten_dirdiff *d = NULL;
+    keten_dirbuild_changes *d = NULL;
     keten_err e = admindir_last_published(ad, now, &p);
     if (e == KETEN_OK && p.version > 0) {
         e = keten_dirbuild_diff(p.doc, keten_dirbuild_doc(ad->draft), &d);
@@ -395,7 +395,7 @@ static int check_previous(const admindir *ad, const sign_args *a, uint64_t now)
             (unsigned long long)p.version, ad->path);
         rc = keten_cli_error(e);
     }
-    keten_dirdiff_destroy(&d);
+    keten_dirbuild_changes_destroy(&d);
     admindir_published_free(&p);
     return rc;
 }

@@ -95,7 +95,7 @@ static keten_err chain_broken(verdict *v, keten_err e, const char *path)
     int n = snprintf(v->detail, sizeof v->detail, "the chain breaks at ");
     if (n > 0 && (size_t)n < sizeof v->detail) {
         size_t used = (size_t)n;
-        const char *parts[] = { path, ": ", keten_strerror(e), ": ", keten_err_detail() };
+        const char *parts[] = { path, ": ", keten_err_str(e), ": ", keten_err_detail() };
         for (size_t i = 0; i < sizeof parts / sizeof parts[0] && used + 1 < sizeof v->detail; i++) {
             size_t room = sizeof v->detail - used - 1;
             size_t l = strlen(parts[i]);
@@ -565,7 +565,7 @@ static void print_text(const view *w)
             w->anchor_path, v->detail);
     } else {
         printf("verification against %s: NOT VALID: %s: %s\n", w->anchor_path,
-            keten_strerror(v->err), v->detail);
+            keten_err_str(v->err), v->detail);
     }
     if (v->newer != 0) {
         printf("note: version %llu lies beside it (%s): a node or broker that has installed a "
@@ -638,7 +638,7 @@ static json_t *doc_json(const view *w)
         ver = json_pack("{s:b, s:s, s:s, s:b}", "checked", true, "anchor", w->anchor_path, "method",
             v->method, "valid", v->err == KETEN_OK);
         if (ver != NULL && v->err != KETEN_OK) {
-            json_object_set_new(ver, "error", json_string(keten_strerror(v->err)));
+            json_object_set_new(ver, "error", json_string(keten_err_str(v->err)));
             json_object_set_new(ver, "detail", json_string(v->detail));
             json_object_set_new(ver, "chain_missing", json_boolean(v->chain_missing));
         }
@@ -855,7 +855,7 @@ int cmd_show(int argc, char **argv)
         print_text(&w);
     }
     if (v.checked && v.err != KETEN_OK) {
-        fprintf(stderr, "%s: %s: %s\n", keten_cli_prog(), keten_strerror(v.err), v.detail);
+        fprintf(stderr, "%s: %s: %s\n", keten_cli_prog(), keten_err_str(v.err), v.detail);
         /* A chain that is not there could not be checked: that is not a
          * verification failure of the file itself. */
         rc = v.chain_missing ? KETEN_EXIT_FAILURE : KETEN_EXIT_VERIFY;

@@ -650,7 +650,7 @@ keten_err keten_checkpoint_sign(const keten_checkpoint *cp, const char *key_name
     if (err != KETEN_OK) {
         err = keten_err_set(KETEN_ERR_CRYPTO,
             "the checkpoint just signed does not verify (%s); the signing key is damaged",
-            keten_strerror(err));
+            keten_err_str(err));
         goto out;
     }
     *note_out = s;

@@ -1209,7 +1209,7 @@ const Keten__Revocation *keten_directory_find_revoked_serial(
     return NULL;
 }
 
-bool keten_revocation_compromised(const Keten__Revocation *r)
+bool keten_directory_revocation_compromised(const Keten__Revocation *r)
 {
     static const char word[] = "compromise";
     if (r == NULL || r->reason == NULL) {
@@ -1237,7 +1237,7 @@ const Keten__NodeCert *keten_directory_find_sign_key(
     return e != NULL ? e->val : NULL;
 }
 
-bool keten_cert_valid_at(const Keten__NodeCert *cert, uint64_t now_ms)
+bool keten_directory_cert_valid_at(const Keten__NodeCert *cert, uint64_t now_ms)
 {
     return cert != NULL && cert->not_before <= now_ms && now_ms < cert->not_after;
 }

@@ -111,7 +111,7 @@ const Keten__Revocation *keten_directory_find_revoked_serial(
  * names one: the word "compromise" in any case ("key-compromise: laptop
  * stolen"). Receipts and messages signed with such
  * a key never count, whatever time they state. */
-bool keten_revocation_compromised(const Keten__Revocation *r);
+bool keten_directory_revocation_compromised(const Keten__Revocation *r);
 /* The longest lifetime (expires_at - created_at, ms) a message may have
  * under this directory: its max_message_lifetime, or
  * KETEN_MAX_LIFETIME_DEFAULT_MS when it sets none. */
@@ -121,7 +121,7 @@ const Keten__NodeCert *keten_directory_find_sign_key(const keten_directory *self
     const uint8_t pk[static KETEN_SIGN_PK_BYTES]);
 
 /* Is the certificate usable at now_ms (not_before <= now < not_after)? */
-bool keten_cert_valid_at(const Keten__NodeCert *cert, uint64_t now_ms);
+bool keten_directory_cert_valid_at(const Keten__NodeCert *cert, uint64_t now_ms);
 
 bool keten_directory_category_registered(const keten_directory *self, const char *category);
 bool keten_directory_purpose_registered(const keten_directory *self, const char *purpose);

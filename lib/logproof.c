@@ -74,11 +74,12 @@ static keten_err differs(const char *what)
         "the audit record is not this message's submitted record: %s differs", what);
 }
 
-keten_err keten_record_is_envelope(
+keten_err keten_logproof_record_is_envelope(
     const Keten__AuditRecord *r, const uint8_t *env, size_t env_len, const Keten__Envelope *e)
 {
     if (r == NULL || env == NULL || e == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_record_is_envelope: missing argument");
+        return keten_err_set(
+            KETEN_ERR_INVALID, "keten_logproof_record_is_envelope: missing argument");
     }
     if (r->event != KETEN__EVENT__EVENT_SUBMITTED) {
         return keten_err_set(KETEN_ERR_INCONSISTENT,

@@ -11,7 +11,7 @@
  *
  * keten_logproof_verify() checks the path and parses the leaf canonically
  * (KETEN_AUDIT_RECORD_MAX), and refuses a record whose seq is not the leaf
- * index. keten_record_is_envelope() then says whether a `submitted` record
+ * index. keten_logproof_record_is_envelope() then says whether a `submitted` record
  * is the record of exactly one envelope: event SUBMITTED, msg_id, sender,
  * recipients, kind, category, purpose and header bytes equal the envelope's
  * header; ciphertext hash, signature and envelope hash equal the envelope's
@@ -51,8 +51,8 @@ keten_err keten_logproof_verify(const Keten__LeafProof *p, const keten_hash root
 /* KETEN_OK when r is the `submitted` record of the serialized envelope env
  * (parsed as e); KETEN_ERR_INCONSISTENT naming the first field that
  * differs otherwise. */
-keten_err keten_record_is_envelope(const Keten__AuditRecord *r, const uint8_t *env, size_t env_len,
-    const Keten__Envelope *e) KETEN_MUST_CHECK;
+keten_err keten_logproof_record_is_envelope(const Keten__AuditRecord *r, const uint8_t *env,
+    size_t env_len, const Keten__Envelope *e) KETEN_MUST_CHECK;
 
 /* A LeafProof of leaf index in the tree of size leaves, from the log. */
 typedef struct keten_logproof_buf {

@@ -91,7 +91,7 @@ static void make_leaf(uint64_t i, uint8_t leaf[LEAF_BYTES])
 
 static int fail(const char *what, keten_err err)
 {
-    fprintf(stderr, "bench_merkle: %s: %s: %s\n", what, keten_strerror(err), keten_err_detail());
+    fprintf(stderr, "bench_merkle: %s: %s: %s\n", what, keten_err_str(err), keten_err_detail());
     return 1;
 }
 

@@ -55,13 +55,13 @@
 static char dir[PATH_MAX];
 static keten_store *store;
 static keten_auth_config proxy_cfg;
-static keten_sessions *sessions;
-static keten_session *session;
+static keten_auth_sessions *sessions;
+static keten_auth_session *session;
 static char csrf[KETEN_AUTH_B64_CHARS + 1];
 
 static void cleanup(void)
 {
-    keten_sessions_destroy(&sessions);
+    keten_auth_sessions_destroy(&sessions);
     keten_store_destroy(&store);
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -107,13 +107,13 @@ static void setup(void)
     proxy_cfg.proxy_scopes = KETEN_SCOPE_READ | KETEN_SCOPE_ACK;
     proxy_cfg.proxy = true;
 
-    sessions = keten_sessions_new(4);
+    sessions = keten_auth_sessions_new(4);
     FUZZ_CHECK(sessions != NULL);
-    keten_principal p;
+    keten_auth_principal p;
     keten_auth_local(1000, &p);
     char cookie[KETEN_AUTH_B64_CHARS + 1];
-    FUZZ_CHECK(keten_sessions_create(sessions, &p, FUZZ_NOW, cookie, csrf) == KETEN_OK);
-    FUZZ_CHECK(keten_sessions_find(sessions, cookie, FUZZ_NOW, &session) == KETEN_OK);
+    FUZZ_CHECK(keten_auth_sessions_create(sessions, &p, FUZZ_NOW, cookie, csrf) == KETEN_OK);
+    FUZZ_CHECK(keten_auth_sessions_find(sessions, cookie, FUZZ_NOW, &session) == KETEN_OK);
 }
 
 static struct sockaddr_in addr(const char *text)
@@ -125,7 +125,7 @@ static struct sockaddr_in addr(const char *text)
     return a;
 }
 
-static bool refused(const keten_principal *p)
+static bool refused(const keten_auth_principal *p)
 {
     return p->scopes == 0 && strcmp(p->actor, "anonymous") == 0;
 }
@@ -148,7 +148,7 @@ static bool is_bearer_of(const char *s, const char *token)
 static void check_bearer(const char *in)
 {
     struct sockaddr_in a = addr("127.0.0.1");
-    keten_principal p;
+    keten_auth_principal p;
     keten_err e = keten_auth_bearer(store, in, FUZZ_NOW, (struct sockaddr *)&a, &p);
     bool valid = strlen(in) <= KETEN_AUTH_HEADER_MAX && is_bearer_of(in, FUZZ_TOKEN);
     bool revoked = strlen(in) <= KETEN_AUTH_HEADER_MAX && is_bearer_of(in, FUZZ_REVOKED);
@@ -189,7 +189,7 @@ static bool person_ok(const char *v)
 
 static void check_proxy(const char *in)
 {
-    keten_principal p;
+    keten_auth_principal p;
     struct sockaddr_in other = addr("127.0.0.2");
     FUZZ_CHECK(
         keten_auth_proxy(&proxy_cfg, (struct sockaddr *)&other, in, &p) == KETEN_ERR_PERMISSIONS);
@@ -211,7 +211,7 @@ static void check_request(const char *in)
     if (body == NULL) {
         return; /* the server refuses it before this */
     }
-    keten_token_request r;
+    keten_auth_token_params r;
     const char *field = NULL, *allowed = NULL;
     keten_err e = keten_auth_token_request(body, FUZZ_NOW, &r, &field, &allowed);
     if (e == KETEN_OK) {
@@ -239,7 +239,7 @@ static void check_csrf(char *in)
         *nl = '\0';
         origin = nl + 1;
     }
-    keten_err e = keten_sessions_check_csrf(session, in, origin, FUZZ_HOST);
+    keten_err e = keten_auth_sessions_check_csrf(session, in, origin, FUZZ_HOST);
     bool origin_ok = origin == NULL || strcmp(origin, "http://" FUZZ_HOST) == 0
         || strcmp(origin, "https://" FUZZ_HOST) == 0;
     FUZZ_CHECK((e == KETEN_OK) == (strcmp(in, csrf) == 0 && origin_ok));

@@ -15,7 +15,7 @@
  *      LeafProof verifies against the root its path leads to exactly when
  *      its leaf is a canonical record of that index, and never against a
  *      root or with a leaf one bit off; a proven record that
- *      keten_record_is_envelope matches to the delivered envelope names its
+ *      keten_logproof_record_is_envelope matches to the delivered envelope names its
  *      msg_id, sender and hash, and no longer matches the envelope with a
  *      bit flipped; receipt batches (receipts) and the receipt in a proven
  *      record verify for at most the one certificate they name, and what
@@ -61,7 +61,7 @@ static void make_base_note(void)
 static void check_submit(const ProtobufCBinaryData *env)
 {
     const fuzz_network *net = fuzz_net();
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     if (keten_envelope_verify(net->d2, env->data, env->len, &v) != KETEN_OK) {
         FUZZ_CHECK(v == NULL);
         return;
@@ -72,17 +72,17 @@ static void check_submit(const ProtobufCBinaryData *env)
     FUZZ_CHECK(fuzz_packs_to(&v->envelope->base, env->data, env->len));
     FUZZ_CHECK(strcmp(v->sender->id, v->header->sender) == 0);
     FUZZ_CHECK(keten_directory_find_id(net->d2, v->header->sender) != NULL);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
 }
 
 static void check_deliver(const ProtobufCBinaryData *env)
 {
     const fuzz_network *net = fuzz_net();
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     keten_err ev = keten_envelope_verify(net->d1, env->data, env->len, &v);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     for (size_t i = 0; i < FUZZ_N_NODES; i++) {
-        keten_verified *ov = NULL;
+        keten_envelope_verified *ov = NULL;
         Keten__Signal *sig = NULL;
         keten_err eo = keten_envelope_open(
             net->nodes[i], net->d1, env->data, env->len, FUZZ_T_OPEN, &ov, &sig);
@@ -93,8 +93,8 @@ static void check_deliver(const ProtobufCBinaryData *env)
         } else {
             FUZZ_CHECK(sig == NULL && ov == NULL);
         }
-        keten_signal_free(&sig);
-        keten_verified_destroy(&ov);
+        keten_signal_json_free(&sig);
+        keten_envelope_verified_destroy(&ov);
     }
 }
 
@@ -156,7 +156,7 @@ static void check_leafproof(const Keten__LeafProof *p, Keten__AuditRecord **rec_
 }
 
 /* A proven record against an envelope (acks and deliveries): when
- * keten_record_is_envelope accepts, the record names the envelope's msg_id,
+ * keten_logproof_record_is_envelope accepts, the record names the envelope's msg_id,
  * sender and hash; the same record never matches the envelope with one bit
  * of it flipped. */
 static void check_record_envelope(const Keten__AuditRecord *rec, const ProtobufCBinaryData *env)
@@ -169,7 +169,7 @@ static void check_record_envelope(const Keten__AuditRecord *rec, const ProtobufC
         keten_err_clear();
         return;
     }
-    if (keten_record_is_envelope(rec, env->data, env->len, e) == KETEN_OK) {
+    if (keten_logproof_record_is_envelope(rec, env->data, env->len, e) == KETEN_OK) {
         FUZZ_CHECK(rec->event == KETEN__EVENT__EVENT_SUBMITTED);
         FUZZ_MUST(KETEN_PB_UNPACK(
             keten__header, e->header.data, e->header.len, KETEN_ENVELOPE_MAX, "h", &h));
@@ -184,7 +184,7 @@ static void check_record_envelope(const Keten__AuditRecord *rec, const ProtobufC
         Keten__Envelope *be = NULL;
         if (KETEN_PB_UNPACK(keten__envelope, bad, env->len, KETEN_ENVELOPE_MAX, "e", &be)
             == KETEN_OK) {
-            FUZZ_CHECK(keten_record_is_envelope(rec, bad, env->len, be) != KETEN_OK);
+            FUZZ_CHECK(keten_logproof_record_is_envelope(rec, bad, env->len, be) != KETEN_OK);
         }
         keten_pb_free((ProtobufCMessage **)(void *)&be);
         free(bad);

@@ -315,12 +315,12 @@ static void check_delivery(const Keten__Deliver *d)
     FUZZ_MUST(KETEN_PB_UNPACK(keten__audit_record, d->proof->leaf.data, d->proof->leaf.len,
         KETEN_AUDIT_RECORD_MAX, "record", &rec));
     FUZZ_MUST(KETEN_PB_UNPACK(keten__envelope, env->data, env->len, KETEN_ENVELOPE_MAX, "e", &e));
-    FUZZ_CHECK(keten_record_is_envelope(rec, env->data, env->len, e) == KETEN_OK);
-    keten_verified *v = NULL;
+    FUZZ_CHECK(keten_logproof_record_is_envelope(rec, env->data, env->len, e) == KETEN_OK);
+    keten_envelope_verified *v = NULL;
     FUZZ_CHECK(
         keten_envelope_open(node->me, node->dir, env->data, env->len, keten_now_ms(), &v, NULL)
         == KETEN_OK);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     keten_pb_free((ProtobufCMessage **)(void *)&e);
     keten_pb_free((ProtobufCMessage **)(void *)&rec);
 }

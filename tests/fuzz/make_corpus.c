@@ -103,7 +103,7 @@ static const char *outdir;
     do {                                                                                           \
         keten_err must_e_ = (call);                                                                \
         if (must_e_ != KETEN_OK) {                                                                 \
-            DIE("%s: %s", #call, keten_strerror(must_e_));                                         \
+            DIE("%s: %s", #call, keten_err_str(must_e_));                                          \
         }                                                                                          \
     } while (0)
 
@@ -190,9 +190,9 @@ static uint8_t *seal(const char *from, const char *const *to, size_t n_to, Keten
     Keten__Signal *sig = NULL;
     uint8_t *payload = NULL;
     size_t payload_len = 0;
-    MUST(keten_signal_from_json(json, strlen(json), &sig));
-    MUST(keten_signal_pack(sig, &payload, &payload_len));
-    keten_seal_params p = {
+    MUST(keten_signal_json_parse(json, strlen(json), &sig));
+    MUST(keten_signal_json_pack(sig, &payload, &payload_len));
+    keten_envelope_seal_params p = {
         .kind = kind,
         .category = sig->type,
         .purpose = sig->purpose,
@@ -204,7 +204,7 @@ static uint8_t *seal(const char *from, const char *const *to, size_t n_to, Keten
     MUST(keten_envelope_seal(
         fuzz_node(from), net->d1, to, n_to, &p, payload, payload_len, msg_id, &out, len));
     free(payload);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     return out;
 }
 
@@ -438,7 +438,7 @@ static char *sign_note(const made *m, uint64_t size)
 static void audit_and_checkpoints(made *m)
 {
     const fuzz_network *net = fuzz_net();
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     MUST(keten_envelope_verify(net->d1, m->env1, m->env1_len, &v));
     crypto_hash_sha256(m->hash1, m->env1, m->env1_len);
     crypto_hash_sha256(m->hash2, m->env2, m->env2_len);
@@ -637,7 +637,7 @@ static void audit_and_checkpoints(made *m)
         "keten/fuzznet\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
         "directory 2 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nextra\n\n"
         "\xe2\x80\x94 broker AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n");
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
 }
 
 
@@ -1249,11 +1249,11 @@ static void signals(void)
     Keten__Signal *sig = NULL;
     uint8_t *b = NULL;
     size_t len = 0;
-    MUST(keten_signal_from_json(json_woonfraude, strlen(json_woonfraude), &sig));
-    MUST(keten_signal_pack(sig, &b, &len));
+    MUST(keten_signal_json_parse(json_woonfraude, strlen(json_woonfraude), &sig));
+    MUST(keten_signal_json_pack(sig, &b, &len));
     put("signal", "protobuf-design-example", b, len);
     free(b);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
 }
 
 int main(int argc, char **argv)

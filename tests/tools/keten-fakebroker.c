@@ -443,7 +443,7 @@ static void send_ack(fake *f, peer *p, uint64_t request_id, uint64_t index, cons
 
 static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
 {
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     if (!p->hello) {
         send_error(f, p->rid, p->rid_len, fr->request_id, KETEN__REASON__REASON_MALFORMED,
             "send Hello first");
@@ -454,7 +454,7 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
     if (e != KETEN_OK || strcmp(v->header->sender, p->node) != 0) {
         send_error(
             f, p->rid, p->rid_len, fr->request_id, KETEN__REASON__REASON_BAD_SIGNATURE, "refused");
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
@@ -472,7 +472,7 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
         out.error = &err;
         send_to(f, p->rid, p->rid_len, &out);
         say("refused");
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     /* Seen before: the DUPLICATE refusal with the proof of the original. */
@@ -494,12 +494,12 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
                 send_to(f, p->rid, p->rid_len, &out);
                 say("duplicate %s leaf %llu", hex, (unsigned long long)f->msgs[i].leaf);
             }
-            keten_verified_destroy(&v);
+            keten_envelope_verified_destroy(&v);
             return;
         }
     }
     if (f->n_msgs >= MAX_MSGS) {
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
@@ -525,7 +525,7 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
     snprintf(m->sender, sizeof m->sender, "%s", p->node);
     m->env = malloc(fr->submit->envelope.len);
     if (m->env == NULL) {
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     memcpy(m->env, fr->submit->envelope.data, fr->submit->envelope.len);
@@ -563,12 +563,12 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
         p->cp_sent = f->log.n; /* so the new root goes out at once */
         send_checkpoint(f, p);
         send_ack(f, p, fr->request_id, idx, hex);
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     if (append_record(f, &f->log, &r) != KETEN_OK) {
         free(m->env);
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     m->leaf = f->log.n - 1;
@@ -590,7 +590,7 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
         }
     }
     send_ack(f, p, fr->request_id, index, hex);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
 }
 
 /* Deliver what waits for connected recipients with credit. */

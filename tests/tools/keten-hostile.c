@@ -179,7 +179,7 @@ static int fail(keten_err e, const char *what)
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("failure"));
     json_object_set_new(o, "what", json_string(what));
-    json_object_set_new(o, "error", json_string(keten_strerror(e)));
+    json_object_set_new(o, "error", json_string(keten_err_str(e)));
     json_object_set_new(o, "detail", json_string(keten_err_detail()));
     emit(o);
     return 1;
@@ -594,13 +594,13 @@ static keten_err seal_frames(
     size_t *lens = calloc(fo->count, sizeof *lens);
     keten_err e = (frames == NULL || lens == NULL) ? KETEN_ERR_NOMEM : KETEN_OK;
     if (e == KETEN_OK && fo->kind != NULL) {
-        e = keten_kind_parse(fo->kind, &kind);
+        e = keten_policy_kind_parse(fo->kind, &kind);
     }
     if (e == KETEN_OK && fo->junk_bytes == 0) {
         if ((e = keten_file_read(fo->json_path, KETEN_SIGNAL_JSON_MAX, &json, &json_len))
                 != KETEN_OK
-            || (e = keten_signal_from_json((const char *)json, json_len, &sig)) != KETEN_OK
-            || (e = keten_signal_pack(sig, &payload, &payload_len)) != KETEN_OK
+            || (e = keten_signal_json_parse((const char *)json, json_len, &sig)) != KETEN_OK
+            || (e = keten_signal_json_pack(sig, &payload, &payload_len)) != KETEN_OK
             || (e = keten_cli_split(fo->to, "--to", &to, &n_to)) != KETEN_OK) {
             goto out;
         }
@@ -619,7 +619,7 @@ static keten_err seal_frames(
             continue;
         }
         uint64_t now = keten_now_ms();
-        keten_seal_params sp = {
+        keten_envelope_seal_params sp = {
             .kind = kind,
             .category = sig->type,
             .purpose = sig->purpose,
@@ -639,7 +639,7 @@ static keten_err seal_frames(
 out:
     free(junk);
     keten_cli_split_free(&to, n_to);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     free(payload);
     free(json);
     if (e != KETEN_OK) {
@@ -1222,7 +1222,7 @@ static keten_err fake_find_submitted(const fake_log *lg, MDB_txn *txn, uint64_t 
 }
 
 /* Append the `submitted` record of the envelope bytes, as the broker writes
- * it (broker/audit.c audit_submitted; keten_record_is_envelope's fields),
+ * it (broker/audit.c audit_submitted; keten_logproof_record_is_envelope's fields),
  * as far as they parse; *leaf is its index. */
 static keten_err fake_submitted(hostile *h, const fake_log *lg, MDB_txn *txn, const uint8_t *env,
     size_t env_len, uint64_t *leaf)

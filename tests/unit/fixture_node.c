@@ -40,7 +40,7 @@
         keten_err check_e_ = (call);                                                               \
         if (check_e_ != KETEN_OK) {                                                                \
             fail_msg(                                                                              \
-                "fixture_node: %s: %s: %s", (what), keten_strerror(check_e_), keten_err_detail()); \
+                "fixture_node: %s: %s: %s", (what), keten_err_str(check_e_), keten_err_detail());  \
         }                                                                                          \
     } while (0)
 

@@ -884,7 +884,7 @@ static void receipt_twisted(rtwist tw, size_t at, keten_err err, const char *wha
     assert_false(r->ok);
     if (r->failure.seq != seq || r->failure.err != err || strstr(r->failure.what, what) == NULL) {
         print_error("twist %d: failed at %llu (%s): %s\n", (int)tw,
-            (unsigned long long)r->failure.seq, keten_strerror(r->failure.err), r->failure.what);
+            (unsigned long long)r->failure.seq, keten_err_str(r->failure.err), r->failure.what);
     }
     assert_int_equal(r->failure.seq, seq);
     assert_int_equal(r->failure.err, err);

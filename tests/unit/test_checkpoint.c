@@ -315,7 +315,7 @@ static void test_malformed_bodies(void **state)
         note = spec_note(body, line);
         keten_err err = open_note(note, &cp);
         if (err != KETEN_ERR_MALFORMED) {
-            fail_msg("bad body %zu: %s (%s)", i, keten_strerror(err), keten_err_detail());
+            fail_msg("bad body %zu: %s (%s)", i, keten_err_str(err), keten_err_detail());
         }
         /* Nor will a witness cosign it. */
         char *cl = (char *)1;
@@ -397,7 +397,7 @@ static void test_open_rejects_tampering(void **state)
         note[i] = saved == 'A' ? 'B' : 'A';
         keten_err err = open_note(note, &cp);
         if (err != KETEN_ERR_BAD_SIGNATURE) {
-            fail_msg("body byte %zu: %s", i, keten_strerror(err));
+            fail_msg("body byte %zu: %s", i, keten_err_str(err));
         }
         note[i] = saved;
     }
@@ -545,7 +545,7 @@ static void test_malformed_notes(void **state)
         char *n = spec_note(KAT_BODY, l2);
         keten_err err = open_note(n, &cp);
         if (err != KETEN_ERR_MALFORMED) {
-            fail_msg("bad line %zu: %s", i, keten_strerror(err));
+            fail_msg("bad line %zu: %s", i, keten_err_str(err));
         }
         /* A bad line anywhere spoils the note, even after a good one. */
         char *after = cat(note, l2);

@@ -1040,10 +1040,10 @@ static void test_lookups_revoked_and_rotated(void **state)
     assert_ptr_equal(keten_directory_find_transport(f->directory, ams->transport_pk), c);
     assert_ptr_equal(keten_directory_find_sign_key(f->directory, ams->sign_pk), c);
     assert_null(keten_directory_find_revoked(f->directory, "politie-ams"));
-    assert_true(keten_cert_valid_at(c, now));
-    assert_false(keten_cert_valid_at(c, c->not_after));
-    assert_false(keten_cert_valid_at(c, c->not_before - 1));
-    assert_true(keten_cert_valid_at(c, c->not_before));
+    assert_true(keten_directory_cert_valid_at(c, now));
+    assert_false(keten_directory_cert_valid_at(c, c->not_after));
+    assert_false(keten_directory_cert_valid_at(c, c->not_before - 1));
+    assert_true(keten_directory_cert_valid_at(c, c->not_before));
 
     /* Revoke politie-ams; rotate politie-mn to new keys. */
     assert_int_equal(
@@ -1056,7 +1056,7 @@ static void test_lookups_revoked_and_rotated(void **state)
     size_t req_len = 0;
     assert_int_equal(keten_identity_request(mn2, "testnet", now, &req, &req_len), KETEN_OK);
     Keten__NodeRequest *parsed = NULL;
-    assert_int_equal(keten_request_verify(req, req_len, &parsed), KETEN_OK);
+    assert_int_equal(keten_identity_request_verify(req, req_len, &parsed), KETEN_OK);
     uint64_t serial = 0;
     assert_int_equal(
         keten_dirbuild_approve(f->draft, parsed, now, 30 * DAY, true, &serial), KETEN_OK);
@@ -1123,7 +1123,7 @@ static void expect_ids(
     size_t n = 0;
     keten_err e = keten_directory_resolve(d, parties, &ids, &n);
     if (e != KETEN_OK) {
-        fail_msg("resolve '%s': %s: %s", parties, keten_strerror(e), keten_err_detail());
+        fail_msg("resolve '%s': %s: %s", parties, keten_err_str(e), keten_err_detail());
     }
     assert_int_equal(n, n_want);
     for (size_t i = 0; i < n; i++) {

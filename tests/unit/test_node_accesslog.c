@@ -115,21 +115,22 @@ static void test_lines(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_true(S_ISREG(st.st_mode));
 
-    keten_principal tok;
+    keten_auth_principal tok;
     memset(&tok, 0, sizeof tok);
     snprintf(tok.actor, sizeof tok.actor, "token:case-system");
     tok.via = KETEN_VIA_TCP;
     tok.scopes = KETEN_SCOPE_READ;
     snprintf(tok.peer, sizeof tok.peer, "127.0.0.1");
-    keten_principal local;
+    keten_auth_principal local;
     keten_auth_local(1000, &local);
 
-    keten_access_log_at(
+    keten_accesslog_write_at(
         log, T0, &tok, "read", "message:0f1e2d3c4b5a69788796a5b4c3d2e1f0", "ok", 200);
-    keten_access_log_at(log, T0 + 1, &local, "token-create", "token:0123456789abcdef", "ok", 201);
-    keten_access_log_at(log, T0 + 2, NULL, "list-inbox", "inbox", "denied", 401);
-    keten_access_log_at(log, T0 + 3, &tok, "send", NULL, "error", 503);
-    keten_access_log(log, &tok, "ack", "message:00", "denied", 403);
+    keten_accesslog_write_at(
+        log, T0 + 1, &local, "token-create", "token:0123456789abcdef", "ok", 201);
+    keten_accesslog_write_at(log, T0 + 2, NULL, "list-inbox", "inbox", "denied", 401);
+    keten_accesslog_write_at(log, T0 + 3, &tok, "send", NULL, "error", 503);
+    keten_accesslog_write(log, &tok, "ack", "message:00", "denied", 403);
     assert_int_equal(keten_accesslog_failures(log), 0);
     keten_accesslog_destroy(&log);
     assert_null(log);
@@ -159,7 +160,7 @@ static void test_lines(void **state)
     assert_string_equal(str(l2, "result"), "denied");
     assert_int_equal(json_integer_value(json_object_get(l2, "status")), 401);
     assert_true(json_is_null(json_object_get(json_array_get(lines, 3), "object")));
-    /* keten_access_log() writes the current time */
+    /* keten_accesslog_write() writes the current time */
     uint64_t t = 0;
     assert_int_equal(keten_time_parse(str(json_array_get(lines, 4), "time"), &t), KETEN_OK);
     assert_true(t + 60000 > keten_now_ms() && t <= keten_now_ms());
@@ -167,7 +168,8 @@ static void test_lines(void **state)
 
     /* opened again: appended, not truncated */
     assert_int_equal(keten_accesslog_open(NULL, c->path, &log), KETEN_OK);
-    keten_access_log_at(log, T0 + 9, &local, "token-revoke", "token:0123456789abcdef", "ok", 204);
+    keten_accesslog_write_at(
+        log, T0 + 9, &local, "token-revoke", "token:0123456789abcdef", "ok", 204);
     keten_accesslog_destroy(&log);
     lines = read_lines(c->path);
     assert_int_equal(json_array_size(lines), 6);
@@ -181,12 +183,12 @@ static void test_escaping(void **state)
     ctx *c = *state;
     keten_accesslog *log = NULL;
     assert_int_equal(keten_accesslog_open(c->dir, NULL, &log), KETEN_OK);
-    keten_principal p;
+    keten_auth_principal p;
     memset(&p, 0, sizeof p);
     p.via = KETEN_VIA_TCP;
     snprintf(p.actor, sizeof p.actor, "person:jan\",\"actor\":\"local\n{\"x\":1}");
     snprintf(p.peer, sizeof p.peer, "127.0.0.1");
-    keten_access_log_at(log, T0, &p, "read\r\n", "message:\xff\xfe", "ok", 200);
+    keten_accesslog_write_at(log, T0, &p, "read\r\n", "message:\xff\xfe", "ok", 200);
     /* a value longer than a field: cut, still one line */
     char big[4 * KETEN_ACCESSLOG_FIELD_MAX];
     for (size_t i = 0; i + 3 < sizeof big; i += 3) {
@@ -194,7 +196,7 @@ static void test_escaping(void **state)
     }
     big[sizeof big - 1 - (sizeof big - 1) % 3] = '\0';
     snprintf(p.actor, sizeof p.actor, "person:\xc3\xab");
-    keten_access_log_at(log, T0, &p, "read", big, "ok", 200);
+    keten_accesslog_write_at(log, T0, &p, "read", big, "ok", 200);
     assert_int_equal(keten_accesslog_failures(log), 0);
     keten_accesslog_destroy(&log);
 
@@ -273,9 +275,9 @@ static void test_write_failure(void **state)
     ctx *c = *state;
     keten_accesslog *log = NULL;
     assert_int_equal(keten_accesslog_open(c->dir, NULL, &log), KETEN_OK);
-    keten_principal local;
+    keten_auth_principal local;
     keten_auth_local(1000, &local);
-    keten_access_log_at(log, T0, &local, "read", "inbox", "ok", 200);
+    keten_accesslog_write_at(log, T0, &local, "read", "inbox", "ok", 200);
     struct stat st;
     assert_int_equal(stat(c->path, &st), 0);
 
@@ -285,13 +287,13 @@ static void test_write_failure(void **state)
     lim = old;
     lim.rlim_cur = (rlim_t)st.st_size;
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    keten_access_log_at(log, T0 + 1, &local, "read", "inbox", "ok", 200);
-    keten_access_log_at(log, T0 + 2, &local, "read", "inbox", "ok", 200);
+    keten_accesslog_write_at(log, T0 + 1, &local, "read", "inbox", "ok", 200);
+    keten_accesslog_write_at(log, T0 + 2, &local, "read", "inbox", "ok", 200);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, old_handler);
     assert_int_equal(keten_accesslog_failures(log), 2);
 
-    keten_access_log_at(log, T0 + 3, &local, "ack", "message:00", "ok", 200);
+    keten_accesslog_write_at(log, T0 + 3, &local, "ack", "message:00", "ok", 200);
     assert_int_equal(keten_accesslog_failures(log), 2);
     keten_accesslog_destroy(&log);
     json_t *lines = read_lines(c->path);

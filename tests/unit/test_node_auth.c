@@ -80,7 +80,7 @@ static void make(ctx *c, const char *name, unsigned scopes, uint64_t expires_at,
     snprintf(m->header, sizeof m->header, "Bearer %s", m->token);
 }
 
-static keten_err bearer(ctx *c, const char *header, uint64_t now, keten_principal *p)
+static keten_err bearer(ctx *c, const char *header, uint64_t now, keten_auth_principal *p)
 {
     struct sockaddr_in a = { .sin_family = AF_INET };
     assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &a.sin_addr), 1);
@@ -135,7 +135,7 @@ static void test_token_create_and_use(void **state)
     assert_int_equal(strlen(m.id), 16);
     assert_int_equal(strspn(m.id, "0123456789abcdef"), 16);
 
-    keten_principal p;
+    keten_auth_principal p;
     assert_int_equal(bearer(c, m.header, T0 + 1, &p), KETEN_OK);
     assert_string_equal(p.actor, "token:case-system");
     assert_int_equal(p.scopes, KETEN_SCOPE_READ | KETEN_SCOPE_ACK);
@@ -174,7 +174,7 @@ static void test_token_wrong_refused(void **state)
     ctx *c = *state;
     made m;
     make(c, "case-system", KETEN_SCOPE_READ, 0, &m);
-    keten_principal p;
+    keten_auth_principal p;
     assert_int_equal(bearer(c, m.header, T0, &p), KETEN_OK); /* the accept twin */
 
     /* a token of the right shape this node never made */
@@ -270,7 +270,7 @@ static void test_token_duplicate_name(void **state)
     assert_non_null(strstr(keten_err_detail(), a.id));
     assert_string_equal(tok, "");
     /* the first one is unchanged */
-    keten_principal p;
+    keten_auth_principal p;
     assert_int_equal(bearer(c, a.header, T0, &p), KETEN_OK);
     assert_int_equal(p.scopes, KETEN_SCOPE_READ);
     /* revoked: the name is free again, and the old token stays refused */
@@ -296,7 +296,7 @@ static void test_token_revoke(void **state)
     made m, other;
     make(c, "case-system", KETEN_SCOPE_READ, 0, &m);
     make(c, "dashboard", KETEN_SCOPE_READ, 0, &other);
-    keten_principal p;
+    keten_auth_principal p;
     assert_int_equal(bearer(c, m.header, T0 + 1, &p), KETEN_OK);
     assert_int_equal(keten_auth_token_revoke(c->store, m.id, T0 + 2), KETEN_OK);
     assert_int_equal(bearer(c, m.header, T0 + 3, &p), KETEN_ERR_REVOKED);
@@ -321,7 +321,7 @@ static void test_token_expiry(void **state)
     ctx *c = *state;
     made m;
     make(c, "nightly", KETEN_SCOPE_READ, T0 + HOUR_MS, &m);
-    keten_principal p;
+    keten_auth_principal p;
     assert_int_equal(bearer(c, m.header, T0 + HOUR_MS - 1, &p), KETEN_OK);
     assert_int_equal(p.expires_at, T0 + HOUR_MS);
     assert_int_equal(bearer(c, m.header, T0 + HOUR_MS, &p), KETEN_ERR_EXPIRED);
@@ -398,7 +398,7 @@ static void test_token_reopen(void **state)
     assert_int_equal(keten_auth_token_revoke(c->store, r.id, T0 + 1), KETEN_OK);
     keten_store_destroy(&c->store);
     assert_int_equal(keten_store_open(c->dir, &c->store), KETEN_OK);
-    keten_principal p;
+    keten_auth_principal p;
     assert_int_equal(bearer(c, m.header, T0 + 2, &p), KETEN_OK);
     assert_string_equal(p.actor, "token:case-system");
     assert_int_equal(p.scopes, KETEN_SCOPE_READ | KETEN_SCOPE_SEND);
@@ -439,7 +439,7 @@ static void test_old_store_gains_table(void **state)
     assert_int_equal(keten_store_open(path, &c->store), KETEN_OK);
     made m;
     make(c, "case-system", KETEN_SCOPE_READ, 0, &m);
-    keten_principal p;
+    keten_auth_principal p;
     assert_int_equal(bearer(c, m.header, T0, &p), KETEN_OK);
     /* the old table's record is still there */
     assert_int_equal(keten_store_begin(c->store, false, &txn), KETEN_OK);
@@ -470,7 +470,7 @@ static void test_token_damaged(void **state)
     assert_int_equal(
         keten_store_put(c->store, txn, KETEN_DB_TOKENS, hash, sizeof hash, copy, len), KETEN_OK);
     assert_int_equal(keten_store_commit(&txn), KETEN_OK);
-    keten_principal p;
+    keten_auth_principal p;
     assert_int_equal(bearer(c, m.header, T0, &p), KETEN_ERR_STORE);
     assert_non_null(strstr(keten_err_detail(), "damaged"));
     assert_int_equal(p.scopes, 0);
@@ -489,7 +489,7 @@ static void test_token_damaged(void **state)
 /* ---- token requests (POST /v1/tokens) ------------------------------------ */
 
 static keten_err request(
-    const char *text, keten_token_request *r, const char **field, const char **allowed)
+    const char *text, keten_auth_token_params *r, const char **field, const char **allowed)
 {
     json_error_t err;
     json_t *body = json_loads(text, JSON_REJECT_DUPLICATES, &err);
@@ -502,7 +502,7 @@ static keten_err request(
 static void test_token_request(void **state)
 {
     (void)state;
-    keten_token_request r;
+    keten_auth_token_params r;
     const char *field = NULL, *allowed = NULL;
     assert_int_equal(
         request("{\"name\":\"case-system\",\"scopes\":[\"read\",\"ack\"]}", &r, &field, &allowed),
@@ -560,7 +560,7 @@ static void test_token_request(void **state)
 static void test_token_created_json(void **state)
 {
     ctx *c = *state;
-    keten_token_request r = { .name = "case-system", .scopes = KETEN_SCOPE_READ, .expires_at = 0 };
+    keten_auth_token_params r = { .name = "case-system", .scopes = KETEN_SCOPE_READ, .expires_at = 0 };
     char tok[KETEN_AUTH_TOKEN_CHARS + 1], id[KETEN_AUTH_TOKEN_ID_CHARS + 1];
     assert_int_equal(
         keten_auth_token_create(c->store, r.name, r.scopes, r.expires_at, T0, tok, id), KETEN_OK);
@@ -585,7 +585,7 @@ static void test_local_fd(void **state)
     (void)state;
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    keten_principal p;
+    keten_auth_principal p;
     assert_int_equal(keten_auth_local_fd(sv[0], &p), KETEN_OK);
     char want[32];
     snprintf(want, sizeof want, "uid=%u", (unsigned)geteuid());
@@ -642,7 +642,7 @@ static struct sockaddr_storage addr_of(const char *text)
 }
 
 static keten_err proxy(
-    const keten_auth_config *ac, const char *from, const char *value, keten_principal *p)
+    const keten_auth_config *ac, const char *from, const char *value, keten_auth_principal *p)
 {
     struct sockaddr_storage ss = addr_of(from);
     return keten_auth_proxy(ac, (struct sockaddr *)&ss, value, p);
@@ -703,7 +703,7 @@ static void test_proxy_identity(void **state)
     keten_config *cfg = node_cfg("127.0.0.1", "X-Remote-User", "read,ack");
     assert_int_equal(keten_auth_config_from(cfg, &ac), KETEN_OK);
     keten_config_destroy(&cfg);
-    keten_principal p;
+    keten_auth_principal p;
 
     /* from the proxy: believed */
     assert_int_equal(proxy(&ac, "127.0.0.1", "j.devries@politie.example", &p), KETEN_OK);
@@ -750,7 +750,7 @@ static void test_proxy_values(void **state)
     keten_config *cfg = node_cfg("127.0.0.1", "X-Remote-User", NULL);
     assert_int_equal(keten_auth_config_from(cfg, &ac), KETEN_OK);
     keten_config_destroy(&cfg);
-    keten_principal p;
+    keten_auth_principal p;
 
     char max_ascii[KETEN_AUTH_PERSON_MAX + 2];
     memset(max_ascii, 'a', KETEN_AUTH_PERSON_MAX);
@@ -795,7 +795,7 @@ static void test_proxy_values(void **state)
 static void test_principals(void **state)
 {
     (void)state;
-    keten_principal p;
+    keten_auth_principal p;
     keten_auth_local(1000, &p);
     assert_string_equal(p.actor, "local");
     assert_string_equal(p.peer, "uid=1000");
@@ -812,9 +812,9 @@ static void test_principals(void **state)
 
 /* ---- sessions ----------------------------------------------------------- */
 
-static keten_principal person(const char *name, unsigned scopes)
+static keten_auth_principal person(const char *name, unsigned scopes)
 {
-    keten_principal p;
+    keten_auth_principal p;
     memset(&p, 0, sizeof p);
     snprintf(p.actor, sizeof p.actor, "person:%s", name);
     p.scopes = scopes;
@@ -826,19 +826,20 @@ static keten_principal person(const char *name, unsigned scopes)
 static void test_session_open_and_find(void **state)
 {
     (void)state;
-    keten_sessions *s = keten_sessions_new(8);
+    keten_auth_sessions *s = keten_auth_sessions_new(8);
     assert_non_null(s);
-    keten_principal jan = person("jan", KETEN_SCOPE_READ | KETEN_SCOPE_SEND);
+    keten_auth_principal jan = person("jan", KETEN_SCOPE_READ | KETEN_SCOPE_SEND);
     char cookie[KETEN_AUTH_B64_CHARS + 1], csrf[KETEN_AUTH_B64_CHARS + 1];
-    assert_int_equal(keten_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
     assert_int_equal(strlen(cookie), 43);
     assert_int_equal(strlen(csrf), 43);
     assert_string_not_equal(cookie, csrf);
-    keten_session *ses = NULL;
-    assert_int_equal(keten_sessions_find(s, cookie, T0 + 1, &ses), KETEN_OK);
-    assert_string_equal(keten_session_principal(ses)->actor, "person:jan");
-    assert_int_equal(keten_session_principal(ses)->scopes, KETEN_SCOPE_READ | KETEN_SCOPE_SEND);
-    json_t *j = keten_session_json(ses);
+    keten_auth_session *ses = NULL;
+    assert_int_equal(keten_auth_sessions_find(s, cookie, T0 + 1, &ses), KETEN_OK);
+    assert_string_equal(keten_auth_session_principal(ses)->actor, "person:jan");
+    assert_int_equal(
+        keten_auth_session_principal(ses)->scopes, KETEN_SCOPE_READ | KETEN_SCOPE_SEND);
+    json_t *j = keten_auth_session_json(ses);
     assert_non_null(j);
     assert_int_equal(json_object_size(j), 4);
     assert_string_equal(json_string_value(json_object_get(j, "actor")), "person:jan");
@@ -851,192 +852,199 @@ static void test_session_open_and_find(void **state)
     char other[KETEN_AUTH_B64_CHARS + 1];
     memcpy(other, cookie, sizeof other);
     other[3] = other[3] == 'A' ? 'B' : 'A';
-    assert_int_equal(keten_sessions_find(s, other, T0 + 2, &ses), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(keten_auth_sessions_find(s, other, T0 + 2, &ses), KETEN_ERR_NOT_FOUND);
     assert_null(ses);
-    assert_int_equal(keten_sessions_find(s, "abc", T0 + 2, &ses), KETEN_ERR_MALFORMED);
-    assert_int_equal(keten_sessions_find(s, NULL, T0 + 2, &ses), KETEN_ERR_MALFORMED);
+    assert_int_equal(keten_auth_sessions_find(s, "abc", T0 + 2, &ses), KETEN_ERR_MALFORMED);
+    assert_int_equal(keten_auth_sessions_find(s, NULL, T0 + 2, &ses), KETEN_ERR_MALFORMED);
     char longer[KETEN_AUTH_B64_CHARS + 2];
     snprintf(longer, sizeof longer, "%sA", cookie);
-    assert_int_equal(keten_sessions_find(s, longer, T0 + 2, &ses), KETEN_ERR_MALFORMED);
+    assert_int_equal(keten_auth_sessions_find(s, longer, T0 + 2, &ses), KETEN_ERR_MALFORMED);
 
     /* a principal without scopes gets no session */
-    keten_principal none = person("nobody", 0);
-    assert_int_equal(keten_sessions_create(s, &none, T0, cookie, csrf), KETEN_ERR_INVALID);
+    keten_auth_principal none = person("nobody", 0);
+    assert_int_equal(keten_auth_sessions_create(s, &none, T0, cookie, csrf), KETEN_ERR_INVALID);
     assert_string_equal(cookie, "");
-    assert_int_equal(keten_sessions_count(s), 1);
-    keten_sessions_destroy(&s);
+    assert_int_equal(keten_auth_sessions_count(s), 1);
+    keten_auth_sessions_destroy(&s);
     assert_null(s);
-    keten_sessions_destroy(&s);
-    assert_null(keten_sessions_new(0));
+    keten_auth_sessions_destroy(&s);
+    assert_null(keten_auth_sessions_new(0));
 }
 
 static void test_session_expiry(void **state)
 {
     (void)state;
-    keten_sessions *s = keten_sessions_new(8);
+    keten_auth_sessions *s = keten_auth_sessions_new(8);
     assert_non_null(s);
-    keten_principal jan = person("jan", KETEN_SCOPE_READ);
+    keten_auth_principal jan = person("jan", KETEN_SCOPE_READ);
     char cookie[KETEN_AUTH_B64_CHARS + 1], csrf[KETEN_AUTH_B64_CHARS + 1];
-    keten_session *ses = NULL;
+    keten_auth_session *ses = NULL;
 
     /* idle: 15 minutes after the last use */
-    assert_int_equal(keten_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
-    assert_int_equal(keten_sessions_find(s, cookie, T0 + 15 * MIN_MS - 1, &ses), KETEN_OK);
-    assert_int_equal(keten_session_expires_at(ses), T0 + 30 * MIN_MS - 1);
-    assert_int_equal(keten_sessions_find(s, cookie, T0 + 30 * MIN_MS - 2, &ses), KETEN_OK);
-    assert_int_equal(keten_sessions_find(s, cookie, T0 + 45 * MIN_MS - 2, &ses), KETEN_ERR_EXPIRED);
-    assert_int_equal(keten_sessions_count(s), 0); /* dropped */
+    assert_int_equal(keten_auth_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_find(s, cookie, T0 + 15 * MIN_MS - 1, &ses), KETEN_OK);
+    assert_int_equal(keten_auth_session_expires_at(ses), T0 + 30 * MIN_MS - 1);
+    assert_int_equal(keten_auth_sessions_find(s, cookie, T0 + 30 * MIN_MS - 2, &ses), KETEN_OK);
     assert_int_equal(
-        keten_sessions_find(s, cookie, T0 + 45 * MIN_MS - 1, &ses), KETEN_ERR_NOT_FOUND);
+        keten_auth_sessions_find(s, cookie, T0 + 45 * MIN_MS - 2, &ses), KETEN_ERR_EXPIRED);
+    assert_int_equal(keten_auth_sessions_count(s), 0); /* dropped */
+    assert_int_equal(
+        keten_auth_sessions_find(s, cookie, T0 + 45 * MIN_MS - 1, &ses), KETEN_ERR_NOT_FOUND);
 
     /* alive: checked every minute (an event stream), not used: still ends
      * 15 minutes after the last use */
-    assert_int_equal(keten_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
     for (uint64_t t = T0; t < T0 + 15 * MIN_MS; t += MIN_MS) {
-        assert_int_equal(keten_sessions_alive(s, cookie, t), KETEN_OK);
+        assert_int_equal(keten_auth_sessions_alive(s, cookie, t), KETEN_OK);
     }
-    assert_int_equal(keten_sessions_alive(s, cookie, T0 + 15 * MIN_MS), KETEN_ERR_EXPIRED);
-    assert_int_equal(keten_sessions_alive(s, cookie, T0 + 15 * MIN_MS), KETEN_ERR_NOT_FOUND);
-    assert_int_equal(keten_sessions_alive(s, "abc", T0), KETEN_ERR_MALFORMED);
+    assert_int_equal(keten_auth_sessions_alive(s, cookie, T0 + 15 * MIN_MS), KETEN_ERR_EXPIRED);
+    assert_int_equal(keten_auth_sessions_alive(s, cookie, T0 + 15 * MIN_MS), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(keten_auth_sessions_alive(s, "abc", T0), KETEN_ERR_MALFORMED);
     /* twin: a use in between restarts the idle time */
-    assert_int_equal(keten_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
-    assert_int_equal(keten_sessions_find(s, cookie, T0 + 10 * MIN_MS, &ses), KETEN_OK);
-    assert_int_equal(keten_sessions_alive(s, cookie, T0 + 15 * MIN_MS), KETEN_OK);
-    assert_int_equal(keten_sessions_alive(s, cookie, T0 + 25 * MIN_MS), KETEN_ERR_EXPIRED);
+    assert_int_equal(keten_auth_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_find(s, cookie, T0 + 10 * MIN_MS, &ses), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_alive(s, cookie, T0 + 15 * MIN_MS), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_alive(s, cookie, T0 + 25 * MIN_MS), KETEN_ERR_EXPIRED);
 
     /* absolute: 8 hours, even when used every 10 minutes */
-    assert_int_equal(keten_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
     for (uint64_t t = T0; t <= T0 + 8 * HOUR_MS - 10 * MIN_MS; t += 10 * MIN_MS) {
-        assert_int_equal(keten_sessions_find(s, cookie, t, &ses), KETEN_OK);
+        assert_int_equal(keten_auth_sessions_find(s, cookie, t, &ses), KETEN_OK);
     }
-    assert_int_equal(keten_session_expires_at(ses), T0 + 8 * HOUR_MS);
-    assert_int_equal(keten_sessions_find(s, cookie, T0 + 8 * HOUR_MS - 1, &ses), KETEN_OK);
-    assert_int_equal(keten_sessions_find(s, cookie, T0 + 8 * HOUR_MS, &ses), KETEN_ERR_EXPIRED);
+    assert_int_equal(keten_auth_session_expires_at(ses), T0 + 8 * HOUR_MS);
+    assert_int_equal(keten_auth_sessions_find(s, cookie, T0 + 8 * HOUR_MS - 1, &ses), KETEN_OK);
+    assert_int_equal(
+        keten_auth_sessions_find(s, cookie, T0 + 8 * HOUR_MS, &ses), KETEN_ERR_EXPIRED);
 
     /* a token's session ends when the token expires */
-    keten_principal tok = person("x", KETEN_SCOPE_READ);
+    keten_auth_principal tok = person("x", KETEN_SCOPE_READ);
     snprintf(tok.actor, sizeof tok.actor, "token:dashboard");
     snprintf(tok.token_id, sizeof tok.token_id, "0123456789abcdef");
     tok.expires_at = T0 + 5 * MIN_MS;
-    assert_int_equal(keten_sessions_create(s, &tok, T0, cookie, csrf), KETEN_OK);
-    assert_int_equal(keten_sessions_find(s, cookie, T0 + 5 * MIN_MS - 1, &ses), KETEN_OK);
-    assert_int_equal(keten_session_expires_at(ses), T0 + 5 * MIN_MS);
-    assert_int_equal(keten_sessions_find(s, cookie, T0 + 5 * MIN_MS, &ses), KETEN_ERR_EXPIRED);
-    keten_sessions_destroy(&s);
+    assert_int_equal(keten_auth_sessions_create(s, &tok, T0, cookie, csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_find(s, cookie, T0 + 5 * MIN_MS - 1, &ses), KETEN_OK);
+    assert_int_equal(keten_auth_session_expires_at(ses), T0 + 5 * MIN_MS);
+    assert_int_equal(keten_auth_sessions_find(s, cookie, T0 + 5 * MIN_MS, &ses), KETEN_ERR_EXPIRED);
+    keten_auth_sessions_destroy(&s);
 }
 
 static void test_session_csrf(void **state)
 {
     (void)state;
-    keten_sessions *s = keten_sessions_new(8);
+    keten_auth_sessions *s = keten_auth_sessions_new(8);
     assert_non_null(s);
-    keten_principal jan = person("jan", KETEN_SCOPE_ALL);
+    keten_auth_principal jan = person("jan", KETEN_SCOPE_ALL);
     char cookie[KETEN_AUTH_B64_CHARS + 1], csrf[KETEN_AUTH_B64_CHARS + 1];
     char cookie2[KETEN_AUTH_B64_CHARS + 1], csrf2[KETEN_AUTH_B64_CHARS + 1];
-    assert_int_equal(keten_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
-    assert_int_equal(keten_sessions_create(s, &jan, T0, cookie2, csrf2), KETEN_OK);
-    keten_session *ses = NULL;
-    assert_int_equal(keten_sessions_find(s, cookie, T0, &ses), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_create(s, &jan, T0, cookie, csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_create(s, &jan, T0, cookie2, csrf2), KETEN_OK);
+    keten_auth_session *ses = NULL;
+    assert_int_equal(keten_auth_sessions_find(s, cookie, T0, &ses), KETEN_OK);
     const char *host = "127.0.0.1:8080";
     /* the accept twins */
-    assert_int_equal(keten_sessions_check_csrf(ses, csrf, NULL, host), KETEN_OK);
-    assert_int_equal(keten_sessions_check_csrf(ses, csrf, "http://127.0.0.1:8080", host), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_check_csrf(ses, csrf, NULL, host), KETEN_OK);
     assert_int_equal(
-        keten_sessions_check_csrf(ses, csrf, "https://127.0.0.1:8080", host), KETEN_OK);
+        keten_auth_sessions_check_csrf(ses, csrf, "http://127.0.0.1:8080", host), KETEN_OK);
+    assert_int_equal(
+        keten_auth_sessions_check_csrf(ses, csrf, "https://127.0.0.1:8080", host), KETEN_OK);
     /* missing, another session's, changed, short, longer */
-    assert_int_equal(keten_sessions_check_csrf(ses, NULL, NULL, host), KETEN_ERR_PERMISSIONS);
+    assert_int_equal(keten_auth_sessions_check_csrf(ses, NULL, NULL, host), KETEN_ERR_PERMISSIONS);
     assert_non_null(strstr(keten_err_detail(), "no X-CSRF-Token"));
-    assert_int_equal(keten_sessions_check_csrf(ses, csrf2, NULL, host), KETEN_ERR_PERMISSIONS);
+    assert_int_equal(keten_auth_sessions_check_csrf(ses, csrf2, NULL, host), KETEN_ERR_PERMISSIONS);
     char changed[KETEN_AUTH_B64_CHARS + 2];
     memcpy(changed, csrf, KETEN_AUTH_B64_CHARS + 1);
     changed[42] = changed[42] == 'A' ? 'Q' : 'A';
-    assert_int_equal(keten_sessions_check_csrf(ses, changed, NULL, host), KETEN_ERR_PERMISSIONS);
-    assert_int_equal(keten_sessions_check_csrf(ses, "", NULL, host), KETEN_ERR_PERMISSIONS);
+    assert_int_equal(
+        keten_auth_sessions_check_csrf(ses, changed, NULL, host), KETEN_ERR_PERMISSIONS);
+    assert_int_equal(keten_auth_sessions_check_csrf(ses, "", NULL, host), KETEN_ERR_PERMISSIONS);
     memcpy(changed, csrf, KETEN_AUTH_B64_CHARS);
     changed[KETEN_AUTH_B64_CHARS] = 'A';
     changed[KETEN_AUTH_B64_CHARS + 1] = '\0';
-    assert_int_equal(keten_sessions_check_csrf(ses, changed, NULL, host), KETEN_ERR_PERMISSIONS);
+    assert_int_equal(
+        keten_auth_sessions_check_csrf(ses, changed, NULL, host), KETEN_ERR_PERMISSIONS);
     /* the right token from another site */
     const char *origins[] = { "http://evil.example", "http://127.0.0.1:8081", "null",
         "http://127.0.0.1:8080.evil.example", "ftp://127.0.0.1:8080", "http://127.0.0.1:8080/" };
     for (size_t i = 0; i < sizeof origins / sizeof origins[0]; i++) {
         assert_int_equal(
-            keten_sessions_check_csrf(ses, csrf, origins[i], host), KETEN_ERR_PERMISSIONS);
+            keten_auth_sessions_check_csrf(ses, csrf, origins[i], host), KETEN_ERR_PERMISSIONS);
         assert_non_null(strstr(keten_err_detail(), "Origin"));
     }
-    assert_int_equal(
-        keten_sessions_check_csrf(ses, csrf, "http://127.0.0.1:8080", NULL), KETEN_ERR_PERMISSIONS);
-    keten_sessions_destroy(&s);
+    assert_int_equal(keten_auth_sessions_check_csrf(ses, csrf, "http://127.0.0.1:8080", NULL),
+        KETEN_ERR_PERMISSIONS);
+    keten_auth_sessions_destroy(&s);
 }
 
 static void test_session_end(void **state)
 {
     (void)state;
-    keten_sessions *s = keten_sessions_new(8);
+    keten_auth_sessions *s = keten_auth_sessions_new(8);
     assert_non_null(s);
-    keten_principal jan = person("jan", KETEN_SCOPE_READ);
-    keten_principal tok = person("x", KETEN_SCOPE_READ);
+    keten_auth_principal jan = person("jan", KETEN_SCOPE_READ);
+    keten_auth_principal tok = person("x", KETEN_SCOPE_READ);
     snprintf(tok.actor, sizeof tok.actor, "token:dashboard");
     snprintf(tok.token_id, sizeof tok.token_id, "0123456789abcdef");
     char c1[KETEN_AUTH_B64_CHARS + 1], c2[KETEN_AUTH_B64_CHARS + 1], c3[KETEN_AUTH_B64_CHARS + 1];
     char csrf[KETEN_AUTH_B64_CHARS + 1];
-    assert_int_equal(keten_sessions_create(s, &jan, T0, c1, csrf), KETEN_OK);
-    assert_int_equal(keten_sessions_create(s, &tok, T0, c2, csrf), KETEN_OK);
-    assert_int_equal(keten_sessions_create(s, &tok, T0, c3, csrf), KETEN_OK);
-    keten_session *ses = NULL;
-    assert_int_equal(keten_sessions_end(s, c1), KETEN_OK);
-    assert_int_equal(keten_sessions_find(s, c1, T0, &ses), KETEN_ERR_NOT_FOUND);
-    assert_int_equal(keten_sessions_end(s, c1), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(keten_auth_sessions_create(s, &jan, T0, c1, csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_create(s, &tok, T0, c2, csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_create(s, &tok, T0, c3, csrf), KETEN_OK);
+    keten_auth_session *ses = NULL;
+    assert_int_equal(keten_auth_sessions_end(s, c1), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_find(s, c1, T0, &ses), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(keten_auth_sessions_end(s, c1), KETEN_ERR_NOT_FOUND);
     /* the token revoked: its sessions end, others stay */
-    assert_int_equal(keten_sessions_end_token(s, "fedcba9876543210"), 0);
-    assert_int_equal(keten_sessions_end_token(s, ""), 0);
-    assert_int_equal(keten_sessions_find(s, c2, T0, &ses), KETEN_OK);
-    assert_int_equal(keten_sessions_end_token(s, "0123456789abcdef"), 2);
-    assert_int_equal(keten_sessions_find(s, c2, T0, &ses), KETEN_ERR_NOT_FOUND);
-    assert_int_equal(keten_sessions_find(s, c3, T0, &ses), KETEN_ERR_NOT_FOUND);
-    assert_int_equal(keten_sessions_count(s), 0);
-    keten_sessions_destroy(&s);
+    assert_int_equal(keten_auth_sessions_end_token(s, "fedcba9876543210"), 0);
+    assert_int_equal(keten_auth_sessions_end_token(s, ""), 0);
+    assert_int_equal(keten_auth_sessions_find(s, c2, T0, &ses), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_end_token(s, "0123456789abcdef"), 2);
+    assert_int_equal(keten_auth_sessions_find(s, c2, T0, &ses), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(keten_auth_sessions_find(s, c3, T0, &ses), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(keten_auth_sessions_count(s), 0);
+    keten_auth_sessions_destroy(&s);
 }
 
 static void test_session_bound(void **state)
 {
     (void)state;
     enum { MAX = 4 };
-    keten_sessions *s = keten_sessions_new(MAX);
+    keten_auth_sessions *s = keten_auth_sessions_new(MAX);
     assert_non_null(s);
     char cookies[MAX + 2][KETEN_AUTH_B64_CHARS + 1], csrf[KETEN_AUTH_B64_CHARS + 1];
-    keten_session *ses = NULL;
+    keten_auth_session *ses = NULL;
     for (int i = 0; i < MAX; i++) {
-        keten_principal p = person("p", KETEN_SCOPE_READ);
+        keten_auth_principal p = person("p", KETEN_SCOPE_READ);
         snprintf(p.actor, sizeof p.actor, "person:p%d", i);
         assert_int_equal(
-            keten_sessions_create(s, &p, T0 + (uint64_t)i, cookies[i], csrf), KETEN_OK);
+            keten_auth_sessions_create(s, &p, T0 + (uint64_t)i, cookies[i], csrf), KETEN_OK);
     }
-    assert_int_equal(keten_sessions_count(s), MAX);
+    assert_int_equal(keten_auth_sessions_count(s), MAX);
     /* the oldest (p0) gives way, though it was used last */
-    assert_int_equal(keten_sessions_find(s, cookies[0], T0 + 10, &ses), KETEN_OK);
-    keten_principal n = person("new", KETEN_SCOPE_READ);
-    assert_int_equal(keten_sessions_create(s, &n, T0 + 11, cookies[MAX], csrf), KETEN_OK);
-    assert_int_equal(keten_sessions_count(s), MAX);
-    assert_int_equal(keten_sessions_find(s, cookies[0], T0 + 12, &ses), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(keten_auth_sessions_find(s, cookies[0], T0 + 10, &ses), KETEN_OK);
+    keten_auth_principal n = person("new", KETEN_SCOPE_READ);
+    assert_int_equal(keten_auth_sessions_create(s, &n, T0 + 11, cookies[MAX], csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_count(s), MAX);
+    assert_int_equal(keten_auth_sessions_find(s, cookies[0], T0 + 12, &ses), KETEN_ERR_NOT_FOUND);
     for (int i = 1; i <= MAX; i++) {
-        assert_int_equal(keten_sessions_find(s, cookies[i], T0 + 12, &ses), KETEN_OK);
+        assert_int_equal(keten_auth_sessions_find(s, cookies[i], T0 + 12, &ses), KETEN_OK);
     }
     /* expired ones give way before the oldest live one */
-    keten_sessions_destroy(&s);
-    s = keten_sessions_new(2);
+    keten_auth_sessions_destroy(&s);
+    s = keten_auth_sessions_new(2);
     assert_non_null(s);
-    keten_principal a = person("a", KETEN_SCOPE_READ), b = person("b", KETEN_SCOPE_READ);
-    assert_int_equal(keten_sessions_create(s, &a, T0, cookies[0], csrf), KETEN_OK);
-    assert_int_equal(keten_sessions_create(s, &b, T0 + 10 * MIN_MS, cookies[1], csrf), KETEN_OK);
-    /* at T0 + 20 min a has been idle for 20 minutes: it gives way, not b */
-    assert_int_equal(keten_sessions_find(s, cookies[1], T0 + 20 * MIN_MS, &ses), KETEN_OK);
-    assert_int_equal(keten_sessions_create(s, &n, T0 + 20 * MIN_MS, cookies[2], csrf), KETEN_OK);
-    assert_int_equal(keten_sessions_find(s, cookies[1], T0 + 20 * MIN_MS, &ses), KETEN_OK);
-    assert_int_equal(keten_sessions_find(s, cookies[2], T0 + 20 * MIN_MS, &ses), KETEN_OK);
+    keten_auth_principal a = person("a", KETEN_SCOPE_READ), b = person("b", KETEN_SCOPE_READ);
+    assert_int_equal(keten_auth_sessions_create(s, &a, T0, cookies[0], csrf), KETEN_OK);
     assert_int_equal(
-        keten_sessions_find(s, cookies[0], T0 + 20 * MIN_MS, &ses), KETEN_ERR_NOT_FOUND);
-    keten_sessions_destroy(&s);
+        keten_auth_sessions_create(s, &b, T0 + 10 * MIN_MS, cookies[1], csrf), KETEN_OK);
+    /* at T0 + 20 min a has been idle for 20 minutes: it gives way, not b */
+    assert_int_equal(keten_auth_sessions_find(s, cookies[1], T0 + 20 * MIN_MS, &ses), KETEN_OK);
+    assert_int_equal(
+        keten_auth_sessions_create(s, &n, T0 + 20 * MIN_MS, cookies[2], csrf), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_find(s, cookies[1], T0 + 20 * MIN_MS, &ses), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_find(s, cookies[2], T0 + 20 * MIN_MS, &ses), KETEN_OK);
+    assert_int_equal(
+        keten_auth_sessions_find(s, cookies[0], T0 + 20 * MIN_MS, &ses), KETEN_ERR_NOT_FOUND);
+    keten_auth_sessions_destroy(&s);
 }
 
 int main(void)

@@ -100,7 +100,7 @@ static const uint8_t ID_A[KETEN_MSG_ID_BYTES]
 /* A handled event for ID_A at time `at`, in txn. */
 static uint64_t append_at(ctx *t, MDB_txn *txn, uint64_t at)
 {
-    keten_event ev = { 0 };
+    keten_events_item ev = { 0 };
     ev.type = KETEN__EVENT_TYPE__EVENT_TYPE_HANDLED;
     ev.msg_id = ID_A;
     ev.time = at;
@@ -174,7 +174,7 @@ static void test_append_read_order(void **state)
     memset(reply_to, 0x5c, sizeof reply_to);
     MDB_txn *txn = NULL;
     assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
-    keten_event m = { .type = KETEN__EVENT_TYPE__EVENT_TYPE_MESSAGE,
+    keten_events_item m = { .type = KETEN__EVENT_TYPE__EVENT_TYPE_MESSAGE,
         .msg_id = ID_A,
         .kind = KETEN__KIND__KIND_REPLY,
         .from = "bravo",
@@ -190,10 +190,10 @@ static void test_append_read_order(void **state)
         KETEN_OK);
     assert_int_equal(keten_events_handled(t->node, txn, ID_A, 1765000000000ull), KETEN_OK);
     /* Reject twin: an event without the fields of its type is not stored. */
-    keten_event bad = { .type = KETEN__EVENT_TYPE__EVENT_TYPE_RECEIPT, .msg_id = ID_A };
+    keten_events_item bad = { .type = KETEN__EVENT_TYPE__EVENT_TYPE_RECEIPT, .msg_id = ID_A };
     assert_int_equal(keten_events_append(t->node, txn, &bad, NULL), KETEN_ERR_INVALID);
     keten_err_clear();
-    keten_event none = { .type = KETEN__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED, .msg_id = ID_A };
+    keten_events_item none = { .type = KETEN__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED, .msg_id = ID_A };
     assert_int_equal(keten_events_append(t->node, txn, &none, NULL), KETEN_ERR_INVALID);
     keten_err_clear();
     assert_int_equal(keten_store_commit(&txn), KETEN_OK);
@@ -425,7 +425,7 @@ static void test_reopen_monotonic(void **state)
     assert_int_equal(keten_store_put(t->node->store, txn, KETEN_DB_STATE, KETEN_EVENTS_LAST_KEY,
                          strlen(KETEN_EVENTS_LAST_KEY), "abc", 3),
         KETEN_OK);
-    keten_event ev
+    keten_events_item ev
         = { .type = KETEN__EVENT_TYPE__EVENT_TYPE_HANDLED, .msg_id = ID_A, .handled_at = 1 };
     assert_int_equal(keten_events_append(t->node, txn, &ev, NULL), KETEN_ERR_MALFORMED);
     keten_err_clear();
@@ -609,7 +609,7 @@ static void send_to(ctx *t, sent *s, Keten__Kind kind, const char *to)
 {
     const char *json
         = "{\"type\":\"woonfraude\",\"purpose\":\"handhaving\",\"summary\":\"" SUMMARY "\"}";
-    keten_send_req req = { .to = to, .kind = kind, .json = json, .json_len = strlen(json) };
+    keten_outbox_send_req req = { .to = to, .kind = kind, .json = json, .json_len = strlen(json) };
     assert_int_equal(keten_outbox_send(t->node, &req, s->id), KETEN_OK);
     Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
     assert_non_null(f);
@@ -725,12 +725,12 @@ static void expiry_notice(ctx *t, uint64_t leaf, uint64_t size)
 static uint8_t *seal_reply(ctx *t, const uint8_t *query_id, uint8_t *id, size_t *len)
 {
     Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_from_json(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
+    assert_int_equal(keten_signal_json_parse(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
     uint8_t *payload = NULL;
     size_t payload_len = 0;
-    assert_int_equal(keten_signal_pack(sig, &payload, &payload_len), KETEN_OK);
+    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
     uint64_t now = keten_now_ms();
-    keten_seal_params params = { .kind = KETEN__KIND__KIND_REPLY,
+    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_REPLY,
         .category = sig->type,
         .purpose = sig->purpose,
         .in_reply_to = query_id,
@@ -742,7 +742,7 @@ static uint8_t *seal_reply(ctx *t, const uint8_t *query_id, uint8_t *id, size_t 
                          payload, payload_len, id, &env, len),
         KETEN_OK);
     free(payload);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     return env;
 }
 
@@ -891,12 +891,12 @@ static void test_outbox_expiry(void **state)
 {
     ctx *t = *state;
     Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_from_json(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
+    assert_int_equal(keten_signal_json_parse(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
     uint8_t *payload = NULL;
     size_t payload_len = 0;
-    assert_int_equal(keten_signal_pack(sig, &payload, &payload_len), KETEN_OK);
+    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
     uint64_t now = keten_now_ms();
-    keten_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
+    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
         .category = sig->type,
         .purpose = sig->purpose,
         .created_at = now,
@@ -909,7 +909,7 @@ static void test_outbox_expiry(void **state)
                          payload_len, id, &env, &len),
         KETEN_OK);
     free(payload);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     Keten__SentRecipient r = KETEN__SENT_RECIPIENT__INIT, *rp = &r;
     r.id = (char *)"bravo";
     r.state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING;
