@@ -1,108 +1,229 @@
+/* api - see api.h. */
 #include "api.h"
-
-#include "alarm.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <zmq.h>
+#include <strings.h>
 
+#include "alarm.h"
+#include "apizmq.h"
+#include "directory.h"
 #include "inbox.h"
 #include "log.h"
 #include "nodestore.h"
-#include "pb.h"
-#include "signal_json.h"
 #include "outbox.h"
+#include "pb.h"
 #include "policy.h"
-#include "rec.h"
+#include "signal_json.h"
 #include "status.h"
-#include "witness.h"
 #include "util.h"
+#include "witness.h"
 
-#define ROUTING_ID_MAX 256
+#define CT_JSON "application/json; charset=utf-8"
+#define CT_PROBLEM "application/problem+json"
+#define PROBLEM_PREFIX "urn:keten:problem:"
+#define DETAIL_MAX 1200
+#define ERRORS_MAX 16 /* fields named in one problem's errors[] */
 
 typedef enum waiter_kind { WAIT_SEND, WAIT_INBOX } waiter_kind;
 
+/* The inbox filters of GET /v1/inbox. */
+typedef struct inbox_filter {
+    bool all; /* unhandled=false (the default): handled ones too */
+    char kind[16]; /* "" any */
+    char category[72]; /* "" any */
+    uint64_t since; /* received at or after (ms); 0 any */
+} inbox_filter;
+
 typedef struct waiter {
-    uint8_t rid[ROUTING_ID_MAX];
-    size_t rid_len;
+    uint64_t ticket;
     waiter_kind kind;
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
-    bool all;
+    bool is_reply; /* action for the log */
+    inbox_filter filter;
     uint64_t deadline; /* mono ms */
 } waiter;
 
-/* A reply kept while a batch is held. */
-typedef struct held_reply {
-    uint8_t rid[ROUTING_ID_MAX];
-    size_t rid_len;
-    char *text; /* may hold signal content: wiped before it is freed */
-} held_reply;
+typedef struct held_answer {
+    uint64_t ticket;
+    keten_api_response resp;
+} held_answer;
 
 struct keten_api {
-    void *sock;
-    char path[PATH_MAX];
     waiter *waiters;
     size_t n_waiters;
     bool holding;
-    held_reply *held;
+    held_answer *held;
     size_t n_held, cap_held;
+    keten_api_answer_fn answer;
+    void *answer_ctx;
 };
 
-#define HOLD_FAILED_REPLY                                                                          \
-    "{\"ok\":false,\"error\":\"the node could not commit this change to its store (see its "       \
-    "log); nothing of it was kept: try again\",\"exit\":1}"
+/* ---- responses ------------------------------------------------------------ */
+
+void keten_api_response_clear(keten_api_response *resp)
+{
+    if (resp->body != NULL) {
+        sodium_memzero(resp->body, resp->body_len);
+        free(resp->body);
+    }
+    resp->body = NULL;
+    resp->body_len = 0;
+}
+
+/* Wipe every string in a JSON value (a request may hold signal content). */
+static void wipe_json(json_t *v)
+{
+    if (json_is_string(v)) {
+        sodium_memzero((void *)(uintptr_t)json_string_value(v), json_string_length(v));
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach (v, k, x) {
+            wipe_json(x);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach (v, i, x) {
+            wipe_json(x);
+        }
+    }
+}
+
+static void set_body(keten_api_response *resp, unsigned status, const char *ct, json_t *body)
+{
+    resp->status = status;
+    resp->content_type = ct;
+    resp->body = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (resp->body == NULL) {
+        static const char oom[] = "{\"type\":\"" PROBLEM_PREFIX "internal\",\"title\":\"out of "
+                                  "memory\",\"status\":500,\"detail\":\"the node ran out of "
+                                  "memory answering this request; try again\",\"exit\":1}";
+        resp->status = 500;
+        resp->content_type = CT_PROBLEM;
+        resp->body = strdup(oom);
+    }
+    resp->body_len = resp->body != NULL ? strlen(resp->body) : 0;
+}
+
+static void json_answer(keten_api_response *resp, unsigned status, json_t *body)
+{
+    set_body(resp, status, CT_JSON, body);
+}
+
+/* A problem with extra members (msg_id, handled_at, errors[], ...). */
+static void problem_with(keten_api_response *resp, unsigned status, const char *slug,
+    const char *title, int exit_code, const char *detail, json_t *extra)
+{
+    char type[64];
+    snprintf(type, sizeof type, PROBLEM_PREFIX "%s", slug);
+    json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:i}", "type", type, "title", title, "status",
+        (int)status, "detail", detail, "exit", exit_code);
+    if (p != NULL && extra != NULL && json_object_update(p, extra) != 0) {
+        json_decref(p);
+        p = NULL;
+    }
+    json_decref(extra);
+    set_body(resp, status, CT_PROBLEM, p);
+}
+
+void keten_api_problem(keten_api_response *resp, unsigned status, const char *slug,
+    const char *title, int exit_code, const char *detail)
+{
+    problem_with(resp, status, slug, title, exit_code, detail, NULL);
+}
+
+/* 400 naming the fields: errors[] of {field, problem, allowed}. */
+static void field_problem(keten_api_response *resp, const char *field, const char *problem,
+    const char *allowed, const char *detail)
+{
+    json_t *e = json_pack("{s:[{s:s, s:s, s:s}]}", "errors", "field", field, "problem", problem,
+        "allowed", allowed);
+    problem_with(resp, 400, "invalid-request", "Invalid request", 2, detail, e);
+}
+
+static void usage_problem(keten_api_response *resp, const char *detail)
+{
+    keten_api_problem(resp, 400, "invalid-request", "Invalid request", 2, detail);
+}
+
+/* The answer to a failed operation: status by the error's kind. */
+static void err_problem_with(keten_api_response *resp, keten_err e, json_t *extra)
+{
+    char text[DETAIL_MAX];
+    const char *detail = keten_err_detail();
+    if (detail[0] != '\0') {
+        snprintf(text, sizeof text, "%s: %s", keten_strerror(e), detail);
+    } else {
+        snprintf(text, sizeof text, "%s", keten_strerror(e));
+    }
+    unsigned status = 500;
+    const char *slug = "internal", *title = "The node failed";
+    switch (e) {
+    case KETEN_ERR_NOT_FOUND:
+        status = 404, slug = "not-found", title = "Not found";
+        break;
+    case KETEN_ERR_EXISTS:
+        status = 409, slug = "conflict", title = "Already done";
+        break;
+    case KETEN_ERR_POLICY:
+        status = 422, slug = "policy", title = "Refused by the sharing policy";
+        break;
+    case KETEN_ERR_STORE_FULL:
+        status = 503, slug = "store-full", title = "The node's store is full";
+        break;
+    case KETEN_ERR_JSON:
+    case KETEN_ERR_MALFORMED:
+    case KETEN_ERR_INVALID:
+    case KETEN_ERR_INVALID_SIGNAL:
+    case KETEN_ERR_BAD_NAME:
+    case KETEN_ERR_UNREGISTERED:
+    case KETEN_ERR_UNKNOWN_NODE:
+    case KETEN_ERR_TOO_LARGE:
+    case KETEN_ERR_NOT_CANONICAL:
+        status = 400, slug = "invalid-request", title = "Invalid request";
+        break;
+    case KETEN_ERR_REVOKED:
+    case KETEN_ERR_EXPIRED:
+    case KETEN_ERR_NOT_YET_VALID:
+        status = 503, slug = "cannot-send", title = "The node cannot send now";
+        break;
+    default:
+        break;
+    }
+    problem_with(resp, status, slug, title, keten_err_exit_code(e), text, extra);
+}
+
+static void err_problem(keten_api_response *resp, keten_err e)
+{
+    err_problem_with(resp, e, NULL);
+}
+
+#define HOLD_FAILED_DETAIL                                                                         \
+    "the node could not commit this change to its store (see its log); nothing of it was kept: "  \
+    "try again"
+
+/* ---- waiting and holding ------------------------------------------------- */
 
 keten_err keten_api_open(keten_node *node, keten_api **out)
 {
+    (void)node;
     *out = NULL;
     keten_api *self = calloc(1, sizeof *self);
     if (self == NULL) {
         return KETEN_ERR_NOMEM;
     }
-    keten_err e = KETEN_OK;
     self->waiters = calloc(KETEN_API_WAITERS_MAX, sizeof *self->waiters);
     if (self->waiters == NULL) {
-        e = KETEN_ERR_NOMEM;
-        goto out;
-    }
-    if (snprintf(self->path, sizeof self->path, "%s/%s", node->opts.home, KETEN_NODE_API_SOCK)
-        >= 100 /* sun_path */) {
-        e = keten_err_set(KETEN_ERR_INVALID,
-            "the API socket path %s/%s is too long for a local socket; use a shorter --home",
-            node->opts.home, KETEN_NODE_API_SOCK);
-        goto out;
-    }
-    snprintf(node->api_endpoint, sizeof node->api_endpoint, "ipc://%s", self->path);
-    self->sock = zmq_socket(node->zctx, ZMQ_ROUTER);
-    int zero = 0;
-    int64_t maxmsg = KETEN_API_REQUEST_MAX;
-    if (self->sock == NULL || zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero) != 0
-        || zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0) {
-        e = keten_err_set(KETEN_ERR_IO, "API socket: %s", zmq_strerror(zmq_errno()));
-        goto out;
-    }
-    (void)unlink(self->path); /* a stale socket of a daemon that died */
-    mode_t old = umask(077);
-    int rc = zmq_bind(self->sock, node->api_endpoint);
-    umask(old);
-    if (rc != 0) {
-        e = keten_err_set(KETEN_ERR_IO, "cannot bind the local API on %s: %s", node->api_endpoint,
-            zmq_strerror(zmq_errno()));
-        goto out;
-    }
-    if (chmod(self->path, 0600) != 0) {
-        e = keten_err_set(KETEN_ERR_PERMISSIONS, "chmod 0600 %s: %s", self->path, strerror(errno));
-        goto out;
+        free(self);
+        return KETEN_ERR_NOMEM;
     }
     *out = self;
-    self = NULL;
-out:
-    keten_api_destroy(&self);
-    return e;
+    return KETEN_OK;
 }
 
 void keten_api_destroy(keten_api **self_p)
@@ -111,72 +232,74 @@ void keten_api_destroy(keten_api **self_p)
         return;
     }
     keten_api *self = *self_p;
-    if (self->sock != NULL) {
-        zmq_close(self->sock);
-        (void)unlink(self->path);
-    }
     free(self->waiters);
     for (size_t i = 0; i < self->n_held; i++) {
-        sodium_memzero(self->held[i].text, strlen(self->held[i].text));
-        free(self->held[i].text);
+        keten_api_response_clear(&self->held[i].resp);
     }
     free(self->held);
     free(self);
     *self_p = NULL;
 }
 
-void *keten_api_socket(keten_api *self)
+void keten_api_set_answer(keten_api *self, keten_api_answer_fn fn, void *ctx)
 {
-    return self->sock;
+    self->answer = fn;
+    self->answer_ctx = ctx;
 }
 
-static void send_reply(keten_api *api, const uint8_t *rid, size_t rid_len, const char *body)
+static void deliver(keten_api *api, uint64_t ticket, keten_api_response *resp)
 {
-    if (zmq_send(api->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0
-        || zmq_send(api->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0
-        || zmq_send(api->sock, body, strlen(body), ZMQ_DONTWAIT) < 0) {
-        KETEN_LOG(
-            KETEN_LOG_WARNING, "API reply not sent", "error=\"%s\"", zmq_strerror(zmq_errno()));
+    if (api->answer != NULL) {
+        api->answer(api->answer_ctx, ticket, resp);
+    } else {
+        keten_api_response_clear(resp);
     }
 }
 
-/* Keep a reply while holding; false (nothing kept) when out of memory. */
-static bool hold_reply(keten_api *api, const uint8_t *rid, size_t rid_len, char *text)
+/* Keep an answer while holding; false when it cannot be kept (memory). */
+static bool hold_answer(keten_api *api, uint64_t ticket, keten_api_response *resp)
 {
-    if (rid_len > ROUTING_ID_MAX) {
-        return false;
-    }
     if (api->n_held == api->cap_held) {
         size_t cap = api->cap_held == 0 ? 16 : 2 * api->cap_held;
-        held_reply *h = realloc(api->held, cap * sizeof *h);
+        held_answer *h = realloc(api->held, cap * sizeof *h);
         if (h == NULL) {
             return false;
         }
         api->held = h;
         api->cap_held = cap;
     }
-    held_reply *h = &api->held[api->n_held++];
-    memcpy(h->rid, rid, rid_len);
-    h->rid_len = rid_len;
-    h->text = text;
+    held_answer *h = &api->held[api->n_held++];
+    h->ticket = ticket;
+    h->resp = *resp;
     return true;
 }
 
-static void reply_raw(keten_api *api, const uint8_t *rid, size_t rid_len, json_t *reply)
+static void hold_failed(keten_api_response *resp)
 {
-    char *text = reply != NULL ? json_dumps(reply, JSON_COMPACT) : NULL;
-    json_decref(reply);
-    if (api->holding && text != NULL && hold_reply(api, rid, rid_len, text)) {
-        return;
+    char action[KETEN_API_ACTION_MAX], object[KETEN_API_OBJECT_MAX];
+    memcpy(action, resp->action, sizeof action);
+    memcpy(object, resp->object, sizeof object);
+    keten_api_response_clear(resp);
+    keten_api_problem(resp, 500, "store-failed", "The node's store failed", 1, HOLD_FAILED_DETAIL);
+    memcpy(resp->action, action, sizeof action);
+    memcpy(resp->object, object, sizeof object);
+}
+
+/* An answer that is ready: now to the transport, or kept while holding. */
+static keten_api_result finish(keten_api *api, uint64_t ticket, keten_api_response *resp, bool now)
+{
+    if (api->holding) {
+        if (hold_answer(api, ticket, resp)) {
+            memset(resp, 0, sizeof *resp); /* the kept copy owns the body */
+            return KETEN_API_LATER;
+        }
+        hold_failed(resp); /* cannot keep it: it is not durable yet */
     }
-    const char *body = text == NULL ? "{\"ok\":false,\"error\":\"out of memory\",\"exit\":1}"
-        : api->holding              ? HOLD_FAILED_REPLY /* cannot keep it: not durable yet */
-                                    : text;
-    send_reply(api, rid, rid_len, body);
-    if (text != NULL) {
-        sodium_memzero(text, strlen(text));
-        free(text);
+    if (now) {
+        return KETEN_API_ANSWERED;
     }
+    deliver(api, ticket, resp);
+    return KETEN_API_LATER;
 }
 
 void keten_api_hold(keten_api *self)
@@ -187,111 +310,328 @@ void keten_api_hold(keten_api *self)
 void keten_api_release(keten_api *self, bool committed)
 {
     self->holding = false;
-    for (size_t i = 0; i < self->n_held; i++) {
-        held_reply *h = &self->held[i];
-        send_reply(self, h->rid, h->rid_len, committed ? h->text : HOLD_FAILED_REPLY);
-        sodium_memzero(h->text, strlen(h->text));
-        free(h->text);
-        h->text = NULL;
-    }
-    if (!committed && self->n_held > 0) {
-        KETEN_LOG(KETEN_LOG_ERR, "store commit failed; API requests answered with an error",
-            "replies=%zu", self->n_held);
-    }
+    size_t n = self->n_held;
     self->n_held = 0;
-}
-
-static json_t *fail_reply(keten_err e)
-{
-    char text[1200];
-    const char *detail = keten_err_detail();
-    if (detail[0] != '\0') {
-        snprintf(text, sizeof text, "%s: %s", keten_strerror(e), detail);
-    } else {
-        snprintf(text, sizeof text, "%s", keten_strerror(e));
+    for (size_t i = 0; i < n; i++) {
+        held_answer *h = &self->held[i];
+        if (!committed) {
+            hold_failed(&h->resp);
+        }
+        deliver(self, h->ticket, &h->resp);
     }
-    return json_pack("{s:b, s:s, s:i}", "ok", 0, "error", text, "exit", keten_err_exit_code(e));
-}
-
-static json_t *usage_reply(const char *text)
-{
-    return json_pack("{s:b, s:s, s:i}", "ok", 0, "error", text, "exit", 2);
-}
-
-static bool get_msg_id(const json_t *req, uint8_t out[static KETEN_MSG_ID_BYTES])
-{
-    const char *s = json_string_value(json_object_get(req, "msg_id"));
-    return s != NULL && strlen(s) == 2 * KETEN_MSG_ID_BYTES
-        && keten_unhex(s, out, KETEN_MSG_ID_BYTES) == KETEN_OK;
-}
-
-static uint64_t wait_ms(const json_t *req, const char *key, uint64_t dflt)
-{
-    json_t *v = json_object_get(req, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        return dflt;
+    if (!committed && n > 0) {
+        KETEN_LOG(KETEN_LOG_ERR, "store commit failed; API requests answered with an error",
+            "replies=%zu", n);
     }
-    uint64_t ms = (uint64_t)json_integer_value(v);
-    return ms > KETEN_API_WAIT_MAX_MS ? KETEN_API_WAIT_MAX_MS : ms;
 }
 
-static bool add_waiter(keten_api *api, const uint8_t *rid, size_t rid_len, waiter_kind kind,
-    const uint8_t *msg_id, bool all, uint64_t ms)
+void keten_api_cancel(keten_api *self, uint64_t ticket)
 {
-    if (api->n_waiters >= KETEN_API_WAITERS_MAX || rid_len > ROUTING_ID_MAX) {
-        return false;
+    for (size_t i = 0; i < self->n_waiters;) {
+        if (self->waiters[i].ticket == ticket) {
+            self->waiters[i] = self->waiters[--self->n_waiters];
+        } else {
+            i++;
+        }
+    }
+    for (size_t i = 0; i < self->n_held; i++) {
+        if (self->held[i].ticket == ticket) {
+            keten_api_response_clear(&self->held[i].resp);
+            self->held[i].ticket = 0; /* delivered as nothing: the answer function ignores 0 */
+        }
+    }
+}
+
+static waiter *add_waiter(keten_api *api, uint64_t ticket, waiter_kind kind, uint64_t ms)
+{
+    if (api->n_waiters >= KETEN_API_WAITERS_MAX) {
+        return NULL;
     }
     waiter *w = &api->waiters[api->n_waiters++];
     memset(w, 0, sizeof *w);
-    memcpy(w->rid, rid, rid_len);
-    w->rid_len = rid_len;
+    w->ticket = ticket;
     w->kind = kind;
-    if (msg_id != NULL) {
-        memcpy(w->msg_id, msg_id, KETEN_MSG_ID_BYTES);
-    }
-    w->all = all;
     w->deadline = keten_mono_ms() + ms;
+    return w;
+}
+
+/* ---- request parsing ----------------------------------------------------- */
+
+typedef struct op_ctx {
+    keten_node *node;
+    const keten_api_request *req;
+    keten_api_response *resp;
+    uint8_t msg_id[KETEN_MSG_ID_BYTES]; /* the path's {msg_id} */
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    bool has_id;
+    json_t *body; /* the parsed request body (POST) */
+} op_ctx;
+
+static const char *query_get(const keten_api_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_query; i++) {
+        if (strcmp(req->query[i].name, name) == 0) {
+            return req->query[i].value;
+        }
+    }
+    return NULL;
+}
+
+/* Refuse query parameters other than the allowed ones (NULL-terminated),
+ * and a parameter given twice. */
+static bool query_check(op_ctx *c, const char *const *allowed, const char *allowed_text)
+{
+    const keten_api_request *req = c->req;
+    for (size_t i = 0; i < req->n_query; i++) {
+        bool ok = false;
+        for (size_t j = 0; allowed[j] != NULL && !ok; j++) {
+            ok = strcmp(req->query[i].name, allowed[j]) == 0;
+        }
+        for (size_t j = 0; j < i && ok; j++) {
+            ok = strcmp(req->query[i].name, req->query[j].name) != 0;
+        }
+        if (!ok) {
+            char field[80], detail[200];
+            snprintf(field, sizeof field, "?%.64s", req->query[i].name);
+            snprintf(detail, sizeof detail,
+                "query parameter %.64s is unknown here or given twice; allowed: %s",
+                req->query[i].name, allowed_text[0] != '\0' ? allowed_text : "none");
+            field_problem(c->resp, field, "unknown or repeated query parameter",
+                allowed_text[0] != '\0' ? allowed_text : "none", detail);
+            return false;
+        }
+    }
     return true;
 }
 
-static void drop_waiter(keten_api *api, size_t i)
+/* A decimal count in [0, max]. */
+static bool parse_uint(const char *s, uint64_t max, uint64_t *out)
 {
-    api->waiters[i] = api->waiters[api->n_waiters - 1];
-    api->n_waiters--;
+    if (s == NULL || s[0] == '\0' || strlen(s) > 20) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (max - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
 }
 
-/* The answer to a waiting send: NULL while it is still pending. */
-static json_t *send_outcome(
-    keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], bool timed_out)
+/* ?wait=MS: false (answered 400) when malformed; 0 when absent. */
+static bool query_wait(op_ctx *c, uint64_t *ms)
 {
+    *ms = 0;
+    const char *w = query_get(c->req, "wait");
+    if (w != NULL && !parse_uint(w, KETEN_API_WAIT_MAX_MS, ms)) {
+        field_problem(c->resp, "?wait", "not a number of milliseconds in range", "0..86400000",
+            "wait is the time in ms to wait for the answer, 0..86400000");
+        return false;
+    }
+    return true;
+}
+
+/* ?since=ISO 8601 UTC or ms since 1970. */
+static bool query_since(op_ctx *c, uint64_t *ms)
+{
+    *ms = 0;
+    const char *s = query_get(c->req, "since");
+    if (s != NULL && (s[0] == '\0' || keten_time_parse(s, ms) != KETEN_OK)) {
+        keten_err_clear();
+        field_problem(c->resp, "?since", "not a time",
+            "ISO 8601 UTC (2026-12-06T10:00:00Z) or ms since 1970",
+            "since is a time: ISO 8601 UTC like 2026-12-06T10:00:00Z, or ms since 1970");
+        return false;
+    }
+    return true;
+}
+
+/* Parse the body as one JSON object (strict: duplicate keys refused), with
+ * only the allowed members (NULL-terminated). */
+static bool body_object(op_ctx *c, const char *const *allowed, const char *allowed_text)
+{
+    const keten_api_request *req = c->req;
+    if (req->body_len == 0) {
+        usage_problem(c->resp, "this request needs a JSON object body");
+        return false;
+    }
+    json_error_t jerr;
+    c->body = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (c->body == NULL || !json_is_object(c->body)) {
+        char detail[DETAIL_MAX];
+        if (c->body == NULL) {
+            snprintf(detail, sizeof detail,
+                "the body is not valid JSON: %s (line %d, column %d); send one JSON object",
+                jerr.text, jerr.line, jerr.column);
+        } else {
+            snprintf(detail, sizeof detail, "the body is JSON but not an object; send one object");
+        }
+        keten_api_problem(c->resp, 400, "malformed-json", "Malformed JSON", 2, detail);
+        return false;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach (c->body, k, v) {
+        bool ok = false;
+        for (size_t j = 0; allowed[j] != NULL && !ok; j++) {
+            ok = strcmp(k, allowed[j]) == 0;
+        }
+        if (!ok) {
+            char field[80], detail[300];
+            snprintf(field, sizeof field, "/%.64s", k);
+            snprintf(detail, sizeof detail, "unknown field \"%.64s\"; allowed: %s", k,
+                allowed_text);
+            field_problem(c->resp, field, "unknown field", allowed_text, detail);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A member that must be a string when present. */
+static bool body_string(op_ctx *c, const char *key, bool required, const char **out)
+{
+    json_t *v = json_object_get(c->body, key);
+    *out = json_string_value(v);
+    if ((v == NULL && !required) || json_is_string(v)) {
+        return true;
+    }
+    char field[40], detail[120];
+    snprintf(field, sizeof field, "/%s", key);
+    snprintf(detail, sizeof detail, "%s %s a string", key, v == NULL ? "is required:" : "must be");
+    field_problem(c->resp, field, v == NULL ? "missing" : "not a string", "a string", detail);
+    return false;
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+static keten_api_result op_ping(op_ctx *c)
+{
+    json_answer(c->resp, 200, json_pack("{s:s}", "node", c->node->me->id));
+    return KETEN_API_ANSWERED;
+}
+
+static keten_api_result op_node(op_ctx *c)
+{
+    json_t *st = NULL;
+    keten_err e = keten_status_node(c->node, &st);
+    if (e != KETEN_OK) {
+        err_problem(c->resp, e);
+    } else {
+        json_answer(c->resp, 200, json_pack("{s:o}", "status", st));
+    }
+    return KETEN_API_ANSWERED;
+}
+
+/* Partners this node may send kind/category to: for some registered
+ * purpose the policy allows it. */
+static json_t *allowed_for(keten_node *node, Keten__Kind kind, const char *category)
+{
+    const Keten__Directory *doc = keten_directory_doc(node->dir);
+    json_t *ids = json_array();
+    for (size_t i = 0; ids != NULL && i < doc->n_nodes; i++) {
+        const Keten__NodeCert *to = doc->nodes[i];
+        if (strcmp(to->role, "broker") == 0 || strcmp(to->id, node->me->id) == 0) {
+            continue;
+        }
+        bool ok = false;
+        for (size_t p = 0; p < doc->n_purposes && !ok; p++) {
+            ok = keten_policy_evaluate(doc, node->me->id, node->me->role, to->id, to->role, kind,
+                category, doc->purposes[p])
+                     .allowed;
+        }
+        if (ok && json_array_append_new(ids, json_string(to->id)) != 0) {
+            json_decref(ids);
+            ids = NULL;
+        }
+    }
+    return ids;
+}
+
+static keten_api_result op_capabilities(op_ctx *c)
+{
+    keten_node *node = c->node;
+    const Keten__Directory *doc = keten_directory_doc(node->dir);
+    json_t *cats = json_array(), *purps = json_array(), *partners = json_array();
+    json_t *sig = json_object(), *qry = json_object();
+    bool ok = cats != NULL && purps != NULL && partners != NULL && sig != NULL && qry != NULL;
+    for (size_t i = 0; ok && i < doc->n_categories; i++) {
+        const char *cat = doc->categories[i];
+        json_t *s = allowed_for(node, KETEN__KIND__KIND_SIGNAL, cat);
+        json_t *q = allowed_for(node, KETEN__KIND__KIND_QUERY, cat);
+        ok = json_array_append_new(cats, json_string(cat)) == 0 && s != NULL && q != NULL
+            && json_object_set_new(sig, cat, s) == 0 && json_object_set_new(qry, cat, q) == 0;
+    }
+    for (size_t i = 0; ok && i < doc->n_purposes; i++) {
+        ok = json_array_append_new(purps, json_string(doc->purposes[i])) == 0;
+    }
+    for (size_t i = 0; ok && i < doc->n_nodes; i++) {
+        const Keten__NodeCert *n = doc->nodes[i];
+        if (strcmp(n->role, "broker") == 0 || strcmp(n->id, node->me->id) == 0) {
+            continue;
+        }
+        ok = json_array_append_new(partners,
+                 json_pack("{s:s, s:s, s:s}", "id", n->id, "org", n->org, "role", n->role))
+            == 0;
+    }
+    if (!ok) {
+        json_decref(cats), json_decref(purps), json_decref(partners);
+        json_decref(sig), json_decref(qry);
+        err_problem(c->resp, KETEN_ERR_NOMEM);
+        return KETEN_API_ANSWERED;
+    }
+    json_answer(c->resp, 200,
+        json_pack("{s:s, s:o, s:o, s:o, s:{s:o, s:o}}", "node", node->me->id, "categories", cats,
+            "purposes", purps, "partners", partners, "allowed", "signal", sig, "query", qry));
+    return KETEN_API_ANSWERED;
+}
+
+/* The send's answer now: NULL-status (0) while it is still pending. With
+ * timed_out, a pending message answers 202 pending. */
+static void send_outcome(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
+    bool timed_out, keten_api_response *resp)
+{
+    resp->status = 0;
     Keten__SentRecord *rec = NULL;
     char hex[KETEN_MSG_ID_HEX_BYTES];
     keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
     keten_err e = keten_outbox_record(node, msg_id, &rec);
     if (e != KETEN_OK) {
-        return fail_reply(e);
+        err_problem(resp, e);
+        return;
     }
     const char *reason = keten_outbox_reason_name(rec->reason);
     const char *detail = rec->detail != NULL ? rec->detail : "";
-    json_t *out = NULL;
-    char text[1200];
+    char text[DETAIL_MAX];
     switch (rec->state) {
     case KETEN__SENT_STATE__SENT_STATE_ACCEPTED:
-        out = json_pack("{s:b, s:s, s:s, s:I}", "ok", 1, "msg_id", hex, "state", "accepted",
-            "leaf_index", (json_int_t)rec->leaf_index);
+        json_answer(resp, 201,
+            json_pack("{s:s, s:s, s:I}", "msg_id", hex, "state", "accepted", "leaf_index",
+                (json_int_t)rec->leaf_index));
         break;
     case KETEN__SENT_STATE__SENT_STATE_REFUSED:
         if (rec->reason == KETEN__REASON__REASON_POLICY) {
             snprintf(text, sizeof text, "the broker refused message %s: %s (rule %lld): %s", hex,
                 reason, (long long)rec->rule, detail);
         } else {
-            snprintf(text, sizeof text, "the broker refused message %s: %s: %s", hex, reason, detail);
+            snprintf(
+                text, sizeof text, "the broker refused message %s: %s: %s", hex, reason, detail);
         }
-        out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+        problem_with(resp, 422, "refused", "Refused by the broker", 1, text,
+            json_pack("{s:s, s:s, s:s, s:I}", "msg_id", hex, "state", "refused", "reason", reason,
+                "rule", (json_int_t)rec->rule));
         break;
     case KETEN__SENT_STATE__SENT_STATE_EXPIRED:
         snprintf(text, sizeof text, "message %s expired before the broker acknowledged it", hex);
-        out = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+        problem_with(resp, 422, "expired", "Expired", 1, text,
+            json_pack("{s:s, s:s, s:s}", "msg_id", hex, "state", "expired", "reason", "expired"));
         break;
     default: /* queued */
         if (node->refused != KETEN__REASON__REASON_NONE) {
@@ -300,32 +640,39 @@ static json_t *send_outcome(
             snprintf(text, sizeof text,
                 "the broker refuses this node: %s; message %s stays in the outbox, unsent", why,
                 hex);
-            out = json_pack(
-                "{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
-        } else if (rec->reason != KETEN__REASON__REASON_NONE) {
-            snprintf(text, sizeof text,
-                "the broker cannot take message %s now: %s: %s; the node keeps it and resends it",
-                hex, reason, detail);
-            out = json_pack(
-                "{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+            problem_with(resp, 503, "node-refused", "The broker refuses this node", 1, text,
+                json_pack("{s:s, s:s}", "msg_id", hex, "state", "pending"));
         } else if (timed_out) {
-            snprintf(text, sizeof text,
-                "no acknowledgement from the broker for message %s yet; it stays in the outbox "
-                "and is resent until acknowledged (see keten-node status %s)",
-                hex, hex);
-            out = json_pack(
-                "{s:b, s:s, s:s, s:i}", "ok", 0, "msg_id", hex, "error", text, "exit", 1);
+            json_answer(resp, 202, json_pack("{s:s, s:s}", "msg_id", hex, "state", "pending"));
         }
         break;
     }
     keten_nodestore_sent_free(&rec);
-    return out;
 }
 
-/* The message a reply or feedback answers, and whom it goes to: a reply
- * answers a received query (one reply per query: the outbox refuses a
- * second in the transaction that would store it), feedback a received
- * signal. */
+static json_t *problem_json(const keten_signal_problem *p)
+{
+    return json_pack("{s:s, s:s, s:s, s:s}", "path", p->path, "problem", p->problem, "allowed",
+        p->allowed, "error", keten_strerror(p->err));
+}
+
+static void validate_answer(keten_api_response *resp, const keten_signal_problems *pr)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list != NULL && i < pr->n; i++) {
+        if (json_array_append_new(list, problem_json(&pr->items[i])) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    json_answer(resp, 200,
+        list == NULL ? NULL
+                     : json_pack("{s:b, s:o, s:I}", "valid", pr->n == 0 && pr->more == 0,
+                           "problems", list, "more", (json_int_t)pr->more));
+}
+
+/* The message a reply or feedback answers: its sender, when kind may
+ * answer it (a reply a query, once; feedback a signal). */
 static keten_err answer_target(keten_node *node, const uint8_t orig[static KETEN_MSG_ID_BYTES],
     Keten__Kind kind, char *from, size_t size)
 {
@@ -336,8 +683,8 @@ static keten_err answer_target(keten_node *node, const uint8_t orig[static KETEN
     keten_err e = keten_inbox_record(node, orig, &rec);
     if (e == KETEN_ERR_NOT_FOUND) {
         e = keten_err_set(KETEN_ERR_NOT_FOUND,
-            "no message %s in this node's inbox; `reply` answers a received query, "
-            "`reply --kind feedback` a received signal",
+            "no message %s in this node's inbox; a reply answers a received query, feedback a "
+            "received signal",
             hex);
         goto out;
     }
@@ -352,7 +699,7 @@ static keten_err answer_target(keten_node *node, const uint8_t orig[static KETEN
             "message %s is a %s, not a query: a reply answers a received query only%s", hex,
             keten_kind_name(h->kind),
             h->kind == KETEN__KIND__KIND_SIGNAL
-                ? " (to tell its sender what was done with it: keten-node reply --kind feedback)"
+                ? " (to tell its sender what was done with it, send \"kind\": \"feedback\")"
                 : "");
         goto out;
     }
@@ -371,7 +718,7 @@ static keten_err answer_target(keten_node *node, const uint8_t orig[static KETEN
         e = keten_err_set(KETEN_ERR_INVALID,
             "message %s is a %s, not a signal: feedback answers a received signal only%s", hex,
             keten_kind_name(h->kind),
-            h->kind == KETEN__KIND__KIND_QUERY ? " (answer a query with keten-node reply)" : "");
+            h->kind == KETEN__KIND__KIND_QUERY ? " (answer a query with \"kind\": \"reply\")" : "");
         goto out;
     }
     if (h->sender == NULL || snprintf(from, size, "%s", h->sender) >= (int)size) {
@@ -383,212 +730,395 @@ out:
     return e;
 }
 
-static json_t *problem_json(const keten_signal_problem *p)
+#define TO_MAX 4096 /* the recipients, comma-joined */
+
+/* "to": a non-empty array of party strings, joined with commas. */
+static bool parse_to(op_ctx *c, char *to, size_t size)
 {
-    return json_pack("{s:s, s:s, s:s, s:s}", "path", p->path, "problem", p->problem, "allowed",
-        p->allowed, "error", keten_strerror(p->err));
+    json_t *v = json_object_get(c->body, "to");
+    static const char allowed[] = "an array of node ids or \"role:NAME\"";
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        field_problem(c->resp, "/to", v == NULL ? "missing" : "not a non-empty array", allowed,
+            "\"to\" names the recipients: a non-empty array of node ids or \"role:NAME\"");
+        return false;
+    }
+    size_t len = 0, i;
+    json_t *x;
+    to[0] = '\0';
+    json_array_foreach (v, i, x) {
+        const char *s = json_string_value(x);
+        char field[32];
+        snprintf(field, sizeof field, "/to/%zu", i);
+        if (s == NULL || s[0] == '\0' || strchr(s, ',') != NULL
+            || json_string_length(x) != strlen(s)) {
+            field_problem(c->resp, field, "not a party", allowed,
+                "each recipient is a node id or \"role:NAME\" (one per array item)");
+            return false;
+        }
+        size_t n = strlen(s);
+        if (len + n + 2 > size) {
+            field_problem(c->resp, field, "too many recipients", allowed, "the recipients are too many");
+            return false;
+        }
+        if (len > 0) {
+            to[len++] = ',';
+        }
+        memcpy(to + len, s, n + 1);
+        len += n;
+    }
+    return true;
 }
 
-/* The answer to a dry run: {"ok": true, "valid": bool, "problems": [{path,
- * problem, allowed, error}], "more": N}. */
-static json_t *dry_run_reply(const keten_signal_problems *pr)
+/* "signal": a JSON object, re-serialized for the strict parser. */
+static bool signal_text(op_ctx *c, char **text)
 {
-    json_t *list = json_array();
-    if (list == NULL) {
-        return NULL;
+    json_t *v = json_object_get(c->body, "signal");
+    if (!json_is_object(v)) {
+        field_problem(c->resp, "/signal", v == NULL ? "missing" : "not an object",
+            "a signal object (docs/signals.md)",
+            "\"signal\" is the signal as a JSON object (docs/signals.md)");
+        return false;
     }
-    for (size_t i = 0; i < pr->n; i++) {
-        if (json_array_append_new(list, problem_json(&pr->items[i])) != 0) {
-            json_decref(list);
-            return NULL;
-        }
+    *text = json_dumps(v, JSON_COMPACT);
+    if (*text == NULL) {
+        err_problem(c->resp, KETEN_ERR_NOMEM);
+        return false;
     }
-    return json_pack("{s:b, s:b, s:o, s:I}", "ok", 1, "valid", pr->n == 0 && pr->more == 0,
-        "problems", list, "more", (json_int_t)pr->more);
+    return true;
 }
 
-static json_t *do_send(
-    keten_node *node, const json_t *req, const uint8_t *rid, size_t rid_len, bool *deferred)
+static void free_text(char **text)
 {
-    const char *cmd = json_string_value(json_object_get(req, "cmd"));
-    /* A dry run is its own command, so that a daemon that does not know it
-     * answers "unknown command" and never sends what was only to be checked. */
-    bool dry_run = strcmp(cmd, "dry-run") == 0;
-    if (dry_run) {
-        cmd = json_string_value(json_object_get(req, "for"));
-        if (cmd == NULL || (strcmp(cmd, "send") != 0 && strcmp(cmd, "reply") != 0)) {
-            return usage_reply("a dry run is \"for\": \"send\" or \"reply\"");
-        }
+    if (*text != NULL) {
+        sodium_memzero(*text, strlen(*text));
+        free(*text);
+        *text = NULL;
     }
-    bool is_reply = strcmp(cmd, "reply") == 0;
-    const char *text = json_string_value(json_object_get(req, "signal"));
-    if (text == NULL) {
-        return usage_reply("no signal given; use --signal FILE or --signal - for standard input");
-    }
+}
+
+/* Send (or check, dry) a new message or an answer. orig: the message
+ * answered (NULL for a send). */
+static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *orig, bool dry)
+{
+    keten_node *node = c->node;
+    char *text = NULL;
+    char to[TO_MAX], orig_from[256];
     keten_send_req sr = { 0 };
-    sr.json = text;
-    sr.json_len = json_string_length(json_object_get(req, "signal"));
-    uint8_t orig[KETEN_MSG_ID_BYTES];
-    char orig_from[256];
-    const char *kind = json_string_value(json_object_get(req, "kind"));
+    const char *kind = NULL;
     keten_signal_problems problems = { 0 };
+    keten_api_result r = KETEN_API_ANSWERED;
+    uint64_t wait = 0;
+    if (!dry && !query_wait(c, &wait)) {
+        return r;
+    }
+    if (!body_string(c, "kind", false, &kind)) {
+        return r;
+    }
     if (is_reply) {
-        if (!get_msg_id(req, orig)) {
-            return usage_reply("MSG_ID must be 32 hex characters");
-        }
         if (kind == NULL || strcmp(kind, "reply") == 0) {
             sr.kind = KETEN__KIND__KIND_REPLY;
         } else if (strcmp(kind, "feedback") == 0) {
             sr.kind = KETEN__KIND__KIND_FEEDBACK;
         } else {
-            return usage_reply("--kind must be reply (to a query) or feedback (to a signal)");
+            field_problem(c->resp, "/kind", "not an answer's kind", "reply, feedback",
+                "kind must be reply (to a query) or feedback (to a signal)");
+            return r;
         }
+    } else {
+        if (kind == NULL || keten_kind_parse(kind, &sr.kind) != KETEN_OK
+            || sr.kind == KETEN__KIND__KIND_REPLY || sr.kind == KETEN__KIND__KIND_FEEDBACK) {
+            keten_err_clear();
+            field_problem(c->resp, "/kind", kind == NULL ? "missing" : "not a kind to send",
+                "signal, query",
+                kind != NULL && (strcmp(kind, "feedback") == 0 || strcmp(kind, "reply") == 0)
+                    ? "a reply or feedback answers a received message: POST "
+                      "/v1/inbox/MSG_ID/reply"
+                    : "kind must be signal or query");
+            return r;
+        }
+    }
+    if (!signal_text(c, &text)) {
+        return r;
+    }
+    sr.json = text;
+    sr.json_len = strlen(text);
+    if (is_reply) {
         keten_err e = answer_target(node, orig, sr.kind, orig_from, sizeof orig_from);
-        if (e != KETEN_OK && !dry_run) {
-            return fail_reply(e);
+        if (e != KETEN_OK && !dry) {
+            err_problem(c->resp, e);
+            goto out;
         }
         if (e != KETEN_OK) { /* no one to send it to: check the signal alone */
-            keten_signal_problems_add(&problems, e, "MSG_ID", NULL, keten_err_detail());
+            keten_signal_problems_add(&problems, e, "msg_id", NULL, keten_err_detail());
             e = keten_signal_validate_json(sr.json, sr.json_len, node->dir, &problems);
-            json_t *r = e == KETEN_ERR_NOMEM ? fail_reply(e) : dry_run_reply(&problems);
-            keten_signal_problems_clear(&problems);
-            return r;
+            if (e == KETEN_ERR_NOMEM) {
+                err_problem(c->resp, e);
+            } else {
+                validate_answer(c->resp, &problems);
+            }
+            goto out;
         }
         sr.to = orig_from;
         sr.in_reply_to = orig;
     } else {
-        sr.to = json_string_value(json_object_get(req, "to"));
-        if (sr.to == NULL) {
-            return usage_reply("--to PARTIES is required");
+        if (!parse_to(c, to, sizeof to)) {
+            goto out;
         }
-        if (kind == NULL) {
-            sr.kind = KETEN__KIND__KIND_SIGNAL;
-        } else if (keten_kind_parse(kind, &sr.kind) != KETEN_OK) {
-            return usage_reply("--kind must be signal or query");
-        }
-        if (sr.kind == KETEN__KIND__KIND_REPLY) {
-            return usage_reply("a reply is sent with `keten-node reply MSG_ID`");
-        }
-        if (sr.kind == KETEN__KIND__KIND_FEEDBACK) {
-            return usage_reply("feedback answers a received signal: send it with "
-                               "`keten-node reply --kind feedback MSG_ID`");
-        }
+        sr.to = to;
     }
-    if (dry_run) {
+    if (dry) {
         keten_err e = keten_outbox_check(node, &sr, &problems);
-        json_t *r = e == KETEN_ERR_NOMEM ? fail_reply(e) : dry_run_reply(&problems);
-        keten_signal_problems_clear(&problems);
-        return r;
+        if (e == KETEN_ERR_NOMEM) {
+            err_problem(c->resp, e);
+        } else {
+            validate_answer(c->resp, &problems);
+        }
+        goto out;
     }
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
     keten_err e = keten_outbox_send(node, &sr, msg_id);
     if (e != KETEN_OK) {
-        return fail_reply(e);
+        err_problem(c->resp, e);
+        goto out;
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
     keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
-    if (json_is_true(json_object_get(req, "wait"))) {
-        uint64_t ms = wait_ms(req, "timeout_ms", KETEN_API_WAIT_DEFAULT_MS);
-        json_t *now = send_outcome(node, msg_id, false);
-        if (now != NULL) {
-            return now;
+    snprintf(c->resp->object, sizeof c->resp->object, "message:%s", hex);
+    if (wait > 0) {
+        send_outcome(node, msg_id, false, c->resp);
+        if (c->resp->status != 0) {
+            goto out;
         }
-        if (add_waiter(node->api, rid, rid_len, WAIT_SEND, msg_id, false, ms)) {
-            *deferred = true;
-            return NULL;
-        }
-    }
-    return json_pack("{s:b, s:s, s:s}", "ok", 1, "msg_id", hex, "state", "pending");
-}
-
-static json_t *inbox_reply(keten_node *node, bool all)
-{
-    json_t *list = NULL;
-    uint64_t last = 0;
-    keten_err e = keten_inbox_list(node, all, 0, &list, &last);
-    if (e != KETEN_OK) {
-        json_decref(list);
-        return fail_reply(e);
-    }
-    return json_pack("{s:b, s:o}", "ok", 1, "messages", list);
-}
-
-static json_t *do_inbox(
-    keten_node *node, const json_t *req, const uint8_t *rid, size_t rid_len, bool *deferred)
-{
-    bool all = json_is_true(json_object_get(req, "all"));
-    json_t *r = inbox_reply(node, all);
-    uint64_t ms = wait_ms(req, "wait_ms", 0);
-    if (ms > 0 && json_array_size(json_object_get(r, "messages")) == 0
-        && json_is_true(json_object_get(r, "ok"))) {
-        if (add_waiter(node->api, rid, rid_len, WAIT_INBOX, NULL, all, ms)) {
-            json_decref(r);
-            *deferred = true;
-            return NULL;
+        waiter *w = add_waiter(node->api, c->req->ticket, WAIT_SEND, wait);
+        if (w != NULL) {
+            memcpy(w->msg_id, msg_id, KETEN_MSG_ID_BYTES);
+            w->is_reply = is_reply;
+            r = KETEN_API_LATER;
+            goto out;
         }
     }
+    json_answer(c->resp, 202, json_pack("{s:s, s:s}", "msg_id", hex, "state", "pending"));
+out:
+    keten_signal_problems_clear(&problems);
+    free_text(&text);
     return r;
 }
 
-static json_t *do_show(keten_node *node, const json_t *req)
+static keten_api_result op_send(op_ctx *c)
 {
-    uint8_t id[KETEN_MSG_ID_BYTES];
-    if (!get_msg_id(req, id)) {
-        return usage_reply("MSG_ID must be 32 hex characters");
+    static const char *const fields[] = { "kind", "to", "signal", NULL };
+    static const char *const q[] = { "wait", NULL };
+    if (!query_check(c, q, "wait") || !body_object(c, fields, "kind, to, signal")) {
+        return KETEN_API_ANSWERED;
     }
-    json_t *m = NULL;
-    keten_err e = keten_inbox_show(node, id, &m);
-    if (e == KETEN_ERR_NOT_FOUND) {
-        char hex[KETEN_MSG_ID_HEX_BYTES];
-        keten_hex(id, KETEN_MSG_ID_BYTES, hex);
-        return fail_reply(keten_err_set(KETEN_ERR_NOT_FOUND,
-            "no message %s in this node's inbox (for a message this node sent, use status %s)", hex,
-            hex));
-    }
-    if (e != KETEN_OK) {
-        return fail_reply(e);
-    }
-    return json_pack("{s:b, s:o}", "ok", 1, "message", m);
+    return send_common(c, false, NULL, false);
 }
 
-static json_t *do_ack(keten_node *node, const json_t *req)
+static keten_api_result op_reply(op_ctx *c)
 {
-    uint8_t id[KETEN_MSG_ID_BYTES];
-    if (!get_msg_id(req, id)) {
-        return usage_reply("MSG_ID must be 32 hex characters");
+    static const char *const fields[] = { "kind", "signal", NULL };
+    static const char *const q[] = { "wait", NULL };
+    if (!query_check(c, q, "wait") || !body_object(c, fields, "kind, signal")) {
+        return KETEN_API_ANSWERED;
     }
+    return send_common(c, true, c->msg_id, false);
+}
+
+static keten_api_result op_validate(op_ctx *c)
+{
+    static const char *const fields[] = { "for", "msg_id", "kind", "to", "signal", NULL };
+    static const char *const q[] = { NULL };
+    if (!query_check(c, q, "") || !body_object(c, fields, "for, msg_id, kind, to, signal")) {
+        return KETEN_API_ANSWERED;
+    }
+    const char *what = NULL, *id = NULL;
+    if (!body_string(c, "for", true, &what) || !body_string(c, "msg_id", false, &id)) {
+        return KETEN_API_ANSWERED;
+    }
+    bool is_reply = strcmp(what, "reply") == 0;
+    if (!is_reply && strcmp(what, "send") != 0) {
+        field_problem(c->resp, "/for", "not a request to check", "send, reply",
+            "\"for\" names the request checked: send or reply");
+        return KETEN_API_ANSWERED;
+    }
+    if (is_reply
+        && (id == NULL || strlen(id) != 2 * KETEN_MSG_ID_BYTES
+            || keten_unhex(id, c->msg_id, KETEN_MSG_ID_BYTES) != KETEN_OK)) {
+        keten_err_clear();
+        field_problem(c->resp, "/msg_id", "not a msg_id", "32 lowercase hex characters",
+            "a reply's check needs msg_id: the answered message's 32 hex characters");
+        return KETEN_API_ANSWERED;
+    }
+    if ((is_reply && json_object_get(c->body, "to") != NULL)
+        || (!is_reply && id != NULL)) {
+        field_problem(c->resp, is_reply ? "/to" : "/msg_id", "not a field of this request",
+            is_reply ? "for, msg_id, kind, signal" : "for, kind, to, signal",
+            is_reply ? "a reply goes to the answered message's sender: no \"to\""
+                     : "a send answers no message: no \"msg_id\"");
+        return KETEN_API_ANSWERED;
+    }
+    return send_common(c, is_reply, c->msg_id, true);
+}
+
+static bool filter_match(const inbox_filter *f, json_t *m)
+{
+    if (f->kind[0] != '\0') {
+        const char *k = json_string_value(json_object_get(m, "kind"));
+        if (k == NULL || strcmp(k, f->kind) != 0) {
+            return false;
+        }
+    }
+    if (f->category[0] != '\0') { /* the signal's type is the message's category */
+        const char *k = json_string_value(json_object_get(json_object_get(m, "signal"), "type"));
+        if (k == NULL || strcmp(k, f->category) != 0) {
+            return false;
+        }
+    }
+    if (f->since > 0) {
+        uint64_t t = 0;
+        const char *s = json_string_value(json_object_get(m, "received_at"));
+        if (s == NULL || keten_time_parse(s, &t) != KETEN_OK || t < f->since) {
+            keten_err_clear();
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The inbox list, filtered; 0 status when empty and empty_is_none. */
+static void inbox_answer(keten_node *node, const inbox_filter *f, bool empty_is_none,
+    keten_api_response *resp)
+{
+    resp->status = 0;
+    json_t *list = NULL, *out = json_array();
+    uint64_t last = 0;
+    keten_err e = out == NULL ? KETEN_ERR_NOMEM : keten_inbox_list(node, f->all, 0, &list, &last);
+    size_t i;
+    json_t *m;
+    json_array_foreach (list, i, m) {
+        if (e == KETEN_OK && filter_match(f, m) && json_array_append(out, m) != 0) {
+            e = KETEN_ERR_NOMEM;
+        }
+    }
+    json_decref(list);
+    if (e != KETEN_OK) {
+        json_decref(out);
+        err_problem(resp, e);
+        return;
+    }
+    if (empty_is_none && json_array_size(out) == 0) {
+        json_decref(out);
+        return;
+    }
+    json_answer(resp, 200, json_pack("{s:o}", "messages", out));
+}
+
+static keten_api_result op_inbox(op_ctx *c)
+{
+    static const char *const q[] = { "kind", "category", "unhandled", "since", "wait", NULL };
+    if (!query_check(c, q, "kind, category, unhandled, since, wait")) {
+        return KETEN_API_ANSWERED;
+    }
+    inbox_filter f = { .all = true };
+    const char *kind = query_get(c->req, "kind");
+    const char *cat = query_get(c->req, "category");
+    const char *unh = query_get(c->req, "unhandled");
+    Keten__Kind k;
+    if (kind != NULL && keten_kind_parse(kind, &k) != KETEN_OK) {
+        keten_err_clear();
+        field_problem(c->resp, "?kind", "not a kind", "signal, query, reply, feedback",
+            "kind filters by message kind: signal, query, reply or feedback");
+        return KETEN_API_ANSWERED;
+    }
+    if (kind != NULL) {
+        snprintf(f.kind, sizeof f.kind, "%s", kind);
+    }
+    if (cat != NULL) {
+        if (cat[0] == '\0' || strlen(cat) >= sizeof f.category) {
+            field_problem(c->resp, "?category", "not a category",
+                "a category name [a-z0-9][a-z0-9./-]{0,63}", "category filters by category name");
+            return KETEN_API_ANSWERED;
+        }
+        snprintf(f.category, sizeof f.category, "%s", cat);
+    }
+    if (unh != NULL) {
+        if (strcmp(unh, "true") != 0 && strcmp(unh, "false") != 0) {
+            field_problem(c->resp, "?unhandled", "not a boolean", "true, false",
+                "unhandled=true lists only messages not acknowledged yet");
+            return KETEN_API_ANSWERED;
+        }
+        f.all = strcmp(unh, "false") == 0;
+    }
+    uint64_t wait = 0;
+    if (!query_since(c, &f.since) || !query_wait(c, &wait)) {
+        return KETEN_API_ANSWERED;
+    }
+    inbox_answer(c->node, &f, wait > 0, c->resp);
+    if (c->resp->status != 0) {
+        return KETEN_API_ANSWERED;
+    }
+    waiter *w = add_waiter(c->node->api, c->req->ticket, WAIT_INBOX, wait);
+    if (w == NULL) {
+        json_answer(c->resp, 200, json_pack("{s:[]}", "messages"));
+        return KETEN_API_ANSWERED;
+    }
+    w->filter = f;
+    return KETEN_API_LATER;
+}
+
+static keten_api_result op_show(op_ctx *c)
+{
+    json_t *m = NULL;
+    keten_err e = keten_inbox_show(c->node, c->msg_id, &m);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        e = keten_err_set(KETEN_ERR_NOT_FOUND,
+            "no message %s in this node's inbox (for a message this node sent: GET "
+            "/v1/messages/%s)",
+            c->hex, c->hex);
+    }
+    if (e != KETEN_OK) {
+        err_problem(c->resp, e);
+    } else {
+        json_answer(c->resp, 200, json_pack("{s:o}", "message", m));
+    }
+    return KETEN_API_ANSWERED;
+}
+
+static keten_api_result op_ack(op_ctx *c)
+{
     /* Acknowledging twice is refused, naming the first time: an application
      * that acknowledges a message it believes new has a bug worth seeing. */
     Keten__ReceivedRecord *rec = NULL;
-    keten_err e = keten_inbox_record(node, id, &rec);
+    keten_err e = keten_inbox_record(c->node, c->msg_id, &rec);
     if (e == KETEN_OK && rec->handled) {
-        char hex[KETEN_MSG_ID_HEX_BYTES], t[40];
-        keten_hex(id, KETEN_MSG_ID_BYTES, hex);
+        char t[40];
         keten_time_iso(rec->handled_at, t, sizeof t);
         keten_nodestore_received_free(&rec);
-        json_t *r = fail_reply(
-            keten_err_set(KETEN_ERR_EXISTS, "message %s was already acknowledged at %s", hex, t));
-        if (r != NULL && json_object_set_new(r, "handled_at", json_string(t)) != 0) {
-            json_decref(r);
-            return NULL;
-        }
-        return r;
+        e = keten_err_set(
+            KETEN_ERR_EXISTS, "message %s was already acknowledged at %s", c->hex, t);
+        err_problem_with(
+            c->resp, e, json_pack("{s:s, s:s}", "msg_id", c->hex, "handled_at", t));
+        return KETEN_API_ANSWERED;
     }
     keten_nodestore_received_free(&rec);
     if (e == KETEN_OK) {
-        e = keten_inbox_ack(node, id);
+        e = keten_inbox_ack(c->node, c->msg_id);
     }
     if (e == KETEN_ERR_NOT_FOUND) {
-        char hex[KETEN_MSG_ID_HEX_BYTES];
-        keten_hex(id, KETEN_MSG_ID_BYTES, hex);
-        return fail_reply(
-            keten_err_set(KETEN_ERR_NOT_FOUND, "no message %s in this node's inbox", hex));
+        e = keten_err_set(KETEN_ERR_NOT_FOUND, "no message %s in this node's inbox", c->hex);
+    }
+    if (e == KETEN_OK) {
+        e = keten_inbox_record(c->node, c->msg_id, &rec);
     }
     if (e != KETEN_OK) {
-        return fail_reply(e);
+        err_problem(c->resp, e);
+        return KETEN_API_ANSWERED;
     }
-    return json_pack(
-        "{s:b, s:s}", "ok", 1, "msg_id", json_string_value(json_object_get(req, "msg_id")));
+    char t[40];
+    keten_time_iso(rec->handled_at, t, sizeof t);
+    keten_nodestore_received_free(&rec);
+    json_answer(c->resp, 200, json_pack("{s:s, s:s}", "msg_id", c->hex, "handled_at", t));
+    return KETEN_API_ANSWERED;
 }
 
 /* One sent message for the list: its msg_id and when it was made. */
@@ -656,17 +1186,18 @@ static keten_err sent_ids(keten_node *node, sent_item **out, size_t *n_out)
     return KETEN_OK;
 }
 
-static json_t *do_sent(keten_node *node, const json_t *req)
+static keten_api_result op_sent(op_ctx *c)
 {
-    json_t *since_v = json_object_get(req, "since_ms");
-    if (since_v != NULL && (!json_is_integer(since_v) || json_integer_value(since_v) < 0)) {
-        return usage_reply("since_ms must be a time in ms since 1970");
+    static const char *const q[] = { "since", NULL };
+    uint64_t since = 0;
+    if (!query_check(c, q, "since") || !query_since(c, &since)) {
+        return KETEN_API_ANSWERED;
     }
-    uint64_t since = since_v != NULL ? (uint64_t)json_integer_value(since_v) : 0;
+    keten_node *node = c->node;
     sent_item *v = NULL;
     size_t n = 0, kept = 0;
     keten_err e = sent_ids(node, &v, &n);
-    /* Each message's time, from its header; those before since_ms dropped. */
+    /* Each message's time, from its header; those before since dropped. */
     for (size_t i = 0; e == KETEN_OK && i < n; i++) {
         Keten__SentRecord *rec = NULL;
         Keten__Header *h = NULL;
@@ -706,147 +1237,277 @@ static json_t *do_sent(keten_node *node, const json_t *req)
     free(v);
     if (e != KETEN_OK) {
         json_decref(list);
-        return fail_reply(e);
+        err_problem(c->resp, e);
+    } else {
+        json_answer(c->resp, 200,
+            json_pack("{s:o, s:I}", "messages", list, "more", (json_int_t)first));
     }
-    return json_pack("{s:b, s:o, s:I}", "ok", 1, "messages", list, "more", (json_int_t)first);
+    return KETEN_API_ANSWERED;
 }
 
-static json_t *do_status(keten_node *node, const json_t *req)
+static keten_api_result op_status(op_ctx *c)
 {
     json_t *st = NULL;
-    keten_err e;
-    if (json_object_get(req, "msg_id") != NULL) {
-        uint8_t id[KETEN_MSG_ID_BYTES];
-        if (!get_msg_id(req, id)) {
-            return usage_reply("MSG_ID must be 32 hex characters");
-        }
-        e = keten_status_message(node, id, &st);
-        if (e == KETEN_ERR_NOT_FOUND) {
-            char hex[KETEN_MSG_ID_HEX_BYTES];
-            keten_hex(id, KETEN_MSG_ID_BYTES, hex);
-            return fail_reply(keten_err_set(
-                KETEN_ERR_NOT_FOUND, "this node neither sent nor received a message %s", hex));
-        }
-    } else {
-        e = keten_status_node(node, &st);
+    keten_err e = keten_status_message(c->node, c->msg_id, &st);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        e = keten_err_set(
+            KETEN_ERR_NOT_FOUND, "this node neither sent nor received a message %s", c->hex);
     }
     if (e != KETEN_OK) {
-        return fail_reply(e);
+        err_problem(c->resp, e);
+    } else {
+        json_answer(c->resp, 200, json_pack("{s:o}", "status", st));
     }
-    return json_pack("{s:b, s:o}", "ok", 1, "status", st);
+    return KETEN_API_ANSWERED;
 }
 
-static json_t *do_checkpoint(keten_node *node, const json_t *req)
+static keten_api_result op_checkpoint(op_ctx *c)
 {
     json_t *ev = NULL;
-    if (json_is_true(json_object_get(req, "all"))) {
-        keten_err e = keten_witness_evidence_all(node, KETEN_WITNESS_EVIDENCE_ALL_MAX, &ev);
-        if (e != KETEN_OK) {
-            return fail_reply(e);
-        }
-        return json_pack("{s:b, s:o}", "ok", 1, "checkpoints", ev);
-    }
-    keten_err e = keten_witness_evidence(node, &ev);
+    keten_err e = keten_witness_evidence(c->node, &ev);
     if (e != KETEN_OK) {
-        return fail_reply(e);
-    }
-    return json_pack("{s:b, s:o}", "ok", 1, "checkpoint", ev);
-}
-
-static json_t *dispatch(keten_node *node, const uint8_t *body, size_t len, const uint8_t *rid,
-    size_t rid_len, bool *deferred)
-{
-    json_error_t jerr;
-    json_t *req = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (req == NULL || !json_is_object(req)) {
-        json_decref(req);
-        return usage_reply("the request is not a JSON object");
-    }
-    const char *cmd = json_string_value(json_object_get(req, "cmd"));
-    json_t *r;
-    keten_err_clear();
-    if (cmd == NULL) {
-        r = usage_reply("the request has no \"cmd\"");
-    } else if (strcmp(cmd, "ping") == 0) {
-        r = json_pack("{s:b, s:s}", "ok", 1, "node", node->me->id);
-    } else if (strcmp(cmd, "send") == 0 || strcmp(cmd, "reply") == 0
-        || strcmp(cmd, "dry-run") == 0) {
-        r = do_send(node, req, rid, rid_len, deferred);
-    } else if (strcmp(cmd, "inbox") == 0) {
-        r = do_inbox(node, req, rid, rid_len, deferred);
-    } else if (strcmp(cmd, "show") == 0) {
-        r = do_show(node, req);
-    } else if (strcmp(cmd, "ack") == 0) {
-        r = do_ack(node, req);
-    } else if (strcmp(cmd, "sent") == 0) {
-        r = do_sent(node, req);
-    } else if (strcmp(cmd, "status") == 0) {
-        r = do_status(node, req);
-    } else if (strcmp(cmd, "checkpoint") == 0) {
-        r = do_checkpoint(node, req);
+        err_problem(c->resp, e);
     } else {
-        r = usage_reply("unknown command");
+        json_answer(c->resp, 200, json_pack("{s:o}", "checkpoint", ev));
     }
-    /* The request may hold signal content: wipe it. */
-    json_t *sig = json_object_get(req, "signal");
-    if (json_is_string(sig)) {
-        sodium_memzero((void *)(uintptr_t)json_string_value(sig), json_string_length(sig));
-    }
-    json_decref(req);
-    return r;
+    return KETEN_API_ANSWERED;
 }
 
-void keten_api_on_readable(keten_node *node)
+static keten_api_result op_checkpoints(op_ctx *c)
+{
+    json_t *ev = NULL;
+    keten_err e = keten_witness_evidence_all(c->node, KETEN_WITNESS_EVIDENCE_ALL_MAX, &ev);
+    if (e != KETEN_OK) {
+        err_problem(c->resp, e);
+    } else {
+        json_answer(c->resp, 200, json_pack("{s:o}", "checkpoints", ev));
+    }
+    return KETEN_API_ANSWERED;
+}
+
+/* ---- routing ------------------------------------------------------------- */
+
+typedef struct route {
+    const char *method;
+    const char *path; /* "{msg_id}" stands for one path segment */
+    unsigned scope; /* 0: any caller */
+    bool body; /* takes a JSON body */
+    const char *action; /* for the access log */
+    keten_api_result (*op)(op_ctx *c);
+} route;
+
+/* Literal paths come before templates with the same prefix. */
+static const route routes[] = {
+    { "GET", "/v1/ping", 0, false, "ping", op_ping },
+    { "GET", "/v1/node", KETEN_API_SCOPE_READ, false, "status", op_node },
+    { "GET", "/v1/capabilities", KETEN_API_SCOPE_READ, false, "capabilities", op_capabilities },
+    { "POST", "/v1/messages", KETEN_API_SCOPE_SEND, true, "send", op_send },
+    { "POST", "/v1/messages/validate", KETEN_API_SCOPE_SEND, true, "validate", op_validate },
+    { "GET", "/v1/messages/{msg_id}", KETEN_API_SCOPE_READ, false, "status", op_status },
+    { "GET", "/v1/inbox", KETEN_API_SCOPE_READ, false, "list-inbox", op_inbox },
+    { "GET", "/v1/inbox/{msg_id}", KETEN_API_SCOPE_READ, false, "read", op_show },
+    { "POST", "/v1/inbox/{msg_id}/ack", KETEN_API_SCOPE_ACK, false, "ack", op_ack },
+    { "POST", "/v1/inbox/{msg_id}/reply", KETEN_API_SCOPE_SEND, true, "reply", op_reply },
+    { "GET", "/v1/sent", KETEN_API_SCOPE_READ, false, "list-sent", op_sent },
+    { "GET", "/v1/checkpoint", KETEN_API_SCOPE_READ, false, "checkpoint", op_checkpoint },
+    { "GET", "/v1/checkpoints", KETEN_API_SCOPE_READ, false, "checkpoint", op_checkpoints },
+};
+
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+/* Does path match the template? seg receives the {msg_id} segment. */
+static bool path_match(const char *tmpl, const char *path, const char **seg, size_t *seg_len)
+{
+    *seg = NULL;
+    *seg_len = 0;
+    while (*tmpl != '\0') {
+        if (strncmp(tmpl, "{msg_id}", 8) == 0) {
+            size_t n = strcspn(path, "/");
+            if (n == 0) {
+                return false;
+            }
+            *seg = path;
+            *seg_len = n;
+            path += n;
+            tmpl += 8;
+        } else if (*tmpl++ != *path++) {
+            return false;
+        }
+    }
+    return *path == '\0';
+}
+
+static bool is_literal(const char *tmpl)
+{
+    return strchr(tmpl, '{') == NULL;
+}
+
+static bool json_content_type(const char *ct)
+{
+    if (ct == NULL) {
+        return false;
+    }
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) {
+        n--;
+    }
+    return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+static const char *scope_name(unsigned s)
+{
+    return s == KETEN_API_SCOPE_READ ? "read" : s == KETEN_API_SCOPE_SEND ? "send" : "ack";
+}
+
+static bool msg_id_valid(const char *s, size_t n, uint8_t out[static KETEN_MSG_ID_BYTES])
+{
+    if (n != 2 * KETEN_MSG_ID_BYTES) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    memcpy(hex, s, n);
+    hex[n] = '\0';
+    return keten_unhex(hex, out, KETEN_MSG_ID_BYTES) == KETEN_OK;
+}
+
+/* Pick the route: literal paths win over templates. NULL: answered. */
+static const route *find_route(const keten_api_request *req, keten_api_response *resp,
+    const char **seg, size_t *seg_len)
+{
+    char allow[sizeof resp->allow] = "";
+    for (int pass = 0; pass < 2; pass++) {
+        bool path_seen = false;
+        for (size_t i = 0; i < N_ROUTES; i++) {
+            const route *r = &routes[i];
+            if (is_literal(r->path) != (pass == 0) || !path_match(r->path, req->path, seg, seg_len)) {
+                continue;
+            }
+            path_seen = true;
+            if (strcmp(r->method, req->method) == 0) {
+                return r;
+            }
+            if (strstr(allow, r->method) == NULL) {
+                size_t len = strlen(allow);
+                snprintf(allow + len, sizeof allow - len, "%s%s", len > 0 ? ", " : "", r->method);
+            }
+        }
+        if (path_seen) {
+            char detail[200];
+            snprintf(detail, sizeof detail, "%s is answered to %s only", req->path, allow);
+            keten_api_problem(resp, 405, "method-not-allowed", "Method not allowed", 2, detail);
+            memcpy(resp->allow, allow, sizeof allow);
+            return NULL;
+        }
+    }
+    char detail[300];
+    snprintf(detail, sizeof detail,
+        "no operation at %.200s; the API's routes are listed in docs/api/openapi.yaml", req->path);
+    keten_api_problem(resp, 404, "not-found", "No such route", 2, detail);
+    return NULL;
+}
+
+keten_api_result keten_api_handle(
+    keten_node *node, const keten_api_request *req, keten_api_response *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    keten_err_clear();
+    snprintf(resp->action, sizeof resp->action, "request");
+    const char *seg = NULL;
+    size_t seg_len = 0;
+    const route *r = find_route(req, resp, &seg, &seg_len);
+    op_ctx c = { .node = node, .req = req, .resp = resp };
+    keten_api_result res = KETEN_API_ANSWERED;
+    if (r == NULL) {
+        goto done;
+    }
+    snprintf(resp->action, sizeof resp->action, "%s", r->action);
+    if (seg != NULL) {
+        if (!msg_id_valid(seg, seg_len, c.msg_id)) {
+            field_problem(resp, "msg_id", "not a msg_id", "32 lowercase hex characters",
+                "the msg_id in the path must be 32 lowercase hex characters");
+            goto done;
+        }
+        c.has_id = true;
+        memcpy(c.hex, seg, seg_len);
+        c.hex[seg_len] = '\0';
+        snprintf(resp->object, sizeof resp->object, "message:%s", c.hex);
+    } else if (strncmp(r->path, "/v1/inbox", 9) == 0) {
+        snprintf(resp->object, sizeof resp->object, "inbox");
+    } else if (strcmp(r->path, "/v1/sent") == 0) {
+        snprintf(resp->object, sizeof resp->object, "sent");
+    }
+    if (r->scope != 0 && (req->scopes & r->scope) == 0) {
+        char detail[160];
+        snprintf(detail, sizeof detail, "%s %s needs the scope %s, which %s does not have",
+            req->method, r->path, scope_name(r->scope), req->actor != NULL ? req->actor : "caller");
+        keten_api_problem(resp, 403, "forbidden", "Scope missing", 1, detail);
+        goto done;
+    }
+    if (!r->body && req->body_len > 0) {
+        usage_problem(resp, "this request takes no body");
+        goto done;
+    }
+    if (r->body && !json_content_type(req->content_type)) {
+        keten_api_problem(resp, 415, "unsupported-media-type", "Not JSON", 2,
+            "the body must be JSON: send Content-Type: application/json");
+        goto done;
+    }
+    static const char *const no_query[] = { NULL };
+    if (!r->body && r->op != op_inbox && r->op != op_sent && !query_check(&c, no_query, "")) {
+        goto done;
+    }
+    res = r->op(&c);
+done:
+    if (c.body != NULL) {
+        wipe_json(c.body); /* it may hold signal content */
+        json_decref(c.body);
+    }
+    if (res == KETEN_API_LATER) {
+        return res;
+    }
+    return finish(node->api, req->ticket, resp, true);
+}
+
+/* ---- later answers ------------------------------------------------------- */
+
+static void waiter_answer(keten_node *node, waiter *w, keten_api_response *resp)
+{
+    snprintf(resp->action, sizeof resp->action, "%s",
+        w->kind == WAIT_INBOX ? "list-inbox" : w->is_reply ? "reply" : "send");
+    if (w->kind == WAIT_INBOX) {
+        snprintf(resp->object, sizeof resp->object, "inbox");
+    } else {
+        char hex[KETEN_MSG_ID_HEX_BYTES];
+        keten_hex(w->msg_id, KETEN_MSG_ID_BYTES, hex);
+        snprintf(resp->object, sizeof resp->object, "message:%s", hex);
+    }
+    (void)node;
+}
+
+/* Answer waiter i with resp and drop it. */
+static void answer_waiter(keten_node *node, size_t i, keten_api_response *resp)
 {
     keten_api *api = node->api;
-    for (int round = 0; round < 64; round++) {
-        uint8_t rid[ROUTING_ID_MAX];
-        zmq_msg_t parts[3];
-        size_t n = 0;
-        bool more = true;
-        while (more && n < 3) {
-            zmq_msg_init(&parts[n]);
-            if (zmq_msg_recv(&parts[n], api->sock, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&parts[n]);
-                for (size_t i = 0; i < n; i++) {
-                    zmq_msg_close(&parts[i]);
-                }
-                return;
-            }
-            more = zmq_msg_more(&parts[n]);
-            n++;
-        }
-        while (more) { /* too many parts: drain */
-            zmq_msg_t extra;
-            zmq_msg_init(&extra);
-            if (zmq_msg_recv(&extra, api->sock, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&extra);
-                break;
-            }
-            more = zmq_msg_more(&extra);
-            zmq_msg_close(&extra);
-            n = 0; /* refuse below */
-        }
-        if (n == 3 && zmq_msg_size(&parts[0]) <= ROUTING_ID_MAX && zmq_msg_size(&parts[1]) == 0) {
-            size_t rid_len = zmq_msg_size(&parts[0]);
-            memcpy(rid, zmq_msg_data(&parts[0]), rid_len);
-            bool deferred = false;
-            json_t *r = dispatch(
-                node, zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), rid, rid_len, &deferred);
-            sodium_memzero(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]));
-            if (!deferred) {
-                reply_raw(api, rid, rid_len, r);
-            }
-        }
-        for (size_t i = 0; i < n && i < 3; i++) {
-            zmq_msg_close(&parts[i]);
-        }
-    }
+    waiter w = api->waiters[i];
+    api->waiters[i] = api->waiters[--api->n_waiters];
+    waiter_answer(node, &w, resp);
+    (void)finish(api, w.ticket, resp, false);
 }
 
 void keten_api_tick(keten_node *node)
 {
+    if (node->apizmq != NULL) {
+        keten_apizmq_tick(node);
+    }
     keten_api *api = node->api;
+    if (api == NULL) {
+        return;
+    }
     uint64_t now = keten_mono_ms();
     for (size_t i = 0; i < api->n_waiters;) {
         waiter *w = &api->waiters[i];
@@ -854,57 +1515,72 @@ void keten_api_tick(keten_node *node)
             i++;
             continue;
         }
-        json_t *r = w->kind == WAIT_SEND ? send_outcome(node, w->msg_id, true)
-                                         : inbox_reply(node, w->all);
-        reply_raw(api, w->rid, w->rid_len, r);
-        drop_waiter(api, i);
+        keten_api_response resp = { 0 };
+        if (w->kind == WAIT_SEND) {
+            send_outcome(node, w->msg_id, true, &resp);
+        } else {
+            inbox_answer(node, &w->filter, false, &resp);
+        }
+        answer_waiter(node, i, &resp);
     }
 }
 
 void keten_api_notify_sent(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES])
 {
+    if (node->apizmq != NULL) {
+        keten_apizmq_notify_sent(node, msg_id);
+    }
     keten_api *api = node->api;
-    for (size_t i = 0; i < api->n_waiters;) {
+    for (size_t i = 0; api != NULL && i < api->n_waiters;) {
         waiter *w = &api->waiters[i];
-        if (w->kind != WAIT_SEND || memcmp(w->msg_id, msg_id, KETEN_MSG_ID_BYTES) != 0) {
+        keten_api_response resp = { 0 };
+        if (w->kind == WAIT_SEND && memcmp(w->msg_id, msg_id, KETEN_MSG_ID_BYTES) == 0) {
+            send_outcome(node, msg_id, false, &resp);
+        }
+        if (resp.status == 0) {
             i++;
             continue;
         }
-        json_t *r = send_outcome(node, msg_id, false);
-        if (r == NULL) {
-            i++;
-            continue;
-        }
-        reply_raw(api, w->rid, w->rid_len, r);
-        drop_waiter(api, i);
+        answer_waiter(node, i, &resp);
     }
 }
 
 void keten_api_notify_refused(keten_node *node)
 {
+    if (node->apizmq != NULL) {
+        keten_apizmq_notify_refused(node);
+    }
     keten_api *api = node->api;
-    for (size_t i = 0; i < api->n_waiters;) {
+    for (size_t i = 0; api != NULL && i < api->n_waiters;) {
         waiter *w = &api->waiters[i];
-        json_t *r = w->kind == WAIT_SEND ? send_outcome(node, w->msg_id, false) : NULL;
-        if (r == NULL) {
+        keten_api_response resp = { 0 };
+        if (w->kind == WAIT_SEND) {
+            send_outcome(node, w->msg_id, false, &resp);
+        }
+        if (resp.status == 0) {
             i++;
             continue;
         }
-        reply_raw(api, w->rid, w->rid_len, r);
-        drop_waiter(api, i);
+        answer_waiter(node, i, &resp);
     }
 }
 
 void keten_api_notify_inbox(keten_node *node)
 {
+    if (node->apizmq != NULL) {
+        keten_apizmq_notify_inbox(node);
+    }
     keten_api *api = node->api;
-    for (size_t i = 0; i < api->n_waiters;) {
+    for (size_t i = 0; api != NULL && i < api->n_waiters;) {
         waiter *w = &api->waiters[i];
-        if (w->kind != WAIT_INBOX) {
+        keten_api_response resp = { 0 };
+        if (w->kind == WAIT_INBOX) {
+            inbox_answer(node, &w->filter, true, &resp);
+        }
+        if (resp.status == 0) {
             i++;
             continue;
         }
-        reply_raw(api, w->rid, w->rid_len, inbox_reply(node, w->all));
-        drop_waiter(api, i);
+        answer_waiter(node, i, &resp);
     }
 }

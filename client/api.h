@@ -1,87 +1,136 @@
 /*
- * api.h - the node's local API, for the command line and for partner
- * applications: a ZeroMQ ROUTER socket bound on ipc://HOME/api.sock,
- * chmod 0600 right after the bind (and created under umask 077), so only the
- * node's own user can talk to it. Clients use a REQ socket: one JSON object
- * per request, one JSON object per reply (jansson; at most
- * KETEN_API_REQUEST_MAX bytes).
+ * api.h - the node's API operations, independent of their transport: the
+ * routes of the HTTP API (docs/api/openapi.yaml, docs/api/README.md) as one
+ * function per operation behind one router, keten_api_handle(). The HTTP
+ * server (http.h) and the fuzz harness (tests/fuzz/fuzz_api.c) call it with a
+ * request already read whole; it answers with a status, a JSON body or an
+ * RFC 9457 problem (application/problem+json), and the extra headers.
  *
- * Requests ("cmd" and its fields) and replies:
- *   {"cmd":"ping"}                                     -> {"ok":true,"node":ID}
- *   {"cmd":"send","to":PARTIES,"kind":K,"signal":TEXT[,"wait":true,"timeout_ms":N]}
- *        -> {"ok":true,"msg_id":HEX,"state":"pending"|"accepted"[,"leaf_index":N]}
- *        K is "signal" or "query"; "feedback" is refused (usage): feedback
- *        answers a received signal, through "reply".
- *   {"cmd":"reply","msg_id":HEX[,"kind":"reply"|"feedback"],"signal":TEXT[,"wait":...]}
- *        (same answer) a reply (the default) answers a received query, at most
- *        once (a second is refused: exit 1, naming the first); feedback a
- *        received signal; anything else is refused (exit 1). It goes to the
- *        answered message's sender, in_reply_to = msg_id.
- *   {"cmd":"dry-run","for":"send"|"reply", and the fields of that request}:
- *        nothing is sealed or stored; every check of the request runs (for a
- *        reply, the message answered; the node may send; the signal against
- *        the directory; the recipients; the policy: keten_outbox_check)
- *        -> {"ok":true,"valid":BOOL,"problems":[{"path","problem","allowed",
- *        "error"}],"more":N}
- *   {"cmd":"inbox"[,"all":true][,"wait_ms":N]}         -> {"ok":true,"messages":[...]}
- *   {"cmd":"show","msg_id":HEX}                        -> {"ok":true,"message":{...}}
- *   {"cmd":"ack","msg_id":HEX}                         -> {"ok":true,"msg_id":HEX}
- *        a message acknowledged before is refused (exit 1): "message HEX was
- *        already acknowledged at T", with "handled_at":T in the reply
- *   {"cmd":"sent"[,"since_ms":N]}  -> {"ok":true,"messages":[STATUS...],"more":N}
- *        the messages this node sent (made at or after since_ms), oldest
- *        first, each as "status" shows it (its state and every recipient's);
- *        the newest KETEN_API_SENT_MAX, "more" older ones left out
- *   {"cmd":"status"[,"msg_id":HEX]}                    -> {"ok":true,"status":{...}}
- *   {"cmd":"checkpoint"}          -> {"ok":true,"checkpoint":{"tree_size","witnessed","note"}}
- *   {"cmd":"checkpoint","all":true} -> {"ok":true,"checkpoints":[{...}...]} (tree-size order,
- *                                  the newest KETEN_WITNESS_EVIDENCE_ALL_MAX)
- * Failures: {"ok":false,"error":"what was wrong and what to do","exit":N}
- * with N the command-line exit code (1 failure, 2 usage, 3 verification).
+ * Routes (base /v1; the scope needed in brackets):
+ *   GET  /v1/ping [none]             GET  /v1/node [read]
+ *   GET  /v1/capabilities [read]     POST /v1/messages [send] (?wait=MS)
+ *   POST /v1/messages/validate [send]
+ *   GET  /v1/messages/{msg_id} [read] (a sent message's status)
+ *   GET  /v1/inbox [read] (?kind ?category ?unhandled ?since ?wait)
+ *   GET  /v1/inbox/{msg_id} [read]   POST /v1/inbox/{msg_id}/ack [ack]
+ *   POST /v1/inbox/{msg_id}/reply [send] (?wait=MS)
+ *   GET  /v1/sent [read] (?since)    GET /v1/checkpoint, /v1/checkpoints [read]
+ * A path of none of them is 404, a known path with another method 405 (with
+ * resp->allow), a scope the caller lacks 403, a body that is not JSON 415 or
+ * 400, a msg_id that is not 32 lowercase hex characters 400; an unknown
+ * request field or query parameter is 400, named in the problem's errors[].
  *
- * TEXT is the signal JSON (docs/signals.md, keten-node(8)) as text (parsed
- * strictly by the daemon). With "wait", send answers once the broker acknowledged or
- * refused the message (or after timeout_ms, default 30 s); inbox with
- * "wait_ms" answers as soon as there is a message to list, or when the time
- * is up (with an empty list).
+ * Answers now or later. keten_api_handle() returns KETEN_API_ANSWERED with
+ * *resp filled, or KETEN_API_LATER: the answer is handed to the answer
+ * function (keten_api_set_answer) with the request's ticket, when
+ *   - a wait ends (a send or reply with ?wait=MS: the broker acknowledged or
+ *     refused it, or the time ran out; an inbox list with ?wait=MS: a message
+ *     matches, or the time ran out), or
+ *   - the group-commit batch it ran in ends (keten_api_hold/release): an
+ *     answer given while holding may tell of changes not yet durable, so it is
+ *     kept; released with committed=false it becomes a 500 problem.
+ * The transport must call keten_api_cancel() for a ticket whose connection
+ * went away before its answer.
+ *
+ * Threads: everything runs on the node's loop thread (node.h).
+ * Ownership: resp->body is malloc()ed and may hold signal content; the
+ * receiver (of *resp or of the answer function's) owns it and frees it with
+ * keten_api_response_clear(), which wipes it.
  */
 #ifndef KETEN_NODE_API_H
 #define KETEN_NODE_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "keten.h"
 #include "node.h"
 
-#define KETEN_API_REQUEST_MAX (2u << 20)
-#define KETEN_API_WAIT_DEFAULT_MS 30000
+#define KETEN_API_REQUEST_MAX (2u << 20) /* request body bytes (413 above) */
+#define KETEN_API_WAIT_DEFAULT_MS 30000 /* the ZeroMQ API's send wait */
 #define KETEN_API_WAIT_MAX_MS (24 * 3600 * 1000)
 #define KETEN_API_WAITERS_MAX 1024
-#define KETEN_API_SENT_MAX 1000 /* messages in one "sent" reply: the newest */
+#define KETEN_API_SENT_MAX 1000 /* messages in one "sent" answer: the newest */
+#define KETEN_API_QUERY_MAX 16 /* query parameters in one request */
+#define KETEN_API_ACTION_MAX 24
+#define KETEN_API_OBJECT_MAX 48
+
+/* Scopes: what a caller may do. */
+#define KETEN_API_SCOPE_READ 1u /* lists, show, status, capabilities, events */
+#define KETEN_API_SCOPE_SEND 2u /* send, reply, feedback, validate */
+#define KETEN_API_SCOPE_ACK 4u /* acknowledge */
+#define KETEN_API_SCOPE_ALL 7u
+
+typedef struct keten_api_param {
+    const char *name;
+    const char *value; /* "" for a parameter without "=" */
+} keten_api_param;
+
+typedef struct keten_api_request {
+    const char *method;
+    const char *path; /* without the query string, percent-decoded */
+    const keten_api_param *query;
+    size_t n_query;
+    const char *content_type; /* NULL: no Content-Type header */
+    const uint8_t *body; /* NULL when empty; not terminated; may hold content */
+    size_t body_len;
+    const char *actor; /* "local", "token:NAME", "person:X" */
+    unsigned scopes; /* KETEN_API_SCOPE_* */
+    uint64_t ticket; /* the transport's name for the request, for a later answer */
+} keten_api_request;
+
+typedef struct keten_api_response {
+    unsigned status;
+    const char *content_type; /* static string */
+    char *body; /* malloc()ed, body_len bytes (terminated); may hold content */
+    size_t body_len;
+    char allow[40]; /* 405: the methods of the path ("GET, POST"); else "" */
+    bool authenticate; /* 401: send WWW-Authenticate: Bearer */
+    /* For the access log: what was done to what ("ack", "message:HEX"). */
+    char action[KETEN_API_ACTION_MAX];
+    char object[KETEN_API_OBJECT_MAX];
+} keten_api_response;
+
+typedef enum keten_api_result { KETEN_API_ANSWERED, KETEN_API_LATER } keten_api_result;
+
+/* Receives a later answer; takes resp->body (clear it when sent). */
+typedef void (*keten_api_answer_fn)(void *ctx, uint64_t ticket, keten_api_response *resp);
 
 keten_err keten_api_open(keten_node *node, keten_api **out) KETEN_MUST_CHECK;
+/* Later answers still pending are dropped (their bodies wiped). */
 void keten_api_destroy(keten_api **self_p);
+void keten_api_set_answer(keten_api *self, keten_api_answer_fn fn, void *ctx);
 
-void *keten_api_socket(keten_api *self);
+/* Route and run one request (see above). resp is overwritten. */
+keten_api_result keten_api_handle(
+    keten_node *node, const keten_api_request *req, keten_api_response *resp);
 
-/* Handle waiting requests (call when the socket is readable). */
-void keten_api_on_readable(keten_node *node);
+/* The connection of ticket is gone: forget its wait or kept answer. */
+void keten_api_cancel(keten_api *self, uint64_t ticket);
 
-/* Answer waiters whose time is up. */
+/* Fill resp with a problem+json answer (for the transport's own refusals:
+ * 401, 404, 413, ...). slug: urn:keten:problem:SLUG; exit: 1, 2 or 3. */
+void keten_api_problem(keten_api_response *resp, unsigned status, const char *slug,
+    const char *title, int exit_code, const char *detail);
+
+/* Wipe and free resp's body; accepts a zeroed response. */
+void keten_api_response_clear(keten_api_response *resp);
+
+/* Answer waits whose time is up. */
 void keten_api_tick(keten_node *node);
 
-/* Group commit (store.h): between keten_api_hold() and keten_api_release()
- * replies are kept in order, because they may tell of changes not yet
- * durable (a send's "pending" answer, a new inbox message). release with
- * committed=true sends them once the batch's commit succeeded; with
- * committed=false each kept reply is replaced by an error answer (exit 1:
- * the node's store could not commit; the request may be tried again). */
+/* Group commit (store.h): between hold and release answers are kept in
+ * order; release hands them to the answer function (committed) or replaces
+ * each by a 500 problem (not committed: nothing of the request was kept). */
 void keten_api_hold(keten_api *self);
 void keten_api_release(keten_api *self, bool committed);
 
-/* A sent message's state changed / a new message is in the inbox. */
+/* A sent message's state changed / a new message is in the inbox. These
+ * also tell the ZeroMQ API (apizmq.h) while it exists. */
 void keten_api_notify_sent(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES]);
-/* The broker refused this node (alarm.h): every waiting send is answered
- * with the refusal. */
+/* The broker refused this node (alarm.h): every waiting send is answered. */
 void keten_api_notify_refused(keten_node *node);
 void keten_api_notify_inbox(keten_node *node);
 

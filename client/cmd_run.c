@@ -13,7 +13,8 @@ static const char run_about[]
     = "Run this node: connect to the broker (CurveZMQ, the broker's key from the\n"
       "directory), send what the local commands hand it, receive, verify, store and\n"
       "receipt messages, and witness the broker's audit log. Commands such as\n"
-      "`keten-node send --home DIR` talk to it over ipc://DIR/api.sock (mode 0600).\n"
+      "`keten-node send --home DIR` talk to it over DIR/api.sock (HTTP, mode 0600);\n"
+      "api-listen adds the same API on a loopback TCP address.\n"
       "Logs go to standard error (logfmt, never content). SIGTERM or SIGINT stop it;\n"
       "SIGHUP reads the directory file again and installs it if it is newer. Under\n"
       "systemd (Type=notify) it reports readiness, reloads and stopping, and feeds\n"
@@ -39,6 +40,7 @@ int cmd_run(int argc, char **argv)
     o.witness_timeout_ms = keten_config_get_uint(kc, "witness-timeout-ms");
     o.metrics = keten_config_get_str(kc, "metrics");
     o.metrics_remote = keten_config_get_bool(kc, "metrics-remote");
+    o.api_listen = keten_config_get_str(kc, "api-listen");
     keten_log_init("keten-node", keten_cli_log_level(kc));
     bool running = false;
     keten_err e = keten_daemon_run(&o, &running); /* kc owns the strings in o: destroy it after */

@@ -13,6 +13,8 @@
 
 #include "alarm.h"
 #include "api.h"
+#include "apizmq.h"
+#include "http.h"
 #include "cli.h"
 #include "dirs.h"
 #include "hook.h"
@@ -276,7 +278,7 @@ static bool read_frames(keten_node *node, int max)
  * are dropped (the broker sends again what was not receipted), its API
  * requests answered with an error, and the notice confirmations it queued
  * forgotten (sent again). */
-static void handle_batched(keten_node *node, bool frames, bool requests)
+static void handle_batched(keten_node *node, bool frames, bool requests, bool http)
 {
     bool more = true;
     for (int round = 0; more && round < FRAMES_PER_ROUND / FRAMES_PER_BATCH; round++) {
@@ -290,10 +292,14 @@ static void handle_batched(keten_node *node, bool frames, bool requests)
         } else {
             keten_link_hold(node->link);
             keten_api_hold(node->api);
+            keten_apizmq_hold(node->apizmq);
         }
         more = frames && read_frames(node, FRAMES_PER_BATCH);
         if (requests && round == 0) {
-            keten_api_on_readable(node);
+            keten_apizmq_on_readable(node);
+        }
+        if (http && round == 0) {
+            keten_http_run(node->http);
         }
         keten_inbox_flush_receipts(node);
         if (!batch) {
@@ -309,6 +315,7 @@ static void handle_batched(keten_node *node, bool frames, bool requests)
             }
         }
         keten_link_release(node->link, e == KETEN_OK);
+        keten_apizmq_release(node->apizmq, e == KETEN_OK);
         keten_api_release(node->api, e == KETEN_OK);
     }
 }
@@ -384,13 +391,22 @@ static keten_err loop(keten_node *node, int sfd, keten_node_metrics *metrics)
     uint64_t last_purge = keten_mono_ms();
     keten_inbox_purge_seen(node);
     while (!node->stop) {
-        zmq_pollitem_t items[4] = {
+        zmq_pollitem_t items[4 + KETEN_HTTP_LISTENERS] = {
             { keten_link_socket(node->link), 0, ZMQ_POLLIN, 0 },
             { keten_link_monitor(node->link), 0, ZMQ_POLLIN, 0 },
-            { keten_api_socket(node->api), 0, ZMQ_POLLIN, 0 },
+            { keten_apizmq_socket(node->apizmq), 0, ZMQ_POLLIN, 0 },
             { NULL, sfd, ZMQ_POLLIN, 0 },
         };
-        int rc = zmq_poll(items, 4, POLL_MS);
+        int http_fds[KETEN_HTTP_LISTENERS];
+        size_t n_http = keten_http_fds(node->http, http_fds);
+        for (size_t i = 0; i < n_http; i++) {
+            items[4 + i] = (zmq_pollitem_t) { NULL, http_fds[i], ZMQ_POLLIN, 0 };
+        }
+        int rc = zmq_poll(items, (int)(4 + n_http), POLL_MS);
+        bool http_ready = false;
+        for (size_t i = 0; rc > 0 && i < n_http; i++) {
+            http_ready = http_ready || (items[4 + i].revents & ZMQ_POLLIN);
+        }
         if (rc < 0 && zmq_errno() != EINTR) {
             return keten_err_set(KETEN_ERR_IO, "zmq_poll: %s", zmq_strerror(zmq_errno()));
         }
@@ -400,8 +416,9 @@ static keten_err loop(keten_node *node, int sfd, keten_node_metrics *metrics)
         if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
             on_monitor(node);
         }
-        if (rc > 0 && ((items[0].revents | items[2].revents) & ZMQ_POLLIN)) {
-            handle_batched(node, items[0].revents & ZMQ_POLLIN, items[2].revents & ZMQ_POLLIN);
+        if (rc > 0 && (((items[0].revents | items[2].revents) & ZMQ_POLLIN) || http_ready)) {
+            handle_batched(node, items[0].revents & ZMQ_POLLIN, items[2].revents & ZMQ_POLLIN,
+                http_ready);
         }
         if (node->relink) {
             node->relink = false;
@@ -417,6 +434,7 @@ static keten_err loop(keten_node *node, int sfd, keten_node_metrics *metrics)
         keten_witness_tick(node);
         keten_dirs_tick(node);
         keten_api_tick(node);
+        keten_http_run(node->http); /* answers resumed above, time-outs */
         keten_hook_reap(node);
         keten_rotate_tick(node);
         keten_notify_watchdog_tick(keten_mono_ms());
@@ -455,7 +473,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    if ((e = take_lock(opts->home, &lock_fd)) != KETEN_OK
+    if ((opts->api_listen != NULL && (e = keten_http_check_listen(opts->api_listen)) != KETEN_OK)
+        || (e = take_lock(opts->home, &lock_fd)) != KETEN_OK
         || (opts->metrics != NULL
             && (e = keten_node_metrics_new(opts->metrics, opts->metrics_remote, &metrics))
                 != KETEN_OK)
@@ -490,13 +509,15 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
     }
     if ((e = keten_witness_new(&node, &node.witness)) != KETEN_OK
         || (e = keten_api_open(&node, &node.api)) != KETEN_OK
+        || (e = keten_apizmq_open(&node, &node.apizmq)) != KETEN_OK
+        || (e = keten_http_open(&node, &node.http)) != KETEN_OK
         || (e = connect_broker(&node)) != KETEN_OK
         || (metrics != NULL && (e = keten_node_metrics_start(metrics)) != KETEN_OK)) {
         goto out;
     }
     keten_node_metrics_update(metrics, &node);
-    KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running", "node=%s directory=%llu api=%s", node.me->id,
-        (unsigned long long)keten_directory_version(node.dir), node.api_endpoint);
+    KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running", "node=%s directory=%llu api=%s/%s", node.me->id,
+        (unsigned long long)keten_directory_version(node.dir), node.opts.home, KETEN_NODE_API_SOCK);
     /* Ready without waiting for the broker: a node starts while it is down. */
     notify_ready(&node, "");
     *running = true;
@@ -508,6 +529,8 @@ out:
     keten_node_metrics_destroy(&metrics); /* stops the HTTP thread */
     keten_passphrase_free(&pass);
     keten_passphrase_scrub_env();
+    keten_http_destroy(&node.http);
+    keten_apizmq_destroy(&node.apizmq);
     keten_api_destroy(&node.api);
     keten_link_destroy(&node.link);
     keten_witness_destroy(&node.witness);

@@ -45,11 +45,14 @@
 #define KETEN_NODE_RESEND_MS 30000ull
 #define KETEN_NODE_NOTICE_ACKS_MAX 256 /* notice confirmations sent in one NoticeAck */
 #define KETEN_NODE_SUBMITS_KEPT 1024 /* submits remembered for pairing their acks */
-#define KETEN_NODE_API_SOCK "api.sock"
+#define KETEN_NODE_API_SOCK "api.sock" /* HTTP (http.h) */
+#define KETEN_NODE_APIZMQ_SOCK "api-zmq.sock" /* ZeroMQ (apizmq.h), until the CLI speaks HTTP */
 #define KETEN_NODE_LOCK "node.lock"
 
 typedef struct keten_link keten_link;
 typedef struct keten_api keten_api;
+typedef struct keten_apizmq keten_apizmq;
+typedef struct keten_http keten_http;
 typedef struct keten_witness keten_witness;
 
 typedef struct keten_node_opts {
@@ -62,6 +65,7 @@ typedef struct keten_node_opts {
     uint64_t witness_timeout_ms;
     const char *metrics; /* ADDR:PORT of the Prometheus endpoint (metrics.h); NULL: none */
     bool metrics_remote; /* allow a metrics address that is not loopback */
+    const char *api_listen; /* HOST:PORT of the HTTP API on loopback (http.h); NULL: none */
 } keten_node_opts;
 
 typedef struct keten_node_counters {
@@ -87,7 +91,7 @@ typedef struct keten_node_counters {
 
 typedef struct keten_node {
     keten_node_opts opts;
-    char api_endpoint[PATH_MAX + 8];
+    char api_endpoint[PATH_MAX + 8]; /* the ZeroMQ API's (apizmq.h) */
     keten_identity *me;
     /* Key rotation (rotate.h): new keys waiting for their certificate, and
      * the keys a switch replaced (they open deliveries sealed to the old
@@ -101,6 +105,8 @@ typedef struct keten_node {
     void *zctx;
     keten_link *link;
     keten_api *api;
+    keten_apizmq *apizmq;
+    keten_http *http;
     keten_witness *witness;
     keten_node_counters counters;
     uint64_t next_request_id;

@@ -124,7 +124,7 @@ static const keten_config_setting node_settings[] = {
         .min = 1,
         .flags = KETEN_CONFIG_REQUIRED,
         .help = "the node's home: identity.secret, the store in HOME/store and the local "
-                "commands' socket HOME/api.sock",
+                "commands' socket HOME/api.sock (HTTP)",
     },
     {
         .name = "anchor",
@@ -187,6 +187,16 @@ static const keten_config_setting node_settings[] = {
         .default_value = "no",
         .help = "allow a metrics address that is not loopback (the endpoint has no "
                 "authentication)",
+    },
+    {
+        .name = "api-listen",
+        .type = KETEN_CONFIG_STRING,
+        .min = 3,
+        .max = 255,
+        .validate = keten_config_valid_host_port,
+        .help = "serve the HTTP API (under /v1/) and the web page on http://HOST:PORT, a "
+                "loopback address only (127.0.0.1, ::1, localhost; put a TLS reverse proxy in "
+                "front of it) (unset: the API on HOME/api.sock only)",
     },
     {
         .name = "log-level",

@@ -32,8 +32,10 @@ if [ "$testing" -eq 1 ]; then
   # broker_notices, systemd_notify); Chromium renders the auditors' HTML
   # report (audit_replay); python3-cryptography: Ed25519 for the independent
   # check of an audit export's checkpoint (audit_tiles, tests/tools/tiles_check.py);
-  # python3-jsonschema checks docs/signal.schema.json against the node (signal_schema).
-  packages+=(curl chromium python3-cryptography python3-jsonschema)
+  # python3-jsonschema checks docs/signal.schema.json against the node (signal_schema);
+  # with python3-yaml it checks the HTTP API's answers against docs/api/openapi.yaml
+  # (node_http, tests/tools/openapi_check.py); curl also drives that API.
+  packages+=(curl chromium python3-cryptography python3-jsonschema python3-yaml)
 fi
 if [ "$packaging" -eq 1 ]; then
   # git: the copy of the tracked sources; util-linux: setpriv and runuser

@@ -2,7 +2,7 @@
  * fuzz_api.c - requests to the node's local API (client/api.c), sent as the
  * command line sends them: the input is the body of one request from a
  * DEALER socket to the API's ROUTER socket, handled by
- * keten_api_on_readable() inside a group-commit batch as the daemon does.
+ * keten_apizmq_on_readable() inside a group-commit batch as the daemon does.
  *
  * The node is gemeente-diemen of the test network (fuzz_common.h),
  * directory version 1, set up once as tests/unit/fixture_node.c does it,
@@ -38,7 +38,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "api.h"
+#include "apizmq.h"
 #include "dirs.h"
 #include "fuzz_common.h"
 #include "inbox.h"
@@ -119,6 +119,7 @@ static void remove_tree(const char *path)
 static void node_close(void)
 {
     keten_node *node = &S.node;
+    keten_apizmq_destroy(&node->apizmq);
     keten_api_destroy(&node->api);
     keten_witness_destroy(&node->witness);
     free(node->receipts);
@@ -209,6 +210,7 @@ static void node_open(void)
     FUZZ_MUST(keten_dirs_load(node));
     FUZZ_MUST(keten_witness_new(node, &node->witness));
     FUZZ_MUST(keten_api_open(node, &node->api));
+    FUZZ_MUST(keten_apizmq_open(node, &node->apizmq));
     keten_err_clear();
 }
 
@@ -258,17 +260,17 @@ static json_t *request(void *client, const void *body, size_t len, int timeout_m
     /* A DEALER queues on a connecting pipe: these never block. */
     FUZZ_CHECK(zmq_send(client, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 0);
     FUZZ_CHECK(zmq_send(client, body, len, ZMQ_DONTWAIT) == (int)len);
-    FUZZ_CHECK(poll_in(keten_api_socket(node->api), REPLY_MS) == 1);
+    FUZZ_CHECK(poll_in(keten_apizmq_socket(node->apizmq), REPLY_MS) == 1);
 
     FUZZ_MUST(keten_store_batch_begin(node->store));
     keten_link_hold(node->link);
-    keten_api_hold(node->api);
-    keten_api_on_readable(node);
+    keten_apizmq_hold(node->apizmq);
+    keten_apizmq_on_readable(node);
     keten_inbox_flush_receipts(node);
     keten_err e = keten_store_batch_end(node->store);
     keten_err_clear();
     keten_link_release(node->link, false);
-    keten_api_release(node->api, e == KETEN_OK);
+    keten_apizmq_release(node->apizmq, e == KETEN_OK);
 
     if (poll_in(client, timeout_ms) != 1) {
         return NULL;

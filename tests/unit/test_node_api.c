@@ -2,7 +2,7 @@
  * main loop (fixture_node.h: real store, directory, witness, link to a
  * broker's end bound here), with a real REQ client on the API's ipc://
  * socket in the node's home; the daemon's poll is played by calling
- * keten_api_on_readable() and keten_api_tick(). The broker's ack of a send
+ * keten_apizmq_on_readable() and keten_api_tick(). The broker's ack of a send
  * is a real proof from a broker's log written by the test.
  *
  * Every request has its answer ({"ok":true,...} or {"ok":false,"error",
@@ -27,7 +27,7 @@
 #include <jansson.h>
 #include <zmq.h>
 
-#include "api.h"
+#include "apizmq.h"
 #include "fixture.h"
 #include "fixture_node.h"
 #include "outbox.h"
@@ -79,9 +79,9 @@ static int teardown(void **state)
 static void request(ctx *t, const char *text)
 {
     assert_int_equal(zmq_send(t->req, text, strlen(text), 0), (int)strlen(text));
-    zmq_pollitem_t item = { keten_api_socket(t->node->api), 0, ZMQ_POLLIN, 0 };
+    zmq_pollitem_t item = { keten_apizmq_socket(t->node->apizmq), 0, ZMQ_POLLIN, 0 };
     assert_int_equal(zmq_poll(&item, 1, WAIT_MS), 1);
-    keten_api_on_readable(t->node);
+    keten_apizmq_on_readable(t->node);
 }
 
 static json_t *answer(ctx *t)
@@ -265,17 +265,17 @@ static void test_send_and_wait(void **state)
 static void test_held_replies(void **state)
 {
     ctx *t = *state;
-    keten_api_hold(t->node->api);
+    keten_apizmq_hold(t->node->apizmq);
     request(t, "{\"cmd\":\"ping\"}");
-    keten_api_release(t->node->api, true);
+    keten_apizmq_release(t->node->apizmq, true);
     json_t *r = answer(t);
     assert_true(ok(r));
     json_decref(r);
 
     /* Twin: the commit failed: the held answer becomes an error. */
-    keten_api_hold(t->node->api);
+    keten_apizmq_hold(t->node->apizmq);
     request(t, "{\"cmd\":\"ping\"}");
-    keten_api_release(t->node->api, false);
+    keten_apizmq_release(t->node->apizmq, false);
     r = answer(t);
     assert_false(ok(r));
     assert_int_equal(json_integer_value(json_object_get(r, "exit")), 1);

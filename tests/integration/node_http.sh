@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# The node's HTTP API (docs/api/openapi.yaml) through the real broker and two
+# real nodes, with curl on HOME/api.sock: every route (send, validate, the
+# inbox with each filter and a wait, show, ack twice, reply and feedback and
+# their refusals, sent, a message's status, capabilities, checkpoints); each
+# error class (400 bad msg_id, unknown field, malformed JSON, duplicate key;
+# 404, 405 with Allow, 413, 415); the TCP listener (401 without credentials,
+# the security headers) and a non-loopback api-listen refused at start. Every
+# answer is traced (KETEN_NODE_TEST_API_TRACE) and checked against the OpenAPI
+# document at the end (tests/tools/openapi_check.py).
+. "$(dirname "$0")/node_lib.sh"
+
+SRC=$(realpath "$(dirname "$0")/../..")
+need_tool curl
+setup_network || done_testing
+signal sig.json woonfraude "Adres staat op naam van 9 personen"
+signal adres.json adrescheck "Klopt de inschrijving op dit adres?"
+
+# A free loopback port for the TCP listener.
+PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+start_broker
+KETEN_NODE_TEST_API_TRACE="$T/trace-g.jsonl" start_node gemeente-diemen \
+    --api-listen "127.0.0.1:$PORT"
+KETEN_NODE_TEST_API_TRACE="$T/trace-p.jsonl" start_node politie-mn
+for id in gemeente-diemen politie-mn; do
+    check "$id connects to the broker" wait_until 20 connected "$id"
+done
+
+declare -A REQS=() # ID -> requests made to its node (each is one trace line)
+
+# api ID METHOD PATH [BODY_FILE [CONTENT_TYPE]]: one request on n-ID/api.sock;
+# CODE is the HTTP status, $T/.out the body, $T/.hdr the response headers.
+api() {
+    local id=$1 method=$2 path=$3 body=${4:-} ctype=${5:-application/json}
+    local args=(-sS --max-time 40 --unix-socket "n-$id/api.sock" -X "$method" -D "$T/.hdr"
+        -o "$T/.out" -w '%{http_code}')
+    if [ -n "$body" ]; then
+        args+=(-H "Content-Type: $ctype" --data-binary "@$body")
+    fi
+    REQS[$id]=$((${REQS[$id]:-0} + 1))
+    CODE=$(curl "${args[@]}" "http://node$path" 2>"$T/.err")
+    cat "$T/.out" "$T/.err" >"$T/.all"
+}
+
+# tcp METHOD PATH: the same on the TCP listener of gemeente-diemen.
+tcp() {
+    REQS[gemeente-diemen]=$((${REQS[gemeente-diemen]:-0} + 1))
+    CODE=$(curl -sS --max-time 20 -X "$1" -D "$T/.hdr" -o "$T/.out" -w '%{http_code}' \
+        "http://127.0.0.1:$PORT$2" 2>"$T/.err")
+    cat "$T/.out" "$T/.err" >"$T/.all"
+}
+
+# body FILE JSON: write a request body.
+body() {
+    printf '%s' "$2" >"$1"
+}
+
+# is CODE WHAT [EXPR]: the last answer had status CODE (and its JSON body d
+# satisfies EXPR).
+is() {
+    local code=$1 what=$2 expr=${3:-True}
+    check "$what (HTTP $code)" test "$CODE" = "$code" || sed 's/^/# /' "$T/.all"
+    check "$what: the answer holds" json_is "$T/.out" "$expr" || sed 's/^/# /' "$T/.out"
+}
+
+# header NAME VALUE: the last answer carried that header (value as a prefix).
+header() {
+    grep -qiE "^$1: $2" "$T/.hdr"
+}
+
+problem() { # problem SLUG: the answer is a problem+json of that type
+    echo "d['type'] == 'urn:keten:problem:$1' and d['status'] == $CODE and d['detail'] and d['exit'] in (1, 2, 3)"
+}
+
+check "the API socket is mode 0600" test "$(stat -c %a n-gemeente-diemen/api.sock)" = 600
+check "the API socket is a socket" test -S n-gemeente-diemen/api.sock
+
+# --- reading the node ---------------------------------------------------------
+api gemeente-diemen GET /v1/ping
+is 200 "ping names the node" "d == {'node': 'gemeente-diemen'}"
+check "JSON answers say application/json" header Content-Type 'application/json; charset=utf-8'
+check "every answer carries the Content-Security-Policy" \
+    header Content-Security-Policy "default-src 'self'; script-src 'self'"
+check "and X-Content-Type-Options: nosniff" header X-Content-Type-Options nosniff
+check "and Referrer-Policy: no-referrer" header Referrer-Policy no-referrer
+check "and Cache-Control: no-store under /v1/" header Cache-Control no-store
+api gemeente-diemen GET /v1/node
+is 200 "GET /v1/node is the node's status" "d['status']['node'] == 'gemeente-diemen' and d['status']['connected']"
+
+api gemeente-diemen GET /v1/capabilities
+is 200 "capabilities" "d['node'] == 'gemeente-diemen' and set(d['categories']) == {'woonfraude', 'drugs', 'adrescheck'}"
+check "capabilities list the partners with org and role" json_is "$T/.out" \
+    "{'id': 'politie-mn', 'org': 'Politie Midden-Nederland', 'role': 'police'} in d['partners'] and all(p['id'] != 'gemeente-diemen' for p in d['partners'])"
+check "capabilities: adrescheck signals may go to police and tax" json_is "$T/.out" \
+    "sorted(d['allowed']['signal']['adrescheck']) == ['belastingdienst', 'politie-mn']"
+check "capabilities: the partner the policy denies adrescheck signals (woonstad) is absent" \
+    json_is "$T/.out" "'woonstad' not in d['allowed']['signal']['adrescheck']"
+check "capabilities: woonstad may get adrescheck queries (the deny is for signals)" \
+    json_is "$T/.out" "'woonstad' in d['allowed']['query']['adrescheck']"
+check "capabilities: no rule allows drugs" json_is "$T/.out" \
+    "d['allowed']['signal']['drugs'] == [] and d['allowed']['query']['drugs'] == []"
+api politie-mn GET /v1/capabilities
+is 200 "the police node may send no signal at all (only replies and feedback)" \
+    "all(v == [] for v in d['allowed']['signal'].values())"
+
+# --- validate -------------------------------------------------------------------
+body v-ok.json "{\"for\":\"send\",\"kind\":\"signal\",\"to\":[\"politie-mn\"],\"signal\":$(cat sig.json)}"
+api gemeente-diemen POST /v1/messages/validate v-ok.json
+is 200 "validate a good send" "d == {'valid': True, 'problems': [], 'more': 0}"
+sed 's/"source":"B"/"source":"G"/' sig.json >bad-sig.json
+body v-bad.json "{\"for\":\"send\",\"kind\":\"signal\",\"to\":[\"woonstad\"],\"signal\":$(cat bad-sig.json)}"
+api gemeente-diemen POST /v1/messages/validate v-bad.json
+is 200 "validate names every problem" \
+    "not d['valid'] and any(p['path'] == 'grading.source' for p in d['problems'])"
+body v-reply.json "{\"for\":\"reply\",\"msg_id\":\"00000000000000000000000000000000\",\"signal\":$(cat adres.json)}"
+api politie-mn POST /v1/messages/validate v-reply.json
+is 200 "validate a reply to no message: invalid, the msg_id named" \
+    "not d['valid'] and d['problems'][0]['path'] == 'msg_id'"
+
+# --- send -----------------------------------------------------------------------
+SINCE=$(date +%s%3N)
+# A deferred request: an inbox wait on the police node, answered when the
+# signal sent next arrives.
+curl -sS --max-time 40 --unix-socket n-politie-mn/api.sock -o "$T/wait.out" -w '%{http_code}' \
+    "http://node/v1/inbox?wait=30000&since=$SINCE&category=woonfraude" >"$T/wait.code" 2>&1 &
+WAITER=$!
+REQS[politie-mn]=$((${REQS[politie-mn]:-0} + 1))
+body send.json "{\"kind\":\"signal\",\"to\":[\"politie-mn\"],\"signal\":$(cat sig.json)}"
+api gemeente-diemen POST /v1/messages send.json
+is 202 "a send answers pending (held until its batch committed)" \
+    "d['state'] == 'pending' and len(d['msg_id']) == 32"
+SIG=$(jget 'L[0]["msg_id"]')
+wait "$WAITER"
+check "the deferred inbox wait was answered 200" test "$(cat "$T/wait.code")" = 200
+check "with the signal that arrived" json_is "$T/wait.out" \
+    "[m['msg_id'] for m in d['messages']] == ['$SIG']"
+
+api gemeente-diemen POST "/v1/messages?wait=20000" send.json
+is 201 "a send with wait answers once the broker accepted it" \
+    "d['state'] == 'accepted' and isinstance(d['leaf_index'], int)"
+SIG2=$(jget 'L[0]["msg_id"]')
+
+body denied.json "{\"kind\":\"signal\",\"to\":[\"woonstad\"],\"signal\":$(cat adres.json)}"
+api gemeente-diemen POST /v1/messages denied.json
+is 422 "a send the policy refuses" "$(problem policy) and 'rule' in d['detail']"
+body allowed.json "{\"kind\":\"signal\",\"to\":[\"politie-mn\"],\"signal\":$(cat adres.json)}"
+api gemeente-diemen POST "/v1/messages?wait=20000" allowed.json
+is 201 "the same signal to a partner the policy allows is accepted" "d['state'] == 'accepted'"
+ADRES=$(jget 'L[0]["msg_id"]')
+body fb-send.json "{\"kind\":\"feedback\",\"to\":[\"politie-mn\"],\"signal\":$(cat adres.json)}"
+api gemeente-diemen POST /v1/messages fb-send.json
+is 400 "feedback is refused on POST /v1/messages (it answers: use reply)" \
+    "$(problem invalid-request) and d['errors'][0]['field'] == '/kind' and 'reply' in d['detail']"
+body q.json "{\"kind\":\"query\",\"to\":[\"role:police\"],\"signal\":$(cat adres.json)}"
+api gemeente-diemen POST "/v1/messages?wait=20000" q.json
+is 201 "a query by role is accepted" "d['state'] == 'accepted'"
+QUERY=$(jget 'L[0]["msg_id"]')
+
+# --- inbox ----------------------------------------------------------------------
+check "the police node has the query" wait_until 20 inbox_has politie-mn "$QUERY"
+check "and the adrescheck signal" wait_until 20 inbox_has politie-mn "$ADRES"
+check "and the second signal" wait_until 20 inbox_has politie-mn "$SIG2"
+api politie-mn GET /v1/inbox
+is 200 "the inbox lists every message, oldest first" \
+    "[m['msg_id'] for m in d['messages']] == ['$SIG', '$SIG2', '$ADRES', '$QUERY']"
+api politie-mn GET "/v1/inbox?kind=query"
+is 200 "kind=query lists the query only" "[m['msg_id'] for m in d['messages']] == ['$QUERY']"
+api politie-mn GET "/v1/inbox?category=adrescheck"
+is 200 "category=adrescheck lists the adrescheck messages" \
+    "[m['msg_id'] for m in d['messages']] == ['$ADRES', '$QUERY']"
+api politie-mn GET "/v1/inbox?category=drugs"
+is 200 "category=drugs lists nothing" "d == {'messages': []}"
+api politie-mn GET "/v1/inbox?since=2999-01-01T00:00:00Z"
+is 200 "since a future time lists nothing" "d == {'messages': []}"
+api politie-mn GET "/v1/inbox?since=2026-01-01T00:00:00Z&kind=signal"
+is 200 "since a past ISO time (with kind) lists the signals" "len(d['messages']) == 3"
+api politie-mn GET "/v1/inbox?since=yesterday"
+is 400 "since that is no time" "$(problem invalid-request) and d['errors'][0]['field'] == '?since'"
+api politie-mn GET "/v1/inbox?kind=memo"
+is 400 "kind that is no kind" "d['errors'][0]['field'] == '?kind' and 'query' in d['errors'][0]['allowed']"
+api politie-mn GET "/v1/inbox?colour=red"
+is 400 "an unknown query parameter is named" "d['errors'][0]['field'] == '?colour'"
+api politie-mn GET "/v1/inbox?wait=500&category=drugs"
+is 200 "a wait with nothing matching answers an empty list when the time is up" "d == {'messages': []}"
+
+# --- show, ack --------------------------------------------------------------------
+api politie-mn GET "/v1/inbox/$SIG"
+is 200 "show one message" "d['message']['msg_id'] == '$SIG' and d['message']['signal']['type'] == 'woonfraude'"
+api politie-mn POST "/v1/inbox/$SIG/ack"
+is 200 "ack" "d['msg_id'] == '$SIG' and d['handled_at'].endswith('Z')"
+FIRST=$(jget 'L[0]["handled_at"]')
+api politie-mn POST "/v1/inbox/$SIG/ack"
+is 409 "a second ack is refused, naming the first" \
+    "$(problem conflict) and d['handled_at'] == '$FIRST' and '$FIRST' in d['detail']"
+api politie-mn GET "/v1/inbox?unhandled=true"
+is 200 "unhandled=true leaves the acknowledged message out" \
+    "[m['msg_id'] for m in d['messages']] == ['$SIG2', '$ADRES', '$QUERY']"
+api politie-mn GET "/v1/inbox?unhandled=false"
+is 200 "unhandled=false lists it" "len(d['messages']) == 4"
+
+# --- reply and feedback ---------------------------------------------------------
+body reply.json "{\"signal\":$(cat adres.json)}"
+api politie-mn POST "/v1/inbox/$QUERY/reply?wait=20000" reply.json
+is 201 "a reply to the query" "d['state'] == 'accepted'"
+REPLY=$(jget 'L[0]["msg_id"]')
+api politie-mn POST "/v1/inbox/$QUERY/reply" reply.json
+is 409 "a second reply to the query is refused" "$(problem conflict) and '$REPLY' in d['detail']"
+api politie-mn POST "/v1/inbox/$ADRES/reply" reply.json
+is 400 "a reply to a signal is refused" "$(problem invalid-request) and 'not a query' in d['detail']"
+body fb.json "{\"kind\":\"feedback\",\"signal\":$(cat adres.json)}"
+api politie-mn POST "/v1/inbox/$QUERY/reply" fb.json
+is 400 "feedback to a query is refused" "'not a signal' in d['detail']"
+api politie-mn POST "/v1/inbox/$ADRES/reply" fb.json
+is 202 "feedback to the signal" "d['state'] == 'pending'"
+check "the reply reaches the municipality" wait_until 20 inbox_has gemeente-diemen "$REPLY"
+api gemeente-diemen GET "/v1/inbox?kind=reply"
+is 200 "the reply is listed with in_reply_to" \
+    "d['messages'][0]['msg_id'] == '$REPLY' and d['messages'][0]['in_reply_to'] == '$QUERY'"
+
+# --- sent, status, checkpoints -----------------------------------------------------
+api gemeente-diemen GET /v1/sent
+is 200 "sent lists every message sent, oldest first" \
+    "[m['msg_id'] for m in d['messages']] == ['$SIG', '$SIG2', '$ADRES', '$QUERY'] and d['more'] == 0"
+api gemeente-diemen GET "/v1/sent?since=2999-01-01T00:00:00Z"
+is 200 "sent since a future time lists nothing" "d == {'messages': [], 'more': 0}"
+check "the query is receipted" wait_until 20 msg_status_is gemeente-diemen "$QUERY" \
+    'd["recipients"][0]["state"] == "receipted"'
+api gemeente-diemen GET "/v1/messages/$QUERY"
+is 200 "a sent message's status names the recipient and the reply" \
+    "d['status']['msg_id'] == '$QUERY' and d['status']['recipients'][0]['id'] == 'politie-mn' and '$REPLY' in json.dumps(d)"
+api gemeente-diemen GET /v1/checkpoint
+is 200 "the checkpoint" "'tree_size' in d['checkpoint']"
+api gemeente-diemen GET /v1/checkpoints
+is 200 "the checkpoints" "isinstance(d['checkpoints'], list)"
+
+# --- error classes ----------------------------------------------------------------
+api politie-mn GET /v1/inbox/xyz
+is 400 "a msg_id that is not 32 hex characters" "$(problem invalid-request) and d['errors'][0]['field'] == 'msg_id'"
+api politie-mn GET "/v1/inbox/${SIG^^}"
+is 400 "a msg_id in upper case" "$(problem invalid-request)"
+api politie-mn GET /v1/inbox/00000000000000000000000000000000
+is 404 "a msg_id of no message" "$(problem not-found)"
+api politie-mn GET /v1/nothing
+is 404 "an unknown route" "$(problem not-found)"
+api politie-mn DELETE /v1/inbox
+is 405 "a wrong method" "$(problem method-not-allowed)"
+check "405 names the allowed methods" header Allow GET
+api politie-mn GET /v1/messages/validate
+is 405 "GET on a POST-only path is 405 (not a msg_id)" "$(problem method-not-allowed)"
+check "its Allow is POST" header Allow POST
+body unknown.json "{\"kind\":\"signal\",\"to\":[\"politie-mn\"],\"colour\":\"red\",\"signal\":$(cat sig.json)}"
+api gemeente-diemen POST /v1/messages unknown.json
+is 400 "an unknown field is named in errors[]" \
+    "$(problem invalid-request) and d['errors'] == [{'field': '/colour', 'problem': 'unknown field', 'allowed': 'kind, to, signal'}]"
+body str.json "{\"kind\":\"signal\",\"to\":[\"politie-mn\"],\"signal\":\"$(sed 's/"/\\"/g' sig.json)\"}"
+api gemeente-diemen POST /v1/messages str.json
+is 400 "a signal given as a string (not an object)" "d['errors'][0]['field'] == '/signal'"
+body malformed.json '{"kind":"signal",'
+api gemeente-diemen POST /v1/messages malformed.json
+is 400 "malformed JSON" "$(problem malformed-json)"
+body dup.json "{\"kind\":\"signal\",\"to\":[\"politie-mn\"],\"signal\":{\"type\":\"woonfraude\",\"type\":\"drugs\",\"purpose\":\"handhaving\"}}"
+api gemeente-diemen POST /v1/messages dup.json
+is 400 "a duplicate key inside the signal" "$(problem malformed-json) and 'duplicate' in d['detail']"
+api gemeente-diemen POST /v1/messages send.json text/plain
+is 415 "a body that is not JSON" "$(problem unsupported-media-type)"
+"$PY" -c 'import sys; sys.stdout.write("{\"kind\":\"signal\",\"pad\":\"" + "x" * (3 << 20) + "\"}")' >big.json
+api gemeente-diemen POST /v1/messages big.json
+is 413 "a body over 2 MiB" "$(problem too-large)"
+api gemeente-diemen GET /v1/sent
+is 200 "sent still lists the same four messages" "len(d['messages']) == 4"
+
+# --- the TCP listener ---------------------------------------------------------------
+tcp GET /v1/node
+is 401 "TCP without credentials is 401" "$(problem unauthorized)"
+check "401 carries WWW-Authenticate: Bearer" header WWW-Authenticate Bearer
+check "and the security headers" header Content-Security-Policy "default-src 'self'"
+check "and X-Content-Type-Options" header X-Content-Type-Options nosniff
+tcp GET /v1/inbox
+is 401 "the inbox over TCP without credentials is 401" "$(problem unauthorized)"
+tcp GET /v1/ping
+is 200 "/v1/ping over TCP needs no credentials" "d == {'node': 'gemeente-diemen'}"
+check "with the security headers" header Referrer-Policy no-referrer
+
+for addr in 0.0.0.0:7299 192.0.2.1:7299 "[::]:7299"; do
+    run "$NODE" run --home n-politie-mn --anchor admin/network.pub --directory directory.signed \
+        --broker "$BROKER_EP" --api-listen "$addr"
+    expect 4 "api-listen $addr is refused at start"
+    says "is not a loopback address" "api-listen $addr: it says why"
+    says "TLS reverse proxy" "api-listen $addr: it says what to do"
+done
+
+stop_one gemeente-diemen
+stop_one politie-mn
+check "the API socket is removed on exit" test ! -e n-gemeente-diemen/api.sock
+check "gemeente-diemen's trace has its ${REQS[gemeente-diemen]} requests" \
+    test "$(wc -l <"$T/trace-g.jsonl")" -eq "${REQS[gemeente-diemen]}"
+check "politie-mn's trace has its ${REQS[politie-mn]} requests" \
+    test "$(wc -l <"$T/trace-p.jsonl")" -eq "${REQS[politie-mn]}"
+check "every traced answer agrees with docs/api/openapi.yaml" \
+    "$PY" "$SRC/tests/tools/openapi_check.py" "$SRC/docs/api/openapi.yaml" \
+    "$T/trace-g.jsonl" "$T/trace-p.jsonl" >"$T/oa.out" 2>&1 || sed 's/^/# /' "$T/oa.out"
+finish
