@@ -837,6 +837,12 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
             return r;
         }
     }
+    if (!is_reply) {
+        if (!parse_to(c, to, sizeof to)) {
+            return r;
+        }
+        sr.to = to;
+    }
     if (!signal_text(c, &text)) {
         return r;
     }
@@ -860,11 +866,6 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
         }
         sr.to = orig_from;
         sr.in_reply_to = orig;
-    } else {
-        if (!parse_to(c, to, sizeof to)) {
-            goto out;
-        }
-        sr.to = to;
     }
     if (dry) {
         keten_err e = keten_outbox_check(node, &sr, &problems);

@@ -136,7 +136,14 @@ static bool add_header(struct MHD_Response *m, const char *name, const char *val
     return MHD_add_response_header(m, name, value) == MHD_YES;
 }
 
-/* Queue resp (its body is copied and wiped) with the security headers. */
+/* MHD frees an answer's body with this: it may hold content. */
+static void wipe_free(void *body)
+{
+    sodium_memzero(body, strlen(body));
+    free(body);
+}
+
+/* Queue resp (MHD takes its body, wiped when freed) with the security headers. */
 static enum MHD_Result send_answer(keten_http *h, struct MHD_Connection *conn, const char *method,
     const char *url, const http_req *r, keten_api_response *resp)
 {
@@ -146,8 +153,17 @@ static enum MHD_Result send_answer(keten_http *h, struct MHD_Connection *conn, c
 #else
     (void)h, (void)method, (void)r;
 #endif
-    struct MHD_Response *m = MHD_create_response_from_buffer(
-        resp->body_len, resp->body != NULL ? resp->body : (void *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *m = NULL;
+    if (resp->body != NULL) {
+        m = MHD_create_response_from_buffer_with_free_callback(
+            resp->body_len, resp->body, wipe_free);
+        if (m != NULL) {
+            resp->body = NULL; /* MHD's now */
+            resp->body_len = 0;
+        }
+    } else {
+        m = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
     keten_api_response_clear(resp);
     if (m == NULL) {
         return MHD_NO;

@@ -1,29 +1,31 @@
 /*
- * fuzz_api.c - requests to the node's local API (client/api.c), sent as the
- * command line sends them: the input is the body of one request from a
- * DEALER socket to the API's ROUTER socket, handled by
- * keten_apizmq_on_readable() inside a group-commit batch as the daemon does.
+ * fuzz_api.c - requests to the node's API operations (client/api.h) as the
+ * HTTP server hands them over: the input is one request,
+ *   METHOD PATH[?QUERY]\n CONTENT-TYPE\n BODY
+ * (no second line: no body and no Content-Type), routed by
+ * keten_api_handle() inside a group-commit batch as the daemon does.
  *
  * The node is gemeente-diemen of the test network (fuzz_common.h),
  * directory version 1, set up once as tests/unit/fixture_node.c does it,
  * with a real store in a temporary directory (on /dev/shm when there is
- * one), made again empty before each input; the API socket is opened again
- * for each input (no waiter of one input answers another), in a home of
- * its own. The link is
- * never connected: what the node would send to the broker is held and
- * dropped. The wall clock this process sees is moved back to FUZZ_T_OPEN,
- * as in fuzz_node_frame.c, so that times in requests mean the same in every
- * run of the corpus.
+ * one), made again empty before each input, with its API opened again (no
+ * wait of one input answers another). The link is never connected: what the
+ * node would send to the broker is held and dropped. The wall clock this
+ * process sees is moved back to FUZZ_T_OPEN, as in fuzz_node_frame.c, so that
+ * times in requests mean the same in every run of the corpus.
  *
  * Invariants:
- *   1. at most one reply, and a reply is a JSON object with a boolean "ok";
- *      a failure has a non-empty "error" and an "exit" of 1, 2 or 3;
- *   2. every request is answered at once, except a send or reply with
- *      "wait" true and an inbox with a positive "wait_ms", which may wait;
- *   3. a body that is not a JSON object is a usage error (exit 2);
- *   4. a send or reply that succeeded names a msg_id of 32 hex digits, and
- *      the node then knows that message: {"cmd":"status","msg_id":...}
- *      succeeds.
+ *   1. at most one answer per request;
+ *   2. an answer has a status the API uses, a JSON object body, is a
+ *      problem+json (type urn:keten:problem:*, a detail, its status, an exit
+ *      of 1 to 3) exactly when its status is 400 or more, and names Allow
+ *      exactly when it is 405;
+ *   3. while a batch holds answers none is given at once, and after the
+ *      batch every request is answered except one with a positive ?wait;
+ *   4. a JSON body that is not an object, on a route that takes a body, is
+ *      400;
+ *   5. a send that was answered 201 or 202 names a msg_id of 32 hex digits
+ *      and the node then knows that message: GET /v1/messages/ID is 200.
  */
 #include <jansson.h>
 #include <errno.h>
@@ -38,7 +40,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "apizmq.h"
+#include "api.h"
 #include "dirs.h"
 #include "fuzz_common.h"
 #include "inbox.h"
@@ -50,11 +52,6 @@
 #include "util.h"
 #include "witness.h"
 
-/* An answer due at once comes within this: generous, because a fuzzer run
- * at nice 19 on a loaded machine may wait for the CPU; below libFuzzer's
- * -timeout=25, so that a lost reply is reported as this invariant. */
-#define REPLY_MS 10000
-#define WAIT_POLL_MS 5 /* how long a request that may wait is given */
 
 /* ---- the wall clock, moved back to the corpus's time --------------------- */
 
@@ -119,7 +116,6 @@ static void remove_tree(const char *path)
 static void node_close(void)
 {
     keten_node *node = &S.node;
-    keten_apizmq_destroy(&node->apizmq);
     keten_api_destroy(&node->api);
     keten_witness_destroy(&node->witness);
     free(node->receipts);
@@ -210,94 +206,187 @@ static void node_open(void)
     FUZZ_MUST(keten_dirs_load(node));
     FUZZ_MUST(keten_witness_new(node, &node->witness));
     FUZZ_MUST(keten_api_open(node, &node->api));
-    FUZZ_MUST(keten_apizmq_open(node, &node->apizmq));
     keten_err_clear();
 }
 
 /* ---- one request --------------------------------------------------------- */
 
-/* May the request wait for its answer (api.h)? */
-static bool may_wait(const uint8_t *data, size_t size)
+/* The input: "METHOD PATH[?QUERY]\nCONTENT-TYPE\nBODY" (no second line: no
+ * body and no content type; an empty second line: a body without one). */
+typedef struct input {
+    char method[16];
+    char path[512];
+    char query[512];
+    keten_api_param params[KETEN_API_QUERY_MAX];
+    size_t n_params;
+    char ctype[128];
+    bool has_ctype;
+    const uint8_t *body;
+    size_t body_len;
+} input;
+
+static bool line(const uint8_t **p, const uint8_t *end, char *out, size_t size)
 {
-    json_t *req = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
-    bool wait = false;
-    if (json_is_object(req)) {
-        const char *cmd = json_string_value(json_object_get(req, "cmd"));
-        json_t *w = json_object_get(req, "wait_ms");
-        wait = cmd != NULL
-            && (((strcmp(cmd, "send") == 0 || strcmp(cmd, "reply") == 0)
-                    && json_is_true(json_object_get(req, "wait")))
-                || (strcmp(cmd, "inbox") == 0 && json_is_integer(w)
-                    && json_integer_value(w) > 0));
+    const uint8_t *nl = memchr(*p, '\n', (size_t)(end - *p));
+    size_t n = nl != NULL ? (size_t)(nl - *p) : (size_t)(end - *p);
+    if (n >= size || memchr(*p, '\0', n) != NULL) {
+        return false;
     }
-    json_decref(req);
-    return wait;
+    memcpy(out, *p, n);
+    out[n] = '\0';
+    *p = nl != NULL ? nl + 1 : end;
+    return true;
 }
 
-/* zmq_poll of one socket for POLLIN, again after a signal (libFuzzer's
- * timer for -timeout sends SIGALRM every few seconds): 1 when readable,
- * 0 when timeout_ms passed. */
-static int poll_in(void *sock, int timeout_ms)
+static bool parse_input(const uint8_t *data, size_t size, input *in)
 {
-    uint64_t until = keten_mono_ms() + (uint64_t)timeout_ms;
-    for (;;) {
-        uint64_t now = keten_mono_ms();
-        long left = now < until ? (long)(until - now) : 0;
-        zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
-        int rc = zmq_poll(&item, 1, left);
-        if (rc >= 0) {
-            return rc;
+    memset(in, 0, sizeof *in);
+    const uint8_t *p = data, *end = data + size;
+    char first[1040];
+    if (!line(&p, end, first, sizeof first)) {
+        return false;
+    }
+    char *sp = strchr(first, ' ');
+    if (sp == NULL || (size_t)(sp - first) >= sizeof in->method) {
+        return false;
+    }
+    memcpy(in->method, first, (size_t)(sp - first));
+    char *q = strchr(sp + 1, '?');
+    if (q != NULL) {
+        *q = '\0';
+        if (strlen(q + 1) >= sizeof in->query) {
+            return false;
         }
-        FUZZ_CHECK(zmq_errno() == EINTR);
+        memcpy(in->query, q + 1, strlen(q + 1) + 1);
     }
+    if (strlen(sp + 1) >= sizeof in->path) {
+        return false;
+    }
+    memcpy(in->path, sp + 1, strlen(sp + 1) + 1);
+    for (char *save = NULL, *kv = strtok_r(in->query, "&", &save);
+         kv != NULL && in->n_params < KETEN_API_QUERY_MAX; kv = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(kv, '=');
+        if (eq != NULL) {
+            *eq = '\0';
+        }
+        in->params[in->n_params].name = kv;
+        in->params[in->n_params].value = eq != NULL ? eq + 1 : "";
+        in->n_params++;
+    }
+    if (p < end || (size > 0 && data[size - 1] == '\n')) {
+        if (!line(&p, end, in->ctype, sizeof in->ctype)) {
+            return false;
+        }
+        in->has_ctype = in->ctype[0] != '\0';
+        in->body = p < end ? p : NULL;
+        in->body_len = (size_t)(end - p);
+    }
+    return true;
 }
 
-/* Send body, let the node handle it in one batch, return the reply (NULL:
- * none within timeout_ms). */
-static json_t *request(void *client, const void *body, size_t len, int timeout_ms)
+/* The answers handed over later, by ticket. */
+#define LATER_MAX 4
+static struct {
+    uint64_t ticket[LATER_MAX];
+    keten_api_response resp[LATER_MAX];
+    size_t n;
+} L;
+
+static void on_answer(void *ctx, uint64_t ticket, keten_api_response *resp)
+{
+    (void)ctx;
+    FUZZ_CHECK(ticket != 0 && L.n < LATER_MAX); /* 1: one answer per request */
+    for (size_t i = 0; i < L.n; i++) {
+        FUZZ_CHECK(L.ticket[i] != ticket);
+    }
+    L.ticket[L.n] = ticket;
+    L.resp[L.n++] = *resp;
+    memset(resp, 0, sizeof *resp);
+}
+
+/* Invariant 2: the shape of an answer; its JSON body. */
+static json_t *check_answer(const keten_api_response *resp)
+{
+    static const unsigned statuses[]
+        = { 200, 201, 202, 400, 403, 404, 405, 409, 413, 415, 422, 500, 503 };
+    bool known = false;
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        known = known || resp->status == statuses[i];
+    }
+    FUZZ_CHECK(known);
+    FUZZ_CHECK(resp->body != NULL && resp->body_len == strlen(resp->body));
+    json_t *j = json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES, NULL);
+    FUZZ_CHECK(json_is_object(j));
+    bool problem = strcmp(resp->content_type, "application/problem+json") == 0;
+    FUZZ_CHECK(problem == (resp->status >= 400));
+    if (problem) {
+        const char *type = json_string_value(json_object_get(j, "type"));
+        const char *detail = json_string_value(json_object_get(j, "detail"));
+        json_t *ex = json_object_get(j, "exit");
+        FUZZ_CHECK(type != NULL && strncmp(type, "urn:keten:problem:", 18) == 0);
+        FUZZ_CHECK(detail != NULL && detail[0] != '\0');
+        FUZZ_CHECK(json_integer_value(json_object_get(j, "status")) == (json_int_t)resp->status);
+        FUZZ_CHECK(json_is_integer(ex) && json_integer_value(ex) >= 1
+            && json_integer_value(ex) <= 3);
+    } else {
+        FUZZ_CHECK(strcmp(resp->content_type, "application/json; charset=utf-8") == 0);
+    }
+    FUZZ_CHECK((resp->allow[0] != '\0') == (resp->status == 405));
+    return j;
+}
+
+static uint64_t next_ticket;
+
+/* Hand one request to the router inside a group-commit batch, as the daemon
+ * does; the answer (NULL: it waits on) */
+static json_t *request(const input *in, keten_api_response *out)
 {
     keten_node *node = &S.node;
-    /* A DEALER queues on a connecting pipe: these never block. */
-    FUZZ_CHECK(zmq_send(client, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 0);
-    FUZZ_CHECK(zmq_send(client, body, len, ZMQ_DONTWAIT) == (int)len);
-    FUZZ_CHECK(poll_in(keten_apizmq_socket(node->apizmq), REPLY_MS) == 1);
-
+    keten_api_request req = {
+        .method = in->method,
+        .path = in->path,
+        .query = in->params,
+        .n_query = in->n_params,
+        .content_type = in->has_ctype ? in->ctype : NULL,
+        .body = in->body,
+        .body_len = in->body_len,
+        .actor = "local",
+        .scopes = KETEN_API_SCOPE_ALL,
+        .ticket = ++next_ticket,
+    };
     FUZZ_MUST(keten_store_batch_begin(node->store));
     keten_link_hold(node->link);
-    keten_apizmq_hold(node->apizmq);
-    keten_apizmq_on_readable(node);
+    keten_api_hold(node->api);
+    keten_api_response resp;
+    /* 3: while holding, nothing is answered at once */
+    FUZZ_CHECK(keten_api_handle(node, &req, &resp) == KETEN_API_LATER);
     keten_inbox_flush_receipts(node);
     keten_err e = keten_store_batch_end(node->store);
     keten_err_clear();
     keten_link_release(node->link, false);
-    keten_apizmq_release(node->apizmq, e == KETEN_OK);
+    keten_api_release(node->api, e == KETEN_OK);
+    for (size_t i = 0; i < L.n; i++) {
+        if (L.ticket[i] == req.ticket) {
+            *out = L.resp[i];
+            L.resp[i] = L.resp[--L.n];
+            L.ticket[i] = L.ticket[L.n];
+            return check_answer(out);
+        }
+    }
+    FUZZ_CHECK(L.n == 0);
+    keten_api_cancel(node->api, req.ticket);
+    return NULL;
+}
 
-    if (poll_in(client, timeout_ms) != 1) {
-        return NULL;
+/* May the request wait for its answer (api.h)? A positive ?wait. */
+static bool may_wait(const input *in)
+{
+    for (size_t i = 0; i < in->n_params; i++) {
+        if (strcmp(in->params[i].name, "wait") == 0 && strcmp(in->params[i].value, "0") != 0) {
+            return true;
+        }
     }
-    /* Both parts are there once the first is (messages are atomic). */
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    FUZZ_CHECK(zmq_msg_recv(&m, client, ZMQ_DONTWAIT) == 0 && zmq_msg_more(&m));
-    zmq_msg_close(&m);
-    zmq_msg_init(&m);
-    FUZZ_CHECK(zmq_msg_recv(&m, client, ZMQ_DONTWAIT) >= 0 && !zmq_msg_more(&m));
-    json_error_t jerr;
-    json_t *r = json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), JSON_REJECT_DUPLICATES, &jerr);
-    zmq_msg_close(&m);
-    /* 1 */
-    FUZZ_CHECK(json_is_object(r));
-    FUZZ_CHECK(json_is_boolean(json_object_get(r, "ok")));
-    if (!json_is_true(json_object_get(r, "ok"))) {
-        const char *err = json_string_value(json_object_get(r, "error"));
-        json_t *ex = json_object_get(r, "exit");
-        FUZZ_CHECK(err != NULL && err[0] != '\0');
-        FUZZ_CHECK(json_is_integer(ex) && json_integer_value(ex) >= 1
-            && json_integer_value(ex) <= 3);
-    }
-    /* only one */
-    FUZZ_CHECK(poll_in(client, 0) == 0);
-    return r;
+    return false;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -305,42 +394,48 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!S.ready) {
         setup();
     }
-    keten_node *node = &S.node;
-    node_open();
-    void *client = zmq_socket(node->zctx, ZMQ_DEALER);
-    FUZZ_CHECK(client != NULL);
-    int zero = 0;
-    FUZZ_CHECK(zmq_setsockopt(client, ZMQ_LINGER, &zero, sizeof zero) == 0);
-    FUZZ_CHECK(zmq_connect(client, node->api_endpoint) == 0);
-
-    bool wait = may_wait(data, size);
-    json_t *r = request(client, data, size, wait ? WAIT_POLL_MS : REPLY_MS);
-    /* 2 */
-    FUZZ_CHECK(r != NULL || wait);
-    /* 3 */
-    json_t *req = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(req)) {
-        FUZZ_CHECK(r != NULL && json_is_false(json_object_get(r, "ok"))
-            && json_integer_value(json_object_get(r, "exit")) == 2);
+    input in;
+    if (!parse_input(data, size, &in)) {
+        return 0;
     }
-    /* 4 */
-    const char *cmd = json_string_value(json_object_get(req, "cmd"));
-    if (r != NULL && json_is_true(json_object_get(r, "ok")) && cmd != NULL
-        && (strcmp(cmd, "send") == 0 || strcmp(cmd, "reply") == 0)) {
+    node_open();
+    keten_api_set_answer(S.node.api, on_answer, NULL);
+    keten_api_response resp = { 0 };
+    json_t *r = request(&in, &resp);
+    /* 3: answered at once unless it may wait */
+    FUZZ_CHECK(r != NULL || may_wait(&in));
+    /* 4: a JSON body that is not an object, on a route that takes one */
+    bool posts_body = strcmp(in.method, "POST") == 0
+        && (strcmp(in.path, "/v1/messages") == 0 || strcmp(in.path, "/v1/messages/validate") == 0);
+    json_t *req = in.body != NULL ? json_loadb((const char *)in.body, in.body_len, 0, NULL) : NULL;
+    if (r != NULL && posts_body && in.has_ctype && strcmp(in.ctype, "application/json") == 0
+        && !json_is_object(req)) {
+        FUZZ_CHECK(resp.status == 400);
+    }
+    /* 5: a message sent is known */
+    if (r != NULL && (resp.status == 201 || resp.status == 202)) {
         const char *id = json_string_value(json_object_get(r, "msg_id"));
         uint8_t raw[KETEN_MSG_ID_BYTES];
         FUZZ_CHECK(id != NULL && strlen(id) == 2 * KETEN_MSG_ID_BYTES
             && keten_unhex(id, raw, sizeof raw) == KETEN_OK);
-        char status[128];
-        int n = snprintf(status, sizeof status, "{\"cmd\":\"status\",\"msg_id\":\"%s\"}", id);
-        FUZZ_CHECK(n > 0 && (size_t)n < sizeof status);
-        json_t *s = request(client, status, (size_t)n, REPLY_MS);
-        FUZZ_CHECK(s != NULL && json_is_true(json_object_get(s, "ok")));
+        input st;
+        memset(&st, 0, sizeof st);
+        memcpy(st.method, "GET", 4);
+        int n = snprintf(st.path, sizeof st.path, "/v1/messages/%s", id);
+        FUZZ_CHECK(n > 0 && (size_t)n < sizeof st.path);
+        keten_api_response sresp = { 0 };
+        json_t *s = request(&st, &sresp);
+        FUZZ_CHECK(s != NULL && sresp.status == 200);
         json_decref(s);
+        keten_api_response_clear(&sresp);
     }
     json_decref(req);
     json_decref(r);
-    zmq_close(client);
+    keten_api_response_clear(&resp);
+    for (size_t i = 0; i < L.n; i++) {
+        keten_api_response_clear(&L.resp[i]);
+    }
+    L.n = 0;
     node_close();
     keten_err_clear();
     return 0;
