@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmdtable.h"
 #include "keten.h"
 #include "node.h"
 #include "signal_json.h"
@@ -182,6 +183,9 @@ keten_err keten_apiclient_call(const char *home, const char *method, const char 
         }
         headers = h;
     }
+    /* Who is asking, for the node's access log and traces. */
+    char agent[64];
+    snprintf(agent, sizeof agent, "keten-node/%s", keten_cmd_version());
     CURLcode cc = CURLE_OK;
 #define SET(opt, val)                                                                              \
     do {                                                                                           \
@@ -195,6 +199,7 @@ keten_err keten_apiclient_call(const char *home, const char *method, const char 
     SET(CURLOPT_PROXY, "");
     SET(CURLOPT_NOPROXY, "*");
     SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_USERAGENT, agent);
     SET(CURLOPT_ERRORBUFFER, errbuf);
     SET(CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)KETEN_APICLIENT_TIMEOUT_MS);
@@ -331,6 +336,39 @@ keten_err keten_apiclient_call_signal(const char *home, const char *method, cons
     return call_with_signal(home, method, path, query, body, sig, timeout_ms, status, reply);
 }
 
+/* The API's words for what a person does with this command line: a detail
+ * meant for any client names a request's field or route where the command
+ * has an option or a command. Each pair is (the API's, the command line's). */
+static const char *const cli_words[][2] = {
+    { ", send \"kind\": \"feedback\")", ": keten-node reply --kind feedback)" },
+    { "(answer a query with \"kind\": \"reply\")", "(answer a query with keten-node reply)" },
+    { "; a reply answers a received query, feedback a received signal",
+        "; `reply` answers a received query, `reply --kind feedback` a received signal" },
+    { "(for a message this node sent: GET /v1/messages/",
+        "(for a message this node sent, use status " },
+};
+
+void keten_apiclient_cli_text(const char *text, char *out, size_t size)
+{
+    size_t n = 0;
+    while (*text != '\0' && n + 1 < size) {
+        size_t k = 0;
+        for (; k < sizeof cli_words / sizeof cli_words[0]; k++) {
+            if (strncmp(text, cli_words[k][0], strlen(cli_words[k][0])) == 0) {
+                break;
+            }
+        }
+        if (k == sizeof cli_words / sizeof cli_words[0]) {
+            out[n++] = *text++;
+            continue;
+        }
+        int w = snprintf(out + n, size - n, "%s", cli_words[k][1]);
+        n = w < 0 || (size_t)w >= size - n ? size - 1 : n + (size_t)w;
+        text += strlen(cli_words[k][0]);
+    }
+    out[n] = '\0';
+}
+
 int keten_apiclient_check(long status, const json_t *reply)
 {
     if (status >= 200 && status < 300) {
@@ -341,7 +379,9 @@ int keten_apiclient_check(long status, const json_t *reply)
         detail = json_string_value(json_object_get(reply, "title"));
     }
     if (detail != NULL) {
-        fprintf(stderr, "%s: %s\n", keten_cli_prog(), detail);
+        char text[KETEN_APICLIENT_TEXT_MAX];
+        keten_apiclient_cli_text(detail, text, sizeof text);
+        fprintf(stderr, "%s: %s\n", keten_cli_prog(), text);
     } else {
         fprintf(stderr,
             "%s: the keten-node daemon answered HTTP %ld without saying why (see its log)\n",
@@ -555,6 +595,22 @@ int keten_apiclient_dry_run(
     }
     bool valid = json_is_true(valid_v);
     json_int_t more = json_integer_value(more_v);
+    size_t pi;
+    json_t *pp;
+    json_array_foreach(problems, pi, pp)
+    {
+        /* The request's msg_id is the command's MSG_ID argument. */
+        const char *path = json_string_value(json_object_get(pp, "path"));
+        if (path != NULL && strcmp(path, "msg_id") == 0) {
+            (void)json_object_set_new(pp, "path", json_string("MSG_ID"));
+        }
+        const char *problem = json_string_value(json_object_get(pp, "problem"));
+        if (problem != NULL) {
+            char words[KETEN_APICLIENT_TEXT_MAX];
+            keten_apiclient_cli_text(problem, words, sizeof words);
+            (void)json_object_set_new(pp, "problem", json_string(words));
+        }
+    }
     if (as_json) {
         json_t *out = json_pack("{s:b, s:s, s:O, s:I}", "valid", valid, "checked", checked,
             "problems", problems, "more", more);

@@ -55,9 +55,18 @@ keten_err keten_apiclient_call_signal(const char *home, const char *method, cons
     const char *query, json_t *body, const char *text, size_t len, int timeout_ms, long *status,
     json_t **reply) KETEN_MUST_CHECK;
 
-/* For an answer of status 400 and up: print the problem's detail and return
- * its exit code; 0 for a success (2xx). */
+/* For an answer of status 400 and up: print the problem's detail (in the
+ * command line's words, keten_apiclient_cli_text) and return its exit code;
+ * 0 for a success (2xx). */
 int keten_apiclient_check(long status, const json_t *reply);
+
+/* text, a detail the node wrote for any client of its API, in the command
+ * line's words: where it names a request's field or route ("kind":
+ * "feedback", GET /v1/messages/ID) the command that does it (keten-node reply
+ * --kind feedback, status ID). Into out (size bytes, always terminated; a
+ * longer text is cut). */
+#define KETEN_APICLIENT_TEXT_MAX 2048
+void keten_apiclient_cli_text(const char *text, char *out, size_t size);
 
 /* Append "key=value" (value percent-encoded) to the query string in buf
  * (size bytes, always terminated). KETEN_ERR_TOO_LARGE when it does not fit. */

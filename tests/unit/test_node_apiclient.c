@@ -205,6 +205,7 @@ static void test_get_with_query(void **state)
         "GET /v1/inbox?unhandled=true&category=a%20b%26c%3Dd%2Fe "
         "HTTP/1.1\r\n"));
     assert_non_null(strstr(t->s.req, "\r\nHost: localhost\r\n"));
+    assert_non_null(strstr(t->s.req, "\r\nUser-Agent: keten-node/"));
     assert_null(strstr(t->s.req, "Content-Type:")); /* no body */
     assert_null(strstr(t->s.req, "Authorization:")); /* the socket is the credential */
 }
@@ -418,6 +419,34 @@ static void test_msg_id(void **state)
     assert_false(keten_apiclient_msg_id("", id));
 }
 
+/* The node's words for any client, in the command line's. */
+static void test_cli_text(void **state)
+{
+    (void)state;
+    char out[KETEN_APICLIENT_TEXT_MAX];
+    keten_apiclient_cli_text("invalid value: message X is a signal, not a query: a reply answers a "
+                             "received query only (to tell its sender what was done with it, "
+                             "send \"kind\": \"feedback\")",
+        out, sizeof out);
+    assert_string_equal(out,
+        "invalid value: message X is a signal, not a query: a reply answers a received query only "
+        "(to tell its sender what was done with it: keten-node reply --kind feedback)");
+    keten_apiclient_cli_text("not found: no message X in this node's inbox (for a message this "
+                             "node sent: GET /v1/messages/X)",
+        out, sizeof out);
+    assert_string_equal(out,
+        "not found: no message X in this node's inbox (for a message this node sent, use "
+        "status X)");
+    /* Anything else as it is; a short buffer cuts, always terminated. */
+    keten_apiclient_cli_text("send \"kind\": \"x\" as it is", out, sizeof out);
+    assert_string_equal(out, "send \"kind\": \"x\" as it is");
+    char small[8];
+    keten_apiclient_cli_text("(answer a query with \"kind\": \"reply\")", small, sizeof small);
+    assert_string_equal(small, "(answer");
+    keten_apiclient_cli_text("abcdefghijk", small, sizeof small);
+    assert_string_equal(small, "abcdefg");
+}
+
 static void test_wipe_json(void **state)
 {
     (void)state;
@@ -452,6 +481,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proxy_ignored, setup, teardown),
         cmocka_unit_test(test_query_add),
         cmocka_unit_test(test_msg_id),
+        cmocka_unit_test(test_cli_text),
         cmocka_unit_test(test_wipe_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
