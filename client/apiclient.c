@@ -388,8 +388,9 @@ int keten_apiclient_check(long status, const json_t *reply)
             keten_cli_prog(), status);
     }
     json_t *code = json_object_get(reply, "exit");
-    int rc = json_is_integer(code) ? (int)json_integer_value(code) : KETEN_EXIT_FAILURE;
-    return rc > 0 && rc < 128 ? rc : KETEN_EXIT_FAILURE;
+    json_int_t rc = json_is_integer(code) ? json_integer_value(code) : KETEN_EXIT_FAILURE;
+    /* A problem is a failure, a usage error or a failed verification: never 0. */
+    return rc >= KETEN_EXIT_FAILURE && rc <= KETEN_EXIT_VERIFY ? (int)rc : KETEN_EXIT_FAILURE;
 }
 
 keten_err keten_apiclient_query_add(char *buf, size_t size, const char *key, const char *value)

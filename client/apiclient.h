@@ -56,7 +56,8 @@ keten_err keten_apiclient_call_signal(const char *home, const char *method, cons
     json_t **reply) KETEN_MUST_CHECK;
 
 /* For an answer of status 400 and up: print the problem's detail (in the
- * command line's words, keten_apiclient_cli_text) and return its exit code;
+ * command line's words, keten_apiclient_cli_text) and return its exit code
+ * (1, 2 or 3; any other code it names, or none, is 1);
  * 0 for a success (2xx). */
 int keten_apiclient_check(long status, const json_t *reply);
 

@@ -293,6 +293,8 @@ static void test_problem_exit_codes(void **state)
         { 400, "{\"title\":\"Bad Request\"}", 1 }, /* no exit: a failure */
         { 500, "{\"detail\":\"x\",\"exit\":0}", 1 }, /* a problem never exits 0 */
         { 500, "{\"detail\":\"x\",\"exit\":300}", 1 },
+        { 500, "{\"detail\":\"x\",\"exit\":4}", 1 },
+        { 500, "{\"detail\":\"x\",\"exit\":-2}", 1 },
         { 201, "{\"msg_id\":\"x\"}", 0 },
         { 204, NULL, 0 },
     };
