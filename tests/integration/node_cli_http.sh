@@ -2,7 +2,7 @@
 # The command line as a client of the node's HTTP API (HOME/api.sock):
 # inbox --kind, --category and --since list what they name and nothing
 # else (twin: no filter lists both messages), and are refused when they
-# name nothing valid; a signal file that is not a JSON object (cut short, a
+# name nothing valid; --wait with --kind waits for a message of that kind; a signal file that is not a JSON object (cut short, a
 # field given twice) is refused before anything leaves, saying why, and
 # nothing is sent (twin: the valid file is sent); send --wait whose wait runs
 # out (the broker is down) exits 1 saying that the message stays in the
@@ -89,6 +89,26 @@ run "$NODE" inbox --home n-politie-mn --category "Woon Fraude"
 expect 2 "inbox --category with a space and capitals"
 says "is not a category" "it says so"
 
+# --wait with a filter waits for a message that matches it: a reply that
+# arrives first does not end the wait for feedback.
+"$NODE" inbox --home n-gemeente-diemen --json --wait 30 --kind feedback >wait.out 2>wait.err &
+WAITER=$!
+sleep 1 # (lets the wait begin before the reply arrives; without it the check is weaker, not wrong)
+signal answer.json adrescheck "Geen registratie"
+run "$NODE" reply --home n-politie-mn "$Q" --signal answer.json --wait
+expect 0 "politie replies to the query"
+R=$(cat "$T/.out")
+run "$NODE" reply --home n-politie-mn "$S" --kind feedback --signal answer.json --wait
+expect 0 "politie sends feedback on the signal"
+F=$(cat "$T/.out")
+wait "$WAITER"
+check "the waiting inbox --kind feedback exits 0" test "$?" -eq 0
+check "it lists the feedback alone, not the reply that came first" \
+    "$PY" -c 'import json, sys
+L = [json.loads(l) for l in open(sys.argv[1])]
+sys.exit(0 if [m["msg_id"] for m in L] == [sys.argv[2]] else 1)' wait.out "$F"
+check "the reply had arrived before it" inbox_has gemeente-diemen "$R"
+
 # A MSG_ID that is not 32 hex characters never reaches a path.
 run "$NODE" ack --home n-politie-mn "../../v1/tokens/0123456789abcdef"
 expect 2 "ack of a MSG_ID that is a path"
@@ -100,7 +120,12 @@ jl "[m['msg_id'] for m in L] == ['$Q']" "the query is still unhandled: nothing w
 
 # A signal file that is not a JSON object never leaves the command line.
 # (msg_ids only: a recipient's state may change meanwhile)
-"$NODE" sent --home n-gemeente-diemen --json | grep -oE '"msg_id":"[0-9a-f]{32}"' >sent.before
+sent_ids() {
+    "$PY" -c 'import json, sys
+for line in sys.stdin:
+    print(json.loads(line)["msg_id"])'
+}
+"$NODE" sent --home n-gemeente-diemen --json | sent_ids >sent.before
 printf '{"type": "woonfraude", "purpose": ' >cut.json
 run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal cut.json
 expect 1 "a signal cut short is refused"
@@ -114,7 +139,7 @@ printf '["woonfraude"]\n' >array.json
 run "$NODE" reply --home n-politie-mn "$Q" --signal array.json
 expect 1 "a reply that is a JSON array is refused"
 says "must be an object" "it says what a signal is"
-"$NODE" sent --home n-gemeente-diemen --json | grep -oE '"msg_id":"[0-9a-f]{32}"' >sent.after
+"$NODE" sent --home n-gemeente-diemen --json | sent_ids >sent.after
 check "nothing was sent: the sent list is the same" cmp -s sent.before sent.after
 check "and it lists the two messages sent before" test "$(wc -l <sent.after)" -eq 2
 
