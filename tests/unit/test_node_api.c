@@ -219,6 +219,18 @@ static void test_requests(void **state)
     expect_problem(t, "GET", "/v1/reboot", NULL, NULL, 404, 2, NULL);
     expect_problem(t, "GET", "/v1/pingx", NULL, NULL, 404, 2, NULL);
     expect_problem(t, "GET", "/v1/inbox/" UNKNOWN_ID "/ack/x", NULL, NULL, 404, 2, NULL);
+    /* Bytes that are not UTF-8 in what the answer echoes: a readable problem,
+     * the bytes replaced (found by fuzz_api). */
+    r = call(t, "GET", "/v1/\xc7\xce\x01x", NULL, NULL, 404);
+    assert_non_null(strstr(json_string_value(json_object_get(r, "detail")), "/v1/???x"));
+    json_decref(r);
+    keten_api_response resp0;
+    assert_int_equal(handle(t, "POST", "/v1/inbox/00\xc7\xce", NULL, NULL, NULL, 0, &resp0),
+        KETEN_API_ANSWERED);
+    assert_int_equal(resp0.status, 405);
+    assert_string_equal(resp0.allow, "GET");
+    keten_api_response_clear(&resp0);
+    expect_problem(t, "GET", "/v1/inbox", "\xff=1", NULL, 400, 2, "??");
     keten_api_response resp;
     assert_int_equal(handle(t, "DELETE", "/v1/inbox", NULL, NULL, NULL, 0, &resp),
         KETEN_API_ANSWERED);
