@@ -12,7 +12,12 @@
  *   alarm.c    alarms (log line, counter, persisted) and warnings; the
  *              broker's refusal of this node
  *   rotate.c   a key rotation in the node's own home
- *   api.c      the local API socket for the command line and applications
+ *   api.c      the API's operations (routes, waits, answers held for a
+ *              group commit), independent of the transport
+ *   http.c     the API over HTTP: HOME/api.sock and api-listen (libmicrohttpd
+ *              in the daemon's loop)
+ *   apizmq.c   the former ZeroMQ API on HOME/api-zmq.sock, until the command
+ *              line speaks HTTP
  *   status.c   node and message status as JSON
  *   hook.c     the --on-message hook
  *   store.c    the LMDB store

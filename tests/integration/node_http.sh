@@ -243,6 +243,7 @@ api politie-mn GET /v1/inbox/00000000000000000000000000000000
 is 404 "a msg_id of no message" "$(problem not-found)"
 api politie-mn GET /v1/nothing
 is 404 "an unknown route" "$(problem not-found)"
+check "a problem says application/problem+json" header Content-Type 'application/problem\+json'
 api politie-mn DELETE /v1/inbox
 is 405 "a wrong method" "$(problem method-not-allowed)"
 check "405 names the allowed methods" header Allow GET
@@ -290,8 +291,18 @@ for addr in 0.0.0.0:7299 192.0.2.1:7299 "[::]:7299"; do
     says "TLS reverse proxy" "api-listen $addr: it says what to do"
 done
 
+# A request still waiting when its node stops: the node stops cleanly all
+# the same (checked by finish), and the client's connection is closed.
+curl -sS --max-time 60 --trace-ascii "$T/late.trace" --unix-socket n-politie-mn/api.sock \
+    -o "$T/late.out" "http://node/v1/inbox?wait=60000&category=drugs" >/dev/null 2>&1 &
+LATE=$! # never answered, so not traced
+check "a last inbox wait is sent to politie-mn" wait_until 10 grep -q "^=> Send header" "$T/late.trace"
 stop_one gemeente-diemen
 stop_one politie-mn
+wait "$LATE"
+LATE_RC=$?
+check "the waiting client's connection ended with the node (curl exit $LATE_RC)" \
+    test "$LATE_RC" -ne 0 -a "$LATE_RC" -ne 28
 check "the API socket is removed on exit" test ! -e n-gemeente-diemen/api.sock
 check "gemeente-diemen's trace has its ${REQS[gemeente-diemen]} requests" \
     test "$(wc -l <"$T/trace-g.jsonl")" -eq "${REQS[gemeente-diemen]}"

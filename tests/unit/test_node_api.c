@@ -219,6 +219,18 @@ static void test_requests(void **state)
     expect_problem(t, "GET", "/v1/reboot", NULL, NULL, 404, 2, NULL);
     expect_problem(t, "GET", "/v1/pingx", NULL, NULL, 404, 2, NULL);
     expect_problem(t, "GET", "/v1/inbox/" UNKNOWN_ID "/ack/x", NULL, NULL, 404, 2, NULL);
+    /* Bytes that are not UTF-8 in what the answer echoes: a readable problem,
+     * the bytes replaced (found by fuzz_api). */
+    r = call(t, "GET", "/v1/\xc7\xce\x01x", NULL, NULL, 404);
+    assert_non_null(strstr(json_string_value(json_object_get(r, "detail")), "/v1/???x"));
+    json_decref(r);
+    keten_api_response resp0;
+    assert_int_equal(handle(t, "POST", "/v1/inbox/00\xc7\xce", NULL, NULL, NULL, 0, &resp0),
+        KETEN_API_ANSWERED);
+    assert_int_equal(resp0.status, 405);
+    assert_string_equal(resp0.allow, "GET");
+    keten_api_response_clear(&resp0);
+    expect_problem(t, "GET", "/v1/inbox", "\xff=1", NULL, 400, 2, "??");
     keten_api_response resp;
     assert_int_equal(handle(t, "DELETE", "/v1/inbox", NULL, NULL, NULL, 0, &resp),
         KETEN_API_ANSWERED);
@@ -259,7 +271,9 @@ static void test_requests(void **state)
     /* Twin: the same body as JSON is taken (charset and case allowed). */
     json_decref(call_full(
         t, "POST", "/v1/messages", NULL, SEND_BODY, "Application/JSON; charset=utf-8", 0, 202));
-    (void)fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    assert_non_null(f);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
 
     /* Scopes: read only cannot send; send can. */
     json_decref(call_full(t, "POST", "/v1/messages/validate", NULL,
