@@ -13,8 +13,10 @@
  * socket HOME/api.sock (POST /v1/messages, docs/api.md) with libcurl's
  * multi interface: as many requests in flight as the phase allows, each on
  * its own kept-alive connection (HTTP/1.1 answers one request at a time per
- * connection), at most BX_HTTP_CONNS_MAX connections per node (the node
- * serves 256); more requests wait in libcurl for a free connection. Each
+ * connection), at most BX_HTTP_CONNS_MAX (48) connections per node, all of
+ * which may be opened at once (the node's socket holds 64 connections that
+ * wait to be accepted; a connect beyond that fails); more requests in flight
+ * wait in libcurl for a free connection. Each
  * signal is ~1 KiB of signal JSON to R of the M receivers (spread evenly).
  *
  * What is measured, and how (the node records no time at which a receipt
@@ -122,7 +124,7 @@
 #define BX_FLOOR_MIN_NS 100000000ull
 #define BX_LINE_MAX 8192
 #define BX_STATUS_TIMEOUT_MS 5000
-#define BX_HTTP_CONNS_MAX 240 /* connections of one sender to its node (it serves 256) */
+#define BX_HTTP_CONNS_MAX 48 /* connections of one sender to its node (its socket's backlog is 64) */
 #define BX_ANSWER_MAX (1u << 20) /* bytes of one API answer */
 #define BX_SOCK_MAX 108 /* sun_path */
 #define BX_PCTS 3
