@@ -124,7 +124,7 @@
 #define BX_FLOOR_MIN_NS 100000000ull
 #define BX_LINE_MAX 8192
 #define BX_STATUS_TIMEOUT_MS 5000
-#define BX_HTTP_CONNS_MAX 48 /* connections of one sender to its node (its socket's backlog is 64) */
+#define BX_HTTP_CONNS_MAX 48 /* connections of a sender to its node (backlog 64) */
 #define BX_ANSWER_MAX (1u << 20) /* bytes of one API answer */
 #define BX_SOCK_MAX 108 /* sun_path */
 #define BX_PCTS 3
