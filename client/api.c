@@ -81,13 +81,15 @@ static void wipe_json(json_t *v)
     } else if (json_is_object(v)) {
         const char *k;
         json_t *x;
-        json_object_foreach (v, k, x) {
+        json_object_foreach(v, k, x)
+        {
             wipe_json(x);
         }
     } else if (json_is_array(v)) {
         size_t i;
         json_t *x;
-        json_array_foreach (v, i, x) {
+        json_array_foreach(v, i, x)
+        {
             wipe_json(x);
         }
     }
@@ -124,9 +126,11 @@ static void clean_text(const char *in, char *out, size_t size)
     const unsigned char *p = (const unsigned char *)in;
     while (*p != '\0' && o + 1 < size) {
         unsigned char c = *p;
-        size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-            : c >= 0xf0 && c <= 0xf4                      ? 4
-                                                          : 0;
+        size_t n = c < 0x80          ? 1
+            : c >= 0xc2 && c <= 0xdf ? 2
+            : c >= 0xe0 && c <= 0xef ? 3
+            : c >= 0xf0 && c <= 0xf4 ? 4
+                                     : 0;
         bool ok = n > 0 && (n == 1 ? c >= 0x20 && c != 0x7f : true);
         for (size_t i = 1; ok && i < n; i++) {
             ok = (p[i] & 0xc0) == 0x80;
@@ -180,8 +184,8 @@ static void field_problem(keten_api_response *resp, const char *field_in, const 
 {
     char field[128];
     clean_text(field_in, field, sizeof field);
-    json_t *e = json_pack("{s:[{s:s, s:s, s:s}]}", "errors", "field", field, "problem", problem,
-        "allowed", allowed);
+    json_t *e = json_pack(
+        "{s:[{s:s, s:s, s:s}]}", "errors", "field", field, "problem", problem, "allowed", allowed);
     problem_with(resp, 400, "invalid-request", "Invalid request", 2, detail, e);
 }
 
@@ -243,7 +247,7 @@ static void err_problem(keten_api_response *resp, keten_err e)
 }
 
 #define HOLD_FAILED_DETAIL                                                                         \
-    "the node could not commit this change to its store (see its log); nothing of it was kept: "  \
+    "the node could not commit this change to its store (see its log); nothing of it was kept: "   \
     "try again"
 
 /* ---- waiting and holding ------------------------------------------------- */
@@ -361,6 +365,8 @@ void keten_api_release(keten_api *self, bool committed)
     if (!committed && n > 0) {
         KETEN_LOG(KETEN_LOG_ERR, "store commit failed; API requests answered with an error",
             "replies=%zu", n);
+    } else if (n > 0) {
+        KETEN_LOG(KETEN_LOG_DEBUG, "API answers held for a group commit sent", "replies=%zu", n);
     }
 }
 
@@ -517,7 +523,8 @@ static bool body_object(op_ctx *c, const char *const *allowed, const char *allow
     }
     const char *k;
     json_t *v;
-    json_object_foreach (c->body, k, v) {
+    json_object_foreach(c->body, k, v)
+    {
         bool ok = false;
         for (size_t j = 0; allowed[j] != NULL && !ok; j++) {
             ok = strcmp(k, allowed[j]) == 0;
@@ -525,8 +532,8 @@ static bool body_object(op_ctx *c, const char *const *allowed, const char *allow
         if (!ok) {
             char field[80], detail[300];
             snprintf(field, sizeof field, "/%.64s", k);
-            snprintf(detail, sizeof detail, "unknown field \"%.64s\"; allowed: %s", k,
-                allowed_text);
+            snprintf(
+                detail, sizeof detail, "unknown field \"%.64s\"; allowed: %s", k, allowed_text);
             field_problem(c->resp, field, "unknown field", allowed_text, detail);
             return false;
         }
@@ -707,7 +714,7 @@ static void validate_answer(keten_api_response *resp, const keten_signal_problem
     json_answer(resp, 200,
         list == NULL ? NULL
                      : json_pack("{s:b, s:o, s:I}", "valid", pr->n == 0 && pr->more == 0,
-                           "problems", list, "more", (json_int_t)pr->more));
+                         "problems", list, "more", (json_int_t)pr->more));
 }
 
 /* The message a reply or feedback answers: its sender, when kind may
@@ -784,7 +791,8 @@ static bool parse_to(op_ctx *c, char *to, size_t size)
     size_t len = 0, i;
     json_t *x;
     to[0] = '\0';
-    json_array_foreach (v, i, x) {
+    json_array_foreach(v, i, x)
+    {
         const char *s = json_string_value(x);
         char field[32];
         snprintf(field, sizeof field, "/to/%zu", i);
@@ -796,7 +804,8 @@ static bool parse_to(op_ctx *c, char *to, size_t size)
         }
         size_t n = strlen(s);
         if (len + n + 2 > size) {
-            field_problem(c->resp, field, "too many recipients", allowed, "the recipients are too many");
+            field_problem(
+                c->resp, field, "too many recipients", allowed, "the recipients are too many");
             return false;
         }
         if (len > 0) {
@@ -989,8 +998,7 @@ static keten_api_result op_validate(op_ctx *c)
             "a reply's check needs msg_id: the answered message's 32 hex characters");
         return KETEN_API_ANSWERED;
     }
-    if ((is_reply && json_object_get(c->body, "to") != NULL)
-        || (!is_reply && id != NULL)) {
+    if ((is_reply && json_object_get(c->body, "to") != NULL) || (!is_reply && id != NULL)) {
         field_problem(c->resp, is_reply ? "/to" : "/msg_id", "not a field of this request",
             is_reply ? "for, msg_id, kind, signal" : "for, kind, to, signal",
             is_reply ? "a reply goes to the answered message's sender: no \"to\""
@@ -1026,8 +1034,8 @@ static bool filter_match(const inbox_filter *f, json_t *m)
 }
 
 /* The inbox list, filtered; 0 status when empty and empty_is_none. */
-static void inbox_answer(keten_node *node, const inbox_filter *f, bool empty_is_none,
-    keten_api_response *resp)
+static void inbox_answer(
+    keten_node *node, const inbox_filter *f, bool empty_is_none, keten_api_response *resp)
 {
     resp->status = 0;
     json_t *list = NULL, *out = json_array();
@@ -1035,7 +1043,8 @@ static void inbox_answer(keten_node *node, const inbox_filter *f, bool empty_is_
     keten_err e = out == NULL ? KETEN_ERR_NOMEM : keten_inbox_list(node, f->all, 0, &list, &last);
     size_t i;
     json_t *m;
-    json_array_foreach (list, i, m) {
+    json_array_foreach(list, i, m)
+    {
         if (e == KETEN_OK && filter_match(f, m) && json_array_append(out, m) != 0) {
             e = KETEN_ERR_NOMEM;
         }
@@ -1134,10 +1143,8 @@ static keten_api_result op_ack(op_ctx *c)
         char t[40];
         keten_time_iso(rec->handled_at, t, sizeof t);
         keten_nodestore_received_free(&rec);
-        e = keten_err_set(
-            KETEN_ERR_EXISTS, "message %s was already acknowledged at %s", c->hex, t);
-        err_problem_with(
-            c->resp, e, json_pack("{s:s, s:s}", "msg_id", c->hex, "handled_at", t));
+        e = keten_err_set(KETEN_ERR_EXISTS, "message %s was already acknowledged at %s", c->hex, t);
+        err_problem_with(c->resp, e, json_pack("{s:s, s:s}", "msg_id", c->hex, "handled_at", t));
         return KETEN_API_ANSWERED;
     }
     keten_nodestore_received_free(&rec);
@@ -1279,8 +1286,8 @@ static keten_api_result op_sent(op_ctx *c)
         json_decref(list);
         err_problem(c->resp, e);
     } else {
-        json_answer(c->resp, 200,
-            json_pack("{s:o, s:I}", "messages", list, "more", (json_int_t)first));
+        json_answer(
+            c->resp, 200, json_pack("{s:o, s:I}", "messages", list, "more", (json_int_t)first));
     }
     return KETEN_API_ANSWERED;
 }
@@ -1416,15 +1423,16 @@ static bool msg_id_valid(const char *s, size_t n, uint8_t out[static KETEN_MSG_I
 }
 
 /* Pick the route: literal paths win over templates. NULL: answered. */
-static const route *find_route(const keten_api_request *req, keten_api_response *resp,
-    const char **seg, size_t *seg_len)
+static const route *find_route(
+    const keten_api_request *req, keten_api_response *resp, const char **seg, size_t *seg_len)
 {
     char allow[sizeof resp->allow] = "";
     for (int pass = 0; pass < 2; pass++) {
         bool path_seen = false;
         for (size_t i = 0; i < N_ROUTES; i++) {
             const route *r = &routes[i];
-            if (is_literal(r->path) != (pass == 0) || !path_match(r->path, req->path, seg, seg_len)) {
+            if (is_literal(r->path) != (pass == 0)
+                || !path_match(r->path, req->path, seg, seg_len)) {
                 continue;
             }
             path_seen = true;
@@ -1520,7 +1528,9 @@ done:
 static void waiter_answer(keten_node *node, waiter *w, keten_api_response *resp)
 {
     snprintf(resp->action, sizeof resp->action, "%s",
-        w->kind == WAIT_INBOX ? "list-inbox" : w->is_reply ? "reply" : "send");
+        w->kind == WAIT_INBOX ? "list-inbox"
+            : w->is_reply     ? "reply"
+                              : "send");
     if (w->kind == WAIT_INBOX) {
         snprintf(resp->object, sizeof resp->object, "inbox");
     } else {

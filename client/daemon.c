@@ -434,7 +434,9 @@ static keten_err loop(keten_node *node, int sfd, keten_node_metrics *metrics)
         keten_witness_tick(node);
         keten_dirs_tick(node);
         keten_api_tick(node);
-        keten_http_run(node->http); /* answers resumed above, time-outs */
+        /* Answers resumed above, idle time-outs, and requests that came
+         * meanwhile: inside a group commit too, as every API request. */
+        handle_batched(node, false, false, true);
         keten_hook_reap(node);
         keten_rotate_tick(node);
         keten_notify_watchdog_tick(keten_mono_ms());

@@ -370,8 +370,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     return MHD_YES;
 }
 
-static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-    enum MHD_RequestTerminationCode toe)
+static void completed(
+    void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     (void)conn;
     (void)toe;
@@ -566,8 +566,8 @@ keten_err keten_http_open(keten_node *node, keten_http **out)
             if (fd >= 0) {
                 close(fd);
             }
-            e = keten_err_set(KETEN_ERR_IO, "KETEN_NODE_TEST_API_TRACE %s: %s", trace,
-                strerror(errno));
+            e = keten_err_set(
+                KETEN_ERR_IO, "KETEN_NODE_TEST_API_TRACE %s: %s", trace, strerror(errno));
         }
     }
 #endif

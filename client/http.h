@@ -12,8 +12,9 @@
  *     there but /v1/ping is answered 401 (http_identify() in http.c).
  * Each listener is an MHD daemon with MHD_USE_EPOLL and
  * MHD_ALLOW_SUSPEND_RESUME; keten_http_fds() gives their epoll fds for the
- * loop's zmq_poll, and keten_http_run() runs them (every loop round, and
- * inside a group-commit batch when a fd is readable: daemon.c). A request
+ * loop's zmq_poll, and keten_http_run() runs them, always inside a
+ * group-commit batch (daemon.c: when a fd is readable, and at the end of
+ * every loop round for resumed answers and idle time-outs). A request
  * whose answer comes later (a wait, or a batch not yet committed: api.h) is
  * suspended and resumed with its answer.
  * Limits: request body KETEN_API_REQUEST_MAX (413 above), KETEN_HTTP_CONNECTIONS

@@ -52,7 +52,6 @@
 #include "util.h"
 #include "witness.h"
 
-
 /* ---- the wall clock, moved back to the corpus's time --------------------- */
 
 static int64_t clock_shift_ms;
@@ -177,8 +176,8 @@ static void setup(void)
     FUZZ_MUST(keten_anchor_load(S.anchor, &node->anchor));
     node->zctx = zmq_ctx_new();
     FUZZ_CHECK(node->zctx != NULL);
-    FUZZ_MUST(keten_link_new(node->zctx, S.endpoint, node->me,
-        fuzz_node(FUZZ_BROKER)->transport_pk, &node->link));
+    FUZZ_MUST(keten_link_new(
+        node->zctx, S.endpoint, node->me, fuzz_node(FUZZ_BROKER)->transport_pk, &node->link));
     keten_err_clear();
     S.ready = true;
 }
@@ -326,8 +325,8 @@ static json_t *check_answer(const keten_api_response *resp)
         FUZZ_CHECK(type != NULL && strncmp(type, "urn:keten:problem:", 18) == 0);
         FUZZ_CHECK(detail != NULL && detail[0] != '\0');
         FUZZ_CHECK(json_integer_value(json_object_get(j, "status")) == (json_int_t)resp->status);
-        FUZZ_CHECK(json_is_integer(ex) && json_integer_value(ex) >= 1
-            && json_integer_value(ex) <= 3);
+        FUZZ_CHECK(
+            json_is_integer(ex) && json_integer_value(ex) >= 1 && json_integer_value(ex) <= 3);
     } else {
         FUZZ_CHECK(strcmp(resp->content_type, "application/json; charset=utf-8") == 0);
     }

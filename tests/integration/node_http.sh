@@ -21,7 +21,7 @@ PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); p
 
 start_broker
 KETEN_NODE_TEST_API_TRACE="$T/trace-g.jsonl" start_node gemeente-diemen \
-    --api-listen "127.0.0.1:$PORT"
+    --api-listen "127.0.0.1:$PORT" --log-level debug
 KETEN_NODE_TEST_API_TRACE="$T/trace-p.jsonl" start_node politie-mn
 for id in gemeente-diemen politie-mn; do
     check "$id connects to the broker" wait_until 20 connected "$id"
@@ -127,10 +127,13 @@ curl -sS --max-time 40 --unix-socket n-politie-mn/api.sock -o "$T/wait.out" -w '
 WAITER=$!
 REQS[politie-mn]=$((${REQS[politie-mn]:-0} + 1))
 body send.json "{\"kind\":\"signal\",\"to\":[\"politie-mn\"],\"signal\":$(cat sig.json)}"
+held() { grep -c 'msg="API answers held for a group commit sent" replies=' "$T/node-gemeente-diemen.log"; }
+HELD=$(held)
 api gemeente-diemen POST /v1/messages send.json
 is 202 "a send answers pending (held until its batch committed)" \
     "d['state'] == 'pending' and len(d['msg_id']) == 32"
 SIG=$(jget 'L[0]["msg_id"]')
+check "the send's answer was held until its group commit, then sent" test "$(held)" -gt "$HELD"
 wait "$WAITER"
 check "the deferred inbox wait was answered 200" test "$(cat "$T/wait.code")" = 200
 check "with the signal that arrived" json_is "$T/wait.out" \

@@ -103,8 +103,8 @@ static keten_api_result handle(ctx *t, const char *method, const char *path, con
     size_t n = 0;
     if (query != NULL) {
         snprintf(qbuf, sizeof qbuf, "%s", query);
-        for (char *save = NULL, *kv = strtok_r(qbuf, "&", &save); kv != NULL && n < KETEN_API_QUERY_MAX;
-             kv = strtok_r(NULL, "&", &save)) {
+        for (char *save = NULL, *kv = strtok_r(qbuf, "&", &save);
+             kv != NULL && n < KETEN_API_QUERY_MAX; kv = strtok_r(NULL, "&", &save)) {
             char *eq = strchr(kv, '=');
             if (eq != NULL) {
                 *eq = '\0';
@@ -158,7 +158,8 @@ static json_t *call_full(ctx *t, const char *method, const char *path, const cha
     json_t *j = body_of(&resp);
     if (problem) {
         assert_int_equal(json_integer_value(json_object_get(j, "status")), status);
-        assert_non_null(strstr(json_string_value(json_object_get(j, "type")), "urn:keten:problem:"));
+        assert_non_null(
+            strstr(json_string_value(json_object_get(j, "type")), "urn:keten:problem:"));
         assert_non_null(json_string_value(json_object_get(j, "detail")));
     }
     return j;
@@ -225,20 +226,20 @@ static void test_requests(void **state)
     assert_non_null(strstr(json_string_value(json_object_get(r, "detail")), "/v1/???x"));
     json_decref(r);
     keten_api_response resp0;
-    assert_int_equal(handle(t, "POST", "/v1/inbox/00\xc7\xce", NULL, NULL, NULL, 0, &resp0),
-        KETEN_API_ANSWERED);
+    assert_int_equal(
+        handle(t, "POST", "/v1/inbox/00\xc7\xce", NULL, NULL, NULL, 0, &resp0), KETEN_API_ANSWERED);
     assert_int_equal(resp0.status, 405);
     assert_string_equal(resp0.allow, "GET");
     keten_api_response_clear(&resp0);
     expect_problem(t, "GET", "/v1/inbox", "\xff=1", NULL, 400, 2, "??");
     keten_api_response resp;
-    assert_int_equal(handle(t, "DELETE", "/v1/inbox", NULL, NULL, NULL, 0, &resp),
-        KETEN_API_ANSWERED);
+    assert_int_equal(
+        handle(t, "DELETE", "/v1/inbox", NULL, NULL, NULL, 0, &resp), KETEN_API_ANSWERED);
     assert_int_equal(resp.status, 405);
     assert_string_equal(resp.allow, "GET");
     keten_api_response_clear(&resp);
-    assert_int_equal(handle(t, "GET", "/v1/messages/validate", NULL, NULL, NULL, 0, &resp),
-        KETEN_API_ANSWERED);
+    assert_int_equal(
+        handle(t, "GET", "/v1/messages/validate", NULL, NULL, NULL, 0, &resp), KETEN_API_ANSWERED);
     assert_int_equal(resp.status, 405); /* a literal path, not a msg_id */
     assert_string_equal(resp.allow, "POST");
     keten_api_response_clear(&resp);
@@ -246,8 +247,8 @@ static void test_requests(void **state)
     /* Bodies. */
     expect_problem(t, "POST", "/v1/messages", NULL, "not json", 400, 2, NULL);
     expect_problem(t, "POST", "/v1/messages", NULL, "[1,2]", 400, 2, NULL);
-    expect_problem(t, "POST", "/v1/messages", NULL, "{\"kind\":\"signal\",\"kind\":\"query\"}",
-        400, 2, NULL);
+    expect_problem(
+        t, "POST", "/v1/messages", NULL, "{\"kind\":\"signal\",\"kind\":\"query\"}", 400, 2, NULL);
     expect_problem(t, "POST", "/v1/messages", NULL,
         "{\"kind\":\"signal\",\"to\":[\"bravo\"],\"signal\":{\"type\":\"a\",\"type\":\"b\"}}", 400,
         2, NULL);
@@ -256,10 +257,13 @@ static void test_requests(void **state)
         "/colour");
     expect_problem(t, "POST", "/v1/messages", NULL, "{\"kind\":\"signal\",\"signal\":" SIGNAL "}",
         400, 2, "/to");
-    expect_problem(t, "POST", "/v1/messages", NULL, "{\"kind\":\"signal\",\"to\":[]}", 400, 2,
-        "/to");
+    expect_problem(
+        t, "POST", "/v1/messages", NULL, "{\"kind\":\"signal\",\"to\":[]}", 400, 2, "/to");
     expect_problem(t, "POST", "/v1/messages", NULL,
-        "{\"kind\":\"signal\",\"to\":[\"bravo\"],\"signal\":\"" "x" "\"}", 400, 2, "/signal");
+        "{\"kind\":\"signal\",\"to\":[\"bravo\"],\"signal\":\""
+        "x"
+        "\"}",
+        400, 2, "/signal");
     expect_problem(t, "POST", "/v1/messages", NULL,
         "{\"kind\":\"reply\",\"to\":[\"bravo\"],\"signal\":" SIGNAL "}", 400, 2, "/kind");
     expect_problem(t, "POST", "/v1/messages", NULL,
@@ -289,8 +293,8 @@ static void test_requests(void **state)
 
     /* msg_ids and query parameters. */
     expect_problem(t, "GET", "/v1/inbox/xyz", NULL, NULL, 400, 2, "msg_id");
-    expect_problem(t, "GET", "/v1/inbox/00112233445566778899AABBCCDDEEFF", NULL, NULL, 400, 2,
-        "msg_id");
+    expect_problem(
+        t, "GET", "/v1/inbox/00112233445566778899AABBCCDDEEFF", NULL, NULL, 400, 2, "msg_id");
     expect_problem(t, "POST", "/v1/inbox/0102/ack", NULL, NULL, 400, 2, "msg_id");
     expect_problem(t, "GET", "/v1/messages/0102", NULL, NULL, 400, 2, "msg_id");
     expect_problem(t, "GET", "/v1/inbox", "wait=abc", NULL, 400, 2, "?wait");
@@ -306,8 +310,8 @@ static void test_requests(void **state)
     expect_problem(t, "GET", "/v1/inbox/" UNKNOWN_ID, NULL, NULL, 404, 1, NULL);
     expect_problem(t, "POST", "/v1/inbox/" UNKNOWN_ID "/ack", NULL, NULL, 404, 1, NULL);
     expect_problem(t, "GET", "/v1/messages/" UNKNOWN_ID, NULL, NULL, 404, 1, NULL);
-    expect_problem(t, "POST", "/v1/inbox/" UNKNOWN_ID "/reply", NULL, "{\"signal\":" SIGNAL "}",
-        404, 1, NULL);
+    expect_problem(
+        t, "POST", "/v1/inbox/" UNKNOWN_ID "/reply", NULL, "{\"signal\":" SIGNAL "}", 404, 1, NULL);
     r = call(t, "GET", "/v1/inbox", "unhandled=true&since=2026-01-01T00:00:00Z", NULL, 200);
     assert_int_equal(json_array_size(json_object_get(r, "messages")), 0);
     json_decref(r);
@@ -344,8 +348,8 @@ static void test_send_and_wait(void **state)
 
     /* With ?wait: the answer comes when the broker's proof is taken. */
     keten_api_response resp;
-    assert_int_equal(handle(t, "POST", "/v1/messages", "wait=5000", SEND_BODY, NULL, 0, &resp),
-        KETEN_API_LATER);
+    assert_int_equal(
+        handle(t, "POST", "/v1/messages", "wait=5000", SEND_BODY, NULL, 0, &resp), KETEN_API_LATER);
     uint64_t ticket = t->ticket;
     assert_int_equal(t->n_later, 0);
     flog *log = flog_new(t->fx, "log");
@@ -367,7 +371,8 @@ static void test_send_and_wait(void **state)
     json_t *all = call(t, "GET", "/v1/checkpoints", NULL, NULL, 200);
     json_t *list = json_object_get(all, "checkpoints");
     assert_int_equal(json_array_size(list), 1);
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(list, 0), "tree_size")), size);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_array_get(list, 0), "tree_size")), size);
     json_decref(all);
     json_decref(call(t, "GET", "/v1/checkpoint", NULL, NULL, 200));
     flog_destroy(&log);
@@ -379,8 +384,8 @@ static void test_send_and_wait(void **state)
     json_decref(r);
 
     /* Twin: no proof in time: 202 pending when the time is up. */
-    assert_int_equal(handle(t, "POST", "/v1/messages", "wait=1", SEND_BODY, NULL, 0, &resp),
-        KETEN_API_LATER);
+    assert_int_equal(
+        handle(t, "POST", "/v1/messages", "wait=1", SEND_BODY, NULL, 0, &resp), KETEN_API_LATER);
     ticket = t->ticket;
     struct timespec pause = { 0, 5 * 1000 * 1000 }; /* time under test: the 1 ms passes */
     nanosleep(&pause, NULL);
@@ -405,8 +410,7 @@ static void test_held_answers(void **state)
     ctx *t = *state;
     keten_api_response resp;
     keten_api_hold(t->node->api);
-    assert_int_equal(
-        handle(t, "GET", "/v1/ping", NULL, NULL, NULL, 0, &resp), KETEN_API_LATER);
+    assert_int_equal(handle(t, "GET", "/v1/ping", NULL, NULL, NULL, 0, &resp), KETEN_API_LATER);
     uint64_t ticket = t->ticket;
     assert_int_equal(t->n_later, 0);
     keten_api_release(t->node->api, true);
@@ -426,8 +430,7 @@ static void test_held_answers(void **state)
 
     /* A request whose connection went away: its held answer is dropped. */
     keten_api_hold(t->node->api);
-    assert_int_equal(
-        handle(t, "GET", "/v1/ping", NULL, NULL, NULL, 0, &resp), KETEN_API_LATER);
+    assert_int_equal(handle(t, "GET", "/v1/ping", NULL, NULL, NULL, 0, &resp), KETEN_API_LATER);
     keten_api_cancel(t->node->api, t->ticket);
     keten_api_release(t->node->api, true);
     assert_int_equal(t->n_later, 0);
