@@ -449,6 +449,17 @@ int keten_apiclient_bad_msg_id(const char *home)
     return KETEN_EXIT_USAGE;
 }
 
+int keten_apiclient_refuse(const char *home, keten_err err)
+{
+    char detail[KETEN_APICLIENT_TEXT_MAX];
+    snprintf(detail, sizeof detail, "%s", keten_err_detail());
+    keten_err e = daemon_running(home);
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    return keten_cli_error(keten_err_set(err, "%s", detail));
+}
+
 keten_err keten_apiclient_read_signal(const char *arg, char **text, size_t *len)
 {
     *text = NULL;

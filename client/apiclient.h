@@ -83,6 +83,11 @@ bool keten_apiclient_msg_id(const char *arg, char out[static KETEN_APICLIENT_MSG
  * characters" (exit 2). Returns the exit code. */
 int keten_apiclient_bad_msg_id(const char *home);
 
+/* A request refused here, before it is made, as the node would refuse it:
+ * that no daemon runs (exit 1), as for any request, else err with the detail
+ * set (keten_err_set) just before. Returns the exit code. */
+int keten_apiclient_refuse(const char *home, keten_err err);
+
 /* Read the signal JSON text of --signal FILE, or standard input for "-"
  * (at most KETEN_SIGNAL_JSON_MAX bytes). */
 keten_err keten_apiclient_read_signal(const char *arg, char **text, size_t *len) KETEN_MUST_CHECK;

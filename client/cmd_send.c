@@ -129,7 +129,7 @@ int cmd_send(int argc, char **argv)
     }
     keten_apiclient_wipe_json(utf8);
     json_decref(utf8);
-    /* The parties as given, comma by comma (an empty one too: the node names it). */
+    /* The parties as given, comma by comma (an empty one is refused below). */
     json_t *req = NULL, *parties = json_array();
     for (const char *p = to; parties != NULL;) {
         size_t n = strcspn(p, ",");
@@ -147,9 +147,19 @@ int cmd_send(int argc, char **argv)
         req = dry_run ? json_pack("{s:s, s:s, s:o}", "for", "send", "kind", kind, "to", parties)
                       : json_pack("{s:s, s:o}", "kind", kind, "to", parties);
     }
+    /* An empty party cannot be an item of the request's "to": refused here
+     * in the words of the node's directory (keten_directory_resolve). */
+    bool empty_party
+        = to[0] == '\0' || to[0] == ',' || strstr(to, ",,") != NULL || to[strlen(to) - 1] == ',';
     int rc;
     if (req == NULL) {
         rc = keten_cli_usage("send", "--to '%s' is not valid UTF-8 text", to);
+    } else if (empty_party && !dry_run) {
+        rc = keten_apiclient_refuse(home,
+            to[0] == '\0'
+                ? keten_err_set(
+                    KETEN_ERR_BAD_NAME, "no parties given; name node ids, role:NAME or *")
+                : keten_err_set(KETEN_ERR_BAD_NAME, "party '' is not a node id, role:NAME or '*'"));
     } else if (dry_run) {
         rc = keten_apiclient_dry_run(home, is_utf8 ? req : NULL, text, len, as_json);
     } else {

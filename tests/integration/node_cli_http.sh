@@ -6,7 +6,8 @@
 # field given twice) is refused before anything leaves, saying why, and
 # nothing is sent (twin: the valid file is sent); send --wait whose wait runs
 # out (the broker is down) exits 1 saying that the message stays in the
-# outbox, and it is delivered once the broker is back; a MSG_ID in capitals
+# outbox, and it is delivered once the broker is back; an empty party in
+# --to is refused as before; a MSG_ID in capitals
 # is taken, one that is not hex is refused (exit 2) and acknowledges
 # nothing; proxy variables in the environment change nothing.
 . "$(dirname "$0")/node_lib.sh"
@@ -139,6 +140,14 @@ printf '["woonfraude"]\n' >array.json
 run "$NODE" reply --home n-politie-mn "$Q" --signal array.json
 expect 1 "a reply that is a JSON array is refused"
 says "must be an object" "it says what a signal is"
+# An empty party is no item of the request: refused as the node's directory
+# refuses it.
+run "$NODE" send --home n-gemeente-diemen --to politie-mn, --signal sig.json
+expect 1 "--to with an empty party is refused"
+says "party '' is not a node id, role:NAME or '*'" "it says which party"
+run "$NODE" send --home n-gemeente-diemen --to "" --signal sig.json
+expect 1 "--to with no party is refused"
+says "no parties given" "it says so"
 "$NODE" sent --home n-gemeente-diemen --json | sent_ids >sent.after
 check "nothing was sent: the sent list is the same" cmp -s sent.before sent.after
 check "and it lists the two messages sent before" test "$(wc -l <sent.after)" -eq 2
