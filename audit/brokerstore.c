@@ -486,7 +486,7 @@ keten_err brokerstore_export(
     char path[PATH_MAX];
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
-    keten_mlog *log = NULL;
+    keten_merkle_log *log = NULL;
     tiles *back = NULL;
     bool created = false, touched = false;
     exporter x = { .out = out_dir, .sync = sync };
@@ -512,15 +512,15 @@ keten_err brokerstore_export(
         goto out;
     }
     keten_hash snap_root;
-    if ((e = keten_mlog_open(txn, LOG_PREFIX, &log)) != KETEN_OK
-        || (e = keten_mlog_size(log, txn, &x.n)) != KETEN_OK) {
+    if ((e = keten_merkle_log_open(txn, LOG_PREFIX, &log)) != KETEN_OK
+        || (e = keten_merkle_log_size(log, txn, &x.n)) != KETEN_OK) {
         goto out;
     }
     if (x.n > TILES_MAX_SIZE) {
         e = keten_err_set(KETEN_ERR_TOO_LARGE, "a log of %" PRIu64 " records", x.n);
         goto out;
     }
-    if ((e = keten_mlog_root(log, txn, x.n, snap_root)) != KETEN_OK) {
+    if ((e = keten_merkle_log_root(log, txn, x.n, snap_root)) != KETEN_OK) {
         goto out;
     }
     /* The latest checkpoint's size, for its partial tiles. */
@@ -585,7 +585,7 @@ keten_err brokerstore_export(
 out:
     tiles_close(&back);
     free(x.buf);
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
     mdb_txn_abort(txn);
     mdb_env_close(env);
     if (e != KETEN_OK && touched) {

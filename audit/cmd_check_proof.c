@@ -145,7 +145,7 @@ int cmd_check_proof(int argc, char **argv)
             rc = keten_cli_error(e);
         } else {
             fprintf(stderr, "keten-audit: the proof in %s does not hold: %s: %s\n", path,
-                keten_strerror(e), keten_err_detail());
+                keten_err_str(e), keten_err_detail());
             rc = KETEN_EXIT_VERIFY;
         }
     } else if (json) {

@@ -37,7 +37,7 @@ int cmd_load_anchor(const char *cmd, const char *path, Keten__Anchor **out)
     if (path == NULL) {
         return keten_cli_usage(cmd, "--anchor network.pub is required");
     }
-    keten_err e = keten_anchor_load(path, out);
+    keten_err e = keten_directory_anchor_load(path, out);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }

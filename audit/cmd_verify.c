@@ -160,7 +160,7 @@ static json_t *result_json(const auditdb *a, const verifier_result *r)
     if (!r->ok) {
         return json_pack("{s:b, s:s, s:s, s:{s:I, s:s, s:s}}", "ok", 0, "source", src, "network",
             r->network, "failure", "seq", (json_int_t)r->failure.seq, "error",
-            keten_strerror(r->failure.err), "detail", r->failure.what);
+            keten_err_str(r->failure.err), "detail", r->failure.what);
     }
     return json_pack("{s:b, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:{s:I, s:I},"
                      " s:{s:I, s:I, s:I, s:I, s:I, s:I},"

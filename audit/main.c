@@ -9,7 +9,7 @@
 #include "cmdtable.h"
 #include "cmd.h"
 
-static const keten_command commands[] = {
+static const keten_cmdtable_command commands[] = {
     { "export", cmd_export, "write a broker's audit log as a tlog-tiles export, for auditors" },
     { "verify", cmd_verify, "verify the whole log: tree, records, signatures, checkpoints" },
     { "replay", cmd_replay, "print the exchange history, filtered (text, JSON lines, CSV)" },
@@ -19,7 +19,7 @@ static const keten_command commands[] = {
     { "check-proof", cmd_check_proof, "verify a proof bundle offline, without the database" },
 };
 
-static const keten_program program = {
+static const keten_cmdtable_program program = {
     .name = "keten-audit",
     .about = "The auditors' tool of a keten network: who shared what with whom, when, under\n"
              "which rule and purpose, and proof that no record was changed or removed. It\n"
@@ -32,5 +32,5 @@ static const keten_program program = {
 
 int main(int argc, char **argv)
 {
-    return keten_cmd_main(&program, argc, argv);
+    return keten_cmdtable_main(&program, argc, argv);
 }

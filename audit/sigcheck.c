@@ -37,7 +37,7 @@ keten_err sigcheck_header(
         snprintf(detail, sizeof detail, "%s", keten_err_detail());
         return keten_err_set(KETEN_ERR_INCONSISTENT,
             "record %" PRIu64 " (submitted): its header does not parse: %s: %s", seq,
-            keten_strerror(e), detail);
+            keten_err_str(e), detail);
     }
     const char *field = NULL;
     if (h->msg_id.len != KETEN_MSG_ID_BYTES
@@ -129,7 +129,7 @@ keten_err sigcheck_submitted(const keten_directory *dir, const Keten__AuditRecor
     uint64_t version = keten_directory_version(dir);
     const Keten__NodeCert *cur = keten_directory_find_id(dir, r->sender);
     if (sig_ok(r, cur, *buf, len)) {
-        if (!keten_cert_valid_at(cur, created_at)) {
+        if (!keten_directory_cert_valid_at(cur, created_at)) {
             keten_time_iso(created_at, t1, sizeof t1);
             keten_time_iso(
                 created_at < cur->not_before ? cur->not_before : cur->not_after, t2, sizeof t2);
@@ -165,7 +165,7 @@ keten_err sigcheck_submitted(const keten_directory *dir, const Keten__AuditRecor
                 "%" PRIu64 ")",
                 r->seq, t2, r->sender, rv->cert->serial, t1, version);
         }
-        if (!keten_cert_valid_at(rv->cert, created_at)) {
+        if (!keten_directory_cert_valid_at(rv->cert, created_at)) {
             keten_time_iso(created_at, t2, sizeof t2);
             return keten_err_set(KETEN_ERR_EXPIRED,
                 "record %" PRIu64 " (submitted): the certificate of '%s' (serial %" PRIu64
@@ -402,7 +402,7 @@ keten_err sigcheck_receipt(const keten_directory *dir, const Keten__AuditRecord 
             e = keten_err_set(e == KETEN_ERR_NOMEM ? e : KETEN_ERR_BAD_SIGNATURE,
                 "record %" PRIu64 " (%s): the receipt batch head of '%s' does not verify with "
                 "its certificate (serial %" PRIu64 "): %s: %s",
-                seq, ev, r->node, cert->serial, keten_strerror(e), detail);
+                seq, ev, r->node, cert->serial, keten_err_str(e), detail);
             goto out;
         }
         head = verified;

@@ -308,7 +308,7 @@ static bool expect_node(
         fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
             "record %" PRIu64 ": the hash tiles give no hash of records %" PRIu64 "..%" PRIu64
             ": %s: %s",
-            seq, first, last, keten_strerror(e), keten_err_detail());
+            seq, first, last, keten_err_str(e), keten_err_detail());
         return false;
     }
     if (sodium_memcmp(stored, h, KETEN_HASH_BYTES) != 0) {
@@ -434,7 +434,7 @@ static bool check_directory(verifier *v, const Keten__AuditRecord *r)
         fail_at(&v->sh, seq, e,
             "record %" PRIu64 " (directory-installed): the directory does not verify %s: %s: %s",
             seq, prev == NULL ? "against the anchor" : "as the next version of the chain",
-            keten_strerror(e), keten_err_detail());
+            keten_err_str(e), keten_err_detail());
         return false;
     }
     if (keten_directory_version(d) != r->directory_version) {
@@ -708,7 +708,7 @@ static keten_err read_log(verifier *v)
         if (e != KETEN_OK) {
             /* A file of the export that does not parse: a verdict, naming it. */
             fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT, "record %" PRIu64 ": %s: %s", n,
-                keten_strerror(e), keten_err_detail());
+                keten_err_str(e), keten_err_detail());
             e = KETEN_OK;
             break;
         }
@@ -727,7 +727,7 @@ static keten_err read_log(verifier *v)
         if (e != KETEN_OK) {
             fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
                 "record %" PRIu64 " does not decode as an audit record: %s: %s", n,
-                keten_strerror(e), keten_err_detail());
+                keten_err_str(e), keten_err_detail());
             e = KETEN_OK;
             break;
         }
@@ -788,7 +788,7 @@ static keten_err dir_item(void *ctx, uint64_t key, const uint8_t *bytes, size_t 
         fail_at(&v->sh, seq, e,
             "the directories table: version %" PRIu64 " does not verify as a chain from "
             "the anchor: %s: %s",
-            key, keten_strerror(e), keten_err_detail());
+            key, keten_err_str(e), keten_err_detail());
         return KETEN_ERR_INCONSISTENT;
     }
     if (keten_directory_version(d) != key) {
@@ -827,7 +827,7 @@ static void check_directory_table(verifier *v)
     keten_err e = tiles_directories(v->db->t, dir_item, &c);
     if (e != KETEN_OK && !c.failed) {
         /* The file itself does not parse: name it. */
-        fail_at(&v->sh, v->n, KETEN_ERR_INCONSISTENT, "%s: %s", keten_strerror(e),
+        fail_at(&v->sh, v->n, KETEN_ERR_INCONSISTENT, "%s: %s", keten_err_str(e),
             keten_err_detail());
     }
 }
@@ -1045,7 +1045,7 @@ static void check_note(verifier *v, note_in *x)
         fail_at(&v->sh, seq, e == KETEN_ERR_NOT_FOUND ? KETEN_ERR_BAD_SIGNATURE : e,
             "%s: the broker's signature (key '%s' of directory version %" PRIu64
             ") does not verify: %s: %s",
-            what, broker->id, cp->dir_version, keten_strerror(e), keten_err_detail());
+            what, broker->id, cp->dir_version, keten_err_str(e), keten_err_detail());
         return;
     }
     char origin[KETEN_ORIGIN_MAX + 1];

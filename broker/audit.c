@@ -16,7 +16,7 @@ static keten_err load_audit_time(broker *b, uint64_t size)
         const uint8_t *leaf = NULL;
         size_t len = 0;
         Keten__AuditRecord *last = NULL;
-        keten_err e = keten_mlog_leaf(b->st->log, b->txn, size - 1, &leaf, &len);
+        keten_err e = keten_merkle_log_leaf(b->st->log, b->txn, size - 1, &leaf, &len);
         if (e == KETEN_OK) {
             e = keten_pb_unpack(&keten__audit_record__descriptor, leaf, len, len,
                 "the last audit record", (ProtobufCMessage **)(void *)&last);
@@ -37,7 +37,7 @@ static keten_err load_audit_time(broker *b, uint64_t size)
 static keten_err append(broker *b, Keten__AuditRecord *rec, uint64_t *leaf)
 {
     uint64_t size = 0;
-    keten_err e = keten_mlog_size(b->st->log, b->txn, &size);
+    keten_err e = keten_merkle_log_size(b->st->log, b->txn, &size);
     if (e != KETEN_OK) {
         return e;
     }
@@ -56,7 +56,7 @@ static keten_err append(broker *b, Keten__AuditRecord *rec, uint64_t *leaf)
         return e;
     }
     uint64_t index = 0;
-    e = keten_mlog_append(b->st->log, b->txn, buf, len, &index);
+    e = keten_merkle_log_append(b->st->log, b->txn, buf, len, &index);
     free(buf);
     if (e != KETEN_OK) {
         return e;
@@ -82,7 +82,7 @@ static void set_msg_id(Keten__AuditRecord *rec, const uint8_t *msg_id)
     }
 }
 
-keten_err audit_submitted(broker *b, const keten_verified *v, uint32_t rule, uint64_t *leaf)
+keten_err audit_submitted(broker *b, const keten_envelope_verified *v, uint32_t rule, uint64_t *leaf)
 {
     const Keten__Header *h = v->header;
     const Keten__Envelope *env = v->envelope;

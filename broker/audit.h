@@ -11,7 +11,7 @@
  * outside the signed header.
  *
  * Every function returns the new leaf index in *leaf (may be NULL).
- * Errors: those of keten_mlog_append() (KETEN_ERR_STORE_FULL on a full map),
+ * Errors: those of keten_merkle_log_append() (KETEN_ERR_STORE_FULL on a full map),
  * KETEN_ERR_NOMEM, KETEN_ERR_STORE (the leaf index is not the expected seq).
  */
 #ifndef KETEN_BROKER_AUDIT_H
@@ -27,7 +27,7 @@
 /* An accepted message: header bytes, hashes, signature, size bucket, the
  * allowing rule. */
 keten_err audit_submitted(
-    broker *b, const keten_verified *v, uint32_t rule, uint64_t *leaf) KETEN_MUST_CHECK;
+    broker *b, const keten_envelope_verified *v, uint32_t rule, uint64_t *leaf) KETEN_MUST_CHECK;
 
 /* A refused request: msg_id (NULL if none could be read), the authenticated
  * node as sender, the reason, the deciding rule (REASON_POLICY only). */

@@ -25,7 +25,7 @@ static keten_err sign_note(broker *b, MDB_txn *txn, uint64_t size, char **note_o
     memset(&ck, 0, sizeof ck);
     snprintf(ck.origin, sizeof ck.origin, "keten/%s", keten_directory_network(dir));
     ck.size = size;
-    keten_err e = keten_mlog_root_memo(b->st->log, txn, b->cp->memo, size, ck.root);
+    keten_err e = keten_merkle_log_root_memo(b->st->log, txn, b->cp->memo, size, ck.root);
     if (e != KETEN_OK) {
         return e;
     }
@@ -60,7 +60,7 @@ keten_err checkpointer_open(broker *b)
     if (cp->lp == NULL) {
         return keten_err_set(KETEN_ERR_NOMEM, "checkpointer");
     }
-    keten_err me = keten_mlog_memo_new(CHECKPOINTER_MEMO_SLOTS_LOG2, &cp->memo);
+    keten_err me = keten_merkle_log_memo_new(CHECKPOINTER_MEMO_SLOTS_LOG2, &cp->memo);
     if (me != KETEN_OK) {
         return me;
     }
@@ -76,7 +76,7 @@ keten_err checkpointer_open(broker *b)
     e = store_checkpoint_last(b->st, txn, &size, &note, &len, &found);
     uint64_t tree = 0;
     if (e == KETEN_OK) {
-        e = keten_mlog_size(b->st->log, txn, &tree);
+        e = keten_merkle_log_size(b->st->log, txn, &tree);
     }
     if (e == KETEN_OK && found && size > tree) {
         e = keten_err_set(KETEN_ERR_INCONSISTENT,
@@ -120,7 +120,7 @@ void checkpointer_destroy(checkpointer **self_p)
     free(cp->undo_note);
     forget_resend(cp);
     free(cp->lp);
-    keten_mlog_memo_destroy(&cp->memo);
+    keten_merkle_log_memo_destroy(&cp->memo);
     free(cp);
     *self_p = NULL;
 }
@@ -140,7 +140,7 @@ void checkpointer_undo(broker *b)
     checkpointer *cp = b->cp;
     /* The undone transaction may have appended leaves whose subtree hashes
      * were remembered. */
-    keten_mlog_memo_clear(cp->memo);
+    keten_merkle_log_memo_clear(cp->memo);
     if (cp->has_undo) {
         free(cp->note);
         cp->note = cp->undo_note;
@@ -169,7 +169,7 @@ static keten_err stage_note(
     ProtobufCBinaryData bins[KETEN_MERKLE_MAX_PROOF];
     size_t n = 0;
     if (old > 0 && old < size) {
-        keten_err e = keten_mlog_consistency_proof_memo(
+        keten_err e = keten_merkle_log_consistency_proof_memo(
             b->st->log, b->txn, b->cp->memo, old, size, hashes, &n);
         if (e != KETEN_OK) {
             return e;
@@ -256,7 +256,7 @@ static keten_err prove(void *ctx, uint64_t leaf, const Keten__LeafProof **out)
     broker *b = ctx;
     checkpointer *cp = b->cp;
     keten_err e
-        = keten_leafproof_build_memo(b->st->log, b->txn, cp->memo, leaf, cp->batch_size, cp->lp);
+        = keten_logproof_build_memo(b->st->log, b->txn, cp->memo, leaf, cp->batch_size, cp->lp);
     *out = e == KETEN_OK ? &cp->lp->msg : NULL;
     return e;
 }
@@ -265,7 +265,7 @@ keten_err checkpointer_commit(broker *b)
 {
     checkpointer *cp = b->cp;
     uint64_t size = 0;
-    keten_err e = keten_mlog_size(b->st->log, b->txn, &size);
+    keten_err e = keten_merkle_log_size(b->st->log, b->txn, &size);
     if (e != KETEN_OK) {
         return e;
     }
@@ -326,7 +326,7 @@ keten_err checkpointer_commit(broker *b)
 keten_err checkpointer_hello(broker *b, conn *c, uint64_t request_id, const Keten__Hello *h)
 {
     uint64_t size = 0;
-    keten_err e = keten_mlog_size(b->st->log, b->txn, &size);
+    keten_err e = keten_merkle_log_size(b->st->log, b->txn, &size);
     if (e != KETEN_OK) {
         return e;
     }
@@ -404,13 +404,13 @@ keten_err checkpointer_cosign(
     }
     uint64_t t = 0;
     if (e == KETEN_OK) {
-        e = keten_cosignature_verify(with, strlen(with), c->node, cert->sign_pk.data, &t);
+        e = keten_checkpoint_cosignature_verify(with, strlen(with), c->node, cert->sign_pk.data, &t);
     }
     if (e != KETEN_OK) {
         char detail[256];
-        snprintf(detail, sizeof detail, "cosignature refused: %s", keten_strerror(e));
+        snprintf(detail, sizeof detail, "cosignature refused: %s", keten_err_str(e));
         KETEN_LOG(KETEN_LOG_WARNING, "cosignature refused", "node=%s size=%llu error=\"%s\"",
-            c->node, (unsigned long long)cs->tree_size, keten_strerror(e));
+            c->node, (unsigned long long)cs->tree_size, keten_err_str(e));
         e = outq_error(
             b->out, c, request_id, KETEN__REASON__REASON_BAD_SIGNATURE, NULL, detail, 0);
         goto out;
@@ -453,7 +453,7 @@ keten_err checkpointer_proof(
     broker *b, const conn *c, uint64_t request_id, const Keten__ProofRequest *pr)
 {
     uint64_t size = 0;
-    keten_err e = keten_mlog_size(b->st->log, b->txn, &size);
+    keten_err e = keten_merkle_log_size(b->st->log, b->txn, &size);
     if (e != KETEN_OK) {
         return e;
     }
@@ -484,7 +484,7 @@ keten_err checkpointer_proof(
     resp.tree_size = pr->tree_size;
     size_t clen = 0;
     if (pr->old_size > 0 && pr->old_size < pr->tree_size) {
-        e = keten_mlog_consistency_proof_memo(
+        e = keten_merkle_log_consistency_proof_memo(
             b->st->log, b->txn, b->cp->memo, pr->old_size, pr->tree_size, hashes, &clen);
         if (e != KETEN_OK) {
             goto out;
@@ -505,10 +505,10 @@ keten_err checkpointer_proof(
         const uint8_t *leaf = NULL;
         size_t leaf_len = 0;
         uint64_t idx = pr->leaf_indexes[i];
-        if ((e = keten_mlog_inclusion_proof(b->st->log, b->txn, idx, pr->tree_size, path, &plen))
+        if ((e = keten_merkle_log_inclusion_proof(b->st->log, b->txn, idx, pr->tree_size, path, &plen))
                 != KETEN_OK
-            || (e = keten_mlog_leaf_hash(b->st->log, b->txn, idx, leaf_hashes[i])) != KETEN_OK
-            || (e = keten_mlog_leaf(b->st->log, b->txn, idx, &leaf, &leaf_len)) != KETEN_OK) {
+            || (e = keten_merkle_log_leaf_hash(b->st->log, b->txn, idx, leaf_hashes[i])) != KETEN_OK
+            || (e = keten_merkle_log_leaf(b->st->log, b->txn, idx, &leaf, &leaf_len)) != KETEN_OK) {
             goto out;
         }
         for (size_t j = 0; j < plen; j++) {

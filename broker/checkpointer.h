@@ -85,11 +85,11 @@ typedef struct checkpointer {
     size_t rewit_len;
     uint64_t rewit_size;
     uint64_t batch_size; /* N, while the proofs are made */
-    keten_leafproof_buf *lp;
+    keten_logproof_buf *lp;
     /* Subtree hashes remembered from one proof to the next: the proofs of
      * a batch share most of their upper path (merkle.h); cleared when a
      * batch is undone. */
-    keten_mlog_memo *memo;
+    keten_merkle_log_memo *memo;
 } checkpointer;
 
 /* Read the latest stored checkpoint; sign the one of the current size. */

@@ -46,8 +46,8 @@ int cmd_run(int argc, char **argv)
     keten_log_init("keten-broker", cfg.log_level);
     keten_err e = server_run(&cfg); /* kc owns the strings in cfg: destroy it after */
     if (e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "broker not running", "error=\"%s\"", keten_strerror(e));
-        keten_notify_status("not running: %s", keten_strerror(e));
+        KETEN_LOG(KETEN_LOG_ERR, "broker not running", "error=\"%s\"", keten_err_str(e));
+        keten_notify_status("not running: %s", keten_err_str(e));
         rc = keten_cli_start_error(e); /* only a start can fail: the loop stops cleanly */
     }
     keten_config_destroy(&kc);

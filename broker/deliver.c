@@ -318,7 +318,7 @@ void deliver_receipt_prepare(
     }
     if (e != KETEN_OK) {
         snprintf(rp->detail, sizeof rp->detail, "receipt batch does not verify: %s: %s",
-            keten_strerror(e), keten_err_detail());
+            keten_err_str(e), keten_err_detail());
         rp->refused = rp->detail;
         keten_err_clear();
     }
@@ -347,7 +347,7 @@ static keten_err answered_before(
     }
     const uint8_t *leaf = NULL;
     size_t len = 0;
-    if ((e = keten_mlog_leaf(b->st->log, b->txn, sn.leaf, &leaf, &len)) != KETEN_OK) {
+    if ((e = keten_merkle_log_leaf(b->st->log, b->txn, sn.leaf, &leaf, &len)) != KETEN_OK) {
         return e;
     }
     Keten__AuditRecord *rec = NULL;

@@ -43,7 +43,7 @@ const Keten__NodeCert *dirstate_node_cert(
         return NULL;
     }
     const Keten__NodeCert *c = keten_directory_find_id(dir, node);
-    if (c == NULL || strcmp(c->role, "broker") == 0 || !keten_cert_valid_at(c, now)) {
+    if (c == NULL || strcmp(c->role, "broker") == 0 || !keten_directory_cert_valid_at(c, now)) {
         return NULL;
     }
     if (key != NULL && !key_eq(&c->transport_pk, key, KETEN_CURVE_KEY_BYTES)) {
@@ -324,7 +324,7 @@ out:
         char detail[512];
         snprintf(detail, sizeof detail, "%s", keten_err_detail());
         KETEN_LOG(KETEN_LOG_ERR, "directory file not installed",
-            "file=%s error=\"%s\" detail=\"%s\"", d->path, keten_strerror(e), detail);
+            "file=%s error=\"%s\" detail=\"%s\"", d->path, keten_err_str(e), detail);
         e = KETEN_OK;
     }
     keten_directory_destroy(&dir);
@@ -342,7 +342,7 @@ keten_err dirstate_open(broker *b, const char *anchor_path, const char *dir_path
     if (snprintf(d->path, sizeof d->path, "%s", dir_path) >= (int)sizeof d->path) {
         return keten_err_set(KETEN_ERR_INVALID, "directory path %s is too long", dir_path);
     }
-    keten_err e = keten_anchor_load(anchor_path, &d->anchor);
+    keten_err e = keten_directory_anchor_load(anchor_path, &d->anchor);
     if (e != KETEN_OK) {
         return e;
     }

@@ -46,13 +46,13 @@ static int cmd_keygen(int argc, char **argv)
     return keten_cli_keygen_main(&keygen, argc, argv);
 }
 
-static const keten_command commands[] = {
+static const keten_cmdtable_command commands[] = {
     { "keygen", cmd_keygen, "make the broker's keys and its enrollment request" },
     { "run", cmd_run, "run the broker daemon" },
     { "backup", cmd_backup, "copy the store consistently while the broker runs" },
 };
 
-static const keten_program program = {
+static const keten_cmdtable_program program = {
     .name = "keten-broker",
     .about = "The central broker of a keten network.\n",
     .footer = NULL,
@@ -62,5 +62,5 @@ static const keten_program program = {
 
 int main(int argc, char **argv)
 {
-    return keten_cmd_main(&program, argc, argv);
+    return keten_cmdtable_main(&program, argc, argv);
 }

@@ -38,7 +38,7 @@ void metrics_destroy(metrics **m_p)
         return;
     }
     metrics *m = *m_p;
-    keten_prom_stop(&m->http);
+    keten_promhttp_stop(&m->http);
     free(m);
     *m_p = NULL;
 }
@@ -198,14 +198,14 @@ static void reason_label(Keten__Reason r, char *out, size_t size)
 }
 
 /* Queue depth per node and pending notices, from a read transaction. */
-static void store_metrics(keten_prom_page *p, store *st)
+static void store_metrics(keten_promhttp_page *p, store *st)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     if (st == NULL || mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0) {
         return;
     }
-    keten_prom_put(p,
+    keten_promhttp_put(p,
         "# HELP keten_queue_depth Messages waiting for a node's receipt.\n"
         "# TYPE keten_queue_depth gauge\n");
     if (mdb_cursor_open(txn, st->queue, &cur) == 0) {
@@ -221,7 +221,7 @@ static void store_metrics(keten_prom_page *p, store *st)
             }
             if (strlen(node) != n || memcmp(node, key, n) != 0) {
                 if (count > 0) {
-                    keten_prom_put(p, "keten_queue_depth{node=\"%s\"} %llu\n", node,
+                    keten_promhttp_put(p, "keten_queue_depth{node=\"%s\"} %llu\n", node,
                         (unsigned long long)count);
                 }
                 memcpy(node, key, n);
@@ -231,121 +231,121 @@ static void store_metrics(keten_prom_page *p, store *st)
             count++;
         }
         if (count > 0) {
-            keten_prom_put(
+            keten_promhttp_put(
                 p, "keten_queue_depth{node=\"%s\"} %llu\n", node, (unsigned long long)count);
         }
         mdb_cursor_close(cur);
     }
     MDB_stat ms;
     if (mdb_stat(txn, st->notices, &ms) == 0) {
-        keten_prom_gauge(
+        keten_promhttp_gauge(
             p, "keten_notices_pending", "Notices not yet confirmed by their node.", ms.ms_entries);
     }
     mdb_txn_abort(txn);
 }
 
-static void histogram(keten_prom_page *p, const char *name, const char *help,
+static void histogram(keten_promhttp_page *p, const char *name, const char *help,
     const uint64_t *bounds, size_t n_bounds, atomic_uint_fast64_t *buckets, uint64_t count,
     double sum, double scale)
 {
-    keten_prom_put(p, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    keten_promhttp_put(p, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (size_t i = 0; i < n_bounds; i++) {
         cum += atomic_load(&buckets[i]);
-        keten_prom_put(p, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[i] / scale,
+        keten_promhttp_put(p, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[i] / scale,
             (unsigned long long)cum);
     }
-    keten_prom_put(p, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name,
+    keten_promhttp_put(p, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name,
         (unsigned long long)count, name, sum, name, (unsigned long long)count);
 }
 
-/* The page (keten_prom_render, on the HTTP thread). */
+/* The page (keten_promhttp_render, on the HTTP thread). */
 static char *render(void *ctx, size_t *len)
 {
     metrics *m = ctx;
-    keten_prom_page p;
-    keten_prom_begin(&p, 16384, METRICS_PAGE_MAX);
-    keten_prom_counter(&p, "keten_submits_total", "Submits accepted.", atomic_load(&m->submits));
-    keten_prom_put(&p,
+    keten_promhttp_page p;
+    keten_promhttp_begin(&p, 16384, METRICS_PAGE_MAX);
+    keten_promhttp_counter(&p, "keten_submits_total", "Submits accepted.", atomic_load(&m->submits));
+    keten_promhttp_put(&p,
         "# HELP keten_rejects_total Requests refused, by reason.\n"
         "# TYPE keten_rejects_total counter\n");
     for (int r = 1; r < METRICS_REASONS; r++) {
         char label[32];
         reason_label((Keten__Reason)r, label, sizeof label);
-        keten_prom_put(&p, "keten_rejects_total{reason=\"%s\"} %llu\n", label,
+        keten_promhttp_put(&p, "keten_rejects_total{reason=\"%s\"} %llu\n", label,
             (unsigned long long)atomic_load(&m->rejects[r]));
     }
-    keten_prom_counter(
+    keten_promhttp_counter(
         &p, "keten_deliveries_total", "Deliver frames sent.", atomic_load(&m->deliveries));
-    keten_prom_counter(&p, "keten_receipts_total",
+    keten_promhttp_counter(&p, "keten_receipts_total",
         "Receipted records: receipt leaves with outcome stored.", atomic_load(&m->receipts));
-    keten_prom_counter(&p, "keten_refused_by_recipient_total",
+    keten_promhttp_counter(&p, "keten_refused_by_recipient_total",
         "Refused-by-recipient records: receipt leaves with outcome refused.",
         atomic_load(&m->refused_by_recipient));
-    keten_prom_counter(&p, "keten_receipt_batches_total",
+    keten_promhttp_counter(&p, "keten_receipt_batches_total",
         "Receipt batches whose signature verified.", atomic_load(&m->receipt_batches));
-    keten_prom_counter(&p, "keten_receipt_leaves_unmatched_total",
+    keten_promhttp_counter(&p, "keten_receipt_leaves_unmatched_total",
         "Receipt leaves naming no message pending for the receipting node (skipped).",
         atomic_load(&m->leaves_unmatched));
-    keten_prom_counter(&p, "keten_receipt_leaves_repeated_total",
+    keten_promhttp_counter(&p, "keten_receipt_leaves_repeated_total",
         "Receipt leaves for a message the node had answered before (ignored).",
         atomic_load(&m->leaves_repeated));
-    keten_prom_counter(&p, "keten_expired_total", "Messages expired before every receipt.",
+    keten_promhttp_counter(&p, "keten_expired_total", "Messages expired before every receipt.",
         atomic_load(&m->expired));
-    keten_prom_counter(&p, "keten_notices_sent_total",
+    keten_promhttp_counter(&p, "keten_notices_sent_total",
         "Notice frames (forwarded receipts, expiry notices) sent, resends included.",
         atomic_load(&m->notices_sent));
-    keten_prom_counter(&p, "keten_notices_resent_total",
+    keten_promhttp_counter(&p, "keten_notices_resent_total",
         "Notices sent again because the node had not confirmed them in time.",
         atomic_load(&m->notices_resent));
-    keten_prom_counter(&p, "keten_deliveries_resent_total",
+    keten_promhttp_counter(&p, "keten_deliveries_resent_total",
         "Times a connection's unreceipted deliveries were sent again (none receipted in time).",
         atomic_load(&m->deliveries_resent));
-    keten_prom_counter(&p, "keten_notices_confirmed_total",
+    keten_promhttp_counter(&p, "keten_notices_confirmed_total",
         "Notices confirmed by their node and deleted.", atomic_load(&m->notices_confirmed));
-    keten_prom_counter(&p, "keten_notice_acks_unknown_total",
+    keten_promhttp_counter(&p, "keten_notice_acks_unknown_total",
         "Leaf indexes in NoticeAck frames that named no notice of the sending node (ignored).",
         atomic_load(&m->notice_acks_unknown));
-    keten_prom_counter(&p, "keten_auth_failed_total",
+    keten_promhttp_counter(&p, "keten_auth_failed_total",
         "Refused keys, connections cut off because their certificate is no longer current, and "
         "frames of another peer than their connection's.",
         atomic_load(&m->auth_failed));
-    keten_prom_gauge(
+    keten_promhttp_gauge(
         &p, "keten_audit_tree_size", "Leaves in the audit log.", atomic_load(&m->tree_size));
-    keten_prom_gauge(&p, "keten_checkpoint_tree_size", "Tree size of the latest checkpoint.",
+    keten_promhttp_gauge(&p, "keten_checkpoint_tree_size", "Tree size of the latest checkpoint.",
         atomic_load(&m->checkpoint_size));
-    keten_prom_counter(&p, "keten_commit_checkpoints_total", "Commit checkpoints signed.",
+    keten_promhttp_counter(&p, "keten_commit_checkpoints_total", "Commit checkpoints signed.",
         atomic_load(&m->commit_checkpoints));
-    keten_prom_counter(&p, "keten_witness_checkpoints_total",
+    keten_promhttp_counter(&p, "keten_witness_checkpoints_total",
         "Checkpoints stored for witnesses to cosign.", atomic_load(&m->witness_checkpoints));
-    keten_prom_counter(&p, "keten_checkpoint_frames_total", "Checkpoint frames sent to nodes.",
+    keten_promhttp_counter(&p, "keten_checkpoint_frames_total", "Checkpoint frames sent to nodes.",
         atomic_load(&m->checkpoint_frames));
-    keten_prom_gauge(
+    keten_promhttp_gauge(
         &p, "keten_connected_nodes", "Nodes with a live connection.", atomic_load(&m->connected));
-    keten_prom_gauge(&p, "keten_directory_version", "Installed directory version.",
+    keten_promhttp_gauge(&p, "keten_directory_version", "Installed directory version.",
         atomic_load(&m->dir_version));
-    keten_prom_gauge(&p, "keten_directory_stale", "1 when the installed directory has expired.",
+    keten_promhttp_gauge(&p, "keten_directory_stale", "1 when the installed directory has expired.",
         atomic_load(&m->dir_stale) ? 1 : 0);
-    keten_prom_gauge(&p, "keten_insecure_key", "1 when the broker's key file has no passphrase.",
+    keten_promhttp_gauge(&p, "keten_insecure_key", "1 when the broker's key file has no passphrase.",
         atomic_load(&m->insecure_key) ? 1 : 0);
     if (m->st != NULL) {
-        keten_prom_gauge(&p, "keten_store_full",
+        keten_promhttp_gauge(&p, "keten_store_full",
             "1 when new submits are refused: the store (map or filesystem) is full.",
             atomic_load(&m->st->full) ? 1 : 0);
-        keten_prom_gauge(&p, "keten_store_disk_full",
+        keten_promhttp_gauge(&p, "keten_store_disk_full",
             "1 when the store's filesystem is full (submits refused until space is freed).",
             atomic_load(&m->st->disk_full) ? 1 : 0);
         uint64_t disk_free = atomic_load(&m->st->disk_free);
         if (disk_free != UINT64_MAX) {
-            keten_prom_gauge(&p, "keten_store_disk_free_bytes",
+            keten_promhttp_gauge(&p, "keten_store_disk_free_bytes",
                 "Bytes free on the store's filesystem for the broker.", disk_free);
         }
-        keten_prom_gauge(&p, "keten_store_disk_reserve_bytes",
+        keten_promhttp_gauge(&p, "keten_store_disk_reserve_bytes",
             "Bytes held in the disk reserve file (0: given back for a full filesystem).",
             atomic_load(&m->st->reserve_held));
-        keten_prom_gauge(&p, "keten_store_used_bytes", "Bytes of the LMDB map in use.",
+        keten_promhttp_gauge(&p, "keten_store_used_bytes", "Bytes of the LMDB map in use.",
             atomic_load(&m->st->used));
-        keten_prom_gauge(
+        keten_promhttp_gauge(
             &p, "keten_store_map_bytes", "Size of the LMDB map (--map-size).", m->st->map_size);
     }
     histogram(&p, "keten_batch_size", "Frames per batch (one write transaction).", batch_bounds,
@@ -355,7 +355,7 @@ static char *render(void *ctx, size_t *len)
         METRICS_COMMIT_BUCKETS - 1, m->commit_buckets, atomic_load(&m->commit_count),
         (double)atomic_load(&m->commit_sum_us) / 1e6, 1e6);
     store_metrics(&p, m->st);
-    return keten_prom_finish(&p, len);
+    return keten_promhttp_finish(&p, len);
 }
 
 keten_err metrics_start(metrics *m, const char *addr, store *st)
@@ -384,7 +384,7 @@ keten_err metrics_start(metrics *m, const char *addr, store *st)
     m->st = st;
     m->http.render = render;
     m->http.ctx = m;
-    keten_err e = keten_prom_serve(&m->http, ai->ai_addr, addr);
+    keten_err e = keten_promhttp_serve(&m->http, ai->ai_addr, addr);
     freeaddrinfo(ai);
     return e;
 }

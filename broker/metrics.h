@@ -81,7 +81,7 @@ typedef struct metrics {
     atomic_uint_fast64_t batch_buckets[METRICS_BATCH_BUCKETS], batch_count, batch_sum;
     atomic_uint_fast64_t commit_buckets[METRICS_COMMIT_BUCKETS], commit_count, commit_sum_us;
     store *st;
-    keten_prom_server http; /* GET /metrics (lib/promhttp) */
+    keten_promhttp_server http; /* GET /metrics (lib/promhttp) */
 } metrics;
 
 metrics *metrics_new(void);

@@ -747,7 +747,7 @@ static void log_failed(keten_err e, enum batch_mode mode)
     char detail[512];
     snprintf(detail, sizeof detail, "%s", keten_err_detail());
     KETEN_LOG(KETEN_LOG_ERR, "batch failed; nothing of it was stored",
-        "error=\"%s\" detail=\"%s\" mode=%d", keten_strerror(e), detail, (int)mode);
+        "error=\"%s\" detail=\"%s\" mode=%d", keten_err_str(e), detail, (int)mode);
 }
 
 /* A batch could not be stored: mark the store, run it again with every
@@ -859,7 +859,7 @@ static void handle_zap(server *s)
         keten_err e = zap_handle(&s->z, &s->b, s->zap_sock);
         if (e != KETEN_OK) {
             KETEN_LOG(KETEN_LOG_ERR, "ZAP handler failed", "error=\"%s\" detail=\"%s\"",
-                keten_strerror(e), keten_err_detail());
+                keten_err_str(e), keten_err_detail());
             break;
         }
     }
@@ -888,7 +888,7 @@ static void reload(server *s)
     if (e != KETEN_OK) {
         outq_clear(b->out);
         KETEN_LOG(KETEN_LOG_ERR, "directory reload failed", "error=\"%s\" detail=\"%s\"",
-            keten_strerror(e), keten_err_detail());
+            keten_err_str(e), keten_err_detail());
     }
     outq_flush(b->out, s->router);
     for (size_t i = 0; installed && i < s->cur->n; i++) {

@@ -413,7 +413,7 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
         || (e = open_dbi(txn, "notices", &s->notices)) != KETEN_OK
         || (e = open_dbi(txn, "directories", &s->directories)) != KETEN_OK
         || (e = open_dbi(txn, "checkpoints", &s->checkpoints)) != KETEN_OK
-        || (e = keten_mlog_open(txn, STORE_LOG_PREFIX, &s->log)) != KETEN_OK) {
+        || (e = keten_merkle_log_open(txn, STORE_LOG_PREFIX, &s->log)) != KETEN_OK) {
         goto fail;
     }
     if ((e = check_layout(s, txn, path)) != KETEN_OK) {
@@ -436,7 +436,7 @@ void store_close(store **self_p)
         return;
     }
     store *s = *self_p;
-    keten_mlog_destroy(&s->log);
+    keten_merkle_log_destroy(&s->log);
     if (s->env != NULL) {
         mdb_env_close(s->env);
     }
@@ -1185,7 +1185,7 @@ static keten_err backup_inspect(const char *out_dir, store_backup_info *info)
 {
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
-    keten_mlog *log = NULL;
+    keten_merkle_log *log = NULL;
     keten_err e = KETEN_OK;
     int rc = mdb_env_create(&env);
     if (rc == 0) {
@@ -1206,9 +1206,9 @@ static keten_err backup_inspect(const char *out_dir, store_backup_info *info)
         e = keten_err_set(KETEN_ERR_STORE, "the copy in %s has no audit log", out_dir);
         goto out;
     }
-    if ((e = keten_mlog_open(txn, STORE_LOG_PREFIX, &log)) != KETEN_OK
-        || (e = keten_mlog_size(log, txn, &info->records)) != KETEN_OK
-        || (e = keten_mlog_root(log, txn, info->records, info->root)) != KETEN_OK
+    if ((e = keten_merkle_log_open(txn, STORE_LOG_PREFIX, &log)) != KETEN_OK
+        || (e = keten_merkle_log_size(log, txn, &info->records)) != KETEN_OK
+        || (e = keten_merkle_log_root(log, txn, info->records, info->root)) != KETEN_OK
         || (e = count_db(txn, "msgs", &info->messages)) != KETEN_OK
         || (e = count_db(txn, "envelopes", &info->envelopes)) != KETEN_OK
         || (e = count_db(txn, "directories", &info->directories)) != KETEN_OK
@@ -1216,7 +1216,7 @@ static keten_err backup_inspect(const char *out_dir, store_backup_info *info)
         goto out;
     }
 out:
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }

@@ -150,7 +150,7 @@ typedef struct store {
     int lock_fd; /* HOME/store/broker.lock, flock()ed while the broker runs */
     MDB_env *env;
     MDB_dbi msgs, envelopes, queue, seen, seen_time, expiry, notices, directories, checkpoints;
-    keten_mlog *log;
+    keten_merkle_log *log;
     uint64_t map_size;
     uint64_t reserve;
     unsigned page_size;

@@ -123,7 +123,7 @@ static void check_routing(const broker *b, submit_prep *p)
         p->post = KETEN__REASON__REASON_POLICY;
         p->rule = refuse_rule;
         set_detail(p, "policy rule %u refuses %s -> %s (%s, %s, %s)", refuse_rule, from->id,
-            refused_to->id, keten_kind_name(h->kind), h->category, h->purpose);
+            refused_to->id, keten_policy_kind_name(h->kind), h->category, h->purpose);
         return;
     }
     p->rule = allow_rule;
@@ -151,7 +151,7 @@ void submit_prepare(
     keten_err e = keten_envelope_verify(dir, env, len, &p->v);
     if (e != KETEN_OK) {
         p->pre = reason_of(e);
-        set_detail(p, "%s: %s", keten_strerror(e), keten_err_detail());
+        set_detail(p, "%s: %s", keten_err_str(e), keten_err_detail());
         if (e == KETEN_ERR_NOMEM) {
             KETEN_LOG(KETEN_LOG_ERR, "out of memory verifying an envelope", "node=%s", c->node);
         }
@@ -196,7 +196,7 @@ void submit_prepare(
 
 void submit_prep_clear(submit_prep *p)
 {
-    keten_verified_destroy(&p->v);
+    keten_envelope_verified_destroy(&p->v);
 }
 
 /* The msg_id a "rejected" record may carry (submit.h): the node's own,

@@ -40,7 +40,7 @@
  *   accepted message) the record carries no msg_id: a node cannot attach a
  *   "rejected" record to another party's message (docs/audit.md).
  *
- * Ownership: a submit_prep owns its keten_verified; free it with
+ * Ownership: a submit_prep owns its keten_envelope_verified; free it with
  * submit_prep_clear(). submit_prepare() is thread-safe (it reads the
  * directory, the configuration and b->now, which do not change during the
  * batch); submit_apply() runs on the main loop only.
@@ -62,7 +62,7 @@ typedef struct submit_prep {
     Keten__Reason pre; /* refusal found before the msg_id check, or REASON_NONE */
     Keten__Reason post; /* refusal found after it, or REASON_NONE */
     uint32_t rule; /* allowing rule, or the refusing one for POLICY */
-    keten_verified *v; /* when the envelope verified */
+    keten_envelope_verified *v; /* when the envelope verified */
     bool has_msg_id; /* msg_id could be read (for the Error frame) */
     bool own_msg_id; /* ... and the node signed it: verified, sender = the connection */
     uint8_t msg_id[KETEN_MSG_ID_BYTES];

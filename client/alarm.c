@@ -123,7 +123,7 @@ static void raise_alarm(keten_node *node, const char *kind, const char *detail)
     keten_pb_free((ProtobufCMessage **)(void *)&list);
     if (e != KETEN_OK) {
         KETEN_LOG(
-            KETEN_LOG_ERR, "cannot store alarm", "alarm=%s error=\"%s\"", kind, keten_strerror(e));
+            KETEN_LOG_ERR, "cannot store alarm", "alarm=%s error=\"%s\"", kind, keten_err_str(e));
     }
 }
 
@@ -266,7 +266,7 @@ void keten_alarm_refused(keten_node *node, const Keten__Error *err)
         keten_alarm_refusal_kind(reason), (unsigned long long)err->directory_version, detail);
     keten_err e = refusal_store(node, false);
     if (e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "cannot store the refusal", "error=\"%s\"", keten_strerror(e));
+        KETEN_LOG(KETEN_LOG_ERR, "cannot store the refusal", "error=\"%s\"", keten_err_str(e));
         keten_err_clear();
     }
 }

@@ -200,9 +200,9 @@ static void err_problem_with(keten_api_response *resp, keten_err e, json_t *extr
     char text[DETAIL_MAX];
     const char *detail = keten_err_detail();
     if (detail[0] != '\0') {
-        snprintf(text, sizeof text, "%s: %s", keten_strerror(e), detail);
+        snprintf(text, sizeof text, "%s: %s", keten_err_str(e), detail);
     } else {
-        snprintf(text, sizeof text, "%s", keten_strerror(e));
+        snprintf(text, sizeof text, "%s", keten_err_str(e));
     }
     unsigned status = 500;
     const char *slug = "internal", *title = "The node failed";
@@ -696,13 +696,13 @@ static void send_outcome(keten_node *node, const uint8_t msg_id[static KETEN_MSG
     keten_nodestore_sent_free(&rec);
 }
 
-static json_t *problem_json(const keten_signal_problem *p)
+static json_t *problem_json(const keten_signal_json_problem *p)
 {
     return json_pack("{s:s, s:s, s:s, s:s}", "path", p->path, "problem", p->problem, "allowed",
-        p->allowed, "error", keten_strerror(p->err));
+        p->allowed, "error", keten_err_str(p->err));
 }
 
-static void validate_answer(keten_api_response *resp, const keten_signal_problems *pr)
+static void validate_answer(keten_api_response *resp, const keten_signal_json_problems *pr)
 {
     json_t *list = json_array();
     for (size_t i = 0; list != NULL && i < pr->n; i++) {
@@ -743,7 +743,7 @@ static keten_err answer_target(keten_node *node, const uint8_t orig[static KETEN
     if (kind == KETEN__KIND__KIND_REPLY && h->kind != KETEN__KIND__KIND_QUERY) {
         e = keten_err_set(KETEN_ERR_INVALID,
             "message %s is a %s, not a query: a reply answers a received query only%s", hex,
-            keten_kind_name(h->kind),
+            keten_policy_kind_name(h->kind),
             h->kind == KETEN__KIND__KIND_SIGNAL
                 ? " (to tell its sender what was done with it, send \"kind\": \"feedback\")"
                 : "");
@@ -763,7 +763,7 @@ static keten_err answer_target(keten_node *node, const uint8_t orig[static KETEN
     if (kind == KETEN__KIND__KIND_FEEDBACK && h->kind != KETEN__KIND__KIND_SIGNAL) {
         e = keten_err_set(KETEN_ERR_INVALID,
             "message %s is a %s, not a signal: feedback answers a received signal only%s", hex,
-            keten_kind_name(h->kind),
+            keten_policy_kind_name(h->kind),
             h->kind == KETEN__KIND__KIND_QUERY ? " (answer a query with \"kind\": \"reply\")" : "");
         goto out;
     }
@@ -851,9 +851,9 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
     keten_node *node = c->node;
     char *text = NULL;
     char to[TO_MAX], orig_from[256];
-    keten_send_req sr = { 0 };
+    keten_outbox_send_req sr = { 0 };
     const char *kind = NULL;
-    keten_signal_problems problems = { 0 };
+    keten_signal_json_problems problems = { 0 };
     keten_api_result r = KETEN_API_ANSWERED;
     uint64_t wait = 0;
     if (!dry && !query_wait(c, &wait)) {
@@ -873,7 +873,7 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
             return r;
         }
     } else {
-        if (kind == NULL || keten_kind_parse(kind, &sr.kind) != KETEN_OK
+        if (kind == NULL || keten_policy_kind_parse(kind, &sr.kind) != KETEN_OK
             || sr.kind == KETEN__KIND__KIND_REPLY || sr.kind == KETEN__KIND__KIND_FEEDBACK) {
             keten_err_clear();
             field_problem(c->resp, "/kind", kind == NULL ? "missing" : "not a kind to send",
@@ -903,8 +903,8 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
             goto out;
         }
         if (e != KETEN_OK) { /* no one to send it to: check the signal alone */
-            keten_signal_problems_add(&problems, e, "msg_id", NULL, keten_err_detail());
-            e = keten_signal_validate_json(sr.json, sr.json_len, node->dir, &problems);
+            keten_signal_json_problems_add(&problems, e, "msg_id", NULL, keten_err_detail());
+            e = keten_signal_json_validate(sr.json, sr.json_len, node->dir, &problems);
             if (e == KETEN_ERR_NOMEM) {
                 err_problem(c->resp, e);
             } else {
@@ -948,7 +948,7 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
     }
     json_answer(c->resp, 202, json_pack("{s:s, s:s}", "msg_id", hex, "state", "pending"));
 out:
-    keten_signal_problems_clear(&problems);
+    keten_signal_json_problems_clear(&problems);
     free_text(&text);
     return r;
 }
@@ -1073,7 +1073,7 @@ static keten_api_result op_inbox(op_ctx *c)
     const char *cat = query_get(c->req, "category");
     const char *unh = query_get(c->req, "unhandled");
     Keten__Kind k;
-    if (kind != NULL && keten_kind_parse(kind, &k) != KETEN_OK) {
+    if (kind != NULL && keten_policy_kind_parse(kind, &k) != KETEN_OK) {
         keten_err_clear();
         field_problem(c->resp, "?kind", "not a kind", "signal, query, reply, feedback",
             "kind filters by message kind: signal, query, reply or feedback");

@@ -185,7 +185,7 @@ keten_err keten_apiclient_call(const char *home, const char *method, const char 
     }
     /* Who is asking, for the node's access log and traces. */
     char agent[64];
-    snprintf(agent, sizeof agent, "keten-node/%s", keten_cmd_version());
+    snprintf(agent, sizeof agent, "keten-node/%s", keten_cmdtable_version());
     CURLcode cc = CURLE_OK;
 #define SET(opt, val)                                                                              \
     do {                                                                                           \
@@ -295,8 +295,8 @@ static json_t *signal_object(const char *text, size_t len, keten_err *err)
     json_decref(sig);
     /* The node's own parser, for its very words. */
     Keten__Signal *parsed = NULL;
-    keten_err e = keten_signal_from_json(text, len, &parsed);
-    keten_signal_free(&parsed);
+    keten_err e = keten_signal_json_parse(text, len, &parsed);
+    keten_signal_json_free(&parsed);
     *err = e != KETEN_OK ? e
                          : keten_err_set(KETEN_ERR_JSON, "%s (line %d, column %d)", jerr.text,
                              jerr.line, jerr.column);
@@ -526,14 +526,14 @@ keten_err keten_apiclient_read_signal(const char *arg, char **text, size_t *len)
 /* The local half of a dry run: the signal's own fields. */
 static json_t *dry_run_local(const char *text, size_t len)
 {
-    keten_signal_problems pr = { 0 };
-    keten_err e = keten_signal_validate_json(text, len, NULL, &pr);
+    keten_signal_json_problems pr = { 0 };
+    keten_err e = keten_signal_json_validate(text, len, NULL, &pr);
     json_t *list = json_array();
     for (size_t i = 0; list != NULL && i < pr.n; i++) {
-        const keten_signal_problem *p = &pr.items[i];
+        const keten_signal_json_problem *p = &pr.items[i];
         if (json_array_append_new(list,
                 json_pack("{s:s, s:s, s:s, s:s}", "path", p->path, "problem", p->problem, "allowed",
-                    p->allowed, "error", keten_strerror(p->err)))
+                    p->allowed, "error", keten_err_str(p->err)))
             != 0) {
             json_decref(list);
             list = NULL;
@@ -546,7 +546,7 @@ static json_t *dry_run_local(const char *text, size_t len)
     } else {
         json_decref(list);
     }
-    keten_signal_problems_clear(&pr);
+    keten_signal_json_problems_clear(&pr);
     return r;
 }
 

@@ -49,7 +49,7 @@ keten_err keten_apiclient_call(const char *home, const char *method, const char 
 /* The same for a request that carries a signal: body gets "signal", the
  * signal text parsed strictly (duplicate fields refused). A text that is not
  * a JSON object is refused here with the error the node gives for it
- * (keten_signal_from_json), after the check that a daemon runs. body is
+ * (keten_signal_json_parse), after the check that a daemon runs. body is
  * borrowed: "signal" is removed again, its strings wiped. */
 keten_err keten_apiclient_call_signal(const char *home, const char *method, const char *path,
     const char *query, json_t *body, const char *text, size_t len, int timeout_ms, long *status,

@@ -206,9 +206,9 @@ static json_t *fail_reply(keten_err e)
     char text[1200];
     const char *detail = keten_err_detail();
     if (detail[0] != '\0') {
-        snprintf(text, sizeof text, "%s: %s", keten_strerror(e), detail);
+        snprintf(text, sizeof text, "%s: %s", keten_err_str(e), detail);
     } else {
-        snprintf(text, sizeof text, "%s", keten_strerror(e));
+        snprintf(text, sizeof text, "%s", keten_err_str(e));
     }
     return json_pack("{s:b, s:s, s:i}", "ok", 0, "error", text, "exit", keten_err_exit_code(e));
 }
@@ -350,7 +350,7 @@ static keten_err answer_target(keten_node *node, const uint8_t orig[static KETEN
     if (kind == KETEN__KIND__KIND_REPLY && h->kind != KETEN__KIND__KIND_QUERY) {
         e = keten_err_set(KETEN_ERR_INVALID,
             "message %s is a %s, not a query: a reply answers a received query only%s", hex,
-            keten_kind_name(h->kind),
+            keten_policy_kind_name(h->kind),
             h->kind == KETEN__KIND__KIND_SIGNAL
                 ? " (to tell its sender what was done with it: keten-node reply --kind feedback)"
                 : "");
@@ -370,7 +370,7 @@ static keten_err answer_target(keten_node *node, const uint8_t orig[static KETEN
     if (kind == KETEN__KIND__KIND_FEEDBACK && h->kind != KETEN__KIND__KIND_SIGNAL) {
         e = keten_err_set(KETEN_ERR_INVALID,
             "message %s is a %s, not a signal: feedback answers a received signal only%s", hex,
-            keten_kind_name(h->kind),
+            keten_policy_kind_name(h->kind),
             h->kind == KETEN__KIND__KIND_QUERY ? " (answer a query with keten-node reply)" : "");
         goto out;
     }
@@ -383,15 +383,15 @@ out:
     return e;
 }
 
-static json_t *problem_json(const keten_signal_problem *p)
+static json_t *problem_json(const keten_signal_json_problem *p)
 {
     return json_pack("{s:s, s:s, s:s, s:s}", "path", p->path, "problem", p->problem, "allowed",
-        p->allowed, "error", keten_strerror(p->err));
+        p->allowed, "error", keten_err_str(p->err));
 }
 
 /* The answer to a dry run: {"ok": true, "valid": bool, "problems": [{path,
  * problem, allowed, error}], "more": N}. */
-static json_t *dry_run_reply(const keten_signal_problems *pr)
+static json_t *dry_run_reply(const keten_signal_json_problems *pr)
 {
     json_t *list = json_array();
     if (list == NULL) {
@@ -425,13 +425,13 @@ static json_t *do_send(
     if (text == NULL) {
         return usage_reply("no signal given; use --signal FILE or --signal - for standard input");
     }
-    keten_send_req sr = { 0 };
+    keten_outbox_send_req sr = { 0 };
     sr.json = text;
     sr.json_len = json_string_length(json_object_get(req, "signal"));
     uint8_t orig[KETEN_MSG_ID_BYTES];
     char orig_from[256];
     const char *kind = json_string_value(json_object_get(req, "kind"));
-    keten_signal_problems problems = { 0 };
+    keten_signal_json_problems problems = { 0 };
     if (is_reply) {
         if (!get_msg_id(req, orig)) {
             return usage_reply("MSG_ID must be 32 hex characters");
@@ -448,10 +448,10 @@ static json_t *do_send(
             return fail_reply(e);
         }
         if (e != KETEN_OK) { /* no one to send it to: check the signal alone */
-            keten_signal_problems_add(&problems, e, "MSG_ID", NULL, keten_err_detail());
-            e = keten_signal_validate_json(sr.json, sr.json_len, node->dir, &problems);
+            keten_signal_json_problems_add(&problems, e, "MSG_ID", NULL, keten_err_detail());
+            e = keten_signal_json_validate(sr.json, sr.json_len, node->dir, &problems);
             json_t *r = e == KETEN_ERR_NOMEM ? fail_reply(e) : dry_run_reply(&problems);
-            keten_signal_problems_clear(&problems);
+            keten_signal_json_problems_clear(&problems);
             return r;
         }
         sr.to = orig_from;
@@ -463,7 +463,7 @@ static json_t *do_send(
         }
         if (kind == NULL) {
             sr.kind = KETEN__KIND__KIND_SIGNAL;
-        } else if (keten_kind_parse(kind, &sr.kind) != KETEN_OK) {
+        } else if (keten_policy_kind_parse(kind, &sr.kind) != KETEN_OK) {
             return usage_reply("--kind must be signal or query");
         }
         if (sr.kind == KETEN__KIND__KIND_REPLY) {
@@ -477,7 +477,7 @@ static json_t *do_send(
     if (dry_run) {
         keten_err e = keten_outbox_check(node, &sr, &problems);
         json_t *r = e == KETEN_ERR_NOMEM ? fail_reply(e) : dry_run_reply(&problems);
-        keten_signal_problems_clear(&problems);
+        keten_signal_json_problems_clear(&problems);
         return r;
     }
     uint8_t msg_id[KETEN_MSG_ID_BYTES];

@@ -45,7 +45,7 @@ int cmd_run(int argc, char **argv)
     bool running = false;
     keten_err e = keten_daemon_run(&o, &running); /* kc owns the strings in o: destroy it after */
     if (e != KETEN_OK) {
-        keten_notify_status("not running: %s", keten_strerror(e));
+        keten_notify_status("not running: %s", keten_err_str(e));
     }
     rc = e == KETEN_OK ? KETEN_EXIT_OK : running ? keten_cli_error(e) : keten_cli_start_error(e);
     keten_config_destroy(&kc);

@@ -308,7 +308,7 @@ static void handle_batched(keten_node *node, bool frames, bool requests, bool ht
         e = keten_store_batch_end(node->store);
         if (e != KETEN_OK) {
             KETEN_LOG(KETEN_LOG_ERR, "group commit failed; nothing of it is stored",
-                "error=\"%s\" detail=\"%s\"", keten_strerror(e), keten_err_detail());
+                "error=\"%s\" detail=\"%s\"", keten_err_str(e), keten_err_detail());
             keten_err_clear();
             if (node->n_notice_acks > acks_before) {
                 node->n_notice_acks = acks_before;
@@ -343,7 +343,7 @@ static void reload_directory(keten_node *node)
     if (e != KETEN_OK) {
         KETEN_LOG(e == KETEN_ERR_ROLLBACK ? KETEN_LOG_WARNING : KETEN_LOG_ERR,
             "directory file not installed; the installed version stays",
-            "file=%s installed=%llu error=\"%s\" detail=%s", file, version, keten_strerror(e),
+            "file=%s installed=%llu error=\"%s\" detail=%s", file, version, keten_err_str(e),
             keten_err_detail());
         keten_err_clear();
         what = " (the reloaded file was refused)";
@@ -386,7 +386,7 @@ static bool read_signals(keten_node *node, int sfd)
     return node->stop;
 }
 
-static keten_err loop(keten_node *node, int sfd, keten_node_metrics *metrics)
+static keten_err loop(keten_node *node, int sfd, keten_metrics *metrics)
 {
     uint64_t last_purge = keten_mono_ms();
     keten_inbox_purge_seen(node);
@@ -440,7 +440,7 @@ static keten_err loop(keten_node *node, int sfd, keten_node_metrics *metrics)
         keten_hook_reap(node);
         keten_rotate_tick(node);
         keten_notify_watchdog_tick(keten_mono_ms());
-        keten_node_metrics_update(metrics, node);
+        keten_metrics_update(metrics, node);
         if (keten_mono_ms() - last_purge > PURGE_EVERY_MS) {
             last_purge = keten_mono_ms();
             keten_inbox_purge_seen(node);
@@ -457,7 +457,7 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
     node.opts = *opts;
     node.started_at = keten_now_ms();
     int lock_fd = -1, sfd = -1;
-    keten_node_metrics *metrics = NULL;
+    keten_metrics *metrics = NULL;
     keten_err e;
     char *pass = NULL; /* identity.secret's passphrase, until the rotation's keys are open */
     size_t passlen = 0;
@@ -478,10 +478,10 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
     if ((opts->api_listen != NULL && (e = keten_http_check_listen(opts->api_listen)) != KETEN_OK)
         || (e = take_lock(opts->home, &lock_fd)) != KETEN_OK
         || (opts->metrics != NULL
-            && (e = keten_node_metrics_new(opts->metrics, opts->metrics_remote, &metrics))
+            && (e = keten_metrics_new(opts->metrics, opts->metrics_remote, &metrics))
                 != KETEN_OK)
         || (e = open_identity(&node, &pass, &passlen)) != KETEN_OK
-        || (e = keten_anchor_load(opts->anchor, &node.anchor)) != KETEN_OK
+        || (e = keten_directory_anchor_load(opts->anchor, &node.anchor)) != KETEN_OK
         || (e = keten_store_open(opts->home, &node.store)) != KETEN_OK
         || (e = keten_dirs_load(&node)) != KETEN_OK) {
         goto out;
@@ -514,10 +514,10 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
         || (e = keten_apizmq_open(&node, &node.apizmq)) != KETEN_OK
         || (e = keten_http_open(&node, &node.http)) != KETEN_OK
         || (e = connect_broker(&node)) != KETEN_OK
-        || (metrics != NULL && (e = keten_node_metrics_start(metrics)) != KETEN_OK)) {
+        || (metrics != NULL && (e = keten_metrics_start(metrics)) != KETEN_OK)) {
         goto out;
     }
-    keten_node_metrics_update(metrics, &node);
+    keten_metrics_update(metrics, &node);
     KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running", "node=%s directory=%llu api=%s/%s", node.me->id,
         (unsigned long long)keten_directory_version(node.dir), node.opts.home, KETEN_NODE_API_SOCK);
     /* Ready without waiting for the broker: a node starts while it is down. */
@@ -528,7 +528,7 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
         KETEN_LOG(KETEN_LOG_NOTICE, "keten-node stopped", "node=%s", node.me->id);
     }
 out:
-    keten_node_metrics_destroy(&metrics); /* stops the HTTP thread */
+    keten_metrics_destroy(&metrics); /* stops the HTTP thread */
     keten_passphrase_free(&pass);
     keten_passphrase_scrub_env();
     keten_http_destroy(&node.http);

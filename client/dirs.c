@@ -89,7 +89,7 @@ static void save_needed(keten_node *node)
     }
     keten_store_abort(&txn);
     if (e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "cannot store directory state", "error=\"%s\"", keten_strerror(e));
+        KETEN_LOG(KETEN_LOG_ERR, "cannot store directory state", "error=\"%s\"", keten_err_str(e));
     }
 }
 

@@ -57,7 +57,7 @@ static keten_err public_json(const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
         e = keten_rec_set(p, "received_at", keten_rec_time(received_at));
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(p, "signal", keten_signal_to_jansson(signal));
+        e = keten_rec_set(p, "signal", keten_signal_json_to_jansson(signal));
     }
     if (e != KETEN_OK) {
         json_decref(p);
@@ -76,7 +76,7 @@ static keten_err stored_json(const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     Keten__Signal *signal = NULL;
     keten_err e = keten_nodestore_received_header(msg_id, rec, &h);
     if (e == KETEN_OK) {
-        e = keten_signal_unpack(rec->signal.data, rec->signal.len, &signal);
+        e = keten_signal_json_unpack(rec->signal.data, rec->signal.len, &signal);
         if (e != KETEN_OK && e != KETEN_ERR_NOMEM) {
             char hex[KETEN_MSG_ID_HEX_BYTES];
             keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
@@ -89,7 +89,7 @@ static keten_err stored_json(const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     if (e == KETEN_OK) {
         e = public_json(msg_id, h, signal, rec->received_at, more, out);
     }
-    keten_signal_free(&signal);
+    keten_signal_json_free(&signal);
     keten_pb_free((ProtobufCMessage **)(void *)&h);
     return e;
 }
@@ -194,7 +194,7 @@ static keten_err check_delivery_proof(keten_node *node, const Keten__Deliver *d)
         : KETEN_PB_UNPACK(keten__envelope, d->envelope.data, d->envelope.len, KETEN_ENVELOPE_MAX,
             "delivered envelope", &env);
     if (e == KETEN_OK) {
-        e = keten_record_is_envelope(ar, d->envelope.data, d->envelope.len, env);
+        e = keten_logproof_record_is_envelope(ar, d->envelope.data, d->envelope.len, env);
     }
     if (e == KETEN_OK) {
         e = keten_err_set(KETEN_ERR_INCONSISTENT, "the record does not list this node");
@@ -225,7 +225,7 @@ out:
 
 void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
 {
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     Keten__Signal *signal = NULL;
     MDB_txn *txn = NULL;
     Keten__SeenRecord *seen = NULL;
@@ -268,7 +268,7 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
         Keten__Reason reason = refusal_reason(e);
         KETEN_LOG(KETEN_LOG_WARNING, "delivery refused",
             "leaf=%llu error=\"%s\" reason=%s detail=%s", (unsigned long long)leaf,
-            keten_strerror(e), keten_outbox_reason_name(reason), keten_err_detail());
+            keten_err_str(e), keten_outbox_reason_name(reason), keten_err_detail());
         node->counters.rejected++;
         /* The record is the envelope's (checked above): its msg_id is the
          * header's. */
@@ -331,7 +331,7 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
         goto fail;
     }
     seq++;
-    if ((e = keten_signal_pack(signal, &sig_bytes, &sig_len)) != KETEN_OK) {
+    if ((e = keten_signal_json_pack(signal, &sig_bytes, &sig_len)) != KETEN_OK) {
         goto fail;
     }
     Keten__ReceivedRecord rec = KETEN__RECEIVED_RECORD__INIT;
@@ -365,7 +365,7 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     }
     node->counters.received++;
     KETEN_LOG(KETEN_LOG_INFO, "message received", "msg_id=%s from=%s kind=%s leaf=%llu", hex,
-        v->header->sender, keten_kind_name(v->header->kind), (unsigned long long)leaf);
+        v->header->sender, keten_policy_kind_name(v->header->kind), (unsigned long long)leaf);
     /* Its receipt leaf is signed with the others of this group commit and
      * sent once the commit is durable (keten_inbox_flush_receipts); the test
      * hook KETEN_NODE_TEST_CRASH_BEFORE_RECEIPT is in link.c, where the
@@ -376,7 +376,7 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
     goto out;
 fail:
     KETEN_LOG(KETEN_LOG_ERR, "cannot store delivered message; not receipted",
-        "msg_id=%s error=\"%s\" detail=\"%s\"", hex, keten_strerror(e), keten_err_detail());
+        "msg_id=%s error=\"%s\" detail=\"%s\"", hex, keten_err_str(e), keten_err_detail());
     give_credit(node, 1);
 out:
     keten_store_abort(&txn);
@@ -385,8 +385,8 @@ out:
         sodium_memzero(sig_bytes, sig_len);
         free(sig_bytes);
     }
-    keten_signal_free(&signal);
-    keten_verified_destroy(&v);
+    keten_signal_json_free(&signal);
+    keten_envelope_verified_destroy(&v);
 }
 
 void keten_inbox_flush_receipts(keten_node *node)

@@ -4,7 +4,7 @@
  *
  *   1. the delivery's LeafProof must hold against a checkpoint the node
  *      accepted and keeps (witness.h), its record must be the `submitted`
- *      record of exactly the delivered envelope (keten_record_is_envelope)
+ *      record of exactly the delivered envelope (keten_logproof_record_is_envelope)
  *      and list this node among the recipients. A proof or record that
  *      fails is the alarm bad-proof (frame kept as evidence); a proof
  *      against an unknown tree size is logged. Either way the delivery is

@@ -56,7 +56,7 @@ static int cmd_keygen(int argc, char **argv)
     return keten_cli_keygen_main(&keygen, argc, argv);
 }
 
-static const keten_command commands[] = {
+static const keten_cmdtable_command commands[] = {
     { "keygen", cmd_keygen, "make this node's keys and its enrollment request" },
     { "run", cmd_run, "run the node daemon: connect to the broker, send, receive, witness" },
     { "send", cmd_send, "send a signal or a query to partners (prints the msg_id)" },
@@ -69,7 +69,7 @@ static const keten_command commands[] = {
     { "checkpoint", cmd_checkpoint, "print the checkpoint this node keeps as evidence" },
 };
 
-static const keten_program program = {
+static const keten_cmdtable_program program = {
     .name = "keten-node",
     .about = "A partner's node of a keten network.\n",
     .footer = NULL,
@@ -79,5 +79,5 @@ static const keten_program program = {
 
 int main(int argc, char **argv)
 {
-    return keten_cmd_main(&program, argc, argv);
+    return keten_cmdtable_main(&program, argc, argv);
 }

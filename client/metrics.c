@@ -57,10 +57,10 @@ static const struct {
 };
 #define N_COUNTERS (sizeof counters / sizeof counters[0])
 
-struct keten_node_metrics {
+struct keten_metrics {
     char addr[ADDR_MAX];
     struct sockaddr_storage sa;
-    keten_prom_server http; /* GET /metrics (lib/promhttp) */
+    keten_promhttp_server http; /* GET /metrics (lib/promhttp) */
     /* Written by the daemon's thread, read by the HTTP thread. */
     atomic_bool connected, refused, have_checkpoint;
     atomic_uint_fast64_t dir_version, dir_expires_at, outbox, inbox_unhandled, alarms;
@@ -91,7 +91,7 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
-keten_err keten_node_metrics_new(const char *addr, bool remote, keten_node_metrics **out)
+keten_err keten_metrics_new(const char *addr, bool remote, keten_metrics **out)
 {
     *out = NULL;
     char host[ADDR_MAX];
@@ -128,7 +128,7 @@ keten_err keten_node_metrics_new(const char *addr, bool remote, keten_node_metri
             "metrics-remote = yes to allow this address",
             addr);
     }
-    keten_node_metrics *m = e == KETEN_OK ? calloc(1, sizeof *m) : NULL;
+    keten_metrics *m = e == KETEN_OK ? calloc(1, sizeof *m) : NULL;
     if (e == KETEN_OK && m == NULL) {
         e = KETEN_ERR_NOMEM;
     }
@@ -145,13 +145,13 @@ keten_err keten_node_metrics_new(const char *addr, bool remote, keten_node_metri
     return e;
 }
 
-void keten_node_metrics_destroy(keten_node_metrics **m_p)
+void keten_metrics_destroy(keten_metrics **m_p)
 {
     if (m_p == NULL || *m_p == NULL) {
         return;
     }
-    keten_node_metrics *m = *m_p;
-    keten_prom_stop(&m->http);
+    keten_metrics *m = *m_p;
+    keten_promhttp_stop(&m->http);
     free(m);
     *m_p = NULL;
 }
@@ -206,7 +206,7 @@ static keten_err last_checkpoint_at(keten_node *node, MDB_txn *txn, uint64_t *at
 }
 
 /* What the store holds: the outbox, unhandled messages, alarms. */
-static void refresh_store(keten_node_metrics *m, keten_node *node)
+static void refresh_store(keten_metrics *m, keten_node *node)
 {
     MDB_txn *txn = NULL;
     size_t outbox = 0;
@@ -246,7 +246,7 @@ static void refresh_store(keten_node_metrics *m, keten_node *node)
     m->refreshed_at = keten_mono_ms();
 }
 
-void keten_node_metrics_update(keten_node_metrics *m, keten_node *node)
+void keten_metrics_update(keten_metrics *m, keten_node *node)
 {
     if (m == NULL) {
         return;
@@ -276,48 +276,48 @@ void keten_node_metrics_update(keten_node_metrics *m, keten_node *node)
 
 /* ---- the page (HTTP thread) ---------------------------------------------- */
 
-/* The page (keten_prom_render). */
+/* The page (keten_promhttp_render). */
 static char *render(void *ctx, size_t *len)
 {
-    keten_node_metrics *m = ctx;
-    keten_prom_page p;
-    keten_prom_begin(&p, PAGE_START, PAGE_MAX);
+    keten_metrics *m = ctx;
+    keten_promhttp_page p;
+    keten_promhttp_begin(&p, PAGE_START, PAGE_MAX);
     long long now = (long long)keten_now_ms();
-    keten_prom_gauge(&p, "keten_node_connected", "1 while the link to the broker is up.",
+    keten_promhttp_gauge(&p, "keten_node_connected", "1 while the link to the broker is up.",
         atomic_load(&m->connected) ? 1 : 0);
-    keten_prom_gauge(&p, "keten_node_refused_by_broker",
+    keten_promhttp_gauge(&p, "keten_node_refused_by_broker",
         "1 while the broker refuses this node (revoked, keys replaced, not current).",
         atomic_load(&m->refused) ? 1 : 0);
-    keten_prom_gauge(&p, "keten_node_directory_version", "Installed directory version.",
+    keten_promhttp_gauge(&p, "keten_node_directory_version", "Installed directory version.",
         (long long)atomic_load(&m->dir_version));
-    keten_prom_gauge(&p, "keten_node_directory_expires_seconds",
+    keten_promhttp_gauge(&p, "keten_node_directory_expires_seconds",
         "Seconds until the installed directory expires (negative: expired).",
         ((long long)atomic_load(&m->dir_expires_at) - now) / 1000);
-    keten_prom_gauge(&p, "keten_node_outbox_depth",
+    keten_promhttp_gauge(&p, "keten_node_outbox_depth",
         "Messages not yet proven accepted by the broker.", (long long)atomic_load(&m->outbox));
-    keten_prom_gauge(&p, "keten_node_inbox_unhandled",
+    keten_promhttp_gauge(&p, "keten_node_inbox_unhandled",
         "Received messages not yet acknowledged (keten-node ack).",
         (long long)atomic_load(&m->inbox_unhandled));
-    keten_prom_gauge(&p, "keten_node_alarms", "Alarms the node holds (keten-node status exits 3).",
+    keten_promhttp_gauge(&p, "keten_node_alarms", "Alarms the node holds (keten-node status exits 3).",
         (long long)atomic_load(&m->alarms));
     if (atomic_load(&m->have_checkpoint)) {
-        keten_prom_gauge(&p, "keten_node_checkpoint_age_seconds",
+        keten_promhttp_gauge(&p, "keten_node_checkpoint_age_seconds",
             "Seconds since the node last accepted a checkpoint that grew the broker's log.",
             (now - (long long)atomic_load(&m->checkpoint_at)) / 1000);
     }
     for (size_t i = 0; i < N_COUNTERS; i++) {
-        keten_prom_put(&p,
+        keten_promhttp_put(&p,
             "# HELP keten_node_%s_total %s\n# TYPE keten_node_%s_total counter\n"
             "keten_node_%s_total %llu\n",
             counters[i].name, counters[i].help, counters[i].name, counters[i].name,
             (unsigned long long)atomic_load(&m->values[i]));
     }
-    return keten_prom_finish(&p, len);
+    return keten_promhttp_finish(&p, len);
 }
 
-keten_err keten_node_metrics_start(keten_node_metrics *m)
+keten_err keten_metrics_start(keten_metrics *m)
 {
     m->http.render = render;
     m->http.ctx = m;
-    return keten_prom_serve(&m->http, (const struct sockaddr *)&m->sa, m->addr);
+    return keten_promhttp_serve(&m->http, (const struct sockaddr *)&m->sa, m->addr);
 }

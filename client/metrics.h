@@ -20,7 +20,7 @@
  *                                         keten_node_counters)
  *
  * Threads: the daemon's thread owns the node and calls
- * keten_node_metrics_update() from its loop; it copies what is served into
+ * keten_metrics_update() from its loop; it copies what is served into
  * C11 atomics, which the HTTP thread reads. The HTTP thread never touches
  * the node or its store. Values read from the store (inbox, alarms,
  * checkpoint) are refreshed at most once a second, and only after the store
@@ -31,7 +31,7 @@
  * authentication: an address that is not loopback (127.0.0.0/8, ::1) is
  * refused unless `remote` (metrics-remote = yes) says so.
  *
- * Ownership: keten_node_metrics_destroy() stops the HTTP thread and frees;
+ * Ownership: keten_metrics_destroy() stops the HTTP thread and frees;
  * it accepts NULL.
  * Errors: KETEN_ERR_INVALID (a bad or non-loopback address: the detail says
  * which and what to do), KETEN_ERR_IO (cannot bind), KETEN_ERR_NOMEM.
@@ -47,15 +47,15 @@
 /* Refresh from the store at most this often. */
 #define KETEN_NODE_METRICS_REFRESH_MS 1000u
 
-typedef struct keten_node_metrics keten_node_metrics;
+typedef struct keten_metrics keten_metrics;
 
 /* Check addr (and whether it is loopback) without binding yet. */
-keten_err keten_node_metrics_new(
-    const char *addr, bool remote, keten_node_metrics **out) KETEN_MUST_CHECK;
+keten_err keten_metrics_new(
+    const char *addr, bool remote, keten_metrics **out) KETEN_MUST_CHECK;
 /* Bind and serve. */
-keten_err keten_node_metrics_start(keten_node_metrics *m) KETEN_MUST_CHECK;
+keten_err keten_metrics_start(keten_metrics *m) KETEN_MUST_CHECK;
 /* Copy the node's state for the HTTP thread (the daemon's thread only). */
-void keten_node_metrics_update(keten_node_metrics *m, keten_node *node);
-void keten_node_metrics_destroy(keten_node_metrics **m_p);
+void keten_metrics_update(keten_metrics *m, keten_node *node);
+void keten_metrics_destroy(keten_metrics **m_p);
 
 #endif

@@ -482,7 +482,7 @@ keten_err keten_nodestore_header_json(const Keten__Header *h, unsigned fields, j
         e = keten_rec_set(obj, "from", json_string(h->sender != NULL ? h->sender : ""));
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(obj, "kind", json_string(keten_kind_name(h->kind)));
+        e = keten_rec_set(obj, "kind", json_string(keten_policy_kind_name(h->kind)));
     }
     if (e == KETEN_OK && (fields & KETEN_HDR_LABELS)) {
         e = keten_rec_set(obj, "category", json_string(h->category != NULL ? h->category : ""));

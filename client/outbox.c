@@ -85,12 +85,12 @@ static keten_err policy_check(keten_node *node, const char *const *ids, size_t n
                 return keten_err_set(KETEN_ERR_POLICY,
                     "the sharing policy refuses %s -> %s (kind %s, category %s, purpose %s): "
                     "no rule allows it (default deny, rule 0)",
-                    node->me->id, to->id, keten_kind_name(kind), category, purpose);
+                    node->me->id, to->id, keten_policy_kind_name(kind), category, purpose);
             }
             return keten_err_set(KETEN_ERR_POLICY,
                 "the sharing policy refuses %s -> %s (kind %s, category %s, purpose %s): "
                 "deny rule %u",
-                node->me->id, to->id, keten_kind_name(kind), category, purpose, d.rule);
+                node->me->id, to->id, keten_policy_kind_name(kind), category, purpose, d.rule);
         }
     }
     return KETEN_OK;
@@ -194,17 +194,17 @@ static bool signal_labels(
 }
 
 keten_err keten_outbox_check(
-    keten_node *node, const keten_send_req *req, keten_signal_problems *problems)
+    keten_node *node, const keten_outbox_send_req *req, keten_signal_json_problems *problems)
 {
     keten_err first = KETEN_OK;
     char detail[1200] = "";
     keten_err e = keten_dirs_send_ok(node);
     if (e != KETEN_OK) {
-        keten_signal_problems_add(problems, e, "node", NULL, keten_err_detail());
+        keten_signal_json_problems_add(problems, e, "node", NULL, keten_err_detail());
         first = e;
         snprintf(detail, sizeof detail, "node: %s", keten_err_detail());
     }
-    e = keten_signal_validate_json(req->json, req->json_len, node->dir, problems);
+    e = keten_signal_json_validate(req->json, req->json_len, node->dir, problems);
     if (e == KETEN_ERR_NOMEM) {
         return e;
     }
@@ -216,7 +216,7 @@ keten_err keten_outbox_check(
     size_t n_ids = 0;
     e = resolve_recipients(node, req->to, &ids, &n_ids);
     if (e != KETEN_OK) {
-        keten_signal_problems_add(
+        keten_signal_json_problems_add(
             problems, e, "to", "node ids, role:NAME or *, comma-separated", keten_err_detail());
         if (first == KETEN_OK) {
             first = e;
@@ -229,7 +229,7 @@ keten_err keten_outbox_check(
             const char *one[1] = { ids[i] };
             keten_err pe = policy_check(node, one, 1, req->kind, type, purpose);
             if (pe != KETEN_OK) {
-                keten_signal_problems_add(problems, pe, "to", NULL, keten_err_detail());
+                keten_signal_json_problems_add(problems, pe, "to", NULL, keten_err_detail());
                 if (first == KETEN_OK) {
                     first = pe;
                     snprintf(detail, sizeof detail, "to: %s", keten_err_detail());
@@ -283,7 +283,7 @@ static keten_err note_reply_sent(keten_node *node, MDB_txn *txn,
 }
 
 keten_err keten_outbox_send(
-    keten_node *node, const keten_send_req *req, uint8_t msg_id_out[static KETEN_MSG_ID_BYTES])
+    keten_node *node, const keten_outbox_send_req *req, uint8_t msg_id_out[static KETEN_MSG_ID_BYTES])
 {
     Keten__Signal *signal = NULL;
     Keten__Envelope *env = NULL;
@@ -298,8 +298,8 @@ keten_err keten_outbox_send(
     if (e != KETEN_OK) {
         goto out;
     }
-    if ((e = keten_signal_from_json(req->json, req->json_len, &signal)) != KETEN_OK
-        || (e = keten_signal_check(signal, node->dir)) != KETEN_OK) {
+    if ((e = keten_signal_json_parse(req->json, req->json_len, &signal)) != KETEN_OK
+        || (e = keten_signal_json_check(signal, node->dir)) != KETEN_OK) {
         goto out;
     }
     if ((e = resolve_recipients(node, req->to, &ids, &n_ids)) != KETEN_OK) {
@@ -315,7 +315,7 @@ keten_err keten_outbox_send(
     if (dir_max != 0 && dir_max < lifetime) {
         lifetime = dir_max;
     }
-    keten_seal_params params = {
+    keten_envelope_seal_params params = {
         .kind = req->kind,
         .category = signal->type,
         .purpose = signal->purpose,
@@ -323,7 +323,7 @@ keten_err keten_outbox_send(
         .created_at = now,
         .expires_at = now + lifetime,
     };
-    if ((e = keten_signal_pack(signal, &payload, &payload_len)) != KETEN_OK) {
+    if ((e = keten_signal_json_pack(signal, &payload, &payload_len)) != KETEN_OK) {
         goto out;
     }
     e = keten_envelope_seal(node->me, node->dir, ids, n_ids, &params, payload, payload_len,
@@ -375,7 +375,7 @@ keten_err keten_outbox_send(
     char hex[KETEN_MSG_ID_HEX_BYTES];
     msg_hex(msg_id_out, hex);
     KETEN_LOG(KETEN_LOG_INFO, "message stored in outbox", "msg_id=%s kind=%s recipients=%zu", hex,
-        keten_kind_name(req->kind), n_ids);
+        keten_policy_kind_name(req->kind), n_ids);
     if (keten_link_connected(node->link)) {
         if (submit_one(node, msg_id_out, sealed, sealed_len) != KETEN_OK) {
             KETEN_LOG(KETEN_LOG_WARNING, "submit deferred", "msg_id=%s error=\"%s\"", hex,
@@ -392,7 +392,7 @@ out:
     }
     free(sealed);
     free(ids);
-    keten_signal_free(&signal);
+    keten_signal_json_free(&signal);
     return e;
 }
 
@@ -670,7 +670,7 @@ static keten_err check_submitted(keten_node *node, MDB_txn *txn, const Keten__Au
         e = KETEN_PB_UNPACK(keten__envelope, rec->envelope.data, rec->envelope.len,
             KETEN_ENVELOPE_MAX, "stored envelope", &env);
         if (e == KETEN_OK) {
-            e = keten_record_is_envelope(ar, rec->envelope.data, rec->envelope.len, env);
+            e = keten_logproof_record_is_envelope(ar, rec->envelope.data, rec->envelope.len, env);
         }
         keten_pb_free((ProtobufCMessage **)(void *)&env);
         *in_outbox = e == KETEN_OK;
@@ -919,7 +919,7 @@ static keten_err receipt_counts(const Keten__Revocation *rev, const Keten__Recei
     }
     char at[40];
     keten_time_iso(rev->at, at, sizeof at);
-    if (keten_revocation_compromised(rev)) {
+    if (keten_directory_revocation_compromised(rev)) {
         return keten_err_set(KETEN_ERR_REVOKED,
             "the receipt is signed with the key of %s (serial %llu), revoked at %s for a "
             "compromise: it does not prove that %s stored the message; ask them",

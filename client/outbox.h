@@ -20,7 +20,7 @@
  * and keeps (witness.h), the record names a msg_id of this node's outbox
  * (found by the record's msg_id, never by leaf index or request id alone),
  * the submit the ack answers (request_id) was of that msg_id, the record's
- * sender is this node, and keten_record_is_envelope() holds for the stored
+ * sender is this node, and keten_logproof_record_is_envelope() holds for the stored
  * envelope. A proof against an unknown tree size is ignored (logged,
  * counted): the message stays in the outbox and is resent, and the resend's
  * DUPLICATE carries a fresh proof. Anything else that fails is the alarm
@@ -52,27 +52,27 @@
 #include "node.h"
 #include "signal_json.h"
 
-typedef struct keten_send_req {
+typedef struct keten_outbox_send_req {
     const char *to; /* parties (node ids, role:NAME, *), comma-separated */
     Keten__Kind kind;
     const char *json; /* the signal as JSON (docs/protocol.md, "Signal") */
     size_t json_len;
     const uint8_t *in_reply_to; /* NULL or KETEN_MSG_ID_BYTES */
-} keten_send_req;
+} keten_outbox_send_req;
 
 /* Seal, store durably, submit. msg_id_out receives the new msg_id. */
-keten_err keten_outbox_send(keten_node *node, const keten_send_req *req,
+keten_err keten_outbox_send(keten_node *node, const keten_outbox_send_req *req,
     uint8_t msg_id_out[static KETEN_MSG_ID_BYTES]) KETEN_MUST_CHECK;
 
 /* The checks of keten_outbox_send before it seals, all of them, for a dry
  * run: the node may send (path "node"), the signal against the installed
- * directory (keten_signal_validate_json), the parties (path "to") and the
+ * directory (keten_signal_json_validate), the parties (path "to") and the
  * sharing policy for each recipient (path "to", the refusal naming the
  * rule). Every problem is appended to *problems (zero-initialised by the
- * caller, keten_signal_problems_clear() after). Nothing is sealed or
+ * caller, keten_signal_json_problems_clear() after). Nothing is sealed or
  * stored. KETEN_OK when there is none; else the first problem's error. */
 keten_err keten_outbox_check(
-    keten_node *node, const keten_send_req *req, keten_signal_problems *problems) KETEN_MUST_CHECK;
+    keten_node *node, const keten_outbox_send_req *req, keten_signal_json_problems *problems) KETEN_MUST_CHECK;
 
 /* Start a pass that resubmits every envelope in the outbox (on connect). */
 void keten_outbox_submit_all(keten_node *node);

@@ -270,7 +270,7 @@ static void save_witnessed(
     }
     keten_store_abort(&txn);
     if (e != KETEN_OK) {
-        KETEN_LOG(KETEN_LOG_ERR, "cannot store witness state", "error=\"%s\"", keten_strerror(e));
+        KETEN_LOG(KETEN_LOG_ERR, "cannot store witness state", "error=\"%s\"", keten_err_str(e));
     }
 }
 
@@ -460,7 +460,7 @@ static keten_err store_accepted(
 static void cosign(keten_node *node, const keten_checkpoint *cp, const char *note, size_t len)
 {
     char *line = NULL;
-    keten_err e = keten_cosignature_sign(
+    keten_err e = keten_checkpoint_cosignature_sign(
         note, len, node->me->id, node->me->sign_sk, keten_now_ms() / 1000, &line);
     if (e == KETEN_OK && keten_link_connected(node->link)) {
         Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;
@@ -537,7 +537,7 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         node->counters.checkpoints_refused++;
         keten_alarm_evidence(node, "bad-checkpoint",
             "a checkpoint that does not open with the broker's log key (%s: %s); not accepted",
-            keten_strerror(e), keten_err_detail());
+            keten_err_str(e), keten_err_detail());
         return;
     }
     char origin[KETEN_ORIGIN_MAX + 8];
@@ -652,7 +652,7 @@ keten_err keten_witness_leaf(
             "a proof against a tree of size %llu: not a checkpoint this node accepted and keeps",
             (unsigned long long)p->tree_size);
     }
-    keten_err e = keten_leafproof_verify(p, root, rec_out);
+    keten_err e = keten_logproof_verify(p, root, rec_out);
     if (e == KETEN_OK) {
         node->counters.proofs_passed++;
     } else {

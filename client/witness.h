@@ -25,7 +25,7 @@
  * Accepted, it becomes the reference (persisted: state "reference") and is
  * kept in memory with the last KETEN_WITNESS_KEPT accepted; a witness
  * checkpoint (witness=true) is also stored in `checkpoints` and cosigned
- * (keten_cosignature_sign with the node's signing key, under its id).
+ * (keten_checkpoint_cosignature_sign with the node's signing key, under its id).
  * Every alarm keeps the frame as evidence (alarm.h). Witness checkpoints are
  * counted for witnessing (keten_checkpoint_witnesses); one not covered by a
  * witnessed checkpoint within opts.witness_timeout_ms is a warning.

@@ -98,7 +98,7 @@ keten_err admindir_open(const char *path, admindir **out)
     if ((e = admindir_file(self, ADMINDIR_ANCHOR, file)) != KETEN_OK) {
         goto out;
     }
-    if ((e = keten_anchor_load(file, &self->anchor)) != KETEN_OK) {
+    if ((e = keten_directory_anchor_load(file, &self->anchor)) != KETEN_OK) {
         if (e == KETEN_ERR_NOT_FOUND) {
             e = keten_err_set(e, "%s has no %s; is it an ADMIN directory made by keten-keys init?",
                 self->path, ADMINDIR_ANCHOR);
@@ -226,10 +226,10 @@ out:
     return e;
 }
 
-keten_err admindir_signing_set(const admindir *self, uint64_t version, adminset *out)
+keten_err admindir_signing_set(const admindir *self, uint64_t version, adminkey_set *out)
 {
     if (version <= 1) {
-        return adminset_from_pb(
+        return adminkey_set_from_pb(
             self->anchor->admins, self->anchor->n_admins, self->anchor->threshold, out);
     }
     Keten__Directory *doc = NULL;
@@ -237,7 +237,7 @@ keten_err admindir_signing_set(const admindir *self, uint64_t version, adminset 
     if (e != KETEN_OK) {
         return e;
     }
-    e = adminset_from_pb(doc->admins, doc->n_admins, doc->threshold, out);
+    e = adminkey_set_from_pb(doc->admins, doc->n_admins, doc->threshold, out);
     keten_pb_free((ProtobufCMessage **)(void *)&doc);
     return e;
 }
@@ -303,7 +303,7 @@ keten_err admindir_last_published(const admindir *self, uint64_t now_ms, admindi
     if (version == 0) {
         return KETEN_OK;
     }
-    adminset signing, own;
+    adminkey_set signing, own;
     keten_err e = admindir_published_file(self, version, out->file);
     if (e == KETEN_OK) {
         e = admindir_read_published(self, version, &out->buf, &out->len, &out->sd, &out->doc);
@@ -312,7 +312,7 @@ keten_err admindir_last_published(const admindir *self, uint64_t now_ms, admindi
         e = admindir_signing_set(self, version, &signing);
     }
     if (e == KETEN_OK) {
-        e = adminset_from_pb(out->doc->admins, out->doc->n_admins, out->doc->threshold, &own);
+        e = adminkey_set_from_pb(out->doc->admins, out->doc->n_admins, out->doc->threshold, &own);
     }
     if (e == KETEN_OK) {
         e = dirsig_count(out->sd, &signing, &own, &out->tally);

@@ -77,7 +77,7 @@ keten_err admindir_read_published(const admindir *self, uint64_t version, uint8_
 /* The administrators who must sign `version`: those of the version before
  * it (the anchor's for version 1). */
 keten_err admindir_signing_set(
-    const admindir *self, uint64_t version, adminset *out) KETEN_MUST_CHECK;
+    const admindir *self, uint64_t version, adminkey_set *out) KETEN_MUST_CHECK;
 
 /* The key an administrator signs with: key_file, or ADMIN/admin-I.secret
  * when key_file is NULL (admin_index >= 1); opened with adminkey_open(). */

@@ -158,7 +158,7 @@ keten_err adminkey_pub_write(
 }
 
 keten_err adminkey_pub_read_list(
-    char *const *args, size_t n, adminset *set, adminkey_name *names_out)
+    char *const *args, size_t n, adminkey_set *set, adminkey_name *names_out)
 {
     char *names[KETEN_MAX_ADMINS] = { NULL };
     keten_err e = KETEN_OK;
@@ -244,8 +244,8 @@ keten_err adminkey_generate(keten_identity **out)
     return keten_identity_generate(ADMINKEY_ID, ADMINKEY_ROLE, ADMINKEY_ORG, false, out);
 }
 
-keten_err adminset_from_pb(
-    const ProtobufCBinaryData *admins, size_t n, uint32_t threshold, adminset *out)
+keten_err adminkey_set_from_pb(
+    const ProtobufCBinaryData *admins, size_t n, uint32_t threshold, adminkey_set *out)
 {
     if (n > KETEN_MAX_ADMINS) {
         return keten_err_set(
@@ -265,7 +265,7 @@ keten_err adminset_from_pb(
     return KETEN_OK;
 }
 
-int adminset_find(const adminset *set, const uint8_t pk[static KETEN_SIGN_PK_BYTES])
+int adminkey_set_find(const adminkey_set *set, const uint8_t pk[static KETEN_SIGN_PK_BYTES])
 {
     for (size_t i = 0; i < set->n; i++) {
         if (sodium_memcmp(set->keys[i], pk, KETEN_SIGN_PK_BYTES) == 0) {
@@ -275,18 +275,18 @@ int adminset_find(const adminset *set, const uint8_t pk[static KETEN_SIGN_PK_BYT
     return -1;
 }
 
-bool adminset_equal(const adminset *a, const adminset *b)
+bool adminkey_set_equal(const adminkey_set *a, const adminkey_set *b)
 {
     if (a->n != b->n || a->threshold != b->threshold) {
         return false;
     }
     for (size_t i = 0; i < a->n; i++) {
-        if (adminset_find(b, a->keys[i]) < 0) {
+        if (adminkey_set_find(b, a->keys[i]) < 0) {
             return false;
         }
     }
     for (size_t i = 0; i < b->n; i++) {
-        if (adminset_find(a, b->keys[i]) < 0) {
+        if (adminkey_set_find(a, b->keys[i]) < 0) {
             return false;
         }
     }

@@ -40,11 +40,11 @@
 #define ADMINKEY_FPR_BYTES (ADMINKEY_FPR_RAW * 2 + ADMINKEY_FPR_RAW / 2)
 
 /* Administrators and threshold of one version (or of the anchor). */
-typedef struct adminset {
+typedef struct adminkey_set {
     size_t n;
     uint32_t threshold;
     uint8_t keys[KETEN_MAX_ADMINS][KETEN_SIGN_PK_BYTES];
-} adminset;
+} adminkey_set;
 
 /* The names of the keys of a set, by index; "" where a key has none. */
 typedef char adminkey_name[ADMINKEY_NAME_MAX + 1];
@@ -72,7 +72,7 @@ keten_err adminkey_pub_write(const char *path, const uint8_t pk[static KETEN_SIG
  * KETEN_ERR_DUPLICATE_KEY; more than KETEN_MAX_ADMINS keys
  * KETEN_ERR_INVALID. */
 keten_err adminkey_pub_read_list(
-    char *const *args, size_t n, adminset *set, adminkey_name *names) KETEN_MUST_CHECK;
+    char *const *args, size_t n, adminkey_set *set, adminkey_name *names) KETEN_MUST_CHECK;
 
 /* The fingerprint of pk into out. */
 void adminkey_fingerprint(
@@ -92,13 +92,13 @@ keten_err adminkey_generate(keten_identity **out) KETEN_MUST_CHECK;
 
 /* Fill a set from protobuf admin keys (each must be 32 bytes; at most
  * KETEN_MAX_ADMINS). */
-keten_err adminset_from_pb(const ProtobufCBinaryData *admins, size_t n, uint32_t threshold,
-    adminset *out) KETEN_MUST_CHECK;
+keten_err adminkey_set_from_pb(const ProtobufCBinaryData *admins, size_t n, uint32_t threshold,
+    adminkey_set *out) KETEN_MUST_CHECK;
 
 /* Index of pk in the set, or -1. */
-int adminset_find(const adminset *set, const uint8_t pk[static KETEN_SIGN_PK_BYTES]);
+int adminkey_set_find(const adminkey_set *set, const uint8_t pk[static KETEN_SIGN_PK_BYTES]);
 
 /* Same keys (in any order) and same threshold. */
-bool adminset_equal(const adminset *a, const adminset *b);
+bool adminkey_set_equal(const adminkey_set *a, const adminkey_set *b);
 
 #endif

@@ -199,7 +199,7 @@ int cmd_approve(int argc, char **argv)
     if ((e = keten_file_read(request_path, KETEN_REQUEST_MAX, &buf, &len)) != KETEN_OK) {
         goto out;
     }
-    e = keten_request_verify(buf, len, &req);
+    e = keten_identity_request_verify(buf, len, &req);
     if (e == KETEN_ERR_BAD_SIGNATURE) {
         e = keten_err_set(e,
             "the proof of possession in %s does not verify: the request was altered after "

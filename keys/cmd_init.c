@@ -76,7 +76,7 @@ static void undo(const char *dir, size_t n_keys)
 }
 
 static keten_err make_anchor(
-    const char *network, const adminset *set, uint8_t **out, size_t *out_len)
+    const char *network, const adminkey_set *set, uint8_t **out, size_t *out_len)
 {
     ProtobufCBinaryData keys[KETEN_MAX_ADMINS];
     for (size_t i = 0; i < set->n; i++) {
@@ -94,7 +94,7 @@ static keten_err make_anchor(
     }
     /* Check what we wrote the way every node will read it. */
     Keten__Anchor *check = NULL;
-    e = keten_anchor_parse(*out, *out_len, &check);
+    e = keten_directory_anchor_parse(*out, *out_len, &check);
     keten_pb_free((ProtobufCMessage **)(void *)&check);
     if (e != KETEN_OK) {
         free(*out);
@@ -114,7 +114,7 @@ static keten_err write_in(
     return keten_file_write(path, data, len, mode, true);
 }
 
-static json_t *result_json(const char *dir, const char *network, const adminset *set,
+static json_t *result_json(const char *dir, const char *network, const adminkey_set *set,
     adminkey_name *names, const char *anchor_hash, size_t n_generated, bool no_passphrase)
 {
     json_t *admins = json_array(), *described = json_array();
@@ -134,7 +134,7 @@ static json_t *result_json(const char *dir, const char *network, const adminset 
 }
 
 /* ADMIN/names from the names the keys came with. */
-static keten_err make_names(const adminset *set, adminkey_name *names, adminnames **out)
+static keten_err make_names(const adminkey_set *set, adminkey_name *names, adminnames **out)
 {
     keten_err e = adminnames_new(out);
     for (size_t i = 0; e == KETEN_OK && i < set->n; i++) {
@@ -242,7 +242,7 @@ int cmd_init(int argc, char **argv)
     }
 
     keten_err e = KETEN_OK;
-    adminset set;
+    adminkey_set set;
     memset(&set, 0, sizeof set);
     adminkey_name names[KETEN_MAX_ADMINS];
     memset(names, 0, sizeof names);

@@ -147,7 +147,7 @@ static keten_err check_list(
             break;
         case 'k': { /* kind */
             Keten__Kind k;
-            if (keten_kind_parse(s, &k) != KETEN_OK) {
+            if (keten_policy_kind_parse(s, &k) != KETEN_OK) {
                 e = keten_err_set(KETEN_ERR_INVALID,
                     "%s '%s' is not a kind: use signal, query, reply or feedback", what, s);
             }
@@ -286,7 +286,7 @@ static int policy_explain(const args *a)
         return keten_cli_usage(CMD, "explain takes one --category, --kind and --purpose");
     }
     Keten__Kind kind = KETEN__KIND__KIND_SIGNAL;
-    if (a->kind != NULL && keten_kind_parse(a->kind, &kind) != KETEN_OK) {
+    if (a->kind != NULL && keten_policy_kind_parse(a->kind, &kind) != KETEN_OK) {
         return keten_cli_usage(CMD, "--kind '%s' is not signal, query, reply or feedback", a->kind);
     }
     const char *purpose = a->purpose != NULL ? a->purpose : "";
@@ -330,7 +330,7 @@ static int policy_explain(const args *a)
     if (a->json) {
         json_t *obj = json_pack("{s:b, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "allowed",
             d.allowed, "rule", (json_int_t)d.rule, "decided_by", why, "from", a->from, "from_role",
-            from_role, "to", a->to, "to_role", to_role, "kind", keten_kind_name(kind), "category",
+            from_role, "to", a->to, "to_role", to_role, "kind", keten_policy_kind_name(kind), "category",
             a->category, "purpose", purpose);
         if (obj != NULL && rule != NULL) {
             json_object_set_new(obj, "rule_text", render_rule_json(rule));
@@ -338,7 +338,7 @@ static int policy_explain(const args *a)
         e = keten_cli_json_print(obj);
     } else {
         printf("%s (%s) -> %s (%s), %s, category %s, purpose %s: %s\n", a->from, from_role, a->to,
-            to_role, keten_kind_name(kind), a->category, purpose[0] != '\0' ? purpose : "(none)",
+            to_role, keten_policy_kind_name(kind), a->category, purpose[0] != '\0' ? purpose : "(none)",
             text);
         if (rule != NULL) {
             printf("  ");

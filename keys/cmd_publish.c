@@ -169,11 +169,11 @@ static int parse_args(
 
 /* The signer must be an administrator who counts for this version. */
 static keten_err check_signer(const keten_identity *id, const char *keyname,
-    const adminset *signing, const adminset *next, uint64_t version)
+    const adminkey_set *signing, const adminkey_set *next, uint64_t version)
 {
-    bool change = !adminset_equal(signing, next);
-    if (adminset_find(signing, id->sign_pk) >= 0
-        || (change && adminset_find(next, id->sign_pk) >= 0)) {
+    bool change = !adminkey_set_equal(signing, next);
+    if (adminkey_set_find(signing, id->sign_pk) >= 0
+        || (change && adminkey_set_find(next, id->sign_pk) >= 0)) {
         return KETEN_OK;
     }
     if (strcmp(id->role, ADMINKEY_ROLE) != 0) {
@@ -195,13 +195,13 @@ static keten_err check_signer(const keten_identity *id, const char *keyname,
         b64, (unsigned long long)(version - 1), change ? " nor of the new set" : "");
 }
 
-static keten_err set_of(const Keten__Directory *doc, adminset *out)
+static keten_err set_of(const Keten__Directory *doc, adminkey_set *out)
 {
-    return adminset_from_pb(doc->admins, doc->n_admins, doc->threshold, out);
+    return adminkey_set_from_pb(doc->admins, doc->n_admins, doc->threshold, out);
 }
 
 /* "valid" or why not, for the version in sd_bytes; *valid tells. */
-static keten_err judge(const admindir *ad, const adminset *signing, const uint8_t *buf, size_t len,
+static keten_err judge(const admindir *ad, const adminkey_set *signing, const uint8_t *buf, size_t len,
     const dirsig_tally *t, bool *valid)
 {
     keten_err e = dirsig_verify_with_set(
@@ -323,7 +323,7 @@ static void warn_incomplete_previous(const admindir *ad, uint64_t version)
     }
     Keten__SignedDirectory *sd = NULL;
     Keten__Directory *doc = NULL;
-    adminset signing, own;
+    adminkey_set signing, own;
     dirsig_tally t;
     if (admindir_read_published(ad, version - 1, NULL, NULL, &sd, &doc) == KETEN_OK
         && admindir_signing_set(ad, version - 1, &signing) == KETEN_OK
@@ -344,7 +344,7 @@ static void warn_incomplete_previous(const admindir *ad, uint64_t version)
 static int check_previous(const admindir *ad, const sign_args *a, uint64_t now)
 {
     admindir_published p;
-    keten_dirdiff *d = NULL;
+    keten_dirbuild_changes *d = NULL;
     keten_err e = admindir_last_published(ad, now, &p);
     if (e == KETEN_OK && p.version > 0) {
         e = keten_dirbuild_diff(p.doc, keten_dirbuild_doc(ad->draft), &d);
@@ -395,7 +395,7 @@ static int check_previous(const admindir *ad, const sign_args *a, uint64_t now)
             (unsigned long long)p.version, ad->path);
         rc = keten_cli_error(e);
     }
-    keten_dirdiff_destroy(&d);
+    keten_dirbuild_changes_destroy(&d);
     admindir_published_free(&p);
     return rc;
 }
@@ -424,7 +424,7 @@ int cmd_publish(int argc, char **argv)
     uint8_t *dir_bytes = NULL, *sd_bytes = NULL;
     size_t dir_len = 0, sd_len = 0;
     Keten__SignedDirectory *sd = NULL;
-    adminset signing, next;
+    adminkey_set signing, next;
     dirsig_tally t;
     bool valid = false, wrote_copy = false;
     char copy[PATH_MAX];
@@ -540,7 +540,7 @@ static bool has_key(Keten__DirectorySignature *const *sigs, size_t n, const uint
 /* The valid signatures by counting administrators from FILE and the copy
  * in ADMIN, each key once; others are dropped (and said so). */
 static keten_err merge_signatures(const Keten__SignedDirectory *file_sd,
-    const Keten__SignedDirectory *copy_sd, const adminset *signing, const adminset *next,
+    const Keten__SignedDirectory *copy_sd, const adminkey_set *signing, const adminkey_set *next,
     Keten__DirectorySignature **kept, size_t *n_kept)
 {
     uint8_t *msg = NULL;
@@ -559,8 +559,8 @@ static keten_err merge_signatures(const Keten__SignedDirectory *file_sd,
                 || has_key(kept, *n_kept, sig->admin_pk.data)) {
                 continue; /* the same signature from the other source, or junk */
             }
-            bool admin = adminset_find(signing, sig->admin_pk.data) >= 0
-                || adminset_find(next, sig->admin_pk.data) >= 0;
+            bool admin = adminkey_set_find(signing, sig->admin_pk.data) >= 0
+                || adminkey_set_find(next, sig->admin_pk.data) >= 0;
             if (!admin || !dirsig_verifies(msg, len, sig)) {
                 dropped += s == 0 ? 1 : 0;
                 continue;
@@ -603,7 +603,7 @@ int cmd_sign(int argc, char **argv)
     Keten__Directory *doc = NULL;
     Keten__DirectorySignature *kept[2 * KETEN_MAX_ADMINS];
     size_t n_kept = 0;
-    adminset signing, next;
+    adminkey_set signing, next;
     dirsig_tally t;
     bool valid = false;
     char copy[PATH_MAX];

@@ -93,7 +93,7 @@ int cmd_set_admins(int argc, char **argv)
         return keten_cli_usage(CMD, "--threshold '%s' is not a number", threshold_arg);
     }
 
-    adminset next, current;
+    adminkey_set next, current;
     adminkey_name names[KETEN_MAX_ADMINS];
     adminnames *known = NULL;
     admindir *ad = NULL;
@@ -138,7 +138,7 @@ int cmd_set_admins(int argc, char **argv)
                 fpr);
         }
     }
-    bool change = !adminset_equal(&current, &next);
+    bool change = !adminkey_set_equal(&current, &next);
     if (json) {
         json_t *admins = json_array(), *described = json_array();
         for (size_t i = 0; admins != NULL && described != NULL && i < next.n; i++) {
@@ -149,7 +149,7 @@ int cmd_set_admins(int argc, char **argv)
             json_array_append_new(described,
                 json_pack("{s:s, s:s, s:s?, s:b}", "key", b64, "fingerprint", fpr, "name",
                     adminnames_find(known, next.keys[i]), "new",
-                    adminset_find(&current, next.keys[i]) < 0));
+                    adminkey_set_find(&current, next.keys[i]) < 0));
         }
         e = keten_cli_json_print(
             json_pack("{s:I, s:o, s:o, s:I, s:b, s:I}", "version", (json_int_t)version, "admins",
@@ -164,7 +164,7 @@ int cmd_set_admins(int argc, char **argv)
             keten_cli_key_b64(next.keys[i], b64);
             bool named = adminnames_find(known, next.keys[i]) != NULL;
             printf("  %s%s%s%s\n", label, named ? ", key " : "", named ? b64 : "",
-                adminset_find(&current, next.keys[i]) >= 0 ? "" : " (new)");
+                adminkey_set_find(&current, next.keys[i]) >= 0 ? "" : " (new)");
         }
         if (change) {
             printf("it needs %u signatures of the current administrators and %u of the new "

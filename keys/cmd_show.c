@@ -80,7 +80,7 @@ typedef struct verdict {
     keten_err err; /* KETEN_OK: valid */
     char detail[768]; /* why not */
     bool have_signing; /* signing set known (for the per-signature labels) */
-    adminset signing; /* administrators who had to sign */
+    adminkey_set signing; /* administrators who had to sign */
     char signing_name[64]; /* whose they are: "the anchor", "version 3" */
     uint64_t newer; /* a newer version lying beside FILE, or 0 */
     char newer_path[PATH_MAX];
@@ -95,7 +95,7 @@ static keten_err chain_broken(verdict *v, keten_err e, const char *path)
     int n = snprintf(v->detail, sizeof v->detail, "the chain breaks at ");
     if (n > 0 && (size_t)n < sizeof v->detail) {
         size_t used = (size_t)n;
-        const char *parts[] = { path, ": ", keten_strerror(e), ": ", keten_err_detail() };
+        const char *parts[] = { path, ": ", keten_err_str(e), ": ", keten_err_detail() };
         for (size_t i = 0; i < sizeof parts / sizeof parts[0] && used + 1 < sizeof v->detail; i++) {
             size_t room = sizeof v->detail - used - 1;
             size_t l = strlen(parts[i]);
@@ -214,7 +214,7 @@ static keten_err verify_chain(const Keten__Anchor *anchor, const char *const *fo
     }
     if (e == KETEN_OK) {
         const Keten__Directory *pd = keten_directory_doc(prev);
-        if (adminset_from_pb(pd->admins, pd->n_admins, pd->threshold, &v->signing) == KETEN_OK) {
+        if (adminkey_set_from_pb(pd->admins, pd->n_admins, pd->threshold, &v->signing) == KETEN_OK) {
             v->have_signing = true;
             snprintf(v->signing_name, sizeof v->signing_name, "version %llu",
                 (unsigned long long)pd->version);
@@ -271,7 +271,7 @@ static void verify(const char *file, const char *anchor_path, const Keten__Ancho
         n_folders = 2;
     }
     uint64_t now = clock_now();
-    adminset own, anchor_set;
+    adminkey_set own, anchor_set;
     v->checked = true;
     v->method = "anchor";
     if (strcmp(doc->network, anchor->network) != 0) {
@@ -283,13 +283,13 @@ static void verify(const char *file, const char *anchor_path, const Keten__Ancho
         return;
     }
     bool same_admins
-        = adminset_from_pb(doc->admins, doc->n_admins, doc->threshold, &own) == KETEN_OK
-        && adminset_from_pb(anchor->admins, anchor->n_admins, anchor->threshold, &anchor_set)
+        = adminkey_set_from_pb(doc->admins, doc->n_admins, doc->threshold, &own) == KETEN_OK
+        && adminkey_set_from_pb(anchor->admins, anchor->n_admins, anchor->threshold, &anchor_set)
             == KETEN_OK
-        && adminset_equal(&own, &anchor_set);
+        && adminkey_set_equal(&own, &anchor_set);
     if (doc->version <= 1 || same_admins) {
         keten_directory *d = NULL;
-        if (adminset_from_pb(anchor->admins, anchor->n_admins, anchor->threshold, &v->signing)
+        if (adminkey_set_from_pb(anchor->admins, anchor->n_admins, anchor->threshold, &v->signing)
             == KETEN_OK) {
             v->have_signing = true;
             snprintf(v->signing_name, sizeof v->signing_name, "the anchor");
@@ -364,7 +364,7 @@ typedef struct view {
     size_t len;
     const Keten__SignedDirectory *sd;
     const Keten__Directory *doc;
-    const adminset *own;
+    const adminkey_set *own;
     const verdict *v;
     const adminnames *names;
     const char *const *status; /* per signature */
@@ -390,7 +390,7 @@ static void unknown_signers(const Keten__Directory *doc, const verdict *v, char 
 
 static const char *sig_status(const Keten__DirectorySignature *sig, size_t index,
     const Keten__SignedDirectory *sd, const uint8_t *msg, size_t msg_len,
-    const Keten__Directory *doc, const adminset *own, const verdict *v, char *buf, size_t size)
+    const Keten__Directory *doc, const adminkey_set *own, const verdict *v, char *buf, size_t size)
 {
     if (sig->admin_pk.len != KETEN_SIGN_PK_BYTES || sig->signature.len != KETEN_SIG_BYTES) {
         return "malformed";
@@ -406,14 +406,14 @@ static const char *sig_status(const Keten__DirectorySignature *sig, size_t index
         return "does not verify: the document was changed after it was signed, or the "
                "signature is damaged";
     }
-    bool in_own = adminset_find(own, sig->admin_pk.data) >= 0;
+    bool in_own = adminkey_set_find(own, sig->admin_pk.data) >= 0;
     if (v->have_signing) {
-        bool in_signing = adminset_find(&v->signing, sig->admin_pk.data) >= 0;
+        bool in_signing = adminkey_set_find(&v->signing, sig->admin_pk.data) >= 0;
         if (in_signing) {
             snprintf(buf, size, "valid, by an administrator of %s", v->signing_name);
             return buf;
         }
-        if (in_own && !adminset_equal(&v->signing, own)) {
+        if (in_own && !adminkey_set_equal(&v->signing, own)) {
             return "valid, by a new administrator";
         }
         return "valid signature, but not by an administrator: counts nothing";
@@ -564,7 +564,7 @@ static void print_text(const view *w)
             w->anchor_path, v->detail);
     } else {
         printf("verification against %s: NOT VALID: %s: %s\n", w->anchor_path,
-            keten_strerror(v->err), v->detail);
+            keten_err_str(v->err), v->detail);
     }
     if (v->newer != 0) {
         printf("note: version %llu lies beside it (%s): a node or broker that has installed a "
@@ -637,7 +637,7 @@ static json_t *doc_json(const view *w)
         ver = json_pack("{s:b, s:s, s:s, s:b}", "checked", true, "anchor", w->anchor_path, "method",
             v->method, "valid", v->err == KETEN_OK);
         if (ver != NULL && v->err != KETEN_OK) {
-            json_object_set_new(ver, "error", json_string(keten_strerror(v->err)));
+            json_object_set_new(ver, "error", json_string(keten_err_str(v->err)));
             json_object_set_new(ver, "detail", json_string(v->detail));
             json_object_set_new(ver, "chain_missing", json_boolean(v->chain_missing));
         }
@@ -759,7 +759,7 @@ int cmd_show(int argc, char **argv)
     if (e != KETEN_OK) {
         goto out;
     }
-    if (anchor_path != NULL && (e = keten_anchor_load(anchor_path, &anchor)) != KETEN_OK) {
+    if (anchor_path != NULL && (e = keten_directory_anchor_load(anchor_path, &anchor)) != KETEN_OK) {
         goto out;
     }
     names = load_names(file, anchor_path);
@@ -773,7 +773,7 @@ int cmd_show(int argc, char **argv)
         keten_err parse_err = e;
         char parse_detail[512];
         snprintf(parse_detail, sizeof parse_detail, "%s", keten_err_detail());
-        if (keten_anchor_parse(buf, len, &as_anchor) == KETEN_OK) {
+        if (keten_directory_anchor_parse(buf, len, &as_anchor) == KETEN_OK) {
             rc = show_anchor(file, buf, len, as_anchor, json, anchor_path, names);
             e = KETEN_OK;
             goto out;
@@ -801,9 +801,9 @@ int cmd_show(int argc, char **argv)
     if (anchor != NULL) {
         verify(file, anchor_path, anchor, buf, len, doc, &v);
     }
-    adminset own;
+    adminkey_set own;
     memset(&own, 0, sizeof own);
-    if ((e = adminset_from_pb(doc->admins, doc->n_admins, doc->threshold, &own)) != KETEN_OK) {
+    if ((e = adminkey_set_from_pb(doc->admins, doc->n_admins, doc->threshold, &own)) != KETEN_OK) {
         /* Printed anyway; verification (if asked) reports the problem. */
         keten_err_clear();
         e = KETEN_OK;
@@ -831,7 +831,7 @@ int cmd_show(int argc, char **argv)
         status[i] = sig_status(sd->signatures[i], i, sd, msg, msg_len, doc, &own, &v,
             labels + i * SIG_LABEL_MAX, SIG_LABEL_MAX);
         if (strncmp(status[i], "valid", 5) == 0) {
-            if (adminset_find(&own, sd->signatures[i]->admin_pk.data) >= 0) {
+            if (adminkey_set_find(&own, sd->signatures[i]->admin_pk.data) >= 0) {
                 w.listed_valid++;
             } else {
                 w.other_valid++;
@@ -853,7 +853,7 @@ int cmd_show(int argc, char **argv)
         print_text(&w);
     }
     if (v.checked && v.err != KETEN_OK) {
-        fprintf(stderr, "%s: %s: %s\n", keten_cli_prog(), keten_strerror(v.err), v.detail);
+        fprintf(stderr, "%s: %s: %s\n", keten_cli_prog(), keten_err_str(v.err), v.detail);
         /* A chain that is not there could not be checked: that is not a
          * verification failure of the file itself. */
         rc = v.chain_missing ? KETEN_EXIT_FAILURE : KETEN_EXIT_VERIFY;

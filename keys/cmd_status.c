@@ -1,7 +1,7 @@
 /*
  * keten-keys status --dir ADMIN: what the next publish would change, and
  * where the last published version stands. The draft (ADMIN/state) is
- * compared with ADMIN/published/v<N-1>.dir (keten_dirbuild_diff): partners
+ * compared with ADMIN/published/v<N-1>.dir (keten_dirbuild_changes): partners
  * added, rotated and revoked, rules, registered values, administrators and
  * threshold; then the last version's signatures, whether it is valid, and
  * what to do next.
@@ -122,7 +122,7 @@ static void print_rules(const char *title, const Keten__PolicyRule *const *v, si
 }
 
 static void print_changes(
-    const keten_dirdiff *d, uint64_t draft_version, uint64_t published, const adminnames *names)
+    const keten_dirbuild_changes *d, uint64_t draft_version, uint64_t published, const adminnames *names)
 {
     if (published == 0) {
         printf("draft of version %llu (the first), it holds:\n", (unsigned long long)draft_version);
@@ -179,7 +179,7 @@ static void print_changes(
 
 /* What the administrators do next, in one line. */
 static void next_step(
-    const admindir *ad, const admindir_published *p, const keten_dirdiff *d, char *out, size_t size)
+    const admindir *ad, const admindir_published *p, const keten_dirbuild_changes *d, char *out, size_t size)
 {
     if (p->version > 0 && !p->tally.enough && !p->expired) {
         snprintf(out, size,
@@ -232,7 +232,7 @@ static json_t *admins_json(const ProtobufCBinaryData *const *v, size_t n, const 
     return a;
 }
 
-static json_t *changes_json(const keten_dirdiff *d, const adminnames *names)
+static json_t *changes_json(const keten_dirbuild_changes *d, const adminnames *names)
 {
     json_t *added = json_array(), *rotated = json_array(), *revoked = json_array();
     for (size_t i = 0; added != NULL && i < d->n_added; i++) {
@@ -333,7 +333,7 @@ int cmd_status(int argc, char **argv)
     admindir_published p;
     memset(&p, 0, sizeof p);
     adminnames *names = NULL;
-    keten_dirdiff *d = NULL;
+    keten_dirbuild_changes *d = NULL;
     keten_err e = admindir_open(dir, &ad);
     if (e != KETEN_OK || (e = admindir_last_published(ad, keten_now_ms(), &p)) != KETEN_OK
         || (e = admindir_load_names(ad, &names)) != KETEN_OK
@@ -355,7 +355,7 @@ int cmd_status(int argc, char **argv)
         printf("next: %s\n", next);
     }
 out:
-    keten_dirdiff_destroy(&d);
+    keten_dirbuild_changes_destroy(&d);
     adminnames_destroy(&names);
     admindir_published_free(&p);
     admindir_close(&ad);

@@ -36,7 +36,7 @@ bool dirsig_verifies(const uint8_t *msg, size_t len, const Keten__DirectorySigna
 
 /* Distinct keys of set with a valid signature in sd. */
 static size_t count_valid(
-    const Keten__SignedDirectory *sd, const uint8_t *msg, size_t len, const adminset *set)
+    const Keten__SignedDirectory *sd, const uint8_t *msg, size_t len, const adminkey_set *set)
 {
     bool seen[KETEN_MAX_ADMINS] = { false };
     size_t count = 0;
@@ -45,7 +45,7 @@ static size_t count_valid(
         if (sig->admin_pk.len != KETEN_SIGN_PK_BYTES) {
             continue;
         }
-        int idx = adminset_find(set, sig->admin_pk.data);
+        int idx = adminkey_set_find(set, sig->admin_pk.data);
         if (idx < 0 || seen[idx] || !dirsig_verifies(msg, len, sig)) {
             continue;
         }
@@ -55,8 +55,8 @@ static size_t count_valid(
     return count;
 }
 
-keten_err dirsig_count(const Keten__SignedDirectory *sd, const adminset *signing,
-    const adminset *next, dirsig_tally *out)
+keten_err dirsig_count(const Keten__SignedDirectory *sd, const adminkey_set *signing,
+    const adminkey_set *next, dirsig_tally *out)
 {
     uint8_t *msg = NULL;
     size_t len = 0;
@@ -68,7 +68,7 @@ keten_err dirsig_count(const Keten__SignedDirectory *sd, const adminset *signing
     out->signatures = sd->n_signatures;
     out->old_valid = count_valid(sd, msg, len, signing);
     out->old_threshold = signing->threshold;
-    out->admin_change = next != NULL && !adminset_equal(signing, next);
+    out->admin_change = next != NULL && !adminkey_set_equal(signing, next);
     out->enough = out->old_valid >= out->old_threshold;
     if (out->admin_change) {
         out->new_valid = count_valid(sd, msg, len, next);
@@ -132,7 +132,7 @@ json_t *dirsig_tally_json(const dirsig_tally *t)
 }
 
 keten_err dirsig_verify_with_set(
-    const char *network, const adminset *signing, const uint8_t *buf, size_t len, uint64_t now_ms)
+    const char *network, const adminkey_set *signing, const uint8_t *buf, size_t len, uint64_t now_ms)
 {
     ProtobufCBinaryData keys[KETEN_MAX_ADMINS];
     for (size_t i = 0; i < signing->n; i++) {

@@ -39,8 +39,8 @@ typedef struct dirsig_tally {
 
 /* Count sd's signatures against the signing set (the previous version's
  * administrators) and, when `next` differs from it, against `next`. */
-keten_err dirsig_count(const Keten__SignedDirectory *sd, const adminset *signing,
-    const adminset *next, dirsig_tally *out) KETEN_MUST_CHECK;
+keten_err dirsig_count(const Keten__SignedDirectory *sd, const adminkey_set *signing,
+    const adminkey_set *next, dirsig_tally *out) KETEN_MUST_CHECK;
 
 /* One line: "1 of 2 signatures; needs 1 more (keten-keys sign)" and so on. */
 void dirsig_tally_text(const dirsig_tally *t, char *out, size_t size);
@@ -51,7 +51,7 @@ json_t *dirsig_tally_json(const dirsig_tally *t);
 /* Verify SignedDirectory bytes with `signing` (network, administrators,
  * threshold) in the place of the anchor, as keten_directory_verify() does.
  * now_ms == 0 skips the time checks. */
-keten_err dirsig_verify_with_set(const char *network, const adminset *signing, const uint8_t *buf,
+keten_err dirsig_verify_with_set(const char *network, const adminkey_set *signing, const uint8_t *buf,
     size_t len, uint64_t now_ms) KETEN_MUST_CHECK;
 
 #endif

@@ -8,7 +8,7 @@
 #include "cmdtable.h"
 #include "cmd.h"
 
-static const keten_command commands[] = {
+static const keten_cmdtable_command commands[] = {
     { "admin-keygen", cmd_admin_keygen, "make one administrator's key (on their own machine)" },
     { "init", cmd_init, "create the network: the anchor network.pub and the ADMIN folder" },
     { "register", cmd_register, "register categories and purposes signals may carry" },
@@ -24,7 +24,7 @@ static const keten_command commands[] = {
     { "show", cmd_show, "print a directory (or an anchor) and verify it" },
 };
 
-static const keten_program program = {
+static const keten_cmdtable_program program = {
     .name = "keten-keys",
     .about = "The administrators' tool of a keten network.\n",
     .footer = "Each administrator makes a key (admin-keygen) on their own machine; init\n"
@@ -39,5 +39,5 @@ static const keten_program program = {
 
 int main(int argc, char **argv)
 {
-    return keten_cmd_main(&program, argc, argv);
+    return keten_cmdtable_main(&program, argc, argv);
 }

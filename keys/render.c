@@ -39,7 +39,7 @@ void render_rule_text(FILE *f, const Keten__PolicyRule *r)
         fputs("all", f);
     }
     for (size_t i = 0; i < r->n_kinds; i++) {
-        fprintf(f, "%s%s", i > 0 ? "," : "", keten_kind_name(r->kinds[i]));
+        fprintf(f, "%s%s", i > 0 ? "," : "", keten_policy_kind_name(r->kinds[i]));
     }
     fputs(" purpose ", f);
     joined(f, r->purposes, r->n_purposes, "all");
@@ -62,7 +62,7 @@ json_t *render_rule_json(const Keten__PolicyRule *r)
 {
     json_t *kinds = json_array();
     for (size_t i = 0; kinds != NULL && i < r->n_kinds; i++) {
-        json_array_append_new(kinds, json_string(keten_kind_name(r->kinds[i])));
+        json_array_append_new(kinds, json_string(keten_policy_kind_name(r->kinds[i])));
     }
     return json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:o}", "id", (json_int_t)r->id, "effect",
         render_effect(r->effect), "from", render_strings_json(r->from, r->n_from), "to",

@@ -650,7 +650,7 @@ keten_err keten_checkpoint_sign(const keten_checkpoint *cp, const char *key_name
     if (err != KETEN_OK) {
         err = keten_err_set(KETEN_ERR_CRYPTO,
             "the checkpoint just signed does not verify (%s); the signing key is damaged",
-            keten_strerror(err));
+            keten_err_str(err));
         goto out;
     }
     *note_out = s;
@@ -752,11 +752,11 @@ static keten_err parse_checkpoint_note(const char *s, size_t len, note *nt)
     return err;
 }
 
-keten_err keten_cosignature_verify(const char *note_text, size_t len, const char *witness_name,
+keten_err keten_checkpoint_cosignature_verify(const char *note_text, size_t len, const char *witness_name,
     const uint8_t pk[static KETEN_SIGN_PK_BYTES], uint64_t *time_s_out)
 {
     if (witness_name == NULL || pk == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_cosignature_verify: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_checkpoint_cosignature_verify: missing argument");
     }
     note nt;
     keten_err err = parse_checkpoint_note(note_text, len, &nt);
@@ -785,11 +785,11 @@ keten_err keten_cosignature_verify(const char *note_text, size_t len, const char
     return KETEN_OK;
 }
 
-keten_err keten_cosignature_sign(const char *note_text, size_t len, const char *witness_name,
+keten_err keten_checkpoint_cosignature_sign(const char *note_text, size_t len, const char *witness_name,
     const uint8_t sk[static KETEN_SIGN_SK_BYTES], uint64_t time_s, char **line_out)
 {
     if (line_out == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_cosignature_sign: no output pointer");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_checkpoint_cosignature_sign: no output pointer");
     }
     *line_out = NULL;
     if (witness_name == NULL || sk == NULL || !key_name_valid(witness_name, strlen(witness_name))) {
@@ -835,7 +835,7 @@ keten_err keten_cosignature_sign(const char *note_text, size_t len, const char *
         goto out;
     }
     uint64_t t_back = 0;
-    err = keten_cosignature_verify(with, strlen(with), witness_name, pk, &t_back);
+    err = keten_checkpoint_cosignature_verify(with, strlen(with), witness_name, pk, &t_back);
     if (err != KETEN_OK || t_back != time_s) {
         err = keten_err_set(KETEN_ERR_CRYPTO,
             "the cosignature just made does not verify; the witness key is damaged");

@@ -63,12 +63,12 @@ keten_err keten_checkpoint_parse_body(const char *body, size_t len, keten_checkp
     KETEN_MUST_CHECK;
 
 /* A witness cosignature line over the note's body, at time_s (seconds). */
-keten_err keten_cosignature_sign(const char *note, size_t len, const char *witness_name,
+keten_err keten_checkpoint_cosignature_sign(const char *note, size_t len, const char *witness_name,
     const uint8_t sk[static KETEN_SIGN_SK_BYTES], uint64_t time_s, char **line_out)
     KETEN_MUST_CHECK;
 
 /* Verify witness_name/pk's cosignature line in the note; *time_s_out. */
-keten_err keten_cosignature_verify(const char *note, size_t len, const char *witness_name,
+keten_err keten_checkpoint_cosignature_verify(const char *note, size_t len, const char *witness_name,
     const uint8_t pk[static KETEN_SIGN_PK_BYTES], uint64_t *time_s_out) KETEN_MUST_CHECK;
 
 /* Append a signature line to a note (refuses a second line of that key name,

@@ -83,9 +83,9 @@ int keten_cli_error(keten_err err)
 {
     const char *detail = keten_err_detail();
     if (detail[0] != '\0') {
-        fprintf(stderr, "%s: %s: %s\n", prog_name, keten_strerror(err), detail);
+        fprintf(stderr, "%s: %s: %s\n", prog_name, keten_err_str(err), detail);
     } else {
-        fprintf(stderr, "%s: %s\n", prog_name, keten_strerror(err));
+        fprintf(stderr, "%s: %s\n", prog_name, keten_err_str(err));
     }
     return keten_err_exit_code(err);
 }
@@ -142,7 +142,7 @@ static int unknown_long(const char *cmd, const char *arg)
              o++) {
             names[n++] = o->name;
         }
-        const char *s = keten_cmd_suggest(typed, names, n);
+        const char *s = keten_cmdtable_suggest(typed, names, n);
         if (s != NULL) {
             return keten_cli_usage(cmd, "unknown option --%s (did you mean --%s?)", typed, s);
         }

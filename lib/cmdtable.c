@@ -11,12 +11,12 @@
 /* Longest word looked at for a suggestion (edit distance is quadratic). */
 #define SUGGEST_LEN_MAX 64
 
-const char *keten_cmd_version(void)
+const char *keten_cmdtable_version(void)
 {
     return KETEN_VERSION;
 }
 
-const char *keten_cmd_suggest(const char *typed, const char *const *names, size_t n)
+const char *keten_cmdtable_suggest(const char *typed, const char *const *names, size_t n)
 {
     size_t tl = strlen(typed);
     if (tl == 0 || tl > SUGGEST_LEN_MAX) {
@@ -39,7 +39,7 @@ const char *keten_cmd_suggest(const char *typed, const char *const *names, size_
     return best;
 }
 
-void keten_cmd_usage(const keten_program *p, FILE *f)
+void keten_cmdtable_usage(const keten_cmdtable_program *p, FILE *f)
 {
     size_t width = 0;
     for (size_t i = 0; i < p->n_commands; i++) {
@@ -60,7 +60,7 @@ void keten_cmd_usage(const keten_program *p, FILE *f)
         p->name, p->name);
 }
 
-void keten_cmd_completion_bash(const keten_program *p, FILE *f)
+void keten_cmdtable_completion_bash(const keten_cmdtable_program *p, FILE *f)
 {
     /* A shell function name: the program's name with '-' as '_'. */
     char fn[64];
@@ -109,19 +109,19 @@ static bool is_any(const char *s, const char *a, const char *b, const char *c)
     return strcmp(s, a) == 0 || strcmp(s, b) == 0 || (c != NULL && strcmp(s, c) == 0);
 }
 
-int keten_cmd_main(const keten_program *p, int argc, char **argv)
+int keten_cmdtable_main(const keten_cmdtable_program *p, int argc, char **argv)
 {
     int rc = keten_cli_start(p->name);
     if (rc != 0) {
         return rc;
     }
     if (argc < 2) {
-        keten_cmd_usage(p, stderr);
+        keten_cmdtable_usage(p, stderr);
         return KETEN_EXIT_USAGE;
     }
     const char *word = argv[1];
     if (is_any(word, "--help", "-h", "help")) {
-        keten_cmd_usage(p, stdout);
+        keten_cmdtable_usage(p, stdout);
         return KETEN_EXIT_OK;
     }
     if (is_any(word, "--version", "version", NULL)) {
@@ -132,7 +132,7 @@ int keten_cmd_main(const keten_program *p, int argc, char **argv)
         if (argc != 3 || strcmp(argv[2], "bash") != 0) {
             return keten_cli_usage("completion", "give the shell: %s completion bash", p->name);
         }
-        keten_cmd_completion_bash(p, stdout);
+        keten_cmdtable_completion_bash(p, stdout);
         return fflush(stdout) == 0 ? KETEN_EXIT_OK : KETEN_EXIT_FAILURE;
     }
     for (size_t i = 0; i < p->n_commands; i++) {
@@ -151,7 +151,7 @@ int keten_cmd_main(const keten_program *p, int argc, char **argv)
     }
     names[n++] = "version";
     names[n++] = "help";
-    const char *s = keten_cmd_suggest(word, names, n);
+    const char *s = keten_cmdtable_suggest(word, names, n);
     if (s != NULL) {
         fprintf(stderr, "%s: unknown command '%s' (did you mean '%s'?)\n", p->name, word, s);
     } else {

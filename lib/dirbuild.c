@@ -735,7 +735,7 @@ keten_err keten_dirbuild_add_rule(keten_dirbuild *self, Keten__Effect effect, co
             goto out;
         }
         for (size_t i = 0; i < n[L_KIND]; i++) {
-            if ((e = keten_kind_parse(items[L_KIND][i], &kind_arr[i])) != KETEN_OK) {
+            if ((e = keten_policy_kind_parse(items[L_KIND][i], &kind_arr[i])) != KETEN_OK) {
                 goto out;
             }
         }
@@ -1058,12 +1058,12 @@ out:
 
 /* ---- differences --------------------------------------------------------- */
 
-void keten_dirdiff_destroy(keten_dirdiff **self_p)
+void keten_dirbuild_changes_destroy(keten_dirbuild_changes **self_p)
 {
     if (self_p == NULL || *self_p == NULL) {
         return;
     }
-    keten_dirdiff *d = *self_p;
+    keten_dirbuild_changes *d = *self_p;
     free(d->added);
     free(d->rotated_new);
     free(d->rotated_old);
@@ -1165,7 +1165,7 @@ static keten_err content_bytes(const Keten__Directory *doc, uint8_t **out, size_
 }
 
 static keten_err diff_certs(
-    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirbuild_changes *d)
 {
     keten_err e = KETEN_OK;
     for (size_t i = 0; e == KETEN_OK && i < to->n_nodes; i++) {
@@ -1191,7 +1191,7 @@ static keten_err diff_certs(
 }
 
 static keten_err diff_rules(
-    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirbuild_changes *d)
 {
     keten_err e = KETEN_OK;
     bool equal = false;
@@ -1224,7 +1224,7 @@ static keten_err diff_strings(
 }
 
 static keten_err diff_admins(
-    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff *d)
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirbuild_changes *d)
 {
     keten_err e = KETEN_OK;
     size_t n_from = from != NULL ? from->n_admins : 0;
@@ -1245,10 +1245,10 @@ static keten_err diff_admins(
 }
 
 keten_err keten_dirbuild_diff(
-    const Keten__Directory *from, const Keten__Directory *to, keten_dirdiff **out)
+    const Keten__Directory *from, const Keten__Directory *to, keten_dirbuild_changes **out)
 {
     *out = NULL;
-    keten_dirdiff *d = calloc(1, sizeof *d);
+    keten_dirbuild_changes *d = calloc(1, sizeof *d);
     if (d == NULL) {
         return keten_err_set(KETEN_ERR_NOMEM, "comparing directories");
     }
@@ -1293,7 +1293,7 @@ keten_err keten_dirbuild_diff(
         free(b);
     }
     if (e != KETEN_OK) {
-        keten_dirdiff_destroy(&d);
+        keten_dirbuild_changes_destroy(&d);
         return e;
     }
     size_t listed_changes = d->n_added + d->n_rotated + d->n_revoked + d->n_rules_added

@@ -10,7 +10,7 @@
  * keten_dirbuild_advance() is called once that version has been published.
  *
  * Rules on enrollment (keten_dirbuild_approve): the request must already be
- * verified (keten_request_verify). A request whose id is current is refused
+ * verified (keten_identity_request_verify). A request whose id is current is refused
  * (KETEN_ERR_DUPLICATE_ID) unless rotate is set: then the old certificate
  * moves to revocations with superseded = true and the new one replaces it.
  * A request reusing any key of any certificate, current or past, is refused
@@ -128,7 +128,7 @@ keten_err keten_dirbuild_advance(keten_dirbuild *self, const uint8_t *dir_bytes,
 
 /* What `to` changes against `from`. Every pointer points into `from` or
  * `to` and is valid while both are; the arrays are owned by the diff. */
-typedef struct keten_dirdiff {
+typedef struct keten_dirbuild_changes {
     /* certificates of `to` whose id has no current certificate in `from` */
     const Keten__NodeCert **added;
     size_t n_added;
@@ -149,14 +149,14 @@ typedef struct keten_dirdiff {
     uint32_t threshold_from, threshold_to; /* threshold_from is 0 without `from` */
     bool other; /* something else differs (message lifetime, witness quorum) */
     bool changed; /* anything differs but version, times and previous_hash */
-} keten_dirdiff;
+} keten_dirbuild_changes;
 
 /* The differences of `to` against `from`; from == NULL (nothing published
- * yet) is an empty directory. *out: keten_dirdiff_destroy(). */
+ * yet) is an empty directory. *out: keten_dirbuild_changes_destroy(). */
 keten_err keten_dirbuild_diff(const Keten__Directory *from, const Keten__Directory *to,
-    keten_dirdiff **out) KETEN_MUST_CHECK;
+    keten_dirbuild_changes **out) KETEN_MUST_CHECK;
 
 /* Free; accepts NULL; sets *self_p = NULL. */
-void keten_dirdiff_destroy(keten_dirdiff **self_p);
+void keten_dirbuild_changes_destroy(keten_dirbuild_changes **self_p);
 
 #endif

@@ -536,7 +536,7 @@ out:
 
 /* ---- anchor -------------------------------------------------------------- */
 
-keten_err keten_anchor_parse(const uint8_t *buf, size_t len, Keten__Anchor **out)
+keten_err keten_directory_anchor_parse(const uint8_t *buf, size_t len, Keten__Anchor **out)
 {
     *out = NULL;
     if (len > KETEN_ANCHOR_MAX) {
@@ -561,7 +561,7 @@ keten_err keten_anchor_parse(const uint8_t *buf, size_t len, Keten__Anchor **out
     return KETEN_OK;
 }
 
-keten_err keten_anchor_load(const char *path, Keten__Anchor **out)
+keten_err keten_directory_anchor_load(const char *path, Keten__Anchor **out)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -570,7 +570,7 @@ keten_err keten_anchor_load(const char *path, Keten__Anchor **out)
     if (e != KETEN_OK) {
         return e;
     }
-    e = keten_anchor_parse(buf, len, out);
+    e = keten_directory_anchor_parse(buf, len, out);
     free(buf);
     return e;
 }
@@ -1209,7 +1209,7 @@ const Keten__Revocation *keten_directory_find_revoked_serial(
     return NULL;
 }
 
-bool keten_revocation_compromised(const Keten__Revocation *r)
+bool keten_directory_revocation_compromised(const Keten__Revocation *r)
 {
     static const char word[] = "compromise";
     if (r == NULL || r->reason == NULL) {
@@ -1237,7 +1237,7 @@ const Keten__NodeCert *keten_directory_find_sign_key(
     return e != NULL ? e->val : NULL;
 }
 
-bool keten_cert_valid_at(const Keten__NodeCert *cert, uint64_t now_ms)
+bool keten_directory_cert_valid_at(const Keten__NodeCert *cert, uint64_t now_ms)
 {
     return cert != NULL && cert->not_before <= now_ms && now_ms < cert->not_after;
 }

@@ -51,11 +51,11 @@ typedef struct keten_directory keten_directory;
 
 /* Parse and check an Anchor (canonical, name, admins distinct 32-byte keys,
  * threshold 1..n). *out: keten_pb_free(). */
-keten_err keten_anchor_parse(const uint8_t *buf, size_t len, Keten__Anchor **out)
+keten_err keten_directory_anchor_parse(const uint8_t *buf, size_t len, Keten__Anchor **out)
     KETEN_MUST_CHECK;
 
 /* Read and parse an anchor file. */
-keten_err keten_anchor_load(const char *path, Keten__Anchor **out) KETEN_MUST_CHECK;
+keten_err keten_directory_anchor_load(const char *path, Keten__Anchor **out) KETEN_MUST_CHECK;
 
 /* ---- verification ---------------------------------------------------- */
 
@@ -111,7 +111,7 @@ const Keten__Revocation *keten_directory_find_revoked_serial(
  * names one: the word "compromise" in any case ("key-compromise: laptop
  * stolen"). Receipts and messages signed with such
  * a key never count, whatever time they state. */
-bool keten_revocation_compromised(const Keten__Revocation *r);
+bool keten_directory_revocation_compromised(const Keten__Revocation *r);
 /* The longest lifetime (expires_at - created_at, ms) a message may have
  * under this directory: its max_message_lifetime, or
  * KETEN_MAX_LIFETIME_DEFAULT_MS when it sets none. */
@@ -121,7 +121,7 @@ const Keten__NodeCert *keten_directory_find_sign_key(const keten_directory *self
     const uint8_t pk[static KETEN_SIGN_PK_BYTES]);
 
 /* Is the certificate usable at now_ms (not_before <= now < not_after)? */
-bool keten_cert_valid_at(const Keten__NodeCert *cert, uint64_t now_ms);
+bool keten_directory_cert_valid_at(const Keten__NodeCert *cert, uint64_t now_ms);
 
 bool keten_directory_category_registered(const keten_directory *self, const char *category);
 bool keten_directory_purpose_registered(const keten_directory *self, const char *purpose);

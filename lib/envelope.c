@@ -19,7 +19,7 @@
 static const size_t fixed_buckets[] = { 1024, 4096, 16384, 65536 };
 #define FIRST_DOUBLING_BUCKET (2 * (size_t)65536)
 
-size_t keten_pad_bucket(size_t len)
+size_t keten_envelope_pad_bucket(size_t len)
 {
     if (len == SIZE_MAX) {
         return 0;
@@ -42,7 +42,7 @@ size_t keten_pad_bucket(size_t len)
 
 static bool is_bucket(uint64_t n)
 {
-    return n >= 1 && n <= KETEN_ENVELOPE_MAX && keten_pad_bucket((size_t)n - 1) == (size_t)n;
+    return n >= 1 && n <= KETEN_ENVELOPE_MAX && keten_envelope_pad_bucket((size_t)n - 1) == (size_t)n;
 }
 
 /* Re-raise the current detail line under another code, prefixed by what. */
@@ -192,7 +192,7 @@ static keten_err find_sender(
 
 static keten_err cert_valid_at(const Keten__NodeCert *cert, uint64_t at, const char *when)
 {
-    if (keten_cert_valid_at(cert, at)) {
+    if (keten_directory_cert_valid_at(cert, at)) {
         return KETEN_OK;
     }
     char at_iso[40], lim_iso[40];
@@ -211,12 +211,12 @@ static keten_err cert_valid_at(const Keten__NodeCert *cert, uint64_t at, const c
 
 /* ---- verify ------------------------------------------------------------ */
 
-void keten_verified_destroy(keten_verified **self_p)
+void keten_envelope_verified_destroy(keten_envelope_verified **self_p)
 {
     if (self_p == NULL || *self_p == NULL) {
         return;
     }
-    keten_verified *v = *self_p;
+    keten_envelope_verified *v = *self_p;
     keten_pb_free((ProtobufCMessage **)(void *)&v->header);
     keten_pb_free((ProtobufCMessage **)(void *)&v->envelope);
     free(v);
@@ -318,14 +318,14 @@ out:
 /* The whole broker-side verification; *keys_out (may be NULL) receives the
  * parsed wrapped keys for open. */
 static keten_err verify_envelope(const keten_directory *dir, const uint8_t *buf, size_t len,
-    keten_verified **out, Keten__WrappedKeys **keys_out)
+    keten_envelope_verified **out, Keten__WrappedKeys **keys_out)
 {
     *out = NULL;
     if (keys_out != NULL) {
         *keys_out = NULL;
     }
     keten_err e = KETEN_OK;
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     Keten__WrappedKeys *wk = NULL;
     uint8_t *signed_buf = NULL;
     size_t signed_len = 0;
@@ -450,7 +450,7 @@ static keten_err verify_envelope(const keten_directory *dir, const uint8_t *buf,
     /* A superseded key signs only what was in flight at the rotation: a
      * message that outlives rotation time plus the longest lifetime was not,
      * and a key superseded for compromise signs nothing. */
-    if (rotated != NULL && keten_revocation_compromised(rotated)) {
+    if (rotated != NULL && keten_directory_revocation_compromised(rotated)) {
         e = keten_err_set(KETEN_ERR_REVOKED,
             "envelope was signed with the key of '%s' (serial %llu), which was replaced because "
             "it was compromised",
@@ -481,12 +481,12 @@ static keten_err verify_envelope(const keten_directory *dir, const uint8_t *buf,
 out:
     free(signed_buf);
     keten_pb_free((ProtobufCMessage **)(void *)&wk);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     return e;
 }
 
 keten_err keten_envelope_verify(
-    const keten_directory *dir, const uint8_t *buf, size_t len, keten_verified **out)
+    const keten_directory *dir, const uint8_t *buf, size_t len, keten_envelope_verified **out)
 {
     return verify_envelope(dir, buf, len, out, NULL);
 }
@@ -494,7 +494,7 @@ keten_err keten_envelope_verify(
 /* ---- seal -------------------------------------------------------------- */
 
 static keten_err check_seal_input(const keten_identity *sender, const keten_directory *dir,
-    const char *const *recipients, size_t n_recipients, const keten_seal_params *p,
+    const char *const *recipients, size_t n_recipients, const keten_envelope_seal_params *p,
     const Keten__NodeCert **sender_cert)
 {
     if (sender == NULL || dir == NULL || p == NULL || (recipients == NULL && n_recipients > 0)) {
@@ -598,7 +598,7 @@ out:
 }
 
 keten_err keten_envelope_seal(const keten_identity *sender, const keten_directory *dir,
-    const char *const *recipients, size_t n_recipients, const keten_seal_params *params,
+    const char *const *recipients, size_t n_recipients, const keten_envelope_seal_params *params,
     const uint8_t *payload, size_t payload_len, uint8_t msg_id_out[static KETEN_MSG_ID_BYTES],
     uint8_t **out, size_t *out_len)
 {
@@ -619,7 +619,7 @@ keten_err keten_envelope_seal(const keten_identity *sender, const keten_director
     size_t signed_len = 0;
     uint8_t *env_bytes = NULL;
     size_t env_len = 0;
-    keten_verified *check = NULL;
+    keten_envelope_verified *check = NULL;
 
     e = check_seal_input(sender, dir, recipients, n_recipients, params, &cert);
     if (e != KETEN_OK) {
@@ -628,7 +628,7 @@ keten_err keten_envelope_seal(const keten_identity *sender, const keten_director
     if (payload == NULL && payload_len > 0) {
         return keten_err_set(KETEN_ERR_INVALID, "seal: payload missing");
     }
-    size_t padded_len = keten_pad_bucket(payload_len);
+    size_t padded_len = keten_envelope_pad_bucket(payload_len);
     if (padded_len == 0 || padded_len + KETEN_AEAD_TAG_BYTES > KETEN_ENVELOPE_MAX) {
         return keten_err_set(KETEN_ERR_TOO_LARGE,
             "payload of %zu bytes does not fit an envelope of at most %u bytes once padded; "
@@ -775,7 +775,7 @@ keten_err keten_envelope_seal(const keten_identity *sender, const keten_director
     *out_len = env_len;
     env_bytes = NULL;
 out:
-    keten_verified_destroy(&check);
+    keten_envelope_verified_destroy(&check);
     free(env_bytes);
     free(signed_buf);
     free(ct);
@@ -795,7 +795,7 @@ out:
 /* ---- open -------------------------------------------------------------- */
 
 static keten_err check_policy(
-    const keten_identity *me, const keten_directory *dir, const keten_verified *v)
+    const keten_identity *me, const keten_directory *dir, const keten_envelope_verified *v)
 {
     const Keten__Header *h = v->header;
     const Keten__NodeCert *mine = keten_directory_find_id(dir, me->id);
@@ -809,17 +809,17 @@ static keten_err check_policy(
         return keten_err_set(KETEN_ERR_POLICY,
             "no rule allows %s (%s) -> %s (%s), kind %s, category %s, purpose %s "
             "(default deny, rule 0)",
-            v->sender->id, v->sender->role, me->id, my_role, keten_kind_name(h->kind), h->category,
+            v->sender->id, v->sender->role, me->id, my_role, keten_policy_kind_name(h->kind), h->category,
             h->purpose);
     }
     return keten_err_set(KETEN_ERR_POLICY,
         "rule %u refuses %s (%s) -> %s (%s), kind %s, category %s, purpose %s", d.rule,
-        v->sender->id, v->sender->role, me->id, my_role, keten_kind_name(h->kind), h->category,
+        v->sender->id, v->sender->role, me->id, my_role, keten_policy_kind_name(h->kind), h->category,
         h->purpose);
 }
 
 /* Unwrap, check the commitment, decrypt, unpad, parse. */
-static keten_err decrypt_payload(const keten_identity *me, const keten_verified *v,
+static keten_err decrypt_payload(const keten_identity *me, const keten_envelope_verified *v,
     const Keten__WrappedKey *wrapped, Keten__Signal **signal_out)
 {
     const Keten__Header *h = v->header;
@@ -881,7 +881,7 @@ static keten_err decrypt_payload(const keten_identity *me, const keten_verified 
         e = keten_err_set(KETEN_ERR_DECRYPT, "the decrypted payload has no valid padding");
         goto out;
     }
-    e = keten_signal_unpack(plain, unpadded, signal_out);
+    e = keten_signal_json_unpack(plain, unpadded, signal_out);
     if (e != KETEN_OK) {
         e = rewrap(KETEN_ERR_INVALID_SIGNAL, "the decrypted payload is not a valid signal");
         goto out;
@@ -899,7 +899,7 @@ out:
 }
 
 keten_err keten_envelope_open(const keten_identity *me, const keten_directory *dir,
-    const uint8_t *buf, size_t len, uint64_t now_ms, keten_verified **verified_out,
+    const uint8_t *buf, size_t len, uint64_t now_ms, keten_envelope_verified **verified_out,
     Keten__Signal **signal_out)
 {
     if (verified_out != NULL) {
@@ -911,7 +911,7 @@ keten_err keten_envelope_open(const keten_identity *me, const keten_directory *d
     if (me == NULL) {
         return keten_err_set(KETEN_ERR_INVALID, "opening an envelope needs this node's identity");
     }
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     Keten__WrappedKeys *wk = NULL;
     Keten__Signal *sig = NULL;
     keten_err e = verify_envelope(dir, buf, len, &v, &wk);
@@ -994,9 +994,9 @@ keten_err keten_envelope_open(const keten_identity *me, const keten_directory *d
         v = NULL;
     }
 out:
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     keten_pb_free((ProtobufCMessage **)(void *)&wk);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     return e;
 }
 

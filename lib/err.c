@@ -48,7 +48,7 @@ static const char *const texts[KETEN_ERR__COUNT] = {
     [KETEN_ERR_CLOCK_SKEW] = "too far ahead of this clock",
 };
 
-const char *keten_strerror(keten_err err)
+const char *keten_err_str(keten_err err)
 {
     if ((unsigned)err >= KETEN_ERR__COUNT || texts[err] == NULL) {
         return "unknown error";

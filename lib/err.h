@@ -2,7 +2,7 @@
  * err.h - the one error type of libketen.
  *
  * Every fallible function returns an enum keten_err and is marked
- * KETEN_MUST_CHECK. KETEN_OK is 0. keten_strerror() gives a short, static,
+ * KETEN_MUST_CHECK. KETEN_OK is 0. keten_err_str() gives a short, static,
  * human-readable text. A function that can say more (which field, which
  * file, which rule) also records a detail line with keten_err_set(); the
  * detail is thread-local and valid until the next keten_err_set() call in the
@@ -65,7 +65,7 @@ typedef enum keten_err {
 } keten_err;
 
 /* Short static text for err; never NULL. */
-const char *keten_strerror(keten_err err);
+const char *keten_err_str(keten_err err);
 
 /* Record err with a detail line (printf format); returns err. */
 keten_err keten_err_set(keten_err err, const char *fmt, ...) KETEN_PRINTF(2, 3);

@@ -821,7 +821,7 @@ keten_err keten_identity_request(const keten_identity *self, const char *network
         goto out;
     }
     /* What we hand out must pass the administrator's check. */
-    e = keten_request_verify(signed_bytes, signed_len, &check);
+    e = keten_identity_request_verify(signed_bytes, signed_len, &check);
     if (e != KETEN_OK) {
         goto out;
     }
@@ -882,7 +882,7 @@ static keten_err check_request_keys(const Keten__NodeRequest *req, bool broker)
     return KETEN_OK;
 }
 
-keten_err keten_request_verify(const uint8_t *buf, size_t len, Keten__NodeRequest **out)
+keten_err keten_identity_request_verify(const uint8_t *buf, size_t len, Keten__NodeRequest **out)
 {
     *out = NULL;
     keten_err e = ensure_sodium();

@@ -104,7 +104,7 @@ keten_err keten_identity_request(const keten_identity *self, const char *network
  * log key or log signature on a non-broker request), KETEN_ERR_NOT_CANONICAL,
  * KETEN_ERR_BAD_NAME (id, role), KETEN_ERR_INVALID (org or network name,
  * small-order X25519 key), KETEN_ERR_DUPLICATE_KEY (one key used twice). */
-keten_err keten_request_verify(const uint8_t *buf, size_t len, Keten__NodeRequest **out)
+keten_err keten_identity_request_verify(const uint8_t *buf, size_t len, Keten__NodeRequest **out)
     KETEN_MUST_CHECK;
 
 /* The administrator's key: one Ed25519 key pair in the same file format

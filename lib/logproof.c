@@ -6,7 +6,7 @@
 #include "pb.h"
 #include "sha256.h"
 
-keten_err keten_leafproof_verify(
+keten_err keten_logproof_verify(
     const Keten__LeafProof *p, const keten_hash root, Keten__AuditRecord **rec_out)
 {
     *rec_out = NULL;
@@ -74,11 +74,11 @@ static keten_err differs(const char *what)
         "the audit record is not this message's submitted record: %s differs", what);
 }
 
-keten_err keten_record_is_envelope(
+keten_err keten_logproof_record_is_envelope(
     const Keten__AuditRecord *r, const uint8_t *env, size_t env_len, const Keten__Envelope *e)
 {
     if (r == NULL || env == NULL || e == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_record_is_envelope: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_logproof_record_is_envelope: missing argument");
     }
     if (r->event != KETEN__EVENT__EVENT_SUBMITTED) {
         return keten_err_set(KETEN_ERR_INCONSISTENT,
@@ -138,7 +138,7 @@ out:
     return err;
 }
 
-void keten_leafproof_set(keten_leafproof_buf *out, uint64_t tree_size, uint64_t index,
+void keten_logproof_set(keten_logproof_buf *out, uint64_t tree_size, uint64_t index,
     const uint8_t *leaf, size_t leaf_len, const keten_hash *path, size_t path_len)
 {
     keten__leaf_proof__init(&out->msg);
@@ -160,26 +160,26 @@ void keten_leafproof_set(keten_leafproof_buf *out, uint64_t tree_size, uint64_t 
     out->msg.path = path_len > 0 ? out->path_v : NULL;
 }
 
-keten_err keten_leafproof_build_memo(const keten_mlog *log, MDB_txn *txn, keten_mlog_memo *memo,
-    uint64_t index, uint64_t size, keten_leafproof_buf *out)
+keten_err keten_logproof_build_memo(const keten_merkle_log *log, MDB_txn *txn, keten_merkle_log_memo *memo,
+    uint64_t index, uint64_t size, keten_logproof_buf *out)
 {
     const uint8_t *leaf = NULL;
     size_t leaf_len = 0;
     size_t path_len = 0;
-    keten_err e = keten_mlog_leaf(log, txn, index, &leaf, &leaf_len);
+    keten_err e = keten_merkle_log_leaf(log, txn, index, &leaf, &leaf_len);
     if (e != KETEN_OK) {
         return e;
     }
-    e = keten_mlog_inclusion_proof_memo(log, txn, memo, index, size, out->path, &path_len);
+    e = keten_merkle_log_inclusion_proof_memo(log, txn, memo, index, size, out->path, &path_len);
     if (e != KETEN_OK) {
         return e;
     }
-    keten_leafproof_set(out, size, index, leaf, leaf_len, (const keten_hash *)out->path, path_len);
+    keten_logproof_set(out, size, index, leaf, leaf_len, (const keten_hash *)out->path, path_len);
     return KETEN_OK;
 }
 
-keten_err keten_leafproof_build(const keten_mlog *log, MDB_txn *txn, uint64_t index, uint64_t size,
-    keten_leafproof_buf *out)
+keten_err keten_logproof_build(const keten_merkle_log *log, MDB_txn *txn, uint64_t index, uint64_t size,
+    keten_logproof_buf *out)
 {
-    return keten_leafproof_build_memo(log, txn, NULL, index, size, out);
+    return keten_logproof_build_memo(log, txn, NULL, index, size, out);
 }

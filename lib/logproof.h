@@ -9,15 +9,15 @@
  * root. The root comes from a checkpoint the checker has verified (signature
  * and consistency with its previous reference) - never from the proof.
  *
- * keten_leafproof_verify() checks the path and parses the leaf canonically
+ * keten_logproof_verify() checks the path and parses the leaf canonically
  * (KETEN_AUDIT_RECORD_MAX), and refuses a record whose seq is not the leaf
- * index. keten_record_is_envelope() then says whether a `submitted` record
+ * index. keten_logproof_record_is_envelope() then says whether a `submitted` record
  * is the record of exactly one envelope: event SUBMITTED, msg_id, sender,
  * recipients, kind, category, purpose and header bytes equal the envelope's
  * header; ciphertext hash, signature and envelope hash equal the envelope's
  * (compared with sodium_memcmp).
  *
- * The broker side: keten_leafproof_build() fills a LeafProof from the
+ * The broker side: keten_logproof_build() fills a LeafProof from the
  * persistent log; the leaf bytes point into the LMDB map (valid until the
  * transaction ends or writes again): serialize the frame before that.
  *
@@ -45,32 +45,32 @@
 
 /* Check p's path against root (a tree of p->tree_size leaves) and parse its
  * leaf. */
-keten_err keten_leafproof_verify(const Keten__LeafProof *p, const keten_hash root,
+keten_err keten_logproof_verify(const Keten__LeafProof *p, const keten_hash root,
     Keten__AuditRecord **rec_out) KETEN_MUST_CHECK;
 
 /* KETEN_OK when r is the `submitted` record of the serialized envelope env
  * (parsed as e); KETEN_ERR_INCONSISTENT naming the first field that
  * differs otherwise. */
-keten_err keten_record_is_envelope(const Keten__AuditRecord *r, const uint8_t *env, size_t env_len,
+keten_err keten_logproof_record_is_envelope(const Keten__AuditRecord *r, const uint8_t *env, size_t env_len,
     const Keten__Envelope *e) KETEN_MUST_CHECK;
 
 /* A LeafProof of leaf index in the tree of size leaves, from the log. */
-typedef struct keten_leafproof_buf {
+typedef struct keten_logproof_buf {
     Keten__LeafProof msg;
     keten_hash path[KETEN_MERKLE_MAX_PROOF];
     ProtobufCBinaryData path_v[KETEN_MERKLE_MAX_PROOF];
-} keten_leafproof_buf;
+} keten_logproof_buf;
 
-keten_err keten_leafproof_build(const keten_mlog *log, MDB_txn *txn, uint64_t index, uint64_t size,
-    keten_leafproof_buf *out) KETEN_MUST_CHECK;
+keten_err keten_logproof_build(const keten_merkle_log *log, MDB_txn *txn, uint64_t index, uint64_t size,
+    keten_logproof_buf *out) KETEN_MUST_CHECK;
 
 /* The same through a memo of subtree hashes (merkle.h; NULL: none). */
-keten_err keten_leafproof_build_memo(const keten_mlog *log, MDB_txn *txn, keten_mlog_memo *memo,
-    uint64_t index, uint64_t size, keten_leafproof_buf *out) KETEN_MUST_CHECK;
+keten_err keten_logproof_build_memo(const keten_merkle_log *log, MDB_txn *txn, keten_merkle_log_memo *memo,
+    uint64_t index, uint64_t size, keten_logproof_buf *out) KETEN_MUST_CHECK;
 
 /* The same from a path the caller computed (e.g. a batch's compact range):
  * msg points into leaf and into out. */
-void keten_leafproof_set(keten_leafproof_buf *out, uint64_t tree_size, uint64_t index,
+void keten_logproof_set(keten_logproof_buf *out, uint64_t tree_size, uint64_t index,
     const uint8_t *leaf, size_t leaf_len, const keten_hash *path, size_t path_len);
 
 #endif

@@ -24,18 +24,18 @@
 #define PREFIX_MAX 64 /* bytes of a log's name prefix */
 #define DBI_NAME_MAX (PREFIX_MAX + 5) /* prefix + "leaf"/"node" + NUL */
 
-struct keten_mlog {
+struct keten_merkle_log {
     MDB_dbi leaf_dbi;
     MDB_dbi node_dbi;
 };
 
-/* Remembered subtree hashes (see keten_mlog_memo in merkle.h). */
+/* Remembered subtree hashes (see keten_merkle_log_memo in merkle.h). */
 typedef struct memo_slot {
     uint64_t a, b; /* MTH(D[a:b]); b == 0: empty slot */
     keten_hash h;
 } memo_slot;
 
-struct keten_mlog_memo {
+struct keten_merkle_log_memo {
     size_t mask;
     memo_slot *slots;
 };
@@ -43,9 +43,9 @@ struct keten_mlog_memo {
 /* Where complete subtree hashes come from. */
 typedef struct source {
     const keten_hash *leaves; /* in-memory leaf hashes, or NULL */
-    const keten_mlog *log; /* else this log ... */
+    const keten_merkle_log *log; /* else this log ... */
     MDB_txn *txn; /* ... read in this transaction */
-    keten_mlog_memo *memo; /* NULL, or hashes remembered from earlier proofs */
+    keten_merkle_log_memo *memo; /* NULL, or hashes remembered from earlier proofs */
 } source;
 
 /* ---- hashing ------------------------------------------------------------- */
@@ -122,7 +122,7 @@ static void node_key(uint8_t key[NODE_KEY_BYTES], unsigned level, uint64_t index
 }
 
 static keten_err log_get_node(
-    const keten_mlog *log, MDB_txn *txn, unsigned level, uint64_t index, keten_hash out)
+    const keten_merkle_log *log, MDB_txn *txn, unsigned level, uint64_t index, keten_hash out)
 {
     uint8_t kb[NODE_KEY_BYTES];
     node_key(kb, level, index);
@@ -147,7 +147,7 @@ static keten_err log_get_node(
 }
 
 static keten_err log_put_node(
-    const keten_mlog *log, MDB_txn *txn, unsigned level, uint64_t index, const keten_hash h)
+    const keten_merkle_log *log, MDB_txn *txn, unsigned level, uint64_t index, const keten_hash h)
 {
     uint8_t kb[NODE_KEY_BYTES];
     node_key(kb, level, index);
@@ -197,7 +197,7 @@ static keten_err src_node(const source *s, unsigned level, uint64_t index, keten
     return log_get_node(s->log, s->txn, level, index, out);
 }
 
-static memo_slot *memo_slot_of(const keten_mlog_memo *m, uint64_t a, uint64_t b)
+static memo_slot *memo_slot_of(const keten_merkle_log_memo *m, uint64_t a, uint64_t b)
 {
     uint64_t x = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
     x ^= x >> 29;
@@ -546,14 +546,14 @@ keten_err keten_merkle_verify_consistency(uint64_t old_size, uint64_t new_size,
 
 /* ---- persistent log ------------------------------------------------------ */
 
-keten_err keten_mlog_open(MDB_txn *txn, const char *prefix, keten_mlog **out)
+keten_err keten_merkle_log_open(MDB_txn *txn, const char *prefix, keten_merkle_log **out)
 {
     if (out == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_open: no output pointer");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_open: no output pointer");
     }
     *out = NULL;
     if (txn == NULL || prefix == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_open: no transaction or prefix");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_open: no transaction or prefix");
     }
     size_t plen = strlen(prefix);
     if (plen > PREFIX_MAX) {
@@ -561,7 +561,7 @@ keten_err keten_mlog_open(MDB_txn *txn, const char *prefix, keten_mlog **out)
             "Merkle log prefix is %zu bytes long, at most %d are allowed", plen, PREFIX_MAX);
     }
     char name[DBI_NAME_MAX];
-    keten_mlog *self = calloc(1, sizeof *self);
+    keten_merkle_log *self = calloc(1, sizeof *self);
     if (self == NULL) {
         return keten_err_set(KETEN_ERR_NOMEM, "out of memory opening the Merkle log");
     }
@@ -581,7 +581,7 @@ keten_err keten_mlog_open(MDB_txn *txn, const char *prefix, keten_mlog **out)
     return KETEN_OK;
 }
 
-void keten_mlog_destroy(keten_mlog **self_p)
+void keten_merkle_log_destroy(keten_merkle_log **self_p)
 {
     if (self_p == NULL || *self_p == NULL) {
         return;
@@ -590,10 +590,10 @@ void keten_mlog_destroy(keten_mlog **self_p)
     *self_p = NULL;
 }
 
-keten_err keten_mlog_size(const keten_mlog *self, MDB_txn *txn, uint64_t *size_out)
+keten_err keten_merkle_log_size(const keten_merkle_log *self, MDB_txn *txn, uint64_t *size_out)
 {
     if (self == NULL || txn == NULL || size_out == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_size: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_size: missing argument");
     }
     MDB_stat st;
     int rc = mdb_stat(txn, self->leaf_dbi, &st);
@@ -604,18 +604,18 @@ keten_err keten_mlog_size(const keten_mlog *self, MDB_txn *txn, uint64_t *size_o
     return KETEN_OK;
 }
 
-keten_err keten_mlog_append(
-    keten_mlog *self, MDB_txn *txn, const uint8_t *leaf, size_t len, uint64_t *index_out)
+keten_err keten_merkle_log_append(
+    keten_merkle_log *self, MDB_txn *txn, const uint8_t *leaf, size_t len, uint64_t *index_out)
 {
     if (self == NULL || txn == NULL || (leaf == NULL && len > 0)) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_append: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_append: missing argument");
     }
     if (len > KETEN_MERKLE_LEAF_MAX) {
         return keten_err_set(KETEN_ERR_TOO_LARGE,
             "log leaf of %zu bytes is over the limit of %u bytes", len, KETEN_MERKLE_LEAF_MAX);
     }
     uint64_t n;
-    keten_err err = keten_mlog_size(self, txn, &n);
+    keten_err err = keten_merkle_log_size(self, txn, &n);
     if (err != KETEN_OK) {
         return err;
     }
@@ -666,10 +666,10 @@ keten_err keten_mlog_append(
     return KETEN_OK;
 }
 
-static keten_err check_size(const keten_mlog *self, MDB_txn *txn, uint64_t size, const char *what)
+static keten_err check_size(const keten_merkle_log *self, MDB_txn *txn, uint64_t size, const char *what)
 {
     uint64_t n;
-    keten_err err = keten_mlog_size(self, txn, &n);
+    keten_err err = keten_merkle_log_size(self, txn, &n);
     if (err != KETEN_OK) {
         return err;
     }
@@ -680,11 +680,11 @@ static keten_err check_size(const keten_mlog *self, MDB_txn *txn, uint64_t size,
     return KETEN_OK;
 }
 
-keten_err keten_mlog_leaf(
-    const keten_mlog *self, MDB_txn *txn, uint64_t index, const uint8_t **leaf, size_t *len)
+keten_err keten_merkle_log_leaf(
+    const keten_merkle_log *self, MDB_txn *txn, uint64_t index, const uint8_t **leaf, size_t *len)
 {
     if (self == NULL || txn == NULL || leaf == NULL || len == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_leaf: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_leaf: missing argument");
     }
     if (index == UINT64_MAX) {
         return keten_err_set(KETEN_ERR_INVALID, "log leaf index out of range");
@@ -711,10 +711,10 @@ keten_err keten_mlog_leaf(
     return KETEN_OK;
 }
 
-keten_err keten_mlog_leaf_hash(const keten_mlog *self, MDB_txn *txn, uint64_t index, keten_hash out)
+keten_err keten_merkle_log_leaf_hash(const keten_merkle_log *self, MDB_txn *txn, uint64_t index, keten_hash out)
 {
     if (self == NULL || txn == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_leaf_hash: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_leaf_hash: missing argument");
     }
     if (index == UINT64_MAX) {
         return keten_err_set(KETEN_ERR_INVALID, "log leaf index out of range");
@@ -726,10 +726,10 @@ keten_err keten_mlog_leaf_hash(const keten_mlog *self, MDB_txn *txn, uint64_t in
     return log_get_node(self, txn, 0, index, out);
 }
 
-keten_err keten_mlog_root(const keten_mlog *self, MDB_txn *txn, uint64_t size, keten_hash out)
+keten_err keten_merkle_log_root(const keten_merkle_log *self, MDB_txn *txn, uint64_t size, keten_hash out)
 {
     if (self == NULL || txn == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_root: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_root: missing argument");
     }
     keten_err err = check_size(self, txn, size, "root");
     if (err != KETEN_OK) {
@@ -739,11 +739,11 @@ keten_err keten_mlog_root(const keten_mlog *self, MDB_txn *txn, uint64_t size, k
     return src_root(&s, size, out);
 }
 
-keten_err keten_mlog_inclusion_proof(const keten_mlog *self, MDB_txn *txn, uint64_t index,
+keten_err keten_merkle_log_inclusion_proof(const keten_merkle_log *self, MDB_txn *txn, uint64_t index,
     uint64_t size, keten_hash *path, size_t *path_len)
 {
     if (self == NULL || txn == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_inclusion_proof: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_inclusion_proof: missing argument");
     }
     if (path_len != NULL) {
         *path_len = 0;
@@ -756,11 +756,11 @@ keten_err keten_mlog_inclusion_proof(const keten_mlog *self, MDB_txn *txn, uint6
     return src_inclusion(&s, index, size, path, path_len);
 }
 
-keten_err keten_mlog_consistency_proof(const keten_mlog *self, MDB_txn *txn, uint64_t old_size,
+keten_err keten_merkle_log_consistency_proof(const keten_merkle_log *self, MDB_txn *txn, uint64_t old_size,
     uint64_t new_size, keten_hash *proof, size_t *proof_len)
 {
     if (self == NULL || txn == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_consistency_proof: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_consistency_proof: missing argument");
     }
     if (proof_len != NULL) {
         *proof_len = 0;
@@ -775,13 +775,13 @@ keten_err keten_mlog_consistency_proof(const keten_mlog *self, MDB_txn *txn, uin
 
 /* ---- remembered subtree hashes ------------------------------------------ */
 
-keten_err keten_mlog_memo_new(unsigned slots_log2, keten_mlog_memo **out)
+keten_err keten_merkle_log_memo_new(unsigned slots_log2, keten_merkle_log_memo **out)
 {
     *out = NULL;
     if (slots_log2 < 4 || slots_log2 > 24) {
         return keten_err_set(KETEN_ERR_INVALID, "Merkle memo of 2^%u slots", slots_log2);
     }
-    keten_mlog_memo *m = calloc(1, sizeof *m);
+    keten_merkle_log_memo *m = calloc(1, sizeof *m);
     if (m == NULL) {
         return keten_err_set(KETEN_ERR_NOMEM, "Merkle memo");
     }
@@ -795,14 +795,14 @@ keten_err keten_mlog_memo_new(unsigned slots_log2, keten_mlog_memo **out)
     return KETEN_OK;
 }
 
-void keten_mlog_memo_clear(keten_mlog_memo *m)
+void keten_merkle_log_memo_clear(keten_merkle_log_memo *m)
 {
     if (m != NULL) {
         memset(m->slots, 0, (m->mask + 1) * sizeof *m->slots);
     }
 }
 
-void keten_mlog_memo_destroy(keten_mlog_memo **self_p)
+void keten_merkle_log_memo_destroy(keten_merkle_log_memo **self_p)
 {
     if (self_p == NULL || *self_p == NULL) {
         return;
@@ -812,11 +812,11 @@ void keten_mlog_memo_destroy(keten_mlog_memo **self_p)
     *self_p = NULL;
 }
 
-keten_err keten_mlog_root_memo(
-    const keten_mlog *self, MDB_txn *txn, keten_mlog_memo *memo, uint64_t size, keten_hash out)
+keten_err keten_merkle_log_root_memo(
+    const keten_merkle_log *self, MDB_txn *txn, keten_merkle_log_memo *memo, uint64_t size, keten_hash out)
 {
     if (self == NULL || txn == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_root_memo: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_root_memo: missing argument");
     }
     keten_err err = check_size(self, txn, size, "root");
     if (err != KETEN_OK) {
@@ -826,11 +826,11 @@ keten_err keten_mlog_root_memo(
     return src_root(&s, size, out);
 }
 
-keten_err keten_mlog_inclusion_proof_memo(const keten_mlog *self, MDB_txn *txn,
-    keten_mlog_memo *memo, uint64_t index, uint64_t size, keten_hash *path, size_t *path_len)
+keten_err keten_merkle_log_inclusion_proof_memo(const keten_merkle_log *self, MDB_txn *txn,
+    keten_merkle_log_memo *memo, uint64_t index, uint64_t size, keten_hash *path, size_t *path_len)
 {
     if (self == NULL || txn == NULL) {
-        return keten_err_set(KETEN_ERR_INVALID, "keten_mlog_inclusion_proof_memo: missing argument");
+        return keten_err_set(KETEN_ERR_INVALID, "keten_merkle_log_inclusion_proof_memo: missing argument");
     }
     if (path_len != NULL) {
         *path_len = 0;
@@ -843,13 +843,13 @@ keten_err keten_mlog_inclusion_proof_memo(const keten_mlog *self, MDB_txn *txn,
     return src_inclusion(&s, index, size, path, path_len);
 }
 
-keten_err keten_mlog_consistency_proof_memo(const keten_mlog *self, MDB_txn *txn,
-    keten_mlog_memo *memo, uint64_t old_size, uint64_t new_size, keten_hash *proof,
+keten_err keten_merkle_log_consistency_proof_memo(const keten_merkle_log *self, MDB_txn *txn,
+    keten_merkle_log_memo *memo, uint64_t old_size, uint64_t new_size, keten_hash *proof,
     size_t *proof_len)
 {
     if (self == NULL || txn == NULL) {
         return keten_err_set(
-            KETEN_ERR_INVALID, "keten_mlog_consistency_proof_memo: missing argument");
+            KETEN_ERR_INVALID, "keten_merkle_log_consistency_proof_memo: missing argument");
     }
     if (proof_len != NULL) {
         *proof_len = 0;

@@ -7,7 +7,7 @@
  * proofs (2.1.4) are lists of 32-byte hashes in the RFC's order; their
  * verification follows the RFC's algorithms (2.1.3.2 and 2.1.4.2).
  *
- * The persistent log (keten_mlog) lives in an LMDB environment the caller
+ * The persistent log (keten_merkle_log) lives in an LMDB environment the caller
  * owns, in two named databases "<prefix>leaf" and "<prefix>node":
  *   leaf: key = index (8 bytes big-endian), value = leaf bytes; written
  *         with MDB_APPEND only, so it can only grow;
@@ -21,7 +21,7 @@
  * rebuilt. There is no function that deletes or rewrites.
  *
  * Transactions are the caller's: append in a write transaction, read in any.
- * A keten_mlog handle holds only DBI numbers: it may be used by several
+ * A keten_merkle_log handle holds only DBI numbers: it may be used by several
  * threads with their own transactions. The caller must open the environment
  * with enough max_dbs (2 per log).
  *
@@ -74,41 +74,41 @@ keten_err keten_merkle_verify_consistency(uint64_t old_size, uint64_t new_size,
 
 /* ---- persistent log in LMDB ------------------------------------------- */
 
-typedef struct keten_mlog keten_mlog;
+typedef struct keten_merkle_log keten_merkle_log;
 
 /* Open (creating in a write txn) the log's databases. prefix is a short name
- * such as "audit-". *out: keten_mlog_destroy(). The txn must be committed
+ * such as "audit-". *out: keten_merkle_log_destroy(). The txn must be committed
  * before the handle is used in other transactions (LMDB DBI rule). */
-keten_err keten_mlog_open(MDB_txn *txn, const char *prefix, keten_mlog **out)
+keten_err keten_merkle_log_open(MDB_txn *txn, const char *prefix, keten_merkle_log **out)
     KETEN_MUST_CHECK;
-void keten_mlog_destroy(keten_mlog **self_p);
+void keten_merkle_log_destroy(keten_merkle_log **self_p);
 
 /* Append leaf bytes; *index_out receives its index (may be NULL). */
-keten_err keten_mlog_append(keten_mlog *self, MDB_txn *txn, const uint8_t *leaf, size_t len,
+keten_err keten_merkle_log_append(keten_merkle_log *self, MDB_txn *txn, const uint8_t *leaf, size_t len,
     uint64_t *index_out) KETEN_MUST_CHECK;
 
 /* Number of leaves. */
-keten_err keten_mlog_size(const keten_mlog *self, MDB_txn *txn, uint64_t *size_out)
+keten_err keten_merkle_log_size(const keten_merkle_log *self, MDB_txn *txn, uint64_t *size_out)
     KETEN_MUST_CHECK;
 
 /* Leaf bytes of index; *leaf points into the LMDB map, valid until the
  * transaction ends or the next write in it. */
-keten_err keten_mlog_leaf(const keten_mlog *self, MDB_txn *txn, uint64_t index,
+keten_err keten_merkle_log_leaf(const keten_merkle_log *self, MDB_txn *txn, uint64_t index,
     const uint8_t **leaf, size_t *len) KETEN_MUST_CHECK;
 
 /* Stored leaf hash of index. */
-keten_err keten_mlog_leaf_hash(const keten_mlog *self, MDB_txn *txn, uint64_t index,
+keten_err keten_merkle_log_leaf_hash(const keten_merkle_log *self, MDB_txn *txn, uint64_t index,
     keten_hash out) KETEN_MUST_CHECK;
 
 /* Root of the first size leaves (size <= current size). */
-keten_err keten_mlog_root(const keten_mlog *self, MDB_txn *txn, uint64_t size, keten_hash out)
+keten_err keten_merkle_log_root(const keten_merkle_log *self, MDB_txn *txn, uint64_t size, keten_hash out)
     KETEN_MUST_CHECK;
 
 /* Proofs against the tree of the first size leaves. path needs room for
  * KETEN_MERKLE_MAX_PROOF hashes. */
-keten_err keten_mlog_inclusion_proof(const keten_mlog *self, MDB_txn *txn, uint64_t index,
+keten_err keten_merkle_log_inclusion_proof(const keten_merkle_log *self, MDB_txn *txn, uint64_t index,
     uint64_t size, keten_hash *path, size_t *path_len) KETEN_MUST_CHECK;
-keten_err keten_mlog_consistency_proof(const keten_mlog *self, MDB_txn *txn, uint64_t old_size,
+keten_err keten_merkle_log_consistency_proof(const keten_merkle_log *self, MDB_txn *txn, uint64_t old_size,
     uint64_t new_size, keten_hash *proof, size_t *proof_len) KETEN_MUST_CHECK;
 
 /* ---- remembered subtree hashes ----------------------------------------- */
@@ -119,24 +119,24 @@ keten_err keten_mlog_consistency_proof(const keten_mlog *self, MDB_txn *txn, uin
  * [a, b) never changes once leaf b-1 is committed: entries stay valid across
  * transactions. A transaction that appended leaves and was then aborted can
  * leave entries for leaves that were never committed: call
- * keten_mlog_memo_clear() after such an abort. One memo belongs to one
+ * keten_merkle_log_memo_clear() after such an abort. One memo belongs to one
  * thread (no locking) and to one log. 2^slots_log2 slots of 56 bytes,
  * direct-mapped; a collision only costs a recomputation. */
-typedef struct keten_mlog_memo keten_mlog_memo;
+typedef struct keten_merkle_log_memo keten_merkle_log_memo;
 
-keten_err keten_mlog_memo_new(unsigned slots_log2, keten_mlog_memo **out) KETEN_MUST_CHECK;
-void keten_mlog_memo_clear(keten_mlog_memo *memo);
-void keten_mlog_memo_destroy(keten_mlog_memo **self_p);
+keten_err keten_merkle_log_memo_new(unsigned slots_log2, keten_merkle_log_memo **out) KETEN_MUST_CHECK;
+void keten_merkle_log_memo_clear(keten_merkle_log_memo *memo);
+void keten_merkle_log_memo_destroy(keten_merkle_log_memo **self_p);
 
-/* keten_mlog_root, _inclusion_proof and _consistency_proof through a memo
+/* keten_merkle_log_root, _inclusion_proof and _consistency_proof through a memo
  * (NULL: none); the same results. */
-keten_err keten_mlog_root_memo(const keten_mlog *self, MDB_txn *txn, keten_mlog_memo *memo,
+keten_err keten_merkle_log_root_memo(const keten_merkle_log *self, MDB_txn *txn, keten_merkle_log_memo *memo,
     uint64_t size, keten_hash out) KETEN_MUST_CHECK;
-keten_err keten_mlog_inclusion_proof_memo(const keten_mlog *self, MDB_txn *txn,
-    keten_mlog_memo *memo, uint64_t index, uint64_t size, keten_hash *path, size_t *path_len)
+keten_err keten_merkle_log_inclusion_proof_memo(const keten_merkle_log *self, MDB_txn *txn,
+    keten_merkle_log_memo *memo, uint64_t index, uint64_t size, keten_hash *path, size_t *path_len)
     KETEN_MUST_CHECK;
-keten_err keten_mlog_consistency_proof_memo(const keten_mlog *self, MDB_txn *txn,
-    keten_mlog_memo *memo, uint64_t old_size, uint64_t new_size, keten_hash *proof,
+keten_err keten_merkle_log_consistency_proof_memo(const keten_merkle_log *self, MDB_txn *txn,
+    keten_merkle_log_memo *memo, uint64_t old_size, uint64_t new_size, keten_hash *proof,
     size_t *proof_len) KETEN_MUST_CHECK;
 
 #endif

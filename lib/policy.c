@@ -24,7 +24,7 @@ static bool kind_known(int kind)
     return kind >= KIND_MIN && kind <= KIND_MAX;
 }
 
-const char *keten_kind_name(Keten__Kind kind)
+const char *keten_policy_kind_name(Keten__Kind kind)
 {
     if (!kind_known((int)kind)) {
         return "unspecified";
@@ -32,7 +32,7 @@ const char *keten_kind_name(Keten__Kind kind)
     return kind_names[kind];
 }
 
-keten_err keten_kind_parse(const char *name, Keten__Kind *out)
+keten_err keten_policy_kind_parse(const char *name, Keten__Kind *out)
 {
     if (name != NULL) {
         for (int k = KIND_MIN; k <= KIND_MAX; k++) {

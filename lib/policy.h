@@ -47,7 +47,7 @@ bool keten_policy_party_matches(const char *party, const char *id, const char *r
 keten_err keten_policy_rule_check(const Keten__PolicyRule *rule) KETEN_MUST_CHECK;
 
 /* Kind names: "signal", "query", "reply", "feedback". */
-const char *keten_kind_name(Keten__Kind kind);
-keten_err keten_kind_parse(const char *name, Keten__Kind *out) KETEN_MUST_CHECK;
+const char *keten_policy_kind_name(Keten__Kind kind);
+keten_err keten_policy_kind_parse(const char *name, Keten__Kind *out) KETEN_MUST_CHECK;
 
 #endif

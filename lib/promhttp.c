@@ -13,7 +13,7 @@
 #define HTTP_CONNECTIONS 16u
 #define HTTP_TIMEOUT_S 10u
 
-void keten_prom_begin(keten_prom_page *p, size_t cap, size_t max)
+void keten_promhttp_begin(keten_promhttp_page *p, size_t cap, size_t max)
 {
     p->buf = malloc(cap);
     p->len = 0;
@@ -22,7 +22,7 @@ void keten_prom_begin(keten_prom_page *p, size_t cap, size_t max)
     p->failed = p->buf == NULL;
 }
 
-void keten_prom_put(keten_prom_page *p, const char *fmt, ...)
+void keten_promhttp_put(keten_promhttp_page *p, const char *fmt, ...)
 {
     while (!p->failed) {
         va_list ap;
@@ -47,19 +47,19 @@ void keten_prom_put(keten_prom_page *p, const char *fmt, ...)
     }
 }
 
-void keten_prom_counter(keten_prom_page *p, const char *name, const char *help, uint64_t v)
+void keten_promhttp_counter(keten_promhttp_page *p, const char *name, const char *help, uint64_t v)
 {
-    keten_prom_put(p, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+    keten_promhttp_put(p, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
         (unsigned long long)v);
 }
 
-void keten_prom_gauge(keten_prom_page *p, const char *name, const char *help, int64_t v)
+void keten_promhttp_gauge(keten_promhttp_page *p, const char *name, const char *help, int64_t v)
 {
-    keten_prom_put(
+    keten_promhttp_put(
         p, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, (long long)v);
 }
 
-char *keten_prom_finish(keten_prom_page *p, size_t *len)
+char *keten_promhttp_finish(keten_promhttp_page *p, size_t *len)
 {
     if (p->failed) {
         free(p->buf);
@@ -83,7 +83,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, cons
     (void)upload_data;
     (void)upload_data_size;
     (void)con_cls;
-    const keten_prom_server *s = cls;
+    const keten_promhttp_server *s = cls;
     struct MHD_Response *resp = NULL;
     unsigned status = MHD_HTTP_OK;
     if (strcmp(method, "GET") != 0) {
@@ -119,7 +119,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, cons
     return r;
 }
 
-keten_err keten_prom_serve(keten_prom_server *srv, const struct sockaddr *sa, const char *addr)
+keten_err keten_promhttp_serve(keten_promhttp_server *srv, const struct sockaddr *sa, const char *addr)
 {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (sa->sa_family == AF_INET6) {
@@ -140,7 +140,7 @@ keten_err keten_prom_serve(keten_prom_server *srv, const struct sockaddr *sa, co
     return KETEN_OK;
 }
 
-void keten_prom_stop(keten_prom_server *srv)
+void keten_promhttp_stop(keten_promhttp_server *srv)
 {
     if (srv->daemon != NULL) {
         MHD_stop_daemon(srv->daemon);

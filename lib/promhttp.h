@@ -16,38 +16,38 @@ struct MHD_Daemon;
 struct sockaddr;
 
 /* A page being written; a failed write (no memory, past max bytes) makes
- * every later one a no-op and keten_prom_finish return NULL. */
-typedef struct keten_prom_page {
+ * every later one a no-op and keten_promhttp_finish return NULL. */
+typedef struct keten_promhttp_page {
     char *buf;
     size_t len, cap, max;
     bool failed;
-} keten_prom_page;
+} keten_promhttp_page;
 
 /* Start a page of cap bytes that may grow to max. */
-void keten_prom_begin(keten_prom_page *p, size_t cap, size_t max);
-void keten_prom_put(keten_prom_page *p, const char *fmt, ...) KETEN_PRINTF(2, 3);
-void keten_prom_counter(keten_prom_page *p, const char *name, const char *help, uint64_t v);
-void keten_prom_gauge(keten_prom_page *p, const char *name, const char *help, int64_t v);
+void keten_promhttp_begin(keten_promhttp_page *p, size_t cap, size_t max);
+void keten_promhttp_put(keten_promhttp_page *p, const char *fmt, ...) KETEN_PRINTF(2, 3);
+void keten_promhttp_counter(keten_promhttp_page *p, const char *name, const char *help, uint64_t v);
+void keten_promhttp_gauge(keten_promhttp_page *p, const char *name, const char *help, int64_t v);
 /* The page's text (the caller frees it) and its length; NULL when a write
  * failed (the page is freed then). */
-char *keten_prom_finish(keten_prom_page *p, size_t *len);
+char *keten_promhttp_finish(keten_promhttp_page *p, size_t *len);
 
 /* Renders the page for one GET (on the HTTP thread); NULL: out of memory. */
-typedef char *(*keten_prom_render)(void *ctx, size_t *len);
+typedef char *(*keten_promhttp_render)(void *ctx, size_t *len);
 
-/* A metrics server: set render and ctx, then keten_prom_serve; it must stay
- * where it is until keten_prom_stop. */
-typedef struct keten_prom_server {
-    keten_prom_render render;
+/* A metrics server: set render and ctx, then keten_promhttp_serve; it must stay
+ * where it is until keten_promhttp_stop. */
+typedef struct keten_promhttp_server {
+    keten_promhttp_render render;
     void *ctx;
     struct MHD_Daemon *daemon;
-} keten_prom_server;
+} keten_promhttp_server;
 
 /* Serve the page on http://sa/metrics; addr is the address as the operator
  * wrote it (for messages and the "metrics served" log line, which names the
  * port bound). KETEN_ERR_IO when the address cannot be bound. */
-keten_err keten_prom_serve(keten_prom_server *srv, const struct sockaddr *sa, const char *addr);
+keten_err keten_promhttp_serve(keten_promhttp_server *srv, const struct sockaddr *sa, const char *addr);
 /* Stop serving (nothing when not started). */
-void keten_prom_stop(keten_prom_server *srv);
+void keten_promhttp_stop(keten_promhttp_server *srv);
 
 #endif

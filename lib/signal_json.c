@@ -67,8 +67,8 @@ static const char *const attachment_keys[] = { "name", "media_type", "data_base6
  * KETEN_SIGNAL_PROBLEMS_MAX, the rest counted); the first one is also kept
  * in first, and decides the error the single-error functions return. */
 typedef struct problem_sink {
-    keten_signal_problems *list;
-    keten_signal_problem first;
+    keten_signal_json_problems *list;
+    keten_signal_json_problem first;
     size_t n;
     bool nomem;
 } problem_sink;
@@ -123,7 +123,7 @@ static void copy_text(char *dst, size_t size, const char *src)
 }
 
 /* Append p to the list; false (counted in more) when full or out of memory. */
-static bool list_append(keten_signal_problems *l, const keten_signal_problem *p)
+static bool list_append(keten_signal_json_problems *l, const keten_signal_json_problem *p)
 {
     if (l->n >= KETEN_SIGNAL_PROBLEMS_MAX) {
         l->more++;
@@ -131,7 +131,7 @@ static bool list_append(keten_signal_problems *l, const keten_signal_problem *p)
     }
     if (l->n == l->cap) {
         size_t cap = l->cap == 0 ? 8 : 2 * l->cap;
-        keten_signal_problem *items = realloc(l->items, cap * sizeof *items);
+        keten_signal_json_problem *items = realloc(l->items, cap * sizeof *items);
         if (items == NULL) {
             l->more++;
             return false;
@@ -143,10 +143,10 @@ static bool list_append(keten_signal_problems *l, const keten_signal_problem *p)
     return true;
 }
 
-void keten_signal_problems_add(keten_signal_problems *problems, keten_err err, const char *path,
+void keten_signal_json_problems_add(keten_signal_json_problems *problems, keten_err err, const char *path,
     const char *allowed, const char *problem)
 {
-    keten_signal_problem p;
+    keten_signal_json_problem p;
     p.err = err;
     copy_text(p.path, sizeof p.path, path);
     copy_text(p.problem, sizeof p.problem, problem);
@@ -165,7 +165,7 @@ static void report(
     if (sink_covered(sink, path)) {
         return;
     }
-    keten_signal_problem p;
+    keten_signal_json_problem p;
     p.err = err;
     copy_text(p.path, sizeof p.path, path);
     va_list ap;
@@ -182,7 +182,7 @@ static void report(
     }
 }
 
-void keten_signal_problem_format(const keten_signal_problem *p, char *buf, size_t size)
+void keten_signal_json_problem_format(const keten_signal_json_problem *p, char *buf, size_t size)
 {
     const char *path = p->path[0] != '\0' ? p->path : "signal JSON";
     if (p->allowed[0] != '\0') {
@@ -200,11 +200,11 @@ static keten_err sink_result(const problem_sink *sink)
         return sink->nomem ? keten_err_set(KETEN_ERR_NOMEM, "signal problems") : KETEN_OK;
     }
     char text[KETEN_SIGNAL_PATH_MAX + 2 * KETEN_SIGNAL_TEXT_MAX + 16];
-    keten_signal_problem_format(&sink->first, text, sizeof text);
+    keten_signal_json_problem_format(&sink->first, text, sizeof text);
     return keten_err_set(sink->first.err, "%s", text);
 }
 
-void keten_signal_problems_clear(keten_signal_problems *problems)
+void keten_signal_json_problems_clear(keten_signal_json_problems *problems)
 {
     if (problems == NULL) {
         return;
@@ -504,15 +504,15 @@ static void check_signal(
     }
 }
 
-keten_err keten_signal_check(const Keten__Signal *signal, const keten_directory *dir)
+keten_err keten_signal_json_check(const Keten__Signal *signal, const keten_directory *dir)
 {
     problem_sink sink = { 0 };
     check_signal(&sink, signal, dir);
     return sink_result(&sink);
 }
 
-keten_err keten_signal_check_all(
-    const Keten__Signal *signal, const keten_directory *dir, keten_signal_problems *problems)
+keten_err keten_signal_json_check_all(
+    const Keten__Signal *signal, const keten_directory *dir, keten_signal_json_problems *problems)
 {
     problem_sink sink = { .list = problems };
     check_signal(&sink, signal, dir);
@@ -897,24 +897,24 @@ static keten_err parse_signal(problem_sink *sink, const char *json, size_t len,
     *out = sig;
     sig = NULL;
 out:
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     json_decref(root);
     return e;
 }
 
-keten_err keten_signal_from_json(const char *json, size_t len, Keten__Signal **out)
+keten_err keten_signal_json_parse(const char *json, size_t len, Keten__Signal **out)
 {
     problem_sink sink = { 0 };
     return parse_signal(&sink, json, len, NULL, out);
 }
 
-keten_err keten_signal_validate_json(
-    const char *json, size_t len, const keten_directory *dir, keten_signal_problems *problems)
+keten_err keten_signal_json_validate(
+    const char *json, size_t len, const keten_directory *dir, keten_signal_json_problems *problems)
 {
     problem_sink sink = { .list = problems };
     Keten__Signal *sig = NULL;
     keten_err e = parse_signal(&sink, json, len, dir, &sig);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     return e;
 }
 
@@ -1034,7 +1034,7 @@ static bool signal_fill_json(const Keten__Signal *sig, json_t *root)
     return true;
 }
 
-void *keten_signal_to_jansson(const Keten__Signal *signal)
+void *keten_signal_json_to_jansson(const Keten__Signal *signal)
 {
     if (signal == NULL) {
         return NULL;
@@ -1050,10 +1050,10 @@ void *keten_signal_to_jansson(const Keten__Signal *signal)
     return root;
 }
 
-keten_err keten_signal_to_json(const Keten__Signal *signal, char **out)
+keten_err keten_signal_json_to_text(const Keten__Signal *signal, char **out)
 {
     *out = NULL;
-    json_t *root = keten_signal_to_jansson(signal);
+    json_t *root = keten_signal_json_to_jansson(signal);
     if (root == NULL) {
         return keten_err_set(KETEN_ERR_JSON,
             "signal: cannot be written as JSON (a text field is not UTF-8, or out of memory)");
@@ -1069,18 +1069,18 @@ keten_err keten_signal_to_json(const Keten__Signal *signal, char **out)
 
 /* ---- protobuf ---------------------------------------------------------- */
 
-keten_err keten_signal_pack(const Keten__Signal *signal, uint8_t **out, size_t *out_len)
+keten_err keten_signal_json_pack(const Keten__Signal *signal, uint8_t **out, size_t *out_len)
 {
     *out = NULL;
     *out_len = 0;
-    keten_err e = keten_signal_check(signal, NULL);
+    keten_err e = keten_signal_json_check(signal, NULL);
     if (e != KETEN_OK) {
         return e;
     }
     return keten_pb_pack(&signal->base, out, out_len);
 }
 
-keten_err keten_signal_unpack(const uint8_t *buf, size_t len, Keten__Signal **out)
+keten_err keten_signal_json_unpack(const uint8_t *buf, size_t len, Keten__Signal **out)
 {
     *out = NULL;
     Keten__Signal *sig = NULL;
@@ -1089,9 +1089,9 @@ keten_err keten_signal_unpack(const uint8_t *buf, size_t len, Keten__Signal **ou
     if (e != KETEN_OK) {
         return e;
     }
-    e = keten_signal_check(sig, NULL);
+    e = keten_signal_json_check(sig, NULL);
     if (e != KETEN_OK) {
-        keten_signal_free(&sig);
+        keten_signal_json_free(&sig);
         return e;
     }
     *out = sig;
@@ -1106,7 +1106,7 @@ static void wipe_string(char *s)
     }
 }
 
-void keten_signal_free(Keten__Signal **signal_p)
+void keten_signal_json_free(Keten__Signal **signal_p)
 {
     if (signal_p == NULL || *signal_p == NULL) {
         return;

@@ -16,12 +16,12 @@
  * The full rules, with examples, are in docs/signals.md.
  *
  * Problems: every check runs to the end and can report every problem it
- * finds, not only the first (keten_signal_validate_json,
- * keten_signal_check_all: `keten-node send --dry-run`). Which signals are
+ * finds, not only the first (keten_signal_json_validate,
+ * keten_signal_json_check_all: `keten-node send --dry-run`). Which signals are
  * accepted does not depend on whether problems are collected; the
  * single-error functions return the first problem the list would start with.
  *
- * Ownership: *out Signal freed with keten_signal_free(); JSON strings are
+ * Ownership: *out Signal freed with keten_signal_json_free(); JSON strings are
  * malloc()ed (free()). Thread-safe.
  */
 #ifndef KETEN_SIGNAL_JSON_H
@@ -38,71 +38,71 @@
 #define KETEN_SIGNAL_PROBLEMS_MAX 64 /* problems listed; more are only counted */
 
 /* One problem of a signal. */
-typedef struct keten_signal_problem {
+typedef struct keten_signal_json_problem {
     keten_err err; /* what it stands for: KETEN_ERR_JSON, _INVALID, _TOO_LARGE, ... */
     char path[KETEN_SIGNAL_PATH_MAX]; /* "grading.source", "subjects[0].address";
                                          "" for the text as a whole */
     char problem[KETEN_SIGNAL_TEXT_MAX]; /* what is wrong */
     char allowed[KETEN_SIGNAL_TEXT_MAX]; /* the allowed values or fields; may be "" */
-} keten_signal_problem;
+} keten_signal_json_problem;
 
 /* The problems found, in check order (the order of the fields in
  * docs/signals.md, structure before values). Zero-initialise it; release it
- * with keten_signal_problems_clear(). */
-typedef struct keten_signal_problems {
-    keten_signal_problem *items;
+ * with keten_signal_json_problems_clear(). */
+typedef struct keten_signal_json_problems {
+    keten_signal_json_problem *items;
     size_t n, cap;
     size_t more; /* problems past KETEN_SIGNAL_PROBLEMS_MAX, not listed */
-} keten_signal_problems;
+} keten_signal_json_problems;
 
 /* "path: problem (allowed: ...)" into buf (always terminated). */
-void keten_signal_problem_format(const keten_signal_problem *p, char *buf, size_t size);
+void keten_signal_json_problem_format(const keten_signal_json_problem *p, char *buf, size_t size);
 
 /* Append a problem found outside the signal (its recipients, the message it
  * answers); allowed may be NULL. Past KETEN_SIGNAL_PROBLEMS_MAX (or out of
  * memory) it is only counted in more. */
-void keten_signal_problems_add(keten_signal_problems *problems, keten_err err, const char *path,
+void keten_signal_json_problems_add(keten_signal_json_problems *problems, keten_err err, const char *path,
     const char *allowed, const char *problem);
 
 /* Free the list's items; accepts NULL; the list can be used again. */
-void keten_signal_problems_clear(keten_signal_problems *problems);
+void keten_signal_json_problems_clear(keten_signal_json_problems *problems);
 
-/* Parse and check JSON text as keten_signal_from_json does, and against dir
+/* Parse and check JSON text as keten_signal_json_parse does, and against dir
  * (when not NULL: type and purpose registered), appending every problem to
  * *problems. KETEN_OK when there is none; else the first problem's error
- * (its detail set as keten_signal_from_json would set it). JSON that does
+ * (its detail set as keten_signal_json_parse would set it). JSON that does
  * not parse is one problem (jansson stops at the first syntax error). */
-keten_err keten_signal_validate_json(const char *json, size_t len, const keten_directory *dir,
-    keten_signal_problems *problems) KETEN_MUST_CHECK;
+keten_err keten_signal_json_validate(const char *json, size_t len, const keten_directory *dir,
+    keten_signal_json_problems *problems) KETEN_MUST_CHECK;
 
 /* Parse JSON text (at most KETEN_SIGNAL_JSON_MAX bytes). */
-keten_err keten_signal_from_json(const char *json, size_t len, Keten__Signal **out)
+keten_err keten_signal_json_parse(const char *json, size_t len, Keten__Signal **out)
     KETEN_MUST_CHECK;
 
 /* Compact JSON of a signal (keys in the order of section 5). */
-keten_err keten_signal_to_json(const Keten__Signal *signal, char **out) KETEN_MUST_CHECK;
+keten_err keten_signal_json_to_text(const Keten__Signal *signal, char **out) KETEN_MUST_CHECK;
 
 /* The same, as a jansson json_t* (returned as void* to keep jansson out of
  * this header); the caller json_decref()s it. NULL on failure. */
-void *keten_signal_to_jansson(const Keten__Signal *signal);
+void *keten_signal_json_to_jansson(const Keten__Signal *signal);
 
 /* Check a parsed signal (also one that came out of a ciphertext): type and
  * purpose registered in dir (if dir != NULL), field syntax as above. */
-keten_err keten_signal_check(const Keten__Signal *signal, const keten_directory *dir)
+keten_err keten_signal_json_check(const Keten__Signal *signal, const keten_directory *dir)
     KETEN_MUST_CHECK;
 
 /* The same, appending every problem to *problems. */
-keten_err keten_signal_check_all(const Keten__Signal *signal, const keten_directory *dir,
-    keten_signal_problems *problems) KETEN_MUST_CHECK;
+keten_err keten_signal_json_check_all(const Keten__Signal *signal, const keten_directory *dir,
+    keten_signal_json_problems *problems) KETEN_MUST_CHECK;
 
 /* Serialize / parse the protobuf form (the plaintext inside an envelope). */
-keten_err keten_signal_pack(const Keten__Signal *signal, uint8_t **out, size_t *out_len)
+keten_err keten_signal_json_pack(const Keten__Signal *signal, uint8_t **out, size_t *out_len)
     KETEN_MUST_CHECK;
-keten_err keten_signal_unpack(const uint8_t *buf, size_t len, Keten__Signal **out)
+keten_err keten_signal_json_unpack(const uint8_t *buf, size_t len, Keten__Signal **out)
     KETEN_MUST_CHECK;
 
-/* Free a Signal from keten_signal_from_json or keten_signal_unpack; accepts
+/* Free a Signal from keten_signal_json_parse or keten_signal_json_unpack; accepts
  * NULL; sets *signal_p = NULL. Attachment bytes are wiped. */
-void keten_signal_free(Keten__Signal **signal_p);
+void keten_signal_json_free(Keten__Signal **signal_p);
 
 #endif

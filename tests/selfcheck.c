@@ -32,7 +32,7 @@ static const uint8_t pass[] = "selfcheck passphrase";
 
 static int fail(const char *step, keten_err e)
 {
-    fprintf(stderr, "keten-selfcheck: %s failed: %s: %s\n", step, keten_strerror(e),
+    fprintf(stderr, "keten-selfcheck: %s failed: %s: %s\n", step, keten_err_str(e),
         keten_err_detail());
     return 1;
 }
@@ -78,7 +78,7 @@ int main(void)
     Keten__NodeRequest *rq = NULL;
     Keten__Anchor *anchor = NULL;
     Keten__Signal *signal = NULL, *opened = NULL;
-    keten_verified *verified = NULL;
+    keten_envelope_verified *verified = NULL;
     char *json = NULL;
     uint8_t *admin_sk = sodium_malloc(KETEN_SIGN_SK_BYTES);
     uint8_t admin_pk[1][KETEN_SIGN_PK_BYTES];
@@ -114,7 +114,7 @@ int main(void)
     size_t req_lens[2] = { req_g_len, req_p_len };
     for (int i = 0; i < 2; i++) {
         uint64_t serial;
-        if ((e = keten_request_verify(reqs[i], req_lens[i], &rq)) != KETEN_OK
+        if ((e = keten_identity_request_verify(reqs[i], req_lens[i], &rq)) != KETEN_OK
             || (e = keten_dirbuild_approve(draft, rq, now, 30 * KETEN_MS_PER_DAY, false, &serial))
                 != KETEN_OK) {
             rc = fail("approving a request", e);
@@ -142,7 +142,7 @@ int main(void)
     a.admins = admins;
     a.threshold = 1;
     if ((e = keten_pb_pack(&a.base, &anchor_bytes, &anchor_len)) != KETEN_OK
-        || (e = keten_anchor_parse(anchor_bytes, anchor_len, &anchor)) != KETEN_OK
+        || (e = keten_directory_anchor_parse(anchor_bytes, anchor_len, &anchor)) != KETEN_OK
         || (e = keten_directory_verify(anchor, NULL, signed_dir, signed_len, now, &dir))
             != KETEN_OK) {
         rc = fail("verifying the directory against the anchor", e);
@@ -152,16 +152,16 @@ int main(void)
         (unsigned long long)keten_directory_version(dir));
 
     printf("4. The municipality seals a signal to the police: signed, encrypted end to end.\n");
-    keten_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
+    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
         .category = "woonfraude",
         .purpose = "riec-convenant/art-5",
         .created_at = now,
         .expires_at = now + 3600u * 1000u };
     const char *to[1] = { "politie-mn" };
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
-    if ((e = keten_signal_from_json(example_json, strlen(example_json), &signal)) != KETEN_OK
-        || (e = keten_signal_check(signal, dir)) != KETEN_OK
-        || (e = keten_signal_pack(signal, &payload, &payload_len)) != KETEN_OK
+    if ((e = keten_signal_json_parse(example_json, strlen(example_json), &signal)) != KETEN_OK
+        || (e = keten_signal_json_check(signal, dir)) != KETEN_OK
+        || (e = keten_signal_json_pack(signal, &payload, &payload_len)) != KETEN_OK
         || (e = keten_envelope_seal(gemeente, dir, to, 1, &params, payload, payload_len, msg_id,
                 &env, &env_len))
             != KETEN_OK) {
@@ -177,14 +177,14 @@ int main(void)
         rc = fail("verifying the envelope", e);
         goto out;
     }
-    keten_verified_destroy(&verified);
+    keten_envelope_verified_destroy(&verified);
     printf("signature and header are valid.\n");
 
     printf("6. The municipality itself cannot open it (it is not a recipient): ");
     e = keten_envelope_open(gemeente, dir, env, env_len, keten_now_ms(), &verified, &opened);
     if (e != KETEN_ERR_NOT_RECIPIENT) {
         fprintf(stderr, "keten-selfcheck: a non-recipient was not refused (%s)\n",
-            keten_strerror(e));
+            keten_err_str(e));
         goto out;
     }
     printf("refused, as it should be.\n");
@@ -195,7 +195,7 @@ int main(void)
         rc = fail("opening the signal", e);
         goto out;
     }
-    if ((e = keten_signal_to_json(opened, &json)) != KETEN_OK) {
+    if ((e = keten_signal_json_to_text(opened, &json)) != KETEN_OK) {
         rc = fail("printing the signal", e);
         goto out;
     }
@@ -204,9 +204,9 @@ int main(void)
     rc = 0;
 out:
     free(json);
-    keten_verified_destroy(&verified);
-    keten_signal_free(&opened);
-    keten_signal_free(&signal);
+    keten_envelope_verified_destroy(&verified);
+    keten_signal_json_free(&opened);
+    keten_signal_json_free(&signal);
     free(env);
     free(payload);
     keten_pb_free((ProtobufCMessage **)&anchor);

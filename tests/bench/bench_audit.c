@@ -7,7 +7,7 @@
  * records of realistic headers (random msg_ids, 1-3 recipients, registered
  * categories and purposes), each with a real Ed25519 signature of its sender
  * over "keten/envelope/v1" || header || ciphertext hash (signed by two
- * threads), appended with keten_mlog_append, with a checkpoint signed by the
+ * threads), appended with keten_merkle_log_append, with a checkpoint signed by the
  * broker's log key every 1,000 records as the broker does. Then it measures:
  *   - verify (verifier_run: tree, records, every signature, every
  *     checkpoint) in records/s, with all cores and with one thread;
@@ -169,7 +169,7 @@ static void *gen_thread(void *arg)
     return NULL;
 }
 
-static int put_checkpoint(MDB_txn *txn, MDB_dbi cps, keten_mlog *log, const fixture *fx,
+static int put_checkpoint(MDB_txn *txn, MDB_dbi cps, keten_merkle_log *log, const fixture *fx,
     const keten_identity *broker, uint64_t size)
 {
     keten_checkpoint cp;
@@ -179,7 +179,7 @@ static int put_checkpoint(MDB_txn *txn, MDB_dbi cps, keten_mlog *log, const fixt
     cp.dir_version = keten_directory_version(fx->directory);
     memcpy(cp.dir_hash, keten_directory_hash(fx->directory), KETEN_HASH_BYTES);
     char *note = NULL;
-    if (keten_mlog_root(log, txn, size, cp.root) != KETEN_OK
+    if (keten_merkle_log_root(log, txn, size, cp.root) != KETEN_OK
         || keten_checkpoint_sign(&cp, broker->id, broker->log_sk, &note) != KETEN_OK) {
         return -1;
     }
@@ -200,12 +200,12 @@ static int build(fixture *fx, const char *store, uint64_t n, double *seconds)
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
     MDB_dbi dirs, cps;
-    keten_mlog *log = NULL;
+    keten_merkle_log *log = NULL;
     keten_identity *broker = fixture_node(fx, "broker");
     if (keten_mkdir(store, 0700) != KETEN_OK || mdb_env_create(&env) != 0
         || mdb_env_set_maxdbs(env, 16) != 0 || mdb_env_set_mapsize(env, MAP_SIZE) != 0
         || mdb_env_open(env, store, MDB_NOSYNC, 0600) != 0 || mdb_txn_begin(env, NULL, 0, &txn) != 0
-        || keten_mlog_open(txn, "audit-", &log) != KETEN_OK
+        || keten_merkle_log_open(txn, "audit-", &log) != KETEN_OK
         || mdb_dbi_open(txn, "directories", MDB_CREATE, &dirs) != 0
         || mdb_dbi_open(txn, "checkpoints", MDB_CREATE, &cps) != 0) {
         fprintf(stderr, "bench_audit: cannot make the store in %s\n", store);
@@ -225,7 +225,7 @@ static int build(fixture *fx, const char *store, uint64_t n, double *seconds)
     uint8_t vkey[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
     MDB_val vk = { sizeof vkey, vkey }, vv = { dlen, (void *)dbytes };
     if (keten_pb_pack(&d.base, &leaf, &leaf_len) != KETEN_OK
-        || keten_mlog_append(log, txn, leaf, leaf_len, NULL) != KETEN_OK
+        || keten_merkle_log_append(log, txn, leaf, leaf_len, NULL) != KETEN_OK
         || mdb_put(txn, dirs, &vk, &vv, 0) != 0) {
         fprintf(stderr, "bench_audit: cannot write the directory record\n");
         return -1;
@@ -257,7 +257,7 @@ static int build(fixture *fx, const char *store, uint64_t n, double *seconds)
         }
         for (uint64_t k = 0; k < count; k++) {
             uint64_t index = 0;
-            if (keten_mlog_append(log, txn, buf[k].data, buf[k].len, &index) != KETEN_OK) {
+            if (keten_merkle_log_append(log, txn, buf[k].data, buf[k].len, &index) != KETEN_OK) {
                 fprintf(stderr, "bench_audit: append: %s\n", keten_err_detail());
                 return -1;
             }
@@ -276,7 +276,7 @@ static int build(fixture *fx, const char *store, uint64_t n, double *seconds)
     }
     free(buf);
     int rc = mdb_txn_commit(txn);
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
     if (rc != 0 || mdb_env_sync(env, 1) != 0) {
         return -1;
     }

@@ -73,8 +73,8 @@ int main(void)
     Keten__Signal *signal = NULL;
     uint8_t *payload = NULL;
     size_t payload_len = 0;
-    if (keten_signal_from_json(json, strlen(json), &signal) != KETEN_OK
-        || keten_signal_pack(signal, &payload, &payload_len) != KETEN_OK) {
+    if (keten_signal_json_parse(json, strlen(json), &signal) != KETEN_OK
+        || keten_signal_json_pack(signal, &payload, &payload_len) != KETEN_OK) {
         fprintf(stderr, "bench_envelope: cannot build the signal: %s\n", keten_err_detail());
         return 1;
     }
@@ -88,7 +88,7 @@ int main(void)
     size_t env_len = 0;
     for (int r = 0; r < REPEATS; r++) {
         uint64_t t0 = keten_now_ms();
-        keten_seal_params p = { .kind = KETEN__KIND__KIND_SIGNAL,
+        keten_envelope_seal_params p = { .kind = KETEN__KIND__KIND_SIGNAL,
             .category = "woonfraude",
             .purpose = "riec-convenant/art-5",
             .created_at = t0,
@@ -109,26 +109,26 @@ int main(void)
 
         start = now_s();
         for (int i = 0; i < n_open; i++) {
-            keten_verified *v = NULL;
+            keten_envelope_verified *v = NULL;
             Keten__Signal *s = NULL;
             if (keten_envelope_open(politie, fx->directory, env, env_len, keten_now_ms(), &v, &s)
                 != KETEN_OK) {
                 fprintf(stderr, "bench_envelope: open failed: %s\n", keten_err_detail());
                 return 1;
             }
-            keten_verified_destroy(&v);
-            keten_signal_free(&s);
+            keten_envelope_verified_destroy(&v);
+            keten_signal_json_free(&s);
         }
         open[r] = n_open / (now_s() - start);
 
         start = now_s();
         for (int i = 0; i < n_verify; i++) {
-            keten_verified *v = NULL;
+            keten_envelope_verified *v = NULL;
             if (keten_envelope_verify(fx->directory, env, env_len, &v) != KETEN_OK) {
                 fprintf(stderr, "bench_envelope: verify failed: %s\n", keten_err_detail());
                 return 1;
             }
-            keten_verified_destroy(&v);
+            keten_envelope_verified_destroy(&v);
         }
         verify[r] = n_verify / (now_s() - start);
 
@@ -169,7 +169,7 @@ int main(void)
         "time verify-only / bare verify", rs.median, rs.min, rs.max);
     free(env);
     free(payload);
-    keten_signal_free(&signal);
+    keten_signal_json_free(&signal);
     fixture_destroy(&fx);
     return 0;
 }

@@ -216,7 +216,7 @@ static void sleep_ns(uint64_t ns)
 
 static void report(const char *what, keten_err e)
 {
-    fprintf(stderr, BX_PROG ": %s: %s: %s\n", what, keten_strerror(e), keten_err_detail());
+    fprintf(stderr, BX_PROG ": %s: %s: %s\n", what, keten_err_str(e), keten_err_detail());
 }
 
 static void *xcalloc(size_t n, size_t size)
@@ -328,7 +328,7 @@ static keten_err approve(keten_dirbuild *draft, keten_identity *id, uint64_t now
     uint64_t serial = 0;
     keten_err e = keten_identity_request(id, BX_NETWORK, now, &req, &req_len);
     if (e == KETEN_OK) {
-        e = keten_request_verify(req, req_len, &parsed);
+        e = keten_identity_request_verify(req, req_len, &parsed);
     }
     if (e == KETEN_OK) {
         e = keten_dirbuild_approve(draft, parsed, now, BX_CERT_VALID_MS, false, &serial);
@@ -372,7 +372,7 @@ static keten_err net_make(net *nt, const opts *o)
     a.threshold = 1;
     uint32_t rule = 0;
     if ((e = keten_pb_pack(&a.base, &anchor_bytes, &anchor_len)) != KETEN_OK
-        || (e = keten_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
+        || (e = keten_directory_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
         || (e = path_in(nt->root, "network.pub", nt->anchor_path)) != KETEN_OK
         || (e = keten_file_write(nt->anchor_path, anchor_bytes, anchor_len, 0644, true)) != KETEN_OK
         || (e = keten_dirbuild_new(
@@ -1514,7 +1514,7 @@ typedef keten_err (*floor_op)(floor_ctx *c);
 
 static keten_err op_seal(floor_ctx *c)
 {
-    keten_seal_params sp = {
+    keten_envelope_seal_params sp = {
         .kind = KETEN__KIND__KIND_SIGNAL,
         .category = BX_CATEGORY,
         .purpose = BX_PURPOSE,
@@ -1531,20 +1531,20 @@ static keten_err op_seal(floor_ctx *c)
 
 static keten_err op_env_verify(floor_ctx *c)
 {
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     keten_err e = keten_envelope_verify(c->nt->dir, c->env, c->env_len, &v);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     return e;
 }
 
 static keten_err op_open(floor_ctx *c)
 {
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     Keten__Signal *sig = NULL;
     keten_err e
         = keten_envelope_open(c->nt->rcv[0], c->nt->dir, c->env, c->env_len, c->now, &v, &sig);
-    keten_signal_free(&sig);
-    keten_verified_destroy(&v);
+    keten_signal_json_free(&sig);
+    keten_envelope_verified_destroy(&v);
     return e;
 }
 
@@ -1661,7 +1661,7 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
     }
     c.serial = cert->serial;
     Keten__Signal *sig = NULL;
-    keten_seal_params sp = {
+    keten_envelope_seal_params sp = {
         .kind = KETEN__KIND__KIND_SIGNAL,
         .category = BX_CATEGORY,
         .purpose = BX_PURPOSE,
@@ -1669,11 +1669,11 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
         .expires_at = c.now + 7 * KETEN_MS_PER_DAY,
     };
     /* the payload as the node makes it: JSON -> Signal -> protobuf */
-    keten_err e = keten_signal_from_json(signal_json, strlen(signal_json), &sig);
+    keten_err e = keten_signal_json_parse(signal_json, strlen(signal_json), &sig);
     if (e == KETEN_OK) {
-        e = keten_signal_pack(sig, &c.payload, &c.payload_len);
+        e = keten_signal_json_pack(sig, &c.payload, &c.payload_len);
     }
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     if (e == KETEN_OK) {
         e = keten_envelope_seal(nt->snd[0], nt->dir, c.to, R, &sp, c.payload, c.payload_len,
             c.msg_id, &c.env, &c.env_len);

@@ -42,7 +42,7 @@
 typedef struct bench_env {
     char dir[512];
     MDB_env *env;
-    keten_mlog *log;
+    keten_merkle_log *log;
 } bench_env;
 
 static double clock_s(clockid_t id)
@@ -91,7 +91,7 @@ static void make_leaf(uint64_t i, uint8_t leaf[LEAF_BYTES])
 
 static int fail(const char *what, keten_err err)
 {
-    fprintf(stderr, "bench_merkle: %s: %s: %s\n", what, keten_strerror(err), keten_err_detail());
+    fprintf(stderr, "bench_merkle: %s: %s: %s\n", what, keten_err_str(err), keten_err_detail());
     return 1;
 }
 
@@ -104,7 +104,7 @@ static int fail_mdb(const char *what, int rc)
 static void env_remove(bench_env *b)
 {
     if (b->log != NULL) {
-        keten_mlog_destroy(&b->log);
+        keten_merkle_log_destroy(&b->log);
     }
     if (b->env != NULL) {
         mdb_env_close(b->env);
@@ -152,7 +152,7 @@ static int env_new(bench_env *b)
     if (rc != 0) {
         return fail_mdb("beginning a transaction", rc);
     }
-    keten_err err = keten_mlog_open(txn, "audit-", &b->log);
+    keten_err err = keten_merkle_log_open(txn, "audit-", &b->log);
     if (err != KETEN_OK) {
         mdb_txn_abort(txn);
         return fail("opening the log", err);
@@ -179,7 +179,7 @@ static int append_all(bench_env *b, uint64_t n, double *secs, double *cpu)
         for (unsigned j = 0; j < BATCH && i < n; j++, i++) {
             make_leaf(i, leaf);
             uint64_t idx = 0;
-            keten_err err = keten_mlog_append(b->log, txn, leaf, sizeof leaf, &idx);
+            keten_err err = keten_merkle_log_append(b->log, txn, leaf, sizeof leaf, &idx);
             if (err != KETEN_OK || idx != i) {
                 mdb_txn_abort(txn);
                 return fail("appending", err);
@@ -243,7 +243,7 @@ static int check_root(bench_env *b, uint64_t n)
     if (rc != 0) {
         return fail_mdb("beginning a read transaction", rc);
     }
-    keten_err err = keten_mlog_root(b->log, txn, n, stored);
+    keten_err err = keten_merkle_log_root(b->log, txn, n, stored);
     mdb_txn_abort(txn);
     if (err != KETEN_OK) {
         return fail("root", err);
@@ -268,7 +268,7 @@ static int run_reads(bench_env *b, uint64_t n, enum op op, unsigned ops, uint64_
         return fail_mdb("beginning a read transaction", rc);
     }
     keten_hash root_n;
-    keten_err err = keten_mlog_root(b->log, txn, n, root_n);
+    keten_err err = keten_merkle_log_root(b->log, txn, n, root_n);
     if (err != KETEN_OK) {
         mdb_txn_abort(txn);
         return fail("root", err);
@@ -283,13 +283,13 @@ static int run_reads(bench_env *b, uint64_t n, enum op op, unsigned ops, uint64_
     for (unsigned k = 0; k < ops; k++) {
         uint64_t x = op == OP_ROOT ? 1 + rng_below(&s, n) : rng_below(&s, n);
         if (op == OP_INCLUSION) {
-            err = keten_mlog_inclusion_proof(b->log, txn, x, n, proof, &len);
+            err = keten_merkle_log_inclusion_proof(b->log, txn, x, n, proof, &len);
             sink ^= proof[0][0];
         } else if (op == OP_CONSISTENCY) {
-            err = keten_mlog_consistency_proof(b->log, txn, x == 0 ? 1 : x, n, proof, &len);
+            err = keten_merkle_log_consistency_proof(b->log, txn, x == 0 ? 1 : x, n, proof, &len);
             sink ^= proof[0][0];
         } else {
-            err = keten_mlog_root(b->log, txn, x, out);
+            err = keten_merkle_log_root(b->log, txn, x, out);
             sink ^= out[0];
         }
         if (err != KETEN_OK) {
@@ -306,9 +306,9 @@ static int run_reads(bench_env *b, uint64_t n, enum op op, unsigned ops, uint64_
         uint64_t x = op == OP_ROOT ? 1 + rng_below(&s, n) : rng_below(&s, n);
         if (op == OP_INCLUSION) {
             keten_hash lh;
-            err = keten_mlog_inclusion_proof(b->log, txn, x, n, proof, &len);
+            err = keten_merkle_log_inclusion_proof(b->log, txn, x, n, proof, &len);
             if (err == KETEN_OK) {
-                err = keten_mlog_leaf_hash(b->log, txn, x, lh);
+                err = keten_merkle_log_leaf_hash(b->log, txn, x, lh);
             }
             if (err == KETEN_OK) {
                 err = keten_merkle_verify_inclusion(
@@ -317,9 +317,9 @@ static int run_reads(bench_env *b, uint64_t n, enum op op, unsigned ops, uint64_
         } else if (op == OP_CONSISTENCY) {
             uint64_t m = x == 0 ? 1 : x;
             keten_hash root_m;
-            err = keten_mlog_consistency_proof(b->log, txn, m, n, proof, &len);
+            err = keten_merkle_log_consistency_proof(b->log, txn, m, n, proof, &len);
             if (err == KETEN_OK) {
-                err = keten_mlog_root(b->log, txn, m, root_m);
+                err = keten_merkle_log_root(b->log, txn, m, root_m);
             }
             if (err == KETEN_OK) {
                 err = keten_merkle_verify_consistency(
@@ -327,9 +327,9 @@ static int run_reads(bench_env *b, uint64_t n, enum op op, unsigned ops, uint64_
             }
         } else {
             /* A root of size x is right if it is consistent with the root of n. */
-            err = keten_mlog_root(b->log, txn, x, out);
+            err = keten_merkle_log_root(b->log, txn, x, out);
             if (err == KETEN_OK) {
-                err = keten_mlog_consistency_proof(b->log, txn, x, n, proof, &len);
+                err = keten_merkle_log_consistency_proof(b->log, txn, x, n, proof, &len);
             }
             if (err == KETEN_OK) {
                 err = keten_merkle_verify_consistency(

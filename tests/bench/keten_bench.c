@@ -15,8 +15,8 @@
  * is checked (the broker's log-key signature on the note, once per
  * checkpoint, and the consistency proof from the checkpoint before it);
  * every SubmitAck's LeafProof is checked against the root of a checkpoint
- * the node accepted (keten_leafproof_verify) and its record against the
- * envelope sent (keten_record_is_envelope) - an ack counts as accepted only
+ * the node accepted (keten_logproof_verify) and its record against the
+ * envelope sent (keten_logproof_record_is_envelope) - an ack counts as accepted only
  * then; a Deliver's proof is checked the same way; a receiver answers the
  * deliveries of one read burst with one signed ReceiptBatch
  * (keten_receipt_batch_new); a sender checks each ReceiptNotice's proof and
@@ -200,7 +200,7 @@ static void sleep_ns(uint64_t ns)
 
 static void die(const char *what, keten_err e)
 {
-    fprintf(stderr, "keten-bench: %s: %s: %s\n", what, keten_strerror(e), keten_err_detail());
+    fprintf(stderr, "keten-bench: %s: %s: %s\n", what, keten_err_str(e), keten_err_detail());
 }
 
 static void *xcalloc(size_t n, size_t size)
@@ -279,7 +279,7 @@ static keten_err make_nodes(keten_dirbuild *draft, const char *prefix, const cha
             e = keten_identity_request((*out)[i], BENCH_NETWORK, now, &req, &req_len);
         }
         if (e == KETEN_OK) {
-            e = keten_request_verify(req, req_len, &parsed);
+            e = keten_identity_request_verify(req, req_len, &parsed);
         }
         if (e == KETEN_OK) {
             e = keten_dirbuild_approve(draft, parsed, now, BENCH_CERT_VALID_MS, false, &serial);
@@ -316,7 +316,7 @@ static keten_err net_make(net *nt, const opts *o)
     a.n_admins = 1;
     a.threshold = 1;
     if ((e = keten_pb_pack(&a.base, &anchor_bytes, &anchor_len)) != KETEN_OK
-        || (e = keten_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
+        || (e = keten_directory_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
         || (e = path_in(nt->root, "network.pub", nt->anchor_path)) != KETEN_OK
         || (e = keten_file_write(nt->anchor_path, anchor_bytes, anchor_len, 0644, true))
             != KETEN_OK) {
@@ -335,7 +335,7 @@ static keten_err net_make(net *nt, const opts *o)
     if ((e = keten_identity_generate("broker", "broker", "keten-bench", true, &nt->broker))
             != KETEN_OK
         || (e = keten_identity_request(nt->broker, BENCH_NETWORK, now, &req, &req_len)) != KETEN_OK
-        || (e = keten_request_verify(req, req_len, &parsed)) != KETEN_OK) {
+        || (e = keten_identity_request_verify(req, req_len, &parsed)) != KETEN_OK) {
         goto out;
     }
     uint64_t serial = 0;
@@ -841,7 +841,7 @@ static keten_err make_payload(size_t size, uint8_t **out, size_t *out_len)
         data = len < size ? data + (size - len) : data - (len - size > data ? data : len - size);
     }
     at.data.len = data;
-    e = keten_signal_pack(&s, out, out_len);
+    e = keten_signal_json_pack(&s, out, out_len);
     free(fill);
     return e;
 }
@@ -871,7 +871,7 @@ static keten_err build_one(build_job *j, size_t i)
     for (size_t k = 0; k < w->R; k++) {
         to[k] = w->rcpt[msg_rcpt(w, i, k)]->id;
     }
-    keten_seal_params sp = {
+    keten_envelope_seal_params sp = {
         .kind = KETEN__KIND__KIND_SIGNAL,
         .category = BENCH_CATEGORY,
         .purpose = BENCH_PURPOSE,
@@ -1620,7 +1620,7 @@ static int proof_check(node_thr *t, const Keten__LeafProof *p, Keten__AuditRecor
         t->proofs_unknown_cp++;
         return 1;
     }
-    return keten_leafproof_verify(p, root, rec_out) == KETEN_OK ? 0 : -1;
+    return keten_logproof_verify(p, root, rec_out) == KETEN_OK ? 0 : -1;
 }
 
 /* The serialized Envelope inside message i's prebuilt Submit frame. */
@@ -1673,7 +1673,7 @@ static void sender_ack(
     }
     if (KETEN_PB_UNPACK(keten__envelope, env, env_len, KETEN_ENVELOPE_MAX, "envelope", &pe)
             != KETEN_OK
-        || keten_record_is_envelope(rec, env, env_len, pe) != KETEN_OK) {
+        || keten_logproof_record_is_envelope(rec, env, env_len, pe) != KETEN_OK) {
         note_alarm(t, &t->acks_bad, "ack record");
         goto out;
     }
@@ -1956,7 +1956,7 @@ static void receiver_deliver(node_thr *t, const Keten__Deliver *dl)
     keten_err e = KETEN_PB_UNPACK(
         keten__envelope, dl->envelope.data, dl->envelope.len, KETEN_ENVELOPE_MAX, "envelope", &pe);
     if (e == KETEN_OK) {
-        e = keten_record_is_envelope(rec, dl->envelope.data, dl->envelope.len, pe);
+        e = keten_logproof_record_is_envelope(rec, dl->envelope.data, dl->envelope.len, pe);
     }
     bool named = false;
     for (size_t k = 0; e == KETEN_OK && k < rec->n_recipients && !named; k++) {
@@ -3028,7 +3028,7 @@ static json_t *config_json(const opts *o, const workload *w, const fsync_result 
 {
     json_t *c = json_object();
     json_object_set_new(c, "signal_bytes", json_integer((json_int_t)o->size));
-    json_object_set_new(c, "padded_bytes", json_integer((json_int_t)keten_pad_bucket(o->size)));
+    json_object_set_new(c, "padded_bytes", json_integer((json_int_t)keten_envelope_pad_bucket(o->size)));
     json_object_set_new(
         c, "envelope_bytes", json_integer((json_int_t)(w != NULL ? w->env_len : 0)));
     json_object_set_new(c, "recipients", json_integer((json_int_t)o->recipients));
@@ -3181,7 +3181,7 @@ int main(int argc, char **argv)
                     break;
                 }
                 printf("  %.1f s; envelope %zu bytes (signal %zu, padded %zu)\n",
-                    (double)(mono_ns() - t) / 1e9, w.env_len, o.size, keten_pad_bucket(o.size));
+                    (double)(mono_ns() - t) / 1e9, w.env_len, o.size, keten_envelope_pad_bucket(o.size));
             }
             run_result *r = rate > 0 ? &res[o.runs + n_fixed] : &res[n_max];
             e = run_once(&o, &nt, &w, k * 2 + (unsigned)step, rate, half, r);

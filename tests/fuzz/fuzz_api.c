@@ -173,7 +173,7 @@ static void setup(void)
         .witness_timeout_ms = KETEN_NODE_WITNESS_TIMEOUT_MS,
     };
     node->me = net->nodes[0];
-    FUZZ_MUST(keten_anchor_load(S.anchor, &node->anchor));
+    FUZZ_MUST(keten_directory_anchor_load(S.anchor, &node->anchor));
     node->zctx = zmq_ctx_new();
     FUZZ_CHECK(node->zctx != NULL);
     FUZZ_MUST(keten_link_new(

@@ -129,7 +129,7 @@ static uint64_t log_size(MDB_txn *txn)
         txn = own;
     }
     uint64_t size = 0;
-    FUZZ_MUST(keten_mlog_size(b->st->log, txn, &size));
+    FUZZ_MUST(keten_merkle_log_size(b->st->log, txn, &size));
     store_abort(&own);
     return size;
 }
@@ -301,10 +301,10 @@ static keten_err dispatch(broker *b, item *it)
 static bool sent_by(const item *it, const keten_directory *dir)
 {
     const ProtobufCBinaryData *env = &it->frame->submit->envelope;
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     bool ok = keten_envelope_verify(dir, env->data, env->len, &v) == KETEN_OK;
     ok = ok && v->sender != NULL && strcmp(v->sender->id, it->c->node) == 0;
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     keten_err_clear();
     return ok;
 }
@@ -368,7 +368,7 @@ static void run_batch(MDB_txn *outer, item *items, size_t n)
     }
     if (e != KETEN_OK) {
         /* A store error, as a failed batch: nothing of it stays. */
-        fprintf(stderr, "batch failed: %s: %s\n", keten_strerror(e), keten_err_detail());
+        fprintf(stderr, "batch failed: %s: %s\n", keten_err_str(e), keten_err_detail());
         FUZZ_CHECK(e == KETEN_ERR_STORE_FULL || e == KETEN_ERR_NOMEM);
         store_abort(&b->txn);
         checkpointer_undo(b);

@@ -1,9 +1,9 @@
 /*
  * fuzz_checkpoint.c - checkpoint notes (C2SP signed note + tlog-checkpoint +
  * tlog-cosignature) as a node receives them: keten_checkpoint_open with the
- * broker's log key, keten_checkpoint_parse_body, keten_cosignature_verify
+ * broker's log key, keten_checkpoint_parse_body, keten_checkpoint_cosignature_verify
  * for every partner of the test network, keten_checkpoint_witnesses, and
- * adding a new cosignature line (keten_cosignature_sign,
+ * adding a new cosignature line (keten_checkpoint_cosignature_sign,
  * keten_checkpoint_add_line).
  *
  * Invariants:
@@ -60,7 +60,7 @@ static void witnesses(const char *note, size_t len, witness_view *wv)
             continue;
         }
         uint64_t t = 0;
-        wv->cosig[i] = keten_cosignature_verify(note, len, id, pk, &t);
+        wv->cosig[i] = keten_checkpoint_cosignature_verify(note, len, id, pk, &t);
         if (wv->cosig[i] == KETEN_OK) {
             ok++;
             FUZZ_CHECK(wv->e == KETEN_OK);
@@ -114,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(strcmp(fuzz_node_ids[w], WITNESS) == 0);
     if (before.e == KETEN_OK && before.cosig[w] == KETEN_ERR_NOT_FOUND) {
         char *line = NULL;
-        FUZZ_MUST(keten_cosignature_sign(
+        FUZZ_MUST(keten_checkpoint_cosignature_sign(
             text, size, WITNESS, net->nodes[w]->sign_sk, FUZZ_T_DIR / 1000, &line));
         char *with = NULL;
         keten_err ea = keten_checkpoint_add_line(text, size, line, &with);

@@ -90,7 +90,7 @@ static void make_anchor(void)
     a.n_admins = FUZZ_N_ADMINS;
     a.threshold = FUZZ_THRESHOLD;
     FUZZ_MUST(keten_pb_pack(&a.base, &net.anchor_bytes, &net.anchor_len));
-    FUZZ_MUST(keten_anchor_parse(net.anchor_bytes, net.anchor_len, &net.anchor));
+    FUZZ_MUST(keten_directory_anchor_parse(net.anchor_bytes, net.anchor_len, &net.anchor));
 }
 
 static void enroll(keten_dirbuild *draft, const keten_identity *node, uint64_t now, bool rotate)
@@ -99,7 +99,7 @@ static void enroll(keten_dirbuild *draft, const keten_identity *node, uint64_t n
     size_t req_len = 0;
     Keten__NodeRequest *parsed = NULL;
     FUZZ_MUST(keten_identity_request(node, FUZZ_NETWORK, now, &req, &req_len));
-    FUZZ_MUST(keten_request_verify(req, req_len, &parsed));
+    FUZZ_MUST(keten_identity_request_verify(req, req_len, &parsed));
     free(req);
     uint64_t serial = 0;
     FUZZ_MUST(keten_dirbuild_approve(draft, parsed, now, FUZZ_CERT_VALID_MS, rotate, &serial));

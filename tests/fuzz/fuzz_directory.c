@@ -1,7 +1,7 @@
 /*
  * fuzz_directory.c - the signed directory (keten_directory_verify) against
  * the test network's anchor and against its version 1, and the trust
- * anchor itself (keten_anchor_parse).
+ * anchor itself (keten_directory_anchor_parse).
  *
  * Each input is tried as it is and once more re-signed: when it parses as a
  * SignedDirectory, the Directory bytes inside are signed again by the test
@@ -180,7 +180,7 @@ static void anchor(const uint8_t *data, size_t size)
 {
     const fuzz_network *net = fuzz_net();
     Keten__Anchor *a = NULL;
-    if (keten_anchor_parse(data, size, &a) != KETEN_OK) {
+    if (keten_directory_anchor_parse(data, size, &a) != KETEN_OK) {
         FUZZ_CHECK(a == NULL);
         return;
     }

@@ -33,7 +33,7 @@
 #include "signal_json.h"
 #include "util.h"
 
-static void check_verified(const keten_verified *v, const uint8_t *data, size_t size)
+static void check_verified(const keten_envelope_verified *v, const uint8_t *data, size_t size)
 {
     const Keten__Envelope *env = v->envelope;
     const Keten__Header *h = v->header;
@@ -62,12 +62,12 @@ static void check_verified(const keten_verified *v, const uint8_t *data, size_t 
     FUZZ_CHECK(h->created_at < h->expires_at);
     FUZZ_CHECK(h->kind >= KETEN__KIND__KIND_SIGNAL && h->kind <= KETEN__KIND__KIND_FEEDBACK);
     FUZZ_CHECK(env->ciphertext.len == h->padded_len + KETEN_AEAD_TAG_BYTES);
-    FUZZ_CHECK(keten_pad_bucket((size_t)h->padded_len - 1) == h->padded_len);
-    FUZZ_CHECK(keten_cert_valid_at(v->sender, h->created_at));
+    FUZZ_CHECK(keten_envelope_pad_bucket((size_t)h->padded_len - 1) == h->padded_len);
+    FUZZ_CHECK(keten_directory_cert_valid_at(v->sender, h->created_at));
 }
 
 static void check_opened(const keten_identity *me, const keten_directory *dir,
-    const keten_verified *v, const Keten__Signal *sig)
+    const keten_envelope_verified *v, const Keten__Signal *sig)
 {
     const Keten__Header *h = v->header;
     bool mine = false;
@@ -84,13 +84,13 @@ static void check_opened(const keten_identity *me, const keten_directory *dir,
             mc != NULL ? mc->role : me->role, h->kind, h->category, h->purpose);
     FUZZ_CHECK(d.allowed);
     FUZZ_CHECK(strcmp(sig->type, h->category) == 0 && strcmp(sig->purpose, h->purpose) == 0);
-    FUZZ_MUST(keten_signal_check(sig, dir));
+    FUZZ_MUST(keten_signal_json_check(sig, dir));
 }
 
 static void run(const keten_directory *dir, const keten_identity *const *me, size_t n_me,
     const uint8_t *data, size_t size)
 {
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     keten_err ev = keten_envelope_verify(dir, data, size, &v);
     if (ev == KETEN_OK) {
         check_verified(v, data, size);
@@ -99,7 +99,7 @@ static void run(const keten_directory *dir, const keten_identity *const *me, siz
         n_me = 1; /* open verifies first: one opener shows it refuses too */
     }
     for (size_t i = 0; i < n_me; i++) {
-        keten_verified *ov = NULL;
+        keten_envelope_verified *ov = NULL;
         Keten__Signal *sig = NULL;
         keten_err eo = keten_envelope_open(me[i], dir, data, size, FUZZ_T_OPEN, &ov, &sig);
         if (eo == KETEN_OK) {
@@ -113,10 +113,10 @@ static void run(const keten_directory *dir, const keten_identity *const *me, siz
             /* The verify errors come first, unchanged. */
             FUZZ_CHECK(ev == KETEN_OK || eo == ev);
         }
-        keten_signal_free(&sig);
-        keten_verified_destroy(&ov);
+        keten_signal_json_free(&sig);
+        keten_envelope_verified_destroy(&ov);
     }
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
 }
 
 static void run_both(const uint8_t *data, size_t size)

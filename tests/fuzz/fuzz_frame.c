@@ -15,7 +15,7 @@
  *      LeafProof verifies against the root its path leads to exactly when
  *      its leaf is a canonical record of that index, and never against a
  *      root or with a leaf one bit off; a proven record that
- *      keten_record_is_envelope matches to the delivered envelope names its
+ *      keten_logproof_record_is_envelope matches to the delivered envelope names its
  *      msg_id, sender and hash, and no longer matches the envelope with a
  *      bit flipped; receipt batches (receipts) and the receipt in a proven
  *      record verify for at most the one certificate they name, and what
@@ -61,7 +61,7 @@ static void make_base_note(void)
 static void check_submit(const ProtobufCBinaryData *env)
 {
     const fuzz_network *net = fuzz_net();
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     if (keten_envelope_verify(net->d2, env->data, env->len, &v) != KETEN_OK) {
         FUZZ_CHECK(v == NULL);
         return;
@@ -72,17 +72,17 @@ static void check_submit(const ProtobufCBinaryData *env)
     FUZZ_CHECK(fuzz_packs_to(&v->envelope->base, env->data, env->len));
     FUZZ_CHECK(strcmp(v->sender->id, v->header->sender) == 0);
     FUZZ_CHECK(keten_directory_find_id(net->d2, v->header->sender) != NULL);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
 }
 
 static void check_deliver(const ProtobufCBinaryData *env)
 {
     const fuzz_network *net = fuzz_net();
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     keten_err ev = keten_envelope_verify(net->d1, env->data, env->len, &v);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     for (size_t i = 0; i < FUZZ_N_NODES; i++) {
-        keten_verified *ov = NULL;
+        keten_envelope_verified *ov = NULL;
         Keten__Signal *sig = NULL;
         keten_err eo = keten_envelope_open(
             net->nodes[i], net->d1, env->data, env->len, FUZZ_T_OPEN, &ov, &sig);
@@ -93,8 +93,8 @@ static void check_deliver(const ProtobufCBinaryData *env)
         } else {
             FUZZ_CHECK(sig == NULL && ov == NULL);
         }
-        keten_signal_free(&sig);
-        keten_verified_destroy(&ov);
+        keten_signal_json_free(&sig);
+        keten_envelope_verified_destroy(&ov);
     }
 }
 
@@ -118,7 +118,7 @@ static void check_leafproof(const Keten__LeafProof *p, Keten__AuditRecord **rec_
     if (!fuzz_root_from_path(lh, p->leaf_index, p->tree_size, p->path, p->n_path, root)) {
         /* No root at all: nothing can verify it; try one anyway. */
         memset(root, 0, sizeof root);
-        FUZZ_CHECK(keten_leafproof_verify(p, root, &rec) != KETEN_OK);
+        FUZZ_CHECK(keten_logproof_verify(p, root, &rec) != KETEN_OK);
         FUZZ_CHECK(rec == NULL);
         return;
     }
@@ -129,7 +129,7 @@ static void check_leafproof(const Keten__LeafProof *p, Keten__AuditRecord **rec_
             == KETEN_OK
         && canon->seq == p->leaf_index;
     keten_pb_free((ProtobufCMessage **)(void *)&canon);
-    keten_err e = keten_leafproof_verify(p, root, &rec);
+    keten_err e = keten_logproof_verify(p, root, &rec);
     FUZZ_CHECK((e == KETEN_OK) == canonical);
     if (e != KETEN_OK) {
         FUZZ_CHECK(rec == NULL);
@@ -140,12 +140,12 @@ static void check_leafproof(const Keten__LeafProof *p, Keten__AuditRecord **rec_
     FUZZ_CHECK(fuzz_packs_to(&rec->base, p->leaf.data, p->leaf.len));
     Keten__AuditRecord *again = NULL;
     uint8_t *bad_root = fuzz_flip(root, sizeof root, p->leaf.len);
-    FUZZ_CHECK(keten_leafproof_verify(p, bad_root, &again) != KETEN_OK && again == NULL);
+    FUZZ_CHECK(keten_logproof_verify(p, bad_root, &again) != KETEN_OK && again == NULL);
     free(bad_root);
     Keten__LeafProof flipped = *p;
     uint8_t *bad_leaf = fuzz_flip(p->leaf.data, p->leaf.len, p->tree_size);
     flipped.leaf.data = bad_leaf;
-    FUZZ_CHECK(keten_leafproof_verify(&flipped, root, &again) != KETEN_OK && again == NULL);
+    FUZZ_CHECK(keten_logproof_verify(&flipped, root, &again) != KETEN_OK && again == NULL);
     free(bad_leaf);
     keten_err_clear();
     if (rec_out != NULL) {
@@ -156,7 +156,7 @@ static void check_leafproof(const Keten__LeafProof *p, Keten__AuditRecord **rec_
 }
 
 /* A proven record against an envelope (acks and deliveries): when
- * keten_record_is_envelope accepts, the record names the envelope's msg_id,
+ * keten_logproof_record_is_envelope accepts, the record names the envelope's msg_id,
  * sender and hash; the same record never matches the envelope with one bit
  * of it flipped. */
 static void check_record_envelope(const Keten__AuditRecord *rec, const ProtobufCBinaryData *env)
@@ -169,7 +169,7 @@ static void check_record_envelope(const Keten__AuditRecord *rec, const ProtobufC
         keten_err_clear();
         return;
     }
-    if (keten_record_is_envelope(rec, env->data, env->len, e) == KETEN_OK) {
+    if (keten_logproof_record_is_envelope(rec, env->data, env->len, e) == KETEN_OK) {
         FUZZ_CHECK(rec->event == KETEN__EVENT__EVENT_SUBMITTED);
         FUZZ_MUST(KETEN_PB_UNPACK(
             keten__header, e->header.data, e->header.len, KETEN_ENVELOPE_MAX, "h", &h));
@@ -184,7 +184,7 @@ static void check_record_envelope(const Keten__AuditRecord *rec, const ProtobufC
         Keten__Envelope *be = NULL;
         if (KETEN_PB_UNPACK(keten__envelope, bad, env->len, KETEN_ENVELOPE_MAX, "e", &be)
             == KETEN_OK) {
-            FUZZ_CHECK(keten_record_is_envelope(rec, bad, env->len, be) != KETEN_OK);
+            FUZZ_CHECK(keten_logproof_record_is_envelope(rec, bad, env->len, be) != KETEN_OK);
         }
         keten_pb_free((ProtobufCMessage **)(void *)&be);
         free(bad);
@@ -352,7 +352,7 @@ static void check_cosignature(const Keten__Cosignature *cs)
     const Keten__NodeCert *c = keten_directory_find_id(net->d2, cs->node);
     uint64_t t = 0;
     if (c != NULL && strcmp(c->role, "broker") != 0
-        && keten_cosignature_verify(with, strlen(with), cs->node, c->sign_pk.data, &t)
+        && keten_checkpoint_cosignature_verify(with, strlen(with), cs->node, c->sign_pk.data, &t)
             == KETEN_OK) {
         size_t count = 0;
         bool witnessed = false;

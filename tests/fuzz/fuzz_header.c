@@ -26,7 +26,7 @@
 
 static bool is_bucket(uint64_t n)
 {
-    return n >= 1 && n <= KETEN_ENVELOPE_MAX && keten_pad_bucket((size_t)n - 1) == (size_t)n;
+    return n >= 1 && n <= KETEN_ENVELOPE_MAX && keten_envelope_pad_bucket((size_t)n - 1) == (size_t)n;
 }
 
 /* The contract of keten_envelope_verify for a header in an envelope that is
@@ -71,7 +71,7 @@ static bool header_ok(const Keten__Header *h, const Keten__NodeCert *cert, size_
     if (!is_bucket(h->padded_len)) {
         return false;
     }
-    return keten_cert_valid_at(cert, h->created_at);
+    return keten_directory_cert_valid_at(cert, h->created_at);
 }
 
 /* Wrap h (modified: keys_hash) into a signed envelope; returns it malloc()ed. */
@@ -142,7 +142,7 @@ static uint8_t *wrap(Keten__Header *h, size_t *env_len)
 }
 
 static void check_verified(
-    const keten_verified *v, const Keten__Header *h, const uint8_t *env, size_t env_len)
+    const keten_envelope_verified *v, const Keten__Header *h, const uint8_t *env, size_t env_len)
 {
     uint8_t hash[KETEN_HASH_BYTES];
     crypto_hash_sha256(hash, env, env_len);
@@ -199,7 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *env = wrap(hn, &env_len);
     const keten_directory *dirs[2] = { net->d1, net->d2 };
     for (size_t d = 0; d < 2; d++) {
-        keten_verified *v = NULL;
+        keten_envelope_verified *v = NULL;
         keten_err ev = keten_envelope_verify(dirs[d], env, env_len, &v);
         /* The envelope carries politie-mn's version 1 signature. Version 2
          * superseded that key: it still counts for messages created before
@@ -226,7 +226,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else {
             FUZZ_CHECK(v == NULL);
         }
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
     }
     free(env);
 out:

@@ -191,7 +191,7 @@ static void setup(void)
         .witness_timeout_ms = KETEN_NODE_WITNESS_TIMEOUT_MS,
     };
     node->me = net->nodes[0];
-    FUZZ_MUST(keten_anchor_load(S.anchor, &node->anchor));
+    FUZZ_MUST(keten_directory_anchor_load(S.anchor, &node->anchor));
     node->zctx = zmq_ctx_new();
     FUZZ_CHECK(node->zctx != NULL);
     FUZZ_MUST(keten_store_open(S.home, &node->store));
@@ -315,12 +315,12 @@ static void check_delivery(const Keten__Deliver *d)
     FUZZ_MUST(KETEN_PB_UNPACK(keten__audit_record, d->proof->leaf.data, d->proof->leaf.len,
         KETEN_AUDIT_RECORD_MAX, "record", &rec));
     FUZZ_MUST(KETEN_PB_UNPACK(keten__envelope, env->data, env->len, KETEN_ENVELOPE_MAX, "e", &e));
-    FUZZ_CHECK(keten_record_is_envelope(rec, env->data, env->len, e) == KETEN_OK);
-    keten_verified *v = NULL;
+    FUZZ_CHECK(keten_logproof_record_is_envelope(rec, env->data, env->len, e) == KETEN_OK);
+    keten_envelope_verified *v = NULL;
     FUZZ_CHECK(
         keten_envelope_open(node->me, node->dir, env->data, env->len, keten_now_ms(), &v, NULL)
         == KETEN_OK);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     keten_pb_free((ProtobufCMessage **)(void *)&e);
     keten_pb_free((ProtobufCMessage **)(void *)&rec);
 }

@@ -3,7 +3,7 @@
  * auditors check them: a recipient's receipt batch
  * (keten_receipt_batch_verify), one message's receipt proof
  * (keten_receipt_proof_verify) and the proof of one audit record
- * (keten_leafproof_verify). The input is tried as each of ReceiptBatch,
+ * (keten_logproof_verify). The input is tried as each of ReceiptBatch,
  * ReceiptProof and LeafProof.
  *
  * Batches and receipt proofs are tried as they are and once more with their
@@ -258,7 +258,7 @@ static void leafproof(const Keten__LeafProof *p)
     keten_merkle_leaf_hash(p->leaf.data, p->leaf.len, lh);
     if (!fuzz_root_from_path(lh, p->leaf_index, p->tree_size, p->path, p->n_path, root)) {
         memset(root, 0, sizeof root);
-        FUZZ_CHECK(keten_leafproof_verify(p, root, &rec) != KETEN_OK && rec == NULL);
+        FUZZ_CHECK(keten_logproof_verify(p, root, &rec) != KETEN_OK && rec == NULL);
         keten_err_clear();
         return;
     }
@@ -269,7 +269,7 @@ static void leafproof(const Keten__LeafProof *p)
             == KETEN_OK
         && canon->seq == p->leaf_index;
     keten_pb_free((ProtobufCMessage **)(void *)&canon);
-    keten_err e = keten_leafproof_verify(p, root, &rec);
+    keten_err e = keten_logproof_verify(p, root, &rec);
     FUZZ_CHECK((e == KETEN_OK) == canonical);
     if (e != KETEN_OK) {
         FUZZ_CHECK(rec == NULL);
@@ -280,12 +280,12 @@ static void leafproof(const Keten__LeafProof *p)
     FUZZ_CHECK(fuzz_packs_to(&rec->base, p->leaf.data, p->leaf.len));
     Keten__AuditRecord *again = NULL;
     uint8_t *bad_root = fuzz_flip(root, sizeof root, p->leaf_index);
-    FUZZ_CHECK(keten_leafproof_verify(p, bad_root, &again) != KETEN_OK && again == NULL);
+    FUZZ_CHECK(keten_logproof_verify(p, bad_root, &again) != KETEN_OK && again == NULL);
     free(bad_root);
     Keten__LeafProof bad = *p;
     uint8_t *bad_leaf = fuzz_flip(p->leaf.data, p->leaf.len, p->tree_size * 3);
     bad.leaf.data = bad_leaf;
-    FUZZ_CHECK(keten_leafproof_verify(&bad, root, &again) != KETEN_OK && again == NULL);
+    FUZZ_CHECK(keten_logproof_verify(&bad, root, &again) != KETEN_OK && again == NULL);
     free(bad_leaf);
     /* The receipt a proven record holds obeys 2. */
     if (rec->receipt != NULL) {

@@ -1,5 +1,5 @@
 /*
- * fuzz_request.c - the enrollment request (keten_request_verify), as an
+ * fuzz_request.c - the enrollment request (keten_identity_request_verify), as an
  * administrator reads what a node hands over.
  *
  * Each input is tried as it is, and once more re-signed: when it parses
@@ -7,7 +7,7 @@
  * bytes inside are signed again with that key, so that mutations of the
  * request reach the checks behind the proof of possession.
  *
- * Invariants for every request keten_request_verify accepts:
+ * Invariants for every request keten_identity_request_verify accepts:
  *   1. the bytes are canonical (the SignedRequest packs back to them) and
  *      the returned request is the one inside them;
  *   2. id and role are valid names, the organisation is 1..128 bytes with
@@ -108,7 +108,7 @@ static void enroll(const Keten__NodeRequest *req)
 static void check(const uint8_t *data, size_t size)
 {
     Keten__NodeRequest *req = NULL;
-    if (keten_request_verify(data, size, &req) != KETEN_OK) {
+    if (keten_identity_request_verify(data, size, &req) != KETEN_OK) {
         FUZZ_CHECK(req == NULL);
         return;
     }

@@ -1,15 +1,15 @@
 /*
- * fuzz_signal.c - the Signal payload at the edges: JSON (keten_signal_from_json,
- * keten_signal_to_json) and its protobuf form (keten_signal_unpack, the
+ * fuzz_signal.c - the Signal payload at the edges: JSON (keten_signal_json_parse,
+ * keten_signal_json_to_text) and its protobuf form (keten_signal_json_unpack, the
  * plaintext inside an envelope).
  *
  * Invariants:
- *   1. JSON accepted by keten_signal_from_json passes keten_signal_check and
+ *   1. JSON accepted by keten_signal_json_parse passes keten_signal_json_check and
  *      packs; written back as JSON and read again it gives a signal that
  *      packs to the very same protobuf bytes; the JSON written is a fixed
  *      point (writing the re-read signal gives the same text); and the
  *      packed bytes unpack (canonically) to a signal that packs the same;
- *   2. protobuf bytes accepted by keten_signal_unpack are canonical (pack
+ *   2. protobuf bytes accepted by keten_signal_json_unpack are canonical (pack
  *      back to the input), can be written as JSON, and that JSON reads back
  *      to a signal that packs to the input bytes.
  */
@@ -22,7 +22,7 @@
 static uint8_t *pack(const Keten__Signal *s, size_t *len)
 {
     uint8_t *out = NULL;
-    FUZZ_MUST(keten_signal_pack(s, &out, len));
+    FUZZ_MUST(keten_signal_json_pack(s, &out, len));
     return out;
 }
 
@@ -30,15 +30,15 @@ static uint8_t *pack(const Keten__Signal *s, size_t *len)
 static uint8_t *json_round_trip(const Keten__Signal *s, char **json_out, size_t *len)
 {
     char *json = NULL;
-    FUZZ_MUST(keten_signal_to_json(s, &json));
+    FUZZ_MUST(keten_signal_json_to_text(s, &json));
     Keten__Signal *back = NULL;
-    FUZZ_MUST(keten_signal_from_json(json, strlen(json), &back));
+    FUZZ_MUST(keten_signal_json_parse(json, strlen(json), &back));
     uint8_t *b = pack(back, len);
     char *json2 = NULL;
-    FUZZ_MUST(keten_signal_to_json(back, &json2));
+    FUZZ_MUST(keten_signal_json_to_text(back, &json2));
     FUZZ_CHECK(strcmp(json, json2) == 0);
     free(json2);
-    keten_signal_free(&back);
+    keten_signal_json_free(&back);
     *json_out = json;
     return b;
 }
@@ -46,11 +46,11 @@ static uint8_t *json_round_trip(const Keten__Signal *s, char **json_out, size_t 
 static void from_json(const uint8_t *data, size_t size)
 {
     Keten__Signal *s = NULL;
-    if (keten_signal_from_json((const char *)data, size, &s) != KETEN_OK) {
+    if (keten_signal_json_parse((const char *)data, size, &s) != KETEN_OK) {
         FUZZ_CHECK(s == NULL);
         return;
     }
-    FUZZ_MUST(keten_signal_check(s, NULL));
+    FUZZ_MUST(keten_signal_json_check(s, NULL));
     size_t a_len = 0;
     uint8_t *a = pack(s, &a_len);
     size_t b_len = 0;
@@ -58,19 +58,19 @@ static void from_json(const uint8_t *data, size_t size)
     uint8_t *b = json_round_trip(s, &json, &b_len);
     FUZZ_CHECK(a_len == b_len && memcmp(a, b, a_len) == 0);
     Keten__Signal *u = NULL;
-    FUZZ_MUST(keten_signal_unpack(a, a_len, &u));
+    FUZZ_MUST(keten_signal_json_unpack(a, a_len, &u));
     FUZZ_CHECK(fuzz_packs_to(&u->base, a, a_len));
-    keten_signal_free(&u);
+    keten_signal_json_free(&u);
     free(json);
     free(b);
     free(a);
-    keten_signal_free(&s);
+    keten_signal_json_free(&s);
 }
 
 static void from_protobuf(const uint8_t *data, size_t size)
 {
     Keten__Signal *s = NULL;
-    if (keten_signal_unpack(data, size, &s) != KETEN_OK) {
+    if (keten_signal_json_unpack(data, size, &s) != KETEN_OK) {
         FUZZ_CHECK(s == NULL);
         return;
     }
@@ -81,7 +81,7 @@ static void from_protobuf(const uint8_t *data, size_t size)
     FUZZ_CHECK(b_len == size && memcmp(b, data, size) == 0);
     free(json);
     free(b);
-    keten_signal_free(&s);
+    keten_signal_json_free(&s);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -103,7 +103,7 @@ static const char *outdir;
     do {                                                                                           \
         keten_err must_e_ = (call);                                                                \
         if (must_e_ != KETEN_OK) {                                                                 \
-            DIE("%s: %s", #call, keten_strerror(must_e_));                                         \
+            DIE("%s: %s", #call, keten_err_str(must_e_));                                         \
         }                                                                                          \
     } while (0)
 
@@ -190,9 +190,9 @@ static uint8_t *seal(const char *from, const char *const *to, size_t n_to, Keten
     Keten__Signal *sig = NULL;
     uint8_t *payload = NULL;
     size_t payload_len = 0;
-    MUST(keten_signal_from_json(json, strlen(json), &sig));
-    MUST(keten_signal_pack(sig, &payload, &payload_len));
-    keten_seal_params p = {
+    MUST(keten_signal_json_parse(json, strlen(json), &sig));
+    MUST(keten_signal_json_pack(sig, &payload, &payload_len));
+    keten_envelope_seal_params p = {
         .kind = kind,
         .category = sig->type,
         .purpose = sig->purpose,
@@ -204,7 +204,7 @@ static uint8_t *seal(const char *from, const char *const *to, size_t n_to, Keten
     MUST(keten_envelope_seal(
         fuzz_node(from), net->d1, to, n_to, &p, payload, payload_len, msg_id, &out, len));
     free(payload);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     return out;
 }
 
@@ -412,12 +412,12 @@ static void receipts(made *m)
 }
 
 /* The LeafProof of leaf i of the corpus log in its tree of `size` leaves. */
-static void leafproof(const made *m, uint64_t i, uint64_t size, keten_leafproof_buf *out)
+static void leafproof(const made *m, uint64_t i, uint64_t size, keten_logproof_buf *out)
 {
     keten_hash path[KETEN_MERKLE_MAX_PROOF];
     size_t n = 0;
     MUST(keten_merkle_inclusion_proof((const keten_hash *)m->lh, size, i, path, &n));
-    keten_leafproof_set(out, size, i, m->leaves[i], m->leaf_lens[i], (const keten_hash *)path, n);
+    keten_logproof_set(out, size, i, m->leaves[i], m->leaf_lens[i], (const keten_hash *)path, n);
 }
 
 static char *sign_note(const made *m, uint64_t size)
@@ -438,7 +438,7 @@ static char *sign_note(const made *m, uint64_t size)
 static void audit_and_checkpoints(made *m)
 {
     const fuzz_network *net = fuzz_net();
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     MUST(keten_envelope_verify(net->d1, m->env1, m->env1_len, &v));
     crypto_hash_sha256(m->hash1, m->env1, m->env1_len);
     crypto_hash_sha256(m->hash2, m->env2, m->env2_len);
@@ -570,7 +570,7 @@ static void audit_and_checkpoints(made *m)
         keten_merkle_leaf_hash(m->leaves[i], m->leaf_lens[i], m->lh[i]);
     }
     /* Proofs of single records, for the receipt harness. */
-    keten_leafproof_buf lp;
+    keten_logproof_buf lp;
     leafproof(m, 0, LOG_LEAVES, &lp);
     b = pack(&lp.msg.base, &len);
     put("receipt", "leafproof-submitted", b, len);
@@ -603,7 +603,7 @@ static void audit_and_checkpoints(made *m)
         /* politie-mn cosigns with its version 2 key: the note names version 2. */
         const keten_identity *w
             = strcmp(witnesses[i], "politie-mn") == 0 ? net->politie2 : fuzz_node(witnesses[i]);
-        MUST(keten_cosignature_sign(
+        MUST(keten_checkpoint_cosignature_sign(
             note, strlen(note), witnesses[i], w->sign_sk, FUZZ_T_DIR / 1000 + i, &line));
         MUST(keten_checkpoint_add_line(note, strlen(note), line, &with));
         if (strcmp(witnesses[i], "politie-mn") == 0) {
@@ -637,7 +637,7 @@ static void audit_and_checkpoints(made *m)
         "keten/fuzznet\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
         "directory 2 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nextra\n\n"
         "\xe2\x80\x94 broker AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n");
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
 }
 
 
@@ -789,7 +789,7 @@ static void frames(made *m)
 {
     const fuzz_network *net = fuzz_net();
     Keten__Frame f = KETEN__FRAME__INIT;
-    keten_leafproof_buf lp;
+    keten_logproof_buf lp;
 
     Keten__Hello hello = KETEN__HELLO__INIT;
     f.body_case = KETEN__FRAME__BODY_HELLO;
@@ -1249,11 +1249,11 @@ static void signals(void)
     Keten__Signal *sig = NULL;
     uint8_t *b = NULL;
     size_t len = 0;
-    MUST(keten_signal_from_json(json_woonfraude, strlen(json_woonfraude), &sig));
-    MUST(keten_signal_pack(sig, &b, &len));
+    MUST(keten_signal_json_parse(json_woonfraude, strlen(json_woonfraude), &sig));
+    MUST(keten_signal_json_pack(sig, &b, &len));
     put("signal", "protobuf-design-example", b, len);
     free(b);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
 }
 
 int main(int argc, char **argv)

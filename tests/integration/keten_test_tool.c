@@ -23,7 +23,7 @@
 
 static int fail(const char *what, keten_err e)
 {
-    fprintf(stderr, "keten-test-tool: %s: %s: %s\n", what, keten_strerror(e), keten_err_detail());
+    fprintf(stderr, "keten-test-tool: %s: %s: %s\n", what, keten_err_str(e), keten_err_detail());
     return 1;
 }
 

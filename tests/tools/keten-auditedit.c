@@ -37,7 +37,7 @@
  *       --network NAME --directory-version V [--category C] [--purpose P]
  *       append a submitted record signed with the secret key file FILE (no
  *       passphrase) at the end of the log, with the tree updated as the
- *       broker would (keten_mlog_append)
+ *       broker would (keten_merkle_log_append)
  *   keten-auditedit checkpoint --store DIR [--size N | --most-cosigned]
  *       print the stored checkpoint note of tree size N (default: the latest;
  *       --most-cosigned: the one with the most signature lines, the latest
@@ -589,15 +589,15 @@ static int cmd_append(const char *key_path, const char *to, const char *network,
     r.size_bucket = 1024;
     r.directory_version = dir_version;
     r.envelope_hash = (ProtobufCBinaryData) { sizeof env_hash, env_hash };
-    keten_mlog *log = NULL;
+    keten_merkle_log *log = NULL;
     uint64_t index = 0;
     if (keten_pb_pack(&r.base, &leaf, &leaf_len) != KETEN_OK
-        || keten_mlog_open(txn, "audit-", &log) != KETEN_OK
-        || keten_mlog_append(log, txn, leaf, leaf_len, &index) != KETEN_OK) {
+        || keten_merkle_log_open(txn, "audit-", &log) != KETEN_OK
+        || keten_merkle_log_append(log, txn, leaf, leaf_len, &index) != KETEN_OK) {
         fprintf(stderr, "keten-auditedit: appending: %s\n", keten_err_detail());
         return die("appending", 0);
     }
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
     char hex[KETEN_MSG_ID_HEX_BYTES];
     keten_hex(msg_id, sizeof msg_id, hex);
     printf("appended leaf %llu: submitted %s by %s\n", (unsigned long long)index, hex, id->id);

@@ -347,20 +347,20 @@ static void checkpoint_before_proof(fake *f, peer *p)
 }
 
 /* The proof of leaf index in the served tree (its current size). */
-static keten_err leaf_proof(const mlog *l, uint64_t index, keten_leafproof_buf *out)
+static keten_err leaf_proof(const mlog *l, uint64_t index, keten_logproof_buf *out)
 {
     keten_hash path[KETEN_MERKLE_MAX_PROOF];
     size_t n = 0;
     keten_err e = keten_merkle_inclusion_proof((const keten_hash *)l->hash, l->n, index, path, &n);
     if (e == KETEN_OK) {
-        keten_leafproof_set(
+        keten_logproof_set(
             out, l->n, index, l->leaf[index], l->len[index], (const keten_hash *)path, n);
     }
     return e;
 }
 
 /* bad-path: the path no longer leads to the root. */
-static void spoil_path(fake *f, keten_leafproof_buf *b)
+static void spoil_path(fake *f, keten_logproof_buf *b)
 {
     if (f->mode == MODE_BAD_PATH && b->msg.n_path > 0) {
         b->path[0][0] ^= 0x01;
@@ -425,7 +425,7 @@ static peer *find_peer_node(fake *f, const char *node)
 
 static void send_ack(fake *f, peer *p, uint64_t request_id, uint64_t index, const char *hex)
 {
-    keten_leafproof_buf b;
+    keten_logproof_buf b;
     if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
         return;
     }
@@ -443,7 +443,7 @@ static void send_ack(fake *f, peer *p, uint64_t request_id, uint64_t index, cons
 
 static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
 {
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     if (!p->hello) {
         send_error(f, p->rid, p->rid_len, fr->request_id, KETEN__REASON__REASON_MALFORMED,
             "send Hello first");
@@ -454,7 +454,7 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
     if (e != KETEN_OK || strcmp(v->header->sender, p->node) != 0) {
         send_error(
             f, p->rid, p->rid_len, fr->request_id, KETEN__REASON__REASON_BAD_SIGNATURE, "refused");
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
@@ -472,13 +472,13 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
         out.error = &err;
         send_to(f, p->rid, p->rid_len, &out);
         say("refused");
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     /* Seen before: the DUPLICATE refusal with the proof of the original. */
     for (size_t i = 0; i < f->n_msgs; i++) {
         if (memcmp(f->msgs[i].msg_id, v->header->msg_id.data, KETEN_MSG_ID_BYTES) == 0) {
-            keten_leafproof_buf b;
+            keten_logproof_buf b;
             if (leaf_proof(&f->log, f->msgs[i].leaf, &b) == KETEN_OK) {
                 spoil_path(f, &b);
                 checkpoint_before_proof(f, p);
@@ -494,12 +494,12 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
                 send_to(f, p->rid, p->rid_len, &out);
                 say("duplicate %s leaf %llu", hex, (unsigned long long)f->msgs[i].leaf);
             }
-            keten_verified_destroy(&v);
+            keten_envelope_verified_destroy(&v);
             return;
         }
     }
     if (f->n_msgs >= MAX_MSGS) {
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
@@ -525,7 +525,7 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
     snprintf(m->sender, sizeof m->sender, "%s", p->node);
     m->env = malloc(fr->submit->envelope.len);
     if (m->env == NULL) {
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     memcpy(m->env, fr->submit->envelope.data, fr->submit->envelope.len);
@@ -563,12 +563,12 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
         p->cp_sent = f->log.n; /* so the new root goes out at once */
         send_checkpoint(f, p);
         send_ack(f, p, fr->request_id, idx, hex);
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     if (append_record(f, &f->log, &r) != KETEN_OK) {
         free(m->env);
-        keten_verified_destroy(&v);
+        keten_envelope_verified_destroy(&v);
         return;
     }
     m->leaf = f->log.n - 1;
@@ -590,7 +590,7 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
         }
     }
     send_ack(f, p, fr->request_id, index, hex);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
 }
 
 /* Deliver what waits for connected recipients with credit. */
@@ -607,7 +607,7 @@ static void deliver_pending(fake *f)
                 continue;
             }
             uint64_t index = f->mode == MODE_DELIVER_BAD_LEAF ? 0 : m->leaf;
-            keten_leafproof_buf b;
+            keten_logproof_buf b;
             if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
                 continue;
             }
@@ -632,7 +632,7 @@ static void deliver_pending(fake *f)
 
 static void send_notice(fake *f, peer *p, uint64_t index)
 {
-    keten_leafproof_buf b;
+    keten_logproof_buf b;
     if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
         return;
     }
@@ -922,7 +922,7 @@ int main(int argc, char **argv)
     int rc = 1;
     keten_err e = keten_cli_identity_open(path, NULL, &f.me);
     if (e == KETEN_OK) {
-        e = keten_anchor_load(anchor, &f.anchor);
+        e = keten_directory_anchor_load(anchor, &f.anchor);
     }
     if (e == KETEN_OK) {
         e = keten_directory_load(f.anchor, dirfile, keten_now_ms(), &f.dir);

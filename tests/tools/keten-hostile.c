@@ -179,7 +179,7 @@ static int fail(keten_err e, const char *what)
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("failure"));
     json_object_set_new(o, "what", json_string(what));
-    json_object_set_new(o, "error", json_string(keten_strerror(e)));
+    json_object_set_new(o, "error", json_string(keten_err_str(e)));
     json_object_set_new(o, "detail", json_string(keten_err_detail()));
     emit(o);
     return 1;
@@ -212,7 +212,7 @@ static keten_err load(hostile *h, bool need_identity)
     if (h->anchor_path == NULL || h->dir_path == NULL) {
         return keten_err_set(KETEN_ERR_INVALID, "--anchor and --directory are needed");
     }
-    if ((e = keten_anchor_load(h->anchor_path, &h->anchor)) != KETEN_OK
+    if ((e = keten_directory_anchor_load(h->anchor_path, &h->anchor)) != KETEN_OK
         || (e = keten_directory_load(h->anchor, h->dir_path, keten_now_ms(), &h->dir))
             != KETEN_OK) {
         return e;
@@ -594,13 +594,13 @@ static keten_err seal_frames(
     size_t *lens = calloc(fo->count, sizeof *lens);
     keten_err e = (frames == NULL || lens == NULL) ? KETEN_ERR_NOMEM : KETEN_OK;
     if (e == KETEN_OK && fo->kind != NULL) {
-        e = keten_kind_parse(fo->kind, &kind);
+        e = keten_policy_kind_parse(fo->kind, &kind);
     }
     if (e == KETEN_OK && fo->junk_bytes == 0) {
         if ((e = keten_file_read(fo->json_path, KETEN_SIGNAL_JSON_MAX, &json, &json_len))
                 != KETEN_OK
-            || (e = keten_signal_from_json((const char *)json, json_len, &sig)) != KETEN_OK
-            || (e = keten_signal_pack(sig, &payload, &payload_len)) != KETEN_OK
+            || (e = keten_signal_json_parse((const char *)json, json_len, &sig)) != KETEN_OK
+            || (e = keten_signal_json_pack(sig, &payload, &payload_len)) != KETEN_OK
             || (e = keten_cli_split(fo->to, "--to", &to, &n_to)) != KETEN_OK) {
             goto out;
         }
@@ -619,7 +619,7 @@ static keten_err seal_frames(
             continue;
         }
         uint64_t now = keten_now_ms();
-        keten_seal_params sp = {
+        keten_envelope_seal_params sp = {
             .kind = kind,
             .category = sig->type,
             .purpose = sig->purpose,
@@ -639,7 +639,7 @@ static keten_err seal_frames(
 out:
     free(junk);
     keten_cli_split_free(&to, n_to);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     free(payload);
     free(json);
     if (e != KETEN_OK) {
@@ -1122,7 +1122,7 @@ typedef struct fake_answer {
  * holding the previous run's checkpoint is proven consistent from it. */
 typedef struct fake_log {
     MDB_env *env;
-    keten_mlog *log;
+    keten_merkle_log *log;
 } fake_log;
 
 /* One run of the fake broker. */
@@ -1144,7 +1144,7 @@ static keten_err mdb_fail(int rc, const char *what)
 
 static void fake_log_close(fake_log *lg)
 {
-    keten_mlog_destroy(&lg->log);
+    keten_merkle_log_destroy(&lg->log);
     if (lg->env != NULL) {
         mdb_env_close(lg->env);
         lg->env = NULL;
@@ -1170,7 +1170,7 @@ static keten_err fake_log_open(const char *dir, fake_log *lg)
         e = mdb_fail(rc, dir);
         goto out;
     }
-    if ((e = keten_mlog_open(txn, FAKE_LOG_PREFIX, &lg->log)) != KETEN_OK) {
+    if ((e = keten_merkle_log_open(txn, FAKE_LOG_PREFIX, &lg->log)) != KETEN_OK) {
         goto out;
     }
     rc = mdb_txn_commit(txn);
@@ -1199,7 +1199,7 @@ static keten_err fake_find_submitted(const fake_log *lg, MDB_txn *txn, uint64_t 
         const uint8_t *data = NULL;
         size_t len = 0;
         Keten__AuditRecord *r = NULL;
-        keten_err e = keten_mlog_leaf(lg->log, txn, i, &data, &len);
+        keten_err e = keten_merkle_log_leaf(lg->log, txn, i, &data, &len);
         if (e != KETEN_OK) {
             return e;
         }
@@ -1222,7 +1222,7 @@ static keten_err fake_find_submitted(const fake_log *lg, MDB_txn *txn, uint64_t 
 }
 
 /* Append the `submitted` record of the envelope bytes, as the broker writes
- * it (broker/audit.c audit_submitted; keten_record_is_envelope's fields),
+ * it (broker/audit.c audit_submitted; keten_logproof_record_is_envelope's fields),
  * as far as they parse; *leaf is its index. */
 static keten_err fake_submitted(hostile *h, const fake_log *lg, MDB_txn *txn, const uint8_t *env,
     size_t env_len, uint64_t *leaf)
@@ -1234,7 +1234,7 @@ static keten_err fake_submitted(hostile *h, const fake_log *lg, MDB_txn *txn, co
     uint8_t *buf = NULL;
     size_t len = 0;
     uint64_t size = 0;
-    keten_err e = keten_mlog_size(lg->log, txn, &size);
+    keten_err e = keten_merkle_log_size(lg->log, txn, &size);
     if (e != KETEN_OK) {
         return e;
     }
@@ -1267,7 +1267,7 @@ static keten_err fake_submitted(hostile *h, const fake_log *lg, MDB_txn *txn, co
     keten_err_clear();
     e = keten_pb_pack(&rec.base, &buf, &len);
     if (e == KETEN_OK) {
-        e = keten_mlog_append(lg->log, txn, buf, len, leaf);
+        e = keten_merkle_log_append(lg->log, txn, buf, len, leaf);
     }
     if (e == KETEN_OK && *leaf != size) {
         e = keten_err_set(KETEN_ERR_STORE, "leaf %llu was written at index %llu",
@@ -1313,7 +1313,7 @@ static keten_err fake_checkpoint(fake_run *fk, uint64_t old_size)
     memset(&ck, 0, sizeof ck);
     snprintf(ck.origin, sizeof ck.origin, "keten/%s", keten_directory_network(h->dir));
     ck.size = size;
-    keten_err e = keten_mlog_root(fk->lg.log, fk->txn, size, ck.root);
+    keten_err e = keten_merkle_log_root(fk->lg.log, fk->txn, size, ck.root);
     if (e != KETEN_OK) {
         return e;
     }
@@ -1328,7 +1328,7 @@ static keten_err fake_checkpoint(fake_run *fk, uint64_t old_size)
         e = keten_err_set(KETEN_ERR_INCONSISTENT, "the signed checkpoint does not read back");
     }
     if (e == KETEN_OK && old_size > 0 && old_size < size) {
-        e = keten_mlog_consistency_proof(fk->lg.log, fk->txn, old_size, size, proof, &n);
+        e = keten_merkle_log_consistency_proof(fk->lg.log, fk->txn, old_size, size, proof, &n);
     }
     if (e == KETEN_OK) {
         for (size_t i = 0; i < n; i++) {
@@ -1363,9 +1363,9 @@ static keten_err fake_checkpoint(fake_run *fk, uint64_t old_size)
 static keten_err fake_deliver(
     fake_run *fk, const uint8_t *env, size_t env_len, uint64_t leaf, bool bad)
 {
-    keten_leafproof_buf pb;
+    keten_logproof_buf pb;
     uint64_t size = fk->size;
-    keten_err e = keten_leafproof_build(fk->lg.log, fk->txn, leaf, size, &pb);
+    keten_err e = keten_logproof_build(fk->lg.log, fk->txn, leaf, size, &pb);
     if (e != KETEN_OK) {
         return e;
     }
@@ -1562,14 +1562,14 @@ static keten_err fake_batch(fake_run *fk, uint8_t *const *envs, const size_t *en
     if (rc != 0) {
         return mdb_fail(rc, "the fake broker's log");
     }
-    keten_err e = keten_mlog_size(fk->lg.log, txn, &old);
+    keten_err e = keten_merkle_log_size(fk->lg.log, txn, &old);
     for (size_t i = 0; i < n && e == KETEN_OK; i++) {
         uint8_t env_hash[KETEN_HASH_BYTES], msg_id[KETEN_MSG_ID_BYTES];
         uint64_t size = 0;
         bool found = false;
         crypto_hash_sha256(env_hash, envs[i], env_lens[i]);
         fake_msg_id(envs[i], env_lens[i], msg_id);
-        e = keten_mlog_size(fk->lg.log, txn, &size);
+        e = keten_merkle_log_size(fk->lg.log, txn, &size);
         if (e == KETEN_OK) {
             e = fake_find_submitted(&fk->lg, txn, size, env_hash, &found, &leaves[i]);
         }
@@ -1589,7 +1589,7 @@ static keten_err fake_batch(fake_run *fk, uint8_t *const *envs, const size_t *en
         }
     }
     if (e == KETEN_OK) {
-        e = keten_mlog_size(fk->lg.log, txn, &fk->size);
+        e = keten_merkle_log_size(fk->lg.log, txn, &fk->size);
     }
     if (e != KETEN_OK) {
         mdb_txn_abort(txn);

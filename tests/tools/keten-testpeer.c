@@ -188,7 +188,7 @@ static int fail(keten_err e, const char *what)
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("failure"));
     json_object_set_new(o, "what", json_string(what));
-    json_object_set_new(o, "error", json_string(keten_strerror(e)));
+    json_object_set_new(o, "error", json_string(keten_err_str(e)));
     json_object_set_new(o, "detail", json_string(keten_err_detail()));
     emit(o);
     return 1;
@@ -206,7 +206,7 @@ static keten_err load_identity(const char *home, keten_identity **out)
 static keten_err peer_load(peer *p)
 {
     keten_err e;
-    if ((e = keten_anchor_load(p->anchor_path, &p->anchor)) != KETEN_OK
+    if ((e = keten_directory_anchor_load(p->anchor_path, &p->anchor)) != KETEN_OK
         || (e = keten_directory_load(p->anchor, p->dir_path, keten_now_ms(), &p->dir))
             != KETEN_OK) {
         return e;
@@ -399,7 +399,7 @@ static bool check_proof(
         json_object_set_new(
             o, "against_latest", json_boolean(p->have_latest && p->latest.size == lp->tree_size));
         if (known) {
-            keten_err e = keten_leafproof_verify(lp, root, &rec);
+            keten_err e = keten_logproof_verify(lp, root, &rec);
             valid = e == KETEN_OK;
             if (!valid) {
                 json_object_set_new(o, "proof_error", json_string(keten_err_detail()));
@@ -438,7 +438,7 @@ static bool record_is_sent(const peer *p, const Keten__AuditRecord *rec, json_t 
         bool ok = KETEN_PB_UNPACK(keten__envelope, se->env, se->len, KETEN_ENVELOPE_MAX,
                       "envelope", &env)
                 == KETEN_OK
-            && keten_record_is_envelope(rec, se->env, se->len, env) == KETEN_OK;
+            && keten_logproof_record_is_envelope(rec, se->env, se->len, env) == KETEN_OK;
         keten_err_clear();
         keten_pb_free((ProtobufCMessage **)(void *)&env);
         json_object_set_new(o, "matches_envelope", json_boolean(ok));
@@ -508,7 +508,7 @@ static void on_deliver(peer *p, const Keten__Deliver *d, const recv_opts *ro)
     json_object_set_new(o, "event", json_string("deliver"));
     Keten__AuditRecord *rec = NULL;
     bool proof_ok = check_proof(p, d->proof, o, &rec);
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     Keten__Signal *sig = NULL;
     keten_err e = p->me == NULL ? KETEN_ERR_INVALID
                                 : keten_envelope_open(p->me, p->dir, d->envelope.data,
@@ -524,7 +524,7 @@ static void on_deliver(peer *p, const Keten__Deliver *d, const recv_opts *ro)
             && KETEN_PB_UNPACK(keten__envelope, d->envelope.data, d->envelope.len,
                    KETEN_ENVELOPE_MAX, "envelope", &env)
                 == KETEN_OK
-            && keten_record_is_envelope(rec, d->envelope.data, d->envelope.len, env) == KETEN_OK;
+            && keten_logproof_record_is_envelope(rec, d->envelope.data, d->envelope.len, env) == KETEN_OK;
         keten_err_clear();
         keten_pb_free((ProtobufCMessage **)(void *)&env);
         json_object_set_new(o, "record_matches", json_boolean(proof_ok));
@@ -533,11 +533,11 @@ static void on_deliver(peer *p, const Keten__Deliver *d, const recv_opts *ro)
     if (e == KETEN_OK) {
         json_object_set_new(o, "msg_id", hexval(v->header->msg_id.data, KETEN_MSG_ID_BYTES));
         json_object_set_new(o, "from", json_string(v->header->sender));
-        json_object_set_new(o, "kind", json_string(keten_kind_name(v->header->kind)));
+        json_object_set_new(o, "kind", json_string(keten_policy_kind_name(v->header->kind)));
         json_object_set_new(o, "category", json_string(v->header->category));
         json_object_set_new(o, "summary", json_string(sig->summary));
     } else {
-        json_object_set_new(o, "error", json_string(keten_strerror(e)));
+        json_object_set_new(o, "error", json_string(keten_err_str(e)));
         json_object_set_new(o, "detail", json_string(keten_err_detail()));
     }
     /* A delivery whose proof does not hold gets no leaf (as a node does). */
@@ -562,8 +562,8 @@ static void on_deliver(peer *p, const Keten__Deliver *d, const recv_opts *ro)
     }
     p->deliveries++;
     keten_pb_free((ProtobufCMessage **)(void *)&rec);
-    keten_signal_free(&sig);
-    keten_verified_destroy(&v);
+    keten_signal_json_free(&sig);
+    keten_envelope_verified_destroy(&v);
     emit(o);
 }
 
@@ -688,7 +688,7 @@ static void on_checkpoint(peer *p, const Keten__CheckpointFrame *cf)
         }
         if (consistent && cf->witness && p->cosign && p->me != NULL) {
             char *line = NULL;
-            if (keten_cosignature_sign(
+            if (keten_checkpoint_cosignature_sign(
                     cf->note, len, p->me->id, p->me->sign_sk, keten_now_ms() / 1000, &line)
                 == KETEN_OK) {
                 Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;
@@ -974,17 +974,17 @@ static keten_err seal_one(peer *p, const seal_opts *so, uint8_t **env, size_t *l
     size_t n_to = 0;
     Keten__Kind kind = KETEN__KIND__KIND_SIGNAL;
     keten_err e;
-    if (so->kind != NULL && (e = keten_kind_parse(so->kind, &kind)) != KETEN_OK) {
+    if (so->kind != NULL && (e = keten_policy_kind_parse(so->kind, &kind)) != KETEN_OK) {
         return e;
     }
     if ((e = keten_file_read(so->json_path, KETEN_SIGNAL_JSON_MAX, &json, &json_len)) != KETEN_OK
-        || (e = keten_signal_from_json((const char *)json, json_len, &sig)) != KETEN_OK
-        || (e = keten_signal_pack(sig, &payload, &payload_len)) != KETEN_OK
+        || (e = keten_signal_json_parse((const char *)json, json_len, &sig)) != KETEN_OK
+        || (e = keten_signal_json_pack(sig, &payload, &payload_len)) != KETEN_OK
         || (e = keten_cli_split(so->to, "--to", &to, &n_to)) != KETEN_OK) {
         goto out;
     }
     uint64_t now = keten_now_ms();
-    keten_seal_params sp = {
+    keten_envelope_seal_params sp = {
         .kind = kind,
         .category = sig->type,
         .purpose = sig->purpose,
@@ -996,7 +996,7 @@ static keten_err seal_one(peer *p, const seal_opts *so, uint8_t **env, size_t *l
         signer, p->dir, (const char *const *)to, n_to, &sp, payload, payload_len, msg_id, env, len);
 out:
     keten_cli_split_free(&to, n_to);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     free(payload);
     free(json);
     return e;

@@ -37,7 +37,7 @@ static const char *const fixture_purposes[] = { "riec-convenant/art-5", "handhav
     do {                                                                                           \
         keten_err check_e_ = (call);                                                               \
         if (check_e_ != KETEN_OK) {                                                                \
-            fail_msg("fixture: %s: %s: %s", (what), keten_strerror(check_e_), keten_err_detail()); \
+            fail_msg("fixture: %s: %s: %s", (what), keten_err_str(check_e_), keten_err_detail()); \
         }                                                                                          \
     } while (0)
 
@@ -91,7 +91,7 @@ static void make_anchor(fixture *self)
     a.n_admins = self->n_admins;
     a.threshold = self->threshold;
     CHECK(keten_pb_pack(&a.base, &self->anchor_bytes, &self->anchor_len), "packing the anchor");
-    CHECK(keten_anchor_parse(self->anchor_bytes, self->anchor_len, &self->anchor),
+    CHECK(keten_directory_anchor_parse(self->anchor_bytes, self->anchor_len, &self->anchor),
         "parsing the anchor");
     write_file(self, "network.pub", self->anchor_bytes, self->anchor_len);
 }
@@ -102,7 +102,7 @@ static void enroll(fixture *self, keten_identity *node, uint64_t now)
     size_t req_len = 0;
     Keten__NodeRequest *parsed = NULL;
     CHECK(keten_identity_request(node, FIXTURE_NETWORK, now, &req, &req_len), node->id);
-    CHECK(keten_request_verify(req, req_len, &parsed), node->id);
+    CHECK(keten_identity_request_verify(req, req_len, &parsed), node->id);
     free(req);
     uint64_t serial = 0;
     keten_err e

@@ -31,7 +31,7 @@
     do {                                                                                           \
         keten_err check_e_ = (call);                                                               \
         if (check_e_ != KETEN_OK) {                                                                \
-            fail_msg("fixture_broker: %s: %s: %s", (what), keten_strerror(check_e_),               \
+            fail_msg("fixture_broker: %s: %s: %s", (what), keten_err_str(check_e_),               \
                 keten_err_detail());                                                               \
         }                                                                                          \
     } while (0)
@@ -155,7 +155,7 @@ uint64_t fbroker_log_size(fbroker *self)
         CHECK(store_begin(b->st, false, &txn), "reading the log");
     }
     uint64_t size = 0;
-    CHECK(keten_mlog_size(b->st->log, txn, &size), "the log's size");
+    CHECK(keten_merkle_log_size(b->st->log, txn, &size), "the log's size");
     if (txn != b->txn) {
         store_abort(&txn);
     }
@@ -172,7 +172,7 @@ Keten__AuditRecord *fbroker_record(fbroker *self, uint64_t leaf)
     const uint8_t *bytes = NULL;
     size_t len = 0;
     Keten__AuditRecord *rec = NULL;
-    CHECK(keten_mlog_leaf(b->st->log, txn, leaf, &bytes, &len), "reading a record");
+    CHECK(keten_merkle_log_leaf(b->st->log, txn, leaf, &bytes, &len), "reading a record");
     CHECK(keten_pb_unpack(&keten__audit_record__descriptor, bytes, len, len, "audit record",
               (ProtobufCMessage **)(void *)&rec),
         "parsing a record");

@@ -40,7 +40,7 @@
         keten_err check_e_ = (call);                                                               \
         if (check_e_ != KETEN_OK) {                                                                \
             fail_msg(                                                                              \
-                "fixture_node: %s: %s: %s", (what), keten_strerror(check_e_), keten_err_detail()); \
+                "fixture_node: %s: %s: %s", (what), keten_err_str(check_e_), keten_err_detail()); \
         }                                                                                          \
     } while (0)
 
@@ -92,7 +92,7 @@ fnode *fnode_new(fixture *fx, const char *node_id, const char *broker_id)
     };
     node->me = me; /* borrowed from the fixture */
     node->started_at = keten_now_ms();
-    CHECK(keten_anchor_load(self->anchor, &node->anchor), "loading the anchor");
+    CHECK(keten_directory_anchor_load(self->anchor, &node->anchor), "loading the anchor");
     CHECK(keten_store_open(self->home, &node->store), "opening the store");
     CHECK(keten_dirs_load(node), "loading the directory");
     node->zctx = zmq_ctx_new();
@@ -234,7 +234,7 @@ flog *flog_new(fixture *fx, const char *name)
     lmdb_check(mdb_env_open(self->env, self->dir, MDB_NOTLS, 0600), "mdb_env_open");
     MDB_txn *txn = NULL;
     lmdb_check(mdb_txn_begin(self->env, NULL, 0, &txn), "mdb_txn_begin");
-    CHECK(keten_mlog_open(txn, FLOG_PREFIX, &self->log), "opening the log");
+    CHECK(keten_merkle_log_open(txn, FLOG_PREFIX, &self->log), "opening the log");
     lmdb_check(mdb_txn_commit(txn), "mdb_txn_commit");
     return self;
 }
@@ -245,7 +245,7 @@ void flog_destroy(flog **self_p)
         return;
     }
     flog *self = *self_p;
-    keten_mlog_destroy(&self->log);
+    keten_merkle_log_destroy(&self->log);
     mdb_env_close(self->env);
     free(self);
     *self_p = NULL;
@@ -262,7 +262,7 @@ uint64_t flog_size(flog *self)
 {
     MDB_txn *txn = reader(self);
     uint64_t size = 0;
-    CHECK(keten_mlog_size(self->log, txn, &size), "the log's size");
+    CHECK(keten_merkle_log_size(self->log, txn, &size), "the log's size");
     mdb_txn_abort(txn);
     return size;
 }
@@ -270,7 +270,7 @@ uint64_t flog_size(flog *self)
 void flog_root(flog *self, uint64_t size, keten_hash out)
 {
     MDB_txn *txn = reader(self);
-    CHECK(keten_mlog_root(self->log, txn, size, out), "the log's root");
+    CHECK(keten_merkle_log_root(self->log, txn, size, out), "the log's root");
     mdb_txn_abort(txn);
 }
 
@@ -279,7 +279,7 @@ uint64_t flog_append(flog *self, Keten__AuditRecord *rec)
     MDB_txn *txn = NULL;
     lmdb_check(mdb_txn_begin(self->env, NULL, 0, &txn), "mdb_txn_begin");
     uint64_t size = 0;
-    CHECK(keten_mlog_size(self->log, txn, &size), "the log's size");
+    CHECK(keten_merkle_log_size(self->log, txn, &size), "the log's size");
     rec->seq = size;
     if (rec->time == 0) {
         rec->time = keten_now_ms();
@@ -288,7 +288,7 @@ uint64_t flog_append(flog *self, Keten__AuditRecord *rec)
     size_t len = 0;
     CHECK(keten_pb_pack(&rec->base, &buf, &len), "packing a record");
     uint64_t index = 0;
-    CHECK(keten_mlog_append(self->log, txn, buf, len, &index), "appending a record");
+    CHECK(keten_merkle_log_append(self->log, txn, buf, len, &index), "appending a record");
     free(buf);
     lmdb_check(mdb_txn_commit(txn), "mdb_txn_commit");
     assert_int_equal(index, size);
@@ -361,7 +361,7 @@ flog_proof *flog_proof_new(flog *self, uint64_t leaf, uint64_t size)
     flog_proof *p = calloc(1, sizeof *p);
     assert_non_null(p);
     MDB_txn *txn = reader(self);
-    CHECK(keten_leafproof_build(self->log, txn, leaf, size, &p->buf), "building a leaf proof");
+    CHECK(keten_logproof_build(self->log, txn, leaf, size, &p->buf), "building a leaf proof");
     p->leaf = malloc(p->buf.msg.leaf.len);
     assert_non_null(p->leaf);
     memcpy(p->leaf, p->buf.msg.leaf.data, p->buf.msg.leaf.len);
@@ -388,7 +388,7 @@ void fnode_checkpoint(fnode *self, flog *log, uint64_t old_size, uint64_t size, 
     size_t n = 0;
     if (old_size > 0 && old_size < size) {
         MDB_txn *txn = reader(log);
-        CHECK(keten_mlog_consistency_proof(log->log, txn, old_size, size, proof, &n),
+        CHECK(keten_merkle_log_consistency_proof(log->log, txn, old_size, size, proof, &n),
             "a consistency proof");
         mdb_txn_abort(txn);
     }

@@ -4,7 +4,7 @@
  * modules (tests/unit/test_node_*.c), built on a test network (fixture.h).
  *
  * The node (fnode) is real but for the loop: its identity (the fixture's),
- * the anchor and directory files the fixture wrote (keten_anchor_load,
+ * the anchor and directory files the fixture wrote (keten_directory_anchor_load,
  * keten_dirs_load), its LMDB store in the fixture's temporary directory,
  * the witness (keten_witness_new), the local API socket (keten_api_open)
  * and the link (keten_link_new: a CurveZMQ DEALER with the node's transport
@@ -81,7 +81,7 @@ size_t fnode_evidence(fnode *self);
 
 typedef struct flog {
     MDB_env *env;
-    keten_mlog *log;
+    keten_merkle_log *log;
     char dir[PATH_MAX];
 } flog;
 
@@ -107,7 +107,7 @@ char *flog_note(
 /* The LeafProof of leaf in the tree of size leaves; its leaf bytes are
  * copied (freed by flog_proof_free). */
 typedef struct flog_proof {
-    keten_leafproof_buf buf;
+    keten_logproof_buf buf;
     uint8_t *leaf;
 } flog_proof;
 

@@ -29,24 +29,24 @@ uint8_t *fixture_seal(fixture *self, const char *from, const char *to, const cha
     size_t n_ids = 0;
     keten_err e = keten_directory_resolve(self->directory, to, &ids, &n_ids);
     if (e != KETEN_OK) {
-        fail_msg("fixture_seal: resolving '%s': %s: %s", to, keten_strerror(e), keten_err_detail());
+        fail_msg("fixture_seal: resolving '%s': %s: %s", to, keten_err_str(e), keten_err_detail());
     }
     Keten__Signal *sig = NULL;
-    e = keten_signal_from_json(json, strlen(json), &sig);
+    e = keten_signal_json_parse(json, strlen(json), &sig);
     if (e != KETEN_OK) {
         free(ids);
-        fail_msg("fixture_seal: signal JSON: %s: %s", keten_strerror(e), keten_err_detail());
+        fail_msg("fixture_seal: signal JSON: %s: %s", keten_err_str(e), keten_err_detail());
     }
     uint8_t *payload = NULL;
     size_t payload_len = 0;
-    e = keten_signal_pack(sig, &payload, &payload_len);
+    e = keten_signal_json_pack(sig, &payload, &payload_len);
     if (e != KETEN_OK) {
-        keten_signal_free(&sig);
+        keten_signal_json_free(&sig);
         free(ids);
-        fail_msg("fixture_seal: packing the signal: %s: %s", keten_strerror(e), keten_err_detail());
+        fail_msg("fixture_seal: packing the signal: %s: %s", keten_err_str(e), keten_err_detail());
     }
     uint64_t now = keten_now_ms();
-    keten_seal_params params = {
+    keten_envelope_seal_params params = {
         .kind = KETEN__KIND__KIND_SIGNAL,
         .category = sig->type,
         .purpose = sig->purpose,
@@ -60,10 +60,10 @@ uint8_t *fixture_seal(fixture *self, const char *from, const char *to, const cha
     e = keten_envelope_seal(
         sender, self->directory, ids, n_ids, &params, payload, payload_len, msg_id, &out, &out_len);
     free(payload);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     free(ids);
     if (e != KETEN_OK) {
-        fail_msg("fixture_seal: sealing from %s to %s: %s: %s", from, to, keten_strerror(e),
+        fail_msg("fixture_seal: sealing from %s to %s: %s: %s", from, to, keten_err_str(e),
             keten_err_detail());
     }
     if (msg_id_out != NULL) {

@@ -315,7 +315,7 @@ typedef struct logw {
     fixture *fx;
     MDB_env *env;
     MDB_txn *txn;
-    keten_mlog *log;
+    keten_merkle_log *log;
     MDB_dbi dirs, cps;
     char path[PATH_MAX];
     uint64_t n, t0;
@@ -334,7 +334,7 @@ static void logw_open(logw *w, fixture *fx, const char *name)
     assert_int_equal(mdb_env_set_mapsize(w->env, LOG_MAP), 0);
     assert_int_equal(mdb_env_open(w->env, w->path, 0, 0600), 0);
     assert_int_equal(mdb_txn_begin(w->env, NULL, 0, &w->txn), 0);
-    assert_int_equal(keten_mlog_open(w->txn, "audit-", &w->log), KETEN_OK);
+    assert_int_equal(keten_merkle_log_open(w->txn, "audit-", &w->log), KETEN_OK);
     assert_int_equal(mdb_dbi_open(w->txn, "directories", MDB_CREATE, &w->dirs), 0);
     assert_int_equal(mdb_dbi_open(w->txn, "checkpoints", MDB_CREATE, &w->cps), 0);
     w->t0 = keten_now_ms();
@@ -345,7 +345,7 @@ static void logw_put(logw *w, const Keten__AuditRecord *r)
     uint8_t *buf = NULL;
     size_t len = 0;
     assert_int_equal(keten_pb_pack(&r->base, &buf, &len), KETEN_OK);
-    assert_int_equal(keten_mlog_append(w->log, w->txn, buf, len, NULL), KETEN_OK);
+    assert_int_equal(keten_merkle_log_append(w->log, w->txn, buf, len, NULL), KETEN_OK);
     free(buf);
     w->n++;
 }
@@ -541,7 +541,7 @@ static void logw_checkpoint(logw *w, const uint8_t sk[static KETEN_SIGN_SK_BYTES
     cp.size = w->n;
     cp.dir_version = keten_directory_version(w->fx->directory);
     memcpy(cp.dir_hash, keten_directory_hash(w->fx->directory), KETEN_HASH_BYTES);
-    assert_int_equal(keten_mlog_root(w->log, w->txn, w->n, cp.root), KETEN_OK);
+    assert_int_equal(keten_merkle_log_root(w->log, w->txn, w->n, cp.root), KETEN_OK);
     char *note = NULL;
     assert_int_equal(keten_checkpoint_sign(&cp, "broker", sk, &note), KETEN_OK);
     uint8_t key[8];
@@ -556,7 +556,7 @@ static void logw_checkpoint(logw *w, const uint8_t sk[static KETEN_SIGN_SK_BYTES
 static void logw_close(logw *w)
 {
     assert_int_equal(mdb_txn_commit(w->txn), 0);
-    keten_mlog_destroy(&w->log);
+    keten_merkle_log_destroy(&w->log);
     mdb_env_close(w->env);
 }
 
@@ -884,7 +884,7 @@ static void receipt_twisted(rtwist tw, size_t at, keten_err err, const char *wha
     assert_false(r->ok);
     if (r->failure.seq != seq || r->failure.err != err || strstr(r->failure.what, what) == NULL) {
         print_error("twist %d: failed at %llu (%s): %s\n", (int)tw,
-            (unsigned long long)r->failure.seq, keten_strerror(r->failure.err), r->failure.what);
+            (unsigned long long)r->failure.seq, keten_err_str(r->failure.err), r->failure.what);
     }
     assert_int_equal(r->failure.seq, seq);
     assert_int_equal(r->failure.err, err);
@@ -955,14 +955,14 @@ static void test_export_tiles(void **state)
         memset(small, (int)i, sizeof small);
         const uint8_t *leaf = i == BIG_AT ? big : small;
         size_t len = i == BIG_AT ? BIG : (size_t)(i % sizeof small);
-        assert_int_equal(keten_mlog_append(w.log, w.txn, leaf, len, NULL), KETEN_OK);
+        assert_int_equal(keten_merkle_log_append(w.log, w.txn, leaf, len, NULL), KETEN_OK);
     }
     keten_hash want_root;
-    assert_int_equal(keten_mlog_root(w.log, w.txn, N, want_root), KETEN_OK);
+    assert_int_equal(keten_merkle_log_root(w.log, w.txn, N, want_root), KETEN_OK);
     keten_hash want_path[KETEN_MERKLE_MAX_PROOF];
     size_t want_len = 0;
     assert_int_equal(
-        keten_mlog_inclusion_proof(w.log, w.txn, 260, 290, want_path, &want_len), KETEN_OK);
+        keten_merkle_log_inclusion_proof(w.log, w.txn, 260, 290, want_path, &want_len), KETEN_OK);
     logw_close(&w);
 
     auditdb *db = NULL;

@@ -80,7 +80,7 @@ static void test_records(void **state)
 
     size_t len = 0;
     uint8_t *env = fixture_seal(t->fx, "alpha", "bravo", SIGNAL, NULL, &len);
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     assert_int_equal(keten_envelope_verify(broker_dir(b), env, len, &v), KETEN_OK);
     fbroker_begin(t->fb);
     b->now = keten_now_ms();
@@ -153,7 +153,7 @@ static void test_records(void **state)
     assert_int_equal(r->msg_id.len, 0);
     assert_int_equal(r->header.len, 0);
     free_record(&r);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     free(env);
 }
 

@@ -92,7 +92,7 @@ static void root_of(ctx *t, uint64_t size, keten_hash out)
     broker *b = &t->fb->b;
     MDB_txn *txn = NULL;
     assert_int_equal(store_begin(b->st, false, &txn), KETEN_OK);
-    assert_int_equal(keten_mlog_root(b->st->log, txn, size, out), KETEN_OK);
+    assert_int_equal(keten_merkle_log_root(b->st->log, txn, size, out), KETEN_OK);
     store_abort(&txn);
 }
 
@@ -344,13 +344,13 @@ static void test_checkpoint_before_proof(void **state)
     assert_int_equal(p->tree_size, cp.size);
     assert_int_equal(p->leaf_index, leaf);
     Keten__AuditRecord *rec = NULL;
-    assert_int_equal(keten_leafproof_verify(p, cp.root, &rec), KETEN_OK);
+    assert_int_equal(keten_logproof_verify(p, cp.root, &rec), KETEN_OK);
     assert_int_equal(rec->seq, leaf);
     keten_pb_free((ProtobufCMessage **)(void *)&rec);
     /* Twin: against another tree's root it does not hold. */
     keten_hash other;
     root_of(t, cp.size - 1, other);
-    assert_int_not_equal(keten_leafproof_verify(p, other, &rec), KETEN_OK);
+    assert_int_not_equal(keten_logproof_verify(p, other, &rec), KETEN_OK);
     keten_err_clear();
     free_frame(&f);
     free_frame(&cf);
@@ -374,7 +374,7 @@ static void cosign(ctx *t, conn *c, const char *as, const char *key_of, uint64_t
     }
     store_abort(&txn);
     char *line = NULL;
-    assert_int_equal(keten_cosignature_sign(copy, strlen(copy), as,
+    assert_int_equal(keten_checkpoint_cosignature_sign(copy, strlen(copy), as,
                          fixture_node(t->fx, key_of)->sign_sk, keten_now_ms() / 1000, &line),
         KETEN_OK);
     Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;

@@ -201,7 +201,7 @@ static void test_rotation_cut_off(void **state)
     Keten__NodeRequest *parsed = NULL;
     uint64_t now = keten_now_ms(), serial = 0;
     assert_int_equal(keten_identity_request(next, "testnet", now, &req, &req_len), KETEN_OK);
-    assert_int_equal(keten_request_verify(req, req_len, &parsed), KETEN_OK);
+    assert_int_equal(keten_identity_request_verify(req, req_len, &parsed), KETEN_OK);
     assert_int_equal(
         keten_dirbuild_approve(t->fx->draft, parsed, now, 365ull * KETEN_MS_PER_DAY, true, &serial),
         KETEN_OK);

@@ -315,11 +315,11 @@ static void test_malformed_bodies(void **state)
         note = spec_note(body, line);
         keten_err err = open_note(note, &cp);
         if (err != KETEN_ERR_MALFORMED) {
-            fail_msg("bad body %zu: %s (%s)", i, keten_strerror(err), keten_err_detail());
+            fail_msg("bad body %zu: %s (%s)", i, keten_err_str(err), keten_err_detail());
         }
         /* Nor will a witness cosign it. */
         char *cl = (char *)1;
-        assert_int_equal(keten_cosignature_sign(note, strlen(note), "w", wit_key.sk, 1, &cl),
+        assert_int_equal(keten_checkpoint_cosignature_sign(note, strlen(note), "w", wit_key.sk, 1, &cl),
             KETEN_ERR_MALFORMED);
         assert_null(cl);
         free(line);
@@ -396,7 +396,7 @@ static void test_open_rejects_tampering(void **state)
         note[i] = saved == 'A' ? 'B' : 'A';
         keten_err err = open_note(note, &cp);
         if (err != KETEN_ERR_BAD_SIGNATURE) {
-            fail_msg("body byte %zu: %s", i, keten_strerror(err));
+            fail_msg("body byte %zu: %s", i, keten_err_str(err));
         }
         note[i] = saved;
     }
@@ -544,7 +544,7 @@ static void test_malformed_notes(void **state)
         char *n = spec_note(KAT_BODY, l2);
         keten_err err = open_note(n, &cp);
         if (err != KETEN_ERR_MALFORMED) {
-            fail_msg("bad line %zu: %s", i, keten_strerror(err));
+            fail_msg("bad line %zu: %s", i, keten_err_str(err));
         }
         /* A bad line anywhere spoils the note, even after a good one. */
         char *after = cat(note, l2);
@@ -579,7 +579,7 @@ static void test_malformed_notes(void **state)
     assert_int_equal(keten_checkpoint_parse_body(big, big_len, &cp), KETEN_ERR_TOO_LARGE);
     uint64_t t;
     assert_int_equal(
-        keten_cosignature_verify(big, big_len, "w", wit_key.pk, &t), KETEN_ERR_TOO_LARGE);
+        keten_checkpoint_cosignature_verify(big, big_len, "w", wit_key.pk, &t), KETEN_ERR_TOO_LARGE);
     free(big);
 
     free(nosig);
@@ -597,7 +597,7 @@ static void test_cosignature_roundtrip(void **state)
     const uint64_t t = 1679315147;
     char *line = NULL;
     assert_int_equal(
-        keten_cosignature_sign(note, len, "gemeente-a", wit_key.sk, t, &line), KETEN_OK);
+        keten_checkpoint_cosignature_sign(note, len, "gemeente-a", wit_key.sk, t, &line), KETEN_OK);
     /* Exactly tlog-cosignature/v1. */
     char *want = spec_cosig_line(KAT_BODY, "gemeente-a", wit_key.pk, wit_key.sk, t);
     assert_string_equal(line, want);
@@ -609,7 +609,7 @@ static void test_cosignature_roundtrip(void **state)
 
     uint64_t got = 0;
     assert_int_equal(
-        keten_cosignature_verify(cosigned, strlen(cosigned), "gemeente-a", wit_key.pk, &got),
+        keten_checkpoint_cosignature_verify(cosigned, strlen(cosigned), "gemeente-a", wit_key.pk, &got),
         KETEN_OK);
     assert_int_equal(got, t);
     /* The log's signature still opens; the cosignature is not the log's. */
@@ -620,19 +620,19 @@ static void test_cosignature_roundtrip(void **state)
         KETEN_ERR_NOT_FOUND);
     /* And the log's Ed25519 line is not a cosignature. */
     assert_int_equal(
-        keten_cosignature_verify(cosigned, strlen(cosigned), "broker", log_key.pk, &got),
+        keten_checkpoint_cosignature_verify(cosigned, strlen(cosigned), "broker", log_key.pk, &got),
         KETEN_ERR_NOT_FOUND);
     /* Time 0 and the largest allowed time work; 2^63 does not. */
     free(line);
-    assert_int_equal(keten_cosignature_sign(note, len, "w0", wit_key.sk, 0, &line), KETEN_OK);
+    assert_int_equal(keten_checkpoint_cosignature_sign(note, len, "w0", wit_key.sk, 0, &line), KETEN_OK);
     free(line);
     assert_int_equal(
-        keten_cosignature_sign(note, len, "wmax", wit_key.sk, (uint64_t)INT64_MAX, &line),
+        keten_checkpoint_cosignature_sign(note, len, "wmax", wit_key.sk, (uint64_t)INT64_MAX, &line),
         KETEN_OK);
     free(line);
     line = (char *)1;
     assert_int_equal(
-        keten_cosignature_sign(note, len, "wbig", wit_key.sk, (uint64_t)INT64_MAX + 1, &line),
+        keten_checkpoint_cosignature_sign(note, len, "wbig", wit_key.sk, (uint64_t)INT64_MAX + 1, &line),
         KETEN_ERR_INVALID);
     assert_null(line);
     free(expect);
@@ -649,31 +649,31 @@ static void test_cosignature_rejects(void **state)
     uint64_t got;
     /* No cosignature at all. */
     assert_int_equal(
-        keten_cosignature_verify(note, len, "gemeente-a", wit_key.pk, &got), KETEN_ERR_NOT_FOUND);
+        keten_checkpoint_cosignature_verify(note, len, "gemeente-a", wit_key.pk, &got), KETEN_ERR_NOT_FOUND);
 
     /* A cosignature over another checkpoint, attached to this one. */
     char *note7 = signed_note(7);
     char *line7 = NULL;
     assert_int_equal(
-        keten_cosignature_sign(note7, strlen(note7), "gemeente-a", wit_key.sk, 100, &line7),
+        keten_checkpoint_cosignature_sign(note7, strlen(note7), "gemeente-a", wit_key.sk, 100, &line7),
         KETEN_OK);
     char *moved = cat(note, line7);
-    assert_int_equal(keten_cosignature_verify(moved, strlen(moved), "gemeente-a", wit_key.pk, &got),
+    assert_int_equal(keten_checkpoint_cosignature_verify(moved, strlen(moved), "gemeente-a", wit_key.pk, &got),
         KETEN_ERR_BAD_SIGNATURE);
 
     /* Another witness key: not found; our key id signed by another key: bad. */
     char *line = NULL;
     assert_int_equal(
-        keten_cosignature_sign(note, len, "gemeente-a", wit_key.sk, 100, &line), KETEN_OK);
+        keten_checkpoint_cosignature_sign(note, len, "gemeente-a", wit_key.sk, 100, &line), KETEN_OK);
     char *good = cat(note, line);
-    assert_int_equal(keten_cosignature_verify(good, strlen(good), "gemeente-a", other_key.pk, &got),
+    assert_int_equal(keten_checkpoint_cosignature_verify(good, strlen(good), "gemeente-a", other_key.pk, &got),
         KETEN_ERR_NOT_FOUND);
-    assert_int_equal(keten_cosignature_verify(good, strlen(good), "gemeente-b", wit_key.pk, &got),
+    assert_int_equal(keten_checkpoint_cosignature_verify(good, strlen(good), "gemeente-b", wit_key.pk, &got),
         KETEN_ERR_NOT_FOUND);
     char *forged_line = spec_cosig_line(KAT_BODY, "gemeente-a", wit_key.pk, other_key.sk, 100);
     char *forged = cat(note, forged_line);
     assert_int_equal(
-        keten_cosignature_verify(forged, strlen(forged), "gemeente-a", wit_key.pk, &got),
+        keten_checkpoint_cosignature_verify(forged, strlen(forged), "gemeente-a", wit_key.pk, &got),
         KETEN_ERR_BAD_SIGNATURE);
 
     /* A tampered timestamp, and one over 2^63 - 1 signed as such. */
@@ -688,17 +688,17 @@ static void test_cosignature_rejects(void **state)
     char *tl = line_from_payload("gemeente-a", payload, sizeof payload);
     char *tampered = cat(note, tl);
     assert_int_equal(
-        keten_cosignature_verify(tampered, strlen(tampered), "gemeente-a", wit_key.pk, &got),
+        keten_checkpoint_cosignature_verify(tampered, strlen(tampered), "gemeente-a", wit_key.pk, &got),
         KETEN_ERR_BAD_SIGNATURE);
     char *huge_line
         = spec_cosig_line(KAT_BODY, "gemeente-a", wit_key.pk, wit_key.sk, (uint64_t)INT64_MAX + 1);
     char *huge = cat(note, huge_line);
-    assert_int_equal(keten_cosignature_verify(huge, strlen(huge), "gemeente-a", wit_key.pk, &got),
+    assert_int_equal(keten_checkpoint_cosignature_verify(huge, strlen(huge), "gemeente-a", wit_key.pk, &got),
         KETEN_ERR_BAD_SIGNATURE);
     /* Name and cosignature key id with a short payload: a bad cosignature. */
     char *shl = line_from_payload("gemeente-a", payload, sizeof payload - 1);
     char *shn = cat(note, shl);
-    assert_int_equal(keten_cosignature_verify(shn, strlen(shn), "gemeente-a", wit_key.pk, &got),
+    assert_int_equal(keten_checkpoint_cosignature_verify(shn, strlen(shn), "gemeente-a", wit_key.pk, &got),
         KETEN_ERR_BAD_SIGNATURE);
     free(shn);
     free(shl);
@@ -713,7 +713,7 @@ static void test_cosignature_rejects(void **state)
         0);
     char *bl = line_from_payload("gemeente-a", p2, sizeof p2);
     char *bare = cat(note, bl);
-    assert_int_equal(keten_cosignature_verify(bare, strlen(bare), "gemeente-a", wit_key.pk, &got),
+    assert_int_equal(keten_checkpoint_cosignature_verify(bare, strlen(bare), "gemeente-a", wit_key.pk, &got),
         KETEN_ERR_BAD_SIGNATURE);
 
     free(bare);
@@ -739,7 +739,7 @@ static void test_add_line(void **state)
     size_t len = strlen(note);
     char *line = NULL;
     assert_int_equal(
-        keten_cosignature_sign(note, len, "gemeente-a", wit_key.sk, 5, &line), KETEN_OK);
+        keten_checkpoint_cosignature_sign(note, len, "gemeente-a", wit_key.sk, 5, &line), KETEN_OK);
     char *one = NULL;
     assert_int_equal(keten_checkpoint_add_line(note, len, line, &one), KETEN_OK);
 
@@ -749,7 +749,7 @@ static void test_add_line(void **state)
     assert_null(two);
     char *line2 = NULL;
     assert_int_equal(
-        keten_cosignature_sign(note, len, "gemeente-a", wit_key.sk, 6, &line2), KETEN_OK);
+        keten_checkpoint_cosignature_sign(note, len, "gemeente-a", wit_key.sk, 6, &line2), KETEN_OK);
     assert_int_equal(keten_checkpoint_add_line(one, strlen(one), line2, &two), KETEN_ERR_EXISTS);
     char *blog = spec_log_line(KAT_BODY, "broker", other_key.pk, other_key.sk);
     assert_int_equal(keten_checkpoint_add_line(one, strlen(one), blog, &two), KETEN_ERR_EXISTS);
@@ -759,12 +759,12 @@ static void test_add_line(void **state)
     nonl[strlen(nonl) - 1] = '\0';
     char *renamed = NULL;
     assert_int_equal(
-        keten_cosignature_sign(note, len, "politie-b", wit_key.sk, 6, &renamed), KETEN_OK);
+        keten_checkpoint_cosignature_sign(note, len, "politie-b", wit_key.sk, 6, &renamed), KETEN_OK);
     renamed[strlen(renamed) - 1] = '\0';
     assert_int_equal(keten_checkpoint_add_line(one, strlen(one), renamed, &two), KETEN_OK);
     uint64_t t = 0;
     assert_int_equal(
-        keten_cosignature_verify(two, strlen(two), "politie-b", wit_key.pk, &t), KETEN_OK);
+        keten_checkpoint_cosignature_verify(two, strlen(two), "politie-b", wit_key.pk, &t), KETEN_OK);
     assert_int_equal(t, 6);
     free(two);
 
@@ -800,7 +800,7 @@ static void test_add_line(void **state)
     assert_true(n_added > 16);
     assert_true(strlen(cur) <= KETEN_CHECKPOINT_MAX);
     assert_int_equal(
-        keten_cosignature_verify(cur, strlen(cur), "witness-16", wit_key.pk, &t), KETEN_OK);
+        keten_checkpoint_cosignature_verify(cur, strlen(cur), "witness-16", wit_key.pk, &t), KETEN_OK);
     assert_int_equal(t, 16);
     keten_checkpoint cp;
     assert_int_equal(open_note(cur, &cp), KETEN_OK);
@@ -849,7 +849,7 @@ static char *broker_note(const fixture *f, uint64_t size)
 static char *with_cosig(char *note, const char *id, const uint8_t *sk, uint64_t t)
 {
     char *line = NULL;
-    assert_int_equal(keten_cosignature_sign(note, strlen(note), id, sk, t, &line), KETEN_OK);
+    assert_int_equal(keten_checkpoint_cosignature_sign(note, strlen(note), id, sk, t, &line), KETEN_OK);
     char *out = cat(note, line); /* by hand: also used for duplicate names */
     free(line);
     free(note);
@@ -897,7 +897,7 @@ static void test_witness_quorum(void **state)
     char *other = broker_note(f, 101);
     char *line_other = NULL;
     assert_int_equal(
-        keten_cosignature_sign(other, strlen(other), d->id, d->sign_sk, 3, &line_other), KETEN_OK);
+        keten_checkpoint_cosignature_sign(other, strlen(other), d->id, d->sign_sk, 3, &line_other), KETEN_OK);
     char *n3 = cat(n2, line_other);
     expect_witnesses(f, n3, 2, false);
     /* A forged line under c's name and key id (signed by another key). */

@@ -54,12 +54,12 @@ static int fake_init(int argc, char **argv)
     return 0;
 }
 
-static const keten_command commands[] = {
+static const keten_cmdtable_command commands[] = {
     { "init", fake_init, "create" },
     { "publish", fake_publish, "publish" },
 };
 
-static const keten_program program = {
+static const keten_cmdtable_program program = {
     .name = "keten-test",
     .about = "A test.\n",
     .footer = NULL,
@@ -86,7 +86,7 @@ static int run(
     assert_true(save_e >= 0 && save_o >= 0);
     assert_true(dup2(fileno(fe), STDERR_FILENO) >= 0);
     assert_true(dup2(fileno(fo), STDOUT_FILENO) >= 0);
-    int rc = keten_cmd_main(&program, argc, argv);
+    int rc = keten_cmdtable_main(&program, argc, argv);
     fflush(stderr);
     fflush(stdout);
     assert_true(dup2(save_e, STDERR_FILENO) >= 0);
@@ -110,17 +110,17 @@ static void test_suggest(void **state)
 {
     (void)state;
     const char *names[] = { "admin-keygen", "init", "publish", "sign", "status" };
-    assert_string_equal(keten_cmd_suggest("publsh", names, 5), "publish");
-    assert_string_equal(keten_cmd_suggest("pubish", names, 5), "publish");
-    assert_string_equal(keten_cmd_suggest("admin", names, 5), "admin-keygen"); /* a prefix */
-    assert_string_equal(keten_cmd_suggest("stauts", names, 5), "status");
+    assert_string_equal(keten_cmdtable_suggest("publsh", names, 5), "publish");
+    assert_string_equal(keten_cmdtable_suggest("pubish", names, 5), "publish");
+    assert_string_equal(keten_cmdtable_suggest("admin", names, 5), "admin-keygen"); /* a prefix */
+    assert_string_equal(keten_cmdtable_suggest("stauts", names, 5), "status");
     /* Twins: nothing close, nothing suggested. */
-    assert_null(keten_cmd_suggest("frobnicate", names, 5));
-    assert_null(keten_cmd_suggest("", names, 5));
+    assert_null(keten_cmdtable_suggest("frobnicate", names, 5));
+    assert_null(keten_cmdtable_suggest("", names, 5));
     char longword[200];
     memset(longword, 'a', sizeof longword - 1);
     longword[sizeof longword - 1] = '\0';
-    assert_null(keten_cmd_suggest(longword, names, 5));
+    assert_null(keten_cmdtable_suggest(longword, names, 5));
 }
 
 static void test_dispatch(void **state)
@@ -145,7 +145,7 @@ static void test_dispatch(void **state)
     const char *a4[] = { "keten-test", "--version", NULL };
     assert_int_equal(run(err, sizeof err, out, sizeof out, 2, a4), 0);
     char want[64];
-    snprintf(want, sizeof want, "keten-test %s\n", keten_cmd_version());
+    snprintf(want, sizeof want, "keten-test %s\n", keten_cmdtable_version());
     assert_string_equal(out, want);
     const char *a5[] = { "keten-test", "version", NULL };
     assert_int_equal(run(err, sizeof err, out, sizeof out, 2, a5), 0);

@@ -105,8 +105,8 @@ static void broker_bad(const char *key, const char *val, keten_err code, const c
     keten_config *cfg = NULL;
     keten_err e = load_text(&keten_config_broker_table, text, &cfg, path, sizeof path);
     if (e != code) {
-        fail_msg("%s = %s: expected %s, got %s (%s)", key, val, keten_strerror(code),
-            keten_strerror(e), keten_err_detail());
+        fail_msg("%s = %s: expected %s, got %s (%s)", key, val, keten_err_str(code),
+            keten_err_str(e), keten_err_detail());
     }
     snprintf(where, sizeof where, "%s:3: ", path);
     snprintf(k, sizeof k, "'%s'", key);
@@ -137,7 +137,7 @@ static void node_bad(const char *key, const char *val, const char *why)
     keten_config *cfg = NULL;
     keten_err e = load_text(&keten_config_node_table, text, &cfg, path, sizeof path);
     if (e != KETEN_ERR_INVALID) {
-        fail_msg("%s = %s: expected invalid, got %s", key, val, keten_strerror(e));
+        fail_msg("%s = %s: expected invalid, got %s", key, val, keten_err_str(e));
     }
     snprintf(where, sizeof where, "%s:2: bad value for key '%s'", path, key);
     detail_has(where, why, NULL);
@@ -666,7 +666,7 @@ static void syntax_bad(const char *text, unsigned line, const char *why)
     keten_config *cfg = NULL;
     keten_err e = load_text(&keten_config_broker_table, text, &cfg, path, sizeof path);
     if (e != KETEN_ERR_MALFORMED) {
-        fail_msg("expected a syntax error, got %s (%s)", keten_strerror(e), keten_err_detail());
+        fail_msg("expected a syntax error, got %s (%s)", keten_err_str(e), keten_err_detail());
     }
     snprintf(where, sizeof where, "%s:%u: ", path, line);
     detail_has(where, why, NULL);

@@ -88,7 +88,7 @@ static member member_new(const char *id, const char *role, const char *network)
     uint8_t *buf = NULL;
     size_t len = 0;
     assert_int_equal(keten_identity_request(m.id, network, keten_now_ms(), &buf, &len), KETEN_OK);
-    assert_int_equal(keten_request_verify(buf, len, &m.req), KETEN_OK);
+    assert_int_equal(keten_identity_request_verify(buf, len, &m.req), KETEN_OK);
     free(buf);
     return m;
 }
@@ -624,7 +624,7 @@ static void test_diff(void **state)
     member r2 = member_new("woonstad", "housing", NETWORK);
     member n = member_new("belastingdienst", "tax", NETWORK);
     uint32_t id = 0;
-    keten_dirdiff *d = NULL;
+    keten_dirbuild_changes *d = NULL;
 
     /* Nothing published: everything in the draft is added. */
     assert_int_equal(keten_dirbuild_approve(c->b, a.req, c->now, DAY, false, NULL), KETEN_OK);
@@ -642,9 +642,9 @@ static void test_diff(void **state)
     assert_int_equal(d->n_admins_added, N_ADMINS);
     assert_int_equal(d->threshold_from, 0);
     assert_int_equal(d->threshold_to, 2);
-    keten_dirdiff_destroy(&d);
+    keten_dirbuild_changes_destroy(&d);
     assert_null(d);
-    keten_dirdiff_destroy(&d);
+    keten_dirbuild_changes_destroy(&d);
 
     /* Published, and nothing changed since: an empty diff. */
     Keten__Directory *v1 = publish_draft(c);
@@ -656,7 +656,7 @@ static void test_diff(void **state)
             + d->n_purposes_added + d->n_purposes_removed + d->n_admins_added + d->n_admins_removed,
         0);
     assert_int_equal(d->threshold_from, d->threshold_to);
-    keten_dirdiff_destroy(&d);
+    keten_dirbuild_changes_destroy(&d);
 
     /* Every kind of change, each found once. */
     assert_int_equal(keten_dirbuild_approve(c->b, n.req, c->now, DAY, false, NULL), KETEN_OK);
@@ -704,13 +704,13 @@ static void test_diff(void **state)
     assert_memory_equal(d->admins_removed[0]->data, c->admin_pk[2], KETEN_SIGN_PK_BYTES);
     assert_int_equal(d->threshold_from, 2);
     assert_int_equal(d->threshold_to, 3);
-    keten_dirdiff_destroy(&d);
+    keten_dirbuild_changes_destroy(&d);
 
     /* Published again: those changes are history, nothing is new. */
     Keten__Directory *v2 = publish_draft(c);
     assert_int_equal(keten_dirbuild_diff(v2, keten_dirbuild_doc(c->b), &d), KETEN_OK);
     assert_false(d->changed);
-    keten_dirdiff_destroy(&d);
+    keten_dirbuild_changes_destroy(&d);
     /* A revoked id enrolled again is a revocation and an addition. */
     member b2 = member_new("politie-mn", "police", NETWORK);
     assert_int_equal(keten_dirbuild_approve(c->b, b2.req, c->now, DAY, false, NULL), KETEN_OK);
@@ -718,7 +718,7 @@ static void test_diff(void **state)
     assert_int_equal(d->n_added, 1);
     assert_int_equal(d->n_revoked, 0);
     assert_int_equal(d->n_rotated, 0);
-    keten_dirdiff_destroy(&d);
+    keten_dirbuild_changes_destroy(&d);
 
     keten_pb_free((ProtobufCMessage **)(void *)&v1);
     keten_pb_free((ProtobufCMessage **)(void *)&v2);

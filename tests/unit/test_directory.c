@@ -1040,10 +1040,10 @@ static void test_lookups_revoked_and_rotated(void **state)
     assert_ptr_equal(keten_directory_find_transport(f->directory, ams->transport_pk), c);
     assert_ptr_equal(keten_directory_find_sign_key(f->directory, ams->sign_pk), c);
     assert_null(keten_directory_find_revoked(f->directory, "politie-ams"));
-    assert_true(keten_cert_valid_at(c, now));
-    assert_false(keten_cert_valid_at(c, c->not_after));
-    assert_false(keten_cert_valid_at(c, c->not_before - 1));
-    assert_true(keten_cert_valid_at(c, c->not_before));
+    assert_true(keten_directory_cert_valid_at(c, now));
+    assert_false(keten_directory_cert_valid_at(c, c->not_after));
+    assert_false(keten_directory_cert_valid_at(c, c->not_before - 1));
+    assert_true(keten_directory_cert_valid_at(c, c->not_before));
 
     /* Revoke politie-ams; rotate politie-mn to new keys. */
     assert_int_equal(
@@ -1056,7 +1056,7 @@ static void test_lookups_revoked_and_rotated(void **state)
     size_t req_len = 0;
     assert_int_equal(keten_identity_request(mn2, "testnet", now, &req, &req_len), KETEN_OK);
     Keten__NodeRequest *parsed = NULL;
-    assert_int_equal(keten_request_verify(req, req_len, &parsed), KETEN_OK);
+    assert_int_equal(keten_identity_request_verify(req, req_len, &parsed), KETEN_OK);
     uint64_t serial = 0;
     assert_int_equal(
         keten_dirbuild_approve(f->draft, parsed, now, 30 * DAY, true, &serial), KETEN_OK);
@@ -1123,7 +1123,7 @@ static void expect_ids(
     size_t n = 0;
     keten_err e = keten_directory_resolve(d, parties, &ids, &n);
     if (e != KETEN_OK) {
-        fail_msg("resolve '%s': %s: %s", parties, keten_strerror(e), keten_err_detail());
+        fail_msg("resolve '%s': %s: %s", parties, keten_err_str(e), keten_err_detail());
     }
     assert_int_equal(n, n_want);
     for (size_t i = 0; i < n; i++) {
@@ -1241,10 +1241,10 @@ static void test_truncated_and_empty(void **state)
 
     /* The anchor: empty, truncated. */
     Keten__Anchor *a = NULL;
-    assert_int_equal(keten_anchor_parse(f->anchor_bytes, 0, &a), KETEN_ERR_MALFORMED);
+    assert_int_equal(keten_directory_anchor_parse(f->anchor_bytes, 0, &a), KETEN_ERR_MALFORMED);
     for (size_t l = 1; l < f->anchor_len; l++) {
         uint8_t *t = dup_bytes(f->anchor_bytes, l);
-        assert_int_not_equal(keten_anchor_parse(t, l, &a), KETEN_OK);
+        assert_int_not_equal(keten_directory_anchor_parse(t, l, &a), KETEN_OK);
         assert_null(a);
         free(t);
     }
@@ -1270,7 +1270,7 @@ static void test_oversize(void **state)
     assert_null(out);
     Keten__Anchor *a = NULL;
     assert_int_equal(
-        keten_anchor_parse(big, (size_t)KETEN_ANCHOR_MAX + 1, &a), KETEN_ERR_TOO_LARGE);
+        keten_directory_anchor_parse(big, (size_t)KETEN_ANCHOR_MAX + 1, &a), KETEN_ERR_TOO_LARGE);
     free(big);
 
     /* A file over the cap is refused before it is read. */
@@ -1365,18 +1365,18 @@ static void test_anchor_parse(void **state)
 {
     fixture *f = *state;
     Keten__Anchor *a = NULL;
-    assert_int_equal(keten_anchor_parse(f->anchor_bytes, f->anchor_len, &a), KETEN_OK);
+    assert_int_equal(keten_directory_anchor_parse(f->anchor_bytes, f->anchor_len, &a), KETEN_OK);
     assert_string_equal(a->network, "testnet");
     assert_int_equal(a->threshold, 2);
     assert_int_equal(a->n_admins, 3);
     keten_pb_free((ProtobufCMessage **)(void *)&a);
     char path[PATH_MAX];
     fixture_path(f, "network.pub", path);
-    assert_int_equal(keten_anchor_load(path, &a), KETEN_OK);
+    assert_int_equal(keten_directory_anchor_load(path, &a), KETEN_OK);
     assert_int_equal(a->n_admins, 3);
     keten_pb_free((ProtobufCMessage **)(void *)&a);
     fixture_path(f, "missing.pub", path);
-    assert_int_equal(keten_anchor_load(path, &a), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(keten_directory_anchor_load(path, &a), KETEN_ERR_NOT_FOUND);
 
     struct {
         const char *network;
@@ -1414,7 +1414,7 @@ static void test_anchor_parse(void **state)
         uint8_t *buf = NULL;
         size_t len = 0;
         assert_int_equal(keten_pb_pack(&in.base, &buf, &len), KETEN_OK);
-        assert_int_equal(keten_anchor_parse(buf, len, &a), cases[i].want);
+        assert_int_equal(keten_directory_anchor_parse(buf, len, &a), cases[i].want);
         keten_pb_free((ProtobufCMessage **)(void *)&a);
         free(buf);
     }
@@ -1423,7 +1423,7 @@ static void test_anchor_parse(void **state)
     assert_non_null(longer);
     memcpy(longer, f->anchor_bytes, f->anchor_len);
     memcpy(longer + f->anchor_len, "\x98\x06\x01", 3);
-    assert_int_equal(keten_anchor_parse(longer, f->anchor_len + 3, &a), KETEN_ERR_NOT_CANONICAL);
+    assert_int_equal(keten_directory_anchor_parse(longer, f->anchor_len + 3, &a), KETEN_ERR_NOT_CANONICAL);
     assert_null(a);
     free(longer);
 }

@@ -53,14 +53,14 @@ static int teardown(void **state)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static const char *errname(keten_err e) { return keten_strerror(e); }
+static const char *errname(keten_err e) { return keten_err_str(e); }
 
 static void expect_open(fixture *fx, const char *who, const uint8_t *env, size_t len, uint64_t now,
     keten_err expected, const char *detail_part)
 {
     keten_identity *me = fixture_node(fx, who);
     assert_non_null(me);
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     Keten__Signal *sig = NULL;
     keten_err_clear();
     keten_err e = keten_envelope_open(me, fx->directory, env, len, now, &v, &sig);
@@ -79,13 +79,13 @@ static void expect_open(fixture *fx, const char *who, const uint8_t *env, size_t
         assert_null(v);
         assert_null(sig);
     }
-    keten_verified_destroy(&v);
-    keten_signal_free(&sig);
+    keten_envelope_verified_destroy(&v);
+    keten_signal_json_free(&sig);
 }
 
 static void expect_verify(fixture *fx, const uint8_t *env, size_t len, keten_err expected)
 {
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     keten_err_clear();
     keten_err e = keten_envelope_verify(fx->directory, env, len, &v);
     if (e != expected) {
@@ -97,30 +97,30 @@ static void expect_verify(fixture *fx, const uint8_t *env, size_t len, keten_err
     } else {
         assert_null(v);
     }
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
 }
 
 static char *json_of(const Keten__Signal *sig)
 {
     char *json = NULL;
-    assert_int_equal(keten_signal_to_json(sig, &json), KETEN_OK);
+    assert_int_equal(keten_signal_json_to_text(sig, &json), KETEN_OK);
     return json;
 }
 
 static uint8_t *payload_of(const char *json, size_t *len)
 {
     Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_from_json(json, strlen(json), &sig), KETEN_OK);
+    assert_int_equal(keten_signal_json_parse(json, strlen(json), &sig), KETEN_OK);
     uint8_t *buf = NULL;
-    assert_int_equal(keten_signal_pack(sig, &buf, len), KETEN_OK);
-    keten_signal_free(&sig);
+    assert_int_equal(keten_signal_json_pack(sig, &buf, len), KETEN_OK);
+    keten_signal_json_free(&sig);
     return buf;
 }
 
-static keten_seal_params params_now(const char *category, const char *purpose)
+static keten_envelope_seal_params params_now(const char *category, const char *purpose)
 {
     uint64_t now = keten_now_ms();
-    keten_seal_params p = {
+    keten_envelope_seal_params p = {
         .kind = KETEN__KIND__KIND_SIGNAL,
         .category = category,
         .purpose = purpose,
@@ -132,7 +132,7 @@ static keten_seal_params params_now(const char *category, const char *purpose)
 }
 
 static keten_err seal_raw(fixture *fx, const char *from, const char *const *to, size_t n,
-    const keten_seal_params *p, const uint8_t *payload, size_t payload_len, uint8_t **out,
+    const keten_envelope_seal_params *p, const uint8_t *payload, size_t payload_len, uint8_t **out,
     size_t *out_len)
 {
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
@@ -324,12 +324,12 @@ static void test_seal_three_recipients_open(void **state)
         fx, "gemeente-diemen", "politie-mn,belastingdienst,woonstad", signal_json, msg_id, &len);
 
     Keten__Signal *orig = NULL;
-    assert_int_equal(keten_signal_from_json(signal_json, strlen(signal_json), &orig), KETEN_OK);
+    assert_int_equal(keten_signal_json_parse(signal_json, strlen(signal_json), &orig), KETEN_OK);
     char *want = json_of(orig);
 
     static const char *const who[] = { "politie-mn", "belastingdienst", "woonstad" };
     for (size_t i = 0; i < 3; i++) {
-        keten_verified *v = NULL;
+        keten_envelope_verified *v = NULL;
         Keten__Signal *sig = NULL;
         keten_err e = keten_envelope_open(
             fixture_node(fx, who[i]), fx->directory, env, len, keten_now_ms(), &v, &sig);
@@ -346,13 +346,13 @@ static void test_seal_three_recipients_open(void **state)
         assert_string_equal(v->header->category, "woonfraude");
         assert_string_equal(v->header->purpose, "riec-convenant/art-5");
         free(got);
-        keten_signal_free(&sig);
-        keten_verified_destroy(&v);
+        keten_signal_json_free(&sig);
+        keten_envelope_verified_destroy(&v);
     }
     /* The sender is not a recipient of its own message. */
     expect_open(fx, "gemeente-diemen", env, len, keten_now_ms(), KETEN_ERR_NOT_RECIPIENT, NULL);
     free(want);
-    keten_signal_free(&orig);
+    keten_signal_json_free(&orig);
     free(env);
 }
 
@@ -363,7 +363,7 @@ static void test_verify_without_secret(void **state)
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
     size_t len = 0;
     uint8_t *env = fixture_seal(fx, "politie-mn", "belastingdienst", signal_json, msg_id, &len);
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     assert_int_equal(keten_envelope_verify(fx->directory, env, len, &v), KETEN_OK);
     uint8_t h[32];
     crypto_hash_sha256(h, env, len);
@@ -381,7 +381,7 @@ static void test_verify_without_secret(void **state)
     /* The subject identifiers are nowhere in the clear. */
     assert_null(memmem(env, len, "Hoofdstraat", 11));
     assert_null(memmem(env, len, "12345678", 8));
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     free(env);
 }
 
@@ -431,7 +431,7 @@ static void test_every_byte_flip_refused(void **state)
                 slots[p]->data = copy;
                 size_t len2 = 0;
                 uint8_t *buf2 = pack_envelope(&e2, &len2);
-                keten_verified *v = NULL;
+                keten_envelope_verified *v = NULL;
                 Keten__Signal *sig = NULL;
                 keten_err e = keten_envelope_open(me, fx->directory, buf2, len2, now, &v, &sig);
                 if (e == KETEN_OK) {
@@ -455,7 +455,7 @@ static void test_every_byte_flip_refused(void **state)
         e2.sender = hint;
         size_t len2 = 0;
         uint8_t *buf2 = pack_envelope(&e2, &len2);
-        keten_verified *v = NULL;
+        keten_envelope_verified *v = NULL;
         assert_int_not_equal(
             keten_envelope_open(me, fx->directory, buf2, len2, now, &v, NULL), KETEN_OK);
         assert_null(v);
@@ -541,10 +541,10 @@ static void test_swapped_keys_refused(void **state)
 
 static size_t ciphertext_len_of(fixture *fx, const uint8_t *env, size_t len)
 {
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     assert_int_equal(keten_envelope_verify(fx->directory, env, len, &v), KETEN_OK);
     size_t n = v->envelope->ciphertext.len;
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     return n;
 }
 
@@ -553,7 +553,7 @@ static void test_padding_hides_size(void **state)
 {
     fixture *fx = *state;
     static const char *const to[] = { "politie-mn" };
-    keten_seal_params p = params_now("woonfraude", "handhaving");
+    keten_envelope_seal_params p = params_now("woonfraude", "handhaving");
     uint8_t payload[70000];
     randombytes_buf(payload, sizeof payload);
     const size_t sizes[] = { 10, 900, 1023, 1024, 4095, 4096, 65535, 65536 };
@@ -569,16 +569,16 @@ static void test_padding_hides_size(void **state)
         }
         ct[i] = ciphertext_len_of(fx, env, env_len[i]);
         assert_int_equal(ct[i], want[i] + 16);
-        assert_int_equal(keten_pad_bucket(sizes[i]), want[i]);
+        assert_int_equal(keten_envelope_pad_bucket(sizes[i]), want[i]);
         free(env);
     }
     assert_int_equal(ct[0], ct[1]);
     assert_int_equal(env_len[0], env_len[1]);
     assert_int_not_equal(ct[2], ct[3]);
     /* Beyond 64 KiB, powers of two. */
-    assert_int_equal(keten_pad_bucket(131071), 131072);
-    assert_int_equal(keten_pad_bucket(131072), 262144);
-    assert_int_equal(keten_pad_bucket(0), 1024);
+    assert_int_equal(keten_envelope_pad_bucket(131071), 131072);
+    assert_int_equal(keten_envelope_pad_bucket(131072), 262144);
+    assert_int_equal(keten_envelope_pad_bucket(0), 1024);
 }
 
 static void test_not_recipient(void **state)
@@ -624,7 +624,7 @@ static void test_wrapped_key_for_other_key(void **state)
     memcpy(fake, real, sizeof *fake);
     memcpy(fake->enc_pk, other->enc_pk, sizeof fake->enc_pk);
     memcpy(fake->enc_sk, other->enc_sk, sizeof fake->enc_sk);
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     assert_int_equal(keten_envelope_open(fake, fx->directory, a, len_a, keten_now_ms(), &v, NULL),
         KETEN_ERR_DECRYPT);
     assert_null(v);
@@ -658,7 +658,7 @@ static void test_signal_header_mismatch(void **state)
     expect_open(fx, "politie-mn", env, len, keten_now_ms(), KETEN_ERR_MISMATCH, "purpose");
     free(env);
     /* The same through seal(), which does not read its payload. */
-    keten_seal_params p = params_now("adrescheck", "handhaving");
+    keten_envelope_seal_params p = params_now("adrescheck", "handhaving");
     size_t plen = 0;
     uint8_t *payload = payload_of(small_json, &plen);
     uint8_t *env3 = NULL;
@@ -741,7 +741,7 @@ static void test_sender_certificate_validity(void **state)
     expect_verify(fx, env, len, KETEN_OK);
     free(env);
     /* seal() refuses to produce such envelopes at all. */
-    keten_seal_params p = params_now("woonfraude", "handhaving");
+    keten_envelope_seal_params p = params_now("woonfraude", "handhaving");
     p.created_at = cert->not_after;
     p.expires_at = p.created_at + HOUR_MS;
     uint8_t *out = NULL;
@@ -756,7 +756,7 @@ static void test_expired_envelope_at_open(void **state)
 {
     fixture *fx = *state;
     static const char *const to[] = { "politie-mn" };
-    keten_seal_params p = params_now("woonfraude", "handhaving");
+    keten_envelope_seal_params p = params_now("woonfraude", "handhaving");
     size_t plen = 0;
     uint8_t *payload = payload_of(small_json, &plen);
     uint8_t *env = NULL;
@@ -812,7 +812,7 @@ static void test_revoked_sender(void **state)
     /* A revoked node can no longer seal, and nobody seals to it. */
     static const char *const to_p[] = { "politie-mn" };
     static const char *const to_w[] = { "woonstad" };
-    keten_seal_params p = params_now("woonfraude", "handhaving");
+    keten_envelope_seal_params p = params_now("woonfraude", "handhaving");
     uint8_t *out = NULL;
     size_t out_len = 0;
     assert_int_equal(seal_raw(fx, "woonstad", to_p, 1, &p, (const uint8_t *)"x", 1, &out, &out_len),
@@ -833,7 +833,7 @@ static void test_rotation_keeps_in_flight_messages(void **state)
     size_t len = 0;
     uint8_t *env = fixture_seal(fx, "woonstad", "politie-mn", small_json, NULL, &len);
     /* Sealed before the rotation too, but dated an hour later. */
-    keten_seal_params late = params_now("woonfraude", "handhaving");
+    keten_envelope_seal_params late = params_now("woonfraude", "handhaving");
     late.created_at += 3600u * 1000u;
     late.expires_at += 3600u * 1000u;
     static const char *const to_p[] = { "politie-mn" };
@@ -852,7 +852,7 @@ static void test_rotation_keeps_in_flight_messages(void **state)
         KETEN_OK);
     assert_int_equal(
         keten_identity_request(fresh, "testnet", keten_now_ms(), &req, &req_len), KETEN_OK);
-    assert_int_equal(keten_request_verify(req, req_len, &rq), KETEN_OK);
+    assert_int_equal(keten_identity_request_verify(req, req_len, &rq), KETEN_OK);
     assert_int_equal(keten_dirbuild_approve(fx->draft, rq, keten_now_ms(),
                          30 * KETEN_MS_PER_DAY, true, &serial),
         KETEN_OK);
@@ -860,10 +860,10 @@ static void test_rotation_keeps_in_flight_messages(void **state)
     free(fixture_publish(fx, &dlen));
 
     /* In flight: verifies with the superseded certificate, and opens. */
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     assert_int_equal(keten_envelope_verify(fx->directory, env, len, &v), KETEN_OK);
     assert_int_not_equal(v->sender->serial, serial);
-    keten_verified_destroy(&v);
+    keten_envelope_verified_destroy(&v);
     expect_open(fx, "politie-mn", env, len, keten_now_ms(), KETEN_OK, NULL);
     /* Dated after the rotation with the old key: refused. */
     expect_verify(fx, late_env, late_len, KETEN_ERR_REVOKED);
@@ -879,7 +879,7 @@ static void test_rotation_keeps_in_flight_messages(void **state)
 static uint8_t *seal_times(fixture *fx, uint64_t created_at, uint64_t expires_at, size_t *len)
 {
     static const char *const to_p[] = { "politie-mn" };
-    keten_seal_params p = params_now("woonfraude", "handhaving");
+    keten_envelope_seal_params p = params_now("woonfraude", "handhaving");
     p.created_at = created_at;
     p.expires_at = expires_at;
     size_t plen = 0;
@@ -919,7 +919,7 @@ static void test_rotation_bounds_superseded_key(void **state)
         keten_identity_generate("woonstad", "housing", "Woonstad", false, &fresh), KETEN_OK);
     assert_int_equal(
         keten_identity_request(fresh, "testnet", keten_now_ms(), &req, &req_len), KETEN_OK);
-    assert_int_equal(keten_request_verify(req, req_len, &rq), KETEN_OK);
+    assert_int_equal(keten_identity_request_verify(req, req_len, &rq), KETEN_OK);
     assert_int_equal(
         keten_dirbuild_approve(fx->draft, rq, keten_now_ms(), 30 * KETEN_MS_PER_DAY, true, &serial),
         KETEN_OK);
@@ -928,7 +928,7 @@ static void test_rotation_bounds_superseded_key(void **state)
     const Keten__Revocation *r = keten_directory_find_revoked(fx->directory, "woonstad");
     assert_non_null(r);
     assert_true(r->superseded);
-    assert_false(keten_revocation_compromised(r));
+    assert_false(keten_directory_revocation_compromised(r));
 
     /* Outlives the rotation plus the longest lifetime: refused, by the
      * broker's verification and by the recipient, 300 days on too. */
@@ -945,7 +945,7 @@ static void test_rotation_bounds_superseded_key(void **state)
      * with the old key counts. */
     char *reason = r->reason;
     ((Keten__Revocation *)r)->reason = (char *)"key-compromise: laptop stolen";
-    assert_true(keten_revocation_compromised(r));
+    assert_true(keten_directory_revocation_compromised(r));
     expect_verify(fx, in_flight, max_len, KETEN_ERR_REVOKED);
     expect_open(fx, "politie-mn", in_flight, max_len, now, KETEN_ERR_REVOKED, "compromised");
     ((Keten__Revocation *)r)->reason = reason;
@@ -985,7 +985,7 @@ static void test_open_checks_times(void **state)
 static void test_seal_refusals(void **state)
 {
     fixture *fx = *state;
-    keten_seal_params p = params_now("woonfraude", "handhaving");
+    keten_envelope_seal_params p = params_now("woonfraude", "handhaving");
     const uint8_t x[1] = { 'x' };
     uint8_t *out = NULL;
     size_t out_len = 0;
@@ -1016,7 +1016,7 @@ static void test_seal_refusals(void **state)
         seal_raw(fx, "gemeente-diemen", broker, 2, &p, x, 1, &out, &out_len), KETEN_ERR_INVALID);
 
     static const char *const to[] = { "politie-mn" };
-    keten_seal_params q = p;
+    keten_envelope_seal_params q = p;
     q.category = "wapenhandel";
     assert_int_equal(
         seal_raw(fx, "gemeente-diemen", to, 1, &q, x, 1, &out, &out_len), KETEN_ERR_UNREGISTERED);
@@ -1107,7 +1107,7 @@ static void test_truncated_and_empty(void **state)
         uint8_t *cut = malloc(n ? n : 1);
         assert_non_null(cut);
         memcpy(cut, env, n);
-        keten_verified *v = NULL;
+        keten_envelope_verified *v = NULL;
         assert_int_not_equal(keten_envelope_verify(fx->directory, cut, n, &v), KETEN_OK);
         assert_null(v);
         assert_int_not_equal(
@@ -1115,7 +1115,7 @@ static void test_truncated_and_empty(void **state)
         assert_null(v);
         free(cut);
     }
-    keten_verified *v = NULL;
+    keten_envelope_verified *v = NULL;
     assert_int_not_equal(keten_envelope_verify(fx->directory, NULL, 0, &v), KETEN_OK);
     assert_int_not_equal(keten_envelope_verify(fx->directory, env, 0, &v), KETEN_OK);
     assert_null(v);
@@ -1133,7 +1133,7 @@ static void test_oversize(void **state)
 {
     fixture *fx = *state;
     static const char *const to[] = { "politie-mn" };
-    keten_seal_params p = params_now("woonfraude", "handhaving");
+    keten_envelope_seal_params p = params_now("woonfraude", "handhaving");
     size_t big = 512u << 10;
     uint8_t *payload = malloc(KETEN_ENVELOPE_MAX + 1);
     assert_non_null(payload);

@@ -124,8 +124,8 @@ static void expect_load(const char *path, const char *pass, keten_err want)
     keten_identity *k = (keten_identity *)(uintptr_t)1;
     keten_err e = load(path, pass, &k);
     if (e != want) {
-        print_error("%s: got %s (%s), want %s\n", path, keten_strerror(e), keten_err_detail(),
-            keten_strerror(want));
+        print_error("%s: got %s (%s), want %s\n", path, keten_err_str(e), keten_err_detail(),
+            keten_err_str(want));
     }
     assert_int_equal(e, want);
     assert_null(k);
@@ -648,7 +648,7 @@ static void test_plain_body_tampered(void **state)
         /* Flags 0x01 makes the parser look for 64 more bytes. */
         keten_err want = i == 2 ? KETEN_ERR_TRUNCATED : KETEN_ERR_MALFORMED;
         if (e != want) {
-            print_error("case %zu: %s (%s)\n", i, keten_strerror(e), keten_err_detail());
+            print_error("case %zu: %s (%s)\n", i, keten_err_str(e), keten_err_detail());
         }
         assert_int_equal(e, want);
         assert_null(x);
@@ -732,7 +732,7 @@ static uint8_t *sign_request(
 static keten_err verify(const uint8_t *buf, size_t len)
 {
     Keten__NodeRequest *r = (Keten__NodeRequest *)(uintptr_t)1;
-    keten_err e = keten_request_verify(buf, len, &r);
+    keten_err e = keten_identity_request_verify(buf, len, &r);
     if (e == KETEN_OK) {
         assert_non_null(r);
         keten_pb_free((ProtobufCMessage **)(void *)&r);
@@ -747,7 +747,7 @@ static void expect_verify(const uint8_t *buf, size_t len, keten_err want)
     keten_err e = verify(buf, len);
     if (e != want) {
         print_error(
-            "got %s (%s), want %s\n", keten_strerror(e), keten_err_detail(), keten_strerror(want));
+            "got %s (%s), want %s\n", keten_err_str(e), keten_err_detail(), keten_err_str(want));
     }
     assert_int_equal(e, want);
 }
@@ -759,7 +759,7 @@ static void request_roundtrip(const char *id, const char *role, bool log_key)
     size_t len;
     assert_int_equal(keten_identity_request(k, "testnet", 1767225600123ull, &buf, &len), KETEN_OK);
     Keten__NodeRequest *r = NULL;
-    assert_int_equal(keten_request_verify(buf, len, &r), KETEN_OK);
+    assert_int_equal(keten_identity_request_verify(buf, len, &r), KETEN_OK);
     assert_non_null(r);
     assert_string_equal(r->network, "testnet");
     assert_string_equal(r->id, id);

@@ -536,41 +536,41 @@ static MDB_txn *txn_begin(lenv *e, bool write)
     return txn;
 }
 
-static keten_mlog *mlog_open(lenv *e, const char *prefix)
+static keten_merkle_log *mlog_open(lenv *e, const char *prefix)
 {
     MDB_txn *txn = txn_begin(e, true);
-    keten_mlog *log = NULL;
-    assert_int_equal(keten_mlog_open(txn, prefix, &log), KETEN_OK);
+    keten_merkle_log *log = NULL;
+    assert_int_equal(keten_merkle_log_open(txn, prefix, &log), KETEN_OK);
     assert_int_equal(mdb_txn_commit(txn), 0);
     return log;
 }
 
 /* Everything a reader can ask of the first n leaves of a log, against the
  * naive reference: every root, leaf, inclusion and consistency proof. */
-static void check_log_full(const keten_mlog *log, MDB_txn *txn, size_t n)
+static void check_log_full(const keten_merkle_log *log, MDB_txn *txn, size_t n)
 {
     keten_hash h;
     keten_hash p[KETEN_MERKLE_MAX_PROOF];
     size_t len;
     hlist want;
     for (size_t m = 0; m <= n; m++) {
-        assert_int_equal(keten_mlog_root(log, txn, m, h), KETEN_OK);
+        assert_int_equal(keten_merkle_log_root(log, txn, m, h), KETEN_OK);
         assert_memory_equal(h, naive_roots[m], KETEN_HASH_BYTES);
     }
     for (size_t i = 0; i < n; i++) {
         const uint8_t *data;
         size_t dlen;
-        assert_int_equal(keten_mlog_leaf(log, txn, i, &data, &dlen), KETEN_OK);
+        assert_int_equal(keten_merkle_log_leaf(log, txn, i, &data, &dlen), KETEN_OK);
         assert_int_equal(dlen, leaves[i].len);
         if (dlen > 0) {
             assert_memory_equal(data, leaves[i].data, dlen);
         }
-        assert_int_equal(keten_mlog_leaf_hash(log, txn, i, h), KETEN_OK);
+        assert_int_equal(keten_merkle_log_leaf_hash(log, txn, i, h), KETEN_OK);
         assert_memory_equal(h, leaf_hashes[i], KETEN_HASH_BYTES);
     }
     for (size_t s = 1; s <= n; s++) {
         for (size_t i = 0; i < s; i++) {
-            assert_int_equal(keten_mlog_inclusion_proof(log, txn, i, s, p, &len), KETEN_OK);
+            assert_int_equal(keten_merkle_log_inclusion_proof(log, txn, i, s, p, &len), KETEN_OK);
             want.n = 0;
             naive_path(i, leaves, s, &want);
             assert_int_equal(len, want.n);
@@ -578,7 +578,7 @@ static void check_log_full(const keten_mlog *log, MDB_txn *txn, size_t n)
             assert_int_equal(VINC(leaf_hashes[i], i, s, p, len, naive_roots[s]), KETEN_OK);
         }
         for (size_t m = 0; m <= s; m++) {
-            assert_int_equal(keten_mlog_consistency_proof(log, txn, m, s, p, &len), KETEN_OK);
+            assert_int_equal(keten_merkle_log_consistency_proof(log, txn, m, s, p, &len), KETEN_OK);
             if (m == 0) {
                 assert_int_equal(len, 0);
             } else {
@@ -592,24 +592,24 @@ static void check_log_full(const keten_mlog *log, MDB_txn *txn, size_t n)
 }
 
 /* Out-of-range requests on a log of size n. */
-static void check_log_ranges(const keten_mlog *log, MDB_txn *txn, size_t n)
+static void check_log_ranges(const keten_merkle_log *log, MDB_txn *txn, size_t n)
 {
     keten_hash h;
     keten_hash p[KETEN_MERKLE_MAX_PROOF];
     size_t len = 99;
     const uint8_t *data;
     size_t dlen;
-    assert_int_equal(keten_mlog_root(log, txn, n + 1, h), KETEN_ERR_INVALID);
-    assert_int_equal(keten_mlog_leaf(log, txn, n, &data, &dlen), KETEN_ERR_INVALID);
-    assert_int_equal(keten_mlog_leaf(log, txn, UINT64_MAX, &data, &dlen), KETEN_ERR_INVALID);
-    assert_int_equal(keten_mlog_leaf_hash(log, txn, n, h), KETEN_ERR_INVALID);
-    assert_int_equal(keten_mlog_inclusion_proof(log, txn, n, n, p, &len), KETEN_ERR_INVALID);
+    assert_int_equal(keten_merkle_log_root(log, txn, n + 1, h), KETEN_ERR_INVALID);
+    assert_int_equal(keten_merkle_log_leaf(log, txn, n, &data, &dlen), KETEN_ERR_INVALID);
+    assert_int_equal(keten_merkle_log_leaf(log, txn, UINT64_MAX, &data, &dlen), KETEN_ERR_INVALID);
+    assert_int_equal(keten_merkle_log_leaf_hash(log, txn, n, h), KETEN_ERR_INVALID);
+    assert_int_equal(keten_merkle_log_inclusion_proof(log, txn, n, n, p, &len), KETEN_ERR_INVALID);
     assert_int_equal(len, 0);
-    assert_int_equal(keten_mlog_inclusion_proof(log, txn, 0, n + 1, p, &len), KETEN_ERR_INVALID);
-    assert_int_equal(keten_mlog_consistency_proof(log, txn, 1, n + 1, p, &len), KETEN_ERR_INVALID);
+    assert_int_equal(keten_merkle_log_inclusion_proof(log, txn, 0, n + 1, p, &len), KETEN_ERR_INVALID);
+    assert_int_equal(keten_merkle_log_consistency_proof(log, txn, 1, n + 1, p, &len), KETEN_ERR_INVALID);
     if (n >= 2) {
         assert_int_equal(
-            keten_mlog_consistency_proof(log, txn, n, n - 1, p, &len), KETEN_ERR_INVALID);
+            keten_merkle_log_consistency_proof(log, txn, n, n - 1, p, &len), KETEN_ERR_INVALID);
     }
 }
 
@@ -618,12 +618,12 @@ static void test_log_grows_leaf_by_leaf(void **state)
     (void)state;
     lenv e;
     lenv_new(&e, 64u << 20);
-    keten_mlog *log = mlog_open(&e, "audit-");
-    keten_mlog *other = mlog_open(&e, "other-");
+    keten_merkle_log *log = mlog_open(&e, "audit-");
+    keten_merkle_log *other = mlog_open(&e, "other-");
 
     MDB_txn *txn = txn_begin(&e, false);
     uint64_t size = 9;
-    assert_int_equal(keten_mlog_size(log, txn, &size), KETEN_OK);
+    assert_int_equal(keten_merkle_log_size(log, txn, &size), KETEN_OK);
     assert_int_equal(size, 0);
     check_log_full(log, txn, 0);
     check_log_ranges(log, txn, 0);
@@ -633,33 +633,33 @@ static void test_log_grows_leaf_by_leaf(void **state)
         txn = txn_begin(&e, true);
         uint64_t idx = 999;
         assert_int_equal(
-            keten_mlog_append(log, txn, leaves[n].data, leaves[n].len, &idx), KETEN_OK);
+            keten_merkle_log_append(log, txn, leaves[n].data, leaves[n].len, &idx), KETEN_OK);
         assert_int_equal(idx, n);
         /* The root inside the writing transaction sees the new leaf. */
         keten_hash h;
-        assert_int_equal(keten_mlog_root(log, txn, n + 1, h), KETEN_OK);
+        assert_int_equal(keten_merkle_log_root(log, txn, n + 1, h), KETEN_OK);
         assert_memory_equal(h, naive_roots[n + 1], KETEN_HASH_BYTES);
         assert_int_equal(mdb_txn_commit(txn), 0);
 
         txn = txn_begin(&e, false);
-        assert_int_equal(keten_mlog_size(log, txn, &size), KETEN_OK);
+        assert_int_equal(keten_merkle_log_size(log, txn, &size), KETEN_OK);
         assert_int_equal(size, n + 1);
         if (n + 1 <= 20 || n + 1 == MAX_N) {
             check_log_full(log, txn, n + 1);
         } else {
             /* Larger sizes: every root, and proofs for the newest size. */
             for (size_t m = 0; m <= n + 1; m++) {
-                assert_int_equal(keten_mlog_root(log, txn, m, h), KETEN_OK);
+                assert_int_equal(keten_merkle_log_root(log, txn, m, h), KETEN_OK);
                 assert_memory_equal(h, naive_roots[m], KETEN_HASH_BYTES);
             }
             keten_hash p[KETEN_MERKLE_MAX_PROOF];
             size_t len;
             for (size_t i = 0; i <= n; i++) {
-                assert_int_equal(keten_mlog_inclusion_proof(log, txn, i, n + 1, p, &len), KETEN_OK);
+                assert_int_equal(keten_merkle_log_inclusion_proof(log, txn, i, n + 1, p, &len), KETEN_OK);
                 assert_int_equal(
                     VINC(leaf_hashes[i], i, n + 1, p, len, naive_roots[n + 1]), KETEN_OK);
                 assert_int_equal(
-                    keten_mlog_consistency_proof(log, txn, i + 1, n + 1, p, &len), KETEN_OK);
+                    keten_merkle_log_consistency_proof(log, txn, i + 1, n + 1, p, &len), KETEN_OK);
                 assert_int_equal(
                     VCONS(i + 1, n + 1, naive_roots[i + 1], naive_roots[n + 1], p, len), KETEN_OK);
             }
@@ -667,25 +667,25 @@ static void test_log_grows_leaf_by_leaf(void **state)
         check_log_ranges(log, txn, n + 1);
         /* The other log in the same environment is untouched. */
         uint64_t osize = 1;
-        assert_int_equal(keten_mlog_size(other, txn, &osize), KETEN_OK);
+        assert_int_equal(keten_merkle_log_size(other, txn, &osize), KETEN_OK);
         assert_int_equal(osize, 0);
         mdb_txn_abort(txn);
     }
 
     /* Everything persists across closing and reopening the environment. */
-    keten_mlog_destroy(&log);
-    keten_mlog_destroy(&other);
+    keten_merkle_log_destroy(&log);
+    keten_merkle_log_destroy(&other);
     assert_null(log);
-    keten_mlog_destroy(&log); /* NULL is fine */
+    keten_merkle_log_destroy(&log); /* NULL is fine */
     lenv_close(&e);
     lenv_open(&e, 64u << 20);
     log = mlog_open(&e, "audit-");
     txn = txn_begin(&e, false);
-    assert_int_equal(keten_mlog_size(log, txn, &size), KETEN_OK);
+    assert_int_equal(keten_merkle_log_size(log, txn, &size), KETEN_OK);
     assert_int_equal(size, N_LEAVES);
     check_log_full(log, txn, 40);
     mdb_txn_abort(txn);
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
     lenv_destroy(&e);
 }
 
@@ -699,11 +699,11 @@ static void test_log_memo(void **state)
     (void)state;
     lenv e;
     lenv_new(&e, 64u << 20);
-    keten_mlog *log = mlog_open(&e, "audit-");
-    keten_mlog_memo *memo = NULL, *tiny = NULL;
-    assert_int_equal(keten_mlog_memo_new(12, &memo), KETEN_OK);
-    assert_int_equal(keten_mlog_memo_new(4, &tiny), KETEN_OK);
-    assert_int_equal(keten_mlog_memo_new(3, &(keten_mlog_memo *) { NULL }), KETEN_ERR_INVALID);
+    keten_merkle_log *log = mlog_open(&e, "audit-");
+    keten_merkle_log_memo *memo = NULL, *tiny = NULL;
+    assert_int_equal(keten_merkle_log_memo_new(12, &memo), KETEN_OK);
+    assert_int_equal(keten_merkle_log_memo_new(4, &tiny), KETEN_OK);
+    assert_int_equal(keten_merkle_log_memo_new(3, &(keten_merkle_log_memo *) { NULL }), KETEN_ERR_INVALID);
     keten_hash h;
     keten_hash p[KETEN_MERKLE_MAX_PROOF];
     size_t len;
@@ -712,14 +712,14 @@ static void test_log_memo(void **state)
     for (size_t b = 0; b < sizeof batches / sizeof batches[0] && n < N_LEAVES; b++) {
         MDB_txn *txn = txn_begin(&e, true);
         for (size_t k = 0; k < batches[b] && n < N_LEAVES; k++, n++) {
-            assert_int_equal(keten_mlog_append(log, txn, leaves[n].data, leaves[n].len, NULL), KETEN_OK);
+            assert_int_equal(keten_merkle_log_append(log, txn, leaves[n].data, leaves[n].len, NULL), KETEN_OK);
         }
-        keten_mlog_memo *ms[2] = { memo, tiny };
+        keten_merkle_log_memo *ms[2] = { memo, tiny };
         for (size_t w = 0; w < 2; w++) {
-            assert_int_equal(keten_mlog_root_memo(log, txn, ms[w], n, h), KETEN_OK);
+            assert_int_equal(keten_merkle_log_root_memo(log, txn, ms[w], n, h), KETEN_OK);
             assert_memory_equal(h, naive_roots[n], KETEN_HASH_BYTES);
             for (size_t i = 0; i < n; i++) {
-                assert_int_equal(keten_mlog_inclusion_proof_memo(log, txn, ms[w], i, n, p, &len), KETEN_OK);
+                assert_int_equal(keten_merkle_log_inclusion_proof_memo(log, txn, ms[w], i, n, p, &len), KETEN_OK);
                 hlist want = { .n = 0 };
                 naive_path(i, leaves, n, &want);
                 assert_int_equal(len, want.n);
@@ -727,7 +727,7 @@ static void test_log_memo(void **state)
             }
             for (size_t m = 1; m <= n; m++) {
                 assert_int_equal(
-                    keten_mlog_consistency_proof_memo(log, txn, ms[w], m, n, p, &len), KETEN_OK);
+                    keten_merkle_log_consistency_proof_memo(log, txn, ms[w], m, n, p, &len), KETEN_OK);
                 assert_int_equal(VCONS(m, n, naive_roots[m], naive_roots[n], p, len), KETEN_OK);
             }
         }
@@ -736,29 +736,29 @@ static void test_log_memo(void **state)
     /* An append that is aborted after proofs were made through the memo. */
     MDB_txn *txn = txn_begin(&e, true);
     static const uint8_t wrong[] = "a leaf that is never committed";
-    assert_int_equal(keten_mlog_append(log, txn, wrong, sizeof wrong, NULL), KETEN_OK);
-    assert_int_equal(keten_mlog_root_memo(log, txn, memo, n + 1, h), KETEN_OK);
+    assert_int_equal(keten_merkle_log_append(log, txn, wrong, sizeof wrong, NULL), KETEN_OK);
+    assert_int_equal(keten_merkle_log_root_memo(log, txn, memo, n + 1, h), KETEN_OK);
     mdb_txn_abort(txn);
     assert_true(n < N_LEAVES);
     {
         txn = txn_begin(&e, true);
-        assert_int_equal(keten_mlog_append(log, txn, leaves[n].data, leaves[n].len, NULL), KETEN_OK);
+        assert_int_equal(keten_merkle_log_append(log, txn, leaves[n].data, leaves[n].len, NULL), KETEN_OK);
         /* Not cleared: the remembered hash of the aborted leaf gives a root
          * that is not the log's. */
-        assert_int_equal(keten_mlog_root_memo(log, txn, memo, n + 1, h), KETEN_OK);
+        assert_int_equal(keten_merkle_log_root_memo(log, txn, memo, n + 1, h), KETEN_OK);
         assert_memory_not_equal(h, naive_roots[n + 1], KETEN_HASH_BYTES);
-        keten_mlog_memo_clear(memo);
-        assert_int_equal(keten_mlog_root_memo(log, txn, memo, n + 1, h), KETEN_OK);
+        keten_merkle_log_memo_clear(memo);
+        assert_int_equal(keten_merkle_log_root_memo(log, txn, memo, n + 1, h), KETEN_OK);
         assert_memory_equal(h, naive_roots[n + 1], KETEN_HASH_BYTES);
-        assert_int_equal(keten_mlog_inclusion_proof_memo(log, txn, memo, n, n + 1, p, &len), KETEN_OK);
+        assert_int_equal(keten_merkle_log_inclusion_proof_memo(log, txn, memo, n, n + 1, p, &len), KETEN_OK);
         assert_int_equal(VINC(leaf_hashes[n], n, n + 1, p, len, naive_roots[n + 1]), KETEN_OK);
         mdb_txn_abort(txn);
     }
-    keten_mlog_memo_destroy(&memo);
-    keten_mlog_memo_destroy(&tiny);
+    keten_merkle_log_memo_destroy(&memo);
+    keten_merkle_log_memo_destroy(&tiny);
     assert_null(memo);
-    keten_mlog_memo_destroy(&memo);
-    keten_mlog_destroy(&log);
+    keten_merkle_log_memo_destroy(&memo);
+    keten_merkle_log_destroy(&log);
     lenv_destroy(&e);
 }
 
@@ -767,23 +767,23 @@ static void test_log_known_answer(void **state)
     (void)state;
     lenv e;
     lenv_new(&e, 1u << 20);
-    keten_mlog *log = mlog_open(&e, "ct-");
+    keten_merkle_log *log = mlog_open(&e, "ct-");
     MDB_txn *txn = txn_begin(&e, true);
     for (size_t i = 0; i < 8; i++) {
         assert_int_equal(
-            keten_mlog_append(log, txn, (const uint8_t *)ct_leaves[i].data, ct_leaves[i].len, NULL),
+            keten_merkle_log_append(log, txn, (const uint8_t *)ct_leaves[i].data, ct_leaves[i].len, NULL),
             KETEN_OK);
     }
     assert_int_equal(mdb_txn_commit(txn), 0);
     txn = txn_begin(&e, false);
     for (size_t n = 0; n <= 8; n++) {
         keten_hash h, want;
-        assert_int_equal(keten_mlog_root(log, txn, n, h), KETEN_OK);
+        assert_int_equal(keten_merkle_log_root(log, txn, n, h), KETEN_OK);
         unhex32(ct_roots[n], want);
         assert_memory_equal(h, want, KETEN_HASH_BYTES);
     }
     mdb_txn_abort(txn);
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
     lenv_destroy(&e);
 }
 
@@ -792,43 +792,43 @@ static void test_log_refuses_bad_input(void **state)
     (void)state;
     lenv e;
     lenv_new(&e, 64u << 20);
-    keten_mlog *log = NULL;
+    keten_merkle_log *log = NULL;
     MDB_txn *txn = txn_begin(&e, true);
     char long_prefix[100];
     memset(long_prefix, 'a', sizeof long_prefix - 1);
     long_prefix[sizeof long_prefix - 1] = '\0';
-    assert_int_equal(keten_mlog_open(txn, long_prefix, &log), KETEN_ERR_INVALID);
+    assert_int_equal(keten_merkle_log_open(txn, long_prefix, &log), KETEN_ERR_INVALID);
     assert_null(log);
-    assert_int_equal(keten_mlog_open(txn, "x-", &log), KETEN_OK);
+    assert_int_equal(keten_merkle_log_open(txn, "x-", &log), KETEN_OK);
     /* A leaf over the cap. */
     size_t big = (size_t)KETEN_MERKLE_LEAF_MAX + 1;
     uint8_t *buf = calloc(1, big);
     assert_non_null(buf);
-    assert_int_equal(keten_mlog_append(log, txn, buf, big, NULL), KETEN_ERR_TOO_LARGE);
+    assert_int_equal(keten_merkle_log_append(log, txn, buf, big, NULL), KETEN_ERR_TOO_LARGE);
     free(buf);
     uint64_t size = 9;
-    assert_int_equal(keten_mlog_size(log, txn, &size), KETEN_OK);
+    assert_int_equal(keten_merkle_log_size(log, txn, &size), KETEN_OK);
     assert_int_equal(size, 0);
     mdb_txn_abort(txn);
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
 
     /* Read-only transactions: a missing log cannot be created, an existing
      * one opens (an auditor's export), and appending is refused. */
     txn = txn_begin(&e, false);
-    assert_int_equal(keten_mlog_open(txn, "missing-", &log), KETEN_ERR_STORE);
+    assert_int_equal(keten_merkle_log_open(txn, "missing-", &log), KETEN_ERR_STORE);
     assert_null(log);
     mdb_txn_abort(txn);
     log = mlog_open(&e, "ro-");
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
     txn = txn_begin(&e, false);
-    assert_int_equal(keten_mlog_open(txn, "ro-", &log), KETEN_OK);
+    assert_int_equal(keten_merkle_log_open(txn, "ro-", &log), KETEN_OK);
     uint8_t one = 1;
-    assert_int_equal(keten_mlog_append(log, txn, &one, 1, NULL), KETEN_ERR_STORE);
+    assert_int_equal(keten_merkle_log_append(log, txn, &one, 1, NULL), KETEN_ERR_STORE);
     assert_non_null(strstr(keten_err_detail(), "LMDB"));
-    assert_int_equal(keten_mlog_size(log, txn, &size), KETEN_OK);
+    assert_int_equal(keten_merkle_log_size(log, txn, &size), KETEN_OK);
     assert_int_equal(size, 0);
     mdb_txn_abort(txn);
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
     lenv_destroy(&e);
 }
 
@@ -861,11 +861,11 @@ static void test_log_detects_tampering(void **state)
     (void)state;
     lenv e;
     lenv_new(&e, 64u << 20);
-    keten_mlog *log = mlog_open(&e, "t-");
+    keten_merkle_log *log = mlog_open(&e, "t-");
     MDB_txn *txn = txn_begin(&e, true);
     for (size_t i = 0; i < 5; i++) {
         assert_int_equal(
-            keten_mlog_append(log, txn, leaves[i].data, leaves[i].len, NULL), KETEN_OK);
+            keten_merkle_log_append(log, txn, leaves[i].data, leaves[i].len, NULL), KETEN_OK);
     }
     assert_int_equal(mdb_txn_commit(txn), 0);
 
@@ -875,12 +875,12 @@ static void test_log_detects_tampering(void **state)
     raw_node(&e, "t-", 0, 5, junk, false);
     txn = txn_begin(&e, true);
     assert_int_equal(
-        keten_mlog_append(log, txn, leaves[5].data, leaves[5].len, NULL), KETEN_ERR_INCONSISTENT);
+        keten_merkle_log_append(log, txn, leaves[5].data, leaves[5].len, NULL), KETEN_ERR_INCONSISTENT);
     mdb_txn_abort(txn);
     /* A planted node that equals what the append computes is accepted. */
     raw_node(&e, "t-", 0, 5, leaf_hashes[5], false);
     txn = txn_begin(&e, true);
-    assert_int_equal(keten_mlog_append(log, txn, leaves[5].data, leaves[5].len, NULL), KETEN_OK);
+    assert_int_equal(keten_merkle_log_append(log, txn, leaves[5].data, leaves[5].len, NULL), KETEN_OK);
     assert_int_equal(mdb_txn_commit(txn), 0);
 
     /* A missing stored subtree is reported, not silently recomputed. */
@@ -889,11 +889,11 @@ static void test_log_detects_tampering(void **state)
     keten_hash h;
     keten_hash p[KETEN_MERKLE_MAX_PROOF];
     size_t len;
-    assert_int_equal(keten_mlog_root(log, txn, 6, h), KETEN_ERR_INCONSISTENT);
-    assert_int_equal(keten_mlog_inclusion_proof(log, txn, 5, 6, p, &len), KETEN_ERR_INCONSISTENT);
+    assert_int_equal(keten_merkle_log_root(log, txn, 6, h), KETEN_ERR_INCONSISTENT);
+    assert_int_equal(keten_merkle_log_inclusion_proof(log, txn, 5, 6, p, &len), KETEN_ERR_INCONSISTENT);
     assert_int_equal(len, 0);
     /* Sizes that do not need that subtree still work. */
-    assert_int_equal(keten_mlog_root(log, txn, 3, h), KETEN_OK);
+    assert_int_equal(keten_merkle_log_root(log, txn, 3, h), KETEN_OK);
     assert_memory_equal(h, naive_roots[3], KETEN_HASH_BYTES);
     mdb_txn_abort(txn);
 
@@ -907,10 +907,10 @@ static void test_log_detects_tampering(void **state)
     assert_int_equal(mdb_put(w, dbi, &k, &v, 0), 0);
     assert_int_equal(mdb_txn_commit(w), 0);
     txn = txn_begin(&e, false);
-    assert_int_equal(keten_mlog_root(log, txn, 2, h), KETEN_ERR_INCONSISTENT);
+    assert_int_equal(keten_merkle_log_root(log, txn, 2, h), KETEN_ERR_INCONSISTENT);
     mdb_txn_abort(txn);
 
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
     lenv_destroy(&e);
 }
 
@@ -919,7 +919,7 @@ static void test_log_map_full(void **state)
     (void)state;
     lenv e;
     lenv_new(&e, 128u << 10); /* 128 KiB: full after a few dozen large leaves */
-    keten_mlog *log = mlog_open(&e, "f-");
+    keten_merkle_log *log = mlog_open(&e, "f-");
     uint8_t big[1500];
 
     /* Leaf i is 1500 bytes of the value i mod 256. */
@@ -933,7 +933,7 @@ static void test_log_map_full(void **state)
         keten_err err = KETEN_OK;
         for (size_t j = 0; j < 3; j++) {
             memset(big, (int)(committed + j), sizeof big);
-            err = keten_mlog_append(log, txn, big, sizeof big, NULL);
+            err = keten_merkle_log_append(log, txn, big, sizeof big, NULL);
             if (err != KETEN_OK) {
                 break;
             }
@@ -964,19 +964,19 @@ static void test_log_map_full(void **state)
     /* The log is exactly what was committed, and every proof still holds. */
     MDB_txn *txn = txn_begin(&e, false);
     uint64_t size;
-    assert_int_equal(keten_mlog_size(log, txn, &size), KETEN_OK);
+    assert_int_equal(keten_merkle_log_size(log, txn, &size), KETEN_OK);
     assert_int_equal(size, committed);
     keten_hash h, want;
     keten_hash p[KETEN_MERKLE_MAX_PROOF];
     size_t len;
     for (size_t m = 1; m <= committed; m++) {
-        assert_int_equal(keten_mlog_root(log, txn, m, h), KETEN_OK);
+        assert_int_equal(keten_merkle_log_root(log, txn, m, h), KETEN_OK);
         MROOT(lh, m, want);
         assert_memory_equal(h, want, KETEN_HASH_BYTES);
     }
     MROOT(lh, committed, want);
     for (size_t i = 0; i < committed; i++) {
-        assert_int_equal(keten_mlog_inclusion_proof(log, txn, i, committed, p, &len), KETEN_OK);
+        assert_int_equal(keten_merkle_log_inclusion_proof(log, txn, i, committed, p, &len), KETEN_OK);
         assert_int_equal(VINC(lh[i], i, committed, p, len, want), KETEN_OK);
     }
     mdb_txn_abort(txn);
@@ -984,7 +984,7 @@ static void test_log_map_full(void **state)
     /* A small leaf may still fit; if it does, the log goes on consistently. */
     txn = txn_begin(&e, true);
     uint8_t small = 7;
-    keten_err err = keten_mlog_append(log, txn, &small, 1, NULL);
+    keten_err err = keten_merkle_log_append(log, txn, &small, 1, NULL);
     if (err == KETEN_OK && mdb_txn_commit(txn) == 0) {
         keten_merkle_leaf_hash(&small, 1, lh[committed]);
         committed++;
@@ -995,15 +995,15 @@ static void test_log_map_full(void **state)
         }
     }
     txn = txn_begin(&e, false);
-    assert_int_equal(keten_mlog_size(log, txn, &size), KETEN_OK);
+    assert_int_equal(keten_merkle_log_size(log, txn, &size), KETEN_OK);
     assert_int_equal(size, committed);
-    assert_int_equal(keten_mlog_root(log, txn, committed, h), KETEN_OK);
+    assert_int_equal(keten_merkle_log_root(log, txn, committed, h), KETEN_OK);
     MROOT(lh, committed, want);
     assert_memory_equal(h, want, KETEN_HASH_BYTES);
     mdb_txn_abort(txn);
 
     free(lh);
-    keten_mlog_destroy(&log);
+    keten_merkle_log_destroy(&log);
     lenv_destroy(&e);
 }
 

@@ -356,12 +356,12 @@ static void set_short_life(Keten__Header *h, void *arg)
 static uint8_t *seal_labelled(ctx *t, const char *json, const char *category, size_t *len)
 {
     Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_from_json(json, strlen(json), &sig), KETEN_OK);
+    assert_int_equal(keten_signal_json_parse(json, strlen(json), &sig), KETEN_OK);
     uint8_t *payload = NULL;
     size_t payload_len = 0;
-    assert_int_equal(keten_signal_pack(sig, &payload, &payload_len), KETEN_OK);
+    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
     uint64_t now = keten_now_ms();
-    keten_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
+    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
         .category = category,
         .purpose = sig->purpose,
         .created_at = now,
@@ -373,7 +373,7 @@ static uint8_t *seal_labelled(ctx *t, const char *json, const char *category, si
                          &params, payload, payload_len, id, &env, len),
         KETEN_OK);
     free(payload);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     return env;
 }
 
@@ -644,12 +644,12 @@ static void test_one_reply_per_query(void **state)
 {
     ctx *t = *state;
     Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_from_json(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
+    assert_int_equal(keten_signal_json_parse(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
     uint8_t *payload = NULL;
     size_t payload_len = 0;
-    assert_int_equal(keten_signal_pack(sig, &payload, &payload_len), KETEN_OK);
+    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
     uint64_t now = keten_now_ms();
-    keten_seal_params params = { .kind = KETEN__KIND__KIND_QUERY,
+    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_QUERY,
         .category = sig->type,
         .purpose = sig->purpose,
         .created_at = now,
@@ -662,12 +662,12 @@ static void test_one_reply_per_query(void **state)
                          &params, payload, payload_len, q, &env, &len),
         KETEN_OK);
     free(payload);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     uint64_t leaf = flog_submitted(t->log, env, len);
     deliver_leaf(t, env, len, leaf, checkpoint(t));
     assert_true(stored(t, env, len));
 
-    keten_send_req req = { .to = "bravo",
+    keten_outbox_send_req req = { .to = "bravo",
         .kind = KETEN__KIND__KIND_REPLY,
         .json = SIGNAL,
         .json_len = strlen(SIGNAL),

@@ -20,10 +20,10 @@
 
 static keten_err try_addr(const char *addr, bool remote)
 {
-    keten_node_metrics *m = NULL;
-    keten_err e = keten_node_metrics_new(addr, remote, &m);
+    keten_metrics *m = NULL;
+    keten_err e = keten_metrics_new(addr, remote, &m);
     assert_true((e == KETEN_OK) == (m != NULL));
-    keten_node_metrics_destroy(&m);
+    keten_metrics_destroy(&m);
     assert_null(m);
     return e;
 }
@@ -63,13 +63,13 @@ static void test_malformed(void **state)
 static void test_serve_and_stop(void **state)
 {
     (void)state;
-    keten_node_metrics *m = NULL;
-    assert_int_equal(keten_node_metrics_new("127.0.0.1:0", false, &m), KETEN_OK);
-    assert_int_equal(keten_node_metrics_start(m), KETEN_OK);
-    keten_node_metrics_destroy(&m);
+    keten_metrics *m = NULL;
+    assert_int_equal(keten_metrics_new("127.0.0.1:0", false, &m), KETEN_OK);
+    assert_int_equal(keten_metrics_start(m), KETEN_OK);
+    keten_metrics_destroy(&m);
     assert_null(m);
-    keten_node_metrics_destroy(&m); /* NULL is fine */
-    keten_node_metrics_destroy(NULL);
+    keten_metrics_destroy(&m); /* NULL is fine */
+    keten_metrics_destroy(NULL);
 }
 
 static void test_start_exit_codes(void **state)

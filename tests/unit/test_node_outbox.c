@@ -105,7 +105,7 @@ static int teardown(void **state)
 static sent *send_to(ctx *t, size_t i, const char *to)
 {
     sent *s = &t->s[i];
-    keten_send_req req = {
+    keten_outbox_send_req req = {
         .to = to,
         .kind = KETEN__KIND__KIND_SIGNAL,
         .json = SIGNAL,
@@ -229,7 +229,7 @@ static void test_queued(void **state)
     /* Twin: a node that must fail closed (a checkpoint named a directory it
      * does not have) stores and sends nothing. */
     t->node->dir_needed = 2;
-    keten_send_req req = {
+    keten_outbox_send_req req = {
         .to = "bravo", .kind = KETEN__KIND__KIND_SIGNAL, .json = SIGNAL, .json_len = strlen(SIGNAL)
     };
     uint8_t id[KETEN_MSG_ID_BYTES];
@@ -419,12 +419,12 @@ static void test_expired(void **state)
     /* Sealed with a life of 1 ms and put in the outbox by hand, as if the
      * node had been down since. */
     Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_from_json(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
+    assert_int_equal(keten_signal_json_parse(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
     uint8_t *payload = NULL;
     size_t payload_len = 0;
-    assert_int_equal(keten_signal_pack(sig, &payload, &payload_len), KETEN_OK);
+    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
     uint64_t now = keten_now_ms();
-    keten_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
+    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
         .category = sig->type,
         .purpose = sig->purpose,
         .created_at = now,
@@ -437,7 +437,7 @@ static void test_expired(void **state)
                          payload_len, id, &env, &len),
         KETEN_OK);
     free(payload);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     put_queued(t, id, env, len, "bravo");
     struct timespec pause = { 0, 5 * 1000 * 1000 }; /* time under test: its 1 ms life passes */
     nanosleep(&pause, NULL);
@@ -678,8 +678,8 @@ static void test_receipts_after_revocation(void **state)
         = keten_directory_find_revoked_serial(t->node->dir, "charlie", c_serial);
     assert_non_null(rb);
     assert_non_null(rc);
-    assert_false(keten_revocation_compromised(rb));
-    assert_true(keten_revocation_compromised(rc));
+    assert_false(keten_directory_revocation_compromised(rb));
+    assert_true(keten_directory_revocation_compromised(rc));
     /* Signed with bravo's revoked key, dated after its revocation. */
     uint64_t b_after = log_receipt_by(t, s, "bravo", "bravo", rb->cert, at + 1, false);
     uint64_t size = checkpoint(t);

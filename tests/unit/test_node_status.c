@@ -91,7 +91,7 @@ static const char *str_at(json_t *o, const char *a)
 /* Send to bravo: the msg_id and the submit's request id and envelope. */
 static void send_one(ctx *t, uint8_t id[KETEN_MSG_ID_BYTES], uint64_t *rid, uint64_t *leaf)
 {
-    keten_send_req req = {
+    keten_outbox_send_req req = {
         .to = "bravo", .kind = KETEN__KIND__KIND_SIGNAL, .json = SIGNAL, .json_len = strlen(SIGNAL)
     };
     assert_int_equal(keten_outbox_send(t->node, &req, id), KETEN_OK);

@@ -291,7 +291,7 @@ static char *cosigned(ctx *t, flog *log, uint64_t size, const char *const *names
     char *note = flog_note(log, t->fn->broker, t->node->dir, size);
     for (size_t i = 0; i < n; i++) {
         char *line = NULL, *with = NULL;
-        assert_int_equal(keten_cosignature_sign(note, strlen(note), names[i],
+        assert_int_equal(keten_checkpoint_cosignature_sign(note, strlen(note), names[i],
                              fixture_node(t->fx, names[i])->sign_sk, keten_now_ms() / 1000, &line),
             KETEN_OK);
         assert_int_equal(keten_checkpoint_add_line(note, strlen(note), line, &with), KETEN_OK);
@@ -395,7 +395,7 @@ static void test_witness_checkpoint_cosigned(void **state)
     assert_int_equal(
         keten_checkpoint_add_line(note, strlen(note), f->cosignature->line, &with), KETEN_OK);
     uint64_t when = 0;
-    assert_int_equal(keten_cosignature_verify(
+    assert_int_equal(keten_checkpoint_cosignature_verify(
                          with, strlen(with), "alpha", fixture_node(t->fx, "alpha")->sign_pk, &when),
         KETEN_OK);
     free(with);

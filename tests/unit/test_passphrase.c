@@ -118,7 +118,7 @@ static void expect_file_error(
     keten_err e = keten_passphrase_get(path, "Passphrase: ", false, &p, &len);
     if (e != want) {
         print_error(
-            "got %s (%s), want %s\n", keten_strerror(e), keten_err_detail(), keten_strerror(want));
+            "got %s (%s), want %s\n", keten_err_str(e), keten_err_detail(), keten_err_str(want));
     }
     assert_int_equal(e, want);
     assert_null(p);
@@ -250,7 +250,7 @@ static void expect_strength(const char *pass, keten_err want)
 {
     keten_err e = keten_passphrase_check_strength(pass, strlen(pass));
     if (e != want) {
-        print_error("'%s': got %s (%s)\n", pass, keten_strerror(e), keten_err_detail());
+        print_error("'%s': got %s (%s)\n", pass, keten_err_str(e), keten_err_detail());
     }
     assert_int_equal(e, want);
 }

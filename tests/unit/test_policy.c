@@ -409,18 +409,18 @@ static void test_kind_names(void **state)
     const Keten__Kind kinds[] = { SIGNAL, QUERY, REPLY, FEEDBACK };
     for (size_t i = 0; i < 4; i++) {
         Keten__Kind k = KETEN__KIND__KIND_UNSPECIFIED;
-        assert_int_equal(keten_kind_parse(names[i], &k), KETEN_OK);
+        assert_int_equal(keten_policy_kind_parse(names[i], &k), KETEN_OK);
         assert_int_equal(k, kinds[i]);
-        assert_string_equal(keten_kind_name(kinds[i]), names[i]);
+        assert_string_equal(keten_policy_kind_name(kinds[i]), names[i]);
     }
     Keten__Kind k = KETEN__KIND__KIND_UNSPECIFIED;
     const char *bad[] = { "Signal", "signals", "", "unspecified", "kind_signal" };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        assert_int_equal(keten_kind_parse(bad[i], &k), KETEN_ERR_INVALID);
+        assert_int_equal(keten_policy_kind_parse(bad[i], &k), KETEN_ERR_INVALID);
     }
-    assert_int_equal(keten_kind_parse(NULL, &k), KETEN_ERR_INVALID);
+    assert_int_equal(keten_policy_kind_parse(NULL, &k), KETEN_ERR_INVALID);
     assert_int_equal(k, KETEN__KIND__KIND_UNSPECIFIED);
-    assert_string_equal(keten_kind_name(KETEN__KIND__KIND_UNSPECIFIED), "unspecified");
+    assert_string_equal(keten_policy_kind_name(KETEN__KIND__KIND_UNSPECIFIED), "unspecified");
 }
 
 /* The policy of a real directory, edited with dirbuild, signed and verified. */

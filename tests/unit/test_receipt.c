@@ -366,43 +366,43 @@ static void test_leafproof(void **state)
         keten_hash root;
         keten_merkle_root((const keten_hash *)hashes, size, root);
         for (uint64_t i = 0; i < size; i++) {
-            keten_leafproof_buf pb;
+            keten_logproof_buf pb;
             keten_hash path[KETEN_MERKLE_MAX_PROOF];
             size_t path_len = 0;
             assert_int_equal(keten_merkle_inclusion_proof((const keten_hash *)hashes, size, i, path, &path_len),
                 KETEN_OK);
-            keten_leafproof_set(&pb, size, i, leaves[i], leaf_lens[i], (const keten_hash *)path, path_len);
+            keten_logproof_set(&pb, size, i, leaves[i], leaf_lens[i], (const keten_hash *)path, path_len);
             Keten__AuditRecord *r = NULL;
-            assert_int_equal(keten_leafproof_verify(&pb.msg, root, &r), KETEN_OK);
+            assert_int_equal(keten_logproof_verify(&pb.msg, root, &r), KETEN_OK);
             Keten__Envelope *e = NULL;
             assert_int_equal(KETEN_PB_UNPACK(keten__envelope, envs[i], env_lens[i], KETEN_ENVELOPE_MAX, "e", &e),
                 KETEN_OK);
-            assert_int_equal(keten_record_is_envelope(r, envs[i], env_lens[i], e), KETEN_OK);
+            assert_int_equal(keten_logproof_record_is_envelope(r, envs[i], env_lens[i], e), KETEN_OK);
             keten_pb_free((ProtobufCMessage **)(void *)&e);
             /* Reject twin: the record of another envelope. */
             size_t j = (i + 1) % N;
             assert_int_equal(KETEN_PB_UNPACK(keten__envelope, envs[j], env_lens[j], KETEN_ENVELOPE_MAX, "e", &e),
                 KETEN_OK);
-            assert_int_equal(keten_record_is_envelope(r, envs[j], env_lens[j], e), KETEN_ERR_INCONSISTENT);
+            assert_int_equal(keten_logproof_record_is_envelope(r, envs[j], env_lens[j], e), KETEN_ERR_INCONSISTENT);
             keten_pb_free((ProtobufCMessage **)(void *)&e);
             keten_pb_free((ProtobufCMessage **)(void *)&r);
             /* Against another size's root, another index, another leaf. */
             if (size > 1) {
                 keten_hash other;
                 keten_merkle_root((const keten_hash *)hashes, size - 1, other);
-                assert_int_equal(keten_leafproof_verify(&pb.msg, other, &r), KETEN_ERR_INCONSISTENT);
+                assert_int_equal(keten_logproof_verify(&pb.msg, other, &r), KETEN_ERR_INCONSISTENT);
                 pb.msg.leaf_index = (i + 1) % size;
-                assert_int_not_equal(keten_leafproof_verify(&pb.msg, root, &r), KETEN_OK);
+                assert_int_not_equal(keten_logproof_verify(&pb.msg, root, &r), KETEN_OK);
                 pb.msg.leaf_index = i;
                 pb.msg.leaf.data = leaves[(i + 1) % size];
                 pb.msg.leaf.len = leaf_lens[(i + 1) % size];
-                assert_int_equal(keten_leafproof_verify(&pb.msg, root, &r), KETEN_ERR_INCONSISTENT);
+                assert_int_equal(keten_logproof_verify(&pb.msg, root, &r), KETEN_ERR_INCONSISTENT);
                 pb.msg.leaf.data = leaves[i];
                 pb.msg.leaf.len = leaf_lens[i];
             }
             assert_null(r);
             pb.msg.tree_size = i; /* the leaf is not in it */
-            assert_int_equal(keten_leafproof_verify(&pb.msg, root, &r), KETEN_ERR_MALFORMED);
+            assert_int_equal(keten_logproof_verify(&pb.msg, root, &r), KETEN_ERR_MALFORMED);
         }
     }
     /* A valid path for a record whose seq is not its index. */
@@ -419,9 +419,9 @@ static void test_leafproof(void **state)
         size_t path_len = 0;
         keten_merkle_root((const keten_hash *)h1, 2, root);
         assert_int_equal(keten_merkle_inclusion_proof((const keten_hash *)h1, 2, 0, path, &path_len), KETEN_OK);
-        keten_leafproof_buf pb;
-        keten_leafproof_set(&pb, 2, 0, wrong, wrong_len, (const keten_hash *)path, path_len);
-        assert_int_equal(keten_leafproof_verify(&pb.msg, root, &r), KETEN_ERR_INCONSISTENT);
+        keten_logproof_buf pb;
+        keten_logproof_set(&pb, 2, 0, wrong, wrong_len, (const keten_hash *)path, path_len);
+        assert_int_equal(keten_logproof_verify(&pb.msg, root, &r), KETEN_ERR_INCONSISTENT);
         assert_null(r);
         free(wrong);
     }

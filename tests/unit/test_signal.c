@@ -43,9 +43,9 @@ static const uint8_t jpeg_head[]
 static Keten__Signal *parse_ok(const char *json)
 {
     Keten__Signal *sig = NULL;
-    keten_err e = keten_signal_from_json(json, strlen(json), &sig);
+    keten_err e = keten_signal_json_parse(json, strlen(json), &sig);
     if (e != KETEN_OK) {
-        fail_msg("parse failed: %s: %s\n%s", keten_strerror(e), keten_err_detail(), json);
+        fail_msg("parse failed: %s: %s\n%s", keten_err_str(e), keten_err_detail(), json);
     }
     assert_non_null(sig);
     return sig;
@@ -54,9 +54,9 @@ static Keten__Signal *parse_ok(const char *json)
 static uint8_t *pack_ok(const Keten__Signal *sig, size_t *len)
 {
     uint8_t *buf = NULL;
-    keten_err e = keten_signal_pack(sig, &buf, len);
+    keten_err e = keten_signal_json_pack(sig, &buf, len);
     if (e != KETEN_OK) {
-        fail_msg("pack failed: %s: %s", keten_strerror(e), keten_err_detail());
+        fail_msg("pack failed: %s: %s", keten_err_str(e), keten_err_detail());
     }
     return buf;
 }
@@ -66,10 +66,10 @@ static void expect_refused_len(const char *json, size_t len, keten_err err, cons
 {
     Keten__Signal *sig = NULL;
     keten_err_clear();
-    keten_err e = keten_signal_from_json(json, len, &sig);
+    keten_err e = keten_signal_json_parse(json, len, &sig);
     if (e != err || strstr(keten_err_detail(), field) == NULL) {
-        fail_msg("expected %s naming '%s', got %s: '%s' for input: %.200s", keten_strerror(err),
-            field, keten_strerror(e), keten_err_detail(), json);
+        fail_msg("expected %s naming '%s', got %s: '%s' for input: %.200s", keten_err_str(err),
+            field, keten_err_str(e), keten_err_detail(), json);
     }
     assert_null(sig);
 }
@@ -115,7 +115,7 @@ static void test_design_example_parses(void **state)
     assert_string_equal(sig->attachments[0]->media_type, "image/jpeg");
     assert_int_equal(sig->attachments[0]->data.len, sizeof jpeg_head);
     assert_memory_equal(sig->attachments[0]->data.data, jpeg_head, sizeof jpeg_head);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     assert_null(sig);
 }
 
@@ -128,7 +128,7 @@ static void test_design_example_round_trips(void **state)
     size_t len1 = 0;
     uint8_t *bytes1 = pack_ok(sig, &len1);
     char *json = NULL;
-    assert_int_equal(keten_signal_to_json(sig, &json), KETEN_OK);
+    assert_int_equal(keten_signal_json_to_text(sig, &json), KETEN_OK);
 
     static const char *const order[]
         = { "\"type\"", "\"purpose\"", "\"summary\"", "\"nature\"", "\"grading\"", "\"handling\"",
@@ -151,13 +151,13 @@ static void test_design_example_round_trips(void **state)
 
     /* And through the protobuf form, as inside an envelope. */
     Keten__Signal *unpacked = NULL;
-    assert_int_equal(keten_signal_unpack(bytes1, len1, &unpacked), KETEN_OK);
+    assert_int_equal(keten_signal_json_unpack(bytes1, len1, &unpacked), KETEN_OK);
     char *json2 = NULL;
-    assert_int_equal(keten_signal_to_json(unpacked, &json2), KETEN_OK);
+    assert_int_equal(keten_signal_json_to_text(unpacked, &json2), KETEN_OK);
     assert_string_equal(json, json2);
 
     /* The jansson form is the same document. */
-    json_t *j = keten_signal_to_jansson(unpacked);
+    json_t *j = keten_signal_json_to_jansson(unpacked);
     assert_non_null(j);
     char *json3 = json_dumps(j, JSON_COMPACT);
     assert_non_null(json3);
@@ -169,9 +169,9 @@ static void test_design_example_round_trips(void **state)
     free(json);
     free(bytes2);
     free(bytes1);
-    keten_signal_free(&unpacked);
-    keten_signal_free(&again);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&unpacked);
+    keten_signal_json_free(&again);
+    keten_signal_json_free(&sig);
 }
 
 /* Only type and purpose are required; optional fields are left out of the
@@ -184,10 +184,10 @@ static void test_minimal_signal(void **state)
     assert_int_equal(sig->n_subjects, 0);
     assert_int_equal(sig->observed_at, 0);
     char *json = NULL;
-    assert_int_equal(keten_signal_to_json(sig, &json), KETEN_OK);
+    assert_int_equal(keten_signal_json_to_text(sig, &json), KETEN_OK);
     assert_string_equal(json, "{\"type\":\"drugs\",\"purpose\":\"handhaving\"}");
     free(json);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
 }
 
 static void test_unknown_field(void **state)
@@ -277,10 +277,10 @@ static void test_grading_values(void **state)
     Keten__Signal *sig = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
                                   "\"nature\":\"soft\",\"grading\":{\"source\":\"A\","
                                   "\"information\":\"1\"}}");
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     sig = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"soft\","
                    "\"grading\":{\"source\":\"F\",\"information\":\"6\"}}");
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
 }
 
 static void test_soft_needs_grading(void **state)
@@ -291,7 +291,7 @@ static void test_soft_needs_grading(void **state)
     /* Hard information needs none. */
     Keten__Signal *sig
         = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"nature\":\"hard\"}");
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
 }
 
 static void test_bad_nature_and_handling(void **state)
@@ -311,7 +311,7 @@ static void test_bad_nature_and_handling(void **state)
             "{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"handling\":\"%s\"}", ok[i]);
         Keten__Signal *sig = parse_ok(json);
         assert_string_equal(sig->handling, ok[i]);
-        keten_signal_free(&sig);
+        keten_signal_json_free(&sig);
     }
 }
 
@@ -329,7 +329,7 @@ static void test_bad_observed_at(void **state)
     Keten__Signal *sig = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
                                   "\"observed_at\":\"2026-11-19T10:30:00.250Z\"}");
     assert_int_equal(sig->observed_at, expected_ms(2026, 11, 19, 10, 30, 0) + 250);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
 }
 
 static void test_bad_base64(void **state)
@@ -355,7 +355,7 @@ static void test_bad_base64(void **state)
     assert_int_equal(sig->attachments[0]->data.len, 2);
     assert_int_equal(sig->attachments[0]->data.data[0], 0xff);
     assert_int_equal(sig->attachments[0]->data.data[1], 0xef);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
 }
 
 static void test_bad_attachment_fields(void **state)
@@ -414,8 +414,8 @@ static void test_truncated_json(void **state)
         expect_refused_len(design_example, n, KETEN_ERR_JSON, "signal JSON");
     }
     Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_from_json(design_example, full, &sig), KETEN_OK);
-    keten_signal_free(&sig);
+    assert_int_equal(keten_signal_json_parse(design_example, full, &sig), KETEN_OK);
+    keten_signal_json_free(&sig);
 }
 
 static char *subjects_json(size_t n)
@@ -460,7 +460,7 @@ static void test_too_many_subjects(void **state)
     json = subjects_json(64);
     Keten__Signal *sig = parse_ok(json);
     assert_int_equal(sig->n_subjects, 64);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     free(json);
 
     json = attachments_json(17);
@@ -469,7 +469,7 @@ static void test_too_many_subjects(void **state)
     json = attachments_json(16);
     sig = parse_ok(json);
     assert_int_equal(sig->n_attachments, 16);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     free(json);
 }
 
@@ -487,8 +487,8 @@ static void test_oversize(void **state)
     expect_refused_len(big, n, KETEN_ERR_TOO_LARGE, "signal JSON");
     /* The same text one byte shorter (trailing spaces) is accepted. */
     Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_from_json(big, n - 1, &sig), KETEN_OK);
-    keten_signal_free(&sig);
+    assert_int_equal(keten_signal_json_parse(big, n - 1, &sig), KETEN_OK);
+    keten_signal_json_free(&sig);
     free(big);
 
     /* A summary over 4096 bytes. */
@@ -501,7 +501,7 @@ static void test_oversize(void **state)
     strcpy(json + off + 4096, "\"}");
     sig = parse_ok(json);
     assert_int_equal(strlen(sig->summary), 4096);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     free(json);
 }
 
@@ -520,7 +520,7 @@ static void test_unpack_rejects(void **state)
     memcpy(more, bytes, len);
     more[len] = (15 << 3) | 0;
     more[len + 1] = 1;
-    assert_int_equal(keten_signal_unpack(more, len + 2, &out), KETEN_ERR_NOT_CANONICAL);
+    assert_int_equal(keten_signal_json_unpack(more, len + 2, &out), KETEN_ERR_NOT_CANONICAL);
     assert_null(out);
 
     /* Duplicated field: type (field 1) written again at the end. */
@@ -529,11 +529,11 @@ static void test_unpack_rejects(void **state)
     assert_non_null(twice);
     memcpy(twice, bytes, len);
     memcpy(twice + len, dup, sizeof dup);
-    assert_int_equal(keten_signal_unpack(twice, len + sizeof dup, &out), KETEN_ERR_NOT_CANONICAL);
+    assert_int_equal(keten_signal_json_unpack(twice, len + sizeof dup, &out), KETEN_ERR_NOT_CANONICAL);
     assert_null(out);
 
     /* Truncated bytes. */
-    assert_int_not_equal(keten_signal_unpack(bytes, len - 3, &out), KETEN_OK);
+    assert_int_not_equal(keten_signal_json_unpack(bytes, len - 3, &out), KETEN_OK);
     assert_null(out);
 
     /* Well-formed protobuf carrying a value the JSON side would refuse. */
@@ -549,13 +549,13 @@ static void test_unpack_rejects(void **state)
     assert_non_null(bad_bytes);
     keten__signal__pack(&bad, bad_bytes);
     keten_err_clear();
-    assert_int_equal(keten_signal_unpack(bad_bytes, bad_len, &out), KETEN_ERR_INVALID);
+    assert_int_equal(keten_signal_json_unpack(bad_bytes, bad_len, &out), KETEN_ERR_INVALID);
     assert_non_null(strstr(keten_err_detail(), "grading.source"));
     assert_null(out);
-    /* keten_signal_pack refuses it too. */
+    /* keten_signal_json_pack refuses it too. */
     uint8_t *packed = NULL;
     size_t packed_len = 0;
-    assert_int_equal(keten_signal_pack(&bad, &packed, &packed_len), KETEN_ERR_INVALID);
+    assert_int_equal(keten_signal_json_pack(&bad, &packed, &packed_len), KETEN_ERR_INVALID);
     assert_null(packed);
 
     /* Invalid UTF-8 cannot be written as JSON. */
@@ -564,18 +564,18 @@ static void test_unpack_rejects(void **state)
     bin.purpose = (char *)"handhaving";
     bin.summary = (char *)"\xc3\x28";
     char *json = NULL;
-    assert_int_not_equal(keten_signal_check(&bin, NULL), KETEN_OK);
-    assert_int_equal(keten_signal_to_json(&bin, &json), KETEN_ERR_JSON);
+    assert_int_not_equal(keten_signal_json_check(&bin, NULL), KETEN_OK);
+    assert_int_equal(keten_signal_json_to_text(&bin, &json), KETEN_ERR_JSON);
     assert_null(json);
 
     free(bad_bytes);
     free(twice);
     free(more);
     free(bytes);
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
 }
 
-/* keten_signal_check against a real directory: registered values pass,
+/* keten_signal_json_check against a real directory: registered values pass,
  * others are KETEN_ERR_UNREGISTERED naming the field. */
 static void test_check_against_directory(void **state)
 {
@@ -583,34 +583,34 @@ static void test_check_against_directory(void **state)
     static const char *const specs[] = { "gemeente-diemen:municipality", "broker:broker", NULL };
     fixture *fx = fixture_new(1, 1, specs);
     Keten__Signal *sig = parse_ok(design_example);
-    assert_int_equal(keten_signal_check(sig, fx->directory), KETEN_OK);
-    keten_signal_free(&sig);
+    assert_int_equal(keten_signal_json_check(sig, fx->directory), KETEN_OK);
+    keten_signal_json_free(&sig);
 
     sig = parse_ok("{\"type\":\"woonfraude\",\"purpose\":\"onbekend-doel\"}");
     keten_err_clear();
-    assert_int_equal(keten_signal_check(sig, fx->directory), KETEN_ERR_UNREGISTERED);
+    assert_int_equal(keten_signal_json_check(sig, fx->directory), KETEN_ERR_UNREGISTERED);
     assert_non_null(strstr(keten_err_detail(), "purpose"));
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
 
     sig = parse_ok("{\"type\":\"wapenhandel\",\"purpose\":\"handhaving\"}");
     keten_err_clear();
-    assert_int_equal(keten_signal_check(sig, fx->directory), KETEN_ERR_UNREGISTERED);
+    assert_int_equal(keten_signal_json_check(sig, fx->directory), KETEN_ERR_UNREGISTERED);
     assert_non_null(strstr(keten_err_detail(), "type"));
-    keten_signal_free(&sig);
+    keten_signal_json_free(&sig);
     fixture_destroy(&fx);
 }
 
-/* ---- every problem at once (keten_signal_validate_json) ---------------- */
+/* ---- every problem at once (keten_signal_json_validate) ---------------- */
 
 /* The problems of json, in order, must have exactly these paths. */
 static void expect_paths(
-    const char *json, const char *const *paths, size_t n_paths, keten_signal_problems *pr)
+    const char *json, const char *const *paths, size_t n_paths, keten_signal_json_problems *pr)
 {
-    keten_err e = keten_signal_validate_json(json, strlen(json), NULL, pr);
+    keten_err e = keten_signal_json_validate(json, strlen(json), NULL, pr);
     if (pr->n != n_paths) {
         for (size_t i = 0; i < pr->n; i++) {
             char line[1024];
-            keten_signal_problem_format(&pr->items[i], line, sizeof line);
+            keten_signal_json_problem_format(&pr->items[i], line, sizeof line);
             print_message("problem %zu: %s\n", i, line);
         }
         fail_msg("expected %zu problems, got %zu for %s", n_paths, pr->n, json);
@@ -634,7 +634,7 @@ static void test_problems_all_at_once(void **state)
           "\"handling\":\"AMBER\"}";
     static const char *const paths[]
         = { "grading", "observed_at", "subjects[0].address", "subjects[0].value", "handling" };
-    keten_signal_problems pr = { 0 };
+    keten_signal_json_problems pr = { 0 };
     expect_paths(json, paths, sizeof paths / sizeof paths[0], &pr);
     assert_int_equal(pr.items[0].err, KETEN_ERR_JSON);
     assert_non_null(strstr(pr.items[0].allowed, "\"source\": A-F"));
@@ -644,7 +644,7 @@ static void test_problems_all_at_once(void **state)
     assert_int_equal(pr.items[3].err, KETEN_ERR_INVALID);
     assert_non_null(strstr(pr.items[4].allowed, "TLP:AMBER+STRICT"));
     assert_int_equal(pr.more, 0);
-    keten_signal_problems_clear(&pr);
+    keten_signal_json_problems_clear(&pr);
 
     /* soft without grading, an unknown top-level field (its allowed list
      * names every field), a bad grading inside a valid object */
@@ -657,7 +657,7 @@ static void test_problems_all_at_once(void **state)
         "type, purpose, summary, nature, grading, handling, observed_at, observed_by, "
         "subjects, attachments");
     assert_non_null(strstr(pr.items[1].problem, "required when nature is \"soft\""));
-    keten_signal_problems_clear(&pr);
+    keten_signal_json_problems_clear(&pr);
 
     static const char json3[] = "{\"type\":\"Woonfraude\",\"purpose\":\"\",\"grading\":"
                                 "{\"source\":\"G\",\"information\":\"7\"},\"attachments\":"
@@ -669,11 +669,11 @@ static void test_problems_all_at_once(void **state)
     expect_paths(json3, paths3, sizeof paths3 / sizeof paths3[0], &pr);
     assert_string_equal(pr.items[4].allowed, "A, B, C, D, E, F");
     assert_string_equal(pr.items[5].allowed, "1, 2, 3, 4, 5, 6");
-    keten_signal_problems_clear(&pr);
+    keten_signal_json_problems_clear(&pr);
 }
 
 /* Collecting changes nothing about what is accepted: for every input, the
- * verdict of keten_signal_validate_json equals keten_signal_from_json's,
+ * verdict of keten_signal_json_validate equals keten_signal_json_parse's,
  * with the same error and the same detail (the first problem). */
 static void test_problems_agree_with_first_error(void **state)
 {
@@ -709,24 +709,24 @@ static void test_problems_agree_with_first_error(void **state)
         const char *json = inputs[i];
         Keten__Signal *sig = NULL;
         keten_err_clear();
-        keten_err e1 = keten_signal_from_json(json, strlen(json), &sig);
+        keten_err e1 = keten_signal_json_parse(json, strlen(json), &sig);
         char detail1[2048];
         snprintf(detail1, sizeof detail1, "%s", keten_err_detail());
-        keten_signal_free(&sig);
-        keten_signal_problems pr = { 0 };
+        keten_signal_json_free(&sig);
+        keten_signal_json_problems pr = { 0 };
         keten_err_clear();
-        keten_err e2 = keten_signal_validate_json(json, strlen(json), NULL, &pr);
+        keten_err e2 = keten_signal_json_validate(json, strlen(json), NULL, &pr);
         if (e1 != e2 || (e1 == KETEN_OK) != (pr.n == 0)
             || (e1 != KETEN_OK && strcmp(detail1, keten_err_detail()) != 0)) {
             fail_msg("input %zu: from_json %s '%s', validate %s '%s' (%zu problems): %s", i,
-                keten_strerror(e1), detail1, keten_strerror(e2), keten_err_detail(), pr.n, json);
+                keten_err_str(e1), detail1, keten_err_str(e2), keten_err_detail(), pr.n, json);
         }
         if (e1 != KETEN_OK) {
             char first[2048];
-            keten_signal_problem_format(&pr.items[0], first, sizeof first);
+            keten_signal_json_problem_format(&pr.items[0], first, sizeof first);
             assert_string_equal(first, detail1);
         }
-        keten_signal_problems_clear(&pr);
+        keten_signal_json_problems_clear(&pr);
     }
 }
 
@@ -742,11 +742,11 @@ static void test_problems_capped(void **state)
         off += (size_t)snprintf(json + off, sizeof json - off, ",\"x%d\":%d", i, i);
     }
     snprintf(json + off, sizeof json - off, "}");
-    keten_signal_problems pr = { 0 };
-    assert_int_equal(keten_signal_validate_json(json, strlen(json), NULL, &pr), KETEN_ERR_JSON);
+    keten_signal_json_problems pr = { 0 };
+    assert_int_equal(keten_signal_json_validate(json, strlen(json), NULL, &pr), KETEN_ERR_JSON);
     assert_int_equal(pr.n, KETEN_SIGNAL_PROBLEMS_MAX);
     assert_int_equal(pr.more, 6);
-    keten_signal_problems_clear(&pr);
+    keten_signal_json_problems_clear(&pr);
     assert_null(pr.items);
     assert_int_equal(pr.n, 0);
 }
@@ -758,27 +758,27 @@ static void test_problems_against_directory(void **state)
     (void)state;
     static const char *const specs[] = { "gemeente-diemen:municipality", "broker:broker", NULL };
     fixture *fx = fixture_new(1, 1, specs);
-    keten_signal_problems pr = { 0 };
+    keten_signal_json_problems pr = { 0 };
     assert_int_equal(
-        keten_signal_validate_json(design_example, strlen(design_example), fx->directory, &pr),
+        keten_signal_json_validate(design_example, strlen(design_example), fx->directory, &pr),
         KETEN_OK);
     assert_int_equal(pr.n, 0);
     static const char json[] = "{\"type\":\"wapenhandel\",\"purpose\":\"onbekend-doel\"}";
     assert_int_equal(
-        keten_signal_validate_json(json, strlen(json), fx->directory, &pr), KETEN_ERR_UNREGISTERED);
+        keten_signal_json_validate(json, strlen(json), fx->directory, &pr), KETEN_ERR_UNREGISTERED);
     assert_int_equal(pr.n, 2);
     assert_string_equal(pr.items[0].path, "type");
     assert_non_null(strstr(pr.items[0].allowed, "woonfraude"));
     assert_string_equal(pr.items[1].path, "purpose");
     assert_non_null(strstr(pr.items[1].allowed, "riec-convenant/art-5"));
-    keten_signal_problems_clear(&pr);
+    keten_signal_json_problems_clear(&pr);
 
-    /* keten_signal_check_all on a parsed signal: the same two */
+    /* keten_signal_json_check_all on a parsed signal: the same two */
     Keten__Signal *sig = parse_ok(json);
-    assert_int_equal(keten_signal_check_all(sig, fx->directory, &pr), KETEN_ERR_UNREGISTERED);
+    assert_int_equal(keten_signal_json_check_all(sig, fx->directory, &pr), KETEN_ERR_UNREGISTERED);
     assert_int_equal(pr.n, 2);
-    keten_signal_problems_clear(&pr);
-    keten_signal_free(&sig);
+    keten_signal_json_problems_clear(&pr);
+    keten_signal_json_free(&sig);
     fixture_destroy(&fx);
 }
 

@@ -186,12 +186,12 @@ static void test_err_texts(void **state)
 {
     (void)state;
     for (int e = 0; e < KETEN_ERR__COUNT; e++) {
-        assert_string_not_equal(keten_strerror((keten_err)e), "unknown error");
+        assert_string_not_equal(keten_err_str((keten_err)e), "unknown error");
         for (int f = 0; f < e; f++) {
-            assert_string_not_equal(keten_strerror((keten_err)e), keten_strerror((keten_err)f));
+            assert_string_not_equal(keten_err_str((keten_err)e), keten_err_str((keten_err)f));
         }
     }
-    assert_string_equal(keten_strerror(KETEN_ERR__COUNT), "unknown error");
+    assert_string_equal(keten_err_str(KETEN_ERR__COUNT), "unknown error");
     assert_int_equal(keten_err_exit_code(KETEN_OK), 0);
     assert_int_equal(keten_err_exit_code(KETEN_ERR_BAD_SIGNATURE), 3);
     assert_int_equal(keten_err_exit_code(KETEN_ERR_ROLLBACK), 3);
