@@ -1,20 +1,25 @@
 #include "apiclient.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/un.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #include "cli.h"
+#include "cmdtable.h"
 #include "keten.h"
 #include "node.h"
 #include "signal_json.h"
 #include "util.h"
+
+#define BASE_URL "http://localhost"
 
 static keten_err not_running(const char *home)
 {
@@ -46,78 +51,413 @@ static keten_err daemon_running(const char *home)
     return KETEN_OK;
 }
 
-keten_err keten_apiclient_call(const char *home, const json_t *req, int timeout_ms, json_t **reply)
+void keten_apiclient_wipe_json(json_t *json)
+{
+    if (json_is_string(json)) {
+        sodium_memzero((void *)(uintptr_t)json_string_value(json), json_string_length(json));
+    } else if (json_is_array(json)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(json, i, v)
+        {
+            keten_apiclient_wipe_json(v);
+        }
+    } else if (json_is_object(json)) {
+        const char *k;
+        json_t *v;
+        /* Values only: a key is a field name of the signal format, and
+         * zeroing it would break the object's hash table. */
+        json_object_foreach(json, k, v)
+        {
+            keten_apiclient_wipe_json(v);
+        }
+    }
+}
+
+/* The answer's bytes, at most KETEN_APICLIENT_REPLY_MAX. */
+typedef struct answer {
+    char *data;
+    size_t len, cap;
+    bool too_large;
+} answer;
+
+static void answer_clear(answer *a)
+{
+    if (a->data != NULL) {
+        sodium_memzero(a->data, a->cap);
+        free(a->data);
+    }
+    a->data = NULL;
+    a->len = a->cap = 0;
+}
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    answer *a = userdata;
+    size_t n = size * nmemb;
+    if (n > KETEN_APICLIENT_REPLY_MAX - a->len) {
+        a->too_large = true;
+        return 0; /* libcurl stops with CURLE_WRITE_ERROR */
+    }
+    if (a->len + n + 1 > a->cap) {
+        size_t cap = a->cap == 0 ? 16384 : a->cap;
+        while (cap < a->len + n + 1) {
+            cap *= 2;
+        }
+        /* Not realloc(): the old block may hold signal content, wiped first. */
+        char *d = malloc(cap);
+        if (d == NULL) {
+            return 0;
+        }
+        if (a->len > 0) {
+            memcpy(d, a->data, a->len);
+        }
+        answer_clear(&(answer) { .data = a->data, .cap = a->cap });
+        a->data = d;
+        a->cap = cap;
+    }
+    memcpy(a->data + a->len, ptr, n);
+    a->len += n;
+    a->data[a->len] = '\0';
+    return n;
+}
+
+/* "application/json" or "application/problem+json", with or without
+ * parameters. */
+static bool json_media_type(const char *ct)
+{
+    if (ct == NULL) {
+        return false;
+    }
+    size_t n = strcspn(ct, "; ");
+    return (n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0)
+        || (n == strlen("application/problem+json")
+            && strncasecmp(ct, "application/problem+json", n) == 0);
+}
+
+keten_err keten_apiclient_call(const char *home, const char *method, const char *path,
+    const char *query, const json_t *body, int timeout_ms, long *status, json_t **reply)
 {
     *reply = NULL;
+    *status = 0;
     keten_err e = daemon_running(home);
     if (e != KETEN_OK) {
         return e;
     }
-    char endpoint[PATH_MAX + 16];
-    snprintf(endpoint, sizeof endpoint, "ipc://%s/%s", home, KETEN_NODE_APIZMQ_SOCK);
-    char *body = json_dumps(req, JSON_COMPACT);
-    if (body == NULL) {
-        return KETEN_ERR_NOMEM;
+    char sock[sizeof((struct sockaddr_un *)0)->sun_path];
+    if (snprintf(sock, sizeof sock, "%s/%s", home, KETEN_NODE_API_SOCK) >= (int)sizeof sock) {
+        return keten_err_set(KETEN_ERR_INVALID,
+            "the API socket path %s/%s is too long for a local socket; use a shorter --home", home,
+            KETEN_NODE_API_SOCK);
     }
-    void *ctx = zmq_ctx_new();
-    void *sock = ctx != NULL ? zmq_socket(ctx, ZMQ_REQ) : NULL;
-    int zero = 0;
-    zmq_msg_t msg;
-    zmq_msg_init(&msg);
-    if (sock == NULL || zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) != 0
-        || zmq_connect(sock, endpoint) != 0) {
-        e = keten_err_set(
-            KETEN_ERR_IO, "cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    char url[sizeof BASE_URL + KETEN_APICLIENT_PATH_MAX + KETEN_APICLIENT_QUERY_MAX + 2];
+    if (snprintf(url, sizeof url, "%s%s%s%s", BASE_URL, path,
+            query != NULL && query[0] != '\0' ? "?" : "", query != NULL ? query : "")
+        >= (int)sizeof url) {
+        return keten_err_set(KETEN_ERR_TOO_LARGE, "the request %s %s?%s is too long", method, path,
+            query != NULL ? query : "");
+    }
+    char *text = NULL;
+    if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "the request body");
+    }
+    if (curl_global_init(CURL_GLOBAL_NOTHING) != CURLE_OK) {
+        free(text);
+        return keten_err_set(KETEN_ERR_NOMEM, "cannot start libcurl");
+    }
+    answer ans = { 0 };
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *headers = NULL, *h;
+    CURL *curl = curl_easy_init();
+    if (curl == NULL) {
+        e = keten_err_set(KETEN_ERR_NOMEM, "cannot start libcurl");
         goto out;
     }
-    if (zmq_send(sock, body, strlen(body), 0) < 0) {
-        e = keten_err_set(
-            KETEN_ERR_IO, "cannot send to %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    /* "Expect:" off: the body goes with the headers, no 100-continue round. */
+    const char *hdrs[] = { "Accept: application/json, application/problem+json",
+        "Expect:", text != NULL ? "Content-Type: application/json; charset=utf-8" : NULL };
+    for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0] && hdrs[i] != NULL; i++) {
+        if ((h = curl_slist_append(headers, hdrs[i])) == NULL) {
+            e = keten_err_set(KETEN_ERR_NOMEM, "the request headers");
+            goto out;
+        }
+        headers = h;
+    }
+    /* Who is asking, for the node's access log and traces. */
+    char agent[64];
+    snprintf(agent, sizeof agent, "keten-node/%s", keten_cmdtable_version());
+    CURLcode cc = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (cc == CURLE_OK) {                                                                      \
+            cc = curl_easy_setopt(curl, opt, val);                                                 \
+        }                                                                                          \
+    } while (0)
+    SET(CURLOPT_UNIX_SOCKET_PATH, sock);
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_PROTOCOLS_STR, "http");
+    SET(CURLOPT_PROXY, "");
+    SET(CURLOPT_NOPROXY, "*");
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_USERAGENT, agent);
+    SET(CURLOPT_ERRORBUFFER, errbuf);
+    SET(CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)KETEN_APICLIENT_TIMEOUT_MS);
+    SET(CURLOPT_HTTPHEADER, headers);
+    SET(CURLOPT_WRITEFUNCTION, on_data);
+    SET(CURLOPT_WRITEDATA, &ans);
+    SET(CURLOPT_CUSTOMREQUEST, method);
+    if (text != NULL) {
+        SET(CURLOPT_POSTFIELDS, text);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text));
+    } else if (strcmp(method, "GET") == 0) {
+        SET(CURLOPT_HTTPGET, 1L);
+    }
+#undef SET
+    if (cc != CURLE_OK) {
+        e = keten_err_set(KETEN_ERR_IO, "libcurl: %s", curl_easy_strerror(cc));
         goto out;
     }
-    zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
-    int rc = zmq_poll(&item, 1, timeout_ms);
-    if (rc <= 0) {
+    cc = curl_easy_perform(curl);
+    if (cc == CURLE_OPERATION_TIMEDOUT) {
         e = keten_err_set(KETEN_ERR_IO,
             "the keten-node daemon for %s did not answer within %d s; is it stuck? (see its log)",
             home, timeout_ms / 1000);
         goto out;
     }
-    if (zmq_msg_recv(&msg, sock, 0) < 0) {
-        e = keten_err_set(
-            KETEN_ERR_IO, "receiving from %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    if (cc == CURLE_WRITE_ERROR && ans.too_large) {
+        e = keten_err_set(KETEN_ERR_TOO_LARGE,
+            "the daemon's answer to %s %s is over %u bytes; ask for less (--since, --kind)", method,
+            path, KETEN_APICLIENT_REPLY_MAX);
+        goto out;
+    }
+    if (cc == CURLE_COULDNT_CONNECT) {
+        e = keten_err_set(KETEN_ERR_IO, "cannot connect to %s: %s", sock,
+            errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
+        goto out;
+    }
+    if (cc != CURLE_OK) {
+        e = keten_err_set(KETEN_ERR_IO, "talking to the keten-node daemon over %s: %s", sock,
+            errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
+        goto out;
+    }
+    const char *ctype = NULL;
+    if (curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status) != CURLE_OK
+        || curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &ctype) != CURLE_OK) {
+        e = keten_err_set(KETEN_ERR_IO, "libcurl gave no status for %s %s", method, path);
+        goto out;
+    }
+    if (ans.len == 0 && (*status == 204 || *status >= 400)) {
+        goto out; /* no body: keten_apiclient_check() says what the status says */
+    }
+    if (!json_media_type(ctype)) {
+        if (*status >= 400) {
+            goto out;
+        }
+        e = keten_err_set(KETEN_ERR_MALFORMED,
+            "the daemon's answer to %s %s is %s, not JSON (HTTP %ld)", method, path,
+            ctype != NULL ? ctype : "without a Content-Type", *status);
         goto out;
     }
     json_error_t jerr;
-    *reply = json_loadb(zmq_msg_data(&msg), zmq_msg_size(&msg), 0, &jerr);
+    *reply = json_loadb(ans.data, ans.len, JSON_REJECT_DUPLICATES, &jerr);
     if (*reply == NULL || !json_is_object(*reply)) {
         json_decref(*reply);
         *reply = NULL;
-        e = keten_err_set(KETEN_ERR_MALFORMED, "the daemon's answer is not JSON: %s", jerr.text);
+        e = keten_err_set(
+            KETEN_ERR_MALFORMED, "the daemon's answer is not a JSON object: %s", jerr.text);
     }
 out:
-    zmq_msg_close(&msg);
-    if (sock != NULL) {
-        zmq_close(sock);
+    curl_slist_free_all(headers);
+    if (curl != NULL) {
+        curl_easy_cleanup(curl);
     }
-    if (ctx != NULL) {
-        zmq_ctx_term(ctx);
+    curl_global_cleanup();
+    answer_clear(&ans);
+    if (text != NULL) {
+        sodium_memzero(text, strlen(text));
+        free(text);
     }
-    sodium_memzero(body, strlen(body));
-    free(body);
     return e;
 }
 
-int keten_apiclient_check(const json_t *reply)
+/* A signal text as the request carries it: a JSON object. NULL (the error
+ * set as the node sets it) when it is not one. */
+static json_t *signal_object(const char *text, size_t len, keten_err *err)
 {
-    if (json_is_true(json_object_get(reply, "ok"))) {
+    json_error_t jerr;
+    json_t *sig = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (sig != NULL && json_is_object(sig)) {
+        *err = KETEN_OK;
+        return sig;
+    }
+    keten_apiclient_wipe_json(sig);
+    json_decref(sig);
+    /* The node's own parser, for its very words. */
+    Keten__Signal *parsed = NULL;
+    keten_err e = keten_signal_json_parse(text, len, &parsed);
+    keten_signal_json_free(&parsed);
+    *err = e != KETEN_OK ? e
+                         : keten_err_set(KETEN_ERR_JSON, "%s (line %d, column %d)", jerr.text,
+                             jerr.line, jerr.column);
+    return NULL;
+}
+
+/* body with "signal": sig, sent; sig (owned) wiped and released. */
+static keten_err call_with_signal(const char *home, const char *method, const char *path,
+    const char *query, json_t *body, json_t *sig, int timeout_ms, long *status, json_t **reply)
+{
+    keten_err e = KETEN_OK;
+    if (json_object_set(body, "signal", sig) != 0) {
+        e = keten_err_set(KETEN_ERR_NOMEM, "the request body");
+    } else {
+        e = keten_apiclient_call(home, method, path, query, body, timeout_ms, status, reply);
+        (void)json_object_del(body, "signal");
+    }
+    keten_apiclient_wipe_json(sig);
+    json_decref(sig);
+    return e;
+}
+
+keten_err keten_apiclient_call_signal(const char *home, const char *method, const char *path,
+    const char *query, json_t *body, const char *text, size_t len, int timeout_ms, long *status,
+    json_t **reply)
+{
+    *reply = NULL;
+    *status = 0;
+    keten_err e = daemon_running(home);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    json_t *sig = signal_object(text, len, &e);
+    if (sig == NULL) {
+        return e;
+    }
+    return call_with_signal(home, method, path, query, body, sig, timeout_ms, status, reply);
+}
+
+/* The API's words for what a person does with this command line: a detail
+ * meant for any client names a request's field or route where the command
+ * has an option or a command. Each pair is (the API's, the command line's). */
+static const char *const cli_words[][2] = {
+    { ", send \"kind\": \"feedback\")", ": keten-node reply --kind feedback)" },
+    { "(answer a query with \"kind\": \"reply\")", "(answer a query with keten-node reply)" },
+    { "; a reply answers a received query, feedback a received signal",
+        "; `reply` answers a received query, `reply --kind feedback` a received signal" },
+    { "(for a message this node sent: GET /v1/messages/",
+        "(for a message this node sent, use status " },
+};
+
+void keten_apiclient_cli_text(const char *text, char *out, size_t size)
+{
+    size_t n = 0;
+    while (*text != '\0' && n + 1 < size) {
+        size_t k = 0;
+        for (; k < sizeof cli_words / sizeof cli_words[0]; k++) {
+            if (strncmp(text, cli_words[k][0], strlen(cli_words[k][0])) == 0) {
+                break;
+            }
+        }
+        if (k == sizeof cli_words / sizeof cli_words[0]) {
+            out[n++] = *text++;
+            continue;
+        }
+        int w = snprintf(out + n, size - n, "%s", cli_words[k][1]);
+        n = w < 0 || (size_t)w >= size - n ? size - 1 : n + (size_t)w;
+        text += strlen(cli_words[k][0]);
+    }
+    out[n] = '\0';
+}
+
+int keten_apiclient_check(long status, const json_t *reply)
+{
+    if (status >= 200 && status < 300) {
         return KETEN_EXIT_OK;
     }
-    const char *error = json_string_value(json_object_get(reply, "error"));
+    const char *detail = json_string_value(json_object_get(reply, "detail"));
+    if (detail == NULL) {
+        detail = json_string_value(json_object_get(reply, "title"));
+    }
+    if (detail != NULL) {
+        char text[KETEN_APICLIENT_TEXT_MAX];
+        keten_apiclient_cli_text(detail, text, sizeof text);
+        fprintf(stderr, "%s: %s\n", keten_cli_prog(), text);
+    } else {
+        fprintf(stderr,
+            "%s: the keten-node daemon answered HTTP %ld without saying why (see its log)\n",
+            keten_cli_prog(), status);
+    }
     json_t *code = json_object_get(reply, "exit");
-    fprintf(stderr, "%s: %s\n", keten_cli_prog(), error != NULL ? error : "failed");
-    int rc = json_is_integer(code) ? (int)json_integer_value(code) : KETEN_EXIT_FAILURE;
-    return rc > 0 && rc < 128 ? rc : KETEN_EXIT_FAILURE;
+    json_int_t rc = json_is_integer(code) ? json_integer_value(code) : KETEN_EXIT_FAILURE;
+    /* A problem is a failure, a usage error or a failed verification: never 0. */
+    return rc >= KETEN_EXIT_FAILURE && rc <= KETEN_EXIT_VERIFY ? (int)rc : KETEN_EXIT_FAILURE;
+}
+
+keten_err keten_apiclient_query_add(char *buf, size_t size, const char *key, const char *value)
+{
+    size_t n = strnlen(buf, size);
+    if (n >= size) {
+        return keten_err_set(KETEN_ERR_INVALID, "a query string without its end");
+    }
+    int w = snprintf(buf + n, size - n, "%s%s=", n > 0 ? "&" : "", key);
+    if (w < 0 || (size_t)w >= size - n) {
+        buf[n] = '\0';
+        return keten_err_set(KETEN_ERR_TOO_LARGE, "the query is over %zu bytes", size - 1);
+    }
+    size_t at = n + (size_t)w;
+    static const char hexdig[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+            || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
+        size_t need = plain ? 1 : 3;
+        if (at + need >= size) {
+            buf[n] = '\0';
+            return keten_err_set(KETEN_ERR_TOO_LARGE, "the query is over %zu bytes", size - 1);
+        }
+        if (plain) {
+            buf[at++] = (char)*p;
+        } else {
+            buf[at++] = '%';
+            buf[at++] = hexdig[*p >> 4];
+            buf[at++] = hexdig[*p & 15];
+        }
+    }
+    buf[at] = '\0';
+    return KETEN_OK;
+}
+
+bool keten_apiclient_msg_id(const char *arg, char out[static KETEN_APICLIENT_MSG_ID_HEX])
+{
+    if (strlen(arg) != KETEN_APICLIENT_MSG_ID_HEX - 1
+        || strspn(arg, "0123456789abcdefABCDEF") != KETEN_APICLIENT_MSG_ID_HEX - 1) {
+        return false;
+    }
+    for (size_t i = 0; i < KETEN_APICLIENT_MSG_ID_HEX - 1; i++) {
+        out[i] = (arg[i] >= 'A' && arg[i] <= 'F') ? (char)(arg[i] - 'A' + 'a') : arg[i];
+    }
+    out[KETEN_APICLIENT_MSG_ID_HEX - 1] = '\0';
+    return true;
+}
+
+int keten_apiclient_bad_msg_id(const char *home)
+{
+    keten_err e = daemon_running(home);
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    fprintf(stderr, "%s: MSG_ID must be 32 hex characters\n", keten_cli_prog());
+    return KETEN_EXIT_USAGE;
+}
+
+int keten_apiclient_refuse(const char *home, keten_err err)
+{
+    char detail[KETEN_APICLIENT_TEXT_MAX];
+    snprintf(detail, sizeof detail, "%s", keten_err_detail());
+    keten_err e = daemon_running(home);
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    return keten_cli_error(keten_err_set(err, "%s", detail));
 }
 
 keten_err keten_apiclient_read_signal(const char *arg, char **text, size_t *len)
@@ -201,8 +541,8 @@ static json_t *dry_run_local(const char *text, size_t len)
     }
     json_t *r = NULL;
     if (list != NULL && e != KETEN_ERR_NOMEM) {
-        r = json_pack("{s:b, s:b, s:o, s:I}", "ok", 1, "valid", pr.n == 0 && pr.more == 0,
-            "problems", list, "more", (json_int_t)pr.more);
+        r = json_pack("{s:b, s:o, s:I}", "valid", pr.n == 0 && pr.more == 0, "problems", list,
+            "more", (json_int_t)pr.more);
     } else {
         json_decref(list);
     }
@@ -211,9 +551,10 @@ static json_t *dry_run_local(const char *text, size_t len)
 }
 
 int keten_apiclient_dry_run(
-    const char *home, const json_t *req, const char *text, size_t len, bool as_json)
+    const char *home, json_t *req, const char *text, size_t len, bool as_json)
 {
     json_t *reply = NULL;
+    long status = 200;
     const char *checked = "node";
     keten_err e = KETEN_ERR_NOT_FOUND;
     if (req == NULL) { /* text that is not UTF-8: the parser says where */
@@ -221,28 +562,67 @@ int keten_apiclient_dry_run(
         reply = dry_run_local(text, len);
         e = reply == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
     } else {
-        e = keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
-    }
-    if (e == KETEN_ERR_NOT_FOUND) {
-        fprintf(stderr,
-            "%s: no node runs for %s: checked the signal's fields only, not its type and "
-            "purpose against the directory, its recipients or the sharing policy\n",
-            keten_cli_prog(), home);
-        checked = "signal only";
-        reply = dry_run_local(text, len);
-        e = reply == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
+        e = daemon_running(home);
+        if (e == KETEN_ERR_NOT_FOUND) {
+            fprintf(stderr,
+                "%s: no node runs for %s: checked the signal's fields only, not its type and "
+                "purpose against the directory, its recipients or the sharing policy\n",
+                keten_cli_prog(), home);
+        } else if (e == KETEN_OK) {
+            json_t *sig = signal_object(text, len, &e);
+            if (sig == NULL) {
+                fprintf(stderr,
+                    "%s: the signal is not a JSON object: checked it alone, not its recipients or "
+                    "the sharing policy\n",
+                    keten_cli_prog());
+                e = KETEN_ERR_NOT_FOUND;
+            } else {
+                e = call_with_signal(home, "POST", "/v1/messages/validate", NULL, req, sig,
+                    KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
+            }
+        }
+        if (e == KETEN_ERR_NOT_FOUND) {
+            checked = "signal only";
+            reply = dry_run_local(text, len);
+            e = reply == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
+            status = 200;
+        }
     }
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    int rc = keten_apiclient_check(reply);
+    int rc = keten_apiclient_check(status, reply);
     if (rc != KETEN_EXIT_OK) {
         json_decref(reply);
         return rc;
     }
-    bool valid = json_is_true(json_object_get(reply, "valid"));
+    json_t *valid_v = json_object_get(reply, "valid");
     json_t *problems = json_object_get(reply, "problems");
-    json_int_t more = json_integer_value(json_object_get(reply, "more"));
+    json_t *more_v = json_object_get(reply, "more");
+    if (!json_is_boolean(valid_v) || !json_is_array(problems)
+        || (more_v != NULL && !json_is_integer(more_v))) {
+        json_decref(reply);
+        return keten_cli_error(keten_err_set(KETEN_ERR_MALFORMED,
+            "the daemon's answer to the dry run has no \"valid\" and \"problems\""));
+    }
+    bool valid = json_is_true(valid_v);
+    json_int_t more = json_integer_value(more_v);
+    size_t pi;
+    json_t *pp;
+    json_array_foreach(problems, pi, pp)
+    {
+        /* The request's msg_id is the command's MSG_ID argument. */
+        const char *path = json_string_value(json_object_get(pp, "path"));
+        if (path != NULL && strcmp(path, "msg_id") == 0) {
+            (void)json_object_set_new(pp, "path", json_string("MSG_ID"));
+        }
+        const char *problem = json_string_value(json_object_get(pp, "problem"));
+        if (problem != NULL) {
+            char words[KETEN_APICLIENT_TEXT_MAX];
+            keten_apiclient_cli_text(problem, words, sizeof words);
+            (void)json_object_set_new(pp, "problem", json_string(words));
+        }
+    }
     if (as_json) {
         json_t *out = json_pack("{s:b, s:s, s:O, s:I}", "valid", valid, "checked", checked,
             "problems", problems, "more", more);
@@ -279,17 +659,35 @@ int keten_apiclient_dry_run(
     return valid ? KETEN_EXIT_OK : KETEN_EXIT_FAILURE;
 }
 
-void keten_apiclient_print_sent(const json_t *reply, bool as_json)
+int keten_apiclient_sent(long status, const json_t *reply, bool waited, bool as_json)
 {
-    const char *msg_id = json_string_value(json_object_get(reply, "msg_id"));
-    if (!as_json) {
-        printf("%s\n", msg_id != NULL ? msg_id : "");
-        return;
+    int rc = keten_apiclient_check(status, reply);
+    if (rc != KETEN_EXIT_OK) {
+        return rc;
     }
-    json_t *out = json_pack("{s:s?, s:O?, s:O?}", "msg_id", msg_id, "state",
-        json_object_get(reply, "state"), "leaf_index", json_object_get(reply, "leaf_index"));
+    const char *msg_id = json_string_value(json_object_get(reply, "msg_id"));
+    const char *state = json_string_value(json_object_get(reply, "state"));
+    if (msg_id == NULL || state == NULL) {
+        return keten_cli_error(keten_err_set(
+            KETEN_ERR_MALFORMED, "the daemon's answer (HTTP %ld) has no msg_id and state", status));
+    }
+    if (waited && strcmp(state, "pending") == 0) {
+        /* The wait ran out (202): what the command said before it asked over HTTP. */
+        fprintf(stderr,
+            "%s: no acknowledgement from the broker for message %s yet; it stays in the outbox "
+            "and is resent until acknowledged (see keten-node status %s)\n",
+            keten_cli_prog(), msg_id, msg_id);
+        return KETEN_EXIT_FAILURE;
+    }
+    if (!as_json) {
+        printf("%s\n", msg_id);
+        return KETEN_EXIT_OK;
+    }
+    json_t *out = json_pack("{s:s, s:s, s:O?}", "msg_id", msg_id, "state", state, "leaf_index",
+        json_object_get(reply, "leaf_index"));
     char *dump = out != NULL ? json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(out);
     printf("%s\n", dump != NULL ? dump : "{}");
     free(dump);
+    return KETEN_EXIT_OK;
 }

@@ -49,15 +49,19 @@ int cmd_ack(int argc, char **argv)
     if (argc - optind != 1) {
         return keten_cli_usage("ack", "give exactly one MSG_ID");
     }
-    json_t *req = json_pack("{s:s, s:s}", "cmd", "ack", "msg_id", argv[optind]);
+    char id[KETEN_APICLIENT_MSG_ID_HEX], path[KETEN_APICLIENT_PATH_MAX];
+    if (!keten_apiclient_msg_id(argv[optind], id)) {
+        return keten_apiclient_bad_msg_id(home);
+    }
+    snprintf(path, sizeof path, "/v1/inbox/%s/ack", id);
     json_t *reply = NULL;
-    keten_err e = req == NULL ? KETEN_ERR_NOMEM
-                              : keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
-    json_decref(req);
+    long status = 0;
+    keten_err e = keten_apiclient_call(
+        home, "POST", path, NULL, NULL, KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    int rc = keten_apiclient_check(reply);
+    int rc = keten_apiclient_check(status, reply);
     if (rc == KETEN_EXIT_OK) {
         printf("acknowledged %s\n", argv[optind]);
     }

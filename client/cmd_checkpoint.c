@@ -129,15 +129,14 @@ int cmd_checkpoint(int argc, char **argv)
     if (argc != optind) {
         return keten_cli_usage("checkpoint", "unexpected argument '%s'", argv[optind]);
     }
-    json_t *req = json_pack("{s:s, s:b}", "cmd", "checkpoint", "all", all);
     json_t *reply = NULL;
-    keten_err e = req == NULL ? KETEN_ERR_NOMEM
-                              : keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
-    json_decref(req);
+    long status = 0;
+    keten_err e = keten_apiclient_call(home, "GET", all ? "/v1/checkpoints" : "/v1/checkpoint",
+        NULL, NULL, KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    int rc = keten_apiclient_check(reply);
+    int rc = keten_apiclient_check(status, reply);
     if (rc != KETEN_EXIT_OK) {
         json_decref(reply);
         return rc;

@@ -7,9 +7,11 @@
 #include "apiclient.h"
 #include "cli.h"
 #include "cmd.h"
+#include "util.h"
 
 static const char inbox_usage[]
     = "Usage: keten-node inbox --home DIR [--json] [--wait SECONDS] [--all]\n"
+      "                        [--kind K] [--category C] [--since T]\n"
       "\n"
       "List the received messages the application has not handled yet (see\n"
       "keten-node ack), oldest first: a header row, one line per message (with --all,\n"
@@ -22,6 +24,10 @@ static const char inbox_usage[]
       "  --json            JSON lines\n"
       "  --wait SECONDS    when there is nothing to list, wait up to SECONDS for a message\n"
       "  --all             also list handled messages\n"
+      "  --kind K          only messages of kind K: signal, query, reply or feedback\n"
+      "  --category C      only messages of category C (the signal's type)\n"
+      "  --since T         only messages received at or after T (ISO 8601 UTC, e.g.\n"
+      "                    2026-01-01T00:00:00Z, or ms since 1970)\n"
       "  --help            show this help\n";
 
 static void print_header(void)
@@ -44,18 +50,46 @@ static bool listed(const json_t *list, const char *msg_id)
     return false;
 }
 
-static int fetch(const char *home, bool all, uint64_t wait_s, json_t **reply)
+/* What to list: GET /v1/inbox's query. */
+typedef struct inbox_filter {
+    const char *kind, *category;
+    bool has_since;
+    uint64_t since;
+} inbox_filter;
+
+static int fetch(const char *home, bool all, const inbox_filter *f, uint64_t wait_s, json_t **reply)
 {
-    json_t *req = json_pack(
-        "{s:s, s:b, s:I}", "cmd", "inbox", "all", all, "wait_ms", (json_int_t)(wait_s * 1000));
-    keten_err e = req == NULL
-        ? KETEN_ERR_NOMEM
-        : keten_apiclient_call(home, req, (int)(wait_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, reply);
-    json_decref(req);
+    char query[KETEN_APICLIENT_QUERY_MAX] = "", num[24];
+    keten_err e
+        = keten_apiclient_query_add(query, sizeof query, "unhandled", all ? "false" : "true");
+    if (e == KETEN_OK && f->kind != NULL) {
+        e = keten_apiclient_query_add(query, sizeof query, "kind", f->kind);
+    }
+    if (e == KETEN_OK && f->category != NULL) {
+        e = keten_apiclient_query_add(query, sizeof query, "category", f->category);
+    }
+    if (e == KETEN_OK && f->has_since) {
+        snprintf(num, sizeof num, "%llu", (unsigned long long)f->since);
+        e = keten_apiclient_query_add(query, sizeof query, "since", num);
+    }
+    if (e == KETEN_OK && wait_s > 0) {
+        snprintf(num, sizeof num, "%llu", (unsigned long long)(wait_s * 1000));
+        e = keten_apiclient_query_add(query, sizeof query, "wait", num);
+    }
+    long status = 0;
+    if (e == KETEN_OK) {
+        e = keten_apiclient_call(home, "GET", "/v1/inbox", query, NULL,
+            (int)(wait_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &status, reply);
+    }
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    return keten_apiclient_check(*reply);
+    int rc = keten_apiclient_check(status, *reply);
+    if (rc == KETEN_EXIT_OK && !json_is_array(json_object_get(*reply, "messages"))) {
+        rc = keten_cli_error(
+            keten_err_set(KETEN_ERR_MALFORMED, "the daemon's inbox answer has no \"messages\""));
+    }
+    return rc;
 }
 
 static void print_text(const json_t *m, bool handled)
@@ -79,12 +113,16 @@ int cmd_inbox(int argc, char **argv)
         { "json", no_argument, NULL, 'j' },
         { "wait", required_argument, NULL, 'w' },
         { "all", no_argument, NULL, 'a' },
+        { "kind", required_argument, NULL, 'k' },
+        { "category", required_argument, NULL, 'c' },
+        { "since", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *home = NULL;
     bool as_json = false, all = false;
     uint64_t wait_s = 0;
+    inbox_filter filter = { 0 };
     int c;
     optind = 0;
     opterr = 0;
@@ -104,6 +142,30 @@ int cmd_inbox(int argc, char **argv)
         case 'a':
             all = true;
             break;
+        case 'k':
+            if (strcmp(optarg, "signal") != 0 && strcmp(optarg, "query") != 0
+                && strcmp(optarg, "reply") != 0 && strcmp(optarg, "feedback") != 0) {
+                return keten_cli_usage(
+                    "inbox", "--kind must be signal, query, reply or feedback, not '%s'", optarg);
+            }
+            filter.kind = optarg;
+            break;
+        case 'c':
+            if (!keten_label_valid(optarg)) {
+                return keten_cli_usage("inbox",
+                    "--category '%s' is not a category: [a-z0-9][a-z0-9./-], at most %d "
+                    "characters, as the directory registers them",
+                    optarg, KETEN_LABEL_MAX);
+            }
+            filter.category = optarg;
+            break;
+        case 's':
+            if (keten_time_parse(optarg, &filter.since) != KETEN_OK) {
+                return keten_cli_usage("inbox",
+                    "--since '%s' is not ISO 8601 UTC (2026-01-01T00:00:00Z) or ms", optarg);
+            }
+            filter.has_since = true;
+            break;
         case 'h':
             fputs(inbox_usage, stdout);
             return KETEN_EXIT_OK;
@@ -118,10 +180,10 @@ int cmd_inbox(int argc, char **argv)
         return keten_cli_usage("inbox", "--home DIR is required");
     }
     json_t *reply = NULL, *open = NULL;
-    int rc = fetch(home, all, wait_s, &reply);
+    int rc = fetch(home, all, &filter, wait_s, &reply);
     /* With --all, the text marks the handled ones: those the unhandled list lacks. */
     if (rc == KETEN_EXIT_OK && all && !as_json) {
-        rc = fetch(home, false, 0, &open);
+        rc = fetch(home, false, &filter, 0, &open);
     }
     if (rc == KETEN_EXIT_OK) {
         size_t i, unhandled = 0;
@@ -153,7 +215,9 @@ int cmd_inbox(int argc, char **argv)
             printf("%zu message%s, %zu unhandled\n", n, n == 1 ? "" : "s", unhandled);
         }
     }
+    keten_apiclient_wipe_json(open);
     json_decref(open);
+    keten_apiclient_wipe_json(reply); /* the signals */
     json_decref(reply);
     return rc;
 }

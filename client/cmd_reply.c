@@ -109,29 +109,39 @@ int cmd_reply(int argc, char **argv)
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:s%, s:b, s:I}", "cmd",
-        dry_run ? "dry-run" : "reply", "for", "reply", "msg_id", msg_id, "kind", kind, "signal",
-        text, len, "wait", wait, "timeout_ms", (json_int_t)(timeout_s * 1000));
-    if (req == NULL && !dry_run) {
+    json_t *utf8 = json_stringn(text, len); /* NULL: not UTF-8, which JSON cannot be */
+    const bool is_utf8 = utf8 != NULL;
+    keten_apiclient_wipe_json(utf8);
+    json_decref(utf8);
+    if (!is_utf8 && !dry_run) {
         sodium_memzero(text, len);
         free(text);
         return keten_cli_usage("reply", "the signal is not valid UTF-8 text");
     }
+    json_t *req = dry_run
+        ? json_pack("{s:s, s:s, s:s}", "for", "reply", "msg_id", msg_id, "kind", kind)
+        : json_pack("{s:s}", "kind", kind);
     int rc;
-    if (dry_run) {
-        rc = keten_apiclient_dry_run(home, req, text, len, as_json);
+    if (req == NULL) {
+        rc = keten_cli_error(KETEN_ERR_NOMEM);
+    } else if (dry_run) {
+        rc = keten_apiclient_dry_run(home, is_utf8 ? req : NULL, text, len, as_json);
     } else {
+        char path[KETEN_APICLIENT_PATH_MAX], query[KETEN_APICLIENT_QUERY_MAX] = "";
+        snprintf(path, sizeof path, "/v1/inbox/%s/reply", msg_id);
         json_t *reply = NULL;
-        e = keten_apiclient_call(
-            home, req, (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &reply);
-        if (e != KETEN_OK) {
-            rc = keten_cli_error(e);
-        } else {
-            rc = keten_apiclient_check(reply);
-            if (rc == KETEN_EXIT_OK) {
-                keten_apiclient_print_sent(reply, as_json);
-            }
+        long status = 0;
+        if (wait) {
+            char ms[24];
+            snprintf(ms, sizeof ms, "%llu", (unsigned long long)(timeout_s * 1000));
+            e = keten_apiclient_query_add(query, sizeof query, "wait", ms);
         }
+        if (e == KETEN_OK) {
+            e = keten_apiclient_call_signal(home, "POST", path, query, req, text, len,
+                (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
+        }
+        rc = e != KETEN_OK ? keten_cli_error(e)
+                           : keten_apiclient_sent(status, reply, wait, as_json);
         json_decref(reply);
     }
     sodium_memzero(text, len);

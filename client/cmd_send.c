@@ -120,31 +120,65 @@ int cmd_send(int argc, char **argv)
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    /* A dry run is a command of its own: a daemon that does not know it
-     * refuses it instead of sending. */
-    json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:s%, s:b, s:I}", "cmd",
-        dry_run ? "dry-run" : "send", "for", "send", "to", to, "kind", kind, "signal", text, len,
-        "wait", wait, "timeout_ms", (json_int_t)(timeout_s * 1000));
-    if (req == NULL && !dry_run) {
+    json_t *utf8 = json_stringn(text, len); /* NULL: not UTF-8, which JSON cannot be */
+    const bool is_utf8 = utf8 != NULL;
+    if (!is_utf8 && !dry_run) {
         sodium_memzero(text, len);
         free(text);
         return keten_cli_usage("send", "the signal is not valid UTF-8 text");
     }
-    int rc;
-    if (dry_run) {
-        rc = keten_apiclient_dry_run(home, req, text, len, as_json);
-    } else {
-        json_t *reply = NULL;
-        e = keten_apiclient_call(
-            home, req, (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &reply);
-        if (e != KETEN_OK) {
-            rc = keten_cli_error(e);
-        } else {
-            rc = keten_apiclient_check(reply);
-            if (rc == KETEN_EXIT_OK) {
-                keten_apiclient_print_sent(reply, as_json);
-            }
+    keten_apiclient_wipe_json(utf8);
+    json_decref(utf8);
+    /* The parties as given, comma by comma (an empty one is refused below). */
+    json_t *req = NULL, *parties = json_array();
+    for (const char *p = to; parties != NULL;) {
+        size_t n = strcspn(p, ",");
+        if (json_array_append_new(parties, json_stringn(p, n)) != 0) {
+            json_decref(parties);
+            parties = NULL;
+            break;
         }
+        if (p[n] == '\0') {
+            break;
+        }
+        p += n + 1;
+    }
+    if (parties != NULL) {
+        req = dry_run ? json_pack("{s:s, s:s, s:o}", "for", "send", "kind", kind, "to", parties)
+                      : json_pack("{s:s, s:o}", "kind", kind, "to", parties);
+    }
+    /* An empty party cannot be an item of the request's "to": refused here
+     * in the words of the node's directory (keten_directory_resolve). */
+    bool empty_party
+        = to[0] == '\0' || to[0] == ',' || strstr(to, ",,") != NULL || to[strlen(to) - 1] == ',';
+    int rc;
+    if (req == NULL) {
+        rc = keten_cli_usage("send", "--to '%s' is not valid UTF-8 text", to);
+    } else if (empty_party && !dry_run) {
+        rc = keten_apiclient_refuse(home,
+            to[0] == '\0'
+                ? keten_err_set(
+                    KETEN_ERR_BAD_NAME, "no parties given; name node ids, role:NAME or *")
+                : keten_err_set(KETEN_ERR_BAD_NAME, "party '' is not a node id, role:NAME or '*'"));
+    } else if (dry_run) {
+        rc = keten_apiclient_dry_run(home, is_utf8 ? req : NULL, text, len, as_json);
+    } else {
+        /* A dry run goes to its own route (/v1/messages/validate): a daemon
+         * that does not know it refuses it instead of sending. */
+        char query[KETEN_APICLIENT_QUERY_MAX] = "";
+        json_t *reply = NULL;
+        long status = 0;
+        if (wait) {
+            char ms[24];
+            snprintf(ms, sizeof ms, "%llu", (unsigned long long)(timeout_s * 1000));
+            e = keten_apiclient_query_add(query, sizeof query, "wait", ms);
+        }
+        if (e == KETEN_OK) {
+            e = keten_apiclient_call_signal(home, "POST", "/v1/messages", query, req, text, len,
+                (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
+        }
+        rc = e != KETEN_OK ? keten_cli_error(e)
+                           : keten_apiclient_sent(status, reply, wait, as_json);
         json_decref(reply);
     }
     sodium_memzero(text, len);

@@ -102,16 +102,23 @@ int cmd_sent(int argc, char **argv)
     if (home == NULL) {
         return keten_cli_usage("sent", "--home DIR is required");
     }
-    json_t *req = has_since ? json_pack("{s:s, s:I}", "cmd", "sent", "since_ms", (json_int_t)since)
-                            : json_pack("{s:s}", "cmd", "sent");
+    char query[KETEN_APICLIENT_QUERY_MAX] = "";
+    keten_err e = KETEN_OK;
+    if (has_since) {
+        char ms[24];
+        snprintf(ms, sizeof ms, "%llu", (unsigned long long)since);
+        e = keten_apiclient_query_add(query, sizeof query, "since", ms);
+    }
     json_t *reply = NULL;
-    keten_err e = req == NULL ? KETEN_ERR_NOMEM
-                              : keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
-    json_decref(req);
+    long status = 0;
+    if (e == KETEN_OK) {
+        e = keten_apiclient_call(
+            home, "GET", "/v1/sent", query, NULL, KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
+    }
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    int rc = keten_apiclient_check(reply);
+    int rc = keten_apiclient_check(status, reply);
     if (rc == KETEN_EXIT_OK) {
         const json_t *list = json_object_get(reply, "messages");
         json_int_t more = json_integer_value(json_object_get(reply, "more"));

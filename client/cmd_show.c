@@ -1,5 +1,6 @@
 /* keten-node show: one received message in full. */
 #include <getopt.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,15 +54,19 @@ int cmd_show(int argc, char **argv)
     if (argc - optind != 1) {
         return keten_cli_usage("show", "give exactly one MSG_ID");
     }
-    json_t *req = json_pack("{s:s, s:s}", "cmd", "show", "msg_id", argv[optind]);
+    char id[KETEN_APICLIENT_MSG_ID_HEX], path[KETEN_APICLIENT_PATH_MAX];
+    if (!keten_apiclient_msg_id(argv[optind], id)) {
+        return keten_apiclient_bad_msg_id(home);
+    }
+    snprintf(path, sizeof path, "/v1/inbox/%s", id);
     json_t *reply = NULL;
-    keten_err e = req == NULL ? KETEN_ERR_NOMEM
-                              : keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
-    json_decref(req);
+    long status = 0;
+    keten_err e = keten_apiclient_call(
+        home, "GET", path, NULL, NULL, KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    int rc = keten_apiclient_check(reply);
+    int rc = keten_apiclient_check(status, reply);
     json_t *m = json_object_get(reply, "message");
     if (rc == KETEN_EXIT_OK && as_json) {
         rc = keten_cli_json_print(json_incref(m)) == KETEN_OK ? KETEN_EXIT_OK : KETEN_EXIT_FAILURE;
@@ -79,8 +84,12 @@ int cmd_show(int argc, char **argv)
         printf("%-12s %s\n", "handled", json_is_true(json_object_get(m, "handled")) ? "yes" : "no");
         char *sig = json_dumps(json_object_get(m, "signal"), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         printf("signal\n%s\n", sig != NULL ? sig : "{}");
+        if (sig != NULL) {
+            sodium_memzero(sig, strlen(sig));
+        }
         free(sig);
     }
+    keten_apiclient_wipe_json(reply); /* the signal */
     json_decref(reply);
     return rc;
 }

@@ -191,17 +191,22 @@ int cmd_status(int argc, char **argv)
     if (argc - optind > 1) {
         return keten_cli_usage("status", "give at most one MSG_ID");
     }
-    json_t *req = argc - optind == 1
-        ? json_pack("{s:s, s:s}", "cmd", "status", "msg_id", argv[optind])
-        : json_pack("{s:s}", "cmd", "status");
+    char path[KETEN_APICLIENT_PATH_MAX] = "/v1/node";
+    if (argc - optind == 1) {
+        char id[KETEN_APICLIENT_MSG_ID_HEX];
+        if (!keten_apiclient_msg_id(argv[optind], id)) {
+            return keten_apiclient_bad_msg_id(home);
+        }
+        snprintf(path, sizeof path, "/v1/messages/%s", id);
+    }
     json_t *reply = NULL;
-    keten_err e = req == NULL ? KETEN_ERR_NOMEM
-                              : keten_apiclient_call(home, req, KETEN_APICLIENT_TIMEOUT_MS, &reply);
-    json_decref(req);
+    long status = 0;
+    keten_err e = keten_apiclient_call(
+        home, "GET", path, NULL, NULL, KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    int rc = keten_apiclient_check(reply);
+    int rc = keten_apiclient_check(status, reply);
     if (rc == KETEN_EXIT_OK) {
         json_t *st = json_object_get(reply, "status");
         json_t *alarms = json_object_get(st, "alarms");

@@ -20,7 +20,7 @@ done
 packages=(
   meson ninja-build pkg-config gcc
   libzmq3-dev libsodium-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
-  libjansson-dev libcmocka-dev libmicrohttpd-dev lmdb-utils python3
+  libjansson-dev libcmocka-dev libmicrohttpd-dev libcurl4-openssl-dev lmdb-utils python3
   libinih-dev libsystemd-dev scdoc systemd man-db
   # what the integration tests and scripts call besides: these are in every
   # Debian, but named so that nothing is taken for granted; util-linux has

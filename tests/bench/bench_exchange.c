@@ -9,10 +9,15 @@
  * with an allow-all rule, the broker and the nodes' identities), and per
  * repetition starts, in a fresh temporary directory, one keten-broker and
  * N sending and M receiving keten-node daemons on ipc:// as child processes.
- * One thread per sending node talks to its node's local API
- * (ipc://HOME/api.sock, client/api.h) over a DEALER socket with many "send"
- * requests in flight; each signal is ~1 KiB of signal JSON to R of the M
- * receivers (spread evenly).
+ * One thread per sending node talks to its node's HTTP API over the Unix
+ * socket HOME/api.sock (POST /v1/messages, docs/api.md) with libcurl's
+ * multi interface: as many requests in flight as the phase allows, each on
+ * its own kept-alive connection (HTTP/1.1 answers one request at a time per
+ * connection), at most BX_HTTP_CONNS_MAX (48) connections per node, all of
+ * which may be opened at once (the node's socket holds 64 connections that
+ * wait to be accepted; a connect beyond that fails); more requests in flight
+ * wait in libcurl for a free connection. Each
+ * signal is ~1 KiB of signal JSON to R of the M receivers (spread evenly).
  *
  * What is measured, and how (the node records no time at which a receipt
  * came back to the sender, so the sender node's own log is the clock): the
@@ -86,7 +91,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <zmq.h>
+#include <curl/curl.h>
 
 #include "dirbuild.h"
 #include "directory.h"
@@ -119,6 +124,9 @@
 #define BX_FLOOR_MIN_NS 100000000ull
 #define BX_LINE_MAX 8192
 #define BX_STATUS_TIMEOUT_MS 5000
+#define BX_HTTP_CONNS_MAX 48 /* connections of a sender to its node (backlog 64) */
+#define BX_ANSWER_MAX (1u << 20) /* bytes of one API answer */
+#define BX_SOCK_MAX 108 /* sun_path */
 #define BX_PCTS 3
 
 static const double pct_values[BX_PCTS] = { 0.50, 0.99, 0.999 };
@@ -1012,9 +1020,16 @@ typedef struct msg_ent {
     bool replied, done;
 } msg_ent;
 
-typedef struct fifo_item {
+/* One request on its way: the easy handle (kept for the next request, so
+ * that its connection stays in the multi handle's cache), when it was due
+ * and sent, and the answer's bytes. */
+typedef struct bx_req {
+    CURL *easy;
     uint64_t t_sched, t_send;
-} fifo_item;
+    char *buf;
+    size_t len, cap;
+    bool too_large;
+} bx_req;
 
 static atomic_uint_fast64_t g_acked; /* --backlog: acks over all senders */
 
@@ -1022,7 +1037,6 @@ typedef struct sender_thr {
     /* in */
     size_t index;
     proc *node;
-    void *zctx;
     char *const *requests; /* by recipient set */
     size_t n_requests;
     size_t need; /* receipts per message; 0: done at the ack */
@@ -1035,8 +1049,11 @@ typedef struct sender_thr {
     size_t n_ents, cap_ents;
     uint32_t *table;
     size_t mask;
-    fifo_item *fifo;
-    size_t fifo_cap, fifo_head, fifo_n;
+    CURLM *multi;
+    struct curl_slist *headers;
+    bx_req *reqs; /* in_cap of them */
+    bx_req **idle; /* the ones not in flight */
+    size_t in_cap, n_idle, n_made;
     /* out */
     uint64_t sent, replied, acked, done, failed, rcpts, done_in_window, acked_in_window;
     uint64_t late_max_ns;
@@ -1195,72 +1212,147 @@ static void sender_line(void *arg, proc *p, const char *line, uint64_t t)
     }
 }
 
-/* An answer of the API: [""][body]; answers come in request order. */
-static void sender_reply(sender_thr *s, const char *body, size_t len, uint64_t t)
+/* libcurl's write callback: the answer's bytes, at most BX_ANSWER_MAX. */
+static size_t on_answer(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-    if (s->fifo_n == 0) {
-        set_error(s, "an API answer without a request: %s", "");
-        return;
+    bx_req *q = userdata;
+    size_t n = size * nmemb;
+    if (n > BX_ANSWER_MAX - q->len) {
+        q->too_large = true;
+        return 0;
     }
-    fifo_item it = s->fifo[s->fifo_head];
-    s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
-    s->fifo_n--;
+    if (q->len + n + 1 > q->cap) {
+        size_t cap = q->cap == 0 ? 512 : q->cap;
+        while (cap < q->len + n + 1) {
+            cap *= 2;
+        }
+        char *b = realloc(q->buf, cap);
+        if (b == NULL) {
+            return 0;
+        }
+        q->buf = b;
+        q->cap = cap;
+    }
+    memcpy(q->buf + q->len, ptr, n);
+    q->len += n;
+    q->buf[q->len] = '\0';
+    return n;
+}
+
+/* An easy handle for the node's API: the Unix socket, the URL, the headers;
+ * the body is set per request. NULL when libcurl refuses. */
+static CURL *api_easy(const char *sock, const char *url, struct curl_slist *headers, bx_req *q)
+{
+    CURL *c = curl_easy_init();
+    if (c == NULL) {
+        return NULL;
+    }
+    if (curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_PROXY, "") != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_answer) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_WRITEDATA, q) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_PRIVATE, q) != CURLE_OK) {
+        curl_easy_cleanup(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The node's answer to a send: 202 {"msg_id", "state": "pending"}, or a
+ * problem (application/problem+json) whose detail says why. */
+static void sender_reply(sender_thr *s, bx_req *q, CURLcode cc, uint64_t t)
+{
+    long status = 0;
+    (void)curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
     json_error_t jerr;
-    json_t *r = json_loadb(body, len, 0, &jerr);
+    json_t *r = cc == CURLE_OK && q->len > 0 ? json_loadb(q->buf, q->len, 0, &jerr) : NULL;
     const char *hex = json_string_value(json_object_get(r, "msg_id"));
     uint8_t id[KETEN_MSG_ID_BYTES];
-    if (r == NULL || !json_is_true(json_object_get(r, "ok")) || hex == NULL || strlen(hex) != 32
+    if (cc != CURLE_OK || status != 202 || hex == NULL || strlen(hex) != 32
         || keten_unhex(hex, id, sizeof id) != KETEN_OK) {
-        const char *err = json_string_value(json_object_get(r, "error"));
-        set_error(s, "the node refused a send: %s", err != NULL ? err : "(no answer text)");
+        const char *why = json_string_value(json_object_get(r, "detail"));
+        if (cc != CURLE_OK) {
+            set_error(s, "the node's API: %s",
+                q->too_large ? "answer too large" : curl_easy_strerror(cc));
+        } else {
+            set_error(s, "the node refused a send (HTTP %ld): %s", status,
+                why != NULL ? why : "(no answer text)");
+        }
         s->failed++;
         json_decref(r);
         return;
     }
     json_decref(r);
     msg_ent *e = ent_get(s, id);
-    e->t_sched = it.t_sched;
-    e->t_send = it.t_send;
+    e->t_sched = q->t_sched;
+    e->t_send = q->t_send;
     e->t_reply = t;
     e->replied = true;
     s->replied++;
     check_done(s, e);
 }
 
-static bool sender_recv(sender_thr *s, void *sock)
+/* Every finished request: its answer, and its handle back to the idle ones. */
+static bool sender_recv(sender_thr *s)
 {
-    for (;;) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&part);
-            return zmq_errno() == EAGAIN || zmq_errno() == EINTR;
-        }
-        uint64_t t = mono_ns();
-        bool more = zmq_msg_more(&part);
-        size_t size = zmq_msg_size(&part);
-        if (size == 0 && more) { /* the delimiter; the body follows */
-            zmq_msg_close(&part);
+    int left = 0;
+    CURLMsg *m;
+    while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE) {
             continue;
         }
-        sender_reply(s, zmq_msg_data(&part), size, t);
-        zmq_msg_close(&part);
+        uint64_t t = mono_ns();
+        CURL *easy = m->easy_handle;
+        CURLcode cc = m->data.result;
+        bx_req *q = NULL;
+        if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&q) != CURLE_OK || q == NULL) {
+            set_error(s, "%s", "a finished request that is not ours");
+            return false;
+        }
+        (void)curl_multi_remove_handle(s->multi, easy);
+        sender_reply(s, q, cc, t);
+        s->idle[s->n_idle++] = q;
     }
+    return true;
 }
 
-static bool sender_send(sender_thr *s, void *sock, uint64_t i, uint64_t t_sched)
+static bool sender_send(sender_thr *s, uint64_t i, uint64_t t_sched)
 {
-    const char *req = s->requests[(s->index + i) % s->n_requests];
-    if (zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+    if (s->n_idle == 0 && s->n_made == s->in_cap) {
         return false;
     }
-    if (zmq_send(sock, req, strlen(req), ZMQ_DONTWAIT) < 0) {
-        set_error(s, "cannot send to the API: %s", zmq_strerror(zmq_errno()));
+    bx_req *q = s->n_idle > 0 ? s->idle[--s->n_idle] : &s->reqs[s->n_made++];
+    if (q->easy == NULL) {
+        char sock[BX_SOCK_MAX];
+        if (snprintf(sock, sizeof sock, "%s/api.sock", s->node->home) >= (int)sizeof sock) {
+            set_error(s, "the API socket path %s/api.sock is too long", s->node->home);
+            s->idle[s->n_idle++] = q;
+            return false;
+        }
+        q->easy = api_easy(sock, "http://localhost/v1/messages", s->headers, q);
+        if (q->easy == NULL) {
+            set_error(s, "%s", "libcurl refused an easy handle");
+            s->idle[s->n_idle++] = q;
+            return false;
+        }
+    }
+    const char *req = s->requests[(s->index + i) % s->n_requests];
+    q->len = 0;
+    q->too_large = false;
+    if (curl_easy_setopt(q->easy, CURLOPT_POSTFIELDS, req) != CURLE_OK
+        || curl_easy_setopt(q->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(req))
+            != CURLE_OK
+        || curl_multi_add_handle(s->multi, q->easy) != CURLM_OK) {
+        set_error(s, "%s", "cannot start a request to the API");
+        s->idle[s->n_idle++] = q;
         return false;
     }
     uint64_t now = mono_ns();
-    s->fifo[(s->fifo_head + s->fifo_n) % s->fifo_cap] = (fifo_item) { t_sched, now };
-    s->fifo_n++;
+    q->t_sched = t_sched;
+    q->t_send = now;
     s->sent++;
     if (now > t_sched && now - t_sched > s->late_max_ns) {
         s->late_max_ns = now - t_sched;
@@ -1271,22 +1363,23 @@ static bool sender_send(sender_thr *s, void *sock, uint64_t i, uint64_t t_sched)
 static void *sender_main(void *arg)
 {
     sender_thr *s = arg;
-    char ep[PATH_MAX + 24];
-    snprintf(ep, sizeof ep, "ipc://%s/api-zmq.sock", s->node->home);
-    void *sock = zmq_socket(s->zctx, ZMQ_DEALER);
-    int zero = 0;
-    if (sock == NULL || zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) != 0
-        || zmq_setsockopt(sock, ZMQ_SNDHWM, &zero, sizeof zero) != 0
-        || zmq_setsockopt(sock, ZMQ_RCVHWM, &zero, sizeof zero) != 0
-        || zmq_connect(sock, ep) != 0) {
-        set_error(s, "API socket: %s", zmq_strerror(zmq_errno()));
-        if (sock != NULL) {
-            zmq_close(sock);
-        }
+    uint64_t cap = s->rate > 0 ? BX_OPEN_INFLIGHT_MAX : s->window;
+    long conns = cap < BX_HTTP_CONNS_MAX ? (long)cap : BX_HTTP_CONNS_MAX;
+    s->in_cap = (size_t)cap;
+    s->reqs = xcalloc(s->in_cap, sizeof *s->reqs);
+    s->idle = xcalloc(s->in_cap, sizeof *s->idle);
+    s->multi = curl_multi_init();
+    struct curl_slist *h1 = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *h2 = h1 != NULL ? curl_slist_append(h1, "Expect:") : NULL;
+    s->headers = h2 != NULL ? h2 : h1;
+    if (s->multi == NULL || h2 == NULL
+        || curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns) != CURLM_OK
+        || curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns) != CURLM_OK
+        || curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, conns) != CURLM_OK) {
+        set_error(s, "%s", "cannot set up libcurl's multi interface");
         return NULL;
     }
     double interval = s->rate > 0 ? 1e9 / s->rate : 0;
-    uint64_t cap = s->rate > 0 ? BX_OPEN_INFLIGHT_MAX : s->window;
     uint64_t i = 0;
     while (!g_stop) {
         uint64_t now = mono_ns();
@@ -1300,7 +1393,7 @@ static void *sender_main(void *arg)
                     next_due = due;
                     break;
                 }
-                if (inflight >= cap || !sender_send(s, sock, i, due)) {
+                if (inflight >= cap || !sender_send(s, i, due)) {
                     break;
                 }
                 i++;
@@ -1316,40 +1409,57 @@ static void *sender_main(void *arg)
             uint64_t ms = (next_due - now + BX_MS - 1) / BX_MS;
             timeout = ms < (uint64_t)timeout ? (int)ms : timeout;
         }
-        zmq_pollitem_t items[2] = {
-            { sock, 0, ZMQ_POLLIN, 0 },
-            { NULL, s->node->pipe_fd, ZMQ_POLLIN, 0 },
-        };
-        int rc = zmq_poll(items, 2, timeout);
-        if (rc < 0 && zmq_errno() != EINTR) {
-            set_error(s, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+        struct curl_waitfd pipe_wait = { s->node->pipe_fd, CURL_WAIT_POLLIN, 0 };
+        int running = 0;
+        CURLMcode mc = curl_multi_poll(s->multi, s->node->pipe_fd >= 0 ? &pipe_wait : NULL,
+            s->node->pipe_fd >= 0, timeout, NULL);
+        if (mc == CURLM_OK) {
+            mc = curl_multi_perform(s->multi, &running);
+        }
+        if (mc != CURLM_OK) {
+            set_error(s, "libcurl: %s", curl_multi_strerror(mc));
             break;
         }
-        if (rc > 0 && (items[0].revents & ZMQ_POLLIN) && !sender_recv(s, sock)) {
-            set_error(s, "API socket: %s", zmq_strerror(zmq_errno()));
+        if (!sender_recv(s)) {
             break;
         }
-        if (rc > 0 && (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
-            proc_pump(s->node, sender_line, s);
-            if (s->node->eof) {
-                s->node_died = true;
-                set_error(s, "node %s closed its log (it exited)", s->node->name);
-                break;
-            }
+        /* The log pipe is non-blocking: read it whether or not poll saw it. */
+        proc_pump(s->node, sender_line, s);
+        if (s->node->eof) {
+            s->node_died = true;
+            set_error(s, "node %s closed its log (it exited)", s->node->name);
+            break;
         }
     }
-    zmq_close(sock);
     return NULL;
 }
 
 static void sender_free(sender_thr *s)
 {
+    for (size_t i = 0; i < s->n_made; i++) {
+        if (s->reqs[i].easy != NULL) {
+            if (s->multi != NULL) {
+                (void)curl_multi_remove_handle(s->multi, s->reqs[i].easy);
+            }
+            curl_easy_cleanup(s->reqs[i].easy);
+        }
+        free(s->reqs[i].buf);
+    }
+    if (s->multi != NULL) {
+        (void)curl_multi_cleanup(s->multi);
+    }
+    curl_slist_free_all(s->headers);
+    free(s->reqs);
+    free(s->idle);
     free(s->ents);
     free(s->table);
-    free(s->fifo);
+    s->reqs = NULL;
+    s->idle = NULL;
+    s->multi = NULL;
+    s->headers = NULL;
+    s->n_made = s->n_idle = 0;
     s->ents = NULL;
     s->table = NULL;
-    s->fifo = NULL;
 }
 
 /* ---- the public-key floor ------------------------------------------------- */
@@ -1675,11 +1785,29 @@ static char *make_signal(size_t size)
     return out;
 }
 
-/* {"cmd":"send","to":"r-a,r-b","kind":"signal","signal":TEXT} */
+/* The body of POST /v1/messages: {"kind":"signal","to":["r-a","r-b"],
+ * "signal":{...}}, to given comma-separated. */
 static char *make_request(const char *to, const char *signal)
 {
-    json_t *r = json_pack(
-        "{s:s, s:s, s:s, s:s}", "cmd", "send", "to", to, "kind", "signal", "signal", signal);
+    json_error_t jerr;
+    json_t *sig = json_loads(signal, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *list = json_array();
+    for (const char *p = to; list != NULL && *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        if (json_array_append_new(list, json_stringn(p, n)) != 0) {
+            json_decref(list);
+            list = NULL;
+            break;
+        }
+        p += n + (p[n] == ',');
+    }
+    json_t *r = NULL;
+    if (sig != NULL && list != NULL) { /* both stolen, also on failure */
+        r = json_pack("{s:s, s:o, s:o}", "kind", "signal", "to", list, "signal", sig);
+    } else {
+        json_decref(sig);
+        json_decref(list);
+    }
     char *out = r != NULL ? json_dumps(r, JSON_COMPACT) : NULL;
     json_decref(r);
     return out;
@@ -1764,51 +1892,74 @@ static void latencies(sender_thr *th, size_t n_th, phase_result *r)
     free(c);
 }
 
-/* One request/answer on the API of a node (the main thread; the node's
- * pipe is read meanwhile). */
-static keten_err api_call(void *zctx, proc *p, const char *req, json_t **out)
+/* GET path on the API of a node (the main thread; the node's pipe is read
+ * meanwhile, so that a node writing its log never blocks on it). */
+static keten_err api_get(proc *p, const char *path, json_t **out)
 {
     *out = NULL;
-    char ep[PATH_MAX + 24];
-    snprintf(ep, sizeof ep, "ipc://%s/api-zmq.sock", p->home);
-    void *sock = zmq_socket(zctx, ZMQ_REQ);
-    int zero = 0;
+    char sock[BX_SOCK_MAX], url[128];
+    if (snprintf(sock, sizeof sock, "%s/api.sock", p->home) >= (int)sizeof sock
+        || snprintf(url, sizeof url, "http://localhost%s", path) >= (int)sizeof url) {
+        return keten_err_set(KETEN_ERR_INVALID, "API of %s: path too long", p->name);
+    }
+    bx_req q = { 0 };
+    CURLM *multi = curl_multi_init();
+    q.easy = multi != NULL ? api_easy(sock, url, NULL, &q) : NULL;
     keten_err e = KETEN_OK;
-    if (sock == NULL || zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) != 0
-        || zmq_connect(sock, ep) != 0 || zmq_send(sock, req, strlen(req), 0) < 0) {
-        e = keten_err_set(KETEN_ERR_IO, "API of %s: %s", p->name, zmq_strerror(zmq_errno()));
+    if (q.easy == NULL || curl_multi_add_handle(multi, q.easy) != CURLM_OK) {
+        e = keten_err_set(KETEN_ERR_IO, "API of %s: cannot start a request", p->name);
         goto out;
     }
     uint64_t deadline = mono_ns() + BX_STATUS_TIMEOUT_MS * BX_MS;
-    while (e == KETEN_OK && *out == NULL) {
-        zmq_pollitem_t items[2] = {
-            { sock, 0, ZMQ_POLLIN, 0 },
-            { NULL, p->pipe_fd, ZMQ_POLLIN, 0 },
-        };
-        int rc = zmq_poll(items, p->pipe_fd >= 0 ? 2 : 1, 50);
-        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
-            proc_pump(p, NULL, NULL);
+    for (;;) {
+        struct curl_waitfd pipe_wait = { p->pipe_fd, CURL_WAIT_POLLIN, 0 };
+        int running = 0;
+        CURLMcode mc = curl_multi_poll(
+            multi, p->pipe_fd >= 0 ? &pipe_wait : NULL, p->pipe_fd >= 0, 50, NULL);
+        if (mc == CURLM_OK) {
+            mc = curl_multi_perform(multi, &running);
         }
-        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
-            zmq_msg_t m;
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, sock, 0) >= 0) {
-                json_error_t jerr;
-                *out = json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), 0, &jerr);
-                if (*out == NULL) {
-                    e = keten_err_set(KETEN_ERR_JSON, "API of %s: %s", p->name, jerr.text);
-                }
+        proc_pump(p, NULL, NULL);
+        if (mc != CURLM_OK) {
+            e = keten_err_set(KETEN_ERR_IO, "API of %s: %s", p->name, curl_multi_strerror(mc));
+            break;
+        }
+        int left = 0;
+        CURLMsg *m = curl_multi_info_read(multi, &left);
+        if (m != NULL && m->msg == CURLMSG_DONE) {
+            long status = 0;
+            (void)curl_easy_getinfo(q.easy, CURLINFO_RESPONSE_CODE, &status);
+            json_error_t jerr;
+            if (m->data.result != CURLE_OK) {
+                e = keten_err_set(
+                    KETEN_ERR_IO, "API of %s: %s", p->name, curl_easy_strerror(m->data.result));
+            } else if ((*out = json_loadb(q.buf != NULL ? q.buf : "", q.len, 0, &jerr)) == NULL) {
+                e = keten_err_set(KETEN_ERR_JSON, "API of %s: %s", p->name, jerr.text);
+            } else if (status != 200) {
+                const char *why = json_string_value(json_object_get(*out, "detail"));
+                e = keten_err_set(KETEN_ERR_IO, "API of %s: HTTP %ld: %s", p->name, status,
+                    why != NULL ? why : "(no answer text)");
+                json_decref(*out);
+                *out = NULL;
             }
-            zmq_msg_close(&m);
+            break;
         }
-        if (e == KETEN_OK && *out == NULL && (mono_ns() > deadline || g_stop)) {
+        if (mono_ns() > deadline || g_stop) {
             e = keten_err_set(KETEN_ERR_IO, "API of %s: no answer", p->name);
+            break;
         }
     }
 out:
-    if (sock != NULL) {
-        zmq_close(sock);
+    if (multi != NULL && q.easy != NULL) {
+        (void)curl_multi_remove_handle(multi, q.easy);
     }
+    if (multi != NULL) {
+        (void)curl_multi_cleanup(multi);
+    }
+    if (q.easy != NULL) {
+        curl_easy_cleanup(q.easy);
+    }
+    free(q.buf);
     return e;
 }
 
@@ -1819,8 +1970,7 @@ static bool time_of(const json_t *obj, const char *key, uint64_t *ms)
 }
 
 /* The nodes' own times for a sample of the measured messages. */
-static void node_times(
-    void *zctx, exch *x, sender_thr *th, size_t n_th, size_t sample, phase_result *r)
+static void node_times(exch *x, sender_thr *th, size_t n_th, size_t sample, phase_result *r)
 {
     if (sample == 0) {
         return;
@@ -1840,11 +1990,11 @@ static void node_times(
                 || seen++ % step != 0) {
                 continue;
             }
-            char hex[KETEN_MSG_ID_HEX_BYTES], req[96];
+            char hex[KETEN_MSG_ID_HEX_BYTES], path[64];
             keten_hex(e->id, KETEN_MSG_ID_BYTES, hex);
-            snprintf(req, sizeof req, "{\"cmd\":\"status\",\"msg_id\":\"%s\"}", hex);
+            snprintf(path, sizeof path, "/v1/messages/%s", hex);
             json_t *ans = NULL;
-            keten_err err = api_call(zctx, &x->snd[t], req, &ans);
+            keten_err err = api_get(&x->snd[t], path, &ans);
             const json_t *st = json_object_get(ans, "status");
             uint64_t created = 0, accepted = 0, last = 0;
             if (err == KETEN_OK && time_of(st, "created_at", &created)
@@ -1889,10 +2039,6 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
     }
     r->window_s = o->duration;
     read_loadavg(r->load_before);
-    void *zctx = zmq_ctx_new();
-    if (zctx == NULL) {
-        return keten_err_set(KETEN_ERR_IO, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    }
     size_t n = x->n_snd;
     pthread_t tid[BX_PARTIES_MAX];
     bool started[BX_PARTIES_MAX] = { false };
@@ -1911,7 +2057,6 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
         memset(s, 0, sizeof *s);
         s->index = t;
         s->node = &x->snd[t];
-        s->zctx = zctx;
         s->requests = requests;
         s->n_requests = n_requests;
         s->need = need;
@@ -1926,8 +2071,6 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
         s->cap_ents = 4096;
         s->ents = xcalloc(s->cap_ents, sizeof *s->ents);
         table_rebuild(s);
-        s->fifo_cap = (rate > 0 ? BX_OPEN_INFLIGHT_MAX : o->window) + 1;
-        s->fifo = xcalloc(s->fifo_cap, sizeof *s->fifo);
         if (pthread_create(&tid[t], NULL, sender_main, s) != 0) {
             set_error(s, "%s", "cannot start a sender thread");
             g_stop = 1;
@@ -1973,9 +2116,8 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
     r->cpu_per_signal_us = r->done > 0 ? daemons * 1e6 / (double)r->done : 0;
     r->cpu_busy_pct = 100.0 * (daemons + r->cpu_bench_s) / (r->wall_s * (double)cpu_count());
     if (rate > 0 && need > 0 && !g_stop) {
-        node_times(zctx, x, th, n, o->status_sample, r);
+        node_times(x, th, n, o->status_sample, r);
     }
-    (void)zmq_ctx_term(zctx);
     return KETEN_OK;
 }
 
@@ -2557,7 +2699,7 @@ static char **make_requests(const opts *o, const net *nt, const char *signal, si
 
 int main(int argc, char **argv)
 {
-    if (keten_init() != KETEN_OK) {
+    if (keten_init() != KETEN_OK || curl_global_init(CURL_GLOBAL_NOTHING) != CURLE_OK) {
         return 1;
     }
     opts o = {
@@ -2747,5 +2889,6 @@ out:
         rm_tree(nt.root);
     }
     free(g_child_env);
+    curl_global_cleanup();
     return g_stop ? 130 : rc;
 }
