@@ -292,8 +292,9 @@ static void trace_answer(keten_http *h, struct MHD_Connection *conn, const char 
     }
     trace_query q = { json_object() };
     (void)MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, trace_arg, &q);
-    json_t *line = json_pack("{s:s, s:s, s:o, s:o, s:i, s:s, s:o}", "method", method, "path", url,
-        "query", q.obj, "request_body",
+    const char *ua = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
+    json_t *line = json_pack("{s:s, s:s, s:s, s:o, s:o, s:i, s:s, s:o}", "method", method,
+        "path", url, "user_agent", ua != NULL ? ua : "", "query", q.obj, "request_body",
         trace_body(r != NULL ? (const char *)r->body : NULL, r != NULL ? r->len : 0), "status",
         (int)status, "content_type", resp->content_type != NULL ? resp->content_type : "",
         "response_body", trace_body(resp->body, resp->body_len));

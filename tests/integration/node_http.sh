@@ -307,16 +307,20 @@ LATE_RC=$?
 check "the waiting client's connection ended with the node (curl exit $LATE_RC)" \
     test "$LATE_RC" -ne 0 -a "$LATE_RC" -ne 28
 check "the API socket is removed on exit" test ! -e n-gemeente-diemen/api.sock
-check "gemeente-diemen's trace has its ${REQS[gemeente-diemen]} requests" \
-    test "$(wc -l <"$T/trace-g.jsonl")" -eq "${REQS[gemeente-diemen]}"
-check "politie-mn's trace has its ${REQS[politie-mn]} requests" \
-    test "$(wc -l <"$T/trace-p.jsonl")" -eq "${REQS[politie-mn]}"
+# The test's own requests are curl's; the keten-node commands it runs
+# (status, inbox: keten-node/VERSION) are traced and checked too.
+check "gemeente-diemen's trace has its ${REQS[gemeente-diemen]} curl requests" \
+    test "$(grep -c '"user_agent":"curl/' "$T/trace-g.jsonl")" -eq "${REQS[gemeente-diemen]}"
+check "politie-mn's trace has its ${REQS[politie-mn]} curl requests" \
+    test "$(grep -c '"user_agent":"curl/' "$T/trace-p.jsonl")" -eq "${REQS[politie-mn]}"
+check "the keten-node commands' requests are traced too" \
+    grep -q '"user_agent":"keten-node/' "$T/trace-g.jsonl"
 openapi_agrees() {
     "$PY" "$SRC/tests/tools/openapi_check.py" "$SRC/docs/api/openapi.yaml" \
         "$T/trace-g.jsonl" "$T/trace-p.jsonl" >"$T/oa.out" 2>&1
 }
 check "every traced answer agrees with docs/api/openapi.yaml" openapi_agrees ||
     sed 's/^/# /' "$T/oa.out"
-ALL=$((${REQS[gemeente-diemen]} + ${REQS[politie-mn]}))
+ALL=$(($(wc -l <"$T/trace-g.jsonl") + $(wc -l <"$T/trace-p.jsonl")))
 check "the check read all $ALL answers" grep -qx "$ALL answers checked, 0 violations" "$T/oa.out"
 finish

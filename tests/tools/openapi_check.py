@@ -7,7 +7,7 @@ usage: openapi_check.py OPENAPI.yaml [TRACE.jsonl...]
 First a structural check of the document: every $ref resolves, every
 operation has responses, every schema is a valid JSON Schema 2020-12
 (Draft202012Validator.check_schema). Then every line of each trace (written by
-keten-node with KETEN_NODE_TEST_API_TRACE: method, path, query, request_body,
+keten-node with KETEN_NODE_TEST_API_TRACE: method, path, user_agent, query, request_body,
 status, content_type, response_body) is checked:
 
   - the path matches a path template of the document and the method is an
