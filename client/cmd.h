@@ -17,7 +17,6 @@ int cmd_sent(int argc, char **argv);
 int cmd_reply(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
-/* Not in the command table yet: its HTTP client is still to come (cmd_token.c). */
 int cmd_token(int argc, char **argv);
 
 #endif

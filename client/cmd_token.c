@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "apiclient.h"
 #include "auth.h"
 #include "cli.h"
 #include "cmd.h"
@@ -42,27 +43,22 @@ static const char token_usage[]
       "  --json            list as JSON\n"
       "  --help            show this help\n";
 
-/* TODO-HTTP: the request to the daemon's HTTP API over HOME/api.sock
- * (libcurl, CURLOPT_UNIX_SOCKET_PATH): method and path as in the API
- * (POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/ID), body NULL or
- * JSON; *reply is the answer's JSON (a problem object on failure), NULL
- * for 204. Until the HTTP client exists this fails. */
-static keten_err token_call(
-    const char *home, const char *method, const char *path, const json_t *body, json_t **reply)
+/* The request to the daemon's HTTP API over HOME/api.sock: method and path
+ * as in the API (POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/ID),
+ * body NULL or JSON. On success *status is the HTTP status and *reply the
+ * answer's JSON (NULL for 204); an answer of 400 and up is printed and its
+ * exit code returned in *rc. */
+static keten_err token_call(const char *home, const char *method, const char *path,
+    const json_t *body, long *status, json_t **reply, int *rc)
 {
-    (void)home;
-    (void)body;
     *reply = NULL;
-    return keten_err_set(KETEN_ERR_IO, "%s %s: the HTTP API client is not yet wired", method, path);
-}
-
-static int problem_exit(const json_t *reply)
-{
-    const char *detail = json_string_value(json_object_get(reply, "detail"));
-    fprintf(stderr, "%s: %s\n", keten_cli_prog(),
-        detail != NULL ? detail : "the node answered with an error");
-    json_int_t code = json_integer_value(json_object_get(reply, "exit"));
-    return code >= 1 && code <= 3 ? (int)code : KETEN_EXIT_FAILURE;
+    *rc = KETEN_EXIT_OK;
+    keten_err e = keten_apiclient_call(
+        home, method, path, NULL, body, KETEN_APICLIENT_TIMEOUT_MS, status, reply);
+    if (e == KETEN_OK && *status >= 400) {
+        *rc = keten_apiclient_check(*status, *reply);
+    }
+    return e;
 }
 
 static int token_create(
@@ -92,17 +88,20 @@ static int token_create(
         return keten_cli_error(KETEN_ERR_NOMEM);
     }
     json_t *reply = NULL;
-    e = token_call(home, "POST", "/v1/tokens", body, &reply);
+    long status = 0;
+    int rc = KETEN_EXIT_OK;
+    e = token_call(home, "POST", "/v1/tokens", body, &status, &reply, &rc);
     json_decref(body);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    int rc = KETEN_EXIT_OK;
     const char *token = json_string_value(json_object_get(reply, "token"));
     const char *id = json_string_value(json_object_get(reply, "id"));
-    if (json_object_get(reply, "status") != NULL || token == NULL || id == NULL) {
-        rc = problem_exit(reply);
-    } else {
+    if (rc == KETEN_EXIT_OK && (status != 201 || token == NULL || id == NULL)) {
+        fprintf(stderr, "%s: the node's answer to POST /v1/tokens (HTTP %ld) holds no token\n",
+            keten_cli_prog(), status);
+        rc = KETEN_EXIT_FAILURE;
+    } else if (rc == KETEN_EXIT_OK) {
         printf("%s\n", token);
         fprintf(stderr,
             "token %s (id %s) created; it is shown only now: store it where the program "
@@ -123,14 +122,19 @@ static const char *str_or(const json_t *o, const char *k, const char *dflt)
 static int token_list(const char *home, bool as_json)
 {
     json_t *reply = NULL;
-    keten_err e = token_call(home, "GET", "/v1/tokens", NULL, &reply);
+    long status = 0;
+    int rc = KETEN_EXIT_OK;
+    keten_err e = token_call(home, "GET", "/v1/tokens", NULL, &status, &reply, &rc);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
     const json_t *list = json_object_get(reply, "tokens");
-    int rc = KETEN_EXIT_OK;
-    if (!json_is_array(list)) {
-        rc = problem_exit(reply);
+    if (rc != KETEN_EXIT_OK) {
+        /* the problem is printed */
+    } else if (!json_is_array(list)) {
+        fprintf(stderr, "%s: the node's answer to GET /v1/tokens holds no list\n",
+            keten_cli_prog());
+        rc = KETEN_EXIT_FAILURE;
     } else if (as_json) {
         if (keten_cli_json_print(reply) != KETEN_OK) {
             rc = keten_cli_error(KETEN_ERR_IO);
@@ -170,14 +174,13 @@ static int token_revoke(const char *home, const char *id)
     char path[64];
     snprintf(path, sizeof path, "/v1/tokens/%s", id);
     json_t *reply = NULL;
-    keten_err e = token_call(home, "DELETE", path, NULL, &reply);
+    long status = 0;
+    int rc = KETEN_EXIT_OK;
+    keten_err e = token_call(home, "DELETE", path, NULL, &status, &reply, &rc);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    int rc = KETEN_EXIT_OK;
-    if (reply != NULL) {
-        rc = problem_exit(reply);
-    } else {
+    if (rc == KETEN_EXIT_OK) {
         printf("revoked %s\n", id);
     }
     json_decref(reply);

@@ -67,6 +67,7 @@ static const keten_cmdtable_command commands[] = {
     { "reply", cmd_reply, "answer a received query (reply) or signal (feedback)" },
     { "status", cmd_status, "the node's state or one message's (exit 3 on alarms)" },
     { "checkpoint", cmd_checkpoint, "print the checkpoint this node keeps as evidence" },
+    { "token", cmd_token, "create, list or revoke the tokens of the node's HTTP API" },
 };
 
 static const keten_cmdtable_program program = {
