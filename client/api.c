@@ -8,7 +8,6 @@
 #include <strings.h>
 
 #include "alarm.h"
-#include "apizmq.h"
 #include "directory.h"
 #include "inbox.h"
 #include "log.h"
@@ -1700,9 +1699,6 @@ static void answer_waiter(keten_node *node, size_t i, keten_api_response *resp)
 
 void keten_api_tick(keten_node *node)
 {
-    if (node->apizmq != NULL) {
-        keten_apizmq_tick(node);
-    }
     keten_api *api = node->api;
     if (api == NULL) {
         return;
@@ -1726,9 +1722,6 @@ void keten_api_tick(keten_node *node)
 
 void keten_api_notify_sent(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES])
 {
-    if (node->apizmq != NULL) {
-        keten_apizmq_notify_sent(node, msg_id);
-    }
     keten_api *api = node->api;
     for (size_t i = 0; api != NULL && i < api->n_waiters;) {
         waiter *w = &api->waiters[i];
@@ -1746,9 +1739,6 @@ void keten_api_notify_sent(keten_node *node, const uint8_t msg_id[static KETEN_M
 
 void keten_api_notify_refused(keten_node *node)
 {
-    if (node->apizmq != NULL) {
-        keten_apizmq_notify_refused(node);
-    }
     keten_api *api = node->api;
     for (size_t i = 0; api != NULL && i < api->n_waiters;) {
         waiter *w = &api->waiters[i];
@@ -1766,9 +1756,6 @@ void keten_api_notify_refused(keten_node *node)
 
 void keten_api_notify_inbox(keten_node *node)
 {
-    if (node->apizmq != NULL) {
-        keten_apizmq_notify_inbox(node);
-    }
     keten_api *api = node->api;
     for (size_t i = 0; api != NULL && i < api->n_waiters;) {
         waiter *w = &api->waiters[i];

@@ -130,8 +130,7 @@ void keten_api_tick(keten_node *node);
 void keten_api_hold(keten_api *self);
 void keten_api_release(keten_api *self, bool committed);
 
-/* A sent message's state changed / a new message is in the inbox. These
- * also tell the ZeroMQ API (apizmq.h) while it exists. */
+/* A sent message's state changed / a new message is in the inbox. */
 void keten_api_notify_sent(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES]);
 /* The broker refused this node (alarm.h): every waiting send is answered. */
 void keten_api_notify_refused(keten_node *node);

@@ -13,7 +13,6 @@
 
 #include "alarm.h"
 #include "api.h"
-#include "apizmq.h"
 #include "http.h"
 #include "cli.h"
 #include "dirs.h"
@@ -279,7 +278,7 @@ static bool read_frames(keten_node *node, int max)
  * are dropped (the broker sends again what was not receipted), its API
  * requests answered with an error, and the notice confirmations it queued
  * forgotten (sent again). */
-static void handle_batched(keten_node *node, bool frames, bool requests, bool http)
+static void handle_batched(keten_node *node, bool frames, bool http)
 {
     bool more = true;
     for (int round = 0; more && round < FRAMES_PER_ROUND / FRAMES_PER_BATCH; round++) {
@@ -293,12 +292,8 @@ static void handle_batched(keten_node *node, bool frames, bool requests, bool ht
         } else {
             keten_link_hold(node->link);
             keten_api_hold(node->api);
-            keten_apizmq_hold(node->apizmq);
         }
         more = frames && read_frames(node, FRAMES_PER_BATCH);
-        if (requests && round == 0) {
-            keten_apizmq_on_readable(node);
-        }
         if (http && round == 0) {
             keten_http_run(node->http);
         }
@@ -316,7 +311,6 @@ static void handle_batched(keten_node *node, bool frames, bool requests, bool ht
             }
         }
         keten_link_release(node->link, e == KETEN_OK);
-        keten_apizmq_release(node->apizmq, e == KETEN_OK);
         keten_api_release(node->api, e == KETEN_OK);
     }
 }
@@ -408,34 +402,32 @@ static keten_err loop(keten_node *node, int sfd, keten_metrics *metrics)
     uint64_t last_purge = keten_mono_ms();
     purge(node);
     while (!node->stop) {
-        zmq_pollitem_t items[4 + KETEN_HTTP_LISTENERS] = {
+        zmq_pollitem_t items[3 + KETEN_HTTP_LISTENERS] = {
             { keten_link_socket(node->link), 0, ZMQ_POLLIN, 0 },
             { keten_link_monitor(node->link), 0, ZMQ_POLLIN, 0 },
-            { keten_apizmq_socket(node->apizmq), 0, ZMQ_POLLIN, 0 },
             { NULL, sfd, ZMQ_POLLIN, 0 },
         };
         int http_fds[KETEN_HTTP_LISTENERS];
         size_t n_http = keten_http_fds(node->http, http_fds);
         for (size_t i = 0; i < n_http; i++) {
-            items[4 + i] = (zmq_pollitem_t) { NULL, http_fds[i], ZMQ_POLLIN, 0 };
+            items[3 + i] = (zmq_pollitem_t) { NULL, http_fds[i], ZMQ_POLLIN, 0 };
         }
-        int rc = zmq_poll(items, (int)(4 + n_http), POLL_MS);
+        int rc = zmq_poll(items, (int)(3 + n_http), POLL_MS);
         bool http_ready = false;
         for (size_t i = 0; rc > 0 && i < n_http; i++) {
-            http_ready = http_ready || (items[4 + i].revents & ZMQ_POLLIN);
+            http_ready = http_ready || (items[3 + i].revents & ZMQ_POLLIN);
         }
         if (rc < 0 && zmq_errno() != EINTR) {
             return keten_err_set(KETEN_ERR_IO, "zmq_poll: %s", zmq_strerror(zmq_errno()));
         }
-        if (rc > 0 && (items[3].revents & ZMQ_POLLIN) && read_signals(node, sfd)) {
+        if (rc > 0 && (items[2].revents & ZMQ_POLLIN) && read_signals(node, sfd)) {
             break;
         }
         if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
             on_monitor(node);
         }
-        if (rc > 0 && (((items[0].revents | items[2].revents) & ZMQ_POLLIN) || http_ready)) {
-            handle_batched(node, items[0].revents & ZMQ_POLLIN, items[2].revents & ZMQ_POLLIN,
-                http_ready);
+        if (rc > 0 && ((items[0].revents & ZMQ_POLLIN) || http_ready)) {
+            handle_batched(node, items[0].revents & ZMQ_POLLIN, http_ready);
         }
         if (node->relink) {
             node->relink = false;
@@ -453,7 +445,7 @@ static keten_err loop(keten_node *node, int sfd, keten_metrics *metrics)
         keten_api_tick(node);
         /* Answers resumed above, idle time-outs, and requests that came
          * meanwhile: inside a group commit too, as every API request. */
-        handle_batched(node, false, false, true);
+        handle_batched(node, false, true);
         keten_hook_reap(node);
         keten_rotate_tick(node);
         keten_notify_watchdog_tick(keten_mono_ms());
@@ -527,7 +519,6 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
     }
     if ((e = keten_witness_new(&node, &node.witness)) != KETEN_OK
         || (e = keten_api_open(&node, &node.api)) != KETEN_OK
-        || (e = keten_apizmq_open(&node, &node.apizmq)) != KETEN_OK
         || (e = keten_http_open(&node, &node.http)) != KETEN_OK
         || (e = connect_broker(&node)) != KETEN_OK
         || (metrics != NULL && (e = keten_metrics_start(metrics)) != KETEN_OK)) {
@@ -548,7 +539,6 @@ out:
     keten_passphrase_free(&pass);
     keten_passphrase_scrub_env();
     keten_http_destroy(&node.http);
-    keten_apizmq_destroy(&node.apizmq);
     keten_api_destroy(&node.api);
     keten_link_destroy(&node.link);
     keten_witness_destroy(&node.witness);

@@ -16,8 +16,6 @@
  *              group commit), independent of the transport
  *   http.c     the API over HTTP: HOME/api.sock and api-listen (libmicrohttpd
  *              in the daemon's loop)
- *   apizmq.c   the former ZeroMQ API on HOME/api-zmq.sock, until the command
- *              line speaks HTTP
  *   status.c   node and message status as JSON
  *   hook.c     the --on-message hook
  *   events.c   the event log applications follow (GET /v1/events)
@@ -52,12 +50,10 @@
 #define KETEN_NODE_NOTICE_ACKS_MAX 256 /* notice confirmations sent in one NoticeAck */
 #define KETEN_NODE_SUBMITS_KEPT 1024 /* submits remembered for pairing their acks */
 #define KETEN_NODE_API_SOCK "api.sock" /* HTTP (http.h) */
-#define KETEN_NODE_APIZMQ_SOCK "api-zmq.sock" /* ZeroMQ (apizmq.h), until the CLI speaks HTTP */
 #define KETEN_NODE_LOCK "node.lock"
 
 typedef struct keten_link keten_link;
 typedef struct keten_api keten_api;
-typedef struct keten_apizmq keten_apizmq;
 typedef struct keten_http keten_http;
 typedef struct keten_witness keten_witness;
 typedef struct keten_events keten_events;
@@ -103,7 +99,6 @@ typedef struct keten_node_counters {
 
 typedef struct keten_node {
     keten_node_opts opts;
-    char api_endpoint[PATH_MAX + 8]; /* the ZeroMQ API's (apizmq.h) */
     keten_identity *me;
     /* Key rotation (rotate.h): new keys waiting for their certificate, and
      * the keys a switch replaced (they open deliveries sealed to the old
@@ -117,7 +112,6 @@ typedef struct keten_node {
     void *zctx;
     keten_link *link;
     keten_api *api;
-    keten_apizmq *apizmq;
     keten_http *http;
     keten_witness *witness;
     keten_events *events; /* the event log's listener (events.h); NULL: none */

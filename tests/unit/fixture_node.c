@@ -18,7 +18,6 @@
 
 #include "alarm.h"
 #include "api.h"
-#include "apizmq.h"
 #include "checkpoint.h"
 #include "dirs.h"
 #include "fixture_node.h"
@@ -99,7 +98,6 @@ fnode *fnode_new(fixture *fx, const char *node_id, const char *broker_id)
     assert_non_null(node->zctx);
     CHECK(keten_witness_new(node, &node->witness), "the witness");
     CHECK(keten_api_open(node, &node->api), "the API operations");
-    CHECK(keten_apizmq_open(node, &node->apizmq), "the local ZeroMQ API");
     self->router = broker_end(self);
     CHECK(keten_link_new(node->zctx, self->endpoint, me, self->broker->transport_pk, &node->link),
         "the link");
@@ -113,7 +111,6 @@ void fnode_destroy(fnode **self_p)
     }
     fnode *self = *self_p;
     keten_node *node = &self->node;
-    keten_apizmq_destroy(&node->apizmq);
     keten_api_destroy(&node->api);
     keten_link_destroy(&node->link);
     if (self->router != NULL) {
