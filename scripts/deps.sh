@@ -60,9 +60,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 if [ "$testing" -eq 1 ]; then
-  # axe-core, the accessibility checker web_flow runs in the page: the
-  # version tests/web/package-lock.json pins, into tests/web/node_modules
-  # (git-ignored); no install scripts are run.
+  # axe-core, the accessibility checker web_flow runs in the page, and the
+  # OpenAPI Initiative's JSON Schema of OpenAPI 3.1 (openapi_check checks
+  # docs/api/openapi.yaml against it): the versions tests/web/package-lock.json
+  # pins, into tests/web/node_modules (git-ignored); no install scripts run.
   web_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/web"
   npm ci --prefix "$web_tests" --ignore-scripts --no-audit --no-fund
 fi

