@@ -118,7 +118,10 @@ keep_notice() {
     echo "Try: $AUDIT replay --db $T/audit-export --msg ${SIG:-MSG_ID}"
     echo "Remove it with: rm -rf $T"
 }
+# SLEEPER: what --keep waits on at the end (not one of the network's processes).
+SLEEPER=
 cleanup() {
+    [ -z "$SLEEPER" ] || kill -TERM "$SLEEPER" 2>/dev/null
     stop_all
     if [ "$KEEP" -eq 0 ]; then
         cd / && rm -rf "$T"
@@ -127,7 +130,10 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+# A closed terminal (SIGHUP) stops everything too: nothing is left running
+# behind a terminal that is gone.
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP
 
 say() {
     STEP=$((STEP + 1))
@@ -682,9 +688,9 @@ plain "a message is one signal, query or answer as its sender sent it; an exchan
     "the municipality only (3 messages, 3 exchanges): 5 messages, 8 exchanges in all." \
     "'receipted' counts the exchanges whose recipient signed that it stored the message."
 
-# With --keep the network runs on until Ctrl-C (SIGINT) or SIGTERM: the web
-# addresses and their tokens are printed, then the script waits, in a
-# `wait` that a trapped signal ends at once.
+# With --keep the network runs on until Ctrl-C (SIGINT), SIGTERM or SIGHUP:
+# the web addresses and their tokens are printed, then the script waits, in
+# a `wait` that a trapped signal ends at once.
 if [ "$KEEP" -eq 1 ]; then
     say "The network keeps running (--keep): the web pages are open for you to try."
     note "the broker and the four nodes run on. Open an address in a browser on this machine"
@@ -700,7 +706,7 @@ if [ "$KEEP" -eq 1 ]; then
         "on the node's machine). Stopping the network ends every session."
     echo
     STOPPING=0
-    trap 'STOPPING=1' INT TERM
+    trap 'STOPPING=1' INT TERM HUP
     echo "Press Ctrl-C to stop the network."
     sleep infinity &
     SLEEPER=$!
@@ -709,7 +715,9 @@ if [ "$KEEP" -eq 1 ]; then
     done
     kill -TERM "$SLEEPER" 2>/dev/null
     wait "$SLEEPER" 2>/dev/null
+    SLEEPER=
     trap 'exit 130' INT TERM
+    trap 'exit 129' HUP
 fi
 
 say "Everything stops."

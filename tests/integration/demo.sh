@@ -158,6 +158,17 @@ refused() {
 }
 check "nothing answers on the municipality's address any more" refused "$URL_G"
 check "nor on the police's" refused "$URL_P"
+# in_folder DIR: a process still works in DIR, where the demonstration
+# started everything, also what it waited on (exit 0), or none does (1).
+in_folder() {
+    local p dir
+    dir=$(realpath "$1") || return 2
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/cwd" 2>/dev/null)" = "$dir" ] && return 0
+    done
+    return 1
+}
+check "no process is left in the demonstration's folder" lacks in_folder "$KEPT"
 
 # Every numbered step has its plain-words sentence before the next step.
 steps=$(grep -cE '^[0-9]+\. ' "$T/demo.out")
