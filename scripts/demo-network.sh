@@ -4,8 +4,12 @@
 #   scripts/demo-network.sh [--keep] KETEN-KEYS KETEN-NODE KETEN-BROKER KETEN-AUDIT
 #   scripts/demo-network.sh --check-absent DIR|FILE... -- WORD...
 #
-# --keep leaves the network's folder in place afterwards (its path and what
-# to look at are printed at the end); without it the folder is removed.
+# --keep leaves the network running at the end: the broker and the four
+# nodes go on, and the municipality's and the police's web addresses are
+# printed with a token to sign in with, until Ctrl-C (SIGINT or SIGTERM);
+# then every process is stopped and the network's folder is kept (its path
+# and what to look at are printed). Without it the demonstration stops
+# everything by itself and removes the folder.
 # --check-absent runs step 8's check alone: exit 0 when none of the WORDs
 # (fixed strings) occurs in any file under the paths, 1 when one does, 2
 # when a path could not be searched.
@@ -14,10 +18,11 @@
 # municipality, the police, the tax authority, a housing corporation and the
 # broker enrol; a sharing policy is published; signals, a query and its
 # replies are exchanged (the police node is offline for part of it); an
-# attempt outside the policy is refused; the partners cosign the broker's
-# checkpoints; the operator exports the audit tables and an auditor verifies
-# them against a checkpoint kept by the police node, then prints the replay
-# and the statistics. Every step says in plain words what it means for the
+# attempt outside the policy is refused; a clerk and an analyst sign in to
+# their nodes' web pages (on loopback ports, checked with curl); the
+# partners cosign the broker's checkpoints; the operator exports the audit
+# tables and an auditor verifies them against a checkpoint kept by the
+# police node, then prints the replay and the statistics. Every step says in plain words what it means for the
 # partners. Every process started here is stopped at the end. Exits non-zero
 # if any step did not do what it says.
 set -uo pipefail
@@ -68,6 +73,10 @@ KEYS=$(realpath "${1:?usage: demo-network.sh [--keep] KETEN-KEYS KETEN-NODE KETE
 NODE=$(realpath "${2:?keten-node}")
 BROKER=$(realpath "${3:?keten-broker}")
 AUDIT=$(realpath "${4:?keten-audit}")
+# The web page the nodes serve: this source tree's web/ (the programs run
+# from the build folder, not installed).
+WEB=$(realpath "$(dirname "$0")/../web")
+[ -f "$WEB/index.html" ] || { echo "demo-network.sh: no web page in $WEB" >&2; exit 1; }
 
 T=$(mktemp -d /tmp/keten-demo-XXXXXX)
 cd "$T" || exit 1
@@ -105,10 +114,14 @@ keep_notice() {
     echo "  audit-export/            the auditor's copy of the audit log (plain files)"
     echo "  politie-checkpoint.note  the checkpoint the police kept"
     echo "  directory.signed         the directory (members and rules), signed by 2 administrators"
+    echo "  web-check/               what the web pages answered the demonstration's requests"
     echo "Try: $AUDIT replay --db $T/audit-export --msg ${SIG:-MSG_ID}"
     echo "Remove it with: rm -rf $T"
 }
+# SLEEPER: what --keep waits on at the end (not one of the network's processes).
+SLEEPER=
 cleanup() {
+    [ -z "$SLEEPER" ] || kill -TERM "$SLEEPER" 2>/dev/null
     stop_all
     if [ "$KEEP" -eq 0 ]; then
         cd / && rm -rf "$T"
@@ -117,7 +130,10 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+# A closed terminal (SIGHUP) stops everything too: nothing is left running
+# behind a terminal that is gone.
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP
 
 say() {
     STEP=$((STEP + 1))
@@ -161,9 +177,14 @@ start_broker() {
     PID[broker]=$!
     STARTED+=($!)
 }
+# The loopback ports of the web pages: the municipality's and the police's
+# nodes serve theirs (API_PORT, set before the nodes start).
+declare -A API_PORT=()
 start_node() {
+    local api=()
+    [ -z "${API_PORT[$1]:-}" ] || api=(--api-listen "127.0.0.1:${API_PORT[$1]}" --web-root "$WEB")
     "$NODE" run --home "$1" --anchor admin/network.pub --directory directory.signed \
-        --broker "$BROKER_EP" >>"node-$1.log" 2>&1 &
+        --broker "$BROKER_EP" "${api[@]}" >>"node-$1.log" 2>&1 &
     PID[$1]=$!
     STARTED+=($!)
     wait_until 20 "$NODE" status --home "$1" || { fail "node $1 did not start"; exit 1; }
@@ -272,6 +293,19 @@ plain "the partners and the broker accept this list of members and rules (the di
     "only because two administrators signed it."
 
 say "The broker starts; then the four partner nodes connect (CurveZMQ, keys from the directory)."
+# Two free loopback ports, asked of the system at once so that they differ
+# (one taken by another program before the node binds it makes that node's
+# start fail, and the step says so).
+if ! PORTS=$(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s:
+    x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])' 2>&1); then
+    fail "no free loopback port for the web pages"
+    printf '%s\n' "$PORTS" | sed 's/^/   | /'
+    exit 1
+fi
+read -r "API_PORT[gemeente]" "API_PORT[politie]" <<<"$PORTS"
 start_broker
 for id in gemeente politie belastingdienst woningcorporatie; do
     start_node "$id"
@@ -280,6 +314,8 @@ for id in gemeente politie belastingdienst woningcorporatie; do
     wait_until 30 connected "$id" || { fail "$id did not connect"; exit 1; }
 done
 note "all four connected"
+note "the municipality's node serves its web page at http://127.0.0.1:${API_PORT[gemeente]}/,"
+note "the police's at http://127.0.0.1:${API_PORT[politie]}/ (on this machine only)"
 plain "the connections are encrypted, and each side checks the other's key against the" \
     "signed directory: a machine that is not a member cannot connect."
 
@@ -433,6 +469,144 @@ plain "'rule 0' means that no rule of the agreement allows it, and what the agre
     "refused it before anything left; had it been sent, the broker would have refused it" \
     "too and recorded the attempt in its audit log."
 
+# web PORT METHOD PATH OUT [CURL ARGS...]: one request to a node's web
+# address as a browser on this machine makes it (Host the page's own
+# address); prints the HTTP status; the answer in web-check/OUT, its
+# headers in web-check/OUT.hdr, curl's complaints in web-check/OUT.err.
+web() {
+    local port=$1 method=$2 path=$3 out=web-check/$4
+    shift 4
+    mkdir -p web-check
+    curl -sS --max-time 10 -X "$method" -H "Host: 127.0.0.1:$port" -D "$out.hdr" -o "$out" \
+        -w '%{http_code}' "$@" "http://127.0.0.1:$port$path" 2>"$out.err"
+}
+# header_has FILE NAME VALUE: the headers in FILE hold a header NAME (in
+# any case) whose value contains VALUE.
+header_has() {
+    tr -d '\r' <"$1" | grep -qiE "^$2: " || return 1
+    tr -d '\r' <"$1" | grep -iE "^$2: " | sed -E 's/^[^:]*: //' | grep -qF -- "$3"
+}
+# token_for NODE NAME VAR: a token for a person (read, send, acknowledge),
+# made by the node's operator over its local socket (shown once), in VAR.
+token_for() {
+    local tok
+    printf -v "$3" '%s' ""
+    tok=$("$NODE" token create --home "$1" --name "$2" --scope read,send,ack 2>token.err)
+    if ! [[ $tok =~ ^ktn_[A-Za-z0-9_-]{43}$ ]]; then
+        fail "no token for the $2 at $1"
+        sed 's/^/   | /' token.err
+        return 1
+    fi
+    printf -v "$3" '%s' "$tok"
+}
+# sign_in NODE TOKEN WHO: open a web session at NODE's page with TOKEN, as
+# the page does when someone signs in; sets COOKIE and CSRF.
+sign_in() {
+    local port=${API_PORT[$1]} code
+    COOKIE='' CSRF=''
+    code=$(web "$port" POST /v1/session "session-$1.json" -H "Origin: http://127.0.0.1:$port" \
+        -H 'Content-Type: application/json; charset=utf-8' --data-binary "{\"token\":\"$2\"}")
+    if [ "$code" != 201 ] || ! grep -q "\"actor\": *\"token:$3\"" "web-check/session-$1.json"; then
+        fail "the $3's token does not open a session at $1 (HTTP $code)"
+        cat "web-check/session-$1.json" "web-check/session-$1.json.err" 2>/dev/null | sed 's/^/   | /'
+        return 1
+    fi
+    if ! header_has "web-check/session-$1.json.hdr" Set-Cookie "keten_session=" \
+        || ! tr -d '\r' <"web-check/session-$1.json.hdr" | grep -iE '^Set-Cookie: ' | grep -q 'HttpOnly; SameSite=Strict'; then
+        fail "the session's cookie is not HttpOnly and SameSite=Strict"
+        return 1
+    fi
+    COOKIE=$(tr -d '\r' <"web-check/session-$1.json.hdr" | sed -nE 's/^[Ss]et-[Cc]ookie: *(keten_session=[^;]*).*/\1/p')
+    CSRF=$(grep -o '"csrf_token": *"[^"]*"' "web-check/session-$1.json" | sed -E 's/.*"([^"]*)"$/\1/')
+    if [ -z "$COOKIE" ] || [ -z "$CSRF" ]; then
+        fail "no session cookie or CSRF token from $1"
+        return 1
+    fi
+}
+
+say "The web page: a clerk at the municipality and an analyst at the police sign in."
+PG=${API_PORT[gemeente]} PP=${API_PORT[politie]}
+token_for gemeente clerk CLERK
+token_for politie analyst ANALYST
+note "each node's operator made an access token (read, send, acknowledge), shown only once:"
+note "  the clerk's, for http://127.0.0.1:$PG/   ${CLERK:-(none)}"
+note "  the analyst's, for http://127.0.0.1:$PP/   ${ANALYST:-(none)}"
+code=$(web "$PG" GET / page.html)
+if [ "$code" = 200 ] && grep -qi '<html' web-check/page.html \
+    && header_has web-check/page.html.hdr Content-Security-Policy "default-src 'self'; script-src 'self'"; then
+    note "the municipality's page answers (HTTP 200), with the rule that it runs only its own"
+    note "files: Content-Security-Policy: default-src 'self'; script-src 'self'; ..."
+else
+    fail "the municipality's page does not answer as it should (HTTP $code)"
+    sed 's/^/   | /' web-check/page.html.err 2>/dev/null
+fi
+if [ -n "$CLERK" ] && sign_in gemeente "$CLERK" clerk; then
+    note "the clerk signs in: the node opens a session (a cookie the page's scripts cannot read)"
+    code=$(web "$PG" GET /v1/inbox inbox-clerk.json -H "Cookie: $COOKIE")
+    n=$(grep -o "\"in_reply_to\": *\"$Q\"" web-check/inbox-clerk.json 2>/dev/null | wc -l)
+    if [ "$code" = 200 ] && [ "$n" -eq 3 ]; then
+        note "and with it the page lists the clerk's inbox: the three answers to the query"
+    else
+        fail "the clerk's inbox through the session (HTTP $code, $n answers to the query, 3 expected)"
+    fi
+    ONE=$(grep -oE '"msg_id": *"[0-9a-f]{32}"' web-check/inbox-clerk.json | head -1 | grep -oE '[0-9a-f]{32}')
+    code=$(web "$PG" POST "/v1/inbox/${ONE:-0}/ack" ack-elsewhere.json -H "Cookie: $COOKIE" \
+        -H "Origin: https://elsewhere.example")
+    if [ "$code" = 403 ]; then
+        note "another web site's page, in the clerk's browser, tries to acknowledge a message"
+        note "with the clerk's session: refused (HTTP 403)"
+    else
+        fail "a request from another site with the clerk's session was not refused (HTTP $code)"
+    fi
+    code=$(web "$PG" DELETE /v1/session logout.json -H "Cookie: $COOKIE" \
+        -H "Origin: http://127.0.0.1:$PG" -H "X-CSRF-Token: $CSRF")
+    after=$(web "$PG" GET /v1/inbox inbox-after.json -H "Cookie: $COOKIE")
+    if [ "$code" = 204 ] && [ "$after" = 401 ]; then
+        note "the clerk signs out; the same cookie then opens nothing (HTTP 401)"
+    else
+        fail "signing out (HTTP $code) did not end the session (the inbox then: HTTP $after)"
+    fi
+fi
+if [ -n "$ANALYST" ]; then
+    code=$(web "$PG" POST /v1/session session-wrong.json -H "Origin: http://127.0.0.1:$PG" \
+        -H 'Content-Type: application/json; charset=utf-8' --data-binary "{\"token\":\"$ANALYST\"}")
+    if [ "$code" = 401 ]; then
+        note "the analyst's token does not open the municipality's page (HTTP 401): a token"
+        note "belongs to one node"
+    else
+        fail "the police's token opened the municipality's page (HTTP $code)"
+    fi
+    if sign_in politie "$ANALYST" analyst; then
+        code=$(web "$PP" GET /v1/inbox inbox-analyst.json -H "Cookie: $COOKIE")
+        if [ "$code" = 200 ] && grep -q "\"msg_id\": *\"$SIG\"" web-check/inbox-analyst.json \
+            && grep -q "\"msg_id\": *\"$Q\"" web-check/inbox-analyst.json; then
+            note "the analyst signs in at the police's page and sees the signal and the query"
+        else
+            fail "the analyst's inbox through the session (HTTP $code) lacks the signal or the query"
+        fi
+    fi
+fi
+# The municipality's access log: the clerk's sign-in, inbox and sign-out,
+# and the three refused requests (the other site's, the cookie after
+# signing out, the police's token).
+n=$(grep -c '"actor": *"token:clerk"' gemeente/access.log 2>/dev/null)
+d=$(grep -c '"result": *"denied"' gemeente/access.log 2>/dev/null)
+if [ "${n:-0}" -ge 3 ] && [ "${d:-0}" -ge 3 ]; then
+    note "the municipality's access log has a line for each of these requests: $n for the clerk,"
+    note "$d refused; who did what and when, never what a message says"
+else
+    fail "the municipality's access log lacks the clerk's requests (${n:-0} of 3) or the refused ones (${d:-0} of 3)"
+fi
+plain "people who do not work on the command line use their own node's web page in a" \
+    "browser: the clerk records signals and follows up queries, the analyst reads what" \
+    "came in, acknowledges it and answers. Here each signs in with an access token the" \
+    "node's operator made for them, shown once, like a new password. In a municipality" \
+    "people sign in with the organisation's own single sign-on instead: a reverse proxy" \
+    "in front of the node checks who they are and tells the node (docs/integration.md)." \
+    "The page comes from the partner's own node and loads nothing from anywhere else, so" \
+    "it works without internet. It answers on this machine only, and what another web" \
+    "site makes a signed-in browser send is refused."
+
 say "The partners witness the broker's audit log: each checks that every new checkpoint"
 note "is consistent with the one it saw before, and cosigns it."
 # The police's reply is the last message: wait for a witnessed checkpoint
@@ -513,6 +687,38 @@ plain "a message is one signal, query or answer as its sender sent it; an exchan
     "exchanges), the query to 3 (1 message, 3 exchanges), and each of the 3 answers went to" \
     "the municipality only (3 messages, 3 exchanges): 5 messages, 8 exchanges in all." \
     "'receipted' counts the exchanges whose recipient signed that it stored the message."
+
+# With --keep the network runs on until Ctrl-C (SIGINT), SIGTERM or SIGHUP:
+# the web addresses and their tokens are printed, then the script waits, in
+# a `wait` that a trapped signal ends at once.
+if [ "$KEEP" -eq 1 ]; then
+    say "The network keeps running (--keep): the web pages are open for you to try."
+    note "the broker and the four nodes run on. Open an address in a browser on this machine"
+    note "and sign in with the token next to it:"
+    note "  the municipality (the clerk):  http://127.0.0.1:${API_PORT[gemeente]}/   ${CLERK:-(no token)}"
+    note "  the police (the analyst):      http://127.0.0.1:${API_PORT[politie]}/   ${ANALYST:-(no token)}"
+    note "From another machine, through ssh (then open the same address there):"
+    note "  ssh -L ${API_PORT[gemeente]}:127.0.0.1:${API_PORT[gemeente]} $(id -un)@$(uname -n)"
+    note "  ssh -L ${API_PORT[politie]}:127.0.0.1:${API_PORT[politie]} $(id -un)@$(uname -n)"
+    plain "these pages, tokens and keys belong to this demonstration network only. A node's" \
+        "page answers on its own machine only; from elsewhere it is reached through an" \
+        "encrypted connection (here an ssh tunnel; in an organisation a TLS reverse proxy" \
+        "on the node's machine). Stopping the network ends every session."
+    echo
+    STOPPING=0
+    trap 'STOPPING=1' INT TERM HUP
+    echo "Press Ctrl-C to stop the network."
+    sleep infinity &
+    SLEEPER=$!
+    while [ "$STOPPING" -eq 0 ] && kill -0 "$SLEEPER" 2>/dev/null; do
+        wait "$SLEEPER"
+    done
+    kill -TERM "$SLEEPER" 2>/dev/null
+    wait "$SLEEPER" 2>/dev/null
+    SLEEPER=
+    trap 'exit 130' INT TERM
+    trap 'exit 129' HUP
+fi
 
 say "Everything stops."
 stop_all

@@ -4,8 +4,10 @@
 #
 #   scripts/demo.sh [--keep]
 #
-# --keep leaves the demonstration network's folder in place and prints its
-# path and what to look at.
+# --keep leaves the network running at the end, with the web pages of the
+# municipality and the police open (their addresses and tokens printed),
+# until Ctrl-C; then it stops everything, keeps the network's folder and
+# prints its path and what to look at.
 set -euo pipefail
 case ${1:-} in
 '' | --keep) ;;

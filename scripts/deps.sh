@@ -26,9 +26,12 @@ packages=(
   # Debian, but named so that nothing is taken for granted; util-linux has
   # setsid, through which every test runs its commands
   coreutils findutils grep sed tar mawk util-linux
+  # curl: the demonstration checks the nodes' web pages (scripts/demo-network.sh)
+  curl
 )
 if [ "$testing" -eq 1 ]; then
-  # curl: the broker's metrics endpoint (broker_exchange, broker_store_full,
+  # curl (installed above for the demonstration) also reads the broker's
+  # metrics endpoint in the tests (broker_exchange, broker_store_full,
   # broker_notices, systemd_notify); Chromium renders the auditors' HTML
   # report (audit_replay); python3-cryptography: Ed25519 for the independent
   # check of an audit export's checkpoint (audit_tiles, tests/tools/tiles_check.py);
@@ -37,7 +40,7 @@ if [ "$testing" -eq 1 ]; then
   # (node_http, tests/tools/openapi_check.py); curl also drives that API.
   # chromium-driver, python3-selenium and npm: the web page's browser test
   # (web_flow, tests/web/web_flow.py), with axe-core from npm (below).
-  packages+=(curl chromium python3-cryptography python3-jsonschema python3-yaml
+  packages+=(chromium python3-cryptography python3-jsonschema python3-yaml
     chromium-driver python3-selenium npm)
 fi
 if [ "$packaging" -eq 1 ]; then
