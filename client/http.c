@@ -157,7 +157,7 @@ static bool refuse(keten_api_response *resp, unsigned status, const char *detail
  * Origin on a POST or DELETE is 403 whatever the credentials. Nobody known:
  * only /v1/ping, POST /v1/session and the web files are answered, the rest
  * 401. false: resp holds the refusal. */
-static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *conn,
+static bool identify_caller(keten_http *h, http_req *r, struct MHD_Connection *conn,
     const char *method, const char *url, keten_api_response *resp)
 {
     const union MHD_ConnectionInfo *ci
@@ -176,11 +176,6 @@ static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *con
     keten_auth_anonymous(KETEN_VIA_TCP, peer, &r->who);
     bool api = strncmp(url, "/v1/", 4) == 0 || strcmp(url, "/v1") == 0;
     bool open_session = strcmp(url, "/v1/session") == 0 && strcmp(method, "POST") == 0;
-    if (api && is_write(method) && !origin_ok(conn)) {
-        return refuse(resp, 403,
-            "the Origin of this request is not this host: the API answers its own web page "
-            "only (no cross-site requests)");
-    }
     if (h->auth.proxy) {
         const char *hv = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, h->auth.proxy_header);
         keten_auth_principal p;
@@ -257,6 +252,25 @@ static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *con
             "/v1/tokens on the node's Unix socket) or a web session");
     }
     return true;
+}
+
+/* identify_caller, and a cross-site Origin on a POST or DELETE under /v1/
+ * refused (403) whatever the credentials: after the caller is known, so
+ * that the access log names whose session or token another site tried to
+ * use. */
+static bool http_identify(keten_http *h, http_req *r, struct MHD_Connection *conn,
+    const char *method, const char *url, keten_api_response *resp)
+{
+    bool api = strncmp(url, "/v1/", 4) == 0 || strcmp(url, "/v1") == 0;
+    bool cross_site = r->via != VIA_UNIX && api && is_write(method) && !origin_ok(conn);
+    bool known = identify_caller(h, r, conn, method, url, resp);
+    if (!cross_site) {
+        return known;
+    }
+    keten_api_response_clear(resp);
+    return refuse(resp, 403,
+        "the Origin of this request is not this host: the API answers its own web page "
+        "only (no cross-site requests)");
 }
 
 /* ---- answers ------------------------------------------------------------- */

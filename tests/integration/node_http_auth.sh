@@ -390,6 +390,11 @@ check "a bad token is logged denied 401 (anonymous)" has \
     "d['actor'] == 'anonymous' and d['result'] == 'denied' and d['status'] == 401 and d['action'] == 'list-inbox'"
 check "the CSRF refusals are logged denied 403 for token:all" has \
     "d['actor'] == 'token:all' and d['action'] == 'ack' and d['result'] == 'denied'"
+check "the cross-site attempt names whose session it used: 3 refused acks of token:all (no, a wrong X-CSRF-Token, another Origin)" "$PY" -c '
+import json, sys
+n = sum(1 for l in open(sys.argv[1]) for d in [json.loads(l)]
+        if d["actor"] == "token:all" and d["action"] == "ack" and d["result"] == "denied" and d["status"] == 403)
+sys.exit(0 if n == 3 else 1)' "$LOG"
 check "the person the proxy named" has "d['actor'] == 'person:alice' and d['action'] == 'list-inbox'"
 check "the operator on the socket: local, with its uid" has \
     "d['actor'] == 'local' and d['via'] == 'unix' and d['peer'] == 'uid=$(id -u)' and d['action'] == 'token-create'"
