@@ -68,5 +68,9 @@ if [ "$testing" -eq 1 ]; then
   # docs/api/openapi.yaml against it): the versions tests/web/package-lock.json
   # pins, into tests/web/node_modules (git-ignored); no install scripts run.
   web_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/web"
-  npm ci --prefix "$web_tests" --ignore-scripts --no-audit --no-fund
+  # npm trusts the system's certificate authorities (Debian's, and an
+  # organisation's own added with update-ca-certificates), not only its own.
+  cafile=()
+  [ -f /etc/ssl/certs/ca-certificates.crt ] && cafile=(--cafile /etc/ssl/certs/ca-certificates.crt)
+  npm ci --prefix "$web_tests" --ignore-scripts --no-audit --no-fund "${cafile[@]}"
 fi
