@@ -56,7 +56,7 @@ web_step() {
         "a token of another node is refused"
     says "the analyst signs in at the police's page and sees the signal and the query" \
         "the analyst's session reached the police's inbox"
-    tells "the municipality's access log has a line for each of these requests: 3 for the clerk, 3 refused" \
+    tells "the municipality's access log has a line for each of these requests: 4 for the clerk, 3 refused" \
         "the access log names the clerk's requests and the refused ones"
     tells "sign in with the organisation's own single sign-on instead: a reverse proxy" \
         "it says who signs in how"
