@@ -136,7 +136,7 @@ static int token_list(const char *home, bool as_json)
             keten_cli_prog());
         rc = KETEN_EXIT_FAILURE;
     } else if (as_json) {
-        if (keten_cli_json_print(reply) != KETEN_OK) {
+        if (keten_cli_json_print(json_incref(reply)) != KETEN_OK) {
             rc = keten_cli_error(KETEN_ERR_IO);
         }
     } else {
