@@ -282,7 +282,9 @@ static int cmp_str(const void *a, const void *b)
 
 static void names_sort(names *ns)
 {
-    qsort(ns->v, ns->n, sizeof ns->v[0], cmp_str);
+    if (ns->n > 1) {
+        qsort(ns->v, ns->n, sizeof ns->v[0], cmp_str); /* ns->v is NULL when empty */
+    }
 }
 
 static size_t name_find(const names *ns, const char *s)

@@ -315,7 +315,9 @@ keten_err proof_build(
             cp.origin);
         goto out;
     }
-    qsort(c.dirs, c.n_dirs, sizeof *c.dirs, cmp_blob);
+    if (c.n_dirs > 1) {
+        qsort(c.dirs, c.n_dirs, sizeof *c.dirs, cmp_blob); /* NULL when none */
+    }
     const blob *dir = NULL;
     size_t n_chain = 0;
     for (size_t i = 0; i < c.n_dirs && c.dirs[i].index <= cp.dir_version; i++) {

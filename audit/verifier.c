@@ -982,7 +982,9 @@ static keten_err read_notes(verifier *v)
             v->want[v->n_want++] = v->notes[i].body.size;
         }
     }
-    qsort(v->want, v->n_want, sizeof *v->want, cmp_u64);
+    if (v->n_want > 1) {
+        qsort(v->want, v->n_want, sizeof *v->want, cmp_u64);
+    }
     return KETEN_OK;
 }
 

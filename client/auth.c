@@ -552,7 +552,9 @@ keten_err keten_auth_token_list(keten_store *st, uint64_t now_ms, json_t **out)
     keten_store_abort(&txn);
     json_t *arr = NULL;
     if (e == KETEN_OK) {
-        qsort(l.recs, l.n, sizeof *l.recs, by_creation);
+        if (l.n > 1) {
+            qsort(l.recs, l.n, sizeof *l.recs, by_creation); /* l.recs is NULL when none */
+        }
         arr = json_array();
         e = arr == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
     }
