@@ -165,6 +165,16 @@ make_network() {
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# port_open PORT: something accepts connections on 127.0.0.1:PORT.
+port_open() {
+    "$PY" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$1"
+}
+
 # Every test: run (setsid), jl and jget (python3).
 need_tool "$PY" setsid
 

@@ -18,12 +18,6 @@ setup_network || done_testing
 SUMMARY="Adres staat op naam van 9 personen"
 signal sig.json woonfraude "$SUMMARY"
 
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-port_open() {
-    "$PY" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$1"
-}
 PP=$(free_port) # politie-mn: the node under test; its proxy is 127.0.0.1
 PG=$(free_port) # gemeente-diemen: the sender; its proxy is 127.0.0.2
 

@@ -9,9 +9,6 @@
 . "$(dirname "$0")/node_lib.sh"
 
 need_tool curl
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 setup_network || done_testing
 PORT=$(free_port)
 

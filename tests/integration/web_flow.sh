@@ -48,16 +48,6 @@ AXE_FOUND=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["vers
 require "axe-core is the version tests/web/package.json pins ($AXE_PINNED, found $AXE_FOUND)" \
     test "$AXE_FOUND" = "$AXE_PINNED"
 
-# free_port: a TCP port on 127.0.0.1 that nothing listens on now.
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# port_open PORT: something accepts connections on 127.0.0.1:PORT.
-port_open() {
-    "$PY" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$1"
-}
-
 make_network admin || done_testing
 # The police may give feedback on a woonfraude signal (the network allows
 # replies and feedback on adrescheck only).
