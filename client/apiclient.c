@@ -393,6 +393,50 @@ int keten_apiclient_check(long status, const json_t *reply)
     return rc >= KETEN_EXIT_FAILURE && rc <= KETEN_EXIT_VERIFY ? (int)rc : KETEN_EXIT_FAILURE;
 }
 
+int keten_apiclient_list_get(
+    const char *home, const char *path, const char *query, int timeout_ms, json_t **reply)
+{
+    long status = 0;
+    keten_err e = keten_apiclient_call(home, "GET", path, query, NULL, timeout_ms, &status, reply);
+    if (e != KETEN_OK) {
+        return keten_cli_error(e);
+    }
+    int rc = keten_apiclient_check(status, *reply);
+    if (rc == KETEN_EXIT_OK && !json_is_array(json_object_get(*reply, "messages"))) {
+        const char *what = strncmp(path, "/v1/", 4) == 0 ? path + 4 : path;
+        rc = keten_cli_error(keten_err_set(
+            KETEN_ERR_MALFORMED, "the daemon's %s answer has no \"messages\"", what));
+    }
+    return rc;
+}
+
+int keten_apiclient_list_print(const json_t *reply, bool as_json, void (*header)(void),
+    bool (*print_item)(const json_t *item, void *arg), void *arg, size_t *counted)
+{
+    const json_t *list = json_object_get(reply, "messages");
+    size_t i;
+    json_t *m;
+    *counted = 0;
+    if (!as_json && json_array_size(list) > 0) {
+        header();
+    }
+    json_array_foreach(list, i, m)
+    {
+        if (as_json) {
+            char *line = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            if (line == NULL) {
+                return keten_cli_error(KETEN_ERR_NOMEM);
+            }
+            printf("%s\n", line);
+            sodium_memzero(line, strlen(line)); /* an inbox line holds its signal */
+            free(line);
+        } else if (print_item(m, arg)) {
+            (*counted)++;
+        }
+    }
+    return KETEN_EXIT_OK;
+}
+
 keten_err keten_apiclient_query_add(char *buf, size_t size, const char *key, const char *value)
 {
     size_t n = strnlen(buf, size);

@@ -117,6 +117,24 @@ int keten_apiclient_dry_run(
  * says the message stays in the outbox. */
 int keten_apiclient_sent(long status, const json_t *reply, bool waited, bool as_json);
 
+/* A listing (GET /v1/inbox, GET /v1/sent): path with query (as
+ * keten_apiclient_call), waiting at most timeout_ms. *reply is the answer
+ * (also on a failure: json_decref() it). Returns the exit code: 0 when the
+ * answer is a success whose "messages" is an array; else the failure,
+ * printed (no daemon, a problem, an answer without "messages"). */
+int keten_apiclient_list_get(
+    const char *home, const char *path, const char *query, int timeout_ms, json_t **reply);
+
+/* Print the "messages" of a listing's answer, oldest first: with as_json
+ * each as one compact JSON line (its fields in the daemon's order) and
+ * nothing else; in text, header() before the first (nothing for an empty
+ * list), then print_item(item, arg) for each, which prints its line and
+ * says whether the item counts for the summary (*counted: how many did; 0
+ * with as_json). The summary line is the caller's. Returns the exit code: 0,
+ * or 1 (printed) when memory ran out, the list then cut short. */
+int keten_apiclient_list_print(const json_t *reply, bool as_json, void (*header)(void),
+    bool (*print_item)(const json_t *item, void *arg), void *arg, size_t *counted);
+
 /* Wipe the string values (and keys) of a JSON tree in place: signal content
  * before json_decref(). Accepts NULL. */
 void keten_apiclient_wipe_json(json_t *json);

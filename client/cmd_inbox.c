@@ -76,24 +76,20 @@ static int fetch(const char *home, bool all, const inbox_filter *f, uint64_t wai
         snprintf(num, sizeof num, "%llu", (unsigned long long)(wait_s * 1000));
         e = keten_apiclient_query_add(query, sizeof query, "wait", num);
     }
-    long status = 0;
-    if (e == KETEN_OK) {
-        e = keten_apiclient_call(home, "GET", "/v1/inbox", query, NULL,
-            (int)(wait_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &status, reply);
-    }
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    int rc = keten_apiclient_check(status, *reply);
-    if (rc == KETEN_EXIT_OK && !json_is_array(json_object_get(*reply, "messages"))) {
-        rc = keten_cli_error(
-            keten_err_set(KETEN_ERR_MALFORMED, "the daemon's inbox answer has no \"messages\""));
-    }
-    return rc;
+    return keten_apiclient_list_get(
+        home, "/v1/inbox", query, (int)(wait_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, reply);
 }
 
-static void print_text(const json_t *m, bool handled)
+/* Prints one message, "(handled)" when the unhandled list `open` (NULL:
+ * none asked for) lacks it; true if it is unhandled. */
+static bool print_text(const json_t *m, void *open)
 {
+    bool handled = open != NULL
+        && !listed(json_object_get(open, "messages"),
+            json_string_value(json_object_get(m, "msg_id")));
     const json_t *sig = json_object_get(m, "signal");
     const char *irt = json_string_value(json_object_get(m, "in_reply_to"));
     printf("%-32s  %-24s  %-16s %-8s %s%s%s%s\n", json_string_value(json_object_get(m, "msg_id")),
@@ -104,6 +100,7 @@ static void print_text(const json_t *m, bool handled)
             ? json_string_value(json_object_get(sig, "type"))
             : "?",
         irt != NULL ? "  in reply to " : "", irt != NULL ? irt : "", handled ? "  (handled)" : "");
+    return !handled;
 }
 
 int cmd_inbox(int argc, char **argv)
@@ -185,35 +182,13 @@ int cmd_inbox(int argc, char **argv)
     if (rc == KETEN_EXIT_OK && all && !as_json) {
         rc = fetch(home, false, &filter, 0, &open);
     }
+    size_t unhandled = 0;
     if (rc == KETEN_EXIT_OK) {
-        size_t i, unhandled = 0;
-        json_t *m;
-        const json_t *list = json_object_get(reply, "messages");
-        if (!as_json && json_array_size(list) > 0) {
-            print_header();
-        }
-        json_array_foreach(list, i, m)
-        {
-            bool handled = open != NULL
-                && !listed(json_object_get(open, "messages"),
-                    json_string_value(json_object_get(m, "msg_id")));
-            unhandled += handled ? 0 : 1;
-            if (as_json) {
-                char *line = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                if (line == NULL) {
-                    rc = keten_cli_error(KETEN_ERR_NOMEM);
-                    break;
-                }
-                printf("%s\n", line);
-                free(line);
-            } else {
-                print_text(m, handled);
-            }
-        }
-        if (!as_json && rc == KETEN_EXIT_OK) {
-            size_t n = json_array_size(list);
-            printf("%zu message%s, %zu unhandled\n", n, n == 1 ? "" : "s", unhandled);
-        }
+        rc = keten_apiclient_list_print(reply, as_json, print_header, print_text, open, &unhandled);
+    }
+    if (rc == KETEN_EXIT_OK && !as_json) {
+        size_t n = json_array_size(json_object_get(reply, "messages"));
+        printf("%zu message%s, %zu unhandled\n", n, n == 1 ? "" : "s", unhandled);
     }
     keten_apiclient_wipe_json(open);
     json_decref(open);

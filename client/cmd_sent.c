@@ -38,9 +38,16 @@ static bool open_state(const char *state)
     return strcmp(state, "pending") == 0 || strcmp(state, "accepted") == 0;
 }
 
-/* Prints one message; true if a recipient has not answered yet. */
-static bool print_text(const json_t *m)
+static void print_header(void)
 {
+    printf("%-32s  %-24s  %-8s  %-20s  %-9s  %s\n", "MSG_ID", "CREATED", "KIND", "CATEGORY",
+        "STATE", "RECIPIENTS");
+}
+
+/* Prints one message; true if a recipient has not answered yet. */
+static bool print_text(const json_t *m, void *arg)
+{
+    (void)arg;
     bool open = false;
     printf("%-32s  %-24s  %-8s  %-20s  %-9s ", str(m, "msg_id"), str(m, "created_at"),
         str(m, "kind"), str(m, "category"), str(m, "state"));
@@ -109,47 +116,23 @@ int cmd_sent(int argc, char **argv)
         snprintf(ms, sizeof ms, "%llu", (unsigned long long)since);
         e = keten_apiclient_query_add(query, sizeof query, "since", ms);
     }
-    json_t *reply = NULL;
-    long status = 0;
-    if (e == KETEN_OK) {
-        e = keten_apiclient_call(
-            home, "GET", "/v1/sent", query, NULL, KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
-    }
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
-    int rc = keten_apiclient_check(status, reply);
+    json_t *reply = NULL;
+    int rc = keten_apiclient_list_get(home, "/v1/sent", query, KETEN_APICLIENT_TIMEOUT_MS, &reply);
+    size_t open = 0;
     if (rc == KETEN_EXIT_OK) {
-        const json_t *list = json_object_get(reply, "messages");
+        rc = keten_apiclient_list_print(reply, as_json, print_header, print_text, NULL, &open);
+    }
+    if (rc == KETEN_EXIT_OK && !as_json) {
+        size_t n = json_array_size(json_object_get(reply, "messages"));
         json_int_t more = json_integer_value(json_object_get(reply, "more"));
-        size_t i, open = 0;
-        json_t *m;
-        if (!as_json && json_array_size(list) > 0) {
-            printf("%-32s  %-24s  %-8s  %-20s  %-9s  %s\n", "MSG_ID", "CREATED", "KIND", "CATEGORY",
-                "STATE", "RECIPIENTS");
-        }
-        json_array_foreach(list, i, m)
-        {
-            if (as_json) {
-                char *line = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                if (line == NULL) {
-                    rc = keten_cli_error(KETEN_ERR_NOMEM);
-                    break;
-                }
-                printf("%s\n", line);
-                free(line);
-            } else if (print_text(m)) {
-                open++;
-            }
-        }
-        if (!as_json && rc == KETEN_EXIT_OK) {
-            size_t n = json_array_size(list);
-            printf("%zu message%s sent, %zu awaiting a recipient's answer\n", n, n == 1 ? "" : "s",
-                open);
-            if (more > 0) {
-                printf("%lld older message%s not listed (use --since)\n", (long long)more,
-                    more == 1 ? "" : "s");
-            }
+        printf("%zu message%s sent, %zu awaiting a recipient's answer\n", n, n == 1 ? "" : "s",
+            open);
+        if (more > 0) {
+            printf("%lld older message%s not listed (use --since)\n", (long long)more,
+                more == 1 ? "" : "s");
         }
     }
     json_decref(reply);

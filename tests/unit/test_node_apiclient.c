@@ -8,7 +8,8 @@
  * one over the size cap, no answer in time, nobody listening, no daemon at
  * all (the cap on an answer's size, 1 GiB, is not tried here); a signal text that is not a JSON
  * object refused before anything is sent, with the node's own words; proxy settings in the
- * environment ignored; the query encoder and the msg_id check; wiping a JSON tree. */
+ * environment ignored; the query encoder and the msg_id check; wiping a JSON tree; the
+ * listing loop inbox and sent share, and a listing answer without its list refused. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -466,6 +467,115 @@ static void test_wipe_json(void **state)
     keten_apiclient_wipe_json(NULL);
 }
 
+/* ---- the listing loop of inbox and sent ----------------------------------- */
+
+static void list_header(void)
+{
+    printf("HEADER\n");
+}
+
+/* One line per item; counts those with "open": true. */
+static bool list_item(const json_t *item, void *arg)
+{
+    (*(size_t *)arg)++;
+    printf("item %s\n", json_string_value(json_object_get(item, "msg_id")));
+    return json_is_true(json_object_get(item, "open"));
+}
+
+/* What keten_apiclient_list_print() printed on standard output; its exit
+ * code in *rc. */
+static char *list_printed(const json_t *reply, bool as_json, size_t *calls, size_t *counted, int *rc)
+{
+    char path[] = "/tmp/keten-apiclient-out-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, STDOUT_FILENO) >= 0);
+    *rc = keten_apiclient_list_print(reply, as_json, list_header, list_item, calls, counted);
+    fflush(stdout);
+    assert_true(dup2(saved, STDOUT_FILENO) >= 0);
+    close(saved);
+    char *out = calloc(1, 4096);
+    assert_non_null(out);
+    assert_true(lseek(fd, 0, SEEK_SET) == 0);
+    assert_true(read(fd, out, 4095) >= 0);
+    close(fd);
+    unlink(path);
+    return out;
+}
+
+/* The loop both listings share: a header only before a non-empty text
+ * list, one line per item from the command's printer (and how many it
+ * counted), or each item as one compact JSON line in the daemon's field
+ * order; nothing else (the summary is the command's). */
+static void test_list_print(void **state)
+{
+    (void)state;
+    json_t *reply = json_loads("{\"messages\":[{\"msg_id\":\"b\",\"open\":true,\"z\":1},"
+                               "{\"msg_id\":\"a\",\"open\":false}],\"more\":0}",
+        JSON_PRESERVE_ORDER, NULL);
+    assert_non_null(reply);
+    size_t calls = 0, counted = 99;
+    int rc = -1;
+    char *out = list_printed(reply, false, &calls, &counted, &rc);
+    assert_int_equal(rc, KETEN_EXIT_OK);
+    assert_string_equal(out, "HEADER\nitem b\nitem a\n");
+    assert_int_equal(calls, 2);
+    assert_int_equal(counted, 1);
+    free(out);
+    calls = 0;
+    out = list_printed(reply, true, &calls, &counted, &rc);
+    assert_int_equal(rc, KETEN_EXIT_OK);
+    assert_string_equal(
+        out, "{\"msg_id\":\"b\",\"open\":true,\"z\":1}\n{\"msg_id\":\"a\",\"open\":false}\n");
+    assert_int_equal(calls, 0);
+    assert_int_equal(counted, 0);
+    free(out);
+    json_decref(reply);
+    /* An empty list: no header, no line. */
+    reply = json_loads("{\"messages\":[]}", 0, NULL);
+    assert_non_null(reply);
+    out = list_printed(reply, false, &calls, &counted, &rc);
+    assert_int_equal(rc, KETEN_EXIT_OK);
+    assert_string_equal(out, "");
+    assert_int_equal(counted, 0);
+    free(out);
+    json_decref(reply);
+}
+
+/* A listing's answer must hold a "messages" array: one without is refused
+ * (exit 1, saying which answer); twin: the same answer with an array is
+ * taken. A problem keeps its own exit code. */
+static void test_list_get(void **state)
+{
+    ctx *t = *state;
+    json_t *reply = NULL;
+    srv_start(t, "200 OK", "application/json", "{\"messages\":{\"msg_id\":\"a\"},\"more\":0}");
+    assert_int_equal(
+        keten_apiclient_list_get(t->home, "/v1/sent", "since=5", 5000, &reply), KETEN_EXIT_FAILURE);
+    srv_stop(t);
+    assert_non_null(strstr(keten_err_detail(), "the daemon's sent answer has no \"messages\""));
+    assert_non_null(strstr(t->s.req, "GET /v1/sent?since=5 HTTP/1.1\r\n"));
+    json_decref(reply);
+    reply = NULL;
+    keten_err_clear();
+    srv_start(t, "200 OK", "application/json", "{\"messages\":[{\"msg_id\":\"a\"}],\"more\":0}");
+    assert_int_equal(
+        keten_apiclient_list_get(t->home, "/v1/sent", "since=5", 5000, &reply), KETEN_EXIT_OK);
+    srv_stop(t);
+    assert_int_equal(json_array_size(json_object_get(reply, "messages")), 1);
+    json_decref(reply);
+    reply = NULL;
+    srv_start(t, "400 Bad Request", "application/problem+json",
+        "{\"status\":400,\"detail\":\"since is not a time\",\"exit\":2}");
+    assert_int_equal(
+        keten_apiclient_list_get(t->home, "/v1/inbox", NULL, 5000, &reply), KETEN_EXIT_USAGE);
+    srv_stop(t);
+    json_decref(reply);
+}
+
 int main(void)
 {
     keten_cli_init("test_node_apiclient");
@@ -485,6 +595,8 @@ int main(void)
         cmocka_unit_test(test_msg_id),
         cmocka_unit_test(test_cli_text),
         cmocka_unit_test(test_wipe_json),
+        cmocka_unit_test(test_list_print),
+        cmocka_unit_test_setup_teardown(test_list_get, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
