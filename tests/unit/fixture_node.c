@@ -20,10 +20,17 @@
 #include "api.h"
 #include "checkpoint.h"
 #include "dirs.h"
+#include "envelope.h"
+#include "fixture_forge.h"
 #include "fixture_node.h"
+#include "inbox.h"
 #include "link.h"
+#include "nodestore.h"
+#include "outbox.h"
 #include "pb.h"
+#include "receipt.h"
 #include "sha256.h"
+#include "signal_json.h"
 #include "store.h"
 #include "util.h"
 #include "witness.h"
@@ -406,4 +413,228 @@ void fnode_checkpoint(fnode *self, flog *log, uint64_t old_size, uint64_t size, 
     keten_witness_on_checkpoint(&self->node, &cf);
     fnode_frame(self, NULL);
     free(note);
+}
+
+/* ---- the usual bed of a node's test ------------------------------------------ */
+
+fnode_bed *fnode_bed_new(fixture *fx, const char *node_id, const char *broker_id)
+{
+    fnode_bed *self = calloc(1, sizeof *self);
+    assert_non_null(self);
+    self->fx = fx;
+    self->fn = fnode_new(fx, node_id, broker_id);
+    self->node = &self->fn->node;
+    fnode_connect(self->fn);
+    self->log = flog_new(fx, "log");
+    flog_pad(self->log, 1);
+    return self;
+}
+
+void fnode_bed_destroy(fnode_bed **self_p)
+{
+    if (self_p == NULL || *self_p == NULL) {
+        return;
+    }
+    fnode_bed *self = *self_p;
+    for (size_t i = 0; i < self->n_sent; i++) {
+        free(self->sent[i].env);
+    }
+    flog_destroy(&self->log);
+    fnode_destroy(&self->fn);
+    fixture_destroy(&self->fx);
+    free(self);
+    *self_p = NULL;
+}
+
+uint64_t fnode_bed_checkpoint(fnode_bed *self)
+{
+    uint64_t size = flog_size(self->log);
+    fnode_checkpoint(
+        self->fn, self->log, keten_witness_reference_size(self->node), size, false);
+    assert_int_equal(keten_witness_reference_size(self->node), size);
+    return size;
+}
+
+fnode_sent *fnode_bed_send(fnode_bed *self, Keten__Kind kind, const char *to, const char *json)
+{
+    assert_true(self->n_sent < FNODE_SENT_MAX);
+    fnode_sent *s = &self->sent[self->n_sent++];
+    keten_outbox_send_req req = { .to = to, .kind = kind, .json = json, .json_len = strlen(json) };
+    assert_int_equal(keten_outbox_send(self->node, &req, s->id), KETEN_OK);
+    Keten__Frame *f = fnode_recv_body(self->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    assert_non_null(f);
+    s->rid = f->request_id;
+    s->len = f->submit->envelope.len;
+    s->env = malloc(s->len);
+    assert_non_null(s->env);
+    memcpy(s->env, f->submit->envelope.data, s->len);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    forge_msg_id(s->env, s->len, id);
+    assert_memory_equal(id, s->id, KETEN_MSG_ID_BYTES);
+    s->leaf = flog_submitted(self->log, s->env, s->len);
+    return s;
+}
+
+void fnode_bed_ack(fnode_bed *self, uint64_t rid, const Keten__LeafProof *p)
+{
+    Keten__SubmitAck a = KETEN__SUBMIT_ACK__INIT;
+    a.proof = (Keten__LeafProof *)p;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.request_id = rid;
+    f.body_case = KETEN__FRAME__BODY_SUBMIT_ACK;
+    f.submit_ack = &a;
+    fnode_frame(self->fn, &f);
+    keten_outbox_on_ack(self->node, rid, &a);
+    fnode_frame(self->fn, NULL);
+}
+
+void fnode_bed_ack_leaf(fnode_bed *self, uint64_t rid, uint64_t leaf, uint64_t size)
+{
+    flog_proof *p = flog_proof_new(self->log, leaf, size);
+    fnode_bed_ack(self, rid, &p->buf.msg);
+    flog_proof_free(&p);
+}
+
+void fnode_bed_deliver(fnode_bed *self, const uint8_t *env, size_t len, const Keten__LeafProof *p)
+{
+    Keten__Deliver d = KETEN__DELIVER__INIT;
+    d.envelope.data = (uint8_t *)env;
+    d.envelope.len = len;
+    d.proof = (Keten__LeafProof *)p;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_DELIVER;
+    f.deliver = &d;
+    fnode_frame(self->fn, &f);
+    keten_inbox_on_deliver(self->node, &d);
+    fnode_frame(self->fn, NULL);
+}
+
+void fnode_bed_deliver_leaf(
+    fnode_bed *self, const uint8_t *env, size_t len, uint64_t leaf, uint64_t size)
+{
+    flog_proof *p = flog_proof_new(self->log, leaf, size);
+    fnode_bed_deliver(self, env, len, &p->buf.msg);
+    flog_proof_free(&p);
+}
+
+void fnode_bed_receipt_notice(fnode_bed *self, uint64_t leaf, uint64_t size)
+{
+    flog_proof *p = flog_proof_new(self->log, leaf, size);
+    Keten__ReceiptNotice n = KETEN__RECEIPT_NOTICE__INIT;
+    n.proof = &p->buf.msg;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_RECEIPT_NOTICE;
+    f.receipt_notice = &n;
+    fnode_frame(self->fn, &f);
+    keten_outbox_on_receipt_notice(self->node, &n);
+    fnode_frame(self->fn, NULL);
+    flog_proof_free(&p);
+}
+
+uint64_t fnode_bed_log_receipt(fnode_bed *self, const fnode_sent *s, const char *recipient,
+    const char *signer, const Keten__NodeCert *cert, uint64_t stored_at, bool other_envelope)
+{
+    const keten_directory *dir = self->node->dir;
+    keten_receipt_item it;
+    memset(&it, 0, sizeof it);
+    memcpy(it.msg_id, s->id, KETEN_MSG_ID_BYTES);
+    keten_sha256(it.envelope_hash, s->env, s->len);
+    if (other_envelope) {
+        it.envelope_hash[0] ^= 1;
+    }
+    it.outcome = KETEN__OUTCOME__OUTCOME_STORED;
+    keten_receipt_batch *rb = NULL;
+    assert_int_equal(keten_receipt_batch_new(fixture_node(self->fx, signer),
+                         keten_directory_network(dir), cert->serial, stored_at, &it, 1, &rb),
+        KETEN_OK);
+    Keten__ReceiptBatchHead *head = NULL;
+    keten_hash *leaf_hashes = NULL;
+    assert_int_equal(keten_receipt_batch_verify(
+                         cert, keten_directory_network(dir), &rb->msg, &head, &leaf_hashes),
+        KETEN_OK);
+    keten_receipt_proof_buf pb;
+    memset(&pb, 0, sizeof pb);
+    assert_int_equal(
+        keten_receipt_proof_build(&rb->msg, (const keten_hash *)leaf_hashes, 0, &pb), KETEN_OK);
+    char *rcpt[1] = { (char *)recipient };
+    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
+    rec.event = KETEN__EVENT__EVENT_RECEIPTED;
+    rec.msg_id.data = (uint8_t *)s->id;
+    rec.msg_id.len = KETEN_MSG_ID_BYTES;
+    rec.sender = self->node->me->id;
+    rec.node = (char *)recipient;
+    rec.n_recipients = 1;
+    rec.recipients = rcpt;
+    rec.receipt = &pb.msg;
+    rec.directory_version = 1;
+    uint64_t leaf = flog_append(self->log, &rec);
+    keten_receipt_proof_buf_clear(&pb);
+    free(leaf_hashes);
+    keten_pb_free((ProtobufCMessage **)(void *)&head);
+    keten_receipt_batch_destroy(&rb);
+    return leaf;
+}
+
+void fnode_bed_push_next(fnode_bed *self, uint64_t valid_ms)
+{
+    size_t len = 0;
+    uint8_t *sd = fixture_publish_valid(self->fx, valid_ms, &len);
+    ProtobufCBinaryData chain = { len, sd };
+    Keten__DirectoryPush push = KETEN__DIRECTORY_PUSH__INIT;
+    push.n_chain = 1;
+    push.chain = &chain;
+    uint64_t before = keten_directory_version(self->node->dir);
+    assert_int_equal(keten_dirs_on_push(self->node, &push), KETEN_OK);
+    assert_int_equal(keten_directory_version(self->node->dir), before + 1);
+    free(sd);
+}
+
+void fnode_bed_put_queued(
+    fnode_bed *self, const uint8_t *id, uint8_t *env, size_t len, const char *to)
+{
+    Keten__SentRecipient r = KETEN__SENT_RECIPIENT__INIT, *rp = &r;
+    r.id = (char *)to;
+    r.state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING;
+    Keten__SentRecord rec = KETEN__SENT_RECORD__INIT;
+    rec.msg_id.data = (uint8_t *)id;
+    rec.msg_id.len = KETEN_MSG_ID_BYTES;
+    rec.state = KETEN__SENT_STATE__SENT_STATE_QUEUED;
+    rec.envelope.data = env;
+    rec.envelope.len = len;
+    rec.n_recipients = 1;
+    rec.recipients = &rp;
+    keten_store *st = self->node->store;
+    MDB_txn *txn = NULL;
+    assert_int_equal(keten_store_begin(st, true, &txn), KETEN_OK);
+    assert_int_equal(
+        keten_store_put(st, txn, KETEN_DB_OUTBOX, id, KETEN_MSG_ID_BYTES, "", 0), KETEN_OK);
+    assert_int_equal(keten_nodestore_sent_put(st, txn, &rec), KETEN_OK);
+    assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+}
+
+uint8_t *fnode_seal(const keten_identity *signer, const keten_directory *dir, const char *to,
+    const char *json, const fnode_seal_opts *o, uint8_t *id_out, size_t *len_out)
+{
+    Keten__Signal *sig = NULL;
+    assert_int_equal(keten_signal_json_parse(json, strlen(json), &sig), KETEN_OK);
+    uint8_t *payload = NULL;
+    size_t payload_len = 0;
+    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
+    uint64_t now = keten_now_ms();
+    keten_envelope_seal_params params = { .kind = o->kind,
+        .category = o->category != NULL ? o->category : sig->type,
+        .purpose = sig->purpose,
+        .in_reply_to = o->in_reply_to,
+        .created_at = now,
+        .expires_at = now + o->life_ms };
+    const char *rcpt[] = { to };
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    uint8_t *env = NULL;
+    assert_int_equal(keten_envelope_seal(signer, dir, rcpt, 1, &params, payload, payload_len,
+                         id_out != NULL ? id_out : id, &env, len_out),
+        KETEN_OK);
+    free(payload);
+    keten_signal_json_free(&sig);
+    return env;
 }

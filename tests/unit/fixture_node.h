@@ -22,7 +22,13 @@
  * broker should never accept); checkpoints signed with the broker's real
  * log key naming the node's directory; leaf and consistency proofs.
  *
- * Failures abort the test (cmocka). Destroy the node before the fixture.
+ * The bed (fnode_bed) is what the tests of the outbox, the inbox, the event
+ * log and the metrics set up alike: the fixture, a node connected to the
+ * broker's end, the broker's log; and the frames the broker sends, the
+ * messages the node sends, envelopes sealed by others, a next directory.
+ *
+ * Failures abort the test (cmocka). Destroy the node before the fixture
+ * (fnode_bed_destroy does).
  */
 #ifndef KETEN_TEST_FIXTURE_NODE_H
 #define KETEN_TEST_FIXTURE_NODE_H
@@ -117,5 +123,88 @@ void flog_proof_free(flog_proof **p);
 /* A CheckpointFrame from old_size to size (consistency proof when
  * 0 < old_size < size), handed to the node's witness. */
 void fnode_checkpoint(fnode *self, flog *log, uint64_t old_size, uint64_t size, bool witness);
+
+/* ---- the usual bed of a node's test ------------------------------------------ */
+
+/* What the tests of the outbox, the inbox, the event log and the metrics
+ * share: the fixture, the node, the broker's log, and the messages the node
+ * sent through its outbox (their envelopes freed with the bed). */
+#define FNODE_SENT_MAX 4
+
+typedef struct fnode_sent {
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    uint64_t rid; /* the submit's request id */
+    uint8_t *env; /* the envelope submitted (malloc, the bed's) */
+    size_t len;
+    uint64_t leaf; /* its "submitted" record in the broker's log */
+} fnode_sent;
+
+typedef struct fnode_bed {
+    fixture *fx;
+    fnode *fn;
+    keten_node *node; /* &fn->node */
+    flog *log;
+    fnode_sent sent[FNODE_SENT_MAX];
+    size_t n_sent;
+} fnode_bed;
+
+/* Node node_id of fx (the bed owns fx from here) linked to broker_id and
+ * connected, and the broker's log "log" with one record of no message (so
+ * that leaf 0 is no submit). */
+fnode_bed *fnode_bed_new(fixture *fx, const char *node_id, const char *broker_id);
+/* The envelopes sent, the log, the node, then the fixture. Accepts NULL. */
+void fnode_bed_destroy(fnode_bed **self_p);
+
+/* The node takes the broker's checkpoint of its whole log (a consistency
+ * proof from its reference); returns that size. */
+uint64_t fnode_bed_checkpoint(fnode_bed *self);
+
+/* Send json of kind to `to` through the real outbox (keten_outbox_send); the
+ * Submit the broker's end got, its envelope of the msg_id the send gave,
+ * and its "submitted" record appended to the broker's log. */
+fnode_sent *fnode_bed_send(fnode_bed *self, Keten__Kind kind, const char *to, const char *json);
+
+/* Frames from the broker, handed to the module with node->frame set:
+ * a SubmitAck for request rid (keten_outbox_on_ack) ... */
+void fnode_bed_ack(fnode_bed *self, uint64_t rid, const Keten__LeafProof *p);
+/* ... with the proof of leaf in the tree of size leaves; */
+void fnode_bed_ack_leaf(fnode_bed *self, uint64_t rid, uint64_t leaf, uint64_t size);
+/* a Deliver of env (keten_inbox_on_deliver), p NULL for none ... */
+void fnode_bed_deliver(fnode_bed *self, const uint8_t *env, size_t len, const Keten__LeafProof *p);
+/* ... with the proof of leaf in the tree of size leaves; */
+void fnode_bed_deliver_leaf(
+    fnode_bed *self, const uint8_t *env, size_t len, uint64_t leaf, uint64_t size);
+/* a ReceiptNotice of the record at leaf (keten_outbox_on_receipt_notice). */
+void fnode_bed_receipt_notice(fnode_bed *self, uint64_t leaf, uint64_t size);
+
+/* The "receipted" record of message s by recipient, appended to the
+ * broker's log: a receipt batch of one leaf (outcome stored) signed by
+ * signer (the recipient, or not) under cert's serial, dated stored_at,
+ * naming s's envelope (or, other_envelope, another one). Returns its leaf. */
+uint64_t fnode_bed_log_receipt(fnode_bed *self, const fnode_sent *s, const char *recipient,
+    const char *signer, const Keten__NodeCert *cert, uint64_t stored_at, bool other_envelope);
+
+/* Publish the fixture's draft as the next version, valid for valid_ms, and
+ * push it to the node as the broker would; the node installs it. */
+void fnode_bed_push_next(fnode_bed *self, uint64_t valid_ms);
+
+/* Put a queued SentRecord of env (to one recipient, pending) and its outbox
+ * entry into the store by hand, as if the node had been down since. */
+void fnode_bed_put_queued(
+    fnode_bed *self, const uint8_t *id, uint8_t *env, size_t len, const char *to);
+
+/* How fnode_seal() seals. */
+typedef struct fnode_seal_opts {
+    Keten__Kind kind;
+    const char *category; /* NULL: the signal's type */
+    const uint8_t *in_reply_to; /* NULL: none */
+    uint64_t life_ms; /* expires_at - created_at; created now */
+} fnode_seal_opts;
+
+/* The signal JSON text json, from signer to the one node `to`, sealed with
+ * dir (keten_envelope_seal); its purpose is the signal's. The envelope
+ * (malloc); id_out may be NULL. */
+uint8_t *fnode_seal(const keten_identity *signer, const keten_directory *dir, const char *to,
+    const char *json, const fnode_seal_opts *o, uint8_t *id_out, size_t *len_out);
 
 #endif

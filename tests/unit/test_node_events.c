@@ -37,18 +37,13 @@
 
 #include <jansson.h>
 
-#include "envelope.h"
 #include "events.h"
 #include "fixture.h"
-#include "fixture_forge.h"
 #include "fixture_node.h"
 #include "inbox.h"
 #include "nodestore.h"
 #include "outbox.h"
 #include "pb.h"
-#include "receipt.h"
-#include "sha256.h"
-#include "signal_json.h"
 #include "store.h"
 #include "util.h"
 #include "witness.h"
@@ -58,26 +53,15 @@ static const char *const specs[]
 
 #define SIGNAL "{\"type\":\"woonfraude\",\"purpose\":\"handhaving\"}"
 #define SUMMARY "Adres Hoofdstraat 1 op naam van 9 personen"
+#define SUMMARY_SIGNAL                                                                             \
+    "{\"type\":\"woonfraude\",\"purpose\":\"handhaving\",\"summary\":\"" SUMMARY "\"}"
 #define DAY_MS (24ull * 3600 * 1000)
 
-typedef struct ctx {
-    fixture *fx;
-    fnode *fn;
-    keten_node *node;
-    flog *log;
-} ctx;
+typedef fnode_bed ctx;
 
 static int setup(void **state)
 {
-    ctx *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    t->fx = fixture_new(1, 1, specs);
-    t->fn = fnode_new(t->fx, "alpha", "hub");
-    t->node = &t->fn->node;
-    fnode_connect(t->fn);
-    t->log = flog_new(t->fx, "log");
-    flog_pad(t->log, 1);
-    *state = t;
+    *state = fnode_bed_new(fixture_new(1, 1, specs), "alpha", "hub");
     return 0;
 }
 
@@ -85,10 +69,7 @@ static int teardown(void **state)
 {
     ctx *t = *state;
     keten_events_clear_listener(t->node);
-    flog_destroy(&t->log);
-    fnode_destroy(&t->fn);
-    fixture_destroy(&t->fx);
-    free(t);
+    fnode_bed_destroy(&t);
     return 0;
 }
 
@@ -589,97 +570,14 @@ static void test_listener_after_commit(void **state)
 
 /* ---- a real exchange ----------------------------------------------------------- */
 
-static uint64_t checkpoint(ctx *t)
+/* The "receipted" record of s by recipient, signed by it, now. */
+static uint64_t log_receipt(ctx *t, const fnode_sent *s, const char *recipient)
 {
-    uint64_t size = flog_size(t->log);
-    fnode_checkpoint(t->fn, t->log, keten_witness_reference_size(t->node), size, false);
-    assert_int_equal(keten_witness_reference_size(t->node), size);
-    return size;
+    const Keten__NodeCert *cert = keten_directory_find_id(t->node->dir, recipient);
+    return fnode_bed_log_receipt(t, s, recipient, recipient, cert, keten_now_ms(), false);
 }
 
-typedef struct sent {
-    uint8_t id[KETEN_MSG_ID_BYTES];
-    uint64_t rid;
-    uint8_t *env;
-    size_t len;
-    uint64_t leaf;
-} sent;
-
-static void send_to(ctx *t, sent *s, Keten__Kind kind, const char *to)
-{
-    const char *json
-        = "{\"type\":\"woonfraude\",\"purpose\":\"handhaving\",\"summary\":\"" SUMMARY "\"}";
-    keten_outbox_send_req req = { .to = to, .kind = kind, .json = json, .json_len = strlen(json) };
-    assert_int_equal(keten_outbox_send(t->node, &req, s->id), KETEN_OK);
-    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
-    assert_non_null(f);
-    s->rid = f->request_id;
-    s->len = f->submit->envelope.len;
-    s->env = malloc(s->len);
-    assert_non_null(s->env);
-    memcpy(s->env, f->submit->envelope.data, s->len);
-    keten_pb_free((ProtobufCMessage **)(void *)&f);
-    s->leaf = flog_submitted(t->log, s->env, s->len);
-}
-
-static void ack(ctx *t, const sent *s, uint64_t leaf, uint64_t size)
-{
-    flog_proof *p = flog_proof_new(t->log, leaf, size);
-    Keten__SubmitAck a = KETEN__SUBMIT_ACK__INIT;
-    a.proof = &p->buf.msg;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.request_id = s->rid;
-    f.body_case = KETEN__FRAME__BODY_SUBMIT_ACK;
-    f.submit_ack = &a;
-    fnode_frame(t->fn, &f);
-    keten_outbox_on_ack(t->node, s->rid, &a);
-    fnode_frame(t->fn, NULL);
-    flog_proof_free(&p);
-}
-
-/* bravo's "receipted" record of s, appended to the broker's log. */
-static uint64_t log_receipt(ctx *t, const sent *s, const char *recipient)
-{
-    const keten_directory *dir = t->node->dir;
-    const Keten__NodeCert *cert = keten_directory_find_id(dir, recipient);
-    keten_receipt_item it;
-    memset(&it, 0, sizeof it);
-    memcpy(it.msg_id, s->id, KETEN_MSG_ID_BYTES);
-    keten_sha256(it.envelope_hash, s->env, s->len);
-    it.outcome = KETEN__OUTCOME__OUTCOME_STORED;
-    keten_receipt_batch *rb = NULL;
-    assert_int_equal(keten_receipt_batch_new(fixture_node(t->fx, recipient),
-                         keten_directory_network(dir), cert->serial, keten_now_ms(), &it, 1, &rb),
-        KETEN_OK);
-    Keten__ReceiptBatchHead *head = NULL;
-    keten_hash *leaf_hashes = NULL;
-    assert_int_equal(keten_receipt_batch_verify(
-                         cert, keten_directory_network(dir), &rb->msg, &head, &leaf_hashes),
-        KETEN_OK);
-    keten_receipt_proof_buf pb;
-    memset(&pb, 0, sizeof pb);
-    assert_int_equal(
-        keten_receipt_proof_build(&rb->msg, (const keten_hash *)leaf_hashes, 0, &pb), KETEN_OK);
-    char *rcpt[1] = { (char *)recipient };
-    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
-    rec.event = KETEN__EVENT__EVENT_RECEIPTED;
-    rec.msg_id.data = (uint8_t *)s->id;
-    rec.msg_id.len = KETEN_MSG_ID_BYTES;
-    rec.sender = t->node->me->id;
-    rec.node = (char *)recipient;
-    rec.n_recipients = 1;
-    rec.recipients = rcpt;
-    rec.receipt = &pb.msg;
-    rec.directory_version = 1;
-    uint64_t leaf = flog_append(t->log, &rec);
-    keten_receipt_proof_buf_clear(&pb);
-    free(leaf_hashes);
-    keten_pb_free((ProtobufCMessage **)(void *)&head);
-    keten_receipt_batch_destroy(&rb);
-    return leaf;
-}
-
-static uint64_t log_expired(ctx *t, const sent *s, const char *recipient)
+static uint64_t log_expired(ctx *t, const fnode_sent *s, const char *recipient)
 {
     char *rcpt[1] = { (char *)recipient };
     Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
@@ -691,20 +589,6 @@ static uint64_t log_expired(ctx *t, const sent *s, const char *recipient)
     rec.recipients = rcpt;
     rec.directory_version = 1;
     return flog_append(t->log, &rec);
-}
-
-static void receipt_notice(ctx *t, uint64_t leaf, uint64_t size)
-{
-    flog_proof *p = flog_proof_new(t->log, leaf, size);
-    Keten__ReceiptNotice n = KETEN__RECEIPT_NOTICE__INIT;
-    n.proof = &p->buf.msg;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_RECEIPT_NOTICE;
-    f.receipt_notice = &n;
-    fnode_frame(t->fn, &f);
-    keten_outbox_on_receipt_notice(t->node, &n);
-    fnode_frame(t->fn, NULL);
-    flog_proof_free(&p);
 }
 
 static void expiry_notice(ctx *t, uint64_t leaf, uint64_t size)
@@ -724,42 +608,9 @@ static void expiry_notice(ctx *t, uint64_t leaf, uint64_t size)
 /* bravo's reply to query_id, sealed with bravo's keys, to alpha. */
 static uint8_t *seal_reply(ctx *t, const uint8_t *query_id, uint8_t *id, size_t *len)
 {
-    Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_json_parse(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
-    uint8_t *payload = NULL;
-    size_t payload_len = 0;
-    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
-    uint64_t now = keten_now_ms();
-    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_REPLY,
-        .category = sig->type,
-        .purpose = sig->purpose,
-        .in_reply_to = query_id,
-        .created_at = now,
-        .expires_at = now + 3600 * 1000 };
-    const char *to[] = { "alpha" };
-    uint8_t *env = NULL;
-    assert_int_equal(keten_envelope_seal(fixture_node(t->fx, "bravo"), t->node->dir, to, 1, &params,
-                         payload, payload_len, id, &env, len),
-        KETEN_OK);
-    free(payload);
-    keten_signal_json_free(&sig);
-    return env;
-}
-
-static void deliver(ctx *t, const uint8_t *env, size_t len, uint64_t leaf, uint64_t size)
-{
-    flog_proof *p = flog_proof_new(t->log, leaf, size);
-    Keten__Deliver d = KETEN__DELIVER__INIT;
-    d.envelope.data = (uint8_t *)env;
-    d.envelope.len = len;
-    d.proof = &p->buf.msg;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_DELIVER;
-    f.deliver = &d;
-    fnode_frame(t->fn, &f);
-    keten_inbox_on_deliver(t->node, &d);
-    fnode_frame(t->fn, NULL);
-    flog_proof_free(&p);
+    fnode_seal_opts o
+        = { .kind = KETEN__KIND__KIND_REPLY, .in_reply_to = query_id, .life_ms = 3600 * 1000 };
+    return fnode_seal(fixture_node(t->fx, "bravo"), t->node->dir, "alpha", SIGNAL, &o, id, len);
 }
 
 static uint64_t newest(ctx *t)
@@ -775,50 +626,49 @@ static void test_exchange(void **state)
     ctx *t = *state;
     heard h = { 0 };
     assert_int_equal(keten_events_set_listener(t->node, listener, &h), KETEN_OK);
-    sent q = { 0 }, r = { 0 };
-    send_to(t, &q, KETEN__KIND__KIND_QUERY, "bravo,charlie");
+    fnode_sent *q = fnode_bed_send(t, KETEN__KIND__KIND_QUERY, "bravo,charlie", SUMMARY_SIGNAL);
     assert_int_equal(newest(t), 0); /* pending: no event */
-    uint64_t rcpt = log_receipt(t, &q, "bravo");
-    uint64_t exp = log_expired(t, &q, "charlie");
-    uint64_t size = checkpoint(t);
+    uint64_t rcpt = log_receipt(t, q, "bravo");
+    uint64_t exp = log_expired(t, q, "charlie");
+    uint64_t size = fnode_bed_checkpoint(t);
 
     /* Twin: an ack that proves another leaf is an alarm, not an event. */
-    ack(t, &q, rcpt, size);
+    fnode_bed_ack_leaf(t, q->rid, rcpt, size);
     assert_int_equal(newest(t), 0);
-    ack(t, &q, q.leaf, size);
+    fnode_bed_ack_leaf(t, q->rid, q->leaf, size);
     assert_int_equal(newest(t), 1);
     assert_int_equal(h.seq, 1);
-    ack(t, &q, q.leaf, size); /* the same again (a resend's duplicate): no second event */
+    fnode_bed_ack_leaf(t, q->rid, q->leaf, size); /* the same again (a resend's duplicate): no second event */
     assert_int_equal(newest(t), 1);
 
-    receipt_notice(t, rcpt, size);
-    receipt_notice(t, rcpt, size); /* sent again: recorded before, no event */
+    fnode_bed_receipt_notice(t, rcpt, size);
+    fnode_bed_receipt_notice(t, rcpt, size); /* sent again: recorded before, no event */
     expiry_notice(t, exp, size);
     expiry_notice(t, exp, size);
     assert_int_equal(newest(t), 3);
 
     uint8_t reply_id[KETEN_MSG_ID_BYTES];
     size_t reply_len = 0;
-    uint8_t *reply = seal_reply(t, q.id, reply_id, &reply_len);
+    uint8_t *reply = seal_reply(t, q->id, reply_id, &reply_len);
     uint64_t reply_leaf = flog_submitted(t->log, reply, reply_len);
-    size = checkpoint(t);
-    deliver(t, reply, reply_len, reply_leaf, size);
-    deliver(t, reply, reply_len, reply_leaf, size); /* a duplicate: receipted, no event */
+    size = fnode_bed_checkpoint(t);
+    fnode_bed_deliver_leaf(t, reply, reply_len, reply_leaf, size);
+    fnode_bed_deliver_leaf(t, reply, reply_len, reply_leaf, size); /* a duplicate: receipted, no event */
     assert_int_equal(keten_inbox_ack(t->node, reply_id), KETEN_OK);
     assert_int_equal(keten_inbox_ack(t->node, reply_id), KETEN_OK); /* handled before */
 
-    send_to(t, &r, KETEN__KIND__KIND_SIGNAL, "bravo");
+    fnode_sent *r = fnode_bed_send(t, KETEN__KIND__KIND_SIGNAL, "bravo", SUMMARY_SIGNAL);
     Keten__Error err = KETEN__ERROR__INIT;
     err.reason = KETEN__REASON__REASON_POLICY;
-    err.msg_id.data = r.id;
+    err.msg_id.data = r->id;
     err.msg_id.len = KETEN_MSG_ID_BYTES;
     err.detail = (char *)"the broker's detail";
     Keten__Frame f = KETEN__FRAME__INIT;
-    f.request_id = r.rid;
+    f.request_id = r->rid;
     f.body_case = KETEN__FRAME__BODY_ERROR;
     f.error = &err;
     fnode_frame(t->fn, &f);
-    keten_outbox_on_error(t->node, r.rid, &err);
+    keten_outbox_on_error(t->node, r->rid, &err);
     fnode_frame(t->fn, NULL);
 
     uint64_t oldest = 0, last = 0;
@@ -826,8 +676,8 @@ static void test_exchange(void **state)
     expect_ids(list, 1, 6);
     char qhex[KETEN_MSG_ID_HEX_BYTES], rhex[KETEN_MSG_ID_HEX_BYTES],
         replyhex[KETEN_MSG_ID_HEX_BYTES];
-    keten_hex(q.id, KETEN_MSG_ID_BYTES, qhex);
-    keten_hex(r.id, KETEN_MSG_ID_BYTES, rhex);
+    keten_hex(q->id, KETEN_MSG_ID_BYTES, qhex);
+    keten_hex(r->id, KETEN_MSG_ID_BYTES, rhex);
     keten_hex(reply_id, KETEN_MSG_ID_BYTES, replyhex);
     assert_string_equal(type_at(list, 0), "sent");
     assert_string_equal(data_str(list, 0, "msg_id"), qhex);
@@ -881,8 +731,6 @@ static void test_exchange(void **state)
     assert_true(v.mv_size < 160);
     keten_store_abort(&txn);
     free(reply);
-    free(q.env);
-    free(r.env);
 }
 
 /* A message that expired in the outbox, never acknowledged (the node was
@@ -890,44 +738,11 @@ static void test_exchange(void **state)
 static void test_outbox_expiry(void **state)
 {
     ctx *t = *state;
-    Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_json_parse(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
-    uint8_t *payload = NULL;
-    size_t payload_len = 0;
-    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
-    uint64_t now = keten_now_ms();
-    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
-        .category = sig->type,
-        .purpose = sig->purpose,
-        .created_at = now,
-        .expires_at = now + 1 };
-    const char *to[] = { "bravo" };
+    fnode_seal_opts o = { .kind = KETEN__KIND__KIND_SIGNAL, .life_ms = 1 };
     uint8_t id[KETEN_MSG_ID_BYTES];
-    uint8_t *env = NULL;
     size_t len = 0;
-    assert_int_equal(keten_envelope_seal(t->node->me, t->node->dir, to, 1, &params, payload,
-                         payload_len, id, &env, &len),
-        KETEN_OK);
-    free(payload);
-    keten_signal_json_free(&sig);
-    Keten__SentRecipient r = KETEN__SENT_RECIPIENT__INIT, *rp = &r;
-    r.id = (char *)"bravo";
-    r.state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING;
-    Keten__SentRecord rec = KETEN__SENT_RECORD__INIT;
-    rec.msg_id.data = id;
-    rec.msg_id.len = KETEN_MSG_ID_BYTES;
-    rec.state = KETEN__SENT_STATE__SENT_STATE_QUEUED;
-    rec.envelope.data = env;
-    rec.envelope.len = len;
-    rec.n_recipients = 1;
-    rec.recipients = &rp;
-    MDB_txn *txn = NULL;
-    assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
-    assert_int_equal(
-        keten_store_put(t->node->store, txn, KETEN_DB_OUTBOX, id, KETEN_MSG_ID_BYTES, "", 0),
-        KETEN_OK);
-    assert_int_equal(keten_nodestore_sent_put(t->node->store, txn, &rec), KETEN_OK);
-    assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+    uint8_t *env = fnode_seal(t->node->me, t->node->dir, "bravo", SIGNAL, &o, id, &len);
+    fnode_bed_put_queued(t, id, env, len, "bravo");
     free(env);
     /* Twin: while it has not expired, a resend pass tells nothing. */
     assert_int_equal(newest(t), 0);

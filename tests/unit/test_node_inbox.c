@@ -55,74 +55,30 @@ static const char *const specs[]
 #define SIGNAL "{\"type\":\"woonfraude\",\"purpose\":\"handhaving\"}"
 #define DRUGS "{\"type\":\"drugs\",\"purpose\":\"handhaving\"}"
 
-typedef struct ctx {
-    fixture *fx;
-    fnode *fn;
-    keten_node *node;
-    flog *log;
-} ctx;
+typedef fnode_bed ctx;
 
 static int setup(void **state)
 {
-    ctx *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    t->fx = fixture_new(1, 1, specs);
+    fixture *fx = fixture_new(1, 1, specs);
     uint32_t rule = 0;
-    assert_int_equal(keten_dirbuild_add_rule(t->fx->draft, KETEN__EFFECT__EFFECT_DENY, "bravo",
-                         "alpha", "drugs", NULL, NULL, &rule),
+    assert_int_equal(keten_dirbuild_add_rule(fx->draft, KETEN__EFFECT__EFFECT_DENY, "bravo", "alpha",
+                         "drugs", NULL, NULL, &rule),
         KETEN_OK);
     size_t len = 0;
-    free(fixture_publish(t->fx, &len));
-    t->fn = fnode_new(t->fx, "alpha", "hub");
-    t->node = &t->fn->node;
+    free(fixture_publish(fx, &len));
+    ctx *t = fnode_bed_new(fx, "alpha", "hub");
     assert_int_equal(keten_directory_version(t->node->dir), 2);
-    fnode_connect(t->fn);
-    t->log = flog_new(t->fx, "log");
-    flog_pad(t->log, 1);
     *state = t;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    ctx *t = *state;
-    flog_destroy(&t->log);
-    fnode_destroy(&t->fn);
-    fixture_destroy(&t->fx);
-    free(t);
+    fnode_bed_destroy((ctx **)state);
     return 0;
 }
 
 /* ---- helpers ----------------------------------------------------------------- */
-
-static uint64_t checkpoint(ctx *t)
-{
-    uint64_t size = flog_size(t->log);
-    fnode_checkpoint(t->fn, t->log, keten_witness_reference_size(t->node), size, false);
-    assert_int_equal(keten_witness_reference_size(t->node), size);
-    return size;
-}
-
-static void deliver(ctx *t, const uint8_t *env, size_t len, const Keten__LeafProof *p)
-{
-    Keten__Deliver d = KETEN__DELIVER__INIT;
-    d.envelope.data = (uint8_t *)env;
-    d.envelope.len = len;
-    d.proof = (Keten__LeafProof *)p;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_DELIVER;
-    f.deliver = &d;
-    fnode_frame(t->fn, &f);
-    keten_inbox_on_deliver(t->node, &d);
-    fnode_frame(t->fn, NULL);
-}
-
-static void deliver_leaf(ctx *t, const uint8_t *env, size_t len, uint64_t leaf, uint64_t size)
-{
-    flog_proof *p = flog_proof_new(t->log, leaf, size);
-    deliver(t, env, len, &p->buf.msg);
-    flog_proof_free(&p);
-}
 
 static bool stored(ctx *t, const uint8_t *env, size_t len)
 {
@@ -179,9 +135,9 @@ static void test_stored_once(void **state)
     uint8_t id[KETEN_MSG_ID_BYTES];
     uint8_t *env = fixture_seal(t->fx, "bravo", "alpha", SIGNAL, id, &len);
     uint64_t leaf = flog_submitted(t->log, env, len);
-    uint64_t size = checkpoint(t);
+    uint64_t size = fnode_bed_checkpoint(t);
 
-    deliver_leaf(t, env, len, leaf, size);
+    fnode_bed_deliver_leaf(t, env, len, leaf, size);
     assert_true(stored(t, env, len));
     Keten__ReceivedRecord *rec = NULL;
     assert_int_equal(keten_inbox_record(t->node, id, &rec), KETEN_OK);
@@ -197,7 +153,7 @@ static void test_stored_once(void **state)
     expect_leaf(t, env, len, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
 
     /* The same delivery again: receipted again, not stored twice. */
-    deliver_leaf(t, env, len, leaf, size);
+    fnode_bed_deliver_leaf(t, env, len, leaf, size);
     assert_int_equal(t->node->counters.duplicates, 1);
     assert_int_equal(t->node->counters.received, 1);
     assert_int_equal(t->node->n_receipts, 2);
@@ -240,32 +196,32 @@ static void test_bad_proof_not_stored(void **state)
     uint64_t leaf = flog_submitted(t->log, env, len);
     uint64_t leaf2 = flog_submitted(t->log, env2, len2);
     uint64_t leaf3 = flog_submitted(t->log, to_charlie, len3);
-    uint64_t size = checkpoint(t);
+    uint64_t size = fnode_bed_checkpoint(t);
     size_t alarms = 0;
 
     /* A path that does not lead to the root. */
     flog_proof *p = flog_proof_new(t->log, leaf, size);
     p->buf.path[0][0] ^= 0x80;
-    deliver(t, env, len, &p->buf.msg);
+    fnode_bed_deliver(t, env, len, &p->buf.msg);
     flog_proof_free(&p);
     assert_int_equal(fnode_alarms(t->fn), ++alarms);
     expect_credit(t);
     /* Another message's record. */
-    deliver_leaf(t, env, len, leaf2, size);
+    fnode_bed_deliver_leaf(t, env, len, leaf2, size);
     assert_int_equal(fnode_alarms(t->fn), ++alarms);
     expect_credit(t);
     /* The record of a message that is not for this node. */
-    deliver_leaf(t, to_charlie, len3, leaf3, size);
+    fnode_bed_deliver_leaf(t, to_charlie, len3, leaf3, size);
     assert_int_equal(fnode_alarms(t->fn), ++alarms);
     expect_credit(t);
     assert_int_equal(fnode_evidence(t->fn), alarms);
     /* Against a checkpoint the node does not keep: no alarm, not taken. */
     flog_pad(t->log, 1);
-    deliver_leaf(t, env, len, leaf, size + 1);
+    fnode_bed_deliver_leaf(t, env, len, leaf, size + 1);
     assert_int_equal(fnode_alarms(t->fn), alarms);
     expect_credit(t);
     /* No proof at all. */
-    deliver(t, env, len, NULL);
+    fnode_bed_deliver(t, env, len, NULL);
     assert_int_equal(fnode_alarms(t->fn), ++alarms);
     expect_credit(t);
 
@@ -276,7 +232,7 @@ static void test_bad_proof_not_stored(void **state)
     assert_int_equal(t->node->counters.received, 0);
 
     /* Twin: with its own proof. */
-    deliver_leaf(t, env, len, leaf, size);
+    fnode_bed_deliver_leaf(t, env, len, leaf, size);
     assert_true(stored(t, env, len));
     assert_int_equal(t->node->n_receipts, 1);
     assert_int_equal(fnode_alarms(t->fn), alarms);
@@ -294,7 +250,7 @@ static void test_replay_other_envelope(void **state)
     uint8_t id[KETEN_MSG_ID_BYTES];
     uint8_t *env = fixture_seal(t->fx, "bravo", "alpha", SIGNAL, id, &len);
     uint64_t leaf = flog_submitted(t->log, env, len);
-    uint64_t size = checkpoint(t);
+    uint64_t size = fnode_bed_checkpoint(t);
     uint8_t other_hash[KETEN_HASH_BYTES];
     memset(other_hash, 0x77, sizeof other_hash);
     MDB_txn *txn = NULL;
@@ -304,7 +260,7 @@ static void test_replay_other_envelope(void **state)
         KETEN_OK);
     assert_int_equal(keten_store_commit(&txn), KETEN_OK);
 
-    deliver_leaf(t, env, len, leaf, size);
+    fnode_bed_deliver_leaf(t, env, len, leaf, size);
     expect_leaf(t, env, len, KETEN__OUTCOME__OUTCOME_REFUSED, KETEN__REASON__REASON_DUPLICATE);
     assert_false(stored(t, env, len));
     assert_int_equal(t->node->counters.rejected, 1);
@@ -355,26 +311,9 @@ static void set_short_life(Keten__Header *h, void *arg)
  * signal's. */
 static uint8_t *seal_labelled(ctx *t, const char *json, const char *category, size_t *len)
 {
-    Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_json_parse(json, strlen(json), &sig), KETEN_OK);
-    uint8_t *payload = NULL;
-    size_t payload_len = 0;
-    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
-    uint64_t now = keten_now_ms();
-    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
-        .category = category,
-        .purpose = sig->purpose,
-        .created_at = now,
-        .expires_at = now + 3600000 };
-    const char *to[] = { "alpha" };
-    uint8_t id[KETEN_MSG_ID_BYTES];
-    uint8_t *env = NULL;
-    assert_int_equal(keten_envelope_seal(fixture_node(t->fx, "bravo"), t->fx->directory, to, 1,
-                         &params, payload, payload_len, id, &env, len),
-        KETEN_OK);
-    free(payload);
-    keten_signal_json_free(&sig);
-    return env;
+    fnode_seal_opts o
+        = { .kind = KETEN__KIND__KIND_SIGNAL, .category = category, .life_ms = 3600000 };
+    return fnode_seal(fixture_node(t->fx, "bravo"), t->fx->directory, "alpha", json, &o, NULL, len);
 }
 
 /* The same fields, not in field order: parses, but is not canonical. */
@@ -458,13 +397,13 @@ static void test_refusal_reasons(void **state)
         r[i].leaf = flog_submitted(t->log, r[i].env, r[i].len);
     }
     uint64_t good_leaf = flog_submitted(t->log, good, len);
-    uint64_t size = checkpoint(t);
+    uint64_t size = fnode_bed_checkpoint(t);
     struct timespec pause = { 0, 5 * 1000 * 1000 }; /* time under test: the 1 ms life passes */
     nanosleep(&pause, NULL);
 
     for (size_t i = 0; i < n; i++) {
         size_t before = t->node->n_receipts;
-        deliver_leaf(t, r[i].env, r[i].len, r[i].leaf, size);
+        fnode_bed_deliver_leaf(t, r[i].env, r[i].len, r[i].leaf, size);
         if (t->node->n_receipts != before + 1) {
             fail_msg("%s: no receipt leaf", r[i].what);
         }
@@ -481,7 +420,7 @@ static void test_refusal_reasons(void **state)
     assert_int_equal(fnode_alarms(t->fn), 0);
 
     /* Twin: the envelope they were made from is stored. */
-    deliver_leaf(t, good, len, good_leaf, size);
+    fnode_bed_deliver_leaf(t, good, len, good_leaf, size);
     expect_leaf(t, good, len, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
     assert_true(stored(t, good, len));
 
@@ -499,22 +438,6 @@ static void test_refusal_reasons(void **state)
 }
 
 /* ---- past the directory's expiry ------------------------------------------ */
-
-/* Publish the draft as the next version, valid for valid_ms, and push it to
- * the node as the broker would. */
-static void push_next(ctx *t, uint64_t valid_ms)
-{
-    size_t len = 0;
-    uint8_t *sd = fixture_publish_valid(t->fx, valid_ms, &len);
-    ProtobufCBinaryData chain = { len, sd };
-    Keten__DirectoryPush push = KETEN__DIRECTORY_PUSH__INIT;
-    push.n_chain = 1;
-    push.chain = &chain;
-    uint64_t before = keten_directory_version(t->node->dir);
-    assert_int_equal(keten_dirs_on_push(t->node, &push), KETEN_OK);
-    assert_int_equal(keten_directory_version(t->node->dir), before + 1);
-    free(sd);
-}
 
 /* Wait (bounded) until the node's directory has expired: time under test. */
 static void wait_expired(ctx *t)
@@ -552,15 +475,15 @@ static void test_expired_directory_holds_deliveries(void **state)
     uint8_t *env = fixture_seal(t->fx, "bravo", "alpha", SIGNAL, NULL, &len2);
     uint64_t leaf_early = flog_submitted(t->log, early, len);
     uint64_t leaf = flog_submitted(t->log, env, len2);
-    uint64_t size = checkpoint(t);
+    uint64_t size = fnode_bed_checkpoint(t);
 
-    push_next(t, 1500); /* version 3, valid for 1.5 s */
+    fnode_bed_push_next(t, 1500); /* version 3, valid for 1.5 s */
     json_t *d = status_directory(t);
     assert_true(json_is_true(json_object_get(d, "fresh")));
     assert_null(json_object_get(d, "problem"));
     json_decref(d);
     /* Decided while fresh: stored, a STORED leaf waits for the batch. */
-    deliver_leaf(t, early, len, leaf_early, size);
+    fnode_bed_deliver_leaf(t, early, len, leaf_early, size);
     assert_true(stored(t, early, len));
     assert_int_equal(t->node->n_receipts, 1);
 
@@ -573,12 +496,12 @@ static void test_expired_directory_holds_deliveries(void **state)
     assert_int_equal(fnode_alarms(t->fn), 1);
 
     /* A delivery: not opened, not stored, no leaf, credit returned. */
-    deliver_leaf(t, env, len2, leaf, size);
+    fnode_bed_deliver_leaf(t, env, len2, leaf, size);
     assert_false(stored(t, env, len2));
     assert_int_equal(t->node->n_receipts, 0);
     assert_int_equal(t->node->counters.received, 1);
     expect_credit(t);
-    deliver_leaf(t, env, len2, leaf, size);
+    fnode_bed_deliver_leaf(t, env, len2, leaf, size);
     assert_int_equal(t->node->n_receipts, 0);
     expect_credit(t);
     assert_int_equal(fnode_alarms(t->fn), 1); /* once per version */
@@ -600,7 +523,7 @@ static void test_expired_directory_holds_deliveries(void **state)
     /* Twin: a fresh version comes; the node asks for the held ones again
      * (Hello), and the delivery the broker sends again is stored and
      * receipted, the early one receipted again. */
-    push_next(t, 3600000);
+    fnode_bed_push_next(t, 3600000);
     Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_HELLO, FNODE_RECV_MS);
     assert_non_null(f);
     keten_pb_free((ProtobufCMessage **)(void *)&f);
@@ -608,9 +531,9 @@ static void test_expired_directory_holds_deliveries(void **state)
     d = status_directory(t);
     assert_null(json_object_get(d, "problem"));
     json_decref(d);
-    deliver_leaf(t, early, len, leaf_early, size);
+    fnode_bed_deliver_leaf(t, early, len, leaf_early, size);
     expect_leaf(t, early, len, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
-    deliver_leaf(t, env, len2, leaf, size);
+    fnode_bed_deliver_leaf(t, env, len2, leaf, size);
     assert_true(stored(t, env, len2));
     expect_leaf(t, env, len2, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
     keten_inbox_flush_receipts(t->node);
@@ -643,28 +566,13 @@ static size_t sent_count(ctx *t)
 static void test_one_reply_per_query(void **state)
 {
     ctx *t = *state;
-    Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_json_parse(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
-    uint8_t *payload = NULL;
-    size_t payload_len = 0;
-    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
-    uint64_t now = keten_now_ms();
-    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_QUERY,
-        .category = sig->type,
-        .purpose = sig->purpose,
-        .created_at = now,
-        .expires_at = now + 3600000 };
-    const char *to[] = { "alpha" };
+    fnode_seal_opts o = { .kind = KETEN__KIND__KIND_QUERY, .life_ms = 3600000 };
     uint8_t q[KETEN_MSG_ID_BYTES];
-    uint8_t *env = NULL;
     size_t len = 0;
-    assert_int_equal(keten_envelope_seal(fixture_node(t->fx, "bravo"), t->fx->directory, to, 1,
-                         &params, payload, payload_len, q, &env, &len),
-        KETEN_OK);
-    free(payload);
-    keten_signal_json_free(&sig);
+    uint8_t *env
+        = fnode_seal(fixture_node(t->fx, "bravo"), t->fx->directory, "alpha", SIGNAL, &o, q, &len);
     uint64_t leaf = flog_submitted(t->log, env, len);
-    deliver_leaf(t, env, len, leaf, checkpoint(t));
+    fnode_bed_deliver_leaf(t, env, len, leaf, fnode_bed_checkpoint(t));
     assert_true(stored(t, env, len));
 
     keten_outbox_send_req req = { .to = "bravo",

@@ -55,76 +55,27 @@ static const char *const specs[]
 
 #define SIGNAL "{\"type\":\"woonfraude\",\"purpose\":\"handhaving\"}"
 
-typedef struct sent {
-    uint8_t id[KETEN_MSG_ID_BYTES];
-    uint64_t rid; /* the submit's request id */
-    uint8_t *env;
-    size_t len;
-    uint64_t leaf; /* its submitted record */
-} sent;
-
-typedef struct ctx {
-    fixture *fx;
-    fnode *fn;
-    keten_node *node;
-    flog *log;
-    sent s[4];
-} ctx;
+typedef fnode_bed ctx;
+typedef fnode_sent sent;
 
 static int setup(void **state)
 {
-    ctx *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    t->fx = fixture_new(1, 1, specs);
-    t->fn = fnode_new(t->fx, "alpha", "hub");
-    t->node = &t->fn->node;
-    fnode_connect(t->fn);
-    t->log = flog_new(t->fx, "log");
-    flog_pad(t->log, 1);
-    *state = t;
+    *state = fnode_bed_new(fixture_new(1, 1, specs), "alpha", "hub");
     return 0;
 }
 
 static int teardown(void **state)
 {
-    ctx *t = *state;
-    for (size_t i = 0; i < sizeof t->s / sizeof t->s[0]; i++) {
-        free(t->s[i].env);
-    }
-    flog_destroy(&t->log);
-    fnode_destroy(&t->fn);
-    fixture_destroy(&t->fx);
-    free(t);
+    fnode_bed_destroy((ctx **)state);
     return 0;
 }
 
 /* ---- helpers --------------------------------------------------------------- */
 
-/* Send to `to`; the Submit the broker's end got; its submitted record in the
- * broker's log. */
-static sent *send_to(ctx *t, size_t i, const char *to)
+/* Send SIGNAL to `to` (fnode_bed_send). */
+static sent *send_to(ctx *t, const char *to)
 {
-    sent *s = &t->s[i];
-    keten_outbox_send_req req = {
-        .to = to,
-        .kind = KETEN__KIND__KIND_SIGNAL,
-        .json = SIGNAL,
-        .json_len = strlen(SIGNAL),
-    };
-    assert_int_equal(keten_outbox_send(t->node, &req, s->id), KETEN_OK);
-    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
-    assert_non_null(f);
-    s->rid = f->request_id;
-    s->len = f->submit->envelope.len;
-    s->env = malloc(s->len);
-    assert_non_null(s->env);
-    memcpy(s->env, f->submit->envelope.data, s->len);
-    keten_pb_free((ProtobufCMessage **)(void *)&f);
-    uint8_t id[KETEN_MSG_ID_BYTES];
-    forge_msg_id(s->env, s->len, id);
-    assert_memory_equal(id, s->id, KETEN_MSG_ID_BYTES);
-    s->leaf = flog_submitted(t->log, s->env, s->len);
-    return s;
+    return fnode_bed_send(t, KETEN__KIND__KIND_SIGNAL, to, SIGNAL);
 }
 
 static Keten__SentRecord *record(ctx *t, const uint8_t *id)
@@ -151,35 +102,6 @@ static bool in_outbox(ctx *t, const uint8_t *id)
     keten_store_abort(&txn);
     keten_err_clear();
     return e == KETEN_OK;
-}
-
-/* The node takes the broker's checkpoint of its whole log. */
-static uint64_t checkpoint(ctx *t)
-{
-    uint64_t size = flog_size(t->log);
-    fnode_checkpoint(t->fn, t->log, keten_witness_reference_size(t->node), size, false);
-    assert_int_equal(keten_witness_reference_size(t->node), size);
-    return size;
-}
-
-static void ack(ctx *t, uint64_t rid, const Keten__LeafProof *p)
-{
-    Keten__SubmitAck a = KETEN__SUBMIT_ACK__INIT;
-    a.proof = (Keten__LeafProof *)p;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.request_id = rid;
-    f.body_case = KETEN__FRAME__BODY_SUBMIT_ACK;
-    f.submit_ack = &a;
-    fnode_frame(t->fn, &f);
-    keten_outbox_on_ack(t->node, rid, &a);
-    fnode_frame(t->fn, NULL);
-}
-
-static void ack_leaf(ctx *t, uint64_t rid, uint64_t leaf, uint64_t size)
-{
-    flog_proof *p = flog_proof_new(t->log, leaf, size);
-    ack(t, rid, &p->buf.msg);
-    flog_proof_free(&p);
 }
 
 static void refuse(ctx *t, uint64_t rid, const uint8_t *id, Keten__Reason reason, uint32_t rule,
@@ -215,7 +137,7 @@ static void expect_queued(ctx *t, const sent *s)
 static void test_queued(void **state)
 {
     ctx *t = *state;
-    sent *s = send_to(t, 0, "bravo,charlie");
+    sent *s = send_to(t, "bravo,charlie");
     Keten__SentRecord *rec = record(t, s->id);
     assert_int_equal(rec->state, KETEN__SENT_STATE__SENT_STATE_QUEUED);
     assert_int_equal(rec->envelope.len, s->len);
@@ -249,9 +171,9 @@ static void test_queued(void **state)
 static void test_accepted_on_valid_proof(void **state)
 {
     ctx *t = *state;
-    sent *s = send_to(t, 0, "bravo,charlie");
-    uint64_t size = checkpoint(t);
-    ack_leaf(t, s->rid, s->leaf, size);
+    sent *s = send_to(t, "bravo,charlie");
+    uint64_t size = fnode_bed_checkpoint(t);
+    fnode_bed_ack_leaf(t, s->rid, s->leaf, size);
     Keten__SentRecord *rec = record(t, s->id);
     assert_int_equal(rec->state, KETEN__SENT_STATE__SENT_STATE_ACCEPTED);
     assert_int_equal(rec->leaf_index, s->leaf);
@@ -274,7 +196,7 @@ static void test_accepted_on_valid_proof(void **state)
     /* The same proof again (a resend's DUPLICATE): nothing changes. */
     flog_proof *p = flog_proof_new(t->log, s->leaf, size);
     refuse(t, s->rid, s->id, KETEN__REASON__REASON_DUPLICATE, 0, &p->buf.msg);
-    ack(t, s->rid, &p->buf.msg);
+    fnode_bed_ack(t, s->rid, &p->buf.msg);
     flog_proof_free(&p);
     assert_int_equal(state_of(t, s->id), KETEN__SENT_STATE__SENT_STATE_ACCEPTED);
     assert_int_equal(t->node->counters.sent, 1);
@@ -291,19 +213,19 @@ static void set_created_later(Keten__Header *h, void *arg)
 static void test_ack_reject_twins(void **state)
 {
     ctx *t = *state;
-    sent *a = send_to(t, 0, "bravo");
-    sent *b = send_to(t, 1, "charlie");
+    sent *a = send_to(t, "bravo");
+    sent *b = send_to(t, "charlie");
     size_t other_len = 0, forged_len = 0;
     uint8_t *other = fixture_seal(t->fx, "bravo", "charlie", SIGNAL, NULL, &other_len);
     uint64_t bravos = flog_submitted(t->log, other, other_len);
     uint8_t *forged
         = forge_envelope(a->env, a->len, t->node->me, set_created_later, NULL, &forged_len);
     uint64_t a_again = flog_submitted(t->log, forged, forged_len);
-    uint64_t size = checkpoint(t);
+    uint64_t size = fnode_bed_checkpoint(t);
 
     /* Against a tree the node does not keep: not judged, no alarm. */
     flog_pad(t->log, 1);
-    ack_leaf(t, a->rid, a->leaf, size + 1);
+    fnode_bed_ack_leaf(t, a->rid, a->leaf, size + 1);
     assert_int_equal(t->node->counters.proofs_unknown, 1);
     assert_int_equal(fnode_alarms(t->fn), 0);
     expect_queued(t, a);
@@ -312,21 +234,21 @@ static void test_ack_reject_twins(void **state)
     /* A path that does not lead to the root. */
     flog_proof *p = flog_proof_new(t->log, a->leaf, size);
     p->buf.path[0][3] ^= 0x10;
-    ack(t, a->rid, &p->buf.msg);
+    fnode_bed_ack(t, a->rid, &p->buf.msg);
     flog_proof_free(&p);
     assert_int_equal(fnode_alarms(t->fn), ++alarms);
     /* a's submit answered with the proof of b's record: both stay. */
-    ack_leaf(t, a->rid, b->leaf, size);
+    fnode_bed_ack_leaf(t, a->rid, b->leaf, size);
     assert_int_equal(fnode_alarms(t->fn), ++alarms);
     expect_queued(t, b);
     /* The record of another envelope under a's msg_id. */
-    ack_leaf(t, a->rid, a_again, size);
+    fnode_bed_ack_leaf(t, a->rid, a_again, size);
     assert_int_equal(fnode_alarms(t->fn), ++alarms);
     /* Another node's message, for no submit the node remembers. */
-    ack_leaf(t, 0, bravos, size);
+    fnode_bed_ack_leaf(t, 0, bravos, size);
     assert_int_equal(fnode_alarms(t->fn), ++alarms);
     /* A record that is no submit at all. */
-    ack_leaf(t, 0, 0, size);
+    fnode_bed_ack_leaf(t, 0, 0, size);
     assert_int_equal(fnode_alarms(t->fn), ++alarms);
     assert_int_equal(fnode_evidence(t->fn), alarms);
     expect_queued(t, a);
@@ -334,8 +256,8 @@ static void test_ack_reject_twins(void **state)
     assert_int_equal(t->node->counters.sent, 0);
 
     /* Twins: each with its own proof. */
-    ack_leaf(t, a->rid, a->leaf, size);
-    ack_leaf(t, b->rid, b->leaf, size);
+    fnode_bed_ack_leaf(t, a->rid, a->leaf, size);
+    fnode_bed_ack_leaf(t, b->rid, b->leaf, size);
     assert_int_equal(state_of(t, a->id), KETEN__SENT_STATE__SENT_STATE_ACCEPTED);
     assert_int_equal(state_of(t, b->id), KETEN__SENT_STATE__SENT_STATE_ACCEPTED);
     assert_int_equal(fnode_alarms(t->fn), alarms);
@@ -348,9 +270,9 @@ static void test_ack_reject_twins(void **state)
 static void test_refused(void **state)
 {
     ctx *t = *state;
-    sent *a = send_to(t, 0, "bravo");
-    sent *b = send_to(t, 1, "bravo");
-    sent *c = send_to(t, 2, "bravo");
+    sent *a = send_to(t, "bravo");
+    sent *b = send_to(t, "bravo");
+    sent *c = send_to(t, "bravo");
 
     refuse(t, a->rid, a->id, KETEN__REASON__REASON_POLICY, 7, NULL);
     Keten__SentRecord *rec = record(t, a->id);
@@ -373,8 +295,8 @@ static void test_refused(void **state)
     expect_queued(t, b);
     assert_int_equal(t->node->counters.refused, 1);
     /* ... and is accepted once proven. */
-    uint64_t size = checkpoint(t);
-    ack_leaf(t, b->rid, b->leaf, size);
+    uint64_t size = fnode_bed_checkpoint(t);
+    fnode_bed_ack_leaf(t, b->rid, b->leaf, size);
     assert_int_equal(state_of(t, b->id), KETEN__SENT_STATE__SENT_STATE_ACCEPTED);
     /* A refusal of a message that is no longer queued changes nothing. */
     refuse(t, b->rid, b->id, KETEN__REASON__REASON_POLICY, 3, NULL);
@@ -390,55 +312,17 @@ static void test_refused(void **state)
 
 /* ---- expired ----------------------------------------------------------------- */
 
-static void put_queued(ctx *t, const uint8_t *id, uint8_t *env, size_t len, const char *to)
-{
-    Keten__SentRecipient r = KETEN__SENT_RECIPIENT__INIT, *rp = &r;
-    r.id = (char *)to;
-    r.state = KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING;
-    Keten__SentRecord rec = KETEN__SENT_RECORD__INIT;
-    rec.msg_id.data = (uint8_t *)id;
-    rec.msg_id.len = KETEN_MSG_ID_BYTES;
-    rec.state = KETEN__SENT_STATE__SENT_STATE_QUEUED;
-    rec.envelope.data = env;
-    rec.envelope.len = len;
-    rec.n_recipients = 1;
-    rec.recipients = &rp;
-    keten_store *st = t->node->store;
-    MDB_txn *txn = NULL;
-    assert_int_equal(keten_store_begin(st, true, &txn), KETEN_OK);
-    assert_int_equal(
-        keten_store_put(st, txn, KETEN_DB_OUTBOX, id, KETEN_MSG_ID_BYTES, "", 0), KETEN_OK);
-    assert_int_equal(keten_nodestore_sent_put(st, txn, &rec), KETEN_OK);
-    assert_int_equal(keten_store_commit(&txn), KETEN_OK);
-}
-
 static void test_expired(void **state)
 {
     ctx *t = *state;
-    sent *fresh = send_to(t, 0, "bravo");
+    sent *fresh = send_to(t, "bravo");
     /* Sealed with a life of 1 ms and put in the outbox by hand, as if the
      * node had been down since. */
-    Keten__Signal *sig = NULL;
-    assert_int_equal(keten_signal_json_parse(SIGNAL, strlen(SIGNAL), &sig), KETEN_OK);
-    uint8_t *payload = NULL;
-    size_t payload_len = 0;
-    assert_int_equal(keten_signal_json_pack(sig, &payload, &payload_len), KETEN_OK);
-    uint64_t now = keten_now_ms();
-    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
-        .category = sig->type,
-        .purpose = sig->purpose,
-        .created_at = now,
-        .expires_at = now + 1 };
-    const char *to[] = { "bravo" };
+    fnode_seal_opts o = { .kind = KETEN__KIND__KIND_SIGNAL, .life_ms = 1 };
     uint8_t id[KETEN_MSG_ID_BYTES];
-    uint8_t *env = NULL;
     size_t len = 0;
-    assert_int_equal(keten_envelope_seal(t->node->me, t->node->dir, to, 1, &params, payload,
-                         payload_len, id, &env, &len),
-        KETEN_OK);
-    free(payload);
-    keten_signal_json_free(&sig);
-    put_queued(t, id, env, len, "bravo");
+    uint8_t *env = fnode_seal(t->node->me, t->node->dir, "bravo", SIGNAL, &o, id, &len);
+    fnode_bed_put_queued(t, id, env, len, "bravo");
     struct timespec pause = { 0, 5 * 1000 * 1000 }; /* time under test: its 1 ms life passes */
     nanosleep(&pause, NULL);
 
@@ -469,8 +353,8 @@ static void test_expired(void **state)
 static void test_unreadable_not_resent(void **state)
 {
     ctx *t = *state;
-    sent *fresh = send_to(t, 0, "bravo");
-    sent *bad = send_to(t, 1, "charlie");
+    sent *fresh = send_to(t, "bravo");
+    sent *bad = send_to(t, "charlie");
     keten_store *st = t->node->store;
     MDB_txn *txn = NULL;
     MDB_val v;
@@ -514,87 +398,26 @@ static void test_unreadable_not_resent(void **state)
 
 /* ---- receipt notices ---------------------------------------------------------- */
 
-/* The "receipted" record of message s by recipient, its receipt signed by
- * signer (the recipient, or not) and naming s's envelope (or, other_envelope,
- * another one), appended to the broker's log. */
-static uint64_t log_receipt_by(ctx *t, const sent *s, const char *recipient, const char *signer,
-    const Keten__NodeCert *cert, uint64_t stored_at, bool other_envelope)
-{
-    const keten_directory *dir = t->node->dir;
-    keten_receipt_item it;
-    memset(&it, 0, sizeof it);
-    memcpy(it.msg_id, s->id, KETEN_MSG_ID_BYTES);
-    keten_sha256(it.envelope_hash, s->env, s->len);
-    if (other_envelope) {
-        it.envelope_hash[0] ^= 1;
-    }
-    it.outcome = KETEN__OUTCOME__OUTCOME_STORED;
-    keten_receipt_batch *rb = NULL;
-    assert_int_equal(keten_receipt_batch_new(fixture_node(t->fx, signer),
-                         keten_directory_network(dir), cert->serial, stored_at, &it, 1, &rb),
-        KETEN_OK);
-    Keten__ReceiptBatchHead *head = NULL;
-    keten_hash *leaf_hashes = NULL;
-    assert_int_equal(keten_receipt_batch_verify(
-                         cert, keten_directory_network(dir), &rb->msg, &head, &leaf_hashes),
-        KETEN_OK);
-    keten_receipt_proof_buf pb;
-    memset(&pb, 0, sizeof pb);
-    assert_int_equal(
-        keten_receipt_proof_build(&rb->msg, (const keten_hash *)leaf_hashes, 0, &pb), KETEN_OK);
-    char *rcpt[1] = { (char *)recipient };
-    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
-    rec.event = KETEN__EVENT__EVENT_RECEIPTED;
-    rec.msg_id.data = (uint8_t *)s->id;
-    rec.msg_id.len = KETEN_MSG_ID_BYTES;
-    rec.sender = t->node->me->id;
-    rec.node = (char *)recipient;
-    rec.n_recipients = 1;
-    rec.recipients = rcpt;
-    rec.receipt = &pb.msg;
-    rec.directory_version = 1;
-    uint64_t leaf = flog_append(t->log, &rec);
-    keten_receipt_proof_buf_clear(&pb);
-    free(leaf_hashes);
-    keten_pb_free((ProtobufCMessage **)(void *)&head);
-    keten_receipt_batch_destroy(&rb);
-    return leaf;
-}
-
 static uint64_t log_receipt(
     ctx *t, const sent *s, const char *recipient, const char *signer, bool other_envelope)
 {
     const Keten__NodeCert *cert = keten_directory_find_id(t->node->dir, signer);
-    return log_receipt_by(t, s, recipient, signer, cert, keten_now_ms(), other_envelope);
-}
-
-static void notice(ctx *t, uint64_t leaf, uint64_t size)
-{
-    flog_proof *p = flog_proof_new(t->log, leaf, size);
-    Keten__ReceiptNotice n = KETEN__RECEIPT_NOTICE__INIT;
-    n.proof = &p->buf.msg;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_RECEIPT_NOTICE;
-    f.receipt_notice = &n;
-    fnode_frame(t->fn, &f);
-    keten_outbox_on_receipt_notice(t->node, &n);
-    fnode_frame(t->fn, NULL);
-    flog_proof_free(&p);
+    return fnode_bed_log_receipt(t, s, recipient, signer, cert, keten_now_ms(), other_envelope);
 }
 
 static void test_receipt_notice(void **state)
 {
     ctx *t = *state;
-    sent *s = send_to(t, 0, "bravo,charlie");
+    sent *s = send_to(t, "bravo,charlie");
     uint64_t forged = log_receipt(t, s, "bravo", "charlie", false); /* signed by charlie */
     uint64_t other = log_receipt(t, s, "bravo", "bravo", true); /* of another envelope */
     uint64_t real = log_receipt(t, s, "bravo", "bravo", false);
-    uint64_t size = checkpoint(t);
-    ack_leaf(t, s->rid, s->leaf, size);
+    uint64_t size = fnode_bed_checkpoint(t);
+    fnode_bed_ack_leaf(t, s->rid, s->leaf, size);
 
-    notice(t, forged, size);
+    fnode_bed_receipt_notice(t, forged, size);
     assert_int_equal(fnode_alarms(t->fn), 1);
-    notice(t, other, size);
+    fnode_bed_receipt_notice(t, other, size);
     assert_int_equal(fnode_alarms(t->fn), 2);
     assert_int_equal(fnode_evidence(t->fn), 2);
     assert_int_equal(t->node->n_notice_acks, 0); /* not confirmed: the broker sends them again */
@@ -602,7 +425,7 @@ static void test_receipt_notice(void **state)
     assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
     keten_nodestore_sent_free(&rec);
 
-    notice(t, real, size);
+    fnode_bed_receipt_notice(t, real, size);
     rec = record(t, s->id);
     assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED);
     assert_true(rec->recipients[0]->stored_at > 0);
@@ -614,7 +437,7 @@ static void test_receipt_notice(void **state)
 
     /* Confirmed to the broker at the next tick; sent again, confirmed again
      * without a second record. */
-    notice(t, real, size);
+    fnode_bed_receipt_notice(t, real, size);
     assert_int_equal(t->node->counters.receipts, 1);
     assert_int_equal(t->node->n_notice_acks, 2);
     keten_outbox_tick(t->node);
@@ -647,15 +470,15 @@ static void expect_last_alarm(ctx *t, const char *kind)
 static void test_receipts_after_revocation(void **state)
 {
     ctx *t = *state;
-    sent *s = send_to(t, 0, "bravo,charlie");
+    sent *s = send_to(t, "bravo,charlie");
     const Keten__NodeCert *b = keten_directory_find_id(t->node->dir, "bravo");
     const Keten__NodeCert *c = keten_directory_find_id(t->node->dir, "charlie");
     assert_non_null(b);
     assert_non_null(c);
     uint64_t b_serial = b->serial, c_serial = c->serial;
     uint64_t before = keten_now_ms();
-    uint64_t b_before = log_receipt_by(t, s, "bravo", "bravo", b, before, false);
-    uint64_t c_before = log_receipt_by(t, s, "charlie", "charlie", c, before, false);
+    uint64_t b_before = fnode_bed_log_receipt(t, s, "bravo", "bravo", b, before, false);
+    uint64_t c_before = fnode_bed_log_receipt(t, s, "charlie", "charlie", c, before, false);
 
     uint64_t at = before + 1000;
     assert_int_equal(
@@ -681,14 +504,14 @@ static void test_receipts_after_revocation(void **state)
     assert_false(keten_directory_revocation_compromised(rb));
     assert_true(keten_directory_revocation_compromised(rc));
     /* Signed with bravo's revoked key, dated after its revocation. */
-    uint64_t b_after = log_receipt_by(t, s, "bravo", "bravo", rb->cert, at + 1, false);
-    uint64_t size = checkpoint(t);
-    ack_leaf(t, s->rid, s->leaf, size);
+    uint64_t b_after = fnode_bed_log_receipt(t, s, "bravo", "bravo", rb->cert, at + 1, false);
+    uint64_t size = fnode_bed_checkpoint(t);
+    fnode_bed_ack_leaf(t, s->rid, s->leaf, size);
 
-    notice(t, c_before, size);
+    fnode_bed_receipt_notice(t, c_before, size);
     assert_int_equal(fnode_alarms(t->fn), 1);
     expect_last_alarm(t, "revoked-receipt");
-    notice(t, b_after, size);
+    fnode_bed_receipt_notice(t, b_after, size);
     assert_int_equal(fnode_alarms(t->fn), 2);
     expect_last_alarm(t, "revoked-receipt");
     assert_int_equal(fnode_evidence(t->fn), 2);
@@ -700,7 +523,7 @@ static void test_receipts_after_revocation(void **state)
     assert_int_equal(t->node->counters.receipts, 0);
 
     /* Twin: bravo's receipt stored before the revocation counts. */
-    notice(t, b_before, size);
+    fnode_bed_receipt_notice(t, b_before, size);
     rec = record(t, s->id);
     assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED);
     assert_int_equal(rec->recipients[0]->stored_at, before);
@@ -711,20 +534,6 @@ static void test_receipts_after_revocation(void **state)
     assert_int_equal(fnode_alarms(t->fn), 2);
 }
 
-/* Publish the draft as the next version, valid for valid_ms, and push it to
- * the node as the broker would. */
-static void push_next(ctx *t, uint64_t valid_ms)
-{
-    size_t len = 0;
-    uint8_t *sd = fixture_publish_valid(t->fx, valid_ms, &len);
-    ProtobufCBinaryData chain = { len, sd };
-    Keten__DirectoryPush push = KETEN__DIRECTORY_PUSH__INIT;
-    push.n_chain = 1;
-    push.chain = &chain;
-    assert_int_equal(keten_dirs_on_push(t->node, &push), KETEN_OK);
-    free(sd);
-}
-
 /* Past the directory's expiry a forwarded receipt is not taken (a
  * revocation of its signer may be withheld): not recorded, not confirmed,
  * counted as held. Twin: after a fresh version (the node says Hello, so
@@ -732,18 +541,18 @@ static void push_next(ctx *t, uint64_t valid_ms)
 static void test_no_receipt_past_expiry(void **state)
 {
     ctx *t = *state;
-    sent *s = send_to(t, 0, "bravo");
+    sent *s = send_to(t, "bravo");
     uint64_t real = log_receipt(t, s, "bravo", "bravo", false);
-    uint64_t size = checkpoint(t);
-    ack_leaf(t, s->rid, s->leaf, size);
-    push_next(t, 1000);
+    uint64_t size = fnode_bed_checkpoint(t);
+    fnode_bed_ack_leaf(t, s->rid, s->leaf, size);
+    fnode_bed_push_next(t, 1000);
     struct timespec pause = { 0, 20 * 1000 * 1000 }; /* time under test: the version expires */
     for (int i = 0; i < 250 && keten_directory_fresh(t->node->dir, keten_now_ms()); i++) {
         nanosleep(&pause, NULL);
     }
     assert_false(keten_directory_fresh(t->node->dir, keten_now_ms()));
 
-    notice(t, real, size);
+    fnode_bed_receipt_notice(t, real, size);
     Keten__SentRecord *rec = record(t, s->id);
     assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
     keten_nodestore_sent_free(&rec);
@@ -753,11 +562,11 @@ static void test_no_receipt_past_expiry(void **state)
     assert_int_equal(fnode_alarms(t->fn), 1);
     expect_last_alarm(t, "directory-expired");
 
-    push_next(t, 3600000);
+    fnode_bed_push_next(t, 3600000);
     Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_HELLO, FNODE_RECV_MS);
     assert_non_null(f);
     keten_pb_free((ProtobufCMessage **)(void *)&f);
-    notice(t, real, size);
+    fnode_bed_receipt_notice(t, real, size);
     rec = record(t, s->id);
     assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED);
     keten_nodestore_sent_free(&rec);
