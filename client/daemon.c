@@ -505,6 +505,12 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
     }
     (void)keten_rotate_try_switch(&node);
     keten_alarm_refusal_load(&node);
+    if (keten_inbox_unhandled_init(&node) != KETEN_OK) {
+        /* Not fatal: the metric then counts the inbox each time it is read. */
+        KETEN_LOG(KETEN_LOG_WARNING, "unhandled messages not counted", "error=\"%s\"",
+            keten_err_detail());
+        keten_err_clear();
+    }
     if (keten_dirs_my_cert(&node) == NULL) {
         KETEN_LOG(KETEN_LOG_WARNING,
             "this node is not a current node of the directory with these keys; it cannot send "

@@ -224,6 +224,122 @@ out:
     return e;
 }
 
+/* ---- the count of unhandled messages (KETEN_INBOX_UNHANDLED_KEY) ---------- */
+
+/* The stored count; *have false when it is missing or not 8 bytes. */
+static keten_err unhandled_stored(keten_node *node, MDB_txn *txn, bool *have, uint64_t *n)
+{
+    MDB_val v;
+    *have = false;
+    *n = 0;
+    keten_err e = keten_store_get(node->store, txn, KETEN_DB_STATE, KETEN_INBOX_UNHANDLED_KEY,
+        strlen(KETEN_INBOX_UNHANDLED_KEY), &v);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        keten_err_clear();
+        return KETEN_OK;
+    }
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (v.mv_size == KETEN_STORE_U64_KEY) {
+        *have = true;
+        *n = keten_store_u64_get(v.mv_data);
+    }
+    return KETEN_OK;
+}
+
+/* Every message of the inbox read: those not handled. */
+static keten_err unhandled_recount(keten_node *node, MDB_txn *txn, uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    *out = 0;
+    if (mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_INBOX), &cur) != 0) {
+        return keten_err_set(KETEN_ERR_STORE, "cannot read the inbox");
+    }
+    keten_err e = KETEN_OK;
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && e == KETEN_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size != KETEN_MSG_ID_BYTES) {
+            continue;
+        }
+        Keten__ReceivedRecord *rec = NULL;
+        e = keten_nodestore_received_get(node->store, txn, v.mv_data, &rec);
+        if (e == KETEN_OK && !rec->handled) {
+            (*out)++;
+        }
+        keten_nodestore_received_free(&rec);
+    }
+    mdb_cursor_close(cur);
+    return e;
+}
+
+static keten_err unhandled_put(keten_node *node, MDB_txn *txn, uint64_t n)
+{
+    uint8_t b[KETEN_STORE_U64_KEY];
+    keten_store_u64_put(n, b);
+    return keten_store_put(node->store, txn, KETEN_DB_STATE, KETEN_INBOX_UNHANDLED_KEY,
+        strlen(KETEN_INBOX_UNHANDLED_KEY), b, sizeof b);
+}
+
+/* One more (a message stored) or one less (a message handled), in the
+ * transaction of that change. A missing count stays missing (counted at the
+ * next start, keten_inbox_unhandled_init); one that would go below zero is
+ * wrong and is removed, so that it is counted again rather than trusted. */
+static keten_err unhandled_add(keten_node *node, MDB_txn *txn, bool more)
+{
+    bool have = false;
+    uint64_t n = 0;
+    keten_err e = unhandled_stored(node, txn, &have, &n);
+    if (e != KETEN_OK || !have) {
+        return e;
+    }
+    if (!more && n == 0) {
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "the stored count of unhandled messages was wrong; the inbox is counted again",
+            "key=%s", KETEN_INBOX_UNHANDLED_KEY);
+        return keten_store_del(node->store, txn, KETEN_DB_STATE, KETEN_INBOX_UNHANDLED_KEY,
+            strlen(KETEN_INBOX_UNHANDLED_KEY));
+    }
+    return unhandled_put(node, txn, more ? n + 1 : n - 1);
+}
+
+keten_err keten_inbox_unhandled(keten_node *node, MDB_txn *txn, uint64_t *out)
+{
+    bool have = false;
+    keten_err e = unhandled_stored(node, txn, &have, out);
+    if (e == KETEN_OK && !have) {
+        e = unhandled_recount(node, txn, out);
+    }
+    return e;
+}
+
+keten_err keten_inbox_unhandled_init(keten_node *node)
+{
+    MDB_txn *txn = NULL;
+    bool have = false;
+    uint64_t n = 0;
+    keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e == KETEN_OK) {
+        e = unhandled_stored(node, txn, &have, &n);
+    }
+    if (e == KETEN_OK && !have) {
+        e = unhandled_recount(node, txn, &n);
+        if (e == KETEN_OK) {
+            e = unhandled_put(node, txn, n);
+        }
+        if (e == KETEN_OK) {
+            e = keten_store_commit(&txn);
+        }
+        if (e == KETEN_OK) {
+            KETEN_LOG(KETEN_LOG_INFO, "unhandled messages counted", "unhandled=%llu",
+                (unsigned long long)n);
+        }
+    }
+    keten_store_abort(&txn);
+    return e;
+}
+
 void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
 {
     keten_envelope_verified *v = NULL;
@@ -350,7 +466,8 @@ void keten_inbox_on_deliver(keten_node *node, const Keten__Deliver *d)
             != KETEN_OK
         || (e = keten_nodestore_seen_put(
                 node->store, txn, msg_id, v->header->expires_at, v->envelope_hash))
-            != KETEN_OK) {
+            != KETEN_OK
+        || (e = unhandled_add(node, txn, true)) != KETEN_OK) {
         goto fail;
     }
     if (v->header->kind == KETEN__KIND__KIND_REPLY
@@ -548,6 +665,9 @@ keten_err keten_inbox_ack(keten_node *node, const uint8_t msg_id[static KETEN_MS
         rec->handled = true;
         rec->handled_at = keten_now_ms();
         e = keten_nodestore_received_put(node->store, txn, msg_id, rec);
+        if (e == KETEN_OK) {
+            e = unhandled_add(node, txn, false);
+        }
         if (e == KETEN_OK) {
             e = keten_events_handled(node, txn, msg_id, rec->handled_at);
         }

@@ -46,7 +46,9 @@
 #define KETEN_NODE_INBOX_H
 
 #include <jansson.h>
+#include <lmdb.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "keten.h"
@@ -79,6 +81,24 @@ keten_err keten_inbox_sender(keten_node *node, const uint8_t msg_id[static KETEN
 /* Mark handled (the application has dealt with it). */
 keten_err keten_inbox_ack(
     keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES]) KETEN_MUST_CHECK;
+
+/* The number of received messages not yet handled (the metric
+ * keten_node_inbox_unhandled) is kept in the state table under this key
+ * (8 bytes big-endian), changed in the transaction that stores a message
+ * and in the one that acknowledges it: nothing else changes the inbox (no
+ * message is ever deleted from it; replay entries that expire are another
+ * table). */
+#define KETEN_INBOX_UNHANDLED_KEY "inbox-unhandled"
+
+/* The count, read in txn. When it is missing (a store made before it was
+ * kept) or damaged, the inbox is counted instead (every record read:
+ * O(inbox); KETEN_ERR_MALFORMED for a damaged record, as keten_inbox_list). */
+keten_err keten_inbox_unhandled(keten_node *node, MDB_txn *txn, uint64_t *out) KETEN_MUST_CHECK;
+
+/* At start: when the count is missing or damaged, count the inbox once and
+ * store the count (its own transaction). KETEN_OK when it was there. On an
+ * error nothing is stored and keten_inbox_unhandled() goes on counting. */
+keten_err keten_inbox_unhandled_init(keten_node *node) KETEN_MUST_CHECK;
 
 /* Forget replay entries of expired messages. */
 void keten_inbox_purge_seen(keten_node *node);

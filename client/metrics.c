@@ -15,6 +15,7 @@
 
 #include "alarm.h"
 #include "directory.h"
+#include "inbox.h"
 #include "link.h"
 #include "log.h"
 #include "nodestore.h"
@@ -158,31 +159,6 @@ void keten_metrics_destroy(keten_metrics **m_p)
 
 /* ---- the daemon's side --------------------------------------------------- */
 
-static keten_err count_unhandled(keten_node *node, MDB_txn *txn, uint64_t *out)
-{
-    MDB_cursor *cur = NULL;
-    *out = 0;
-    if (mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_INBOX), &cur) != 0) {
-        return keten_err_set(KETEN_ERR_STORE, "cannot read the inbox");
-    }
-    keten_err e = KETEN_OK;
-    MDB_val k, v;
-    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && e == KETEN_OK;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (v.mv_size != KETEN_MSG_ID_BYTES) {
-            continue;
-        }
-        Keten__ReceivedRecord *rec = NULL;
-        e = keten_nodestore_received_get(node->store, txn, v.mv_data, &rec);
-        if (e == KETEN_OK && !rec->handled) {
-            (*out)++;
-        }
-        keten_nodestore_received_free(&rec);
-    }
-    mdb_cursor_close(cur);
-    return e;
-}
-
 /* When the latest stored checkpoint was accepted (0: none stored). */
 static keten_err last_checkpoint_at(keten_node *node, MDB_txn *txn, uint64_t *at)
 {
@@ -217,7 +193,7 @@ static void refresh_store(keten_metrics *m, keten_node *node)
         e = keten_store_count(node->store, txn, KETEN_DB_OUTBOX, &outbox);
     }
     if (e == KETEN_OK) {
-        e = count_unhandled(node, txn, &unhandled);
+        e = keten_inbox_unhandled(node, txn, &unhandled); /* kept in the store: O(1) */
     }
     if (e == KETEN_OK && !m->refreshed) {
         e = last_checkpoint_at(node, txn, &cp_at);

@@ -24,7 +24,8 @@
  * C11 atomics, which the HTTP thread reads. The HTTP thread never touches
  * the node or its store. Values read from the store (inbox, alarms,
  * checkpoint) are refreshed at most once a second, and only after the store
- * changed.
+ * changed; the number of unhandled messages is a count the store keeps
+ * (keten_inbox_unhandled), not a walk through the inbox.
  *
  * Address: "HOST:PORT" or "[IPv6]:PORT". Port 0 picks a
  * free port (logged: msg="metrics served" port=N). The endpoint has no

@@ -101,6 +101,7 @@ fnode *fnode_new(fixture *fx, const char *node_id, const char *broker_id)
     CHECK(keten_directory_anchor_load(self->anchor, &node->anchor), "loading the anchor");
     CHECK(keten_store_open(self->home, &node->store), "opening the store");
     CHECK(keten_dirs_load(node), "loading the directory");
+    CHECK(keten_inbox_unhandled_init(node), "counting the unhandled messages");
     node->zctx = zmq_ctx_new();
     assert_non_null(node->zctx);
     CHECK(keten_witness_new(node, &node->witness), "the witness");
