@@ -404,8 +404,8 @@ int keten_apiclient_list_get(
     int rc = keten_apiclient_check(status, *reply);
     if (rc == KETEN_EXIT_OK && !json_is_array(json_object_get(*reply, "messages"))) {
         const char *what = strncmp(path, "/v1/", 4) == 0 ? path + 4 : path;
-        rc = keten_cli_error(keten_err_set(
-            KETEN_ERR_MALFORMED, "the daemon's %s answer has no \"messages\"", what));
+        rc = keten_cli_error(
+            keten_err_set(KETEN_ERR_MALFORMED, "the daemon's %s answer has no \"messages\"", what));
     }
     return rc;
 }

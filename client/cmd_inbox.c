@@ -88,8 +88,8 @@ static int fetch(const char *home, bool all, const inbox_filter *f, uint64_t wai
 static bool print_text(const json_t *m, void *open)
 {
     bool handled = open != NULL
-        && !listed(json_object_get(open, "messages"),
-            json_string_value(json_object_get(m, "msg_id")));
+        && !listed(
+            json_object_get(open, "messages"), json_string_value(json_object_get(m, "msg_id")));
     const json_t *sig = json_object_get(m, "signal");
     const char *irt = json_string_value(json_object_get(m, "in_reply_to"));
     printf("%-32s  %-24s  %-16s %-8s %s%s%s%s\n", json_string_value(json_object_get(m, "msg_id")),

@@ -128,8 +128,8 @@ int cmd_sent(int argc, char **argv)
     if (rc == KETEN_EXIT_OK && !as_json) {
         size_t n = json_array_size(json_object_get(reply, "messages"));
         json_int_t more = json_integer_value(json_object_get(reply, "more"));
-        printf("%zu message%s sent, %zu awaiting a recipient's answer\n", n, n == 1 ? "" : "s",
-            open);
+        printf(
+            "%zu message%s sent, %zu awaiting a recipient's answer\n", n, n == 1 ? "" : "s", open);
         if (more > 0) {
             printf("%lld older message%s not listed (use --since)\n", (long long)more,
                 more == 1 ? "" : "s");

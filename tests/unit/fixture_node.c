@@ -450,8 +450,7 @@ void fnode_bed_destroy(fnode_bed **self_p)
 uint64_t fnode_bed_checkpoint(fnode_bed *self)
 {
     uint64_t size = flog_size(self->log);
-    fnode_checkpoint(
-        self->fn, self->log, keten_witness_reference_size(self->node), size, false);
+    fnode_checkpoint(self->fn, self->log, keten_witness_reference_size(self->node), size, false);
     assert_int_equal(keten_witness_reference_size(self->node), size);
     return size;
 }

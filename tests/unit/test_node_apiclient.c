@@ -484,7 +484,8 @@ static bool list_item(const json_t *item, void *arg)
 
 /* What keten_apiclient_list_print() printed on standard output; its exit
  * code in *rc. */
-static char *list_printed(const json_t *reply, bool as_json, size_t *calls, size_t *counted, int *rc)
+static char *list_printed(
+    const json_t *reply, bool as_json, size_t *calls, size_t *counted, int *rc)
 {
     char path[] = "/tmp/keten-apiclient-out-XXXXXX";
     int fd = mkstemp(path);

@@ -638,7 +638,8 @@ static void test_exchange(void **state)
     fnode_bed_ack_leaf(t, q->rid, q->leaf, size);
     assert_int_equal(newest(t), 1);
     assert_int_equal(h.seq, 1);
-    fnode_bed_ack_leaf(t, q->rid, q->leaf, size); /* the same again (a resend's duplicate): no second event */
+    /* The same again (a resend's duplicate): no second event. */
+    fnode_bed_ack_leaf(t, q->rid, q->leaf, size);
     assert_int_equal(newest(t), 1);
 
     fnode_bed_receipt_notice(t, rcpt, size);
@@ -653,7 +654,8 @@ static void test_exchange(void **state)
     uint64_t reply_leaf = flog_submitted(t->log, reply, reply_len);
     size = fnode_bed_checkpoint(t);
     fnode_bed_deliver_leaf(t, reply, reply_len, reply_leaf, size);
-    fnode_bed_deliver_leaf(t, reply, reply_len, reply_leaf, size); /* a duplicate: receipted, no event */
+    /* A duplicate: receipted, no event. */
+    fnode_bed_deliver_leaf(t, reply, reply_len, reply_leaf, size);
     assert_int_equal(keten_inbox_ack(t->node, reply_id), KETEN_OK);
     assert_int_equal(keten_inbox_ack(t->node, reply_id), KETEN_OK); /* handled before */
 

@@ -61,8 +61,8 @@ static int setup(void **state)
 {
     fixture *fx = fixture_new(1, 1, specs);
     uint32_t rule = 0;
-    assert_int_equal(keten_dirbuild_add_rule(fx->draft, KETEN__EFFECT__EFFECT_DENY, "bravo", "alpha",
-                         "drugs", NULL, NULL, &rule),
+    assert_int_equal(keten_dirbuild_add_rule(fx->draft, KETEN__EFFECT__EFFECT_DENY, "bravo",
+                         "alpha", "drugs", NULL, NULL, &rule),
         KETEN_OK);
     size_t len = 0;
     free(fixture_publish(fx, &len));

@@ -218,7 +218,8 @@ static void expect_unhandled(fnode_bed *t, long long want, long long want_stored
 static uint8_t *deliver_new(fnode_bed *t, uint64_t life_ms, uint8_t *id, size_t *len)
 {
     fnode_seal_opts o = { .kind = KETEN__KIND__KIND_SIGNAL, .life_ms = life_ms };
-    uint8_t *env = fnode_seal(fixture_node(t->fx, "bravo"), t->node->dir, "alpha", SIGNAL, &o, id, len);
+    uint8_t *env
+        = fnode_seal(fixture_node(t->fx, "bravo"), t->node->dir, "alpha", SIGNAL, &o, id, len);
     uint64_t leaf = flog_submitted(t->log, env, *len);
     fnode_bed_deliver_leaf(t, env, *len, leaf, fnode_bed_checkpoint(t));
     return env;
@@ -261,7 +262,8 @@ static void test_unhandled_gauge(void **state)
 
     /* Twins: the same delivery again, and one that expired on the way,
      * add nothing. */
-    fnode_bed_deliver_leaf(t, env[0], len[0], 1, fnode_bed_checkpoint(t)); /* leaf 1: after the padding */
+    /* env[0]'s record is leaf 1, after the padding. */
+    fnode_bed_deliver_leaf(t, env[0], len[0], 1, fnode_bed_checkpoint(t));
     assert_int_equal(t->node->counters.duplicates, 1);
     uint8_t late_id[KETEN_MSG_ID_BYTES];
     size_t late_len = 0;
