@@ -322,10 +322,8 @@ void fuzz_remove_tree(const char *path)
     }
 }
 
-void fuzz_files_make(const char *name, fuzz_files *f)
+void fuzz_tmpdir_make(const char *name, char dir[static PATH_MAX])
 {
-    const fuzz_network *n = fuzz_net();
-    memset(f, 0, sizeof *f);
     struct stat st;
     const char *tmp = getenv("TMPDIR");
     if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0) {
@@ -333,13 +331,20 @@ void fuzz_files_make(const char *name, fuzz_files *f)
     } else if (tmp == NULL || tmp[0] == '\0') {
         tmp = "/tmp";
     }
-    int len = snprintf(f->dir, sizeof f->dir, "%s/keten-fuzz-%s-XXXXXX", tmp, name);
-    FUZZ_CHECK(len > 0 && (size_t)len < sizeof f->dir && mkdtemp(f->dir) != NULL);
+    int n = snprintf(dir, PATH_MAX, "%s/keten-fuzz-%s-XXXXXX", tmp, name);
+    FUZZ_CHECK(n > 0 && n < PATH_MAX && mkdtemp(dir) != NULL);
+}
+
+void fuzz_files_make(const char *name, fuzz_files *f)
+{
+    const fuzz_network *n = fuzz_net();
+    memset(f, 0, sizeof *f);
+    fuzz_tmpdir_make(name, f->dir);
     fuzz_path_join(f->home, f->dir, "home");
     fuzz_path_join(f->anchor, f->dir, "network.pub");
     fuzz_path_join(f->directory[0], f->dir, "directory-1");
     fuzz_path_join(f->directory[1], f->dir, "directory-2");
-    len = snprintf(f->endpoint, sizeof f->endpoint, "ipc://%s/broker.sock", f->dir);
+    int len = snprintf(f->endpoint, sizeof f->endpoint, "ipc://%s/broker.sock", f->dir);
     FUZZ_CHECK(len > 0 && (size_t)len < sizeof f->endpoint);
     FUZZ_CHECK(mkdir(f->home, 0700) == 0);
     FUZZ_MUST(keten_file_write(f->anchor, n->anchor_bytes, n->anchor_len, 0644, false));

@@ -148,6 +148,11 @@ void fuzz_path_join(char out[static PATH_MAX], const char *a, const char *b);
  * something cannot be removed. */
 void fuzz_remove_tree(const char *path);
 
+/* Make a new directory /dev/shm/keten-fuzz-NAME-XXXXXX (/dev/shm when it
+ * is a writable directory, else $TMPDIR, else /tmp) in dir; aborts on
+ * failure. The caller removes it with fuzz_remove_tree(). */
+void fuzz_tmpdir_make(const char *name, char dir[static PATH_MAX]);
+
 /* A harness's temporary directory and the test network's files in it. */
 typedef struct fuzz_files {
     char dir[PATH_MAX]; /* /dev/shm/keten-fuzz-NAME-XXXXXX (else under $TMPDIR, /tmp) */
@@ -157,10 +162,9 @@ typedef struct fuzz_files {
     char endpoint[PATH_MAX + 16]; /* ipc://DIR/broker.sock: where no broker listens */
 } fuzz_files;
 
-/* Make f's directory (on /dev/shm when it is a writable directory, else in
- * $TMPDIR, else /tmp; name is the harness's word in it) and write the
- * files into it; aborts on failure. The caller removes it with
- * fuzz_remove_tree(f->dir), after closing what it opened there. */
+/* Make f's directory (fuzz_tmpdir_make()) and write the files into it;
+ * aborts on failure. The caller removes it with fuzz_remove_tree(f->dir),
+ * after closing what it opened there. */
 void fuzz_files_make(const char *name, fuzz_files *f);
 
 /* clock_gettime() with CLOCK_REALTIME (and _COARSE) moved back so that the
