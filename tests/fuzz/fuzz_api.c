@@ -41,11 +41,8 @@
 
 #include "api.h"
 #include "fuzz_common.h"
-#include "inbox.h"
-#include "link.h"
 #include "log.h"
 #include "node.h"
-#include "store.h"
 #include "util.h"
 
 /* ---- the wall clock, moved back to the corpus's time --------------------- */
@@ -260,17 +257,11 @@ static json_t *request(const input *in, keten_api_response *out)
         .local = true, /* the operator on the Unix socket: the token routes too */
         .ticket = ++next_ticket,
     };
-    FUZZ_MUST(keten_store_batch_begin(node->store));
-    keten_link_hold(node->link);
-    keten_api_hold(node->api);
+    fuzz_node_batch_begin(node);
     keten_api_response resp;
     /* 3: while holding, nothing is answered at once */
     FUZZ_CHECK(keten_api_handle(node, &req, &resp) == KETEN_API_LATER);
-    keten_inbox_flush_receipts(node);
-    keten_err e = keten_store_batch_end(node->store);
-    keten_err_clear();
-    keten_link_release(node->link, false);
-    keten_api_release(node->api, e == KETEN_OK);
+    fuzz_node_batch_end(node);
     for (size_t i = 0; i < L.n; i++) {
         if (L.ticket[i] == req.ticket) {
             *out = L.resp[i];

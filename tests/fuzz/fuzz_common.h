@@ -197,4 +197,12 @@ void fuzz_node_close(struct keten_node *node);
  * and the anchor. */
 void fuzz_node_teardown(struct keten_node *node);
 
+/* A group-commit batch as the daemon's loop runs one (client/store.h):
+ * begin: the store's batch begun, the link and the API held; end: the
+ * deliveries' receipt batch signed, the store's batch committed, what the
+ * link would send dropped (no broker listens), the API's answers released
+ * as committed or not (a failed commit is no failure of the harness). */
+void fuzz_node_batch_begin(struct keten_node *node);
+void fuzz_node_batch_end(struct keten_node *node);
+
 #endif

@@ -11,6 +11,7 @@
 #include "dirs.h"
 #include "err.h"
 #include "fuzz_common.h"
+#include "inbox.h"
 #include "link.h"
 #include "node.h"
 #include "pb.h"
@@ -86,4 +87,20 @@ void fuzz_node_teardown(keten_node *node)
         node->zctx = NULL;
     }
     keten_pb_free((ProtobufCMessage **)(void *)&node->anchor);
+}
+
+void fuzz_node_batch_begin(keten_node *node)
+{
+    FUZZ_MUST(keten_store_batch_begin(node->store));
+    keten_link_hold(node->link);
+    keten_api_hold(node->api);
+}
+
+void fuzz_node_batch_end(keten_node *node)
+{
+    keten_inbox_flush_receipts(node);
+    keten_err e = keten_store_batch_end(node->store);
+    keten_err_clear();
+    keten_link_release(node->link, false);
+    keten_api_release(node->api, e == KETEN_OK);
 }

@@ -50,7 +50,6 @@
 #include "envelope.h"
 #include "fuzz_common.h"
 #include "inbox.h"
-#include "link.h"
 #include "log.h"
 #include "logproof.h"
 #include "merkle.h"
@@ -252,9 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     signed_cp cps[MAX_CPS];
     size_t n_cps = 0;
 
-    FUZZ_MUST(keten_store_batch_begin(node->store));
-    keten_link_hold(node->link);
-    keten_api_hold(node->api);
+    fuzz_node_batch_begin(node);
     size_t at = 1;
     size_t frames = 0;
     while (at < size && frames < MAX_FRAMES) {
@@ -303,11 +300,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(after->sent == 0 && after->receipts == 0);
         keten_pb_free((ProtobufCMessage **)(void *)&f);
     }
-    keten_inbox_flush_receipts(node);
-    keten_err e = keten_store_batch_end(node->store);
-    keten_err_clear();
-    keten_link_release(node->link, false);
-    keten_api_release(node->api, e == KETEN_OK);
+    fuzz_node_batch_end(node);
     fuzz_node_close(node);
     return 0;
 }
