@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "audit.h"
+#include "batch.h"
 #include "checkpointer.h"
 #include "cli.h"
 #include "conns.h"
@@ -72,16 +72,9 @@ const keten_directory *broker_dir(const broker *b)
 
 /* ---- the server's own state --------------------------------------------- */
 
-typedef struct item {
-    conn *c;
-    Keten__Frame *frame; /* NULL: did not parse */
-    submit_prep prep; /* a submit, verified by the pool */
-    receipt_prep rprep; /* a receipt batch, verified by the pool */
-} item;
-
 /* The frames of one batch. */
 typedef struct batchbuf {
-    item items[BROKER_BATCH_MAX];
+    batch_item items[BROKER_BATCH_MAX];
     size_t n;
     bool dir_fresh; /* dirstate_fresh() when it was prepared */
 } batchbuf;
@@ -467,7 +460,7 @@ static void read_frames(server *s)
         bool fresh = false;
         conn *c = frame_conn(s, &rid, &data, &fresh);
         if (c != NULL) {
-            item *it = &bb->items[bb->n++];
+            batch_item *it = &bb->items[bb->n++];
             memset(it, 0, sizeof *it);
             it->c = c;
             size_t len = zmq_msg_size(&data);
@@ -490,17 +483,7 @@ static void read_frames(server *s)
 static void pool_job(void *ctx, size_t i)
 {
     server *s = ctx;
-    item *it = &s->cur->items[i];
-    const Keten__Frame *f = it->frame;
-    if (it->c == NULL || f == NULL) {
-        return;
-    }
-    if (f->body_case == KETEN__FRAME__BODY_SUBMIT && f->submit != NULL) {
-        const ProtobufCBinaryData *env = &f->submit->envelope;
-        submit_prepare(&s->b, it->c, env->data, env->len, s->cur->dir_fresh, &it->prep);
-    } else if (f->body_case == KETEN__FRAME__BODY_RECEIPTS && f->receipts != NULL) {
-        deliver_receipt_prepare(&s->b, it->c, f->receipts, &it->rprep);
-    }
+    batch_prepare(&s->b, &s->cur->items[i], s->cur->dir_fresh);
 }
 
 /* Start the round's pool job: verify the frames in s->cur. */
@@ -526,9 +509,7 @@ static void pool_end(server *s)
 static void free_items(batchbuf *bb)
 {
     for (size_t i = 0; i < bb->n; i++) {
-        submit_prep_clear(&bb->items[i].prep);
-        deliver_receipt_prep_clear(&bb->items[i].rprep);
-        keten_pb_free((ProtobufCMessage **)(void *)&bb->items[i].frame);
+        batch_item_clear(&bb->items[i]);
     }
     bb->n = 0;
 }
@@ -586,56 +567,6 @@ static void restore(server *s)
     atomic_store(&s->b.m->submits, s->pend.submits_before);
 }
 
-static keten_err unexpected(broker *b, const conn *c, uint64_t request_id, const char *what)
-{
-    keten_err e = audit_rejected(b, NULL, c->node, KETEN__REASON__REASON_MALFORMED, 0, NULL);
-    if (e != KETEN_OK) {
-        return e;
-    }
-    metrics_reject(b->m, KETEN__REASON__REASON_MALFORMED);
-    return outq_error(b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, what, 0);
-}
-
-static keten_err dispatch(broker *b, item *it)
-{
-    conn *c = it->c;
-    const Keten__Frame *f = it->frame;
-    if (c == NULL) {
-        return KETEN_OK;
-    }
-    if (f == NULL) {
-        return unexpected(b, c, 0, "frame does not parse (one Frame per message)");
-    }
-    uint64_t rid = f->request_id;
-    switch (f->body_case) {
-    case KETEN__FRAME__BODY_CREDIT:
-        deliver_credit(c, f->credit->credit);
-        c->more = true;
-        return KETEN_OK;
-    case KETEN__FRAME__BODY_HELLO:
-        return checkpointer_hello(b, c, rid, f->hello);
-    case KETEN__FRAME__BODY_SUBMIT: {
-        if (!c->hello) {
-            return unexpected(b, c, rid, "send Hello first");
-        }
-        const ProtobufCBinaryData *env = &f->submit->envelope;
-        return submit_apply(b, c, rid, env->data, env->len, &it->prep);
-    }
-    case KETEN__FRAME__BODY_RECEIPTS:
-        return deliver_receipts(b, c, rid, f->receipts, &it->rprep);
-    case KETEN__FRAME__BODY_NOTICE_ACK:
-        return deliver_notice_ack(b, c, f->notice_ack);
-    case KETEN__FRAME__BODY_DIRECTORY_REQUEST:
-        return dirstate_serve(b, c, rid, f->directory_request->after_version);
-    case KETEN__FRAME__BODY_COSIGNATURE:
-        return checkpointer_cosign(b, c, rid, f->cosignature);
-    case KETEN__FRAME__BODY_PROOF_REQUEST:
-        return checkpointer_proof(b, c, rid, f->proof_request);
-    default:
-        return unexpected(b, c, rid, "not a frame a node sends");
-    }
-}
-
 /* Apply a batch in a new write transaction, left open in b->txn (the
  * commit comes in the next loop round, while the pool works): the node
  * events, the frames in order, notices, deliveries, expiry, a checkpoint if
@@ -652,37 +583,12 @@ static keten_err apply(server *s, batchbuf *bb, enum batch_mode mode)
     s->pend.cp_ms = b->cp->last_mono_ms;
     s->pend.submits_before = atomic_load(&b->m->submits);
     s->pend.n_events = b->n_events;
-    b->degraded = mode == MODE_DEGRADED || atomic_load(&b->st->full);
     b->stopping = s->stopping;
-    b->batch_bytes = 0;
-    checkpointer_begin(b);
-    if ((e = store_begin(b->st, true, &b->txn)) != KETEN_OK) {
+    if ((e = batch_begin(b, NULL, mode == MODE_DEGRADED)) != KETEN_OK) {
         return e;
     }
     s->pend.open = true;
-    for (size_t i = 0; i < s->pend.n_events && e == KETEN_OK; i++) {
-        const broker_event *ev = &b->events[i];
-        e = ev->reason != KETEN__REASON__REASON_NONE
-            ? audit_node_refused(b, ev->node, ev->reason, NULL)
-            : audit_node(b, ev->event, ev->node, NULL);
-    }
-    for (size_t i = 0; i < bb->n && e == KETEN_OK; i++) {
-        e = dispatch(b, &bb->items[i]);
-    }
-    size_t budget = BROKER_BATCH_BYTES_MAX;
-    for (size_t i = 0; i < b->conns->n && e == KETEN_OK; i++) {
-        conn *c = b->conns->v[i];
-        e = deliver_notices(b, c);
-        if (e == KETEN_OK) {
-            e = deliver_pump(b, c, &budget);
-        }
-    }
-    if (e == KETEN_OK) {
-        e = deliver_expire(b);
-    }
-    if (e == KETEN_OK) {
-        e = checkpointer_commit(b); /* last: the proofs are against the final size */
-    }
+    e = batch_apply(b, s->pend.n_events, bb->items, bb->n);
     if (e != KETEN_OK) {
         store_abort(&b->txn);
         outq_clear(b->out);
@@ -711,7 +617,7 @@ static void run_nostore(server *s, batchbuf *bb)
 {
     broker *b = &s->b;
     for (size_t i = 0; i < bb->n; i++) {
-        item *it = &bb->items[i];
+        batch_item *it = &bb->items[i];
         if (it->frame == NULL || it->c == NULL) {
             continue;
         }

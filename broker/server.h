@@ -32,7 +32,7 @@
  *   4. only after that commit are the pending batch's staged frames (acks,
  *      errors, deliveries, ...) sent;
  *   5. with no transaction open: the directory reload, the store's room;
- *   6. the frames just read are applied in a new write transaction: node
+ *   6. the frames just read are applied in a new write transaction (batch.h): node
  *      events, the frames in order, notices, deliveries, expiry, a
  *      checkpoint if due; it stays open as the pending batch (a batch
  *      without frames is committed at once).

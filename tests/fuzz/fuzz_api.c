@@ -32,157 +32,64 @@
  *      then lists it without that secret.
  */
 #include <jansson.h>
-#include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
-#include <zmq.h>
 
 #include "api.h"
-#include "dirs.h"
 #include "fuzz_common.h"
-#include "inbox.h"
-#include "link.h"
 #include "log.h"
 #include "node.h"
-#include "pb.h"
-#include "store.h"
 #include "util.h"
-#include "witness.h"
 
 /* ---- the wall clock, moved back to the corpus's time --------------------- */
-
-static int64_t clock_shift_ms;
-static bool clock_shift_set;
 
 int clock_gettime(clockid_t id, struct timespec *ts);
 int clock_gettime(clockid_t id, struct timespec *ts)
 {
-    long rc = syscall(SYS_clock_gettime, id, ts);
-    if (rc != 0 || (id != CLOCK_REALTIME && id != CLOCK_REALTIME_COARSE)) {
-        return (int)rc;
-    }
-    int64_t ms = (int64_t)ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
-    if (!clock_shift_set) {
-        clock_shift_ms = (int64_t)FUZZ_T_OPEN - ms;
-        clock_shift_set = true;
-    }
-    int64_t ns = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec + clock_shift_ms * 1000000;
-    ts->tv_sec = (time_t)(ns / 1000000000);
-    ts->tv_nsec = (long)(ns % 1000000000);
-    return 0;
+    return fuzz_clock_gettime(id, ts, FUZZ_T_OPEN);
 }
 
 /* ---- the node ------------------------------------------------------------ */
 
 static struct {
     bool ready;
-    char dir[PATH_MAX];
-    char home[PATH_MAX];
+    fuzz_files f;
+    char home[PATH_MAX]; /* this input's home: "" between inputs */
     unsigned long n; /* inputs so far: this input's home is home-N */
-    char anchor[PATH_MAX];
-    char directory[PATH_MAX];
-    char endpoint[PATH_MAX + 8];
     keten_node node;
 } S;
-
-static void join(char *out, const char *a, const char *b)
-{
-    int n = snprintf(out, PATH_MAX, "%s/%s", a, b);
-    FUZZ_CHECK(n > 0 && n < PATH_MAX);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    /* gone already: libzmq removes a closed ipc socket's file itself */
-    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-/* Remove path and everything under it (our own temporary files); a path
- * that is not there is no error. */
-static void remove_tree(const char *path)
-{
-    if (access(path, F_OK) == 0) {
-        FUZZ_CHECK(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
-    }
-}
 
 static void node_close(void)
 {
     keten_node *node = &S.node;
     keten_api_destroy(&node->api);
-    keten_witness_destroy(&node->witness);
-    free(node->receipts);
-    node->receipts = NULL;
-    node->n_receipts = 0;
-    node->cap_receipts = 0;
-    keten_directory_destroy(&node->dir);
-    keten_store_destroy(&node->store);
+    fuzz_node_close(node);
     if (S.home[0] != '\0') {
-        remove_tree(S.home);
+        fuzz_remove_tree(S.home);
         S.home[0] = '\0';
     }
 }
 
 static void cleanup(void)
 {
-    keten_node *node = &S.node;
     node_close();
-    keten_link_destroy(&node->link);
-    if (node->zctx != NULL) {
-        zmq_ctx_term(node->zctx);
-    }
-    keten_pb_free((ProtobufCMessage **)(void *)&node->anchor);
-    if (S.dir[0] != '\0') {
-        remove_tree(S.dir);
+    fuzz_node_teardown(&S.node);
+    if (S.f.dir[0] != '\0') {
+        fuzz_remove_tree(S.f.dir);
     }
 }
 
 static void setup(void)
 {
-    const fuzz_network *net = fuzz_net();
     keten_log_threshold = 0; /* quiet: refusals are expected by the thousand */
-    struct stat st;
-    const char *tmp = getenv("TMPDIR");
-    if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0) {
-        tmp = "/dev/shm";
-    } else if (tmp == NULL || tmp[0] == '\0') {
-        tmp = "/tmp";
-    }
-    int n = snprintf(S.dir, sizeof S.dir, "%s/keten-fuzz-api-XXXXXX", tmp);
-    FUZZ_CHECK(n > 0 && (size_t)n < sizeof S.dir && mkdtemp(S.dir) != NULL);
+    fuzz_files_make("api", &S.f);
     atexit(cleanup);
-    join(S.anchor, S.dir, "network.pub");
-    join(S.directory, S.dir, "directory");
-    FUZZ_MUST(keten_file_write(S.anchor, net->anchor_bytes, net->anchor_len, 0644, false));
-    FUZZ_MUST(keten_file_write(S.directory, net->dir1, net->dir1_len, 0644, false));
-    n = snprintf(S.endpoint, sizeof S.endpoint, "ipc://%s/broker.sock", S.dir);
-    FUZZ_CHECK(n > 0 && (size_t)n < sizeof S.endpoint);
-
-    keten_node *node = &S.node;
-    node->opts = (keten_node_opts) {
-        .home = NULL, /* node_open() */
-        .anchor = S.anchor,
-        .directory = S.directory,
-        .broker = S.endpoint,
-        .witness_timeout_ms = KETEN_NODE_WITNESS_TIMEOUT_MS,
-    };
-    node->me = net->nodes[0];
-    FUZZ_MUST(keten_directory_anchor_load(S.anchor, &node->anchor));
-    node->zctx = zmq_ctx_new();
-    FUZZ_CHECK(node->zctx != NULL);
-    FUZZ_MUST(keten_link_new(
-        node->zctx, S.endpoint, node->me, fuzz_node(FUZZ_BROKER)->transport_pk, &node->link));
-    keten_err_clear();
+    fuzz_node_setup(&S.node, &S.f);
+    S.node.opts.home = NULL; /* node_open() */
     S.ready = true;
 }
 
@@ -192,22 +99,10 @@ static void node_open(void)
     /* A new home for every input: libzmq removes a closed ipc socket's file
      * in its I/O thread, some time after zmq_close() returned, and would
      * remove a later socket of the same name. */
-    int n = snprintf(S.home, sizeof S.home, "%s/home-%lu", S.dir, ++S.n);
+    int n = snprintf(S.home, sizeof S.home, "%s/home-%lu", S.f.dir, ++S.n);
     FUZZ_CHECK(n > 0 && (size_t)n < sizeof S.home && mkdir(S.home, 0700) == 0);
     node->opts.home = S.home;
-    memset(&node->counters, 0, sizeof node->counters);
-    node->next_request_id = 0;
-    node->started_at = keten_now_ms();
-    node->dir_needed = 0;
-    node->resend_active = false;
-    node->resend_has_pos = false;
-    node->n_notice_acks = 0;
-    memset(node->submit_rid, 0, sizeof node->submit_rid);
-    node->submit_next = 0;
-    node->frame = NULL;
-    FUZZ_MUST(keten_store_open(node->opts.home, &node->store));
-    FUZZ_MUST(keten_dirs_load(node));
-    FUZZ_MUST(keten_witness_new(node, &node->witness));
+    fuzz_node_open(node);
     FUZZ_MUST(keten_api_open(node, &node->api));
     keten_err_clear();
 }
@@ -362,17 +257,11 @@ static json_t *request(const input *in, keten_api_response *out)
         .local = true, /* the operator on the Unix socket: the token routes too */
         .ticket = ++next_ticket,
     };
-    FUZZ_MUST(keten_store_batch_begin(node->store));
-    keten_link_hold(node->link);
-    keten_api_hold(node->api);
+    fuzz_node_batch_begin(node);
     keten_api_response resp;
     /* 3: while holding, nothing is answered at once */
     FUZZ_CHECK(keten_api_handle(node, &req, &resp) == KETEN_API_LATER);
-    keten_inbox_flush_receipts(node);
-    keten_err e = keten_store_batch_end(node->store);
-    keten_err_clear();
-    keten_link_release(node->link, false);
-    keten_api_release(node->api, e == KETEN_OK);
+    fuzz_node_batch_end(node);
     for (size_t i = 0; i < L.n; i++) {
         if (L.ticket[i] == req.ticket) {
             *out = L.resp[i];

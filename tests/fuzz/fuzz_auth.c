@@ -63,10 +63,8 @@ static void cleanup(void)
 {
     keten_auth_sessions_destroy(&sessions);
     keten_store_destroy(&store);
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "fuzz_auth: could not remove %s\n", dir);
+    if (dir[0] != '\0') {
+        fuzz_remove_tree(dir);
     }
 }
 
@@ -90,10 +88,7 @@ static void put_token(const char *token, const char *id, const char *name, uint6
 
 static void setup(void)
 {
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
-    int n = snprintf(dir, sizeof dir, "%s/keten-fuzz-auth-XXXXXX",
-        base != NULL && base[0] != '\0' ? base : "/tmp");
-    FUZZ_CHECK(n > 0 && (size_t)n < sizeof dir && mkdtemp(dir) != NULL);
+    fuzz_tmpdir_make("auth", dir);
     FUZZ_CHECK(keten_store_open(dir, &store) == KETEN_OK);
     atexit(cleanup);
     put_token(FUZZ_TOKEN, "0123456789abcdef", "fuzz", 0);

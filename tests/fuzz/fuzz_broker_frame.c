@@ -15,11 +15,15 @@
  * MAX_FRAMES. sel & 3 picks the node that sent it (fuzz_node_ids order);
  * sel & 0x80 ends the batch before this frame, and then (sel >> 2) & 7
  * moves the broker's clock on by that many times six hours (expiry). Each
- * batch is applied as server.c's apply() does it: the stateless checks
- * (submit_prepare, deliver_receipt_prepare), then each frame dispatched as
- * server.c's dispatch() does, then notices, deliveries, expiry and
- * checkpointer_commit (the checkpoint and every proof). Batches are nested
- * LMDB transactions inside one transaction that is aborted after the input;
+ * batch is applied by the broker's own functions, the ones server.c's round
+ * calls (broker/batch.h): batch_prepare() on every frame (the stateless
+ * checks: submit_prepare, deliver_receipt_prepare), then batch_begin() and
+ * batch_apply() (the node events, each frame dispatched by
+ * batch_dispatch(), then notices, deliveries, expiry and
+ * checkpointer_commit: the checkpoint and every proof); only reading the
+ * frames off the socket and sending what was staged are left out. Batches
+ * are nested LMDB transactions inside one transaction that is aborted after
+ * the input;
  * the connections and the checkpointer are then put back as they were, so
  * every input starts from the same state.
  *
@@ -34,17 +38,13 @@
  *      Error back (MALFORMED), never silence.
  * After the input: the log is back at its base size.
  */
-#include <errno.h>
-#include <ftw.h>
 #include <lmdb.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "audit.h"
+#include "batch.h"
 #include "broker.h"
 #include "checkpointer.h"
 #include "conns.h"
@@ -67,10 +67,7 @@
 
 static struct {
     bool ready;
-    char dir[PATH_MAX];
-    char home[PATH_MAX];
-    char anchor[PATH_MAX];
-    char directory[PATH_MAX];
+    fuzz_files f;
     broker_config cfg;
     broker b;
     conn *c[N_PARTNERS];
@@ -80,30 +77,6 @@ static struct {
     uint64_t base_audit_time;
     bool base_audit_time_known;
 } S;
-
-static void join(char *out, const char *a, const char *b)
-{
-    int n = snprintf(out, PATH_MAX, "%s/%s", a, b);
-    FUZZ_CHECK(n > 0 && n < PATH_MAX);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    /* gone already: libzmq removes a closed ipc socket's file itself */
-    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-/* Remove path and everything under it (our own temporary files); a path
- * that is not there is no error. */
-static void remove_tree(const char *path)
-{
-    if (access(path, F_OK) == 0) {
-        FUZZ_CHECK(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
-    }
-}
 
 static void cleanup(void)
 {
@@ -115,8 +88,8 @@ static void cleanup(void)
     metrics_destroy(&b->m);
     outq_destroy(&b->out);
     conns_destroy(&b->conns);
-    if (S.dir[0] != '\0') {
-        remove_tree(S.dir);
+    if (S.f.dir[0] != '\0') {
+        fuzz_remove_tree(S.f.dir);
     }
 }
 
@@ -141,40 +114,17 @@ static uint64_t msgs_held(MDB_txn *txn)
     return st.ms_entries;
 }
 
-static void batch_begin(MDB_txn *outer)
-{
-    broker *b = &S.b;
-    b->batch_bytes = 0;
-    b->degraded = atomic_load(&b->st->full);
-    checkpointer_begin(b);
-    FUZZ_CHECK(mdb_txn_begin(b->st->env, outer, 0, &b->txn) == 0);
-}
-
 static void setup(void)
 {
     const fuzz_network *net = fuzz_net();
     keten_log_threshold = 0; /* quiet: errors are expected by the thousand */
-    struct stat st;
-    const char *tmp = getenv("TMPDIR");
-    if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0) {
-        tmp = "/dev/shm";
-    } else if (tmp == NULL || tmp[0] == '\0') {
-        tmp = "/tmp";
-    }
-    int n = snprintf(S.dir, sizeof S.dir, "%s/keten-fuzz-broker-XXXXXX", tmp);
-    FUZZ_CHECK(n > 0 && (size_t)n < sizeof S.dir && mkdtemp(S.dir) != NULL);
+    fuzz_files_make("broker", &S.f);
     atexit(cleanup);
-    join(S.home, S.dir, "home");
-    join(S.anchor, S.dir, "network.pub");
-    join(S.directory, S.dir, "directory");
-    FUZZ_CHECK(mkdir(S.home, 0700) == 0);
-    FUZZ_MUST(keten_file_write(S.anchor, net->anchor_bytes, net->anchor_len, 0644, false));
-    FUZZ_MUST(keten_file_write(S.directory, net->dir1, net->dir1_len, 0644, false));
 
     S.cfg = (broker_config) {
-        .home = S.home,
-        .anchor_path = S.anchor,
-        .directory_path = S.directory,
+        .home = S.f.home,
+        .anchor_path = S.f.anchor,
+        .directory_path = S.f.directory[0],
         .listen = "inproc://not-listening",
         .map_size = MAP_SIZE,
         .clock_window_ms = BROKER_CLOCK_WINDOW_DEFAULT_MS,
@@ -192,8 +142,8 @@ static void setup(void)
     b->out = outq_new();
     FUZZ_CHECK(b->m != NULL && b->conns != NULL && b->out != NULL);
     b->now = FUZZ_T_SEAL + 1000;
-    FUZZ_MUST(store_open(S.home, MAP_SIZE, &b->st));
-    FUZZ_MUST(dirstate_open(b, S.anchor, S.directory));
+    FUZZ_MUST(store_open(S.f.home, MAP_SIZE, &b->st));
+    FUZZ_MUST(dirstate_open(b, S.f.anchor, S.f.directory[0]));
     FUZZ_MUST(checkpointer_open(b));
     FUZZ_MUST(store_room(b->st, b->now, NULL));
 
@@ -203,7 +153,7 @@ static void setup(void)
         FUZZ_MUST(conns_add(b->conns, (const uint8_t *)id->id, strlen(id->id), id->id,
             id->transport_pk, -1, b->now, &S.c[i]));
         Keten__Hello h = KETEN__HELLO__INIT;
-        batch_begin(NULL);
+        FUZZ_MUST(batch_begin(b, NULL, false));
         FUZZ_MUST(checkpointer_hello(b, S.c[i], 1, &h));
         FUZZ_MUST(checkpointer_commit(b));
         FUZZ_MUST(store_commit(b->st, &b->txn));
@@ -243,62 +193,7 @@ static void reset(void)
     keten_err_clear();
 }
 
-typedef struct item {
-    conn *c;
-    Keten__Frame *frame; /* NULL: did not parse */
-    submit_prep prep;
-    receipt_prep rprep;
-} item;
-
-/* As server.c's unexpected() and dispatch(). */
-static keten_err unexpected(broker *b, const conn *c, uint64_t request_id, const char *what)
-{
-    keten_err e = audit_rejected(b, NULL, c->node, KETEN__REASON__REASON_MALFORMED, 0, NULL);
-    if (e != KETEN_OK) {
-        return e;
-    }
-    metrics_reject(b->m, KETEN__REASON__REASON_MALFORMED);
-    return outq_error(b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, what, 0);
-}
-
-static keten_err dispatch(broker *b, item *it)
-{
-    conn *c = it->c;
-    const Keten__Frame *f = it->frame;
-    if (f == NULL) {
-        return unexpected(b, c, 0, "frame does not parse (one Frame per message)");
-    }
-    uint64_t rid = f->request_id;
-    switch (f->body_case) {
-    case KETEN__FRAME__BODY_CREDIT:
-        deliver_credit(c, f->credit->credit);
-        c->more = true;
-        return KETEN_OK;
-    case KETEN__FRAME__BODY_HELLO:
-        return checkpointer_hello(b, c, rid, f->hello);
-    case KETEN__FRAME__BODY_SUBMIT: {
-        if (!c->hello) {
-            return unexpected(b, c, rid, "send Hello first");
-        }
-        const ProtobufCBinaryData *env = &f->submit->envelope;
-        return submit_apply(b, c, rid, env->data, env->len, &it->prep);
-    }
-    case KETEN__FRAME__BODY_RECEIPTS:
-        return deliver_receipts(b, c, rid, f->receipts, &it->rprep);
-    case KETEN__FRAME__BODY_NOTICE_ACK:
-        return deliver_notice_ack(b, c, f->notice_ack);
-    case KETEN__FRAME__BODY_DIRECTORY_REQUEST:
-        return dirstate_serve(b, c, rid, f->directory_request->after_version);
-    case KETEN__FRAME__BODY_COSIGNATURE:
-        return checkpointer_cosign(b, c, rid, f->cosignature);
-    case KETEN__FRAME__BODY_PROOF_REQUEST:
-        return checkpointer_proof(b, c, rid, f->proof_request);
-    default:
-        return unexpected(b, c, rid, "not a frame a node sends");
-    }
-}
-
-static bool sent_by(const item *it, const keten_directory *dir)
+static bool sent_by(const batch_item *it, const keten_directory *dir)
 {
     const ProtobufCBinaryData *env = &it->frame->submit->envelope;
     keten_envelope_verified *v = NULL;
@@ -310,22 +205,13 @@ static bool sent_by(const item *it, const keten_directory *dir)
 }
 
 /* One batch of items, in a transaction nested in outer. */
-static void run_batch(MDB_txn *outer, item *items, size_t n)
+static void run_batch(MDB_txn *outer, batch_item *items, size_t n)
 {
     broker *b = &S.b;
     const keten_directory *dir = broker_dir(b);
     /* The pool's part: the stateless checks. */
     for (size_t i = 0; i < n; i++) {
-        const Keten__Frame *f = items[i].frame;
-        if (f == NULL) {
-            continue;
-        }
-        if (f->body_case == KETEN__FRAME__BODY_SUBMIT) {
-            const ProtobufCBinaryData *env = &f->submit->envelope;
-            submit_prepare(b, items[i].c, env->data, env->len, true, &items[i].prep);
-        } else if (f->body_case == KETEN__FRAME__BODY_RECEIPTS) {
-            deliver_receipt_prepare(b, items[i].c, f->receipts, &items[i].rprep);
-        }
+        batch_prepare(b, &items[i], true);
     }
     uint64_t size_before = log_size(outer);
     uint64_t msgs_before = msgs_held(outer);
@@ -348,24 +234,8 @@ static void run_batch(MDB_txn *outer, item *items, size_t n)
         }
     }
 
-    batch_begin(outer);
-    keten_err e = KETEN_OK;
-    for (size_t i = 0; i < n && e == KETEN_OK; i++) {
-        e = dispatch(b, &items[i]);
-    }
-    size_t budget = BROKER_BATCH_BYTES_MAX;
-    for (size_t i = 0; i < b->conns->n && e == KETEN_OK; i++) {
-        e = deliver_notices(b, b->conns->v[i]);
-        if (e == KETEN_OK) {
-            e = deliver_pump(b, b->conns->v[i], &budget);
-        }
-    }
-    if (e == KETEN_OK) {
-        e = deliver_expire(b);
-    }
-    if (e == KETEN_OK) {
-        e = checkpointer_commit(b);
-    }
+    FUZZ_MUST(batch_begin(b, outer, false));
+    keten_err e = batch_apply(b, b->n_events, items, n);
     if (e != KETEN_OK) {
         /* A store error, as a failed batch: nothing of it stays. */
         fprintf(stderr, "batch failed: %s: %s\n", keten_err_str(e), keten_err_detail());
@@ -400,12 +270,11 @@ static void run_batch(MDB_txn *outer, item *items, size_t n)
         FUZZ_CHECK(errors >= errors_due);
         FUZZ_CHECK(mdb_txn_commit(b->txn) == 0);
         b->txn = NULL;
+        b->n_events = 0; /* audited (server.c drops them so after the commit) */
     }
     outq_clear(b->out);
     for (size_t i = 0; i < n; i++) {
-        submit_prep_clear(&items[i].prep);
-        deliver_receipt_prep_clear(&items[i].rprep);
-        keten_pb_free((ProtobufCMessage **)(void *)&items[i].frame);
+        batch_item_clear(&items[i]);
     }
     keten_err_clear();
 }
@@ -418,7 +287,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     broker *b = &S.b;
     MDB_txn *outer = NULL;
     FUZZ_CHECK(mdb_txn_begin(b->st->env, NULL, 0, &outer) == 0);
-    item items[MAX_FRAMES];
+    batch_item items[MAX_FRAMES];
     size_t n = 0;
     size_t at = 0;
     while (at < size && n < MAX_FRAMES) {
@@ -438,7 +307,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             n = 0;
             b->now += ((sel >> 2) & 7u) * STEP_MS;
         }
-        item *it = &items[n++];
+        batch_item *it = &items[n++];
         memset(it, 0, sizeof *it);
         it->c = S.c[sel & 3];
         if (KETEN_PB_UNPACK(keten__frame, data + at, len, KETEN_FRAME_MAX, "frame", &it->frame)

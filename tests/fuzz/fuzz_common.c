@@ -4,14 +4,20 @@
  */
 #include "fuzz_common.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "dirbuild.h"
 #include "err.h"
 #include "pb.h"
+#include "util.h"
 
 #define SEED_LABEL "keten-fuzz-seed/v1/"
 #define LABEL_ENVELOPE_LEN (sizeof KETEN_LABEL_ENVELOPE - 1)
@@ -290,4 +296,77 @@ uint8_t *fuzz_flip(const uint8_t *buf, size_t len, size_t bit)
     bit %= 8 * len;
     out[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     return out;
+}
+
+/* ---- the daemons' harnesses: files, clock -------------------------------- */
+
+void fuzz_path_join(char out[static PATH_MAX], const char *a, const char *b)
+{
+    int n = snprintf(out, PATH_MAX, "%s/%s", a, b);
+    FUZZ_CHECK(n > 0 && n < PATH_MAX);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    /* gone already: libzmq removes a closed ipc socket's file itself */
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+void fuzz_remove_tree(const char *path)
+{
+    if (access(path, F_OK) == 0) {
+        FUZZ_CHECK(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+    }
+}
+
+void fuzz_tmpdir_make(const char *name, char dir[static PATH_MAX])
+{
+    struct stat st;
+    const char *tmp = getenv("TMPDIR");
+    if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0) {
+        tmp = "/dev/shm";
+    } else if (tmp == NULL || tmp[0] == '\0') {
+        tmp = "/tmp";
+    }
+    int n = snprintf(dir, PATH_MAX, "%s/keten-fuzz-%s-XXXXXX", tmp, name);
+    FUZZ_CHECK(n > 0 && n < PATH_MAX && mkdtemp(dir) != NULL);
+}
+
+void fuzz_files_make(const char *name, fuzz_files *f)
+{
+    const fuzz_network *n = fuzz_net();
+    memset(f, 0, sizeof *f);
+    fuzz_tmpdir_make(name, f->dir);
+    fuzz_path_join(f->home, f->dir, "home");
+    fuzz_path_join(f->anchor, f->dir, "network.pub");
+    fuzz_path_join(f->directory[0], f->dir, "directory-1");
+    fuzz_path_join(f->directory[1], f->dir, "directory-2");
+    int len = snprintf(f->endpoint, sizeof f->endpoint, "ipc://%s/broker.sock", f->dir);
+    FUZZ_CHECK(len > 0 && (size_t)len < sizeof f->endpoint);
+    FUZZ_CHECK(mkdir(f->home, 0700) == 0);
+    FUZZ_MUST(keten_file_write(f->anchor, n->anchor_bytes, n->anchor_len, 0644, false));
+    FUZZ_MUST(keten_file_write(f->directory[0], n->dir1, n->dir1_len, 0644, false));
+    FUZZ_MUST(keten_file_write(f->directory[1], n->dir2, n->dir2_len, 0644, false));
+}
+
+int fuzz_clock_gettime(clockid_t id, struct timespec *ts, uint64_t start_ms)
+{
+    static int64_t shift_ms;
+    static bool shift_set;
+    long rc = syscall(SYS_clock_gettime, id, ts);
+    if (rc != 0 || (id != CLOCK_REALTIME && id != CLOCK_REALTIME_COARSE)) {
+        return (int)rc;
+    }
+    int64_t ms = (int64_t)ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
+    if (!shift_set) {
+        shift_ms = (int64_t)start_ms - ms;
+        shift_set = true;
+    }
+    int64_t ns = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec + shift_ms * 1000000;
+    ts->tv_sec = (time_t)(ns / 1000000000);
+    ts->tv_nsec = (long)(ns % 1000000000);
+    return 0;
 }

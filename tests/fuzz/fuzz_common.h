@@ -24,15 +24,24 @@
  *     superseded at FUZZ_T_ROTATE) and woningcorp revoked; signed by
  *     administrators 1 and 2.
  *
+ * The harnesses of the daemons (fuzz_broker_frame, fuzz_node_frame,
+ * fuzz_api) also share their set-up: a temporary directory holding the
+ * network's files (fuzz_files_make()), its removal, the wall clock moved
+ * back to the corpus's time (fuzz_clock_gettime()), and for the two node
+ * harnesses the node itself (fuzz_node_*(), in fuzz_common_node.c, which
+ * only a harness linked with the node's modules uses).
+ *
  * Ownership: everything fuzz_net() returns lives until the process ends.
  * Thread safety: none (libFuzzer runs one input at a time per process).
  */
 #ifndef KETEN_FUZZ_COMMON_H
 #define KETEN_FUZZ_COMMON_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "directory.h"
 #include "identity.h"
@@ -127,5 +136,73 @@ bool fuzz_root_from_path(const keten_hash leaf_hash, uint64_t index, uint64_t si
 
 /* buf with bit `bit` (taken modulo 8 * len) flipped, malloc()ed; len > 0. */
 uint8_t *fuzz_flip(const uint8_t *buf, size_t len, size_t bit);
+
+/* ---- the daemons' harnesses: files, clock, node --------------------------- */
+
+/* out = a/b; aborts if it does not fit in PATH_MAX. */
+void fuzz_path_join(char out[static PATH_MAX], const char *a, const char *b);
+
+/* Remove path and everything under it (the harness's own temporary files);
+ * a path that is not there, or a file that goes while it runs (libzmq
+ * removes a closed ipc socket's file itself), is no error. Aborts when
+ * something cannot be removed. */
+void fuzz_remove_tree(const char *path);
+
+/* Make a new directory /dev/shm/keten-fuzz-NAME-XXXXXX (/dev/shm when it
+ * is a writable directory, else $TMPDIR, else /tmp) in dir; aborts on
+ * failure. The caller removes it with fuzz_remove_tree(). */
+void fuzz_tmpdir_make(const char *name, char dir[static PATH_MAX]);
+
+/* A harness's temporary directory and the test network's files in it. */
+typedef struct fuzz_files {
+    char dir[PATH_MAX]; /* /dev/shm/keten-fuzz-NAME-XXXXXX (else under $TMPDIR, /tmp) */
+    char home[PATH_MAX]; /* DIR/home, mode 0700, empty */
+    char anchor[PATH_MAX]; /* DIR/network.pub: the anchor */
+    char directory[2][PATH_MAX]; /* DIR/directory-1, -2: versions 1 and 2 */
+    char endpoint[PATH_MAX + 16]; /* ipc://DIR/broker.sock: where no broker listens */
+} fuzz_files;
+
+/* Make f's directory (fuzz_tmpdir_make()) and write the files into it;
+ * aborts on failure. The caller removes it with fuzz_remove_tree(f->dir),
+ * after closing what it opened there. */
+void fuzz_files_make(const char *name, fuzz_files *f);
+
+/* clock_gettime() with CLOCK_REALTIME (and _COARSE) moved back so that the
+ * first call reads start_ms (ms since the epoch) and the clock runs on from
+ * there; other clocks untouched. A harness whose daemon must see the
+ * corpus's time defines clock_gettime() to return this (the shift is fixed
+ * at the first call, one per process). Returns what the system call does. */
+int fuzz_clock_gettime(clockid_t id, struct timespec *ts, uint64_t start_ms);
+
+/* The node of fuzz_node_frame and fuzz_api, as tests/unit/fixture_node.c
+ * sets one up (fuzz_common_node.c, linked with the node's modules). */
+struct keten_node;
+
+/* gemeente-diemen with home f->home, version 1 (f->directory[0]), the
+ * anchor loaded, a ZeroMQ context and a link to f->endpoint (never
+ * connected); no store, directory, witness or API open yet. f lives on. */
+void fuzz_node_setup(struct keten_node *node, const fuzz_files *f);
+
+/* The node afresh, as a daemon starts: its counters, requests, resend,
+ * notice and submit state cleared; the store of node->opts.home opened,
+ * the directory node->opts.directory loaded, a new witness. node->me and
+ * node->opts.directory are the caller's choice. */
+void fuzz_node_open(struct keten_node *node);
+
+/* Close what fuzz_node_open() opened (witness, pending receipts, directory,
+ * store); the API and the link stay. */
+void fuzz_node_close(struct keten_node *node);
+
+/* At exit: fuzz_node_close(), then the API, the link, the ZeroMQ context
+ * and the anchor. */
+void fuzz_node_teardown(struct keten_node *node);
+
+/* A group-commit batch as the daemon's loop runs one (client/store.h):
+ * begin: the store's batch begun, the link and the API held; end: the
+ * deliveries' receipt batch signed, the store's batch committed, what the
+ * link would send dropped (no broker listens), the API's answers released
+ * as committed or not (a failed commit is no failure of the harness). */
+void fuzz_node_batch_begin(struct keten_node *node);
+void fuzz_node_batch_end(struct keten_node *node);
 
 #endif

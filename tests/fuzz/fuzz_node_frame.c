@@ -38,17 +38,11 @@
  *      receipted;
  *   4. every alarm is kept (the evidence count never goes down).
  */
-#include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
-#include <zmq.h>
 
 #include "api.h"
 #include "checkpoint.h"
@@ -56,7 +50,6 @@
 #include "envelope.h"
 #include "fuzz_common.h"
 #include "inbox.h"
-#include "link.h"
 #include "log.h"
 #include "logproof.h"
 #include "merkle.h"
@@ -73,133 +66,42 @@
 
 /* ---- the wall clock, moved back to the corpus's time --------------------- */
 
-static int64_t clock_shift_ms;
-static bool clock_shift_set;
-
 int clock_gettime(clockid_t id, struct timespec *ts);
 int clock_gettime(clockid_t id, struct timespec *ts)
 {
-    long rc = syscall(SYS_clock_gettime, id, ts);
-    if (rc != 0 || (id != CLOCK_REALTIME && id != CLOCK_REALTIME_COARSE)) {
-        return (int)rc;
-    }
-    int64_t ms = (int64_t)ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
-    if (!clock_shift_set) {
-        clock_shift_ms = (int64_t)NODE_CLOCK_START - ms;
-        clock_shift_set = true;
-    }
-    int64_t ns = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec + clock_shift_ms * 1000000;
-    ts->tv_sec = (time_t)(ns / 1000000000);
-    ts->tv_nsec = (long)(ns % 1000000000);
-    return 0;
+    return fuzz_clock_gettime(id, ts, NODE_CLOCK_START);
 }
 
 /* ---- the node ------------------------------------------------------------ */
 
 static struct {
     bool ready;
-    char dir[PATH_MAX];
-    char home[PATH_MAX];
+    fuzz_files f;
     char store[PATH_MAX];
-    char anchor[PATH_MAX];
-    char directory[2][PATH_MAX];
-    char endpoint[PATH_MAX + 8];
     keten_node node;
 } S;
 
-static void join(char *out, const char *a, const char *b)
-{
-    int n = snprintf(out, PATH_MAX, "%s/%s", a, b);
-    FUZZ_CHECK(n > 0 && n < PATH_MAX);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    /* gone already: libzmq removes a closed ipc socket's file itself */
-    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-/* Remove path and everything under it (our own temporary files); a path
- * that is not there is no error. */
-static void remove_tree(const char *path)
-{
-    if (access(path, F_OK) == 0) {
-        FUZZ_CHECK(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
-    }
-}
-
-static void node_close(void)
-{
-    keten_node *node = &S.node;
-    keten_witness_destroy(&node->witness);
-    free(node->receipts);
-    node->receipts = NULL;
-    keten_directory_destroy(&node->dir);
-    keten_store_destroy(&node->store);
-}
-
 static void cleanup(void)
 {
-    keten_node *node = &S.node;
-    node_close();
-    keten_api_destroy(&node->api);
-    keten_link_destroy(&node->link);
-    if (node->zctx != NULL) {
-        zmq_ctx_term(node->zctx);
-    }
-    keten_pb_free((ProtobufCMessage **)(void *)&node->anchor);
-    if (S.dir[0] != '\0') {
-        remove_tree(S.dir);
+    fuzz_node_teardown(&S.node);
+    if (S.f.dir[0] != '\0') {
+        fuzz_remove_tree(S.f.dir);
     }
 }
 
 static void setup(void)
 {
-    const fuzz_network *net = fuzz_net();
     keten_log_threshold = 0; /* quiet: refusals are expected by the thousand */
-    struct stat st;
-    const char *tmp = getenv("TMPDIR");
-    if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0) {
-        tmp = "/dev/shm";
-    } else if (tmp == NULL || tmp[0] == '\0') {
-        tmp = "/tmp";
-    }
-    int n = snprintf(S.dir, sizeof S.dir, "%s/keten-fuzz-node-XXXXXX", tmp);
-    FUZZ_CHECK(n > 0 && (size_t)n < sizeof S.dir && mkdtemp(S.dir) != NULL);
+    fuzz_files_make("node", &S.f);
     atexit(cleanup);
-    join(S.home, S.dir, "home");
-    join(S.store, S.home, "store");
-    join(S.anchor, S.dir, "network.pub");
-    join(S.directory[0], S.dir, "directory-1");
-    join(S.directory[1], S.dir, "directory-2");
-    FUZZ_CHECK(mkdir(S.home, 0700) == 0);
-    FUZZ_MUST(keten_file_write(S.anchor, net->anchor_bytes, net->anchor_len, 0644, false));
-    FUZZ_MUST(keten_file_write(S.directory[0], net->dir1, net->dir1_len, 0644, false));
-    FUZZ_MUST(keten_file_write(S.directory[1], net->dir2, net->dir2_len, 0644, false));
-    n = snprintf(S.endpoint, sizeof S.endpoint, "ipc://%s/broker.sock", S.dir);
-    FUZZ_CHECK(n > 0 && (size_t)n < sizeof S.endpoint);
-
+    fuzz_path_join(S.store, S.f.home, "store");
     keten_node *node = &S.node;
-    node->opts = (keten_node_opts) {
-        .home = S.home,
-        .anchor = S.anchor,
-        .directory = S.directory[0],
-        .broker = S.endpoint,
-        .witness_timeout_ms = KETEN_NODE_WITNESS_TIMEOUT_MS,
-    };
-    node->me = net->nodes[0];
-    FUZZ_MUST(keten_directory_anchor_load(S.anchor, &node->anchor));
-    node->zctx = zmq_ctx_new();
-    FUZZ_CHECK(node->zctx != NULL);
-    FUZZ_MUST(keten_store_open(S.home, &node->store));
+    fuzz_node_setup(node, &S.f);
+    /* The local API stays open for every input (held and released by each). */
+    FUZZ_MUST(keten_store_open(S.f.home, &node->store));
     FUZZ_MUST(keten_dirs_load(node));
     FUZZ_MUST(keten_api_open(node, &node->api));
-    FUZZ_MUST(keten_link_new(node->zctx, S.endpoint, node->me,
-        fuzz_node(FUZZ_BROKER)->transport_pk, &node->link));
-    node_close();
+    fuzz_node_close(node);
     keten_err_clear();
     S.ready = true;
 }
@@ -209,36 +111,12 @@ static void node_open(uint8_t sel)
 {
     const fuzz_network *net = fuzz_net();
     keten_node *node = &S.node;
-    remove_tree(S.store);
+    fuzz_remove_tree(S.store);
     size_t who = sel & 3u;
     bool v2 = (sel & 4u) != 0;
     node->me = (sel & 8u) != 0 && who == 1 ? net->politie2 : net->nodes[who];
-    node->opts.directory = S.directory[v2 ? 1 : 0];
-    memset(&node->counters, 0, sizeof node->counters);
-    node->next_request_id = 0;
-    node->started_at = keten_now_ms();
-    node->dir_needed = 0;
-    node->dir_needed_since = 0;
-    node->dir_requested_at = 0;
-    node->last_resend = 0;
-    node->resend_active = false;
-    node->resend_everything = false;
-    node->resend_has_pos = false;
-    node->resend_started = 0;
-    node->dir_alarmed = false;
-    node->n_notice_acks = 0;
-    memset(node->submit_rid, 0, sizeof node->submit_rid);
-    memset(node->submit_id, 0, sizeof node->submit_id);
-    node->submit_next = 0;
-    node->n_receipts = 0;
-    node->cap_receipts = 0;
-    node->frame = NULL;
-    node->relink = false;
-    node->stop = false;
-    FUZZ_MUST(keten_store_open(S.home, &node->store));
-    FUZZ_MUST(keten_dirs_load(node));
-    FUZZ_MUST(keten_witness_new(node, &node->witness));
-    keten_err_clear();
+    node->opts.directory = S.f.directory[v2 ? 1 : 0];
+    fuzz_node_open(node);
 }
 
 /* ---- what the input's checkpoints prove -------------------------------- */
@@ -373,9 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     signed_cp cps[MAX_CPS];
     size_t n_cps = 0;
 
-    FUZZ_MUST(keten_store_batch_begin(node->store));
-    keten_link_hold(node->link);
-    keten_api_hold(node->api);
+    fuzz_node_batch_begin(node);
     size_t at = 1;
     size_t frames = 0;
     while (at < size && frames < MAX_FRAMES) {
@@ -424,11 +300,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(after->sent == 0 && after->receipts == 0);
         keten_pb_free((ProtobufCMessage **)(void *)&f);
     }
-    keten_inbox_flush_receipts(node);
-    keten_err e = keten_store_batch_end(node->store);
-    keten_err_clear();
-    keten_link_release(node->link, false);
-    keten_api_release(node->api, e == KETEN_OK);
-    node_close();
+    fuzz_node_batch_end(node);
+    fuzz_node_close(node);
     return 0;
 }
