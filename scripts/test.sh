@@ -69,8 +69,17 @@ for line in open(sys.argv[1]):
     out = (x.get("stdout") or "").splitlines()
     err = (x.get("stderr") or "").splitlines()
     print("FAILED %s (%s):" % (x["name"], x["result"]))
-    for l in [l for l in out if l.startswith("not ok")][:10]:
+    shown = 0
+    for i, l in enumerate(out):
+        if not l.startswith("not ok") or shown >= 10:
+            continue
+        shown += 1
         print("  " + l[:300])
+        # the diagnostic lines the test printed right after it
+        for d in out[i + 1:i + 26]:
+            if not d.startswith("#"):
+                break
+            print("    " + d[:300])
     for l in (out + err)[-12:]:
         print("  | " + l[:300])
 ' "$log"

@@ -57,6 +57,7 @@ for kind in "${kinds[@]}"; do
     if ! kill -0 "$pid" 2>/dev/null; then
         wait "$pid" 2>/dev/null
         not_ok "kill $k: $id was running (it exited by itself with $?; see node-$id.log)"
+        tail -n 20 "$T/node-$id.log" | sed 's/^/# /'
         unset "PID[$id]"
     else
         kill9 "$id"
