@@ -73,7 +73,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -86,7 +85,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -97,6 +95,7 @@
 #include "directory.h"
 #include "envelope.h"
 #include "identity.h"
+#include "benchnet.h"
 #include "checkpoint.h"
 #include "keten.h"
 #include "merkle.h"
@@ -106,16 +105,9 @@
 #include "util.h"
 
 #define BX_PROG "keten-bench-exchange"
-#define BX_NETWORK "benchnet"
-#define BX_CATEGORY "woonfraude"
-#define BX_PURPOSE "handhaving"
-#define BX_CERT_VALID_MS (30ull * KETEN_MS_PER_DAY)
-#define BX_DIR_VALID_MS (14ull * KETEN_MS_PER_DAY)
 #define BX_PARTIES_MAX 16
 #define BX_PROCS_MAX (2 * BX_PARTIES_MAX + 2)
 #define BX_RUNS_MAX 50
-#define BX_NS 1000000000ull
-#define BX_MS 1000000ull
 #define BX_READY_MS 30000ull
 #define BX_DRAIN_MS 60000ull
 #define BX_STOP_MS 10000ull
@@ -128,6 +120,7 @@
 #define BX_ANSWER_MAX (1u << 20) /* bytes of one API answer */
 #define BX_SOCK_MAX 108 /* sun_path */
 #define BX_PCTS 3
+#define BX_NAME_WIDTH 30 /* columns of a metric's name in the tables */
 
 static const double pct_values[BX_PCTS] = { 0.50, 0.99, 0.999 };
 static const char *const pct_names[BX_PCTS] = { "p50", "p99", "p99.9" };
@@ -189,240 +182,51 @@ static const char usage_text[]
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static volatile sig_atomic_t g_stop = 0;
 static volatile sig_atomic_t g_pids[BX_PROCS_MAX];
-static volatile sig_atomic_t g_attach_pid = 0;
 static char **g_child_env = NULL;
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * BX_NS + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * BX_NS + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ns(uint64_t ns)
-{
-    struct timespec ts = { (time_t)(ns / BX_NS), (long)(ns % BX_NS) };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && g_stop == 0) { }
-}
-
-static void report(const char *what, keten_err e)
-{
-    fprintf(stderr, BX_PROG ": %s: %s: %s\n", what, keten_err_str(e), keten_err_detail());
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
-    if (p == NULL) {
-        fprintf(stderr, BX_PROG ": out of memory (%zu x %zu bytes)\n", n, size);
-        exit(1);
-    }
-    return p;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted v (ns) in ms; -1 when empty. */
-static double pct_ms(const uint64_t *v, size_t n, double p)
-{
-    if (n == 0) {
-        return -1.0;
-    }
-    size_t rank = (size_t)(p * (double)n + 0.999999);
-    rank = rank < 1 ? 1 : rank > n ? n : rank;
-    return (double)v[rank - 1] / 1e6;
-}
-
-static long cpu_count(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n;
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) {
-        return 0;
-    }
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6
-        + (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static void read_loadavg(char out[static 48])
-{
-    snprintf(out, 48, "?");
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f == NULL) {
-        return;
-    }
-    double a = 0, b = 0, c = 0;
-    if (fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3) {
-        snprintf(out, 48, "%.2f %.2f %.2f", a, b, c);
-    }
-    fclose(f);
-}
-
-static keten_err path_in(const char *dir, const char *name, char out[static PATH_MAX])
-{
-    if (snprintf(out, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX) {
-        return keten_err_set(KETEN_ERR_INVALID, "path %s/%s is too long", dir, name);
-    }
-    return KETEN_OK;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_tree(const char *path)
-{
-    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-        fprintf(stderr, BX_PROG ": could not remove all of %s\n", path);
-    }
-}
 
 /* ---- the network --------------------------------------------------------- */
 
 typedef struct net {
-    char root[PATH_MAX];
-    char anchor_path[PATH_MAX];
-    char dir_path[PATH_MAX];
-    keten_identity *broker;
+    benchnet bn; /* root, anchor, directory, the broker's identity */
     keten_identity *snd[BX_PARTIES_MAX];
     keten_identity *rcv[BX_PARTIES_MAX];
     keten_identity *offline; /* --backlog: the node that never starts */
     size_t n_snd, n_rcv;
-    Keten__Anchor *anchor;
-    keten_directory *dir;
 } net;
-
-static keten_err approve(keten_dirbuild *draft, keten_identity *id, uint64_t now)
-{
-    uint8_t *req = NULL;
-    size_t req_len = 0;
-    Keten__NodeRequest *parsed = NULL;
-    uint64_t serial = 0;
-    keten_err e = keten_identity_request(id, BX_NETWORK, now, &req, &req_len);
-    if (e == KETEN_OK) {
-        e = keten_identity_request_verify(req, req_len, &parsed);
-    }
-    if (e == KETEN_OK) {
-        e = keten_dirbuild_approve(draft, parsed, now, BX_CERT_VALID_MS, false, &serial);
-    }
-    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-    free(req);
-    return e;
-}
-
-static keten_err make_party(
-    keten_dirbuild *draft, const char *id, const char *role, uint64_t now, keten_identity **out)
-{
-    keten_err e = keten_identity_generate(id, role, "keten-bench", false, out);
-    return e != KETEN_OK ? e : approve(draft, *out, now);
-}
 
 /* One administrator (threshold 1), an allow-all rule, the broker, the
  * senders s-1.., the receivers r-1.. and the offline o-1; anchor and signed
  * directory written into root. */
 static keten_err net_make(net *nt, const opts *o)
 {
-    uint8_t admin_pk[1][KETEN_SIGN_PK_BYTES];
-    uint8_t *admin_sk = sodium_malloc(KETEN_SIGN_SK_BYTES);
-    keten_dirbuild *draft = NULL;
-    uint8_t *anchor_bytes = NULL, *dir_bytes = NULL, *signed_dir = NULL;
-    size_t anchor_len = 0, dir_len = 0, signed_len = 0;
-    keten_err e;
-    uint64_t now = keten_now_ms();
-    if (admin_sk == NULL) {
-        return keten_err_set(KETEN_ERR_NOMEM, "administrator key");
-    }
-    if (crypto_sign_keypair(admin_pk[0], admin_sk) != 0) {
-        sodium_free(admin_sk);
-        return keten_err_set(KETEN_ERR_IO, "crypto_sign_keypair failed");
-    }
-    ProtobufCBinaryData admins[1] = { { KETEN_SIGN_PK_BYTES, admin_pk[0] } };
-    Keten__Anchor a = KETEN__ANCHOR__INIT;
-    a.network = (char *)BX_NETWORK;
-    a.admins = admins;
-    a.n_admins = 1;
-    a.threshold = 1;
-    uint32_t rule = 0;
-    if ((e = keten_pb_pack(&a.base, &anchor_bytes, &anchor_len)) != KETEN_OK
-        || (e = keten_directory_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
-        || (e = path_in(nt->root, "network.pub", nt->anchor_path)) != KETEN_OK
-        || (e = keten_file_write(nt->anchor_path, anchor_bytes, anchor_len, 0644, true)) != KETEN_OK
-        || (e = keten_dirbuild_new(
-                BX_NETWORK, (const uint8_t(*)[KETEN_SIGN_PK_BYTES])admin_pk, 1, 1, &draft))
-            != KETEN_OK
-        || (e = keten_dirbuild_register(draft, BX_CATEGORY, BX_PURPOSE)) != KETEN_OK
-        || (e = keten_dirbuild_add_rule(
-                draft, KETEN__EFFECT__EFFECT_ALLOW, "*", "*", "*", NULL, NULL, &rule))
-            != KETEN_OK) {
-        goto out;
-    }
-    if ((e = keten_identity_generate("broker", "broker", "keten-bench", true, &nt->broker))
-            != KETEN_OK
-        || (e = approve(draft, nt->broker, now)) != KETEN_OK) {
-        goto out;
+    benchnet_draft *draft = NULL;
+    keten_err e = benchnet_draft_new(&nt->bn, &draft);
+    if (e != KETEN_OK) {
+        return e;
     }
     nt->n_snd = o->senders;
     nt->n_rcv = o->receivers;
     for (size_t i = 0; i < nt->n_snd; i++) {
         char id[KETEN_NAME_MAX + 1];
         snprintf(id, sizeof id, "s-%zu", i + 1);
-        if ((e = make_party(draft, id, "municipality", now, &nt->snd[i])) != KETEN_OK) {
+        if ((e = benchnet_draft_add(draft, id, "municipality", &nt->snd[i])) != KETEN_OK) {
             goto out;
         }
     }
     for (size_t i = 0; i < nt->n_rcv; i++) {
         char id[KETEN_NAME_MAX + 1];
         snprintf(id, sizeof id, "r-%zu", i + 1);
-        if ((e = make_party(draft, id, "police", now, &nt->rcv[i])) != KETEN_OK) {
+        if ((e = benchnet_draft_add(draft, id, "police", &nt->rcv[i])) != KETEN_OK) {
             goto out;
         }
     }
-    if ((e = make_party(draft, "o-1", "tax", now, &nt->offline)) != KETEN_OK
-        || (e = keten_dirbuild_finish(draft, now, BX_DIR_VALID_MS, &dir_bytes, &dir_len))
-            != KETEN_OK
-        || (e = keten_directory_sign(
-                dir_bytes, dir_len, NULL, 0, admin_sk, &signed_dir, &signed_len))
-            != KETEN_OK
-        || (e = keten_directory_verify(nt->anchor, NULL, signed_dir, signed_len, now, &nt->dir))
-            != KETEN_OK
-        || (e = path_in(nt->root, "directory", nt->dir_path)) != KETEN_OK
-        || (e = keten_file_write(nt->dir_path, signed_dir, signed_len, 0644, true)) != KETEN_OK) {
+    if ((e = benchnet_draft_add(draft, "o-1", "tax", &nt->offline)) != KETEN_OK
+        || (e = benchnet_draft_finish(draft, &nt->bn)) != KETEN_OK) {
         goto out;
     }
 out:
-    free(signed_dir);
-    free(dir_bytes);
-    free(anchor_bytes);
-    keten_dirbuild_destroy(&draft);
-    sodium_free(admin_sk);
+    benchnet_draft_destroy(&draft);
     return e;
 }
 
@@ -433,9 +237,7 @@ static void net_free(net *nt)
         keten_identity_destroy(&nt->rcv[i]);
     }
     keten_identity_destroy(&nt->offline);
-    keten_identity_destroy(&nt->broker);
-    keten_directory_destroy(&nt->dir);
-    keten_pb_free((ProtobufCMessage **)(void *)&nt->anchor);
+    benchnet_free(&nt->bn);
 }
 
 /* ---- child processes ----------------------------------------------------- */
@@ -458,12 +260,12 @@ typedef struct proc {
 
 static void on_signal(int sig)
 {
-    if (g_stop == 0) {
-        g_stop = 1; /* the loops notice, and the children are stopped in order */
+    if (benchnet_stop == 0) {
+        benchnet_stop = 1; /* the loops notice, and the children are stopped in order */
         return;
     }
-    if (g_attach_pid > 0) {
-        kill(-(pid_t)g_attach_pid, SIGKILL);
+    if (benchnet_attach_pid > 0) {
+        kill(-(pid_t)benchnet_attach_pid, SIGKILL);
     }
     for (size_t i = 0; i < BX_PROCS_MAX; i++) {
         if (g_pids[i] > 0) {
@@ -472,18 +274,6 @@ static void on_signal(int sig)
     }
     signal(sig, SIG_DFL);
     raise(sig);
-}
-
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    (void)sigaction(SIGINT, &sa, NULL);
-    (void)sigaction(SIGTERM, &sa, NULL);
-    (void)sigaction(SIGHUP, &sa, NULL);
-    (void)signal(SIGPIPE, SIG_IGN);
 }
 
 /* The environment for the daemons: ours without KETEN_PASSPHRASE (their key
@@ -495,7 +285,7 @@ static void make_child_env(void)
     while (environ[n] != NULL) {
         n++;
     }
-    g_child_env = xcalloc(n + 1, sizeof *g_child_env);
+    g_child_env = benchnet_xcalloc(n + 1, sizeof *g_child_env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (strncmp(environ[i], "KETEN_PASSPHRASE", 16) != 0) {
@@ -621,7 +411,7 @@ static void proc_pump(proc *p, line_fn fn, void *arg)
             p->eof = true;
             return;
         }
-        uint64_t t = mono_ns();
+        uint64_t t = benchnet_mono_ns();
         if (p->log != NULL && fwrite(p->lbuf + p->llen, 1, (size_t)n, p->log) != (size_t)n) {
             fclose(p->log);
             p->log = NULL;
@@ -650,34 +440,6 @@ static void proc_pump(proc *p, line_fn fn, void *arg)
     }
 }
 
-static bool log_has(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return false;
-    }
-    char line[2048];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f) != NULL) {
-        found = strstr(line, needle) != NULL;
-    }
-    fclose(f);
-    return found;
-}
-
-static void show_log(const char *name, const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return;
-    }
-    char line[2048];
-    for (int i = 0; i < 20 && fgets(line, sizeof line, f) != NULL; i++) {
-        fprintf(stderr, "  %s: %s", name, line);
-    }
-    fclose(f);
-}
-
 static bool proc_reap(proc *p, bool block)
 {
     if (p->pid <= 0) {
@@ -703,17 +465,17 @@ static void procs_stop(proc **ps, size_t n)
             kill(ps[i]->pid, SIGTERM);
         }
     }
-    uint64_t deadline = mono_ns() + BX_STOP_MS * BX_MS;
+    uint64_t deadline = benchnet_mono_ns() + BX_STOP_MS * BENCHNET_MS;
     for (;;) {
         bool all = true;
         for (size_t i = 0; i < n; i++) {
             proc_pump(ps[i], NULL, NULL);
             all = proc_reap(ps[i], false) && all;
         }
-        if (all || mono_ns() > deadline) {
+        if (all || benchnet_mono_ns() > deadline) {
             break;
         }
-        sleep_ns(20 * BX_MS);
+        benchnet_sleep_ns(20 * BENCHNET_MS);
     }
     for (size_t i = 0; i < n; i++) {
         if (ps[i]->pid > 0) {
@@ -734,71 +496,10 @@ static void procs_stop(proc **ps, size_t n)
     }
 }
 
-typedef struct proc_stat {
-    double cpu_s;
-    uint64_t hwm_kb, rss_kb, anon_kb, file_kb;
-} proc_stat;
-
-static bool read_proc(pid_t pid, proc_stat *ps)
-{
-    memset(ps, 0, sizeof *ps);
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return false;
-    }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    if (p == NULL) {
-        return false;
-    }
-    /* Fields after the command: 3 (state) ... 14 utime, 15 stime. */
-    unsigned long long ut = 0, st = 0;
-    int field = 2;
-    for (const char *q = p + 1; *q != '\0' && field < 15;) {
-        while (*q == ' ') {
-            q++;
-        }
-        field++;
-        if (field == 14) {
-            ut = strtoull(q, NULL, 10);
-        } else if (field == 15) {
-            st = strtoull(q, NULL, 10);
-        }
-        while (*q != ' ' && *q != '\0') {
-            q++;
-        }
-    }
-    ps->cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return false;
-    }
-    char line[256];
-    while (fgets(line, sizeof line, f) != NULL) {
-        unsigned long long v = 0;
-        if (sscanf(line, "VmHWM: %llu", &v) == 1) {
-            ps->hwm_kb = v;
-        } else if (sscanf(line, "VmRSS: %llu", &v) == 1) {
-            ps->rss_kb = v;
-        } else if (sscanf(line, "RssAnon: %llu", &v) == 1) {
-            ps->anon_kb = v;
-        } else if (sscanf(line, "RssFile: %llu", &v) == 1) {
-            ps->file_kb = v;
-        }
-    }
-    fclose(f);
-    return true;
-}
-
 static double proc_cpu(const proc *p)
 {
-    proc_stat ps;
-    return p->pid > 0 && read_proc(p->pid, &ps) ? ps.cpu_s : 0.0;
+    benchnet_proc_stat ps;
+    return p->pid > 0 && benchnet_proc_read(p->pid, &ps) ? ps.cpu_s : 0.0;
 }
 
 /* ---- the exchange: broker and nodes of one repetition --------------------- */
@@ -819,9 +520,9 @@ static keten_err make_home(proc *p, const char *dir, const char *name, const ket
     char key[PATH_MAX];
     keten_err e;
     snprintf(p->name, sizeof p->name, "%s", name);
-    if ((e = path_in(dir, name, p->home)) != KETEN_OK
+    if ((e = benchnet_path_in(dir, name, p->home)) != KETEN_OK
         || (e = keten_mkdir(p->home, 0700)) != KETEN_OK
-        || (e = path_in(p->home, "identity.secret", key)) != KETEN_OK
+        || (e = benchnet_path_in(p->home, "identity.secret", key)) != KETEN_OK
         || (e = keten_identity_save(id, key, NULL, 0)) != KETEN_OK) {
         return e;
     }
@@ -834,8 +535,8 @@ static keten_err make_home(proc *p, const char *dir, const char *name, const ket
 static keten_err start_node(exch *x, const opts *o, const net *nt, proc *p, bool piped)
 {
     char *argv[] = { (char *)o->node_path, (char *)"run", (char *)"--home", p->home,
-        (char *)"--anchor", (char *)nt->anchor_path, (char *)"--directory", (char *)nt->dir_path,
-        (char *)"--broker", x->endpoint, NULL };
+        (char *)"--anchor", (char *)nt->bn.anchor_path, (char *)"--directory",
+        (char *)nt->bn.dir_path, (char *)"--broker", x->endpoint, NULL };
     keten_err e = proc_start(p, argv, piped);
     if (e == KETEN_OK) {
         x->all[x->n_all++] = p;
@@ -855,9 +556,9 @@ static keten_err exch_start(exch *x, const opts *o, const net *nt, unsigned rep)
     for (size_t i = 0; i < BX_PROCS_MAX; i++) {
         x->all[i] = NULL;
     }
-    if ((e = path_in(nt->root, name, x->dir)) != KETEN_OK
+    if ((e = benchnet_path_in(nt->bn.root, name, x->dir)) != KETEN_OK
         || (e = keten_mkdir(x->dir, 0700)) != KETEN_OK
-        || (e = make_home(&x->broker, x->dir, "broker", nt->broker)) != KETEN_OK) {
+        || (e = make_home(&x->broker, x->dir, "broker", nt->bn.broker)) != KETEN_OK) {
         return e;
     }
     for (size_t i = 0; i < x->n_snd; i++) {
@@ -876,26 +577,28 @@ static keten_err exch_start(exch *x, const opts *o, const net *nt, unsigned rep)
     }
     char map_arg[32];
     snprintf(map_arg, sizeof map_arg, "%llu", o->backlog > 0 ? 8ull << 30 : 2ull << 30);
-    char *bargv[] = { (char *)o->broker_path, (char *)"run", (char *)"--home", x->broker.home,
-        (char *)"--anchor", (char *)nt->anchor_path, (char *)"--directory", (char *)nt->dir_path,
-        (char *)"--listen", x->endpoint, (char *)"--log-level", (char *)"notice",
-        (char *)"--map-size", map_arg, NULL };
-    if ((e = proc_start(&x->broker, bargv, false)) != KETEN_OK) {
+    const char *bargv[BENCHNET_BROKER_ARGC + 3];
+    size_t bn_args
+        = benchnet_broker_argv(bargv, o->broker_path, x->broker.home, &nt->bn, x->endpoint);
+    bargv[bn_args++] = "--map-size";
+    bargv[bn_args++] = map_arg;
+    bargv[bn_args] = NULL;
+    if ((e = proc_start(&x->broker, (char *const *)bargv, false)) != KETEN_OK) {
         return e;
     }
     x->all[x->n_all++] = &x->broker;
-    uint64_t deadline = mono_ns() + BX_READY_MS * BX_MS;
-    while (!log_has(x->broker.log_path, "msg=\"broker running\"")) {
+    uint64_t deadline = benchnet_mono_ns() + BX_READY_MS * BENCHNET_MS;
+    while (!benchnet_log_has(x->broker.log_path, "msg=\"broker running\"")) {
         if (proc_reap(&x->broker, false)) {
-            show_log("broker", x->broker.log_path);
+            benchnet_show_log("broker", x->broker.log_path);
             return keten_err_set(
                 KETEN_ERR_IO, "the broker exited at start (status %d)", x->broker.exit_status);
         }
-        if (mono_ns() > deadline || g_stop) {
-            show_log("broker", x->broker.log_path);
+        if (benchnet_mono_ns() > deadline || benchnet_stop) {
+            benchnet_show_log("broker", x->broker.log_path);
             return keten_err_set(KETEN_ERR_IO, "the broker did not start");
         }
-        sleep_ns(20 * BX_MS);
+        benchnet_sleep_ns(20 * BENCHNET_MS);
     }
     for (size_t i = 0; i < x->n_rcv; i++) {
         if ((e = start_node(x, o, nt, &x->rcv[i], false)) != KETEN_OK) {
@@ -907,7 +610,7 @@ static keten_err exch_start(exch *x, const opts *o, const net *nt, unsigned rep)
             return e;
         }
     }
-    deadline = mono_ns() + BX_READY_MS * BX_MS;
+    deadline = benchnet_mono_ns() + BX_READY_MS * BENCHNET_MS;
     for (;;) {
         size_t ready = 0;
         for (size_t i = 0; i < x->n_snd; i++) {
@@ -916,7 +619,7 @@ static keten_err exch_start(exch *x, const opts *o, const net *nt, unsigned rep)
         }
         for (size_t i = 0; i < x->n_rcv; i++) {
             if (!x->rcv[i].connected
-                && log_has(x->rcv[i].log_path, "msg=\"connected to broker\"")) {
+                && benchnet_log_has(x->rcv[i].log_path, "msg=\"connected to broker\"")) {
                 x->rcv[i].connected = true;
             }
             ready += x->rcv[i].connected;
@@ -926,24 +629,24 @@ static keten_err exch_start(exch *x, const opts *o, const net *nt, unsigned rep)
         }
         for (size_t i = 0; i < x->n_all; i++) {
             if (proc_reap(x->all[i], false)) {
-                show_log(x->all[i]->name, x->all[i]->log_path);
+                benchnet_show_log(x->all[i]->name, x->all[i]->log_path);
                 return keten_err_set(KETEN_ERR_IO, "%s exited at start (status %d)",
                     x->all[i]->name, x->all[i]->exit_status);
             }
         }
-        if (mono_ns() > deadline || g_stop) {
+        if (benchnet_mono_ns() > deadline || benchnet_stop) {
             return keten_err_set(KETEN_ERR_IO, "not every node connected within %llu ms",
                 (unsigned long long)BX_READY_MS);
         }
-        sleep_ns(20 * BX_MS);
+        benchnet_sleep_ns(20 * BENCHNET_MS);
     }
     /* let the first checkpoint and directory exchange pass */
-    uint64_t settle = mono_ns() + 1000 * BX_MS;
-    while (mono_ns() < settle && !g_stop) {
+    uint64_t settle = benchnet_mono_ns() + 1000 * BENCHNET_MS;
+    while (benchnet_mono_ns() < settle && !benchnet_stop) {
         for (size_t i = 0; i < x->n_snd; i++) {
             proc_pump(&x->snd[i], NULL, NULL);
         }
-        sleep_ns(20 * BX_MS);
+        benchnet_sleep_ns(20 * BENCHNET_MS);
     }
     return KETEN_OK;
 }
@@ -977,38 +680,7 @@ static pid_t attach_start(const char *cmd, const exch *x)
     (void)setenv("KETEN_SENDER_PID", v, 1);
     snprintf(v, sizeof v, "%d", (int)x->rcv[0].pid);
     (void)setenv("KETEN_RECEIVER_PID", v, 1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        (void)setpgid(0, 0);
-        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0) {
-        g_attach_pid = pid;
-        sleep_ns(300 * BX_MS); /* let a tracer attach before the load starts */
-    }
-    return pid;
-}
-
-static void attach_stop(pid_t pid)
-{
-    if (pid <= 0) {
-        return;
-    }
-    kill(-pid, SIGINT);
-    int status = 0;
-    uint64_t deadline = mono_ns() + 30 * BX_NS;
-    while (mono_ns() < deadline) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            g_attach_pid = 0;
-            return;
-        }
-        sleep_ns(50 * BX_MS);
-    }
-    kill(-pid, SIGKILL);
-    (void)waitpid(pid, &status, 0);
-    g_attach_pid = 0;
+    return benchnet_attach_start(cmd, true);
 }
 
 /* ---- the load: one thread per sending node -------------------------------- */
@@ -1061,13 +733,6 @@ typedef struct sender_thr {
     char first_error[300];
 } sender_thr;
 
-static uint64_t id_key(const uint8_t *id)
-{
-    uint64_t k;
-    memcpy(&k, id, sizeof k);
-    return k;
-}
-
 static void table_rebuild(sender_thr *s)
 {
     size_t cap = 64;
@@ -1075,10 +740,10 @@ static void table_rebuild(sender_thr *s)
         cap <<= 1;
     }
     free(s->table);
-    s->table = xcalloc(cap, sizeof *s->table);
+    s->table = benchnet_xcalloc(cap, sizeof *s->table);
     s->mask = cap - 1;
     for (size_t i = 0; i < s->n_ents; i++) {
-        size_t h = (size_t)id_key(s->ents[i].id) & s->mask;
+        size_t h = (size_t)benchnet_id_key(s->ents[i].id) & s->mask;
         while (s->table[h] != 0) {
             h = (h + 1) & s->mask;
         }
@@ -1088,7 +753,7 @@ static void table_rebuild(sender_thr *s)
 
 static msg_ent *ent_get(sender_thr *s, const uint8_t id[static KETEN_MSG_ID_BYTES])
 {
-    size_t h = (size_t)id_key(id) & s->mask;
+    size_t h = (size_t)benchnet_id_key(id) & s->mask;
     for (;; h = (h + 1) & s->mask) {
         uint32_t v = s->table[h];
         if (v == 0) {
@@ -1108,7 +773,7 @@ static msg_ent *ent_get(sender_thr *s, const uint8_t id[static KETEN_MSG_ID_BYTE
         s->ents = n;
         s->cap_ents = ncap;
         table_rebuild(s);
-        h = (size_t)id_key(id) & s->mask;
+        h = (size_t)benchnet_id_key(id) & s->mask;
         while (s->table[h] != 0) {
             h = (h + 1) & s->mask;
         }
@@ -1304,7 +969,7 @@ static bool sender_recv(sender_thr *s)
         if (m->msg != CURLMSG_DONE) {
             continue;
         }
-        uint64_t t = mono_ns();
+        uint64_t t = benchnet_mono_ns();
         CURL *easy = m->easy_handle;
         CURLcode cc = m->data.result;
         bx_req *q = NULL;
@@ -1350,7 +1015,7 @@ static bool sender_send(sender_thr *s, uint64_t i, uint64_t t_sched)
         s->idle[s->n_idle++] = q;
         return false;
     }
-    uint64_t now = mono_ns();
+    uint64_t now = benchnet_mono_ns();
     q->t_sched = t_sched;
     q->t_send = now;
     s->sent++;
@@ -1366,8 +1031,8 @@ static void *sender_main(void *arg)
     uint64_t cap = s->rate > 0 ? BX_OPEN_INFLIGHT_MAX : s->window;
     long conns = cap < BX_HTTP_CONNS_MAX ? (long)cap : BX_HTTP_CONNS_MAX;
     s->in_cap = (size_t)cap;
-    s->reqs = xcalloc(s->in_cap, sizeof *s->reqs);
-    s->idle = xcalloc(s->in_cap, sizeof *s->idle);
+    s->reqs = benchnet_xcalloc(s->in_cap, sizeof *s->reqs);
+    s->idle = benchnet_xcalloc(s->in_cap, sizeof *s->idle);
     s->multi = curl_multi_init();
     struct curl_slist *h1 = curl_slist_append(NULL, "Content-Type: application/json");
     struct curl_slist *h2 = h1 != NULL ? curl_slist_append(h1, "Expect:") : NULL;
@@ -1381,8 +1046,8 @@ static void *sender_main(void *arg)
     }
     double interval = s->rate > 0 ? 1e9 / s->rate : 0;
     uint64_t i = 0;
-    while (!g_stop) {
-        uint64_t now = mono_ns();
+    while (!benchnet_stop) {
+        uint64_t now = benchnet_mono_ns();
         uint64_t next_due = 0;
         bool sending = now < s->stop_send && (s->max_msgs == 0 || s->sent < s->max_msgs);
         if (sending) {
@@ -1406,7 +1071,7 @@ static void *sender_main(void *arg)
         }
         int timeout = BX_POLL_MAX_MS;
         if (next_due > now) {
-            uint64_t ms = (next_due - now + BX_MS - 1) / BX_MS;
+            uint64_t ms = (next_due - now + BENCHNET_MS - 1) / BENCHNET_MS;
             timeout = ms < (uint64_t)timeout ? (int)ms : timeout;
         }
         struct curl_waitfd pipe_wait = { s->node->pipe_fd, CURL_WAIT_POLLIN, 0 };
@@ -1516,15 +1181,15 @@ static keten_err op_seal(floor_ctx *c)
 {
     keten_envelope_seal_params sp = {
         .kind = KETEN__KIND__KIND_SIGNAL,
-        .category = BX_CATEGORY,
-        .purpose = BX_PURPOSE,
+        .category = BENCHNET_CATEGORY,
+        .purpose = BENCHNET_PURPOSE,
         .created_at = c->now,
         .expires_at = c->now + 7 * KETEN_MS_PER_DAY,
     };
     uint8_t id[KETEN_MSG_ID_BYTES], *out = NULL;
     size_t len = 0;
-    keten_err e = keten_envelope_seal(
-        c->nt->snd[0], c->nt->dir, c->to, c->n_to, &sp, c->payload, c->payload_len, id, &out, &len);
+    keten_err e = keten_envelope_seal(c->nt->snd[0], c->nt->bn.dir, c->to, c->n_to, &sp, c->payload,
+        c->payload_len, id, &out, &len);
     free(out);
     return e;
 }
@@ -1532,7 +1197,7 @@ static keten_err op_seal(floor_ctx *c)
 static keten_err op_env_verify(floor_ctx *c)
 {
     keten_envelope_verified *v = NULL;
-    keten_err e = keten_envelope_verify(c->nt->dir, c->env, c->env_len, &v);
+    keten_err e = keten_envelope_verify(c->nt->bn.dir, c->env, c->env_len, &v);
     keten_envelope_verified_destroy(&v);
     return e;
 }
@@ -1542,7 +1207,7 @@ static keten_err op_open(floor_ctx *c)
     keten_envelope_verified *v = NULL;
     Keten__Signal *sig = NULL;
     keten_err e
-        = keten_envelope_open(c->nt->rcv[0], c->nt->dir, c->env, c->env_len, c->now, &v, &sig);
+        = keten_envelope_open(c->nt->rcv[0], c->nt->bn.dir, c->env, c->env_len, c->now, &v, &sig);
     keten_signal_json_free(&sig);
     keten_envelope_verified_destroy(&v);
     return e;
@@ -1555,7 +1220,8 @@ static keten_err op_rc_sign(floor_ctx *c)
         .reason = KETEN__REASON__REASON_NONE };
     memcpy(it.msg_id, c->msg_id, KETEN_MSG_ID_BYTES);
     memcpy(it.envelope_hash, c->env_hash, KETEN_HASH_BYTES);
-    keten_err e = keten_receipt_batch_new(c->nt->rcv[0], BX_NETWORK, c->serial, c->now, &it, 1, &b);
+    keten_err e
+        = keten_receipt_batch_new(c->nt->rcv[0], BENCHNET_NETWORK, c->serial, c->now, &it, 1, &b);
     keten_receipt_batch_destroy(&b);
     return e;
 }
@@ -1564,7 +1230,7 @@ static keten_err op_rc_verify(floor_ctx *c)
 {
     Keten__ReceiptBatchHead *head = NULL;
     keten_hash *lh = NULL;
-    keten_err e = keten_receipt_batch_verify(c->rc_cert, BX_NETWORK, &c->rc->msg, &head, &lh);
+    keten_err e = keten_receipt_batch_verify(c->rc_cert, BENCHNET_NETWORK, &c->rc->msg, &head, &lh);
     free(lh);
     keten_pb_free((ProtobufCMessage **)(void *)&head);
     return e;
@@ -1575,7 +1241,7 @@ static keten_err op_head_verify(floor_ctx *c)
     Keten__ReceiptBatchHead *head = NULL;
     ProtobufCBinaryData sig = { KETEN_SIG_BYTES, c->rc->signature };
     ProtobufCBinaryData hb = { c->rc->head_len, c->rc->head };
-    keten_err e = keten_receipt_head_verify(c->rc_cert, BX_NETWORK, &hb, &sig, &head);
+    keten_err e = keten_receipt_head_verify(c->rc_cert, BENCHNET_NETWORK, &hb, &sig, &head);
     keten_pb_free((ProtobufCMessage **)(void *)&head);
     return e;
 }
@@ -1583,8 +1249,8 @@ static keten_err op_head_verify(floor_ctx *c)
 static keten_err op_ack_sign(floor_ctx *c)
 {
     uint8_t sig[KETEN_SIG_BYTES];
-    if (crypto_sign_detached(sig, NULL, c->ack, sizeof c->ack, c->nt->broker->log_sk) != 0
-        || crypto_sign_verify_detached(sig, c->ack, sizeof c->ack, c->nt->broker->log_pk) != 0) {
+    if (crypto_sign_detached(sig, NULL, c->ack, sizeof c->ack, c->nt->bn.broker->log_sk) != 0
+        || crypto_sign_verify_detached(sig, c->ack, sizeof c->ack, c->nt->bn.broker->log_pk) != 0) {
         return keten_err_set(KETEN_ERR_CRYPTO, "ack-sized signature");
     }
     return KETEN_OK;
@@ -1592,7 +1258,7 @@ static keten_err op_ack_sign(floor_ctx *c)
 
 static keten_err op_ack_verify(floor_ctx *c)
 {
-    return crypto_sign_verify_detached(c->ack_sig, c->ack, sizeof c->ack, c->nt->broker->log_pk)
+    return crypto_sign_verify_detached(c->ack_sig, c->ack, sizeof c->ack, c->nt->bn.broker->log_pk)
             == 0
         ? KETEN_OK
         : keten_err_set(KETEN_ERR_BAD_SIGNATURE, "ack-sized signature");
@@ -1602,10 +1268,11 @@ static keten_err op_cp_sign(floor_ctx *c)
 {
     char *note = NULL;
     keten_checkpoint back;
-    keten_err e = keten_checkpoint_sign(&c->cp, c->nt->broker->id, c->nt->broker->log_sk, &note);
+    keten_err e
+        = keten_checkpoint_sign(&c->cp, c->nt->bn.broker->id, c->nt->bn.broker->log_sk, &note);
     if (e == KETEN_OK) {
         e = keten_checkpoint_open(
-            note, strlen(note), c->nt->broker->id, c->nt->broker->log_pk, &back);
+            note, strlen(note), c->nt->bn.broker->id, c->nt->bn.broker->log_pk, &back);
     }
     free(note);
     return e;
@@ -1615,7 +1282,7 @@ static keten_err op_cp_verify(floor_ctx *c)
 {
     keten_checkpoint cp;
     keten_err e = keten_checkpoint_open(
-        c->note, strlen(c->note), c->nt->broker->id, c->nt->broker->log_pk, &cp);
+        c->note, strlen(c->note), c->nt->bn.broker->id, c->nt->bn.broker->log_pk, &cp);
     if (e == KETEN_OK) {
         e = keten_merkle_verify_consistency(
             c->cp_old, cp.size, c->cp_old_root, cp.root, (const keten_hash *)c->cons, c->n_cons);
@@ -1629,17 +1296,17 @@ static keten_err time_op(floor_op op, floor_ctx *c, double *us)
 {
     double t[3];
     for (int k = 0; k < 3; k++) {
-        uint64_t start = thread_cpu_ns(), n = 0;
+        uint64_t start = benchnet_thread_cpu_ns(), n = 0;
         do {
             keten_err e = op(c);
             if (e != KETEN_OK) {
                 return e;
             }
             n++;
-        } while (thread_cpu_ns() - start < BX_FLOOR_MIN_NS);
-        t[k] = (double)(thread_cpu_ns() - start) / 1e3 / (double)n;
+        } while (benchnet_thread_cpu_ns() - start < BX_FLOOR_MIN_NS);
+        t[k] = (double)(benchnet_thread_cpu_ns() - start) / 1e3 / (double)n;
     }
-    qsort(t, 3, sizeof t[0], cmp_double);
+    qsort(t, 3, sizeof t[0], benchnet_cmp_double);
     *us = t[1];
     return KETEN_OK;
 }
@@ -1655,7 +1322,7 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
     for (size_t i = 0; i < R; i++) {
         c.to[i] = nt->rcv[i]->id;
     }
-    const Keten__NodeCert *cert = keten_directory_find_id(nt->dir, nt->rcv[0]->id);
+    const Keten__NodeCert *cert = keten_directory_find_id(nt->bn.dir, nt->rcv[0]->id);
     if (cert == NULL) {
         return keten_err_set(KETEN_ERR_NOT_FOUND, "no certificate for %s", nt->rcv[0]->id);
     }
@@ -1663,8 +1330,8 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
     Keten__Signal *sig = NULL;
     keten_envelope_seal_params sp = {
         .kind = KETEN__KIND__KIND_SIGNAL,
-        .category = BX_CATEGORY,
-        .purpose = BX_PURPOSE,
+        .category = BENCHNET_CATEGORY,
+        .purpose = BENCHNET_PURPOSE,
         .created_at = c.now,
         .expires_at = c.now + 7 * KETEN_MS_PER_DAY,
     };
@@ -1675,7 +1342,7 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
     }
     keten_signal_json_free(&sig);
     if (e == KETEN_OK) {
-        e = keten_envelope_seal(nt->snd[0], nt->dir, c.to, R, &sp, c.payload, c.payload_len,
+        e = keten_envelope_seal(nt->snd[0], nt->bn.dir, c.to, R, &sp, c.payload, c.payload_len,
             c.msg_id, &c.env, &c.env_len);
     }
     c.rc_cert = cert;
@@ -1685,11 +1352,12 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
             .reason = KETEN__REASON__REASON_NONE };
         memcpy(it.msg_id, c.msg_id, KETEN_MSG_ID_BYTES);
         memcpy(it.envelope_hash, c.env_hash, KETEN_HASH_BYTES);
-        e = keten_receipt_batch_new(nt->rcv[0], BX_NETWORK, c.serial, c.now, &it, 1, &c.rc);
+        e = keten_receipt_batch_new(nt->rcv[0], BENCHNET_NETWORK, c.serial, c.now, &it, 1, &c.rc);
     }
     if (e == KETEN_OK) {
         randombytes_buf(c.ack, sizeof c.ack);
-        if (crypto_sign_detached(c.ack_sig, NULL, c.ack, sizeof c.ack, nt->broker->log_sk) != 0) {
+        if (crypto_sign_detached(c.ack_sig, NULL, c.ack, sizeof c.ack, nt->bn.broker->log_sk)
+            != 0) {
             e = keten_err_set(KETEN_ERR_CRYPTO, "ack-sized signature");
         }
     }
@@ -1704,19 +1372,19 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
             for (size_t i = 0; i < CP_LEAVES; i++) {
                 memcpy(lh[i], &i, sizeof i);
             }
-            snprintf(c.cp.origin, sizeof c.cp.origin, "keten/%s", BX_NETWORK);
+            snprintf(c.cp.origin, sizeof c.cp.origin, "keten/%s", BENCHNET_NETWORK);
             c.cp.size = CP_LEAVES;
             keten_merkle_root((const keten_hash *)lh, CP_LEAVES, c.cp.root);
             keten_merkle_root((const keten_hash *)lh, CP_OLD, c.cp_old_root);
             c.cp_old = CP_OLD;
-            c.cp.dir_version = keten_directory_version(nt->dir);
-            memcpy(c.cp.dir_hash, keten_directory_hash(nt->dir), KETEN_HASH_BYTES);
+            c.cp.dir_version = keten_directory_version(nt->bn.dir);
+            memcpy(c.cp.dir_hash, keten_directory_hash(nt->bn.dir), KETEN_HASH_BYTES);
             e = keten_merkle_consistency_proof(
                 (const keten_hash *)lh, CP_OLD, CP_LEAVES, c.cons, &c.n_cons);
             free(lh);
         }
         if (e == KETEN_OK) {
-            e = keten_checkpoint_sign(&c.cp, nt->broker->id, nt->broker->log_sk, &c.note);
+            e = keten_checkpoint_sign(&c.cp, nt->bn.broker->id, nt->bn.broker->log_sk, &c.note);
         }
     }
     if (e == KETEN_OK && (e = time_op(op_seal, &c, &fr->seal_us)) == KETEN_OK
@@ -1733,15 +1401,15 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
         fr->listed_us = fr->seal_us + fr->env_verify_us
             + r * (2 * fr->rc_verify_us + fr->open_us + fr->rc_sign_us);
         fr->all_us = fr->listed_us + fr->ack_sign_us + fr->ack_verify_us;
-        fr->listed_per_s = (double)cpu_count() * 1e6 / fr->listed_us;
-        fr->all_per_s = (double)cpu_count() * 1e6 / fr->all_us;
+        fr->listed_per_s = (double)benchnet_cpu_count() * 1e6 / fr->listed_us;
+        fr->all_per_s = (double)benchnet_cpu_count() * 1e6 / fr->all_us;
         /* The head's signature is the whole public-key work of a batch. */
         fr->head_sign_us = fr->rc_sign_us;
         fr->v2_us = fr->seal_us + fr->env_verify_us + r * fr->open_us;
         fr->v2_batch1_us = fr->v2_us + (1 + r) * (fr->cp_sign_us + fr->cp_verify_us)
             + r * (fr->head_sign_us + 2 * fr->head_verify_us);
-        fr->v2_per_s = (double)cpu_count() * 1e6 / fr->v2_us;
-        fr->v2_batch1_per_s = (double)cpu_count() * 1e6 / fr->v2_batch1_us;
+        fr->v2_per_s = (double)benchnet_cpu_count() * 1e6 / fr->v2_us;
+        fr->v2_batch1_per_s = (double)benchnet_cpu_count() * 1e6 / fr->v2_batch1_us;
     }
     free(c.payload);
     free(c.env);
@@ -1758,8 +1426,8 @@ static char *make_signal(size_t size)
     static const char filler[] = "Adres staat op naam van 9 personen; ramen afgeplakt. ";
     json_t *s = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:[{s:s, s:s}, "
                           "{s:s, s:s}]}",
-        "type", BX_CATEGORY, "purpose", BX_PURPOSE, "summary", "", "nature", "soft", "grading",
-        "source", "B", "information", "2", "handling", "TLP:AMBER", "observed_at",
+        "type", BENCHNET_CATEGORY, "purpose", BENCHNET_PURPOSE, "summary", "", "nature", "soft",
+        "grading", "source", "B", "information", "2", "handling", "TLP:AMBER", "observed_at",
         "2026-11-19T10:30:00.000Z", "observed_by", "handhaver", "subjects", "kind", "address",
         "value", "Hoofdstraat 1, 1111 AA Diemen", "kind", "company", "value", "KvK 12345678");
     char *base = s != NULL ? json_dumps(s, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -1772,7 +1440,7 @@ static char *make_signal(size_t size)
     if (pad > 4000) {
         pad = 4000; /* the summary's limit is 4096 */
     }
-    char *summary = xcalloc(pad + 1, 1);
+    char *summary = benchnet_xcalloc(pad + 1, 1);
     for (size_t i = 0; i < pad; i++) {
         summary[i] = filler[i % (sizeof filler - 1)];
     }
@@ -1842,7 +1510,7 @@ typedef struct phase_cpu {
 
 static phase_cpu sample_cpu(const exch *x)
 {
-    phase_cpu c = { proc_cpu(&x->broker), 0, 0, self_cpu_s() };
+    phase_cpu c = { proc_cpu(&x->broker), 0, 0, benchnet_self_cpu_s() };
     for (size_t i = 0; i < x->n_snd; i++) {
         c.senders += proc_cpu(&x->snd[i]);
     }
@@ -1854,9 +1522,9 @@ static phase_cpu sample_cpu(const exch *x)
 
 static void fill_pcts(uint64_t *v, size_t n, double out[BX_PCTS])
 {
-    qsort(v, n, sizeof v[0], cmp_u64);
+    qsort(v, n, sizeof v[0], benchnet_cmp_u64);
     for (int p = 0; p < BX_PCTS; p++) {
-        out[p] = pct_ms(v, n, pct_values[p]);
+        out[p] = benchnet_pct_ms(v, n, pct_values[p]);
     }
 }
 
@@ -1866,8 +1534,8 @@ static void latencies(sender_thr *th, size_t n_th, phase_result *r)
     for (size_t t = 0; t < n_th; t++) {
         total += th[t].n_ents;
     }
-    uint64_t *a = xcalloc(total, sizeof *a), *b = xcalloc(total, sizeof *b),
-             *c = xcalloc(total, sizeof *c);
+    uint64_t *a = benchnet_xcalloc(total, sizeof *a), *b = benchnet_xcalloc(total, sizeof *b),
+             *c = benchnet_xcalloc(total, sizeof *c);
     size_t na = 0, nb = 0, nc = 0;
     for (size_t t = 0; t < n_th; t++) {
         for (size_t i = 0; i < th[t].n_ents; i++) {
@@ -1910,7 +1578,7 @@ static keten_err api_get(proc *p, const char *path, json_t **out)
         e = keten_err_set(KETEN_ERR_IO, "API of %s: cannot start a request", p->name);
         goto out;
     }
-    uint64_t deadline = mono_ns() + BX_STATUS_TIMEOUT_MS * BX_MS;
+    uint64_t deadline = benchnet_mono_ns() + BX_STATUS_TIMEOUT_MS * BENCHNET_MS;
     for (;;) {
         struct curl_waitfd pipe_wait = { p->pipe_fd, CURL_WAIT_POLLIN, 0 };
         int running = 0;
@@ -1944,7 +1612,7 @@ static keten_err api_get(proc *p, const char *path, json_t **out)
             }
             break;
         }
-        if (mono_ns() > deadline || g_stop) {
+        if (benchnet_mono_ns() > deadline || benchnet_stop) {
             e = keten_err_set(KETEN_ERR_IO, "API of %s: no answer", p->name);
             break;
         }
@@ -1975,16 +1643,17 @@ static void node_times(exch *x, sender_thr *th, size_t n_th, size_t sample, phas
     if (sample == 0) {
         return;
     }
-    uint64_t *acc = xcalloc(sample + n_th, sizeof *acc), *rc = xcalloc(sample + n_th, sizeof *rc);
+    uint64_t *acc = benchnet_xcalloc(sample + n_th, sizeof *acc),
+             *rc = benchnet_xcalloc(sample + n_th, sizeof *rc);
     size_t na = 0, nr = 0, per = (sample + n_th - 1) / n_th;
-    for (size_t t = 0; t < n_th && !g_stop; t++) {
+    for (size_t t = 0; t < n_th && !benchnet_stop; t++) {
         size_t eligible = 0;
         for (size_t i = 0; i < th[t].n_ents; i++) {
             const msg_ent *e = &th[t].ents[i];
             eligible += e->done && e->t_sched >= th[t].win_start && e->t_sched < th[t].win_end;
         }
         size_t step = eligible > per ? eligible / per : 1, seen = 0, taken = 0;
-        for (size_t i = 0; i < th[t].n_ents && taken < per && !g_stop; i++) {
+        for (size_t i = 0; i < th[t].n_ents && taken < per && !benchnet_stop; i++) {
             const msg_ent *e = &th[t].ents[i];
             if (!(e->done && e->t_sched >= th[t].win_start && e->t_sched < th[t].win_end)
                 || seen++ % step != 0) {
@@ -1999,7 +1668,7 @@ static void node_times(exch *x, sender_thr *th, size_t n_th, size_t sample, phas
             uint64_t created = 0, accepted = 0, last = 0;
             if (err == KETEN_OK && time_of(st, "created_at", &created)
                 && time_of(st, "accepted_at", &accepted)) {
-                acc[na++] = (accepted > created ? accepted - created : 0) * BX_MS;
+                acc[na++] = (accepted > created ? accepted - created : 0) * BENCHNET_MS;
                 size_t k, got = 0;
                 json_t *one;
                 json_array_foreach(json_object_get(st, "recipients"), k, one)
@@ -2011,10 +1680,10 @@ static void node_times(exch *x, sender_thr *th, size_t n_th, size_t sample, phas
                     }
                 }
                 if (got == th[t].need && got > 0) {
-                    rc[nr++] = (last > created ? last - created : 0) * BX_MS;
+                    rc[nr++] = (last > created ? last - created : 0) * BENCHNET_MS;
                 }
             } else if (err != KETEN_OK) {
-                report("status", err);
+                benchnet_report("status", err);
             }
             json_decref(ans);
             taken++;
@@ -2038,11 +1707,11 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
         r->node_rcpt[p] = -1;
     }
     r->window_s = o->duration;
-    read_loadavg(r->load_before);
+    benchnet_loadavg(r->load_before);
     size_t n = x->n_snd;
     pthread_t tid[BX_PARTIES_MAX];
     bool started[BX_PARTIES_MAX] = { false };
-    uint64_t start = mono_ns() + 50 * BX_MS;
+    uint64_t start = benchnet_mono_ns() + 50 * BENCHNET_MS;
     uint64_t win_start = start + (uint64_t)(o->warmup * 1e9);
     uint64_t win_end = win_start + (uint64_t)(o->duration * 1e9);
     if (max_total > 0) { /* --backlog: until all are sent */
@@ -2051,7 +1720,7 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
     }
     pid_t att = rate == 0 && max_total == 0 ? attach_start(o->attach_cmd, x) : 0;
     phase_cpu c0 = sample_cpu(x);
-    uint64_t wall0 = mono_ns();
+    uint64_t wall0 = benchnet_mono_ns();
     for (size_t t = 0; t < n; t++) {
         sender_thr *s = &th[t];
         memset(s, 0, sizeof *s);
@@ -2066,14 +1735,14 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
         s->win_start = win_start;
         s->win_end = win_end;
         s->stop_send = win_end;
-        s->drain_until = (max_total > 0 ? UINT64_MAX / 2 : win_end) + BX_DRAIN_MS * BX_MS;
+        s->drain_until = (max_total > 0 ? UINT64_MAX / 2 : win_end) + BX_DRAIN_MS * BENCHNET_MS;
         s->max_msgs = max_total > 0 ? max_total / n + (t < max_total % n) : 0;
         s->cap_ents = 4096;
-        s->ents = xcalloc(s->cap_ents, sizeof *s->ents);
+        s->ents = benchnet_xcalloc(s->cap_ents, sizeof *s->ents);
         table_rebuild(s);
         if (pthread_create(&tid[t], NULL, sender_main, s) != 0) {
             set_error(s, "%s", "cannot start a sender thread");
-            g_stop = 1;
+            benchnet_stop = 1;
             break;
         }
         started[t] = true;
@@ -2083,10 +1752,10 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
             (void)pthread_join(tid[t], NULL);
         }
     }
-    uint64_t wall1 = mono_ns();
+    uint64_t wall1 = benchnet_mono_ns();
     phase_cpu c1 = sample_cpu(x);
-    attach_stop(att);
-    read_loadavg(r->load_after);
+    benchnet_attach_stop(att);
+    benchnet_loadavg(r->load_after);
     r->complete = true;
     for (size_t t = 0; t < n; t++) {
         r->sent += th[t].sent;
@@ -2114,8 +1783,9 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
     r->cpu_bench_s = c1.bench - c0.bench;
     double daemons = r->cpu_broker_s + r->cpu_senders_s + r->cpu_receivers_s;
     r->cpu_per_signal_us = r->done > 0 ? daemons * 1e6 / (double)r->done : 0;
-    r->cpu_busy_pct = 100.0 * (daemons + r->cpu_bench_s) / (r->wall_s * (double)cpu_count());
-    if (rate > 0 && need > 0 && !g_stop) {
+    r->cpu_busy_pct
+        = 100.0 * (daemons + r->cpu_bench_s) / (r->wall_s * (double)benchnet_cpu_count());
+    if (rate > 0 && need > 0 && !benchnet_stop) {
         node_times(x, th, n, o->status_sample, r);
     }
     return KETEN_OK;
@@ -2123,31 +1793,8 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
 
 /* ---- output --------------------------------------------------------------- */
 
-typedef struct stat3 {
-    double median, min, max;
-} stat3;
-
-static stat3 stat_of(const void *base, size_t stride, size_t n, size_t off)
-{
-    double *v = xcalloc(n, sizeof *v);
-    for (size_t i = 0; i < n; i++) {
-        v[i] = *(const double *)((const char *)base + i * stride + off);
-    }
-    qsort(v, n, sizeof v[0], cmp_double);
-    stat3 s = { n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1] };
-    free(v);
-    return s;
-}
-
-typedef struct metric {
-    const char *name;
-    const char *unit;
-    size_t off;
-    int decimals;
-} metric;
-
 #define M(field) offsetof(phase_result, field)
-static const metric phase_metrics[] = {
+static const benchnet_metric phase_metrics[] = {
     { "receipted signals/s", "1/s", M(throughput), 0 },
     { "acknowledged signals/s", "1/s", M(acked_per_s), 0 },
     { "fraction of pk floor", "", M(frac_floor), 3 },
@@ -2178,7 +1825,7 @@ static const metric phase_metrics[] = {
 #undef M
 
 #define F(field) offsetof(floor_result, field)
-static const metric floor_metrics[] = {
+static const benchnet_metric floor_metrics[] = {
     { "seal (R recipients) + sign", "us", F(seal_us), 1 },
     { "envelope verify (broker)", "us", F(env_verify_us), 1 },
     { "open (recipient)", "us", F(open_us), 1 },
@@ -2201,32 +1848,10 @@ static const metric floor_metrics[] = {
 };
 #undef F
 
-static void print_stats(
-    const char *title, const void *base, size_t stride, size_t n, const metric *ms, size_t n_ms)
+static void print_stats(const char *title, const void *base, size_t stride, size_t n,
+    const benchnet_metric *ms, size_t n_ms)
 {
-    printf("\n%s (%zu run%s; median [min - max])\n", title, n, n == 1 ? "" : "s");
-    for (size_t k = 0; k < n_ms; k++) {
-        stat3 s = stat_of(base, stride, n, ms[k].off);
-        int d = ms[k].decimals;
-        printf("  %-30s %12.*f %-3s [%.*f - %.*f]\n", ms[k].name, d, s.median, ms[k].unit, d, s.min,
-            d, s.max);
-    }
-}
-
-static json_t *stats_json(const void *base, size_t stride, size_t n, const metric *ms, size_t n_ms)
-{
-    json_t *o = json_object();
-    for (size_t k = 0; k < n_ms; k++) {
-        stat3 s = stat_of(base, stride, n, ms[k].off);
-        const char *name = ms[k].name;
-        while (*name == ' ') {
-            name++;
-        }
-        json_object_set_new(o, name,
-            json_pack("{s:f, s:f, s:f, s:s}", "median", s.median, "min", s.min, "max", s.max,
-                "unit", ms[k].unit));
-    }
-    return o;
+    benchnet_print_stats(title, base, stride, n, ms, n_ms, BX_NAME_WIDTH);
 }
 
 static json_t *pcts_json(const double v[BX_PCTS])
@@ -2315,7 +1940,7 @@ static void print_phase(unsigned k, const char *what, const phase_result *r)
 typedef struct backlog_row {
     uint64_t queued;
     double elapsed_s;
-    proc_stat ps;
+    benchnet_proc_stat ps;
     uint64_t store_kb;
 } backlog_row;
 
@@ -2380,32 +2005,32 @@ static keten_err run_backlog(const opts *o, const net *nt, json_t *root)
     if (e != KETEN_OK) {
         goto out;
     }
-    read_loadavg(load0);
+    benchnet_loadavg(load0);
     printf("\nbacklog: %llu signals of %zu bytes to %s, which never connects; %zu senders "
            "(window %u each), %zu idle receivers; load %s\n",
         (unsigned long long)o->backlog, o->size, nt->offline->id, x.n_snd, o->window, x.n_rcv,
         load0);
     printf("  %10s %9s %10s %10s %10s %10s %10s\n", "queued", "elapsed", "VmRSS MiB", "RssAnon",
         "RssFile", "VmHWM", "store MiB");
-    backlog_row row = { 0, 0, { 0, 0, 0, 0, 0 }, store_kb(&x) };
-    (void)read_proc(x.broker.pid, &row.ps);
+    backlog_row row = { .queued = 0, .elapsed_s = 0, .store_kb = store_kb(&x) };
+    (void)benchnet_proc_read(x.broker.pid, &row.ps);
     print_backlog_row(&row);
     json_array_append_new(rows, backlog_json(&row));
     atomic_store(&g_acked, 0);
     backlog_job job = { o, &x, requests, &r, th, KETEN_OK };
     pthread_t tid;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = benchnet_mono_ns();
     if (pthread_create(&tid, NULL, backlog_main, &job) != 0) {
         e = keten_err_set(KETEN_ERR_IO, "cannot start the backlog thread");
         goto out;
     }
     uint64_t step = o->backlog / 4 > 0 ? o->backlog / 4 : 1, next = step;
-    while (next <= o->backlog && !g_stop) {
+    while (next <= o->backlog && !benchnet_stop) {
         uint64_t acked = atomic_load(&g_acked);
         if (acked >= next) {
             row.queued = acked;
-            row.elapsed_s = (double)(mono_ns() - t0) / 1e9;
-            (void)read_proc(x.broker.pid, &row.ps);
+            row.elapsed_s = (double)(benchnet_mono_ns() - t0) / 1e9;
+            (void)benchnet_proc_read(x.broker.pid, &row.ps);
             row.store_kb = store_kb(&x);
             print_backlog_row(&row);
             json_array_append_new(rows, backlog_json(&row));
@@ -2415,22 +2040,22 @@ static keten_err run_backlog(const opts *o, const net *nt, json_t *root)
         if (x.broker.pid <= 0 || kill(x.broker.pid, 0) != 0) {
             break;
         }
-        sleep_ns(50 * BX_MS);
-        if (mono_ns() - t0 > 3600 * BX_NS) {
-            g_stop = 1; /* an hour: give up */
+        benchnet_sleep_ns(50 * BENCHNET_MS);
+        if (benchnet_mono_ns() - t0 > 3600 * BENCHNET_NS) {
+            benchnet_stop = 1; /* an hour: give up */
         }
     }
     (void)pthread_join(tid, NULL);
     e = job.e;
-    sleep_ns(2000 * BX_MS);
+    benchnet_sleep_ns(2000 * BENCHNET_MS);
     row.queued = atomic_load(&g_acked);
-    row.elapsed_s = (double)(mono_ns() - t0) / 1e9;
-    (void)read_proc(x.broker.pid, &row.ps);
+    row.elapsed_s = (double)(benchnet_mono_ns() - t0) / 1e9;
+    (void)benchnet_proc_read(x.broker.pid, &row.ps);
     row.store_kb = store_kb(&x);
     printf("  after 2 s idle:\n");
     print_backlog_row(&row);
     json_array_append_new(rows, backlog_json(&row));
-    read_loadavg(r.load_after);
+    benchnet_loadavg(r.load_after);
     printf("  %llu acknowledged in %.1f s (%.0f/s); load after %s%s%s\n",
         (unsigned long long)r.acked, r.wall_s, r.wall_s > 0 ? (double)r.acked / r.wall_s : 0,
         r.load_after, r.first_error[0] != '\0' ? "; first error: " : "", r.first_error);
@@ -2464,23 +2089,6 @@ static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     }
     *out = v;
     return true;
-}
-
-static bool parse_seconds(const char *s, double min, double max, double *out)
-{
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (end == s || *end != '\0' || !(v >= min && v <= max)) {
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-static int usage_error(const char *what)
-{
-    fprintf(stderr, BX_PROG ": %s\nTry '" BX_PROG " --help'.\n", what);
-    return 2;
 }
 
 /* $env, else ../../<dir>/<name> next to this program (the build tree), else
@@ -2548,25 +2156,26 @@ static int parse_opts(int argc, char **argv, opts *o)
             break;
         case 'N':
             if (!parse_u64(optarg, 1, BX_PARTIES_MAX, &v)) {
-                return usage_error("--senders: 1 to 16");
+                return benchnet_usage_error("--senders: 1 to 16");
             }
             o->senders = (size_t)v;
             break;
         case 'M':
             if (!parse_u64(optarg, 1, BX_PARTIES_MAX, &v)) {
-                return usage_error("--receivers: 1 to 16");
+                return benchnet_usage_error("--receivers: 1 to 16");
             }
             o->receivers = (size_t)v;
             break;
         case 'R':
             if (!parse_u64(optarg, 1, BX_PARTIES_MAX, &v)) {
-                return usage_error("--recipients: 1 to 16");
+                return benchnet_usage_error("--recipients: 1 to 16");
             }
             o->recipients = (size_t)v;
             break;
         case 's':
             if (!parse_u64(optarg, 300, 4300, &v)) {
-                return usage_error("--size: 300 to 4300 bytes (the summary holds the padding)");
+                return benchnet_usage_error(
+                    "--size: 300 to 4300 bytes (the summary holds the padding)");
             }
             o->size = (size_t)v;
             break;
@@ -2581,40 +2190,40 @@ static int parse_opts(int argc, char **argv, opts *o)
                 o->rate = (double)v;
                 o->rate_half = false;
             } else {
-                return usage_error("--rate: max, half or signals per second");
+                return benchnet_usage_error("--rate: max, half or signals per second");
             }
             break;
         case 'd':
-            if (!parse_seconds(optarg, 0.5, 3600, &o->duration)) {
-                return usage_error("--duration: 0.5 to 3600 seconds");
+            if (!benchnet_parse_seconds(optarg, 0.5, 3600, &o->duration)) {
+                return benchnet_usage_error("--duration: 0.5 to 3600 seconds");
             }
             break;
         case 'u':
-            if (!parse_seconds(optarg, 0, 600, &o->warmup)) {
-                return usage_error("--warmup: 0 to 600 seconds");
+            if (!benchnet_parse_seconds(optarg, 0, 600, &o->warmup)) {
+                return benchnet_usage_error("--warmup: 0 to 600 seconds");
             }
             break;
         case 'k':
             if (!parse_u64(optarg, 1, BX_RUNS_MAX, &v)) {
-                return usage_error("--runs: 1 to 50");
+                return benchnet_usage_error("--runs: 1 to 50");
             }
             o->runs = (unsigned)v;
             break;
         case 'w':
             if (!parse_u64(optarg, 1, 4096, &v)) {
-                return usage_error("--window: 1 to 4096");
+                return benchnet_usage_error("--window: 1 to 4096");
             }
             o->window = (unsigned)v;
             break;
         case 'q':
             if (!parse_u64(optarg, 0, 1000000, &v)) {
-                return usage_error("--status-sample: 0 to 1000000");
+                return benchnet_usage_error("--status-sample: 0 to 1000000");
             }
             o->status_sample = (size_t)v;
             break;
         case 'B':
             if (!parse_u64(optarg, 1, 100000000, &o->backlog)) {
-                return usage_error("--backlog: 1 to 100000000 signals");
+                return benchnet_usage_error("--backlog: 1 to 100000000 signals");
             }
             break;
         case 'S':
@@ -2633,34 +2242,18 @@ static int parse_opts(int argc, char **argv, opts *o)
             fputs(usage_text, stdout);
             return -1;
         case ':':
-            return usage_error("an option is missing its value");
+            return benchnet_usage_error("an option is missing its value");
         default:
-            return usage_error("unknown option");
+            return benchnet_usage_error("unknown option");
         }
     }
     if (optind < argc) {
-        return usage_error("unexpected argument");
+        return benchnet_usage_error("unexpected argument");
     }
     if (o->recipients > o->receivers) {
-        return usage_error("--recipients must not exceed --receivers");
+        return benchnet_usage_error("--recipients must not exceed --receivers");
     }
     return 0;
-}
-
-static void write_json(const opts *o, json_t *root)
-{
-    if (o->json_path == NULL) {
-        return;
-    }
-    int flags = JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6);
-    if (strcmp(o->json_path, "-") == 0) {
-        if (json_dumpf(root, stdout, flags) != 0) {
-            fprintf(stderr, BX_PROG ": cannot write the JSON\n");
-        }
-        printf("\n");
-    } else if (json_dump_file(root, o->json_path, flags) != 0) {
-        fprintf(stderr, BX_PROG ": cannot write %s\n", o->json_path);
-    }
 }
 
 static json_t *config_json(const opts *o, size_t signal_bytes)
@@ -2672,14 +2265,15 @@ static json_t *config_json(const opts *o, size_t signal_bytes)
             : o->rate > 0 ? "fixed"
                           : "max",
         "duration_s", o->duration, "warmup_s", o->warmup, "runs", (json_int_t)o->runs, "window",
-        (json_int_t)o->window, "cpus", (json_int_t)cpu_count(), "backlog", (json_int_t)o->backlog);
+        (json_int_t)o->window, "cpus", (json_int_t)benchnet_cpu_count(), "backlog",
+        (json_int_t)o->backlog);
 }
 
 /* The requests, one per recipient set: signal i of sender s goes to the R
  * receivers starting at (s + i) mod M, so each receives the same share. */
 static char **make_requests(const opts *o, const net *nt, const char *signal, size_t *n_out)
 {
-    char **reqs = xcalloc(nt->n_rcv, sizeof *reqs);
+    char **reqs = benchnet_xcalloc(nt->n_rcv, sizeof *reqs);
     for (size_t b = 0; b < nt->n_rcv; b++) {
         char to[BX_PARTIES_MAX * (KETEN_NAME_MAX + 2)];
         size_t len = 0;
@@ -2699,6 +2293,7 @@ static char **make_requests(const opts *o, const net *nt, const char *signal, si
 
 int main(int argc, char **argv)
 {
+    benchnet_set_prog(BX_PROG);
     if (keten_init() != KETEN_OK || curl_global_init(CURL_GLOBAL_NOTHING) != CURLE_OK) {
         return 1;
     }
@@ -2730,16 +2325,10 @@ int main(int argc, char **argv)
         o.recipients = 1;
     }
     make_child_env();
-    install_signals();
+    benchnet_install_signals(on_signal);
     net nt;
     memset(&nt, 0, sizeof nt);
-    const char *base = o.store_dir != NULL ? o.store_dir : getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    if (snprintf(nt.root, sizeof nt.root, "%s/keten-bx-XXXXXX", base) >= (int)sizeof nt.root
-        || mkdtemp(nt.root) == NULL) {
-        fprintf(stderr, BX_PROG ": cannot make a temporary directory in %s\n", base);
+    if (!benchnet_make_root(&nt.bn, o.store_dir, "keten-bx")) {
         return 1;
     }
     int rc = 0;
@@ -2747,15 +2336,15 @@ int main(int argc, char **argv)
     char *signal = make_signal(o.size);
     char **requests = NULL;
     size_t n_requests = 0;
-    phase_result *res = xcalloc(2 * (size_t)o.runs, sizeof *res);
-    floor_result *floors = xcalloc(o.runs, sizeof *floors);
-    sender_thr *th = xcalloc(BX_PARTIES_MAX, sizeof *th);
+    phase_result *res = benchnet_xcalloc(2 * (size_t)o.runs, sizeof *res);
+    floor_result *floors = benchnet_xcalloc(o.runs, sizeof *floors);
+    sender_thr *th = benchnet_xcalloc(BX_PARTIES_MAX, sizeof *th);
     size_t n_max = 0, n_fixed = 0, n_floor = 0;
     printf(BX_PROG ": broker %s, node %s, %ld online cores, stores in %s\n", o.broker_path,
-        o.node_path, cpu_count(), nt.root);
+        o.node_path, benchnet_cpu_count(), nt.bn.root);
     keten_err e = signal == NULL ? keten_err_set(KETEN_ERR_NOMEM, "signal") : net_make(&nt, &o);
     if (e != KETEN_OK) {
-        report("making the network", e);
+        benchnet_report("making the network", e);
         rc = 1;
         goto out;
     }
@@ -2763,7 +2352,7 @@ int main(int argc, char **argv)
     if (o.backlog > 0) {
         e = run_backlog(&o, &nt, root);
         if (e != KETEN_OK) {
-            report("backlog", e);
+            benchnet_report("backlog", e);
             rc = 1;
         }
         goto out;
@@ -2775,7 +2364,7 @@ int main(int argc, char **argv)
         o.window, o.duration, o.warmup);
     json_t *runs = json_array();
     json_object_set_new(root, "runs", runs);
-    for (unsigned k = 0; k < o.runs && rc == 0 && !g_stop; k++) {
+    for (unsigned k = 0; k < o.runs && rc == 0 && !benchnet_stop; k++) {
         exch x;
         memset(&x, 0, sizeof x);
         json_t *jr = json_object();
@@ -2784,20 +2373,22 @@ int main(int argc, char **argv)
         floor_result *fl = &floors[n_floor];
         if (e == KETEN_OK) {
             char l0[48], l1[48];
-            read_loadavg(l0);
+            benchnet_loadavg(l0);
             e = measure_floor(&nt, signal, o.recipients, fl);
-            read_loadavg(l1);
+            benchnet_loadavg(l1);
             if (e == KETEN_OK) {
                 n_floor++;
                 printf("run %u floor: %.0f us of public-key work per signal -> %.0f signals/s on "
                        "%ld cores (listed work only: %.0f us -> %.0f/s); protocol v2: %.0f us -> "
                        "%.0f/s (%.0f us -> %.0f/s with one signal per batch); load %s -> %s\n",
-                    k + 1, fl->all_us, fl->all_per_s, cpu_count(), fl->listed_us, fl->listed_per_s,
-                    fl->v2_us, fl->v2_per_s, fl->v2_batch1_us, fl->v2_batch1_per_s, l0, l1);
+                    k + 1, fl->all_us, fl->all_per_s, benchnet_cpu_count(), fl->listed_us,
+                    fl->listed_per_s, fl->v2_us, fl->v2_per_s, fl->v2_batch1_us,
+                    fl->v2_batch1_per_s, l0, l1);
                 json_object_set_new(jr, "floor", floor_json(fl));
             }
         }
-        for (int step = 0; step < (o.rate_half ? 2 : 1) && e == KETEN_OK && !g_stop; step++) {
+        for (int step = 0; step < (o.rate_half ? 2 : 1) && e == KETEN_OK && !benchnet_stop;
+             step++) {
             double rate = o.rate;
             if (step == 1) {
                 rate = res[n_max - 1].throughput / 2;
@@ -2829,7 +2420,7 @@ int main(int argc, char **argv)
             }
         }
         if (e != KETEN_OK) {
-            report("run", e);
+            benchnet_report("run", e);
             rc = 1;
         }
         for (size_t i = 0; i < x.n_snd; i++) {
@@ -2844,20 +2435,20 @@ int main(int argc, char **argv)
     }
     printf("\n" BX_PROG ": %zu B signal JSON, %zu recipients, %zu senders -> %zu receivers, "
            "ipc://, %.1f s per phase, %ld cores\n",
-        strlen(signal), o.recipients, o.senders, o.receivers, o.duration, cpu_count());
+        strlen(signal), o.recipients, o.senders, o.receivers, o.duration, benchnet_cpu_count());
     json_t *sum = json_object();
     if (n_floor > 0) {
         print_stats("public-key floor (CPU time per call, this process)", floors, sizeof *floors,
             n_floor, floor_metrics, sizeof floor_metrics / sizeof floor_metrics[0]);
         json_object_set_new(sum, "floor",
-            stats_json(floors, sizeof *floors, n_floor, floor_metrics,
+            benchnet_stats_json(floors, sizeof *floors, n_floor, floor_metrics,
                 sizeof floor_metrics / sizeof floor_metrics[0]));
     }
     if (n_max > 0) {
         print_stats("as fast as possible (closed loop)", res, sizeof *res, n_max, phase_metrics,
             sizeof phase_metrics / sizeof phase_metrics[0]);
         json_object_set_new(sum, "max",
-            stats_json(res, sizeof *res, n_max, phase_metrics,
+            benchnet_stats_json(res, sizeof *res, n_max, phase_metrics,
                 sizeof phase_metrics / sizeof phase_metrics[0]));
     }
     if (n_fixed > 0) {
@@ -2865,12 +2456,12 @@ int main(int argc, char **argv)
             res + o.runs, sizeof *res, n_fixed, phase_metrics,
             sizeof phase_metrics / sizeof phase_metrics[0]);
         json_object_set_new(sum, o.rate_half ? "half" : "fixed",
-            stats_json(res + o.runs, sizeof *res, n_fixed, phase_metrics,
+            benchnet_stats_json(res + o.runs, sizeof *res, n_fixed, phase_metrics,
                 sizeof phase_metrics / sizeof phase_metrics[0]));
     }
     json_object_set_new(root, "summary", sum);
 out:
-    write_json(&o, root);
+    benchnet_write_json(o.json_path, root);
     json_decref(root);
     if (requests != NULL) {
         for (size_t i = 0; i < n_requests; i++) {
@@ -2884,11 +2475,13 @@ out:
     free(res);
     net_free(&nt);
     if (o.keep) {
-        printf("kept %s\n", nt.root);
+        printf("kept %s\n", nt.bn.root);
     } else {
-        rm_tree(nt.root);
+        if (!benchnet_rm_tree(nt.bn.root)) {
+            fprintf(stderr, BX_PROG ": could not remove all of %s\n", nt.bn.root);
+        }
     }
     free(g_child_env);
     curl_global_cleanup();
-    return g_stop ? 130 : rc;
+    return benchnet_stop ? 130 : rc;
 }

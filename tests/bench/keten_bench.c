@@ -55,7 +55,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -68,7 +67,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -80,6 +78,7 @@
 #include "directory.h"
 #include "envelope.h"
 #include "identity.h"
+#include "benchnet.h"
 #include "checkpoint.h"
 #include "keten.h"
 #include "logproof.h"
@@ -89,12 +88,7 @@
 #include "signal_json.h"
 #include "util.h"
 
-#define BENCH_NETWORK "benchnet"
-#define BENCH_CATEGORY "woonfraude"
-#define BENCH_PURPOSE "handhaving"
 #define BENCH_LIFETIME_MS (24ull * 3600ull * 1000ull)
-#define BENCH_CERT_VALID_MS (30ull * KETEN_MS_PER_DAY)
-#define BENCH_DIR_VALID_MS (14ull * KETEN_MS_PER_DAY)
 #define BENCH_NODES_MAX 4000
 #define BENCH_NOTICE_BATCH 256
 #define BENCH_RUNS_MAX 50
@@ -110,8 +104,8 @@
 #define BENCH_FSYNC_SAMPLES 40
 #define BENCH_POLL_MAX_NS 50000000ull
 #define BENCH_BACKLOG_CHUNK 50000u
-#define BENCH_NS 1000000000ull
 #define BENCH_PCTS 4
+#define BENCH_NAME_WIDTH 28 /* columns of a metric's name in the tables */
 
 static const double pct_values[BENCH_PCTS] = { 0.50, 0.90, 0.99, 0.999 };
 static const char *const pct_names[BENCH_PCTS] = { "p50", "p90", "p99", "p99.9" };
@@ -185,107 +179,30 @@ static const char usage_text[]
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static uint64_t mono_ns(void)
+/* Online cores, at most 64 (the prebuild threads). */
+static long cpu_count(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * BENCH_NS + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ns(uint64_t ns)
-{
-    struct timespec ts = { (time_t)(ns / BENCH_NS), (long)(ns % BENCH_NS) };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) { }
-}
-
-static void die(const char *what, keten_err e)
-{
-    fprintf(stderr, "keten-bench: %s: %s: %s\n", what, keten_err_str(e), keten_err_detail());
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
-    if (p == NULL) {
-        fprintf(stderr, "keten-bench: out of memory (%zu x %zu bytes)\n", n, size);
-        exit(1);
-    }
-    return p;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted v (ms from ns); -1 when empty. */
-static double pct_ms(const uint64_t *v, size_t n, double p)
-{
-    if (n == 0) {
-        return -1.0;
-    }
-    size_t rank = (size_t)(p * (double)n + 0.999999);
-    if (rank < 1) {
-        rank = 1;
-    }
-    if (rank > n) {
-        rank = n;
-    }
-    return (double)v[rank - 1] / 1e6;
+    long n = benchnet_cpu_count();
+    return n > 64 ? 64 : n;
 }
 
 /* ---- the network --------------------------------------------------------- */
 
 typedef struct net {
-    char root[PATH_MAX];
-    char anchor_path[PATH_MAX];
-    char dir_path[PATH_MAX];
-    keten_identity *broker;
+    benchnet bn; /* root, anchor, directory, the broker's identity */
     keten_identity **senders, **receivers, **idle, **offline;
     size_t n_senders, n_receivers, n_idle, n_offline;
-    Keten__Anchor *anchor;
-    keten_directory *dir;
     const Keten__NodeCert *broker_cert;
 } net;
 
-static keten_err path_in(const char *dir, const char *name, char out[static PATH_MAX])
+static keten_err make_nodes(
+    benchnet_draft *draft, const char *prefix, const char *role, size_t n, keten_identity ***out)
 {
-    if (snprintf(out, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX) {
-        return keten_err_set(KETEN_ERR_INVALID, "path %s/%s is too long", dir, name);
-    }
-    return KETEN_OK;
-}
-
-static keten_err make_nodes(keten_dirbuild *draft, const char *prefix, const char *role, size_t n,
-    uint64_t now, keten_identity ***out)
-{
-    *out = xcalloc(n, sizeof **out);
+    *out = benchnet_xcalloc(n, sizeof **out);
     for (size_t i = 0; i < n; i++) {
         char id[KETEN_NAME_MAX + 1];
         snprintf(id, sizeof id, "%s-%zu", prefix, i + 1);
-        uint8_t *req = NULL;
-        size_t req_len = 0;
-        Keten__NodeRequest *parsed = NULL;
-        uint64_t serial = 0;
-        keten_err e = keten_identity_generate(id, role, "keten-bench", false, &(*out)[i]);
-        if (e == KETEN_OK) {
-            e = keten_identity_request((*out)[i], BENCH_NETWORK, now, &req, &req_len);
-        }
-        if (e == KETEN_OK) {
-            e = keten_identity_request_verify(req, req_len, &parsed);
-        }
-        if (e == KETEN_OK) {
-            e = keten_dirbuild_approve(draft, parsed, now, BENCH_CERT_VALID_MS, false, &serial);
-        }
-        keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-        free(req);
+        keten_err e = benchnet_draft_add(draft, id, role, &(*out)[i]);
         if (e != KETEN_OK) {
             return e;
         }
@@ -297,85 +214,28 @@ static keten_err make_nodes(keten_dirbuild *draft, const char *prefix, const cha
  * signed directory written into root. */
 static keten_err net_make(net *nt, const opts *o)
 {
-    uint8_t admin_pk[1][KETEN_SIGN_PK_BYTES];
-    uint8_t *admin_sk = sodium_malloc(KETEN_SIGN_SK_BYTES);
-    keten_dirbuild *draft = NULL;
-    uint8_t *anchor_bytes = NULL, *dir_bytes = NULL, *signed_dir = NULL, *req = NULL;
-    size_t anchor_len = 0, dir_len = 0, signed_len = 0, req_len = 0;
-    Keten__NodeRequest *parsed = NULL;
-    keten_err e;
-    uint64_t now = keten_now_ms();
-    if (admin_sk == NULL) {
-        return keten_err_set(KETEN_ERR_NOMEM, "administrator key");
-    }
-    crypto_sign_keypair(admin_pk[0], admin_sk);
-    ProtobufCBinaryData admins[1] = { { KETEN_SIGN_PK_BYTES, admin_pk[0] } };
-    Keten__Anchor a = KETEN__ANCHOR__INIT;
-    a.network = (char *)BENCH_NETWORK;
-    a.admins = admins;
-    a.n_admins = 1;
-    a.threshold = 1;
-    if ((e = keten_pb_pack(&a.base, &anchor_bytes, &anchor_len)) != KETEN_OK
-        || (e = keten_directory_anchor_parse(anchor_bytes, anchor_len, &nt->anchor)) != KETEN_OK
-        || (e = path_in(nt->root, "network.pub", nt->anchor_path)) != KETEN_OK
-        || (e = keten_file_write(nt->anchor_path, anchor_bytes, anchor_len, 0644, true))
-            != KETEN_OK) {
-        goto out;
-    }
-    uint32_t rule = 0;
-    if ((e = keten_dirbuild_new(
-             BENCH_NETWORK, (const uint8_t(*)[KETEN_SIGN_PK_BYTES])admin_pk, 1, 1, &draft))
-            != KETEN_OK
-        || (e = keten_dirbuild_register(draft, BENCH_CATEGORY, BENCH_PURPOSE)) != KETEN_OK
-        || (e = keten_dirbuild_add_rule(
-                draft, KETEN__EFFECT__EFFECT_ALLOW, "*", "*", "*", NULL, NULL, &rule))
-            != KETEN_OK) {
-        goto out;
-    }
-    if ((e = keten_identity_generate("broker", "broker", "keten-bench", true, &nt->broker))
-            != KETEN_OK
-        || (e = keten_identity_request(nt->broker, BENCH_NETWORK, now, &req, &req_len)) != KETEN_OK
-        || (e = keten_identity_request_verify(req, req_len, &parsed)) != KETEN_OK) {
-        goto out;
-    }
-    uint64_t serial = 0;
-    if ((e = keten_dirbuild_approve(draft, parsed, now, BENCH_CERT_VALID_MS, false, &serial))
-        != KETEN_OK) {
-        goto out;
+    benchnet_draft *draft = NULL;
+    keten_err e = benchnet_draft_new(&nt->bn, &draft);
+    if (e != KETEN_OK) {
+        return e;
     }
     nt->n_senders = o->senders;
     nt->n_receivers = o->receivers;
     nt->n_idle = o->idle_nodes;
     nt->n_offline = o->backlog > 0 ? o->offline_nodes : 0;
-    if ((e = make_nodes(draft, "s", "municipality", nt->n_senders, now, &nt->senders)) != KETEN_OK
-        || (e = make_nodes(draft, "r", "police", nt->n_receivers, now, &nt->receivers)) != KETEN_OK
-        || (e = make_nodes(draft, "i", "housing", nt->n_idle, now, &nt->idle)) != KETEN_OK
-        || (e = make_nodes(draft, "o", "tax", nt->n_offline, now, &nt->offline)) != KETEN_OK) {
+    if ((e = make_nodes(draft, "s", "municipality", nt->n_senders, &nt->senders)) != KETEN_OK
+        || (e = make_nodes(draft, "r", "police", nt->n_receivers, &nt->receivers)) != KETEN_OK
+        || (e = make_nodes(draft, "i", "housing", nt->n_idle, &nt->idle)) != KETEN_OK
+        || (e = make_nodes(draft, "o", "tax", nt->n_offline, &nt->offline)) != KETEN_OK
+        || (e = benchnet_draft_finish(draft, &nt->bn)) != KETEN_OK) {
         goto out;
     }
-    if ((e = keten_dirbuild_finish(draft, now, BENCH_DIR_VALID_MS, &dir_bytes, &dir_len))
-            != KETEN_OK
-        || (e = keten_directory_sign(
-                dir_bytes, dir_len, NULL, 0, admin_sk, &signed_dir, &signed_len))
-            != KETEN_OK
-        || (e = keten_directory_verify(nt->anchor, NULL, signed_dir, signed_len, now, &nt->dir))
-            != KETEN_OK
-        || (e = path_in(nt->root, "directory", nt->dir_path)) != KETEN_OK
-        || (e = keten_file_write(nt->dir_path, signed_dir, signed_len, 0644, true)) != KETEN_OK) {
-        goto out;
-    }
-    nt->broker_cert = keten_directory_broker(nt->dir);
+    nt->broker_cert = keten_directory_broker(nt->bn.dir);
     if (nt->broker_cert == NULL) {
         e = keten_err_set(KETEN_ERR_NOT_FOUND, "the bench directory lists no broker");
     }
 out:
-    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-    free(req);
-    free(signed_dir);
-    free(dir_bytes);
-    free(anchor_bytes);
-    keten_dirbuild_destroy(&draft);
-    sodium_free(admin_sk);
+    benchnet_draft_destroy(&draft);
     return e;
 }
 
@@ -397,33 +257,17 @@ static void net_free(net *nt)
     free_ids(&nt->receivers, nt->n_receivers);
     free_ids(&nt->idle, nt->n_idle);
     free_ids(&nt->offline, nt->n_offline);
-    keten_identity_destroy(&nt->broker);
-    keten_directory_destroy(&nt->dir);
-    keten_pb_free((ProtobufCMessage **)(void *)&nt->anchor);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_tree(const char *path)
-{
-    (void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    benchnet_free(&nt->bn);
 }
 
 /* ---- the broker process -------------------------------------------------- */
 
 static volatile sig_atomic_t g_broker_pid = 0;
-static volatile sig_atomic_t g_attach_pid = 0;
 
 static void on_fatal_signal(int sig)
 {
-    if (g_attach_pid > 0) {
-        kill((pid_t)g_attach_pid, SIGKILL);
+    if (benchnet_attach_pid > 0) {
+        kill((pid_t)benchnet_attach_pid, SIGKILL);
     }
     if (g_broker_pid > 0) {
         kill((pid_t)g_broker_pid, SIGKILL);
@@ -438,71 +282,6 @@ typedef struct broker_proc {
     char log_path[PATH_MAX];
     char endpoint[PATH_MAX + 32];
 } broker_proc;
-
-typedef struct proc_stat {
-    double cpu_user_s, cpu_sys_s;
-    uint64_t hwm_kb, rss_kb, anon_kb, file_kb, threads;
-} proc_stat;
-
-static bool read_proc(pid_t pid, proc_stat *ps)
-{
-    memset(ps, 0, sizeof *ps);
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return false;
-    }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    if (p == NULL) {
-        return false;
-    }
-    /* Fields after the command: 3 (state) ... 14 utime, 15 stime. */
-    unsigned long long ut = 0, st = 0;
-    int field = 2;
-    for (const char *q = p + 1; *q != '\0' && field < 15;) {
-        while (*q == ' ') {
-            q++;
-        }
-        field++;
-        if (field == 14) {
-            ut = strtoull(q, NULL, 10);
-        } else if (field == 15) {
-            st = strtoull(q, NULL, 10);
-        }
-        while (*q != ' ' && *q != '\0') {
-            q++;
-        }
-    }
-    long hz = sysconf(_SC_CLK_TCK);
-    ps->cpu_user_s = (double)ut / (double)hz;
-    ps->cpu_sys_s = (double)st / (double)hz;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return false;
-    }
-    char line[256];
-    while (fgets(line, sizeof line, f) != NULL) {
-        unsigned long long v = 0;
-        if (sscanf(line, "VmHWM: %llu", &v) == 1) {
-            ps->hwm_kb = v;
-        } else if (sscanf(line, "VmRSS: %llu", &v) == 1) {
-            ps->rss_kb = v;
-        } else if (sscanf(line, "RssAnon: %llu", &v) == 1) {
-            ps->anon_kb = v;
-        } else if (sscanf(line, "RssFile: %llu", &v) == 1) {
-            ps->file_kb = v;
-        } else if (sscanf(line, "Threads: %llu", &v) == 1) {
-            ps->threads = v;
-        }
-    }
-    fclose(f);
-    return true;
-}
 
 static int free_tcp_port(void)
 {
@@ -524,34 +303,6 @@ static int free_tcp_port(void)
     return port;
 }
 
-static bool log_has(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return false;
-    }
-    char line[2048];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f) != NULL) {
-        found = strstr(line, needle) != NULL;
-    }
-    fclose(f);
-    return found;
-}
-
-static void show_log(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return;
-    }
-    char line[2048];
-    for (int i = 0; i < 20 && fgets(line, sizeof line, f) != NULL; i++) {
-        fprintf(stderr, "  broker: %s", line);
-    }
-    fclose(f);
-}
-
 /* A new home with the broker's key (unencrypted: tests and benchmarks) and a
  * fresh store; start the broker and wait until it is running. */
 static keten_err broker_start(broker_proc *bp, const opts *o, const net *nt, unsigned run)
@@ -559,17 +310,17 @@ static keten_err broker_start(broker_proc *bp, const opts *o, const net *nt, uns
     char name[64];
     keten_err e;
     snprintf(name, sizeof name, "broker-%u", run);
-    if ((e = path_in(nt->root, name, bp->home)) != KETEN_OK
+    if ((e = benchnet_path_in(nt->bn.root, name, bp->home)) != KETEN_OK
         || (e = keten_mkdir(bp->home, 0700)) != KETEN_OK
-        || (e = path_in(bp->home, "broker.log", bp->log_path)) != KETEN_OK) {
+        || (e = benchnet_path_in(bp->home, "broker.log", bp->log_path)) != KETEN_OK) {
         return e;
     }
     char key_path[PATH_MAX];
-    if ((e = path_in(bp->home, "identity.secret", key_path)) != KETEN_OK) {
+    if ((e = benchnet_path_in(bp->home, "identity.secret", key_path)) != KETEN_OK) {
         return e;
     }
     if (access(key_path, F_OK) != 0
-        && (e = keten_identity_save(nt->broker, key_path, NULL, 0)) != KETEN_OK) {
+        && (e = keten_identity_save(nt->bn.broker, key_path, NULL, 0)) != KETEN_OK) {
         return e;
     }
     if (o->tcp) {
@@ -586,20 +337,8 @@ static keten_err broker_start(broker_proc *bp, const opts *o, const net *nt, uns
     }
     char map_arg[32];
     snprintf(map_arg, sizeof map_arg, "%llu", (unsigned long long)o->map_size);
-    const char *argv[24 + 16];
-    size_t n = 0;
-    argv[n++] = o->broker_path;
-    argv[n++] = "run";
-    argv[n++] = "--home";
-    argv[n++] = bp->home;
-    argv[n++] = "--anchor";
-    argv[n++] = nt->anchor_path;
-    argv[n++] = "--directory";
-    argv[n++] = nt->dir_path;
-    argv[n++] = "--listen";
-    argv[n++] = bp->endpoint;
-    argv[n++] = "--log-level";
-    argv[n++] = "notice";
+    const char *argv[BENCHNET_BROKER_ARGC + 2 + 16 + 1];
+    size_t n = benchnet_broker_argv(argv, o->broker_path, bp->home, &nt->bn, bp->endpoint);
     if (o->map_size > 0) {
         argv[n++] = "--map-size";
         argv[n++] = map_arg;
@@ -632,21 +371,21 @@ static keten_err broker_start(broker_proc *bp, const opts *o, const net *nt, uns
     close(logfd);
     bp->pid = pid;
     g_broker_pid = pid;
-    uint64_t deadline = mono_ns() + (uint64_t)BENCH_READY_MS * 1000000ull;
-    while (mono_ns() < deadline) {
-        if (log_has(bp->log_path, "msg=\"broker running\"")) {
+    uint64_t deadline = benchnet_mono_ns() + (uint64_t)BENCH_READY_MS * 1000000ull;
+    while (benchnet_mono_ns() < deadline) {
+        if (benchnet_log_has(bp->log_path, "msg=\"broker running\"")) {
             return KETEN_OK;
         }
         int status = 0;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             bp->pid = 0;
             g_broker_pid = 0;
-            show_log(bp->log_path);
+            benchnet_show_log("broker", bp->log_path);
             return keten_err_set(KETEN_ERR_IO, "the broker exited at start (status %d)", status);
         }
-        sleep_ns(20000000ull);
+        benchnet_sleep_ns(20000000ull);
     }
-    show_log(bp->log_path);
+    benchnet_show_log("broker", bp->log_path);
     return keten_err_set(KETEN_ERR_IO, "the broker did not start within %u ms", BENCH_READY_MS);
 }
 
@@ -658,15 +397,15 @@ static int broker_stop(broker_proc *bp)
     }
     kill(bp->pid, SIGTERM);
     int status = -1;
-    uint64_t deadline = mono_ns() + 10 * BENCH_NS;
-    while (mono_ns() < deadline) {
+    uint64_t deadline = benchnet_mono_ns() + 10 * BENCHNET_NS;
+    while (benchnet_mono_ns() < deadline) {
         pid_t r = waitpid(bp->pid, &status, WNOHANG);
         if (r == bp->pid) {
             bp->pid = 0;
             g_broker_pid = 0;
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         }
-        sleep_ns(20000000ull);
+        benchnet_sleep_ns(20000000ull);
     }
     kill(bp->pid, SIGKILL);
     (void)waitpid(bp->pid, &status, 0);
@@ -684,37 +423,7 @@ static pid_t attach_start(const char *cmd, pid_t broker)
     char v[32];
     snprintf(v, sizeof v, "%d", (int)broker);
     setenv("KETEN_BROKER_PID", v, 1); /* before fork: the child only execs */
-    pid_t pid = fork();
-    if (pid == 0) {
-        setpgid(0, 0);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0) {
-        g_attach_pid = pid;
-        sleep_ns(300000000ull); /* let a tracer attach before the load starts */
-    }
-    return pid;
-}
-
-static void attach_stop(pid_t pid)
-{
-    if (pid <= 0) {
-        return;
-    }
-    kill(-pid, SIGINT);
-    int status = 0;
-    uint64_t deadline = mono_ns() + 30 * BENCH_NS;
-    while (mono_ns() < deadline) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            g_attach_pid = 0;
-            return;
-        }
-        sleep_ns(50000000ull);
-    }
-    kill(-pid, SIGKILL);
-    (void)waitpid(pid, &status, 0);
-    g_attach_pid = 0;
+    return benchnet_attach_start(cmd, false);
 }
 
 /* ---- the prebuilt workload ----------------------------------------------- */
@@ -767,16 +476,9 @@ static size_t msg_rcpt_slot(const workload *w, size_t i, size_t r)
     return j < w->R ? j : SIZE_MAX;
 }
 
-static uint64_t id_key(const uint8_t *id)
-{
-    uint64_t k;
-    memcpy(&k, id, sizeof k);
-    return k;
-}
-
 static size_t wl_lookup(const workload *w, const uint8_t *msg_id)
 {
-    for (size_t h = (size_t)id_key(msg_id) & w->mask;; h = (h + 1) & w->mask) {
+    for (size_t h = (size_t)benchnet_id_key(msg_id) & w->mask;; h = (h + 1) & w->mask) {
         uint32_t v = w->table[h];
         if (v == 0) {
             return SIZE_MAX;
@@ -815,15 +517,15 @@ static void wl_free(workload *w)
  * possible when size is below that). */
 static keten_err make_payload(size_t size, uint8_t **out, size_t *out_len)
 {
-    uint8_t *fill = xcalloc(size + 16, 1);
+    uint8_t *fill = benchnet_xcalloc(size + 16, 1);
     randombytes_buf(fill, size + 16);
     Keten__Attachment at = KETEN__ATTACHMENT__INIT;
     Keten__Attachment *atp[1] = { &at };
     at.name = (char *)"fill.bin";
     at.media_type = (char *)"application/octet-stream";
     Keten__Signal s = KETEN__SIGNAL__INIT;
-    s.type = (char *)BENCH_CATEGORY;
-    s.purpose = (char *)BENCH_PURPOSE;
+    s.type = (char *)BENCHNET_CATEGORY;
+    s.purpose = (char *)BENCHNET_PURPOSE;
     s.summary = (char *)"keten-bench load";
     s.nature = (char *)"hard";
     s.handling = (char *)"TLP:AMBER";
@@ -873,15 +575,15 @@ static keten_err build_one(build_job *j, size_t i)
     }
     keten_envelope_seal_params sp = {
         .kind = KETEN__KIND__KIND_SIGNAL,
-        .category = BENCH_CATEGORY,
-        .purpose = BENCH_PURPOSE,
+        .category = BENCHNET_CATEGORY,
+        .purpose = BENCHNET_PURPOSE,
         .created_at = j->now,
         .expires_at = j->now + BENCH_LIFETIME_MS,
     };
     uint8_t *env = NULL;
     size_t env_len = 0;
-    keten_err e = keten_envelope_seal(
-        sender, nt->dir, to, w->R, &sp, j->payload, j->payload_len, w->msg_id[i], &env, &env_len);
+    keten_err e = keten_envelope_seal(sender, nt->bn.dir, to, w->R, &sp, j->payload, j->payload_len,
+        w->msg_id[i], &env, &env_len);
     if (e != KETEN_OK) {
         return e;
     }
@@ -905,7 +607,7 @@ static keten_err build_one(build_job *j, size_t i)
             size_t ll = sizeof KETEN_LABEL_ENVELOPE - 1;
             blob *m = &w->floor_env_msg[i];
             m->len = ll + pe->header.len + KETEN_HASH_BYTES;
-            m->data = xcalloc(m->len, 1);
+            m->data = benchnet_xcalloc(m->len, 1);
             memcpy(m->data, KETEN_LABEL_ENVELOPE, ll);
             memcpy(m->data + ll, pe->header.data, pe->header.len);
             crypto_hash_sha256(
@@ -920,7 +622,7 @@ static keten_err build_one(build_job *j, size_t i)
         /* The head its first recipient signs for a batch holding only this
          * message: "keten/receipts/v2" || head, as the broker checks it. */
         const keten_identity *rc = w->rcpt[msg_rcpt(w, i, 0)];
-        const Keten__NodeCert *cert = keten_directory_find_id(nt->dir, rc->id);
+        const Keten__NodeCert *cert = keten_directory_find_id(nt->bn.dir, rc->id);
         keten_receipt_batch *rb = NULL;
         keten_receipt_item item = { .outcome = KETEN__OUTCOME__OUTCOME_STORED,
             .reason = KETEN__REASON__REASON_NONE };
@@ -929,12 +631,12 @@ static keten_err build_one(build_job *j, size_t i)
         if (cert == NULL) {
             return keten_err_set(KETEN_ERR_UNKNOWN_NODE, "%s is not in the directory", rc->id);
         }
-        e = keten_receipt_batch_new(rc, BENCH_NETWORK, cert->serial, j->now, &item, 1, &rb);
+        e = keten_receipt_batch_new(rc, BENCHNET_NETWORK, cert->serial, j->now, &item, 1, &rb);
         if (e == KETEN_OK) {
             size_t ll = sizeof KETEN_LABEL_RECEIPTS - 1;
             blob *m = &w->floor_rc_msg[i];
             m->len = ll + rb->head_len;
-            m->data = xcalloc(m->len, 1);
+            m->data = benchnet_xcalloc(m->len, 1);
             memcpy(m->data, KETEN_LABEL_RECEIPTS, ll);
             memcpy(m->data + ll, rb->head, rb->head_len);
             memcpy(w->floor_rc_sig[i], rb->signature, KETEN_SIG_BYTES);
@@ -957,12 +659,6 @@ static void *build_thread(void *arg)
     return NULL;
 }
 
-static long cpu_count(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 64 ? 64 : n;
-}
-
 /* Seal n envelopes on every core (and, for the floor, sign a receipt head
  * for the first ones). */
 static keten_err wl_build(workload *w, const net *nt, const opts *o, size_t n,
@@ -975,19 +671,19 @@ static keten_err wl_build(workload *w, const net *nt, const opts *o, size_t n,
     w->rcpt = rcpt;
     w->n_rcpt = n_rcpt;
     w->receipts = receipts;
-    w->msg_id = xcalloc(n, sizeof *w->msg_id);
-    w->env_hash = xcalloc(n, sizeof *w->env_hash);
-    w->submit = xcalloc(n, sizeof *w->submit);
+    w->msg_id = benchnet_xcalloc(n, sizeof *w->msg_id);
+    w->env_hash = benchnet_xcalloc(n, sizeof *w->env_hash);
+    w->submit = benchnet_xcalloc(n, sizeof *w->submit);
     w->n_floor = n < BENCH_FLOOR_SAMPLE ? n : BENCH_FLOOR_SAMPLE;
     if (!receipts) {
         w->n_floor = 0;
     }
-    w->floor_env_msg = xcalloc(w->n_floor, sizeof *w->floor_env_msg);
-    w->floor_rc_msg = xcalloc(w->n_floor, sizeof *w->floor_rc_msg);
-    w->floor_env_sig = xcalloc(w->n_floor, sizeof *w->floor_env_sig);
-    w->floor_rc_sig = xcalloc(w->n_floor, sizeof *w->floor_rc_sig);
-    w->floor_env_pk = xcalloc(w->n_floor, sizeof *w->floor_env_pk);
-    w->floor_rc_pk = xcalloc(w->n_floor, sizeof *w->floor_rc_pk);
+    w->floor_env_msg = benchnet_xcalloc(w->n_floor, sizeof *w->floor_env_msg);
+    w->floor_rc_msg = benchnet_xcalloc(w->n_floor, sizeof *w->floor_rc_msg);
+    w->floor_env_sig = benchnet_xcalloc(w->n_floor, sizeof *w->floor_env_sig);
+    w->floor_rc_sig = benchnet_xcalloc(w->n_floor, sizeof *w->floor_rc_sig);
+    w->floor_env_pk = benchnet_xcalloc(w->n_floor, sizeof *w->floor_env_pk);
+    w->floor_rc_pk = benchnet_xcalloc(w->n_floor, sizeof *w->floor_rc_pk);
     uint8_t *payload = NULL;
     size_t payload_len = 0;
     keten_err e = make_payload(o->size, &payload, &payload_len);
@@ -995,8 +691,8 @@ static keten_err wl_build(workload *w, const net *nt, const opts *o, size_t n,
         return e;
     }
     size_t nt_threads = (size_t)cpu_count();
-    build_job *jobs = xcalloc(nt_threads, sizeof *jobs);
-    pthread_t *th = xcalloc(nt_threads, sizeof *th);
+    build_job *jobs = benchnet_xcalloc(nt_threads, sizeof *jobs);
+    pthread_t *th = benchnet_xcalloc(nt_threads, sizeof *th);
     uint64_t now = keten_now_ms();
     for (size_t t = 0; t < nt_threads; t++) {
         jobs[t] = (build_job) { .w = w,
@@ -1030,10 +726,10 @@ static keten_err wl_build(workload *w, const net *nt, const opts *o, size_t n,
     while (cap < 2 * n) {
         cap <<= 1;
     }
-    w->table = xcalloc(cap, sizeof *w->table);
+    w->table = benchnet_xcalloc(cap, sizeof *w->table);
     w->mask = cap - 1;
     for (size_t i = 0; i < n; i++) {
-        size_t h = (size_t)id_key(w->msg_id[i]) & w->mask;
+        size_t h = (size_t)benchnet_id_key(w->msg_id[i]) & w->mask;
         while (w->table[h] != 0) {
             h = (h + 1) & w->mask;
         }
@@ -1057,19 +753,10 @@ typedef struct floor_result {
     double checkpoint_us, per_msg_v2_us;
 } floor_result;
 
-/* CPU time of this thread (the broker's CPU is CPU time too: a thread that
- * another process keeps off the core does not count). */
-static uint64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * BENCH_NS + (uint64_t)ts.tv_nsec;
-}
-
 static double time_verifies(const blob *msg, const uint8_t (*sig)[KETEN_SIG_BYTES],
     const uint8_t **pk, size_t n, size_t *bad)
 {
-    uint64_t start = thread_cpu_ns(), ops = 0;
+    uint64_t start = benchnet_thread_cpu_ns(), ops = 0;
     do {
         for (size_t i = 0; i < n; i++) {
             if (crypto_sign_verify_detached(sig[i], msg[i].data, msg[i].len, pk[i]) != 0) {
@@ -1077,8 +764,8 @@ static double time_verifies(const blob *msg, const uint8_t (*sig)[KETEN_SIG_BYTE
             }
         }
         ops += n;
-    } while (thread_cpu_ns() - start < BENCH_FLOOR_MIN_NS);
-    return (double)(thread_cpu_ns() - start) / 1e3 / (double)ops;
+    } while (benchnet_thread_cpu_ns() - start < BENCH_FLOOR_MIN_NS);
+    return (double)(benchnet_thread_cpu_ns() - start) / 1e3 / (double)ops;
 }
 
 /* Ed25519 signature of a checkpoint body with the log key, and the check of
@@ -1086,7 +773,7 @@ static double time_verifies(const blob *msg, const uint8_t (*sig)[KETEN_SIG_BYTE
 static double time_checkpoint(const uint8_t *body, size_t len, const keten_identity *broker,
     size_t *bad)
 {
-    uint64_t start = thread_cpu_ns(), ops = 0;
+    uint64_t start = benchnet_thread_cpu_ns(), ops = 0;
     uint8_t sig[KETEN_SIG_BYTES];
     do {
         if (crypto_sign_detached(sig, NULL, body, len, broker->log_sk) != 0
@@ -1094,8 +781,8 @@ static double time_checkpoint(const uint8_t *body, size_t len, const keten_ident
             (*bad)++;
         }
         ops++;
-    } while (thread_cpu_ns() - start < BENCH_FLOOR_MIN_NS);
-    return (double)(thread_cpu_ns() - start) / 1e3 / (double)ops;
+    } while (benchnet_thread_cpu_ns() - start < BENCH_FLOOR_MIN_NS);
+    return (double)(benchnet_thread_cpu_ns() - start) / 1e3 / (double)ops;
 }
 
 /* Bare crypto_sign_verify_detached over the bytes the broker verifies, and
@@ -1108,11 +795,11 @@ static floor_result measure_floor(const workload *w, const net *nt, size_t *bad)
     }
     keten_checkpoint cp;
     memset(&cp, 0, sizeof cp);
-    snprintf(cp.origin, sizeof cp.origin, "keten/%s", BENCH_NETWORK);
+    snprintf(cp.origin, sizeof cp.origin, "keten/%s", BENCHNET_NETWORK);
     cp.size = 1000000;
     randombytes_buf(cp.root, sizeof cp.root);
-    cp.dir_version = keten_directory_version(nt->dir);
-    memcpy(cp.dir_hash, keten_directory_hash(nt->dir), KETEN_HASH_BYTES);
+    cp.dir_version = keten_directory_version(nt->bn.dir);
+    memcpy(cp.dir_hash, keten_directory_hash(nt->bn.dir), KETEN_HASH_BYTES);
     char *body = NULL;
     if (keten_checkpoint_body(&cp, &body) != KETEN_OK) {
         (*bad)++;
@@ -1125,12 +812,12 @@ static floor_result measure_floor(const workload *w, const net *nt, size_t *bad)
             (const uint8_t(*)[KETEN_SIG_BYTES])w->floor_env_sig, w->floor_env_pk, w->n_floor, bad);
         rc[k] = time_verifies(w->floor_rc_msg, (const uint8_t(*)[KETEN_SIG_BYTES])w->floor_rc_sig,
             w->floor_rc_pk, w->n_floor, bad);
-        ck[k] = time_checkpoint((const uint8_t *)body, strlen(body), nt->broker, bad);
+        ck[k] = time_checkpoint((const uint8_t *)body, strlen(body), nt->bn.broker, bad);
     }
     free(body);
-    qsort(env, 3, sizeof env[0], cmp_double);
-    qsort(rc, 3, sizeof rc[0], cmp_double);
-    qsort(ck, 3, sizeof ck[0], cmp_double);
+    qsort(env, 3, sizeof env[0], benchnet_cmp_double);
+    qsort(rc, 3, sizeof rc[0], benchnet_cmp_double);
+    qsort(ck, 3, sizeof ck[0], benchnet_cmp_double);
     fr.env_us = env[1];
     fr.receipt_us = rc[1];
     fr.checkpoint_us = ck[1];
@@ -1147,7 +834,7 @@ static fsync_result measure_fsync(const char *dir)
 {
     fsync_result r = { -1, -1 };
     char path[PATH_MAX];
-    if (path_in(dir, "fsync-probe", path) != KETEN_OK) {
+    if (benchnet_path_in(dir, "fsync-probe", path) != KETEN_OK) {
         return r;
     }
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -1163,17 +850,17 @@ static fsync_result measure_fsync(const char *dir)
             != (ssize_t)sizeof page) {
             break;
         }
-        uint64_t a = mono_ns();
+        uint64_t a = benchnet_mono_ns();
         if (fdatasync(fd) != 0) {
             break;
         }
-        lat[n++] = mono_ns() - a;
+        lat[n++] = benchnet_mono_ns() - a;
     }
     close(fd);
     unlink(path);
-    qsort(lat, n, sizeof lat[0], cmp_u64);
-    r.p50_ms = pct_ms(lat, n, 0.5);
-    r.p99_ms = pct_ms(lat, n, 0.99);
+    qsort(lat, n, sizeof lat[0], benchnet_cmp_u64);
+    r.p50_ms = benchnet_pct_ms(lat, n, 0.5);
+    r.p99_ms = benchnet_pct_ms(lat, n, 0.99);
     return r;
 }
 
@@ -1441,7 +1128,7 @@ static keten_err node_hello(run_state *rs, void *sock, uint32_t credit)
         return e;
     }
     Keten__DirectoryRequest dr = KETEN__DIRECTORY_REQUEST__INIT;
-    dr.after_version = keten_directory_version(rs->nt->dir);
+    dr.after_version = keten_directory_version(rs->nt->bn.dir);
     Keten__Frame g = KETEN__FRAME__INIT;
     g.request_id = UINT64_MAX;
     g.body_case = KETEN__FRAME__BODY_DIRECTORY_REQUEST;
@@ -1461,11 +1148,11 @@ static void wait_readable(void *sock, uint64_t ns)
     int fd = -1;
     sz = sizeof fd;
     if (zmq_getsockopt(sock, ZMQ_FD, &fd, &sz) != 0) {
-        sleep_ns(ns);
+        benchnet_sleep_ns(ns);
         return;
     }
     struct pollfd pfd = { fd, POLLIN, 0 };
-    struct timespec ts = { (time_t)(ns / BENCH_NS), (long)(ns % BENCH_NS) };
+    struct timespec ts = { (time_t)(ns / BENCHNET_NS), (long)(ns % BENCHNET_NS) };
     (void)ppoll(&pfd, 1, &ts, NULL);
 }
 
@@ -1529,7 +1216,7 @@ static int cp_accept(node_thr *t, const Keten__CheckpointFrame *cf)
         note_alarm(t, &t->checkpoints_bad, "checkpoint note");
         return -1;
     }
-    if (strncmp(cp.origin, "keten/", 6) != 0 || strcmp(cp.origin + 6, BENCH_NETWORK) != 0) {
+    if (strncmp(cp.origin, "keten/", 6) != 0 || strcmp(cp.origin + 6, BENCHNET_NETWORK) != 0) {
         (void)keten_err_set(KETEN_ERR_WRONG_NETWORK, "origin %s", cp.origin);
         note_alarm(t, &t->checkpoints_bad, "checkpoint origin");
         return -1;
@@ -1682,7 +1369,7 @@ static void sender_ack(
         t->duplicates++;
         goto out;
     }
-    rs->ack_ns[i] = mono_ns();
+    rs->ack_ns[i] = benchnet_mono_ns();
     (*acked)++;
     atomic_fetch_add(&rs->n_acked, 1);
 out:
@@ -1736,15 +1423,15 @@ static void sender_notice(node_thr *t, const Keten__LeafProof *proof)
         const ProtobufCBinaryData *hb = &rec->receipt->head;
         if (hc->head == NULL || hc->len != hb->len
             || sodium_memcmp(hc->bytes, hb->data, hb->len) != 0) {
-            const Keten__NodeCert *cert = keten_directory_find_id(rs->nt->dir, rec->node);
+            const Keten__NodeCert *cert = keten_directory_find_id(rs->nt->bn.dir, rec->node);
             Keten__ReceiptBatchHead *h = NULL;
             e = cert == NULL ? keten_err_set(KETEN_ERR_UNKNOWN_NODE, "%s", rec->node)
                              : keten_receipt_head_verify(
-                                   cert, BENCH_NETWORK, hb, &rec->receipt->signature, &h);
+                                 cert, BENCHNET_NETWORK, hb, &rec->receipt->signature, &h);
             if (e == KETEN_OK) {
                 keten_pb_free((ProtobufCMessage **)(void *)&hc->head);
                 free(hc->bytes);
-                hc->bytes = xcalloc(hb->len, 1);
+                hc->bytes = benchnet_xcalloc(hb->len, 1);
                 memcpy(hc->bytes, hb->data, hb->len);
                 hc->len = hb->len;
                 hc->head = h;
@@ -1769,7 +1456,7 @@ static void sender_notice(node_thr *t, const Keten__LeafProof *proof)
         t->notice_leaf[t->n_notice++] = proof->leaf_index;
     }
     if (rs->rcp_ns[i * w->R + j] == 0) {
-        rs->rcp_ns[i * w->R + j] = mono_ns();
+        rs->rcp_ns[i * w->R + j] = benchnet_mono_ns();
         atomic_fetch_add(&rs->n_receipted, 1);
     } else {
         t->duplicates++;
@@ -1840,7 +1527,7 @@ static void *sender_main(void *arg)
     void *sock = NULL;
     bool hello_done = false, counted = false;
     uint64_t acked = 0;
-    t->heads = xcalloc(w->n_rcpt, sizeof *t->heads);
+    t->heads = benchnet_xcalloc(w->n_rcpt, sizeof *t->heads);
     t->e = node_socket(rs, t->id, &sock);
     if (t->e == KETEN_OK) {
         t->e = node_hello(rs, sock, 0);
@@ -1886,7 +1573,7 @@ static void *sender_main(void *arg)
         }
         uint64_t wait = BENCH_POLL_MAX_NS;
         if (ph == PH_GO && sending) {
-            uint64_t now = mono_ns();
+            uint64_t now = benchnet_mono_ns();
             if (now >= rs->t_end_ns) {
                 sending = false;
             } else if (k >= mine) {
@@ -1895,7 +1582,7 @@ static void *sender_main(void *arg)
             } else if (gap_ns == 0) {
                 while (k < mine && k - acked < rs->o->window) {
                     size_t i = t->idx + k * N;
-                    rs->sent_ns[i] = mono_ns();
+                    rs->sent_ns[i] = benchnet_mono_ns();
                     if (zmq_send(sock, w->submit[i].data, w->submit[i].len, 0) < 0) {
                         break;
                     }
@@ -1977,7 +1664,7 @@ static void receiver_deliver(node_thr *t, const Keten__Deliver *dl)
     } else {
         uint64_t *slot = &rs->dlv_ns[i * w->R + j];
         if (*slot == 0) {
-            *slot = mono_ns();
+            *slot = benchnet_mono_ns();
             atomic_fetch_add(&rs->n_delivered, 1);
         } else {
             t->duplicates++;
@@ -2002,7 +1689,7 @@ static void receiver_flush(node_thr *t, void *sock)
     if (t->n_items > 0) {
         keten_receipt_batch *b = NULL;
         e = keten_receipt_batch_new(
-            t->id, BENCH_NETWORK, t->serial, keten_now_ms(), t->items, t->n_items, &b);
+            t->id, BENCHNET_NETWORK, t->serial, keten_now_ms(), t->items, t->n_items, &b);
         if (e == KETEN_OK) {
             Keten__Frame f = KETEN__FRAME__INIT;
             f.body_case = KETEN__FRAME__BODY_RECEIPTS;
@@ -2032,7 +1719,7 @@ static void *receiver_main(void *arg)
     run_state *rs = t->rs;
     void *sock = NULL;
     bool counted = false;
-    t->items = xcalloc(KETEN_RECEIPT_BATCH_MAX, sizeof *t->items);
+    t->items = benchnet_xcalloc(KETEN_RECEIPT_BATCH_MAX, sizeof *t->items);
     t->e = node_socket(rs, t->id, &sock);
     if (t->e == KETEN_OK) {
         t->e = node_hello(rs, sock, rs->o->credit);
@@ -2101,9 +1788,9 @@ static void *idle_main(void *arg)
 {
     idle_thr *t = arg;
     run_state *rs = t->rs;
-    void **socks = xcalloc(t->n, sizeof *socks);
-    zmq_pollitem_t *items = xcalloc(t->n, sizeof *items);
-    bool *ready = xcalloc(t->n, sizeof *ready);
+    void **socks = benchnet_xcalloc(t->n, sizeof *socks);
+    zmq_pollitem_t *items = benchnet_xcalloc(t->n, sizeof *items);
+    bool *ready = benchnet_xcalloc(t->n, sizeof *ready);
     size_t n_ready = 0;
     for (size_t i = 0; i < t->n && t->e == KETEN_OK; i++) {
         t->e = node_socket(rs, t->ids[i], &socks[i]);
@@ -2170,7 +1857,7 @@ typedef struct run_result {
     double ratio; /* broker CPU per message / the v1 floor (floor.per_msg_us) */
     double ratio_v2; /* ... / the v2 floor (floor.per_msg_v2_us) */
     double cpu_over_verify; /* ... / one envelope verification (floor.env_us) */
-    proc_stat proc;
+    benchnet_proc_stat proc;
     double gen_cpu_s;
     uint64_t acks_checked, acks_bad, duplicates, unknown, checkpoints;
     uint64_t checkpoints_distinct, checkpoints_bad, hellos_again, proofs_unknown_cp, acks_resent;
@@ -2192,7 +1879,7 @@ static size_t collect(
             out[k++] = b > a ? b - a : 0;
         }
     }
-    qsort(out, k, sizeof out[0], cmp_u64);
+    qsort(out, k, sizeof out[0], benchnet_cmp_u64);
     return k;
 }
 
@@ -2200,28 +1887,20 @@ static void latencies(const run_state *rs, run_result *r)
 {
     const workload *w = rs->w;
     size_t n = rs->limit, nr = rs->limit * w->R;
-    uint64_t *tmp = xcalloc(nr > n ? nr : n, sizeof *tmp);
+    uint64_t *tmp = benchnet_xcalloc(nr > n ? nr : n, sizeof *tmp);
     size_t k = collect(rs->sent_ns, rs->ack_ns, n, 1, tmp);
     for (int p = 0; p < BENCH_PCTS; p++) {
-        r->lat_ack[p] = pct_ms(tmp, k, pct_values[p]);
+        r->lat_ack[p] = benchnet_pct_ms(tmp, k, pct_values[p]);
     }
     k = collect(rs->sent_ns, rs->dlv_ns, nr, w->R, tmp);
     for (int p = 0; p < BENCH_PCTS; p++) {
-        r->lat_dlv[p] = pct_ms(tmp, k, pct_values[p]);
+        r->lat_dlv[p] = benchnet_pct_ms(tmp, k, pct_values[p]);
     }
     k = collect(rs->sent_ns, rs->rcp_ns, nr, w->R, tmp);
     for (int p = 0; p < BENCH_PCTS; p++) {
-        r->lat_rcp[p] = pct_ms(tmp, k, pct_values[p]);
+        r->lat_rcp[p] = benchnet_pct_ms(tmp, k, pct_values[p]);
     }
     free(tmp);
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6
-        + (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static void *ctx_new(const opts *o, size_t sockets)
@@ -2236,15 +1915,15 @@ static void *ctx_new(const opts *o, size_t sockets)
 
 static bool wait_ready(run_state *rs, size_t want)
 {
-    uint64_t deadline = mono_ns() + (uint64_t)BENCH_READY_MS * 1000000ull;
-    while (mono_ns() < deadline) {
+    uint64_t deadline = benchnet_mono_ns() + (uint64_t)BENCH_READY_MS * 1000000ull;
+    while (benchnet_mono_ns() < deadline) {
         if (atomic_load(&rs->failed) > 0) {
             return false;
         }
         if (atomic_load(&rs->ready) >= want) {
             return true;
         }
-        sleep_ns(10000000ull);
+        benchnet_sleep_ns(10000000ull);
     }
     return false;
 }
@@ -2262,7 +1941,7 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
     if (e != KETEN_OK) {
         return e;
     }
-    run_state *rs = xcalloc(1, sizeof *rs);
+    run_state *rs = benchnet_xcalloc(1, sizeof *rs);
     rs->o = o;
     rs->nt = nt;
     rs->w = w;
@@ -2270,18 +1949,18 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
     rs->rate = rate;
     size_t want = rate > 0 ? (size_t)(rate * o->duration * 1.02) + 16 : w->n;
     rs->limit = want < w->n ? want : w->n;
-    rs->sent_ns = xcalloc(w->n, sizeof *rs->sent_ns);
-    rs->ack_ns = xcalloc(w->n, sizeof *rs->ack_ns);
-    rs->dlv_ns = xcalloc(w->n * w->R, sizeof *rs->dlv_ns);
-    rs->rcp_ns = xcalloc(w->n * w->R, sizeof *rs->rcp_ns);
+    rs->sent_ns = benchnet_xcalloc(w->n, sizeof *rs->sent_ns);
+    rs->ack_ns = benchnet_xcalloc(w->n, sizeof *rs->ack_ns);
+    rs->dlv_ns = benchnet_xcalloc(w->n * w->R, sizeof *rs->dlv_ns);
+    rs->rcp_ns = benchnet_xcalloc(w->n * w->R, sizeof *rs->rcp_ns);
     /* Records per message: submitted, then per recipient delivered and
      * receipted; and the broker's own (connections, directory). */
     rs->cp_bits_n = (uint64_t)w->n * (1 + 2 * w->R) + 65536;
-    rs->cp_bits = xcalloc(rs->cp_bits_n / 64 + 1, sizeof *rs->cp_bits);
+    rs->cp_bits = benchnet_xcalloc(rs->cp_bits_n / 64 + 1, sizeof *rs->cp_bits);
     atomic_init(&rs->phase, PH_CONNECT);
     size_t n_thr = nt->n_senders + nt->n_receivers;
     rs->ctx = ctx_new(o, n_thr + nt->n_idle);
-    node_thr *thr = xcalloc(n_thr, sizeof *thr);
+    node_thr *thr = benchnet_xcalloc(n_thr, sizeof *thr);
     idle_thr idle = { .rs = rs, .ids = nt->idle, .n = nt->n_idle };
     size_t groups = n_thr + (nt->n_idle > 0 ? 1 : 0);
     for (size_t i = 0; i < n_thr; i++) {
@@ -2290,7 +1969,7 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
         t->sender = i < nt->n_senders;
         t->idx = t->sender ? i : i - nt->n_senders;
         t->id = t->sender ? nt->senders[t->idx] : nt->receivers[t->idx];
-        const Keten__NodeCert *cert = keten_directory_find_id(nt->dir, t->id->id);
+        const Keten__NodeCert *cert = keten_directory_find_id(nt->bn.dir, t->id->id);
         t->serial = cert != NULL ? cert->serial : 0;
         t->started = pthread_create(&t->th, NULL, t->sender ? sender_main : receiver_main, t) == 0;
     }
@@ -2309,22 +1988,22 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
         goto stop;
     }
     pid_t att = attach_start(o->attach_cmd, bp.pid);
-    proc_stat p0, p1, pe;
-    read_proc(bp.pid, &p0);
-    double gen0 = self_cpu_s();
-    rs->t0_ns = mono_ns() + 20000000ull;
+    benchnet_proc_stat p0, p1, pe;
+    benchnet_proc_read(bp.pid, &p0);
+    double gen0 = benchnet_self_cpu_s();
+    rs->t0_ns = benchnet_mono_ns() + 20000000ull;
     rs->t_end_ns = rs->t0_ns + (uint64_t)(o->duration * 1e9);
     atomic_store(&rs->phase, PH_GO);
-    sleep_ns(rs->t_end_ns - mono_ns());
+    benchnet_sleep_ns(rs->t_end_ns - benchnet_mono_ns());
     uint64_t acked_at_end = atomic_load(&rs->n_acked);
     uint64_t dlv_at_end = atomic_load(&rs->n_delivered);
     uint64_t rcp_at_end = atomic_load(&rs->n_receipted);
     /* Senders stop at t_end; an early stop (prebuilt envelopes used up)
      * shortens the window. */
     uint64_t window_ns = rs->t_end_ns - rs->t0_ns;
-    attach_stop(att);
+    benchnet_attach_stop(att);
     /* Drain: every sent message acked (or refused), delivered and receipted. */
-    uint64_t deadline = mono_ns() + (uint64_t)BENCH_DRAIN_MS * 1000000ull;
+    uint64_t deadline = benchnet_mono_ns() + (uint64_t)BENCH_DRAIN_MS * 1000000ull;
     for (;;) {
         uint64_t sent = atomic_load(&rs->n_sent), refused = atomic_load(&rs->n_errors);
         uint64_t ok = sent - refused;
@@ -2333,13 +2012,13 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
             r->complete = true;
             break;
         }
-        if (mono_ns() > deadline) {
+        if (benchnet_mono_ns() > deadline) {
             break;
         }
-        sleep_ns(5000000ull);
+        benchnet_sleep_ns(5000000ull);
     }
-    read_proc(bp.pid, &p1);
-    r->gen_cpu_s = self_cpu_s() - gen0;
+    benchnet_proc_read(bp.pid, &p1);
+    r->gen_cpu_s = benchnet_self_cpu_s() - gen0;
     r->window_s = (double)window_ns / 1e9;
     r->sent = atomic_load(&rs->n_sent);
     r->refused = atomic_load(&rs->n_errors);
@@ -2409,7 +2088,7 @@ stop:
     if (rs->ctx != NULL) {
         zmq_ctx_term(rs->ctx);
     }
-    if (read_proc(bp.pid, &pe)) {
+    if (benchnet_proc_read(bp.pid, &pe)) {
         r->proc = pe;
     }
     r->broker_exit = broker_stop(&bp);
@@ -2427,7 +2106,7 @@ stop:
 
 typedef struct backlog_row {
     uint64_t queued;
-    proc_stat ps;
+    benchnet_proc_stat ps;
 } backlog_row;
 
 static keten_err run_backlog(const opts *o, net *nt, json_t *out)
@@ -2440,7 +2119,7 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
     }
     workload w;
     memset(&w, 0, sizeof w);
-    run_state *rs = xcalloc(1, sizeof *rs);
+    run_state *rs = benchnet_xcalloc(1, sizeof *rs);
     rs->o = o;
     rs->nt = nt;
     rs->endpoint = bp.endpoint;
@@ -2448,7 +2127,7 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
     atomic_init(&rs->phase, PH_CONNECT);
     idle_thr idle = { .rs = rs, .ids = nt->idle, .n = nt->n_idle };
     size_t n_rows = 0, cap_rows = 64;
-    backlog_row *rows = xcalloc(cap_rows, sizeof *rows);
+    backlog_row *rows = benchnet_xcalloc(cap_rows, sizeof *rows);
     if (nt->n_idle > 0) {
         idle.started = pthread_create(&idle.th, NULL, idle_main, &idle) == 0;
         if (!wait_ready(rs, 1)) {
@@ -2458,10 +2137,10 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
     }
     printf("%zu idle nodes connected; queueing %llu messages for %zu offline nodes\n", nt->n_idle,
         (unsigned long long)o->backlog, nt->n_offline);
-    read_proc(bp.pid, &rows[n_rows].ps);
+    benchnet_proc_read(bp.pid, &rows[n_rows].ps);
     rows[n_rows++].queued = 0;
     uint64_t queued = 0;
-    uint64_t t_start = mono_ns();
+    uint64_t t_start = benchnet_mono_ns();
     while (queued < o->backlog) {
         uint64_t chunk
             = o->backlog - queued < BENCH_BACKLOG_CHUNK ? o->backlog - queued : BENCH_BACKLOG_CHUNK;
@@ -2473,8 +2152,8 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
         rs->w = &w;
         rs->limit = w.n;
         rs->rate = 0;
-        rs->sent_ns = xcalloc(w.n, sizeof *rs->sent_ns);
-        rs->ack_ns = xcalloc(w.n, sizeof *rs->ack_ns);
+        rs->sent_ns = benchnet_xcalloc(w.n, sizeof *rs->sent_ns);
+        rs->ack_ns = benchnet_xcalloc(w.n, sizeof *rs->ack_ns);
         rs->dlv_ns = NULL;
         rs->rcp_ns = NULL;
         atomic_store(&rs->n_sent, 0);
@@ -2482,20 +2161,20 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
         atomic_store(&rs->n_errors, 0);
         atomic_store(&rs->ready, 0);
         atomic_store(&rs->phase, PH_CONNECT);
-        node_thr *thr = xcalloc(nt->n_senders, sizeof *thr);
+        node_thr *thr = benchnet_xcalloc(nt->n_senders, sizeof *thr);
         for (size_t i = 0; i < nt->n_senders; i++) {
             thr[i] = (node_thr) { .rs = rs, .sender = true, .idx = i, .id = nt->senders[i] };
             thr[i].started = pthread_create(&thr[i].th, NULL, sender_main, &thr[i]) == 0;
         }
         bool ok = wait_ready(rs, nt->n_senders);
-        rs->t0_ns = mono_ns();
-        rs->t_end_ns = rs->t0_ns + 3600 * BENCH_NS;
+        rs->t0_ns = benchnet_mono_ns();
+        rs->t_end_ns = rs->t0_ns + 3600 * BENCHNET_NS;
         if (ok) {
             atomic_store(&rs->phase, PH_GO);
         }
-        uint64_t deadline = mono_ns() + 600 * BENCH_NS;
-        while (ok && atomic_load(&rs->n_acked) < w.n && mono_ns() < deadline) {
-            sleep_ns(20000000ull);
+        uint64_t deadline = benchnet_mono_ns() + 600 * BENCHNET_NS;
+        while (ok && atomic_load(&rs->n_acked) < w.n && benchnet_mono_ns() < deadline) {
+            benchnet_sleep_ns(20000000ull);
         }
         atomic_store(&rs->phase, PH_QUIT);
         for (size_t i = 0; i < nt->n_senders; i++) {
@@ -2526,7 +2205,7 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
             }
             rows = nr;
         }
-        read_proc(bp.pid, &rows[n_rows].ps);
+        benchnet_proc_read(bp.pid, &rows[n_rows].ps);
         rows[n_rows++].queued = queued;
         printf("  queued %9llu  VmRSS %7llu KiB  RssAnon %7llu KiB  RssFile %7llu KiB  "
                "VmHWM %7llu KiB\n",
@@ -2543,14 +2222,14 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
         }
     }
     printf("backlog of %llu queued in %.1f s\n", (unsigned long long)queued,
-        (double)(mono_ns() - t_start) / 1e9);
+        (double)(benchnet_mono_ns() - t_start) / 1e9);
 out:
     atomic_store(&rs->phase, PH_QUIT);
     if (idle.started) {
         pthread_join(idle.th, NULL);
     }
-    proc_stat last;
-    bool have_last = read_proc(bp.pid, &last);
+    benchnet_proc_stat last;
+    bool have_last = benchnet_proc_read(bp.pid, &last);
     if (rs->ctx != NULL) {
         zmq_ctx_term(rs->ctx);
     }
@@ -2579,31 +2258,8 @@ out:
 
 /* ---- output --------------------------------------------------------------- */
 
-typedef struct stat3 {
-    double median, min, max;
-} stat3;
-
-static stat3 stat_of(const run_result *r, size_t n, size_t off)
-{
-    double *v = xcalloc(n, sizeof *v);
-    for (size_t i = 0; i < n; i++) {
-        v[i] = *(const double *)((const char *)&r[i] + off);
-    }
-    qsort(v, n, sizeof v[0], cmp_double);
-    stat3 s = { n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1] };
-    free(v);
-    return s;
-}
-
-typedef struct metric {
-    const char *name;
-    const char *unit;
-    size_t off;
-    int decimals;
-} metric;
-
 #define M(field) offsetof(run_result, field)
-static const metric metrics[] = {
+static const benchnet_metric metrics[] = {
     { "accepted signals/s", "1/s", M(accepted_per_s), 0 },
     { "deliveries/s", "1/s", M(deliveries_per_s), 0 },
     { "receipts/s", "1/s", M(receipts_per_s), 0 },
@@ -2639,20 +2295,15 @@ static double proc_hwm_mib(const run_result *r)
 
 static void print_table(const char *title, const run_result *r, size_t n)
 {
-    printf("\n%s (%zu run%s; median [min - max])\n", title, n, n == 1 ? "" : "s");
-    for (size_t k = 0; k < sizeof metrics / sizeof metrics[0]; k++) {
-        stat3 s = stat_of(r, n, metrics[k].off);
-        int d = metrics[k].decimals;
-        printf("  %-28s %12.*f %-3s [%.*f - %.*f]\n", metrics[k].name, d, s.median, metrics[k].unit,
-            d, s.min, d, s.max);
-    }
-    double *h = xcalloc(n, sizeof *h);
+    benchnet_print_stats(
+        title, r, sizeof *r, n, metrics, sizeof metrics / sizeof metrics[0], BENCH_NAME_WIDTH);
+    double *h = benchnet_xcalloc(n, sizeof *h);
     for (size_t i = 0; i < n; i++) {
         h[i] = proc_hwm_mib(&r[i]);
     }
-    qsort(h, n, sizeof h[0], cmp_double);
-    printf("  %-28s %12.1f %-3s [%.1f - %.1f]\n", "broker peak RSS (VmHWM)", h[n / 2], "MiB", h[0],
-        h[n - 1]);
+    qsort(h, n, sizeof h[0], benchnet_cmp_double);
+    printf("  %-*s %12.1f %-3s [%.1f - %.1f]\n", BENCH_NAME_WIDTH, "broker peak RSS (VmHWM)",
+        h[n / 2], "MiB", h[0], h[n - 1]);
     free(h);
 }
 
@@ -2732,21 +2383,7 @@ static json_t *run_json(const run_result *r)
 
 static json_t *summary_json(const run_result *r, size_t n)
 {
-    json_t *o = json_object();
-    for (size_t k = 0; k < sizeof metrics / sizeof metrics[0]; k++) {
-        stat3 s = stat_of(r, n, metrics[k].off);
-        json_t *m = json_object();
-        json_object_set_new(m, "median", json_real(s.median));
-        json_object_set_new(m, "min", json_real(s.min));
-        json_object_set_new(m, "max", json_real(s.max));
-        json_object_set_new(m, "unit", json_string(metrics[k].unit));
-        const char *name = metrics[k].name;
-        while (*name == ' ') {
-            name++;
-        }
-        json_object_set_new(o, name, m);
-    }
-    return o;
+    return benchnet_stats_json(r, sizeof *r, n, metrics, sizeof metrics / sizeof metrics[0]);
 }
 
 /* ---- main ----------------------------------------------------------------- */
@@ -2775,12 +2412,6 @@ static bool parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     }
     *out = v * mul;
     return true;
-}
-
-static int usage_error(const char *what)
-{
-    fprintf(stderr, "keten-bench: %s\nTry 'keten-bench --help'.\n", what);
-    return 2;
 }
 
 static const char *find_broker(const char *given)
@@ -2852,25 +2483,25 @@ static int parse_opts(int argc, char **argv, opts *o)
             break;
         case 's':
             if (!parse_size(optarg, 64, KETEN_ENVELOPE_MAX / 2, &v)) {
-                return usage_error("--size: 64 bytes to 512 KiB");
+                return benchnet_usage_error("--size: 64 bytes to 512 KiB");
             }
             o->size = (size_t)v;
             break;
         case 'R':
             if (!parse_size(optarg, 1, KETEN_MAX_RECIPIENTS, &v)) {
-                return usage_error("--recipients: 1 to 64");
+                return benchnet_usage_error("--recipients: 1 to 64");
             }
             o->recipients = (size_t)v;
             break;
         case 'N':
             if (!parse_size(optarg, 1, 256, &v)) {
-                return usage_error("--senders: 1 to 256");
+                return benchnet_usage_error("--senders: 1 to 256");
             }
             o->senders = (size_t)v;
             break;
         case 'M':
             if (!parse_size(optarg, 1, 256, &v)) {
-                return usage_error("--receivers: 1 to 256");
+                return benchnet_usage_error("--receivers: 1 to 256");
             }
             o->receivers = (size_t)v;
             break;
@@ -2885,64 +2516,62 @@ static int parse_opts(int argc, char **argv, opts *o)
                 o->rate = (double)v;
                 o->rate_half = false;
             } else {
-                return usage_error("--rate: max, half or signals per second");
+                return benchnet_usage_error("--rate: max, half or signals per second");
             }
             break;
-        case 'd': {
-            char *end = NULL;
-            o->duration = strtod(optarg, &end);
-            if (end == optarg || *end != '\0' || !(o->duration >= 0.2 && o->duration <= 3600)) {
-                return usage_error("--duration: 0.2 to 3600 seconds");
+        case 'd':
+            if (!benchnet_parse_seconds(optarg, 0.2, 3600, &o->duration)) {
+                return benchnet_usage_error("--duration: 0.2 to 3600 seconds");
             }
             break;
-        }
         case 't':
             if (strcmp(optarg, "ipc") == 0) {
                 o->tcp = false;
             } else if (strcmp(optarg, "tcp") == 0) {
                 o->tcp = true;
             } else {
-                return usage_error("--transport: ipc or tcp");
+                return benchnet_usage_error("--transport: ipc or tcp");
             }
             break;
         case 'k':
             if (!parse_size(optarg, 1, BENCH_RUNS_MAX, &v)) {
-                return usage_error("--runs: 1 to 50");
+                return benchnet_usage_error("--runs: 1 to 50");
             }
             o->runs = (unsigned)v;
             break;
         case 'w':
             if (!parse_size(optarg, 1, 900, &v)) {
-                return usage_error("--window: 1 to 900 (below the broker's send high-water mark)");
+                return benchnet_usage_error(
+                    "--window: 1 to 900 (below the broker's send high-water mark)");
             }
             o->window = (unsigned)v;
             break;
         case 'c':
             if (!parse_size(optarg, 1, 900, &v)) {
-                return usage_error("--credit: 1 to 900");
+                return benchnet_usage_error("--credit: 1 to 900");
             }
             o->credit = (unsigned)v;
             break;
         case 'B':
             if (!parse_size(optarg, 1, 100000000, &o->backlog)) {
-                return usage_error("--backlog: 1 to 100000000 messages");
+                return benchnet_usage_error("--backlog: 1 to 100000000 messages");
             }
             break;
         case 'I':
             if (!parse_size(optarg, 0, BENCH_NODES_MAX, &v)) {
-                return usage_error("--idle-nodes: 0 to 4000");
+                return benchnet_usage_error("--idle-nodes: 0 to 4000");
             }
             o->idle_nodes = (size_t)v;
             break;
         case 'F':
             if (!parse_size(optarg, 1, 256, &v)) {
-                return usage_error("--offline-nodes: 1 to 256");
+                return benchnet_usage_error("--offline-nodes: 1 to 256");
             }
             o->offline_nodes = (size_t)v;
             break;
         case 'm':
             if (!parse_size(optarg, 16u << 20, 1ull << 40, &o->map_size)) {
-                return usage_error("--map-size: 16M to 1T bytes");
+                return benchnet_usage_error("--map-size: 16M to 1T bytes");
             }
             break;
         case 'S':
@@ -2950,13 +2579,13 @@ static int parse_opts(int argc, char **argv, opts *o)
             break;
         case 'P':
             if (!parse_size(optarg, 100, 1000000, &v)) {
-                return usage_error("--prebuild-rate: 100 to 1000000");
+                return benchnet_usage_error("--prebuild-rate: 100 to 1000000");
             }
             o->prebuild_rate = (double)v;
             break;
         case 'T':
             if (!parse_size(optarg, 1, 16, &v)) {
-                return usage_error("--io-threads: 1 to 16");
+                return benchnet_usage_error("--io-threads: 1 to 16");
             }
             o->io_threads = (int)v;
             break;
@@ -2965,7 +2594,7 @@ static int parse_opts(int argc, char **argv, opts *o)
             break;
         case 'G':
             if (o->n_broker_args == sizeof o->broker_args / sizeof o->broker_args[0]) {
-                return usage_error("--broker-arg: at most 16");
+                return benchnet_usage_error("--broker-arg: at most 16");
             }
             o->broker_args[o->n_broker_args++] = optarg;
             break;
@@ -2979,48 +2608,27 @@ static int parse_opts(int argc, char **argv, opts *o)
             fputs(usage_text, stdout);
             return -1;
         case ':':
-            return usage_error("an option is missing its value");
+            return benchnet_usage_error("an option is missing its value");
         default:
-            return usage_error("unknown option");
+            return benchnet_usage_error("unknown option");
         }
     }
     if (optind < argc) {
-        return usage_error("unexpected argument");
+        return benchnet_usage_error("unexpected argument");
     }
     if (o->recipients > o->receivers && o->backlog == 0) {
-        return usage_error("--recipients must not exceed --receivers");
+        return benchnet_usage_error("--recipients must not exceed --receivers");
     }
     if (o->backlog > 0 && o->recipients > o->offline_nodes) {
-        return usage_error("--recipients must not exceed --offline-nodes in --backlog mode");
+        return benchnet_usage_error(
+            "--recipients must not exceed --offline-nodes in --backlog mode");
     }
     return 0;
 }
 
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_fatal_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
 static void write_json(const opts *o, json_t *root)
 {
-    if (o->json_path == NULL) {
-        json_decref(root);
-        return;
-    }
-    int flags = JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6);
-    if (strcmp(o->json_path, "-") == 0) {
-        json_dumpf(root, stdout, flags);
-        printf("\n");
-    } else if (json_dump_file(root, o->json_path, flags) != 0) {
-        fprintf(stderr, "keten-bench: cannot write %s\n", o->json_path);
-    }
+    benchnet_write_json(o->json_path, root);
     json_decref(root);
 }
 
@@ -3088,6 +2696,7 @@ static void print_run(unsigned k, const run_result *r)
 
 int main(int argc, char **argv)
 {
+    benchnet_set_prog("keten-bench");
     if (keten_init() != KETEN_OK) {
         return 1;
     }
@@ -3119,39 +2728,33 @@ int main(int argc, char **argv)
     if (o.backlog > 0) {
         o.receivers = 1; /* unused; the recipients are the offline nodes */
     }
-    install_signals();
+    benchnet_install_signals(on_fatal_signal);
     net nt;
     memset(&nt, 0, sizeof nt);
-    const char *base = o.store_dir != NULL ? o.store_dir : getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    if (snprintf(nt.root, sizeof nt.root, "%s/keten-bench-XXXXXX", base) >= (int)sizeof nt.root
-        || mkdtemp(nt.root) == NULL) {
-        fprintf(stderr, "keten-bench: cannot make a temporary directory in %s\n", base);
+    if (!benchnet_make_root(&nt.bn, o.store_dir, "keten-bench")) {
         return 1;
     }
     int rc = 0;
     workload w;
     memset(&w, 0, sizeof w);
-    run_result *res = xcalloc(2 * o.runs, sizeof *res);
+    run_result *res = benchnet_xcalloc(2 * o.runs, sizeof *res);
     size_t n_max = 0, n_fixed = 0;
     json_t *root = json_object();
     printf("keten-bench: broker %s\n", o.broker_path);
     keten_err e = net_make(&nt, &o);
     if (e != KETEN_OK) {
-        die("making the network", e);
+        benchnet_report("making the network", e);
         rc = 1;
         goto out;
     }
-    fsync_result fs = measure_fsync(nt.root);
-    printf("store in %s: fdatasync p50 %.2f ms, p99 %.2f ms (an LMDB commit does two)\n", nt.root,
-        fs.p50_ms, fs.p99_ms);
+    fsync_result fs = measure_fsync(nt.bn.root);
+    printf("store in %s: fdatasync p50 %.2f ms, p99 %.2f ms (an LMDB commit does two)\n",
+        nt.bn.root, fs.p50_ms, fs.p99_ms);
     if (o.backlog > 0) {
         json_object_set_new(root, "config", config_json(&o, NULL, &fs));
         e = run_backlog(&o, &nt, root);
         if (e != KETEN_OK) {
-            die("backlog", e);
+            benchnet_report("backlog", e);
             rc = 1;
         }
         write_json(&o, root);
@@ -3174,21 +2777,21 @@ int main(int argc, char **argv)
             if (w.n < need || keten_mono_ms() - w.built_ms > BENCH_PREBUILD_REUSE_MS) {
                 printf("prebuilding %zu envelopes ...\n", need);
                 fflush(stdout);
-                uint64_t t = mono_ns();
+                uint64_t t = benchnet_mono_ns();
                 if ((e = wl_build(&w, &nt, &o, need, nt.receivers, nt.n_receivers, true))
                     != KETEN_OK) {
-                    die("prebuilding the load", e);
+                    benchnet_report("prebuilding the load", e);
                     rc = 1;
                     break;
                 }
                 printf("  %.1f s; envelope %zu bytes (signal %zu, padded %zu)\n",
-                    (double)(mono_ns() - t) / 1e9, w.env_len, o.size,
+                    (double)(benchnet_mono_ns() - t) / 1e9, w.env_len, o.size,
                     keten_envelope_pad_bucket(o.size));
             }
             run_result *r = rate > 0 ? &res[o.runs + n_fixed] : &res[n_max];
             e = run_once(&o, &nt, &w, k * 2 + (unsigned)step, rate, half, r);
             if (e != KETEN_OK) {
-                die("run", e);
+                benchnet_report("run", e);
                 rc = 1;
                 break;
             }
@@ -3233,9 +2836,9 @@ out:
     free(res);
     net_free(&nt);
     if (o.keep) {
-        printf("kept %s\n", nt.root);
+        printf("kept %s\n", nt.bn.root);
     } else {
-        rm_tree(nt.root);
+        (void)benchnet_rm_tree(nt.bn.root);
     }
     return rc;
 }
