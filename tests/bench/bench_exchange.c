@@ -180,7 +180,7 @@ static const char usage_text[]
       "  --keep             keep the temporary directory\n"
       "  --help             show this help\n";
 
-/* ---- small helpers ------------------------------------------------------- */
+/* ---- the children (for the signal handler) ------------------------------- */
 
 static volatile sig_atomic_t g_pids[BX_PROCS_MAX];
 static char **g_child_env = NULL;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dirbuild.h"
 #include "pb.h"
 #include "util.h"
 

@@ -35,8 +35,8 @@
 
 #include <jansson.h>
 
-#include "dirbuild.h"
 #include "directory.h"
+#include "err.h"
 #include "identity.h"
 #include "keten.h"
 
