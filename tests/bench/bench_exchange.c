@@ -2091,35 +2091,6 @@ static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return true;
 }
 
-/* $env, else ../../<dir>/<name> next to this program (the build tree), else
- * /usr/bin/<name>. */
-static const char *find_prog(const char *given, const char *env, const char *dir, const char *name,
-    char out[static PATH_MAX])
-{
-    if (given != NULL) {
-        return given;
-    }
-    const char *v = getenv(env);
-    if (v != NULL && v[0] != '\0') {
-        return v;
-    }
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-            if (snprintf(out, PATH_MAX, "%s/../../%s/%s", self, dir, name) < PATH_MAX
-                && access(out, X_OK) == 0) {
-                return out;
-            }
-        }
-    }
-    snprintf(out, PATH_MAX, "/usr/bin/%s", name);
-    return out;
-}
-
 static int parse_opts(int argc, char **argv, opts *o)
 {
     static const struct option lo[] = {
@@ -2314,8 +2285,10 @@ int main(int argc, char **argv)
         return pr < 0 ? 0 : pr;
     }
     char bpath[PATH_MAX], npath[PATH_MAX];
-    o.broker_path = find_prog(o.broker_path, "KETEN_BROKER", "broker", "keten-broker", bpath);
-    o.node_path = find_prog(o.node_path, "KETEN_NODE", "client", "keten-node", npath);
+    o.broker_path
+        = benchnet_find_prog(o.broker_path, "KETEN_BROKER", "broker", "keten-broker", false, bpath);
+    o.node_path
+        = benchnet_find_prog(o.node_path, "KETEN_NODE", "client", "keten-node", false, npath);
     if (access(o.broker_path, X_OK) != 0 || access(o.node_path, X_OK) != 0) {
         fprintf(stderr, BX_PROG ": cannot run %s or %s; give --broker PATH and --node PATH\n",
             o.broker_path, o.node_path);

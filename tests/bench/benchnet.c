@@ -339,6 +339,38 @@ bool benchnet_rm_tree(const char *path)
     return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
+const char *benchnet_find_prog(const char *given, const char *env, const char *dir,
+    const char *name, bool beside, char out[static PATH_MAX])
+{
+    if (given != NULL) {
+        return given;
+    }
+    const char *v = getenv(env);
+    if (v != NULL && v[0] != '\0') {
+        return v;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            /* build tree: BUILD/tests/bench/PROG -> BUILD/<dir>/<name> */
+            if (snprintf(out, PATH_MAX, "%s/../../%s/%s", self, dir, name) < PATH_MAX
+                && access(out, X_OK) == 0) {
+                return out;
+            }
+            if (beside && snprintf(out, PATH_MAX, "%s/%s", self, name) < PATH_MAX
+                && access(out, X_OK) == 0) {
+                return out;
+            }
+        }
+    }
+    snprintf(out, PATH_MAX, "/usr/bin/%s", name);
+    return out;
+}
+
 /* ---- the network ---------------------------------------------------------- */
 
 struct benchnet_draft {

@@ -157,6 +157,13 @@ void benchnet_show_log(const char *name, const char *path);
  * of it remained. */
 bool benchnet_rm_tree(const char *path);
 
+/* The program to run: given, else $env, else ../../<dir>/<name> next to this
+ * program (the build tree), else (with beside) <name> in this program's own
+ * directory, else /usr/bin/<name>. The result is given, the environment's
+ * value, or out. */
+const char *benchnet_find_prog(const char *given, const char *env, const char *dir,
+    const char *name, bool beside, char out[static PATH_MAX]);
+
 /* ---- the network ---------------------------------------------------------- */
 
 typedef struct benchnet {

@@ -2414,37 +2414,6 @@ static bool parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return true;
 }
 
-static const char *find_broker(const char *given)
-{
-    static char path[PATH_MAX];
-    if (given != NULL) {
-        return given;
-    }
-    const char *env = getenv("KETEN_BROKER");
-    if (env != NULL && env[0] != '\0') {
-        return env;
-    }
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-            /* build tree: BUILD/tests/bench/keten-bench -> BUILD/broker/keten-broker */
-            if (snprintf(path, sizeof path, "%s/../../broker/keten-broker", self) < (int)sizeof path
-                && access(path, X_OK) == 0) {
-                return path;
-            }
-            if (snprintf(path, sizeof path, "%s/keten-broker", self) < (int)sizeof path
-                && access(path, X_OK) == 0) {
-                return path;
-            }
-        }
-    }
-    return "/usr/bin/keten-broker";
-}
-
 static int parse_opts(int argc, char **argv, opts *o)
 {
     static const struct option lo[] = {
@@ -2717,7 +2686,9 @@ int main(int argc, char **argv)
     if (pr != 0) {
         return pr < 0 ? 0 : pr;
     }
-    o.broker_path = find_broker(o.broker_path);
+    char bpath[PATH_MAX];
+    o.broker_path
+        = benchnet_find_prog(o.broker_path, "KETEN_BROKER", "broker", "keten-broker", true, bpath);
     if (access(o.broker_path, X_OK) != 0) {
         fprintf(stderr, "keten-bench: cannot run %s; give --broker PATH\n", o.broker_path);
         return 1;
