@@ -6,16 +6,16 @@
  * with an allow-all rule, the broker's identity, the nodes each program adds)
  * in a temporary directory; the broker's command line; /proc readings of a
  * child (CPU time, VmRSS, RssAnon, RssFile, VmHWM, threads); timing; the
- * median/min/max tables and their JSON; a few option and file helpers.
+ * median/min/max tables and their JSON; a few option and file functions.
  *
  * Ownership: a benchnet owns its broker identity, anchor and directory
  * (benchnet_free releases them); a benchnet_draft owns the administrator's
  * secret key (sodium_malloc, freed with the draft) and the directory being
  * built. Identities returned by benchnet_draft_add belong to the caller.
  *
- * Threads: the timing, /proc, statistics and JSON helpers may be called
- * from any thread; benchnet_set_prog, the network and the signal helpers
- * from the main thread only. benchnet_stop is set by a program's signal
+ * Threads: the timing, /proc, statistics and JSON functions may be
+ * called from any thread; benchnet_set_prog, the network and the signal
+ * functions from the main thread only. benchnet_stop is set by a program's signal
  * handler; benchnet_sleep_ns returns early once it is set.
  *
  * Errors: functions returning keten_err set its detail (keten_err_detail);
