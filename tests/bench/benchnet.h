@@ -13,9 +13,9 @@
  * secret key (sodium_malloc, freed with the draft) and the directory being
  * built. Identities returned by benchnet_draft_add belong to the caller.
  *
- * Threads: the timing, /proc, statistics and JSON functions may be
- * called from any thread; benchnet_set_prog, the network and the signal
- * functions from the main thread only. benchnet_stop is set by a program's signal
+ * Threads: the timing, /proc, statistics and JSON functions may be called
+ * from any thread; benchnet_set_prog, the network and the signal functions
+ * from the main thread only. benchnet_stop is set by a program's signal
  * handler; benchnet_sleep_ns returns early once it is set.
  *
  * Errors: functions returning keten_err set its detail (keten_err_detail);
