@@ -34,6 +34,7 @@ import json
 import os
 import re
 import socket
+import shutil
 import sys
 import tempfile
 import time
@@ -395,6 +396,9 @@ def scenario(args, axe):
         check_access_logs(city, police)
         clerk.quit()
         analyst.quit()
+        # the two browser profiles (cookies, cache of the pages): nothing is
+        # left behind in the temporary directory
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, clerk, analyst):
