@@ -735,3 +735,24 @@ int keten_apiclient_sent(long status, const json_t *reply, bool waited, bool as_
     free(dump);
     return KETEN_EXIT_OK;
 }
+
+int keten_apiclient_post_signal(const char *home, const char *path, json_t *body, const char *text,
+    size_t len, bool wait, uint64_t timeout_s, bool as_json)
+{
+    char query[KETEN_APICLIENT_QUERY_MAX] = "";
+    keten_err e = KETEN_OK;
+    if (wait) {
+        char ms[24];
+        snprintf(ms, sizeof ms, "%llu", (unsigned long long)(timeout_s * 1000));
+        e = keten_apiclient_query_add(query, sizeof query, "wait", ms);
+    }
+    json_t *reply = NULL;
+    long status = 0;
+    if (e == KETEN_OK) {
+        e = keten_apiclient_call_signal(home, "POST", path, query, body, text, len,
+            (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
+    }
+    int rc = e != KETEN_OK ? keten_cli_error(e) : keten_apiclient_sent(status, reply, wait, as_json);
+    json_decref(reply);
+    return rc;
+}

@@ -25,6 +25,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #include "err.h"
@@ -116,6 +117,13 @@ int keten_apiclient_dry_run(
  * answer still pending (202: the wait ran out) is a failure (exit 1) that
  * says the message stays in the outbox. */
 int keten_apiclient_sent(long status, const json_t *reply, bool waited, bool as_json);
+
+/* A send or a reply: POST body with the signal text (as
+ * keten_apiclient_call_signal) to path; with wait, ?wait= the timeout, and
+ * the request's own time-out that much longer. The answer is printed as
+ * keten_apiclient_sent() does; returns the exit code. */
+int keten_apiclient_post_signal(const char *home, const char *path, json_t *body, const char *text,
+    size_t len, bool wait, uint64_t timeout_s, bool as_json);
 
 /* A listing (GET /v1/inbox, GET /v1/sent): path with query (as
  * keten_apiclient_call), waiting at most timeout_ms. *reply is the answer

@@ -127,22 +127,9 @@ int cmd_reply(int argc, char **argv)
     } else if (dry_run) {
         rc = keten_apiclient_dry_run(home, is_utf8 ? req : NULL, text, len, as_json);
     } else {
-        char path[KETEN_APICLIENT_PATH_MAX], query[KETEN_APICLIENT_QUERY_MAX] = "";
+        char path[KETEN_APICLIENT_PATH_MAX];
         snprintf(path, sizeof path, "/v1/inbox/%s/reply", msg_id);
-        json_t *reply = NULL;
-        long status = 0;
-        if (wait) {
-            char ms[24];
-            snprintf(ms, sizeof ms, "%llu", (unsigned long long)(timeout_s * 1000));
-            e = keten_apiclient_query_add(query, sizeof query, "wait", ms);
-        }
-        if (e == KETEN_OK) {
-            e = keten_apiclient_call_signal(home, "POST", path, query, req, text, len,
-                (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
-        }
-        rc = e != KETEN_OK ? keten_cli_error(e)
-                           : keten_apiclient_sent(status, reply, wait, as_json);
-        json_decref(reply);
+        rc = keten_apiclient_post_signal(home, path, req, text, len, wait, timeout_s, as_json);
     }
     sodium_memzero(text, len);
     free(text);

@@ -165,21 +165,8 @@ int cmd_send(int argc, char **argv)
     } else {
         /* A dry run goes to its own route (/v1/messages/validate): a daemon
          * that does not know it refuses it instead of sending. */
-        char query[KETEN_APICLIENT_QUERY_MAX] = "";
-        json_t *reply = NULL;
-        long status = 0;
-        if (wait) {
-            char ms[24];
-            snprintf(ms, sizeof ms, "%llu", (unsigned long long)(timeout_s * 1000));
-            e = keten_apiclient_query_add(query, sizeof query, "wait", ms);
-        }
-        if (e == KETEN_OK) {
-            e = keten_apiclient_call_signal(home, "POST", "/v1/messages", query, req, text, len,
-                (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
-        }
-        rc = e != KETEN_OK ? keten_cli_error(e)
-                           : keten_apiclient_sent(status, reply, wait, as_json);
-        json_decref(reply);
+        rc = keten_apiclient_post_signal(
+            home, "/v1/messages", req, text, len, wait, timeout_s, as_json);
     }
     sodium_memzero(text, len);
     free(text);
