@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -35,6 +36,8 @@
 #define PURGE_EVERY_MS (3600ull * 1000ull)
 #define FRAMES_PER_ROUND 256
 #define FRAMES_PER_BATCH 64 /* broker frames handled in one group commit */
+#define LOCK_WAIT_MS 2000   /* how long a starting daemon waits for node.lock */
+#define LOCK_STEP_MS 20
 
 uint64_t keten_node_request_id(keten_node *node)
 {
@@ -52,8 +55,24 @@ static keten_err take_lock(const char *home, int *fd_out)
         return keten_err_set(KETEN_ERR_IO, "cannot open %s: %s (does --home %s exist?)", path,
             strerror(errno), home);
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    /* A command such as keten-node status holds a shared lock on this file
+     * for a moment to see whether a daemon runs: a daemon starting in that
+     * moment waits for it (at most LOCK_WAIT_MS) instead of mistaking it for
+     * another daemon. A daemon holds its lock for as long as it runs. */
+    int rc;
+    int waited_ms = 0;
+    while ((rc = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK
+        && waited_ms < LOCK_WAIT_MS) {
+        struct timespec step = {.tv_nsec = LOCK_STEP_MS * 1000000L};
+        (void)nanosleep(&step, NULL);
+        waited_ms += LOCK_STEP_MS;
+    }
+    if (rc != 0) {
+        int err = errno;
         close(fd);
+        if (err != EWOULDBLOCK) {
+            return keten_err_set(KETEN_ERR_IO, "cannot lock %s: %s", path, strerror(err));
+        }
         return keten_err_set(
             KETEN_ERR_EXISTS, "another keten-node daemon is running for %s; stop it first", home);
     }

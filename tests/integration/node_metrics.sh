@@ -53,6 +53,23 @@ run env KETEN_PASSPHRASE=right-passphrase timeout 30 "$NODE" run --home n-extra 
 expect 1 "a second daemon on the same home exits 1 (restartable), not 4"
 says "another keten-node daemon is running" "it says another daemon holds the home"
 stop_one extra
+# keten-node status, inbox and send look whether a daemon runs by taking
+# node.lock shared for a moment; a daemon that starts in that moment waits
+# for it instead of exiting as if another daemon held the home. Here the
+# look lasts 0.6 s.
+"$PY" -c '
+import fcntl, sys, time
+f = open(sys.argv[1])
+fcntl.flock(f, fcntl.LOCK_SH)
+open(sys.argv[2], "w").close()
+time.sleep(0.6)' n-extra/node.lock "$T/shared-lock" &
+holder=$!
+check "a command holds node.lock shared" wait_until 10 test -e "$T/shared-lock"
+KETEN_PASSPHRASE=right-passphrase start_node extra
+check "a daemon started while a command holds node.lock shared waits for it and runs" \
+    wait_until 20 node_running extra
+wait "$holder"
+stop_one extra
 
 # ---- metrics ----------------------------------------------------------------
 
