@@ -28,6 +28,7 @@
 #include "passphrase.h"
 #include "pb.h"
 #include "rotate.h"
+#include "sigcache.h"
 #include "util.h"
 #include "witness.h"
 #include "zctx.h"
@@ -36,8 +37,9 @@
 #define PURGE_EVERY_MS (3600ull * 1000ull)
 #define FRAMES_PER_ROUND 256
 #define FRAMES_PER_BATCH 64 /* broker frames handled in one group commit */
-#define LOCK_WAIT_MS 2000   /* how long a starting daemon waits for node.lock */
+#define LOCK_WAIT_MS 2000 /* how long a starting daemon waits for node.lock */
 #define LOCK_STEP_MS 20
+#define SIGCACHE_SLOTS 4096 /* signatures remembered as verified (about 132 KiB) */
 
 uint64_t keten_node_request_id(keten_node *node)
 {
@@ -63,7 +65,7 @@ static keten_err take_lock(const char *home, int *fd_out)
     int waited_ms = 0;
     while ((rc = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK
         && waited_ms < LOCK_WAIT_MS) {
-        struct timespec step = {.tv_nsec = LOCK_STEP_MS * 1000000L};
+        struct timespec step = { .tv_nsec = LOCK_STEP_MS * 1000000L };
         (void)nanosleep(&step, NULL);
         waited_ms += LOCK_STEP_MS;
     }
@@ -83,6 +85,17 @@ static keten_err take_lock(const char *home, int *fd_out)
     }
     *fd_out = fd;
     return KETEN_OK;
+}
+
+/* The memory of verified signatures (lib/sigcache.h): once per process. */
+static keten_err enable_sigcache(void)
+{
+    keten_err e = keten_sigcache_enable(SIGCACHE_SLOTS);
+    if (e == KETEN_ERR_EXISTS) {
+        keten_err_clear();
+        return KETEN_OK;
+    }
+    return e;
 }
 
 /* Open identity.secret; the passphrase read for it (NULL for a key written
@@ -457,6 +470,8 @@ static keten_err loop(keten_node *node, int sfd, keten_metrics *metrics)
                 return e;
             }
         }
+        keten_sigcache_counts(
+            &node->counters.signatures_remembered, &node->counters.signatures_checked);
         keten_store_disk_tick(node->store, keten_mono_ms());
         keten_outbox_tick(node);
         keten_witness_tick(node);
@@ -504,7 +519,7 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
     signal(SIGPIPE, SIG_IGN);
 
     if ((opts->api_listen != NULL && (e = keten_http_check_listen(opts->api_listen)) != KETEN_OK)
-        || (e = take_lock(opts->home, &lock_fd)) != KETEN_OK
+        || (e = take_lock(opts->home, &lock_fd)) != KETEN_OK || (e = enable_sigcache()) != KETEN_OK
         || (opts->metrics != NULL
             && (e = keten_metrics_new(opts->metrics, opts->metrics_remote, &metrics)) != KETEN_OK)
         || (e = open_identity(&node, &pass, &passlen)) != KETEN_OK
@@ -550,8 +565,9 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
         goto out;
     }
     keten_metrics_update(metrics, &node);
-    KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running", "node=%s directory=%llu api=%s/%s", node.me->id,
-        (unsigned long long)keten_directory_version(node.dir), node.opts.home, KETEN_NODE_API_SOCK);
+    KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running", "node=%s directory=%llu api=%s/%s",
+        node.me->id, (unsigned long long)keten_directory_version(node.dir), node.opts.home,
+        KETEN_NODE_API_SOCK);
     /* Ready without waiting for the broker: a node starts while it is down. */
     notify_ready(&node, "");
     *running = true;

@@ -54,6 +54,11 @@ static const struct {
     C(hooks_run, "--on-message commands run."),
     C(hooks_failed, "--on-message commands that failed."),
     C(store_errors, "Store reads or writes that failed."),
+    C(signatures_remembered,
+        "Signatures (receipt heads, checkpoints, cosignatures) verified before: not checked "
+        "again."),
+    C(signatures_checked,
+        "Signatures of receipt heads, checkpoints and cosignatures checked in full."),
 #undef C
 };
 #define N_COUNTERS (sizeof counters / sizeof counters[0])

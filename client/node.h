@@ -95,6 +95,10 @@ typedef struct keten_node_counters {
     uint64_t hooks_run;
     uint64_t hooks_failed;
     uint64_t store_errors; /* node store reads or writes that failed (logged as errors) */
+    /* Receipt heads, checkpoints and cosignatures whose signature was
+     * verified before (lib/sigcache.h), and ones verified in full. */
+    uint64_t signatures_remembered;
+    uint64_t signatures_checked;
 } keten_node_counters;
 
 typedef struct keten_node {

@@ -17,7 +17,7 @@
 static json_t *counters_json(const keten_node_counters *c)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:I, s:I}",
+                     "s:I, s:I, s:I, s:I, s:I}",
         "sent", (json_int_t)c->sent, "refused", (json_int_t)c->refused, "received",
         (json_int_t)c->received, "duplicates", (json_int_t)c->duplicates, "rejected",
         (json_int_t)c->rejected, "receipts", (json_int_t)c->receipts, "receipt_batches",
@@ -27,7 +27,9 @@ static json_t *counters_json(const keten_node_counters *c)
         "proofs_failed", (json_int_t)c->proofs_failed, "proofs_unknown",
         (json_int_t)c->proofs_unknown, "alarms", (json_int_t)c->alarms, "warnings",
         (json_int_t)c->warnings, "hooks_run", (json_int_t)c->hooks_run, "hooks_failed",
-        (json_int_t)c->hooks_failed, "store_errors", (json_int_t)c->store_errors);
+        (json_int_t)c->hooks_failed, "store_errors", (json_int_t)c->store_errors,
+        "signatures_remembered", (json_int_t)c->signatures_remembered, "signatures_checked",
+        (json_int_t)c->signatures_checked);
 }
 
 keten_err keten_status_node(keten_node *node, json_t **out)
@@ -187,7 +189,8 @@ static keten_err sent_status(const Keten__SentRecord *rec, json_t *st)
         bool rejected = rec->state == KETEN__SENT_STATE__SENT_STATE_REFUSED;
         if (e == KETEN_OK) {
             e = keten_rec_set(one, "state",
-                json_string(rejected ? "rejected" : keten_nodestore_recipient_state_name(r->state)));
+                json_string(
+                    rejected ? "rejected" : keten_nodestore_recipient_state_name(r->state)));
         }
         if (e == KETEN_OK && r->state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED) {
             e = keten_rec_set(one, "receipted_at", keten_rec_time(r->stored_at));

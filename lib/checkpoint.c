@@ -1,5 +1,6 @@
 #include "checkpoint.h"
 #include "sha256.h"
+#include "sigcache.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -573,9 +574,8 @@ static keten_err verify_log_sig(
         }
         /* Name and key id match: this line must verify. */
         if (l->payload_len != ED25519_PAYLOAD
-            || crypto_sign_verify_detached(
-                   l->payload + KEY_ID_BYTES, (const uint8_t *)nt->body, nt->body_len, pk)
-                != 0) {
+            || !keten_sigcache_verify(
+                l->payload + KEY_ID_BYTES, (const uint8_t *)nt->body, nt->body_len, pk)) {
             return keten_err_set(KETEN_ERR_BAD_SIGNATURE,
                 "the checkpoint signature of key %s does not verify", key_name);
         }
@@ -718,10 +718,9 @@ static keten_err check_cosigs(const note *nt, const char *name,
         if (err != KETEN_OK) {
             return err;
         }
-        int rc = crypto_sign_verify_detached(
-            payload + KEY_ID_BYTES + TIMESTAMP_BYTES, msg, msg_len, pk);
+        bool ok = keten_sigcache_verify(payload + KEY_ID_BYTES + TIMESTAMP_BYTES, msg, msg_len, pk);
         free(msg);
-        if (rc != 0) {
+        if (!ok) {
             invalid++;
             continue;
         }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "pb.h"
+#include "sigcache.h"
 
 #define LABEL_LEN (sizeof KETEN_LABEL_RECEIPTS - 1)
 
@@ -76,9 +77,8 @@ static keten_err head_valid(
             (unsigned long long)h->count, KETEN_RECEIPT_BATCH_MAX);
     }
     if (h->root.len != KETEN_HASH_BYTES) {
-        return keten_err_set(
-            KETEN_ERR_MALFORMED, "receipt batch root of %zu bytes; must be %d", h->root.len,
-            KETEN_HASH_BYTES);
+        return keten_err_set(KETEN_ERR_MALFORMED, "receipt batch root of %zu bytes; must be %d",
+            h->root.len, KETEN_HASH_BYTES);
     }
     return KETEN_OK;
 }
@@ -287,7 +287,8 @@ keten_err keten_receipt_batch_new(const keten_identity *me, const char *network,
     }
     if (crypto_sign_detached(b->signature, NULL, signed_buf, signed_len, me->sign_sk) != 0
         || crypto_sign_verify_detached(b->signature, signed_buf, signed_len, me->sign_pk) != 0) {
-        e = keten_err_set(KETEN_ERR_CRYPTO, "signing a receipt batch: the signature does not verify");
+        e = keten_err_set(
+            KETEN_ERR_CRYPTO, "signing a receipt batch: the signature does not verify");
         goto out;
     }
     keten__receipt_batch__init(&b->msg);
@@ -316,11 +317,12 @@ keten_err keten_receipt_head_verify(const Keten__NodeCert *cert, const char *net
         return keten_err_set(KETEN_ERR_INVALID, "keten_receipt_head_verify: missing argument");
     }
     if (cert->sign_pk.len != KETEN_SIGN_PK_BYTES) {
-        return keten_err_set(KETEN_ERR_MALFORMED, "certificate of %.32s has no signing key", cert->id);
+        return keten_err_set(
+            KETEN_ERR_MALFORMED, "certificate of %.32s has no signing key", cert->id);
     }
     if (signature->len != KETEN_SIG_BYTES) {
-        return keten_err_set(KETEN_ERR_BAD_SIGNATURE, "receipt batch signature of %zu bytes; must be %d",
-            signature->len, KETEN_SIG_BYTES);
+        return keten_err_set(KETEN_ERR_BAD_SIGNATURE,
+            "receipt batch signature of %zu bytes; must be %d", signature->len, KETEN_SIG_BYTES);
     }
     Keten__ReceiptBatchHead *h = NULL;
     keten_err e = KETEN_PB_UNPACK_CANONICAL(keten__receipt_batch_head, head->data, head->len,
@@ -336,9 +338,9 @@ keten_err keten_receipt_head_verify(const Keten__NodeCert *cert, const char *net
     if ((e = signed_bytes(head->data, head->len, &signed_buf, &signed_len)) != KETEN_OK) {
         goto out;
     }
-    int rc = crypto_sign_verify_detached(signature->data, signed_buf, signed_len, cert->sign_pk.data);
+    bool ok = keten_sigcache_verify(signature->data, signed_buf, signed_len, cert->sign_pk.data);
     free(signed_buf);
-    if (rc != 0) {
+    if (!ok) {
         e = keten_err_set(KETEN_ERR_BAD_SIGNATURE,
             "receipt batch signature of %.32s does not verify: forged, tampered or signed by "
             "another key",
@@ -437,8 +439,8 @@ keten_err keten_receipt_proof_build(const Keten__ReceiptBatch *rb, const keten_h
 {
     memset(out, 0, sizeof *out);
     if (rb == NULL || leaf_hashes == NULL || i >= rb->n_leaves) {
-        return keten_err_set(KETEN_ERR_INVALID, "receipt proof: leaf %zu of %zu", i,
-            rb != NULL ? rb->n_leaves : 0);
+        return keten_err_set(
+            KETEN_ERR_INVALID, "receipt proof: leaf %zu of %zu", i, rb != NULL ? rb->n_leaves : 0);
     }
     tree_levels t;
     levels_view(leaf_hashes, rb->n_leaves, &t);
@@ -462,8 +464,8 @@ keten_err keten_receipt_proof_build(const Keten__ReceiptBatch *rb, const keten_h
     return KETEN_OK;
 }
 
-keten_err keten_receipt_proof_check_leaf(
-    const Keten__ReceiptBatchHead *head, const Keten__ReceiptProof *p, Keten__ReceiptLeaf **leaf_out)
+keten_err keten_receipt_proof_check_leaf(const Keten__ReceiptBatchHead *head,
+    const Keten__ReceiptProof *p, Keten__ReceiptLeaf **leaf_out)
 {
     *leaf_out = NULL;
     if (head == NULL || p == NULL) {
@@ -500,8 +502,8 @@ keten_err keten_receipt_proof_check_leaf(
     }
     keten_hash lh;
     keten_merkle_leaf_hash(p->leaf.data, p->leaf.len, lh);
-    if (keten_merkle_verify_inclusion(lh, p->index, head->count, (const keten_hash *)path,
-            p->n_path, head->root.data)
+    if (keten_merkle_verify_inclusion(
+            lh, p->index, head->count, (const keten_hash *)path, p->n_path, head->root.data)
         != KETEN_OK) {
         e = keten_err_set(KETEN_ERR_INCONSISTENT,
             "receipt proof: the path of leaf %llu does not lead to the signed batch root",

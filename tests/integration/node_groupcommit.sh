@@ -39,6 +39,15 @@ commits=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["store
     "$T/.st-politie-mn")
 echo "# politie-mn: $N deliveries stored with $commits durable commits"
 check "fewer durable commits than deliveries (group commit)" test "$commits" -lt "$N"
+# One receipt batch head covers the messages of one commit: the sender
+# verifies each head's signature once in full and answers the head's other
+# receipts from its memory of verified signatures.
+batches=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counters"]["receipt_batches"])' \
+    "$T/.st-politie-mn")
+echo "# politie-mn: $N receipts in $batches receipt batches"
+check "fewer receipt batches than receipts" test "$batches" -lt "$N"
+check "the sender answered at least $N - $batches head signatures from memory" \
+    node_status_is gemeente-diemen "d['counters']['signatures_remembered'] >= $N - $batches"
 
 kill9 politie-mn
 start_node politie-mn
