@@ -444,7 +444,7 @@ static keten_err loop(keten_node *node, int sfd, keten_metrics *metrics)
         for (size_t i = 0; i < n_http; i++) {
             items[3 + i] = (zmq_pollitem_t) { NULL, http_fds[i], ZMQ_POLLIN, 0 };
         }
-        int rc = zmq_poll(items, (int)(3 + n_http), POLL_MS);
+        int rc = zmq_poll(items, (int)(3 + n_http), keten_http_timeout_ms(node->http, POLL_MS));
         bool http_ready = false;
         for (size_t i = 0; rc > 0 && i < n_http; i++) {
             http_ready = http_ready || (items[3 + i].revents & ZMQ_POLLIN);

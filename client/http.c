@@ -85,6 +85,9 @@ struct keten_http {
     stream *streams;
     size_t n_streams;
     FILE *trace; /* test hook */
+    /* A connection was resumed since the last keten_http_run: MHD sends its
+     * answer only in the next MHD_run, so the loop must not wait. */
+    bool resumed;
 };
 
 /* ---- identity: the one place that says who is calling -------------------- */
@@ -307,8 +310,8 @@ static void trace_answer(keten_http *h, struct MHD_Connection *conn, const char 
     trace_query q = { json_object() };
     (void)MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, trace_arg, &q);
     const char *ua = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
-    json_t *line = json_pack("{s:s, s:s, s:s, s:o, s:o, s:i, s:s, s:o}", "method", method,
-        "path", url, "user_agent", ua != NULL ? ua : "", "query", q.obj, "request_body",
+    json_t *line = json_pack("{s:s, s:s, s:s, s:o, s:o, s:i, s:s, s:o}", "method", method, "path",
+        url, "user_agent", ua != NULL ? ua : "", "query", q.obj, "request_body",
         trace_body(r != NULL ? (const char *)r->body : NULL, r != NULL ? r->len : 0), "status",
         (int)status, "content_type", resp->content_type != NULL ? resp->content_type : "",
         "response_body", trace_body(resp->body, resp->body_len));
@@ -423,6 +426,7 @@ static void on_answer(void *ctx, uint64_t ticket, keten_api_response *resp)
         if (r->suspended) {
             r->suspended = false;
             MHD_resume_connection(r->conn);
+            h->resumed = true;
         }
         return;
     }
@@ -970,6 +974,7 @@ static void streams_wake(keten_http *h, bool all)
             && (all || st->ended || now - st->last_write >= KETEN_HTTP_KEEPALIVE_MS)) {
             st->suspended = false;
             MHD_resume_connection(st->conn);
+            h->resumed = true;
         }
     }
 }
@@ -1480,9 +1485,26 @@ size_t keten_http_fds(const keten_http *self, int fds[static KETEN_HTTP_LISTENER
     return n;
 }
 
+long keten_http_timeout_ms(const keten_http *self, long max_ms)
+{
+    if (self->resumed) {
+        return 0;
+    }
+    long t = max_ms;
+    for (size_t i = 0; i < self->n_lis; i++) {
+        MHD_UNSIGNED_LONG_LONG ms = 0;
+        if (MHD_get_timeout(self->lis[i].daemon, &ms) == MHD_YES
+            && ms < (MHD_UNSIGNED_LONG_LONG)t) {
+            t = (long)ms;
+        }
+    }
+    return t;
+}
+
 void keten_http_run(keten_http *self)
 {
-    streams_wake(self, false); /* keep-alives due */
+    streams_wake(self, false); /* keep-alives due: resumed for this run */
+    self->resumed = false;
     for (size_t i = 0; i < self->n_lis; i++) {
         (void)MHD_run(self->lis[i].daemon);
     }

@@ -70,4 +70,9 @@ size_t keten_http_fds(const keten_http *self, int fds[static KETEN_HTTP_LISTENER
 /* Accept, read, answer and time out whatever is ready (never blocks). */
 void keten_http_run(keten_http *self);
 
+/* How long the loop may wait before keten_http_run has work again: 0 when
+ * a listener has work now (an answer resumed after its batch committed, data
+ * already read), else its nearest time-out; at most max_ms. */
+long keten_http_timeout_ms(const keten_http *self, long max_ms);
+
 #endif
