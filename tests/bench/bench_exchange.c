@@ -40,7 +40,9 @@
  * sample of the messages is also looked up with the status API for the
  * times the nodes record themselves (created_at -> accepted_at, and
  * created_at -> the last recipient's receipted_at, which is the time the
- * recipient states it received the message; ms resolution).
+ * recipient states it received the message; ms resolution). Each lookup is
+ * also timed, request to answer, one at a time with the load stopped: the
+ * status API's round trip on a node that is otherwise idle.
  *
  * Phases per repetition: "max" (closed loop: at most --window signals per
  * sender not yet fully receipted, for --warmup + --duration seconds;
@@ -169,7 +171,8 @@ static const char usage_text[]
       "  --window W         signals per sender not yet fully receipted, max phase\n"
       "                     (default 16)\n"
       "  --status-sample N  messages looked up with the status API after an open-loop\n"
-      "                     phase for the nodes' own timestamps (default 1000; 0: none)\n"
+      "                     phase for the nodes' own timestamps and the API's round\n"
+      "                     trip (default 1000; 0: none)\n"
       "  --backlog N        memory mode: N signals to a node that never starts; print the\n"
       "                     broker's memory every N/4\n"
       "  --store-dir DIR    where the temporary directory (all stores) is made\n"
@@ -1216,8 +1219,8 @@ static keten_err op_open(floor_ctx *c)
 static keten_err op_rc_sign(floor_ctx *c)
 {
     keten_receipt_batch *b = NULL;
-    keten_receipt_item it = { .outcome = KETEN__OUTCOME__OUTCOME_STORED,
-        .reason = KETEN__REASON__REASON_NONE };
+    keten_receipt_item it
+        = { .outcome = KETEN__OUTCOME__OUTCOME_STORED, .reason = KETEN__REASON__REASON_NONE };
     memcpy(it.msg_id, c->msg_id, KETEN_MSG_ID_BYTES);
     memcpy(it.envelope_hash, c->env_hash, KETEN_HASH_BYTES);
     keten_err e
@@ -1348,8 +1351,8 @@ static keten_err measure_floor(const net *nt, const char *signal_json, size_t R,
     c.rc_cert = cert;
     if (e == KETEN_OK) {
         crypto_hash_sha256(c.env_hash, c.env, c.env_len);
-        keten_receipt_item it = { .outcome = KETEN__OUTCOME__OUTCOME_STORED,
-            .reason = KETEN__REASON__REASON_NONE };
+        keten_receipt_item it
+            = { .outcome = KETEN__OUTCOME__OUTCOME_STORED, .reason = KETEN__REASON__REASON_NONE };
         memcpy(it.msg_id, c.msg_id, KETEN_MSG_ID_BYTES);
         memcpy(it.envelope_hash, c.env_hash, KETEN_HASH_BYTES);
         e = keten_receipt_batch_new(nt->rcv[0], BENCHNET_NETWORK, c.serial, c.now, &it, 1, &c.rc);
@@ -1494,6 +1497,7 @@ typedef struct phase_result {
     double frac_floor_v2, frac_floor_v2_batch1;
     double lat_reply[BX_PCTS], lat_ack[BX_PCTS], lat_rcpt[BX_PCTS];
     double node_acc[BX_PCTS], node_rcpt[BX_PCTS]; /* from the nodes' own times */
+    double status_rtt[BX_PCTS]; /* one status lookup, load stopped: request -> answer */
     size_t node_sample;
     double late_max_ms;
     double cpu_broker_s, cpu_senders_s, cpu_receivers_s, cpu_bench_s;
@@ -1644,8 +1648,9 @@ static void node_times(exch *x, sender_thr *th, size_t n_th, size_t sample, phas
         return;
     }
     uint64_t *acc = benchnet_xcalloc(sample + n_th, sizeof *acc),
-             *rc = benchnet_xcalloc(sample + n_th, sizeof *rc);
-    size_t na = 0, nr = 0, per = (sample + n_th - 1) / n_th;
+             *rc = benchnet_xcalloc(sample + n_th, sizeof *rc),
+             *rtt = benchnet_xcalloc(sample + n_th, sizeof *rtt);
+    size_t na = 0, nr = 0, nt = 0, per = (sample + n_th - 1) / n_th;
     for (size_t t = 0; t < n_th && !benchnet_stop; t++) {
         size_t eligible = 0;
         for (size_t i = 0; i < th[t].n_ents; i++) {
@@ -1663,7 +1668,11 @@ static void node_times(exch *x, sender_thr *th, size_t n_th, size_t sample, phas
             keten_hex(e->id, KETEN_MSG_ID_BYTES, hex);
             snprintf(path, sizeof path, "/v1/messages/%s", hex);
             json_t *ans = NULL;
+            uint64_t t0 = benchnet_mono_ns();
             keten_err err = api_get(&x->snd[t], path, &ans);
+            if (err == KETEN_OK) {
+                rtt[nt++] = benchnet_mono_ns() - t0;
+            }
             const json_t *st = json_object_get(ans, "status");
             uint64_t created = 0, accepted = 0, last = 0;
             if (err == KETEN_OK && time_of(st, "created_at", &created)
@@ -1691,9 +1700,11 @@ static void node_times(exch *x, sender_thr *th, size_t n_th, size_t sample, phas
     }
     fill_pcts(acc, na, r->node_acc);
     fill_pcts(rc, nr, r->node_rcpt);
+    fill_pcts(rtt, nt, r->status_rtt);
     r->node_sample = na;
     free(acc);
     free(rc);
+    free(rtt);
 }
 
 static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t n_requests,
@@ -1705,6 +1716,7 @@ static keten_err run_phase(const opts *o, exch *x, char *const *requests, size_t
     for (int p = 0; p < BX_PCTS; p++) {
         r->node_acc[p] = -1; /* -1: not measured */
         r->node_rcpt[p] = -1;
+        r->status_rtt[p] = -1;
     }
     r->window_s = o->duration;
     benchnet_loadavg(r->load_before);
@@ -1813,6 +1825,8 @@ static const benchnet_metric phase_metrics[] = {
     { "node: created->accepted p99", "ms", M(node_acc[1]), 0 },
     { "node: created->receipted p50", "ms", M(node_rcpt[0]), 0 },
     { "node: created->receipted p99", "ms", M(node_rcpt[1]), 0 },
+    { "status API round trip p50", "ms", M(status_rtt[0]), 1 },
+    { "status API round trip p99", "ms", M(status_rtt[1]), 1 },
     { "generator late (max)", "ms", M(late_max_ms), 1 },
     { "CPU broker", "s", M(cpu_broker_s), 2 },
     { "CPU sending nodes", "s", M(cpu_senders_s), 2 },
@@ -1887,6 +1901,7 @@ static json_t *phase_json(const phase_result *r)
     json_object_set_new(o, "node_created_to_accepted_ms", pcts_json(r->node_acc));
     json_object_set_new(o, "node_created_to_receipted_ms", pcts_json(r->node_rcpt));
     json_object_set_new(o, "node_sample", json_integer((json_int_t)r->node_sample));
+    json_object_set_new(o, "status_round_trip_ms", pcts_json(r->status_rtt));
     json_object_set_new(o, "generator_late_max_ms", json_real(r->late_max_ms));
     json_object_set_new(o, "cpu_s",
         json_pack("{s:f, s:f, s:f, s:f}", "broker", r->cpu_broker_s, "senders", r->cpu_senders_s,
@@ -1912,8 +1927,8 @@ static json_t *floor_json(const floor_result *f)
         f->all_per_s);
     json_t *v2 = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "checkpoint_sign_us",
         f->cp_sign_us, "checkpoint_verify_us", f->cp_verify_us, "receipt_head_sign_us",
-        f->head_sign_us, "receipt_head_verify_us", f->head_verify_us, "per_signal_v2_us",
-        f->v2_us, "per_signal_v2_batch1_us", f->v2_batch1_us, "floor_v2_per_s", f->v2_per_s,
+        f->head_sign_us, "receipt_head_verify_us", f->head_verify_us, "per_signal_v2_us", f->v2_us,
+        "per_signal_v2_batch1_us", f->v2_batch1_us, "floor_v2_per_s", f->v2_per_s,
         "floor_v2_batch1_per_s", f->v2_batch1_per_s);
     if (o != NULL && v2 != NULL) {
         json_object_update(o, v2);
@@ -1927,8 +1942,8 @@ static void print_phase(unsigned k, const char *what, const phase_result *r)
     printf("run %u %s: %.0f receipted signals/s (%.3f of the pk floor, %.3f of the v2 floor), "
            "%.0f acked/s, all receipts p50 %.1f ms p99 %.1f ms; CPU busy %.0f%%; load %s -> %s%s\n",
         k + 1, what, r->throughput, r->frac_floor, r->frac_floor_v2, r->acked_per_s, r->lat_rcpt[0],
-        r->lat_rcpt[1],
-        r->cpu_busy_pct, r->load_before, r->load_after, r->complete ? "" : " INCOMPLETE");
+        r->lat_rcpt[1], r->cpu_busy_pct, r->load_before, r->load_after,
+        r->complete ? "" : " INCOMPLETE");
     if (r->first_error[0] != '\0' || r->failed > 0) {
         printf("  failed %llu; first error: %s\n", (unsigned long long)r->failed, r->first_error);
     }
