@@ -79,7 +79,8 @@ keten_err keten_signal_json_validate(const char *json, size_t len, const keten_d
 keten_err keten_signal_json_parse(
     const char *json, size_t len, Keten__Signal **out) KETEN_MUST_CHECK;
 
-/* Compact JSON of a signal (keys in the order of section 5). */
+/* Compact JSON of a signal (keys in the order of the table of fields in
+ * docs/signals.md). */
 keten_err keten_signal_json_to_text(const Keten__Signal *signal, char **out) KETEN_MUST_CHECK;
 
 /* The same, as a jansson json_t* (returned as void* to keep jansson out of

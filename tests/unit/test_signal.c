@@ -120,7 +120,7 @@ static void test_design_example_parses(void **state)
 }
 
 /* JSON -> protobuf -> JSON -> protobuf gives the same bytes, and the JSON is
- * written with the keys in the order of section 5. */
+ * written with the keys in the order of docs/signals.md's table of fields. */
 static void test_design_example_round_trips(void **state)
 {
     (void)state;
