@@ -59,7 +59,7 @@ check "done_testing: exit 1 after a failure" eval '! (not_ok x; done_testing) >/
 # The lint: its self-test (it finds bare ok lines planted in a sample), then
 # the test scripts themselves.
 check "lint_tests.py finds every planted bare ok" "$PY" "$HERE/../tools/lint_tests.py" --self-test
-run "$PY" "$HERE/../tools/lint_tests.py" "$HERE" "$HERE/../packaging"
+run "$PY" "$HERE/../tools/lint_tests.py" "$HERE" "$HERE/../packaging" "$HERE/../bench"
 expect 0 "no test script calls ok itself or checks a constant"
 
 done_testing
