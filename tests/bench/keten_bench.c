@@ -624,8 +624,8 @@ static keten_err build_one(build_job *j, size_t i)
         const keten_identity *rc = w->rcpt[msg_rcpt(w, i, 0)];
         const Keten__NodeCert *cert = keten_directory_find_id(nt->bn.dir, rc->id);
         keten_receipt_batch *rb = NULL;
-        keten_receipt_item item = { .outcome = KETEN__OUTCOME__OUTCOME_STORED,
-            .reason = KETEN__REASON__REASON_NONE };
+        keten_receipt_item item
+            = { .outcome = KETEN__OUTCOME__OUTCOME_STORED, .reason = KETEN__REASON__REASON_NONE };
         memcpy(item.msg_id, w->msg_id[i], KETEN_MSG_ID_BYTES);
         memcpy(item.envelope_hash, w->env_hash[i], KETEN_HASH_BYTES);
         if (cert == NULL) {
@@ -770,8 +770,8 @@ static double time_verifies(const blob *msg, const uint8_t (*sig)[KETEN_SIG_BYTE
 
 /* Ed25519 signature of a checkpoint body with the log key, and the check of
  * it that the broker makes of its own signature. */
-static double time_checkpoint(const uint8_t *body, size_t len, const keten_identity *broker,
-    size_t *bad)
+static double time_checkpoint(
+    const uint8_t *body, size_t len, const keten_identity *broker, size_t *bad)
 {
     uint64_t start = benchnet_thread_cpu_ns(), ops = 0;
     uint8_t sig[KETEN_SIG_BYTES];
@@ -1030,6 +1030,7 @@ struct run_state {
     atomic_int phase;
     atomic_size_t ready, failed;
     uint64_t *sent_ns, *ack_ns, *dlv_ns, *rcp_ns;
+    /* n_acked: acks whose proof held; n_errors: submits the broker refused. */
     atomic_uint_fast64_t n_sent, n_acked, n_delivered, n_receipted, n_errors;
     /* Tree sizes of the checkpoints seen by any node (a bit each). */
     atomic_uint_fast64_t *cp_bits;
@@ -1161,8 +1162,7 @@ static void note_error(node_thr *t, const Keten__Error *er)
     t->errors++;
     if (t->errors == 1) {
         t->first_error_reason = (int)er->reason;
-        snprintf(t->first_error, sizeof t->first_error, "%s",
-            er->detail != NULL ? er->detail : "");
+        snprintf(t->first_error, sizeof t->first_error, "%s", er->detail != NULL ? er->detail : "");
     }
 }
 
@@ -1251,8 +1251,8 @@ static int cp_accept(node_thr *t, const Keten__CheckpointFrame *cf)
             t->hellos_again++;
             return 1;
         }
-        if (keten_merkle_verify_consistency(cf->old_size, cp.size, old, cp.root,
-                (const keten_hash *)proof, cf->n_consistency)
+        if (keten_merkle_verify_consistency(
+                cf->old_size, cp.size, old, cp.root, (const keten_hash *)proof, cf->n_consistency)
             != KETEN_OK) {
             note_alarm(t, &t->checkpoints_bad, "checkpoint consistency");
             return -1;
@@ -1267,8 +1267,8 @@ static int cp_accept(node_thr *t, const Keten__CheckpointFrame *cf)
     const uint8_t *same = cp_root(c, cp.size);
     if (same != NULL) {
         if (sodium_memcmp(same, cp.root, KETEN_HASH_BYTES) != 0) {
-            (void)keten_err_set(KETEN_ERR_INCONSISTENT, "a second root for size %llu",
-                (unsigned long long)cp.size);
+            (void)keten_err_set(
+                KETEN_ERR_INCONSISTENT, "a second root for size %llu", (unsigned long long)cp.size);
             note_alarm(t, &t->checkpoints_bad, "checkpoint");
             return -1;
         }
@@ -1444,8 +1444,9 @@ static void sender_notice(node_thr *t, const Keten__LeafProof *proof)
         if (e == KETEN_OK
             && (!keten_receipt_leaf_names(leaf, w->msg_id[i], w->env_hash[i])
                 || leaf->outcome != KETEN__OUTCOME__OUTCOME_STORED)) {
-            e = keten_err_set(KETEN_ERR_INCONSISTENT, "the receipt leaf names another message "
-                                                      "or is not STORED");
+            e = keten_err_set(KETEN_ERR_INCONSISTENT,
+                "the receipt leaf names another message "
+                "or is not STORED");
         }
     }
     if (e != KETEN_OK) {
@@ -1743,8 +1744,8 @@ static void *receiver_main(void *arg)
                 break;
             }
             Keten__Frame *f = NULL;
-            if (KETEN_PB_UNPACK(keten__frame, zmq_msg_data(&m), zmq_msg_size(&m), KETEN_FRAME_MAX,
-                    "frame", &f)
+            if (KETEN_PB_UNPACK(
+                    keten__frame, zmq_msg_data(&m), zmq_msg_size(&m), KETEN_FRAME_MAX, "frame", &f)
                 != KETEN_OK) {
                 t->unknown++;
                 keten_err_clear();
@@ -2007,7 +2008,8 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
     for (;;) {
         uint64_t sent = atomic_load(&rs->n_sent), refused = atomic_load(&rs->n_errors);
         uint64_t ok = sent - refused;
-        if (atomic_load(&rs->n_acked) == sent && atomic_load(&rs->n_delivered) == ok * w->R
+        if (atomic_load(&rs->n_acked) + refused == sent
+            && atomic_load(&rs->n_delivered) == ok * w->R
             && atomic_load(&rs->n_receipted) == ok * w->R) {
             r->complete = true;
             break;
@@ -2022,7 +2024,7 @@ static keten_err run_once(const opts *o, const net *nt, workload *w, unsigned ru
     r->window_s = (double)window_ns / 1e9;
     r->sent = atomic_load(&rs->n_sent);
     r->refused = atomic_load(&rs->n_errors);
-    r->acked = atomic_load(&rs->n_acked) - r->refused;
+    r->acked = atomic_load(&rs->n_acked); /* proven acks only: a refusal is not counted there */
     r->delivered = atomic_load(&rs->n_delivered);
     r->receipted = atomic_load(&rs->n_receipted);
     r->accepted_per_s = (double)acked_at_end / r->window_s;
@@ -2173,7 +2175,8 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
             atomic_store(&rs->phase, PH_GO);
         }
         uint64_t deadline = benchnet_mono_ns() + 600 * BENCHNET_NS;
-        while (ok && atomic_load(&rs->n_acked) < w.n && benchnet_mono_ns() < deadline) {
+        while (ok && atomic_load(&rs->n_acked) + atomic_load(&rs->n_errors) < w.n
+            && benchnet_mono_ns() < deadline) {
             benchnet_sleep_ns(20000000ull);
         }
         atomic_store(&rs->phase, PH_QUIT);
@@ -2182,7 +2185,7 @@ static keten_err run_backlog(const opts *o, net *nt, json_t *out)
                 pthread_join(thr[i].th, NULL);
             }
         }
-        uint64_t acked = atomic_load(&rs->n_acked) - atomic_load(&rs->n_errors);
+        uint64_t acked = atomic_load(&rs->n_acked);
         uint64_t refused = atomic_load(&rs->n_errors);
         char first[200] = "";
         for (size_t i = 0; i < nt->n_senders; i++) {
@@ -2652,8 +2655,7 @@ static void print_run(unsigned k, const run_result *r)
             (unsigned long long)r->refused, (unsigned long long)r->acks_bad,
             (unsigned long long)r->unknown, r->first_error);
     }
-    if (r->checkpoints_bad > 0 || r->deliveries_bad > 0 || r->notices_bad > 0
-        || r->acks_bad > 0) {
+    if (r->checkpoints_bad > 0 || r->deliveries_bad > 0 || r->notices_bad > 0 || r->acks_bad > 0) {
         printf("  refused as a node would (alarms): checkpoints %llu, acks %llu, deliveries "
                "%llu, notices %llu; first: %s\n",
             (unsigned long long)r->checkpoints_bad, (unsigned long long)r->acks_bad,
