@@ -87,17 +87,6 @@ static keten_err take_lock(const char *home, int *fd_out)
     return KETEN_OK;
 }
 
-/* The memory of verified signatures (lib/sigcache.h): once per process. */
-static keten_err enable_sigcache(void)
-{
-    keten_err e = keten_sigcache_enable(SIGCACHE_SLOTS);
-    if (e == KETEN_ERR_EXISTS) {
-        keten_err_clear();
-        return KETEN_OK;
-    }
-    return e;
-}
-
 /* Open identity.secret; the passphrase read for it (NULL for a key written
  * with --no-passphrase) is handed back in *pass, kept in secure memory to
  * open the rotation's keys with (keten_rotate_open): KETEN_PASSPHRASE can be
@@ -519,7 +508,8 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
     signal(SIGPIPE, SIG_IGN);
 
     if ((opts->api_listen != NULL && (e = keten_http_check_listen(opts->api_listen)) != KETEN_OK)
-        || (e = take_lock(opts->home, &lock_fd)) != KETEN_OK || (e = enable_sigcache()) != KETEN_OK
+        || (e = take_lock(opts->home, &lock_fd)) != KETEN_OK
+        || (e = keten_sigcache_enable(SIGCACHE_SLOTS)) != KETEN_OK
         || (opts->metrics != NULL
             && (e = keten_metrics_new(opts->metrics, opts->metrics_remote, &metrics)) != KETEN_OK)
         || (e = open_identity(&node, &pass, &passlen)) != KETEN_OK
@@ -588,6 +578,7 @@ out:
     keten_directory_destroy(&node.dir);
     keten_events_clear_listener(&node);
     keten_store_destroy(&node.store);
+    keten_sigcache_disable();
     keten_pb_free((ProtobufCMessage **)(void *)&node.anchor);
     keten_identity_destroy(&node.me);
     keten_identity_destroy(&node.next);

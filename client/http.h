@@ -24,9 +24,11 @@
  * a ping, and every 401 and 403, is a line of the access log (accesslog.h).
  * Each listener is an MHD daemon with MHD_USE_EPOLL and
  * MHD_ALLOW_SUSPEND_RESUME; keten_http_fds() gives their epoll fds for the
- * loop's zmq_poll, and keten_http_run() runs them, always inside a
- * group-commit batch (daemon.c: when a fd is readable, and at the end of
- * every loop round for resumed answers and idle time-outs). A request
+ * loop's zmq_poll, keten_http_timeout_ms() how long that poll may wait (not
+ * at all while a resumed answer waits to be written), and keten_http_run()
+ * runs them, always inside a group-commit batch (daemon.c: when a fd is
+ * readable, and at the end of every loop round for resumed answers and idle
+ * time-outs). A request
  * whose answer comes later (a wait, or a batch not yet committed: api.h) is
  * suspended and resumed with its answer.
  * Limits: request body KETEN_API_REQUEST_MAX (413 above), KETEN_HTTP_CONNECTIONS
