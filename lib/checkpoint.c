@@ -644,13 +644,22 @@ keten_err keten_checkpoint_sign(const keten_checkpoint *cp, const char *key_name
         err = keten_err_set(KETEN_ERR_NOMEM, "out of memory formatting a checkpoint note");
         goto out;
     }
-    /* Verify our own output as a reader would. */
+    /* Verify our own output as a reader would, and read back what was
+     * signed: a note that verifies but says something else is no better. */
     keten_checkpoint back;
     err = keten_checkpoint_open(s, strlen(s), key_name, pk, &back);
     if (err != KETEN_OK) {
         err = keten_err_set(KETEN_ERR_CRYPTO,
             "the checkpoint just signed does not verify (%s); the signing key is damaged",
             keten_err_str(err));
+        goto out;
+    }
+    if (strcmp(back.origin, cp->origin) != 0 || back.size != cp->size
+        || sodium_memcmp(back.root, cp->root, KETEN_HASH_BYTES) != 0
+        || back.dir_version != cp->dir_version
+        || sodium_memcmp(back.dir_hash, cp->dir_hash, KETEN_HASH_BYTES) != 0) {
+        err = keten_err_set(
+            KETEN_ERR_INCONSISTENT, "the checkpoint just signed does not read back as signed");
         goto out;
     }
     *note_out = s;

@@ -49,7 +49,9 @@ typedef struct keten_checkpoint {
 /* Body text of a checkpoint (no signatures). */
 keten_err keten_checkpoint_body(const keten_checkpoint *cp, char **out) KETEN_MUST_CHECK;
 
-/* Signed note: body + broker signature line. */
+/* Signed note: body + broker signature line. Before it returns, the note is
+ * opened as a reader would (its signature verified) and must read back as
+ * cp; otherwise KETEN_ERR_CRYPTO or KETEN_ERR_INCONSISTENT and no note. */
 keten_err keten_checkpoint_sign(const keten_checkpoint *cp, const char *key_name,
     const uint8_t sk[static KETEN_SIGN_SK_BYTES], char **note_out) KETEN_MUST_CHECK;
 
