@@ -13,6 +13,7 @@
 #include "pb.h"
 #include "store.h"
 #include "util.h"
+#include "witness.h"
 
 static void raise_alarm(keten_node *node, const char *kind, const char *detail);
 
@@ -186,6 +187,8 @@ const char *keten_alarm_refusal_kind(Keten__Reason reason)
         return "revoked";
     case KETEN__REASON__REASON_KEYS_REPLACED:
         return "keys-replaced";
+    case KETEN__REASON__REASON_UNKNOWN_CHECKPOINT:
+        return "log-shorter";
     default:
         return "not-current";
     }
@@ -204,10 +207,27 @@ void keten_alarm_refusal_text(Keten__Reason reason, uint64_t version, char *out,
     case KETEN__REASON__REASON_KEYS_REPLACED:
         snprintf(out, size, "keys replaced in version %llu: start with the new keys", v);
         break;
+    case KETEN__REASON__REASON_UNKNOWN_CHECKPOINT:
+        snprintf(out, size, "%s",
+            "its log is shorter than the checkpoint this node accepted: keep this node's store "
+            "and tell your administrators");
+        break;
     default:
         snprintf(out, size,
             "not a current node of version %llu with these keys: ask your administrator", v);
         break;
+    }
+}
+
+keten_err keten_alarm_refusal_err(Keten__Reason reason)
+{
+    switch (reason) {
+    case KETEN__REASON__REASON_REVOKED:
+        return KETEN_ERR_REVOKED;
+    case KETEN__REASON__REASON_UNKNOWN_CHECKPOINT:
+        return KETEN_ERR_INCONSISTENT;
+    default:
+        return KETEN_ERR_UNKNOWN_NODE;
     }
 }
 
@@ -237,12 +257,19 @@ static keten_err refusal_store(keten_node *node, bool clear)
     return e;
 }
 
+/* A refusal reason as kept: the three of a cut connection, or the refused
+ * Hello; anything else counts as not current. */
+static Keten__Reason refusal_reason(uint64_t r)
+{
+    return r == KETEN__REASON__REASON_REVOKED || r == KETEN__REASON__REASON_KEYS_REPLACED
+            || r == KETEN__REASON__REASON_UNKNOWN_CHECKPOINT
+        ? (Keten__Reason)r
+        : KETEN__REASON__REASON_UNKNOWN_SENDER;
+}
+
 void keten_alarm_refused(keten_node *node, const Keten__Error *err)
 {
-    Keten__Reason reason = err->reason == KETEN__REASON__REASON_REVOKED
-            || err->reason == KETEN__REASON__REASON_KEYS_REPLACED
-        ? err->reason
-        : KETEN__REASON__REASON_UNKNOWN_SENDER;
+    Keten__Reason reason = refusal_reason((uint64_t)err->reason);
     bool first = node->refused == KETEN__REASON__REASON_NONE;
     if (!first && node->refused == reason && node->refused_version == err->directory_version) {
         return; /* the same refusal again (frames sent before the node stopped) */
@@ -250,20 +277,34 @@ void keten_alarm_refused(keten_node *node, const Keten__Error *err)
     node->refused = reason;
     node->refused_version = err->directory_version;
     node->refused_at = keten_now_ms();
-    /* The broker's word, or also what a signed directory the node holds says? */
-    uint64_t held = keten_directory_version(node->dir);
-    node->refused_confirmed = held >= err->directory_version && keten_dirs_my_cert(node) == NULL;
     char text[160];
     keten_alarm_refusal_text(reason, err->directory_version, text, sizeof text);
-    char detail[400];
-    snprintf(detail, sizeof detail, "the broker ended the connection: %s (%s)", text,
-        node->refused_confirmed ? "this node's directory says the same"
-                                : "not in a directory this node holds: the broker's word only");
-    if (first) {
-        node->counters.alarms++;
+    if (reason == KETEN__REASON__REASON_UNKNOWN_CHECKPOINT) {
+        /* Not a matter of keys: the broker no longer has records it signed.
+         * The checkpoint this node holds is the evidence, with the answer. */
+        node->refused_confirmed = true;
+        keten_alarm_evidence(node, keten_alarm_refusal_kind(reason),
+            "the broker refused this node's Hello: its log is shorter than the checkpoint of %llu "
+            "records this node accepted, so records it had signed are gone from it (the "
+            "broker says: %s)",
+            (unsigned long long)keten_witness_reference_size(node),
+            err->detail != NULL ? err->detail : "");
+    } else {
+        /* The broker's word, or also what a signed directory the node holds says? */
+        uint64_t held = keten_directory_version(node->dir);
+        node->refused_confirmed
+            = held >= err->directory_version && keten_dirs_my_cert(node) == NULL;
+        char detail[400];
+        snprintf(detail, sizeof detail, "the broker ended the connection: %s (%s)", text,
+            node->refused_confirmed
+                ? "this node's directory says the same"
+                : "not in a directory this node holds: the broker's word only");
+        if (first) {
+            node->counters.alarms++;
+        }
+        KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s version=%llu detail=%s",
+            keten_alarm_refusal_kind(reason), (unsigned long long)err->directory_version, detail);
     }
-    KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s version=%llu detail=%s",
-        keten_alarm_refusal_kind(reason), (unsigned long long)err->directory_version, detail);
     keten_err e = refusal_store(node, false);
     if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_ERR, "cannot store the refusal", "error=\"%s\"", keten_err_str(e));
@@ -283,11 +324,7 @@ void keten_alarm_refusal_load(keten_node *node)
     if (e == KETEN_OK && v.mv_size == REFUSED_BYTES) {
         const uint8_t *p = v.mv_data;
         if (sodium_memcmp(p + 25, node->me->transport_pk, KETEN_CURVE_KEY_BYTES) == 0) {
-            uint64_t r = keten_store_u64_get(p);
-            node->refused
-                = r == KETEN__REASON__REASON_REVOKED || r == KETEN__REASON__REASON_KEYS_REPLACED
-                ? (Keten__Reason)r
-                : KETEN__REASON__REASON_UNKNOWN_SENDER;
+            node->refused = refusal_reason(keten_store_u64_get(p));
             node->refused_version = keten_store_u64_get(p + 8);
             node->refused_at = keten_store_u64_get(p + 16);
             node->refused_confirmed = p[24] != 0;

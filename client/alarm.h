@@ -36,11 +36,19 @@
  *                            superseded key that does not count: revoked
  *                            for compromise, or dated at or after the
  *                            revocation (not recorded)
+ *   log-shorter              the broker refused this node's Hello because
+ *                            its log is shorter than the checkpoint the
+ *                            node accepted (UNKNOWN_CHECKPOINT): records it
+ *                            signed are gone (a restore from an older
+ *                            backup, a truncation). Stored with the
+ *                            broker's answer as evidence, and a refusal
+ *                            (below) as well
  *
  * Refusal (keten_alarm_refused): the broker ended this node's connection
- * with an Error {REVOKED | KEYS_REPLACED | UNKNOWN_SENDER, directory_version}
- * (docs/wire.md, "Connection refusals"). That is an alarm of kind "revoked",
- * "keys-replaced" or "not-current" (logged, counted), kept in the store's
+ * with an Error {REVOKED | KEYS_REPLACED | UNKNOWN_SENDER, directory_version},
+ * or answered its Hello with UNKNOWN_CHECKPOINT (docs/wire.md, "Connection
+ * refusals"). That is an alarm of kind "revoked", "keys-replaced",
+ * "not-current" or "log-shorter" (logged, counted), kept in the store's
  * state "refused" (reason, version, time, the transport key it concerns)
  * rather than the alarm list: it holds while the node runs with that key,
  * and goes away by itself when the node starts with other keys (a
@@ -74,9 +82,12 @@ keten_err keten_alarm_evidence_count(keten_node *node, size_t *out) KETEN_MUST_C
 void keten_alarm_warn(keten_node *node, const char *what, const char *fmt, ...) KETEN_PRINTF(3, 4);
 
 /* The broker ended the connection with a refusal Error (err->msg_id empty,
- * reason REVOKED, KEYS_REPLACED or UNKNOWN_SENDER): set node->refused*,
- * store it, log the alarm. Whether the node's own directory confirms it (its
- * certificate is not current in the version it holds) is recorded too. */
+ * reason REVOKED, KEYS_REPLACED or UNKNOWN_SENDER), or refused the node's
+ * Hello (UNKNOWN_CHECKPOINT): set node->refused*, store it, log the alarm.
+ * Whether the node's own directory confirms it (its certificate is not
+ * current in the version it holds) is recorded too; for UNKNOWN_CHECKPOINT
+ * the node's own evidence is the signed checkpoint it holds, and the alarm
+ * "log-shorter" is also stored with the broker's answer (node->frame). */
 void keten_alarm_refused(keten_node *node, const Keten__Error *err);
 
 /* Load the stored refusal at start: kept if it concerns the node's
@@ -86,11 +97,16 @@ void keten_alarm_refusal_load(keten_node *node);
 /* The node connected and was not refused: forget a stored refusal. */
 void keten_alarm_refusal_clear(keten_node *node);
 
-/* The refusal's kind ("revoked", "keys-replaced", "not-current") and the
- * line that says what to do ("keys replaced in version N: start with the
- * new keys"); "" when not refused. */
+/* The refusal's kind ("revoked", "keys-replaced", "not-current",
+ * "log-shorter") and the line that says what to do ("keys replaced in
+ * version N: start with the new keys"); "" when not refused. */
 const char *keten_alarm_refusal_kind(Keten__Reason reason);
 void keten_alarm_refusal_text(Keten__Reason reason, uint64_t version, char *out, size_t size);
+
+/* The error a refused node's commands fail with (and so their exit code):
+ * KETEN_ERR_REVOKED, KETEN_ERR_INCONSISTENT for a log shorter than the
+ * node's checkpoint (both 3: verification), else KETEN_ERR_UNKNOWN_NODE. */
+keten_err keten_alarm_refusal_err(Keten__Reason reason);
 
 /* The stored alarms, as a JSON array of {kind, detail, at}; new reference. */
 keten_err keten_alarm_list(keten_node *node, json_t **out) KETEN_MUST_CHECK;

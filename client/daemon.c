@@ -195,10 +195,18 @@ static void on_monitor(keten_node *node)
 
 /* An Error that ends the connection (docs/wire.md, "Connection refusals"):
  * no msg_id, a connection reason and the directory version that made it
- * so. */
-static bool is_refusal(const Keten__Error *err)
+ * so; or UNKNOWN_CHECKPOINT, the answer to a Hello naming a checkpoint
+ * larger than the broker's log, which only a node holding a checkpoint can
+ * get (a Hello from size 0 is never larger). */
+static bool is_refusal(const keten_node *node, const Keten__Error *err)
 {
-    return err->msg_id.len == 0 && err->directory_version > 0
+    if (err->msg_id.len != 0) {
+        return false;
+    }
+    if (err->reason == KETEN__REASON__REASON_UNKNOWN_CHECKPOINT) {
+        return keten_witness_reference_size(node) > 0;
+    }
+    return err->directory_version > 0
         && (err->reason == KETEN__REASON__REASON_REVOKED
             || err->reason == KETEN__REASON__REASON_KEYS_REPLACED
             || err->reason == KETEN__REASON__REASON_UNKNOWN_SENDER);
@@ -206,7 +214,8 @@ static bool is_refusal(const Keten__Error *err)
 
 /* The broker cut this node off: alarm, and no reconnecting until restarted
  * (a node whose keys were replaced starts with the new ones; a revoked one
- * waits for its administrator). */
+ * waits for its administrator; one whose checkpoint the broker's log no
+ * longer holds waits for the broker's log to be whole again). */
 static void on_refused(keten_node *node, const Keten__Error *err)
 {
     if (err->reason == KETEN__REASON__REASON_KEYS_REPLACED && keten_rotate_try_switch(node)) {
@@ -235,7 +244,7 @@ static void on_frame(keten_node *node, const Keten__Frame *f)
         keten_outbox_on_ack(node, f->request_id, f->submit_ack);
         break;
     case KETEN__FRAME__BODY_ERROR:
-        if (is_refusal(f->error)) {
+        if (is_refusal(node, f->error)) {
             on_refused(node, f->error);
         } else {
             keten_outbox_on_error(node, f->request_id, f->error);

@@ -434,10 +434,8 @@ keten_err keten_dirs_send_ok(const keten_node *node)
     if (node->refused != KETEN__REASON__REASON_NONE) {
         char text[160];
         keten_alarm_refusal_text(node->refused, node->refused_version, text, sizeof text);
-        return keten_err_set(node->refused == KETEN__REASON__REASON_REVOKED
-                ? KETEN_ERR_REVOKED
-                : KETEN_ERR_UNKNOWN_NODE,
-            "the broker refuses this node: %s", text);
+        return keten_err_set(
+            keten_alarm_refusal_err(node->refused), "the broker refuses this node: %s", text);
     }
     if (!keten_directory_fresh(node->dir, now)) {
         char exp[40];

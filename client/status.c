@@ -68,9 +68,7 @@ keten_err keten_status_node(keten_node *node, json_t **out)
                 keten_alarm_refusal_kind(node->refused), "directory_version",
                 (json_int_t)node->refused_version, "at", at, "action", text, "confirmed",
                 node->refused_confirmed, "exit",
-                keten_err_exit_code(node->refused == KETEN__REASON__REASON_REVOKED
-                        ? KETEN_ERR_REVOKED
-                        : KETEN_ERR_UNKNOWN_NODE)));
+                keten_err_exit_code(keten_alarm_refusal_err(node->refused))));
     }
     if (e == KETEN_OK) {
         char expires[40];
