@@ -77,6 +77,22 @@ static uint64_t session_of(const conns *self, int fd)
     return self->fd_session[fd];
 }
 
+uint64_t conns_fd_session(const conns *self, int fd)
+{
+    return session_of(self, fd);
+}
+
+bool conns_newer(const conn *old, uint64_t new_session, bool hello)
+{
+    if (old->session == 0) {
+        return true; /* nothing to compare with: the newest frame wins */
+    }
+    if (new_session == old->session) {
+        return hello;
+    }
+    return new_session > old->session;
+}
+
 keten_err conns_add(conns *self, const uint8_t *rid, size_t len, const char *node,
     const uint8_t key[static KETEN_CURVE_KEY_BYTES], int fd, uint64_t now, conn **out)
 {

@@ -11,6 +11,17 @@
  * (ZMQ_SRCFD); the main loop reads all monitor events before any frame, so
  * a reused descriptor is never mistaken for the old connection.
  *
+ * Replacement: sessions only grow, so they also say which of two
+ * connections of one node is the newer. A node that lost its connection
+ * (a broker paused past the heartbeat time-out) connects again while
+ * frames it sent on the old one may still wait to be read, and the broker
+ * then reads frames of both, interleaved. Only a frame of a newer
+ * connection replaces the node's connection (conns_newer); a frame of the
+ * older one is stale and dropped. Replacing on every frame instead made the
+ * two connections replace each other back and forth, and the last one made
+ * was new, without the Hello its node had sent once: every later submit
+ * was refused "send Hello first" while the node waited for acks.
+ *
  * Hello: a node's first frame on a connection names the tree size of the
  * checkpoint it holds. Until a Hello is accepted (`hello`), the connection
  * gets no checkpoint and no frame carrying a proof (acknowledgements,
@@ -94,6 +105,7 @@ typedef struct conn {
     bool cp_staged; /* this batch's checkpoints were staged (checkpointer_commit only) */
     uint64_t cp_sent; /* tree size of the last checkpoint sent (or named by Hello) */
     uint64_t connected_at;
+    uint64_t stale_frames; /* frames of a connection it replaced, dropped */
     conn_flight flight;
     /* The notices in flight: CONN_NOTICES_IN_FLIGHT entries, allocated when
      * the connection is first sent one (most never are). */
@@ -127,6 +139,20 @@ void conns_remove(conns *self, conn *c);
  * routing id is libzmq's bookkeeping, the metadata is the authentication.
  * NULL or malformed metadata never matches. */
 bool conns_same_peer(const conn *c, const char *user_id, const char *keyhex);
+
+/* The session of fd's current connection (0: none known: never accepted,
+ * not tracked, or disconnected since). */
+uint64_t conns_fd_session(const conns *self, int fd);
+
+/* Whether a frame that came under a routing id the table does not know,
+ * for a node whose connection is old, comes from a newer connection of that
+ * node, which then replaces old: the session of its descriptor (new_session)
+ * is later than old's, or old's is not known. A frame from an earlier
+ * session, or from a descriptor already disconnected (0), is stale. The
+ * same session under another routing id means old was made from a frame of
+ * a closed connection whose descriptor the newer one reuses: then the
+ * frame's being a Hello (hello) decides, as a connection starts with one. */
+bool conns_newer(const conn *old, uint64_t new_session, bool hello);
 
 /* Monitor events. */
 void conns_fd_accepted(conns *self, int fd);

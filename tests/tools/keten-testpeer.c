@@ -12,7 +12,8 @@
  *         (connect with a fresh transport key that no directory lists)]
  *         [--cosign (cosign every witness checkpoint that verifies)]
  *         [--no-hello (send no Hello first)] [--hello-size N (Hello names N
- *         instead of 0)]
+ *         instead of 0)] [--hold-until FILE (once connected and Hello sent,
+ *         wait until FILE exists before the action; at most 60 s)]
  *         [--no-notice-ack (do not confirm forwarded receipts and expiry notices;
  *         by default each is confirmed at once with a NoticeAck, as a node does)]
  *
@@ -80,6 +81,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "checkpoint.h"
@@ -115,7 +118,7 @@ typedef struct sent_env {
 } sent_env;
 
 typedef struct peer {
-    const char *home, *anchor_path, *dir_path, *broker, *sign_home;
+    const char *home, *anchor_path, *dir_path, *broker, *sign_home, *hold_until;
     bool transport_only, cosign, no_notice_ack, no_hello;
     uint64_t hello_size;
     uint64_t timeout_ms;
@@ -269,6 +272,18 @@ static keten_err peer_connect(peer *p)
         free(buf);
         if (rc < 0) {
             return keten_err_set(KETEN_ERR_IO, "sending Hello: %s", zmq_strerror(zmq_errno()));
+        }
+    }
+    if (p->hold_until != NULL) {
+        /* Connected (ZeroMQ keeps the connection up meanwhile); nothing is
+         * read until the test says go. */
+        for (int i = 0; access(p->hold_until, F_OK) != 0; i++) {
+            if (i == 1200) {
+                return keten_err_set(
+                    KETEN_ERR_NOT_FOUND, "--hold-until: %s did not appear in 60 s", p->hold_until);
+            }
+            struct timespec ts = { 0, 50 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
         }
     }
     return KETEN_OK;
@@ -1493,6 +1508,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "no-hello", no_argument, NULL, 'Y' },
         { "hello-size", required_argument, NULL, 'Z' },
+        { "hold-until", required_argument, NULL, 'u' },
         { "refuse", required_argument, NULL, 'R' },
         { "envelope", required_argument, NULL, 'e' },
         { "tamper", required_argument, NULL, 'T' },
@@ -1565,6 +1581,9 @@ int main(int argc, char **argv)
             if (!num(optarg, UINT64_MAX - 1, &p.hello_size)) {
                 return usage("--hello-size");
             }
+            break;
+        case 'u':
+            p.hold_until = optarg;
             break;
         case 'R':
             if (!reason_parse(optarg, &p.refuse)) {

@@ -4,7 +4,9 @@
  * routing id and by its node; it belongs to the session of the descriptor
  * its first frame came from, so a disconnect of that descriptor finds it
  * (twin: a descriptor accepted again since, or never seen, finds nothing,
- * so a reused number never cuts off a newer connection). */
+ * so a reused number never cuts off a newer connection). Of two connections
+ * of one node, only a frame of the newer one replaces the older
+ * (conns_newer). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -121,6 +123,43 @@ static void test_sessions(void **state)
     conns_destroy(&t);
 }
 
+/* A node connects again while frames of its old connection still wait:
+ * only a frame from a later session replaces its connection; a frame from
+ * an earlier session, or from a descriptor already disconnected, is stale.
+ * Twins: the later session replaces; a connection of unknown session is
+ * replaced by any; the same session under another routing id is decided by
+ * a Hello. */
+static void test_newer(void **state)
+{
+    (void)state;
+    conns *t = conns_new();
+    conns_fd_accepted(t, 7);
+    conns_fd_accepted(t, 8);
+    uint64_t s7 = conns_fd_session(t, 7), s8 = conns_fd_session(t, 8);
+    assert_true(s7 != 0 && s8 > s7);
+    conn *old = add(t, "rid-old", "alpha", 7);
+    assert_int_equal(old->session, s7);
+    assert_true(conns_newer(old, s8, false)); /* the later connection replaces */
+    assert_true(conns_newer(old, s8, true));
+    conns_remove(t, old); /* replaced */
+    conn *cur = add(t, "rid-new", "alpha", 8);
+    assert_false(conns_newer(cur, s7, false)); /* a frame of the earlier one: stale */
+    assert_false(conns_newer(cur, s7, true)); /* even its Hello */
+    assert_null(conns_fd_disconnected(t, 7)); /* the old descriptor closes */
+    assert_int_equal(conns_fd_session(t, 7), 0);
+    assert_false(conns_newer(cur, 0, false)); /* its descriptor since closed: stale */
+    assert_false(conns_newer(cur, 0, true));
+    /* The same session under another routing id: only a Hello starts it. */
+    assert_false(conns_newer(cur, s8, false));
+    assert_true(conns_newer(cur, s8, true));
+    /* Nothing to compare with (a descriptor not tracked): any frame replaces. */
+    conn *untracked = add(t, "rid-u", "bravo", 9);
+    assert_int_equal(untracked->session, 0);
+    assert_true(conns_newer(untracked, 0, false));
+    assert_true(conns_newer(untracked, s7, false));
+    conns_destroy(&t);
+}
+
 /* Every frame's authenticated peer (User-Id and the admitted CurveZMQ key,
  * as ZAP set them) is compared with the peer the routing id was bound to:
  * another node's id, another key, a missing or malformed property is a
@@ -165,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_newer),
         cmocka_unit_test(test_same_peer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
