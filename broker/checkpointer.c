@@ -356,6 +356,17 @@ keten_err checkpointer_hello(broker *b, conn *c, uint64_t request_id, const Kete
     return KETEN_OK;
 }
 
+/* Whether the signature line (already parsed: "— <name> <base64>") is
+ * under the key name node. */
+static bool line_names(const char *line, const char *node)
+{
+    static const char dash[] = "\xe2\x80\x94 "; /* U+2014, then a space */
+    size_t dl = sizeof dash - 1;
+    size_t nl = strlen(node);
+    return strncmp(line, dash, dl) == 0 && strncmp(line + dl, node, nl) == 0
+        && line[dl + nl] == ' ';
+}
+
 keten_err checkpointer_cosign(
     broker *b, const conn *c, uint64_t request_id, const Keten__Cosignature *cs)
 {
@@ -389,8 +400,30 @@ keten_err checkpointer_cosign(
         goto out;
     }
     e = keten_checkpoint_add_line(copy, len, cs->line, &with);
+    if (e == KETEN_ERR_MALFORMED || e == KETEN_ERR_TOO_LARGE) {
+        /* Not one signature line "— <name> <base64>" (or one the note
+         * cannot hold): input that does not parse, not a bad signature. */
+        char detail[256];
+        snprintf(detail, sizeof detail, "cosignature line refused: %s", keten_err_detail());
+        KETEN_LOG(KETEN_LOG_WARNING, "cosignature line does not parse", "node=%s size=%llu",
+            c->node, (unsigned long long)cs->tree_size);
+        e = outq_error(b->out, c, request_id,
+            e == KETEN_ERR_TOO_LARGE ? KETEN__REASON__REASON_TOO_LARGE
+                                     : KETEN__REASON__REASON_MALFORMED,
+            NULL, detail, 0);
+        goto out;
+    }
+    if ((e == KETEN_OK || e == KETEN_ERR_EXISTS) && !line_names(cs->line, c->node)) {
+        KETEN_LOG(KETEN_LOG_WARNING, "cosignature line under another name refused", "node=%s",
+            c->node);
+        e = outq_error(b->out, c, request_id, KETEN__REASON__REASON_SENDER_MISMATCH, NULL,
+            "the cosignature line is signed under another key name; a node cosigns only as "
+            "itself",
+            0);
+        goto out;
+    }
     if (e == KETEN_ERR_EXISTS) {
-        e = KETEN_OK; /* cosigned before */
+        e = KETEN_OK; /* cosigned before: the first line stays, this one is ignored */
         goto out;
     }
     uint64_t t = 0;

@@ -35,14 +35,21 @@
  * Hello is accepted. Otherwise cp_sent = tree_size. Either way what was in
  * flight on the connection (deliveries, notices) is sent again.
  *
- * A cosignature from a node is accepted only for the node of the
- * connection, is verified against that node's signing key, and is attached
- * to the stored note (keten_checkpoint_add_line). When a stored checkpoint
- * of size S becomes witnessed (a quorum of partners cosigned), its note
- * with the cosignatures is sent again, witness = true, at the end of the
- * batch, to every connection with an accepted Hello whose cp_sent <= S
- * (with the consistency proof cp_sent -> S); a connection already sent a
- * larger checkpoint does not get it (a checkpoint never goes back).
+ * A cosignature (checkpointer_cosign()) is answered, in this order:
+ * Cosignature.node not the connection's node: Error SENDER_MISMATCH; no
+ * stored checkpoint of tree_size: Error MALFORMED; a line that does not
+ * parse as one signature line (or that the note cannot hold): Error
+ * MALFORMED (TOO_LARGE); a line under another key name than the node's:
+ * Error SENDER_MISMATCH; the note already carries a line of the node:
+ * nothing (ignored, the first stays); a line that does not verify with the
+ * node's signing key: Error BAD_SIGNATURE; else it is attached to the
+ * stored note (keten_checkpoint_add_line), unanswered. When a stored
+ * checkpoint of size S becomes witnessed (a quorum of partners cosigned),
+ * its note with the cosignatures is sent again at the end of the batch to
+ * every connection with an accepted Hello: witness = true with the
+ * consistency proof cp_sent -> S when cp_sent <= S (cp_sent becomes S);
+ * to a connection already sent a larger checkpoint as news about an older
+ * size: old_size = S, no proof, witness = false, cp_sent unchanged.
  *
  * Proof requests are answered from the log: a consistency proof
  * old_size -> tree_size and, for each requested leaf (at most

@@ -13,7 +13,10 @@
  * it, the next checkpoint comes with a consistency proof from the size
  * named. A proof frame's checkpoint comes first and its proof holds against
  * that checkpoint's root. Cosignatures: attached when they verify, refused
- * otherwise; a checkpoint that reaches its quorum is sent again. Proof
+ * otherwise (a line that does not parse MALFORMED, one under another key
+ * name SENDER_MISMATCH, one that does not verify BAD_SIGNATURE); a second
+ * one of the same node ignored, unanswered; a checkpoint that reaches its
+ * quorum is sent again. Proof
  * requests out of range are refused; in range they are answered with
  * proofs that hold. */
 #include <setjmp.h>
@@ -389,6 +392,20 @@ static void cosign(ctx *t, conn *c, const char *as, const char *key_of, uint64_t
     free(copy);
 }
 
+/* A cosignature frame of bravo carrying the line as given. */
+static void cosign_line(ctx *t, conn *c, const char *node, const char *line, uint64_t size)
+{
+    broker *b = &t->fb->b;
+    Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;
+    cs.node = (char *)node;
+    cs.line = (char *)line;
+    cs.tree_size = size;
+    outq_clear(b->out);
+    fbroker_begin(t->fb);
+    assert_int_equal(checkpointer_cosign(b, c, 6, &cs), KETEN_OK);
+    fbroker_end(t->fb);
+}
+
 static size_t witnesses_of(ctx *t, uint64_t size)
 {
     broker *b = &t->fb->b;
@@ -435,6 +452,38 @@ static void test_cosignatures(void **state)
     assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_SENDER_MISMATCH);
     cosign(t, bravo, "bravo", "bravo", 1);
     assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_MALFORMED);
+    /* A line that does not parse is malformed input, not a bad signature:
+     * no em dash, two lines, base64 that is not standard, nothing. */
+    const char *unparsed[] = { "- bravo AAAA", "\xe2\x80\x94 bravo AAAAAAAA\nmore",
+        "\xe2\x80\x94 bravo AAAA_AAA", "" };
+    for (size_t i = 0; i < sizeof unparsed / sizeof unparsed[0]; i++) {
+        cosign_line(t, bravo, "bravo", unparsed[i], 2);
+        assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_MALFORMED);
+    }
+    /* A well-formed line that bravo sends under alpha's key name (signed
+     * with alpha's key or its own): bravo cosigns only as itself. */
+    {
+        broker *bb = &t->fb->b;
+        MDB_txn *txn = NULL;
+        assert_int_equal(store_begin(bb->st, false, &txn), KETEN_OK);
+        const char *note = NULL;
+        size_t len = 0;
+        assert_int_equal(store_checkpoint_get(bb->st, txn, 2, &note, &len), KETEN_OK);
+        char *copy = strndup(note, len);
+        store_abort(&txn);
+        const char *keys[] = { "alpha", "bravo" };
+        for (size_t i = 0; i < 2; i++) {
+            char *line = NULL;
+            assert_int_equal(keten_checkpoint_cosignature_sign(copy, strlen(copy), "alpha",
+                                 fixture_node(t->fx, keys[i])->sign_sk, keten_now_ms() / 1000,
+                                 &line),
+                KETEN_OK);
+            cosign_line(t, bravo, "bravo", line, 2);
+            assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_SENDER_MISMATCH);
+            free(line);
+        }
+        free(copy);
+    }
     assert_int_equal(witnesses_of(t, 2), 0);
 
     /* Twin: bravo's own; then alpha's makes the quorum (2 of 3 partners) and
@@ -443,7 +492,12 @@ static void test_cosignatures(void **state)
     assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_NONE);
     assert_int_equal(witnesses_of(t, 2), 1);
     assert_int_equal(b->out->n, 0);
-    cosign(t, bravo, "bravo", "bravo", 2); /* again: nothing changes */
+    cosign(t, bravo, "bravo", "bravo", 2); /* again: ignored, unanswered */
+    assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_NONE);
+    assert_int_equal(b->out->n, 0);
+    assert_int_equal(witnesses_of(t, 2), 1);
+    cosign(t, bravo, "bravo", "charlie", 2); /* a bad second line: ignored too */
+    assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_NONE);
     assert_int_equal(witnesses_of(t, 2), 1);
     cosign(t, alpha, "alpha", "alpha", 2);
     assert_int_equal(witnesses_of(t, 2), 2);
