@@ -57,9 +57,8 @@ keten_err keten_accesslog_open(const char *home, const char *path, keten_accessl
     if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
         e = keten_err_set(KETEN_ERR_PERMISSIONS,
             "the access log %s is %s by %s (mode %03o); run chmod 600 %s", self->path,
-            (st.st_mode & (S_IRGRP | S_IROTH)) ? "readable" : "accessible",
-            (st.st_mode & S_IRWXO) ? "others" : "its group", (unsigned)(st.st_mode & 0777),
-            self->path);
+            keten_file_mode_access(st.st_mode), (st.st_mode & S_IRWXO) ? "others" : "its group",
+            (unsigned)(st.st_mode & 0777), self->path);
         goto out;
     }
     *out = self;

@@ -213,14 +213,16 @@ static bool is_refusal(const keten_node *node, const Keten__Error *err)
 }
 
 /* The broker cut this node off: alarm, and no reconnecting until restarted
- * (a node whose keys were replaced starts with the new ones; a revoked one
- * waits for its administrator; one whose checkpoint the broker's log no
- * longer holds waits for the broker's log to be whole again). */
+ * (a node whose keys were replaced switches to the new ones at a directory
+ * reload or its start; a revoked one waits for its administrator; one whose
+ * checkpoint the broker's log no longer holds waits for the broker's log to
+ * be whole again). */
 static void on_refused(keten_node *node, const Keten__Error *err)
 {
     if (err->reason == KETEN__REASON__REASON_KEYS_REPLACED && keten_rotate_try_switch(node)) {
-        /* The new keys are ready and the directory the broker pushed just
-         * before lists them: reconnect with them. */
+        /* The new keys are ready (opened now if made after the start) and
+         * the directory the broker pushed just before lists them: reconnect
+         * with them. */
         node->relink = true;
         return;
     }
@@ -355,7 +357,9 @@ static void notify_ready(const keten_node *node, const char *what)
 }
 
 /* SIGHUP: install the --directory file if it verifies and is newer; with
- * anything else the node goes on with the version it has. */
+ * anything else the node goes on with the version it has. Then, whether or
+ * not the file was newer, switch to next keys the version in force lists
+ * (they may have come in a push, before a refusal) and reconnect. */
 static void reload_directory(keten_node *node)
 {
     const char *file = node->opts.directory;
@@ -500,7 +504,7 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
     int lock_fd = -1, sfd = -1;
     keten_metrics *metrics = NULL;
     keten_err e;
-    char *pass = NULL; /* identity.secret's passphrase, until the rotation's keys are open */
+    char *pass = NULL; /* identity.secret's passphrase, until kept for the rotation's keys */
     size_t passlen = 0;
 
     sigset_t mask;
@@ -532,10 +536,11 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
         goto out;
     }
     e = keten_rotate_open(&node, pass, passlen);
-    keten_passphrase_free(&pass);
     if (e != KETEN_OK) {
         goto out;
     }
+    /* Kept for next keys made while the daemon runs (rotate.h). */
+    keten_rotate_keep_passphrase(&node, &pass, passlen);
     (void)keten_rotate_try_switch(&node);
     keten_alarm_refusal_load(&node);
     if (keten_inbox_unhandled_init(&node) != KETEN_OK) {
@@ -577,6 +582,7 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
 out:
     keten_metrics_destroy(&metrics); /* stops the HTTP thread */
     keten_passphrase_free(&pass);
+    keten_rotate_forget_passphrase(&node);
     keten_passphrase_scrub_env();
     keten_http_destroy(&node.http);
     keten_api_destroy(&node.api);

@@ -761,10 +761,40 @@ static char *web_read(const char *path, size_t *len)
     return buf;
 }
 
+/* The folder the web page's files are read from. */
+static const char *web_root(const keten_node *node)
+{
+    return node->opts.web_root != NULL ? node->opts.web_root : KETEN_WEB_ROOT;
+}
+
+/* At start, with api-listen: say when the web page's files are not in the
+ * web root (GET / would answer 404 without a word in the log). The API is
+ * served all the same. */
+static void web_root_check(const keten_node *node)
+{
+    const char *root = web_root(node);
+    char path[PATH_MAX];
+    struct stat st;
+    bool has_index = snprintf(path, sizeof path, "%s/index.html", root) < (int)sizeof path
+        && stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, R_OK) == 0;
+    bool has_static = snprintf(path, sizeof path, "%s/static", root) < (int)sizeof path
+        && stat(path, &st) == 0 && S_ISDIR(st.st_mode) && access(path, R_OK | X_OK) == 0;
+    if (has_index && has_static) {
+        return;
+    }
+    bool folder = stat(root, &st) == 0 && S_ISDIR(st.st_mode);
+    KETEN_LOG(KETEN_LOG_WARNING,
+        "the web page's files are missing: GET / answers 404; the API is served",
+        "web_root=%s missing=\"%s%s%s\" folder=%s action=\"install keten's web files there, or "
+        "set web-root (--web-root) to the folder that holds index.html and static/\"",
+        root, has_index ? "" : "index.html", has_index || has_static ? "" : " ",
+        has_static ? "" : "static/", folder ? "exists" : "missing");
+}
+
 static void web_route(
     keten_http *h, http_req *r, const char *method, const char *url, keten_api_response *resp)
 {
-    const char *root = h->node->opts.web_root != NULL ? h->node->opts.web_root : KETEN_WEB_ROOT;
+    const char *root = web_root(h->node);
     char rel[WEB_NAME_MAX + 16] = "";
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
         snprintf(rel, sizeof rel, "index.html");
@@ -782,6 +812,12 @@ static void web_route(
     if (r->via == VIA_TCP && type != NULL && root != NULL
         && snprintf(path, sizeof path, "%s/%s", root, rel) < (int)sizeof path) {
         body = web_read(path, &len);
+    }
+    if (body == NULL && r->via == VIA_TCP && strcmp(rel, "index.html") == 0) {
+        problem_answer(resp, 404, "not-found", "Not found", 2,
+            "the web page's files are not installed on this node; the API is served under "
+            "/v1/ (the node's log names the folder it looked in)");
+        return;
     }
     if (body == NULL) {
         problem_answer(resp, 404, "not-found", "Not found", 2,
@@ -1410,6 +1446,9 @@ keten_err keten_http_open(keten_node *node, keten_http **out)
     }
     if (e == KETEN_OK && node->opts.api_listen != NULL) {
         e = open_tcp(h, node->opts.api_listen);
+        if (e == KETEN_OK) {
+            web_root_check(node);
+        }
     }
 #ifdef KETEN_TEST_HOOKS
     const char *trace = getenv("KETEN_NODE_TEST_API_TRACE");

@@ -110,6 +110,11 @@ typedef struct keten_node {
     keten_identity *next;
     keten_identity *old;
     uint64_t old_wipe_at;
+    /* identity.secret's passphrase (sodium_malloc, no access between uses;
+     * NULL when the file has none), kept to open next keys made while the
+     * daemon runs (rotate.h, keten_rotate_keep_passphrase). */
+    char *rotate_pass;
+    size_t rotate_passlen;
     Keten__Anchor *anchor;
     keten_directory *dir;
     keten_store *store;

@@ -157,8 +157,9 @@ static void print_text(
     printf("  transport key:   %s\n", b64);
     printf("Read the request sha256 to the administrators over another channel. Once they\n"
            "have published a directory with the new certificate, the node switches to the\n"
-           "new keys by itself (at its next start or directory reload, or when the broker\n"
-           "says its keys were replaced) and keeps its store.\n");
+           "new keys by itself (when the broker says its keys were replaced, or at its\n"
+           "next start or directory reload) and keeps its store; a running node opens\n"
+           "them then, with the passphrase it was started with.\n");
 }
 
 keten_err keten_rotate_keygen(const char *home, const char *passfile, bool json)
@@ -179,8 +180,8 @@ keten_err keten_rotate_keygen(const char *home, const char *passfile, bool json)
     if (exists(next)) {
         return keten_err_set(KETEN_ERR_EXISTS,
             "%s already exists: a rotation is under way; have the administrators approve %s "
-            "(keten-keys approve --rotate) and publish, then restart the node (to start the "
-            "rotation again, remove both files first)",
+            "(keten-keys approve --rotate) and publish: the node then switches by itself (to "
+            "start the rotation again, remove both files first)",
             next, nextreq);
     }
     bool encrypted = false;
@@ -310,6 +311,41 @@ static keten_err open_with(const char *path, const char *pass, size_t passlen, k
     return e;
 }
 
+/* Does the installed directory list this node's id with these keys? */
+static bool listed(const keten_node *node, const keten_identity *id)
+{
+    return cert_has_keys(keten_directory_find_id(node->dir, node->me->id), id);
+}
+
+static void log_waiting(const char *next)
+{
+    KETEN_LOG(KETEN_LOG_NOTICE, "new keys wait for their certificate",
+        "file=%s action=\"have the administrators approve identity.next.request with "
+        "keten-keys approve --rotate and publish\"",
+        next);
+}
+
+/* Open next (the path of identity.next.secret) into node->next: keys of
+ * this node, not a broker's. */
+static keten_err open_next(keten_node *node, const char *next, const char *pass, size_t passlen)
+{
+    keten_identity *id = NULL;
+    keten_err e = open_with(next, pass, passlen, &id);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (strcmp(id->id, node->me->id) != 0 || id->has_log_key) {
+        e = keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "%s holds keys for '%s', not for this node '%s'; remove it (and "
+            "identity.next.request) or put back the right one",
+            next, id->id, node->me->id);
+        keten_identity_destroy(&id);
+        return e;
+    }
+    node->next = id;
+    return KETEN_OK;
+}
+
 keten_err keten_rotate_open(keten_node *node, const char *pass, size_t passlen)
 {
     char next[PATH_MAX], sup[PATH_MAX];
@@ -319,19 +355,12 @@ keten_err keten_rotate_open(keten_node *node, const char *pass, size_t passlen)
         return e;
     }
     if (exists(next)) {
-        if ((e = open_with(next, pass, passlen, &node->next)) != KETEN_OK) {
+        if ((e = open_next(node, next, pass, passlen)) != KETEN_OK) {
             return e;
         }
-        if (strcmp(node->next->id, node->me->id) != 0 || node->next->has_log_key) {
-            return keten_err_set(KETEN_ERR_WRONG_TYPE,
-                "%s holds keys for '%s', not for this node '%s'; remove it (and "
-                "identity.next.request) or put back the right one",
-                next, node->next->id, node->me->id);
-        }
-        KETEN_LOG(KETEN_LOG_NOTICE, "new keys wait for their certificate",
-            "file=%s action=\"have the administrators approve identity.next.request with "
-            "keten-keys approve --rotate and publish\"",
-            next);
+        if (!listed(node, node->next)) {
+            log_waiting(next);
+        } /* else the switch follows at once (keten_rotate_try_switch) */
     }
     if (exists(sup)) {
         uint64_t at = 0, now = keten_now_ms();
@@ -354,9 +383,69 @@ keten_err keten_rotate_open(keten_node *node, const char *pass, size_t passlen)
     return KETEN_OK;
 }
 
+void keten_rotate_keep_passphrase(keten_node *node, char **pass_p, size_t passlen)
+{
+    keten_rotate_forget_passphrase(node);
+    node->rotate_pass = *pass_p;
+    node->rotate_passlen = node->rotate_pass != NULL ? passlen : 0;
+    *pass_p = NULL;
+    if (node->rotate_pass != NULL) {
+        (void)sodium_mprotect_noaccess(node->rotate_pass);
+    }
+}
+
+void keten_rotate_forget_passphrase(keten_node *node)
+{
+    if (node->rotate_pass != NULL) {
+        (void)sodium_mprotect_readwrite(node->rotate_pass); /* to be wiped */
+    }
+    keten_passphrase_free(&node->rotate_pass);
+    node->rotate_passlen = 0;
+}
+
+/* Next keys made after the start (keygen --rotate on the running node):
+ * open them now if the installed directory lists this id with keys other
+ * than the current ones (a rotation was approved). true if node->next is
+ * open. */
+static bool open_late(keten_node *node)
+{
+    const Keten__NodeCert *c = keten_directory_find_id(node->dir, node->me->id);
+    if (c == NULL || cert_has_keys(c, node->me)) {
+        return false;
+    }
+    char next[PATH_MAX];
+    if (join(next, node->opts.home, KETEN_ROTATE_NEXT) != KETEN_OK) {
+        keten_err_clear();
+        return false;
+    }
+    if (!exists(next)) {
+        return false;
+    }
+    if (node->rotate_pass != NULL) {
+        (void)sodium_mprotect_readonly(node->rotate_pass);
+    }
+    keten_err e = open_next(node, next, node->rotate_pass, node->rotate_passlen);
+    if (node->rotate_pass != NULL) {
+        (void)sodium_mprotect_noaccess(node->rotate_pass);
+    }
+    if (e != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_ERR, "the new keys cannot be opened; not switching",
+            "file=%s error=\"%s\" detail=\"%s\" action=\"mend the file, then reload "
+            "(SIGHUP) or restart the node\"",
+            next, keten_err_str(e), keten_err_detail());
+        keten_err_clear();
+        return false;
+    }
+    KETEN_LOG(KETEN_LOG_NOTICE, "new keys made since the start opened", "file=%s", next);
+    if (!cert_has_keys(c, node->next)) {
+        log_waiting(next); /* the directory lists yet other keys */
+    }
+    return true;
+}
+
 bool keten_rotate_try_switch(keten_node *node)
 {
-    if (node->next == NULL) {
+    if (node->next == NULL && !open_late(node)) {
         return false;
     }
     const Keten__NodeCert *c = keten_directory_find_id(node->dir, node->me->id);

@@ -987,9 +987,10 @@ static keten_err read_file(const char *path, char **out, size_t *out_len)
     }
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
         e = keten_err_set(KETEN_ERR_PERMISSIONS,
-            "%s: the configuration file is writable by group or others, who could change what "
+            "%s: the configuration file is writable by %s (mode %03o), who could change what "
             "the daemon runs; run chmod go-w %s",
-            path, path);
+            path, (st.st_mode & S_IWOTH) ? "others" : "its group", (unsigned)(st.st_mode & 0777),
+            path);
         goto out;
     }
     if (st.st_size < 0 || (uint64_t)st.st_size > KETEN_CONFIG_FILE_MAX) {

@@ -238,7 +238,8 @@ static const keten_config_setting node_settings[] = {
         .type = KETEN_CONFIG_PATH,
         .min = 1,
         .help = "the folder of the web page served on api-listen: index.html and static/ "
-                "(unset: the page installed with keten, DATADIR/keten/web)",
+                "(unset: the page installed with keten, DATADIR/keten/web); if they are "
+                "missing, a warning at start says so and the API is served all the same",
     },
     {
         .name = "access-log",

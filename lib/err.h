@@ -26,7 +26,7 @@ typedef enum keten_err {
     KETEN_ERR_IO,              /* a file or socket operation failed */
     KETEN_ERR_EXISTS,          /* refusing to overwrite */
     KETEN_ERR_NOT_FOUND,       /* no such file, node, message, ... */
-    KETEN_ERR_PERMISSIONS,     /* a secret file is readable by group or others */
+    KETEN_ERR_PERMISSIONS,     /* refused for safety: a file's mode or kind, a caller (see below) */
     KETEN_ERR_PASSPHRASE,      /* wrong passphrase (or a tampered key file) */
     KETEN_ERR_NEED_PASSPHRASE, /* the key file is encrypted and no passphrase was given */
     KETEN_ERR_TOO_LARGE,       /* input over its size cap */
@@ -63,6 +63,12 @@ typedef enum keten_err {
     KETEN_ERR_CLOCK_SKEW,      /* a time too far ahead of this clock */
     KETEN_ERR__COUNT
 } keten_err;
+
+/* KETEN_ERR_PERMISSIONS covers every "refused for safety": a secret file its
+ * group or others may read or write, a configuration file they may change, a
+ * symbolic link where none is followed, a request from a peer or with a
+ * credential that may not make it. Its short text says only that; the
+ * detail says which, and what to do. */
 
 /* Short static text for err; never NULL. */
 const char *keten_err_str(keten_err err);

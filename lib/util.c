@@ -92,6 +92,14 @@ keten_err keten_file_read(const char *path, size_t max, uint8_t **out, size_t *o
     return KETEN_OK;
 }
 
+const char *keten_file_mode_access(unsigned mode)
+{
+    if ((mode & (S_IRGRP | S_IROTH)) != 0) {
+        return "readable";
+    }
+    return (mode & (S_IWGRP | S_IWOTH)) != 0 ? "writable" : "accessible";
+}
+
 keten_err keten_file_read_secret(const char *path, size_t max, uint8_t **out, size_t *out_len)
 {
     int fd;
@@ -103,8 +111,9 @@ keten_err keten_file_read_secret(const char *path, size_t max, uint8_t **out, si
     if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
         close(fd);
         return keten_err_set(KETEN_ERR_PERMISSIONS,
-            "%s is %s by %s (mode %03o); run chmod 600 %s", path,
-            (st.st_mode & (S_IRGRP | S_IROTH)) ? "readable" : "accessible",
+            "%s is %s by %s (mode %03o); a secret file must be for its owner only: run "
+            "chmod 600 %s",
+            path, keten_file_mode_access(st.st_mode),
             (st.st_mode & S_IRWXO) ? "others" : "its group", (unsigned)(st.st_mode & 0777), path);
     }
     size_t len = (size_t)st.st_size;

@@ -32,6 +32,11 @@ keten_err keten_file_read(const char *path, size_t max, uint8_t **out, size_t *o
 keten_err keten_file_read_secret(const char *path, size_t max, uint8_t **out, size_t *out_len)
     KETEN_MUST_CHECK;
 
+/* How group or others may use a file of this mode, for a message:
+ * "readable" (a read bit), else "writable" (a write bit), else "accessible".
+ * Static text. */
+const char *keten_file_mode_access(unsigned mode);
+
 /* Write data to path atomically (temporary file, fsync, rename, fsync of
  * the directory). mode is the new file's mode. With exclusive, an existing
  * path is KETEN_ERR_EXISTS (the check and the create are one O_EXCL open). */

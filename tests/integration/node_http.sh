@@ -5,9 +5,10 @@
 # their refusals, sent, a message's status, capabilities, checkpoints); each
 # error class (400 bad msg_id, unknown field, malformed JSON, duplicate key;
 # 404, 405 with Allow, 413, 415); the TCP listener (401 without credentials,
-# the security headers) and a non-loopback api-listen refused at start. Every
-# answer is traced (KETEN_NODE_TEST_API_TRACE) and checked against the OpenAPI
-# document at the end (tests/tools/openapi_check.py).
+# the security headers; a web root without the page's files: a warning at
+# start, GET / 404, the API served) and a non-loopback api-listen refused
+# at start. Every answer is traced (KETEN_NODE_TEST_API_TRACE) and checked
+# against the OpenAPI document at the end (tests/tools/openapi_check.py).
 SRC=$(cd "$(dirname "$0")/../.." && pwd) # the source tree: docs/api, tests/tools
 . "$(dirname "$0")/node_lib.sh"
 
@@ -21,11 +22,17 @@ PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); p
 
 start_broker
 KETEN_NODE_TEST_API_TRACE="$T/trace-g.jsonl" start_node gemeente-diemen \
-    --api-listen "127.0.0.1:$PORT" --log-level debug
+    --api-listen "127.0.0.1:$PORT" --log-level debug --web-root "$T/web-missing"
 KETEN_NODE_TEST_API_TRACE="$T/trace-p.jsonl" start_node politie-mn
 for id in gemeente-diemen politie-mn; do
     check "$id connects to the broker" wait_until 20 connected "$id"
 done
+# Its web root is a folder that does not exist: the node said so at start
+# (before it connected), naming the folder and what is missing, and serves
+# the API all the same (the TCP listener below).
+check "gemeente-diemen warns that the web page's files are missing, naming the folder" \
+    grep -qF "level=warn prog=keten-node msg=\"the web page's files are missing: GET / answers 404; the API is served\" web_root=$T/web-missing missing=\"index.html static/\" folder=missing" \
+    "$T/node-gemeente-diemen.log"
 
 declare -A REQS=() # ID -> requests made to its node (each is one trace line)
 
@@ -285,6 +292,9 @@ is 401 "the inbox over TCP without credentials is 401" "$(problem unauthorized)"
 tcp GET /v1/ping
 is 200 "/v1/ping over TCP needs no credentials" "d == {'node': 'gemeente-diemen'}"
 check "with the security headers" header Referrer-Policy no-referrer
+tcp GET /
+is 404 "GET / without the web page's files" \
+    "$(problem not-found) and 'not installed on this node' in d['detail'] and '$T' not in d['detail']"
 
 for addr in 0.0.0.0:7299 192.0.2.1:7299 "[::]:7299"; do
     run "$NODE" run --home n-politie-mn --anchor admin/network.pub --directory directory.signed \

@@ -8,7 +8,8 @@
 # exchange in order with ids, resumed with Last-Event-ID, a reset, live
 # delivery, a revoked token's stream ended), the access log (its fields,
 # actors and refusals, never content) and the web page's files (types,
-# CSP, no way out of the web root). Every answer is traced and checked
+# CSP, no way out of the web root; a web root without static/ warned of at
+# start, twin: a whole one is not). Every answer is traced and checked
 # against docs/api/openapi.yaml at the end.
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 . "$(dirname "$0")/node_lib.sh"
@@ -21,15 +22,27 @@ signal sig.json woonfraude "$SUMMARY"
 PP=$(free_port) # politie-mn: the node under test; its proxy is 127.0.0.1
 PG=$(free_port) # gemeente-diemen: the sender; its proxy is 127.0.0.2
 
+# gemeente-diemen's web root holds index.html but not static/.
+mkdir web-half && cp "$SRC/web/index.html" web-half/
+
 start_broker
 KETEN_NODE_TEST_API_TRACE="$T/trace-p.jsonl" start_node politie-mn --api-listen "127.0.0.1:$PP" \
     --web-root "$SRC/web" --proxy-address 127.0.0.1 --proxy-user-header X-Remote-User \
     --proxy-scopes read,send
 KETEN_NODE_TEST_API_TRACE="$T/trace-g.jsonl" start_node gemeente-diemen \
-    --api-listen "127.0.0.1:$PG" --proxy-address 127.0.0.2 --proxy-user-header X-Remote-User
+    --api-listen "127.0.0.1:$PG" --proxy-address 127.0.0.2 --proxy-user-header X-Remote-User \
+    --web-root "$T/web-half"
 for id in gemeente-diemen politie-mn; do
     check "$id connects to the broker" wait_until 20 connected "$id"
 done
+# At start (before "keten-node running"), the web root was looked at.
+check "gemeente-diemen warns that static/ is missing from its web root" grep -qF \
+    "msg=\"the web page's files are missing: GET / answers 404; the API is served\" web_root=$T/web-half missing=\"static/\" folder=exists" \
+    "$T/node-gemeente-diemen.log"
+check "politie-mn, whose web root holds the page, started (the marker)" grep -q \
+    'msg="keten-node running"' "$T/node-politie-mn.log"
+check "and gave no such warning" lacks grep -q "the web page's files are missing" \
+    "$T/node-politie-mn.log"
 check "politie-mn serves HTTP on 127.0.0.1:$PP" wait_until 10 port_open "$PP"
 check "gemeente-diemen serves HTTP on 127.0.0.1:$PG" wait_until 10 port_open "$PG"
 

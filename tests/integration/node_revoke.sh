@@ -7,6 +7,11 @@
 # once. A version that does not touch a node (another node added) keeps it
 # connected. A rotation in the same home (keygen --rotate) keeps the node's
 # store; messages in flight during the switch are neither lost nor doubled.
+# A node running since before keygen --rotate opens its new keys when it
+# needs them: at the broker's refusal (with the passphrase it was started
+# with), or, if it could not then, at a SIGHUP even when the directory file
+# is the version it has. A node started with a directory that already lists
+# its new keys switches without saying that they wait for a certificate.
 #
 # Arguments: node_lib.sh's six, then keten-audit.
 if [ -z "${7:-}" ] || [ ! -x "$7" ]; then
@@ -137,12 +142,21 @@ run "$NODE" keygen --rotate --home n-nowhere
 expect 1 "keygen --rotate in a home without keys is refused"
 says "make the first ones with keten-node keygen" "it says what to do"
 
+# The daemon, started before keygen --rotate, opens the new keys when it
+# needs them. Here it cannot: the file is readable by others (as a copy made
+# by mistake would be; a keygen run as root instead of the user keten leaves
+# one the daemon cannot read at all), so it stays on its old keys, refused.
+chmod 644 n-gemeente-diemen/identity.next.secret
+
 run "$KEYS" approve --dir admin n-gemeente-diemen/identity.next.request --rotate
 expect 0 "the administrators approve the rotation"
 publish_dir admin dir.v4 || done_testing
 check "the broker installs version 4 (gemeente-diemen's keys replaced)" install dir.v4 4
 check "gemeente-diemen, still on its old keys, raises the alarm (keys-replaced, version 4)" \
     wait_until 10 grep -q 'msg=ALARM alarm=keys-replaced version=4' "$T/node-gemeente-diemen.log"
+check "it says why it cannot switch: its new keys are readable by others" grep -qE \
+    'msg="the new keys cannot be opened; not switching" .*identity.next.secret is readable by others' \
+    "$T/node-gemeente-diemen.log"
 check "the broker logs the cut-off as a rotation" grep -q \
     'msg="node no longer current: connection cut off" node=gemeente-diemen version=4 reason=keys-replaced' \
     "$T/broker.log"
@@ -153,10 +167,16 @@ run timeout 5 "$NODE" send --home n-gemeente-diemen --to belastingdienst --signa
 expect 1 "send fails at once (not a timeout)"
 says "keys replaced in version 4: start with the new keys" "send says why"
 
-stop_one gemeente-diemen
-start_node gemeente-diemen
-check "restarted, it switches to the new keys" wait_until 15 grep -q \
+# The file mended, a directory reload switches: the directory file is the
+# version the node already has (the broker pushed it), and the node still
+# switches to the keys that version lists and reconnects with them.
+chmod 600 n-gemeente-diemen/identity.next.secret
+kill -HUP "${PID[gemeente-diemen]}"
+check "on SIGHUP it switches to the new keys" wait_until 15 grep -q \
     'msg="switched to the rotated keys" node=gemeente-diemen' "$T/node-gemeente-diemen.log"
+check "though the directory file is the version it already has" grep -q \
+    'msg="directory file is the installed version; nothing changed" file=directory.signed installed=4' \
+    "$T/node-gemeente-diemen.log"
 check "and connects with them" wait_until 20 connected gemeente-diemen
 run "$NODE" status --home n-gemeente-diemen
 expect 0 "its status is clean again (exit 0)"
@@ -270,18 +290,54 @@ expect 0 "a signal to belastingdienst after its switch"
 S6=$(cat "$T/.out")
 check "is delivered and opened with its new keys" wait_until 20 inbox_has belastingdienst "$S6"
 
-# ---- passphrase-protected keys: one KETEN_PASSPHRASE opens both key sets --------
+# ---- passphrase-protected keys made while the node runs ---------------------------
+# zorg-diemen runs (its passphrase given once, in KETEN_PASSPHRASE) when its
+# next keys are made: at the broker's refusal it opens them with the
+# passphrase it was started with and switches at once, with no alarm.
+# Stopped during a second rotation and started with a directory that already
+# lists the new keys, it switches at start without saying that they wait for
+# their certificate; one KETEN_PASSPHRASE opens all three key sets.
 
+KETEN_PASSPHRASE="$ZPASS" start_node zorg-diemen
+check "zorg-diemen connects (its keys opened with KETEN_PASSPHRASE)" wait_until 20 \
+    connected zorg-diemen
 run env KETEN_PASSPHRASE="not the passphrase" "$NODE" keygen --rotate --home n-zorg-diemen
 expect 1 "keygen --rotate with a wrong passphrase is refused"
 says "the passphrase does not open" "it says so"
 check "and leaves no next keys" test ! -e n-zorg-diemen/identity.next.secret
 run env KETEN_PASSPHRASE="$ZPASS" "$NODE" keygen --rotate --home n-zorg-diemen
 expect 0 "with the right one, zorg-diemen makes its next keys (same passphrase)"
+run "$KEYS" approve --dir admin n-zorg-diemen/identity.next.request --rotate
+expect 0 "the administrators approve zorg-diemen's rotation"
+publish_dir admin dir.v7 || done_testing
+check "the broker installs version 7" install dir.v7 7
+check "zorg-diemen, running since before keygen --rotate, switches at the broker's refusal" \
+    wait_until 15 grep -q 'msg="switched to the rotated keys" node=zorg-diemen' \
+    "$T/node-zorg-diemen.log"
+check "and reconnects with the new keys" wait_until 20 node_status_is zorg-diemen \
+    'd["connected"] and d["member"] and "refused" not in d and d["directory"]["version"] == 7'
+check "no refusal alarm was raised (it opened its new keys)" lacks grep -q \
+    'msg=ALARM alarm=keys-replaced' "$T/node-zorg-diemen.log"
+
+stop_one zorg-diemen
+run env KETEN_PASSPHRASE="$ZPASS" "$NODE" keygen --rotate --home n-zorg-diemen
+expect 0 "zorg-diemen, stopped, makes its next keys again"
+run "$KEYS" approve --dir admin n-zorg-diemen/identity.next.request --rotate
+expect 0 "the administrators approve the second rotation"
+publish_dir admin dir.v8 || done_testing
+check "the broker installs version 8" install dir.v8 8
 KETEN_PASSPHRASE="$ZPASS" start_node zorg-diemen
-check "the daemon opens both with the one KETEN_PASSPHRASE (read once)" wait_until 15 grep -q \
+switched_twice() {
+    test "$(grep -c 'msg="switched to the rotated keys" node=zorg-diemen' \
+        "$T/node-zorg-diemen.log")" -eq 2
+}
+check "started with version 8, which lists its new keys, it switches at start" \
+    wait_until 15 switched_twice
+check "without saying first that they wait for their certificate" lacks grep -q \
     'msg="new keys wait for their certificate"' "$T/node-zorg-diemen.log"
-check "and connects with its current keys" wait_until 20 connected zorg-diemen
+check "one KETEN_PASSPHRASE opened its keys, the superseded and the new ones: connected" \
+    wait_until 20 node_status_is zorg-diemen \
+    'd["connected"] and d["member"] and "refused" not in d and d["directory"]["version"] == 8'
 
 # ---- the audit log ------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 # programs_cli.sh - what the four programs share (lib/cmdtable.h): --version
 # and version print the project's version; a mistyped command or long option
 # is a usage error (exit 2) naming the closest one, and the right one is
-# accepted; the installed bash completion scripts parse and complete the
-# commands and a command's options.
+# accepted; a configuration file its group or others can write is refused
+# saying so (twin: mode 644 is read); the installed bash completion scripts
+# parse and complete the commands and a command's options.
 #
 #   programs_cli.sh KEYS NODE BROKER TOOL AUDIT VERSION COMPLETION...
 # The paths, before lib.sh moves into its temporary directory.
@@ -81,6 +82,28 @@ for p in "$NODE" "$BROKER"; do
     run "$p" run --config "$T/missing.conf"
     expect 2 "$name run --config with a missing file"
     says "missing.conf" "$name run --config names the missing file"
+    # A configuration file its group or others can change is refused, and
+    # the message says that (it is no secret file); twin: made go-w, the
+    # same file is read, and the run stops at what it lacks (a home).
+    section=${name#keten-}
+    printf '[%s]\nlog-level = info\n' "$section" >"$T/$section.conf"
+    chmod 664 "$T/$section.conf"
+    run "$p" run --config "$T/$section.conf"
+    expect 2 "$name run --config with a group-writable file"
+    says "$section.conf: the configuration file is writable by its group (mode 664)" \
+        "$name says the configuration file is writable by its group"
+    says "chmod go-w" "$name says what to do"
+    says_not "secret" "$name does not call a configuration file secret"
+    says_not "readable" "$name does not say the problem is reading it"
+    chmod 646 "$T/$section.conf"
+    run "$p" run --config "$T/$section.conf"
+    expect 2 "$name run --config with a file others can write"
+    says "writable by others (mode 646)" "$name says others can write it"
+    chmod 644 "$T/$section.conf"
+    run "$p" run --config "$T/$section.conf"
+    expect 2 "$name run --config with the same file mode 644: read"
+    says "home is not set" "$name read it and stops at the missing home"
+    says_not "writable" "$name no longer complains about the mode"
 done
 run "$NODE" run --help
 stdout_says "tcp://broker.example:7250" "keten-node run --help's example uses port 7250"

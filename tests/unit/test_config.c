@@ -776,9 +776,14 @@ static void test_files(void **state)
     /* Writable by others (or group): refused; the same file 0644 is read. */
     write_file("[broker]\nhome = /h\n", 19, 0666, path, sizeof path);
     assert_int_equal(keten_config_load(cfg, path), KETEN_ERR_PERMISSIONS);
-    detail_has("chmod go-w", NULL);
+    detail_has("the configuration file is writable by others (mode 666)", "chmod go-w", NULL);
+    /* The error's own text fits a configuration file too: it is no secret,
+     * and what is wrong is who can write it (the detail says so). */
+    assert_null(strstr(keten_err_str(KETEN_ERR_PERMISSIONS), "secret"));
+    assert_null(strstr(keten_err_str(KETEN_ERR_PERMISSIONS), "readable"));
     assert_int_equal(chmod(path, 0664), 0);
     assert_int_equal(keten_config_load(cfg, path), KETEN_ERR_PERMISSIONS);
+    detail_has("writable by its group (mode 664)", NULL);
     assert_int_equal(chmod(path, 0644), 0);
     assert_int_equal(keten_config_load(cfg, path), KETEN_OK);
     assert_string_equal(keten_config_get_str(cfg, "home"), "/h");

@@ -319,11 +319,19 @@ static void test_permissions_refused_before_passphrase(void **state)
     assert_int_equal(keten_identity_save(k, path, (const uint8_t *)PASS, PASS_LEN), KETEN_OK);
     bool enc;
     const mode_t bad_modes[] = { 0640, 0604, 0620, 0602, 0660, 0644 };
+    /* The detail says who may do what: readable wins over writable. */
+    const char *const says[]
+        = { "is readable by its group (mode 640)", "is readable by others (mode 604)",
+              "is writable by its group (mode 620)", "is writable by others (mode 602)",
+              "is readable by its group (mode 660)", "is readable by others (mode 644)" };
     for (size_t i = 0; i < sizeof bad_modes / sizeof bad_modes[0]; i++) {
         assert_int_equal(chmod(path, bad_modes[i]), 0);
         /* Even with the right passphrase, and before the passphrase is tried. */
         expect_load(path, PASS, KETEN_ERR_PERMISSIONS);
         assert_non_null(strstr(keten_err_detail(), "chmod 600"));
+        if (strstr(keten_err_detail(), says[i]) == NULL) {
+            fail_msg("detail \"%s\" lacks \"%s\"", keten_err_detail(), says[i]);
+        }
         expect_load(path, "wrong", KETEN_ERR_PERMISSIONS);
         assert_int_equal(keten_identity_file_encrypted(path, &enc), KETEN_ERR_PERMISSIONS);
     }

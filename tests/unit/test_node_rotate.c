@@ -9,7 +9,10 @@
  * wiped only once their time has passed (twin: not before). An interrupted
  * switch is finished at the next start. Protected next keys open with
  * identity.secret's passphrase, handed over once (KETEN_PASSPHRASE can be
- * read only once); a wrong one or none is refused, saying why. */
+ * read only once); a wrong one or none is refused, saying why. Next keys
+ * made while the node runs are opened with the passphrase it kept when the
+ * directory lists them (twins: not before; not while the file is readable by
+ * others or the passphrase is wrong), and the node switches. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -22,12 +25,14 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "dirbuild.h"
 #include "dirs.h"
 #include "fixture.h"
 #include "fixture_node.h"
 #include "identity.h"
+#include "passphrase.h"
 #include "pb.h"
 #include "rotate.h"
 #include "util.h"
@@ -65,6 +70,7 @@ static int teardown(void **state)
         keten_identity_destroy(&node->old);
     }
     keten_identity_destroy(&node->next);
+    keten_rotate_forget_passphrase(node);
     node->me = t->borrowed;
     node->old = NULL;
     fnode_destroy(&t->fn);
@@ -185,6 +191,102 @@ static void test_open_with_passphrase(void **state)
     keten_identity_destroy(&next);
 }
 
+/* A passphrase in sodium_malloc memory, as keten_passphrase_get() gives it
+ * (KETEN_PASSPHRASE_MAX + 1 bytes, which keten_passphrase_free() wipes). */
+static char *secure_copy(const char *text)
+{
+    size_t n = strlen(text);
+    assert_true(n <= KETEN_PASSPHRASE_MAX);
+    char *p = sodium_malloc(KETEN_PASSPHRASE_MAX + 1);
+    assert_non_null(p);
+    memset(p, 0, KETEN_PASSPHRASE_MAX + 1);
+    memcpy(p, text, n + 1);
+    return p;
+}
+
+/* Approve next's request as a rotation into the fixture's draft, publish it
+ * as the directory file, and reload it into the node. */
+static void approve_and_reload(ctx *t, const keten_identity *next)
+{
+    uint8_t *req = NULL;
+    size_t req_len = 0;
+    Keten__NodeRequest *parsed = NULL;
+    uint64_t now = keten_now_ms(), serial = 0;
+    assert_int_equal(keten_identity_request(next, "testnet", now, &req, &req_len), KETEN_OK);
+    assert_int_equal(keten_identity_request_verify(req, req_len, &parsed), KETEN_OK);
+    assert_int_equal(
+        keten_dirbuild_approve(t->fx->draft, parsed, now, 365ull * KETEN_MS_PER_DAY, true, &serial),
+        KETEN_OK);
+    size_t len = 0;
+    uint8_t *v = fixture_publish(t->fx, &len);
+    bool installed = false;
+    assert_int_equal(keten_dirs_reload(t->node, &installed), KETEN_OK);
+    assert_true(installed);
+    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
+    free(req);
+    free(v);
+}
+
+/* keygen --rotate on a running node: the daemon opened no next keys at its
+ * start; it opens them (with the passphrase it kept) once the installed
+ * directory lists other keys for it, and switches. A file it cannot open
+ * (readable by others, a wrong passphrase) changes nothing and is tried
+ * again at the next call. */
+static void test_open_late(void **state)
+{
+    ctx *t = *state;
+    keten_node *node = t->node;
+    static const char pass[] = "a passphrase of the node";
+    save(t, node->me, KETEN_ROTATE_CURRENT);
+    assert_int_equal(keten_rotate_open(node, pass, sizeof pass - 1), KETEN_OK);
+    assert_null(node->next);
+    char *kept = secure_copy("not the passphrase");
+    keten_rotate_keep_passphrase(node, &kept, strlen("not the passphrase"));
+    assert_null(kept);
+
+    /* Made after the start. */
+    keten_identity *next = NULL;
+    assert_int_equal(
+        keten_identity_generate("alpha", "municipality", "Alpha", false, &next), KETEN_OK);
+    char p[PATH_MAX];
+    path(t, KETEN_ROTATE_NEXT, p);
+    assert_int_equal(
+        keten_identity_save(next, p, (const uint8_t *)pass, sizeof pass - 1), KETEN_OK);
+
+    /* Twin: the directory lists the current keys: nothing is opened. */
+    assert_false(keten_rotate_try_switch(node));
+    assert_null(node->next);
+
+    approve_and_reload(t, next);
+    node->refused = KETEN__REASON__REASON_KEYS_REPLACED;
+    /* A wrong kept passphrase: not opened, not switched, tried again later. */
+    assert_false(keten_rotate_try_switch(node));
+    assert_null(node->next);
+    assert_true(node->me == t->borrowed);
+    assert_true(exists(t, KETEN_ROTATE_NEXT));
+    assert_int_equal(node->refused, KETEN__REASON__REASON_KEYS_REPLACED);
+    /* The file readable by others: refused before the passphrase is tried. */
+    kept = secure_copy(pass);
+    keten_rotate_keep_passphrase(node, &kept, sizeof pass - 1);
+    assert_int_equal(chmod(p, 0644), 0);
+    assert_false(keten_rotate_try_switch(node));
+    assert_null(node->next);
+    assert_true(exists(t, KETEN_ROTATE_NEXT));
+    /* Mended: the next call opens the keys and switches. */
+    assert_int_equal(chmod(p, 0600), 0);
+    assert_true(keten_rotate_try_switch(node));
+    assert_memory_equal(node->me->sign_pk, next->sign_pk, KETEN_SIGN_PK_BYTES);
+    assert_true(node->old == t->borrowed);
+    assert_null(node->next);
+    assert_int_equal(node->refused, KETEN__REASON__REASON_NONE);
+    assert_non_null(keten_dirs_my_cert(node));
+    assert_true(exists(t, KETEN_ROTATE_SUPERSEDED));
+    assert_false(exists(t, KETEN_ROTATE_NEXT));
+    keten_rotate_forget_passphrase(node);
+    assert_null(node->rotate_pass);
+    keten_identity_destroy(&next);
+}
+
 static void test_wipe(void **state)
 {
     ctx *t = *state;
@@ -238,6 +340,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_switch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_with_passphrase, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_late, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wipe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
     };
