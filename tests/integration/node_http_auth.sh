@@ -97,7 +97,7 @@ for spec in reader:read sender:send acker:ack all:read,send,ack streamer:read go
 done
 unix politie-mn GET /v1/tokens
 is 200 "the tokens are listed" "len(d['tokens']) == 6 and all('token' not in t for t in d['tokens'])"
-check "the list holds no token's secret" lacks grep -qF "${TOK[reader]:4}" "$T/.out"
+check "the list holds no token's secret" lacks grep -qF -- "${TOK[reader]:4}" "$T/.out"
 unix politie-mn POST /v1/tokens '{"name":"reader","scopes":["read"]}'
 is 409 "a second live token named reader" "$(problem conflict)"
 unix politie-mn POST /v1/tokens '{"name":"x","scopes":["read"],"colour":"red"}'
@@ -411,7 +411,7 @@ check "the event streams" has "d['action'] == 'events' and d['actor'] == 'token:
 check "no summary in the access log" lacks grep -qF "$SUMMARY" "$LOG"
 check "no subject in the access log" lacks grep -qF "Hoofdstraat" "$LOG"
 check "no query value in the access log" lacks grep -qF "99999999" "$LOG"
-check "no token in the access log" lacks grep -qF "${TOK[all]:4}" "$LOG"
+check "no token in the access log" lacks grep -qF -- "${TOK[all]:4}" "$LOG"
 
 # --- an access log that cannot be opened safely ------------------------------------------
 stop_one gemeente-diemen
