@@ -27,7 +27,8 @@
  *   directory-withheld       a checkpoint named a directory version the node
  *                            could not get within the timeout
  *   directory-mismatch       a checkpoint named a directory version with
- *                            another hash, or a lower version than before
+ *                            another hash, or a lower version than a
+ *                            checkpoint of a smaller tree named
  *   directory-expired        the directory in force expired and no fresh
  *                            version came: the node opens and receipts
  *                            nothing until one is installed (raised once

@@ -15,7 +15,9 @@
  * judged: the node says Hello again; one naming a newer directory is not
  * taken until the node has it. News about an older checkpoint: one the node
  * keeps counts its cosignatures, one it never took is ignored (twin: with
- * another root, or not sent as news, an alarm). A witness checkpoint is
+ * another root, or not sent as news, an alarm); one naming the directory
+ * version of its time, older than the reference's, is no mismatch (twin: a
+ * smaller tree naming a newer version than the reference is). A witness checkpoint is
  * stored and cosigned (twin: a commit checkpoint is neither). Leaf proofs
  * hold only against a kept checkpoint of their size. */
 #include <setjmp.h>
@@ -361,6 +363,53 @@ static void test_news_about_older(void **state)
     expect_alarm(t, 1, 10);
 }
 
+/* A directory version installed between two checkpoints: news about the
+ * older one, which names the older version, is counted and raises nothing
+ * (it once raised directory-mismatch: "lower than version 2 named by the
+ * accepted checkpoint"). Twin: an older size naming a newer version than
+ * the accepted checkpoint of a larger size is directory-mismatch. */
+static void test_news_names_older_directory(void **state)
+{
+    ctx *t = *state;
+    static const char *const quorum[] = { "bravo", "charlie" };
+    flog_pad(t->log, 3);
+    fnode_checkpoint(t->fn, t->log, 0, 3, true); /* names version 1 */
+    char *then = cosigned(t, t->log, 3, quorum, 2); /* version 1 too */
+    size_t len = 0;
+    uint8_t *sd = fixture_publish(t->fx, &len);
+    ProtobufCBinaryData chain = { len, sd };
+    Keten__DirectoryPush push = KETEN__DIRECTORY_PUSH__INIT;
+    push.n_chain = 1;
+    push.chain = &chain;
+    assert_int_equal(keten_dirs_on_push(t->node, &push), KETEN_OK);
+    free(sd);
+    assert_int_equal(keten_directory_version(t->node->dir), 2);
+    flog_pad(t->log, 4);
+    fnode_checkpoint(t->fn, t->log, 3, 7, false); /* names version 2 */
+    assert_int_equal(ref_size(t), 7);
+
+    json_t *status = json_object();
+    news(t, then, 3);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+    assert_int_equal(ref_size(t), 7);
+    assert_int_equal(keten_witness_status(t->node, status), KETEN_OK);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(status, "checkpoint"), "witnessed_size")),
+        3);
+    json_decref(status);
+
+    /* Twin: version 3 installed, then a checkpoint of size 5 naming it. */
+    sd = fixture_publish(t->fx, &len);
+    chain.len = len;
+    chain.data = sd;
+    assert_int_equal(keten_dirs_on_push(t->node, &push), KETEN_OK);
+    free(sd);
+    assert_int_equal(keten_directory_version(t->node->dir), 3);
+    news(t, cosigned(t, t->log, 5, quorum, 2), 5);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    assert_int_equal(ref_size(t), 7);
+}
+
 /* ---- witness checkpoints --------------------------------------------------- */
 
 static bool stored(ctx *t, uint64_t size)
@@ -446,6 +495,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_old_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_news_about_older, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_news_names_older_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_witness_checkpoint_cosigned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leaf_proofs, setup, teardown),
     };
