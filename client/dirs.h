@@ -50,7 +50,9 @@ void keten_dirs_request(keten_node *node);
  * node fails closed) and ask for the chain. */
 void keten_dirs_need(keten_node *node, uint64_t version);
 
-/* Re-ask and raise directory-withheld when it takes too long. */
+/* Each loop round: raise directory-expired once the directory in force has
+ * expired (once per version, also on an idle node); re-ask a needed version
+ * and raise directory-withheld when it takes too long. */
 void keten_dirs_tick(keten_node *node);
 
 /* KETEN_OK if the node may send now; otherwise why not (detail set). */

@@ -7,7 +7,8 @@
 # politie-mn is accepted by the broker and delivered; politie-mn does not
 # open it, stores nothing, signs no receipt (its receipt batch counter stays
 # 0 in the step that holds the delivery), raises the alarm
-# directory-expired and says in status why and what to do; the sender's
+# directory-expired (at once, idle, before anything arrives; status exits 3)
+# and says in status why and what to do; the sender's
 # recipient stays "accepted". Then the administrators publish a fresh
 # version, the broker installs it on SIGHUP and pushes it, and politie-mn,
 # once it holds it, asks again (Hello): the same message is delivered,
@@ -36,6 +37,12 @@ check "politie-mn's status: version 1 has expired, says why and what to do" \
 run "$NODE" status --home n-politie-mn
 stdout_says "EXPIRED" "status prints the directory as expired"
 stdout_says "Ask the administrators to publish" "status prints what to do"
+check "politie-mn raises directory-expired by itself, before anything arrives" wait_until 10 \
+    node_status_is politie-mn '[a["kind"] for a in d["alarms"]] == ["directory-expired"] and d["counters"]["received"] == 0'
+run "$NODE" status --home n-politie-mn
+expect 3 "politie-mn's status exits 3 while idle (the alarm)"
+run "$NODE" status --home n-gemeente-diemen
+expect 0 "gemeente-diemen, whose directory is fresh, raises nothing (exit 0)"
 
 run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
 expect 0 "gemeente-diemen sends a signal to politie-mn; the broker accepts it"
