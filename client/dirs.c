@@ -210,6 +210,17 @@ keten_err keten_dirs_load(keten_node *node)
         e = KETEN_OK;
         goto out;
     }
+    if (e == KETEN_ERR_THRESHOLD && stored == NULL) {
+        /* A new node checks the file against the anchor alone: a version
+         * after an administrator change may not carry enough signatures of
+         * the administrators network.pub names. */
+        keten_err_set(e,
+            "%s: %s; a new node starts from a version the administrators named in the "
+            "trust anchor signed: give it the first version, or the one that changed the "
+            "administrators, and it fetches the later ones from the broker",
+            node->opts.directory, keten_err_detail());
+        goto out;
+    }
     if (e != KETEN_OK) {
         goto out;
     }

@@ -2,7 +2,9 @@
 # Changing the administrators (docs/protocol.md section 9.3): the version that carries
 # the change needs k signatures of the old set AND k' of the new one; later
 # versions are signed by the new set only and verify along the chain. sign
-# and show agree on who counts, and show names every signer.
+# and show agree on who counts, and show names every signer. A new node
+# starts from a version the anchor's administrators signed (the change
+# version); one signed by the new set only is refused, saying so.
 . "$(dirname "$0")/lib.sh"
 
 make_network admin || done_testing
@@ -172,5 +174,22 @@ check "show --json: not counted, the chain missing" \
 cp admin/published/v[123].dir far/
 run "$KEYS" show far/directory-v4 --anchor far/network.pub
 expect 0 "with the chain copied beside it, the same file verifies"
+
+# A new node checks the directory file of its first start against the anchor
+# alone: version 4, signed by new administrators only, is refused, saying
+# which file to give it; twin: the version that carried the change starts.
+run timeout 20 "$NODE" run --home n-gemeente-diemen --anchor admin/network.pub \
+    --directory directory-v4 --broker "ipc://$T/no-broker.sock"
+expect 3 "a new node given version 4 (signed by the new administrators only) is refused"
+says "give it the first version, or the one that changed the administrators" \
+    "it says which file a new node is given"
+"$NODE" run --home n-gemeente-diemen --anchor admin/network.pub --directory admin/published/v2.dir \
+    --broker "ipc://$T/no-broker.sock" >"$T/node.log" 2>&1 &
+npid=$!
+check "given the version that changed the administrators, the new node starts" wait_for 20 \
+    grep -q 'msg="keten-node running"' "$T/node.log"
+kill -TERM "$npid"
+wait "$npid"
+check "and stops cleanly on SIGTERM" test $? -eq 0
 
 done_testing
