@@ -245,13 +245,33 @@ static json_t *signer_json(const admindir *ad, const keten_identity *id)
     return obj;
 }
 
-static void print_status(const dirsig_tally *t, bool valid)
+/* Whether a node or broker with an empty store takes this version as the
+ * file of its first start: it is checked against the anchor alone, so a
+ * version signed after an administrator change by too few of the anchor's
+ * administrators is refused there (it verifies only along the chain). */
+static bool starts_from_anchor(const admindir *ad, const uint8_t *buf, size_t len)
+{
+    keten_directory *d = NULL;
+    const uint8_t *b = buf;
+    size_t l = len;
+    bool ok = keten_directory_verify_chain(ad->anchor, NULL, &b, &l, 1, 0, &d) == KETEN_OK;
+    keten_directory_destroy(&d);
+    keten_err_clear();
+    return ok;
+}
+
+static void print_status(const dirsig_tally *t, bool valid, bool from_anchor)
 {
     char text[512];
     dirsig_tally_text(t, text, sizeof text);
     printf("%s\n", text);
     if (valid) {
         printf("valid: nodes and the broker will accept it\n");
+        if (!from_anchor) {
+            printf("a new node cannot start from this version (too few of its signers are "
+                   "administrators in network.pub): give new partners the first version, or the "
+                   "one that changed the administrators; they fetch this one from the broker\n");
+        }
     } else {
         printf("not yet valid for nodes and the broker\n");
     }
@@ -500,9 +520,10 @@ int cmd_publish(int argc, char **argv)
     keten_time_iso(now + days * KETEN_MS_PER_DAY, until, sizeof until);
     keten_cli_sha256_hex(sd_bytes, sd_len, hash);
     if (a.json) {
-        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:b, s:o}", "file",
-            a.out, "copy", copy, "version", (json_int_t)version, "expires_at", until, "sha256",
-            hash, "signatures", dirsig_tally_json(&t), "valid", valid, "signed_by",
+        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:b, s:b, s:o}",
+            "file", a.out, "copy", copy, "version", (json_int_t)version, "expires_at", until,
+            "sha256", hash, "signatures", dirsig_tally_json(&t), "valid", valid,
+            "new_node_can_start", starts_from_anchor(ad, sd_bytes, sd_len), "signed_by",
             signer_json(ad, id)));
     } else {
         char label[ADMINNAMES_LABEL_BYTES];
@@ -510,7 +531,7 @@ int cmd_publish(int argc, char **argv)
         printf("published version %llu of network '%s' to %s (expires %s)\n",
             (unsigned long long)version, keten_dirbuild_doc(ad->draft)->network, a.out, until);
         printf("signed by %s\n", label);
-        print_status(&t, valid);
+        print_status(&t, valid, starts_from_anchor(ad, sd_bytes, sd_len));
     }
 out:
     if (wrote_copy) {
@@ -720,16 +741,17 @@ int cmd_sign(int argc, char **argv)
     if (a.json) {
         char hash[KETEN_CLI_HASH_HEX_BYTES];
         keten_cli_sha256_hex(sd_bytes, sd_len, hash);
-        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:o, s:b, s:o}", "file", file,
-            "copy", copy, "version", (json_int_t)latest, "sha256", hash, "signatures",
-            dirsig_tally_json(&t), "valid", valid, "signed_by", signer_json(ad, id)));
+        e = keten_cli_json_print(json_pack("{s:s, s:s, s:I, s:s, s:o, s:b, s:b, s:o}", "file",
+            file, "copy", copy, "version", (json_int_t)latest, "sha256", hash, "signatures",
+            dirsig_tally_json(&t), "valid", valid, "new_node_can_start",
+            starts_from_anchor(ad, sd_bytes, sd_len), "signed_by", signer_json(ad, id)));
     } else {
         char label[ADMINNAMES_LABEL_BYTES];
         signer_label(ad, id, label);
         printf("signed version %llu of network '%s' in %s\n", (unsigned long long)latest, network,
             file);
         printf("signed by %s\n", label);
-        print_status(&t, valid);
+        print_status(&t, valid, starts_from_anchor(ad, sd_bytes, sd_len));
     }
 out:
     keten_pb_free((ProtobufCMessage **)(void *)&file_sd);

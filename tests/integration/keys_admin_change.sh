@@ -69,6 +69,8 @@ expect 0 "new administrator y signs"
 says "administrator change: 2 of 2 signatures of the current administrators, 2 of 2 of the new administrators: complete" \
     "sign says both sets are complete"
 says "valid: nodes and the broker will accept it" "the change is now valid"
+says_not "a new node cannot start from this version" \
+    "a new node can start from the change version (the old administrators signed it)"
 run "$KEYS" show admin/published/v2.dir --anchor admin/network.pub
 expect 0 "show verifies version 2 along the chain"
 says "along the chain of earlier versions in admin/published): valid" "show says it used the chain"
@@ -100,6 +102,10 @@ unchanged admin "$before" "sign by a former administrator"
 run "$KEYS" sign --dir admin v3.dir --key x.secret --passphrase-file pass-x
 expect 0 "new administrator x signs version 3"
 says "valid: nodes and the broker will accept it" "version 3 is valid"
+says "a new node cannot start from this version" \
+    "sign says a new node cannot start from version 3 (signed by the new administrators only)"
+says "give new partners the first version, or the one that changed the administrators" \
+    "and which file to give new partners"
 run "$KEYS" show admin/published/v3.dir --anchor admin/network.pub --json
 expect 0 "show verifies version 3 along the chain v1, v2"
 check "show --json says chain, valid" \
