@@ -184,3 +184,23 @@ signal() {
 {"type":"$2","purpose":"riec-convenant-2024/art-5","summary":"$3","nature":"soft","grading":{"source":"B","information":"2"},"handling":"TLP:AMBER","observed_at":"2026-11-19T10:30:00.000Z","observed_by":"handhaver","subjects":[{"kind":"address","value":"Hoofdstraat 1, 1111 AA Diemen"},{"kind":"company","value":"KvK 12345678"}]}
 JSON
 }
+
+# metrics_port ID: the port node ID serves its metrics on (from its log; a
+# node started with --metrics 127.0.0.1:0). metric_is needs curl.
+metrics_port() {
+    sed -n 's/.*msg="metrics served".* port=\([0-9]*\).*/\1/p' "$T/node-$1.log" | tail -n 1
+}
+
+has_metrics_port() {
+    [ -n "$(metrics_port "$1")" ]
+}
+
+# metric_is ID NAME PYTHON_EXPR: the expression holds for v, the metric's
+# value; exit 2 when the page could not be read or lacks the metric.
+metric_is() {
+    local page v
+    page=$(curl -sf "http://127.0.0.1:$(metrics_port "$1")/metrics") || return 2
+    v=$(awk -v n="$2" '$1 == n { print $2 }' <<<"$page")
+    [ -n "$v" ] || return 2
+    "$PY" -c 'import sys; v = int(sys.argv[1]); sys.exit(0 if eval(sys.argv[2]) else 1)' "$v" "$3"
+}

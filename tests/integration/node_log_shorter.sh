@@ -25,21 +25,6 @@ signal query.json adrescheck "Wie staat er ingeschreven op Hoofdstraat 1?"
 signal answer.json adrescheck "Bekend adres: twee personen ingeschreven"
 signal sig.json woonfraude "Adres staat op naam van 9 personen; ramen afgeplakt"
 
-# metrics_port ID: the port node ID serves its metrics on (from its log).
-metrics_port() {
-    sed -n 's/.*msg="metrics served".* port=\([0-9]*\).*/\1/p' "$T/node-$1.log" | tail -n 1
-}
-
-# metric_is ID NAME PYTHON_EXPR: the expression holds for v, the metric's
-# value; exit 2 when the page could not be read or lacks the metric.
-metric_is() {
-    local page v
-    page=$(curl -sf "http://127.0.0.1:$(metrics_port "$1")/metrics") || return 2
-    v=$(awk -v n="$2" '$1 == n { print $2 }' <<<"$page")
-    [ -n "$v" ] || return 2
-    "$PY" -c 'import sys; v = int(sys.argv[1]); sys.exit(0 if eval(sys.argv[2]) else 1)' "$v" "$3"
-}
-
 # receipted ID MSG: every recipient of MSG sent by node ID receipted it.
 receipted() {
     msg_status_is "$1" "$2" 'd["recipients"] and all(r["state"] == "receipted" for r in d["recipients"])'

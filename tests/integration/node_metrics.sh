@@ -73,25 +73,6 @@ stop_one extra
 
 # ---- metrics ----------------------------------------------------------------
 
-# metrics_port ID: the port node ID serves its metrics on (from its log).
-metrics_port() {
-    sed -n 's/.*msg="metrics served".* port=\([0-9]*\).*/\1/p' "$T/node-$1.log" | tail -n 1
-}
-
-has_metrics_port() {
-    [ -n "$(metrics_port "$1")" ]
-}
-
-# metric_is ID NAME PYTHON_EXPR: the expression holds for v, the metric's
-# value; exit 2 when the page could not be read or lacks the metric.
-metric_is() {
-    local page v
-    page=$(curl -sf "http://127.0.0.1:$(metrics_port "$1")/metrics") || return 2
-    v=$(awk -v n="$2" '$1 == n { print $2 }' <<<"$page")
-    [ -n "$v" ] || return 2
-    "$PY" -c 'import sys; v = int(sys.argv[1]); sys.exit(0 if eval(sys.argv[2]) else 1)' "$v" "$3"
-}
-
 start_broker
 start_node gemeente-diemen --metrics 127.0.0.1:0
 start_node politie-mn --metrics 127.0.0.1:0

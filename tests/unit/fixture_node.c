@@ -576,7 +576,7 @@ uint64_t fnode_bed_log_receipt(fnode_bed *self, const fnode_sent *s, const char 
     return leaf;
 }
 
-void fnode_bed_push_next(fnode_bed *self, uint64_t valid_ms)
+void fnode_push_next(fnode *self, uint64_t valid_ms)
 {
     size_t len = 0;
     uint8_t *sd = fixture_publish_valid(self->fx, valid_ms, &len);
@@ -584,10 +584,15 @@ void fnode_bed_push_next(fnode_bed *self, uint64_t valid_ms)
     Keten__DirectoryPush push = KETEN__DIRECTORY_PUSH__INIT;
     push.n_chain = 1;
     push.chain = &chain;
-    uint64_t before = keten_directory_version(self->node->dir);
-    assert_int_equal(keten_dirs_on_push(self->node, &push), KETEN_OK);
-    assert_int_equal(keten_directory_version(self->node->dir), before + 1);
+    uint64_t before = keten_directory_version(self->node.dir);
+    assert_int_equal(keten_dirs_on_push(&self->node, &push), KETEN_OK);
+    assert_int_equal(keten_directory_version(self->node.dir), before + 1);
     free(sd);
+}
+
+void fnode_bed_push_next(fnode_bed *self, uint64_t valid_ms)
+{
+    fnode_push_next(self->fn, valid_ms);
 }
 
 void fnode_bed_put_queued(

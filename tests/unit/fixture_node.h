@@ -186,6 +186,7 @@ uint64_t fnode_bed_log_receipt(fnode_bed *self, const fnode_sent *s, const char 
 
 /* Publish the fixture's draft as the next version, valid for valid_ms, and
  * push it to the node as the broker would; the node installs it. */
+void fnode_push_next(fnode *self, uint64_t valid_ms);
 void fnode_bed_push_next(fnode_bed *self, uint64_t valid_ms);
 
 /* Put a queued SentRecord of env (to one recipient, pending) and its outbox

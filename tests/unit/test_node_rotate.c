@@ -101,6 +101,29 @@ static void save(ctx *t, const keten_identity *id, const char *name)
     assert_int_equal(keten_identity_save(id, p, NULL, 0), KETEN_OK);
 }
 
+/* Approve next's request as a rotation into the fixture's draft, publish it
+ * as the directory file, and reload it into the node. */
+static void approve_and_reload(ctx *t, const keten_identity *next)
+{
+    uint8_t *req = NULL;
+    size_t req_len = 0;
+    Keten__NodeRequest *parsed = NULL;
+    uint64_t now = keten_now_ms(), serial = 0;
+    assert_int_equal(keten_identity_request(next, "testnet", now, &req, &req_len), KETEN_OK);
+    assert_int_equal(keten_identity_request_verify(req, req_len, &parsed), KETEN_OK);
+    assert_int_equal(
+        keten_dirbuild_approve(t->fx->draft, parsed, now, 365ull * KETEN_MS_PER_DAY, true, &serial),
+        KETEN_OK);
+    size_t len = 0;
+    uint8_t *v = fixture_publish(t->fx, &len);
+    bool installed = false;
+    assert_int_equal(keten_dirs_reload(t->node, &installed), KETEN_OK);
+    assert_true(installed);
+    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
+    free(req);
+    free(v);
+}
+
 static void test_switch(void **state)
 {
     ctx *t = *state;
@@ -123,20 +146,8 @@ static void test_switch(void **state)
     assert_true(exists(t, KETEN_ROTATE_NEXT));
 
     /* The administrators approve the rotation; the node reloads. */
-    uint8_t *req = NULL;
-    size_t req_len = 0;
-    Keten__NodeRequest *parsed = NULL;
-    uint64_t now = keten_now_ms(), serial = 0;
-    assert_int_equal(keten_identity_request(next, "testnet", now, &req, &req_len), KETEN_OK);
-    assert_int_equal(keten_identity_request_verify(req, req_len, &parsed), KETEN_OK);
-    assert_int_equal(
-        keten_dirbuild_approve(t->fx->draft, parsed, now, 365ull * KETEN_MS_PER_DAY, true, &serial),
-        KETEN_OK);
-    size_t len = 0;
-    uint8_t *v2 = fixture_publish(t->fx, &len);
-    bool installed = false;
-    assert_int_equal(keten_dirs_reload(node, &installed), KETEN_OK);
-    assert_true(installed);
+    uint64_t now = keten_now_ms();
+    approve_and_reload(t, next);
     node->refused = KETEN__REASON__REASON_KEYS_REPLACED;
     assert_true(keten_rotate_try_switch(node));
     assert_memory_equal(node->me->sign_pk, next->sign_pk, KETEN_SIGN_PK_BYTES);
@@ -159,9 +170,6 @@ static void test_switch(void **state)
     keten_identity_destroy(&cur);
     /* Nothing more to switch to. */
     assert_false(keten_rotate_try_switch(node));
-    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-    free(req);
-    free(v2);
     keten_identity_destroy(&next);
 }
 
@@ -204,28 +212,6 @@ static char *secure_copy(const char *text)
     return p;
 }
 
-/* Approve next's request as a rotation into the fixture's draft, publish it
- * as the directory file, and reload it into the node. */
-static void approve_and_reload(ctx *t, const keten_identity *next)
-{
-    uint8_t *req = NULL;
-    size_t req_len = 0;
-    Keten__NodeRequest *parsed = NULL;
-    uint64_t now = keten_now_ms(), serial = 0;
-    assert_int_equal(keten_identity_request(next, "testnet", now, &req, &req_len), KETEN_OK);
-    assert_int_equal(keten_identity_request_verify(req, req_len, &parsed), KETEN_OK);
-    assert_int_equal(
-        keten_dirbuild_approve(t->fx->draft, parsed, now, 365ull * KETEN_MS_PER_DAY, true, &serial),
-        KETEN_OK);
-    size_t len = 0;
-    uint8_t *v = fixture_publish(t->fx, &len);
-    bool installed = false;
-    assert_int_equal(keten_dirs_reload(t->node, &installed), KETEN_OK);
-    assert_true(installed);
-    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-    free(req);
-    free(v);
-}
 
 /* keygen --rotate on a running node: the daemon opened no next keys at its
  * start; it opens them (with the passphrase it kept) once the installed
