@@ -45,6 +45,9 @@
 /* A checkpoint named a directory version this node does not have: alarm
  * directory-withheld when the broker has not served it within this time. */
 #define KETEN_NODE_DIR_WITHHELD_MS 10000ull
+/* Hello again on a request refused MALFORMED without a msg_id, at most this
+ * often (outbox.c). */
+#define KETEN_NODE_REHELLO_MS 5000ull
 #define KETEN_NODE_WITNESS_TIMEOUT_MS (3600ull * 1000ull)
 #define KETEN_NODE_RESEND_MS 30000ull
 #define KETEN_NODE_NOTICE_ACKS_MAX 256 /* notice confirmations sent in one NoticeAck */
@@ -141,6 +144,7 @@ typedef struct keten_node {
     uint64_t resend_started; /* wall ms when the pass started */
     bool dir_alarmed; /* directory-withheld raised for dir_needed */
     uint64_t dir_expired_alarmed; /* version whose expiry raised directory-expired */
+    uint64_t rehello_at; /* when Hello was last sent again after a refusal (mono ms) */
     uint64_t held_deliveries; /* left unreceipted while the directory was expired (dirs.c) */
     uint64_t dir_clock_ahead_ms; /* test hook: freshness judged this much later (dirs.c) */
     /* Leaf indexes of notices (forwarded receipts, expiry notices) recorded

@@ -819,6 +819,21 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
     if (err->msg_id.len != KETEN_MSG_ID_BYTES) {
         KETEN_LOG(KETEN_LOG_WARNING, "broker error", "reason=%s detail=%s",
             keten_outbox_reason_name(err->reason), detail);
+        if (err->reason == KETEN__REASON__REASON_MALFORMED && request_id != 0) {
+            /* A request of ours refused without naming a message: the one
+             * way a correct frame gets that is a connection the broker does
+             * not know to have said Hello ("send Hello first"). Say it
+             * again and send the outbox after it, as on a new connection
+             * (at most every KETEN_NODE_REHELLO_MS). */
+            uint64_t now = keten_mono_ms();
+            if (node->rehello_at == 0 || now - node->rehello_at >= KETEN_NODE_REHELLO_MS) {
+                node->rehello_at = now;
+                KETEN_LOG(KETEN_LOG_NOTICE, "a request refused as malformed: Hello sent again",
+                    "request_id=%llu", (unsigned long long)request_id);
+                keten_witness_send_hello(node);
+                keten_outbox_submit_all(node);
+            }
+        }
         return;
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];

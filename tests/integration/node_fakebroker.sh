@@ -23,7 +23,10 @@
 #   (e) an honest fake broker, as a control: its proofs pass, the message is
 #       accepted and receipted, no alarm; only one node cosigns, so the
 #       checkpoint is never witnessed by a quorum and the node warns (without
-#       an alarm).
+#       an alarm);
+#   (k) a broker that forgets the connection's Hello after the first ack:
+#       the next submit is refused "send Hello first"; the node says Hello
+#       again and the message is accepted.
 . "$(dirname "$0")/node_lib.sh"
 
 setup_network || done_testing
@@ -342,6 +345,30 @@ says "not witnessed by a quorum" "(e) status shows the warning"
 check "(e) the warning is logged" wait_until 10 grep -q 'warning=checkpoint-not-witnessed' \
     "$T/node-gemeente-diemen.log"
 check "(e) no evidence kept" node_status_is gemeente-diemen 'd["evidence"] == 0'
+stop_one gemeente-diemen
+stop_one fake
+# (k) a broker that forgets that the connection said Hello (as the broker
+# did after a pause past the heartbeat time-out: its two connections of one
+# node replaced each other): the node's next submit is refused MALFORMED
+# "send Hello first" without a msg_id. The node says Hello again and sends
+# its outbox after it: the message is accepted, nothing is lost.
+start_fake forget-hello
+start_victim
+check "(k) the node connects" wait_until 20 connected gemeente-diemen
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait
+expect 0 "(k) the first message is accepted"
+check "(k) then the fake broker forgets the node's Hello" wait_until 10 \
+    grep -qx "forgot-hello gemeente-diemen" "$FAKE_OUT"
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig2.json --wait --timeout 20
+expect 0 "(k) the second message is accepted all the same (send --wait)"
+M2=$(cat "$T/.out")
+check "(k) the node was refused \"send Hello first\" and said Hello again" grep -q \
+    'msg="a request refused as malformed: Hello sent again"' "$T/node-gemeente-diemen.log"
+check "(k) the fake broker saw the second Hello" test "$(grep -c '^hello gemeente-diemen ' "$FAKE_OUT")" -eq 2
+check "(k) the second message is accepted (its ack proven)" msg_status_is gemeente-diemen "$M2" \
+    'd["state"] == "accepted"'
+check "(k) no alarm: a refusal is not a lie" node_status_is gemeente-diemen \
+    'd["alarms"] == [] and d["outbox"] == 0'
 stop_one gemeente-diemen
 stop_one fake
 finish

@@ -34,6 +34,10 @@
  *   deliver-bad-leaf    deliveries proven with leaf 0, not the envelope's record
  *   receipt-other-sender  forwards the receipt of a message also to its
  *                       recipient, whose own message it is not
+ *   forget-hello        after acking a node's first message, forgets that the
+ *                       connection said Hello (as a broker that lost its
+ *                       connection state would): later submits are refused
+ *                       MALFORMED "send Hello first" until a Hello comes again
  *
  * It prints one line per event on standard output, for the test to read:
  *   ready | connected NODE | hello NODE SIZE | checkpoint SIZE [forked]
@@ -42,7 +46,7 @@
  *   COUNT | receipts-refused NODE WHY | receipted|refused-by-recipient MSG_ID
  *   by NODE leaf N | receipt-notice to NODE leaf N | notice-ack NODE COUNT |
  *   cosignature NODE SIZE [forked] | fork SIZE | refused | directory-request
- *   after V. SIGTERM/SIGINT stop it.
+ *   after V | forgot-hello NODE. SIGTERM/SIGINT stop it.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -84,6 +88,7 @@ typedef enum mode {
     MODE_BAD_PATH,
     MODE_DELIVER_BAD_LEAF,
     MODE_RECEIPT_OTHER_SENDER,
+    MODE_FORGET_HELLO,
 } mode;
 
 static const char *const mode_names[] = {
@@ -97,6 +102,7 @@ static const char *const mode_names[] = {
     [MODE_BAD_PATH] = "bad-path",
     [MODE_DELIVER_BAD_LEAF] = "deliver-bad-leaf",
     [MODE_RECEIPT_OTHER_SENDER] = "receipt-other-sender",
+    [MODE_FORGET_HELLO] = "forget-hello",
 };
 
 typedef struct mlog {
@@ -111,6 +117,7 @@ typedef struct peer {
     size_t rid_len;
     char node[KETEN_NAME_MAX + 1];
     bool hello; /* said Hello: gets checkpoints and proofs */
+    bool forgot; /* forget-hello: its Hello was forgotten once */
     uint64_t cp_sent; /* size of the last checkpoint sent to it */
     uint32_t credit;
 } peer;
@@ -591,6 +598,11 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
     }
     send_ack(f, p, fr->request_id, index, hex);
     keten_envelope_verified_destroy(&v);
+    if (f->mode == MODE_FORGET_HELLO && !p->forgot) {
+        p->forgot = true;
+        p->hello = false;
+        say("forgot-hello %s", p->node);
+    }
 }
 
 /* Deliver what waits for connected recipients with credit. */
