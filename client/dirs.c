@@ -406,11 +406,13 @@ void keten_dirs_need(keten_node *node, uint64_t version)
 
 /* The directory in force has expired: the alarm, once per version (at the
  * first delivery or notice, or at the loop's tick when nothing comes). */
-static void expired_alarm(keten_node *node, const char *exp)
+static void expired_alarm(keten_node *node)
 {
     uint64_t version = keten_directory_version(node->dir);
     if (node->dir_expired_alarmed != version) {
         node->dir_expired_alarmed = version;
+        char exp[40];
+        keten_time_iso(keten_directory_doc(node->dir)->expires_at, exp, sizeof exp);
         keten_alarm_raise(node, "directory-expired",
             "directory version %llu expired at %s and no fresh version has come: nothing is "
             "sent, and deliveries are not opened nor receipted (they wait at the broker), until "
@@ -421,11 +423,8 @@ static void expired_alarm(keten_node *node, const char *exp)
 
 void keten_dirs_tick(keten_node *node)
 {
-    if (node->dir_expired_alarmed != keten_directory_version(node->dir)
-        && !keten_directory_fresh(node->dir, keten_dirs_now_ms(node))) {
-        char exp[40];
-        keten_time_iso(keten_directory_doc(node->dir)->expires_at, exp, sizeof exp);
-        expired_alarm(node, exp); /* an idle node too */
+    if (!keten_directory_fresh(node->dir, keten_dirs_now_ms(node))) {
+        expired_alarm(node); /* an idle node too */
     }
     if (node->dir_needed == 0) {
         return;
@@ -532,7 +531,7 @@ keten_err keten_dirs_receive_ok(keten_node *node)
     uint64_t version = keten_directory_version(node->dir);
     char exp[40];
     keten_time_iso(keten_directory_doc(node->dir)->expires_at, exp, sizeof exp);
-    expired_alarm(node, exp);
+    expired_alarm(node);
     return keten_err_set(KETEN_ERR_EXPIRED,
         "directory version %llu expired at %s; this node opens and receipts nothing until a "
         "fresh version is installed",

@@ -363,28 +363,22 @@ static bool directory_line_ok(keten_node *node, const keten_checkpoint *cp)
     /* The version a checkpoint names never goes down as the log grows. An
      * older checkpoint sent again as news (its cosignatures) names the
      * version of its own time, which may be below the reference's, never
-     * above it. */
+     * above it; a checkpoint of the reference's size or larger never names
+     * a version below it. */
     bool older = w->have_ref && cp->size < w->ref.size;
-    if (older && cp->dir_version > w->ref.dir_version) {
+    if (w->have_ref
+        && (older ? cp->dir_version > w->ref.dir_version : cp->dir_version < w->ref.dir_version)) {
         remember_bad(w, cp);
         keten_alarm_raise(node, "directory-mismatch",
-            "checkpoint of size %llu names directory version %llu, higher than version %llu "
-            "named by the accepted checkpoint of the larger size %llu",
+            "checkpoint of size %llu names directory version %llu, %s than version %llu named by "
+            "the accepted checkpoint of size %llu",
             (unsigned long long)cp->size, (unsigned long long)cp->dir_version,
-            (unsigned long long)w->ref.dir_version, (unsigned long long)w->ref.size);
+            older ? "higher" : "lower", (unsigned long long)w->ref.dir_version,
+            (unsigned long long)w->ref.size);
         return false;
     }
     if (cp->dir_version > mine) {
         keten_dirs_need(node, cp->dir_version);
-        return false;
-    }
-    if (w->have_ref && !older && cp->dir_version < w->ref.dir_version) {
-        remember_bad(w, cp);
-        keten_alarm_raise(node, "directory-mismatch",
-            "checkpoint of size %llu names directory version %llu, lower than version %llu "
-            "named by the accepted checkpoint of size %llu",
-            (unsigned long long)cp->size, (unsigned long long)cp->dir_version,
-            (unsigned long long)w->ref.dir_version, (unsigned long long)w->ref.size);
         return false;
     }
     if (cp->dir_version == mine) {

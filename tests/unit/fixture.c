@@ -96,7 +96,9 @@ static void make_anchor(fixture *self)
     write_file(self, "network.pub", self->anchor_bytes, self->anchor_len);
 }
 
-static void enroll(fixture *self, keten_identity *node, uint64_t now)
+/* Approve node's request into the draft: a new certificate, or with
+ * rotation the next keys of an enrolled node (keten-keys approve --rotate). */
+static void enroll(fixture *self, const keten_identity *node, uint64_t now, bool rotation)
 {
     uint8_t *req = NULL;
     size_t req_len = 0;
@@ -105,8 +107,8 @@ static void enroll(fixture *self, keten_identity *node, uint64_t now)
     CHECK(keten_identity_request_verify(req, req_len, &parsed), node->id);
     free(req);
     uint64_t serial = 0;
-    keten_err e
-        = keten_dirbuild_approve(self->draft, parsed, now, FIXTURE_CERT_VALID_MS, false, &serial);
+    keten_err e = keten_dirbuild_approve(
+        self->draft, parsed, now, FIXTURE_CERT_VALID_MS, rotation, &serial);
     keten_pb_free((ProtobufCMessage **)(void *)&parsed);
     CHECK(e, node->id);
 }
@@ -131,7 +133,7 @@ static void make_draft(fixture *self, uint64_t now)
         fail_msg("fixture: the first rule got id %u", rule);
     }
     for (size_t i = 0; i < self->n_nodes; i++) {
-        enroll(self, self->nodes[i], now);
+        enroll(self, self->nodes[i], now, false);
     }
 }
 
@@ -322,6 +324,11 @@ uint8_t *fixture_sign_draft(fixture *self, uint64_t now_ms, uint64_t valid_ms,
     uint8_t *out = sign_dir(self, dir, dir_len, signers, n_signers, len_out);
     free(dir);
     return out;
+}
+
+void fixture_approve_rotation(fixture *self, const keten_identity *next)
+{
+    enroll(self, next, keten_now_ms(), true);
 }
 
 uint8_t *fixture_publish(fixture *self, size_t *len_out)

@@ -54,6 +54,10 @@ keten_identity *fixture_node(const fixture *self, const char *id);
 uint8_t *fixture_sign_draft(fixture *self, uint64_t now_ms, uint64_t valid_ms,
     const size_t *signers, size_t n_signers, size_t *len_out);
 
+/* Approve next (a node's next keys, keygen --rotate) as a rotation into the
+ * draft, valid from now; publish to make it a version. */
+void fixture_approve_rotation(fixture *self, const keten_identity *next);
+
 /* Sign the draft with the first threshold admins, verify against the current
  * directory, advance the draft, replace self->directory; returns the new
  * SignedDirectory bytes (malloc). Aborts the test on failure. */

@@ -196,15 +196,7 @@ static void test_rotation_cut_off(void **state)
     keten_identity *next = NULL;
     assert_int_equal(
         keten_identity_generate("charlie", "police", "Charlie", false, &next), KETEN_OK);
-    uint8_t *req = NULL;
-    size_t req_len = 0;
-    Keten__NodeRequest *parsed = NULL;
-    uint64_t now = keten_now_ms(), serial = 0;
-    assert_int_equal(keten_identity_request(next, "testnet", now, &req, &req_len), KETEN_OK);
-    assert_int_equal(keten_identity_request_verify(req, req_len, &parsed), KETEN_OK);
-    assert_int_equal(
-        keten_dirbuild_approve(t->fx->draft, parsed, now, 365ull * KETEN_MS_PER_DAY, true, &serial),
-        KETEN_OK);
+    fixture_approve_rotation(t->fx, next);
     size_t len = 0;
     uint8_t *v2 = fixture_publish(t->fx, &len);
     uint64_t log0 = fbroker_log_size(t->fb);
@@ -238,8 +230,6 @@ static void test_rotation_cut_off(void **state)
     assert_int_equal(r->directory_version, 2);
     keten_pb_free((ProtobufCMessage **)(void *)&r);
     assert_true(fbroker_log_size(t->fb) > log0);
-    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-    free(req);
     free(v2);
     keten_identity_destroy(&next);
 }

@@ -105,23 +105,26 @@ static void save(ctx *t, const keten_identity *id, const char *name)
  * as the directory file, and reload it into the node. */
 static void approve_and_reload(ctx *t, const keten_identity *next)
 {
-    uint8_t *req = NULL;
-    size_t req_len = 0;
-    Keten__NodeRequest *parsed = NULL;
-    uint64_t now = keten_now_ms(), serial = 0;
-    assert_int_equal(keten_identity_request(next, "testnet", now, &req, &req_len), KETEN_OK);
-    assert_int_equal(keten_identity_request_verify(req, req_len, &parsed), KETEN_OK);
-    assert_int_equal(
-        keten_dirbuild_approve(t->fx->draft, parsed, now, 365ull * KETEN_MS_PER_DAY, true, &serial),
-        KETEN_OK);
+    fixture_approve_rotation(t->fx, next);
     size_t len = 0;
-    uint8_t *v = fixture_publish(t->fx, &len);
+    free(fixture_publish(t->fx, &len));
     bool installed = false;
     assert_int_equal(keten_dirs_reload(t->node, &installed), KETEN_OK);
     assert_true(installed);
-    keten_pb_free((ProtobufCMessage **)(void *)&parsed);
-    free(req);
-    free(v);
+}
+
+/* The node runs with next's keys, the old ones kept as superseded, nothing
+ * left to switch to, no refusal. */
+static void assert_switched(ctx *t, const keten_identity *next)
+{
+    keten_node *node = t->node;
+    assert_memory_equal(node->me->sign_pk, next->sign_pk, KETEN_SIGN_PK_BYTES);
+    assert_true(node->old == t->borrowed);
+    assert_null(node->next);
+    assert_int_equal(node->refused, KETEN__REASON__REASON_NONE);
+    assert_non_null(keten_dirs_my_cert(node));
+    assert_true(exists(t, KETEN_ROTATE_SUPERSEDED));
+    assert_false(exists(t, KETEN_ROTATE_NEXT));
 }
 
 static void test_switch(void **state)
@@ -150,15 +153,9 @@ static void test_switch(void **state)
     approve_and_reload(t, next);
     node->refused = KETEN__REASON__REASON_KEYS_REPLACED;
     assert_true(keten_rotate_try_switch(node));
-    assert_memory_equal(node->me->sign_pk, next->sign_pk, KETEN_SIGN_PK_BYTES);
-    assert_true(node->old == t->borrowed);
-    assert_null(node->next);
-    assert_int_equal(node->refused, KETEN__REASON__REASON_NONE);
-    assert_non_null(keten_dirs_my_cert(node));
+    assert_switched(t, next);
     assert_true(exists(t, KETEN_ROTATE_CURRENT));
-    assert_true(exists(t, KETEN_ROTATE_SUPERSEDED));
     assert_true(exists(t, KETEN_ROTATE_REQUEST));
-    assert_false(exists(t, KETEN_ROTATE_NEXT));
     assert_false(exists(t, KETEN_ROTATE_NEXT_REQUEST));
     /* Kept until the switch plus the longest lifetime (7 days by default). */
     assert_true(node->old_wipe_at >= now + 7ull * KETEN_MS_PER_DAY);
@@ -212,7 +209,6 @@ static char *secure_copy(const char *text)
     return p;
 }
 
-
 /* keygen --rotate on a running node: the daemon opened no next keys at its
  * start; it opens them (with the passphrase it kept) once the installed
  * directory lists other keys for it, and switches. A file it cannot open
@@ -261,13 +257,7 @@ static void test_open_late(void **state)
     /* Mended: the next call opens the keys and switches. */
     assert_int_equal(chmod(p, 0600), 0);
     assert_true(keten_rotate_try_switch(node));
-    assert_memory_equal(node->me->sign_pk, next->sign_pk, KETEN_SIGN_PK_BYTES);
-    assert_true(node->old == t->borrowed);
-    assert_null(node->next);
-    assert_int_equal(node->refused, KETEN__REASON__REASON_NONE);
-    assert_non_null(keten_dirs_my_cert(node));
-    assert_true(exists(t, KETEN_ROTATE_SUPERSEDED));
-    assert_false(exists(t, KETEN_ROTATE_NEXT));
+    assert_switched(t, next);
     keten_rotate_forget_passphrase(node);
     assert_null(node->rotate_pass);
     keten_identity_destroy(&next);
