@@ -583,6 +583,47 @@ static void print_signature_count(const view *w)
         w->other_valid, why);
 }
 
+/* Does party (a node id or role:NAME; '*' always) name a node of doc? */
+static bool party_matches(const Keten__Directory *doc, const char *party)
+{
+    static const char role_prefix[] = "role:";
+    if (strcmp(party, "*") == 0) {
+        return true;
+    }
+    bool role = strncmp(party, role_prefix, sizeof role_prefix - 1) == 0;
+    for (size_t i = 0; i < doc->n_nodes; i++) {
+        const Keten__NodeCert *c = doc->nodes[i];
+        if (c != NULL
+            && strcmp(role ? c->role : c->id, role ? party + sizeof role_prefix - 1 : party)
+                == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One note per rule party that names no node of this version: such a rule
+ * is valid (rules may be written before a partner is enrolled), but it
+ * applies to whoever is enrolled later under that id or role. */
+static void print_unmatched_parties(const Keten__Directory *doc)
+{
+    for (size_t i = 0; i < doc->n_rules; i++) {
+        const Keten__PolicyRule *r = doc->rules[i];
+        for (int side = 0; side < 2; side++) {
+            char **parties = side == 0 ? r->from : r->to;
+            size_t n = side == 0 ? r->n_from : r->n_to;
+            for (size_t k = 0; k < n; k++) {
+                if (!party_matches(doc, parties[k])) {
+                    printf("  note: rule %u names '%s' (%s), which is no node of this version: "
+                           "the rule applies to a partner enrolled later under that %s\n",
+                        r->id, parties[k], side == 0 ? "from" : "to",
+                        strncmp(parties[k], "role:", 5) == 0 ? "role" : "id");
+                }
+            }
+        }
+    }
+}
+
 static void print_text(const view *w)
 {
     const Keten__SignedDirectory *sd = w->sd;
@@ -630,6 +671,7 @@ static void print_text(const view *w)
         printf("  ");
         render_rule_text(stdout, doc->rules[i]);
     }
+    print_unmatched_parties(doc);
     printf("signatures (%zu):\n", sd->n_signatures);
     for (size_t i = 0; i < sd->n_signatures; i++) {
         const ProtobufCBinaryData *k = &sd->signatures[i]->admin_pk;
