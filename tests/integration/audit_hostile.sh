@@ -13,7 +13,9 @@
 # - exports (verify, prove): a record rewritten as another valid record
 #   (one category changed), also with its leaf hash in the tile recomputed;
 #   keten/directories with its two versions swapped or the second left out;
-#   files beside the tree that verify does not read.
+#   files beside the tree that verify does not read; a checkpoint signed by
+#   another key under the broker's name, given with --checkpoint or put in
+#   the export in place of the broker's.
 . "$(dirname "$0")/audit_lib.sh"
 
 make_log || done_testing
@@ -212,6 +214,35 @@ rm -rf x-gap && cp -a ex x-gap && cp dirs-first x-gap/keten/directories
 run "$AUDIT" verify --db x-gap --anchor admin/network.pub
 expect 3 "keten/directories without version 2 (which the log installed): verify fails"
 says "keten/directories" "it names the file"
+no_signal "verify"
+
+# A checkpoint signed by another key under the broker's name: given by a
+# "partner" with --checkpoint, and put in the export in place of the
+# broker's.
+"$PY" - ex/checkpoint other.note <<'PY'
+import base64, hashlib, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+note = open(sys.argv[1]).read()
+body = note.split("\n\n", 1)[0] + "\n"
+name = note.split("\n\n", 1)[1].split(" ")[1]
+k = Ed25519PrivateKey.generate()
+pk = k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+kid = hashlib.sha256(name.encode() + b"\n\x01" + pk).digest()[:4]
+sig = base64.b64encode(kid + k.sign(body.encode())).decode()
+open(sys.argv[2], "w").write(body + "\n\u2014 %s %s\n" % (name, sig))
+PY
+run "$AUDIT" verify --db ex --anchor admin/network.pub --checkpoint ex/checkpoint
+expect 0 "control: the broker's own latest checkpoint given with --checkpoint verifies"
+run "$AUDIT" verify --db ex --anchor admin/network.pub --checkpoint other.note
+expect 3 "a --checkpoint signed by another key under the broker's name: verify fails"
+says "other.note of size" "it names the file"
+says "the broker's signature (key 'broker' of directory version" "it says the broker's signature does not verify"
+no_signal "verify"
+rm -rf x-cp && cp -a ex x-cp && cp other.note x-cp/checkpoint
+run "$AUDIT" verify --db x-cp --anchor admin/network.pub
+expect 3 "the export's checkpoint replaced by one signed by another key: verify fails"
+says "checkpoint" "it names the checkpoint"
 no_signal "verify"
 
 # Files beside the tree of N records: verify reads the tree of N records
