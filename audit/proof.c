@@ -458,7 +458,8 @@ static keten_err only_fields(const json_t *o, const char *const *allowed, const 
             "%s has a field %s%s%s that a " PROOF_FORMAT " bundle does not have; an unknown field "
             "is not checked, so the bundle is refused: ask its maker for a bundle made by "
             "keten-audit prove",
-            where, printable ? "'" : "", printable ? k : "(a name over 64 bytes or with control characters)",
+            where, printable ? "'" : "",
+            printable ? k : "(a name over 64 bytes or with control characters)",
             printable ? "'" : "");
     }
     return KETEN_OK;

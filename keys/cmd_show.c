@@ -266,8 +266,8 @@ static void judge_without_chain(const Keten__Anchor *anchor, const uint8_t *buf,
         v->method = "anchor";
         v->anchor_alone = true;
         v->chain_missing = false;
-        v->have_signing = adminkey_set_from_pb(anchor->admins, anchor->n_admins,
-                              anchor->threshold, &v->signing)
+        v->have_signing
+            = adminkey_set_from_pb(anchor->admins, anchor->n_admins, anchor->threshold, &v->signing)
             == KETEN_OK;
         snprintf(v->signing_name, sizeof v->signing_name, "the anchor");
         snprintf(v->detail, sizeof v->detail,
@@ -390,8 +390,7 @@ static void verify(const char *file, const char *anchor_path, const Keten__Ancho
         if (v->err != KETEN_OK) {
             note(v, v->err);
         }
-    } else if (verify_chain(anchor, folders, n_folders, doc->version, buf, len, now, v)
-            != KETEN_OK
+    } else if (verify_chain(anchor, folders, n_folders, doc->version, buf, len, now, v) != KETEN_OK
         && v->chain_missing) {
         judge_without_chain(anchor, buf, len, doc, now, v);
     }
@@ -594,8 +593,7 @@ static bool party_matches(const Keten__Directory *doc, const char *party)
     for (size_t i = 0; i < doc->n_nodes; i++) {
         const Keten__NodeCert *c = doc->nodes[i];
         if (c != NULL
-            && strcmp(role ? c->role : c->id, role ? party + sizeof role_prefix - 1 : party)
-                == 0) {
+            && strcmp(role ? c->role : c->id, role ? party + sizeof role_prefix - 1 : party) == 0) {
             return true;
         }
     }
@@ -691,9 +689,10 @@ static void print_text(const view *w)
             printf("verification against %s (along the chain of earlier versions in %s): valid\n",
                 w->anchor_path, v->chain_folder);
         } else if (v->anchor_alone) {
-            printf("verification against %s (the anchor alone, as a new node checks its first "
-                   "version): valid: signed by enough of the anchor's administrators and by enough of "
-                   "its own, which differ from the anchor's\n",
+            printf(
+                "verification against %s (the anchor alone, as a new node checks its first "
+                "version): valid: signed by enough of the anchor's administrators and by enough of "
+                "its own, which differ from the anchor's\n",
                 w->anchor_path);
             printf("%s\n", v->detail);
         } else {
