@@ -433,6 +433,38 @@ static const json_t *member(
     return v;
 }
 
+/* Refuse a field a format-v2 bundle does not have: an unknown field is not
+ * checked, so a reader must not be shown it as part of a verified bundle.
+ * allowed is NULL-terminated. */
+static keten_err only_fields(const json_t *o, const char *const *allowed, const char *where)
+{
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)o, k, v)
+    {
+        (void)v;
+        bool known = false;
+        for (size_t i = 0; allowed[i] != NULL && !known; i++) {
+            known = strcmp(k, allowed[i]) == 0;
+        }
+        if (known) {
+            continue;
+        }
+        bool printable = strlen(k) <= 64;
+        for (const char *c = k; printable && *c != '\0'; c++) {
+            printable = *c >= 0x20 && *c < 0x7f;
+        }
+        return keten_err_set(KETEN_ERR_MALFORMED,
+            "%s has a field %s%s%s that a " PROOF_FORMAT " bundle does not have; an unknown field "
+            "is not checked, so the bundle is refused: ask its maker for a bundle made by "
+            "keten-audit prove",
+            where, printable ? "'" : "",
+            printable ? k : "(a name over 64 bytes or with control characters)",
+            printable ? "'" : "");
+    }
+    return KETEN_OK;
+}
+
 static keten_err check_chain(
     const json_t *dirs, const Keten__Anchor *anchor, keten_directory ***out, size_t *n_out)
 {
@@ -570,6 +602,11 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
     if (je == NULL) {
         return e;
     }
+    static const char *const record_fields[]
+        = { "leaf_index", "tree_size", "event", "leaf", "leaf_hash", "audit_path", NULL };
+    if ((e = only_fields(jr, record_fields, where)) != KETEN_OK) {
+        return e;
+    }
     json_int_t index = json_integer_value(ji);
     if (index < 0 || (uint64_t)json_integer_value(js) != cp->size || (uint64_t)index >= cp->size) {
         return keten_err_set(KETEN_ERR_INCONSISTENT,
@@ -612,10 +649,12 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
     if (keten_merkle_verify_inclusion(
             lh, (uint64_t)index, cp->size, (const keten_hash *)path, plen, cp->root)
         != KETEN_OK) {
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s", keten_err_detail());
         e = keten_err_set(KETEN_ERR_INCONSISTENT,
-            "%s (leaf %lld): the audit path does not lead to the checkpoint's root of %" PRIu64
-            " records: the leaf or the path was changed",
-            where, (long long)index, cp->size);
+            "%s (leaf %lld): the audit path of %zu hashes does not lead to the checkpoint's root "
+            "of %" PRIu64 " records: the leaf, its index or the path was changed (%s)",
+            where, (long long)index, plen, cp->size, detail);
         goto out;
     }
     if ((e = records_decode(leaf, leaf_len, true, &rec)) != KETEN_OK) {
@@ -723,6 +762,13 @@ keten_err proof_check(
     if (strcmp(json_string_value(jf), PROOF_FORMAT) != 0) {
         e = keten_err_set(
             KETEN_ERR_MALFORMED, "format '%s' is not " PROOF_FORMAT, json_string_value(jf));
+        goto out;
+    }
+    static const char *const bundle_fields[] = { "format", "network", "msg_id", "checkpoint",
+        "log_key", "directories", "records", NULL };
+    static const char *const key_fields[] = { "name", "public_key", "key_id", NULL };
+    if ((e = only_fields(o, bundle_fields, "the bundle")) != KETEN_OK
+        || (e = only_fields(jk, key_fields, "log_key")) != KETEN_OK) {
         goto out;
     }
     if (strcmp(json_string_value(jn), anchor->network) != 0) {

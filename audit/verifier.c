@@ -824,11 +824,33 @@ static keten_err dir_item(void *ctx, uint64_t key, const uint8_t *bytes, size_t 
 static void check_directory_table(verifier *v)
 {
     dirtab c = { v, NULL, false };
+    size_t n_logged = v->n_dirs; /* the table's versions are added after these */
     keten_err e = tiles_directories(v->db->t, dir_item, &c);
     if (e != KETEN_OK && !c.failed) {
         /* The file itself does not parse: name it. */
         fail_at(
             &v->sh, v->n, KETEN_ERR_INCONSISTENT, "%s: %s", keten_err_str(e), keten_err_detail());
+    }
+    if (e != KETEN_OK) {
+        return;
+    }
+    /* The broker keeps every version it installs: one the log installed and
+     * the table lacks was taken out of the file. */
+    for (size_t j = 0; j < n_logged; j++) {
+        if (v->dirs[j].seq == NO_SEQ) {
+            continue;
+        }
+        bool held = false;
+        for (size_t k = n_logged; k < v->n_dirs && !held; k++) {
+            held = v->dirs[k].version == v->dirs[j].version;
+        }
+        if (!held) {
+            fail_at(&v->sh, v->dirs[j].seq, KETEN_ERR_INCONSISTENT,
+                "keten/directories lacks directory version %" PRIu64 ", which the log installed "
+                "at record %" PRIu64 ": the broker keeps every version it installs, so the file "
+                "was cut; ask the operator for a new export",
+                v->dirs[j].version, v->dirs[j].seq);
+        }
     }
 }
 

@@ -7,10 +7,15 @@
  * the chain v1.dir .. v<N-1>.dir is needed: show takes it from the folder of
  * FILE or, when it is not there, from the published/ folder beside the
  * anchor (ADMIN/published/ when the anchor is ADMIN/network.pub); each step is
- * verified from the anchor on. Without the chain show cannot tell whose
- * signatures count: it says so (exit 1) rather than calling the file invalid,
- * and labels a signature by a key that this version does not list as
- * unknown, not as counting nothing. show checks one file: it cannot know
+ * verified from the anchor on. Without the chain, show says what the file
+ * and the anchor alone show: valid when it verifies against the anchor
+ * alone, as a new node checks its first version (only its link to the
+ * versions in between is not checked, and it says so); invalid (exit 3)
+ * when it lacks the signatures of its own administrators that every valid
+ * version carries, or is not current; else it cannot tell whose signatures
+ * count: it says so (exit 1) rather than calling the file invalid, and
+ * labels a signature by a key that this version does not list as unknown,
+ * not as counting nothing. show checks one file: it cannot know
  * which version a node or the broker has installed, so it only points out a
  * newer v<N+1>.dir lying beside FILE (a node that has it refuses FILE as a
  * rollback).
@@ -59,7 +64,11 @@ static const char usage_text[]
       "the anchor, otherwise along the chain of earlier versions v1.dir ..\n"
       "v<N-1>.dir, taken from the folder of FILE or else from the published/\n"
       "folder beside the anchor (ADMIN/published/ for ADMIN/network.pub). Prints\n"
-      "\"valid\" or exactly why not. show cannot know which version a node has\n"
+      "\"valid\" or exactly why not. Without the chain: valid when the anchor's\n"
+      "administrators signed enough (as a new node checks its first version; the\n"
+      "link to the versions in between is then not checked, and it says so),\n"
+      "invalid when it lacks its own administrators' signatures, else NOT\n"
+      "VERIFIED (exit 1). show cannot know which version a node has\n"
       "installed: a newer v<N+1>.dir beside FILE is pointed out.\n"
       "\n"
       "Signatures and administrators are printed with the administrator's name\n"
@@ -72,19 +81,20 @@ static const char usage_text[]
       "  --help                 show this help\n"
       "\n"
       "Exit codes: 0 printed (and valid), 1 failure (e.g. unreadable file, chain\n"
-      "missing), 2 usage error, 3 verification failed.\n";
+      "missing and needed), 2 usage error, 3 verification failed.\n";
 
 typedef struct verdict {
     bool checked; /* --anchor given and a verification ran */
     const char *method; /* "anchor" or "chain" */
     keten_err err; /* KETEN_OK: valid */
-    char detail[768]; /* why not */
+    char detail[1536]; /* why not */
     bool have_signing; /* signing set known (for the per-signature labels) */
     adminkey_set signing; /* administrators who had to sign */
     char signing_name[64]; /* whose they are: "the anchor", "version 3" */
     uint64_t newer; /* a newer version lying beside FILE, or 0 */
     char newer_path[PATH_MAX];
     bool chain_missing; /* needed the chain and could not find it */
+    bool anchor_alone; /* valid against the anchor alone; the chain was not there to check */
     char chain_folder[PATH_MAX]; /* where the chain was taken from */
 } verdict;
 
@@ -231,6 +241,86 @@ static keten_err verify_chain(const Keten__Anchor *anchor, const char *const *fo
     return e;
 }
 
+/* The chain is missing: what the file and the anchor alone show.
+ * - A new node checks its first version against the anchor alone: when
+ *   that verifies (an administrator change signed by enough of the anchor's
+ *   administrators and of its new ones), the file is valid as nodes and the
+ *   broker check it; only its link to the versions in between (their
+ *   hashes) is not checked.
+ * - Every valid version carries a threshold of signatures by its own
+ *   administrators (after a change, k' of the new ones; without one, they
+ *   are the previous version's): a file without them is invalid whatever
+ *   the earlier versions are.
+ * - Otherwise only the previous version's administrators can make it valid,
+ *   and who they are is not known without the chain. */
+static void judge_without_chain(const Keten__Anchor *anchor, const uint8_t *buf, size_t len,
+    const Keten__Directory *doc, uint64_t now, verdict *v)
+{
+    char missing[sizeof v->detail];
+    memcpy(missing, v->detail, sizeof missing);
+    keten_directory *d = NULL;
+    keten_err e = keten_directory_verify(anchor, NULL, buf, len, now, &d);
+    keten_directory_destroy(&d);
+    if (e == KETEN_OK) {
+        v->err = KETEN_OK;
+        v->method = "anchor";
+        v->anchor_alone = true;
+        v->chain_missing = false;
+        v->have_signing
+            = adminkey_set_from_pb(anchor->admins, anchor->n_admins, anchor->threshold, &v->signing)
+            == KETEN_OK;
+        snprintf(v->signing_name, sizeof v->signing_name, "the anchor");
+        snprintf(v->detail, sizeof v->detail,
+            "not checked without v1.dir .. v%llu.dir: that version %llu follows them (the "
+            "previous-version hash)",
+            (unsigned long long)(doc->version - 1), (unsigned long long)doc->version);
+        keten_err_clear();
+        return;
+    }
+    char from_anchor[256];
+    snprintf(from_anchor, sizeof from_anchor, "%s", keten_err_detail());
+    adminkey_set own;
+    Keten__SignedDirectory *sd = NULL;
+    dirsig_tally t;
+    memset(&t, 0, sizeof t);
+    e = adminkey_set_from_pb(doc->admins, doc->n_admins, doc->threshold, &own);
+    if (e == KETEN_OK) {
+        e = KETEN_PB_UNPACK(
+            keten__signed_directory, buf, len, KETEN_DIRECTORY_MAX, "signed directory", &sd);
+    }
+    if (e == KETEN_OK) {
+        e = dirsig_count(sd, &own, &own, &t);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&sd);
+    if (e == KETEN_OK && t.old_valid < doc->threshold) {
+        e = keten_err_set(KETEN_ERR_THRESHOLD,
+            "it carries valid signatures of %zu of its own %zu administrators, and every valid "
+            "version carries %u (after a change of administrators, of the new ones)",
+            t.old_valid, doc->n_admins, doc->threshold);
+    } else if (e == KETEN_OK) {
+        e = dirsig_verify_with_set(doc->network, &own, buf, len, now);
+    }
+    if (e != KETEN_OK) {
+        char own_why[256];
+        snprintf(own_why, sizeof own_why, "%s", keten_err_detail());
+        v->chain_missing = false;
+        keten_err_set(e, "invalid whatever the earlier versions are: %s", own_why);
+        note(v, e);
+        return;
+    }
+    char why[2 * sizeof v->detail];
+    int n = snprintf(why, sizeof why,
+        "%s. The file alone shows: %u of its own administrators signed it and it is current; "
+        "not known without the chain: whether enough administrators of version %llu signed "
+        "it. Against the anchor alone (as a new node checks its first version): %s",
+        missing, doc->threshold, (unsigned long long)(doc->version - 1), from_anchor);
+    v->err = KETEN_ERR_NOT_FOUND;
+    /* Cut short by the buffer when need be; it stays readable. */
+    size_t l = n < 0 ? 0 : strnlen(why, sizeof v->detail - 1);
+    memcpy(v->detail, why, l);
+    v->detail[l] = '\0';
+}
+
 static void find_newer(const char *folder, const Keten__Directory *doc, verdict *v)
 {
     char path[PATH_MAX];
@@ -300,8 +390,9 @@ static void verify(const char *file, const char *anchor_path, const Keten__Ancho
         if (v->err != KETEN_OK) {
             note(v, v->err);
         }
-    } else {
-        (void)verify_chain(anchor, folders, n_folders, doc->version, buf, len, now, v);
+    } else if (verify_chain(anchor, folders, n_folders, doc->version, buf, len, now, v) != KETEN_OK
+        && v->chain_missing) {
+        judge_without_chain(anchor, buf, len, doc, now, v);
     }
     find_newer(folder, doc, v);
 }
@@ -491,6 +582,46 @@ static void print_signature_count(const view *w)
         w->other_valid, why);
 }
 
+/* Does party (a node id or role:NAME; '*' always) name a node of doc? */
+static bool party_matches(const Keten__Directory *doc, const char *party)
+{
+    static const char role_prefix[] = "role:";
+    if (strcmp(party, "*") == 0) {
+        return true;
+    }
+    bool role = strncmp(party, role_prefix, sizeof role_prefix - 1) == 0;
+    for (size_t i = 0; i < doc->n_nodes; i++) {
+        const Keten__NodeCert *c = doc->nodes[i];
+        if (c != NULL
+            && strcmp(role ? c->role : c->id, role ? party + sizeof role_prefix - 1 : party) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One note per rule party that names no node of this version: such a rule
+ * is valid (rules may be written before a partner is enrolled), but it
+ * applies to whoever is enrolled later under that id or role. */
+static void print_unmatched_parties(const Keten__Directory *doc)
+{
+    for (size_t i = 0; i < doc->n_rules; i++) {
+        const Keten__PolicyRule *r = doc->rules[i];
+        for (int side = 0; side < 2; side++) {
+            char **parties = side == 0 ? r->from : r->to;
+            size_t n = side == 0 ? r->n_from : r->n_to;
+            for (size_t k = 0; k < n; k++) {
+                if (!party_matches(doc, parties[k])) {
+                    printf("  note: rule %u names '%s' (%s), which is no node of this version: "
+                           "the rule applies to a partner enrolled later under that %s\n",
+                        r->id, parties[k], side == 0 ? "from" : "to",
+                        strncmp(parties[k], "role:", 5) == 0 ? "role" : "id");
+                }
+            }
+        }
+    }
+}
+
 static void print_text(const view *w)
 {
     const Keten__SignedDirectory *sd = w->sd;
@@ -538,6 +669,7 @@ static void print_text(const view *w)
         printf("  ");
         render_rule_text(stdout, doc->rules[i]);
     }
+    print_unmatched_parties(doc);
     printf("signatures (%zu):\n", sd->n_signatures);
     for (size_t i = 0; i < sd->n_signatures; i++) {
         const ProtobufCBinaryData *k = &sd->signatures[i]->admin_pk;
@@ -556,6 +688,13 @@ static void print_text(const view *w)
         if (strcmp(v->method, "chain") == 0) {
             printf("verification against %s (along the chain of earlier versions in %s): valid\n",
                 w->anchor_path, v->chain_folder);
+        } else if (v->anchor_alone) {
+            printf(
+                "verification against %s (the anchor alone, as a new node checks its first "
+                "version): valid: signed by enough of the anchor's administrators and by enough of "
+                "its own, which differ from the anchor's\n",
+                w->anchor_path);
+            printf("%s\n", v->detail);
         } else {
             printf("verification against %s (the anchor): valid\n", w->anchor_path);
         }
@@ -641,6 +780,10 @@ static json_t *doc_json(const view *w)
             json_object_set_new(ver, "error", json_string(keten_err_str(v->err)));
             json_object_set_new(ver, "detail", json_string(v->detail));
             json_object_set_new(ver, "chain_missing", json_boolean(v->chain_missing));
+        }
+        if (ver != NULL && v->anchor_alone) {
+            json_object_set_new(ver, "chain_checked", json_false());
+            json_object_set_new(ver, "not_checked", json_string(v->detail));
         }
         if (ver != NULL && v->err == KETEN_OK && strcmp(v->method, "chain") == 0) {
             json_object_set_new(ver, "chain_folder", json_string(v->chain_folder));

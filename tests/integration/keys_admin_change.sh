@@ -57,10 +57,13 @@ says "changes the administrators or threshold and carries signatures of 0 of its
 
 # A copy with a copy of the anchor, far from ADMIN: no chain to be found.
 mkdir lonely && cp admin/published/v2.dir lonely/ && cp admin/network.pub lonely/anchor.pub
+# Without the chain, what the file and the anchor show: a change that lacks
+# its new administrators' signatures is invalid whatever version 1 is.
 run "$KEYS" show lonely/v2.dir --anchor lonely/anchor.pub
-expect 1 "show cannot verify an administrator change without the chain"
-says "cannot verify version 2 without the chain" "it says the chain is missing and where to find it"
-says "copy v1.dir (ADMIN/published/ has them) beside the file" "it says which files are missing"
+expect 3 "show without the chain: a change without its new administrators' signatures is invalid"
+says "invalid whatever the earlier versions are" "it says no chain could make it valid"
+says "it carries valid signatures of 0 of its own 3 administrators, and every valid version carries 2" "and what it lacks"
+says_not "NOT VERIFIED" "it does not say it could not check"
 
 run "$KEYS" sign --dir admin v2.dir --key x.secret --passphrase-file pass-x
 expect 0 "new administrator x signs"
@@ -84,6 +87,22 @@ run "$KEYS" show dist/directory-v2 --anchor admin/network.pub
 expect 0 "show of the distributed copy finds the chain beside the anchor"
 says "along the chain of earlier versions in admin/published): valid" \
     "it says where the chain came from"
+
+# The same file alone with a copy of the anchor (a new partner's set-up):
+# the anchor's administrators signed the change, as did the new ones, so a
+# node starts from it; show says valid, and what it could not check.
+mkdir alone && cp v2.dir alone/directory-v2 && cp admin/network.pub alone/network.pub
+run "$KEYS" show alone/directory-v2 --anchor alone/network.pub
+expect 0 "show without the chain: the complete change version verifies against the anchor alone"
+says "(the anchor alone, as a new node checks its first version): valid" \
+    "it says valid, and against what"
+says "not checked without v1.dir .. v1.dir: that version 2 follows them" \
+    "it says what only the chain could show"
+says_not "NOT VERIFIED" "it no longer says it could not verify"
+says "valid, by an administrator of the anchor" "the anchor's administrators' signatures count"
+run "$KEYS" show alone/directory-v2 --anchor alone/network.pub --json
+check "show --json: valid, method anchor, the chain not checked" \
+    "$PY" -c 'import json,sys; v=json.load(open(sys.argv[1]))["verification"]; assert v["valid"] and v["method"]=="anchor" and v["chain_checked"] is False and "v1.dir" in v["not_checked"]' "$T/.out"
 
 # Version 3 belongs to the new administrators.
 run "$KEYS" register --dir admin --category mensenhandel

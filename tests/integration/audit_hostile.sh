@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# keten-audit on files a hostile broker operator (or anyone) prepared, each
+# next to its control:
+# - proof bundles (check-proof): an audit path one hash short, one hash too
+#   long, over any valid length; a wrong leaf index, one past the tree, a
+#   negative one; another format version; a field the format does not have
+#   (in the bundle, in log_key, in a record); a key given twice; numbers
+#   too big for any integer, a real where an integer belongs; NUL in a
+#   string, a raw NUL byte; a checkpoint signed by another key under the
+#   broker's name, with or without that key as log_key; the directory chain
+#   reordered or with a version repeated. Each is exit 3 with the field or
+#   the check named, never a signal.
+# - exports (verify, prove): a record rewritten as another valid record
+#   (one category changed), also with its leaf hash in the tile recomputed;
+#   keten/directories with its two versions swapped or the second left out;
+#   files beside the tree that verify does not read; a checkpoint signed by
+#   another key under the broker's name, given with --checkpoint or put in
+#   the export in place of the broker's.
+. "$(dirname "$0")/audit_lib.sh"
+
+make_log || done_testing
+stop_broker
+check "a real broker run wrote a log and stopped" test "$BRC" -eq 0
+
+# no_signal WHAT: the last command ended by itself (exit < 128).
+no_signal() {
+    check "$1: no signal (exit $RC)" test "$RC" -lt 128
+}
+
+# ---- proof bundles ------------------------------------------------------------------------
+
+run "$AUDIT" prove --db broker "$MSG_Q" --out proof.json
+expect 0 "prove the query (control)"
+run "$AUDIT" check-proof proof.json --anchor admin/network.pub
+expect 0 "control: the untouched bundle holds"
+run "$AUDIT" prove --db broker "$MSG_V2" --out proof2.json
+expect 0 "prove the message sent under directory version 2 (control)"
+run "$AUDIT" check-proof proof2.json --anchor admin/network.pub
+expect 0 "control: its bundle, with the chain of two versions, holds"
+
+# edit IN OUT PYTHON: OUT is IN (JSON, as D) after the statements.
+edit() {
+    "$PY" - "$1" "$2" "$3" <<'PY'
+import base64, json, sys
+D = json.load(open(sys.argv[1]))
+exec(sys.argv[3])
+json.dump(D, open(sys.argv[2], "w"), indent=2)
+PY
+}
+# refused WHAT FILE TEXT: check-proof exits 3 on FILE and says TEXT.
+refused() {
+    run "$AUDIT" check-proof "$2" --anchor admin/network.pub
+    expect 3 "$1: check-proof refuses it"
+    says "$3" "$1: it says so"
+    no_signal "$1"
+}
+
+edit proof.json p-short.json 'D["records"][0]["audit_path"].pop()'
+refused "an audit path one hash short" p-short.json "has too few hashes"
+edit proof.json p-long.json 'p = D["records"][0]["audit_path"]; p.append(p[0])'
+refused "an audit path one hash too long" p-long.json "has too many hashes"
+edit proof.json p-huge.json 'p = D["records"][0]["audit_path"]; D["records"][0]["audit_path"] = (p * 65)[:65]'
+refused "an audit path of 65 hashes" p-huge.json "has too many hashes (65)"
+edit proof.json p-hashlen.json 'D["records"][0]["audit_path"][0] = base64.b64encode(b"x" * 31).decode()'
+refused "an audit path hash of 31 bytes" p-hashlen.json "audit_path entry is not standard base64 of the right length"
+
+edit proof.json p-index.json 'D["records"][1]["leaf_index"] += 1'
+refused "a wrong leaf index (one more)" p-index.json "records[1] (leaf "
+says "does not lead to the checkpoint's root" "a wrong leaf index: the path no longer leads to the root"
+edit proof.json p-past.json 'D["records"][0]["leaf_index"] = D["records"][0]["tree_size"]'
+refused "a leaf index equal to the tree size" p-past.json "does not fit the checkpoint's"
+edit proof.json p-neg.json 'D["records"][0]["leaf_index"] = -1'
+refused "a negative leaf index" p-neg.json "leaf -1 in a tree of"
+edit proof.json p-size.json 'D["records"][0]["tree_size"] = 2**63 - 1'
+refused "a tree size of 2^63 - 1" p-size.json "does not fit the checkpoint's"
+
+edit proof.json p-v3.json 'D["format"] = "keten-proof/v3"'
+refused "format version 3" p-v3.json "format 'keten-proof/v3' is not keten-proof/v2"
+edit proof.json p-field.json 'D["version"] = 3'
+refused "a field the format does not have" p-field.json \
+    "the bundle has a field 'version' that a keten-proof/v2 bundle does not have"
+edit proof.json p-rfield.json 'D["records"][1]["witnessed"] = True'
+refused "a field the format does not have, in a record" p-rfield.json \
+    "records[1] has a field 'witnessed' that a keten-proof/v2 bundle does not have"
+edit proof.json p-kfield.json 'D["log_key"]["verified"] = "yes"'
+refused "a field the format does not have, in log_key" p-kfield.json \
+    "log_key has a field 'verified'"
+edit proof.json p-ctl.json 'D["x\u001b[2J"] = 1'
+refused "a field whose name holds a terminal escape" p-ctl.json \
+    "a field (a name over 64 bytes or with control characters)"
+edit proof.json p-keyid.json 'D["log_key"]["key_id"] = "00000000"'
+run "$AUDIT" check-proof p-keyid.json --anchor admin/network.pub
+expect 0 "twin: a changed key_id (documented as informative, not read) still holds"
+
+# Text edits: a key given twice, numbers, NUL.
+"$PY" - proof.json <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+open("p-dup.json", "w").write(t.replace('"network":', '"network": "riec-test",\n  "network":', 1))
+open("p-big.json", "w").write(re.sub(r'"leaf_index": \d+', '"leaf_index": 18446744073709551616', t, 1))
+open("p-exp.json", "w").write(re.sub(r'"leaf_index": \d+', '"leaf_index": 1e999', t, 1))
+open("p-real.json", "w").write(re.sub(r'"leaf_index": (\d+)', r'"leaf_index": \1.0', t, 1))
+open("p-nul.json", "w").write(t.replace('"riec-test"', '"riec-test\\u0000x"', 1))
+open("p-rawnul.json", "wb").write(t.replace('"riec-test"', '"riec-test\0"', 1).encode())
+PY
+refused "the key network given twice" p-dup.json "duplicate object key"
+refused "a leaf index of 2^64" p-big.json "not a JSON proof bundle"
+refused "a leaf index of 1e999" p-exp.json "not a JSON proof bundle"
+refused "a leaf index written as a real" p-real.json "records[0] has no leaf_index field of the right type"
+refused "NUL escaped in a string" p-nul.json "not a JSON proof bundle"
+refused "a raw NUL byte in a string" p-rawnul.json "not a JSON proof bundle"
+
+# A checkpoint signed by another key under the broker's name.
+"$PY" - proof.json <<'PY'
+import base64, hashlib, json
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+D = json.load(open("proof.json"))
+note = D["checkpoint"]
+body, sigs = note.split("\n\n", 1)
+body += "\n"
+name = D["log_key"]["name"]
+k = Ed25519PrivateKey.generate()
+pk = k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+kid = hashlib.sha256(name.encode() + b"\n\x01" + pk).digest()[:4]
+line = "\u2014 %s %s\n" % (name, base64.b64encode(kid + k.sign(body.encode())).decode())
+D["checkpoint"] = body + "\n" + line
+json.dump(D, open("p-otherkey.json", "w"), indent=2)
+D["log_key"]["public_key"] = base64.b64encode(pk).decode()
+D["log_key"]["key_id"] = kid.hex()
+json.dump(D, open("p-otherkey2.json", "w"), indent=2)
+PY
+refused "a checkpoint signed by another key under the broker's name" p-otherkey.json \
+    "the checkpoint's signature does not verify with the broker's log key"
+refused "the same, with that key given as log_key" p-otherkey2.json \
+    "log_key is not the log key of broker 'broker' in directory version"
+
+edit proof2.json p-reorder.json 'D["directories"].reverse()'
+refused "the directory chain reordered (v2, v1)" p-reorder.json \
+    "directories[1] does not verify as the next version of the chain"
+edit proof2.json p-repeat.json 'D["directories"].insert(1, D["directories"][0])'
+refused "a version repeated in the chain (v1, v1, v2)" p-repeat.json "is not newer than"
+
+# ---- exports ------------------------------------------------------------------------------
+
+run "$AUDIT" export --db broker --out ex
+expect 0 "export the log"
+run "$AUDIT" verify --db ex --anchor admin/network.pub --json
+expect 0 "control: the export verifies"
+ROOT=$(jv 'D["root"]')
+N=$(jv 'D["records"]')
+BUNDLE=$(cd ex && find tile/entries -type f | sort | head -1)
+TILE0=$(cd ex && find tile/0 -type f | sort | head -1)
+check "the log fits one partial bundle and one partial tile ($BUNDLE, $TILE0)" \
+    test "$BUNDLE" = "tile/entries/000.p/$N" -a "$TILE0" = "tile/0/000.p/$N"
+SEQ_SUB=$(seq_of 'r["event"] == "SUBMITTED"')
+
+# rewrite DIR TILE_TOO: record SEQ_SUB's category woonfraude becomes
+# woonfraudf (the same length: a valid record of the same shape); with
+# TILE_TOO=1 its leaf hash in the level-0 tile is recomputed as well.
+rewrite() {
+    rm -rf "$1"
+    cp -a ex "$1"
+    "$PY" - "$1/$BUNDLE" "$1/$TILE0" "$SEQ_SUB" "$2" <<'PY'
+import hashlib, sys
+bpath, tpath, seq, tile_too = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+b = bytearray(open(bpath, "rb").read())
+off = 0
+for i in range(seq + 1):
+    n = b[off] << 8 | b[off + 1]
+    start, off = off + 2, off + 2 + n
+rec = bytes(b[start:off])
+assert rec.count(b"woonfraude") >= 1
+new = rec.replace(b"woonfraude", b"woonfraudf", 1)
+b[start:off] = new
+open(bpath, "wb").write(bytes(b))
+if tile_too:
+    t = bytearray(open(tpath, "rb").read())
+    t[32 * seq:32 * seq + 32] = hashlib.sha256(b"\x00" + new).digest()
+    open(tpath, "wb").write(bytes(t))
+PY
+}
+rewrite x-rec 0
+verify_fails_at "record $SEQ_SUB rewritten as another valid record" "$SEQ_SUB" x-rec
+says "does not match its hash in the stored tree" "it says the record changed after it was logged"
+no_signal "verify"
+rewrite x-rec-tile 1
+run "$AUDIT" verify --db x-rec-tile --anchor admin/network.pub
+expect 3 "the same with its leaf hash in the tile recomputed: verify fails"
+says "verification failed at record" "it names a record"
+no_signal "verify"
+run "$AUDIT" prove --db x-rec-tile "$MSG_P1" --out x.json
+check "prove on it does not succeed (exit $RC)" test "$RC" -ne 0 -a "$RC" -lt 128
+
+# keten/directories: versions swapped, the second left out.
+"$PY" - ex/keten/directories <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+items, off = [], 0
+while off < len(b):
+    v, n = struct.unpack(">QI", b[off:off + 12])
+    items.append(b[off:off + 12 + n])
+    off += 12 + n
+assert len(items) == 2, len(items)
+open("dirs-swapped", "wb").write(items[1] + items[0])
+open("dirs-first", "wb").write(items[0])
+PY
+rm -rf x-swap && cp -a ex x-swap && cp dirs-swapped x-swap/keten/directories
+run "$AUDIT" verify --db x-swap --anchor admin/network.pub
+expect 3 "keten/directories with its two versions swapped: verify fails"
+says "keten/directories" "it names the file"
+no_signal "verify"
+rm -rf x-gap && cp -a ex x-gap && cp dirs-first x-gap/keten/directories
+run "$AUDIT" verify --db x-gap --anchor admin/network.pub
+expect 3 "keten/directories without version 2 (which the log installed): verify fails"
+says "keten/directories" "it names the file"
+no_signal "verify"
+
+# A checkpoint signed by another key under the broker's name: given by a
+# "partner" with --checkpoint, and put in the export in place of the
+# broker's.
+"$PY" - ex/checkpoint other.note <<'PY'
+import base64, hashlib, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+note = open(sys.argv[1]).read()
+body = note.split("\n\n", 1)[0] + "\n"
+name = note.split("\n\n", 1)[1].split(" ")[1]
+k = Ed25519PrivateKey.generate()
+pk = k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+kid = hashlib.sha256(name.encode() + b"\n\x01" + pk).digest()[:4]
+sig = base64.b64encode(kid + k.sign(body.encode())).decode()
+open(sys.argv[2], "w").write(body + "\n\u2014 %s %s\n" % (name, sig))
+PY
+run "$AUDIT" verify --db ex --anchor admin/network.pub --checkpoint ex/checkpoint
+expect 0 "control: the broker's own latest checkpoint given with --checkpoint verifies"
+run "$AUDIT" verify --db ex --anchor admin/network.pub --checkpoint other.note
+expect 3 "a --checkpoint signed by another key under the broker's name: verify fails"
+says "other.note of size" "it names the file"
+says "the broker's signature (key 'broker' of directory version" "it says the broker's signature does not verify"
+no_signal "verify"
+rm -rf x-cp && cp -a ex x-cp && cp other.note x-cp/checkpoint
+run "$AUDIT" verify --db x-cp --anchor admin/network.pub
+expect 3 "the export's checkpoint replaced by one signed by another key: verify fails"
+says "checkpoint" "it names the checkpoint"
+no_signal "verify"
+
+# Files beside the tree of N records: verify reads the tree of N records
+# only (the manifest's size), so junk beyond it changes nothing.
+rm -rf x-extra && cp -a ex x-extra
+mkdir -p x-extra/tile/0 x-extra/tile/entries
+head -c 8192 /dev/urandom >x-extra/tile/0/001
+printf '\000\003abc' >x-extra/tile/entries/001
+run "$AUDIT" verify --db x-extra --anchor admin/network.pub --json
+expect 0 "tiles beyond the log's size are not read: the export verifies"
+check "with the same records and root" test "$(jv 'D["records"]')" = "$N" -a "$(jv 'D["root"]')" = "$ROOT"
+done_testing
