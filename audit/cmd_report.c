@@ -537,6 +537,46 @@ static void change_html(FILE *f, const dirinfo_change *c)
 }
 
 /* Revocations and rotations, and every directory version with its changes. */
+/* What a version changed beside the certificates; for one that changed
+ * nothing at all, that only its validity was renewed. */
+static void settings_html(FILE *f, const dirinfo_version *v, bool first)
+{
+    bool any = v->n_changes > 0;
+    if (first) {
+        fprintf(f, "%s%zu administrators, of whom %u must sign each version; %zu policy rules",
+            any ? "; " : "", v->n_admins, v->threshold, v->n_rules);
+        return;
+    }
+    if (v->settings & DIRINFO_ADMINS) {
+        fprintf(f,
+            "%s<strong>administrators changed</strong>: now %zu, of whom %u must sign each "
+            "version (before: %zu, of whom %u)",
+            any ? "; " : "", v->n_admins, v->threshold, v->prev_n_admins, v->prev_threshold);
+        any = true;
+    }
+    if (v->settings & DIRINFO_POLICY) {
+        fprintf(f, "%sthe sharing policy changed (now %zu rules)", any ? "; " : "", v->n_rules);
+        any = true;
+    }
+    if (v->settings & DIRINFO_REGISTRY) {
+        fprintf(f, "%sthe registered categories or purposes changed", any ? "; " : "");
+        any = true;
+    }
+    if (v->settings & DIRINFO_WITNESSES) {
+        fprintf(f, "%sthe witness quorum changed", any ? "; " : "");
+        any = true;
+    }
+    if (v->settings & DIRINFO_LIFETIME) {
+        fprintf(f, "%sthe longest message lifetime changed", any ? "; " : "");
+        any = true;
+    }
+    if (!any) {
+        char t[32];
+        human_time(v->expires_at, t);
+        fprintf(f, "no change but its validity, renewed until %s", t);
+    }
+}
+
 static void directory_html(FILE *f, const dirinfo *dirs)
 {
     size_t nv = dirinfo_version_count(dirs);
@@ -595,13 +635,11 @@ static void directory_html(FILE *f, const dirinfo *dirs)
         if (i == 0) {
             fprintf(f, "first version. ");
         }
-        if (v->n_changes == 0) {
-            fprintf(f, "no change to the partners (the policy or the validity period)");
-        }
         for (size_t j = 0; j < v->n_changes; j++) {
             fprintf(f, "%s", j > 0 ? "; " : "");
             change_html(f, dirinfo_change_at(dirs, v->first_change + j));
         }
+        settings_html(f, v, i == 0);
         fprintf(f, "</td></tr>\n");
     }
     fprintf(f, "</table>\n");

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "keten.h"
 #include "pb.h"
 #include "util.h"
@@ -17,11 +19,18 @@ typedef struct org_entry {
     char *node, *org;
 } org_entry;
 
-/* One version's certificates, kept while the next is compared with it. */
+/* One version's certificates and settings, kept while the next is compared
+ * with it. */
 typedef struct certset {
+    bool read; /* a version was read */
     size_t n_nodes, n_revoked;
     char **node_ids;
     uint64_t *revoked_serials;
+    size_t n_admins;
+    uint8_t admins[32][KETEN_SIGN_PK_BYTES]; /* at most 32 (structural limit) */
+    uint32_t threshold, witness_quorum;
+    uint64_t max_lifetime;
+    uint8_t policy_hash[crypto_generichash_BYTES], registry_hash[crypto_generichash_BYTES];
 } certset;
 
 struct dirinfo {
@@ -158,6 +167,112 @@ static bool in_prev_revoked(const certset *s, uint64_t serial)
     return false;
 }
 
+static void store_u64be(uint8_t out[8], uint64_t x)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)x;
+        x >>= 8;
+    }
+}
+
+/* A hash of one section of a version, to tell whether it changed: each
+ * item's length and bytes (a rule in its packed form), in order. */
+static bool hash_rules(const Keten__Directory *doc, uint8_t out[crypto_generichash_BYTES])
+{
+    crypto_generichash_state st;
+    bool ok = crypto_generichash_init(&st, NULL, 0, crypto_generichash_BYTES) == 0;
+    for (size_t i = 0; ok && i < doc->n_rules; i++) {
+        size_t n = protobuf_c_message_get_packed_size(&doc->rules[i]->base);
+        uint8_t *buf = malloc(n + 1);
+        uint8_t len[8];
+        ok = buf != NULL && protobuf_c_message_pack(&doc->rules[i]->base, buf) == n;
+        store_u64be(len, n);
+        ok = ok && crypto_generichash_update(&st, len, sizeof len) == 0
+            && crypto_generichash_update(&st, buf, n) == 0;
+        free(buf);
+    }
+    return ok && crypto_generichash_final(&st, out, crypto_generichash_BYTES) == 0;
+}
+
+static bool hash_strings(char *const *a, size_t n, crypto_generichash_state *st)
+{
+    uint8_t len[8];
+    store_u64be(len, n);
+    bool ok = crypto_generichash_update(st, len, sizeof len) == 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        size_t l = strlen(a[i]);
+        store_u64be(len, l);
+        ok = crypto_generichash_update(st, len, sizeof len) == 0
+            && crypto_generichash_update(st, (const uint8_t *)a[i], l) == 0;
+    }
+    return ok;
+}
+
+static bool hash_registry(const Keten__Directory *doc, uint8_t out[crypto_generichash_BYTES])
+{
+    crypto_generichash_state st;
+    return crypto_generichash_init(&st, NULL, 0, crypto_generichash_BYTES) == 0
+        && hash_strings(doc->categories, doc->n_categories, &st)
+        && hash_strings(doc->purposes, doc->n_purposes, &st)
+        && crypto_generichash_final(&st, out, crypto_generichash_BYTES) == 0;
+}
+
+static bool same_admins(const certset *prev, const certset *cur)
+{
+    if (prev->n_admins != cur->n_admins || prev->threshold != cur->threshold) {
+        return false;
+    }
+    for (size_t i = 0; i < cur->n_admins; i++) {
+        bool found = false;
+        for (size_t j = 0; j < prev->n_admins && !found; j++) {
+            found = sodium_memcmp(cur->admins[i], prev->admins[j], KETEN_SIGN_PK_BYTES) == 0;
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The version's settings into cur, and what changed against prev into v. */
+static bool read_settings(
+    const Keten__Directory *doc, const certset *prev, certset *cur, dirinfo_version *v)
+{
+    cur->read = true;
+    cur->n_admins = 0;
+    for (size_t i = 0; i < doc->n_admins && cur->n_admins < 32; i++) {
+        if (doc->admins[i].len == KETEN_SIGN_PK_BYTES) {
+            memcpy(cur->admins[cur->n_admins++], doc->admins[i].data, KETEN_SIGN_PK_BYTES);
+        }
+    }
+    cur->threshold = doc->threshold;
+    cur->witness_quorum = doc->witness_quorum;
+    cur->max_lifetime = doc->max_message_lifetime;
+    if (!hash_rules(doc, cur->policy_hash) || !hash_registry(doc, cur->registry_hash)) {
+        return false;
+    }
+    v->expires_at = doc->expires_at;
+    v->n_admins = doc->n_admins;
+    v->threshold = doc->threshold;
+    v->n_rules = doc->n_rules;
+    v->settings = 0;
+    if (!prev->read) {
+        return true;
+    }
+    v->prev_n_admins = prev->n_admins;
+    v->prev_threshold = prev->threshold;
+    bool same_policy
+        = sodium_memcmp(prev->policy_hash, cur->policy_hash, sizeof cur->policy_hash) == 0;
+    bool same_registry
+        = sodium_memcmp(prev->registry_hash, cur->registry_hash, sizeof cur->registry_hash) == 0;
+    v->settings |= same_admins(prev, cur) ? 0 : DIRINFO_ADMINS;
+    v->settings |= same_policy ? 0 : DIRINFO_POLICY;
+    v->settings |= same_registry ? 0 : DIRINFO_REGISTRY;
+    v->settings |= prev->witness_quorum != cur->witness_quorum ? DIRINFO_WITNESSES : 0;
+    v->settings |= prev->max_lifetime != cur->max_lifetime ? DIRINFO_LIFETIME : 0;
+    return true;
+}
+
 static keten_err dir_item(
     void *ctx, uint64_t version, const uint8_t *bytes, size_t len, size_t index)
 {
@@ -220,6 +335,11 @@ static keten_err dir_item(
         }
     }
     v->n_changes = d->n_changes - v->first_change;
+    if (!read_settings(doc, &d->prev, &cur, v)) {
+        certset_free(&cur);
+        d->failed = true;
+        goto out;
+    }
     certset_free(&d->prev);
     d->prev = cur;
 out:

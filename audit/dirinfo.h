@@ -5,7 +5,8 @@
  * certificate of a node ever had (current, rotated away or revoked: an
  * auth-failed record names the refused key, and the key may be one of a
  * node's past certificates), and per version its date and what changed
- * (nodes added, revoked, keys rotated).
+ * (nodes added, revoked, keys rotated; the administrators, the policy, the
+ * registry, the witness quorum or the message lifetime changed).
  *
  * Ownership: dirinfo_load() returns a handle freed with dirinfo_destroy();
  * strings it returns live as long as the handle.
@@ -41,11 +42,27 @@ typedef struct dirinfo_change {
     const char *reason; /* revoked: the administrators' reason ("" if none) */
 } dirinfo_change;
 
+/* What a version changed beside the partners' certificates (bits of
+ * dirinfo_version.settings; none for the first version read). */
+enum {
+    DIRINFO_ADMINS = 1u << 0, /* the administrators or their threshold */
+    DIRINFO_POLICY = 1u << 1, /* the sharing policy's rules */
+    DIRINFO_REGISTRY = 1u << 2, /* the registered categories or purposes */
+    DIRINFO_WITNESSES = 1u << 3, /* the witness quorum */
+    DIRINFO_LIFETIME = 1u << 4, /* the longest message lifetime */
+};
+
 typedef struct dirinfo_version {
     uint64_t version;
     uint64_t issued_at; /* ms */
+    uint64_t expires_at; /* ms */
     size_t n_nodes; /* partners' certificates in force (the broker's not counted) */
     size_t first_change, n_changes; /* into dirinfo_change_at() */
+    unsigned settings; /* DIRINFO_ADMINS | ... against the version read before it */
+    size_t n_admins, n_rules;
+    uint32_t threshold;
+    size_t prev_n_admins; /* the version read before it (when settings has DIRINFO_ADMINS) */
+    uint32_t prev_threshold;
 } dirinfo_version;
 
 keten_err dirinfo_load(const auditdb *db, dirinfo **out) KETEN_MUST_CHECK;

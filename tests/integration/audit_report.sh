@@ -225,4 +225,47 @@ PY
 check "the screenshot is a 1280x2400 PNG with something drawn on it" png_ok report.png 1280 2400
 check "the screenshot is more than a few bytes" test "$(stat -c %s report.png)" -gt 20000
 
+# ---- the directory history names changes of administrators and policy ------------
+# Version 3 changes the administrators (two new ones, both must sign) and the
+# policy; the broker installs it, and the report of a new export says so.
+# Version 2 changed neither: its row names only the revocation.
+for who in x y; do
+    secret "pass-$who" "the passphrase of new administrator $who"
+    run "$KEYS" admin-keygen --out "$who.secret" --name "New administrator $who" --passphrase-file "pass-$who"
+    expect 0 "admin-keygen for new administrator $who"
+done
+run "$KEYS" set-admins --dir admin --threshold 2 --admin-pub x.secret.pub,y.secret.pub
+expect 0 "set-admins: two new administrators, both must sign"
+run "$KEYS" policy --dir admin allow --from role:tax --to role:police --category drugs
+expect 0 "a policy rule more"
+publish dir.v3 || done_testing
+for who in x y; do
+    run "$KEYS" sign --dir admin dir.v3 --key "$who.secret" --passphrase-file "pass-$who"
+    expect 0 "new administrator $who signs version 3"
+done
+BROKER_DIR=dir.v3 start_broker || done_testing
+wait_for 10 grep -q 'msg="directory installed" version=3' "$BLOG" \
+    || not_ok "the broker installs version 3"
+stop_broker
+run "$AUDIT" export --db broker --out exp3
+expect 0 "export after version 3"
+run "$AUDIT" report --db exp3 --anchor admin/network.pub --out admins.html
+expect 0 "report after version 3"
+row_of() { # row_of VERSION: the directory history's row of that version, as HTML
+    grep -o "<tr><td class=\"n\">$1</td><td>[^<]*</td><td class=\"n\">[0-9]*</td><td>.*</td></tr>" \
+        admins.html | head -n 1
+}
+row3=$(row_of 3)
+row2=$(row_of 2)
+check "the report's history has a row for version 3" test -n "$row3"
+check "version 3's row says the administrators changed, how many must sign, and how it was" \
+    grep -qF "<strong>administrators changed</strong>: now 2, of whom 2 must sign each version (before: 3, of whom 2)" <<<"$row3"
+check "version 3's row says the sharing policy changed" grep -qF "the sharing policy changed (now " <<<"$row3"
+check "version 3's row does not call it no change" lacks grep -qF "no change" <<<"$row3"
+check "twin: version 2's row names the revocation" grep -qF "revoked woonstad" <<<"$row2"
+check "twin: version 2's row names no change of administrators or policy" \
+    lacks grep -Eq "administrators changed|policy changed" <<<"$row2"
+check "version 1's row says who must sign from the start" \
+    grep -qF "3 administrators, of whom 2 must sign each version" <<<"$(row_of 1)"
+
 done_testing
