@@ -510,6 +510,11 @@ static void render_text(
         } else {
             render_plain(f, rec->node);
         }
+        if (rec->reason != KETEN__REASON__REASON_NONE) {
+            /* A connection cut off: why, and the version that made it so. */
+            fprintf(f, "  reason %s (directory version %" PRIu64 ")",
+                records_reason_name((int)rec->reason), rec->directory_version);
+        }
         fputs("  [broker's claim]", f);
         break;
     default:

@@ -71,6 +71,8 @@ run "$AUDIT" replay --db broker --node politie-mn --format jsonl
 jl 'not any(r["event"] == "auth-failed" for r in L)' "--node politie-mn: no authentication failure"
 run "$AUDIT" replay --db broker --node woonstad
 stdout_says "woonstad (key " "the text names woonstad for the key"
+stdout_says ", of one of its certificates)  [broker's claim]" \
+    "a key refused at the door: no reason is recorded, and the text gives none"
 
 # ---- prove: the checkpoint with the most cosignatures, ties the latest ------------
 

@@ -356,6 +356,13 @@ recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 hits = [r for r in recs if r.get("event") == "auth-failed" and r.get("node") == "gemeente-diemen"
         and r.get("reason") == "keys-replaced" and r.get("directory_version") == 4]
 sys.exit(0 if len(hits) == 1 else 1)' "$T/.out"
+run "$AUDIT" replay --db broker --node politie-mn
+expect 0 "keten-audit replay --node politie-mn (text)"
+stdout_says "auth-failed          politie-mn  reason revoked (directory version 3)  [broker's claim]" \
+    "the text gives the cut-off's reason and version, as the JSON does"
+run "$AUDIT" replay --db broker --node gemeente-diemen
+stdout_says "auth-failed          gemeente-diemen  reason keys-replaced (directory version 4)" \
+    "and the rotation's"
 run "$AUDIT" verify --db broker --anchor admin/network.pub
 expect 0 "keten-audit verify finds the log clean"
 finish
