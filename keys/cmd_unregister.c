@@ -169,7 +169,7 @@ int cmd_unregister(int argc, char **argv)
                     render_strings_json(doc->categories, doc->n_categories), "purposes",
                     render_strings_json(doc->purposes, doc->n_purposes)));
         } else {
-            printf("registered in the next directory version %llu:\n",
+            printf("unregistered; what stays registered in the next directory version %llu:\n",
                 (unsigned long long)doc->version);
             print_list("  categories", doc->categories, doc->n_categories);
             print_list("  purposes", doc->purposes, doc->n_purposes);

@@ -52,6 +52,8 @@ says "next: publish version 1" "status says what comes next"
 run "$KEYS" unregister --dir admin --category woonfruade
 expect 0 "unregister the mistyped category"
 says "categories: woonfraude drugs adrescheck" "unregister prints what is left"
+says "unregistered; what stays registered in the next directory version" \
+    "and says it is what stays, not what was registered"
 run "$KEYS" status --dir admin --json
 check "status --json: the typo is gone from the draft" \
     "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); c=d["changes"]["categories_added"]; assert c==["woonfraude","drugs","adrescheck"] and d["last_published"] is None and d["changed"]' "$T/.out"
