@@ -297,6 +297,27 @@ static size_t name_find(const names *ns, const char *s)
     return MAX_PARTNERS;
 }
 
+/* A step for the chart's axis: 1, 2 or 5 times a power of ten, so that
+ * about four steps reach max. */
+static uint64_t axis_step(uint64_t max)
+{
+    uint64_t want = max / 4 > 0 ? max / 4 : 1;
+    for (uint64_t p = 1;; p *= 10) {
+        if (p >= want) {
+            return p;
+        }
+        if (2 * p >= want) {
+            return 2 * p;
+        }
+        if (5 * p >= want) {
+            return 5 * p;
+        }
+        if (p > UINT64_MAX / 100) {
+            return p * 10;
+        }
+    }
+}
+
 /* Bar chart from a table keyed by month and pair. */
 static keten_err chart_html(FILE *f, const stats_table *t, const dirinfo *dirs)
 {
@@ -339,9 +360,12 @@ static keten_err chart_html(FILE *f, const stats_table *t, const dirinfo *dirs)
     size_t base = CHART_HEIGHT - CHART_MARGIN_BOTTOM;
     fprintf(f, "<line x1=\"%d\" y1=\"%zu\" x2=\"%zu\" y2=\"%zu\" stroke=\"#333\"/>\n",
         CHART_MARGIN_LEFT, base, width - 10, base);
-    for (int k = 0; k <= 2; k++) {
-        uint64_t tick = max * (uint64_t)k / 2;
-        size_t y = base - (size_t)(tick * plot / max);
+    /* The scale runs to the first step at or above the largest bar, with a
+     * labelled line at every step. */
+    uint64_t step = axis_step(max);
+    uint64_t top = max <= UINT64_MAX - step ? (max + step - 1) / step * step : max;
+    for (uint64_t tick = 0; tick <= top; tick += step) {
+        size_t y = base - (size_t)((double)tick * (double)plot / (double)top);
         fprintf(f,
             "<line x1=\"%d\" y1=\"%zu\" x2=\"%zu\" y2=\"%zu\" stroke=\"#ddd\"/>"
             "<text x=\"%d\" y=\"%zu\" text-anchor=\"end\">%" PRIu64 "</text>\n",
@@ -351,7 +375,7 @@ static keten_err chart_html(FILE *f, const stats_table *t, const dirinfo *dirs)
         size_t x0 = CHART_MARGIN_LEFT + mi * group + GROUP_GAP / 2;
         for (size_t si = 0; si < ns; si++) {
             uint64_t n = v[mi * ns + si];
-            size_t h = (size_t)(n * plot / max);
+            size_t h = (size_t)((double)n * (double)plot / (double)top);
             size_t x = x0 + si * BAR_WIDTH;
             fprintf(f,
                 "<rect x=\"%zu\" y=\"%zu\" width=\"%d\" height=\"%zu\" fill=\"%s\">"

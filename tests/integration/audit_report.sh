@@ -224,6 +224,21 @@ raw = zlib.decompress(data)
 assert len(set(raw)) > 32, "a blank image"
 PY
 }
+axis_even() { # the chart's axis: 0, s, 2s, ... with s 1, 2 or 5 times a power of ten
+    "$PY" - report.html <<'PY'
+import re, sys
+svg = open(sys.argv[1]).read().split('<svg id="chart"', 1)[1].split("</svg>", 1)[0]
+ticks = [int(t) for t in re.findall(r'text-anchor="end">(\d+)</text>', svg)]
+bars = [int(h) for h in re.findall(r'<rect [^>]*height="(\d+)"', svg)]
+print("# axis", ticks)
+s = ticks[1] - ticks[0] if len(ticks) > 1 else 0
+assert len(ticks) >= 2 and ticks[0] == 0 and s > 0, ticks
+assert ticks == [k * s for k in range(len(ticks))], ticks
+assert str(s).rstrip("0") in ("1", "2", "5"), s
+assert bars and max(bars) > 0
+PY
+}
+check "the bar chart's axis is labelled in even steps of 1, 2 or 5" axis_even
 check "the screenshot is a 1280x2400 PNG with something drawn on it" png_ok report.png 1280 2400
 check "the screenshot is more than a few bytes" test "$(stat -c %s report.png)" -gt 20000
 
