@@ -29,7 +29,7 @@
 FLOW=$(realpath "${7:?web_flow.py}")
 WEB=$(realpath "${8:?web root}")
 AXE=${9:?axe.min.js of axe-core}
-FLOW_CHECKS_MIN=122 # web_flow.py makes 128 checks: fewer means it stopped early
+FLOW_CHECKS_MIN=133 # web_flow.py makes 139 checks: fewer means it stopped early
 
 need_tool chromium chromedriver
 if ! "$PY" -c 'import selenium' 2>/dev/null; then
