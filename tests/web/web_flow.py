@@ -6,10 +6,12 @@ Run by tests/integration/web_flow.sh, which starts a broker and three nodes
 127.0.0.1. A clerk at the municipality and an analyst at the police each
 sign in with an application token in their own headless Chromium:
 
-- the clerk records a signal to the police (first with a mistake the node
-  names, next to its field), the analyst sees it arrive live, opens it,
-  acknowledges it and gives feedback; the clerk follows the signal (the
-  police receipted it) and reads the feedback;
+- the clerk records a signal to the police (first with mistakes the node
+  names all at once, each said in the page's language next to its field),
+  the analyst sees it arrive live, opens it, acknowledges it and gives
+  feedback (first on a category the agreement refuses: said in Dutch, and
+  in English, asking to correct no marked field); the clerk follows the
+  signal (the police receipted it) and reads the feedback;
 - the clerk sends a query to police and tax, the analyst replies, and the
   clerk's follow-up shows who replied and who has not;
 - axe-core checks every screen (WCAG 2.1 A and AA, and axe's best
