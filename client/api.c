@@ -697,8 +697,8 @@ static void send_outcome(keten_node *node, const uint8_t msg_id[static KETEN_MSG
 
 static json_t *problem_json(const keten_signal_json_problem *p)
 {
-    return json_pack("{s:s, s:s, s:s, s:s}", "path", p->path, "problem", p->problem, "allowed",
-        p->allowed, "error", keten_err_str(p->err));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "path", p->path, "code", p->code, "problem",
+        p->problem, "allowed", p->allowed, "error", keten_err_str(p->err));
 }
 
 static void validate_answer(keten_api_response *resp, const keten_signal_json_problems *pr)
@@ -777,18 +777,53 @@ out:
 
 #define TO_MAX 4096 /* the recipients, comma-joined */
 
-/* "to": a non-empty array of party strings, joined with commas. */
-static bool parse_to(op_ctx *c, char *to, size_t size)
+/* A problem of a request's own fields: with dry (a validation), one more
+ * problem in its list (path in the dry run's form, the detail as its text);
+ * else the 400 answer naming field (a JSON pointer). */
+static void request_problem(op_ctx *c, keten_signal_json_problems *dry, keten_err err,
+    const char *code, const char *field, const char *problem, const char *allowed,
+    const char *detail)
+{
+    if (dry != NULL) {
+        char path[KETEN_SIGNAL_PATH_MAX];
+        size_t n = 0;
+        /* "/to/3" -> "to[3]", "/kind" -> "kind" */
+        for (const char *f = field[0] == '/' ? field + 1 : field; *f != '\0' && n + 2 < sizeof path;
+             f++) {
+            if (*f == '/') {
+                path[n++] = '[';
+                while (f[1] >= '0' && f[1] <= '9' && n + 2 < sizeof path) {
+                    path[n++] = *++f;
+                }
+                path[n++] = ']';
+            } else {
+                path[n++] = *f;
+            }
+        }
+        path[n] = '\0';
+        keten_signal_json_problems_add(dry, err, code, path, allowed, detail);
+        return;
+    }
+    field_problem(c->resp, field, problem, allowed, detail);
+}
+
+/* "to": a non-empty array of party strings, joined with commas. With dry
+ * every problem is listed (false when there was one), else the first is
+ * answered (400). */
+static bool parse_to(op_ctx *c, keten_signal_json_problems *dry, char *to, size_t size)
 {
     json_t *v = json_object_get(c->body, "to");
     static const char allowed[] = "an array of node ids or \"role:NAME\"";
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        field_problem(c->resp, "/to", v == NULL ? "missing" : "not a non-empty array", allowed,
+        request_problem(c, dry, v == NULL || json_is_array(v) ? KETEN_ERR_INVALID : KETEN_ERR_JSON,
+            v == NULL || json_is_array(v) ? KETEN_PROBLEM_MISSING : KETEN_PROBLEM_MALFORMED, "/to",
+            v == NULL ? "missing" : "not a non-empty array", allowed,
             "\"to\" names the recipients: a non-empty array of node ids or \"role:NAME\"");
         return false;
     }
     size_t len = 0, i;
     json_t *x;
+    bool ok = true;
     to[0] = '\0';
     json_array_foreach(v, i, x)
     {
@@ -797,14 +832,18 @@ static bool parse_to(op_ctx *c, char *to, size_t size)
         snprintf(field, sizeof field, "/to/%zu", i);
         if (s == NULL || s[0] == '\0' || strchr(s, ',') != NULL
             || json_string_length(x) != strlen(s)) {
-            field_problem(c->resp, field, "not a party", allowed,
-                "each recipient is a node id or \"role:NAME\" (one per array item)");
-            return false;
+            request_problem(c, dry, KETEN_ERR_INVALID, KETEN_PROBLEM_INVALID, field, "not a party",
+                allowed, "each recipient is a node id or \"role:NAME\" (one per array item)");
+            if (dry == NULL) {
+                return false;
+            }
+            ok = false;
+            continue;
         }
         size_t n = strlen(s);
         if (len + n + 2 > size) {
-            field_problem(
-                c->resp, field, "too many recipients", allowed, "the recipients are too many");
+            request_problem(c, dry, KETEN_ERR_TOO_LARGE, KETEN_PROBLEM_TOO_LARGE, field,
+                "too many recipients", allowed, "the recipients are too many");
             return false;
         }
         if (len > 0) {
@@ -813,7 +852,7 @@ static bool parse_to(op_ctx *c, char *to, size_t size)
         memcpy(to + len, s, n + 1);
         len += n;
     }
-    return true;
+    return ok;
 }
 
 /* "signal": a JSON object, re-serialized for the strict parser. */
@@ -843,19 +882,18 @@ static void free_text(char **text)
     }
 }
 
-/* Send (or check, dry) a new message or an answer. orig: the message
- * answered (NULL for a send). */
-static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *orig, bool dry)
+/* Send a new message or an answer. orig: the message answered (NULL for a
+ * send). */
+static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *orig)
 {
     keten_node *node = c->node;
     char *text = NULL;
     char to[TO_MAX], orig_from[256];
     keten_outbox_send_req sr = { 0 };
     const char *kind = NULL;
-    keten_signal_json_problems problems = { 0 };
     keten_api_result r = KETEN_API_ANSWERED;
     uint64_t wait = 0;
-    if (!dry && !query_wait(c, &wait)) {
+    if (!query_wait(c, &wait)) {
         return r;
     }
     if (!body_string(c, "kind", false, &kind)) {
@@ -885,7 +923,7 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
         }
     }
     if (!is_reply) {
-        if (!parse_to(c, to, sizeof to)) {
+        if (!parse_to(c, NULL, to, sizeof to)) {
             return r;
         }
         sr.to = to;
@@ -897,31 +935,12 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
     sr.json_len = strlen(text);
     if (is_reply) {
         keten_err e = answer_target(node, orig, sr.kind, orig_from, sizeof orig_from);
-        if (e != KETEN_OK && !dry) {
+        if (e != KETEN_OK) {
             err_problem(c->resp, e);
-            goto out;
-        }
-        if (e != KETEN_OK) { /* no one to send it to: check the signal alone */
-            keten_signal_json_problems_add(&problems, e, "msg_id", NULL, keten_err_detail());
-            e = keten_signal_json_validate(sr.json, sr.json_len, node->dir, &problems);
-            if (e == KETEN_ERR_NOMEM) {
-                err_problem(c->resp, e);
-            } else {
-                validate_answer(c->resp, &problems);
-            }
             goto out;
         }
         sr.to = orig_from;
         sr.in_reply_to = orig;
-    }
-    if (dry) {
-        keten_err e = keten_outbox_check(node, &sr, &problems);
-        if (e == KETEN_ERR_NOMEM) {
-            err_problem(c->resp, e);
-        } else {
-            validate_answer(c->resp, &problems);
-        }
-        goto out;
     }
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
     keten_err e = keten_outbox_send(node, &sr, msg_id);
@@ -947,9 +966,113 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
     }
     json_answer(c->resp, 202, json_pack("{s:s, s:s}", "msg_id", hex, "state", "pending"));
 out:
-    keten_signal_json_problems_clear(&problems);
     free_text(&text);
     return r;
+}
+
+/* The problem code of a message an answer cannot answer (answer_target). */
+static const char *answer_code(keten_err e)
+{
+    switch (e) {
+    case KETEN_ERR_NOT_FOUND:
+        return KETEN_PROBLEM_UNKNOWN_MESSAGE;
+    case KETEN_ERR_INVALID:
+        return KETEN_PROBLEM_CANNOT_ANSWER;
+    case KETEN_ERR_EXISTS:
+        return KETEN_PROBLEM_ALREADY_REPLIED;
+    default:
+        return NULL;
+    }
+}
+
+/* Check a send or an answer (orig: the message answered, NULL when the
+ * request's msg_id is not one) as send_common would send it, and answer
+ * 200 {valid, problems, more} with every problem found: the request's own
+ * fields (kind, to, signal, msg_id) among the signal's, the node's, the
+ * recipients' and the policy's, as far as the fields that are right let
+ * them be checked. */
+static keten_api_result validate_common(op_ctx *c, bool is_reply, const uint8_t *orig)
+{
+    keten_node *node = c->node;
+    keten_signal_json_problems problems = { 0 };
+    keten_outbox_send_req sr = { .kind = KETEN__KIND__KIND_UNSPECIFIED };
+    char to[TO_MAX], orig_from[256];
+    char *text = NULL;
+
+    json_t *kv = json_object_get(c->body, "kind");
+    const char *kind = json_string_value(kv);
+    if (kv != NULL && kind == NULL) {
+        request_problem(c, &problems, KETEN_ERR_JSON, KETEN_PROBLEM_MALFORMED, "/kind",
+            "not a string", is_reply ? "reply, feedback" : "signal, query",
+            "kind must be a string");
+    } else if (is_reply) {
+        if (kind == NULL || strcmp(kind, "reply") == 0) {
+            sr.kind = KETEN__KIND__KIND_REPLY;
+        } else if (strcmp(kind, "feedback") == 0) {
+            sr.kind = KETEN__KIND__KIND_FEEDBACK;
+        } else {
+            request_problem(c, &problems, KETEN_ERR_INVALID, KETEN_PROBLEM_INVALID, "/kind",
+                "not an answer's kind", "reply, feedback",
+                "kind must be reply (to a query) or feedback (to a signal)");
+        }
+    } else if (kind == NULL) {
+        request_problem(c, &problems, KETEN_ERR_INVALID, KETEN_PROBLEM_MISSING, "/kind", "missing",
+            "signal, query", "kind is required: signal or query");
+    } else if (keten_policy_kind_parse(kind, &sr.kind) != KETEN_OK
+        || sr.kind == KETEN__KIND__KIND_REPLY || sr.kind == KETEN__KIND__KIND_FEEDBACK) {
+        keten_err_clear();
+        sr.kind = KETEN__KIND__KIND_UNSPECIFIED;
+        request_problem(c, &problems, KETEN_ERR_INVALID, KETEN_PROBLEM_INVALID, "/kind",
+            "not a kind to send", "signal, query",
+            strcmp(kind, "feedback") == 0 || strcmp(kind, "reply") == 0
+                ? "a reply or feedback answers a received message: check it with \"for\": "
+                  "\"reply\""
+                : "kind must be signal or query");
+    }
+    if (!is_reply && parse_to(c, &problems, to, sizeof to)) {
+        sr.to = to;
+    }
+    json_t *sv = json_object_get(c->body, "signal");
+    if (!json_is_object(sv)) {
+        request_problem(c, &problems, sv == NULL ? KETEN_ERR_INVALID : KETEN_ERR_JSON,
+            sv == NULL ? KETEN_PROBLEM_MISSING : KETEN_PROBLEM_MALFORMED, "/signal",
+            sv == NULL ? "missing" : "not an object", "a signal object (docs/signals.md)",
+            "\"signal\" is the signal as a JSON object (docs/signals.md)");
+    } else if ((text = json_dumps(sv, JSON_COMPACT)) == NULL) {
+        err_problem(c->resp, KETEN_ERR_NOMEM);
+        goto out;
+    } else {
+        sr.json = text;
+        sr.json_len = strlen(text);
+    }
+    if (is_reply && orig == NULL) {
+        request_problem(c, &problems, KETEN_ERR_INVALID, KETEN_PROBLEM_INVALID, "/msg_id",
+            "not a msg_id", "32 lowercase hex characters",
+            "a reply's check needs msg_id: the answered message's 32 hex characters");
+    } else if (is_reply && sr.kind != KETEN__KIND__KIND_UNSPECIFIED) {
+        keten_err e = answer_target(node, orig, sr.kind, orig_from, sizeof orig_from);
+        if (e == KETEN_OK) {
+            sr.to = orig_from;
+            sr.in_reply_to = orig;
+        } else if (e == KETEN_ERR_NOMEM) {
+            err_problem(c->resp, e);
+            goto out;
+        } else { /* no one to send it to: the rest is checked without recipients */
+            keten_signal_json_problems_add(
+                &problems, e, answer_code(e), "msg_id", NULL, keten_err_detail());
+        }
+    }
+    keten_err e = keten_outbox_check(node, &sr, &problems);
+    if (e == KETEN_ERR_NOMEM) {
+        err_problem(c->resp, e);
+    } else {
+        keten_err_clear();
+        validate_answer(c->resp, &problems);
+    }
+out:
+    keten_signal_json_problems_clear(&problems);
+    free_text(&text);
+    return KETEN_API_ANSWERED;
 }
 
 static keten_api_result op_send(op_ctx *c)
@@ -959,7 +1082,7 @@ static keten_api_result op_send(op_ctx *c)
     if (!query_check(c, q, "wait") || !body_object(c, fields, "kind, to, signal")) {
         return KETEN_API_ANSWERED;
     }
-    return send_common(c, false, NULL, false);
+    return send_common(c, false, NULL);
 }
 
 static keten_api_result op_reply(op_ctx *c)
@@ -969,9 +1092,15 @@ static keten_api_result op_reply(op_ctx *c)
     if (!query_check(c, q, "wait") || !body_object(c, fields, "kind, signal")) {
         return KETEN_API_ANSWERED;
     }
-    return send_common(c, true, c->msg_id, false);
+    return send_common(c, true, c->msg_id);
 }
 
+/* Every check of a send or a reply, nothing sent: 200 {valid, problems,
+ * more}, every problem of the checked request listed (an empty "to" is one
+ * of them). 400 only for a body that is no request to check: not one JSON
+ * object, a field twice or one validate does not take, "for" not send or
+ * reply, a field the checked request does not have (to for a reply, msg_id
+ * for a send). */
 static keten_api_result op_validate(op_ctx *c)
 {
     static const char *const fields[] = { "for", "msg_id", "kind", "to", "signal", NULL };
@@ -979,8 +1108,8 @@ static keten_api_result op_validate(op_ctx *c)
     if (!query_check(c, q, "") || !body_object(c, fields, "for, msg_id, kind, to, signal")) {
         return KETEN_API_ANSWERED;
     }
-    const char *what = NULL, *id = NULL;
-    if (!body_string(c, "for", true, &what) || !body_string(c, "msg_id", false, &id)) {
+    const char *what = NULL;
+    if (!body_string(c, "for", true, &what)) {
         return KETEN_API_ANSWERED;
     }
     bool is_reply = strcmp(what, "reply") == 0;
@@ -989,22 +1118,19 @@ static keten_api_result op_validate(op_ctx *c)
             "\"for\" names the request checked: send or reply");
         return KETEN_API_ANSWERED;
     }
-    if (is_reply
-        && (id == NULL || strlen(id) != 2 * KETEN_MSG_ID_BYTES
-            || keten_unhex(id, c->msg_id, KETEN_MSG_ID_BYTES) != KETEN_OK)) {
-        keten_err_clear();
-        field_problem(c->resp, "/msg_id", "not a msg_id", "32 lowercase hex characters",
-            "a reply's check needs msg_id: the answered message's 32 hex characters");
-        return KETEN_API_ANSWERED;
-    }
-    if ((is_reply && json_object_get(c->body, "to") != NULL) || (!is_reply && id != NULL)) {
+    json_t *idv = json_object_get(c->body, "msg_id");
+    if ((is_reply && json_object_get(c->body, "to") != NULL) || (!is_reply && idv != NULL)) {
         field_problem(c->resp, is_reply ? "/to" : "/msg_id", "not a field of this request",
             is_reply ? "for, msg_id, kind, signal" : "for, kind, to, signal",
             is_reply ? "a reply goes to the answered message's sender: no \"to\""
                      : "a send answers no message: no \"msg_id\"");
         return KETEN_API_ANSWERED;
     }
-    return send_common(c, is_reply, c->msg_id, true);
+    const char *id = json_string_value(idv);
+    bool id_ok = id != NULL && strlen(id) == 2 * KETEN_MSG_ID_BYTES
+        && keten_unhex(id, c->msg_id, KETEN_MSG_ID_BYTES) == KETEN_OK;
+    keten_err_clear();
+    return validate_common(c, is_reply, is_reply && id_ok ? c->msg_id : NULL);
 }
 
 static bool filter_match(const inbox_filter *f, json_t *m)

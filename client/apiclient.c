@@ -576,8 +576,8 @@ static json_t *dry_run_local(const char *text, size_t len)
     for (size_t i = 0; list != NULL && i < pr.n; i++) {
         const keten_signal_json_problem *p = &pr.items[i];
         if (json_array_append_new(list,
-                json_pack("{s:s, s:s, s:s, s:s}", "path", p->path, "problem", p->problem, "allowed",
-                    p->allowed, "error", keten_err_str(p->err)))
+                json_pack("{s:s, s:s, s:s, s:s, s:s}", "path", p->path, "code", p->code, "problem",
+                    p->problem, "allowed", p->allowed, "error", keten_err_str(p->err)))
             != 0) {
             json_decref(list);
             list = NULL;

@@ -201,11 +201,15 @@ keten_err keten_outbox_check(
     char detail[1200] = "";
     keten_err e = keten_dirs_send_ok(node);
     if (e != KETEN_OK) {
-        keten_signal_json_problems_add(problems, e, "node", NULL, keten_err_detail());
+        keten_signal_json_problems_add(
+            problems, e, KETEN_PROBLEM_NODE, "node", NULL, keten_err_detail());
         first = e;
         snprintf(detail, sizeof detail, "node: %s", keten_err_detail());
     }
-    e = keten_signal_json_validate(req->json, req->json_len, node->dir, problems);
+    /* req->json NULL: the caller found no signal to check, and said so */
+    e = req->json != NULL
+        ? keten_signal_json_validate(req->json, req->json_len, node->dir, problems)
+        : KETEN_OK;
     if (e == KETEN_ERR_NOMEM) {
         return e;
     }
@@ -215,22 +219,24 @@ keten_err keten_outbox_check(
     }
     const char **ids = NULL;
     size_t n_ids = 0;
-    e = resolve_recipients(node, req->to, &ids, &n_ids);
+    /* req->to NULL: the caller found no recipients to check, and said so */
+    e = req->to != NULL ? resolve_recipients(node, req->to, &ids, &n_ids) : KETEN_OK;
     if (e != KETEN_OK) {
-        keten_signal_json_problems_add(
-            problems, e, "to", "node ids, role:NAME or *, comma-separated", keten_err_detail());
+        keten_signal_json_problems_add(problems, e, NULL, "to",
+            "node ids, role:NAME or *, comma-separated", keten_err_detail());
         if (first == KETEN_OK) {
             first = e;
             snprintf(detail, sizeof detail, "to: %s", keten_err_detail());
         }
     }
     char type[KETEN_LABEL_MAX + 1], purpose[KETEN_LABEL_MAX + 1];
-    if (e == KETEN_OK && signal_labels(node, req->json, req->json_len, type, purpose)) {
+    if (e == KETEN_OK && n_ids > 0 && req->kind != KETEN__KIND__KIND_UNSPECIFIED
+        && req->json != NULL && signal_labels(node, req->json, req->json_len, type, purpose)) {
         for (size_t i = 0; i < n_ids; i++) {
             const char *one[1] = { ids[i] };
             keten_err pe = policy_check(node, one, 1, req->kind, type, purpose);
             if (pe != KETEN_OK) {
-                keten_signal_json_problems_add(problems, pe, "to", NULL, keten_err_detail());
+                keten_signal_json_problems_add(problems, pe, NULL, "to", NULL, keten_err_detail());
                 if (first == KETEN_OK) {
                     first = pe;
                     snprintf(detail, sizeof detail, "to: %s", keten_err_detail());

@@ -143,30 +143,59 @@ static bool list_append(keten_signal_json_problems *l, const keten_signal_json_p
     return true;
 }
 
+const char *keten_signal_json_code(keten_err err)
+{
+    switch (err) {
+    case KETEN_ERR_INVALID:
+    case KETEN_ERR_MALFORMED:
+    case KETEN_ERR_BAD_NAME:
+    case KETEN_ERR_INVALID_SIGNAL:
+        return KETEN_PROBLEM_INVALID;
+    case KETEN_ERR_TOO_LARGE:
+        return KETEN_PROBLEM_TOO_LARGE;
+    case KETEN_ERR_JSON:
+        return KETEN_PROBLEM_MALFORMED;
+    case KETEN_ERR_UNREGISTERED:
+        return KETEN_PROBLEM_UNREGISTERED;
+    case KETEN_ERR_UNKNOWN_NODE:
+        return KETEN_PROBLEM_UNKNOWN_RECIPIENT;
+    case KETEN_ERR_POLICY:
+        return KETEN_PROBLEM_POLICY;
+    default:
+        return KETEN_PROBLEM_ERROR;
+    }
+}
+
 void keten_signal_json_problems_add(keten_signal_json_problems *problems, keten_err err,
-    const char *path, const char *allowed, const char *problem)
+    const char *code, const char *path, const char *allowed, const char *problem)
 {
     keten_signal_json_problem p;
     p.err = err;
+    p.code = code != NULL ? code : keten_signal_json_code(err);
     copy_text(p.path, sizeof p.path, path);
     copy_text(p.problem, sizeof p.problem, problem);
     copy_text(p.allowed, sizeof p.allowed, allowed != NULL ? allowed : "");
     (void)list_append(problems, &p);
 }
 
-/* Report a problem: err is the error it stands for, path the field,
- * allowed what the field may hold (NULL: nothing to add). */
-static void report(problem_sink *sink, keten_err err, const char *path, const char *allowed,
-    const char *fmt, ...) KETEN_PRINTF(5, 6);
+/* Report a problem: code its KETEN_PROBLEM_* (NULL: the one err stands
+ * for), err the error it stands for, path the field, allowed what the field
+ * may hold (NULL: nothing to add). report(): code NULL; report_missing():
+ * a required field is absent or empty. */
+static void report_code(problem_sink *sink, const char *code, keten_err err, const char *path,
+    const char *allowed, const char *fmt, ...) KETEN_PRINTF(6, 7);
+#define report(sink, ...) report_code((sink), NULL, __VA_ARGS__)
+#define report_missing(sink, ...) report_code((sink), KETEN_PROBLEM_MISSING, __VA_ARGS__)
 
-static void report(
-    problem_sink *sink, keten_err err, const char *path, const char *allowed, const char *fmt, ...)
+static void report_code(problem_sink *sink, const char *code, keten_err err, const char *path,
+    const char *allowed, const char *fmt, ...)
 {
     if (sink_covered(sink, path)) {
         return;
     }
     keten_signal_json_problem p;
     p.err = err;
+    p.code = code != NULL ? code : keten_signal_json_code(err);
     copy_text(p.path, sizeof p.path, path);
     va_list ap;
     va_start(ap, fmt);
@@ -263,11 +292,13 @@ static void check_text(
     problem_sink *sink, const char *path, const char *s, size_t max, bool multiline, bool required)
 {
     keten_err err = KETEN_OK;
+    const char *code = NULL;
     char problem[96] = "";
     size_t n = strlen(s);
     if (n == 0) {
         if (required) {
             err = KETEN_ERR_INVALID;
+            code = KETEN_PROBLEM_MISSING;
             snprintf(problem, sizeof problem, "is required and must not be empty");
         }
     } else if (n > max) {
@@ -294,7 +325,7 @@ static void check_text(
     snprintf(allowed, sizeof allowed, "%sUTF-8 text of at most %zu bytes, %s",
         required ? "non-empty " : "", max,
         multiline ? "no control characters but newline and tab" : "one line");
-    report(sink, err, path, allowed, "%s", problem);
+    report_code(sink, code, err, path, allowed, "%s", problem);
 }
 
 static bool handling_valid(const char *s)
@@ -346,7 +377,7 @@ static void check_subject(problem_sink *sink, const Keten__Subject *s, size_t i)
     char path[SIGNAL_PATH_MAX];
     snprintf(path, sizeof path, "subjects[%zu]", i);
     if (s == NULL) {
-        report(sink, KETEN_ERR_MALFORMED, path, ALLOWED_SUBJECT, "is missing");
+        report_missing(sink, KETEN_ERR_MALFORMED, path, ALLOWED_SUBJECT, "is missing");
         return;
     }
     snprintf(path, sizeof path, "subjects[%zu].kind", i);
@@ -364,7 +395,7 @@ static void check_attachment(problem_sink *sink, const Keten__Attachment *a, siz
     char path[SIGNAL_PATH_MAX];
     snprintf(path, sizeof path, "attachments[%zu]", i);
     if (a == NULL) {
-        report(sink, KETEN_ERR_MALFORMED, path, ALLOWED_ATTACHMENT, "is missing");
+        report_missing(sink, KETEN_ERR_MALFORMED, path, ALLOWED_ATTACHMENT, "is missing");
         return;
     }
     snprintf(path, sizeof path, "attachments[%zu].name", i);
@@ -434,7 +465,7 @@ static void check_label(problem_sink *sink, const char *field, const char *value
     if (!keten_label_valid(value)) {
         label_allowed(allowed, sizeof allowed, dir, category);
         if (value[0] == '\0') {
-            report(sink, KETEN_ERR_INVALID, field, allowed, "is required");
+            report_missing(sink, KETEN_ERR_INVALID, field, allowed, "is required");
         } else {
             report(sink, KETEN_ERR_INVALID, field, allowed, "'%.*s' is not a %s name",
                 SIGNAL_ECHO_MAX, value, category ? "category" : "purpose");
@@ -456,7 +487,7 @@ static void check_signal(
     problem_sink *sink, const Keten__Signal *signal, const keten_directory *dir)
 {
     if (signal == NULL) {
-        report(sink, KETEN_ERR_INVALID, "", NULL, "the signal is missing");
+        report_missing(sink, KETEN_ERR_INVALID, "", NULL, "the signal is missing");
         return;
     }
     check_label(sink, "type", signal->type ? signal->type : "", dir, true);
@@ -475,7 +506,7 @@ static void check_signal(
     if (signal->grading != NULL) {
         check_grading(sink, signal->grading);
     } else if (strcmp(nature, "soft") == 0) {
-        report(sink, KETEN_ERR_INVALID, "grading", ALLOWED_GRADING,
+        report_missing(sink, KETEN_ERR_INVALID, "grading", ALLOWED_GRADING,
             "is required when nature is \"soft\" (e.g. {\"source\": \"B\", \"information\": "
             "\"2\"})");
     }
@@ -597,7 +628,7 @@ static bool take_string(problem_sink *sink, json_t *obj, const char *key, const 
     json_t *v = json_object_get(obj, key);
     if (v == NULL) {
         if (required) {
-            report(sink, KETEN_ERR_INVALID, path, allowed, "is required");
+            report_missing(sink, KETEN_ERR_INVALID, path, allowed, "is required");
         }
         return true;
     }
@@ -710,7 +741,7 @@ static bool take_base64(
 {
     json_t *v = json_object_get(item, "data_base64");
     if (v == NULL) {
-        report(sink, KETEN_ERR_INVALID, path, ALLOWED_BASE64, "is required");
+        report_missing(sink, KETEN_ERR_INVALID, path, ALLOWED_BASE64, "is required");
         return true;
     }
     if (!json_is_string(v)) {
@@ -854,7 +885,7 @@ static keten_err parse_signal(problem_sink *sink, const char *json, size_t len,
         return sink_result(sink);
     }
     if (json == NULL) {
-        report(sink, KETEN_ERR_JSON, "", NULL, "no input");
+        report_missing(sink, KETEN_ERR_JSON, "", NULL, "no input");
         return sink_result(sink);
     }
     json_error_t jerr;

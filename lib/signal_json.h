@@ -37,9 +37,26 @@
 #define KETEN_SIGNAL_TEXT_MAX 320
 #define KETEN_SIGNAL_PROBLEMS_MAX 64 /* problems listed; more are only counted */
 
+/* The stable codes of problems (the "code" of a problem in the node's API,
+ * docs/api/openapi.yaml): what kind of problem it is, for a program or a
+ * page to say in its own words; the path says where. */
+#define KETEN_PROBLEM_MISSING "missing" /* a required field is absent or empty */
+#define KETEN_PROBLEM_INVALID "invalid" /* a value the field may not hold */
+#define KETEN_PROBLEM_TOO_LARGE "too-large" /* too long, or too many */
+#define KETEN_PROBLEM_MALFORMED "malformed" /* not JSON, wrong JSON type, unknown field */
+#define KETEN_PROBLEM_UNREGISTERED "unregistered" /* category or purpose not registered */
+#define KETEN_PROBLEM_UNKNOWN_RECIPIENT "unknown-recipient" /* no current node of the network */
+#define KETEN_PROBLEM_POLICY "policy" /* the sharing policy refuses it to a recipient */
+#define KETEN_PROBLEM_NODE "node-cannot-send" /* this node may not send now */
+#define KETEN_PROBLEM_UNKNOWN_MESSAGE "unknown-message" /* the answered message is not there */
+#define KETEN_PROBLEM_CANNOT_ANSWER "cannot-answer" /* not a kind this answer answers */
+#define KETEN_PROBLEM_ALREADY_REPLIED "already-replied" /* a query gets one reply */
+#define KETEN_PROBLEM_ERROR "error" /* anything else (the node's store, memory) */
+
 /* One problem of a signal. */
 typedef struct keten_signal_json_problem {
     keten_err err; /* what it stands for: KETEN_ERR_JSON, _INVALID, _TOO_LARGE, ... */
+    const char *code; /* one of KETEN_PROBLEM_* (static) */
     char path[KETEN_SIGNAL_PATH_MAX]; /* "grading.source", "subjects[0].address";
                                          "" for the text as a whole */
     char problem[KETEN_SIGNAL_TEXT_MAX]; /* what is wrong */
@@ -58,11 +75,17 @@ typedef struct keten_signal_json_problems {
 /* "path: problem (allowed: ...)" into buf (always terminated). */
 void keten_signal_json_problem_format(const keten_signal_json_problem *p, char *buf, size_t size);
 
+/* The problem code an error stands for when nothing more specific is known:
+ * KETEN_PROBLEM_INVALID for KETEN_ERR_INVALID, _MALFORMED, _BAD_NAME, ...;
+ * KETEN_PROBLEM_ERROR for an error that is no problem of the input. */
+const char *keten_signal_json_code(keten_err err);
+
 /* Append a problem found outside the signal (its recipients, the message it
- * answers); allowed may be NULL. Past KETEN_SIGNAL_PROBLEMS_MAX (or out of
- * memory) it is only counted in more. */
+ * answers); code one of KETEN_PROBLEM_* (NULL: keten_signal_json_code(err));
+ * allowed may be NULL. Past KETEN_SIGNAL_PROBLEMS_MAX (or out of memory) it
+ * is only counted in more. */
 void keten_signal_json_problems_add(keten_signal_json_problems *problems, keten_err err,
-    const char *path, const char *allowed, const char *problem);
+    const char *code, const char *path, const char *allowed, const char *problem);
 
 /* Free the list's items; accepts NULL; the list can be used again. */
 void keten_signal_json_problems_clear(keten_signal_json_problems *problems);

@@ -123,7 +123,32 @@ is 200 "validate names every problem" \
 body v-reply.json "{\"for\":\"reply\",\"msg_id\":\"00000000000000000000000000000000\",\"signal\":$(cat adres.json)}"
 api politie-mn POST /v1/messages/validate v-reply.json
 is 200 "validate a reply to no message: invalid, the msg_id named" \
-    "not d['valid'] and d['problems'][0]['path'] == 'msg_id'"
+    "not d['valid'] and d['problems'][0]['path'] == 'msg_id' and d['problems'][0]['code'] == 'unknown-message'"
+# An empty recipient list is one problem among the others, not a 400: soft
+# information without its grading, sent to no one, names both (each with
+# its code); with a recipient and the grading (v-ok.json above) it is valid.
+"$PY" -c 'import json, sys; s = json.load(open(sys.argv[1])); del s["grading"]; print(json.dumps(s))' \
+    sig.json >nograde.json
+body v-none.json "{\"for\":\"send\",\"kind\":\"signal\",\"to\":[],\"signal\":$(cat nograde.json)}"
+api gemeente-diemen POST /v1/messages/validate v-none.json
+is 200 "validate: no recipient and no grading are both named, each a missing field" \
+    "not d['valid'] and sorted((p['path'], p['code']) for p in d['problems']) == [('grading', 'missing'), ('to', 'missing')]"
+body v-nothing.json "{\"for\":\"send\",\"signal\":[]}"
+api gemeente-diemen POST /v1/messages/validate v-nothing.json
+is 200 "validate: no kind, no to and a signal that is no object are three problems" \
+    "not d['valid'] and sorted((p['path'], p['code']) for p in d['problems']) == [('kind', 'missing'), ('signal', 'malformed'), ('to', 'missing')]"
+body v-badto.json "{\"for\":\"send\",\"kind\":\"signal\",\"to\":[\"politie-mn\",\"\",7],\"signal\":$(cat nograde.json)}"
+api gemeente-diemen POST /v1/messages/validate v-badto.json
+is 200 "validate: each recipient that is no party is named by its index, with the signal's problem" \
+    "sorted((p['path'], p['code']) for p in d['problems']) == [('grading', 'missing'), ('to[1]', 'invalid'), ('to[2]', 'invalid')]"
+# What stays a 400: a body that is no request to check.
+body v-array.json '[]'
+api gemeente-diemen POST /v1/messages/validate v-array.json
+is 400 "validate: a body that is not a JSON object is refused" "$(problem malformed-json)"
+body v-unknown.json "{\"for\":\"send\",\"kind\":\"signal\",\"to\":[],\"colour\":1,\"signal\":{}}"
+api gemeente-diemen POST /v1/messages/validate v-unknown.json
+is 400 "validate: a field it does not take is refused" \
+    "$(problem invalid-request) and d['errors'][0]['field'] == '/colour'"
 
 # --- send -----------------------------------------------------------------------
 SINCE=$(date +%s%3N)
@@ -221,6 +246,16 @@ is 400 "a reply to a signal is refused" "$(problem invalid-request) and 'not a q
 body fb.json "{\"kind\":\"feedback\",\"signal\":$(cat adres.json)}"
 api politie-mn POST "/v1/inbox/$QUERY/reply" fb.json
 is 400 "feedback to a query is refused" "'not a signal' in d['detail']"
+# Feedback the policy refuses (woonfraude: only adrescheck may be answered)
+# is a problem of the recipient, with its code; the same on adrescheck is
+# valid.
+body v-fbpol.json "{\"for\":\"reply\",\"msg_id\":\"$SIG2\",\"kind\":\"feedback\",\"signal\":$(cat sig.json)}"
+api politie-mn POST /v1/messages/validate v-fbpol.json
+is 200 "validate: feedback the sharing policy refuses is a policy problem of its recipient" \
+    "not d['valid'] and [(p['path'], p['code']) for p in d['problems']] == [('to', 'policy')] and 'sharing policy' in d['problems'][0]['problem']"
+body v-fbok.json "{\"for\":\"reply\",\"msg_id\":\"$ADRES\",\"kind\":\"feedback\",\"signal\":$(cat adres.json)}"
+api politie-mn POST /v1/messages/validate v-fbok.json
+is 200 "validate: feedback on adrescheck (the policy allows it) is valid" "d == {'valid': True, 'problems': [], 'more': 0}"
 api politie-mn POST "/v1/inbox/$ADRES/reply" fb.json
 is 202 "feedback to the signal" "d['state'] == 'pending'"
 check "the reply reaches the municipality" wait_until 20 inbox_has gemeente-diemen "$REPLY"

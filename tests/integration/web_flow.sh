@@ -7,9 +7,12 @@
 # web_flow.py makes an application token for a clerk at the municipality
 # and one for an analyst at the police (POST /v1/tokens on HOME/api.sock),
 # signs each in with it in its own headless Chromium, and goes through the
-# screens: the clerk records a signal to the police (a mistake first: the
-# node's reason appears next to its field), the analyst sees it arrive live,
-# opens, acknowledges and gives feedback; the clerk follows it (receipt,
+# screens: the clerk records a signal to the police (mistakes first: no
+# recipient and no grading, both named at once in Dutch next to their
+# fields; the node's English text only as a technical detail), the analyst
+# sees it arrive live, opens, acknowledges and gives feedback (first on a
+# category the agreement refuses: said in Dutch, and in English after
+# switching, with no field marked); the clerk follows it (receipt,
 # feedback); a query to police and tax, the police's reply, and the
 # follow-up naming tax as not replied yet. axe-core (tests/web/package.json,
 # installed by scripts/deps.sh --test) checks every screen: zero violations
@@ -29,7 +32,7 @@
 FLOW=$(realpath "${7:?web_flow.py}")
 WEB=$(realpath "${8:?web root}")
 AXE=${9:?axe.min.js of axe-core}
-FLOW_CHECKS_MIN=122 # web_flow.py makes 128 checks: fewer means it stopped early
+FLOW_CHECKS_MIN=133 # web_flow.py makes 139 checks: fewer means it stopped early
 
 need_tool chromium chromedriver
 if ! "$PY" -c 'import selenium' 2>/dev/null; then

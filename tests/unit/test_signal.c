@@ -658,6 +658,9 @@ static void test_problems_all_at_once(void **state)
         "type, purpose, summary, nature, grading, handling, observed_at, observed_by, "
         "subjects, attachments");
     assert_non_null(strstr(pr.items[1].problem, "required when nature is \"soft\""));
+    /* each problem's code: an unknown field is malformed, no grading missing */
+    assert_string_equal(pr.items[0].code, KETEN_PROBLEM_MALFORMED);
+    assert_string_equal(pr.items[1].code, KETEN_PROBLEM_MISSING);
     keten_signal_json_problems_clear(&pr);
 
     static const char json3[] = "{\"type\":\"Woonfraude\",\"purpose\":\"\",\"grading\":"
@@ -670,6 +673,11 @@ static void test_problems_all_at_once(void **state)
     expect_paths(json3, paths3, sizeof paths3 / sizeof paths3[0], &pr);
     assert_string_equal(pr.items[4].allowed, "A, B, C, D, E, F");
     assert_string_equal(pr.items[5].allowed, "1, 2, 3, 4, 5, 6");
+    /* a type that is no name is invalid, an empty purpose missing, a wrong
+     * grading value invalid (not missing: it is there) */
+    assert_string_equal(pr.items[2].code, KETEN_PROBLEM_INVALID);
+    assert_string_equal(pr.items[3].code, KETEN_PROBLEM_MISSING);
+    assert_string_equal(pr.items[4].code, KETEN_PROBLEM_INVALID);
     keten_signal_json_problems_clear(&pr);
 }
 
@@ -772,6 +780,8 @@ static void test_problems_against_directory(void **state)
     assert_non_null(strstr(pr.items[0].allowed, "woonfraude"));
     assert_string_equal(pr.items[1].path, "purpose");
     assert_non_null(strstr(pr.items[1].allowed, "riec-convenant/art-5"));
+    assert_string_equal(pr.items[0].code, KETEN_PROBLEM_UNREGISTERED);
+    assert_string_equal(pr.items[1].code, KETEN_PROBLEM_UNREGISTERED);
     keten_signal_json_problems_clear(&pr);
 
     /* keten_signal_json_check_all on a parsed signal: the same two */

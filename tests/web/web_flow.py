@@ -6,10 +6,12 @@ Run by tests/integration/web_flow.sh, which starts a broker and three nodes
 127.0.0.1. A clerk at the municipality and an analyst at the police each
 sign in with an application token in their own headless Chromium:
 
-- the clerk records a signal to the police (first with a mistake the node
-  names, next to its field), the analyst sees it arrive live, opens it,
-  acknowledges it and gives feedback; the clerk follows the signal (the
-  police receipted it) and reads the feedback;
+- the clerk records a signal to the police (first with mistakes the node
+  names all at once, each said in the page's language next to its field),
+  the analyst sees it arrive live, opens it, acknowledges it and gives
+  feedback (first on a category the agreement refuses: said in Dutch, and
+  in English, asking to correct no marked field); the clerk follows the
+  signal (the police receipted it) and reads the feedback;
 - the clerk sends a query to police and tax, the analyst replies, and the
   clerk's follow-up shows who replied and who has not;
 - axe-core checks every screen (WCAG 2.1 A and AA, and axe's best
@@ -461,6 +463,28 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     choose(clerk, "#f-purpose", "riec-convenant-2024/art-5")
     police_box = [e for e in css(clerk, "#fs-to input[name=to]") if e.get_attribute("value") == police.id]
     check("clerk: the police node is a recipient to tick", len(police_box) == 1)
+    # Check with no recipient and soft information without its grading: the
+    # node names both problems in one answer, each said in Dutch next to its
+    # field; its English text only as a folded technical detail.
+    click(clerk, "#check-button")
+    to_err = wait(clerk, visible("#fs-to-error"), "recipients error")
+    gr_err = wait(clerk, visible("#fs-grading-error"), "grading error")
+    items = css(clerk, "#error-summary li")
+    check("clerk: Check with no recipient and no grading names both problems at once, each by its field",
+          to_err is not None and gr_err is not None and len(items) == 2,
+          f"{to_err.text if to_err else None} / {gr_err.text if gr_err else None} / {len(items)} listed")
+    check("clerk: the empty recipient list is said in Dutch (Kies minstens één ontvanger.)",
+          to_err is not None and to_err.text.strip() == "Kies minstens één ontvanger.",
+          to_err.text if to_err else "")
+    check("clerk: the missing grading is said in Dutch",
+          gr_err is not None and gr_err.text.startswith("Zachte informatie heeft een beoordeling nodig"),
+          gr_err.text if gr_err else "")
+    summary = clerk.find_element(By.CSS_SELECTOR, "#error-summary").text
+    tech = css(clerk, "#error-summary details.tech")
+    check("clerk: the list shows no English text of the node; that is a folded, labelled technical detail",
+          "non-empty" not in summary and "required" not in summary and "Ontvangers: Kies minstens" in summary
+          and len(tech) == 2 and all("Technisch detail" in x.text for x in tech)
+          and any("non-empty array" in x.get_attribute("textContent") for x in tech), repr(summary))
     police_box[0].click()
     type_in(clerk, "#f-summary", SIGNAL_SUMMARY)
     click(clerk, "#f-nature-soft")
@@ -541,6 +565,48 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
                                 headers={"Authorization": "Bearer " + analyst_token})
     check("a second acknowledgement is refused: 409 problem with handled_at",
           st == 409 and isinstance(js, dict) and js.get("handled_at"), f"{st} {raw[:200]!r}")
+    # Feedback on drugs, which the agreement does not allow: the check says
+    # so in Dutch, marks no field (the form has no recipients) and keeps the
+    # node's English text as a labelled technical detail.
+    click(analyst, "#answer-button")
+    wait(analyst, visible("#answer-form #signal-form"), "form")
+    choose(analyst, "#answer-form #f-type", "drugs")
+    click(analyst, "#answer-form #check-button")
+    box = wait(analyst, text_in("#answer-form #error-summary", "convenant"), "policy problem")
+    text = box.text if box else ""
+    check("analyst: feedback the agreement refuses is said in Dutch, naming the signal's sender",
+          "Het convenant staat niet toe deze terugkoppeling" in text and "afzender van het signaal" in text
+          and "sharing policy" not in text, text)
+    check("analyst: the refusal does not ask to correct a marked field, and no field is marked",
+          box is not None and "gemarkeerde" not in text and "Er is 1 probleem" in text
+          and not css(analyst, "#answer-form [aria-invalid]"), text)
+    tech = css(analyst, "#answer-form #error-summary details.tech")
+    check("analyst: the node's own text is kept as a labelled technical detail",
+          len(tech) == 1 and "Technisch detail" in tech[0].text
+          and "sharing policy refuses" in tech[0].get_attribute("textContent"),
+          tech[0].get_attribute("textContent") if tech else "none")
+    axe.run(analyst, "feedback form, refused by the agreement")
+    # The twin in English: the same refusal in English words.
+    go(analyst, police, "#/inbox")
+    h1_is(analyst, "Inbox")
+    Select(analyst.find_element(By.ID, "lang-select")).select_by_value("en")
+    wait(analyst, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
+    go(analyst, police, f"#/message/{signal_id}")
+    click(analyst, "#answer-button")
+    wait(analyst, visible("#answer-form #signal-form"), "form")
+    choose(analyst, "#answer-form #f-type", "drugs")
+    click(analyst, "#answer-form #check-button")
+    box = wait(analyst, text_in("#answer-form #error-summary", "agreement"), "policy problem in English")
+    text = box.text if box else ""
+    check("analyst, in English: the same refusal is said in English",
+          "The agreement does not allow sending this feedback" in text and "convenant" not in text
+          and "There is 1 problem; the message cannot be sent like this." in text, text)
+    go(analyst, police, "#/inbox")
+    h1_is(analyst, "Inbox")
+    Select(analyst.find_element(By.ID, "lang-select")).select_by_value("nl")
+    wait(analyst, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "nl")
+    go(analyst, police, f"#/message/{signal_id}")
+    h1_is(analyst, "Signaal van Gemeente Diemen")
     click(analyst, "#answer-button")
     check("analyst: the feedback form opens", wait(analyst, visible("#answer-form #signal-form"), "form"))
     check("analyst: the feedback form has no recipient field (it goes to the sender)",
@@ -660,6 +726,21 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
           wait(clerk, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en") is not None
           and h1_is(clerk, "Sent messages"))
     axe.run(clerk, "sent, in English")
+    # The twin of the Dutch check above: in English, English words.
+    go(clerk, city, "#/record")
+    h1_is(clerk, "Record a signal")
+    choose(clerk, "#f-type", "woonfraude")
+    choose(clerk, "#f-purpose", "riec-convenant-2024/art-5")
+    click(clerk, "#check-button")
+    to_err = wait(clerk, visible("#fs-to-error"), "recipients error")
+    gr_err = wait(clerk, visible("#fs-grading-error"), "grading error")
+    check("clerk, in English: no recipient and no grading are said in English",
+          to_err is not None and to_err.text.strip() == "Choose at least one recipient."
+          and gr_err is not None and gr_err.text.startswith("Soft information needs a grading")
+          and "Technical detail" in clerk.find_element(By.CSS_SELECTOR, "#error-summary").text,
+          f"{to_err.text if to_err else None} / {gr_err.text if gr_err else None}")
+    go(clerk, city, "#/sent")
+    h1_is(clerk, "Sent messages")
     keys = clerk.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "import('/static/i18n.js').then(m => done([Object.keys(m.STRINGS.nl).sort(),"

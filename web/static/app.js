@@ -249,19 +249,75 @@ async function api(method, path, body) {
   return { status: res.status, data };
 }
 
+// problemText(err): what went wrong, in the page's language, by the
+// answer's status (the node's own detail is English: techDetail shows it).
 function problemText(err) {
   if (!(err instanceof ApiError)) {
     return String(err);
   }
   const p = err.problem || {};
+  if (err.status === 0) {
+    return t('error_network');
+  }
   if (err.status === 403 && p.scope) {
     return t('forbidden_scope', { scope: p.scope });
   }
-  return p.detail || p.title || t('error_network');
+  const key = 'http_' + err.status;
+  return STRINGS.nl[key] !== undefined ? t(key) : t('http_other', { status: err.status });
+}
+
+// techDetail(text): the node's own text (English), folded away and labelled
+// as a technical detail; null when there is none.
+function techDetail(text) {
+  if (!text) {
+    return null;
+  }
+  return h('details', { class: 'tech' }, h('summary', {}, t('tech_detail')), h('p', { lang: 'en' }, text));
 }
 
 function errorNotice(err) {
-  return h('div', { class: 'notice error', role: 'alert' }, h('h2', {}, t('error_title')), h('p', {}, problemText(err)));
+  const detail = err instanceof ApiError && err.problem ? err.problem.detail : null;
+  return h('div', { class: 'notice error', role: 'alert' }, h('h2', {}, t('error_title')), h('p', {}, problemText(err)), techDetail(detail));
+}
+
+// problemSentence(p, kind): a problem of a check (path, code: docs/api/
+// openapi.yaml, Validation) as a sentence in the page's language, chosen by
+// its code and the field it is about; kind is the form's (signal, query,
+// reply, feedback).
+function problemSentence(p, kind) {
+  const parts = pathParts(p.path);
+  const head = parts[0];
+  // pathParts drops a leading "signal": the request's own field keeps it
+  const field = p.path === 'signal' ? 'signal' : parts.filter((x) => typeof x === 'string').join('_');
+  const pick = (base) => (STRINGS.nl[base + '_' + field] !== undefined ? base + '_' + field : STRINGS.nl[base + '_' + head] !== undefined ? base + '_' + head : base);
+  switch (p.code) {
+    case 'missing':
+      return t(pick('prob_missing'));
+    case 'invalid':
+      return t(pick('prob_invalid'));
+    case 'too-large':
+      return t('prob_too_large');
+    case 'malformed':
+      return t('prob_malformed');
+    case 'unregistered':
+      return t('prob_unregistered');
+    case 'unknown-recipient':
+      return t('prob_unknown_recipient');
+    case 'policy':
+      return t(kind === 'reply' || kind === 'feedback' ? 'prob_policy_' + kind : 'prob_policy');
+    case 'node-cannot-send':
+      return t('prob_node');
+    case 'unknown-message':
+      return t('prob_unknown_message');
+    case 'cannot-answer':
+      return t('prob_cannot_answer');
+    case 'already-replied':
+      return t('prob_already_replied');
+    case 'request':
+      return t('prob_request');
+    default:
+      return t('prob_error');
+  }
 }
 
 // ---- session -------------------------------------------------------------
@@ -1235,12 +1291,19 @@ function signalForm(kind, original) {
     clearErrors();
     const items = [];
     let first = null;
+    let marked = 0;
     for (const p of problems) {
-      const parts = pathParts(p.path !== undefined ? p.path : p.field);
+      const parts = pathParts(p.path);
       const where = target(parts, rowOf);
-      let text = p.problem || p.detail || '';
+      // The sentence in the page's language; the node's English text only
+      // as a technical detail in the list at the top.
+      const text = problemSentence(p, kind);
+      let detail = p.problem || '';
+      if (detail && p.path) {
+        detail = p.path + ': ' + detail;
+      }
       if (p.allowed) {
-        text += (/[.!?]$/.test(text) ? ' ' : '. ') + t('error_allowed', { allowed: p.allowed });
+        detail += (/[.!?]$/.test(detail) || !detail ? ' ' : '. ') + 'Allowed: ' + p.allowed;
       }
       if (where && where.error) {
         where.error.textContent = where.error.textContent ? where.error.textContent + ' ' + text : text;
@@ -1259,28 +1322,31 @@ function signalForm(kind, original) {
         if (!first) {
           first = where.focus;
         }
-        const link = h('a', { href: '#' + where.focus.id }, (where.label ? where.label.textContent.replace(/\s*\*.*$/, '') : p.path) + ': ' + text);
+        const link = h('a', { href: '#' + where.focus.id }, (where.label ? where.label.textContent.replace(/\s*\*.*$/, '') : t('error_other')) + ': ' + text);
         link.addEventListener('click', (ev) => {
           ev.preventDefault(); // the fragment holds the route
           where.focus.focus();
         });
-        items.push(h('li', {}, link));
+        items.push(h('li', {}, link, techDetail(detail.trim())));
+        marked++;
       } else {
-        items.push(h('li', {}, (p.path ? p.path + ': ' : t('error_other') + ': ') + text));
+        items.push(h('li', {}, text, techDetail(detail.trim())));
       }
     }
     const n = problems.length;
+    // "Correct the marked field" only when a field is marked.
+    const heading = marked === 0 ? (n === 1 ? t('error_problems_unmarked_one') : t('error_problems_unmarked_many', { n })) : n === 1 ? t('error_problems_one') : t('error_problems_many', { n });
     summaryBox.replaceChildren(
       h(
         'div',
         { class: 'notice error' },
-        h('h2', {}, n === 1 ? t('error_problems_one') : t('error_problems_many', { n })),
+        h('h2', {}, heading),
         h('ul', {}, items),
         more ? h('p', {}, t('error_more', { n: more })) : null,
       ),
     );
     summaryBox.hidden = false;
-    announce(n === 1 ? t('error_problems_one') : t('error_problems_many', { n }));
+    announce(heading);
     (first || summaryBox).focus();
   };
 
@@ -1325,19 +1391,19 @@ function signalForm(kind, original) {
     result.replaceChildren();
     if (e instanceof ApiError && e.status === 400 && Array.isArray(e.problem.errors) && e.problem.errors.length) {
       showProblems(
-        e.problem.errors.map((x) => ({ path: x.field, problem: x.problem, allowed: x.allowed })),
+        e.problem.errors.map((x) => ({ path: x.field, code: 'request', problem: x.problem, allowed: x.allowed })),
         0,
         r.c.rowOf,
       );
     } else if (e instanceof ApiError && e.status === 422) {
       const p = e.problem;
-      const reason = p.reason ? reasonText(p.reason, p.rule) : p.detail || p.title;
+      const reason = p.reason ? reasonText(p.reason, p.rule) : problemText(e);
       result.replaceChildren(
         h(
           'div',
           { class: 'notice error', role: 'alert' },
           h('p', {}, t('sent_refused', { detail: reason })),
-          p.detail && p.reason ? h('p', {}, p.detail) : null,
+          techDetail(p.detail),
           p.msg_id ? h('p', {}, h('a', { href: '#/status/' + p.msg_id }, t('follow_link'))) : null,
         ),
       );
@@ -1521,7 +1587,7 @@ async function viewStatus(id) {
     h('h1', { tabindex: '-1' }, cap(t('status_title', { kind: kindName(st.kind), category: st.category || '' }))),
     h('p', {}, msgStateBadge(st.state)),
     st.state === 'rejected' && st.reason
-      ? h('div', { class: 'notice error' }, t('broker_reason', { reason: reasonText(st.reason, st.rule) }), st.detail ? h('p', {}, st.detail) : null)
+      ? h('div', { class: 'notice error' }, t('broker_reason', { reason: reasonText(st.reason, st.rule) }), techDetail(st.detail))
       : null,
     h(
       'dl',
