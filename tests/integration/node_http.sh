@@ -67,8 +67,10 @@ body() {
 # satisfies EXPR).
 is() {
     local code=$1 what=$2 expr=${3:-True}
-    check "$what (HTTP $code)" test "$CODE" = "$code" || sed 's/^/# /' "$T/.all"
-    check "$what: the answer holds" json_is "$T/.out" "$expr" || sed 's/^/# /' "$T/.out"
+    # (the answer as a TAP comment, ending in a newline even when the
+    # answer does not, so that the next test line stays a line of its own)
+    check "$what (HTTP $code)" test "$CODE" = "$code" || { sed 's/^/# /' "$T/.all"; echo; }
+    check "$what: the answer holds" json_is "$T/.out" "$expr" || { sed 's/^/# /' "$T/.out"; echo; }
 }
 
 # header NAME VALUE: the last answer carried that header (value as a prefix).
