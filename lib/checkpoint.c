@@ -694,12 +694,12 @@ static keten_err cosig_message(const note *nt, uint64_t t, uint8_t **msg, size_t
 
 typedef enum cosig_result { COSIG_NONE, COSIG_VALID, COSIG_INVALID } cosig_result;
 
-/* Look at every line of name with the cosignature/v1 key id of pk: NONE if
- * there is none, INVALID if any of them fails, else VALID (*t_out: the
- * timestamp of the first). */
+/* Look at every line of name with the cosignature/v1 key id of pk (with
+ * first_only, at the first such line alone): NONE if there is none, INVALID
+ * if any of them fails, else VALID (*t_out: the timestamp of the first). */
 static keten_err check_cosigs(const note *nt, const char *name,
     const uint8_t pk[static KETEN_SIGN_PK_BYTES], cosig_result *res, size_t *n_valid,
-    uint64_t *t_out)
+    uint64_t *t_out, bool first_only)
 {
     uint8_t id[KEY_ID_BYTES];
     key_id(name, strlen(name), TYPE_COSIG_V1, pk, id);
@@ -711,6 +711,9 @@ static keten_err check_cosigs(const note *nt, const char *name,
             continue; /* another key or signature type */
         }
         /* Name and key id match: this line must verify. */
+        if (first_only && valid + invalid > 0) {
+            break;
+        }
         if (l->payload_len != COSIG_PAYLOAD) {
             invalid++;
             continue;
@@ -774,7 +777,7 @@ keten_err keten_checkpoint_cosignature_verify(const char *note_text, size_t len,
     }
     cosig_result res = COSIG_NONE;
     uint64_t t = 0;
-    err = check_cosigs(&nt, witness_name, pk, &res, NULL, &t);
+    err = check_cosigs(&nt, witness_name, pk, &res, NULL, &t, false);
     note_free(&nt);
     if (err != KETEN_OK) {
         return err;
@@ -971,14 +974,16 @@ keten_err keten_checkpoint_witnesses(const char *note_text, size_t len, const ke
         }
         cosig_result res = COSIG_NONE;
         size_t valid = 0;
-        err = check_cosigs(&nt, c->id, c->sign_pk.data, &res, &valid, NULL);
+        err = check_cosigs(&nt, c->id, c->sign_pk.data, &res, &valid, NULL, true);
         if (err != KETEN_OK) {
             note_free(&nt);
             return err;
         }
-        /* Node ids are unique in a verified directory: each counts once. A
-         * node counts when one of its lines verifies; a bad extra line
-         * (which anyone relaying the note could append) does not erase it. */
+        /* Node ids are unique in a verified directory: each counts once.
+         * The first line under its name and key id decides (an honest note
+         * has one; a relayer that put hundreds there costs one verification
+         * each, not hundreds); a bad line appended after it (which anyone
+         * relaying the note could do) does not erase it. */
         if (valid > 0) {
             count++;
         }

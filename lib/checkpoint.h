@@ -80,7 +80,9 @@ keten_err keten_checkpoint_add_line(const char *note, size_t len, const char *li
     KETEN_MUST_CHECK;
 
 /* Count distinct current partner nodes of dir (not the broker) whose valid
- * cosignature the note carries; *witnessed = count >= quorum. */
+ * cosignature the note carries: of a partner's lines under its name and
+ * cosignature key id only the first is checked (docs/protocol.md);
+ * *witnessed = count >= quorum. */
 keten_err keten_checkpoint_witnesses(const char *note, size_t len, const keten_directory *dir,
     size_t *count_out, bool *witnessed) KETEN_MUST_CHECK;
 

@@ -47,6 +47,7 @@ alarmed() {
 }
 
 # alarm_is ID KIND [TEXT]: the node holds an alarm of KIND (whose detail has TEXT).
+# shellcheck disable=SC2317 # called through check
 alarm_is() {
     node_status_is "$1" "any(a['kind'] == '$2' and '${3:-}' in a['detail'] for a in d['alarms'])"
 }

@@ -17,6 +17,11 @@
  * A receipt leaf refused with a reason code no recipient gives is an alarm,
  * not a refusal recorded (twin: a recipient's reason is recorded).
  *
+ * A checkpoint note with hundreds of cosignature lines under one partner's
+ * name and key id costs the node one verification for that partner, not
+ * hundreds (the first line decides; twin: a valid first line counts, with
+ * the bad ones after it).
+ *
  * The broker's errors, every reason code, with and without a msg_id, for a
  * message never sent and for one accepted: none changes a message's state
  * (twin: a final refusal of a queued message refuses it).
@@ -35,6 +40,7 @@
 #include <sodium.h>
 
 #include "alarm.h"
+#include "checkpoint.h"
 #include "fixture.h"
 #include "fixture_node.h"
 #include "inbox.h"
@@ -43,8 +49,10 @@
 #include "pb.h"
 #include "receipt.h"
 #include "sha256.h"
+#include "sigcache.h"
 #include "store.h"
 #include "util.h"
+#include "witness.h"
 
 static const char *const specs[]
     = { "hub:broker", "alpha:municipality", "bravo:police", "charlie:police", NULL };
@@ -440,6 +448,108 @@ static void test_refusal_unknown_reason(void **state)
     keten_nodestore_sent_free(&rec);
 }
 
+/* ---- cosignature lines ---------------------------------------------------------- */
+
+#define BAD_LINES 400
+
+/* note + lines (malloc). */
+static char *note_cat(const char *note, const char *lines)
+{
+    size_t a = strlen(note), b = strlen(lines);
+    char *out = malloc(a + b + 1);
+    assert_non_null(out);
+    memcpy(out, note, a);
+    memcpy(out + a, lines, b + 1);
+    return out;
+}
+
+/* The reference checkpoint's note again, with BAD_LINES cosignature lines
+ * under bravo's name and cosignature key id that do not verify (each with
+ * another signature), before or after bravo's valid line. */
+static void test_note_many_cosignatures(void **state)
+{
+    ctx *t = *state;
+    keten_err e = keten_sigcache_enable(4096);
+    assert_true(e == KETEN_OK || e == KETEN_ERR_EXISTS);
+    keten_err_clear();
+    uint64_t size = fnode_bed_checkpoint(t);
+    char *note = flog_note(t->log, t->fn->broker, t->node->dir, size);
+    char *valid = NULL;
+    assert_int_equal(keten_checkpoint_cosignature_sign(note, strlen(note), "bravo",
+                         fixture_node(t->fx, "bravo")->sign_sk, keten_now_ms() / 1000, &valid),
+        KETEN_OK);
+    /* Its payload, to make lines of the same key id with other signatures. */
+    const char *b64 = strrchr(valid, ' ') + 1;
+    uint8_t payload[4 + 8 + 64];
+    size_t plen = 0;
+    assert_int_equal(sodium_base642bin(payload, sizeof payload, b64, strlen(b64) - 1, NULL, &plen,
+                         NULL, sodium_base64_VARIANT_ORIGINAL),
+        0);
+    assert_int_equal(plen, sizeof payload);
+    size_t line_max
+        = 16 + sodium_base64_ENCODED_LEN(sizeof payload, sodium_base64_VARIANT_ORIGINAL);
+    char *bad = calloc(BAD_LINES, line_max);
+    assert_non_null(bad);
+    size_t used = 0;
+    for (size_t i = 0; i < BAD_LINES; i++) {
+        uint8_t p[sizeof payload];
+        memcpy(p, payload, sizeof p);
+        p[12 + i % 64] ^= (uint8_t)(1 + i / 64);
+        char enc[sodium_base64_ENCODED_LEN(sizeof payload, sodium_base64_VARIANT_ORIGINAL)];
+        sodium_bin2base64(enc, sizeof enc, p, sizeof p, sodium_base64_VARIANT_ORIGINAL);
+        used += (size_t)snprintf(
+            bad + used, BAD_LINES * line_max - used, "\xe2\x80\x94 bravo %s\n", enc);
+    }
+    char *n1 = note_cat(note, valid);
+    char *good_first = note_cat(n1, bad);
+    char *n2 = note_cat(note, bad);
+    char *bad_first = note_cat(n2, valid);
+    assert_true(strlen(bad_first) <= KETEN_CHECKPOINT_MAX);
+
+    /* What the lines count: the first line of bravo decides. */
+    size_t count = 9;
+    bool witnessed = true;
+    assert_int_equal(keten_checkpoint_witnesses(
+                         good_first, strlen(good_first), t->node->dir, &count, &witnessed),
+        KETEN_OK);
+    assert_int_equal(count, 1); /* the twin: bravo counts */
+    uint64_t hits0 = 0, misses0 = 0, hits1 = 0, misses1 = 0;
+    keten_sigcache_counts(&hits0, &misses0);
+    assert_int_equal(
+        keten_checkpoint_witnesses(bad_first, strlen(bad_first), t->node->dir, &count, &witnessed),
+        KETEN_OK);
+    assert_int_equal(count, 0);
+    keten_sigcache_counts(&hits1, &misses1);
+    assert_true(misses1 - misses0 <= 1);
+
+    /* The node takes the note three times (its reference's size, the same
+     * root): no alarm, a handful of verifications, not 3 x BAD_LINES. */
+    for (int i = 0; i < 3; i++) {
+        Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+        cf.note = bad_first;
+        cf.old_size = size;
+        cf.witness = true;
+        Keten__Frame f = KETEN__FRAME__INIT;
+        f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
+        f.checkpoint = &cf;
+        fnode_frame(t->fn, &f);
+        keten_witness_on_checkpoint(t->node, &cf);
+        fnode_frame(t->fn, NULL);
+    }
+    keten_sigcache_counts(&hits0, &misses0);
+    assert_true(misses0 - misses1 <= 3 * 3);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+    assert_int_equal(keten_witness_reference_size(t->node), size);
+    keten_sigcache_disable();
+    free(bad_first);
+    free(n2);
+    free(good_first);
+    free(n1);
+    free(bad);
+    free(valid);
+    free(note);
+}
+
 /* ---- the broker's errors -------------------------------------------------------- */
 
 static void broker_error(ctx *t, uint64_t rid, const uint8_t *id, Keten__Reason reason)
@@ -525,6 +635,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expiry_dated_too_early, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry_after_receipt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusal_unknown_reason, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_note_many_cosignatures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_change_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
