@@ -10,7 +10,11 @@
 #       times, then the true one -> one alarm per copy, the frame kept once
 #       as evidence, the other 49 counted (status and metrics:
 #       evidence_not_kept), the true delivery stored once and receipted,
-#       and its receipt reaches the sender (the twin).
+#       and its receipt reaches the sender (the twin);
+#   (c) oversize: a frame of exactly the frame limit (a delivery without a
+#       proof) is read and checked (alarm bad-proof), one a byte longer makes
+#       libzmq end the connection for good; the node sees that no attempt
+#       follows, makes the link again, says Hello, and sends as before.
 . "$(dirname "$0")/node_lib.sh"
 
 setup_network || done_testing
@@ -120,5 +124,27 @@ check "(b) the receipt reaches the sender (the twin: no alarm there)" wait_until
 check "(b) the sender raised no alarm" node_status_is gemeente-diemen 'd["alarms"] == []'
 stop_one gemeente-diemen
 stop_one politie-mn
+stop_one fake
+
+# (c) a frame at the limit, then one a byte over it.
+require "(c) the fake broker starts (oversize)" start_fake oversize
+start_on_fake gemeente-diemen
+check "(c) the fake broker sends both frames after the first Hello" wait_until 20 \
+    grep -qx "oversize-sent gemeente-diemen" "$FAKE_OUT"
+check "(c) the frame at the limit is read and checked: alarm bad-proof (no proof)" wait_until 20 \
+    alarm_is gemeente-diemen bad-proof "no proof in the frame"
+check "(c) it is kept as evidence" node_status_is gemeente-diemen 'd["evidence"] == 1'
+check "(c) the node makes the link again after libzmq gave it up" wait_until 60 grep -q \
+    'msg="the connection to the broker was given up' "$T/node-gemeente-diemen.log"
+check "(c) and says Hello on the new connection" wait_until 20 test \
+    "$(grep -c '^hello gemeente-diemen ' "$FAKE_OUT")" -ge 2
+check "(c) it is connected again" wait_until 20 connected gemeente-diemen
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait --timeout 20
+expect 0 "(c) a message is accepted on the new connection"
+M=$(cat "$T/.out")
+check "(c) its ack was proven" msg_status_is gemeente-diemen "$M" 'd["state"] == "accepted"'
+check "(c) one alarm only (the frame at the limit)" node_status_is gemeente-diemen \
+    'len(d["alarms"]) == 1'
+stop_one gemeente-diemen
 stop_one fake
 finish

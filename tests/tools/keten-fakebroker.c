@@ -44,6 +44,9 @@
  *   flood-bad-delivery  sends each delivery --repeat N times (default 50) with
  *                       one hash of its path flipped, the same frame each
  *                       time, then once with its true proof
+ *   oversize            answers the first Hello with a delivery frame (no
+ *                       proof) of exactly KETEN_FRAME_MAX bytes, then one a
+ *                       byte longer; honest after that
  *
  * It prints one line per event on standard output, for the test to read:
  *   ready | connected NODE | hello NODE SIZE | checkpoint SIZE [forked]
@@ -53,7 +56,8 @@
  *   by NODE leaf N | receipt-notice to NODE leaf N | notice-ack NODE COUNT |
  *   cosignature NODE SIZE [forked] | fork SIZE | refused | directory-request
  *   after V | forgot-hello NODE | expired-notice MSG_ID to NODE leaf N |
- *   deliver-bad MSG_ID to NODE times N. SIGTERM/SIGINT stop it.
+ *   deliver-bad MSG_ID to NODE times N | oversize-sent NODE. SIGTERM/SIGINT
+ *   stop it.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -98,6 +102,7 @@ typedef enum mode {
     MODE_FORGET_HELLO,
     MODE_EXPIRE_EARLY,
     MODE_FLOOD_BAD_DELIVERY,
+    MODE_OVERSIZE,
 } mode;
 
 static const char *const mode_names[] = {
@@ -114,6 +119,7 @@ static const char *const mode_names[] = {
     [MODE_FORGET_HELLO] = "forget-hello",
     [MODE_EXPIRE_EARLY] = "expire-early",
     [MODE_FLOOD_BAD_DELIVERY] = "flood-bad-delivery",
+    [MODE_OVERSIZE] = "oversize",
 };
 
 typedef struct mlog {
@@ -154,6 +160,7 @@ typedef struct fake {
     keten_directory *named; /* withhold-directory: the version named, never served */
     const char *refuse_detail; /* refuse: the Error's detail (--refuse-detail) */
     uint64_t repeat; /* flood-bad-delivery: false copies of each delivery (--repeat) */
+    bool oversize_sent; /* oversize: the two frames went out */
     void *ctx, *zap, *router;
     mlog log; /* the history served */
     mlog original; /* fork: the history before the fork */
@@ -779,6 +786,34 @@ static void on_receipts(fake *f, peer *p, const Keten__ReceiptBatch *rb)
     free(hashes);
 }
 
+/* oversize: a Deliver frame (no proof) of exactly `total` bytes. */
+static void send_sized(fake *f, const peer *p, size_t total)
+{
+    size_t env = total - 16;
+    for (int round = 0; round < 4; round++) {
+        Keten__Deliver d = KETEN__DELIVER__INIT;
+        d.envelope.len = env;
+        Keten__Frame out = KETEN__FRAME__INIT;
+        out.body_case = KETEN__FRAME__BODY_DELIVER;
+        out.deliver = &d;
+        size_t packed = keten__frame__get_packed_size(&out);
+        if (packed == total) {
+            d.envelope.data = calloc(1, env);
+            uint8_t *buf = malloc(total);
+            if (d.envelope.data != NULL && buf != NULL) {
+                keten__frame__pack(&out, buf);
+                if (zmq_send(f->router, p->rid, p->rid_len, ZMQ_SNDMORE) >= 0) {
+                    (void)zmq_send(f->router, buf, total, 0);
+                }
+            }
+            free(buf);
+            free(d.envelope.data);
+            return;
+        }
+        env = env + total - packed;
+    }
+}
+
 static void on_hello(fake *f, peer *p, const Keten__Hello *h)
 {
     say("hello %s %llu", p->node, (unsigned long long)h->tree_size);
@@ -794,6 +829,12 @@ static void on_hello(fake *f, peer *p, const Keten__Hello *h)
     p->cp_sent = h->tree_size;
     if (p->cp_sent != f->log.n) {
         send_checkpoint(f, p);
+    }
+    if (f->mode == MODE_OVERSIZE && !f->oversize_sent) {
+        f->oversize_sent = true;
+        send_sized(f, p, KETEN_FRAME_MAX);
+        send_sized(f, p, (size_t)KETEN_FRAME_MAX + 1);
+        say("oversize-sent %s", p->node);
     }
 }
 
@@ -904,7 +945,7 @@ static const char usage_text[]
       "                        [--mode honest|fork|withhold-directory|refuse|ack-other-leaf|\n"
       "                                same-index|inconsistent|bad-path|deliver-bad-leaf|\n"
       "                                receipt-other-sender|forget-hello|expire-early|\n"
-      "                                flood-bad-delivery]\n"
+      "                                flood-bad-delivery|oversize]\n"
       "                        [--named-directory FILE] [--checkpoint-ms N]\n"
       "                        [--refuse-detail TEXT]  (the Error's detail in mode refuse)\n"
       "                        [--repeat N]  (false copies of each delivery in mode\n"

@@ -17,10 +17,23 @@
  * A receipt leaf refused with a reason code no recipient gives is an alarm,
  * not a refusal recorded (twin: a recipient's reason is recorded).
  *
+ * Proof edges: a leaf index equal to the tree size is a proof that does not
+ * hold (alarm, the message stays queued); a proof against tree size 0, a
+ * size the node never took, is ignored (counted, resent); a checkpoint for
+ * another network's origin signed with the broker's log key is refused
+ * without an alarm, the reference unchanged (twin: the true proof accepts
+ * the message).
+ *
  * A checkpoint note with hundreds of cosignature lines under one partner's
  * name and key id costs the node one verification for that partner, not
  * hundreds (the first line decides; twin: a valid first line counts, with
  * the bad ones after it).
+ *
+ * Frames from the broker at the frame limit are read (a delivery of that
+ * size is checked like any other); one byte over it, libzmq drops the
+ * connection before anything is allocated and the node reads nothing;
+ * libzmq does not try again, and the link says it was given up (twin: a
+ * broker that went away is tried again, the link is not given up).
  *
  * The broker's errors, every reason code, with and without a msg_id, for a
  * message never sent and for one accepted: none changes a message's state
@@ -38,12 +51,14 @@
 #include <cmocka.h>
 
 #include <sodium.h>
+#include <zmq.h>
 
 #include "alarm.h"
 #include "checkpoint.h"
 #include "fixture.h"
 #include "fixture_node.h"
 #include "inbox.h"
+#include "link.h"
 #include "nodestore.h"
 #include "outbox.h"
 #include "pb.h"
@@ -448,6 +463,70 @@ static void test_refusal_unknown_reason(void **state)
     keten_nodestore_sent_free(&rec);
 }
 
+/* ---- proof edges ------------------------------------------------------------------ */
+
+static void test_proof_edges(void **state)
+{
+    ctx *t = *state;
+    fnode_sent *s = fnode_bed_send(t, KETEN__KIND__KIND_SIGNAL, "bravo", SIGNAL);
+    uint64_t size = fnode_bed_checkpoint(t);
+
+    /* leaf index == tree size (the path of the true leaf). */
+    flog_proof *p = flog_proof_new(t->log, s->leaf, size);
+    p->buf.msg.leaf_index = size;
+    fnode_bed_ack(t, s->rid, &p->buf.msg);
+    flog_proof_free(&p);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    assert_int_equal(t->node->counters.proofs_failed, 1);
+    Keten__SentRecord *rec = record(t, s->id);
+    assert_int_equal(rec->state, KETEN__SENT_STATE__SENT_STATE_QUEUED);
+    keten_nodestore_sent_free(&rec);
+
+    /* Tree size 0: no checkpoint of that size is kept; ignored. */
+    p = flog_proof_new(t->log, s->leaf, size);
+    p->buf.msg.tree_size = 0;
+    p->buf.msg.leaf_index = 0;
+    fnode_bed_ack(t, s->rid, &p->buf.msg);
+    flog_proof_free(&p);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    assert_int_equal(t->node->counters.proofs_unknown, 1);
+
+    /* Another network's checkpoint, signed with the broker's log key. */
+    flog_pad(t->log, 2);
+    keten_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    snprintf(ck.origin, sizeof ck.origin, "keten/othernet");
+    ck.size = flog_size(t->log);
+    flog_root(t->log, ck.size, ck.root);
+    ck.dir_version = keten_directory_version(t->node->dir);
+    memcpy(ck.dir_hash, keten_directory_hash(t->node->dir), KETEN_HASH_BYTES);
+    char *note = NULL;
+    assert_int_equal(keten_checkpoint_sign(&ck, "hub", t->fn->broker->log_sk, &note), KETEN_OK);
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    cf.note = note;
+    cf.old_size = size;
+    cf.witness = true;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
+    f.checkpoint = &cf;
+    uint64_t refused = t->node->counters.checkpoints_refused;
+    fnode_frame(t->fn, &f);
+    keten_witness_on_checkpoint(t->node, &cf);
+    fnode_frame(t->fn, NULL);
+    free(note);
+    assert_int_equal(t->node->counters.checkpoints_refused, refused + 1);
+    assert_int_equal(keten_witness_reference_size(t->node), size);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+
+    /* Twin: the true proof. */
+    fnode_bed_ack_leaf(t, s->rid, s->leaf, size);
+    rec = record(t, s->id);
+    assert_int_equal(rec->state, KETEN__SENT_STATE__SENT_STATE_ACCEPTED);
+    assert_int_equal(rec->leaf_index, s->leaf);
+    keten_nodestore_sent_free(&rec);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+}
+
 /* ---- cosignature lines ---------------------------------------------------------- */
 
 #define BAD_LINES 400
@@ -550,6 +629,131 @@ static void test_note_many_cosignatures(void **state)
     free(note);
 }
 
+/* ---- frames at and above the limit ------------------------------------------------ */
+
+/* The node's routing id at the broker's end, from the next frame it sends. */
+static size_t learn_routing_id(ctx *t, uint8_t *rid, size_t max)
+{
+    keten_witness_send_hello(t->node);
+    int wait = FNODE_RECV_MS;
+    assert_int_equal(zmq_setsockopt(t->fn->router, ZMQ_RCVTIMEO, &wait, sizeof wait), 0);
+    int n = zmq_recv(t->fn->router, rid, max, 0);
+    assert_true(n > 0 && (size_t)n <= max);
+    uint8_t rest[64];
+    assert_true(zmq_recv(t->fn->router, rest, sizeof rest, 0) >= 0);
+    return (size_t)n;
+}
+
+/* A Deliver frame (no proof) of exactly total bytes, packed (malloc). */
+static uint8_t *deliver_frame_of(size_t total, size_t *env_len)
+{
+    size_t env = total - 16;
+    for (int round = 0; round < 4; round++) {
+        Keten__Deliver d = KETEN__DELIVER__INIT;
+        d.envelope.len = env;
+        Keten__Frame f = KETEN__FRAME__INIT;
+        f.body_case = KETEN__FRAME__BODY_DELIVER;
+        f.deliver = &d;
+        size_t packed = keten__frame__get_packed_size(&f);
+        if (packed == total) {
+            uint8_t *data = calloc(1, env);
+            uint8_t *buf = malloc(total);
+            assert_non_null(data);
+            assert_non_null(buf);
+            d.envelope.data = data;
+            assert_int_equal(keten__frame__pack(&f, buf), total);
+            free(data);
+            *env_len = env;
+            return buf;
+        }
+        env = env + total - packed;
+    }
+    fail_msg("no Deliver frame of %zu bytes", total);
+    return NULL;
+}
+
+/* Wait for a link event of kind want; false if none came within the wait. */
+static bool link_event(ctx *t, keten_link_event want)
+{
+    uint64_t until = keten_mono_ms() + 5000;
+    while (keten_mono_ms() < until) {
+        zmq_pollitem_t item = { keten_link_monitor(t->node->link), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&item, 1, 50) > 0 && keten_link_on_monitor(t->node->link) == want) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* How many monitor events came within ms (read as the daemon reads them). */
+static size_t quiet_events(ctx *t, uint64_t ms)
+{
+    size_t n = 0;
+    uint64_t until = keten_mono_ms() + ms;
+    while (keten_mono_ms() < until) {
+        zmq_pollitem_t item = { keten_link_monitor(t->node->link), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&item, 1, 50) > 0) {
+            (void)keten_link_on_monitor(t->node->link);
+            n++;
+        }
+    }
+    return n;
+}
+
+static void test_frame_limit(void **state)
+{
+    ctx *t = *state;
+    uint8_t rid[256];
+    size_t rid_len = learn_routing_id(t, rid, sizeof rid);
+    size_t env_len = 0;
+    uint8_t *at = deliver_frame_of(KETEN_NODE_FRAME_MAX, &env_len);
+    assert_true(zmq_send(t->fn->router, rid, rid_len, ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(t->fn->router, at, KETEN_NODE_FRAME_MAX, 0) >= 0);
+    zmq_pollitem_t item = { keten_link_socket(t->node->link), 0, ZMQ_POLLIN, 0 };
+    assert_int_equal(zmq_poll(&item, 1, 5000), 1);
+    Keten__Frame *f = NULL;
+    assert_int_equal(keten_link_recv(t->node->link, &f), KETEN_OK);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_DELIVER);
+    assert_int_equal(f->deliver->envelope.len, env_len);
+    /* Checked like any delivery: no proof, an alarm, nothing stored. */
+    fnode_frame(t->fn, f);
+    keten_inbox_on_deliver(t->node, f->deliver);
+    fnode_frame(t->fn, NULL);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    assert_int_equal(t->node->counters.rejected, 1);
+    assert_int_equal(t->node->counters.received, 0);
+    free(at);
+
+    /* One byte more: libzmq drops the connection; nothing is read. */
+    uint8_t *over = deliver_frame_of(KETEN_NODE_FRAME_MAX + 1, &env_len);
+    assert_true(zmq_send(t->fn->router, rid, rid_len, ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(t->fn->router, over, KETEN_NODE_FRAME_MAX + 1, 0) >= 0);
+    free(over);
+    assert_true(link_event(t, KETEN_LINK_DOWN));
+    assert_int_equal(keten_link_recv(t->node->link, &f), KETEN_ERR_NOT_FOUND);
+    keten_err_clear();
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    /* libzmq does not try again after a protocol error: no event for
+     * longer than its longest retry interval, and the link says it was
+     * given up (the daemon makes it again: node_hostbroker.sh (c)). */
+    assert_int_equal(quiet_events(t, KETEN_LINK_RECONNECT_MAX_MS + 1000), 0);
+    assert_false(keten_link_connected(t->node->link));
+    assert_true(keten_link_given_up(t->node->link, keten_mono_ms() + KETEN_LINK_GIVEN_UP_MS));
+}
+
+/* Twin: a broker that went away (its socket closed) is tried again: retries
+ * are reported, the link is not given up. */
+static void test_broker_gone_not_given_up(void **state)
+{
+    ctx *t = *state;
+    zmq_close(t->fn->router);
+    t->fn->router = NULL;
+    assert_true(link_event(t, KETEN_LINK_DOWN));
+    assert_true(quiet_events(t, KETEN_LINK_RECONNECT_MAX_MS + 1000) > 0);
+    assert_false(keten_link_given_up(t->node->link, keten_mono_ms()));
+}
+
 /* ---- the broker's errors -------------------------------------------------------- */
 
 static void broker_error(ctx *t, uint64_t rid, const uint8_t *id, Keten__Reason reason)
@@ -635,7 +839,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expiry_dated_too_early, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry_after_receipt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusal_unknown_reason, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proof_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_note_many_cosignatures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broker_gone_not_given_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_change_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
