@@ -14,8 +14,9 @@
  * nothing (twins: the record dated at expires_at, listing only who never
  * answered, is recorded; a receipt after an expiry record is recorded).
  *
- * A receipt leaf refused with a reason code no recipient gives is an alarm,
- * not a refusal recorded (twin: a recipient's reason is recorded).
+ * A receipt leaf refused with a reason code no recipient gives, or a receipt
+ * by a node that is no recipient, is an alarm, not recorded (twin: a
+ * recipient's reason is recorded).
  *
  * Proof edges: a leaf index equal to the tree size is a proof that does not
  * hold (alarm, the message stays queued); a proof against tree size 0, a
@@ -435,7 +436,8 @@ static void test_expiry_after_receipt(void **state)
 /* ---- refusals by a recipient -------------------------------------------------- */
 
 /* A refused-by-recipient record whose leaf carries a reason code no
- * recipient gives (unknown to this node, or a broker's own): an alarm, the
+ * recipient gives (unknown to this node, or a broker's own), and a receipt
+ * by a node that is no recipient of the message: an alarm each, the
  * recipient stays accepted. Twin: a recipient's reason (INVALID_SIGNAL) is
  * recorded as refused, with that reason. */
 static void test_refusal_unknown_reason(void **state)
@@ -445,18 +447,21 @@ static void test_refusal_unknown_reason(void **state)
     uint64_t unknown = log_refusal(t, s, "bravo", 999);
     uint64_t brokers = log_refusal(t, s, "bravo", KETEN__REASON__REASON_STORE_FULL);
     uint64_t valid = log_refusal(t, s, "bravo", KETEN__REASON__REASON_INVALID_SIGNAL);
+    /* And a receipt by charlie, who is no recipient of s (its own key). */
+    uint64_t stranger = log_receipt(t, s, "charlie");
     uint64_t size = fnode_bed_checkpoint(t);
     fnode_bed_ack_leaf(t, s->rid, s->leaf, size);
 
     fnode_bed_receipt_notice(t, unknown, size);
     fnode_bed_receipt_notice(t, brokers, size);
-    assert_int_equal(fnode_alarms(t->fn), 2);
+    fnode_bed_receipt_notice(t, stranger, size);
+    assert_int_equal(fnode_alarms(t->fn), 3);
     assert_int_equal(t->node->n_notice_acks, 0);
     assert_int_equal(
         recipient_state(t, s->id, 0), KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
 
     fnode_bed_receipt_notice(t, valid, size);
-    assert_int_equal(fnode_alarms(t->fn), 2);
+    assert_int_equal(fnode_alarms(t->fn), 3);
     Keten__SentRecord *rec = record(t, s->id);
     assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_REFUSED);
     assert_int_equal(rec->recipients[0]->reason, KETEN__REASON__REASON_INVALID_SIGNAL);
