@@ -948,6 +948,78 @@ out:
     return err;
 }
 
+keten_err keten_checkpoint_note_trim(
+    const char *note_text, size_t len, const keten_directory *dir, char **out)
+{
+    if (out == NULL || dir == NULL) {
+        return keten_err_set(KETEN_ERR_INVALID, "keten_checkpoint_note_trim: missing argument");
+    }
+    *out = NULL;
+    const Keten__Directory *doc = keten_directory_doc(dir);
+    if (doc == NULL) {
+        return keten_err_set(KETEN_ERR_INVALID, "keten_checkpoint_note_trim: empty directory");
+    }
+    note nt;
+    keten_err err = parse_checkpoint_note(note_text, len, &nt);
+    if (err != KETEN_OK) {
+        return err;
+    }
+    char *buf = malloc(len + 1);
+    uint8_t(*ids)[KEY_ID_BYTES] = calloc(doc->n_nodes ? doc->n_nodes : 1, sizeof *ids);
+    bool *has_id = calloc(doc->n_nodes ? doc->n_nodes : 1, sizeof *has_id);
+    bool *kept = calloc(doc->n_nodes ? doc->n_nodes : 1, sizeof *kept);
+    if (buf == NULL || ids == NULL || has_id == NULL || kept == NULL) {
+        err = keten_err_set(KETEN_ERR_NOMEM, "out of memory trimming a checkpoint note");
+        goto out;
+    }
+    /* The key id each node's line must carry: the broker's log key
+     * (Ed25519 note signature), a partner's sign key (cosignature/v1). */
+    for (size_t i = 0; i < doc->n_nodes; i++) {
+        const Keten__NodeCert *c = doc->nodes[i];
+        if (c == NULL || c->id == NULL || c->role == NULL) {
+            continue;
+        }
+        bool broker = strcmp(c->role, "broker") == 0;
+        const ProtobufCBinaryData *pk = broker ? &c->log_pk : &c->sign_pk;
+        if (pk->len == KETEN_SIGN_PK_BYTES) {
+            key_id(c->id, strlen(c->id), broker ? TYPE_ED25519 : TYPE_COSIG_V1, pk->data, ids[i]);
+            has_id[i] = true;
+        }
+    }
+    memcpy(buf, nt.body, nt.body_len);
+    size_t used = nt.body_len;
+    buf[used++] = '\n';
+    for (size_t k = 0; k < nt.n_lines; k++) {
+        const sigline *l = &nt.lines[k];
+        for (size_t i = 0; i < doc->n_nodes; i++) {
+            if (!has_id[i] || !line_named(l, doc->nodes[i]->id)) {
+                continue;
+            }
+            if (!kept[i] && l->payload_len >= KEY_ID_BYTES
+                && memcmp(l->payload, ids[i], KEY_ID_BYTES) == 0) {
+                /* The line as it stands in the note: prefix, name, payload. */
+                const char *start = l->name - SIG_PREFIX_LEN;
+                const char *nl = memchr(l->name, '\n', len - (size_t)(l->name - note_text));
+                size_t n = (size_t)(nl - start) + 1;
+                memcpy(buf + used, start, n);
+                used += n;
+                kept[i] = true;
+            }
+            break; /* node ids are unique in a verified directory */
+        }
+    }
+    buf[used] = '\0';
+    *out = buf;
+    buf = NULL;
+out:
+    free(buf);
+    free(ids);
+    free(has_id);
+    free(kept);
+    note_free(&nt);
+    return err;
+}
+
 keten_err keten_checkpoint_witnesses(const char *note_text, size_t len, const keten_directory *dir,
     size_t *count_out, bool *witnessed)
 {

@@ -36,6 +36,13 @@
  * libzmq does not try again, and the link says it was given up (twin: a
  * broker that went away is tried again, the link is not given up).
  *
+ * A witness checkpoint the node keeps is kept with the lines a reader of it
+ * checks: a note padded with hundreds of lines (other names, other key ids,
+ * more lines of one partner) is stored as the body, the broker's line and
+ * each partner's first line (it opens and counts as before; without the
+ * trim every stored checkpoint could be 64 KiB, a broker's way to fill the
+ * node's store one new tree size at a time).
+ *
  * The broker's errors, every reason code, with and without a msg_id, for a
  * message never sent and for one accepted: none changes a message's state
  * (twin: a final refusal of a queued message refuses it).
@@ -634,6 +641,84 @@ static void test_note_many_cosignatures(void **state)
     free(note);
 }
 
+/* The reference's note again with bravo's valid line, then 300 lines under
+ * names no directory lists and 100 more of bravo's with bad signatures:
+ * stored trimmed. */
+static void test_note_kept_trimmed(void **state)
+{
+    ctx *t = *state;
+    uint64_t size = fnode_bed_checkpoint(t);
+    char *note = flog_note(t->log, t->fn->broker, t->node->dir, size);
+    char *valid = NULL;
+    assert_int_equal(keten_checkpoint_cosignature_sign(note, strlen(note), "bravo",
+                         fixture_node(t->fx, "bravo")->sign_sk, keten_now_ms() / 1000, &valid),
+        KETEN_OK);
+    const char *b64 = strrchr(valid, ' ') + 1;
+    uint8_t payload[4 + 8 + 64];
+    size_t plen = 0;
+    assert_int_equal(sodium_base642bin(payload, sizeof payload, b64, strlen(b64) - 1, NULL, &plen,
+                         NULL, sodium_base64_VARIANT_ORIGINAL),
+        0);
+    enum { STRANGERS = 300, BRAVOS = 100 };
+    size_t line_max
+        = 32 + sodium_base64_ENCODED_LEN(sizeof payload, sodium_base64_VARIANT_ORIGINAL);
+    char *pad = calloc(STRANGERS + BRAVOS, line_max);
+    assert_non_null(pad);
+    size_t used = 0;
+    for (size_t i = 0; i < STRANGERS + BRAVOS; i++) {
+        uint8_t p[sizeof payload];
+        memcpy(p, payload, sizeof p);
+        p[12 + i % 64] ^= (uint8_t)(1 + i / 64);
+        char enc[sodium_base64_ENCODED_LEN(sizeof payload, sodium_base64_VARIANT_ORIGINAL)];
+        sodium_bin2base64(enc, sizeof enc, p, sizeof p, sodium_base64_VARIANT_ORIGINAL);
+        char name[16];
+        snprintf(name, sizeof name, i < STRANGERS ? "x%zu" : "bravo", i);
+        used += (size_t)snprintf(
+            pad + used, (STRANGERS + BRAVOS) * line_max - used, "\xe2\x80\x94 %s %s\n", name, enc);
+    }
+    char *n1 = note_cat(note, valid);
+    char *big = note_cat(n1, pad);
+    assert_true(strlen(big) > 40000 && strlen(big) <= KETEN_CHECKPOINT_MAX);
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    cf.note = big;
+    cf.old_size = size;
+    cf.witness = true;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
+    f.checkpoint = &cf;
+    fnode_frame(t->fn, &f);
+    keten_witness_on_checkpoint(t->node, &cf);
+    fnode_frame(t->fn, NULL);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+
+    MDB_txn *txn = NULL;
+    Keten__CheckpointRecord *rec = NULL;
+    assert_int_equal(keten_store_begin(t->node->store, false, &txn), KETEN_OK);
+    assert_int_equal(keten_nodestore_checkpoint_get(t->node->store, txn, size, &rec), KETEN_OK);
+    keten_store_abort(&txn);
+    /* The note (body, broker's line, blank line) and bravo's valid line. */
+    size_t want = strlen(note) + strlen(valid);
+    assert_int_equal(strlen(rec->note), want);
+    assert_memory_equal(rec->note, n1, want);
+    keten_checkpoint cp;
+    const Keten__NodeCert *b = keten_directory_broker(t->node->dir);
+    assert_int_equal(
+        keten_checkpoint_open(rec->note, strlen(rec->note), b->id, b->log_pk.data, &cp), KETEN_OK);
+    assert_int_equal(cp.size, size);
+    size_t count = 0;
+    bool witnessed = false;
+    assert_int_equal(
+        keten_checkpoint_witnesses(rec->note, strlen(rec->note), t->node->dir, &count, &witnessed),
+        KETEN_OK);
+    assert_int_equal(count, 1);
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
+    free(big);
+    free(n1);
+    free(pad);
+    free(valid);
+    free(note);
+}
+
 /* ---- frames at and above the limit ------------------------------------------------ */
 
 /* The node's routing id at the broker's end, from the next frame it sends. */
@@ -846,6 +931,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refusal_unknown_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proof_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_note_many_cosignatures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_note_kept_trimmed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_gone_not_given_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_change_nothing, setup, teardown),
