@@ -30,7 +30,10 @@ typedef struct keten_link keten_link;
 #define KETEN_LINK_RECONNECT_MS 100
 #define KETEN_LINK_RECONNECT_MAX_MS 5000
 #define KETEN_LINK_HEARTBEAT_MS 5000
-#define KETEN_LINK_GIVEN_UP_MS (4 * KETEN_LINK_RECONNECT_MAX_MS)
+/* Longer than libzmq's longest retry interval and its handshake time-out
+ * (ZMQ_HANDSHAKE_IVL, 30 s by default: a handshake the broker stalls gives
+ * no event until then). */
+#define KETEN_LINK_GIVEN_UP_MS 40000
 /* What CurveZMQ adds to a one-part message on the wire: the MESSAGE command
  * name (8), its nonce (8), the flags byte (1) and the MAC (16). */
 #define KETEN_LINK_CURVE_OVERHEAD 33
@@ -64,7 +67,8 @@ bool keten_link_stopped(const keten_link *self);
  * KETEN_LINK_GIVEN_UP_MS. libzmq ends a connection for good, without
  * retrying, when the broker breaks the protocol (a frame over the limit,
  * ZMTP garbage); while it is still trying it reports a retry at least every
- * KETEN_LINK_RECONNECT_MAX_MS. The daemon then makes the link again. */
+ * KETEN_LINK_RECONNECT_MAX_MS, or a handshake's end within 30 s. The daemon
+ * then makes the link again. */
 bool keten_link_given_up(const keten_link *self, uint64_t now_mono);
 /* Why the last connection attempt failed ("" if none). */
 const char *keten_link_last_error(const keten_link *self);
