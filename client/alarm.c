@@ -11,6 +11,7 @@
 #include "log.h"
 #include "nodestore.h"
 #include "pb.h"
+#include "sha256.h"
 #include "store.h"
 #include "util.h"
 #include "witness.h"
@@ -27,6 +28,42 @@ void keten_alarm_raise(keten_node *node, const char *kind, const char *fmt, ...)
     raise_alarm(node, kind, detail);
 }
 
+/* Was a frame of this hash kept since the start? */
+static bool evidence_seen(const keten_node *node, const uint8_t hash[static KETEN_HASH_BYTES])
+{
+    size_t n = node->n_evidence_seen < KETEN_NODE_EVIDENCE_SEEN ? node->n_evidence_seen
+                                                                : KETEN_NODE_EVIDENCE_SEEN;
+    for (size_t i = 0; i < n; i++) {
+        if (sodium_memcmp(node->evidence_seen[i], hash, KETEN_HASH_BYTES) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* KETEN_OK when the evidence table has room for one more frame, else
+ * KETEN_ERR_TOO_LARGE saying which limit it reached. */
+static keten_err evidence_room(keten_node *node, MDB_txn *txn)
+{
+    MDB_stat st;
+    int rc = mdb_stat(txn, keten_store_dbi(node->store, KETEN_DB_EVIDENCE), &st);
+    if (rc != 0) {
+        return keten_err_set(KETEN_ERR_STORE, "reading the evidence table: %s", mdb_strerror(rc));
+    }
+    uint64_t bytes = ((uint64_t)st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages)
+        * (uint64_t)st.ms_psize;
+    if (st.ms_entries >= KETEN_ALARM_EVIDENCE_MAX) {
+        return keten_err_set(KETEN_ERR_TOO_LARGE, "the evidence table holds %zu frames (the limit)",
+            (size_t)st.ms_entries);
+    }
+    if (bytes >= KETEN_ALARM_EVIDENCE_BYTES) {
+        return keten_err_set(KETEN_ERR_TOO_LARGE,
+            "the evidence table takes %llu bytes (the limit is %llu)", (unsigned long long)bytes,
+            (unsigned long long)KETEN_ALARM_EVIDENCE_BYTES);
+    }
+    return KETEN_OK;
+}
+
 void keten_alarm_evidence(keten_node *node, const char *kind, const char *fmt, ...)
 {
     static uint64_t counter;
@@ -39,10 +76,21 @@ void keten_alarm_evidence(keten_node *node, const char *kind, const char *fmt, .
 
     uint8_t *frame = NULL;
     size_t frame_len = 0;
+    uint8_t hash[KETEN_HASH_BYTES];
     MDB_txn *txn = NULL;
     keten_err e = node->frame == NULL
         ? keten_err_set(KETEN_ERR_INVALID, "no frame to keep")
         : keten_pb_pack((const ProtobufCMessage *)node->frame, &frame, &frame_len);
+    if (e == KETEN_OK) {
+        keten_sha256(hash, frame, frame_len);
+        if (evidence_seen(node, hash)) {
+            node->counters.evidence_not_kept++;
+            KETEN_LOG(KETEN_LOG_NOTICE, "evidence kept before: the same frame again",
+                "alarm=%s bytes=%zu", kind, frame_len);
+            free(frame);
+            return;
+        }
+    }
     char line[600];
     snprintf(line, sizeof line, "%s: %s", kind, detail);
     for (char *p = line; *p != '\0'; p++) { /* one line */
@@ -56,6 +104,15 @@ void keten_alarm_evidence(keten_node *node, const char *kind, const char *fmt, .
         keten_store_u64_put(++counter, key + 8);
         e = keten_store_begin(node->store, true, &txn);
     }
+    if (e == KETEN_OK && (e = evidence_room(node, txn)) == KETEN_ERR_TOO_LARGE) {
+        keten_store_abort(&txn);
+        free(frame);
+        node->counters.evidence_not_kept++;
+        KETEN_LOG(KETEN_LOG_WARNING, "evidence not kept: the evidence table is full",
+            "alarm=%s bytes=%zu detail=\"%s\"", kind, frame_len, keten_err_detail());
+        keten_err_clear();
+        return;
+    }
     if (e == KETEN_OK) {
         e = keten_nodestore_evidence_put(node->store, txn, key, line, frame, frame_len);
     }
@@ -64,6 +121,11 @@ void keten_alarm_evidence(keten_node *node, const char *kind, const char *fmt, .
     }
     keten_store_abort(&txn);
     free(frame);
+    if (e == KETEN_OK) {
+        memcpy(node->evidence_seen[node->n_evidence_seen % KETEN_NODE_EVIDENCE_SEEN], hash,
+            KETEN_HASH_BYTES);
+        node->n_evidence_seen++;
+    }
     if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_ERR, "cannot keep the evidence of an alarm", "alarm=%s error=\"%s\"",
             kind, keten_err_detail());

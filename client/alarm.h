@@ -23,7 +23,10 @@
  *                            notice) whose path does not lead to the root of
  *                            the checkpoint of its size, or whose record is
  *                            not the one it must be (another message,
- *                            another sender, a receipt that does not verify)
+ *                            another sender, a receipt that does not verify,
+ *                            an expiry dated before the message's expires_at
+ *                            or listing a recipient whose answer the log
+ *                            holds before it)
  *   directory-withheld       a checkpoint named a directory version the node
  *                            could not get within the timeout
  *   directory-mismatch       a checkpoint named a directory version with
@@ -66,13 +69,23 @@
 #include "node.h"
 
 #define KETEN_ALARM_KEEP 256 /* most alarms kept in the store */
+/* The evidence table is bounded, so that a broker sending false frames
+ * without end cannot fill the node's store: a frame is kept only while the
+ * table holds fewer than KETEN_ALARM_EVIDENCE_MAX frames and its pages take
+ * less than KETEN_ALARM_EVIDENCE_BYTES. The first frames are the ones kept
+ * (the alarm list keeps the newest alarms; each kept frame's reason line
+ * says which alarm it belongs to). */
+#define KETEN_ALARM_EVIDENCE_MAX 256
+#define KETEN_ALARM_EVIDENCE_BYTES (64ull << 20)
 
 /* Raise an alarm of kind with a detail line (no content). Failing to store
  * it is logged; the alarm is still counted and logged. */
 void keten_alarm_raise(keten_node *node, const char *kind, const char *fmt, ...) KETEN_PRINTF(3, 4);
 
 /* The same, and the frame being handled (node->frame) kept in the store's
- * `evidence` table with the detail as its reason. */
+ * `evidence` table with the detail as its reason; not kept again when the
+ * same frame bytes were kept since the start, nor past the table's limits
+ * above (logged, counted in counters.evidence_not_kept). */
 void keten_alarm_evidence(keten_node *node, const char *kind, const char *fmt, ...)
     KETEN_PRINTF(3, 4);
 

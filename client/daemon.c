@@ -463,10 +463,22 @@ static keten_err loop(keten_node *node, int sfd, keten_metrics *metrics)
         if (rc > 0 && ((items[0].revents & ZMQ_POLLIN) || http_ready)) {
             handle_batched(node, items[0].revents & ZMQ_POLLIN, http_ready);
         }
-        if (node->relink) {
+        bool given_up = !node->relink && keten_link_given_up(node->link, keten_mono_ms());
+        if (given_up) {
+            /* The broker broke the protocol (a frame over the limit) and
+             * libzmq closed the connection for good. */
+            KETEN_LOG(KETEN_LOG_WARNING,
+                "the connection to the broker was given up (no connection attempt since it "
+                "ended); making it again",
+                "endpoint=%s after_ms=%llu", node->opts.broker,
+                (unsigned long long)KETEN_LINK_GIVEN_UP_MS);
+        }
+        if (node->relink || given_up) {
+            if (node->relink) {
+                KETEN_LOG(KETEN_LOG_NOTICE, "broker or own keys changed; reconnecting",
+                    "endpoint=%s", node->opts.broker);
+            }
             node->relink = false;
-            KETEN_LOG(KETEN_LOG_NOTICE, "broker or own keys changed; reconnecting", "endpoint=%s",
-                node->opts.broker);
             keten_err e = connect_broker(node);
             if (e != KETEN_OK) {
                 return e;

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "node.h"
 #include "pb.h"
+#include "util.h"
 
 /* A frame kept while a batch is held. */
 typedef struct held_frame {
@@ -23,6 +24,7 @@ struct keten_link {
     void *monitor;
     bool connected;
     bool stopped; /* keten_link_stop(): no reconnecting */
+    uint64_t last_event; /* mono ms of the last monitor event (or of the link's making) */
     char endpoint[512];
     uint64_t connects;
     char last_error[128];
@@ -44,13 +46,18 @@ keten_err keten_link_new(void *zctx, const char *endpoint, const keten_identity 
     if (self == NULL) {
         return KETEN_ERR_NOMEM;
     }
+    self->last_event = keten_mono_ms();
     keten_err e = KETEN_OK;
     int zero = 0;
     int ivl = KETEN_LINK_RECONNECT_MS;
     int ivl_max = KETEN_LINK_RECONNECT_MAX_MS;
     int hb = KETEN_LINK_HEARTBEAT_MS;
     int hb_timeout = 3 * KETEN_LINK_HEARTBEAT_MS;
-    int64_t maxmsg = KETEN_NODE_FRAME_MAX;
+    /* ZMQ_MAXMSGSIZE limits what libzmq reads off the wire, and over CURVE
+     * each message is a MESSAGE command of the frame's size plus
+     * KETEN_LINK_CURVE_OVERHEAD: a frame of exactly KETEN_NODE_FRAME_MAX
+     * bytes must still pass, one byte more must not. */
+    int64_t maxmsg = (int64_t)KETEN_NODE_FRAME_MAX + KETEN_LINK_CURVE_OVERHEAD;
     self->sock = zmq_socket(zctx, ZMQ_DEALER);
     if (self->sock == NULL) {
         e = zmq_fail("zmq_socket(DEALER)");
@@ -74,7 +81,8 @@ keten_err keten_link_new(void *zctx, const char *endpoint, const keten_identity 
     snprintf(mon, sizeof mon, "inproc://keten-node-monitor-%p", (void *)self);
     if (zmq_socket_monitor(self->sock, mon,
             ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_DELAYED | ZMQ_EVENT_CONNECT_RETRIED)
         != 0) {
         e = zmq_fail("zmq_socket_monitor");
         goto out;
@@ -150,6 +158,7 @@ keten_link_event keten_link_on_monitor(keten_link *self)
     }
     bool more = zmq_msg_more(&msg);
     zmq_msg_close(&msg);
+    self->last_event = keten_mono_ms();
     while (more) { /* the endpoint part */
         zmq_msg_init(&msg);
         if (zmq_msg_recv(&msg, self->monitor, ZMQ_DONTWAIT) < 0) {
@@ -215,6 +224,12 @@ void keten_link_stop(keten_link *self, const char *why)
 bool keten_link_stopped(const keten_link *self)
 {
     return self->stopped;
+}
+
+bool keten_link_given_up(const keten_link *self, uint64_t now_mono)
+{
+    return !self->connected && !self->stopped && now_mono >= self->last_event
+        && now_mono - self->last_event >= KETEN_LINK_GIVEN_UP_MS;
 }
 
 const char *keten_link_last_error(const keten_link *self)

@@ -7,7 +7,9 @@
  * asks for newer directories and resends its outbox), failed, or the connection dropped.
  *
  * Every ZeroMQ message is one serialized Frame of at most
- * KETEN_NODE_FRAME_MAX bytes (libzmq drops a longer one: ZMQ_MAXMSGSIZE).
+ * KETEN_NODE_FRAME_MAX bytes (libzmq drops the connection on a longer one:
+ * ZMQ_MAXMSGSIZE, set to that plus KETEN_LINK_CURVE_OVERHEAD since libzmq
+ * counts the encrypted command).
  *
  * Ownership: keten_link_destroy() closes both sockets; the zmq context is the
  * caller's. Frames from keten_link_recv() are freed with keten_pb_free().
@@ -28,6 +30,13 @@ typedef struct keten_link keten_link;
 #define KETEN_LINK_RECONNECT_MS 100
 #define KETEN_LINK_RECONNECT_MAX_MS 5000
 #define KETEN_LINK_HEARTBEAT_MS 5000
+/* Longer than libzmq's longest retry interval and its handshake time-out
+ * (ZMQ_HANDSHAKE_IVL, 30 s by default: a handshake the broker stalls gives
+ * no event until then). */
+#define KETEN_LINK_GIVEN_UP_MS 40000
+/* What CurveZMQ adds to a one-part message on the wire: the MESSAGE command
+ * name (8), its nonce (8), the flags byte (1) and the MAC (16). */
+#define KETEN_LINK_CURVE_OVERHEAD 33
 
 /* What keten_link_on_monitor() saw. */
 typedef enum keten_link_event {
@@ -53,6 +62,14 @@ bool keten_link_connected(const keten_link *self);
  * why becomes the last error. */
 void keten_link_stop(keten_link *self, const char *why);
 bool keten_link_stopped(const keten_link *self);
+/* libzmq gave the connection up: not connected, not stopped, and no sign of
+ * a connection attempt (connected, delayed, retried, a handshake) for
+ * KETEN_LINK_GIVEN_UP_MS. libzmq ends a connection for good, without
+ * retrying, when the broker breaks the protocol (a frame over the limit,
+ * ZMTP garbage); while it is still trying it reports a retry at least every
+ * KETEN_LINK_RECONNECT_MAX_MS, or a handshake's end within 30 s. The daemon
+ * then makes the link again. */
+bool keten_link_given_up(const keten_link *self, uint64_t now_mono);
 /* Why the last connection attempt failed ("" if none). */
 const char *keten_link_last_error(const keten_link *self);
 /* How many handshakes succeeded since the link was made. */

@@ -59,6 +59,8 @@ static const struct {
         "again."),
     C(signatures_checked,
         "Signatures of receipt heads, checkpoints and cosignatures checked in full."),
+    C(evidence_not_kept,
+        "Frames of alarms not kept as evidence: kept before, or the evidence table full."),
 #undef C
 };
 #define N_COUNTERS (sizeof counters / sizeof counters[0])

@@ -52,6 +52,9 @@
 #define KETEN_NODE_RESEND_MS 30000ull
 #define KETEN_NODE_NOTICE_ACKS_MAX 256 /* notice confirmations sent in one NoticeAck */
 #define KETEN_NODE_SUBMITS_KEPT 1024 /* submits remembered for pairing their acks */
+/* Frames kept as evidence since the start, remembered by their SHA-256 so
+ * that one frame sent again is kept once (alarm.c). */
+#define KETEN_NODE_EVIDENCE_SEEN 64
 #define KETEN_NODE_API_SOCK "api.sock" /* HTTP (http.h) */
 #define KETEN_NODE_LOCK "node.lock"
 
@@ -102,6 +105,9 @@ typedef struct keten_node_counters {
      * verified before (lib/sigcache.h), and ones verified in full. */
     uint64_t signatures_remembered;
     uint64_t signatures_checked;
+    /* Frames of alarms not kept as evidence: kept before (the same bytes),
+     * or the evidence table at its limit (alarm.h). */
+    uint64_t evidence_not_kept;
 } keten_node_counters;
 
 typedef struct keten_node {
@@ -162,6 +168,9 @@ typedef struct keten_node {
     size_t n_receipts, cap_receipts;
     /* The frame being handled (evidence for an alarm), or NULL. */
     const Keten__Frame *frame;
+    /* SHA-256 of the frames kept as evidence since the start (a ring). */
+    uint8_t evidence_seen[KETEN_NODE_EVIDENCE_SEEN][KETEN_HASH_BYTES];
+    size_t n_evidence_seen;
     bool relink; /* the broker's transport key changed: reconnect */
     /* The broker cut this node off (alarm.h, keten_alarm_refused()): why
      * (REASON_REVOKED, REASON_KEYS_REPLACED, REASON_UNKNOWN_SENDER; NONE:

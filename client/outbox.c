@@ -1149,6 +1149,29 @@ out:
     keten_pb_free((ProtobufCMessage **)(void *)&ar);
 }
 
+/* An `expired` record is written when the message's expires_at has passed
+ * by the broker's clock, and dated then: one dated before the expires_at of
+ * the header this node signed is a claim the record itself refutes.
+ * KETEN_ERR_INCONSISTENT for that; another error when the sent record's
+ * header cannot be read (store damage, not the broker's doing). */
+static keten_err expired_in_time(const Keten__SentRecord *rec, const Keten__AuditRecord *ar)
+{
+    Keten__Header *h = NULL;
+    keten_err e = keten_nodestore_sent_header(rec, &h);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (ar->time < h->expires_at) {
+        char at[40], exp[40];
+        keten_time_iso(ar->time, at, sizeof at);
+        keten_time_iso(h->expires_at, exp, sizeof exp);
+        e = keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the record is dated %s, before the message expires at %s", at, exp);
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    return e;
+}
+
 void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n)
 {
     Keten__AuditRecord *ar = NULL;
@@ -1164,9 +1187,28 @@ void keten_outbox_on_expired(keten_node *node, const Keten__ExpiredNotice *n)
         ? keten_err_set(KETEN_ERR_INCONSISTENT, "the record is not an expired record")
         : KETEN_OK;
     for (size_t i = 0; e == KETEN_OK && i < ar->n_recipients; i++) {
-        if (recipient_entry(rec, ar->recipients[i]) == NULL) {
+        const Keten__SentRecipient *r = recipient_entry(rec, ar->recipients[i]);
+        if (r == NULL) {
             e = keten_err_set(
                 KETEN_ERR_INCONSISTENT, "the record names %s, not a recipient", ar->recipients[i]);
+        } else if (answered(r->state) && r->receipt_leaf < n->proof->leaf_index) {
+            /* The broker expires only who never answered: this answer is
+             * in its log before the record that says there was none. */
+            e = keten_err_set(KETEN_ERR_INCONSISTENT,
+                "the record lists %s as never answering, but the log holds its %s at leaf %llu",
+                r->id,
+                r->state == KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED ? "receipt"
+                                                                              : "refusal",
+                (unsigned long long)r->receipt_leaf);
+        }
+    }
+    if (e == KETEN_OK) {
+        e = expired_in_time(rec, ar);
+        if (e != KETEN_OK && e != KETEN_ERR_INCONSISTENT) {
+            KETEN_LOG(KETEN_LOG_ERR, "cannot read the sent message of a notice; it comes again",
+                "msg_id=%s detail=\"%s\"", hex, keten_err_detail());
+            node->counters.store_errors++;
+            goto out;
         }
     }
     if (e != KETEN_OK) {

@@ -250,11 +250,9 @@ static void save_witnessed(
             keten_err_clear();
             e = KETEN_OK;
         } else if (e == KETEN_OK) {
-            char *copy = malloc(len + 1);
-            e = copy == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
+            char *copy = NULL;
+            e = keten_checkpoint_note_trim(note, len, node->dir, &copy);
             if (e == KETEN_OK) {
-                memcpy(copy, note, len);
-                copy[len] = '\0';
                 if (rec->note != NULL && rec->note != protobuf_c_empty_string) {
                     free(rec->note);
                 }
@@ -426,7 +424,8 @@ static bool directory_line_ok(keten_node *node, const keten_checkpoint *cp)
 }
 
 /* Persist the reference (state "reference"); a witness checkpoint also goes
- * to the checkpoints table. */
+ * to the checkpoints table, its note trimmed to the lines a reader checks
+ * (keten_checkpoint_note_trim). */
 static keten_err store_accepted(
     keten_node *node, const keten_checkpoint *cp, const char *note, size_t len, bool witness)
 {
@@ -440,12 +439,11 @@ static keten_err store_accepted(
             ref, sizeof ref);
     }
     if (e == KETEN_OK && witness) {
-        text = malloc(len + 1);
-        e = text == NULL ? KETEN_ERR_NOMEM : KETEN_OK;
+        /* Kept with the lines a reader checks, not what else the broker
+         * put there (checkpoint.h). */
+        e = keten_checkpoint_note_trim(note, len, node->dir, &text);
     }
     if (e == KETEN_OK && witness) {
-        memcpy(text, note, len);
-        text[len] = '\0';
         Keten__CheckpointRecord rec = KETEN__CHECKPOINT_RECORD__INIT;
         rec.note = text;
         rec.size = cp->size;

@@ -694,12 +694,12 @@ static keten_err cosig_message(const note *nt, uint64_t t, uint8_t **msg, size_t
 
 typedef enum cosig_result { COSIG_NONE, COSIG_VALID, COSIG_INVALID } cosig_result;
 
-/* Look at every line of name with the cosignature/v1 key id of pk: NONE if
- * there is none, INVALID if any of them fails, else VALID (*t_out: the
- * timestamp of the first). */
+/* Look at every line of name with the cosignature/v1 key id of pk (with
+ * first_only, at the first such line alone): NONE if there is none, INVALID
+ * if any of them fails, else VALID (*t_out: the timestamp of the first). */
 static keten_err check_cosigs(const note *nt, const char *name,
     const uint8_t pk[static KETEN_SIGN_PK_BYTES], cosig_result *res, size_t *n_valid,
-    uint64_t *t_out)
+    uint64_t *t_out, bool first_only)
 {
     uint8_t id[KEY_ID_BYTES];
     key_id(name, strlen(name), TYPE_COSIG_V1, pk, id);
@@ -711,6 +711,9 @@ static keten_err check_cosigs(const note *nt, const char *name,
             continue; /* another key or signature type */
         }
         /* Name and key id match: this line must verify. */
+        if (first_only && valid + invalid > 0) {
+            break;
+        }
         if (l->payload_len != COSIG_PAYLOAD) {
             invalid++;
             continue;
@@ -774,7 +777,7 @@ keten_err keten_checkpoint_cosignature_verify(const char *note_text, size_t len,
     }
     cosig_result res = COSIG_NONE;
     uint64_t t = 0;
-    err = check_cosigs(&nt, witness_name, pk, &res, NULL, &t);
+    err = check_cosigs(&nt, witness_name, pk, &res, NULL, &t, false);
     note_free(&nt);
     if (err != KETEN_OK) {
         return err;
@@ -945,6 +948,78 @@ out:
     return err;
 }
 
+keten_err keten_checkpoint_note_trim(
+    const char *note_text, size_t len, const keten_directory *dir, char **out)
+{
+    if (out == NULL || dir == NULL) {
+        return keten_err_set(KETEN_ERR_INVALID, "keten_checkpoint_note_trim: missing argument");
+    }
+    *out = NULL;
+    const Keten__Directory *doc = keten_directory_doc(dir);
+    if (doc == NULL) {
+        return keten_err_set(KETEN_ERR_INVALID, "keten_checkpoint_note_trim: empty directory");
+    }
+    note nt;
+    keten_err err = parse_checkpoint_note(note_text, len, &nt);
+    if (err != KETEN_OK) {
+        return err;
+    }
+    char *buf = malloc(len + 1);
+    uint8_t(*ids)[KEY_ID_BYTES] = calloc(doc->n_nodes ? doc->n_nodes : 1, sizeof *ids);
+    bool *has_id = calloc(doc->n_nodes ? doc->n_nodes : 1, sizeof *has_id);
+    bool *kept = calloc(doc->n_nodes ? doc->n_nodes : 1, sizeof *kept);
+    if (buf == NULL || ids == NULL || has_id == NULL || kept == NULL) {
+        err = keten_err_set(KETEN_ERR_NOMEM, "out of memory trimming a checkpoint note");
+        goto out;
+    }
+    /* The key id each node's line must carry: the broker's log key
+     * (Ed25519 note signature), a partner's sign key (cosignature/v1). */
+    for (size_t i = 0; i < doc->n_nodes; i++) {
+        const Keten__NodeCert *c = doc->nodes[i];
+        if (c == NULL || c->id == NULL || c->role == NULL) {
+            continue;
+        }
+        bool broker = strcmp(c->role, "broker") == 0;
+        const ProtobufCBinaryData *pk = broker ? &c->log_pk : &c->sign_pk;
+        if (pk->len == KETEN_SIGN_PK_BYTES) {
+            key_id(c->id, strlen(c->id), broker ? TYPE_ED25519 : TYPE_COSIG_V1, pk->data, ids[i]);
+            has_id[i] = true;
+        }
+    }
+    memcpy(buf, nt.body, nt.body_len);
+    size_t used = nt.body_len;
+    buf[used++] = '\n';
+    for (size_t k = 0; k < nt.n_lines; k++) {
+        const sigline *l = &nt.lines[k];
+        for (size_t i = 0; i < doc->n_nodes; i++) {
+            if (!has_id[i] || !line_named(l, doc->nodes[i]->id)) {
+                continue;
+            }
+            if (!kept[i] && l->payload_len >= KEY_ID_BYTES
+                && memcmp(l->payload, ids[i], KEY_ID_BYTES) == 0) {
+                /* The line as it stands in the note: prefix, name, payload. */
+                const char *start = l->name - SIG_PREFIX_LEN;
+                const char *nl = memchr(l->name, '\n', len - (size_t)(l->name - note_text));
+                size_t n = (size_t)(nl - start) + 1;
+                memcpy(buf + used, start, n);
+                used += n;
+                kept[i] = true;
+            }
+            break; /* node ids are unique in a verified directory */
+        }
+    }
+    buf[used] = '\0';
+    *out = buf;
+    buf = NULL;
+out:
+    free(buf);
+    free(ids);
+    free(has_id);
+    free(kept);
+    note_free(&nt);
+    return err;
+}
+
 keten_err keten_checkpoint_witnesses(const char *note_text, size_t len, const keten_directory *dir,
     size_t *count_out, bool *witnessed)
 {
@@ -971,14 +1046,16 @@ keten_err keten_checkpoint_witnesses(const char *note_text, size_t len, const ke
         }
         cosig_result res = COSIG_NONE;
         size_t valid = 0;
-        err = check_cosigs(&nt, c->id, c->sign_pk.data, &res, &valid, NULL);
+        err = check_cosigs(&nt, c->id, c->sign_pk.data, &res, &valid, NULL, true);
         if (err != KETEN_OK) {
             note_free(&nt);
             return err;
         }
-        /* Node ids are unique in a verified directory: each counts once. A
-         * node counts when one of its lines verifies; a bad extra line
-         * (which anyone relaying the note could append) does not erase it. */
+        /* Node ids are unique in a verified directory: each counts once.
+         * The first line under its name and key id decides (an honest note
+         * has one; a relayer that put hundreds there costs one verification
+         * each, not hundreds); a bad line appended after it (which anyone
+         * relaying the note could do) does not erase it. */
         if (valid > 0) {
             count++;
         }

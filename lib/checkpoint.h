@@ -79,8 +79,20 @@ keten_err keten_checkpoint_cosignature_verify(const char *note, size_t len,
 keten_err keten_checkpoint_add_line(const char *note, size_t len, const char *line, char **out)
     KETEN_MUST_CHECK;
 
+/* The note with only the signature lines a reader of it checks: of the
+ * broker and of each partner node of dir, the first line under its node id
+ * with its key id (the broker's log key, the partner's cosignature key); the
+ * others (other names, other key ids, a second line of one name) dropped.
+ * Each line signs the body alone, so the note reads as before. For keeping
+ * a note the broker sent: its lines cost the store nothing past one per
+ * node. *out is malloc()ed, NUL-terminated. */
+keten_err keten_checkpoint_note_trim(
+    const char *note, size_t len, const keten_directory *dir, char **out) KETEN_MUST_CHECK;
+
 /* Count distinct current partner nodes of dir (not the broker) whose valid
- * cosignature the note carries; *witnessed = count >= quorum. */
+ * cosignature the note carries: of a partner's lines under its name and
+ * cosignature key id only the first is checked (docs/protocol.md);
+ * *witnessed = count >= quorum. */
 keten_err keten_checkpoint_witnesses(const char *note, size_t len, const keten_directory *dir,
     size_t *count_out, bool *witnessed) KETEN_MUST_CHECK;
 

@@ -38,6 +38,15 @@
  *                       connection said Hello (as a broker that lost its
  *                       connection state would): later submits are refused
  *                       MALFORMED "send Hello first" until a Hello comes again
+ *   expire-early        after acking a message, logs an `expired` record of it
+ *                       (dated now, before its expires_at) listing its
+ *                       recipients and sends its sender the ExpiredNotice
+ *   flood-bad-delivery  sends each delivery --repeat N times (default 50) with
+ *                       one hash of its path flipped, the same frame each
+ *                       time, then once with its true proof
+ *   oversize            answers the first Hello with a delivery frame (no
+ *                       proof) of exactly KETEN_FRAME_MAX bytes, then one a
+ *                       byte longer; honest after that
  *
  * It prints one line per event on standard output, for the test to read:
  *   ready | connected NODE | hello NODE SIZE | checkpoint SIZE [forked]
@@ -46,7 +55,9 @@
  *   COUNT | receipts-refused NODE WHY | receipted|refused-by-recipient MSG_ID
  *   by NODE leaf N | receipt-notice to NODE leaf N | notice-ack NODE COUNT |
  *   cosignature NODE SIZE [forked] | fork SIZE | refused | directory-request
- *   after V | forgot-hello NODE. SIGTERM/SIGINT stop it.
+ *   after V | forgot-hello NODE | expired-notice MSG_ID to NODE leaf N |
+ *   deliver-bad MSG_ID to NODE times N | oversize-sent NODE. SIGTERM/SIGINT
+ *   stop it.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -89,6 +100,9 @@ typedef enum mode {
     MODE_DELIVER_BAD_LEAF,
     MODE_RECEIPT_OTHER_SENDER,
     MODE_FORGET_HELLO,
+    MODE_EXPIRE_EARLY,
+    MODE_FLOOD_BAD_DELIVERY,
+    MODE_OVERSIZE,
 } mode;
 
 static const char *const mode_names[] = {
@@ -103,6 +117,9 @@ static const char *const mode_names[] = {
     [MODE_DELIVER_BAD_LEAF] = "deliver-bad-leaf",
     [MODE_RECEIPT_OTHER_SENDER] = "receipt-other-sender",
     [MODE_FORGET_HELLO] = "forget-hello",
+    [MODE_EXPIRE_EARLY] = "expire-early",
+    [MODE_FLOOD_BAD_DELIVERY] = "flood-bad-delivery",
+    [MODE_OVERSIZE] = "oversize",
 };
 
 typedef struct mlog {
@@ -142,6 +159,8 @@ typedef struct fake {
     keten_directory *dir;
     keten_directory *named; /* withhold-directory: the version named, never served */
     const char *refuse_detail; /* refuse: the Error's detail (--refuse-detail) */
+    uint64_t repeat; /* flood-bad-delivery: false copies of each delivery (--repeat) */
+    bool oversize_sent; /* oversize: the two frames went out */
     void *ctx, *zap, *router;
     mlog log; /* the history served */
     mlog original; /* fork: the history before the fork */
@@ -448,6 +467,39 @@ static void send_ack(fake *f, peer *p, uint64_t request_id, uint64_t index, cons
     say("ack %s leaf %llu", hex, (unsigned long long)index);
 }
 
+/* expire-early: the `expired` record of m, dated now (before its
+ * expires_at), and its notice to the sender. */
+static void expire_early(fake *f, peer *p, const msg *m, const char *hex)
+{
+    char *rcpt[MAX_RCPT];
+    for (size_t i = 0; i < m->n_rcpt; i++) {
+        rcpt[i] = (char *)m->rcpt[i];
+    }
+    Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
+    r.event = KETEN__EVENT__EVENT_EXPIRED;
+    r.msg_id.data = (uint8_t *)m->msg_id;
+    r.msg_id.len = KETEN_MSG_ID_BYTES;
+    r.sender = (char *)m->sender;
+    r.recipients = rcpt;
+    r.n_recipients = m->n_rcpt;
+    if (append_record(f, &f->log, &r) != KETEN_OK) {
+        return;
+    }
+    uint64_t index = f->log.n - 1;
+    keten_logproof_buf b;
+    if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
+        return;
+    }
+    checkpoint_before_proof(f, p);
+    Keten__ExpiredNotice en = KETEN__EXPIRED_NOTICE__INIT;
+    en.proof = &b.msg;
+    Keten__Frame out = KETEN__FRAME__INIT;
+    out.body_case = KETEN__FRAME__BODY_EXPIRED;
+    out.expired = &en;
+    send_to(f, p->rid, p->rid_len, &out);
+    say("expired-notice %s to %s leaf %llu", hex, p->node, (unsigned long long)index);
+}
+
 static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
 {
     keten_envelope_verified *v = NULL;
@@ -598,6 +650,9 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
     }
     send_ack(f, p, fr->request_id, index, hex);
     keten_envelope_verified_destroy(&v);
+    if (f->mode == MODE_EXPIRE_EARLY) {
+        expire_early(f, p, m, hex);
+    }
     if (f->mode == MODE_FORGET_HELLO && !p->forgot) {
         p->forgot = true;
         p->hello = false;
@@ -632,11 +687,20 @@ static void deliver_pending(fake *f)
             Keten__Frame out = KETEN__FRAME__INIT;
             out.body_case = KETEN__FRAME__BODY_DELIVER;
             out.deliver = &d;
+            char hex[KETEN_MSG_ID_HEX_BYTES];
+            keten_hex(m->msg_id, KETEN_MSG_ID_BYTES, hex);
+            if (f->mode == MODE_FLOOD_BAD_DELIVERY && b.msg.n_path > 0) {
+                /* The same false frame again and again, then the true one. */
+                b.path[0][0] ^= 0x01;
+                for (uint64_t n = 0; n < f->repeat; n++) {
+                    send_to(f, p->rid, p->rid_len, &out);
+                }
+                b.path[0][0] ^= 0x01;
+                say("deliver-bad %s to %s times %llu", hex, p->node, (unsigned long long)f->repeat);
+            }
             send_to(f, p->rid, p->rid_len, &out);
             m->delivered[k] = true;
             p->credit--;
-            char hex[KETEN_MSG_ID_HEX_BYTES];
-            keten_hex(m->msg_id, KETEN_MSG_ID_BYTES, hex);
             say("deliver %s to %s leaf %llu", hex, p->node, (unsigned long long)index);
         }
     }
@@ -722,6 +786,34 @@ static void on_receipts(fake *f, peer *p, const Keten__ReceiptBatch *rb)
     free(hashes);
 }
 
+/* oversize: a Deliver frame (no proof) of exactly `total` bytes. */
+static void send_sized(fake *f, const peer *p, size_t total)
+{
+    size_t env = total - 16;
+    for (int round = 0; round < 4; round++) {
+        Keten__Deliver d = KETEN__DELIVER__INIT;
+        d.envelope.len = env;
+        Keten__Frame out = KETEN__FRAME__INIT;
+        out.body_case = KETEN__FRAME__BODY_DELIVER;
+        out.deliver = &d;
+        size_t packed = keten__frame__get_packed_size(&out);
+        if (packed == total) {
+            d.envelope.data = calloc(1, env);
+            uint8_t *buf = malloc(total);
+            if (d.envelope.data != NULL && buf != NULL) {
+                keten__frame__pack(&out, buf);
+                if (zmq_send(f->router, p->rid, p->rid_len, ZMQ_SNDMORE) >= 0) {
+                    (void)zmq_send(f->router, buf, total, 0);
+                }
+            }
+            free(buf);
+            free(d.envelope.data);
+            return;
+        }
+        env = env + total - packed;
+    }
+}
+
 static void on_hello(fake *f, peer *p, const Keten__Hello *h)
 {
     say("hello %s %llu", p->node, (unsigned long long)h->tree_size);
@@ -737,6 +829,12 @@ static void on_hello(fake *f, peer *p, const Keten__Hello *h)
     p->cp_sent = h->tree_size;
     if (p->cp_sent != f->log.n) {
         send_checkpoint(f, p);
+    }
+    if (f->mode == MODE_OVERSIZE && !f->oversize_sent) {
+        f->oversize_sent = true;
+        send_sized(f, p, KETEN_FRAME_MAX);
+        send_sized(f, p, (size_t)KETEN_FRAME_MAX + 1);
+        say("oversize-sent %s", p->node);
     }
 }
 
@@ -846,9 +944,12 @@ static const char usage_text[]
     = "Usage: keten-fakebroker --home BROKER_HOME --anchor FILE --directory FILE --listen EP\n"
       "                        [--mode honest|fork|withhold-directory|refuse|ack-other-leaf|\n"
       "                                same-index|inconsistent|bad-path|deliver-bad-leaf|\n"
-      "                                receipt-other-sender]\n"
+      "                                receipt-other-sender|forget-hello|expire-early|\n"
+      "                                flood-bad-delivery|oversize]\n"
       "                        [--named-directory FILE] [--checkpoint-ms N]\n"
       "                        [--refuse-detail TEXT]  (the Error's detail in mode refuse)\n"
+      "                        [--repeat N]  (false copies of each delivery in mode\n"
+      "                                       flood-bad-delivery; default 50)\n"
       "A malicious broker for tests only (see the comment at the top of its source).\n";
 
 int main(int argc, char **argv)
@@ -862,6 +963,7 @@ int main(int argc, char **argv)
         { "named-directory", required_argument, NULL, 'n' },
         { "checkpoint-ms", required_argument, NULL, 'c' },
         { "refuse-detail", required_argument, NULL, 'r' },
+        { "repeat", required_argument, NULL, 'R' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -869,6 +971,7 @@ int main(int argc, char **argv)
     uint64_t cp_ms = 300;
     fake f;
     memset(&f, 0, sizeof f);
+    f.repeat = 50;
     int c;
     keten_cli_init("keten-fakebroker");
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -890,6 +993,12 @@ int main(int argc, char **argv)
             break;
         case 'r':
             f.refuse_detail = optarg;
+            break;
+        case 'R':
+            if (!keten_cli_parse_uint(optarg, 1, 100000, &f.repeat)) {
+                fputs(usage_text, stderr);
+                return 2;
+            }
             break;
         case 'c':
             if (!keten_cli_parse_uint(optarg, 10, 60000, &cp_ms)) {

@@ -577,10 +577,24 @@ static uint64_t log_receipt(ctx *t, const fnode_sent *s, const char *recipient)
     return fnode_bed_log_receipt(t, s, recipient, recipient, cert, keten_now_ms(), false);
 }
 
+/* The "expired" record of s for recipient, dated at s's expires_at as the
+ * broker dates it (it expires a message once that time has passed). */
 static uint64_t log_expired(ctx *t, const fnode_sent *s, const char *recipient)
 {
+    Keten__Envelope *env = NULL;
+    Keten__Header *h = NULL;
+    assert_int_equal(
+        KETEN_PB_UNPACK(keten__envelope, s->env, s->len, KETEN_ENVELOPE_MAX, "envelope", &env),
+        KETEN_OK);
+    assert_int_equal(KETEN_PB_UNPACK(keten__header, env->header.data, env->header.len,
+                         KETEN_ENVELOPE_MAX, "header", &h),
+        KETEN_OK);
+    uint64_t expires_at = h->expires_at;
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    keten_pb_free((ProtobufCMessage **)(void *)&env);
     char *rcpt[1] = { (char *)recipient };
     Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
+    rec.time = expires_at;
     rec.event = KETEN__EVENT__EVENT_EXPIRED;
     rec.msg_id.data = (uint8_t *)s->id;
     rec.msg_id.len = KETEN_MSG_ID_BYTES;
