@@ -25,7 +25,9 @@
  * Hello: a node's first frame on a connection names the tree size of the
  * checkpoint it holds. Until a Hello is accepted (`hello`), the connection
  * gets no checkpoint and no frame carrying a proof (acknowledgements,
- * deliveries, notices); its submits are refused. `cp_sent` is the tree size
+ * deliveries, notices); its submits, receipt batches and cosignatures are
+ * refused (batch.h). A later Hello on the connection asks for its
+ * deliveries in flight again (deliver_hello()). `cp_sent` is the tree size
  * of the last checkpoint the connection was sent (from Hello at first): the
  * next CheckpointFrame carries a consistency proof from it (checkpointer.h).
  *
@@ -81,6 +83,8 @@ typedef struct conn_flight {
     uint64_t count;
     uint64_t returned;
     uint32_t rewinds; /* rewinds since the last receipt: each halves the byte budget */
+    uint64_t rewound_ms; /* when it was last rewound (monotonic ms; 0: never) */
+    bool rewind_due; /* a Hello asked for a rewind sooner than DELIVER_RESEND_MS after the last */
     bool has_notice_cursor;
     uint64_t notice_cursor; /* leaf of the last notice first sent here */
     size_t n_notices; /* entries of conn.notice_v in use */

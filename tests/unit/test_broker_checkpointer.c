@@ -434,6 +434,61 @@ static Keten__Reason error_reason(ctx *t, const char *node)
     return r;
 }
 
+/* A signature line "— NAME AAAA..." that makes the stored note of `size`
+ * exactly `total` bytes long (NAME: x's, as many as it takes). */
+static char *line_for_total(ctx *t, uint64_t size, size_t total)
+{
+    broker *b = &t->fb->b;
+    MDB_txn *txn = NULL;
+    assert_int_equal(store_begin(b->st, false, &txn), KETEN_OK);
+    const char *note = NULL;
+    size_t len = 0;
+    assert_int_equal(store_checkpoint_get(b->st, txn, size, &note, &len), KETEN_OK);
+    store_abort(&txn);
+    static const char dash[] = "\xe2\x80\x94 ";
+    /* total = len + line + 1; line = dash, name, space, base64 (4k). */
+    size_t rest = total - len - 1 - (sizeof dash - 1) - 1;
+    size_t name = 4 + rest % 4;
+    size_t b64 = rest - name;
+    assert_true(b64 % 4 == 0 && b64 > 0);
+    char *line = malloc(total);
+    assert_non_null(line);
+    size_t o = 0;
+    memcpy(line, dash, sizeof dash - 1);
+    o += sizeof dash - 1;
+    memset(line + o, 'x', name);
+    o += name;
+    line[o++] = ' ';
+    memset(line + o, 'A', b64);
+    o += b64;
+    line[o] = '\0';
+    assert_int_equal(len + o + 1, total);
+    return line;
+}
+
+/* A cosignature line that would make the note larger than
+ * KETEN_CHECKPOINT_MAX is refused TOO_LARGE (section 12.2, check 4); one
+ * that makes it exactly that large passes the check and is judged by the
+ * next one (a key name that is not the node's: SENDER_MISMATCH). */
+static void test_cosignature_note_limit(void **state)
+{
+    ctx *t = *state;
+    t->fb->cfg.checkpoint_records = 2;
+    fbroker_conn_hello(t->fb, "alpha");
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    batch(t, 1); /* 2 records: a witness checkpoint */
+    assert_true(stored_checkpoint(t, 2));
+    char *over = line_for_total(t, 2, (size_t)KETEN_CHECKPOINT_MAX + 1);
+    cosign_line(t, bravo, "bravo", over, 2);
+    assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_TOO_LARGE);
+    free(over);
+    char *at = line_for_total(t, 2, KETEN_CHECKPOINT_MAX);
+    cosign_line(t, bravo, "bravo", at, 2);
+    assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_SENDER_MISMATCH);
+    free(at);
+    assert_int_equal(witnesses_of(t, 2), 0);
+}
+
 static void test_cosignatures(void **state)
 {
     ctx *t = *state;
@@ -601,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hello_consistency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_before_proof, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cosignatures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cosignature_note_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proof_requests, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
