@@ -4,7 +4,8 @@
 #   - Frames before Hello: a receipt batch and a cosignature are refused
 #     MALFORMED "send Hello first" like a submit, audited, and change
 #     nothing (no receipted record, no cosignature attached); the same
-#     frames after a Hello are taken. Credit before Hello is counted.
+#     frames after a Hello are taken. Credit, a NoticeAck and a directory
+#     request before Hello are taken.
 #   - Hello after Hello on one connection, each with credit: the
 #     deliveries in flight are sent again once, not once per Hello (twenty
 #     Hellos used to get the whole queue twenty times more, past the
@@ -84,6 +85,11 @@ late_size=$(jget 'E("cosignature")[0]["size"]')
 run "$PEER" checkpoints --db broker/store
 jl "[c for c in E('checkpoint_stored') if c['size'] == $late_size and 'belastingdienst' in c['signers']]" \
     "and it is attached to the stored checkpoint"
+
+# Frames that record nothing in the log are taken before Hello.
+peer gemeente-diemen --no-hello notice-ack --leaf 0
+jl 'E("notice_ack")[0]["sent"] and len(E("directory_push")) == 1 and not E("error")' \
+    "before Hello, a NoticeAck and a directory request are taken (no error; the request answered)"
 
 # ---- credit before Hello ----------------------------------------------------------
 
