@@ -561,7 +561,8 @@ keten_err checkpointer_proof(
     Keten__Frame f = KETEN__FRAME__INIT;
     f.body_case = KETEN__FRAME__BODY_PROOF_RESPONSE;
     f.proof_response = &resp;
-    e = outq_frame(b->out, c, request_id, &f);
+    bool sent = false;
+    e = outq_answer(b->out, b->conns, c, request_id, &f, keten_mono_ms(), &sent);
 out:
     free(inclp);
     free(incl);

@@ -33,6 +33,7 @@
 #include "audit.h"
 #include "checkpoint.h"
 #include "checkpointer.h"
+#include "dirstate.h"
 #include "fixture.h"
 #include "fixture_broker.h"
 #include "logproof.h"
@@ -593,6 +594,65 @@ static Keten__Frame *ask(ctx *t, uint64_t old_size, uint64_t tree_size, uint64_t
     return fbroker_frame(t->fb, 0);
 }
 
+/* Answers to requests are budgeted per node (conns.h): once bravo's budget
+ * is spent, its proof request is refused TOO_LARGE, also on a new
+ * connection; alpha's is answered. */
+static void test_answer_budget(void **state)
+{
+    ctx *t = *state;
+    broker *b = &t->fb->b;
+    fbroker_conn_hello(t->fb, "bravo");
+    conn *alpha = fbroker_conn_hello(t->fb, "alpha");
+    batch(t, 7); /* 8 records */
+    uint64_t want[] = { 0, 5, 7 };
+    Keten__Frame *f = ask(t, 3, 8, want, 3);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
+    free_frame(&f);
+    bool ok = false;
+    uint64_t wait = 0;
+    /* Spend all of bravo's budget as of 60 s from now: nothing comes back
+     * before then, whatever the clock does while the test runs. */
+    assert_int_equal(conns_answer_take(b->conns, "bravo", CONN_ANSWER_BYTES_BURST,
+                         keten_mono_ms() + 60000, &ok, &wait),
+        KETEN_OK);
+    assert_true(ok);
+    f = ask(t, 3, 8, want, 3);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_ERROR);
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_TOO_LARGE);
+    assert_non_null(strstr(f->error->detail, "ask again"));
+    assert_int_equal(f->request_id, 9);
+    free_frame(&f);
+    /* A new connection of bravo does not start afresh, and a directory
+     * request is an answer of the same budget. */
+    conns_remove(b->conns, conns_find_node(b->conns, "bravo"));
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    f = ask(t, 3, 8, want, 3);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_ERROR);
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_TOO_LARGE);
+    free_frame(&f);
+    outq_clear(b->out);
+    fbroker_begin(t->fb);
+    assert_int_equal(dirstate_serve(b, bravo, 4, 0), KETEN_OK);
+    fbroker_end(t->fb);
+    f = fbroker_frame(t->fb, 0);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_ERROR);
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_TOO_LARGE);
+    free_frame(&f);
+    /* alpha's budget is its own. */
+    Keten__ProofRequest pr = KETEN__PROOF_REQUEST__INIT;
+    pr.old_size = 3;
+    pr.tree_size = 8;
+    pr.leaf_indexes = want;
+    pr.n_leaf_indexes = 3;
+    outq_clear(b->out);
+    fbroker_begin(t->fb);
+    assert_int_equal(checkpointer_proof(b, alpha, 9, &pr), KETEN_OK);
+    fbroker_end(t->fb);
+    f = fbroker_frame(t->fb, 0);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
+    free_frame(&f);
+}
+
 static void test_proof_requests(void **state)
 {
     ctx *t = *state;
@@ -658,6 +718,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cosignatures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cosignature_note_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proof_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
