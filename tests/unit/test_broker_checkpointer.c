@@ -676,8 +676,14 @@ static void test_proof_requests(void **state)
         assert_int_equal(f->error->reason, KETEN__REASON__REASON_MALFORMED);
         free_frame(&f);
     }
+    /* Twin of "too many at once": exactly CHECKPOINTER_PROOF_LEAVES. */
+    leaves[0] = 0;
+    Keten__Frame *f = ask(t, 0, 8, leaves, CHECKPOINTER_PROOF_LEAVES);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
+    assert_int_equal(f->proof_response->n_inclusions, CHECKPOINTER_PROOF_LEAVES);
+    free_frame(&f);
     uint64_t want[] = { 0, 5, 7 };
-    Keten__Frame *f = ask(t, 3, 8, want, 3);
+    f = ask(t, 3, 8, want, 3);
     assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
     const Keten__ProofResponse *pr = f->proof_response;
     assert_int_equal(pr->tree_size, 8);
