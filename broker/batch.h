@@ -21,9 +21,13 @@
  *                     every connection, expiry, and last the checkpointer's
  *                     commit (the checkpoint, and every staged proof against
  *                     the batch's final tree size).
- *   batch_dispatch()  one frame, by its kind: Credit, Hello, Submit (only
- *                     after an accepted Hello), ReceiptBatch, NoticeAck,
- *                     DirectoryRequest, Cosignature, ProofRequest; a frame
+ *   batch_dispatch()  one frame, by its kind: Credit, Hello, Submit,
+ *                     ReceiptBatch, NoticeAck, DirectoryRequest,
+ *                     Cosignature, ProofRequest. Submit, ReceiptBatch and
+ *                     Cosignature only after an accepted Hello: before it
+ *                     they are refused like a frame that does not parse
+ *                     (MALFORMED "send Hello first"), nothing of them
+ *                     taken (a ReceiptBatch returns no credit); a frame
  *                     that did not parse, or is not one a node sends, is
  *                     audited as rejected (MALFORMED) and answered with an
  *                     Error. An item without a connection (dropped since it

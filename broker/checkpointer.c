@@ -6,6 +6,7 @@
 
 #include "audit.h"
 #include "checkpoint.h"
+#include "deliver.h"
 #include "dirstate.h"
 #include "log.h"
 #include "logproof.h"
@@ -321,14 +322,8 @@ keten_err checkpointer_hello(broker *b, conn *c, uint64_t request_id, const Kete
     if (e != KETEN_OK) {
         return e;
     }
-    /* Whatever was in flight is sent again, as on a new connection. */
-    c->has_cursor = false;
     c->more = true;
     c->notices = true;
-    c->flight.bytes = 0;
-    c->flight.full = false;
-    c->flight.n_notices = 0;
-    c->flight.has_notice_cursor = false;
     if (h->tree_size > size) {
         c->hello = false;
         c->want_cp = false;
@@ -351,6 +346,12 @@ keten_err checkpointer_hello(broker *b, conn *c, uint64_t request_id, const Kete
     c->hello = true;
     c->want_cp = true;
     c->cp_sent = h->tree_size;
+    /* Deliveries and notices start once a Hello is accepted. A later Hello
+     * on the same connection asks for the deliveries in flight again; they
+     * go only as a rewind does (deliver_hello()), or each Hello would have
+     * the queue handed out again past the connection's byte budget.
+     * Unconfirmed notices come again on their own timer. */
+    deliver_hello(c);
     KETEN_LOG(KETEN_LOG_DEBUG, "hello", "node=%s tree_size=%llu", c->node,
         (unsigned long long)h->tree_size);
     return KETEN_OK;
@@ -560,7 +561,8 @@ keten_err checkpointer_proof(
     Keten__Frame f = KETEN__FRAME__INIT;
     f.body_case = KETEN__FRAME__BODY_PROOF_RESPONSE;
     f.proof_response = &resp;
-    e = outq_frame(b->out, c, request_id, &f);
+    bool sent = false;
+    e = outq_answer(b->out, b->conns, c, request_id, &f, keten_mono_ms(), &sent);
 out:
     free(inclp);
     free(incl);

@@ -32,8 +32,10 @@
  * Hello{tree_size} (checkpointer_hello()): tree_size larger than the log:
  * Error UNKNOWN_CHECKPOINT ("your checkpoint has N leaves; this log has
  * M"), audited as rejected, and the connection gets nothing more until a
- * Hello is accepted. Otherwise cp_sent = tree_size. Either way what was in
- * flight on the connection (deliveries, notices) is sent again.
+ * Hello is accepted. Otherwise cp_sent = tree_size, and the deliveries in
+ * flight on the connection are asked for again (deliver_hello(): they go
+ * once the node has returned their credit, as a rewind, at most once every
+ * DELIVER_RESEND_MS); unconfirmed notices come again on their own timer.
  *
  * A cosignature (checkpointer_cosign()) is answered, in this order:
  * Cosignature.node not the connection's node: Error SENDER_MISMATCH; no

@@ -1,5 +1,6 @@
 #include "conns.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,8 +31,55 @@ void conns_destroy(conns **self_p)
     }
     free(self->v);
     free(self->fd_session);
+    free(self->answers);
     free(self);
     *self_p = NULL;
+}
+
+keten_err conns_answer_take(
+    conns *self, const char *node, uint64_t bytes, uint64_t now_ms, bool *ok, uint64_t *wait_ms)
+{
+    *ok = false;
+    *wait_ms = 0;
+    conn_answers *a = NULL;
+    for (size_t i = 0; i < self->n_answers && a == NULL; i++) {
+        if (strcmp(self->answers[i].node, node) == 0) {
+            a = &self->answers[i];
+        }
+    }
+    if (a == NULL) {
+        if (self->n_answers == self->cap_answers) {
+            size_t cap = self->cap_answers == 0 ? 16 : 2 * self->cap_answers;
+            conn_answers *v = realloc(self->answers, cap * sizeof *v);
+            if (v == NULL) {
+                return keten_err_set(KETEN_ERR_NOMEM, "answer budgets of %zu nodes", cap);
+            }
+            self->answers = v;
+            self->cap_answers = cap;
+        }
+        a = &self->answers[self->n_answers++];
+        memset(a, 0, sizeof *a);
+        snprintf(a->node, sizeof a->node, "%s", node);
+        a->bytes = CONN_ANSWER_BYTES_BURST;
+        a->at_ms = now_ms;
+    }
+    if (now_ms > a->at_ms) {
+        uint64_t dt = now_ms - a->at_ms;
+        uint64_t room = CONN_ANSWER_BYTES_BURST - a->bytes;
+        uint64_t gain = dt >= room / CONN_ANSWER_BYTES_PER_S * 1000 + 1000
+            ? room
+            : dt * CONN_ANSWER_BYTES_PER_S / 1000;
+        a->bytes += gain < room ? gain : room;
+        a->at_ms = now_ms;
+    }
+    if (bytes <= a->bytes) {
+        a->bytes -= bytes;
+        *ok = true;
+        return KETEN_OK;
+    }
+    uint64_t missing = bytes - a->bytes;
+    *wait_ms = (missing * 1000 + CONN_ANSWER_BYTES_PER_S - 1) / CONN_ANSWER_BYTES_PER_S;
+    return KETEN_OK;
 }
 
 conn *conns_find_rid(const conns *self, const uint8_t *rid, size_t len)

@@ -25,7 +25,9 @@
  * Hello: a node's first frame on a connection names the tree size of the
  * checkpoint it holds. Until a Hello is accepted (`hello`), the connection
  * gets no checkpoint and no frame carrying a proof (acknowledgements,
- * deliveries, notices); its submits are refused. `cp_sent` is the tree size
+ * deliveries, notices); its submits, receipt batches and cosignatures are
+ * refused (batch.h). A later Hello on the connection asks for its
+ * deliveries in flight again (deliver_hello()). `cp_sent` is the tree size
  * of the last checkpoint the connection was sent (from Hello at first): the
  * next CheckpointFrame carries a consistency proof from it (checkpointer.h).
  *
@@ -58,6 +60,25 @@
  * thousands per second per sender. */
 #define CONN_NOTICES_IN_FLIGHT 512
 
+/* Answers to a node's requests (ProofResponse, DirectoryPush to a
+ * DirectoryRequest) carry up to KETEN_FRAME_MAX bytes each for a request
+ * of a few bytes, and libzmq keeps up to BROKER_SNDHWM frames per peer
+ * that does not read them (until its heartbeat times out): 1,000 answers
+ * of 16 MiB. So their bytes are budgeted per node, across its connections
+ * (a new connection does not start afresh): a token bucket of
+ * CONN_ANSWER_BYTES_BURST bytes (two of the largest answers) that fills
+ * again at CONN_ANSWER_BYTES_PER_S. keten-node asks for little (the
+ * directory versions after its own) and never comes near it. */
+#define CONN_ANSWER_BYTES_BURST (2ull * KETEN_FRAME_MAX)
+#define CONN_ANSWER_BYTES_PER_S (1ull << 20)
+
+/* A node's answer budget (conns_answer_take). */
+typedef struct conn_answers {
+    char node[KETEN_NAME_MAX + 1];
+    uint64_t bytes; /* what may go now */
+    uint64_t at_ms; /* when `bytes` was last brought up to date (monotonic ms) */
+} conn_answers;
+
 /* A notice sent on a connection and not yet confirmed. */
 typedef struct conn_notice {
     uint64_t leaf; /* its key in `notices`: the leaf of its audit record */
@@ -81,6 +102,8 @@ typedef struct conn_flight {
     uint64_t count;
     uint64_t returned;
     uint32_t rewinds; /* rewinds since the last receipt: each halves the byte budget */
+    uint64_t rewound_ms; /* when it was last rewound (monotonic ms; 0: never) */
+    bool rewind_due; /* a Hello asked for a rewind sooner than DELIVER_RESEND_MS after the last */
     bool has_notice_cursor;
     uint64_t notice_cursor; /* leaf of the last notice first sent here */
     size_t n_notices; /* entries of conn.notice_v in use */
@@ -118,6 +141,9 @@ typedef struct conns {
     uint64_t *fd_session; /* per file descriptor, the session of its connection */
     size_t n_fd;
     uint64_t next_session;
+    /* Per node that asked (at most one per node the directory ever listed). */
+    conn_answers *answers;
+    size_t n_answers, cap_answers;
 } conns;
 
 conns *conns_new(void);
@@ -153,6 +179,12 @@ uint64_t conns_fd_session(const conns *self, int fd);
  * a closed connection whose descriptor the newer one reuses: then the
  * frame's being a Hello (hello) decides, as a connection starts with one. */
 bool conns_newer(const conn *old, uint64_t new_session, bool hello);
+
+/* Whether an answer of `bytes` may go to node now (monotonic ms now): if
+ * so (*ok) it is taken from the node's budget; if not, nothing is taken
+ * and *wait_ms says when it could go. KETEN_ERR_NOMEM only. */
+keten_err conns_answer_take(conns *self, const char *node, uint64_t bytes, uint64_t now_ms,
+    bool *ok, uint64_t *wait_ms) KETEN_MUST_CHECK;
 
 /* Monitor events. */
 void conns_fd_accepted(conns *self, int fd);

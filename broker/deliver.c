@@ -105,6 +105,15 @@ static void add_credit(conn *c, uint32_t credit)
     c->credit = n > BROKER_CREDIT_MAX ? BROKER_CREDIT_MAX : (uint32_t)n;
 }
 
+void deliver_hello(conn *c)
+{
+    /* Only what the node said it dropped (deliver.h): each rewind halves
+     * the byte budget and at most one comes every DELIVER_RESEND_MS, so
+     * Hellos cannot have the queue handed out again and again into a
+     * connection that does not read it. */
+    c->flight.rewind_due = c->has_cursor && c->flight.bytes > 0;
+}
+
 void deliver_credit(conn *c, uint32_t credit)
 {
     add_credit(c, credit);
@@ -211,26 +220,49 @@ static keten_err deliver_one(broker *b, conn *c, uint64_t leaf,
     return KETEN_OK;
 }
 
+/* Whether c has deliveries in flight whose credit the node returned (it
+ * read them and dropped them). */
+static bool dropped_in_flight(const conn *c)
+{
+    return !c->revoked && c->hello && c->has_cursor && c->flight.bytes > 0
+        && c->flight.returned >= c->flight.count;
+}
+
+/* Whether a rewind asked for by a Hello may happen now: at most one every
+ * DELIVER_RESEND_MS on a connection. */
+static bool hello_rewind_now(const conn *c, uint64_t mono)
+{
+    return c->flight.rewound_ms == 0 || mono - c->flight.rewound_ms >= DELIVER_RESEND_MS;
+}
+
 /* Nothing receipted on c for its resend wait while deliveries are in
  * flight, and the node returned their credit (it read them and dropped
- * them): start again at the oldest queue entry (deliver.h). */
+ * them); or a Hello asked for them and the last rewind is
+ * DELIVER_RESEND_MS ago: start again at the oldest queue entry
+ * (deliver.h). */
 static void rewind_if_stalled(broker *b, conn *c)
 {
-    if (c->revoked || !c->hello || !c->has_cursor || c->flight.bytes == 0
-        || c->flight.returned < c->flight.count) {
+    if (!dropped_in_flight(c)) {
+        /* A Hello's wish waits for the credit of what is in flight. */
+        c->flight.rewind_due = c->flight.rewind_due && c->flight.bytes > 0;
         return;
     }
     uint64_t mono = keten_mono_ms();
     uint64_t wait = c->flight.resend_wait_ms != 0 ? c->flight.resend_wait_ms : DELIVER_RESEND_MS;
-    if (mono - c->flight.progress_ms < wait) {
+    bool hello = c->flight.rewind_due && hello_rewind_now(c, mono);
+    if (!hello && mono - c->flight.progress_ms < wait) {
         return;
     }
     KETEN_LOG(KETEN_LOG_NOTICE,
-        "no delivery receipted in time: unreceipted messages are sent again on the same "
-        "connection",
+        hello ? "deliveries asked for again (Hello): unreceipted messages are sent again on the "
+                "same connection"
+              : "no delivery receipted in time: unreceipted messages are sent again on the same "
+                "connection",
         "node=%s in_flight=%llu in_flight_bytes=%llu credit_returned=%llu waited_ms=%llu", c->node,
         (unsigned long long)c->flight.count, (unsigned long long)c->flight.bytes,
         (unsigned long long)c->flight.returned, (unsigned long long)(mono - c->flight.progress_ms));
+    c->flight.rewind_due = false;
+    c->flight.rewound_ms = mono;
     c->has_cursor = false;
     c->cursor = 0;
     c->more = true;
@@ -397,6 +429,10 @@ static keten_err receipt_leaf(broker *b, conn *c, const Keten__ReceiptBatch *rb,
         *repeated = true;
         return KETEN_OK;
     }
+    if (m.rcpt[r].state != STORE_DELIVERED) {
+        /* Never handed out to the node: no delivery for it to answer. */
+        return KETEN_OK;
+    }
     bool stored = lf->outcome == KETEN__OUTCOME__OUTCOME_STORED;
     Keten__Event ev
         = stored ? KETEN__EVENT__EVENT_RECEIPTED : KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT;
@@ -455,6 +491,11 @@ keten_err deliver_receipts(broker *b, conn *c, uint64_t request_id, const Keten_
         if (matched || repeated) {
             /* The node answers: deliveries progress (resend, deliver.h). */
             c->flight.progress_ms = keten_mono_ms();
+        }
+        if (matched) {
+            /* Only a new answer shows that the node reads what it is
+             * sent: an answer repeated (one the node holds from long ago)
+             * does not restore the wait and the byte budget. */
             c->flight.resend_wait_ms = 0;
             c->flight.rewinds = 0;
         }

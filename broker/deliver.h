@@ -13,13 +13,13 @@
  * answered or expired; when nothing is in flight one delivery goes
  * whatever its size, so a large message is never stuck); the first delivery
  * of a message to a recipient is audited ("delivered", once per recipient,
- * the broker's claim); a new connection (or a new Hello) starts again at the
- * oldest entry, with nothing in flight, so whatever was in flight on a lost
- * connection is delivered again. A Deliver carries the envelope and the
- * proof of its "submitted" record (a proof slot, outq.h). A delivery the
- * node refuses without a receipt leaf (it returns the credit) keeps its
- * bytes counted until the message expires, the connection is replaced, or
- * it is sent again:
+ * the broker's claim); a new connection starts again at the oldest entry,
+ * with nothing in flight, so whatever was in flight on a lost connection is
+ * delivered again (a new Hello on the same connection rewinds it, below).
+ * A Deliver carries the envelope and the proof of its "submitted" record
+ * (a proof slot, outq.h). A delivery the node refuses without a receipt
+ * leaf (it returns the credit) keeps its bytes counted until the message
+ * expires, the connection is replaced, or it is sent again:
  *
  * Resend on the same connection: when deliveries are in flight on a
  * connection, none has been receipted for DELIVER_RESEND_MS (counted from
@@ -37,10 +37,16 @@
  * drain. Each rewind without a receipt since doubles the wait, up to
  * DELIVER_RESEND_MAX_MS, and halves the connection's byte budget (down to
  * one delivery at a time after DELIVER_RESEND_HALVINGS_MAX rewinds); a
- * receipt sets both back. So a node that returns credit for deliveries it
- * never reads gets at most twice the budget, and then one delivery a
- * minute, queued for it in all; an honest node that gets space back
- * stores the next one sent, and its receipt opens the full budget again. The node keeps one copy
+ * receipt that matches a delivery sets both back (a leaf repeating an
+ * answer given before does not: a node can repeat an old one at will). A
+ * Hello on the connection (deliver_hello()) rewinds it without the wait,
+ * once the node has returned the credit of what is in flight, and at most
+ * once every DELIVER_RESEND_MS after the last rewind: it counts as one. So
+ * a node that returns credit for deliveries it never reads gets at most
+ * twice the budget, and then one delivery a minute (every
+ * DELIVER_RESEND_MS if it says Hello), queued for it in all; an honest
+ * node that gets space back stores the next one sent, and its receipt
+ * opens the full budget again. The node keeps one copy
  * of a message however often it is sent (msg_id) and receipts a repeated
  * one again; the broker ignores a repeated leaf. "delivered" is audited
  * once.
@@ -51,8 +57,9 @@
  * signature, the root over the leaves, every leaf's rules). A batch that
  * does not verify is refused whole: Error BAD_RECEIPT, audited as rejected,
  * nothing of it recorded. Then, in the transaction, each leaf must name a
- * message held for THIS node (its msg_id, the stored envelope hash) that
- * the node has not answered: it gets one record, "receipted" (outcome
+ * message held for THIS node (its msg_id, the stored envelope hash),
+ * handed out to it (delivered, not merely queued) and not answered yet: it
+ * gets one record, "receipted" (outcome
  * STORED) or "refused-by-recipient" (outcome REFUSED, the leaf's reason),
  * with the leaf's ReceiptProof (keten_receipt_proof_build), node and
  * recipients = the recipient; the node's queue entry goes either way (a
@@ -110,6 +117,10 @@ keten_err deliver_pump(broker *b, conn *c, size_t *budget) KETEN_MUST_CHECK;
 
 /* A Credit frame. */
 void deliver_credit(conn *c, uint32_t credit);
+/* A Hello on c: the deliveries in flight on it are sent again, as a rewind
+ * (above), once the node has returned their credit and the last rewind on
+ * c is DELIVER_RESEND_MS ago; until then they stay in flight. */
+void deliver_hello(conn *c);
 
 /* What the pool found out about a receipt batch (no store access, no
  * shared state written: thread-safe). refused == NULL and e == KETEN_OK: it

@@ -429,7 +429,8 @@ keten_err dirstate_serve(broker *b, const conn *c, uint64_t request_id, uint64_t
     Keten__Frame f = KETEN__FRAME__INIT;
     f.body_case = KETEN__FRAME__BODY_DIRECTORY_PUSH;
     f.directory_push = &push;
-    e = outq_frame(b->out, c, request_id, &f);
+    bool sent = false;
+    e = outq_answer(b->out, b->conns, c, request_id, &f, keten_mono_ms(), &sent);
 out:
     free(chain);
     mdb_cursor_close(cur);

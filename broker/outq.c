@@ -1,5 +1,6 @@
 #include "outq.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -93,6 +94,33 @@ keten_err outq_frame(outq *self, const conn *c, uint64_t request_id, Keten__Fram
         return e;
     }
     return push(self, c, buf, len);
+}
+
+keten_err outq_answer(outq *self, conns *cs, const conn *c, uint64_t request_id,
+    Keten__Frame *frame, uint64_t now_ms, bool *sent)
+{
+    *sent = false;
+    frame->request_id = request_id;
+    uint64_t len = protobuf_c_message_get_packed_size(&frame->base);
+    uint64_t wait_ms = 0;
+    keten_err e = conns_answer_take(cs, c->node, len, now_ms, sent, &wait_ms);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (*sent) {
+        return outq_frame(self, c, request_id, frame);
+    }
+    KETEN_LOG(KETEN_LOG_WARNING, "answer over the node's answer budget refused",
+        "node=%s bytes=%llu wait_ms=%llu", c->node, (unsigned long long)len,
+        (unsigned long long)wait_ms);
+    char detail[160];
+    snprintf(detail, sizeof detail,
+        "answers of %llu MiB at once, then %llu MiB a second, to a node: this one of %llu bytes "
+        "can go in %llu s; ask again then",
+        (unsigned long long)(CONN_ANSWER_BYTES_BURST >> 20),
+        (unsigned long long)(CONN_ANSWER_BYTES_PER_S >> 20), (unsigned long long)len,
+        (unsigned long long)((wait_ms + 999) / 1000));
+    return outq_error(self, c, request_id, KETEN__REASON__REASON_TOO_LARGE, NULL, detail, 0);
 }
 
 keten_err outq_raw(outq *self, const conn *c, const uint8_t *data, size_t len)

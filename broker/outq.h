@@ -67,6 +67,12 @@ void outq_destroy(outq **self_p);
 /* Stage frame (request_id is set from the argument) for connection c. */
 keten_err outq_frame(
     outq *self, const conn *c, uint64_t request_id, Keten__Frame *frame) KETEN_MUST_CHECK;
+/* Stage frame as the answer to a request of c's node (ProofResponse,
+ * DirectoryPush), within the node's answer budget (conns_answer_take(),
+ * now_ms monotonic): if it does not fit, an Error TOO_LARGE saying when to
+ * ask again is staged instead, and *sent is false. */
+keten_err outq_answer(outq *self, conns *cs, const conn *c, uint64_t request_id,
+    Keten__Frame *frame, uint64_t now_ms, bool *sent) KETEN_MUST_CHECK;
 /* Stage already serialized frame bytes (copied). */
 keten_err outq_raw(outq *self, const conn *c, const uint8_t *data, size_t len) KETEN_MUST_CHECK;
 

@@ -16,6 +16,7 @@
  *         wait until FILE exists before the action; at most 60 s)]
  *         [--no-notice-ack (do not confirm forwarded receipts and expiry notices;
  *         by default each is confirmed at once with a NoticeAck, as a node does)]
+ *         [--credit-first C (send Credit{C} before the Hello, on connecting)]
  *
  * ACTIONS
  *   submit --to IDS --json FILE [--kind K] [--count N] [--created-at-offset-ms N]
@@ -36,19 +37,37 @@
  *       send N directory requests on the same connection and go on
  *       listening (the broker must answer each with the same error and
  *       nothing else); it stops when the N answers are in
- *   recv --count N [--credit C] [--no-receipt] [--refuse REASON]
+ *   recv --count N [--credit C] [--no-receipt] [--refuse REASON] [--rehello K]
  *       send credit, check every delivery's proof and open it
  *       (keten_envelope_open), print "deliver" per message, and answer the
  *       deliveries read together with one signed receipt batch (outcome
  *       stored, or refused with REASON, e.g. policy); stop after N or the
- *       timeout
- *   receipt-batch --envelope FILE [--refuse REASON] [--tamper leaf]
+ *       timeout (with --credit-first the credit went before the Hello, and
+ *       credit 0 is sent here); with --rehello, once the N are in, send K
+ *       more Hellos on the same connection, each followed by credit C and
+ *       a directory request, reading until that is answered before the
+ *       next Hello (so each Hello is in a broker batch of its own): every
+ *       delivery that comes again meanwhile is printed and counted
+ *   receipt-batch --envelope FILE [--refuse REASON] [--repeat N]
+ *                 [--tamper leaf|count|empty|many]
  *       send one receipt batch with one leaf naming the envelope in FILE
  *       (its msg_id and hash), signed with this node's key (with
  *       --sign-home: with that node's key, the head still naming this
- *       node); --tamper leaf: the leaf sent differs from the one signed, so
- *       the root does not match the leaves. Prints "receipt_batch" and what
- *       comes back within --listen-ms
+ *       node); --repeat N: the signed batch holds that leaf N times (1 to
+ *       1024: msg_ids repeated within a batch); --tamper leaf: the leaf sent
+ *       differs from the one signed, so the root does not match the leaves;
+ *       count: one leaf more is sent than the signed head counts; empty: no
+ *       leaf is sent; many: 1025 leaves are sent (KETEN_RECEIPT_BATCH_MAX + 1).
+ *       Prints "receipt_batch" and what comes back within --listen-ms
+ *   cosign --db BROKER_STORE
+ *       read the newest witness checkpoint stored in the broker's store,
+ *       cosign it with this node's key, send the Cosignature (request_id 1;
+ *       before any Hello with --no-hello), then a directory request on the
+ *       same connection; print "cosignature" and every frame until the
+ *       request is answered
+ *   checkpoints --db BROKER_STORE
+ *       (no connection) print every stored witness checkpoint: its tree size
+ *       and the key names of its signature lines, in order
  *   proof --leaf L|next
  *       wait for a checkpoint that covers leaf L (next: the first leaf after
  *       the first checkpoint this connection gets), ask for its inclusion proof
@@ -121,6 +140,7 @@ typedef struct peer {
     const char *home, *anchor_path, *dir_path, *broker, *sign_home, *hold_until;
     bool transport_only, cosign, no_notice_ack, no_hello;
     uint64_t hello_size;
+    uint64_t credit_first; /* 0: no credit before the Hello */
     uint64_t timeout_ms;
     keten_identity *me; /* transport and receiving identity */
     keten_identity *signer; /* envelope signer (me unless --sign-home) */
@@ -144,7 +164,7 @@ typedef struct peer {
     Keten__Reason refuse; /* REASON_NONE: stored */
     size_t batches;
     /* counters */
-    size_t frames, answers, receipts, deliveries;
+    size_t frames, answers, receipts, deliveries, pushes;
     size_t refusals; /* errors that end the connection (no msg_id, a directory version) */
 } peer;
 
@@ -229,6 +249,29 @@ static keten_err peer_load(peer *p)
     return KETEN_OK;
 }
 
+static keten_err send_credit(peer *p, uint32_t n);
+
+static keten_err send_hello(peer *p, uint64_t tree_size)
+{
+    Keten__Hello h = KETEN__HELLO__INIT;
+    h.tree_size = tree_size;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_HELLO;
+    f.hello = &h;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_err e = keten_pb_pack(&f.base, &buf, &len);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    int rc = zmq_send(p->sock, buf, len, 0);
+    free(buf);
+    if (rc < 0) {
+        return keten_err_set(KETEN_ERR_IO, "sending Hello: %s", zmq_strerror(zmq_errno()));
+    }
+    return KETEN_OK;
+}
+
 static keten_err peer_connect(peer *p)
 {
     uint8_t pk[KETEN_CURVE_KEY_BYTES], sk[KETEN_CURVE_KEY_BYTES];
@@ -256,23 +299,12 @@ static keten_err peer_connect(peer *p)
             KETEN_ERR_IO, "connecting to %s: %s", p->broker, zmq_strerror(zmq_errno()));
     }
     sodium_memzero(sk, sizeof sk);
-    if (!p->no_hello) {
-        Keten__Hello h = KETEN__HELLO__INIT;
-        h.tree_size = p->hello_size;
-        Keten__Frame f = KETEN__FRAME__INIT;
-        f.body_case = KETEN__FRAME__BODY_HELLO;
-        f.hello = &h;
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        keten_err e = keten_pb_pack(&f.base, &buf, &len);
-        if (e != KETEN_OK) {
-            return e;
-        }
-        int rc = zmq_send(p->sock, buf, len, 0);
-        free(buf);
-        if (rc < 0) {
-            return keten_err_set(KETEN_ERR_IO, "sending Hello: %s", zmq_strerror(zmq_errno()));
-        }
+    keten_err e;
+    if (p->credit_first > 0 && (e = send_credit(p, (uint32_t)p->credit_first)) != KETEN_OK) {
+        return e;
+    }
+    if (!p->no_hello && (e = send_hello(p, p->hello_size)) != KETEN_OK) {
+        return e;
     }
     if (p->hold_until != NULL) {
         /* Connected (ZeroMQ keeps the connection up meanwhile); nothing is
@@ -898,6 +930,7 @@ static bool handle(peer *p, const uint8_t *data, size_t len, const recv_opts *ro
         }
         json_object_set_new(o, "versions", v);
         p->answers++;
+        p->pushes++;
         emit(o);
         break;
     }
@@ -1181,19 +1214,52 @@ static bool deliveries_done(const peer *p, const void *arg)
     return p->deliveries >= *(const uint64_t *)arg;
 }
 
-static int act_recv(peer *p, uint64_t count, uint64_t credit, bool receipt)
+static bool pushes_done(const peer *p, const void *arg)
+{
+    return p->pushes >= *(const size_t *)arg;
+}
+
+static int act_recv(peer *p, uint64_t count, uint64_t credit, bool receipt, uint64_t rehello)
 {
     keten_err e = peer_connect(p);
     if (e != KETEN_OK) {
         return fail(e, "connect");
     }
-    if ((e = send_credit(p, (uint32_t)credit)) != KETEN_OK) {
+    if ((e = send_credit(p, p->credit_first > 0 ? 0 : (uint32_t)credit)) != KETEN_OK) {
         return fail(e, "credit");
     }
     recv_opts ro = { receipt };
     proof_state ps = { 0 };
     if (!pump(p, keten_mono_ms() + p->timeout_ms, deliveries_done, &count, &ro, &ps)) {
         timeout_event("deliveries");
+    }
+    if (rehello > 0) {
+        /* The same connection says Hello again and again, granting credit
+         * each time; each time a directory request, answered after the
+         * broker's batch that read them, puts the next in a batch of its
+         * own. */
+        json_t *o = json_object();
+        json_object_set_new(o, "event", json_string("rehello"));
+        json_object_set_new(o, "hellos", json_integer((json_int_t)rehello));
+        json_object_set_new(o, "deliveries_before", json_integer((json_int_t)p->deliveries));
+        emit(o);
+        for (uint64_t i = 0; i < rehello; i++) {
+            Keten__DirectoryRequest dr = KETEN__DIRECTORY_REQUEST__INIT;
+            Keten__Frame f = KETEN__FRAME__INIT;
+            f.request_id = ++p->next_request;
+            f.body_case = KETEN__FRAME__BODY_DIRECTORY_REQUEST;
+            f.directory_request = &dr;
+            if ((e = send_hello(p, p->have_latest ? p->latest.size : p->hello_size)) != KETEN_OK
+                || (e = send_credit(p, (uint32_t)credit)) != KETEN_OK
+                || (e = send_frame(p, &f)) != KETEN_OK) {
+                return fail(e, "Hello again");
+            }
+            size_t want = p->pushes + 1;
+            if (!pump(p, keten_mono_ms() + p->timeout_ms, pushes_done, &want, &ro, &ps)) {
+                timeout_event("the directory request after a Hello");
+                break;
+            }
+        }
     }
     /* Let the receipts go out and catch refusals of them. */
     (void)send_receipts(p);
@@ -1209,7 +1275,8 @@ static int act_recv(peer *p, uint64_t count, uint64_t credit, bool receipt)
 }
 
 /* One receipt batch naming the envelope in path (see the top comment). */
-static int act_receipt_batch(peer *p, const char *path, const char *tamper, uint64_t listen_ms)
+static int act_receipt_batch(
+    peer *p, const char *path, const char *tamper, uint64_t repeat, uint64_t listen_ms)
 {
     uint8_t *env = NULL;
     size_t len = 0;
@@ -1217,6 +1284,8 @@ static int act_receipt_batch(peer *p, const char *path, const char *tamper, uint
     Keten__Header *h = NULL;
     keten_receipt_batch *rb = NULL;
     uint8_t *signed_buf = NULL;
+    keten_receipt_item *items = NULL;
+    Keten__ReceiptLeaf **sent_leaves = NULL;
     int r = 1;
     keten_err e = keten_file_read(path, KETEN_ENVELOPE_MAX, &env, &len);
     if (e == KETEN_OK) {
@@ -1244,8 +1313,16 @@ static int act_receipt_batch(peer *p, const char *path, const char *tamper, uint
     item.outcome = p->refuse != KETEN__REASON__REASON_NONE ? KETEN__OUTCOME__OUTCOME_REFUSED
                                                            : KETEN__OUTCOME__OUTCOME_STORED;
     item.reason = p->refuse;
+    items = malloc(repeat * sizeof *items);
+    if (items == NULL) {
+        r = fail(KETEN_ERR_NOMEM, "receipt batch");
+        goto out;
+    }
+    for (uint64_t i = 0; i < repeat; i++) {
+        items[i] = item;
+    }
     if ((e = keten_receipt_batch_new(p->me, keten_directory_network(p->dir), mine->serial,
-             keten_now_ms(), &item, 1, &rb))
+             keten_now_ms(), items, repeat, &rb))
         != KETEN_OK) {
         r = fail(e, "receipt batch");
         goto out;
@@ -1276,8 +1353,27 @@ static int act_receipt_batch(peer *p, const char *path, const char *tamper, uint
         other_hash[0] ^= 0x01;
         changed.envelope_hash.data = other_hash;
         msg.leaves = changed_p;
+    } else if (tamper != NULL && strcmp(tamper, "empty") == 0) {
+        msg.n_leaves = 0;
+        msg.leaves = NULL;
+    } else if (tamper != NULL && (strcmp(tamper, "count") == 0 || strcmp(tamper, "many") == 0)) {
+        /* The signed leaves, then copies of the first: one more than the
+         * head counts, or KETEN_RECEIPT_BATCH_MAX + 1 in all. */
+        size_t n = strcmp(tamper, "count") == 0 ? rb->n + 1 : KETEN_RECEIPT_BATCH_MAX + 1;
+        sent_leaves = calloc(n, sizeof *sent_leaves);
+        if (sent_leaves == NULL || n <= rb->n) {
+            r = fail(KETEN_ERR_NOMEM, "receipt batch");
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            sent_leaves[i] = rb->leaf_ptrs[i < rb->n ? i : 0];
+        }
+        msg.n_leaves = n;
+        msg.leaves = sent_leaves;
     } else if (tamper != NULL) {
-        r = fail(keten_err_set(KETEN_ERR_INVALID, "--tamper %s: only leaf", tamper), "options");
+        r = fail(
+            keten_err_set(KETEN_ERR_INVALID, "--tamper %s: leaf, count, empty or many", tamper),
+            "options");
         goto out;
     }
     if ((e = peer_connect(p)) != KETEN_OK) {
@@ -1293,6 +1389,7 @@ static int act_receipt_batch(peer *p, const char *path, const char *tamper, uint
     json_object_set_new(o, "event", json_string("receipt_batch"));
     json_object_set_new(o, "request_id", json_integer((json_int_t)f.request_id));
     json_object_set_new(o, "msg_id", hexval(item.msg_id, KETEN_MSG_ID_BYTES));
+    json_object_set_new(o, "leaves", json_integer((json_int_t)msg.n_leaves));
     json_object_set_new(o, "sent", json_boolean(e == KETEN_OK));
     emit(o);
     recv_opts ro = { false };
@@ -1304,6 +1401,8 @@ static int act_receipt_batch(peer *p, const char *path, const char *tamper, uint
     emit(o);
     r = 0;
 out:
+    free(sent_leaves);
+    free(items);
     free(signed_buf);
     keten_receipt_batch_destroy(&rb);
     keten_pb_free((ProtobufCMessage **)(void *)&h);
@@ -1405,6 +1504,161 @@ static int act_notice_ack(peer *p, uint64_t leaf)
     return dir_request(p, 0); /* on the same connection */
 }
 
+/* ---- the broker's stored checkpoints ----------------------------------- */
+
+static uint64_t be64(const void *p)
+{
+    const uint8_t *b = p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | b[i];
+    }
+    return v;
+}
+
+/* Open the broker store db read-only and a cursor on its `checkpoints`. */
+static int checkpoints_open(const char *db, MDB_env **env, MDB_txn **txn, MDB_cursor **cur)
+{
+    MDB_dbi dbi;
+    int rc;
+    *env = NULL;
+    *txn = NULL;
+    *cur = NULL;
+    if ((rc = mdb_env_create(env)) != 0 || (rc = mdb_env_set_maxdbs(*env, 16)) != 0
+        || (rc = mdb_env_open(*env, db, MDB_RDONLY | MDB_NOTLS, 0600)) != 0
+        || (rc = mdb_txn_begin(*env, NULL, MDB_RDONLY, txn)) != 0
+        || (rc = mdb_dbi_open(*txn, "checkpoints", 0, &dbi)) != 0
+        || (rc = mdb_cursor_open(*txn, dbi, cur)) != 0) {
+        fprintf(stderr, "keten-testpeer: %s: %s\n", db, mdb_strerror(rc));
+        if (*txn != NULL) {
+            mdb_txn_abort(*txn);
+        }
+        mdb_env_close(*env);
+        return 1;
+    }
+    return 0;
+}
+
+static void checkpoints_close(MDB_env *env, MDB_txn *txn, MDB_cursor *cur)
+{
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
+static int act_checkpoints(const char *db)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (checkpoints_open(db, &env, &txn, &cur) != 0) {
+        return 1;
+    }
+    static const char dash[] = "\xe2\x80\x94 "; /* U+2014 and a space */
+    MDB_val k, v;
+    while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+        if (k.mv_size != 8) {
+            continue;
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "event", json_string("checkpoint_stored"));
+        json_object_set_new(o, "size", json_integer((json_int_t)be64(k.mv_data)));
+        json_t *names = json_array();
+        const char *t = v.mv_data;
+        size_t n = v.mv_size;
+        /* Signature lines: those starting with the em dash, after the body. */
+        for (size_t i = 0; i < n;) {
+            size_t end = i;
+            while (end < n && t[end] != '\n') {
+                end++;
+            }
+            size_t dl = sizeof dash - 1;
+            if (end - i > dl && memcmp(t + i, dash, dl) == 0) {
+                size_t s0 = i + dl, s1 = s0;
+                while (s1 < end && t[s1] != ' ') {
+                    s1++;
+                }
+                json_array_append_new(names, json_stringn(t + s0, s1 - s0));
+            }
+            i = end + 1;
+        }
+        json_object_set_new(o, "signers", names);
+        emit(o);
+    }
+    checkpoints_close(env, txn, cur);
+    return 0;
+}
+
+static int act_cosign(peer *p, const char *db, uint64_t listen_ms)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (checkpoints_open(db, &env, &txn, &cur) != 0) {
+        return 1;
+    }
+    MDB_val k, v;
+    char *note = NULL, *line = NULL;
+    uint64_t size = 0;
+    keten_err e = KETEN_ERR_NOT_FOUND;
+    if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8
+        && (note = malloc(v.mv_size + 1)) != NULL) {
+        memcpy(note, v.mv_data, v.mv_size);
+        note[v.mv_size] = '\0';
+        size = be64(k.mv_data);
+        e = KETEN_OK;
+    }
+    checkpoints_close(env, txn, cur);
+    if (e != KETEN_OK) {
+        free(note);
+        return fail(keten_err_set(e, "%s holds no witness checkpoint", db), "cosign");
+    }
+    e = keten_checkpoint_cosignature_sign(
+        note, strlen(note), p->me->id, p->me->sign_sk, keten_now_ms() / 1000, &line);
+    free(note);
+    if (e != KETEN_OK) {
+        return fail(e, "cosign");
+    }
+    if ((e = peer_connect(p)) != KETEN_OK) {
+        free(line);
+        return fail(e, "connect");
+    }
+    Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;
+    cs.node = p->me->id;
+    cs.line = line;
+    cs.tree_size = size;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.request_id = ++p->next_request;
+    f.body_case = KETEN__FRAME__BODY_COSIGNATURE;
+    f.cosignature = &cs;
+    e = send_frame(p, &f);
+    free(line);
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("cosignature"));
+    json_object_set_new(o, "request_id", json_integer((json_int_t)f.request_id));
+    json_object_set_new(o, "size", json_integer((json_int_t)size));
+    json_object_set_new(o, "sent", json_boolean(e == KETEN_OK));
+    emit(o);
+    if (e != KETEN_OK) {
+        return fail(e, "cosignature");
+    }
+    Keten__DirectoryRequest dr = KETEN__DIRECTORY_REQUEST__INIT;
+    Keten__Frame d = KETEN__FRAME__INIT;
+    d.request_id = ++p->next_request;
+    d.body_case = KETEN__FRAME__BODY_DIRECTORY_REQUEST;
+    d.directory_request = &dr;
+    if ((e = send_frame(p, &d)) != KETEN_OK) {
+        return fail(e, "directory request");
+    }
+    size_t want = 1;
+    recv_opts ro = { false };
+    proof_state ps = { 0 };
+    if (!pump(p, keten_mono_ms() + listen_ms, pushes_done, &want, &ro, &ps)) {
+        timeout_event("the directory request after the cosignature");
+    }
+    return 0;
+}
+
 /* ---- audit dump -------------------------------------------------------- */
 
 static int act_audit(const char *db)
@@ -1474,11 +1728,11 @@ static int act_audit(const char *db)
 static const char usage_text[]
     = "Usage: keten-testpeer --home DIR --anchor FILE --directory FILE --broker ENDPOINT\n"
       "                      [--timeout-ms T] [--sign-home DIR] [--transport-key-only] [--cosign]\n"
-      "                      [--no-notice-ack] [--no-hello] [--hello-size N]\n"
+      "                      [--no-notice-ack] [--no-hello] [--hello-size N] [--credit-first C]\n"
       "                      ACTION [OPTIONS]\n"
       "Actions: submit, seal, submit-raw FILE, replay FILE, connect-only, recv, proof,\n"
-      "         dir-request, notice-ack, receipt-batch; or: keten-testpeer audit --db\n"
-      "         BROKER_HOME/store\n"
+      "         dir-request, notice-ack, receipt-batch, cosign --db BROKER_HOME/store;\n"
+      "         or (no connection): keten-testpeer audit|checkpoints --db BROKER_HOME/store\n"
       "See the comment at the top of tests/tools/keten-testpeer.c.\n";
 
 static int usage(const char *what)
@@ -1503,10 +1757,14 @@ int main(int argc, char **argv)
     p.timeout_ms = PEER_TIMEOUT_DEFAULT_MS;
     seal_opts so = { .count = 1, .expires_in = PEER_LIFETIME_DEFAULT_MS };
     uint64_t listen_ms = 1000, count = 1, credit = 0, leaf = 0, after = 0, pokes = 0;
+    uint64_t rehello = 0, repeat = 1;
     bool no_receipt = false;
     const char *db = NULL, *envelope = NULL, *tamper = NULL;
     static const struct option opts[] = {
         { "no-hello", no_argument, NULL, 'Y' },
+        { "credit-first", required_argument, NULL, 'F' },
+        { "rehello", required_argument, NULL, 'G' },
+        { "repeat", required_argument, NULL, 'P' },
         { "hello-size", required_argument, NULL, 'Z' },
         { "hold-until", required_argument, NULL, 'u' },
         { "refuse", required_argument, NULL, 'R' },
@@ -1576,6 +1834,21 @@ int main(int argc, char **argv)
             break;
         case 'Y':
             p.no_hello = true;
+            break;
+        case 'F':
+            if (!num(optarg, UINT32_MAX, &p.credit_first) || p.credit_first == 0) {
+                return usage("--credit-first");
+            }
+            break;
+        case 'G':
+            if (!num(optarg, 1000, &rehello)) {
+                return usage("--rehello");
+            }
+            break;
+        case 'P':
+            if (!num(optarg, KETEN_RECEIPT_BATCH_MAX, &repeat) || repeat == 0) {
+                return usage("--repeat: 1 to 1024");
+            }
             break;
         case 'Z':
             if (!num(optarg, UINT64_MAX - 1, &p.hello_size)) {
@@ -1707,6 +1980,9 @@ int main(int argc, char **argv)
     if (strcmp(action, "audit") == 0) {
         return db != NULL ? act_audit(db) : usage("audit needs --db");
     }
+    if (strcmp(action, "checkpoints") == 0) {
+        return db != NULL ? act_checkpoints(db) : usage("checkpoints needs --db");
+    }
     if (p.anchor_path == NULL || p.dir_path == NULL
         || (strcmp(action, "seal") != 0 && p.broker == NULL)
         || (p.home == NULL && !p.transport_only)) {
@@ -1734,7 +2010,7 @@ int main(int argc, char **argv)
     } else if (strcmp(action, "connect-only") == 0) {
         r = act_connect_only(&p, listen_ms, pokes);
     } else if (strcmp(action, "recv") == 0) {
-        r = act_recv(&p, count, credit > 0 ? credit : count, !no_receipt);
+        r = act_recv(&p, count, credit > 0 ? credit : count, !no_receipt, rehello);
     } else if (strcmp(action, "proof") == 0) {
         r = act_proof(&p, leaf);
     } else if (strcmp(action, "dir-request") == 0) {
@@ -1742,8 +2018,12 @@ int main(int argc, char **argv)
     } else if (strcmp(action, "notice-ack") == 0) {
         r = act_notice_ack(&p, leaf);
     } else if (strcmp(action, "receipt-batch") == 0) {
-        r = envelope != NULL && p.me != NULL ? act_receipt_batch(&p, envelope, tamper, listen_ms)
-                                             : usage("receipt-batch needs --home and --envelope");
+        r = envelope != NULL && p.me != NULL
+            ? act_receipt_batch(&p, envelope, tamper, repeat, listen_ms)
+            : usage("receipt-batch needs --home and --envelope");
+    } else if (strcmp(action, "cosign") == 0) {
+        r = db != NULL && p.me != NULL ? act_cosign(&p, db, listen_ms)
+                                       : usage("cosign needs --home and --db");
     } else {
         r = usage("unknown action");
     }

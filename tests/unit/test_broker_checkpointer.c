@@ -33,6 +33,7 @@
 #include "audit.h"
 #include "checkpoint.h"
 #include "checkpointer.h"
+#include "dirstate.h"
 #include "fixture.h"
 #include "fixture_broker.h"
 #include "logproof.h"
@@ -434,6 +435,61 @@ static Keten__Reason error_reason(ctx *t, const char *node)
     return r;
 }
 
+/* A signature line "— NAME AAAA..." that makes the stored note of `size`
+ * exactly `total` bytes long (NAME: x's, as many as it takes). */
+static char *line_for_total(ctx *t, uint64_t size, size_t total)
+{
+    broker *b = &t->fb->b;
+    MDB_txn *txn = NULL;
+    assert_int_equal(store_begin(b->st, false, &txn), KETEN_OK);
+    const char *note = NULL;
+    size_t len = 0;
+    assert_int_equal(store_checkpoint_get(b->st, txn, size, &note, &len), KETEN_OK);
+    store_abort(&txn);
+    static const char dash[] = "\xe2\x80\x94 ";
+    /* total = len + line + 1; line = dash, name, space, base64 (4k). */
+    size_t rest = total - len - 1 - (sizeof dash - 1) - 1;
+    size_t name = 4 + rest % 4;
+    size_t b64 = rest - name;
+    assert_true(b64 % 4 == 0 && b64 > 0);
+    char *line = malloc(total);
+    assert_non_null(line);
+    size_t o = 0;
+    memcpy(line, dash, sizeof dash - 1);
+    o += sizeof dash - 1;
+    memset(line + o, 'x', name);
+    o += name;
+    line[o++] = ' ';
+    memset(line + o, 'A', b64);
+    o += b64;
+    line[o] = '\0';
+    assert_int_equal(len + o + 1, total);
+    return line;
+}
+
+/* A cosignature line that would make the note larger than
+ * KETEN_CHECKPOINT_MAX is refused TOO_LARGE (section 12.2, check 4); one
+ * that makes it exactly that large passes the check and is judged by the
+ * next one (a key name that is not the node's: SENDER_MISMATCH). */
+static void test_cosignature_note_limit(void **state)
+{
+    ctx *t = *state;
+    t->fb->cfg.checkpoint_records = 2;
+    fbroker_conn_hello(t->fb, "alpha");
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    batch(t, 1); /* 2 records: a witness checkpoint */
+    assert_true(stored_checkpoint(t, 2));
+    char *over = line_for_total(t, 2, (size_t)KETEN_CHECKPOINT_MAX + 1);
+    cosign_line(t, bravo, "bravo", over, 2);
+    assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_TOO_LARGE);
+    free(over);
+    char *at = line_for_total(t, 2, KETEN_CHECKPOINT_MAX);
+    cosign_line(t, bravo, "bravo", at, 2);
+    assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_SENDER_MISMATCH);
+    free(at);
+    assert_int_equal(witnesses_of(t, 2), 0);
+}
+
 static void test_cosignatures(void **state)
 {
     ctx *t = *state;
@@ -538,6 +594,65 @@ static Keten__Frame *ask(ctx *t, uint64_t old_size, uint64_t tree_size, uint64_t
     return fbroker_frame(t->fb, 0);
 }
 
+/* Answers to requests are budgeted per node (conns.h): once bravo's budget
+ * is spent, its proof request is refused TOO_LARGE, also on a new
+ * connection; alpha's is answered. */
+static void test_answer_budget(void **state)
+{
+    ctx *t = *state;
+    broker *b = &t->fb->b;
+    fbroker_conn_hello(t->fb, "bravo");
+    conn *alpha = fbroker_conn_hello(t->fb, "alpha");
+    batch(t, 7); /* 8 records */
+    uint64_t want[] = { 0, 5, 7 };
+    Keten__Frame *f = ask(t, 3, 8, want, 3);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
+    free_frame(&f);
+    bool ok = false;
+    uint64_t wait = 0;
+    /* Spend all of bravo's budget as of 60 s from now: nothing comes back
+     * before then, whatever the clock does while the test runs. */
+    assert_int_equal(conns_answer_take(b->conns, "bravo", CONN_ANSWER_BYTES_BURST,
+                         keten_mono_ms() + 60000, &ok, &wait),
+        KETEN_OK);
+    assert_true(ok);
+    f = ask(t, 3, 8, want, 3);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_ERROR);
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_TOO_LARGE);
+    assert_non_null(strstr(f->error->detail, "ask again"));
+    assert_int_equal(f->request_id, 9);
+    free_frame(&f);
+    /* A new connection of bravo does not start afresh, and a directory
+     * request is an answer of the same budget. */
+    conns_remove(b->conns, conns_find_node(b->conns, "bravo"));
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    f = ask(t, 3, 8, want, 3);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_ERROR);
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_TOO_LARGE);
+    free_frame(&f);
+    outq_clear(b->out);
+    fbroker_begin(t->fb);
+    assert_int_equal(dirstate_serve(b, bravo, 4, 0), KETEN_OK);
+    fbroker_end(t->fb);
+    f = fbroker_frame(t->fb, 0);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_ERROR);
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_TOO_LARGE);
+    free_frame(&f);
+    /* alpha's budget is its own. */
+    Keten__ProofRequest pr = KETEN__PROOF_REQUEST__INIT;
+    pr.old_size = 3;
+    pr.tree_size = 8;
+    pr.leaf_indexes = want;
+    pr.n_leaf_indexes = 3;
+    outq_clear(b->out);
+    fbroker_begin(t->fb);
+    assert_int_equal(checkpointer_proof(b, alpha, 9, &pr), KETEN_OK);
+    fbroker_end(t->fb);
+    f = fbroker_frame(t->fb, 0);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
+    free_frame(&f);
+}
+
 static void test_proof_requests(void **state)
 {
     ctx *t = *state;
@@ -561,8 +676,14 @@ static void test_proof_requests(void **state)
         assert_int_equal(f->error->reason, KETEN__REASON__REASON_MALFORMED);
         free_frame(&f);
     }
+    /* Twin of "too many at once": exactly CHECKPOINTER_PROOF_LEAVES. */
+    leaves[0] = 0;
+    Keten__Frame *f = ask(t, 0, 8, leaves, CHECKPOINTER_PROOF_LEAVES);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
+    assert_int_equal(f->proof_response->n_inclusions, CHECKPOINTER_PROOF_LEAVES);
+    free_frame(&f);
     uint64_t want[] = { 0, 5, 7 };
-    Keten__Frame *f = ask(t, 3, 8, want, 3);
+    f = ask(t, 3, 8, want, 3);
     assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
     const Keten__ProofResponse *pr = f->proof_response;
     assert_int_equal(pr->tree_size, 8);
@@ -601,7 +722,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hello_consistency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_before_proof, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cosignatures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cosignature_note_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proof_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

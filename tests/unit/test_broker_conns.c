@@ -198,6 +198,47 @@ static void test_same_peer(void **state)
     conns_destroy(&t);
 }
 
+/* A node's answer budget: CONN_ANSWER_BYTES_BURST at once, then
+ * CONN_ANSWER_BYTES_PER_S; per node, never above the burst. */
+static void test_answer_budget(void **state)
+{
+    (void)state;
+    conns *cs = conns_new();
+    assert_non_null(cs);
+    bool ok = false;
+    uint64_t wait = 0, t0 = 1000000;
+    assert_int_equal(
+        conns_answer_take(cs, "alpha", CONN_ANSWER_BYTES_BURST, t0, &ok, &wait), KETEN_OK);
+    assert_true(ok);
+    /* Empty: one byte more waits (a millisecond), nothing is taken. */
+    assert_int_equal(conns_answer_take(cs, "alpha", 1, t0, &ok, &wait), KETEN_OK);
+    assert_false(ok);
+    assert_int_equal(wait, 1);
+    assert_int_equal(
+        conns_answer_take(cs, "alpha", CONN_ANSWER_BYTES_PER_S, t0, &ok, &wait), KETEN_OK);
+    assert_false(ok);
+    assert_int_equal(wait, 1000);
+    /* Another node has its own. */
+    assert_int_equal(
+        conns_answer_take(cs, "bravo", CONN_ANSWER_BYTES_BURST, t0, &ok, &wait), KETEN_OK);
+    assert_true(ok);
+    /* A second later, one second's worth, and not a byte more. */
+    assert_int_equal(
+        conns_answer_take(cs, "alpha", CONN_ANSWER_BYTES_PER_S, t0 + 1000, &ok, &wait), KETEN_OK);
+    assert_true(ok);
+    assert_int_equal(conns_answer_take(cs, "alpha", 1, t0 + 1000, &ok, &wait), KETEN_OK);
+    assert_false(ok);
+    /* Long after, the burst again, never more. */
+    uint64_t later = t0 + 1000000000ull;
+    assert_int_equal(
+        conns_answer_take(cs, "alpha", CONN_ANSWER_BYTES_BURST + 1, later, &ok, &wait), KETEN_OK);
+    assert_false(ok);
+    assert_int_equal(
+        conns_answer_take(cs, "alpha", CONN_ANSWER_BYTES_BURST, later, &ok, &wait), KETEN_OK);
+    assert_true(ok);
+    conns_destroy(&cs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_newer),
         cmocka_unit_test(test_same_peer),
+        cmocka_unit_test(test_answer_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -138,6 +138,21 @@ static uint64_t put_sized(ctx *t, uint8_t tag, size_t env_len, const char *node)
     return leaf;
 }
 
+/* Make node a second recipient of the message at leaf (queued for it). */
+static void add_recipient(ctx *t, uint64_t leaf, const char *node)
+{
+    broker *b = &t->fb->b;
+    store_msg m;
+    bool found = false;
+    fbroker_begin(t->fb);
+    assert_int_equal(store_msg_get(b->st, b->txn, leaf, &m, &found), KETEN_OK);
+    assert_true(found);
+    strcpy(m.rcpt[m.n_rcpt].id, node);
+    m.rcpt[m.n_rcpt++].state = STORE_QUEUED;
+    assert_int_equal(store_msg_put(b->st, b->txn, &m), KETEN_OK);
+    fbroker_end(t->fb);
+}
+
 /* One batch that pumps c; the leaves of the Deliver frames c got. */
 static size_t pump(ctx *t, conn *c, uint64_t *leaves, size_t max)
 {
@@ -266,8 +281,9 @@ static void test_credit(void **state)
     assert_false(bravo->more); /* the end of its queue */
     assert_int_equal(pump(t, bravo, leaves, 16), 0);
 
-    /* A new Hello starts at the oldest entry again: all five go, without a
-     * second "delivered" record. */
+    /* A new Hello on the connection, the credit of what is in flight
+     * returned (the 10 above count), starts at the oldest entry again: all
+     * five go, without a second "delivered" record. */
     Keten__Hello h = KETEN__HELLO__INIT;
     h.tree_size = bravo->cp_sent;
     fbroker_begin(t->fb);
@@ -367,6 +383,67 @@ static void test_resend_unreceipted(void **state)
     assert_int_equal(bravo->flight.rewinds, 2);
 }
 
+/* The node says Hello again on its connection. */
+static void say_hello(ctx *t, conn *c)
+{
+    Keten__Hello h = KETEN__HELLO__INIT;
+    h.tree_size = c->cp_sent;
+    fbroker_begin(t->fb);
+    assert_int_equal(checkpointer_hello(&t->fb->b, c, 0, &h), KETEN_OK);
+    fbroker_end(t->fb);
+}
+
+/* A Hello on a connection with deliveries in flight sends them again only
+ * once the node has returned their credit (it dropped them: an expired
+ * directory, a proof it could not check), as a rewind (the budget halves),
+ * and at most once every DELIVER_RESEND_MS: Hellos cannot have the queue
+ * handed out again and again into a connection that does not read it. */
+static void test_hello_rewind(void **state)
+{
+    ctx *t = *state;
+    metrics *mx = t->fb->b.m;
+    conn *alpha = fbroker_conn_hello(t->fb, "alpha");
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    for (int i = 0; i < 3; i++) {
+        send_msg(t, alpha, "bravo");
+    }
+    uint64_t leaves[8];
+    deliver_credit(bravo, 10);
+    uint64_t log0 = fbroker_log_size(t->fb);
+    assert_int_equal(pump(t, bravo, leaves, 8), 3);
+
+    /* Twin: no credit returned: the Hello sends nothing again. */
+    say_hello(t, bravo);
+    assert_int_equal(pump(t, bravo, leaves, 8), 0);
+    assert_int_equal(atomic_load(&mx->deliveries_resent), 0);
+
+    /* Their credit comes back: the three go again, oldest first. */
+    deliver_credit(bravo, 3);
+    assert_int_equal(pump(t, bravo, leaves, 8), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(leaves[i], t->m[i].leaf);
+    }
+    assert_int_equal(atomic_load(&mx->deliveries_resent), 1);
+    assert_int_equal(bravo->flight.rewinds, 1);
+
+    /* Ten more Hellos, each with the credit back: nothing within
+     * DELIVER_RESEND_MS of that rewind. */
+    for (int i = 0; i < 10; i++) {
+        deliver_credit(bravo, 3);
+        say_hello(t, bravo);
+        assert_int_equal(pump(t, bravo, leaves, 8), 0);
+    }
+    assert_int_equal(atomic_load(&mx->deliveries_resent), 1);
+
+    /* Past it, the Hello's rewind comes (one), and counts as one. */
+    bravo->flight.rewound_ms = keten_mono_ms() - DELIVER_RESEND_MS - 1;
+    assert_int_equal(pump(t, bravo, leaves, 8), 3);
+    assert_int_equal(atomic_load(&mx->deliveries_resent), 2);
+    assert_int_equal(bravo->flight.rewinds, 2);
+    assert_false(bravo->flight.rewind_due);
+    assert_int_equal(count_events(t, log0, KETEN__EVENT__EVENT_DELIVERED), 3);
+}
+
 /* Each rewind without a receipt halves the byte budget, down to one
  * delivery at a time (a node that returns credit for deliveries it does
  * not read gets little more queued for it); a receipt restores it. */
@@ -401,6 +478,32 @@ static void test_resend_budget_halves(void **state)
     receipts(t, bravo, "bravo", &it, 1);
     assert_int_equal(bravo->flight.rewinds, 0);
     assert_int_equal(pump(t, bravo, leaves, 8), 2);
+
+    /* A message for bravo and charlie, delivered to bravo and answered
+     * (matched: the budget is whole). */
+    uint64_t both = put_sized(t, 9, 1, "bravo");
+    add_recipient(t, both, "charlie");
+    bravo->more = true; /* as a submit for bravo sets it */
+    assert_int_equal(pump(t, bravo, leaves, 8), 1);
+    assert_int_equal(leaves[0], both);
+    uint8_t id9[KETEN_MSG_ID_BYTES], hash9[KETEN_HASH_BYTES];
+    memset(id9, 9, sizeof id9);
+    memset(hash9, 9, sizeof hash9);
+    keten_receipt_item it9 = item(id9, hash9, KETEN__OUTCOME__OUTCOME_STORED, 0);
+    receipts(t, bravo, "bravo", &it9, 1);
+    assert_int_equal(rcpt_state(t, both, "bravo"), STORE_RECEIPTED);
+
+    /* Dropped and rewound: the same answer repeated (the message is still
+     * held for charlie) is no receipt of what is in flight: the budget
+     * stays halved, the wait doubled. */
+    deliver_credit(bravo, 2);
+    bravo->flight.progress_ms = keten_mono_ms() - DELIVER_RESEND_MS - 1;
+    assert_int_equal(pump(t, bravo, leaves, 8), 2); /* 8 MiB: both 3 MiB ones */
+    assert_int_equal(bravo->flight.rewinds, 1);
+    receipts(t, bravo, "bravo", &it9, 1);
+    assert_int_equal(atomic_load(&t->fb->b.m->leaves_repeated), 1);
+    assert_int_equal(bravo->flight.rewinds, 1);
+    assert_int_equal(bravo->flight.resend_wait_ms, 2 * DELIVER_RESEND_MS);
 }
 
 /* ---- the in-flight byte bound --------------------------------------------- */
@@ -562,8 +665,25 @@ static void test_receipt_leaves(void **state)
     assert_int_equal(atomic_load(&mx->leaves_unmatched), 3);
     assert_int_equal(bravo->credit, credit + 1);
 
-    /* charlie answers m1 too: every recipient has, the message goes. */
+    /* charlie answers m1 before it was handed out to charlie: no delivery
+     * to answer, skipped and audited, still a credit. */
     conn *charlie = fbroker_conn_hello(t->fb, "charlie");
+    uint64_t log_q = fbroker_log_size(t->fb);
+    receipts(t, charlie, "charlie", items, 1);
+    assert_int_equal(fbroker_log_size(t->fb), log_q + 1);
+    r = fbroker_record(t->fb, log_q);
+    assert_int_equal(r->event, KETEN__EVENT__EVENT_REJECTED);
+    assert_int_equal(r->reason, KETEN__REASON__REASON_BAD_RECEIPT);
+    assert_string_equal(r->sender, "charlie");
+    keten_pb_free((ProtobufCMessage **)(void *)&r);
+    assert_int_equal(atomic_load(&mx->leaves_unmatched), 4);
+    assert_int_equal(rcpt_state(t, m1->leaf, "charlie"), STORE_QUEUED);
+    assert_int_equal(charlie->credit, 1);
+
+    /* Delivered, charlie answers m1 too: every recipient has, the message
+     * goes. */
+    assert_int_equal(pump(t, charlie, leaves, 1), 1);
+    assert_int_equal(leaves[0], m1->leaf);
     receipts(t, charlie, "charlie", items, 1);
     bool found = true;
     get_msg(t, m1->leaf, &found);
@@ -580,12 +700,12 @@ static void test_receipt_leaves(void **state)
     receipts(t, charlie, "charlie", items, 1);
     assert_int_equal(fbroker_log_size(t->fb), log2);
     assert_int_equal(atomic_load(&mx->leaves_repeated), 2);
-    assert_int_equal(atomic_load(&mx->leaves_unmatched), 3);
+    assert_int_equal(atomic_load(&mx->leaves_unmatched), 4);
     /* ... while the same leaf from a node that was never a recipient (the
      * sender itself) is not: skipped and audited. */
     receipts(t, alpha, "alpha", items, 1);
     assert_int_equal(fbroker_log_size(t->fb), log2 + 1);
-    assert_int_equal(atomic_load(&mx->leaves_unmatched), 4);
+    assert_int_equal(atomic_load(&mx->leaves_unmatched), 5);
     r = fbroker_record(t->fb, log2);
     assert_int_equal(r->event, KETEN__EVENT__EVENT_REJECTED);
     assert_int_equal(r->reason, KETEN__REASON__REASON_BAD_RECEIPT);
@@ -663,6 +783,57 @@ static void notice_ack(ctx *t, conn *c, uint64_t *leaves, size_t n)
     fbroker_begin(t->fb);
     assert_int_equal(deliver_notice_ack(&t->fb->b, c, &na), KETEN_OK);
     fbroker_end(t->fb);
+}
+
+/* A NoticeAck is read up to DELIVER_NOTICE_ACK_MAX leaf indexes: a notice
+ * named at that place is confirmed, one named just after it is not (the
+ * rest is counted as unknown), and the connection goes on. */
+static void test_notice_ack_limit(void **state)
+{
+    ctx *t = *state;
+    broker *b = &t->fb->b;
+    conn *alpha = fbroker_conn_hello(t->fb, "alpha");
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    msg *m1 = send_msg(t, alpha, "bravo");
+    msg *m2 = send_msg(t, alpha, "bravo");
+    deliver_credit(bravo, 2);
+    uint64_t leaves[8];
+    assert_int_equal(pump(t, bravo, leaves, 8), 2);
+    keten_receipt_item items[] = {
+        item(m1->id, m1->hash, KETEN__OUTCOME__OUTCOME_STORED, 0),
+        item(m2->id, m2->hash, KETEN__OUTCOME__OUTCOME_STORED, 0),
+    };
+    uint64_t first = fbroker_log_size(t->fb);
+    receipts(t, bravo, "bravo", items, 2);
+    assert_int_equal(stage_notices(t, alpha, leaves, 8), 2);
+
+    /* The second notice last of DELIVER_NOTICE_ACK_MAX + 1 indexes: not
+     * read, still stored. */
+    size_t n = DELIVER_NOTICE_ACK_MAX + 1;
+    uint64_t *v = calloc(n, sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++) {
+        v[i] = UINT64_MAX - i; /* no notice */
+    }
+    v[n - 1] = first + 1;
+    notice_ack(t, alpha, v, n);
+    assert_int_equal(atomic_load(&b->m->notices_confirmed), 0);
+    assert_int_equal(atomic_load(&b->m->notice_acks_unknown), n);
+
+    /* Twin: at place DELIVER_NOTICE_ACK_MAX, it is read and confirmed. */
+    v[n - 2] = first + 1;
+    notice_ack(t, alpha, v, n - 1);
+    assert_int_equal(atomic_load(&b->m->notices_confirmed), 1);
+    assert_int_equal(alpha->flight.n_notices, 1);
+    free(v);
+    MDB_txn *txn = NULL;
+    const uint8_t *val = NULL;
+    size_t len = 0;
+    assert_int_equal(store_begin(b->st, false, &txn), KETEN_OK);
+    assert_int_equal(store_notice_get(b->st, txn, "alpha", first, &val, &len), KETEN_OK);
+    assert_int_equal(
+        store_notice_get(b->st, txn, "alpha", first + 1, &val, &len), KETEN_ERR_NOT_FOUND);
+    store_abort(&txn);
 }
 
 static void test_notices_until_confirmed(void **state)
@@ -827,12 +998,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_credit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_hello_no_delivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resend_unreceipted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_rewind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resend_budget_halves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inflight_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_delivery_always_goes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_leaves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_batch_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notices_until_confirmed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notice_ack_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -380,6 +380,9 @@ static void test_reject_unread(void **state)
     uint8_t *big = calloc(1, KETEN_ENVELOPE_MAX + 1);
     assert_non_null(big);
     r = expect_reject(t, alpha, big, KETEN_ENVELOPE_MAX + 1, true, KETEN__REASON__REASON_TOO_LARGE);
+    /* Twin: exactly KETEN_ENVELOPE_MAX bytes pass the size check and are
+     * judged by the next one (zeros do not parse). */
+    r = expect_reject(t, alpha, big, KETEN_ENVELOPE_MAX, true, KETEN__REASON__REASON_MALFORMED);
     free(big);
 
     static const uint8_t junk[] = "this is not an envelope at all";

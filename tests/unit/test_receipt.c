@@ -223,6 +223,19 @@ static void test_batch_rejects(void **state)
     assert_int_equal(verify_batch(fx, "politie-mn", &b->msg), KETEN_ERR_MALFORMED);
     b->leaves[5].msg_id.len = 16;
     assert_int_equal(verify_batch(fx, "politie-mn", &b->msg), KETEN_OK);
+    /* A head over KETEN_RECEIPT_HEAD_MAX is refused before it is parsed;
+     * one of exactly that size is parsed (zeros: it does not parse). */
+    {
+        static uint8_t big[KETEN_RECEIPT_HEAD_MAX + 1];
+        ProtobufCBinaryData head = b->msg.head;
+        b->msg.head.data = big;
+        b->msg.head.len = sizeof big;
+        assert_int_equal(verify_batch(fx, "politie-mn", &b->msg), KETEN_ERR_TOO_LARGE);
+        b->msg.head.len = KETEN_RECEIPT_HEAD_MAX;
+        assert_int_equal(verify_batch(fx, "politie-mn", &b->msg), KETEN_ERR_MALFORMED);
+        b->msg.head = head;
+        assert_int_equal(verify_batch(fx, "politie-mn", &b->msg), KETEN_OK);
+    }
     keten_receipt_batch_destroy(&b);
 
     /* A batch signed by one node claiming to be another's. */

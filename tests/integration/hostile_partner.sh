@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# A hostile partner: a real node (enrolled keys, CurveZMQ) that sends the
+# broker frames in an order or a shape no correct node sends.
+#   - Frames before Hello: a receipt batch and a cosignature are refused
+#     MALFORMED "send Hello first" like a submit, audited, and change
+#     nothing (no receipted record, no cosignature attached); the same
+#     frames after a Hello are taken. Credit, a NoticeAck and a directory
+#     request before Hello are taken.
+#   - Hello after Hello on one connection, each with credit: the
+#     deliveries in flight are sent again once, not once per Hello (twenty
+#     Hellos used to get the whole queue twenty times more, past the
+#     connection's byte budget); a new connection still gets them.
+#   - Receipt batches: no leaf, 1,025 leaves, one leaf more than the head
+#     counts (BAD_RECEIPT, nothing receipted); 1,024 leaves repeating one
+#     msg_id (one receipted record, 1,023 leaves counted as repeated); the
+#     same batch again (repeated, no record); a leaf for a message queued
+#     for the node but never delivered to it (skipped, audited BAD_RECEIPT,
+#     no receipted record; delivered later, it is receipted as usual).
+. "$(dirname "$0")/broker_lib.sh"
+
+setup_broker_network || done_testing
+start_broker --metrics 127.0.0.1:0 || done_testing
+METRICS_PORT=$(metrics_port)
+
+# refused RID DESCRIPTION: the last peer got exactly one error, MALFORMED
+# "send Hello first", answering request RID.
+refused() {
+    jl "len(E('error')) == 1 and E('error')[0]['reason'] == 'MALFORMED' and E('error')[0]['detail'] == 'send Hello first' and E('error')[0]['request_id'] == $1" \
+        "$2"
+}
+
+# audit_has EXPR: EXPR holds over the audit records L (for wait_for).
+audit_has() {
+    "$PEER" audit --db broker/store >"$T/.audit" 2>/dev/null || return 2
+    "$PY" - "$T/.audit" "$1" <<'PY'
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+sys.exit(0 if eval(sys.argv[2]) else 1)
+PY
+}
+
+# metric NAME: the broker's value of metric NAME.
+metric() {
+    curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | sed -n "s/^$1 \\([0-9]*\\)\$/\\1/p"
+}
+
+# ---- a receipt batch before Hello ------------------------------------------------
+
+peer gemeente-diemen submit --to politie-mn --json signal.json --save-envelope a.env
+jl 'len(E("ack")) == 1 and E("ack")[0]["valid"]' "a signal for politie-mn is accepted"
+a_msg=$(jget 'E("sent")[0]["msg_id"]')
+peer politie-mn recv --count 1 --no-receipt
+jl "len(E('deliver')) == 1 and E('deliver')[0]['msg_id'] == '$a_msg' and E('deliver')[0]['valid']" \
+    "politie-mn gets it and sends no receipt"
+peer politie-mn --no-hello receipt-batch --envelope a.env --listen-ms 3000
+refused 1 "a receipt batch before Hello is refused (MALFORMED, \"send Hello first\")"
+audit
+jl "not any(x['event'] in ('RECEIPTED', 'REFUSED_BY_RECIPIENT') and x['msg_id'] == '$a_msg' for x in L)" \
+    "the batch sent before Hello receipted nothing"
+jl "any(x['event'] == 'REJECTED' and x['reason'] == 'MALFORMED' and x['sender'] == 'politie-mn' for x in L)" \
+    "its refusal is audited (rejected MALFORMED, naming the node)"
+peer politie-mn receipt-batch --envelope a.env --listen-ms 1500
+jl 'E("receipt_batch")[0]["sent"] and not E("error")' "the same batch after Hello gets no error"
+check "and it is receipted" wait_for 10 audit_has \
+    "any(r['event'] == 'RECEIPTED' and r['msg_id'] == '$a_msg' and r['node'] == 'politie-mn' for r in L)"
+
+# ---- a cosignature before Hello ---------------------------------------------------
+
+stored_checkpoint() {
+    "$PEER" checkpoints --db broker/store 2>/dev/null | grep -q checkpoint_stored
+}
+check "the broker stored a witness checkpoint" wait_for 10 stored_checkpoint
+peer belastingdienst --no-hello cosign --db broker/store --listen-ms 5000
+jl 'E("cosignature")[0]["sent"] and E("directory_push")' \
+    "belastingdienst cosigns the newest stored checkpoint before Hello (its later request is answered)"
+refused 1 "a cosignature before Hello is refused (MALFORMED, \"send Hello first\")"
+early_size=$(jget 'E("cosignature")[0]["size"]')
+run "$PEER" checkpoints --db broker/store
+jl "[c for c in E('checkpoint_stored') if c['size'] == $early_size and 'belastingdienst' not in c['signers']]" \
+    "the cosignature sent before Hello is not attached to the stored checkpoint"
+peer belastingdienst cosign --db broker/store --listen-ms 5000
+jl 'E("cosignature")[0]["sent"] and E("directory_push") and not E("error")' \
+    "the same cosignature after Hello gets no error"
+late_size=$(jget 'E("cosignature")[0]["size"]')
+run "$PEER" checkpoints --db broker/store
+jl "[c for c in E('checkpoint_stored') if c['size'] == $late_size and 'belastingdienst' in c['signers']]" \
+    "and it is attached to the stored checkpoint"
+
+# Frames that record nothing in the log are taken before Hello.
+peer gemeente-diemen --no-hello notice-ack --leaf 0
+jl 'E("notice_ack")[0]["sent"] and len(E("directory_push")) == 1 and not E("error")' \
+    "before Hello, a NoticeAck and a directory request are taken (no error; the request answered)"
+
+# ---- credit before Hello ----------------------------------------------------------
+
+peer gemeente-diemen submit --to politie-mn --json signal.json
+jl 'len(E("ack")) == 1 and E("ack")[0]["valid"]' "another signal for politie-mn is accepted"
+b_msg=$(jget 'E("sent")[0]["msg_id"]')
+peer politie-mn --credit-first 5 recv --count 1
+jl "len(E('deliver')) == 1 and E('deliver')[0]['msg_id'] == '$b_msg' and E('deliver')[0]['valid'] and not E('error')" \
+    "credit granted before Hello (none after) is counted: the message is delivered after the Hello"
+
+# ---- Hello after Hello ------------------------------------------------------------
+
+peer gemeente-diemen submit --to politie-mn --json signal.json --count 3
+jl 'len(E("ack")) == 3 and all(a["valid"] for a in E("ack"))' "three more signals are accepted"
+peer politie-mn recv --count 3 --credit 10 --no-receipt --rehello 20
+jl 'E("rehello")[0]["deliveries_before"] == 3 and len(E("directory_push")) == 20' \
+    "politie-mn gets the three, then says Hello 20 times more with credit, each in a batch of its own (20 requests answered)"
+jl 'E("summary")[0]["deliveries"] == 6 and not E("error")' \
+    "the first Hello after their credit came back has the three sent again once, the 19 others nothing (6 deliveries in all)"
+peer politie-mn recv --count 3
+jl 'len(E("deliver")) == 3 and all(d["valid"] for d in E("deliver")) and E("summary")[0]["receipt_batches"] >= 1' \
+    "a new connection gets the three again, and receipts them"
+
+# ---- receipt batches --------------------------------------------------------------
+
+peer gemeente-diemen submit --to politie-mn --json signal.json --save-envelope c.env
+jl 'len(E("ack")) == 1 and E("ack")[0]["valid"]' "a signal for the batch tests is accepted"
+c_msg=$(jget 'E("sent")[0]["msg_id"]')
+peer politie-mn recv --count 1 --no-receipt
+jl "len(E('deliver')) == 1 and E('deliver')[0]['msg_id'] == '$c_msg'" "and delivered, not receipted"
+
+# bad_batch TAMPER DETAIL DESCRIPTION
+bad_batch() {
+    peer politie-mn receipt-batch --envelope c.env --tamper "$1" --listen-ms 3000
+    jl "len(E('error')) == 1 and E('error')[0]['reason'] == 'BAD_RECEIPT' and E('error')[0]['detail'].startswith('$2')" \
+        "$3: refused (BAD_RECEIPT, \"$2...\")"
+}
+bad_batch empty "a receipt batch of 0 leaves; 1 to 1024 allowed" "a batch with no leaf"
+bad_batch many "a receipt batch of 1025 leaves; 1 to 1024 allowed" "a batch of 1,025 leaves"
+bad_batch count "receipt batch does not verify: " "one leaf more than the head counts"
+says "counts 1 leaves; 2 came" "the refusal says what the head counts and what came"
+audit
+jl "not any(x['event'] in ('RECEIPTED', 'REFUSED_BY_RECIPIENT') and x['msg_id'] == '$c_msg' for x in L)" \
+    "none of the three receipted the message"
+
+rep_before=$(metric keten_receipt_leaves_repeated_total)
+peer politie-mn receipt-batch --envelope c.env --repeat 1024 --listen-ms 1500
+jl 'E("receipt_batch")[0]["leaves"] == 1024 and not E("error")' \
+    "a batch of 1,024 leaves, all one msg_id, is taken (no error)"
+check "it is receipted" wait_for 10 audit_has \
+    "any(r['event'] == 'RECEIPTED' and r['msg_id'] == '$c_msg' and r['node'] == 'politie-mn' for r in L)"
+check "the 1,023 leaves after the first are counted as repeated" \
+    test "$(metric keten_receipt_leaves_repeated_total)" -eq $((rep_before + 1023))
+peer politie-mn receipt-batch --envelope c.env --listen-ms 1500
+jl 'not E("error")' "the same answer again gets no error"
+check "and is counted as repeated" \
+    test "$(metric keten_receipt_leaves_repeated_total)" -eq $((rep_before + 1024))
+audit
+jl "len([x for x in L if x['event'] == 'RECEIPTED' and x['msg_id'] == '$c_msg']) == 1" \
+    "the message is receipted once"
+
+# A leaf for a message queued for the node and never delivered to it.
+peer gemeente-diemen submit --to politie-mn --json signal.json --save-envelope d.env
+jl 'len(E("ack")) == 1 and E("ack")[0]["valid"]' "a signal that politie-mn is not sent yet is accepted"
+d_msg=$(jget 'E("sent")[0]["msg_id"]')
+audit
+bad_before=$(jget "len([x for x in L if x['event'] == 'REJECTED' and x['reason'] == 'BAD_RECEIPT' and x['sender'] == 'politie-mn'])")
+un_before=$(metric keten_receipt_leaves_unmatched_total)
+# With a Hello and no credit: nothing is delivered before the batch is read
+# (its leaf gives one credit back, after which the message may be).
+peer politie-mn receipt-batch --envelope d.env --listen-ms 1500
+jl 'E("receipt_batch")[0]["sent"] and not E("error")' \
+    "politie-mn sends a signed leaf for it before any delivery"
+check "the leaf is skipped and the batch audited (rejected BAD_RECEIPT, naming the node)" \
+    wait_for 10 audit_has "len([x for x in L if x['event'] == 'REJECTED' and x['reason'] == 'BAD_RECEIPT' and x['sender'] == 'politie-mn']) > $bad_before"
+audit
+jl "not any(x['event'] in ('RECEIPTED', 'REFUSED_BY_RECIPIENT') and x['msg_id'] == '$d_msg' for x in L)" \
+    "the message is not receipted"
+check "the skipped leaf is counted as unmatched" \
+    test "$(metric keten_receipt_leaves_unmatched_total)" -eq $((un_before + 1))
+peer politie-mn recv --count 1
+jl "len(E('deliver')) == 1 and E('deliver')[0]['msg_id'] == '$d_msg' and E('deliver')[0]['valid']" \
+    "it is delivered to politie-mn later"
+check "and its receipt then is recorded" wait_for 10 audit_has \
+    "any(r['event'] == 'RECEIPTED' and r['msg_id'] == '$d_msg' and r['node'] == 'politie-mn' for r in L)"
+audit
+jl "[i for i, x in enumerate(L) if x['event'] == 'DELIVERED' and x['msg_id'] == '$d_msg'] < [i for i, x in enumerate(L) if x['event'] == 'RECEIPTED' and x['msg_id'] == '$d_msg']" \
+    "its delivered record comes before its receipted record"
+
+# ---- the end ------------------------------------------------------------------------
+
+jl "all(x['header_bytes'] == 0 for x in L if x['event'] == 'REJECTED')" \
+    "refusal records hold nothing the peer sent"
+stop_broker
+check "the broker stops with exit 0" test "$BRC" -eq 0
+done_testing
