@@ -76,19 +76,15 @@ keten_err batch_dispatch(broker *b, batch_item *it)
         return submit_apply(b, c, rid, env->data, env->len, &it->prep);
     }
     case KETEN__FRAME__BODY_RECEIPTS:
-        if (!c->hello) {
-            /* Nothing was delivered on this connection: no credit back. */
-            return unexpected(b, c, rid, "send Hello first");
-        }
+        /* Also before Hello: a node's receipts queued while it was cut off
+         * reach its new connection ahead of the Hello, and a batch needs no
+         * session (the leaves must match this node's deliveries). */
         return deliver_receipts(b, c, rid, f->receipts, &it->rprep);
     case KETEN__FRAME__BODY_NOTICE_ACK:
         return deliver_notice_ack(b, c, f->notice_ack);
     case KETEN__FRAME__BODY_DIRECTORY_REQUEST:
         return dirstate_serve(b, c, rid, f->directory_request->after_version);
     case KETEN__FRAME__BODY_COSIGNATURE:
-        if (!c->hello) {
-            return unexpected(b, c, rid, "send Hello first");
-        }
         return checkpointer_cosign(b, c, rid, f->cosignature);
     case KETEN__FRAME__BODY_PROOF_REQUEST:
         return checkpointer_proof(b, c, rid, f->proof_request);

@@ -23,11 +23,12 @@
  *                     the batch's final tree size).
  *   batch_dispatch()  one frame, by its kind: Credit, Hello, Submit,
  *                     ReceiptBatch, NoticeAck, DirectoryRequest,
- *                     Cosignature, ProofRequest. Submit, ReceiptBatch and
- *                     Cosignature only after an accepted Hello: before it
- *                     they are refused like a frame that does not parse
- *                     (MALFORMED "send Hello first"), nothing of them
- *                     taken (a ReceiptBatch returns no credit); a frame
+ *                     Cosignature, ProofRequest. Submit only after an
+ *                     accepted Hello: before it, it is refused like a frame
+ *                     that does not parse (MALFORMED "send Hello first");
+ *                     a ReceiptBatch or a Cosignature needs no session and
+ *                     is taken (a node's receipts queued while it was cut
+ *                     off reach its new connection before its Hello); a frame
  *                     that did not parse, or is not one a node sends, is
  *                     audited as rejected (MALFORMED) and answered with an
  *                     Error. An item without a connection (dropped since it
