@@ -13,7 +13,11 @@ sign in with an application token in their own headless Chromium:
   in English, asking to correct no marked field); the clerk follows the
   signal (the police receipted it) and reads the feedback;
 - the clerk sends a query to police and tax, the analyst replies, and the
-  clerk's follow-up shows who replied and who has not;
+  clerk's follow-up shows who replied and who has not; opened again, the
+  query says it was answered (linking to the reply) and offers no second
+  reply, as does a query replied to outside the page (on the node's
+  socket, as keten-node reply does), and a query not answered yet offers
+  the reply button;
 - axe-core checks every screen (WCAG 2.1 A and AA, and axe's best
   practices): zero violations;
 - a change without the X-CSRF-Token header, or from another Origin, is
@@ -349,6 +353,54 @@ def sent_msg_id(d, who):
     return mid
 
 
+def answered_shown(d, reply_id, who):
+    """The message on screen is a query this node replied to: the line
+    saying so, linking to the reply's follow-up, and no reply button."""
+    line = wait(d, visible("#answered"), "answered line")
+    links = css(d, "#answered a")
+    check(f"{who}: a line says in Dutch it was answered, linking to the reply's follow-up",
+          line is not None and "Uw organisatie heeft deze vraag al beantwoord" in line.text
+          and len(links) == 1 and links[0].get_attribute("href").endswith(f"#/status/{reply_id}"),
+          line.text if line else "no #answered")
+    check(f"{who}: no reply button is offered (the node would refuse a second reply)",
+          not css(d, "#answer-button") and not css(d, "#answer-form"))
+
+
+def reply_outside(city, police):
+    """A query from the municipality's node to the police's, replied to on
+    the police node's Unix socket (as keten-node reply does): (query, reply)."""
+    signal = {"type": "adrescheck", "purpose": "riec-convenant-2024/art-5", "nature": "hard",
+              "summary": QUERY_SUMMARY}
+    st, _, js, raw = city.unix("POST", "/v1/messages?wait=20000",
+                               {"kind": "query", "to": [police.id], "signal": signal})
+    ok = st == 201 and isinstance(js, dict) and js.get("state") == "accepted"
+    check("the municipality's operator sends a second query to the police (accepted)", ok, f"{st} {raw[:200]!r}")
+    if not ok:
+        raise AssertionError("second query not sent")
+    query = js["msg_id"]
+    st = 0
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:  # until the police node has stored it
+        st, _, _, _ = police.unix("GET", f"/v1/inbox/{query}")
+        if st == 200:
+            break
+        time.sleep(0.2)
+    check("the police node received the second query", st == 200, str(st))
+    st, _, js, raw = police.unix("GET", f"/v1/inbox/{query}")
+    check("before its reply, the query's JSON has no reply_msg_id",
+          st == 200 and "reply_msg_id" not in js["message"], f"{st} {raw[:300]!r}")
+    st, _, js, raw = police.unix("POST", f"/v1/inbox/{query}/reply?wait=20000",
+                                 {"kind": "reply", "signal": {"type": "adrescheck",
+                                                              "purpose": "riec-convenant-2024/art-5",
+                                                              "nature": "hard", "summary": REPLY_SUMMARY}})
+    ok = st == 201 and isinstance(js, dict) and js.get("state") == "accepted"
+    check("the police's operator replies to it outside the page (POST /v1/inbox/ID/reply on api.sock)",
+          ok, f"{st} {raw[:200]!r}")
+    if not ok:
+        raise AssertionError("no reply sent")
+    return query, js["msg_id"]
+
+
 # ---- the scenario -----------------------------------------------------------
 
 def scenario(args, axe):
@@ -662,19 +714,50 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     check("analyst: the query is in the inbox", row is not None)
     go(analyst, police, f"#/message/{query_id}")
     check("analyst: the query opens", h1_is(analyst, "Vraag van Gemeente Diemen"))
+    btn = wait(analyst, visible("#answer-button"), "reply button")
+    check("analyst: a query not answered yet offers Beantwoorden, and no line saying it was answered",
+          btn is not None and btn.text == "Beantwoorden" and not css(analyst, "#answered"),
+          btn.text if btn else "no #answer-button")
     click(analyst, "#answer-button")
     check("analyst: the reply form repeats the query's subject",
           wait(analyst, lambda d: any(QUERY_STREET in (e.get_attribute("value") or "")
                                       for e in d.find_elements(By.CSS_SELECTOR, "#answer-form [data-part]"))) is not None)
     type_in(analyst, "#answer-form #f-summary", REPLY_SUMMARY)
     click(analyst, "#answer-form #send-button")
-    sent_msg_id(analyst, "analyst (reply)")
+    reply_id = sent_msg_id(analyst, "analyst (reply)")
     st, _, js, raw = police.tcp("POST", f"/v1/inbox/{query_id}/reply",
                                 {"kind": "reply", "signal": {"type": "adrescheck",
                                                              "purpose": "riec-convenant-2024/art-5",
                                                              "nature": "hard"}},
                                 headers={"Authorization": "Bearer " + analyst_token})
     check("a second reply to the same query is refused: 409", st == 409, f"{st} {raw[:200]!r}")
+    # Opened again, the query says it was answered (linking to the reply's
+    # follow-up) instead of offering a second reply that would be refused.
+    go(analyst, police, "#/inbox")
+    h1_is(analyst, "Inbox")
+    go(analyst, police, f"#/message/{query_id}")
+    answered_shown(analyst, reply_id, "analyst: the query replied to in the page")
+    # Another query, replied to outside the page: on the police node's own
+    # socket, the request keten-node reply makes. The page knows all the same.
+    query2, reply2 = reply_outside(city, police)
+    go(analyst, police, f"#/message/{query2}")
+    check("analyst: the query replied to with keten-node reply opens", h1_is(analyst, "Vraag van Gemeente Diemen"))
+    answered_shown(analyst, reply2, "analyst: the query replied to outside the page")
+    axe.run(analyst, "a query already answered")
+    Select(analyst.find_element(By.ID, "lang-select")).select_by_value("en")
+    line = wait(analyst, text_in("#answered", "already replied"), "answered line in English")
+    check("analyst, in English: the answered line is in English, still with no reply button",
+          line is not None and "Your organisation has already replied to this query" in line.text
+          and "See the reply" in line.text and not css(analyst, "#answer-button"),
+          line.text if line else "no English #answered")
+    Select(analyst.find_element(By.ID, "lang-select")).select_by_value("nl")
+    wait(analyst, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "nl")
+    link = wait(analyst, visible("#answered a"), "link to the reply")
+    if link is not None:
+        link.click()
+    check("analyst: the answered line's link opens the reply's follow-up (an answer about adrescheck)",
+          link is not None and h1_is(analyst, "Antwoord over adrescheck")
+          and analyst.current_url.endswith(f"#/status/{reply2}"), analyst.current_url)
 
     go(clerk, city, f"#/status/{query_id}")
     check("clerk: the query's follow-up opens", h1_is(clerk, "Vraag over adrescheck"))

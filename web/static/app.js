@@ -874,7 +874,15 @@ async function viewMessage(id) {
     actions.append(ack);
   }
   const answerKind = m.kind === 'query' ? 'reply' : m.kind === 'signal' ? 'feedback' : null;
-  if (answerKind && hasScope('send')) {
+  // A query this node replied to already (here, from another application or
+  // with keten-node reply) gets no second reply: the node names the reply
+  // (reply_msg_id) and the page says so instead of offering one. Feedback on
+  // a signal may be given more than once.
+  const answered =
+    answerKind === 'reply' && typeof m.reply_msg_id === 'string' && MSG_ID.test(m.reply_msg_id)
+      ? h('p', { class: 'notice ok', id: 'answered' }, t('replied_already'), ' ', h('a', { href: '#/status/' + m.reply_msg_id }, t('replied_link')))
+      : null;
+  if (answerKind && !answered && hasScope('send')) {
     const b = h(
       'button',
       { type: 'button', class: 'secondary', id: 'answer-button', 'aria-expanded': 'false', 'aria-controls': 'answer-form' },
@@ -905,6 +913,7 @@ async function viewMessage(id) {
     h('h1', { tabindex: '-1' }, cap(t('message_title', { kind: kindName(m.kind), from: partnerName(m.from) }))),
     h('p', {}, tlpBadge(s.handling)),
     result,
+    answered,
     actions,
     h('h2', {}, t('message_content')),
     signalFacts(s),
