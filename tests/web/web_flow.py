@@ -18,6 +18,9 @@ sign in with an application token in their own headless Chromium:
   reply, as does a query replied to outside the page (on the node's
   socket, as keten-node reply does), and a query not answered yet offers
   the reply button;
+- switching the language with a form open (the record form, the feedback
+  form) redraws its labels, buttons and the problems shown in the new
+  language and keeps what was typed and chosen;
 - axe-core checks every screen (WCAG 2.1 A and AA, and axe's best
   practices): zero violations;
 - a change without the X-CSRF-Token header, or from another Origin, is
@@ -353,6 +356,13 @@ def sent_msg_id(d, who):
     return mid
 
 
+def label_of(d, control_id):
+    """The text of the label of the control with that id (without the
+    required mark)."""
+    els = d.find_elements(By.CSS_SELECTOR, f"label[for='{control_id}']")
+    return re.sub(r"\s*\*.*$", "", els[0].text).strip() if els else None
+
+
 def answered_shown(d, reply_id, who):
     """The message on screen is a query this node replied to: the line
     saying so, linking to the reply's follow-up, and no reply button."""
@@ -653,6 +663,24 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     check("analyst, in English: the same refusal is said in English",
           "The agreement does not allow sending this feedback" in text and "convenant" not in text
           and "There is 1 problem; the message cannot be sent like this." in text, text)
+    # Back to Dutch with the feedback form open: it stays open with what was
+    # chosen, its texts and the refusal in Dutch.
+    type_in(analyst, "#answer-form #f-summary", FEEDBACK_SUMMARY)
+    Select(analyst.find_element(By.ID, "lang-select")).select_by_value("nl")
+    box = wait(analyst, text_in("#answer-form #error-summary", "convenant"), "policy problem in Dutch again")
+    check("analyst: switching to Dutch with the feedback form open keeps it, its choices and the typed text",
+          box is not None and h1_is(analyst, "Signaal van Gemeente Diemen")
+          and analyst.find_element(By.CSS_SELECTOR, "#answer-form #f-type").get_attribute("value") == "drugs"
+          and analyst.find_element(By.CSS_SELECTOR, "#answer-form #f-summary").get_attribute("value") == FEEDBACK_SUMMARY,
+          box.text if box else "no Dutch refusal in the open form")
+    form_text = analyst.find_element(By.ID, "answer-form").text
+    check("analyst: the open feedback form and its refusal are in Dutch now (labels, buttons, the problem)",
+          "Terugkoppeling op dit signaal" in form_text and "Samenvatting" in form_text
+          and "Het convenant staat niet toe deze terugkoppeling" in form_text
+          and "Feedback on this signal" not in form_text and "agreement" not in form_text
+          and analyst.find_element(By.CSS_SELECTOR, "#answer-form #check-button").text == "Controleren"
+          and analyst.find_element(By.ID, "answer-button").get_attribute("aria-expanded") == "true",
+          form_text[:400])
     go(analyst, police, "#/inbox")
     h1_is(analyst, "Inbox")
     Select(analyst.find_element(By.ID, "lang-select")).select_by_value("nl")
@@ -822,6 +850,42 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
           and gr_err is not None and gr_err.text.startswith("Soft information needs a grading")
           and "Technical detail" in clerk.find_element(By.CSS_SELECTOR, "#error-summary").text,
           f"{to_err.text if to_err else None} / {gr_err.text if gr_err else None}")
+    # The language switched with the form open: its labels follow, what was
+    # typed and chosen stays (and so do the problems, in the new language).
+    type_in(clerk, "#f-summary", SIGNAL_SUMMARY)
+    click(clerk, "#subject-add")
+    type_in(clerk, "#subject-list [data-part=street]", SIGNAL_STREET)
+    check("clerk, in English: the record form's labels are English before the switch",
+          label_of(clerk, "f-summary") == "Summary" and label_of(clerk, "f-type").startswith("Category"))
+    Select(clerk.find_element(By.ID, "lang-select")).select_by_value("nl")
+    check("clerk: switching to Dutch with the record form open redraws its heading in Dutch",
+          h1_is(clerk, "Signaal vastleggen"))
+    to_err = wait(clerk, text_in("#fs-to-error", "Kies minstens"), "recipients error in Dutch")
+    check("clerk: the form's labels, buttons and subject row are Dutch now",
+          label_of(clerk, "f-summary") == "Samenvatting" and label_of(clerk, "f-type").startswith("Categorie")
+          and clerk.find_element(By.CSS_SELECTOR, "#check-button").text == "Controleren"
+          and clerk.find_element(By.CSS_SELECTOR, "#subject-list legend").text == "Onderwerp 1"
+          and label_of(clerk, "f-nature-soft") == "Zacht: een waarneming",
+          f"{label_of(clerk, 'f-summary')} / {label_of(clerk, 'f-type')} / "
+          f"{clerk.find_element(By.CSS_SELECTOR, '#check-button').text}")
+    check("clerk: what was typed and chosen stays (summary, category, purpose, the subject's street)",
+          clerk.find_element(By.CSS_SELECTOR, "#f-summary").get_attribute("value") == SIGNAL_SUMMARY
+          and clerk.find_element(By.CSS_SELECTOR, "#f-type").get_attribute("value") == "woonfraude"
+          and clerk.find_element(By.CSS_SELECTOR, "#f-purpose").get_attribute("value") == "riec-convenant-2024/art-5"
+          and clerk.find_element(By.CSS_SELECTOR, "#subject-list [data-part=street]").get_attribute("value")
+          == SIGNAL_STREET, clerk.find_element(By.CSS_SELECTOR, "#f-summary").get_attribute("value"))
+    check("clerk: the problems shown stay, now in Dutch, each still by its field",
+          to_err is not None and to_err.text.strip() == "Kies minstens één ontvanger."
+          and clerk.find_element(By.CSS_SELECTOR, "#fs-grading-error").text.startswith("Zachte informatie heeft")
+          and "Ontvangers: Kies minstens" in clerk.find_element(By.CSS_SELECTOR, "#error-summary").text
+          and "Technisch detail" in clerk.find_element(By.CSS_SELECTOR, "#error-summary").text,
+          clerk.find_element(By.CSS_SELECTOR, "#error-summary").text)
+    axe.run(clerk, "record a signal, language switched with the form open")
+    Select(clerk.find_element(By.ID, "lang-select")).select_by_value("en")
+    check("clerk: and back to English: the labels follow again, the typed summary still there",
+          wait(clerk, lambda d: label_of(d, "f-summary") == "Summary") is not None
+          and clerk.find_element(By.CSS_SELECTOR, "#f-summary").get_attribute("value") == SIGNAL_SUMMARY,
+          label_of(clerk, "f-summary"))
     go(clerk, city, "#/sent")
     h1_is(clerk, "Sent messages")
     keys = clerk.execute_async_script(
