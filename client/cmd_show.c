@@ -13,7 +13,8 @@ static const char show_usage[]
     = "Usage: keten-node show --home DIR MSG_ID [--json]\n"
       "\n"
       "Show a received message: sender, kind, category, purpose, times, the leaf of\n"
-      "the broker's audit log that holds it, whether it was handled, and the signal.\n"
+      "the broker's audit log that holds it, whether it was handled, the msg_id of\n"
+      "this node's reply (reply_msg_id: a query it replied to), and the signal.\n"
       "\n"
       "Options:\n"
       "  --home DIR   the node's home (its daemon must be running)\n"
@@ -82,6 +83,10 @@ int cmd_show(int argc, char **argv)
         printf("%-12s %lld\n", "leaf_index",
             (long long)json_integer_value(json_object_get(m, "leaf_index")));
         printf("%-12s %s\n", "handled", json_is_true(json_object_get(m, "handled")) ? "yes" : "no");
+        const char *reply_id = json_string_value(json_object_get(m, "reply_msg_id"));
+        if (reply_id != NULL) {
+            printf("%-12s %s\n", "reply_msg_id", reply_id);
+        }
         char *sig = json_dumps(json_object_get(m, "signal"), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         printf("signal\n%s\n", sig != NULL ? sig : "{}");
         if (sig != NULL) {

@@ -68,7 +68,16 @@ static keten_err public_json(const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     return KETEN_OK;
 }
 
-/* The same, of a stored record. */
+keten_err keten_inbox_reply_json(const Keten__ReceivedRecord *rec, json_t *obj)
+{
+    if (rec->reply_id.len != KETEN_MSG_ID_BYTES) { /* no reply (the store checks the length) */
+        return KETEN_OK;
+    }
+    return keten_rec_set(
+        obj, "reply_msg_id", keten_rec_hex(rec->reply_id.data, KETEN_MSG_ID_BYTES));
+}
+
+/* The same, of a stored record, with reply_msg_id when this node replied. */
 static keten_err stored_json(const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     const Keten__ReceivedRecord *rec, unsigned more, json_t **out)
 {
@@ -89,6 +98,13 @@ static keten_err stored_json(const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     }
     if (e == KETEN_OK) {
         e = public_json(msg_id, h, signal, rec->received_at, more, out);
+    }
+    if (e == KETEN_OK) {
+        e = keten_inbox_reply_json(rec, *out);
+        if (e != KETEN_OK) {
+            json_decref(*out);
+            *out = NULL;
+        }
     }
     keten_signal_json_free(&signal);
     keten_pb_free((ProtobufCMessage **)(void *)&h);

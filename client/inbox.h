@@ -35,8 +35,9 @@
  * test hook: only in a build with -Dtest_hooks=true).
  *
  * Records returned over the API: "public" form {msg_id, from, kind,
- * in_reply_to (if any), received_at (ISO 8601 UTC), signal} (`inbox
- * --json`, the hook's input), and the full form of `show` which adds
+ * in_reply_to (if any), received_at (ISO 8601 UTC), signal} (the hook's
+ * input), the same with reply_msg_id (a query this node replied to: its
+ * reply's msg_id) for `inbox --json`, and the full form of `show` which adds
  * category, purpose, created_at, expires_at, leaf_index, handled. They are
  * built from the stored ReceivedRecord (nodestore.h): the header's fields
  * from its envelope, the signal from its opened Signal; a damaged record is
@@ -77,6 +78,11 @@ keten_err keten_inbox_record(keten_node *node, const uint8_t msg_id[static KETEN
 /* The sender of a received message (its header's sender) into out. */
 keten_err keten_inbox_sender(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     char *out, size_t size) KETEN_MUST_CHECK;
+
+/* Set "reply_msg_id" in obj (32 lowercase hex) when rec is a query this
+ * node replied to (its reply stored with the reply in the outbox, whatever
+ * became of it); nothing otherwise. KETEN_ERR_NOMEM. */
+keten_err keten_inbox_reply_json(const Keten__ReceivedRecord *rec, json_t *obj) KETEN_MUST_CHECK;
 
 /* Mark handled (the application has dealt with it). */
 keten_err keten_inbox_ack(

@@ -379,6 +379,18 @@ keten_err keten_nodestore_sent_header(const Keten__SentRecord *rec, Keten__Heade
 
 /* ---- messages (received) ----------------------------------------------- */
 
+/* What a received record must hold; NULL when it does. */
+static const char *received_invalid(const Keten__ReceivedRecord *r)
+{
+    if (r->envelope.len == 0 || r->signal.len == 0) {
+        return "it holds no envelope or no signal";
+    }
+    if (r->reply_id.len != 0 && r->reply_id.len != KETEN_MSG_ID_BYTES) {
+        return "its reply's msg_id is not 16 bytes";
+    }
+    return NULL;
+}
+
 keten_err keten_nodestore_received_get(const keten_store *st, MDB_txn *txn,
     const uint8_t msg_id[static KETEN_MSG_ID_BYTES], Keten__ReceivedRecord **out)
 {
@@ -390,10 +402,10 @@ keten_err keten_nodestore_received_get(const keten_store *st, MDB_txn *txn,
     if (e != KETEN_OK) {
         return e;
     }
-    if (r->envelope.len == 0 || r->signal.len == 0) {
+    const char *why = received_invalid(r);
+    if (why != NULL) {
         keten_nodestore_received_free(&r);
-        return damaged(KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES,
-            "it holds no envelope or no signal");
+        return damaged(KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES, why);
     }
     *out = r;
     return KETEN_OK;
@@ -402,8 +414,9 @@ keten_err keten_nodestore_received_get(const keten_store *st, MDB_txn *txn,
 keten_err keten_nodestore_received_put(keten_store *st, MDB_txn *txn,
     const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const Keten__ReceivedRecord *rec)
 {
-    if (rec->envelope.len == 0 || rec->signal.len == 0) {
-        return keten_err_set(KETEN_ERR_INVALID, "not storing a received record without content");
+    const char *why = received_invalid(rec);
+    if (why != NULL) { /* a programming error: never store what cannot be read */
+        return keten_err_set(KETEN_ERR_INVALID, "not storing a received record: %s", why);
     }
     return write_record(st, txn, KETEN_DB_MESSAGES, msg_id, KETEN_MSG_ID_BYTES, &rec->base, true);
 }

@@ -21,7 +21,8 @@
  * keten_pb_pack(); readers check the checksum, parse with a size cap and
  * the canonical check, then check what the record itself must hold (msg_id
  * equal to the key, known states, 32-byte hashes, the envelope while
- * queued, the header after). A record that fails any of it is refused with
+ * queued, the header after; a received message's envelope and signal, its
+ * reply's msg_id empty or 16 bytes). A record that fails any of it is refused with
  * KETEN_ERR_MALFORMED naming the table and the key: never read as defaults.
  * What the envelope's header says is read from it: one place parses a
  * header for display (keten_nodestore_header_json, the field list spelled

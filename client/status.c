@@ -269,6 +269,9 @@ static keten_err received_status(
     if (e == KETEN_OK) {
         e = keten_rec_set(st, "received_at", keten_rec_time(rec->received_at));
     }
+    if (e == KETEN_OK) {
+        e = keten_inbox_reply_json(rec, st);
+    }
     return e;
 }
 

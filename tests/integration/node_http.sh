@@ -2,9 +2,10 @@
 # The node's HTTP API (docs/api/openapi.yaml) through the real broker and two
 # real nodes, with curl on HOME/api.sock: every route (send, validate, the
 # inbox with each filter and a wait, show, ack twice, reply and feedback and
-# their refusals, sent, a message's status, capabilities, checkpoints); each
-# error class (400 bad msg_id, unknown field, malformed JSON, duplicate key;
-# 404, 405 with Allow, 413, 415); the TCP listener (401 without credentials,
+# their refusals, a query's reply_msg_id before and after its reply, sent, a
+# message's status, capabilities, checkpoints); each error class (400 bad
+# msg_id, unknown field, malformed JSON, duplicate key; 404, 405 with
+# Allow, 413, 415); the TCP listener (401 without credentials,
 # the security headers; a web root without the page's files: a warning at
 # start, GET / 404, the API served) and a non-loopback api-listen refused
 # at start. Every answer is traced (KETEN_NODE_TEST_API_TRACE) and checked
@@ -237,10 +238,42 @@ api politie-mn GET "/v1/inbox?unhandled=false"
 is 200 "unhandled=false lists it" "len(d['messages']) == 4"
 
 # --- reply and feedback ---------------------------------------------------------
+# A received query's JSON names this node's reply (reply_msg_id) once there
+# is one: not before, in show, the inbox list and the message's status;
+# keten-node show and inbox print it as the API gives it.
+api politie-mn GET "/v1/inbox/$QUERY"
+is 200 "show: a query not replied to has no reply_msg_id" \
+    "d['message']['msg_id'] == '$QUERY' and 'reply_msg_id' not in d['message']"
+api politie-mn GET "/v1/inbox?kind=query"
+is 200 "the inbox list: the query not replied to has no reply_msg_id" \
+    "[m['msg_id'] for m in d['messages']] == ['$QUERY'] and 'reply_msg_id' not in d['messages'][0]"
+api politie-mn GET "/v1/messages/$QUERY"
+is 200 "the received query's status: no reply_msg_id" \
+    "d['status']['direction'] == 'received' and 'reply_msg_id' not in d['status']"
+run "$NODE" show --home n-politie-mn "$QUERY"
+expect 0 "keten-node show of the query not replied to"
+says_not "reply_msg_id" "keten-node show: no reply_msg_id line before the reply"
 body reply.json "{\"signal\":$(cat adres.json)}"
 api politie-mn POST "/v1/inbox/$QUERY/reply?wait=20000" reply.json
 is 201 "a reply to the query" "d['state'] == 'accepted'"
 REPLY=$(jget 'L[0]["msg_id"]')
+api politie-mn GET "/v1/inbox/$QUERY"
+is 200 "show: the query replied to names the reply (reply_msg_id)" \
+    "d['message']['reply_msg_id'] == '$REPLY' and '$REPLY' != '$QUERY'"
+api politie-mn GET "/v1/inbox?kind=query"
+is 200 "the inbox list names the reply on the query" \
+    "[m.get('reply_msg_id') for m in d['messages']] == ['$REPLY']"
+api politie-mn GET "/v1/messages/$QUERY"
+is 200 "the received query's status names the reply" "d['status']['reply_msg_id'] == '$REPLY'"
+run "$NODE" show --home n-politie-mn "$QUERY"
+expect 0 "keten-node show of the query replied to"
+says "reply_msg_id $REPLY" "keten-node show: a reply_msg_id line with the reply's msg_id"
+run "$NODE" show --home n-politie-mn --json "$QUERY"
+check "keten-node show --json: reply_msg_id is the reply's msg_id" \
+    json_is "$T/.out" "d['msg_id'] == '$QUERY' and d['reply_msg_id'] == '$REPLY'"
+run "$NODE" inbox --home n-politie-mn --json --all --kind query
+jl "[m.get('reply_msg_id') for m in L] == ['$REPLY']" \
+    "keten-node inbox --json: reply_msg_id on the query's line"
 api politie-mn POST "/v1/inbox/$QUERY/reply" reply.json
 is 409 "a second reply to the query is refused" "$(problem conflict) and '$REPLY' in d['detail']"
 api politie-mn POST "/v1/inbox/$ADRES/reply" reply.json
@@ -260,6 +293,9 @@ api politie-mn POST /v1/messages/validate v-fbok.json
 is 200 "validate: feedback on adrescheck (the policy allows it) is valid" "d == {'valid': True, 'problems': [], 'more': 0}"
 api politie-mn POST "/v1/inbox/$ADRES/reply" fb.json
 is 202 "feedback to the signal" "d['state'] == 'pending'"
+api politie-mn GET "/v1/inbox/$ADRES"
+is 200 "feedback is not a reply: the signal has no reply_msg_id (more feedback may follow)" \
+    "d['message']['msg_id'] == '$ADRES' and 'reply_msg_id' not in d['message']"
 check "the reply reaches the municipality" wait_until 20 inbox_has gemeente-diemen "$REPLY"
 api gemeente-diemen GET "/v1/inbox?kind=reply"
 is 200 "the reply is listed with in_reply_to" \

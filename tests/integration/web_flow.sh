@@ -14,13 +14,17 @@
 # category the agreement refuses: said in Dutch, and in English after
 # switching, with no field marked); the clerk follows it (receipt,
 # feedback); a query to police and tax, the police's reply, and the
-# follow-up naming tax as not replied yet. axe-core (tests/web/package.json,
-# installed by scripts/deps.sh --test) checks every screen: zero violations
-# of WCAG 2.1 A and AA. Also: CSRF (no header, a wrong one, another Origin:
-# 403; the right one: 200), the security headers, no content or subject in
-# any URL the browsers requested nor in the access logs, logout (401 after),
-# a session ended elsewhere shown as ended, English, a read-only token
-# (no change offered, a send's check refused 403).
+# follow-up naming tax as not replied yet; a query answered (in the page, or
+# outside it on the node's socket) said to be answered, with a link to the
+# reply and no reply button (twin: an unanswered one offers it); the language
+# switched with a form open: its labels, buttons and problems follow, what
+# was typed stays. axe-core (tests/web/package.json, installed by
+# scripts/deps.sh --test) checks every screen: zero violations of WCAG 2.1
+# A and AA. Also: CSRF (no header, a wrong one, another Origin: 403; the
+# right one: 200), the security headers, no content or subject in any URL
+# the browsers requested nor in the access logs, logout (401 after), a
+# session ended elsewhere shown as ended, English, a read-only token (no
+# change offered, a send's check refused 403).
 #
 # Every check of web_flow.py ("PASS what" / "FAIL what: why") becomes one TAP
 # line here. KETEN_WEB_SCREENSHOTS=DIR (absolute) saves the main screens
@@ -32,7 +36,7 @@
 FLOW=$(realpath "${7:?web_flow.py}")
 WEB=$(realpath "${8:?web root}")
 AXE=${9:?axe.min.js of axe-core}
-FLOW_CHECKS_MIN=133 # web_flow.py makes 139 checks: fewer means it stopped early
+FLOW_CHECKS_MIN=157 # web_flow.py makes 163 checks: fewer means it stopped early
 
 need_tool chromium chromedriver
 if ! "$PY" -c 'import selenium' 2>/dev/null; then

@@ -559,6 +559,40 @@ static size_t sent_count(ctx *t)
     return n;
 }
 
+/* The reply_msg_id a received message's JSON gives in the inbox list, in
+ * show and in its status (GET /v1/inbox, /v1/inbox/ID, /v1/messages/ID):
+ * each into out[i] ("" when the field is absent). */
+static void reply_fields(
+    ctx *t, const uint8_t id[static KETEN_MSG_ID_BYTES], char out[3][KETEN_MSG_ID_HEX_BYTES])
+{
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(id, KETEN_MSG_ID_BYTES, hex);
+    json_t *list = NULL, *one = NULL, *st = NULL;
+    uint64_t last = 0;
+    assert_int_equal(keten_inbox_list(t->node, true, 0, &list, &last), KETEN_OK);
+    assert_int_equal(keten_inbox_show(t->node, id, &one), KETEN_OK);
+    assert_int_equal(keten_status_message(t->node, id, &st), KETEN_OK);
+    json_t *item = NULL, *m;
+    size_t i;
+    json_array_foreach(list, i, m)
+    {
+        if (strcmp(json_string_value(json_object_get(m, "msg_id")), hex) == 0) {
+            item = m;
+        }
+    }
+    assert_non_null(item);
+    json_t *got[3] = { json_object_get(item, "reply_msg_id"), json_object_get(one, "reply_msg_id"),
+        json_object_get(st, "reply_msg_id") };
+    for (i = 0; i < 3; i++) {
+        assert_true(got[i] == NULL || json_is_string(got[i]));
+        snprintf(
+            out[i], KETEN_MSG_ID_HEX_BYTES, "%s", got[i] != NULL ? json_string_value(got[i]) : "");
+    }
+    json_decref(list);
+    json_decref(one);
+    json_decref(st);
+}
+
 /* A received query gets one reply: keten_outbox_send notes the reply on the
  * query in the transaction that stores it, and refuses a second one itself
  * (whatever the caller checked before), storing nothing. Twin: the first
@@ -581,6 +615,12 @@ static void test_one_reply_per_query(void **state)
         .json_len = strlen(SIGNAL),
         .in_reply_to = q };
     uint8_t r1[KETEN_MSG_ID_BYTES], r2[KETEN_MSG_ID_BYTES];
+    /* Not answered yet: the list, show and status give no reply_msg_id. */
+    char shown[3][KETEN_MSG_ID_HEX_BYTES];
+    reply_fields(t, q, shown);
+    for (size_t i = 0; i < 3; i++) {
+        assert_string_equal(shown[i], "");
+    }
     size_t before = sent_count(t);
     assert_int_equal(keten_outbox_send(t->node, &req, r1), KETEN_OK);
     assert_int_equal(sent_count(t), before + 1);
@@ -589,6 +629,13 @@ static void test_one_reply_per_query(void **state)
     assert_int_equal(rec->reply_id.len, KETEN_MSG_ID_BYTES);
     assert_memory_equal(rec->reply_id.data, r1, KETEN_MSG_ID_BYTES);
     keten_nodestore_received_free(&rec);
+    /* Answered: each gives the reply's msg_id. */
+    char r1_hex[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(r1, KETEN_MSG_ID_BYTES, r1_hex);
+    reply_fields(t, q, shown);
+    for (size_t i = 0; i < 3; i++) {
+        assert_string_equal(shown[i], r1_hex);
+    }
 
     keten_err_clear();
     assert_int_equal(keten_outbox_send(t->node, &req, r2), KETEN_ERR_EXISTS);

@@ -525,6 +525,58 @@ static void test_received(void **state)
     free(b);
 }
 
+/* A received query's reply msg_id: 16 bytes round trip; any other length
+ * is not stored, and a record holding one (a valid checksum) is refused. */
+static void test_received_reply_id(void **state)
+{
+    ctx *c = *state;
+    uint8_t sig[] = { 0x0a, 0x03, 'a', 'b', 'c' };
+    uint8_t reply[KETEN_MSG_ID_BYTES + 1];
+    memset(reply, 0x5a, sizeof reply);
+    Keten__ReceivedRecord r = KETEN__RECEIVED_RECORD__INIT;
+    r.envelope.data = c->env;
+    r.envelope.len = c->env_len;
+    r.signal.data = sig;
+    r.signal.len = sizeof sig;
+    r.received_at = 1700000001000;
+    r.reply_id.data = reply;
+    r.reply_id.len = KETEN_MSG_ID_BYTES;
+    MDB_txn *txn = NULL;
+    assert_int_equal(keten_store_begin(c->store, true, &txn), KETEN_OK);
+    assert_int_equal(keten_nodestore_received_put(c->store, txn, ID, &r), KETEN_OK);
+    assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+    Keten__ReceivedRecord *got = NULL;
+    assert_int_equal(keten_store_begin(c->store, false, &txn), KETEN_OK);
+    assert_int_equal(keten_nodestore_received_get(c->store, txn, ID, &got), KETEN_OK);
+    keten_store_abort(&txn);
+    assert_int_equal(got->reply_id.len, KETEN_MSG_ID_BYTES);
+    assert_memory_equal(got->reply_id.data, reply, KETEN_MSG_ID_BYTES);
+    keten_nodestore_received_free(&got);
+
+    size_t bad[] = { 1, KETEN_MSG_ID_BYTES - 1, KETEN_MSG_ID_BYTES + 1 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r.reply_id.len = bad[i];
+        assert_int_equal(keten_store_begin(c->store, true, &txn), KETEN_OK);
+        assert_int_equal(keten_nodestore_received_put(c->store, txn, ID, &r), KETEN_ERR_INVALID);
+        assert_non_null(strstr(keten_err_detail(), "reply's msg_id is not 16 bytes"));
+        keten_store_abort(&txn);
+        uint8_t *b = NULL;
+        size_t len = 0;
+        assert_int_equal(keten_pb_pack(&r.base, &b, &len), KETEN_OK);
+        raw_put(c, KETEN_DB_MESSAGES, ID, sizeof ID, b, len);
+        free(b);
+        got = (Keten__ReceivedRecord *)(uintptr_t)1;
+        assert_int_equal(keten_store_begin(c->store, false, &txn), KETEN_OK);
+        assert_int_equal(
+            keten_nodestore_received_get(c->store, txn, ID, &got), KETEN_ERR_MALFORMED);
+        keten_store_abort(&txn);
+        assert_null(got);
+        assert_non_null(strstr(keten_err_detail(), "messages record"));
+        assert_non_null(strstr(keten_err_detail(), ID_HEX));
+        assert_non_null(strstr(keten_err_detail(), "reply's msg_id is not 16 bytes"));
+    }
+}
+
 static void test_seen_and_checkpoint(void **state)
 {
     ctx *c = *state;
@@ -665,6 +717,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seen_and_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evidence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_received_reply_id, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,14 @@ sign in with an application token in their own headless Chromium:
   in English, asking to correct no marked field); the clerk follows the
   signal (the police receipted it) and reads the feedback;
 - the clerk sends a query to police and tax, the analyst replies, and the
-  clerk's follow-up shows who replied and who has not;
+  clerk's follow-up shows who replied and who has not; opened again, the
+  query says it was answered (linking to the reply) and offers no second
+  reply, as does a query replied to outside the page (on the node's
+  socket, as keten-node reply does), and a query not answered yet offers
+  the reply button;
+- switching the language with a form open (the record form, the feedback
+  form) redraws its labels, buttons and the problems shown in the new
+  language and keeps what was typed and chosen;
 - axe-core checks every screen (WCAG 2.1 A and AA, and axe's best
   practices): zero violations;
 - a change without the X-CSRF-Token header, or from another Origin, is
@@ -349,6 +356,61 @@ def sent_msg_id(d, who):
     return mid
 
 
+def label_of(d, control_id):
+    """The text of the label of the control with that id (without the
+    required mark)."""
+    els = d.find_elements(By.CSS_SELECTOR, f"label[for='{control_id}']")
+    return re.sub(r"\s*\*.*$", "", els[0].text).strip() if els else None
+
+
+def answered_shown(d, reply_id, who):
+    """The message on screen is a query this node replied to: the line
+    saying so, linking to the reply's follow-up, and no reply button."""
+    line = wait(d, visible("#answered"), "answered line")
+    links = css(d, "#answered a")
+    check(f"{who}: a line says in Dutch it was answered, linking to the reply's follow-up",
+          line is not None and "Uw organisatie heeft deze vraag al beantwoord" in line.text
+          and len(links) == 1 and links[0].get_attribute("href").endswith(f"#/status/{reply_id}"),
+          line.text if line else "no #answered")
+    check(f"{who}: no reply button is offered (the node would refuse a second reply)",
+          not css(d, "#answer-button") and not css(d, "#answer-form"))
+
+
+def reply_outside(city, police):
+    """A query from the municipality's node to the police's, replied to on
+    the police node's Unix socket (as keten-node reply does): (query, reply)."""
+    signal = {"type": "adrescheck", "purpose": "riec-convenant-2024/art-5", "nature": "hard",
+              "summary": QUERY_SUMMARY}
+    st, _, js, raw = city.unix("POST", "/v1/messages?wait=20000",
+                               {"kind": "query", "to": [police.id], "signal": signal})
+    ok = st == 201 and isinstance(js, dict) and js.get("state") == "accepted"
+    check("the municipality's operator sends a second query to the police (accepted)", ok, f"{st} {raw[:200]!r}")
+    if not ok:
+        raise AssertionError("second query not sent")
+    query = js["msg_id"]
+    st = 0
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:  # until the police node has stored it
+        st, _, _, _ = police.unix("GET", f"/v1/inbox/{query}")
+        if st == 200:
+            break
+        time.sleep(0.2)
+    check("the police node received the second query", st == 200, str(st))
+    st, _, js, raw = police.unix("GET", f"/v1/inbox/{query}")
+    check("before its reply, the query's JSON has no reply_msg_id",
+          st == 200 and "reply_msg_id" not in js["message"], f"{st} {raw[:300]!r}")
+    st, _, js, raw = police.unix("POST", f"/v1/inbox/{query}/reply?wait=20000",
+                                 {"kind": "reply", "signal": {"type": "adrescheck",
+                                                              "purpose": "riec-convenant-2024/art-5",
+                                                              "nature": "hard", "summary": REPLY_SUMMARY}})
+    ok = st == 201 and isinstance(js, dict) and js.get("state") == "accepted"
+    check("the police's operator replies to it outside the page (POST /v1/inbox/ID/reply on api.sock)",
+          ok, f"{st} {raw[:200]!r}")
+    if not ok:
+        raise AssertionError("no reply sent")
+    return query, js["msg_id"]
+
+
 # ---- the scenario -----------------------------------------------------------
 
 def scenario(args, axe):
@@ -601,6 +663,24 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     check("analyst, in English: the same refusal is said in English",
           "The agreement does not allow sending this feedback" in text and "convenant" not in text
           and "There is 1 problem; the message cannot be sent like this." in text, text)
+    # Back to Dutch with the feedback form open: it stays open with what was
+    # chosen, its texts and the refusal in Dutch.
+    type_in(analyst, "#answer-form #f-summary", FEEDBACK_SUMMARY)
+    Select(analyst.find_element(By.ID, "lang-select")).select_by_value("nl")
+    box = wait(analyst, text_in("#answer-form #error-summary", "convenant"), "policy problem in Dutch again")
+    check("analyst: switching to Dutch with the feedback form open keeps it, its choices and the typed text",
+          box is not None and h1_is(analyst, "Signaal van Gemeente Diemen")
+          and analyst.find_element(By.CSS_SELECTOR, "#answer-form #f-type").get_attribute("value") == "drugs"
+          and analyst.find_element(By.CSS_SELECTOR, "#answer-form #f-summary").get_attribute("value") == FEEDBACK_SUMMARY,
+          box.text if box else "no Dutch refusal in the open form")
+    form_text = analyst.find_element(By.ID, "answer-form").text
+    check("analyst: the open feedback form and its refusal are in Dutch now (labels, buttons, the problem)",
+          "Terugkoppeling op dit signaal" in form_text and "Samenvatting" in form_text
+          and "Het convenant staat niet toe deze terugkoppeling" in form_text
+          and "Feedback on this signal" not in form_text and "agreement" not in form_text
+          and analyst.find_element(By.CSS_SELECTOR, "#answer-form #check-button").text == "Controleren"
+          and analyst.find_element(By.ID, "answer-button").get_attribute("aria-expanded") == "true",
+          form_text[:400])
     go(analyst, police, "#/inbox")
     h1_is(analyst, "Inbox")
     Select(analyst.find_element(By.ID, "lang-select")).select_by_value("nl")
@@ -662,19 +742,50 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
     check("analyst: the query is in the inbox", row is not None)
     go(analyst, police, f"#/message/{query_id}")
     check("analyst: the query opens", h1_is(analyst, "Vraag van Gemeente Diemen"))
+    btn = wait(analyst, visible("#answer-button"), "reply button")
+    check("analyst: a query not answered yet offers Beantwoorden, and no line saying it was answered",
+          btn is not None and btn.text == "Beantwoorden" and not css(analyst, "#answered"),
+          btn.text if btn else "no #answer-button")
     click(analyst, "#answer-button")
     check("analyst: the reply form repeats the query's subject",
           wait(analyst, lambda d: any(QUERY_STREET in (e.get_attribute("value") or "")
                                       for e in d.find_elements(By.CSS_SELECTOR, "#answer-form [data-part]"))) is not None)
     type_in(analyst, "#answer-form #f-summary", REPLY_SUMMARY)
     click(analyst, "#answer-form #send-button")
-    sent_msg_id(analyst, "analyst (reply)")
+    reply_id = sent_msg_id(analyst, "analyst (reply)")
     st, _, js, raw = police.tcp("POST", f"/v1/inbox/{query_id}/reply",
                                 {"kind": "reply", "signal": {"type": "adrescheck",
                                                              "purpose": "riec-convenant-2024/art-5",
                                                              "nature": "hard"}},
                                 headers={"Authorization": "Bearer " + analyst_token})
     check("a second reply to the same query is refused: 409", st == 409, f"{st} {raw[:200]!r}")
+    # Opened again, the query says it was answered (linking to the reply's
+    # follow-up) instead of offering a second reply that would be refused.
+    go(analyst, police, "#/inbox")
+    h1_is(analyst, "Inbox")
+    go(analyst, police, f"#/message/{query_id}")
+    answered_shown(analyst, reply_id, "analyst: the query replied to in the page")
+    # Another query, replied to outside the page: on the police node's own
+    # socket, the request keten-node reply makes. The page knows all the same.
+    query2, reply2 = reply_outside(city, police)
+    go(analyst, police, f"#/message/{query2}")
+    check("analyst: the query replied to with keten-node reply opens", h1_is(analyst, "Vraag van Gemeente Diemen"))
+    answered_shown(analyst, reply2, "analyst: the query replied to outside the page")
+    axe.run(analyst, "a query already answered")
+    Select(analyst.find_element(By.ID, "lang-select")).select_by_value("en")
+    line = wait(analyst, text_in("#answered", "already replied"), "answered line in English")
+    check("analyst, in English: the answered line is in English, still with no reply button",
+          line is not None and "Your organisation has already replied to this query" in line.text
+          and "See the reply" in line.text and not css(analyst, "#answer-button"),
+          line.text if line else "no English #answered")
+    Select(analyst.find_element(By.ID, "lang-select")).select_by_value("nl")
+    wait(analyst, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "nl")
+    link = wait(analyst, visible("#answered a"), "link to the reply")
+    if link is not None:
+        link.click()
+    check("analyst: the answered line's link opens the reply's follow-up (an answer about adrescheck)",
+          link is not None and h1_is(analyst, "Antwoord over adrescheck")
+          and analyst.current_url.endswith(f"#/status/{reply2}"), analyst.current_url)
 
     go(clerk, city, f"#/status/{query_id}")
     check("clerk: the query's follow-up opens", h1_is(clerk, "Vraag over adrescheck"))
@@ -739,6 +850,42 @@ def run_browsers(args, axe, city, police, tax_id, clerk_token, analyst_token, cl
           and gr_err is not None and gr_err.text.startswith("Soft information needs a grading")
           and "Technical detail" in clerk.find_element(By.CSS_SELECTOR, "#error-summary").text,
           f"{to_err.text if to_err else None} / {gr_err.text if gr_err else None}")
+    # The language switched with the form open: its labels follow, what was
+    # typed and chosen stays (and so do the problems, in the new language).
+    type_in(clerk, "#f-summary", SIGNAL_SUMMARY)
+    click(clerk, "#subject-add")
+    type_in(clerk, "#subject-list [data-part=street]", SIGNAL_STREET)
+    check("clerk, in English: the record form's labels are English before the switch",
+          label_of(clerk, "f-summary") == "Summary" and label_of(clerk, "f-type").startswith("Category"))
+    Select(clerk.find_element(By.ID, "lang-select")).select_by_value("nl")
+    check("clerk: switching to Dutch with the record form open redraws its heading in Dutch",
+          h1_is(clerk, "Signaal vastleggen"))
+    to_err = wait(clerk, text_in("#fs-to-error", "Kies minstens"), "recipients error in Dutch")
+    check("clerk: the form's labels, buttons and subject row are Dutch now",
+          label_of(clerk, "f-summary") == "Samenvatting" and label_of(clerk, "f-type").startswith("Categorie")
+          and clerk.find_element(By.CSS_SELECTOR, "#check-button").text == "Controleren"
+          and clerk.find_element(By.CSS_SELECTOR, "#subject-list legend").text == "Onderwerp 1"
+          and label_of(clerk, "f-nature-soft") == "Zacht: een waarneming",
+          f"{label_of(clerk, 'f-summary')} / {label_of(clerk, 'f-type')} / "
+          f"{clerk.find_element(By.CSS_SELECTOR, '#check-button').text}")
+    check("clerk: what was typed and chosen stays (summary, category, purpose, the subject's street)",
+          clerk.find_element(By.CSS_SELECTOR, "#f-summary").get_attribute("value") == SIGNAL_SUMMARY
+          and clerk.find_element(By.CSS_SELECTOR, "#f-type").get_attribute("value") == "woonfraude"
+          and clerk.find_element(By.CSS_SELECTOR, "#f-purpose").get_attribute("value") == "riec-convenant-2024/art-5"
+          and clerk.find_element(By.CSS_SELECTOR, "#subject-list [data-part=street]").get_attribute("value")
+          == SIGNAL_STREET, clerk.find_element(By.CSS_SELECTOR, "#f-summary").get_attribute("value"))
+    check("clerk: the problems shown stay, now in Dutch, each still by its field",
+          to_err is not None and to_err.text.strip() == "Kies minstens één ontvanger."
+          and clerk.find_element(By.CSS_SELECTOR, "#fs-grading-error").text.startswith("Zachte informatie heeft")
+          and "Ontvangers: Kies minstens" in clerk.find_element(By.CSS_SELECTOR, "#error-summary").text
+          and "Technisch detail" in clerk.find_element(By.CSS_SELECTOR, "#error-summary").text,
+          clerk.find_element(By.CSS_SELECTOR, "#error-summary").text)
+    axe.run(clerk, "record a signal, language switched with the form open")
+    Select(clerk.find_element(By.ID, "lang-select")).select_by_value("en")
+    check("clerk: and back to English: the labels follow again, the typed summary still there",
+          wait(clerk, lambda d: label_of(d, "f-summary") == "Summary") is not None
+          and clerk.find_element(By.CSS_SELECTOR, "#f-summary").get_attribute("value") == SIGNAL_SUMMARY,
+          label_of(clerk, "f-summary"))
     go(clerk, city, "#/sent")
     h1_is(clerk, "Sent messages")
     keys = clerk.execute_async_script(

@@ -55,6 +55,54 @@ function t(key, vars) {
   return s;
 }
 
+// Texts that follow the language while a form stays open: a Text node made
+// by lt()/tt() and an attribute set by liveAttr() remember how they were
+// made, and relabel() writes them again in the page's language.
+const liveText = new WeakMap(); // Text node -> () => text
+const liveAttrs = new WeakMap(); // element -> {attribute: () => text}
+const formRelabel = new WeakMap(); // form -> what else it redraws (its problems)
+
+function lt(make) {
+  const n = document.createTextNode(make());
+  liveText.set(n, make);
+  return n;
+}
+
+function tt(key, vars) {
+  return lt(() => t(key, vars));
+}
+
+function liveAttr(el, name, make) {
+  el.setAttribute(name, make());
+  const a = liveAttrs.get(el) || {};
+  a[name] = make;
+  liveAttrs.set(el, a);
+  return el;
+}
+
+// relabel(root): every live text and attribute under root in the page's
+// language, then each form's own redraw (formRelabel). What the user typed
+// or chose is left as it is.
+function relabel(root) {
+  const w = document.createTreeWalker(root, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT);
+  for (let n = w.currentNode; n; n = w.nextNode()) {
+    const make = liveText.get(n);
+    if (make) {
+      n.data = make();
+    }
+    for (const [name, fn] of Object.entries(liveAttrs.get(n) || {})) {
+      n.setAttribute(name, fn());
+    }
+  }
+  const forms = root.matches && root.matches('form') ? [root] : [...root.querySelectorAll('form')];
+  for (const f of forms) {
+    const redraw = formRelabel.get(f);
+    if (redraw) {
+      redraw();
+    }
+  }
+}
+
 function pickLanguage() {
   let saved = null;
   try {
@@ -158,10 +206,10 @@ function age(iso) {
 
 function tlpBadge(handling) {
   if (!handling) {
-    return h('span', { class: 'badge tlp-none' }, t('tlp_none'));
+    return h('span', { class: 'badge tlp-none' }, tt('tlp_none'));
   }
   const cls = 'tlp-' + handling.replace('TLP:', '').replace('+', '-').toLowerCase();
-  return h('span', { class: 'badge tlp ' + cls, title: t('tlp_' + handling + '_hint') }, handling);
+  return liveAttr(h('span', { class: 'badge tlp ' + cls }, handling), 'title', () => t('tlp_' + handling + '_hint'));
 }
 
 function stateBadge(text, tone) {
@@ -272,12 +320,12 @@ function techDetail(text) {
   if (!text) {
     return null;
   }
-  return h('details', { class: 'tech' }, h('summary', {}, t('tech_detail')), h('p', { lang: 'en' }, text));
+  return h('details', { class: 'tech' }, h('summary', {}, tt('tech_detail')), h('p', { lang: 'en' }, text));
 }
 
 function errorNotice(err) {
   const detail = err instanceof ApiError && err.problem ? err.problem.detail : null;
-  return h('div', { class: 'notice error', role: 'alert' }, h('h2', {}, t('error_title')), h('p', {}, problemText(err)), techDetail(detail));
+  return h('div', { class: 'notice error', role: 'alert' }, h('h2', {}, tt('error_title')), h('p', {}, lt(() => problemText(err))), techDetail(detail));
 }
 
 // problemSentence(p, kind): a problem of a check (path, code: docs/api/
@@ -334,7 +382,7 @@ async function boot() {
     }
     applyStaticTexts();
     if (state.session) {
-      route(false);
+      route(false, true);
     } else {
       showLogin();
     }
@@ -621,15 +669,30 @@ function setNavCurrent(name) {
   }
 }
 
-// route(navigated): draw the screen the fragment names. navigated: the user
-// went there (focus moves to its heading); false: a refresh in place.
-async function route(navigated) {
+// openForm(r): the form the user is filling in on the screen of route r
+// (the record or query form, or the answer section of a message), or null.
+function openForm(r) {
+  const v = state.view;
+  const form = document.getElementById('signal-form');
+  if (!state.busyForm || !form || !v || v.name !== r.name || v.id !== r.id) {
+    return null;
+  }
+  return form.closest('#answer-form') || form;
+}
+
+// route(navigated, relanguage): draw the screen the fragment names.
+// navigated: the user went there (focus moves to its heading); false: a
+// refresh in place. relanguage: the language changed; an open form is kept
+// as it is (what the user typed and chose, the problems shown) and moved
+// into the screen drawn anew, its texts written again (relabel).
+async function route(navigated, relanguage) {
   if (!state.session) {
     showLogin();
     return;
   }
   const r = parseRoute();
-  if (!navigated && state.busyForm && state.view && state.view.name === r.name) {
+  const keep = relanguage && !navigated ? openForm(r) : null;
+  if (!navigated && !keep && state.busyForm && state.view && state.view.name === r.name) {
     return; // never throw away what the user is typing
   }
   state.view = r;
@@ -655,6 +718,12 @@ async function route(navigated) {
     if (!state.session) {
       return;
     }
+    if (keep) {
+      // The screen could not be drawn again: the form stays where it is.
+      state.busyForm = true;
+      relabel(keep);
+      return;
+    }
     nodes = [h('h1', { tabindex: '-1' }, t('error_title')), errorNotice(e)];
   }
   if (seq !== state.seq || !state.session) {
@@ -670,6 +739,21 @@ async function route(navigated) {
   const view = document.getElementById('view');
   nodes = nodes.filter((n) => n);
   view.replaceChildren(...nodes);
+  if (keep) {
+    const fresh = view.querySelector('#' + keep.id);
+    const slot = view.querySelector('#answer-slot');
+    if (fresh) {
+      fresh.replaceWith(keep);
+    } else if (keep.id === 'answer-form' && slot) {
+      slot.replaceChildren(keep);
+      const b = view.querySelector('#answer-button');
+      if (b) {
+        b.setAttribute('aria-expanded', 'true');
+      }
+    }
+    state.busyForm = keep.isConnected;
+    relabel(keep);
+  }
   if (notice) {
     nodes[0].after(h('div', { class: 'notice ' + notice.kind, role: 'status' }, notice.text));
   }
@@ -846,7 +930,7 @@ async function viewMessage(id) {
     h('dd', {}, m.handled ? stateBadge(t('state_handled'), 'ok') : stateBadge(t('state_new'), 'wait')),
   );
   const actions = h('div', { class: 'actions' });
-  const formSlot = h('div', {});
+  const formSlot = h('div', { id: 'answer-slot' });
   if (!m.handled && hasScope('ack')) {
     const ack = h('button', { type: 'button', id: 'ack-button' }, t('ack_button'));
     ack.addEventListener('click', async () => {
@@ -874,7 +958,15 @@ async function viewMessage(id) {
     actions.append(ack);
   }
   const answerKind = m.kind === 'query' ? 'reply' : m.kind === 'signal' ? 'feedback' : null;
-  if (answerKind && hasScope('send')) {
+  // A query this node replied to already (here, from another application or
+  // with keten-node reply) gets no second reply: the node names the reply
+  // (reply_msg_id) and the page says so instead of offering one. Feedback on
+  // a signal may be given more than once.
+  const answered =
+    answerKind === 'reply' && typeof m.reply_msg_id === 'string' && MSG_ID.test(m.reply_msg_id)
+      ? h('p', { class: 'notice ok', id: 'answered' }, t('replied_already'), ' ', h('a', { href: '#/status/' + m.reply_msg_id }, t('replied_link')))
+      : null;
+  if (answerKind && !answered && hasScope('send')) {
     const b = h(
       'button',
       { type: 'button', class: 'secondary', id: 'answer-button', 'aria-expanded': 'false', 'aria-controls': 'answer-form' },
@@ -886,13 +978,13 @@ async function viewMessage(id) {
       }
       b.setAttribute('aria-expanded', 'true');
       state.busyForm = true;
-      const heading = h('h2', { tabindex: '-1' }, t(answerKind === 'reply' ? 'reply_title' : 'feedback_title'));
+      const heading = h('h2', { tabindex: '-1' }, tt(answerKind === 'reply' ? 'reply_title' : 'feedback_title'));
       formSlot.replaceChildren(
         h(
           'section',
           { id: 'answer-form', 'aria-labelledby': 'answer-heading' },
           heading,
-          h('p', { class: 'intro' }, t(answerKind === 'reply' ? 'reply_intro' : 'feedback_intro')),
+          h('p', { class: 'intro' }, tt(answerKind === 'reply' ? 'reply_intro' : 'feedback_intro')),
           signalForm(answerKind, m),
         ),
       );
@@ -905,6 +997,7 @@ async function viewMessage(id) {
     h('h1', { tabindex: '-1' }, cap(t('message_title', { kind: kindName(m.kind), from: partnerName(m.from) }))),
     h('p', {}, tlpBadge(s.handling)),
     result,
+    answered,
     actions,
     h('h2', {}, t('message_content')),
     signalFacts(s),
@@ -940,8 +1033,8 @@ function field(id, labelKey, control, hintKey, required) {
   return h(
     'div',
     { class: 'field', 'data-field': id },
-    h('label', { for: id }, t(labelKey), required ? h('span', { 'aria-hidden': 'true' }, ' *') : null, required ? h('span', { class: 'visually-hidden' }, ' ' + t('required_mark')) : null),
-    hintKey ? h('span', { class: 'hint', id: hintId }, t(hintKey)) : null,
+    h('label', { for: id }, tt(labelKey), required ? h('span', { 'aria-hidden': 'true' }, ' *') : null, required ? h('span', { class: 'visually-hidden' }, ' ', tt('required_mark')) : null),
+    hintKey ? h('span', { class: 'hint', id: hintId }, tt(hintKey)) : null,
     h('p', { class: 'field-error', id: id + '-error', hidden: true }),
     control,
   );
@@ -953,8 +1046,8 @@ function group(id, legendKey, hintKey, items, required) {
   return h(
     'fieldset',
     { id, 'aria-describedby': hintId || false },
-    h('legend', {}, t(legendKey), required ? h('span', { 'aria-hidden': 'true' }, ' *') : null, required ? h('span', { class: 'visually-hidden' }, ' ' + t('required_mark')) : null),
-    hintKey ? h('span', { class: 'hint', id: hintId }, t(hintKey)) : null,
+    h('legend', {}, tt(legendKey), required ? h('span', { 'aria-hidden': 'true' }, ' *') : null, required ? h('span', { class: 'visually-hidden' }, ' ', tt('required_mark')) : null),
+    hintKey ? h('span', { class: 'hint', id: hintId }, tt(hintKey)) : null,
     h('p', { class: 'field-error', id: id + '-error', hidden: true }),
     h('div', { class: 'group-items' }, items),
   );
@@ -971,7 +1064,7 @@ function choice(type, name, id, value, labelText, hintText, checked) {
 }
 
 function optionList(values, chosen) {
-  return [h('option', { value: '' }, t('choose'))].concat(values.map((v) => h('option', { value: v, selected: v === chosen }, v)));
+  return [h('option', { value: '' }, tt('choose'))].concat(values.map((v) => h('option', { value: v, selected: v === chosen }, v)));
 }
 
 // signalForm(kind, original): the form for a new signal or query (original
@@ -988,7 +1081,7 @@ function signalForm(kind, original) {
   const what = h(
     'fieldset',
     { id: 'fs-what' },
-    h('legend', {}, t('fs_what')),
+    h('legend', {}, tt('fs_what')),
     field('f-type', 'category', typeSel, 'category_hint', true),
     field('f-purpose', 'purpose', purposeSel, 'purpose_hint', true),
   );
@@ -999,9 +1092,9 @@ function signalForm(kind, original) {
   const fillRecipients = () => {
     const allowed = ((caps.allowed || {})[kind] || {})[typeSel.value] || [];
     if (!typeSel.value) {
-      toItems.replaceChildren(h('p', { class: 'hint' }, t('recipients_choose_category')));
+      toItems.replaceChildren(h('p', { class: 'hint' }, tt('recipients_choose_category')));
     } else if (allowed.length === 0) {
-      toItems.replaceChildren(h('p', { class: 'hint' }, t('recipients_none')));
+      toItems.replaceChildren(h('p', { class: 'hint' }, tt('recipients_none')));
     } else {
       toItems.replaceChildren(
         ...allowed.map((id, i) => {
@@ -1022,11 +1115,11 @@ function signalForm(kind, original) {
   // nature and grading
   const defaultNature = kind === 'signal' ? 'soft' : 'hard';
   const nature = group('fs-nature', 'fs_nature', null, [
-    choice('radio', 'nature', 'f-nature-hard', 'hard', t('nature_hard'), t('nature_hard_hint'), defaultNature === 'hard'),
-    choice('radio', 'nature', 'f-nature-soft', 'soft', t('nature_soft'), t('nature_soft_hint'), defaultNature === 'soft'),
+    choice('radio', 'nature', 'f-nature-hard', 'hard', tt('nature_hard'), tt('nature_hard_hint'), defaultNature === 'hard'),
+    choice('radio', 'nature', 'f-nature-soft', 'soft', tt('nature_soft'), tt('nature_soft_hint'), defaultNature === 'soft'),
   ]);
-  const srcSel = h('select', { name: 'grading-source' }, [h('option', { value: '' }, t('choose'))].concat(SOURCES.map((v) => h('option', { value: v }, t('src_' + v)))));
-  const infSel = h('select', { name: 'grading-information' }, [h('option', { value: '' }, t('choose'))].concat(CREDIBILITY.map((v) => h('option', { value: v }, t('inf_' + v)))));
+  const srcSel = h('select', { name: 'grading-source' }, [h('option', { value: '' }, tt('choose'))].concat(SOURCES.map((v) => h('option', { value: v }, tt('src_' + v)))));
+  const infSel = h('select', { name: 'grading-information' }, [h('option', { value: '' }, tt('choose'))].concat(CREDIBILITY.map((v) => h('option', { value: v }, tt('inf_' + v)))));
   const grading = group('fs-grading', 'fs_grading', 'grading_intro', [
     field('f-grading-source', 'grading_source', srcSel, null, true),
     field('f-grading-information', 'grading_information', infSel, null, true),
@@ -1041,11 +1134,11 @@ function signalForm(kind, original) {
     'fs-handling',
     'fs_handling',
     'handling_hint',
-    [choice('radio', 'handling', 'f-tlp-none', '', t('tlp_none'), t('tlp_none_hint'), !original)].concat(
+    [choice('radio', 'handling', 'f-tlp-none', '', tt('tlp_none'), tt('tlp_none_hint'), !original)].concat(
       TLP.map((v, i) => {
-        const c = choice('radio', 'handling', 'f-tlp-' + i, v, '', t('tlp_' + v + '_hint'), original ? os.handling === v : false);
+        const c = choice('radio', 'handling', 'f-tlp-' + i, v, '', tt('tlp_' + v + '_hint'), original ? os.handling === v : false);
         const label = c.querySelector('label');
-        label.append(tlpBadge(v), ' ', t('tlp_' + v));
+        label.append(tlpBadge(v), ' ', tt('tlp_' + v));
         return c;
       }),
     ),
@@ -1060,7 +1153,7 @@ function signalForm(kind, original) {
   const observed = h(
     'fieldset',
     { id: 'fs-observed' },
-    h('legend', {}, t('fs_observed')),
+    h('legend', {}, tt('fs_observed')),
     field('f-observed-at', 'observed_at', observedAt, 'observed_at_hint', false),
     field('f-observed-by', 'observed_by', observedBy, 'observed_by_hint', false),
   );
@@ -1068,12 +1161,12 @@ function signalForm(kind, original) {
   // subjects
   const subjectList = h('div', { id: 'subject-list' });
   const subjects = group('fs-subjects', 'fs_subjects', 'subjects_hint', [subjectList], false);
-  const addBtn = h('button', { type: 'button', class: 'secondary', id: 'subject-add' }, t('subject_add'));
+  const addBtn = h('button', { type: 'button', class: 'secondary', id: 'subject-add' }, tt('subject_add'));
   subjects.append(addBtn);
   const renumber = () => {
     [...subjectList.children].forEach((row, i) => {
-      row.querySelector('legend').textContent = t('subject_n', { n: i + 1 });
-      row.querySelector('.subject-remove').textContent = t('subject_remove', { n: i + 1 });
+      row.querySelector('legend').replaceChildren(tt('subject_n', { n: i + 1 }));
+      row.querySelector('.subject-remove').replaceChildren(tt('subject_remove', { n: i + 1 }));
     });
   };
   let subjectSerial = 0;
@@ -1083,7 +1176,7 @@ function signalForm(kind, original) {
     const kindSel = h(
       'select',
       { name: 'subject-kind' },
-      Object.keys(SUBJECT_KINDS).map((k) => h('option', { value: k, selected: k === kindValue }, t('subj_' + k))),
+      Object.keys(SUBJECT_KINDS).map((k) => h('option', { value: k, selected: k === kindValue }, tt('subj_' + k))),
     );
     const parts = h('div', { class: 'subject-parts' });
     const fillParts = (prefill) => {
@@ -1129,11 +1222,11 @@ function signalForm(kind, original) {
 
   const result = h('div', { id: 'form-result', tabindex: '-1' });
   const summaryBox = h('div', { id: 'error-summary', tabindex: '-1', hidden: true });
-  const checkBtn = h('button', { type: 'button', class: 'secondary', id: 'check-button' }, t('check_button'));
+  const checkBtn = h('button', { type: 'button', class: 'secondary', id: 'check-button' }, tt('check_button'));
   const sendBtn = h(
     'button',
     { type: 'submit', id: 'send-button' },
-    t(kind === 'reply' ? 'reply_send_button' : kind === 'feedback' ? 'feedback_send_button' : 'send_button'),
+    tt(kind === 'reply' ? 'reply_send_button' : kind === 'feedback' ? 'feedback_send_button' : 'send_button'),
   );
 
   form.append(
@@ -1207,7 +1300,10 @@ function signalForm(kind, original) {
     return { sig, recipients, rowOf };
   };
 
+  // The problems on screen, drawn again when the language changes.
+  let shown = null;
   const clearErrors = () => {
+    shown = null;
     for (const p of form.querySelectorAll('.field-error')) {
       p.hidden = true;
       p.textContent = '';
@@ -1285,10 +1381,13 @@ function signalForm(kind, original) {
     }
   };
 
-  // showProblems(problems, more, rowOf): each problem next to its field, a
-  // list of them all at the top, focus on the first field that is wrong.
-  const showProblems = (problems, more, rowOf) => {
+  // showProblems(problems, more, rowOf, quiet): each problem next to its
+  // field, a list of them all at the top, focus on the first field that is
+  // wrong; quiet: the same problems in another language, where the user is
+  // (nothing announced, the focus left where it is).
+  const showProblems = (problems, more, rowOf, quiet) => {
     clearErrors();
+    shown = { problems, more, rowOf };
     const items = [];
     let first = null;
     let marked = 0;
@@ -1346,9 +1445,16 @@ function signalForm(kind, original) {
       ),
     );
     summaryBox.hidden = false;
-    announce(heading);
-    (first || summaryBox).focus();
+    if (!quiet) {
+      announce(heading);
+      (first || summaryBox).focus();
+    }
   };
+  formRelabel.set(form, () => {
+    if (shown) {
+      showProblems(shown.problems, shown.more, shown.rowOf, true);
+    }
+  });
 
   const requests = () => {
     const c = collect();
@@ -1397,14 +1503,14 @@ function signalForm(kind, original) {
       );
     } else if (e instanceof ApiError && e.status === 422) {
       const p = e.problem;
-      const reason = p.reason ? reasonText(p.reason, p.rule) : problemText(e);
+      const reason = () => (p.reason ? reasonText(p.reason, p.rule) : problemText(e));
       result.replaceChildren(
         h(
           'div',
           { class: 'notice error', role: 'alert' },
-          h('p', {}, t('sent_refused', { detail: reason })),
+          h('p', {}, lt(() => t('sent_refused', { detail: reason() }))),
           techDetail(p.detail),
-          p.msg_id ? h('p', {}, h('a', { href: '#/status/' + p.msg_id }, t('follow_link'))) : null,
+          p.msg_id ? h('p', {}, h('a', { href: '#/status/' + p.msg_id }, tt('follow_link'))) : null,
         ),
       );
       result.focus();
@@ -1420,7 +1526,7 @@ function signalForm(kind, original) {
     try {
       clearErrors();
       if (await validate(r)) {
-        result.replaceChildren(h('p', { class: 'notice ok' }, t('check_ok')));
+        result.replaceChildren(h('p', { class: 'notice ok' }, tt('check_ok')));
         result.focus();
       }
     } catch (e) {
@@ -1435,7 +1541,7 @@ function signalForm(kind, original) {
     const r = requests();
     busy(true);
     clearErrors();
-    result.replaceChildren(h('p', { class: 'notice' }, t('sending')));
+    result.replaceChildren(h('p', { class: 'notice' }, tt('sending')));
     try {
       if (!(await validate(r))) {
         result.replaceChildren();
