@@ -202,7 +202,9 @@ static keten_err open_sockets(server *s)
     }
     int one = 1, zero = 0, hwm = BROKER_SNDHWM, linger = LINGER_MS;
     int ivl = HEARTBEAT_IVL_MS, hto = HEARTBEAT_TIMEOUT_MS;
-    int64_t maxmsg = (int64_t)KETEN_FRAME_MAX;
+    /* libzmq counts the encrypted message: a frame of KETEN_FRAME_MAX
+     * bytes passes, one byte more ends the connection. */
+    int64_t maxmsg = (int64_t)KETEN_FRAME_MAX + KETEN_CURVE_OVERHEAD;
     if (zmq_setsockopt(s->router, ZMQ_CURVE_SERVER, &one, sizeof one) != 0
         || zmq_setsockopt(
                s->router, ZMQ_CURVE_SECRETKEY, b->me->transport_sk, KETEN_CURVE_KEY_BYTES)

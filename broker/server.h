@@ -7,7 +7,7 @@
  * every start and shown as keten_insecure_key 1); the store; the directory
  * (dirstate.h); the ZAP handler bound on inproc://zeromq.zap.01; only then
  * the ROUTER bound as a CURVE server with the identity's transport key,
- * ZMQ_MAXMSGSIZE = KETEN_FRAME_MAX, a bounded ZMQ_SNDHWM, ZMQ_ROUTER_MANDATORY
+ * ZMQ_MAXMSGSIZE = KETEN_FRAME_MAX + KETEN_CURVE_OVERHEAD, a bounded ZMQ_SNDHWM, ZMQ_ROUTER_MANDATORY
  * off, libzmq heartbeats (dead peers are closed) and a socket monitor.
  *
  * The loop wakes at least every 100 ms. The LMDB writer is its one thread;

@@ -34,9 +34,8 @@ typedef struct keten_link keten_link;
  * (ZMQ_HANDSHAKE_IVL, 30 s by default: a handshake the broker stalls gives
  * no event until then). */
 #define KETEN_LINK_GIVEN_UP_MS 40000
-/* What CurveZMQ adds to a one-part message on the wire: the MESSAGE command
- * name (8), its nonce (8), the flags byte (1) and the MAC (16). */
-#define KETEN_LINK_CURVE_OVERHEAD 33
+/* What CurveZMQ adds to a one-part message on the wire (keten.h). */
+#define KETEN_LINK_CURVE_OVERHEAD KETEN_CURVE_OVERHEAD
 
 /* What keten_link_on_monitor() saw. */
 typedef enum keten_link_event {

@@ -45,8 +45,14 @@
 #define KETEN_MAX_ADMINS 32
 #define KETEN_CHECKPOINT_MAX (64u << 10) /* a signed note with its cosignatures */
 /* One serialized broker <-> node Frame (docs/wire.md): the largest body is a
- * DirectoryPush of one directory version. Both ends set ZMQ_MAXMSGSIZE to it. */
+ * DirectoryPush of one directory version. Both ends set ZMQ_MAXMSGSIZE to it
+ * plus KETEN_CURVE_OVERHEAD. */
 #define KETEN_FRAME_MAX (KETEN_DIRECTORY_MAX + (64u << 10))
+/* What CurveZMQ adds to a one-part message on the wire: the MESSAGE
+ * command name (8), its nonce (8), the flags byte (1) and the MAC (16).
+ * libzmq's ZMQ_MAXMSGSIZE counts the encrypted message, so a reader sets it
+ * to KETEN_FRAME_MAX + this for a frame of KETEN_FRAME_MAX bytes to pass. */
+#define KETEN_CURVE_OVERHEAD 33u
 
 /* Domain-separation labels (docs/protocol.md section 4). Sizes exclude the NUL. */
 #define KETEN_LABEL_DIRECTORY "keten/directory/v1"
