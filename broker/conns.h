@@ -25,10 +25,10 @@
  * Hello: a node's first frame on a connection names the tree size of the
  * checkpoint it holds. Until a Hello is accepted (`hello`), the connection
  * gets no checkpoint and no frame carrying a proof (acknowledgements,
- * deliveries, notices); its submits are refused (batch.h). A later Hello on the connection asks for its
- * deliveries in flight again (deliver_hello()). `cp_sent` is the tree size
- * of the last checkpoint the connection was sent (from Hello at first): the
- * next CheckpointFrame carries a consistency proof from it (checkpointer.h).
+ * deliveries, notices); its submits are refused (batch.h). A later Hello on the connection asks for
+ * its deliveries in flight again (deliver_hello()). `cp_sent` is the tree size of the last
+ * checkpoint the connection was sent (from Hello at first): the next CheckpointFrame carries a
+ * consistency proof from it (checkpointer.h).
  *
  * Per connection: the credit (deliveries the node can still take), the
  * delivery cursor (last queue entry handed out on this connection: on a new

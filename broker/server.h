@@ -7,8 +7,8 @@
  * every start and shown as keten_insecure_key 1); the store; the directory
  * (dirstate.h); the ZAP handler bound on inproc://zeromq.zap.01; only then
  * the ROUTER bound as a CURVE server with the identity's transport key,
- * ZMQ_MAXMSGSIZE = KETEN_FRAME_MAX + KETEN_CURVE_OVERHEAD, a bounded ZMQ_SNDHWM, ZMQ_ROUTER_MANDATORY
- * off, libzmq heartbeats (dead peers are closed) and a socket monitor.
+ * ZMQ_MAXMSGSIZE = KETEN_FRAME_MAX + KETEN_CURVE_OVERHEAD, a bounded ZMQ_SNDHWM,
+ * ZMQ_ROUTER_MANDATORY off, libzmq heartbeats (dead peers are closed) and a socket monitor.
  *
  * The loop wakes at least every 100 ms. The LMDB writer is its one thread;
  * the CPU-heavy, stateless work runs on a pool of verifier threads (pool.h,
