@@ -32,42 +32,8 @@
 setup_network || done_testing
 signal sig.json woonfraude "Melding aan een kwaadwillende broker"
 signal sig2.json woonfraude "Tweede melding aan een kwaadwillende broker"
-FAKE_EP="ipc://$T/fake.sock"
-
-# start_fake MODE [ARGS...]: the fake broker, its events in fake-MODE.out.
-start_fake() {
-    local mode=$1
-    shift
-    "$FAKEBROKER" --home broker --anchor admin/network.pub --directory directory.signed \
-        --listen "$FAKE_EP" --mode "$mode" "$@" >"$T/fake-$mode.out" 2>>"$T/fake.err" &
-    PID[fake]=$!
-    FAKE_OUT="$T/fake-$mode.out"
-    wait_until 10 grep -qx ready "$FAKE_OUT"
-}
-
-# start_on_fake ID [ARGS...]: node ID with a fresh store against the fake broker.
-start_on_fake() {
-    local id=$1
-    shift
-    rm -rf "n-$id/store"
-    "$NODE" run --home "n-$id" --anchor admin/network.pub \
-        --directory directory.signed --broker "$FAKE_EP" "$@" >>"$T/node-$id.log" 2>&1 &
-    PID[$id]=$!
-}
-
 start_victim() {
     start_on_fake gemeente-diemen "$@"
-}
-
-# shellcheck disable=SC2317 # called through wait_until
-alarmed() {
-    "$NODE" status --home "n-${1:-gemeente-diemen}" >/dev/null 2>&1
-    [ $? -eq 3 ]
-}
-
-# alarm_is ID KIND [TEXT]: the node holds an alarm of KIND (whose detail has TEXT).
-alarm_is() {
-    node_status_is "$1" "any(a['kind'] == '$2' and '${3:-}' in a['detail'] for a in d['alarms'])"
 }
 
 # msg_id_of: the msg_id printed by the last send.
