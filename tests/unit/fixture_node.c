@@ -532,6 +532,55 @@ void fnode_bed_receipt_notice(fnode_bed *self, uint64_t leaf, uint64_t size)
     flog_proof_free(&p);
 }
 
+uint64_t fnode_sent_expires_at(const fnode_sent *s)
+{
+    Keten__Envelope *env = NULL;
+    Keten__Header *h = NULL;
+    assert_int_equal(
+        KETEN_PB_UNPACK(keten__envelope, s->env, s->len, KETEN_ENVELOPE_MAX, "envelope", &env),
+        KETEN_OK);
+    assert_int_equal(KETEN_PB_UNPACK(keten__header, env->header.data, env->header.len,
+                         KETEN_ENVELOPE_MAX, "header", &h),
+        KETEN_OK);
+    uint64_t at = h->expires_at;
+    keten_pb_free((ProtobufCMessage **)(void *)&h);
+    keten_pb_free((ProtobufCMessage **)(void *)&env);
+    return at;
+}
+
+uint64_t fnode_bed_log_expired(
+    fnode_bed *self, const fnode_sent *s, const char *const *recipients, uint64_t at)
+{
+    size_t n = 0;
+    while (recipients[n] != NULL) {
+        n++;
+    }
+    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
+    rec.event = KETEN__EVENT__EVENT_EXPIRED;
+    rec.time = at;
+    rec.msg_id.data = (uint8_t *)s->id;
+    rec.msg_id.len = KETEN_MSG_ID_BYTES;
+    rec.sender = self->node->me->id;
+    rec.n_recipients = n;
+    rec.recipients = (char **)(uintptr_t)recipients;
+    rec.directory_version = 1;
+    return flog_append(self->log, &rec);
+}
+
+void fnode_bed_expiry_notice(fnode_bed *self, uint64_t leaf, uint64_t size)
+{
+    flog_proof *p = flog_proof_new(self->log, leaf, size);
+    Keten__ExpiredNotice n = KETEN__EXPIRED_NOTICE__INIT;
+    n.proof = &p->buf.msg;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.body_case = KETEN__FRAME__BODY_EXPIRED;
+    f.expired = &n;
+    fnode_frame(self->fn, &f);
+    keten_outbox_on_expired(self->node, &n);
+    fnode_frame(self->fn, NULL);
+    flog_proof_free(&p);
+}
+
 uint64_t fnode_bed_log_receipt(fnode_bed *self, const fnode_sent *s, const char *recipient,
     const char *signer, const Keten__NodeCert *cert, uint64_t stored_at, bool other_envelope)
 {

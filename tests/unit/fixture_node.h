@@ -184,6 +184,15 @@ void fnode_bed_receipt_notice(fnode_bed *self, uint64_t leaf, uint64_t size);
 uint64_t fnode_bed_log_receipt(fnode_bed *self, const fnode_sent *s, const char *recipient,
     const char *signer, const Keten__NodeCert *cert, uint64_t stored_at, bool other_envelope);
 
+/* The expires_at of s's header. */
+uint64_t fnode_sent_expires_at(const fnode_sent *s);
+/* The "expired" record of message s listing recipients (NULL-ended), dated
+ * at, appended to the broker's log. Returns its leaf. */
+uint64_t fnode_bed_log_expired(
+    fnode_bed *self, const fnode_sent *s, const char *const *recipients, uint64_t at);
+/* An ExpiredNotice of the record at leaf (keten_outbox_on_expired). */
+void fnode_bed_expiry_notice(fnode_bed *self, uint64_t leaf, uint64_t size);
+
 /* Publish the fixture's draft as the next version, valid for valid_ms, and
  * push it to the node as the broker would; the node installs it. */
 void fnode_push_next(fnode *self, uint64_t valid_ms);

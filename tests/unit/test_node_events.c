@@ -577,48 +577,6 @@ static uint64_t log_receipt(ctx *t, const fnode_sent *s, const char *recipient)
     return fnode_bed_log_receipt(t, s, recipient, recipient, cert, keten_now_ms(), false);
 }
 
-/* The "expired" record of s for recipient, dated at s's expires_at as the
- * broker dates it (it expires a message once that time has passed). */
-static uint64_t log_expired(ctx *t, const fnode_sent *s, const char *recipient)
-{
-    Keten__Envelope *env = NULL;
-    Keten__Header *h = NULL;
-    assert_int_equal(
-        KETEN_PB_UNPACK(keten__envelope, s->env, s->len, KETEN_ENVELOPE_MAX, "envelope", &env),
-        KETEN_OK);
-    assert_int_equal(KETEN_PB_UNPACK(keten__header, env->header.data, env->header.len,
-                         KETEN_ENVELOPE_MAX, "header", &h),
-        KETEN_OK);
-    uint64_t expires_at = h->expires_at;
-    keten_pb_free((ProtobufCMessage **)(void *)&h);
-    keten_pb_free((ProtobufCMessage **)(void *)&env);
-    char *rcpt[1] = { (char *)recipient };
-    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
-    rec.time = expires_at;
-    rec.event = KETEN__EVENT__EVENT_EXPIRED;
-    rec.msg_id.data = (uint8_t *)s->id;
-    rec.msg_id.len = KETEN_MSG_ID_BYTES;
-    rec.sender = t->node->me->id;
-    rec.n_recipients = 1;
-    rec.recipients = rcpt;
-    rec.directory_version = 1;
-    return flog_append(t->log, &rec);
-}
-
-static void expiry_notice(ctx *t, uint64_t leaf, uint64_t size)
-{
-    flog_proof *p = flog_proof_new(t->log, leaf, size);
-    Keten__ExpiredNotice n = KETEN__EXPIRED_NOTICE__INIT;
-    n.proof = &p->buf.msg;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_EXPIRED;
-    f.expired = &n;
-    fnode_frame(t->fn, &f);
-    keten_outbox_on_expired(t->node, &n);
-    fnode_frame(t->fn, NULL);
-    flog_proof_free(&p);
-}
-
 /* bravo's reply to query_id, sealed with bravo's keys, to alpha. */
 static uint8_t *seal_reply(ctx *t, const uint8_t *query_id, uint8_t *id, size_t *len)
 {
@@ -643,7 +601,10 @@ static void test_exchange(void **state)
     fnode_sent *q = fnode_bed_send(t, KETEN__KIND__KIND_QUERY, "bravo,charlie", SUMMARY_SIGNAL);
     assert_int_equal(newest(t), 0); /* pending: no event */
     uint64_t rcpt = log_receipt(t, q, "bravo");
-    uint64_t exp = log_expired(t, q, "charlie");
+    /* dated at its expires_at, as the broker dates it (it expires a message
+     * once that time has passed) */
+    static const char *const charlie[] = { "charlie", NULL };
+    uint64_t exp = fnode_bed_log_expired(t, q, charlie, fnode_sent_expires_at(q));
     uint64_t size = fnode_bed_checkpoint(t);
 
     /* Twin: an ack that proves another leaf is an alarm, not an event. */
@@ -658,8 +619,8 @@ static void test_exchange(void **state)
 
     fnode_bed_receipt_notice(t, rcpt, size);
     fnode_bed_receipt_notice(t, rcpt, size); /* sent again: recorded before, no event */
-    expiry_notice(t, exp, size);
-    expiry_notice(t, exp, size);
+    fnode_bed_expiry_notice(t, exp, size);
+    fnode_bed_expiry_notice(t, exp, size);
     assert_int_equal(newest(t), 3);
 
     uint8_t reply_id[KETEN_MSG_ID_BYTES];

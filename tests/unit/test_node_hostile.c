@@ -159,55 +159,6 @@ static Keten__RecipientState recipient_state(ctx *t, const uint8_t *id, size_t i
     return st;
 }
 
-static uint64_t expires_at_of(const fnode_sent *s)
-{
-    Keten__Envelope *env = NULL;
-    Keten__Header *h = NULL;
-    assert_int_equal(
-        KETEN_PB_UNPACK(keten__envelope, s->env, s->len, KETEN_ENVELOPE_MAX, "envelope", &env),
-        KETEN_OK);
-    assert_int_equal(KETEN_PB_UNPACK(keten__header, env->header.data, env->header.len,
-                         KETEN_ENVELOPE_MAX, "header", &h),
-        KETEN_OK);
-    uint64_t at = h->expires_at;
-    keten_pb_free((ProtobufCMessage **)(void *)&h);
-    keten_pb_free((ProtobufCMessage **)(void *)&env);
-    return at;
-}
-
-/* The "expired" record of s listing recipients (a NULL-ended list), dated at. */
-static uint64_t log_expired(ctx *t, const fnode_sent *s, const char *const *recipients, uint64_t at)
-{
-    size_t n = 0;
-    while (recipients[n] != NULL) {
-        n++;
-    }
-    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
-    rec.event = KETEN__EVENT__EVENT_EXPIRED;
-    rec.time = at;
-    rec.msg_id.data = (uint8_t *)s->id;
-    rec.msg_id.len = KETEN_MSG_ID_BYTES;
-    rec.sender = t->node->me->id;
-    rec.n_recipients = n;
-    rec.recipients = (char **)(uintptr_t)recipients;
-    rec.directory_version = 1;
-    return flog_append(t->log, &rec);
-}
-
-static void expiry_notice(ctx *t, uint64_t leaf, uint64_t size)
-{
-    flog_proof *p = flog_proof_new(t->log, leaf, size);
-    Keten__ExpiredNotice n = KETEN__EXPIRED_NOTICE__INIT;
-    n.proof = &p->buf.msg;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_EXPIRED;
-    f.expired = &n;
-    fnode_frame(t->fn, &f);
-    keten_outbox_on_expired(t->node, &n);
-    fnode_frame(t->fn, NULL);
-    flog_proof_free(&p);
-}
-
 /* The receipted record of s by recipient, signed by it now. */
 static uint64_t log_receipt(ctx *t, const fnode_sent *s, const char *recipient)
 {
@@ -363,15 +314,15 @@ static void test_expiry_dated_too_early(void **state)
     ctx *t = *state;
     fnode_sent *s = fnode_bed_send(t, KETEN__KIND__KIND_SIGNAL, "bravo", SIGNAL);
     const char *const rcpt[] = { "bravo", NULL };
-    uint64_t exp_at = expires_at_of(s);
-    uint64_t early = log_expired(t, s, rcpt, exp_at - 1);
-    uint64_t in_time = log_expired(t, s, rcpt, exp_at);
+    uint64_t exp_at = fnode_sent_expires_at(s);
+    uint64_t early = fnode_bed_log_expired(t, s, rcpt, exp_at - 1);
+    uint64_t in_time = fnode_bed_log_expired(t, s, rcpt, exp_at);
     uint64_t size = fnode_bed_checkpoint(t);
     fnode_bed_ack_leaf(t, s->rid, s->leaf, size);
     assert_int_equal(
         recipient_state(t, s->id, 0), KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
 
-    expiry_notice(t, early, size);
+    fnode_bed_expiry_notice(t, early, size);
     assert_int_equal(fnode_alarms(t->fn), 1);
     assert_int_equal(fnode_evidence(t->fn), 1);
     assert_int_equal(t->node->counters.proofs_failed, 1);
@@ -379,7 +330,7 @@ static void test_expiry_dated_too_early(void **state)
     assert_int_equal(
         recipient_state(t, s->id, 0), KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
 
-    expiry_notice(t, in_time, size);
+    fnode_bed_expiry_notice(t, in_time, size);
     assert_int_equal(fnode_alarms(t->fn), 1);
     assert_int_equal(t->node->n_notice_acks, 1);
     assert_int_equal(t->node->notice_acks[0], in_time);
@@ -395,12 +346,12 @@ static void test_expiry_after_receipt(void **state)
 {
     ctx *t = *state;
     fnode_sent *s = fnode_bed_send(t, KETEN__KIND__KIND_SIGNAL, "bravo,charlie", SIGNAL);
-    uint64_t exp_at = expires_at_of(s);
+    uint64_t exp_at = fnode_sent_expires_at(s);
     uint64_t rcpt_b = log_receipt(t, s, "bravo");
     const char *const both[] = { "bravo", "charlie", NULL };
     const char *const open[] = { "charlie", NULL };
-    uint64_t false_exp = log_expired(t, s, both, exp_at);
-    uint64_t true_exp = log_expired(t, s, open, exp_at);
+    uint64_t false_exp = fnode_bed_log_expired(t, s, both, exp_at);
+    uint64_t true_exp = fnode_bed_log_expired(t, s, open, exp_at);
     uint64_t size = fnode_bed_checkpoint(t);
     fnode_bed_ack_leaf(t, s->rid, s->leaf, size);
     fnode_bed_receipt_notice(t, rcpt_b, size);
@@ -408,7 +359,7 @@ static void test_expiry_after_receipt(void **state)
         recipient_state(t, s->id, 0), KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED);
     assert_int_equal(t->node->n_notice_acks, 1);
 
-    expiry_notice(t, false_exp, size);
+    fnode_bed_expiry_notice(t, false_exp, size);
     assert_int_equal(fnode_alarms(t->fn), 1);
     assert_int_equal(fnode_evidence(t->fn), 1);
     assert_int_equal(t->node->n_notice_acks, 1);
@@ -417,7 +368,7 @@ static void test_expiry_after_receipt(void **state)
     assert_int_equal(
         recipient_state(t, s->id, 1), KETEN__RECIPIENT_STATE__RECIPIENT_STATE_ACCEPTED);
 
-    expiry_notice(t, true_exp, size);
+    fnode_bed_expiry_notice(t, true_exp, size);
     assert_int_equal(fnode_alarms(t->fn), 1);
     assert_int_equal(t->node->n_notice_acks, 2);
     assert_int_equal(
@@ -434,7 +385,7 @@ static void test_expiry_after_receipt(void **state)
         recipient_state(t, s->id, 1), KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED);
     assert_int_equal(fnode_alarms(t->fn), 1);
     /* The expiry notice sent again after it changes nothing, no alarm. */
-    expiry_notice(t, true_exp, size);
+    fnode_bed_expiry_notice(t, true_exp, size);
     assert_int_equal(fnode_alarms(t->fn), 1);
     assert_int_equal(
         recipient_state(t, s->id, 1), KETEN__RECIPIENT_STATE__RECIPIENT_STATE_RECEIPTED);
