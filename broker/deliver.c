@@ -107,10 +107,9 @@ static void add_credit(conn *c, uint32_t credit)
 
 void deliver_hello(conn *c)
 {
-    /* Only what the node said it dropped (deliver.h): each rewind halves
-     * the byte budget and at most one comes every DELIVER_RESEND_MS, so
-     * Hellos cannot have the queue handed out again and again into a
-     * connection that does not read it. */
+    /* Each rewind halves the byte budget and at most one comes every
+     * DELIVER_RESEND_MS, so Hellos cannot have the queue handed out again
+     * and again into a connection that does not read it. */
     c->flight.rewind_due = c->has_cursor && c->flight.bytes > 0;
 }
 
@@ -238,19 +237,20 @@ static bool hello_rewind_now(const conn *c, uint64_t mono)
 /* Nothing receipted on c for its resend wait while deliveries are in
  * flight, and the node returned their credit (it read them and dropped
  * them); or a Hello asked for them and the last rewind is
- * DELIVER_RESEND_MS ago: start again at the oldest queue entry
- * (deliver.h). */
+ * DELIVER_RESEND_MS ago (or there was none): start again at the oldest
+ * queue entry (deliver.h). */
 static void rewind_if_stalled(broker *b, conn *c)
 {
-    if (!dropped_in_flight(c)) {
-        /* A Hello's wish waits for the credit of what is in flight. */
-        c->flight.rewind_due = c->flight.rewind_due && c->flight.bytes > 0;
-        return;
-    }
     uint64_t mono = keten_mono_ms();
     uint64_t wait = c->flight.resend_wait_ms != 0 ? c->flight.resend_wait_ms : DELIVER_RESEND_MS;
+    /* A Hello asks for what is in flight whether or not its credit came
+     * back (a node that held deliveries, its directory expired, need not
+     * return it); at most one such rewind every DELIVER_RESEND_MS, each
+     * halving the budget. */
+    c->flight.rewind_due
+        = c->flight.rewind_due && !c->revoked && c->hello && c->has_cursor && c->flight.bytes > 0;
     bool hello = c->flight.rewind_due && hello_rewind_now(c, mono);
-    if (!hello && mono - c->flight.progress_ms < wait) {
+    if (!hello && (!dropped_in_flight(c) || mono - c->flight.progress_ms < wait)) {
         return;
     }
     KETEN_LOG(KETEN_LOG_NOTICE,

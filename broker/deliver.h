@@ -39,9 +39,10 @@
  * one delivery at a time after DELIVER_RESEND_HALVINGS_MAX rewinds); a
  * receipt that matches a delivery sets both back (a leaf repeating an
  * answer given before does not: a node can repeat an old one at will). A
- * Hello on the connection (deliver_hello()) rewinds it without the wait,
- * once the node has returned the credit of what is in flight, and at most
- * once every DELIVER_RESEND_MS after the last rewind: it counts as one. So
+ * Hello on the connection (deliver_hello()) rewinds it without the wait and
+ * without the credit back (a node that held deliveries unopened need not
+ * return it), at most once every DELIVER_RESEND_MS after the last rewind:
+ * it counts as one. So
  * a node that returns credit for deliveries it never reads gets at most
  * twice the budget, and then one delivery a minute (every
  * DELIVER_RESEND_MS if it says Hello), queued for it in all; an honest
@@ -118,8 +119,8 @@ keten_err deliver_pump(broker *b, conn *c, size_t *budget) KETEN_MUST_CHECK;
 /* A Credit frame. */
 void deliver_credit(conn *c, uint32_t credit);
 /* A Hello on c: the deliveries in flight on it are sent again, as a rewind
- * (above), once the node has returned their credit and the last rewind on
- * c is DELIVER_RESEND_MS ago; until then they stay in flight. */
+ * (above), once the last rewind on c is DELIVER_RESEND_MS ago (at once if
+ * there was none); until then they stay in flight. */
 void deliver_hello(conn *c);
 
 /* What the pool found out about a receipt batch (no store access, no
