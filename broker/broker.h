@@ -39,7 +39,7 @@
 #define BROKER_CHECKPOINT_RECORDS_DEFAULT 1000
 #define BROKER_CHECKPOINT_MS_DEFAULT 1000
 #define BROKER_SNDHWM 1000 /* frames queued per peer before libzmq drops */
-#define BROKER_CREDIT_MAX 4096 /* deliveries in flight per node, at most */
+#define BROKER_CREDIT_MAX 4096 /* credit a connection holds (deliveries it may take), at most */
 /* Envelope bytes in flight per connection, at most (one delivery always
  * goes, however large); see deliver.h. */
 #define BROKER_INFLIGHT_BYTES_MAX (16u << 20)
