@@ -130,6 +130,25 @@ uint64_t conns_fd_session(const conns *self, int fd)
     return session_of(self, fd);
 }
 
+static bool auto_rid(const uint8_t *rid, size_t len, uint32_t *n)
+{
+    if (len != 5 || rid[0] != 0) {
+        return false;
+    }
+    *n = (uint32_t)rid[1] << 24 | (uint32_t)rid[2] << 16 | (uint32_t)rid[3] << 8 | rid[4];
+    return true;
+}
+
+int conns_rid_order(const conn *old, const uint8_t *rid, size_t len)
+{
+    uint32_t a, b;
+    if (!auto_rid(old->rid, old->rid_len, &a) || !auto_rid(rid, len, &b) || a == b) {
+        return 0;
+    }
+    /* modulo 2^32: libzmq starts the counter at a random value */
+    return (uint32_t)(b - a) < (1u << 31) ? 1 : -1;
+}
+
 bool conns_newer(const conn *old, uint64_t new_session, bool hello)
 {
     if (old->session == 0) {

@@ -16,8 +16,13 @@
  * (a broker paused past the heartbeat time-out) connects again while
  * frames it sent on the old one may still wait to be read, and the broker
  * then reads frames of both, interleaved. Only a frame of a newer
- * connection replaces the node's connection (conns_newer); a frame of the
- * older one is stale and dropped. Replacing on every frame instead made the
+ * connection replaces the node's connection: the ROUTER's routing ids say
+ * which is newer (conns_rid_order), else the sessions (conns_newer); a
+ * frame of the older one is stale and dropped. (The sessions alone were
+ * not enough: a frame still queued from a closed connection carries the
+ * descriptor number it came from, which a newer connection may have been
+ * given since, so the dead connection could take the live one's place and
+ * the live one's frames were dropped for good.) Replacing on every frame instead made the
  * two connections replace each other back and forth, and the last one made
  * was new, without the Hello its node had sent once: every later submit
  * was refused "send Hello first" while the node waited for acks.
@@ -178,6 +183,16 @@ uint64_t conns_fd_session(const conns *self, int fd);
  * a closed connection whose descriptor the newer one reuses: then the
  * frame's being a Hello (hello) decides, as a connection starts with one. */
 bool conns_newer(const conn *old, uint64_t new_session, bool hello);
+
+/* Which of two connections libzmq accepted later, by their routing ids:
+ * the ROUTER names a peer that sets none with 5 bytes, a zero and a 32-bit
+ * counter (big-endian) that grows with every connection it accepts, so the
+ * later one has the larger counter (compared modulo 2^32). 1: rid is of a
+ * later connection than old's; -1: of an earlier one; 0: not both such
+ * routing ids (then conns_newer() decides). This does not depend on when
+ * the monitor's events are read, nor on ZMQ_SRCFD, which for a frame still
+ * queued from a closed connection can name a descriptor reused since. */
+int conns_rid_order(const conn *old, const uint8_t *rid, size_t len);
 
 /* Whether an answer of `bytes` may go to node now (monotonic ms now): if
  * so (*ok) it is taken from the node's budget; if not, nothing is taken

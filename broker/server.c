@@ -377,8 +377,8 @@ static bool frame_is_hello(zmq_msg_t *data)
 {
     Keten__Frame *f = NULL;
     bool hello = !zmq_msg_more(data)
-        && KETEN_PB_UNPACK(keten__frame, zmq_msg_data(data), zmq_msg_size(data), KETEN_FRAME_MAX,
-               "frame", &f)
+        && KETEN_PB_UNPACK(
+               keten__frame, zmq_msg_data(data), zmq_msg_size(data), KETEN_FRAME_MAX, "frame", &f)
             == KETEN_OK
         && f->body_case == KETEN__FRAME__BODY_HELLO;
     keten_pb_free((ProtobufCMessage **)(void *)&f);
@@ -405,13 +405,18 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
         }
         conn *old = conns_find_node(b->conns, node);
         if (old != NULL) {
-            uint64_t session = conns_fd_session(b->conns, zmq_msg_get(data, ZMQ_SRCFD));
-            bool hello = session == old->session && session != 0 && frame_is_hello(data);
-            if (!conns_newer(old, session, hello)) {
+            int order = conns_rid_order(old, r, rlen);
+            bool newer = order > 0;
+            if (order == 0) {
+                uint64_t session = conns_fd_session(b->conns, zmq_msg_get(data, ZMQ_SRCFD));
+                bool hello = session == old->session && session != 0 && frame_is_hello(data);
+                newer = conns_newer(old, session, hello);
+            }
+            if (!newer) {
                 /* Sent on a connection this one replaced (conns.h). */
                 if (old->stale_frames++ == 0) {
-                    KETEN_LOG(KETEN_LOG_INFO, "frames of a replaced connection dropped",
-                        "node=%s", node);
+                    KETEN_LOG(
+                        KETEN_LOG_INFO, "frames of a replaced connection dropped", "node=%s", node);
                 }
                 return NULL;
             }

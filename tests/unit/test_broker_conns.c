@@ -129,6 +129,36 @@ static void test_sessions(void **state)
  * Twins: the later session replaces; a connection of unknown session is
  * replaced by any; the same session under another routing id is decided by
  * a Hello. */
+/* Routing ids the ROUTER made (a zero and a 32-bit counter) order two
+ * connections whatever the descriptors say; the counter wraps. */
+static void test_rid_order(void **state)
+{
+    (void)state;
+    conns *t = conns_new();
+    conn *c = NULL;
+    static const uint8_t old_rid[5] = { 0, 0x12, 0x34, 0x56, 0x78 };
+    static const uint8_t next[5] = { 0, 0x12, 0x34, 0x56, 0x79 };
+    static const uint8_t before[5] = { 0, 0x12, 0x34, 0x56, 0x77 };
+    static const uint8_t peer_set[5] = { 'n', 'o', 'd', 'e', '1' };
+    assert_int_equal(
+        conns_add(t, old_rid, 5, "alpha", (const uint8_t[32]) { 1 }, 7, 0, &c), KETEN_OK);
+    assert_int_equal(conns_rid_order(c, next, 5), 1); /* accepted later */
+    assert_int_equal(conns_rid_order(c, before, 5), -1); /* accepted earlier: stale */
+    assert_int_equal(conns_rid_order(c, old_rid, 5), 0); /* the same */
+    assert_int_equal(conns_rid_order(c, peer_set, 5), 0); /* not the ROUTER's: sessions decide */
+    assert_int_equal(conns_rid_order(c, next, 4), 0);
+    conns_remove(t, c);
+    static const uint8_t last[5] = { 0, 0xff, 0xff, 0xff, 0xff };
+    static const uint8_t wrapped[5] = { 0, 0, 0, 0, 1 };
+    assert_int_equal(conns_add(t, last, 5, "alpha", (const uint8_t[32]) { 1 }, 7, 0, &c), KETEN_OK);
+    assert_int_equal(conns_rid_order(c, wrapped, 5), 1); /* the counter wrapped */
+    conns_remove(t, c);
+    assert_int_equal(
+        conns_add(t, wrapped, 5, "alpha", (const uint8_t[32]) { 1 }, 7, 0, &c), KETEN_OK);
+    assert_int_equal(conns_rid_order(c, last, 5), -1);
+    conns_destroy(&t);
+}
+
 static void test_newer(void **state)
 {
     (void)state;
@@ -246,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_newer),
+        cmocka_unit_test(test_rid_order),
         cmocka_unit_test(test_same_peer),
         cmocka_unit_test(test_answer_budget),
     };
