@@ -16,7 +16,13 @@
  *      "witnessed" is count >= quorum;
  *   4. a note that parses takes a new cosignature line of a partner that had
  *      none: the line then verifies, the partner is counted once more, and
- *      whether the broker's signature opens is unchanged.
+ *      whether the broker's signature opens is unchanged;
+ *   5. a note the broker's key opens, trimmed (keten_checkpoint_note_trim,
+ *      as the node stores what the broker sent), opens too with the same
+ *      checkpoint, keten_checkpoint_witnesses gives the same count and
+ *      verdict, a partner's cosignature that verified verifies in it
+ *      (one that did not may: a bad line after the first is dropped), and
+ *      trimming it again gives the same bytes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +141,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         free(with);
         free(line);
+    }
+    /* 5 */
+    if (eo == KETEN_OK) {
+        char *trimmed = NULL;
+        FUZZ_MUST(keten_checkpoint_note_trim(text, size, net->d2, &trimmed));
+        size_t tl = strlen(trimmed);
+        FUZZ_CHECK(tl <= size);
+        keten_checkpoint t;
+        FUZZ_MUST(keten_checkpoint_open(trimmed, tl, FUZZ_BROKER, log_pk, &t));
+        FUZZ_CHECK(strcmp(t.origin, opened.origin) == 0 && t.size == opened.size
+            && memcmp(t.root, opened.root, KETEN_HASH_BYTES) == 0
+            && t.dir_version == opened.dir_version
+            && memcmp(t.dir_hash, opened.dir_hash, KETEN_HASH_BYTES) == 0);
+        witness_view tw;
+        witnesses(trimmed, tl, &tw);
+        FUZZ_CHECK(tw.e == before.e);
+        if (before.e == KETEN_OK) {
+            FUZZ_CHECK(tw.count == before.count && tw.witnessed == before.witnessed);
+        }
+        for (size_t i = 0; i < FUZZ_N_NODES; i++) {
+            FUZZ_CHECK(before.cosig[i] != KETEN_OK || tw.cosig[i] == KETEN_OK);
+        }
+        char *twice = NULL;
+        FUZZ_MUST(keten_checkpoint_note_trim(trimmed, tl, net->d2, &twice));
+        FUZZ_CHECK(strcmp(twice, trimmed) == 0);
+        free(twice);
+        free(trimmed);
     }
     keten_err_clear();
     return 0;

@@ -15,7 +15,11 @@
  *      9162), with the result's event; the first is the submitted record;
  *   4. cosignatures: at most one per partner (4), and "witnessed" exactly
  *      when they reach the quorum;
- *   5. the same bytes are accepted again with the same result (no state).
+ *   5. the same bytes are accepted again with the same result (no state);
+ *   6. strict: the bundle written again by jansson is accepted with the same
+ *      result, and with one field more (one a v2 bundle does not have) in
+ *      the bundle, in its log_key or in any one record it is refused as
+ *      malformed.
  */
 #include <jansson.h>
 #include <sodium.h>
@@ -127,6 +131,51 @@ static void check_accepted(const uint8_t *data, size_t size, const proof_result 
     json_decref(o);
 }
 
+/* proof_check of o written out again (compact). */
+static keten_err check_json(const json_t *o, proof_result *res)
+{
+    char *text = json_dumps(o, JSON_COMPACT);
+    FUZZ_CHECK(text != NULL);
+    keten_err e = proof_check((const uint8_t *)text, strlen(text), fuzz_net()->anchor, res);
+    free(text);
+    return e;
+}
+
+/* o with "unknown_field": 0 added to what pick chooses: 0 the bundle,
+ * 1 its log_key, 2 + i its record i; refused. */
+static void check_extra(const json_t *o, size_t pick)
+{
+    json_t *copy = json_deep_copy(o);
+    FUZZ_CHECK(copy != NULL);
+    json_t *target = pick == 0 ? copy
+        : pick == 1            ? json_object_get(copy, "log_key")
+                               : json_array_get(json_object_get(copy, "records"), pick - 2);
+    FUZZ_CHECK(json_is_object(target));
+    FUZZ_CHECK(json_object_get(target, "unknown_field") == NULL);
+    FUZZ_CHECK(json_object_set_new(target, "unknown_field", json_integer(0)) == 0);
+    proof_result *r = calloc(1, sizeof *r);
+    FUZZ_CHECK(r != NULL);
+    FUZZ_CHECK(check_json(copy, r) == KETEN_ERR_MALFORMED);
+    free(r);
+    json_decref(copy);
+}
+
+static void check_strict(const uint8_t *data, size_t size, const proof_result *res)
+{
+    json_t *o = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+    FUZZ_CHECK(json_is_object(o));
+    proof_result *again = calloc(1, sizeof *again);
+    FUZZ_CHECK(again != NULL);
+    FUZZ_CHECK(check_json(o, again) == KETEN_OK);
+    FUZZ_CHECK(memcmp(again, res, sizeof *res) == 0);
+    free(again);
+    size_t n = 2 + json_array_size(json_object_get(o, "records"));
+    for (size_t pick = 0; pick < n; pick++) {
+        check_extra(o, pick);
+    }
+    json_decref(o);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const fuzz_network *net = fuzz_net();
@@ -141,6 +190,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(proof_check(data, size, net->anchor, res2) == KETEN_OK);
         FUZZ_CHECK(memcmp(res, res2, sizeof *res) == 0);
         free(res2);
+        /* 6 */
+        check_strict(data, size, res);
     } else {
         FUZZ_CHECK(e != KETEN_ERR_NOMEM || size > PROOF_MAX);
     }

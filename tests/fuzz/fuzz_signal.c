@@ -11,8 +11,17 @@
  *      packed bytes unpack (canonically) to a signal that packs the same;
  *   2. protobuf bytes accepted by keten_signal_json_unpack are canonical (pack
  *      back to the input), can be written as JSON, and that JSON reads back
- *      to a signal that packs to the input bytes.
+ *      to a signal that packs to the input bytes;
+ *   3. keten_signal_json_validate (every problem at once, what the node's
+ *      API answers a validate with) agrees with keten_signal_json_parse:
+ *      the same error and the same detail, no problem listed exactly when
+ *      accepted, the first problem's error is that error, at most
+ *      KETEN_SIGNAL_PROBLEMS_MAX listed, each with the code its error
+ *      stands for or "missing"; against the test network's directory it
+ *      accepts exactly what parses and passes keten_signal_json_check with
+ *      that directory, with the same error.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,8 +93,48 @@ static void from_protobuf(const uint8_t *data, size_t size)
     keten_signal_json_free(&s);
 }
 
+static void validate(const uint8_t *data, size_t size)
+{
+    const char *json = (const char *)data;
+    keten_err_clear();
+    Keten__Signal *s = NULL;
+    keten_err e1 = keten_signal_json_parse(json, size, &s);
+    char detail1[1024];
+    snprintf(detail1, sizeof detail1, "%s", keten_err_detail());
+
+    keten_signal_json_problems pr = { 0 };
+    keten_err_clear();
+    keten_err e2 = keten_signal_json_validate(json, size, NULL, &pr);
+    FUZZ_CHECK(e2 == e1);
+    FUZZ_CHECK(e1 == KETEN_OK || strcmp(detail1, keten_err_detail()) == 0);
+    FUZZ_CHECK((e1 == KETEN_OK) == (pr.n == 0 && pr.more == 0));
+    FUZZ_CHECK(pr.n <= KETEN_SIGNAL_PROBLEMS_MAX);
+    FUZZ_CHECK(pr.more == 0 || pr.n == KETEN_SIGNAL_PROBLEMS_MAX);
+    FUZZ_CHECK(pr.n == 0 || pr.items[0].err == e1);
+    for (size_t i = 0; i < pr.n; i++) {
+        const keten_signal_json_problem *p = &pr.items[i];
+        FUZZ_CHECK(p->code != NULL && p->err != KETEN_OK);
+        FUZZ_CHECK(strcmp(p->code, KETEN_PROBLEM_MISSING) == 0
+            || strcmp(p->code, keten_signal_json_code(p->err)) == 0);
+        FUZZ_CHECK(strcmp(p->code, KETEN_PROBLEM_ERROR) != 0 || p->err == KETEN_ERR_NOMEM);
+    }
+    keten_signal_json_problems_clear(&pr);
+
+    if (e1 == KETEN_OK) {
+        const keten_directory *dir = fuzz_net()->d2;
+        keten_err ec = keten_signal_json_check(s, dir);
+        keten_signal_json_problems pd = { 0 };
+        keten_err ed = keten_signal_json_validate(json, size, dir, &pd);
+        FUZZ_CHECK(ed == ec);
+        FUZZ_CHECK((ed == KETEN_OK) == (pd.n == 0 && pd.more == 0));
+        keten_signal_json_problems_clear(&pd);
+    }
+    keten_signal_json_free(&s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    validate(data, size);
     from_json(data, size);
     from_protobuf(data, size);
     keten_err_clear();
