@@ -407,13 +407,18 @@ void fnode_checkpoint(fnode *self, flog *log, uint64_t old_size, uint64_t size, 
     cf.n_consistency = n;
     cf.consistency = bins;
     cf.witness = witness;
+    fnode_take_checkpoint(self, &cf);
+    free(note);
+}
+
+void fnode_take_checkpoint(fnode *self, const Keten__CheckpointFrame *cf)
+{
     Keten__Frame f = KETEN__FRAME__INIT;
     f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
-    f.checkpoint = &cf;
+    f.checkpoint = (Keten__CheckpointFrame *)(uintptr_t)cf;
     fnode_frame(self, &f);
-    keten_witness_on_checkpoint(&self->node, &cf);
+    keten_witness_on_checkpoint(&self->node, cf);
     fnode_frame(self, NULL);
-    free(note);
 }
 
 /* ---- the usual bed of a node's test ------------------------------------------ */

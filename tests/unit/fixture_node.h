@@ -123,6 +123,9 @@ void flog_proof_free(flog_proof **p);
 /* A CheckpointFrame from old_size to size (consistency proof when
  * 0 < old_size < size), handed to the node's witness. */
 void fnode_checkpoint(fnode *self, flog *log, uint64_t old_size, uint64_t size, bool witness);
+/* Hand cf to the node as the broker's frame (keten_witness_on_checkpoint
+ * with node->frame set, as the daemon does). */
+void fnode_take_checkpoint(fnode *self, const Keten__CheckpointFrame *cf);
 
 /* ---- the usual bed of a node's test ------------------------------------------ */
 

@@ -469,13 +469,8 @@ static void test_proof_edges(void **state)
     cf.note = note;
     cf.old_size = size;
     cf.witness = true;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
-    f.checkpoint = &cf;
     uint64_t refused = t->node->counters.checkpoints_refused;
-    fnode_frame(t->fn, &f);
-    keten_witness_on_checkpoint(t->node, &cf);
-    fnode_frame(t->fn, NULL);
+    fnode_take_checkpoint(t->fn, &cf);
     free(note);
     assert_int_equal(t->node->counters.checkpoints_refused, refused + 1);
     assert_int_equal(keten_witness_reference_size(t->node), size);
@@ -505,6 +500,50 @@ static char *note_cat(const char *note, const char *lines)
     return out;
 }
 
+/* The reference checkpoint's note, and bravo's valid cosignature line on
+ * it (*valid); both malloc()ed. */
+static char *note_with_bravo(ctx *t, uint64_t size, char **valid)
+{
+    char *note = flog_note(t->log, t->fn->broker, t->node->dir, size);
+    *valid = NULL;
+    assert_int_equal(keten_checkpoint_cosignature_sign(note, strlen(note), "bravo",
+                         fixture_node(t->fx, "bravo")->sign_sk, keten_now_ms() / 1000, valid),
+        KETEN_OK);
+    return note;
+}
+
+/* n cosignature lines made from bravo's valid line, none of which
+ * verifies (each with another signature): the first `strangers` under names
+ * no directory lists ("x0", ...), the others under bravo's name and
+ * cosignature key id. malloc()ed. */
+static char *junk_lines(const char *valid, size_t strangers, size_t n)
+{
+    const char *b64 = strrchr(valid, ' ') + 1;
+    uint8_t payload[4 + 8 + 64];
+    size_t plen = 0;
+    assert_int_equal(sodium_base642bin(payload, sizeof payload, b64, strlen(b64) - 1, NULL, &plen,
+                         NULL, sodium_base64_VARIANT_ORIGINAL),
+        0);
+    assert_int_equal(plen, sizeof payload);
+    size_t line_max
+        = 32 + sodium_base64_ENCODED_LEN(sizeof payload, sodium_base64_VARIANT_ORIGINAL);
+    char *out = calloc(n + 1, line_max);
+    assert_non_null(out);
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t p[sizeof payload];
+        memcpy(p, payload, sizeof p);
+        p[12 + i % 64] ^= (uint8_t)(1 + i / 64);
+        char enc[sodium_base64_ENCODED_LEN(sizeof payload, sodium_base64_VARIANT_ORIGINAL)];
+        sodium_bin2base64(enc, sizeof enc, p, sizeof p, sodium_base64_VARIANT_ORIGINAL);
+        char name[24];
+        snprintf(name, sizeof name, i < strangers ? "x%zu" : "bravo", i);
+        used += (size_t)snprintf(
+            out + used, (n + 1) * line_max - used, "\xe2\x80\x94 %s %s\n", name, enc);
+    }
+    return out;
+}
+
 /* The reference checkpoint's note again, with BAD_LINES cosignature lines
  * under bravo's name and cosignature key id that do not verify (each with
  * another signature), before or after bravo's valid line. */
@@ -515,33 +554,9 @@ static void test_note_many_cosignatures(void **state)
     assert_true(e == KETEN_OK || e == KETEN_ERR_EXISTS);
     keten_err_clear();
     uint64_t size = fnode_bed_checkpoint(t);
-    char *note = flog_note(t->log, t->fn->broker, t->node->dir, size);
     char *valid = NULL;
-    assert_int_equal(keten_checkpoint_cosignature_sign(note, strlen(note), "bravo",
-                         fixture_node(t->fx, "bravo")->sign_sk, keten_now_ms() / 1000, &valid),
-        KETEN_OK);
-    /* Its payload, to make lines of the same key id with other signatures. */
-    const char *b64 = strrchr(valid, ' ') + 1;
-    uint8_t payload[4 + 8 + 64];
-    size_t plen = 0;
-    assert_int_equal(sodium_base642bin(payload, sizeof payload, b64, strlen(b64) - 1, NULL, &plen,
-                         NULL, sodium_base64_VARIANT_ORIGINAL),
-        0);
-    assert_int_equal(plen, sizeof payload);
-    size_t line_max
-        = 16 + sodium_base64_ENCODED_LEN(sizeof payload, sodium_base64_VARIANT_ORIGINAL);
-    char *bad = calloc(BAD_LINES, line_max);
-    assert_non_null(bad);
-    size_t used = 0;
-    for (size_t i = 0; i < BAD_LINES; i++) {
-        uint8_t p[sizeof payload];
-        memcpy(p, payload, sizeof p);
-        p[12 + i % 64] ^= (uint8_t)(1 + i / 64);
-        char enc[sodium_base64_ENCODED_LEN(sizeof payload, sodium_base64_VARIANT_ORIGINAL)];
-        sodium_bin2base64(enc, sizeof enc, p, sizeof p, sodium_base64_VARIANT_ORIGINAL);
-        used += (size_t)snprintf(
-            bad + used, BAD_LINES * line_max - used, "\xe2\x80\x94 bravo %s\n", enc);
-    }
+    char *note = note_with_bravo(t, size, &valid);
+    char *bad = junk_lines(valid, 0, BAD_LINES);
     char *n1 = note_cat(note, valid);
     char *good_first = note_cat(n1, bad);
     char *n2 = note_cat(note, bad);
@@ -571,12 +586,7 @@ static void test_note_many_cosignatures(void **state)
         cf.note = bad_first;
         cf.old_size = size;
         cf.witness = true;
-        Keten__Frame f = KETEN__FRAME__INIT;
-        f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
-        f.checkpoint = &cf;
-        fnode_frame(t->fn, &f);
-        keten_witness_on_checkpoint(t->node, &cf);
-        fnode_frame(t->fn, NULL);
+        fnode_take_checkpoint(t->fn, &cf);
     }
     keten_sigcache_counts(&hits0, &misses0);
     assert_true(misses0 - misses1 <= 3 * 3);
@@ -599,34 +609,10 @@ static void test_note_kept_trimmed(void **state)
 {
     ctx *t = *state;
     uint64_t size = fnode_bed_checkpoint(t);
-    char *note = flog_note(t->log, t->fn->broker, t->node->dir, size);
     char *valid = NULL;
-    assert_int_equal(keten_checkpoint_cosignature_sign(note, strlen(note), "bravo",
-                         fixture_node(t->fx, "bravo")->sign_sk, keten_now_ms() / 1000, &valid),
-        KETEN_OK);
-    const char *b64 = strrchr(valid, ' ') + 1;
-    uint8_t payload[4 + 8 + 64];
-    size_t plen = 0;
-    assert_int_equal(sodium_base642bin(payload, sizeof payload, b64, strlen(b64) - 1, NULL, &plen,
-                         NULL, sodium_base64_VARIANT_ORIGINAL),
-        0);
+    char *note = note_with_bravo(t, size, &valid);
     enum { STRANGERS = 300, BRAVOS = 100 };
-    size_t line_max
-        = 32 + sodium_base64_ENCODED_LEN(sizeof payload, sodium_base64_VARIANT_ORIGINAL);
-    char *pad = calloc(STRANGERS + BRAVOS, line_max);
-    assert_non_null(pad);
-    size_t used = 0;
-    for (size_t i = 0; i < STRANGERS + BRAVOS; i++) {
-        uint8_t p[sizeof payload];
-        memcpy(p, payload, sizeof p);
-        p[12 + i % 64] ^= (uint8_t)(1 + i / 64);
-        char enc[sodium_base64_ENCODED_LEN(sizeof payload, sodium_base64_VARIANT_ORIGINAL)];
-        sodium_bin2base64(enc, sizeof enc, p, sizeof p, sodium_base64_VARIANT_ORIGINAL);
-        char name[16];
-        snprintf(name, sizeof name, i < STRANGERS ? "x%zu" : "bravo", i);
-        used += (size_t)snprintf(
-            pad + used, (STRANGERS + BRAVOS) * line_max - used, "\xe2\x80\x94 %s %s\n", name, enc);
-    }
+    char *pad = junk_lines(valid, STRANGERS, STRANGERS + BRAVOS);
     char *n1 = note_cat(note, valid);
     char *big = note_cat(n1, pad);
     assert_true(strlen(big) > 40000 && strlen(big) <= KETEN_CHECKPOINT_MAX);
@@ -634,12 +620,7 @@ static void test_note_kept_trimmed(void **state)
     cf.note = big;
     cf.old_size = size;
     cf.witness = true;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
-    f.checkpoint = &cf;
-    fnode_frame(t->fn, &f);
-    keten_witness_on_checkpoint(t->node, &cf);
-    fnode_frame(t->fn, NULL);
+    fnode_take_checkpoint(t->fn, &cf);
     assert_int_equal(fnode_alarms(t->fn), 0);
 
     MDB_txn *txn = NULL;

@@ -210,12 +210,7 @@ static void test_not_the_brokers_key(void **state)
         keten_checkpoint_sign(&ck, "hub", fixture_node(t->fx, "bravo")->sign_sk, &note), KETEN_OK);
     Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
     cf.note = note;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
-    f.checkpoint = &cf;
-    fnode_frame(t->fn, &f);
-    keten_witness_on_checkpoint(t->node, &cf);
-    fnode_frame(t->fn, NULL);
+    fnode_take_checkpoint(t->fn, &cf);
     expect_alarm(t, 0, 0);
     free(note);
 
@@ -309,12 +304,7 @@ static void news(ctx *t, char *note, uint64_t size)
     Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
     cf.note = note;
     cf.old_size = size;
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.body_case = KETEN__FRAME__BODY_CHECKPOINT;
-    f.checkpoint = &cf;
-    fnode_frame(t->fn, &f);
-    keten_witness_on_checkpoint(t->node, &cf);
-    fnode_frame(t->fn, NULL);
+    fnode_take_checkpoint(t->fn, &cf);
     free(note);
 }
 
