@@ -773,6 +773,24 @@ static size_t stage_notices(ctx *t, conn *c, uint64_t *leaves, size_t max)
     return n;
 }
 
+/* Two messages from alpha delivered to bravo and receipted (stored) by it;
+ * returns the leaf of the first receipt record (the second follows it). */
+static uint64_t two_receipted(ctx *t, conn *alpha, conn *bravo)
+{
+    msg *m1 = send_msg(t, alpha, "bravo");
+    msg *m2 = send_msg(t, alpha, "bravo");
+    deliver_credit(bravo, 2);
+    uint64_t leaves[8];
+    assert_int_equal(pump(t, bravo, leaves, 8), 2);
+    keten_receipt_item items[] = {
+        item(m1->id, m1->hash, KETEN__OUTCOME__OUTCOME_STORED, 0),
+        item(m2->id, m2->hash, KETEN__OUTCOME__OUTCOME_STORED, 0),
+    };
+    uint64_t first = fbroker_log_size(t->fb);
+    receipts(t, bravo, "bravo", items, 2);
+    return first;
+}
+
 static void notice_ack(ctx *t, conn *c, uint64_t *leaves, size_t n)
 {
     Keten__NoticeAck na = KETEN__NOTICE_ACK__INIT;
@@ -792,17 +810,8 @@ static void test_notice_ack_limit(void **state)
     broker *b = &t->fb->b;
     conn *alpha = fbroker_conn_hello(t->fb, "alpha");
     conn *bravo = fbroker_conn_hello(t->fb, "bravo");
-    msg *m1 = send_msg(t, alpha, "bravo");
-    msg *m2 = send_msg(t, alpha, "bravo");
-    deliver_credit(bravo, 2);
     uint64_t leaves[8];
-    assert_int_equal(pump(t, bravo, leaves, 8), 2);
-    keten_receipt_item items[] = {
-        item(m1->id, m1->hash, KETEN__OUTCOME__OUTCOME_STORED, 0),
-        item(m2->id, m2->hash, KETEN__OUTCOME__OUTCOME_STORED, 0),
-    };
-    uint64_t first = fbroker_log_size(t->fb);
-    receipts(t, bravo, "bravo", items, 2);
+    uint64_t first = two_receipted(t, alpha, bravo);
     assert_int_equal(stage_notices(t, alpha, leaves, 8), 2);
 
     /* The second notice last of DELIVER_NOTICE_ACK_MAX + 1 indexes: not
@@ -840,17 +849,8 @@ static void test_notices_until_confirmed(void **state)
     broker *b = &t->fb->b;
     conn *alpha = fbroker_conn_hello(t->fb, "alpha");
     conn *bravo = fbroker_conn_hello(t->fb, "bravo");
-    msg *m1 = send_msg(t, alpha, "bravo");
-    msg *m2 = send_msg(t, alpha, "bravo");
-    deliver_credit(bravo, 2);
     uint64_t leaves[8];
-    assert_int_equal(pump(t, bravo, leaves, 8), 2);
-    keten_receipt_item items[] = {
-        item(m1->id, m1->hash, KETEN__OUTCOME__OUTCOME_STORED, 0),
-        item(m2->id, m2->hash, KETEN__OUTCOME__OUTCOME_STORED, 0),
-    };
-    uint64_t first = fbroker_log_size(t->fb);
-    receipts(t, bravo, "bravo", items, 2);
+    uint64_t first = two_receipted(t, alpha, bravo);
 
     /* Nothing for a connection without a Hello, nor for bravo (it has none). */
     assert_int_equal(stage_notices(t, bravo, leaves, 8), 0);
