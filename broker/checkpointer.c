@@ -563,6 +563,9 @@ keten_err checkpointer_proof(
     f.proof_response = &resp;
     bool sent = false;
     e = outq_answer(b->out, b->conns, c, request_id, &f, keten_mono_ms(), &sent);
+    if (e == KETEN_OK && !sent) {
+        metrics_answer_refused(b->m);
+    }
 out:
     free(inclp);
     free(incl);

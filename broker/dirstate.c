@@ -431,6 +431,9 @@ keten_err dirstate_serve(broker *b, const conn *c, uint64_t request_id, uint64_t
     f.directory_push = &push;
     bool sent = false;
     e = outq_answer(b->out, b->conns, c, request_id, &f, keten_mono_ms(), &sent);
+    if (e == KETEN_OK && !sent) {
+        metrics_answer_refused(b->m);
+    }
 out:
     free(chain);
     mdb_cursor_close(cur);

@@ -80,6 +80,11 @@ void metrics_leaf_unmatched(metrics *m)
     atomic_fetch_add(&m->leaves_unmatched, 1);
 }
 
+void metrics_answer_refused(metrics *m)
+{
+    atomic_fetch_add(&m->answers_refused, 1);
+}
+
 void metrics_leaf_repeated(metrics *m)
 {
     atomic_fetch_add(&m->leaves_repeated, 1);
@@ -288,6 +293,9 @@ static char *render(void *ctx, size_t *len)
     keten_promhttp_counter(&p, "keten_receipt_leaves_unmatched_total",
         "Receipt leaves naming no message pending for the receipting node (skipped).",
         atomic_load(&m->leaves_unmatched));
+    keten_promhttp_counter(&p, "keten_answers_refused_total",
+        "Answers to proof and directory requests refused over the node's answer budget.",
+        atomic_load(&m->answers_refused));
     keten_promhttp_counter(&p, "keten_receipt_leaves_repeated_total",
         "Receipt leaves for a message the node had answered before (ignored).",
         atomic_load(&m->leaves_repeated));

@@ -18,6 +18,8 @@
  *   keten_receipt_leaves_repeated_total     leaves for a message the node had
  *                                           answered before (ignored)
  *   keten_expired_total                     messages expired undelivered
+ *   keten_answers_refused_total             answers to proof and directory requests
+ *                                           refused over the node's answer budget
  *   keten_auth_failed_total                 refused keys, connections cut off (no longer
  *                                           current), frames of another peer than their
  *                                           connection's
@@ -72,7 +74,7 @@ typedef struct store store;
 typedef struct metrics {
     atomic_uint_fast64_t submits, deliveries, receipts, expired, auth_failed;
     atomic_uint_fast64_t notices_sent, notices_resent, notices_confirmed, notice_acks_unknown;
-    atomic_uint_fast64_t deliveries_resent;
+    atomic_uint_fast64_t deliveries_resent, answers_refused;
     atomic_uint_fast64_t refused_by_recipient, receipt_batches, leaves_unmatched, leaves_repeated;
     atomic_uint_fast64_t commit_checkpoints, witness_checkpoints, checkpoint_frames;
     atomic_uint_fast64_t rejects[METRICS_REASONS];
@@ -103,6 +105,7 @@ void metrics_commit_checkpoint(metrics *m);
 void metrics_witness_checkpoint(metrics *m);
 void metrics_checkpoint_sent(metrics *m);
 void metrics_expired(metrics *m);
+void metrics_answer_refused(metrics *m);
 void metrics_notice_sent(metrics *m);
 void metrics_notice_resent(metrics *m);
 void metrics_notice_confirmed(metrics *m);

@@ -608,6 +608,7 @@ static void test_answer_budget(void **state)
     Keten__Frame *f = ask(t, 3, 8, want, 3);
     assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
     free_frame(&f);
+    assert_int_equal(atomic_load(&b->m->answers_refused), 0);
     bool ok = false;
     uint64_t wait = 0;
     /* Spend all of bravo's budget as of 60 s from now: nothing comes back
@@ -622,6 +623,7 @@ static void test_answer_budget(void **state)
     assert_non_null(strstr(f->error->detail, "ask again"));
     assert_int_equal(f->request_id, 9);
     free_frame(&f);
+    assert_int_equal(atomic_load(&b->m->answers_refused), 1); /* counted for the operator */
     /* A new connection of bravo does not start afresh, and a directory
      * request is an answer of the same budget. */
     conns_remove(b->conns, conns_find_node(b->conns, "bravo"));
@@ -638,6 +640,7 @@ static void test_answer_budget(void **state)
     assert_int_equal(f->body_case, KETEN__FRAME__BODY_ERROR);
     assert_int_equal(f->error->reason, KETEN__REASON__REASON_TOO_LARGE);
     free_frame(&f);
+    assert_int_equal(atomic_load(&b->m->answers_refused), 3);
     /* alpha's budget is its own. */
     Keten__ProofRequest pr = KETEN__PROOF_REQUEST__INIT;
     pr.old_size = 3;
@@ -651,6 +654,7 @@ static void test_answer_budget(void **state)
     f = fbroker_frame(t->fb, 0);
     assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
     free_frame(&f);
+    assert_int_equal(atomic_load(&b->m->answers_refused), 3); /* an answer sent is not counted */
 }
 
 static void test_proof_requests(void **state)
