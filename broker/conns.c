@@ -31,9 +31,37 @@ void conns_destroy(conns **self_p)
     }
     free(self->v);
     free(self->fd_session);
-    free(self->answers);
+    free(self->peers);
     free(self);
     *self_p = NULL;
+}
+
+/* The record of node, made (with a full answer budget as of now_ms) if it
+ * has none. */
+static keten_err peer_of(conns *self, const char *node, uint64_t now_ms, conn_peer **out)
+{
+    for (size_t i = 0; i < self->n_peers; i++) {
+        if (strcmp(self->peers[i].node, node) == 0) {
+            *out = &self->peers[i];
+            return KETEN_OK;
+        }
+    }
+    if (self->n_peers == self->cap_peers) {
+        size_t cap = self->cap_peers == 0 ? 16 : 2 * self->cap_peers;
+        conn_peer *v = realloc(self->peers, cap * sizeof *v);
+        if (v == NULL) {
+            return keten_err_set(KETEN_ERR_NOMEM, "records of %zu nodes", cap);
+        }
+        self->peers = v;
+        self->cap_peers = cap;
+    }
+    conn_peer *a = &self->peers[self->n_peers++];
+    memset(a, 0, sizeof *a);
+    snprintf(a->node, sizeof a->node, "%s", node);
+    a->bytes = CONN_ANSWER_BYTES_BURST;
+    a->at_ms = now_ms;
+    *out = a;
+    return KETEN_OK;
 }
 
 keten_err conns_answer_take(
@@ -41,27 +69,10 @@ keten_err conns_answer_take(
 {
     *ok = false;
     *wait_ms = 0;
-    conn_answers *a = NULL;
-    for (size_t i = 0; i < self->n_answers && a == NULL; i++) {
-        if (strcmp(self->answers[i].node, node) == 0) {
-            a = &self->answers[i];
-        }
-    }
-    if (a == NULL) {
-        if (self->n_answers == self->cap_answers) {
-            size_t cap = self->cap_answers == 0 ? 16 : 2 * self->cap_answers;
-            conn_answers *v = realloc(self->answers, cap * sizeof *v);
-            if (v == NULL) {
-                return keten_err_set(KETEN_ERR_NOMEM, "answer budgets of %zu nodes", cap);
-            }
-            self->answers = v;
-            self->cap_answers = cap;
-        }
-        a = &self->answers[self->n_answers++];
-        memset(a, 0, sizeof *a);
-        snprintf(a->node, sizeof a->node, "%s", node);
-        a->bytes = CONN_ANSWER_BYTES_BURST;
-        a->at_ms = now_ms;
+    conn_peer *a = NULL;
+    keten_err e = peer_of(self, node, now_ms, &a);
+    if (e != KETEN_OK) {
+        return e;
     }
     if (now_ms > a->at_ms) {
         uint64_t dt = now_ms - a->at_ms;
@@ -147,6 +158,46 @@ int conns_rid_order(const conn *old, const uint8_t *rid, size_t len)
     }
     /* modulo 2^32: libzmq starts the counter at a random value */
     return (uint32_t)(b - a) < (1u << 31) ? 1 : -1;
+}
+
+keten_err conns_closed(conns *self, const conn *c)
+{
+    uint32_t n;
+    if (!auto_rid(c->rid, c->rid_len, &n)) {
+        return KETEN_OK; /* a routing id of the peer's own: nothing to order by */
+    }
+    conn_peer *p = NULL;
+    keten_err e = peer_of(self, c->node, keten_mono_ms(), &p);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    /* A connection that ended later than the one remembered, only. */
+    if (!p->has_closed || (uint32_t)(n - p->closed_rid) < (1u << 31)) {
+        p->closed_rid = n;
+        p->has_closed = true;
+        p->closed_frames = 0;
+    }
+    return KETEN_OK;
+}
+
+bool conns_from_closed(
+    conns *self, const char *node, const uint8_t *rid, size_t len, uint64_t *dropped)
+{
+    *dropped = 0;
+    uint32_t n;
+    if (!auto_rid(rid, len, &n)) {
+        return false;
+    }
+    for (size_t i = 0; i < self->n_peers; i++) {
+        conn_peer *p = &self->peers[i];
+        /* equal, or earlier modulo 2^32 */
+        if (strcmp(p->node, node) == 0 && p->has_closed
+            && (uint32_t)(p->closed_rid - n) < (1u << 31)) {
+            *dropped = ++p->closed_frames;
+            return true;
+        }
+    }
+    return false;
 }
 
 bool conns_newer(const conn *old, uint64_t new_session, bool hello)

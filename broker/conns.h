@@ -26,6 +26,10 @@
  * two connections replace each other back and forth, and the last one made
  * was new, without the Hello its node had sent once: every later submit
  * was refused "send Hello first" while the node waited for acks.
+ * A frame still queued from a connection the monitor has reported closed,
+ * with no connection of its node left in the table, is dropped too
+ * (conns_from_closed): it used to make a connection of its own, and one of
+ * a node cut off was cut off, and audited, a second time.
  *
  * Hello: a node's first frame on a connection names the tree size of the
  * checkpoint it holds. Until a Hello is accepted (`hello`), the connection
@@ -76,12 +80,17 @@
 #define CONN_ANSWER_BYTES_BURST (2ull * KETEN_FRAME_MAX)
 #define CONN_ANSWER_BYTES_PER_S (1ull << 20)
 
-/* A node's answer budget (conns_answer_take). */
-typedef struct conn_answers {
+/* What the broker keeps of a node across its connections: its answer
+ * budget (conns_answer_take) and the routing id of its last connection that
+ * ended (conns_closed, conns_from_closed). */
+typedef struct conn_peer {
     char node[KETEN_NAME_MAX + 1];
     uint64_t bytes; /* what may go now */
     uint64_t at_ms; /* when `bytes` was last brought up to date (monotonic ms) */
-} conn_answers;
+    bool has_closed; /* closed_rid is set */
+    uint32_t closed_rid; /* the counter of its last ended connection's routing id */
+    uint64_t closed_frames; /* frames of ended connections dropped since */
+} conn_peer;
 
 /* A notice sent on a connection and not yet confirmed. */
 typedef struct conn_notice {
@@ -145,9 +154,10 @@ typedef struct conns {
     uint64_t *fd_session; /* per file descriptor, the session of its connection */
     size_t n_fd;
     uint64_t next_session;
-    /* Per node that asked (at most one per node the directory ever listed). */
-    conn_answers *answers;
-    size_t n_answers, cap_answers;
+    /* Per node that asked or whose connection ended (at most one per node
+     * the directory ever listed: ZAP admits no other). */
+    conn_peer *peers;
+    size_t n_peers, cap_peers;
 } conns;
 
 conns *conns_new(void);
@@ -193,6 +203,23 @@ bool conns_newer(const conn *old, uint64_t new_session, bool hello);
  * the monitor's events are read, nor on ZMQ_SRCFD, which for a frame still
  * queued from a closed connection can name a descriptor reused since. */
 int conns_rid_order(const conn *old, const uint8_t *rid, size_t len);
+
+/* A connection of c->node ended (closed, replaced, or cut off and then
+ * closed): remember its routing id, before conns_remove(c). */
+keten_err conns_closed(conns *self, const conn *c) KETEN_MUST_CHECK;
+
+/* Whether a frame that came under a routing id the table does not know,
+ * for a node with no connection in the table, was sent on a connection of
+ * that node that has ended: its routing id is the ended one's, or of a
+ * connection the ROUTER accepted before it (conns_rid_order's counters).
+ * libzmq hands out frames still queued from a closed connection after the
+ * monitor has told that it closed; taken for a new connection, such a frame
+ * would make one (and a refused node's would be cut off and audited
+ * again). False when either routing id is not the ROUTER's own. *dropped:
+ * such frames of the node counted since its connection ended, this one
+ * included. */
+bool conns_from_closed(
+    conns *self, const char *node, const uint8_t *rid, size_t len, uint64_t *dropped);
 
 /* Whether an answer of `bytes` may go to node now (monotonic ms now): if
  * so (*ok) it is taken from the node's budget; if not, nothing is taken

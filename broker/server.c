@@ -301,6 +301,11 @@ static void node_gone(server *s, conn *c, const char *why)
             s->snap[i].c = NULL;
         }
     }
+    if (conns_closed(b->conns, c) != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_ERR, "cannot remember an ended connection", "node=%s detail=\"%s\"",
+            c->node, keten_err_detail());
+        keten_err_clear();
+    }
     conns_remove(b->conns, c);
 }
 
@@ -404,6 +409,14 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
             return NULL; /* not admitted by our ZAP handler: cannot happen */
         }
         conn *old = conns_find_node(b->conns, node);
+        uint64_t dropped = 0;
+        if (old == NULL && conns_from_closed(b->conns, node, r, rlen, &dropped)) {
+            /* Still queued from a connection that has ended (conns.h). */
+            if (dropped == 1) {
+                KETEN_LOG(KETEN_LOG_INFO, "frames of an ended connection dropped", "node=%s", node);
+            }
+            return NULL;
+        }
         if (old != NULL) {
             int order = conns_rid_order(old, r, rlen);
             bool newer = order > 0;

@@ -159,6 +159,64 @@ static void test_rid_order(void **state)
     conns_destroy(&t);
 }
 
+/* Frames still queued from a connection that ended, read after the monitor
+ * told that it closed, are known for what they are: the routing id of that
+ * connection or of an earlier one of the node; a later connection's frames,
+ * another node's, and routing ids a peer set itself are not. */
+static void test_from_closed(void **state)
+{
+    (void)state;
+    conns *t = conns_new();
+    conn *c = NULL;
+    static const uint8_t rid[5] = { 0, 0x12, 0x34, 0x56, 0x78 };
+    static const uint8_t next[5] = { 0, 0x12, 0x34, 0x56, 0x79 };
+    static const uint8_t before[5] = { 0, 0x12, 0x34, 0x56, 0x77 };
+    static const uint8_t peer_set[5] = { 'n', 'o', 'd', 'e', '1' };
+    uint64_t dropped = 9;
+    assert_false(conns_from_closed(t, "alpha", rid, 5, &dropped)); /* nothing ended yet */
+    assert_int_equal(dropped, 0);
+    assert_int_equal(conns_add(t, rid, 5, "alpha", (const uint8_t[32]) { 1 }, 7, 0, &c), KETEN_OK);
+    assert_int_equal(conns_closed(t, c), KETEN_OK);
+    conns_remove(t, c);
+    assert_true(conns_from_closed(t, "alpha", rid, 5, &dropped)); /* the ended connection's */
+    assert_int_equal(dropped, 1);
+    assert_true(conns_from_closed(t, "alpha", rid, 5, &dropped));
+    assert_int_equal(dropped, 2); /* counted, so that the broker logs the first only */
+    assert_true(conns_from_closed(t, "alpha", before, 5, &dropped)); /* an earlier one's */
+    assert_false(conns_from_closed(t, "alpha", next, 5, &dropped)); /* a new connection */
+    assert_false(conns_from_closed(t, "bravo", rid, 5, &dropped)); /* another node */
+    assert_false(conns_from_closed(t, "alpha", peer_set, 5, &dropped)); /* not the ROUTER's id */
+    assert_false(conns_from_closed(t, "alpha", rid, 4, &dropped));
+    /* The later connection ends too: the count starts again, and an earlier
+     * one ending after it does not move the mark back. */
+    assert_int_equal(conns_add(t, next, 5, "alpha", (const uint8_t[32]) { 1 }, 7, 0, &c), KETEN_OK);
+    assert_int_equal(conns_closed(t, c), KETEN_OK);
+    conns_remove(t, c);
+    assert_true(conns_from_closed(t, "alpha", next, 5, &dropped));
+    assert_int_equal(dropped, 1);
+    assert_int_equal(
+        conns_add(t, before, 5, "alpha", (const uint8_t[32]) { 1 }, 7, 0, &c), KETEN_OK);
+    assert_int_equal(conns_closed(t, c), KETEN_OK);
+    conns_remove(t, c);
+    assert_true(conns_from_closed(t, "alpha", next, 5, &dropped));
+    /* A routing id the peer set itself is not remembered. */
+    assert_int_equal(
+        conns_add(t, peer_set, 5, "bravo", (const uint8_t[32]) { 2 }, 8, 0, &c), KETEN_OK);
+    assert_int_equal(conns_closed(t, c), KETEN_OK);
+    conns_remove(t, c);
+    assert_false(conns_from_closed(t, "bravo", peer_set, 5, &dropped));
+    /* Across the counter's wrap. */
+    static const uint8_t last[5] = { 0, 0xff, 0xff, 0xff, 0xfe };
+    static const uint8_t wrapped[5] = { 0, 0, 0, 0, 1 };
+    static const uint8_t last_before[5] = { 0, 0xff, 0xff, 0xff, 0xf0 };
+    assert_int_equal(conns_add(t, last, 5, "carol", (const uint8_t[32]) { 3 }, 9, 0, &c), KETEN_OK);
+    assert_int_equal(conns_closed(t, c), KETEN_OK);
+    conns_remove(t, c);
+    assert_false(conns_from_closed(t, "carol", wrapped, 5, &dropped));
+    assert_true(conns_from_closed(t, "carol", last_before, 5, &dropped));
+    conns_destroy(&t);
+}
+
 static void test_newer(void **state)
 {
     (void)state;
@@ -277,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_newer),
         cmocka_unit_test(test_rid_order),
+        cmocka_unit_test(test_from_closed),
         cmocka_unit_test(test_same_peer),
         cmocka_unit_test(test_answer_budget),
     };
