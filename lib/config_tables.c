@@ -213,7 +213,7 @@ static const keten_config_setting node_settings[] = {
         .max = 45,
         .validate = keten_config_valid_ip_address,
         .help = "the IP address of the reverse proxy whose proxy-user-header names the person "
-                "calling the HTTP API (unset: no proxy; the header is refused from anyone)",
+                "calling the HTTP API (unset: no proxy, and no request names a person)",
     },
     {
         .name = "proxy-user-header",
