@@ -244,7 +244,8 @@ static keten_err check_recipients(keten_node *node, const char *to,
             return pe;
         }
         if (pe != KETEN_OK) {
-            keten_signal_json_problems_add(problems, pe, NULL, "to", TO_ALLOWED, keten_err_detail());
+            keten_signal_json_problems_add(
+                problems, pe, NULL, "to", TO_ALLOWED, keten_err_detail());
             if (first == KETEN_OK) {
                 first = pe;
                 snprintf(first_detail, sizeof first_detail, "%s", keten_err_detail());
@@ -313,8 +314,8 @@ keten_err keten_outbox_check(
         snprintf(detail, sizeof detail, "to: %s", keten_err_detail());
     }
     char type[KETEN_LABEL_MAX + 1], purpose[KETEN_LABEL_MAX + 1];
-    if (n_ids > 0 && req->kind != KETEN__KIND__KIND_UNSPECIFIED
-        && req->json != NULL && signal_labels(node, req->json, req->json_len, type, purpose)) {
+    if (n_ids > 0 && req->kind != KETEN__KIND__KIND_UNSPECIFIED && req->json != NULL
+        && signal_labels(node, req->json, req->json_len, type, purpose)) {
         for (size_t i = 0; i < n_ids; i++) {
             const char *one[1] = { ids[i] };
             keten_err pe = policy_check(node, one, 1, req->kind, type, purpose, NULL);

@@ -73,10 +73,10 @@ keten_err keten_outbox_send(keten_node *node, const keten_outbox_send_req *req,
  * directory (keten_signal_json_validate), the parties (path "to": each party
  * that names no current node is one problem, and the recipients the others
  * name are still checked) and the sharing policy for each recipient (path
- * "to", the refusal naming the rule). A request whose own problems the caller has already listed checks
- * what it can: req->to NULL skips the parties and the policy, req->json
- * NULL the signal and the policy, req->kind KETEN__KIND__KIND_UNSPECIFIED
- * the policy. Every problem is appended to *problems (zero-initialised by the
+ * "to", the refusal naming the rule). A request whose own problems the
+ * caller has already listed checks what it can: req->to NULL skips the
+ * parties and the policy, req->json NULL the signal and the policy,
+ * req->kind KETEN__KIND__KIND_UNSPECIFIED the policy. Every problem is appended to *problems (zero-initialised by the
  * caller, keten_signal_json_problems_clear() after). Nothing is sealed or
  * stored. KETEN_OK when there is none; else the first problem's error. */
 keten_err keten_outbox_check(keten_node *node, const keten_outbox_send_req *req,

@@ -245,9 +245,9 @@ while True:
 head, sep, rest = data.partition(b"\r\n\r\n")
 print(head.split(b"\r\n")[0].decode(), len(rest) if sep else -1)
 EOF
+    grep -qx 'HTTP/1.1 200 OK 0' "$T/.raw"
 }
-check "and no body: the answer ends with its headers" raw_head
-check "(HTTP/1.1 200 OK, 0 bytes after the headers)" grep -qx 'HTTP/1.1 200 OK 0' "$T/.raw" ||
+check "and no body: HTTP/1.1 200 OK, and 0 bytes after the headers" raw_head ||
     sed 's/^/# /' "$T/.raw"
 head_of /static/app.js
 check "HEAD /static/app.js (HTTP 200)" test "$CODE" = 200
