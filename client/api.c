@@ -669,9 +669,12 @@ static void send_outcome(keten_node *node, const uint8_t msg_id[static KETEN_MSG
             snprintf(
                 text, sizeof text, "the broker refused message %s: %s: %s", hex, reason, detail);
         }
+        /* state: the message's state as status, GET /v1/sent and the sent
+         * event name it ("refused" is a recipient's refusal) */
         problem_with(resp, 422, "refused", "Refused by the broker", 1, text,
-            json_pack("{s:s, s:s, s:s, s:I}", "msg_id", hex, "state", "refused", "reason", reason,
-                "rule", (json_int_t)rec->rule));
+            json_pack("{s:s, s:s, s:s, s:I}", "msg_id", hex, "state",
+                keten_nodestore_sent_state_name(rec->state), "reason", reason, "rule",
+                (json_int_t)rec->rule));
         break;
     case KETEN__SENT_STATE__SENT_STATE_EXPIRED:
         snprintf(text, sizeof text, "message %s expired before the broker acknowledged it", hex);
@@ -943,7 +946,13 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
         sr.in_reply_to = orig;
     }
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
+    uint32_t rule = 0;
+    sr.refused_rule = &rule;
     keten_err e = keten_outbox_send(node, &sr, msg_id);
+    if (e == KETEN_ERR_POLICY) { /* the rule as a field, as in the broker's refusal */
+        err_problem_with(c->resp, e, json_pack("{s:I}", "rule", (json_int_t)rule));
+        goto out;
+    }
     if (e != KETEN_OK) {
         err_problem(c->resp, e);
         goto out;
@@ -1045,9 +1054,16 @@ static keten_api_result validate_common(op_ctx *c, bool is_reply, const uint8_t 
         sr.json = text;
         sr.json_len = strlen(text);
     }
-    if (is_reply && orig == NULL) {
-        request_problem(c, &problems, KETEN_ERR_INVALID, KETEN_PROBLEM_INVALID, "/msg_id",
-            "not a msg_id", "32 lowercase hex characters",
+    json_t *idv = json_object_get(c->body, "msg_id");
+    if (is_reply && idv == NULL) {
+        request_problem(c, &problems, KETEN_ERR_INVALID, KETEN_PROBLEM_MISSING, "/msg_id",
+            "missing", "32 lowercase hex characters",
+            "a reply's check needs msg_id: the answered message's 32 hex characters");
+    } else if (is_reply && orig == NULL) {
+        bool is_text = json_is_string(idv);
+        request_problem(c, &problems, is_text ? KETEN_ERR_INVALID : KETEN_ERR_JSON,
+            is_text ? KETEN_PROBLEM_INVALID : KETEN_PROBLEM_MALFORMED, "/msg_id",
+            is_text ? "not a msg_id" : "not a string", "32 lowercase hex characters",
             "a reply's check needs msg_id: the answered message's 32 hex characters");
     } else if (is_reply && sr.kind != KETEN__KIND__KIND_UNSPECIFIED) {
         keten_err e = answer_target(node, orig, sr.kind, orig_from, sizeof orig_from);
@@ -1522,8 +1538,10 @@ static keten_api_result op_token_revoke(op_ctx *c)
 {
     keten_err e = keten_auth_token_revoke(c->node->store, c->hex, keten_now_ms());
     if (e == KETEN_ERR_REVOKED) {
-        keten_api_problem(c->resp, 409, "conflict", "Already revoked", 1,
-            "this token was revoked before; nothing changed (GET /v1/tokens lists them)");
+        char text[DETAIL_MAX];
+        snprintf(text, sizeof text, "%s; nothing changed (GET /v1/tokens lists them)",
+            keten_err_detail());
+        keten_api_problem(c->resp, 409, "conflict", "Already revoked", 1, text);
         return KETEN_API_ANSWERED;
     }
     if (e != KETEN_OK) {

@@ -346,6 +346,7 @@ static const char *const cli_words[][2] = {
         "; `reply` answers a received query, `reply --kind feedback` a received signal" },
     { "(for a message this node sent: GET /v1/messages/",
         "(for a message this node sent, use status " },
+    { "(GET /v1/tokens lists them)", "(keten-node token list lists them)" },
 };
 
 void keten_apiclient_cli_text(const char *text, char *out, size_t size)
@@ -594,6 +595,35 @@ static json_t *dry_run_local(const char *text, size_t len)
     return r;
 }
 
+/* Why a dry run's signal cannot go to the node, on stderr: a key given
+ * twice (named, as the signal's own check names it), or not a JSON object. */
+static void not_an_object(const char *text, size_t len)
+{
+    json_error_t jerr;
+    json_t *any = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    const bool parsed = any != NULL;
+    keten_apiclient_wipe_json(any);
+    json_decref(any);
+    if (!parsed && json_error_code(&jerr) == json_error_duplicate_key) {
+        keten_signal_json_problems pr = { 0 };
+        keten_err e = keten_signal_json_validate(text, len, NULL, &pr);
+        char key[KETEN_SIGNAL_PATH_MAX] = "";
+        if (e != KETEN_OK && pr.n > 0) {
+            snprintf(key, sizeof key, "%s", pr.items[0].path);
+        }
+        keten_signal_json_problems_clear(&pr);
+        keten_err_clear();
+        fprintf(stderr,
+            "%s: the signal gives the key \"%s\" twice (line %d, column %d): give each key once; "
+            "checked the signal alone, not its recipients or the sharing policy\n",
+            keten_cli_prog(), key, jerr.line, jerr.column);
+        return;
+    }
+    fprintf(stderr,
+        "%s: the signal is not %s: checked it alone, not its recipients or the sharing policy\n",
+        keten_cli_prog(), parsed ? "a JSON object" : "valid JSON");
+}
+
 int keten_apiclient_dry_run(
     const char *home, json_t *req, const char *text, size_t len, bool as_json)
 {
@@ -615,10 +645,7 @@ int keten_apiclient_dry_run(
         } else if (e == KETEN_OK) {
             json_t *sig = signal_object(text, len, &e);
             if (sig == NULL) {
-                fprintf(stderr,
-                    "%s: the signal is not a JSON object: checked it alone, not its recipients or "
-                    "the sharing policy\n",
-                    keten_cli_prog());
+                not_an_object(text, len);
                 e = KETEN_ERR_NOT_FOUND;
             } else {
                 e = call_with_signal(home, "POST", "/v1/messages/validate", NULL, req, sig,

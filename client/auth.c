@@ -884,6 +884,10 @@ keten_err keten_auth_proxy(const keten_auth_config *cfg, const struct sockaddr *
 
 struct keten_auth_session {
     bool used;
+    /* !used: a session ended by the revocation of its token, kept (cookie
+     * hash and actor only) so that its cookie is told why, until the slot
+     * is taken again */
+    bool token_revoked;
     uint8_t cookie_hash[KETEN_SHA256_BYTES];
     char csrf[KETEN_AUTH_B64_CHARS + 1];
     keten_auth_principal principal;
@@ -973,6 +977,7 @@ keten_err keten_auth_sessions_create(keten_auth_sessions *self,
         slot_wipe(oldest);
         slot = oldest;
     }
+    slot_wipe(slot); /* a free slot may keep a revoked session's cookie hash */
     char cookie[KETEN_AUTH_B64_CHARS + 1];
     keten_err e = random_b64(cookie);
     if (e == KETEN_OK) {
@@ -1006,13 +1011,24 @@ static keten_err slot_of(keten_auth_sessions *self, const char *cookie, keten_au
     }
     uint8_t hash[KETEN_SHA256_BYTES];
     keten_sha256(hash, cookie, len);
+    keten_auth_session *revoked = NULL;
     for (size_t i = 0; i < self->max; i++) {
         keten_auth_session *s = &self->slots[i];
-        if (sodium_memcmp(s->cookie_hash, hash, sizeof hash) == 0 && s->used) {
-            *out = s;
+        if (sodium_memcmp(s->cookie_hash, hash, sizeof hash) == 0) {
+            if (s->used) {
+                *out = s;
+            } else if (s->token_revoked) {
+                revoked = s;
+            }
         }
     }
     sodium_memzero(hash, sizeof hash);
+    if (*out == NULL && revoked != NULL) {
+        return keten_err_set(KETEN_ERR_REVOKED,
+            "the web session ended when its token (%s) was revoked: sign in with a token that "
+            "is not revoked",
+            revoked->principal.actor);
+    }
     if (*out == NULL) {
         return keten_err_set(KETEN_ERR_NOT_FOUND, "no such session: sign in again");
     }
@@ -1127,7 +1143,16 @@ size_t keten_auth_sessions_end_token(keten_auth_sessions *self, const char *toke
     for (size_t i = 0; i < self->max; i++) {
         keten_auth_session *s = &self->slots[i];
         if (s->used && strcmp(s->principal.token_id, token_id) == 0) {
+            /* ended: only the cookie's hash and the actor stay, to say why */
+            uint8_t hash[KETEN_SHA256_BYTES];
+            char actor[sizeof s->principal.actor];
+            memcpy(hash, s->cookie_hash, sizeof hash);
+            memcpy(actor, s->principal.actor, sizeof actor);
             slot_wipe(s);
+            memcpy(s->cookie_hash, hash, sizeof hash);
+            memcpy(s->principal.actor, actor, sizeof actor);
+            s->token_revoked = true;
+            sodium_memzero(hash, sizeof hash);
             n++;
         }
     }

@@ -230,7 +230,9 @@ keten_err keten_auth_sessions_create(keten_auth_sessions *self,
 
 /* The session of a cookie value at now_ms, its idle time restarted.
  * KETEN_ERR_MALFORMED (not 43 base64url characters), KETEN_ERR_NOT_FOUND
- * (unknown), KETEN_ERR_EXPIRED (ended by time now: it is dropped). */
+ * (unknown), KETEN_ERR_EXPIRED (ended by time now: it is dropped),
+ * KETEN_ERR_REVOKED (ended by keten_auth_sessions_end_token(): the detail
+ * names the token's actor; said until its slot is taken again). */
 keten_err keten_auth_sessions_find(keten_auth_sessions *self, const char *cookie, uint64_t now_ms,
     keten_auth_session **out) KETEN_MUST_CHECK;
 
@@ -258,9 +260,12 @@ json_t *keten_auth_session_json(const keten_auth_session *s);
 keten_err keten_auth_sessions_check_csrf(const keten_auth_session *s, const char *header,
     const char *origin, const char *host) KETEN_MUST_CHECK;
 
-/* End the session of a cookie value: KETEN_ERR_NOT_FOUND if none. */
+/* End the session of a cookie value: KETEN_ERR_NOT_FOUND if none,
+ * KETEN_ERR_REVOKED if its token's revocation ended it already. */
 keten_err keten_auth_sessions_end(keten_auth_sessions *self, const char *cookie) KETEN_MUST_CHECK;
-/* End every session a token opened; returns how many. */
+/* End every session a token opened (its token was revoked); returns how
+ * many. Of each only the cookie's SHA-256 and the actor stay, for
+ * keten_auth_sessions_find() to say why it ended. */
 size_t keten_auth_sessions_end_token(keten_auth_sessions *self, const char *token_id);
 /* Live sessions (expired ones still kept count until found or dropped). */
 size_t keten_auth_sessions_count(const keten_auth_sessions *self);

@@ -152,6 +152,24 @@ static bool refuse(keten_api_response *resp, unsigned status, const char *detail
     return false;
 }
 
+/* What a refused bearer token was, for the 401's detail ("certificate
+ * revoked" is the library's word for a node's certificate, not a token). */
+static const char *token_refusal(keten_err e)
+{
+    switch (e) {
+    case KETEN_ERR_REVOKED:
+        return "token revoked";
+    case KETEN_ERR_EXPIRED:
+        return "token expired";
+    case KETEN_ERR_NOT_FOUND:
+        return "unknown token";
+    case KETEN_ERR_MALFORMED:
+        return "not a keten token";
+    default:
+        return keten_err_str(e);
+    }
+}
+
 /* Who is calling, and with which scopes: fills r->who and r->by. The Unix
  * socket is the node's own operator (uid from SO_PEERCRED). Over TCP: a
  * proxy's header (from proxy-address only: from anyone else 403), then an
@@ -200,7 +218,7 @@ static bool identify_caller(keten_http *h, http_req *r, struct MHD_Connection *c
         keten_err e = keten_auth_bearer(h->node->store, authz, keten_now_ms(), peer, &p);
         if (e != KETEN_OK) {
             char detail[300];
-            snprintf(detail, sizeof detail, "%s: %s", keten_err_str(e), keten_err_detail());
+            snprintf(detail, sizeof detail, "%s: %s", token_refusal(e), keten_err_detail());
             keten_err_clear();
             return refuse(resp, 401, detail);
         }
@@ -213,6 +231,10 @@ static bool identify_caller(keten_http *h, http_req *r, struct MHD_Connection *c
     if (cookie != NULL && !open_session) {
         keten_auth_session *sess = NULL;
         keten_err e = keten_auth_sessions_find(h->sessions, cookie, keten_now_ms(), &sess);
+        char ended[300] = "";
+        if (e == KETEN_ERR_REVOKED) { /* its token was revoked: say so, not "signed out" */
+            snprintf(ended, sizeof ended, "%s", keten_err_detail());
+        }
         keten_err_clear();
         if (e == KETEN_OK) {
             const keten_auth_principal *sp = keten_auth_session_principal(sess);
@@ -237,6 +259,11 @@ static bool identify_caller(keten_http *h, http_req *r, struct MHD_Connection *c
             r->session = sess;
             r->cred = cred_dup(cookie);
             return true;
+        }
+        if (r->by == BY_NONE && api && strcmp(url, "/v1/ping") != 0 && ended[0] != '\0') {
+            char detail[400];
+            snprintf(detail, sizeof detail, "%s: sign in again with POST /v1/session", ended);
+            return refuse(resp, 401, detail);
         }
         if (r->by == BY_NONE && api && strcmp(url, "/v1/ping") != 0) {
             return refuse(resp, 401,
@@ -802,8 +829,11 @@ static void web_route(
         snprintf(rel, sizeof rel, "static/%s", url + 8);
     }
     const char *type = rel[0] != '\0' ? web_type(rel) : NULL;
-    if (r->via == VIA_TCP && type != NULL && strcmp(method, "GET") != 0) {
-        method_not_allowed(resp, "GET");
+    /* HEAD as GET: libmicrohttpd sends the headers (Content-Length
+     * included) and no body */
+    if (r->via == VIA_TCP && type != NULL && strcmp(method, "GET") != 0
+        && strcmp(method, "HEAD") != 0) {
+        method_not_allowed(resp, "GET, HEAD");
         return;
     }
     char path[PATH_MAX];
@@ -1184,6 +1214,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     keten_api_response resp;
     memset(&resp, 0, sizeof resp);
     if (r->too_large) {
+        /* The body was dropped unread; the headers still say who sent it,
+         * so that the access log names the caller: checked as for any
+         * request, the answer 413 whatever they say (a refused credential
+         * leaves the caller anonymous). */
+        keten_auth_principal anonymous = r->who;
+        if (!http_identify(h, r, conn, method, url, &resp)) {
+            r->who = anonymous;
+        }
+        keten_api_response_clear(&resp);
+        memset(&resp, 0, sizeof resp);
+        keten_err_clear();
         char detail[160];
         snprintf(detail, sizeof detail, "the request body is larger than %u bytes",
             (unsigned)KETEN_API_REQUEST_MAX);

@@ -70,8 +70,10 @@ static keten_err resolve_recipients(keten_node *node, const char *to, const char
     return KETEN_OK;
 }
 
+/* rule_out (may be NULL): on KETEN_ERR_POLICY, the refusing deny rule's
+ * number (0: no rule allows it). */
 static keten_err policy_check(keten_node *node, const char *const *ids, size_t n, Keten__Kind kind,
-    const char *category, const char *purpose)
+    const char *category, const char *purpose, uint32_t *rule_out)
 {
     const Keten__Directory *doc = keten_directory_doc(node->dir);
     for (size_t i = 0; i < n; i++) {
@@ -82,6 +84,9 @@ static keten_err policy_check(keten_node *node, const char *const *ids, size_t n
         keten_policy_decision d = keten_policy_evaluate(
             doc, node->me->id, node->me->role, to->id, to->role, kind, category, purpose);
         if (!d.allowed) {
+            if (rule_out != NULL) {
+                *rule_out = d.rule;
+            }
             if (d.rule == KETEN_POLICY_DEFAULT_RULE) {
                 return keten_err_set(KETEN_ERR_POLICY,
                     "the sharing policy refuses %s -> %s (kind %s, category %s, purpose %s): "
@@ -194,6 +199,86 @@ static bool signal_labels(
     return ok;
 }
 
+#define TO_ALLOWED "node ids, role:NAME or *, comma-separated"
+#define RECIPIENT_DETAIL_MAX 512 /* a party's problem, as the directory words it */
+
+/* The recipients of a check, every problem of them listed (path "to"): a
+ * party that names no current node does not hide the others, so the policy
+ * is still checked for every recipient the other parties name (*ids, *n,
+ * freed by the caller). The first problem's error, its detail set. */
+static keten_err check_recipients(keten_node *node, const char *to,
+    keten_signal_json_problems *problems, const char ***ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    keten_err e = resolve_recipients(node, to, ids, n);
+    if (e == KETEN_OK || e == KETEN_ERR_NOMEM) {
+        return e;
+    }
+    /* Whole, the list fails: say so for each party that fails alone; a
+     * failure of the list as a whole (only this node, too many) as it is. */
+    char whole[RECIPIENT_DETAIL_MAX];
+    snprintf(whole, sizeof whole, "%s", keten_err_detail());
+    keten_err whole_e = e, first = KETEN_OK;
+    char first_detail[RECIPIENT_DETAIL_MAX] = "";
+    size_t n_nodes = keten_directory_doc(node->dir)->n_nodes;
+    const char **all = calloc(n_nodes ? n_nodes : 1, sizeof *all);
+    char *copy = strdup(to);
+    if (all == NULL || copy == NULL) {
+        free(all);
+        free(copy);
+        return keten_err_set(KETEN_ERR_NOMEM, "checking the recipients");
+    }
+    size_t k = 0;
+    for (char *p = copy, *comma = NULL; p != NULL; p = comma != NULL ? comma + 1 : NULL) {
+        comma = strchr(p, ',');
+        if (comma != NULL) {
+            *comma = '\0';
+        }
+        const char **one = NULL;
+        size_t n_one = 0;
+        keten_err pe = keten_directory_resolve(node->dir, p, &one, &n_one);
+        if (pe == KETEN_ERR_NOMEM) {
+            free(all);
+            free(copy);
+            return pe;
+        }
+        if (pe != KETEN_OK) {
+            keten_signal_json_problems_add(
+                problems, pe, NULL, "to", TO_ALLOWED, keten_err_detail());
+            if (first == KETEN_OK) {
+                first = pe;
+                snprintf(first_detail, sizeof first_detail, "%s", keten_err_detail());
+            }
+            continue;
+        }
+        for (size_t i = 0; i < n_one; i++) {
+            bool seen = strcmp(one[i], node->me->id) == 0; /* never to ourselves */
+            for (size_t j = 0; j < k && !seen; j++) {
+                seen = strcmp(all[j], one[i]) == 0;
+            }
+            if (!seen && k < n_nodes) {
+                all[k++] = one[i];
+            }
+        }
+        free(one);
+    }
+    free(copy);
+    if (first == KETEN_OK) { /* no party failed alone */
+        free(all);
+        keten_signal_json_problems_add(problems, whole_e, NULL, "to", TO_ALLOWED, whole);
+        return keten_err_set(whole_e, "%s", whole);
+    }
+    if (k == 0 || k > KETEN_MAX_RECIPIENTS) {
+        free(all);
+        all = NULL;
+        k = 0;
+    }
+    *ids = all;
+    *n = k;
+    return keten_err_set(first, "%s", first_detail);
+}
+
 keten_err keten_outbox_check(
     keten_node *node, const keten_outbox_send_req *req, keten_signal_json_problems *problems)
 {
@@ -220,21 +305,20 @@ keten_err keten_outbox_check(
     const char **ids = NULL;
     size_t n_ids = 0;
     /* req->to NULL: the caller found no recipients to check, and said so */
-    e = req->to != NULL ? resolve_recipients(node, req->to, &ids, &n_ids) : KETEN_OK;
-    if (e != KETEN_OK) {
-        keten_signal_json_problems_add(problems, e, NULL, "to",
-            "node ids, role:NAME or *, comma-separated", keten_err_detail());
-        if (first == KETEN_OK) {
-            first = e;
-            snprintf(detail, sizeof detail, "to: %s", keten_err_detail());
-        }
+    e = req->to != NULL ? check_recipients(node, req->to, problems, &ids, &n_ids) : KETEN_OK;
+    if (e == KETEN_ERR_NOMEM) {
+        return e;
+    }
+    if (e != KETEN_OK && first == KETEN_OK) {
+        first = e;
+        snprintf(detail, sizeof detail, "to: %s", keten_err_detail());
     }
     char type[KETEN_LABEL_MAX + 1], purpose[KETEN_LABEL_MAX + 1];
-    if (e == KETEN_OK && n_ids > 0 && req->kind != KETEN__KIND__KIND_UNSPECIFIED
-        && req->json != NULL && signal_labels(node, req->json, req->json_len, type, purpose)) {
+    if (n_ids > 0 && req->kind != KETEN__KIND__KIND_UNSPECIFIED && req->json != NULL
+        && signal_labels(node, req->json, req->json_len, type, purpose)) {
         for (size_t i = 0; i < n_ids; i++) {
             const char *one[1] = { ids[i] };
-            keten_err pe = policy_check(node, one, 1, req->kind, type, purpose);
+            keten_err pe = policy_check(node, one, 1, req->kind, type, purpose, NULL);
             if (pe != KETEN_OK) {
                 keten_signal_json_problems_add(problems, pe, NULL, "to", NULL, keten_err_detail());
                 if (first == KETEN_OK) {
@@ -312,7 +396,8 @@ keten_err keten_outbox_send(keten_node *node, const keten_outbox_send_req *req,
     if ((e = resolve_recipients(node, req->to, &ids, &n_ids)) != KETEN_OK) {
         goto out;
     }
-    if ((e = policy_check(node, ids, n_ids, req->kind, signal->type, signal->purpose))
+    if ((e = policy_check(
+             node, ids, n_ids, req->kind, signal->type, signal->purpose, req->refused_rule))
         != KETEN_OK) {
         goto out;
     }

@@ -58,6 +58,10 @@ typedef struct keten_outbox_send_req {
     const char *json; /* the signal as JSON (docs/protocol.md, "Signal") */
     size_t json_len;
     const uint8_t *in_reply_to; /* NULL or KETEN_MSG_ID_BYTES */
+    /* NULL, or where keten_outbox_send() writes the number of the policy
+     * rule that refused the message when it returns KETEN_ERR_POLICY (0: no
+     * rule allows it, the default deny) */
+    uint32_t *refused_rule;
 } keten_outbox_send_req;
 
 /* Seal, store durably, submit. msg_id_out receives the new msg_id. */
@@ -66,12 +70,13 @@ keten_err keten_outbox_send(keten_node *node, const keten_outbox_send_req *req,
 
 /* The checks of keten_outbox_send before it seals, all of them, for a dry
  * run: the node may send (path "node"), the signal against the installed
- * directory (keten_signal_json_validate), the parties (path "to") and the
- * sharing policy for each recipient (path "to", the refusal naming the
- * rule). A request whose own problems the caller has already listed checks
- * what it can: req->to NULL skips the parties and the policy, req->json
- * NULL the signal and the policy, req->kind KETEN__KIND__KIND_UNSPECIFIED
- * the policy. Every problem is appended to *problems (zero-initialised by the
+ * directory (keten_signal_json_validate), the parties (path "to": each party
+ * that names no current node is one problem, and the recipients the others
+ * name are still checked) and the sharing policy for each recipient (path
+ * "to", the refusal naming the rule). A request whose own problems the
+ * caller has already listed checks what it can: req->to NULL skips the
+ * parties and the policy, req->json NULL the signal and the policy,
+ * req->kind KETEN__KIND__KIND_UNSPECIFIED the policy. Every problem is appended to *problems (zero-initialised by the
  * caller, keten_signal_json_problems_clear() after). Nothing is sealed or
  * stored. KETEN_OK when there is none; else the first problem's error. */
 keten_err keten_outbox_check(keten_node *node, const keten_outbox_send_req *req,

@@ -320,6 +320,16 @@ void keten_time_iso(uint64_t ms, char *out, size_t out_size)
         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000u));
 }
 
+/* The value of n decimal digits (checked by the caller). */
+static int time_digits(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
 keten_err keten_time_parse(const char *s, uint64_t *ms_out)
 {
     size_t n = strlen(s);
@@ -332,12 +342,20 @@ keten_err keten_time_parse(const char *s, uint64_t *ms_out)
         *ms_out = v;
         return KETEN_OK;
     }
-    int y, mo, d, h, mi, sec, used = 0;
-    if (n > 40 || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6
-        || used != 19) {
+    /* RFC 3339's date-time: exactly these digits and separators (no sign,
+     * space or missing digit inside a field, as sscanf's %d would take) */
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    const size_t used = sizeof shape - 1;
+    bool ok = n <= 40 && n >= used;
+    for (size_t i = 0; ok && i < used; i++) {
+        ok = shape[i] == 'd' ? s[i] >= '0' && s[i] <= '9' : s[i] == shape[i];
+    }
+    if (!ok) {
         return keten_err_set(KETEN_ERR_INVALID,
             "time '%s' is not ISO 8601 UTC (use 2026-11-19T10:30:00Z)", s);
     }
+    int y = time_digits(s, 4), mo = time_digits(s + 5, 2), d = time_digits(s + 8, 2),
+        h = time_digits(s + 11, 2), mi = time_digits(s + 14, 2), sec = time_digits(s + 17, 2);
     unsigned frac = 0;
     const char *p = s + used;
     if (*p == '.') {

@@ -65,8 +65,10 @@ void keten_time_iso(uint64_t ms, char *out, size_t out_size);
  * 9999-12-31T23:59:59.999Z. Later times are refused everywhere. */
 #define KETEN_TIME_MAX_MS 253402300799999ull
 
-/* Parse ISO 8601 UTC ("YYYY-MM-DDTHH:MM:SS[.fff]Z"), or a plain number of ms;
- * at most KETEN_TIME_MAX_MS. */
+/* Parse ISO 8601 UTC in RFC 3339's form ("YYYY-MM-DDTHH:MM:SS[.fff]Z" or
+ * "+00:00": exactly these digits, no sign or space inside a field; digits
+ * after the third of the fraction are ignored), or a plain number of ms; at
+ * most KETEN_TIME_MAX_MS. KETEN_ERR_INVALID naming the text otherwise. */
 keten_err keten_time_parse(const char *s, uint64_t *ms_out) KETEN_MUST_CHECK;
 
 /* [a-z0-9-]{1,32}: node ids and roles. */

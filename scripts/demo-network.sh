@@ -733,7 +733,7 @@ else
     fail "still running: ${LEFT[*]}"
 fi
 plain "nothing the demonstration started is left running. To check: ps -p $(IFS=,; echo "${STARTED[*]}")" \
-    "(it lists no process); one that were still running would stop with: kill PID"
+    "(it lists no process); one that was still running would stop with: kill PID"
 
 if [ "$FAILED" -ne 0 ]; then
     echo

@@ -19,7 +19,13 @@
  *      KETEN_SIGNAL_PROBLEMS_MAX listed, each with the code its error
  *      stands for or "missing"; against the test network's directory it
  *      accepts exactly what parses and passes keten_signal_json_check with
- *      that directory, with the same error.
+ *      that directory, with the same error;
+ *   4. a time keten_time_parse accepts (the parser of observed_at, of since
+ *      and of keten-audit's --from/--to), given the input as text, is at
+ *      most KETEN_TIME_MAX_MS, and in ISO form reads as the very digits its
+ *      ISO 8601 text is written with (RFC 3339: no sign, space or missing
+ *      digit in a field; a leap second aside); a plain number is 1 to 20
+ *      digits and nothing else.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +33,7 @@
 
 #include "fuzz_common.h"
 #include "signal_json.h"
+#include "util.h"
 
 static uint8_t *pack(const Keten__Signal *s, size_t *len)
 {
@@ -132,8 +139,34 @@ static void validate(const uint8_t *data, size_t size)
     keten_signal_json_free(&s);
 }
 
+#define TIME_TEXT_MAX 64
+
+static void time_text(const uint8_t *data, size_t size)
+{
+    char text[TIME_TEXT_MAX + 1];
+    size_t n = size < TIME_TEXT_MAX ? size : TIME_TEXT_MAX;
+    memcpy(text, data, n);
+    text[n] = '\0';
+    uint64_t ms = 0;
+    if (keten_time_parse(text, &ms) != KETEN_OK) {
+        return;
+    }
+    FUZZ_CHECK(ms <= KETEN_TIME_MAX_MS);
+    size_t len = strlen(text);
+    if (len >= 1 && len <= 20 && strspn(text, "0123456789") == len) {
+        return; /* ms since 1970 */
+    }
+    char iso[40];
+    keten_time_iso(ms, iso, sizeof iso);
+    FUZZ_CHECK(len >= 20);
+    if (!(text[17] == '6' && text[18] == '0')) { /* a leap second is the next minute's 00 */
+        FUZZ_CHECK(memcmp(text, iso, 19) == 0);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    time_text(data, size);
     validate(data, size);
     from_json(data, size);
     from_protobuf(data, size);

@@ -29,6 +29,8 @@
 #       again and the message is accepted.
 . "$(dirname "$0")/node_lib.sh"
 
+need_tool curl
+
 setup_network || done_testing
 signal sig.json woonfraude "Melding aan een kwaadwillende broker"
 signal sig2.json woonfraude "Tweede melding aan een kwaadwillende broker"
@@ -285,6 +287,22 @@ check "(d) status shows state rejected, reason POLICY, rule 7, per recipient" js
     'd["state"] == "rejected" and d["reason"] == "POLICY" and d["rule"] == 7 and d["recipients"][0]["state"] == "rejected"'
 check "(d) a refused message is not resent (outbox empty)" node_status_is gemeente-diemen \
     'd["outbox"] == 0 and d["counters"]["refused"] == 1'
+# The same refusal answered to POST /v1/messages?wait=: its 422 names the
+# message's state with the word status, GET /v1/sent and the sent event use
+# (rejected; refused is a recipient's refusal).
+"$PY" -c 'import json, sys; print(json.dumps({"kind": "signal", "to": ["politie-mn"], "signal": json.load(open("sig.json"))}))' >send-d.json
+CODE=$(curl -sS --max-time 30 --unix-socket n-gemeente-diemen/api.sock -X POST \
+    -H "Content-Type: application/json" --data-binary @send-d.json -o "$T/.out" -w '%{http_code}' \
+    "http://node/v1/messages?wait=20000" 2>"$T/.err")
+check "(d) POST /v1/messages?wait= answers the broker's refusal (HTTP 422)" test "$CODE" = 422 ||
+    sed 's/^/# /' "$T/.out" "$T/.err"
+check "(d) the 422 says state rejected, reason POLICY, rule 7" json_is "$T/.out" \
+    'd["type"] == "urn:keten:problem:refused" and d["state"] == "rejected" and d["reason"] == "POLICY" and d["rule"] == 7'
+M2=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["msg_id"])' "$T/.out")
+run "$NODE" status --home n-gemeente-diemen "$M2" --json
+expect 0 "(d) status MSG_ID of the message the 422 named"
+check "(d) status names its state with the same word (rejected)" json_is "$T/.out" \
+    'd["state"] == "rejected" and d["reason"] == "POLICY" and d["rule"] == 7'
 stop_one gemeente-diemen
 stop_one fake
 

@@ -998,9 +998,23 @@ static void test_session_end(void **state)
     assert_int_equal(keten_auth_sessions_end_token(s, ""), 0);
     assert_int_equal(keten_auth_sessions_find(s, c2, T0, &ses), KETEN_OK);
     assert_int_equal(keten_auth_sessions_end_token(s, "0123456789abcdef"), 2);
-    assert_int_equal(keten_auth_sessions_find(s, c2, T0, &ses), KETEN_ERR_NOT_FOUND);
-    assert_int_equal(keten_auth_sessions_find(s, c3, T0, &ses), KETEN_ERR_NOT_FOUND);
+    /* ended by the revocation: its cookie is told so (not "signed out") */
+    assert_int_equal(keten_auth_sessions_find(s, c2, T0, &ses), KETEN_ERR_REVOKED);
+    assert_non_null(strstr(keten_err_detail(), "token (token:dashboard) was revoked"));
+    assert_null(ses);
+    assert_int_equal(keten_auth_sessions_alive(s, c3, T0), KETEN_ERR_REVOKED);
+    assert_int_equal(keten_auth_sessions_end(s, c3), KETEN_ERR_REVOKED);
+    /* the twin: the session signed out is still just unknown */
+    assert_int_equal(keten_auth_sessions_find(s, c1, T0, &ses), KETEN_ERR_NOT_FOUND);
     assert_int_equal(keten_auth_sessions_count(s), 0);
+    /* a new session may take a revoked one's slot: it works, and the old
+     * cookie does not open it */
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(keten_auth_sessions_create(s, &jan, T0, c1, csrf), KETEN_OK);
+    }
+    assert_int_equal(keten_auth_sessions_find(s, c1, T0, &ses), KETEN_OK);
+    assert_int_equal(keten_auth_sessions_find(s, c2, T0, &ses), KETEN_ERR_NOT_FOUND);
+    assert_int_equal(keten_auth_sessions_count(s), 8);
     keten_auth_sessions_destroy(&s);
 }
 

@@ -163,6 +163,31 @@ static void test_time(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(keten_time_parse(bad[i], &ms), KETEN_ERR_INVALID);
     }
+    /* Strict RFC 3339 digits: a sign, a space or a missing digit inside a
+     * field (each of which sscanf's %d took) is refused, in every field */
+    const char *loose[] = { "2026-+1-19T10:30:00Z", "2026-11-+9T10:30:00Z", "2026-11-19T+1:30:00Z",
+        "2026-11-19T10:-0:00Z", "2026-11-19T10:30:+0Z", "+026-11-19T10:30:00Z",
+        "-026-11-19T10:30:00Z", "2026- 1-19T10:30:00Z", "2026-11- 9T10:30:00Z",
+        " 2026-11-19T10:30:00Z", "2026-1-19T10:30:00Z", "226-11-19T10:30:00Z",
+        "2026-11-19T1:30:00Z", "2026-11-19T10:30:0Z", "02026-11-19T10:30:00Z",
+        "2026-11-19t10:30:00Z", "2026-11-19T10:30:00.Z", "2026-11-19T10:30:00.-1Z",
+        "2026-11-19T10:30:00z", "2026-11-19T10:30:00Z ", "2026-11-19T10:30" };
+    for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++) {
+        ms = 7;
+        assert_int_equal(keten_time_parse(loose[i], &ms), KETEN_ERR_INVALID);
+        assert_int_equal(ms, 7); /* nothing written */
+        assert_non_null(strstr(keten_err_detail(), "time '"));
+    }
+    /* the twins: the same times with their digits, and the forms RFC 3339
+     * allows (a fraction of any length, +00:00) */
+    assert_int_equal(keten_time_parse("2026-01-19T10:30:00Z", &ms), KETEN_OK);
+    assert_int_equal(ms, 1768818600000ull);
+    assert_int_equal(keten_time_parse("2026-11-09T01:00:00.123456Z", &ms), KETEN_OK);
+    assert_int_equal(ms, 1794186000123ull);
+    assert_int_equal(keten_time_parse("2026-11-19T10:30:00+00:00", &ms), KETEN_OK);
+    assert_int_equal(ms, 1795084200000ull);
+    assert_int_equal(keten_time_parse("1970-01-01T00:00:00Z", &ms), KETEN_OK);
+    assert_int_equal(ms, 0);
 }
 
 static void test_names(void **state)
