@@ -1217,13 +1217,16 @@ static keten_api_result op_reply(op_ctx *c)
 {
     static const char *const fields[] = { "kind", "signal", NULL };
     static const char *const q[] = { "wait", NULL };
-    if (!query_check(c, q, "wait") || !body_object(c, fields, "kind, signal")) {
+    if (!query_check(c, q, "wait")) {
         return KETEN_API_ANSWERED;
     }
     if (c->req->idempotency_key != NULL || c->req->idempotency_key_twice) {
         field_problem(c->resp, KETEN_IDEM_HEADER, "not taken here", "POST /v1/messages",
             "the header " KETEN_IDEM_HEADER " is taken by POST /v1/messages only; send a reply "
             "or feedback without it (a second reply to a query is refused with 409)");
+        return KETEN_API_ANSWERED;
+    }
+    if (!body_object(c, fields, "kind, signal")) {
         return KETEN_API_ANSWERED;
     }
     return send_common(c, true, c->msg_id);
