@@ -348,6 +348,36 @@ static void test_records(void **state)
     assert_true(found);
 }
 
+/* What one key costs in the store (security.md counts it): a token's key
+ * of 64 characters, and the largest caller there is (a person's name of 128
+ * four-byte characters) with one. */
+static void test_record_size(void **state)
+{
+    ctx *t = *state;
+    keten_store *st = t->node->store;
+    char key[KETEN_IDEM_KEY_MAX + 1];
+    memset(key, 'k', KETEN_IDEM_KEY_MAX);
+    key[KETEN_IDEM_KEY_MAX] = '\0';
+    put_entry(st, "token:0123456789abcdef", key, NOW, ID, 1);
+    size_t len = 0;
+    free(raw_get(st, "token:0123456789abcdef", key, &len));
+    print_message("a token's key of 64 characters: %zu bytes\n", len);
+    assert_true(len <= 200);
+    char person[7 + 4 * 128 + 1] = "person:";
+    for (size_t i = 0; i < 128; i++) {
+        memcpy(person + 7 + 4 * i, "\xf0\x9f\x98\x80", 4); /* U+1F600 */
+    }
+    person[sizeof person - 1] = '\0';
+    put_entry(st, person, key, NOW, ID, 1);
+    free(raw_get(st, person, key, &len));
+    print_message("the largest person's key of 64 characters: %zu bytes\n", len);
+    assert_true(len <= KETEN_IDEM_RECORD_MAX);
+    bool found = false;
+    uint8_t id[KETEN_MSG_ID_BYTES], h[KETEN_HASH_BYTES];
+    assert_int_equal(find(st, person, key, NOW, &found, id, h), KETEN_OK);
+    assert_true(found);
+}
+
 static size_t table_count(keten_store *st)
 {
     MDB_txn *txn = NULL;
@@ -624,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_caller),
         cmocka_unit_test(test_table_key),
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_same_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api, setup, teardown),
