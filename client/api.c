@@ -936,8 +936,8 @@ static bool idem_repeat(op_ctx *c, uint64_t wait, keten_idem_entry *idem, keten_
             "this caller has no identity an " KETEN_IDEM_HEADER " can belong to; send without it");
         return true;
     }
-    keten_sha256(idem->request_hash, req->body != NULL ? req->body : (const uint8_t *)"",
-        req->body_len);
+    keten_sha256(
+        idem->request_hash, req->body != NULL ? req->body : (const uint8_t *)"", req->body_len);
     const uint64_t now = keten_now_ms();
     uint8_t msg_id[KETEN_MSG_ID_BYTES], hash[KETEN_HASH_BYTES];
     bool found = false;
@@ -954,8 +954,7 @@ static bool idem_repeat(op_ctx *c, uint64_t wait, keten_idem_entry *idem, keten_
             "%s; this send is not made, so that it cannot go out twice (send it with a new key "
             "once the store is restored)",
             keten_err_detail());
-        keten_api_problem(
-            c->resp, 500, "store-damaged", "The node's store is damaged", 1, text);
+        keten_api_problem(c->resp, 500, "store-damaged", "The node's store is damaged", 1, text);
         return true;
     }
     if (e != KETEN_OK) {
@@ -977,12 +976,12 @@ static bool idem_repeat(op_ctx *c, uint64_t wait, keten_idem_entry *idem, keten_
             "the " KETEN_IDEM_HEADER " %s was used by this caller for message %s with another "
             "body; a repeat sends the same body byte for byte, a new message needs a new key",
             req->idempotency_key, hex);
-        problem_with(c->resp, 409, "idempotency-key-reused", "Idempotency key used for another "
-            "request", 2, text, json_pack("{s:s}", "msg_id", hex));
+        problem_with(c->resp, 409, "idempotency-key-reused",
+            "Idempotency key used for another request", 2, text, json_pack("{s:s}", "msg_id", hex));
         return true;
     }
-    KETEN_LOG(KETEN_LOG_INFO, "a repeated send is answered with the message it stored",
-        "msg_id=%s", hex);
+    KETEN_LOG(
+        KETEN_LOG_INFO, "a repeated send is answered with the message it stored", "msg_id=%s", hex);
     if (wait > 0) {
         send_outcome(node, msg_id, false, c->resp);
         if (c->resp->status != 0) {

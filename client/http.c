@@ -1237,8 +1237,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     header_count idem_count = { KETEN_IDEM_HEADER, 0 };
     (void)MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &idem_count);
     char caller[KETEN_IDEM_CALLER_MAX + 1];
-    bool has_caller = keten_idem_caller(r->who.token_id, r->who.actor, r->via == VIA_UNIX,
-                          r->who.peer, caller)
+    bool has_caller
+        = keten_idem_caller(r->who.token_id, r->who.actor, r->via == VIA_UNIX, r->who.peer, caller)
         == KETEN_OK;
     keten_err_clear();
     keten_api_request req = {

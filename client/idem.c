@@ -53,13 +53,13 @@ keten_err keten_idem_caller(const char *token_id, const char *actor, bool local,
     } else if (actor != NULL && strncmp(actor, "person:", 7) == 0 && actor[7] != '\0') {
         n = snprintf(out, KETEN_IDEM_CALLER_MAX + 1, "%s", actor);
     } else {
-        return keten_err_set(
-            KETEN_ERR_INVALID, "this caller has no identity an " KETEN_IDEM_HEADER " can belong to");
+        return keten_err_set(KETEN_ERR_INVALID,
+            "this caller has no identity an " KETEN_IDEM_HEADER " can belong to");
     }
     if (n < 0 || n > KETEN_IDEM_CALLER_MAX) {
         out[0] = '\0';
-        return keten_err_set(KETEN_ERR_INVALID, "a caller's name longer than %d bytes",
-            KETEN_IDEM_CALLER_MAX);
+        return keten_err_set(
+            KETEN_ERR_INVALID, "a caller's name longer than %d bytes", KETEN_IDEM_CALLER_MAX);
     }
     return KETEN_OK;
 }
@@ -195,8 +195,8 @@ static keten_err purge_chunk(keten_store *st, uint64_t cutoff, size_t chunk,
     if (e == KETEN_OK) {
         int rc = mdb_cursor_open(txn, keten_store_dbi(st, KETEN_DB_IDEMPOTENCY), &cur);
         if (rc != 0) {
-            e = keten_err_set(KETEN_ERR_STORE, "opening a cursor on the idempotency keys: %s",
-                mdb_strerror(rc));
+            e = keten_err_set(
+                KETEN_ERR_STORE, "opening a cursor on the idempotency keys: %s", mdb_strerror(rc));
         }
     }
     MDB_val k = { .mv_size = KETEN_HASH_BYTES, .mv_data = from }, v;

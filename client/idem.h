@@ -52,8 +52,7 @@
 
 #define KETEN_IDEM_HEADER "Idempotency-Key"
 #define KETEN_IDEM_KEY_MAX 64 /* characters of a key */
-#define KETEN_IDEM_KEY_CHARS                                                                       \
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
+#define KETEN_IDEM_KEY_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
 #define KETEN_IDEM_CALLER_MAX 600 /* bytes of a caller ("person:" + 128 UTF-8 characters) */
 #define KETEN_IDEM_KEEP_MS (7ull * KETEN_MS_PER_DAY) /* a record is kept 7 days */
 #define KETEN_IDEM_RECORD_MAX 1024u /* bytes of a stored record */

@@ -140,7 +140,8 @@ keten_err keten_nodestore_token_put(
 /* idempotency: key = SHA-256 of (caller, key) (idem.h, which checks what
  * the record holds). Writes rec under key, with the checksum. */
 keten_err keten_nodestore_idem_put(keten_store *st, MDB_txn *txn,
-    const uint8_t key[static KETEN_HASH_BYTES], const Keten__IdempotencyRecord *rec) KETEN_MUST_CHECK;
+    const uint8_t key[static KETEN_HASH_BYTES],
+    const Keten__IdempotencyRecord *rec) KETEN_MUST_CHECK;
 
 /* KETEN_ERR_MALFORMED saying the record of db under key is damaged (why),
  * for the checks a table's own module makes after keten_nodestore_decode. */

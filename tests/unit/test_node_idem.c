@@ -138,8 +138,8 @@ static void test_caller(void **state)
 {
     (void)state;
     char c[KETEN_IDEM_CALLER_MAX + 1];
-    assert_int_equal(keten_idem_caller("0123456789abcdef", "token:app", false, "127.0.0.1", c),
-        KETEN_OK);
+    assert_int_equal(
+        keten_idem_caller("0123456789abcdef", "token:app", false, "127.0.0.1", c), KETEN_OK);
     assert_string_equal(c, "token:0123456789abcdef");
     /* A web session opened with a token: the token's id, over its name. */
     assert_int_equal(
@@ -151,7 +151,8 @@ static void test_caller(void **state)
     assert_string_equal(c, "person:jan");
     /* Twins: nobody, or a token's name without its id, has no keys. */
     assert_int_equal(keten_idem_caller("", "anonymous", false, "127.0.0.1", c), KETEN_ERR_INVALID);
-    assert_int_equal(keten_idem_caller(NULL, "token:app", false, "127.0.0.1", c), KETEN_ERR_INVALID);
+    assert_int_equal(
+        keten_idem_caller(NULL, "token:app", false, "127.0.0.1", c), KETEN_ERR_INVALID);
     assert_int_equal(keten_idem_caller(NULL, "person:", false, "127.0.0.1", c), KETEN_ERR_INVALID);
     keten_err_clear();
 }
@@ -187,8 +188,7 @@ static void put_entry(keten_store *st, const char *caller, const char *key, uint
 }
 
 static keten_err find(keten_store *st, const char *caller, const char *key, uint64_t now,
-    bool *found, uint8_t msg_id[static KETEN_MSG_ID_BYTES],
-    uint8_t hash[static KETEN_HASH_BYTES])
+    bool *found, uint8_t msg_id[static KETEN_MSG_ID_BYTES], uint8_t hash[static KETEN_HASH_BYTES])
 {
     MDB_txn *txn = NULL;
     assert_int_equal(keten_store_begin(st, false, &txn), KETEN_OK);
@@ -214,14 +214,15 @@ static uint8_t *raw_get(keten_store *st, const char *caller, const char *key, si
     return copy;
 }
 
-static void raw_put(keten_store *st, const char *caller, const char *key, const uint8_t *val,
-    size_t len)
+static void raw_put(
+    keten_store *st, const char *caller, const char *key, const uint8_t *val, size_t len)
 {
     uint8_t k[KETEN_HASH_BYTES];
     keten_idem_table_key(caller, key, k);
     MDB_txn *txn = NULL;
     assert_int_equal(keten_store_begin(st, true, &txn), KETEN_OK);
-    assert_int_equal(keten_store_put(st, txn, KETEN_DB_IDEMPOTENCY, k, sizeof k, val, len), KETEN_OK);
+    assert_int_equal(
+        keten_store_put(st, txn, KETEN_DB_IDEMPOTENCY, k, sizeof k, val, len), KETEN_OK);
     assert_int_equal(keten_store_commit(&txn), KETEN_OK);
 }
 
@@ -254,7 +255,8 @@ static void test_records(void **state)
     assert_int_equal(
         find(st, caller, "order-1", NOW + KETEN_IDEM_KEEP_MS - 1, &found, id, h), KETEN_OK);
     assert_true(found);
-    assert_int_equal(find(st, caller, "order-1", NOW + KETEN_IDEM_KEEP_MS, &found, id, h), KETEN_OK);
+    assert_int_equal(
+        find(st, caller, "order-1", NOW + KETEN_IDEM_KEEP_MS, &found, id, h), KETEN_OK);
     assert_false(found);
     /* Another caller, another key: not found. */
     assert_int_equal(find(st, "token:0123456789abcdee", "order-1", NOW, &found, id, h), KETEN_OK);
@@ -405,8 +407,8 @@ static void test_purge(void **state)
     raw_put(st, "local:uid=0", "damaged", (const uint8_t *)"junk", 4);
     assert_int_equal(table_count(st), 13);
     size_t removed = 0, damaged = 0;
-    assert_int_equal(keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 0, &removed, &damaged),
-        KETEN_ERR_INVALID);
+    assert_int_equal(
+        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 0, &removed, &damaged), KETEN_ERR_INVALID);
     keten_err_clear();
     /* Two records per transaction: 7 transactions cover all 13. */
     assert_int_equal(
@@ -603,8 +605,8 @@ static void test_api(void **state)
     /* A refused send keeps no key: the corrected one then sends. */
     const char *unknown = "{\"kind\":\"signal\",\"to\":[\"nobody\"],\"signal\":" SIGNAL "}";
     keten_api_response_clear(&resp);
-    assert_int_equal(handle(t, &(req_opts) { .key = "order-2", .body = unknown }, &resp),
-        KETEN_API_ANSWERED);
+    assert_int_equal(
+        handle(t, &(req_opts) { .key = "order-2", .body = unknown }, &resp), KETEN_API_ANSWERED);
     assert_true(resp.status >= 400);
     keten_api_response_clear(&resp);
     assert_int_equal(count_of(st, KETEN_DB_IDEMPOTENCY), 2);
@@ -626,7 +628,8 @@ static void test_api(void **state)
     expect_header_problem(t, &(req_opts) { .key = "a b" }, "byte 0x20 at position 2");
     expect_header_problem(t, &(req_opts) { .key = "a", .twice = true }, "more than once");
     expect_header_problem(t,
-        &(req_opts) { .key = "order-3", .path = "/v1/inbox/00112233445566778899aabbccddeeff/reply",
+        &(req_opts) { .key = "order-3",
+            .path = "/v1/inbox/00112233445566778899aabbccddeeff/reply",
             .body = "{\"signal\":" SIGNAL "}" },
         "POST /v1/messages only");
     keten_api_request req = {
