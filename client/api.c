@@ -9,12 +9,14 @@
 
 #include "alarm.h"
 #include "directory.h"
+#include "idem.h"
 #include "inbox.h"
 #include "log.h"
 #include "nodestore.h"
 #include "outbox.h"
 #include "pb.h"
 #include "policy.h"
+#include "sha256.h"
 #include "signal_json.h"
 #include "status.h"
 #include "util.h"
@@ -41,6 +43,7 @@ typedef struct waiter {
     waiter_kind kind;
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
     bool is_reply; /* action for the log */
+    bool repeated; /* a repeated send (Idempotency-Key): its answer says so */
     inbox_filter filter;
     uint64_t deadline; /* mono ms */
 } waiter;
@@ -885,6 +888,122 @@ static void free_text(char **text)
     }
 }
 
+/* ---- Idempotency-Key (idem.h) -------------------------------------------- */
+
+/* Add "repeated": true to an answer's JSON object (a repeated send's). */
+static void mark_repeated(keten_api_response *resp)
+{
+    if (resp->body == NULL) {
+        return;
+    }
+    unsigned status = resp->status;
+    const char *ct = resp->content_type;
+    json_t *b = json_loadb(resp->body, resp->body_len, 0, NULL);
+    if (b == NULL || !json_is_object(b) || json_object_set_new(b, "repeated", json_true()) != 0) {
+        json_decref(b);
+        return;
+    }
+    keten_api_response_clear(resp);
+    set_body(resp, status, ct, b);
+}
+
+/* The header Idempotency-Key, when given, is one key (idem.h); false:
+ * answered 400 naming the header. */
+static bool idem_header_ok(op_ctx *c)
+{
+    const keten_api_request *req = c->req;
+    char why[200];
+    if (req->idempotency_key_twice) {
+        snprintf(why, sizeof why,
+            "the header " KETEN_IDEM_HEADER " was given more than once; send it once");
+    } else if (req->idempotency_key == NULL
+        || keten_idem_key_check(req->idempotency_key, why, sizeof why)) {
+        return true;
+    }
+    field_problem(c->resp, KETEN_IDEM_HEADER, "not an idempotency key",
+        "1 to 64 characters [A-Za-z0-9._:-]", why);
+    return false;
+}
+
+/* A send with an Idempotency-Key: true when answered here (a repeat of a
+ * stored send, a key reused with another body, a damaged record; *res
+ * says whether now or later); false when this is the first send with the
+ * key: idem is filled for the send to store with its message. */
+static bool idem_repeat(op_ctx *c, uint64_t wait, keten_idem_entry *idem, keten_api_result *res)
+{
+    const keten_api_request *req = c->req;
+    keten_node *node = c->node;
+    *res = KETEN_API_ANSWERED;
+    if (req->caller == NULL) {
+        keten_api_problem(c->resp, 400, "invalid-request", "Invalid request", 2,
+            "this caller has no identity an " KETEN_IDEM_HEADER " can belong to; send without it");
+        return true;
+    }
+    keten_sha256(
+        idem->request_hash, req->body != NULL ? req->body : (const uint8_t *)"", req->body_len);
+    const uint64_t now = keten_now_ms();
+    uint8_t msg_id[KETEN_MSG_ID_BYTES], hash[KETEN_HASH_BYTES];
+    bool found = false;
+    MDB_txn *txn = NULL;
+    keten_err e = keten_store_begin(node->store, false, &txn);
+    if (e == KETEN_OK) {
+        e = keten_idem_find(
+            node->store, txn, req->caller, req->idempotency_key, now, &found, msg_id, hash);
+    }
+    keten_store_abort(&txn);
+    if (e == KETEN_ERR_MALFORMED) {
+        char text[DETAIL_MAX];
+        snprintf(text, sizeof text,
+            "%s; this send is not made, so that it cannot go out twice (send it with a new key "
+            "once the store is restored)",
+            keten_err_detail());
+        keten_api_problem(c->resp, 500, "store-damaged", "The node's store is damaged", 1, text);
+        return true;
+    }
+    if (e != KETEN_OK) {
+        err_problem(c->resp, e);
+        return true;
+    }
+    if (!found) {
+        idem->caller = req->caller;
+        idem->key = req->idempotency_key;
+        idem->created_at = now;
+        return false;
+    }
+    char hex[KETEN_MSG_ID_HEX_BYTES];
+    keten_hex(msg_id, KETEN_MSG_ID_BYTES, hex);
+    snprintf(c->resp->object, sizeof c->resp->object, "message:%s", hex);
+    if (sodium_memcmp(hash, idem->request_hash, KETEN_HASH_BYTES) != 0) {
+        char text[DETAIL_MAX];
+        snprintf(text, sizeof text,
+            "the " KETEN_IDEM_HEADER " %s was used by this caller for message %s with another "
+            "body; a repeat sends the same body byte for byte, a new message needs a new key",
+            req->idempotency_key, hex);
+        problem_with(c->resp, 409, "idempotency-key-reused",
+            "Idempotency key used for another request", 2, text, json_pack("{s:s}", "msg_id", hex));
+        return true;
+    }
+    KETEN_LOG(
+        KETEN_LOG_INFO, "a repeated send is answered with the message it stored", "msg_id=%s", hex);
+    if (wait > 0) {
+        send_outcome(node, msg_id, false, c->resp);
+        if (c->resp->status != 0) {
+            mark_repeated(c->resp);
+            return true;
+        }
+        waiter *w = add_waiter(node->api, req->ticket, WAIT_SEND, wait);
+        if (w != NULL) {
+            memcpy(w->msg_id, msg_id, KETEN_MSG_ID_BYTES);
+            w->repeated = true;
+            *res = KETEN_API_LATER;
+            return true;
+        }
+    }
+    send_outcome(node, msg_id, true, c->resp);
+    mark_repeated(c->resp);
+    return true;
+}
+
 /* Send a new message or an answer. orig: the message answered (NULL for a
  * send). */
 static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *orig)
@@ -898,6 +1017,13 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
     uint64_t wait = 0;
     if (!query_wait(c, &wait)) {
         return r;
+    }
+    keten_idem_entry idem = { 0 };
+    if (!is_reply && c->req->idempotency_key != NULL) {
+        if (idem_repeat(c, wait, &idem, &r)) {
+            return r;
+        }
+        sr.idem = &idem;
     }
     if (!body_string(c, "kind", false, &kind)) {
         return r;
@@ -1095,7 +1221,8 @@ static keten_api_result op_send(op_ctx *c)
 {
     static const char *const fields[] = { "kind", "to", "signal", NULL };
     static const char *const q[] = { "wait", NULL };
-    if (!query_check(c, q, "wait") || !body_object(c, fields, "kind, to, signal")) {
+    if (!query_check(c, q, "wait") || !idem_header_ok(c)
+        || !body_object(c, fields, "kind, to, signal")) {
         return KETEN_API_ANSWERED;
     }
     return send_common(c, false, NULL);
@@ -1105,7 +1232,16 @@ static keten_api_result op_reply(op_ctx *c)
 {
     static const char *const fields[] = { "kind", "signal", NULL };
     static const char *const q[] = { "wait", NULL };
-    if (!query_check(c, q, "wait") || !body_object(c, fields, "kind, signal")) {
+    if (!query_check(c, q, "wait")) {
+        return KETEN_API_ANSWERED;
+    }
+    if (c->req->idempotency_key != NULL || c->req->idempotency_key_twice) {
+        field_problem(c->resp, KETEN_IDEM_HEADER, "not taken here", "POST /v1/messages",
+            "the header " KETEN_IDEM_HEADER " is taken by POST /v1/messages only; send a reply "
+            "or feedback without it (a second reply to a query is refused with 409)");
+        return KETEN_API_ANSWERED;
+    }
+    if (!body_object(c, fields, "kind, signal")) {
         return KETEN_API_ANSWERED;
     }
     return send_common(c, true, c->msg_id);
@@ -1817,6 +1953,9 @@ done:
 
 static void waiter_answer(keten_node *node, waiter *w, keten_api_response *resp)
 {
+    if (w->repeated) {
+        mark_repeated(resp);
+    }
     snprintf(resp->action, sizeof resp->action, "%s",
         w->kind == WAIT_INBOX ? "list-inbox"
             : w->is_reply     ? "reply"

@@ -17,6 +17,12 @@
  *   GET  /v1/sent [read] (?since)    GET /v1/checkpoint, /v1/checkpoints [read]
  *   POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id} [the Unix socket
  *   only: req->local; from elsewhere 403]
+ * POST /v1/messages takes the header Idempotency-Key (idem.h): a repeat by
+ * the same caller with the same key and body sends nothing and is answered
+ * for the message the first stored (its current state, as a send with that
+ * wait would be, plus "repeated": true); another body 409
+ * idempotency-key-reused; a key that is not 1-64 of [A-Za-z0-9._:-] 400
+ * (also on the reply route, which takes no key).
  * A path of none of them is 404, a known path with another method 405 (with
  * resp->allow), a scope the caller lacks 403, a body that is not JSON 415 or
  * 400, a msg_id that is not 32 lowercase hex characters 400; an unknown
@@ -77,6 +83,12 @@ typedef struct keten_api_request {
     unsigned scopes; /* KETEN_SCOPE_* (auth.h) */
     bool local; /* came on the Unix socket: the node's operator (tokens) */
     uint64_t ticket; /* the transport's name for the request, for a later answer */
+    /* Idempotency-Key (idem.h): the header's value, NULL when absent;
+     * idempotency_key_twice when the header came more than once (400);
+     * caller: whose keys they are (keten_idem_caller()), NULL: none. */
+    const char *idempotency_key;
+    bool idempotency_key_twice;
+    const char *caller;
 } keten_api_request;
 
 typedef struct keten_api_response {

@@ -19,6 +19,7 @@
 #include "dirs.h"
 #include "events.h"
 #include "hook.h"
+#include "idem.h"
 #include "inbox.h"
 #include "link.h"
 #include "log.h"
@@ -415,12 +416,28 @@ static bool read_signals(keten_node *node, int sfd)
     return node->stop;
 }
 
-/* The periodic purge: replay memory of expired messages, and the events
- * retention does not keep (events.h). */
+/* The periodic purge: replay memory of expired messages, the events
+ * retention does not keep (events.h), and idempotency keys older than
+ * KETEN_IDEM_KEEP_MS (idem.h). */
 static void purge(keten_node *node)
 {
     keten_inbox_purge_seen(node);
-    size_t n = 0;
+    size_t n = 0, damaged = 0;
+    if (keten_idem_purge(
+            node->store, keten_now_ms(), KETEN_IDEM_KEEP_MS, KETEN_IDEM_PURGE_CHUNK, &n, &damaged)
+        != KETEN_OK) {
+        node->counters.store_errors++;
+        KETEN_LOG(KETEN_LOG_ERR, "idempotency keys not purged; the next purge tries again",
+            "error=\"%s\"", keten_err_detail());
+        keten_err_clear();
+    } else if (n > 0 || damaged > 0) {
+        KETEN_LOG(damaged > 0 ? KETEN_LOG_ERR : KETEN_LOG_INFO, "idempotency keys purged",
+            "removed=%zu damaged_kept=%zu", n, damaged);
+    }
+    if (damaged > 0) {
+        node->counters.store_errors++;
+    }
+    n = 0;
     if (keten_events_purge(node, keten_now_ms(), &n) != KETEN_OK) {
         node->counters.store_errors++;
         KETEN_LOG(KETEN_LOG_ERR, "event log not purged; the next purge tries again", "error=\"%s\"",

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -20,6 +21,7 @@
 #include "api.h"
 #include "auth.h"
 #include "events.h"
+#include "idem.h"
 #include "log.h"
 #include "util.h"
 
@@ -1171,6 +1173,24 @@ static enum MHD_Result events_route(keten_http *h, http_req *r, struct MHD_Conne
     return rc;
 }
 
+/* How many times a request header came (MHD_get_connection_values). */
+typedef struct header_count {
+    const char *name;
+    unsigned n;
+} header_count;
+
+static enum MHD_Result count_header(
+    void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    header_count *hc = cls;
+    if (key != NULL && strcasecmp(key, hc->name) == 0) {
+        hc->n++;
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
     const char *method, const char *version, const char *upload_data, size_t *upload_data_size,
     void **con_cls)
@@ -1255,6 +1275,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return send_answer(h, conn, method, url, r, &resp);
     }
     r->ticket = ++h->next_ticket;
+    header_count idem_count = { KETEN_IDEM_HEADER, 0 };
+    (void)MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &idem_count);
+    char caller[KETEN_IDEM_CALLER_MAX + 1];
+    bool has_caller
+        = keten_idem_caller(r->who.token_id, r->who.actor, r->via == VIA_UNIX, r->who.peer, caller)
+        == KETEN_OK;
+    keten_err_clear();
     keten_api_request req = {
         .method = method,
         .path = url,
@@ -1267,6 +1294,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         .scopes = r->who.scopes,
         .local = r->via == VIA_UNIX,
         .ticket = r->ticket,
+        .idempotency_key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, KETEN_IDEM_HEADER),
+        .idempotency_key_twice = idem_count.n > 1,
+        .caller = has_caller ? caller : NULL,
     };
     /* Registered first: an answer may come before the handler returns. */
     r->next = h->waiting;

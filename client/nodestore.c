@@ -624,6 +624,20 @@ keten_err keten_nodestore_token_put(keten_store *st, MDB_txn *txn, const Keten__
         &rec->base, false);
 }
 
+/* ---- idempotency (idem.h checks the content) ---------------------------- */
+
+keten_err keten_nodestore_idem_put(keten_store *st, MDB_txn *txn,
+    const uint8_t key[static KETEN_HASH_BYTES], const Keten__IdempotencyRecord *rec)
+{
+    return write_record(st, txn, KETEN_DB_IDEMPOTENCY, key, KETEN_HASH_BYTES, &rec->base, false);
+}
+
+keten_err keten_nodestore_damaged(
+    keten_store_db db, const void *key, size_t key_len, const char *why)
+{
+    return damaged(db, key, key_len, why);
+}
+
 /* ---- display ----------------------------------------------------------- */
 
 keten_err keten_nodestore_header_json(const Keten__Header *h, unsigned fields, json_t *obj)

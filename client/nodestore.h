@@ -13,6 +13,7 @@
  *   state         "alarms" -> NodeAlarms
  *   events        sequence -> EventRecord (events.h)
  *   tokens        SHA-256 of a token -> TokenRecord (auth.h)
+ *   idempotency   SHA-256 of (caller, key) -> IdempotencyRecord (idem.h)
  *
  * Every value is a StoredRecord: the serialized record and a BLAKE2b-128
  * checksum over the table's name, the key and the record, so that a
@@ -135,6 +136,17 @@ keten_err keten_nodestore_token_decode(
     const MDB_val *key, const MDB_val *val, Keten__TokenRecord **out) KETEN_MUST_CHECK;
 keten_err keten_nodestore_token_put(
     keten_store *st, MDB_txn *txn, const Keten__TokenRecord *rec) KETEN_MUST_CHECK;
+
+/* idempotency: key = SHA-256 of (caller, key) (idem.h, which checks what
+ * the record holds). Writes rec under key, with the checksum. */
+keten_err keten_nodestore_idem_put(keten_store *st, MDB_txn *txn,
+    const uint8_t key[static KETEN_HASH_BYTES],
+    const Keten__IdempotencyRecord *rec) KETEN_MUST_CHECK;
+
+/* KETEN_ERR_MALFORMED saying the record of db under key is damaged (why),
+ * for the checks a table's own module makes after keten_nodestore_decode. */
+keten_err keten_nodestore_damaged(
+    keten_store_db db, const void *key, size_t key_len, const char *why) KETEN_MUST_CHECK;
 
 /* Add the header's fields to obj for display: "kind" and "in_reply_to"
  * (hex, when set) always, and those of fields (KETEN_HDR_*). */

@@ -461,6 +461,8 @@ keten_err keten_outbox_send(keten_node *node, const keten_outbox_send_req *req,
                 node->store, txn, KETEN_DB_OUTBOX, msg_id_out, KETEN_MSG_ID_BYTES, "", 0))
             != KETEN_OK
         || (e = keten_nodestore_sent_put(node->store, txn, &rec)) != KETEN_OK
+        || (req->idem != NULL
+            && (e = keten_idem_put(node->store, txn, req->idem, msg_id_out)) != KETEN_OK)
         || (e = keten_store_commit(&txn)) != KETEN_OK) {
         goto out;
     }

@@ -48,6 +48,7 @@
 #include <lmdb.h>
 
 #include "err.h"
+#include "idem.h"
 #include "keten.h"
 #include "node.h"
 #include "signal_json.h"
@@ -62,9 +63,12 @@ typedef struct keten_outbox_send_req {
      * rule that refused the message when it returns KETEN_ERR_POLICY (0: no
      * rule allows it, the default deny) */
     uint32_t *refused_rule;
+    const keten_idem_entry *idem; /* NULL, or the Idempotency-Key record to write with it */
 } keten_outbox_send_req;
 
-/* Seal, store durably, submit. msg_id_out receives the new msg_id. */
+/* Seal, store durably, submit. msg_id_out receives the new msg_id. With
+ * req->idem, its record (idem.h) is written in the same transaction as the
+ * outbox and sent records: both are stored, or neither. */
 keten_err keten_outbox_send(keten_node *node, const keten_outbox_send_req *req,
     uint8_t msg_id_out[static KETEN_MSG_ID_BYTES]) KETEN_MUST_CHECK;
 

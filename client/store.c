@@ -45,6 +45,7 @@ static const char *const db_names[KETEN_DB__COUNT] = {
     [KETEN_DB_STATE] = "state",
     [KETEN_DB_EVENTS] = "events",
     [KETEN_DB_TOKENS] = "tokens",
+    [KETEN_DB_IDEMPOTENCY] = "idempotency",
 };
 
 static keten_err lmdb_err(int rc, const char *what)

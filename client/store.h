@@ -33,6 +33,10 @@
  *                     application tokens of the HTTP API (auth.h); a store
  *                     made before this table existed gains it, empty, when
  *                     it is opened
+ *   idempotency       SHA-256 of (caller, Idempotency-Key) (32) ->
+ *                     IdempotencyRecord: the message a send with that key
+ *                     stored, written with its outbox and sent records
+ *                     (idem.h); gained, empty, like tokens
  *
  * The records are protobuf messages (proto/keten.proto, "Node store"),
  * written and read through nodestore.h only, which refuses a damaged one.
@@ -99,6 +103,7 @@ typedef enum keten_store_db {
     KETEN_DB_STATE,
     KETEN_DB_EVENTS,
     KETEN_DB_TOKENS,
+    KETEN_DB_IDEMPOTENCY,
     KETEN_DB__COUNT
 } keten_store_db;
 
