@@ -17,6 +17,8 @@
  *   GET  /v1/sent [read] (?since)    GET /v1/checkpoint, /v1/checkpoints [read]
  *   POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id} [the Unix socket
  *   only: req->local; from elsewhere 403]
+ *   GET  /v1/alarms [read]           POST /v1/alarms/{alarm_id}/ack {"note"}
+ *   [the Unix socket only, as the tokens; who acknowledged: req->peer's uid]
  * A path of none of them is 404, a known path with another method 405 (with
  * resp->allow), a scope the caller lacks 403, a body that is not JSON 415 or
  * 400, a msg_id that is not 32 lowercase hex characters 400; an unknown
@@ -75,7 +77,9 @@ typedef struct keten_api_request {
     size_t body_len;
     const char *actor; /* "local", "token:NAME", "person:X" */
     unsigned scopes; /* KETEN_SCOPE_* (auth.h) */
-    bool local; /* came on the Unix socket: the node's operator (tokens) */
+    bool local; /* came on the Unix socket: the node's operator (tokens, alarm ack) */
+    const char *peer; /* "uid=N" on the Unix socket (SO_PEERCRED), the address over TCP;
+                         NULL: not known */
     uint64_t ticket; /* the transport's name for the request, for a later answer */
 } keten_api_request;
 

@@ -1225,6 +1225,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         .actor = r->who.actor,
         .scopes = r->who.scopes,
         .local = r->via == VIA_UNIX,
+        .peer = r->who.peer,
         .ticket = r->ticket,
     };
     /* Registered first: an answer may come before the handler returns. */
