@@ -1806,6 +1806,12 @@ keten_api_result keten_api_handle(
         goto done;
     }
     snprintf(resp->action, sizeof resp->action, "%s", r->action);
+    if (is_alarm_route(r)) { /* named in the access log, refused or not */
+        uint64_t n = 0;
+        bool id_ok = seg != NULL && alarm_id_valid(seg, seg_len, &n);
+        snprintf(resp->object, sizeof resp->object, "%s%.*s", id_ok ? "alarm:" : "alarms",
+            id_ok ? (int)seg_len : 0, id_ok ? seg : "");
+    }
     if (r->local && !req->local) {
         keten_api_problem(resp, 403, "forbidden", "Not allowed from here", 1,
             is_alarm_route(r)
@@ -1815,9 +1821,7 @@ keten_api_result keten_api_handle(
                   "keten-node token create), never over TCP");
         goto done;
     }
-    if (is_alarm_route(r)) {
-        snprintf(resp->object, sizeof resp->object, "alarms");
-    } else if (r->local) {
+    if (r->local && !is_alarm_route(r)) {
         snprintf(resp->object, sizeof resp->object, "tokens");
     }
     if (seg != NULL && is_alarm_route(r)) {
