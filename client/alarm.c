@@ -230,9 +230,9 @@ static json_t *alarm_json(const Keten__NodeAlarm *a)
 {
     char at[40];
     keten_time_iso(a->at, at, sizeof at);
-    json_t *one = json_pack("{s:I, s:s, s:s, s:s, s:b}", "id", (json_int_t)a->id, "kind", a->kind,
-        "detail", a->detail != NULL ? a->detail : "", "at", at, "acknowledged",
-        a->acknowledged_at != 0);
+    json_t *one
+        = json_pack("{s:I, s:s, s:s, s:s, s:b}", "id", (json_int_t)a->id, "kind", a->kind, "detail",
+            a->detail != NULL ? a->detail : "", "at", at, "acknowledged", a->acknowledged_at != 0);
     if (one != NULL && a->acknowledged_at != 0) {
         char ack[40];
         keten_time_iso(a->acknowledged_at, ack, sizeof ack);

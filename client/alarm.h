@@ -161,7 +161,7 @@ const char *keten_alarm_state_holds(keten_node *node, const char *kind);
  * (no such alarm), KETEN_ERR_EXISTS (acknowledged before: the detail says
  * by whom, when and why), KETEN_ERR_MISMATCH (its state still holds),
  * KETEN_ERR_MALFORMED (the list is damaged: nothing changed), store errors. */
-keten_err keten_alarm_ack(keten_node *node, uint64_t id, const char *by, const char *note,
-    json_t **out) KETEN_MUST_CHECK;
+keten_err keten_alarm_ack(
+    keten_node *node, uint64_t id, const char *by, const char *note, json_t **out) KETEN_MUST_CHECK;
 
 #endif

@@ -1560,7 +1560,8 @@ static keten_api_result op_alarm_ack(op_ctx *c)
     }
     const json_t *note = json_object_get(c->body, "note");
     char why[160];
-    if (!json_is_string(note) || !keten_nodestore_note_ok(json_string_value(note), why, sizeof why)) {
+    if (!json_is_string(note)
+        || !keten_nodestore_note_ok(json_string_value(note), why, sizeof why)) {
         if (!json_is_string(note)) {
             snprintf(why, sizeof why, "%s",
                 "a note is required: say what was done about the alarm (1 to 200 characters)");

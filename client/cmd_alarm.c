@@ -92,8 +92,8 @@ static int alarm_list(const char *home, bool as_json)
     if (rc != KETEN_EXIT_OK) {
         /* the problem is printed */
     } else if (!json_is_array(list)) {
-        fprintf(stderr, "%s: the node's answer to GET /v1/alarms holds no list\n",
-            keten_cli_prog());
+        fprintf(
+            stderr, "%s: the node's answer to GET /v1/alarms holds no list\n", keten_cli_prog());
         rc = KETEN_EXIT_FAILURE;
     } else if (as_json) {
         if (keten_cli_json_print(json_incref(reply)) != KETEN_OK) {
@@ -121,8 +121,8 @@ static int alarm_ack(const char *home, const char *id, const char *note, bool as
         return keten_cli_usage("alarm", "ID is the alarm's number (keten-node alarm list)");
     }
     if (note == NULL) {
-        return keten_cli_usage("alarm",
-            "ack needs --note TEXT: what was done about the alarm (1 to 200 characters)");
+        return keten_cli_usage(
+            "alarm", "ack needs --note TEXT: what was done about the alarm (1 to 200 characters)");
     }
     if (note[0] == '\0' || strlen(note) > NOTE_BYTES_MAX) {
         return keten_cli_usage("alarm", "--note: 1 to 200 characters saying what was done");

@@ -537,7 +537,11 @@ keten_err keten_nodestore_evidence_put(keten_store *st, MDB_txn *txn,
 static size_t utf8_next(const unsigned char *p, uint32_t *cp)
 {
     unsigned char c = p[0];
-    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    size_t n = c < 0x80      ? 1
+        : (c & 0xE0) == 0xC0 ? 2
+        : (c & 0xF0) == 0xE0 ? 3
+        : (c & 0xF8) == 0xF0 ? 4
+                             : 0;
     if (n == 0) {
         return 0;
     }
@@ -580,8 +584,8 @@ bool keten_nodestore_note_ok(const char *s, char *why, size_t why_size)
             return false;
         }
         if (++chars > KETEN_NODESTORE_NOTE_MAX) {
-            snprintf(why, why_size, "the note is longer than %u characters",
-                KETEN_NODESTORE_NOTE_MAX);
+            snprintf(
+                why, why_size, "the note is longer than %u characters", KETEN_NODESTORE_NOTE_MAX);
             return false;
         }
         text = text || cp != ' ';
@@ -653,8 +657,8 @@ keten_err keten_nodestore_alarms_get(const keten_store *st, MDB_txn *txn, Keten_
     const char *why = alarms_invalid(r);
     if (why != NULL) {
         keten_pb_free((ProtobufCMessage **)(void *)&r);
-        return damaged(KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY,
-            strlen(KETEN_NODESTORE_ALARMS_KEY), why);
+        return damaged(
+            KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY, strlen(KETEN_NODESTORE_ALARMS_KEY), why);
     }
     for (size_t i = 0; i < r->n_alarms; i++) { /* a list from before numbers */
         if (r->alarms[i]->id == 0) {

@@ -107,10 +107,11 @@ static void test_ack(void **state)
     counts(t, 2, 0);
 
     json_t *out = NULL;
-    assert_int_equal(keten_alarm_ack(t->node, 1, "alice", "broker restored; INC-4711", &out),
-        KETEN_OK);
+    assert_int_equal(
+        keten_alarm_ack(t->node, 1, "alice", "broker restored; INC-4711", &out), KETEN_OK);
     assert_string_equal(json_string_value(json_object_get(out, "acknowledged_by")), "alice");
-    assert_string_equal(json_string_value(json_object_get(out, "note")), "broker restored; INC-4711");
+    assert_string_equal(
+        json_string_value(json_object_get(out, "note")), "broker restored; INC-4711");
     json_decref(out);
     counts(t, 1, 1);
     list = alarms(t);
@@ -224,8 +225,8 @@ static void put_raw(ctx *t, const Keten__NodeAlarms *list, bool flip)
 }
 
 /* Two alarms: a (id, acknowledged_at, by, note) and b (id2, not acknowledged). */
-static void put_two(ctx *t, uint64_t id, uint64_t at, const char *by, const char *note, uint64_t id2,
-    bool flip)
+static void put_two(
+    ctx *t, uint64_t id, uint64_t at, const char *by, const char *note, uint64_t id2, bool flip)
 {
     Keten__NodeAlarm a = KETEN__NODE_ALARM__INIT, b = KETEN__NODE_ALARM__INIT;
     a.kind = (char *)"bad-proof";
@@ -321,8 +322,8 @@ static void test_state_holds(void **state)
     keten_alarm_raise(t->node, "directory-expired", "directory version 1 expired");
     t->node->dir_clock_ahead_ms = 3650ull * 24 * 3600 * 1000; /* the directory has expired */
     json_t *out = NULL;
-    assert_int_equal(keten_alarm_ack(t->node, 1, "alice", "asked the admins", &out),
-        KETEN_ERR_MISMATCH);
+    assert_int_equal(
+        keten_alarm_ack(t->node, 1, "alice", "asked the admins", &out), KETEN_ERR_MISMATCH);
     assert_non_null(strstr(keten_err_detail(), "still expired"));
     assert_null(out);
     counts(t, 1, 0);
