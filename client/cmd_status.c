@@ -106,10 +106,10 @@ static void print_node(const json_t *st)
     {
         acknowledged += json_is_true(json_object_get(a, "acknowledged")) ? 1 : 0;
     }
-    if (json_array_size(alarms) == acknowledged) {
-        printf("alarms        none%s\n", acknowledged > 0 ? " not acknowledged" : "");
+    if (json_array_size(alarms) == 0) {
+        printf("alarms        none\n");
     } else {
-        printf("alarms        %zu\n", json_array_size(alarms) - acknowledged);
+        printf("alarms        %zu not acknowledged\n", json_array_size(alarms) - acknowledged);
         json_array_foreach(alarms, i, a)
         {
             if (!json_is_true(json_object_get(a, "acknowledged"))) {

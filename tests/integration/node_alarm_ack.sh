@@ -126,7 +126,7 @@ check "alarm list: acknowledged by $WHO, with the time and the note; the alarm i
     alarms_are "len(a) == 1 and a[0]['acknowledged'] is True and a[0]['acknowledged_by'] == '$WHO' and a[0]['acknowledged_at'].endswith('Z') and a[0]['note'] == '$NOTE' and a[0]['kind'] == 'bad-proof' and 'leaf' in a[0]['detail']"
 run "$NODE" status --home "$HOME_DIR"
 expect 0 "status exits 0 (the only alarm is acknowledged, the node is connected)"
-stdout_says "alarms        none not acknowledged" "status says no alarm is left unacknowledged"
+stdout_says "alarms        0 not acknowledged" "status says no alarm is left unacknowledged"
 stdout_says "acknowledged by $WHO at" "status lists the acknowledged alarm apart"
 stdout_says "$NOTE" "with the note"
 check "the evidence is kept" node_status_is "$ID" 'd["evidence"] >= 1'
