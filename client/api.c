@@ -1717,6 +1717,15 @@ static bool is_alarm_route(const route *r)
     return strncmp(r->path, "/v1/alarms", 10) == 0;
 }
 
+/* The access log's object of an alarm route: "alarm:N", or "alarms". */
+static void alarm_object(const char *seg, size_t seg_len, keten_api_response *resp)
+{
+    uint64_t n = 0;
+    bool id_ok = seg != NULL && alarm_id_valid(seg, seg_len, &n);
+    snprintf(resp->object, sizeof resp->object, "%s%.*s", id_ok ? "alarm:" : "alarms",
+        id_ok ? (int)seg_len : 0, id_ok ? seg : "");
+}
+
 /* Pick the route: literal paths win over templates. NULL: answered. */
 static const route *find_route(
     const keten_api_request *req, keten_api_response *resp, const char **seg, size_t *seg_len)
@@ -1771,11 +1780,8 @@ void keten_api_describe(const char *method, const char *path, keten_api_response
     if (r == NULL) {
         return;
     }
-    uint64_t alarm = 0;
     if (is_alarm_route(r)) {
-        bool id_ok = seg != NULL && alarm_id_valid(seg, seg_len, &alarm);
-        snprintf(resp->object, sizeof resp->object, "%s%.*s", id_ok ? "alarm:" : "alarms",
-            id_ok ? (int)seg_len : 0, id_ok ? seg : "");
+        alarm_object(seg, seg_len, resp);
     } else if (r->local) {
         bool id_ok = seg != NULL && token_id_valid(seg, seg_len);
         snprintf(resp->object, sizeof resp->object, "%s%.*s", id_ok ? "token:" : "tokens",
@@ -1808,10 +1814,7 @@ keten_api_result keten_api_handle(
     }
     snprintf(resp->action, sizeof resp->action, "%s", r->action);
     if (is_alarm_route(r)) { /* named in the access log, refused or not */
-        uint64_t n = 0;
-        bool id_ok = seg != NULL && alarm_id_valid(seg, seg_len, &n);
-        snprintf(resp->object, sizeof resp->object, "%s%.*s", id_ok ? "alarm:" : "alarms",
-            id_ok ? (int)seg_len : 0, id_ok ? seg : "");
+        alarm_object(seg, seg_len, resp);
     }
     if (r->local && !req->local) {
         keten_api_problem(resp, 403, "forbidden", "Not allowed from here", 1,

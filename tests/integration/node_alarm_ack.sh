@@ -83,6 +83,19 @@ expect 1 "ack of a number the node does not hold"
 says "no alarm 7" "it says there is no such alarm"
 run "$NODE" alarm --home "$HOME_DIR" ack 01 --note "leading zero"
 expect 2 "an ID that is not a number from 1"
+# On the socket, with curl: who acknowledges is not the caller's to say.
+unix_post() {
+    CODE=$(curl -sS --max-time 20 --unix-socket "$HOME_DIR/api.sock" -X POST \
+        -H "Content-Type: application/json" --data-binary "$2" -o "$T/.unix" -w '%{http_code}' \
+        "http://node$1" 2>"$T/.unixerr")
+}
+unix_post /v1/alarms/1/ack '{"note":"fixed","by":"mallory"}'
+check "a request naming who acknowledges (\"by\") is refused: 400" test "$CODE" = 400
+check "it names the field" json_is "$T/.unix" "d['errors'][0]['field'] == '/by'"
+unix_post /v1/alarms/one/ack '{"note":"fixed"}'
+check "an alarm number that is not a number: 400" test "$CODE" = 400
+unix_post /v1/alarms/1/ack '{}'
+check "no note: 400 naming /note" json_is "$T/.unix" "d['status'] == 400 and d['errors'][0]['field'] == '/note'"
 run "$NODE" token create --home "$HOME_DIR" --name ops --scope read,send,ack
 expect 0 "a token with every scope, for the TCP listener"
 TOKEN=$(cat "$T/.out")
