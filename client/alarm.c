@@ -1,13 +1,18 @@
 #include "alarm.h"
 
+#include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
 #include "dirs.h"
+#include "events.h"
 #include "log.h"
 #include "nodestore.h"
 #include "pb.h"
@@ -149,7 +154,6 @@ keten_err keten_alarm_evidence_count(keten_node *node, size_t *out)
 static void raise_alarm(keten_node *node, const char *kind, const char *detail)
 {
     node->counters.alarms++;
-    KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s detail=%s", kind, detail);
 
     MDB_txn *txn = NULL;
     Keten__NodeAlarms *list = NULL;
@@ -157,24 +161,40 @@ static void raise_alarm(keten_node *node, const char *kind, const char *detail)
     if (e == KETEN_OK) {
         e = keten_nodestore_alarms_get(node->store, txn, &list);
     }
+    uint64_t id = 0;
     if (e == KETEN_OK) {
-        /* The oldest beyond KETEN_ALARM_KEEP go; the new one is last. */
+        /* The new one is last, numbered after the newest (always kept). Past
+         * KETEN_ALARM_KEEP the oldest acknowledged one goes, else the oldest:
+         * an alarm nobody has looked at outlives one that was dealt with. */
         Keten__NodeAlarm a = KETEN__NODE_ALARM__INIT;
         a.kind = (char *)(uintptr_t)kind;
         a.detail = (char *)(uintptr_t)detail;
         a.at = keten_now_ms();
-        size_t keep = list->n_alarms < KETEN_ALARM_KEEP ? list->n_alarms : KETEN_ALARM_KEEP - 1;
-        Keten__NodeAlarm **all = malloc((keep + 1) * sizeof *all);
+        a.id = id = list->n_alarms > 0 ? list->alarms[list->n_alarms - 1]->id + 1 : 1;
+        size_t drop = list->n_alarms; /* none */
+        if (list->n_alarms >= KETEN_ALARM_KEEP) {
+            drop = 0;
+            for (size_t i = 0; i < list->n_alarms; i++) {
+                if (list->alarms[i]->acknowledged_at != 0) {
+                    drop = i;
+                    break;
+                }
+            }
+        }
+        Keten__NodeAlarm **all = malloc((list->n_alarms + 1) * sizeof *all);
         if (all == NULL) {
             e = KETEN_ERR_NOMEM;
         } else {
-            if (keep > 0) {
-                memcpy(all, list->alarms + (list->n_alarms - keep), keep * sizeof *all);
+            size_t n = 0;
+            for (size_t i = 0; i < list->n_alarms; i++) {
+                if (i != drop) {
+                    all[n++] = list->alarms[i];
+                }
             }
-            all[keep] = &a;
+            all[n++] = &a;
             Keten__NodeAlarms out = KETEN__NODE_ALARMS__INIT;
             out.alarms = all;
-            out.n_alarms = keep + 1;
+            out.n_alarms = n;
             e = keten_nodestore_alarms_put(node->store, txn, &out);
             free(all);
         }
@@ -184,7 +204,11 @@ static void raise_alarm(keten_node *node, const char *kind, const char *detail)
     }
     keten_store_abort(&txn);
     keten_pb_free((ProtobufCMessage **)(void *)&list);
-    if (e != KETEN_OK) {
+    if (e == KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s id=%llu detail=%s", kind,
+            (unsigned long long)id, detail);
+    } else {
+        KETEN_LOG(KETEN_LOG_ERR, "ALARM", "alarm=%s detail=%s", kind, detail);
         KETEN_LOG(
             KETEN_LOG_ERR, "cannot store alarm", "alarm=%s error=\"%s\"", kind, keten_err_str(e));
     }
@@ -201,26 +225,49 @@ void keten_alarm_warn(keten_node *node, const char *what, const char *fmt, ...)
     KETEN_LOG(KETEN_LOG_WARNING, "warning", "warning=%s detail=%s", what, detail);
 }
 
+/* One stored alarm as JSON (alarm.h); NULL without memory. */
+static json_t *alarm_json(const Keten__NodeAlarm *a)
+{
+    char at[40];
+    keten_time_iso(a->at, at, sizeof at);
+    json_t *one
+        = json_pack("{s:I, s:s, s:s, s:s, s:b}", "id", (json_int_t)a->id, "kind", a->kind, "detail",
+            a->detail != NULL ? a->detail : "", "at", at, "acknowledged", a->acknowledged_at != 0);
+    if (one != NULL && a->acknowledged_at != 0) {
+        char ack[40];
+        keten_time_iso(a->acknowledged_at, ack, sizeof ack);
+        if (json_object_set_new(one, "acknowledged_at", json_string(ack)) != 0
+            || json_object_set_new(one, "acknowledged_by", json_string(a->acknowledged_by)) != 0
+            || json_object_set_new(one, "note", json_string(a->note)) != 0) {
+            json_decref(one);
+            one = NULL;
+        }
+    }
+    return one;
+}
+
+static keten_err alarms_read(keten_node *node, Keten__NodeAlarms **list)
+{
+    MDB_txn *txn = NULL;
+    keten_err e = keten_store_begin(node->store, false, &txn);
+    if (e == KETEN_OK) {
+        e = keten_nodestore_alarms_get(node->store, txn, list);
+    }
+    keten_store_abort(&txn);
+    return e;
+}
+
 keten_err keten_alarm_list(keten_node *node, json_t **out)
 {
     *out = NULL;
-    MDB_txn *txn = NULL;
     Keten__NodeAlarms *list = NULL;
-    keten_err e = keten_store_begin(node->store, false, &txn);
-    if (e == KETEN_OK) {
-        e = keten_nodestore_alarms_get(node->store, txn, &list);
-    }
-    keten_store_abort(&txn);
+    keten_err e = alarms_read(node, &list);
     json_t *arr = e == KETEN_OK ? json_array() : NULL;
     if (e == KETEN_OK && arr == NULL) {
         e = KETEN_ERR_NOMEM;
     }
     for (size_t i = 0; e == KETEN_OK && i < list->n_alarms; i++) {
-        const Keten__NodeAlarm *a = list->alarms[i];
-        char at[40];
-        keten_time_iso(a->at, at, sizeof at);
-        json_t *one = json_pack("{s:s, s:s, s:s}", "kind", a->kind, "detail",
-            a->detail != NULL ? a->detail : "", "at", at);
+        json_t *one = alarm_json(list->alarms[i]);
         if (one == NULL || json_array_append_new(arr, one) != 0) {
             e = KETEN_ERR_NOMEM;
         }
@@ -232,6 +279,144 @@ keten_err keten_alarm_list(keten_node *node, json_t **out)
     }
     *out = arr;
     return KETEN_OK;
+}
+
+keten_err keten_alarm_count(keten_node *node, size_t *open, size_t *acknowledged)
+{
+    *open = 0;
+    *acknowledged = 0;
+    Keten__NodeAlarms *list = NULL;
+    keten_err e = alarms_read(node, &list);
+    for (size_t i = 0; e == KETEN_OK && i < list->n_alarms; i++) {
+        if (list->alarms[i]->acknowledged_at != 0) {
+            (*acknowledged)++;
+        } else {
+            (*open)++;
+        }
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&list);
+    return e;
+}
+
+/* ---- acknowledgement -------------------------------------------------------- */
+
+void keten_alarm_who(const char *peer, char out[static KETEN_ALARM_WHO_BYTES])
+{
+    unsigned long long uid = (unsigned long long)geteuid();
+    if (peer != NULL && strncmp(peer, "uid=", 4) == 0) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(peer + 4, &end, 10);
+        if (errno == 0 && end != peer + 4 && *end == '\0' && v <= UINT32_MAX) {
+            uid = v;
+        }
+    }
+    snprintf(out, KETEN_ALARM_WHO_BYTES, "uid=%llu", uid);
+    struct passwd pw, *res = NULL;
+    char buf[2048];
+    if (getpwuid_r((uid_t)uid, &pw, buf, sizeof buf, &res) == 0 && res != NULL
+        && res->pw_name != NULL && keten_nodestore_by_ok(res->pw_name)
+        && strncmp(res->pw_name, "uid=", 4) != 0) {
+        snprintf(out, KETEN_ALARM_WHO_BYTES, "%s", res->pw_name);
+    }
+}
+
+const char *keten_alarm_state_holds(keten_node *node, const char *kind)
+{
+    if (strcmp(kind, "directory-expired") == 0
+        && !keten_directory_fresh(node->dir, keten_dirs_now_ms(node))) {
+        return "the directory in force is still expired: status goes on exiting 3 for it until a "
+               "fresh version is installed; acknowledge the alarm after that";
+    }
+    if (strcmp(kind, "directory-withheld") == 0
+        && node->dir_needed > keten_directory_version(node->dir)) {
+        return "the directory version the broker's checkpoints name is still not installed (the "
+               "node sends nothing): acknowledge the alarm once it is";
+    }
+    return NULL;
+}
+
+keten_err keten_alarm_ack(
+    keten_node *node, uint64_t id, const char *by, const char *note, json_t **out)
+{
+    *out = NULL;
+    char why[160];
+    if (!keten_nodestore_by_ok(by)) {
+        return keten_err_set(KETEN_ERR_INVALID, "who acknowledges is not a user name");
+    }
+    if (!keten_nodestore_note_ok(note, why, sizeof why)) {
+        return keten_err_set(KETEN_ERR_INVALID, "%s", why);
+    }
+    MDB_txn *txn = NULL;
+    Keten__NodeAlarms *list = NULL;
+    Keten__NodeAlarm *a = NULL;
+    keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e == KETEN_OK) {
+        e = keten_nodestore_alarms_get(node->store, txn, &list);
+    }
+    for (size_t i = 0; e == KETEN_OK && i < list->n_alarms && a == NULL; i++) {
+        if (list->alarms[i]->id == id) {
+            a = list->alarms[i];
+        }
+    }
+    const char *holds = NULL;
+    if (e == KETEN_OK && a == NULL) {
+        e = keten_err_set(KETEN_ERR_NOT_FOUND,
+            "this node holds no alarm %llu (keten-node alarm list shows their numbers; the "
+            "oldest go past %u alarms)",
+            (unsigned long long)id, KETEN_ALARM_KEEP);
+    }
+    if (a == NULL) {
+        /* e says why */
+    } else if (e == KETEN_OK && a->acknowledged_at != 0) {
+        char t[40];
+        keten_time_iso(a->acknowledged_at, t, sizeof t);
+        e = keten_err_set(KETEN_ERR_EXISTS, "alarm %llu was already acknowledged by %s at %s: %s",
+            (unsigned long long)id, a->acknowledged_by, t, a->note);
+    } else if (e == KETEN_OK && (holds = keten_alarm_state_holds(node, a->kind)) != NULL) {
+        e = keten_err_set(KETEN_ERR_MISMATCH, "alarm %llu (%s) is not acknowledged: %s",
+            (unsigned long long)id, a->kind, holds);
+    }
+    if (e == KETEN_OK && a != NULL) {
+        a->acknowledged_at = keten_now_ms();
+        a->acknowledged_by = (char *)(uintptr_t)by; /* borrowed until the list is freed */
+        a->note = (char *)(uintptr_t)note;
+        e = keten_nodestore_alarms_put(node->store, txn, list);
+    }
+    if (e == KETEN_OK && a != NULL) {
+        keten_events_item ev = { 0 };
+        ev.type = KETEN__EVENT_TYPE__EVENT_TYPE_ALARM_ACKNOWLEDGED;
+        ev.time = a->acknowledged_at;
+        ev.alarm_id = a->id;
+        ev.alarm_kind = a->kind;
+        ev.by = by;
+        ev.note = note;
+        e = keten_events_append(node, txn, &ev, NULL);
+    }
+    if (e == KETEN_OK) {
+        e = keten_store_commit(&txn);
+    }
+    keten_store_abort(&txn);
+    json_t *one = NULL;
+    if (e == KETEN_OK && a != NULL) {
+        KETEN_LOG(KETEN_LOG_NOTICE, "alarm acknowledged", "id=%llu kind=%s by=%s note=\"%s\"",
+            (unsigned long long)a->id, a->kind, by, note);
+        one = alarm_json(a);
+        if (one == NULL) {
+            e = KETEN_ERR_NOMEM;
+        }
+    }
+    if (a != NULL) { /* not the list's to free */
+        if (a->acknowledged_by == by) {
+            a->acknowledged_by = NULL;
+        }
+        if (a->note == note) {
+            a->note = NULL;
+        }
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&list);
+    *out = one;
+    return e;
 }
 
 /* ---- refusal by the broker ------------------------------------------------ */

@@ -6,9 +6,19 @@
  * root, a record that is not the message it is said to be, a directory
  * withheld or contradicted.
  * Raising one writes a log line (level error), counts it, and stores it in
- * the node store (state "alarms"), so it survives restarts; `keten-node
- * status` shows alarms and exits with 3 while any is stored. Alarms stay
- * until an operator has looked into them (there is no automatic clearing).
+ * the node store (state "alarms") under a number of its own (1, 2, ... never
+ * given twice), so it survives restarts; `keten-node status` shows alarms
+ * and exits with 3 while one not acknowledged is stored. Nothing clears an
+ * alarm by itself.
+ *
+ * Acknowledgement (keten_alarm_ack): the node's operator, on the Unix
+ * socket only, marks an alarm as dealt with: when, who (the Unix user the
+ * socket names) and a note saying what was done. The alarm, its detail and
+ * its evidence stay as they were; it no longer makes status exit 3 nor
+ * counts in keten_node_alarms. It is written with the list, and an
+ * `alarm-acknowledged` event is appended in the same transaction. An alarm
+ * that stands for a state still true is not acknowledged
+ * (keten_alarm_state_holds): status must go on saying it.
  *
  * A warning (a checkpoint not witnessed by a quorum in time) is logged and
  * counted but does not change the exit code.
@@ -122,7 +132,36 @@ void keten_alarm_refusal_text(Keten__Reason reason, uint64_t version, char *out,
  * node's checkpoint (both 3: verification), else KETEN_ERR_UNKNOWN_NODE. */
 keten_err keten_alarm_refusal_err(Keten__Reason reason);
 
-/* The stored alarms, as a JSON array of {kind, detail, at}; new reference. */
+/* The stored alarms, oldest first, as a JSON array of {id, kind, detail, at,
+ * acknowledged, and once acknowledged acknowledged_at, acknowledged_by,
+ * note}; new reference. */
 keten_err keten_alarm_list(keten_node *node, json_t **out) KETEN_MUST_CHECK;
+
+/* How many stored alarms are not acknowledged (*open) and acknowledged. */
+keten_err keten_alarm_count(keten_node *node, size_t *open, size_t *acknowledged) KETEN_MUST_CHECK;
+
+#define KETEN_ALARM_WHO_BYTES 65 /* KETEN_NODESTORE_BY_MAX + 1 */
+
+/* Who acknowledges, from the API caller's peer ("uid=N" on the Unix
+ * socket; NULL: this process's effective uid): the user's name when the
+ * system knows it and it is 1-64 of [A-Za-z0-9._-], else "uid=N". */
+void keten_alarm_who(const char *peer, char out[static KETEN_ALARM_WHO_BYTES]);
+
+/* Why an alarm of kind may not be acknowledged now, or NULL: a
+ * directory-expired alarm while the directory in force is expired, a
+ * directory-withheld one while the named version is not installed. (The
+ * broker's refusals are not in the list: status shows them apart and they
+ * go on making it fail while they hold; a log-shorter alarm may be
+ * acknowledged, its refusal stays.) */
+const char *keten_alarm_state_holds(keten_node *node, const char *kind);
+
+/* Acknowledge alarm id: by (keten_alarm_who) and note (1-200 characters,
+ * nodestore.h). *out: the alarm as keten_alarm_list gives it (new
+ * reference). Errors: KETEN_ERR_INVALID (a bad note or by), KETEN_ERR_NOT_FOUND
+ * (no such alarm), KETEN_ERR_EXISTS (acknowledged before: the detail says
+ * by whom, when and why), KETEN_ERR_MISMATCH (its state still holds),
+ * KETEN_ERR_MALFORMED (the list is damaged: nothing changed), store errors. */
+keten_err keten_alarm_ack(
+    keten_node *node, uint64_t id, const char *by, const char *note, json_t **out) KETEN_MUST_CHECK;
 
 #endif

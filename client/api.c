@@ -409,6 +409,7 @@ typedef struct op_ctx {
     const keten_api_request *req;
     keten_api_response *resp;
     uint8_t msg_id[KETEN_MSG_ID_BYTES]; /* the path's {msg_id} */
+    uint64_t alarm_id; /* the path's {alarm_id} */
     char hex[KETEN_MSG_ID_HEX_BYTES];
     bool has_id;
     json_t *body; /* the parsed request body (POST) */
@@ -1691,6 +1692,55 @@ static keten_api_result op_token_revoke(op_ctx *c)
     return KETEN_API_ANSWERED;
 }
 
+/* ---- alarms (acknowledged by the node's operator only: the Unix socket) ---- */
+
+static keten_api_result op_alarms(op_ctx *c)
+{
+    json_t *list = NULL;
+    keten_err e = keten_alarm_list(c->node, &list);
+    if (e != KETEN_OK) {
+        err_problem(c->resp, e);
+    } else {
+        json_answer(c->resp, 200, json_pack("{s:o}", "alarms", list));
+    }
+    return KETEN_API_ANSWERED;
+}
+
+static keten_api_result op_alarm_ack(op_ctx *c)
+{
+    static const char *const allowed[] = { "note", NULL };
+    if (!body_object(c, allowed, "note")) {
+        return KETEN_API_ANSWERED;
+    }
+    const json_t *note = json_object_get(c->body, "note");
+    char why[160];
+    if (!json_is_string(note)
+        || !keten_nodestore_note_ok(json_string_value(note), why, sizeof why)) {
+        if (!json_is_string(note)) {
+            snprintf(why, sizeof why, "%s",
+                "a note is required: say what was done about the alarm (1 to 200 characters)");
+        }
+        field_problem(c->resp, "/note", note == NULL ? "missing" : "not a note",
+            "1 to 200 characters, no control character", why);
+        return KETEN_API_ANSWERED;
+    }
+    char by[KETEN_ALARM_WHO_BYTES];
+    keten_alarm_who(c->req->peer, by);
+    json_t *out = NULL;
+    keten_err e = keten_alarm_ack(c->node, c->alarm_id, by, json_string_value(note), &out);
+    if (e == KETEN_ERR_EXISTS) {
+        keten_api_problem(c->resp, 409, "conflict", "Already acknowledged", 1, keten_err_detail());
+    } else if (e == KETEN_ERR_MISMATCH) {
+        keten_api_problem(c->resp, 409, "alarm-state-holds", "The alarm's state still holds", 1,
+            keten_err_detail());
+    } else if (e != KETEN_OK) {
+        err_problem(c->resp, e);
+    } else {
+        json_answer(c->resp, 200, json_pack("{s:o}", "alarm", out));
+    }
+    return KETEN_API_ANSWERED;
+}
+
 /* ---- routing ------------------------------------------------------------- */
 
 typedef struct route {
@@ -1721,6 +1771,8 @@ static const route routes[] = {
     { "POST", "/v1/tokens", 0, true, "token-create", op_token_create, true },
     { "GET", "/v1/tokens", 0, false, "token-list", op_token_list, true },
     { "DELETE", "/v1/tokens/{token_id}", 0, false, "token-revoke", op_token_revoke, true },
+    { "GET", "/v1/alarms", KETEN_SCOPE_READ, false, "alarm-list", op_alarms, false },
+    { "POST", "/v1/alarms/{alarm_id}/ack", 0, true, "alarm-ack", op_alarm_ack, true },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])
@@ -1798,6 +1850,36 @@ static bool token_id_valid(const char *s, size_t n)
     return true;
 }
 
+/* An alarm's number: 1 to 19 decimal digits, no leading zero. */
+static bool alarm_id_valid(const char *s, size_t n, uint64_t *out)
+{
+    *out = 0;
+    if (n == 0 || n > 19 || s[0] == '0') {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+        *out = *out * 10 + (uint64_t)(s[i] - '0');
+    }
+    return true;
+}
+
+static bool is_alarm_route(const route *r)
+{
+    return strncmp(r->path, "/v1/alarms", 10) == 0;
+}
+
+/* The access log's object of an alarm route: "alarm:N", or "alarms". */
+static void alarm_object(const char *seg, size_t seg_len, keten_api_response *resp)
+{
+    uint64_t n = 0;
+    bool id_ok = seg != NULL && alarm_id_valid(seg, seg_len, &n);
+    snprintf(resp->object, sizeof resp->object, "%s%.*s", id_ok ? "alarm:" : "alarms",
+        id_ok ? (int)seg_len : 0, id_ok ? seg : "");
+}
+
 /* Pick the route: literal paths win over templates. NULL: answered. */
 static const route *find_route(
     const keten_api_request *req, keten_api_response *resp, const char **seg, size_t *seg_len)
@@ -1852,7 +1934,9 @@ void keten_api_describe(const char *method, const char *path, keten_api_response
     if (r == NULL) {
         return;
     }
-    if (r->local) {
+    if (is_alarm_route(r)) {
+        alarm_object(seg, seg_len, resp);
+    } else if (r->local) {
         bool id_ok = seg != NULL && token_id_valid(seg, seg_len);
         snprintf(resp->object, sizeof resp->object, "%s%.*s", id_ok ? "token:" : "tokens",
             id_ok ? (int)seg_len : 0, id_ok ? seg : "");
@@ -1883,16 +1967,30 @@ keten_api_result keten_api_handle(
         goto done;
     }
     snprintf(resp->action, sizeof resp->action, "%s", r->action);
+    if (is_alarm_route(r)) { /* named in the access log, refused or not */
+        alarm_object(seg, seg_len, resp);
+    }
     if (r->local && !req->local) {
         keten_api_problem(resp, 403, "forbidden", "Not allowed from here", 1,
-            "tokens are managed on the node's own Unix socket only (HOME/api.sock, e.g. "
-            "keten-node token create), never over TCP");
+            is_alarm_route(r)
+                ? "alarms are acknowledged by the node's operator on its own Unix socket only "
+                  "(HOME/api.sock: keten-node alarm ack), never over TCP"
+                : "tokens are managed on the node's own Unix socket only (HOME/api.sock, e.g. "
+                  "keten-node token create), never over TCP");
         goto done;
     }
-    if (r->local) {
+    if (r->local && !is_alarm_route(r)) {
         snprintf(resp->object, sizeof resp->object, "tokens");
     }
-    if (seg != NULL && r->local) {
+    if (seg != NULL && is_alarm_route(r)) {
+        if (!alarm_id_valid(seg, seg_len, &c.alarm_id)) {
+            field_problem(resp, "id", "not an alarm number", "a number from 1 (no leading zero)",
+                "the alarm number in the path must be a number from 1 (keten-node alarm list "
+                "shows them)");
+            goto done;
+        }
+        snprintf(resp->object, sizeof resp->object, "alarm:%llu", (unsigned long long)c.alarm_id);
+    } else if (seg != NULL && r->local) {
         if (!token_id_valid(seg, seg_len)) {
             field_problem(resp, "id", "not a token id", "16 lowercase hex characters",
                 "the token id in the path must be 16 lowercase hex characters (GET /v1/tokens "

@@ -17,6 +17,8 @@
  *   GET  /v1/sent [read] (?since)    GET /v1/checkpoint, /v1/checkpoints [read]
  *   POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id} [the Unix socket
  *   only: req->local; from elsewhere 403]
+ *   GET  /v1/alarms [read]           POST /v1/alarms/{alarm_id}/ack {"note"}
+ *   [the Unix socket only, as the tokens; who acknowledged: req->peer's uid]
  * POST /v1/messages takes the header Idempotency-Key (idem.h): a repeat by
  * the same caller with the same key and body sends nothing and is answered
  * for the message the first stored (its current state, as a send with that
@@ -81,7 +83,9 @@ typedef struct keten_api_request {
     size_t body_len;
     const char *actor; /* "local", "token:NAME", "person:X" */
     unsigned scopes; /* KETEN_SCOPE_* (auth.h) */
-    bool local; /* came on the Unix socket: the node's operator (tokens) */
+    bool local; /* came on the Unix socket: the node's operator (tokens, alarm ack) */
+    const char *peer; /* "uid=N" on the Unix socket (SO_PEERCRED), the address over TCP;
+                         NULL: not known */
     uint64_t ticket; /* the transport's name for the request, for a later answer */
     /* Idempotency-Key (idem.h): the header's value, NULL when absent;
      * idempotency_key_twice when the header came more than once (400);

@@ -18,5 +18,6 @@ int cmd_reply(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_alarm(int argc, char **argv);
 
 #endif

@@ -13,22 +13,24 @@ static const char status_usage[]
       "Without MSG_ID: the node's state: connected to the broker or not, the\n"
       "directory version and its expiry, its reference checkpoint (the latest the\n"
       "broker proved), the last witness checkpoint and whether it is witnessed, the\n"
-      "outbox, alarms (with the broker frames kept as evidence) and warnings.\n"
+      "outbox, alarms (with the broker frames kept as evidence; those acknowledged\n"
+      "listed apart, with who acknowledged them, when and why) and warnings.\n"
       "With MSG_ID: a sent message's state (accepted: proven in the broker's log)\n"
       "and per recipient (pending, accepted, receipted, refused with the\n"
       "recipient's reason, expired, rejected with the broker's reason) and the\n"
       "replies to a query; or a received message's state.\n"
       "\n"
       "Exit codes (with --json too):\n"
-      "  0  the node is connected to the broker and holds no alarm\n"
+      "  0  the node is connected to the broker and holds no alarm an operator has\n"
+      "     not acknowledged (keten-node alarm ack)\n"
       "  1  the node is not connected to the broker (without MSG_ID), its daemon\n"
       "     is not running, its store is full (its filesystem has no space:\n"
       "     deliveries are not stored and sends fail until space is freed), or the\n"
       "     broker refuses it (\"keys replaced in version N: start with the new\n"
       "     keys\")\n"
       "  2  usage error\n"
-      "  3  the node has raised an alarm (a broker that rewrote its log or sent a\n"
-      "     proof that does not hold, a withheld directory), or the broker refuses\n"
+      "  3  the node holds an alarm not acknowledged (a broker that rewrote its log\n"
+      "     or sent a proof that does not hold, a withheld directory), or the broker refuses\n"
       "     it because it was revoked (\"revoked in version N: ask your\n"
       "     administrator\")\n"
       "\n"
@@ -98,19 +100,38 @@ static void print_node(const json_t *st)
             num(store, "free_bytes"));
     }
     const json_t *alarms = json_object_get(st, "alarms");
+    size_t acknowledged = 0, i;
+    json_t *a;
+    json_array_foreach(alarms, i, a)
+    {
+        acknowledged += json_is_true(json_object_get(a, "acknowledged")) ? 1 : 0;
+    }
     if (json_array_size(alarms) == 0) {
         printf("alarms        none\n");
     } else {
-        printf("alarms        %zu\n", json_array_size(alarms));
-        size_t i;
-        json_t *a;
+        printf("alarms        %zu not acknowledged\n", json_array_size(alarms) - acknowledged);
         json_array_foreach(alarms, i, a)
         {
-            printf("  ALARM %s at %s: %s\n", str(a, "kind"), str(a, "at"), str(a, "detail"));
+            if (!json_is_true(json_object_get(a, "acknowledged"))) {
+                printf("  ALARM %lld %s at %s: %s\n", num(a, "id"), str(a, "kind"), str(a, "at"),
+                    str(a, "detail"));
+            }
         }
+    }
+    if (acknowledged > 0) {
+        printf("acknowledged  %zu alarm(s)\n", acknowledged);
+        json_array_foreach(alarms, i, a)
+        {
+            if (json_is_true(json_object_get(a, "acknowledged"))) {
+                printf("  alarm %lld %s at %s: %s\n    acknowledged by %s at %s: %s\n",
+                    num(a, "id"), str(a, "kind"), str(a, "at"), str(a, "detail"),
+                    str(a, "acknowledged_by"), str(a, "acknowledged_at"), str(a, "note"));
+            }
+        }
+    }
+    if (json_array_size(alarms) > 0) {
         printf("evidence      %lld broker frame(s) kept in the store\n", num(st, "evidence"));
     }
-    size_t i;
     json_t *w;
     json_array_foreach(json_object_get(st, "warnings"), i, w)
     {
@@ -209,9 +230,15 @@ int cmd_status(int argc, char **argv)
     int rc = keten_apiclient_check(status, reply);
     if (rc == KETEN_EXIT_OK) {
         json_t *st = json_object_get(reply, "status");
+        /* Alarms an operator acknowledged (keten-node alarm ack) do not count. */
         json_t *alarms = json_object_get(st, "alarms");
-        bool alarmed
-            = json_is_array(alarms) ? json_array_size(alarms) > 0 : json_integer_value(alarms) > 0;
+        bool alarmed = json_integer_value(alarms) > 0;
+        size_t i;
+        json_t *a;
+        json_array_foreach(alarms, i, a)
+        {
+            alarmed = alarmed || !json_is_true(json_object_get(a, "acknowledged"));
+        }
         if (as_json) {
             if (keten_cli_json_print(json_incref(st)) != KETEN_OK) {
                 rc = KETEN_EXIT_FAILURE;

@@ -78,6 +78,10 @@ keten_err keten_events_append(
     r.recipient = (char *)(uintptr_t)(ev->recipient != NULL ? ev->recipient : "");
     r.recipient_state = ev->recipient_state;
     r.handled_at = ev->handled_at;
+    r.alarm_id = ev->alarm_id;
+    r.alarm_kind = (char *)(uintptr_t)(ev->alarm_kind != NULL ? ev->alarm_kind : "");
+    r.by = (char *)(uintptr_t)(ev->by != NULL ? ev->by : "");
+    r.note = (char *)(uintptr_t)(ev->note != NULL ? ev->note : "");
     uint8_t last[KETEN_STORE_U64_KEY];
     keten_store_u64_put(seq, last);
     e = keten_nodestore_event_put(node->store, txn, seq, &r);
@@ -153,6 +157,8 @@ static const char *type_name(Keten__EventType t)
         return "receipt";
     case KETEN__EVENT_TYPE__EVENT_TYPE_HANDLED:
         return "handled";
+    case KETEN__EVENT_TYPE__EVENT_TYPE_ALARM_ACKNOWLEDGED:
+        return "alarm-acknowledged";
     default:
         return "unknown";
     }
@@ -163,8 +169,9 @@ static keten_err event_data(const Keten__EventRecord *r, json_t **out)
 {
     *out = NULL;
     json_t *d = json_object();
-    keten_err e = d == NULL
-        ? KETEN_ERR_NOMEM
+    keten_err e = d == NULL ? KETEN_ERR_NOMEM
+        : r->type == KETEN__EVENT_TYPE__EVENT_TYPE_ALARM_ACKNOWLEDGED
+        ? KETEN_OK /* no message */
         : keten_rec_set(d, "msg_id", keten_rec_hex(r->msg_id.data, r->msg_id.len));
     switch (r->type) {
     case KETEN__EVENT_TYPE__EVENT_TYPE_MESSAGE:
@@ -200,6 +207,23 @@ static keten_err event_data(const Keten__EventRecord *r, json_t **out)
     case KETEN__EVENT_TYPE__EVENT_TYPE_HANDLED:
         if (e == KETEN_OK) {
             e = keten_rec_set(d, "handled_at", keten_rec_time(r->handled_at));
+        }
+        break;
+    case KETEN__EVENT_TYPE__EVENT_TYPE_ALARM_ACKNOWLEDGED:
+        if (e == KETEN_OK) {
+            e = keten_rec_set(d, "alarm_id", json_integer((json_int_t)r->alarm_id));
+        }
+        if (e == KETEN_OK) {
+            e = keten_rec_set(d, "kind", json_string(r->alarm_kind));
+        }
+        if (e == KETEN_OK) {
+            e = keten_rec_set(d, "by", json_string(r->by));
+        }
+        if (e == KETEN_OK) {
+            e = keten_rec_set(d, "note", json_string(r->note));
+        }
+        if (e == KETEN_OK) {
+            e = keten_rec_set(d, "acknowledged_at", keten_rec_time(r->time));
         }
         break;
     default:
@@ -323,7 +347,7 @@ static bool event_name_ok(const char *s)
         return false;
     }
     for (const char *p = s; *p != '\0'; p++) {
-        if (*p < 'a' || *p > 'z') {
+        if ((*p < 'a' || *p > 'z') && (*p != '-' || p == s)) {
             return false;
         }
     }

@@ -20,6 +20,8 @@
  *             before it did ("receipted", "refused", "expired"):
  *             {"msg_id","recipient","state"}
  *   handled   a received message was acknowledged: {"msg_id","handled_at"}
+ *   alarm-acknowledged  the node's operator acknowledged an alarm (alarm.h):
+ *             {"alarm_id","kind","by","note","acknowledged_at"}
  *   reset     (made by keten_events_reset_json, never stored) the asked-for
  *             position is no longer kept: re-list; {"oldest":SEQ}
  * Never content, never a subject, never a summary: only what the inbox list
@@ -79,6 +81,10 @@ typedef struct keten_events_item {
     const char *recipient; /* receipt */
     Keten__RecipientState recipient_state; /* receipt */
     uint64_t handled_at; /* handled: wall ms */
+    uint64_t alarm_id; /* alarm-acknowledged (msg_id NULL) */
+    const char *alarm_kind; /* alarm-acknowledged */
+    const char *by; /* alarm-acknowledged */
+    const char *note; /* alarm-acknowledged */
 } keten_events_item;
 
 /* Append ev in txn (a write transaction of node->store) under the next

@@ -1293,6 +1293,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         .actor = r->who.actor,
         .scopes = r->who.scopes,
         .local = r->via == VIA_UNIX,
+        .peer = r->who.peer,
         .ticket = r->ticket,
         .idempotency_key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, KETEN_IDEM_HEADER),
         .idempotency_key_twice = idem_count.n > 1,

@@ -69,6 +69,7 @@ static const keten_cmdtable_command commands[] = {
     { "status", cmd_status, "the node's state or one message's (exit 3 on alarms)" },
     { "checkpoint", cmd_checkpoint, "print the checkpoint this node keeps as evidence" },
     { "token", cmd_token, "create, list or revoke the tokens of the node's HTTP API" },
+    { "alarm", cmd_alarm, "list the node's alarms, or acknowledge one once dealt with" },
 };
 
 static const keten_cmdtable_program program = {

@@ -72,6 +72,7 @@ struct keten_metrics {
     /* Written by the daemon's thread, read by the HTTP thread. */
     atomic_bool connected, refused, have_checkpoint;
     atomic_uint_fast64_t dir_version, dir_expires_at, outbox, inbox_unhandled, alarms;
+    atomic_uint_fast64_t alarms_acknowledged;
     atomic_uint_fast64_t checkpoint_at; /* wall ms */
     atomic_uint_fast64_t values[N_COUNTERS];
     /* The daemon's thread only. */
@@ -194,7 +195,7 @@ static void refresh_store(keten_metrics *m, keten_node *node)
     MDB_txn *txn = NULL;
     size_t outbox = 0;
     uint64_t unhandled = 0, cp_at = 0;
-    json_t *alarms = NULL;
+    size_t alarms = 0, acknowledged = 0;
     keten_err e = keten_store_begin(node->store, false, &txn);
     if (e == KETEN_OK) {
         e = keten_store_count(node->store, txn, KETEN_DB_OUTBOX, &outbox);
@@ -207,19 +208,18 @@ static void refresh_store(keten_metrics *m, keten_node *node)
     }
     keten_store_abort(&txn);
     if (e == KETEN_OK) {
-        e = keten_alarm_list(node, &alarms);
+        e = keten_alarm_count(node, &alarms, &acknowledged);
     }
     if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_WARNING, "cannot read the store for the metrics", "error=\"%s\"",
             keten_err_detail());
         keten_err_clear();
-        json_decref(alarms);
         return;
     }
     atomic_store(&m->outbox, (uint64_t)outbox);
     atomic_store(&m->inbox_unhandled, unhandled);
-    atomic_store(&m->alarms, (uint64_t)json_array_size(alarms));
-    json_decref(alarms);
+    atomic_store(&m->alarms, (uint64_t)alarms);
+    atomic_store(&m->alarms_acknowledged, (uint64_t)acknowledged);
     if (!atomic_load(&m->have_checkpoint) && cp_at != 0) {
         atomic_store(&m->checkpoint_at, cp_at);
         atomic_store(&m->have_checkpoint, true);
@@ -282,7 +282,11 @@ static char *render(void *ctx, size_t *len)
         "Received messages not yet acknowledged (keten-node ack).",
         (long long)atomic_load(&m->inbox_unhandled));
     keten_promhttp_gauge(&p, "keten_node_alarms",
-        "Alarms the node holds (keten-node status exits 3).", (long long)atomic_load(&m->alarms));
+        "Alarms the node holds that no operator acknowledged (keten-node status exits 3).",
+        (long long)atomic_load(&m->alarms));
+    keten_promhttp_gauge(&p, "keten_node_alarms_acknowledged",
+        "Alarms the node holds that an operator acknowledged (keten-node alarm ack).",
+        (long long)atomic_load(&m->alarms_acknowledged));
     if (atomic_load(&m->have_checkpoint)) {
         keten_promhttp_gauge(&p, "keten_node_checkpoint_age_seconds",
             "Seconds since the node last accepted a checkpoint that grew the broker's log.",

@@ -11,7 +11,10 @@
  *   keten_node_outbox_depth               messages not yet proven accepted
  *   keten_node_inbox_unhandled            received messages not yet acknowledged
  *                                         (keten-node ack)
- *   keten_node_alarms                     alarms the node holds (status exit 3)
+ *   keten_node_alarms                     alarms the node holds that no operator
+ *                                         acknowledged (status exit 3)
+ *   keten_node_alarms_acknowledged        alarms the node holds that an operator
+ *                                         acknowledged (keten-node alarm ack)
  *   keten_node_refused                    1 while the broker refuses this node
  *   keten_node_checkpoint_age_seconds     seconds since the node last accepted a
  *                                         checkpoint that grew the broker's log

@@ -9,8 +9,9 @@
  *   inbox.c    verify, store, receipt batches; replay memory; the message list
  *   witness.c  checkpoints and their consistency proofs, leaf proofs,
  *              cosignatures, Hello
- *   alarm.c    alarms (log line, counter, persisted) and warnings; the
- *              broker's refusal of this node
+ *   alarm.c    alarms (log line, counter, persisted, numbered) and their
+ *              acknowledgement by the operator; warnings; the broker's
+ *              refusal of this node
  *   rotate.c   a key rotation in the node's own home
  *   api.c      the API's operations (routes, waits, answers held for a
  *              group commit), independent of the transport

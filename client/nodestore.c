@@ -146,6 +146,15 @@ void keten_nodestore_free(ProtobufCMessage **msg_p)
 /* What an event record must hold; NULL when it does. */
 static const char *event_invalid(const Keten__EventRecord *r)
 {
+    char why[160];
+    if (r->type == KETEN__EVENT_TYPE__EVENT_TYPE_ALARM_ACKNOWLEDGED) {
+        return r->msg_id.len == 0 && r->alarm_id != 0 && r->alarm_kind != NULL
+                && r->alarm_kind[0] != '\0' && keten_nodestore_by_ok(r->by)
+                && keten_nodestore_note_ok(r->note, why, sizeof why)
+            ? NULL
+            : "an alarm-acknowledged event without the alarm's number and kind, a valid name of "
+              "who acknowledged it and a valid note, or with a msg_id";
+    }
     if (r->msg_id.len != KETEN_MSG_ID_BYTES) {
         return "its msg_id is not 16 bytes";
     }
@@ -523,25 +532,137 @@ keten_err keten_nodestore_evidence_put(keten_store *st, MDB_txn *txn,
 
 /* ---- alarms ------------------------------------------------------------ */
 
+/* The next code point of valid UTF-8 at p (no overlong form, no
+ * surrogate, nothing past U+10FFFF): its length, 0 when invalid. */
+static size_t utf8_next(const unsigned char *p, uint32_t *cp)
+{
+    unsigned char c = p[0];
+    size_t n = c < 0x80      ? 1
+        : (c & 0xE0) == 0xC0 ? 2
+        : (c & 0xF0) == 0xE0 ? 3
+        : (c & 0xF8) == 0xF0 ? 4
+                             : 0;
+    if (n == 0) {
+        return 0;
+    }
+    uint32_t v = n == 1 ? c : n == 2 ? (c & 0x1Fu) : n == 3 ? (c & 0x0Fu) : (c & 0x07u);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+        v = (v << 6) | (p[i] & 0x3Fu);
+    }
+    static const uint32_t min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+    if (v < min[n] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
+        return 0;
+    }
+    *cp = v;
+    return n;
+}
+
+bool keten_nodestore_note_ok(const char *s, char *why, size_t why_size)
+{
+    if (s == NULL || s[0] == '\0') {
+        snprintf(why, why_size, "the note is empty: say what was done (1 to %u characters)",
+            KETEN_NODESTORE_NOTE_MAX);
+        return false;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    size_t chars = 0;
+    bool text = false;
+    while (*p != '\0') {
+        uint32_t cp = 0;
+        size_t n = utf8_next(p, &cp);
+        if (n == 0) {
+            snprintf(why, why_size, "the note is not valid UTF-8 (byte %zu)",
+                (size_t)(p - (const unsigned char *)s) + 1);
+            return false;
+        }
+        if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F)) {
+            snprintf(why, why_size, "the note holds a control character (U+%04X): one line of text",
+                (unsigned)cp);
+            return false;
+        }
+        if (++chars > KETEN_NODESTORE_NOTE_MAX) {
+            snprintf(
+                why, why_size, "the note is longer than %u characters", KETEN_NODESTORE_NOTE_MAX);
+            return false;
+        }
+        text = text || cp != ' ';
+        p += n;
+    }
+    if (!text) {
+        snprintf(why, why_size, "the note is only spaces: say what was done");
+        return false;
+    }
+    return true;
+}
+
+bool keten_nodestore_by_ok(const char *s)
+{
+    if (s == NULL) {
+        return false;
+    }
+    size_t n = strlen(s);
+    return n >= 1 && n <= KETEN_NODESTORE_BY_MAX
+        && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=-") == n;
+}
+
+/* What a stored alarm list must hold (nodestore.h); NULL when it does. */
+static const char *alarms_invalid(const Keten__NodeAlarms *r)
+{
+    if (r->n_alarms > KETEN_NODESTORE_ALARMS_KEEP) {
+        return "it holds more alarms than are kept";
+    }
+    bool numbered = r->n_alarms > 0 && r->alarms[0]->id != 0;
+    char why[160];
+    for (size_t i = 0; i < r->n_alarms; i++) {
+        const Keten__NodeAlarm *a = r->alarms[i];
+        if (a->kind == NULL || a->kind[0] == '\0') {
+            return "an alarm has no kind";
+        }
+        if (numbered ? a->id == 0 || (i > 0 && a->id <= r->alarms[i - 1]->id) : a->id != 0) {
+            return "its alarm numbers are not increasing from 1";
+        }
+        bool by = a->acknowledged_by != NULL && a->acknowledged_by[0] != '\0';
+        bool note = a->note != NULL && a->note[0] != '\0';
+        if (a->acknowledged_at == 0) {
+            if (by || note) {
+                return "an alarm holds who acknowledged it, or a note, without the time";
+            }
+        } else if (!numbered || !keten_nodestore_by_ok(a->acknowledged_by)
+            || !keten_nodestore_note_ok(a->note, why, sizeof why)) {
+            return "an acknowledged alarm lacks its number, a valid name of who acknowledged "
+                   "it or a valid note";
+        }
+    }
+    return NULL;
+}
+
 keten_err keten_nodestore_alarms_get(const keten_store *st, MDB_txn *txn, Keten__NodeAlarms **out)
 {
     *out = NULL;
     Keten__NodeAlarms *r = NULL;
     keten_err e = read_record(st, txn, KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY,
         strlen(KETEN_NODESTORE_ALARMS_KEY), &keten__node_alarms__descriptor,
-        KETEN_NODESTORE_SMALL_MAX, (ProtobufCMessage **)(void *)&r);
+        KETEN_NODESTORE_ALARMS_MAX, (ProtobufCMessage **)(void *)&r);
     if (e == KETEN_ERR_NOT_FOUND) { /* none stored: an empty list */
         keten_err_clear();
-        return KETEN_PB_UNPACK(keten__node_alarms, NULL, 0, KETEN_NODESTORE_SMALL_MAX, "alarms", out);
+        return KETEN_PB_UNPACK(
+            keten__node_alarms, NULL, 0, KETEN_NODESTORE_ALARMS_MAX, "alarms", out);
     }
     if (e != KETEN_OK) {
         return e;
     }
-    for (size_t i = 0; i < r->n_alarms; i++) {
-        if (r->alarms[i]->kind == NULL || r->alarms[i]->kind[0] == '\0') {
-            keten_pb_free((ProtobufCMessage **)(void *)&r);
-            return damaged(KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY,
-                strlen(KETEN_NODESTORE_ALARMS_KEY), "an alarm has no kind");
+    const char *why = alarms_invalid(r);
+    if (why != NULL) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return damaged(
+            KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY, strlen(KETEN_NODESTORE_ALARMS_KEY), why);
+    }
+    for (size_t i = 0; i < r->n_alarms; i++) { /* a list from before numbers */
+        if (r->alarms[i]->id == 0) {
+            r->alarms[i]->id = i + 1;
         }
     }
     *out = r;
@@ -550,6 +671,10 @@ keten_err keten_nodestore_alarms_get(const keten_store *st, MDB_txn *txn, Keten_
 
 keten_err keten_nodestore_alarms_put(keten_store *st, MDB_txn *txn, const Keten__NodeAlarms *alarms)
 {
+    const char *why = alarms_invalid(alarms);
+    if (why != NULL) {
+        return keten_err_set(KETEN_ERR_INVALID, "an alarm list not stored: %s", why);
+    }
     return write_record(st, txn, KETEN_DB_STATE, KETEN_NODESTORE_ALARMS_KEY,
         strlen(KETEN_NODESTORE_ALARMS_KEY), &alarms->base, false);
 }

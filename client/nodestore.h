@@ -10,7 +10,7 @@
  *   seen          msg_id -> SeenRecord (expires_at, envelope hash)
  *   checkpoints   tree size -> CheckpointRecord
  *   evidence      time || counter -> EvidenceRecord
- *   state         "alarms" -> NodeAlarms
+ *   state         "alarms" -> NodeAlarms (with their acknowledgements)
  *   events        sequence -> EventRecord (events.h)
  *   tokens        SHA-256 of a token -> TokenRecord (auth.h)
  *   idempotency   SHA-256 of (caller, key) -> IdempotencyRecord (idem.h)
@@ -41,6 +41,7 @@
 
 #include <jansson.h>
 #include <lmdb.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -53,6 +54,12 @@
 #define KETEN_NODESTORE_SMALL_MAX (256u << 10) /* seen, alarms, checkpoints */
 #define KETEN_NODESTORE_EVIDENCE_MAX (KETEN_FRAME_MAX + 4096u)
 #define KETEN_NODESTORE_ALARMS_KEY "alarms"
+/* The alarm list: 256 alarms with their detail, kind, acknowledgement and
+ * note (up to 800 bytes of UTF-8) stay well under it. */
+#define KETEN_NODESTORE_ALARMS_MAX (512u << 10)
+#define KETEN_NODESTORE_ALARMS_KEEP 256u /* most alarms in the list */
+#define KETEN_NODESTORE_NOTE_MAX 200u /* characters of an acknowledgement's note */
+#define KETEN_NODESTORE_BY_MAX 64u /* bytes of who acknowledged */
 
 /* Fields of keten_nodestore_header_json(). */
 #define KETEN_HDR_SENDER 1u /* "from" */
@@ -110,16 +117,28 @@ keten_err keten_nodestore_evidence_put(keten_store *st, MDB_txn *txn,
     const uint8_t key[static KETEN_STORE_EVIDENCE_KEY], const char *reason,
     const uint8_t *frame, size_t frame_len) KETEN_MUST_CHECK;
 
-/* state "alarms": an empty list when none is stored. */
+/* state "alarms": an empty list when none is stored. A list is refused as
+ * damaged unless it holds at most KETEN_NODESTORE_ALARMS_KEEP alarms, each
+ * with a kind; their ids all 0 (a list stored before alarms had numbers:
+ * they are given 1, 2, ... in order as read) or all increasing from 1; and
+ * each alarm either not acknowledged (acknowledged_at 0, no by, no note) or
+ * acknowledged with a time, a valid by and a valid note (below): a damaged
+ * record is never read as acknowledged. */
 keten_err keten_nodestore_alarms_get(
     const keten_store *st, MDB_txn *txn, Keten__NodeAlarms **out) KETEN_MUST_CHECK;
 keten_err keten_nodestore_alarms_put(
     keten_store *st, MDB_txn *txn, const Keten__NodeAlarms *alarms) KETEN_MUST_CHECK;
+/* Is s an acknowledgement's note: 1 to KETEN_NODESTORE_NOTE_MAX characters
+ * of valid UTF-8, no control character, not only spaces? why: what is wrong. */
+bool keten_nodestore_note_ok(const char *s, char *why, size_t why_size);
+/* Is s who acknowledged: 1 to KETEN_NODESTORE_BY_MAX of [A-Za-z0-9._=-]? */
+bool keten_nodestore_by_ok(const char *s);
 
 /* events: key is the sequence number (8, big-endian). A record read must
- * have a known type, a 16-byte msg_id and the fields of its type (a
- * message: kind and sender; sent: a state past queued; receipt: recipient
- * and an answered or expired state; handled: its time). */
+ * have a known type, a 16-byte msg_id (none for alarm-acknowledged) and
+ * the fields of its type (a message: kind and sender; sent: a state past
+ * queued; receipt: recipient and an answered or expired state; handled: its
+ * time; alarm-acknowledged: the alarm's id and kind, a valid by and note). */
 keten_err keten_nodestore_event_put(
     keten_store *st, MDB_txn *txn, uint64_t seq, const Keten__EventRecord *rec) KETEN_MUST_CHECK;
 keten_err keten_nodestore_event_decode(

@@ -281,7 +281,6 @@ keten_err keten_status_message(
     *out = NULL;
     Keten__SentRecord *sent = NULL;
     Keten__ReceivedRecord *received = NULL;
-    json_t *alarms = NULL;
     json_t *st = json_object();
     if (st == NULL) {
         return KETEN_ERR_NOMEM;
@@ -296,13 +295,16 @@ keten_err keten_status_message(
             e = received_status(msg_id, received, st);
         }
     }
+    size_t open = 0, acknowledged = 0;
     if (e == KETEN_OK) {
-        e = keten_alarm_list(node, &alarms);
+        e = keten_alarm_count(node, &open, &acknowledged);
+    }
+    if (e == KETEN_OK) { /* the ones that make status exit 3 */
+        e = keten_rec_set(st, "alarms", json_integer((json_int_t)open));
     }
     if (e == KETEN_OK) {
-        e = keten_rec_set(st, "alarms", json_integer((json_int_t)json_array_size(alarms)));
+        e = keten_rec_set(st, "alarms_acknowledged", json_integer((json_int_t)acknowledged));
     }
-    json_decref(alarms);
     keten_nodestore_sent_free(&sent);
     keten_nodestore_received_free(&received);
     if (e != KETEN_OK) {

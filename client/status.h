@@ -4,8 +4,10 @@
  * Node: {node, role, connected, broker, last_connect_error, member,
  *   directory {version, expires_at, fresh, needed_version}, checkpoint
  *   {tree_size (the reference checkpoint), root, directory_version,
- *   witnessed, witnessed_size, last_witness_size}, outbox, alarms [{kind,
- *   detail, at}], evidence (frames kept), warnings [...], counters {...},
+ *   witnessed, witnessed_size, last_witness_size}, outbox, alarms [{id, kind,
+ *   detail, at, acknowledged, and once acknowledged acknowledged_at,
+ *   acknowledged_by, note}] (alarm.h), evidence (frames kept), warnings
+ *   [...], counters {...},
  *   store {dir, full, free_bytes, full_since and detail while full}
  *   (store.h, "Full filesystem")}.
  * Message: a sent one {msg_id, direction "sent", kind, category, purpose,
@@ -17,7 +19,7 @@
  *   receipt_leaf, replied}], replies [{msg_id,
  *   from, received_at}]}; a received one {msg_id, direction "received",
  *   from, kind, received_at, handled, leaf_index}. Both carry "alarms" (the
- *   number of alarms of the node).
+ *   number of the node's alarms not acknowledged) and "alarms_acknowledged".
  */
 #ifndef KETEN_NODE_STATUS_H
 #define KETEN_NODE_STATUS_H

@@ -114,6 +114,24 @@ run "$NODE" send --home n-politie-mn --to gemeente-diemen --kind query --signal 
 expect 3 "send fails at once (exit 3), not after a time-out"
 says "the broker refuses this node: its log is shorter" "it says why"
 
+# Acknowledging the alarm (keten-node alarm ack) does not hide the refusal,
+# a state that still holds: status goes on saying it and exiting 3. (The
+# node does not reconnect until restarted: no new alarm comes meanwhile.)
+run "$NODE" alarm --home n-politie-mn ack 1 --note "broker restored from an older backup; reported"
+expect 0 "politie-mn's operator acknowledges the log-shorter alarm"
+check "the alarm is acknowledged" node_status_is politie-mn \
+    '[(a["kind"], a["acknowledged"]) for a in d["alarms"]] == [("log-shorter", True)]' ||
+    sed "s/^/# /" "$T/.st-politie-mn"
+run "$NODE" status --home n-politie-mn
+expect 3 "status still exits 3: the broker still refuses it"
+stdout_says "REFUSED       its log is shorter than the checkpoint this node accepted" \
+    "status still says what happened"
+check "keten_node_alarms counts it no more" wait_until 10 \
+    metric_is politie-mn keten_node_alarms 'v == 0'
+check "keten_node_refused_by_broker is still 1" metric_is politie-mn keten_node_refused_by_broker 'v == 1'
+run "$NODE" send --home n-politie-mn --to gemeente-diemen --kind query --signal query.json --wait
+expect 3 "send still fails at once (exit 3)"
+
 # A restart does not make the alarm go away; the broker refuses it again.
 stop_one politie-mn
 check "politie-mn stops cleanly" test "$STOP_RC" -eq 0
