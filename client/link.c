@@ -79,8 +79,13 @@ keten_err keten_link_new(void *zctx, const char *endpoint, const keten_identity 
         e = zmq_fail("zmq_setsockopt on the broker socket");
         goto out;
     }
+    /* A name of its own for each link: a link made again (keten_link_given_up)
+     * may be allocated where the last one was, and libzmq unbinds the old
+     * monitor's endpoint only after it is closed. */
+    static uint64_t links_made;
     char mon[64];
-    snprintf(mon, sizeof mon, "inproc://keten-node-monitor-%p", (void *)self);
+    snprintf(mon, sizeof mon, "inproc://keten-node-monitor-%llu",
+        (unsigned long long)++links_made);
     if (zmq_socket_monitor(self->sock, mon,
             ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
                 | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL

@@ -182,8 +182,9 @@ keten_err keten_promhttp_serve(
     if (sa->sa_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
-    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, srv, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_EXTERNAL_LOGGER, keten_promhttp_mhd_log, (void *)"metrics",
+    /* The logger first: libmicrohttpd uses its own for options before it. */
+    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        keten_promhttp_mhd_log, (void *)"metrics", MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
         HTTP_TIMEOUT_S, MHD_OPTION_END);
     if (srv->daemon == NULL) {

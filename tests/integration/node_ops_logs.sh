@@ -94,5 +94,7 @@ check "the broker's line: size and witnesses" \
 check "the node's line: the same fields" \
     test "$(fields "$T/node-gemeente-diemen.log")" = "level prog msg size witnesses" ||
     grep -m1 'msg="checkpoint witnessed"' "$T/node-gemeente-diemen.log" | sed 's/^/# /'
+check "libmicrohttpd takes keten's logger before any other option (no warning about it)" \
+    lacks grep -qF 'is not the first option' "$T"/node-*.log "$T/broker.log"
 
 finish
