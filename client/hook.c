@@ -124,8 +124,8 @@ void keten_hook_reap(keten_node *node)
         } else if (WIFSIGNALED(status)) {
             node->counters.hooks_failed++;
             KETEN_LOG(KETEN_LOG_WARNING, "hook failed",
-                "hook=%s msg_id=%s pid=%ld status=-1 signal=%d", KETEN_HOOK_KIND, msg_id,
-                (long)pid, WTERMSIG(status));
+                "hook=%s msg_id=%s pid=%ld status=-1 signal=%d", KETEN_HOOK_KIND, msg_id, (long)pid,
+                WTERMSIG(status));
         } else if (!WIFEXITED(status)) {
             node->counters.hooks_failed++;
             KETEN_LOG(KETEN_LOG_WARNING, "hook failed", "hook=%s msg_id=%s pid=%ld status=-1",

@@ -84,8 +84,7 @@ keten_err keten_link_new(void *zctx, const char *endpoint, const keten_identity 
      * monitor's endpoint only after it is closed. */
     static uint64_t links_made;
     char mon[64];
-    snprintf(mon, sizeof mon, "inproc://keten-node-monitor-%llu",
-        (unsigned long long)++links_made);
+    snprintf(mon, sizeof mon, "inproc://keten-node-monitor-%llu", (unsigned long long)++links_made);
     if (zmq_socket_monitor(self->sock, mon,
             ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
                 | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL

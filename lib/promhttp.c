@@ -155,8 +155,7 @@ static keten_err listen_on(const struct sockaddr *sa, const char *addr, int *fd_
             close(fd);
         }
         return keten_err_set(KETEN_ERR_IO,
-            "cannot serve metrics on %s: %s; pick another --metrics address", addr,
-            strerror(err));
+            "cannot serve metrics on %s: %s; pick another --metrics address", addr, strerror(err));
     }
     *fd_out = fd;
     return KETEN_OK;
