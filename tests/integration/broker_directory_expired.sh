@@ -24,15 +24,18 @@ publish_days() {
 }
 
 # metric NAME: the running broker's metric value (nothing if unreadable).
+# shellcheck disable=SC2317 # called through check and wait_for
 metric() {
     curl -sf "http://127.0.0.1:$(metrics_port)/metrics" | awk -v n="$1" '$1 == n { print $2 }'
 }
 
 # metrics_are VERSION STALE: keten_directory_version and keten_directory_stale.
+# shellcheck disable=SC2317 # called through check and wait_for
 metrics_are() {
     [ "$(metric keten_directory_version)" = "$1" ] && [ "$(metric keten_directory_stale)" = "$2" ]
 }
 
+# shellcheck disable=SC2317 # called through check and wait_for
 has_metrics() {
     [ -n "$(metrics_port)" ]
 }
