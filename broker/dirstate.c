@@ -274,6 +274,7 @@ static keten_err from_file(broker *b, bool at_start, bool *installed)
     uint8_t *buf = NULL;
     size_t len = 0;
     keten_directory *dir = NULL;
+    bool logged = false; /* the error is logged already */
     keten_err e = keten_file_read(d->path, KETEN_DIRECTORY_MAX, &buf, &len);
     if (e != KETEN_OK) {
         goto out;
@@ -290,12 +291,25 @@ static keten_err from_file(broker *b, bool at_start, bool *installed)
     }
     e = keten_directory_verify(prev == NULL ? d->anchor : NULL, prev, buf, len, b->now, &dir);
     if (e == KETEN_ERR_EXPIRED) {
-        /* Signed and newer, only out of date: better than what is held. */
+        /* Signed, but out of date: is it also newer (else the rollback
+         * below says so)? A newer expired version is not installed: it would
+         * only make every submit refused, while the version held may still
+         * be fresh (a node refuses it too). */
         e = keten_directory_verify(prev == NULL ? d->anchor : NULL, prev, buf, len, 0, &dir);
         if (e == KETEN_OK) {
-            KETEN_LOG(KETEN_LOG_ERR, "the directory file has expired; installing it anyway",
-                "version=%llu action=\"publish a fresh directory and send SIGHUP\"",
-                (unsigned long long)keten_directory_version(dir));
+            char when[40];
+            keten_time_iso(keten_directory_doc(dir)->expires_at, when, sizeof when);
+            e = keten_err_set(KETEN_ERR_EXPIRED,
+                "directory version %llu in %s expired at %s; publish a fresh version and "
+                "send SIGHUP (or restart)",
+                (unsigned long long)keten_directory_version(dir), d->path, when);
+            KETEN_LOG(KETEN_LOG_ERR, "directory file has expired; not installed",
+                "file=%s version=%llu expired_at=%s installed=%llu "
+                "action=\"publish a fresh directory and send SIGHUP\"",
+                d->path, (unsigned long long)keten_directory_version(dir), when,
+                (unsigned long long)(prev != NULL ? keten_directory_version(prev) : 0));
+            logged = true;
+            goto out;
         }
     }
     if (e == KETEN_ERR_ROLLBACK && prev != NULL) {
@@ -319,7 +333,9 @@ static keten_err from_file(broker *b, bool at_start, bool *installed)
         e = after_install(b);
     }
 out:
-    if (e != KETEN_OK && !(at_start && d->cur == NULL)) {
+    if (logged && !(at_start && d->cur == NULL)) {
+        e = KETEN_OK; /* logged above; the installed version stays */
+    } else if (e != KETEN_OK && !(at_start && d->cur == NULL)) {
         /* Keep running on what is installed, but say so loudly. */
         char detail[512];
         snprintf(detail, sizeof detail, "%s", keten_err_detail());

@@ -9,9 +9,13 @@
  * verified against the newest stored version (or the anchor) and installed
  * only if it is newer; an older file, or a different document under a
  * version already held, is ignored with a warning: the persisted version
- * wins. A newer file that has already expired is still installed (it is
- * signed, and newer than what the broker had), and the broker refuses
- * submits until a fresh one comes. SIGHUP repeats the file step.
+ * wins. A newer file whose version has already expired is not installed
+ * either (logged as an error naming the version and its expiry): the
+ * version held stays in force, and at start with nothing stored the broker
+ * refuses to run (KETEN_ERR_EXPIRED). A *stored* version that has expired
+ * since it was installed stays in force at a restart: the broker runs and
+ * refuses submits (DIRECTORY_STALE) until a fresh one comes. SIGHUP repeats
+ * the file step.
  *
  * Installing: in its own write transaction, store the signed bytes and
  * append a "directory-installed" audit record; after the commit, the

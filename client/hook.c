@@ -11,6 +11,14 @@
 
 #include "log.h"
 
+/* The hooks running: which message each child was started for, so that
+ * its end can be logged with the msg_id. */
+typedef struct hook_child {
+    pid_t pid; /* 0: free slot */
+    char msg_id[KETEN_MSG_ID_HEX_BYTES];
+} hook_child;
+
+static hook_child children[KETEN_HOOK_MAX_RUNNING];
 static unsigned running;
 
 static keten_err write_all(int fd, const char *buf, size_t len)
@@ -36,8 +44,8 @@ keten_err keten_hook_run(
         return KETEN_OK;
     }
     if (running >= KETEN_HOOK_MAX_RUNNING) {
-        return keten_err_set(
-            KETEN_ERR_IO, "%u hooks still running; hook for %s skipped", running, msg_id_hex);
+        return keten_err_set(KETEN_ERR_IO, "%u %s hooks still running; hook for %s skipped",
+            running, KETEN_HOOK_KIND, msg_id_hex);
     }
     int fd = memfd_create("keten-message", MFD_CLOEXEC);
     if (fd < 0) {
@@ -75,9 +83,17 @@ keten_err keten_hook_run(
         _exit(127);
     }
     close(fd);
+    for (size_t i = 0; i < KETEN_HOOK_MAX_RUNNING; i++) {
+        if (children[i].pid == 0) {
+            children[i].pid = pid;
+            snprintf(children[i].msg_id, sizeof children[i].msg_id, "%s", msg_id_hex);
+            break;
+        }
+    }
     running++;
     node->counters.hooks_run++;
-    KETEN_LOG(KETEN_LOG_DEBUG, "hook started", "msg_id=%s pid=%ld", msg_id_hex, (long)pid);
+    KETEN_LOG(KETEN_LOG_DEBUG, "hook started", "hook=%s msg_id=%s pid=%ld", KETEN_HOOK_KIND,
+        msg_id_hex, (long)pid);
     return KETEN_OK;
 }
 
@@ -92,10 +108,34 @@ void keten_hook_reap(keten_node *node)
         if (running > 0) {
             running--;
         }
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        const char *msg_id = "unknown";
+        hook_child *child = NULL;
+        for (size_t i = 0; i < KETEN_HOOK_MAX_RUNNING; i++) {
+            if (children[i].pid == pid) {
+                child = &children[i];
+                msg_id = child->msg_id;
+                break;
+            }
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
             node->counters.hooks_failed++;
-            KETEN_LOG(KETEN_LOG_WARNING, "hook failed", "pid=%ld status=%d", (long)pid,
-                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+            KETEN_LOG(KETEN_LOG_WARNING, "hook failed", "hook=%s msg_id=%s pid=%ld status=%d",
+                KETEN_HOOK_KIND, msg_id, (long)pid, WEXITSTATUS(status));
+        } else if (WIFSIGNALED(status)) {
+            node->counters.hooks_failed++;
+            KETEN_LOG(KETEN_LOG_WARNING, "hook failed",
+                "hook=%s msg_id=%s pid=%ld status=-1 signal=%d", KETEN_HOOK_KIND, msg_id, (long)pid,
+                WTERMSIG(status));
+        } else if (!WIFEXITED(status)) {
+            node->counters.hooks_failed++;
+            KETEN_LOG(KETEN_LOG_WARNING, "hook failed", "hook=%s msg_id=%s pid=%ld status=-1",
+                KETEN_HOOK_KIND, msg_id, (long)pid);
+        } else {
+            KETEN_LOG(KETEN_LOG_DEBUG, "hook done", "hook=%s msg_id=%s pid=%ld", KETEN_HOOK_KIND,
+                msg_id, (long)pid);
+        }
+        if (child != NULL) {
+            child->pid = 0;
         }
     }
 }

@@ -19,11 +19,16 @@
 #include "node.h"
 
 #define KETEN_HOOK_MAX_RUNNING 32
+/* The hook's kind, named in its log lines (hook=on-message) next to the
+ * msg_id it was run for: hook started, hook done, hook failed (with the
+ * exit status, or status=-1 and the signal that ended it), hook not run. */
+#define KETEN_HOOK_KIND "on-message"
 
 keten_err keten_hook_run(
     keten_node *node, const char *msg_id_hex, const char *json, size_t json_len) KETEN_MUST_CHECK;
 
-/* Reap finished hooks (non-blocking). */
+/* Reap finished hooks (non-blocking); a failed one is counted and logged
+ * with the msg_id it was run for. */
 void keten_hook_reap(keten_node *node);
 
 /* How many hooks are running. */

@@ -23,6 +23,7 @@
 #include "events.h"
 #include "idem.h"
 #include "log.h"
+#include "promhttp.h"
 #include "util.h"
 
 #define LISTEN_BACKLOG 64
@@ -1346,8 +1347,11 @@ static keten_err start(keten_http *h, via v, int fd, const char *what)
     listener *l = &h->lis[h->n_lis];
     l->via = v;
     l->http = h;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-    l->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, l, MHD_OPTION_LISTEN_SOCKET, fd,
+    /* libmicrohttpd's own messages go through keten's log, not to stderr (the
+     * logger first: libmicrohttpd uses its own for the options before it). */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    l->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, l, MHD_OPTION_EXTERNAL_LOGGER,
+        keten_promhttp_mhd_log, (void *)"api", MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_LIMIT, KETEN_HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
         KETEN_HTTP_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, completed, l, MHD_OPTION_END);
     if (l->daemon == NULL) {

@@ -123,8 +123,8 @@ static void after_store(keten_node *node, const uint8_t msg_id[static KETEN_MSG_
         json_decref(p);
         if (text == NULL || keten_hook_run(node, hex, text, strlen(text)) != KETEN_OK) {
             node->counters.hooks_failed++;
-            KETEN_LOG(KETEN_LOG_WARNING, "hook not run", "msg_id=%s error=\"%s\"", hex,
-                keten_err_detail());
+            KETEN_LOG(KETEN_LOG_WARNING, "hook not run", "hook=%s msg_id=%s error=\"%s\"",
+                KETEN_HOOK_KIND, hex, keten_err_detail());
         }
         if (text != NULL) {
             sodium_memzero(text, strlen(text));

@@ -27,7 +27,9 @@ struct keten_link {
     uint64_t last_event; /* mono ms of the last monitor event (or of the link's making) */
     char endpoint[512];
     uint64_t connects;
-    char last_error[128];
+    char last_error[KETEN_LINK_ERROR_MAX];
+    bool reached; /* a TCP/IPC connection was made since the last retry */
+    bool unreachable; /* last_error says the broker is unreachable */
     bool holding;
     held_frame *held;
     size_t n_held, cap_held;
@@ -77,8 +79,12 @@ keten_err keten_link_new(void *zctx, const char *endpoint, const keten_identity 
         e = zmq_fail("zmq_setsockopt on the broker socket");
         goto out;
     }
+    /* A name of its own for each link: a link made again (keten_link_given_up)
+     * may be allocated where the last one was, and libzmq unbinds the old
+     * monitor's endpoint only after it is closed. */
+    static uint64_t links_made;
     char mon[64];
-    snprintf(mon, sizeof mon, "inproc://keten-node-monitor-%p", (void *)self);
+    snprintf(mon, sizeof mon, "inproc://keten-node-monitor-%llu", (unsigned long long)++links_made);
     if (zmq_socket_monitor(self->sock, mon,
             ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
                 | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -176,7 +182,30 @@ keten_link_event keten_link_on_monitor(keten_link *self)
         self->connected = true;
         self->connects++;
         self->last_error[0] = '\0';
+        self->unreachable = false;
         return KETEN_LINK_UP;
+    case ZMQ_EVENT_CONNECTED:
+        /* Reached: whatever the handshake then says is the error. */
+        self->reached = true;
+        if (self->unreachable) {
+            self->last_error[0] = '\0';
+            self->unreachable = false;
+        }
+        return KETEN_LINK_NOTHING;
+    case ZMQ_EVENT_CONNECT_RETRIED:
+        /* libzmq retries after an attempt that reached nothing (refused,
+         * no route, timed out: it does not say which), and also after a
+         * connection that ended (a refused handshake): only the first is
+         * "unreachable", the second keeps the handshake's error. */
+        if (!self->reached && !self->connected) {
+            snprintf(self->last_error, sizeof self->last_error,
+                "broker unreachable at %s: no connection (refused, no route or timed out); "
+                "retrying",
+                self->endpoint);
+            self->unreachable = true;
+        }
+        self->reached = false;
+        return KETEN_LINK_NOTHING;
     case ZMQ_EVENT_DISCONNECTED:
         if (self->connected) {
             self->connected = false;
@@ -200,6 +229,7 @@ keten_link_event keten_link_on_monitor(keten_link *self)
     default:
         return KETEN_LINK_NOTHING;
     }
+    self->unreachable = false;
     bool was = self->connected;
     self->connected = false;
     return was ? KETEN_LINK_DOWN : KETEN_LINK_NOTHING;
@@ -218,6 +248,7 @@ void keten_link_stop(keten_link *self, const char *why)
     }
     self->stopped = true;
     self->connected = false;
+    self->unreachable = false;
     snprintf(self->last_error, sizeof self->last_error, "%s", why);
 }
 

@@ -34,6 +34,8 @@ typedef struct keten_link keten_link;
  * (ZMQ_HANDSHAKE_IVL, 30 s by default: a handshake the broker stalls gives
  * no event until then). */
 #define KETEN_LINK_GIVEN_UP_MS 40000
+/* The longest last error: the endpoint (at most 511 bytes) and its text. */
+#define KETEN_LINK_ERROR_MAX 640
 /* What CurveZMQ adds to a one-part message on the wire (keten.h). */
 #define KETEN_LINK_CURVE_OVERHEAD KETEN_CURVE_OVERHEAD
 
@@ -69,7 +71,11 @@ bool keten_link_stopped(const keten_link *self);
  * KETEN_LINK_RECONNECT_MAX_MS, or a handshake's end within 30 s. The daemon
  * then makes the link again. */
 bool keten_link_given_up(const keten_link *self, uint64_t now_mono);
-/* Why the last connection attempt failed ("" if none). */
+/* Why the last connection attempt failed ("" if none, and once a handshake
+ * succeeds): the broker refused the handshake (and why), or, when an
+ * attempt reached nothing (libzmq retries without having connected),
+ * "broker unreachable at ENDPOINT: no connection (refused, no route or
+ * timed out); retrying" - cleared as soon as a connection is made. */
 const char *keten_link_last_error(const keten_link *self);
 /* How many handshakes succeeded since the link was made. */
 uint64_t keten_link_connects(const keten_link *self);

@@ -37,6 +37,7 @@
 #include "err.h"
 #include "identity.h"
 #include "keten.h"
+#include "link.h"
 #include "receipt.h"
 #include "store.h"
 
@@ -182,7 +183,7 @@ typedef struct keten_node {
     uint64_t refused_version;
     uint64_t refused_at;
     bool refused_confirmed;
-    char last_link_error[128]; /* last connection failure logged */
+    char last_link_error[KETEN_LINK_ERROR_MAX]; /* last connection failure logged */
     bool stop;
 } keten_node;
 

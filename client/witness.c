@@ -319,7 +319,8 @@ static void count_witnesses(
     }
     w->witnessed_size = cp->size;
     save_witnessed(node, cp->size, cp->size, note, len);
-    KETEN_LOG(KETEN_LOG_INFO, "checkpoint witnessed", "tree_size=%llu cosignatures=%zu",
+    /* The same fields as the broker's line (broker/checkpointer.c). */
+    KETEN_LOG(KETEN_LOG_INFO, "checkpoint witnessed", "size=%llu witnesses=%zu",
         (unsigned long long)cp->size, count);
     if (w->witnessed_size >= w->last_witness_size) {
         w->unwitnessed_since = 0;

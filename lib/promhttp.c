@@ -1,17 +1,22 @@
 /* promhttp - see promhttp.h. */
 #include "promhttp.h"
 
+#include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 
 #define HTTP_CONNECTIONS 16u
 #define HTTP_TIMEOUT_S 10u
+#define HTTP_BACKLOG 64
+#define MHD_MESSAGE_MAX 512
 
 void keten_promhttp_begin(keten_promhttp_page *p, size_t cap, size_t max)
 {
@@ -119,25 +124,76 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, cons
     return r;
 }
 
+void keten_promhttp_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char text[MHD_MESSAGE_MAX];
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    if (n < 0) {
+        return;
+    }
+    size_t len = strlen(text);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) {
+        text[--len] = '\0';
+    }
+    KETEN_LOG(KETEN_LOG_INFO, "libmicrohttpd message", "server=%s text=\"%s\"",
+        cls != NULL ? (const char *)cls : "http", text);
+}
+
+/* A listening TCP socket on sa, bound here rather than by libmicrohttpd,
+ * so that a failure is keten's own message with the system's reason. */
+static keten_err listen_on(const struct sockaddr *sa, const char *addr, int *fd_out)
+{
+    *fd_out = -1;
+    socklen_t salen = sa->sa_family == AF_INET6 ? (socklen_t)sizeof(struct sockaddr_in6)
+                                                : (socklen_t)sizeof(struct sockaddr_in);
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0
+        || bind(fd, sa, salen) != 0 || listen(fd, HTTP_BACKLOG) != 0) {
+        int err = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        return keten_err_set(KETEN_ERR_IO,
+            "cannot serve metrics on %s: %s; pick another --metrics address", addr, strerror(err));
+    }
+    *fd_out = fd;
+    return KETEN_OK;
+}
+
 keten_err keten_promhttp_serve(
     keten_promhttp_server *srv, const struct sockaddr *sa, const char *addr)
 {
+    int fd = -1;
+    keten_err e = listen_on(sa, addr, &fd);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    struct sockaddr_storage bound;
+    socklen_t bound_len = sizeof bound;
+    unsigned port = 0;
+    if (getsockname(fd, (struct sockaddr *)&bound, &bound_len) == 0) {
+        port = bound.ss_family == AF_INET6
+            ? ntohs(((const struct sockaddr_in6 *)(const void *)&bound)->sin6_port)
+            : ntohs(((const struct sockaddr_in *)(const void *)&bound)->sin_port);
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (sa->sa_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
-    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, srv, MHD_OPTION_SOCK_ADDR, sa,
+    /* The logger first: libmicrohttpd uses its own for options before it. */
+    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        keten_promhttp_mhd_log, (void *)"metrics", MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
         HTTP_TIMEOUT_S, MHD_OPTION_END);
     if (srv->daemon == NULL) {
+        close(fd);
         return keten_err_set(KETEN_ERR_IO,
-            "cannot serve metrics on %s (address in use or not available); pick another "
-            "--metrics address",
+            "cannot serve metrics on %s: the HTTP server did not start (see the libmicrohttpd "
+            "message before); pick another --metrics address",
             addr);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    KETEN_LOG(KETEN_LOG_INFO, "metrics served", "addr=%s port=%u path=/metrics", addr,
-        info != NULL ? (unsigned)info->port : 0u);
+    KETEN_LOG(KETEN_LOG_INFO, "metrics served", "addr=%s port=%u path=/metrics", addr, port);
     return KETEN_OK;
 }
 

@@ -1,10 +1,17 @@
 /* promhttp - the daemons' Prometheus page: the text format (a growing page
  * of HELP/TYPE/value lines) and the HTTP server that serves it on GET
  * /metrics (libmicrohttpd, its own thread). Used by keten-broker
- * (broker/metrics.c) and keten-node (client/metrics.c). */
+ * (broker/metrics.c) and keten-node (client/metrics.c).
+ *
+ * libmicrohttpd writes its own messages (a connection it could not accept,
+ * a request it could not parse) to standard error unless told otherwise:
+ * every keten daemon hands them to keten_promhttp_mhd_log() instead, and
+ * binds its listening sockets itself, so that a busy port is reported once,
+ * by keten, with the system's reason. */
 #ifndef KETEN_PROMHTTP_H
 #define KETEN_PROMHTTP_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,9 +52,15 @@ typedef struct keten_promhttp_server {
 
 /* Serve the page on http://sa/metrics; addr is the address as the operator
  * wrote it (for messages and the "metrics served" log line, which names the
- * port bound). KETEN_ERR_IO when the address cannot be bound. */
+ * port bound). KETEN_ERR_IO when the address cannot be bound ("cannot serve
+ * metrics on ADDR: Address already in use; ..."). */
 keten_err keten_promhttp_serve(
     keten_promhttp_server *srv, const struct sockaddr *sa, const char *addr);
+/* An MHD_OPTION_EXTERNAL_LOGGER callback: one logfmt line per libmicrohttpd
+ * message, `level=info msg="libmicrohttpd message" server=NAME text="..."`,
+ * with NAME the const char * given as cls ("metrics", "api"). Any thread. */
+void keten_promhttp_mhd_log(void *cls, const char *fmt, va_list ap) KETEN_PRINTF(2, 0);
+
 /* Stop serving (nothing when not started). */
 void keten_promhttp_stop(keten_promhttp_server *srv);
 

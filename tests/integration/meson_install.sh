@@ -2,7 +2,10 @@
 # meson_install.sh - `meson install --destdir` puts exactly the expected
 # files in place: the programs, the configuration (with its private
 # credentials folder), the systemd units naming the installed programs, the
-# sysusers.d and tmpfiles.d entries and the manual pages. TAP.
+# sysusers.d and tmpfiles.d entries and the manual pages. A second install
+# into the same destdir (an upgrade from source) keeps an edited
+# broker.conf, makes a missing node.conf again, and always puts the shipped
+# examples in broker.conf.example and node.conf.example. TAP.
 #
 #   meson_install.sh MESON BUILD_DIR BINDIR EXPECTED_PATH...
 # EXPECTED_PATH are absolute paths as installed (without the destdir); a
@@ -71,7 +74,7 @@ for p in "$@"; do
         mode=$(stat -c %a "$D$p")
         check "$p has mode 700 ($mode)" test "$mode" = 700
         ;;
-    *.conf)
+    *.conf | *.conf.example)
         mode=$(stat -c %a "$D$p")
         check "$p has mode 644 ($mode)" test "$mode" = 644
         ;;
@@ -87,5 +90,34 @@ for p in "$@"; do
         ;;
     esac
 done
+
+# An upgrade from source: install again over an edited configuration.
+CONF=""
+for p in "$@"; do
+    case "$p" in
+    */credentials/) CONF=${p%credentials/} ;;
+    esac
+done
+require "the configuration folder is among the expected paths" test -n "$CONF"
+B=$D${CONF}broker.conf
+N=$D${CONF}node.conf
+check "a fresh install makes broker.conf from the shipped example" cmp "$B" "$B.example"
+check "a fresh install makes node.conf from the shipped example" cmp "$N" "$N.example"
+cp "$B.example" "$T/broker.conf.shipped"
+echo "# edited by the operator" >>"$B"
+cp "$B" "$T/broker.conf.edited"
+echo "# an edit the next install replaces" >>"$B.example"
+rm "$N"
+require "meson install --destdir again (an upgrade)" \
+    quietly "$MESON" install -C "$BUILD" --destdir "$D" --no-rebuild
+check "the edited broker.conf is kept" cmp "$B" "$T/broker.conf.edited"
+check "broker.conf.example is the shipped example again" cmp "$B.example" "$T/broker.conf.shipped"
+check "the missing node.conf is made again from the example" cmp "$N" "$N.example"
+mode=$(stat -c %a "$N")
+check "the new node.conf has mode 644 ($mode)" test "$mode" = 644
+(cd "$D" && find . -type f | sed 's|^\.||' | sort) >"$T/installed"
+comm -3 "$T/expected" "$T/installed" >"$T/.out"
+check "the second install leaves exactly the expected files" test ! -s "$T/.out" ||
+    sed 's/^/# /' "$T/.out"
 
 done_testing
