@@ -392,6 +392,43 @@ keten_err keten_time_parse(const char *s, uint64_t *ms_out)
     return KETEN_OK;
 }
 
+void keten_text_clean(const char *in, char *out, size_t size)
+{
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)in;
+    while (*p != '\0' && o + 1 < size) {
+        unsigned char c = *p;
+        size_t n = c < 0x80          ? 1
+            : c >= 0xc2 && c <= 0xdf ? 2
+            : c >= 0xe0 && c <= 0xef ? 3
+            : c >= 0xf0 && c <= 0xf4 ? 4
+                                     : 0;
+        bool ok = n > 0 && (n == 1 ? c >= 0x20 && c != 0x7f : true);
+        for (size_t i = 1; ok && i < n; i++) {
+            ok = (p[i] & 0xc0) == 0x80;
+        }
+        if (ok && n == 2) { /* no C1 control (U+0080..U+009F) */
+            ok = !(c == 0xc2 && p[1] < 0xa0);
+        } else if (ok && n == 3) { /* no overlong form, no surrogate */
+            ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
+        } else if (ok && n == 4) { /* no overlong form, nothing past U+10FFFF */
+            ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
+        }
+        if (!ok) {
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        if (o + n >= size) {
+            break;
+        }
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
+}
+
 bool keten_name_valid(const char *s)
 {
     size_t n = strlen(s);

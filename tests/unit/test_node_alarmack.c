@@ -33,6 +33,7 @@
 #include "nodestore.h"
 #include "pb.h"
 #include "store.h"
+#include "util.h"
 
 static const char *const specs[] = { "hub:broker", "alpha:municipality", NULL };
 
@@ -399,6 +400,53 @@ static void test_event_record(void **state)
     keten_err_clear();
 }
 
+/* Is s valid UTF-8 without a control character (C0, DEL, C1)? */
+static bool clean_text(const char *s)
+{
+    char copy[2048];
+    keten_text_clean(s, copy, sizeof copy);
+    return strlen(s) < sizeof copy && strcmp(copy, s) == 0;
+}
+
+/* A hostile broker's words in an alarm: the detail of its refusal of the
+ * node's Hello (log-shorter) is the broker's own text. Terminal escapes,
+ * a line break and bytes that are not UTF-8 in it reach neither the list
+ * nor a terminal (keten-node alarm list and status print the detail); a
+ * long detail cut inside a character does not break the list either.
+ * Twin: plain text, accents included, is kept as it was. */
+static void test_hostile_detail(void **state)
+{
+    ctx *t = *state;
+    Keten__Error err = KETEN__ERROR__INIT;
+    err.reason = KETEN__REASON__REASON_UNKNOWN_CHECKPOINT;
+    err.detail = (char *)"ok\x1b[1A\x1b[2K\r\nalarm 1 acknowledged \xff\xfe\xc2\x9b"
+                         "2J end";
+    keten_alarm_refused(t->node, &err);
+    /* keten_alarm_raise with a detail cut inside a character: 600 bytes of
+     * two-byte characters, one byte ahead */
+    char longer[602];
+    longer[0] = 'x';
+    for (size_t i = 1; i + 2 < sizeof longer; i += 2) {
+        longer[i] = (char)0xc3;
+        longer[i + 1] = (char)0xa9; /* U+00E9 */
+    }
+    longer[sizeof longer - 1] = '\0';
+    keten_alarm_raise(t->node, "bad-proof", "%s", longer);
+    keten_alarm_raise(t->node, "bad-proof", "plain: caf\xc3\xa9 leaf 3"); /* the twin */
+    json_t *list = alarms(t);
+    assert_int_equal(json_array_size(list), 3);
+    const char *d0 = field(list, 0, "detail");
+    assert_true(clean_text(d0));
+    assert_non_null(strstr(d0, "(the broker says: ok?[1A?[2K??alarm 1 acknowledged ????2J end)"));
+    const char *d1 = field(list, 1, "detail");
+    assert_true(clean_text(d1));
+    assert_true(strlen(d1) > 400);
+    assert_string_equal(field(list, 2, "detail"), "plain: caf\xc3\xa9 leaf 3");
+    json_decref(list);
+    counts(t, 3, 0);
+    keten_err_clear();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +456,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acknowledged_go_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_detail, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
