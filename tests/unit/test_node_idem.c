@@ -407,12 +407,12 @@ static void test_purge(void **state)
     raw_put(st, "local:uid=0", "damaged", (const uint8_t *)"junk", 4);
     assert_int_equal(table_count(st), 13);
     size_t removed = 0, damaged = 0;
-    assert_int_equal(
-        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 0, &removed, &damaged), KETEN_ERR_INVALID);
+    assert_int_equal(keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 0, NULL, &removed, &damaged),
+        KETEN_ERR_INVALID);
     keten_err_clear();
     /* Two records per transaction: 7 transactions cover all 13. */
     assert_int_equal(
-        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 2, &removed, &damaged), KETEN_OK);
+        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 2, NULL, &removed, &damaged), KETEN_OK);
     assert_int_equal(removed, 7);
     assert_int_equal(damaged, 1);
     assert_int_equal(table_count(st), 6);
@@ -426,9 +426,52 @@ static void test_purge(void **state)
     expect_damaged(st, "local:uid=0", "damaged");
     /* Again: nothing more to take. */
     assert_int_equal(
-        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 2, &removed, &damaged), KETEN_OK);
+        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 2, NULL, &removed, &damaged), KETEN_OK);
     assert_int_equal(removed, 0);
     assert_int_equal(table_count(st), 6);
+}
+
+/* A table holding more fresh records than one purge looks at (one record
+ * per transaction: KETEN_IDEM_PURGE_CHUNKS_MAX looked at), old ones among
+ * them in the hashed keys' order: each purge goes on where the one before
+ * stopped, so two purges remove every old record. (A purge that started
+ * at the table's start each time never reached the old records behind the
+ * first fresh ones: the table grew for ever once a node kept more fresh
+ * records than one purge looks at.) Twin: the fresh ones all stay. */
+static void test_purge_goes_on(void **state)
+{
+    ctx *t = *state;
+    keten_store *st = t->node->store;
+    char key[32];
+    const int fresh = (int)KETEN_IDEM_PURGE_CHUNKS_MAX + 36, old = 10;
+    for (int i = 0; i < fresh; i++) {
+        snprintf(key, sizeof key, "fresh-%d", i);
+        put_entry(st, "local:uid=0", key, NOW - KETEN_IDEM_KEEP_MS + 1, ID, 1);
+    }
+    for (int i = 0; i < old; i++) {
+        snprintf(key, sizeof key, "old-%d", i);
+        put_entry(st, "local:uid=0", key, NOW - KETEN_IDEM_KEEP_MS - 1, ID, 1);
+    }
+    assert_int_equal(table_count(st), (size_t)(fresh + old));
+    keten_idem_purge_pos pos = { .started = false };
+    size_t removed = 0, damaged = 0, total = 0;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(
+            keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 1, &pos, &removed, &damaged), KETEN_OK);
+        assert_int_equal(damaged, 0);
+        total += removed;
+    }
+    assert_int_equal(total, (size_t)old);
+    assert_int_equal(table_count(st), (size_t)fresh);
+    /* The end was reached: the next purge starts at the start again. */
+    assert_false(pos.started);
+    bool found = false;
+    uint8_t id[KETEN_MSG_ID_BYTES], h[KETEN_HASH_BYTES];
+    for (int i = 0; i < fresh; i++) {
+        snprintf(key, sizeof key, "fresh-%d", i);
+        assert_int_equal(find(st, "local:uid=0", key, NOW, &found, id, h), KETEN_OK);
+        assert_true(found);
+    }
 }
 
 /* ---- the send --------------------------------------------------------------- */
@@ -659,6 +702,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge_goes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_same_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api, setup, teardown),
     };
