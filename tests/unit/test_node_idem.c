@@ -34,6 +34,7 @@
 #include "fixture.h"
 #include "fixture_node.h"
 #include "idem.h"
+#include "link.h"
 #include "nodestore.h"
 #include "outbox.h"
 #include "pb.h"
@@ -693,6 +694,63 @@ static void test_api(void **state)
     assert_int_equal(count_of(st, KETEN_DB_SENT), 3);
 }
 
+/* Two identical sends with one key in one group-commit batch (two
+ * connections whose requests the loop handles in the same round), and a
+ * third with another body: the second finds the first's record written in
+ * the batch, so one message is stored and submitted once; both answers,
+ * given when the batch is durable, name it, the second "repeated"; the
+ * third is 409. Twin: another key in the same batch is a message of its
+ * own. */
+static void test_same_batch(void **state)
+{
+    ctx *t = *state;
+    keten_store *st = t->node->store;
+    assert_int_equal(keten_store_batch_begin(st), KETEN_OK);
+    keten_link_hold(t->node->link);
+    keten_api_hold(t->node->api);
+    keten_api_response resp;
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(handle(t, &(req_opts) { .key = "batch-1" }, &resp), KETEN_API_LATER);
+    assert_int_equal(handle(t, &(req_opts) { .key = "batch-1" }, &resp), KETEN_API_LATER);
+    assert_int_equal(
+        handle(t, &(req_opts) { .key = "batch-1", .body = SEND_BODY_2 }, &resp), KETEN_API_LATER);
+    assert_int_equal(handle(t, &(req_opts) { .key = "batch-2" }, &resp), KETEN_API_LATER);
+    assert_int_equal(t->n_later, 0); /* nothing answered before the commit */
+    assert_int_equal(keten_store_batch_end(st), KETEN_OK);
+    keten_link_release(t->node->link, true);
+    keten_api_release(t->node->api, true);
+    assert_int_equal(t->n_later, 4);
+    json_t *a[4];
+    for (size_t i = 0; i < 4; i++) {
+        a[i] = json_loadb(t->later[i].body, t->later[i].body_len, 0, NULL);
+        assert_non_null(a[i]);
+    }
+    assert_int_equal(t->later[0].status, 202);
+    assert_int_equal(t->later[1].status, 202);
+    assert_string_equal(str(a[1], "msg_id"), str(a[0], "msg_id"));
+    assert_null(json_object_get(a[0], "repeated"));
+    assert_true(json_is_true(json_object_get(a[1], "repeated")));
+    assert_int_equal(t->later[2].status, 409);
+    assert_string_equal(str(a[2], "msg_id"), str(a[0], "msg_id"));
+    assert_int_equal(t->later[3].status, 202);
+    assert_string_not_equal(str(a[3], "msg_id"), str(a[0], "msg_id"));
+    for (size_t i = 0; i < 4; i++) {
+        json_decref(a[i]);
+        keten_api_response_clear(&t->later[i]);
+    }
+    t->n_later = 0;
+    assert_int_equal(count_of(st, KETEN_DB_SENT), 2);
+    assert_int_equal(count_of(st, KETEN_DB_IDEMPOTENCY), 2);
+    /* submitted once each: two submits, then nothing more */
+    for (int i = 0; i < 2; i++) {
+        Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+        assert_non_null(f);
+        keten_pb_free((ProtobufCMessage **)(void *)&f);
+    }
+    Keten__Frame *none = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, 200);
+    assert_null(none);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -705,6 +763,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_purge_goes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_same_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
