@@ -121,9 +121,9 @@ static keten_err submit_one(keten_node *node, const uint8_t msg_id[static KETEN_
     return e;
 }
 
-/* Replace an unpacked record's string (freed with it). */
 #define REFUSAL_DETAIL_MAX 512 /* bytes of a broker's refusal detail kept, with its NUL */
 
+/* Replace an unpacked record's string (freed with it). */
 static keten_err set_str(char **field, const char *value)
 {
     char *copy = strdup(value != NULL ? value : "");
