@@ -378,8 +378,10 @@ keten_err keten_time_parse(const char *s, uint64_t *ms_out)
     if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0) {
         return keten_err_set(KETEN_ERR_INVALID, "time '%s' must be UTC (end it with Z)", s);
     }
+    /* sec 60 (a leap second) too: ms since 1970 cannot hold one, and it
+     * would read as the next minute's 00 (two texts for one time) */
     if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59
-        || sec > 60 || h < 0 || mi < 0 || sec < 0) {
+        || sec > 59 || h < 0 || mi < 0 || sec < 0) {
         return keten_err_set(KETEN_ERR_INVALID, "time '%s' is out of range", s);
     }
     struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
