@@ -21,11 +21,13 @@
 #include "util.h"
 #include "witness.h"
 
+#define DETAIL_MAX 512 /* bytes of an alarm's detail, with its NUL */
+
 static void raise_alarm(keten_node *node, const char *kind, const char *detail);
 
 void keten_alarm_raise(keten_node *node, const char *kind, const char *fmt, ...)
 {
-    char detail[512];
+    char detail[DETAIL_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
@@ -72,7 +74,7 @@ static keten_err evidence_room(keten_node *node, MDB_txn *txn)
 void keten_alarm_evidence(keten_node *node, const char *kind, const char *fmt, ...)
 {
     static uint64_t counter;
-    char detail[512];
+    char detail[DETAIL_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
@@ -151,9 +153,15 @@ keten_err keten_alarm_evidence_count(keten_node *node, size_t *out)
     return e;
 }
 
-static void raise_alarm(keten_node *node, const char *kind, const char *detail)
+static void raise_alarm(keten_node *node, const char *kind, const char *detail_in)
 {
     node->counters.alarms++;
+    /* The detail may quote the broker (its refusal's words, a parser's
+     * message about its frame), and is printed on the operator's terminal
+     * (alarm list, status): valid UTF-8 without control characters, cut
+     * between characters. */
+    char detail[DETAIL_MAX];
+    keten_text_clean(detail_in, detail, sizeof detail);
 
     MDB_txn *txn = NULL;
     Keten__NodeAlarms *list = NULL;
@@ -230,9 +238,12 @@ static json_t *alarm_json(const Keten__NodeAlarm *a)
 {
     char at[40];
     keten_time_iso(a->at, at, sizeof at);
-    json_t *one
-        = json_pack("{s:I, s:s, s:s, s:s, s:b}", "id", (json_int_t)a->id, "kind", a->kind, "detail",
-            a->detail != NULL ? a->detail : "", "at", at, "acknowledged", a->acknowledged_at != 0);
+    /* as raise_alarm stores it; a detail stored before it did so is made
+     * printable here (bytes that are not UTF-8 would fail the whole list) */
+    char detail[DETAIL_MAX];
+    keten_text_clean(a->detail != NULL ? a->detail : "", detail, sizeof detail);
+    json_t *one = json_pack("{s:I, s:s, s:s, s:s, s:b}", "id", (json_int_t)a->id, "kind", a->kind,
+        "detail", detail, "at", at, "acknowledged", a->acknowledged_at != 0);
     if (one != NULL && a->acknowledged_at != 0) {
         char ack[40];
         keten_time_iso(a->acknowledged_at, ack, sizeof ack);

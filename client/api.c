@@ -119,51 +119,13 @@ static void json_answer(keten_api_response *resp, unsigned status, json_t *body)
     set_body(resp, status, CT_JSON, body);
 }
 
-/* Copy text that may echo what a caller sent (a path, a parameter's name,
- * a parser's message) into out as valid UTF-8 without control characters:
- * every other byte becomes '?'. JSON strings must be valid UTF-8. */
-static void clean_text(const char *in, char *out, size_t size)
-{
-    size_t o = 0;
-    const unsigned char *p = (const unsigned char *)in;
-    while (*p != '\0' && o + 1 < size) {
-        unsigned char c = *p;
-        size_t n = c < 0x80          ? 1
-            : c >= 0xc2 && c <= 0xdf ? 2
-            : c >= 0xe0 && c <= 0xef ? 3
-            : c >= 0xf0 && c <= 0xf4 ? 4
-                                     : 0;
-        bool ok = n > 0 && (n == 1 ? c >= 0x20 && c != 0x7f : true);
-        for (size_t i = 1; ok && i < n; i++) {
-            ok = (p[i] & 0xc0) == 0x80;
-        }
-        if (ok && n == 3) { /* no overlong form, no surrogate */
-            ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
-        } else if (ok && n == 4) { /* no overlong form, nothing past U+10FFFF */
-            ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
-        }
-        if (!ok) {
-            out[o++] = '?';
-            p++;
-            continue;
-        }
-        if (o + n >= size) {
-            break;
-        }
-        memcpy(out + o, p, n);
-        o += n;
-        p += n;
-    }
-    out[o] = '\0';
-}
-
 /* A problem with extra members (msg_id, handled_at, errors[], ...). */
 static void problem_with(keten_api_response *resp, unsigned status, const char *slug,
     const char *title, int exit_code, const char *detail_in, json_t *extra)
 {
     char type[64], detail[DETAIL_MAX];
     snprintf(type, sizeof type, PROBLEM_PREFIX "%s", slug);
-    clean_text(detail_in, detail, sizeof detail);
+    keten_text_clean(detail_in, detail, sizeof detail);
     json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:i}", "type", type, "title", title, "status",
         (int)status, "detail", detail, "exit", exit_code);
     if (p != NULL && extra != NULL && json_object_update(p, extra) != 0) {
@@ -185,7 +147,7 @@ static void field_problem(keten_api_response *resp, const char *field_in, const 
     const char *allowed, const char *detail)
 {
     char field[128];
-    clean_text(field_in, field, sizeof field);
+    keten_text_clean(field_in, field, sizeof field);
     json_t *e = json_pack(
         "{s:[{s:s, s:s, s:s}]}", "errors", "field", field, "problem", problem, "allowed", allowed);
     problem_with(resp, 400, "invalid-request", "Invalid request", 2, detail, e);

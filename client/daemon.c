@@ -423,8 +423,8 @@ static void purge(keten_node *node)
 {
     keten_inbox_purge_seen(node);
     size_t n = 0, damaged = 0;
-    if (keten_idem_purge(
-            node->store, keten_now_ms(), KETEN_IDEM_KEEP_MS, KETEN_IDEM_PURGE_CHUNK, &n, &damaged)
+    if (keten_idem_purge(node->store, keten_now_ms(), KETEN_IDEM_KEEP_MS, KETEN_IDEM_PURGE_CHUNK,
+            &node->idem_purge, &n, &damaged)
         != KETEN_OK) {
         node->counters.store_errors++;
         KETEN_LOG(KETEN_LOG_ERR, "idempotency keys not purged; the next purge tries again",

@@ -260,7 +260,7 @@ static keten_err purge_chunk(keten_store *st, uint64_t cutoff, size_t chunk,
 }
 
 keten_err keten_idem_purge(keten_store *st, uint64_t now_ms, uint64_t keep_ms, size_t chunk,
-    size_t *removed, size_t *damaged)
+    keten_idem_purge_pos *pos, size_t *removed, size_t *damaged)
 {
     *removed = 0;
     *damaged = 0;
@@ -268,11 +268,21 @@ keten_err keten_idem_purge(keten_store *st, uint64_t now_ms, uint64_t keep_ms, s
         return keten_err_set(KETEN_ERR_INVALID, "an idempotency purge chunk of 0");
     }
     const uint64_t cutoff = now_ms > keep_ms ? now_ms - keep_ms : 0;
-    uint8_t from[KETEN_HASH_BYTES] = { 0 };
-    bool started = false, more = true;
+    keten_idem_purge_pos here = { .started = false };
+    if (pos != NULL) {
+        here = *pos;
+    }
+    bool more = true;
     keten_err e = KETEN_OK;
     for (unsigned i = 0; more && e == KETEN_OK && i < KETEN_IDEM_PURGE_CHUNKS_MAX; i++) {
-        e = purge_chunk(st, cutoff, chunk, from, &started, removed, damaged, &more);
+        e = purge_chunk(st, cutoff, chunk, here.from, &here.started, removed, damaged, &more);
+    }
+    if (pos != NULL) {
+        if (e != KETEN_OK || !more) { /* the end reached (or a failure): the start next */
+            memset(pos, 0, sizeof *pos);
+        } else { /* the budget spent: on from here next time */
+            *pos = here;
+        }
     }
     return e;
 }

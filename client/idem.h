@@ -20,7 +20,7 @@
  * is answered with that message: the same body sends nothing new; another
  * body is refused (409). A record is kept KETEN_IDEM_KEEP_MS after it was
  * written: older, it is not found, and keten_idem_purge() (the daemon's
- * hourly purge) removes it.
+ * hourly purge, each going on where the one before stopped) removes it.
  *
  * Every record read is checked after nodestore.h's checksum and canonical
  * check: its caller and key must hash to its table key, its key must be a
@@ -97,11 +97,22 @@ keten_err keten_idem_put(keten_store *st, MDB_txn *txn, const keten_idem_entry *
 keten_err keten_idem_decode(
     const MDB_val *key, const MDB_val *val, Keten__IdempotencyRecord **out) KETEN_MUST_CHECK;
 
+/* Where a purge stopped, for the next one to go on from (the table is in
+ * the order of its hashed keys, not of time). Zero: the table's start. */
+typedef struct keten_idem_purge_pos {
+    uint8_t from[KETEN_HASH_BYTES]; /* the first key not looked at yet */
+    bool started; /* from is set */
+} keten_idem_purge_pos;
+
 /* Remove the records older than keep_ms at now_ms, at most chunk looked at
  * per transaction and KETEN_IDEM_PURGE_CHUNKS_MAX transactions; a damaged
  * record is kept (it still stops a second send), counted in *damaged.
- * *removed: how many went. */
+ * *removed: how many went. pos (NULL: from the start each time): where the
+ * purge starts, and on return where the next one goes on (the start again
+ * once the table's end was reached), so that a table holding more records
+ * than one purge looks at is still gone through whole, one purge after the
+ * other, and an old record is never left behind fresh ones. */
 keten_err keten_idem_purge(keten_store *st, uint64_t now_ms, uint64_t keep_ms, size_t chunk,
-    size_t *removed, size_t *damaged) KETEN_MUST_CHECK;
+    keten_idem_purge_pos *pos, size_t *removed, size_t *damaged) KETEN_MUST_CHECK;
 
 #endif

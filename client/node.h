@@ -36,6 +36,7 @@
 #include "directory.h"
 #include "err.h"
 #include "identity.h"
+#include "idem.h"
 #include "keten.h"
 #include "link.h"
 #include "receipt.h"
@@ -184,6 +185,7 @@ typedef struct keten_node {
     uint64_t refused_at;
     bool refused_confirmed;
     char last_link_error[KETEN_LINK_ERROR_MAX]; /* last connection failure logged */
+    keten_idem_purge_pos idem_purge; /* where the next idempotency purge goes on */
     bool stop;
 } keten_node;
 

@@ -121,6 +121,8 @@ static keten_err submit_one(keten_node *node, const uint8_t msg_id[static KETEN_
     return e;
 }
 
+#define REFUSAL_DETAIL_MAX 512 /* bytes of a broker's refusal detail kept, with its NUL */
+
 /* Replace an unpacked record's string (freed with it). */
 static keten_err set_str(char **field, const char *value)
 {
@@ -944,7 +946,11 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
     }
     rec->reason = err->reason;
     rec->rule = err->reason == KETEN__REASON__REASON_POLICY ? err->rule : 0;
-    e = set_str(&rec->detail, err->detail);
+    /* The broker's words, kept to be shown (status, the sent list, a
+     * terminal): printable UTF-8, at most REFUSAL_DETAIL_MAX bytes. */
+    char clean[REFUSAL_DETAIL_MAX];
+    keten_text_clean(detail, clean, sizeof clean);
+    e = set_str(&rec->detail, clean);
     bool final = !transient_reason(err->reason);
     if (final) {
         /* The recipients stay as they were: the message never reached them. */

@@ -14,6 +14,8 @@
 #include "util.h"
 #include "witness.h"
 
+#define REFUSAL_TEXT_MAX 1024 /* bytes of a refusal's detail shown */
+
 static json_t *counters_json(const keten_node_counters *c)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
@@ -168,8 +170,10 @@ static keten_err sent_status(const Keten__SentRecord *rec, json_t *st)
         if (e == KETEN_OK && rec->reason == KETEN__REASON__REASON_POLICY) {
             e = keten_rec_set(st, "rule", json_integer((json_int_t)rec->rule));
         }
-        if (e == KETEN_OK) {
-            e = keten_rec_set(st, "detail", json_string(rec->detail != NULL ? rec->detail : ""));
+        if (e == KETEN_OK) { /* the broker's words: printable, also as stored before */
+            char detail[REFUSAL_TEXT_MAX];
+            keten_text_clean(rec->detail != NULL ? rec->detail : "", detail, sizeof detail);
+            e = keten_rec_set(st, "detail", json_string(detail));
         }
     }
     json_t *rcpts = json_array();

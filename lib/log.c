@@ -144,6 +144,9 @@ static void put_value(line *l, const char *s, size_t n, bool quote)
             en = 1;
         } else {
             size_t k = utf8_len(u + i, n - i);
+            if (k == 2 && c == 0xc2 && u[i + 1] < 0xa0) {
+                k = 0; /* a C1 control (U+0080..U+009F, CSI among them): escaped bytes */
+            }
             if (k > 0) {
                 src = s + i;
                 en = k;

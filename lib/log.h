@@ -23,7 +23,8 @@
  *   space, `"`, `\` or `=`; otherwise (and always when its template was
  *   quoted) between double quotes, with `"` and `\` escaped as `\"` and
  *   `\\`, newline, carriage return and tab as `\n`, `\r`, `\t`, every other
- *   control byte and every byte that is not part of valid UTF-8 as `\xHH`.
+ *   control byte, the two bytes of a C1 control character (U+0080..U+009F)
+ *   and every byte that is not part of valid UTF-8 as `\xHH`.
  * So no value, whatever a peer or a file put into it, can end the line,
  * start a field of its own or break the quoting: one call, one line.
  * A template that does not follow this shape is a programming error; the

@@ -378,8 +378,10 @@ keten_err keten_time_parse(const char *s, uint64_t *ms_out)
     if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0) {
         return keten_err_set(KETEN_ERR_INVALID, "time '%s' must be UTC (end it with Z)", s);
     }
+    /* sec 60 (a leap second) too: ms since 1970 cannot hold one, and it
+     * would read as the next minute's 00 (two texts for one time) */
     if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59
-        || sec > 60 || h < 0 || mi < 0 || sec < 0) {
+        || sec > 59 || h < 0 || mi < 0 || sec < 0) {
         return keten_err_set(KETEN_ERR_INVALID, "time '%s' is out of range", s);
     }
     struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
@@ -390,6 +392,43 @@ keten_err keten_time_parse(const char *s, uint64_t *ms_out)
     }
     *ms_out = (uint64_t)t * 1000u + frac;
     return KETEN_OK;
+}
+
+void keten_text_clean(const char *in, char *out, size_t size)
+{
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)in;
+    while (*p != '\0' && o + 1 < size) {
+        unsigned char c = *p;
+        size_t n = c < 0x80          ? 1
+            : c >= 0xc2 && c <= 0xdf ? 2
+            : c >= 0xe0 && c <= 0xef ? 3
+            : c >= 0xf0 && c <= 0xf4 ? 4
+                                     : 0;
+        bool ok = n > 0 && (n == 1 ? c >= 0x20 && c != 0x7f : true);
+        for (size_t i = 1; ok && i < n; i++) {
+            ok = (p[i] & 0xc0) == 0x80;
+        }
+        if (ok && n == 2) { /* no C1 control (U+0080..U+009F) */
+            ok = !(c == 0xc2 && p[1] < 0xa0);
+        } else if (ok && n == 3) { /* no overlong form, no surrogate */
+            ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
+        } else if (ok && n == 4) { /* no overlong form, nothing past U+10FFFF */
+            ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
+        }
+        if (!ok) {
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        if (o + n >= size) {
+            break;
+        }
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
 }
 
 bool keten_name_valid(const char *s)

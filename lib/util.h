@@ -66,10 +66,18 @@ void keten_time_iso(uint64_t ms, char *out, size_t out_size);
 #define KETEN_TIME_MAX_MS 253402300799999ull
 
 /* Parse ISO 8601 UTC in RFC 3339's form ("YYYY-MM-DDTHH:MM:SS[.fff]Z" or
- * "+00:00": exactly these digits, no sign or space inside a field; digits
- * after the third of the fraction are ignored), or a plain number of ms; at
- * most KETEN_TIME_MAX_MS. KETEN_ERR_INVALID naming the text otherwise. */
+ * "+00:00": exactly these digits, no sign or space inside a field, seconds
+ * 00 to 59 (no leap second); digits after the third of the fraction are
+ * ignored), or a plain number of ms; at most KETEN_TIME_MAX_MS.
+ * KETEN_ERR_INVALID naming the text otherwise. */
 keten_err keten_time_parse(const char *s, uint64_t *ms_out) KETEN_MUST_CHECK;
+
+/* Copy text that may hold what another party sent (a path, a parser's
+ * message, a broker's error detail) into out (size >= 1, NUL-terminated) as
+ * valid UTF-8 without control characters (C0, DEL, C1): every byte that is
+ * not part of such a character becomes '?', and the text is cut only
+ * between characters. Safe to print on a terminal and to put in JSON. */
+void keten_text_clean(const char *in, char *out, size_t size);
 
 /* [a-z0-9-]{1,32}: node ids and roles. */
 bool keten_name_valid(const char *s);

@@ -1,12 +1,21 @@
 /*
  * fuzz_api.c - requests to the node's API operations (client/api.h) as the
  * HTTP server hands them over: the input is one request,
- *   METHOD PATH[?QUERY]\n CONTENT-TYPE\n BODY
- * (no second line: no body and no Content-Type), routed by
+ *   METHOD PATH[?QUERY]\n [HEADER\n...] CONTENT-TYPE\n BODY
+ * (no line after the first: no body and no Content-Type), routed by
  * keten_api_handle() inside a group-commit batch as the daemon does.
- *
- * The caller is the node's operator on the Unix socket (every scope, the
- * token routes too).
+ * HEADER lines, before the Content-Type, are
+ *   Idempotency-Key: VALUE    the header (given twice: both counted, the
+ *                             first taken, as the HTTP server does)
+ *   Caller: WHO               who sends it (the HTTP server's identify):
+ *                             local (the default: the node's operator on the
+ *                             Unix socket, every scope, the token and alarm
+ *                             routes too), tcp-read (a token with scope read
+ *                             only), tcp-all (a token with every scope),
+ *                             person (a person a proxy names, every scope), or
+ *                             none (no identity an Idempotency-Key can
+ *                             belong to)
+ * The node holds one alarm (number 1) that is not acknowledged.
  * The node is gemeente-diemen of the test network (fuzz_common.h),
  * directory version 1, set up once as tests/unit/fixture_node.c does it,
  * with a real store in a temporary directory (on /dev/shm when there is
@@ -29,7 +38,16 @@
  *   5. a send that was answered 201 or 202 names a msg_id of 32 hex digits
  *      and the node then knows that message: GET /v1/messages/ID is 200;
  *   6. a token made (201) is ktn_ and 43 characters, and GET /v1/tokens
- *      then lists it without that secret.
+ *      then lists it without that secret;
+ *   7. only the node's operator (local) acknowledges the alarm: after any
+ *      other caller's request it is still not acknowledged, and a local
+ *      answer of 200 leaves it acknowledged; no caller but local gets an
+ *      answer of 2xx from a token route;
+ *   8. a send with an Idempotency-Key answered 201 or 202, sent again by
+ *      the same caller with the same key and body, is answered for the same
+ *      msg_id with "repeated": true, and nothing new is stored (the sent
+ *      table holds as many messages as before); with one byte more in the
+ *      body it is 409 and nothing new is stored either.
  */
 #include <jansson.h>
 #include <limits.h>
@@ -39,10 +57,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "alarm.h"
 #include "api.h"
 #include "fuzz_common.h"
 #include "log.h"
 #include "node.h"
+#include "store.h"
 #include "util.h"
 
 /* ---- the wall clock, moved back to the corpus's time --------------------- */
@@ -104,6 +124,7 @@ static void node_open(void)
     node->opts.home = S.home;
     fuzz_node_open(node);
     FUZZ_MUST(keten_api_open(node, &node->api));
+    keten_alarm_raise(node, "bad-proof", "an alarm for the acknowledgement route");
     keten_err_clear();
 }
 
@@ -121,7 +142,13 @@ typedef struct input {
     bool has_ctype;
     const uint8_t *body;
     size_t body_len;
+    char idem[256]; /* Idempotency-Key: VALUE */
+    bool has_idem, idem_twice;
+    char who[16]; /* Caller: WHO ("" is local) */
 } input;
+
+#define IDEM_PREFIX "Idempotency-Key: "
+#define CALLER_PREFIX "Caller: "
 
 static bool line(const uint8_t **p, const uint8_t *end, char *out, size_t size)
 {
@@ -174,6 +201,34 @@ static bool parse_input(const uint8_t *data, size_t size, input *in)
     if (p < end || (size > 0 && data[size - 1] == '\n')) {
         if (!line(&p, end, in->ctype, sizeof in->ctype)) {
             return false;
+        }
+        /* header lines before the Content-Type */
+        for (;;) {
+            const size_t ni = strlen(IDEM_PREFIX), nc = strlen(CALLER_PREFIX);
+            if (strncmp(in->ctype, IDEM_PREFIX, ni) == 0) {
+                if (in->has_idem) {
+                    in->idem_twice = true; /* the first is taken */
+                } else if (strlen(in->ctype + ni) < sizeof in->idem) {
+                    memcpy(in->idem, in->ctype + ni, strlen(in->ctype + ni) + 1);
+                    in->has_idem = true;
+                } else {
+                    return false;
+                }
+            } else if (strncmp(in->ctype, CALLER_PREFIX, nc) == 0) {
+                if (strlen(in->ctype + nc) >= sizeof in->who) {
+                    return false;
+                }
+                memcpy(in->who, in->ctype + nc, strlen(in->ctype + nc) + 1);
+            } else {
+                break;
+            }
+            if (p >= end) { /* headers only: no body, no Content-Type */
+                in->ctype[0] = '\0';
+                return true;
+            }
+            if (!line(&p, end, in->ctype, sizeof in->ctype)) {
+                return false;
+            }
         }
         in->has_ctype = in->ctype[0] != '\0';
         in->body = p < end ? p : NULL;
@@ -239,11 +294,60 @@ static json_t *check_answer(const keten_api_response *resp)
 
 static uint64_t next_ticket;
 
+/* Who sends the request (input line "Caller: WHO"), as http.c's identify
+ * and keten_idem_caller() would name them. */
+typedef struct caller_kind {
+    const char *name;
+    const char *actor;
+    unsigned scopes;
+    bool local;
+    const char *peer;
+    const char *caller; /* NULL: no identity a key can belong to */
+} caller_kind;
+
+static const caller_kind callers[] = {
+    { "local", "local", KETEN_SCOPE_ALL, true, "uid=0", "local:uid=0" },
+    { "tcp-read", "token:reader", KETEN_SCOPE_READ, false, "127.0.0.1", "token:00000000000000aa" },
+    { "tcp-all", "token:app", KETEN_SCOPE_ALL, false, "127.0.0.1", "token:00000000000000bb" },
+    { "person", "person:anna", KETEN_SCOPE_ALL, false, "127.0.0.1", "person:anna" },
+    { "none", "anonymous", KETEN_SCOPE_ALL, false, "127.0.0.1", NULL },
+};
+
+static const caller_kind *caller_of(const input *in)
+{
+    for (size_t i = 0; i < sizeof callers / sizeof callers[0]; i++) {
+        if (strcmp(in->who, callers[i].name) == 0) {
+            return &callers[i];
+        }
+    }
+    return &callers[0]; /* "" or unknown: the operator */
+}
+
+/* Entries of one table of the node's store. */
+static size_t table_count(keten_store_db db)
+{
+    MDB_txn *txn = NULL;
+    size_t n = 0;
+    FUZZ_MUST(keten_store_begin(S.node.store, false, &txn));
+    FUZZ_MUST(keten_store_count(S.node.store, txn, db, &n));
+    keten_store_abort(&txn);
+    return n;
+}
+
+/* Invariant 7: the alarm is acknowledged exactly when acked is. */
+static void alarm_acknowledged_is(bool acked)
+{
+    size_t open = 0, acknowledged = 0;
+    FUZZ_MUST(keten_alarm_count(&S.node, &open, &acknowledged));
+    FUZZ_CHECK(open + acknowledged == 1 && acknowledged == (acked ? 1u : 0u));
+}
+
 /* Hand one request to the router inside a group-commit batch, as the daemon
  * does; the answer (NULL: it waits on) */
 static json_t *request(const input *in, keten_api_response *out)
 {
     keten_node *node = &S.node;
+    const caller_kind *ck = caller_of(in);
     keten_api_request req = {
         .method = in->method,
         .path = in->path,
@@ -252,10 +356,14 @@ static json_t *request(const input *in, keten_api_response *out)
         .content_type = in->has_ctype ? in->ctype : NULL,
         .body = in->body,
         .body_len = in->body_len,
-        .actor = "local",
-        .scopes = KETEN_SCOPE_ALL,
-        .local = true, /* the operator on the Unix socket: the token routes too */
+        .actor = ck->actor,
+        .scopes = ck->scopes,
+        .local = ck->local, /* the operator on the Unix socket: the token routes too */
+        .peer = ck->peer,
         .ticket = ++next_ticket,
+        .idempotency_key = in->has_idem ? in->idem : NULL,
+        .idempotency_key_twice = in->idem_twice,
+        .caller = ck->caller,
     };
     fuzz_node_batch_begin(node);
     keten_api_response resp;
@@ -341,6 +449,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(s != NULL && sresp.status == 200);
         json_decref(s);
         keten_api_response_clear(&sresp);
+    }
+    /* 7: the alarm, and the token routes, are the operator's */
+    const caller_kind *ck = caller_of(&in);
+    bool acked = ck->local && r != NULL && resp.status == 200 && strcmp(in.method, "POST") == 0
+        && strncmp(in.path, "/v1/alarms/", 11) == 0;
+    alarm_acknowledged_is(acked);
+    if (!ck->local && r != NULL && strncmp(in.path, "/v1/tokens", 10) == 0) {
+        FUZZ_CHECK(resp.status >= 300);
+    }
+    /* 8: a repeated send with the same key goes out once */
+    if (r != NULL && in.has_idem && !token_made && strcmp(in.method, "POST") == 0
+        && (resp.status == 201 || resp.status == 202)) {
+        const char *id = json_string_value(json_object_get(r, "msg_id"));
+        size_t sent = table_count(KETEN_DB_SENT);
+        keten_api_response again = { 0 };
+        json_t *a = request(&in, &again);
+        FUZZ_CHECK(a != NULL && (again.status == 201 || again.status == 202));
+        FUZZ_CHECK(json_is_true(json_object_get(a, "repeated")));
+        const char *id2 = json_string_value(json_object_get(a, "msg_id"));
+        FUZZ_CHECK(id != NULL && id2 != NULL && strcmp(id, id2) == 0);
+        FUZZ_CHECK(table_count(KETEN_DB_SENT) == sent);
+        json_decref(a);
+        keten_api_response_clear(&again);
+        /* one byte more: another body */
+        input other = in;
+        uint8_t *b = malloc(in.body_len + 1);
+        FUZZ_CHECK(b != NULL);
+        if (in.body_len > 0) {
+            memcpy(b, in.body, in.body_len);
+        }
+        b[in.body_len] = ' ';
+        other.body = b;
+        other.body_len = in.body_len + 1;
+        keten_api_response diff = { 0 };
+        json_t *d = request(&other, &diff);
+        FUZZ_CHECK(d != NULL && diff.status == 409);
+        FUZZ_CHECK(table_count(KETEN_DB_SENT) == sent);
+        json_decref(d);
+        keten_api_response_clear(&diff);
+        free(b);
     }
     json_decref(req);
     json_decref(r);

@@ -285,6 +285,8 @@ run "$NODE" status --home n-gemeente-diemen "$M" --json
 expect 0 "(d) status MSG_ID of the refused message"
 check "(d) status shows state rejected, reason POLICY, rule 7, per recipient" json_is "$T/.out" \
     'd["state"] == "rejected" and d["reason"] == "POLICY" and d["rule"] == 7 and d["recipients"][0]["state"] == "rejected"'
+check "(d) status keeps the broker's detail without its control characters (each one ?)" \
+    json_is "$T/.out" "d['detail'] == 'the sharing policy refuses it?$FORGED?? \"q\"'"
 check "(d) a refused message is not resent (outbox empty)" node_status_is gemeente-diemen \
     'd["outbox"] == 0 and d["counters"]["refused"] == 1'
 # The same refusal answered to POST /v1/messages?wait=: its 422 names the

@@ -99,6 +99,14 @@ static void test_hostile_value(void **state)
     /* The message is escaped too. */
     keten_log_format(buf, sizeof buf, KETEN_LOG_INFO, "two\nlines", NULL);
     assert_string_equal(buf, "level=info prog=keten-broker msg=\"two\\nlines\"\n");
+    /* A C1 control character (U+009B, a terminal's CSI, and U+0085) is
+     * escaped byte by byte; twin: U+00A0, the first character after them,
+     * is written as it is. */
+    keten_log_format(buf, sizeof buf, KETEN_LOG_INFO, "m", "detail=%s",
+        "a\xc2\x9b"
+        "2Jb\xc2\x85\xc2\xa0");
+    assert_string_equal(
+        buf, "level=info prog=keten-broker msg=m detail=\"a\\xc2\\x9b2Jb\\xc2\\x85\xc2\xa0\"\n");
 }
 
 static void test_long_value(void **state)

@@ -26,6 +26,7 @@
 #include <sodium.h>
 
 #include "alarm.h"
+#include "api.h"
 #include "err.h"
 #include "events.h"
 #include "fixture.h"
@@ -33,6 +34,7 @@
 #include "nodestore.h"
 #include "pb.h"
 #include "store.h"
+#include "util.h"
 
 static const char *const specs[] = { "hub:broker", "alpha:municipality", NULL };
 
@@ -399,6 +401,136 @@ static void test_event_record(void **state)
     keten_err_clear();
 }
 
+/* Is s valid UTF-8 without a control character (C0, DEL, C1)? */
+static bool clean_text(const char *s)
+{
+    char copy[2048];
+    keten_text_clean(s, copy, sizeof copy);
+    return strlen(s) < sizeof copy && strcmp(copy, s) == 0;
+}
+
+/* A hostile broker's words in an alarm: the detail of its refusal of the
+ * node's Hello (log-shorter) is the broker's own text. Terminal escapes,
+ * a line break and bytes that are not UTF-8 in it reach neither the list
+ * nor a terminal (keten-node alarm list and status print the detail); a
+ * long detail cut inside a character does not break the list either.
+ * Twin: plain text, accents included, is kept as it was. */
+static void test_hostile_detail(void **state)
+{
+    ctx *t = *state;
+    Keten__Error err = KETEN__ERROR__INIT;
+    err.reason = KETEN__REASON__REASON_UNKNOWN_CHECKPOINT;
+    err.detail = (char *)"ok\x1b[1A\x1b[2K\r\nalarm 1 acknowledged \xff\xfe\xc2\x9b"
+                         "2J end";
+    keten_alarm_refused(t->node, &err);
+    /* keten_alarm_raise with a detail cut inside a character: 600 bytes of
+     * two-byte characters, one byte ahead */
+    char longer[602];
+    longer[0] = 'x';
+    for (size_t i = 1; i + 2 < sizeof longer; i += 2) {
+        longer[i] = (char)0xc3;
+        longer[i + 1] = (char)0xa9; /* U+00E9 */
+    }
+    longer[sizeof longer - 1] = '\0';
+    keten_alarm_raise(t->node, "bad-proof", "%s", longer);
+    keten_alarm_raise(t->node, "bad-proof", "plain: caf\xc3\xa9 leaf 3"); /* the twin */
+    json_t *list = alarms(t);
+    assert_int_equal(json_array_size(list), 3);
+    const char *d0 = field(list, 0, "detail");
+    assert_true(clean_text(d0));
+    assert_non_null(strstr(d0, "(the broker says: ok?[1A?[2K??alarm 1 acknowledged ????2J end)"));
+    const char *d1 = field(list, 1, "detail");
+    assert_true(clean_text(d1));
+    assert_true(strlen(d1) > 400);
+    assert_string_equal(field(list, 2, "detail"), "plain: caf\xc3\xa9 leaf 3");
+    json_decref(list);
+    counts(t, 3, 0);
+    keten_err_clear();
+}
+
+/* POST /v1/alarms/ID/ack through the API router as the HTTP server hands
+ * it over: status of the answer, body kept in *body (NULL: dropped). */
+static unsigned ack_call(ctx *t, const char *method, const char *path, bool local, unsigned scopes,
+    const char *note_body, json_t **body)
+{
+    keten_api_request req = {
+        .method = method,
+        .path = path,
+        .content_type = note_body != NULL ? "application/json" : NULL,
+        .body = (const uint8_t *)note_body,
+        .body_len = note_body != NULL ? strlen(note_body) : 0,
+        .actor = local ? "local" : "token:app",
+        .scopes = scopes,
+        .local = local,
+        .peer = local ? "uid=0" : "127.0.0.1",
+        .ticket = 1,
+    };
+    keten_api_response resp;
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(keten_api_handle(t->node, &req, &resp), KETEN_API_ANSWERED);
+    unsigned status = resp.status;
+    if (body != NULL) {
+        *body = json_loadb(resp.body, resp.body_len, 0, NULL);
+        assert_non_null(*body);
+    }
+    keten_api_response_clear(&resp);
+    return status;
+}
+
+/* Alarm numbers that are not numbers, or not the node's, and callers that
+ * are not the node's operator: refused, and the alarm stays not
+ * acknowledged. 0, a leading zero, a sign, an exponent, a space, 20 digits
+ * (past 2^64): 400; 2^63 and 10^19 - 1 (numbers, held by no alarm): 404; a
+ * token over TCP with every scope: 403. Twins: the operator's request with
+ * "1" is 200, and a second one 409; a token with scope read lists the
+ * alarms (GET /v1/alarms, the acknowledgement with who and the note). */
+static void test_api_alarm_numbers(void **state)
+{
+    ctx *t = *state;
+    keten_alarm_raise(t->node, "bad-proof", "leaf 3 does not lead to the root");
+    static const char *const bad[] = { "0", "01", "+1", "-1", "1e3", "0x1", " 1", "1 ", "1.0",
+        "18446744073709551616", "99999999999999999999", NULL };
+    const char *note = "{\"note\":\"broker restored\"}";
+    char path[96];
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        snprintf(path, sizeof path, "/v1/alarms/%s/ack", bad[i]);
+        json_t *b = NULL;
+        unsigned st = ack_call(t, "POST", path, true, KETEN_SCOPE_ALL, note, &b);
+        if (st != 400) {
+            fail_msg("%s: answered %u, not 400", path, st);
+        }
+        assert_non_null(strstr(json_string_value(json_object_get(b, "detail")), "alarm number"));
+        json_decref(b);
+    }
+    static const char *const unknown[]
+        = { "9223372036854775808", "9999999999999999999", "2", NULL };
+    for (size_t i = 0; unknown[i] != NULL; i++) {
+        snprintf(path, sizeof path, "/v1/alarms/%s/ack", unknown[i]);
+        unsigned st = ack_call(t, "POST", path, true, KETEN_SCOPE_ALL, note, NULL);
+        if (st != 404) {
+            fail_msg("%s: answered %u, not 404", path, st);
+        }
+    }
+    assert_int_equal(
+        ack_call(t, "POST", "/v1/alarms/1/ack", false, KETEN_SCOPE_ALL, note, NULL), 403);
+    counts(t, 1, 0);
+    /* the twins */
+    json_t *b = NULL;
+    assert_int_equal(ack_call(t, "POST", "/v1/alarms/1/ack", true, KETEN_SCOPE_ALL, note, &b), 200);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(b, "alarm"), "note")), "broker restored");
+    json_decref(b);
+    counts(t, 0, 1);
+    assert_int_equal(
+        ack_call(t, "POST", "/v1/alarms/1/ack", true, KETEN_SCOPE_ALL, note, NULL), 409);
+    assert_int_equal(ack_call(t, "GET", "/v1/alarms", false, KETEN_SCOPE_READ, NULL, &b), 200);
+    json_t *a0 = json_array_get(json_object_get(b, "alarms"), 0);
+    assert_true(json_is_true(json_object_get(a0, "acknowledged")));
+    json_decref(b);
+    assert_int_equal(ack_call(t, "GET", "/v1/alarms", false, KETEN_SCOPE_SEND, NULL, NULL), 403);
+    keten_err_clear();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +540,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acknowledged_go_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_detail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_alarm_numbers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,7 @@
 #include "fixture.h"
 #include "fixture_node.h"
 #include "idem.h"
+#include "link.h"
 #include "nodestore.h"
 #include "outbox.h"
 #include "pb.h"
@@ -407,12 +408,12 @@ static void test_purge(void **state)
     raw_put(st, "local:uid=0", "damaged", (const uint8_t *)"junk", 4);
     assert_int_equal(table_count(st), 13);
     size_t removed = 0, damaged = 0;
-    assert_int_equal(
-        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 0, &removed, &damaged), KETEN_ERR_INVALID);
+    assert_int_equal(keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 0, NULL, &removed, &damaged),
+        KETEN_ERR_INVALID);
     keten_err_clear();
     /* Two records per transaction: 7 transactions cover all 13. */
     assert_int_equal(
-        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 2, &removed, &damaged), KETEN_OK);
+        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 2, NULL, &removed, &damaged), KETEN_OK);
     assert_int_equal(removed, 7);
     assert_int_equal(damaged, 1);
     assert_int_equal(table_count(st), 6);
@@ -426,9 +427,52 @@ static void test_purge(void **state)
     expect_damaged(st, "local:uid=0", "damaged");
     /* Again: nothing more to take. */
     assert_int_equal(
-        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 2, &removed, &damaged), KETEN_OK);
+        keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 2, NULL, &removed, &damaged), KETEN_OK);
     assert_int_equal(removed, 0);
     assert_int_equal(table_count(st), 6);
+}
+
+/* A table holding more fresh records than one purge looks at (one record
+ * per transaction: KETEN_IDEM_PURGE_CHUNKS_MAX looked at), old ones among
+ * them in the hashed keys' order: each purge goes on where the one before
+ * stopped, so two purges remove every old record. (A purge that started
+ * at the table's start each time never reached the old records behind the
+ * first fresh ones: the table grew for ever once a node kept more fresh
+ * records than one purge looks at.) Twin: the fresh ones all stay. */
+static void test_purge_goes_on(void **state)
+{
+    ctx *t = *state;
+    keten_store *st = t->node->store;
+    char key[32];
+    const int fresh = (int)KETEN_IDEM_PURGE_CHUNKS_MAX + 36, old = 10;
+    for (int i = 0; i < fresh; i++) {
+        snprintf(key, sizeof key, "fresh-%d", i);
+        put_entry(st, "local:uid=0", key, NOW - KETEN_IDEM_KEEP_MS + 1, ID, 1);
+    }
+    for (int i = 0; i < old; i++) {
+        snprintf(key, sizeof key, "old-%d", i);
+        put_entry(st, "local:uid=0", key, NOW - KETEN_IDEM_KEEP_MS - 1, ID, 1);
+    }
+    assert_int_equal(table_count(st), (size_t)(fresh + old));
+    keten_idem_purge_pos pos = { .started = false };
+    size_t removed = 0, damaged = 0, total = 0;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(
+            keten_idem_purge(st, NOW, KETEN_IDEM_KEEP_MS, 1, &pos, &removed, &damaged), KETEN_OK);
+        assert_int_equal(damaged, 0);
+        total += removed;
+    }
+    assert_int_equal(total, (size_t)old);
+    assert_int_equal(table_count(st), (size_t)fresh);
+    /* The end was reached: the next purge starts at the start again. */
+    assert_false(pos.started);
+    bool found = false;
+    uint8_t id[KETEN_MSG_ID_BYTES], h[KETEN_HASH_BYTES];
+    for (int i = 0; i < fresh; i++) {
+        snprintf(key, sizeof key, "fresh-%d", i);
+        assert_int_equal(find(st, "local:uid=0", key, NOW, &found, id, h), KETEN_OK);
+        assert_true(found);
+    }
 }
 
 /* ---- the send --------------------------------------------------------------- */
@@ -650,6 +694,63 @@ static void test_api(void **state)
     assert_int_equal(count_of(st, KETEN_DB_SENT), 3);
 }
 
+/* Two identical sends with one key in one group-commit batch (two
+ * connections whose requests the loop handles in the same round), and a
+ * third with another body: the second finds the first's record written in
+ * the batch, so one message is stored and submitted once; both answers,
+ * given when the batch is durable, name it, the second "repeated"; the
+ * third is 409. Twin: another key in the same batch is a message of its
+ * own. */
+static void test_same_batch(void **state)
+{
+    ctx *t = *state;
+    keten_store *st = t->node->store;
+    assert_int_equal(keten_store_batch_begin(st), KETEN_OK);
+    keten_link_hold(t->node->link);
+    keten_api_hold(t->node->api);
+    keten_api_response resp;
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(handle(t, &(req_opts) { .key = "batch-1" }, &resp), KETEN_API_LATER);
+    assert_int_equal(handle(t, &(req_opts) { .key = "batch-1" }, &resp), KETEN_API_LATER);
+    assert_int_equal(
+        handle(t, &(req_opts) { .key = "batch-1", .body = SEND_BODY_2 }, &resp), KETEN_API_LATER);
+    assert_int_equal(handle(t, &(req_opts) { .key = "batch-2" }, &resp), KETEN_API_LATER);
+    assert_int_equal(t->n_later, 0); /* nothing answered before the commit */
+    assert_int_equal(keten_store_batch_end(st), KETEN_OK);
+    keten_link_release(t->node->link, true);
+    keten_api_release(t->node->api, true);
+    assert_int_equal(t->n_later, 4);
+    json_t *a[4];
+    for (size_t i = 0; i < 4; i++) {
+        a[i] = json_loadb(t->later[i].body, t->later[i].body_len, 0, NULL);
+        assert_non_null(a[i]);
+    }
+    assert_int_equal(t->later[0].status, 202);
+    assert_int_equal(t->later[1].status, 202);
+    assert_string_equal(str(a[1], "msg_id"), str(a[0], "msg_id"));
+    assert_null(json_object_get(a[0], "repeated"));
+    assert_true(json_is_true(json_object_get(a[1], "repeated")));
+    assert_int_equal(t->later[2].status, 409);
+    assert_string_equal(str(a[2], "msg_id"), str(a[0], "msg_id"));
+    assert_int_equal(t->later[3].status, 202);
+    assert_string_not_equal(str(a[3], "msg_id"), str(a[0], "msg_id"));
+    for (size_t i = 0; i < 4; i++) {
+        json_decref(a[i]);
+        keten_api_response_clear(&t->later[i]);
+    }
+    t->n_later = 0;
+    assert_int_equal(count_of(st, KETEN_DB_SENT), 2);
+    assert_int_equal(count_of(st, KETEN_DB_IDEMPOTENCY), 2);
+    /* submitted once each: two submits, then nothing more */
+    for (int i = 0; i < 2; i++) {
+        Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+        assert_non_null(f);
+        keten_pb_free((ProtobufCMessage **)(void *)&f);
+    }
+    Keten__Frame *none = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, 200);
+    assert_null(none);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -659,8 +760,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge_goes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_same_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -219,11 +219,45 @@ static void test_messages(void **state)
     keten_err_clear();
 }
 
+/* A broker's refusal of a submit whose detail holds terminal escapes, a
+ * line break, a C1 control and bytes that are not UTF-8: the message's
+ * status (keten-node status MSG_ID, GET /v1/messages/ID, and each item of
+ * GET /v1/sent) still reads, its detail printable UTF-8 (each other byte
+ * '?'). Such bytes made the status unreadable, and the whole sent list
+ * with it. Twin: a plain detail with an accent is kept as it is. */
+static void test_hostile_refusal_detail(void **state)
+{
+    ctx *t = *state;
+    uint8_t a[KETEN_MSG_ID_BYTES], b[KETEN_MSG_ID_BYTES];
+    uint64_t rid_a = 0, rid_b = 0, leaf_a = 0, leaf_b = 0;
+    send_one(t, a, &rid_a, &leaf_a);
+    send_one(t, b, &rid_b, &leaf_b);
+    Keten__Error err = KETEN__ERROR__INIT;
+    err.reason = KETEN__REASON__REASON_POLICY;
+    err.rule = 4;
+    err.detail = (char *)"no\x1b[1A\x1b[2K\r\naccepted \xff\xc2\x9b"
+                         "2J";
+    err.msg_id.data = a;
+    err.msg_id.len = KETEN_MSG_ID_BYTES;
+    keten_outbox_on_error(t->node, rid_a, &err);
+    json_t *st = msg_status(t, a);
+    assert_string_equal(str_at(st, "state"), "rejected");
+    assert_string_equal(str_at(st, "detail"), "no?[1A?[2K??accepted ???2J");
+    json_decref(st);
+    err.detail = (char *)"niet toegestaan: caf\xc3\xa9"; /* the twin */
+    err.msg_id.data = b;
+    keten_outbox_on_error(t->node, rid_b, &err);
+    st = msg_status(t, b);
+    assert_string_equal(str_at(st, "detail"), "niet toegestaan: caf\xc3\xa9");
+    json_decref(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_refusal_detail, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -188,6 +188,18 @@ static void test_time(void **state)
     assert_int_equal(ms, 1795084200000ull);
     assert_int_equal(keten_time_parse("1970-01-01T00:00:00Z", &ms), KETEN_OK);
     assert_int_equal(ms, 0);
+    /* A second 60 (a leap second, which ms since 1970 cannot hold) is
+     * refused: it was read as the next minute's 00, a second text for a
+     * time that has one. Twin: 59. */
+    const char *sixty[] = { "2026-11-19T10:30:60Z", "2026-11-19T10:59:60.5Z",
+        "2016-12-31T23:59:60Z", "2026-11-19T10:30:61Z" };
+    for (size_t i = 0; i < sizeof sixty / sizeof sixty[0]; i++) {
+        ms = 7;
+        assert_int_equal(keten_time_parse(sixty[i], &ms), KETEN_ERR_INVALID);
+        assert_int_equal(ms, 7);
+    }
+    assert_int_equal(keten_time_parse("2026-11-19T10:30:59Z", &ms), KETEN_OK);
+    assert_int_equal(ms, 1795084259000ull);
 }
 
 static void test_names(void **state)
