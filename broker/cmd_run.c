@@ -19,6 +19,10 @@ static const char run_about[]
       "Logs go to standard error (logfmt). SIGHUP reloads the directory file;\n"
       "SIGTERM and SIGINT finish the current batch and stop. Under systemd\n"
       "(Type=notify) it reports readiness, reloads and stopping, and feeds the watchdog.\n"
+      "Exit code 3: the anchor, a directory or the store does not verify (also a first\n"
+      "start on a directory file that has expired); 4: it could not start and starting\n"
+      "it again cannot help (wrong passphrase, missing or invalid keys, keys the\n"
+      "directory does not list); the unit does not restart it then.\n"
       "Example: --listen tcp://0.0.0.0:7250\n";
 
 int cmd_run(int argc, char **argv)

@@ -66,7 +66,7 @@ static const keten_cmdtable_command commands[] = {
     { "ack", cmd_ack, "mark a received message as handled" },
     { "sent", cmd_sent, "list the messages this node sent, per recipient's state" },
     { "reply", cmd_reply, "answer a received query (reply) or signal (feedback)" },
-    { "status", cmd_status, "the node's state or one message's (exit 3 on alarms)" },
+    { "status", cmd_status, "the node's state or one message's (exit 3: an unacknowledged alarm)" },
     { "checkpoint", cmd_checkpoint, "print the checkpoint this node keeps as evidence" },
     { "token", cmd_token, "create, list or revoke the tokens of the node's HTTP API" },
     { "alarm", cmd_alarm, "list the node's alarms, or acknowledge one once dealt with" },

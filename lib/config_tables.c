@@ -37,8 +37,8 @@ static const keten_config_setting broker_settings[] = {
         .type = KETEN_CONFIG_PATH,
         .min = 1,
         .flags = KETEN_CONFIG_REQUIRED,
-        .help = "the signed directory file; installed if newer than the stored one, re-read on "
-                "SIGHUP",
+        .help = "the signed directory file; installed if newer than the stored one and not "
+                "expired, re-read on SIGHUP",
     },
     {
         .name = "listen",
