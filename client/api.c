@@ -1515,7 +1515,9 @@ static keten_api_result op_sent(op_ctx *c)
         json_t *st = NULL;
         e = keten_status_message(node, v[i].id, &st);
         if (e == KETEN_OK) {
-            (void)json_object_del(st, "alarms"); /* the node's, not the message's */
+            /* the node's, not the message's */
+            (void)json_object_del(st, "alarms");
+            (void)json_object_del(st, "alarms_acknowledged");
             if (json_array_append_new(list, st) != 0) {
                 e = KETEN_ERR_NOMEM;
             }

@@ -378,6 +378,14 @@ static void test_send_and_wait(void **state)
     flog_destroy(&log);
     r = call(t, "GET", "/v1/sent", NULL, NULL, 200);
     assert_int_equal(json_array_size(json_object_get(r, "messages")), 2);
+    /* The node's alarm counts are the node's, not each message's: status
+     * MSG_ID carries them, the list does not. */
+    for (size_t i = 0; i < 2; i++) {
+        const json_t *m = json_array_get(json_object_get(r, "messages"), i);
+        assert_non_null(json_object_get(m, "msg_id"));
+        assert_null(json_object_get(m, "alarms"));
+        assert_null(json_object_get(m, "alarms_acknowledged"));
+    }
     json_decref(r);
     r = call(t, "GET", "/v1/sent", "since=2999-01-01T00:00:00Z", NULL, 200);
     assert_int_equal(json_array_size(json_object_get(r, "messages")), 0);
