@@ -224,6 +224,23 @@ keten_err keten_dirs_load(keten_node *node)
     if (e != KETEN_OK) {
         goto out;
     }
+    if (stored != NULL && keten_directory_version(next) > keten_directory_version(stored)
+        && !keten_directory_fresh(next, keten_dirs_now_ms(node))) {
+        /* Newer but expired: it would only stop this node sending and
+         * opening, while the version it holds may be fresh (the broker
+         * refuses such a file too). A new node, with nothing stored, does
+         * start from it: the broker then pushes the version in force. */
+        char when[40];
+        keten_time_iso(keten_directory_doc(next)->expires_at, when, sizeof when);
+        KETEN_LOG(KETEN_LOG_ERR, "directory file has expired; not installed",
+            "file=%s version=%llu expired_at=%s installed=%llu "
+            "action=\"publish a fresh directory\"",
+            node->opts.directory, (unsigned long long)keten_directory_version(next), when,
+            (unsigned long long)keten_directory_version(stored));
+        node->dir = stored;
+        stored = NULL;
+        goto out;
+    }
     if (stored == NULL || keten_directory_version(next) > keten_directory_version(stored)) {
         e = store_versions(
             node, &fb, &file_len, 1, stored != NULL ? keten_directory_version(stored) : 0);
