@@ -1513,14 +1513,9 @@ static keten_api_result op_sent(op_ctx *c)
     }
     for (size_t i = first; e == KETEN_OK && i < kept; i++) {
         json_t *st = NULL;
-        e = keten_status_message(node, v[i].id, &st);
-        if (e == KETEN_OK) {
-            /* the node's, not the message's */
-            (void)json_object_del(st, "alarms");
-            (void)json_object_del(st, "alarms_acknowledged");
-            if (json_array_append_new(list, st) != 0) {
-                e = KETEN_ERR_NOMEM;
-            }
+        e = keten_status_message_record(node, v[i].id, &st); /* no node alarm counts */
+        if (e == KETEN_OK && json_array_append_new(list, st) != 0) {
+            e = KETEN_ERR_NOMEM;
         }
     }
     free(v);

@@ -394,6 +394,23 @@ int keten_apiclient_check(long status, const json_t *reply)
     return rc >= KETEN_EXIT_FAILURE && rc <= KETEN_EXIT_VERIFY ? (int)rc : KETEN_EXIT_FAILURE;
 }
 
+keten_err keten_apiclient_request(const char *home, const char *method, const char *path,
+    const json_t *body, long *status, json_t **reply, int *rc)
+{
+    long st = 0;
+    *reply = NULL;
+    *rc = KETEN_EXIT_OK;
+    keten_err e = keten_apiclient_call(
+        home, method, path, NULL, body, KETEN_APICLIENT_TIMEOUT_MS, &st, reply);
+    if (e == KETEN_OK && st >= 400) {
+        *rc = keten_apiclient_check(st, *reply);
+    }
+    if (status != NULL) {
+        *status = st;
+    }
+    return e;
+}
+
 int keten_apiclient_list_get(
     const char *home, const char *path, const char *query, int timeout_ms, json_t **reply)
 {

@@ -62,6 +62,13 @@ keten_err keten_apiclient_call_signal(const char *home, const char *method, cons
  * 0 for a success (2xx). */
 int keten_apiclient_check(long status, const json_t *reply);
 
+/* A command's request over HOME/api.sock (keten_apiclient_call() with no
+ * query and KETEN_APICLIENT_TIMEOUT_MS): on success *status (may be NULL)
+ * is the HTTP status and *reply the answer's JSON (NULL for 204); an answer
+ * of 400 and up is printed and its exit code returned in *rc (else 0). */
+keten_err keten_apiclient_request(const char *home, const char *method, const char *path,
+    const json_t *body, long *status, json_t **reply, int *rc) KETEN_MUST_CHECK;
+
 /* text, a detail the node wrote for any client of its API, in the command
  * line's words: where it names a request's field or route ("kind":
  * "feedback", GET /v1/messages/ID) the command that does it (keten-node reply

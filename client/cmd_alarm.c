@@ -64,27 +64,11 @@ static void print_alarm(const json_t *a)
     }
 }
 
-/* The request over HOME/api.sock; an answer of 400 and up is printed and
- * its exit code returned in *rc. */
-static keten_err alarm_call(const char *home, const char *method, const char *path,
-    const json_t *body, json_t **reply, int *rc)
-{
-    long status = 0;
-    *reply = NULL;
-    *rc = KETEN_EXIT_OK;
-    keten_err e = keten_apiclient_call(
-        home, method, path, NULL, body, KETEN_APICLIENT_TIMEOUT_MS, &status, reply);
-    if (e == KETEN_OK && status >= 400) {
-        *rc = keten_apiclient_check(status, *reply);
-    }
-    return e;
-}
-
 static int alarm_list(const char *home, bool as_json)
 {
     json_t *reply = NULL;
     int rc = KETEN_EXIT_OK;
-    keten_err e = alarm_call(home, "GET", "/v1/alarms", NULL, &reply, &rc);
+    keten_err e = keten_apiclient_request(home, "GET", "/v1/alarms", NULL, NULL, &reply, &rc);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
@@ -135,7 +119,7 @@ static int alarm_ack(const char *home, const char *id, const char *note, bool as
     snprintf(path, sizeof path, "/v1/alarms/%s/ack", id);
     json_t *reply = NULL;
     int rc = KETEN_EXIT_OK;
-    keten_err e = alarm_call(home, "POST", path, body, &reply, &rc);
+    keten_err e = keten_apiclient_request(home, "POST", path, body, NULL, &reply, &rc);
     json_decref(body);
     if (e != KETEN_OK) {
         return keten_cli_error(e);

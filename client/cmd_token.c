@@ -43,24 +43,6 @@ static const char token_usage[]
       "  --json            list as JSON\n"
       "  --help            show this help\n";
 
-/* The request to the daemon's HTTP API over HOME/api.sock: method and path
- * as in the API (POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/ID),
- * body NULL or JSON. On success *status is the HTTP status and *reply the
- * answer's JSON (NULL for 204); an answer of 400 and up is printed and its
- * exit code returned in *rc. */
-static keten_err token_call(const char *home, const char *method, const char *path,
-    const json_t *body, long *status, json_t **reply, int *rc)
-{
-    *reply = NULL;
-    *rc = KETEN_EXIT_OK;
-    keten_err e = keten_apiclient_call(
-        home, method, path, NULL, body, KETEN_APICLIENT_TIMEOUT_MS, status, reply);
-    if (e == KETEN_OK && *status >= 400) {
-        *rc = keten_apiclient_check(*status, *reply);
-    }
-    return e;
-}
-
 static int token_create(
     const char *home, const char *name, const char *scope_text, const char *expires_days)
 {
@@ -90,7 +72,7 @@ static int token_create(
     json_t *reply = NULL;
     long status = 0;
     int rc = KETEN_EXIT_OK;
-    e = token_call(home, "POST", "/v1/tokens", body, &status, &reply, &rc);
+    e = keten_apiclient_request(home, "POST", "/v1/tokens", body, &status, &reply, &rc);
     json_decref(body);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
@@ -124,7 +106,7 @@ static int token_list(const char *home, bool as_json)
     json_t *reply = NULL;
     long status = 0;
     int rc = KETEN_EXIT_OK;
-    keten_err e = token_call(home, "GET", "/v1/tokens", NULL, &status, &reply, &rc);
+    keten_err e = keten_apiclient_request(home, "GET", "/v1/tokens", NULL, &status, &reply, &rc);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }
@@ -132,8 +114,8 @@ static int token_list(const char *home, bool as_json)
     if (rc != KETEN_EXIT_OK) {
         /* the problem is printed */
     } else if (!json_is_array(list)) {
-        fprintf(stderr, "%s: the node's answer to GET /v1/tokens holds no list\n",
-            keten_cli_prog());
+        fprintf(
+            stderr, "%s: the node's answer to GET /v1/tokens holds no list\n", keten_cli_prog());
         rc = KETEN_EXIT_FAILURE;
     } else if (as_json) {
         if (keten_cli_json_print(json_incref(reply)) != KETEN_OK) {
@@ -176,7 +158,7 @@ static int token_revoke(const char *home, const char *id)
     json_t *reply = NULL;
     long status = 0;
     int rc = KETEN_EXIT_OK;
-    keten_err e = token_call(home, "DELETE", path, NULL, &status, &reply, &rc);
+    keten_err e = keten_apiclient_request(home, "DELETE", path, NULL, &status, &reply, &rc);
     if (e != KETEN_OK) {
         return keten_cli_error(e);
     }

@@ -1276,13 +1276,19 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return send_answer(h, conn, method, url, r, &resp);
     }
     r->ticket = ++h->next_ticket;
+    /* Only a request that carries an Idempotency-Key needs its count and
+     * the caller the key belongs to. */
+    const char *idem_key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, KETEN_IDEM_HEADER);
     header_count idem_count = { KETEN_IDEM_HEADER, 0 };
-    (void)MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &idem_count);
     char caller[KETEN_IDEM_CALLER_MAX + 1];
-    bool has_caller
-        = keten_idem_caller(r->who.token_id, r->who.actor, r->via == VIA_UNIX, r->who.peer, caller)
-        == KETEN_OK;
-    keten_err_clear();
+    bool has_caller = false;
+    if (idem_key != NULL) {
+        (void)MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &idem_count);
+        has_caller = keten_idem_caller(
+                         r->who.token_id, r->who.actor, r->via == VIA_UNIX, r->who.peer, caller)
+            == KETEN_OK;
+        keten_err_clear();
+    }
     keten_api_request req = {
         .method = method,
         .path = url,
@@ -1296,7 +1302,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         .local = r->via == VIA_UNIX,
         .peer = r->who.peer,
         .ticket = r->ticket,
-        .idempotency_key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, KETEN_IDEM_HEADER),
+        .idempotency_key = idem_key,
         .idempotency_key_twice = idem_count.n > 1,
         .caller = has_caller ? caller : NULL,
     };

@@ -279,7 +279,7 @@ static keten_err received_status(
     return e;
 }
 
-keten_err keten_status_message(
+keten_err keten_status_message_record(
     keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], json_t **out)
 {
     *out = NULL;
@@ -299,6 +299,21 @@ keten_err keten_status_message(
             e = received_status(msg_id, received, st);
         }
     }
+    keten_nodestore_sent_free(&sent);
+    keten_nodestore_received_free(&received);
+    if (e != KETEN_OK) {
+        json_decref(st);
+        return e;
+    }
+    *out = st;
+    return KETEN_OK;
+}
+
+keten_err keten_status_message(
+    keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], json_t **out)
+{
+    json_t *st = NULL;
+    keten_err e = keten_status_message_record(node, msg_id, &st);
     size_t open = 0, acknowledged = 0;
     if (e == KETEN_OK) {
         e = keten_alarm_count(node, &open, &acknowledged);
@@ -309,8 +324,6 @@ keten_err keten_status_message(
     if (e == KETEN_OK) {
         e = keten_rec_set(st, "alarms_acknowledged", json_integer((json_int_t)acknowledged));
     }
-    keten_nodestore_sent_free(&sent);
-    keten_nodestore_received_free(&received);
     if (e != KETEN_OK) {
         json_decref(st);
         return e;

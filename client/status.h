@@ -33,5 +33,9 @@
 keten_err keten_status_node(keten_node *node, json_t **out) KETEN_MUST_CHECK;
 keten_err keten_status_message(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     json_t **out) KETEN_MUST_CHECK;
+/* The same without the node's "alarms" and "alarms_acknowledged": one
+ * message's record, as each entry of a listing gives it. */
+keten_err keten_status_message_record(keten_node *node,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], json_t **out) KETEN_MUST_CHECK;
 
 #endif

@@ -14,15 +14,6 @@ need_tool curl
 
 DAY_MS=86400000
 
-# publish_days FILE DAYS [--refresh]: the next version, valid DAYS days,
-# signed by 2 admins.
-publish_days() {
-    run "$KEYS" publish --dir admin --out "$1" --admin 1 --valid-days "$2" "${@:3}"
-    [ "$RC" -eq 0 ] || { not_ok "publish $1"; return 1; }
-    run "$KEYS" sign --dir admin "$1" --admin 2
-    [ "$RC" -eq 0 ] || { not_ok "sign $1"; return 1; }
-}
-
 # metric NAME: the running broker's metric value (nothing if unreadable).
 # shellcheck disable=SC2317 # called through check and wait_for
 metric() {
@@ -41,11 +32,11 @@ has_metrics() {
 }
 
 make_network admin || done_testing
-publish_days dir.v1 1 || done_testing   # version 1, one day
-publish_days dir.v2 1 --refresh || done_testing   # version 2, one day
-publish_days dir.v3 14 --refresh || done_testing  # version 3, 14 days
-publish_days dir.v4 1 --refresh || done_testing   # version 4, one day
-publish_days dir.v5 14 --refresh || done_testing  # version 5, 14 days
+publish_signed admin dir.v1 --valid-days 1 || done_testing   # version 1, one day
+publish_signed admin dir.v2 --valid-days 1 --refresh || done_testing   # version 2, one day
+publish_signed admin dir.v3 --valid-days 14 --refresh || done_testing  # version 3, 14 days
+publish_signed admin dir.v4 --valid-days 1 --refresh || done_testing   # version 4, one day
+publish_signed admin dir.v5 --valid-days 14 --refresh || done_testing  # version 5, 14 days
 
 # 1. Nothing stored, and the file has expired: the broker does not run.
 run env KETEN_BROKER_TEST_CLOCK_OFFSET_MS=$DAY_MS timeout 20 "$BROKER" run --home broker \

@@ -44,10 +44,7 @@ EOF
 
 # publish FILE: publish the next version from admin, signed by admins 1, 2.
 publish() {
-    run "$KEYS" publish --dir admin --out "$1" --admin 1
-    [ "$RC" -eq 0 ] || { not_ok "publish $1"; return 1; }
-    run "$KEYS" sign --dir admin "$1" --admin 2
-    [ "$RC" -eq 0 ] || { not_ok "sign $1"; return 1; }
+    publish_signed admin "$1"
 }
 
 broker_ready() {

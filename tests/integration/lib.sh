@@ -160,6 +160,18 @@ make_network() {
     [ "$RC" -eq 0 ] || { not_ok "policy allow replies and feedback"; return 1; }
 }
 
+# publish_signed ADMIN OUT [PUBLISH OPTIONS...]: publish the next directory
+# version from ADMIN to OUT (with the options, e.g. --valid-days 1
+# --refresh), signed by admins 1 and 2; fails the step if either does not work.
+publish_signed() {
+    local admin=$1 out=$2
+    shift 2
+    run "$KEYS" publish --dir "$admin" --out "$out" --admin 1 "$@"
+    [ "$RC" -eq 0 ] || { not_ok "publish $out"; return 1; }
+    run "$KEYS" sign --dir "$admin" "$out" --admin 2
+    [ "$RC" -eq 0 ] || { not_ok "sign $out"; return 1; }
+}
+
 # Debian's python3 when there is one (a version manager's shim in PATH costs
 # tens of milliseconds per call, and the tests call it often).
 PY=python3

@@ -13,15 +13,6 @@
 
 AHEAD=$((2 * 86400000))
 
-# publish_days FILE DAYS [--refresh]: the next version, valid DAYS days,
-# signed by 2 admins.
-publish_days() {
-    run "$KEYS" publish --dir admin --out "$1" --admin 1 --valid-days "$2" "${@:3}"
-    [ "$RC" -eq 0 ] || { not_ok "publish $1"; return 1; }
-    run "$KEYS" sign --dir admin "$1" --admin 2
-    [ "$RC" -eq 0 ] || { not_ok "sign $1"; return 1; }
-}
-
 # start_with ID FILE: the node's daemon, started on directory FILE with the
 # clock hook; waits until it answers.
 start_with() {
@@ -31,9 +22,9 @@ start_with() {
 }
 
 make_network admin || done_testing
-publish_days dir.v1 14 || done_testing           # version 1, 14 days
-publish_days dir.v2 1 --refresh || done_testing  # version 2, one day: expired for the node
-publish_days dir.v3 14 --refresh || done_testing # version 3, 14 days
+publish_signed admin dir.v1 --valid-days 14 || done_testing           # version 1, 14 days
+publish_signed admin dir.v2 --valid-days 1 --refresh || done_testing  # version 2, one day: expired for the node
+publish_signed admin dir.v3 --valid-days 14 --refresh || done_testing # version 3, 14 days
 
 check "politie-mn starts on version 1 (fresh)" start_with politie-mn dir.v1
 check "it holds version 1, fresh" node_status_is politie-mn \

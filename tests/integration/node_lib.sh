@@ -88,10 +88,7 @@ wait_until() {
 
 # publish_dir ADMIN OUT: publish the next version, signed by admins 1 and 2.
 publish_dir() {
-    run "$KEYS" publish --dir "$1" --out "$2" --admin 1
-    [ "$RC" -eq 0 ] || { not_ok "publish $2"; return 1; }
-    run "$KEYS" sign --dir "$1" "$2" --admin 2
-    [ "$RC" -eq 0 ] || { not_ok "sign $2"; return 1; }
+    publish_signed "$1" "$2"
 }
 
 # setup_network: make_network (lib.sh) plus a deny rule, published as
