@@ -27,9 +27,11 @@
  * was new, without the Hello its node had sent once: every later submit
  * was refused "send Hello first" while the node waited for acks.
  * A frame still queued from a connection the monitor has reported closed,
- * with no connection of its node left in the table, is dropped too
- * (conns_from_closed): it used to make a connection of its own, and one of
- * a node cut off was cut off, and audited, a second time.
+ * of a node no longer current with no connection left in the table, is
+ * dropped too (conns_from_closed): it used to make a connection of its own,
+ * which was cut off, and audited, a second time. Such a frame of a current
+ * node still makes a connection: a receipt batch or a cosignature sent just
+ * before the node closed its socket is taken as before.
  *
  * Hello: a node's first frame on a connection names the tree size of the
  * checkpoint it holds. Until a Hello is accepted (`hello`), the connection

@@ -409,9 +409,12 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
             return NULL; /* not admitted by our ZAP handler: cannot happen */
         }
         conn *old = conns_find_node(b->conns, node);
+        Keten__Reason why = dirstate_refusal(dir, node, key, b->now);
         uint64_t dropped = 0;
-        if (old == NULL && conns_from_closed(b->conns, node, r, rlen, &dropped)) {
-            /* Still queued from a connection that has ended (conns.h). */
+        if (old == NULL && why != KETEN__REASON__REASON_NONE
+            && conns_from_closed(b->conns, node, r, rlen, &dropped)) {
+            /* Still queued from a connection that was cut off and has ended
+             * (conns.h): not cut off, and audited, again. */
             if (dropped == 1) {
                 KETEN_LOG(KETEN_LOG_INFO, "frames of an ended connection dropped", "node=%s", node);
             }
@@ -440,7 +443,6 @@ static conn *frame_conn(server *s, const zmq_msg_t *rid, zmq_msg_t *data, bool *
             KETEN_LOG(KETEN_LOG_ERR, "out of memory for a connection", "node=%s", node);
             return NULL;
         }
-        Keten__Reason why = dirstate_refusal(dir, node, key, b->now);
         if (why != KETEN__REASON__REASON_NONE) {
             refuse(s, c, why);
             return NULL;
