@@ -410,7 +410,7 @@ static keten_err receipt_leaf(broker *b, conn *c, const Keten__ReceiptBatch *rb,
     const uint8_t *msg_id = lf->msg_id.data;
     store_msg m;
     bool found = false;
-    keten_err e = store_msg_find(b->st, b->txn, msg_id, &m, &found);
+    keten_err e = store_msg_find_recent(b->st, b->txn, msg_id, &m, &found);
     if (e != KETEN_OK) {
         return e;
     }

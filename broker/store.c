@@ -13,6 +13,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "log.h"
 #include "util.h"
 
@@ -324,6 +326,13 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
     }
     s->lock_fd = -1;
     s->reserve_fd = -1;
+    _Static_assert(sizeof s->recent_key == crypto_shorthash_KEYBYTES, "recent_key size");
+    s->recent = calloc(STORE_RECENT_SLOTS, sizeof *s->recent);
+    if (s->recent == NULL) {
+        free(s);
+        return keten_err_set(KETEN_ERR_NOMEM, "store handle");
+    }
+    crypto_shorthash_keygen(s->recent_key);
     atomic_init(&s->full, false);
     atomic_init(&s->disk_full, false);
     atomic_init(&s->disk_free, UINT64_MAX);
@@ -446,6 +455,7 @@ void store_close(store **self_p)
     if (s->reserve_fd >= 0) {
         close(s->reserve_fd);
     }
+    free(s->recent);
     free(s);
     *self_p = NULL;
 }
@@ -762,6 +772,35 @@ keten_err store_msg_find(store *self, MDB_txn *txn, const uint8_t msg_id[static 
     return KETEN_OK;
 }
 
+/* The slot of msg_id in the table of recent leaves. */
+static store_recent *recent_slot(store *self, const uint8_t msg_id[static KETEN_MSG_ID_BYTES])
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    (void)crypto_shorthash(h, msg_id, KETEN_MSG_ID_BYTES, self->recent_key);
+    uint64_t i = 0;
+    for (size_t j = 0; j < sizeof h; j++) {
+        i = i << 8 | h[j];
+    }
+    return &self->recent[i & (STORE_RECENT_SLOTS - 1)];
+}
+
+keten_err store_msg_find_recent(store *self, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], store_msg *out, bool *found)
+{
+    const store_recent *r = recent_slot(self, msg_id);
+    if (r->used && memcmp(r->msg_id, msg_id, KETEN_MSG_ID_BYTES) == 0) {
+        /* A hint: a transaction that was not committed may have left it. */
+        keten_err e = store_msg_get(self, txn, r->leaf, out, found);
+        if (e != KETEN_OK) {
+            return e;
+        }
+        if (*found && memcmp(out->msg_id, msg_id, KETEN_MSG_ID_BYTES) == 0) {
+            return KETEN_OK;
+        }
+    }
+    return store_msg_find(self, txn, msg_id, out, found);
+}
+
 keten_err store_msg_put(store *self, MDB_txn *txn, const store_msg *m)
 {
     uint8_t buf[MSG_RECORD_MAX];
@@ -813,6 +852,10 @@ keten_err store_msg_delete(store *self, MDB_txn *txn, const store_msg *m)
         || (e = del_key(txn, self->expiry, ek, sizeof ek, "deleting an expiry entry"))
             != KETEN_OK) {
         return e;
+    }
+    store_recent *r = recent_slot(self, m->msg_id);
+    if (r->used && r->leaf == m->leaf) {
+        r->used = false;
     }
     return KETEN_OK;
 }
@@ -887,6 +930,10 @@ keten_err store_msg_accept(store *self, MDB_txn *txn, const store_msg *m, const 
     if ((rc = mdb_put(txn, self->seen_time, &seen_k, &empty, 0)) != 0) {
         return store_lmdb_err(rc, "remembering when a msg_id was seen");
     }
+    store_recent *r = recent_slot(self, m->msg_id);
+    memcpy(r->msg_id, m->msg_id, KETEN_MSG_ID_BYTES);
+    r->leaf = m->leaf;
+    r->used = true;
     return KETEN_OK;
 }
 

@@ -107,6 +107,8 @@
 #define STORE_TRIM_MS 50
 #define STORE_TRIM_RANDOM 128
 #define STORE_TRIM_SLACK (8u << 20)
+/* The leaves of msg_ids accepted lately, kept in memory (a power of 2). */
+#define STORE_RECENT_SLOTS 16384
 /* Full filesystem (see above). */
 #define STORE_DISK_RESERVE (8ull << 20) /* the reserve file's size */
 #define STORE_DISK_MARGIN (4ull << 20) /* left free by accepted submits */
@@ -146,6 +148,13 @@ typedef struct store_msg {
     store_rcpt rcpt[KETEN_MAX_RECIPIENTS];
 } store_msg;
 
+/* One slot of the table of recent leaves (store_msg_find_recent). */
+typedef struct store_recent {
+    uint8_t msg_id[KETEN_MSG_ID_BYTES];
+    uint64_t leaf;
+    bool used;
+} store_recent;
+
 typedef struct store {
     int lock_fd; /* HOME/store/broker.lock, flock()ed while the broker runs */
     MDB_env *env;
@@ -172,6 +181,8 @@ typedef struct store {
     size_t map_len;
     unsigned random_reads; /* of `seen` since the last look */
     uint64_t file_pages_base; /* file pages mapped at open (statm "shared") */
+    store_recent *recent; /* STORE_RECENT_SLOTS slots */
+    uint8_t recent_key[16]; /* the slots' hash key (random, per process) */
 } store;
 
 /* Open (creating HOME/store, 0700) with map_size bytes of map. Only one
@@ -232,6 +243,16 @@ keten_err store_msg_get(
 /* The record of msg_id (through `seen`); *found false if none is held. */
 keten_err store_msg_find(store *self, MDB_txn *txn, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     store_msg *out, bool *found) KETEN_MUST_CHECK;
+/* The same result as store_msg_find, for a msg_id accepted lately found
+ * without reading `seen`: a receipt names its message by msg_id, and `seen`
+ * is keyed by it, so each read of it maps a page at a random place of the
+ * store (see Memory above). The leaf of every message accepted by this
+ * process is kept in a table of STORE_RECENT_SLOTS slots in memory (a keyed
+ * hash of the msg_id picks the slot; a newer msg_id replaces an older one).
+ * It is a hint only: the record at that leaf is read and used only if it is
+ * that msg_id's; otherwise (or with no hint) the answer is store_msg_find's. */
+keten_err store_msg_find_recent(store *self, MDB_txn *txn,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], store_msg *out, bool *found) KETEN_MUST_CHECK;
 /* Write m under m->leaf. */
 keten_err store_msg_put(store *self, MDB_txn *txn, const store_msg *m) KETEN_MUST_CHECK;
 /* Delete the record, its envelope and its expiry entry. */

@@ -280,6 +280,84 @@ static void test_delete_keeps_msg_id(void **state)
     assert_false(found);
 }
 
+/* The slot of the table of recent leaves that holds msg_id n (NULL: none). */
+static store_recent *recent_of(ctx *c, uint8_t n)
+{
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    memset(id, n, sizeof id);
+    for (size_t i = 0; i < STORE_RECENT_SLOTS; i++) {
+        if (c->st->recent[i].used && memcmp(c->st->recent[i].msg_id, id, sizeof id) == 0) {
+            return &c->st->recent[i];
+        }
+    }
+    return NULL;
+}
+
+/* store_msg_find_recent finds a message accepted lately without reading
+ * `seen`, and gives store_msg_find's answer whenever its hint is wrong. */
+static void test_find_recent(void **state)
+{
+    ctx *c = *state;
+    store_msg a = make_msg(1, 10), b = make_msg(2, 20);
+    accept_msg(c, &a, T0);
+    accept_msg(c, &b, T0);
+    store_msg got;
+    bool found = false;
+    unsigned reads = c->st->random_reads;
+    assert_int_equal(store_msg_find_recent(c->st, c->txn, a.msg_id, &got, &found), KETEN_OK);
+    assert_true(found);
+    assert_int_equal(got.leaf, 10);
+    assert_memory_equal(got.msg_id, a.msg_id, KETEN_MSG_ID_BYTES);
+    assert_int_equal(c->st->random_reads, reads); /* `seen` not read */
+    /* Twin: store_msg_find reads it. */
+    assert_int_equal(store_msg_find(c->st, c->txn, a.msg_id, &got, &found), KETEN_OK);
+    assert_int_equal(c->st->random_reads, reads + 1);
+
+    /* A wrong hint (another message's leaf): the record there is not a's,
+     * so `seen` decides. */
+    store_recent *r = recent_of(c, 1);
+    assert_non_null(r);
+    r->leaf = 20;
+    reads = c->st->random_reads;
+    assert_int_equal(store_msg_find_recent(c->st, c->txn, a.msg_id, &got, &found), KETEN_OK);
+    assert_true(found);
+    assert_int_equal(got.leaf, 10);
+    assert_memory_equal(got.msg_id, a.msg_id, KETEN_MSG_ID_BYTES);
+    assert_int_equal(c->st->random_reads, reads + 1);
+    /* A hint to a leaf with no record. */
+    r->leaf = 99;
+    assert_int_equal(store_msg_find_recent(c->st, c->txn, a.msg_id, &got, &found), KETEN_OK);
+    assert_true(found);
+    assert_int_equal(got.leaf, 10);
+
+    /* A message of a transaction that was not committed leaves a hint; its
+     * leaf is then another message's: not found, as through `seen`. */
+    assert_int_equal(store_commit(c->st, &c->txn), KETEN_OK);
+    assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
+    store_msg lost = make_msg(3, 30);
+    accept_msg(c, &lost, T0);
+    store_abort(&c->txn);
+    assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
+    assert_non_null(recent_of(c, 3));
+    store_msg other = make_msg(4, 30);
+    accept_msg(c, &other, T0);
+    assert_int_equal(store_msg_find_recent(c->st, c->txn, lost.msg_id, &got, &found), KETEN_OK);
+    assert_false(found);
+    assert_int_equal(store_msg_find_recent(c->st, c->txn, other.msg_id, &got, &found), KETEN_OK);
+    assert_true(found);
+    assert_int_equal(got.leaf, 30);
+
+    /* A deleted message is not found (its msg_id stays in `seen`), and its
+     * hint is gone. */
+    assert_int_equal(store_msg_delete(c->st, c->txn, &b), KETEN_OK);
+    assert_null(recent_of(c, 2));
+    assert_int_equal(store_msg_find_recent(c->st, c->txn, b.msg_id, &got, &found), KETEN_OK);
+    assert_false(found);
+    /* Twin: the message left is still found. */
+    assert_int_equal(store_msg_find_recent(c->st, c->txn, a.msg_id, &got, &found), KETEN_OK);
+    assert_true(found);
+}
+
 /* ---- the retry horizon --------------------------------------------------- */
 
 static bool remembered(ctx *c, uint8_t n)
@@ -490,6 +568,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_msg_id_taken, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_keeps_msg_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_recent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_horizon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notices_until_confirmed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_broker_per_store, setup, teardown),
