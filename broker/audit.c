@@ -187,3 +187,21 @@ keten_err audit_node_refused(broker *b, const char *node, Keten__Reason reason, 
     rec.reason = reason;
     return append(b, &rec, leaf);
 }
+
+bool audit_record_shown_to(const uint8_t *leaf, size_t len, const char *node)
+{
+    Keten__AuditRecord *rec = NULL;
+    if (keten_pb_unpack(&keten__audit_record__descriptor, leaf, len, len, "an audit record",
+            (ProtobufCMessage **)(void *)&rec)
+        != KETEN_OK) {
+        keten_err_clear();
+        return false;
+    }
+    bool shown = rec->event == KETEN__EVENT__EVENT_DIRECTORY_INSTALLED
+        || strcmp(rec->sender, node) == 0 || strcmp(rec->node, node) == 0;
+    for (size_t i = 0; !shown && i < rec->n_recipients; i++) {
+        shown = strcmp(rec->recipients[i], node) == 0;
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
+    return shown;
+}

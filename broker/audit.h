@@ -17,6 +17,7 @@
 #ifndef KETEN_BROKER_AUDIT_H
 #define KETEN_BROKER_AUDIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,5 +64,14 @@ keten_err audit_node(
  * the directory version in force (the one that made it so). */
 keten_err audit_node_refused(
     broker *b, const char *node, Keten__Reason reason, uint64_t *leaf) KETEN_MUST_CHECK;
+
+/* Whether the audit record in leaf (len bytes) may be shown to node: node
+ * is a party to it (its sender, one of its recipients, or the node it
+ * concerns: delivered to, receipted by, connected, refused), or it is a
+ * directory-installed record (every partner holds the directory). A record
+ * of other partners' traffic (their msg_ids, who sent what category and
+ * purpose to whom, when) is not node's to see; nor is a leaf that does not
+ * parse. */
+bool audit_record_shown_to(const uint8_t *leaf, size_t len, const char *node);
 
 #endif

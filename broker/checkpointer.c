@@ -494,6 +494,28 @@ keten_err checkpointer_proof(
             return proof_refused(b, c, request_id, "proof request: leaf beyond the tree size");
         }
     }
+    /* An inclusion proof carries the record: only the node's own (and the
+     * directory's) are served, never other partners' traffic. */
+    for (size_t i = 0; i < pr->n_leaf_indexes; i++) {
+        const uint8_t *leaf = NULL;
+        size_t leaf_len = 0;
+        uint64_t idx = pr->leaf_indexes[i];
+        if ((e = keten_merkle_log_leaf(b->st->log, b->txn, idx, &leaf, &leaf_len)) != KETEN_OK) {
+            return e;
+        }
+        if (!audit_record_shown_to(leaf, leaf_len, c->node)) {
+            char detail[192];
+            snprintf(detail, sizeof detail,
+                "proof request: leaf %llu is not a record of %s's own traffic; a node is sent "
+                "the proofs of its own records only",
+                (unsigned long long)idx, c->node);
+            KETEN_LOG(KETEN_LOG_WARNING,
+                "proof request for a record of other partners' traffic refused",
+                "node=%s leaf=%llu", c->node, (unsigned long long)idx);
+            return outq_error(
+                b->out, c, request_id, KETEN__REASON__REASON_SENDER_MISMATCH, NULL, detail, 0);
+        }
+    }
     size_t n = pr->n_leaf_indexes;
     size_t slots = (n + 1) * KETEN_MERKLE_MAX_PROOF;
     keten_hash *hashes = calloc(slots, sizeof(keten_hash));

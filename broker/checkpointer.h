@@ -55,7 +55,11 @@
  *
  * Proof requests are answered from the log: a consistency proof
  * old_size -> tree_size and, for each requested leaf (at most
- * CHECKPOINTER_PROOF_LEAVES), an InclusionProof with the leaf bytes.
+ * CHECKPOINTER_PROOF_LEAVES), an InclusionProof with the leaf bytes. The
+ * leaf bytes are the record, so every requested leaf must be a record the
+ * asking node may see (audit_record_shown_to: its own traffic, or a
+ * directory-installed record); a request naming any other is refused
+ * whole, Error SENDER_MISMATCH naming the leaf, nothing of it sent.
  *
  * Single-threaded (main loop). Errors: those of the store and the Merkle
  * log, KETEN_ERR_NOMEM, KETEN_ERR_INCONSISTENT (a signed note that does not

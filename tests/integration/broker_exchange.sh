@@ -140,8 +140,10 @@ jl "E('proof')[0]['leaf_event'] == 'SUBMITTED' and E('proof')[0]['leaf_msg_id'] 
     "the leaf bytes are the submitted record of that message"
 
 # The prover asks for the first leaf appended after its first checkpoint
-# (whatever record that is), so that the proof must come with a later
-# checkpoint and a consistency proof from the first.
+# that is a record of its own traffic (the broker serves a node the proofs
+# of its own records only: the sender's connection record before it is
+# refused), so that the proof must come with a later checkpoint and a
+# consistency proof from the first.
 timeout 30 "$PEER" --home n-woonstad --anchor admin/network.pub --directory dir.v1 \
     --broker "$ENDPOINT" --timeout-ms 10000 proof --leaf next >proof-bg.json 2>&1 &
 PPID2=$!
@@ -149,11 +151,12 @@ PPID2=$!
 # (it gets one at once, in answer to its Hello).
 wait_for 30 grep -q '"event":"checkpoint"' proof-bg.json
 check "the prover got its first checkpoint before the next submit" test $? -eq 0
-peer gemeente-diemen submit --to politie-mn --json signal.json
+peer gemeente-diemen submit --to woonstad --json check.json
 wait "$PPID2"
 cp proof-bg.json "$T/.out"
 jl 'len(E("proof")) == 1 and E("proof")[0]["inclusion_valid"]' \
     "a leaf appended later is proven in the next checkpoint"
+jl 'E("proof")[0]["leaf_event"] == "SUBMITTED"' "it is the record of the message to the prover"
 jl 'E("proof")[0].get("consistency_valid") is True and E("proof")[0]["old_size"] > 0' \
     "the new checkpoint is proven consistent with the one the node saw first"
 

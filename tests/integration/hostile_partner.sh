@@ -10,6 +10,12 @@
 #     deliveries in flight are sent again once, not once per Hello (twenty
 #     Hellos used to get the whole queue twenty times more, past the
 #     connection's byte budget); a new connection still gets them.
+#   - Proof requests for records of other partners' traffic: a partner
+#     asking for the inclusion proof of another partner's submitted,
+#     receipted or connection record is refused (SENDER_MISMATCH) and gets
+#     nothing of the record (it used to get the whole record: msg_id,
+#     sender, recipients, category, purpose, header); the parties of a
+#     record, and anyone for a directory-installed record, get its proof.
 #   - Receipt batches: no leaf, 1,025 leaves, one leaf more than the head
 #     counts (BAD_RECEIPT, nothing receipted); 1,024 leaves repeating one
 #     msg_id (one receipted record, 1,023 leaves counted as repeated); the
@@ -53,6 +59,7 @@ jl 'not E("ack")' "and not acknowledged"
 peer gemeente-diemen submit --to politie-mn --json signal.json --save-envelope a.env
 jl 'len(E("ack")) == 1 and E("ack")[0]["valid"]' "a signal for politie-mn is accepted"
 a_msg=$(jget 'E("sent")[0]["msg_id"]')
+a_leaf=$(jget 'E("ack")[0]["leaf"]')
 peer politie-mn recv --count 1 --no-receipt
 jl "len(E('deliver')) == 1 and E('deliver')[0]['msg_id'] == '$a_msg' and E('deliver')[0]['valid']" \
     "politie-mn gets it and sends no receipt"
@@ -83,6 +90,39 @@ jl "[c for c in E('checkpoint_stored') if c['size'] == $early_size and 'belastin
 peer gemeente-diemen --no-hello notice-ack --leaf 0
 jl 'E("notice_ack")[0]["sent"] and len(E("directory_push")) == 1 and not E("error")' \
     "before Hello, a NoticeAck and a directory request are taken (no error; the request answered)"
+
+# ---- proofs of records of other partners' traffic -------------------------------
+
+audit
+a_rleaf=$(jget "[i for i, x in enumerate(L) if x['event'] == 'RECEIPTED' and x['msg_id'] == '$a_msg'][0]")
+g_conn=$(jget "[i for i, x in enumerate(L) if x['event'] == 'NODE_CONNECTED' and x['node'] == 'gemeente-diemen'][0]")
+
+# not_served LEAF WHAT: belastingdienst, no party to it, asks for LEAF's proof.
+not_served() {
+    peer belastingdienst proof --leaf "$1"
+    jl 'len(E("error")) == 1 and E("error")[0]["reason"] == "SENDER_MISMATCH" and not E("proof")' \
+        "belastingdienst asks for the proof of $2: refused (SENDER_MISMATCH)"
+    jl "'$a_msg' not in open('$T/.all').read()" "$2: nothing of the record is in the answer"
+}
+not_served "$a_leaf" "gemeente-diemen's message to politie-mn (submitted record)"
+says "not a record of belastingdienst's own traffic" "the refusal says why"
+not_served "$a_rleaf" "politie-mn's receipt of it (receipted record)"
+peer belastingdienst proof --leaf "$g_conn"
+jl 'len(E("error")) == 1 and E("error")[0]["reason"] == "SENDER_MISMATCH" and not E("proof")' \
+    "belastingdienst asks for the proof of gemeente-diemen's connection record: refused (SENDER_MISMATCH)"
+
+peer politie-mn proof --leaf "$a_leaf"
+jl "len(E('proof')) == 1 and E('proof')[0]['inclusion_valid'] and E('proof')[0]['leaf_msg_id'] == '$a_msg' and not E('error')" \
+    "twin: politie-mn, its recipient, gets the proof of the submitted record"
+peer gemeente-diemen proof --leaf "$a_rleaf"
+jl "len(E('proof')) == 1 and E('proof')[0]['inclusion_valid'] and E('proof')[0]['leaf_event'] == 'RECEIPTED' and E('proof')[0]['leaf_msg_id'] == '$a_msg'" \
+    "twin: gemeente-diemen, its sender, gets the proof of the receipted record"
+peer gemeente-diemen proof --leaf "$g_conn"
+jl "len(E('proof')) == 1 and E('proof')[0]['inclusion_valid'] and E('proof')[0]['leaf_event'] == 'NODE_CONNECTED'" \
+    "twin: gemeente-diemen gets the proof of its own connection record"
+peer belastingdienst proof --leaf 0
+jl "len(E('proof')) == 1 and E('proof')[0]['inclusion_valid'] and E('proof')[0]['leaf_event'] == 'DIRECTORY_INSTALLED'" \
+    "twin: belastingdienst gets the proof of the directory-installed record (the directory is every partner's)"
 
 # ---- credit before Hello ----------------------------------------------------------
 

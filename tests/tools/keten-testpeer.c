@@ -70,9 +70,12 @@
  *       and the key names of its signature lines, in order
  *   proof --leaf L|next
  *       wait for a checkpoint that covers leaf L (next: the first leaf after
- *       the first checkpoint this connection gets), ask for its inclusion proof
- *       (and a consistency proof from the first checkpoint seen, if older),
- *       verify both, print "proof"
+ *       the first checkpoint this connection gets that is a record of this
+ *       node's own traffic: a leaf refused SENDER_MISMATCH, another
+ *       partner's record, is followed by the one after it), ask for its
+ *       inclusion proof (and a consistency proof from the first checkpoint
+ *       seen, if older), verify both, print "proof" (or the "error" that
+ *       refuses the request)
  *   dir-request --after V
  *       ask for the directory versions after V, print their versions
  *   notice-ack --leaf L
@@ -787,6 +790,7 @@ static void on_error(peer *p, const Keten__Frame *f)
 /* Proof bookkeeping for the `proof` action. */
 typedef struct proof_state {
     bool active, asked, done;
+    bool next; /* --leaf next: walk on past records the broker does not serve this node */
     uint64_t leaf;
     uint64_t req;
     keten_checkpoint at; /* the checkpoint the proof is against */
@@ -894,6 +898,16 @@ static bool handle(peer *p, const uint8_t *data, size_t len, const recv_opts *ro
         break;
     case KETEN__FRAME__BODY_ERROR:
         on_error(p, f);
+        if (ps != NULL && ps->active && ps->asked && f->request_id == ps->req) {
+            if (ps->next && f->error->reason == KETEN__REASON__REASON_SENDER_MISMATCH) {
+                /* --leaf next: a record of others' traffic; the one after */
+                ps->leaf++;
+                ps->asked = false;
+                maybe_ask_proof(p, ps);
+            } else {
+                ps->done = true; /* the proof request was refused */
+            }
+        }
         break;
     case KETEN__FRAME__BODY_DELIVER:
         on_deliver(p, f->deliver, ro);
@@ -1447,7 +1461,7 @@ static int act_proof(peer *p, uint64_t leaf)
         return fail(e, "credit");
     }
     recv_opts ro = { false };
-    proof_state ps = { .active = true, .leaf = leaf };
+    proof_state ps = { .active = true, .next = leaf == UINT64_MAX, .leaf = leaf };
     if (!pump(p, keten_mono_ms() + p->timeout_ms, proof_done, &ps, &ro, &ps)) {
         timeout_event(ps.asked ? "proof" : "a checkpoint covering the leaf");
     }

@@ -18,7 +18,8 @@
  * one of the same node ignored, unanswered; a checkpoint that reaches its
  * quorum is sent again. Proof
  * requests out of range are refused; in range they are answered with
- * proofs that hold. */
+ * proofs that hold, of records of the asking node's own traffic (and the
+ * directory's) only: one of other partners' traffic is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -88,6 +89,21 @@ static void batch(ctx *t, size_t n)
     outq_clear(t->fb->b.out);
     fbroker_begin(t->fb);
     append(t, n);
+    fbroker_end(t->fb);
+}
+
+/* A batch that appends n "delivered" records of messages alpha sent to
+ * bravo: records of their traffic, whose proofs either of them may ask for
+ * (and charlie may not). */
+static void batch_alpha_bravo(ctx *t, size_t n)
+{
+    outq_clear(t->fb->b.out);
+    fbroker_begin(t->fb);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t id[KETEN_MSG_ID_BYTES];
+        memset(id, (int)(0x10 + i), sizeof id);
+        assert_int_equal(audit_delivered(&t->fb->b, id, "alpha", "bravo", NULL), KETEN_OK);
+    }
     fbroker_end(t->fb);
 }
 
@@ -577,10 +593,12 @@ static void test_cosignatures(void **state)
 
 /* ---- proof requests -------------------------------------------------------- */
 
-static Keten__Frame *ask(ctx *t, uint64_t old_size, uint64_t tree_size, uint64_t *leaves, size_t n)
+static Keten__Frame *ask_as(
+    ctx *t, const char *node, uint64_t old_size, uint64_t tree_size, uint64_t *leaves, size_t n)
 {
     broker *b = &t->fb->b;
-    conn *c = conns_find_node(b->conns, "bravo");
+    conn *c = conns_find_node(b->conns, node);
+    assert_non_null(c);
     Keten__ProofRequest pr = KETEN__PROOF_REQUEST__INIT;
     pr.old_size = old_size;
     pr.tree_size = tree_size;
@@ -594,6 +612,11 @@ static Keten__Frame *ask(ctx *t, uint64_t old_size, uint64_t tree_size, uint64_t
     return fbroker_frame(t->fb, 0);
 }
 
+static Keten__Frame *ask(ctx *t, uint64_t old_size, uint64_t tree_size, uint64_t *leaves, size_t n)
+{
+    return ask_as(t, "bravo", old_size, tree_size, leaves, n);
+}
+
 /* Answers to requests are budgeted per node (conns.h): once bravo's budget
  * is spent, its proof request is refused TOO_LARGE, also on a new
  * connection; alpha's is answered. */
@@ -603,7 +626,7 @@ static void test_answer_budget(void **state)
     broker *b = &t->fb->b;
     fbroker_conn_hello(t->fb, "bravo");
     conn *alpha = fbroker_conn_hello(t->fb, "alpha");
-    batch(t, 7); /* 8 records */
+    batch_alpha_bravo(t, 7); /* 8 records */
     uint64_t want[] = { 0, 5, 7 };
     Keten__Frame *f = ask(t, 3, 8, want, 3);
     assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
@@ -661,7 +684,7 @@ static void test_proof_requests(void **state)
 {
     ctx *t = *state;
     fbroker_conn_hello(t->fb, "bravo");
-    batch(t, 7); /* 8 records */
+    batch_alpha_bravo(t, 7); /* 8 records */
     uint64_t leaves[CHECKPOINTER_PROOF_LEAVES + 1] = { 0 };
     struct {
         uint64_t old_size, tree_size, leaf;
@@ -717,6 +740,108 @@ static void test_proof_requests(void **state)
     free_frame(&f);
 }
 
+/* A Keten__Frame refusing a proof request of node for a record of others'
+ * traffic: SENDER_MISMATCH, request 9, naming the leaf and nothing of it. */
+static void refused_as(ctx *t, const char *node, uint64_t *leaves, size_t n, uint64_t bad)
+{
+    uint64_t size = fbroker_log_size(t->fb);
+    Keten__Frame *f = ask_as(t, node, 0, size, leaves, n);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_ERROR);
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_SENDER_MISMATCH);
+    assert_int_equal(f->request_id, 9);
+    assert_int_equal(f->error->msg_id.len, 0);
+    char want[64];
+    snprintf(want, sizeof want, "leaf %llu is not a record of %s's", (unsigned long long)bad, node);
+    assert_non_null(strstr(f->error->detail, want));
+    free_frame(&f);
+}
+
+/* The proofs served as node asks for them: each inclusion proof's record
+ * is the leaf's and holds against the log's root. */
+static void served_as(ctx *t, const char *node, uint64_t *leaves, size_t n)
+{
+    uint64_t size = fbroker_log_size(t->fb);
+    Keten__Frame *f = ask_as(t, node, 0, size, leaves, n);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_PROOF_RESPONSE);
+    assert_int_equal(f->proof_response->n_inclusions, n);
+    keten_hash root, path[KETEN_MERKLE_MAX_PROOF];
+    root_of(t, size, root);
+    for (size_t i = 0; i < n; i++) {
+        const Keten__InclusionProof *ip = f->proof_response->inclusions[i];
+        assert_int_equal(ip->leaf_index, leaves[i]);
+        Keten__AuditRecord *r = fbroker_record(t->fb, leaves[i]);
+        assert_int_equal(r->seq, leaves[i]);
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        keten_hash lh;
+        keten_merkle_leaf_hash(ip->leaf.data, ip->leaf.len, lh);
+        assert_true(ip->n_path <= KETEN_MERKLE_MAX_PROOF);
+        for (size_t k = 0; k < ip->n_path; k++) {
+            memcpy(path[k], ip->path[k].data, KETEN_HASH_BYTES);
+        }
+        assert_int_equal(keten_merkle_verify_inclusion(
+                             lh, ip->leaf_index, size, (const keten_hash *)path, ip->n_path, root),
+            KETEN_OK);
+    }
+    free_frame(&f);
+}
+
+/* An inclusion proof carries its record (msg_id, sender, recipients,
+ * category, purpose, header): a node is served the proofs of records of
+ * its own traffic only, and of the directory's. A request naming any other
+ * record is refused whole (SENDER_MISMATCH), nothing of it sent; twins:
+ * each party gets the proofs of its records, everyone the directory's. */
+static void test_proof_parties(void **state)
+{
+    ctx *t = *state;
+    broker *b = &t->fb->b;
+    fbroker_conn_hello(t->fb, "alpha");
+    fbroker_conn_hello(t->fb, "bravo");
+    fbroker_conn_hello(t->fb, "charlie");
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    memset(id, 0x5a, sizeof id);
+    const char *open[] = { "charlie" };
+    outq_clear(b->out);
+    fbroker_begin(t->fb);
+    uint64_t conn_alpha = 0, deliv = 0, rej = 0, exp = 0;
+    assert_int_equal(
+        audit_node(b, KETEN__EVENT__EVENT_NODE_CONNECTED, "alpha", &conn_alpha), KETEN_OK);
+    assert_int_equal(audit_delivered(b, id, "alpha", "bravo", &deliv), KETEN_OK);
+    assert_int_equal(
+        audit_rejected(b, NULL, "bravo", KETEN__REASON__REASON_BAD_RECEIPT, 0, &rej), KETEN_OK);
+    assert_int_equal(audit_expired(b, id, "alpha", open, 1, &exp), KETEN_OK);
+    fbroker_end(t->fb);
+    Keten__AuditRecord *r = fbroker_record(t->fb, 0);
+    assert_int_equal(r->event, KETEN__EVENT__EVENT_DIRECTORY_INSTALLED);
+    keten_pb_free((ProtobufCMessage **)(void *)&r);
+
+    /* charlie, no party to alpha's connection, the delivery to bravo or
+     * bravo's refusal. */
+    uint64_t one[1];
+    one[0] = conn_alpha;
+    refused_as(t, "charlie", one, 1, conn_alpha);
+    one[0] = deliv;
+    refused_as(t, "charlie", one, 1, deliv);
+    one[0] = rej;
+    refused_as(t, "charlie", one, 1, rej);
+    /* One such leaf among records of its own refuses the whole request. */
+    uint64_t mixed[] = { 0, exp, deliv };
+    refused_as(t, "charlie", mixed, 3, deliv);
+    /* bravo, no party to alpha's connection nor to the expiry (it answered:
+     * only charlie is listed). */
+    one[0] = conn_alpha;
+    refused_as(t, "bravo", one, 1, conn_alpha);
+    one[0] = exp;
+    refused_as(t, "bravo", one, 1, exp);
+
+    /* Twins: the parties, and the directory for everyone. */
+    uint64_t mine_charlie[] = { 0, exp };
+    served_as(t, "charlie", mine_charlie, 2);
+    uint64_t mine_alpha[] = { conn_alpha, deliv, exp, 0 };
+    served_as(t, "alpha", mine_alpha, 4);
+    uint64_t mine_bravo[] = { deliv, rej };
+    served_as(t, "bravo", mine_bravo, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -728,6 +853,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cosignatures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cosignature_note_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proof_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proof_parties, setup, teardown),
         cmocka_unit_test_setup_teardown(test_answer_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

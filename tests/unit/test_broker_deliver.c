@@ -225,16 +225,16 @@ static keten_receipt_item item(
     return it;
 }
 
-/* A receipt batch signed by signer, delivered on c, in a batch of its own. */
-static void receipts(ctx *t, conn *c, const char *signer, const keten_receipt_item *items, size_t n)
+/* A receipt batch signed by signer, its head naming certificate serial
+ * and stored_at, delivered on c, in a batch of its own. */
+static void receipts_head(ctx *t, conn *c, const char *signer, uint64_t serial, uint64_t stored_at,
+    const keten_receipt_item *items, size_t n)
 {
     broker *b = &t->fb->b;
     const keten_directory *dir = broker_dir(b);
-    const Keten__NodeCert *cert = keten_directory_find_id(dir, signer);
-    assert_non_null(cert);
     keten_receipt_batch *rb = NULL;
     assert_int_equal(keten_receipt_batch_new(fixture_node(t->fx, signer),
-                         keten_directory_network(dir), cert->serial, b->now, items, n, &rb),
+                         keten_directory_network(dir), serial, stored_at, items, n, &rb),
         KETEN_OK);
     receipt_prep rp;
     deliver_receipt_prepare(b, c, &rb->msg, &rp);
@@ -244,6 +244,15 @@ static void receipts(ctx *t, conn *c, const char *signer, const keten_receipt_it
     fbroker_end(t->fb);
     deliver_receipt_prep_clear(&rp);
     keten_receipt_batch_destroy(&rb);
+}
+
+/* A receipt batch signed by signer with its certificate's serial, stored
+ * now, delivered on c, in a batch of its own. */
+static void receipts(ctx *t, conn *c, const char *signer, const keten_receipt_item *items, size_t n)
+{
+    const Keten__NodeCert *cert = keten_directory_find_id(broker_dir(&t->fb->b), signer);
+    assert_non_null(cert);
+    receipts_head(t, c, signer, cert->serial, t->fb->b.now, items, n);
 }
 
 /* ---- credit ---------------------------------------------------------------- */
@@ -751,6 +760,60 @@ static void test_receipt_batch_refused(void **state)
     assert_false(found);
 }
 
+/* What a recipient states in its signed head, the broker takes as stated
+ * or refuses whole: a serial that is not its certificate's (one more, one
+ * less) is refused BAD_RECEIPT, nothing recorded; a stored_at of 0 or of
+ * 2^64 - 1 is the recipient's claim (protocol.md section 7.4: a receipt
+ * does not prove when), recorded as signed, while the record's own time
+ * stays the broker's. */
+static void test_receipt_head_claims(void **state)
+{
+    ctx *t = *state;
+    broker *b = &t->fb->b;
+    conn *alpha = fbroker_conn_hello(t->fb, "alpha");
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    msg *m1 = send_msg(t, alpha, "bravo");
+    msg *m2 = send_msg(t, alpha, "bravo");
+    deliver_credit(bravo, 2);
+    uint64_t leaves[2];
+    assert_int_equal(pump(t, bravo, leaves, 2), 2);
+    uint64_t serial = keten_directory_find_id(broker_dir(b), "bravo")->serial;
+    keten_receipt_item it1 = item(m1->id, m1->hash, KETEN__OUTCOME__OUTCOME_STORED, 0);
+    keten_receipt_item it2 = item(m2->id, m2->hash, KETEN__OUTCOME__OUTCOME_STORED, 0);
+    uint64_t wrong[] = { serial + 1, serial - 1 };
+    for (size_t i = 0; i < 2; i++) {
+        uint64_t log0 = fbroker_log_size(t->fb);
+        receipts_head(t, bravo, "bravo", wrong[i], b->now, &it1, 1);
+        size_t k = fbroker_find(t->fb, 0, "bravo", KETEN__FRAME__BODY_ERROR);
+        assert_true(k != SIZE_MAX);
+        Keten__Frame *f = fbroker_frame(t->fb, k);
+        assert_int_equal(f->error->reason, KETEN__REASON__REASON_BAD_RECEIPT);
+        keten_pb_free((ProtobufCMessage **)(void *)&f);
+        assert_int_equal(fbroker_log_size(t->fb), log0 + 1); /* the rejection only */
+        assert_int_equal(rcpt_state(t, m1->leaf, "bravo"), STORE_DELIVERED);
+    }
+    uint64_t claims[] = { 0, UINT64_MAX };
+    keten_receipt_item its[] = { it1, it2 };
+    for (size_t i = 0; i < 2; i++) {
+        uint64_t log0 = fbroker_log_size(t->fb);
+        receipts_head(t, bravo, "bravo", serial, claims[i], &its[i], 1);
+        assert_int_equal(fbroker_find(t->fb, 0, "bravo", KETEN__FRAME__BODY_ERROR), SIZE_MAX);
+        assert_int_equal(fbroker_log_size(t->fb), log0 + 1);
+        Keten__AuditRecord *r = fbroker_record(t->fb, log0);
+        assert_int_equal(r->event, KETEN__EVENT__EVENT_RECEIPTED);
+        assert_int_equal(r->time, b->now);
+        Keten__ReceiptBatchHead *h = NULL;
+        assert_int_equal(KETEN_PB_UNPACK(keten__receipt_batch_head, r->receipt->head.data,
+                             r->receipt->head.len, KETEN_RECEIPT_HEAD_MAX, "head", &h),
+            KETEN_OK);
+        assert_int_equal(h->stored_at, claims[i]);
+        assert_int_equal(h->cert_serial, serial);
+        keten_pb_free((ProtobufCMessage **)(void *)&h);
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+    }
+    assert_int_equal(atomic_load(&b->m->receipts), 2);
+}
+
 /* ---- notices ------------------------------------------------------------------- */
 
 static size_t stage_notices(ctx *t, conn *c, uint64_t *leaves, size_t max)
@@ -1002,6 +1065,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_delivery_always_goes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_leaves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_batch_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receipt_head_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notices_until_confirmed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notice_ack_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
