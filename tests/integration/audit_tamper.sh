@@ -6,8 +6,11 @@
 # swapped; a checkpoint from a forked log; a sender signature that does not
 # match; a record signed by a key revoked before its time. And the controls:
 # the untouched copy, and a record appended the same way but signed by a
-# current partner, verify. Receipts: a receipted record whose leaf path was
-# changed, one whose batch head signature was changed, a refused-by-recipient
+# current partner, verify. A receipt, a refusal by a recipient, an expiry or
+# a delivery repeated at the end of the log is found (a rejected attempt
+# repeated is the control: a node may try again). Receipts: a receipted
+# record whose leaf path was changed, one whose batch head signature was
+# changed, a refused-by-recipient
 # record turned into a receipted one, and a receipt re-signed by the very
 # recipient but naming another envelope: each is found at its record. An
 # export whose files were edited (a record's length, a tile's size, a
@@ -158,6 +161,36 @@ edit append-submitted --store t-current/store --key n-gemeente-diemen/identity.s
     --to belastingdienst --network riec-test --directory-version 2
 run "$AUDIT" verify --db t-current --anchor admin/network.pub
 expect 0 "control: the same forged append signed by a current partner's key verifies"
+
+# ---- a record repeated at the end of the log ------------------------------------------------
+
+# The operator appends a copy of an earlier record (keten-auditedit repeat:
+# the next seq, the last record's time and directory version, the tree
+# updated), every signature in it still genuine, after the last checkpoint.
+# The broker writes one delivery and one receipt, refusal or expiry per
+# recipient of a message: a second one would be counted twice by stats and
+# the report. A rejected attempt may come again (a node resubmits): that
+# copy verifies.
+EXP_SEQ=$(seq_of 'r["event"] == "EXPIRED"' pristine)
+DEL_SEQ=$(seq_of 'r["event"] == "DELIVERED"' pristine)
+REJ_SEQ=$(seq_of 'r["event"] == "REJECTED"' pristine)
+repeated() { # WHAT SEQ TEXT
+    copy t-rep
+    edit repeat --store t-rep/store --leaf "$2"
+    verify_fails_at "$1 (record $2) repeated at the end" "$N" t-rep
+    says "$3" "$1 repeated: it says what came before"
+    says "this record was added or repeated" "$1 repeated: it says the record was added"
+}
+repeated "a receipt by $RC_NODE" "$RC_SEQ" "was already answered by '$RC_NODE'"
+repeated "a refusal by a recipient" "$REF_SEQ" "was already answered by"
+repeated "an expiry" "$EXP_SEQ" "was already expired for 'woonstad'"
+repeated "a delivery of an answered message" "$DEL_SEQ" "was already answered by"
+
+copy t-rep-rej
+edit repeat --store t-rep-rej/store --leaf "$REJ_SEQ"
+run "$AUDIT" verify --db t-rep-rej --anchor admin/network.pub --json
+expect 0 "control: a rejected attempt repeated at the end (a node may try again) verifies"
+jo "D['records'] == $N + 1" "with the one record more"
 
 # ---- a tampered export: lengths and sizes, never a signal --------------------------------
 
