@@ -16,6 +16,8 @@
 #   files beside the tree that verify does not read; a checkpoint signed by
 #   another key under the broker's name, given with --checkpoint or put in
 #   the export in place of the broker's.
+# - named pipes (FIFOs) in place of a file of the export, the anchor, a
+#   checkpoint file or a proof bundle: refused at once, never a hang.
 . "$(dirname "$0")/audit_lib.sh"
 
 make_log || done_testing
@@ -254,4 +256,33 @@ printf '\000\003abc' >x-extra/tile/entries/001
 run "$AUDIT" verify --db x-extra --anchor admin/network.pub --json
 expect 0 "tiles beyond the log's size are not read: the export verifies"
 check "with the same records and root" test "$(jv 'D["records"]')" = "$N" -a "$(jv 'D["root"]')" = "$ROOT"
+
+# ---- named pipes ---------------------------------------------------------------------------
+
+# A FIFO where a file belongs (a file of the export, --anchor, --checkpoint,
+# the proof bundle) is refused at once as not a regular file: opening it
+# must not wait for a writer that never comes. timeout 20 turns a hang
+# into exit 124.
+rm -rf x-fifo && cp -a ex x-fifo
+rm x-fifo/keten/manifest && mkfifo x-fifo/keten/manifest
+run timeout 20 "$AUDIT" verify --db x-fifo --anchor admin/network.pub
+expect 3 "a FIFO in place of the export's keten/manifest: verify fails at once"
+says "keten/manifest is not a regular file" "it names the file"
+rm -rf x-fifo2 && cp -a ex x-fifo2
+rm x-fifo2/checkpoint && mkfifo x-fifo2/checkpoint
+run timeout 20 "$AUDIT" replay --db x-fifo2
+expect 3 "a FIFO in place of the export's checkpoint: replay fails at once"
+says "checkpoint is not a regular file" "it names the file"
+mkfifo pipe
+run timeout 20 "$AUDIT" verify --db ex --anchor pipe
+expect 1 "a FIFO as --anchor: refused at once"
+says "pipe is not a regular file" "it says so"
+run timeout 20 "$AUDIT" verify --db ex --anchor admin/network.pub --checkpoint pipe
+expect 1 "a FIFO as --checkpoint: refused at once"
+says "pipe is not a regular file" "it says so"
+run timeout 20 "$AUDIT" check-proof pipe --anchor admin/network.pub
+expect 1 "a FIFO as the proof bundle: refused at once"
+says "pipe is not a regular file" "it says so"
+run timeout 20 "$AUDIT" check-proof proof.json --anchor admin/network.pub
+expect 0 "control: the same commands on the regular files hold"
 done_testing
