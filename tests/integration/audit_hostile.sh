@@ -5,7 +5,8 @@
 #   long, over any valid length; a wrong leaf index, one past the tree, a
 #   negative one; another format version; a field the format does not have
 #   (in the bundle, in log_key, in a record); a key given twice; numbers
-#   too big for any integer, a real where an integer belongs; NUL in a
+#   too big for any integer, a real where an integer belongs; a record
+#   given twice, two records swapped; NUL in a
 #   string, a raw NUL byte; a checkpoint signed by another key under the
 #   broker's name, with or without that key as log_key; the directory chain
 #   reordered or with a version repeated. Each is exit 3 with the field or
@@ -75,6 +76,14 @@ edit proof.json p-neg.json 'D["records"][0]["leaf_index"] = -1'
 refused "a negative leaf index" p-neg.json "leaf -1 in a tree of"
 edit proof.json p-size.json 'D["records"][0]["tree_size"] = 2**63 - 1'
 refused "a tree size of 2^63 - 1" p-size.json "does not fit the checkpoint's"
+
+# The records are in log order, each once: a record given twice (a receipt
+# shown twice), two records swapped.
+edit proof.json p-twice.json 'D["records"].append(D["records"][-1])'
+refused "the last record given twice" p-twice.json "comes after leaf"
+says "in log order, each once" "a record given twice: it says the rule"
+edit proof.json p-order.json 'R = D["records"]; R[1], R[2] = R[2], R[1]'
+refused "two records swapped" p-order.json "in log order, each once"
 
 edit proof.json p-v3.json 'D["format"] = "keten-proof/v3"'
 refused "format version 3" p-v3.json "format 'keten-proof/v3' is not keten-proof/v2"

@@ -186,6 +186,37 @@ repeated "a refusal by a recipient" "$REF_SEQ" "was already answered by"
 repeated "an expiry" "$EXP_SEQ" "was already expired for 'woonstad'"
 repeated "a delivery of an answered message" "$DEL_SEQ" "was already answered by"
 
+# The operator who repeated a receipt restarts the broker on that store: its
+# next checkpoint, signed with the log key, covers the repeated record, and
+# prove puts both receipts in the message's bundle. check-proof refuses it.
+RC_MSG=$("$PEER" audit --db pristine/store 2>/dev/null | "$PY" -c '
+import json, sys
+print(next(r["msg_id"] for r in map(json.loads, sys.stdin) if r["seq"] == int(sys.argv[1])))' \
+    "$RC_SEQ")
+copy t-rep-cp
+edit repeat --store t-rep-cp/store --leaf "$RC_SEQ"
+REP_EP="ipc://$T/rep.ipc"
+: >rep.log
+"$BROKER" run --home t-rep-cp --anchor admin/network.pub --directory dir.v2 \
+    --listen "$REP_EP" --checkpoint-ms 200 2>>rep.log &
+RPID=$!
+rep_ready() { grep -q 'msg="broker running"' rep.log; }
+wait_for 10 rep_ready || not_ok "the broker starts on the store with a repeated receipt"
+run timeout 60 "$PEER" --home n-gemeente-diemen --anchor admin/network.pub --directory dir.v2 \
+    --broker "$REP_EP" connect-only --listen-ms 500
+sleep 1
+kill "$RPID"
+wait "$RPID"
+run "$AUDIT" prove --db t-rep-cp "$RC_MSG" --out rep-proof.json
+expect 0 "prove on that store: a bundle with the receipt twice, under a signed checkpoint"
+run "$AUDIT" check-proof rep-proof.json --anchor admin/network.pub
+expect 3 "check-proof refuses the bundle with the receipt twice"
+says "was already answered by '$RC_NODE'" "it says the recipient had already answered"
+run "$AUDIT" prove --db pristine "$RC_MSG" --out rc-proof.json
+expect 0 "control: prove the same message on the untouched log"
+run "$AUDIT" check-proof rc-proof.json --anchor admin/network.pub
+expect 0 "control: its bundle, with the receipt once, holds"
+
 copy t-rep-rej
 edit repeat --store t-rep-rej/store --leaf "$REJ_SEQ"
 run "$AUDIT" verify --db t-rep-rej --anchor admin/network.pub --json
