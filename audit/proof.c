@@ -527,16 +527,66 @@ static const keten_directory *chain_version(keten_directory *const *chain, size_
 typedef struct check_state {
     Keten__AuditRecord *submitted; /* the message's submitted record, once seen */
     sigcheck_heads *heads; /* receipt batch heads verified */
+    bool any; /* a record was checked; last_index is its leaf index */
+    uint64_t last_index;
+    /* a bit per recipient of the submitted record (as verify keeps them):
+     * its delivered record, its answer, its expiry */
+    uint64_t delivered, answered, expired;
 } check_state;
 
-static bool has_recipient(const Keten__AuditRecord *sub, const char *id)
+_Static_assert(KETEN_MAX_RECIPIENTS <= 64, "one bit per recipient in check_state");
+
+/* The index of id among sub's recipients, or -1. */
+static int recipient_index(const Keten__AuditRecord *sub, const char *id)
 {
     for (size_t i = 0; i < sub->n_recipients; i++) {
         if (strcmp(sub->recipients[i], id != NULL ? id : "") == 0) {
-            return true;
+            return (int)i;
         }
     }
-    return false;
+    return -1;
+}
+
+static bool has_recipient(const Keten__AuditRecord *sub, const char *id)
+{
+    return recipient_index(sub, id) >= 0;
+}
+
+/* The broker logs per recipient at most one delivered record and one
+ * answer or expiry, the delivery first: record rec (event ev) for recipient
+ * id is refused when one came before it (keten-audit verify refuses the
+ * same in a log). */
+static keten_err recipient_step(const char *where, const Keten__AuditRecord *rec,
+    const Keten__AuditRecord *sub, const char *id, check_state *st)
+{
+    int i = recipient_index(sub, id);
+    if (i < 0) {
+        return KETEN_OK; /* named by the caller's recipient check */
+    }
+    uint64_t bit = UINT64_C(1) << (unsigned)i;
+    const char *before = NULL;
+    if ((st->answered & bit) != 0) {
+        before = "answered by";
+    } else if ((st->expired & bit) != 0) {
+        before = "expired for";
+    } else if (rec->event == KETEN__EVENT__EVENT_DELIVERED && (st->delivered & bit) != 0) {
+        before = "delivered to";
+    }
+    if (before != NULL) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "%s: record %" PRIu64 " (%s): the message was already %s '%s' in an earlier "
+            "record; the broker writes one delivery and one receipt, refusal or expiry per "
+            "recipient",
+            where, rec->seq, records_event_name((int)rec->event), before, id);
+    }
+    if (rec->event == KETEN__EVENT__EVENT_DELIVERED) {
+        st->delivered |= bit;
+    } else if (rec->event == KETEN__EVENT__EVENT_EXPIRED) {
+        st->expired |= bit;
+    } else {
+        st->answered |= bit;
+    }
+    return KETEN_OK;
 }
 
 /* A record after the submitted one: it agrees with it (sender, recipients),
@@ -558,6 +608,7 @@ static keten_err check_answer(const char *where, const keten_directory *dir,
             ") '%s'",
             where, rec->seq, ev, rec->sender, sub->seq, sub->sender);
     }
+    keten_err e;
     if (rec->event == KETEN__EVENT__EVENT_EXPIRED) {
         for (size_t k = 0; k < rec->n_recipients; k++) {
             if (!has_recipient(sub, rec->recipients[k])) {
@@ -566,6 +617,9 @@ static keten_err check_answer(const char *where, const keten_directory *dir,
                     "message",
                     where, rec->seq, rec->recipients[k]);
             }
+            if ((e = recipient_step(where, rec, sub, rec->recipients[k], st)) != KETEN_OK) {
+                return e;
+            }
         }
         return KETEN_OK;
     }
@@ -573,6 +627,9 @@ static keten_err check_answer(const char *where, const keten_directory *dir,
         return keten_err_set(KETEN_ERR_MISMATCH,
             "%s: record %" PRIu64 " (%s): '%s' is not a recipient of the message", where,
             rec->seq, ev, rec->node);
+    }
+    if ((e = recipient_step(where, rec, sub, rec->node, st)) != KETEN_OK) {
+        return e;
     }
     if (rec->event != KETEN__EVENT__EVENT_RECEIPTED
         && rec->event != KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT) {
@@ -613,6 +670,14 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
             "%s: leaf %lld in a tree of %lld records does not fit the checkpoint's %" PRIu64, where,
             (long long)index, (long long)json_integer_value(js), cp->size);
     }
+    if (st->any && (uint64_t)index <= st->last_index) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "%s: leaf %lld comes after leaf %" PRIu64 ": the records of a bundle are in log "
+            "order, each once (a record was given twice or moved)",
+            where, (long long)index, st->last_index);
+    }
+    st->any = true;
+    st->last_index = (uint64_t)index;
     uint8_t *leaf = NULL, *given_hash = NULL;
     size_t leaf_len = 0, hl = 0, plen = json_array_size(jp);
     keten_hash path[KETEN_MERKLE_MAX_PROOF];
@@ -730,7 +795,7 @@ keten_err proof_check(
     keten_err e = KETEN_OK;
     keten_directory **chain = NULL;
     size_t n_chain = 0;
-    check_state st = { NULL, NULL };
+    check_state st = { .submitted = NULL };
     if (len > PROOF_MAX) {
         return keten_err_set(
             KETEN_ERR_TOO_LARGE, "a proof bundle of %zu bytes is over %u", len, PROOF_MAX);

@@ -395,14 +395,19 @@ const char *records_msg_recipient(const records_index *self, const records_msg *
     return i < m->n_recipients ? self->rcpts[m->recipients + i] : "";
 }
 
-bool records_msg_has_recipient(const records_index *self, const records_msg *m, const char *id)
+int records_msg_recipient_index(const records_index *self, const records_msg *m, const char *id)
 {
     for (size_t i = 0; i < m->n_recipients; i++) {
         if (strcmp(self->rcpts[m->recipients + i], id) == 0) {
-            return true;
+            return (int)i;
         }
     }
-    return false;
+    return -1;
+}
+
+bool records_msg_has_recipient(const records_index *self, const records_msg *m, const char *id)
+{
+    return records_msg_recipient_index(self, m, id) >= 0;
 }
 
 /* ---- filters ---------------------------------------------------------- */

@@ -71,6 +71,9 @@ typedef struct records_msg {
     uint32_t n_recipients;
     size_t recipients; /* first of n_recipients in the index's recipient array */
     uint32_t user; /* free for the caller (filters, counters) */
+    /* For verify, a bit per recipient (i: recipient i): its delivered
+     * record, its answer (receipted or refused-by-recipient), its expiry. */
+    uint64_t delivered, answered, expired;
 } records_msg;
 
 typedef struct records_index records_index;
@@ -97,6 +100,8 @@ records_msg *records_index_find(const records_index *self, const uint8_t *msg_id
 /* Recipient i of m. */
 const char *records_msg_recipient(const records_index *self, const records_msg *m, size_t i);
 bool records_msg_has_recipient(const records_index *self, const records_msg *m, const char *id);
+/* The index of recipient id in m's recipients (its first place), or -1. */
+int records_msg_recipient_index(const records_index *self, const records_msg *m, const char *id);
 /* A stable copy of s (NULL when out of memory). */
 const char *records_intern(records_index *self, const char *s);
 size_t records_index_count(const records_index *self);

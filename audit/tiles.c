@@ -35,7 +35,10 @@ static keten_err bfile_open(bfile *f, const char *dir, const char *rel, uint64_t
     if (missing != NULL) {
         *missing = false;
     }
-    f->fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO in the folder would make open() wait for a writer
+     * for ever; it is refused below as not a regular file instead (reading a
+     * regular file never blocks either way). */
+    f->fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (f->fd < 0) {
         if (errno == ENOENT && missing != NULL) {
             *missing = true;

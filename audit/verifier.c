@@ -540,22 +540,88 @@ static bool check_delivery(verifier *v, const Keten__AuditRecord *r)
     return true;
 }
 
+_Static_assert(KETEN_MAX_RECIPIENTS <= 64, "one bit per recipient in records_msg");
+
+/* The broker writes, per message and recipient, at most one delivered
+ * record (the first time it hands the message out; a redelivery is not
+ * logged again) and at most one final record: the recipient's answer
+ * (receipted or refused-by-recipient), after which it no longer sends it
+ * the message and does not log a repeated answer, or an expiry, which names
+ * only the recipients that had not answered, after which the message is
+ * gone. Record r is event ev for recipient id of m: anything else than that
+ * order is a record added or repeated. */
+typedef enum { STEP_DELIVERED, STEP_ANSWERED, STEP_EXPIRED } step;
+
+static bool recipient_step(
+    verifier *v, const Keten__AuditRecord *r, records_msg *m, const char *id, step st)
+{
+    const char *ev = records_event_name((int)r->event);
+    int i = records_msg_recipient_index(v->idx, m, id);
+    if (i < 0) {
+        fail_at(&v->sh, r->seq, KETEN_ERR_MISMATCH,
+            "record %" PRIu64 " (%s): '%s' is not a recipient of the message (submitted at "
+            "record %" PRIu64 ")",
+            r->seq, ev, id, m->seq);
+        return false;
+    }
+    uint64_t bit = UINT64_C(1) << (unsigned)i;
+    const char *before = NULL, *also = "";
+    if ((m->answered & bit) != 0) {
+        before = "answered by";
+        also = " (receipted or refused-by-recipient)";
+    } else if ((m->expired & bit) != 0) {
+        before = "expired for";
+    } else if (st == STEP_DELIVERED && (m->delivered & bit) != 0) {
+        before = "delivered to";
+        also = " (a redelivery is not logged again)";
+    }
+    if (before != NULL) {
+        char hex[KETEN_MSG_ID_HEX_BYTES];
+        keten_hex(m->msg_id, KETEN_MSG_ID_BYTES, hex);
+        fail_at(&v->sh, r->seq, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 " (%s): message %s was already %s '%s'%s in an earlier record; "
+            "the broker writes one delivery and one receipt, refusal or expiry per recipient: "
+            "this record was added or repeated",
+            r->seq, ev, hex, before, id, also);
+        return false;
+    }
+    if (st == STEP_DELIVERED) {
+        m->delivered |= bit;
+    } else if (st == STEP_ANSWERED) {
+        m->answered |= bit;
+    } else {
+        m->expired |= bit;
+    }
+    return true;
+}
+
 static bool check_expired(verifier *v, const Keten__AuditRecord *r)
 {
-    const records_msg *m = message_of(v, r);
-    if (m == NULL) {
+    if (message_of(v, r) == NULL) {
+        return false;
+    }
+    records_msg *m = records_index_find(v->idx, r->msg_id.data);
+    if (r->n_recipients == 0) {
+        fail_at(&v->sh, r->seq, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 " (expired) names no recipient (submitted at record %" PRIu64 ")",
+            r->seq, m->seq);
         return false;
     }
     for (size_t i = 0; i < r->n_recipients; i++) {
-        if (!records_msg_has_recipient(v->idx, m, r->recipients[i])) {
-            fail_at(&v->sh, r->seq, KETEN_ERR_MISMATCH,
-                "record %" PRIu64 " (expired): '%s' is not a recipient of the message "
-                "(submitted at record %" PRIu64 ")",
-                r->seq, r->recipients[i], m->seq);
+        if (!recipient_step(v, r, m, r->recipients[i], STEP_EXPIRED)) {
             return false;
         }
     }
     return true;
+}
+
+static bool check_delivered(verifier *v, const Keten__AuditRecord *r)
+{
+    if (!check_delivery(v, r)) {
+        return false;
+    }
+    records_msg *m = records_index_find(v->idx, r->msg_id.data);
+    return recipient_step(v, r, m, r->node, STEP_DELIVERED);
 }
 
 /* A receipted or refused-by-recipient record: the recipient's ReceiptProof,
@@ -567,7 +633,7 @@ static bool check_receipted(verifier *v, const Keten__AuditRecord *r)
     if (!check_delivery(v, r)) {
         return false;
     }
-    const records_msg *m = records_index_find(v->idx, r->msg_id.data);
+    records_msg *m = records_index_find(v->idx, r->msg_id.data);
     if (r->n_recipients != 1 || !str_eq(r->recipients[0], r->node)) {
         fail_at(&v->sh, r->seq, KETEN_ERR_MISMATCH,
             "record %" PRIu64 " (%s): its recipients are not exactly its node '%s'", r->seq, ev,
@@ -580,6 +646,9 @@ static bool check_receipted(verifier *v, const Keten__AuditRecord *r)
         snprintf(what, sizeof what, "%s", keten_err_detail());
         fail_at(&v->sh, r->seq, e, "%s (the message was submitted at record %" PRIu64 ")", what,
             m->seq);
+        return false;
+    }
+    if (!recipient_step(v, r, m, r->node, STEP_ANSWERED)) {
         return false;
     }
     v->res->receipts++;
@@ -638,7 +707,7 @@ static bool check_record(verifier *v, uint64_t n, Keten__AuditRecord **rec_p)
     case KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT:
         return check_receipted(v, r);
     case KETEN__EVENT__EVENT_DELIVERED:
-        return check_delivery(v, r);
+        return check_delivered(v, r);
     case KETEN__EVENT__EVENT_EXPIRED:
         return check_expired(v, r);
     case KETEN__EVENT__EVENT_REJECTED:

@@ -33,6 +33,9 @@
  *      recipient of the message and the record's only recipient, and the
  *      record's sender is the message's; delivered and expired records
  *      name an earlier submitted message, its sender and its recipients;
+ *      per recipient of a message at most one delivered record and one
+ *      final record (receipted, refused-by-recipient or expired), the
+ *      delivered one first (the broker logs no more);
  *   6. every stored checkpoint, and every checkpoint given from outside (a
  *      note file, or all the notes a partner node kept in its home):
  *      the broker's signature with the log key of the directory version it

@@ -37,7 +37,9 @@ static keten_err read_fd(int fd, const char *path, size_t max, uint8_t *buf, siz
 static keten_err open_and_size(const char *path, int flags, size_t max, int *fd_out,
     struct stat *st)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    /* O_NONBLOCK: opening a FIFO (or a device) for reading would wait for a
+     * writer, for ever; it is refused below as not a regular file instead. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
     if (fd < 0) {
         if (errno == ENOENT) {
             return keten_err_set(KETEN_ERR_NOT_FOUND, "%s does not exist", path);
@@ -56,6 +58,12 @@ static keten_err open_and_size(const char *path, int flags, size_t max, int *fd_
     if (!S_ISREG(st->st_mode)) {
         close(fd);
         return keten_err_set(KETEN_ERR_IO, "%s is not a regular file", path);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        keten_err e = keten_err_set(KETEN_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        close(fd);
+        return e;
     }
     if ((uint64_t)st->st_size > (uint64_t)max) {
         close(fd);

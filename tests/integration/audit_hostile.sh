@@ -5,7 +5,8 @@
 #   long, over any valid length; a wrong leaf index, one past the tree, a
 #   negative one; another format version; a field the format does not have
 #   (in the bundle, in log_key, in a record); a key given twice; numbers
-#   too big for any integer, a real where an integer belongs; NUL in a
+#   too big for any integer, a real where an integer belongs; a record
+#   given twice, two records swapped; NUL in a
 #   string, a raw NUL byte; a checkpoint signed by another key under the
 #   broker's name, with or without that key as log_key; the directory chain
 #   reordered or with a version repeated. Each is exit 3 with the field or
@@ -16,6 +17,8 @@
 #   files beside the tree that verify does not read; a checkpoint signed by
 #   another key under the broker's name, given with --checkpoint or put in
 #   the export in place of the broker's.
+# - named pipes (FIFOs) in place of a file of the export, the anchor, a
+#   checkpoint file or a proof bundle: refused at once, never a hang.
 . "$(dirname "$0")/audit_lib.sh"
 
 make_log || done_testing
@@ -73,6 +76,14 @@ edit proof.json p-neg.json 'D["records"][0]["leaf_index"] = -1'
 refused "a negative leaf index" p-neg.json "leaf -1 in a tree of"
 edit proof.json p-size.json 'D["records"][0]["tree_size"] = 2**63 - 1'
 refused "a tree size of 2^63 - 1" p-size.json "does not fit the checkpoint's"
+
+# The records are in log order, each once: a record given twice (a receipt
+# shown twice), two records swapped.
+edit proof.json p-twice.json 'D["records"].append(D["records"][-1])'
+refused "the last record given twice" p-twice.json "comes after leaf"
+says "in log order, each once" "a record given twice: it says the rule"
+edit proof.json p-order.json 'R = D["records"]; R[1], R[2] = R[2], R[1]'
+refused "two records swapped" p-order.json "in log order, each once"
 
 edit proof.json p-v3.json 'D["format"] = "keten-proof/v3"'
 refused "format version 3" p-v3.json "format 'keten-proof/v3' is not keten-proof/v2"
@@ -254,4 +265,33 @@ printf '\000\003abc' >x-extra/tile/entries/001
 run "$AUDIT" verify --db x-extra --anchor admin/network.pub --json
 expect 0 "tiles beyond the log's size are not read: the export verifies"
 check "with the same records and root" test "$(jv 'D["records"]')" = "$N" -a "$(jv 'D["root"]')" = "$ROOT"
+
+# ---- named pipes ---------------------------------------------------------------------------
+
+# A FIFO where a file belongs (a file of the export, --anchor, --checkpoint,
+# the proof bundle) is refused at once as not a regular file: opening it
+# must not wait for a writer that never comes. timeout 20 turns a hang
+# into exit 124.
+rm -rf x-fifo && cp -a ex x-fifo
+rm x-fifo/keten/manifest && mkfifo x-fifo/keten/manifest
+run timeout 20 "$AUDIT" verify --db x-fifo --anchor admin/network.pub
+expect 3 "a FIFO in place of the export's keten/manifest: verify fails at once"
+says "keten/manifest is not a regular file" "it names the file"
+rm -rf x-fifo2 && cp -a ex x-fifo2
+rm x-fifo2/checkpoint && mkfifo x-fifo2/checkpoint
+run timeout 20 "$AUDIT" replay --db x-fifo2
+expect 3 "a FIFO in place of the export's checkpoint: replay fails at once"
+says "checkpoint is not a regular file" "it names the file"
+mkfifo pipe
+run timeout 20 "$AUDIT" verify --db ex --anchor pipe
+expect 1 "a FIFO as --anchor: refused at once"
+says "pipe is not a regular file" "it says so"
+run timeout 20 "$AUDIT" verify --db ex --anchor admin/network.pub --checkpoint pipe
+expect 1 "a FIFO as --checkpoint: refused at once"
+says "pipe is not a regular file" "it says so"
+run timeout 20 "$AUDIT" check-proof pipe --anchor admin/network.pub
+expect 1 "a FIFO as the proof bundle: refused at once"
+says "pipe is not a regular file" "it says so"
+run timeout 20 "$AUDIT" check-proof proof.json --anchor admin/network.pub
+expect 0 "control: the same commands on the regular files hold"
 done_testing

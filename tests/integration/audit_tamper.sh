@@ -6,8 +6,11 @@
 # swapped; a checkpoint from a forked log; a sender signature that does not
 # match; a record signed by a key revoked before its time. And the controls:
 # the untouched copy, and a record appended the same way but signed by a
-# current partner, verify. Receipts: a receipted record whose leaf path was
-# changed, one whose batch head signature was changed, a refused-by-recipient
+# current partner, verify. A receipt, a refusal by a recipient, an expiry or
+# a delivery repeated at the end of the log is found (a rejected attempt
+# repeated is the control: a node may try again). Receipts: a receipted
+# record whose leaf path was changed, one whose batch head signature was
+# changed, a refused-by-recipient
 # record turned into a receipted one, and a receipt re-signed by the very
 # recipient but naming another envelope: each is found at its record. An
 # export whose files were edited (a record's length, a tile's size, a
@@ -158,6 +161,67 @@ edit append-submitted --store t-current/store --key n-gemeente-diemen/identity.s
     --to belastingdienst --network riec-test --directory-version 2
 run "$AUDIT" verify --db t-current --anchor admin/network.pub
 expect 0 "control: the same forged append signed by a current partner's key verifies"
+
+# ---- a record repeated at the end of the log ------------------------------------------------
+
+# The operator appends a copy of an earlier record (keten-auditedit repeat:
+# the next seq, the last record's time and directory version, the tree
+# updated), every signature in it still genuine, after the last checkpoint.
+# The broker writes one delivery and one receipt, refusal or expiry per
+# recipient of a message: a second one would be counted twice by stats and
+# the report. A rejected attempt may come again (a node resubmits): that
+# copy verifies.
+EXP_SEQ=$(seq_of 'r["event"] == "EXPIRED"' pristine)
+DEL_SEQ=$(seq_of 'r["event"] == "DELIVERED"' pristine)
+REJ_SEQ=$(seq_of 'r["event"] == "REJECTED"' pristine)
+repeated() { # WHAT SEQ TEXT
+    copy t-rep
+    edit repeat --store t-rep/store --leaf "$2"
+    verify_fails_at "$1 (record $2) repeated at the end" "$N" t-rep
+    says "$3" "$1 repeated: it says what came before"
+    says "this record was added or repeated" "$1 repeated: it says the record was added"
+}
+repeated "a receipt by $RC_NODE" "$RC_SEQ" "was already answered by '$RC_NODE'"
+repeated "a refusal by a recipient" "$REF_SEQ" "was already answered by"
+repeated "an expiry" "$EXP_SEQ" "was already expired for 'woonstad'"
+repeated "a delivery of an answered message" "$DEL_SEQ" "was already answered by"
+
+# The operator who repeated a receipt restarts the broker on that store: its
+# next checkpoint, signed with the log key, covers the repeated record, and
+# prove puts both receipts in the message's bundle. check-proof refuses it.
+RC_MSG=$("$PEER" audit --db pristine/store 2>/dev/null | "$PY" -c '
+import json, sys
+print(next(r["msg_id"] for r in map(json.loads, sys.stdin) if r["seq"] == int(sys.argv[1])))' \
+    "$RC_SEQ")
+copy t-rep-cp
+edit repeat --store t-rep-cp/store --leaf "$RC_SEQ"
+REP_EP="ipc://$T/rep.ipc"
+: >rep.log
+"$BROKER" run --home t-rep-cp --anchor admin/network.pub --directory dir.v2 \
+    --listen "$REP_EP" --checkpoint-ms 200 2>>rep.log &
+RPID=$!
+rep_ready() { grep -q 'msg="broker running"' rep.log; }
+wait_for 10 rep_ready || not_ok "the broker starts on the store with a repeated receipt"
+run timeout 60 "$PEER" --home n-gemeente-diemen --anchor admin/network.pub --directory dir.v2 \
+    --broker "$REP_EP" connect-only --listen-ms 500
+sleep 1
+kill "$RPID"
+wait "$RPID"
+run "$AUDIT" prove --db t-rep-cp "$RC_MSG" --out rep-proof.json
+expect 0 "prove on that store: a bundle with the receipt twice, under a signed checkpoint"
+run "$AUDIT" check-proof rep-proof.json --anchor admin/network.pub
+expect 3 "check-proof refuses the bundle with the receipt twice"
+says "was already answered by '$RC_NODE'" "it says the recipient had already answered"
+run "$AUDIT" prove --db pristine "$RC_MSG" --out rc-proof.json
+expect 0 "control: prove the same message on the untouched log"
+run "$AUDIT" check-proof rc-proof.json --anchor admin/network.pub
+expect 0 "control: its bundle, with the receipt once, holds"
+
+copy t-rep-rej
+edit repeat --store t-rep-rej/store --leaf "$REJ_SEQ"
+run "$AUDIT" verify --db t-rep-rej --anchor admin/network.pub --json
+expect 0 "control: a rejected attempt repeated at the end (a node may try again) verifies"
+jo "D['records'] == $N + 1" "with the one record more"
 
 # ---- a tampered export: lengths and sizes, never a signal --------------------------------
 

@@ -38,6 +38,11 @@
  *       append a submitted record signed with the secret key file FILE (no
  *       passphrase) at the end of the log, with the tree updated as the
  *       broker would (keten_merkle_log_append)
+ *   keten-auditedit repeat --store DIR --leaf N
+ *       append a copy of record N at the end of the log, as the next record
+ *       (its seq), dated at the last record's time and naming the last
+ *       record's directory version, with the tree updated as the broker
+ *       would: a record repeated, every signature in it still genuine
  *   keten-auditedit checkpoint --store DIR [--size N | --most-cosigned]
  *       print the stored checkpoint note of tree size N (default: the latest;
  *       --most-cosigned: the one with the most signature lines, the latest
@@ -608,6 +613,65 @@ static int cmd_append(const char *key_path, const char *to, const char *network,
     return finish();
 }
 
+/* Leaf i decoded (NULL after a message when it is not there or does not decode). */
+static Keten__AuditRecord *record_at(uint64_t i)
+{
+    MDB_val v;
+    Keten__AuditRecord *r = NULL;
+    int rc = get_leaf(i, &v);
+    if (rc != 0) {
+        die("no such leaf", rc);
+        return NULL;
+    }
+    if (KETEN_PB_UNPACK(
+            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
+        != KETEN_OK) {
+        die("the leaf is not a record", 0);
+        return NULL;
+    }
+    return r;
+}
+
+static int cmd_repeat(uint64_t leaf)
+{
+    uint64_t n = log_size();
+    if (n == 0) {
+        return die("the log is empty", 0);
+    }
+    Keten__AuditRecord *r = record_at(leaf);
+    Keten__AuditRecord *last = r != NULL ? record_at(n - 1) : NULL;
+    if (last == NULL) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return 1;
+    }
+    r->seq = n;
+    r->time = last->time;
+    if (r->event != KETEN__EVENT__EVENT_DIRECTORY_INSTALLED) {
+        /* the version in force after the last record (the one it installs,
+         * for a directory-installed record) */
+        r->directory_version = last->directory_version;
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&last);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    keten_merkle_log *log = NULL;
+    uint64_t index = 0;
+    keten_err e = keten_pb_pack(&r->base, &buf, &len);
+    keten_pb_free((ProtobufCMessage **)(void *)&r);
+    if (e != KETEN_OK || keten_merkle_log_open(txn, "audit-", &log) != KETEN_OK
+        || keten_merkle_log_append(log, txn, buf, len, &index) != KETEN_OK) {
+        fprintf(stderr, "keten-auditedit: appending: %s\n", keten_err_detail());
+        keten_merkle_log_destroy(&log);
+        free(buf);
+        return die("appending", 0);
+    }
+    keten_merkle_log_destroy(&log);
+    free(buf);
+    printf("appended leaf %llu: a copy of leaf %llu\n", (unsigned long long)index,
+        (unsigned long long)leaf);
+    return finish();
+}
+
 static size_t sig_lines(const MDB_val *v)
 {
     const char *p = v->mv_data;
@@ -680,7 +744,7 @@ static int usage(void)
 {
     fprintf(stderr,
         "usage: keten-auditedit flip|delete|truncate|swap|corrupt-signature|receipt-path|"
-        "receipt-signature|refused-as-receipted|receipt-envelope|append-submitted|"
+        "receipt-signature|refused-as-receipted|receipt-envelope|append-submitted|repeat|"
         "checkpoint|tables --store DIR [options] (see the source)\n");
     return 2;
 }
@@ -802,6 +866,9 @@ int main(int argc, char **argv)
         return open_store(store, false) != 0
             ? 1
             : cmd_append(key, to, network, dir_version, category, purpose);
+    }
+    if (strcmp(verb, "repeat") == 0 && have_leaf) {
+        return open_store(store, false) != 0 ? 1 : cmd_repeat(leaf);
     }
     if (strcmp(verb, "tables") == 0) {
         return cmd_tables(store);

@@ -127,6 +127,32 @@ static void test_secret_permissions(void **state)
     assert_int_equal(keten_file_read_secret(link, 16, &buf, &len), KETEN_ERR_PERMISSIONS);
 }
 
+/* A FIFO (a named pipe) given as a file is refused at once as not a
+ * regular file, for plain and secret reads: opening it for reading must not
+ * wait for a writer. alarm() ends the test if it hangs. */
+static void test_fifo_refused(void **state)
+{
+    (void)state;
+    char p[128];
+    path_of("fifo", p, sizeof p);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    alarm(10);
+    assert_int_equal(keten_file_read(p, 16, &buf, &len), KETEN_ERR_IO);
+    assert_non_null(strstr(keten_err_detail(), "is not a regular file"));
+    assert_int_equal(keten_file_read_secret(p, 16, &buf, &len), KETEN_ERR_IO);
+    assert_non_null(strstr(keten_err_detail(), "is not a regular file"));
+    alarm(0);
+    assert_null(buf);
+    /* the twin: a regular file of the same name is read */
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(keten_file_write(p, "ok", 2, 0600, true), KETEN_OK);
+    assert_int_equal(keten_file_read(p, 16, &buf, &len), KETEN_OK);
+    assert_int_equal(len, 2);
+    free(buf);
+}
+
 static void test_hex(void **state)
 {
     (void)state;
@@ -247,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_write_read_roundtrip),
         cmocka_unit_test(test_exclusive_refuses_existing),
         cmocka_unit_test(test_secret_permissions),
+        cmocka_unit_test(test_fifo_refused),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_names),
