@@ -197,6 +197,9 @@ static int policy_add(const args *a, Keten__Effect effect)
             && (e = check_list(doc, a->purpose, "--purpose", 'u')) != KETEN_OK)) {
         goto out;
     }
+    if ((e = admindir_reserve_rule_ids(ad)) != KETEN_OK) {
+        goto out;
+    }
     e = keten_dirbuild_add_rule(
         ad->draft, effect, a->from, a->to, a->category, a->kind, a->purpose, &id);
     if (e != KETEN_OK) {
