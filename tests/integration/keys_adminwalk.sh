@@ -10,6 +10,25 @@
 make_network admin || { done_testing; }
 publish_signed admin v1.dir || { done_testing; }
 
+# ---- a node id with a typo in a rule ----------------------------------------------
+
+run "$KEYS" policy --dir admin explain --from gemeente-diemen --to politie-mn --category drugs
+expect 1 "drugs from the municipality to the police is refused before the rule"
+run "$KEYS" policy --dir admin allow --from gemeente-diemen --to politie-nm --category drugs
+expect 0 "a rule naming a node id no partner has is added (for a partner yet to enrol)"
+says "--to politie-nm: no node with that id is enrolled yet (did you mean politie-mn?)" \
+    "the warning names the enrolled id it most likely meant"
+run "$KEYS" policy --dir admin explain --from gemeente-diemen --to politie-mn --category drugs
+expect 1 "the mistyped rule does not allow politie-mn"
+run "$KEYS" policy --dir admin remove 3
+expect 0 "the mistyped rule is removed before it was ever published"
+run "$KEYS" policy --dir admin allow --from gemeente-diemen --to ggd-amsterdam --category drugs
+expect 0 "a rule for a partner of a new id"
+says "--to ggd-amsterdam: no node with that id is enrolled yet" "it warns"
+says_not "did you mean" "without a guess when no enrolled id is close"
+run "$KEYS" policy --dir admin remove 3
+expect 0 "and that rule is removed too (never published: its number may come back)"
+
 # ---- rule numbers are never reused -------------------------------------------
 
 run "$KEYS" policy --dir admin deny --from '*' --to role:housing --category drugs
