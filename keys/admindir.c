@@ -127,6 +127,23 @@ keten_err admindir_open(const char *path, admindir **out)
             self->anchor->network);
         goto out;
     }
+    /* A draft whose version was published already means ADMIN/state was
+     * restored from a backup older than published/: every edit of it would
+     * be lost or, published, give a second document under one version. */
+    uint64_t next = keten_dirbuild_doc(self->draft)->version;
+    struct stat st;
+    if ((e = admindir_published_file(self, next, file)) != KETEN_OK) {
+        goto out;
+    }
+    if (lstat(file, &st) == 0) {
+        e = keten_err_set(KETEN_ERR_EXISTS,
+            "version %llu was already published (%s exists), but %s/%s is the draft of that "
+            "version: the state is older than what was published; restore the backup of %s "
+            "made after version %llu was published",
+            (unsigned long long)next, file, self->path, ADMINDIR_STATE, self->path,
+            (unsigned long long)next);
+        goto out;
+    }
     *out = self;
     self = NULL;
 out:
@@ -164,6 +181,28 @@ uint64_t admindir_latest_version(const admindir *self)
 {
     uint64_t v = admindir_next_version(self);
     return v > 0 ? v - 1 : 0;
+}
+
+keten_err admindir_reserve_rule_ids(admindir *self)
+{
+    uint64_t latest = admindir_latest_version(self);
+    for (uint64_t v = 1; v <= latest; v++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        Keten__SignedDirectory *sd = NULL;
+        Keten__Directory *doc = NULL;
+        keten_err e = admindir_read_published(self, v, &buf, &len, &sd, &doc);
+        if (e != KETEN_OK) {
+            return e;
+        }
+        for (size_t i = 0; i < doc->n_rules; i++) {
+            keten_dirbuild_rule_ids_used(self->draft, doc->rules[i]->id);
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&doc);
+        keten_pb_free((ProtobufCMessage **)(void *)&sd);
+        free(buf);
+    }
+    return KETEN_OK;
 }
 
 keten_err admindir_read_published(const admindir *self, uint64_t version, uint8_t **buf_out,

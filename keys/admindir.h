@@ -47,7 +47,9 @@ typedef struct admindir {
 } admindir;
 
 /* Open and lock ADMIN, read the anchor and the draft (their networks must
- * agree). */
+ * agree). KETEN_ERR_EXISTS when the draft's version is already in
+ * ADMIN/published (ADMIN/state restored from a backup older than the last
+ * publish): no command works on such a draft. */
 keten_err admindir_open(const char *path, admindir **out) KETEN_MUST_CHECK;
 
 /* Release the lock and free; accepts NULL; sets *self_p = NULL. */
@@ -73,6 +75,11 @@ uint64_t admindir_latest_version(const admindir *self);
  * optionally the parsed SignedDirectory and Directory (keten_pb_free). */
 keten_err admindir_read_published(const admindir *self, uint64_t version, uint8_t **buf,
     size_t *len, Keten__SignedDirectory **sd, Keten__Directory **doc) KETEN_MUST_CHECK;
+
+/* Number new policy rules above every rule id of every published version
+ * (ADMIN/published/v1.dir .. the latest), so that a rule number, once
+ * published, always means the same rule. */
+keten_err admindir_reserve_rule_ids(admindir *self) KETEN_MUST_CHECK;
 
 /* The administrators who must sign `version`: those of the version before
  * it (the anchor's for version 1). */

@@ -205,6 +205,14 @@ int cmd_approve(int argc, char **argv)
             "the proof of possession in %s does not verify: the request was altered after "
             "keygen made it; refuse it and ask the node for a fresh request",
             request_path);
+    } else if (e == KETEN_ERR_MALFORMED) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", keten_err_detail());
+        e = keten_err_set(e,
+            "%s is not an enrollment request (%s): give the identity.request (for a key "
+            "rotation identity.next.request) that keten-node keygen or keten-broker keygen "
+            "wrote",
+            request_path, why);
     }
     if (e != KETEN_OK) {
         goto out;

@@ -127,6 +127,22 @@ static bool registered(char **v, size_t n, const char *s)
     return false;
 }
 
+/* The current node id of the draft nearest to id, when it is close enough
+ * to be a typo of it (2 edits at most), or NULL. */
+static const char *closest_node(const Keten__Directory *doc, const char *id)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < doc->n_nodes; i++) {
+        size_t d = keten_edit_distance(id, doc->nodes[i]->id);
+        if (d < best_d) {
+            best_d = d;
+            best = doc->nodes[i]->id;
+        }
+    }
+    return best;
+}
+
 /* Check a list option item by item so that the message names the bad one. */
 static keten_err check_list(
     const Keten__Directory *doc, const char *list, const char *what, int kind)
@@ -142,7 +158,15 @@ static keten_err check_list(
                 e = keten_err_set(KETEN_ERR_BAD_NAME,
                     "%s '%s' is not a party: give a node id, role:NAME or *", what, s);
             } else if (strchr(s, ':') == NULL && strcmp(s, "*") != 0 && find_node(doc, s) == NULL) {
-                keten_cli_warn("%s %s: no node with that id is enrolled yet", what, s);
+                const char *near = closest_node(doc, s);
+                if (near != NULL) {
+                    keten_cli_warn("%s %s: no node with that id is enrolled yet (did you mean "
+                                   "%s?); the rule applies only to a partner enrolled later "
+                                   "under that id",
+                        what, s, near);
+                } else {
+                    keten_cli_warn("%s %s: no node with that id is enrolled yet", what, s);
+                }
             }
             break;
         case 'k': { /* kind */
@@ -195,6 +219,9 @@ static int policy_add(const args *a, Keten__Effect effect)
         || (a->kind != NULL && (e = check_list(doc, a->kind, "--kind", 'k')) != KETEN_OK)
         || (a->purpose != NULL
             && (e = check_list(doc, a->purpose, "--purpose", 'u')) != KETEN_OK)) {
+        goto out;
+    }
+    if ((e = admindir_reserve_rule_ids(ad)) != KETEN_OK) {
         goto out;
     }
     e = keten_dirbuild_add_rule(

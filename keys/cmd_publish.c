@@ -361,6 +361,16 @@ static void warn_incomplete_previous(const admindir *ad, uint64_t version)
 /* The last published version must have its signatures, and the draft must
  * change something, unless --force (or, for an unchanged draft, --refresh).
  * Returns 0 or the exit code, having said why and what to do. */
+static const Keten__NodeCert *broker_of(const Keten__Directory *doc)
+{
+    for (size_t i = 0; doc != NULL && i < doc->n_nodes; i++) {
+        if (strcmp(doc->nodes[i]->role, "broker") == 0) {
+            return doc->nodes[i];
+        }
+    }
+    return NULL;
+}
+
 static int check_previous(const admindir *ad, const sign_args *a, uint64_t now)
 {
     admindir_published p;
@@ -379,7 +389,20 @@ static int check_previous(const admindir *ad, const sign_args *a, uint64_t now)
     if (hint != NULL) {
         *hint = '\0'; /* the message below says how */
     }
-    if (p.version > 0 && !p.tally.enough && !a->force) {
+    const Keten__NodeCert *had_broker = p.version > 0 ? broker_of(p.doc) : NULL;
+    if (had_broker != NULL && broker_of(keten_dirbuild_doc(ad->draft)) == NULL) {
+        /* The broker refuses to install a version without its keys, so it
+         * could never hand this one on, and no node starts from it. */
+        e = keten_err_set(KETEN_ERR_INVALID,
+            "version %llu would have no broker: the draft revokes %s (serial %llu) and approves no "
+            "other broker. The broker refuses to install a version without its own keys and no "
+            "node can use one, so the network would stop. Approve the broker's new request in "
+            "this draft first (keten-keys approve --dir %s REQUEST, the request made by "
+            "keten-broker keygen in a new home), then publish",
+            (unsigned long long)(p.version + 1), had_broker->id,
+            (unsigned long long)had_broker->serial, ad->path);
+        rc = keten_cli_error(e);
+    } else if (p.version > 0 && !p.tally.enough && !a->force) {
         if (p.expired) {
             keten_err_set(KETEN_ERR_THRESHOLD,
                 "version %llu expired before it had its signatures (%s): signing it can no "
@@ -458,19 +481,6 @@ int cmd_publish(int argc, char **argv)
         || (e = set_of(keten_dirbuild_doc(ad->draft), &next)) != KETEN_OK
         || (e = admindir_published_file(ad, version, copy)) != KETEN_OK
         || (e = check_out_outside(ad, a.out)) != KETEN_OK || (e = check_out(a.out)) != KETEN_OK) {
-        goto out;
-    }
-    struct stat st;
-    if (lstat(copy, &st) == 0) {
-        /* Publishing a second, different document under one version number
-         * would split the network: nodes refuse it. This happens when
-         * ADMIN/state was restored from a backup older than published/. */
-        e = keten_err_set(KETEN_ERR_EXISTS,
-            "version %llu was already published (%s exists), but %s/%s is the draft of that "
-            "version: the state is older than what was published; restore the backup of %s "
-            "made after version %llu was published",
-            (unsigned long long)version, copy, a.dir, ADMINDIR_STATE, a.dir,
-            (unsigned long long)version);
         goto out;
     }
     if ((rc = check_previous(ad, &a, now)) != KETEN_EXIT_OK) {

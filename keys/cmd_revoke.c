@@ -116,6 +116,7 @@ int cmd_revoke(int argc, char **argv)
         goto out;
     }
     serial = cert->serial;
+    bool broker = strcmp(cert->role, "broker") == 0;
     if ((e = keten_dirbuild_revoke(ad->draft, id, reason, now)) != KETEN_OK) {
         goto out;
     }
@@ -130,6 +131,12 @@ int cmd_revoke(int argc, char **argv)
         printf("revoked %s (serial %llu): takes effect when version %llu is published and "
                "signed\n",
             id, (unsigned long long)serial, (unsigned long long)version);
+    }
+    if (broker) {
+        keten_cli_warn("%s is the network's broker: version %llu cannot be published without "
+                       "a broker; approve the broker's new request (keten-broker keygen in a new "
+                       "home) before you publish",
+            id, (unsigned long long)version);
     }
 out:
     admindir_close(&ad);

@@ -189,7 +189,7 @@ static void next_step(const admindir *ad, const admindir_published *p,
     } else if (p->version > 0 && !p->tally.enough) {
         snprintf(out, size,
             "version %llu expired before it had its signatures: publish version %llu in its "
-            "place with keten-keys publish --dir %s --force",
+            "place with keten-keys publish --dir %s --out FILE --key KEY --force",
             (unsigned long long)p->version, (unsigned long long)(p->version + 1), ad->path);
     } else if (d->changed) {
         snprintf(out, size,
@@ -198,7 +198,7 @@ static void next_step(const admindir *ad, const admindir_published *p,
     } else {
         snprintf(out, size,
             "nothing to publish; before version %llu expires, renew it with keten-keys publish "
-            "--dir %s --refresh",
+            "--dir %s --out FILE --key KEY --refresh",
             (unsigned long long)p->version, ad->path);
     }
 }

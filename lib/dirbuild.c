@@ -34,6 +34,7 @@
 
 struct keten_dirbuild {
     Keten__Directory *doc;
+    uint32_t rule_ids_used; /* highest rule id of a published version (not saved) */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -740,7 +741,7 @@ keten_err keten_dirbuild_add_rule(keten_dirbuild *self, Keten__Effect effect, co
             }
         }
     }
-    uint32_t max_id = 0;
+    uint32_t max_id = self->rule_ids_used;
     for (size_t i = 0; i < doc->n_rules; i++) {
         if (doc->rules[i]->id > max_id) {
             max_id = doc->rules[i]->id;
@@ -908,6 +909,13 @@ keten_err keten_dirbuild_check_roles(
     free(items);
     free(copy);
     return e;
+}
+
+void keten_dirbuild_rule_ids_used(keten_dirbuild *self, uint32_t max_id)
+{
+    if (max_id > self->rule_ids_used) {
+        self->rule_ids_used = max_id;
+    }
 }
 
 keten_err keten_dirbuild_remove_rule(keten_dirbuild *self, uint32_t id)

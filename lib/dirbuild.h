@@ -88,7 +88,8 @@ keten_err keten_dirbuild_revoke(keten_dirbuild *self, const char *id, const char
 
 /* Add a rule from comma-separated lists (kinds and purposes may be NULL or
  * "" for all). Categories and purposes other than "*" must be registered.
- * *id_out receives the new rule's id (max id + 1). */
+ * *id_out receives the new rule's id: one above the highest id of the
+ * draft and of keten_dirbuild_rule_ids_used(). */
 keten_err keten_dirbuild_add_rule(keten_dirbuild *self, Keten__Effect effect, const char *from,
     const char *to, const char *categories, const char *kinds, const char *purposes,
     uint32_t *id_out) KETEN_MUST_CHECK;
@@ -106,6 +107,12 @@ bool keten_dirbuild_role_known(const keten_dirbuild *self, const char *role);
  * and "*" are not checked here. */
 keten_err keten_dirbuild_check_roles(const keten_dirbuild *self, const char *parties,
     const char *what) KETEN_MUST_CHECK;
+
+/* Rule ids are never reused: the caller names the highest rule id of every
+ * version published so far (the draft holds only the rules in force), and
+ * later keten_dirbuild_add_rule() calls number above it. Kept in memory
+ * only; calls only raise it. */
+void keten_dirbuild_rule_ids_used(keten_dirbuild *self, uint32_t max_id);
 
 /* Remove a rule by id. KETEN_ERR_NOT_FOUND. */
 keten_err keten_dirbuild_remove_rule(keten_dirbuild *self, uint32_t id) KETEN_MUST_CHECK;

@@ -556,6 +556,39 @@ static void test_unregister(void **state)
     assert_int_equal(d->n_purposes, 0);
 }
 
+/* A rule number, once published, is never given to another rule: ids
+ * continue above keten_dirbuild_rule_ids_used(), even when the rule that
+ * had the highest id is gone from the draft. */
+static void test_rule_ids_not_reused(void **state)
+{
+    ctx *c = *state;
+    uint32_t id = 0;
+    const Keten__Effect allow = KETEN__EFFECT__EFFECT_ALLOW;
+    assert_int_equal(
+        keten_dirbuild_add_rule(c->b, allow, "*", "*", "drugs", NULL, NULL, &id), KETEN_OK);
+    assert_int_equal(
+        keten_dirbuild_add_rule(c->b, allow, "*", "*", "woonfraude", NULL, NULL, &id), KETEN_OK);
+    assert_int_equal(id, 2);
+    assert_int_equal(keten_dirbuild_remove_rule(c->b, 2), KETEN_OK);
+    /* Without a published version naming rule 2, the number may come back. */
+    assert_int_equal(
+        keten_dirbuild_add_rule(c->b, allow, "*", "*", "woonfraude", NULL, NULL, &id), KETEN_OK);
+    assert_int_equal(id, 2);
+    assert_int_equal(keten_dirbuild_remove_rule(c->b, 2), KETEN_OK);
+    /* A published version had rules up to 5: the next is 6. */
+    keten_dirbuild_rule_ids_used(c->b, 5);
+    keten_dirbuild_rule_ids_used(c->b, 3); /* a lower one changes nothing */
+    assert_int_equal(
+        keten_dirbuild_add_rule(c->b, allow, "*", "*", "woonfraude", NULL, NULL, &id), KETEN_OK);
+    assert_int_equal(id, 6);
+    assert_int_equal(keten_dirbuild_doc(c->b)->n_rules, 2);
+    assert_int_equal(keten_dirbuild_doc(c->b)->rules[1]->id, 6);
+    /* The last id refuses another. */
+    keten_dirbuild_rule_ids_used(c->b, UINT32_MAX);
+    REFUSED(c, keten_dirbuild_add_rule(c->b, allow, "*", "*", "drugs", NULL, NULL, &id),
+        KETEN_ERR_INVALID);
+}
+
 static void test_roles(void **state)
 {
     ctx *c = *state;
@@ -922,6 +955,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_register, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unregister, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rule_ids_not_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_admins, setup, teardown),
