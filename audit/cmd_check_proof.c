@@ -40,6 +40,29 @@ static const char usage_text[]
       "Exit codes: 0 the proof holds, 1 failure (unreadable file), 2 usage error,\n"
       "3 the proof does not hold (changed, forged or not a bundle).\n";
 
+/* The message as its sender signed it (the submitted record), if the
+ * bundle holds that record. */
+static void print_message(const proof_message *m)
+{
+    if (!m->known) {
+        printf("  (no submitted record: the broker never accepted this message; the records "
+               "below are its refused attempts)\n");
+        return;
+    }
+    char t[40];
+    keten_time_iso(m->created_at, t, sizeof t);
+    printf("  from         %s (the sender's signature on the header verified)\n", m->sender);
+    printf("  to           ");
+    for (size_t i = 0; i < m->n_recipients; i++) {
+        printf("%s%s", i > 0 ? ", " : "", m->recipients[i]);
+    }
+    printf("\n");
+    printf("  what         %s, category %s, purpose %s\n", records_kind_name(m->kind), m->category,
+        m->purpose);
+    printf("  created      %s (the sender's clock, signed)\n", t);
+    printf("  allowed by   policy rule %u (the broker's decision, as it recorded it)\n", m->rule);
+}
+
 static void print_text(const proof_result *r)
 {
     char root[2 * KETEN_HASH_BYTES + 1];
@@ -47,16 +70,20 @@ static void print_text(const proof_result *r)
     printf("The proof holds.\n");
     printf("  network      %s\n", r->network);
     printf("  message      %s\n", r->msg_id);
+    print_message(&r->message);
     printf("  checkpoint   tree size %" PRIu64 ", root %s, signed by broker '%s' (directory "
            "version %" PRIu64 ", verified from the anchor)\n",
         r->tree_size, root, r->log_key_name, r->directory_version);
     printf("  witnesses    %zu partner cosignature(s), quorum %zu: %s\n", r->cosigners, r->quorum,
         r->witnessed ? "witnessed" : "NOT witnessed");
-    printf("  records      %zu included in that tree:\n", r->n_records);
+    printf(
+        "  records      %zu included in that tree (times are the broker's clock):\n", r->n_records);
     for (size_t i = 0; i < r->n_records; i++) {
         const proof_record *p = &r->records[i];
-        printf("    leaf %-8" PRIu64 " %-10s %s%s", p->leaf_index, records_event_name(p->event),
-            p->node, p->node[0] != '\0' ? "  " : "");
+        char t[40];
+        keten_time_iso(p->time, t, sizeof t);
+        printf("    leaf %-8" PRIu64 " %s  %-10s %s%s", p->leaf_index, t,
+            records_event_name(p->event), p->node, p->node[0] != '\0' ? "  " : "");
         switch (p->event) {
         case KETEN__EVENT__EVENT_SUBMITTED:
             printf("(sender's signature verified)\n");
@@ -68,11 +95,36 @@ static void print_text(const proof_result *r)
             printf("(refused, reason %s: recipient's signed receipt batch verified)\n",
                 records_reason_name(p->reason));
             break;
+        case KETEN__EVENT__EVENT_REJECTED:
+            printf("(the broker's claim: refused, reason %s", records_reason_name(p->reason));
+            if (p->reason == KETEN__REASON__REASON_POLICY && p->rule != 0) {
+                printf(", rule %u", p->rule);
+            } else if (p->reason == KETEN__REASON__REASON_POLICY) {
+                printf(", the default deny (rule 0)");
+            }
+            printf(")\n");
+            break;
         default:
             printf("(the broker's claim)\n");
             break;
         }
     }
+}
+
+static json_t *message_json(const proof_message *m)
+{
+    if (!m->known) {
+        return json_null();
+    }
+    json_t *to = json_array();
+    for (size_t i = 0; i < m->n_recipients && to != NULL; i++) {
+        json_array_append_new(to, json_string(m->recipients[i]));
+    }
+    char t[40];
+    keten_time_iso(m->created_at, t, sizeof t);
+    return json_pack("{s:s, s:o, s:s, s:s, s:s, s:s, s:I}", "sender", m->sender, "recipients",
+        to != NULL ? to : json_null(), "kind", records_kind_name(m->kind), "category", m->category,
+        "purpose", m->purpose, "created_at", t, "rule", (json_int_t)m->rule);
 }
 
 static json_t *result_json(const proof_result *r)
@@ -81,14 +133,18 @@ static json_t *result_json(const proof_result *r)
     keten_hex(r->root, KETEN_HASH_BYTES, root);
     json_t *recs = json_array();
     for (size_t i = 0; i < r->n_records && recs != NULL; i++) {
+        char t[40];
+        keten_time_iso(r->records[i].time, t, sizeof t);
         json_array_append_new(recs,
-            json_pack("{s:I, s:s, s:s, s:s}", "leaf_index", (json_int_t)r->records[i].leaf_index,
-                "event", records_event_name(r->records[i].event), "node", r->records[i].node,
-                "reason", records_reason_name(r->records[i].reason)));
+            json_pack("{s:I, s:s, s:s, s:s, s:s, s:I}", "leaf_index",
+                (json_int_t)r->records[i].leaf_index, "event",
+                records_event_name(r->records[i].event), "node", r->records[i].node, "reason",
+                records_reason_name(r->records[i].reason), "time", t, "rule",
+                (json_int_t)r->records[i].rule));
     }
-    return json_pack("{s:b, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:b, s:I, s:o}", "ok", 1,
-        "format", PROOF_FORMAT, "network",
-        r->network, "msg_id", r->msg_id, "tree_size", (json_int_t)r->tree_size, "root", root,
+    return json_pack("{s:b, s:s, s:s, s:s, s:o, s:I, s:s, s:s, s:I, s:I, s:I, s:b, s:I, s:o}", "ok",
+        1, "format", PROOF_FORMAT, "network", r->network, "msg_id", r->msg_id, "message",
+        message_json(&r->message), "tree_size", (json_int_t)r->tree_size, "root", root,
         "log_key_name", r->log_key_name, "directory_version", (json_int_t)r->directory_version,
         "cosignatures", (json_int_t)r->cosigners, "quorum", (json_int_t)r->quorum, "witnessed",
         r->witnessed, "receipt_batches", (json_int_t)r->receipt_heads, "records", recs);

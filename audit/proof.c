@@ -643,6 +643,22 @@ static keten_err check_answer(const char *where, const keten_directory *dir,
     return sigcheck_receipt(dir, rec, sub->envelope_hash.data, st->heads, NULL);
 }
 
+/* The message as its submitted record states it (checked by the caller). */
+static void note_message(proof_message *m, const Keten__AuditRecord *rec, uint64_t created_at)
+{
+    memset(m, 0, sizeof *m);
+    m->known = true;
+    snprintf(m->sender, sizeof m->sender, "%s", rec->sender != NULL ? rec->sender : "");
+    for (size_t i = 0; i < rec->n_recipients && i < KETEN_MAX_RECIPIENTS; i++) {
+        snprintf(m->recipients[i], sizeof m->recipients[i], "%s", rec->recipients[i]);
+        m->n_recipients++;
+    }
+    m->kind = (int)rec->kind;
+    snprintf(m->category, sizeof m->category, "%s", rec->category != NULL ? rec->category : "");
+    snprintf(m->purpose, sizeof m->purpose, "%s", rec->purpose != NULL ? rec->purpose : "");
+    m->created_at = created_at;
+    m->rule = rec->rule;
+}
 static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint *cp,
     keten_directory *const *chain, size_t n_chain, const uint8_t *msg_id, check_state *st,
     proof_result *res)
@@ -739,6 +755,7 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
         goto out;
     }
     const keten_directory *dir = chain_version(chain, n_chain, rec->directory_version);
+    uint64_t created_at = 0;
     bool answer = rec->event == KETEN__EVENT__EVENT_RECEIPTED
         || rec->event == KETEN__EVENT__EVENT_REFUSED_BY_RECIPIENT;
     if (rec->event == KETEN__EVENT__EVENT_SUBMITTED || answer) {
@@ -758,7 +775,6 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
                 where, st->submitted->seq, rec->seq);
             goto out;
         }
-        uint64_t created_at = 0;
         if ((e = sigcheck_header(dir, rec, &created_at)) != KETEN_OK
             || (e = sigcheck_submitted(dir, rec, created_at, &scratch, &scratch_cap))
                 != KETEN_OK) {
@@ -772,10 +788,13 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
     }
     proof_record *pr = &res->records[res->n_records++];
     pr->leaf_index = rec->seq;
+    pr->time = rec->time;
+    pr->rule = rec->rule;
     pr->event = (int)rec->event;
     pr->reason = (int)rec->reason;
     snprintf(pr->node, sizeof pr->node, "%s", rec->node != NULL ? rec->node : "");
     if (rec->event == KETEN__EVENT__EVENT_SUBMITTED) {
+        note_message(&res->message, rec, created_at);
         st->submitted = rec; /* kept for the records after it */
         rec = NULL;
     }

@@ -73,14 +73,31 @@ keten_err proof_build(const auditdb *db, const uint8_t msg_id[static KETEN_MSG_I
 
 typedef struct proof_record {
     uint64_t leaf_index;
+    uint64_t time; /* the record's time (ms): the broker's claim */
+    uint32_t rule; /* rejected: the rule the broker recorded (0: the default deny) */
     int event;
     int reason; /* rejected: the broker's; refused-by-recipient: the recipient's */
     char node[KETEN_NAME_MAX + 1]; /* delivered / receipted / refused: the recipient */
 } proof_record;
 
+/* What the message's submitted record says: its header's fields, which the
+ * sender signed (checked), and the rule the broker recorded as allowing it. */
+typedef struct proof_message {
+    bool known; /* the bundle holds the submitted record */
+    char sender[KETEN_NAME_MAX + 1];
+    size_t n_recipients;
+    char recipients[KETEN_MAX_RECIPIENTS][KETEN_NAME_MAX + 1];
+    int kind;
+    char category[KETEN_LABEL_MAX + 1];
+    char purpose[KETEN_LABEL_MAX + 1];
+    uint64_t created_at; /* ms, the sender's clock, signed */
+    uint32_t rule; /* the allowing policy rule: the broker's record */
+} proof_message;
+
 typedef struct proof_result {
     char network[KETEN_NAME_MAX + 1];
     char msg_id[KETEN_MSG_ID_HEX_BYTES];
+    proof_message message;
     uint64_t tree_size;
     keten_hash root;
     uint64_t directory_version;

@@ -251,8 +251,19 @@ run "$AUDIT" check-proof proof.json --anchor admin/network.pub
 expect 0 "check-proof: the proof holds"
 stdout_says "5 included in that tree" "all 5 records are included"
 stdout_says "witnessed" "the checkpoint's witnesses are counted"
+stdout_says "from         gemeente-diemen (the sender's signature on the header verified)" \
+    "check-proof says who sent the message"
+stdout_says "to           politie-mn, belastingdienst" "and to whom"
+stdout_says "what         query, category adrescheck, purpose riec-convenant-2024/art-5" \
+    "and what kind, category and purpose"
+stdout_says "allowed by   policy rule 1 (the broker's decision" "and the rule the broker recorded"
+stdout_says "(the sender's clock, signed)" "and when it was created, by the sender's clock"
+check "every record line has its (broker's) time" \
+    test "$(grep -cE '^    leaf [0-9]+ +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z  ' "$T/.out")" = 5
 run "$AUDIT" check-proof proof.json --anchor admin/network.pub --json
 jo 'D["ok"] and [r["event"] for r in D["records"]].count("receipted") == 2' "check-proof --json"
+jo 'D["message"]["sender"] == "gemeente-diemen" and D["message"]["recipients"] == ["politie-mn", "belastingdienst"] and D["message"]["kind"] == "query" and D["message"]["category"] == "adrescheck" and D["message"]["purpose"] == "riec-convenant-2024/art-5" and D["message"]["rule"] == 1 and D["message"]["created_at"].endswith("Z") and all(r["time"].endswith("Z") for r in D["records"])' \
+    "check-proof --json: the message as signed, and each record's time"
 run "$AUDIT" prove --db broker "$MSG_V2" --out proof2.json
 expect 0 "prove a message sent under directory version 2"
 cp proof2.json "$T/.out"

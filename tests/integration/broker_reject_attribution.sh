@@ -78,6 +78,27 @@ cp proof.json "$T/.out"
 jo "D['msg_id'] == '$Y_MSG' and len(D['records']) >= 2" "the bundle is for Y's message"
 jo "sum(1 for r in D['records'] if r.get('event') == 'rejected') == 1" \
     "its one rejected record is Y's own (X's refusals are not in it)"
+run "$AUDIT" check-proof proof.json --anchor admin/network.pub
+expect 0 "check-proof on Y's bundle"
+stdout_says "from         gemeente-diemen (the sender's signature on the header verified)" \
+    "it names Y as the sender, from the signed header"
+stdout_says "to           politie-mn" "and X as the recipient"
+stdout_says "rejected   (the broker's claim: refused, reason duplicate)" \
+    "Y's refused resubmission is shown with its reason, as the broker's claim"
+
+run "$AUDIT" prove --db broker "$X_MSG" --out proof-x.json
+expect 0 "prove X's message, which the broker never accepted"
+run "$AUDIT" check-proof proof-x.json --anchor admin/network.pub
+expect 0 "check-proof on it"
+stdout_says "(no submitted record: the broker never accepted this message" \
+    "it says the message was never accepted"
+says_not "from         " "and names no sender it could not verify"
+stdout_says "(the broker's claim: refused, reason policy, the default deny (rule 0))" \
+    "its refusal by the policy is shown with the rule"
+run "$AUDIT" check-proof proof-x.json --anchor admin/network.pub --json
+expect 0 "check-proof --json on it"
+jo "D['message'] is None and [r['reason'] for r in D['records']] == ['policy'] and D['records'][0]['rule'] == 0" \
+    "check-proof --json: no message, one POLICY refusal"
 
 run "$AUDIT" replay --db broker --msg "$X_MSG"
 expect 0 "replay --msg X's refused message"
