@@ -50,7 +50,7 @@
  * reached again within tens of milliseconds of every drop: the broker
  * dropped its map 25-40 times a second at its maximum rate and faulted the
  * same pages back in, 0.75-0.8 page faults per message. With 32 MiB it drops
- * it about once a second (as the store grows), 0.14-0.21 faults per message,
+ * it one to three times a second (as the store grows), 0.14-0.21 faults per message,
  * and about 19 % less CPU per message, for about 15 MiB more resident (clean
  * page cache the kernel can reclaim).
  *
