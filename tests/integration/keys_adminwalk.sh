@@ -109,7 +109,7 @@ run "$BROKER" keygen --home broker-new --no-passphrase
 expect 0 "the broker's operator makes new keys in a new home"
 run "$KEYS" approve --dir admin broker-new/identity.request
 expect 0 "the new broker is approved in the draft of version 5"
-publish_signed admin v5.dir && ok "version 5, with the new broker, is published and signed"
+check "version 5, with the new broker, is published and signed" publish_signed admin v5.dir
 run "$KEYS" show v5.dir --anchor admin/network.pub
 expect 0 "version 5 verifies"
 says "broker: role broker" "and lists a broker"
