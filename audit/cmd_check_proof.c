@@ -63,6 +63,29 @@ static void print_message(const proof_message *m)
     printf("  allowed by   policy rule %u (the broker's decision, as it recorded it)\n", m->rule);
 }
 
+/* The recipients of m an expiry names (bits of mask), comma-separated. */
+static void print_expired_for(const proof_message *m, uint64_t mask)
+{
+    const char *sep = "";
+    for (size_t i = 0; i < m->n_recipients; i++) {
+        if ((mask & (UINT64_C(1) << i)) != 0) {
+            printf("%s%s", sep, m->recipients[i]);
+            sep = ", ";
+        }
+    }
+}
+
+static json_t *expired_for_json(const proof_message *m, uint64_t mask)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < m->n_recipients && a != NULL; i++) {
+        if ((mask & (UINT64_C(1) << i)) != 0) {
+            json_array_append_new(a, json_string(m->recipients[i]));
+        }
+    }
+    return a;
+}
+
 static void print_text(const proof_result *r)
 {
     char root[2 * KETEN_HASH_BYTES + 1];
@@ -84,6 +107,11 @@ static void print_text(const proof_result *r)
         keten_time_iso(p->time, t, sizeof t);
         printf("    leaf %-8" PRIu64 " %s  %-10s %s%s", p->leaf_index, t,
             records_event_name(p->event), p->node, p->node[0] != '\0' ? "  " : "");
+        if (p->expired_for != 0) {
+            printf("for ");
+            print_expired_for(&r->message, p->expired_for);
+            printf("  ");
+        }
         switch (p->event) {
         case KETEN__EVENT__EVENT_SUBMITTED:
             printf("(sender's signature verified)\n");
@@ -136,11 +164,12 @@ static json_t *result_json(const proof_result *r)
         char t[40];
         keten_time_iso(r->records[i].time, t, sizeof t);
         json_array_append_new(recs,
-            json_pack("{s:I, s:s, s:s, s:s, s:s, s:I}", "leaf_index",
+            json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:o}", "leaf_index",
                 (json_int_t)r->records[i].leaf_index, "event",
                 records_event_name(r->records[i].event), "node", r->records[i].node, "reason",
                 records_reason_name(r->records[i].reason), "time", t, "rule",
-                (json_int_t)r->records[i].rule));
+                (json_int_t)r->records[i].rule, "expired_for",
+                expired_for_json(&r->message, r->records[i].expired_for)));
     }
     return json_pack("{s:b, s:s, s:s, s:s, s:o, s:I, s:s, s:s, s:I, s:I, s:I, s:b, s:I, s:o}", "ok",
         1, "format", PROOF_FORMAT, "network", r->network, "msg_id", r->msg_id, "message",

@@ -793,6 +793,14 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
     pr->event = (int)rec->event;
     pr->reason = (int)rec->reason;
     snprintf(pr->node, sizeof pr->node, "%s", rec->node != NULL ? rec->node : "");
+    pr->expired_for = 0;
+    for (size_t k = 0; rec->event == KETEN__EVENT__EVENT_EXPIRED && k < rec->n_recipients; k++) {
+        /* each one a recipient of the submitted record (check_answer) */
+        int r = recipient_index(st->submitted, rec->recipients[k]);
+        if (r >= 0) {
+            pr->expired_for |= UINT64_C(1) << (unsigned)r;
+        }
+    }
     if (rec->event == KETEN__EVENT__EVENT_SUBMITTED) {
         note_message(&res->message, rec, created_at);
         st->submitted = rec; /* kept for the records after it */

@@ -78,6 +78,9 @@ typedef struct proof_record {
     int event;
     int reason; /* rejected: the broker's; refused-by-recipient: the recipient's */
     char node[KETEN_NAME_MAX + 1]; /* delivered / receipted / refused: the recipient */
+    /* expired: the recipients it expired for, a bit per recipient of the
+     * message (bit i: proof_result.message.recipients[i]) */
+    uint64_t expired_for;
 } proof_record;
 
 /* What the message's submitted record says: its header's fields, which the

@@ -965,7 +965,9 @@ static keten_err read_file(const char *path, char **out, size_t *out_len)
 {
     keten_err e = KETEN_OK;
     char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: opening a FIFO for reading would wait for a writer, for
+     * ever; it is refused below as not a regular file instead. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT) {
             return keten_err_set(KETEN_ERR_NOT_FOUND,
@@ -983,6 +985,11 @@ static keten_err read_file(const char *path, char **out, size_t *out_len)
     }
     if (!S_ISREG(st.st_mode)) {
         e = keten_err_set(KETEN_ERR_WRONG_TYPE, "%s: not a regular file", path);
+        goto out;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        e = keten_err_set(KETEN_ERR_IO, "%s: %s", path, strerror(errno));
         goto out;
     }
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {

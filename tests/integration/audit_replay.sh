@@ -264,6 +264,19 @@ run "$AUDIT" check-proof proof.json --anchor admin/network.pub --json
 jo 'D["ok"] and [r["event"] for r in D["records"]].count("receipted") == 2' "check-proof --json"
 jo 'D["message"]["sender"] == "gemeente-diemen" and D["message"]["recipients"] == ["politie-mn", "belastingdienst"] and D["message"]["kind"] == "query" and D["message"]["category"] == "adrescheck" and D["message"]["purpose"] == "riec-convenant-2024/art-5" and D["message"]["rule"] == 1 and D["message"]["created_at"].endswith("Z") and all(r["time"].endswith("Z") for r in D["records"])' \
     "check-proof --json: the message as signed, and each record's time"
+jo 'all(r["expired_for"] == [] for r in D["records"])' \
+    "twin: a message every recipient answered has no record that expired for anyone"
+# An expiry says for whom the message expired (the recipients that had not
+# answered), in text and in --json.
+run "$AUDIT" prove --db broker "$MSG_X" --out proof-x.json
+expect 0 "prove the message that expired"
+run "$AUDIT" check-proof proof-x.json --anchor admin/network.pub
+expect 0 "its proof holds"
+check "check-proof says for whom it expired" \
+    grep -qE '^    leaf [0-9]+ +[0-9T:.Z-]+  expired    for woonstad  \(the broker.s claim\)$' "$T/.out"
+run "$AUDIT" check-proof proof-x.json --anchor admin/network.pub --json
+jo '[r["expired_for"] for r in D["records"] if r["event"] == "expired"] == [["woonstad"]]' \
+    "check-proof --json: expired_for names woonstad"
 run "$AUDIT" prove --db broker "$MSG_V2" --out proof2.json
 expect 0 "prove a message sent under directory version 2"
 cp proof2.json "$T/.out"

@@ -800,6 +800,34 @@ static void test_files(void **state)
     keten_config_destroy(&cfg);
 }
 
+/* A FIFO (a named pipe) given as the configuration file is refused at once
+ * as not a regular file: opening it for reading must not wait for a writer
+ * (keten-broker run --config FIFO used to hang before its first log line).
+ * alarm() ends the test if it hangs. The twin: a regular file of that name
+ * is read. */
+static void test_fifo_refused(void **state)
+{
+    (void)state;
+    char path[160];
+    snprintf(path, sizeof path, "%s/fifo.conf", tmpdir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    keten_config *cfg = keten_config_new(&keten_config_broker_table);
+    assert_non_null(cfg);
+    alarm(10);
+    assert_int_equal(keten_config_load(cfg, path), KETEN_ERR_WRONG_TYPE);
+    alarm(0);
+    detail_has(path, "not a regular file", NULL);
+    assert_int_equal(unlink(path), 0);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fputs("[broker]\nhome = /h\n", f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(keten_config_load(cfg, path), KETEN_OK);
+    assert_string_equal(keten_config_get_str(cfg, "home"), "/h");
+    keten_config_destroy(&cfg);
+}
+
 /* ---- the command line ----------------------------------------------------- */
 
 static void test_cli_override(void **state)
@@ -949,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_syntax),
         cmocka_unit_test(test_several_errors),
         cmocka_unit_test(test_files),
+        cmocka_unit_test(test_fifo_refused),
         cmocka_unit_test(test_cli_override),
         cmocka_unit_test(test_check_required),
         cmocka_unit_test(test_print_roundtrip),
