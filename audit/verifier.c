@@ -236,6 +236,8 @@ typedef struct verifier {
     size_t depth;
     note_in *notes;
     size_t n_notes;
+    note_in *beyond; /* the largest signed checkpoint larger than the log */
+    size_t n_beyond; /* how many are larger than the log */
     uint64_t *want; /* tree sizes whose roots checkpoints need, sorted */
     keten_hash *roots;
     bool *have_root;
@@ -1156,10 +1158,14 @@ static void check_note(verifier *v, note_in *x)
         return;
     }
     if (cp->size > n) {
-        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
-            "%s is signed by the broker's log key, but the log holds only %" PRIu64
-            " records: records %" PRIu64 "..%" PRIu64 " were removed",
-            what, n, n, cp->size - 1);
+        /* Records are missing from the end. Every such checkpoint is read
+         * first: the largest one says how many at least (check_beyond); of
+         * two as large, a partner's (evidence the operator does not hold). */
+        v->n_beyond++;
+        if (v->beyond == NULL || cp->size > v->beyond->body.size
+            || (cp->size == v->beyond->body.size && external && v->beyond->key != NO_SEQ)) {
+            v->beyond = x;
+        }
         return;
     }
     keten_hash root;
@@ -1210,6 +1216,40 @@ static void check_note(verifier *v, note_in *x)
             res->witnessed_size = cp->size;
         }
     }
+}
+
+/* Signed checkpoints larger than the log: the records beyond the log's end
+ * are missing, and the largest checkpoint shows at least how many. Named at
+ * the first missing record. */
+static void check_beyond(verifier *v)
+{
+    const note_in *x = v->beyond;
+    if (x == NULL) {
+        return;
+    }
+    uint64_t n = v->n, size = x->body.size;
+    bool external = x->key == NO_SEQ && x->owned != NULL;
+    char held[96], whose[700], others[128] = "";
+    if (n == 0) {
+        snprintf(held, sizeof held, "holds no records");
+    } else {
+        snprintf(held, sizeof held, "holds only %" PRIu64 " records (0 to %" PRIu64 ")", n, n - 1);
+    }
+    if (external) {
+        snprintf(whose, sizeof whose,
+            "%s, given with --checkpoint and signed by the broker's log key,", x->name);
+    } else {
+        snprintf(whose, sizeof whose,
+            "a checkpoint the broker stored with the log, signed by the broker's log key,");
+    }
+    if (v->n_beyond > 1) {
+        snprintf(others, sizeof others,
+            "; %zu checkpoints are larger than the log, this is the largest", v->n_beyond);
+    }
+    fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+        "the log %s, but %s covers %" PRIu64 " records: at least records %" PRIu64 "..%" PRIu64
+        " are missing from the end of the log%s",
+        held, whose, size, n, size - 1, others);
 }
 
 /* ---- run --------------------------------------------------------------------- */
@@ -1301,6 +1341,7 @@ keten_err verifier_run(const auditdb *db, const verifier_opts *opts, verifier_re
     for (size_t i = 0; i < v.n_notes; i++) {
         check_note(&v, &v.notes[i]);
     }
+    check_beyond(&v);
     const keten_directory *latest = v.in_force;
     if (latest != NULL) {
         res->quorum = keten_directory_quorum(latest);
