@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "directory.h"
 #include "envelope.h"
+#include "filekind.h"
 #include "pb.h"
 #include "records.h"
 #include "sigcheck.h"
@@ -995,18 +996,48 @@ static size_t note_end(const char *text, size_t len)
 static keten_err read_note_file(verifier *v, const char *path)
 {
     struct stat st;
+    char what[256];
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (filekind_of_path(path, what, sizeof what) != FILEKIND_FOLDER) {
+            snprintf(what, sizeof what, "a folder");
+        }
         return keten_err_set(KETEN_ERR_WRONG_TYPE,
-            "--checkpoint %s is a folder: keten-audit reads no partner node's store. On the "
-            "node, write every checkpoint it kept to a file with 'keten-node checkpoint --home "
-            "DIR --all --out FILE' and give that file",
-            path);
+            "--checkpoint %s is %s, not a file: keten-audit reads no partner node's store. On "
+            "the node, write every checkpoint it kept to a file with 'keten-node checkpoint "
+            "--home DIR --all --out FILE' and give that file",
+            path, what);
     }
     uint8_t *buf = NULL;
     size_t len = 0;
     keten_err e = keten_file_read(path, VERIFIER_NOTE_FILE_MAX, &buf, &len);
     if (e != KETEN_OK) {
         return e;
+    }
+    /* Not a file of checkpoint notes at all (empty, another keten file, no
+     * "keten/NETWORK" first line): the wrong file was given, which says
+     * nothing about the log, so no record is named (exit 1). */
+    filekind_kind kind = filekind_of_bytes(buf, len, what, sizeof what);
+    if (kind != FILEKIND_CHECKPOINT) {
+        sodium_memzero(buf, len); /* it may be a secret key file */
+        free(buf);
+        if (kind == FILEKIND_EMPTY) {
+            return keten_err_set(KETEN_ERR_WRONG_TYPE,
+                "--checkpoint %s is empty (0 bytes): give a file of checkpoint notes a partner "
+                "node kept ('keten-node checkpoint --home DIR --all --out FILE' on the node)",
+                path);
+        }
+        if (kind != FILEKIND_UNKNOWN) {
+            return keten_err_set(KETEN_ERR_WRONG_TYPE,
+                "--checkpoint %s is %s, not a file of checkpoint notes: give a file of "
+                "checkpoint notes a partner node kept ('keten-node checkpoint --home DIR --all "
+                "--out FILE' on the node)",
+                path, what);
+        }
+        return keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "--checkpoint %s is not a file of checkpoint notes (a note begins with a line "
+            "'keten/NETWORK', then the tree size): give a file of checkpoint notes a partner "
+            "node kept ('keten-node checkpoint --home DIR --all --out FILE' on the node)",
+            path);
     }
     size_t off = 0, k = 0;
     do {
