@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "filekind.h"
 #include "logproof.h"
 #include "tiles.h"
 
@@ -84,6 +85,30 @@ static keten_err resolve(const char *home, unsigned accept, char out[static PATH
     if (tiles_is_export(home)) {
         return keten_err_set(KETEN_ERR_WRONG_TYPE,
             "%s is already an export; to copy it, copy the folder (cp -a)", home);
+    }
+    /* Say what home is instead, when it is something else keten writes. */
+    struct stat st;
+    char what[256];
+    filekind_kind k = filekind_of_path(home, what, sizeof what);
+    if (stat(home, &st) != 0 && errno == ENOENT) {
+        return keten_err_set(KETEN_ERR_NOT_FOUND,
+            "%s does not exist: there is no broker store at %s/store/" DATA_FILE
+            " and no export (%s/" TILES_MANIFEST "); give a broker home or an audit export made "
+            "with 'keten-audit export'",
+            home, home, home);
+    }
+    if (stat(home, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        return keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "%s is %s, not a folder; give a broker home (the folder holding store/" DATA_FILE
+            ") or an audit export (the folder made by 'keten-audit export')",
+            home, k != FILEKIND_UNKNOWN ? what : "a file");
+    }
+    if (k == FILEKIND_FOLDER && strcmp(what, "a folder") != 0) {
+        return keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "%s is %s, not a broker home or an audit export: it has no broker store "
+            "(store/" DATA_FILE ") and no keten/manifest; give a broker home or an audit "
+            "export made with 'keten-audit export'",
+            home, what);
     }
     return keten_err_set(KETEN_ERR_NOT_FOUND,
         "no broker store at %s/store/" DATA_FILE " and no export (%s/" TILES_MANIFEST
@@ -505,10 +530,15 @@ keten_err brokerstore_export(
         goto out;
     }
     if (!have_leaf || !have_node) {
+        char what[256], is[300] = "";
+        if (filekind_of_path(home, what, sizeof what) == FILEKIND_FOLDER
+            && strcmp(what, "a folder") != 0) {
+            snprintf(is, sizeof is, " (%s is %s)", home, what);
+        }
         e = keten_err_set(KETEN_ERR_WRONG_TYPE,
             "the store %s has no audit log (tables " LOG_PREFIX "leaf and " LOG_PREFIX
-            "node); it is not a broker's store",
-            path);
+            "node); it is not a broker's store%s",
+            path, is);
         goto out;
     }
     keten_hash snap_root;

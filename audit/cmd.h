@@ -36,6 +36,11 @@ int cmd_open_db(const char *cmd, const char *db, auditdb **out);
 /* Load --anchor; prints the error. Returns 0 or the exit code. */
 int cmd_load_anchor(const char *cmd, const char *path, Keten__Anchor **out);
 
+/* --out names a file to write: a folder there is refused before any work
+ * (the error names what the folder is, and gives example as a file name).
+ * Returns 0 or the exit code (message printed). */
+int cmd_check_out_file(const char *path, const char *example);
+
 /* A msg_id as 32 hex characters. */
 bool cmd_parse_msg_id(const char *s, uint8_t out[static KETEN_MSG_ID_BYTES]);
 

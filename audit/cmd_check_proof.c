@@ -4,12 +4,14 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "cmd.h"
+#include "filekind.h"
 #include "pb.h"
 #include "proof.h"
 #include "records.h"
@@ -216,10 +218,28 @@ int cmd_check_proof(int argc, char **argv)
     }
     uint8_t *buf = NULL;
     size_t len = 0;
-    keten_err e = keten_file_read(path, PROOF_MAX, &buf, &len);
+    char what[256];
+    keten_err e = filekind_of_path(path, what, sizeof what) == FILEKIND_FOLDER
+        ? keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "%s is %s, not a proof bundle: give the JSON file written by 'keten-audit prove "
+            "--db DB MSG_ID --out FILE'",
+            path, what)
+        : keten_file_read(path, PROOF_MAX, &buf, &len);
     if (e != KETEN_OK) {
         keten_pb_free((ProtobufCMessage **)(void *)&anchor);
         return keten_cli_error(e);
+    }
+    /* Another keten file than a bundle (a checkpoint note, a directory, a
+     * key file) or an empty one: the wrong file, not a proof that fails. */
+    filekind_kind kind = filekind_of_bytes(buf, len, what, sizeof what);
+    if (kind != FILEKIND_UNKNOWN && kind != FILEKIND_BUNDLE) {
+        sodium_memzero(buf, len); /* it may be a secret key file */
+        free(buf);
+        keten_pb_free((ProtobufCMessage **)(void *)&anchor);
+        return keten_cli_error(keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "%s is %s, not a proof bundle: give the JSON file written by 'keten-audit prove "
+            "--db DB MSG_ID --out FILE'",
+            path, what));
     }
     proof_result *res = calloc(1, sizeof *res);
     if (res == NULL) {

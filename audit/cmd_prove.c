@@ -75,6 +75,9 @@ int cmd_prove(int argc, char **argv)
     if (!cmd_parse_msg_id(argv[optind], msg_id)) {
         return keten_cli_usage(CMD, "MSG_ID '%s' is not 32 hex characters", argv[optind]);
     }
+    if ((rc = cmd_check_out_file(out, "proof.json")) != KETEN_EXIT_OK) {
+        return rc;
+    }
     auditdb *a = NULL;
     if ((rc = cmd_open_db(CMD, db, &a)) != KETEN_EXIT_OK) {
         return rc;

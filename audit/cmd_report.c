@@ -794,6 +794,9 @@ int cmd_report(int argc, char **argv)
     if (db == NULL) {
         return keten_cli_usage(CMD, "--db BROKER_HOME|AUDIT_DIR is required");
     }
+    if ((rc = cmd_check_out_file(out, "report.html")) != KETEN_EXIT_OK) {
+        return rc;
+    }
     Keten__Anchor *anchor = NULL;
     if (anchor_path != NULL && (rc = cmd_load_anchor(CMD, anchor_path, &anchor)) != KETEN_EXIT_OK) {
         return rc;

@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "directory.h"
 #include "envelope.h"
+#include "filekind.h"
 #include "pb.h"
 #include "records.h"
 #include "sigcheck.h"
@@ -236,6 +237,8 @@ typedef struct verifier {
     size_t depth;
     note_in *notes;
     size_t n_notes;
+    note_in *beyond; /* the largest signed checkpoint larger than the log */
+    size_t n_beyond; /* how many are larger than the log */
     uint64_t *want; /* tree sizes whose roots checkpoints need, sorted */
     keten_hash *roots;
     bool *have_root;
@@ -993,18 +996,48 @@ static size_t note_end(const char *text, size_t len)
 static keten_err read_note_file(verifier *v, const char *path)
 {
     struct stat st;
+    char what[256];
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (filekind_of_path(path, what, sizeof what) != FILEKIND_FOLDER) {
+            snprintf(what, sizeof what, "a folder");
+        }
         return keten_err_set(KETEN_ERR_WRONG_TYPE,
-            "--checkpoint %s is a folder: keten-audit reads no partner node's store. On the "
-            "node, write every checkpoint it kept to a file with 'keten-node checkpoint --home "
-            "DIR --all --out FILE' and give that file",
-            path);
+            "--checkpoint %s is %s, not a file: keten-audit reads no partner node's store. On "
+            "the node, write every checkpoint it kept to a file with 'keten-node checkpoint "
+            "--home DIR --all --out FILE' and give that file",
+            path, what);
     }
     uint8_t *buf = NULL;
     size_t len = 0;
     keten_err e = keten_file_read(path, VERIFIER_NOTE_FILE_MAX, &buf, &len);
     if (e != KETEN_OK) {
         return e;
+    }
+    /* Not a file of checkpoint notes at all (empty, another keten file, no
+     * "keten/NETWORK" first line): the wrong file was given, which says
+     * nothing about the log, so no record is named (exit 1). */
+    filekind_kind kind = filekind_of_bytes(buf, len, what, sizeof what);
+    if (kind != FILEKIND_CHECKPOINT) {
+        sodium_memzero(buf, len); /* it may be a secret key file */
+        free(buf);
+        if (kind == FILEKIND_EMPTY) {
+            return keten_err_set(KETEN_ERR_WRONG_TYPE,
+                "--checkpoint %s is empty (0 bytes): give a file of checkpoint notes a partner "
+                "node kept ('keten-node checkpoint --home DIR --all --out FILE' on the node)",
+                path);
+        }
+        if (kind != FILEKIND_UNKNOWN) {
+            return keten_err_set(KETEN_ERR_WRONG_TYPE,
+                "--checkpoint %s is %s, not a file of checkpoint notes: give a file of "
+                "checkpoint notes a partner node kept ('keten-node checkpoint --home DIR --all "
+                "--out FILE' on the node)",
+                path, what);
+        }
+        return keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "--checkpoint %s is not a file of checkpoint notes (a note begins with a line "
+            "'keten/NETWORK', then the tree size): give a file of checkpoint notes a partner "
+            "node kept ('keten-node checkpoint --home DIR --all --out FILE' on the node)",
+            path);
     }
     size_t off = 0, k = 0;
     do {
@@ -1156,10 +1189,14 @@ static void check_note(verifier *v, note_in *x)
         return;
     }
     if (cp->size > n) {
-        fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
-            "%s is signed by the broker's log key, but the log holds only %" PRIu64
-            " records: records %" PRIu64 "..%" PRIu64 " were removed",
-            what, n, n, cp->size - 1);
+        /* Records are missing from the end. Every such checkpoint is read
+         * first: the largest one says how many at least (check_beyond); of
+         * two as large, a partner's (evidence the operator does not hold). */
+        v->n_beyond++;
+        if (v->beyond == NULL || cp->size > v->beyond->body.size
+            || (cp->size == v->beyond->body.size && external && v->beyond->key != NO_SEQ)) {
+            v->beyond = x;
+        }
         return;
     }
     keten_hash root;
@@ -1210,6 +1247,40 @@ static void check_note(verifier *v, note_in *x)
             res->witnessed_size = cp->size;
         }
     }
+}
+
+/* Signed checkpoints larger than the log: the records beyond the log's end
+ * are missing, and the largest checkpoint shows at least how many. Named at
+ * the first missing record. */
+static void check_beyond(verifier *v)
+{
+    const note_in *x = v->beyond;
+    if (x == NULL) {
+        return;
+    }
+    uint64_t n = v->n, size = x->body.size;
+    bool external = x->key == NO_SEQ && x->owned != NULL;
+    char held[96], whose[700], others[128] = "";
+    if (n == 0) {
+        snprintf(held, sizeof held, "holds no records");
+    } else {
+        snprintf(held, sizeof held, "holds only %" PRIu64 " records (0 to %" PRIu64 ")", n, n - 1);
+    }
+    if (external) {
+        snprintf(whose, sizeof whose,
+            "%s, given with --checkpoint and signed by the broker's log key,", x->name);
+    } else {
+        snprintf(whose, sizeof whose,
+            "a checkpoint the broker stored with the log, signed by the broker's log key,");
+    }
+    if (v->n_beyond > 1) {
+        snprintf(others, sizeof others,
+            "; %zu checkpoints are larger than the log, this is the largest", v->n_beyond);
+    }
+    fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+        "the log %s, but %s covers %" PRIu64 " records: at least records %" PRIu64 "..%" PRIu64
+        " are missing from the end of the log%s",
+        held, whose, size, n, size - 1, others);
 }
 
 /* ---- run --------------------------------------------------------------------- */
@@ -1301,6 +1372,7 @@ keten_err verifier_run(const auditdb *db, const verifier_opts *opts, verifier_re
     for (size_t i = 0; i < v.n_notes; i++) {
         check_note(&v, &v.notes[i]);
     }
+    check_beyond(&v);
     const keten_directory *latest = v.in_force;
     if (latest != NULL) {
         res->quorum = keten_directory_quorum(latest);

@@ -571,8 +571,18 @@ keten_err keten_directory_anchor_load(const char *path, Keten__Anchor **out)
         return e;
     }
     e = keten_directory_anchor_parse(buf, len, out);
+    sodium_memzero(buf, len); /* the wrong file may be a secret key file */
     free(buf);
-    return e;
+    if (e != KETEN_OK) {
+        /* Name the file: the parser only knows bytes. */
+        char detail[400];
+        snprintf(detail, sizeof detail, "%s", keten_err_detail());
+        return keten_err_set(e,
+            "%s is not a network anchor (%s); give the network's network.pub, written by "
+            "keten-keys init",
+            path, detail);
+    }
+    return KETEN_OK;
 }
 
 /* ---- building the object --------------------------------------------- */

@@ -54,7 +54,9 @@ typedef struct keten_directory keten_directory;
 keten_err keten_directory_anchor_parse(
     const uint8_t *buf, size_t len, Keten__Anchor **out) KETEN_MUST_CHECK;
 
-/* Read and parse an anchor file. */
+/* Read and parse an anchor file. Errors as keten_file_read() and
+ * keten_directory_anchor_parse(); a file that does not parse has a detail
+ * that names it and says what to give instead. */
 keten_err keten_directory_anchor_load(const char *path, Keten__Anchor **out) KETEN_MUST_CHECK;
 
 /* ---- verification ---------------------------------------------------- */

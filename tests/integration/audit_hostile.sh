@@ -19,6 +19,9 @@
 #   the export in place of the broker's.
 # - named pipes (FIFOs) in place of a file of the export, the anchor, a
 #   checkpoint file or a proof bundle: refused at once, never a hang.
+# - the wrong file (another keten file, an empty one, a folder) as --anchor,
+#   --checkpoint, the proof bundle, --db and --out of every command: exit 1
+#   with the file named, what it is and what to give; never a record named.
 . "$(dirname "$0")/audit_lib.sh"
 
 make_log || done_testing
@@ -294,4 +297,105 @@ expect 1 "a FIFO as the proof bundle: refused at once"
 says "pipe is not a regular file" "it says so"
 run timeout 20 "$AUDIT" check-proof proof.json --anchor admin/network.pub
 expect 0 "control: the same commands on the regular files hold"
+
+# ---- the wrong file -------------------------------------------------------------------------
+
+# Another keten file (or an empty one, or a folder) where a file belongs:
+# the message names the file, says what it is and what to give, and the
+# exit code is 1 (the wrong input, not a verdict on the log or a proof).
+# wrong WHAT EXIT TEXT... -- COMMAND...: the command exits EXIT and says
+# every TEXT, and names no record.
+wrong() {
+    local what=$1 want=$2 texts=()
+    shift 2
+    while [ "$1" != -- ]; do
+        texts+=("$1")
+        shift
+    done
+    shift
+    run "$AUDIT" "$@"
+    expect "$want" "$what"
+    local t
+    for t in "${texts[@]}"; do
+        says "$t" "$what: it says \"$t\""
+    done
+    says_not "verification failed at record" "$what: no record is named"
+    no_signal "$what"
+}
+: >empty.note
+printf 'not an anchor\n' >garbage.pub
+A=(--anchor admin/network.pub)
+
+wrong "an empty --checkpoint file" 1 "--checkpoint empty.note is empty (0 bytes)" \
+    "keten-node checkpoint --home DIR --all --out FILE" -- verify --db ex "${A[@]}" --checkpoint empty.note
+wrong "a proof bundle as --checkpoint" 1 \
+    "--checkpoint proof.json is a proof bundle (keten-proof/v2, written by keten-audit prove), not a file of checkpoint notes" \
+    -- verify --db ex "${A[@]}" --checkpoint proof.json
+wrong "a node's enrollment request as --checkpoint" 1 \
+    "--checkpoint n-politie-mn/identity.request is the enrollment request of node 'politie-mn'" \
+    -- verify --db ex "${A[@]}" --checkpoint n-politie-mn/identity.request
+wrong "an export folder as --checkpoint" 1 \
+    "--checkpoint ex is an audit export (a folder made by keten-audit export), not a file" \
+    -- verify --db ex "${A[@]}" --checkpoint ex
+wrong "a node's key file as --checkpoint of report" 1 \
+    "--checkpoint n-politie-mn/identity.secret is the secret key file of node 'politie-mn'" \
+    -- report --db ex "${A[@]}" --checkpoint n-politie-mn/identity.secret --out r.html
+check "no report was written" test ! -e r.html
+
+wrong "a garbage --anchor" 1 "--anchor garbage.pub is not a network anchor" \
+    "give the network's network.pub, written by keten-keys init" -- verify --db ex --anchor garbage.pub
+wrong "an empty --anchor" 1 "--anchor empty.note is an empty file, not a network anchor" \
+    -- verify --db ex --anchor empty.note
+wrong "a directory file as --anchor (it was exit 3)" 1 \
+    "--anchor dir.v1 is a signed directory (network riec-test, version 1), not a network anchor" \
+    "give the network's network.pub, written by keten-keys init" -- verify --db ex --anchor dir.v1
+wrong "a node's enrollment request as --anchor (it was exit 3)" 1 \
+    "--anchor n-politie-mn/identity.request is the enrollment request of node 'politie-mn'" \
+    -- check-proof proof.json --anchor n-politie-mn/identity.request
+wrong "a node's key file as --anchor" 1 \
+    "--anchor n-politie-mn/identity.secret is the secret key file of node 'politie-mn' (role police" \
+    -- verify --db ex --anchor n-politie-mn/identity.secret
+wrong "an administrator's public key as --anchor" 1 \
+    "--anchor admin/admin-1.pub is an administrator's public key file" \
+    -- report --db ex --anchor admin/admin-1.pub --out r.html
+wrong "a folder as --anchor" 1 "--anchor admin is an administrators' folder" \
+    -- verify --db ex --anchor admin
+
+wrong "a checkpoint note as the proof bundle" 1 \
+    "ex/checkpoint is a checkpoint note (origin keten/riec-test, tree size" "not a proof bundle" \
+    "give the JSON file written by 'keten-audit prove" -- check-proof ex/checkpoint "${A[@]}"
+wrong "a directory file as the proof bundle" 1 "dir.v1 is a signed directory" "not a proof bundle" \
+    -- check-proof dir.v1 "${A[@]}"
+wrong "an empty proof bundle" 1 "empty.note is an empty file, not a proof bundle" \
+    -- check-proof empty.note "${A[@]}"
+wrong "an export folder as the proof bundle" 1 "ex is an audit export" "not a proof bundle" \
+    -- check-proof ex "${A[@]}"
+
+wrong "a directory file as --db" 1 "dir.v1 is a signed directory (network riec-test, version 1), not a folder" \
+    "give a broker home" -- replay --db dir.v1
+wrong "a checkpoint note as --db" 1 "ex/checkpoint is a checkpoint note" "not a folder" \
+    -- stats --db ex/checkpoint
+wrong "a node's home as --db" 1 "n-politie-mn is the home of partner node 'politie-mn' (role police), not a broker home or an audit export" \
+    -- prove --db n-politie-mn "$MSG_Q"
+wrong "a folder inside the export as --db" 1 "ex/keten is a folder inside an audit export" \
+    -- verify --db ex/keten "${A[@]}"
+wrong "a directory file as export's --db" 1 "dir.v1 is a signed directory" "not a folder" \
+    -- export --db dir.v1 --out x-new
+
+wrong "an export folder as prove's --out" 1 \
+    "--out ex is an audit export (a folder made by keten-audit export), not a file" \
+    "give the name of the file to write (such as proof.json)" -- prove --db ex "$MSG_Q" --out ex
+wrong "a node's home as report's --out" 1 "--out n-politie-mn is the home of partner node 'politie-mn'" \
+    "give the name of the file to write (such as report.html)" -- report --db ex --out n-politie-mn
+check "nothing was left beside them" test -z "$(find . -maxdepth 1 -name '*.tmp*')"
+
+# The twins: the right files are accepted.
+run "$AUDIT" report --db ex "${A[@]}" --checkpoint ex/checkpoint --out r.html
+expect 0 "control: report with the anchor and a checkpoint note"
+run "$AUDIT" prove --db ex "$MSG_Q" --out p-again.json
+expect 0 "control: prove to a file"
+run "$AUDIT" check-proof p-again.json "${A[@]}"
+expect 0 "control: that bundle holds"
+run "$AUDIT" stats --db ex
+expect 0 "control: stats on the export"
 done_testing

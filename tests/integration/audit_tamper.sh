@@ -2,7 +2,8 @@
 # The reject twins of keten-audit verify: each edit of a real broker's log
 # (keten-auditedit, on copies of the stopped broker's home) is found at the
 # right sequence number and verify exits 3: one byte of one record changed; a
-# record deleted from the middle; the last records truncated; two records
+# record deleted from the middle; the last records truncated (the largest
+# checkpoint beyond the log saying how many at least); two records
 # swapped; a checkpoint from a forked log; a sender signature that does not
 # match; a record signed by a key revoked before its time. And the controls:
 # the untouched copy, and a record appended the same way but signed by a
@@ -122,8 +123,8 @@ KEEP=$((N - 3))
 copy t-trunc
 edit truncate --store t-trunc/store --keep "$KEEP"
 verify_fails_at "the last 3 records removed (tree rebuilt)" "$KEEP" t-trunc
-says "signed by the broker's log key, but the log holds only $KEEP records" \
-    "the broker's own later checkpoint gives it away"
+says "the log holds only $KEEP records (0 to $((KEEP - 1))), but a checkpoint the broker stored with the log, signed by the broker's log key, covers $N records: at least records $KEEP..$((N - 1)) are missing from the end of the log" \
+    "the broker's own later checkpoint gives it away, the largest one deciding how many"
 
 copy t-trunc2
 edit truncate --store t-trunc2/store --keep "$KEEP" --drop-checkpoints
@@ -134,6 +135,21 @@ stdout_says "the log is only self-consistent" \
 verify_fails_at "the same truncation, with the checkpoint a partner kept" "$KEEP" t-trunc2 \
     --checkpoint latest.note
 says "checkpoint file latest.note" "it names the partner's checkpoint file"
+
+# Many records cut, the broker's smaller checkpoints left in place, and a
+# partner's checkpoint of the whole log: the largest checkpoint decides how
+# many records are missing at least, whichever is read first (it used to
+# name the smallest one too large and understate the loss).
+HALF=$((N / 2))
+copy t-trunc3
+edit truncate --store t-trunc3/store --keep "$HALF"
+verify_fails_at "the log cut to $HALF of $N records, a partner's checkpoint of $N given" "$HALF" \
+    t-trunc3 --checkpoint latest.note
+says "the log holds only $HALF records (0 to $((HALF - 1))), but checkpoint file latest.note, given with --checkpoint and signed by the broker's log key, covers $N records: at least records $HALF..$((N - 1)) are missing from the end of the log" \
+    "it says what is known: the log's size, whose checkpoint covers how many, the records missing at least"
+says "checkpoints are larger than the log, this is the largest" \
+    "it says the broker's smaller checkpoints beyond the log were outweighed"
+says_not "were removed" "it claims no exact range it cannot know"
 
 # ---- two records swapped ----------------------------------------------------------------
 
