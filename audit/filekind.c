@@ -1,8 +1,6 @@
 /* What keten file a file or folder is, for messages (filekind.h). */
 #include "filekind.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
@@ -11,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "directory.h"
 #include "err.h"
@@ -26,7 +23,6 @@
 #define ORIGIN_PREFIX "keten/"
 #define MANIFEST_PREFIX "keten-audit-export "
 #define BUNDLE_FORMAT_PREFIX "keten-proof/"
-#define ADMIN_PUB_B64_LEN 44 /* base64 of 32 bytes */
 #define NAME_SHOWN_MAX 64 /* of a name read from the file, for the message */
 /* magic, format, version, flags, id and role with their lengths */
 #define KEY_HEADER_READ (KEYFILE_MAGIC_LEN + 3 + 2 * (1 + KETEN_NAME_MAX))
@@ -100,24 +96,6 @@ static filekind_kind secret_key(const uint8_t *buf, size_t len, char *out, size_
         break;
     }
     return FILEKIND_SECRET_KEY;
-}
-
-/* One line of base64 of 32 bytes, then nothing, a newline or a space and a
- * name (keten-keys admin-keygen). */
-static bool admin_pub(const uint8_t *buf, size_t len)
-{
-    if (len < ADMIN_PUB_B64_LEN
-        || (len > ADMIN_PUB_B64_LEN && buf[ADMIN_PUB_B64_LEN] != ' '
-            && buf[ADMIN_PUB_B64_LEN] != '\n' && buf[ADMIN_PUB_B64_LEN] != '\r')) {
-        return false;
-    }
-    uint8_t pk[KETEN_SIGN_PK_BYTES + 1];
-    size_t bin_len = 0;
-    const char *end = NULL;
-    return sodium_base642bin(pk, sizeof pk, (const char *)buf, ADMIN_PUB_B64_LEN, NULL, &bin_len,
-               &end, sodium_base64_VARIANT_ORIGINAL)
-        == 0
-        && end == (const char *)buf + ADMIN_PUB_B64_LEN && bin_len == KETEN_SIGN_PK_BYTES;
 }
 
 /* "keten/NETWORK\nSIZE\n..." */
@@ -246,7 +224,7 @@ static filekind_kind of_bytes(const uint8_t *buf, size_t len, char *out, size_t 
         snprintf(out, out_size, "an HTML page (such as a report of keten-audit report)");
         return FILEKIND_HTML;
     }
-    if (admin_pub(buf, len)) {
+    if (keten_identity_looks_like_public_key(buf, len)) {
         snprintf(out, out_size,
             "an administrator's public key file (written by keten-keys admin-keygen)");
         return FILEKIND_ADMIN_PUB;
@@ -280,33 +258,6 @@ static bool exists(const char *dir, const char *name, bool want_dir)
         && (want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
 }
 
-/* The first bytes of a regular file (at most max); false when it cannot be
- * read. Opened without following a link and without blocking, so a FIFO
- * never waits for a writer. */
-static bool read_head(const char *path, uint8_t *buf, size_t max, size_t *len)
-{
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) {
-        return false;
-    }
-    struct stat st;
-    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-    while (ok && *len < max) {
-        ssize_t n = read(fd, buf + *len, max - *len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            ok = n == 0;
-            break;
-        }
-        *len += (size_t)n;
-    }
-    close(fd);
-    return ok;
-}
-
 static filekind_kind of_folder(const char *path, char *out, size_t out_size)
 {
     if (tiles_is_export(path)) {
@@ -319,7 +270,7 @@ static filekind_kind of_folder(const char *path, char *out, size_t out_size)
     uint8_t head[KEY_HEADER_READ];
     size_t len = 0;
     if (snprintf(key, sizeof key, "%s/identity.secret", path) < (int)sizeof key
-        && read_head(key, head, sizeof head, &len) && starts_with(head, len, KEYFILE_MAGIC)) {
+        && keten_file_peek(key, head, sizeof head, &len) && starts_with(head, len, KEYFILE_MAGIC)) {
         char id[NAME_SHOWN_MAX + 1], role[NAME_SHOWN_MAX + 1];
         key_header h = read_key_header(head, len, id, role);
         sodium_memzero(head, sizeof head);

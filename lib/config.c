@@ -966,7 +966,8 @@ static keten_err read_file(const char *path, char **out, size_t *out_len)
     keten_err e = KETEN_OK;
     char *buf = NULL;
     /* O_NONBLOCK: opening a FIFO for reading would wait for a writer, for
-     * ever; it is refused below as not a regular file instead. */
+     * ever; it is refused below as not a regular file instead (reading a
+     * regular file never blocks, flag or not). */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT) {
@@ -985,11 +986,6 @@ static keten_err read_file(const char *path, char **out, size_t *out_len)
     }
     if (!S_ISREG(st.st_mode)) {
         e = keten_err_set(KETEN_ERR_WRONG_TYPE, "%s: not a regular file", path);
-        goto out;
-    }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
-        e = keten_err_set(KETEN_ERR_IO, "%s: %s", path, strerror(errno));
         goto out;
     }
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {

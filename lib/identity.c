@@ -362,9 +362,7 @@ static keten_err check_prefix(const char *path, const uint8_t *buf, size_t len, 
     return KETEN_OK;
 }
 
-/* Does the file start like a public key file: 44 characters of base64 (32
- * bytes, padded), then a space, a newline or the end? */
-static bool looks_like_public_key(const uint8_t *b, size_t n)
+bool keten_identity_looks_like_public_key(const uint8_t *b, size_t n)
 {
     const size_t b64_len = 4 * ((KETEN_SIGN_PK_BYTES + 2) / 3);
     if (n < b64_len || b[b64_len - 1] != '=') {
@@ -387,31 +385,16 @@ static bool looks_like_public_key(const uint8_t *b, size_t n)
  * not a regular file is left to keten_file_read_secret(), which says why. */
 static keten_err check_kind(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) {
-        return KETEN_OK;
-    }
-    struct stat st;
     uint8_t head[KIND_PEEK_BYTES];
     size_t got = 0;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-        while (got < sizeof head) {
-            ssize_t n = read(fd, head + got, sizeof head - got);
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n <= 0) {
-                break;
-            }
-            got += (size_t)n;
-        }
+    if (!keten_file_peek(path, head, sizeof head, &got)) {
+        return KETEN_OK;
     }
-    close(fd);
     size_t n = got < KEYFILE_MAGIC_BYTES ? got : KEYFILE_MAGIC_BYTES;
     if (got == 0 || memcmp(head, KEYFILE_MAGIC, n) == 0) {
         return KETEN_OK;
     }
-    if (looks_like_public_key(head, got)) {
+    if (keten_identity_looks_like_public_key(head, got)) {
         return keten_err_set(KETEN_ERR_WRONG_TYPE,
             "%s is not a keten secret key file: it holds a public key (a .pub file); give "
             "the secret key file, the one without .pub",

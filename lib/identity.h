@@ -110,4 +110,9 @@ keten_err keten_identity_request_verify(
 /* The administrator's key: one Ed25519 key pair in the same file format
  * (id "admin", role "admin", no other keys are used). */
 
+/* Whether the first n bytes of a file look like a public key file: 44
+ * characters of base64 (32 bytes, padded), then a space, a newline or the
+ * end (an administrator's .pub, written by keten-keys admin-keygen). */
+bool keten_identity_looks_like_public_key(const uint8_t *b, size_t n);
+
 #endif

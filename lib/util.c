@@ -34,11 +34,36 @@ static keten_err read_fd(int fd, const char *path, size_t max, uint8_t *buf, siz
     return KETEN_OK;
 }
 
+bool keten_file_peek(const char *path, uint8_t *buf, size_t max, size_t *len)
+{
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        return false;
+    }
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    while (ok && *len < max) {
+        ssize_t n = read(fd, buf + *len, max - *len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            ok = n == 0;
+            break;
+        }
+        *len += (size_t)n;
+    }
+    close(fd);
+    return ok;
+}
+
 static keten_err open_and_size(const char *path, int flags, size_t max, int *fd_out,
     struct stat *st)
 {
     /* O_NONBLOCK: opening a FIFO (or a device) for reading would wait for a
-     * writer, for ever; it is refused below as not a regular file instead. */
+     * writer, for ever; it is refused below as not a regular file instead
+     * (reading a regular file never blocks, flag or not). */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
     if (fd < 0) {
         if (errno == ENOENT) {
@@ -58,12 +83,6 @@ static keten_err open_and_size(const char *path, int flags, size_t max, int *fd_
     if (!S_ISREG(st->st_mode)) {
         close(fd);
         return keten_err_set(KETEN_ERR_IO, "%s is not a regular file", path);
-    }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
-        keten_err e = keten_err_set(KETEN_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-        close(fd);
-        return e;
     }
     if ((uint64_t)st->st_size > (uint64_t)max) {
         close(fd);

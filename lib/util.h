@@ -29,6 +29,12 @@ keten_err keten_file_read(const char *path, size_t max, uint8_t **out, size_t *o
  * sodium_malloc memory; refuses (KETEN_ERR_PERMISSIONS) a file that is not a
  * regular file or is readable or writable by group or others, and never
  * follows a symbolic link. The buffer is NUL-terminated after out_len bytes. */
+/* The first bytes of the regular file at path, at most max, into buf
+ * (*len of them): false when it cannot be opened or read, is a symbolic
+ * link or is not a regular file. Opened without blocking, so a FIFO never
+ * waits for a writer; for telling what a file is before reading it whole. */
+bool keten_file_peek(const char *path, uint8_t *buf, size_t max, size_t *len);
+
 keten_err keten_file_read_secret(const char *path, size_t max, uint8_t **out, size_t *out_len)
     KETEN_MUST_CHECK;
 
