@@ -286,8 +286,26 @@ static bool utf8_valid(const unsigned char *s, size_t n)
     return true;
 }
 
+/* The bidirectional controls that embed, override or isolate a run of text
+ * (U+202A-U+202E, U+2066-U+2069) at s[i] (valid UTF-8 of n bytes): the code
+ * point, else 0. They make a screen show characters in another order than
+ * they are stored ("Kerkstraat 12" shown for a stored "Kerkstraat 21"). */
+static unsigned bidi_control_at(const unsigned char *s, size_t n, size_t i)
+{
+    if (i + 2 >= n || s[i] != 0xe2) {
+        return 0;
+    }
+    if ((s[i + 1] == 0x80 && s[i + 2] >= 0xaa && s[i + 2] <= 0xae)
+        || (s[i + 1] == 0x81 && s[i + 2] >= 0xa6 && s[i + 2] <= 0xa9)) {
+        return 0x2000u | ((unsigned)(s[i + 1] & 0x3f) << 6) | (unsigned)(s[i + 2] & 0x3f);
+    }
+    return 0;
+}
+
 /* A text field: at most max bytes, UTF-8, no control characters (newline and
- * tab allowed when multiline), non-empty when required. */
+ * tab allowed when multiline): none of C0 and DEL, none of C1 (U+0080-U+009F:
+ * a terminal takes U+009B for the start of an escape sequence) and no
+ * bidirectional control (bidi_control_at()). Non-empty when required. */
 static void check_text(
     problem_sink *sink, const char *path, const char *s, size_t max, bool multiline, bool required)
 {
@@ -308,12 +326,22 @@ static void check_text(
         err = KETEN_ERR_INVALID;
         snprintf(problem, sizeof problem, "is not valid UTF-8");
     } else {
+        const unsigned char *u = (const unsigned char *)s;
         for (size_t i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)s[i];
-            if ((c < 0x20 && !(multiline && (c == '\n' || c == '\t'))) || c == 0x7f) {
+            unsigned char c = u[i];
+            unsigned bidi = bidi_control_at(u, n, i);
+            if ((c < 0x20 && !(multiline && (c == '\n' || c == '\t'))) || c == 0x7f
+                || (c == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)) {
                 err = KETEN_ERR_INVALID;
                 snprintf(problem, sizeof problem,
                     "contains a control character (byte %zu); remove it", i);
+                break;
+            }
+            if (bidi != 0) {
+                err = KETEN_ERR_INVALID;
+                snprintf(problem, sizeof problem,
+                    "contains U+%04X (byte %zu), which reorders text on screen; remove it", bidi,
+                    i);
                 break;
             }
         }
@@ -324,7 +352,8 @@ static void check_text(
     char allowed[128];
     snprintf(allowed, sizeof allowed, "%sUTF-8 text of at most %zu bytes, %s",
         required ? "non-empty " : "", max,
-        multiline ? "no control characters but newline and tab" : "one line");
+        multiline ? "no control characters but newline and tab, no bidi controls"
+                  : "one line, no control characters, no bidi controls");
     report_code(sink, code, err, path, allowed, "%s", problem);
 }
 

@@ -316,6 +316,34 @@ static uint8_t *seal_labelled(ctx *t, const char *json, const char *category, si
     return fnode_seal(fixture_node(t->fx, "bravo"), t->fx->directory, "alpha", json, &o, NULL, len);
 }
 
+/* A woonfraude signal whose summary is `summary` as it is, packed without
+ * the sender's checks: what a sender's own program might send. */
+static uint8_t *seal_raw_summary(ctx *t, const char *summary, size_t *len)
+{
+    Keten__Signal sig = KETEN__SIGNAL__INIT;
+    sig.type = (char *)"woonfraude";
+    sig.purpose = (char *)"handhaving";
+    sig.summary = (char *)summary;
+    size_t plen = keten__signal__get_packed_size(&sig);
+    uint8_t *payload = malloc(plen);
+    assert_non_null(payload);
+    keten__signal__pack(&sig, payload);
+    uint64_t now = keten_now_ms();
+    keten_envelope_seal_params params = { .kind = KETEN__KIND__KIND_SIGNAL,
+        .category = "woonfraude",
+        .purpose = "handhaving",
+        .created_at = now,
+        .expires_at = now + 3600000 };
+    const char *rcpt[] = { "alpha" };
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    uint8_t *env = NULL;
+    assert_int_equal(keten_envelope_seal(fixture_node(t->fx, "bravo"), t->fx->directory, rcpt, 1,
+                         &params, payload, plen, id, &env, len),
+        KETEN_OK);
+    free(payload);
+    return env;
+}
+
 /* The same fields, not in field order: parses, but is not canonical. */
 static uint8_t *reorder(const uint8_t *env, size_t len, size_t *out_len)
 {
@@ -360,7 +388,7 @@ static void test_refusal_reasons(void **state)
     const keten_identity *bravo = fixture_node(t->fx, "bravo");
     size_t len = 0;
     uint8_t *good = fixture_seal(t->fx, "bravo", "alpha", SIGNAL, NULL, &len);
-    refusal r[10];
+    refusal r[13];
     memset(r, 0, sizeof r);
     size_t n = 0;
     r[n].what = "signature";
@@ -390,6 +418,18 @@ static void test_refusal_reasons(void **state)
     r[n].what = "signal"; /* a woonfraude signal labelled adrescheck */
     r[n].env = seal_labelled(t, SIGNAL, "adrescheck", &r[n].len);
     r[n++].reason = KETEN__REASON__REASON_INVALID_SIGNAL;
+    r[n].what = "a C1 control in the text (U+009B: a terminal's escape)";
+    r[n].env = seal_raw_summary(t,
+        "rood \xc2\x9b"
+        "31m",
+        &r[n].len);
+    r[n++].reason = KETEN__REASON__REASON_INVALID_SIGNAL;
+    r[n].what = "a bidirectional override in the text";
+    r[n].env = seal_raw_summary(t,
+        "Kerkstraat \xe2\x80\xae"
+        "12",
+        &r[n].len);
+    r[n++].reason = KETEN__REASON__REASON_INVALID_SIGNAL;
     r[n].what = "encoding";
     r[n].env = reorder(good, len, &r[n].len);
     r[n++].reason = KETEN__REASON__REASON_MALFORMED;
@@ -397,6 +437,12 @@ static void test_refusal_reasons(void **state)
         r[i].leaf = flog_submitted(t->log, r[i].env, r[i].len);
     }
     uint64_t good_leaf = flog_submitted(t->log, good, len);
+    /* The twin of the two texts above: the characters next to theirs. */
+    size_t plain_len = 0;
+    uint8_t *plain = seal_raw_summary(t,
+        "Caf\xc3\xa9 \xe2\x82\xac 12\xc2\xa0\xc2\xbf\xe2\x80\xa9\xe2\x80\x8f\xe2\x81\xa5\xd8\xb4",
+        &plain_len);
+    uint64_t plain_leaf = flog_submitted(t->log, plain, plain_len);
     uint64_t size = fnode_bed_checkpoint(t);
     struct timespec pause = { 0, 5 * 1000 * 1000 }; /* time under test: the 1 ms life passes */
     nanosleep(&pause, NULL);
@@ -423,18 +469,22 @@ static void test_refusal_reasons(void **state)
     fnode_bed_deliver_leaf(t, good, len, good_leaf, size);
     expect_leaf(t, good, len, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
     assert_true(stored(t, good, len));
+    fnode_bed_deliver_leaf(t, plain, plain_len, plain_leaf, size);
+    expect_leaf(t, plain, plain_len, KETEN__OUTCOME__OUTCOME_STORED, KETEN__REASON__REASON_NONE);
+    assert_true(stored(t, plain, plain_len));
 
     /* All of them go in one batch, each leaf as it was decided. */
     keten_inbox_flush_receipts(t->node);
     Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_RECEIPTS, FNODE_RECV_MS);
     assert_non_null(f);
-    assert_int_equal(f->receipts->n_leaves, n + 1);
+    assert_int_equal(f->receipts->n_leaves, n + 2);
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(f->receipts->leaves[i]->reason, r[i].reason);
         free(r[i].env);
     }
     keten_pb_free((ProtobufCMessage **)(void *)&f);
     free(good);
+    free(plain);
 }
 
 /* ---- past the directory's expiry ------------------------------------------ */

@@ -383,6 +383,73 @@ static void test_bad_subject_fields(void **state)
         KETEN_ERR_INVALID, "observed_by");
 }
 
+/* Characters that change what a screen shows: C1 controls (U+009B starts a
+ * terminal's escape sequence) and the bidirectional controls that embed,
+ * override or isolate text (a name "foto<U+202E>gpj.exe" shows as
+ * "fotoexe.jpg"). Refused in JSON and in the protobuf a recipient unpacks;
+ * the characters next to them (NBSP U+00A0, U+2029, RLM U+200F, U+2065,
+ * accents, the euro sign, Arabic) are accepted. */
+static void test_display_controls(void **state)
+{
+    (void)state;
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"summary\":\"rood \\u009b31m tekst\"}",
+        KETEN_ERR_INVALID, "summary: contains a control character (byte 5)");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"summary\":\"\\u0080\"}",
+        KETEN_ERR_INVALID, "summary: contains a control character (byte 0)");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"subjects\":"
+                   "[{\"kind\":\"address\",\"value\":\"Kerkstraat \\u202e12\\u202c\"}]}",
+        KETEN_ERR_INVALID, "subjects[0].value: contains U+202E (byte 11)");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"observed_by\":\"a\\u2066b\"}",
+        KETEN_ERR_INVALID, "observed_by: contains U+2066 (byte 1)");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                   "\"observed_by\":\"a\\u2069\"}",
+        KETEN_ERR_INVALID, "observed_by: contains U+2069");
+    expect_refused("{\"type\":\"drugs\",\"purpose\":\"handhaving\",\"attachments\":"
+                   "[{\"name\":\"foto\\u202agpj.exe\",\"media_type\":\"image/jpeg\","
+                   "\"data_base64\":\"\"}]}",
+        KETEN_ERR_INVALID, "attachments[0].name: contains U+202A");
+
+    /* The neighbours are text. */
+    Keten__Signal *sig = parse_ok("{\"type\":\"drugs\",\"purpose\":\"handhaving\","
+                                  "\"summary\":\"Caf\xc3\xa9 \xe2\x82\xac 12\\u00a0\\u2029"
+                                  "\\u200f\xd8\xb4\xd8\xa7\xd8\xb1\xd8\xb9\\u2065\\u202f\\u00ff\","
+                                  "\"observed_by\":\"\\u2029\\u206a\\u2065\\u00a0\"}");
+    assert_string_equal(sig->summary,
+        "Caf\xc3\xa9 \xe2\x82\xac "
+        "12\xc2\xa0\xe2\x80\xa9\xe2\x80\x8f\xd8\xb4\xd8\xa7\xd8\xb1\xd8\xb9"
+        "\xe2\x81\xa5\xe2\x80\xaf\xc3\xbf");
+    keten_signal_json_free(&sig);
+
+    /* A recipient unpacks the protobuf a sender's program may have made
+     * without these checks: refused there too (the node answers the
+     * message refused, INVALID_SIGNAL). */
+    const char *bad_text[] = { "a\xc2\x9b"
+                               "31m",
+        "\xc2\x85",
+        "Kerkstraat \xe2\x80\xae"
+        "12",
+        "\xe2\x81\xa7x" };
+    for (size_t i = 0; i < sizeof bad_text / sizeof bad_text[0]; i++) {
+        Keten__Signal bad = KETEN__SIGNAL__INIT;
+        bad.type = (char *)"drugs";
+        bad.purpose = (char *)"handhaving";
+        bad.summary = (char *)bad_text[i];
+        size_t len = keten__signal__get_packed_size(&bad);
+        uint8_t *bytes = malloc(len);
+        assert_non_null(bytes);
+        keten__signal__pack(&bad, bytes);
+        Keten__Signal *out = NULL;
+        keten_err_clear();
+        assert_int_equal(keten_signal_json_unpack(bytes, len, &out), KETEN_ERR_INVALID);
+        assert_non_null(strstr(keten_err_detail(), "summary"));
+        assert_null(out);
+        free(bytes);
+    }
+}
+
 static void test_duplicate_key(void **state)
 {
     (void)state;
@@ -810,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_bad_base64),
         cmocka_unit_test(test_bad_attachment_fields),
         cmocka_unit_test(test_bad_subject_fields),
+        cmocka_unit_test(test_display_controls),
         cmocka_unit_test(test_duplicate_key),
         cmocka_unit_test(test_not_an_object),
         cmocka_unit_test(test_truncated_json),
