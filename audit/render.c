@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -184,9 +185,18 @@ void render_html_text(FILE *f, const char *s)
 
 void render_plain(FILE *f, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
-    for (; *p != '\0'; p++) {
-        fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, f);
+    char small[256];
+    const char *in = s != NULL ? s : "";
+    size_t size = strlen(in) + 1;
+    char *out = size <= sizeof small ? small : malloc(size);
+    if (out == NULL) {
+        fputc('?', f);
+        return;
+    }
+    keten_text_clean(in, out, size);
+    fputs(out, f);
+    if (out != small) {
+        free(out);
     }
 }
 

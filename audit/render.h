@@ -52,7 +52,8 @@ void render_record(FILE *f, render_format fmt, const records_index *idx,
 void render_csv_field(FILE *f, const char *s);
 void render_json_string(FILE *f, const char *s);
 void render_html_text(FILE *f, const char *s);
-/* Text for a terminal: control characters become '?'. */
+/* Text for a terminal, as keten_text_clean() makes it: control characters,
+ * bidirectional controls and bytes that are not UTF-8 become '?'. */
 void render_plain(FILE *f, const char *s);
 
 /* ISO 8601 UTC of ms ("2026-11-19T10:30:00.000Z"); "YYYY-MM" month. */

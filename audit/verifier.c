@@ -660,6 +660,60 @@ static bool check_receipted(verifier *v, const Keten__AuditRecord *r)
 
 /* Everything about one record the main thread checks; signature checks go
  * to the workers (taking *rec_p). */
+/* A key in hexadecimal, as an auth-failed record names a key no
+ * certificate has. */
+static bool key_hex(const char *s)
+{
+    return strlen(s) == 2 * KETEN_CURVE_KEY_BYTES
+        && strspn(s, "0123456789abcdef") == 2 * KETEN_CURVE_KEY_BYTES;
+}
+
+/* The broker writes only node ids in a record's sender, node and
+ * recipients (an auth-failed record's node may be the key it refused, in
+ * hex, or "unknown") and only registered-label syntax in its category and
+ * purpose: names taken from authenticated connections and from headers it
+ * verified. Anything else (a text that would write escape sequences to the
+ * reader's terminal, say) was not written by the broker as it is. */
+static bool check_names(verifier *v, uint64_t n, const Keten__AuditRecord *r)
+{
+    const char *field = NULL, *value = NULL, *want = "a node id";
+    if (r->sender != NULL && r->sender[0] != '\0' && !keten_name_valid(r->sender)) {
+        field = "sender";
+        value = r->sender;
+    } else if (r->node != NULL && r->node[0] != '\0' && !keten_name_valid(r->node)
+        && !(r->event == KETEN__EVENT__EVENT_AUTH_FAILED && key_hex(r->node))) {
+        field = "node";
+        value = r->node;
+    }
+    for (size_t i = 0; field == NULL && i < r->n_recipients; i++) {
+        if (r->recipients[i] == NULL || !keten_name_valid(r->recipients[i])) {
+            field = "recipient";
+            value = r->recipients[i];
+        }
+    }
+    if (field == NULL && r->category != NULL && r->category[0] != '\0'
+        && !keten_label_valid(r->category)) {
+        field = "category";
+        value = r->category;
+        want = "a category name";
+    } else if (field == NULL && r->purpose != NULL && r->purpose[0] != '\0'
+        && !keten_label_valid(r->purpose)) {
+        field = "purpose";
+        value = r->purpose;
+        want = "a purpose name";
+    }
+    if (field == NULL) {
+        return true;
+    }
+    char shown[80];
+    keten_text_clean(value != NULL ? value : "", shown, sizeof shown);
+    fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+        "record %" PRIu64 ": its %s '%s' is not %s; the broker writes no such record "
+        "(it was written or changed by something else)",
+        n, field, shown, want);
+    return false;
+}
+
 static bool check_record(verifier *v, uint64_t n, Keten__AuditRecord **rec_p)
 {
     const Keten__AuditRecord *r = *rec_p;
@@ -692,6 +746,9 @@ static bool check_record(verifier *v, uint64_t n, Keten__AuditRecord **rec_p)
         return false;
     }
     v->res->events[r->event]++;
+    if (!check_names(v, n, r)) {
+        return false;
+    }
     if (r->event == KETEN__EVENT__EVENT_DIRECTORY_INSTALLED) {
         return check_directory(v, r);
     }

@@ -438,8 +438,12 @@ void keten_text_clean(const char *in, char *out, size_t size)
         }
         if (ok && n == 2) { /* no C1 control (U+0080..U+009F) */
             ok = !(c == 0xc2 && p[1] < 0xa0);
-        } else if (ok && n == 3) { /* no overlong form, no surrogate */
-            ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
+        } else if (ok && n == 3) {
+            /* no overlong form, no surrogate, no bidirectional control
+             * (U+202A..U+202E, U+2066..U+2069: they reorder what follows) */
+            ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0)
+                && !(c == 0xe2 && p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae)
+                && !(c == 0xe2 && p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9);
         } else if (ok && n == 4) { /* no overlong form, nothing past U+10FFFF */
             ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
         }

@@ -80,9 +80,11 @@ keten_err keten_time_parse(const char *s, uint64_t *ms_out) KETEN_MUST_CHECK;
 
 /* Copy text that may hold what another party sent (a path, a parser's
  * message, a broker's error detail) into out (size >= 1, NUL-terminated) as
- * valid UTF-8 without control characters (C0, DEL, C1): every byte that is
- * not part of such a character becomes '?', and the text is cut only
- * between characters. Safe to print on a terminal and to put in JSON. */
+ * valid UTF-8 without control characters (C0, DEL, C1) and without the
+ * bidirectional controls that reorder text (U+202A-U+202E, U+2066-U+2069):
+ * every byte that is not part of such a character becomes '?', and the text
+ * is cut only between characters. Safe to print on a terminal and to put in
+ * JSON. */
 void keten_text_clean(const char *in, char *out, size_t size);
 
 /* [a-z0-9-]{1,32}: node ids and roles. */

@@ -178,6 +178,28 @@ edit append-submitted --store t-current/store --key n-gemeente-diemen/identity.s
 run "$AUDIT" verify --db t-current --anchor admin/network.pub
 expect 0 "control: the same forged append signed by a current partner's key verifies"
 
+# ---- a record naming what the broker never writes -----------------------------------------
+# A node-connected record whose node is a terminal's escape sequences (ESC
+# and the C1 CSI U+009B): verify names the record and shows the text cleaned;
+# replay, which reads the log as it is, writes none of those bytes either.
+# Twin: the same record naming another real node fails only at the checkpoint.
+NC_SEQ=$(seq_of 'r["event"] == "NODE_CONNECTED"' pristine)
+copy t-name
+edit set-node --store t-name/store --leaf "$NC_SEQ" --node $'politie\e[2J\e]0;x\a\xc2\x9b31m\xe2\x80\xaemn'
+verify_fails_at "a node-connected record naming escape sequences" "$NC_SEQ" t-name
+says "its node 'politie?[2J?]0;x???31m???mn' is not a node id" \
+    "it says the record's node is not a node id, each control byte shown as ?"
+check "verify writes no escape byte" lacks env LC_ALL=C grep -qP '\x1b|\x07|\xc2[\x80-\x9f]|\xe2\x80\xae' "$T/.all"
+run "$AUDIT" replay --db t-name
+expect 0 "replay reads the log as it is"
+check "replay writes no escape byte" lacks env LC_ALL=C grep -qP '\x1b|\x07|\xc2[\x80-\x9f]|\xe2\x80\xae' "$T/.all"
+stdout_says "politie?[2J?]0;x???31m???mn" "replay shows the node with each control byte as ?"
+copy t-name2
+edit set-node --store t-name2/store --leaf "$NC_SEQ" --node ander-knooppunt
+run "$AUDIT" verify --db t-name2 --anchor admin/network.pub
+expect 3 "twin: the record naming another real node: verify fails (the tree changed)"
+says_not "is not a node id" "twin: not for the node's name"
+
 # ---- a record repeated at the end of the log ------------------------------------------------
 
 # The operator appends a copy of an earlier record (keten-auditedit repeat:

@@ -43,6 +43,10 @@
  *       (its seq), dated at the last record's time and naming the last
  *       record's directory version, with the tree updated as the broker
  *       would: a record repeated, every signature in it still genuine
+ *   keten-auditedit set-node --store DIR --leaf N --node TEXT
+ *       set record N's `node` field (the node a connection, delivery or
+ *       receipt record concerns) to TEXT, any bytes, rebuild the stored
+ *       tree: a record naming something the broker never writes there
  *   keten-auditedit checkpoint --store DIR [--size N | --most-cosigned]
  *       print the stored checkpoint note of tree size N (default: the latest;
  *       --most-cosigned: the one with the most signature lines, the latest
@@ -436,6 +440,30 @@ static int cmd_refused_as_receipted(uint64_t leaf)
     return put_record(leaf, r, "turned refused-by-recipient into receipted");
 }
 
+static int cmd_set_node(uint64_t leaf, const char *node)
+{
+    MDB_val v;
+    int rc = get_leaf(leaf, &v);
+    if (rc != 0) {
+        return die("no such leaf", rc);
+    }
+    Keten__AuditRecord *r = NULL;
+    if (KETEN_PB_UNPACK(
+            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
+        != KETEN_OK) {
+        return die("the leaf is not a record", 0);
+    }
+    if (r->node != NULL && r->node != protobuf_c_empty_string) {
+        free(r->node);
+    }
+    r->node = strdup(node);
+    if (r->node == NULL) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return die("out of memory", 0);
+    }
+    return put_record(leaf, r, "set the node");
+}
+
 static int cmd_receipt_envelope(uint64_t leaf, const char *key_path)
 {
     keten_identity *id = NULL;
@@ -745,7 +773,7 @@ static int usage(void)
     fprintf(stderr,
         "usage: keten-auditedit flip|delete|truncate|swap|corrupt-signature|receipt-path|"
         "receipt-signature|refused-as-receipted|receipt-envelope|append-submitted|repeat|"
-        "checkpoint|tables --store DIR [options] (see the source)\n");
+        "set-node|checkpoint|tables --store DIR [options] (see the source)\n");
     return 2;
 }
 
@@ -766,13 +794,14 @@ int main(int argc, char **argv)
         { "directory-version", required_argument, NULL, 'v' },
         { "category", required_argument, NULL, 'c' },
         { "purpose", required_argument, NULL, 'p' },
+        { "node", required_argument, NULL, 'N' },
         { NULL, 0, NULL, 0 },
     };
     if (argc < 2) {
         return usage();
     }
     const char *verb = argv[1];
-    const char *store = NULL, *key = NULL, *to = NULL, *network = NULL;
+    const char *store = NULL, *key = NULL, *to = NULL, *network = NULL, *node = NULL;
     const char *category = "woonfraude", *purpose = "handhaving";
     uint64_t leaf = 0, byte = 0, keep = 0, with = 0, size = 0, dir_version = 0;
     bool have_leaf = false, have_byte = false, have_keep = false, have_with = false,
@@ -824,6 +853,9 @@ int main(int argc, char **argv)
         case 'p':
             purpose = optarg;
             break;
+        case 'N':
+            node = optarg;
+            break;
         default:
             ok = false;
         }
@@ -869,6 +901,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(verb, "repeat") == 0 && have_leaf) {
         return open_store(store, false) != 0 ? 1 : cmd_repeat(leaf);
+    }
+    if (strcmp(verb, "set-node") == 0 && have_leaf && node != NULL) {
+        return open_store(store, false) != 0 ? 1 : cmd_set_node(leaf, node);
     }
     if (strcmp(verb, "tables") == 0) {
         return cmd_tables(store);

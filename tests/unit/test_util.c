@@ -267,6 +267,43 @@ static void test_err_texts(void **state)
     assert_string_equal(keten_err_detail(), "");
 }
 
+/* Text another party sent, cleaned for a terminal or JSON: C0, DEL, C1,
+ * the bidirectional controls that reorder text and bytes that are not
+ * UTF-8 become '?', one per byte; the characters next to them stay. */
+static void test_text_clean(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        { "a\x1b[2Jb\x07\x7f", "a?[2Jb??" },
+        { "x\xc2\x9b"
+          "31m\xc2\x80\xc2\x9f",
+            "x??31m????" },
+        { "Kerkstraat \xe2\x80\xae"
+          "12\xe2\x80\xac",
+            "Kerkstraat ???12???" },
+        { "\xe2\x81\xa6"
+          "a\xe2\x81\xa9",
+            "???a???" },
+        { "\xff\xc3\x28",
+            "?"
+            "?(" },
+        /* twins: NBSP, the euro sign, RLM, U+2029, U+2065, U+206A, Arabic */
+        { "Caf\xc3\xa9\xc2\xa0\xe2\x82\xac\xe2\x80\x8f\xe2\x80\xa9\xe2\x81\xa5\xe2\x81\xaa"
+          "\xd8\xb4",
+            "Caf\xc3\xa9\xc2\xa0\xe2\x82\xac\xe2\x80\x8f\xe2\x80\xa9\xe2\x81\xa5\xe2\x81\xaa"
+            "\xd8\xb4" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[128];
+        keten_text_clean(cases[i].in, out, sizeof out);
+        if (strcmp(out, cases[i].out) != 0) {
+            fail_msg("case %zu: '%s', expected '%s'", i, out, cases[i].out);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_err_texts),
+        cmocka_unit_test(test_text_clean),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
