@@ -12,7 +12,8 @@
  * not signed by the broker's log key and one naming the node's directory
  * version with another hash are alarms with the frame kept as evidence and
  * change nothing; one proven from a size the node does not keep is not
- * judged: the node says Hello again; one naming a newer directory is not
+ * judged: the node says Hello again, and so is one proven from a kept size
+ * older than the reference (a fork beneath it would pass); one naming a newer directory is not
  * taken until the node has it. News about an older checkpoint: one the node
  * keeps counts its cosignatures, one it never took is ignored (twin: with
  * another root, or not sent as news, an alarm); one naming the directory
@@ -258,6 +259,71 @@ static void test_unknown_old_size(void **state)
     assert_int_equal(fnode_alarms(t->fn), 0);
 }
 
+/* A fork beneath the reference, proven from an older checkpoint: the
+ * broker showed 4 and 8 of its log, then 10 of another history that shares
+ * only the first 4 records, with that history's true proof from 4. The
+ * proof holds from 4, and says nothing of 8: it is not judged (it used to
+ * be taken, and the node held 8 and 10 of two histories side by side, with
+ * no alarm); the node says Hello again, naming 8, and the fork proven from
+ * 8 is an alarm. Twin: the broker's own 10 proven from 4 is not judged
+ * either, and proven from 8 it is taken. */
+static void test_fork_proven_from_older(void **state)
+{
+    ctx *t = *state;
+    Keten__AuditRecord shared = KETEN__AUDIT_RECORD__INIT;
+    shared.event = KETEN__EVENT__EVENT_NODE_CONNECTED;
+    shared.node = (char *)"bravo";
+    shared.time = 1000;
+    for (int i = 0; i < 4; i++) {
+        (void)flog_append(t->log, &shared);
+        (void)flog_append(t->fork, &shared);
+    }
+    flog_pad(t->log, 4); /* 8 */
+    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
+    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
+    other.node = (char *)"bravo";
+    for (int i = 0; i < 6; i++) { /* 10 */
+        (void)flog_append(t->fork, &other);
+        other.time = 0;
+    }
+    keten_hash a, b;
+    flog_root(t->log, 4, a);
+    flog_root(t->fork, 4, b);
+    assert_memory_equal(a, b, KETEN_HASH_BYTES); /* one history up to 4 */
+
+    fnode_checkpoint(t->fn, t->log, 0, 4, false);
+    fnode_checkpoint(t->fn, t->log, 4, 8, false);
+    assert_int_equal(ref_size(t), 8);
+    assert_true(kept(t, t->log, 4));
+
+    fnode_checkpoint(t->fn, t->fork, 4, 10, false);
+    assert_int_equal(ref_size(t), 8);
+    assert_false(keten_witness_root(t->node, 10, a));
+    assert_true(kept(t, t->log, 8));
+    assert_int_equal(t->node->counters.checkpoints_unknown_old, 1);
+    assert_int_equal(t->node->counters.checkpoints_accepted, 2);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_HELLO, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->hello->tree_size, 8);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+
+    /* Proven from the reference, the fork is caught. */
+    fnode_checkpoint(t->fn, t->fork, 8, 10, false);
+    expect_alarm(t, 0, 8);
+    assert_false(keten_witness_root(t->node, 10, a));
+
+    /* Twin: the broker's own history. */
+    flog_pad(t->log, 2); /* 10 */
+    fnode_checkpoint(t->fn, t->log, 4, 10, false);
+    assert_int_equal(ref_size(t), 8);
+    assert_int_equal(t->node->counters.checkpoints_unknown_old, 2);
+    fnode_checkpoint(t->fn, t->log, 8, 10, false);
+    assert_int_equal(ref_size(t), 10);
+    assert_true(kept(t, t->log, 10));
+    assert_int_equal(fnode_alarms(t->fn), 1);
+}
+
 static void test_newer_directory(void **state)
 {
     ctx *t = *state;
@@ -472,6 +538,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_same_size_other_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_the_brokers_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_old_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_proven_from_older, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_news_about_older, setup, teardown),
         cmocka_unit_test_setup_teardown(test_news_names_older_directory, setup, teardown),
