@@ -374,6 +374,92 @@ static void news(ctx *t, char *note, uint64_t size)
     free(note);
 }
 
+/* The broker serves one directory version (a DirectoryPush). */
+static void serve(ctx *t, uint8_t *buf, size_t len)
+{
+    ProtobufCBinaryData chain[1] = { { len, buf } };
+    Keten__DirectoryPush p = KETEN__DIRECTORY_PUSH__INIT;
+    p.chain = chain;
+    p.n_chain = 1;
+    assert_int_equal(keten_dirs_on_push(t->node, &p), KETEN_OK);
+}
+
+/* The first evidence frame kept (oldest key), or NULL. */
+static Keten__EvidenceRecord *first_evidence(ctx *t)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    Keten__EvidenceRecord *rec = NULL;
+    assert_int_equal(keten_store_begin(t->node->store, false, &txn), KETEN_OK);
+    assert_int_equal(
+        mdb_cursor_open(txn, keten_store_dbi(t->node->store, KETEN_DB_EVIDENCE), &cur), 0);
+    if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0) {
+        assert_int_equal(keten_nodestore_decode(KETEN_DB_EVIDENCE, k.mv_data, k.mv_size, &v,
+                             &keten__evidence_record__descriptor, KETEN_NODESTORE_EVIDENCE_MAX,
+                             (ProtobufCMessage **)(void *)&rec),
+            KETEN_OK);
+    }
+    mdb_cursor_close(cur);
+    keten_store_abort(&txn);
+    return rec;
+}
+
+/* A version named by signed checkpoints and never served: the alarm
+ * directory-withheld keeps the broker's checkpoint that named it (it was
+ * raised with nothing kept, and the broker's signature on the version it
+ * withheld was lost). Twin: the version served in time raises nothing. */
+static void test_withheld_directory_evidence(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 3);
+    size_t len = 0;
+    uint8_t *v2 = fixture_publish(t->fx, &len); /* version 2, not served */
+    char *note = flog_note(t->log, t->fn->broker, t->fx->directory, 3);
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    cf.note = note;
+    fnode_take_checkpoint(t->fn, &cf);
+    assert_int_equal(t->node->dir_needed, 2);
+    keten_dirs_tick(t->node);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+    t->node->dir_needed_since -= KETEN_NODE_DIR_WITHHELD_MS + 1;
+    keten_dirs_tick(t->node);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    assert_int_equal(fnode_evidence(t->fn), 1);
+    Keten__EvidenceRecord *ev = first_evidence(t);
+    assert_non_null(ev);
+    assert_non_null(strstr(ev->reason, "directory-withheld"));
+    Keten__Frame *f = NULL;
+    assert_int_equal(KETEN_PB_UNPACK(keten__frame, ev->frame.data, ev->frame.len,
+                         KETEN_NODE_FRAME_MAX, "frame", &f),
+        KETEN_OK);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_CHECKPOINT);
+    assert_string_equal(f->checkpoint->note, note); /* signed, naming version 2 */
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    keten_pb_free((ProtobufCMessage **)(void *)&ev);
+    free(note);
+
+    /* Version 2 served: the kept checkpoint is let go. Twin: version 3
+     * named, and served before the time-out: no alarm. */
+    serve(t, v2, len);
+    assert_int_equal(t->node->dir_needed, 0);
+    assert_null(t->node->dir_needed_frame);
+    uint8_t *v3 = fixture_publish(t->fx, &len);
+    note = flog_note(t->log, t->fn->broker, t->fx->directory, 3);
+    cf.note = note;
+    fnode_take_checkpoint(t->fn, &cf);
+    free(note);
+    assert_int_equal(t->node->dir_needed, 3);
+    assert_non_null(t->node->dir_needed_frame);
+    serve(t, v3, len);
+    assert_int_equal(t->node->dir_needed, 0);
+    assert_null(t->node->dir_needed_frame);
+    keten_dirs_tick(t->node);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    free(v2);
+    free(v3);
+}
+
 static void test_news_about_older(void **state)
 {
     ctx *t = *state;
@@ -540,6 +626,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_old_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_proven_from_older, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_withheld_directory_evidence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_news_about_older, setup, teardown),
         cmocka_unit_test_setup_teardown(test_news_names_older_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_witness_checkpoint_cosigned, setup, teardown),
