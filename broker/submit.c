@@ -305,7 +305,14 @@ keten_err submit_apply(broker *b, conn *c, uint64_t request_id, const uint8_t *e
         return reject(b, c, request_id, p, KETEN__REASON__REASON_STORE_FULL, 0,
             store_full_detail(b->st), UINT64_MAX);
     }
-    if (p->pre != KETEN__REASON__REASON_NONE) {
+    /* The sender's retry of the very envelope accepted before gets the
+     * proof of its record even when the envelope is now outside the clock
+     * window or expired: its ack was lost (a broker killed between commit
+     * and ack, a long outage), and a refusal would tell the sender that a
+     * message the log holds, and delivers, was refused. */
+    bool timed
+        = p->pre == KETEN__REASON__REASON_CLOCK_SKEW || p->pre == KETEN__REASON__REASON_EXPIRED;
+    if (p->pre != KETEN__REASON__REASON_NONE && !timed) {
         return reject(b, c, request_id, p, p->pre, p->rule, p->detail, UINT64_MAX);
     }
     store_seen seen;
@@ -314,11 +321,14 @@ keten_err submit_apply(broker *b, conn *c, uint64_t request_id, const uint8_t *e
     if (e != KETEN_OK) {
         return e;
     }
+    if (found && sodium_memcmp(seen.envelope_hash, p->v->envelope_hash, KETEN_HASH_BYTES) == 0) {
+        return reject(b, c, request_id, p, KETEN__REASON__REASON_DUPLICATE, 0,
+            "already accepted: this is the proof of its submitted record", seen.leaf);
+    }
+    if (timed) {
+        return reject(b, c, request_id, p, p->pre, p->rule, p->detail, UINT64_MAX);
+    }
     if (found) {
-        if (sodium_memcmp(seen.envelope_hash, p->v->envelope_hash, KETEN_HASH_BYTES) == 0) {
-            return reject(b, c, request_id, p, KETEN__REASON__REASON_DUPLICATE, 0,
-                "already accepted: this is the proof of its submitted record", seen.leaf);
-        }
         return reject(b, c, request_id, p, KETEN__REASON__REASON_DUPLICATE, 0,
             "msg_id was used before for another envelope", UINT64_MAX);
     }

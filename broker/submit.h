@@ -19,8 +19,10 @@
  *   submit_apply(): in the batch transaction. Store full (STORE_FULL, second
  *   only to DIRECTORY_STALE), then msg_id never seen (DUPLICATE; the same
  *   envelope again gets an Error DUPLICATE carrying the proof of its
- *   original "submitted" record, against the tree this batch ends with),
- *   then the rest. Accepted: a "submitted" audit record, the envelope
+ *   original "submitted" record, against the tree this batch ends with;
+ *   that envelope gets it also when submit_prepare() found CLOCK_SKEW or
+ *   EXPIRED: a retry after a lost ack, later than the window), then the
+ *   rest. Accepted: a "submitted" audit record, the envelope
  *   stored, one queue entry per recipient, expiry and seen entries, and a
  *   SubmitAck slot staged (outq_proof(): the proof of the record is added at
  *   the batch's end; it is sent after the commit). The caller has checked

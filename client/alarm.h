@@ -38,7 +38,8 @@
  *                            or listing a recipient whose answer the log
  *                            holds before it)
  *   directory-withheld       a checkpoint named a directory version the node
- *                            could not get within the timeout
+ *                            could not get within the timeout (the frame
+ *                            of that checkpoint kept as evidence)
  *   directory-mismatch       a checkpoint named a directory version with
  *                            another hash, or a lower version than a
  *                            checkpoint of a smaller tree named

@@ -617,6 +617,7 @@ out:
     keten_api_destroy(&node.api);
     keten_link_destroy(&node.link);
     keten_witness_destroy(&node.witness);
+    keten_dirs_forget_needed(&node);
     free(node.receipts);
     (void)keten_zctx_term(&node.zctx, KETEN_ZCTX_TERM_MS);
     keten_directory_destroy(&node.dir);

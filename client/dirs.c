@@ -102,7 +102,33 @@ static void check_needed(keten_node *node)
         node->dir_needed = 0;
         node->dir_needed_since = 0;
         node->dir_alarmed = false;
+        keten_dirs_forget_needed(node);
         save_needed(node);
+    }
+}
+
+void keten_dirs_forget_needed(keten_node *node)
+{
+    free(node->dir_needed_frame);
+    node->dir_needed_frame = NULL;
+    node->dir_needed_frame_len = 0;
+}
+
+/* Keep the frame being handled (the signed checkpoint naming the needed
+ * version) for the alarm, if none is kept: packed, so that it outlives
+ * the frame. */
+static void keep_needed_frame(keten_node *node)
+{
+    if (node->dir_needed_frame != NULL || node->frame == NULL) {
+        return;
+    }
+    if (keten_pb_pack((const ProtobufCMessage *)node->frame, &node->dir_needed_frame,
+            &node->dir_needed_frame_len)
+        != KETEN_OK) {
+        KETEN_LOG(KETEN_LOG_WARNING, "cannot keep the checkpoint that named a directory",
+            "error=\"%s\"", keten_err_detail());
+        keten_err_clear();
+        keten_dirs_forget_needed(node);
     }
 }
 
@@ -404,6 +430,12 @@ void keten_dirs_need(keten_node *node, uint64_t version)
         return;
     }
     if (version > node->dir_needed) {
+        keten_dirs_forget_needed(node); /* the frame naming the newest version */
+    }
+    if (version >= node->dir_needed) {
+        keep_needed_frame(node);
+    }
+    if (version > node->dir_needed) {
         KETEN_LOG(KETEN_LOG_WARNING,
             "checkpoint names a newer directory; sending stops until "
             "it is installed",
@@ -453,11 +485,29 @@ void keten_dirs_tick(keten_node *node)
     if (!node->dir_alarmed && now > node->dir_needed_since
         && now - node->dir_needed_since > KETEN_NODE_DIR_WITHHELD_MS) {
         node->dir_alarmed = true;
-        keten_alarm_raise(node, "directory-withheld",
+        /* The signed checkpoint that named the version is the evidence. */
+        Keten__Frame *named = NULL;
+        if (node->dir_needed_frame != NULL
+            && KETEN_PB_UNPACK(keten__frame, node->dir_needed_frame, node->dir_needed_frame_len,
+                   KETEN_NODE_FRAME_MAX, "kept frame", &named)
+                != KETEN_OK) {
+            keten_err_clear();
+        }
+        char detail[300];
+        snprintf(detail, sizeof detail,
             "the broker's checkpoints name directory version %llu but it has not served it "
             "within %llu ms (installed: %llu); sending stays stopped",
             (unsigned long long)node->dir_needed, (unsigned long long)KETEN_NODE_DIR_WITHHELD_MS,
             (unsigned long long)keten_directory_version(node->dir));
+        if (named != NULL) {
+            const Keten__Frame *handling = node->frame;
+            node->frame = named;
+            keten_alarm_evidence(node, "directory-withheld", "%s", detail);
+            node->frame = handling;
+        } else {
+            keten_alarm_raise(node, "directory-withheld", "%s", detail);
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&named);
     }
 }
 

@@ -47,13 +47,19 @@ keten_err keten_dirs_reload(keten_node *node, bool *installed) KETEN_MUST_CHECK;
 void keten_dirs_request(keten_node *node);
 
 /* A checkpoint named version: if it is newer than ours, remember it (the
- * node fails closed) and ask for the chain. */
+ * node fails closed) and ask for the chain. The frame being handled
+ * (node->frame, the signed checkpoint that named it) is kept in memory as
+ * the evidence of directory-withheld. */
 void keten_dirs_need(keten_node *node, uint64_t version);
 
 /* Each loop round: raise directory-expired once the directory in force has
  * expired (once per version, also on an idle node); re-ask a needed version
- * and raise directory-withheld when it takes too long. */
+ * and raise directory-withheld when it takes too long, with the checkpoint
+ * frame that named the version kept as its evidence. */
 void keten_dirs_tick(keten_node *node);
+
+/* Free the kept frame of keten_dirs_need (at the node's end). */
+void keten_dirs_forget_needed(keten_node *node);
 
 /* KETEN_OK if the node may send now; otherwise why not (detail set). */
 keten_err keten_dirs_send_ok(const keten_node *node) KETEN_MUST_CHECK;

@@ -152,6 +152,12 @@ typedef struct keten_node {
     uint8_t resend_pos[KETEN_MSG_ID_BYTES];
     uint64_t resend_started; /* wall ms when the pass started */
     bool dir_alarmed; /* directory-withheld raised for dir_needed */
+    /* The broker's frame (packed, malloc) whose signed checkpoint named
+     * dir_needed: the evidence kept with directory-withheld (dirs.c);
+     * freed when that version is installed and with the node
+     * (keten_dirs_forget_needed). */
+    uint8_t *dir_needed_frame;
+    size_t dir_needed_frame_len;
     uint64_t dir_expired_alarmed; /* version whose expiry raised directory-expired */
     uint64_t rehello_at; /* when Hello was last sent again after a refusal (mono ms) */
     uint64_t held_deliveries; /* left unreceipted while the directory was expired (dirs.c) */

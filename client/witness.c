@@ -610,13 +610,19 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         accept(node, &cp, note, len, cf->witness);
         return;
     }
+    /* The proof must start at the reference. One from an older checkpoint
+     * the node keeps shows only that the new tree extends that one: a
+     * history that forks after it, beneath the reference, would pass, and
+     * the node would hold two checkpoints that contradict each other. */
     keten_hash old_root;
-    bool known_old
-        = cf->old_size == 0 ? !w->have_ref : keten_witness_root(node, cf->old_size, old_root);
+    bool known_old = cf->old_size == 0 ? !w->have_ref : w->have_ref && cf->old_size == w->ref.size;
+    if (known_old && w->have_ref) {
+        memcpy(old_root, w->ref.root, KETEN_HASH_BYTES);
+    }
     if (!known_old) {
         node->counters.checkpoints_unknown_old++;
         KETEN_LOG(KETEN_LOG_NOTICE,
-            "checkpoint proven from a size this node does not keep; Hello sent again",
+            "checkpoint not proven from the node's reference; Hello sent again",
             "tree_size=%llu old_size=%llu reference=%llu", (unsigned long long)cp.size,
             (unsigned long long)cf->old_size,
             (unsigned long long)keten_witness_reference_size(node));

@@ -3,7 +3,9 @@
 # a plain restart and after kill -9; a broker killed after committing a
 # submit but before sending the ack (KETEN_BROKER_FAULT=kill-after-commit)
 # has the message: the sender's retry of the same envelope gets the original
-# ack (DUPLICATE with ack) and the recipient gets the message exactly once.
+# ack (DUPLICATE with ack) and the recipient gets the message exactly once,
+# also when the retry comes after the clock window (the broker down for
+# longer than 5 minutes) instead of a CLOCK_SKEW refusal.
 . "$(dirname "$0")/broker_lib.sh"
 
 setup_broker_network || done_testing
@@ -67,6 +69,31 @@ audit
 jl "len([r for r in L if r['event'] == 'SUBMITTED' and r['msg_id'] == '$mk']) == 1" \
     "the log holds one submitted record for it"
 jl 'all(r["seq"] == i for i, r in enumerate(L))' "the log is intact (seq = leaf index)"
+stop_broker
+check "the broker stops" test "$BRC" -eq 0
+
+# ---- killed between the commit and the ack, down longer than the clock window ------
+# The retry comes 6 minutes after the envelope was made (the broker's clock
+# is set 6 minutes ahead: a broker down that long), past the clock window of
+# 5 minutes. The envelope is in the log: the retry still gets the proof of
+# its record, not a refusal for its clock.
+
+KETEN_BROKER_FAULT=kill-after-commit start_broker || done_testing
+peer gemeente-diemen --timeout-ms 3000 submit --to politie-mn --json signal.json \
+    --save-envelope lost-ack2.env
+jl 'not E("ack") and E("timeout")' "killed after the commit again: the sender gets no ack"
+mk2=$(jget 'E("sent")[0]["msg_id"]')
+wait_for 5 broker_gone
+check "the broker is gone again" test $? -eq 0
+wait "$BPID"
+BPID=""
+KETEN_BROKER_TEST_CLOCK_OFFSET_MS=360000 start_broker || done_testing
+peer gemeente-diemen replay lost-ack2.env
+jl "len(E('error')) == 1 and E('error')[0]['reason'] == 'DUPLICATE' and E('error')[0]['ack']['valid'] and E('error')[0]['ack']['msg_id'] == '$mk2'" \
+    "6 minutes later (past the clock window) the retry still gets the original ack, not CLOCK_SKEW"
+peer politie-mn recv --count 2 --timeout-ms 2000
+jl "len(E('deliver')) == 1 and E('deliver')[0]['msg_id'] == '$mk2'" \
+    "and the recipient gets that message once"
 stop_broker
 check "the broker stops" test "$BRC" -eq 0
 

@@ -261,6 +261,8 @@ check "(c) the node raises the alarm when the directory does not come" wait_unti
 run "$NODE" status --home n-gemeente-diemen
 expect 3 "(c) status exits 3"
 says "directory-withheld" "(c) the alarm is directory-withheld"
+check "(c) the checkpoint that named version 2 is kept as evidence" node_status_is \
+    gemeente-diemen 'd["evidence"] >= 1'
 check "(c) no checkpoint naming the withheld version was taken or cosigned" lacks \
     grep -q '^cosignature' "$FAKE_OUT"
 stop_one gemeente-diemen

@@ -125,6 +125,7 @@ void fnode_destroy(fnode **self_p)
         zmq_close(self->router);
     }
     keten_witness_destroy(&node->witness);
+    keten_dirs_forget_needed(node);
     free(node->receipts);
     (void)keten_zctx_term(&node->zctx, KETEN_ZCTX_TERM_MS);
     keten_directory_destroy(&node->dir);

@@ -607,6 +607,34 @@ static void test_reject_duplicate(void **state)
     keten_pb_free((ProtobufCMessage **)(void *)&f);
     free(other);
 
+    /* The very envelope again long after its ack was lost (a broker killed
+     * between commit and ack, down for longer than the clock window):
+     * outside the clock window, then expired. It is still answered with
+     * the proof of its record (it used to be refused CLOCK_SKEW, then
+     * EXPIRED: its sender was told "refused" of a message the log holds
+     * and delivers). Twin: another envelope under that msg_id, outside the
+     * window, is refused for its clock. */
+    broker *b = &t->fb->b;
+    uint64_t now = b->now;
+    uint64_t later[2] = { created_at(env, len) + b->cfg->clock_window_ms + 1,
+        created_at(env, len) + KETEN_MAX_LIFETIME_DEFAULT_MS };
+    for (size_t k = 0; k < 2; k++) {
+        b->now = later[k];
+        outq_clear(b->out);
+        r = expect_reject(t, alpha, env, len, true, KETEN__REASON__REASON_DUPLICATE);
+        assert_non_null(strstr(r.detail, "already accepted"));
+        f = fbroker_frame(t->fb, fbroker_find(t->fb, 0, "alpha", KETEN__FRAME__BODY_ERROR));
+        assert_int_equal(f->error->reason, KETEN__REASON__REASON_DUPLICATE);
+        assert_non_null(f->error->proof);
+        assert_int_equal(f->error->proof->leaf_index, first.leaf);
+        keten_pb_free((ProtobufCMessage **)(void *)&f);
+    }
+    b->now = later[0] + 1; /* created 1 ms later: past its window too */
+    other = forge_envelope(env, len, alpha_id, set_created_later, NULL, &flen);
+    r = expect_reject(t, alpha, other, flen, true, KETEN__REASON__REASON_CLOCK_SKEW);
+    free(other);
+    b->now = now;
+
     /* After the envelope's checks, before the recipients' and policy's. */
     uint8_t *bad = forge_flip_ciphertext(env, len, &flen);
     expect_reject(t, alpha, bad, flen, true, KETEN__REASON__REASON_BAD_SIGNATURE);

@@ -12,7 +12,8 @@
  * not signed by the broker's log key and one naming the node's directory
  * version with another hash are alarms with the frame kept as evidence and
  * change nothing; one proven from a size the node does not keep is not
- * judged: the node says Hello again; one naming a newer directory is not
+ * judged: the node says Hello again, and so is one proven from a kept size
+ * older than the reference (a fork beneath it would pass); one naming a newer directory is not
  * taken until the node has it. News about an older checkpoint: one the node
  * keeps counts its cosignatures, one it never took is ignored (twin: with
  * another root, or not sent as news, an alarm); one naming the directory
@@ -258,6 +259,71 @@ static void test_unknown_old_size(void **state)
     assert_int_equal(fnode_alarms(t->fn), 0);
 }
 
+/* A fork beneath the reference, proven from an older checkpoint: the
+ * broker showed 4 and 8 of its log, then 10 of another history that shares
+ * only the first 4 records, with that history's true proof from 4. The
+ * proof holds from 4, and says nothing of 8: it is not judged (it used to
+ * be taken, and the node held 8 and 10 of two histories side by side, with
+ * no alarm); the node says Hello again, naming 8, and the fork proven from
+ * 8 is an alarm. Twin: the broker's own 10 proven from 4 is not judged
+ * either, and proven from 8 it is taken. */
+static void test_fork_proven_from_older(void **state)
+{
+    ctx *t = *state;
+    Keten__AuditRecord shared = KETEN__AUDIT_RECORD__INIT;
+    shared.event = KETEN__EVENT__EVENT_NODE_CONNECTED;
+    shared.node = (char *)"bravo";
+    shared.time = 1000;
+    for (int i = 0; i < 4; i++) {
+        (void)flog_append(t->log, &shared);
+        (void)flog_append(t->fork, &shared);
+    }
+    flog_pad(t->log, 4); /* 8 */
+    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
+    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
+    other.node = (char *)"bravo";
+    for (int i = 0; i < 6; i++) { /* 10 */
+        (void)flog_append(t->fork, &other);
+        other.time = 0;
+    }
+    keten_hash a, b;
+    flog_root(t->log, 4, a);
+    flog_root(t->fork, 4, b);
+    assert_memory_equal(a, b, KETEN_HASH_BYTES); /* one history up to 4 */
+
+    fnode_checkpoint(t->fn, t->log, 0, 4, false);
+    fnode_checkpoint(t->fn, t->log, 4, 8, false);
+    assert_int_equal(ref_size(t), 8);
+    assert_true(kept(t, t->log, 4));
+
+    fnode_checkpoint(t->fn, t->fork, 4, 10, false);
+    assert_int_equal(ref_size(t), 8);
+    assert_false(keten_witness_root(t->node, 10, a));
+    assert_true(kept(t, t->log, 8));
+    assert_int_equal(t->node->counters.checkpoints_unknown_old, 1);
+    assert_int_equal(t->node->counters.checkpoints_accepted, 2);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_HELLO, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->hello->tree_size, 8);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+
+    /* Proven from the reference, the fork is caught. */
+    fnode_checkpoint(t->fn, t->fork, 8, 10, false);
+    expect_alarm(t, 0, 8);
+    assert_false(keten_witness_root(t->node, 10, a));
+
+    /* Twin: the broker's own history. */
+    flog_pad(t->log, 2); /* 10 */
+    fnode_checkpoint(t->fn, t->log, 4, 10, false);
+    assert_int_equal(ref_size(t), 8);
+    assert_int_equal(t->node->counters.checkpoints_unknown_old, 2);
+    fnode_checkpoint(t->fn, t->log, 8, 10, false);
+    assert_int_equal(ref_size(t), 10);
+    assert_true(kept(t, t->log, 10));
+    assert_int_equal(fnode_alarms(t->fn), 1);
+}
+
 static void test_newer_directory(void **state)
 {
     ctx *t = *state;
@@ -306,6 +372,92 @@ static void news(ctx *t, char *note, uint64_t size)
     cf.old_size = size;
     fnode_take_checkpoint(t->fn, &cf);
     free(note);
+}
+
+/* The broker serves one directory version (a DirectoryPush). */
+static void serve(ctx *t, uint8_t *buf, size_t len)
+{
+    ProtobufCBinaryData chain[1] = { { len, buf } };
+    Keten__DirectoryPush p = KETEN__DIRECTORY_PUSH__INIT;
+    p.chain = chain;
+    p.n_chain = 1;
+    assert_int_equal(keten_dirs_on_push(t->node, &p), KETEN_OK);
+}
+
+/* The first evidence frame kept (oldest key), or NULL. */
+static Keten__EvidenceRecord *first_evidence(ctx *t)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    Keten__EvidenceRecord *rec = NULL;
+    assert_int_equal(keten_store_begin(t->node->store, false, &txn), KETEN_OK);
+    assert_int_equal(
+        mdb_cursor_open(txn, keten_store_dbi(t->node->store, KETEN_DB_EVIDENCE), &cur), 0);
+    if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0) {
+        assert_int_equal(keten_nodestore_decode(KETEN_DB_EVIDENCE, k.mv_data, k.mv_size, &v,
+                             &keten__evidence_record__descriptor, KETEN_NODESTORE_EVIDENCE_MAX,
+                             (ProtobufCMessage **)(void *)&rec),
+            KETEN_OK);
+    }
+    mdb_cursor_close(cur);
+    keten_store_abort(&txn);
+    return rec;
+}
+
+/* A version named by signed checkpoints and never served: the alarm
+ * directory-withheld keeps the broker's checkpoint that named it (it was
+ * raised with nothing kept, and the broker's signature on the version it
+ * withheld was lost). Twin: the version served in time raises nothing. */
+static void test_withheld_directory_evidence(void **state)
+{
+    ctx *t = *state;
+    flog_pad(t->log, 3);
+    size_t len = 0;
+    uint8_t *v2 = fixture_publish(t->fx, &len); /* version 2, not served */
+    char *note = flog_note(t->log, t->fn->broker, t->fx->directory, 3);
+    Keten__CheckpointFrame cf = KETEN__CHECKPOINT_FRAME__INIT;
+    cf.note = note;
+    fnode_take_checkpoint(t->fn, &cf);
+    assert_int_equal(t->node->dir_needed, 2);
+    keten_dirs_tick(t->node);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+    t->node->dir_needed_since -= KETEN_NODE_DIR_WITHHELD_MS + 1;
+    keten_dirs_tick(t->node);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    assert_int_equal(fnode_evidence(t->fn), 1);
+    Keten__EvidenceRecord *ev = first_evidence(t);
+    assert_non_null(ev);
+    assert_non_null(strstr(ev->reason, "directory-withheld"));
+    Keten__Frame *f = NULL;
+    assert_int_equal(KETEN_PB_UNPACK(keten__frame, ev->frame.data, ev->frame.len,
+                         KETEN_NODE_FRAME_MAX, "frame", &f),
+        KETEN_OK);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_CHECKPOINT);
+    assert_string_equal(f->checkpoint->note, note); /* signed, naming version 2 */
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    keten_pb_free((ProtobufCMessage **)(void *)&ev);
+    free(note);
+
+    /* Version 2 served: the kept checkpoint is let go. Twin: version 3
+     * named, and served before the time-out: no alarm. */
+    serve(t, v2, len);
+    assert_int_equal(t->node->dir_needed, 0);
+    assert_null(t->node->dir_needed_frame);
+    uint8_t *v3 = fixture_publish(t->fx, &len);
+    note = flog_note(t->log, t->fn->broker, t->fx->directory, 3);
+    cf.note = note;
+    fnode_take_checkpoint(t->fn, &cf);
+    free(note);
+    assert_int_equal(t->node->dir_needed, 3);
+    assert_non_null(t->node->dir_needed_frame);
+    serve(t, v3, len);
+    assert_int_equal(t->node->dir_needed, 0);
+    assert_null(t->node->dir_needed_frame);
+    keten_dirs_tick(t->node);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    free(v2);
+    free(v3);
 }
 
 static void test_news_about_older(void **state)
@@ -472,7 +624,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_same_size_other_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_the_brokers_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_old_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_proven_from_older, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_withheld_directory_evidence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_news_about_older, setup, teardown),
         cmocka_unit_test_setup_teardown(test_news_names_older_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_witness_checkpoint_cosigned, setup, teardown),
