@@ -15,7 +15,8 @@
  * through the router, a repeat answers the first msg_id with "repeated"
  * and sends nothing (with ?wait too, when its time is up), another body is
  * 409, another caller is another key, a damaged record is 500 and sends
- * nothing, bad keys and the reply route are 400 naming the header. */
+ * nothing, bad keys are 400 naming the header (on the reply route too,
+ * which takes a valid key: test_answer_hash, node_idempotency.sh). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -173,6 +174,44 @@ static void test_table_key(void **state)
     keten_idem_table_key("person:ab", "c", a);
     keten_idem_table_key("person:a", "bc", b);
     assert_memory_not_equal(a, b, sizeof a);
+}
+
+/* The request hash: a send's body alone (as keys stored before answers
+ * took keys); an answer's body with the msg_id it answers, behind a label,
+ * so that the same body answering another message, or a send of those
+ * bytes, is another request (known answers from Python's hashlib). */
+static void test_answer_hash(void **state)
+{
+    (void)state;
+    static const char body[] = "{\"kind\":\"feedback\",\"signal\":{}}";
+    const size_t n = strlen(body);
+    uint8_t h[KETEN_HASH_BYTES], want[KETEN_HASH_BYTES], other[KETEN_HASH_BYTES];
+    keten_idem_request_hash(NULL, (const uint8_t *)body, n, h);
+    assert_int_equal(keten_unhex("4b0a314f2027997d53dca110c01cb7fc46e41340f5e119d028c16be266c9bca0",
+                         want, sizeof want),
+        KETEN_OK);
+    assert_memory_equal(h, want, sizeof h);
+    keten_idem_request_hash(ID, (const uint8_t *)body, n, h);
+    assert_int_equal(keten_unhex("363f67bc6ccb452c76deff57aeecaaa286c05833ae28fe6c37d0a27229454c59",
+                         want, sizeof want),
+        KETEN_OK);
+    assert_memory_equal(h, want, sizeof h);
+    /* Twins: another message answered, another body, the send's hash. */
+    uint8_t id2[KETEN_MSG_ID_BYTES];
+    memcpy(id2, ID, sizeof id2);
+    id2[15] ^= 1;
+    keten_idem_request_hash(id2, (const uint8_t *)body, n, other);
+    assert_memory_not_equal(h, other, sizeof h);
+    keten_idem_request_hash(ID, (const uint8_t *)body, n - 1, other);
+    assert_memory_not_equal(h, other, sizeof h);
+    keten_idem_request_hash(NULL, (const uint8_t *)body, n, other);
+    assert_memory_not_equal(h, other, sizeof h);
+    /* No body: the hash of nothing, not a crash. */
+    keten_idem_request_hash(NULL, NULL, 0, h);
+    assert_int_equal(keten_unhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                         want, sizeof want),
+        KETEN_OK);
+    assert_memory_equal(h, want, sizeof h);
 }
 
 /* ---- records ------------------------------------------------------------ */
@@ -671,11 +710,25 @@ static void test_api(void **state)
     expect_header_problem(t, &(req_opts) { .key = "" }, "1 to 64");
     expect_header_problem(t, &(req_opts) { .key = "a b" }, "byte 0x20 at position 2");
     expect_header_problem(t, &(req_opts) { .key = "a", .twice = true }, "more than once");
+    /* The reply route checks the header as the send route does ... */
     expect_header_problem(t,
+        &(req_opts) { .key = "order 3",
+            .path = "/v1/inbox/00112233445566778899aabbccddeeff/reply",
+            .body = "{\"signal\":" SIGNAL "}" },
+        "byte 0x20 at position 6");
+    expect_header_problem(t,
+        &(req_opts) { .key = "order-3",
+            .twice = true,
+            .path = "/v1/inbox/00112233445566778899aabbccddeeff/reply",
+            .body = "{\"signal\":" SIGNAL "}" },
+        "more than once");
+    /* ... and takes a valid key: here no such message (404), no key kept. */
+    json_decref(call(t,
         &(req_opts) { .key = "order-3",
             .path = "/v1/inbox/00112233445566778899aabbccddeeff/reply",
             .body = "{\"signal\":" SIGNAL "}" },
-        "POST /v1/messages only");
+        404));
+    assert_int_equal(count_of(st, KETEN_DB_IDEMPOTENCY), 3);
     keten_api_request req = {
         .method = "POST",
         .path = "/v1/messages",
@@ -757,6 +810,7 @@ int main(void)
         cmocka_unit_test(test_key_check),
         cmocka_unit_test(test_caller),
         cmocka_unit_test(test_table_key),
+        cmocka_unit_test(test_answer_hash),
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
