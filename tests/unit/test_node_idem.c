@@ -804,6 +804,95 @@ static void test_same_batch(void **state)
     assert_null(none);
 }
 
+/* Answers in one group-commit batch (two connections in one round of the
+ * loop): a reply to a query with a key, the same request again, then a
+ * reply with another key and one with none, and a feedback to the query.
+ * The repeat finds the record the first wrote in the batch and is answered
+ * with the first reply, "repeated", not refused as a second reply; the
+ * other replies are 409 (already replied), the feedback 400 (a query gets
+ * none); one message stored and submitted once, one key kept. */
+static void test_same_batch_answers(void **state)
+{
+    (void)state;
+    ctx c = { 0 };
+    ctx *t = &c;
+    fnode_bed *bed = fnode_bed_new(fixture_new(1, 1, specs), "alpha", "hub");
+    t->fx = bed->fx;
+    t->fn = bed->fn;
+    t->node = bed->node;
+    keten_api_set_answer(t->node->api, on_answer, t);
+    keten_store *st = t->node->store;
+
+    /* bravo's query, delivered to alpha with the proof of its record. */
+    uint8_t qid[KETEN_MSG_ID_BYTES];
+    size_t len = 0;
+    fnode_seal_opts o = { .kind = KETEN__KIND__KIND_QUERY, .life_ms = 3600 * 1000 };
+    uint8_t *env
+        = fnode_seal(fixture_node(t->fx, "bravo"), t->node->dir, "alpha", SIGNAL, &o, qid, &len);
+    uint64_t leaf = flog_submitted(bed->log, env, len);
+    fnode_bed_deliver_leaf(bed, env, len, leaf, fnode_bed_checkpoint(bed));
+    free(env);
+    assert_int_equal(count_of(st, KETEN_DB_INBOX), 1);
+    char hex[KETEN_MSG_ID_HEX_BYTES], path[64];
+    keten_hex(qid, KETEN_MSG_ID_BYTES, hex);
+    snprintf(path, sizeof path, "/v1/inbox/%s/reply", hex);
+    static const char reply[] = "{\"kind\":\"reply\",\"signal\":" SIGNAL "}";
+    static const char feedback[] = "{\"kind\":\"feedback\",\"signal\":" SIGNAL "}";
+
+    assert_int_equal(keten_store_batch_begin(st), KETEN_OK);
+    keten_link_hold(t->node->link);
+    keten_api_hold(t->node->api);
+    keten_api_response resp;
+    memset(&resp, 0, sizeof resp);
+    const req_opts reqs[] = {
+        { .path = path, .body = reply, .key = "answer-1" },
+        { .path = path, .body = reply, .key = "answer-1" },
+        { .path = path, .body = reply, .key = "answer-2" },
+        { .path = path, .body = reply },
+        { .path = path, .body = feedback, .key = "answer-3" },
+    };
+    const size_t n = sizeof reqs / sizeof reqs[0];
+    for (size_t i = 0; i < n - 1; i++) {
+        assert_int_equal(handle(t, &reqs[i], &resp), KETEN_API_LATER);
+    }
+    assert_int_equal(t->n_later, 0); /* nothing answered before the commit */
+    assert_int_equal(keten_store_batch_end(st), KETEN_OK);
+    keten_link_release(t->node->link, true);
+    keten_api_release(t->node->api, true);
+    assert_int_equal(t->n_later, n - 1);
+    json_t *a[LATER_MAX];
+    for (size_t i = 0; i < n - 1; i++) {
+        a[i] = json_loadb(t->later[i].body, t->later[i].body_len, 0, NULL);
+        assert_non_null(a[i]);
+    }
+    assert_int_equal(t->later[0].status, 202);
+    assert_null(json_object_get(a[0], "repeated"));
+    assert_int_equal(t->later[1].status, 202);
+    assert_string_equal(str(a[1], "msg_id"), str(a[0], "msg_id"));
+    assert_true(json_is_true(json_object_get(a[1], "repeated")));
+    for (size_t i = 2; i < 4; i++) {
+        assert_int_equal(t->later[i].status, 409);
+        assert_string_equal(str(a[i], "type"), "urn:keten:problem:conflict");
+        assert_non_null(strstr(str(a[i], "detail"), str(a[0], "msg_id")));
+    }
+    for (size_t i = 0; i < n - 1; i++) {
+        json_decref(a[i]);
+        keten_api_response_clear(&t->later[i]);
+    }
+    t->n_later = 0;
+    /* Outside a batch: feedback to a query is refused, and keeps no key. */
+    json_decref(call(t, &reqs[n - 1], 400));
+    assert_int_equal(count_of(st, KETEN_DB_SENT), 1);
+    assert_int_equal(count_of(st, KETEN_DB_IDEMPOTENCY), 1);
+    /* submitted once: one submit, then nothing more */
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    assert_non_null(f);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    Keten__Frame *none = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, 200);
+    assert_null(none);
+    fnode_bed_destroy(&bed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -818,6 +907,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outbox_same_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_batch, setup, teardown),
+        cmocka_unit_test(test_same_batch_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
