@@ -16,7 +16,9 @@
  * and sends nothing (with ?wait too, when its time is up), another body is
  * 409, another caller is another key, a damaged record is 500 and sends
  * nothing, bad keys are 400 naming the header (on the reply route too,
- * which takes a valid key: test_answer_hash, node_idempotency.sh). */
+ * which takes a valid key). Answers: the request hash holds the message
+ * answered; a reply repeated with its key in one batch is a repeat, not a
+ * second reply (node_idem_answer.sh drives the rest through a broker). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
