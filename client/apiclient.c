@@ -178,7 +178,13 @@ static keten_err call_keyed(const char *home, const char *method, const char *pa
         goto out;
     }
     /* "Expect:" off: the body goes with the headers, no 100-continue round. */
+    /* Checked here too: a key is a header line's value (no CR, LF or space). */
     char idem_line[sizeof KETEN_IDEM_HEADER + KETEN_IDEM_KEY_MAX + 3] = "";
+    char why[200];
+    if (idem_key != NULL && !keten_idem_key_check(idem_key, why, sizeof why)) {
+        e = keten_err_set(KETEN_ERR_INVALID, "%s", why);
+        goto out;
+    }
     if (idem_key != NULL
         && snprintf(idem_line, sizeof idem_line, "%s: %s", KETEN_IDEM_HEADER, idem_key)
             >= (int)sizeof idem_line) {
