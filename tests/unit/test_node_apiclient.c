@@ -9,8 +9,9 @@
  * all (the cap on an answer's size, 1 GiB, is not tried here); a signal text that is not a JSON
  * object refused before anything is sent, with the node's own words; proxy settings in the
  * environment ignored; --idempotency-key sent as the header Idempotency-Key, a key that
- * could break the header refused unsent; the query encoder and the msg_id check; wiping a JSON tree; the
- * listing loop inbox and sent share, and a listing answer without its list refused. */
+ * could break the header refused unsent; the query encoder and the msg_id check; wiping a
+ * JSON tree; the listing loop inbox and sent share, and a listing answer without its list
+ * refused. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
