@@ -888,11 +888,15 @@ static bool idem_header_ok(op_ctx *c)
     return false;
 }
 
-/* A send with an Idempotency-Key: true when answered here (a repeat of a
- * stored send, a key reused with another body, a damaged record; *res
- * says whether now or later); false when this is the first send with the
- * key: idem is filled for the send to store with its message. */
-static bool idem_repeat(op_ctx *c, uint64_t wait, keten_idem_entry *idem, keten_api_result *res)
+/* A send or an answer with an Idempotency-Key: true when answered here (a
+ * repeat of a stored send or answer, a key reused for another request, a
+ * damaged record; *res says whether now or later); false when this is the
+ * first request with the key: idem is filled for the send to store with its
+ * message. orig: the message an answer answers (part of the request), NULL
+ * for a send. Comes before every check of what an answer answers, so that
+ * the repeat of a reply is a repeat, not a second reply (409). */
+static bool idem_repeat(
+    op_ctx *c, const uint8_t *orig, uint64_t wait, keten_idem_entry *idem, keten_api_result *res)
 {
     const keten_api_request *req = c->req;
     keten_node *node = c->node;
@@ -902,8 +906,7 @@ static bool idem_repeat(op_ctx *c, uint64_t wait, keten_idem_entry *idem, keten_
             "this caller has no identity an " KETEN_IDEM_HEADER " can belong to; send without it");
         return true;
     }
-    keten_sha256(
-        idem->request_hash, req->body != NULL ? req->body : (const uint8_t *)"", req->body_len);
+    keten_idem_request_hash(orig, req->body, req->body_len, idem->request_hash);
     const uint64_t now = keten_now_ms();
     uint8_t msg_id[KETEN_MSG_ID_BYTES], hash[KETEN_HASH_BYTES];
     bool found = false;
@@ -940,8 +943,10 @@ static bool idem_repeat(op_ctx *c, uint64_t wait, keten_idem_entry *idem, keten_
         char text[DETAIL_MAX];
         snprintf(text, sizeof text,
             "the " KETEN_IDEM_HEADER " %s was used by this caller for message %s with another "
-            "body; a repeat sends the same body byte for byte, a new message needs a new key",
-            req->idempotency_key, hex);
+            "%s; a repeat sends the same body byte for byte%s, a new message needs a new key",
+            req->idempotency_key, hex,
+            orig != NULL ? "request (another body, another message answered, or a send)" : "body",
+            orig != NULL ? " to the same message" : "");
         problem_with(c->resp, 409, "idempotency-key-reused",
             "Idempotency key used for another request", 2, text, json_pack("{s:s}", "msg_id", hex));
         return true;
@@ -958,6 +963,7 @@ static bool idem_repeat(op_ctx *c, uint64_t wait, keten_idem_entry *idem, keten_
         if (w != NULL) {
             memcpy(w->msg_id, msg_id, KETEN_MSG_ID_BYTES);
             w->repeated = true;
+            w->is_reply = orig != NULL;
             *res = KETEN_API_LATER;
             return true;
         }
@@ -982,8 +988,8 @@ static keten_api_result send_common(op_ctx *c, bool is_reply, const uint8_t *ori
         return r;
     }
     keten_idem_entry idem = { 0 };
-    if (!is_reply && c->req->idempotency_key != NULL) {
-        if (idem_repeat(c, wait, &idem, &r)) {
+    if (c->req->idempotency_key != NULL) {
+        if (idem_repeat(c, is_reply ? orig : NULL, wait, &idem, &r)) {
             return r;
         }
         sr.idem = &idem;
@@ -1195,16 +1201,8 @@ static keten_api_result op_reply(op_ctx *c)
 {
     static const char *const fields[] = { "kind", "signal", NULL };
     static const char *const q[] = { "wait", NULL };
-    if (!query_check(c, q, "wait")) {
-        return KETEN_API_ANSWERED;
-    }
-    if (c->req->idempotency_key != NULL || c->req->idempotency_key_twice) {
-        field_problem(c->resp, KETEN_IDEM_HEADER, "not taken here", "POST /v1/messages",
-            "the header " KETEN_IDEM_HEADER " is taken by POST /v1/messages only; send a reply "
-            "or feedback without it (a second reply to a query is refused with 409)");
-        return KETEN_API_ANSWERED;
-    }
-    if (!body_object(c, fields, "kind, signal")) {
+    if (!query_check(c, q, "wait") || !idem_header_ok(c)
+        || !body_object(c, fields, "kind, signal")) {
         return KETEN_API_ANSWERED;
     }
     return send_common(c, true, c->msg_id);

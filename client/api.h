@@ -19,12 +19,14 @@
  *   only: req->local; from elsewhere 403]
  *   GET  /v1/alarms [read]           POST /v1/alarms/{alarm_id}/ack {"note"}
  *   [the Unix socket only, as the tokens; who acknowledged: req->peer's uid]
- * POST /v1/messages takes the header Idempotency-Key (idem.h): a repeat by
- * the same caller with the same key and body sends nothing and is answered
- * for the message the first stored (its current state, as a send with that
- * wait would be, plus "repeated": true); another body 409
- * idempotency-key-reused; a key that is not 1-64 of [A-Za-z0-9._:-] 400
- * (also on the reply route, which takes no key).
+ * POST /v1/messages and POST /v1/inbox/{msg_id}/reply (reply and feedback)
+ * take the header Idempotency-Key (idem.h): a repeat by the same caller
+ * with the same key and request (the body; for an answer also the msg_id
+ * answered) sends nothing and is answered for the message the first stored
+ * (its current state, as a send with that wait would be, plus "repeated":
+ * true), before the check that a query has no reply yet; another request
+ * 409 idempotency-key-reused; a key that is not 1-64 of [A-Za-z0-9._:-]
+ * 400.
  * A path of none of them is 404, a known path with another method 405 (with
  * resp->allow), a scope the caller lacks 403, a body that is not JSON 415 or
  * 400, a msg_id that is not 32 lowercase hex characters 400; an unknown

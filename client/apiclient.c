@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "cmdtable.h"
+#include "idem.h"
 #include "keten.h"
 #include "node.h"
 #include "signal_json.h"
@@ -135,8 +136,11 @@ static bool json_media_type(const char *ct)
             && strncasecmp(ct, "application/problem+json", n) == 0);
 }
 
-keten_err keten_apiclient_call(const char *home, const char *method, const char *path,
-    const char *query, const json_t *body, int timeout_ms, long *status, json_t **reply)
+/* keten_apiclient_call() with, when idem_key is not NULL, the header
+ * Idempotency-Key: idem_key (a valid key: keten_idem_key_check). */
+static keten_err call_keyed(const char *home, const char *method, const char *path,
+    const char *query, const json_t *body, const char *idem_key, int timeout_ms, long *status,
+    json_t **reply)
 {
     *reply = NULL;
     *status = 0;
@@ -174,9 +178,27 @@ keten_err keten_apiclient_call(const char *home, const char *method, const char 
         goto out;
     }
     /* "Expect:" off: the body goes with the headers, no 100-continue round. */
+    /* Checked here too: a key is a header line's value (no CR, LF or space). */
+    char idem_line[sizeof KETEN_IDEM_HEADER + KETEN_IDEM_KEY_MAX + 3] = "";
+    char why[200];
+    if (idem_key != NULL && !keten_idem_key_check(idem_key, why, sizeof why)) {
+        e = keten_err_set(KETEN_ERR_INVALID, "%s", why);
+        goto out;
+    }
+    if (idem_key != NULL
+        && snprintf(idem_line, sizeof idem_line, "%s: %s", KETEN_IDEM_HEADER, idem_key)
+            >= (int)sizeof idem_line) {
+        e = keten_err_set(
+            KETEN_ERR_TOO_LARGE, "an idempotency key over %d characters", KETEN_IDEM_KEY_MAX);
+        goto out;
+    }
     const char *hdrs[] = { "Accept: application/json, application/problem+json",
-        "Expect:", text != NULL ? "Content-Type: application/json; charset=utf-8" : NULL };
-    for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0] && hdrs[i] != NULL; i++) {
+        "Expect:", idem_line[0] != '\0' ? idem_line : NULL,
+        text != NULL ? "Content-Type: application/json; charset=utf-8" : NULL };
+    for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++) {
+        if (hdrs[i] == NULL) {
+            continue;
+        }
         if ((h = curl_slist_append(headers, hdrs[i])) == NULL) {
             e = keten_err_set(KETEN_ERR_NOMEM, "the request headers");
             goto out;
@@ -281,6 +303,12 @@ out:
     return e;
 }
 
+keten_err keten_apiclient_call(const char *home, const char *method, const char *path,
+    const char *query, const json_t *body, int timeout_ms, long *status, json_t **reply)
+{
+    return call_keyed(home, method, path, query, body, NULL, timeout_ms, status, reply);
+}
+
 /* A signal text as the request carries it: a JSON object. NULL (the error
  * set as the node sets it) when it is not one. */
 static json_t *signal_object(const char *text, size_t len, keten_err *err)
@@ -303,15 +331,17 @@ static json_t *signal_object(const char *text, size_t len, keten_err *err)
     return NULL;
 }
 
-/* body with "signal": sig, sent; sig (owned) wiped and released. */
+/* body with "signal": sig, sent (with idem_key, not NULL, as the header
+ * Idempotency-Key); sig (owned) wiped and released. */
 static keten_err call_with_signal(const char *home, const char *method, const char *path,
-    const char *query, json_t *body, json_t *sig, int timeout_ms, long *status, json_t **reply)
+    const char *query, json_t *body, json_t *sig, const char *idem_key, int timeout_ms,
+    long *status, json_t **reply)
 {
     keten_err e = KETEN_OK;
     if (json_object_set(body, "signal", sig) != 0) {
         e = keten_err_set(KETEN_ERR_NOMEM, "the request body");
     } else {
-        e = keten_apiclient_call(home, method, path, query, body, timeout_ms, status, reply);
+        e = call_keyed(home, method, path, query, body, idem_key, timeout_ms, status, reply);
         (void)json_object_del(body, "signal");
     }
     keten_apiclient_wipe_json(sig);
@@ -319,9 +349,10 @@ static keten_err call_with_signal(const char *home, const char *method, const ch
     return e;
 }
 
-keten_err keten_apiclient_call_signal(const char *home, const char *method, const char *path,
-    const char *query, json_t *body, const char *text, size_t len, int timeout_ms, long *status,
-    json_t **reply)
+/* keten_apiclient_call_signal() with idem_key (NULL: none). */
+static keten_err call_signal_keyed(const char *home, const char *method, const char *path,
+    const char *query, json_t *body, const char *text, size_t len, const char *idem_key,
+    int timeout_ms, long *status, json_t **reply)
 {
     *reply = NULL;
     *status = 0;
@@ -333,7 +364,16 @@ keten_err keten_apiclient_call_signal(const char *home, const char *method, cons
     if (sig == NULL) {
         return e;
     }
-    return call_with_signal(home, method, path, query, body, sig, timeout_ms, status, reply);
+    return call_with_signal(
+        home, method, path, query, body, sig, idem_key, timeout_ms, status, reply);
+}
+
+keten_err keten_apiclient_call_signal(const char *home, const char *method, const char *path,
+    const char *query, json_t *body, const char *text, size_t len, int timeout_ms, long *status,
+    json_t **reply)
+{
+    return call_signal_keyed(
+        home, method, path, query, body, text, len, NULL, timeout_ms, status, reply);
 }
 
 /* The API's words for what a person does with this command line: a detail
@@ -347,6 +387,8 @@ static const char *const cli_words[][2] = {
     { "(for a message this node sent: GET /v1/messages/",
         "(for a message this node sent, use status " },
     { "(GET /v1/tokens lists them)", "(keten-node token list lists them)" },
+    { "the header " KETEN_IDEM_HEADER, "--idempotency-key" },
+    { "the " KETEN_IDEM_HEADER, "the --idempotency-key" },
 };
 
 void keten_apiclient_cli_text(const char *text, char *out, size_t size)
@@ -665,7 +707,7 @@ int keten_apiclient_dry_run(
                 not_an_object(text, len);
                 e = KETEN_ERR_NOT_FOUND;
             } else {
-                e = call_with_signal(home, "POST", "/v1/messages/validate", NULL, req, sig,
+                e = call_with_signal(home, "POST", "/v1/messages/validate", NULL, req, sig, NULL,
                     KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
             }
         }
@@ -767,12 +809,23 @@ int keten_apiclient_sent(long status, const json_t *reply, bool waited, bool as_
             keten_cli_prog(), msg_id, msg_id);
         return KETEN_EXIT_FAILURE;
     }
+    const bool repeated = json_is_true(json_object_get(reply, "repeated"));
     if (!as_json) {
+        if (repeated) {
+            fprintf(stderr,
+                "%s: message %s was sent before with this --idempotency-key; nothing new was "
+                "sent\n",
+                keten_cli_prog(), msg_id);
+        }
         printf("%s\n", msg_id);
         return KETEN_EXIT_OK;
     }
     json_t *out = json_pack("{s:s, s:s, s:O?}", "msg_id", msg_id, "state", state, "leaf_index",
         json_object_get(reply, "leaf_index"));
+    if (out != NULL && repeated && json_object_set_new(out, "repeated", json_true()) != 0) {
+        json_decref(out);
+        out = NULL;
+    }
     char *dump = out != NULL ? json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(out);
     printf("%s\n", dump != NULL ? dump : "{}");
@@ -781,7 +834,7 @@ int keten_apiclient_sent(long status, const json_t *reply, bool waited, bool as_
 }
 
 int keten_apiclient_post_signal(const char *home, const char *path, json_t *body, const char *text,
-    size_t len, bool wait, uint64_t timeout_s, bool as_json)
+    size_t len, const char *idem_key, bool wait, uint64_t timeout_s, bool as_json)
 {
     char query[KETEN_APICLIENT_QUERY_MAX] = "";
     keten_err e = KETEN_OK;
@@ -793,7 +846,7 @@ int keten_apiclient_post_signal(const char *home, const char *path, json_t *body
     json_t *reply = NULL;
     long status = 0;
     if (e == KETEN_OK) {
-        e = keten_apiclient_call_signal(home, "POST", path, query, body, text, len,
+        e = call_signal_keyed(home, "POST", path, query, body, text, len, idem_key,
             (int)(timeout_s * 1000) + KETEN_APICLIENT_TIMEOUT_MS, &status, &reply);
     }
     int rc = e != KETEN_OK ? keten_cli_error(e) : keten_apiclient_sent(status, reply, wait, as_json);

@@ -118,19 +118,22 @@ int keten_apiclient_dry_run(
     const char *home, json_t *req, const char *text, size_t len, bool as_json);
 
 /* The answer to a send or a reply (POST /v1/messages, POST
- * /v1/inbox/HEX/reply): print the msg_id, or with as_json {msg_id,
- * state[, leaf_index]}, and return 0; a failure is printed as
+ * /v1/inbox/HEX/reply): print the msg_id (for a repeat, "repeated": true,
+ * also a line on standard error saying nothing new was sent), or with
+ * as_json {msg_id, state[, leaf_index][, repeated]}, and return 0; a failure is printed as
  * keten_apiclient_check() does. With waited (the request had wait=MS), an
  * answer still pending (202: the wait ran out) is a failure (exit 1) that
  * says the message stays in the outbox. */
 int keten_apiclient_sent(long status, const json_t *reply, bool waited, bool as_json);
 
 /* A send or a reply: POST body with the signal text (as
- * keten_apiclient_call_signal) to path; with wait, ?wait= the timeout, and
- * the request's own time-out that much longer. The answer is printed as
- * keten_apiclient_sent() does; returns the exit code. */
+ * keten_apiclient_call_signal) to path; with idem_key (not NULL: a valid
+ * key, keten_idem_key_check), the header Idempotency-Key, so that the same
+ * command repeated with the same key and signal sends once; with wait,
+ * ?wait= the timeout, and the request's own time-out that much longer. The
+ * answer is printed as keten_apiclient_sent() does; returns the exit code. */
 int keten_apiclient_post_signal(const char *home, const char *path, json_t *body, const char *text,
-    size_t len, bool wait, uint64_t timeout_s, bool as_json);
+    size_t len, const char *idem_key, bool wait, uint64_t timeout_s, bool as_json);
 
 /* A listing (GET /v1/inbox, GET /v1/sent): path with query (as
  * keten_apiclient_call), waiting at most timeout_ms. *reply is the answer

@@ -9,17 +9,20 @@
 #include "apiclient.h"
 #include "cli.h"
 #include "cmd.h"
+#include "idem.h"
 
 static const char reply_usage[]
     = "Usage: keten-node reply --home DIR MSG_ID [--kind reply|feedback] --signal FILE|-\n"
-      "                        [--wait] [--timeout SECONDS] [--dry-run] [--json]\n"
+      "                        [--wait] [--timeout SECONDS] [--idempotency-key KEY]\n"
+      "                        [--dry-run] [--json]\n"
       "\n"
       "Answer the received message MSG_ID. It goes to that message's sender only, with\n"
       "in_reply_to = MSG_ID:\n"
       "  reply     (default) answers a received query, once: a second reply to the\n"
       "            same query, or a reply to anything but a query, is refused;\n"
       "  feedback  tells the sender of a received signal what was done with it (as\n"
-      "            often as there is news); only a signal gets feedback.\n"
+      "            often as there is news); only a signal gets feedback. To repeat a\n"
+      "            feedback safely after an error, give it --idempotency-key.\n"
       "The answer is a signal JSON (see keten-node(8), SIGNAL FORMAT). Prints the\n"
       "answer's msg_id.\n"
       "\n"
@@ -29,6 +32,13 @@ static const char reply_usage[]
       "  --signal FILE|-    the answer, from FILE or standard input\n"
       "  --wait             wait for the broker's acknowledgement (or refusal)\n"
       "  --timeout SECONDS  how long --wait waits (default 30)\n"
+      "  --idempotency-key KEY\n"
+      "                     answer once however often this command is repeated (as\n"
+      "                     for send): the same KEY, MSG_ID, kind and signal within\n"
+      "                     7 days sends nothing new and prints the first answer's\n"
+      "                     msg_id (also for a reply, which is otherwise refused the\n"
+      "                     second time); anything else with that KEY is refused\n"
+      "                     (exit 2)\n"
       "  --dry-run          send nothing: check the answer as reply would (the message\n"
       "                     answered, the signal, the policy) and list every problem;\n"
       "                     prints \"valid\" and exits 0 when there is none, else 1\n"
@@ -43,12 +53,13 @@ int cmd_reply(int argc, char **argv)
         { "signal", required_argument, NULL, 's' },
         { "wait", no_argument, NULL, 'w' },
         { "timeout", required_argument, NULL, 'T' },
+        { "idempotency-key", required_argument, NULL, 'i' },
         { "dry-run", no_argument, NULL, 'n' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *home = NULL, *signal = NULL, *kind = "reply";
+    const char *home = NULL, *signal = NULL, *kind = "reply", *idem_key = NULL;
     bool wait = false, dry_run = false, as_json = false;
     uint64_t timeout_s = 30;
     int c;
@@ -72,6 +83,9 @@ int cmd_reply(int argc, char **argv)
             if (!keten_cli_parse_uint(optarg, 1, 86400, &timeout_s)) {
                 return keten_cli_usage("reply", "--timeout must be 1 to 86400 seconds");
             }
+            break;
+        case 'i':
+            idem_key = optarg;
             break;
         case 'n':
             dry_run = true;
@@ -98,6 +112,18 @@ int cmd_reply(int argc, char **argv)
     }
     if (dry_run && wait) {
         return keten_cli_usage("reply", "--dry-run sends nothing: there is nothing to --wait for");
+    }
+    if (idem_key != NULL) {
+        char why[200];
+        if (dry_run) {
+            return keten_cli_usage("reply",
+                "--dry-run sends nothing: there is nothing to send once with --idempotency-key");
+        }
+        if (!keten_idem_key_check(idem_key, why, sizeof why)) {
+            char text[KETEN_APICLIENT_TEXT_MAX];
+            keten_apiclient_cli_text(why, text, sizeof text);
+            return keten_cli_usage("reply", "%s", text);
+        }
     }
     const char *msg_id = argv[optind];
     if (strlen(msg_id) != 32 || strspn(msg_id, "0123456789abcdef") != 32) {
@@ -129,7 +155,8 @@ int cmd_reply(int argc, char **argv)
     } else {
         char path[KETEN_APICLIENT_PATH_MAX];
         snprintf(path, sizeof path, "/v1/inbox/%s/reply", msg_id);
-        rc = keten_apiclient_post_signal(home, path, req, text, len, wait, timeout_s, as_json);
+        rc = keten_apiclient_post_signal(
+            home, path, req, text, len, idem_key, wait, timeout_s, as_json);
     }
     sodium_memzero(text, len);
     free(text);

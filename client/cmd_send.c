@@ -8,10 +8,11 @@
 #include "apiclient.h"
 #include "cli.h"
 #include "cmd.h"
+#include "idem.h"
 
 static const char send_usage[]
     = "Usage: keten-node send --home DIR --to PARTIES [--kind K] --signal FILE|- [--wait]\n"
-      "                       [--timeout SECONDS] [--dry-run] [--json]\n"
+      "                       [--timeout SECONDS] [--idempotency-key KEY] [--dry-run] [--json]\n"
       "\n"
       "Send a signal to the partners named by PARTIES: node ids, role:NAME or *,\n"
       "comma-separated (e.g. role:police,role:tax). The signal is a JSON object,\n"
@@ -33,6 +34,13 @@ static const char send_usage[]
       "  --signal FILE|-    the signal JSON, from FILE or standard input\n"
       "  --wait             wait for the broker's acknowledgement (or refusal)\n"
       "  --timeout SECONDS  how long --wait waits (default 30)\n"
+      "  --idempotency-key KEY\n"
+      "                     send once however often this command is repeated: KEY is\n"
+      "                     1 to 64 characters [A-Za-z0-9._:-], one per message you\n"
+      "                     mean to send (a case number and a counter). The same KEY\n"
+      "                     with the same signal file and options within 7 days sends\n"
+      "                     nothing new and prints the first message's msg_id; with\n"
+      "                     another signal it is refused (exit 2)\n"
       "  --dry-run          send nothing: check the signal, the recipients and the\n"
       "                     policy as a send would, and list every problem (with the\n"
       "                     allowed values); prints \"valid\" and exits 0 when there is\n"
@@ -51,12 +59,13 @@ int cmd_send(int argc, char **argv)
         { "signal", required_argument, NULL, 's' },
         { "wait", no_argument, NULL, 'w' },
         { "timeout", required_argument, NULL, 'T' },
+        { "idempotency-key", required_argument, NULL, 'i' },
         { "dry-run", no_argument, NULL, 'n' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *home = NULL, *to = NULL, *kind = "signal", *signal = NULL;
+    const char *home = NULL, *to = NULL, *kind = "signal", *signal = NULL, *idem_key = NULL;
     bool wait = false, dry_run = false, as_json = false;
     uint64_t timeout_s = 30;
     int c;
@@ -83,6 +92,9 @@ int cmd_send(int argc, char **argv)
             if (!keten_cli_parse_uint(optarg, 1, 86400, &timeout_s)) {
                 return keten_cli_usage("send", "--timeout must be 1 to 86400 seconds");
             }
+            break;
+        case 'i':
+            idem_key = optarg;
             break;
         case 'n':
             dry_run = true;
@@ -113,6 +125,18 @@ int cmd_send(int argc, char **argv)
     }
     if (dry_run && wait) {
         return keten_cli_usage("send", "--dry-run sends nothing: there is nothing to --wait for");
+    }
+    if (idem_key != NULL) {
+        char why[200];
+        if (dry_run) {
+            return keten_cli_usage("send",
+                "--dry-run sends nothing: there is nothing to send once with --idempotency-key");
+        }
+        if (!keten_idem_key_check(idem_key, why, sizeof why)) {
+            char text[KETEN_APICLIENT_TEXT_MAX];
+            keten_apiclient_cli_text(why, text, sizeof text);
+            return keten_cli_usage("send", "%s", text);
+        }
     }
     char *text = NULL;
     size_t len = 0;
@@ -166,7 +190,7 @@ int cmd_send(int argc, char **argv)
         /* A dry run goes to its own route (/v1/messages/validate): a daemon
          * that does not know it refuses it instead of sending. */
         rc = keten_apiclient_post_signal(
-            home, "/v1/messages", req, text, len, wait, timeout_s, as_json);
+            home, "/v1/messages", req, text, len, idem_key, wait, timeout_s, as_json);
     }
     sodium_memzero(text, len);
     free(text);

@@ -64,6 +64,26 @@ keten_err keten_idem_caller(const char *token_id, const char *actor, bool local,
     return KETEN_OK;
 }
 
+void keten_idem_request_hash(const uint8_t *answered, const uint8_t *body, size_t body_len,
+    uint8_t out[static KETEN_HASH_BYTES])
+{
+    static const uint8_t empty[1] = { 0 };
+    if (body == NULL) {
+        body = empty;
+        body_len = 0;
+    }
+    if (answered == NULL) {
+        keten_sha256(out, body, body_len);
+        return;
+    }
+    keten_sha256_state st;
+    keten_sha256_init(&st);
+    keten_sha256_update(&st, KETEN_IDEM_ANSWER_LABEL, strlen(KETEN_IDEM_ANSWER_LABEL));
+    keten_sha256_update(&st, body, body_len);
+    keten_sha256_update(&st, answered, KETEN_MSG_ID_BYTES);
+    keten_sha256_final(&st, out);
+}
+
 void keten_idem_table_key(const char *caller, const char *key, uint8_t out[static KETEN_HASH_BYTES])
 {
     keten_sha256_state st;

@@ -1,8 +1,10 @@
 /*
- * idem.h - idempotency keys of the send API (docs/integration.md, "Errors
- * and retrying"): a send repeated after a lost answer goes out once.
+ * idem.h - idempotency keys of the send API (docs/integration.md, "Sending
+ * once: Idempotency-Key"): a send, a reply or a feedback repeated after a
+ * lost answer goes out once.
  *
- * POST /v1/messages takes an optional header Idempotency-Key: 1 to
+ * POST /v1/messages and POST /v1/inbox/{msg_id}/reply (reply and feedback)
+ * take an optional header Idempotency-Key: 1 to
  * KETEN_IDEM_KEY_MAX characters of [A-Za-z0-9._:-]. The key belongs to its
  * caller (keten_idem_caller(): "token:ID" for an application token, or for
  * a web session opened with one; "person:NAME" for the person a proxy
@@ -11,14 +13,20 @@
  *
  * The first send with a key that stores a message writes an
  * IdempotencyRecord (proto/keten.proto): caller, key, the new msg_id, the
- * SHA-256 of the request body and the time, into the store's `idempotency`
+ * request's hash (keten_idem_request_hash: the body's SHA-256 for a send;
+ * for an answer a hash of its body and the msg_id it answers, which is part
+ * of the request) and the time, into the store's `idempotency`
  * table under SHA-256("keten/idempotency/v1" || caller || NUL || key), in
  * the same transaction as the message's outbox and sent records (outbox.h):
  * a crash leaves both or neither. A send refused before anything is stored
  * writes nothing, and may be sent again with the same key. A later send by
  * the same caller with the same key finds the record (keten_idem_find) and
- * is answered with that message: the same body sends nothing new; another
- * body is refused (409). A record is kept KETEN_IDEM_KEEP_MS after it was
+ * is answered with that message: the same request sends nothing new;
+ * another body, another message answered, or a send's key used for an
+ * answer (or the other way round) is refused (409). A repeated answer is
+ * found before the check that a query has no reply yet, so the repeat of a
+ * reply is answered as a repeat, not refused as a second reply. A record
+ * is kept KETEN_IDEM_KEEP_MS after it was
  * written: older, it is not found, and keten_idem_purge() (the daemon's
  * hourly purge, each going on where the one before stopped) removes it.
  *
@@ -63,9 +71,19 @@
 typedef struct keten_idem_entry {
     const char *caller; /* keten_idem_caller() */
     const char *key; /* a valid key (keten_idem_key_check) */
-    uint8_t request_hash[KETEN_HASH_BYTES]; /* SHA-256 of the request body */
+    uint8_t request_hash[KETEN_HASH_BYTES]; /* keten_idem_request_hash() */
     uint64_t created_at; /* ms */
 } keten_idem_entry;
+
+#define KETEN_IDEM_ANSWER_LABEL "keten/idempotency/answer/v1"
+
+/* The hash kept with a key for a request: for a send (answered NULL) the
+ * SHA-256 of its body; for an answer (reply or feedback) to the message
+ * answered, SHA-256(KETEN_IDEM_ANSWER_LABEL || body || answered), so that the
+ * same body answering another message, or a send's body, is another
+ * request. */
+void keten_idem_request_hash(const uint8_t *answered, const uint8_t *body, size_t body_len,
+    uint8_t out[static KETEN_HASH_BYTES]);
 
 /* Is key (the header's value, NUL-terminated) a valid key? false: why
  * (a line naming the header and what is allowed) in why. */

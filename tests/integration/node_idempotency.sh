@@ -12,8 +12,8 @@
 # before anything was stored keeps no key (the same key then sends); without
 # the header two sends are two messages. Keys of 65 characters, with a
 # character outside [A-Za-z0-9._:-], empty or given twice are 400 naming the
-# header (twin: a key of 64 characters of every allowed kind sends); the
-# reply route refuses the header. Every answer is traced and checked against
+# header (twin: a key of 64 characters of every allowed kind sends), also
+# on the reply route. Every answer is traced and checked against
 # docs/api/openapi.yaml at the end.
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 . "$(dirname "$0")/node_lib.sh"
@@ -195,10 +195,11 @@ G=$(jv msg_id)
 tcp app-one POST /v1/messages send2.json -H "Idempotency-Key: $K64"
 check "and its repeat answers it" json_is "$T/.out" "d['msg_id'] == '$G' and d['repeated'] is True"
 check "the sent list holds 8 messages" sent_is 8
-# The reply route takes no key (a reply answers a received message).
+# The reply route checks the key as the send route does (its keys:
+# node_idem_answer.sh).
 body feedback.json "{\"kind\":\"feedback\",\"signal\":$(cat sig.json)}"
-tcp app-one POST "/v1/inbox/$A/reply" feedback.json -H "Idempotency-Key: order-7"
-is 400 "a reply with the header is refused, naming it" \
+tcp app-one POST "/v1/inbox/$A/reply" feedback.json -H "Idempotency-Key: order 7"
+is 400 "a reply with a key that is not one is refused, naming the header" \
     "$(problem invalid-request) and d['errors'][0]['field'] == 'Idempotency-Key'"
 
 # --- what the recipient got -------------------------------------------------------

@@ -8,8 +8,10 @@
  * one over the size cap, no answer in time, nobody listening, no daemon at
  * all (the cap on an answer's size, 1 GiB, is not tried here); a signal text that is not a JSON
  * object refused before anything is sent, with the node's own words; proxy settings in the
- * environment ignored; the query encoder and the msg_id check; wiping a JSON tree; the
- * listing loop inbox and sent share, and a listing answer without its list refused. */
+ * environment ignored; --idempotency-key sent as the header Idempotency-Key, a key that
+ * could break the header refused unsent; the query encoder and the msg_id check; wiping a
+ * JSON tree; the listing loop inbox and sent share, and a listing answer without its list
+ * refused. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -423,6 +425,50 @@ static void test_msg_id(void **state)
 }
 
 /* The node's words for any client, in the command line's. */
+/* --idempotency-key: the key goes as the header Idempotency-Key (and the
+ * answer's "repeated" is taken); a key that could break the header (a CR LF
+ * and another header, a space) is refused before anything is sent. Twin:
+ * without a key no such header. */
+static void test_post_signal_key(void **state)
+{
+    ctx *t = *state;
+    const char text[] = "{\"type\":\"woonfraude\",\"purpose\":\"handhaving\",\"summary\":\"x\"}";
+    json_t *body = json_pack("{s:s}", "kind", "feedback");
+    assert_non_null(body);
+    srv_start(t, "201 Created", "application/json",
+        "{\"msg_id\":\"0123456789abcdef0123456789abcdef\",\"state\":\"accepted\","
+        "\"leaf_index\":7,\"repeated\":true}");
+    assert_int_equal(keten_apiclient_post_signal(t->home, "/v1/inbox/00/reply", body, text,
+                         strlen(text), "zaak-2026:1", false, 5, true),
+        KETEN_EXIT_OK);
+    srv_stop(t);
+    assert_true(t->s.got);
+    assert_non_null(strstr(t->s.req, "\r\nIdempotency-Key: zaak-2026:1\r\n"));
+    assert_null(json_object_get(body, "signal")); /* borrowed, given back as it was */
+
+    static const char *const bad[] = { "a\r\nX-Other: 1", "a b", "" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        srv_start(t, "202 Accepted", "application/json",
+            "{\"msg_id\":\"0123456789abcdef0123456789abcdef\",\"state\":\"pending\"}");
+        assert_int_not_equal(keten_apiclient_post_signal(t->home, "/v1/inbox/00/reply", body, text,
+                                 strlen(text), bad[i], false, 5, false),
+            KETEN_EXIT_OK);
+        srv_stop(t);
+        assert_false(t->s.got); /* nothing sent */
+    }
+    keten_err_clear();
+
+    srv_start(t, "202 Accepted", "application/json",
+        "{\"msg_id\":\"0123456789abcdef0123456789abcdef\",\"state\":\"pending\"}");
+    assert_int_equal(keten_apiclient_post_signal(t->home, "/v1/inbox/00/reply", body, text,
+                         strlen(text), NULL, false, 5, false),
+        KETEN_EXIT_OK);
+    srv_stop(t);
+    assert_true(t->s.got);
+    assert_null(strcasestr(t->s.req, "Idempotency-Key"));
+    json_decref(body);
+}
+
 static void test_cli_text(void **state)
 {
     (void)state;
@@ -594,6 +640,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proxy_ignored, setup, teardown),
         cmocka_unit_test(test_query_add),
         cmocka_unit_test(test_msg_id),
+        cmocka_unit_test_setup_teardown(test_post_signal_key, setup, teardown),
         cmocka_unit_test(test_cli_text),
         cmocka_unit_test(test_wipe_json),
         cmocka_unit_test(test_list_print),

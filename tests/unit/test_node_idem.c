@@ -15,7 +15,10 @@
  * through the router, a repeat answers the first msg_id with "repeated"
  * and sends nothing (with ?wait too, when its time is up), another body is
  * 409, another caller is another key, a damaged record is 500 and sends
- * nothing, bad keys and the reply route are 400 naming the header. */
+ * nothing, bad keys are 400 naming the header (on the reply route too,
+ * which takes a valid key). Answers: the request hash holds the message
+ * answered; a reply repeated with its key in one batch is a repeat, not a
+ * second reply (node_idem_answer.sh drives the rest through a broker). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -173,6 +176,44 @@ static void test_table_key(void **state)
     keten_idem_table_key("person:ab", "c", a);
     keten_idem_table_key("person:a", "bc", b);
     assert_memory_not_equal(a, b, sizeof a);
+}
+
+/* The request hash: a send's body alone (as keys stored before answers
+ * took keys); an answer's body with the msg_id it answers, behind a label,
+ * so that the same body answering another message, or a send of those
+ * bytes, is another request (known answers from Python's hashlib). */
+static void test_answer_hash(void **state)
+{
+    (void)state;
+    static const char body[] = "{\"kind\":\"feedback\",\"signal\":{}}";
+    const size_t n = strlen(body);
+    uint8_t h[KETEN_HASH_BYTES], want[KETEN_HASH_BYTES], other[KETEN_HASH_BYTES];
+    keten_idem_request_hash(NULL, (const uint8_t *)body, n, h);
+    assert_int_equal(keten_unhex("4b0a314f2027997d53dca110c01cb7fc46e41340f5e119d028c16be266c9bca0",
+                         want, sizeof want),
+        KETEN_OK);
+    assert_memory_equal(h, want, sizeof h);
+    keten_idem_request_hash(ID, (const uint8_t *)body, n, h);
+    assert_int_equal(keten_unhex("363f67bc6ccb452c76deff57aeecaaa286c05833ae28fe6c37d0a27229454c59",
+                         want, sizeof want),
+        KETEN_OK);
+    assert_memory_equal(h, want, sizeof h);
+    /* Twins: another message answered, another body, the send's hash. */
+    uint8_t id2[KETEN_MSG_ID_BYTES];
+    memcpy(id2, ID, sizeof id2);
+    id2[15] ^= 1;
+    keten_idem_request_hash(id2, (const uint8_t *)body, n, other);
+    assert_memory_not_equal(h, other, sizeof h);
+    keten_idem_request_hash(ID, (const uint8_t *)body, n - 1, other);
+    assert_memory_not_equal(h, other, sizeof h);
+    keten_idem_request_hash(NULL, (const uint8_t *)body, n, other);
+    assert_memory_not_equal(h, other, sizeof h);
+    /* No body: the hash of nothing, not a crash. */
+    keten_idem_request_hash(NULL, NULL, 0, h);
+    assert_int_equal(keten_unhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                         want, sizeof want),
+        KETEN_OK);
+    assert_memory_equal(h, want, sizeof h);
 }
 
 /* ---- records ------------------------------------------------------------ */
@@ -671,11 +712,25 @@ static void test_api(void **state)
     expect_header_problem(t, &(req_opts) { .key = "" }, "1 to 64");
     expect_header_problem(t, &(req_opts) { .key = "a b" }, "byte 0x20 at position 2");
     expect_header_problem(t, &(req_opts) { .key = "a", .twice = true }, "more than once");
+    /* The reply route checks the header as the send route does ... */
     expect_header_problem(t,
+        &(req_opts) { .key = "order 3",
+            .path = "/v1/inbox/00112233445566778899aabbccddeeff/reply",
+            .body = "{\"signal\":" SIGNAL "}" },
+        "byte 0x20 at position 6");
+    expect_header_problem(t,
+        &(req_opts) { .key = "order-3",
+            .twice = true,
+            .path = "/v1/inbox/00112233445566778899aabbccddeeff/reply",
+            .body = "{\"signal\":" SIGNAL "}" },
+        "more than once");
+    /* ... and takes a valid key: here no such message (404), no key kept. */
+    json_decref(call(t,
         &(req_opts) { .key = "order-3",
             .path = "/v1/inbox/00112233445566778899aabbccddeeff/reply",
             .body = "{\"signal\":" SIGNAL "}" },
-        "POST /v1/messages only");
+        404));
+    assert_int_equal(count_of(st, KETEN_DB_IDEMPOTENCY), 3);
     keten_api_request req = {
         .method = "POST",
         .path = "/v1/messages",
@@ -751,12 +806,102 @@ static void test_same_batch(void **state)
     assert_null(none);
 }
 
+/* Answers in one group-commit batch (two connections in one round of the
+ * loop): a reply to a query with a key, the same request again, then a
+ * reply with another key and one with none, and a feedback to the query.
+ * The repeat finds the record the first wrote in the batch and is answered
+ * with the first reply, "repeated", not refused as a second reply; the
+ * other replies are 409 (already replied), the feedback 400 (a query gets
+ * none); one message stored and submitted once, one key kept. */
+static void test_same_batch_answers(void **state)
+{
+    (void)state;
+    ctx c = { 0 };
+    ctx *t = &c;
+    fnode_bed *bed = fnode_bed_new(fixture_new(1, 1, specs), "alpha", "hub");
+    t->fx = bed->fx;
+    t->fn = bed->fn;
+    t->node = bed->node;
+    keten_api_set_answer(t->node->api, on_answer, t);
+    keten_store *st = t->node->store;
+
+    /* bravo's query, delivered to alpha with the proof of its record. */
+    uint8_t qid[KETEN_MSG_ID_BYTES];
+    size_t len = 0;
+    fnode_seal_opts o = { .kind = KETEN__KIND__KIND_QUERY, .life_ms = 3600 * 1000 };
+    uint8_t *env
+        = fnode_seal(fixture_node(t->fx, "bravo"), t->node->dir, "alpha", SIGNAL, &o, qid, &len);
+    uint64_t leaf = flog_submitted(bed->log, env, len);
+    fnode_bed_deliver_leaf(bed, env, len, leaf, fnode_bed_checkpoint(bed));
+    free(env);
+    assert_int_equal(count_of(st, KETEN_DB_INBOX), 1);
+    char hex[KETEN_MSG_ID_HEX_BYTES], path[64];
+    keten_hex(qid, KETEN_MSG_ID_BYTES, hex);
+    snprintf(path, sizeof path, "/v1/inbox/%s/reply", hex);
+    static const char reply[] = "{\"kind\":\"reply\",\"signal\":" SIGNAL "}";
+    static const char feedback[] = "{\"kind\":\"feedback\",\"signal\":" SIGNAL "}";
+
+    assert_int_equal(keten_store_batch_begin(st), KETEN_OK);
+    keten_link_hold(t->node->link);
+    keten_api_hold(t->node->api);
+    keten_api_response resp;
+    memset(&resp, 0, sizeof resp);
+    const req_opts reqs[] = {
+        { .path = path, .body = reply, .key = "answer-1" },
+        { .path = path, .body = reply, .key = "answer-1" },
+        { .path = path, .body = reply, .key = "answer-2" },
+        { .path = path, .body = reply },
+        { .path = path, .body = feedback, .key = "answer-3" },
+    };
+    const size_t n = sizeof reqs / sizeof reqs[0];
+    for (size_t i = 0; i < n - 1; i++) {
+        assert_int_equal(handle(t, &reqs[i], &resp), KETEN_API_LATER);
+    }
+    assert_int_equal(t->n_later, 0); /* nothing answered before the commit */
+    assert_int_equal(keten_store_batch_end(st), KETEN_OK);
+    keten_link_release(t->node->link, true);
+    keten_api_release(t->node->api, true);
+    assert_int_equal(t->n_later, n - 1);
+    json_t *a[LATER_MAX];
+    for (size_t i = 0; i < n - 1; i++) {
+        a[i] = json_loadb(t->later[i].body, t->later[i].body_len, 0, NULL);
+        assert_non_null(a[i]);
+    }
+    assert_int_equal(t->later[0].status, 202);
+    assert_null(json_object_get(a[0], "repeated"));
+    assert_int_equal(t->later[1].status, 202);
+    assert_string_equal(str(a[1], "msg_id"), str(a[0], "msg_id"));
+    assert_true(json_is_true(json_object_get(a[1], "repeated")));
+    for (size_t i = 2; i < 4; i++) {
+        assert_int_equal(t->later[i].status, 409);
+        assert_string_equal(str(a[i], "type"), "urn:keten:problem:conflict");
+        assert_non_null(strstr(str(a[i], "detail"), str(a[0], "msg_id")));
+    }
+    for (size_t i = 0; i < n - 1; i++) {
+        json_decref(a[i]);
+        keten_api_response_clear(&t->later[i]);
+    }
+    t->n_later = 0;
+    /* Outside a batch: feedback to a query is refused, and keeps no key. */
+    json_decref(call(t, &reqs[n - 1], 400));
+    assert_int_equal(count_of(st, KETEN_DB_SENT), 1);
+    assert_int_equal(count_of(st, KETEN_DB_IDEMPOTENCY), 1);
+    /* submitted once: one submit, then nothing more */
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    assert_non_null(f);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    Keten__Frame *none = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, 200);
+    assert_null(none);
+    fnode_bed_destroy(&bed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_check),
         cmocka_unit_test(test_caller),
         cmocka_unit_test(test_table_key),
+        cmocka_unit_test(test_answer_hash),
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
@@ -764,6 +909,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outbox_same_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_batch, setup, teardown),
+        cmocka_unit_test(test_same_batch_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
