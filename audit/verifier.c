@@ -106,6 +106,9 @@ static void check_job(shared *sh, const job *j, uint8_t **buf, size_t *cap)
 {
     const Keten__AuditRecord *r = j->rec;
     keten_err e = sigcheck_submitted(j->dir, r, j->created_at, buf, cap);
+    if (e == KETEN_OK) {
+        e = sigcheck_rule(j->dir, r);
+    }
     if (e != KETEN_OK) {
         fail_at(sh, r->seq, e, "%s", keten_err_detail());
     } else {

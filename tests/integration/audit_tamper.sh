@@ -5,7 +5,9 @@
 # record deleted from the middle; the last records truncated (the largest
 # checkpoint beyond the log saying how many at least); two records
 # swapped; a checkpoint from a forked log; a sender signature that does not
-# match; a record signed by a key revoked before its time. And the controls:
+# match; a record signed by a key revoked before its time; a submitted record
+# naming another policy rule than the policy gives, and one the policy
+# refuses (verify, and check-proof on its bundle). And the controls:
 # the untouched copy, and a record appended the same way but signed by a
 # current partner, verify. A receipt, a refusal by a recipient, an expiry or
 # a delivery repeated at the end of the log is found (a rejected attempt
@@ -177,6 +179,64 @@ edit append-submitted --store t-current/store --key n-gemeente-diemen/identity.s
     --to belastingdienst --network riec-test --directory-version 2
 run "$AUDIT" verify --db t-current --anchor admin/network.pub
 expect 0 "control: the same forged append signed by a current partner's key verifies"
+
+# ---- the policy rule of an accepted message --------------------------------------------
+
+# The sharing policy of the directory in force decides every accepted
+# message, and the rule its submitted record names (the lowest rule that
+# allowed one of its recipients) follows from the signed header and the
+# signed directory: verify and check-proof compute it again. A record whose
+# rule was changed, and a message the policy refuses recorded as accepted,
+# are found. Controls: the pristine log (rules 1 and 2, messages to one and
+# to two recipients) and t-current above (an append the policy allows).
+copy t-rule
+edit set-rule --store t-rule/store --leaf "$S1" --rule 2
+verify_fails_at "submitted record $S1 naming rule 2, not rule 1" "$S1" t-rule
+says "names policy rule 2 as allowing the message, but the sharing policy of directory version" \
+    "it says the record names another rule than the policy's"
+says "allows it by rule 1" "it names the policy's rule"
+
+copy t-refused
+edit append-submitted --store t-refused/store --key n-politie-mn/identity.secret \
+    --to belastingdienst --network riec-test --directory-version 2
+REFUSED_MSG=$(sed -n 's/^appended leaf [0-9]*: submitted \([0-9a-f]*\) by .*/\1/p' "$T/.out")
+verify_fails_at "an accepted message politie-mn -> belastingdienst the policy refuses" "$N" t-refused
+says "refuses politie-mn -> belastingdienst (signal, woonfraude, handhaving) by rule 0 (the default deny), yet the broker accepted the message" \
+    "it says the policy refuses the message the record says was accepted"
+
+# resign HOME: run the broker on a copy's store until it signs a checkpoint
+# of the edited log (a node connects: one record more), as the operator who
+# edited it and holds the log key would.
+resign() {
+    local ep="ipc://$T/resign.ipc" pid
+    : >resign.log
+    "$BROKER" run --home "$1" --anchor admin/network.pub --directory dir.v2 \
+        --listen "$ep" --checkpoint-ms 200 2>>resign.log &
+    pid=$!
+    resign_ready() { grep -q 'msg="broker running"' resign.log; }
+    wait_for 10 resign_ready || not_ok "the broker starts on $1"
+    run timeout 60 "$PEER" --home n-gemeente-diemen --anchor admin/network.pub \
+        --directory dir.v2 --broker "$ep" connect-only --listen-ms 500
+    sleep 1
+    kill "$pid"
+    wait "$pid"
+}
+resign t-refused
+run "$AUDIT" prove --db t-refused "$REFUSED_MSG" --out refused-proof.json
+expect 0 "prove the message the policy refuses, under a checkpoint the broker signed"
+run "$AUDIT" check-proof refused-proof.json --anchor admin/network.pub
+expect 3 "check-proof refuses the bundle of a message the policy refuses"
+says "by rule 0 (the default deny), yet the broker accepted the message" \
+    "it says the policy refuses the message"
+copy t-allowed
+edit append-submitted --store t-allowed/store --key n-gemeente-diemen/identity.secret \
+    --to belastingdienst --network riec-test --directory-version 2
+ALLOWED_MSG=$(sed -n 's/^appended leaf [0-9]*: submitted \([0-9a-f]*\) by .*/\1/p' "$T/.out")
+resign t-allowed
+run "$AUDIT" prove --db t-allowed "$ALLOWED_MSG" --out allowed-proof.json
+expect 0 "control: prove an appended message the policy allows by rule 1, the rule recorded"
+run "$AUDIT" check-proof allowed-proof.json --anchor admin/network.pub
+expect 0 "control: its bundle holds"
 
 # ---- a record repeated at the end of the log ------------------------------------------------
 

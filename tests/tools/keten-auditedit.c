@@ -33,6 +33,9 @@
  *       the secret key file FILE (the recipient's, no passphrase) that names
  *       the same message and outcome but another envelope hash (same head
  *       network, serial and time), rebuild the stored tree
+ *   keten-auditedit set-rule --store DIR --leaf N --rule R
+ *       set the policy rule of submitted record N to R (the record is
+ *       re-encoded), rebuild the stored tree
  *   keten-auditedit append-submitted --store DIR --key FILE --to ID
  *       --network NAME --directory-version V [--category C] [--purpose P]
  *       append a submitted record signed with the secret key file FILE (no
@@ -436,6 +439,25 @@ static int cmd_refused_as_receipted(uint64_t leaf)
     return put_record(leaf, r, "turned refused-by-recipient into receipted");
 }
 
+static int cmd_set_rule(uint64_t leaf, uint32_t rule)
+{
+    MDB_val v;
+    int rc = get_leaf(leaf, &v);
+    if (rc != 0) {
+        return die("no such leaf", rc);
+    }
+    Keten__AuditRecord *r = NULL;
+    if (KETEN_PB_UNPACK(
+            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
+            != KETEN_OK
+        || r->event != KETEN__EVENT__EVENT_SUBMITTED) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return die("the leaf is not a submitted record", 0);
+    }
+    r->rule = rule;
+    return put_record(leaf, r, "set the policy rule");
+}
+
 static int cmd_receipt_envelope(uint64_t leaf, const char *key_path)
 {
     keten_identity *id = NULL;
@@ -744,7 +766,8 @@ static int usage(void)
 {
     fprintf(stderr,
         "usage: keten-auditedit flip|delete|truncate|swap|corrupt-signature|receipt-path|"
-        "receipt-signature|refused-as-receipted|receipt-envelope|append-submitted|repeat|"
+        "receipt-signature|refused-as-receipted|receipt-envelope|set-rule|append-submitted|"
+        "repeat|"
         "checkpoint|tables --store DIR [options] (see the source)\n");
     return 2;
 }
@@ -766,6 +789,7 @@ int main(int argc, char **argv)
         { "directory-version", required_argument, NULL, 'v' },
         { "category", required_argument, NULL, 'c' },
         { "purpose", required_argument, NULL, 'p' },
+        { "rule", required_argument, NULL, 'r' },
         { NULL, 0, NULL, 0 },
     };
     if (argc < 2) {
@@ -774,9 +798,9 @@ int main(int argc, char **argv)
     const char *verb = argv[1];
     const char *store = NULL, *key = NULL, *to = NULL, *network = NULL;
     const char *category = "woonfraude", *purpose = "handhaving";
-    uint64_t leaf = 0, byte = 0, keep = 0, with = 0, size = 0, dir_version = 0;
+    uint64_t leaf = 0, byte = 0, keep = 0, with = 0, size = 0, dir_version = 0, rule = 0;
     bool have_leaf = false, have_byte = false, have_keep = false, have_with = false,
-         have_size = false, drop = false, most = false;
+         have_size = false, have_rule = false, drop = false, most = false;
     int c;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -787,6 +811,9 @@ int main(int argc, char **argv)
             break;
         case 'l':
             ok = have_leaf = keten_cli_parse_uint(optarg, 0, UINT64_MAX - 1, &leaf);
+            break;
+        case 'r':
+            ok = have_rule = keten_cli_parse_uint(optarg, 0, UINT32_MAX, &rule);
             break;
         case 'b':
             ok = have_byte = keten_cli_parse_uint(optarg, 0, UINT32_MAX, &byte);
@@ -857,6 +884,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(verb, "refused-as-receipted") == 0 && have_leaf) {
         return open_store(store, false) != 0 ? 1 : cmd_refused_as_receipted(leaf);
+    }
+    if (strcmp(verb, "set-rule") == 0 && have_leaf && have_rule) {
+        return open_store(store, false) != 0 ? 1 : cmd_set_rule(leaf, (uint32_t)rule);
     }
     if (strcmp(verb, "receipt-envelope") == 0 && have_leaf && key != NULL) {
         return open_store(store, false) != 0 ? 1 : cmd_receipt_envelope(leaf, key);
