@@ -238,6 +238,35 @@ expect 0 "control: prove an appended message the policy allows by rule 1, the ru
 run "$AUDIT" check-proof allowed-proof.json --anchor admin/network.pub
 expect 0 "control: its bundle holds"
 
+# ---- a delivery, receipt or expiry relabelled ---------------------------------------------
+
+# The broker writes no kind, category or purpose in a delivered, receipted,
+# refused-by-recipient or expired record: they are the message's, from its
+# submitted record. replay shows a record's own when it holds one, so a
+# delivery given another category would be listed, and found by replay
+# --category, under a category the sender never signed. Twin: the same
+# record given its message's own category passes that check (only the
+# broker's checkpoints, signed over the record as it was, find the edit).
+D_SEQ=$(seq_of 'r["event"] == "DELIVERED"' pristine)
+DEL_CAT=$("$AUDIT" replay --db pristine --format jsonl 2>/dev/null | "$PY" -c '
+import json, sys
+print(next(r["category"] for r in map(json.loads, sys.stdin) if r["seq"] == int(sys.argv[1])))' \
+    "$D_SEQ")
+[ -n "$DEL_CAT" ] || not_ok "the category of delivered record $D_SEQ's message"
+OTHER_CAT=woonfraude
+[ "$DEL_CAT" = woonfraude ] && OTHER_CAT=adrescheck
+copy t-cat
+edit set-category --store t-cat/store --leaf "$D_SEQ" --category "$OTHER_CAT"
+verify_fails_at "delivered record $D_SEQ given category $OTHER_CAT (its message: $DEL_CAT)" \
+    "$D_SEQ" t-cat
+says "another category than its submitted record" "it says the record relabels the message"
+copy t-cat-same
+edit set-category --store t-cat-same/store --leaf "$D_SEQ" --category "$DEL_CAT"
+run "$AUDIT" verify --db t-cat-same --anchor admin/network.pub
+expect 3 "twin: the delivered record given its own category: the broker's checkpoints find the edit"
+says "root differs" "twin: found by a checkpoint's root, signed over the record as the broker wrote it"
+says_not "another category" "twin: the record's own category is not a relabelling"
+
 # ---- a record repeated at the end of the log ------------------------------------------------
 
 # The operator appends a copy of an earlier record (keten-auditedit repeat:

@@ -36,6 +36,9 @@
  *   keten-auditedit set-rule --store DIR --leaf N --rule R
  *       set the policy rule of submitted record N to R (the record is
  *       re-encoded), rebuild the stored tree
+ *   keten-auditedit set-category --store DIR --leaf N --category C
+ *       set the category of record N (any event) to C (the record is
+ *       re-encoded), rebuild the stored tree
  *   keten-auditedit append-submitted --store DIR --key FILE --to ID
  *       --network NAME --directory-version V [--category C] [--purpose P]
  *       append a submitted record signed with the secret key file FILE (no
@@ -458,6 +461,31 @@ static int cmd_set_rule(uint64_t leaf, uint32_t rule)
     return put_record(leaf, r, "set the policy rule");
 }
 
+static int cmd_set_category(uint64_t leaf, const char *category)
+{
+    MDB_val v;
+    int rc = get_leaf(leaf, &v);
+    if (rc != 0) {
+        return die("no such leaf", rc);
+    }
+    Keten__AuditRecord *r = NULL;
+    if (KETEN_PB_UNPACK(
+            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
+        != KETEN_OK) {
+        return die("the leaf is not a record", 0);
+    }
+    char *copy = strdup(category);
+    if (copy == NULL) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return die("out of memory", 0);
+    }
+    if (r->category != protobuf_c_empty_string) {
+        free(r->category); /* an absent category is protobuf-c's shared default */
+    }
+    r->category = copy;
+    return put_record(leaf, r, "set the category");
+}
+
 static int cmd_receipt_envelope(uint64_t leaf, const char *key_path)
 {
     keten_identity *id = NULL;
@@ -766,8 +794,8 @@ static int usage(void)
 {
     fprintf(stderr,
         "usage: keten-auditedit flip|delete|truncate|swap|corrupt-signature|receipt-path|"
-        "receipt-signature|refused-as-receipted|receipt-envelope|set-rule|append-submitted|"
-        "repeat|"
+        "receipt-signature|refused-as-receipted|receipt-envelope|set-rule|set-category|"
+        "append-submitted|repeat|"
         "checkpoint|tables --store DIR [options] (see the source)\n");
     return 2;
 }
@@ -887,6 +915,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(verb, "set-rule") == 0 && have_leaf && have_rule) {
         return open_store(store, false) != 0 ? 1 : cmd_set_rule(leaf, (uint32_t)rule);
+    }
+    if (strcmp(verb, "set-category") == 0 && have_leaf) {
+        return open_store(store, false) != 0 ? 1 : cmd_set_category(leaf, category);
     }
     if (strcmp(verb, "receipt-envelope") == 0 && have_leaf && key != NULL) {
         return open_store(store, false) != 0 ? 1 : cmd_receipt_envelope(leaf, key);
