@@ -27,7 +27,8 @@ static const char usage_text[]
       "broker's in the version the checkpoint names; the checkpoint's signature\n"
       "verifies with it; every record hashes to its leaf and its audit path leads to\n"
       "the checkpoint's root (RFC 9162); every record belongs to the message, its\n"
-      "sender's signature verifies, and every receipt or refusal by a recipient\n"
+      "sender's signature verifies, its policy rule is the one the sharing policy of\n"
+      "that directory version gives, and every receipt or refusal by a recipient\n"
       "verifies (the recipient's signed batch head, the message's leaf and its path\n"
       "to the head's root, the envelope hash, the outcome). Prints the message's\n"
       "records and how many partners cosigned the checkpoint. Bundles are format v2;\n"
@@ -62,7 +63,9 @@ static void print_message(const proof_message *m)
     printf("  what         %s, category %s, purpose %s\n", records_kind_name(m->kind), m->category,
         m->purpose);
     printf("  created      %s (the sender's clock, signed)\n", t);
-    printf("  allowed by   policy rule %u (the broker's decision, as it recorded it)\n", m->rule);
+    printf("  allowed by   policy rule %u (the broker's decision, as it recorded it; the sharing "
+           "policy of its directory version gives the same)\n",
+        m->rule);
 }
 
 /* The recipients of m an expiry names (bits of mask), comma-separated. */

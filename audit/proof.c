@@ -777,7 +777,8 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
         }
         if ((e = sigcheck_header(dir, rec, &created_at)) != KETEN_OK
             || (e = sigcheck_submitted(dir, rec, created_at, &scratch, &scratch_cap))
-                != KETEN_OK) {
+                != KETEN_OK
+            || (e = sigcheck_rule(dir, rec)) != KETEN_OK) {
             goto out;
         }
     } else if (rec->event == KETEN__EVENT__EVENT_DELIVERED

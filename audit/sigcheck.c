@@ -7,6 +7,7 @@
 
 #include "envelope.h"
 #include "pb.h"
+#include "policy.h"
 #include "receipt.h"
 #include "util.h"
 #include "sha256.h"
@@ -184,6 +185,58 @@ keten_err sigcheck_submitted(const keten_directory *dir, const Keten__AuditRecor
         "of '%s' in directory version %" PRIu64 ": the header, the ciphertext hash or the "
         "signature was changed, or someone else signed it",
         r->seq, r->sender, version);
+}
+
+keten_err sigcheck_rule(const keten_directory *dir, const Keten__AuditRecord *r)
+{
+    uint64_t version = keten_directory_version(dir);
+    const Keten__Directory *doc = keten_directory_doc(dir);
+    const Keten__NodeCert *from = keten_directory_find_id(dir, r->sender);
+    if (from == NULL) {
+        const Keten__Revocation *rv = keten_directory_find_revoked(dir, r->sender);
+        from = rv != NULL ? rv->cert : NULL;
+    }
+    if (from == NULL) {
+        return keten_err_set(KETEN_ERR_UNKNOWN_NODE,
+            "record %" PRIu64 " (submitted): sender '%s' is not in directory version %" PRIu64,
+            r->seq, r->sender, version);
+    }
+    bool allowed_any = false;
+    uint32_t allow_rule = 0;
+    for (size_t i = 0; i < r->n_recipients; i++) {
+        const Keten__NodeCert *to = keten_directory_find_id(dir, r->recipients[i]);
+        if (to == NULL) {
+            return keten_err_set(KETEN_ERR_UNKNOWN_NODE,
+                "record %" PRIu64 " (submitted): recipient '%s' is not a current node of "
+                "directory version %" PRIu64 ", in force at the record: the broker accepts no "
+                "message to it",
+                r->seq, r->recipients[i], version);
+        }
+        keten_policy_decision d = keten_policy_evaluate(
+            doc, r->sender, from->role, to->id, to->role, r->kind, r->category, r->purpose);
+        if (!d.allowed) {
+            return keten_err_set(KETEN_ERR_POLICY,
+                "record %" PRIu64 " (submitted): the sharing policy of directory version "
+                "%" PRIu64 ", in force at the record, refuses %s -> %s (%s, %s, %s) by rule "
+                "%" PRIu32 "%s, yet the broker accepted the message",
+                r->seq, version, r->sender, to->id, keten_policy_kind_name(r->kind), r->category,
+                r->purpose, d.rule,
+                d.rule == KETEN_POLICY_DEFAULT_RULE ? " (the default deny)" : "");
+        }
+        if (!allowed_any || d.rule < allow_rule) {
+            allow_rule = d.rule;
+            allowed_any = true;
+        }
+    }
+    if (allowed_any && r->rule != allow_rule) {
+        return keten_err_set(KETEN_ERR_POLICY,
+            "record %" PRIu64 " (submitted) names policy rule %" PRIu32 " as allowing the "
+            "message, but the sharing policy of directory version %" PRIu64 ", in force at the "
+            "record, allows it by rule %" PRIu32 " (the lowest rule that allows one of its "
+            "recipients): the record's rule was changed",
+            r->seq, r->rule, version, allow_rule);
+    }
+    return KETEN_OK;
 }
 
 /* ---- receipts ------------------------------------------------------------ */

@@ -43,6 +43,18 @@ keten_err sigcheck_header(const keten_directory *dir, const Keten__AuditRecord *
 keten_err sigcheck_submitted(const keten_directory *dir, const Keten__AuditRecord *rec,
     uint64_t created_at, uint8_t **buf, size_t *cap) KETEN_MUST_CHECK;
 
+/* A submitted record's policy rule (AuditRecord.rule), against the sharing
+ * policy of dir (docs/protocol.md section 8), evaluated from the record's
+ * sender, recipients, kind, category and purpose (sigcheck_header has
+ * checked them against the signed header) as the broker evaluates it: every
+ * recipient must be a current node of dir and allowed, and the rule
+ * recorded is the lowest rule id that allowed one of the recipients. Call
+ * it after sigcheck_submitted (a sender with no current certificate is
+ * named there). KETEN_ERR_POLICY: the policy refuses the message, or
+ * allows it by another rule than the one recorded; KETEN_ERR_UNKNOWN_NODE:
+ * a recipient is not a current node of dir. */
+keten_err sigcheck_rule(const keten_directory *dir, const Keten__AuditRecord *rec) KETEN_MUST_CHECK;
+
 /* ---- receipts (receipted and refused-by-recipient records) -------------- */
 
 /* The receipt batch heads already verified, so that each distinct head is

@@ -106,6 +106,9 @@ static void check_job(shared *sh, const job *j, uint8_t **buf, size_t *cap)
 {
     const Keten__AuditRecord *r = j->rec;
     keten_err e = sigcheck_submitted(j->dir, r, j->created_at, buf, cap);
+    if (e == KETEN_OK) {
+        e = sigcheck_rule(j->dir, r);
+    }
     if (e != KETEN_OK) {
         fail_at(sh, r->seq, e, "%s", keten_err_detail());
     } else {
@@ -522,6 +525,24 @@ static const records_msg *message_of(verifier *v, const Keten__AuditRecord *r)
             "record %" PRIu64 " (%s) says message %s came from '%s', its submitted record "
             "(%" PRIu64 ") says '%s'",
             r->seq, ev, id, r->sender, m->seq, m->sender);
+        return NULL;
+    }
+    /* The broker writes no kind, category or purpose in these records;
+     * replay shows the record's own when it has one, so one it has must be
+     * the message's. */
+    const char *field = NULL;
+    if (r->kind != KETEN__KIND__KIND_UNSPECIFIED && (int)r->kind != m->kind) {
+        field = "kind";
+    } else if (r->category != NULL && r->category[0] != '\0' && !str_eq(r->category, m->category)) {
+        field = "category";
+    } else if (r->purpose != NULL && r->purpose[0] != '\0' && !str_eq(r->purpose, m->purpose)) {
+        field = "purpose";
+    }
+    if (field != NULL) {
+        fail_at(&v->sh, r->seq, KETEN_ERR_MISMATCH,
+            "record %" PRIu64 " (%s) gives message %s another %s than its submitted record "
+            "(%" PRIu64 ") and the sender's signed header",
+            r->seq, ev, id, field, m->seq);
         return NULL;
     }
     return m;

@@ -5,7 +5,9 @@
 # record deleted from the middle; the last records truncated (the largest
 # checkpoint beyond the log saying how many at least); two records
 # swapped; a checkpoint from a forked log; a sender signature that does not
-# match; a record signed by a key revoked before its time. And the controls:
+# match; a record signed by a key revoked before its time; a submitted record
+# naming another policy rule than the policy gives, and one the policy
+# refuses (verify, and check-proof on its bundle). And the controls:
 # the untouched copy, and a record appended the same way but signed by a
 # current partner, verify. A receipt, a refusal by a recipient, an expiry or
 # a delivery repeated at the end of the log is found (a rejected attempt
@@ -199,6 +201,93 @@ edit set-node --store t-name2/store --leaf "$NC_SEQ" --node ander-knooppunt
 run "$AUDIT" verify --db t-name2 --anchor admin/network.pub
 expect 3 "twin: the record naming another real node: verify fails (the tree changed)"
 says_not "is not a node id" "twin: not for the node's name"
+
+# ---- the policy rule of an accepted message --------------------------------------------
+
+# The sharing policy of the directory in force decides every accepted
+# message, and the rule its submitted record names (the lowest rule that
+# allowed one of its recipients) follows from the signed header and the
+# signed directory: verify and check-proof compute it again. A record whose
+# rule was changed, and a message the policy refuses recorded as accepted,
+# are found. Controls: the pristine log (rules 1 and 2, messages to one and
+# to two recipients) and t-current above (an append the policy allows).
+copy t-rule
+edit set-rule --store t-rule/store --leaf "$S1" --rule 2
+verify_fails_at "submitted record $S1 naming rule 2, not rule 1" "$S1" t-rule
+says "names policy rule 2 as allowing the message, but the sharing policy of directory version" \
+    "it says the record names another rule than the policy's"
+says "allows it by rule 1" "it names the policy's rule"
+
+copy t-refused
+edit append-submitted --store t-refused/store --key n-politie-mn/identity.secret \
+    --to belastingdienst --network riec-test --directory-version 2
+REFUSED_MSG=$(sed -n 's/^appended leaf [0-9]*: submitted \([0-9a-f]*\) by .*/\1/p' "$T/.out")
+verify_fails_at "an accepted message politie-mn -> belastingdienst the policy refuses" "$N" t-refused
+says "refuses politie-mn -> belastingdienst (signal, woonfraude, handhaving) by rule 0 (the default deny), yet the broker accepted the message" \
+    "it says the policy refuses the message the record says was accepted"
+
+# resign HOME: run the broker on a copy's store until it signs a checkpoint
+# of the edited log (a node connects: one record more), as the operator who
+# edited it and holds the log key would.
+resign() {
+    local ep="ipc://$T/resign.ipc" pid
+    : >resign.log
+    "$BROKER" run --home "$1" --anchor admin/network.pub --directory dir.v2 \
+        --listen "$ep" --checkpoint-ms 200 2>>resign.log &
+    pid=$!
+    resign_ready() { grep -q 'msg="broker running"' resign.log; }
+    wait_for 10 resign_ready || not_ok "the broker starts on $1"
+    run timeout 60 "$PEER" --home n-gemeente-diemen --anchor admin/network.pub \
+        --directory dir.v2 --broker "$ep" connect-only --listen-ms 500
+    sleep 1
+    kill "$pid"
+    wait "$pid"
+}
+resign t-refused
+run "$AUDIT" prove --db t-refused "$REFUSED_MSG" --out refused-proof.json
+expect 0 "prove the message the policy refuses, under a checkpoint the broker signed"
+run "$AUDIT" check-proof refused-proof.json --anchor admin/network.pub
+expect 3 "check-proof refuses the bundle of a message the policy refuses"
+says "by rule 0 (the default deny), yet the broker accepted the message" \
+    "it says the policy refuses the message"
+copy t-allowed
+edit append-submitted --store t-allowed/store --key n-gemeente-diemen/identity.secret \
+    --to belastingdienst --network riec-test --directory-version 2
+ALLOWED_MSG=$(sed -n 's/^appended leaf [0-9]*: submitted \([0-9a-f]*\) by .*/\1/p' "$T/.out")
+resign t-allowed
+run "$AUDIT" prove --db t-allowed "$ALLOWED_MSG" --out allowed-proof.json
+expect 0 "control: prove an appended message the policy allows by rule 1, the rule recorded"
+run "$AUDIT" check-proof allowed-proof.json --anchor admin/network.pub
+expect 0 "control: its bundle holds"
+
+# ---- a delivery, receipt or expiry relabelled ---------------------------------------------
+
+# The broker writes no kind, category or purpose in a delivered, receipted,
+# refused-by-recipient or expired record: they are the message's, from its
+# submitted record. replay shows a record's own when it holds one, so a
+# delivery given another category would be listed, and found by replay
+# --category, under a category the sender never signed. Twin: the same
+# record given its message's own category passes that check (only the
+# broker's checkpoints, signed over the record as it was, find the edit).
+D_SEQ=$(seq_of 'r["event"] == "DELIVERED"' pristine)
+DEL_CAT=$("$AUDIT" replay --db pristine --format jsonl 2>/dev/null | "$PY" -c '
+import json, sys
+print(next(r["category"] for r in map(json.loads, sys.stdin) if r["seq"] == int(sys.argv[1])))' \
+    "$D_SEQ")
+[ -n "$DEL_CAT" ] || not_ok "the category of delivered record $D_SEQ's message"
+OTHER_CAT=woonfraude
+[ "$DEL_CAT" = woonfraude ] && OTHER_CAT=adrescheck
+copy t-cat
+edit set-category --store t-cat/store --leaf "$D_SEQ" --category "$OTHER_CAT"
+verify_fails_at "delivered record $D_SEQ given category $OTHER_CAT (its message: $DEL_CAT)" \
+    "$D_SEQ" t-cat
+says "another category than its submitted record" "it says the record relabels the message"
+copy t-cat-same
+edit set-category --store t-cat-same/store --leaf "$D_SEQ" --category "$DEL_CAT"
+run "$AUDIT" verify --db t-cat-same --anchor admin/network.pub
+expect 3 "twin: the delivered record given its own category: the broker's checkpoints find the edit"
+says "root differs" "twin: found by a checkpoint's root, signed over the record as the broker wrote it"
+says_not "another category" "twin: the record's own category is not a relabelling"
 
 # ---- a record repeated at the end of the log ------------------------------------------------
 

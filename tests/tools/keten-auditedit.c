@@ -33,6 +33,12 @@
  *       the secret key file FILE (the recipient's, no passphrase) that names
  *       the same message and outcome but another envelope hash (same head
  *       network, serial and time), rebuild the stored tree
+ *   keten-auditedit set-rule --store DIR --leaf N --rule R
+ *       set the policy rule of submitted record N to R (the record is
+ *       re-encoded), rebuild the stored tree
+ *   keten-auditedit set-category --store DIR --leaf N --category C
+ *       set the category of record N (any event) to C (the record is
+ *       re-encoded), rebuild the stored tree
  *   keten-auditedit append-submitted --store DIR --key FILE --to ID
  *       --network NAME --directory-version V [--category C] [--purpose P]
  *       append a submitted record signed with the secret key file FILE (no
@@ -464,6 +470,50 @@ static int cmd_set_node(uint64_t leaf, const char *node)
     return put_record(leaf, r, "set the node");
 }
 
+static int cmd_set_rule(uint64_t leaf, uint32_t rule)
+{
+    MDB_val v;
+    int rc = get_leaf(leaf, &v);
+    if (rc != 0) {
+        return die("no such leaf", rc);
+    }
+    Keten__AuditRecord *r = NULL;
+    if (KETEN_PB_UNPACK(
+            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
+            != KETEN_OK
+        || r->event != KETEN__EVENT__EVENT_SUBMITTED) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return die("the leaf is not a submitted record", 0);
+    }
+    r->rule = rule;
+    return put_record(leaf, r, "set the policy rule");
+}
+
+static int cmd_set_category(uint64_t leaf, const char *category)
+{
+    MDB_val v;
+    int rc = get_leaf(leaf, &v);
+    if (rc != 0) {
+        return die("no such leaf", rc);
+    }
+    Keten__AuditRecord *r = NULL;
+    if (KETEN_PB_UNPACK(
+            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
+        != KETEN_OK) {
+        return die("the leaf is not a record", 0);
+    }
+    char *copy = strdup(category);
+    if (copy == NULL) {
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+        return die("out of memory", 0);
+    }
+    if (r->category != protobuf_c_empty_string) {
+        free(r->category); /* an absent category is protobuf-c's shared default */
+    }
+    r->category = copy;
+    return put_record(leaf, r, "set the category");
+}
+
 static int cmd_receipt_envelope(uint64_t leaf, const char *key_path)
 {
     keten_identity *id = NULL;
@@ -772,8 +822,9 @@ static int usage(void)
 {
     fprintf(stderr,
         "usage: keten-auditedit flip|delete|truncate|swap|corrupt-signature|receipt-path|"
-        "receipt-signature|refused-as-receipted|receipt-envelope|append-submitted|repeat|"
-        "set-node|checkpoint|tables --store DIR [options] (see the source)\n");
+        "receipt-signature|refused-as-receipted|receipt-envelope|set-rule|set-category|"
+        "set-node|append-submitted|repeat|checkpoint|tables --store DIR [options] (see the "
+        "source)\n");
     return 2;
 }
 
@@ -795,6 +846,7 @@ int main(int argc, char **argv)
         { "category", required_argument, NULL, 'c' },
         { "purpose", required_argument, NULL, 'p' },
         { "node", required_argument, NULL, 'N' },
+        { "rule", required_argument, NULL, 'r' },
         { NULL, 0, NULL, 0 },
     };
     if (argc < 2) {
@@ -803,9 +855,9 @@ int main(int argc, char **argv)
     const char *verb = argv[1];
     const char *store = NULL, *key = NULL, *to = NULL, *network = NULL, *node = NULL;
     const char *category = "woonfraude", *purpose = "handhaving";
-    uint64_t leaf = 0, byte = 0, keep = 0, with = 0, size = 0, dir_version = 0;
+    uint64_t leaf = 0, byte = 0, keep = 0, with = 0, size = 0, dir_version = 0, rule = 0;
     bool have_leaf = false, have_byte = false, have_keep = false, have_with = false,
-         have_size = false, drop = false, most = false;
+         have_size = false, have_rule = false, drop = false, most = false;
     int c;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -816,6 +868,9 @@ int main(int argc, char **argv)
             break;
         case 'l':
             ok = have_leaf = keten_cli_parse_uint(optarg, 0, UINT64_MAX - 1, &leaf);
+            break;
+        case 'r':
+            ok = have_rule = keten_cli_parse_uint(optarg, 0, UINT32_MAX, &rule);
             break;
         case 'b':
             ok = have_byte = keten_cli_parse_uint(optarg, 0, UINT32_MAX, &byte);
@@ -889,6 +944,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(verb, "refused-as-receipted") == 0 && have_leaf) {
         return open_store(store, false) != 0 ? 1 : cmd_refused_as_receipted(leaf);
+    }
+    if (strcmp(verb, "set-rule") == 0 && have_leaf && have_rule) {
+        return open_store(store, false) != 0 ? 1 : cmd_set_rule(leaf, (uint32_t)rule);
+    }
+    if (strcmp(verb, "set-category") == 0 && have_leaf) {
+        return open_store(store, false) != 0 ? 1 : cmd_set_category(leaf, category);
     }
     if (strcmp(verb, "receipt-envelope") == 0 && have_leaf && key != NULL) {
         return open_store(store, false) != 0 ? 1 : cmd_receipt_envelope(leaf, key);
