@@ -288,9 +288,10 @@ fail:
  * itself (O_EXCL), so that the existence check and the creation cannot
  * race; a partial file is removed on failure. */
 static keten_err write_exclusive_in_place(
-    const char *path, const void *data, size_t len, unsigned mode)
+    const char *path, const void *data, size_t len, unsigned mode, unsigned long n_write)
 {
     keten_err e;
+    (void)n_write;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
         if (errno == EEXIST) {
@@ -299,6 +300,12 @@ static keten_err write_exclusive_in_place(
         }
         return keten_err_set(KETEN_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     }
+#ifdef KETEN_TEST_HOOKS
+    if (test_crash_due(n_write, true)) {
+        (void)write_all(fd, path, data, len / 2);
+        raise(SIGKILL);
+    }
+#endif
     e = write_all(fd, path, data, len);
     if (close(fd) != 0 && e == KETEN_OK) {
         e = keten_err_set(KETEN_ERR_IO, "cannot close %s: %s", path, strerror(errno));
@@ -335,7 +342,7 @@ keten_err keten_file_write(const char *path, const void *data, size_t len, unsig
                     KETEN_ERR_EXISTS, "%s already exists; refusing to overwrite it", path);
             }
             if (err == EPERM || err == EOPNOTSUPP || err == EMLINK) {
-                e = write_exclusive_in_place(path, data, len, mode);
+                e = write_exclusive_in_place(path, data, len, mode, n_write);
                 goto hooked;
             }
             return keten_err_set(KETEN_ERR_IO, "cannot create %s: %s", path, strerror(err));
