@@ -12,6 +12,8 @@
 #   - a write stopped half-way leaves the old file whole;
 #   - sign stopped between FILE and the copy: signing again completes both;
 #   - init stopped anywhere: the unfinished folder is named, with rm -r;
+#   - admin-keygen stopped: never a part of a key; a key without its .pub
+#     is never overwritten (choose another --out);
 #   - every writing command (register, approve, revoke, policy, set-admins,
 #     publish, sign) stopped at each write: status works afterwards;
 #   - refused, with ADMIN unchanged: a planted vN.dir that is damaged,
@@ -251,6 +253,21 @@ says_not "rm -r" "and never offers to remove it"
 run "$KEYS" status --dir mine
 says "mine has no network.pub; is it an ADMIN directory made by keten-keys init?" "status says what it lacks"
 says_not "rm -r" "status does not offer to remove it either"
+
+# ---- admin-keygen stopped between the secret key and its .pub file -------------------------
+
+secret pass-k "one two three four five six seven"
+crash 1-partial "$KEYS" admin-keygen --out k1.secret --name "Kees" --passphrase-file pass-k
+expect "$KILLED" "admin-keygen killed half-way through writing the secret key"
+check "no key file under its name (never a part of a key)" test ! -e k1.secret
+run "$KEYS" admin-keygen --out k1.secret --name "Kees" --passphrase-file pass-k
+expect 0 "admin-keygen again with the same --out"
+crash 1 "$KEYS" admin-keygen --out k2.secret --name "Kees" --passphrase-file pass-k
+expect "$KILLED" "admin-keygen killed after writing the secret key"
+check "the secret key is there, its .pub file not" test -s k2.secret -a ! -e k2.secret.pub
+run "$KEYS" admin-keygen --out k2.secret --name "Kees" --passphrase-file pass-k
+expect 1 "admin-keygen again with the same --out"
+says "an administrator key is never overwritten: choose another --out" "it names the way out"
 
 # ---- every writing command, stopped at each of its writes ---------------------------------
 
