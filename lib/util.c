@@ -238,6 +238,24 @@ static void test_crash_if_due(unsigned long n, bool partial)
 }
 #endif
 
+/* The N-partial hook: half of data into fd, then SIGKILL. */
+static void test_crash_half_way(
+    int fd, const char *path, const void *data, size_t len, unsigned long n_write)
+{
+#ifdef KETEN_TEST_HOOKS
+    if (test_crash_due(n_write, true)) {
+        (void)write_all(fd, path, data, len / 2);
+        raise(SIGKILL);
+    }
+#else
+    (void)fd;
+    (void)path;
+    (void)data;
+    (void)len;
+    (void)n_write;
+#endif
+}
+
 /* The data into a new temporary file beside path (mode), synced; *tmp_out
  * (malloc()ed) names it. */
 static keten_err write_temp(const char *path, const void *data, size_t len, unsigned mode,
@@ -246,7 +264,6 @@ static keten_err write_temp(const char *path, const void *data, size_t len, unsi
     keten_err e;
     size_t tlen = strlen(path) + 16;
     char *tmp = malloc(tlen);
-    (void)n_write;
     if (tmp == NULL) {
         return keten_err_set(KETEN_ERR_NOMEM, "writing %s", path);
     }
@@ -263,12 +280,7 @@ static keten_err write_temp(const char *path, const void *data, size_t len, unsi
         close(fd);
         goto fail;
     }
-#ifdef KETEN_TEST_HOOKS
-    if (test_crash_due(n_write, true)) {
-        (void)write_all(fd, path, data, len / 2);
-        raise(SIGKILL);
-    }
-#endif
+    test_crash_half_way(fd, path, data, len, n_write);
     e = write_all(fd, path, data, len);
     if (close(fd) != 0 && e == KETEN_OK) {
         e = keten_err_set(KETEN_ERR_IO, "cannot close %s: %s", tmp, strerror(errno));
@@ -291,7 +303,6 @@ static keten_err write_exclusive_in_place(
     const char *path, const void *data, size_t len, unsigned mode, unsigned long n_write)
 {
     keten_err e;
-    (void)n_write;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
         if (errno == EEXIST) {
@@ -300,12 +311,7 @@ static keten_err write_exclusive_in_place(
         }
         return keten_err_set(KETEN_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     }
-#ifdef KETEN_TEST_HOOKS
-    if (test_crash_due(n_write, true)) {
-        (void)write_all(fd, path, data, len / 2);
-        raise(SIGKILL);
-    }
-#endif
+    test_crash_half_way(fd, path, data, len, n_write);
     e = write_all(fd, path, data, len);
     if (close(fd) != 0 && e == KETEN_OK) {
         e = keten_err_set(KETEN_ERR_IO, "cannot close %s: %s", path, strerror(errno));
