@@ -52,6 +52,12 @@ typedef struct admindir {
  * publish): no command works on such a draft. */
 keten_err admindir_open(const char *path, admindir **out) KETEN_MUST_CHECK;
 
+/* Is dir an ADMIN folder that keten-keys init began and did not finish:
+ * no network.pub (init writes it last), a published folder with nothing in
+ * it, and nothing but the files init writes before network.pub? Its anchor
+ * never existed, so no partner can have it, and it may be removed. */
+bool admindir_unfinished_init(const char *dir);
+
 /* Release the lock and free; accepts NULL; sets *self_p = NULL. */
 void admindir_close(admindir **self_p);
 

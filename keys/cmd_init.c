@@ -75,6 +75,20 @@ static void undo(const char *dir, size_t n_keys)
     rmdir(dir);
 }
 
+/* --dir exists: say what to do, naming an unfinished init's folder. */
+static keten_err dir_exists(const char *dir)
+{
+    if (admindir_unfinished_init(dir)) {
+        return keten_err_set(KETEN_ERR_EXISTS,
+            "ADMIN directory %s already exists without %s: an earlier init was stopped before it "
+            "finished; remove the unfinished folder (rm -r %s) and run init again, or choose "
+            "another --dir",
+            dir, ADMINDIR_ANCHOR, dir);
+    }
+    return keten_err_set(
+        KETEN_ERR_EXISTS, "ADMIN directory %s already exists; choose another --dir", dir);
+}
+
 static keten_err make_anchor(
     const char *network, const adminkey_set *set, uint8_t **out, size_t *out_len)
 {
@@ -275,8 +289,7 @@ int cmd_init(int argc, char **argv)
     set.threshold = (uint32_t)threshold;
     struct stat st;
     if (lstat(dir, &st) == 0 || errno != ENOENT) {
-        e = keten_err_set(
-            KETEN_ERR_EXISTS, "ADMIN directory %s already exists; choose another --dir", dir);
+        e = dir_exists(dir);
         goto out;
     }
 
@@ -319,8 +332,7 @@ int cmd_init(int argc, char **argv)
     /* 3. The folder and its files; on failure all of it is removed again. */
     if (mkdir(dir, 0700) != 0) {
         if (errno == EEXIST) {
-            e = keten_err_set(
-                KETEN_ERR_EXISTS, "ADMIN directory %s already exists; choose another --dir", dir);
+            e = dir_exists(dir);
         } else {
             e = keten_err_set(
                 KETEN_ERR_IO, "cannot create ADMIN directory %s: %s", dir, strerror(errno));

@@ -512,11 +512,11 @@ int cmd_publish(int argc, char **argv)
     if ((e = keten_dirbuild_advance(ad->draft, dir_bytes, dir_len)) != KETEN_OK) {
         goto out;
     }
-    /* Write: FILE, the copy in ADMIN, then the state; undo the copy if the
-     * state cannot be written, so that ADMIN stays as it was. */
-    if ((e = keten_file_write(a.out, sd_bytes, sd_len, 0644, false)) != KETEN_OK) {
-        goto out;
-    }
+    /* Write: the copy in ADMIN, the state, then FILE. Undo the copy if the
+     * state cannot be written, so that ADMIN stays as it was. A command
+     * stopped between the copy and the state leaves the copy, which the
+     * next command takes into the state (admindir_open()); none leaves a
+     * version outside ADMIN that ADMIN does not know. */
     if ((e = keten_file_write(copy, sd_bytes, sd_len, 0644, false)) != KETEN_OK) {
         goto out;
     }
@@ -525,6 +525,15 @@ int cmd_publish(int argc, char **argv)
         goto out;
     }
     wrote_copy = false;
+    if ((e = keten_file_write(a.out, sd_bytes, sd_len, 0644, false)) != KETEN_OK) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", keten_err_detail());
+        e = keten_err_set(e,
+            "version %llu is published and kept in %s, but --out could not be written (%s); "
+            "copy %s to where you need it",
+            (unsigned long long)version, copy, why, copy);
+        goto out;
+    }
 
     char until[32], hash[KETEN_CLI_HASH_HEX_BYTES];
     keten_time_iso(now + days * KETEN_MS_PER_DAY, until, sizeof until);
@@ -713,15 +722,6 @@ int cmd_sign(int argc, char **argv)
     if (e != KETEN_OK) {
         goto out;
     }
-    if (has_key(kept, n_kept, id->sign_pk)) {
-        char b64[KETEN_CLI_KEY_B64_BYTES];
-        keten_cli_key_b64(id->sign_pk, b64);
-        e = keten_err_set(KETEN_ERR_DUPLICATE_KEY,
-            "administrator %s (%s) has already signed version %llu; a second signature by the "
-            "same key counts nothing: another administrator must sign",
-            keyname, b64, (unsigned long long)latest);
-        goto out;
-    }
     Keten__SignedDirectory merged = KETEN__SIGNED_DIRECTORY__INIT;
     merged.directory = file_sd->directory;
     merged.n_signatures = n_kept;
@@ -729,10 +729,41 @@ int cmd_sign(int argc, char **argv)
     if ((e = keten_pb_pack(&merged.base, &base, &base_len)) != KETEN_OK) {
         goto out;
     }
-    e = keten_directory_sign(file_sd->directory.data, file_sd->directory.len, base, base_len,
-        id->sign_sk, &sd_bytes, &sd_len);
-    if (e != KETEN_OK) {
-        goto out;
+    if (has_key(kept, n_kept, id->sign_pk)) {
+        /* FILE and the copy differ when a sign was stopped between writing
+         * the one and the other: then the signatures they hold together
+         * are written into both, and nothing is signed again. */
+        bool file_has_all = true, copy_has_all = true;
+        for (size_t i = 0; i < n_kept; i++) {
+            file_has_all = file_has_all
+                && has_key(file_sd->signatures, file_sd->n_signatures, kept[i]->admin_pk.data);
+            copy_has_all = copy_has_all
+                && has_key(copy_sd->signatures, copy_sd->n_signatures, kept[i]->admin_pk.data);
+        }
+        bool in_file = has_key(file_sd->signatures, file_sd->n_signatures, id->sign_pk);
+        char b64[KETEN_CLI_KEY_B64_BYTES];
+        keten_cli_key_b64(id->sign_pk, b64);
+        if (file_has_all && copy_has_all) {
+            e = keten_err_set(KETEN_ERR_DUPLICATE_KEY,
+                "administrator %s (%s) has already signed version %llu; a second signature by "
+                "the same key counts nothing: another administrator must sign",
+                keyname, b64, (unsigned long long)latest);
+            goto out;
+        }
+        fprintf(stderr,
+            "%s: note: administrator %s (%s) had signed version %llu in %s, which %s lacks (a "
+            "sign was stopped before it wrote both); the signatures are now written into both\n",
+            keten_cli_prog(), keyname, b64, (unsigned long long)latest, in_file ? file : copy,
+            in_file ? copy : file);
+        sd_bytes = base;
+        sd_len = base_len;
+        base = NULL;
+    } else {
+        e = keten_directory_sign(file_sd->directory.data, file_sd->directory.len, base, base_len,
+            id->sign_sk, &sd_bytes, &sd_len);
+        if (e != KETEN_OK) {
+            goto out;
+        }
     }
     e = KETEN_PB_UNPACK_CANONICAL(keten__signed_directory, sd_bytes, sd_len, KETEN_DIRECTORY_MAX,
         "the signed directory", &new_sd);

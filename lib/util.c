@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -203,31 +205,63 @@ static keten_err write_all(int fd, const char *path, const void *data, size_t le
     return KETEN_OK;
 }
 
-keten_err keten_file_write(const char *path, const void *data, size_t len, unsigned mode,
-    bool exclusive)
+#ifdef KETEN_TEST_HOOKS
+/* The test hook KETEN_TEST_CRASH_WRITE (only in a build with
+ * -Dtest_hooks=true): "N" kills the process with SIGKILL right after its
+ * N-th keten_file_write() has completed (renamed and synced), "N-partial"
+ * during the N-th, when half of its bytes are written; so that a test can
+ * stop a command between any two of its writes, or in the middle of one,
+ * without relying on timing. */
+#define TEST_CRASH_WRITE_ENV "KETEN_TEST_CRASH_WRITE"
+static unsigned long test_writes;
+
+static bool test_crash_due(unsigned long n, bool partial)
+{
+    const char *hook = getenv(TEST_CRASH_WRITE_ENV);
+    if (hook == NULL) {
+        return false;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long want = strtoul(hook, &end, 10);
+    if (errno != 0 || end == hook || want != n) {
+        return false;
+    }
+    return partial ? strcmp(end, "-partial") == 0 : *end == '\0';
+}
+
+static void test_crash_if_due(unsigned long n, bool partial)
+{
+    if (test_crash_due(n, partial)) {
+        raise(SIGKILL);
+    }
+}
+#endif
+
+/* The N-partial hook: half of data into fd, then SIGKILL. */
+static void test_crash_half_way(
+    int fd, const char *path, const void *data, size_t len, unsigned long n_write)
+{
+#ifdef KETEN_TEST_HOOKS
+    if (test_crash_due(n_write, true)) {
+        (void)write_all(fd, path, data, len / 2);
+        raise(SIGKILL);
+    }
+#else
+    (void)fd;
+    (void)path;
+    (void)data;
+    (void)len;
+    (void)n_write;
+#endif
+}
+
+/* The data into a new temporary file beside path (mode), synced; *tmp_out
+ * (malloc()ed) names it. */
+static keten_err write_temp(const char *path, const void *data, size_t len, unsigned mode,
+    unsigned long n_write, char **tmp_out)
 {
     keten_err e;
-    if (exclusive) {
-        /* Create the final name itself, so that the existence check and the
-         * creation cannot race; a partial file is removed on failure. */
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-        if (fd < 0) {
-            if (errno == EEXIST) {
-                return keten_err_set(KETEN_ERR_EXISTS, "%s already exists; refusing to overwrite it",
-                    path);
-            }
-            return keten_err_set(KETEN_ERR_IO, "cannot create %s: %s", path, strerror(errno));
-        }
-        e = write_all(fd, path, data, len);
-        if (close(fd) != 0 && e == KETEN_OK) {
-            e = keten_err_set(KETEN_ERR_IO, "cannot close %s: %s", path, strerror(errno));
-        }
-        if (e != KETEN_OK) {
-            unlink(path);
-            return e;
-        }
-        return fsync_dir_of(path);
-    }
     size_t tlen = strlen(path) + 16;
     char *tmp = malloc(tlen);
     if (tmp == NULL) {
@@ -246,6 +280,7 @@ keten_err keten_file_write(const char *path, const void *data, size_t len, unsig
         close(fd);
         goto fail;
     }
+    test_crash_half_way(fd, path, data, len, n_write);
     e = write_all(fd, path, data, len);
     if (close(fd) != 0 && e == KETEN_OK) {
         e = keten_err_set(KETEN_ERR_IO, "cannot close %s: %s", tmp, strerror(errno));
@@ -253,15 +288,86 @@ keten_err keten_file_write(const char *path, const void *data, size_t len, unsig
     if (e != KETEN_OK) {
         goto fail;
     }
-    if (rename(tmp, path) != 0) {
-        e = keten_err_set(KETEN_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto fail;
-    }
-    free(tmp);
-    return fsync_dir_of(path);
+    *tmp_out = tmp;
+    return KETEN_OK;
 fail:
     unlink(tmp);
     free(tmp);
+    return e;
+}
+
+/* exclusive on a file system without hard links: create the final name
+ * itself (O_EXCL), so that the existence check and the creation cannot
+ * race; a partial file is removed on failure. */
+static keten_err write_exclusive_in_place(
+    const char *path, const void *data, size_t len, unsigned mode, unsigned long n_write)
+{
+    keten_err e;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) {
+        if (errno == EEXIST) {
+            return keten_err_set(
+                KETEN_ERR_EXISTS, "%s already exists; refusing to overwrite it", path);
+        }
+        return keten_err_set(KETEN_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    }
+    test_crash_half_way(fd, path, data, len, n_write);
+    e = write_all(fd, path, data, len);
+    if (close(fd) != 0 && e == KETEN_OK) {
+        e = keten_err_set(KETEN_ERR_IO, "cannot close %s: %s", path, strerror(errno));
+    }
+    if (e != KETEN_OK) {
+        unlink(path);
+        return e;
+    }
+    return fsync_dir_of(path);
+}
+
+keten_err keten_file_write(const char *path, const void *data, size_t len, unsigned mode,
+    bool exclusive)
+{
+    unsigned long n_write = 0;
+#ifdef KETEN_TEST_HOOKS
+    n_write = ++test_writes;
+#endif
+    char *tmp = NULL;
+    keten_err e = write_temp(path, data, len, mode, n_write, &tmp);
+    if (e != KETEN_OK) {
+        return e;
+    }
+    if (exclusive) {
+        /* link() never replaces an existing name (nor follows a symbolic
+         * link there): the check and the creation are one step, and the
+         * file appears whole or not at all. */
+        if (link(tmp, path) != 0) {
+            int err = errno;
+            unlink(tmp);
+            free(tmp);
+            if (err == EEXIST) {
+                return keten_err_set(
+                    KETEN_ERR_EXISTS, "%s already exists; refusing to overwrite it", path);
+            }
+            if (err == EPERM || err == EOPNOTSUPP || err == EMLINK) {
+                e = write_exclusive_in_place(path, data, len, mode, n_write);
+                goto hooked;
+            }
+            return keten_err_set(KETEN_ERR_IO, "cannot create %s: %s", path, strerror(err));
+        }
+        unlink(tmp);
+    } else if (rename(tmp, path) != 0) {
+        e = keten_err_set(KETEN_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return e;
+    }
+    free(tmp);
+    e = fsync_dir_of(path);
+hooked:
+#ifdef KETEN_TEST_HOOKS
+    if (e == KETEN_OK) {
+        test_crash_if_due(n_write, false);
+    }
+#endif
     return e;
 }
 

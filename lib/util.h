@@ -44,8 +44,14 @@ keten_err keten_file_read_secret(const char *path, size_t max, uint8_t **out, si
 const char *keten_file_mode_access(unsigned mode);
 
 /* Write data to path atomically (temporary file, fsync, rename, fsync of
- * the directory). mode is the new file's mode. With exclusive, an existing
- * path is KETEN_ERR_EXISTS (the check and the create are one O_EXCL open). */
+ * the directory): after a crash path holds the old contents or the new,
+ * never a part (a temporary file path.tmpXXXXXX may be left beside it).
+ * mode is the new file's mode. With exclusive, an existing path is
+ * KETEN_ERR_EXISTS: the temporary file is hard-linked to path, which never
+ * replaces an existing name, so the check and the creation are one step (on
+ * a file system without hard links, one O_EXCL open of path itself). In a
+ * build with test hooks, KETEN_TEST_CRASH_WRITE=N or N-partial kills the
+ * process after or during its N-th call (util.c). */
 keten_err keten_file_write(const char *path, const void *data, size_t len, unsigned mode,
     bool exclusive) KETEN_MUST_CHECK;
 

@@ -103,6 +103,25 @@ static void test_exclusive_refuses_existing(void **state)
     struct stat st;
     assert_int_equal(stat(p, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
+    /* Written under a temporary name and linked to its own: one name in
+     * the end, no temporary file left beside it, after success or refusal. */
+    assert_int_equal(st.st_nlink, 1);
+    DIR *d = opendir(tmpdir);
+    assert_non_null(d);
+    const struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        assert_null(strstr(de->d_name, ".tmp"));
+    }
+    closedir(d);
+    /* A symbolic link at the name, even a dangling one, is never followed:
+     * refused, and its target is not created. */
+    char target[128], link[128];
+    path_of("ex-target", target, sizeof target);
+    path_of("ex-link", link, sizeof link);
+    assert_int_equal(symlink(target, link), 0);
+    assert_int_equal(keten_file_write(link, "x", 1, 0600, true), KETEN_ERR_EXISTS);
+    assert_int_equal(lstat(target, &st), -1);
+    assert_int_equal(unlink(link), 0);
 }
 
 static void test_secret_permissions(void **state)
