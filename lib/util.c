@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -213,7 +214,7 @@ static keten_err write_all(int fd, const char *path, const void *data, size_t le
  * stop a command between any two of its writes, or in the middle of one,
  * without relying on timing. */
 #define TEST_CRASH_WRITE_ENV "KETEN_TEST_CRASH_WRITE"
-static unsigned long test_writes;
+static atomic_ulong test_writes;
 
 static bool test_crash_due(unsigned long n, bool partial)
 {
@@ -328,7 +329,7 @@ keten_err keten_file_write(const char *path, const void *data, size_t len, unsig
 {
     unsigned long n_write = 0;
 #ifdef KETEN_TEST_HOOKS
-    n_write = ++test_writes;
+    n_write = atomic_fetch_add(&test_writes, 1) + 1;
 #endif
     char *tmp = NULL;
     keten_err e = write_temp(path, data, len, mode, n_write, &tmp);
