@@ -526,6 +526,7 @@ static const keten_directory *chain_version(keten_directory *const *chain, size_
 /* What check_record() keeps across the records of one bundle. */
 typedef struct check_state {
     Keten__AuditRecord *submitted; /* the message's submitted record, once seen */
+    uint64_t expires_at; /* its signed header's */
     sigcheck_heads *heads; /* receipt batch heads verified */
     bool any; /* a record was checked; last_index is its leaf index */
     uint64_t last_index;
@@ -775,9 +776,8 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
                 where, st->submitted->seq, rec->seq);
             goto out;
         }
-        if ((e = sigcheck_header(dir, rec, &created_at)) != KETEN_OK
-            || (e = sigcheck_submitted(dir, rec, created_at, &scratch, &scratch_cap))
-                != KETEN_OK
+        if ((e = sigcheck_header(dir, rec, &created_at, &st->expires_at)) != KETEN_OK
+            || (e = sigcheck_submitted(dir, rec, created_at, &scratch, &scratch_cap)) != KETEN_OK
             || (e = sigcheck_rule(dir, rec)) != KETEN_OK) {
             goto out;
         }
@@ -786,6 +786,18 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
         if ((e = check_answer(where, dir, rec, st)) != KETEN_OK) {
             goto out;
         }
+    }
+    if (rec->event == KETEN__EVENT__EVENT_EXPIRED && rec->time < st->expires_at) {
+        /* The broker expires a message once its clock has passed
+         * expires_at, and dates the record at that clock or later. */
+        char t1[32], t2[32];
+        keten_time_iso(rec->time, t1, sizeof t1);
+        keten_time_iso(st->expires_at, t2, sizeof t2);
+        e = keten_err_set(KETEN_ERR_INCONSISTENT,
+            "%s: record %" PRIu64 " (expired) is dated %s, before the message expires at %s "
+            "(its signed header): the broker expires a message only after that",
+            where, rec->seq, t1, t2);
+        goto out;
     }
     proof_record *pr = &res->records[res->n_records++];
     pr->leaf_index = rec->seq;

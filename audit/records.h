@@ -71,6 +71,7 @@ typedef struct records_msg {
     uint32_t n_recipients;
     size_t recipients; /* first of n_recipients in the index's recipient array */
     uint32_t user; /* free for the caller (filters, counters) */
+    uint64_t expires_at; /* the signed header's; set by verify only (0: not read) */
     /* For verify, a bit per recipient (i: recipient i): its delivered
      * record, its answer (receipted or refused-by-recipient), its expiry. */
     uint64_t delivered, answered, expired;

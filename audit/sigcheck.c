@@ -19,8 +19,8 @@ static bool str_eq(const char *a, const char *b)
     return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
 }
 
-keten_err sigcheck_header(
-    const keten_directory *dir, const Keten__AuditRecord *r, uint64_t *created_at)
+keten_err sigcheck_header(const keten_directory *dir, const Keten__AuditRecord *r,
+    uint64_t *created_at, uint64_t *expires_at)
 {
     uint64_t seq = r->seq;
     if (r->signature.len != KETEN_SIG_BYTES || r->ciphertext_hash.len != KETEN_HASH_BYTES
@@ -66,6 +66,9 @@ keten_err sigcheck_header(
     }
     bool times_ok = h->created_at < h->expires_at;
     *created_at = h->created_at;
+    if (expires_at != NULL) {
+        *expires_at = h->expires_at;
+    }
     keten_pb_free((ProtobufCMessage **)(void *)&h);
     if (field != NULL) {
         return keten_err_set(KETEN_ERR_MISMATCH,

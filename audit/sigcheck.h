@@ -34,9 +34,10 @@
 
 /* A submitted record's header: canonical, and its msg_id, sender,
  * recipients, kind, category, purpose, padded size and network (the
- * directory's) equal the record's; *created_at receives the header's. */
+ * directory's) equal the record's; *created_at and *expires_at (may be
+ * NULL) receive the header's. */
 keten_err sigcheck_header(const keten_directory *dir, const Keten__AuditRecord *rec,
-    uint64_t *created_at) KETEN_MUST_CHECK;
+    uint64_t *created_at, uint64_t *expires_at) KETEN_MUST_CHECK;
 
 /* A submitted record's sender signature over "keten/envelope/v1" || header
  * || ciphertext_hash. buf/cap: a scratch buffer the caller keeps (realloc). */

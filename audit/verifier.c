@@ -472,14 +472,15 @@ static bool check_submitted(verifier *v, Keten__AuditRecord **rec_p)
             "record %" PRIu64 " (submitted) comes before any directory was installed", seq);
         return false;
     }
-    uint64_t created_at = 0;
-    keten_err e = sigcheck_header(dir, r, &created_at);
+    uint64_t created_at = 0, expires_at = 0;
+    keten_err e = sigcheck_header(dir, r, &created_at, &expires_at);
     if (e != KETEN_OK) {
         fail_at(&v->sh, seq, e, "%s", keten_err_detail());
         return false;
     }
     uint64_t dup = NO_SEQ;
-    if ((e = records_index_add(v->idx, r, NULL, &dup)) != KETEN_OK) {
+    records_msg *m = NULL;
+    if ((e = records_index_add(v->idx, r, &m, &dup)) != KETEN_OK) {
         fail_at(&v->sh, seq, e, "record %" PRIu64 ": %s", seq, keten_err_detail());
         return false;
     }
@@ -490,6 +491,9 @@ static bool check_submitted(verifier *v, Keten__AuditRecord **rec_p)
             "record %" PRIu64 " (submitted): message %s was already submitted at record %" PRIu64,
             seq, id, dup);
         return false;
+    }
+    if (m != NULL) {
+        m->expires_at = expires_at;
     }
     if (keten_directory_find_id(dir, r->sender) == NULL
         && keten_directory_find_revoked(dir, r->sender) == NULL) {
@@ -629,6 +633,18 @@ static bool check_expired(verifier *v, const Keten__AuditRecord *r)
         fail_at(&v->sh, r->seq, KETEN_ERR_INCONSISTENT,
             "record %" PRIu64 " (expired) names no recipient (submitted at record %" PRIu64 ")",
             r->seq, m->seq);
+        return false;
+    }
+    if (r->time < m->expires_at) {
+        /* The broker expires a message once its clock has passed
+         * expires_at, and dates the record at that clock or later. */
+        char t1[32], t2[32];
+        keten_time_iso(r->time, t1, sizeof t1);
+        keten_time_iso(m->expires_at, t2, sizeof t2);
+        fail_at(&v->sh, r->seq, KETEN_ERR_INCONSISTENT,
+            "record %" PRIu64 " (expired) is dated %s, before the message expires at %s (its "
+            "signed header, record %" PRIu64 "): the broker expires a message only after that",
+            r->seq, t1, t2, m->seq);
         return false;
     }
     for (size_t i = 0; i < r->n_recipients; i++) {
@@ -795,6 +811,14 @@ static bool check_record(verifier *v, uint64_t n, Keten__AuditRecord **rec_p)
         if (!records_reason_is_broker((int)r->reason)) {
             fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
                 "record %" PRIu64 " (rejected) has no valid reason (%d)", n, (int)r->reason);
+            return false;
+        }
+        if (r->rule != 0 && r->reason != KETEN__REASON__REASON_POLICY) {
+            /* The broker records a rule only for a refusal by the policy. */
+            fail_at(&v->sh, n, KETEN_ERR_INCONSISTENT,
+                "record %" PRIu64 " (rejected, reason %s) names policy rule %" PRIu32
+                "; the broker records a rule only for a refusal by the policy",
+                n, records_reason_name((int)r->reason), r->rule);
             return false;
         }
         return true;

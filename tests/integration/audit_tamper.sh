@@ -289,6 +289,42 @@ expect 3 "twin: the delivered record given its own category: the broker's checkp
 says "root differs" "twin: found by a checkpoint's root, signed over the record as the broker wrote it"
 says_not "another category" "twin: the record's own category is not a relabelling"
 
+# ---- an expiry dated before the message expires ------------------------------------------
+
+# The broker expires a message once its clock has passed the signed
+# expires_at, and dates the record at that clock or later. The expiry of
+# MSG_X (1 s of life, never delivered) dated at its submitted record's time:
+# verify and check-proof (the stored checkpoints deleted, and one the
+# broker signed over the edited log) both refuse it. Twin: the record untouched, its bundle holds.
+X_SEQ=$(seq_of 'r["event"] == "EXPIRED"' pristine)
+X_MSG=$("$AUDIT" replay --db pristine --format jsonl 2>/dev/null | "$PY" -c '
+import json, sys
+print(next(r["msg_id"] for r in map(json.loads, sys.stdin) if r["seq"] == int(sys.argv[1])))' \
+    "$X_SEQ")
+X_SUB_MS=$("$AUDIT" replay --db pristine --format jsonl 2>/dev/null | "$PY" -c '
+import json, sys
+print(next(r["time_ms"] for r in map(json.loads, sys.stdin)
+           if r["msg_id"] == sys.argv[1] and r["event"] == "submitted"))' "$X_MSG")
+[ -n "$X_SUB_MS" ] || not_ok "the submitted time of the expired message"
+copy t-exptime
+edit set-time --store t-exptime/store --leaf "$X_SEQ" --time "$X_SUB_MS" --drop-checkpoints
+run "$AUDIT" verify --db t-exptime --anchor admin/network.pub
+expect 3 "an expiry dated at its message's submission: verify fails"
+says "verification failed at record $X_SEQ:" "found at the expiry's record"
+resign t-exptime
+run "$AUDIT" prove --db t-exptime "$X_MSG" --out exptime-proof.json
+expect 0 "prove the message under a checkpoint the broker signed over the edited log"
+run "$AUDIT" check-proof exptime-proof.json --anchor admin/network.pub
+expect 3 "check-proof refuses the bundle whose expiry is dated before the message expires"
+says "(expired) is dated" "it says when the expiry is dated"
+says "before the message expires at" "it says that is before the message expires"
+copy t-exptime-twin
+resign t-exptime-twin
+run "$AUDIT" prove --db t-exptime-twin "$X_MSG" --out exptime-twin.json
+expect 0 "twin: prove the same message, untouched, under a new checkpoint"
+run "$AUDIT" check-proof exptime-twin.json --anchor admin/network.pub
+expect 0 "twin: its bundle holds"
+
 # ---- a record repeated at the end of the log ------------------------------------------------
 
 # The operator appends a copy of an earlier record (keten-auditedit repeat:

@@ -49,6 +49,10 @@
  *       (its seq), dated at the last record's time and naming the last
  *       record's directory version, with the tree updated as the broker
  *       would: a record repeated, every signature in it still genuine
+ *   keten-auditedit set-time --store DIR --leaf N --time MS [--drop-checkpoints]
+ *       set record N's time (ms since the epoch), rebuild the stored tree;
+ *       with --drop-checkpoints also delete every stored checkpoint (as an
+ *       operator who rewrote the log would, so that the broker signs it anew)
  *   keten-auditedit set-node --store DIR --leaf N --node TEXT
  *       set record N's `node` field (the node a connection, delivery or
  *       receipt record concerns) to TEXT, any bytes, rebuild the stored
@@ -470,6 +474,29 @@ static int cmd_set_node(uint64_t leaf, const char *node)
     return put_record(leaf, r, "set the node");
 }
 
+static int cmd_set_time(uint64_t leaf, uint64_t time, bool drop_checkpoints)
+{
+    if (drop_checkpoints) {
+        int rc = mdb_drop(txn, cp_db, 0);
+        if (rc != 0) {
+            return die("deleting the checkpoints", rc);
+        }
+    }
+    MDB_val v;
+    int rc = get_leaf(leaf, &v);
+    if (rc != 0) {
+        return die("no such leaf", rc);
+    }
+    Keten__AuditRecord *r = NULL;
+    if (KETEN_PB_UNPACK(
+            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
+        != KETEN_OK) {
+        return die("the leaf is not a record", 0);
+    }
+    r->time = time;
+    return put_record(leaf, r, "set the time");
+}
+
 static int cmd_set_rule(uint64_t leaf, uint32_t rule)
 {
     MDB_val v;
@@ -823,7 +850,8 @@ static int usage(void)
     fprintf(stderr,
         "usage: keten-auditedit flip|delete|truncate|swap|corrupt-signature|receipt-path|"
         "receipt-signature|refused-as-receipted|receipt-envelope|set-rule|set-category|"
-        "set-node|append-submitted|repeat|checkpoint|tables --store DIR [options] (see the "
+        "set-node|set-time|append-submitted|repeat|checkpoint|tables --store DIR [options] (see "
+        "the "
         "source)\n");
     return 2;
 }
@@ -846,6 +874,7 @@ int main(int argc, char **argv)
         { "category", required_argument, NULL, 'c' },
         { "purpose", required_argument, NULL, 'p' },
         { "node", required_argument, NULL, 'N' },
+        { "time", required_argument, NULL, 'T' },
         { "rule", required_argument, NULL, 'r' },
         { NULL, 0, NULL, 0 },
     };
@@ -855,9 +884,10 @@ int main(int argc, char **argv)
     const char *verb = argv[1];
     const char *store = NULL, *key = NULL, *to = NULL, *network = NULL, *node = NULL;
     const char *category = "woonfraude", *purpose = "handhaving";
-    uint64_t leaf = 0, byte = 0, keep = 0, with = 0, size = 0, dir_version = 0, rule = 0;
+    uint64_t leaf = 0, byte = 0, keep = 0, with = 0, size = 0, dir_version = 0, rule = 0,
+             time_ms = 0;
     bool have_leaf = false, have_byte = false, have_keep = false, have_with = false,
-         have_size = false, have_rule = false, drop = false, most = false;
+         have_size = false, have_rule = false, drop = false, most = false, have_time = false;
     int c;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -911,6 +941,9 @@ int main(int argc, char **argv)
         case 'N':
             node = optarg;
             break;
+        case 'T':
+            ok = have_time = keten_cli_parse_uint(optarg, 0, UINT64_MAX - 1, &time_ms);
+            break;
         default:
             ok = false;
         }
@@ -962,6 +995,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(verb, "repeat") == 0 && have_leaf) {
         return open_store(store, false) != 0 ? 1 : cmd_repeat(leaf);
+    }
+    if (strcmp(verb, "set-time") == 0 && have_leaf && have_time) {
+        return open_store(store, false) != 0 ? 1 : cmd_set_time(leaf, time_ms, drop);
     }
     if (strcmp(verb, "set-node") == 0 && have_leaf && node != NULL) {
         return open_store(store, false) != 0 ? 1 : cmd_set_node(leaf, node);

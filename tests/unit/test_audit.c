@@ -761,6 +761,71 @@ static void test_verify_duplicate(void **state)
 /* A submitted record in a log that installed no directory: refused at
  * record 0, whether it names the version its sender had (1: not the one in
  * force) or no version at all (nothing to check its signature against). */
+/* A broker-claimed record for the last submitted message (sent by
+ * gemeente-diemen to politie-mn, expiring 60 s after its creation). */
+static void logw_claim(
+    logw *w, Keten__Event event, uint64_t time, Keten__Reason reason, uint32_t rule)
+{
+    char *rcpt[1] = { (char *)"politie-mn" };
+    Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
+    r.seq = w->n;
+    r.time = time;
+    r.event = event;
+    r.msg_id = (ProtobufCBinaryData) { KETEN_MSG_ID_BYTES, w->last_id };
+    r.sender = (char *)"gemeente-diemen";
+    if (event == KETEN__EVENT__EVENT_EXPIRED) {
+        r.n_recipients = 1;
+        r.recipients = rcpt;
+    }
+    r.reason = reason;
+    r.rule = rule;
+    r.directory_version = 1;
+    logw_put(w, &r);
+}
+
+/* The log of a submitted message and one claim after it; verify's result. */
+static const verifier_result *claim_log(
+    fixture *fx, Keten__Event event, uint64_t at, Keten__Reason reason, uint32_t rule)
+{
+    static unsigned n;
+    char name[32];
+    snprintf(name, sizeof name, "claim%u", n++); /* a log of its own */
+    logw w;
+    logw_open(&w, fx, name);
+    logw_directory(&w);
+    logw_submitted(&w, TWIST_NONE, NULL); /* created t0 + 10, expires t0 + 60010 */
+    logw_claim(&w, event, w.t0 + at, reason, rule);
+    logw_close(&w);
+    return verify(w.path, fx->anchor);
+}
+
+/* An expiry dated before the message's signed expires_at (the broker
+ * expires a message only once its clock has passed it), and a rejected
+ * record naming a policy rule for a reason that is not the policy's: each
+ * found at its record. Twins: the expiry dated at expires_at, a rule with
+ * a refusal by the policy. */
+static void test_verify_broker_claims(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(3, 2, specs);
+    const verifier_result *r
+        = claim_log(fx, KETEN__EVENT__EVENT_EXPIRED, 20, KETEN__REASON__REASON_NONE, 0);
+    assert_false(r->ok);
+    assert_int_equal(r->failure.seq, 2);
+    assert_non_null(strstr(r->failure.what, "before the message expires at"));
+    r = claim_log(fx, KETEN__EVENT__EVENT_EXPIRED, 60010, KETEN__REASON__REASON_NONE, 0);
+    assert_true(r->ok);
+    r = claim_log(fx, KETEN__EVENT__EVENT_REJECTED, 20, KETEN__REASON__REASON_MALFORMED, 3);
+    assert_false(r->ok);
+    assert_int_equal(r->failure.seq, 2);
+    assert_non_null(strstr(r->failure.what, "names policy rule 3"));
+    r = claim_log(fx, KETEN__EVENT__EVENT_REJECTED, 20, KETEN__REASON__REASON_POLICY, 3);
+    assert_true(r->ok);
+    r = claim_log(fx, KETEN__EVENT__EVENT_REJECTED, 20, KETEN__REASON__REASON_DUPLICATE, 0);
+    assert_true(r->ok);
+    fixture_destroy(&fx);
+}
+
 static void test_verify_no_directory(void **state)
 {
     (void)state;
@@ -1058,6 +1123,7 @@ int main(void)
         cmocka_unit_test(test_verify_order),
         cmocka_unit_test(test_verify_foreign_signature),
         cmocka_unit_test(test_verify_duplicate),
+        cmocka_unit_test(test_verify_broker_claims),
         cmocka_unit_test(test_verify_no_directory),
         cmocka_unit_test(test_verify_other_anchor),
         cmocka_unit_test(test_verify_checkpoint_key),
