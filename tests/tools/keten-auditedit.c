@@ -450,28 +450,52 @@ static int cmd_refused_as_receipted(uint64_t leaf)
     return put_record(leaf, r, "turned refused-by-recipient into receipted");
 }
 
-static int cmd_set_node(uint64_t leaf, const char *node)
+/* Record leaf, decoded (NULL: said why, transaction aborted). */
+static Keten__AuditRecord *load_record(uint64_t leaf)
 {
     MDB_val v;
     int rc = get_leaf(leaf, &v);
     if (rc != 0) {
-        return die("no such leaf", rc);
+        die("no such leaf", rc);
+        return NULL;
     }
     Keten__AuditRecord *r = NULL;
     if (KETEN_PB_UNPACK(
             keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
         != KETEN_OK) {
-        return die("the leaf is not a record", 0);
+        die("the leaf is not a record", 0);
+        return NULL;
     }
-    if (r->node != NULL && r->node != protobuf_c_empty_string) {
-        free(r->node);
-    }
-    r->node = strdup(node);
-    if (r->node == NULL) {
+    return r;
+}
+
+/* Set one string field of r (as unpacked: an absent one is protobuf-c's
+ * shared default, not to be freed), then write r back as leaf N. */
+static int set_string(
+    uint64_t leaf, Keten__AuditRecord *r, char **field, const char *value, const char *what)
+{
+    char *copy = strdup(value);
+    if (copy == NULL) {
         keten_pb_free((ProtobufCMessage **)(void *)&r);
         return die("out of memory", 0);
     }
-    return put_record(leaf, r, "set the node");
+    if (*field != NULL && *field != protobuf_c_empty_string) {
+        free(*field);
+    }
+    *field = copy;
+    return put_record(leaf, r, what);
+}
+
+static int cmd_set_node(uint64_t leaf, const char *node)
+{
+    Keten__AuditRecord *r = load_record(leaf);
+    return r == NULL ? 1 : set_string(leaf, r, &r->node, node, "set the node");
+}
+
+static int cmd_set_category(uint64_t leaf, const char *category)
+{
+    Keten__AuditRecord *r = load_record(leaf);
+    return r == NULL ? 1 : set_string(leaf, r, &r->category, category, "set the category");
 }
 
 static int cmd_set_time(uint64_t leaf, uint64_t time, bool drop_checkpoints)
@@ -482,16 +506,9 @@ static int cmd_set_time(uint64_t leaf, uint64_t time, bool drop_checkpoints)
             return die("deleting the checkpoints", rc);
         }
     }
-    MDB_val v;
-    int rc = get_leaf(leaf, &v);
-    if (rc != 0) {
-        return die("no such leaf", rc);
-    }
-    Keten__AuditRecord *r = NULL;
-    if (KETEN_PB_UNPACK(
-            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
-        != KETEN_OK) {
-        return die("the leaf is not a record", 0);
+    Keten__AuditRecord *r = load_record(leaf);
+    if (r == NULL) {
+        return 1;
     }
     r->time = time;
     return put_record(leaf, r, "set the time");
@@ -499,46 +516,16 @@ static int cmd_set_time(uint64_t leaf, uint64_t time, bool drop_checkpoints)
 
 static int cmd_set_rule(uint64_t leaf, uint32_t rule)
 {
-    MDB_val v;
-    int rc = get_leaf(leaf, &v);
-    if (rc != 0) {
-        return die("no such leaf", rc);
+    Keten__AuditRecord *r = load_record(leaf);
+    if (r == NULL) {
+        return 1;
     }
-    Keten__AuditRecord *r = NULL;
-    if (KETEN_PB_UNPACK(
-            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
-            != KETEN_OK
-        || r->event != KETEN__EVENT__EVENT_SUBMITTED) {
+    if (r->event != KETEN__EVENT__EVENT_SUBMITTED) {
         keten_pb_free((ProtobufCMessage **)(void *)&r);
         return die("the leaf is not a submitted record", 0);
     }
     r->rule = rule;
     return put_record(leaf, r, "set the policy rule");
-}
-
-static int cmd_set_category(uint64_t leaf, const char *category)
-{
-    MDB_val v;
-    int rc = get_leaf(leaf, &v);
-    if (rc != 0) {
-        return die("no such leaf", rc);
-    }
-    Keten__AuditRecord *r = NULL;
-    if (KETEN_PB_UNPACK(
-            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
-        != KETEN_OK) {
-        return die("the leaf is not a record", 0);
-    }
-    char *copy = strdup(category);
-    if (copy == NULL) {
-        keten_pb_free((ProtobufCMessage **)(void *)&r);
-        return die("out of memory", 0);
-    }
-    if (r->category != protobuf_c_empty_string) {
-        free(r->category); /* an absent category is protobuf-c's shared default */
-    }
-    r->category = copy;
-    return put_record(leaf, r, "set the category");
 }
 
 static int cmd_receipt_envelope(uint64_t leaf, const char *key_path)
