@@ -1062,9 +1062,9 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
     if (refused) {
         node->counters.refused++;
         KETEN_LOG(KETEN_LOG_WARNING, "message refused by broker",
-            "msg_id=%s reason=%s rule=%u leaf=%llu tree_size=%llu detail=%s", hex,
-            keten_outbox_reason_name(err->reason), rec->rule,
-            (unsigned long long)rec->leaf_index, (unsigned long long)rec->tree_size, detail);
+            "msg_id=%s reason=%s rule=%u detail=%s leaf=%llu tree_size=%llu", hex,
+            keten_outbox_reason_name(err->reason), rec->rule, detail,
+            (unsigned long long)rec->leaf_index, (unsigned long long)rec->tree_size);
     } else if (unproven != NULL) {
         node->counters.refusals_unproven++;
         KETEN_LOG(KETEN_LOG_WARNING,
