@@ -13,7 +13,11 @@
 #       another reason, of another rule, or the message's submitted record:
 #       the alarm bad-proof, the frame kept, the message stays queued;
 #   (d) a proven refusal, then a proven ack of the same message (the log
-#       holds both): the alarm bad-proof, the message stays refused.
+#       holds both): the alarm bad-proof, the message stays refused;
+#   (e) the real broker (a 1-second clock window) and a real node: a message
+#       that waited in the outbox while the broker was down is refused
+#       CLOCK_SKEW with the proof of its rejected record, and recorded so;
+#       twin: a message sent now is accepted.
 . "$(dirname "$0")/node_lib.sh"
 
 setup_network || done_testing
@@ -117,4 +121,28 @@ check "(d) counted as refused, not as sent" node_status_is gemeente-diemen \
     'd["counters"]["refused"] == 1 and d["counters"]["sent"] == 0 and d["outbox"] == 0'
 stop_one gemeente-diemen
 stop_one fake
+
+# (e) the real broker's refusal, proven, to a real node.
+rm -rf n-gemeente-diemen/store
+start_node gemeente-diemen
+check "(e) the node runs (no broker yet)" wait_until 20 node_running gemeente-diemen
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
+expect 0 "(e) a message is stored in the outbox while the broker is down"
+M=$(msg_id_of)
+sleep 2 # past the broker's clock window of 1 s
+start_broker --clock-window-ms 1000
+check "(e) the node connects to the broker" wait_until 20 connected gemeente-diemen
+check "(e) the broker's refusal is recorded: CLOCK_SKEW, at its rejected record's leaf" \
+    wait_until 20 msg_status_is gemeente-diemen "$M" \
+    "d['state'] == 'rejected' and d['reason'] == 'CLOCK_SKEW' and d['leaf_index'] >= 0 and d['tree_size'] > d['leaf_index']"
+L=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["leaf_index"])' \
+    "$T/.ms-gemeente-diemen" 2>/dev/null)
+check "(e) the broker logged the refusal at that leaf" grep -q \
+    "msg=\"submit refused\" .*msg_id=$M reason=REASON_CLOCK_SKEW rule=0 leaf=$L\$" "$T/broker.log"
+run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json --wait --timeout 20
+expect 0 "(e) twin: a message sent now is accepted"
+check "(e) no alarm, one refusal, no refusal without proof" node_status_is gemeente-diemen \
+    'd["alarms"] == [] and d["counters"]["refused"] == 1 and d["counters"]["refusals_unproven"] == 0 and d["outbox"] == 0'
+stop_one gemeente-diemen
+stop_one broker
 finish
