@@ -231,8 +231,8 @@ static keten_err error_slot(outq *self, conn *c, uint64_t request_id, enum outq_
 keten_err outq_duplicate(outq *self, conn *c, uint64_t request_id,
     const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *detail, uint64_t leaf)
 {
-    return error_slot(self, c, request_id, OUTQ_DUPLICATE, KETEN__REASON__REASON_DUPLICATE,
-        msg_id, detail, 0, leaf);
+    return error_slot(self, c, request_id, OUTQ_DUPLICATE, KETEN__REASON__REASON_DUPLICATE, msg_id,
+        detail, 0, leaf);
 }
 
 keten_err outq_refused(outq *self, conn *c, uint64_t request_id, Keten__Reason reason,

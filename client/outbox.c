@@ -752,8 +752,8 @@ static bool proven_refused(const Keten__SentRecord *rec)
 
 /* The alarm for a proven record of a message the log also holds a proven
  * refusal of (the record kept as it is: refused). */
-static void refused_contradiction(keten_node *node, const Keten__SentRecord *rec,
-    const char *what, uint64_t leaf, const char *hex)
+static void refused_contradiction(keten_node *node, const Keten__SentRecord *rec, const char *what,
+    uint64_t leaf, const char *hex)
 {
     node->counters.proofs_failed++;
     keten_alarm_evidence(node, "bad-proof",
@@ -980,8 +980,7 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
                 "the broker's refusal (%s) of message %s carries a proof that does not hold: %s",
                 keten_outbox_reason_name(err->reason), hex, keten_err_detail());
             return;
-        } else if (keten_outbox_refusal_check(
-                       node->me->id, err, ar, submitted_id(node, request_id))
+        } else if (keten_outbox_refusal_check(node->me->id, err, ar, submitted_id(node, request_id))
             != KETEN_OK) {
             node->counters.proofs_failed++;
             keten_alarm_evidence(node, "bad-proof",
@@ -1008,8 +1007,8 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
             "the broker's refusal (%s) of message %s proves its rejected record at leaf %llu, "
             "but the message was proven accepted at leaf %llu: its log holds both; the message "
             "stays accepted",
-            keten_outbox_reason_name(err->reason), hex,
-            (unsigned long long)err->proof->leaf_index, (unsigned long long)rec->leaf_index);
+            keten_outbox_reason_name(err->reason), hex, (unsigned long long)err->proof->leaf_index,
+            (unsigned long long)rec->leaf_index);
         goto out;
     }
     if (e != KETEN_OK || rec->state != KETEN__SENT_STATE__SENT_STATE_QUEUED) {
@@ -1072,8 +1071,8 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
             "msg_id=%s reason=%s rule=%u why=\"%s\" detail=%s", hex,
             keten_outbox_reason_name(err->reason), rec->rule, unproven, detail);
     } else {
-        KETEN_LOG(KETEN_LOG_WARNING, "message deferred by broker",
-            "msg_id=%s reason=%s detail=%s", hex, keten_outbox_reason_name(err->reason), detail);
+        KETEN_LOG(KETEN_LOG_WARNING, "message deferred by broker", "msg_id=%s reason=%s detail=%s",
+            hex, keten_outbox_reason_name(err->reason), detail);
     }
     keten_api_notify_sent(node, err->msg_id.data);
 out:
@@ -1081,8 +1080,8 @@ out:
     keten_nodestore_sent_free(&rec);
 }
 
-keten_err keten_outbox_refusal_check(const char *me, const Keten__Error *err,
-    const Keten__AuditRecord *ar, const uint8_t *asked)
+keten_err keten_outbox_refusal_check(
+    const char *me, const Keten__Error *err, const Keten__AuditRecord *ar, const uint8_t *asked)
 {
     char want[KETEN_MSG_ID_HEX_BYTES] = "?", got[KETEN_MSG_ID_HEX_BYTES] = "none";
     if (err->msg_id.len == KETEN_MSG_ID_BYTES) {
@@ -1094,7 +1093,8 @@ keten_err keten_outbox_refusal_check(const char *me, const Keten__Error *err,
     if (ar->event != KETEN__EVENT__EVENT_REJECTED) {
         const ProtobufCEnumValue *v
             = protobuf_c_enum_descriptor_get_value(&keten__event__descriptor, (int)ar->event);
-        return keten_err_set(KETEN_ERR_INCONSISTENT, "the proven record is %s, not a rejected record",
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the proven record is %s, not a rejected record",
             v != NULL ? v->name : "of an unknown event");
     }
     if (err->msg_id.len != KETEN_MSG_ID_BYTES || ar->msg_id.len != KETEN_MSG_ID_BYTES

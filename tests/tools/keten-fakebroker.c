@@ -494,15 +494,15 @@ static void send_ack(fake *f, peer *p, uint64_t request_id, uint64_t index, cons
 
 /* The POLICY refusal (rule 7) of the submit request_id of msg_id, with the
  * proof of leaf index (none: UINT64_MAX). */
-static void send_refusal(fake *f, peer *p, uint64_t request_id, ProtobufCBinaryData msg_id,
-    uint64_t index)
+static void send_refusal(
+    fake *f, peer *p, uint64_t request_id, ProtobufCBinaryData msg_id, uint64_t index)
 {
     keten_logproof_buf b;
     Keten__Error err = KETEN__ERROR__INIT;
     err.reason = KETEN__REASON__REASON_POLICY;
     err.msg_id = msg_id;
-    err.detail = (char *)(f->refuse_detail != NULL ? f->refuse_detail
-                                                   : "the sharing policy refuses it");
+    err.detail
+        = (char *)(f->refuse_detail != NULL ? f->refuse_detail : "the sharing policy refuses it");
     err.rule = 7;
     if (index != UINT64_MAX) {
         if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
@@ -543,9 +543,7 @@ static void refuse_submit(fake *f, peer *p, uint64_t request_id, ProtobufCBinary
     r.sender = p->node;
     r.reason = f->mode == MODE_REFUSE_OTHER_REASON ? KETEN__REASON__REASON_UNREGISTERED
                                                    : KETEN__REASON__REASON_POLICY;
-    r.rule = f->mode == MODE_REFUSE_OTHER_RULE       ? 8
-        : f->mode == MODE_REFUSE_OTHER_REASON ? 0
-                                              : 7;
+    r.rule = f->mode == MODE_REFUSE_OTHER_RULE ? 8 : f->mode == MODE_REFUSE_OTHER_REASON ? 0 : 7;
     if (append_record(f, &f->log, &r) != KETEN_OK) {
         return;
     }
@@ -603,9 +601,8 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
     keten_hex(v->header->msg_id.data, KETEN_MSG_ID_BYTES, hex);
-    if (f->mode == MODE_REFUSE || f->mode == MODE_REFUSE_NOPROOF
-        || f->mode == MODE_REFUSE_OTHER_MSG || f->mode == MODE_REFUSE_OTHER_REASON
-        || f->mode == MODE_REFUSE_OTHER_RULE) {
+    if (f->mode == MODE_REFUSE || f->mode == MODE_REFUSE_NOPROOF || f->mode == MODE_REFUSE_OTHER_MSG
+        || f->mode == MODE_REFUSE_OTHER_REASON || f->mode == MODE_REFUSE_OTHER_RULE) {
         refuse_submit(f, p, fr->request_id, v->header->msg_id);
         keten_envelope_verified_destroy(&v);
         return;

@@ -502,8 +502,8 @@ void fnode_bed_ack_leaf(fnode_bed *self, uint64_t rid, uint64_t leaf, uint64_t s
     flog_proof_free(&p);
 }
 
-void fnode_bed_refusal(fnode_bed *self, uint64_t rid, const uint8_t *msg_id,
-    Keten__Reason reason, uint32_t rule, const Keten__LeafProof *p)
+void fnode_bed_refusal(fnode_bed *self, uint64_t rid, const uint8_t *msg_id, Keten__Reason reason,
+    uint32_t rule, const Keten__LeafProof *p)
 {
     Keten__Error err = KETEN__ERROR__INIT;
     err.reason = reason;
@@ -529,8 +529,8 @@ void fnode_bed_refusal_leaf(fnode_bed *self, uint64_t rid, const uint8_t *msg_id
     flog_proof_free(&p);
 }
 
-uint64_t fnode_bed_log_rejected(fnode_bed *self, const uint8_t *msg_id, const char *sender,
-    Keten__Reason reason, uint32_t rule)
+uint64_t fnode_bed_log_rejected(
+    fnode_bed *self, const uint8_t *msg_id, const char *sender, Keten__Reason reason, uint32_t rule)
 {
     Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
     rec.event = KETEN__EVENT__EVENT_REJECTED;

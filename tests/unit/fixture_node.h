@@ -174,8 +174,8 @@ void fnode_bed_ack(fnode_bed *self, uint64_t rid, const Keten__LeafProof *p);
 void fnode_bed_ack_leaf(fnode_bed *self, uint64_t rid, uint64_t leaf, uint64_t size);
 /* an Error refusing the submit rid of msg_id (keten_outbox_on_error) with
  * reason, rule and proof p (NULL for none) ... */
-void fnode_bed_refusal(fnode_bed *self, uint64_t rid, const uint8_t *msg_id,
-    Keten__Reason reason, uint32_t rule, const Keten__LeafProof *p);
+void fnode_bed_refusal(fnode_bed *self, uint64_t rid, const uint8_t *msg_id, Keten__Reason reason,
+    uint32_t rule, const Keten__LeafProof *p);
 /* ... with the proof of leaf in the tree of size leaves; */
 void fnode_bed_refusal_leaf(fnode_bed *self, uint64_t rid, const uint8_t *msg_id,
     Keten__Reason reason, uint32_t rule, uint64_t leaf, uint64_t size);

@@ -585,14 +585,14 @@ static void test_no_receipt_past_expiry(void **state)
 /* ---- refusals are proofs ------------------------------------------------------ */
 
 /* Refused: the proof of rejected record leaf (tree size) for s, POLICY rule. */
-static void refuse_proven(ctx *t, const sent *s, Keten__Reason reason, uint32_t rule,
-    uint64_t leaf, uint64_t size)
+static void refuse_proven(
+    ctx *t, const sent *s, Keten__Reason reason, uint32_t rule, uint64_t leaf, uint64_t size)
 {
     fnode_bed_refusal_leaf(t, s->rid, s->id, reason, rule, leaf, size);
 }
 
-static void expect_refused(ctx *t, const sent *s, Keten__Reason reason, uint32_t rule,
-    uint64_t leaf)
+static void expect_refused(
+    ctx *t, const sent *s, Keten__Reason reason, uint32_t rule, uint64_t leaf)
 {
     Keten__SentRecord *rec = record(t, s->id);
     assert_int_equal(rec->state, KETEN__SENT_STATE__SENT_STATE_REFUSED);
