@@ -979,6 +979,7 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
             keten_alarm_evidence(node, "bad-proof",
                 "the broker's refusal (%s) of message %s carries a proof that does not hold: %s",
                 keten_outbox_reason_name(err->reason), hex, keten_err_detail());
+            keten_pb_free((ProtobufCMessage **)(void *)&ar);
             return;
         } else if (keten_outbox_refusal_check(node->me->id, err, ar, submitted_id(node, request_id))
             != KETEN_OK) {
