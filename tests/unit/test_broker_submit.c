@@ -737,6 +737,15 @@ static void expect_policy(
     uint8_t *env = seal(t, "alpha", to, json, &len);
     result r = expect_reject(t, c, env, len, true, KETEN__REASON__REASON_POLICY);
     assert_int_equal(r.rule, rule);
+    /* The Error sent at the batch's end names the rule and proves the
+     * rejected record that names it. */
+    Keten__Frame *f
+        = fbroker_frame(t->fb, fbroker_find(t->fb, 0, c->node, KETEN__FRAME__BODY_ERROR));
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_POLICY);
+    assert_int_equal(f->error->rule, rule);
+    assert_non_null(f->error->proof);
+    assert_int_equal(f->error->proof->leaf_index, r.leaf);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
     char want[64];
     snprintf(want, sizeof want, "alpha -> %s ", names);
     if (strstr(r.detail, want) == NULL) {
