@@ -208,8 +208,10 @@ keten_err outq_proof(outq *self, conn *c, uint64_t request_id, enum outq_kind ki
     return slot(self, c, request_id, kind, leaf, NULL, 0, NULL);
 }
 
-keten_err outq_duplicate(outq *self, conn *c, uint64_t request_id,
-    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *detail, uint64_t leaf)
+/* An Error proof slot: its detail (cleaned) is the slot's data. */
+static keten_err error_slot(outq *self, conn *c, uint64_t request_id, enum outq_kind kind,
+    Keten__Reason reason, const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *detail,
+    uint32_t rule, uint64_t leaf)
 {
     char *text = malloc(DETAIL_MAX + 1);
     if (text == NULL) {
@@ -217,12 +219,27 @@ keten_err outq_duplicate(outq *self, conn *c, uint64_t request_id,
     }
     clean_detail(detail, text);
     outq_item *it = NULL;
-    keten_err e = slot(
-        self, c, request_id, OUTQ_DUPLICATE, leaf, (uint8_t *)text, strlen(text) + 1, &it);
+    keten_err e = slot(self, c, request_id, kind, leaf, (uint8_t *)text, strlen(text) + 1, &it);
     if (e == KETEN_OK) {
         memcpy(it->msg_id, msg_id, KETEN_MSG_ID_BYTES);
+        it->reason = reason;
+        it->rule = reason == KETEN__REASON__REASON_POLICY ? rule : 0;
     }
     return e;
+}
+
+keten_err outq_duplicate(outq *self, conn *c, uint64_t request_id,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *detail, uint64_t leaf)
+{
+    return error_slot(self, c, request_id, OUTQ_DUPLICATE, KETEN__REASON__REASON_DUPLICATE, msg_id,
+        detail, 0, leaf);
+}
+
+keten_err outq_refused(outq *self, conn *c, uint64_t request_id, Keten__Reason reason,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *detail, uint32_t rule,
+    uint64_t leaf)
+{
+    return error_slot(self, c, request_id, OUTQ_REFUSED, reason, msg_id, detail, rule, leaf);
 }
 
 keten_err outq_deliver(outq *self, conn *c, const uint8_t *env, size_t env_len, uint64_t leaf)
@@ -253,7 +270,9 @@ static keten_err build(const outq_item *it, const Keten__LeafProof *lp, uint8_t 
         f.submit_ack = &sa;
         break;
     case OUTQ_DUPLICATE:
-        err.reason = KETEN__REASON__REASON_DUPLICATE;
+    case OUTQ_REFUSED:
+        err.reason = it->reason;
+        err.rule = it->rule;
         err.msg_id.data = (uint8_t *)it->msg_id;
         err.msg_id.len = KETEN_MSG_ID_BYTES;
         err.detail = (char *)it->data;

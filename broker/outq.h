@@ -7,11 +7,13 @@
  * Ready frames are serialized when staged, so a staged frame owns its bytes
  * and does not point into the LMDB map.
  *
- * Proof frames (SubmitAck, Error DUPLICATE of an accepted envelope,
+ * Proof frames (SubmitAck, Error DUPLICATE of an accepted envelope, an
+ * Error refusing a submit whose "rejected" record names its msg_id,
  * Deliver, ReceiptNotice, ExpiredNotice) carry a LeafProof against the tree
  * size the batch ends with, which is known only at the batch's end: they
  * are staged as a slot naming the record's leaf index (and, for a delivery,
- * a copy of the envelope; for an error, its msg_id and detail), in the
+ * a copy of the envelope; for an error, its reason, rule, msg_id and
+ * detail), in the
  * order of the other frames. outq_prove(), called once at the end of the
  * batch (checkpointer_commit()), fills every slot with its proof through
  * the prover's callbacks and lets the prover stage a connection's
@@ -37,6 +39,7 @@ enum outq_kind {
     OUTQ_READY = 0, /* data: a serialized Frame */
     OUTQ_SUBMIT_ACK, /* SubmitAck{proof} */
     OUTQ_DUPLICATE, /* Error{DUPLICATE, msg_id, detail (data), proof} */
+    OUTQ_REFUSED, /* Error{reason, msg_id, rule, detail (data), proof} */
     OUTQ_DELIVER, /* Deliver{envelope (data), proof} */
     OUTQ_RECEIPT_NOTICE, /* ReceiptNotice{proof} */
     OUTQ_EXPIRED_NOTICE, /* ExpiredNotice{proof} */
@@ -51,7 +54,9 @@ typedef struct outq_item {
     conn *c; /* proof slots: the connection */
     uint64_t request_id; /* proof slots */
     uint64_t leaf; /* proof slots: the leaf index the proof is of */
-    uint8_t msg_id[KETEN_MSG_ID_BYTES]; /* OUTQ_DUPLICATE */
+    uint8_t msg_id[KETEN_MSG_ID_BYTES]; /* OUTQ_DUPLICATE, OUTQ_REFUSED */
+    Keten__Reason reason; /* OUTQ_REFUSED */
+    uint32_t rule; /* OUTQ_REFUSED, reason POLICY */
 } outq_item;
 
 typedef struct outq {
@@ -91,6 +96,11 @@ keten_err outq_proof(outq *self, conn *c, uint64_t request_id, enum outq_kind ki
     uint64_t leaf) KETEN_MUST_CHECK;
 keten_err outq_duplicate(outq *self, conn *c, uint64_t request_id,
     const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *detail,
+    uint64_t leaf) KETEN_MUST_CHECK;
+/* The final refusal of a submit, with the proof of its "rejected" record
+ * (leaf), which names msg_id, the reason and (POLICY) the rule. */
+keten_err outq_refused(outq *self, conn *c, uint64_t request_id, Keten__Reason reason,
+    const uint8_t msg_id[static KETEN_MSG_ID_BYTES], const char *detail, uint32_t rule,
     uint64_t leaf) KETEN_MUST_CHECK;
 keten_err outq_deliver(outq *self, conn *c, const uint8_t *env, size_t env_len,
     uint64_t leaf) KETEN_MUST_CHECK;

@@ -220,7 +220,10 @@ static keten_err audited_msg_id(broker *b, const submit_prep *p, const uint8_t *
 }
 
 /* proof_leaf: for DUPLICATE of the very envelope accepted before, its
- * "submitted" leaf, whose proof the Error carries; else UINT64_MAX. */
+ * "submitted" leaf, whose proof the Error carries; else UINT64_MAX. A final
+ * refusal whose "rejected" record names the msg_id carries the proof of
+ * that record instead: the node records the refusal only with it. A passing
+ * one (STORE_FULL, DIRECTORY_STALE) carries none: the node sends again. */
 static keten_err reject(broker *b, conn *c, uint64_t request_id, const submit_prep *p,
     Keten__Reason reason, uint32_t rule, const char *detail, uint64_t proof_leaf)
 {
@@ -247,6 +250,10 @@ static keten_err reject(broker *b, conn *c, uint64_t request_id, const submit_pr
         (unsigned long long)leaf);
     if (proof_leaf != UINT64_MAX && msg_id != NULL) {
         return outq_duplicate(b->out, c, request_id, msg_id, detail, proof_leaf);
+    }
+    if (audited != NULL && reason != KETEN__REASON__REASON_STORE_FULL
+        && reason != KETEN__REASON__REASON_DIRECTORY_STALE) {
+        return outq_refused(b->out, c, request_id, reason, audited, detail, rule, leaf);
     }
     return outq_error(b->out, c, request_id, reason, msg_id, detail, rule);
 }

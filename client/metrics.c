@@ -37,7 +37,8 @@ static const struct {
 #f, h, offsetof(keten_node_counters, f)                                                    \
     }
     C(sent, "Messages the broker acknowledged (proven in its log)."),
-    C(refused, "Messages the broker refused."),
+    C(refused, "Messages the broker refused (proven in its log)."),
+    C(refusals_unproven, "Final refusals without a proof: not recorded, the message is resent."),
     C(received, "New messages received, verified and stored."),
     C(duplicates, "Deliveries receipted again, not stored twice."),
     C(rejected, "Deliveries that failed a check (not receipted)."),

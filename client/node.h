@@ -87,7 +87,8 @@ typedef struct keten_node_opts {
 
 typedef struct keten_node_counters {
     uint64_t sent; /* acknowledged by the broker */
-    uint64_t refused; /* refused by the broker */
+    uint64_t refused; /* refused by the broker (proven) */
+    uint64_t refusals_unproven; /* final refusals without a proof: not recorded, resent */
     uint64_t received; /* new messages stored */
     uint64_t duplicates; /* deliveries receipted again, not stored twice */
     uint64_t rejected; /* deliveries that failed a check (not receipted) */

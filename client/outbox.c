@@ -741,6 +741,29 @@ static const uint8_t *submitted_id(const keten_node *node, uint64_t request_id)
     return NULL;
 }
 
+/* A message refused with a proof of its `rejected` record (tree_size is
+ * set only then; a refusal stored before proofs were asked for has 0). The
+ * log holds no `submitted` record of it and no answer to it: a proof of
+ * one is the broker contradicting its own log. */
+static bool proven_refused(const Keten__SentRecord *rec)
+{
+    return rec->state == KETEN__SENT_STATE__SENT_STATE_REFUSED && rec->tree_size != 0;
+}
+
+/* The alarm for a proven record of a message the log also holds a proven
+ * refusal of (the record kept as it is: refused). */
+static void refused_contradiction(keten_node *node, const Keten__SentRecord *rec, const char *what,
+    uint64_t leaf, const char *hex)
+{
+    node->counters.proofs_failed++;
+    keten_alarm_evidence(node, "bad-proof",
+        "the broker's %s for message %s proves leaf %llu, but it refused the message with the "
+        "proof of its rejected record at leaf %llu (%s): its log holds both; the message stays "
+        "refused",
+        what, hex, (unsigned long long)leaf, (unsigned long long)rec->leaf_index,
+        keten_outbox_reason_name(rec->reason));
+}
+
 /* Check the record a broker proved for one of our messages: a `submitted`
  * record of this node's, of exactly the envelope in the outbox (or, once
  * taken, of the envelope hash and leaf recorded then). *rec_out is the
@@ -852,6 +875,11 @@ static void take_ack(
     if (e != KETEN_OK) {
         goto fail;
     }
+    if (proven_refused(rec)) {
+        keten_store_abort(&txn); /* the alarm is stored on its own */
+        refused_contradiction(node, rec, what, p->leaf_index, hex);
+        goto out;
+    }
     if (!in_outbox) { /* taken before (a resend's DUPLICATE proves the same) */
         goto out;
     }
@@ -933,14 +961,66 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
     msg_hex(err->msg_id.data, hex);
+    bool final = !transient_reason(err->reason);
+    /* A final refusal is recorded only with the proof of its rejected
+     * record; without one (or against a checkpoint this node does not
+     * keep) the message stays queued and goes out again at the resend
+     * pace, the broker's words kept as its detail. */
+    Keten__AuditRecord *ar = NULL;
+    const char *unproven = NULL;
+    if (final) {
+        keten_err pe = KETEN_OK;
+        if (err->proof == NULL) {
+            unproven = "it carries no proof";
+        } else if ((pe = keten_witness_leaf(node, err->proof, &ar)) == KETEN_ERR_NOT_FOUND) {
+            unproven = "its proof is against a checkpoint this node does not keep";
+            keten_err_clear();
+        } else if (pe != KETEN_OK) {
+            keten_alarm_evidence(node, "bad-proof",
+                "the broker's refusal (%s) of message %s carries a proof that does not hold: %s",
+                keten_outbox_reason_name(err->reason), hex, keten_err_detail());
+            keten_pb_free((ProtobufCMessage **)(void *)&ar);
+            return;
+        } else if (keten_outbox_refusal_check(node->me->id, err, ar, submitted_id(node, request_id))
+            != KETEN_OK) {
+            node->counters.proofs_failed++;
+            keten_alarm_evidence(node, "bad-proof",
+                "the broker's refusal (%s) of message %s proves leaf %llu, which is not its "
+                "rejected record: %s; not recorded",
+                keten_outbox_reason_name(err->reason), hex,
+                (unsigned long long)err->proof->leaf_index, keten_err_detail());
+            keten_pb_free((ProtobufCMessage **)(void *)&ar);
+            return;
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&ar);
+    }
     MDB_txn *txn = NULL;
     Keten__SentRecord *rec = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
     if (e == KETEN_OK) {
         e = keten_nodestore_sent_get(node->store, txn, err->msg_id.data, &rec);
     }
+    if (e == KETEN_OK && final && unproven == NULL
+        && rec->state == KETEN__SENT_STATE__SENT_STATE_ACCEPTED) {
+        keten_store_abort(&txn); /* the alarm is stored on its own */
+        node->counters.proofs_failed++;
+        keten_alarm_evidence(node, "bad-proof",
+            "the broker's refusal (%s) of message %s proves its rejected record at leaf %llu, "
+            "but the message was proven accepted at leaf %llu: its log holds both; the message "
+            "stays accepted",
+            keten_outbox_reason_name(err->reason), hex, (unsigned long long)err->proof->leaf_index,
+            (unsigned long long)rec->leaf_index);
+        goto out;
+    }
     if (e != KETEN_OK || rec->state != KETEN__SENT_STATE__SENT_STATE_QUEUED) {
         KETEN_LOG(KETEN_LOG_WARNING, "broker error for a message not pending",
+            "msg_id=%s reason=%s", hex, keten_outbox_reason_name(err->reason));
+        keten_err_clear();
+        goto out;
+    }
+    if (unproven != NULL && rec->reason == err->reason) {
+        /* Said and counted at its first unproven refusal of this reason. */
+        KETEN_LOG(KETEN_LOG_DEBUG, "refusal without proof again; the message stays queued",
             "msg_id=%s reason=%s", hex, keten_outbox_reason_name(err->reason));
         goto out;
     }
@@ -951,13 +1031,15 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
     char clean[REFUSAL_DETAIL_MAX];
     keten_text_clean(detail, clean, sizeof clean);
     e = set_str(&rec->detail, clean);
-    bool final = !transient_reason(err->reason);
-    if (final) {
+    bool refused = final && unproven == NULL;
+    if (refused) {
         /* The recipients stay as they were: the message never reached them. */
         if (e == KETEN_OK) {
             e = leave_outbox(rec, KETEN__SENT_STATE__SENT_STATE_REFUSED);
         }
         if (e == KETEN_OK) {
+            rec->leaf_index = err->proof->leaf_index;
+            rec->tree_size = err->proof->tree_size;
             e = keten_store_del(
                 node->store, txn, KETEN_DB_OUTBOX, err->msg_id.data, KETEN_MSG_ID_BYTES);
         }
@@ -977,16 +1059,71 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
             keten_err_detail());
         goto out;
     }
-    if (final) {
+    if (refused) {
         node->counters.refused++;
+        KETEN_LOG(KETEN_LOG_WARNING, "message refused by broker",
+            "msg_id=%s reason=%s rule=%u detail=%s leaf=%llu tree_size=%llu", hex,
+            keten_outbox_reason_name(err->reason), rec->rule, detail,
+            (unsigned long long)rec->leaf_index, (unsigned long long)rec->tree_size);
+    } else if (unproven != NULL) {
+        node->counters.refusals_unproven++;
+        KETEN_LOG(KETEN_LOG_WARNING,
+            "refusal without proof: not recorded; the message stays queued and is sent again",
+            "msg_id=%s reason=%s rule=%u why=\"%s\" detail=%s", hex,
+            keten_outbox_reason_name(err->reason), rec->rule, unproven, detail);
+    } else {
+        KETEN_LOG(KETEN_LOG_WARNING, "message deferred by broker", "msg_id=%s reason=%s detail=%s",
+            hex, keten_outbox_reason_name(err->reason), detail);
     }
-    KETEN_LOG(KETEN_LOG_WARNING, final ? "message refused by broker" : "message deferred by broker",
-        "msg_id=%s reason=%s rule=%u detail=%s", hex, keten_outbox_reason_name(err->reason),
-        err->rule, detail);
     keten_api_notify_sent(node, err->msg_id.data);
 out:
     keten_store_abort(&txn);
     keten_nodestore_sent_free(&rec);
+}
+
+keten_err keten_outbox_refusal_check(
+    const char *me, const Keten__Error *err, const Keten__AuditRecord *ar, const uint8_t *asked)
+{
+    char want[KETEN_MSG_ID_HEX_BYTES] = "?", got[KETEN_MSG_ID_HEX_BYTES] = "none";
+    if (err->msg_id.len == KETEN_MSG_ID_BYTES) {
+        msg_hex(err->msg_id.data, want);
+    }
+    if (ar->msg_id.len == KETEN_MSG_ID_BYTES) {
+        msg_hex(ar->msg_id.data, got);
+    }
+    if (ar->event != KETEN__EVENT__EVENT_REJECTED) {
+        const ProtobufCEnumValue *v
+            = protobuf_c_enum_descriptor_get_value(&keten__event__descriptor, (int)ar->event);
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the proven record is %s, not a rejected record",
+            v != NULL ? v->name : "of an unknown event");
+    }
+    if (err->msg_id.len != KETEN_MSG_ID_BYTES || ar->msg_id.len != KETEN_MSG_ID_BYTES
+        || sodium_memcmp(err->msg_id.data, ar->msg_id.data, KETEN_MSG_ID_BYTES) != 0) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the proven record names message %s, the refusal message %s", got, want);
+    }
+    if (asked != NULL && sodium_memcmp(asked, ar->msg_id.data, KETEN_MSG_ID_BYTES) != 0) {
+        char ask[KETEN_MSG_ID_HEX_BYTES];
+        msg_hex(asked, ask);
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the refusal answers the submit of message %s but names message %s", ask, got);
+    }
+    if (ar->sender == NULL || strcmp(ar->sender, me) != 0) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the proven record is a refusal of %s, not of this node",
+            ar->sender != NULL && ar->sender[0] != '\0' ? ar->sender : "nobody");
+    }
+    if (ar->reason != err->reason) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the proven record's reason is %s, the refusal's %s",
+            keten_outbox_reason_name(ar->reason), keten_outbox_reason_name(err->reason));
+    }
+    if (err->reason == KETEN__REASON__REASON_POLICY && ar->rule != err->rule) {
+        return keten_err_set(KETEN_ERR_INCONSISTENT,
+            "the proven record's policy rule is %u, the refusal's %u", ar->rule, err->rule);
+    }
+    return KETEN_OK;
 }
 
 /* The recipient entry of rec for id, or NULL. */
@@ -1116,6 +1253,12 @@ static bool notice_record(keten_node *node, MDB_txn **txn, const Keten__LeafProo
     if (e != KETEN_OK) {
         KETEN_LOG(KETEN_LOG_ERR, "cannot read the sent message of a notice; it comes again",
             "msg_id=%s detail=\"%s\"", hex, keten_err_detail());
+        return false;
+    }
+    if (proven_refused(*rec_out)) {
+        keten_store_abort(txn);
+        refused_contradiction(node, *rec_out, what, p->leaf_index, hex);
+        keten_nodestore_sent_free(rec_out);
         return false;
     }
     return true;

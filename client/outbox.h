@@ -25,9 +25,19 @@
  * counted): the message stays in the outbox and is resent, and the resend's
  * DUPLICATE carries a fresh proof. Anything else that fails is the alarm
  * bad-proof, the frame kept as evidence, nothing recorded.
- * A refusal is final (state rejected, with the broker's reason and rule)
- * except STORE_FULL and DIRECTORY_STALE, after which the envelope stays in the
- * outbox and is resent.
+ * A refusal is final except STORE_FULL and DIRECTORY_STALE, after which the
+ * envelope stays in the outbox and is resent. A final refusal is recorded
+ * (state refused, with the broker's reason, rule, detail and the leaf and
+ * tree size of its proof) only when its Error carries the proof of the
+ * message's `rejected` record (keten_outbox_refusal_check()) against a
+ * checkpoint the node keeps. Without a proof, or against an unknown
+ * checkpoint, it is not recorded: the message stays queued with the
+ * broker's reason and detail (status shows them), is resent at the resend
+ * pace, and the first such refusal of each reason is logged and counted
+ * (refusals_unproven). A proof of another record is the alarm bad-proof
+ * (evidence kept, nothing recorded). A proven refusal of a message proven
+ * accepted, or an ack or notice proven for a message proven refused, is the
+ * log holding both: the alarm bad-proof, the recorded state unchanged.
  * Notices: a ReceiptNotice proves a receipted or refused-by-recipient record
  * of one of this node's messages; its ReceiptProof must verify with the
  * recipient's certificate (current or superseded), name the msg_id and the
@@ -107,6 +117,13 @@ keten_err keten_outbox_note_reply(keten_node *node, MDB_txn *txn,
 keten_err keten_outbox_record(keten_node *node, const uint8_t msg_id[static KETEN_MSG_ID_BYTES],
     Keten__SentRecord **out) KETEN_MUST_CHECK;
 
+/* Does ar, the record proven by the final refusal err, say that refusal?
+ * A rejected record naming err's msg_id (and, when asked is not NULL, the
+ * msg_id of the submit the refusal answers), of sender me, with err's
+ * reason and, for POLICY, its rule. KETEN_ERR_INCONSISTENT (with a detail
+ * saying which) when not. */
+keten_err keten_outbox_refusal_check(const char *me, const Keten__Error *err,
+    const Keten__AuditRecord *ar, const uint8_t *asked) KETEN_MUST_CHECK;
 /* "POLICY" for REASON_POLICY, etc. */
 const char *keten_outbox_reason_name(Keten__Reason reason);
 

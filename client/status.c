@@ -19,12 +19,13 @@
 static json_t *counters_json(const keten_node_counters *c)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:I, s:I, s:I, s:I, s:I}",
-        "sent", (json_int_t)c->sent, "refused", (json_int_t)c->refused, "received",
-        (json_int_t)c->received, "duplicates", (json_int_t)c->duplicates, "rejected",
-        (json_int_t)c->rejected, "receipts", (json_int_t)c->receipts, "receipt_batches",
-        (json_int_t)c->receipt_batches, "checkpoints_accepted", (json_int_t)c->checkpoints_accepted,
-        "checkpoints_refused", (json_int_t)c->checkpoints_refused, "checkpoints_unknown_old",
+                     "s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "sent", (json_int_t)c->sent, "refused", (json_int_t)c->refused, "refusals_unproven",
+        (json_int_t)c->refusals_unproven, "received", (json_int_t)c->received, "duplicates",
+        (json_int_t)c->duplicates, "rejected", (json_int_t)c->rejected, "receipts",
+        (json_int_t)c->receipts, "receipt_batches", (json_int_t)c->receipt_batches,
+        "checkpoints_accepted", (json_int_t)c->checkpoints_accepted, "checkpoints_refused",
+        (json_int_t)c->checkpoints_refused, "checkpoints_unknown_old",
         (json_int_t)c->checkpoints_unknown_old, "proofs_passed", (json_int_t)c->proofs_passed,
         "proofs_failed", (json_int_t)c->proofs_failed, "proofs_unknown",
         (json_int_t)c->proofs_unknown, "alarms", (json_int_t)c->alarms, "warnings",
@@ -163,6 +164,13 @@ static keten_err sent_status(const Keten__SentRecord *rec, json_t *st)
         }
         if (e == KETEN_OK) {
             e = keten_rec_set(st, "accepted_at", keten_rec_time(rec->accepted_at));
+        }
+    }
+    if (e == KETEN_OK && rec->state == KETEN__SENT_STATE__SENT_STATE_REFUSED
+        && rec->tree_size != 0) { /* the proof of its rejected record */
+        e = keten_rec_set(st, "leaf_index", json_integer((json_int_t)rec->leaf_index));
+        if (e == KETEN_OK) {
+            e = keten_rec_set(st, "tree_size", json_integer((json_int_t)rec->tree_size));
         }
     }
     if (e == KETEN_OK && has_reason) {

@@ -101,9 +101,10 @@ setup_network() {
     publish_dir admin directory.signed
 }
 
+# start_broker [ARGS...]: the real broker (ARGS added to its command line).
 start_broker() {
     "$BROKER" run --home broker --anchor admin/network.pub --directory directory.signed \
-        --listen "$BROKER_EP" --checkpoint-ms 200 >>"$T/broker.log" 2>&1 &
+        --listen "$BROKER_EP" --checkpoint-ms 200 "$@" >>"$T/broker.log" 2>&1 &
     PID[broker]=$!
 }
 

@@ -22,6 +22,19 @@
  *   withhold-directory  names in its checkpoints the directory version of
  *                       --named-directory, which it never serves
  *   refuse              answers every submit with a POLICY refusal (rule 7)
+ *                       carrying the proof of its `rejected` record, as a
+ *                       broker does
+ *   refuse-noproof      the same refusal without a proof (an older broker,
+ *                       or one that logged no refusal)
+ *   refuse-other-msg    the refusal proves a `rejected` record of another
+ *                       msg_id (the node's msg_id with its last byte flipped)
+ *   refuse-other-reason the refusal proves a `rejected` record of reason
+ *                       UNREGISTERED
+ *   refuse-other-rule   the refusal proves a `rejected` record of rule 8
+ *   refuse-submitted    logs the message's `submitted` record and refuses it
+ *                       with the proof of that record
+ *   refuse-then-ack     the proven refusal, then the message's `submitted`
+ *                       record and its ack too (the log holds both)
  *   ack-other-leaf      acks a node's second and later messages with the
  *                       proof of its first message's record
  *   same-index          puts a node's second message's record at the index of
@@ -54,7 +67,7 @@
  *   duplicate MSG_ID leaf N | deliver MSG_ID to NODE leaf N | receipts NODE
  *   COUNT | receipts-refused NODE WHY | receipted|refused-by-recipient MSG_ID
  *   by NODE leaf N | receipt-notice to NODE leaf N | notice-ack NODE COUNT |
- *   cosignature NODE SIZE [forked] | fork SIZE | refused | directory-request
+ *   cosignature NODE SIZE [forked] | fork SIZE | refused [leaf N] | directory-request
  *   after V | forgot-hello NODE | expired-notice MSG_ID to NODE leaf N |
  *   deliver-bad MSG_ID to NODE times N | oversize-sent NODE. SIGTERM/SIGINT
  *   stop it.
@@ -103,6 +116,12 @@ typedef enum mode {
     MODE_EXPIRE_EARLY,
     MODE_FLOOD_BAD_DELIVERY,
     MODE_OVERSIZE,
+    MODE_REFUSE_NOPROOF,
+    MODE_REFUSE_OTHER_MSG,
+    MODE_REFUSE_OTHER_REASON,
+    MODE_REFUSE_OTHER_RULE,
+    MODE_REFUSE_SUBMITTED,
+    MODE_REFUSE_THEN_ACK,
 } mode;
 
 static const char *const mode_names[] = {
@@ -120,6 +139,12 @@ static const char *const mode_names[] = {
     [MODE_EXPIRE_EARLY] = "expire-early",
     [MODE_FLOOD_BAD_DELIVERY] = "flood-bad-delivery",
     [MODE_OVERSIZE] = "oversize",
+    [MODE_REFUSE_NOPROOF] = "refuse-noproof",
+    [MODE_REFUSE_OTHER_MSG] = "refuse-other-msg",
+    [MODE_REFUSE_OTHER_REASON] = "refuse-other-reason",
+    [MODE_REFUSE_OTHER_RULE] = "refuse-other-rule",
+    [MODE_REFUSE_SUBMITTED] = "refuse-submitted",
+    [MODE_REFUSE_THEN_ACK] = "refuse-then-ack",
 };
 
 typedef struct mlog {
@@ -467,6 +492,64 @@ static void send_ack(fake *f, peer *p, uint64_t request_id, uint64_t index, cons
     say("ack %s leaf %llu", hex, (unsigned long long)index);
 }
 
+/* The POLICY refusal (rule 7) of the submit request_id of msg_id, with the
+ * proof of leaf index (none: UINT64_MAX). */
+static void send_refusal(
+    fake *f, peer *p, uint64_t request_id, ProtobufCBinaryData msg_id, uint64_t index)
+{
+    keten_logproof_buf b;
+    Keten__Error err = KETEN__ERROR__INIT;
+    err.reason = KETEN__REASON__REASON_POLICY;
+    err.msg_id = msg_id;
+    err.detail
+        = (char *)(f->refuse_detail != NULL ? f->refuse_detail : "the sharing policy refuses it");
+    err.rule = 7;
+    if (index != UINT64_MAX) {
+        if (leaf_proof(&f->log, index, &b) != KETEN_OK) {
+            return;
+        }
+        checkpoint_before_proof(f, p);
+        err.proof = &b.msg;
+    }
+    Keten__Frame out = KETEN__FRAME__INIT;
+    out.request_id = request_id;
+    out.body_case = KETEN__FRAME__BODY_ERROR;
+    out.error = &err;
+    send_to(f, p->rid, p->rid_len, &out);
+    if (index != UINT64_MAX) {
+        say("refused leaf %llu", (unsigned long long)index);
+    } else {
+        say("refused");
+    }
+}
+
+/* The refusal modes but refuse-submitted: log the `rejected` record (true,
+ * or false as the mode says) and send the refusal with its proof. */
+static void refuse_submit(fake *f, peer *p, uint64_t request_id, ProtobufCBinaryData msg_id)
+{
+    if (f->mode == MODE_REFUSE_NOPROOF) {
+        send_refusal(f, p, request_id, msg_id, UINT64_MAX);
+        return;
+    }
+    uint8_t id[KETEN_MSG_ID_BYTES];
+    memcpy(id, msg_id.data, KETEN_MSG_ID_BYTES);
+    if (f->mode == MODE_REFUSE_OTHER_MSG) {
+        id[KETEN_MSG_ID_BYTES - 1] ^= 0x01;
+    }
+    Keten__AuditRecord r = KETEN__AUDIT_RECORD__INIT;
+    r.event = KETEN__EVENT__EVENT_REJECTED;
+    r.msg_id.data = id;
+    r.msg_id.len = KETEN_MSG_ID_BYTES;
+    r.sender = p->node;
+    r.reason = f->mode == MODE_REFUSE_OTHER_REASON ? KETEN__REASON__REASON_UNREGISTERED
+                                                   : KETEN__REASON__REASON_POLICY;
+    r.rule = f->mode == MODE_REFUSE_OTHER_RULE ? 8 : f->mode == MODE_REFUSE_OTHER_REASON ? 0 : 7;
+    if (append_record(f, &f->log, &r) != KETEN_OK) {
+        return;
+    }
+    send_refusal(f, p, request_id, msg_id, f->log.n - 1);
+}
+
 /* expire-early: the `expired` record of m, dated now (before its
  * expires_at), and its notice to the sender. */
 static void expire_early(fake *f, peer *p, const msg *m, const char *hex)
@@ -518,21 +601,21 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
     }
     char hex[KETEN_MSG_ID_HEX_BYTES];
     keten_hex(v->header->msg_id.data, KETEN_MSG_ID_BYTES, hex);
-    if (f->mode == MODE_REFUSE) {
-        Keten__Error err = KETEN__ERROR__INIT;
-        err.reason = KETEN__REASON__REASON_POLICY;
-        err.msg_id = v->header->msg_id;
-        err.detail = (char *)(f->refuse_detail != NULL ? f->refuse_detail
-                                                       : "the sharing policy refuses it");
-        err.rule = 7;
-        Keten__Frame out = KETEN__FRAME__INIT;
-        out.request_id = fr->request_id;
-        out.body_case = KETEN__FRAME__BODY_ERROR;
-        out.error = &err;
-        send_to(f, p->rid, p->rid_len, &out);
-        say("refused");
+    if (f->mode == MODE_REFUSE || f->mode == MODE_REFUSE_NOPROOF || f->mode == MODE_REFUSE_OTHER_MSG
+        || f->mode == MODE_REFUSE_OTHER_REASON || f->mode == MODE_REFUSE_OTHER_RULE) {
+        refuse_submit(f, p, fr->request_id, v->header->msg_id);
         keten_envelope_verified_destroy(&v);
         return;
+    }
+    if (f->mode == MODE_REFUSE_THEN_ACK) {
+        bool seen = false;
+        for (size_t i = 0; i < f->n_msgs; i++) {
+            seen = seen
+                || memcmp(f->msgs[i].msg_id, v->header->msg_id.data, KETEN_MSG_ID_BYTES) == 0;
+        }
+        if (!seen) {
+            refuse_submit(f, p, fr->request_id, v->header->msg_id);
+        }
     }
     /* Seen before: the DUPLICATE refusal with the proof of the original. */
     for (size_t i = 0; i < f->n_msgs; i++) {
@@ -648,7 +731,11 @@ static void on_submit(fake *f, peer *p, const Keten__Frame *fr)
             }
         }
     }
-    send_ack(f, p, fr->request_id, index, hex);
+    if (f->mode == MODE_REFUSE_SUBMITTED) {
+        send_refusal(f, p, fr->request_id, v->header->msg_id, index);
+    } else {
+        send_ack(f, p, fr->request_id, index, hex);
+    }
     keten_envelope_verified_destroy(&v);
     if (f->mode == MODE_EXPIRE_EARLY) {
         expire_early(f, p, m, hex);
@@ -945,9 +1032,11 @@ static const char usage_text[]
       "                        [--mode honest|fork|withhold-directory|refuse|ack-other-leaf|\n"
       "                                same-index|inconsistent|bad-path|deliver-bad-leaf|\n"
       "                                receipt-other-sender|forget-hello|expire-early|\n"
-      "                                flood-bad-delivery|oversize]\n"
+      "                                flood-bad-delivery|oversize|refuse-noproof|\n"
+      "                                refuse-other-msg|refuse-other-reason|refuse-other-rule|\n"
+      "                                refuse-submitted|refuse-then-ack]\n"
       "                        [--named-directory FILE] [--checkpoint-ms N]\n"
-      "                        [--refuse-detail TEXT]  (the Error's detail in mode refuse)\n"
+      "                        [--refuse-detail TEXT]  (the Error's detail in the refuse modes)\n"
       "                        [--repeat N]  (false copies of each delivery in mode\n"
       "                                       flood-bad-delivery; default 50)\n"
       "A malicious broker for tests only (see the comment at the top of its source).\n";

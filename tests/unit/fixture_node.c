@@ -502,6 +502,48 @@ void fnode_bed_ack_leaf(fnode_bed *self, uint64_t rid, uint64_t leaf, uint64_t s
     flog_proof_free(&p);
 }
 
+void fnode_bed_refusal(fnode_bed *self, uint64_t rid, const uint8_t *msg_id, Keten__Reason reason,
+    uint32_t rule, const Keten__LeafProof *p)
+{
+    Keten__Error err = KETEN__ERROR__INIT;
+    err.reason = reason;
+    err.msg_id.data = (uint8_t *)(uintptr_t)msg_id;
+    err.msg_id.len = KETEN_MSG_ID_BYTES;
+    err.rule = rule;
+    err.detail = (char *)"the broker's refusal";
+    err.proof = (Keten__LeafProof *)p;
+    Keten__Frame f = KETEN__FRAME__INIT;
+    f.request_id = rid;
+    f.body_case = KETEN__FRAME__BODY_ERROR;
+    f.error = &err;
+    fnode_frame(self->fn, &f);
+    keten_outbox_on_error(self->node, rid, &err);
+    fnode_frame(self->fn, NULL);
+}
+
+void fnode_bed_refusal_leaf(fnode_bed *self, uint64_t rid, const uint8_t *msg_id,
+    Keten__Reason reason, uint32_t rule, uint64_t leaf, uint64_t size)
+{
+    flog_proof *p = flog_proof_new(self->log, leaf, size);
+    fnode_bed_refusal(self, rid, msg_id, reason, rule, &p->buf.msg);
+    flog_proof_free(&p);
+}
+
+uint64_t fnode_bed_log_rejected(
+    fnode_bed *self, const uint8_t *msg_id, const char *sender, Keten__Reason reason, uint32_t rule)
+{
+    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
+    rec.event = KETEN__EVENT__EVENT_REJECTED;
+    if (msg_id != NULL) {
+        rec.msg_id.data = (uint8_t *)(uintptr_t)msg_id;
+        rec.msg_id.len = KETEN_MSG_ID_BYTES;
+    }
+    rec.sender = (char *)sender;
+    rec.reason = reason;
+    rec.rule = reason == KETEN__REASON__REASON_POLICY ? rule : 0;
+    return flog_append(self->log, &rec);
+}
+
 void fnode_bed_deliver(fnode_bed *self, const uint8_t *env, size_t len, const Keten__LeafProof *p)
 {
     Keten__Deliver d = KETEN__DELIVER__INIT;

@@ -172,6 +172,17 @@ fnode_sent *fnode_bed_send(fnode_bed *self, Keten__Kind kind, const char *to, co
 void fnode_bed_ack(fnode_bed *self, uint64_t rid, const Keten__LeafProof *p);
 /* ... with the proof of leaf in the tree of size leaves; */
 void fnode_bed_ack_leaf(fnode_bed *self, uint64_t rid, uint64_t leaf, uint64_t size);
+/* an Error refusing the submit rid of msg_id (keten_outbox_on_error) with
+ * reason, rule and proof p (NULL for none) ... */
+void fnode_bed_refusal(fnode_bed *self, uint64_t rid, const uint8_t *msg_id, Keten__Reason reason,
+    uint32_t rule, const Keten__LeafProof *p);
+/* ... with the proof of leaf in the tree of size leaves; */
+void fnode_bed_refusal_leaf(fnode_bed *self, uint64_t rid, const uint8_t *msg_id,
+    Keten__Reason reason, uint32_t rule, uint64_t leaf, uint64_t size);
+/* The "rejected" record of msg_id (NULL: none) of sender with reason and
+ * rule (POLICY), as the broker writes it, appended; returns its leaf. */
+uint64_t fnode_bed_log_rejected(fnode_bed *self, const uint8_t *msg_id, const char *sender,
+    Keten__Reason reason, uint32_t rule);
 /* a Deliver of env (keten_inbox_on_deliver), p NULL for none ... */
 void fnode_bed_deliver(fnode_bed *self, const uint8_t *env, size_t len, const Keten__LeafProof *p);
 /* ... with the proof of leaf in the tree of size leaves; */

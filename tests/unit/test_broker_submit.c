@@ -176,9 +176,23 @@ static result submit(ctx *t, conn *c, const uint8_t *env, size_t len, bool fresh
             assert_memory_equal(rec->msg_id.data, p.msg_id, KETEN_MSG_ID_BYTES);
         }
         r.frame_msg_id = p.has_msg_id;
-        if (it->kind == OUTQ_DUPLICATE) {
+        /* A final refusal whose record names the msg_id is a proof slot of
+         * that record, with its reason and rule; DUPLICATE of the very
+         * envelope, of the submitted record. */
+        bool passing = r.reason == KETEN__REASON__REASON_STORE_FULL
+            || r.reason == KETEN__REASON__REASON_DIRECTORY_STALE;
+        if (r.rec_msg_id && !passing && it->kind != OUTQ_DUPLICATE) {
+            assert_int_equal(it->kind, OUTQ_REFUSED);
+            assert_int_equal(it->leaf, size0);
+            assert_int_equal(it->request_id, 77);
+            assert_int_equal(it->reason, r.reason);
+            assert_int_equal(it->rule, r.reason == KETEN__REASON__REASON_POLICY ? r.rule : 0);
+            assert_memory_equal(it->msg_id, p.msg_id, KETEN_MSG_ID_BYTES);
+        }
+        if (it->kind == OUTQ_DUPLICATE || it->kind == OUTQ_REFUSED) {
             snprintf(r.detail, sizeof r.detail, "%s", (const char *)it->data);
         } else {
+            assert_true(!r.rec_msg_id || passing);
             assert_int_equal(it->kind, OUTQ_READY);
             Keten__Frame *f = fbroker_frame(fb, 0);
             assert_int_equal(f->body_case, KETEN__FRAME__BODY_ERROR);
@@ -539,6 +553,16 @@ static void test_reject_routing(void **state)
     r = expect_reject(t, alpha, to_delta, dlen, true, KETEN__REASON__REASON_POLICY);
     assert_int_equal(r.rule, 0);
     free(to_delta);
+    /* The batch's end made the slot the Error with the proof of its
+     * rejected record, whose msg_id, reason and rule it repeats. */
+    Keten__Frame *f
+        = fbroker_frame(t->fb, fbroker_find(t->fb, 0, "alpha", KETEN__FRAME__BODY_ERROR));
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_POLICY);
+    assert_int_equal(f->error->msg_id.len, KETEN_MSG_ID_BYTES);
+    assert_non_null(f->error->proof);
+    assert_int_equal(f->error->proof->leaf_index, r.leaf);
+    assert_true(f->error->proof->tree_size > r.leaf);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
 
     r = submit(t, alpha, env, len, true);
     assert_int_equal(r.reason, KETEN__REASON__REASON_NONE);
@@ -713,6 +737,15 @@ static void expect_policy(
     uint8_t *env = seal(t, "alpha", to, json, &len);
     result r = expect_reject(t, c, env, len, true, KETEN__REASON__REASON_POLICY);
     assert_int_equal(r.rule, rule);
+    /* The Error sent at the batch's end names the rule and proves the
+     * rejected record that names it. */
+    Keten__Frame *f
+        = fbroker_frame(t->fb, fbroker_find(t->fb, 0, c->node, KETEN__FRAME__BODY_ERROR));
+    assert_int_equal(f->error->reason, KETEN__REASON__REASON_POLICY);
+    assert_int_equal(f->error->rule, rule);
+    assert_non_null(f->error->proof);
+    assert_int_equal(f->error->proof->leaf_index, r.leaf);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
     char want[64];
     snprintf(want, sizeof want, "alpha -> %s ", names);
     if (strstr(r.detail, want) == NULL) {

@@ -634,19 +634,11 @@ static void test_exchange(void **state)
     assert_int_equal(keten_inbox_ack(t->node, reply_id), KETEN_OK);
     assert_int_equal(keten_inbox_ack(t->node, reply_id), KETEN_OK); /* handled before */
 
+    /* Refused by the broker with the proof of its rejected record. */
     fnode_sent *r = fnode_bed_send(t, KETEN__KIND__KIND_SIGNAL, "bravo", SUMMARY_SIGNAL);
-    Keten__Error err = KETEN__ERROR__INIT;
-    err.reason = KETEN__REASON__REASON_POLICY;
-    err.msg_id.data = r->id;
-    err.msg_id.len = KETEN_MSG_ID_BYTES;
-    err.detail = (char *)"the broker's detail";
-    Keten__Frame f = KETEN__FRAME__INIT;
-    f.request_id = r->rid;
-    f.body_case = KETEN__FRAME__BODY_ERROR;
-    f.error = &err;
-    fnode_frame(t->fn, &f);
-    keten_outbox_on_error(t->node, r->rid, &err);
-    fnode_frame(t->fn, NULL);
+    uint64_t rej = fnode_bed_log_rejected(t, r->id, "alpha", KETEN__REASON__REASON_POLICY, 0);
+    fnode_bed_refusal_leaf(
+        t, r->rid, r->id, KETEN__REASON__REASON_POLICY, 0, rej, fnode_bed_checkpoint(t));
 
     uint64_t oldest = 0, last = 0;
     json_t *list = read_after(t, 0, 0, &oldest, &last);

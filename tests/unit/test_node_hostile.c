@@ -842,9 +842,16 @@ static void test_errors_change_nothing(void **state)
     assert_int_equal(t->node->counters.sent, 1);
     assert_int_equal(fnode_alarms(t->fn), 0);
 
-    /* Twin: a queued message refused (POLICY) is refused. */
+    /* Twin: a queued message refused (POLICY) with the proof of its
+     * rejected record is refused (without one it stays queued). */
     fnode_sent *q = fnode_bed_send(t, KETEN__KIND__KIND_SIGNAL, "bravo", SIGNAL);
     broker_error(t, q->rid, q->id, KETEN__REASON__REASON_POLICY);
+    rec = record(t, q->id);
+    assert_int_equal(rec->state, KETEN__SENT_STATE__SENT_STATE_QUEUED);
+    keten_nodestore_sent_free(&rec);
+    uint64_t rej = fnode_bed_log_rejected(t, q->id, "alpha", KETEN__REASON__REASON_POLICY, 0);
+    fnode_bed_refusal_leaf(
+        t, q->rid, q->id, KETEN__REASON__REASON_POLICY, 0, rej, fnode_bed_checkpoint(t));
     rec = record(t, q->id);
     assert_int_equal(rec->state, KETEN__SENT_STATE__SENT_STATE_REFUSED);
     assert_int_equal(rec->reason, KETEN__REASON__REASON_POLICY);

@@ -274,11 +274,18 @@ static void test_refused(void **state)
     sent *b = send_to(t, "bravo");
     sent *c = send_to(t, "bravo");
 
-    refuse(t, a->rid, a->id, KETEN__REASON__REASON_POLICY, 7, NULL);
+    /* A final refusal with the proof of its rejected record. */
+    uint64_t rej = fnode_bed_log_rejected(t, a->id, "alpha", KETEN__REASON__REASON_POLICY, 7);
+    uint64_t rsize = fnode_bed_checkpoint(t);
+    flog_proof *rp = flog_proof_new(t->log, rej, rsize);
+    refuse(t, a->rid, a->id, KETEN__REASON__REASON_POLICY, 7, &rp->buf.msg);
+    flog_proof_free(&rp);
     Keten__SentRecord *rec = record(t, a->id);
     assert_int_equal(rec->state, KETEN__SENT_STATE__SENT_STATE_REFUSED);
     assert_int_equal(rec->reason, KETEN__REASON__REASON_POLICY);
     assert_int_equal(rec->rule, 7);
+    assert_int_equal(rec->leaf_index, rej);
+    assert_int_equal(rec->tree_size, rsize);
     assert_string_equal(rec->detail, "the broker's detail");
     assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING);
     keten_nodestore_sent_free(&rec);
@@ -575,6 +582,213 @@ static void test_no_receipt_past_expiry(void **state)
     assert_int_equal(fnode_alarms(t->fn), 1);
 }
 
+/* ---- refusals are proofs ------------------------------------------------------ */
+
+/* Refused: the proof of rejected record leaf (tree size) for s, POLICY rule. */
+static void refuse_proven(
+    ctx *t, const sent *s, Keten__Reason reason, uint32_t rule, uint64_t leaf, uint64_t size)
+{
+    fnode_bed_refusal_leaf(t, s->rid, s->id, reason, rule, leaf, size);
+}
+
+static void expect_refused(
+    ctx *t, const sent *s, Keten__Reason reason, uint32_t rule, uint64_t leaf)
+{
+    Keten__SentRecord *rec = record(t, s->id);
+    assert_int_equal(rec->state, KETEN__SENT_STATE__SENT_STATE_REFUSED);
+    assert_int_equal(rec->reason, reason);
+    assert_int_equal(rec->rule, rule);
+    assert_int_equal(rec->leaf_index, leaf);
+    assert_true(rec->tree_size > leaf);
+    keten_nodestore_sent_free(&rec);
+    assert_false(in_outbox(t, s->id));
+}
+
+/* A final refusal without a proof, or proven against a checkpoint the node
+ * does not keep: not recorded; the message stays queued with the broker's
+ * reason and detail and goes out again on the next pass; said and counted
+ * once per message and reason; no alarm. Twin: the proof of its rejected
+ * record refuses it, with its rule. */
+static void test_refusal_unproven(void **state)
+{
+    ctx *t = *state;
+    sent *a = send_to(t, "bravo"); /* its submit was read by the broker's end */
+    refuse(t, a->rid, a->id, KETEN__REASON__REASON_POLICY, 4, NULL);
+    refuse(t, a->rid, a->id, KETEN__REASON__REASON_POLICY, 4, NULL);
+    expect_queued(t, a);
+    Keten__SentRecord *rec = record(t, a->id);
+    assert_int_equal(rec->reason, KETEN__REASON__REASON_POLICY);
+    assert_int_equal(rec->rule, 4);
+    assert_string_equal(rec->detail, "the broker's detail");
+    assert_int_equal(rec->tree_size, 0);
+    keten_nodestore_sent_free(&rec);
+    assert_int_equal(t->node->counters.refused, 0);
+    assert_int_equal(t->node->counters.refusals_unproven, 1);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+
+    /* Against a tree size the node has no checkpoint of. */
+    uint64_t rej = fnode_bed_log_rejected(t, a->id, "alpha", KETEN__REASON__REASON_UNREGISTERED, 0);
+    refuse_proven(t, a, KETEN__REASON__REASON_UNREGISTERED, 0, rej, flog_size(t->log));
+    expect_queued(t, a);
+    assert_int_equal(t->node->counters.refusals_unproven, 2);
+    assert_int_equal(t->node->counters.proofs_unknown, 1);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+
+    /* It goes out again, the same bytes, on the next pass. */
+    keten_outbox_submit_all(t->node);
+    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_SUBMIT, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->submit->envelope.len, a->len);
+    assert_memory_equal(f->submit->envelope.data, a->env, a->len);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+
+    /* Twin: the proof, now that the node holds the checkpoint. */
+    uint64_t size = fnode_bed_checkpoint(t);
+    refuse_proven(t, a, KETEN__REASON__REASON_UNREGISTERED, 0, rej, size);
+    expect_refused(t, a, KETEN__REASON__REASON_UNREGISTERED, 0, rej);
+    assert_int_equal(t->node->counters.refused, 1);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+}
+
+/* A refusal whose proof holds but proves another record: the rejected
+ * record of another message, of another sender, with another reason or
+ * rule; a submitted record; a proof that does not hold. Each: alarm
+ * bad-proof with the frame kept, the message stays queued. Twin: the
+ * proof of its own rejected record refuses it (POLICY, rule 2). */
+static void test_refusal_lies(void **state)
+{
+    ctx *t = *state;
+    sent *a = send_to(t, "bravo");
+    sent *b = send_to(t, "bravo");
+    uint64_t of_b = fnode_bed_log_rejected(t, b->id, "alpha", KETEN__REASON__REASON_POLICY, 2);
+    uint64_t of_other
+        = fnode_bed_log_rejected(t, a->id, "charlie", KETEN__REASON__REASON_POLICY, 2);
+    uint64_t no_id = fnode_bed_log_rejected(t, NULL, "alpha", KETEN__REASON__REASON_POLICY, 2);
+    uint64_t reason
+        = fnode_bed_log_rejected(t, a->id, "alpha", KETEN__REASON__REASON_UNREGISTERED, 0);
+    uint64_t rule = fnode_bed_log_rejected(t, a->id, "alpha", KETEN__REASON__REASON_POLICY, 5);
+    uint64_t real = fnode_bed_log_rejected(t, a->id, "alpha", KETEN__REASON__REASON_POLICY, 2);
+    uint64_t size = fnode_bed_checkpoint(t);
+    const uint64_t lies[] = { of_b, of_other, no_id, reason, rule, a->leaf /* submitted */ };
+    size_t alarms = 0;
+    for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+        refuse_proven(t, a, KETEN__REASON__REASON_POLICY, 2, lies[i], size);
+        assert_int_equal(fnode_alarms(t->fn), ++alarms);
+        assert_int_equal(fnode_evidence(t->fn), alarms);
+        expect_queued(t, a);
+    }
+    /* The proof of b's record answering the submit of a, naming b. */
+    fnode_bed_refusal_leaf(t, a->rid, b->id, KETEN__REASON__REASON_POLICY, 2, of_b, size);
+    assert_int_equal(fnode_alarms(t->fn), ++alarms);
+    expect_queued(t, b);
+    /* A path that does not lead to the root. */
+    flog_proof *p = flog_proof_new(t->log, real, size);
+    p->buf.msg.leaf_index = rule;
+    fnode_bed_refusal(t, a->rid, a->id, KETEN__REASON__REASON_POLICY, 2, &p->buf.msg);
+    flog_proof_free(&p);
+    assert_int_equal(fnode_alarms(t->fn), ++alarms);
+    expect_queued(t, a);
+    assert_int_equal(t->node->counters.refused, 0);
+
+    /* Twins. */
+    refuse_proven(t, a, KETEN__REASON__REASON_POLICY, 2, real, size);
+    expect_refused(t, a, KETEN__REASON__REASON_POLICY, 2, real);
+    refuse_proven(t, b, KETEN__REASON__REASON_POLICY, 2, of_b, size);
+    expect_refused(t, b, KETEN__REASON__REASON_POLICY, 2, of_b);
+    assert_int_equal(t->node->counters.refused, 2);
+    assert_int_equal(fnode_alarms(t->fn), alarms);
+}
+
+/* The log holds both a proven refusal and a proven submit (or an answer)
+ * of one message: a proven refusal, then a proven ack, a DUPLICATE with the
+ * proof, a receipt notice: each the alarm bad-proof, the message stays
+ * refused. A proven accept, then a proven refusal: alarm, it stays
+ * accepted. Twin: the same refusal again changes nothing, no alarm. */
+static void test_refusal_contradicted(void **state)
+{
+    ctx *t = *state;
+    sent *a = send_to(t, "bravo");
+    sent *b = send_to(t, "bravo");
+    uint64_t rej_a = fnode_bed_log_rejected(t, a->id, "alpha", KETEN__REASON__REASON_EXPIRED, 0);
+    uint64_t rcpt = log_receipt(t, a, "bravo", "bravo", false);
+    uint64_t rej_b = fnode_bed_log_rejected(t, b->id, "alpha", KETEN__REASON__REASON_POLICY, 0);
+    uint64_t size = fnode_bed_checkpoint(t);
+    refuse_proven(t, a, KETEN__REASON__REASON_EXPIRED, 0, rej_a, size);
+    expect_refused(t, a, KETEN__REASON__REASON_EXPIRED, 0, rej_a);
+    refuse_proven(t, a, KETEN__REASON__REASON_EXPIRED, 0, rej_a, size); /* again */
+    assert_int_equal(fnode_alarms(t->fn), 0);
+
+    fnode_bed_ack_leaf(t, a->rid, a->leaf, size);
+    assert_int_equal(fnode_alarms(t->fn), 1);
+    assert_int_equal(fnode_evidence(t->fn), 1);
+    flog_proof *p = flog_proof_new(t->log, a->leaf, size);
+    refuse(t, a->rid, a->id, KETEN__REASON__REASON_DUPLICATE, 0, &p->buf.msg);
+    flog_proof_free(&p);
+    assert_int_equal(fnode_alarms(t->fn), 2);
+    fnode_bed_receipt_notice(t, rcpt, size);
+    assert_int_equal(fnode_alarms(t->fn), 3);
+    expect_refused(t, a, KETEN__REASON__REASON_EXPIRED, 0, rej_a);
+    Keten__SentRecord *rec = record(t, a->id);
+    assert_int_equal(rec->recipients[0]->state, KETEN__RECIPIENT_STATE__RECIPIENT_STATE_PENDING);
+    keten_nodestore_sent_free(&rec);
+    assert_int_equal(t->node->counters.sent, 0);
+
+    /* Accepted first, then refused with a proof. */
+    fnode_bed_ack_leaf(t, b->rid, b->leaf, size);
+    assert_int_equal(state_of(t, b->id), KETEN__SENT_STATE__SENT_STATE_ACCEPTED);
+    refuse_proven(t, b, KETEN__REASON__REASON_POLICY, 0, rej_b, size);
+    assert_int_equal(fnode_alarms(t->fn), 4);
+    assert_int_equal(state_of(t, b->id), KETEN__SENT_STATE__SENT_STATE_ACCEPTED);
+    assert_int_equal(t->node->counters.refused, 1);
+}
+
+/* keten_outbox_refusal_check on its own: each field that differs is named. */
+static void test_refusal_check(void **state)
+{
+    (void)state;
+    uint8_t id[KETEN_MSG_ID_BYTES], other[KETEN_MSG_ID_BYTES];
+    memset(id, 0x11, sizeof id);
+    memset(other, 0x22, sizeof other);
+    Keten__Error err = KETEN__ERROR__INIT;
+    err.reason = KETEN__REASON__REASON_POLICY;
+    err.rule = 3;
+    err.msg_id.data = id;
+    err.msg_id.len = sizeof id;
+    Keten__AuditRecord ar = KETEN__AUDIT_RECORD__INIT;
+    ar.event = KETEN__EVENT__EVENT_REJECTED;
+    ar.msg_id.data = id;
+    ar.msg_id.len = sizeof id;
+    ar.sender = (char *)"alpha";
+    ar.reason = KETEN__REASON__REASON_POLICY;
+    ar.rule = 3;
+    assert_int_equal(keten_outbox_refusal_check("alpha", &err, &ar, id), KETEN_OK);
+    assert_int_equal(keten_outbox_refusal_check("alpha", &err, &ar, NULL), KETEN_OK);
+    assert_int_equal(keten_outbox_refusal_check("alpha", &err, &ar, other), KETEN_ERR_INCONSISTENT);
+    assert_non_null(strstr(keten_err_detail(), "answers the submit"));
+    assert_int_equal(keten_outbox_refusal_check("bravo", &err, &ar, id), KETEN_ERR_INCONSISTENT);
+    assert_non_null(strstr(keten_err_detail(), "refusal of alpha"));
+    ar.rule = 4;
+    assert_int_equal(keten_outbox_refusal_check("alpha", &err, &ar, id), KETEN_ERR_INCONSISTENT);
+    assert_non_null(strstr(keten_err_detail(), "rule is 4"));
+    /* The rule is the decision of a POLICY refusal only. */
+    err.reason = ar.reason = KETEN__REASON__REASON_EXPIRED;
+    assert_int_equal(keten_outbox_refusal_check("alpha", &err, &ar, id), KETEN_OK);
+    ar.reason = KETEN__REASON__REASON_CLOCK_SKEW;
+    assert_int_equal(keten_outbox_refusal_check("alpha", &err, &ar, id), KETEN_ERR_INCONSISTENT);
+    assert_non_null(strstr(keten_err_detail(), "reason is CLOCK_SKEW"));
+    ar.reason = KETEN__REASON__REASON_EXPIRED;
+    ar.msg_id.data = other;
+    assert_int_equal(keten_outbox_refusal_check("alpha", &err, &ar, NULL), KETEN_ERR_INCONSISTENT);
+    ar.msg_id.len = 0;
+    assert_int_equal(keten_outbox_refusal_check("alpha", &err, &ar, NULL), KETEN_ERR_INCONSISTENT);
+    ar.msg_id.data = id;
+    ar.msg_id.len = sizeof id;
+    ar.event = KETEN__EVENT__EVENT_SUBMITTED;
+    assert_int_equal(keten_outbox_refusal_check("alpha", &err, &ar, NULL), KETEN_ERR_INCONSISTENT);
+    assert_non_null(strstr(keten_err_detail(), "not a rejected record"));
+    keten_err_clear();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -582,6 +796,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_accepted_on_valid_proof, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_reject_twins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusal_unproven, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusal_lies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusal_contradicted, setup, teardown),
+        cmocka_unit_test(test_refusal_check),
         cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_not_resent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_notice, setup, teardown),

@@ -102,6 +102,33 @@ static void send_one(ctx *t, uint8_t id[KETEN_MSG_ID_BYTES], uint64_t *rid, uint
     keten_pb_free((ProtobufCMessage **)(void *)&f);
 }
 
+/* The node takes the checkpoint of the whole log (from its reference). */
+static uint64_t checkpoint(ctx *t)
+{
+    uint64_t size = flog_size(t->log);
+    fnode_checkpoint(t->fn, t->log, keten_witness_reference_size(t->node), size, false);
+    return size;
+}
+
+/* err, a final refusal of message id answering request rid, handed to the
+ * node with the proof of its "rejected" record (appended to the log). */
+static uint64_t refuse_proven(ctx *t, Keten__Error *err, uint64_t rid)
+{
+    Keten__AuditRecord rec = KETEN__AUDIT_RECORD__INIT;
+    rec.event = KETEN__EVENT__EVENT_REJECTED;
+    rec.msg_id = err->msg_id;
+    rec.sender = (char *)"alpha";
+    rec.reason = err->reason;
+    rec.rule = err->rule;
+    uint64_t leaf = flog_append(t->log, &rec);
+    flog_proof *p = flog_proof_new(t->log, leaf, checkpoint(t));
+    err->proof = &p->buf.msg;
+    keten_outbox_on_error(t->node, rid, err);
+    err->proof = NULL;
+    flog_proof_free(&p);
+    return leaf;
+}
+
 static void test_node(void **state)
 {
     ctx *t = *state;
@@ -153,8 +180,8 @@ static void test_messages(void **state)
     assert_int_equal(int_at(st, "alarms", NULL), 0);
     json_decref(st);
 
-    /* Refused by the broker: rejected, with reason and rule, and so is each
-     * recipient. */
+    /* Refused by the broker without a proof: still pending (it is sent
+     * again), the broker's unproven reason, rule and words shown. */
     Keten__Error err = KETEN__ERROR__INIT;
     err.reason = KETEN__REASON__REASON_POLICY;
     err.rule = 4;
@@ -163,17 +190,29 @@ static void test_messages(void **state)
     err.msg_id.len = KETEN_MSG_ID_BYTES;
     keten_outbox_on_error(t->node, rid_a, &err);
     st = msg_status(t, a);
+    assert_string_equal(str_at(st, "state"), "pending");
+    assert_string_equal(str_at(st, "reason"), "POLICY");
+    assert_int_equal(int_at(st, "rule", NULL), 4);
+    assert_string_equal(str_at(st, "detail"), "not allowed");
+    assert_null(json_object_get(st, "leaf_index"));
+    json_decref(st);
+
+    /* Refused with the proof of its rejected record: rejected, with reason,
+     * rule and the record's leaf, and so is each recipient. */
+    uint64_t rej = refuse_proven(t, &err, rid_a);
+    st = msg_status(t, a);
     assert_string_equal(str_at(st, "state"), "rejected");
     assert_string_equal(str_at(st, "reason"), "POLICY");
     assert_int_equal(int_at(st, "rule", NULL), 4);
     assert_string_equal(str_at(st, "detail"), "not allowed");
+    assert_int_equal(int_at(st, "leaf_index", NULL), rej);
+    assert_int_equal(int_at(st, "tree_size", NULL), rej + 1);
     r0 = json_array_get(json_object_get(st, "recipients"), 0);
     assert_string_equal(str_at(r0, "state"), "rejected");
     json_decref(st);
 
     /* Proven: accepted, with its leaf. */
-    uint64_t size = flog_size(t->log);
-    fnode_checkpoint(t->fn, t->log, 0, size, false);
+    uint64_t size = checkpoint(t);
     flog_proof *p = flog_proof_new(t->log, leaf_b, size);
     Keten__SubmitAck ack = KETEN__SUBMIT_ACK__INIT;
     ack.proof = &p->buf.msg;
@@ -239,14 +278,14 @@ static void test_hostile_refusal_detail(void **state)
                          "2J";
     err.msg_id.data = a;
     err.msg_id.len = KETEN_MSG_ID_BYTES;
-    keten_outbox_on_error(t->node, rid_a, &err);
+    refuse_proven(t, &err, rid_a);
     json_t *st = msg_status(t, a);
     assert_string_equal(str_at(st, "state"), "rejected");
     assert_string_equal(str_at(st, "detail"), "no?[1A?[2K??accepted ???2J");
     json_decref(st);
     err.detail = (char *)"niet toegestaan: caf\xc3\xa9"; /* the twin */
     err.msg_id.data = b;
-    keten_outbox_on_error(t->node, rid_b, &err);
+    refuse_proven(t, &err, rid_b);
     st = msg_status(t, b);
     assert_string_equal(str_at(st, "detail"), "niet toegestaan: caf\xc3\xa9");
     json_decref(st);
