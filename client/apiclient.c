@@ -391,6 +391,24 @@ static const char *const cli_words[][2] = {
     { "the " KETEN_IDEM_HEADER, "the --idempotency-key" },
 };
 
+int keten_apiclient_idem_option(const char *cmd, const char *key, bool dry_run)
+{
+    if (key == NULL) {
+        return 0;
+    }
+    if (dry_run) {
+        return keten_cli_usage(
+            cmd, "--dry-run sends nothing: there is nothing to send once with --idempotency-key");
+    }
+    char why[200];
+    if (!keten_idem_key_check(key, why, sizeof why)) {
+        char text[KETEN_APICLIENT_TEXT_MAX];
+        keten_apiclient_cli_text(why, text, sizeof text);
+        return keten_cli_usage(cmd, "%s", text);
+    }
+    return 0;
+}
+
 void keten_apiclient_cli_text(const char *text, char *out, size_t size)
 {
     size_t n = 0;

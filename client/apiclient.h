@@ -77,6 +77,11 @@ keten_err keten_apiclient_request(const char *home, const char *method, const ch
 #define KETEN_APICLIENT_TEXT_MAX 2048
 void keten_apiclient_cli_text(const char *text, char *out, size_t size);
 
+/* The option --idempotency-key KEY of command cmd (send, reply): 0 when it
+ * was not given or is a valid key to send; else the usage error's exit code,
+ * said (a key with --dry-run, which sends nothing; a key that is not one). */
+int keten_apiclient_idem_option(const char *cmd, const char *key, bool dry_run);
+
 /* Append "key=value" (value percent-encoded) to the query string in buf
  * (size bytes, always terminated). KETEN_ERR_TOO_LARGE when it does not fit. */
 keten_err keten_apiclient_query_add(

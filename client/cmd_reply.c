@@ -9,7 +9,6 @@
 #include "apiclient.h"
 #include "cli.h"
 #include "cmd.h"
-#include "idem.h"
 
 static const char reply_usage[]
     = "Usage: keten-node reply --home DIR MSG_ID [--kind reply|feedback] --signal FILE|-\n"
@@ -113,17 +112,9 @@ int cmd_reply(int argc, char **argv)
     if (dry_run && wait) {
         return keten_cli_usage("reply", "--dry-run sends nothing: there is nothing to --wait for");
     }
-    if (idem_key != NULL) {
-        char why[200];
-        if (dry_run) {
-            return keten_cli_usage("reply",
-                "--dry-run sends nothing: there is nothing to send once with --idempotency-key");
-        }
-        if (!keten_idem_key_check(idem_key, why, sizeof why)) {
-            char text[KETEN_APICLIENT_TEXT_MAX];
-            keten_apiclient_cli_text(why, text, sizeof text);
-            return keten_cli_usage("reply", "%s", text);
-        }
+    int bad_key = keten_apiclient_idem_option("reply", idem_key, dry_run);
+    if (bad_key != 0) {
+        return bad_key;
     }
     const char *msg_id = argv[optind];
     if (strlen(msg_id) != 32 || strspn(msg_id, "0123456789abcdef") != 32) {

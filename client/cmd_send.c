@@ -8,7 +8,6 @@
 #include "apiclient.h"
 #include "cli.h"
 #include "cmd.h"
-#include "idem.h"
 
 static const char send_usage[]
     = "Usage: keten-node send --home DIR --to PARTIES [--kind K] --signal FILE|- [--wait]\n"
@@ -126,17 +125,9 @@ int cmd_send(int argc, char **argv)
     if (dry_run && wait) {
         return keten_cli_usage("send", "--dry-run sends nothing: there is nothing to --wait for");
     }
-    if (idem_key != NULL) {
-        char why[200];
-        if (dry_run) {
-            return keten_cli_usage("send",
-                "--dry-run sends nothing: there is nothing to send once with --idempotency-key");
-        }
-        if (!keten_idem_key_check(idem_key, why, sizeof why)) {
-            char text[KETEN_APICLIENT_TEXT_MAX];
-            keten_apiclient_cli_text(why, text, sizeof text);
-            return keten_cli_usage("send", "%s", text);
-        }
+    int bad_key = keten_apiclient_idem_option("send", idem_key, dry_run);
+    if (bad_key != 0) {
+        return bad_key;
     }
     char *text = NULL;
     size_t len = 0;

@@ -67,53 +67,9 @@ for m in "$S" "$S2" "$Q1" "$Q2" "$Q3"; do
     check "politie-mn received $m" wait_until 30 inbox_has politie-mn "$m"
 done
 
-# unix METHOD PATH [BODY_FILE] [CURL ARGS...]: on politie-mn's api.sock.
-# CODE, $T/.out.
-unix() {
-    local method=$1 path=$2 file=${3:-}
-    shift 3 2>/dev/null || shift $#
-    local args=(-sS --max-time 40 --unix-socket n-politie-mn/api.sock -X "$method"
-        -o "$T/.out" -w '%{http_code}' "$@")
-    [ -n "$file" ] && args+=(-H "Content-Type: application/json" --data-binary "@$file")
-    CODE=$(curl "${args[@]}" "http://node$path" 2>"$T/.err")
-    cat "$T/.out" "$T/.err" >"$T/.all"
-}
-
-# tcp TOKEN METHOD PATH BODY_FILE [CURL ARGS...]: on politie-mn's
-# api-listen with the token of that name.
-tcp() {
-    local tok=$1 method=$2 path=$3 file=$4
-    shift 4
-    CODE=$(curl -sS --max-time 40 -X "$method" -o "$T/.out" -w '%{http_code}' \
-        -H "Authorization: Bearer ${TOK[$tok]}" -H "Content-Type: application/json" \
-        --data-binary "@$file" "$@" "http://127.0.0.1:$PP$path" 2>"$T/.err")
-    cat "$T/.out" "$T/.err" >"$T/.all"
-}
-
-is() {
-    local code=$1 what=$2 expr=${3:-True}
-    check "$what (HTTP $code)" test "$CODE" = "$code" || { sed 's/^/# /' "$T/.all"; echo; }
-    check "$what: the answer holds" json_is "$T/.out" "$expr" || { sed 's/^/# /' "$T/.out"; echo; }
-}
-jv() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/.out" "$1"; }
-problem() { echo "d['type'] == 'urn:keten:problem:$1' and d['status'] == $CODE and d['detail'] and d['exit'] in (1, 2, 3)"; }
-
-# sent_count: how many messages politie-mn's sent list (GET /v1/sent) holds
-# (empty when it could not be read).
-sent_count() {
-    curl -sS --max-time 20 --unix-socket n-politie-mn/api.sock -o "$T/.sent" \
-        "http://node/v1/sent" 2>/dev/null || return 2
-    "$PY" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["messages"]))' "$T/.sent"
-}
-sent_is() { test "$(sent_count)" = "$1"; }
-
-declare -A TOK=()
-for name in app-one app-two; do
-    unix POST /v1/tokens "" -H "Content-Type: application/json" \
-        --data-binary "{\"name\":\"$name\",\"scopes\":[\"read\",\"send\"]}"
-    check "token $name is made (HTTP 201)" test "$CODE" = 201 || sed 's/^/# /' "$T/.all"
-    TOK[$name]=$(jv token)
-done
+API_NODE=politie-mn API_PORT=$PP
+. "$(dirname "$0")/idem_lib.sh"
+make_tokens app-one app-two
 check "politie-mn has sent nothing yet" sent_is 0
 
 # --- a feedback and its repeats ----------------------------------------------------

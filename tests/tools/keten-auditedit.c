@@ -320,18 +320,32 @@ static int cmd_swap(uint64_t a, uint64_t b)
     return finish();
 }
 
-static int cmd_corrupt_signature(uint64_t leaf)
+/* Record leaf, decoded (NULL: said why, transaction aborted). */
+static Keten__AuditRecord *load_record(uint64_t leaf)
 {
     MDB_val v;
     int rc = get_leaf(leaf, &v);
     if (rc != 0) {
-        return die("no such leaf", rc);
+        die("no such leaf", rc);
+        return NULL;
     }
     Keten__AuditRecord *r = NULL;
     if (KETEN_PB_UNPACK(
             keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
-            != KETEN_OK
-        || r->signature.len == 0) {
+        != KETEN_OK) {
+        die("the leaf is not a record", 0);
+        return NULL;
+    }
+    return r;
+}
+
+static int cmd_corrupt_signature(uint64_t leaf)
+{
+    Keten__AuditRecord *r = load_record(leaf);
+    if (r == NULL) {
+        return 1;
+    }
+    if (r->signature.len == 0) {
         keten_pb_free((ProtobufCMessage **)(void *)&r);
         return die("the leaf is not a record with a signature", 0);
     }
@@ -352,17 +366,8 @@ static int cmd_corrupt_signature(uint64_t leaf)
 /* Record leaf, decoded; its receipt must be present. */
 static Keten__AuditRecord *receipt_record(uint64_t leaf)
 {
-    MDB_val v;
-    int rc = get_leaf(leaf, &v);
-    if (rc != 0) {
-        die("no such leaf", rc);
-        return NULL;
-    }
-    Keten__AuditRecord *r = NULL;
-    if (KETEN_PB_UNPACK(
-            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
-            != KETEN_OK
-        || r->receipt == NULL || r->receipt->signature.len == 0) {
+    Keten__AuditRecord *r = load_record(leaf);
+    if (r != NULL && (r->receipt == NULL || r->receipt->signature.len == 0)) {
         keten_pb_free((ProtobufCMessage **)(void *)&r);
         die("the leaf is not a record with a receipt", 0);
         return NULL;
@@ -448,25 +453,6 @@ static int cmd_refused_as_receipted(uint64_t leaf)
     r->event = KETEN__EVENT__EVENT_RECEIPTED;
     r->reason = KETEN__REASON__REASON_NONE;
     return put_record(leaf, r, "turned refused-by-recipient into receipted");
-}
-
-/* Record leaf, decoded (NULL: said why, transaction aborted). */
-static Keten__AuditRecord *load_record(uint64_t leaf)
-{
-    MDB_val v;
-    int rc = get_leaf(leaf, &v);
-    if (rc != 0) {
-        die("no such leaf", rc);
-        return NULL;
-    }
-    Keten__AuditRecord *r = NULL;
-    if (KETEN_PB_UNPACK(
-            keten__audit_record, v.mv_data, v.mv_size, KETEN_MERKLE_LEAF_MAX, "leaf", &r)
-        != KETEN_OK) {
-        die("the leaf is not a record", 0);
-        return NULL;
-    }
-    return r;
 }
 
 /* Set one string field of r (as unpacked: an absent one is protobuf-c's
