@@ -49,14 +49,6 @@ static uint64_t get_be64(const uint8_t in[static KEY_BYTES])
     return v;
 }
 
-static void put_be64(uint64_t v, uint8_t out[static KEY_BYTES])
-{
-    for (int i = KEY_BYTES - 1; i >= 0; i--) {
-        out[i] = (uint8_t)(v & 0xff);
-        v >>= 8;
-    }
-}
-
 /* A broker home (home/store/data.mdb) and/or a bare store folder
  * (home/data.mdb), as accept allows. */
 static keten_err resolve(const char *home, unsigned accept, char out[static PATH_MAX])
@@ -383,8 +375,11 @@ static keten_err write_hash_tiles(exporter *x, MDB_dbi node_dbi)
         x->len = 0;
         for (uint64_t i = 0; i < count; i++) {
             uint8_t kb[NODE_KEY_BYTES];
-            kb[0] = (uint8_t)level;
-            put_be64(i, kb + 1);
+            if (!keten_merkle_node_key(kb, level, i)) {
+                return keten_err_set(KETEN_ERR_INCONSISTENT,
+                    "the broker's stored tree is too large to read (level %u, index %" PRIu64 ")",
+                    level, i);
+            }
             MDB_val k = { sizeof kb, kb }, v;
             rc = mdb_get(x->txn, node_dbi, &k, &v);
             if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size != KETEN_HASH_BYTES)) {

@@ -115,17 +115,35 @@ static void put_be64(uint8_t *p, uint64_t v)
     }
 }
 
-static void node_key(uint8_t key[NODE_KEY_BYTES], unsigned level, uint64_t index)
+bool keten_merkle_node_key(uint8_t out[static NODE_KEY_BYTES], unsigned level, uint64_t index)
 {
-    key[0] = (uint8_t)level;
-    put_be64(key + 1, index);
+    /* The last leaf, (index + 1) * 2^level - 1, is at most 2^64 - 2 (a tree
+     * has at most 2^64 - 1 leaves). */
+    if (level >= 64 || index >= (UINT64_MAX >> level)) {
+        return false;
+    }
+    put_be64(out, ((index + 1) << level) - 1);
+    out[8] = (uint8_t)level;
+    return true;
+}
+
+static keten_err node_key(uint8_t key[NODE_KEY_BYTES], unsigned level, uint64_t index)
+{
+    if (!keten_merkle_node_key(key, level, index)) {
+        return keten_err_set(KETEN_ERR_INVALID, "no tree has a subtree at level %u, index %llu",
+            level, (unsigned long long)index);
+    }
+    return KETEN_OK;
 }
 
 static keten_err log_get_node(
     const keten_merkle_log *log, MDB_txn *txn, unsigned level, uint64_t index, keten_hash out)
 {
     uint8_t kb[NODE_KEY_BYTES];
-    node_key(kb, level, index);
+    keten_err err = node_key(kb, level, index);
+    if (err != KETEN_OK) {
+        return err;
+    }
     MDB_val key = { .mv_size = sizeof kb, .mv_data = kb };
     MDB_val val;
     int rc = mdb_get(txn, log->node_dbi, &key, &val);
@@ -150,12 +168,26 @@ static keten_err log_put_node(
     const keten_merkle_log *log, MDB_txn *txn, unsigned level, uint64_t index, const keten_hash h)
 {
     uint8_t kb[NODE_KEY_BYTES];
-    node_key(kb, level, index);
+    keten_err err = node_key(kb, level, index);
+    if (err != KETEN_OK) {
+        return err;
+    }
     MDB_val key = { .mv_size = sizeof kb, .mv_data = kb };
     MDB_val val = { .mv_size = KETEN_HASH_BYTES, .mv_data = (void *)h };
-    int rc = mdb_put(txn, log->node_dbi, &key, &val, MDB_NOOVERWRITE);
+    int rc = mdb_put(txn, log->node_dbi, &key, &val, MDB_APPEND);
     if (rc == MDB_KEYEXIST) {
-        /* val now holds the stored value. */
+        /* The key is not past the table's last one: it is there already,
+         * or the table holds hashes past the log's end. */
+        rc = mdb_get(txn, log->node_dbi, &key, &val);
+        if (rc == MDB_NOTFOUND) {
+            return keten_err_set(KETEN_ERR_INCONSISTENT,
+                "the log's node table holds hashes past its last leaf (writing level %u, index "
+                "%llu); the log was tampered with or damaged",
+                level, (unsigned long long)index);
+        }
+        if (rc != 0) {
+            return store_err(rc, "reading a Merkle node");
+        }
         if (val.mv_size == KETEN_HASH_BYTES
             && sodium_memcmp(val.mv_data, h, KETEN_HASH_BYTES) == 0) {
             return KETEN_OK;
@@ -576,6 +608,23 @@ keten_err keten_merkle_log_open(MDB_txn *txn, const char *prefix, keten_merkle_l
         char what[DBI_NAME_MAX + 32];
         snprintf(what, sizeof what, "opening database %s", name);
         return store_err(rc, what);
+    }
+    /* An earlier version keyed the node table by level first: with two
+     * leaves or more it holds the hash of leaf 1 under 0x00 x 8 || 0x01, a
+     * key no subtree has now (a level-1 subtree never ends at leaf 0). */
+    uint8_t old_key[NODE_KEY_BYTES] = { 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+    MDB_val ok = { .mv_size = sizeof old_key, .mv_data = old_key }, ov;
+    rc = mdb_get(txn, self->node_dbi, &ok, &ov);
+    if (rc == 0) {
+        free(self);
+        return keten_err_set(KETEN_ERR_WRONG_TYPE,
+            "the Merkle log %snode was written by an earlier version of keten (its hashes keyed "
+            "by level first); this version cannot read it",
+            prefix);
+    }
+    if (rc != MDB_NOTFOUND) {
+        free(self);
+        return store_err(rc, "checking the layout of the log's node table");
     }
     *out = self;
     return KETEN_OK;

@@ -11,14 +11,21 @@
  * owns, in two named databases "<prefix>leaf" and "<prefix>node":
  *   leaf: key = index (8 bytes big-endian), value = leaf bytes; written
  *         with MDB_APPEND only, so it can only grow;
- *   node: key = level (1 byte) || index (8 bytes big-endian), value = the
- *         32-byte hash of the complete subtree covering leaves
- *         [index * 2^level, (index + 1) * 2^level); level 0 is the leaf hash.
+ *   node: key = last leaf (8 bytes big-endian) || level (1 byte), value =
+ *         the 32-byte hash of the complete subtree covering leaves
+ *         [index * 2^level, (index + 1) * 2^level), whose last leaf is
+ *         (index + 1) * 2^level - 1; level 0 is the leaf hash.
  * Appending stores the leaf and the hashes of the subtrees it completes:
- * amortised O(1), at most O(log n) puts. Roots and proofs for any size up to
- * the current one use the stored complete subtrees: O(log n) reads for roots
- * and inclusion proofs, O(log^2 n) at most for consistency proofs; nothing is
- * rebuilt. There is no function that deletes or rewrites.
+ * amortised O(1), at most O(log n) puts. Every subtree leaf n completes
+ * ends at leaf n, so its hashes sort after every stored key, next to each
+ * other: both tables are written with MDB_APPEND only, and an append
+ * touches the right edge of each B-tree and nothing else. (Keyed by level
+ * first, as an earlier version was, every level had its own right edge:
+ * some ten pages of the table written by every commit instead of one or
+ * two. A table in that layout is refused by keten_merkle_log_open().) Roots and proofs for any size
+ * up to the current one use the stored complete subtrees: O(log n) reads for roots and inclusion
+ * proofs, O(log^2 n) at most for consistency proofs; nothing is rebuilt. There is no function that
+ * deletes or rewrites.
  *
  * Transactions are the caller's: append in a write transaction, read in any.
  * A keten_merkle_log handle holds only DBI numbers: it may be used by several
@@ -34,6 +41,7 @@
 #define KETEN_MERKLE_H
 
 #include <lmdb.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,9 +84,16 @@ keten_err keten_merkle_verify_consistency(uint64_t old_size, uint64_t new_size,
 
 typedef struct keten_merkle_log keten_merkle_log;
 
+/* The node table's key of the subtree (level, index), as above. false (out
+ * untouched) when no tree of fewer than 2^64 leaves has that subtree:
+ * level >= 64, or its last leaf past 2^64 - 2. */
+bool keten_merkle_node_key(uint8_t out[static 9], unsigned level, uint64_t index);
+
 /* Open (creating in a write txn) the log's databases. prefix is a short name
  * such as "audit-". *out: keten_merkle_log_destroy(). The txn must be committed
- * before the handle is used in other transactions (LMDB DBI rule). */
+ * before the handle is used in other transactions (LMDB DBI rule).
+ * KETEN_ERR_WRONG_TYPE: the node table is in the layout of an earlier
+ * version (keyed by level first). */
 keten_err keten_merkle_log_open(
     MDB_txn *txn, const char *prefix, keten_merkle_log **out) KETEN_MUST_CHECK;
 void keten_merkle_log_destroy(keten_merkle_log **self_p);

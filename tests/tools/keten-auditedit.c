@@ -184,8 +184,9 @@ static int rebuild_tree(void)
         uint64_t index = i;
         for (;;) {
             uint8_t k[NODE_KEY];
-            k[0] = (uint8_t)level;
-            be64(index, k + 1);
+            if (!keten_merkle_node_key(k, level, index)) {
+                return die("a subtree no tree has", 0);
+            }
             MDB_val key = { NODE_KEY, k }, val = { KETEN_HASH_BYTES, h };
             if ((rc = mdb_put(txn, node_db, &key, &val, 0)) != 0) {
                 return die("writing a node", rc);

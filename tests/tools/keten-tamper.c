@@ -149,17 +149,18 @@ int main(int argc, char **argv)
         if (nk.mv_size != 9) {
             continue;
         }
+        /* Key: the subtree's last leaf (8, big-endian), then its level. */
         const uint8_t *kb = nk.mv_data;
-        unsigned level = kb[0];
-        uint64_t index = get_be64(kb + 1);
+        uint64_t last = get_be64(kb);
+        unsigned level = kb[8];
         if (level >= 63) {
             continue;
         }
         uint64_t width = 1ull << level;
-        uint64_t first = index * width;
-        if (first + width > n) {
+        if (last >= n || (last + 1) % width != 0) {
             continue;
         }
+        uint64_t first = last + 1 - width;
         keten_hash h;
         keten_merkle_root((const keten_hash *)(hashes + first), width, h);
         if (nodev.mv_size == KETEN_HASH_BYTES && memcmp(nodev.mv_data, h, KETEN_HASH_BYTES) != 0) {

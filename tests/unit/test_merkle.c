@@ -852,10 +852,7 @@ static void raw_node(
     MDB_dbi dbi;
     assert_int_equal(mdb_dbi_open(txn, name, 0, &dbi), 0);
     uint8_t kb[9];
-    kb[0] = level;
-    for (int i = 0; i < 8; i++) {
-        kb[1 + i] = (uint8_t)(index >> (56 - 8 * i));
-    }
+    assert_true(keten_merkle_node_key(kb, level, index));
     MDB_val k = { .mv_size = sizeof kb, .mv_data = kb };
     if (del) {
         assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
@@ -894,6 +891,17 @@ static void test_log_detects_tampering(void **state)
         keten_merkle_log_append(log, txn, leaves[5].data, leaves[5].len, NULL), KETEN_OK);
     assert_int_equal(mdb_txn_commit(txn), 0);
 
+    /* A node planted past the log's end (leaf 9's hash in a log of 6): the
+     * next append cannot write in order behind it and says so, whatever it
+     * would write. */
+    raw_node(&e, "t-", 0, 9, leaf_hashes[9], false);
+    txn = txn_begin(&e, true);
+    assert_int_equal(keten_merkle_log_append(log, txn, leaves[6].data, leaves[6].len, NULL),
+        KETEN_ERR_INCONSISTENT);
+    assert_non_null(strstr(keten_err_detail(), "past its last leaf"));
+    mdb_txn_abort(txn);
+    raw_node(&e, "t-", 0, 9, NULL, true);
+
     /* A missing stored subtree is reported, not silently recomputed. */
     raw_node(&e, "t-", 2, 0, NULL, true);
     txn = txn_begin(&e, false);
@@ -913,7 +921,7 @@ static void test_log_detects_tampering(void **state)
     MDB_txn *w = txn_begin(&e, true);
     MDB_dbi dbi;
     assert_int_equal(mdb_dbi_open(w, "t-node", 0, &dbi), 0);
-    uint8_t kb[9] = { 1, 0, 0, 0, 0, 0, 0, 0, 0 };
+    uint8_t kb[9] = { 0, 0, 0, 0, 0, 0, 0, 1, 1 }; /* level 1, index 0: leaves 0-1 */
     MDB_val k = { .mv_size = sizeof kb, .mv_data = kb };
     MDB_val v = { .mv_size = 5, .mv_data = junk };
     assert_int_equal(mdb_put(w, dbi, &k, &v, 0), 0);
@@ -924,6 +932,141 @@ static void test_log_detects_tampering(void **state)
 
     keten_merkle_log_destroy(&log);
     lenv_destroy(&e);
+}
+
+/* The node table is written in append order: the hashes leaf i completes
+ * are keyed (i, level) and follow each other, after every earlier key. A
+ * cursor walk from the start returns exactly the puts in the order the
+ * appends made them, each with the subtree's hash. (The earlier layout,
+ * level first, sorted every level apart: leaf 1's hash before level 1's.) */
+static void test_log_node_layout(void **state)
+{
+    (void)state;
+    lenv e;
+    lenv_new(&e, 64u << 20);
+    keten_merkle_log *log = mlog_open(&e, "t-");
+    const size_t n = 37;
+    MDB_txn *txn = txn_begin(&e, true);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(
+            keten_merkle_log_append(log, txn, leaves[i].data, leaves[i].len, NULL), KETEN_OK);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+
+    txn = txn_begin(&e, false);
+    MDB_dbi dbi;
+    assert_int_equal(mdb_dbi_open(txn, "t-node", 0, &dbi), 0);
+    MDB_cursor *cur = NULL;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    size_t seen = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t index = i;
+        for (unsigned level = 0;; level++) {
+            uint8_t want[9];
+            assert_true(keten_merkle_node_key(want, level, index));
+            assert_int_equal(want[8], level);
+            assert_int_equal(want[7], (uint8_t)i); /* its last leaf is i */
+            assert_int_equal(rc, 0);
+            assert_int_equal(k.mv_size, sizeof want);
+            assert_memory_equal(k.mv_data, want, sizeof want);
+            keten_hash h;
+            MROOT(leaf_hashes + (index << level), (uint64_t)1 << level, h);
+            assert_int_equal(v.mv_size, KETEN_HASH_BYTES);
+            assert_memory_equal(v.mv_data, h, KETEN_HASH_BYTES);
+            seen++;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            if ((index & 1) == 0) {
+                break;
+            }
+            index >>= 1;
+        }
+    }
+    assert_int_equal(rc, MDB_NOTFOUND);
+    assert_int_equal(seen, 2 * n - 3); /* 37 leaves: 2n - popcount(n) hashes */
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    keten_merkle_log_destroy(&log);
+    lenv_destroy(&e);
+}
+
+/* The key of a subtree: its last leaf, then its level; none for a subtree no
+ * tree of fewer than 2^64 leaves has. */
+static void test_node_key_bounds(void **state)
+{
+    (void)state;
+    uint8_t k[9];
+    memset(k, 0xee, sizeof k);
+    assert_true(keten_merkle_node_key(k, 0, 0));
+    static const uint8_t zero[9] = { 0 };
+    assert_memory_equal(k, zero, sizeof k);
+    assert_true(keten_merkle_node_key(k, 3, 2)); /* leaves 16-23 */
+    static const uint8_t k32[9] = { 0, 0, 0, 0, 0, 0, 0, 23, 3 };
+    assert_memory_equal(k, k32, sizeof k);
+    assert_true(keten_merkle_node_key(k, 63, 0)); /* leaves 0 .. 2^63 - 1 */
+    static const uint8_t k63[9] = { 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 63 };
+    assert_memory_equal(k, k63, sizeof k);
+    assert_true(keten_merkle_node_key(k, 0, UINT64_MAX - 1)); /* the last leaf there can be */
+    memset(k, 0xee, sizeof k);
+    assert_false(keten_merkle_node_key(k, 0, UINT64_MAX));
+    assert_false(keten_merkle_node_key(k, 63, 1));
+    assert_false(keten_merkle_node_key(k, 1, UINT64_MAX >> 1));
+    assert_false(keten_merkle_node_key(k, 64, 0));
+    assert_false(keten_merkle_node_key(k, 255, 0));
+    static const uint8_t untouched[9] = { 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee };
+    assert_memory_equal(k, untouched, sizeof k);
+}
+
+/* A node table in the earlier layout (level first) is refused by name, not
+ * read as a damaged log; one of a single leaf has the same key either way. */
+static void test_log_old_layout_refused(void **state)
+{
+    (void)state;
+    for (int leaves_n = 1; leaves_n <= 3; leaves_n++) {
+        lenv e;
+        lenv_new(&e, 16u << 20);
+        MDB_txn *w = txn_begin(&e, true);
+        MDB_dbi ldbi, ndbi;
+        assert_int_equal(mdb_dbi_open(w, "o-leaf", MDB_CREATE, &ldbi), 0);
+        assert_int_equal(mdb_dbi_open(w, "o-node", MDB_CREATE, &ndbi), 0);
+        for (int i = 0; i < leaves_n; i++) {
+            uint8_t lk[8] = { 0, 0, 0, 0, 0, 0, 0, (uint8_t)i };
+            MDB_val k = { sizeof lk, lk }, v = { leaves[i].len, leaves[i].data };
+            assert_int_equal(mdb_put(w, ldbi, &k, &v, 0), 0);
+            uint8_t nk[9] = { 0, 0, 0, 0, 0, 0, 0, 0, (uint8_t)i }; /* level 0, index i */
+            MDB_val kn = { sizeof nk, nk }, vn = { KETEN_HASH_BYTES, leaf_hashes[i] };
+            assert_int_equal(mdb_put(w, ndbi, &kn, &vn, 0), 0);
+        }
+        if (leaves_n >= 2) {
+            uint8_t nk[9] = { 1, 0, 0, 0, 0, 0, 0, 0, 0 }; /* level 1, index 0 */
+            keten_hash h;
+            MROOT(leaf_hashes, 2, h);
+            MDB_val kn = { sizeof nk, nk }, vn = { KETEN_HASH_BYTES, h };
+            assert_int_equal(mdb_put(w, ndbi, &kn, &vn, 0), 0);
+        }
+        assert_int_equal(mdb_txn_commit(w), 0);
+        MDB_txn *txn = txn_begin(&e, true);
+        keten_merkle_log *log = NULL;
+        keten_err err = keten_merkle_log_open(txn, "o-", &log);
+        if (leaves_n == 1) {
+            assert_int_equal(err, KETEN_OK);
+            keten_hash r;
+            assert_int_equal(keten_merkle_log_root(log, txn, 1, r), KETEN_OK);
+            assert_memory_equal(r, naive_roots[1], KETEN_HASH_BYTES);
+            assert_int_equal(
+                keten_merkle_log_append(log, txn, leaves[1].data, leaves[1].len, NULL), KETEN_OK);
+            assert_int_equal(keten_merkle_log_root(log, txn, 2, r), KETEN_OK);
+            assert_memory_equal(r, naive_roots[2], KETEN_HASH_BYTES);
+            keten_merkle_log_destroy(&log);
+        } else {
+            assert_int_equal(err, KETEN_ERR_WRONG_TYPE);
+            assert_null(log);
+            assert_non_null(strstr(keten_err_detail(), "earlier version"));
+        }
+        mdb_txn_abort(txn);
+        lenv_destroy(&e);
+    }
 }
 
 static void test_log_map_full(void **state)
@@ -1034,6 +1177,9 @@ int main(void)
         cmocka_unit_test(test_log_refuses_bad_input),
         cmocka_unit_test(test_log_detects_tampering),
         cmocka_unit_test(test_log_map_full),
+        cmocka_unit_test(test_log_node_layout),
+        cmocka_unit_test(test_node_key_bounds),
+        cmocka_unit_test(test_log_old_layout_refused),
     };
     return cmocka_run_group_tests(tests, setup_data, NULL);
 }
