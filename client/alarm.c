@@ -208,6 +208,17 @@ static void raise_alarm(keten_node *node, const char *kind, const char *detail_i
         }
     }
     if (e == KETEN_OK) {
+        /* The newest checkpoint the node kept when the alarm came stays, as
+         * evidence of what it had accepted (witness.h, retention). */
+        keten_err pe = keten_witness_keep_as_evidence(node, txn, 0);
+        if (pe != KETEN_OK) {
+            node->counters.store_errors++;
+            KETEN_LOG(KETEN_LOG_ERR, "cannot mark the newest checkpoint as evidence",
+                "alarm=%s error=\"%s\"", kind, keten_err_detail());
+            keten_err_clear();
+        }
+    }
+    if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }
     keten_store_abort(&txn);
