@@ -25,7 +25,6 @@
 #define EVIDENCE_COUNT_KEY "checkpoints-evidence"
 #define TICK_MS 1000ull
 #define HOUR_MS (3600ull * 1000ull)
-#define DETAIL_MAX 512 /* bytes of an error detail line (lib/err.c) */
 #define BAD_KEEP 16 /* refused checkpoints remembered (no second alarm) */
 
 struct keten_witness {
@@ -55,6 +54,9 @@ struct keten_witness {
     uint64_t prune_rep;
     bool prune_rep_witnessed;
     size_t prune_removed; /* removed by the pass under way */
+    /* The stored checkpoint the alarm about to be raised concerns (0:
+     * none), marked as evidence with it (keten_witness_keep_for_alarm). */
+    uint64_t alarm_size;
 };
 
 void keten_witness_destroy(keten_witness **self_p)
@@ -82,7 +84,6 @@ static void keep(keten_witness *w, uint64_t size, const keten_hash root)
 
 static void record_to_cp(
     const Keten__CheckpointRecord *rec, const char *network, keten_checkpoint *cp);
-static void keep_as_evidence(keten_node *node, uint64_t size);
 
 bool keten_witness_root(const keten_node *node, uint64_t size, keten_hash root_out)
 {
@@ -584,7 +585,7 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         if (!same_root_hash(cp.root, kept)) {
             node->counters.checkpoints_refused++;
             remember_bad(w, &cp);
-            keep_as_evidence(node, cp.size); /* the one it contradicts, if stored */
+            w->alarm_size = cp.size; /* the one it contradicts stays, if stored */
             keten_alarm_evidence(node, "inconsistent-checkpoint",
                 "the broker signed two checkpoints of size %llu with different roots; not "
                 "accepted",
@@ -617,7 +618,7 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         if (!same_root_hash(cp.root, kept)) {
             node->counters.checkpoints_refused++;
             remember_bad(w, &cp);
-            keep_as_evidence(node, cp.size); /* the one it contradicts, if stored */
+            w->alarm_size = cp.size; /* the one it contradicts stays, if stored */
             keten_alarm_evidence(node, "inconsistent-checkpoint",
                 "the broker signed two checkpoints of size %llu with different roots; not "
                 "accepted",
@@ -687,11 +688,10 @@ keten_err keten_witness_leaf(
         node->counters.proofs_passed++;
     } else {
         node->counters.proofs_failed++;
-        /* The root it fails against is evidence of the alarm to come. */
-        char detail[DETAIL_MAX];
-        snprintf(detail, sizeof detail, "%s", keten_err_detail());
-        keep_as_evidence(node, p->tree_size);
-        keten_err_set(e, "%s", detail);
+        /* The checkpoint it fails against stays as evidence, marked with
+         * the alarm the caller raises (no write here: the caller may hold
+         * a transaction). */
+        node->witness->alarm_size = p->tree_size;
     }
     return e;
 }
@@ -754,25 +754,19 @@ keten_err keten_witness_keep_as_evidence(keten_node *node, MDB_txn *txn, uint64_
     return e;
 }
 
-/* keten_witness_keep_as_evidence in a transaction of its own; a failure is
- * logged (the alarm is raised all the same). */
-static void keep_as_evidence(keten_node *node, uint64_t size)
+keten_err keten_witness_keep_for_alarm(keten_node *node, MDB_txn *txn)
 {
-    MDB_txn *txn = NULL;
-    keten_err e = keten_store_begin(node->store, true, &txn);
-    if (e == KETEN_OK) {
+    keten_witness *w = node->witness;
+    uint64_t size = 0;
+    if (w != NULL) {
+        size = w->alarm_size;
+        w->alarm_size = 0;
+    }
+    keten_err e = keten_witness_keep_as_evidence(node, txn, 0);
+    if (e == KETEN_OK && size != 0) {
         e = keten_witness_keep_as_evidence(node, txn, size);
     }
-    if (e == KETEN_OK) {
-        e = keten_store_commit(&txn);
-    }
-    keten_store_abort(&txn);
-    if (e != KETEN_OK) {
-        node->counters.store_errors++;
-        KETEN_LOG(KETEN_LOG_ERR, "cannot mark a checkpoint as evidence",
-            "tree_size=%llu error=\"%s\"", (unsigned long long)size, keten_err_detail());
-        keten_err_clear();
-    }
+    return e;
 }
 
 /* The hour or day a checkpoint accepted at `at` is thinned in, at now: false

@@ -33,7 +33,8 @@
  * Leaf proofs (acks, deliveries, notices): keten_witness_leaf() checks a
  * LeafProof against the root of a kept checkpoint of its tree size.
  *
- * Retention (docs/operations.md, "What a node keeps"): without it the
+ * Retention (docs/operations.md, "What a node keeps of the broker's
+ * checkpoints"): without it the
  * `checkpoints` table gains one record per witness checkpoint (about one a
  * second while the broker's log grows) for ever. keten_witness_prune()
  * removes what this rule does not keep, with opts.checkpoint_keep_ms (K) and
@@ -41,9 +42,12 @@
  *   - always kept: the newest stored checkpoint (the reference, or the last
  *     witness checkpoint below it); the one of the node's witnessed size;
  *     the first one above the witnessed size (its accepted_at says since
- *     when the node waits for a quorum); every one marked as evidence of an
- *     alarm (keten_witness_keep_as_evidence); every one accepted less than K
- *     ago, or later than now (a clock set back);
+ *     when the node waits for a quorum; should the witnessed size later
+ *     move to one in thinned days, the next kept one after it is dated at
+ *     most an hour or a day later, so the warning comes at most that much
+ *     later); every one marked as evidence of an alarm
+ *     (keten_witness_keep_as_evidence); every one accepted less than K ago,
+ *     or later than now (a clock set back);
  *   - older: one per hour of accepted_at (UTC) while accepted less than H
  *     ago, one per day (UTC) after that, for ever: in each hour or day the
  *     first witnessed one (it carries the partners' cosignatures), or the
@@ -125,6 +129,15 @@ keten_err keten_witness_prune(
  * big-endian), written with the mark. */
 keten_err keten_witness_keep_as_evidence(
     keten_node *node, MDB_txn *txn, uint64_t size) KETEN_MUST_CHECK;
+
+/* What an alarm keeps, in txn, just before the alarm is stored (alarm.c):
+ * the newest stored checkpoint, and the one the alarm concerns when the
+ * witness named it just before (a leaf proof that failed against it, a
+ * checkpoint of its size with another root); that name is then forgotten.
+ * The witness names it without writing, as its callers may hold a
+ * transaction. node->witness may be NULL (an alarm before the witness
+ * exists). */
+keten_err keten_witness_keep_for_alarm(keten_node *node, MDB_txn *txn) KETEN_MUST_CHECK;
 
 /* The evidence this node keeps: its newest checkpoint witnessed by a quorum
  * (with the cosignatures it saw), or if none is, its newest accepted
