@@ -34,7 +34,7 @@ static const char checkpoint_usage[]
       "\n"
       "Options:\n"
       "  --home DIR   the node's home (its daemon must be running)\n"
-      "  --all        every checkpoint the node kept, not only the newest\n"
+      "  --all        the checkpoints the node keeps, not only the newest\n"
       "  --out FILE   write the note to FILE (mode 0644) instead of printing it\n"
       "  --json       print {\"tree_size\", \"witnessed\", \"note\"} as JSON (--all: a\n"
       "               JSON array of them)\n"
