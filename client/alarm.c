@@ -163,9 +163,28 @@ static void raise_alarm(keten_node *node, const char *kind, const char *detail_i
     char detail[DETAIL_MAX];
     keten_text_clean(detail_in, detail, sizeof detail);
 
+    /* The newest checkpoint the node kept when the alarm came stays, as
+     * evidence of what it had accepted, and the one the alarm concerns
+     * (witness.h, retention): first, in a transaction of its own, so that
+     * a failure to mark them never keeps the alarm from being stored. */
     MDB_txn *txn = NULL;
-    Keten__NodeAlarms *list = NULL;
     keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e == KETEN_OK) {
+        e = keten_witness_keep_for_alarm(node, txn);
+    }
+    if (e == KETEN_OK) {
+        e = keten_store_commit(&txn);
+    }
+    keten_store_abort(&txn);
+    if (e != KETEN_OK) {
+        node->counters.store_errors++;
+        KETEN_LOG(KETEN_LOG_ERR, "cannot mark the alarm's checkpoints as evidence",
+            "alarm=%s error=\"%s\"", kind, keten_err_detail());
+        keten_err_clear();
+    }
+
+    Keten__NodeAlarms *list = NULL;
+    e = keten_store_begin(node->store, true, &txn);
     if (e == KETEN_OK) {
         e = keten_nodestore_alarms_get(node->store, txn, &list);
     }

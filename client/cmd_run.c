@@ -38,6 +38,8 @@ int cmd_run(int argc, char **argv)
     o.on_message = keten_config_get_str(kc, "on-message");
     o.passfile = keten_config_get_str(kc, "passphrase-file");
     o.witness_timeout_ms = keten_config_get_uint(kc, "witness-timeout-ms");
+    o.checkpoint_keep_ms = keten_config_get_uint(kc, "checkpoint-keep-days") * KETEN_MS_PER_DAY;
+    o.checkpoint_hourly_ms = keten_config_get_uint(kc, "checkpoint-hourly-days") * KETEN_MS_PER_DAY;
     o.metrics = keten_config_get_str(kc, "metrics");
     o.metrics_remote = keten_config_get_bool(kc, "metrics-remote");
     o.api_listen = keten_config_get_str(kc, "api-listen");

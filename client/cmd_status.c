@@ -12,9 +12,11 @@ static const char status_usage[]
       "\n"
       "Without MSG_ID: the node's state: connected to the broker or not, the\n"
       "directory version and its expiry, its reference checkpoint (the latest the\n"
-      "broker proved), the last witness checkpoint and whether it is witnessed, the\n"
-      "outbox, alarms (with the broker frames kept as evidence; those acknowledged\n"
-      "listed apart, with who acknowledged them, when and why) and warnings.\n"
+      "broker proved), the last witness checkpoint and whether it is witnessed, how\n"
+      "many witness checkpoints the node keeps (all of the last checkpoint-keep-days,\n"
+      "fewer of older days: keten-node checkpoint --help), the outbox, alarms (with\n"
+      "the broker frames kept as evidence; those acknowledged listed apart, with who\n"
+      "acknowledged them, when and why) and warnings.\n"
       "With MSG_ID: a sent message's state (accepted: proven in the broker's log)\n"
       "and per recipient (pending, accepted, receipted, refused with the\n"
       "recipient's reason, expired, rejected with the broker's reason) and the\n"
@@ -90,6 +92,10 @@ static void print_node(const json_t *st)
             num(cp, "witnessed_size"));
     } else {
         printf("witness       no witness checkpoint yet\n");
+    }
+    if (num(cp, "kept") > 0) {
+        printf("kept          %lld witness checkpoint(s), %lld of them as evidence of an alarm\n",
+            num(cp, "kept"), num(cp, "kept_as_evidence"));
     }
     printf("outbox        %lld message(s) not yet acknowledged\n", num(st, "outbox"));
     const json_t *store = json_object_get(st, "store");

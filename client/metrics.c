@@ -62,6 +62,7 @@ static const struct {
         "Signatures of receipt heads, checkpoints and cosignatures checked in full."),
     C(evidence_not_kept,
         "Frames of alarms not kept as evidence: kept before, or the evidence table full."),
+    C(checkpoints_removed, "Old witness checkpoints removed by the retention rule."),
 #undef C
 };
 #define N_COUNTERS (sizeof counters / sizeof counters[0])
@@ -74,6 +75,7 @@ struct keten_metrics {
     atomic_bool connected, refused, have_checkpoint;
     atomic_uint_fast64_t dir_version, dir_expires_at, outbox, inbox_unhandled, alarms;
     atomic_uint_fast64_t alarms_acknowledged;
+    atomic_uint_fast64_t checkpoints_kept;
     atomic_uint_fast64_t checkpoint_at; /* wall ms */
     atomic_uint_fast64_t values[N_COUNTERS];
     /* The daemon's thread only. */
@@ -194,7 +196,7 @@ static keten_err last_checkpoint_at(keten_node *node, MDB_txn *txn, uint64_t *at
 static void refresh_store(keten_metrics *m, keten_node *node)
 {
     MDB_txn *txn = NULL;
-    size_t outbox = 0;
+    size_t outbox = 0, kept = 0;
     uint64_t unhandled = 0, cp_at = 0;
     size_t alarms = 0, acknowledged = 0;
     keten_err e = keten_store_begin(node->store, false, &txn);
@@ -203,6 +205,9 @@ static void refresh_store(keten_metrics *m, keten_node *node)
     }
     if (e == KETEN_OK) {
         e = keten_inbox_unhandled(node, txn, &unhandled); /* kept in the store: O(1) */
+    }
+    if (e == KETEN_OK) {
+        e = keten_store_count(node->store, txn, KETEN_DB_CHECKPOINTS, &kept); /* O(1) */
     }
     if (e == KETEN_OK && !m->refreshed) {
         e = last_checkpoint_at(node, txn, &cp_at);
@@ -221,6 +226,7 @@ static void refresh_store(keten_metrics *m, keten_node *node)
     atomic_store(&m->inbox_unhandled, unhandled);
     atomic_store(&m->alarms, (uint64_t)alarms);
     atomic_store(&m->alarms_acknowledged, (uint64_t)acknowledged);
+    atomic_store(&m->checkpoints_kept, (uint64_t)kept);
     if (!atomic_load(&m->have_checkpoint) && cp_at != 0) {
         atomic_store(&m->checkpoint_at, cp_at);
         atomic_store(&m->have_checkpoint, true);
@@ -288,6 +294,9 @@ static char *render(void *ctx, size_t *len)
     keten_promhttp_gauge(&p, "keten_node_alarms_acknowledged",
         "Alarms the node holds that an operator acknowledged (keten-node alarm ack).",
         (long long)atomic_load(&m->alarms_acknowledged));
+    keten_promhttp_gauge(&p, "keten_node_checkpoints_kept",
+        "Witness checkpoints the node keeps in its store (the retention rule thins out old ones).",
+        (long long)atomic_load(&m->checkpoints_kept));
     if (atomic_load(&m->have_checkpoint)) {
         keten_promhttp_gauge(&p, "keten_node_checkpoint_age_seconds",
             "Seconds since the node last accepted a checkpoint that grew the broker's log.",

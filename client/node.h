@@ -52,6 +52,10 @@
  * often (outbox.c). */
 #define KETEN_NODE_REHELLO_MS 5000ull
 #define KETEN_NODE_WITNESS_TIMEOUT_MS (3600ull * 1000ull)
+/* The defaults of checkpoint-keep-days and checkpoint-hourly-days
+ * (lib/config_tables.c), in ms. */
+#define KETEN_NODE_CHECKPOINT_KEEP_MS (7ull * KETEN_MS_PER_DAY)
+#define KETEN_NODE_CHECKPOINT_HOURLY_MS (90ull * KETEN_MS_PER_DAY)
 #define KETEN_NODE_RESEND_MS 30000ull
 #define KETEN_NODE_NOTICE_ACKS_MAX 256 /* notice confirmations sent in one NoticeAck */
 #define KETEN_NODE_SUBMITS_KEPT 1024 /* submits remembered for pairing their acks */
@@ -77,6 +81,12 @@ typedef struct keten_node_opts {
     const char *on_message; /* NULL: no hook */
     const char *passfile; /* NULL: KETEN_PASSPHRASE or the terminal */
     uint64_t witness_timeout_ms;
+    /* The retention of stored witness checkpoints (witness.h): every one
+     * accepted in the last checkpoint_keep_ms is kept; older ones one per
+     * hour until checkpoint_hourly_ms old, then one per day. 0 for
+     * checkpoint_keep_ms: none is ever removed. */
+    uint64_t checkpoint_keep_ms;
+    uint64_t checkpoint_hourly_ms;
     const char *metrics; /* ADDR:PORT of the Prometheus endpoint (metrics.h); NULL: none */
     bool metrics_remote; /* allow a metrics address that is not loopback */
     const char *api_listen; /* HOST:PORT of the HTTP API on loopback (http.h); NULL: none */
@@ -112,6 +122,8 @@ typedef struct keten_node_counters {
     /* Frames of alarms not kept as evidence: kept before (the same bytes),
      * or the evidence table at its limit (alarm.h). */
     uint64_t evidence_not_kept;
+    /* Witness checkpoints removed by the retention rule (witness.h). */
+    uint64_t checkpoints_removed;
 } keten_node_counters;
 
 typedef struct keten_node {

@@ -19,7 +19,7 @@
 static json_t *counters_json(const keten_node_counters *c)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                     "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
         "sent", (json_int_t)c->sent, "refused", (json_int_t)c->refused, "refusals_unproven",
         (json_int_t)c->refusals_unproven, "received", (json_int_t)c->received, "duplicates",
         (json_int_t)c->duplicates, "rejected", (json_int_t)c->rejected, "receipts",
@@ -32,7 +32,8 @@ static json_t *counters_json(const keten_node_counters *c)
         (json_int_t)c->warnings, "hooks_run", (json_int_t)c->hooks_run, "hooks_failed",
         (json_int_t)c->hooks_failed, "store_errors", (json_int_t)c->store_errors,
         "signatures_remembered", (json_int_t)c->signatures_remembered, "signatures_checked",
-        (json_int_t)c->signatures_checked, "evidence_not_kept", (json_int_t)c->evidence_not_kept);
+        (json_int_t)c->signatures_checked, "evidence_not_kept", (json_int_t)c->evidence_not_kept,
+        "checkpoints_removed", (json_int_t)c->checkpoints_removed);
 }
 
 keten_err keten_status_node(keten_node *node, json_t **out)

@@ -15,7 +15,8 @@
  *   directories       version (8, big-endian) -> SignedDirectory bytes
  *   checkpoints       tree size (8, big-endian) -> CheckpointRecord: an
  *                     accepted witness checkpoint (note, root, accepted_at,
- *                     witnessed)
+ *                     witnessed, kept as evidence), thinned out by the
+ *                     retention rule of witness.h
  *   evidence          time (8, big-endian, ms) || counter (8, big-endian) ->
  *                     EvidenceRecord: a one-line reason and the broker's
  *                     frame that raised an alarm
@@ -26,7 +27,9 @@
  *                     (32) || directory version (8, big-endian) ||
  *                     directory hash (32); "events-last" (8, big-endian):
  *                     the sequence number of the newest event ever
- *                     appended, so a number is never used twice
+ *                     appended, so a number is never used twice;
+ *                     "checkpoints-evidence" (8, big-endian): how many
+ *                     stored checkpoints are marked as evidence
  *   events            sequence (8 bytes big-endian, from 1) -> EventRecord:
  *                     the node's event log for applications (events.h)
  *   tokens            SHA-256 of a token's text (32) -> TokenRecord: the

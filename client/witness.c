@@ -22,7 +22,9 @@
 
 #define WITNESSED_KEY "witnessed-size"
 #define REFERENCE_KEY "reference"
+#define EVIDENCE_COUNT_KEY "checkpoints-evidence"
 #define TICK_MS 1000ull
+#define HOUR_MS (3600ull * 1000ull)
 #define BAD_KEEP 16 /* refused checkpoints remembered (no second alarm) */
 
 struct keten_witness {
@@ -41,6 +43,20 @@ struct keten_witness {
     keten_hash bad[BAD_KEEP]; /* roots of checkpoints already refused */
     uint64_t bad_size[BAD_KEEP];
     size_t n_bad;
+    /* The retention pass (witness.h): where it is, and the checkpoint it
+     * keeps so far for the hour or day it is in (rep, of bucket). */
+    bool prune_active;
+    bool prune_ran; /* a pass was started since the node started */
+    uint64_t prune_from; /* the first tree size the pass has not looked at */
+    uint64_t prune_last_end; /* mono ms when the last pass ended */
+    bool prune_have_rep;
+    uint64_t prune_bucket;
+    uint64_t prune_rep;
+    bool prune_rep_witnessed;
+    size_t prune_removed; /* removed by the pass under way */
+    /* The stored checkpoint the alarm about to be raised concerns (0:
+     * none), marked as evidence with it (keten_witness_keep_for_alarm). */
+    uint64_t alarm_size;
 };
 
 void keten_witness_destroy(keten_witness **self_p)
@@ -569,6 +585,7 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         if (!same_root_hash(cp.root, kept)) {
             node->counters.checkpoints_refused++;
             remember_bad(w, &cp);
+            w->alarm_size = cp.size; /* the one it contradicts stays, if stored */
             keten_alarm_evidence(node, "inconsistent-checkpoint",
                 "the broker signed two checkpoints of size %llu with different roots; not "
                 "accepted",
@@ -601,6 +618,7 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         if (!same_root_hash(cp.root, kept)) {
             node->counters.checkpoints_refused++;
             remember_bad(w, &cp);
+            w->alarm_size = cp.size; /* the one it contradicts stays, if stored */
             keten_alarm_evidence(node, "inconsistent-checkpoint",
                 "the broker signed two checkpoints of size %llu with different roots; not "
                 "accepted",
@@ -670,8 +688,339 @@ keten_err keten_witness_leaf(
         node->counters.proofs_passed++;
     } else {
         node->counters.proofs_failed++;
+        /* The checkpoint it fails against stays as evidence, marked with
+         * the alarm the caller raises (no write here: the caller may hold
+         * a transaction). */
+        node->witness->alarm_size = p->tree_size;
     }
     return e;
+}
+
+/* ---- retention (witness.h) ------------------------------------------------ */
+
+keten_err keten_witness_keep_as_evidence(keten_node *node, MDB_txn *txn, uint64_t size)
+{
+    MDB_val v;
+    keten_err e = KETEN_OK;
+    if (size == 0) {
+        e = keten_store_last_u64(node->store, txn, KETEN_DB_CHECKPOINTS, &size, &v);
+        if (e == KETEN_ERR_NOT_FOUND) {
+            keten_err_clear();
+            return KETEN_OK; /* none stored */
+        }
+        if (e != KETEN_OK) {
+            return e;
+        }
+    }
+    Keten__CheckpointRecord *rec = NULL;
+    e = keten_nodestore_checkpoint_get(node->store, txn, size, &rec);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        keten_err_clear();
+        return KETEN_OK;
+    }
+    uint64_t marked = 0;
+    if (e == KETEN_OK && !rec->evidence) {
+        e = keten_store_get(
+            node->store, txn, KETEN_DB_STATE, EVIDENCE_COUNT_KEY, strlen(EVIDENCE_COUNT_KEY), &v);
+        if (e == KETEN_OK && v.mv_size != KETEN_STORE_U64_KEY) {
+            e = keten_err_set(KETEN_ERR_MALFORMED, "the state %s is %zu bytes, not %d",
+                EVIDENCE_COUNT_KEY, v.mv_size, KETEN_STORE_U64_KEY);
+        } else if (e == KETEN_OK) {
+            marked = keten_store_u64_get(v.mv_data);
+        } else if (e == KETEN_ERR_NOT_FOUND) {
+            keten_err_clear();
+            e = KETEN_OK;
+        }
+        if (e == KETEN_OK && marked >= KETEN_WITNESS_EVIDENCE_KEEP_MAX) {
+            KETEN_LOG(KETEN_LOG_WARNING,
+                "checkpoint not marked as evidence: as many as the limit are marked already",
+                "tree_size=%llu marked=%llu", (unsigned long long)size, (unsigned long long)marked);
+        } else if (e == KETEN_OK) {
+            rec->evidence = true;
+            e = keten_nodestore_checkpoint_put(node->store, txn, rec);
+            uint8_t count[KETEN_STORE_U64_KEY];
+            keten_store_u64_put(marked + 1, count);
+            if (e == KETEN_OK) {
+                e = keten_store_put(node->store, txn, KETEN_DB_STATE, EVIDENCE_COUNT_KEY,
+                    strlen(EVIDENCE_COUNT_KEY), count, sizeof count);
+            }
+            if (e == KETEN_OK) {
+                KETEN_LOG(KETEN_LOG_NOTICE, "checkpoint kept as evidence of an alarm",
+                    "tree_size=%llu", (unsigned long long)size);
+            }
+        }
+    }
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
+    return e;
+}
+
+keten_err keten_witness_keep_for_alarm(keten_node *node, MDB_txn *txn)
+{
+    keten_witness *w = node->witness;
+    uint64_t size = 0;
+    if (w != NULL) {
+        size = w->alarm_size;
+        w->alarm_size = 0;
+    }
+    keten_err e = keten_witness_keep_as_evidence(node, txn, 0);
+    if (e == KETEN_OK && size != 0) {
+        e = keten_witness_keep_as_evidence(node, txn, size);
+    }
+    return e;
+}
+
+/* The hour or day a checkpoint accepted at `at` is thinned in, at now: false
+ * when it is kept whatever the others (within the keep window, or later
+ * than now). Hours and days of the epoch, told apart by the low bit. */
+static bool bucket_of(const keten_node_opts *o, uint64_t now, uint64_t at, uint64_t *bucket)
+{
+    if (o->checkpoint_keep_ms == 0 || at > now || now - at < o->checkpoint_keep_ms) {
+        return false;
+    }
+    if (now - at < o->checkpoint_hourly_ms) {
+        *bucket = (at / HOUR_MS) << 1;
+    } else {
+        *bucket = ((at / KETEN_MS_PER_DAY) << 1) | 1;
+    }
+    return true;
+}
+
+/* Is the stored checkpoint kept whatever its hour or day (witness.h)?
+ * first_above: the first stored size above the witnessed size. */
+static bool kept_always(
+    const keten_witness *w, const Keten__CheckpointRecord *rec, uint64_t first_above)
+{
+    return rec->evidence || rec->size == w->witnessed_size || rec->size == first_above;
+}
+
+/* The first stored tree size above the witnessed size (UINT64_MAX: none). */
+static keten_err first_above_witnessed(keten_node *node, MDB_txn *txn, uint64_t *out)
+{
+    *out = UINT64_MAX;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_CHECKPOINTS), &cur);
+    if (rc != 0) {
+        return keten_err_set(
+            KETEN_ERR_STORE, "cannot read the node's checkpoints: %s", mdb_strerror(rc));
+    }
+    uint8_t key[KETEN_STORE_U64_KEY];
+    keten_store_u64_put(node->witness->witnessed_size + 1, key);
+    MDB_val k = { sizeof key, key }, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && k.mv_size == KETEN_STORE_U64_KEY) {
+        *out = keten_store_u64_get(k.mv_data);
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return keten_err_set(
+            KETEN_ERR_STORE, "cannot read the node's checkpoints: %s", mdb_strerror(rc));
+    }
+    return KETEN_OK;
+}
+
+/* Where the pass is: copied in, changed by a step, copied back only once
+ * the step's transaction is committed. */
+typedef struct prune_pos {
+    uint64_t from;
+    bool have_rep;
+    uint64_t bucket;
+    uint64_t rep;
+    bool rep_witnessed;
+} prune_pos;
+
+/* The decisions of one step over the records from pos->from: the sizes to
+ * remove in gone (at most chunk), *end when the pass reached its end. */
+static keten_err prune_plan(keten_node *node, MDB_txn *txn, uint64_t now, size_t chunk,
+    prune_pos *pos, uint64_t *gone, size_t *n_gone, bool *end)
+{
+    keten_witness *w = node->witness;
+    *n_gone = 0;
+    *end = false;
+    uint64_t newest = 0, first_above = UINT64_MAX;
+    MDB_val k, v;
+    keten_err e = keten_store_last_u64(node->store, txn, KETEN_DB_CHECKPOINTS, &newest, &v);
+    if (e == KETEN_ERR_NOT_FOUND) {
+        keten_err_clear();
+        *end = true;
+        return KETEN_OK;
+    }
+    if (e == KETEN_OK) {
+        e = first_above_witnessed(node, txn, &first_above);
+    }
+    if (e != KETEN_OK) {
+        return e;
+    }
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(txn, keten_store_dbi(node->store, KETEN_DB_CHECKPOINTS), &cur);
+    if (rc != 0) {
+        return keten_err_set(
+            KETEN_ERR_STORE, "cannot read the node's checkpoints: %s", mdb_strerror(rc));
+    }
+    uint8_t from[KETEN_STORE_U64_KEY];
+    keten_store_u64_put(pos->from, from);
+    k.mv_size = sizeof from;
+    k.mv_data = from;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (size_t looked = 0; rc == 0 && looked < chunk && e == KETEN_OK; looked++) {
+        if (k.mv_size != KETEN_STORE_U64_KEY) { /* not a key of this table: leave it */
+            node->counters.store_errors++;
+            KETEN_LOG(KETEN_LOG_ERR, "a stored checkpoint under a key of the wrong size; kept",
+                "bytes=%zu", k.mv_size);
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        uint64_t size = keten_store_u64_get(k.mv_data);
+        if (size >= newest) {
+            *end = true;
+            break;
+        }
+        pos->from = size + 1;
+        Keten__CheckpointRecord *rec = NULL;
+        if (keten_nodestore_decode(KETEN_DB_CHECKPOINTS, k.mv_data, k.mv_size, &v,
+                &keten__checkpoint_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+                (ProtobufCMessage **)(void *)&rec)
+            != KETEN_OK) {
+            node->counters.store_errors++;
+            KETEN_LOG(KETEN_LOG_ERR, "a stored checkpoint is damaged; kept",
+                "tree_size=%llu error=\"%s\"", (unsigned long long)size, keten_err_detail());
+            keten_err_clear();
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        uint64_t bucket = 0;
+        if (!bucket_of(&node->opts, now, rec->accepted_at, &bucket)) {
+            keten_pb_free((ProtobufCMessage **)(void *)&rec);
+            *end = true; /* the keep window: from here on every one is kept */
+            break;
+        }
+        if (!pos->have_rep || bucket != pos->bucket) {
+            /* The first of its hour or day: kept, so far. */
+            pos->have_rep = true;
+            pos->bucket = bucket;
+            pos->rep = size;
+            pos->rep_witnessed = rec->witnessed;
+        } else if (pos->rep_witnessed || !rec->witnessed) {
+            if (!kept_always(w, rec, first_above)) {
+                gone[(*n_gone)++] = size;
+            }
+        } else {
+            /* The first witnessed one of its hour or day: it is kept
+             * instead of the unwitnessed one before it. */
+            Keten__CheckpointRecord *old = NULL;
+            e = keten_nodestore_checkpoint_get(node->store, txn, pos->rep, &old);
+            if (e == KETEN_OK && !kept_always(w, old, first_above)) {
+                gone[(*n_gone)++] = pos->rep;
+            } else if (e == KETEN_ERR_NOT_FOUND || e == KETEN_ERR_MALFORMED) {
+                keten_err_clear(); /* gone meanwhile, or damaged: nothing to remove */
+                e = KETEN_OK;
+            }
+            keten_pb_free((ProtobufCMessage **)(void *)&old);
+            pos->rep = size;
+            pos->rep_witnessed = true;
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&rec);
+        if (e == KETEN_OK) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+    }
+    mdb_cursor_close(cur);
+    if (e == KETEN_OK && rc == MDB_NOTFOUND) {
+        *end = true;
+    } else if (e == KETEN_OK && rc != 0) {
+        e = keten_err_set(
+            KETEN_ERR_STORE, "cannot read the node's checkpoints: %s", mdb_strerror(rc));
+    }
+    return e;
+}
+
+keten_err keten_witness_prune(
+    keten_node *node, uint64_t now_ms, size_t chunk, size_t *removed, bool *done)
+{
+    *removed = 0;
+    *done = false;
+    keten_witness *w = node->witness;
+    if (chunk == 0 || chunk > SIZE_MAX / (2 * sizeof(uint64_t))) {
+        return keten_err_set(
+            KETEN_ERR_INVALID, "a checkpoint retention step of %zu records", chunk);
+    }
+    if (!w->prune_active) {
+        w->prune_active = true;
+        w->prune_ran = true;
+        w->prune_from = 0;
+        w->prune_have_rep = false;
+        w->prune_removed = 0;
+    }
+    prune_pos pos = { w->prune_from, w->prune_have_rep, w->prune_bucket, w->prune_rep,
+        w->prune_rep_witnessed };
+    /* A step removes at most one record per record it looks at, and one
+     * more (an hour's first witnessed one replacing the one before it). */
+    uint64_t *gone = malloc((chunk + 1) * sizeof *gone);
+    if (gone == NULL) {
+        return keten_err_set(KETEN_ERR_NOMEM, "the checkpoint retention");
+    }
+    size_t n_gone = 0;
+    bool end = false;
+    MDB_txn *txn = NULL;
+    keten_err e = keten_store_begin(node->store, true, &txn);
+    if (e == KETEN_OK) {
+        e = prune_plan(node, txn, now_ms, chunk, &pos, gone, &n_gone, &end);
+    }
+    for (size_t i = 0; i < n_gone && e == KETEN_OK; i++) {
+        uint8_t key[KETEN_STORE_U64_KEY];
+        keten_store_u64_put(gone[i], key);
+        e = keten_store_del(node->store, txn, KETEN_DB_CHECKPOINTS, key, sizeof key);
+    }
+    if (e == KETEN_OK && n_gone > 0) {
+        e = keten_store_commit(&txn);
+    }
+    keten_store_abort(&txn);
+    free(gone);
+    if (e != KETEN_OK) {
+        w->prune_active = false; /* the next call starts over */
+        w->prune_last_end = keten_mono_ms();
+        return e;
+    }
+    w->prune_from = pos.from;
+    w->prune_have_rep = pos.have_rep;
+    w->prune_bucket = pos.bucket;
+    w->prune_rep = pos.rep;
+    w->prune_rep_witnessed = pos.rep_witnessed;
+    w->prune_removed += n_gone;
+    node->counters.checkpoints_removed += n_gone;
+    *removed = n_gone;
+    if (end) {
+        w->prune_active = false;
+        w->prune_last_end = keten_mono_ms();
+        *done = true;
+        if (w->prune_removed > 0) {
+            KETEN_LOG(KETEN_LOG_INFO, "old witness checkpoints thinned out", "removed=%zu",
+                w->prune_removed);
+        }
+    }
+    return KETEN_OK;
+}
+
+/* The daemon's side: one step a second while a pass is under way. */
+static void prune_tick(keten_node *node, uint64_t mono)
+{
+    keten_witness *w = node->witness;
+    if (node->opts.checkpoint_keep_ms == 0) {
+        return;
+    }
+    if (!w->prune_active && w->prune_ran
+        && mono - w->prune_last_end < KETEN_WITNESS_PRUNE_EVERY_MS) {
+        return;
+    }
+    size_t removed = 0;
+    bool done = false;
+    if (keten_witness_prune(node, keten_now_ms(), KETEN_WITNESS_PRUNE_CHUNK, &removed, &done)
+        != KETEN_OK) {
+        node->counters.store_errors++;
+        KETEN_LOG(KETEN_LOG_ERR,
+            "old witness checkpoints not thinned out; the next pass tries again", "error=\"%s\"",
+            keten_err_detail());
+        keten_err_clear();
+    }
 }
 
 void keten_witness_tick(keten_node *node)
@@ -682,6 +1031,7 @@ void keten_witness_tick(keten_node *node)
         return;
     }
     w->last_tick = mono;
+    prune_tick(node, mono);
     uint64_t now = keten_now_ms();
     if (w->unwitnessed_since != 0 && !w->warned && now > w->unwitnessed_since
         && now - w->unwitnessed_since > node->opts.witness_timeout_ms) {
@@ -693,6 +1043,36 @@ void keten_witness_tick(keten_node *node)
             (unsigned long long)w->last_witness_size,
             (unsigned long long)((now - w->unwitnessed_since) / 1000));
     }
+}
+
+/* How many witness checkpoints are stored, and how many of them are
+ * marked as evidence. */
+static keten_err kept_counts(keten_node *node, size_t *kept, uint64_t *marked)
+{
+    *kept = 0;
+    *marked = 0;
+    MDB_txn *txn = NULL;
+    MDB_val v;
+    keten_err e = keten_store_begin(node->store, false, &txn);
+    if (e == KETEN_OK) {
+        e = keten_store_count(node->store, txn, KETEN_DB_CHECKPOINTS, kept);
+    }
+    if (e == KETEN_OK) {
+        e = keten_store_get(
+            node->store, txn, KETEN_DB_STATE, EVIDENCE_COUNT_KEY, strlen(EVIDENCE_COUNT_KEY), &v);
+        if (e == KETEN_OK && v.mv_size == KETEN_STORE_U64_KEY) {
+            *marked = keten_store_u64_get(v.mv_data);
+        } else if (e == KETEN_OK) { /* damaged: status goes on without it */
+            node->counters.store_errors++;
+            KETEN_LOG(KETEN_LOG_ERR, "a damaged state value in the node's store",
+                "key=%s bytes=%zu", EVIDENCE_COUNT_KEY, v.mv_size);
+        } else if (e == KETEN_ERR_NOT_FOUND) {
+            keten_err_clear();
+            e = KETEN_OK;
+        }
+    }
+    keten_store_abort(&txn);
+    return e;
 }
 
 keten_err keten_witness_status(keten_node *node, json_t *status)
@@ -721,6 +1101,17 @@ keten_err keten_witness_status(keten_node *node, json_t *status)
     }
     if (e == KETEN_OK) {
         e = keten_rec_set(cp, "last_witness_size", json_integer((json_int_t)w->last_witness_size));
+    }
+    size_t kept = 0;
+    uint64_t marked = 0;
+    if (e == KETEN_OK) {
+        e = kept_counts(node, &kept, &marked);
+    }
+    if (e == KETEN_OK) {
+        e = keten_rec_set(cp, "kept", json_integer((json_int_t)kept));
+    }
+    if (e == KETEN_OK) {
+        e = keten_rec_set(cp, "kept_as_evidence", json_integer((json_int_t)marked));
     }
     uint64_t now = keten_now_ms();
     if (e == KETEN_OK && w->unwitnessed_since != 0 && now > w->unwitnessed_since
@@ -795,7 +1186,23 @@ keten_err keten_witness_evidence(keten_node *node, json_t **out)
     return e;
 }
 
-keten_err keten_witness_evidence_all(keten_node *node, size_t max, json_t **out)
+/* One kept checkpoint for the --all list, appended to list at index at
+ * (json_array_size(list): at the end). A record without a note is left
+ * out. */
+static keten_err list_put(json_t *list, size_t at, const Keten__CheckpointRecord *rec)
+{
+    if (rec->note == NULL || rec->note[0] == '\0') {
+        return KETEN_OK;
+    }
+    json_t *o = json_pack("{s:I, s:b, s:s}", "tree_size", (json_int_t)rec->size, "witnessed",
+        rec->witnessed, "note", rec->note);
+    if (o == NULL || json_array_insert_new(list, at, o) != 0) {
+        return keten_err_set(KETEN_ERR_NOMEM, "listing the node's checkpoints");
+    }
+    return KETEN_OK;
+}
+
+keten_err keten_witness_evidence_all(keten_node *node, uint64_t now_ms, size_t max, json_t **out)
 {
     *out = NULL;
     MDB_txn *txn = NULL;
@@ -814,20 +1221,48 @@ keten_err keten_witness_evidence_all(keten_node *node, size_t max, json_t **out)
         json_decref(list);
         return keten_err_set(KETEN_ERR_STORE, "cannot read the node's checkpoints");
     }
-    /* Newest first, up to max; then reversed into tree-size order. */
+    /* The thinned series: from the oldest, those accepted before the keep
+     * window. */
     MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    while (rc == 0 && e == KETEN_OK && json_array_size(list) < max) {
+    bool have_older = false;
+    uint64_t older_end = 0; /* the largest size listed so far */
+    size_t n_older = 0;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && e == KETEN_OK && n_older < KETEN_WITNESS_EVIDENCE_OLDER_MAX) {
         Keten__CheckpointRecord *rec = NULL;
         e = keten_nodestore_decode(KETEN_DB_CHECKPOINTS, k.mv_data, k.mv_size, &v,
             &keten__checkpoint_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
             (ProtobufCMessage **)(void *)&rec);
-        if (e == KETEN_OK && rec->note != NULL && rec->note[0] != '\0') {
-            json_t *o = json_pack("{s:I, s:b, s:s}", "tree_size", (json_int_t)rec->size,
-                "witnessed", rec->witnessed, "note", rec->note);
-            if (o == NULL || json_array_insert_new(list, 0, o) != 0) {
-                e = keten_err_set(KETEN_ERR_NOMEM, "listing the node's checkpoints");
-            }
+        uint64_t bucket = 0;
+        bool older = e == KETEN_OK && bucket_of(&node->opts, now_ms, rec->accepted_at, &bucket);
+        if (older) {
+            e = list_put(list, json_array_size(list), rec);
+            have_older = true;
+            older_end = rec->size;
+            n_older++;
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&rec);
+        if (!older) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    /* Then the newest, up to max, newest first, each put before the ones
+     * it precedes: tree-size order. */
+    size_t at = json_array_size(list), newest = 0;
+    rc = e == KETEN_OK ? mdb_cursor_get(cur, &k, &v, MDB_LAST) : MDB_NOTFOUND;
+    while (rc == 0 && e == KETEN_OK && newest < max) {
+        Keten__CheckpointRecord *rec = NULL;
+        e = keten_nodestore_decode(KETEN_DB_CHECKPOINTS, k.mv_data, k.mv_size, &v,
+            &keten__checkpoint_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
+            (ProtobufCMessage **)(void *)&rec);
+        if (e == KETEN_OK && have_older && rec->size <= older_end) {
+            keten_pb_free((ProtobufCMessage **)(void *)&rec);
+            break;
+        }
+        if (e == KETEN_OK) {
+            e = list_put(list, at, rec);
+            newest++;
         }
         keten_pb_free((ProtobufCMessage **)(void *)&rec);
         rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);

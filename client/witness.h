@@ -32,11 +32,44 @@
  *
  * Leaf proofs (acks, deliveries, notices): keten_witness_leaf() checks a
  * LeafProof against the root of a kept checkpoint of its tree size.
+ *
+ * Retention (docs/operations.md, "What a node keeps of the broker's
+ * checkpoints"): without it the
+ * `checkpoints` table gains one record per witness checkpoint (about one a
+ * second while the broker's log grows) for ever. keten_witness_prune()
+ * removes what this rule does not keep, with opts.checkpoint_keep_ms (K) and
+ * opts.checkpoint_hourly_ms (H):
+ *   - always kept: the newest stored checkpoint (the reference, or the last
+ *     witness checkpoint below it); the one of the node's witnessed size;
+ *     the first one above the witnessed size (its accepted_at says since
+ *     when the node waits for a quorum; should the witnessed size later
+ *     move to one in thinned days, the next kept one after it is dated at
+ *     most an hour or a day later, so the warning comes at most that much
+ *     later); every one marked as evidence of an alarm
+ *     (keten_witness_keep_as_evidence); every one accepted less than K ago,
+ *     or later than now (a clock set back);
+ *   - older: one per hour of accepted_at (UTC) while accepted less than H
+ *     ago, one per day (UTC) after that, for ever: in each hour or day the
+ *     first witnessed one (it carries the partners' cosignatures), or the
+ *     first one when none of them is witnessed.
+ * Every kept checkpoint larger than a record the broker later rewrote shows
+ * the rewrite (keten-audit verify --checkpoint), so the thinned series goes
+ * on catching it; it only places the rewrite less exactly. With K = 0 no
+ * checkpoint is ever removed.
+ * A pass walks the table in tree-size order from its start to the first
+ * checkpoint it keeps whole (within K, or the newest), one transaction of at
+ * most `chunk` records per call, so the daemon's loop is never held long; a
+ * crash between two calls leaves each whole, and the next pass starts over.
+ * keten_witness_tick() runs one call a second while a pass is under way, and
+ * starts one at the first tick and KETEN_WITNESS_PRUNE_EVERY_MS after the
+ * last one ended. A damaged record is kept, logged and counted
+ * (store_errors).
  */
 #ifndef KETEN_NODE_WITNESS_H
 #define KETEN_NODE_WITNESS_H
 
 #include <jansson.h>
+#include <lmdb.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -68,8 +101,43 @@ keten_err keten_witness_leaf(
     keten_node *node, const Keten__LeafProof *p, Keten__AuditRecord **rec_out) KETEN_MUST_CHECK;
 
 /* Adds "checkpoint" ({tree_size, root, directory_version, witnessed,
- * witnessed_size, last_witness_size}) and "warnings" to a status object. */
+ * witnessed_size, last_witness_size, kept, kept_as_evidence}) and
+ * "warnings" to a status object. kept: the witness checkpoints stored;
+ * kept_as_evidence: how many of them are marked as evidence of an alarm. */
 keten_err keten_witness_status(keten_node *node, json_t *status) KETEN_MUST_CHECK;
+
+#define KETEN_WITNESS_PRUNE_CHUNK 1000 /* records looked at in one transaction */
+#define KETEN_WITNESS_PRUNE_EVERY_MS (10ull * 60ull * 1000ull) /* between two passes */
+/* Checkpoints marked as evidence of alarms, at most: a broker that raises
+ * alarms without end cannot make every checkpoint stay. The first ones
+ * stay marked; past the limit a mark is not made (logged). */
+#define KETEN_WITNESS_EVIDENCE_KEEP_MAX 256
+
+/* One step of the retention pass (above) at now_ms: at most chunk records
+ * looked at, in one write transaction (committed only when it removed
+ * some). *removed: how many it removed; *done: the pass reached its end
+ * (the next call starts a new one from the table's start). On failure
+ * nothing of the step is stored and the pass starts over at the next call. */
+keten_err keten_witness_prune(
+    keten_node *node, uint64_t now_ms, size_t chunk, size_t *removed, bool *done) KETEN_MUST_CHECK;
+
+/* Mark the stored witness checkpoint of that tree size (0: the newest
+ * stored) as evidence of an alarm, in txn: the retention never removes it.
+ * Nothing when none of that size is stored, when it is marked already, or
+ * when KETEN_WITNESS_EVIDENCE_KEEP_MAX are marked (logged). The number
+ * marked is kept in the state table ("checkpoints-evidence", 8 bytes,
+ * big-endian), written with the mark. */
+keten_err keten_witness_keep_as_evidence(
+    keten_node *node, MDB_txn *txn, uint64_t size) KETEN_MUST_CHECK;
+
+/* What an alarm keeps, in txn, just before the alarm is stored (alarm.c):
+ * the newest stored checkpoint, and the one the alarm concerns when the
+ * witness named it just before (a leaf proof that failed against it, a
+ * checkpoint of its size with another root); that name is then forgotten.
+ * The witness names it without writing, as its callers may hold a
+ * transaction. node->witness may be NULL (an alarm before the witness
+ * exists). */
+keten_err keten_witness_keep_for_alarm(keten_node *node, MDB_txn *txn) KETEN_MUST_CHECK;
 
 /* The evidence this node keeps: its newest checkpoint witnessed by a quorum
  * (with the cosignatures it saw), or if none is, its newest accepted
@@ -77,11 +145,15 @@ keten_err keten_witness_status(keten_node *node, json_t *status) KETEN_MUST_CHEC
  * note text, for keten-audit verify --checkpoint). KETEN_ERR_NOT_FOUND
  * before the first. */
 keten_err keten_witness_evidence(keten_node *node, json_t **out) KETEN_MUST_CHECK;
-/* Every checkpoint the node kept (the newest max of them), in tree-size
- * order: [{"tree_size","witnessed","note"}...] (keten-node checkpoint --all,
- * for an auditor's keten-audit verify --checkpoint FILE). */
+/* The checkpoints the node kept, in tree-size order:
+ * [{"tree_size","witnessed","note"}...] (keten-node checkpoint --all, for an
+ * auditor's keten-audit verify --checkpoint FILE): every one accepted
+ * before the retention's keep window at now_ms (the thinned series, at
+ * most KETEN_WITNESS_EVIDENCE_OLDER_MAX, the oldest first), then the newest
+ * max of the others. */
 #define KETEN_WITNESS_EVIDENCE_ALL_MAX 1000
-keten_err keten_witness_evidence_all(keten_node *node, size_t max, json_t **out)
-    KETEN_MUST_CHECK;
+#define KETEN_WITNESS_EVIDENCE_OLDER_MAX 10000
+keten_err keten_witness_evidence_all(
+    keten_node *node, uint64_t now_ms, size_t max, json_t **out) KETEN_MUST_CHECK;
 
 #endif

@@ -173,6 +173,25 @@ static const keten_config_setting node_settings[] = {
         .help = "warn when the node's checkpoint is not witnessed by a quorum within this time",
     },
     {
+        .name = "checkpoint-keep-days",
+        .type = KETEN_CONFIG_UINT,
+        .default_value = "7",
+        .min = 1,
+        .max = 3650,
+        .help = "keep every witness checkpoint the node accepted in the last N days; older ones "
+                "are thinned out (checkpoint-hourly-days)",
+    },
+    {
+        .name = "checkpoint-hourly-days",
+        .type = KETEN_CONFIG_UINT,
+        .default_value = "90",
+        .min = 1,
+        .max = 3650,
+        .help = "past checkpoint-keep-days, keep one witness checkpoint per hour until they are N "
+                "days old, then one per day, for ever (besides the newest, the witnessed one the "
+                "node holds and those kept as evidence of an alarm)",
+    },
+    {
         .name = "metrics",
         .type = KETEN_CONFIG_STRING,
         .min = 3,

@@ -27,6 +27,8 @@ void fuzz_node_setup(keten_node *node, const fuzz_files *f)
         .directory = f->directory[0],
         .broker = f->endpoint,
         .witness_timeout_ms = KETEN_NODE_WITNESS_TIMEOUT_MS,
+        .checkpoint_keep_ms = KETEN_NODE_CHECKPOINT_KEEP_MS,
+        .checkpoint_hourly_ms = KETEN_NODE_CHECKPOINT_HOURLY_MS,
     };
     node->me = fuzz_net()->nodes[0];
     FUZZ_MUST(keten_directory_anchor_load(f->anchor, &node->anchor));

@@ -14,6 +14,15 @@
  *       HOME/store (LMDB: while the daemon runs too) with the node's own
  *       reader: a line "oldest=N last=M reset=yes|no", then each event as
  *       the text GET /v1/events sends (client/events.h).
+ *   keten-test-tool checkpoints HOME
+ *       the witness checkpoints in HOME/store (the daemon stopped), in
+ *       tree-size order, one line each: "SIZE ACCEPTED_AT WITNESSED
+ *       EVIDENCE" (ms; 0 or 1);
+ *   keten-test-tool age-checkpoints HOME FIRST COUNT AT_MS STEP_MS
+ *       as if the node had accepted them in the past: the COUNT stored
+ *       witness checkpoints from the FIRST-th (0: the oldest) get
+ *       accepted_at AT_MS, AT_MS + STEP_MS, ... (the daemon stopped), so
+ *       that a test sees the retention of a node that ran for months.
  *
  * Test-only; never installed.
  */
@@ -25,6 +34,7 @@
 #include "events.h"
 #include "identity.h"
 #include "node.h"
+#include "nodestore.h"
 #include "pb.h"
 #include "store.h"
 #include "util.h"
@@ -122,6 +132,79 @@ static int print_events(const char *home, const char *after_text)
     return rc;
 }
 
+static bool number(const char *text, uint64_t *out)
+{
+    char *end = NULL;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (end == text || *end != '\0' || text[0] == '-') {
+        fprintf(stderr, "keten-test-tool: expected a number, not %s\n", text);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* checkpoints HOME (age: false), or age-checkpoints HOME FIRST COUNT AT
+ * STEP (age: true, the numbers in args). */
+static int checkpoints(const char *home, bool age, const uint64_t args[static 4])
+{
+    keten_store *st = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    keten_err e = keten_store_open(home, &st);
+    if (e == KETEN_OK) {
+        e = keten_store_begin(st, age, &txn);
+    }
+    if (e == KETEN_OK
+        && mdb_cursor_open(txn, keten_store_dbi(st, KETEN_DB_CHECKPOINTS), &cur) != 0) {
+        e = keten_err_set(KETEN_ERR_STORE, "cannot read the checkpoints");
+    }
+    /* The sizes first: a record is written back by its key, not under the
+     * cursor. */
+    uint64_t *sizes = NULL;
+    size_t n = 0;
+    MDB_val k, v;
+    int rc = e == KETEN_OK ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    while (e == KETEN_OK && rc == 0) {
+        uint64_t *more = realloc(sizes, (n + 1) * sizeof *sizes);
+        if (more == NULL) {
+            e = keten_err_set(KETEN_ERR_NOMEM, "listing the checkpoints");
+        } else if (k.mv_size != KETEN_STORE_U64_KEY) {
+            e = keten_err_set(KETEN_ERR_MALFORMED, "a checkpoint key of %zu bytes", k.mv_size);
+        }
+        if (more != NULL) {
+            sizes = more;
+        }
+        if (e == KETEN_OK) {
+            sizes[n++] = keten_store_u64_get(k.mv_data);
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    for (size_t i = 0; e == KETEN_OK && i < n; i++) {
+        Keten__CheckpointRecord *rec = NULL;
+        e = keten_nodestore_checkpoint_get(st, txn, sizes[i], &rec);
+        if (e == KETEN_OK && age && i >= args[0] && i - args[0] < args[1]) {
+            rec->accepted_at = args[2] + (i - args[0]) * args[3];
+            e = keten_nodestore_checkpoint_put(st, txn, rec);
+        } else if (e == KETEN_OK && !age) {
+            printf("%llu %llu %d %d\n", (unsigned long long)rec->size,
+                (unsigned long long)rec->accepted_at, rec->witnessed ? 1 : 0,
+                rec->evidence ? 1 : 0);
+        }
+        keten_pb_free((ProtobufCMessage **)(void *)&rec);
+    }
+    if (e == KETEN_OK && age) {
+        e = keten_store_commit(&txn);
+    }
+    keten_store_abort(&txn);
+    keten_store_destroy(&st);
+    free(sizes);
+    return e == KETEN_OK ? 0 : fail(home, e);
+}
+
 int main(int argc, char **argv)
 {
     if (sodium_init() < 0) {
@@ -136,9 +219,23 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "events") == 0) {
         return print_events(argv[2], argv[3]);
     }
+    uint64_t args[4] = { 0, 0, 0, 0 };
+    if (argc == 3 && strcmp(argv[1], "checkpoints") == 0) {
+        return checkpoints(argv[2], false, args);
+    }
+    if (argc == 7 && strcmp(argv[1], "age-checkpoints") == 0) {
+        for (int i = 0; i < 4; i++) {
+            if (!number(argv[3 + i], &args[i])) {
+                return 2;
+            }
+        }
+        return checkpoints(argv[2], true, args);
+    }
     fprintf(stderr,
         "usage: keten-test-tool request KEYFILE NEW_ID OUT\n"
         "       keten-test-tool sign-directory FILE KEYFILE\n"
-        "       keten-test-tool events HOME AFTER\n");
+        "       keten-test-tool events HOME AFTER\n"
+        "       keten-test-tool checkpoints HOME\n"
+        "       keten-test-tool age-checkpoints HOME FIRST COUNT AT_MS STEP_MS\n");
     return 2;
 }

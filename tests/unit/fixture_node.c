@@ -95,6 +95,8 @@ fnode *fnode_new(fixture *fx, const char *node_id, const char *broker_id)
         .directory = self->directory,
         .broker = self->endpoint,
         .witness_timeout_ms = KETEN_NODE_WITNESS_TIMEOUT_MS,
+        .checkpoint_keep_ms = KETEN_NODE_CHECKPOINT_KEEP_MS,
+        .checkpoint_hourly_ms = KETEN_NODE_CHECKPOINT_HOURLY_MS,
     };
     node->me = me; /* borrowed from the fixture */
     node->started_at = keten_now_ms();

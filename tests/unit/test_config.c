@@ -201,8 +201,9 @@ static void test_tables(void **state)
     for (size_t i = 0; i < sizeof broker_opts / sizeof broker_opts[0]; i++) {
         assert_non_null(keten_config_find(&keten_config_broker_table, broker_opts[i]));
     }
-    static const char *const node_opts[] = { "home", "anchor", "directory", "broker", "on-message",
-        "passphrase-file", "witness-timeout-ms", "log-level" };
+    static const char *const node_opts[]
+        = { "home", "anchor", "directory", "broker", "on-message", "passphrase-file",
+              "witness-timeout-ms", "checkpoint-keep-days", "checkpoint-hourly-days", "log-level" };
     for (size_t i = 0; i < sizeof node_opts / sizeof node_opts[0]; i++) {
         assert_non_null(keten_config_find(&keten_config_node_table, node_opts[i]));
     }
@@ -265,6 +266,8 @@ static void test_defaults(void **state)
     cfg = keten_config_new(&keten_config_node_table);
     assert_non_null(cfg);
     assert_int_equal(keten_config_get_uint(cfg, "witness-timeout-ms"), 3600000);
+    assert_int_equal(keten_config_get_uint(cfg, "checkpoint-keep-days"), 7);
+    assert_int_equal(keten_config_get_uint(cfg, "checkpoint-hourly-days"), 90);
     assert_string_equal(keten_config_get_str(cfg, "log-level"), "info");
     assert_null(keten_config_get_str(cfg, "on-message"));
     assert_int_equal(keten_config_check(cfg), KETEN_ERR_INVALID);

@@ -20,7 +20,14 @@
  * version of its time, older than the reference's, is no mismatch (twin: a
  * smaller tree naming a newer version than the reference is). A witness checkpoint is
  * stored and cosigned (twin: a commit checkpoint is neither). Leaf proofs
- * hold only against a kept checkpoint of their size. */
+ * hold only against a kept checkpoint of their size.
+ *
+ * Retention: stored witness checkpoints dated back (their accepted_at set
+ * as if the node had run for months; keten_witness_prune is given the
+ * time) are thinned out to exactly what the rule of witness.h keeps, in
+ * bounded steps, also across a restart in the middle of a pass; what the
+ * node's state needs and what alarms marked as evidence stays; recent ones
+ * stay (twins); marks are bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -34,6 +41,7 @@
 
 #include <jansson.h>
 
+#include "alarm.h"
 #include "checkpoint.h"
 #include "dirs.h"
 #include "fixture.h"
@@ -616,6 +624,395 @@ static void test_leaf_proofs(void **state)
     assert_int_equal(keten_witness_leaf(t->node, NULL, &rec), KETEN_ERR_MALFORMED);
 }
 
+/* ---- retention of stored witness checkpoints ---------------------------------- */
+
+#define HOUR (3600ull * 1000ull)
+#define MIN (60ull * 1000ull)
+#define DAY KETEN_MS_PER_DAY
+/* A simulated "now": 12:00 UTC, 20000 days after the epoch (2024-10-04). */
+#define NOW (20000ull * DAY + 12ull * HOUR)
+
+static const char *const quorum[] = { "bravo", "charlie" };
+
+/* The stored checkpoint of size: accepted at `at` (as if the node had
+ * accepted it then). */
+static void set_accepted_at(ctx *t, uint64_t size, uint64_t at)
+{
+    MDB_txn *txn = NULL;
+    Keten__CheckpointRecord *rec = NULL;
+    assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
+    assert_int_equal(keten_nodestore_checkpoint_get(t->node->store, txn, size, &rec), KETEN_OK);
+    rec->accepted_at = at;
+    assert_int_equal(keten_nodestore_checkpoint_put(t->node->store, txn, rec), KETEN_OK);
+    assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
+}
+
+static Keten__CheckpointRecord *stored_rec(ctx *t, uint64_t size)
+{
+    MDB_txn *txn = NULL;
+    Keten__CheckpointRecord *rec = NULL;
+    assert_int_equal(keten_store_begin(t->node->store, false, &txn), KETEN_OK);
+    assert_int_equal(keten_nodestore_checkpoint_get(t->node->store, txn, size, &rec), KETEN_OK);
+    keten_store_abort(&txn);
+    return rec;
+}
+
+static bool marked(ctx *t, uint64_t size)
+{
+    Keten__CheckpointRecord *rec = stored_rec(t, size);
+    bool m = rec->evidence;
+    keten_pb_free((ProtobufCMessage **)(void *)&rec);
+    return m;
+}
+
+/* Witness checkpoints of sizes from+1 .. to, each the node's new reference
+ * (one record more in the log each); those listed in witnessed (0-ended)
+ * become witnessed by a quorum at once, as the broker's news says. */
+static void witness_upto(ctx *t, uint64_t from, uint64_t to, const uint64_t *witnessed)
+{
+    for (uint64_t s = from + 1; s <= to; s++) {
+        flog_pad(t->log, 1);
+        fnode_checkpoint(t->fn, t->log, s - 1, s, true);
+        assert_int_equal(ref_size(t), s);
+        for (const uint64_t *w = witnessed; w != NULL && *w != 0; w++) {
+            if (*w == s) {
+                news(t, cosigned(t, t->log, s, quorum, 2), s);
+            }
+        }
+    }
+}
+
+/* Run retention passes at now, chunk records a step, until one ends;
+ * returns the number of steps, and adds what they removed to *removed. */
+static size_t prune_pass(ctx *t, uint64_t now, size_t chunk, size_t *removed)
+{
+    size_t steps = 0;
+    bool done = false;
+    while (!done) {
+        size_t n = 0;
+        assert_int_equal(keten_witness_prune(t->node, now, chunk, &n, &done), KETEN_OK);
+        assert_true(n <= chunk); /* bounded work per step */
+        *removed += n;
+        steps++;
+        assert_true(steps < 1000);
+    }
+    return steps;
+}
+
+/* Exactly the sizes in want (0-ended) of 1 .. n are stored. */
+static void expect_stored(ctx *t, uint64_t n, const uint64_t *want)
+{
+    for (uint64_t s = 1; s <= n; s++) {
+        bool w = false;
+        for (const uint64_t *p = want; *p != 0; p++) {
+            w = w || *p == s;
+        }
+        if (stored(t, s) != w) {
+            fail_msg("checkpoint of size %llu: %s, the rule says %s", (unsigned long long)s,
+                stored(t, s) ? "kept" : "removed", w ? "kept" : "removed");
+        }
+    }
+}
+
+/* The node starts again: a new witness from its store (nothing of the
+ * old one's memory, such as where a retention pass was). */
+static void restart_witness(ctx *t)
+{
+    keten_witness_destroy(&t->node->witness);
+    assert_int_equal(keten_witness_new(t->node, &t->node->witness), KETEN_OK);
+}
+
+/* A node that kept 19 witness checkpoints accepted over 200 days ends
+ * with exactly the set the rule says: every one of the last 7 days; of
+ * the 7 to 90 days old, the first of each hour (the first witnessed one
+ * when there is one); older, the first (witnessed) of each day; and the
+ * one kept as evidence of an alarm whatever its day. A pass goes in steps
+ * of 2 records, and one broken off by a restart ends with the same set.
+ * A second pass removes nothing. The --all list is the thinned series then
+ * the newest, each note the broker's signature over its root. Afterwards,
+ * a fork at a kept size is still an alarm (the root comes from the store,
+ * not from memory); twin: at a removed size it can no longer be judged
+ * (news about a size the node does not keep: ignored, counted). */
+static void test_retention_thins_out(void **state)
+{
+    ctx *t = *state;
+    static const uint64_t witnessed[] = { 2, 3, 7, 8, 13, 14, 17, 0 };
+    witness_upto(t, 0, 6, witnessed);
+    /* Size 6 is kept as evidence: the broker signs another root of size 6. */
+    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
+    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
+    other.node = (char *)"bravo";
+    for (int i = 0; i < 6; i++) {
+        (void)flog_append(t->fork, &other);
+        other.time = 0;
+    }
+    fnode_checkpoint(t->fn, t->fork, 6, 6, false);
+    expect_alarm(t, 0, 6);
+    assert_true(marked(t, 6));
+    witness_upto(t, 6, 19, witnessed);
+
+    static const uint64_t at[20] = {
+        0, /* no size 0 */
+        NOW - 200 * DAY + 1 * HOUR, /* 1: day A, first, not witnessed: gives way to 2 */
+        NOW - 200 * DAY + 2 * HOUR, /* 2: day A, the first witnessed: kept */
+        NOW - 200 * DAY + 3 * HOUR, /* 3: day A, witnessed: removed */
+        NOW - 150 * DAY, /* 4: day B, the first, none witnessed: kept */
+        NOW - 150 * DAY + 1 * HOUR, /* 5: day B: removed */
+        NOW - 120 * DAY, /* 6: day C, evidence of an alarm: kept */
+        NOW - 120 * DAY + 1 * HOUR, /* 7: day C, the first witnessed: kept */
+        NOW - 120 * DAY + 2 * HOUR, /* 8: day C, witnessed: removed */
+        NOW - 30 * DAY, /* 9: hour D, the first: kept */
+        NOW - 30 * DAY + 10 * MIN, /* 10: hour D: removed */
+        NOW - 30 * DAY + 20 * MIN, /* 11: hour D: removed */
+        NOW - 30 * DAY + 1 * HOUR, /* 12: hour E: kept */
+        NOW - 10 * DAY, /* 13: hour F, the first witnessed: kept */
+        NOW - 10 * DAY + 5 * MIN, /* 14: hour F: removed */
+        NOW - 6 * DAY, /* 15..19: the last 7 days: kept */
+        NOW - 6 * DAY + 1 * MIN, /* 16 */
+        NOW - 1 * HOUR, /* 17: the node's witnessed checkpoint */
+        NOW - 1 * MIN, /* 18 */
+        NOW - 10 * 1000, /* 19: the newest, the reference */
+    };
+    for (uint64_t s = 1; s <= 19; s++) {
+        set_accepted_at(t, s, at[s]);
+    }
+    static const uint64_t kept_sizes[] = { 2, 4, 6, 7, 9, 12, 13, 15, 16, 17, 18, 19, 0 };
+
+    /* One step, then a restart in the middle of the pass. */
+    size_t removed = 0;
+    bool done = false;
+    assert_int_equal(keten_witness_prune(t->node, NOW, 2, &removed, &done), KETEN_OK);
+    assert_false(done);
+    restart_witness(t);
+    size_t steps = prune_pass(t, NOW, 2, &removed);
+    assert_true(steps > 1);
+    expect_stored(t, 19, kept_sizes);
+    assert_int_equal(removed, 7);
+    assert_int_equal(t->node->counters.checkpoints_removed, 7);
+    assert_int_equal(ref_size(t), 19);
+    removed = 0;
+    prune_pass(t, NOW, 2, &removed);
+    assert_int_equal(removed, 0); /* the rule holds: a second pass changes nothing */
+    expect_stored(t, 19, kept_sizes);
+
+    json_t *status = json_object();
+    assert_int_equal(keten_witness_status(t->node, status), KETEN_OK);
+    json_t *cp = json_object_get(status, "checkpoint");
+    assert_int_equal(json_integer_value(json_object_get(cp, "kept")), 12);
+    assert_int_equal(json_integer_value(json_object_get(cp, "kept_as_evidence")), 1);
+    assert_int_equal(json_integer_value(json_object_get(cp, "witnessed_size")), 17);
+    json_decref(status);
+
+    /* --all: the thinned series, then the newest (2 of the 5 recent ones
+     * when max is 2), each the broker's signed note of the log's root. */
+    json_t *list = NULL;
+    assert_int_equal(keten_witness_evidence_all(t->node, NOW, 1000, &list), KETEN_OK);
+    assert_int_equal(json_array_size(list), 12);
+    const Keten__NodeCert *broker = keten_directory_broker(t->node->dir);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *o = json_array_get(list, i);
+        uint64_t size = (uint64_t)json_integer_value(json_object_get(o, "tree_size"));
+        assert_int_equal(size, kept_sizes[i]);
+        const char *note = json_string_value(json_object_get(o, "note"));
+        keten_checkpoint ck;
+        assert_int_equal(
+            keten_checkpoint_open(note, strlen(note), broker->id, broker->log_pk.data, &ck),
+            KETEN_OK);
+        keten_hash want;
+        flog_root(t->log, size, want);
+        assert_int_equal(ck.size, size);
+        assert_memory_equal(ck.root, want, KETEN_HASH_BYTES);
+    }
+    json_decref(list);
+    static const uint64_t with_two[] = { 2, 4, 6, 7, 9, 12, 13, 18, 19 };
+    assert_int_equal(keten_witness_evidence_all(t->node, NOW, 2, &list), KETEN_OK);
+    assert_int_equal(json_array_size(list), 9);
+    for (size_t i = 0; i < 9; i++) {
+        assert_int_equal(
+            json_integer_value(json_object_get(json_array_get(list, i), "tree_size")), with_two[i]);
+    }
+    json_decref(list);
+
+    /* After a restart (the roots of older sizes come from the store): news
+     * of another root at a kept size is an alarm ... */
+    restart_witness(t);
+    news(t, cosigned(t, t->fork, 2, quorum, 2), 2);
+    expect_alarm(t, 1, 19);
+    assert_true(marked(t, 2)); /* the checkpoint it contradicts stays as evidence */
+    /* ... twin: the true root at that size is news, no alarm ... */
+    news(t, cosigned(t, t->log, 4, quorum, 2), 4);
+    assert_int_equal(fnode_alarms(t->fn), 2);
+    /* ... and at a removed size the node cannot judge it: ignored. */
+    uint64_t unknown = t->node->counters.checkpoints_unknown_old;
+    news(t, cosigned(t, t->fork, 3, quorum, 2), 3);
+    assert_int_equal(fnode_alarms(t->fn), 2);
+    assert_int_equal(t->node->counters.checkpoints_unknown_old, unknown + 1);
+}
+
+/* What the node's state needs stays, whatever its day: the checkpoint of
+ * its witnessed size (keten-node checkpoint gives it to an auditor), the
+ * first one above it (since when the node waits for a quorum), the
+ * newest. Six checkpoints of one day 100 days ago, 2 and 3 witnessed: 2 is
+ * the day's first witnessed one, 3 is the witnessed size, 4 the first
+ * above it, 6 the newest; 1 and 5 go. After a restart the node reads the
+ * same state from its store. */
+static void test_retention_keeps_state(void **state)
+{
+    ctx *t = *state;
+    static const uint64_t witnessed[] = { 2, 3, 0 };
+    witness_upto(t, 0, 6, witnessed);
+    for (uint64_t s = 1; s <= 6; s++) {
+        set_accepted_at(t, s, NOW - 100 * DAY + s * MIN);
+    }
+    size_t removed = 0;
+    prune_pass(t, NOW, KETEN_WITNESS_PRUNE_CHUNK, &removed);
+    static const uint64_t kept_sizes[] = { 2, 3, 4, 6, 0 };
+    expect_stored(t, 6, kept_sizes);
+    assert_int_equal(removed, 2);
+
+    restart_witness(t);
+    assert_int_equal(ref_size(t), 6);
+    json_t *status = json_object();
+    assert_int_equal(keten_witness_status(t->node, status), KETEN_OK);
+    json_t *cp = json_object_get(status, "checkpoint");
+    assert_int_equal(json_integer_value(json_object_get(cp, "witnessed_size")), 3);
+    assert_int_equal(json_integer_value(json_object_get(cp, "last_witness_size")), 6);
+    json_decref(status);
+    json_t *ev = NULL;
+    assert_int_equal(keten_witness_evidence(t->node, &ev), KETEN_OK);
+    assert_int_equal(json_integer_value(json_object_get(ev, "tree_size")), 3);
+    assert_true(json_is_true(json_object_get(ev, "witnessed")));
+    json_decref(ev);
+}
+
+/* Alarms keep their checkpoints: the alarm of a leaf proof that failed
+ * keeps the checkpoint of its size, and every alarm the newest stored one
+ * (4 too, marked by a second alarm); the retention removes none of them.
+ * Twin: without the marks they go (checkpoints of one old day, none
+ * witnessed: the first and the newest stay). */
+static void test_retention_keeps_alarm_evidence(void **state)
+{
+    ctx *t = *state;
+    witness_upto(t, 0, 3, NULL);
+    flog_proof *p = flog_proof_new(t->log, 1, 2);
+    p->buf.path[0][0] ^= 1;
+    Keten__AuditRecord *rec = NULL;
+    assert_int_not_equal(keten_witness_leaf(t->node, &p->buf.msg, &rec), KETEN_OK);
+    keten_err_clear();
+    flog_proof_free(&p);
+    assert_false(marked(t, 2)); /* marked with the alarm, in its transaction */
+    keten_alarm_raise(t->node, "bad-proof", "a proof against size %d that does not hold", 2);
+    assert_true(marked(t, 2)); /* the one the proof failed against */
+    assert_true(marked(t, 3)); /* the newest */
+    assert_false(marked(t, 1));
+    /* A later alarm marks the newest only. */
+    witness_upto(t, 3, 4, NULL);
+    keten_alarm_raise(t->node, "directory-mismatch", "a test alarm");
+    assert_true(marked(t, 4));
+    assert_false(marked(t, 1));
+    witness_upto(t, 4, 6, NULL);
+    for (uint64_t s = 1; s <= 6; s++) {
+        set_accepted_at(t, s, NOW - 100 * DAY + s * MIN);
+    }
+    size_t removed = 0;
+    prune_pass(t, NOW, KETEN_WITNESS_PRUNE_CHUNK, &removed);
+    static const uint64_t kept_sizes[] = { 1, 2, 3, 4, 6, 0 };
+    expect_stored(t, 6, kept_sizes);
+    assert_int_equal(removed, 1);
+
+    /* Twin: unmarked, only the first of the day and the newest stay. */
+    MDB_txn *txn = NULL;
+    for (uint64_t s = 2; s <= 4; s++) {
+        Keten__CheckpointRecord *r = stored_rec(t, s);
+        r->evidence = false;
+        assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
+        assert_int_equal(keten_nodestore_checkpoint_put(t->node->store, txn, r), KETEN_OK);
+        assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+        keten_pb_free((ProtobufCMessage **)(void *)&r);
+    }
+    prune_pass(t, NOW, KETEN_WITNESS_PRUNE_CHUNK, &removed);
+    static const uint64_t twin[] = { 1, 6, 0 };
+    expect_stored(t, 6, twin);
+}
+
+/* A broker that raises alarms without end cannot make every checkpoint
+ * stay: at most KETEN_WITNESS_EVIDENCE_KEEP_MAX are marked, the first
+ * ones; below the limit every mark is made. */
+static void test_retention_evidence_bounded(void **state)
+{
+    ctx *t = *state;
+    uint64_t n = KETEN_WITNESS_EVIDENCE_KEEP_MAX + 1;
+    witness_upto(t, 0, n, NULL);
+    for (uint64_t s = 1; s <= n; s++) {
+        MDB_txn *txn = NULL;
+        assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
+        assert_int_equal(keten_witness_keep_as_evidence(t->node, txn, s), KETEN_OK);
+        assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+        assert_int_equal(marked(t, s), s <= KETEN_WITNESS_EVIDENCE_KEEP_MAX);
+    }
+    /* Marking one again counts nothing twice; a size not stored is no error. */
+    MDB_txn *txn = NULL;
+    assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
+    assert_int_equal(keten_witness_keep_as_evidence(t->node, txn, 1), KETEN_OK);
+    assert_int_equal(keten_witness_keep_as_evidence(t->node, txn, n + 100), KETEN_OK);
+    assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+    json_t *status = json_object();
+    assert_int_equal(keten_witness_status(t->node, status), KETEN_OK);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(status, "checkpoint"), "kept_as_evidence")),
+        KETEN_WITNESS_EVIDENCE_KEEP_MAX);
+    json_decref(status);
+}
+
+/* Twins: what the rule keeps whole is never removed. Checkpoints accepted
+ * within the last checkpoint-keep-days (here: minutes ago, and one dated
+ * after now: a clock set back) stay; with a keep window of 0 (none is
+ * ever removed) old ones stay too. A step of 0 records is refused. */
+static void test_retention_recent_kept(void **state)
+{
+    ctx *t = *state;
+    witness_upto(t, 0, 6, NULL);
+    for (uint64_t s = 1; s <= 5; s++) {
+        set_accepted_at(t, s, NOW - (6 - s) * MIN);
+    }
+    set_accepted_at(t, 6, NOW + HOUR);
+    size_t removed = 0;
+    prune_pass(t, NOW, 1, &removed);
+    assert_int_equal(removed, 0);
+    static const uint64_t all[] = { 1, 2, 3, 4, 5, 6, 0 };
+    expect_stored(t, 6, all);
+    /* 6 days and 23 hours old: still within the default 7 days. */
+    for (uint64_t s = 1; s <= 5; s++) {
+        set_accepted_at(t, s, NOW - 7 * DAY + HOUR + s * MIN);
+    }
+    prune_pass(t, NOW, 1, &removed);
+    assert_int_equal(removed, 0);
+    expect_stored(t, 6, all);
+
+    for (uint64_t s = 1; s <= 5; s++) {
+        set_accepted_at(t, s, NOW - 300 * DAY + s * MIN);
+    }
+    t->node->opts.checkpoint_keep_ms = 0;
+    prune_pass(t, NOW, 1, &removed);
+    assert_int_equal(removed, 0);
+    expect_stored(t, 6, all);
+    /* The --all list: with no keep window every one is of the newest. */
+    json_t *list = NULL;
+    assert_int_equal(keten_witness_evidence_all(t->node, NOW, 1000, &list), KETEN_OK);
+    assert_int_equal(json_array_size(list), 6);
+    json_decref(list);
+    t->node->opts.checkpoint_keep_ms = KETEN_NODE_CHECKPOINT_KEEP_MS;
+    bool done = false;
+    assert_int_equal(keten_witness_prune(t->node, NOW, 0, &removed, &done), KETEN_ERR_INVALID);
+    keten_err_clear();
+    /* Back to the default: the old day thinned to its first, the newest kept. */
+    prune_pass(t, NOW, 1, &removed);
+    assert_int_equal(removed, 4);
+    static const uint64_t thinned[] = { 1, 6, 0 };
+    expect_stored(t, 6, thinned);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -631,6 +1028,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_news_names_older_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_witness_checkpoint_cosigned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leaf_proofs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_thins_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_keeps_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_keeps_alarm_evidence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_evidence_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_recent_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
