@@ -759,10 +759,13 @@ static bool web_name_ok(const char *name)
     return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-/* Read a regular file of at most WEB_FILE_MAX bytes (not through a link). */
+/* Read a regular file of at most WEB_FILE_MAX bytes (not through a link).
+ * Opened without blocking: a named pipe there would otherwise wait for a
+ * writer, and the node's one thread with it; it is then refused as not a
+ * regular file. */
 static char *web_read(const char *path, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         return NULL;
     }

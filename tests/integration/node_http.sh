@@ -368,6 +368,16 @@ check "with the security headers" header Referrer-Policy no-referrer
 tcp GET /
 is 404 "GET / without the web page's files" \
     "$(problem not-found) and 'not installed on this node' in d['detail'] and '$T' not in d['detail']"
+# A named pipe where a web file belongs (nobody writes to it): opening it for
+# reading used to wait for a writer, and the node's one thread with it.
+mkdir -p "$T/web-missing/static" && mkfifo "$T/web-missing/index.html" "$T/web-missing/static/app.js"
+tcp GET /
+is 404 "GET / when index.html is a named pipe: not served, answered at once" "$(problem not-found)"
+tcp GET /static/app.js
+is 404 "a named pipe under static/: not served either" "$(problem not-found)"
+tcp GET /v1/ping
+is 200 "the node still answers after both" "d == {'node': 'gemeente-diemen'}"
+rm -rf "$T/web-missing"
 
 for addr in 0.0.0.0:7299 192.0.2.1:7299 "[::]:7299"; do
     run "$NODE" run --home n-politie-mn --anchor admin/network.pub --directory directory.signed \
