@@ -746,9 +746,19 @@ static keten_err check_record(const json_t *jr, size_t i, const keten_checkpoint
             KETEN_ERR_INCONSISTENT, "%s: the leaf is not an audit record: %s", where, detail);
         goto out;
     }
+    if (rec->seq == (uint64_t)index && rec->msg_id.len == KETEN_MSG_ID_BYTES
+        && memcmp(rec->msg_id.data, msg_id, KETEN_MSG_ID_BYTES) == 0
+        && strcmp(json_string_value(je), records_event_name((int)rec->event)) != 0) {
+        /* The record is this message's; only the bundle's name of it lies. */
+        char named[64];
+        keten_text_clean(json_string_value(je), named, sizeof named);
+        e = keten_err_set(KETEN_ERR_MISMATCH,
+            "%s (leaf %lld): the bundle calls it a '%s' record, the signed leaf is a '%s' record",
+            where, (long long)index, named, records_event_name((int)rec->event));
+        goto out;
+    }
     if (rec->seq != (uint64_t)index || rec->msg_id.len != KETEN_MSG_ID_BYTES
-        || memcmp(rec->msg_id.data, msg_id, KETEN_MSG_ID_BYTES) != 0
-        || strcmp(json_string_value(je), records_event_name((int)rec->event)) != 0) {
+        || memcmp(rec->msg_id.data, msg_id, KETEN_MSG_ID_BYTES) != 0) {
         e = keten_err_set(KETEN_ERR_MISMATCH,
             "%s: the leaf is record %" PRIu64 " (%s), not leaf %lld of this message as the "
             "bundle says",

@@ -379,6 +379,19 @@ run "$AUDIT" prove --db pristine "$RC_MSG" --out rc-proof.json
 expect 0 "control: prove the same message on the untouched log"
 run "$AUDIT" check-proof rc-proof.json --anchor admin/network.pub
 expect 0 "control: its bundle, with the receipt once, holds"
+# Only the bundle's name of a record edited (its leaf untouched): refused,
+# and the message says which name is wrong, not that the leaf is another
+# record.
+python3 -c '
+import json, sys
+b = json.load(open(sys.argv[1]))
+r = next(r for r in b["records"] if r["event"] == "receipted")
+r["event"] = "refused-by-recipient"
+json.dump(b, open(sys.argv[2], "w"))' rc-proof.json rc-event.json
+run "$AUDIT" check-proof rc-event.json --anchor admin/network.pub
+expect 3 "check-proof refuses a bundle whose record is named with another event"
+says "the bundle calls it a 'refused-by-recipient' record, the signed leaf is a 'receipted' record" \
+    "it says the name is wrong and what the signed leaf is"
 
 copy t-rep-rej
 edit repeat --store t-rep-rej/store --leaf "$REJ_SEQ"
