@@ -493,18 +493,45 @@ static keten_err store_accepted(
          * put there (checkpoint.h). */
         e = keten_checkpoint_note_trim(note, len, node->dir, &text);
     }
+    Keten__CheckpointRecord *old = NULL;
+    if (e == KETEN_OK && witness) {
+        /* The same checkpoint sent again (it became witnessed, or a Hello
+         * named it): what the stored one holds stays (when it was
+         * accepted, its mark as an alarm's evidence, witnessed), and its
+         * note is replaced only by one that more partners cosigned. */
+        e = keten_nodestore_checkpoint_get(node->store, txn, cp->size, &old);
+        if (e == KETEN_ERR_NOT_FOUND || e == KETEN_ERR_MALFORMED) {
+            keten_err_clear(); /* none, or damaged: stored anew */
+            e = KETEN_OK;
+            keten_pb_free((ProtobufCMessage **)(void *)&old);
+        }
+    }
+    bool keep_old_note = false;
+    if (e == KETEN_OK && old != NULL && old->note != NULL) {
+        size_t n_old = 0, n_new = 0;
+        bool w_old = false, w_new = false;
+        keep_old_note
+            = keten_checkpoint_witnesses(old->note, strlen(old->note), node->dir, &n_old, &w_old)
+                == KETEN_OK
+            && keten_checkpoint_witnesses(text, strlen(text), node->dir, &n_new, &w_new) == KETEN_OK
+            && n_old >= n_new;
+        keten_err_clear();
+    }
     if (e == KETEN_OK && witness) {
         Keten__CheckpointRecord rec = KETEN__CHECKPOINT_RECORD__INIT;
-        rec.note = text;
+        rec.note = keep_old_note ? old->note : text;
         rec.size = cp->size;
         rec.root.data = (uint8_t *)(uintptr_t)cp->root;
         rec.root.len = KETEN_HASH_BYTES;
         rec.directory_version = cp->dir_version;
         rec.directory_hash.data = (uint8_t *)(uintptr_t)cp->dir_hash;
         rec.directory_hash.len = KETEN_HASH_BYTES;
-        rec.accepted_at = keten_now_ms();
+        rec.accepted_at = old != NULL ? old->accepted_at : keten_now_ms();
+        rec.evidence = old != NULL && old->evidence;
+        rec.witnessed = old != NULL && old->witnessed;
         e = keten_nodestore_checkpoint_put(node->store, txn, &rec);
     }
+    keten_pb_free((ProtobufCMessage **)(void *)&old);
     if (e == KETEN_OK) {
         e = keten_store_commit(&txn);
     }

@@ -950,6 +950,39 @@ static void test_retention_keeps_state(void **state)
  * (4 too, marked by a second alarm); the retention removes none of them.
  * Twin: without the marks they go (checkpoints of one old day, none
  * witnessed: the first and the newest stay). */
+/* The same checkpoint sent again (the broker does so when it becomes
+ * witnessed, or after a Hello naming it): the stored one keeps its mark as
+ * an alarm's evidence and the time it was first accepted, so a later pass
+ * still keeps it. (Stored anew, it lost both, and the pass removed it.)
+ * Twin: a checkpoint never marked and sent again is thinned like any other. */
+static void test_resent_keeps_mark(void **state)
+{
+    ctx *t = *state;
+    witness_upto(t, 0, 3, NULL);
+    keten_alarm_raise(t->node, "directory-mismatch", "a test alarm");
+    assert_true(marked(t, 3));
+    Keten__CheckpointRecord *before = stored_rec(t, 3);
+    uint64_t at = before->accepted_at;
+    keten_pb_free((ProtobufCMessage **)(void *)&before);
+    fnode_checkpoint(t->fn, t->log, 3, 3, true); /* 3 again, as a witness checkpoint */
+    assert_int_equal(ref_size(t), 3);
+    assert_true(marked(t, 3));
+    Keten__CheckpointRecord *after = stored_rec(t, 3);
+    assert_int_equal(after->accepted_at, at);
+    keten_pb_free((ProtobufCMessage **)(void *)&after);
+    witness_upto(t, 3, 6, NULL);
+    fnode_checkpoint(t->fn, t->log, 6, 6, true); /* the newest again: never marked */
+    assert_false(marked(t, 6));
+    for (uint64_t s = 1; s <= 6; s++) {
+        set_accepted_at(t, s, NOW - 100 * DAY + s * MIN);
+    }
+    size_t removed = 0;
+    prune_pass(t, NOW, KETEN_WITNESS_PRUNE_CHUNK, &removed);
+    static const uint64_t kept_sizes[] = { 1, 3, 6, 0 };
+    expect_stored(t, 6, kept_sizes);
+    assert_int_equal(removed, 3);
+}
+
 static void test_retention_keeps_alarm_evidence(void **state)
 {
     ctx *t = *state;
@@ -1091,6 +1124,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_thins_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_keeps_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_keeps_alarm_evidence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resent_keeps_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_evidence_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_recent_kept, setup, teardown),
     };
