@@ -190,13 +190,17 @@ static keten_err stage_note(
     free(copy);
     if (e == KETEN_OK) {
         c->cp_sent = size;
+        if (size > c->cp_max) {
+            c->cp_max = size;
+        }
         metrics_checkpoint_sent(b->m);
     }
     return e;
 }
 
-/* Stage for c the note of an older checkpoint of size `size` (<= c->cp_sent)
- * with the cosignatures it gained; c->cp_sent does not change. */
+/* Stage for c the note of an older checkpoint of size `size` (one c may be
+ * past: <= c->cp_sent or <= c->cp_max) with the cosignatures it gained, as
+ * news (old_size = size, no proof); c->cp_sent does not change. */
 static keten_err stage_witnessed(
     broker *b, outq *q, conn *c, const char *note, size_t len, uint64_t size)
 {
@@ -226,13 +230,21 @@ static keten_err stage_checkpoints(void *ctx, outq *q, conn *c)
     broker *b = ctx;
     checkpointer *cp = b->cp;
     keten_err e = KETEN_OK;
-    if (cp->rewit_note != NULL && c->cp_sent <= cp->rewit_size) {
-        e = stage_note(b, q, c, cp->rewit_note, cp->rewit_len, cp->rewit_size, true);
+    /* Proven as a new reference only to a connection that cannot be past
+     * it: nothing larger was sent to it or named by its Hellos (the last
+     * Hello may be an earlier one that was still on its way when the node
+     * took a larger checkpoint: proven from that Hello's size, an older
+     * checkpoint would be below the node's reference and not news, which
+     * a node must take for a lie), or it is the very size last sent. */
+    uint64_t w = cp->rewit_size;
+    if (cp->rewit_note != NULL && (c->cp_sent == w || (c->cp_sent < w && c->cp_max < w))) {
+        e = stage_note(b, q, c, cp->rewit_note, cp->rewit_len, w, true);
     } else if (cp->rewit_note != NULL) {
-        /* The connection is past the checkpoint that became witnessed: it
-         * gets the note with its cosignatures as news about a size it holds
-         * (old_size = that size, no proof, not to be cosigned again), so a
-         * busy node also learns that its witness checkpoint is witnessed. */
+        /* The connection is (or may be) past the checkpoint that became
+         * witnessed: it gets the note with its cosignatures as news about a
+         * size it holds (old_size = that size, no proof, not to be cosigned
+         * again), so a busy node also learns that its witness checkpoint is
+         * witnessed. */
         e = stage_witnessed(b, q, c, cp->rewit_note, cp->rewit_len, cp->rewit_size);
     }
     uint64_t n = cp->batch_size;
@@ -346,6 +358,9 @@ keten_err checkpointer_hello(broker *b, conn *c, uint64_t request_id, const Kete
     c->hello = true;
     c->want_cp = true;
     c->cp_sent = h->tree_size;
+    if (h->tree_size > c->cp_max) {
+        c->cp_max = h->tree_size;
+    }
     /* Deliveries and notices start once a Hello is accepted. A later Hello
      * on the same connection asks for the deliveries in flight again; they
      * go only as a rewind does (deliver_hello()), or each Hello would have

@@ -142,6 +142,11 @@ typedef struct conn {
     bool want_cp; /* Hello in this batch: send the batch's checkpoint if cp_sent differs */
     bool cp_staged; /* this batch's checkpoints were staged (checkpointer_commit only) */
     uint64_t cp_sent; /* tree size of the last checkpoint sent (or named by Hello) */
+    /* The largest tree size sent to it or named by one of its Hellos on this
+     * connection: the node may hold a reference that large, even after a
+     * later Hello named less (an earlier Hello, still on its way when the
+     * node took a larger checkpoint). */
+    uint64_t cp_max;
     uint64_t connected_at;
     uint64_t stale_frames; /* frames of a connection it replaced, dropped */
     conn_flight flight;

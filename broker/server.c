@@ -85,7 +85,7 @@ typedef struct conn_snapshot {
     uint64_t cursor;
     bool has_cursor, more, notices;
     bool hello, want_cp;
-    uint64_t cp_sent;
+    uint64_t cp_sent, cp_max;
     conn_flight flight;
 } conn_snapshot;
 
@@ -576,7 +576,7 @@ static keten_err snapshot(server *s)
     for (size_t i = 0; i < cs->n; i++) {
         conn *c = cs->v[i];
         s->snap[i] = (conn_snapshot) { c, c->credit, c->cursor, c->has_cursor, c->more, c->notices,
-            c->hello, c->want_cp, c->cp_sent, c->flight };
+            c->hello, c->want_cp, c->cp_sent, c->cp_max, c->flight };
     }
     s->pend.n_snap = cs->n;
     return KETEN_OK;
@@ -598,6 +598,7 @@ static void restore(server *s)
         c->hello = s->snap[i].hello;
         c->want_cp = s->snap[i].want_cp;
         c->cp_sent = s->snap[i].cp_sent;
+        c->cp_max = s->snap[i].cp_max;
         c->cp_staged = false;
         c->flight = s->snap[i].flight;
         /* The batch's notice frames were dropped and its confirmations

@@ -26,7 +26,6 @@
 #define TICK_MS 1000ull
 #define HOUR_MS (3600ull * 1000ull)
 #define BAD_KEEP 16 /* refused checkpoints remembered (no second alarm) */
-#define HELLO_KEEP 8 /* sizes named in the Hellos of the connection */
 
 struct keten_witness {
     bool have_ref;
@@ -44,11 +43,6 @@ struct keten_witness {
     keten_hash bad[BAD_KEEP]; /* roots of checkpoints already refused */
     uint64_t bad_size[BAD_KEEP];
     size_t n_bad;
-    /* The sizes the last Hellos on this connection named (connection:
-     * keten_link_connects() when they were sent). */
-    uint64_t hello_size[HELLO_KEEP];
-    size_t n_hello, next_hello;
-    uint64_t hello_conn;
     /* The retention pass (witness.h): where it is, and the checkpoint it
      * keeps so far for the hour or day it is in (rep, of bucket). */
     bool prune_active;
@@ -236,34 +230,7 @@ void keten_witness_send_hello(keten_node *node)
         KETEN_LOG(KETEN_LOG_WARNING, "cannot send Hello", "error=\"%s\"", keten_err_detail());
         return;
     }
-    keten_witness *w = node->witness;
-    uint64_t conn = keten_link_connects(node->link);
-    if (w->hello_conn != conn) {
-        w->hello_conn = conn;
-        w->n_hello = 0;
-        w->next_hello = 0;
-    }
-    w->hello_size[w->next_hello] = h.tree_size;
-    w->next_hello = (w->next_hello + 1) % HELLO_KEEP;
-    if (w->n_hello < HELLO_KEEP) {
-        w->n_hello++;
-    }
     KETEN_LOG(KETEN_LOG_DEBUG, "Hello sent", "tree_size=%llu", (unsigned long long)h.tree_size);
-}
-
-/* Did one of the last Hellos on the connection in use name `size`? */
-static bool hello_named(const keten_node *node, uint64_t size)
-{
-    const keten_witness *w = node->witness;
-    if (node->link == NULL || w->hello_conn != keten_link_connects(node->link)) {
-        return false;
-    }
-    for (size_t i = 0; i < w->n_hello; i++) {
-        if (w->hello_size[i] == size) {
-            return true;
-        }
-    }
-    return false;
 }
 
 static keten_err proof_hashes(ProtobufCBinaryData *in, size_t n, keten_hash *out)
@@ -663,44 +630,6 @@ void keten_witness_on_checkpoint(keten_node *node, const Keten__CheckpointFrame 
         KETEN_LOG(KETEN_LOG_DEBUG, "news about a checkpoint this node did not take; ignored",
             "tree_size=%llu reference=%llu", (unsigned long long)cp.size,
             (unsigned long long)w->ref.size);
-        return;
-    }
-    if (w->have_ref && cp.size < w->ref.size && cf->old_size < cp.size
-        && hello_named(node, cf->old_size)) {
-        /* The answer to an earlier Hello on this connection that named an
-         * older reference: the node took a larger checkpoint while that
-         * Hello was on its way (two Hellos in flight), and the broker
-         * proves from the size the Hello named. The proof is checked where
-         * the node still knows that root; nothing proves the checkpoint
-         * against the reference, so it is not taken, and the node says
-         * Hello again with its reference. No lie: the broker answered what
-         * it was told. */
-        keten_hash older;
-        if (cf->old_size > 0 && keten_witness_root(node, cf->old_size, older)) {
-            keten_hash proof[KETEN_MERKLE_MAX_PROOF];
-            e = proof_hashes(cf->consistency, cf->n_consistency, proof);
-            if (e == KETEN_OK) {
-                e = keten_merkle_verify_consistency(cf->old_size, cp.size, older, cp.root,
-                    (const keten_hash *)proof, cf->n_consistency);
-            }
-            if (e != KETEN_OK) {
-                node->counters.checkpoints_refused++;
-                remember_bad(w, &cp);
-                keten_alarm_evidence(node, "inconsistent-checkpoint",
-                    "the broker's checkpoint of size %llu is not consistent with the one of size "
-                    "%llu this node accepted: %s",
-                    (unsigned long long)cp.size, (unsigned long long)cf->old_size,
-                    keten_err_detail());
-                return;
-            }
-        }
-        node->counters.checkpoints_unknown_old++;
-        KETEN_LOG(KETEN_LOG_NOTICE,
-            "checkpoint proven from an earlier Hello's size, below the reference; Hello sent "
-            "again",
-            "tree_size=%llu old_size=%llu reference=%llu", (unsigned long long)cp.size,
-            (unsigned long long)cf->old_size, (unsigned long long)w->ref.size);
-        keten_witness_send_hello(node);
         return;
     }
     if (w->have_ref && cp.size < w->ref.size) {

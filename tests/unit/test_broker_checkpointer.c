@@ -591,6 +591,90 @@ static void test_cosignatures(void **state)
     free_frame(&f);
 }
 
+/* A Hello that names less than the connection was already sent (an earlier
+ * Hello, still on its way while the node took a larger checkpoint), in the
+ * batch where a checkpoint below what was sent becomes witnessed: that
+ * checkpoint goes as news (old_size = its size, no proof). Proven from the
+ * Hello's size it was below the node's new reference and not news, and
+ * keten-node raised inconsistent-checkpoint against an honest broker (seen
+ * in fault_broker_crash under load). Twin: a connection never sent more
+ * than the Hello's size gets it proven from there, to take and cosign. */
+static void test_witnessed_after_earlier_hello(void **state)
+{
+    ctx *t = *state;
+    broker *b = &t->fb->b;
+    t->fb->cfg.checkpoint_records = 2;
+    conn *alpha = fbroker_conn_hello(t->fb, "alpha");
+    conn *bravo = fbroker_conn_hello(t->fb, "bravo");
+    batch(t, 1);
+    uint64_t w = fbroker_log_size(t->fb);
+    assert_true(stored_checkpoint(t, w)); /* the witness checkpoint to come */
+    batch(t, 3);
+    uint64_t sent = bravo->cp_sent;
+    assert_true(sent > w);
+    assert_int_equal(bravo->cp_max, sent);
+    cosign(t, bravo, "bravo", "bravo", w);
+    assert_int_equal(witnesses_of(t, w), 1);
+    conn *charlie = fbroker_conn(t->fb, "charlie");
+
+    /* One batch: bravo's earlier Hello naming 0 (its first, before it took
+     * any checkpoint), charlie's first Hello, and alpha's cosignature, which
+     * makes w witnessed. */
+    broker *bb = &t->fb->b;
+    MDB_txn *txn = NULL;
+    assert_int_equal(store_begin(bb->st, false, &txn), KETEN_OK);
+    const char *note = NULL;
+    size_t len = 0;
+    assert_int_equal(store_checkpoint_get(bb->st, txn, w, &note, &len), KETEN_OK);
+    char *copy = strndup(note, len);
+    store_abort(&txn);
+    char *line = NULL;
+    assert_int_equal(keten_checkpoint_cosignature_sign(copy, strlen(copy), "alpha",
+                         fixture_node(t->fx, "alpha")->sign_sk, keten_now_ms() / 1000, &line),
+        KETEN_OK);
+    Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;
+    cs.node = (char *)"alpha";
+    cs.line = line;
+    cs.tree_size = w;
+    Keten__Hello h = KETEN__HELLO__INIT;
+    outq_clear(b->out);
+    fbroker_begin(t->fb);
+    assert_int_equal(checkpointer_hello(b, bravo, 3, &h), KETEN_OK);
+    assert_int_equal(checkpointer_hello(b, charlie, 3, &h), KETEN_OK);
+    assert_int_equal(checkpointer_cosign(b, alpha, 6, &cs), KETEN_OK);
+    fbroker_end(t->fb);
+    free(line);
+    free(copy);
+    assert_int_equal(witnesses_of(t, w), 2);
+
+    size_t from = 0;
+    Keten__Frame *f = checkpoint_frame(t, "bravo", &from);
+    assert_non_null(f);
+    assert_int_equal(open_note(t, f->checkpoint->note).size, w);
+    assert_int_equal(f->checkpoint->old_size, w); /* news */
+    assert_int_equal(f->checkpoint->n_consistency, 0);
+    free_frame(&f);
+    f = checkpoint_frame(t, "bravo", &from); /* the batch's, from the Hello's size */
+    assert_non_null(f);
+    assert_int_equal(f->checkpoint->old_size, 0);
+    assert_true(open_note(t, f->checkpoint->note).size >= sent);
+    free_frame(&f);
+
+    /* Twin: charlie, never sent anything: w as its first checkpoint, to be
+     * taken and cosigned; then the batch's checkpoint proven from w. */
+    from = 0;
+    f = checkpoint_frame(t, "charlie", &from);
+    assert_non_null(f);
+    assert_int_equal(open_note(t, f->checkpoint->note).size, w);
+    assert_int_equal(f->checkpoint->old_size, 0);
+    assert_true(f->checkpoint->witness);
+    free_frame(&f);
+    f = checkpoint_frame(t, "charlie", &from);
+    assert_non_null(f);
+    assert_int_equal(f->checkpoint->old_size, w);
+    free_frame(&f);
+}
+
 /* ---- proof requests -------------------------------------------------------- */
 
 static Keten__Frame *ask_as(
@@ -851,6 +935,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hello_consistency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_before_proof, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cosignatures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_witnessed_after_earlier_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cosignature_note_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proof_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proof_parties, setup, teardown),

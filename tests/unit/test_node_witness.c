@@ -332,65 +332,6 @@ static void test_fork_proven_from_older(void **state)
     assert_int_equal(fnode_alarms(t->fn), 1);
 }
 
-/* Two Hellos in flight on one connection: the node named 4, took 8 while
- * that Hello was on its way, and the broker answers the Hello of 4 with
- * the checkpoint of 6 that became witnessed, proven from 4. An honest
- * broker did that (an alarm here stopped a node in a kill -9 test under
- * load): not taken, no alarm, Hello again naming 8. Twins: a 6 whose proof
- * does not lead from the node's 4 is an alarm; so is the honest 6 proven
- * from a size no Hello on this connection named. */
-static void test_answer_to_earlier_hello(void **state)
-{
-    ctx *t = *state;
-    Keten__AuditRecord shared = KETEN__AUDIT_RECORD__INIT;
-    shared.event = KETEN__EVENT__EVENT_NODE_CONNECTED;
-    shared.node = (char *)"bravo";
-    shared.time = 1000;
-    for (int i = 0; i < 4; i++) {
-        (void)flog_append(t->log, &shared);
-    }
-    flog_pad(t->log, 4); /* 8 */
-    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
-    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
-    other.node = (char *)"bravo";
-    for (int i = 0; i < 6; i++) { /* another history from the first record */
-        (void)flog_append(t->fork, &other);
-        other.time = 0;
-    }
-    fnode_checkpoint(t->fn, t->log, 0, 4, false);
-    keten_witness_send_hello(t->node);
-    Keten__Frame *f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_HELLO, FNODE_RECV_MS);
-    assert_non_null(f);
-    assert_int_equal(f->hello->tree_size, 4);
-    keten_pb_free((ProtobufCMessage **)(void *)&f);
-    fnode_checkpoint(t->fn, t->log, 4, 8, false);
-    assert_int_equal(ref_size(t), 8);
-    assert_int_equal(t->node->counters.checkpoints_unknown_old, 0);
-
-    fnode_checkpoint(t->fn, t->log, 4, 6, true);
-    assert_int_equal(fnode_alarms(t->fn), 0);
-    assert_int_equal(ref_size(t), 8);
-    assert_int_equal(t->node->counters.checkpoints_unknown_old, 1);
-    assert_int_equal(t->node->counters.checkpoints_accepted, 2);
-    f = fnode_recv_body(t->fn, KETEN__FRAME__BODY_HELLO, FNODE_RECV_MS);
-    assert_non_null(f);
-    assert_int_equal(f->hello->tree_size, 8);
-    keten_pb_free((ProtobufCMessage **)(void *)&f);
-
-    /* Twin: another history's 6, proven from its own 4: the proof does not
-     * lead from the root of 4 the node accepted. (A history that forks
-     * after 4 would pass this check; like any checkpoint not proven from
-     * the reference, it is not taken and not cosigned.) */
-    fnode_checkpoint(t->fn, t->fork, 4, 6, true);
-    expect_alarm(t, 0, 8);
-    assert_int_equal(t->node->counters.checkpoints_refused, 1);
-
-    /* Twin: the honest 6, proven from 3, a size no Hello named. */
-    fnode_checkpoint(t->fn, t->log, 3, 6, true);
-    expect_alarm(t, 1, 8);
-    assert_int_equal(t->node->counters.checkpoints_unknown_old, 1);
-}
-
 static void test_newer_directory(void **state)
 {
     ctx *t = *state;
@@ -1114,7 +1055,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_the_brokers_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_old_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_proven_from_older, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_answer_to_earlier_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_withheld_directory_evidence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_news_about_older, setup, teardown),
