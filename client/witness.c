@@ -24,6 +24,7 @@
 #define REFERENCE_KEY "reference"
 #define EVIDENCE_COUNT_KEY "checkpoints-evidence"
 #define TICK_MS 1000ull
+#define MINUTE_MS (60ull * 1000ull)
 #define HOUR_MS (3600ull * 1000ull)
 #define BAD_KEEP 16 /* refused checkpoints remembered (no second alarm) */
 
@@ -796,18 +797,21 @@ keten_err keten_witness_keep_for_alarm(keten_node *node, MDB_txn *txn)
     return e;
 }
 
-/* The hour or day a checkpoint accepted at `at` is thinned in, at now: false
- * when it is kept whatever the others (within the keep window, or later
- * than now). Hours and days of the epoch, told apart by the low bit. */
+/* The minute, hour or day a checkpoint accepted at `at` is thinned in, at
+ * now: false when it is kept whatever the others (accepted in the last
+ * KETEN_WITNESS_ALL_MS, or later than now). Minutes, hours and days of the
+ * epoch, told apart by the low two bits. */
 static bool bucket_of(const keten_node_opts *o, uint64_t now, uint64_t at, uint64_t *bucket)
 {
-    if (o->checkpoint_keep_ms == 0 || at > now || now - at < o->checkpoint_keep_ms) {
+    if (o->checkpoint_keep_ms == 0 || at > now || now - at < KETEN_WITNESS_ALL_MS) {
         return false;
     }
-    if (now - at < o->checkpoint_hourly_ms) {
-        *bucket = (at / HOUR_MS) << 1;
+    if (now - at < o->checkpoint_keep_ms) {
+        *bucket = (at / MINUTE_MS) << 2;
+    } else if (now - at < o->checkpoint_hourly_ms) {
+        *bucket = ((at / HOUR_MS) << 2) | 1;
     } else {
-        *bucket = ((at / KETEN_MS_PER_DAY) << 1) | 1;
+        *bucket = ((at / KETEN_MS_PER_DAY) << 2) | 2;
     }
     return true;
 }
@@ -917,7 +921,7 @@ static keten_err prune_plan(keten_node *node, MDB_txn *txn, uint64_t now, size_t
         uint64_t bucket = 0;
         if (!bucket_of(&node->opts, now, rec->accepted_at, &bucket)) {
             keten_pb_free((ProtobufCMessage **)(void *)&rec);
-            *end = true; /* the keep window: from here on every one is kept */
+            *end = true; /* the last hour: from here on every one is kept */
             break;
         }
         if (!pos->have_rep || bucket != pos->bucket) {

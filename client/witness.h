@@ -46,18 +46,21 @@
  *     move to one in thinned days, the next kept one after it is dated at
  *     most an hour or a day later, so the warning comes at most that much
  *     later); every one marked as evidence of an alarm
- *     (keten_witness_keep_as_evidence); every one accepted less than K ago,
- *     or later than now (a clock set back);
- *   - older: one per hour of accepted_at (UTC) while accepted less than H
- *     ago, one per day (UTC) after that, for ever: in each hour or day the
- *     first witnessed one (it carries the partners' cosignatures), or the
- *     first one when none of them is witnessed.
+ *     (keten_witness_keep_as_evidence); every one accepted less than
+ *     KETEN_WITNESS_ALL_MS (an hour) ago, or later than now (a clock set
+ *     back);
+ *   - older: one per minute of accepted_at while accepted less than K ago
+ *     (a busy broker makes a witness checkpoint every 1,000 records: dozens
+ *     a second, and a hostile one as many as it likes), one per hour (UTC)
+ *     while less than H ago, one per day (UTC) after that, for ever: in each
+ *     minute, hour or day the first witnessed one (it carries the partners'
+ *     cosignatures), or the first one when none of them is witnessed.
  * Every kept checkpoint larger than a record the broker later rewrote shows
  * the rewrite (keten-audit verify --checkpoint), so the thinned series goes
  * on catching it; it only places the rewrite less exactly. With K = 0 no
  * checkpoint is ever removed.
  * A pass walks the table in tree-size order from its start to the first
- * checkpoint it keeps whole (within K, or the newest), one transaction of at
+ * checkpoint it keeps whole (of the last hour, or the newest), one transaction of at
  * most `chunk` records per call, so the daemon's loop is never held long; a
  * crash between two calls leaves each whole, and the next pass starts over.
  * keten_witness_tick() runs one call a second while a pass is under way, and
@@ -107,6 +110,9 @@ keten_err keten_witness_leaf(
 keten_err keten_witness_status(keten_node *node, json_t *status) KETEN_MUST_CHECK;
 
 #define KETEN_WITNESS_PRUNE_CHUNK 1000 /* records looked at in one transaction */
+/* Every witness checkpoint accepted this recently is kept; older ones of
+ * the keep window one per minute. */
+#define KETEN_WITNESS_ALL_MS (3600ull * 1000ull)
 #define KETEN_WITNESS_PRUNE_EVERY_MS (10ull * 60ull * 1000ull) /* between two passes */
 /* Checkpoints marked as evidence of alarms, at most: a broker that raises
  * alarms without end cannot make every checkpoint stay. The first ones
@@ -147,12 +153,12 @@ keten_err keten_witness_keep_for_alarm(keten_node *node, MDB_txn *txn) KETEN_MUS
 keten_err keten_witness_evidence(keten_node *node, json_t **out) KETEN_MUST_CHECK;
 /* The checkpoints the node kept, in tree-size order:
  * [{"tree_size","witnessed","note"}...] (keten-node checkpoint --all, for an
- * auditor's keten-audit verify --checkpoint FILE): every one accepted
- * before the retention's keep window at now_ms (the thinned series, at
+ * auditor's keten-audit verify --checkpoint FILE): every one
+ * accepted an hour or more before now_ms (the thinned series, at
  * most KETEN_WITNESS_EVIDENCE_OLDER_MAX, the oldest first), then the newest
  * max of the others. */
 #define KETEN_WITNESS_EVIDENCE_ALL_MAX 1000
-#define KETEN_WITNESS_EVIDENCE_OLDER_MAX 10000
+#define KETEN_WITNESS_EVIDENCE_OLDER_MAX 20000
 keten_err keten_witness_evidence_all(
     keten_node *node, uint64_t now_ms, size_t max, json_t **out) KETEN_MUST_CHECK;
 

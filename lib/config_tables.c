@@ -178,8 +178,8 @@ static const keten_config_setting node_settings[] = {
         .default_value = "7",
         .min = 1,
         .max = 3650,
-        .help = "keep every witness checkpoint the node accepted in the last N days; older ones "
-                "are thinned out (checkpoint-hourly-days)",
+        .help = "keep every witness checkpoint the node accepted in the last hour and one per "
+                "minute of the last N days; older ones are thinned out (checkpoint-hourly-days)",
     },
     {
         .name = "checkpoint-hourly-days",

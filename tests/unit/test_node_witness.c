@@ -825,10 +825,11 @@ static void test_retention_thins_out(void **state)
         assert_memory_equal(ck.root, want, KETEN_HASH_BYTES);
     }
     json_decref(list);
-    static const uint64_t with_two[] = { 2, 4, 6, 7, 9, 12, 13, 18, 19 };
+    /* The thinned series (all but the last hour's), then the newest 2. */
+    static const uint64_t with_two[] = { 2, 4, 6, 7, 9, 12, 13, 15, 16, 17, 18, 19 };
     assert_int_equal(keten_witness_evidence_all(t->node, NOW, 2, &list), KETEN_OK);
-    assert_int_equal(json_array_size(list), 9);
-    for (size_t i = 0; i < 9; i++) {
+    assert_int_equal(json_array_size(list), 12);
+    for (size_t i = 0; i < 12; i++) {
         assert_int_equal(
             json_integer_value(json_object_get(json_array_get(list, i), "tree_size")), with_two[i]);
     }
@@ -857,6 +858,29 @@ static void test_retention_thins_out(void **state)
  * the day's first witnessed one, 3 is the witnessed size, 4 the first
  * above it, 6 the newest; 1 and 5 go. After a restart the node reads the
  * same state from its store. */
+/* Within the keep window a busy (or hostile) broker's witness checkpoints,
+ * many a minute, are kept one per minute; those of the last hour all. Two
+ * days ago, 12 checkpoints 10 s apart over two minutes: the first of each
+ * minute stays. Twin: 3 of the last half hour, 10 s apart, all stay. */
+static void test_retention_minutes(void **state)
+{
+    ctx *t = *state;
+    witness_upto(t, 0, 16, NULL);
+    uint64_t base = (NOW - 2 * DAY) / MIN * MIN;
+    for (uint64_t s = 1; s <= 12; s++) {
+        set_accepted_at(t, s, base + (s - 1) * 10 * 1000);
+    }
+    for (uint64_t s = 13; s <= 15; s++) {
+        set_accepted_at(t, s, NOW - 30 * MIN + (s - 13) * 10 * 1000);
+    }
+    set_accepted_at(t, 16, NOW - 1000);
+    size_t removed = 0;
+    prune_pass(t, NOW, KETEN_WITNESS_PRUNE_CHUNK, &removed);
+    static const uint64_t kept_sizes[] = { 1, 7, 13, 14, 15, 16, 0 };
+    expect_stored(t, 16, kept_sizes);
+    assert_int_equal(removed, 10);
+}
+
 static void test_retention_keeps_state(void **state)
 {
     ctx *t = *state;
@@ -1065,6 +1089,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_keeps_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_keeps_alarm_evidence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resent_keeps_mark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_minutes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_evidence_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_recent_kept, setup, teardown),
     };
