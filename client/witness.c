@@ -790,11 +790,15 @@ keten_err keten_witness_keep_for_alarm(keten_node *node, MDB_txn *txn)
         size = w->alarm_size;
         w->alarm_size = 0;
     }
-    keten_err e = keten_witness_keep_as_evidence(node, txn, 0);
-    if (e == KETEN_OK && size != 0) {
+    /* The one the alarm is about first (should the limit of marks be
+     * reached, it is the one to keep), then the newest; each whatever the
+     * other's outcome. */
+    keten_err e = KETEN_OK;
+    if (size != 0) {
         e = keten_witness_keep_as_evidence(node, txn, size);
     }
-    return e;
+    keten_err e2 = keten_witness_keep_as_evidence(node, txn, 0);
+    return e != KETEN_OK ? e : e2;
 }
 
 /* The minute, hour or day a checkpoint accepted at `at` is thinned in, at

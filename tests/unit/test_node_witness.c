@@ -1026,6 +1026,32 @@ static void test_retention_evidence_bounded(void **state)
  * within the last checkpoint-keep-days (here: minutes ago, and one dated
  * after now: a clock set back) stay; with a keep window of 0 (none is
  * ever removed) old ones stay too. A step of 0 records is refused. */
+/* With one mark left, an alarm about a failed proof spends it on the
+ * checkpoint the proof failed against, not on the newest. */
+static void test_retention_last_mark_to_the_alarm(void **state)
+{
+    ctx *t = *state;
+    uint64_t n = KETEN_WITNESS_EVIDENCE_KEEP_MAX + 2;
+    witness_upto(t, 0, n, NULL);
+    for (uint64_t s = 3; s < KETEN_WITNESS_EVIDENCE_KEEP_MAX + 2; s++) {
+        MDB_txn *txn = NULL;
+        assert_int_equal(keten_store_begin(t->node->store, true, &txn), KETEN_OK);
+        assert_int_equal(keten_witness_keep_as_evidence(t->node, txn, s), KETEN_OK);
+        assert_int_equal(keten_store_commit(&txn), KETEN_OK);
+    }
+    assert_false(marked(t, 2));
+    assert_false(marked(t, n));
+    flog_proof *p = flog_proof_new(t->log, 1, 2);
+    p->buf.path[0][0] ^= 1;
+    Keten__AuditRecord *rec = NULL;
+    assert_int_not_equal(keten_witness_leaf(t->node, &p->buf.msg, &rec), KETEN_OK);
+    keten_err_clear();
+    flog_proof_free(&p);
+    keten_alarm_raise(t->node, "bad-proof", "a proof against size %d that does not hold", 2);
+    assert_true(marked(t, 2));
+    assert_false(marked(t, n)); /* the limit reached: the newest unmarked */
+}
+
 static void test_retention_recent_kept(void **state)
 {
     ctx *t = *state;
@@ -1090,6 +1116,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_keeps_alarm_evidence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resent_keeps_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_minutes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_last_mark_to_the_alarm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_evidence_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_recent_kept, setup, teardown),
     };
