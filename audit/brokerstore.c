@@ -25,7 +25,7 @@
 #define DATA_FILE "data.mdb"
 #define LOCK_FILE "lock.mdb"
 #define KEY_BYTES 8
-#define NODE_KEY_BYTES 9
+#define NODE_KEY_BYTES KETEN_MERKLE_NODE_KEY_BYTES
 #define LOG_PREFIX "audit-"
 
 static keten_err lmdb_err(int rc, const char *what, const char *where)

@@ -20,7 +20,7 @@
 #define LEAF_PREFIX 0x00
 #define NODE_PREFIX 0x01
 #define LEAF_KEY_BYTES 8
-#define NODE_KEY_BYTES 9
+#define NODE_KEY_BYTES KETEN_MERKLE_NODE_KEY_BYTES
 #define PREFIX_MAX 64 /* bytes of a log's name prefix */
 #define DBI_NAME_MAX (PREFIX_MAX + 5) /* prefix + "leaf"/"node" + NUL */
 
@@ -618,8 +618,10 @@ keten_err keten_merkle_log_open(MDB_txn *txn, const char *prefix, keten_merkle_l
     if (rc == 0) {
         free(self);
         return keten_err_set(KETEN_ERR_WRONG_TYPE,
-            "the Merkle log %snode was written by an earlier version of keten (its hashes keyed "
-            "by level first); this version cannot read it",
+            "the Merkle log %snode holds a hash under a key no subtree has in this version: it "
+            "was written by an earlier version of keten (hashes keyed by level first), or "
+            "altered; this version cannot read it: audit it with the keten-audit of the version "
+            "that wrote it, and give this broker a new store",
             prefix);
     }
     if (rc != MDB_NOTFOUND) {

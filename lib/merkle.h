@@ -87,7 +87,9 @@ typedef struct keten_merkle_log keten_merkle_log;
 /* The node table's key of the subtree (level, index), as above. false (out
  * untouched) when no tree of fewer than 2^64 leaves has that subtree:
  * level >= 64, or its last leaf past 2^64 - 2. */
-bool keten_merkle_node_key(uint8_t out[static 9], unsigned level, uint64_t index);
+#define KETEN_MERKLE_NODE_KEY_BYTES 9
+bool keten_merkle_node_key(uint8_t out[static KETEN_MERKLE_NODE_KEY_BYTES], unsigned level,
+    uint64_t index) KETEN_MUST_CHECK;
 
 /* Open (creating in a write txn) the log's databases. prefix is a short name
  * such as "audit-". *out: keten_merkle_log_destroy(). The txn must be committed

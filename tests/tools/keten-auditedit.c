@@ -82,7 +82,7 @@
 #include "util.h"
 
 #define MAP_SIZE (1ull << 30)
-#define NODE_KEY 9
+#define NODE_KEY KETEN_MERKLE_NODE_KEY_BYTES
 
 static MDB_env *env;
 static MDB_txn *txn;
