@@ -25,7 +25,8 @@
  *
  * Errors: KETEN_ERR_NOT_FOUND (no broker home there), KETEN_ERR_WRONG_TYPE
  * (a store without an audit log, a bare store folder where only a home is
- * accepted, an export given as a store), KETEN_ERR_INCONSISTENT (the store's log or tree is
+ * accepted, an export given as a store, a log whose subtree hashes are in an
+ * earlier version's layout: lib/merkle.h), KETEN_ERR_INCONSISTENT (the store's log or tree is
  * damaged: a missing record or hash, hashes beyond the log), KETEN_ERR_TOO_LARGE, KETEN_ERR_EXISTS
  * (a non-empty out_dir), KETEN_ERR_STORE (LMDB), KETEN_ERR_IO, KETEN_ERR_NOMEM. On failure the
  * files made are removed. Thread safety: one call at a time.
