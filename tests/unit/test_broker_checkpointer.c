@@ -378,7 +378,9 @@ static void test_checkpoint_before_proof(void **state)
 
 /* ---- cosignatures ----------------------------------------------------------- */
 
-static void cosign(ctx *t, conn *c, const char *as, const char *key_of, uint64_t size)
+/* A cosignature line under `as`, signed with key_of's key, of the stored
+ * checkpoint of that size (else the latest); free() it. */
+static char *cosign_sign(ctx *t, const char *as, const char *key_of, uint64_t size)
 {
     broker *b = &t->fb->b;
     MDB_txn *txn = NULL;
@@ -397,6 +399,14 @@ static void cosign(ctx *t, conn *c, const char *as, const char *key_of, uint64_t
     assert_int_equal(keten_checkpoint_cosignature_sign(copy, strlen(copy), as,
                          fixture_node(t->fx, key_of)->sign_sk, keten_now_ms() / 1000, &line),
         KETEN_OK);
+    free(copy);
+    return line;
+}
+
+static void cosign(ctx *t, conn *c, const char *as, const char *key_of, uint64_t size)
+{
+    broker *b = &t->fb->b;
+    char *line = cosign_sign(t, as, key_of, size);
     Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;
     cs.node = (char *)as;
     cs.line = line;
@@ -406,7 +416,6 @@ static void cosign(ctx *t, conn *c, const char *as, const char *key_of, uint64_t
     assert_int_equal(checkpointer_cosign(b, c, 6, &cs), KETEN_OK);
     fbroker_end(t->fb);
     free(line);
-    free(copy);
 }
 
 /* A cosignature frame of bravo carrying the line as given. */
@@ -535,26 +544,14 @@ static void test_cosignatures(void **state)
     /* A well-formed line that bravo sends under alpha's key name (signed
      * with alpha's key or its own): bravo cosigns only as itself. */
     {
-        broker *bb = &t->fb->b;
-        MDB_txn *txn = NULL;
-        assert_int_equal(store_begin(bb->st, false, &txn), KETEN_OK);
-        const char *note = NULL;
-        size_t len = 0;
-        assert_int_equal(store_checkpoint_get(bb->st, txn, 2, &note, &len), KETEN_OK);
-        char *copy = strndup(note, len);
-        store_abort(&txn);
+        assert_true(stored_checkpoint(t, 2));
         const char *keys[] = { "alpha", "bravo" };
         for (size_t i = 0; i < 2; i++) {
-            char *line = NULL;
-            assert_int_equal(keten_checkpoint_cosignature_sign(copy, strlen(copy), "alpha",
-                                 fixture_node(t->fx, keys[i])->sign_sk, keten_now_ms() / 1000,
-                                 &line),
-                KETEN_OK);
+            char *line = cosign_sign(t, "alpha", keys[i], 2);
             cosign_line(t, bravo, "bravo", line, 2);
             assert_int_equal(error_reason(t, "bravo"), KETEN__REASON__REASON_SENDER_MISMATCH);
             free(line);
         }
-        free(copy);
     }
     assert_int_equal(witnesses_of(t, 2), 0);
 
@@ -620,18 +617,7 @@ static void test_witnessed_after_earlier_hello(void **state)
     /* One batch: bravo's earlier Hello naming 0 (its first, before it took
      * any checkpoint), charlie's first Hello, and alpha's cosignature, which
      * makes w witnessed. */
-    broker *bb = &t->fb->b;
-    MDB_txn *txn = NULL;
-    assert_int_equal(store_begin(bb->st, false, &txn), KETEN_OK);
-    const char *note = NULL;
-    size_t len = 0;
-    assert_int_equal(store_checkpoint_get(bb->st, txn, w, &note, &len), KETEN_OK);
-    char *copy = strndup(note, len);
-    store_abort(&txn);
-    char *line = NULL;
-    assert_int_equal(keten_checkpoint_cosignature_sign(copy, strlen(copy), "alpha",
-                         fixture_node(t->fx, "alpha")->sign_sk, keten_now_ms() / 1000, &line),
-        KETEN_OK);
+    char *line = cosign_sign(t, "alpha", "alpha", w);
     Keten__Cosignature cs = KETEN__COSIGNATURE__INIT;
     cs.node = (char *)"alpha";
     cs.line = line;
@@ -644,7 +630,6 @@ static void test_witnessed_after_earlier_hello(void **state)
     assert_int_equal(checkpointer_cosign(b, alpha, 6, &cs), KETEN_OK);
     fbroker_end(t->fb);
     free(line);
-    free(copy);
     assert_int_equal(witnesses_of(t, w), 2);
 
     size_t from = 0;

@@ -105,6 +105,19 @@ static bool kept(ctx *t, flog *log, uint64_t size)
 }
 
 /* Nothing changed, and one alarm more (with its evidence). */
+/* Append n records of another history to t->fork: "bravo" disconnected,
+ * each dated by flog_append(). */
+static void fork_append(ctx *t, int n)
+{
+    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
+    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
+    other.node = (char *)"bravo";
+    for (int i = 0; i < n; i++) {
+        (void)flog_append(t->fork, &other);
+        other.time = 0;
+    }
+}
+
 static void expect_alarm(ctx *t, size_t alarms_before, uint64_t ref)
 {
     assert_int_equal(fnode_alarms(t->fn), alarms_before + 1);
@@ -156,13 +169,7 @@ static void test_inconsistent(void **state)
     flog_pad(t->log, 3);
     fnode_checkpoint(t->fn, t->log, 0, 3, false);
     /* Another history of 7 records, proven from 3 with its own proof. */
-    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
-    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
-    other.node = (char *)"bravo";
-    for (int i = 0; i < 7; i++) {
-        (void)flog_append(t->fork, &other);
-        other.time = 0;
-    }
+    fork_append(t, 7);
     fnode_checkpoint(t->fn, t->fork, 3, 7, false);
     expect_alarm(t, 0, 3);
     assert_int_equal(t->node->counters.checkpoints_refused, 1);
@@ -183,13 +190,7 @@ static void test_same_size_other_root(void **state)
     ctx *t = *state;
     flog_pad(t->log, 5);
     fnode_checkpoint(t->fn, t->log, 0, 5, false);
-    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
-    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
-    other.node = (char *)"bravo";
-    for (int i = 0; i < 5; i++) {
-        (void)flog_append(t->fork, &other);
-        other.time = 0;
-    }
+    fork_append(t, 5);
     fnode_checkpoint(t->fn, t->fork, 5, 5, false);
     expect_alarm(t, 0, 5);
     assert_true(kept(t, t->log, 5)); /* the kept root is still the first one */
@@ -287,13 +288,7 @@ static void test_fork_proven_from_older(void **state)
         (void)flog_append(t->fork, &shared);
     }
     flog_pad(t->log, 4); /* 8 */
-    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
-    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
-    other.node = (char *)"bravo";
-    for (int i = 0; i < 6; i++) { /* 10 */
-        (void)flog_append(t->fork, &other);
-        other.time = 0;
-    }
+    fork_append(t, 6); /* 10 */
     keten_hash a, b;
     flog_root(t->log, 4, a);
     flog_root(t->fork, 4, b);
@@ -500,13 +495,7 @@ static void test_news_about_older(void **state)
 
     /* Twins: a kept size with another root, and an older size that is not
      * sent as news about itself. */
-    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
-    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
-    other.node = (char *)"bravo";
-    for (int i = 0; i < 3; i++) {
-        (void)flog_append(t->fork, &other);
-        other.time = 0;
-    }
+    fork_append(t, 3);
     news(t, cosigned(t, t->fork, 3, quorum, 2), 3);
     expect_alarm(t, 0, 10);
     fnode_checkpoint(t->fn, t->log, 7, 9, false);
@@ -740,13 +729,7 @@ static void test_retention_thins_out(void **state)
     static const uint64_t witnessed[] = { 2, 3, 7, 8, 13, 14, 17, 0 };
     witness_upto(t, 0, 6, witnessed);
     /* Size 6 is kept as evidence: the broker signs another root of size 6. */
-    Keten__AuditRecord other = KETEN__AUDIT_RECORD__INIT;
-    other.event = KETEN__EVENT__EVENT_NODE_DISCONNECTED;
-    other.node = (char *)"bravo";
-    for (int i = 0; i < 6; i++) {
-        (void)flog_append(t->fork, &other);
-        other.time = 0;
-    }
+    fork_append(t, 6);
     fnode_checkpoint(t->fn, t->fork, 6, 6, false);
     expect_alarm(t, 0, 6);
     assert_true(marked(t, 6));
