@@ -5,6 +5,7 @@
 #include "audit.h"
 #include "checkpointer.h"
 #include "dirstate.h"
+#include "log.h"
 #include "metrics.h"
 #include "outq.h"
 #include "pb.h"
@@ -50,6 +51,22 @@ static keten_err unexpected(broker *b, const conn *c, uint64_t request_id, const
     return outq_error(b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, what, 0);
 }
 
+/* A submit on a connection that has not said Hello: answered MALFORMED
+ * "send Hello first", not examined (its ack is proven from the size the
+ * Hello names) and not recorded. It is no refusal of a message: a correct
+ * node's submit that waited in ZeroMQ's queue while the link was down
+ * reaches its new connection ahead of its Hello, and the node sends it
+ * again after the Hello; a `rejected` record would accuse an honest
+ * partner at every such reconnect. Counted in the metrics as refused. */
+static keten_err before_hello(broker *b, const conn *c, uint64_t request_id)
+{
+    metrics_reject(b->m, KETEN__REASON__REASON_MALFORMED);
+    KETEN_LOG(KETEN_LOG_DEBUG, "a submit before Hello: answered, not recorded",
+        "node=%s request_id=%llu", c->node, (unsigned long long)request_id);
+    return outq_error(
+        b->out, c, request_id, KETEN__REASON__REASON_MALFORMED, NULL, "send Hello first", 0);
+}
+
 keten_err batch_dispatch(broker *b, batch_item *it)
 {
     conn *c = it->c;
@@ -70,7 +87,7 @@ keten_err batch_dispatch(broker *b, batch_item *it)
         return checkpointer_hello(b, c, rid, f->hello);
     case KETEN__FRAME__BODY_SUBMIT: {
         if (!c->hello) {
-            return unexpected(b, c, rid, "send Hello first");
+            return before_hello(b, c, rid);
         }
         const ProtobufCBinaryData *env = &f->submit->envelope;
         return submit_apply(b, c, rid, env->data, env->len, &it->prep);

@@ -24,8 +24,9 @@
  *   batch_dispatch()  one frame, by its kind: Credit, Hello, Submit,
  *                     ReceiptBatch, NoticeAck, DirectoryRequest,
  *                     Cosignature, ProofRequest. Submit only after an
- *                     accepted Hello: before it, it is refused like a frame
- *                     that does not parse (MALFORMED "send Hello first");
+ *                     accepted Hello: before it, it is answered MALFORMED
+ *                     "send Hello first" and not audited (a node's submit
+ *                     queued while it was cut off arrives before its Hello);
  *                     a ReceiptBatch or a Cosignature needs no session and
  *                     is taken (a node's receipts queued while it was cut
  *                     off reach its new connection before its Hello); a frame

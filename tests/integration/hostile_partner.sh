@@ -2,7 +2,7 @@
 # A hostile partner: a real node (enrolled keys, CurveZMQ) that sends the
 # broker frames in an order or a shape no correct node sends.
 #   - Frames before Hello: a submit is refused MALFORMED "send Hello
-#     first"; a receipt batch (for a message delivered on an earlier
+#     first" and not audited (junk after Hello is); a receipt batch (for a message delivered on an earlier
 #     connection) and a cosignature are taken, as a node's frames queued
 #     while it was cut off reach its new connection before its Hello.
 #     Credit, a NoticeAck and a directory request before Hello are taken.
@@ -55,6 +55,21 @@ metric() {
 peer gemeente-diemen --no-hello submit --to politie-mn --json signal.json --listen-ms 1500
 refused 1 "a submit before Hello is refused (MALFORMED, \"send Hello first\")"
 jl 'not E("ack")' "and not acknowledged"
+# Not a refusal of a message: a correct node's submit queued while its link
+# was down reaches the new connection ahead of its Hello, and is sent again.
+audit
+jl "not any(x['event'] == 'REJECTED' and x['sender'] == 'gemeente-diemen' for x in L)" \
+    "and not recorded: no rejection of gemeente-diemen is audited for it"
+check "the broker counts it as refused (MALFORMED)" test "$(metric \
+    'keten_rejects_total{reason="malformed"}')" = 1
+# Twin: bytes that are no envelope, after Hello, are a refusal and audited.
+head -c 200 /dev/urandom >junk.bin
+peer gemeente-diemen submit-raw junk.bin
+jl 'len(E("error")) == 1 and E("error")[0]["reason"] == "MALFORMED" and not E("ack")' \
+    "twin: junk submitted after Hello is refused (MALFORMED)"
+audit
+jl "len([x for x in L if x['event'] == 'REJECTED' and x['reason'] == 'MALFORMED' and x['sender'] == 'gemeente-diemen']) == 1" \
+    "and audited as a rejection of gemeente-diemen"
 
 peer gemeente-diemen submit --to politie-mn --json signal.json --save-envelope a.env
 jl 'len(E("ack")) == 1 and E("ack")[0]["valid"]' "a signal for politie-mn is accepted"
