@@ -173,6 +173,11 @@ typedef struct keten_node {
     size_t dir_needed_frame_len;
     uint64_t dir_expired_alarmed; /* version whose expiry raised directory-expired */
     uint64_t rehello_at; /* when Hello was last sent again after a refusal (mono ms) */
+    /* next_request_id when the latest pass resubmitting the whole outbox
+     * began (keten_outbox_submit_all(), right after a Hello): every request
+     * up to it went out before that Hello, and its message goes out again
+     * in that pass. */
+    uint64_t resubmit_request_id;
     uint64_t held_deliveries; /* left unreceipted while the directory was expired (dirs.c) */
     uint64_t dir_clock_ahead_ms; /* test hook: freshness judged this much later (dirs.c) */
     /* Leaf indexes of notices (forwarded receipts, expiry notices) recorded

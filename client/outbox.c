@@ -677,6 +677,7 @@ void keten_outbox_submit_all(keten_node *node)
     if (!keten_link_connected(node->link)) {
         return;
     }
+    node->resubmit_request_id = node->next_request_id;
     start_pass(node, true);
     resend_batch(node);
 }
@@ -940,14 +941,27 @@ void keten_outbox_on_error(keten_node *node, uint64_t request_id, const Keten__E
     }
     const char *detail = err->detail != NULL ? err->detail : "";
     if (err->msg_id.len != KETEN_MSG_ID_BYTES) {
+        if (request_id != 0 && request_id <= node->resubmit_request_id) {
+            /* A request sent before the Hello of the latest resubmitting
+             * pass: a submit that waited in ZeroMQ's queue while the link
+             * was down reaches the new connection ahead of its Hello and
+             * is refused "send Hello first". The Hello is on its way
+             * already and the message goes out again after it, in that
+             * pass: nothing to do, and no fault to warn about. */
+            KETEN_LOG(KETEN_LOG_INFO, "broker error to a request sent before the latest Hello",
+                "reason=%s detail=%s request_id=%llu", keten_outbox_reason_name(err->reason),
+                detail, (unsigned long long)request_id);
+            return;
+        }
         KETEN_LOG(KETEN_LOG_WARNING, "broker error", "reason=%s detail=%s",
             keten_outbox_reason_name(err->reason), detail);
         if (err->reason == KETEN__REASON__REASON_MALFORMED && request_id != 0) {
-            /* A request of ours refused without naming a message: the one
-             * way a correct frame gets that is a connection the broker does
-             * not know to have said Hello ("send Hello first"). Say it
-             * again and send the outbox after it, as on a new connection
-             * (at most every KETEN_NODE_REHELLO_MS). */
+            /* A request of ours, sent after the latest Hello, refused
+             * without naming a message: the one way a correct frame gets
+             * that is a connection the broker does not know to have said
+             * Hello ("send Hello first"). Say it again and send the outbox
+             * after it, as on a new connection (at most every
+             * KETEN_NODE_REHELLO_MS). */
             uint64_t now = keten_mono_ms();
             if (node->rehello_at == 0 || now - node->rehello_at >= KETEN_NODE_REHELLO_MS) {
                 node->rehello_at = now;

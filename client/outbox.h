@@ -96,7 +96,10 @@ keten_err keten_outbox_send(keten_node *node, const keten_outbox_send_req *req,
 keten_err keten_outbox_check(keten_node *node, const keten_outbox_send_req *req,
     keten_signal_json_problems *problems) KETEN_MUST_CHECK;
 
-/* Start a pass that resubmits every envelope in the outbox (on connect). */
+/* Start a pass that resubmits every envelope in the outbox. Called right
+ * after a Hello (on connect, and after a refusal "send Hello first"): an
+ * Error without msg_id to a request sent before it is then ignored
+ * (keten_outbox_on_error()), its message being in this pass. */
 void keten_outbox_submit_all(keten_node *node);
 
 /* Continue a resend pass; start the periodic one (while connected). */

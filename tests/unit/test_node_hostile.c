@@ -45,7 +45,10 @@
  *
  * The broker's errors, every reason code, with and without a msg_id, for a
  * message never sent and for one accepted: none changes a message's state
- * (twin: a final refusal of a queued message refuses it).
+ * (twin: a final refusal of a queued message refuses it). "send Hello
+ * first" to a submit sent before the latest Hello (one ZeroMQ queued while
+ * the link was down) is not answered with a second Hello (twin: to a submit
+ * sent after it, it is).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -859,6 +862,56 @@ static void test_errors_change_nothing(void **state)
     assert_int_equal(t->node->counters.refused, 1);
 }
 
+/* "send Hello first" (MALFORMED, no msg_id) to a submit sent before the
+ * Hello of a new connection: the submit waited in ZeroMQ's queue while the
+ * link was down and reached the new connection ahead of the Hello. The
+ * node sends no second Hello (two in flight are what row 280 of
+ * security.md is about) and nothing else: the message went out again in
+ * the resubmitting pass after the Hello. Twin: the same refusal of a
+ * submit sent after that Hello (a broker that forgot it) gets the Hello
+ * again and the outbox after it. */
+static void test_hello_first_queued_submit(void **state)
+{
+    ctx *t = *state;
+    fnode_sent *s = fnode_bed_send(t, KETEN__KIND__KIND_SIGNAL, "bravo", SIGNAL);
+    /* The link comes back: the daemon sends Hello, then the outbox. */
+    keten_witness_send_hello(t->node);
+    keten_outbox_submit_all(t->node);
+    Keten__Frame *f = fnode_recv(t->fn, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_HELLO);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    f = fnode_recv(t->fn, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_SUBMIT);
+    uint64_t resent = f->request_id;
+    assert_true(resent > s->rid);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+
+    broker_error(t, s->rid, NULL, KETEN__REASON__REASON_MALFORMED);
+    assert_int_equal(t->node->rehello_at, 0);
+    fnode_expect_nothing_more(t->fn);
+
+    /* Twin: the resent submit refused the same way. */
+    broker_error(t, resent, NULL, KETEN__REASON__REASON_MALFORMED);
+    assert_int_not_equal(t->node->rehello_at, 0);
+    f = fnode_recv(t->fn, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_HELLO);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    f = fnode_recv(t->fn, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_SUBMIT);
+    assert_true(f->request_id > resent);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    fnode_expect_nothing_more(t->fn);
+
+    Keten__SentRecord *rec = record(t, s->id);
+    assert_int_equal(rec->state, KETEN__SENT_STATE__SENT_STATE_QUEUED);
+    keten_nodestore_sent_free(&rec);
+    assert_int_equal(fnode_alarms(t->fn), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -874,6 +927,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_frame_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_gone_not_given_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_first_queued_submit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
