@@ -862,6 +862,23 @@ static void test_errors_change_nothing(void **state)
     assert_int_equal(t->node->counters.refused, 1);
 }
 
+/* The next frames the node sent are a Hello and a Submit of a request id
+ * above after (the outbox resent); returns that request id. */
+static uint64_t hello_then_resubmit(ctx *t, uint64_t after)
+{
+    Keten__Frame *f = fnode_recv(t->fn, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_HELLO);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    f = fnode_recv(t->fn, FNODE_RECV_MS);
+    assert_non_null(f);
+    assert_int_equal(f->body_case, KETEN__FRAME__BODY_SUBMIT);
+    uint64_t rid = f->request_id;
+    assert_true(rid > after);
+    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    return rid;
+}
+
 /* "send Hello first" (MALFORMED, no msg_id) to a submit sent before the
  * Hello of a new connection: the submit waited in ZeroMQ's queue while the
  * link was down and reached the new connection ahead of the Hello. The
@@ -877,16 +894,7 @@ static void test_hello_first_queued_submit(void **state)
     /* The link comes back: the daemon sends Hello, then the outbox. */
     keten_witness_send_hello(t->node);
     keten_outbox_submit_all(t->node);
-    Keten__Frame *f = fnode_recv(t->fn, FNODE_RECV_MS);
-    assert_non_null(f);
-    assert_int_equal(f->body_case, KETEN__FRAME__BODY_HELLO);
-    keten_pb_free((ProtobufCMessage **)(void *)&f);
-    f = fnode_recv(t->fn, FNODE_RECV_MS);
-    assert_non_null(f);
-    assert_int_equal(f->body_case, KETEN__FRAME__BODY_SUBMIT);
-    uint64_t resent = f->request_id;
-    assert_true(resent > s->rid);
-    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    uint64_t resent = hello_then_resubmit(t, s->rid);
 
     broker_error(t, s->rid, NULL, KETEN__REASON__REASON_MALFORMED);
     assert_int_equal(t->node->rehello_at, 0);
@@ -895,15 +903,7 @@ static void test_hello_first_queued_submit(void **state)
     /* Twin: the resent submit refused the same way. */
     broker_error(t, resent, NULL, KETEN__REASON__REASON_MALFORMED);
     assert_int_not_equal(t->node->rehello_at, 0);
-    f = fnode_recv(t->fn, FNODE_RECV_MS);
-    assert_non_null(f);
-    assert_int_equal(f->body_case, KETEN__FRAME__BODY_HELLO);
-    keten_pb_free((ProtobufCMessage **)(void *)&f);
-    f = fnode_recv(t->fn, FNODE_RECV_MS);
-    assert_non_null(f);
-    assert_int_equal(f->body_case, KETEN__FRAME__BODY_SUBMIT);
-    assert_true(f->request_id > resent);
-    keten_pb_free((ProtobufCMessage **)(void *)&f);
+    (void)hello_then_resubmit(t, resent);
     fnode_expect_nothing_more(t->fn);
 
     Keten__SentRecord *rec = record(t, s->id);
