@@ -851,10 +851,15 @@ keten_err proof_check(
             KETEN_ERR_TOO_LARGE, "a proof bundle of %zu bytes is over %u", len, PROOF_MAX);
     }
     json_t *o = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (o == NULL || !json_is_object(o)) {
-        json_decref(o);
+    if (o == NULL) {
         return keten_err_set(
             KETEN_ERR_MALFORMED, "not a JSON proof bundle (line %d: %s)", jerr.line, jerr.text);
+    }
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return keten_err_set(KETEN_ERR_MALFORMED,
+            "not a JSON proof bundle: the document is a JSON array, not the object that "
+            "'keten-audit prove' writes");
     }
     const json_t *jf = member(o, "format", JSON_STRING, "the bundle", &e);
     const json_t *jn = jf != NULL ? member(o, "network", JSON_STRING, "the bundle", &e) : NULL;
@@ -895,9 +900,11 @@ keten_err proof_check(
     }
     snprintf(res->network, sizeof res->network, "%s", anchor->network);
     uint8_t msg_id[KETEN_MSG_ID_BYTES];
+    /* Lowercase only, as prove writes it: one spelling per bundle. */
     if (json_string_length(jm) != 2 * KETEN_MSG_ID_BYTES
+        || strspn(json_string_value(jm), "0123456789abcdef") != 2 * KETEN_MSG_ID_BYTES
         || keten_unhex(json_string_value(jm), msg_id, sizeof msg_id) != KETEN_OK) {
-        e = keten_err_set(KETEN_ERR_MALFORMED, "msg_id is not 32 hex characters");
+        e = keten_err_set(KETEN_ERR_MALFORMED, "msg_id is not 32 lowercase hex characters");
         goto out;
     }
     keten_hex(msg_id, sizeof msg_id, res->msg_id);

@@ -28,7 +28,12 @@
 #define PROGRESS_MS 250
 #define ORIGIN_PREFIX "keten/"
 #define NO_SEQ UINT64_MAX
-#define VERIFIER_NOTE_FILE_MAX (64u << 20) /* one --checkpoint file */
+/* One --checkpoint file: as large as the broker's keten/checkpoints may
+ * be, and as what keten-node checkpoint --all can write (its daemon's answer
+ * is at most KETEN_APICLIENT_REPLY_MAX, 1 GiB): up to 21,000 kept notes,
+ * each with the first cosignature line of every partner, some 5 KB each in
+ * a network of 40 partners. */
+#define VERIFIER_NOTE_FILE_MAX TILES_CHECKPOINTS_MAX
 
 /* ---- failures ---------------------------------------------------------- */
 
@@ -1253,6 +1258,18 @@ static void check_note(verifier *v, note_in *x)
             &v->sh, seq, KETEN_ERR_INCONSISTENT, "%s is filed under size %" PRIu64, what, x->key);
         return;
     }
+    /* The origin first: a note of another network (a partner's file from
+     * another region) is named as such, not as a bad signature or an
+     * unknown directory version of this one. */
+    char origin[KETEN_ORIGIN_MAX + 1];
+    snprintf(origin, sizeof origin, ORIGIN_PREFIX "%s", v->opts->anchor->network);
+    if (strcmp(cp->origin, origin) != 0) {
+        fail_at(&v->sh, seq, KETEN_ERR_WRONG_NETWORK,
+            "%s has origin '%s', expected '%s': it is a checkpoint of another network, not of "
+            "this log",
+            what, cp->origin, origin);
+        return;
+    }
     const keten_directory *dir = dir_version(v, cp->dir_version);
     if (dir == NULL) {
         fail_at(&v->sh, seq, KETEN_ERR_INCONSISTENT,
@@ -1276,8 +1293,6 @@ static void check_note(verifier *v, note_in *x)
             what, broker->id, cp->dir_version, keten_err_str(e), keten_err_detail());
         return;
     }
-    char origin[KETEN_ORIGIN_MAX + 1];
-    snprintf(origin, sizeof origin, ORIGIN_PREFIX "%s", keten_directory_network(dir));
     if (strcmp(opened.origin, origin) != 0) {
         fail_at(&v->sh, seq, KETEN_ERR_WRONG_NETWORK, "%s has origin '%s', expected '%s'", what,
             opened.origin, origin);

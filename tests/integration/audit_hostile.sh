@@ -102,6 +102,12 @@ refused "a field the format does not have, in log_key" p-kfield.json \
 edit proof.json p-ctl.json 'D["x\u001b[2J"] = 1'
 refused "a field whose name holds a terminal escape" p-ctl.json \
     "a field (a name over 64 bytes or with control characters)"
+edit proof.json p-upper.json 'D["msg_id"] = D["msg_id"].upper()'
+refused "the msg_id in upper case (prove writes lower case)" p-upper.json \
+    "msg_id is not 32 lowercase hex characters"
+"$PY" -c 'import json, sys; json.dump([json.load(open("proof.json"))], open("p-array.json", "w"))'
+refused "the bundle inside a JSON array" p-array.json \
+    "not a JSON proof bundle: the document is a JSON array, not the object that 'keten-audit prove' writes"
 edit proof.json p-keyid.json 'D["log_key"]["key_id"] = "00000000"'
 run "$AUDIT" check-proof p-keyid.json --anchor admin/network.pub
 expect 0 "twin: a changed key_id (documented as informative, not read) still holds"
@@ -258,6 +264,58 @@ run "$AUDIT" verify --db x-cp --anchor admin/network.pub
 expect 3 "the export's checkpoint replaced by one signed by another key: verify fails"
 says "checkpoint" "it names the checkpoint"
 no_signal "verify"
+
+# A partner's checkpoint of another network (another region's keten, its
+# own broker and key), given with --checkpoint: named as another network's,
+# not as a bad signature or an unknown directory version of this log.
+"$PY" - ex/checkpoint noord.note <<'PY'
+import base64, hashlib, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+body = open(sys.argv[1]).read().split("\n\n", 1)[0] + "\n"
+lines = body.split("\n")
+lines[0] = "keten/riec-noord"
+lines[3] = "directory 9 " + lines[3].split(" ")[2]
+body = "\n".join(lines)
+k = Ed25519PrivateKey.generate()
+pk = k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+kid = hashlib.sha256(b"broker-noord\n\x01" + pk).digest()[:4]
+sig = base64.b64encode(kid + k.sign(body.encode())).decode()
+open(sys.argv[2], "w").write(body + "\n\u2014 broker-noord %s\n" % sig)
+PY
+run "$AUDIT" verify --db ex --anchor admin/network.pub --checkpoint noord.note
+expect 3 "a --checkpoint of another network: verify fails"
+says "noord.note of size" "it names the file"
+says "has origin 'keten/riec-noord', expected 'keten/riec-test': it is a checkpoint of another network" \
+    "it says the checkpoint is another network's"
+no_signal "verify"
+
+# The file of checkpoints a partner node kept (keten-node checkpoint --all)
+# holds up to 21,000 notes, each with a cosignature line per partner: more
+# than 64 MiB in a network of some 30 partners. verify reads such a file
+# (here 70 MiB of the broker's checkpoint, each note carrying 470 signature
+# lines of keys that are no partner's, which a reader ignores); a file over
+# 1 GiB, the most a node can write, is refused by name.
+"$PY" - ex/checkpoint big.notes <<'PY'
+import base64, sys
+note = open(sys.argv[1]).read()
+pad = "".join("\u2014 stranger-%d %s\n" % (i, base64.b64encode(bytes(76)).decode()) for i in range(470))
+one = note + pad
+with open(sys.argv[2], "w") as f:
+    f.write(one * ((70 << 20) // len(one.encode()) + 1))
+PY
+check "the partner's file is over 64 MiB ($(stat -c %s big.notes) bytes)" test "$(stat -c %s big.notes)" -gt $((64 << 20))
+run "$AUDIT" verify --db ex --anchor admin/network.pub --checkpoint big.notes
+expect 0 "a --checkpoint file of 70 MiB of checkpoint notes verifies"
+stdout_says "external evidence" "its notes count as evidence from outside the broker"
+rm -f big.notes
+truncate -s $(((1 << 30) + 1)) huge.notes
+printf 'keten/riec-test\n1\n' | dd of=huge.notes conv=notrunc status=none
+run "$AUDIT" verify --db ex --anchor admin/network.pub --checkpoint huge.notes
+expect 1 "a --checkpoint file over 1 GiB is refused"
+says "huge.notes is 1073741825 bytes; at most 1073741824 allowed" "it names the file and the limit"
+no_signal "verify"
+rm -f huge.notes
 
 # Files beside the tree of N records: verify reads the tree of N records
 # only (the manifest's size), so junk beyond it changes nothing.
