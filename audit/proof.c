@@ -855,7 +855,7 @@ keten_err proof_check(
         return keten_err_set(
             KETEN_ERR_MALFORMED, "not a JSON proof bundle (line %d: %s)", jerr.line, jerr.text);
     }
-    if (!json_is_object(o)) {
+    if (!json_is_object(o)) { /* without JSON_DECODE_ANY: an array */
         json_decref(o);
         return keten_err_set(KETEN_ERR_MALFORMED,
             "not a JSON proof bundle: the document is a JSON array, not the object that "
