@@ -340,7 +340,7 @@ static char *render(void *ctx, size_t *len)
     if (m->st != NULL) {
         keten_promhttp_gauge(&p, "keten_store_full",
             "1 when new submits are refused: the store (map or filesystem) is full.",
-            atomic_load(&m->st->full) ? 1 : 0);
+            atomic_load(&m->st->full) || atomic_load(&m->st->no_room) ? 1 : 0);
         keten_promhttp_gauge(&p, "keten_store_disk_full",
             "1 when the store's filesystem is full (submits refused until space is freed).",
             atomic_load(&m->st->disk_full) ? 1 : 0);

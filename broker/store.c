@@ -15,6 +15,7 @@
 
 #include <sodium.h>
 
+#include "envelope.h"
 #include "log.h"
 #include "util.h"
 
@@ -334,6 +335,7 @@ keten_err store_open(const char *home, uint64_t map_size, store **out)
     }
     crypto_shorthash_keygen(s->recent_key);
     atomic_init(&s->full, false);
+    atomic_init(&s->no_room, false);
     atomic_init(&s->disk_full, false);
     atomic_init(&s->disk_free, UINT64_MAX);
     atomic_init(&s->disk_room, UINT64_MAX);
@@ -572,7 +574,12 @@ keten_err store_room(store *self, uint64_t now_ms, bool *full_out)
     }
     disk_check(self, free_pages * self->page_size + data_file_tail(self, pages));
     bool full = used > limit || now_ms < self->disk_full_until_ms || atomic_load(&self->disk_full);
+    /* Every envelope is longer than its padded payload, at least the
+     * smallest bucket: with less room than that and the overhead, no
+     * submit fits. */
+    uint64_t smallest = STORE_SUBMIT_OVERHEAD_BYTES + keten_envelope_pad_bucket(0);
     atomic_store(&self->used, used);
+    atomic_store(&self->no_room, used <= limit && limit - used < smallest);
     atomic_store(&self->full, full);
     if (full_out != NULL) {
         *full_out = full;

@@ -125,6 +125,10 @@
 #define STORE_DISK_MARGIN (4ull << 20) /* left free by accepted submits */
 #define STORE_DISK_IO_FREE (64ull << 20) /* an I/O error below this much free: full */
 #define STORE_DISK_RESERVE_FILE "disk-reserve"
+/* What a submit needs in the map besides its envelope (its records, queue
+ * entries and indexes): store_fits() is asked for the envelope's length
+ * plus this. */
+#define STORE_SUBMIT_OVERHEAD_BYTES 8192
 /* Test hook: "1" turns off the free-space checks before commits (store_fits()
  * and the margin in store_room()), so that a test can show a commit running
  * into a full filesystem; the reserve and the handling of a failed commit
@@ -175,6 +179,7 @@ typedef struct store {
     uint64_t reserve;
     unsigned page_size;
     atomic_bool full; /* refusing new submits (metrics read it) */
+    atomic_bool no_room; /* no submit fits in the map (store_room(); metrics) */
     atomic_uint_fast64_t used; /* bytes in use at the last check */
     char dir[PATH_MAX]; /* HOME/store */
     int reserve_fd; /* HOME/store/disk-reserve (-1: could not be opened) */
@@ -220,7 +225,11 @@ keten_err store_env_err(store *self, int rc, const char *what) KETEN_MUST_CHECK;
 const char *store_full_detail(const store *self);
 
 /* Recompute whether the store is full (see above); now_ms limits how often
- * the free list is scanned. *full_out may be NULL. */
+ * the free list is scanned. *full_out may be NULL. It also sets no_room when
+ * the map, less its reserve, has less room than the smallest submit needs
+ * (STORE_SUBMIT_OVERHEAD_BYTES and the smallest padded payload): every
+ * submit is then refused by store_fits() although `full` is not set (the
+ * use has not passed the reserve), and the metrics say the store is full. */
 keten_err store_room(store *self, uint64_t now_ms, bool *full_out) KETEN_MUST_CHECK;
 
 /* Would `extra` more bytes (on top of the use measured by store_room())

@@ -15,9 +15,6 @@
 #include "store.h"
 #include "util.h"
 
-/* Store pages a message takes besides its envelope (records, queue, index). */
-#define SUBMIT_OVERHEAD_BYTES 8192
-
 static void set_detail(submit_prep *p, const char *fmt, ...) KETEN_PRINTF(2, 3);
 
 static void set_detail(submit_prep *p, const char *fmt, ...)
@@ -343,7 +340,7 @@ keten_err submit_apply(broker *b, conn *c, uint64_t request_id, const uint8_t *e
         return reject(b, c, request_id, p, p->post, p->rule, p->detail, UINT64_MAX);
     }
     /* The use was measured before the batch; count what it adds. */
-    uint64_t need = (uint64_t)len + SUBMIT_OVERHEAD_BYTES;
+    uint64_t need = (uint64_t)len + STORE_SUBMIT_OVERHEAD_BYTES;
     if (!store_fits(b->st, b->batch_bytes + need)) {
         return reject(b, c, request_id, p, KETEN__REASON__REASON_STORE_FULL, 0,
             store_full_detail(b->st), UINT64_MAX);

@@ -254,8 +254,13 @@ static keten_err call_keyed(const char *home, const char *method, const char *pa
         goto out;
     }
     if (cc == CURLE_COULDNT_CONNECT) {
-        e = keten_err_set(KETEN_ERR_IO, "cannot connect to %s: %s", sock,
-            errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
+        /* libcurl's own words name "localhost port 80", which is only the
+         * URL's form: say what is wrong with the socket instead. */
+        e = keten_err_set(KETEN_ERR_IO,
+            "cannot connect to %s: the keten-node daemon for %s is running but does not answer "
+            "on its socket (still starting: opening its key file takes a few seconds; try again, "
+            "as the daemon's user, or see its log)",
+            sock, home);
         goto out;
     }
     if (cc != CURLE_OK) {

@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "envelope.h"
 #include "outq.h"
 #include "store.h"
 #include "util.h"
@@ -506,6 +507,59 @@ static void test_room(void **state)
     assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
 }
 
+/* Fill the map with values of `value_len` bytes, one commit each, while
+ * the room (the map less its reserve, less the use) is at least `room`. */
+static void fill_map(ctx *c, uint64_t *key, size_t value_len, uint64_t room)
+{
+    static uint8_t value[256u << 10];
+    assert_true(value_len <= sizeof value);
+    uint64_t limit = c->st->map_size - c->st->reserve;
+    while (limit - atomic_load(&c->st->used) >= room) {
+        assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
+        (*key)++;
+        uint8_t kb[8];
+        for (size_t i = 0; i < sizeof kb; i++) {
+            kb[i] = (uint8_t)(*key >> (56 - 8 * i));
+        }
+        MDB_val k = { sizeof kb, kb };
+        MDB_val v = { value_len, value };
+        assert_int_equal(mdb_put(c->txn, c->st->envelopes, &k, &v, 0), 0);
+        assert_int_equal(store_commit(c->st, &c->txn), KETEN_OK);
+        assert_int_equal(store_room(c->st, T0, NULL), KETEN_OK);
+        assert_true(atomic_load(&c->st->used) <= limit);
+    }
+}
+
+/* A map filled a little at a time stops short of its limit: the use never
+ * passes the reserve, yet no submit fits (each needs its envelope, at least
+ * the smallest padded payload, and STORE_SUBMIT_OVERHEAD_BYTES). no_room
+ * says so (the metrics show the store full); with room for the smallest
+ * submit it does not. */
+static void test_map_no_room(void **state)
+{
+    ctx *c = *state;
+    store_abort(&c->txn);
+    uint64_t smallest = STORE_SUBMIT_OVERHEAD_BYTES + keten_envelope_pad_bucket(0);
+    uint64_t limit = c->st->map_size - c->st->reserve;
+    uint64_t key = 0;
+    assert_int_equal(store_room(c->st, T0, NULL), KETEN_OK);
+    fill_map(c, &key, 256u << 10, 2u << 20);
+    fill_map(c, &key, 1024, 64u << 10);
+    /* Room for the smallest submit: it fits, and the store is not full. */
+    fill_map(c, &key, 64, smallest + 4 * (uint64_t)c->st->page_size);
+    assert_true(limit - atomic_load(&c->st->used) >= smallest);
+    assert_false(atomic_load(&c->st->no_room));
+    assert_true(store_fits(c->st, smallest));
+    /* Less room than the smallest submit: every submit is refused, and
+     * no_room says so although the use is within the limit. */
+    fill_map(c, &key, 64, smallest);
+    assert_true(atomic_load(&c->st->used) <= limit);
+    assert_false(atomic_load(&c->st->full));
+    assert_false(store_fits(c->st, smallest));
+    assert_true(atomic_load(&c->st->no_room));
+    assert_int_equal(store_begin(c->st, true, &c->txn), KETEN_OK);
+}
+
 /* A full filesystem: ENOSPC and EDQUOT from a commit are "store full" and
  * give the disk reserve back; EIO is one only when the filesystem has
  * little space left, otherwise a real I/O error. Measured again with
@@ -579,6 +633,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_broker_per_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_no_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -353,6 +353,8 @@ static void test_nobody_listening(void **state)
         keten_apiclient_call(t->home, "GET", "/v1/node", NULL, NULL, 1000, &status, &reply),
         KETEN_ERR_IO);
     assert_non_null(strstr(keten_err_detail(), "cannot connect to"));
+    assert_non_null(strstr(keten_err_detail(), "does not answer on its socket (still starting"));
+    assert_null(strstr(keten_err_detail(), "port 80"));
     /* No lock: no daemon, and how to start it, before anything is tried. */
     char other[sizeof t->home + 8];
     snprintf(other, sizeof other, "%s/none", t->home);
