@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -138,6 +139,24 @@ static bool json_media_type(const char *ct)
 
 /* keten_apiclient_call() with, when idem_key is not NULL, the header
  * Idempotency-Key: idem_key (a valid key: keten_idem_key_check). */
+/* Why a connection to the local socket sock fails (strerror), as libcurl
+ * does not say: "Permission denied" (not the daemon's user or group), "No
+ * such file or directory" (no socket yet), "Connection refused" (nobody
+ * listening). */
+static const char *connect_error(const char *sock)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return strerror(errno);
+    }
+    int rc = connect(fd, (const struct sockaddr *)&sa, sizeof sa);
+    int err = errno;
+    close(fd);
+    return rc == 0 ? "it answers now" : strerror(err);
+}
+
 static keten_err call_keyed(const char *home, const char *method, const char *path,
     const char *query, const json_t *body, const char *idem_key, int timeout_ms, long *status,
     json_t **reply)
@@ -255,12 +274,12 @@ static keten_err call_keyed(const char *home, const char *method, const char *pa
     }
     if (cc == CURLE_COULDNT_CONNECT) {
         /* libcurl's own words name "localhost port 80", which is only the
-         * URL's form: say what is wrong with the socket instead. */
+         * URL's form, and not why: say what is wrong with the socket. */
         e = keten_err_set(KETEN_ERR_IO,
-            "cannot connect to %s: the keten-node daemon for %s is running but does not answer "
-            "on its socket (still starting: opening its key file takes a few seconds; try again, "
-            "as the daemon's user, or see its log)",
-            sock, home);
+            "cannot connect to %s (%s): the keten-node daemon for %s is running but does not "
+            "answer on its socket (still starting: opening its key file takes a few seconds; try "
+            "again, as the daemon's user, or see its log)",
+            sock, connect_error(sock), home);
         goto out;
     }
     if (cc != CURLE_OK) {

@@ -355,6 +355,7 @@ static void test_nobody_listening(void **state)
     assert_non_null(strstr(keten_err_detail(), "cannot connect to"));
     assert_non_null(strstr(keten_err_detail(), "does not answer on its socket (still starting"));
     assert_null(strstr(keten_err_detail(), "port 80"));
+    assert_non_null(strstr(keten_err_detail(), "(No such file or directory)"));
     /* No lock: no daemon, and how to start it, before anything is tried. */
     char other[sizeof t->home + 8];
     snprintf(other, sizeof other, "%s/none", t->home);
