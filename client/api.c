@@ -1558,8 +1558,8 @@ static keten_api_result op_checkpoint(op_ctx *c)
 static keten_api_result op_checkpoints(op_ctx *c)
 {
     json_t *ev = NULL;
-    keten_err e
-        = keten_witness_evidence_all(c->node, keten_now_ms(), KETEN_WITNESS_EVIDENCE_ALL_MAX, &ev);
+    keten_err e = keten_witness_evidence_all(c->node, keten_now_ms(),
+        KETEN_WITNESS_EVIDENCE_OLDER_MAX, KETEN_WITNESS_EVIDENCE_ALL_MAX, &ev);
     if (e != KETEN_OK) {
         err_problem(c->resp, e);
     } else {

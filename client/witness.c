@@ -1237,7 +1237,8 @@ static keten_err list_put(json_t *list, size_t at, const Keten__CheckpointRecord
     return KETEN_OK;
 }
 
-keten_err keten_witness_evidence_all(keten_node *node, uint64_t now_ms, size_t max, json_t **out)
+keten_err keten_witness_evidence_all(
+    keten_node *node, uint64_t now_ms, size_t older_max, size_t max, json_t **out)
 {
     *out = NULL;
     MDB_txn *txn = NULL;
@@ -1263,14 +1264,16 @@ keten_err keten_witness_evidence_all(keten_node *node, uint64_t now_ms, size_t m
     uint64_t older_end = 0; /* the largest size listed so far */
     size_t n_older = 0;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0 && e == KETEN_OK && n_older < KETEN_WITNESS_EVIDENCE_OLDER_MAX) {
+    while (rc == 0 && e == KETEN_OK) {
         Keten__CheckpointRecord *rec = NULL;
         e = keten_nodestore_decode(KETEN_DB_CHECKPOINTS, k.mv_data, k.mv_size, &v,
             &keten__checkpoint_record__descriptor, KETEN_NODESTORE_SMALL_MAX,
             (ProtobufCMessage **)(void *)&rec);
         uint64_t bucket = 0;
         bool older = e == KETEN_OK && bucket_of(&node->opts, now_ms, rec->accepted_at, &bucket);
-        if (older) {
+        /* Past older_max, only those kept as an alarm's evidence: an
+         * auditor must be able to have every one of them. */
+        if (older && (n_older < older_max || rec->evidence)) {
             e = list_put(list, json_array_size(list), rec);
             have_older = true;
             older_end = rec->size;

@@ -154,12 +154,13 @@ keten_err keten_witness_evidence(keten_node *node, json_t **out) KETEN_MUST_CHEC
 /* The checkpoints the node kept, in tree-size order:
  * [{"tree_size","witnessed","note"}...] (keten-node checkpoint --all, for an
  * auditor's keten-audit verify --checkpoint FILE): every one
- * accepted an hour or more before now_ms (the thinned series, at
- * most KETEN_WITNESS_EVIDENCE_OLDER_MAX, the oldest first), then the newest
- * max of the others. */
+ * accepted an hour or more before now_ms (the thinned series: at most
+ * older_max, the oldest first, and after those every one kept as an alarm's
+ * evidence, at most KETEN_WITNESS_EVIDENCE_KEEP_MAX), then the newest max
+ * of the others. */
 #define KETEN_WITNESS_EVIDENCE_ALL_MAX 1000
 #define KETEN_WITNESS_EVIDENCE_OLDER_MAX 20000
 keten_err keten_witness_evidence_all(
-    keten_node *node, uint64_t now_ms, size_t max, json_t **out) KETEN_MUST_CHECK;
+    keten_node *node, uint64_t now_ms, size_t older_max, size_t max, json_t **out) KETEN_MUST_CHECK;
 
 #endif

@@ -790,7 +790,9 @@ static void test_retention_thins_out(void **state)
     /* --all: the thinned series, then the newest (2 of the 5 recent ones
      * when max is 2), each the broker's signed note of the log's root. */
     json_t *list = NULL;
-    assert_int_equal(keten_witness_evidence_all(t->node, NOW, 1000, &list), KETEN_OK);
+    assert_int_equal(
+        keten_witness_evidence_all(t->node, NOW, KETEN_WITNESS_EVIDENCE_OLDER_MAX, 1000, &list),
+        KETEN_OK);
     assert_int_equal(json_array_size(list), 12);
     const Keten__NodeCert *broker = keten_directory_broker(t->node->dir);
     for (size_t i = 0; i < json_array_size(list); i++) {
@@ -810,11 +812,24 @@ static void test_retention_thins_out(void **state)
     json_decref(list);
     /* The thinned series (all but the last hour's), then the newest 2. */
     static const uint64_t with_two[] = { 2, 4, 6, 7, 9, 12, 13, 15, 16, 17, 18, 19 };
-    assert_int_equal(keten_witness_evidence_all(t->node, NOW, 2, &list), KETEN_OK);
+    assert_int_equal(
+        keten_witness_evidence_all(t->node, NOW, KETEN_WITNESS_EVIDENCE_OLDER_MAX, 2, &list),
+        KETEN_OK);
     assert_int_equal(json_array_size(list), 12);
     for (size_t i = 0; i < 12; i++) {
         assert_int_equal(
             json_integer_value(json_object_get(json_array_get(list, i), "tree_size")), with_two[i]);
+    }
+    json_decref(list);
+    /* The older series cut at 2 (2 and 4): the checkpoint kept as an
+     * alarm's evidence (6) is listed all the same, the others between are
+     * not; then the newest 2. */
+    static const uint64_t cut_at_two[] = { 2, 4, 6, 18, 19 };
+    assert_int_equal(keten_witness_evidence_all(t->node, NOW, 2, 2, &list), KETEN_OK);
+    assert_int_equal(json_array_size(list), 5);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(list, i), "tree_size")),
+            cut_at_two[i]);
     }
     json_decref(list);
 
@@ -1065,7 +1080,9 @@ static void test_retention_recent_kept(void **state)
     expect_stored(t, 6, all);
     /* The --all list: with no keep window every one is of the newest. */
     json_t *list = NULL;
-    assert_int_equal(keten_witness_evidence_all(t->node, NOW, 1000, &list), KETEN_OK);
+    assert_int_equal(
+        keten_witness_evidence_all(t->node, NOW, KETEN_WITNESS_EVIDENCE_OLDER_MAX, 1000, &list),
+        KETEN_OK);
     assert_int_equal(json_array_size(list), 6);
     json_decref(list);
     t->node->opts.checkpoint_keep_ms = KETEN_NODE_CHECKPOINT_KEEP_MS;
