@@ -123,7 +123,14 @@ static void verification_html(FILE *f, const auditdb *a, const verifier_result *
             "network.pub</code>, or run <code>keten-audit verify</code>.</div>\n");
         return;
     }
-    if (!v->ok) {
+    if (!v->ok && v->failure.no_record) {
+        fprintf(f,
+            "<div class=\"bad\" id=\"verification\"><strong>Verification FAILED.</strong> "
+            "Every record of the log passed its checks, but a file given with it does not "
+            "(a partner's checkpoints, or the directories of the export). The figures below are "
+            "what the log says; they cannot be relied upon until that file is checked.<br>"
+            "<small>For the technical auditor (as <code>keten-audit verify</code> says it): ");
+    } else if (!v->ok) {
         fprintf(f,
             "<div class=\"bad\" id=\"verification\"><strong>Verification FAILED at "
             "record %" PRIu64 " of the log.</strong> The log was changed there, or "
@@ -131,6 +138,8 @@ static void verification_html(FILE *f, const auditdb *a, const verifier_result *
             "relied upon.<br><small>For the technical auditor (as <code>keten-audit "
             "verify</code> says it): ",
             v->failure.seq);
+    }
+    if (!v->ok) {
         esc(f, v->failure.what);
         fprintf(f, "</small></div>\n");
         return;
@@ -825,7 +834,9 @@ int cmd_report(int argc, char **argv)
         if ((e = verifier_run(a, &vo, v)) != KETEN_OK) {
             goto out;
         }
-        if (!v->ok) {
+        if (!v->ok && v->failure.no_record) {
+            keten_cli_warn("verification failed: %s (the report says so)", v->failure.what);
+        } else if (!v->ok) {
             keten_cli_warn("verification failed at record %llu: %s (the report says so)",
                 (unsigned long long)v->failure.seq, v->failure.what);
         }

@@ -159,9 +159,10 @@ static json_t *result_json(const auditdb *a, const verifier_result *r)
     keten_time_iso(r->first_time, t1, sizeof t1);
     keten_time_iso(r->last_time, t2, sizeof t2);
     if (!r->ok) {
-        return json_pack("{s:b, s:s, s:s, s:{s:I, s:s, s:s}}", "ok", 0, "source", src, "network",
-            r->network, "failure", "seq", (json_int_t)r->failure.seq, "error",
-            keten_err_str(r->failure.err), "detail", r->failure.what);
+        return json_pack("{s:b, s:s, s:s, s:{s:I, s:b, s:s, s:s}}", "ok", 0, "source", src,
+            "network", r->network, "failure", "seq", (json_int_t)r->failure.seq, "about_record",
+            !r->failure.no_record, "error", keten_err_str(r->failure.err), "detail",
+            r->failure.what);
     }
     return json_pack("{s:b, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:{s:I, s:I},"
                      " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
@@ -262,8 +263,12 @@ int cmd_verify(int argc, char **argv)
     if (e != KETEN_OK) {
         rc = keten_cli_error(e);
     } else if (!res->ok) {
-        fprintf(stderr, "keten-audit: verification failed at record %" PRIu64 ": %s\n",
-            res->failure.seq, res->failure.what);
+        if (res->failure.no_record) {
+            fprintf(stderr, "keten-audit: verification failed: %s\n", res->failure.what);
+        } else {
+            fprintf(stderr, "keten-audit: verification failed at record %" PRIu64 ": %s\n",
+                res->failure.seq, res->failure.what);
+        }
         if (json) {
             keten_err je = keten_cli_json_print(result_json(a, res));
             (void)je;

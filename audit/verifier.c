@@ -45,22 +45,45 @@ typedef struct shared {
 } shared;
 
 /* Record a failure at seq; the lowest seq wins (ties: the first). */
+static void vfail(shared *sh, uint64_t seq, bool no_record, keten_err err, const char *fmt,
+    va_list ap) KETEN_PRINTF(5, 0);
+
+static void vfail(
+    shared *sh, uint64_t seq, bool no_record, keten_err err, const char *fmt, va_list ap)
+{
+    pthread_mutex_lock(&sh->mu);
+    if (seq < atomic_load(&sh->fail_seq)) {
+        vsnprintf(sh->failure.what, sizeof sh->failure.what, fmt, ap);
+        sh->failure.seq = seq;
+        sh->failure.no_record = no_record;
+        sh->failure.err = err;
+        atomic_store(&sh->fail_seq, seq);
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
 static void fail_at(shared *sh, uint64_t seq, keten_err err, const char *fmt, ...)
     KETEN_PRINTF(4, 5);
 
 static void fail_at(shared *sh, uint64_t seq, keten_err err, const char *fmt, ...)
 {
-    pthread_mutex_lock(&sh->mu);
-    if (seq < atomic_load(&sh->fail_seq)) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(sh->failure.what, sizeof sh->failure.what, fmt, ap);
-        va_end(ap);
-        sh->failure.seq = seq;
-        sh->failure.err = err;
-        atomic_store(&sh->fail_seq, seq);
-    }
-    pthread_mutex_unlock(&sh->mu);
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(sh, seq, false, err, fmt, ap);
+    va_end(ap);
+}
+
+/* A file beside the records that does not parse: ordered after every
+ * record (seq = n), and naming none. */
+static void fail_file(shared *sh, uint64_t n, keten_err err, const char *fmt, ...)
+    KETEN_PRINTF(4, 5);
+
+static void fail_file(shared *sh, uint64_t n, keten_err err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(sh, n, true, err, fmt, ap);
+    va_end(ap);
 }
 
 static bool failed_before(shared *sh, uint64_t seq)
@@ -1007,7 +1030,7 @@ static void check_directory_table(verifier *v)
     keten_err e = tiles_directories(v->db->t, dir_item, &c);
     if (e != KETEN_OK && !c.failed) {
         /* The file itself does not parse: name it. */
-        fail_at(
+        fail_file(
             &v->sh, v->n, KETEN_ERR_INCONSISTENT, "%s: %s", keten_err_str(e), keten_err_detail());
     }
     if (e != KETEN_OK) {
@@ -1237,7 +1260,7 @@ static void check_note(verifier *v, note_in *x)
     if (!x->body_ok) {
         uint64_t seq = x->key != NO_SEQ && x->key > 0 && x->key <= n ? x->key - 1 : n;
         if (external) {
-            fail_at(&v->sh, seq, KETEN_ERR_MALFORMED, "%s is not a keten checkpoint: %s", x->name,
+            fail_file(&v->sh, n, KETEN_ERR_MALFORMED, "%s is not a keten checkpoint: %s", x->name,
                 x->body_err);
         } else {
             fail_at(&v->sh, seq, KETEN_ERR_MALFORMED,

@@ -81,7 +81,11 @@ typedef struct verifier_opts {
 } verifier_opts;
 
 typedef struct verifier_failure {
-    uint64_t seq; /* the record concerned */
+    uint64_t seq; /* the record concerned (see no_record) */
+    /* A failure of a file given beside the records (a --checkpoint file or
+     * keten/directories that does not parse), found once every record
+     * passed: seq is then the number of records and names none. */
+    bool no_record;
     keten_err err;
     char what[VERIFIER_WHAT_MAX];
 } verifier_failure;

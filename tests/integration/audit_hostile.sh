@@ -235,6 +235,23 @@ run "$AUDIT" verify --db x-gap --anchor admin/network.pub
 expect 3 "keten/directories without version 2 (which the log installed): verify fails"
 says "keten/directories" "it names the file"
 no_signal "verify"
+# A file beside the records that does not parse is no failure of a record:
+# verify names the file and no record (with --json: about_record false).
+rm -rf x-dirjunk && cp -a ex x-dirjunk && head -c 300 /dev/urandom >x-dirjunk/keten/directories
+run "$AUDIT" verify --db x-dirjunk --anchor admin/network.pub --json
+expect 3 "keten/directories of random bytes: verify fails"
+says "verification failed: " "it says so"
+says_not "verification failed at record" "and names no record (every record passed)"
+check "--json: the failure is about no record" test "$(jv 'D["ok"] or D["failure"]["about_record"]')" = False
+head -n 2 ex/checkpoint >nobody.note
+run "$AUDIT" verify --db ex --anchor admin/network.pub --checkpoint nobody.note
+expect 3 "a --checkpoint note cut after its tree size: verify fails"
+says "nobody.note is not a keten checkpoint" "it names the file"
+says_not "verification failed at record" "and no record"
+# Twin: a record that fails is named, about_record true.
+run "$AUDIT" verify --db x-rec --anchor admin/network.pub --json
+expect 3 "twin: the rewritten record fails"
+check "--json: about record $SEQ_SUB" test "$(jv 'D["failure"]["about_record"] and D["failure"]["seq"]')" = "$SEQ_SUB"
 
 # A checkpoint signed by another key under the broker's name: given by a
 # "partner" with --checkpoint, and put in the export in place of the
