@@ -170,6 +170,35 @@ static void on_link_up(keten_node *node)
     keten_outbox_submit_all(node);
 }
 
+/* The broker refused this node's keys as revoked before (a refusal kept
+ * across restarts) and this node's own signed directory says the same:
+ * trying again with these keys can only be refused, each attempt an
+ * auth-failed record in the broker's log, for as long as the node runs. */
+static bool revoked_for_good(keten_node *node)
+{
+    return node->refused == KETEN__REASON__REASON_REVOKED && node->refused_confirmed
+        && keten_dirs_my_cert(node) == NULL;
+}
+
+/* The handshake was refused, or libzmq gave the connection up, while
+ * revoked_for_good(): stop, as at the refusal itself (true: stopped). */
+static bool stop_if_revoked(keten_node *node)
+{
+    if (!revoked_for_good(node) || keten_link_stopped(node->link)) {
+        return false;
+    }
+    char text[160];
+    keten_alarm_refusal_text(node->refused, node->refused_version, text, sizeof text);
+    KETEN_LOG(KETEN_LOG_ERR,
+        "the broker refused this node's keys again and its directory says they are revoked: "
+        "not reconnecting",
+        "endpoint=%s version=%llu action=\"%s\"", node->opts.broker,
+        (unsigned long long)node->refused_version, text);
+    keten_link_stop(node->link, text);
+    keten_api_notify_refused(node);
+    return true;
+}
+
 /* Every waiting monitor event (connection up, down, handshake refused). */
 static void on_monitor(keten_node *node)
 {
@@ -184,6 +213,9 @@ static void on_monitor(keten_node *node)
         } else if (ev == KETEN_LINK_DOWN) {
             KETEN_LOG(
                 KETEN_LOG_WARNING, "disconnected from broker", "endpoint=%s", node->opts.broker);
+        }
+        if (keten_link_auth_refused(node->link) && stop_if_revoked(node)) {
+            return;
         }
         const char *why = keten_link_last_error(node->link);
         if (why[0] != '\0' && strcmp(why, node->last_link_error) != 0) {
@@ -480,7 +512,8 @@ static keten_err loop(keten_node *node, int sfd, keten_metrics *metrics)
         if (rc > 0 && ((items[0].revents & ZMQ_POLLIN) || http_ready)) {
             handle_batched(node, items[0].revents & ZMQ_POLLIN, http_ready);
         }
-        bool given_up = !node->relink && keten_link_given_up(node->link, keten_mono_ms());
+        bool given_up = !node->relink && keten_link_given_up(node->link, keten_mono_ms())
+            && !stop_if_revoked(node);
         if (given_up) {
             /* The broker broke the protocol (a frame over the limit) and
              * libzmq closed the connection for good. */

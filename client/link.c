@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "cli.h"
 #include "log.h"
 #include "node.h"
 #include "pb.h"
@@ -30,6 +31,7 @@ struct keten_link {
     char last_error[KETEN_LINK_ERROR_MAX];
     bool reached; /* a TCP/IPC connection was made since the last retry */
     bool unreachable; /* last_error says the broker is unreachable */
+    bool auth_refused; /* the last handshake: the broker refused this node's key */
     bool holding;
     held_frame *held;
     size_t n_held, cap_held;
@@ -179,6 +181,7 @@ keten_link_event keten_link_on_monitor(keten_link *self)
     }
     switch (event) {
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        self->auth_refused = false;
         self->connected = true;
         self->connects++;
         self->last_error[0] = '\0';
@@ -213,6 +216,7 @@ keten_link_event keten_link_on_monitor(keten_link *self)
         }
         return KETEN_LINK_NOTHING;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        self->auth_refused = true;
         snprintf(self->last_error, sizeof self->last_error,
             "the broker refused this node's key (status %u): not a current node of the "
             "broker's directory, or revoked",
@@ -257,10 +261,30 @@ bool keten_link_stopped(const keten_link *self)
     return self->stopped;
 }
 
+bool keten_link_auth_refused(const keten_link *self)
+{
+    return self->auth_refused;
+}
+
+/* KETEN_LINK_GIVEN_UP_MS; in a build with test hooks
+ * KETEN_NODE_TEST_GIVEN_UP_MS=N (ms) replaces it, so that a test need not
+ * wait 40 s for the link to be made again. */
+static uint64_t given_up_ms(void)
+{
+#ifdef KETEN_TEST_HOOKS
+    const char *v = getenv("KETEN_NODE_TEST_GIVEN_UP_MS");
+    uint64_t ms = 0;
+    if (v != NULL && keten_cli_parse_uint(v, 1, KETEN_LINK_GIVEN_UP_MS, &ms)) {
+        return ms;
+    }
+#endif
+    return KETEN_LINK_GIVEN_UP_MS;
+}
+
 bool keten_link_given_up(const keten_link *self, uint64_t now_mono)
 {
     return !self->connected && !self->stopped && now_mono >= self->last_event
-        && now_mono - self->last_event >= KETEN_LINK_GIVEN_UP_MS;
+        && now_mono - self->last_event >= given_up_ms();
 }
 
 const char *keten_link_last_error(const keten_link *self)

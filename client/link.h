@@ -71,6 +71,9 @@ bool keten_link_stopped(const keten_link *self);
  * KETEN_LINK_RECONNECT_MAX_MS, or a handshake's end within 30 s. The daemon
  * then makes the link again. */
 bool keten_link_given_up(const keten_link *self, uint64_t now_mono);
+/* The last handshake ended with the broker refusing this node's key (its
+ * ZAP handler: a key of no current certificate); false once one succeeds. */
+bool keten_link_auth_refused(const keten_link *self);
 /* Why the last connection attempt failed ("" if none, and once a handshake
  * succeeds): the broker refused the handshake (and why), or, when an
  * attempt reached nothing (libzmq retries without having connected),
