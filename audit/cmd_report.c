@@ -834,11 +834,10 @@ int cmd_report(int argc, char **argv)
         if ((e = verifier_run(a, &vo, v)) != KETEN_OK) {
             goto out;
         }
-        if (!v->ok && v->failure.no_record) {
-            keten_cli_warn("verification failed: %s (the report says so)", v->failure.what);
-        } else if (!v->ok) {
-            keten_cli_warn("verification failed at record %llu: %s (the report says so)",
-                (unsigned long long)v->failure.seq, v->failure.what);
+        if (!v->ok) {
+            char at[VERIFIER_AT_MAX];
+            verifier_failure_at(&v->failure, at);
+            keten_cli_warn("verification failed%s: %s (the report says so)", at, v->failure.what);
         }
     }
     if ((e = dirinfo_load(a, &dirs)) != KETEN_OK) {

@@ -263,12 +263,9 @@ int cmd_verify(int argc, char **argv)
     if (e != KETEN_OK) {
         rc = keten_cli_error(e);
     } else if (!res->ok) {
-        if (res->failure.no_record) {
-            fprintf(stderr, "keten-audit: verification failed: %s\n", res->failure.what);
-        } else {
-            fprintf(stderr, "keten-audit: verification failed at record %" PRIu64 ": %s\n",
-                res->failure.seq, res->failure.what);
-        }
+        char at[VERIFIER_AT_MAX];
+        verifier_failure_at(&res->failure, at);
+        fprintf(stderr, "keten-audit: verification failed%s: %s\n", at, res->failure.what);
         if (json) {
             keten_err je = keten_cli_json_print(result_json(a, res));
             (void)je;

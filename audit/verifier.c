@@ -1423,6 +1423,15 @@ static void check_beyond(verifier *v)
         held, whose, size, n, size - 1, others);
 }
 
+void verifier_failure_at(const verifier_failure *f, char out[static VERIFIER_AT_MAX])
+{
+    if (f->no_record) {
+        out[0] = '\0';
+    } else {
+        snprintf(out, VERIFIER_AT_MAX, " at record %" PRIu64, f->seq);
+    }
+}
+
 /* ---- run --------------------------------------------------------------------- */
 
 static unsigned default_threads(void)

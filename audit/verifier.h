@@ -116,6 +116,11 @@ typedef struct verifier_result {
     double seconds;
 } verifier_result;
 
+/* Where a failure is, for its one-line message: " at record N", or "" when
+ * it names no record (no_record). */
+#define VERIFIER_AT_MAX 40
+void verifier_failure_at(const verifier_failure *f, char out[static VERIFIER_AT_MAX]);
+
 keten_err verifier_run(
     const auditdb *db, const verifier_opts *opts, verifier_result *res) KETEN_MUST_CHECK;
 
