@@ -13,9 +13,10 @@
  * The loop wakes at least every 100 ms. The LMDB writer is its one thread;
  * the CPU-heavy, stateless work runs on a pool of verifier threads (pool.h,
  * one per CPU; KETEN_BROKER_VERIFY_THREADS=N in the environment overrides
- * it, 0: none, for benchmarks). A batch is applied in one round and
- * committed in the next, so that its commit's fsync overlaps the signature
- * work of two batches. One round:
+ * it, 0: none, for benchmarks). A batch of 64 frames or more is applied
+ * in one round and committed in the next, so that its commit's fsync
+ * overlaps the verification of the next frames; a smaller one is committed
+ * in the round that applied it (step 7). One round:
  *   1. signals (SIGTERM/SIGINT: one last round, then stop; SIGHUP: reload
  *      the directory at step 5), monitor events (connection bookkeeping,
  *      conns.h), ZAP requests;
@@ -26,16 +27,18 @@
  *      User-Id and key are compared with the peer its routing id was bound
  *      to (conns_same_peer()): a frame of another peer is dropped and
  *      audited (auth-failed, naming the frame's User-Id);
- *   3. the pool signs the acks of the pending batch (applied last round)
- *      and verifies the envelopes and receipts just read (submit.h,
- *      deliver.h), while the main thread commits the pending batch (fsync);
+ *   3. the pool verifies the envelopes and receipts just read (submit.h,
+ *      deliver.h), while the main thread commits the pending batch (applied
+ *      last round; fsync);
  *   4. only after that commit are the pending batch's staged frames (acks,
  *      errors, deliveries, ...) sent;
  *   5. with no transaction open: the directory reload, the store's room;
  *   6. the frames just read are applied in a new write transaction (batch.h): node
  *      events, the frames in order, notices, deliveries, expiry, a
  *      checkpoint if due; it stays open as the pending batch (a batch
- *      without frames is committed at once).
+ *      without frames is committed at once);
+ *   7. a pending batch of fewer than 64 frames is committed now and its
+ *      staged frames sent, as in steps 3-4 (with nothing to verify).
  * A batch whose transaction fails with a full map is run again at once
  * with every submit refused (STORE_FULL, audited); if that fails too, or on
  * any other store error, the submits are answered STORE_FULL without being
