@@ -26,8 +26,9 @@
 static keten_err not_running(const char *home)
 {
     return keten_err_set(KETEN_ERR_NOT_FOUND,
-        "the keten-node daemon is not running for %s; start it with: keten-node run --home %s "
-        "--anchor network.pub --directory DIRECTORY --broker ENDPOINT",
+        "the keten-node daemon is not running for %s; start it: systemctl start keten-node "
+        "(the installed service; keten-node@NAME for one of several nodes), or by hand: "
+        "keten-node run --home %s --config NODE.CONF",
         home, home);
 }
 

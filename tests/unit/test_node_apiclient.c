@@ -365,6 +365,7 @@ static void test_nobody_listening(void **state)
         KETEN_ERR_NOT_FOUND);
     assert_non_null(strstr(keten_err_detail(), "is not running"));
     assert_non_null(strstr(keten_err_detail(), "keten-node run --home"));
+    assert_non_null(strstr(keten_err_detail(), "systemctl start keten-node"));
     /* ... also for a signal that is not JSON: the daemon is named first. */
     json_t *body = json_object();
     assert_int_equal(keten_apiclient_call_signal(
