@@ -1,8 +1,9 @@
 /*
  * keten-audit report --db ... --out report.html: one self-contained HTML
  * page (inline CSS and SVG, no script, nothing fetched) for a non-technical
- * auditor: the verification summary, totals, the exchanges table, a bar
- * chart of exchanges per month per partner, a partner-to-partner matrix,
+ * auditor: the verification summary, totals, the exchanges table, the
+ * exchanges per purpose and policy rule, a bar chart of exchanges per month
+ * per partner, a partner-to-partner matrix,
  * the rejected attempts, the revocations and key rotations and the history of
  * the directory versions (dirinfo.h); partners are shown with their
  * organisation. Plain words: records "of the log", singular and plural
@@ -34,6 +35,9 @@
 #define GROUP_GAP 28
 #define MAX_PARTNERS 256
 #define MAX_MONTHS 1200
+/* The counts the page shows: by pair, category and month; by month and pair
+ * (the chart); by pair (the matrix); by purpose, rule and pair. */
+#define REPORT_TABLES 4
 
 static const char usage_text[]
     = "Usage: keten-audit report --db BROKER_HOME|AUDIT_DIR --out report.html\n"
@@ -42,7 +46,8 @@ static const char usage_text[]
       "\n"
       "Write one self-contained HTML page (no scripts, nothing fetched from the\n"
       "network) for the annual accountability report: the verification summary, the\n"
-      "number of exchanges per partner pair, category and month, a bar chart of\n"
+      "number of exchanges per partner pair, category and month, the exchanges per\n"
+      "purpose and the sharing policy's rule that allowed them, a bar chart of\n"
       "exchanges per month per sending partner, a partner-to-partner matrix, the\n"
       "rejected attempts, the revocations and key rotations and the history of the\n"
       "network directory; partners are named with their organisation. With\n"
@@ -250,6 +255,42 @@ static void stats_html(FILE *f, const stats_table *t, const dirinfo *dirs)
         esc(f, r->category);
         fprintf(f, "</td><td class=\"m\">");
         esc(f, r->month);
+        fprintf(f,
+            "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
+            "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
+            "</td><td class=\"n\">%" PRIu64 "</td></tr>\n",
+            r->messages, r->exchanges, r->receipted, r->refused, r->expired);
+    }
+    fprintf(f,
+        "<tr class=\"total\"><td colspan=\"4\">Total</td><td class=\"n\">%" PRIu64
+        "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">"
+        "%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td></tr>\n</table>\n",
+        t->totals.messages, t->totals.exchanges, t->totals.receipted, t->totals.refused,
+        t->totals.expired);
+}
+
+/* Exchanges per purpose, the policy rule that allowed them (its number, as
+ * the submitted record holds it) and partner pair. */
+static void purpose_html(FILE *f, const stats_table *t, const dirinfo *dirs)
+{
+    fprintf(f,
+        "<h2>Exchanges per purpose and sharing rule</h2>\n"
+        "<p>Every message names its purpose, one of those the directory registers, and "
+        "the broker logs the number of the sharing policy's rule that allowed it. The "
+        "wording of each rule is in the sharing policy of the directory version in force "
+        "when the message was submitted.</p>\n"
+        "<table id=\"purposes\">\n<tr><th>Purpose</th><th class=\"n\">Policy rule</th>"
+        "<th>Sender</th><th>Recipient</th><th class=\"n\">Messages</th>"
+        "<th class=\"n\">Exchanges</th><th class=\"n\">Receipted</th>"
+        "<th class=\"n\">Refused</th><th class=\"n\">Expired</th></tr>\n");
+    for (size_t i = 0; i < t->n_rows; i++) {
+        const stats_row *r = &t->rows[i];
+        fprintf(f, "<tr><td>");
+        esc(f, r->purpose);
+        fprintf(f, "</td><td class=\"n\">%" PRIu32 "</td><td>", r->rule);
+        party(f, dirs, r->sender);
+        fprintf(f, "</td><td>");
+        party(f, dirs, r->recipient);
         fprintf(f,
             "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
             "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
@@ -715,6 +756,7 @@ static keten_err write_page(FILE *f, const auditdb *a, const char *network,
     verification_html(f, a, v, verified);
     totals_html(f, &tables[0].totals);
     stats_html(f, &tables[0], dirs);
+    purpose_html(f, &tables[3], dirs);
     keten_err e = chart_html(f, &tables[1], dirs);
     if (e == KETEN_OK) {
         e = matrix_html(f, &tables[2], dirs);
@@ -818,7 +860,7 @@ int cmd_report(int argc, char **argv)
     verifier_result *v = calloc(1, sizeof *v);
     records_index *idx = records_index_new();
     dirinfo *dirs = NULL;
-    stats_table tables[3];
+    stats_table tables[REPORT_TABLES];
     memset(tables, 0, sizeof tables);
     char *page = NULL;
     size_t page_len = 0;
@@ -844,12 +886,13 @@ int cmd_report(int argc, char **argv)
         goto out;
     }
     records_index_set_dirs(idx, dirs);
-    stats_keys keys[3] = {
+    stats_keys keys[REPORT_TABLES] = {
         { { STATS_PAIR, STATS_CATEGORY, STATS_MONTH }, 3 },
         { { STATS_MONTH, STATS_PAIR }, 2 },
         { { STATS_PAIR }, 1 },
+        { { STATS_PURPOSE, STATS_RULE, STATS_PAIR }, 3 },
     };
-    if ((e = stats_collect(a, idx, &flt, keys, tables, 3)) != KETEN_OK) {
+    if ((e = stats_collect(a, idx, &flt, keys, tables, REPORT_TABLES)) != KETEN_OK) {
         goto out;
     }
     mem = open_memstream(&page, &page_len);
@@ -871,7 +914,7 @@ out:
         fclose(mem);
     }
     free(page);
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < REPORT_TABLES; i++) {
         stats_table_free(&tables[i]);
     }
     records_index_destroy(&idx);

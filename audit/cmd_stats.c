@@ -1,5 +1,5 @@
 /*
- * keten-audit stats --db ... [--by pair,category,month,purpose]: counts of
+ * keten-audit stats --db ... [--by pair,category,month,purpose,rule]: counts of
  * exchanges per group (stats.h), as a table or JSON.
  */
 #include <getopt.h>
@@ -16,6 +16,9 @@
 
 #define CMD "stats"
 #define DEFAULT_BY "pair,category,month"
+#define RULE_TEXT_MAX 11 /* "4294967295" */
+#define MAX_COLUMNS 6 /* every key once; pair gives two */
+#define COL_RULE 5 /* the rule column (col_titles) */
 
 static const char usage_text[]
     = "Usage: keten-audit stats --db BROKER_HOME|AUDIT_DIR [--by KEYS] [--from T] [--to T]\n"
@@ -33,7 +36,9 @@ static const char usage_text[]
       "Options:\n"
       "  --db DIR      a broker home or an export\n"
       "  --by KEYS     comma-separated, in the order wanted: pair (sender -> recipient),\n"
-      "                category, month (UTC, YYYY-MM), purpose; default " DEFAULT_BY "\n"
+      "                category, month (UTC, YYYY-MM), purpose, rule (the number of\n"
+      "                the sharing policy's rule that allowed the message, as the log\n"
+      "                records it); default " DEFAULT_BY "\n"
       "  --from T      count messages submitted at or after T (ISO 8601 UTC or ms)\n"
       "  --to T        and before T\n"
       "  --json        print as JSON\n"
@@ -46,7 +51,8 @@ typedef struct column {
     size_t width;
 } column;
 
-static const char *field(const stats_row *r, int col)
+/* The text of column col of r; a rule is written into buf. */
+static const char *field(const stats_row *r, int col, char buf[static RULE_TEXT_MAX])
 {
     switch (col) {
     case 0:
@@ -57,13 +63,16 @@ static const char *field(const stats_row *r, int col)
         return r->category;
     case 3:
         return r->month;
+    case COL_RULE:
+        snprintf(buf, RULE_TEXT_MAX, "%" PRIu32, r->rule);
+        return buf;
     default:
         return r->purpose;
     }
 }
 
 /* Columns of the keys in order: pair gives two (sender, recipient). */
-static size_t key_columns(const stats_keys *k, int cols[static 5])
+static size_t key_columns(const stats_keys *k, int cols[static MAX_COLUMNS])
 {
     size_t n = 0;
     for (size_t i = 0; i < k->n; i++) {
@@ -78,6 +87,9 @@ static size_t key_columns(const stats_keys *k, int cols[static 5])
         case STATS_MONTH:
             cols[n++] = 3;
             break;
+        case STATS_RULE:
+            cols[n++] = COL_RULE;
+            break;
         default:
             cols[n++] = 4;
             break;
@@ -86,7 +98,8 @@ static size_t key_columns(const stats_keys *k, int cols[static 5])
     return n;
 }
 
-static const char *const col_titles[] = { "sender", "recipient", "category", "month", "purpose" };
+static const char *const col_titles[]
+    = { "sender", "recipient", "category", "month", "purpose", "rule" };
 
 static void print_reasons(const stats_totals *t)
 {
@@ -113,13 +126,14 @@ static void print_reasons(const stats_totals *t)
 
 static void print_table(const stats_table *t)
 {
-    int cols[5];
+    int cols[MAX_COLUMNS];
+    char buf[RULE_TEXT_MAX];
     size_t nc = key_columns(&t->keys, cols);
-    size_t w[5] = { 0 };
+    size_t w[MAX_COLUMNS] = { 0 };
     for (size_t i = 0; i < nc; i++) {
         w[i] = strlen(col_titles[cols[i]]);
         for (size_t r = 0; r < t->n_rows; r++) {
-            size_t l = strlen(field(&t->rows[r], cols[i]));
+            size_t l = strlen(field(&t->rows[r], cols[i], buf));
             w[i] = l > w[i] ? l : w[i];
         }
     }
@@ -133,7 +147,7 @@ static void print_table(const stats_table *t)
     for (size_t r = 0; r < t->n_rows; r++) {
         const stats_row *row = &t->rows[r];
         for (size_t i = 0; i < nc; i++) {
-            const char *s = field(row, cols[i]);
+            const char *s = field(row, cols[i], buf);
             render_plain(stdout, s);
             printf("%*s  ", (int)(w[i] - strlen(s)), "");
         }
@@ -159,13 +173,16 @@ static json_t *table_json(const stats_table *t)
     for (size_t i = 0; i < t->keys.n && by != NULL; i++) {
         json_array_append_new(by, json_string(stats_key_name(t->keys.key[i])));
     }
-    int cols[5];
+    int cols[MAX_COLUMNS];
+    char buf[RULE_TEXT_MAX];
     size_t nc = key_columns(&t->keys, cols);
     for (size_t r = 0; r < t->n_rows && rows != NULL; r++) {
         const stats_row *row = &t->rows[r];
         json_t *o = json_object();
         for (size_t i = 0; i < nc && o != NULL; i++) {
-            json_object_set_new(o, col_titles[cols[i]], json_string(field(row, cols[i])));
+            json_object_set_new(o, col_titles[cols[i]],
+                cols[i] == COL_RULE ? json_integer((json_int_t)row->rule)
+                                    : json_string(field(row, cols[i], buf)));
         }
         if (o != NULL) {
             json_object_set_new(o, "messages", json_integer((json_int_t)row->messages));

@@ -13,7 +13,7 @@ static const keten_cmdtable_command commands[] = {
     { "export", cmd_export, "write a broker's audit log as a tlog-tiles export, for auditors" },
     { "verify", cmd_verify, "verify the whole log: tree, records, signatures, checkpoints" },
     { "replay", cmd_replay, "print the exchange history, filtered (text, JSON lines, CSV)" },
-    { "stats", cmd_stats, "count exchanges per partner pair, category, month, purpose" },
+    { "stats", cmd_stats, "count exchanges per partner pair, category, month, purpose, rule" },
     { "report", cmd_report, "write a self-contained HTML report with tables and charts" },
     { "prove", cmd_prove, "write a proof bundle for one message (JSON)" },
     { "check-proof", cmd_check_proof, "verify a proof bundle offline, without the database" },

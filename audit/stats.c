@@ -22,6 +22,7 @@ static const char *const key_names[STATS_KEY_COUNT] = {
     [STATS_CATEGORY] = "category",
     [STATS_MONTH] = "month",
     [STATS_PURPOSE] = "purpose",
+    [STATS_RULE] = "rule",
 };
 
 const char *stats_key_name(stats_key k)
@@ -57,7 +58,7 @@ keten_err stats_parse_by(const char *s, stats_keys *out)
         }
         if (k == STATS_KEY_COUNT) {
             e = keten_err_set(KETEN_ERR_INVALID,
-                "--by: '%s' is not one of pair, category, month, purpose", items[i]);
+                "--by: '%s' is not one of pair, category, month, purpose, rule", items[i]);
         } else if (stats_has_key(out, k)) {
             e = keten_err_set(KETEN_ERR_INVALID, "--by names '%s' twice", items[i]);
         } else {
@@ -83,13 +84,17 @@ void stats_table_free(stats_table *t)
     t->n_rows = 0;
 }
 
-static size_t mix(size_t h, const void *p)
+static size_t mix_u64(size_t h, uint64_t x)
 {
-    uint64_t x = (uint64_t)(uintptr_t)p;
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
     return (h ^ (size_t)x) * 0x9e3779b97f4a7c15ull;
+}
+
+static size_t mix(size_t h, const void *p)
+{
+    return mix_u64(h, (uint64_t)(uintptr_t)p);
 }
 
 static size_t row_hash(const stats_row *r)
@@ -100,13 +105,14 @@ static size_t row_hash(const stats_row *r)
     h = mix(h, r->category);
     h = mix(h, r->purpose);
     h = mix(h, r->month);
+    h = mix_u64(h, r->rule);
     return h;
 }
 
 static bool row_same(const stats_row *a, const stats_row *b)
 {
     return a->sender == b->sender && a->recipient == b->recipient && a->category == b->category
-        && a->purpose == b->purpose && a->month == b->month;
+        && a->purpose == b->purpose && a->month == b->month && a->rule == b->rule;
 }
 
 static keten_err groups_grow(stats_table *t)
@@ -193,6 +199,7 @@ static void key_for(const stats_table *t, const records_msg *m, const char *mont
     out->category = stats_has_key(&t->keys, STATS_CATEGORY) ? m->category : empty;
     out->purpose = stats_has_key(&t->keys, STATS_PURPOSE) ? m->purpose : empty;
     out->month = stats_has_key(&t->keys, STATS_MONTH) ? month : empty;
+    out->rule = stats_has_key(&t->keys, STATS_RULE) ? m->rule : 0;
 }
 
 static bool in_range(const records_filter *f, uint64_t t)
@@ -371,6 +378,9 @@ static int cmp_rows(const void *a, const void *b, void *arg)
             break;
         case STATS_MONTH:
             c = strcmp(x->month, y->month);
+            break;
+        case STATS_RULE:
+            c = (x->rule > y->rule) - (x->rule < y->rule);
             break;
         default:
             c = strcmp(x->purpose, y->purpose);

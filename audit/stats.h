@@ -6,7 +6,9 @@
  * Units: a *message* is one submitted record; an *exchange* is one message
  * to one recipient (a message to three partners is three exchanges). A group
  * is the combination of the chosen keys: pair (sender and recipient),
- * category, month (of the submit, UTC, "YYYY-MM") and purpose. Per group:
+ * category, month (of the submit, UTC, "YYYY-MM"), purpose and rule (the
+ * number of the sharing policy's rule that allowed the message, as its
+ * submitted record holds it). Per group:
  * messages (distinct messages with at least one exchange in the group),
  * exchanges, receipted (exchanges the recipient signed a receipt for:
  * stored), refused (exchanges the recipient signed a refusal for; the
@@ -42,6 +44,7 @@ typedef enum stats_key {
     STATS_CATEGORY,
     STATS_MONTH,
     STATS_PURPOSE,
+    STATS_RULE,
     STATS_KEY_COUNT
 } stats_key;
 
@@ -52,6 +55,7 @@ typedef struct stats_keys {
 
 typedef struct stats_row {
     const char *sender, *recipient, *category, *purpose, *month; /* "" when not a key */
+    uint32_t rule; /* 0 when not a key */
     uint64_t messages, exchanges, receipted, refused, expired;
 } stats_row;
 
@@ -74,7 +78,8 @@ typedef struct stats_table {
     struct stats_groups *groups; /* internal */
 } stats_table;
 
-/* "pair,category,month" (any of pair, category, month, purpose, each once). */
+/* "pair,category,month" (any of pair, category, month, purpose, rule, each
+ * once). */
 keten_err stats_parse_by(const char *s, stats_keys *out) KETEN_MUST_CHECK;
 const char *stats_key_name(stats_key k);
 bool stats_has_key(const stats_keys *keys, stats_key k);

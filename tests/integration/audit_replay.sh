@@ -152,6 +152,32 @@ jo 'D["totals"]["rejected"] == 2 and D["totals"]["rejected_by_reason"] == {"poli
 run "$AUDIT" stats --db broker --by category,purpose --json
 jo 'sorted((r["category"], r["purpose"], r["messages"], r["exchanges"]) for r in D["rows"]) == [("adrescheck", "riec-convenant-2024/art-5", 3, 4), ("woonfraude", "handhaving", 6, 6)]' \
     "per category and purpose: the query counts once as a message, twice as exchanges"
+PR_RIEC='riec-convenant-2024/art-5'
+run "$AUDIT" stats --db broker --by purpose,rule --json
+expect 0 "stats --by purpose,rule --json"
+jo "D['by'] == ['purpose', 'rule'] and D['rows'] == [
+    {'purpose': 'handhaving', 'rule': 1, 'messages': 6, 'exchanges': 6, 'receipted': 5, 'refused': 0, 'expired': 0},
+    {'purpose': '$PR_RIEC', 'rule': 1, 'messages': 2, 'exchanges': 3, 'receipted': 2, 'refused': 0, 'expired': 1},
+    {'purpose': '$PR_RIEC', 'rule': 2, 'messages': 1, 'exchanges': 1, 'receipted': 1, 'refused': 0, 'expired': 0}]" \
+    "per purpose and rule: handhaving under rule 1; the query and the expired signal under rule 1, the reply under rule 2"
+jo 'D["totals"]["messages"] == 9 and D["totals"]["exchanges"] == 10 and D["totals"]["receipted"] == 8 and D["totals"]["expired"] == 1' \
+    "and the same totals as by pair"
+run "$AUDIT" stats --db broker --by rule,pair --json
+jo "[(r['rule'], r['sender'], r['recipient'], r['exchanges']) for r in D['rows']] == [(1, 'gemeente-diemen', 'belastingdienst', 5), (1, 'gemeente-diemen', 'politie-mn', 3), (1, 'gemeente-diemen', 'woonstad', 1), (2, 'politie-mn', 'gemeente-diemen', 1)]" \
+    "by rule and pair: rule 1 carries the municipality's messages, rule 2 the police's reply"
+run "$AUDIT" stats --db broker --by rule
+expect 0 "stats --by rule as a table"
+check "the table's header names the rule column" grep -Eq '^rule +messages +exchanges' "$T/.out"
+check "rule 1: 8 messages, 9 exchanges, 7 receipted, 0 refused, 1 expired" \
+    grep -Eq '^1 +8 +9 +7 +0 +1$' "$T/.out"
+check "rule 2: 1 message, 1 exchange, 1 receipted" grep -Eq '^2 +1 +1 +1 +0 +0$' "$T/.out"
+check "the total line under it" grep -Eq '^total +9 +10 +8 +0 +1$' "$T/.out"
+rp
+T_FIRST_QUERY=$(jget "[r['time_ms'] for r in L if r['event'] == 'submitted' and r['msg_id'] == '$MSG_Q'][0]")
+run "$AUDIT" stats --db broker --by purpose,rule --to "$T_FIRST_QUERY" --json
+expect 0 "stats --by purpose,rule --to (the query's submit)"
+jo "D['rows'] == [{'purpose': 'handhaving', 'rule': 1, 'messages': 5, 'exchanges': 5, 'receipted': 5, 'refused': 0, 'expired': 0}]" \
+    "twin: before the query, one purpose under one rule is one row"
 run "$AUDIT" stats --db broker --by month --json
 jo "D['rows'] == [{'month': '$MONTH', 'messages': 9, 'exchanges': 10, 'receipted': 8, 'refused': 0, 'expired': 1}]" \
     "per month"
@@ -165,6 +191,9 @@ run "$AUDIT" stats --db broker --by pair,pair
 expect 2 "a key given twice is a usage error"
 run "$AUDIT" stats --db broker --by colour
 expect 2 "an unknown key is a usage error"
+says "is not one of pair, category, month, purpose, rule" "the usage error names the keys, rule among them"
+run "$AUDIT" stats --help
+stdout_says "purpose, rule (the number of" "stats --help names the rule key"
 
 # ---- report ----------------------------------------------------------------------------------
 

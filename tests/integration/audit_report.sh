@@ -137,6 +137,100 @@ check "one record of a copy of the export changed" rename_purpose
 run "$AUDIT" report --db exp-bad --anchor admin/network.pub --out failed.html
 expect 0 "report on the changed export is still written"
 
+# ---- exchanges per purpose and sharing rule -----------------------------------------
+# table_rows FILE ID: the rows of the HTML table with that id, read by
+# Python's HTML parser (entities decoded), one line per row, cells joined
+# by " | ", into FILE.ID.rows.
+table_rows() {
+    "$PY" - "$1" "$2" >"$1.$2.rows" <<'PY'
+import html.parser, sys
+class P(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(); self.depth = 0; self.rows = []; self.row = None; self.cell = None
+    def handle_starttag(self, tag, a):
+        if tag == "table" and dict(a).get("id") == sys.argv[2]: self.depth = 1
+        elif tag == "table" and self.depth: self.depth += 1
+        if not self.depth: return
+        if tag == "tr": self.row = []
+        if tag in ("td", "th"): self.cell = []
+    def handle_endtag(self, tag):
+        if not self.depth: return
+        if tag in ("td", "th") and self.cell is not None:
+            self.row.append(" ".join("".join(self.cell).split())); self.cell = None
+        if tag == "tr" and self.row is not None: self.rows.append(" | ".join(self.row)); self.row = None
+        if tag == "table": self.depth -= 1
+    def handle_data(self, d):
+        if self.cell is not None: self.cell.append(d)
+p = P(); p.feed(open(sys.argv[1]).read())
+print("\n".join(p.rows))
+PY
+}
+M='gemeente-diemen (Gemeente Diemen)'
+P='politie-mn (Politie Midden-Nederland)'
+TX='belastingdienst (Belastingdienst)'
+W='woonstad (Woonstad Rotterdam)'
+RI='riec-convenant-2024/art-5'
+HEAD='Purpose | Policy rule | Sender | Recipient | Messages | Exchanges | Receipted | Refused | Expired'
+table_rows report.html purposes
+cat >want-purposes <<EOF
+$HEAD
+handhaving | 1 | $M | $TX | 4 | 4 | 3 | 0 | 0
+handhaving | 1 | $M | $P | 2 | 2 | 2 | 0 | 0
+$RI | 1 | $M | $TX | 1 | 1 | 1 | 0 | 0
+$RI | 1 | $M | $P | 1 | 1 | 1 | 0 | 0
+$RI | 1 | $M | $W | 1 | 1 | 0 | 0 | 1
+$RI | 2 | $P | $M | 1 | 1 | 1 | 0 | 0
+Total | 9 | 10 | 8 | 0 | 1
+EOF
+check "the table per purpose and rule: a row per purpose, rule and pair (the expired signal to woonstad, the reply under rule 2) and the total" \
+    diff -u want-purposes report.html.purposes.rows
+in_order() {
+    "$PY" - report.html <<'PY'
+import sys
+s = open(sys.argv[1]).read()
+i = s.index('<table id="stats">')
+j = s.index("<h2>Exchanges per purpose and sharing rule</h2>")
+k = s.index('<table id="purposes">')
+sys.exit(0 if i < j < k else 1)
+PY
+}
+check "the table comes after the table per pair, category and month, under its own heading" in_order
+table_rows before-v2.html purposes
+check "the report before version 2: the same rows but without version 2's message (3 to belastingdienst)" \
+    grep -qxF "handhaving | 1 | $M | $TX | 3 | 3 | 3 | 0 | 0" before-v2.html.purposes.rows
+check "and its total counts 8 messages" grep -qxF "Total | 8 | 9 | 8 | 0 | 1" before-v2.html.purposes.rows
+# Twin: a period with one purpose, one rule and one pair (the first two
+# signals to politie-mn) gives one row.
+run "$AUDIT" replay --db exp --format jsonl
+T_THIRD=$(jget "sorted(r['time_ms'] for r in L if r['event'] == 'submitted')[2]")
+run "$AUDIT" report --db exp --anchor admin/network.pub --to "$T_THIRD" --out one-purpose.html
+expect 0 "report of the first two signals only"
+table_rows one-purpose.html purposes
+printf '%s\n' "$HEAD" "handhaving | 1 | $M | $P | 2 | 2 | 2 | 0 | 0" "Total | 2 | 2 | 2 | 0 | 0" \
+    >want-one
+check "twin: one purpose under one rule between one pair is one row, and the total" \
+    diff -u want-one one-purpose.html.purposes.rows
+# A purpose the directory cannot register (HTML-special characters) in a
+# record a dishonest operator appended, with a rule number of its own: the
+# page shows it escaped, as text, with that number.
+cp -a broker odd
+run "$AUDIT" replay --db odd --format jsonl
+N_ODD=$(jget 'len(L)')
+ODD_PURPOSE="<i>x</i>&\"y'"
+run "$EDIT" append-submitted --store odd/store --key n-gemeente-diemen/identity.secret \
+    --to belastingdienst --network riec-test --directory-version 2 --purpose "$ODD_PURPOSE"
+expect 0 "append a submitted record whose purpose holds <, >, &, \" and '"
+run "$EDIT" set-rule --store odd/store --leaf "$N_ODD" --rule 7
+expect 0 "and give it rule 7"
+run "$AUDIT" report --db odd --out odd.html
+expect 0 "report on that log"
+check "the purpose is escaped in the page, with rule 7" \
+    grep -qF '<tr><td>&lt;i&gt;x&lt;/i&gt;&amp;&quot;y&#39;</td><td class="n">7</td>' odd.html
+check "no markup from the log in the page" lacks grep -qF "<i>x</i>" odd.html
+table_rows odd.html purposes
+check "it reads back as the text it was, in a row of its own" \
+    grep -qxF "$ODD_PURPOSE | 7 | $M | $TX | 1 | 1 | 0 | 0 | 0" odd.html.purposes.rows
+
 if [ ! -x /usr/bin/chromium ]; then
     not_ok "Chromium renders the report: /usr/bin/chromium is not installed (scripts/deps.sh --test)"
     done_testing

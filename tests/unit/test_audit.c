@@ -137,6 +137,12 @@ static void test_stats_by(void **state)
     assert_int_equal(k.key[0], STATS_PURPOSE);
     assert_true(stats_has_key(&k, STATS_PAIR));
     assert_false(stats_has_key(&k, STATS_MONTH));
+    assert_int_equal(stats_parse_by("purpose,rule,pair,category,month", &k), KETEN_OK);
+    assert_int_equal(k.n, STATS_KEY_COUNT);
+    assert_int_equal(k.key[1], STATS_RULE);
+    assert_string_equal(stats_key_name(STATS_RULE), "rule");
+    assert_int_equal(stats_parse_by("rule,rule", &k), KETEN_ERR_INVALID);
+    assert_int_equal(stats_parse_by("rules", &k), KETEN_ERR_INVALID);
     assert_int_equal(stats_parse_by("pair,pair", &k), KETEN_ERR_INVALID);
     assert_int_equal(stats_parse_by("pair,colour", &k), KETEN_ERR_INVALID);
     assert_int_equal(stats_parse_by("", &k), KETEN_ERR_INVALID);
