@@ -237,6 +237,32 @@ static void totals_html(FILE *f, const stats_totals *t)
     fprintf(f, "</table>\n");
 }
 
+/* The five counts of a row of an exchanges table, and the row's end. */
+static void count_cells(FILE *f, uint64_t messages, uint64_t exchanges, uint64_t receipted,
+    uint64_t refused, uint64_t expired)
+{
+    fprintf(f,
+        "<td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
+        "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td></tr>\n",
+        messages, exchanges, receipted, refused, expired);
+}
+
+/* The end of a row of an exchanges table: its counts, after its last key. */
+static void row_end(FILE *f, const stats_row *r)
+{
+    fprintf(f, "</td>");
+    count_cells(f, r->messages, r->exchanges, r->receipted, r->refused, r->expired);
+}
+
+/* The total row of an exchanges table (four key columns), and its end. */
+static void table_end(FILE *f, const stats_table *t)
+{
+    fprintf(f, "<tr class=\"total\"><td colspan=\"4\">Total</td>");
+    count_cells(f, t->totals.messages, t->totals.exchanges, t->totals.receipted, t->totals.refused,
+        t->totals.expired);
+    fprintf(f, "</table>\n");
+}
+
 static void stats_html(FILE *f, const stats_table *t, const dirinfo *dirs)
 {
     fprintf(f,
@@ -255,18 +281,9 @@ static void stats_html(FILE *f, const stats_table *t, const dirinfo *dirs)
         esc(f, r->category);
         fprintf(f, "</td><td class=\"m\">");
         esc(f, r->month);
-        fprintf(f,
-            "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
-            "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
-            "</td><td class=\"n\">%" PRIu64 "</td></tr>\n",
-            r->messages, r->exchanges, r->receipted, r->refused, r->expired);
+        row_end(f, r);
     }
-    fprintf(f,
-        "<tr class=\"total\"><td colspan=\"4\">Total</td><td class=\"n\">%" PRIu64
-        "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">"
-        "%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td></tr>\n</table>\n",
-        t->totals.messages, t->totals.exchanges, t->totals.receipted, t->totals.refused,
-        t->totals.expired);
+    table_end(f, t);
 }
 
 /* Exchanges per purpose, the policy rule that allowed them (its number, as
@@ -291,18 +308,9 @@ static void purpose_html(FILE *f, const stats_table *t, const dirinfo *dirs)
         party(f, dirs, r->sender);
         fprintf(f, "</td><td>");
         party(f, dirs, r->recipient);
-        fprintf(f,
-            "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
-            "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
-            "</td><td class=\"n\">%" PRIu64 "</td></tr>\n",
-            r->messages, r->exchanges, r->receipted, r->refused, r->expired);
+        row_end(f, r);
     }
-    fprintf(f,
-        "<tr class=\"total\"><td colspan=\"4\">Total</td><td class=\"n\">%" PRIu64
-        "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">"
-        "%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td></tr>\n</table>\n",
-        t->totals.messages, t->totals.exchanges, t->totals.receipted, t->totals.refused,
-        t->totals.expired);
+    table_end(f, t);
 }
 
 /* Distinct strings, in first-seen order (tables are sorted, so sorted). */
