@@ -1,6 +1,11 @@
 #include "auditdb.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +15,81 @@
 #include "brokerstore.h"
 
 #define TMP_TEMPLATE "keten-audit.XXXXXX"
+#define RM_DEPTH_MAX 16 /* the export: checkpoint, keten/, tile/L/x.../N */
+
+/*
+ * The temporary export holds a copy of every record of the log. A fatal
+ * signal (Ctrl-C, SIGTERM, SIGHUP, a reader that closed the pipe) must not
+ * leave it behind: the handler below removes it with async-signal-safe
+ * calls only (openat, getdents64, unlinkat, close), then dies of the same
+ * signal. One export at a time: a command opens one broker home.
+ */
+static char g_tmp[PATH_MAX];
+static volatile sig_atomic_t g_tmp_set;
+static const int g_fatal[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
+
+/* Remove name (in the folder open as parent) and, if a folder, what it
+ * holds; true if it is gone. Async-signal-safe; passes again over a folder
+ * while a pass removed something (an entry that cannot be removed ends it). */
+static bool rm_at(int parent, const char *name, int depth)
+{
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return unlinkat(parent, name, 0) == 0;
+    }
+    bool removed = depth < RM_DEPTH_MAX;
+    while (removed) {
+        removed = false;
+        if (lseek(fd, 0, SEEK_SET) != 0) {
+            break;
+        }
+        char buf[4096];
+        ssize_t n;
+        while ((n = getdents64(fd, buf, sizeof buf)) > 0) {
+            for (size_t off = 0; off + offsetof(struct dirent64, d_name) < (size_t)n;) {
+                unsigned short reclen;
+                memcpy(&reclen, buf + off + offsetof(struct dirent64, d_reclen), sizeof reclen);
+                if (reclen == 0 || off + reclen > (size_t)n) {
+                    break;
+                }
+                const char *nm = buf + off + offsetof(struct dirent64, d_name);
+                off += reclen;
+                if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0) {
+                    continue;
+                }
+                removed = rm_at(fd, nm, depth + 1) || removed;
+            }
+        }
+    }
+    close(fd);
+    return unlinkat(parent, name, AT_REMOVEDIR) == 0;
+}
+
+static void on_fatal(int sig)
+{
+    if (g_tmp_set) {
+        g_tmp_set = 0;
+        (void)rm_at(AT_FDCWD, g_tmp, 0);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Handle the fatal signals that are not ignored (nohup, a shell's trap). */
+static void guard_tmp(const char *tmp)
+{
+    memcpy(g_tmp, tmp, strlen(tmp) + 1);
+    g_tmp_set = 1;
+    for (size_t i = 0; i < sizeof g_fatal / sizeof g_fatal[0]; i++) {
+        struct sigaction old, sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_fatal;
+        sigfillset(&sa.sa_mask);
+        if (sigaction(g_fatal[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+            (void)sigaction(g_fatal[i], &sa, NULL);
+        }
+    }
+}
 
 static keten_err make_tmp(char out[static PATH_MAX])
 {
@@ -36,6 +116,7 @@ static keten_err open_store(const char *db, bool env_folder, auditdb *a)
         a->tmp[0] = '\0';
         return e;
     }
+    guard_tmp(a->tmp);
     /* The export goes into a fresh folder inside the private one (0700). */
     char out[PATH_MAX];
     if (snprintf(out, sizeof out, "%s/export", a->tmp) >= (int)sizeof out) {
@@ -97,6 +178,7 @@ void auditdb_close(auditdb **self_p)
     auditdb *a = *self_p;
     tiles_close(&a->t);
     if (a->tmp[0] != '\0') {
+        g_tmp_set = 0;
         brokerstore_remove_tree(a->tmp);
     }
     free(a);

@@ -139,6 +139,42 @@ run "$AUDIT" replay --db broker --msg 00000000000000000000000000000000
 expect 1 "an unknown msg_id"
 says "has no record in this log" "is said to have no record"
 
+# ---- interrupted: no copy of the log left behind ---------------------------------------------
+# Reading a broker home, keten-audit exports the log to a private folder in
+# TMPDIR. A reader that stops reading (`| head`), Ctrl-C or SIGTERM must not
+# leave that copy behind. The read end of the pipe is closed before
+# keten-audit starts: its first write gets SIGPIPE.
+
+mkdir -p tmpd
+sigpipe_run() {
+    TMPDIR="$T/tmpd" "$PY" - "$AUDIT" "$@" <<'PY'
+import os, subprocess, sys
+r, w = os.pipe()
+os.close(r)
+p = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.DEVNULL)
+os.close(w)
+print(p.returncode)
+PY
+}
+check "replay into a closed pipe dies of SIGPIPE, as before" test "$(sigpipe_run replay --db broker)" = "-13"
+check "... and leaves no export of the log in TMPDIR" test -z "$(ls -A tmpd)"
+rm -rf tmpd && mkdir tmpd
+check "stats into a closed pipe dies of SIGPIPE too" test "$(sigpipe_run stats --db broker)" = "-13"
+check "... and leaves nothing in TMPDIR" test -z "$(ls -A tmpd)"
+# Twin: a run that ends normally leaves nothing either, and SIGPIPE ignored
+# by the caller stays ignored (the write fails, the run ends by itself).
+rm -rf tmpd && mkdir tmpd
+TMPDIR="$T/tmpd" "$AUDIT" replay --db broker > /dev/null
+check "a whole replay leaves nothing in TMPDIR" test -z "$(ls -A tmpd)"
+ign=$(TMPDIR="$T/tmpd" "$PY" -c '
+import os, signal, subprocess, sys
+r, w = os.pipe(); os.close(r)
+p = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.DEVNULL,
+                   preexec_fn=lambda: signal.signal(signal.SIGPIPE, signal.SIG_IGN))
+print(p.returncode)' "$AUDIT" replay --db broker)
+check "with SIGPIPE ignored, replay ends by itself (exit $ign, not killed)" test "$ign" -ge 0
+check "... and leaves nothing in TMPDIR" test -z "$(ls -A tmpd)"
+
 # ---- stats ---------------------------------------------------------------------------------
 
 run "$AUDIT" stats --db broker --by pair --json
