@@ -1,6 +1,5 @@
 #include "auditdb.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,61 +14,23 @@
 #include "brokerstore.h"
 
 #define TMP_TEMPLATE "keten-audit.XXXXXX"
-#define RM_DEPTH_MAX 16 /* the export: checkpoint, keten/, tile/L/x.../N */
 
 /*
  * The temporary export holds a copy of every record of the log. A fatal
  * signal (Ctrl-C, SIGTERM, SIGHUP, a reader that closed the pipe) must not
- * leave it behind: the handler below removes it with async-signal-safe
- * calls only (openat, getdents64, unlinkat, close), then dies of the same
- * signal. One export at a time: a command opens one broker home.
+ * leave it behind: the handler below removes it (brokerstore_remove_tree is
+ * async-signal-safe), then dies of the same signal. One export at a time: a
+ * command opens one broker home.
  */
 static char g_tmp[PATH_MAX];
 static volatile sig_atomic_t g_tmp_set;
 static const int g_fatal[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
 
-/* Remove name (in the folder open as parent) and, if a folder, what it
- * holds; true if it is gone. Async-signal-safe; passes again over a folder
- * while a pass removed something (an entry that cannot be removed ends it). */
-static bool rm_at(int parent, const char *name, int depth)
-{
-    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        return unlinkat(parent, name, 0) == 0;
-    }
-    bool removed = depth < RM_DEPTH_MAX;
-    while (removed) {
-        removed = false;
-        if (lseek(fd, 0, SEEK_SET) != 0) {
-            break;
-        }
-        char buf[4096];
-        ssize_t n;
-        while ((n = getdents64(fd, buf, sizeof buf)) > 0) {
-            for (size_t off = 0; off + offsetof(struct dirent64, d_name) < (size_t)n;) {
-                unsigned short reclen;
-                memcpy(&reclen, buf + off + offsetof(struct dirent64, d_reclen), sizeof reclen);
-                if (reclen == 0 || off + reclen > (size_t)n) {
-                    break;
-                }
-                const char *nm = buf + off + offsetof(struct dirent64, d_name);
-                off += reclen;
-                if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0) {
-                    continue;
-                }
-                removed = rm_at(fd, nm, depth + 1) || removed;
-            }
-        }
-    }
-    close(fd);
-    return unlinkat(parent, name, AT_REMOVEDIR) == 0;
-}
-
 static void on_fatal(int sig)
 {
     if (g_tmp_set) {
         g_tmp_set = 0;
-        (void)rm_at(AT_FDCWD, g_tmp, 0);
+        brokerstore_remove_tree(g_tmp);
     }
     signal(sig, SIG_DFL);
     raise(sig);

@@ -5,10 +5,11 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <lmdb.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 #include "filekind.h"
 #include "logproof.h"
 #include "tiles.h"
+
+#define RM_DEPTH_MAX 16 /* an export: checkpoint, keten/, tile/L/x.../N */
 
 #define MAX_DBS 32
 #define EXPORT_DIR_MODE 0755
@@ -459,18 +462,46 @@ static keten_err write_framed(exporter *x, MDB_dbi dbi, bool present, const char
     return e;
 }
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* Remove name (in the folder open as parent) and, if a folder, what it
+ * holds; true if it is gone. Async-signal-safe; passes again over a folder
+ * while a pass removed something (an entry that cannot be removed ends it). */
+static bool rm_at(int parent, const char *name, int depth)
 {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    (void)remove(path);
-    return 0;
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return unlinkat(parent, name, 0) == 0;
+    }
+    bool removed = depth < RM_DEPTH_MAX;
+    while (removed) {
+        removed = false;
+        if (lseek(fd, 0, SEEK_SET) != 0) {
+            break;
+        }
+        char buf[4096];
+        ssize_t n;
+        while ((n = getdents64(fd, buf, sizeof buf)) > 0) {
+            for (size_t off = 0; off + offsetof(struct dirent64, d_name) < (size_t)n;) {
+                unsigned short reclen;
+                memcpy(&reclen, buf + off + offsetof(struct dirent64, d_reclen), sizeof reclen);
+                if (reclen == 0 || off + reclen > (size_t)n) {
+                    break;
+                }
+                const char *nm = buf + off + offsetof(struct dirent64, d_name);
+                off += reclen;
+                if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0) {
+                    continue;
+                }
+                removed = rm_at(fd, nm, depth + 1) || removed;
+            }
+        }
+    }
+    close(fd);
+    return unlinkat(parent, name, AT_REMOVEDIR) == 0;
 }
 
 void brokerstore_remove_tree(const char *dir)
 {
-    (void)nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    (void)rm_at(AT_FDCWD, dir, 0);
 }
 
 /* Empty a folder we filled (it existed, empty, before). */

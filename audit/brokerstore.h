@@ -59,7 +59,9 @@ keten_err brokerstore_export(const char *home, unsigned accept, const char *out_
     brokerstore_result *res) KETEN_MUST_CHECK;
 
 /* Remove a folder tree that keten-audit made (an export it failed to finish,
- * a temporary export); symbolic links are removed, never followed. */
+ * a temporary export); symbolic links are removed, never followed.
+ * Async-signal-safe (openat, getdents64, unlinkat, close only): keten-audit
+ * calls it from its handler of fatal signals. */
 void brokerstore_remove_tree(const char *dir);
 
 #endif

@@ -916,18 +916,17 @@ static void loop(server *s)
                 KETEN_LOG_ERR, "cannot read the store's size", "detail=\"%s\"", keten_err_detail());
         }
         start_batch(s);
-        if (!last && s->pend.open && s->pend.buf->n < OVERLAP_MIN_FRAMES) {
+        /* A small batch is committed now (there is little to overlap), and
+         * on SIGTERM the frames already read are applied and committed. */
+        if (last || (s->pend.open && s->pend.buf->n < OVERLAP_MIN_FRAMES)) {
             pool_begin(s); /* s->cur is empty: nothing to verify */
-            finish(s);
-        }
-        if (last) {
-            /* SIGTERM: the frames already read are applied and committed. */
-            pool_begin(s);
             if (s->pend.open) {
                 finish(s);
             } else {
                 pool_end(s);
             }
+        }
+        if (last) {
             break;
         }
     }
