@@ -175,6 +175,45 @@ print(p.returncode)' "$AUDIT" replay --db broker)
 check "with SIGPIPE ignored, replay ends by itself (exit $ign, not killed)" test "$ign" -ge 0
 check "... and leaves nothing in TMPDIR" test -z "$(ls -A tmpd)"
 
+# Ctrl-C, SIGTERM, SIGHUP in the middle of a run: replay writes into a pipe of
+# one page that nobody reads, so that it blocks with its export in TMPDIR; the
+# signal comes only once the pipe is full and the export is there. Prints
+# "ENTRIES_BEFORE RETURNCODE".
+blocked_run() {
+    TMPDIR="$T/tmpd" "$PY" - "$1" "$AUDIT" replay --db broker --format jsonl <<'PY'
+import fcntl, os, signal, subprocess, sys, termios, time, array
+sig = getattr(signal, sys.argv[1])
+r, w = os.pipe()
+size = fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+def defaults():
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(s, signal.SIG_DFL)
+p = subprocess.Popen(sys.argv[2:], stdout=w, stderr=subprocess.DEVNULL, preexec_fn=defaults)
+os.close(w)
+tmpd = os.environ["TMPDIR"]
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    buf = array.array("i", [0])
+    fcntl.ioctl(r, termios.FIONREAD, buf)
+    state = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    if buf[0] >= size and state == "S" and os.listdir(tmpd):
+        break
+    time.sleep(0.05)
+before = len(os.listdir(tmpd))
+p.send_signal(sig)
+print(before, p.wait())
+PY
+}
+for s in INT TERM HUP; do
+    rm -rf tmpd && mkdir tmpd
+    out=$(blocked_run SIG$s)
+    num=$(kill -l "$s")
+    check "SIG$s while replay is blocked on a full pipe, its export in TMPDIR ($out)" \
+        test "${out% *}" -ge 1
+    check "... it dies of SIG$s" test "${out#* }" = "-$num"
+    check "... and leaves nothing in TMPDIR" test -z "$(ls -A tmpd)"
+done
+
 # ---- stats ---------------------------------------------------------------------------------
 
 run "$AUDIT" stats --db broker --by pair --json
