@@ -2,7 +2,8 @@
  * keten-audit report --db ... --out report.html: one self-contained HTML
  * page (inline CSS and SVG, no script, nothing fetched) for a non-technical
  * auditor: the verification summary, totals, the exchanges table, the
- * exchanges per purpose and policy rule, a bar chart of exchanges per month
+ * exchanges per purpose and policy rule, the policy's rules per directory
+ * version that set them, a bar chart of exchanges per month
  * per partner, a partner-to-partner matrix,
  * the rejected attempts, the revocations and key rotations and the history of
  * the directory versions (dirinfo.h); partners are shown with their
@@ -47,7 +48,8 @@ static const char usage_text[]
       "Write one self-contained HTML page (no scripts, nothing fetched from the\n"
       "network) for the annual accountability report: the verification summary, the\n"
       "number of exchanges per partner pair, category and month, the exchanges per\n"
-      "purpose and the sharing policy's rule that allowed them, a bar chart of\n"
+      "purpose and the sharing policy's rule that allowed them, the rules of the\n"
+      "sharing policy as each directory version states them, a bar chart of\n"
       "exchanges per month per sending partner, a partner-to-partner matrix, the\n"
       "rejected attempts, the revocations and key rotations and the history of the\n"
       "network directory; partners are named with their organisation. With\n"
@@ -293,9 +295,9 @@ static void purpose_html(FILE *f, const stats_table *t, const dirinfo *dirs)
     fprintf(f,
         "<h2>Exchanges per purpose and sharing rule</h2>\n"
         "<p>Every message names its purpose, one of those the directory registers, and "
-        "the broker logs the number of the sharing policy's rule that allowed it. The "
-        "wording of each rule is in the sharing policy of the directory version in force "
-        "when the message was submitted.</p>\n"
+        "the broker logs the number of the sharing policy's rule that allowed it. What "
+        "each rule says is listed in the next section, under the directory version in "
+        "force when the message was submitted.</p>\n"
         "<table id=\"purposes\">\n<tr><th>Purpose</th><th class=\"n\">Policy rule</th>"
         "<th>Sender</th><th>Recipient</th><th class=\"n\">Messages</th>"
         "<th class=\"n\">Exchanges</th><th class=\"n\">Receipted</th>"
@@ -659,6 +661,69 @@ static void settings_html(FILE *f, const dirinfo_version *v, bool first)
     }
 }
 
+/* The rules of the sharing policy: those of the first version, then those of
+ * every version that changed them, each with the versions it covers. */
+static void policy_html(FILE *f, const dirinfo *dirs)
+{
+    size_t nv = dirinfo_version_count(dirs);
+    fprintf(f,
+        "<h2>The sharing policy</h2>\n<p>The rules of the sharing policy, as the "
+        "administrators signed them in the network directory. For each recipient of a "
+        "message: if a deny rule covers it (sender, recipient, category, kind and "
+        "purpose), it is refused; otherwise, if an allow rule covers it, it passes; "
+        "otherwise it is refused (rule 0, the default). The audit log names the deny rule "
+        "that refused it, or the allow rule that let it pass (the lowest number of "
+        "those that cover it). A category &ldquo;*&rdquo; covers every registered "
+        "category; a rule that lists no kinds or no purposes covers them all.</p>\n");
+    if (nv == 0) {
+        fprintf(f, "<p id=\"policy\">No directory version was found.</p>\n");
+        return;
+    }
+    char t[32];
+    for (size_t i = 0; i < nv; i++) {
+        const dirinfo_version *v = dirinfo_version_at(dirs, i);
+        if (i > 0 && !(v->settings & DIRINFO_POLICY)) {
+            continue;
+        }
+        size_t last = i;
+        while (last + 1 < nv && !(dirinfo_version_at(dirs, last + 1)->settings & DIRINFO_POLICY)) {
+            last++;
+        }
+        human_time(v->issued_at, t);
+        fprintf(f, "<h3>Directory version %" PRIu64, v->version);
+        if (last > i) {
+            fprintf(f, " to %" PRIu64, dirinfo_version_at(dirs, last)->version);
+        }
+        fprintf(f, " (from %s)</h3>\n", t);
+        if (v->n_rules == 0) {
+            fprintf(f, "<p id=\"policy-v%" PRIu64 "\">No rule: every message was refused.</p>\n",
+                v->version);
+            continue;
+        }
+        fprintf(f,
+            "<table id=\"policy-v%" PRIu64 "\"><tr><th class=\"n\">Rule</th><th>Effect</th>"
+            "<th>From</th><th>To</th><th>Categories</th><th>Kinds</th><th>Purposes</th>"
+            "</tr>\n",
+            v->version);
+        for (size_t j = 0; j < v->n_rules; j++) {
+            const dirinfo_rule *r = dirinfo_rule_at(dirs, v->first_rule + j);
+            fprintf(f, "<tr><td class=\"n\">%" PRIu32 "</td><td>%s</td><td>", r->id,
+                r->allow ? "allow" : "deny");
+            esc(f, r->from);
+            fprintf(f, "</td><td>");
+            esc(f, r->to);
+            fprintf(f, "</td><td>");
+            esc(f, r->categories);
+            fprintf(f, "</td><td>");
+            esc(f, r->kinds[0] != '\0' ? r->kinds : "all");
+            fprintf(f, "</td><td>");
+            esc(f, r->purposes[0] != '\0' ? r->purposes : "all");
+            fprintf(f, "</td></tr>\n");
+        }
+        fprintf(f, "</table>\n");
+    }
+}
+
 static void directory_html(FILE *f, const dirinfo *dirs)
 {
     size_t nv = dirinfo_version_count(dirs);
@@ -765,6 +830,7 @@ static keten_err write_page(FILE *f, const auditdb *a, const char *network,
     totals_html(f, &tables[0].totals);
     stats_html(f, &tables[0], dirs);
     purpose_html(f, &tables[3], dirs);
+    policy_html(f, dirs);
     keten_err e = chart_html(f, &tables[1], dirs);
     if (e == KETEN_OK) {
         e = matrix_html(f, &tables[2], dirs);

@@ -8,6 +8,7 @@
 
 #include "keten.h"
 #include "pb.h"
+#include "policy.h"
 #include "util.h"
 
 typedef struct key_entry {
@@ -42,6 +43,8 @@ struct dirinfo {
     size_t n_versions, cap_versions;
     dirinfo_change *changes;
     size_t n_changes, cap_changes;
+    dirinfo_rule *rules;
+    size_t n_rules, cap_rules;
     char **strs; /* every string owned */
     size_t n_strs, cap_strs;
     certset prev;
@@ -138,6 +141,66 @@ static void add_change(
     x->serial = c->serial;
     x->at = at;
     x->reason = own(d, reason);
+}
+
+/* v joined with ", ", owned by d. */
+static const char *joined(dirinfo *d, char *const *v, size_t n)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++) {
+        len += strlen(v[i] != NULL ? v[i] : "") + 2;
+    }
+    char *buf = malloc(len);
+    if (buf == NULL) {
+        d->failed = true;
+        return "";
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *x = v[i] != NULL ? v[i] : "";
+        size_t xl = strlen(x);
+        if (i > 0) {
+            memcpy(buf + at, ", ", 2);
+            at += 2;
+        }
+        memcpy(buf + at, x, xl);
+        at += xl;
+    }
+    buf[at] = '\0';
+    const char *r = own(d, buf);
+    free(buf);
+    return r;
+}
+
+static void add_rules(dirinfo *d, const Keten__Directory *doc, dirinfo_version *v)
+{
+    v->first_rule = d->n_rules;
+    v->n_rules = 0;
+    for (size_t i = 0; i < doc->n_rules; i++) {
+        const Keten__PolicyRule *r = doc->rules[i];
+        if (!grow((void **)&d->rules, &d->cap_rules, d->n_rules, sizeof *d->rules)) {
+            d->failed = true;
+            return;
+        }
+        char **kinds = calloc(r->n_kinds + 1, sizeof *kinds);
+        if (kinds == NULL) {
+            d->failed = true;
+            return;
+        }
+        for (size_t j = 0; j < r->n_kinds; j++) {
+            kinds[j] = (char *)keten_policy_kind_name(r->kinds[j]);
+        }
+        dirinfo_rule *x = &d->rules[d->n_rules++];
+        x->id = r->id;
+        x->allow = r->effect == KETEN__EFFECT__EFFECT_ALLOW;
+        x->from = joined(d, r->from, r->n_from);
+        x->to = joined(d, r->to, r->n_to);
+        x->categories = joined(d, r->categories, r->n_categories);
+        x->kinds = joined(d, kinds, r->n_kinds);
+        free(kinds);
+        x->purposes = joined(d, r->purposes, r->n_purposes);
+        v->n_rules++;
+    }
 }
 
 static void certset_free(certset *s)
@@ -340,6 +403,7 @@ static keten_err dir_item(
         d->failed = true;
         goto out;
     }
+    add_rules(d, doc, v);
     certset_free(&d->prev);
     d->prev = cur;
 out:
@@ -382,6 +446,7 @@ void dirinfo_destroy(dirinfo **self_p)
     free(d->orgs);
     free(d->versions);
     free(d->changes);
+    free(d->rules);
     certset_free(&d->prev);
     free(d);
     *self_p = NULL;
@@ -426,6 +491,11 @@ size_t dirinfo_version_count(const dirinfo *self)
 const dirinfo_version *dirinfo_version_at(const dirinfo *self, size_t i)
 {
     return &self->versions[i];
+}
+
+const dirinfo_rule *dirinfo_rule_at(const dirinfo *self, size_t i)
+{
+    return &self->rules[i];
 }
 
 const dirinfo_change *dirinfo_change_at(const dirinfo *self, size_t i)

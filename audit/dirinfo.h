@@ -6,7 +6,8 @@
  * auth-failed record names the refused key, and the key may be one of a
  * node's past certificates), and per version its date and what changed
  * (nodes added, revoked, keys rotated; the administrators, the policy, the
- * registry, the witness quorum or the message lifetime changed).
+ * registry, the witness quorum or the message lifetime changed), and the
+ * rules of its sharing policy.
  *
  * Ownership: dirinfo_load() returns a handle freed with dirinfo_destroy();
  * strings it returns live as long as the handle.
@@ -52,6 +53,14 @@ enum {
     DIRINFO_LIFETIME = 1u << 4, /* the longest message lifetime */
 };
 
+/* A rule of a version's sharing policy, for display: each list joined with
+ * ", " ("" for an empty list: kinds and purposes then cover all). */
+typedef struct dirinfo_rule {
+    uint32_t id;
+    bool allow; /* false: deny */
+    const char *from, *to, *categories, *kinds, *purposes;
+} dirinfo_rule;
+
 typedef struct dirinfo_version {
     uint64_t version;
     uint64_t issued_at; /* ms */
@@ -60,6 +69,7 @@ typedef struct dirinfo_version {
     size_t first_change, n_changes; /* into dirinfo_change_at() */
     unsigned settings; /* DIRINFO_ADMINS | ... against the version read before it */
     size_t n_admins, n_rules;
+    size_t first_rule; /* its n_rules rules: dirinfo_rule_at(first_rule + j) */
     uint32_t threshold;
     size_t prev_n_admins; /* the version read before it (when settings has DIRINFO_ADMINS) */
     uint32_t prev_threshold;
@@ -77,5 +87,6 @@ const char *dirinfo_node_of_key(const dirinfo *self, const char *hex);
 size_t dirinfo_version_count(const dirinfo *self);
 const dirinfo_version *dirinfo_version_at(const dirinfo *self, size_t i);
 const dirinfo_change *dirinfo_change_at(const dirinfo *self, size_t i);
+const dirinfo_rule *dirinfo_rule_at(const dirinfo *self, size_t i);
 
 #endif

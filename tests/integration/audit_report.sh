@@ -195,6 +195,22 @@ sys.exit(0 if i < j < k else 1)
 PY
 }
 check "the table comes after the table per pair, category and month, under its own heading" in_order
+# The sharing policy's rules, as the directory versions in the log state
+# them (lib.sh's rules 1 and 2, broker_lib.sh's rule 3): version 2 changed
+# no rule, so one table covers versions 1 to 2.
+POLICY_HEAD='Rule | Effect | From | To | Categories | Kinds | Purposes'
+table_rows report.html policy-v1
+cat >want-policy <<EOF
+$POLICY_HEAD
+1 | allow | role:municipality | role:police, role:tax, role:housing | woonfraude, adrescheck | all | all
+2 | allow | role:police, role:tax, role:housing | role:municipality | adrescheck | reply, feedback | all
+3 | deny | role:municipality | role:housing | woonfraude | all | all
+EOF
+check "the sharing policy: every rule of version 1 with its effect, parties, categories, kinds and purposes" \
+    diff -u want-policy report.html.policy-v1.rows
+check "under the heading of the versions it covers" grep -qF "<h3>Directory version 1 to 2 (from " report.html
+check "twin: version 2 changed no rule, so it has no table of its own" \
+    lacks grep -qF 'id="policy-v2"' report.html
 table_rows before-v2.html purposes
 check "the report before version 2: the same rows but without version 2's message (3 to belastingdienst)" \
     grep -qxF "handhaving | 1 | $M | $TX | 3 | 3 | 3 | 0 | 0" before-v2.html.purposes.rows
@@ -378,5 +394,19 @@ check "twin: version 2's row names no change of administrators or policy" \
     lacks grep -Eq "administrators changed|policy changed" <<<"$row2"
 check "version 1's row says who must sign from the start" \
     grep -qF "3 administrators, of whom 2 must sign each version" <<<"$(row_of 1)"
+table_rows admins.html policy-v3
+cat >want-policy3 <<EOF
+$POLICY_HEAD
+1 | allow | role:municipality | role:police, role:tax, role:housing | woonfraude, adrescheck | all | all
+2 | allow | role:police, role:tax, role:housing | role:municipality | adrescheck | reply, feedback | all
+3 | deny | role:municipality | role:housing | woonfraude | all | all
+4 | allow | role:tax | role:police | drugs | all | all
+EOF
+check "version 3 changed the policy: its rules in a table of their own, the new rule 4 among them" \
+    diff -u want-policy3 admins.html.policy-v3.rows
+check "under its own heading" grep -qF "<h3>Directory version 3 (from " admins.html
+table_rows admins.html policy-v1
+check "twin: the table of versions 1 to 2 is still there, without rule 4" \
+    diff -u want-policy admins.html.policy-v1.rows
 
 done_testing
