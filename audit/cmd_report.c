@@ -707,8 +707,7 @@ static void policy_html(FILE *f, const dirinfo *dirs)
             v->version);
         for (size_t j = 0; j < v->n_rules; j++) {
             const dirinfo_rule *r = dirinfo_rule_at(dirs, v->first_rule + j);
-            fprintf(f, "<tr><td class=\"n\">%" PRIu32 "</td><td>%s</td><td>", r->id,
-                r->allow ? "allow" : "deny");
+            fprintf(f, "<tr><td class=\"n\">%" PRIu32 "</td><td>%s</td><td>", r->id, r->effect);
             esc(f, r->from);
             fprintf(f, "</td><td>");
             esc(f, r->to);

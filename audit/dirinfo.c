@@ -192,7 +192,9 @@ static void add_rules(dirinfo *d, const Keten__Directory *doc, dirinfo_version *
         }
         dirinfo_rule *x = &d->rules[d->n_rules++];
         x->id = r->id;
-        x->allow = r->effect == KETEN__EFFECT__EFFECT_ALLOW;
+        x->effect = r->effect == KETEN__EFFECT__EFFECT_ALLOW ? "allow"
+            : r->effect == KETEN__EFFECT__EFFECT_DENY        ? "deny"
+                                                             : "none";
         x->from = joined(d, r->from, r->n_from);
         x->to = joined(d, r->to, r->n_to);
         x->categories = joined(d, r->categories, r->n_categories);

@@ -57,7 +57,8 @@ enum {
  * ", " ("" for an empty list: kinds and purposes then cover all). */
 typedef struct dirinfo_rule {
     uint32_t id;
-    bool allow; /* false: deny */
+    const char *effect; /* "allow", "deny", or "none" (a rule without one, which no
+                         * check applies) */
     const char *from, *to, *categories, *kinds, *purposes;
 } dirinfo_rule;
 
