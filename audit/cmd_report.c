@@ -668,13 +668,15 @@ static void policy_html(FILE *f, const dirinfo *dirs)
     size_t nv = dirinfo_version_count(dirs);
     fprintf(f,
         "<h2>The sharing policy</h2>\n<p>The rules of the sharing policy, as the "
-        "administrators signed them in the network directory. For each recipient of a "
-        "message: if a deny rule covers it (sender, recipient, category, kind and "
-        "purpose), it is refused; otherwise, if an allow rule covers it, it passes; "
-        "otherwise it is refused (rule 0, the default). The audit log names the deny rule "
-        "that refused it, or the allow rule that let it pass (the lowest number of "
-        "those that cover it). A category &ldquo;*&rdquo; covers every registered "
-        "category; a rule that lists no kinds or no purposes covers them all.</p>\n");
+        "administrators signed them in the network directory. Each recipient of a "
+        "message is judged apart: if a deny rule covers it (sender, recipient, category, "
+        "kind and purpose), it is refused; otherwise, if an allow rule covers it, it "
+        "passes; otherwise it is refused by the default, rule 0. A message is accepted "
+        "only if every recipient passes. The audit log records for an accepted message "
+        "the lowest-numbered allow rule that let one of its recipients pass, and for a "
+        "refused one the lowest-numbered deny rule that refused a recipient (rule 0 if "
+        "none did). A category &ldquo;*&rdquo; covers every registered category; a rule "
+        "that lists no kinds or no purposes covers them all.</p>\n");
     if (nv == 0) {
         fprintf(f, "<p id=\"policy\">No directory version was found.</p>\n");
         return;
