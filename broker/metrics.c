@@ -14,10 +14,9 @@
 #define METRICS_ADDR_MAX 256
 #define METRICS_PAGE_MAX (4u << 20) /* the page stops growing here */
 
-static const uint64_t batch_bounds[METRICS_BATCH_BUCKETS - 1]
-    = { 1, 2, 4, 8, 16, 32, 64, 128, 256 };
+static const uint64_t batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256 };
 /* microseconds */
-static const uint64_t commit_bounds[METRICS_COMMIT_BUCKETS - 1]
+static const uint64_t commit_bounds[]
     = { 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000 };
 
 metrics *metrics_new(void)
@@ -27,6 +26,9 @@ metrics *metrics_new(void)
         return NULL;
     }
     /* calloc'd atomics of lock-free integer types start at 0. */
+    keten_promhttp_hist_init(&m->batch, batch_bounds, sizeof batch_bounds / sizeof batch_bounds[0]);
+    keten_promhttp_hist_init(
+        &m->commit, commit_bounds, sizeof commit_bounds / sizeof commit_bounds[0]);
     atomic_init(&m->dir_stale, false);
     atomic_init(&m->insecure_key, false);
     return m;
@@ -168,20 +170,8 @@ void metrics_insecure_key(metrics *m, bool insecure)
 
 void metrics_batch(metrics *m, uint64_t frames, uint64_t commit_us)
 {
-    size_t i = 0;
-    while (i < METRICS_BATCH_BUCKETS - 1 && frames > batch_bounds[i]) {
-        i++;
-    }
-    atomic_fetch_add(&m->batch_buckets[i], 1);
-    atomic_fetch_add(&m->batch_count, 1);
-    atomic_fetch_add(&m->batch_sum, frames);
-    i = 0;
-    while (i < METRICS_COMMIT_BUCKETS - 1 && commit_us > commit_bounds[i]) {
-        i++;
-    }
-    atomic_fetch_add(&m->commit_buckets[i], 1);
-    atomic_fetch_add(&m->commit_count, 1);
-    atomic_fetch_add(&m->commit_sum_us, commit_us);
+    keten_promhttp_observe(&m->batch, frames);
+    keten_promhttp_observe(&m->commit, commit_us);
 }
 
 /* ---- the page ---------------------------------------------------------- */
@@ -247,21 +237,6 @@ static void store_metrics(keten_promhttp_page *p, store *st)
             p, "keten_notices_pending", "Notices not yet confirmed by their node.", ms.ms_entries);
     }
     mdb_txn_abort(txn);
-}
-
-static void histogram(keten_promhttp_page *p, const char *name, const char *help,
-    const uint64_t *bounds, size_t n_bounds, atomic_uint_fast64_t *buckets, uint64_t count,
-    double sum, double scale)
-{
-    keten_promhttp_put(p, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    uint64_t cum = 0;
-    for (size_t i = 0; i < n_bounds; i++) {
-        cum += atomic_load(&buckets[i]);
-        keten_promhttp_put(p, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[i] / scale,
-            (unsigned long long)cum);
-    }
-    keten_promhttp_put(p, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name,
-        (unsigned long long)count, name, sum, name, (unsigned long long)count);
 }
 
 /* The page (keten_promhttp_render, on the HTTP thread). */
@@ -357,12 +332,9 @@ static char *render(void *ctx, size_t *len)
         keten_promhttp_gauge(
             &p, "keten_store_map_bytes", "Size of the LMDB map (--map-size).", m->st->map_size);
     }
-    histogram(&p, "keten_batch_size", "Frames per batch (one write transaction).", batch_bounds,
-        METRICS_BATCH_BUCKETS - 1, m->batch_buckets, atomic_load(&m->batch_count),
-        (double)atomic_load(&m->batch_sum), 1.0);
-    histogram(&p, "keten_commit_seconds", "LMDB commit latency.", commit_bounds,
-        METRICS_COMMIT_BUCKETS - 1, m->commit_buckets, atomic_load(&m->commit_count),
-        (double)atomic_load(&m->commit_sum_us) / 1e6, 1e6);
+    keten_promhttp_histogram(
+        &p, "keten_batch_size", "Frames per batch (one write transaction).", &m->batch, 1.0);
+    keten_promhttp_histogram(&p, "keten_commit_seconds", "LMDB commit latency.", &m->commit, 1e6);
     store_metrics(&p, m->st);
     return keten_promhttp_finish(&p, len);
 }

@@ -66,8 +66,6 @@
 #include "keten.h"
 
 #define METRICS_REASONS 20 /* Reason values 0..19 */
-#define METRICS_BATCH_BUCKETS 10
-#define METRICS_COMMIT_BUCKETS 12
 
 typedef struct store store;
 
@@ -80,8 +78,7 @@ typedef struct metrics {
     atomic_uint_fast64_t rejects[METRICS_REASONS];
     atomic_uint_fast64_t tree_size, checkpoint_size, dir_version, connected;
     atomic_bool dir_stale, insecure_key;
-    atomic_uint_fast64_t batch_buckets[METRICS_BATCH_BUCKETS], batch_count, batch_sum;
-    atomic_uint_fast64_t commit_buckets[METRICS_COMMIT_BUCKETS], commit_count, commit_sum_us;
+    keten_promhttp_hist batch, commit; /* frames per batch; commit latency (us) */
     store *st;
     keten_promhttp_server http; /* GET /metrics (lib/promhttp) */
 } metrics;

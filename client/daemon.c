@@ -631,6 +631,7 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
         goto out;
     }
     keten_metrics_update(metrics, &node);
+    keten_store_set_commit_histogram(node.store, keten_metrics_commit_histogram(metrics));
     KETEN_LOG(KETEN_LOG_NOTICE, "keten-node running", "node=%s directory=%llu api=%s/%s",
         node.me->id, (unsigned long long)keten_directory_version(node.dir), node.opts.home,
         KETEN_NODE_API_SOCK);
@@ -642,6 +643,9 @@ keten_err keten_daemon_run(const keten_node_opts *opts, bool *running)
         KETEN_LOG(KETEN_LOG_NOTICE, "keten-node stopped", "node=%s", node.me->id);
     }
 out:
+    if (node.store != NULL) {
+        keten_store_set_commit_histogram(node.store, NULL);
+    }
     keten_metrics_destroy(&metrics); /* stops the HTTP thread */
     keten_passphrase_free(&pass);
     keten_rotate_forget_passphrase(&node);

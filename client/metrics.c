@@ -78,12 +78,22 @@ struct keten_metrics {
     atomic_uint_fast64_t checkpoints_kept;
     atomic_uint_fast64_t checkpoint_at; /* wall ms */
     atomic_uint_fast64_t values[N_COUNTERS];
+    keten_promhttp_hist commit; /* group commits' durations (us), observed by the store */
     /* The daemon's thread only. */
     uint64_t commits_seen; /* keten_store_commits() at the last refresh */
     uint64_t refreshed_at; /* mono ms */
     bool refreshed;
     uint64_t checkpoints_seen;
 };
+
+/* Upper bounds of keten_node_commit_seconds' buckets, in microseconds. */
+static const uint64_t commit_bounds[]
+    = { 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000 };
+
+keten_promhttp_hist *keten_metrics_commit_histogram(keten_metrics *m)
+{
+    return m != NULL ? &m->commit : NULL;
+}
 
 /* ---- the address ------------------------------------------------------- */
 
@@ -151,6 +161,8 @@ keten_err keten_metrics_new(const char *addr, bool remote, keten_metrics **out)
         atomic_init(&m->connected, false);
         atomic_init(&m->refused, false);
         atomic_init(&m->have_checkpoint, false);
+        keten_promhttp_hist_init(
+            &m->commit, commit_bounds, sizeof commit_bounds / sizeof commit_bounds[0]);
         *out = m;
     }
     freeaddrinfo(ai);
@@ -309,6 +321,10 @@ static char *render(void *ctx, size_t *len)
             counters[i].name, counters[i].help, counters[i].name, counters[i].name,
             (unsigned long long)atomic_load(&m->values[i]));
     }
+    keten_promhttp_histogram(&p, "keten_node_commit_seconds",
+        "How long each durable commit of the node's store took (one per group commit that "
+        "wrote something).",
+        &m->commit, 1e6);
     return keten_promhttp_finish(&p, len);
 }
 

@@ -15,12 +15,16 @@
  *                                         acknowledged (status exit 3)
  *   keten_node_alarms_acknowledged        alarms the node holds that an operator
  *                                         acknowledged (keten-node alarm ack)
- *   keten_node_refused                    1 while the broker refuses this node
+ *   keten_node_refused_by_broker          1 while the broker refuses this node
  *   keten_node_checkpoint_age_seconds     seconds since the node last accepted a
  *                                         checkpoint that grew the broker's log
  *                                         (absent until it has one)
+ *   keten_node_checkpoints_kept           witness checkpoints in the store
  *   keten_node_*_total                    the daemon's counters (node.h,
  *                                         keten_node_counters)
+ *   keten_node_commit_seconds             histogram: how long each group commit
+ *                                         that wrote something took (observed
+ *                                         by the store on the daemon's thread)
  *
  * Threads: the daemon's thread owns the node and calls
  * keten_metrics_update() from its loop; it copies what is served into
@@ -59,6 +63,9 @@ keten_err keten_metrics_new(const char *addr, bool remote, keten_metrics **out) 
 keten_err keten_metrics_start(keten_metrics *m) KETEN_MUST_CHECK;
 /* Copy the node's state for the HTTP thread (the daemon's thread only). */
 void keten_metrics_update(keten_metrics *m, keten_node *node);
+/* The histogram of the store's group commits (keten_store_set_commit_histogram),
+ * served as keten_node_commit_seconds; NULL for m NULL. */
+keten_promhttp_hist *keten_metrics_commit_histogram(keten_metrics *m);
 void keten_metrics_destroy(keten_metrics **m_p);
 
 #endif

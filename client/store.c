@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/statvfs.h>
 
 #include "log.h"
@@ -30,6 +31,7 @@ struct keten_store {
     uint64_t disk_free; /* bytes free on the filesystem at the last look */
     uint64_t disk_checked; /* mono ms of the last look (keten_store_disk_tick) */
     keten_store_commit_hook on_commit; /* after each durable commit, or NULL */
+    keten_promhttp_hist *commit_hist; /* batch commits' durations (us), or NULL */
     void *on_commit_ctx;
 };
 
@@ -411,15 +413,28 @@ keten_err keten_store_batch_end(keten_store *self)
         mdb_txn_abort(self->nest[0]); /* and the ones nested in it */
         self->n_nest = 0;
     }
+    struct timespec t0, t1;
+    bool timed = self->batch_dirty && self->commit_hist != NULL
+        && clock_gettime(CLOCK_MONOTONIC, &t0) == 0;
     int rc = mdb_txn_commit(self->batch);
     self->batch = NULL;
     if (rc != 0) {
         return commit_err(self, rc, "mdb_txn_commit (batch)");
     }
     if (self->batch_dirty) {
+        if (timed && clock_gettime(CLOCK_MONOTONIC, &t1) == 0) {
+            int64_t us = ((int64_t)t1.tv_sec - (int64_t)t0.tv_sec) * 1000000
+                + ((int64_t)t1.tv_nsec - (int64_t)t0.tv_nsec) / 1000;
+            keten_promhttp_observe(self->commit_hist, us > 0 ? (uint64_t)us : 0);
+        }
         committed(self);
     }
     return KETEN_OK;
+}
+
+void keten_store_set_commit_histogram(keten_store *self, keten_promhttp_hist *h)
+{
+    self->commit_hist = h;
 }
 
 uint64_t keten_store_commits(const keten_store *self)

@@ -93,6 +93,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "promhttp.h"
 
 typedef enum keten_store_db {
     KETEN_DB_OUTBOX,
@@ -147,6 +148,10 @@ keten_err keten_store_batch_begin(keten_store *self) KETEN_MUST_CHECK;
 keten_err keten_store_batch_end(keten_store *self) KETEN_MUST_CHECK;
 /* Durable commits made since the store was opened (batches count once). */
 uint64_t keten_store_commits(const keten_store *self);
+/* Observe the duration (microseconds) of every batch commit that wrote
+ * something (one durable sync) into h; NULL: none. h must outlive the
+ * store or be unset first. */
+void keten_store_set_commit_histogram(keten_store *self, keten_promhttp_hist *h);
 
 /* Called after every durable commit that succeeded (a commit outside a
  * batch, or keten_store_batch_end()), with ctx; NULL fn: none. One hook per

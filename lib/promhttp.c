@@ -64,6 +64,44 @@ void keten_promhttp_gauge(keten_promhttp_page *p, const char *name, const char *
         p, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, (long long)v);
 }
 
+void keten_promhttp_hist_init(keten_promhttp_hist *h, const uint64_t *bounds, size_t n_bounds)
+{
+    h->bounds = bounds;
+    h->n_bounds = n_bounds < KETEN_PROMHTTP_BUCKETS_MAX ? n_bounds : KETEN_PROMHTTP_BUCKETS_MAX - 1;
+    for (size_t i = 0; i < KETEN_PROMHTTP_BUCKETS_MAX; i++) {
+        atomic_init(&h->buckets[i], 0);
+    }
+    atomic_init(&h->count, 0);
+    atomic_init(&h->sum, 0);
+}
+
+void keten_promhttp_observe(keten_promhttp_hist *h, uint64_t v)
+{
+    size_t i = 0;
+    while (i < h->n_bounds && v > h->bounds[i]) {
+        i++;
+    }
+    atomic_fetch_add(&h->buckets[i], 1);
+    atomic_fetch_add(&h->count, 1);
+    atomic_fetch_add(&h->sum, v);
+}
+
+void keten_promhttp_histogram(keten_promhttp_page *p, const char *name, const char *help,
+    keten_promhttp_hist *h, double scale)
+{
+    keten_promhttp_put(p, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (size_t i = 0; i < h->n_bounds; i++) {
+        cum += atomic_load(&h->buckets[i]);
+        keten_promhttp_put(p, "%s_bucket{le=\"%g\"} %llu\n", name, (double)h->bounds[i] / scale,
+            (unsigned long long)cum);
+    }
+    uint64_t count = atomic_load(&h->count);
+    keten_promhttp_put(p, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name,
+        (unsigned long long)count, name, (double)atomic_load(&h->sum) / scale, name,
+        (unsigned long long)count);
+}
+
 char *keten_promhttp_finish(keten_promhttp_page *p, size_t *len)
 {
     if (p->failed) {

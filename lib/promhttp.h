@@ -12,6 +12,7 @@
 #define KETEN_PROMHTTP_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +36,23 @@ void keten_promhttp_begin(keten_promhttp_page *p, size_t cap, size_t max);
 void keten_promhttp_put(keten_promhttp_page *p, const char *fmt, ...) KETEN_PRINTF(2, 3);
 void keten_promhttp_counter(keten_promhttp_page *p, const char *name, const char *help, uint64_t v);
 void keten_promhttp_gauge(keten_promhttp_page *p, const char *name, const char *help, int64_t v);
+/* A histogram: observed on one thread, served from the HTTP thread. bounds
+ * are the buckets' upper bounds (inclusive, ascending, in the unit observed;
+ * at most KETEN_PROMHTTP_BUCKETS_MAX - 1 of them, the last bucket is +Inf).
+ * Zero-initialised memory (calloc) holds an empty one once bounds are set. */
+#define KETEN_PROMHTTP_BUCKETS_MAX 16
+typedef struct keten_promhttp_hist {
+    const uint64_t *bounds;
+    size_t n_bounds;
+    atomic_uint_fast64_t buckets[KETEN_PROMHTTP_BUCKETS_MAX], count, sum;
+} keten_promhttp_hist;
+
+void keten_promhttp_hist_init(keten_promhttp_hist *h, const uint64_t *bounds, size_t n_bounds);
+void keten_promhttp_observe(keten_promhttp_hist *h, uint64_t v);
+/* Its _bucket, _sum and _count lines; bounds and sum are divided by scale
+ * (1e6: microseconds observed, seconds shown). */
+void keten_promhttp_histogram(keten_promhttp_page *p, const char *name, const char *help,
+    keten_promhttp_hist *h, double scale);
 /* The page's text (the caller frees it) and its length; NULL when a write
  * failed (the page is freed then). */
 char *keten_promhttp_finish(keten_promhttp_page *p, size_t *len);

@@ -73,6 +73,32 @@ stop_one extra
 
 # ---- metrics ----------------------------------------------------------------
 
+# commit_count ID: keten_node_commit_seconds_count of node ID, once the
+# histogram's shape is checked: its TYPE line, cumulative buckets at the
+# documented bounds ending in +Inf equal to the count, a sum above 0 once
+# something was committed. Prints nothing if any of it is wrong.
+commit_count() {
+    curl -sf "http://127.0.0.1:$(metrics_port "$1")/metrics" | "$PY" -c '
+import re, sys
+page = sys.stdin.read()
+assert "# TYPE keten_node_commit_seconds histogram" in page
+b = re.findall(r"^keten_node_commit_seconds_bucket\{le=\"([^\"]+)\"\} (\d+)$", page, re.M)
+les = [x for x, _ in b]
+assert les == ["0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+               "0.25", "0.5", "1", "+Inf"], les
+counts = [int(c) for _, c in b]
+assert counts == sorted(counts), counts
+count = int(re.search(r"^keten_node_commit_seconds_count (\d+)$", page, re.M).group(1))
+total = float(re.search(r"^keten_node_commit_seconds_sum (\S+)$", page, re.M).group(1))
+assert counts[-1] == count and (count == 0 or total > 0), (counts, count, total)
+print(count)' 2>/dev/null
+}
+commit_grew() { # commit_grew ID N: more than N commits counted
+    local c
+    c=$(commit_count "$1")
+    [ -n "$c" ] && [ "$c" -gt "$2" ]
+}
+
 start_broker
 start_node gemeente-diemen --metrics 127.0.0.1:0
 start_node politie-mn --metrics 127.0.0.1:0
@@ -105,9 +131,13 @@ stdout_says "NOT connected" "... and prints NOT connected"
 says "keten-node: the node is not connected to the broker" "... and says so on stderr"
 run "$NODE" status --home n-gemeente-diemen --json
 expect 1 "status --json exits 1 too"
+C0=$(commit_count gemeente-diemen)
+check "keten_node_commit_seconds: a histogram of the node's durable commits ($C0 so far)" \
+    test -n "$C0"
 run "$NODE" send --home n-gemeente-diemen --to politie-mn --signal sig.json
 expect 0 "a signal is handed to the node while the broker is down"
 MSG=$(cat "$T/.out")
+check "... the commit that stored it is counted" wait_until 10 commit_grew gemeente-diemen "${C0:-0}"
 check "keten_node_outbox_depth 1: it waits" \
     wait_until 20 metric_is gemeente-diemen keten_node_outbox_depth 'v == 1'
 
@@ -123,6 +153,8 @@ check "politie-mn: keten_node_inbox_unhandled 1" \
     wait_until 30 metric_is politie-mn keten_node_inbox_unhandled 'v == 1'
 check "politie-mn: keten_node_received_total 1" \
     metric_is politie-mn keten_node_received_total 'v == 1'
+check "politie-mn: the commit that stored the delivery is in its histogram" \
+    commit_grew politie-mn 0
 check "gemeente-diemen: a checkpoint age, under a minute" \
     wait_until 20 metric_is gemeente-diemen keten_node_checkpoint_age_seconds '0 <= v < 60'
 run "$NODE" ack --home n-politie-mn "$MSG"

@@ -15,7 +15,7 @@
  * opened again. A store without it (made before it was kept) or with a
  * damaged one is counted: at once when read, and stored at the next start;
  * a count that would go below zero is dropped and counted again, never
- * wrapped. */
+ * wrapped. The text of a histogram (lib/promhttp.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -38,6 +38,7 @@
 #include "inbox.h"
 #include "metrics.h"
 #include "nodestore.h"
+#include "promhttp.h"
 #include "store.h"
 #include "util.h"
 
@@ -347,6 +348,55 @@ static void test_unhandled_gauge(void **state)
     fnode_bed_destroy(&t);
 }
 
+/* keten_promhttp_histogram (lib/promhttp.h), which serves the node's
+ * keten_node_commit_seconds and the broker's batch and commit histograms: a
+ * value equal to a bound falls in that bound's bucket, buckets are
+ * cumulative, one above every bound only in +Inf; bounds and sum are scaled. */
+static void test_histogram_text(void **state)
+{
+    (void)state;
+    static const uint64_t bounds[] = { 1, 10 };
+    keten_promhttp_hist h;
+    keten_promhttp_hist_init(&h, bounds, 2);
+    static const uint64_t seen[] = { 0, 1, 2, 10, 11, 1000 };
+    for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++) {
+        keten_promhttp_observe(&h, seen[i]);
+    }
+    keten_promhttp_page p;
+    keten_promhttp_begin(&p, 64, 4096);
+    keten_promhttp_histogram(&p, "x", "An example.", &h, 1.0);
+    size_t len = 0;
+    char *text = keten_promhttp_finish(&p, &len);
+    assert_non_null(text);
+    assert_string_equal(text,
+        "# HELP x An example.\n# TYPE x histogram\n"
+        "x_bucket{le=\"1\"} 2\nx_bucket{le=\"10\"} 4\nx_bucket{le=\"+Inf\"} 6\n"
+        "x_sum 1024\nx_count 6\n");
+    free(text);
+    /* Microseconds observed, seconds served; twin: nothing observed. */
+    static const uint64_t us[] = { 500, 1000 };
+    keten_promhttp_hist_init(&h, us, 2);
+    keten_promhttp_begin(&p, 64, 4096);
+    keten_promhttp_histogram(&p, "y_seconds", "Durations.", &h, 1e6);
+    text = keten_promhttp_finish(&p, &len);
+    assert_non_null(text);
+    assert_string_equal(text,
+        "# HELP y_seconds Durations.\n# TYPE y_seconds histogram\n"
+        "y_seconds_bucket{le=\"0.0005\"} 0\ny_seconds_bucket{le=\"0.001\"} 0\n"
+        "y_seconds_bucket{le=\"+Inf\"} 0\ny_seconds_sum 0\ny_seconds_count 0\n");
+    free(text);
+    keten_promhttp_observe(&h, 1500);
+    keten_promhttp_observe(&h, 250);
+    keten_promhttp_begin(&p, 64, 4096);
+    keten_promhttp_histogram(&p, "y_seconds", "Durations.", &h, 1e6);
+    text = keten_promhttp_finish(&p, &len);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "y_seconds_bucket{le=\"0.0005\"} 1\n"));
+    assert_non_null(strstr(text, "y_seconds_bucket{le=\"0.001\"} 1\n"));
+    assert_non_null(strstr(text, "y_seconds_bucket{le=\"+Inf\"} 2\ny_seconds_sum 0.00175\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_serve_and_stop),
         cmocka_unit_test(test_start_exit_codes),
         cmocka_unit_test(test_unhandled_gauge),
+        cmocka_unit_test(test_histogram_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
