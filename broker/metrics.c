@@ -15,9 +15,6 @@
 #define METRICS_PAGE_MAX (4u << 20) /* the page stops growing here */
 
 static const uint64_t batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256 };
-/* microseconds */
-static const uint64_t commit_bounds[]
-    = { 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000 };
 
 metrics *metrics_new(void)
 {
@@ -27,8 +24,7 @@ metrics *metrics_new(void)
     }
     /* calloc'd atomics of lock-free integer types start at 0. */
     keten_promhttp_hist_init(&m->batch, batch_bounds, sizeof batch_bounds / sizeof batch_bounds[0]);
-    keten_promhttp_hist_init(
-        &m->commit, commit_bounds, sizeof commit_bounds / sizeof commit_bounds[0]);
+    keten_promhttp_hist_init(&m->commit, keten_promhttp_latency_us, KETEN_PROMHTTP_LATENCY_US_N);
     atomic_init(&m->dir_stale, false);
     atomic_init(&m->insecure_key, false);
     return m;

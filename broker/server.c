@@ -657,12 +657,9 @@ static keten_err apply(server *s, batchbuf *bb, enum batch_mode mode)
 static keten_err commit(server *s, uint64_t *commit_us)
 {
     broker *b = &s->b;
-    struct timespec a, z;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    uint64_t start = keten_mono_us();
     keten_err e = store_commit(b->st, &b->txn);
-    clock_gettime(CLOCK_MONOTONIC, &z);
-    *commit_us
-        = (uint64_t)(z.tv_sec - a.tv_sec) * 1000000u + (uint64_t)((z.tv_nsec - a.tv_nsec) / 1000);
+    *commit_us = keten_mono_us() - start;
     return e;
 }
 

@@ -86,10 +86,6 @@ struct keten_metrics {
     uint64_t checkpoints_seen;
 };
 
-/* Upper bounds of keten_node_commit_seconds' buckets, in microseconds. */
-static const uint64_t commit_bounds[]
-    = { 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000 };
-
 keten_promhttp_hist *keten_metrics_commit_histogram(keten_metrics *m)
 {
     return m != NULL ? &m->commit : NULL;
@@ -162,7 +158,7 @@ keten_err keten_metrics_new(const char *addr, bool remote, keten_metrics **out)
         atomic_init(&m->refused, false);
         atomic_init(&m->have_checkpoint, false);
         keten_promhttp_hist_init(
-            &m->commit, commit_bounds, sizeof commit_bounds / sizeof commit_bounds[0]);
+            &m->commit, keten_promhttp_latency_us, KETEN_PROMHTTP_LATENCY_US_N);
         *out = m;
     }
     freeaddrinfo(ai);

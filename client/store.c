@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/statvfs.h>
 
 #include "log.h"
@@ -413,19 +412,15 @@ keten_err keten_store_batch_end(keten_store *self)
         mdb_txn_abort(self->nest[0]); /* and the ones nested in it */
         self->n_nest = 0;
     }
-    struct timespec t0, t1;
-    bool timed = self->batch_dirty && self->commit_hist != NULL
-        && clock_gettime(CLOCK_MONOTONIC, &t0) == 0;
+    uint64_t start = keten_mono_us();
     int rc = mdb_txn_commit(self->batch);
     self->batch = NULL;
     if (rc != 0) {
         return commit_err(self, rc, "mdb_txn_commit (batch)");
     }
     if (self->batch_dirty) {
-        if (timed && clock_gettime(CLOCK_MONOTONIC, &t1) == 0) {
-            int64_t us = ((int64_t)t1.tv_sec - (int64_t)t0.tv_sec) * 1000000
-                + ((int64_t)t1.tv_nsec - (int64_t)t0.tv_nsec) / 1000;
-            keten_promhttp_observe(self->commit_hist, us > 0 ? (uint64_t)us : 0);
+        if (self->commit_hist != NULL) {
+            keten_promhttp_observe(self->commit_hist, keten_mono_us() - start);
         }
         committed(self);
     }

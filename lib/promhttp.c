@@ -64,6 +64,9 @@ void keten_promhttp_gauge(keten_promhttp_page *p, const char *name, const char *
         p, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, (long long)v);
 }
 
+const uint64_t keten_promhttp_latency_us[KETEN_PROMHTTP_LATENCY_US_N]
+    = { 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000 };
+
 void keten_promhttp_hist_init(keten_promhttp_hist *h, const uint64_t *bounds, size_t n_bounds)
 {
     h->bounds = bounds;

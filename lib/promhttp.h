@@ -47,6 +47,11 @@ typedef struct keten_promhttp_hist {
     atomic_uint_fast64_t buckets[KETEN_PROMHTTP_BUCKETS_MAX], count, sum;
 } keten_promhttp_hist;
 
+/* Bounds for durations observed in microseconds (0.5 ms to 1 s), as the
+ * daemons' commit histograms use them. */
+extern const uint64_t keten_promhttp_latency_us[];
+#define KETEN_PROMHTTP_LATENCY_US_N 11
+
 void keten_promhttp_hist_init(keten_promhttp_hist *h, const uint64_t *bounds, size_t n_bounds);
 void keten_promhttp_observe(keten_promhttp_hist *h, uint64_t v);
 /* Its _bucket, _sum and _count lines; bounds and sum are divided by scale

@@ -442,6 +442,13 @@ uint64_t keten_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t keten_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 void keten_time_iso(uint64_t ms, char *out, size_t out_size)
 {
     time_t secs = (time_t)(ms / 1000u);

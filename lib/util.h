@@ -69,6 +69,8 @@ uint64_t keten_now_ms(void);
 
 /* Monotonic clock in ms, for timeouts. */
 uint64_t keten_mono_ms(void);
+/* The same clock in microseconds (durations of commits). */
+uint64_t keten_mono_us(void);
 
 /* ISO 8601 UTC ("2026-11-19T10:30:00.000Z") of ms into out (at least 32 bytes). */
 void keten_time_iso(uint64_t ms, char *out, size_t out_size);
