@@ -412,14 +412,16 @@ keten_err keten_store_batch_end(keten_store *self)
         mdb_txn_abort(self->nest[0]); /* and the ones nested in it */
         self->n_nest = 0;
     }
-    uint64_t start = keten_mono_us();
+    /* timed only when the commit writes and someone reads the time */
+    bool timed = self->batch_dirty && self->commit_hist != NULL;
+    uint64_t start = timed ? keten_mono_us() : 0;
     int rc = mdb_txn_commit(self->batch);
     self->batch = NULL;
     if (rc != 0) {
         return commit_err(self, rc, "mdb_txn_commit (batch)");
     }
     if (self->batch_dirty) {
-        if (self->commit_hist != NULL) {
+        if (timed) {
             keten_promhttp_observe(self->commit_hist, keten_mono_us() - start);
         }
         committed(self);
